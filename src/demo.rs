@@ -1,0 +1,356 @@
+//! `crisiswatch demo`: the whole pipeline on a built-in, seeded stream.
+//!
+//! A source at the edge of the data flow: the [`generator`](crate::generator)
+//! produces a simulated period of realistic traffic with the playbook crises;
+//! time runs accelerated (`demo.speed` simulated seconds per second). Every line
+//! goes through the same decoder and [`Engine`] as a live event; incidents
+//! are printed as they open, escalate and resolve, `/metrics` is served while
+//! it runs, and at the end a summary compares the incidents with the crises
+//! that were injected.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::alert::{State, Transition};
+use crate::config::Config;
+use crate::engine::{Engine, EngineError, EngineStats};
+use crate::event::{format_ts, parse_rfc3339_ms};
+use crate::generator::{Crisis, Generator, GeneratorSettings};
+use crate::http::{self, AppState, HttpError};
+use crate::metrics::{Metrics, MetricsError};
+
+/// Simulated time processed per step.
+const STEP_MS: i64 = 60_000;
+
+/// Errors that stop the demo.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The rules could not be compiled.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Metrics could not be set up.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// The HTTP listener failed.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// `demo.start` is not a time (validation normally catches this).
+    #[error("demo.start {0:?} is not an RFC 3339 time")]
+    Start(String),
+    /// Writing to the output failed.
+    #[error("cannot write output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Options of one demo run (command-line overrides of `[demo]`).
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// Keep serving `/metrics` this long after the simulated period ends.
+    pub linger: Duration,
+    /// Also print pending transitions.
+    pub verbose: bool,
+    /// Do not serve HTTP even if `server.listen` is set.
+    pub no_http: bool,
+}
+
+/// One alert instance seen by the demo, for the summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    /// Rule.
+    pub rule: String,
+    /// Group labels.
+    pub group: Vec<(String, String)>,
+    /// Highest severity reached.
+    pub severity: crate::config::Severity,
+    /// First firing time.
+    pub fired_at: i64,
+    /// Resolution time, if resolved.
+    pub resolved_at: Option<i64>,
+    /// Peak value seen in its transitions.
+    pub peak: Option<f64>,
+    /// Dedup key.
+    pub dedup_key: String,
+}
+
+/// What a demo run did.
+#[derive(Debug, Clone, Default)]
+pub struct DemoReport {
+    /// Lines produced by the generator.
+    pub lines: u64,
+    /// Engine counters at the end.
+    pub stats: EngineStats,
+    /// Every alert instance that fired.
+    pub incidents: Vec<Incident>,
+    /// Injected crises.
+    pub crises: Vec<Crisis>,
+}
+
+impl DemoReport {
+    /// For each crisis: the incidents that match its slice and time (fired
+    /// between its start and its end plus `grace_ms`).
+    pub fn detections(&self, grace_ms: i64) -> Vec<(&Crisis, Vec<&Incident>)> {
+        self.crises
+            .iter()
+            .map(|c| {
+                let hits = self
+                    .incidents
+                    .iter()
+                    .filter(|i| matches_crisis(i, c, grace_ms))
+                    .collect();
+                (c, hits)
+            })
+            .collect()
+    }
+
+    /// Incidents that match no crisis.
+    pub fn false_incidents(&self, grace_ms: i64) -> Vec<&Incident> {
+        self.incidents
+            .iter()
+            .filter(|i| !self.crises.iter().any(|c| matches_crisis(i, c, grace_ms)))
+            .collect()
+    }
+}
+
+/// Whether an incident's group overlaps a crisis slice (agrees on every
+/// attribute both name, and names at least one) and it fired during the crisis.
+pub fn matches_crisis(i: &Incident, c: &Crisis, grace_ms: i64) -> bool {
+    let mut shared = 0;
+    for (k, v) in &i.group {
+        if let Some((_, cv)) = c.slice.iter().find(|(ck, _)| ck == k) {
+            if cv != v {
+                return false;
+            }
+            shared += 1;
+        }
+    }
+    (shared > 0 || i.group.is_empty())
+        && i.fired_at >= c.start_ms
+        && i.fired_at <= c.end_ms + grace_ms
+}
+
+/// Runs the demo to the end of the simulated period (or until `shutdown`).
+pub async fn run(
+    cfg: &Config,
+    opts: &DemoOptions,
+    out: &mut (dyn Write + Send),
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<DemoReport, DemoError> {
+    let d = &cfg.demo;
+    let start = parse_rfc3339_ms(&d.start).ok_or_else(|| DemoError::Start(d.start.clone()))?;
+    let duration = d.duration.as_ms();
+    let mut engine = Engine::new(cfg)?;
+    let metrics = Metrics::new(cfg.server.max_series_per_rule)?;
+    let state = AppState::new(Arc::clone(&metrics));
+    let (stop_http_tx, stop_http_rx) = tokio::sync::watch::channel(false);
+    let mut server = None;
+    if !cfg.server.listen.is_empty() && !opts.no_http {
+        let (addr, fut) = http::bind(&cfg.server.listen, Arc::clone(&state), stop_http_rx).await?;
+        writeln!(out, "Serving metrics on http://{addr}/metrics")?;
+        server = Some(tokio::spawn(fut));
+    }
+    state.ready.store(true, Ordering::Relaxed);
+    let mut gen = Generator::new(GeneratorSettings {
+        seed: d.seed,
+        start_ms: start,
+        duration_ms: duration,
+        orders_per_minute: d.orders_per_minute,
+        crises: d.crises,
+        noise: d.noise,
+    });
+    writeln!(
+        out,
+        "Simulating {} of traffic from {} at {}x ({} rules, seed {}).",
+        d.duration,
+        format_ts(start),
+        d.speed,
+        engine.rule_count(),
+        d.seed
+    )?;
+    let mut report = DemoReport {
+        crises: gen.crises().to_vec(),
+        ..Default::default()
+    };
+    let step_wall = Duration::from_secs_f64((STEP_MS as f64 / 1000.0) / d.speed);
+    let mut ticker = tokio::time::interval(step_wall.max(Duration::from_micros(100)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lines = Vec::new();
+    let mut transitions = Vec::new();
+    let mut sim = start;
+    let end = start.saturating_add(duration);
+    let mut stopped = false;
+    while sim < end {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => { stopped = true; }
+        }
+        if stopped || *shutdown.borrow() {
+            writeln!(out, "Interrupted at {}.", format_ts(sim))?;
+            break;
+        }
+        sim = (sim + STEP_MS).min(end);
+        lines.clear();
+        report.lines += gen.generate_until(sim, &mut lines) as u64;
+        for line in &lines {
+            // The simulated time is the demo's wall clock for the future-skew check.
+            let _ = engine.process_bytes(line, Some(sim), &mut transitions);
+        }
+        engine.advance_clock(sim, &mut transitions);
+        metrics.record_transitions(transitions.iter());
+        for t in transitions.drain(..) {
+            print_transition(out, &t, opts.verbose)?;
+            track(&mut report.incidents, &t);
+        }
+        metrics.batches.inc();
+        metrics.publish(&engine, sim);
+    }
+    report.stats = engine.stats().clone();
+    print_summary(out, &report, &engine)?;
+    if !opts.linger.is_zero() && server.is_some() && !stopped {
+        writeln!(out, "Still serving metrics for {:?}.", opts.linger)?;
+        tokio::select! {
+            _ = tokio::time::sleep(opts.linger) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    let _ = stop_http_tx.send(true);
+    if let Some(s) = server {
+        match s.await {
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => tracing::warn!(error = %e, "HTTP task ended abnormally."),
+            Ok(Ok(())) => {}
+        }
+    }
+    Ok(report)
+}
+
+fn track(incidents: &mut Vec<Incident>, t: &Transition) {
+    match t.state {
+        State::Pending => {}
+        State::Firing => incidents.push(Incident {
+            rule: t.rule.clone(),
+            group: t.group.clone(),
+            severity: t.severity,
+            fired_at: t.at,
+            resolved_at: None,
+            peak: t.value,
+            dedup_key: t.dedup_key.clone(),
+        }),
+        State::Escalated | State::Resolved => {
+            if let Some(i) = incidents.iter_mut().rev().find(|i| i.dedup_key == t.dedup_key) {
+                i.severity = i.severity.max(t.severity);
+                if t.state == State::Resolved {
+                    i.resolved_at = Some(t.at);
+                } else {
+                    i.peak = match (i.peak, t.value) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+            }
+        }
+    }
+}
+
+fn fmt_value(v: Option<f64>) -> String {
+    match v {
+        None => "n/a".to_string(),
+        Some(v) if v.abs() >= 100.0 || v == v.trunc() => format!("{v:.0}"),
+        Some(v) => format!("{v:.3}"),
+    }
+}
+
+fn short_ts(ms: i64) -> String {
+    let s = format_ts(ms);
+    // 2026-11-20T09:14:00Z → 2026-11-20 09:14
+    s.get(..16).map_or(s.clone(), |p| p.replace('T', " "))
+}
+
+fn print_transition(out: &mut dyn Write, t: &Transition, verbose: bool) -> std::io::Result<()> {
+    let verb = match t.state {
+        State::Pending if !verbose => return Ok(()),
+        State::Pending => "pending  ",
+        State::Firing => "OPEN     ",
+        State::Escalated => "ESCALATE ",
+        State::Resolved => "RESOLVE  ",
+    };
+    let dur = if t.state == State::Resolved {
+        format!(
+            " after {}",
+            humantime::format_duration(Duration::from_secs(((t.at - t.started_at).max(0) / 60_000 * 60) as u64))
+        )
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "[{}] {verb} {:<8} {:<22} {:<34} value {} (threshold {}){dur}",
+        short_ts(t.at),
+        t.severity.as_str(),
+        t.rule,
+        t.group_label(),
+        fmt_value(t.value),
+        fmt_value(Some(t.threshold)),
+    )
+}
+
+fn print_summary(out: &mut dyn Write, r: &DemoReport, engine: &Engine) -> std::io::Result<()> {
+    let s = &r.stats;
+    writeln!(out)?;
+    writeln!(out, "Summary")?;
+    writeln!(
+        out,
+        "  lines {}, applied {}, invalid {}, duplicates {}, late {}, unmatched {}",
+        r.lines,
+        s.applied,
+        s.invalid_total(),
+        s.duplicates,
+        s.late,
+        s.unmatched
+    )?;
+    let open = r.incidents.iter().filter(|i| i.resolved_at.is_none()).count();
+    writeln!(
+        out,
+        "  incidents {} ({} still open), transitions {}",
+        r.incidents.len(),
+        open,
+        s.transitions
+    )?;
+    let grace = (0..engine.rule_count())
+        .map(|i| engine.rule_config(i).window.as_ms())
+        .max()
+        .unwrap_or(0);
+    for (c, hits) in r.detections(grace) {
+        let first = hits.iter().map(|i| i.fired_at).min();
+        match first {
+            Some(f) => writeln!(
+                out,
+                "  crisis {:<14} {} → detected after {} by {} incident(s): {}",
+                c.name,
+                short_ts(c.start_ms),
+                humantime::format_duration(Duration::from_secs(((f - c.start_ms).max(0) / 1000) as u64)),
+                hits.len(),
+                {
+                    let mut rules: Vec<&str> = hits.iter().map(|i| i.rule.as_str()).collect();
+                    rules.sort_unstable();
+                    rules.dedup();
+                    rules.join(", ")
+                }
+            )?,
+            None => writeln!(out, "  crisis {:<14} {} → NOT detected", c.name, short_ts(c.start_ms))?,
+        }
+    }
+    let false_ones = r.false_incidents(grace);
+    writeln!(out, "  incidents outside any injected crisis: {}", false_ones.len())?;
+    for i in false_ones {
+        writeln!(
+            out,
+            "    {} {} at {}",
+            i.rule,
+            i.group.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+            short_ts(i.fired_at)
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,689 @@
+//! The deterministic core: events + rules → alert transitions.
+//!
+//! ```text
+//! bytes ─► decode ─► dedup ─► route ─► window (per rule, group) ─► indicator ─► alert ─► Transition
+//! ```
+//!
+//! [`Engine`] is a pure function of the events, the rules and event time: no
+//! wall clock, no sockets. `replay`, `demo`, the live Kafka service and the
+//! tests all drive it. Its clock is event time:
+//!
+//! * [`Engine::process`] advances the clock to the event's time if it is newer
+//!   (the replay mode), then applies the event;
+//! * [`Engine::apply`] applies an event without moving the clock, and
+//!   [`Engine::advance_clock`] moves it — the live service uses these to hold the
+//!   clock at the slowest partition and to advance it on idle.
+//!
+//! The watermark is `clock − allowed_lateness`; an event at or before
+//! `watermark − window` is late for that rule and dropped. At time `t` a rule
+//! evaluates the window ending at the first slide boundary at or after `t`.
+//! A group is evaluated when an event changes its current window, and at the
+//! exact times its window changes without events (a pane leaves) or its alert
+//! has a deadline (`for`, `keep_firing_for`): those are timers in one heap
+//! ordered by (time, rule, group slot), which makes the output order a function
+//! of the input alone. A group whose window is empty and whose alert is
+//! inactive is forgotten, so memory follows the live slices.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+use smallvec::SmallVec;
+
+use crate::alert::{AlertPolicy, Phase, State, Transition};
+use crate::config::{Config, IndicatorConfig, RuleConfig};
+use crate::dedup::Dedup;
+use crate::event::{decode, DecodeLimits, Event, Invalid, InvalidReason};
+use crate::indicator::{customer_hash, Indicator};
+use crate::route::Router;
+use crate::window::{Region, Shape, Window};
+
+/// Seed of the group-key hash.
+const GROUP_HASH_SEED: u64 = 0x6772_6f75_705f_6b65;
+
+/// What happened to one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied to at least one rule's window.
+    Applied,
+    /// A repeat of an id within the dedup horizon: dropped.
+    Duplicate,
+    /// Late for every rule that selected it: dropped.
+    Late,
+    /// Selected by no rule.
+    Unmatched,
+    /// Selected only by rules whose group cap was reached: dropped.
+    Overflow,
+}
+
+/// Counters of the engine as a whole. Plain integers: the hot loop updates
+/// them, and the metrics layer copies them out per batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineStats {
+    /// Events offered (valid or not).
+    pub events_in: u64,
+    /// Invalid inputs by [`InvalidReason::index`].
+    pub invalid: [u64; InvalidReason::ALL.len()],
+    /// Events applied to at least one window.
+    pub applied: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Events late for every rule that selected them.
+    pub late: u64,
+    /// Events no rule selected.
+    pub unmatched: u64,
+    /// Events dropped because of group caps.
+    pub overflow: u64,
+    /// Transitions emitted.
+    pub transitions: u64,
+}
+
+impl EngineStats {
+    /// Total invalid inputs.
+    pub fn invalid_total(&self) -> u64 {
+        self.invalid.iter().sum()
+    }
+}
+
+/// Counters of one rule.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleStats {
+    /// Events late for this rule.
+    pub late: u64,
+    /// Events of new groups dropped because `max_groups_per_rule` was reached.
+    pub group_overflow: u64,
+    /// Transitions emitted by this rule.
+    pub transitions: u64,
+    /// Evaluations performed.
+    pub evaluations: u64,
+}
+
+/// Live state of one (rule, group).
+#[derive(Debug)]
+struct Group {
+    /// Attribute values in `group_by` order.
+    key: Box<[Box<str>]>,
+    /// Hash of `key`.
+    hash: u64,
+    window: Window,
+    phase: Phase,
+    /// The latest evaluated value.
+    value: Option<f64>,
+    /// When the value was last evaluated.
+    evaluated_at: i64,
+    /// Evidence while the alert is active: recent signal event ids.
+    samples: Vec<Box<str>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// Bumped each time the slot is reused, so stale timers are ignored.
+    gen: u32,
+    group: Option<Group>,
+}
+
+/// One rule, compiled, with its groups.
+#[derive(Debug)]
+struct RuleRt {
+    cfg: RuleConfig,
+    name: Arc<str>,
+    group_by: Box<[Box<str>]>,
+    indicator: Indicator,
+    policy: AlertPolicy,
+    slide: i64,
+    window_ms: i64,
+    shape: Shape,
+    min_volume: i64,
+    max_groups: usize,
+    /// The first pane that holds data (surge warm-up).
+    origin: Option<i64>,
+    index: HashTable<u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+    stats: RuleStats,
+}
+
+/// A read-only view of one group, for metrics and the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupView {
+    /// (attribute, value) in `group_by` order.
+    pub group: Vec<(String, String)>,
+    /// Latest value.
+    pub value: Option<f64>,
+    /// When it was computed.
+    pub evaluated_at: i64,
+    /// Alert phase.
+    pub phase: Phase,
+}
+
+/// Errors building an engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The configuration did not validate.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// The deterministic core.
+#[derive(Debug)]
+pub struct Engine {
+    rules: Vec<RuleRt>,
+    router: Router,
+    dedup: Dedup,
+    limits: DecodeLimits,
+    lateness_ms: i64,
+    sample_ids: usize,
+    /// Event-time clock; `None` before the first event.
+    clock: Option<i64>,
+    /// (time, rule, slot, generation) of pending evaluations.
+    timers: BinaryHeap<Reverse<(i64, u32, u32, u32)>>,
+    stats: EngineStats,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl Engine {
+    /// Builds an engine from a validated configuration.
+    pub fn new(cfg: &Config) -> Result<Self, EngineError> {
+        let errors = cfg.validate();
+        if !errors.is_empty() {
+            let msg = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            return Err(EngineError::Config(msg));
+        }
+        let e = &cfg.engine;
+        let rules: Vec<RuleRt> = cfg
+            .rules
+            .iter()
+            .map(|r| RuleRt::new(r, cfg))
+            .collect();
+        let router = Router::new(rules.iter().map(|r| r.indicator.selectors()));
+        Ok(Engine {
+            rules,
+            router,
+            dedup: Dedup::new(e.dedup_horizon.as_ms(), e.dedup_max_ids),
+            limits: DecodeLimits {
+                max_event_bytes: e.max_event_bytes,
+                max_future_skew_ms: e.max_future_skew.as_ms(),
+            },
+            lateness_ms: e.allowed_lateness.as_ms(),
+            sample_ids: e.sample_event_ids,
+            clock: None,
+            timers: BinaryHeap::new(),
+            stats: EngineStats::default(),
+            hasher: foldhash::fast::FixedState::with_seed(GROUP_HASH_SEED),
+        })
+    }
+
+    /// Decode limits derived from the configuration.
+    pub fn limits(&self) -> &DecodeLimits {
+        &self.limits
+    }
+
+    /// The event-time clock (ms), once an event has been seen.
+    pub fn clock(&self) -> Option<i64> {
+        self.clock
+    }
+
+    /// The watermark: clock − allowed lateness.
+    pub fn watermark(&self) -> Option<i64> {
+        self.clock.map(|c| c.saturating_sub(self.lateness_ms))
+    }
+
+    /// Engine-wide counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Memory held by deduplication (ids).
+    pub fn dedup_len(&self) -> usize {
+        self.dedup.len()
+    }
+
+    /// Number of rules.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The configuration of rule `i`.
+    pub fn rule_config(&self, i: usize) -> &RuleConfig {
+        &self.rules[i].cfg
+    }
+
+    /// Counters of rule `i`.
+    pub fn rule_stats(&self, i: usize) -> &RuleStats {
+        &self.rules[i].stats
+    }
+
+    /// Live groups of rule `i`.
+    pub fn live_groups(&self, i: usize) -> usize {
+        self.rules[i].live
+    }
+
+    /// Counts an input that failed to decode.
+    pub fn record_invalid(&mut self, reason: InvalidReason) {
+        self.stats.events_in += 1;
+        self.stats.invalid[reason.index()] += 1;
+    }
+
+    /// Decodes and processes one input in replay mode (the clock follows the
+    /// events). `now_ms` is the wall clock for the future-skew check.
+    pub fn process_bytes(
+        &mut self,
+        bytes: &[u8],
+        now_ms: Option<i64>,
+        out: &mut Vec<Transition>,
+    ) -> Result<Outcome, Invalid> {
+        match decode(bytes, &self.limits, now_ms) {
+            Ok(ev) => Ok(self.process(&ev, out)),
+            Err(inv) => {
+                self.record_invalid(inv.reason);
+                Err(inv)
+            }
+        }
+    }
+
+    /// Replay mode: advances the clock to the event time if newer, then applies the event.
+    pub fn process(&mut self, ev: &Event<'_>, out: &mut Vec<Transition>) -> Outcome {
+        let t = self.clock.map_or(ev.ts, |c| c.max(ev.ts));
+        self.advance_clock(t, out);
+        self.apply(ev, out)
+    }
+
+    /// Applies an event at the current clock (which it does not move; before
+    /// the first clock advance the clock starts at the event's time).
+    pub fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Transition>) -> Outcome {
+        self.stats.events_in += 1;
+        let clock = *self.clock.get_or_insert(ev.ts);
+        if self.dedup.check_and_insert(&ev.id, clock) {
+            self.stats.duplicates += 1;
+            return Outcome::Duplicate;
+        }
+        let watermark = clock.saturating_sub(self.lateness_ms);
+        let mut candidates: SmallVec<[u32; 32]> = SmallVec::new();
+        self.router.for_each_candidate(&ev.kind, |r| candidates.push(r));
+        let (mut selected, mut applied, mut late) = (false, false, false);
+        for r in candidates {
+            let rule = &mut self.rules[r as usize];
+            let Some(contrib) = rule.indicator.contribution(ev) else {
+                continue;
+            };
+            selected = true;
+            if ev.ts <= watermark.saturating_sub(rule.window_ms) {
+                rule.stats.late += 1;
+                late = true;
+                continue;
+            }
+            let hash = group_hash(&self.hasher, &rule.group_by, ev);
+            let Some((slot, gen)) = rule.find_or_insert(hash, ev, clock) else {
+                continue;
+            };
+            applied = true;
+            let pane = pane_of(ev.ts, rule.slide);
+            let customer = if contrib.customer {
+                ev.customer_id.as_deref().map(customer_hash)
+            } else {
+                None
+            };
+            let shape = rule.shape;
+            let Some(group) = rule.slots[slot as usize].group.as_mut() else {
+                continue;
+            };
+            let Some((region, created)) = group.window.add(pane, contrib.delta, customer, &shape)
+            else {
+                // Older than anything the rule keeps: nothing to store.
+                rule.maybe_evict(slot);
+                continue;
+            };
+            if created {
+                let n = shape.n;
+                let times = [
+                    (region == Region::Future).then(|| boundary_time(pane, rule.slide)),
+                    Some(boundary_time(pane + n, rule.slide)),
+                    (shape.m > 0).then(|| boundary_time(pane + n + shape.m, rule.slide)),
+                ];
+                for t in times.into_iter().flatten() {
+                    if t > clock {
+                        self.timers.push(Reverse((t, r, slot, gen)));
+                    }
+                }
+            }
+            if region == Region::Current {
+                let signal = contrib.signal.then_some(ev.id.as_ref());
+                let wake = evaluate(
+                    rule,
+                    slot,
+                    clock,
+                    signal,
+                    self.sample_ids,
+                    &mut self.stats,
+                    out,
+                );
+                if let Some(t) = wake {
+                    self.timers.push(Reverse((t, r, slot, gen)));
+                }
+            }
+        }
+        if applied {
+            self.stats.applied += 1;
+            Outcome::Applied
+        } else if late {
+            self.stats.late += 1;
+            Outcome::Late
+        } else if selected {
+            self.stats.overflow += 1;
+            Outcome::Overflow
+        } else {
+            self.stats.unmatched += 1;
+            Outcome::Unmatched
+        }
+    }
+
+    /// Moves the event-time clock forward to `t` (never back), running every
+    /// evaluation due on the way, in time order.
+    pub fn advance_clock(&mut self, t: i64, out: &mut Vec<Transition>) {
+        if let Some(c) = self.clock {
+            if t <= c {
+                return;
+            }
+        }
+        while let Some(&Reverse((time, r, slot, gen))) = self.timers.peek() {
+            if time > t {
+                break;
+            }
+            self.timers.pop();
+            self.clock = Some(self.clock.map_or(time, |c| c.max(time)));
+            let rule = &mut self.rules[r as usize];
+            let current = rule.slots.get(slot as usize).is_some_and(|s| s.gen == gen && s.group.is_some());
+            if !current {
+                continue;
+            }
+            let wake = evaluate(rule, slot, time, None, self.sample_ids, &mut self.stats, out);
+            if let Some(w) = wake {
+                self.timers.push(Reverse((w, r, slot, gen)));
+            }
+            rule.maybe_evict(slot);
+        }
+        self.clock = Some(t);
+    }
+
+    /// The groups of rule `i` with their latest values, in slot order
+    /// (deterministic for a given input).
+    pub fn groups(&self, i: usize) -> Vec<GroupView> {
+        let rule = &self.rules[i];
+        rule.slots
+            .iter()
+            .filter_map(|s| s.group.as_ref())
+            .map(|g| GroupView {
+                group: rule.labels(&g.key),
+                value: g.value,
+                evaluated_at: g.evaluated_at,
+                phase: g.phase,
+            })
+            .collect()
+    }
+
+    /// The groups of rule `i` as of the current clock: windows are advanced
+    /// to the clock and values recomputed, without touching alert state.
+    pub fn current_values(&mut self, i: usize) -> Vec<(Vec<(String, String)>, Option<f64>)> {
+        let Some(clock) = self.clock else {
+            return Vec::new();
+        };
+        let rule = &mut self.rules[i];
+        let end = end_pane(clock, rule.slide);
+        let shape = rule.shape;
+        let base = rule.baseline_panes(end);
+        let mut out = Vec::new();
+        for s in 0..rule.slots.len() {
+            let Some(g) = rule.slots[s].group.as_mut() else {
+                continue;
+            };
+            g.window.advance(end, &shape);
+            let (v, vol) = rule.indicator.value(&g.window, shape.n, base);
+            let v = if vol < rule.min_volume { None } else { v };
+            let key = g.key.clone();
+            out.push((rule.labels(&key), v));
+        }
+        out
+    }
+}
+
+/// The pane holding event time `ts`: `ceil(ts / slide)`.
+#[inline]
+pub fn pane_of(ts: i64, slide: i64) -> i64 {
+    let q = ts.div_euclid(slide);
+    if ts.rem_euclid(slide) == 0 {
+        q
+    } else {
+        q + 1
+    }
+}
+
+/// The pane the window evaluated at time `t` ends at (same as [`pane_of`]).
+#[inline]
+pub fn end_pane(t: i64, slide: i64) -> i64 {
+    pane_of(t, slide)
+}
+
+/// The first time at which the evaluated window ends at pane `p`.
+#[inline]
+fn boundary_time(p: i64, slide: i64) -> i64 {
+    (p - 1).saturating_mul(slide).saturating_add(1)
+}
+
+fn group_hash(hasher: &foldhash::fast::FixedState, group_by: &[Box<str>], ev: &Event<'_>) -> u64 {
+    let mut h = hasher.build_hasher();
+    for name in group_by {
+        let v = ev.attr(name).unwrap_or("");
+        h.write(v.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+/// Evaluates one group at time `at`, emitting a transition if the alert moves.
+/// Returns the alert's next deadline.
+fn evaluate(
+    rule: &mut RuleRt,
+    slot: u32,
+    at: i64,
+    signal_id: Option<&str>,
+    sample_ids: usize,
+    stats: &mut EngineStats,
+    out: &mut Vec<Transition>,
+) -> Option<i64> {
+    let end = end_pane(at, rule.slide);
+    let base = rule.baseline_panes(end);
+    let shape = rule.shape;
+    let min_volume = rule.min_volume;
+    rule.stats.evaluations += 1;
+    let group = rule.slots[slot as usize].group.as_mut()?;
+    group.window.advance(end, &shape);
+    let (value, volume) = rule.indicator.value(&group.window, shape.n, base);
+    let value = if volume < min_volume { None } else { value };
+    group.value = value;
+    group.evaluated_at = at;
+    let step = rule.policy.step(&mut group.phase, at, value);
+    if group.phase != Phase::Inactive {
+        if let Some(id) = signal_id {
+            if sample_ids > 0 {
+                if group.samples.len() >= sample_ids {
+                    group.samples.remove(0);
+                }
+                group.samples.push(id.into());
+            }
+        }
+    }
+    if let Some((state, severity)) = step.transition {
+        let labels: Vec<(String, String)> = rule
+            .group_by
+            .iter()
+            .zip(group.key.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let dedup_key = Transition::make_dedup_key(&rule.name, &labels, step.since);
+        out.push(Transition {
+            rule: rule.name.to_string(),
+            group: labels,
+            state,
+            severity,
+            at,
+            value,
+            threshold: rule.policy.threshold(severity),
+            clear: rule.policy.clear,
+            dedup_key,
+            started_at: step.since,
+            window_ms: rule.window_ms,
+            sample_event_ids: group.samples.iter().map(|s| s.to_string()).collect(),
+        });
+        if state == State::Resolved {
+            group.samples.clear();
+        }
+        stats.transitions += 1;
+        rule.stats.transitions += 1;
+    }
+    step.wake_at
+}
+
+// === impl RuleRt ===
+
+impl RuleRt {
+    fn new(r: &RuleConfig, cfg: &Config) -> Self {
+        let slide = r.slide().as_ms().max(1);
+        let window_ms = r.window.as_ms().max(slide);
+        let indicator = Indicator::compile(&r.indicator, window_ms);
+        let m = match &r.indicator {
+            IndicatorConfig::Surge { baseline, .. } => baseline.as_ms() / slide,
+            _ => 0,
+        };
+        let shape = Shape {
+            n: window_ms / slide,
+            m,
+            customers: indicator.needs_customers(),
+            min_events: indicator.min_events(),
+            max_customers: cfg.engine.max_customers_per_group,
+        };
+        let levels = r.thresholds.levels();
+        let clear = r.clear_threshold().unwrap_or(0.0);
+        RuleRt {
+            name: Arc::from(r.name.as_str()),
+            group_by: r.group_by.iter().map(|g| g.clone().into_boxed_str()).collect(),
+            indicator,
+            policy: AlertPolicy {
+                levels,
+                clear,
+                condition: r.condition,
+                for_ms: r.for_.as_ms(),
+                keep_firing_for_ms: r.keep_firing_for.as_ms(),
+            },
+            slide,
+            window_ms,
+            shape,
+            min_volume: i64::try_from(r.min_volume).unwrap_or(i64::MAX),
+            max_groups: cfg.engine.max_groups_per_rule,
+            origin: None,
+            index: HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            stats: RuleStats::default(),
+            cfg: r.clone(),
+        }
+    }
+
+    /// Baseline panes with history behind a window ending at `end`.
+    fn baseline_panes(&self, end: i64) -> i64 {
+        if self.shape.m == 0 {
+            return 0;
+        }
+        let Some(origin) = self.origin else { return 0 };
+        // Panes after the origin pane are fully covered by the stream.
+        (end - self.shape.n - origin).clamp(0, self.shape.m)
+    }
+
+    fn labels(&self, key: &[Box<str>]) -> Vec<(String, String)> {
+        self.group_by
+            .iter()
+            .zip(key.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The slot of the event's group, creating it if there is room.
+    fn find_or_insert(&mut self, hash: u64, ev: &Event<'_>, clock: i64) -> Option<(u32, u32)> {
+        let group_by = &self.group_by;
+        let slots = &self.slots;
+        let found = self.index.find(hash, |&s| {
+            slots[s as usize].group.as_ref().is_some_and(|g| {
+                g.hash == hash
+                    && g.key
+                        .iter()
+                        .zip(group_by.iter())
+                        .all(|(v, k)| v.as_ref() == ev.attr(k).unwrap_or(""))
+            })
+        });
+        if let Some(&s) = found {
+            return Some((s, self.slots[s as usize].gen));
+        }
+        if self.live >= self.max_groups {
+            self.stats.group_overflow += 1;
+            return None;
+        }
+        let end = end_pane(clock, self.slide);
+        if self.origin.is_none() {
+            self.origin = Some(pane_of(ev.ts, self.slide).min(end));
+        }
+        let group = Group {
+            key: group_by
+                .iter()
+                .map(|k| Box::from(ev.attr(k).unwrap_or("")))
+                .collect(),
+            hash,
+            window: Window::new(end, &self.shape),
+            phase: Phase::Inactive,
+            value: None,
+            evaluated_at: clock,
+            samples: Vec::new(),
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize].group = Some(group);
+                s
+            }
+            None => {
+                self.slots.push(Slot {
+                    gen: 0,
+                    group: Some(group),
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.live += 1;
+        let slots = &self.slots;
+        self.index.insert_unique(hash, slot, |&s| {
+            slots[s as usize].group.as_ref().map_or(0, |g| g.hash)
+        });
+        Some((slot, self.slots[slot as usize].gen))
+    }
+
+    /// Forgets a group whose window is empty and whose alert is inactive.
+    fn maybe_evict(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        let Some(g) = s.group.as_ref() else { return };
+        if !(g.window.is_empty() && g.phase == Phase::Inactive) {
+            return;
+        }
+        let hash = g.hash;
+        if let Ok(entry) = self.index.find_entry(hash, |&x| x == slot) {
+            entry.remove();
+        }
+        s.group = None;
+        s.gen = s.gen.wrapping_add(1);
+        self.free.push(slot);
+        self.live -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests;

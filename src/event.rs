@@ -1,0 +1,846 @@
+//! Input events: the decoder for the event contract (`contract.md` §1).
+//!
+//! This is the first stage of the data flow: bytes from Kafka, a JSONL file or
+//! the demo generator become an [`Event`] that borrows from the input buffer, or
+//! an [`Invalid`] with a typed [`InvalidReason`]. Decoding never panics on any
+//! input (a property test feeds it arbitrary bytes) and allocates only when a
+//! string contains escapes.
+//!
+//! The decoder is a hand-written serde visitor over the top-level object so that
+//! each bad field gets its own reason (a derived struct would only say "invalid
+//! type"). Unknown top-level fields are skipped: producers evolve.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use smallvec::SmallVec;
+
+/// Largest accepted `id`, in bytes (`contract.md` §1).
+pub const MAX_ID_BYTES: usize = 128;
+
+/// A decoded event. Borrows its strings from the input buffer where possible.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event<'a> {
+    /// Producer-assigned unique id, 1..=128 bytes.
+    pub id: Cow<'a, str>,
+    /// Event type: `complaint`, `feedback`, `order`, `cancellation` or any other string.
+    pub kind: Cow<'a, str>,
+    /// Event time in milliseconds since the Unix epoch.
+    pub ts: i64,
+    /// The customer, for customer-level indicators.
+    pub customer_id: Option<Cow<'a, str>>,
+    /// Slicing dimensions and categories, in input order.
+    pub attrs: SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]>,
+    /// Feedback score (NPS 0–10, CSAT 1–5), finite.
+    pub score: Option<f64>,
+    /// Sentiment in [-1, 1].
+    pub sentiment: Option<f64>,
+}
+
+impl Event<'_> {
+    /// The value of attribute `name`, if the event carries it.
+    #[inline]
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k.as_ref() == name)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// Copies every borrowed string so the event outlives its input buffer.
+    pub fn into_owned(self) -> Event<'static> {
+        Event {
+            id: Cow::Owned(self.id.into_owned()),
+            kind: Cow::Owned(self.kind.into_owned()),
+            ts: self.ts,
+            customer_id: self.customer_id.map(|c| Cow::Owned(c.into_owned())),
+            attrs: self
+                .attrs
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k.into_owned()), Cow::Owned(v.into_owned())))
+                .collect(),
+            score: self.score,
+            sentiment: self.sentiment,
+        }
+    }
+}
+
+/// Why an input was rejected. The `as_str` names are the `reason` label values
+/// of `crisiswatch_events_invalid_total` and the dead-letter `reason` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InvalidReason {
+    /// Larger than the configured `engine.max_event_bytes`.
+    Oversized,
+    /// Not valid JSON (including invalid UTF-8).
+    NotJson,
+    /// Valid JSON, but not an object.
+    NotObject,
+    /// A required field (`id`, `type`, `ts`) is absent or null.
+    MissingField,
+    /// A field has the wrong JSON type.
+    WrongType,
+    /// `id` or `type` is an empty string.
+    EmptyField,
+    /// `id` is longer than 128 bytes.
+    IdTooLong,
+    /// `ts` is neither RFC 3339 with an offset nor integer milliseconds.
+    BadTimestamp,
+    /// A number is not finite (overflows f64).
+    NonFiniteNumber,
+    /// `sentiment` outside [-1, 1].
+    OutOfRange,
+    /// `ts` is further in the future than `engine.max_future_skew`.
+    FutureTimestamp,
+}
+
+impl InvalidReason {
+    /// Every reason, for pre-registering metric series.
+    pub const ALL: [InvalidReason; 11] = [
+        Self::Oversized,
+        Self::NotJson,
+        Self::NotObject,
+        Self::MissingField,
+        Self::WrongType,
+        Self::EmptyField,
+        Self::IdTooLong,
+        Self::BadTimestamp,
+        Self::NonFiniteNumber,
+        Self::OutOfRange,
+        Self::FutureTimestamp,
+    ];
+
+    /// The stable snake_case name used in metrics, logs and DLQ headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Oversized => "oversized",
+            Self::NotJson => "not_json",
+            Self::NotObject => "not_object",
+            Self::MissingField => "missing_field",
+            Self::WrongType => "wrong_type",
+            Self::EmptyField => "empty_field",
+            Self::IdTooLong => "id_too_long",
+            Self::BadTimestamp => "bad_timestamp",
+            Self::NonFiniteNumber => "non_finite_number",
+            Self::OutOfRange => "out_of_range",
+            Self::FutureTimestamp => "future_timestamp",
+        }
+    }
+
+    /// Position in [`InvalidReason::ALL`], for counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rejected input: the reason and a short detail naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid event ({reason}): {detail}")]
+pub struct Invalid {
+    /// The typed reason, for counting.
+    pub reason: InvalidReason,
+    /// What was wrong, for logs and the DLQ `detail` header.
+    pub detail: String,
+}
+
+impl Invalid {
+    fn new(reason: InvalidReason, detail: impl Into<String>) -> Self {
+        Invalid {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Limits applied while decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    /// Inputs larger than this are rejected before parsing.
+    pub max_event_bytes: usize,
+    /// Reject events whose time is later than `now + max_future_skew_ms`, when `now` is given.
+    pub max_future_skew_ms: i64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_event_bytes: 64 * 1024,
+            max_future_skew_ms: 5 * 60 * 1000,
+        }
+    }
+}
+
+/// Decodes one event. `now_ms` is the wall clock used for the future-skew check
+/// (`None` skips it, e.g. for deterministic replays of synthetic data).
+pub fn decode<'a>(
+    bytes: &'a [u8],
+    limits: &DecodeLimits,
+    now_ms: Option<i64>,
+) -> Result<Event<'a>, Invalid> {
+    if bytes.len() > limits.max_event_bytes {
+        return Err(Invalid::new(
+            InvalidReason::Oversized,
+            format!(
+                "{} bytes exceeds the limit of {}",
+                bytes.len(),
+                limits.max_event_bytes
+            ),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = match de.deserialize_any(TopVisitor) {
+        Ok(p) => p,
+        Err(e) => return Err(classify_json_error(&e)),
+    };
+    if let Err(e) = de.end() {
+        return Err(classify_json_error(&e));
+    }
+    let raw = match parsed {
+        Top::Object(raw) => raw,
+        Top::Other(what) => {
+            return Err(Invalid::new(
+                InvalidReason::NotObject,
+                format!("top-level value is {what}, not an object"),
+            ))
+        }
+    };
+    let event = raw.validate()?;
+    if let Some(now) = now_ms {
+        if event.ts > now.saturating_add(limits.max_future_skew_ms) {
+            return Err(Invalid::new(
+                InvalidReason::FutureTimestamp,
+                format!(
+                    "ts is {} ms ahead of the clock (allowed skew {} ms)",
+                    event.ts - now,
+                    limits.max_future_skew_ms
+                ),
+            ));
+        }
+    }
+    Ok(event)
+}
+
+fn classify_json_error(e: &serde_json::Error) -> Invalid {
+    let msg = e.to_string();
+    if msg.starts_with("number out of range") {
+        Invalid::new(InvalidReason::NonFiniteNumber, msg)
+    } else if let Some(rest) = msg.strip_prefix(FIELD_ERR_PREFIX) {
+        // Errors raised by our own visitor carry their reason in the message.
+        let (reason, detail) = rest.split_once('|').unwrap_or(("wrong_type", rest));
+        let reason = InvalidReason::ALL
+            .iter()
+            .copied()
+            .find(|r| r.as_str() == reason)
+            .unwrap_or(InvalidReason::WrongType);
+        let detail = detail.split(" at line ").next().unwrap_or(detail);
+        Invalid::new(reason, detail.to_string())
+    } else {
+        Invalid::new(InvalidReason::NotJson, msg)
+    }
+}
+
+const FIELD_ERR_PREFIX: &str = "crisiswatch-field:";
+
+fn field_err<E: de::Error>(reason: InvalidReason, detail: fmt::Arguments<'_>) -> E {
+    E::custom(format_args!("{FIELD_ERR_PREFIX}{}|{detail}", reason.as_str()))
+}
+
+// === impl TopVisitor ===
+
+enum Top<'a> {
+    Object(RawEvent<'a>),
+    Other(&'static str),
+}
+
+#[derive(Default)]
+struct RawEvent<'a> {
+    id: Option<Scalar<'a>>,
+    kind: Option<Scalar<'a>>,
+    ts: Option<Scalar<'a>>,
+    customer_id: Option<Scalar<'a>>,
+    attrs: Option<SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]>>,
+    score: Option<Scalar<'a>>,
+    sentiment: Option<Scalar<'a>>,
+}
+
+/// Any JSON value, reduced to what validation needs.
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool,
+    Null,
+    Compound(&'static str),
+}
+
+impl Scalar<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Scalar::Str(_) => "a string",
+            Scalar::I64(_) | Scalar::U64(_) | Scalar::F64(_) => "a number",
+            Scalar::Bool => "a boolean",
+            Scalar::Null => "null",
+            Scalar::Compound(w) => w,
+        }
+    }
+}
+
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Top<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut raw = RawEvent::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "id" => raw.id = Some(map.next_value::<ScalarSeed>()?.0),
+                "type" => raw.kind = Some(map.next_value::<ScalarSeed>()?.0),
+                "ts" => raw.ts = Some(map.next_value::<ScalarSeed>()?.0),
+                "customer_id" => raw.customer_id = Some(map.next_value::<ScalarSeed>()?.0),
+                "score" => raw.score = Some(map.next_value::<ScalarSeed>()?.0),
+                "sentiment" => raw.sentiment = Some(map.next_value::<ScalarSeed>()?.0),
+                "attrs" => raw.attrs = map.next_value::<AttrsSeed>()?.0,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Top::Object(raw))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Top::Other("an array"))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Top::Other("a string"))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Top::Other("a number"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Top::Other("a number"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Top::Other("a number"))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Top::Other("a boolean"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Top::Other("null"))
+    }
+}
+
+struct ScalarSeed<'a>(Scalar<'a>);
+
+impl<'de> de::Deserialize<'de> for ScalarSeed<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor).map(ScalarSeed)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::I64(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::U64(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::F64(v))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Bool)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Compound("an object"))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Compound("an array"))
+    }
+}
+
+type AttrList<'a> = SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]>;
+
+struct AttrsSeed<'a>(Option<AttrList<'a>>);
+
+impl<'de> de::Deserialize<'de> for AttrsSeed<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(AttrsVisitor).map(AttrsSeed)
+    }
+}
+
+struct AttrsVisitor;
+
+impl<'de> Visitor<'de> for AttrsVisitor {
+    type Value = Option<AttrList<'de>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of string values")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = AttrList::new();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match map.next_value::<ScalarSeed>()?.0 {
+                Scalar::Str(v) => {
+                    if let Some(slot) = out.iter_mut().find(|(k, _)| *k == key) {
+                        slot.1 = v;
+                    } else {
+                        out.push((key, v));
+                    }
+                }
+                Scalar::Null => {}
+                other => {
+                    return Err(field_err(
+                        InvalidReason::WrongType,
+                        format_args!("attrs.{key} is {}, expected a string", other.type_name()),
+                    ))
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Err(wrong_attrs("a string"))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Err(wrong_attrs("a number"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Err(wrong_attrs("a number"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Err(wrong_attrs("a number"))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Err(wrong_attrs("a boolean"))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(wrong_attrs("an array"))
+    }
+}
+
+fn wrong_attrs<E: de::Error>(what: &str) -> E {
+    field_err(
+        InvalidReason::WrongType,
+        format_args!("attrs is {what}, expected an object"),
+    )
+}
+
+// === impl RawEvent ===
+
+impl<'a> RawEvent<'a> {
+    fn validate(self) -> Result<Event<'a>, Invalid> {
+        let id = required_str("id", self.id)?;
+        if id.len() > MAX_ID_BYTES {
+            return Err(Invalid::new(
+                InvalidReason::IdTooLong,
+                format!("id is {} bytes, the limit is {MAX_ID_BYTES}", id.len()),
+            ));
+        }
+        let kind = required_str("type", self.kind)?;
+        let ts = match self.ts {
+            None | Some(Scalar::Null) => {
+                return Err(Invalid::new(InvalidReason::MissingField, "ts is missing"))
+            }
+            Some(Scalar::Str(s)) => parse_rfc3339_ms(&s).ok_or_else(|| {
+                Invalid::new(
+                    InvalidReason::BadTimestamp,
+                    format!("ts {:?} is not RFC 3339 with an offset", truncate(&s, 64)),
+                )
+            })?,
+            Some(Scalar::I64(v)) => v,
+            Some(Scalar::U64(v)) => i64::try_from(v).map_err(|_| {
+                Invalid::new(InvalidReason::BadTimestamp, format!("ts {v} is out of range"))
+            })?,
+            Some(Scalar::F64(v)) => {
+                return Err(Invalid::new(
+                    InvalidReason::BadTimestamp,
+                    format!("ts {v} is not an integer number of milliseconds"),
+                ))
+            }
+            Some(other) => {
+                return Err(Invalid::new(
+                    InvalidReason::WrongType,
+                    format!(
+                        "ts is {}, expected a string or integer milliseconds",
+                        other.type_name()
+                    ),
+                ))
+            }
+        };
+        // Keep event times within ±100,000 years so window arithmetic cannot overflow.
+        const TS_LIMIT: i64 = 3_155_760_000_000_000;
+        if !(-TS_LIMIT..=TS_LIMIT).contains(&ts) {
+            return Err(Invalid::new(
+                InvalidReason::BadTimestamp,
+                format!("ts {ts} is out of range"),
+            ));
+        }
+        let customer_id = match self.customer_id {
+            None | Some(Scalar::Null) => None,
+            Some(Scalar::Str(s)) => Some(s),
+            Some(Scalar::I64(v)) => Some(Cow::Owned(v.to_string())),
+            Some(Scalar::U64(v)) => Some(Cow::Owned(v.to_string())),
+            Some(other) => {
+                return Err(Invalid::new(
+                    InvalidReason::WrongType,
+                    format!("customer_id is {}, expected a string", other.type_name()),
+                ))
+            }
+        };
+        let score = optional_number("score", self.score)?;
+        let sentiment = optional_number("sentiment", self.sentiment)?;
+        if let Some(s) = sentiment {
+            if !(-1.0..=1.0).contains(&s) {
+                return Err(Invalid::new(
+                    InvalidReason::OutOfRange,
+                    format!("sentiment {s} is outside [-1, 1]"),
+                ));
+            }
+        }
+        Ok(Event {
+            id,
+            kind,
+            ts,
+            customer_id,
+            attrs: self.attrs.unwrap_or_default(),
+            score,
+            sentiment,
+        })
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn required_str<'a>(field: &str, v: Option<Scalar<'a>>) -> Result<Cow<'a, str>, Invalid> {
+    match v {
+        None | Some(Scalar::Null) => Err(Invalid::new(
+            InvalidReason::MissingField,
+            format!("{field} is missing"),
+        )),
+        Some(Scalar::Str(s)) if s.is_empty() => Err(Invalid::new(
+            InvalidReason::EmptyField,
+            format!("{field} is empty"),
+        )),
+        Some(Scalar::Str(s)) => Ok(s),
+        Some(other) => Err(Invalid::new(
+            InvalidReason::WrongType,
+            format!("{field} is {}, expected a string", other.type_name()),
+        )),
+    }
+}
+
+fn optional_number(field: &str, v: Option<Scalar<'_>>) -> Result<Option<f64>, Invalid> {
+    let n = match v {
+        None | Some(Scalar::Null) => return Ok(None),
+        Some(Scalar::I64(v)) => v as f64,
+        Some(Scalar::U64(v)) => v as f64,
+        Some(Scalar::F64(v)) => v,
+        Some(other) => {
+            return Err(Invalid::new(
+                InvalidReason::WrongType,
+                format!("{field} is {}, expected a number", other.type_name()),
+            ))
+        }
+    };
+    if n.is_finite() {
+        Ok(Some(n))
+    } else {
+        Err(Invalid::new(
+            InvalidReason::NonFiniteNumber,
+            format!("{field} is not finite"),
+        ))
+    }
+}
+
+/// Parses an RFC 3339 timestamp with an offset (`Z` or `±hh:mm`) to epoch ms.
+/// Sub-millisecond digits are truncated. Returns `None` for anything else.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let mut v = 0i64;
+        for &c in b.get(r)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + i64::from(c - b'0');
+        }
+        Some(v)
+    };
+    let year = num(0..4)?;
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let month = num(5..7)?;
+    let day = num(8..10)?;
+    let hour = num(11..13)?;
+    let minute = num(14..16)?;
+    let second = num(17..19)?;
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 3 {
+                millis = millis * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 {
+            return None;
+        }
+        for _ in digits..3 {
+            millis *= 10;
+        }
+    }
+    let offset_min = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let off = oh * 60 + om;
+            if *sign == b'-' {
+                -off
+            } else {
+                off
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset_min * 60;
+    Some(secs * 1000 + millis)
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if is_leap(y) => 29,
+        _ => 28,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Formats epoch milliseconds as RFC 3339 UTC (`Z`), with milliseconds only when non-zero.
+pub fn format_ts(ms: i64) -> String {
+    use chrono::{SecondsFormat, TimeZone, Utc};
+    match Utc.timestamp_millis_opt(ms).single() {
+        Some(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        None => ms.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Result<Event<'_>, Invalid> {
+        decode(s.as_bytes(), &DecodeLimits::default(), None)
+    }
+
+    #[test]
+    fn decodes_the_contract_example() {
+        let e = dec(r#"{"id":"evt-8f2c","type":"complaint","ts":"2026-11-22T05:55:19.123Z","customer_id":"c-10293","attrs":{"product":"router-x","region":"eu-west","channel":"social"},"score":3,"sentiment":-0.8,"extra":{"a":[1,2]}}"#).unwrap();
+        assert_eq!(e.id, "evt-8f2c");
+        assert_eq!(e.kind, "complaint");
+        assert_eq!(e.ts, 1_795_326_919_123);
+        assert_eq!(e.customer_id.as_deref(), Some("c-10293"));
+        assert_eq!(e.attr("region"), Some("eu-west"));
+        assert_eq!(e.attr("missing"), None);
+        assert_eq!(e.score, Some(3.0));
+        assert_eq!(e.sentiment, Some(-0.8));
+        assert!(matches!(e.id, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn integer_millis_and_offsets() {
+        let a = dec(r#"{"id":"a","type":"order","ts":1795326919123}"#).unwrap();
+        let b = dec(r#"{"id":"a","type":"order","ts":"2026-11-22T06:55:19.123+01:00"}"#).unwrap();
+        let c = dec(r#"{"id":"a","type":"order","ts":"2026-11-22T05:55:19.123456Z"}"#).unwrap();
+        assert_eq!(a.ts, b.ts);
+        assert_eq!(a.ts, c.ts);
+        assert_eq!(format_ts(a.ts), "2026-11-22T05:55:19.123Z");
+        assert_eq!(format_ts(1_763_791_800_000), "2025-11-22T06:10:00Z");
+    }
+
+    #[test]
+    fn rfc3339_matches_chrono() {
+        for s in [
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T23:59:59.999Z",
+            "1969-12-31T23:59:59.5-05:30",
+            "2026-11-22T05:55:19+14:00",
+            "0001-01-01T00:00:00Z",
+        ] {
+            let ours = parse_rfc3339_ms(s).unwrap();
+            let theirs = chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis();
+            assert_eq!(ours, theirs, "{s}");
+        }
+        for s in [
+            "2026-02-30T00:00:00Z",
+            "2026-11-22T05:55:19",
+            "2026-11-22 05:55",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-11-22T05:55:19.Z",
+        ] {
+            assert_eq!(parse_rfc3339_ms(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn typed_reasons() {
+        let cases: &[(&str, InvalidReason)] = &[
+            ("not json", InvalidReason::NotJson),
+            ("{\"id\":", InvalidReason::NotJson),
+            ("[1,2]", InvalidReason::NotObject),
+            ("\"x\"", InvalidReason::NotObject),
+            (r#"{"type":"order","ts":1}"#, InvalidReason::MissingField),
+            (r#"{"id":null,"type":"order","ts":1}"#, InvalidReason::MissingField),
+            (r#"{"id":"a","ts":1}"#, InvalidReason::MissingField),
+            (r#"{"id":"a","type":"order"}"#, InvalidReason::MissingField),
+            (r#"{"id":5,"type":"order","ts":1}"#, InvalidReason::WrongType),
+            (r#"{"id":"a","type":["x"],"ts":1}"#, InvalidReason::WrongType),
+            (r#"{"id":"a","type":"order","ts":true}"#, InvalidReason::WrongType),
+            (r#"{"id":"a","type":"order","ts":1,"attrs":{"p":1}}"#, InvalidReason::WrongType),
+            (r#"{"id":"a","type":"order","ts":1,"attrs":"p"}"#, InvalidReason::WrongType),
+            (r#"{"id":"a","type":"order","ts":1,"score":"9"}"#, InvalidReason::WrongType),
+            (r#"{"id":"","type":"order","ts":1}"#, InvalidReason::EmptyField),
+            (r#"{"id":"a","type":"","ts":1}"#, InvalidReason::EmptyField),
+            (r#"{"id":"a","type":"order","ts":"yesterday"}"#, InvalidReason::BadTimestamp),
+            (r#"{"id":"a","type":"order","ts":1.5}"#, InvalidReason::BadTimestamp),
+            (r#"{"id":"a","type":"order","ts":99999999999999999999}"#, InvalidReason::BadTimestamp),
+            (r#"{"id":"a","type":"order","ts":1,"score":1e999}"#, InvalidReason::NonFiniteNumber),
+            (r#"{"id":"a","type":"order","ts":1,"sentiment":2}"#, InvalidReason::OutOfRange),
+        ];
+        for (input, reason) in cases {
+            let err = dec(input).unwrap_err();
+            assert_eq!(err.reason, *reason, "{input}: {err}");
+        }
+        let long = format!(r#"{{"id":"{}","type":"order","ts":1}}"#, "x".repeat(129));
+        assert_eq!(dec(&long).unwrap_err().reason, InvalidReason::IdTooLong);
+        let ok = format!(r#"{{"id":"{}","type":"order","ts":1}}"#, "x".repeat(128));
+        assert!(dec(&ok).is_ok());
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let err = dec(r#"{"id":"a","type":"order","ts":1,"attrs":{"region":7}}"#).unwrap_err();
+        assert_eq!(err.detail, "attrs.region is a number, expected a string");
+    }
+
+    #[test]
+    fn future_skew_and_size_limits() {
+        let limits = DecodeLimits {
+            max_event_bytes: 100,
+            max_future_skew_ms: 1000,
+        };
+        let e = br#"{"id":"a","type":"order","ts":5000}"#;
+        assert!(decode(e, &limits, Some(4000)).is_ok());
+        assert_eq!(
+            decode(e, &limits, Some(3999)).unwrap_err().reason,
+            InvalidReason::FutureTimestamp
+        );
+        let big = format!(r#"{{"id":"a","type":"order","ts":1,"x":"{}"}}"#, "y".repeat(200));
+        assert_eq!(
+            decode(big.as_bytes(), &limits, None).unwrap_err().reason,
+            InvalidReason::Oversized
+        );
+    }
+
+    #[test]
+    fn escaped_strings_and_numeric_customer() {
+        let e = dec(r#"{"id":"a\"b","type":"order","ts":1,"customer_id":42,"attrs":{"k":"v\u00e9","n":null}}"#).unwrap();
+        assert_eq!(e.id, "a\"b");
+        assert_eq!(e.customer_id.as_deref(), Some("42"));
+        assert_eq!(e.attr("k"), Some("vé"));
+        assert_eq!(e.attr("n"), None);
+        let owned = e.into_owned();
+        assert_eq!(owned.id, "a\"b");
+    }
+}

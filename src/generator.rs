@@ -1,0 +1,1618 @@
+//! Seeded synthetic customer-event traffic for `crisiswatch demo` and the tests.
+//!
+//! The generator simulates a stream of customer events (orders, complaints,
+//! NPS feedback and cancellations) over a period of *event time*, one JSON
+//! object per line, in the same wire format the ingest path accepts:
+//!
+//! ```text
+//! {"id":"e-7-1042","type":"complaint","ts":"2026-11-22T05:55:19.123Z","customer_id":"c-110293",
+//!  "attrs":{"product":"router-x","region":"eu-west","channel":"social","segment":"vip",
+//!           "category":"product_quality","severity":"high"},"sentiment":-0.80}
+//! ```
+//!
+//! # Traffic model
+//!
+//! Simulated time is processed minute by minute. For each `(product, region)`
+//! slice (5 products × 4 regions, uneven weights, each slice ≥ 2.7 % of the
+//! volume) the number of orders in a minute is Poisson with mean
+//! `orders_per_minute × slice weight × daily rhythm`, where the rhythm is a
+//! smooth curve from 0.35 at 03:00 UTC to 1.0 at 14:00 UTC. Complaints (2 % of
+//! orders), feedback (10 %, NPS ≈ 55 % promoters / 30 % passives / 15 %
+//! detractors) and cancellations (0.4 %) are independent Poisson counts with
+//! those means. Every event gets a uniformly random millisecond inside its
+//! minute. Customers come from a pool of 200,000 ids with a stable region and
+//! segment (70 % consumer, 20 % smb, 10 % vip); about 5 % of complaints come
+//! from a customer who complained recently in the same slice.
+//!
+//! # Crises (ground truth)
+//!
+//! With [`GeneratorSettings::crises`] set, three playbook crises are injected
+//! at fixed fractions of the period (hours given for a 24 h run starting at
+//! midnight UTC) and reported by [`Generator::crises`]:
+//!
+//! * `quality_surge` (`product_quality_surge`, router-x × eu-west, 09:00–12:00):
+//!   complaints ×8 (≈ 16 % of orders), mostly `product_quality` / `safety`
+//!   with high severity, about half of the feedback from detractors, and about
+//!   30 % of the crisis complaints from customers complaining 2–4 times.
+//! * `social_spike` (`social_channel_spike`, phone-z × channel social,
+//!   14:00–16:00): extra `service_attitude` complaints on the social channel
+//!   at 6× phone-z's normal total complaint rate, strongly negative sentiment.
+//! * `churn_wave` (`churn_wave`, us-east × vip, 18:00–21:00): cancellations
+//!   ×12 (≈ 4.8 % of orders); about 60 % of the extra cancellations are
+//!   preceded by a complaint from the same customer within the previous hour.
+//!
+//! Crisis traffic is drawn from its own random stream and only *added* to the
+//! background (the one exception: feedback scores inside the quality-surge
+//! slice and interval are pushed towards detractors), so everything outside
+//! the crisis slices and intervals is exactly the traffic of a run without
+//! crises: an alert rule tuned on the normal rates sees no false incidents.
+//!
+//! # Noise
+//!
+//! With [`GeneratorSettings::noise`] set, the stream also carries, from a third
+//! random stream (so the valid events are unchanged):
+//!
+//! * ≈ 0.05 % malformed lines (non-JSON text, a JSON array, an object without
+//!   `ts`, `"ts":"yesterday"`, an object whose `id` is 300 characters long);
+//! * ≈ 0.1 % exact redeliveries of a line, 1–8 s after the original;
+//! * ≈ 1 % late events whose *emission* is 5–60 s after their `ts`.
+//!
+//! About 10 % of the events carry `ts` as integer epoch milliseconds instead
+//! of an RFC 3339 string, so both accepted forms are exercised.
+//!
+//! # How the demo uses it
+//!
+//! `crisiswatch demo` builds a [`Generator`], then repeatedly advances a
+//! simulated clock and calls [`Generator::generate_until`] to collect every
+//! line whose emission time has been reached, feeding them to the pipeline as
+//! if they arrived from the network. When the run is over it compares the
+//! incidents raised against [`Generator::crises`]. The output depends only on
+//! the settings: the same settings always give byte-identical lines in the
+//! same order, however the clock is stepped.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use chrono::{DateTime, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Poisson};
+
+/// One minute in milliseconds; the simulation step.
+const MINUTE_MS: i64 = 60_000;
+/// One day in milliseconds.
+const DAY_MS: i64 = 86_400_000;
+
+const PRODUCTS: [&str; 5] = ["router-x", "phone-z", "tv-max", "laptop-pro", "earbuds-s"];
+/// Share of the order volume per product (sums to 1).
+const PRODUCT_WEIGHTS: [f64; 5] = [0.26, 0.22, 0.20, 0.17, 0.15];
+const REGIONS: [&str; 4] = ["eu-west", "eu-north", "us-east", "apac"];
+/// Share of the order volume per region (sums to 1); the smallest slice is
+/// 0.15 × 0.18 = 2.7 % of all orders.
+const REGION_WEIGHTS: [f64; 4] = [0.32, 0.18, 0.27, 0.23];
+const CHANNELS: [&str; 6] = ["web", "app", "phone", "email", "store", "social"];
+const SEGMENTS: [&str; 3] = ["consumer", "smb", "vip"];
+const SEGMENT_WEIGHTS: [f64; 3] = [0.70, 0.20, 0.10];
+const CATEGORIES: [&str; 8] = [
+    "billing",
+    "delivery",
+    "product_quality",
+    "service_attitude",
+    "safety",
+    "outage",
+    "data_breach",
+    "other",
+];
+const SEVERITIES: [&str; 3] = ["low", "medium", "high"];
+
+// Indices into the tables above that the crises refer to.
+const P_ROUTER_X: usize = 0;
+const P_PHONE_Z: usize = 1;
+const R_EU_WEST: usize = 0;
+const R_US_EAST: usize = 2;
+const CH_SOCIAL: usize = 5;
+const SEG_VIP: usize = 2;
+const CAT_SERVICE_ATTITUDE: usize = 3;
+
+/// Channel mix per event type (web, app, phone, email, store, social).
+const ORDER_CHANNELS: [f64; 6] = [0.48, 0.34, 0.04, 0.0, 0.14, 0.0];
+const COMPLAINT_CHANNELS: [f64; 6] = [0.26, 0.20, 0.30, 0.16, 0.04, 0.04];
+const FEEDBACK_CHANNELS: [f64; 6] = [0.36, 0.36, 0.0, 0.24, 0.02, 0.02];
+const CANCEL_CHANNELS: [f64; 6] = [0.40, 0.22, 0.28, 0.08, 0.02, 0.0];
+
+/// Normal complaint categories; the severe ones (product_quality,
+/// service_attitude, safety, outage, data_breach) add up to 25 %.
+const NORMAL_CATEGORIES: [f64; 8] = [0.30, 0.30, 0.10, 0.08, 0.02, 0.045, 0.005, 0.15];
+/// Categories of the extra quality-surge complaints: 90 % product_quality or safety.
+const SURGE_CATEGORIES: [f64; 8] = [0.03, 0.03, 0.65, 0.02, 0.25, 0.01, 0.0, 0.01];
+/// Categories of the complaints that precede churn-wave cancellations.
+const CHURN_CATEGORIES: [f64; 8] = [0.35, 0.20, 0.05, 0.20, 0.0, 0.10, 0.0, 0.10];
+
+/// Severity mixes (low, medium, high).
+const SEVERITY_MILD: [f64; 3] = [0.55, 0.35, 0.10];
+const SEVERITY_SEVERE: [f64; 3] = [0.25, 0.45, 0.30];
+const SEVERITY_DANGER: [f64; 3] = [0.10, 0.40, 0.50];
+const SEVERITY_SURGE: [f64; 3] = [0.05, 0.20, 0.75];
+const SEVERITY_SOCIAL: [f64; 3] = [0.15, 0.45, 0.40];
+const SEVERITY_CHURN: [f64; 3] = [0.10, 0.50, 0.40];
+
+/// Normal per-order rates.
+const COMPLAINT_RATE: f64 = 0.02;
+const FEEDBACK_RATE: f64 = 0.10;
+const CANCEL_RATE: f64 = 0.004;
+/// Share of events whose `ts` is written as integer milliseconds.
+const INT_TS_SHARE: f64 = 0.10;
+/// Share of normal complaints made by a recent complainer of the same slice.
+const REPEAT_SHARE: f64 = 0.05;
+/// Recent complainers remembered per slice.
+const RECENT_CAP: usize = 32;
+
+/// Complaint multiplier in the quality-surge slice (extra = multiplier − 1).
+const SURGE_MULT: f64 = 8.0;
+/// Probability that an extra surge complaint comes from an earlier surge complainer.
+const SURGE_REPEAT_SHARE: f64 = 0.34;
+/// Probability that a feedback score in the surge slice is replaced by a
+/// detractor score: 0.15 + 0.85 × 0.41 ≈ 0.50 detractors.
+const SURGE_DETRACTOR_OVERRIDE: f64 = 0.41;
+/// Extra social complaints, as a multiple of phone-z's normal complaint rate.
+const SOCIAL_MULT: f64 = 6.0;
+/// Cancellation multiplier in the churn-wave slice (extra = multiplier − 1).
+const CHURN_MULT: f64 = 12.0;
+/// Share of the extra churn cancellations preceded by a complaint.
+const CHURN_PRECEDED_SHARE: f64 = 0.6;
+
+/// Noise rates (per valid event).
+const NOISE_LATE: f64 = 0.01;
+const NOISE_DUPLICATE: f64 = 0.001;
+const NOISE_MALFORMED: f64 = 0.0005;
+
+/// Number of customer ids per run; ids are `c-100000` … `c-299999`.
+const CUSTOMER_POOL: u32 = 200_000;
+const CUSTOMER_ID_BASE: u32 = 100_000;
+
+/// Parameters of a generated run. The output is a pure function of these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratorSettings {
+    /// Seed of the random streams; also appears in every event id (`e-<seed>-<n>`).
+    pub seed: u64,
+    /// Simulated start of the period (event time, ms since the Unix epoch).
+    pub start_ms: i64,
+    /// Length of the simulated period in ms; events have `ts` in `[start, start + duration)`.
+    pub duration_ms: i64,
+    /// Total order rate across all slices at the daily peak (14:00 UTC).
+    pub orders_per_minute: f64,
+    /// Inject the three playbook crises (see [`Generator::crises`]).
+    pub crises: bool,
+    /// Inject malformed lines, duplicate ids and out-of-order events.
+    pub noise: bool,
+}
+
+/// Ground truth for one injected crisis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crisis {
+    /// Short name: `quality_surge`, `social_spike` or `churn_wave`.
+    pub name: &'static str,
+    /// Playbook kind: `product_quality_surge`, `social_channel_spike` or `churn_wave`.
+    pub kind: &'static str,
+    /// Attribute constraints (`(attribute, value)`, all must match) that
+    /// select the affected events, e.g. `[("product","router-x"),("region","eu-west")]`.
+    pub slice: Vec<(String, String)>,
+    /// First affected event time (ms, inclusive).
+    pub start_ms: i64,
+    /// End of the affected interval (ms, exclusive).
+    pub end_ms: i64,
+    /// Human-readable summary of what is injected.
+    pub description: &'static str,
+}
+
+/// Event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Order,
+    Complaint,
+    Feedback,
+    Cancellation,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Order => "order",
+            Kind::Complaint => "complaint",
+            Kind::Feedback => "feedback",
+            Kind::Cancellation => "cancellation",
+        }
+    }
+}
+
+/// A compact, not yet formatted event.
+#[derive(Debug, Clone, Copy)]
+struct Spec {
+    ts: i64,
+    kind: Kind,
+    product: u8,
+    region: u8,
+    channel: u8,
+    customer: u32,
+    /// Index into [`CATEGORIES`] (complaints only).
+    category: u8,
+    /// Index into [`SEVERITIES`] (complaints only).
+    severity: u8,
+    /// NPS score 0–10 (feedback only).
+    score: u8,
+    /// Sentiment in hundredths, −100…100 (complaints and feedback).
+    sentiment: i16,
+    /// Write `ts` as integer milliseconds instead of RFC 3339.
+    int_ts: bool,
+}
+
+/// A half-open event-time interval `[start, end)`.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: i64,
+    end: i64,
+}
+
+impl Window {
+    fn contains(&self, ts: i64) -> bool {
+        ts >= self.start && ts < self.end
+    }
+
+    /// Intersection with `[lo, lo + len)` as `(start, len)`, if not empty.
+    fn overlap(&self, lo: i64, len: i64) -> Option<(i64, i64)> {
+        let a = self.start.max(lo);
+        let b = self.end.min(lo + len);
+        (b > a).then_some((a, b - a))
+    }
+}
+
+/// Ring of the most recent complainers of one slice.
+#[derive(Debug, Clone, Default)]
+struct Recent {
+    buf: Vec<u32>,
+    next: usize,
+}
+
+impl Recent {
+    fn push(&mut self, customer: u32) {
+        if self.buf.len() < RECENT_CAP {
+            self.buf.push(customer);
+        } else {
+            self.buf[self.next] = customer;
+        }
+        self.next = (self.next + 1) % RECENT_CAP;
+    }
+
+    fn pick(&self, rng: &mut ChaCha8Rng) -> Option<u32> {
+        if self.buf.is_empty() {
+            None
+        } else {
+            Some(self.buf[rng.gen_range(0..self.buf.len())])
+        }
+    }
+}
+
+/// A formatted line waiting for its emission time: `(emit_ms, seq, bytes)`.
+/// `seq` is unique, so the bytes never take part in the ordering.
+type Pending = Reverse<(i64, u64, Vec<u8>)>;
+
+/// Seeded, deterministic generator of synthetic crisiswatch traffic.
+///
+/// Lines are produced in *emission* order: normally an event is emitted at
+/// its `ts`, but with noise enabled some are emitted late (and duplicated),
+/// so `ts` is not monotonic in the output.
+#[derive(Debug)]
+pub struct Generator {
+    settings: GeneratorSettings,
+    end_ms: i64,
+    crises: Vec<Crisis>,
+    quality: Option<Window>,
+    social: Option<Window>,
+    churn: Option<Window>,
+    /// Background traffic.
+    rng: ChaCha8Rng,
+    /// Crisis traffic (only drawn from when crises are on).
+    crisis_rng: ChaCha8Rng,
+    /// Noise decisions (only drawn from when noise is on).
+    noise_rng: ChaCha8Rng,
+    /// Start of the next simulated minute to generate.
+    next_minute: i64,
+    /// Next event id counter.
+    next_id: u64,
+    /// Counter for the ids of malformed lines.
+    next_bad: u64,
+    /// Tie-breaker for equal emission times (generation order).
+    seq: u64,
+    /// Formatted lines not yet emitted.
+    pending: BinaryHeap<Pending>,
+    /// Events created ahead of their minute (churn-wave cancellations).
+    scheduled: Vec<Spec>,
+    /// Recent complainers per `(product, region)` slice.
+    recent: Vec<Recent>,
+    /// Quality-surge complainers with the number of further complaints they will make.
+    surge_pool: Vec<(u32, u8)>,
+    /// Reused per-minute batch.
+    batch: Vec<Spec>,
+    /// `{"id":"e-<seed>-` prefix.
+    id_prefix: Vec<u8>,
+    /// Minute (ms) whose RFC 3339 prefix is cached in `ts_prefix`.
+    ts_minute: i64,
+    /// `YYYY-MM-DDTHH:MM:` of `ts_minute`, or empty if not representable.
+    ts_prefix: Vec<u8>,
+    emitted: u64,
+}
+
+impl Generator {
+    /// Creates a generator for `settings`. Nothing is generated until
+    /// [`Generator::generate_until`] is called.
+    pub fn new(settings: GeneratorSettings) -> Self {
+        let end_ms = settings
+            .start_ms
+            .saturating_add(settings.duration_ms.max(0));
+        let mut crises = Vec::new();
+        let (mut quality, mut social, mut churn) = (None, None, None);
+        if settings.crises && end_ms > settings.start_ms {
+            let at = |num: i128, den: i128| -> i64 {
+                // The fraction is ≤ 1, so the result lies in [start, end] and fits i64.
+                let off = (end_ms - settings.start_ms) as i128 * num / den;
+                settings.start_ms + off as i64
+            };
+            let all = [
+                Crisis {
+                    name: "quality_surge",
+                    kind: "product_quality_surge",
+                    slice: slice_of(&[("product", "router-x"), ("region", "eu-west")]),
+                    start_ms: at(3, 8),
+                    end_ms: at(1, 2),
+                    description: "router-x in eu-west: complaints x8 (mostly product_quality/safety, \
+                                  high severity), ~50% detractor feedback, repeat complainers",
+                },
+                Crisis {
+                    name: "social_spike",
+                    kind: "social_channel_spike",
+                    slice: slice_of(&[("product", "phone-z"), ("channel", "social")]),
+                    start_ms: at(7, 12),
+                    end_ms: at(2, 3),
+                    description: "phone-z on the social channel: extra service_attitude complaints \
+                                  at 6x the product's normal complaint rate, strongly negative sentiment",
+                },
+                Crisis {
+                    name: "churn_wave",
+                    kind: "churn_wave",
+                    slice: slice_of(&[("region", "us-east"), ("segment", "vip")]),
+                    start_ms: at(3, 4),
+                    end_ms: at(7, 8),
+                    description: "vip customers in us-east: cancellations x12, most extra ones \
+                                  preceded by a complaint from the same customer within the hour",
+                },
+            ];
+            for c in all {
+                if c.end_ms <= c.start_ms {
+                    continue;
+                }
+                let w = Some(Window {
+                    start: c.start_ms,
+                    end: c.end_ms,
+                });
+                match c.name {
+                    "quality_surge" => quality = w,
+                    "social_spike" => social = w,
+                    _ => churn = w,
+                }
+                crises.push(c);
+            }
+        }
+        let rng = ChaCha8Rng::seed_from_u64(settings.seed);
+        let mut crisis_rng = ChaCha8Rng::seed_from_u64(settings.seed);
+        crisis_rng.set_stream(1);
+        let mut noise_rng = ChaCha8Rng::seed_from_u64(settings.seed);
+        noise_rng.set_stream(2);
+        let id_prefix = format!("{{\"id\":\"e-{}-", settings.seed).into_bytes();
+        Generator {
+            next_minute: settings.start_ms,
+            settings,
+            end_ms,
+            crises,
+            quality,
+            social,
+            churn,
+            rng,
+            crisis_rng,
+            noise_rng,
+            next_id: 1,
+            next_bad: 1,
+            seq: 0,
+            pending: BinaryHeap::new(),
+            scheduled: Vec::new(),
+            recent: vec![Recent::default(); PRODUCTS.len() * REGIONS.len()],
+            surge_pool: Vec::new(),
+            batch: Vec::new(),
+            id_prefix,
+            ts_minute: i64::MIN,
+            ts_prefix: Vec::new(),
+            emitted: 0,
+        }
+    }
+
+    /// The crises this run injects (ground truth), in start order. Empty when crises == false.
+    pub fn crises(&self) -> &[Crisis] {
+        &self.crises
+    }
+
+    /// Appends to `out` every line (JSON bytes, no trailing newline) whose *emission* time is < to_ms, in emission order; returns how many were appended. Calling with increasing to_ms walks the simulated period; lines past start+duration are never produced.
+    ///
+    /// The emission time of a line is its event `ts`, except for noise: late
+    /// events and redeliveries are emitted some seconds after their `ts`
+    /// (never at or after `start + duration`). Calling with a `to_ms` that is
+    /// not larger than a previous one appends nothing.
+    pub fn generate_until(&mut self, to_ms: i64, out: &mut Vec<Vec<u8>>) -> usize {
+        let before = out.len();
+        while self.next_minute < self.end_ms && self.next_minute < to_ms {
+            // Every line generated from now on is emitted at or after the
+            // start of its minute, so everything earlier is final.
+            self.flush_before(self.next_minute, out);
+            self.generate_minute();
+        }
+        self.flush_before(to_ms, out);
+        let n = out.len() - before;
+        self.emitted += n as u64;
+        n
+    }
+
+    /// True once every line of the period has been returned.
+    pub fn is_done(&self) -> bool {
+        self.next_minute >= self.end_ms && self.pending.is_empty() && self.scheduled.is_empty()
+    }
+
+    /// Number of lines returned so far (valid events, duplicates and malformed lines).
+    pub fn emitted(&self) -> u64 {
+        self.emitted
+    }
+
+    /// Moves every pending line emitted before `limit` to `out`.
+    fn flush_before(&mut self, limit: i64, out: &mut Vec<Vec<u8>>) {
+        while let Some(Reverse((emit, _, _))) = self.pending.peek() {
+            if *emit >= limit {
+                break;
+            }
+            if let Some(Reverse((_, _, line))) = self.pending.pop() {
+                out.push(line);
+            }
+        }
+    }
+
+    fn push_pending(&mut self, emit: i64, line: Vec<u8>) {
+        self.seq += 1;
+        self.pending.push(Reverse((emit, self.seq, line)));
+    }
+
+    /// Generates all events whose `ts` falls in the next simulated minute.
+    fn generate_minute(&mut self) {
+        let m_start = self.next_minute;
+        let m_len = MINUTE_MS.min(self.end_ms - m_start);
+        self.next_minute = m_start.saturating_add(MINUTE_MS);
+        let m_end = m_start + m_len;
+        let per_ms =
+            self.settings.orders_per_minute * daily_rhythm(m_start + m_len / 2) / MINUTE_MS as f64;
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+
+        for (p, product_weight) in PRODUCT_WEIGHTS.iter().enumerate() {
+            for (r, region_weight) in REGION_WEIGHTS.iter().enumerate() {
+                let lambda = per_ms * m_len as f64 * product_weight * region_weight;
+                self.background_slice(p, r, m_start, m_len, lambda, &mut batch);
+            }
+        }
+        if let Some(w) = self.quality {
+            if let Some((lo, len)) = w.overlap(m_start, m_len) {
+                self.surge_extras(per_ms, lo, len, &mut batch);
+            }
+        }
+        if let Some(w) = self.social {
+            if let Some((lo, len)) = w.overlap(m_start, m_len) {
+                self.social_extras(per_ms, lo, len, &mut batch);
+            }
+        }
+        if let Some(w) = self.churn {
+            if let Some((lo, len)) = w.overlap(m_start, m_len) {
+                self.churn_extras(per_ms, lo, len, w.end, m_end, &mut batch);
+            }
+        }
+        let mut i = 0;
+        while i < self.scheduled.len() {
+            if self.scheduled[i].ts < m_end {
+                batch.push(self.scheduled.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+
+        batch.sort_by_key(|s| s.ts);
+        for spec in &batch {
+            self.emit_spec(spec);
+        }
+        self.batch = batch;
+    }
+
+    /// Normal traffic of one `(product, region)` slice for one minute.
+    fn background_slice(
+        &mut self,
+        p: usize,
+        r: usize,
+        lo: i64,
+        len: i64,
+        lambda: f64,
+        batch: &mut Vec<Spec>,
+    ) {
+        let rng = &mut self.rng;
+        let slice = p * REGIONS.len() + r;
+
+        for _ in 0..poisson(rng, lambda) {
+            let ts = lo + rng.gen_range(0..len);
+            let channel = pick(rng, &ORDER_CHANNELS);
+            let customer = random_customer(rng, r);
+            let int_ts = rng.gen_bool(INT_TS_SHARE);
+            batch.push(Spec::new(ts, Kind::Order, p, r, channel, customer, int_ts));
+        }
+
+        for _ in 0..poisson(rng, lambda * COMPLAINT_RATE) {
+            let ts = lo + rng.gen_range(0..len);
+            let channel = pick(rng, &COMPLAINT_CHANNELS);
+            let repeat = rng.gen_bool(REPEAT_SHARE);
+            let customer = match self.recent[slice].pick(rng).filter(|_| repeat) {
+                Some(c) => c,
+                None => random_customer(rng, r),
+            };
+            self.recent[slice].push(customer);
+            let category = pick(rng, &NORMAL_CATEGORIES);
+            let severity = pick(rng, severity_mix(category));
+            let sentiment = complaint_sentiment(rng, severity);
+            let int_ts = rng.gen_bool(INT_TS_SHARE);
+            let mut s = Spec::new(ts, Kind::Complaint, p, r, channel, customer, int_ts);
+            s = s.complaint(category, severity, sentiment);
+            batch.push(s);
+        }
+
+        for _ in 0..poisson(rng, lambda * FEEDBACK_RATE) {
+            let ts = lo + rng.gen_range(0..len);
+            let channel = pick(rng, &FEEDBACK_CHANNELS);
+            let customer = random_customer(rng, r);
+            let mut score = nps_score(rng);
+            let mut sentiment = feedback_sentiment(rng, score);
+            let int_ts = rng.gen_bool(INT_TS_SHARE);
+            let in_surge =
+                p == P_ROUTER_X && r == R_EU_WEST && self.quality.is_some_and(|w| w.contains(ts));
+            if in_surge && self.crisis_rng.gen_bool(SURGE_DETRACTOR_OVERRIDE) {
+                score = self.crisis_rng.gen_range(0..=6);
+                sentiment = feedback_sentiment(&mut self.crisis_rng, score);
+            }
+            let mut s = Spec::new(ts, Kind::Feedback, p, r, channel, customer, int_ts);
+            s.score = score;
+            s.sentiment = sentiment;
+            batch.push(s);
+        }
+
+        for _ in 0..poisson(rng, lambda * CANCEL_RATE) {
+            let ts = lo + rng.gen_range(0..len);
+            let channel = pick(rng, &CANCEL_CHANNELS);
+            let customer = random_customer(rng, r);
+            let int_ts = rng.gen_bool(INT_TS_SHARE);
+            batch.push(Spec::new(
+                ts,
+                Kind::Cancellation,
+                p,
+                r,
+                channel,
+                customer,
+                int_ts,
+            ));
+        }
+    }
+
+    /// Extra quality-surge complaints in router-x × eu-west over `[lo, lo + len)`.
+    fn surge_extras(&mut self, per_ms: f64, lo: i64, len: i64, batch: &mut Vec<Spec>) {
+        let rng = &mut self.crisis_rng;
+        let lambda = per_ms
+            * len as f64
+            * PRODUCT_WEIGHTS[P_ROUTER_X]
+            * REGION_WEIGHTS[R_EU_WEST]
+            * COMPLAINT_RATE
+            * (SURGE_MULT - 1.0);
+        for _ in 0..poisson(rng, lambda) {
+            let ts = lo + rng.gen_range(0..len);
+            let channel = pick(rng, &COMPLAINT_CHANNELS);
+            let customer = if !self.surge_pool.is_empty() && rng.gen_bool(SURGE_REPEAT_SHARE) {
+                let i = rng.gen_range(0..self.surge_pool.len());
+                let (c, left) = self.surge_pool[i];
+                if left <= 1 {
+                    self.surge_pool.swap_remove(i);
+                } else {
+                    self.surge_pool[i].1 = left - 1;
+                }
+                c
+            } else {
+                let c = random_customer(rng, R_EU_WEST);
+                // This customer will complain 1–3 more times (2–4 in total).
+                self.surge_pool.push((c, rng.gen_range(1..=3)));
+                c
+            };
+            let category = pick(rng, &SURGE_CATEGORIES);
+            let severity = pick(rng, &SEVERITY_SURGE);
+            let sentiment = complaint_sentiment(rng, severity);
+            let int_ts = rng.gen_bool(INT_TS_SHARE);
+            let mut s = Spec::new(
+                ts,
+                Kind::Complaint,
+                P_ROUTER_X,
+                R_EU_WEST,
+                channel,
+                customer,
+                int_ts,
+            );
+            s = s.complaint(category, severity, sentiment);
+            batch.push(s);
+        }
+    }
+
+    /// Extra social-channel complaints about phone-z (all regions) over `[lo, lo + len)`.
+    fn social_extras(&mut self, per_ms: f64, lo: i64, len: i64, batch: &mut Vec<Spec>) {
+        let rng = &mut self.crisis_rng;
+        for (r, region_weight) in REGION_WEIGHTS.iter().enumerate() {
+            let lambda = per_ms
+                * len as f64
+                * PRODUCT_WEIGHTS[P_PHONE_Z]
+                * region_weight
+                * COMPLAINT_RATE
+                * SOCIAL_MULT;
+            for _ in 0..poisson(rng, lambda) {
+                let ts = lo + rng.gen_range(0..len);
+                let customer = random_customer(rng, r);
+                let severity = pick(rng, &SEVERITY_SOCIAL);
+                let sentiment = rng.gen_range(-100..=-70);
+                let int_ts = rng.gen_bool(INT_TS_SHARE);
+                let mut s = Spec::new(
+                    ts,
+                    Kind::Complaint,
+                    P_PHONE_Z,
+                    r,
+                    CH_SOCIAL,
+                    customer,
+                    int_ts,
+                );
+                s = s.complaint(CAT_SERVICE_ATTITUDE, severity, sentiment);
+                batch.push(s);
+            }
+        }
+    }
+
+    /// Extra churn-wave cancellations (and the complaints preceding them) of
+    /// vip customers in us-east over `[lo, lo + len)`. Cancellations that fall
+    /// after `m_end` are scheduled for their own minute; all stay before `wave_end`.
+    #[allow(clippy::too_many_arguments)]
+    fn churn_extras(
+        &mut self,
+        per_ms: f64,
+        lo: i64,
+        len: i64,
+        wave_end: i64,
+        m_end: i64,
+        batch: &mut Vec<Spec>,
+    ) {
+        let rng = &mut self.crisis_rng;
+        for (p, product_weight) in PRODUCT_WEIGHTS.iter().enumerate() {
+            let lambda = per_ms
+                * len as f64
+                * product_weight
+                * REGION_WEIGHTS[R_US_EAST]
+                * SEGMENT_WEIGHTS[SEG_VIP]
+                * CANCEL_RATE
+                * (CHURN_MULT - 1.0);
+            for _ in 0..poisson(rng, lambda * CHURN_PRECEDED_SHARE) {
+                let ts = lo + rng.gen_range(0..len);
+                let customer = new_customer(rng, R_US_EAST, SEG_VIP);
+                let channel = pick(rng, &COMPLAINT_CHANNELS);
+                let category = pick(rng, &CHURN_CATEGORIES);
+                let severity = pick(rng, &SEVERITY_CHURN);
+                let sentiment = complaint_sentiment(rng, severity);
+                let int_ts = rng.gen_bool(INT_TS_SHARE);
+                let mut s = Spec::new(ts, Kind::Complaint, p, R_US_EAST, channel, customer, int_ts);
+                s = s.complaint(category, severity, sentiment);
+                batch.push(s);
+                // Cancel 2–55 minutes later, but inside the wave.
+                let span = (55 * MINUTE_MS).min(wave_end - 1 - ts);
+                let delay = rng.gen_range((2 * MINUTE_MS).min(span)..=span);
+                let channel = pick(rng, &CANCEL_CHANNELS);
+                let int_ts = rng.gen_bool(INT_TS_SHARE);
+                let c = Spec::new(
+                    ts + delay,
+                    Kind::Cancellation,
+                    p,
+                    R_US_EAST,
+                    channel,
+                    customer,
+                    int_ts,
+                );
+                if c.ts < m_end {
+                    batch.push(c);
+                } else {
+                    self.scheduled.push(c);
+                }
+            }
+            for _ in 0..poisson(rng, lambda * (1.0 - CHURN_PRECEDED_SHARE)) {
+                let ts = lo + rng.gen_range(0..len);
+                let customer = new_customer(rng, R_US_EAST, SEG_VIP);
+                let channel = pick(rng, &CANCEL_CHANNELS);
+                let int_ts = rng.gen_bool(INT_TS_SHARE);
+                batch.push(Spec::new(
+                    ts,
+                    Kind::Cancellation,
+                    p,
+                    R_US_EAST,
+                    channel,
+                    customer,
+                    int_ts,
+                ));
+            }
+        }
+    }
+
+    /// Formats one event, assigns its id and queues it (plus any noise) for emission.
+    fn emit_spec(&mut self, spec: &Spec) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line = Vec::with_capacity(256);
+        self.write_event(&mut line, id, spec);
+        if !self.settings.noise {
+            self.push_pending(spec.ts, line);
+            return;
+        }
+        let last = self.end_ms - 1;
+        let mut emit = spec.ts;
+        if self.noise_rng.gen_bool(NOISE_LATE) {
+            emit = (spec.ts + self.noise_rng.gen_range(5_000..=60_000)).min(last);
+        }
+        if self.noise_rng.gen_bool(NOISE_DUPLICATE) {
+            let again = (emit + self.noise_rng.gen_range(1_000..=8_000)).min(last);
+            self.push_pending(again, line.clone());
+        }
+        if self.noise_rng.gen_bool(NOISE_MALFORMED) {
+            let bad = self.malformed_line(spec.ts);
+            self.push_pending(spec.ts, bad);
+        }
+        self.push_pending(emit, line);
+    }
+
+    /// Writes the JSON object for `spec` into `buf`.
+    fn write_event(&mut self, buf: &mut Vec<u8>, id: u64, spec: &Spec) {
+        buf.extend_from_slice(&self.id_prefix);
+        push_u64(buf, id);
+        buf.extend_from_slice(b"\",\"type\":\"");
+        buf.extend_from_slice(spec.kind.as_str().as_bytes());
+        buf.extend_from_slice(b"\",\"ts\":");
+        self.write_ts(buf, spec.ts, spec.int_ts);
+        buf.extend_from_slice(b",\"customer_id\":\"c-");
+        push_u64(buf, u64::from(CUSTOMER_ID_BASE + spec.customer));
+        buf.extend_from_slice(b"\",\"attrs\":{\"product\":\"");
+        buf.extend_from_slice(PRODUCTS[usize::from(spec.product)].as_bytes());
+        buf.extend_from_slice(b"\",\"region\":\"");
+        buf.extend_from_slice(REGIONS[usize::from(spec.region)].as_bytes());
+        buf.extend_from_slice(b"\",\"channel\":\"");
+        buf.extend_from_slice(CHANNELS[usize::from(spec.channel)].as_bytes());
+        buf.extend_from_slice(b"\",\"segment\":\"");
+        buf.extend_from_slice(SEGMENTS[segment_of(spec.customer)].as_bytes());
+        buf.push(b'"');
+        match spec.kind {
+            Kind::Complaint => {
+                buf.extend_from_slice(b",\"category\":\"");
+                buf.extend_from_slice(CATEGORIES[usize::from(spec.category)].as_bytes());
+                buf.extend_from_slice(b"\",\"severity\":\"");
+                buf.extend_from_slice(SEVERITIES[usize::from(spec.severity)].as_bytes());
+                buf.extend_from_slice(b"\"},\"sentiment\":");
+                push_hundredths(buf, spec.sentiment);
+            }
+            Kind::Feedback => {
+                buf.extend_from_slice(b"},\"score\":");
+                push_u64(buf, u64::from(spec.score));
+                buf.extend_from_slice(b",\"sentiment\":");
+                push_hundredths(buf, spec.sentiment);
+            }
+            Kind::Order | Kind::Cancellation => buf.push(b'}'),
+        }
+        buf.push(b'}');
+    }
+
+    /// Writes `ts` as `"YYYY-MM-DDTHH:MM:SS.mmmZ"`, or as integer ms when
+    /// `int_ts` is set or the time has no four-digit-year RFC 3339 form.
+    fn write_ts(&mut self, buf: &mut Vec<u8>, ts: i64, int_ts: bool) {
+        if !int_ts {
+            let minute = ts.div_euclid(MINUTE_MS) * MINUTE_MS;
+            if minute != self.ts_minute {
+                self.ts_minute = minute;
+                self.ts_prefix.clear();
+                if let Some(dt) = DateTime::<Utc>::from_timestamp_millis(minute) {
+                    let s = dt.format("%Y-%m-%dT%H:%M:").to_string();
+                    if s.len() == 17 && s.as_bytes()[0].is_ascii_digit() {
+                        self.ts_prefix.extend_from_slice(s.as_bytes());
+                    }
+                }
+            }
+            if !self.ts_prefix.is_empty() {
+                // 0 ≤ rem < 60_000, so every digit below is in 0..=9.
+                let rem = ts - minute;
+                let (sec, ms) = (rem / 1000, rem % 1000);
+                buf.push(b'"');
+                buf.extend_from_slice(&self.ts_prefix);
+                buf.extend_from_slice(&[
+                    b'0' + (sec / 10) as u8,
+                    b'0' + (sec % 10) as u8,
+                    b'.',
+                    b'0' + (ms / 100) as u8,
+                    b'0' + (ms / 10 % 10) as u8,
+                    b'0' + (ms % 10) as u8,
+                    b'Z',
+                    b'"',
+                ]);
+                return;
+            }
+        }
+        push_i64(buf, ts);
+    }
+
+    /// One malformed line (noise), of one of five kinds.
+    fn malformed_line(&mut self, ts: i64) -> Vec<u8> {
+        let n = self.next_bad;
+        self.next_bad += 1;
+        let seed = self.settings.seed;
+        let attrs = "\"attrs\":{\"product\":\"tv-max\",\"region\":\"apac\",\
+                     \"channel\":\"web\",\"segment\":\"consumer\"}";
+        let line = match self.noise_rng.gen_range(0..5) {
+            0 => format!("<<garbled {seed}-{n}>> type=order ts={ts} {{\"id\":"),
+            1 => format!("[{{\"id\":\"bad-{seed}-{n}\",\"type\":\"order\",\"ts\":{ts}}}]"),
+            2 => format!(
+                "{{\"id\":\"bad-{seed}-{n}\",\"type\":\"order\",\"customer_id\":\"c-100000\",{attrs}}}"
+            ),
+            3 => format!(
+                "{{\"id\":\"bad-{seed}-{n}\",\"type\":\"order\",\"ts\":\"yesterday\",\
+                 \"customer_id\":\"c-100000\",{attrs}}}"
+            ),
+            _ => {
+                let mut id = format!("bad-{seed}-{n}-");
+                while id.len() < 300 {
+                    id.push('x');
+                }
+                format!(
+                    "{{\"id\":\"{id}\",\"type\":\"order\",\"ts\":{ts},\
+                     \"customer_id\":\"c-100000\",{attrs}}}"
+                )
+            }
+        };
+        line.into_bytes()
+    }
+}
+
+impl Spec {
+    /// Sets the complaint fields (`category`, `severity` are table indices < 8).
+    fn complaint(mut self, category: usize, severity: usize, sentiment: i16) -> Self {
+        self.category = category as u8;
+        self.severity = severity as u8;
+        self.sentiment = sentiment;
+        self
+    }
+
+    fn new(
+        ts: i64,
+        kind: Kind,
+        product: usize,
+        region: usize,
+        channel: usize,
+        customer: u32,
+        int_ts: bool,
+    ) -> Self {
+        // The indices come from the fixed tables (< 8), so they fit u8.
+        Spec {
+            ts,
+            kind,
+            product: product as u8,
+            region: region as u8,
+            channel: channel as u8,
+            customer,
+            category: 0,
+            severity: 0,
+            score: 0,
+            sentiment: 0,
+            int_ts,
+        }
+    }
+}
+
+/// Owned copy of a crisis slice definition.
+fn slice_of(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Daily traffic factor at `ms`: a smooth curve with its minimum 0.35 at
+/// 03:00 UTC and its maximum 1.0 at 14:00 UTC (half-cosine up over 11 h,
+/// down over 13 h).
+fn daily_rhythm(ms: i64) -> f64 {
+    let h = ms.rem_euclid(DAY_MS) as f64 / 3_600_000.0;
+    let rise = if (3.0..14.0).contains(&h) {
+        (1.0 - (std::f64::consts::PI * (h - 3.0) / 11.0).cos()) / 2.0
+    } else {
+        let d = if h >= 14.0 { h - 14.0 } else { h + 10.0 };
+        (1.0 + (std::f64::consts::PI * d / 13.0).cos()) / 2.0
+    };
+    0.35 + 0.65 * rise
+}
+
+/// Poisson sample with mean `lambda` (0 for a non-positive or non-finite mean).
+fn poisson(rng: &mut ChaCha8Rng, lambda: f64) -> u64 {
+    if !(lambda.is_finite() && lambda > 0.0) {
+        return 0;
+    }
+    match Poisson::new(lambda) {
+        Ok(d) => {
+            let x: f64 = d.sample(rng);
+            x as u64
+        }
+        Err(_) => 0,
+    }
+}
+
+/// Index drawn with probability proportional to `weights` (zero weights never drawn).
+fn pick(rng: &mut ChaCha8Rng, weights: &[f64]) -> usize {
+    let total: f64 = weights.iter().sum();
+    let mut x = rng.gen::<f64>() * total;
+    let mut last = 0;
+    for (i, &w) in weights.iter().enumerate() {
+        if w > 0.0 {
+            if x < w {
+                return i;
+            }
+            x -= w;
+            last = i;
+        }
+    }
+    last
+}
+
+/// A random customer of `region` (index) and `segment` (index into [`SEGMENTS`]).
+///
+/// Customer `n` (0 ≤ n < 200,000) lives in region `n % 4`; with `k = n / 4`,
+/// its segment is vip when `k % 10 == 0`, smb when `k % 10` is 1 or 2, else consumer.
+fn new_customer(rng: &mut ChaCha8Rng, region: usize, segment: usize) -> u32 {
+    let per_region = CUSTOMER_POOL / REGIONS.len() as u32;
+    let j = rng.gen_range(0..per_region / 10);
+    let offset = match segment {
+        2 => 0,
+        1 => 1 + rng.gen_range(0..2),
+        _ => 3 + rng.gen_range(0..7),
+    };
+    (j * 10 + offset) * REGIONS.len() as u32 + region as u32
+}
+
+/// A random customer of `region`, with the normal segment mix.
+fn random_customer(rng: &mut ChaCha8Rng, region: usize) -> u32 {
+    let segment = pick(rng, &SEGMENT_WEIGHTS);
+    new_customer(rng, region, segment)
+}
+
+/// Segment index of customer `n` (see [`new_customer`]).
+fn segment_of(customer: u32) -> usize {
+    match (customer / REGIONS.len() as u32) % 10 {
+        0 => 2,
+        1 | 2 => 1,
+        _ => 0,
+    }
+}
+
+/// Severity mix for a complaint category.
+fn severity_mix(category: usize) -> &'static [f64; 3] {
+    match CATEGORIES[category] {
+        "safety" | "data_breach" => &SEVERITY_DANGER,
+        "product_quality" | "service_attitude" | "outage" => &SEVERITY_SEVERE,
+        _ => &SEVERITY_MILD,
+    }
+}
+
+/// Complaint sentiment (hundredths) by severity index.
+fn complaint_sentiment(rng: &mut ChaCha8Rng, severity: usize) -> i16 {
+    match severity {
+        0 => rng.gen_range(-55..=-5),
+        1 => rng.gen_range(-80..=-30),
+        _ => rng.gen_range(-100..=-60),
+    }
+}
+
+/// NPS score: ≈ 55 % promoters (9–10), 30 % passives (7–8), 15 % detractors (0–6).
+fn nps_score(rng: &mut ChaCha8Rng) -> u8 {
+    let x: f64 = rng.gen();
+    if x < 0.55 {
+        rng.gen_range(9..=10)
+    } else if x < 0.85 {
+        rng.gen_range(7..=8)
+    } else {
+        rng.gen_range(0..=6)
+    }
+}
+
+/// Feedback sentiment (hundredths) loosely following the score.
+fn feedback_sentiment(rng: &mut ChaCha8Rng, score: u8) -> i16 {
+    let base = (i16::from(score) * 100 - 650) / 4;
+    (base + rng.gen_range(-20..=20)).clamp(-100, 100)
+}
+
+/// Appends the decimal digits of `n`.
+fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&tmp[i..]);
+}
+
+/// Appends the decimal form of `n`.
+fn push_i64(buf: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        buf.push(b'-');
+    }
+    push_u64(buf, n.unsigned_abs());
+}
+
+/// Appends `v / 100` with exactly two decimals (e.g. `-0.80`, `1.00`, `0.05`).
+fn push_hundredths(buf: &mut Vec<u8>, v: i16) {
+    if v < 0 {
+        buf.push(b'-');
+    }
+    let a = v.unsigned_abs();
+    push_u64(buf, u64::from(a / 100));
+    buf.push(b'.');
+    buf.push(b'0' + (a % 100 / 10) as u8);
+    buf.push(b'0' + (a % 10) as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use std::collections::{HashMap, HashSet};
+
+    const DAY: i64 = DAY_MS;
+    const HOUR: i64 = 3_600_000;
+
+    fn midnight() -> i64 {
+        DateTime::parse_from_rfc3339("2026-11-22T00:00:00Z")
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    fn settings(duration_ms: i64, opm: f64, crises: bool, noise: bool) -> GeneratorSettings {
+        GeneratorSettings {
+            seed: 7,
+            start_ms: midnight(),
+            duration_ms,
+            orders_per_minute: opm,
+            crises,
+            noise,
+        }
+    }
+
+    fn run_all(s: GeneratorSettings) -> (Generator, Vec<Vec<u8>>) {
+        let mut g = Generator::new(s);
+        let mut out = Vec::new();
+        let n = g.generate_until(i64::MAX, &mut out);
+        assert_eq!(n, out.len());
+        assert!(g.is_done());
+        (g, out)
+    }
+
+    /// A parsed, fully validated event.
+    #[derive(Debug, Clone)]
+    struct Ev {
+        id: String,
+        kind: String,
+        ts: i64,
+        customer: String,
+        product: String,
+        region: String,
+        channel: String,
+        segment: String,
+        category: Option<String>,
+        severity: Option<String>,
+        score: Option<i64>,
+        sentiment: Option<f64>,
+    }
+
+    impl Ev {
+        fn attr(&self, key: &str) -> &str {
+            match key {
+                "product" => &self.product,
+                "region" => &self.region,
+                "channel" => &self.channel,
+                "segment" => &self.segment,
+                _ => "",
+            }
+        }
+
+        fn in_crisis(&self, c: &Crisis) -> bool {
+            self.ts >= c.start_ms
+                && self.ts < c.end_ms
+                && c.slice.iter().all(|(k, v)| self.attr(k) == v)
+        }
+    }
+
+    /// Parses and validates one line; `None` if it is not a well-formed event.
+    fn parse(line: &[u8]) -> Option<Ev> {
+        let v: Value = serde_json::from_slice(line).ok()?;
+        let o = v.as_object()?;
+        let id = o.get("id")?.as_str()?.to_string();
+        if id.is_empty() || id.len() > 64 {
+            return None;
+        }
+        let kind = o.get("type")?.as_str()?.to_string();
+        if !["order", "complaint", "feedback", "cancellation"].contains(&kind.as_str()) {
+            return None;
+        }
+        let ts = match o.get("ts")? {
+            Value::String(s) => {
+                if s.len() != 24 || !s.ends_with('Z') {
+                    return None;
+                }
+                DateTime::parse_from_rfc3339(s).ok()?.timestamp_millis()
+            }
+            Value::Number(n) => n.as_i64()?,
+            _ => return None,
+        };
+        let customer = o.get("customer_id")?.as_str()?.to_string();
+        let a = o.get("attrs")?.as_object()?;
+        let get = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_string);
+        let (product, region, channel, segment) = (
+            get("product")?,
+            get("region")?,
+            get("channel")?,
+            get("segment")?,
+        );
+        if !PRODUCTS.contains(&product.as_str())
+            || !REGIONS.contains(&region.as_str())
+            || !CHANNELS.contains(&channel.as_str())
+            || !SEGMENTS.contains(&segment.as_str())
+        {
+            return None;
+        }
+        let (category, severity) = (get("category"), get("severity"));
+        let score = o.get("score").map(|s| s.as_i64()).unwrap_or(None);
+        let sentiment = o.get("sentiment").map(|s| s.as_f64()).unwrap_or(None);
+        match kind.as_str() {
+            "complaint" => {
+                if !CATEGORIES.contains(&category.as_deref()?)
+                    || !SEVERITIES.contains(&severity.as_deref()?)
+                    || score.is_some()
+                {
+                    return None;
+                }
+                sentiment.filter(|s| (-1.0..=1.0).contains(s))?;
+            }
+            "feedback" => {
+                if category.is_some() || severity.is_some() || !(0..=10).contains(&score?) {
+                    return None;
+                }
+                sentiment.filter(|s| (-1.0..=1.0).contains(s))?;
+            }
+            _ => {
+                if category.is_some() || score.is_some() || o.contains_key("sentiment") {
+                    return None;
+                }
+            }
+        }
+        Some(Ev {
+            id,
+            kind,
+            ts,
+            customer,
+            product,
+            region,
+            channel,
+            segment,
+            category,
+            severity,
+            score,
+            sentiment,
+        })
+    }
+
+    #[test]
+    fn deterministic_across_step_sizes() {
+        let s = settings(6 * HOUR, 300.0, true, true);
+        let (g1, big) = run_all(s.clone());
+
+        let mut g2 = Generator::new(s.clone());
+        let mut minute_steps = Vec::new();
+        let mut t = s.start_ms;
+        while !g2.is_done() {
+            t += MINUTE_MS;
+            g2.generate_until(t, &mut minute_steps);
+        }
+        assert!(t <= s.start_ms + s.duration_ms + MINUTE_MS);
+
+        let mut g3 = Generator::new(s.clone());
+        let mut odd_steps = Vec::new();
+        let mut t = s.start_ms - 5_000;
+        let mut step = 1;
+        while !g3.is_done() {
+            g3.generate_until(t, &mut odd_steps);
+            t += step;
+            step = (step * 7 + 13_337) % 250_000;
+        }
+
+        assert!(big.len() > 30_000);
+        assert_eq!(big, minute_steps);
+        assert_eq!(big, odd_steps);
+        assert_eq!(g1.emitted(), big.len() as u64);
+        assert_eq!(g2.emitted(), big.len() as u64);
+        assert_eq!(g3.emitted(), big.len() as u64);
+
+        // Another seed gives different traffic.
+        let (_, other) = run_all(GeneratorSettings { seed: 8, ..s });
+        assert_ne!(big, other);
+    }
+
+    #[test]
+    fn emission_respects_to_ms_and_period() {
+        let s = settings(2 * HOUR + 30_500, 200.0, false, false);
+        let end = s.start_ms + s.duration_ms;
+        let mut g = Generator::new(s.clone());
+        let mut out = Vec::new();
+        let mut t = s.start_ms;
+        while t < end + 2 * MINUTE_MS {
+            t += 45_000;
+            let before = out.len();
+            g.generate_until(t, &mut out);
+            // Without noise the emission time is the ts.
+            for line in &out[before..] {
+                let ev = parse(line).unwrap();
+                assert!(ev.ts < t, "line emitted before its time");
+                assert!(ev.ts >= s.start_ms && ev.ts < end);
+            }
+        }
+        assert!(g.is_done());
+        assert_eq!(g.generate_until(i64::MAX, &mut out), 0);
+        let ts: Vec<i64> = out.iter().map(|l| parse(l).unwrap().ts).collect();
+        assert!(
+            ts.windows(2).all(|w| w[0] <= w[1]),
+            "ts not sorted without noise"
+        );
+        assert!(*ts.last().unwrap() >= end - 60_000);
+
+        // Degenerate periods produce nothing.
+        for d in [0, -5] {
+            let mut g = Generator::new(GeneratorSettings {
+                duration_ms: d,
+                ..s.clone()
+            });
+            assert!(g.is_done());
+            assert_eq!(g.generate_until(i64::MAX, &mut out), 0);
+        }
+    }
+
+    #[test]
+    fn all_lines_valid_without_noise_and_noise_only_when_enabled() {
+        let s = settings(12 * HOUR, 300.0, true, false);
+        let (_, clean) = run_all(s.clone());
+        let mut ids = HashSet::new();
+        let mut int_ts = 0;
+        for line in &clean {
+            let ev = parse(line).unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(line)));
+            assert!(ev.ts >= s.start_ms && ev.ts < s.start_ms + s.duration_ms);
+            assert!(ev.id.starts_with("e-7-"));
+            assert!(ev.customer.starts_with("c-"));
+            let n: u32 = ev.customer[2..].parse().unwrap();
+            assert!((CUSTOMER_ID_BASE..CUSTOMER_ID_BASE + CUSTOMER_POOL).contains(&n));
+            assert!(ids.insert(ev.id.clone()), "duplicate id without noise");
+            if !line.windows(6).any(|w| w == b"\"ts\":\"") {
+                int_ts += 1;
+            }
+        }
+        let share = int_ts as f64 / clean.len() as f64;
+        assert!((0.08..0.12).contains(&share), "integer ts share {share}");
+
+        let (_, noisy) = run_all(GeneratorSettings {
+            noise: true,
+            ..s.clone()
+        });
+        let mut bad = 0usize;
+        let mut bad_kinds = HashSet::new();
+        let mut seen = HashSet::new();
+        let mut dups = 0usize;
+        let mut valid = Vec::new();
+        let mut inversions = 0usize;
+        let mut last_ts = i64::MIN;
+        for line in &noisy {
+            match parse(line) {
+                Some(ev) => {
+                    if !seen.insert(ev.id.clone()) {
+                        dups += 1;
+                    }
+                    if ev.ts < last_ts {
+                        inversions += 1;
+                    }
+                    last_ts = last_ts.max(ev.ts);
+                    assert!(ev.ts >= s.start_ms && ev.ts < s.start_ms + s.duration_ms);
+                    valid.push(line.clone());
+                }
+                None => {
+                    bad += 1;
+                    let kind = match serde_json::from_slice::<Value>(line) {
+                        Err(_) => "not json",
+                        Ok(Value::Array(_)) => "array",
+                        Ok(Value::Object(o)) => match o.get("ts") {
+                            None => "missing ts",
+                            Some(Value::String(t)) if t == "yesterday" => "bad ts",
+                            Some(_) if o["id"].as_str().map_or(0, str::len) == 300 => "long id",
+                            Some(_) => "other",
+                        },
+                        Ok(_) => "other",
+                    };
+                    bad_kinds.insert(kind);
+                }
+            }
+        }
+        let mut kinds: Vec<_> = bad_kinds.into_iter().collect();
+        kinds.sort_unstable();
+        assert_eq!(
+            kinds,
+            ["array", "bad ts", "long id", "missing ts", "not json"]
+        );
+        let n = noisy.len() as f64;
+        println!(
+            "noise: {} lines, malformed {:.4}%, duplicates {:.4}%, late {:.3}%",
+            noisy.len(),
+            bad as f64 / n * 100.0,
+            dups as f64 / n * 100.0,
+            inversions as f64 / n * 100.0
+        );
+        assert!(bad > 0 && (bad as f64) < n * 0.0015);
+        assert!(dups > 0 && (dups as f64) < n * 0.003);
+        assert!(inversions as f64 > n * 0.003);
+        // The valid events are the clean run's events (plus redeliveries).
+        let clean_set: HashSet<&Vec<u8>> = clean.iter().collect();
+        assert!(valid.iter().all(|l| clean_set.contains(l)));
+        assert_eq!(valid.len() - dups, clean.len());
+    }
+
+    #[test]
+    fn crises_ground_truth() {
+        let (g, _) = run_all(settings(DAY, 1.0, false, false));
+        assert!(g.crises().is_empty());
+        let g = Generator::new(settings(DAY, 300.0, true, false));
+        let c = g.crises();
+        let m = midnight();
+        let names: Vec<_> = c.iter().map(|c| (c.name, c.kind)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("quality_surge", "product_quality_surge"),
+                ("social_spike", "social_channel_spike"),
+                ("churn_wave", "churn_wave")
+            ]
+        );
+        let hours: Vec<_> = c
+            .iter()
+            .map(|c| ((c.start_ms - m) / HOUR, (c.end_ms - m) / HOUR))
+            .collect();
+        assert_eq!(hours, vec![(9, 12), (14, 16), (18, 21)]);
+        assert!(c.windows(2).all(|w| w[0].start_ms <= w[1].start_ms));
+    }
+
+    #[test]
+    fn traffic_outside_crises_is_unchanged_by_crises() {
+        let strip = |lines: &[Vec<u8>], crises: &[Crisis]| -> Vec<String> {
+            let mut v: Vec<String> = lines
+                .iter()
+                .map(|l| parse(l).unwrap())
+                .filter(|e| !crises.iter().any(|c| e.in_crisis(c)))
+                .map(|e| {
+                    format!(
+                        "{} {} {} {} {} {} {} {:?} {:?} {:?} {:?}",
+                        e.kind,
+                        e.ts,
+                        e.customer,
+                        e.product,
+                        e.region,
+                        e.channel,
+                        e.segment,
+                        e.category,
+                        e.severity,
+                        e.score,
+                        e.sentiment
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let s = settings(DAY, 60.0, true, false);
+        let (g, with) = run_all(s.clone());
+        let (_, without) = run_all(GeneratorSettings { crises: false, ..s });
+        let a = strip(&with, g.crises());
+        let b = strip(&without, g.crises());
+        assert!(a.len() > 50_000);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn rates_over_a_day() {
+        let s = settings(DAY, 300.0, true, false);
+        let (g, lines) = run_all(s.clone());
+        let crises = g.crises().to_vec();
+        let evs: Vec<Ev> = lines.iter().map(|l| parse(l).unwrap()).collect();
+        let count = |f: &dyn Fn(&Ev) -> bool, kind: &str| {
+            evs.iter().filter(|e| e.kind == kind && f(e)).count() as f64
+        };
+        let outside = |e: &Ev| !crises.iter().any(|c| e.in_crisis(c));
+        let ratio = |f: &dyn Fn(&Ev) -> bool, kind: &str| count(f, kind) / count(f, "order");
+
+        let total_orders = count(&|_| true, "order");
+        let normal_complaints = ratio(&outside, "complaint");
+        let normal_feedback = ratio(&outside, "feedback");
+        let normal_cancel = ratio(&outside, "cancellation");
+
+        let (qs, ss, cw) = (&crises[0], &crises[1], &crises[2]);
+        let in_q = |e: &Ev| e.in_crisis(qs);
+        let surge_ratio = ratio(&in_q, "complaint");
+        let surge_complaints: Vec<&Ev> = evs
+            .iter()
+            .filter(|e| e.kind == "complaint" && in_q(e))
+            .collect();
+        let severe = surge_complaints
+            .iter()
+            .filter(|e| matches!(e.category.as_deref(), Some("product_quality" | "safety")))
+            .count() as f64
+            / surge_complaints.len() as f64;
+        let high = surge_complaints
+            .iter()
+            .filter(|e| e.severity.as_deref() == Some("high"))
+            .count() as f64
+            / surge_complaints.len() as f64;
+        let mut seen = HashSet::new();
+        let repeats = surge_complaints
+            .iter()
+            .filter(|e| !seen.insert(e.customer.clone()))
+            .count() as f64
+            / surge_complaints.len() as f64;
+        let fb: Vec<&Ev> = evs
+            .iter()
+            .filter(|e| e.kind == "feedback" && in_q(e))
+            .collect();
+        let detractors =
+            fb.iter().filter(|e| e.score.unwrap() <= 6).count() as f64 / fb.len() as f64;
+        let fb_out: Vec<&Ev> = evs
+            .iter()
+            .filter(|e| e.kind == "feedback" && outside(e))
+            .collect();
+        let detractors_normal =
+            fb_out.iter().filter(|e| e.score.unwrap() <= 6).count() as f64 / fb_out.len() as f64;
+
+        // Social spike: phone-z social complaints per phone-z order in the interval.
+        let in_s_time = |e: &Ev| e.ts >= ss.start_ms && e.ts < ss.end_ms && e.product == "phone-z";
+        let social_in = count(&|e| in_s_time(e) && e.channel == "social", "complaint")
+            / count(&in_s_time, "order");
+        let phone_normal = count(&|e| outside(e) && e.product == "phone-z", "complaint")
+            / count(&|e| outside(e) && e.product == "phone-z", "order");
+
+        // Churn wave.
+        let churn_slice = |e: &Ev| e.region == "us-east" && e.segment == "vip";
+        let in_c = |e: &Ev| e.in_crisis(cw);
+        let churn_in = ratio(&in_c, "cancellation");
+        let churn_out = ratio(&|e| churn_slice(e) && !in_c(e), "cancellation");
+        let mut last_complaint: HashMap<&str, i64> = HashMap::new();
+        let (mut wave_cancels, mut preceded) = (0, 0);
+        for e in &evs {
+            if e.kind == "complaint" {
+                last_complaint.insert(&e.customer, e.ts);
+            } else if e.kind == "cancellation" && in_c(e) {
+                wave_cancels += 1;
+                if last_complaint
+                    .get(e.customer.as_str())
+                    .is_some_and(|t| e.ts - t <= HOUR)
+                {
+                    preceded += 1;
+                }
+            }
+        }
+
+        // Complaint ratio of every (product, region) slice outside crises.
+        let mut per_slice: HashMap<(String, String), (f64, f64)> = HashMap::new();
+        for e in evs.iter().filter(|e| outside(e)) {
+            let entry = per_slice
+                .entry((e.product.clone(), e.region.clone()))
+                .or_default();
+            match e.kind.as_str() {
+                "order" => entry.0 += 1.0,
+                "complaint" => entry.1 += 1.0,
+                _ => {}
+            }
+        }
+        let (min_slice, max_slice) = per_slice
+            .values()
+            .fold((1.0f64, 0.0f64), |(lo, hi), (o, c)| {
+                (lo.min(c / o), hi.max(c / o))
+            });
+        let min_share = per_slice
+            .values()
+            .map(|(o, _)| o / total_orders)
+            .fold(1.0f64, f64::min);
+
+        println!("lines {}, orders {total_orders}", evs.len());
+        println!(
+            "outside crises: complaints/orders {:.3}%, feedback/orders {:.2}%, cancellations/orders {:.3}%, detractors {:.1}%",
+            normal_complaints * 100.0,
+            normal_feedback * 100.0,
+            normal_cancel * 100.0,
+            detractors_normal * 100.0
+        );
+        println!(
+            "per-slice complaint ratio outside crises: {:.2}%..{:.2}%, smallest slice share {:.2}%",
+            min_slice * 100.0,
+            max_slice * 100.0,
+            min_share * 100.0
+        );
+        println!(
+            "quality_surge: complaints/orders {:.2}% ({} complaints), pq+safety {:.1}%, high {:.1}%, repeat {:.1}%, detractors {:.1}%",
+            surge_ratio * 100.0,
+            surge_complaints.len(),
+            severe * 100.0,
+            high * 100.0,
+            repeats * 100.0,
+            detractors * 100.0
+        );
+        println!(
+            "social_spike: phone-z social complaints/orders {:.2}% vs phone-z normal total {:.2}% (x{:.1})",
+            social_in * 100.0,
+            phone_normal * 100.0,
+            social_in / phone_normal
+        );
+        println!(
+            "churn_wave: cancellations/orders {:.2}% in wave, {:.3}% outside; {} wave cancellations, {:.1}% preceded by a complaint within 1 h",
+            churn_in * 100.0,
+            churn_out * 100.0,
+            wave_cancels,
+            preceded as f64 / wave_cancels as f64 * 100.0
+        );
+
+        assert!((0.015..=0.025).contains(&normal_complaints));
+        assert!((0.08..=0.12).contains(&normal_feedback));
+        assert!(normal_cancel < 0.01);
+        assert!((0.12..0.18).contains(&detractors_normal));
+        assert!(min_share >= 0.02);
+        assert!(surge_ratio >= 0.10);
+        assert!(severe >= 0.70);
+        assert!(high >= 0.5);
+        assert!((0.2..0.45).contains(&repeats));
+        assert!((0.4..0.6).contains(&detractors));
+        assert!(social_in / phone_normal >= 4.0);
+        assert!(churn_in >= 0.03);
+        assert!(churn_out < 0.01);
+        assert!(preceded as f64 / wave_cancels as f64 >= 0.4);
+    }
+
+    #[test]
+    fn rhythm_shape() {
+        let at = |h: f64| daily_rhythm((h * HOUR as f64) as i64);
+        assert!((at(3.0) - 0.35).abs() < 1e-9);
+        assert!((at(14.0) - 1.0).abs() < 1e-9);
+        for m in 0..(24 * 60) {
+            let r = daily_rhythm(m * MINUTE_MS);
+            assert!((0.35..=1.0).contains(&r));
+            let next = daily_rhythm((m + 1) * MINUTE_MS);
+            assert!((r - next).abs() < 0.005, "rhythm jumps at minute {m}");
+        }
+    }
+}

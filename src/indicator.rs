@@ -1,0 +1,344 @@
+//! Indicators: what an event adds to a pane, and the value of a window.
+//!
+//! Sits between the windows and the rules. Each kind maps a matching event to
+//! integer pane counters (see [`Counters`]) and computes the indicator value,
+//! plus the *volume* that `min_volume` is checked against, from the window
+//! totals:
+//!
+//! | kind | c[0] | c[1] | c[2] | value | volume |
+//! | --- | --- | --- | --- | --- | --- |
+//! | count | matches | | | c0 | c0 |
+//! | rate | matches | | | c0 ÷ window in `per` units | c0 |
+//! | ratio | numerator | denominator | | c0 ÷ c1, none below `min_denominator` | c1 |
+//! | distinct_customers | matches with a customer | | | distinct customers | c0 |
+//! | repeat_customers | matches with a customer | | | customers with ≥ `min_events` | c0 |
+//! | score_share | scores in [min, max] | scored | | c0 ÷ c1 | c1 |
+//! | mean_score | Σ score × 1000 | scored | | c0 ÷ c1 ÷ 1000 | c1 |
+//! | nps | promoters (≥ 9) | detractors (≤ 6) | scored | (c0 − c1) ÷ c2 × 100 | c2 |
+//! | surge | matches | | | see [`surge_value`] | c0 |
+//!
+//! A value of `None` means "no data": too little volume to say anything. The
+//! rules treat it as "condition not met".
+
+use std::hash::BuildHasher;
+
+use crate::config::{IndicatorConfig, RateUnit, SurgeMethod};
+use crate::event::Event;
+use crate::route::CompiledSelector;
+use crate::window::{Counters, Window};
+
+/// Seed of the customer-id hash; fixed so that replays are deterministic.
+const CUSTOMER_HASH_SEED: u64 = 0x6375_7374_6f6d_6572;
+
+/// A compiled indicator.
+#[derive(Debug, Clone)]
+pub enum Indicator {
+    /// Matching events.
+    Count(CompiledSelector),
+    /// Matching events per unit; the divisor converts the window to that unit.
+    Rate(CompiledSelector, f64),
+    /// numerator ÷ denominator.
+    Ratio {
+        /// Top.
+        num: CompiledSelector,
+        /// Bottom.
+        den: CompiledSelector,
+        /// Minimum denominator count.
+        min_den: i64,
+    },
+    /// Distinct customers.
+    Distinct(CompiledSelector),
+    /// Customers with at least this many events.
+    Repeat(CompiledSelector, u32),
+    /// Share of scores within [min, max].
+    ScoreShare(CompiledSelector, f64, f64),
+    /// Mean score.
+    MeanScore(CompiledSelector),
+    /// Net promoter score.
+    Nps(CompiledSelector),
+    /// Window count against a trailing baseline.
+    Surge {
+        /// Events counted.
+        select: CompiledSelector,
+        /// Ratio or z-score.
+        method: SurgeMethod,
+        /// Expected-count floor.
+        min_baseline: f64,
+    },
+}
+
+/// What one event contributes to one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contribution {
+    /// Counter deltas.
+    pub delta: Counters,
+    /// Whether the event is part of the signal (numerator / counted events),
+    /// not only the denominator: such events are kept as alert evidence.
+    pub signal: bool,
+    /// Whether the event feeds per-customer counts.
+    pub customer: bool,
+}
+
+/// Hashes a customer id for per-customer counting.
+pub fn customer_hash(id: &str) -> u64 {
+    foldhash::fast::FixedState::with_seed(CUSTOMER_HASH_SEED).hash_one(id)
+}
+
+/// Scores are kept in thousandths so pane sums are exact integers.
+pub fn score_milli(score: f64) -> i64 {
+    (score * 1000.0).round() as i64
+}
+
+impl Indicator {
+    /// Compiles the configured indicator for a window of `window_ms`.
+    pub fn compile(cfg: &IndicatorConfig, window_ms: i64) -> Self {
+        match cfg {
+            IndicatorConfig::Count { select } => Indicator::Count(CompiledSelector::compile(select)),
+            IndicatorConfig::Rate { select, per } => {
+                let unit_ms = match per {
+                    RateUnit::Second => 1_000.0,
+                    RateUnit::Minute => 60_000.0,
+                    RateUnit::Hour => 3_600_000.0,
+                };
+                Indicator::Rate(CompiledSelector::compile(select), window_ms as f64 / unit_ms)
+            }
+            IndicatorConfig::Ratio {
+                numerator,
+                denominator,
+                min_denominator,
+            } => Indicator::Ratio {
+                num: CompiledSelector::compile(numerator),
+                den: CompiledSelector::compile(denominator),
+                min_den: i64::try_from(*min_denominator).unwrap_or(i64::MAX).max(1),
+            },
+            IndicatorConfig::DistinctCustomers { select } => {
+                Indicator::Distinct(CompiledSelector::compile(select))
+            }
+            IndicatorConfig::RepeatCustomers { select, min_events } => {
+                Indicator::Repeat(CompiledSelector::compile(select), (*min_events).max(1))
+            }
+            IndicatorConfig::ScoreShare { select, min, max } => {
+                Indicator::ScoreShare(CompiledSelector::compile(select), *min, *max)
+            }
+            IndicatorConfig::MeanScore { select } => {
+                Indicator::MeanScore(CompiledSelector::compile(select))
+            }
+            IndicatorConfig::Nps { select } => Indicator::Nps(CompiledSelector::compile(select)),
+            IndicatorConfig::Surge {
+                select,
+                method,
+                min_baseline,
+                ..
+            } => Indicator::Surge {
+                select: CompiledSelector::compile(select),
+                method: *method,
+                min_baseline: *min_baseline,
+            },
+        }
+    }
+
+    /// The selectors, for routing.
+    pub fn selectors(&self) -> Vec<&CompiledSelector> {
+        match self {
+            Indicator::Ratio { num, den, .. } => vec![num, den],
+            Indicator::Count(s)
+            | Indicator::Rate(s, _)
+            | Indicator::Distinct(s)
+            | Indicator::Repeat(s, _)
+            | Indicator::ScoreShare(s, ..)
+            | Indicator::MeanScore(s)
+            | Indicator::Nps(s)
+            | Indicator::Surge { select: s, .. } => vec![s],
+        }
+    }
+
+    /// Whether the indicator counts customers.
+    pub fn needs_customers(&self) -> bool {
+        matches!(self, Indicator::Distinct(_) | Indicator::Repeat(..))
+    }
+
+    /// `min_events` for repeat customers, 1 otherwise.
+    pub fn min_events(&self) -> u32 {
+        match self {
+            Indicator::Repeat(_, n) => *n,
+            _ => 1,
+        }
+    }
+
+    /// What `ev` contributes, or `None` if it does not concern this indicator.
+    #[inline]
+    pub fn contribution(&self, ev: &Event<'_>) -> Option<Contribution> {
+        let plain = |delta| {
+            Some(Contribution {
+                delta,
+                signal: true,
+                customer: false,
+            })
+        };
+        match self {
+            Indicator::Count(s) | Indicator::Rate(s, _) | Indicator::Surge { select: s, .. } => {
+                if s.matches(ev) {
+                    plain([1, 0, 0])
+                } else {
+                    None
+                }
+            }
+            Indicator::Ratio { num, den, .. } => {
+                let n = num.matches(ev);
+                let d = den.matches(ev);
+                if !(n || d) {
+                    return None;
+                }
+                Some(Contribution {
+                    delta: [i64::from(n), i64::from(d), 0],
+                    signal: n,
+                    customer: false,
+                })
+            }
+            Indicator::Distinct(s) | Indicator::Repeat(s, _) => {
+                if ev.customer_id.is_some() && s.matches(ev) {
+                    Some(Contribution {
+                        delta: [1, 0, 0],
+                        signal: true,
+                        customer: true,
+                    })
+                } else {
+                    None
+                }
+            }
+            Indicator::ScoreShare(s, lo, hi) => {
+                let score = ev.score?;
+                if !s.matches(ev) {
+                    return None;
+                }
+                let hit = score >= *lo && score <= *hi;
+                Some(Contribution {
+                    delta: [i64::from(hit), 1, 0],
+                    signal: hit,
+                    customer: false,
+                })
+            }
+            Indicator::MeanScore(s) => {
+                let score = ev.score?;
+                if s.matches(ev) {
+                    plain([score_milli(score), 1, 0])
+                } else {
+                    None
+                }
+            }
+            Indicator::Nps(s) => {
+                let score = ev.score?;
+                if !s.matches(ev) {
+                    return None;
+                }
+                let promoter = score >= 9.0;
+                let detractor = score <= 6.0;
+                Some(Contribution {
+                    delta: [i64::from(promoter), i64::from(detractor), 1],
+                    signal: detractor,
+                    customer: false,
+                })
+            }
+        }
+    }
+
+    /// The indicator value and its volume for a window.
+    /// `n` is the panes per window and `baseline_panes` the baseline panes with
+    /// history (surge only; see [`surge_value`]).
+    pub fn value(&self, w: &Window, n: i64, baseline_panes: i64) -> (Option<f64>, i64) {
+        let c = w.cur;
+        match self {
+            Indicator::Count(_) => (Some(c[0] as f64), c[0]),
+            Indicator::Rate(_, units) => (Some(c[0] as f64 / units), c[0]),
+            Indicator::Ratio { min_den, .. } => {
+                let v = (c[1] >= *min_den).then(|| c[0] as f64 / c[1] as f64);
+                (v, c[1])
+            }
+            Indicator::Distinct(_) => {
+                let d = w.customers.as_ref().map_or(0, |cc| cc.distinct());
+                (Some(d as f64), c[0])
+            }
+            Indicator::Repeat(..) => {
+                let r = w.customers.as_ref().map_or(0, |cc| cc.repeat());
+                (Some(r as f64), c[0])
+            }
+            Indicator::ScoreShare(..) => ((c[1] > 0).then(|| c[0] as f64 / c[1] as f64), c[1]),
+            Indicator::MeanScore(_) => {
+                ((c[1] > 0).then(|| c[0] as f64 / c[1] as f64 / 1000.0), c[1])
+            }
+            Indicator::Nps(_) => (
+                (c[2] > 0).then(|| (c[0] - c[1]) as f64 / c[2] as f64 * 100.0),
+                c[2],
+            ),
+            Indicator::Surge {
+                method,
+                min_baseline,
+                ..
+            } => (
+                surge_value(
+                    c[0],
+                    w.base_sum,
+                    w.base_sumsq,
+                    n,
+                    baseline_panes,
+                    *method,
+                    *min_baseline,
+                ),
+                c[0],
+            ),
+        }
+    }
+}
+
+/// The surge value of a window with `current` events, against a baseline of
+/// `m` panes (those with history) summing to `base_sum` with squares `base_sumsq`.
+///
+/// The expectation for one window of `n` panes is `n × mean`, floored at
+/// `min_baseline`. Ratio: `current ÷ expectation`. Z-score:
+/// `(current − expectation) ÷ σ` with `σ = √max(n × pane variance, expectation)`,
+/// the variance floor being Poisson noise so a flat baseline does not divide by
+/// zero. `None` until the baseline holds at least one window of history
+/// (`m ≥ n`).
+pub fn surge_value(
+    current: i64,
+    base_sum: i64,
+    base_sumsq: i128,
+    n: i64,
+    m: i64,
+    method: SurgeMethod,
+    min_baseline: f64,
+) -> Option<f64> {
+    if m < n || m <= 0 {
+        return None;
+    }
+    let mean = base_sum as f64 / m as f64;
+    let expected = (n as f64 * mean).max(min_baseline);
+    match method {
+        SurgeMethod::Ratio => Some(current as f64 / expected),
+        SurgeMethod::Zscore => {
+            let var = (base_sumsq as f64 / m as f64 - mean * mean).max(0.0);
+            let sigma = (n as f64 * var).max(expected).sqrt();
+            Some((current as f64 - expected) / sigma)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn surge_ratio_and_zscore() {
+        // 10 baseline panes of 2 events each, window of 2 panes with 12 events.
+        let v = surge_value(12, 20, 40, 2, 10, SurgeMethod::Ratio, 1.0).unwrap();
+        assert!((v - 3.0).abs() < 1e-12);
+        let z = surge_value(12, 20, 40, 2, 10, SurgeMethod::Zscore, 1.0).unwrap();
+        // mean 2, var 0 → σ = √4 = 2; (12 − 4) / 2 = 4.
+        assert!((z - 4.0).abs() < 1e-12);
+        // Not enough history.
+        assert_eq!(surge_value(12, 20, 40, 2, 1, SurgeMethod::Ratio, 1.0), None);
+        // Floor.
+        let v = surge_value(3, 0, 0, 2, 10, SurgeMethod::Ratio, 1.5).unwrap();
+        assert!((v - 2.0).abs() < 1e-12);
+    }
+}

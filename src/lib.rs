@@ -1,0 +1,51 @@
+//! crisiswatch: a streaming early-warning monitor for customer crises.
+//!
+//! Complaint, feedback, order and cancellation events are aggregated into
+//! sliding event-time windows per slice (product, region, channel, segment,
+//! ...); indicators such as complaint rate, detractor share or churn are
+//! compared with thresholds, and alerts open, escalate and resolve incidents.
+//!
+//! # Layout: one module per stage of the data flow
+//!
+//! ```text
+//!  sources ─► event ─► dedup ─► route ─► window ─► indicator ─► alert ─► (incidents)
+//!  (replay,   (decode,  (repeat  (which   (panes     (count,       (state
+//!   demo,      invalid   ids)     rules)   per rule,  ratio, ...)   machine,
+//!   generator) reasons)                    group)                   dedup keys)
+//!                                    └──────────── engine ───────────┘
+//!                                                  │
+//!                                     metrics ◄────┘──► http (/metrics)
+//! ```
+//!
+//! * [`event`] decodes the input contract into borrowed [`event::Event`]s or typed
+//!   [`event::Invalid`] reasons.
+//! * [`dedup`] drops a repeated id within the dedup horizon, in bounded memory.
+//! * [`route`] compiles selectors and indexes rules by event type.
+//! * [`window`] keeps a ring of slide-sized panes per (rule, group).
+//! * [`indicator`] turns events into pane counters and windows into values.
+//! * [`alert`] is the per-group state machine and the transition format.
+//! * [`engine`] ties these into the deterministic core: events + rules → transitions.
+//! * [`config`] loads, interpolates and validates the TOML configuration.
+//! * [`replay`] drives the core over JSONL; [`generator`] and [`demo`] provide the
+//!   built-in demonstration stream.
+//! * [`metrics`] and [`http`] export everything to Prometheus.
+//!
+//! The core takes no clock and no socket: the same events and rules always give
+//! the same transitions, in live runs, replays and tests.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod alert;
+pub mod config;
+pub mod dedup;
+pub mod demo;
+pub mod engine;
+pub mod event;
+pub mod generator;
+pub mod http;
+pub mod indicator;
+pub mod metrics;
+pub mod replay;
+pub mod route;
+pub mod window;

@@ -1,0 +1,238 @@
+//! The `crisiswatch` command line: `demo`, `replay`, `check`.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use crisiswatch::config::{Config, LoadError, ProcessEnv, EXAMPLE_CONFIG};
+use crisiswatch::demo::{self, DemoOptions};
+use crisiswatch::engine::Engine;
+use crisiswatch::replay::replay;
+
+/// Streaming early-warning monitor for customer crises.
+#[derive(Parser, Debug)]
+#[command(name = "crisiswatch", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the whole pipeline on a built-in simulated day with injected crises.
+    Demo {
+        /// Configuration file (default: config/crisiswatch.toml, else the embedded example).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Simulated seconds per wall-clock second (overrides demo.speed).
+        #[arg(long)]
+        speed: Option<f64>,
+        /// Simulated period, e.g. "24h" (overrides demo.duration).
+        #[arg(long)]
+        duration: Option<humantime::Duration>,
+        /// Generator seed (overrides demo.seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Listen address for /metrics (overrides server.listen; "" disables).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Keep serving /metrics this long after the simulated period, e.g. "30s".
+        #[arg(long)]
+        linger: Option<humantime::Duration>,
+        /// Also print pending transitions.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Replay a JSONL file (or "-" for stdin) and write alert transitions as JSONL.
+    Replay {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Input events, one JSON object per line; "-" reads stdin.
+        #[arg(long)]
+        input: String,
+        /// Output file for transitions (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Wall-clock time (RFC 3339) for the future-skew check; default: now.
+        /// Set it to make replays of future-dated data reproducible.
+        #[arg(long)]
+        now: Option<String>,
+    },
+    /// Validate a configuration file and print every error.
+    Check {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CRISISWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path, &ProcessEnv).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { config } => Ok(check(&config)),
+        Command::Replay {
+            config,
+            input,
+            output,
+            now,
+        } => {
+            let cfg = load(&config)?;
+            let mut engine = Engine::new(&cfg)?;
+            let now_ms = match now {
+                Some(s) => Some(
+                    crisiswatch::event::parse_rfc3339_ms(&s)
+                        .with_context(|| format!("--now {s:?} is not an RFC 3339 time"))?,
+                ),
+                None => Some(chrono::Utc::now().timestamp_millis()),
+            };
+            let reader: Box<dyn io::BufRead> = if input == "-" {
+                Box::new(BufReader::new(io::stdin().lock()))
+            } else {
+                let f = File::open(&input).with_context(|| format!("cannot open input {input}"))?;
+                Box::new(BufReader::with_capacity(1 << 20, f))
+            };
+            let mut writer: Box<dyn Write> = match output {
+                Some(p) => Box::new(BufWriter::new(
+                    File::create(&p).with_context(|| format!("cannot create {}", p.display()))?,
+                )),
+                None => Box::new(BufWriter::new(io::stdout().lock())),
+            };
+            let summary = replay(&mut engine, reader, &mut writer, now_ms, |_| {})?;
+            drop(writer);
+            eprintln!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            config,
+            speed,
+            duration,
+            seed,
+            listen,
+            linger,
+            verbose,
+        } => {
+            let mut cfg = match config {
+                Some(p) => load(&p)?,
+                None => {
+                    let default = Path::new("config/crisiswatch.toml");
+                    if default.exists() {
+                        load(default)?
+                    } else {
+                        Config::from_toml_str(EXAMPLE_CONFIG, &ProcessEnv)
+                            .map_err(|e| anyhow::anyhow!("embedded example config: {e}"))?
+                    }
+                }
+            };
+            if let Some(s) = speed {
+                cfg.demo.speed = s;
+            }
+            if let Some(d) = duration {
+                cfg.demo.duration = crisiswatch::config::Dur(d.into());
+            }
+            if let Some(s) = seed {
+                cfg.demo.seed = s;
+            }
+            if let Some(l) = listen {
+                cfg.server.listen = l;
+            }
+            let errors = cfg.validate();
+            if !errors.is_empty() {
+                return Err(anyhow::anyhow!("{}", LoadError::Invalid(errors)));
+            }
+            let opts = DemoOptions {
+                linger: linger.map(Into::into).unwrap_or(Duration::ZERO),
+                verbose,
+                no_http: false,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(async {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    let _ = tx.send(true);
+                });
+                let mut stdout = io::stdout();
+                demo::run(&cfg, &opts, &mut stdout, rx).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match Config::load(path, &ProcessEnv) {
+        Ok(cfg) => {
+            let color = io::stdout().is_terminal();
+            let ok = if color { "\x1b[32mOK\x1b[0m" } else { "OK" };
+            println!(
+                "{ok}: {} is valid ({} rules, {} receivers)",
+                path.display(),
+                cfg.rules.len(),
+                cfg.receivers.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(LoadError::Io { path, source }) => {
+            eprintln!("error: cannot read {path}: {source}");
+            ExitCode::from(2)
+        }
+        Err(LoadError::Invalid(errors)) => {
+            eprintln!("{}: {} error(s)", path.display(), errors.len());
+            for e in errors {
+                eprintln!("  - {e}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,377 @@
+//! Prometheus metrics (`contract.md` §5): the service's own health and every
+//! indicator against its thresholds.
+//!
+//! A sink at the edge of the data flow. The engine keeps plain counters; the
+//! driver (demo, live service) calls [`Metrics::publish`] once per batch, which
+//! copies them into the registry and snapshots every rule's groups. Indicator
+//! series carry the rule's `group_by` attributes as labels, so their label set
+//! differs per rule; they are rendered from the snapshot at scrape time.
+//! Series per rule are capped by `server.max_series_per_rule`: alerting groups
+//! first, then the highest values; the rest are counted in
+//! `crisiswatch_indicator_series_dropped`.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use prometheus::{
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::alert::{Phase, State};
+use crate::engine::{Engine, EngineStats, RuleStats};
+use crate::event::InvalidReason;
+
+/// Errors creating the metrics registry.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// A metric could not be created or registered.
+    #[error("cannot register metric: {0}")]
+    Prometheus(#[from] prometheus::Error),
+}
+
+/// One exported indicator series.
+#[derive(Debug, Clone)]
+struct Series {
+    labels: Vec<(String, String)>,
+    value: Option<f64>,
+    state: i64,
+}
+
+/// Per-rule data rendered at scrape time.
+#[derive(Debug, Clone, Default)]
+struct RuleSnapshot {
+    name: String,
+    kind: String,
+    thresholds: Vec<(String, f64)>,
+    clear: f64,
+    series: Vec<Series>,
+}
+
+/// The registry and every metric of the process.
+pub struct Metrics {
+    registry: Registry,
+    events: IntCounterVec,
+    invalid: IntCounterVec,
+    transitions: IntCounterVec,
+    rule_late: IntCounterVec,
+    group_overflow: IntCounterVec,
+    evaluations: IntCounterVec,
+    groups: IntGaugeVec,
+    series_dropped: IntGaugeVec,
+    dedup_ids: IntGauge,
+    watermark: Gauge,
+    watermark_delay: Gauge,
+    /// Incremented by the driver for each batch published.
+    pub batches: IntCounter,
+    max_series: usize,
+    last: Mutex<(EngineStats, Vec<RuleStats>)>,
+    snapshot: Mutex<Vec<RuleSnapshot>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, MetricsError> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, MetricsError> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+impl Metrics {
+    /// Creates the registry with every static metric registered.
+    pub fn new(max_series_per_rule: usize) -> Result<Arc<Self>, MetricsError> {
+        let r = Registry::new();
+        let events = counter_vec(
+            &r,
+            "crisiswatch_events_total",
+            "Valid events by what the engine did with them (applied, duplicate, late, unmatched, overflow).",
+            &["outcome"],
+        )?;
+        let invalid = counter_vec(
+            &r,
+            "crisiswatch_events_invalid_total",
+            "Inputs rejected by the decoder, by reason.",
+            &["reason"],
+        )?;
+        for reason in InvalidReason::ALL {
+            invalid.with_label_values(&[reason.as_str()]);
+        }
+        for o in ["applied", "duplicate", "late", "unmatched", "overflow"] {
+            events.with_label_values(&[o]);
+        }
+        let transitions = counter_vec(
+            &r,
+            "crisiswatch_alert_transitions_total",
+            "Alert transitions by rule and new state.",
+            &["rule", "state"],
+        )?;
+        let rule_late = counter_vec(
+            &r,
+            "crisiswatch_rule_events_late_total",
+            "Events older than watermark minus the rule's window, dropped for that rule.",
+            &["rule"],
+        )?;
+        let group_overflow = counter_vec(
+            &r,
+            "crisiswatch_window_group_overflow_total",
+            "Events of new groups dropped because the rule's group cap was reached.",
+            &["rule"],
+        )?;
+        let evaluations = counter_vec(
+            &r,
+            "crisiswatch_rule_evaluations_total",
+            "Window evaluations per rule.",
+            &["rule"],
+        )?;
+        let groups = gauge_vec(&r, "crisiswatch_window_groups", "Live window groups per rule.", &["rule"])?;
+        let series_dropped = gauge_vec(
+            &r,
+            "crisiswatch_indicator_series_dropped",
+            "Groups not exported as indicator series because of server.max_series_per_rule.",
+            &["rule"],
+        )?;
+        let dedup_ids = IntGauge::new("crisiswatch_dedup_ids", "Event ids remembered for deduplication.")?;
+        r.register(Box::new(dedup_ids.clone()))?;
+        let watermark = Gauge::new(
+            "crisiswatch_watermark_timestamp_seconds",
+            "The engine watermark (event time), Unix seconds.",
+        )?;
+        r.register(Box::new(watermark.clone()))?;
+        let watermark_delay = Gauge::new(
+            "crisiswatch_watermark_delay_seconds",
+            "Wall-clock time minus the watermark (meaningful in live mode).",
+        )?;
+        r.register(Box::new(watermark_delay.clone()))?;
+        let batches = IntCounter::new("crisiswatch_batches_total", "Batches of events processed.")?;
+        r.register(Box::new(batches.clone()))?;
+        Ok(Arc::new(Metrics {
+            registry: r,
+            events,
+            invalid,
+            transitions,
+            rule_late,
+            group_overflow,
+            evaluations,
+            groups,
+            series_dropped,
+            dedup_ids,
+            watermark,
+            watermark_delay,
+            batches,
+            max_series: max_series_per_rule.max(1),
+            last: Mutex::new((EngineStats::default(), Vec::new())),
+            snapshot: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// The registry, for other modules to add their metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Counts transitions (call with each batch's transitions).
+    pub fn record_transitions<'a>(&self, ts: impl IntoIterator<Item = &'a crate::alert::Transition>) {
+        for t in ts {
+            self.transitions
+                .with_label_values(&[t.rule.as_str(), t.state.as_str()])
+                .inc();
+        }
+    }
+
+    /// Copies the engine's counters and groups into the metrics. `now_ms` is the wall clock.
+    pub fn publish(&self, engine: &Engine, now_ms: i64) {
+        let stats = engine.stats();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let (prev, prev_rules) = &mut *last;
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        for (o, now, before) in [
+            ("applied", stats.applied, prev.applied),
+            ("duplicate", stats.duplicates, prev.duplicates),
+            ("late", stats.late, prev.late),
+            ("unmatched", stats.unmatched, prev.unmatched),
+            ("overflow", stats.overflow, prev.overflow),
+        ] {
+            self.events.with_label_values(&[o]).inc_by(d(now, before));
+        }
+        for r in InvalidReason::ALL {
+            let i = r.index();
+            self.invalid
+                .with_label_values(&[r.as_str()])
+                .inc_by(d(stats.invalid[i], prev.invalid[i]));
+        }
+        *prev = stats.clone();
+        prev_rules.resize(engine.rule_count(), RuleStats::default());
+        let mut snaps = Vec::with_capacity(engine.rule_count());
+        for i in 0..engine.rule_count() {
+            let cfg = engine.rule_config(i);
+            let rs = engine.rule_stats(i);
+            let pr = &mut prev_rules[i];
+            let name = cfg.name.as_str();
+            self.rule_late.with_label_values(&[name]).inc_by(d(rs.late, pr.late));
+            self.group_overflow
+                .with_label_values(&[name])
+                .inc_by(d(rs.group_overflow, pr.group_overflow));
+            self.evaluations
+                .with_label_values(&[name])
+                .inc_by(d(rs.evaluations, pr.evaluations));
+            *pr = rs.clone();
+            for s in [State::Pending, State::Firing, State::Escalated, State::Resolved] {
+                self.transitions.with_label_values(&[name, s.as_str()]);
+            }
+            self.groups
+                .with_label_values(&[name])
+                .set(engine.live_groups(i) as i64);
+            let mut series: Vec<Series> = engine
+                .groups(i)
+                .into_iter()
+                .map(|g| Series {
+                    labels: g.group.into_iter().map(|(k, v)| (label_name(&k), v)).collect(),
+                    value: g.value,
+                    state: g.phase.code(),
+                })
+                .collect();
+            let dropped = series.len().saturating_sub(self.max_series);
+            if dropped > 0 {
+                // Keep alerting groups first, then the highest values.
+                series.sort_by(|a, b| {
+                    b.state.cmp(&a.state).then_with(|| {
+                        let av = a.value.unwrap_or(f64::NEG_INFINITY);
+                        let bv = b.value.unwrap_or(f64::NEG_INFINITY);
+                        bv.total_cmp(&av)
+                    })
+                });
+                series.truncate(self.max_series);
+            }
+            self.series_dropped.with_label_values(&[name]).set(dropped as i64);
+            snaps.push(RuleSnapshot {
+                name: cfg.name.clone(),
+                kind: cfg.indicator.kind_name().to_string(),
+                thresholds: cfg
+                    .thresholds
+                    .levels()
+                    .into_iter()
+                    .map(|(s, v)| (s.as_str().to_string(), v))
+                    .collect(),
+                clear: cfg.clear_threshold().unwrap_or(0.0),
+                series,
+            });
+        }
+        drop(last);
+        self.dedup_ids.set(engine.dedup_len() as i64);
+        if let Some(w) = engine.watermark() {
+            self.watermark.set(w as f64 / 1000.0);
+            self.watermark_delay.set((now_ms - w) as f64 / 1000.0);
+        }
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snaps;
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "Failed to encode metrics.");
+        }
+        let mut out = String::from_utf8(buf).unwrap_or_default();
+        let snaps = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        render_indicators(&snaps, &mut out);
+        out
+    }
+}
+
+/// A label name from an attribute name: `[a-zA-Z_][a-zA-Z0-9_]*`, never a reserved one.
+pub fn label_name(attr: &str) -> String {
+    let mut s: String = attr
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) || s.starts_with("__") {
+        s.insert_str(0, "attr_");
+    }
+    if matches!(s.as_str(), "rule" | "severity" | "kind" | "le" | "quantile" | "job" | "instance") {
+        s.insert_str(0, "attr_");
+    }
+    s
+}
+
+fn escape_label(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn write_labels(out: &mut String, rule: &str, extra: &[(String, String)]) {
+    out.push_str("{rule=\"");
+    escape_label(rule, out);
+    out.push('"');
+    for (k, v) in extra {
+        out.push(',');
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label(v, out);
+        out.push('"');
+    }
+    out.push('}');
+}
+
+fn render_indicators(snaps: &[RuleSnapshot], out: &mut String) {
+    out.push_str("# HELP crisiswatch_indicator_value Indicator value per rule and group (the rule's group_by attributes are labels).\n");
+    out.push_str("# TYPE crisiswatch_indicator_value gauge\n");
+    for s in snaps {
+        for series in &s.series {
+            if let Some(v) = series.value.filter(|v| v.is_finite()) {
+                out.push_str("crisiswatch_indicator_value");
+                write_labels(out, &s.name, &series.labels);
+                let _ = writeln!(out, " {v}");
+            }
+        }
+    }
+    out.push_str("# HELP crisiswatch_indicator_threshold Threshold per rule and severity; severity=\"clear\" is the hysteresis threshold.\n");
+    out.push_str("# TYPE crisiswatch_indicator_threshold gauge\n");
+    for s in snaps {
+        for (sev, v) in s.thresholds.iter().map(|(a, b)| (a.as_str(), *b)).chain([("clear", s.clear)]) {
+            out.push_str("crisiswatch_indicator_threshold");
+            write_labels(out, &s.name, &[("severity".to_string(), sev.to_string())]);
+            let _ = writeln!(out, " {v}");
+        }
+    }
+    out.push_str("# HELP crisiswatch_alert_state Alert state per rule and group: 0 inactive, 1 pending, 2 firing.\n");
+    out.push_str("# TYPE crisiswatch_alert_state gauge\n");
+    for s in snaps {
+        for series in &s.series {
+            out.push_str("crisiswatch_alert_state");
+            write_labels(out, &s.name, &series.labels);
+            let _ = writeln!(out, " {}", series.state);
+        }
+    }
+    out.push_str("# HELP crisiswatch_rule_info Static information about each rule.\n");
+    out.push_str("# TYPE crisiswatch_rule_info gauge\n");
+    for s in snaps {
+        out.push_str("crisiswatch_rule_info");
+        write_labels(out, &s.name, &[("kind".to_string(), s.kind.clone())]);
+        out.push_str(" 1\n");
+    }
+}
+
+/// Phase as a label-friendly string.
+pub fn phase_name(p: &Phase) -> &'static str {
+    match p {
+        Phase::Inactive => "inactive",
+        Phase::Pending { .. } => "pending",
+        Phase::Firing { .. } => "firing",
+    }
+}

@@ -1,0 +1,119 @@
+//! `crisiswatch replay`: drives the core over a JSONL file or stdin and writes
+//! the alert transitions, one JSON object per line (`contract.md` §3).
+//!
+//! A source at the edge of the data flow: lines in, transitions out, nothing
+//! else. With the same input, configuration and `--now`, the output is
+//! byte-identical. The summary (events read, invalid by reason, late,
+//! transitions) is returned for the caller to print on stderr.
+
+use std::fmt;
+use std::io::{BufRead, Write};
+
+use crate::alert::Transition;
+use crate::engine::{Engine, EngineStats};
+use crate::event::InvalidReason;
+
+/// Errors of a replay: only I/O can fail; bad lines are counted, not fatal.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// Reading the input failed.
+    #[error("cannot read input: {0}")]
+    Read(#[source] std::io::Error),
+    /// Writing the output failed.
+    #[error("cannot write output: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplaySummary {
+    /// Non-empty lines read.
+    pub lines: u64,
+    /// The engine's counters at the end.
+    pub stats: EngineStats,
+    /// The first few invalid lines: (line number, reason, detail).
+    pub invalid_examples: Vec<(u64, InvalidReason, String)>,
+}
+
+impl fmt::Display for ReplaySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.stats;
+        writeln!(f, "lines read:   {}", self.lines)?;
+        writeln!(f, "applied:      {}", s.applied)?;
+        writeln!(f, "invalid:      {}", s.invalid_total())?;
+        for r in InvalidReason::ALL {
+            let n = s.invalid[r.index()];
+            if n > 0 {
+                writeln!(f, "  {:<18}{n}", r.as_str())?;
+            }
+        }
+        writeln!(f, "duplicates:   {}", s.duplicates)?;
+        writeln!(f, "late:         {}", s.late)?;
+        writeln!(f, "unmatched:    {}", s.unmatched)?;
+        writeln!(f, "overflow:     {}", s.overflow)?;
+        write!(f, "transitions:  {}", s.transitions)?;
+        for (line, reason, detail) in &self.invalid_examples {
+            write!(f, "\n  line {line}: {reason}: {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Replays `input` through `engine`, writing each transition as a JSON line to
+/// `output`. `now_ms` is the reference for the future-skew check (`None` skips it).
+/// `on_transition` sees every transition too (backtests and the demo use it).
+pub fn replay(
+    engine: &mut Engine,
+    mut input: impl BufRead,
+    output: &mut dyn Write,
+    now_ms: Option<i64>,
+    mut on_transition: impl FnMut(&Transition),
+) -> Result<ReplaySummary, ReplayError> {
+    let mut summary = ReplaySummary::default();
+    let mut line = Vec::with_capacity(1024);
+    let mut out = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        line.clear();
+        let n = input.read_until(b'\n', &mut line).map_err(ReplayError::Read)?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let trimmed = trim_ascii(&line);
+        if trimmed.is_empty() {
+            continue;
+        }
+        summary.lines += 1;
+        if let Err(inv) = engine.process_bytes(trimmed, now_ms, &mut out) {
+            if summary.invalid_examples.len() < 5 {
+                summary
+                    .invalid_examples
+                    .push((line_no, inv.reason, inv.detail));
+            }
+        }
+        write_transitions(&mut out, output, &mut on_transition)?;
+    }
+    output.flush().map_err(ReplayError::Write)?;
+    summary.stats = engine.stats().clone();
+    Ok(summary)
+}
+
+fn write_transitions(
+    out: &mut Vec<Transition>,
+    output: &mut dyn Write,
+    on_transition: &mut impl FnMut(&Transition),
+) -> Result<(), ReplayError> {
+    for t in out.drain(..) {
+        on_transition(&t);
+        serde_json::to_writer(&mut *output, &t).map_err(|e| ReplayError::Write(e.into()))?;
+        output.write_all(b"\n").map_err(ReplayError::Write)?;
+    }
+    Ok(())
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &b[start..end]
+}
