@@ -330,6 +330,8 @@ impl Engine {
             let Some(group) = rule.slots[slot as usize].group.as_mut() else {
                 continue;
             };
+            // Bring the window to the clock first, so the pane lands in the right region.
+            group.window.advance(end_pane(clock, rule.slide), &shape);
             let Some((region, created)) = group.window.add(pane, contrib.delta, customer, &shape)
             else {
                 // Older than anything the rule keeps: nothing to store.

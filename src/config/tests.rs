@@ -1,1 +1,191 @@
+//! Tests of loading, interpolation and validation.
+
+use std::collections::HashMap;
+
 use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    match Config::from_toml_str(text, &env(&[])) {
+        Ok(_) => Vec::new(),
+        Err(LoadError::Invalid(e)) => e,
+        Err(e) => panic!("unexpected {e}"),
+    }
+}
+
+const RULE: &str = r#"
+[[rules]]
+name = "complaint_rate"
+group_by = ["product"]
+window = "30m"
+slide = "1m"
+indicator = { kind = "ratio", numerator = { type = "complaint" }, denominator = { type = "order" } }
+thresholds = { warning = 0.05 }
+"#;
+
+#[test]
+fn example_config_is_valid() {
+    let cfg = Config::from_toml_str(EXAMPLE_CONFIG, &env(&[])).unwrap();
+    assert!(cfg.rules.len() >= 7);
+    assert_eq!(cfg.server.listen, "127.0.0.1:9464");
+    let kafka = cfg.sources.kafka.as_ref().unwrap();
+    assert_eq!(kafka.brokers, "localhost:9092");
+    let names: Vec<_> = kafka.topics.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["complaints", "feedback", "orders", "cancellations"]);
+    // The webhook receiver is disabled unless the variable is set.
+    assert_eq!(cfg.receivers.iter().find(|r| r.name == "webhook").unwrap().url, "");
+    let cfg = Config::from_toml_str(
+        EXAMPLE_CONFIG,
+        &env(&[
+            ("CRISISWATCH_BROKERS", "k1:9092,k2:9092"),
+            ("CRISISWATCH_WEBHOOK_URL", "https://hooks.example.com/x"),
+            ("CRISISWATCH_LISTEN", "0.0.0.0:9000"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(cfg.sources.kafka.unwrap().brokers, "k1:9092,k2:9092");
+    assert_eq!(cfg.server.listen, "0.0.0.0:9000");
+    assert_eq!(
+        cfg.receivers.iter().find(|r| r.name == "webhook").unwrap().url,
+        "https://hooks.example.com/x"
+    );
+}
+
+#[test]
+fn the_shipped_file_is_the_embedded_one() {
+    let on_disk = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/crisiswatch.toml")).unwrap();
+    assert_eq!(on_disk, EXAMPLE_CONFIG);
+}
+
+#[test]
+fn defaults_apply() {
+    let cfg = Config::from_toml_str(RULE, &env(&[])).unwrap();
+    assert_eq!(cfg.engine.dedup_horizon, Dur::mins(10));
+    assert_eq!(cfg.engine.max_future_skew, Dur::mins(5));
+    let r = &cfg.rules[0];
+    assert_eq!(r.condition, Condition::Above);
+    assert_eq!(r.clear_threshold(), Some(0.05));
+    assert_eq!(r.for_, Dur::default());
+    let mut no_slide = r.clone();
+    no_slide.slide = None;
+    assert_eq!(no_slide.slide(), Dur::mins(3));
+}
+
+#[test]
+fn unknown_fields_are_rejected_with_their_path() {
+    let e = errors(&format!("{RULE}\nwindwo = \"5m\""));
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].path, "rules[0].windwo");
+    assert_eq!(e[0].value, "5m");
+    assert!(e[0].message.contains("unknown field `windwo`"), "{}", e[0].message);
+
+    let e = errors("[engine]\nlateness = \"1m\"");
+    assert!(e[0].message.contains("unknown field `lateness`"));
+    assert_eq!(e[0].path, "engine.lateness");
+}
+
+#[test]
+fn type_errors_name_the_key_and_value() {
+    let e = errors(&RULE.replace("window = \"30m\"", "window = \"thirty minutes\""));
+    assert_eq!(e[0].path, "rules[0].window");
+    assert_eq!(e[0].value, "thirty minutes");
+    assert!(e[0].message.contains("invalid duration"));
+
+    let e = errors(&RULE.replace("kind = \"ratio\"", "kind = \"ration\""));
+    assert!(e[0].path.starts_with("rules[0].indicator"), "{:?}", e[0]);
+    assert!(e[0].message.contains("ration"));
+}
+
+#[test]
+fn validation_reports_every_error() {
+    let text = r#"
+[server]
+listen = "localhost"
+
+[[rules]]
+name = "Bad Name"
+window = "30m"
+slide = "7m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 10, critical = 5 }
+clear = 20
+
+[[rules]]
+name = "dup"
+window = "30m"
+indicator = { kind = "surge", baseline = "10m 30s", min_baseline = 0 }
+thresholds = {}
+
+[[rules]]
+name = "dup"
+window = "1h"
+group_by = ["a", "a"]
+indicator = { kind = "ratio", numerator = {}, denominator = {}, min_denominator = 0 }
+thresholds = { info = 1 }
+"#;
+    let e = errors(text);
+    let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+    for want in [
+        "server.listen",
+        "rules[0].name",
+        "rules[0].slide",
+        "rules[0].thresholds.critical",
+        "rules[0].clear",
+        "rules[1].indicator.baseline",
+        "rules[1].indicator.min_baseline",
+        "rules[1].thresholds",
+        "rules[2].name",
+        "rules[2].group_by[1]",
+        "rules[2].indicator.min_denominator",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+    let listen = e.iter().find(|e| e.path == "server.listen").unwrap();
+    assert_eq!(listen.value, "localhost");
+    assert!(listen.to_string().starts_with("server.listen = \"localhost\": "));
+}
+
+#[test]
+fn below_condition_needs_descending_thresholds() {
+    let ok = RULE
+        .replace("thresholds = { warning = 0.05 }", "condition = \"below\"\nthresholds = { warning = 15.0, critical = 0.0 }\nclear = 25.0");
+    assert!(errors(&ok).is_empty(), "{:?}", errors(&ok));
+    let bad = RULE.replace(
+        "thresholds = { warning = 0.05 }",
+        "condition = \"below\"\nthresholds = { warning = 0.0, critical = 15.0 }",
+    );
+    assert_eq!(errors(&bad)[0].path, "rules[0].thresholds.critical");
+}
+
+#[test]
+fn interpolation_errors_are_reported_with_paths() {
+    let text = RULE.replace("name = \"complaint_rate\"", "name = \"${RULE_NAME}\"");
+    let e = errors(&text);
+    assert_eq!(e[0].path, "rules[0].name");
+    assert!(e[0].message.contains("RULE_NAME"));
+    let cfg = Config::from_toml_str(&text, &env(&[("RULE_NAME", "from_env")])).unwrap();
+    assert_eq!(cfg.rules[0].name, "from_env");
+}
+
+#[test]
+fn toml_syntax_errors_are_reported() {
+    let e = errors("[[rules]\nname = ");
+    assert!(e[0].message.starts_with("not valid TOML"), "{}", e[0].message);
+}
+
+#[test]
+fn selectors_accept_eq_in_and_not() {
+    let text = RULE.replace(
+        "numerator = { type = \"complaint\" }",
+        "numerator = { type = \"complaint\", attrs = { channel = \"social\", category = [\"safety\", \"outage\"], segment = { not = \"internal\" } } }",
+    );
+    let cfg = Config::from_toml_str(&text, &env(&[])).unwrap();
+    let IndicatorConfig::Ratio { numerator, .. } = &cfg.rules[0].indicator else {
+        panic!("not a ratio")
+    };
+    assert_eq!(numerator.attrs.len(), 3);
+    assert!(matches!(numerator.attrs["segment"], ValueMatch::Not(_)));
+}

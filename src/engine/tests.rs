@@ -1,1 +1,186 @@
+//! Unit tests of the engine: time semantics, lateness, dedup, caps, timers.
+
+use std::collections::HashMap;
+
 use super::*;
+use crate::config::{Config, Severity};
+use crate::event::DecodeLimits;
+
+const MIN: i64 = 60_000;
+
+fn engine(extra: &str) -> Engine {
+    let text = format!(
+        r#"
+[engine]
+allowed_lateness = "1m"
+dedup_horizon = "10m"
+max_groups_per_rule = 3
+{extra}
+
+[[rules]]
+name = "complaints"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+indicator = {{ kind = "count", select = {{ type = "complaint" }} }}
+thresholds = {{ warning = 2, critical = 4 }}
+clear = 1
+"#
+    );
+    let cfg = Config::from_toml_str(&text, &HashMap::<String, String>::new()).unwrap();
+    Engine::new(&cfg).unwrap()
+}
+
+fn ev(id: &str, kind: &str, ts: i64, product: &str) -> Vec<u8> {
+    format!(r#"{{"id":"{id}","type":"{kind}","ts":{ts},"attrs":{{"product":"{product}"}}}}"#).into_bytes()
+}
+
+fn feed(e: &mut Engine, bytes: &[u8], out: &mut Vec<Transition>) -> Outcome {
+    let ev = decode(bytes, &DecodeLimits::default(), None).unwrap();
+    e.process(&ev, out)
+}
+
+#[test]
+fn fires_on_the_event_that_crosses_and_resolves_when_quiet() {
+    let mut e = engine("");
+    let mut out = Vec::new();
+    let t0 = 100 * MIN;
+    for i in 0..3 {
+        feed(&mut e, &ev(&format!("a{i}"), "complaint", t0 + i, "p"), &mut out);
+    }
+    // The third complaint crosses "> 2": firing on that very event.
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].state, out[0].severity, out[0].at), (State::Firing, Severity::Warning, t0 + 2));
+    assert_eq!(out[0].sample_event_ids, vec!["a2".to_string()]);
+    out.clear();
+    // Two more → 5 > 4: escalated.
+    feed(&mut e, &ev("a3", "complaint", t0 + 3, "p"), &mut out);
+    feed(&mut e, &ev("a4", "complaint", t0 + 4, "p"), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].state, out[0].severity), (State::Escalated, Severity::Critical));
+    out.clear();
+    // No more events for this product; time moves on through another product.
+    // The window (10 min) empties and the alert resolves at the pane boundary.
+    e.advance_clock(t0 + 30 * MIN, &mut out);
+    assert_eq!(out.len(), 1);
+    let r = &out[0];
+    assert_eq!(r.state, State::Resolved);
+    assert_eq!(r.value, Some(0.0));
+    // Events at t0..t0+4 are in pane 101 (t0 is a boundary, so t0 itself is pane 100);
+    // the window ending at pane 110 no longer holds pane 100 → count drops to 4 (> 1),
+    // at pane 111 it is 0: resolved at the first instant of pane 111.
+    assert_eq!(r.at, 110 * MIN + 1);
+    assert_eq!(r.dedup_key, format!("complaints/product=p/{}", t0 + 2));
+    // The group is forgotten once empty and inactive.
+    assert_eq!(e.live_groups(0), 0);
+}
+
+#[test]
+fn late_events_are_counted_and_dropped() {
+    let mut e = engine("");
+    let mut out = Vec::new();
+    let t0 = 100 * MIN;
+    assert_eq!(feed(&mut e, &ev("a", "complaint", t0, "p"), &mut out), Outcome::Applied);
+    // watermark = t0 − 1m; late when ts ≤ watermark − 10m = t0 − 11m.
+    assert_eq!(feed(&mut e, &ev("b", "complaint", t0 - 11 * MIN, "p"), &mut out), Outcome::Late);
+    assert_eq!(
+        feed(&mut e, &ev("c", "complaint", t0 - 11 * MIN + 1, "p"), &mut out),
+        Outcome::Applied
+    );
+    assert_eq!(e.stats().late, 1);
+    assert_eq!(e.rule_stats(0).late, 1);
+}
+
+#[test]
+fn duplicates_within_the_horizon_count_once() {
+    let mut e = engine("");
+    let mut out = Vec::new();
+    let t0 = 100 * MIN;
+    assert_eq!(feed(&mut e, &ev("a", "complaint", t0, "p"), &mut out), Outcome::Applied);
+    assert_eq!(feed(&mut e, &ev("a", "complaint", t0, "p"), &mut out), Outcome::Duplicate);
+    assert_eq!(e.groups(0)[0].value, Some(1.0));
+    // After the horizon the id may be reused.
+    assert_eq!(feed(&mut e, &ev("a", "complaint", t0 + 11 * MIN, "p"), &mut out), Outcome::Applied);
+    assert_eq!(e.stats().duplicates, 1);
+}
+
+#[test]
+fn unmatched_and_group_overflow() {
+    let mut e = engine("");
+    let mut out = Vec::new();
+    let t0 = 100 * MIN;
+    assert_eq!(feed(&mut e, &ev("o", "order", t0, "p"), &mut out), Outcome::Unmatched);
+    for (i, p) in ["a", "b", "c"].iter().enumerate() {
+        assert_eq!(feed(&mut e, &ev(&format!("x{i}"), "complaint", t0, p), &mut out), Outcome::Applied);
+    }
+    assert_eq!(feed(&mut e, &ev("x9", "complaint", t0, "d"), &mut out), Outcome::Overflow);
+    assert_eq!(e.rule_stats(0).group_overflow, 1);
+    assert_eq!(e.live_groups(0), 3);
+    // Existing groups still accept events.
+    assert_eq!(feed(&mut e, &ev("y", "complaint", t0, "a"), &mut out), Outcome::Applied);
+    // Once groups empty out, room frees up.
+    e.advance_clock(t0 + 60 * MIN, &mut out);
+    assert_eq!(e.live_groups(0), 0);
+    assert_eq!(feed(&mut e, &ev("z", "complaint", t0 + 60 * MIN, "d"), &mut out), Outcome::Applied);
+}
+
+#[test]
+fn missing_group_attribute_groups_under_empty_value() {
+    let mut e = engine("");
+    let mut out = Vec::new();
+    let ev = decode(br#"{"id":"n","type":"complaint","ts":6000000}"#, &DecodeLimits::default(), None).unwrap();
+    assert_eq!(e.process(&ev, &mut out), Outcome::Applied);
+    assert_eq!(e.groups(0)[0].group, vec![("product".to_string(), String::new())]);
+}
+
+#[test]
+fn apply_without_clock_holds_future_panes() {
+    // Live mode: the clock is held back (slowest partition); events ahead of it
+    // wait in future panes and count once the clock reaches them.
+    let mut e = engine("");
+    let mut out = Vec::new();
+    let t0 = 100 * MIN;
+    e.advance_clock(t0, &mut out);
+    for i in 0..3 {
+        let b = ev(&format!("f{i}"), "complaint", t0 + 5 * MIN, "p");
+        let event = decode(&b, &DecodeLimits::default(), None).unwrap();
+        assert_eq!(e.apply(&event, &mut out), Outcome::Applied);
+    }
+    assert!(out.is_empty(), "future events do not count yet");
+    assert_eq!(e.current_values(0)[0].1, Some(0.0));
+    e.advance_clock(t0 + 5 * MIN, &mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].state, State::Firing);
+    assert_eq!(out[0].at, t0 + 4 * MIN + 1);
+}
+
+#[test]
+fn output_is_deterministic() {
+    let run = || {
+        let mut e = engine("");
+        let mut out = Vec::new();
+        let mut all = Vec::new();
+        for i in 0..500i64 {
+            let p = ["a", "b", "c"][(i * 7 % 3) as usize];
+            let ts = 100 * MIN + (i * 37_000) % (50 * MIN) + i * 1000;
+            feed(&mut e, &ev(&format!("e{i}"), "complaint", ts, p), &mut out);
+            all.append(&mut out);
+        }
+        serde_json::to_string(&all).unwrap()
+    };
+    let a = run();
+    assert!(a.len() > 100);
+    assert_eq!(a, run());
+}
+
+#[test]
+fn pane_arithmetic() {
+    assert_eq!(pane_of(0, 1000), 0);
+    assert_eq!(pane_of(1, 1000), 1);
+    assert_eq!(pane_of(1000, 1000), 1);
+    assert_eq!(pane_of(1001, 1000), 2);
+    assert_eq!(pane_of(-1, 1000), 0);
+    assert_eq!(pane_of(-1000, 1000), -1);
+    assert_eq!(pane_of(-1001, 1000), -1);
+    assert_eq!(boundary_time(2, 1000), 1001);
+}
