@@ -30,6 +30,9 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use crate::config::{Condition, Severity};
 use crate::event::format_ts;
 
+/// A group's (attribute, value) pairs in `group_by` order.
+pub type Labels = Vec<(String, String)>;
+
 /// The published states of an alert instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
@@ -344,7 +347,10 @@ impl Serialize for Transition {
         m.serialize_entry("clear", &self.clear)?;
         m.serialize_entry("dedup_key", &self.dedup_key)?;
         m.serialize_entry("started_at", &format_ts(self.started_at))?;
-        m.serialize_entry("window", &crate::config::Dur::from_ms(self.window_ms.max(0) as u64).to_string())?;
+        m.serialize_entry(
+            "window",
+            &crate::config::Dur::from_ms(self.window_ms.max(0) as u64).to_string(),
+        )?;
         m.serialize_entry("sample_event_ids", &self.sample_event_ids)?;
         m.end()
     }

@@ -238,7 +238,11 @@ fn track(incidents: &mut Vec<Incident>, t: &Transition) {
             dedup_key: t.dedup_key.clone(),
         }),
         State::Escalated | State::Resolved => {
-            if let Some(i) = incidents.iter_mut().rev().find(|i| i.dedup_key == t.dedup_key) {
+            if let Some(i) = incidents
+                .iter_mut()
+                .rev()
+                .find(|i| i.dedup_key == t.dedup_key)
+            {
                 i.severity = i.severity.max(t.severity);
                 if t.state == State::Resolved {
                     i.resolved_at = Some(t.at);
@@ -278,7 +282,9 @@ fn print_transition(out: &mut dyn Write, t: &Transition, verbose: bool) -> std::
     let dur = if t.state == State::Resolved {
         format!(
             " after {}",
-            humantime::format_duration(Duration::from_secs(((t.at - t.started_at).max(0) / 60_000 * 60) as u64))
+            humantime::format_duration(Duration::from_secs(
+                ((t.at - t.started_at).max(0) / 60_000 * 60) as u64
+            ))
         )
     } else {
         String::new()
@@ -309,7 +315,11 @@ fn print_summary(out: &mut dyn Write, r: &DemoReport, engine: &Engine) -> std::i
         s.late,
         s.unmatched
     )?;
-    let open = r.incidents.iter().filter(|i| i.resolved_at.is_none()).count();
+    let open = r
+        .incidents
+        .iter()
+        .filter(|i| i.resolved_at.is_none())
+        .count();
     writeln!(
         out,
         "  incidents {} ({} still open), transitions {}",
@@ -329,7 +339,9 @@ fn print_summary(out: &mut dyn Write, r: &DemoReport, engine: &Engine) -> std::i
                 "  crisis {:<14} {} → detected after {} by {} incident(s): {}",
                 c.name,
                 short_ts(c.start_ms),
-                humantime::format_duration(Duration::from_secs(((f - c.start_ms).max(0) / 1000) as u64)),
+                humantime::format_duration(Duration::from_secs(
+                    ((f - c.start_ms).max(0) / 1000) as u64
+                )),
                 hits.len(),
                 {
                     let mut rules: Vec<&str> = hits.iter().map(|i| i.rule.as_str()).collect();
@@ -338,17 +350,30 @@ fn print_summary(out: &mut dyn Write, r: &DemoReport, engine: &Engine) -> std::i
                     rules.join(", ")
                 }
             )?,
-            None => writeln!(out, "  crisis {:<14} {} → NOT detected", c.name, short_ts(c.start_ms))?,
+            None => writeln!(
+                out,
+                "  crisis {:<14} {} → NOT detected",
+                c.name,
+                short_ts(c.start_ms)
+            )?,
         }
     }
     let false_ones = r.false_incidents(grace);
-    writeln!(out, "  incidents outside any injected crisis: {}", false_ones.len())?;
+    writeln!(
+        out,
+        "  incidents outside any injected crisis: {}",
+        false_ones.len()
+    )?;
     for i in false_ones {
         writeln!(
             out,
             "    {} {} at {}",
             i.rule,
-            i.group.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+            i.group
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             short_ts(i.fired_at)
         )?;
     }

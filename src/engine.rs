@@ -32,7 +32,7 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
-use crate::alert::{AlertPolicy, Phase, State, Transition};
+use crate::alert::{AlertPolicy, Labels, Phase, State, Transition};
 use crate::config::{Config, IndicatorConfig, RuleConfig};
 use crate::dedup::Dedup;
 use crate::event::{decode, DecodeLimits, Event, Invalid, InvalidReason};
@@ -189,15 +189,15 @@ impl Engine {
     pub fn new(cfg: &Config) -> Result<Self, EngineError> {
         let errors = cfg.validate();
         if !errors.is_empty() {
-            let msg = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            let msg = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
             return Err(EngineError::Config(msg));
         }
         let e = &cfg.engine;
-        let rules: Vec<RuleRt> = cfg
-            .rules
-            .iter()
-            .map(|r| RuleRt::new(r, cfg))
-            .collect();
+        let rules: Vec<RuleRt> = cfg.rules.iter().map(|r| RuleRt::new(r, cfg)).collect();
         let router = Router::new(rules.iter().map(|r| r.indicator.selectors()));
         Ok(Engine {
             rules,
@@ -302,7 +302,8 @@ impl Engine {
         }
         let watermark = clock.saturating_sub(self.lateness_ms);
         let mut candidates: SmallVec<[u32; 32]> = SmallVec::new();
-        self.router.for_each_candidate(&ev.kind, |r| candidates.push(r));
+        self.router
+            .for_each_candidate(&ev.kind, |r| candidates.push(r));
         let (mut selected, mut applied, mut late) = (false, false, false);
         for r in candidates {
             let rule = &mut self.rules[r as usize];
@@ -397,11 +398,22 @@ impl Engine {
             self.timers.pop();
             self.clock = Some(self.clock.map_or(time, |c| c.max(time)));
             let rule = &mut self.rules[r as usize];
-            let current = rule.slots.get(slot as usize).is_some_and(|s| s.gen == gen && s.group.is_some());
+            let current = rule
+                .slots
+                .get(slot as usize)
+                .is_some_and(|s| s.gen == gen && s.group.is_some());
             if !current {
                 continue;
             }
-            let wake = evaluate(rule, slot, time, None, self.sample_ids, &mut self.stats, out);
+            let wake = evaluate(
+                rule,
+                slot,
+                time,
+                None,
+                self.sample_ids,
+                &mut self.stats,
+                out,
+            );
             if let Some(w) = wake {
                 self.timers.push(Reverse((w, r, slot, gen)));
             }
@@ -428,7 +440,7 @@ impl Engine {
 
     /// The groups of rule `i` as of the current clock: windows are advanced
     /// to the clock and values recomputed, without touching alert state.
-    pub fn current_values(&mut self, i: usize) -> Vec<(Vec<(String, String)>, Option<f64>)> {
+    pub fn current_values(&mut self, i: usize) -> Vec<(Labels, Option<f64>)> {
         let Some(clock) = self.clock else {
             return Vec::new();
         };
@@ -570,7 +582,11 @@ impl RuleRt {
         let clear = r.clear_threshold().unwrap_or(0.0);
         RuleRt {
             name: Arc::from(r.name.as_str()),
-            group_by: r.group_by.iter().map(|g| g.clone().into_boxed_str()).collect(),
+            group_by: r
+                .group_by
+                .iter()
+                .map(|g| g.clone().into_boxed_str())
+                .collect(),
             indicator,
             policy: AlertPolicy {
                 levels,

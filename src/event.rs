@@ -248,11 +248,17 @@ fn classify_json_error(e: &serde_json::Error) -> Invalid {
 const FIELD_ERR_PREFIX: &str = "crisiswatch-field:";
 
 fn field_err<E: de::Error>(reason: InvalidReason, detail: fmt::Arguments<'_>) -> E {
-    E::custom(format_args!("{FIELD_ERR_PREFIX}{}|{detail}", reason.as_str()))
+    E::custom(format_args!(
+        "{FIELD_ERR_PREFIX}{}|{detail}",
+        reason.as_str()
+    ))
 }
 
 // === impl TopVisitor ===
 
+// A stack temporary returned once per decode: boxing the large variant would
+// cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
 enum Top<'a> {
     Object(RawEvent<'a>),
     Other(&'static str),
@@ -264,7 +270,7 @@ struct RawEvent<'a> {
     kind: Option<Scalar<'a>>,
     ts: Option<Scalar<'a>>,
     customer_id: Option<Scalar<'a>>,
-    attrs: Option<SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]>>,
+    attrs: Option<AttrList<'a>>,
     score: Option<Scalar<'a>>,
     sentiment: Option<Scalar<'a>>,
 }
@@ -489,7 +495,10 @@ impl<'a> RawEvent<'a> {
             })?,
             Some(Scalar::I64(v)) => v,
             Some(Scalar::U64(v)) => i64::try_from(v).map_err(|_| {
-                Invalid::new(InvalidReason::BadTimestamp, format!("ts {v} is out of range"))
+                Invalid::new(
+                    InvalidReason::BadTimestamp,
+                    format!("ts {v} is out of range"),
+                )
             })?,
             Some(Scalar::F64(v)) => {
                 return Err(Invalid::new(
@@ -781,22 +790,61 @@ mod tests {
             ("[1,2]", InvalidReason::NotObject),
             ("\"x\"", InvalidReason::NotObject),
             (r#"{"type":"order","ts":1}"#, InvalidReason::MissingField),
-            (r#"{"id":null,"type":"order","ts":1}"#, InvalidReason::MissingField),
+            (
+                r#"{"id":null,"type":"order","ts":1}"#,
+                InvalidReason::MissingField,
+            ),
             (r#"{"id":"a","ts":1}"#, InvalidReason::MissingField),
             (r#"{"id":"a","type":"order"}"#, InvalidReason::MissingField),
-            (r#"{"id":5,"type":"order","ts":1}"#, InvalidReason::WrongType),
-            (r#"{"id":"a","type":["x"],"ts":1}"#, InvalidReason::WrongType),
-            (r#"{"id":"a","type":"order","ts":true}"#, InvalidReason::WrongType),
-            (r#"{"id":"a","type":"order","ts":1,"attrs":{"p":1}}"#, InvalidReason::WrongType),
-            (r#"{"id":"a","type":"order","ts":1,"attrs":"p"}"#, InvalidReason::WrongType),
-            (r#"{"id":"a","type":"order","ts":1,"score":"9"}"#, InvalidReason::WrongType),
-            (r#"{"id":"","type":"order","ts":1}"#, InvalidReason::EmptyField),
+            (
+                r#"{"id":5,"type":"order","ts":1}"#,
+                InvalidReason::WrongType,
+            ),
+            (
+                r#"{"id":"a","type":["x"],"ts":1}"#,
+                InvalidReason::WrongType,
+            ),
+            (
+                r#"{"id":"a","type":"order","ts":true}"#,
+                InvalidReason::WrongType,
+            ),
+            (
+                r#"{"id":"a","type":"order","ts":1,"attrs":{"p":1}}"#,
+                InvalidReason::WrongType,
+            ),
+            (
+                r#"{"id":"a","type":"order","ts":1,"attrs":"p"}"#,
+                InvalidReason::WrongType,
+            ),
+            (
+                r#"{"id":"a","type":"order","ts":1,"score":"9"}"#,
+                InvalidReason::WrongType,
+            ),
+            (
+                r#"{"id":"","type":"order","ts":1}"#,
+                InvalidReason::EmptyField,
+            ),
             (r#"{"id":"a","type":"","ts":1}"#, InvalidReason::EmptyField),
-            (r#"{"id":"a","type":"order","ts":"yesterday"}"#, InvalidReason::BadTimestamp),
-            (r#"{"id":"a","type":"order","ts":1.5}"#, InvalidReason::BadTimestamp),
-            (r#"{"id":"a","type":"order","ts":99999999999999999999}"#, InvalidReason::BadTimestamp),
-            (r#"{"id":"a","type":"order","ts":1,"score":1e999}"#, InvalidReason::NonFiniteNumber),
-            (r#"{"id":"a","type":"order","ts":1,"sentiment":2}"#, InvalidReason::OutOfRange),
+            (
+                r#"{"id":"a","type":"order","ts":"yesterday"}"#,
+                InvalidReason::BadTimestamp,
+            ),
+            (
+                r#"{"id":"a","type":"order","ts":1.5}"#,
+                InvalidReason::BadTimestamp,
+            ),
+            (
+                r#"{"id":"a","type":"order","ts":99999999999999999999}"#,
+                InvalidReason::BadTimestamp,
+            ),
+            (
+                r#"{"id":"a","type":"order","ts":1,"score":1e999}"#,
+                InvalidReason::NonFiniteNumber,
+            ),
+            (
+                r#"{"id":"a","type":"order","ts":1,"sentiment":2}"#,
+                InvalidReason::OutOfRange,
+            ),
         ];
         for (input, reason) in cases {
             let err = dec(input).unwrap_err();
@@ -826,7 +874,10 @@ mod tests {
             decode(e, &limits, Some(3999)).unwrap_err().reason,
             InvalidReason::FutureTimestamp
         );
-        let big = format!(r#"{{"id":"a","type":"order","ts":1,"x":"{}"}}"#, "y".repeat(200));
+        let big = format!(
+            r#"{{"id":"a","type":"order","ts":1,"x":"{}"}}"#,
+            "y".repeat(200)
+        );
         assert_eq!(
             decode(big.as_bytes(), &limits, None).unwrap_err().reason,
             InvalidReason::Oversized

@@ -64,7 +64,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.render(),
     )
 }
@@ -83,11 +86,19 @@ pub async fn bind(
     addr: &str,
     state: Arc<AppState>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(SocketAddr, impl std::future::Future<Output = Result<(), HttpError>>), HttpError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| HttpError::Bind {
-        addr: addr.to_string(),
-        source,
-    })?;
+) -> Result<
+    (
+        SocketAddr,
+        impl std::future::Future<Output = Result<(), HttpError>>,
+    ),
+    HttpError,
+> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
     let local = listener.local_addr().map_err(|source| HttpError::Bind {
         addr: addr.to_string(),
         source,

@@ -93,14 +93,19 @@ impl Indicator {
     /// Compiles the configured indicator for a window of `window_ms`.
     pub fn compile(cfg: &IndicatorConfig, window_ms: i64) -> Self {
         match cfg {
-            IndicatorConfig::Count { select } => Indicator::Count(CompiledSelector::compile(select)),
+            IndicatorConfig::Count { select } => {
+                Indicator::Count(CompiledSelector::compile(select))
+            }
             IndicatorConfig::Rate { select, per } => {
                 let unit_ms = match per {
                     RateUnit::Second => 1_000.0,
                     RateUnit::Minute => 60_000.0,
                     RateUnit::Hour => 3_600_000.0,
                 };
-                Indicator::Rate(CompiledSelector::compile(select), window_ms as f64 / unit_ms)
+                Indicator::Rate(
+                    CompiledSelector::compile(select),
+                    window_ms as f64 / unit_ms,
+                )
             }
             IndicatorConfig::Ratio {
                 numerator,

@@ -74,13 +74,23 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, MetricsError> {
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(c.clone()))?;
     Ok(c)
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, MetricsError> {
+fn gauge_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, MetricsError> {
     let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(g.clone()))?;
     Ok(g)
@@ -132,14 +142,22 @@ impl Metrics {
             "Window evaluations per rule.",
             &["rule"],
         )?;
-        let groups = gauge_vec(&r, "crisiswatch_window_groups", "Live window groups per rule.", &["rule"])?;
+        let groups = gauge_vec(
+            &r,
+            "crisiswatch_window_groups",
+            "Live window groups per rule.",
+            &["rule"],
+        )?;
         let series_dropped = gauge_vec(
             &r,
             "crisiswatch_indicator_series_dropped",
             "Groups not exported as indicator series because of server.max_series_per_rule.",
             &["rule"],
         )?;
-        let dedup_ids = IntGauge::new("crisiswatch_dedup_ids", "Event ids remembered for deduplication.")?;
+        let dedup_ids = IntGauge::new(
+            "crisiswatch_dedup_ids",
+            "Event ids remembered for deduplication.",
+        )?;
         r.register(Box::new(dedup_ids.clone()))?;
         let watermark = Gauge::new(
             "crisiswatch_watermark_timestamp_seconds",
@@ -179,7 +197,10 @@ impl Metrics {
     }
 
     /// Counts transitions (call with each batch's transitions).
-    pub fn record_transitions<'a>(&self, ts: impl IntoIterator<Item = &'a crate::alert::Transition>) {
+    pub fn record_transitions<'a>(
+        &self,
+        ts: impl IntoIterator<Item = &'a crate::alert::Transition>,
+    ) {
         for t in ts {
             self.transitions
                 .with_label_values(&[t.rule.as_str(), t.state.as_str()])
@@ -211,12 +232,13 @@ impl Metrics {
         *prev = stats.clone();
         prev_rules.resize(engine.rule_count(), RuleStats::default());
         let mut snaps = Vec::with_capacity(engine.rule_count());
-        for i in 0..engine.rule_count() {
+        for (i, pr) in prev_rules.iter_mut().enumerate() {
             let cfg = engine.rule_config(i);
             let rs = engine.rule_stats(i);
-            let pr = &mut prev_rules[i];
             let name = cfg.name.as_str();
-            self.rule_late.with_label_values(&[name]).inc_by(d(rs.late, pr.late));
+            self.rule_late
+                .with_label_values(&[name])
+                .inc_by(d(rs.late, pr.late));
             self.group_overflow
                 .with_label_values(&[name])
                 .inc_by(d(rs.group_overflow, pr.group_overflow));
@@ -224,7 +246,12 @@ impl Metrics {
                 .with_label_values(&[name])
                 .inc_by(d(rs.evaluations, pr.evaluations));
             *pr = rs.clone();
-            for s in [State::Pending, State::Firing, State::Escalated, State::Resolved] {
+            for s in [
+                State::Pending,
+                State::Firing,
+                State::Escalated,
+                State::Resolved,
+            ] {
                 self.transitions.with_label_values(&[name, s.as_str()]);
             }
             self.groups
@@ -234,7 +261,11 @@ impl Metrics {
                 .groups(i)
                 .into_iter()
                 .map(|g| Series {
-                    labels: g.group.into_iter().map(|(k, v)| (label_name(&k), v)).collect(),
+                    labels: g
+                        .group
+                        .into_iter()
+                        .map(|(k, v)| (label_name(&k), v))
+                        .collect(),
                     value: g.value,
                     state: g.phase.code(),
                 })
@@ -251,7 +282,9 @@ impl Metrics {
                 });
                 series.truncate(self.max_series);
             }
-            self.series_dropped.with_label_values(&[name]).set(dropped as i64);
+            self.series_dropped
+                .with_label_values(&[name])
+                .set(dropped as i64);
             snaps.push(RuleSnapshot {
                 name: cfg.name.clone(),
                 kind: cfg.indicator.kind_name().to_string(),
@@ -292,12 +325,21 @@ impl Metrics {
 pub fn label_name(attr: &str) -> String {
     let mut s: String = attr
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) || s.starts_with("__") {
         s.insert_str(0, "attr_");
     }
-    if matches!(s.as_str(), "rule" | "severity" | "kind" | "le" | "quantile" | "job" | "instance") {
+    if matches!(
+        s.as_str(),
+        "rule" | "severity" | "kind" | "le" | "quantile" | "job" | "instance"
+    ) {
         s.insert_str(0, "attr_");
     }
     s
@@ -343,7 +385,12 @@ fn render_indicators(snaps: &[RuleSnapshot], out: &mut String) {
     out.push_str("# HELP crisiswatch_indicator_threshold Threshold per rule and severity; severity=\"clear\" is the hysteresis threshold.\n");
     out.push_str("# TYPE crisiswatch_indicator_threshold gauge\n");
     for s in snaps {
-        for (sev, v) in s.thresholds.iter().map(|(a, b)| (a.as_str(), *b)).chain([("clear", s.clear)]) {
+        for (sev, v) in s
+            .thresholds
+            .iter()
+            .map(|(a, b)| (a.as_str(), *b))
+            .chain([("clear", s.clear)])
+        {
             out.push_str("crisiswatch_indicator_threshold");
             write_labels(out, &s.name, &[("severity".to_string(), sev.to_string())]);
             let _ = writeln!(out, " {v}");

@@ -75,7 +75,9 @@ pub fn replay(
     let mut line_no = 0u64;
     loop {
         line.clear();
-        let n = input.read_until(b'\n', &mut line).map_err(ReplayError::Read)?;
+        let n = input
+            .read_until(b'\n', &mut line)
+            .map_err(ReplayError::Read)?;
         if n == 0 {
             break;
         }
@@ -113,7 +115,13 @@ fn write_transitions(
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &b[start..end]
 }

@@ -138,8 +138,8 @@ impl Router {
         // Merge the two sorted lists so rules are visited in configuration order.
         let (mut i, mut j) = (0, 0);
         while i < typed.len() || j < self.any_type.len() {
-            let take_typed = j >= self.any_type.len()
-                || (i < typed.len() && typed[i] < self.any_type[j]);
+            let take_typed =
+                j >= self.any_type.len() || (i < typed.len() && typed[i] < self.any_type[j]);
             if take_typed {
                 f(typed[i]);
                 i += 1;
@@ -169,7 +169,10 @@ mod tests {
         };
         sel.attrs.insert(
             "category".into(),
-            ValueMatch::Is(OneOrMany::Many(vec!["safety".into(), "product_quality".into()])),
+            ValueMatch::Is(OneOrMany::Many(vec![
+                "safety".into(),
+                "product_quality".into(),
+            ])),
         );
         sel.attrs.insert(
             "segment".into(),
@@ -178,9 +181,15 @@ mod tests {
             }),
         );
         let c = CompiledSelector::compile(&sel);
-        assert!(c.matches(&ev(r#"{"id":"1","type":"complaint","ts":1,"attrs":{"category":"safety"}}"#)));
-        assert!(!c.matches(&ev(r#"{"id":"1","type":"order","ts":1,"attrs":{"category":"safety"}}"#)));
-        assert!(!c.matches(&ev(r#"{"id":"1","type":"complaint","ts":1,"attrs":{"category":"billing"}}"#)));
+        assert!(c.matches(&ev(
+            r#"{"id":"1","type":"complaint","ts":1,"attrs":{"category":"safety"}}"#
+        )));
+        assert!(!c.matches(&ev(
+            r#"{"id":"1","type":"order","ts":1,"attrs":{"category":"safety"}}"#
+        )));
+        assert!(!c.matches(&ev(
+            r#"{"id":"1","type":"complaint","ts":1,"attrs":{"category":"billing"}}"#
+        )));
         assert!(!c.matches(&ev(r#"{"id":"1","type":"complaint","ts":1}"#)));
         assert!(!c.matches(&ev(
             r#"{"id":"1","type":"complaint","ts":1,"attrs":{"category":"safety","segment":"internal"}}"#
@@ -196,7 +205,10 @@ mod tests {
         });
         let any = CompiledSelector::compile(&Selector::default());
         let b = CompiledSelector::compile(&Selector {
-            kind: Some(ValueMatch::Is(OneOrMany::Many(vec!["order".into(), "complaint".into()]))),
+            kind: Some(ValueMatch::Is(OneOrMany::Many(vec![
+                "order".into(),
+                "complaint".into(),
+            ]))),
             ..Default::default()
         });
         let router = Router::new(vec![vec![&a], vec![&any], vec![&b], vec![&a, &b]]);

@@ -217,13 +217,16 @@ impl Window {
             }
             Region::Baseline => {
                 self.base_sum += new0 - old0;
-                self.base_sumsq += i128::from(new0) * i128::from(new0) - i128::from(old0) * i128::from(old0);
+                self.base_sumsq +=
+                    i128::from(new0) * i128::from(new0) - i128::from(old0) * i128::from(old0);
             }
             Region::Future | Region::Expired => {}
         }
         if let Some(cust) = customer {
             let record = match (region, self.customers.as_mut()) {
-                (Region::Current, Some(cc)) => cc.inc(cust, 1, shape.min_events, shape.max_customers),
+                (Region::Current, Some(cc)) => {
+                    cc.inc(cust, 1, shape.min_events, shape.max_customers)
+                }
                 (Region::Future, Some(_)) => true,
                 _ => false,
             };
@@ -284,7 +287,8 @@ impl Window {
             self.enter_current(i, shape);
         }
         // Current → baseline.
-        while self.cur_start < self.fut_start && self.panes[self.cur_start].idx <= new_end - shape.n {
+        while self.cur_start < self.fut_start && self.panes[self.cur_start].idx <= new_end - shape.n
+        {
             let i = self.cur_start;
             self.cur_start += 1;
             self.leave_current(i, shape);
@@ -351,10 +355,22 @@ mod tests {
         let s = shape(3, 2);
         let mut w = Window::new(10, &s);
         // Current window is panes 8, 9, 10; baseline 6, 7.
-        assert_eq!(w.add(10, [1, 0, 0], Some(1), &s), Some((Region::Current, true)));
-        assert_eq!(w.add(10, [1, 0, 0], Some(1), &s), Some((Region::Current, false)));
-        assert_eq!(w.add(7, [5, 0, 0], None, &s), Some((Region::Baseline, true)));
-        assert_eq!(w.add(12, [2, 0, 0], Some(2), &s), Some((Region::Future, true)));
+        assert_eq!(
+            w.add(10, [1, 0, 0], Some(1), &s),
+            Some((Region::Current, true))
+        );
+        assert_eq!(
+            w.add(10, [1, 0, 0], Some(1), &s),
+            Some((Region::Current, false))
+        );
+        assert_eq!(
+            w.add(7, [5, 0, 0], None, &s),
+            Some((Region::Baseline, true))
+        );
+        assert_eq!(
+            w.add(12, [2, 0, 0], Some(2), &s),
+            Some((Region::Future, true))
+        );
         assert_eq!(w.add(5, [9, 0, 0], None, &s), None);
         assert_eq!(w.cur[0], 2);
         assert_eq!(w.base_sum, 5);

@@ -87,16 +87,19 @@ fn keep_firing_for_bridges_short_dips() {
         &p,
         &[
             (0, Some(15.0)),
-            (10, Some(1.0)),   // cleared, keep firing until 110
-            (60, Some(15.0)),  // back: dip forgotten
-            (70, Some(1.0)),   // cleared again at 70
-            (160, Some(1.0)),  // 90 < 100: still firing
-            (170, Some(1.0)),  // 100 elapsed → resolved
+            (10, Some(1.0)),  // cleared, keep firing until 110
+            (60, Some(15.0)), // back: dip forgotten
+            (70, Some(1.0)),  // cleared again at 70
+            (160, Some(1.0)), // 90 < 100: still firing
+            (170, Some(1.0)), // 100 elapsed → resolved
         ],
     );
     assert_eq!(
         t,
-        vec![(0, State::Firing, Severity::Warning), (170, State::Resolved, Severity::Warning)]
+        vec![
+            (0, State::Firing, Severity::Warning),
+            (170, State::Resolved, Severity::Warning)
+        ]
     );
 }
 
@@ -144,7 +147,10 @@ fn no_data_never_fires_and_resolves_a_firing_alert() {
     let (t, _) = run(&p, &[(0, None), (1, Some(12.0)), (2, None)]);
     assert_eq!(
         t,
-        vec![(1, State::Firing, Severity::Warning), (2, State::Resolved, Severity::Warning)]
+        vec![
+            (1, State::Firing, Severity::Warning),
+            (2, State::Resolved, Severity::Warning)
+        ]
     );
 }
 
@@ -159,7 +165,13 @@ fn below_condition() {
     };
     let (t, _) = run(
         &p,
-        &[(0, Some(40.0)), (1, Some(10.0)), (2, Some(-5.0)), (3, Some(20.0)), (4, Some(30.0))],
+        &[
+            (0, Some(40.0)),
+            (1, Some(10.0)),
+            (2, Some(-5.0)),
+            (3, Some(20.0)),
+            (4, Some(30.0)),
+        ],
     );
     assert_eq!(
         t,
@@ -192,7 +204,10 @@ fn dedup_keys_are_deterministic_and_unambiguous() {
         "complaint_rate_surge/product=router-x,region=eu-west/1763791800000"
     );
     let tricky = vec![("a".to_string(), "x,b=y/%".to_string())];
-    assert_eq!(Transition::make_dedup_key("r", &tricky, 1), "r/a=x%2Cb%3Dy%2F%25/1");
+    assert_eq!(
+        Transition::make_dedup_key("r", &tricky, 1),
+        "r/a=x%2Cb%3Dy%2F%25/1"
+    );
     assert_eq!(Transition::make_dedup_key("r", &[], 7), "r/all/7");
 }
 
@@ -219,8 +234,12 @@ fn transition_json_matches_the_contract() {
     assert!(json.starts_with(
         r#"{"rule":"complaint_rate_surge","group":{"product":"router-x","region":"eu-west"},"state":"firing","severity":"critical","at":"2025-11-22T06:10:00Z","value":0.083,"threshold":0.05,"#
     ), "{json}");
-    assert!(json.contains(r#""dedup_key":"complaint_rate_surge/product=router-x,region=eu-west/1763791800000""#));
+    assert!(json.contains(
+        r#""dedup_key":"complaint_rate_surge/product=router-x,region=eu-west/1763791800000""#
+    ));
     assert!(json.contains(r#""window":"30m""#));
     let none = Transition { value: None, ..t };
-    assert!(serde_json::to_string(&none).unwrap().contains(r#""value":null"#));
+    assert!(serde_json::to_string(&none)
+        .unwrap()
+        .contains(r#""value":null"#));
 }

@@ -132,13 +132,19 @@ mod tests {
     fn expands_set_unset_and_defaults() {
         let e = env();
         assert_eq!(interpolate_str("${HOST}", &e).unwrap(), "kafka:9092");
-        assert_eq!(interpolate_str("a-${HOST}-b", &e).unwrap(), "a-kafka:9092-b");
+        assert_eq!(
+            interpolate_str("a-${HOST}-b", &e).unwrap(),
+            "a-kafka:9092-b"
+        );
         assert_eq!(interpolate_str("${NOPE:-x:1}", &e).unwrap(), "x:1");
         assert_eq!(interpolate_str("${EMPTY:-d}", &e).unwrap(), "d");
         assert_eq!(interpolate_str("${EMPTY-d}", &e).unwrap(), "");
         assert_eq!(interpolate_str("${NOPE-d}", &e).unwrap(), "d");
         assert_eq!(interpolate_str("${NOPE:-}", &e).unwrap(), "");
-        assert_eq!(interpolate_str("cost $$5 and $5", &e).unwrap(), "cost $5 and $5");
+        assert_eq!(
+            interpolate_str("cost $$5 and $5", &e).unwrap(),
+            "cost $5 and $5"
+        );
         assert!(interpolate_str("${NOPE}", &e).unwrap_err().contains("NOPE"));
         assert!(interpolate_str("${HOST", &e).is_err());
         assert!(interpolate_str("${a b}", &e).is_err());

@@ -37,7 +37,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// A new error.
-    pub fn new(path: impl Into<String>, value: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        path: impl Into<String>,
+        value: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         ConfigError {
             path: path.into(),
             value: value.into(),
@@ -48,7 +52,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = if self.path.is_empty() { "<root>" } else { &self.path };
+        let path = if self.path.is_empty() {
+            "<root>"
+        } else {
+            &self.path
+        };
         if self.value.is_empty() {
             write!(f, "{path}: {}", self.message)
         } else {
@@ -799,13 +807,25 @@ impl Config {
         let mut errs = Vec::new();
         let e = &self.engine;
         if e.dedup_max_ids == 0 {
-            errs.push(ConfigError::new("engine.dedup_max_ids", "0", "must be at least 1"));
+            errs.push(ConfigError::new(
+                "engine.dedup_max_ids",
+                "0",
+                "must be at least 1",
+            ));
         }
         if e.max_groups_per_rule == 0 {
-            errs.push(ConfigError::new("engine.max_groups_per_rule", "0", "must be at least 1"));
+            errs.push(ConfigError::new(
+                "engine.max_groups_per_rule",
+                "0",
+                "must be at least 1",
+            ));
         }
         if e.max_customers_per_group == 0 {
-            errs.push(ConfigError::new("engine.max_customers_per_group", "0", "must be at least 1"));
+            errs.push(ConfigError::new(
+                "engine.max_customers_per_group",
+                "0",
+                "must be at least 1",
+            ));
         }
         if e.max_event_bytes < 64 {
             errs.push(ConfigError::new(
@@ -815,7 +835,11 @@ impl Config {
             ));
         }
         if e.idle_timeout.0.is_zero() {
-            errs.push(ConfigError::new("engine.idle_timeout", "0", "must be positive"));
+            errs.push(ConfigError::new(
+                "engine.idle_timeout",
+                "0",
+                "must be positive",
+            ));
         }
         if !self.server.listen.is_empty()
             && self.server.listen.parse::<std::net::SocketAddr>().is_err()
@@ -827,7 +851,11 @@ impl Config {
             ));
         }
         if self.server.max_series_per_rule == 0 {
-            errs.push(ConfigError::new("server.max_series_per_rule", "0", "must be at least 1"));
+            errs.push(ConfigError::new(
+                "server.max_series_per_rule",
+                "0",
+                "must be at least 1",
+            ));
         }
         self.validate_demo(&mut errs);
         self.validate_sources(&mut errs);
@@ -869,12 +897,23 @@ impl Config {
     fn validate_demo(&self, errs: &mut Vec<ConfigError>) {
         let d = &self.demo;
         if crate::event::parse_rfc3339_ms(&d.start).is_none() {
-            errs.push(ConfigError::new("demo.start", &d.start, "not an RFC 3339 time"));
+            errs.push(ConfigError::new(
+                "demo.start",
+                &d.start,
+                "not an RFC 3339 time",
+            ));
         }
         if !(d.speed.is_finite() && d.speed > 0.0) {
-            errs.push(ConfigError::new("demo.speed", d.speed.to_string(), "must be positive"));
+            errs.push(ConfigError::new(
+                "demo.speed",
+                d.speed.to_string(),
+                "must be positive",
+            ));
         }
-        if !(d.orders_per_minute.is_finite() && d.orders_per_minute > 0.0 && d.orders_per_minute <= 1e6) {
+        if !(d.orders_per_minute.is_finite()
+            && d.orders_per_minute > 0.0
+            && d.orders_per_minute <= 1e6)
+        {
             errs.push(ConfigError::new(
                 "demo.orders_per_minute",
                 d.orders_per_minute.to_string(),
@@ -889,17 +928,33 @@ impl Config {
     fn validate_sources(&self, errs: &mut Vec<ConfigError>) {
         if let Some(k) = &self.sources.kafka {
             if k.brokers.trim().is_empty() {
-                errs.push(ConfigError::new("sources.kafka.brokers", "", "must name at least one broker"));
+                errs.push(ConfigError::new(
+                    "sources.kafka.brokers",
+                    "",
+                    "must name at least one broker",
+                ));
             }
             if k.group_id.is_empty() {
-                errs.push(ConfigError::new("sources.kafka.group_id", "", "must not be empty"));
+                errs.push(ConfigError::new(
+                    "sources.kafka.group_id",
+                    "",
+                    "must not be empty",
+                ));
             }
             if k.topics.is_empty() {
-                errs.push(ConfigError::new("sources.kafka.topics", "[]", "must list at least one topic"));
+                errs.push(ConfigError::new(
+                    "sources.kafka.topics",
+                    "[]",
+                    "must list at least one topic",
+                ));
             }
             for (i, t) in k.topics.iter().enumerate() {
                 if t.name.is_empty() {
-                    errs.push(ConfigError::new(format!("sources.kafka.topics[{i}].name"), "", "must not be empty"));
+                    errs.push(ConfigError::new(
+                        format!("sources.kafka.topics[{i}].name"),
+                        "",
+                        "must not be empty",
+                    ));
                 }
                 if !k.dead_letter_topic.is_empty() && t.name == k.dead_letter_topic {
                     errs.push(ConfigError::new(
@@ -940,7 +995,11 @@ fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError>) {
     let window = r.window.as_ms();
     let slide = r.slide().as_ms();
     if window <= 0 {
-        errs.push(ConfigError::new(format!("{p}.window"), r.window.to_string(), "must be positive"));
+        errs.push(ConfigError::new(
+            format!("{p}.window"),
+            r.window.to_string(),
+            "must be positive",
+        ));
     } else if slide <= 0 || window % slide != 0 {
         errs.push(ConfigError::new(
             format!("{p}.slide"),
@@ -955,7 +1014,9 @@ fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError>) {
         ));
     }
     match &r.indicator {
-        IndicatorConfig::Ratio { min_denominator, .. } if *min_denominator == 0 => {
+        IndicatorConfig::Ratio {
+            min_denominator, ..
+        } if *min_denominator == 0 => {
             errs.push(ConfigError::new(
                 format!("{p}.indicator.min_denominator"),
                 "0",
@@ -969,7 +1030,9 @@ fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError>) {
                 "must be at least 1",
             ));
         }
-        IndicatorConfig::ScoreShare { min, max, .. } if !(min.is_finite() && max.is_finite() && min <= max) => {
+        IndicatorConfig::ScoreShare { min, max, .. }
+            if !(min.is_finite() && max.is_finite() && min <= max) =>
+        {
             errs.push(ConfigError::new(
                 format!("{p}.indicator"),
                 format!("min = {min}, max = {max}"),
@@ -986,7 +1049,10 @@ fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError>) {
                 errs.push(ConfigError::new(
                     format!("{p}.indicator.baseline"),
                     baseline.to_string(),
-                    format!("must be positive and a multiple of the slide ({})", r.slide()),
+                    format!(
+                        "must be positive and a multiple of the slide ({})",
+                        r.slide()
+                    ),
                 ));
             } else if slide > 0 && (b + window) / slide > 10_000 {
                 errs.push(ConfigError::new(
@@ -1050,7 +1116,11 @@ fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError>) {
                 v1.to_string(),
                 format!(
                     "must be {} the {s0} threshold ({v0}) for condition = {:?}",
-                    if r.condition == Condition::Above { "above" } else { "below" },
+                    if r.condition == Condition::Above {
+                        "above"
+                    } else {
+                        "below"
+                    },
                     r.condition
                 ),
             ));

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn errors(text: &str) -> Vec<ConfigError> {
@@ -36,7 +39,14 @@ fn example_config_is_valid() {
     let names: Vec<_> = kafka.topics.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["complaints", "feedback", "orders", "cancellations"]);
     // The webhook receiver is disabled unless the variable is set.
-    assert_eq!(cfg.receivers.iter().find(|r| r.name == "webhook").unwrap().url, "");
+    assert_eq!(
+        cfg.receivers
+            .iter()
+            .find(|r| r.name == "webhook")
+            .unwrap()
+            .url,
+        ""
+    );
     let cfg = Config::from_toml_str(
         EXAMPLE_CONFIG,
         &env(&[
@@ -49,14 +59,22 @@ fn example_config_is_valid() {
     assert_eq!(cfg.sources.kafka.unwrap().brokers, "k1:9092,k2:9092");
     assert_eq!(cfg.server.listen, "0.0.0.0:9000");
     assert_eq!(
-        cfg.receivers.iter().find(|r| r.name == "webhook").unwrap().url,
+        cfg.receivers
+            .iter()
+            .find(|r| r.name == "webhook")
+            .unwrap()
+            .url,
         "https://hooks.example.com/x"
     );
 }
 
 #[test]
 fn the_shipped_file_is_the_embedded_one() {
-    let on_disk = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/crisiswatch.toml")).unwrap();
+    let on_disk = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/crisiswatch.toml"
+    ))
+    .unwrap();
     assert_eq!(on_disk, EXAMPLE_CONFIG);
 }
 
@@ -80,7 +98,11 @@ fn unknown_fields_are_rejected_with_their_path() {
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].path, "rules[0].windwo");
     assert_eq!(e[0].value, "5m");
-    assert!(e[0].message.contains("unknown field `windwo`"), "{}", e[0].message);
+    assert!(
+        e[0].message.contains("unknown field `windwo`"),
+        "{}",
+        e[0].message
+    );
 
     let e = errors("[engine]\nlateness = \"1m\"");
     assert!(e[0].message.contains("unknown field `lateness`"));
@@ -145,13 +167,17 @@ thresholds = { info = 1 }
     }
     let listen = e.iter().find(|e| e.path == "server.listen").unwrap();
     assert_eq!(listen.value, "localhost");
-    assert!(listen.to_string().starts_with("server.listen = \"localhost\": "));
+    assert!(listen
+        .to_string()
+        .starts_with("server.listen = \"localhost\": "));
 }
 
 #[test]
 fn below_condition_needs_descending_thresholds() {
-    let ok = RULE
-        .replace("thresholds = { warning = 0.05 }", "condition = \"below\"\nthresholds = { warning = 15.0, critical = 0.0 }\nclear = 25.0");
+    let ok = RULE.replace(
+        "thresholds = { warning = 0.05 }",
+        "condition = \"below\"\nthresholds = { warning = 15.0, critical = 0.0 }\nclear = 25.0",
+    );
     assert!(errors(&ok).is_empty(), "{:?}", errors(&ok));
     let bad = RULE.replace(
         "thresholds = { warning = 0.05 }",
@@ -173,7 +199,11 @@ fn interpolation_errors_are_reported_with_paths() {
 #[test]
 fn toml_syntax_errors_are_reported() {
     let e = errors("[[rules]\nname = ");
-    assert!(e[0].message.starts_with("not valid TOML"), "{}", e[0].message);
+    assert!(
+        e[0].message.starts_with("not valid TOML"),
+        "{}",
+        e[0].message
+    );
 }
 
 #[test]

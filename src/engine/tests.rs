@@ -32,7 +32,8 @@ clear = 1
 }
 
 fn ev(id: &str, kind: &str, ts: i64, product: &str) -> Vec<u8> {
-    format!(r#"{{"id":"{id}","type":"{kind}","ts":{ts},"attrs":{{"product":"{product}"}}}}"#).into_bytes()
+    format!(r#"{{"id":"{id}","type":"{kind}","ts":{ts},"attrs":{{"product":"{product}"}}}}"#)
+        .into_bytes()
 }
 
 fn feed(e: &mut Engine, bytes: &[u8], out: &mut Vec<Transition>) -> Outcome {
@@ -46,18 +47,28 @@ fn fires_on_the_event_that_crosses_and_resolves_when_quiet() {
     let mut out = Vec::new();
     let t0 = 100 * MIN;
     for i in 0..3 {
-        feed(&mut e, &ev(&format!("a{i}"), "complaint", t0 + i, "p"), &mut out);
+        feed(
+            &mut e,
+            &ev(&format!("a{i}"), "complaint", t0 + i, "p"),
+            &mut out,
+        );
     }
     // The third complaint crosses "> 2": firing on that very event.
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].state, out[0].severity, out[0].at), (State::Firing, Severity::Warning, t0 + 2));
+    assert_eq!(
+        (out[0].state, out[0].severity, out[0].at),
+        (State::Firing, Severity::Warning, t0 + 2)
+    );
     assert_eq!(out[0].sample_event_ids, vec!["a2".to_string()]);
     out.clear();
     // Two more → 5 > 4: escalated.
     feed(&mut e, &ev("a3", "complaint", t0 + 3, "p"), &mut out);
     feed(&mut e, &ev("a4", "complaint", t0 + 4, "p"), &mut out);
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].state, out[0].severity), (State::Escalated, Severity::Critical));
+    assert_eq!(
+        (out[0].state, out[0].severity),
+        (State::Escalated, Severity::Critical)
+    );
     out.clear();
     // No more events for this product; time moves on through another product.
     // The window (10 min) empties and the alert resolves at the pane boundary.
@@ -80,11 +91,21 @@ fn late_events_are_counted_and_dropped() {
     let mut e = engine("");
     let mut out = Vec::new();
     let t0 = 100 * MIN;
-    assert_eq!(feed(&mut e, &ev("a", "complaint", t0, "p"), &mut out), Outcome::Applied);
-    // watermark = t0 − 1m; late when ts ≤ watermark − 10m = t0 − 11m.
-    assert_eq!(feed(&mut e, &ev("b", "complaint", t0 - 11 * MIN, "p"), &mut out), Outcome::Late);
     assert_eq!(
-        feed(&mut e, &ev("c", "complaint", t0 - 11 * MIN + 1, "p"), &mut out),
+        feed(&mut e, &ev("a", "complaint", t0, "p"), &mut out),
+        Outcome::Applied
+    );
+    // watermark = t0 − 1m; late when ts ≤ watermark − 10m = t0 − 11m.
+    assert_eq!(
+        feed(&mut e, &ev("b", "complaint", t0 - 11 * MIN, "p"), &mut out),
+        Outcome::Late
+    );
+    assert_eq!(
+        feed(
+            &mut e,
+            &ev("c", "complaint", t0 - 11 * MIN + 1, "p"),
+            &mut out
+        ),
         Outcome::Applied
     );
     assert_eq!(e.stats().late, 1);
@@ -96,11 +117,20 @@ fn duplicates_within_the_horizon_count_once() {
     let mut e = engine("");
     let mut out = Vec::new();
     let t0 = 100 * MIN;
-    assert_eq!(feed(&mut e, &ev("a", "complaint", t0, "p"), &mut out), Outcome::Applied);
-    assert_eq!(feed(&mut e, &ev("a", "complaint", t0, "p"), &mut out), Outcome::Duplicate);
+    assert_eq!(
+        feed(&mut e, &ev("a", "complaint", t0, "p"), &mut out),
+        Outcome::Applied
+    );
+    assert_eq!(
+        feed(&mut e, &ev("a", "complaint", t0, "p"), &mut out),
+        Outcome::Duplicate
+    );
     assert_eq!(e.groups(0)[0].value, Some(1.0));
     // After the horizon the id may be reused.
-    assert_eq!(feed(&mut e, &ev("a", "complaint", t0 + 11 * MIN, "p"), &mut out), Outcome::Applied);
+    assert_eq!(
+        feed(&mut e, &ev("a", "complaint", t0 + 11 * MIN, "p"), &mut out),
+        Outcome::Applied
+    );
     assert_eq!(e.stats().duplicates, 1);
 }
 
@@ -109,28 +139,51 @@ fn unmatched_and_group_overflow() {
     let mut e = engine("");
     let mut out = Vec::new();
     let t0 = 100 * MIN;
-    assert_eq!(feed(&mut e, &ev("o", "order", t0, "p"), &mut out), Outcome::Unmatched);
+    assert_eq!(
+        feed(&mut e, &ev("o", "order", t0, "p"), &mut out),
+        Outcome::Unmatched
+    );
     for (i, p) in ["a", "b", "c"].iter().enumerate() {
-        assert_eq!(feed(&mut e, &ev(&format!("x{i}"), "complaint", t0, p), &mut out), Outcome::Applied);
+        assert_eq!(
+            feed(&mut e, &ev(&format!("x{i}"), "complaint", t0, p), &mut out),
+            Outcome::Applied
+        );
     }
-    assert_eq!(feed(&mut e, &ev("x9", "complaint", t0, "d"), &mut out), Outcome::Overflow);
+    assert_eq!(
+        feed(&mut e, &ev("x9", "complaint", t0, "d"), &mut out),
+        Outcome::Overflow
+    );
     assert_eq!(e.rule_stats(0).group_overflow, 1);
     assert_eq!(e.live_groups(0), 3);
     // Existing groups still accept events.
-    assert_eq!(feed(&mut e, &ev("y", "complaint", t0, "a"), &mut out), Outcome::Applied);
+    assert_eq!(
+        feed(&mut e, &ev("y", "complaint", t0, "a"), &mut out),
+        Outcome::Applied
+    );
     // Once groups empty out, room frees up.
     e.advance_clock(t0 + 60 * MIN, &mut out);
     assert_eq!(e.live_groups(0), 0);
-    assert_eq!(feed(&mut e, &ev("z", "complaint", t0 + 60 * MIN, "d"), &mut out), Outcome::Applied);
+    assert_eq!(
+        feed(&mut e, &ev("z", "complaint", t0 + 60 * MIN, "d"), &mut out),
+        Outcome::Applied
+    );
 }
 
 #[test]
 fn missing_group_attribute_groups_under_empty_value() {
     let mut e = engine("");
     let mut out = Vec::new();
-    let ev = decode(br#"{"id":"n","type":"complaint","ts":6000000}"#, &DecodeLimits::default(), None).unwrap();
+    let ev = decode(
+        br#"{"id":"n","type":"complaint","ts":6000000}"#,
+        &DecodeLimits::default(),
+        None,
+    )
+    .unwrap();
     assert_eq!(e.process(&ev, &mut out), Outcome::Applied);
-    assert_eq!(e.groups(0)[0].group, vec![("product".to_string(), String::new())]);
+    assert_eq!(
+        e.groups(0)[0].group,
+        vec![("product".to_string(), String::new())]
+    );
 }
 
 #[test]
