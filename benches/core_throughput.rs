@@ -1,1 +1,265 @@
-fn main() {}
+//! Core throughput: decode + engine (20 rules, 100,000 live groups) beside a
+//! decode-only baseline of the same events, in the same run.
+//!
+//! `cargo bench --bench core_throughput` prints criterion's figures for both,
+//! then a summary line with events/s of each and their ratio (best of 3 plain
+//! timed passes, one core). The target: ≥ 1,000,000 events/s through the core,
+//! at no less than half the speed of decoding alone.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Instant;
+
+use crisiswatch::config::Config;
+use crisiswatch::engine::Engine;
+use crisiswatch::event::{decode, DecodeLimits};
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
+
+const EVENTS: usize = 1_000_000;
+const PRODUCTS: usize = 100;
+const REGIONS: usize = 1000;
+
+/// 1,000,000 events over 2 hours of event time; (product, region) cycles
+/// through 100 × 1000 = 100,000 slices, so every slice is live in 30 min windows.
+fn events() -> Vec<Vec<u8>> {
+    let start: i64 = 1_795_132_800_000;
+    let span: i64 = 2 * 3600 * 1000;
+    let channels = ["web", "app", "phone", "email", "store", "social"];
+    let segments = ["consumer", "smb", "vip"];
+    let cats = [
+        "billing",
+        "delivery",
+        "product_quality",
+        "service_attitude",
+        "safety",
+        "outage",
+    ];
+    (0..EVENTS)
+        .map(|i| {
+            let ts = start + (i as i64 * span) / EVENTS as i64;
+            let product = i % PRODUCTS;
+            let region = (i / PRODUCTS) % REGIONS;
+            let kind = match i % 20 {
+                0 => "complaint",
+                1 | 2 => "feedback",
+                3 => "cancellation",
+                _ => "order",
+            };
+            let customer = (i * 7919) % 500_000;
+            let score = if kind == "feedback" {
+                format!(",\"score\":{}", i % 11)
+            } else {
+                String::new()
+            };
+            format!(
+                r#"{{"id":"e-{i}","type":"{kind}","ts":{ts},"customer_id":"c-{customer}","attrs":{{"product":"p{product}","region":"r{region}","channel":"{}","segment":"{}","category":"{}"}}{score}}}"#,
+                channels[i % channels.len()],
+                segments[i % segments.len()],
+                cats[i % cats.len()],
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// 20 rules of every kind, grouped by several slicings.
+fn config() -> Config {
+    let mut text = String::from(
+        "[engine]\nmax_groups_per_rule = 200000\ndedup_max_ids = 2000000\nmax_future_skew = \"1h\"\n",
+    );
+    let rules: &[(&str, &str, &str)] = &[
+        (
+            "ratio",
+            r#"["product", "region"]"#,
+            r#"{ kind = "ratio", numerator = { type = "complaint" }, denominator = { type = "order" }, min_denominator = 5 }"#,
+        ),
+        (
+            "ratio",
+            r#"["product", "region"]"#,
+            r#"{ kind = "ratio", numerator = { type = "cancellation" }, denominator = { type = "order" } }"#,
+        ),
+        (
+            "ratio",
+            r#"["product"]"#,
+            r#"{ kind = "ratio", numerator = { type = "complaint", attrs = { category = ["product_quality", "safety"] } }, denominator = { type = "complaint" } }"#,
+        ),
+        (
+            "ratio",
+            r#"["region", "segment"]"#,
+            r#"{ kind = "ratio", numerator = { type = "cancellation" }, denominator = { type = "order" } }"#,
+        ),
+        (
+            "count",
+            r#"["product"]"#,
+            r#"{ kind = "count", select = { type = "complaint", attrs = { channel = "social" } } }"#,
+        ),
+        (
+            "count",
+            r#"["product", "region"]"#,
+            r#"{ kind = "count", select = { type = "complaint" } }"#,
+        ),
+        (
+            "count",
+            "[]",
+            r#"{ kind = "count", select = { type = "complaint" } }"#,
+        ),
+        (
+            "rate",
+            r#"["region"]"#,
+            r#"{ kind = "rate", select = { type = "order" }, per = "minute" }"#,
+        ),
+        (
+            "rate",
+            r#"["channel"]"#,
+            r#"{ kind = "rate", select = { type = "complaint" }, per = "hour" }"#,
+        ),
+        (
+            "surge",
+            r#"["product"]"#,
+            r#"{ kind = "surge", select = { type = "complaint" }, baseline = "2h" }"#,
+        ),
+        (
+            "surge",
+            r#"["region"]"#,
+            r#"{ kind = "surge", select = { type = "complaint" }, baseline = "2h", method = "zscore" }"#,
+        ),
+        (
+            "distinct",
+            r#"["region"]"#,
+            r#"{ kind = "distinct_customers", select = { type = "complaint" } }"#,
+        ),
+        (
+            "distinct",
+            r#"["product"]"#,
+            r#"{ kind = "distinct_customers", select = { type = "cancellation" } }"#,
+        ),
+        (
+            "repeat",
+            r#"["product", "region"]"#,
+            r#"{ kind = "repeat_customers", select = { type = "complaint" }, min_events = 2 }"#,
+        ),
+        (
+            "repeat",
+            r#"["product"]"#,
+            r#"{ kind = "repeat_customers", select = { type = ["complaint", "cancellation"] }, min_events = 2 }"#,
+        ),
+        (
+            "share",
+            r#"["product", "region"]"#,
+            r#"{ kind = "score_share", select = { type = "feedback" }, min = 0, max = 6 }"#,
+        ),
+        (
+            "share",
+            r#"["segment"]"#,
+            r#"{ kind = "score_share", select = { type = "feedback" }, min = 9, max = 10 }"#,
+        ),
+        (
+            "mean",
+            r#"["product"]"#,
+            r#"{ kind = "mean_score", select = { type = "feedback" } }"#,
+        ),
+        (
+            "mean",
+            r#"["region"]"#,
+            r#"{ kind = "mean_score", select = { type = "feedback", attrs = { segment = { not = "vip" } } } }"#,
+        ),
+        (
+            "nps",
+            r#"["product", "region"]"#,
+            r#"{ kind = "nps", select = { type = "feedback" } }"#,
+        ),
+    ];
+    for (i, (kind, group_by, indicator)) in rules.iter().enumerate() {
+        let condition = if *kind == "nps" || *kind == "mean" {
+            "below"
+        } else {
+            "above"
+        };
+        let thresholds = if condition == "below" {
+            "{ warning = -50.0, critical = -80.0 }"
+        } else {
+            "{ warning = 1000000.0 }"
+        };
+        text.push_str(&format!(
+            "\n[[rules]]\nname = \"r{i}_{kind}\"\ngroup_by = {group_by}\nwindow = \"30m\"\nslide = \"1m\"\nindicator = {indicator}\ncondition = \"{condition}\"\nthresholds = {thresholds}\n"
+        ));
+    }
+    Config::from_toml_str(&text, &HashMap::<String, String>::new()).expect("bench config is valid")
+}
+
+fn decode_all(lines: &[Vec<u8>], limits: &DecodeLimits) -> usize {
+    let mut ok = 0;
+    for l in lines {
+        if let Ok(ev) = decode(l, limits, None) {
+            black_box(&ev);
+            ok += 1;
+        }
+    }
+    ok
+}
+
+fn engine_all(engine: &mut Engine, lines: &[Vec<u8>]) -> usize {
+    let mut out = Vec::new();
+    let mut n = 0;
+    for l in lines {
+        let _ = engine.process_bytes(l, None, &mut out);
+        n += out.len();
+        out.clear();
+    }
+    n
+}
+
+fn bench(c: &mut Criterion) {
+    let lines = events();
+    let cfg = config();
+    let limits = DecodeLimits::default();
+    let mut g = c.benchmark_group("core");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(lines.len() as u64));
+    g.bench_function("decode_only", |b| b.iter(|| decode_all(&lines, &limits)));
+    g.bench_function("decode_and_engine_20_rules", |b| {
+        b.iter_batched(
+            || Engine::new(&cfg).expect("engine"),
+            |mut e| engine_all(&mut e, &lines),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+
+    // The summary: best of 3 plain passes each, in the same process.
+    let mut best_decode = f64::MAX;
+    let mut best_engine = f64::MAX;
+    let mut groups = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        black_box(decode_all(&lines, &limits));
+        best_decode = best_decode.min(t.elapsed().as_secs_f64());
+        let mut e = Engine::new(&cfg).expect("engine");
+        let t = Instant::now();
+        black_box(engine_all(&mut e, &lines));
+        best_engine = best_engine.min(t.elapsed().as_secs_f64());
+        groups = (0..e.rule_count()).map(|i| e.live_groups(i)).sum::<usize>();
+        assert_eq!(
+            e.stats().applied as usize,
+            lines.len(),
+            "every event applied"
+        );
+    }
+    let n = lines.len() as f64;
+    println!(
+        "\nSUMMARY events={} rules={} live_groups_at_end={} decode_only={:.0} ev/s engine={:.0} ev/s ratio={:.2}",
+        lines.len(),
+        cfg.rules.len(),
+        groups,
+        n / best_decode,
+        n / best_engine,
+        best_decode / best_engine
+    );
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -32,13 +32,16 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
-use crate::alert::{AlertPolicy, Labels, Phase, State, Transition};
+use crate::alert::{AlertPolicy, Labels, Phase, Transition};
 use crate::config::{Config, IndicatorConfig, RuleConfig};
 use crate::dedup::Dedup;
 use crate::event::{decode, DecodeLimits, Event, Invalid, InvalidReason};
 use crate::indicator::{customer_hash, Indicator};
 use crate::route::Router;
 use crate::window::{Region, Shape, Window};
+
+mod wheel;
+use wheel::Wheel;
 
 /// Seed of the group-key hash.
 const GROUP_HASH_SEED: u64 = 0x6772_6f75_705f_6b65;
@@ -115,6 +118,17 @@ struct Group {
     evaluated_at: i64,
     /// Evidence while the alert is active: recent signal event ids.
     samples: Vec<Box<str>>,
+    /// The alert deadline already in the timer heap (`i64::MIN`: none), so each
+    /// deadline is scheduled once however many evaluations see it.
+    deadline: i64,
+    /// The last boundary pane scheduled for a surge warm-up re-evaluation.
+    warm_tick: i64,
+    /// The dedup key of the current alert instance.
+    instance_key: Option<Box<str>>,
+    /// Start time of the last alert instance, and how many instances started
+    /// in that same millisecond (their keys get a `-N` suffix to stay unique).
+    last_since: i64,
+    same_ms_seq: u32,
 }
 
 #[derive(Debug)]
@@ -139,6 +153,8 @@ struct RuleRt {
     max_groups: usize,
     /// The first pane that holds data (surge warm-up).
     origin: Option<i64>,
+    /// Re-evaluations at pane boundaries (panes leaving the window or baseline).
+    wheel: Wheel,
     index: HashTable<u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -341,20 +357,22 @@ impl Engine {
             };
             if created {
                 let n = shape.n;
-                let times = [
-                    (region == Region::Future).then(|| boundary_time(pane, rule.slide)),
-                    Some(boundary_time(pane + n, rule.slide)),
-                    (shape.m > 0).then(|| boundary_time(pane + n + shape.m, rule.slide)),
+                let now_end = end_pane(clock, rule.slide);
+                let boundaries = [
+                    (region == Region::Future).then_some(pane),
+                    Some(pane + n),
+                    (shape.m > 0).then_some(pane + n + shape.m),
                 ];
-                for t in times.into_iter().flatten() {
-                    if t > clock {
-                        self.timers.push(Reverse((t, r, slot, gen)));
+                for q in boundaries.into_iter().flatten() {
+                    if q > now_end {
+                        schedule_boundary(rule, &mut self.timers, r, q, slot, gen);
                     }
                 }
             }
-            if region == Region::Current {
+            // A surge also changes when its baseline does.
+            if region == Region::Current || (region == Region::Baseline && shape.m > 0) {
                 let signal = contrib.signal.then_some(ev.id.as_ref());
-                let wake = evaluate(
+                if let Some(t) = evaluate(
                     rule,
                     slot,
                     clock,
@@ -362,8 +380,7 @@ impl Engine {
                     self.sample_ids,
                     &mut self.stats,
                     out,
-                );
-                if let Some(t) = wake {
+                ) {
                     self.timers.push(Reverse((t, r, slot, gen)));
                 }
             }
@@ -391,35 +408,74 @@ impl Engine {
                 return;
             }
         }
-        while let Some(&Reverse((time, r, slot, gen))) = self.timers.peek() {
-            if time > t {
+        loop {
+            // The next due evaluation: the earliest wheel boundary of any rule or
+            // the earliest alert deadline; ties go to the lower rule, wheel first.
+            let mut next: Option<(i64, u32, bool)> = None;
+            for (r, rule) in self.rules.iter_mut().enumerate() {
+                if let Some(q) = rule.wheel.next() {
+                    let time = boundary_time(q, rule.slide);
+                    if time <= t && next.is_none_or(|(nt, _, _)| time < nt) {
+                        next = Some((time, r as u32, true));
+                    }
+                }
+            }
+            if let Some(&Reverse((time, r, _, _))) = self.timers.peek() {
+                let better = next.is_none_or(|(nt, nr, _)| time < nt || (time == nt && r < nr));
+                if time <= t && better {
+                    next = Some((time, r, false));
+                }
+            }
+            let Some((time, r, from_wheel)) = next else {
                 break;
-            }
-            self.timers.pop();
+            };
             self.clock = Some(self.clock.map_or(time, |c| c.max(time)));
-            let rule = &mut self.rules[r as usize];
-            let current = rule
-                .slots
-                .get(slot as usize)
-                .is_some_and(|s| s.gen == gen && s.group.is_some());
-            if !current {
-                continue;
+            if from_wheel {
+                let rule = &mut self.rules[r as usize];
+                let bucket = rule.wheel.take_front();
+                for &(slot, gen) in &bucket {
+                    self.fire(r, slot, gen, time, out);
+                }
+                self.rules[r as usize].wheel.recycle(bucket);
+            } else if let Some(Reverse((_, r, slot, gen))) = self.timers.pop() {
+                if let Some(g) = self.rules[r as usize]
+                    .slots
+                    .get_mut(slot as usize)
+                    .filter(|s| s.gen == gen)
+                    .and_then(|s| s.group.as_mut())
+                {
+                    if g.deadline == time {
+                        g.deadline = i64::MIN;
+                    }
+                }
+                self.fire(r, slot, gen, time, out);
             }
-            let wake = evaluate(
-                rule,
-                slot,
-                time,
-                None,
-                self.sample_ids,
-                &mut self.stats,
-                out,
-            );
-            if let Some(w) = wake {
-                self.timers.push(Reverse((w, r, slot, gen)));
-            }
-            rule.maybe_evict(slot);
         }
         self.clock = Some(t);
+    }
+
+    /// Runs one timer: re-evaluates the group if the slot still holds it.
+    fn fire(&mut self, r: u32, slot: u32, gen: u32, time: i64, out: &mut Vec<Transition>) {
+        let rule = &mut self.rules[r as usize];
+        let current = rule
+            .slots
+            .get(slot as usize)
+            .is_some_and(|s| s.gen == gen && s.group.is_some());
+        if !current {
+            return;
+        }
+        if let Some(w) = evaluate(
+            rule,
+            slot,
+            time,
+            None,
+            self.sample_ids,
+            &mut self.stats,
+            out,
+        ) {
+            self.timers.push(Reverse((w, r, slot, gen)));
+        }
+        rule.maybe_evict(slot);
     }
 
     /// The groups of rule `i` with their latest values, in slot order
@@ -496,8 +552,24 @@ fn group_hash(hasher: &foldhash::fast::FixedState, group_by: &[Box<str>], ev: &E
     h.finish()
 }
 
+/// Schedules a re-evaluation at boundary pane `q` on the rule's wheel (or, if the
+/// wheel refuses it, as a plain timer).
+fn schedule_boundary(
+    rule: &mut RuleRt,
+    timers: &mut BinaryHeap<Reverse<(i64, u32, u32, u32)>>,
+    r: u32,
+    q: i64,
+    slot: u32,
+    gen: u32,
+) {
+    if !rule.wheel.schedule(q, slot, gen) {
+        timers.push(Reverse((boundary_time(q, rule.slide), r, slot, gen)));
+    }
+}
+
 /// Evaluates one group at time `at`, emitting a transition if the alert moves.
-/// Returns the alert's next deadline.
+/// Schedules surge warm-up re-evaluations on the rule's wheel itself; returns a
+/// new alert deadline for the caller to put in the timer heap.
 fn evaluate(
     rule: &mut RuleRt,
     slot: u32,
@@ -512,12 +584,14 @@ fn evaluate(
     let shape = rule.shape;
     let min_volume = rule.min_volume;
     rule.stats.evaluations += 1;
+    let gen = rule.slots[slot as usize].gen;
     let group = rule.slots[slot as usize].group.as_mut()?;
     group.window.advance(end, &shape);
     let (value, volume) = rule.indicator.value(&group.window, shape.n, base);
     let value = if volume < min_volume { None } else { value };
     group.value = value;
     group.evaluated_at = at;
+    let was_inactive = group.phase == Phase::Inactive;
     let step = rule.policy.step(&mut group.phase, at, value);
     if group.phase != Phase::Inactive {
         if let Some(id) = signal_id {
@@ -536,7 +610,26 @@ fn evaluate(
             .zip(group.key.iter())
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let dedup_key = Transition::make_dedup_key(&rule.name, &labels, step.since);
+        if was_inactive || group.instance_key.is_none() {
+            // A new alert instance: its key must differ from every earlier one,
+            // even one that started in the same millisecond.
+            if step.since == group.last_since {
+                group.same_ms_seq += 1;
+            } else {
+                group.last_since = step.since;
+                group.same_ms_seq = 0;
+            }
+            let mut key = Transition::make_dedup_key(&rule.name, &labels, step.since);
+            if group.same_ms_seq > 0 {
+                key.push_str(&format!("-{}", group.same_ms_seq));
+            }
+            group.instance_key = Some(key.into_boxed_str());
+        }
+        let dedup_key = group
+            .instance_key
+            .as_deref()
+            .unwrap_or_default()
+            .to_string();
         out.push(Transition {
             rule: rule.name.to_string(),
             group: labels,
@@ -551,13 +644,28 @@ fn evaluate(
             window_ms: rule.window_ms,
             sample_event_ids: group.samples.iter().map(|s| s.to_string()).collect(),
         });
-        if state == State::Resolved {
-            group.samples.clear();
-        }
         stats.transitions += 1;
         rule.stats.transitions += 1;
     }
-    step.wake_at
+    if group.phase == Phase::Inactive {
+        // The instance ended (resolved, or a pending that never fired).
+        group.instance_key = None;
+        group.samples.clear();
+    }
+    // While a surge's baseline is still filling, its value moves at every boundary.
+    if shape.m > 0 && base < shape.m && end + 1 > group.warm_tick {
+        group.warm_tick = end + 1;
+        if !group.window.is_empty() || group.phase != Phase::Inactive {
+            rule.wheel.schedule(end + 1, slot, gen);
+        }
+    }
+    match step.wake_at {
+        Some(t) if t != group.deadline => {
+            group.deadline = t;
+            Some(t)
+        }
+        _ => None,
+    }
 }
 
 // === impl RuleRt ===
@@ -601,6 +709,7 @@ impl RuleRt {
             min_volume: i64::try_from(r.min_volume).unwrap_or(i64::MAX),
             max_groups: cfg.engine.max_groups_per_rule,
             origin: None,
+            wheel: Wheel::default(),
             index: HashTable::new(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -663,6 +772,11 @@ impl RuleRt {
             value: None,
             evaluated_at: clock,
             samples: Vec::new(),
+            deadline: i64::MIN,
+            warm_tick: i64::MIN,
+            instance_key: None,
+            last_since: i64::MIN,
+            same_ms_seq: 0,
         };
         let slot = match self.free.pop() {
             Some(s) => {
