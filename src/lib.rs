@@ -29,6 +29,7 @@
 //! * [`replay`] drives the core over JSONL; [`generator`] and [`demo`] provide the
 //!   built-in demonstration stream.
 //! * [`metrics`] and [`http`] export everything to Prometheus.
+//! * [`clock`] advances event time with the wall clock when a live stream goes quiet.
 //!
 //! The core takes no clock and no socket: the same events and rules always give
 //! the same transitions, in live runs, replays and tests.
@@ -37,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod alert;
+pub mod clock;
 pub mod config;
 pub mod dedup;
 pub mod demo;
