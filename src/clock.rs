@@ -105,7 +105,9 @@ thresholds = { warning = 1 }
         let t0 = 1_795_132_800_000;
         for i in 0..2 {
             let line = format!(r#"{{"id":"{i}","type":"complaint","ts":{}}}"#, t0 + i);
-            engine.process_bytes(line.as_bytes(), None, &mut out).unwrap();
+            engine
+                .process_bytes(line.as_bytes(), None, &mut out)
+                .unwrap();
         }
         idle.on_events(engine.clock().unwrap());
         assert_eq!(out.len(), 1, "firing");

@@ -1,0 +1,263 @@
+//! The command line, run as a user runs it: `check`, `replay`, `generate`, `demo`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_crisiswatch");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn example() -> String {
+    format!("{ROOT}/config/crisiswatch.toml")
+}
+
+#[test]
+fn check_accepts_the_example() {
+    let out = Command::new(BIN)
+        .args(["check", "--config", &example()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("is valid (8 rules"), "{stdout}");
+}
+
+#[test]
+fn check_lists_every_error_with_path_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+[server]
+listen = "nowhere"
+
+[[rules]]
+name = "Complaint Rate"
+window = "30m"
+slide = "7m"
+indicator = { kind = "count" }
+thresholds = { warning = 5, critical = 1 }
+"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("4 error(s)"), "{err}");
+    for want in [
+        "server.listen = \"nowhere\"",
+        "rules[0].name = \"Complaint Rate\"",
+        "rules[0].slide = \"7m\"",
+        "rules[0].thresholds.critical = \"1\"",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+
+    let out = Command::new(BIN)
+        .args(["check", "--config", "/nonexistent/crisiswatch.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    // A missing variable without a default is an error naming the key.
+    std::fs::write(&path, "[server]\nlisten = \"${CW_TEST_UNSET_VARIABLE}\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config", path.to_str().unwrap()])
+        .env_remove("CW_TEST_UNSET_VARIABLE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server.listen") && err.contains("CW_TEST_UNSET_VARIABLE"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config", path.to_str().unwrap()])
+        .env("CW_TEST_UNSET_VARIABLE", "127.0.0.1:1234")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn generate_then_replay_is_reproducible_from_file_and_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("day.jsonl");
+    let crises = dir.path().join("crises.jsonl");
+    let st = Command::new(BIN)
+        .args(["generate", "--seed", "5", "--duration", "14h", "--output"])
+        .arg(&input)
+        .arg("--crises")
+        .arg(&crises)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(std::fs::read_to_string(&crises).unwrap().lines().count(), 3);
+
+    let run_file = |out: &std::path::Path| {
+        let o = Command::new(BIN)
+            .args([
+                "replay",
+                "--config",
+                &example(),
+                "--now",
+                "2026-11-21T00:00:00Z",
+                "--input",
+            ])
+            .arg(&input)
+            .arg("--output")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
+    let summary = run_file(&a);
+    run_file(&b);
+    let a_bytes = std::fs::read(&a).unwrap();
+    assert!(!a_bytes.is_empty());
+    assert_eq!(
+        a_bytes,
+        std::fs::read(&b).unwrap(),
+        "same input + config → same bytes"
+    );
+    for want in [
+        "lines read:",
+        "invalid:",
+        "late:",
+        "transitions:",
+        "duplicates:",
+    ] {
+        assert!(summary.contains(want), "{summary}");
+    }
+    // Every output line is a transition per the contract.
+    for line in String::from_utf8(a_bytes.clone()).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for k in [
+            "rule",
+            "group",
+            "state",
+            "severity",
+            "at",
+            "value",
+            "threshold",
+            "dedup_key",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing in {line}");
+        }
+    }
+
+    // The same through stdin.
+    let mut child = Command::new(BIN)
+        .args([
+            "replay",
+            "--config",
+            &example(),
+            "--now",
+            "2026-11-21T00:00:00Z",
+            "--input",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let data = std::fs::read(&input).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, a_bytes);
+}
+
+#[test]
+fn demo_prints_incidents_and_serves_metrics() {
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--config",
+            &example(),
+            "--speed",
+            "200000",
+            "--listen",
+            "127.0.0.1:0",
+            "--linger",
+            "60s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut addr = None;
+    let mut transcript = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("Serving metrics on http://") {
+            addr = Some(rest.trim_end_matches("/metrics").to_string());
+        }
+        let done = line.starts_with("Still serving metrics");
+        transcript.push(line);
+        if done || Instant::now() > deadline {
+            break;
+        }
+    }
+    let text = transcript.join("\n");
+    let addr = addr.expect("demo announced its metrics address");
+    let metrics = http_get(&addr, "/metrics");
+    let ready = http_get(&addr, "/readyz");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    assert!(text.contains("OPEN"), "{text}");
+    assert!(text.contains("RESOLVE"), "{text}");
+    assert!(text.contains("crisis quality_surge"), "{text}");
+    assert!(
+        text.contains("incidents outside any injected crisis: 0"),
+        "{text}"
+    );
+    for crisis in ["quality_surge", "social_spike", "churn_wave"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("crisis {crisis}")))
+            .unwrap();
+        assert!(line.contains("detected after"), "{line}");
+    }
+    assert!(ready.contains("200 OK"), "{ready}");
+    for want in [
+        "crisiswatch_events_total{outcome=\"applied\"}",
+        "crisiswatch_events_invalid_total{reason=\"not_json\"}",
+        "crisiswatch_indicator_value{rule=\"complaint_rate\",product=\"router-x\",region=\"eu-west\"}",
+        "crisiswatch_indicator_threshold{rule=\"complaint_rate\",severity=\"warning\"} 0.065",
+        "crisiswatch_alert_transitions_total{rule=\"complaint_rate\",state=\"firing\"}",
+        "crisiswatch_window_groups{rule=\"complaint_rate\"}",
+        "crisiswatch_watermark_timestamp_seconds",
+    ] {
+        assert!(metrics.contains(want), "missing {want}");
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf
+}
