@@ -106,8 +106,8 @@ pub struct RuleStats {
 /// Live state of one (rule, group).
 #[derive(Debug)]
 struct Group {
-    /// Attribute values in `group_by` order.
-    key: Box<[Box<str>]>,
+    /// Attribute values in `group_by` order, flat (see [`encode_key`]).
+    key: Box<[u8]>,
     /// Hash of `key`.
     hash: u64,
     window: Window,
@@ -144,6 +144,10 @@ struct RuleRt {
     cfg: RuleConfig,
     name: Arc<str>,
     group_by: Box<[Box<str>]>,
+    /// Ids of the `group_by` attributes in the engine's attribute table.
+    group_attrs: Box<[u16]>,
+    /// Id of this rule's `group_by` list; rules with the same list share a group hash.
+    group_by_id: usize,
     indicator: Indicator,
     policy: AlertPolicy,
     slide: i64,
@@ -198,6 +202,10 @@ pub struct Engine {
     timers: BinaryHeap<Reverse<(i64, u32, u32, u32)>>,
     stats: EngineStats,
     hasher: foldhash::fast::FixedState,
+    /// Every attribute name some rule groups by → its id.
+    attr_ids: hashbrown::HashMap<Box<str>, u16, foldhash::fast::FixedState>,
+    /// Number of distinct `group_by` lists.
+    group_by_lists: usize,
 }
 
 impl Engine {
@@ -214,6 +222,25 @@ impl Engine {
         }
         let e = &cfg.engine;
         let rules: Vec<RuleRt> = cfg.rules.iter().map(|r| RuleRt::new(r, cfg)).collect();
+        let mut rules = rules;
+        let mut attr_ids: hashbrown::HashMap<Box<str>, u16, foldhash::fast::FixedState> =
+            hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(GROUP_HASH_SEED));
+        let mut lists: Vec<Box<[Box<str>]>> = Vec::new();
+        for rule in &mut rules {
+            let mut ids = Vec::with_capacity(rule.group_by.len());
+            for name in rule.group_by.iter() {
+                let next = attr_ids.len() as u16;
+                ids.push(*attr_ids.entry(name.clone()).or_insert(next));
+            }
+            rule.group_attrs = ids.into_boxed_slice();
+            rule.group_by_id = match lists.iter().position(|l| *l == rule.group_by) {
+                Some(i) => i,
+                None => {
+                    lists.push(rule.group_by.clone());
+                    lists.len() - 1
+                }
+            };
+        }
         let router = Router::new(rules.iter().map(|r| r.indicator.selectors()));
         Ok(Engine {
             rules,
@@ -229,6 +256,8 @@ impl Engine {
             timers: BinaryHeap::new(),
             stats: EngineStats::default(),
             hasher: foldhash::fast::FixedState::with_seed(GROUP_HASH_SEED),
+            attr_ids,
+            group_by_lists: lists.len(),
         })
     }
 
@@ -321,6 +350,9 @@ impl Engine {
         self.router
             .for_each_candidate(&ev.kind, |r| candidates.push(r));
         let (mut selected, mut applied, mut late) = (false, false, false);
+        // The grouping attributes of this event, resolved once: values by attribute id.
+        let mut values: SmallVec<[&str; 16]> = SmallVec::new();
+        let mut hashes: SmallVec<[Option<u64>; 8]> = SmallVec::new();
         for r in candidates {
             let rule = &mut self.rules[r as usize];
             let Some(contrib) = rule.indicator.contribution(ev) else {
@@ -332,8 +364,22 @@ impl Engine {
                 late = true;
                 continue;
             }
-            let hash = group_hash(&self.hasher, &rule.group_by, ev);
-            let Some((slot, gen)) = rule.find_or_insert(hash, ev, clock) else {
+            if hashes.is_empty() {
+                values.resize(self.attr_ids.len(), "");
+                for (k, v) in &ev.attrs {
+                    if let Some(&id) = self.attr_ids.get(k.as_ref()) {
+                        values[id as usize] = v.as_ref();
+                    }
+                }
+                hashes.resize(self.group_by_lists, None);
+            }
+            let hash = *hashes[rule.group_by_id].get_or_insert_with(|| {
+                group_hash(
+                    &self.hasher,
+                    rule.group_attrs.iter().map(|&i| values[i as usize]),
+                )
+            });
+            let Some((slot, gen)) = rule.find_or_insert(hash, &values, ev.ts, clock) else {
                 continue;
             };
             applied = true;
@@ -542,14 +588,55 @@ fn boundary_time(p: i64, slide: i64) -> i64 {
     (p - 1).saturating_mul(slide).saturating_add(1)
 }
 
-fn group_hash(hasher: &foldhash::fast::FixedState, group_by: &[Box<str>], ev: &Event<'_>) -> u64 {
+fn group_hash<'a>(
+    hasher: &foldhash::fast::FixedState,
+    values: impl Iterator<Item = &'a str>,
+) -> u64 {
     let mut h = hasher.build_hasher();
-    for name in group_by {
-        let v = ev.attr(name).unwrap_or("");
+    for v in values {
         h.write(v.as_bytes());
         h.write_u8(0xff);
     }
     h.finish()
+}
+
+/// A group key as one allocation: each value as a little-endian u32 length and its bytes.
+fn encode_key<'a>(values: impl Iterator<Item = &'a str>) -> Box<[u8]> {
+    let mut out = Vec::new();
+    for v in values {
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    out.into_boxed_slice()
+}
+
+/// Whether a flat key holds exactly these values.
+#[inline]
+fn key_eq<'a>(key: &[u8], values: impl Iterator<Item = &'a str>) -> bool {
+    let mut rest = key;
+    for v in values {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return false;
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if len != v.len() || tail.get(..len) != Some(v.as_bytes()) {
+            return false;
+        }
+        rest = &tail[len..];
+    }
+    rest.is_empty()
+}
+
+/// The values of a flat key.
+fn decode_key(key: &[u8]) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = key;
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let len = (u32::from_le_bytes(*len) as usize).min(tail.len());
+        out.push(std::str::from_utf8(&tail[..len]).unwrap_or(""));
+        rest = &tail[len..];
+    }
+    out
 }
 
 /// Schedules a re-evaluation at boundary pane `q` on the rule's wheel (or, if the
@@ -607,7 +694,7 @@ fn evaluate(
         let labels: Vec<(String, String)> = rule
             .group_by
             .iter()
-            .zip(group.key.iter())
+            .zip(decode_key(&group.key))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         if was_inactive || group.instance_key.is_none() {
@@ -695,6 +782,8 @@ impl RuleRt {
                 .iter()
                 .map(|g| g.clone().into_boxed_str())
                 .collect(),
+            group_attrs: Box::default(),
+            group_by_id: 0,
             indicator,
             policy: AlertPolicy {
                 levels,
@@ -729,25 +818,28 @@ impl RuleRt {
         (end - self.shape.n - origin).clamp(0, self.shape.m)
     }
 
-    fn labels(&self, key: &[Box<str>]) -> Vec<(String, String)> {
+    fn labels(&self, key: &[u8]) -> Vec<(String, String)> {
         self.group_by
             .iter()
-            .zip(key.iter())
+            .zip(decode_key(key))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 
-    /// The slot of the event's group, creating it if there is room.
-    fn find_or_insert(&mut self, hash: u64, ev: &Event<'_>, clock: i64) -> Option<(u32, u32)> {
-        let group_by = &self.group_by;
+    /// The slot of the event's group, creating it if there is room. `values`
+    /// holds the event's grouping attributes by attribute id.
+    fn find_or_insert(
+        &mut self,
+        hash: u64,
+        values: &[&str],
+        ts: i64,
+        clock: i64,
+    ) -> Option<(u32, u32)> {
+        let attrs = &self.group_attrs;
         let slots = &self.slots;
         let found = self.index.find(hash, |&s| {
             slots[s as usize].group.as_ref().is_some_and(|g| {
-                g.hash == hash
-                    && g.key
-                        .iter()
-                        .zip(group_by.iter())
-                        .all(|(v, k)| v.as_ref() == ev.attr(k).unwrap_or(""))
+                g.hash == hash && key_eq(&g.key, attrs.iter().map(|&i| values[i as usize]))
             })
         });
         if let Some(&s) = found {
@@ -759,13 +851,10 @@ impl RuleRt {
         }
         let end = end_pane(clock, self.slide);
         if self.origin.is_none() {
-            self.origin = Some(pane_of(ev.ts, self.slide).min(end));
+            self.origin = Some(pane_of(ts, self.slide).min(end));
         }
         let group = Group {
-            key: group_by
-                .iter()
-                .map(|k| Box::from(ev.attr(k).unwrap_or("")))
-                .collect(),
+            key: encode_key(attrs.iter().map(|&i| values[i as usize])),
             hash,
             window: Window::new(end, &self.shape),
             phase: Phase::Inactive,
