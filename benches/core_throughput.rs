@@ -17,13 +17,23 @@ use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 
 const EVENTS: usize = 1_000_000;
 const PRODUCTS: usize = 100;
-const REGIONS: usize = 1000;
+
+/// Regions in the synthetic stream: 1000 (100,000 product × region slices) by
+/// default; `CRISISWATCH_BENCH_REGIONS=10` measures a cache-resident 1,000 slices.
+fn regions() -> usize {
+    std::env::var("CRISISWATCH_BENCH_REGIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(1000)
+}
 
 /// 1,000,000 events over 2 hours of event time; (product, region) cycles
 /// through 100 × 1000 = 100,000 slices, so every slice is live in 30 min windows.
 fn events() -> Vec<Vec<u8>> {
     let start: i64 = 1_795_132_800_000;
     let span: i64 = 2 * 3600 * 1000;
+    let n_regions = regions();
     let channels = ["web", "app", "phone", "email", "store", "social"];
     let segments = ["consumer", "smb", "vip"];
     let cats = [
@@ -38,7 +48,7 @@ fn events() -> Vec<Vec<u8>> {
         .map(|i| {
             let ts = start + (i as i64 * span) / EVENTS as i64;
             let product = i % PRODUCTS;
-            let region = (i / PRODUCTS) % REGIONS;
+            let region = (i / PRODUCTS) % n_regions;
             let kind = match i % 20 {
                 0 => "complaint",
                 1 | 2 => "feedback",

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
-use hashbrown::HashMap;
+use hashbrown::HashSet;
 
 /// Seeds of the id hash; fixed so that replays are deterministic.
 const ID_HASH_SEED: u64 = 0x6372_6973_6973_7761;
@@ -25,8 +25,8 @@ pub struct Dedup {
     horizon_ms: i64,
     /// Upper bound on remembered ids.
     max_ids: usize,
-    /// id hash → the engine clock when it was first seen.
-    seen: HashMap<u64, i64, foldhash::fast::FixedState>,
+    /// Hashes of the remembered ids.
+    seen: HashSet<u64, foldhash::fast::FixedState>,
     /// (clock when seen, id hash), oldest first, for expiry.
     order: VecDeque<(i64, u64)>,
     hasher: foldhash::fast::FixedState,
@@ -40,7 +40,7 @@ impl Dedup {
         Dedup {
             horizon_ms,
             max_ids: max_ids.max(1),
-            seen: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(ID_HASH_SEED)),
+            seen: HashSet::with_hasher(foldhash::fast::FixedState::with_seed(ID_HASH_SEED)),
             order: VecDeque::new(),
             hasher: foldhash::fast::FixedState::with_seed(ID_HASH_SEED),
             evicted_early: 0,
@@ -60,7 +60,7 @@ impl Dedup {
         }
         self.expire(clock);
         let h = self.hasher.hash_one(id);
-        if self.seen.contains_key(&h) {
+        if self.seen.contains(&h) {
             return true;
         }
         if self.seen.len() >= self.max_ids {
@@ -69,7 +69,7 @@ impl Dedup {
                 self.evicted_early += 1;
             }
         }
-        self.seen.insert(h, clock);
+        self.seen.insert(h);
         self.order.push_back((clock, h));
         false
     }

@@ -5,8 +5,6 @@
 //! event types their selectors can match, so an event is only tested against
 //! the rules that can possibly want it.
 
-use std::collections::HashMap;
-
 use crate::config::{OneOrMany, Selector, ValueMatch};
 use crate::event::Event;
 
@@ -95,7 +93,7 @@ impl CompiledSelector {
 #[derive(Debug, Default)]
 pub struct Router {
     /// type → rules whose selectors name that type.
-    by_type: HashMap<Box<str>, Vec<u32>>,
+    by_type: hashbrown::HashMap<Box<str>, Vec<u32>, foldhash::fast::FixedState>,
     /// Rules with a selector that accepts any type (or a negated type).
     any_type: Vec<u32>,
 }

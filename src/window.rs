@@ -243,14 +243,15 @@ impl Window {
 
     /// Finds or inserts pane `idx`, keeping the region cursors right.
     fn pane_position(&mut self, idx: i64, n: i64) -> (usize, bool) {
-        if let Some(back) = self.panes.back() {
-            if back.idx == idx {
-                return (self.panes.len() - 1, false);
-            }
-        }
-        let pos = match self.panes.binary_search_by_key(&idx, |p| p.idx) {
-            Ok(pos) => return (pos, false),
-            Err(pos) => pos,
+        let pos = match self.panes.back() {
+            Some(back) if back.idx == idx => return (self.panes.len() - 1, false),
+            // The common case: time moves forward, the pane goes at the end.
+            Some(back) if back.idx < idx => self.panes.len(),
+            None => 0,
+            Some(_) => match self.panes.binary_search_by_key(&idx, |p| p.idx) {
+                Ok(pos) => return (pos, false),
+                Err(pos) => pos,
+            },
         };
         self.panes.insert(
             pos,
