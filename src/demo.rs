@@ -13,7 +13,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admin::{self, ReloadMetrics, ReloadRequest};
 use crate::alert::{State, Transition};
+use crate::config::ProcessEnv;
+use crate::event::decode;
+use crate::metrics::Recorder;
+use crate::secret::Secret;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError, EngineStats};
 use crate::event::{format_ts, parse_rfc3339_ms};
@@ -42,11 +47,21 @@ pub enum DemoError {
     /// Writing to the output failed.
     #[error("cannot write output: {0}")]
     Io(#[from] std::io::Error),
+    /// Admin state could not be set up.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
+    /// The incident outbox could not be opened.
+    #[error(transparent)]
+    Incident(#[from] crate::incident::IncidentError),
 }
 
 /// Options of one demo run (command-line overrides of `[demo]`).
 #[derive(Debug, Clone, Default)]
 pub struct DemoOptions {
+    /// The configuration file, for reloads and `/api/v1/status` (`None`: embedded example).
+    pub config_path: Option<std::path::PathBuf>,
+    /// The configuration text, for the config hash.
+    pub config_text: String,
     /// Keep serving `/metrics` this long after the simulated period ends.
     pub linger: Duration,
     /// Also print pending transitions.
@@ -142,7 +157,39 @@ pub async fn run(
     let duration = d.duration.as_ms();
     let mut engine = Engine::new(cfg)?;
     let metrics = Metrics::new(cfg.server.max_series_per_rule)?;
+    let reload_metrics = ReloadMetrics::new(metrics.registry())?;
+    let mut recorder = Recorder::new(cfg);
     let state = AppState::new(Arc::clone(&metrics));
+    state.admin.set_config(opts.config_path.clone(), &opts.config_text);
+    match Secret::load(
+        cfg.server.admin_token_env.as_deref(),
+        cfg.server.admin_token_file.as_deref(),
+    ) {
+        Ok(token) => state.admin.set_token(token),
+        Err(e) => tracing::info!(error = %e, "Admin token unavailable; admin endpoints are disabled."),
+    }
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);
+    state.admin.set_reload_sender(reload_tx.clone());
+    spawn_sighup(reload_tx);
+    // Incidents go through the durable outbox when an HTTP receiver has a URL.
+    let incidents = if crate::incident::has_http_receivers(cfg) {
+        let m = crate::incident::IncidentManager::open(
+            cfg,
+            metrics.registry(),
+            std::path::Path::new(&cfg.incidents.data_dir),
+            crate::incident::ManagerOptions::default(),
+        )?;
+        crate::incident::api::attach(&state, Arc::clone(m.outbox()));
+        writeln!(
+            out,
+            "Delivering incidents to {} (outbox {}).",
+            m.receivers().join(", "),
+            m.outbox().path().display()
+        )?;
+        Some(m)
+    } else {
+        None
+    };
     let (stop_http_tx, stop_http_rx) = tokio::sync::watch::channel(false);
     let mut server = None;
     if !cfg.server.listen.is_empty() && !opts.no_http {
@@ -150,6 +197,7 @@ pub async fn run(
         writeln!(out, "Serving metrics on http://{addr}/metrics")?;
         server = Some(tokio::spawn(fut));
     }
+    state.admin.publish(admin::snapshot(&engine));
     state.ready.store(true, Ordering::Relaxed);
     let mut gen = Generator::new(GeneratorSettings {
         seed: d.seed,
@@ -184,6 +232,26 @@ pub async fn run(
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => { stopped = true; }
+            Some(req) = reload_rx.recv() => {
+                let result = admin::reload(&mut engine, &state.admin, &reload_metrics, &ProcessEnv);
+                let reply = match result {
+                    Ok((summary, new_cfg)) => {
+                        writeln!(out, "Configuration reloaded: kept {:?}, added {:?}, changed {:?}, removed {:?}.",
+                            summary.kept, summary.added, summary.changed, summary.removed)?;
+                        recorder = Recorder::new(&new_cfg);
+                        Ok(summary)
+                    }
+                    Err(e) => {
+                        writeln!(out, "Configuration reload failed (still running the previous one): {e}")?;
+                        Err(e)
+                    }
+                };
+                if let Some(tx) = req.reply {
+                    let _ = tx.send(reply);
+                }
+                state.admin.publish(admin::snapshot(&engine));
+                continue;
+            }
         }
         if stopped || *shutdown.borrow() {
             writeln!(out, "Interrupted at {}.", format_ts(sim))?;
@@ -194,19 +262,46 @@ pub async fn run(
         report.lines += gen.generate_until(sim, &mut lines) as u64;
         for line in &lines {
             // The simulated time is the demo's wall clock for the future-skew check.
-            let _ = engine.process_bytes(line, Some(sim), &mut transitions);
+            match decode(line, engine.limits(), Some(sim)) {
+                Ok(ev) => {
+                    recorder.event(&ev.kind, sim - ev.ts);
+                    engine.process(&ev, &mut transitions);
+                }
+                Err(inv) => engine.record_invalid(inv.reason),
+            }
         }
         engine.advance_clock(sim, &mut transitions);
+        if let Some(m) = &incidents {
+            // Persisted when it returns (errors are logged at ERROR); delivery runs in the background.
+            if m.submit(&transitions, sim).is_ok() {
+                let _ = m.tick(sim, &mut engine);
+            }
+        }
         metrics.record_transitions(transitions.iter());
         for t in transitions.drain(..) {
+            if matches!(t.state, State::Firing | State::Escalated) {
+                recorder.incident(t.at, sim);
+            }
             print_transition(out, &t, opts.verbose)?;
             track(&mut report.incidents, &t);
         }
         metrics.batches.inc();
+        metrics.absorb("demo", &mut recorder);
         metrics.publish(&engine, sim);
+        state.admin.publish(admin::snapshot(&engine));
     }
     report.stats = engine.stats().clone();
     print_summary(out, &report, &engine)?;
+    if let Some(m) = &incidents {
+        let _ = m.flush(sim);
+        let drain = m.shutdown(cfg.incidents.drain_timeout.0).await;
+        writeln!(
+            out,
+            "  incident notifications still undelivered: {} (outbox {})",
+            drain.pending,
+            m.outbox().path().display()
+        )?;
+    }
     if !opts.linger.is_zero() && server.is_some() && !stopped {
         writeln!(out, "Still serving metrics for {:?}.", opts.linger)?;
         tokio::select! {
@@ -223,6 +318,25 @@ pub async fn run(
         }
     }
     Ok(report)
+}
+
+/// Turns SIGHUP into reload requests (Unix).
+pub fn spawn_sighup(tx: tokio::sync::mpsc::Sender<ReloadRequest>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("Cannot listen for SIGHUP; reload through the admin API only.");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the configuration.");
+            if tx.send(ReloadRequest { reply: None }).await.is_err() {
+                break;
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(tx);
 }
 
 fn track(incidents: &mut Vec<Incident>, t: &Transition) {

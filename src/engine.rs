@@ -177,6 +177,10 @@ pub struct GroupView {
     pub evaluated_at: i64,
     /// Alert phase.
     pub phase: Phase,
+    /// Dedup key of the active alert instance, if any.
+    pub dedup_key: Option<String>,
+    /// Evidence of the active alert instance.
+    pub sample_event_ids: Vec<String>,
 }
 
 /// Errors building an engine.
@@ -206,27 +210,45 @@ pub struct Engine {
     attr_ids: hashbrown::HashMap<Box<str>, u16, foldhash::fast::FixedState>,
     /// Number of distinct `group_by` lists.
     group_by_lists: usize,
+    /// (horizon ms, max ids) the dedup set was built with.
+    dedup_settings: (i64, usize),
 }
 
 impl Engine {
     /// Builds an engine from a validated configuration.
     pub fn new(cfg: &Config) -> Result<Self, EngineError> {
-        let errors = cfg.validate();
-        if !errors.is_empty() {
-            let msg = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(EngineError::Config(msg));
-        }
+        check_config(cfg)?;
         let e = &cfg.engine;
         let rules: Vec<RuleRt> = cfg.rules.iter().map(|r| RuleRt::new(r, cfg)).collect();
-        let mut rules = rules;
+        let mut engine = Engine {
+            rules,
+            router: Router::default(),
+            dedup: Dedup::new(e.dedup_horizon.as_ms(), e.dedup_max_ids),
+            limits: DecodeLimits {
+                max_event_bytes: e.max_event_bytes,
+                max_future_skew_ms: e.max_future_skew.as_ms(),
+            },
+            lateness_ms: e.allowed_lateness.as_ms(),
+            sample_ids: e.sample_event_ids,
+            clock: None,
+            timers: BinaryHeap::new(),
+            stats: EngineStats::default(),
+            hasher: foldhash::fast::FixedState::with_seed(GROUP_HASH_SEED),
+            attr_ids: hashbrown::HashMap::default(),
+            group_by_lists: 0,
+            dedup_settings: (e.dedup_horizon.as_ms(), e.dedup_max_ids),
+        };
+        engine.index_rules();
+        Ok(engine)
+    }
+
+    /// Rebuilds the attribute table, the shared group-hash ids and the router
+    /// after the rule list changed.
+    fn index_rules(&mut self) {
         let mut attr_ids: hashbrown::HashMap<Box<str>, u16, foldhash::fast::FixedState> =
             hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(GROUP_HASH_SEED));
         let mut lists: Vec<Box<[Box<str>]>> = Vec::new();
-        for rule in &mut rules {
+        for rule in &mut self.rules {
             let mut ids = Vec::with_capacity(rule.group_by.len());
             for name in rule.group_by.iter() {
                 let next = attr_ids.len() as u16;
@@ -241,24 +263,74 @@ impl Engine {
                 }
             };
         }
-        let router = Router::new(rules.iter().map(|r| r.indicator.selectors()));
-        Ok(Engine {
-            rules,
-            router,
-            dedup: Dedup::new(e.dedup_horizon.as_ms(), e.dedup_max_ids),
-            limits: DecodeLimits {
-                max_event_bytes: e.max_event_bytes,
-                max_future_skew_ms: e.max_future_skew.as_ms(),
-            },
-            lateness_ms: e.allowed_lateness.as_ms(),
-            sample_ids: e.sample_event_ids,
-            clock: None,
-            timers: BinaryHeap::new(),
-            stats: EngineStats::default(),
-            hasher: foldhash::fast::FixedState::with_seed(GROUP_HASH_SEED),
-            attr_ids,
-            group_by_lists: lists.len(),
-        })
+        self.router = Router::new(self.rules.iter().map(|r| r.indicator.selectors()));
+        self.attr_ids = attr_ids;
+        self.group_by_lists = lists.len();
+    }
+
+    /// Hot reload: switches to a new configuration. Rules whose name and
+    /// configuration are unchanged keep their windows and alert state; changed
+    /// and new rules start empty; removed rules are dropped. Engine settings
+    /// take effect at once (the dedup memory is kept unless its settings changed).
+    /// On error nothing changes.
+    pub fn reconfigure(&mut self, cfg: &Config) -> Result<ReloadSummary, EngineError> {
+        check_config(cfg)?;
+        let e = &cfg.engine;
+        let mut old: Vec<Option<RuleRt>> = self.rules.drain(..).map(Some).collect();
+        let mut summary = ReloadSummary::default();
+        // old index → new index, for the deadline timers.
+        let mut remap: Vec<Option<u32>> = vec![None; old.len()];
+        let mut rules = Vec::with_capacity(cfg.rules.len());
+        for (new_idx, rc) in cfg.rules.iter().enumerate() {
+            let same = old
+                .iter()
+                .position(|o| o.as_ref().is_some_and(|o| o.cfg == *rc));
+            match same.and_then(|i| old[i].take().map(|r| (i, r))) {
+                Some((i, mut rule)) => {
+                    remap[i] = Some(new_idx as u32);
+                    rule.max_groups = e.max_groups_per_rule;
+                    rule.shape.max_customers = e.max_customers_per_group;
+                    summary.kept.push(rc.name.clone());
+                    rules.push(rule);
+                }
+                None => {
+                    summary.added.push(rc.name.clone());
+                    rules.push(RuleRt::new(rc, cfg));
+                }
+            }
+        }
+        for r in old.into_iter().flatten() {
+            if let Some(pos) = summary.added.iter().position(|n| *n == r.cfg.name) {
+                summary.changed.push(summary.added.remove(pos));
+            } else {
+                summary.removed.push(r.cfg.name);
+            }
+        }
+        self.rules = rules;
+        let timers = std::mem::take(&mut self.timers);
+        self.timers = timers
+            .into_iter()
+            .filter_map(|Reverse((t, r, slot, gen))| {
+                remap
+                    .get(r as usize)
+                    .copied()
+                    .flatten()
+                    .map(|nr| Reverse((t, nr, slot, gen)))
+            })
+            .collect();
+        self.index_rules();
+        let dedup_changed = self.dedup_settings != (e.dedup_horizon.as_ms(), e.dedup_max_ids);
+        if dedup_changed {
+            self.dedup = Dedup::new(e.dedup_horizon.as_ms(), e.dedup_max_ids);
+            self.dedup_settings = (e.dedup_horizon.as_ms(), e.dedup_max_ids);
+        }
+        self.limits = DecodeLimits {
+            max_event_bytes: e.max_event_bytes,
+            max_future_skew_ms: e.max_future_skew.as_ms(),
+        };
+        self.lateness_ms = e.allowed_lateness.as_ms();
+        self.sample_ids = e.sample_event_ids;
+        Ok(summary)
     }
 
     /// Decode limits derived from the configuration.
@@ -531,12 +603,52 @@ impl Engine {
         rule.slots
             .iter()
             .filter_map(|s| s.group.as_ref())
-            .map(|g| GroupView {
-                group: rule.labels(&g.key),
-                value: g.value,
-                evaluated_at: g.evaluated_at,
-                phase: g.phase,
+            .map(|g| rule.view(g))
+            .collect()
+    }
+
+    /// At most `k` groups of rule `i`: alerting ones first (firing, then
+    /// pending), then the highest values; ties in slot order. Returns them and
+    /// the number of live groups. Only the chosen groups are materialised, so
+    /// this is cheap with many groups.
+    pub fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
+        let rule = &self.rules[i];
+        let mut keys: Vec<(i64, f64, usize)> = rule
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(s, slot)| {
+                slot.group
+                    .as_ref()
+                    .map(|g| (g.phase.code(), g.value.unwrap_or(f64::NEG_INFINITY), s))
             })
+            .collect();
+        let total = keys.len();
+        let order = |a: &(i64, f64, usize), b: &(i64, f64, usize)| {
+            b.0.cmp(&a.0)
+                .then_with(|| b.1.total_cmp(&a.1))
+                .then_with(|| a.2.cmp(&b.2))
+        };
+        if keys.len() > k {
+            keys.select_nth_unstable_by(k, order);
+            keys.truncate(k);
+        }
+        keys.sort_by(order);
+        let views = keys
+            .into_iter()
+            .filter_map(|(_, _, s)| rule.slots[s].group.as_ref().map(|g| rule.view(g)))
+            .collect();
+        (views, total)
+    }
+
+    /// The groups of rule `i` whose alert is pending or firing.
+    pub fn active_groups(&self, i: usize) -> Vec<GroupView> {
+        let rule = &self.rules[i];
+        rule.slots
+            .iter()
+            .filter_map(|s| s.group.as_ref())
+            .filter(|g| g.phase != Phase::Inactive)
+            .map(|g| rule.view(g))
             .collect()
     }
 
@@ -563,6 +675,33 @@ impl Engine {
         }
         out
     }
+}
+
+/// Validates a configuration for the engine.
+fn check_config(cfg: &Config) -> Result<(), EngineError> {
+    let errors = cfg.validate();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let msg = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(EngineError::Config(msg))
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadSummary {
+    /// Rules kept with their state.
+    pub kept: Vec<String>,
+    /// New rules, starting empty.
+    pub added: Vec<String>,
+    /// Rules whose configuration changed: they start empty.
+    pub changed: Vec<String>,
+    /// Rules no longer configured.
+    pub removed: Vec<String>,
 }
 
 /// The pane holding event time `ts`: `ceil(ts / slide)`.
@@ -816,6 +955,17 @@ impl RuleRt {
         let Some(origin) = self.origin else { return 0 };
         // Panes after the origin pane are fully covered by the stream.
         (end - self.shape.n - origin).clamp(0, self.shape.m)
+    }
+
+    fn view(&self, g: &Group) -> GroupView {
+        GroupView {
+            group: self.labels(&g.key),
+            value: g.value,
+            evaluated_at: g.evaluated_at,
+            phase: g.phase,
+            dedup_key: g.instance_key.as_deref().map(str::to_string),
+            sample_event_ids: g.samples.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     fn labels(&self, key: &[u8]) -> Vec<(String, String)> {

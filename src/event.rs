@@ -183,6 +183,17 @@ pub fn decode<'a>(
     limits: &DecodeLimits,
     now_ms: Option<i64>,
 ) -> Result<Event<'a>, Invalid> {
+    decode_with_default(bytes, limits, now_ms, None)
+}
+
+/// Like [`decode`], with the event `type` to assume when the input has none
+/// (absent or `null`): a Kafka topic's configured `default_type`.
+pub fn decode_with_default<'a>(
+    bytes: &'a [u8],
+    limits: &DecodeLimits,
+    now_ms: Option<i64>,
+    default_type: Option<&'a str>,
+) -> Result<Event<'a>, Invalid> {
     if bytes.len() > limits.max_event_bytes {
         return Err(Invalid::new(
             InvalidReason::Oversized,
@@ -201,7 +212,7 @@ pub fn decode<'a>(
     if let Err(e) = de.end() {
         return Err(classify_json_error(&e));
     }
-    let raw = match parsed {
+    let mut raw = match parsed {
         Top::Object(raw) => raw,
         Top::Other(what) => {
             return Err(Invalid::new(
@@ -210,6 +221,9 @@ pub fn decode<'a>(
             ))
         }
     };
+    if let (None | Some(Scalar::Null), Some(d)) = (&raw.kind, default_type) {
+        raw.kind = Some(Scalar::Str(Cow::Borrowed(d)));
+    }
     let event = raw.validate()?;
     if let Some(now) = now_ms {
         if event.ts > now.saturating_add(limits.max_future_skew_ms) {
@@ -919,5 +933,22 @@ mod tests {
         assert_eq!(e.attr("n"), None);
         let owned = e.into_owned();
         assert_eq!(owned.id, "a\"b");
+    }
+
+    #[test]
+    fn default_type_fills_only_a_missing_type() {
+        let l = DecodeLimits::default();
+        let d = Some("complaint");
+        let e = decode_with_default(br#"{"id":"a","ts":1}"#, &l, None, d).unwrap();
+        assert_eq!(e.kind, "complaint");
+        let e = decode_with_default(br#"{"id":"a","type":null,"ts":1}"#, &l, None, d).unwrap();
+        assert_eq!(e.kind, "complaint");
+        let e = decode_with_default(br#"{"id":"a","type":"order","ts":1}"#, &l, None, d).unwrap();
+        assert_eq!(e.kind, "order", "an explicit type wins");
+        for bad in [r#"{"id":"a","type":"","ts":1}"#, r#"{"id":"a","type":3,"ts":1}"#] {
+            assert!(decode_with_default(bad.as_bytes(), &l, None, d).is_err(), "{bad}");
+        }
+        let e = decode_with_default(br#"{"id":"a","ts":1}"#, &l, None, None).unwrap_err();
+        assert_eq!(e.reason, InvalidReason::MissingField);
     }
 }

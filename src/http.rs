@@ -1,21 +1,39 @@
-//! The HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+//! The HTTP listener: `/metrics`, health, and the admin API.
 //!
 //! An edge of the data flow, served by axum on `server.listen`. It only reads
 //! shared state ([`AppState`]) that the drivers update, so a slow scrape never
 //! holds up event processing.
+//!
+//! | endpoint | auth | what |
+//! | --- | --- | --- |
+//! | `GET /metrics` | open | Prometheus text exposition |
+//! | `GET /healthz` | open | the process is up |
+//! | `GET /readyz` | open | 200 when ready (sources healthy, config loaded), else 503 |
+//! | `GET /api/v1/alerts` | open | pending and firing alerts with their evidence |
+//! | `GET /api/v1/rules` | open | every rule, its configuration and live state |
+//! | `GET /api/v1/status` | open | version, config hash, uptime, last reload |
+//! | `POST /api/v1/reload` | bearer | re-read and apply the configuration file |
+//! | `GET /api/v1/silences` | open | incident silences ([`crate::incident::api`]) |
+//! | `POST /api/v1/silences`, `DELETE /api/v1/silences/{id}` | bearer | add / expire a silence |
+//!
+//! State-changing endpoints need `Authorization: Bearer <token>` with the token
+//! from `server.admin_token_env` / `server.admin_token_file`; without a
+//! configured token they are refused (401).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admin::{AdminState, ReloadRequest};
 use crate::metrics::Metrics;
 
 /// Errors of the HTTP listener.
@@ -41,6 +59,11 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether the service is ready (sources healthy, config loaded).
     pub ready: AtomicBool,
+    /// Admin API state: snapshot, token, reload channel, status.
+    pub admin: AdminState,
+    /// The incident outbox, for the silences endpoint; set by the driver once
+    /// its incident manager is open ([`crate::incident::api::attach`]).
+    pub incidents: std::sync::OnceLock<Arc<crate::incident::outbox::Outbox>>,
 }
 
 impl AppState {
@@ -49,6 +72,8 @@ impl AppState {
         Arc::new(AppState {
             metrics,
             ready: AtomicBool::new(false),
+            admin: AdminState::default(),
+            incidents: std::sync::OnceLock::new(),
         })
     }
 }
@@ -59,24 +84,120 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/reload", post(reload))
+        .merge(crate::incident::api::routes())
         .with_state(state)
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let mut body = s.metrics.render();
+    body.push_str("# HELP crisiswatch_ready Whether the service is ready (1) or not (0), as /readyz reports.\n");
+    body.push_str("# TYPE crisiswatch_ready gauge\n");
+    body.push_str(if is_ready(&s) {
+        "crisiswatch_ready 1\n"
+    } else {
+        "crisiswatch_ready 0\n"
+    });
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(),
+        body,
     )
 }
 
+/// Ready: the driver says so and the last configuration reload did not fail.
+fn is_ready(s: &AppState) -> bool {
+    s.ready.load(Ordering::Relaxed) && s.admin.reload_error().is_none()
+}
+
 async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
+    if is_ready(&s) {
+        (StatusCode::OK, "ready\n".to_string())
+    } else if let Some(e) = s.admin.reload_error() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the last configuration reload failed: {e}\n"),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string())
+    }
+}
+
+async fn alerts(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let snap = s.admin.snapshot();
+    Json(serde_json::json!({ "clock": snap.clock, "alerts": snap.alerts }))
+}
+
+async fn rules(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let snap = s.admin.snapshot();
+    Json(serde_json::json!({ "clock": snap.clock, "rules": snap.rules }))
+}
+
+async fn status(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let mut v = s.admin.status();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("ready".into(), is_ready(&s).into());
+    }
+    Json(v)
+}
+
+/// Refuses a state-changing request without the admin bearer token.
+pub fn require_admin(s: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    if s.admin.authorized(presented) {
+        return Ok(());
+    }
+    let msg = if s.admin.has_token() {
+        "missing or wrong bearer token"
+    } else {
+        "admin endpoints are disabled: no admin token configured (server.admin_token_env or server.admin_token_file)"
+    };
+    Err((
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(serde_json::json!({ "error": msg })),
+    )
+        .into_response())
+}
+
+async fn reload(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = require_admin(&s, &headers) {
+        return r;
+    }
+    let Some(tx) = s.admin.reload_sender() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": "this process does not support reload" })),
+        )
+            .into_response();
+    };
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    if tx.send(ReloadRequest { reply: Some(reply) }).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": "the engine is shutting down" })),
+        )
+            .into_response();
+    }
+    match rx.await {
+        Ok(Ok(summary)) => (StatusCode::OK, Json(serde_json::json!({ "ok": true, "summary": summary }))).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({ "ok": false, "error": e })),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": "the engine is shutting down" })),
+        )
+            .into_response(),
     }
 }
 

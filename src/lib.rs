@@ -28,8 +28,18 @@
 //! * [`config`] loads, interpolates and validates the TOML configuration.
 //! * [`replay`] drives the core over JSONL; [`generator`] and [`demo`] provide the
 //!   built-in demonstration stream.
-//! * [`metrics`] and [`http`] export everything to Prometheus.
+//! * [`backtest`] replays history through the core for data teams: per-rule
+//!   figures against known crises, threshold tuning in one pass, charts,
+//!   incident reviews and rule unit tests.
+//! * [`incident`] turns alert transitions into incidents (grouping, progress
+//!   updates, silences) and delivers them through a durable SQLite outbox to
+//!   webhook, PagerDuty and Alertmanager receivers.
+//! * [`metrics`] and [`http`] export everything to Prometheus; [`admin`] holds the
+//!   admin API's snapshot and hot reload.
 //! * [`clock`] advances event time with the wall clock when a live stream goes quiet.
+//! * [`source`] consumes the Kafka topics at least once; [`run`] is the live
+//!   service (`crisiswatch run`) that feeds them to the engine.
+//! * [`secret`] holds tokens and keys read from the environment or files, never printed.
 //!
 //! The core takes no clock and no socket: the same events and rules always give
 //! the same transitions, in live runs, replays and tests.
@@ -37,7 +47,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod alert;
+pub mod backtest;
 pub mod clock;
 pub mod config;
 pub mod dedup;
@@ -46,8 +58,12 @@ pub mod engine;
 pub mod event;
 pub mod generator;
 pub mod http;
+pub mod incident;
 pub mod indicator;
 pub mod metrics;
 pub mod replay;
 pub mod route;
+pub mod run;
+pub mod secret;
+pub mod source;
 pub mod window;

@@ -1,4 +1,4 @@
-//! The `crisiswatch` command line: `demo`, `replay`, `check`.
+//! The `crisiswatch` command line: `demo`, `replay`, `check`, `run`.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
@@ -91,11 +91,55 @@ enum Command {
         #[arg(long)]
         crises: Option<PathBuf>,
     },
+    /// Replay history (JSONL, gzip accepted) through the rules: incidents, time firing,
+    /// flaps and peaks per rule and slice; with --labels, detection delay, missed
+    /// crises, false incidents, precision and recall.
+    Backtest(crisiswatch::backtest::cli::BacktestArgs),
+    /// Evaluate many thresholds / `for` / windows of one rule in one pass over history.
+    Tune(crisiswatch::backtest::cli::TuneArgs),
+    /// Draw one rule's indicator for one slice over time (SVG), with thresholds,
+    /// firing intervals and known crises.
+    Chart(crisiswatch::backtest::cli::ChartArgs),
+    /// Write a Markdown post-incident review of incidents from a backtest or a transitions file.
+    Review(crisiswatch::backtest::cli::ReviewArgs),
+    /// Run rule unit tests: input events and expected transitions (exit 1 on a failure).
+    TestRules(crisiswatch::backtest::cli::TestRulesArgs),
+    /// Incident outbox: list and retry dead-lettered notifications, or deliver what is queued.
+    Outbox {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Outbox directory (default: incidents.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: crisiswatch::incident::cli::OutboxCommand,
+    },
+    /// Silences: mute matching incidents for a while (add, list, expire).
+    Silence {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Outbox directory (default: incidents.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: crisiswatch::incident::cli::SilenceCommand,
+    },
     /// Validate a configuration file and print every error.
     Check {
         /// Configuration file.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Run the live service: consume [sources.kafka], alert, serve /metrics.
+    Run {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Debugging: append `topic,partition,offset` of every applied message to this file.
+        #[arg(long)]
+        applied_log: Option<PathBuf>,
     },
 }
 
@@ -123,6 +167,56 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { config } => Ok(check(&config)),
+        Command::Outbox {
+            config,
+            data_dir,
+            command,
+        } => {
+            let cfg = load(&config)?;
+            let dir = data_dir.unwrap_or_else(|| PathBuf::from(&cfg.incidents.data_dir));
+            let ok = crisiswatch::incident::cli::outbox(&cfg, &dir, command, &mut io::stdout())?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Silence {
+            config,
+            data_dir,
+            command,
+        } => {
+            let cfg = load(&config)?;
+            let dir = data_dir.unwrap_or_else(|| PathBuf::from(&cfg.incidents.data_dir));
+            let ok = crisiswatch::incident::cli::silence(&dir, command, &mut io::stdout())?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Backtest(a) => Ok(crisiswatch::backtest::cli::backtest(&a)?),
+        Command::Tune(a) => Ok(crisiswatch::backtest::cli::tune(&a)?),
+        Command::Chart(a) => Ok(crisiswatch::backtest::cli::chart(&a)?),
+        Command::Review(a) => Ok(crisiswatch::backtest::cli::review(&a)?),
+        Command::TestRules(a) => Ok(crisiswatch::backtest::cli::test_rules(&a)?),
+        Command::Run {
+            config,
+            applied_log,
+        } => {
+            let cfg = load(&config)?;
+            let opts = crisiswatch::run::RunOptions {
+                applied_log,
+                metrics: None,
+            };
+            let summary = runtime()?.block_on(async {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    let _ = tx.send(true);
+                });
+                crisiswatch::run::run(&cfg, opts, rx).await
+            })?;
+            eprintln!(
+                "Stopped: {} events applied, {} invalid, {} transitions.",
+                summary.stats.applied,
+                summary.stats.invalid_total(),
+                summary.transitions
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Generate {
             seed,
             start,
@@ -218,9 +312,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )),
                 None => Box::new(BufWriter::new(io::stdout().lock())),
             };
-            let summary = replay(&mut engine, reader, &mut writer, now_ms, |_| {})?;
+            // With HTTP receivers configured, incidents are delivered too (stdout unchanged).
+            let mut incidents = crisiswatch::incident::replay::ReplayDelivery::start(&cfg)?;
+            let summary = replay(&mut engine, reader, &mut writer, now_ms, |t| {
+                if let Some(d) = incidents.as_mut() {
+                    d.on_transition(t);
+                }
+            })?;
             drop(writer);
             eprintln!("{summary}");
+            if let Some(d) = incidents {
+                eprintln!("{}", d.finish(engine.clock())?);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {
@@ -232,17 +335,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             linger,
             verbose,
         } => {
-            let mut cfg = match config {
-                Some(p) => load(&p)?,
-                None => {
-                    let default = Path::new("config/crisiswatch.toml");
-                    if default.exists() {
-                        load(default)?
-                    } else {
-                        Config::from_toml_str(EXAMPLE_CONFIG, &ProcessEnv)
-                            .map_err(|e| anyhow::anyhow!("embedded example config: {e}"))?
-                    }
-                }
+            let path = config.or_else(|| {
+                let default = PathBuf::from("config/crisiswatch.toml");
+                default.exists().then_some(default)
+            });
+            let (mut cfg, config_text) = match &path {
+                Some(p) => (
+                    load(p)?,
+                    std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+                ),
+                None => (
+                    Config::from_toml_str(EXAMPLE_CONFIG, &ProcessEnv)
+                        .map_err(|e| anyhow::anyhow!("embedded example config: {e}"))?,
+                    EXAMPLE_CONFIG.to_string(),
+                ),
             };
             if let Some(s) = speed {
                 cfg.demo.speed = s;
@@ -261,6 +367,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Err(anyhow::anyhow!("{}", LoadError::Invalid(errors)));
             }
             let opts = DemoOptions {
+                config_path: path,
+                config_text,
                 linger: linger.map(Into::into).unwrap_or(Duration::ZERO),
                 verbose,
                 no_http: false,
@@ -309,6 +417,16 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The async runtime of the long-running commands (2 workers: the work is one
+/// engine task; the Kafka consumer has its own thread).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -13,6 +13,7 @@
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
+use hdrhistogram::Histogram;
 use prometheus::{
     Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -64,6 +65,8 @@ pub struct Metrics {
     /// Incremented by the driver for each batch published.
     pub batches: IntCounter,
     max_series: usize,
+    received: IntCounterVec,
+    latency: Mutex<Latencies>,
     last: Mutex<(EngineStats, Vec<RuleStats>)>,
     snapshot: Mutex<Vec<RuleSnapshot>>,
 }
@@ -171,6 +174,12 @@ impl Metrics {
         r.register(Box::new(watermark_delay.clone()))?;
         let batches = IntCounter::new("crisiswatch_batches_total", "Batches of events processed.")?;
         r.register(Box::new(batches.clone()))?;
+        let received = counter_vec(
+            &r,
+            "crisiswatch_events_received_total",
+            "Valid events received, by source (topic, file, demo) and event type (types named by rules, else \"other\").",
+            &["source", "type"],
+        )?;
         Ok(Arc::new(Metrics {
             registry: r,
             events,
@@ -186,6 +195,8 @@ impl Metrics {
             watermark_delay,
             batches,
             max_series: max_series_per_rule.max(1),
+            received,
+            latency: Mutex::new(Latencies::new()),
             last: Mutex::new((EngineStats::default(), Vec::new())),
             snapshot: Mutex::new(Vec::new()),
         }))
@@ -257,8 +268,8 @@ impl Metrics {
             self.groups
                 .with_label_values(&[name])
                 .set(engine.live_groups(i) as i64);
-            let mut series: Vec<Series> = engine
-                .groups(i)
+            let (top, total) = engine.top_groups(i, self.max_series);
+            let series: Vec<Series> = top
                 .into_iter()
                 .map(|g| Series {
                     labels: g
@@ -270,18 +281,8 @@ impl Metrics {
                     state: g.phase.code(),
                 })
                 .collect();
-            let dropped = series.len().saturating_sub(self.max_series);
-            if dropped > 0 {
-                // Keep alerting groups first, then the highest values.
-                series.sort_by(|a, b| {
-                    b.state.cmp(&a.state).then_with(|| {
-                        let av = a.value.unwrap_or(f64::NEG_INFINITY);
-                        let bv = b.value.unwrap_or(f64::NEG_INFINITY);
-                        bv.total_cmp(&av)
-                    })
-                });
-                series.truncate(self.max_series);
-            }
+            // Alerting groups first, then the highest values (see `Engine::top_groups`).
+            let dropped = total.saturating_sub(series.len());
             self.series_dropped
                 .with_label_values(&[name])
                 .set(dropped as i64);
@@ -307,6 +308,19 @@ impl Metrics {
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snaps;
     }
 
+    /// Moves a driver's per-batch counts and latencies into the metrics.
+    pub fn absorb(&self, source: &str, rec: &mut Recorder) {
+        for (i, n) in rec.received.iter_mut().enumerate() {
+            if *n > 0 {
+                let kind = rec.types.get(i).map_or("other", String::as_str);
+                self.received.with_label_values(&[source, kind]).inc_by(*n);
+                *n = 0;
+            }
+        }
+        let mut l = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        l.absorb(rec);
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -317,6 +331,9 @@ impl Metrics {
         let mut out = String::from_utf8(buf).unwrap_or_default();
         let snaps = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         render_indicators(&snaps, &mut out);
+        drop(snaps);
+        let l = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        l.render(&mut out);
         out
     }
 }
@@ -420,5 +437,147 @@ pub fn phase_name(p: &Phase) -> &'static str {
         Phase::Inactive => "inactive",
         Phase::Pending { .. } => "pending",
         Phase::Firing { .. } => "firing",
+    }
+}
+
+// === latencies ===
+
+/// Per-batch counts a driver keeps without touching shared state per event.
+#[derive(Debug)]
+pub struct Recorder {
+    /// Event types counted by name; anything else is "other" (last slot).
+    types: Vec<String>,
+    received: Vec<u64>,
+    processing: Histogram<u64>,
+    event_to_incident: Histogram<u64>,
+}
+
+/// Highest latency tracked, ms (7 days); larger values are clamped.
+const MAX_LATENCY_MS: u64 = 7 * 24 * 3600 * 1000;
+
+fn histogram() -> Histogram<u64> {
+    // The bounds are valid constants (low ≥ 1, high ≥ 2 × low, 3 significant
+    // digits ≤ 5): the only inputs `new_with_bounds` rejects, so this cannot fail.
+    Histogram::new_with_bounds(1, MAX_LATENCY_MS, 3).expect("constant histogram bounds are valid")
+}
+
+impl Recorder {
+    /// A recorder counting the types the configuration's rules name.
+    pub fn new(cfg: &crate::config::Config) -> Self {
+        let mut types: Vec<String> = ["complaint", "feedback", "order", "cancellation"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for r in &cfg.rules {
+            for sel in r.indicator.selectors() {
+                if let Some(crate::config::ValueMatch::Is(v)) = &sel.kind {
+                    for t in v.to_vec() {
+                        if !types.contains(&t) && types.len() < 32 {
+                            types.push(t);
+                        }
+                    }
+                }
+            }
+        }
+        let n = types.len();
+        types.push("other".to_string());
+        Recorder {
+            types,
+            received: vec![0; n + 1],
+            processing: histogram(),
+            event_to_incident: histogram(),
+        }
+    }
+
+    /// Counts a valid event of type `kind`, `lag_ms` behind the wall clock.
+    #[inline]
+    pub fn event(&mut self, kind: &str, lag_ms: i64) {
+        let last = self.received.len() - 1;
+        let i = self.types[..last].iter().position(|t| t == kind).unwrap_or(last);
+        self.received[i] += 1;
+        let _ = self.processing.record((lag_ms.max(1) as u64).min(MAX_LATENCY_MS));
+    }
+
+    /// Records the latency from a firing transition's event time to now.
+    pub fn incident(&mut self, event_time_ms: i64, now_ms: i64) {
+        let lat = (now_ms - event_time_ms).max(1) as u64;
+        let _ = self.event_to_incident.record(lat.min(MAX_LATENCY_MS));
+    }
+}
+
+/// Rolling latency histograms: quantiles over the current and previous minute.
+#[derive(Debug)]
+struct Latencies {
+    processing: [Histogram<u64>; 2],
+    event_to_incident: [Histogram<u64>; 2],
+    sums: [(f64, u64); 2],
+    rotated: std::time::Instant,
+}
+
+impl Latencies {
+    fn new() -> Self {
+        Latencies {
+            processing: [histogram(), histogram()],
+            event_to_incident: [histogram(), histogram()],
+            sums: [(0.0, 0); 2],
+            rotated: std::time::Instant::now(),
+        }
+    }
+
+    fn absorb(&mut self, rec: &mut Recorder) {
+        if self.rotated.elapsed() >= std::time::Duration::from_secs(60) {
+            self.rotated = std::time::Instant::now();
+            self.processing.swap(0, 1);
+            self.processing[0].reset();
+            self.event_to_incident.swap(0, 1);
+            self.event_to_incident[0].reset();
+        }
+        for (k, (cur, h)) in [
+            (&mut self.processing[0], &mut rec.processing),
+            (&mut self.event_to_incident[0], &mut rec.event_to_incident),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if h.len() > 0 {
+                self.sums[k].0 += h.mean() * h.len() as f64 / 1000.0;
+                self.sums[k].1 += h.len();
+                let _ = cur.add(&*h);
+                h.reset();
+            }
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        for (k, (name, help, hs)) in [
+            (
+                "crisiswatch_processing_lag_seconds",
+                "Wall-clock time minus event time when an event is applied (quantiles over the last 1-2 minutes).",
+                &self.processing,
+            ),
+            (
+                "crisiswatch_event_to_incident_seconds",
+                "Wall-clock time from the event that crossed a threshold to the incident transition (quantiles over the last 1-2 minutes).",
+                &self.event_to_incident,
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut merged = hs[0].clone();
+            let _ = merged.add(&hs[1]);
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} summary");
+            for q in [0.5, 0.9, 0.99, 1.0] {
+                let v = if merged.len() == 0 {
+                    f64::NAN
+                } else {
+                    merged.value_at_quantile(q) as f64 / 1000.0
+                };
+                let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");
+            }
+            let _ = writeln!(out, "{name}_sum {}", self.sums[k].0);
+            let _ = writeln!(out, "{name}_count {}", self.sums[k].1);
+        }
     }
 }

@@ -162,6 +162,9 @@ pub struct Config {
     /// Where incidents are sent.
     #[serde(default)]
     pub receivers: Vec<ReceiverConfig>,
+    /// How alerts become incidents and reach the receivers: outbox, progress updates, routes.
+    #[serde(default)]
+    pub incidents: crate::incident::config::IncidentsConfig,
 }
 
 /// Settings of the deterministic core.
@@ -263,6 +266,13 @@ pub struct ServerConfig {
     /// Cap on exported indicator series per rule; groups beyond it are counted, not exported.
     #[serde(default = "default_max_series_per_rule")]
     pub max_series_per_rule: usize,
+    /// Environment variable holding the bearer token for admin (state-changing)
+    /// endpoints such as reload and silences. Without a token they are refused.
+    #[serde(default)]
+    pub admin_token_env: Option<String>,
+    /// File holding the admin bearer token (used when `admin_token_env` is unset).
+    #[serde(default)]
+    pub admin_token_file: Option<std::path::PathBuf>,
 }
 
 /// 127.0.0.1:9464: loopback only by default; 9464 is the conventional exporter port of the project.
@@ -279,6 +289,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             max_series_per_rule: default_max_series_per_rule(),
+            admin_token_env: None,
+            admin_token_file: None,
         }
     }
 }
@@ -309,11 +321,66 @@ pub struct KafkaSourceConfig {
     /// librdkafka properties passed through unchanged (security.protocol, sasl.*, ssl.*, ...).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// How often the offsets of applied events are committed (also on revoke and shutdown).
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: Dur,
+    /// A partition with no message for this long stops holding back the service watermark.
+    #[serde(default = "default_idle_partition_timeout")]
+    pub idle_partition_timeout: Dur,
+    /// No progress for this long while behind (or while the broker does not answer)
+    /// marks the consumer stalled: `/readyz` answers 503 until it moves again.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: Dur,
+    /// Bound on a graceful shutdown (SIGINT/SIGTERM): stop fetching, drain, commit, exit.
+    /// Also bounds how long a revoke waits for in-flight events.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Dur,
+    /// Most messages handed from the consumer to the engine in one batch.
+    #[serde(default = "default_max_batch_messages")]
+    pub max_batch_messages: usize,
+    /// Batches buffered between the consumer and the engine; when full the
+    /// consumer waits (backpressure), so memory does not grow with lag.
+    #[serde(default = "default_channel_capacity")]
+    pub channel_capacity: usize,
+    /// Dead letters being produced at once; the engine waits beyond it.
+    #[serde(default = "default_dlq_max_in_flight")]
+    pub dlq_max_in_flight: usize,
 }
 
 /// "crisiswatch": one group per deployment.
 fn default_group_id() -> String {
     "crisiswatch".to_string()
+}
+/// 5 seconds: librdkafka's own `auto.commit.interval.ms`; a restart re-reads at most this much.
+fn default_commit_interval() -> Dur {
+    Dur::secs(5)
+}
+/// 10 seconds: a third of `engine.idle_timeout`, so one quiet partition is
+/// released before the whole stream counts as idle.
+fn default_idle_partition_timeout() -> Dur {
+    Dur::secs(10)
+}
+/// 60 seconds: longer than a rebalance or a broker failover (session timeouts
+/// are 6–45 s), short enough to page before alerts go stale.
+fn default_stall_timeout() -> Dur {
+    Dur::secs(60)
+}
+/// 30 seconds: Kubernetes' default termination grace period.
+fn default_shutdown_timeout() -> Dur {
+    Dur::secs(30)
+}
+/// 1,000 messages: amortises the hand-off; with the default capacity at most
+/// 8,000 messages (≈ 4 MB of typical events) wait between the stages.
+fn default_max_batch_messages() -> usize {
+    1000
+}
+/// 8 batches: enough to keep the engine busy while the consumer fetches.
+fn default_channel_capacity() -> usize {
+    8
+}
+/// 1,024 dead letters in flight: invalid input is rare; a flood of it waits on the broker.
+fn default_dlq_max_in_flight() -> usize {
+    1024
 }
 
 /// One consumed topic.
@@ -759,6 +826,25 @@ pub struct ReceiverConfig {
     /// with the variable unset) disables the receiver.
     #[serde(default)]
     pub url: String,
+    /// Environment variable holding the signing secret: every request then carries
+    /// `X-Crisiswatch-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// File holding the signing secret (instead of `secret_env`).
+    #[serde(default)]
+    pub secret_file: Option<std::path::PathBuf>,
+    /// PagerDuty: environment variable holding the integration (routing) key.
+    #[serde(default)]
+    pub routing_key_env: Option<String>,
+    /// PagerDuty: file holding the integration (routing) key.
+    #[serde(default)]
+    pub routing_key_file: Option<std::path::PathBuf>,
+    /// Accept any TLS certificate. Off: certificates are verified; only for test setups.
+    #[serde(default)]
+    pub tls_skip_verify: bool,
+    /// Timeouts, retries, dead-lettering and the circuit breaker.
+    #[serde(default)]
+    pub delivery: crate::incident::config::DeliveryConfig,
 }
 
 // === loading and validation ===
@@ -858,6 +944,7 @@ impl Config {
             ));
         }
         self.validate_demo(&mut errs);
+        crate::incident::config::validate(self, &mut errs);
         self.validate_sources(&mut errs);
         let mut names = std::collections::HashSet::new();
         for (i, r) in self.rules.iter().enumerate() {
@@ -963,6 +1050,72 @@ impl Config {
                         "the dead-letter topic cannot also be consumed",
                     ));
                 }
+                if k.topics[..i].iter().any(|o| o.name == t.name) {
+                    errs.push(ConfigError::new(
+                        format!("sources.kafka.topics[{i}].name"),
+                        &t.name,
+                        "duplicate topic",
+                    ));
+                }
+                if t.default_type.as_deref() == Some("") {
+                    errs.push(ConfigError::new(
+                        format!("sources.kafka.topics[{i}].default_type"),
+                        "",
+                        "must not be empty (leave it out for no default)",
+                    ));
+                }
+            }
+            self.validate_kafka_tuning(k, errs);
+        }
+    }
+
+    fn validate_kafka_tuning(&self, k: &KafkaSourceConfig, errs: &mut Vec<ConfigError>) {
+        for (key, d) in [
+            ("commit_interval", k.commit_interval),
+            ("idle_partition_timeout", k.idle_partition_timeout),
+            ("stall_timeout", k.stall_timeout),
+            ("shutdown_timeout", k.shutdown_timeout),
+        ] {
+            if d.0.is_zero() {
+                errs.push(ConfigError::new(
+                    format!("sources.kafka.{key}"),
+                    "0",
+                    "must be positive",
+                ));
+            }
+        }
+        for (key, n) in [
+            ("max_batch_messages", k.max_batch_messages),
+            ("channel_capacity", k.channel_capacity),
+            ("dlq_max_in_flight", k.dlq_max_in_flight),
+        ] {
+            if n == 0 {
+                errs.push(ConfigError::new(
+                    format!("sources.kafka.{key}"),
+                    "0",
+                    "must be at least 1",
+                ));
+            }
+        }
+        // crisiswatch owns these: overriding them would break at-least-once delivery.
+        for (key, why) in [
+            ("bootstrap.servers", "set sources.kafka.brokers instead"),
+            ("group.id", "set sources.kafka.group_id instead"),
+            (
+                "enable.auto.commit",
+                "offsets are committed by crisiswatch after events are applied",
+            ),
+            (
+                "enable.auto.offset.store",
+                "offsets are committed by crisiswatch after events are applied",
+            ),
+        ] {
+            if let Some(v) = k.properties.get(key) {
+                errs.push(ConfigError::new(
+                    format!("sources.kafka.properties.\"{key}\""),
+                    v,
+                    why,
+                ));
             }
         }
     }

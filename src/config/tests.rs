@@ -219,3 +219,37 @@ fn selectors_accept_eq_in_and_not() {
     assert_eq!(numerator.attrs.len(), 3);
     assert!(matches!(numerator.attrs["segment"], ValueMatch::Not(_)));
 }
+
+#[test]
+fn kafka_source_settings_are_validated() {
+    let ok = r#"
+[sources.kafka]
+brokers = "127.0.0.1:9092"
+topics = [{ name = "complaints", default_type = "complaint" }]
+commit_interval = "1s"
+"#;
+    let cfg = Config::from_toml_str(ok, &env(&[])).unwrap();
+    let k = cfg.sources.kafka.unwrap();
+    assert_eq!(k.commit_interval, Dur::secs(1));
+    assert_eq!(k.shutdown_timeout, Dur::secs(30));
+    assert_eq!(k.channel_capacity, 8);
+    let bad = r#"
+[sources.kafka]
+brokers = "127.0.0.1:9092"
+topics = [{ name = "a" }, { name = "a", default_type = "" }]
+stall_timeout = "0"
+channel_capacity = 0
+[sources.kafka.properties]
+"enable.auto.commit" = "true"
+"#;
+    let paths: Vec<String> = errors(bad).into_iter().map(|e| e.path).collect();
+    for p in [
+        "sources.kafka.topics[1].name",
+        "sources.kafka.topics[1].default_type",
+        "sources.kafka.stall_timeout",
+        "sources.kafka.channel_capacity",
+        "sources.kafka.properties.\"enable.auto.commit\"",
+    ] {
+        assert!(paths.iter().any(|x| x == p), "{p} not in {paths:?}");
+    }
+}

@@ -238,3 +238,61 @@ fn pane_arithmetic() {
     assert_eq!(pane_of(-1001, 1000), -1);
     assert_eq!(boundary_time(2, 1000), 1001);
 }
+
+#[test]
+fn reconfigure_keeps_unchanged_rules_and_resets_changed_ones() {
+    let base = r#"
+[[rules]]
+name = "keep"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 2 }
+
+[[rules]]
+name = "change"
+window = "10m"
+slide = "1m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 100 }
+"#;
+    let env = HashMap::<String, String>::new();
+    let cfg = Config::from_toml_str(base, &env).unwrap();
+    let mut e = Engine::new(&cfg).unwrap();
+    let mut out = Vec::new();
+    let t0 = 100 * MIN;
+    for i in 0..3 {
+        feed(&mut e, &ev(&format!("a{i}"), "complaint", t0 + i, "p"), &mut out);
+    }
+    assert_eq!(out.len(), 1, "keep fired");
+    out.clear();
+
+    let changed = base.replace("warning = 100", "warning = 1").replace(
+        "[[rules]]\nname = \"change\"",
+        "[[rules]]\nname = \"added\"\nwindow = \"5m\"\nindicator = { kind = \"count\" }\nthresholds = { warning = 0 }\n\n[[rules]]\nname = \"change\"",
+    );
+    let cfg2 = Config::from_toml_str(&changed, &env).unwrap();
+    let summary = e.reconfigure(&cfg2).unwrap();
+    assert_eq!(summary.kept, vec!["keep".to_string()]);
+    assert_eq!(summary.added, vec!["added".to_string()]);
+    assert_eq!(summary.changed, vec!["change".to_string()]);
+    assert!(summary.removed.is_empty());
+    // The kept rule still has its group and firing alert.
+    let kept = e.groups(0);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].value, Some(3.0));
+    assert!(matches!(kept[0].phase, Phase::Firing { .. }));
+    // The changed rule starts empty.
+    assert_eq!(e.live_groups(2), 0);
+    // Time goes on: the kept alert resolves on schedule (its timers were kept).
+    e.advance_clock(t0 + 30 * MIN, &mut out);
+    assert!(out.iter().any(|t| t.rule == "keep" && t.state == State::Resolved), "{out:?}");
+
+    // An invalid configuration changes nothing.
+    let bad = changed.replace("window = \"5m\"", "window = \"0s\"");
+    let before = e.rule_count();
+    let bad_cfg: Config = toml::from_str(&bad).unwrap();
+    assert!(e.reconfigure(&bad_cfg).is_err());
+    assert_eq!(e.rule_count(), before);
+}

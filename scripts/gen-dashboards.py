@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Generates the Grafana dashboards in dashboards/ (run after editing panels here).
+
+Every panel's PromQL is checked against a real Prometheus scraping a demo run by
+tests/prometheus.rs, so keep expressions here and in the JSON in sync by
+re-running this script.
+"""
+import json
+import os
+
+DS = {"type": "prometheus", "uid": "${datasource}"}
+
+
+def panel(pid, title, exprs, x, y, w=12, h=8, kind="timeseries", unit=None, desc="", legend=None, overrides=None):
+    targets = []
+    for i, e in enumerate(exprs):
+        expr, fmt = e if isinstance(e, tuple) else (e, None)
+        t = {"refId": chr(ord("A") + i), "expr": expr, "datasource": DS}
+        if fmt:
+            t["legendFormat"] = fmt
+        if kind == "table":
+            t["format"] = "table"
+            t["instant"] = True
+        targets.append(t)
+    p = {
+        "id": pid,
+        "type": kind,
+        "title": title,
+        "description": desc,
+        "datasource": DS,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "targets": targets,
+        "fieldConfig": {"defaults": {}, "overrides": overrides or []},
+        "options": {},
+    }
+    if unit:
+        p["fieldConfig"]["defaults"]["unit"] = unit
+    if legend:
+        p["options"]["legend"] = legend
+    return p
+
+
+def row(pid, title, y):
+    return {"id": pid, "type": "row", "title": title, "collapsed": False, "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}, "panels": []}
+
+
+def dashboard(uid, title, desc, panels, templating):
+    return {
+        "uid": uid,
+        "title": title,
+        "description": desc,
+        "tags": ["crisiswatch"],
+        "timezone": "utc",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "refresh": "30s",
+        "time": {"from": "now-24h", "to": "now"},
+        "templating": {"list": templating},
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
+DATASOURCE_VAR = {
+    "name": "datasource",
+    "label": "Prometheus",
+    "type": "datasource",
+    "query": "prometheus",
+    "current": {},
+    "hide": 0,
+}
+RULE_VAR = {
+    "name": "rule",
+    "label": "Rule",
+    "type": "query",
+    "datasource": DS,
+    "query": {"query": "label_values(crisiswatch_rule_info, rule)", "refId": "rule"},
+    "definition": "label_values(crisiswatch_rule_info, rule)",
+    "refresh": 2,
+    "includeAll": True,
+    "multi": True,
+    "allValue": ".*",
+    "current": {"text": "All", "value": "$__all"},
+    "hide": 0,
+}
+
+firing_red = [{"matcher": {"id": "byRegexp", "options": ".*threshold.*"}, "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}]}]
+
+overview = dashboard(
+    "crisiswatch-overview",
+    "crisiswatch — Crisis overview",
+    "Every indicator against its thresholds by slice, current and recent incidents, top slices by complaint rate.",
+    [
+        panel(1, "Alerts firing", [("count(crisiswatch_alert_state == 2) or vector(0)", "firing")], 0, 0, 4, 5, kind="stat",
+              desc="Alert instances (rule × slice) firing now."),
+        panel(2, "Alerts pending", [("count(crisiswatch_alert_state == 1) or vector(0)", "pending")], 4, 0, 4, 5, kind="stat",
+              desc="Breaching, waiting for the rule's `for` duration."),
+        panel(3, "Incidents opened (24h)", [("sum(increase(crisiswatch_alert_transitions_total{state=\"firing\"}[24h]))", "opened")], 8, 0, 4, 5, kind="stat"),
+        panel(4, "Transitions by rule and state", [("sum by (rule, state) (increase(crisiswatch_alert_transitions_total[5m]))", "{{rule}} {{state}}")], 12, 0, 12, 5,
+              desc="Pending, firing, escalated and resolved transitions per 5 minutes."),
+        row(5, "Indicators against thresholds", 5),
+        panel(6, "Indicator by slice vs thresholds ($rule)",
+              [("crisiswatch_indicator_value{rule=~\"$rule\"}", "{{rule}} {{product}} {{region}} {{channel}} {{segment}}"),
+               ("crisiswatch_indicator_threshold{rule=~\"$rule\", severity!=\"clear\"}", "{{rule}} {{severity}} threshold")],
+              0, 6, 24, 10, desc="Each slice's indicator value; dashed lines are the rule's thresholds.", overrides=firing_red),
+        panel(7, "Indicator ÷ warning threshold by slice ($rule)",
+              [("crisiswatch_indicator_value{rule=~\"$rule\"} / on (rule) group_left () crisiswatch_indicator_threshold{severity=\"warning\"}", "{{rule}} {{product}} {{region}} {{channel}} {{segment}}")],
+              0, 16, 12, 9, desc="Above 1 means past the warning threshold (for rules with condition = above)."),
+        panel(8, "Alert state by slice ($rule)",
+              [("crisiswatch_alert_state{rule=~\"$rule\"} > 0", "{{rule}} {{product}} {{region}} {{channel}} {{segment}}")],
+              12, 16, 12, 9, kind="state-timeline", desc="1 pending, 2 firing: the shaded periods are the incidents."),
+        row(9, "Incidents", 25),
+        panel(10, "Firing now", [("crisiswatch_alert_state == 2", None)], 0, 26, 12, 8, kind="table",
+              desc="Every firing rule × slice (details: /api/v1/alerts)."),
+        panel(11, "Top slices by complaint rate", [("topk(10, crisiswatch_indicator_value{rule=\"complaint_rate\"})", "{{product}} {{region}}")],
+              12, 26, 12, 8, unit="percentunit", desc="Complaints ÷ orders over the rule's window, highest ten slices."),
+        panel(12, "Churn rate by region and segment", [("crisiswatch_indicator_value{rule=\"churn_rate\"}", "{{region}} {{segment}}"),
+                                                      ("crisiswatch_indicator_threshold{rule=\"churn_rate\", severity!=\"clear\"}", "{{severity}} threshold")],
+              0, 34, 12, 8, unit="percentunit", overrides=firing_red),
+        panel(13, "Detractor share by product and region", [("crisiswatch_indicator_value{rule=\"detractor_share\"}", "{{product}} {{region}}"),
+                                                            ("crisiswatch_indicator_threshold{rule=\"detractor_share\", severity!=\"clear\"}", "{{severity}} threshold")],
+              12, 34, 12, 8, unit="percentunit", overrides=firing_red),
+    ],
+    [DATASOURCE_VAR, RULE_VAR],
+)
+
+operations = dashboard(
+    "crisiswatch-operations",
+    "crisiswatch — Operations",
+    "Health of the monitor itself: throughput, lag, invalid and late events, window groups, latency quantiles, delivery.",
+    [
+        panel(1, "Ready", [("crisiswatch_ready", "ready")], 0, 0, 4, 5, kind="stat", desc="1 when sources are healthy and the configuration is loaded."),
+        panel(2, "Last config reload OK", [("crisiswatch_config_last_reload_successful", "ok")], 4, 0, 4, 5, kind="stat"),
+        panel(3, "Events by outcome", [("sum by (outcome) (rate(crisiswatch_events_total[5m]))", "{{outcome}}")], 8, 0, 16, 5, unit="ops"),
+        row(4, "Input", 5),
+        panel(5, "Received by source and type", [("sum by (source, type) (rate(crisiswatch_events_received_total[5m]))", "{{source}} {{type}}")], 0, 6, 12, 8, unit="ops"),
+        panel(6, "Invalid by reason", [("sum by (reason) (rate(crisiswatch_events_invalid_total[5m]))", "{{reason}}")], 12, 6, 12, 8, unit="ops",
+              desc="Rejected inputs; with Kafka they are in the dead-letter topic."),
+        panel(7, "Late events by rule", [("sum by (rule) (rate(crisiswatch_rule_events_late_total[5m]))", "{{rule}}")], 0, 14, 12, 8, unit="ops"),
+        panel(8, "Watermark delay", [("crisiswatch_watermark_delay_seconds", "delay")], 12, 14, 12, 8, unit="s",
+              desc="Wall clock minus the event-time watermark."),
+        panel(9, "Kafka consumer lag by topic", [("sum by (topic) (crisiswatch_kafka_consumer_lag_messages) or on () vector(0)", "{{topic}}")], 0, 22, 12, 8,
+              desc="Messages behind the partitions' high watermark (0 when no Kafka source runs)."),
+        panel(10, "Kafka messages and rebalances", [("sum by (topic) (rate(crisiswatch_kafka_messages_total[5m])) or on () vector(0)", "{{topic}}"),
+                                                   ("sum(increase(crisiswatch_kafka_rebalances_total[5m])) or on () vector(0)", "rebalances")], 12, 22, 12, 8),
+        row(11, "Engine", 30),
+        panel(12, "Live window groups by rule", [("crisiswatch_window_groups", "{{rule}}")], 0, 31, 8, 8),
+        panel(13, "Group and series overflow", [("sum by (rule) (rate(crisiswatch_window_group_overflow_total[5m]))", "groups {{rule}}"),
+                                               ("crisiswatch_indicator_series_dropped", "series {{rule}}")], 8, 31, 8, 8),
+        panel(14, "Dedup ids remembered", [("crisiswatch_dedup_ids", "ids")], 16, 31, 8, 8),
+        panel(15, "Processing lag quantiles", [("crisiswatch_processing_lag_seconds", "p{{quantile}}")], 0, 39, 12, 8, unit="s",
+              desc="Wall clock minus event time when events are applied (hdrhistogram)."),
+        panel(16, "Event-to-incident latency quantiles", [("crisiswatch_event_to_incident_seconds", "p{{quantile}}")], 12, 39, 12, 8, unit="s",
+              desc="From the event that crossed a threshold to the incident transition (hdrhistogram)."),
+        row(17, "Delivery", 47),
+        panel(18, "Delivery attempts and failures", [("sum by (receiver) (rate(crisiswatch_delivery_attempts_total[5m])) or on () vector(0)", "attempts {{receiver}}"),
+                                                    ("sum by (receiver, reason) (rate(crisiswatch_delivery_failures_total[5m])) or on () vector(0)", "failures {{receiver}} {{reason}}")],
+              0, 48, 12, 8),
+        panel(19, "Outbox depth and oldest undelivered", [("sum by (receiver) (crisiswatch_outbox_depth) or on () vector(0)", "depth {{receiver}}"),
+                                                         ("max by (receiver) (crisiswatch_outbox_oldest_age_seconds) or on () vector(0)", "oldest {{receiver}}")],
+              12, 48, 12, 8),
+        panel(20, "Config reloads", [("sum by (result) (increase(crisiswatch_config_reloads_total[1h]))", "{{result}}")], 0, 56, 12, 6),
+    ],
+    [DATASOURCE_VAR],
+)
+
+here = os.path.dirname(os.path.abspath(__file__))
+out = os.path.join(here, "..", "dashboards")
+for name, d in [("crisiswatch-overview.json", overview), ("crisiswatch-operations.json", operations)]:
+    with open(os.path.join(out, name), "w") as f:
+        json.dump(d, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+print("wrote", out)

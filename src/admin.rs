@@ -1,0 +1,398 @@
+//! The admin API's state: what `/api/v1/*` shows, and hot reload.
+//!
+//! An edge of the data flow next to `metrics`. The driver that owns the
+//! [`Engine`] (demo, live service) publishes an [`ApiSnapshot`] once per batch;
+//! the HTTP handlers in `http` only read it, so a request never touches the
+//! engine. Reload requests (SIGHUP or `POST /api/v1/reload` with the admin
+//! bearer token) travel to the driver through a channel; the driver re-reads
+//! and validates the file and, only if it is valid, switches the engine to it
+//! ([`Engine::reconfigure`]: unchanged rules keep their windows). A failed
+//! reload keeps the running configuration and is reported in the log, the
+//! `crisiswatch_config_*` metrics and `/api/v1/status`.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::alert::Phase;
+use crate::config::{Config, Env, RuleConfig};
+use crate::engine::{Engine, ReloadSummary};
+use crate::event::format_ts;
+use crate::secret::Secret;
+
+/// Errors setting up the admin state.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A metric could not be registered.
+    #[error("cannot register admin metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// One active alert with its evidence.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertView {
+    /// Rule name.
+    pub rule: String,
+    /// Group labels, in `group_by` order.
+    pub group: serde_json::Map<String, serde_json::Value>,
+    /// `pending` or `firing`.
+    pub state: &'static str,
+    /// Current severity.
+    pub severity: String,
+    /// Latest indicator value.
+    pub value: Option<f64>,
+    /// Threshold of the severity.
+    pub threshold: Option<f64>,
+    /// When the alert instance started (event time).
+    pub since: String,
+    /// When the value was computed (event time).
+    pub evaluated_at: String,
+    /// Dedup key of the instance.
+    pub dedup_key: Option<String>,
+    /// Sample signal event ids.
+    pub sample_event_ids: Vec<String>,
+    /// What the rule catches.
+    pub description: String,
+    /// Runbook link.
+    pub runbook: Option<String>,
+}
+
+/// One rule, its configuration and live state.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RuleView {
+    /// Rule name.
+    pub name: String,
+    /// The rule's configuration as loaded.
+    pub config: RuleConfig,
+    /// Live groups.
+    pub live_groups: usize,
+    /// Groups pending.
+    pub pending: usize,
+    /// Groups firing.
+    pub firing: usize,
+    /// Events late for this rule.
+    pub late_events: u64,
+    /// Events dropped by the group cap.
+    pub group_overflow: u64,
+    /// Transitions emitted.
+    pub transitions: u64,
+}
+
+/// What the read-only endpoints serve, refreshed by the driver.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApiSnapshot {
+    /// Pending and firing alerts.
+    pub alerts: Vec<AlertView>,
+    /// Every rule.
+    pub rules: Vec<RuleView>,
+    /// Engine clock (event time), if any event was seen.
+    pub clock: Option<String>,
+}
+
+/// Builds the snapshot from the engine.
+pub fn snapshot(engine: &Engine) -> ApiSnapshot {
+    let mut out = ApiSnapshot {
+        clock: engine.clock().map(format_ts),
+        ..ApiSnapshot::default()
+    };
+    for i in 0..engine.rule_count() {
+        let cfg = engine.rule_config(i);
+        let active = engine.active_groups(i);
+        let mut pending = 0;
+        let mut firing = 0;
+        for g in &active {
+            let (state, severity, since) = match g.phase {
+                Phase::Pending { since, severity } => {
+                    pending += 1;
+                    ("pending", severity, since)
+                }
+                Phase::Firing {
+                    since, severity, ..
+                } => {
+                    firing += 1;
+                    ("firing", severity, since)
+                }
+                Phase::Inactive => continue,
+            };
+            let threshold = cfg
+                .thresholds
+                .levels()
+                .into_iter()
+                .find(|(s, _)| *s == severity)
+                .map(|(_, v)| v);
+            out.alerts.push(AlertView {
+                rule: cfg.name.clone(),
+                group: g
+                    .group
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect(),
+                state,
+                severity: severity.as_str().to_string(),
+                value: g.value.filter(|v| v.is_finite()),
+                threshold,
+                since: format_ts(since),
+                evaluated_at: format_ts(g.evaluated_at),
+                dedup_key: g.dedup_key.clone(),
+                sample_event_ids: g.sample_event_ids.clone(),
+                description: cfg.description.clone(),
+                runbook: cfg.runbook.clone(),
+            });
+        }
+        let stats = engine.rule_stats(i);
+        out.rules.push(RuleView {
+            name: cfg.name.clone(),
+            config: cfg.clone(),
+            live_groups: engine.live_groups(i),
+            pending,
+            firing,
+            late_events: stats.late,
+            group_overflow: stats.group_overflow,
+            transitions: stats.transitions,
+        });
+    }
+    out
+}
+
+/// The outcome of the last reload, for `/api/v1/status`.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct ReloadStatus {
+    /// When it happened (wall clock, RFC 3339).
+    pub at: Option<String>,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// The error, if it failed (the previous configuration kept running).
+    pub error: Option<String>,
+    /// What changed, if it succeeded.
+    pub summary: Option<ReloadSummary>,
+}
+
+/// A request to reload; the reply carries the outcome.
+#[derive(Debug)]
+pub struct ReloadRequest {
+    /// Where to send the outcome (absent for SIGHUP).
+    pub reply: Option<oneshot::Sender<Result<ReloadSummary, String>>>,
+}
+
+/// Admin state shared with the HTTP handlers.
+#[derive(Debug)]
+pub struct AdminState {
+    started: Instant,
+    /// Bearer token for state-changing endpoints; `None` refuses them all.
+    token: Mutex<Option<Secret>>,
+    snapshot: Mutex<ApiSnapshot>,
+    reload_tx: Mutex<Option<mpsc::Sender<ReloadRequest>>>,
+    config_hash: Mutex<String>,
+    config_path: Mutex<Option<PathBuf>>,
+    last_reload: Mutex<ReloadStatus>,
+}
+
+impl Default for AdminState {
+    fn default() -> Self {
+        AdminState {
+            started: Instant::now(),
+            token: Mutex::new(None),
+            snapshot: Mutex::new(ApiSnapshot::default()),
+            reload_tx: Mutex::new(None),
+            config_hash: Mutex::new(String::new()),
+            config_path: Mutex::new(None),
+            last_reload: Mutex::new(ReloadStatus::default()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The sha256 of a configuration text, hex.
+pub fn config_hash(text: &str) -> String {
+    let d = Sha256::digest(text.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl AdminState {
+    /// Sets the admin bearer token.
+    pub fn set_token(&self, token: Option<Secret>) {
+        *lock(&self.token) = token;
+    }
+
+    /// Checks a presented `Authorization` header value (`Bearer <token>`).
+    pub fn authorized(&self, header: Option<&str>) -> bool {
+        let token = lock(&self.token);
+        match (token.as_ref(), header.and_then(|h| h.strip_prefix("Bearer "))) {
+            (Some(t), Some(presented)) => t.matches(presented.trim()),
+            _ => false,
+        }
+    }
+
+    /// Whether a token is configured at all.
+    pub fn has_token(&self) -> bool {
+        lock(&self.token).is_some()
+    }
+
+    /// Replaces the snapshot.
+    pub fn publish(&self, snap: ApiSnapshot) {
+        *lock(&self.snapshot) = snap;
+    }
+
+    /// A copy of the snapshot.
+    pub fn snapshot(&self) -> ApiSnapshot {
+        lock(&self.snapshot).clone()
+    }
+
+    /// Records the loaded configuration (path and text) for status and reload.
+    pub fn set_config(&self, path: Option<PathBuf>, text: &str) {
+        *lock(&self.config_path) = path;
+        *lock(&self.config_hash) = config_hash(text);
+    }
+
+    /// The file reloads read from.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        lock(&self.config_path).clone()
+    }
+
+    /// Connects reload requests to the driver.
+    pub fn set_reload_sender(&self, tx: mpsc::Sender<ReloadRequest>) {
+        *lock(&self.reload_tx) = Some(tx);
+    }
+
+    /// The sender reload requests go to, if a driver listens.
+    pub fn reload_sender(&self) -> Option<mpsc::Sender<ReloadRequest>> {
+        lock(&self.reload_tx).clone()
+    }
+
+    /// The error of the last reload, if it failed (the service reports not
+    /// ready until a reload succeeds).
+    pub fn reload_error(&self) -> Option<String> {
+        let r = lock(&self.last_reload);
+        if r.at.is_some() && !r.ok {
+            r.error.clone()
+        } else {
+            None
+        }
+    }
+
+    /// `/api/v1/status`.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config_hash": *lock(&self.config_hash),
+            "config_path": lock(&self.config_path).as_ref().map(|p| p.display().to_string()),
+            "uptime_seconds": self.started.elapsed().as_secs_f64(),
+            "clock": lock(&self.snapshot).clock.clone(),
+            "last_reload": *lock(&self.last_reload),
+            "admin_token_configured": self.has_token(),
+        })
+    }
+}
+
+/// Metrics of configuration reloads.
+#[derive(Debug, Clone)]
+pub struct ReloadMetrics {
+    reloads: IntCounterVec,
+    last_ok: IntGauge,
+    last_success_ts: IntGauge,
+}
+
+impl ReloadMetrics {
+    /// Registers the reload metrics.
+    pub fn new(registry: &Registry) -> Result<Self, AdminError> {
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "crisiswatch_config_reloads_total",
+                "Configuration reloads by result (success, failure).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        for r in ["success", "failure"] {
+            reloads.with_label_values(&[r]);
+        }
+        let last_ok = IntGauge::new(
+            "crisiswatch_config_last_reload_successful",
+            "Whether the last configuration reload succeeded (1) or failed (0).",
+        )?;
+        registry.register(Box::new(last_ok.clone()))?;
+        last_ok.set(1);
+        let last_success_ts = IntGauge::new(
+            "crisiswatch_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load.",
+        )?;
+        registry.register(Box::new(last_success_ts.clone()))?;
+        last_success_ts.set(unix_now());
+        Ok(ReloadMetrics {
+            reloads,
+            last_ok,
+            last_success_ts,
+        })
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Re-reads the configuration file and switches the engine to it if valid.
+/// Records the outcome in `admin` and `metrics`; on failure the engine keeps
+/// running the previous configuration.
+pub fn reload(
+    engine: &mut Engine,
+    admin: &AdminState,
+    metrics: &ReloadMetrics,
+    env: &dyn Env,
+) -> Result<(ReloadSummary, Config), String> {
+    let result: Result<(ReloadSummary, Config), String> = (|| {
+        let path = admin
+            .config_path()
+            .ok_or_else(|| "no configuration file to reload (started from the embedded example)".to_string())?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let cfg = Config::from_toml_str(&text, env).map_err(|e| e.to_string())?;
+        let summary = engine.reconfigure(&cfg).map_err(|e| e.to_string())?;
+        admin.set_config(Some(path), &text);
+        Ok((summary, cfg))
+    })();
+    let now = chrono::Utc::now().timestamp_millis();
+    let status = match &result {
+        Ok((summary, _)) => {
+            tracing::info!(
+                kept = summary.kept.len(),
+                added = summary.added.len(),
+                changed = summary.changed.len(),
+                removed = summary.removed.len(),
+                "Configuration reloaded."
+            );
+            metrics.reloads.with_label_values(&["success"]).inc();
+            metrics.last_ok.set(1);
+            metrics.last_success_ts.set(unix_now());
+            ReloadStatus {
+                at: Some(format_ts(now)),
+                ok: true,
+                error: None,
+                summary: Some(summary.clone()),
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Configuration reload failed; the previous configuration keeps running.");
+            metrics.reloads.with_label_values(&["failure"]).inc();
+            metrics.last_ok.set(0);
+            ReloadStatus {
+                at: Some(format_ts(now)),
+                ok: false,
+                error: Some(e.clone()),
+                summary: None,
+            }
+        }
+    };
+    *lock(&admin.last_reload) = status;
+    result
+}

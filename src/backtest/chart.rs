@@ -1,0 +1,461 @@
+//! Pictures of a backtest (SVG, drawn with plotters).
+//!
+//! * [`collect`] replays history for one rule and slice, sampling the group's
+//!   indicator value at every slide boundary (the value the engine last
+//!   evaluated) and at each of its transitions; [`render_indicator`] draws it
+//!   with the rule's thresholds and clear level, the firing intervals shaded
+//!   red and the known crises of that slice shaded orange.
+//! * [`render_tune`] draws a tuning run: median detection delay against false
+//!   incidents per candidate, the Pareto front joined, the chosen one ringed.
+//!
+//! Text is written as SVG `<text>` elements, so no font files are needed.
+//! PNG output is not offered: it would need a font rasteriser and system fonts.
+
+use std::path::Path;
+
+use chrono::{TimeZone, Utc};
+use plotters::prelude::*;
+
+use crate::alert::{Labels, Transition};
+use crate::config::{Config, RuleConfig};
+use crate::engine::{Engine, EngineError};
+
+use super::input::{InputError, Inputs};
+use super::labels::{self, Crisis};
+use super::report::{fmt_value, group_label, Tracker};
+use super::tune::TuneResult;
+use super::{Driver, Observer};
+
+/// Errors drawing a chart.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    /// The rule is not configured.
+    #[error("no rule named {name:?} in the configuration (rules: {known})")]
+    UnknownRule {
+        /// The name asked for.
+        name: String,
+        /// The configured rules.
+        known: String,
+    },
+    /// The slice does not fit the rule's `group_by`.
+    #[error("--group {given:?} does not name the slice of rule {rule} (write {expected})")]
+    Group {
+        /// The rule.
+        rule: String,
+        /// What was given.
+        given: String,
+        /// The expected form.
+        expected: String,
+    },
+    /// Nothing to draw.
+    #[error("{0}")]
+    Empty(String),
+    /// Reading the history failed.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The engine could not be built.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Drawing or writing the file failed.
+    #[error("cannot draw {path}: {message}")]
+    Draw {
+        /// The output file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The data of an indicator chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndicatorChart {
+    /// The rule.
+    pub rule: RuleConfig,
+    /// The slice.
+    pub group: Labels,
+    /// (time, value) samples; `None` is "no data".
+    pub points: Vec<(i64, Option<f64>)>,
+    /// Firing intervals (fired → resolved, or the end of the data).
+    pub firing: Vec<(i64, i64)>,
+    /// Known crises of this slice.
+    pub crises: Vec<Crisis>,
+    /// First event time.
+    pub start_ms: i64,
+    /// Last event time.
+    pub end_ms: i64,
+}
+
+/// Parses `product=router-x,region=eu-west` into the rule's slice (in
+/// `group_by` order). `""` is the slice of a rule without `group_by`.
+pub fn parse_group(rule: &RuleConfig, spec: &str) -> Result<Labels, ChartError> {
+    let expected = if rule.group_by.is_empty() {
+        "\"\" (the rule has no group_by)".to_string()
+    } else {
+        rule.group_by
+            .iter()
+            .map(|k| format!("{k}=VALUE"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let bad = || ChartError::Group {
+        rule: rule.name.clone(),
+        given: spec.to_string(),
+        expected: expected.clone(),
+    };
+    let mut given: Vec<(String, String)> = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').ok_or_else(bad)?;
+        given.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    if given.len() != rule.group_by.len() {
+        return Err(bad());
+    }
+    rule.group_by
+        .iter()
+        .map(|k| {
+            given
+                .iter()
+                .find(|(gk, _)| gk == k)
+                .map(|(_, v)| (k.clone(), v.clone()))
+                .ok_or_else(bad)
+        })
+        .collect()
+}
+
+struct Sample {
+    group: Labels,
+    points: Vec<(i64, Option<f64>)>,
+    tracker: Tracker,
+}
+
+impl Observer for Sample {
+    fn transition(&mut self, t: &Transition) {
+        self.tracker.transition(t);
+        if t.group == self.group {
+            self.points.push((t.at, t.value));
+        }
+    }
+
+    fn boundary(&mut self, engine: &Engine, at: i64) {
+        let v = engine
+            .groups(0)
+            .into_iter()
+            .find(|g| g.group == self.group)
+            .and_then(|g| g.value);
+        self.points.push((at, v));
+    }
+}
+
+fn find_rule<'a>(cfg: &'a Config, name: &str) -> Result<&'a RuleConfig, ChartError> {
+    cfg.rules
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| ChartError::UnknownRule {
+            name: name.to_string(),
+            known: cfg
+                .rules
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Replays `lines` for rule `rule` and collects the chart of slice `group`.
+pub fn collect_from(
+    cfg: &Config,
+    rule: &str,
+    group: &Labels,
+    crises: &[Crisis],
+    now_ms: Option<i64>,
+    feed: impl FnOnce(&mut dyn FnMut(&[u8])) -> Result<(), InputError>,
+) -> Result<IndicatorChart, ChartError> {
+    let rule = find_rule(cfg, rule)?.clone();
+    // Only this rule: other rules cannot change its values or transitions.
+    let one = Config {
+        engine: cfg.engine.clone(),
+        rules: vec![rule.clone()],
+        ..Config::default()
+    };
+    let mut driver = Driver::new(&one, rule.slide().as_ms(), now_ms)?;
+    let mut obs = Sample {
+        group: group.clone(),
+        points: Vec::new(),
+        tracker: Tracker::new(driver.engine()),
+    };
+    feed(&mut |line| driver.feed(line, &mut obs))?;
+    let (Some(start), Some(end)) = (driver.first_ms(), driver.engine().clock()) else {
+        return Err(ChartError::Empty("no valid events in the input".into()));
+    };
+    let firing = obs
+        .tracker
+        .finish()
+        .into_iter()
+        .filter(|i| i.group == *group)
+        .map(|i| (i.fired_at, i.resolved_at.unwrap_or(end)))
+        .collect();
+    let crises = crises
+        .iter()
+        .filter(|c| labels::matches(group, c.start_ms, c, 0))
+        .cloned()
+        .collect();
+    Ok(IndicatorChart {
+        rule,
+        group: group.clone(),
+        points: obs.points,
+        firing,
+        crises,
+        start_ms: start,
+        end_ms: end,
+    })
+}
+
+/// Replays `inputs` for rule `rule` and collects the chart of slice `group`.
+pub fn collect(
+    cfg: &Config,
+    inputs: &Inputs,
+    rule: &str,
+    group: &Labels,
+    crises: &[Crisis],
+    now_ms: Option<i64>,
+) -> Result<IndicatorChart, ChartError> {
+    collect_from(cfg, rule, group, crises, now_ms, |f| {
+        inputs.for_each_line(|l, _| f(l)).map(|_| ())
+    })
+}
+
+fn draw_err(path: &Path) -> impl Fn(String) -> ChartError + '_ {
+    move |message| ChartError::Draw {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+fn time_label(ms: i64, long: bool) -> String {
+    match Utc.timestamp_millis_opt(ms).single() {
+        Some(t) if long => t.format("%m-%d %H:%M").to_string(),
+        Some(t) => t.format("%H:%M").to_string(),
+        None => ms.to_string(),
+    }
+}
+
+const LEVEL_COLOURS: [RGBColor; 4] = [
+    RGBColor(0x55, 0x88, 0xcc),
+    RGBColor(0xe0, 0x9a, 0x00),
+    RGBColor(0xd0, 0x50, 0x20),
+    RGBColor(0xb0, 0x00, 0x30),
+];
+
+/// Draws an indicator chart to an SVG file.
+pub fn render_indicator(c: &IndicatorChart, path: &Path) -> Result<(), ChartError> {
+    let err = draw_err(path);
+    let values: Vec<f64> = c.points.iter().filter_map(|(_, v)| *v).collect();
+    let levels = c.rule.thresholds.levels();
+    let clear = c.rule.clear_threshold();
+    let mut lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    for v in levels.iter().map(|l| l.1).chain(clear) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !(lo.is_finite() && hi.is_finite()) {
+        return Err(ChartError::Empty("nothing to draw".into()));
+    }
+    let pad = ((hi - lo) * 0.08).max(hi.abs() * 0.05).max(1e-9);
+    let (ymin, ymax) = (lo - pad, hi + pad);
+    // x in hours since the hour the data starts in, so ticks fall on round times.
+    let origin = c.start_ms.div_euclid(3_600_000) * 3_600_000;
+    let hx = |ms: i64| (ms - origin) as f64 / 3_600_000.0;
+    let (x0, x1) = (hx(c.start_ms), hx(c.end_ms.max(c.start_ms + 1)));
+    let long = x1 - x0 > 48.0;
+    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{} — {}", c.rule.name, group_label(&c.group)),
+            ("sans-serif", 22),
+        )
+        .margin(14)
+        .x_label_area_size(42)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x0..x1, ymin..ymax)
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_labels(12)
+        .x_label_formatter(&|x: &f64| time_label(origin + (x * 3_600_000.0).round() as i64, long))
+        .y_label_formatter(&|y: &f64| fmt_value(*y))
+        .x_desc("event time (UTC)")
+        .y_desc(c.rule.indicator.kind_name())
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+
+    let orange = RGBColor(0xff, 0x99, 0x00);
+    for cr in &c.crises {
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(hx(cr.start_ms).max(x0), ymin), (hx(cr.end_ms).min(x1), ymax)],
+                orange.mix(0.18).filled(),
+            )))
+            .map_err(|e| err(e.to_string()))?
+            .label(format!("crisis: {}", cr.name))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], orange.mix(0.45).filled()));
+    }
+    if !c.firing.is_empty() {
+        chart
+            .draw_series(c.firing.iter().map(|&(a, b)| {
+                Rectangle::new([(hx(a), ymin), (hx(b.max(a + 1)), ymax)], RED.mix(0.16).filled())
+            }))
+            .map_err(|e| err(e.to_string()))?
+            .label("firing")
+            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], RED.mix(0.35).filled()));
+    }
+    for (sev, v) in &levels {
+        let colour = LEVEL_COLOURS[*sev as usize % LEVEL_COLOURS.len()];
+        chart
+            .draw_series(LineSeries::new([(x0, *v), (x1, *v)], colour.stroke_width(2)))
+            .map_err(|e| err(e.to_string()))?
+            .label(format!("{sev} {}", fmt_value(*v)))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], colour.stroke_width(2)));
+    }
+    if let Some(v) = clear {
+        let green = RGBColor(0x2a, 0x9d, 0x5c);
+        chart
+            .draw_series(LineSeries::new([(x0, v), (x1, v)], green.stroke_width(1)))
+            .map_err(|e| err(e.to_string()))?
+            .label(format!("clear {}", fmt_value(v)))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], green.stroke_width(1)));
+    }
+    // The indicator, broken where there is no data.
+    let mut segments: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut cur: Vec<(f64, f64)> = Vec::new();
+    for &(t, v) in &c.points {
+        match v {
+            Some(v) => cur.push((hx(t), v)),
+            None if !cur.is_empty() => segments.push(std::mem::take(&mut cur)),
+            None => {}
+        }
+    }
+    if !cur.is_empty() {
+        segments.push(cur);
+    }
+    let blue = RGBColor(0x1f, 0x4e, 0xa8);
+    for (i, seg) in segments.into_iter().enumerate() {
+        let s = chart
+            .draw_series(LineSeries::new(seg, blue.stroke_width(2)))
+            .map_err(|e| err(e.to_string()))?;
+        if i == 0 {
+            s.label(c.rule.name.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], blue.stroke_width(2)));
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+/// Draws a tuning run to an SVG file: median delay against false incidents.
+pub fn render_tune(r: &TuneResult, path: &Path) -> Result<(), ChartError> {
+    let err = draw_err(path);
+    if !r.labelled {
+        return Err(ChartError::Empty(
+            "the tuning chart plots delay against false incidents: pass --labels".into(),
+        ));
+    }
+    // (row, false incidents, median delay in minutes); rows that detected nothing have no delay.
+    let pts: Vec<(usize, f64, f64)> = r
+        .rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, row)| {
+            Some((
+                i,
+                row.false_incidents()? as f64,
+                row.median_delay_ms()? as f64 / 60_000.0,
+            ))
+        })
+        .collect();
+    if pts.is_empty() {
+        return Err(ChartError::Empty(
+            "no candidate detected any crisis: nothing to plot".into(),
+        ));
+    }
+    let xmax = pts.iter().map(|p| p.1).fold(0.0, f64::max) * 1.2 + 1.0;
+    let ymax = pts.iter().map(|p| p.2).fold(0.0, f64::max) * 1.1 + 1.0;
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("tuning {}: detection delay vs false incidents", r.base.name),
+            ("sans-serif", 22),
+        )
+        .margin(14)
+        .x_label_area_size(42)
+        .y_label_area_size(64)
+        .build_cartesian_2d(-0.5..xmax, 0.0..ymax)
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&|x: &f64| format!("{x:.0}"))
+        .x_desc("false incidents")
+        .y_desc("median detection delay (min)")
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    let mut front: Vec<(f64, f64)> = pts
+        .iter()
+        .filter(|p| r.rows[p.0].pareto)
+        .map(|p| (p.1, p.2))
+        .collect();
+    front.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let red = RGBColor(0xc0, 0x20, 0x30);
+    chart
+        .draw_series(LineSeries::new(front, red.stroke_width(1)))
+        .map_err(|e| err(e.to_string()))?
+        .label("Pareto front")
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], red.stroke_width(1)));
+    let grey = RGBColor(0x80, 0x80, 0x80);
+    chart
+        .draw_series(pts.iter().map(|&(i, x, y)| {
+            let style = if r.rows[i].pareto {
+                red.filled()
+            } else {
+                grey.filled()
+            };
+            Circle::new((x, y), 5, style)
+        }))
+        .map_err(|e| err(e.to_string()))?
+        .label("candidate")
+        .legend(move |(x, y)| Circle::new((x + 7, y), 4, grey.filled()));
+    if let Some((_, x, y)) = pts.iter().find(|p| Some(p.0) == r.chosen) {
+        chart
+            .draw_series(std::iter::once(Circle::new((*x, *y), 9, BLACK.stroke_width(2))))
+            .map_err(|e| err(e.to_string()))?
+            .label("chosen")
+            .legend(|(x, y)| Circle::new((x + 7, y), 5, BLACK.stroke_width(2)));
+    }
+    chart
+        .draw_series(pts.iter().map(|&(i, x, y)| {
+            Text::new(
+                format!("#{} {}", i + 1, r.rows[i].candidate.label()),
+                (x, y),
+                ("sans-serif", 12).into_font(),
+            )
+        }))
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}

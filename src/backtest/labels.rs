@@ -1,0 +1,313 @@
+//! Ground truth for backtests: known crises, and which incidents caught them.
+//!
+//! A labels file is JSONL, one crisis per line, in the format
+//! `crisiswatch generate --crises FILE` writes:
+//!
+//! ```json
+//! {"name":"quality_surge","kind":"product_quality_surge",
+//!  "slice":{"product":"router-x","region":"eu-west"},
+//!  "start":"2026-11-20T08:00:00Z","end":"2026-11-20T11:00:00Z"}
+//! ```
+//!
+//! `start` and `end` are RFC 3339 times or integer milliseconds; `kind` and any
+//! other field are optional. Blank lines and lines starting with `#` are skipped.
+//!
+//! The matching rule is the demo's ([`crate::demo::matches_crisis`]): an
+//! incident matches a crisis when its group agrees with the crisis slice on
+//! every attribute both name (and they share at least one, unless the rule has
+//! no `group_by`), and it *fired* within `[start, end + grace]`. The grace is
+//! the rule's window by default: an alert on a window of W still sees the
+//! crisis for up to W after it ends.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::event::{format_ts, parse_rfc3339_ms};
+
+/// Errors loading a labels file.
+#[derive(Debug, thiserror::Error)]
+pub enum LabelsError {
+    /// The file could not be read.
+    #[error("cannot read labels file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A line is not a crisis.
+    #[error("{path}:{line}: {message} (expected {{\"name\":…, \"slice\":{{…}}, \"start\":RFC3339, \"end\":RFC3339}})")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// `--crisis NAME` named no crisis of the file.
+    #[error("no crisis named {name:?} in the labels (known: {known})")]
+    UnknownName {
+        /// The name asked for.
+        name: String,
+        /// The names in the file.
+        known: String,
+    },
+}
+
+/// One known crisis.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Crisis {
+    /// Short name, unique within a file by convention.
+    pub name: String,
+    /// Playbook kind, if given.
+    pub kind: String,
+    /// Attribute constraints of the affected slice.
+    pub slice: Vec<(String, String)>,
+    /// Start (ms, inclusive).
+    pub start_ms: i64,
+    /// End (ms).
+    pub end_ms: i64,
+}
+
+impl Crisis {
+    /// The slice as `k=v k=v`.
+    pub fn slice_label(&self) -> String {
+        if self.slice.is_empty() {
+            return "(all)".to_string();
+        }
+        self.slice
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[derive(Deserialize)]
+struct Line {
+    name: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    slice: BTreeMap<String, String>,
+    start: Time,
+    end: Time,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Time {
+    Ms(i64),
+    Text(String),
+}
+
+impl Time {
+    fn ms(&self) -> Option<i64> {
+        match self {
+            Time::Ms(ms) => Some(*ms),
+            Time::Text(s) => parse_rfc3339_ms(s),
+        }
+    }
+}
+
+/// Reads a labels file.
+pub fn load(path: &Path) -> Result<Vec<Crisis>, LabelsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LabelsError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses labels text; `source` names it in errors.
+pub fn parse(text: &str, source: &str) -> Result<Vec<Crisis>, LabelsError> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let err = |message: String| LabelsError::Parse {
+            path: source.to_string(),
+            line: i + 1,
+            message,
+        };
+        let l: Line = serde_json::from_str(line).map_err(|e| err(e.to_string()))?;
+        if l.name.is_empty() {
+            return Err(err("\"name\" is empty".to_string()));
+        }
+        let start = l
+            .start
+            .ms()
+            .ok_or_else(|| err("\"start\" is not an RFC 3339 time".to_string()))?;
+        let end = l
+            .end
+            .ms()
+            .ok_or_else(|| err("\"end\" is not an RFC 3339 time".to_string()))?;
+        if end <= start {
+            return Err(err(format!(
+                "\"end\" ({}) must be after \"start\" ({})",
+                format_ts(end),
+                format_ts(start)
+            )));
+        }
+        out.push(Crisis {
+            name: l.name,
+            kind: l.kind,
+            slice: l.slice.into_iter().collect(),
+            start_ms: start,
+            end_ms: end,
+        });
+    }
+    Ok(out)
+}
+
+/// The generator's injected crises as labels (for tests and the demo data).
+pub fn from_generator(crises: &[crate::generator::Crisis]) -> Vec<Crisis> {
+    crises
+        .iter()
+        .map(|c| Crisis {
+            name: c.name.to_string(),
+            kind: c.kind.to_string(),
+            slice: c.slice.clone(),
+            start_ms: c.start_ms,
+            end_ms: c.end_ms,
+        })
+        .collect()
+}
+
+/// Keeps only the crises named (all of them when `names` is empty).
+pub fn select(crises: Vec<Crisis>, names: &[String]) -> Result<Vec<Crisis>, LabelsError> {
+    if names.is_empty() {
+        return Ok(crises);
+    }
+    for n in names {
+        if !crises.iter().any(|c| &c.name == n) {
+            return Err(LabelsError::UnknownName {
+                name: n.clone(),
+                known: crises
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    Ok(crises.into_iter().filter(|c| names.contains(&c.name)).collect())
+}
+
+/// Whether an incident of group `group` that fired at `fired_at` caught crisis `c`.
+pub fn matches(group: &[(String, String)], fired_at: i64, c: &Crisis, grace_ms: i64) -> bool {
+    let mut shared = 0;
+    for (k, v) in group {
+        if let Some((_, cv)) = c.slice.iter().find(|(ck, _)| ck == k) {
+            if cv != v {
+                return false;
+            }
+            shared += 1;
+        }
+    }
+    (shared > 0 || group.is_empty())
+        && fired_at >= c.start_ms
+        && fired_at <= c.end_ms.saturating_add(grace_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::{matches_crisis, Incident};
+    use crate::generator::{Generator, GeneratorSettings};
+
+    fn g(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_what_generate_writes() {
+        let text = r#"
+# a comment
+{"name":"quality_surge","kind":"product_quality_surge","slice":{"product":"router-x","region":"eu-west"},"start":"2026-11-20T08:00:00Z","end":"2026-11-20T11:00:00Z","description":"x"}
+{"name":"n2","slice":{},"start":1000,"end":2000}
+"#;
+        let l = parse(text, "t").unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[0].slice, g(&[("product", "router-x"), ("region", "eu-west")]));
+        assert_eq!(l[0].end_ms - l[0].start_ms, 3 * 3_600_000);
+        assert_eq!(l[1].start_ms, 1000);
+    }
+
+    #[test]
+    fn bad_lines_name_the_line() {
+        let e = parse("{\"name\":\"a\",\"start\":\"x\",\"end\":1}\n", "f.jsonl").unwrap_err();
+        assert!(e.to_string().starts_with("f.jsonl:1:"), "{e}");
+        let e = parse("\n{\"name\":\"a\",\"start\":5,\"end\":5}\n", "f").unwrap_err();
+        assert!(e.to_string().contains("f:2:"), "{e}");
+        assert!(e.to_string().contains("must be after"), "{e}");
+    }
+
+    #[test]
+    fn select_rejects_unknown_names() {
+        let l = parse("{\"name\":\"a\",\"start\":1,\"end\":2}", "t").unwrap();
+        assert_eq!(select(l.clone(), &["a".into()]).unwrap().len(), 1);
+        let e = select(l, &["b".into()]).unwrap_err();
+        assert!(e.to_string().contains("known: a"), "{e}");
+    }
+
+    /// The matching rule is the demo's, case for case.
+    #[test]
+    fn agrees_with_the_demo_matcher() {
+        let gen = Generator::new(GeneratorSettings {
+            seed: 3,
+            start_ms: 1_795_132_800_000,
+            duration_ms: 86_400_000,
+            orders_per_minute: 10.0,
+            crises: true,
+            noise: false,
+        });
+        let groups = [
+            g(&[("product", "router-x"), ("region", "eu-west")]),
+            g(&[("product", "router-x"), ("region", "us-east")]),
+            g(&[("product", "phone-z")]),
+            g(&[("region", "us-east"), ("segment", "vip")]),
+            g(&[("channel", "email")]),
+            g(&[]),
+        ];
+        let labels = from_generator(gen.crises());
+        let mut checked = 0;
+        for (c, l) in gen.crises().iter().zip(&labels) {
+            for group in &groups {
+                for fired in [
+                    c.start_ms - 1,
+                    c.start_ms,
+                    c.end_ms,
+                    c.end_ms + 600_000,
+                    c.end_ms + 600_001,
+                ] {
+                    let i = Incident {
+                        rule: "r".into(),
+                        group: group.clone(),
+                        severity: crate::config::Severity::Warning,
+                        fired_at: fired,
+                        resolved_at: None,
+                        peak: None,
+                        dedup_key: String::new(),
+                    };
+                    assert_eq!(
+                        matches(group, fired, l, 600_000),
+                        matches_crisis(&i, c, 600_000),
+                        "{group:?} at {fired} vs {}",
+                        c.name
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 3 * 6 * 5);
+    }
+}

@@ -1,0 +1,301 @@
+//! Backtesting and threshold tuning: replay history through the same core and
+//! measure what the rules would have done.
+//!
+//! ```text
+//! JSONL/.gz files ─► input ─► Driver (decode ─► Engine ─► transitions) ─► report::Tracker ─► Report
+//!                               │   └─ slide boundaries: group values (peaks, charts)
+//!                               └─ labels (known crises) ─► delay, missed, false, precision, recall
+//! ```
+//!
+//! * [`input`] reads many files in order, gzip accepted, with a progress bar on a terminal.
+//! * [`Driver`] feeds lines to one [`Engine`] exactly as `replay` does (same
+//!   transitions, byte for byte), and stops at every slide boundary so
+//!   observers can read group values ([`Engine::groups`]) as time passes.
+//! * [`report`] turns transitions into incidents and per rule / slice figures;
+//!   [`labels`] is the ground truth and its matching rule.
+//! * [`tune`] evaluates many candidate thresholds / `for` / windows of one rule
+//!   in one pass over the data: each line is read, decoded and deduplicated
+//!   once and fed to one engine per candidate.
+//! * [`chart`] draws an indicator over time (SVG), and the tuning trade-off.
+//! * [`review`] writes the Markdown post-incident review of an incident.
+//! * [`rule_tests`] runs rule unit tests (`crisiswatch test-rules`), as
+//!   `promtool test rules` does for Prometheus.
+//! * [`cli`] holds the commands' arguments and glue, so `main` only dispatches.
+//!
+//! History has no wall clock: backtests skip the future-skew check unless a
+//! `now` is given. A Kafka topic as input is not supported (files only).
+
+pub mod chart;
+pub mod cli;
+pub mod input;
+pub mod labels;
+pub mod report;
+pub mod review;
+pub mod rule_tests;
+pub mod tune;
+
+use std::io::Write;
+
+use crate::alert::Transition;
+use crate::config::Config;
+use crate::engine::{Engine, EngineError};
+use crate::event::{decode, DecodeLimits, Event, InvalidReason};
+
+pub use input::{InputError, Inputs};
+pub use report::{Incident, Report, SummaryOptions};
+
+/// Most slide boundaries visited in one gap between events: a stray event far
+/// in the future must not make a backtest walk millions of empty minutes.
+const MAX_BOUNDARIES_PER_GAP: i64 = 10_000;
+
+/// Errors of a backtest.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    /// Reading the history failed.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The configuration does not build an engine.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Writing the transitions file failed.
+    #[error("cannot write transitions: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+/// Sees what a [`Driver`] does.
+pub trait Observer {
+    /// Every transition, in output order.
+    fn transition(&mut self, t: &Transition);
+    /// At each slide boundary the data crosses (after the engine has run every
+    /// evaluation due then), with the engine to read group values from.
+    fn boundary(&mut self, _engine: &Engine, _at: i64) {}
+    /// Every decoded event, after the engine processed it.
+    fn event(&mut self, _ev: &Event<'_>) {}
+}
+
+/// Drives one engine over lines, as `replay` does, stopping at slide boundaries.
+#[derive(Debug)]
+pub struct Driver {
+    engine: Engine,
+    limits: DecodeLimits,
+    now_ms: Option<i64>,
+    out: Vec<Transition>,
+    /// Boundary spacing, ms (0: no boundaries).
+    cadence_ms: i64,
+    next_boundary: Option<i64>,
+    lines: u64,
+    first_ms: Option<i64>,
+    invalid_examples: Vec<(u64, InvalidReason, String)>,
+}
+
+impl Driver {
+    /// A driver for `cfg`. Boundaries come every `cadence_ms` of event time, at
+    /// `k × cadence + 1 ms` (when the engine's windows move); 0 turns them off.
+    /// `now_ms` is the wall clock for the future-skew check (`None` skips it).
+    pub fn new(cfg: &Config, cadence_ms: i64, now_ms: Option<i64>) -> Result<Self, EngineError> {
+        let engine = Engine::new(cfg)?;
+        Ok(Driver {
+            limits: *engine.limits(),
+            engine,
+            now_ms,
+            out: Vec::new(),
+            cadence_ms: cadence_ms.max(0),
+            next_boundary: None,
+            lines: 0,
+            first_ms: None,
+            invalid_examples: Vec::new(),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Lines fed.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Time of the first valid event.
+    pub fn first_ms(&self) -> Option<i64> {
+        self.first_ms
+    }
+
+    /// The first few invalid lines: (line count when seen, reason, detail).
+    pub fn invalid_examples(&self) -> &[(u64, InvalidReason, String)] {
+        &self.invalid_examples
+    }
+
+    /// Feeds one input line.
+    pub fn feed(&mut self, line: &[u8], obs: &mut impl Observer) {
+        self.lines += 1;
+        let ev = match decode(line, &self.limits, self.now_ms) {
+            Ok(ev) => ev,
+            Err(inv) => {
+                self.engine.record_invalid(inv.reason);
+                if self.invalid_examples.len() < 5 {
+                    self.invalid_examples
+                        .push((self.lines, inv.reason, inv.detail));
+                }
+                return;
+            }
+        };
+        self.first_ms.get_or_insert(ev.ts);
+        let t = self.engine.clock().map_or(ev.ts, |c| c.max(ev.ts));
+        self.boundaries_until(t, obs);
+        self.engine.process(&ev, &mut self.out);
+        for tr in self.out.drain(..) {
+            obs.transition(&tr);
+        }
+        obs.event(&ev);
+    }
+
+    /// Advances the engine clock to `t` (never back), stopping at every
+    /// boundary on the way. Used at the end of a rule test to let alerts resolve.
+    pub fn advance_to(&mut self, t: i64, obs: &mut impl Observer) {
+        self.boundaries_until(t, obs);
+        self.engine.advance_clock(t, &mut self.out);
+        for tr in self.out.drain(..) {
+            obs.transition(&tr);
+        }
+    }
+
+    fn boundaries_until(&mut self, t: i64, obs: &mut impl Observer) {
+        let c = self.cadence_ms;
+        if c <= 0 {
+            return;
+        }
+        let mut b = *self
+            .next_boundary
+            .get_or_insert_with(|| (t - 1).div_euclid(c) * c + c + 1);
+        if b > t {
+            return;
+        }
+        let gap = (t - b) / c;
+        if gap > MAX_BOUNDARIES_PER_GAP {
+            b += (gap - MAX_BOUNDARIES_PER_GAP) * c;
+        }
+        while b <= t {
+            self.engine.advance_clock(b, &mut self.out);
+            for tr in self.out.drain(..) {
+                obs.transition(&tr);
+            }
+            obs.boundary(&self.engine, b);
+            b += c;
+        }
+        self.next_boundary = Some(b);
+    }
+}
+
+/// The shortest slide of the configuration's rules (the backtest's sampling step).
+pub fn min_slide_ms(cfg: &Config) -> i64 {
+    cfg.rules
+        .iter()
+        .map(|r| r.slide().as_ms())
+        .filter(|&s| s > 0)
+        .min()
+        .unwrap_or(60_000)
+}
+
+/// The backtest observer: incidents, and optionally the transitions as JSONL.
+struct Collect<'a> {
+    tracker: report::Tracker,
+    writer: Option<&'a mut dyn Write>,
+    write_error: Option<std::io::Error>,
+}
+
+impl Observer for Collect<'_> {
+    fn transition(&mut self, t: &Transition) {
+        self.tracker.transition(t);
+        if let (Some(w), None) = (self.writer.as_mut(), self.write_error.as_ref()) {
+            let res = serde_json::to_writer(&mut **w, t)
+                .map_err(std::io::Error::from)
+                .and_then(|()| w.write_all(b"\n"));
+            if let Err(e) = res {
+                self.write_error = Some(e);
+            }
+        }
+    }
+
+    fn boundary(&mut self, engine: &Engine, _at: i64) {
+        self.tracker.sample(engine);
+    }
+}
+
+/// Runs a backtest of `cfg` over `inputs`. With `transitions`, every
+/// transition is also written there as JSONL (the same bytes `replay` writes).
+pub fn run(
+    cfg: &Config,
+    inputs: &Inputs,
+    opts: &SummaryOptions,
+    now_ms: Option<i64>,
+    transitions: Option<&mut dyn Write>,
+) -> Result<Report, BacktestError> {
+    let mut driver = Driver::new(cfg, min_slide_ms(cfg), now_ms)?;
+    let mut obs = Collect {
+        tracker: report::Tracker::new(driver.engine()),
+        writer: transitions,
+        write_error: None,
+    };
+    let started = std::time::Instant::now();
+    inputs.for_each_line(|line, _| driver.feed(line, &mut obs))?;
+    if let Some(e) = obs.write_error {
+        return Err(BacktestError::Write(e));
+    }
+    if let Some(w) = obs.writer {
+        w.flush().map_err(BacktestError::Write)?;
+    }
+    let report = finish(&driver, obs.tracker, opts);
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        lines = report.lines,
+        incidents = report.incidents.len(),
+        seconds = secs,
+        events_per_second = report.lines as f64 / secs.max(1e-9),
+        "Backtest finished"
+    );
+    Ok(report)
+}
+
+/// Builds the report once every line has been fed.
+pub fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOptions) -> Report {
+    let engine = driver.engine();
+    let end_ms = engine.clock();
+    let incidents = tracker.finish();
+    let names: Vec<String> = (0..engine.rule_count())
+        .map(|i| engine.rule_config(i).name.clone())
+        .collect();
+    let (rules, slices, truth) =
+        report::summarize(&names, &incidents, end_ms.unwrap_or(0), opts);
+    Report {
+        lines: driver.lines(),
+        stats: engine.stats().clone(),
+        first_ms: driver.first_ms(),
+        end_ms,
+        flap_gap_ms: opts.flap_gap_ms,
+        grace_ms: opts.grace_ms,
+        rules,
+        slices,
+        truth,
+        incidents,
+    }
+}
+
+/// A backtest over lines already in memory (tests, benches).
+pub fn run_lines<'a>(
+    cfg: &Config,
+    lines: impl IntoIterator<Item = &'a [u8]>,
+    opts: &SummaryOptions,
+) -> Result<Report, EngineError> {
+    let mut driver = Driver::new(cfg, min_slide_ms(cfg), None)?;
+    let mut obs = Collect {
+        tracker: report::Tracker::new(driver.engine()),
+        writer: None,
+        write_error: None,
+    };
+    for l in lines {
+        driver.feed(l, &mut obs);
+    }
+    Ok(finish(&driver, obs.tracker, opts))
+}

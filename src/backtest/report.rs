@@ -1,0 +1,864 @@
+//! Backtest results: incidents from transitions, per rule and slice figures,
+//! and the scoring against ground truth.
+//!
+//! Sits at the end of a backtest. A [`Tracker`] turns the engine's transitions
+//! into [`Incident`]s (alert instances that reached `firing`, from their dedup
+//! key to `resolved` or the end of the data), with a timeline and the peak
+//! value. [`summarize`] then derives, per rule and slice: incidents, total
+//! time firing, flaps (a resolve followed by a re-fire of the same rule and
+//! slice within `flap_gap`), peak values; and with labels ([`super::labels`]):
+//! detection delay (first matching firing − crisis start: median, p90, max),
+//! missed crises, false incidents, precision and recall.
+//!
+//! Percentiles are nearest-rank: the p-th of n sorted delays is the
+//! ⌈p·n⌉-th, so the median of two delays is the smaller one, and every figure
+//! is a delay that actually happened.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use crate::alert::{Labels, Phase, State, Transition};
+use crate::config::{Condition, RuleConfig, Severity};
+use crate::engine::{Engine, EngineStats};
+use crate::event::format_ts;
+
+use super::labels::{self, Crisis};
+
+/// 15 minutes: a re-fire within a quarter of an hour of a resolve is the same
+/// trouble paging twice; later than that, responders treat it as a new incident.
+pub const DEFAULT_FLAP_GAP_MS: i64 = 15 * 60 * 1000;
+
+/// One transition of an incident's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// Event time, ms.
+    #[serde(serialize_with = "ser_ts")]
+    pub at: i64,
+    /// The state entered.
+    #[serde(serialize_with = "ser_state")]
+    pub state: State,
+    /// Severity after the transition.
+    pub severity: Severity,
+    /// Indicator value then.
+    pub value: Option<f64>,
+    /// Threshold of that severity.
+    pub threshold: f64,
+}
+
+/// The most extreme indicator value of an incident (highest for
+/// `condition = "above"`, lowest for `"below"`) and when it was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Peak {
+    /// The value.
+    pub value: f64,
+    /// Event time, ms.
+    #[serde(serialize_with = "ser_ts")]
+    pub at: i64,
+}
+
+/// One alert instance that fired.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    /// Rule name.
+    pub rule: String,
+    /// Slice, in `group_by` order.
+    #[serde(serialize_with = "ser_group")]
+    pub group: Labels,
+    /// The instance's dedup key.
+    pub dedup_key: String,
+    /// When the breach began (pending start; the dedup key's time).
+    #[serde(serialize_with = "ser_ts")]
+    pub started_at: i64,
+    /// When it fired.
+    #[serde(serialize_with = "ser_ts")]
+    pub fired_at: i64,
+    /// When it resolved; `None`: still firing at the end of the data.
+    #[serde(serialize_with = "ser_opt_ts")]
+    pub resolved_at: Option<i64>,
+    /// Highest severity reached.
+    pub severity: Severity,
+    /// Peak value: at transitions and at slide boundaries while open.
+    pub peak: Option<Peak>,
+    /// Every transition, in order.
+    pub timeline: Vec<Step>,
+    /// The rule's window, ms (the default matching grace).
+    pub window_ms: i64,
+    /// Which side of the thresholds is bad (the direction of the peak).
+    pub condition: Condition,
+}
+
+impl Incident {
+    /// `k=v k=v`, or `(all)`.
+    pub fn group_label(&self) -> String {
+        group_label(&self.group)
+    }
+
+    /// Time firing, up to `end_ms` when still open.
+    pub fn firing_ms(&self, end_ms: i64) -> i64 {
+        (self.resolved_at.unwrap_or(end_ms) - self.fired_at).max(0)
+    }
+}
+
+/// `k=v k=v`, or `(all)` for a rule without `group_by`.
+pub fn group_label(group: &[(String, String)]) -> String {
+    if group.is_empty() {
+        return "(all)".to_string();
+    }
+    group
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+// === Tracker ===
+
+#[derive(Debug)]
+struct Open {
+    incident: Incident,
+    fired: bool,
+}
+
+#[derive(Debug, Clone)]
+struct RuleMeta {
+    name: String,
+    condition: Condition,
+    window_ms: i64,
+}
+
+/// Turns a stream of transitions into incidents.
+#[derive(Debug)]
+pub struct Tracker {
+    rules: Vec<RuleMeta>,
+    by_name: HashMap<String, usize>,
+    /// Open instances per rule: group → instance. Pending-only instances whose
+    /// breach ended silently are replaced by the group's next instance.
+    open: Vec<HashMap<Labels, Open>>,
+    done: Vec<Incident>,
+}
+
+impl Tracker {
+    /// A tracker for the rules of `engine`.
+    pub fn new(engine: &Engine) -> Self {
+        let rules: Vec<&RuleConfig> = (0..engine.rule_count())
+            .map(|i| engine.rule_config(i))
+            .collect();
+        Tracker::for_rules(rules)
+    }
+
+    /// A tracker for these rules (in engine order).
+    pub fn for_rules<'a>(rules: impl IntoIterator<Item = &'a RuleConfig>) -> Self {
+        let rules: Vec<RuleMeta> = rules
+            .into_iter()
+            .map(|r| RuleMeta {
+                name: r.name.clone(),
+                condition: r.condition,
+                window_ms: r.window.as_ms(),
+            })
+            .collect();
+        let by_name = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+        let open = rules.iter().map(|_| HashMap::new()).collect();
+        Tracker {
+            rules,
+            by_name,
+            open,
+            done: Vec::new(),
+        }
+    }
+
+    /// Whether rule `i` has an open (pending or firing) instance.
+    pub fn has_open(&self, i: usize) -> bool {
+        !self.open[i].is_empty()
+    }
+
+    /// Takes one transition.
+    pub fn transition(&mut self, t: &Transition) {
+        let Some(&r) = self.by_name.get(&t.rule) else {
+            return;
+        };
+        let meta = &self.rules[r];
+        let step = Step {
+            at: t.at,
+            state: t.state,
+            severity: t.severity,
+            value: t.value,
+            threshold: t.threshold,
+        };
+        let open = &mut self.open[r];
+        let same = open
+            .get(&t.group)
+            .is_some_and(|o| o.incident.dedup_key == t.dedup_key);
+        if !same {
+            // A new instance; any older one of this group ended silently (a
+            // pending alert whose breach went away emits nothing).
+            let fresh = Open {
+                incident: Incident {
+                    rule: t.rule.clone(),
+                    group: t.group.clone(),
+                    dedup_key: t.dedup_key.clone(),
+                    started_at: t.started_at,
+                    fired_at: t.at,
+                    resolved_at: None,
+                    severity: t.severity,
+                    peak: None,
+                    timeline: Vec::new(),
+                    window_ms: meta.window_ms,
+                    condition: meta.condition,
+                },
+                fired: false,
+            };
+            if let Some(old) = open.insert(t.group.clone(), fresh) {
+                if old.fired {
+                    // Cannot happen (a firing instance ends with `resolved`);
+                    // keep it rather than lose it.
+                    self.done.push(old.incident);
+                }
+            }
+        }
+        let condition = meta.condition;
+        let Some(o) = open.get_mut(&t.group) else {
+            return;
+        };
+        o.incident.timeline.push(step);
+        o.incident.severity = o.incident.severity.max(t.severity);
+        if let Some(v) = t.value {
+            update_peak(&mut o.incident.peak, v, t.at, condition);
+        }
+        match t.state {
+            State::Pending => {}
+            State::Firing => {
+                if !o.fired {
+                    o.fired = true;
+                    o.incident.fired_at = t.at;
+                }
+            }
+            State::Escalated => {}
+            State::Resolved => {
+                if let Some(mut o) = open.remove(&t.group) {
+                    o.incident.resolved_at = Some(t.at);
+                    if o.fired {
+                        self.done.push(o.incident);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Samples the current values of every group with an open instance (at a
+    /// slide boundary), for peaks; forgets pending instances that ended silently.
+    pub fn sample(&mut self, engine: &Engine) {
+        for r in 0..self.rules.len() {
+            if self.open[r].is_empty() {
+                continue;
+            }
+            let condition = self.rules[r].condition;
+            let open = &mut self.open[r];
+            let mut seen = 0usize;
+            for g in engine.groups(r) {
+                let Some(o) = open.get_mut(&g.group) else {
+                    continue;
+                };
+                seen += 1;
+                if g.phase == Phase::Inactive && !o.fired {
+                    open.remove(&g.group);
+                    continue;
+                }
+                if let Some(v) = g.value {
+                    update_peak(&mut o.incident.peak, v, g.evaluated_at, condition);
+                }
+            }
+            if seen < open.len() {
+                // Groups the engine forgot: their pending alerts ended silently.
+                let live: std::collections::HashSet<Labels> =
+                    engine.groups(r).into_iter().map(|g| g.group).collect();
+                open.retain(|k, o| o.fired || live.contains(k));
+            }
+        }
+    }
+
+    /// Every incident, still-open ones included, ordered by firing time, rule, slice.
+    pub fn finish(mut self) -> Vec<Incident> {
+        for open in self.open {
+            for (_, o) in open {
+                if o.fired {
+                    self.done.push(o.incident);
+                }
+            }
+        }
+        self.done.sort_by(|a, b| {
+            (a.fired_at, &a.rule, &a.group, &a.dedup_key).cmp(&(
+                b.fired_at,
+                &b.rule,
+                &b.group,
+                &b.dedup_key,
+            ))
+        });
+        self.done
+    }
+}
+
+fn update_peak(peak: &mut Option<Peak>, v: f64, at: i64, c: Condition) {
+    if !v.is_finite() {
+        return;
+    }
+    let better = match (*peak, c) {
+        (None, _) => true,
+        (Some(p), Condition::Above) => v > p.value,
+        (Some(p), Condition::Below) => v < p.value,
+    };
+    if better {
+        *peak = Some(Peak { value: v, at });
+    }
+}
+
+// === summaries ===
+
+/// Options of the summary.
+#[derive(Debug, Clone)]
+pub struct SummaryOptions {
+    /// Resolve → re-fire gaps up to this count as a flap.
+    pub flap_gap_ms: i64,
+    /// Matching grace after a crisis ends; `None`: each rule's window.
+    pub grace_ms: Option<i64>,
+    /// Known crises, if any.
+    pub labels: Option<Vec<Crisis>>,
+}
+
+impl Default for SummaryOptions {
+    fn default() -> Self {
+        SummaryOptions {
+            flap_gap_ms: DEFAULT_FLAP_GAP_MS,
+            grace_ms: None,
+            labels: None,
+        }
+    }
+}
+
+/// Detection delays: nearest-rank median and p90, and the maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Delays {
+    /// Median, ms.
+    pub median_ms: i64,
+    /// 90th percentile, ms.
+    pub p90_ms: i64,
+    /// Maximum, ms.
+    pub max_ms: i64,
+}
+
+impl Delays {
+    /// Of a list of delays; `None` if empty.
+    pub fn of(delays: &[i64]) -> Option<Delays> {
+        if delays.is_empty() {
+            return None;
+        }
+        let mut d = delays.to_vec();
+        d.sort_unstable();
+        let rank = |p: f64| {
+            let k = (p * d.len() as f64).ceil() as usize;
+            d[k.clamp(1, d.len()) - 1]
+        };
+        Some(Delays {
+            median_ms: rank(0.5),
+            p90_ms: rank(0.9),
+            max_ms: d[d.len() - 1],
+        })
+    }
+}
+
+/// How one known crisis was detected.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CrisisOutcome {
+    /// The crisis.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its slice.
+    #[serde(serialize_with = "ser_group")]
+    pub slice: Labels,
+    /// Start, ms.
+    #[serde(serialize_with = "ser_ts")]
+    pub start_ms: i64,
+    /// End, ms.
+    #[serde(serialize_with = "ser_ts")]
+    pub end_ms: i64,
+    /// First matching firing, ms.
+    #[serde(serialize_with = "ser_opt_ts")]
+    pub detected_at: Option<i64>,
+    /// `detected_at − start`, ms.
+    pub delay_ms: Option<i64>,
+    /// Rules with a matching incident.
+    pub rules: Vec<String>,
+    /// Dedup keys of the matching incidents.
+    pub incidents: Vec<String>,
+}
+
+/// Ground-truth figures for a set of incidents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Truth {
+    /// Known crises.
+    pub crises: usize,
+    /// Crises with at least one matching incident.
+    pub detected: usize,
+    /// Crises with none.
+    pub missed: usize,
+    /// Incidents considered.
+    pub incidents: usize,
+    /// Incidents that match no crisis.
+    pub false_incidents: usize,
+    /// (incidents − false) ÷ incidents; `None` without incidents.
+    pub precision: Option<f64>,
+    /// detected ÷ crises; `None` without crises.
+    pub recall: Option<f64>,
+    /// Detection delays of the detected crises.
+    pub delay: Option<Delays>,
+    /// Per crisis.
+    pub outcomes: Vec<CrisisOutcome>,
+    /// Dedup keys of the false incidents.
+    pub false_keys: Vec<String>,
+}
+
+/// Scores incidents against known crises. `grace` gives each incident's grace.
+pub fn score(incidents: &[&Incident], crises: &[Crisis], grace: impl Fn(&Incident) -> i64) -> Truth {
+    let mut outcomes = Vec::with_capacity(crises.len());
+    let mut matched = vec![false; incidents.len()];
+    for c in crises {
+        let mut first: Option<i64> = None;
+        let mut rules: Vec<String> = Vec::new();
+        let mut keys = Vec::new();
+        for (k, i) in incidents.iter().enumerate() {
+            if labels::matches(&i.group, i.fired_at, c, grace(i)) {
+                matched[k] = true;
+                first = Some(first.map_or(i.fired_at, |f| f.min(i.fired_at)));
+                if !rules.contains(&i.rule) {
+                    rules.push(i.rule.clone());
+                }
+                keys.push(i.dedup_key.clone());
+            }
+        }
+        rules.sort();
+        outcomes.push(CrisisOutcome {
+            name: c.name.clone(),
+            kind: c.kind.clone(),
+            slice: c.slice.clone(),
+            start_ms: c.start_ms,
+            end_ms: c.end_ms,
+            detected_at: first,
+            delay_ms: first.map(|f| f - c.start_ms),
+            rules,
+            incidents: keys,
+        });
+    }
+    let delays: Vec<i64> = outcomes.iter().filter_map(|o| o.delay_ms).collect();
+    let detected = delays.len();
+    let false_keys: Vec<String> = incidents
+        .iter()
+        .zip(&matched)
+        .filter(|(_, m)| !**m)
+        .map(|(i, _)| i.dedup_key.clone())
+        .collect();
+    let n = incidents.len();
+    Truth {
+        crises: crises.len(),
+        detected,
+        missed: crises.len() - detected,
+        incidents: n,
+        false_incidents: false_keys.len(),
+        precision: (n > 0).then(|| (n - false_keys.len()) as f64 / n as f64),
+        recall: (!crises.is_empty()).then(|| detected as f64 / crises.len() as f64),
+        delay: Delays::of(&delays),
+        outcomes,
+        false_keys,
+    }
+}
+
+/// Figures of one rule and slice.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SliceSummary {
+    /// Rule.
+    pub rule: String,
+    /// Slice.
+    #[serde(serialize_with = "ser_group")]
+    pub group: Labels,
+    /// Incidents.
+    pub incidents: usize,
+    /// Total time firing, ms.
+    pub firing_ms: i64,
+    /// Resolve → re-fire within the flap gap.
+    pub flaps: usize,
+    /// Highest severity.
+    pub severity: Severity,
+    /// Peak value over its incidents.
+    pub peak: Option<Peak>,
+}
+
+/// Figures of one rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleSummary {
+    /// Rule.
+    pub rule: String,
+    /// Incidents.
+    pub incidents: usize,
+    /// Slices with at least one incident.
+    pub slices: usize,
+    /// Total time firing, ms.
+    pub firing_ms: i64,
+    /// Flaps.
+    pub flaps: usize,
+    /// Ground truth for this rule's incidents alone (with labels).
+    pub truth: Option<Truth>,
+}
+
+/// The whole backtest report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Non-blank input lines.
+    pub lines: u64,
+    /// Engine counters.
+    #[serde(serialize_with = "ser_stats")]
+    pub stats: EngineStats,
+    /// First and last event time (the data span), ms.
+    #[serde(serialize_with = "ser_opt_ts")]
+    pub first_ms: Option<i64>,
+    /// Last event time (the engine clock at the end), ms.
+    #[serde(serialize_with = "ser_opt_ts")]
+    pub end_ms: Option<i64>,
+    /// Flap gap used, ms.
+    pub flap_gap_ms: i64,
+    /// Grace used (`None`: each rule's window), ms.
+    pub grace_ms: Option<i64>,
+    /// Per rule, in configuration order.
+    pub rules: Vec<RuleSummary>,
+    /// Per rule and slice with incidents.
+    pub slices: Vec<SliceSummary>,
+    /// All rules together, with labels.
+    pub truth: Option<Truth>,
+    /// Every incident.
+    pub incidents: Vec<Incident>,
+}
+
+/// Per rule (in `rule_names` order) and per slice figures of `incidents`.
+pub fn summarize(
+    rule_names: &[String],
+    incidents: &[Incident],
+    end_ms: i64,
+    opts: &SummaryOptions,
+) -> (Vec<RuleSummary>, Vec<SliceSummary>, Option<Truth>) {
+    let grace = |i: &Incident| opts.grace_ms.unwrap_or(i.window_ms);
+    let mut slices: Vec<SliceSummary> = Vec::new();
+    let mut index: HashMap<(&str, &Labels), usize> = HashMap::new();
+    let mut last_resolve: Vec<Option<i64>> = Vec::new();
+    for i in incidents {
+        let k = *index.entry((&i.rule, &i.group)).or_insert_with(|| {
+            slices.push(SliceSummary {
+                rule: i.rule.clone(),
+                group: i.group.clone(),
+                incidents: 0,
+                firing_ms: 0,
+                flaps: 0,
+                severity: i.severity,
+                peak: None,
+            });
+            last_resolve.push(None);
+            slices.len() - 1
+        });
+        let s = &mut slices[k];
+        // Incidents arrive by firing time, so the previous one of this slice is known.
+        if let Some(r) = last_resolve[k] {
+            if i.fired_at - r <= opts.flap_gap_ms {
+                s.flaps += 1;
+            }
+        }
+        last_resolve[k] = i.resolved_at;
+        s.incidents += 1;
+        s.firing_ms += i.firing_ms(end_ms);
+        s.severity = s.severity.max(i.severity);
+        if let Some(p) = i.peak {
+            update_peak(&mut s.peak, p.value, p.at, i.condition);
+        }
+    }
+    slices.sort_by(|a, b| {
+        let ra = rule_names.iter().position(|n| *n == a.rule);
+        let rb = rule_names.iter().position(|n| *n == b.rule);
+        (ra, &a.group).cmp(&(rb, &b.group))
+    });
+    let rules = rule_names
+        .iter()
+        .map(|name| {
+            let mine: Vec<&SliceSummary> = slices.iter().filter(|s| &s.rule == name).collect();
+            let truth = opts.labels.as_ref().map(|l| {
+                let inc: Vec<&Incident> = incidents.iter().filter(|i| &i.rule == name).collect();
+                score(&inc, l, grace)
+            });
+            RuleSummary {
+                rule: name.clone(),
+                incidents: mine.iter().map(|s| s.incidents).sum(),
+                slices: mine.len(),
+                firing_ms: mine.iter().map(|s| s.firing_ms).sum(),
+                flaps: mine.iter().map(|s| s.flaps).sum(),
+                truth,
+            }
+        })
+        .collect();
+    let truth = opts.labels.as_ref().map(|l| {
+        let all: Vec<&Incident> = incidents.iter().collect();
+        score(&all, l, grace)
+    });
+    (rules, slices, truth)
+}
+
+// === text ===
+
+/// A duration in ms for people, to the second (truncated, like [`short_ts`]):
+/// `1h 2m 3s`, `15d 20h 29m`, `0s`.
+pub fn fmt_dur(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    if secs == 0 {
+        return "0s".to_string();
+    }
+    let parts = [
+        (secs / 86_400, "d"),
+        (secs / 3600 % 24, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+    ];
+    parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An event time to the second, UTC: `2026-11-20T09:18:31Z`.
+pub fn short_ts(ms: i64) -> String {
+    format_ts(ms.div_euclid(1000) * 1000)
+}
+
+/// A value with up to 4 decimals, without trailing zeros.
+pub fn fmt_value(v: f64) -> String {
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+fn fmt_ratio(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.stats;
+        let span = match (self.first_ms, self.end_ms) {
+            (Some(a), Some(b)) => format!(
+                "{} → {} ({})",
+                short_ts(a),
+                short_ts(b),
+                fmt_dur(b - a)
+            ),
+            _ => "no events".to_string(),
+        };
+        writeln!(f, "Backtest over {span}")?;
+        writeln!(
+            f,
+            "  lines {}, applied {}, invalid {}, duplicates {}, late {}, unmatched {}, overflow {}, transitions {}",
+            self.lines,
+            s.applied,
+            s.invalid_total(),
+            s.duplicates,
+            s.late,
+            s.unmatched,
+            s.overflow,
+            s.transitions
+        )?;
+        writeln!(f)?;
+        let with_truth = self.truth.is_some();
+        let mut head = format!(
+            "{:<24} {:>9} {:>6} {:>13} {:>5}",
+            "rule", "incidents", "slices", "time firing", "flaps"
+        );
+        if with_truth {
+            head.push_str(&format!(" {:>5} {:>9}  crises caught", "false", "precision"));
+        }
+        writeln!(f, "{}", head.trim_end())?;
+        for r in &self.rules {
+            let mut line = format!(
+                "{:<24} {:>9} {:>6} {:>13} {:>5}",
+                r.rule,
+                r.incidents,
+                r.slices,
+                fmt_dur(r.firing_ms),
+                r.flaps
+            );
+            if let Some(t) = &r.truth {
+                let caught: Vec<&str> = t
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.detected_at.is_some())
+                    .map(|o| o.name.as_str())
+                    .collect();
+                let _ = write!(
+                    line,
+                    " {:>5} {:>9}  {}",
+                    t.false_incidents,
+                    fmt_ratio(t.precision),
+                    if caught.is_empty() {
+                        "-".to_string()
+                    } else {
+                        caught.join(", ")
+                    }
+                );
+            }
+            writeln!(f, "{}", line.trim_end())?;
+        }
+        if !self.slices.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "{:<24} {:<36} {:>9} {:>13} {:>5}  {:<9} peak",
+                "rule", "slice", "incidents", "time firing", "flaps", "severity"
+            )?;
+            for s in &self.slices {
+                let peak = s.peak.map_or_else(
+                    || "-".to_string(),
+                    |p| format!("{} at {}", fmt_value(p.value), short_ts(p.at)),
+                );
+                writeln!(
+                    f,
+                    "{:<24} {:<36} {:>9} {:>13} {:>5}  {:<9} {}",
+                    s.rule,
+                    group_label(&s.group),
+                    s.incidents,
+                    fmt_dur(s.firing_ms),
+                    s.flaps,
+                    s.severity.as_str(),
+                    peak
+                )?;
+            }
+        }
+        if let Some(t) = &self.truth {
+            writeln!(f)?;
+            let grace = self
+                .grace_ms
+                .map_or_else(|| "each rule's window".to_string(), fmt_dur);
+            writeln!(
+                f,
+                "Ground truth: {} known crises (grace after a crisis ends: {grace})",
+                t.crises
+            )?;
+            writeln!(
+                f,
+                "{:<16} {:<36} {:<20} {:<20} {:>9}  by",
+                "crisis", "slice", "start", "first firing", "delay"
+            )?;
+            for o in &t.outcomes {
+                writeln!(
+                    f,
+                    "{:<16} {:<36} {:<20} {:<20} {:>9}  {}",
+                    o.name,
+                    group_label(&o.slice),
+                    short_ts(o.start_ms),
+                    o.detected_at.map_or_else(|| "MISSED".to_string(), short_ts),
+                    o.delay_ms.map_or_else(|| "-".to_string(), fmt_dur),
+                    o.rules.join(", ")
+                )?;
+            }
+            writeln!(
+                f,
+                "missed {} of {}, false incidents {} of {}, precision {}, recall {}",
+                t.missed,
+                t.crises,
+                t.false_incidents,
+                t.incidents,
+                fmt_ratio(t.precision),
+                fmt_ratio(t.recall)
+            )?;
+            match t.delay {
+                Some(d) => writeln!(
+                    f,
+                    "detection delay: median {}, p90 {}, max {}",
+                    fmt_dur(d.median_ms),
+                    fmt_dur(d.p90_ms),
+                    fmt_dur(d.max_ms)
+                )?,
+                None => writeln!(f, "detection delay: - (nothing detected)")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+// === serde helpers ===
+
+fn ser_ts<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_ts(*ms))
+}
+
+fn ser_opt_ts<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&format_ts(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_state<S: Serializer>(st: &State, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(st.as_str())
+}
+
+/// A group as a JSON object in `group_by` order.
+pub(crate) fn ser_group<S: Serializer>(g: &Labels, s: S) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(g.len()))?;
+    for (k, v) in g {
+        m.serialize_entry(k, v)?;
+    }
+    m.end()
+}
+
+fn ser_stats<S: Serializer>(st: &EngineStats, s: S) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(None)?;
+    m.serialize_entry("events_in", &st.events_in)?;
+    m.serialize_entry("applied", &st.applied)?;
+    m.serialize_entry("invalid", &st.invalid_total())?;
+    m.serialize_entry("duplicates", &st.duplicates)?;
+    m.serialize_entry("late", &st.late)?;
+    m.serialize_entry("unmatched", &st.unmatched)?;
+    m.serialize_entry("overflow", &st.overflow)?;
+    m.serialize_entry("transitions", &st.transitions)?;
+    m.end()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        assert_eq!(Delays::of(&[]), None);
+        let d = Delays::of(&[30, 10]).unwrap();
+        assert_eq!((d.median_ms, d.p90_ms, d.max_ms), (10, 30, 30));
+        let d = Delays::of(&[5, 1, 4, 2, 3, 10, 9, 8, 7, 6]).unwrap();
+        assert_eq!((d.median_ms, d.p90_ms, d.max_ms), (5, 9, 10));
+        let d = Delays::of(&[7]).unwrap();
+        assert_eq!((d.median_ms, d.p90_ms, d.max_ms), (7, 7, 7));
+    }
+
+    #[test]
+    fn formats_for_people() {
+        assert_eq!(fmt_dur(0), "0s");
+        assert_eq!(fmt_dur(3_723_900), "1h 2m 3s");
+        assert_eq!(fmt_dur(15 * 86_400_000 + 3_600_000), "15d 1h");
+        assert_eq!(fmt_value(0.065_000_1), "0.065");
+        assert_eq!(fmt_value(40.0), "40");
+        assert_eq!(short_ts(1_795_165_111_560), "2026-11-20T09:18:31Z");
+    }
+}

@@ -1,0 +1,184 @@
+//! The silences HTTP endpoint, served beside `/metrics` by [`crate::http`].
+//!
+//! | endpoint | auth | what |
+//! | --- | --- | --- |
+//! | `GET /api/v1/silences` | open | every silence, with `state` active / pending / expired |
+//! | `POST /api/v1/silences` | bearer | add: `{"matchers": ["rule=complaint_rate", "product=router-x"], "duration": "2h", "created_by": "...", "comment": "..."}` → 201 `{"id": ...}` |
+//! | `DELETE /api/v1/silences/{id}` | bearer | expire now → 200, or 404 |
+//!
+//! Silences are stored in the outbox database, so the running service, the
+//! CLI and this endpoint see the same ones. The store is handed to the HTTP
+//! state by the driver once the incident manager is open ([`attach`]); before
+//! that the endpoint answers 503.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::event::format_ts;
+use crate::http::{require_admin, AppState};
+
+use super::delivery::Clock;
+use super::outbox::Outbox;
+use super::silence::{Matcher, Silence};
+
+/// Makes the silences of `outbox` available to the HTTP endpoint.
+pub fn attach(state: &AppState, outbox: Arc<Outbox>) {
+    let _ = state.incidents.set(outbox);
+}
+
+/// The routes, merged into [`crate::http::router`].
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/silences", get(list).post(add))
+        .route("/api/v1/silences/:id", delete(expire))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MatcherIn {
+    Text(String),
+    Object(Matcher),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSilence {
+    matchers: Vec<MatcherIn>,
+    duration: String,
+    #[serde(default)]
+    created_by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": msg.to_string() }))).into_response()
+}
+
+fn store(s: &AppState) -> Result<Arc<Outbox>, Response> {
+    s.incidents.get().cloned().ok_or_else(|| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "incidents are not enabled in this process (no incident manager)",
+        )
+    })
+}
+
+/// A silence as the API shows it.
+pub fn silence_json(s: &Silence, now: i64) -> serde_json::Value {
+    let state = if s.active(now) {
+        "active"
+    } else if now < s.starts_at {
+        "pending"
+    } else {
+        "expired"
+    };
+    json!({
+        "id": s.id,
+        "matchers": s.matchers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "starts_at": format_ts(s.starts_at),
+        "ends_at": format_ts(s.ends_at),
+        "created_by": s.created_by,
+        "comment": s.comment,
+        "state": state,
+    })
+}
+
+async fn list(State(s): State<Arc<AppState>>) -> Response {
+    let ob = match store(&s) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let now = Clock::new().now_ms();
+    match tokio::task::spawn_blocking(move || ob.silences()).await {
+        Ok(Ok(list)) => Json(json!({
+            "silences": list.iter().map(|x| silence_json(x, now)).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn add(State(s): State<Arc<AppState>>, headers: HeaderMap, body: String) -> Response {
+    if let Err(r) = require_admin(&s, &headers) {
+        return r;
+    }
+    let ob = match store(&s) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let req: NewSilence = match serde_json::from_str(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid silence: {e}")),
+    };
+    let mut matchers = Vec::new();
+    for m in req.matchers {
+        match m {
+            MatcherIn::Object(m) => matchers.push(m),
+            MatcherIn::Text(t) => match Matcher::parse(&t) {
+                Ok(m) => matchers.push(m),
+                Err(e) => return error(StatusCode::BAD_REQUEST, e),
+            },
+        }
+    }
+    let duration = match humantime::parse_duration(&req.duration) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid duration {:?}: {e}; write e.g. \"2h\"", req.duration),
+            )
+        }
+    };
+    let now = Clock::new().now_ms();
+    let silence = match Silence::new(matchers, now, duration, req.created_by, req.comment) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let stored = silence.clone();
+    match tokio::task::spawn_blocking(move || ob.add_silence(&stored)).await {
+        Ok(Ok(())) => {
+            tracing::info!(id = %silence.id, matchers = ?silence.matchers.iter().map(ToString::to_string).collect::<Vec<_>>(), ends_at = %format_ts(silence.ends_at), "Silence added through the API.");
+            (
+                StatusCode::CREATED,
+                Json(json!({ "id": silence.id, "silence": silence_json(&silence, now) })),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn expire(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = require_admin(&s, &headers) {
+        return r;
+    }
+    let ob = match store(&s) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let now = Clock::new().now_ms();
+    let key = id.clone();
+    match tokio::task::spawn_blocking(move || ob.expire_silence(&key, now)).await {
+        Ok(Ok(true)) => {
+            tracing::info!(id = %id, "Silence expired through the API.");
+            Json(json!({ "id": id, "expired": true })).into_response()
+        }
+        Ok(Ok(false)) => error(StatusCode::NOT_FOUND, format!("no silence {id:?}")),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}

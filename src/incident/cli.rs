@@ -1,0 +1,316 @@
+//! The operator's commands on the incident stage:
+//!
+//! * `crisiswatch outbox list [--status dead] [--receiver R] [--json]` — see
+//!   notifications (dead letters by default) with their attempts and last error;
+//! * `crisiswatch outbox retry [ID...] [--receiver R] [--include-failed]` —
+//!   queue dead letters again (a running service picks them up within seconds);
+//! * `crisiswatch outbox deliver [--timeout 60s]` — deliver what is queued and exit;
+//! * `crisiswatch silence add MATCHER... --for 2h [--comment C] [--author A]`,
+//!   `silence list [--all]`, `silence expire ID`.
+//!
+//! They work on the outbox database of `incidents.data_dir` (or `--data-dir`),
+//! also while the service runs (SQLite WAL).
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::event::format_ts;
+
+use super::delivery::Clock;
+use super::outbox::{Outbox, Row, Status};
+use super::silence::{Matcher, Silence, SilenceError};
+use super::{IncidentError, IncidentManager, ManagerOptions};
+
+/// Errors of the incident commands.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The outbox or the manager failed.
+    #[error(transparent)]
+    Incident(#[from] IncidentError),
+    /// A silence was malformed.
+    #[error(transparent)]
+    Silence(#[from] SilenceError),
+    /// Output failed.
+    #[error("cannot write output: {0}")]
+    Io(#[from] std::io::Error),
+    /// A bad argument.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<super::outbox::OutboxError> for CliError {
+    fn from(e: super::outbox::OutboxError) -> Self {
+        CliError::Incident(e.into())
+    }
+}
+
+/// `crisiswatch outbox ...`
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List notifications: dead letters by default.
+    List {
+        /// dead, failed, pending, delivered, muted, superseded or all.
+        #[arg(long, default_value = "dead")]
+        status: String,
+        /// Only this receiver.
+        #[arg(long)]
+        receiver: Option<String>,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue dead-lettered notifications for delivery again (all, or the given ids).
+    Retry {
+        /// Notification ids (from `outbox list`); none: every dead letter.
+        ids: Vec<i64>,
+        /// Only this receiver.
+        #[arg(long)]
+        receiver: Option<String>,
+        /// Also notifications a receiver refused (4xx).
+        #[arg(long)]
+        include_failed: bool,
+    },
+    /// Deliver every queued notification, then exit (exit code 1 if some remain).
+    Deliver {
+        /// Give up after this long (default: incidents.drain_timeout).
+        #[arg(long)]
+        timeout: Option<humantime::Duration>,
+    },
+}
+
+/// `crisiswatch silence ...`
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Mute incidents whose alerts match every matcher (`rule=...`, `product!=...`).
+    Add {
+        /// Matchers: name=value or name!=value; `rule` or a group label.
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        /// How long, e.g. "2h".
+        #[arg(long = "for", default_value = "2h")]
+        duration: humantime::Duration,
+        /// Why.
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+    },
+    /// List active silences (`--all`: also expired ones).
+    List {
+        /// Include expired silences.
+        #[arg(long)]
+        all: bool,
+    },
+    /// End a silence now.
+    Expire {
+        /// The silence id.
+        id: String,
+    },
+}
+
+fn row_line(r: &Row) -> String {
+    format!(
+        "{:>6}  {:<10} {:<14} {:<7} {:>3}  {}  {}  {}",
+        r.id,
+        r.status.as_str(),
+        r.receiver,
+        r.action,
+        r.attempts,
+        format_ts(r.created_ms),
+        r.incident,
+        r.last_error.as_deref().unwrap_or("")
+    )
+}
+
+fn row_json(r: &Row) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "status": r.status.as_str(),
+        "receiver": r.receiver,
+        "incident": r.incident,
+        "seq": r.seq,
+        "action": r.action,
+        "attempts": r.attempts,
+        "created_at": format_ts(r.created_ms),
+        "last_error": r.last_error,
+    })
+}
+
+/// Runs an `outbox` command; `Ok(false)` means "ran, but not everything is
+/// well" (exit code 1).
+pub fn outbox(
+    cfg: &Config,
+    data_dir: &Path,
+    cmd: OutboxCommand,
+    out: &mut dyn Write,
+) -> Result<bool, CliError> {
+    match cmd {
+        OutboxCommand::List {
+            status,
+            receiver,
+            limit,
+            json,
+        } => {
+            let status = match status.as_str() {
+                "all" => None,
+                s => Some(Status::parse(s).ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "--status {s:?}: use dead, failed, pending, delivered, muted, superseded or all"
+                    ))
+                })?),
+            };
+            let ob = Outbox::open(data_dir)?;
+            let rows = ob.list(status, receiver.as_deref(), limit)?;
+            if !json {
+                writeln!(
+                    out,
+                    "{:>6}  {:<10} {:<14} {:<7} {:>3}  {:<24}  incident  last error",
+                    "id", "status", "receiver", "action", "try", "queued at"
+                )?;
+            }
+            for r in &rows {
+                if json {
+                    writeln!(out, "{}", row_json(r))?;
+                } else {
+                    writeln!(out, "{}", row_line(r))?;
+                }
+            }
+            Ok(true)
+        }
+        OutboxCommand::Retry {
+            ids,
+            receiver,
+            include_failed,
+        } => {
+            let ob = Outbox::open(data_dir)?;
+            let now = Clock::new().now_ms();
+            let rep = ob.retry(&ids, receiver.as_deref(), include_failed, now)?;
+            writeln!(
+                out,
+                "Queued {} notification(s) again{}.",
+                rep.requeued.len(),
+                if rep.requeued.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        rep.requeued
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            )?;
+            if !rep.superseded.is_empty() {
+                writeln!(
+                    out,
+                    "Not re-sent, superseded by a later notification of the same incident: {}.",
+                    rep.superseded
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )?;
+            }
+            let missing: Vec<&i64> = ids
+                .iter()
+                .filter(|i| !rep.requeued.contains(i) && !rep.superseded.contains(i))
+                .collect();
+            if !missing.is_empty() {
+                writeln!(out, "Not dead letters (left alone): {missing:?}.")?;
+                return Ok(false);
+            }
+            Ok(true)
+        }
+        OutboxCommand::Deliver { timeout } => {
+            let timeout: Duration = timeout.map_or(cfg.incidents.drain_timeout.0, Into::into);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(IncidentError::Runtime)?;
+            let report = rt.block_on(async {
+                let registry = prometheus::Registry::new();
+                let opts = ManagerOptions {
+                    console: Some(Box::new(std::io::stdout())),
+                };
+                let m = IncidentManager::open(cfg, &registry, data_dir, opts)?;
+                Ok::<_, CliError>(m.shutdown(timeout).await)
+            })?;
+            writeln!(
+                out,
+                "{} notification(s) still queued.",
+                report.pending
+            )?;
+            Ok(report.pending == 0)
+        }
+    }
+}
+
+/// Runs a `silence` command.
+pub fn silence(data_dir: &Path, cmd: SilenceCommand, out: &mut dyn Write) -> Result<bool, CliError> {
+    let ob = Outbox::open(data_dir)?;
+    let now = Clock::new().now_ms();
+    match cmd {
+        SilenceCommand::Add {
+            matchers,
+            duration,
+            comment,
+            author,
+        } => {
+            let matchers = matchers
+                .iter()
+                .map(|m| Matcher::parse(m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ms = i64::try_from(Duration::from(duration).as_millis()).unwrap_or(i64::MAX);
+            let author = author
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_default();
+            let s = Silence::new(matchers, now, ms, author, comment)?;
+            ob.add_silence(&s)?;
+            writeln!(out, "{}", s.id)?;
+            Ok(true)
+        }
+        SilenceCommand::List { all } => {
+            for s in ob.silences()? {
+                if !all && !s.active(now) {
+                    continue;
+                }
+                let state = if s.active(now) { "active" } else { "expired" };
+                writeln!(
+                    out,
+                    "{}  {:<8} until {}  {}  by {:?}: {}",
+                    s.id,
+                    state,
+                    format_ts(s.ends_at),
+                    s.matchers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    s.created_by,
+                    s.comment
+                )?;
+            }
+            Ok(true)
+        }
+        SilenceCommand::Expire { id } => {
+            if ob.expire_silence(&id, now)? {
+                writeln!(out, "Silence {id} expired.")?;
+                Ok(true)
+            } else {
+                writeln!(out, "No silence {id}.")?;
+                Ok(false)
+            }
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! Delivery workers: one task per receiver drains that receiver's rows of the
+//! outbox, in order per incident, under the policy of [`super::policy`].
+//!
+//! The last stage of the data flow. A worker wakes when the manager enqueues,
+//! when its next retry is due, when its breaker's cooldown ends, and every few
+//! seconds to see rows re-queued by `crisiswatch outbox retry` from another
+//! process. Receivers never share a worker, a connection pool or a retry
+//! queue, so one dead receiver (timing out, with its breaker open) does not
+//! slow the others.
+//!
+//! Per row: render for the receiver's kind, sign, POST with a timeout; 2xx
+//! marks it delivered; 429/5xx/timeouts/connection errors schedule a retry
+//! (backoff with jitter, at least `Retry-After`); another 4xx fails it; a row
+//! still pending `max_age` after it was queued is dead-lettered (kept, logged
+//! at ERROR, counted). Alertmanager receivers also re-push their firing
+//! alerts every `resend_interval`, as Prometheus does.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use crate::config::ReceiverKind;
+use crate::secret::Secret;
+
+use super::metrics::IncidentMetrics;
+use super::model::{Action, Notification};
+use super::outbox::{Outbox, OutboxError, Row, Status};
+use super::policy::{classify, parse_retry_after, Backoff, Breaker, FailureReason, Outcome};
+use super::receivers;
+
+/// Rows taken per round.
+const BATCH: usize = 32;
+/// Longest sleep without a reason to wake: picks up rows re-queued by another process.
+const POLL_MS: i64 = 5_000;
+
+/// Wall-clock milliseconds that follow tokio's clock, so paused-time tests
+/// drive retries, ages and breakers deterministically.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base_ms: i64,
+    base: Instant,
+}
+
+impl Clock {
+    /// Anchors the clock at the current wall time.
+    pub fn new() -> Clock {
+        Clock {
+            base_ms: chrono::Utc::now().timestamp_millis(),
+            base: Instant::now(),
+        }
+    }
+
+    /// Now, ms since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        let elapsed = i64::try_from(self.base.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.base_ms.saturating_add(elapsed)
+    }
+
+    /// The tokio instant of wall time `ms`.
+    pub fn instant_at(&self, ms: i64) -> Instant {
+        let ahead = u64::try_from(ms.saturating_sub(self.base_ms)).unwrap_or(0);
+        self.base + Duration::from_millis(ahead)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// Where a receiver's notifications go.
+#[derive(Clone)]
+pub enum Sink {
+    /// An HTTP endpoint.
+    Http {
+        /// The receiver's own client (own pool, own timeout).
+        client: reqwest::Client,
+        /// Full endpoint URL.
+        url: String,
+    },
+    /// Lines on a writer (standard output in the live service).
+    Console(Arc<Mutex<Box<dyn Write + Send>>>),
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sink::Http { .. } => f.write_str("Sink::Http"),
+            Sink::Console(_) => f.write_str("Sink::Console"),
+        }
+    }
+}
+
+/// A receiver, ready to deliver.
+#[derive(Debug, Clone)]
+pub struct ReceiverRt {
+    /// Name.
+    pub name: String,
+    /// Format.
+    pub kind: ReceiverKind,
+    /// Destination.
+    pub sink: Sink,
+    /// Signing secret.
+    pub secret: Option<Secret>,
+    /// PagerDuty routing key.
+    pub routing_key: Option<Secret>,
+    /// Retry delays.
+    pub backoff: Backoff,
+    /// Dead-letter age, ms.
+    pub max_age_ms: i64,
+    /// Breaker threshold.
+    pub breaker_failures: u32,
+    /// Breaker cooldown, ms.
+    pub breaker_cooldown_ms: i64,
+    /// Alertmanager re-push interval, ms.
+    pub resend_ms: i64,
+}
+
+/// One receiver's delivery task.
+pub struct Worker {
+    /// The receiver.
+    pub rt: ReceiverRt,
+    /// The store.
+    pub outbox: Arc<Outbox>,
+    /// Metrics.
+    pub metrics: Arc<IncidentMetrics>,
+    /// Time.
+    pub clock: Clock,
+    /// Signalled by the manager after each enqueue.
+    pub wake: Arc<Notify>,
+    /// Turns true on shutdown.
+    pub stop: watch::Receiver<bool>,
+}
+
+// === impl Worker ===
+
+impl Worker {
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Outbox) -> Result<T, OutboxError> + Send + 'static,
+    ) -> Result<T, OutboxError> {
+        let ob = Arc::clone(&self.outbox);
+        match tokio::task::spawn_blocking(move || f(&ob)).await {
+            Ok(r) => r,
+            Err(_) => Err(OutboxError::Poisoned),
+        }
+    }
+
+    /// Runs until the stop signal.
+    pub async fn run(mut self) {
+        let name = self.rt.name.clone();
+        let am = self.rt.kind == ReceiverKind::Alertmanager;
+        let mut breaker = Breaker::new(self.rt.breaker_failures, self.rt.breaker_cooldown_ms);
+        let mut rng = StdRng::from_entropy();
+        let mut firing: BTreeMap<String, Notification> = BTreeMap::new();
+        if am {
+            let n = name.clone();
+            match self.db(move |o| o.firing(&n)).await {
+                Ok(list) => firing = list.into_iter().map(|n| (n.dedup_key.clone(), n)).collect(),
+                Err(e) => tracing::error!(receiver = %name, error = %e, "Cannot load the firing alerts to re-push."),
+            }
+        }
+        let mut next_resend = self.clock.now_ms();
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            let now = self.clock.now_ms();
+            self.expire(now).await;
+            let mut more = false;
+            if breaker.blocked_until(now).is_none() {
+                let limit = if breaker.is_open() { 1 } else { BATCH };
+                let n = name.clone();
+                let rows = match self.db(move |o| o.due(&n, now, limit)).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::error!(receiver = %name, error = %e, "Cannot read the outbox; notifications wait.");
+                        Vec::new()
+                    }
+                };
+                more = rows.len() == limit && !breaker.is_open();
+                for row in rows {
+                    self.deliver(row, &mut breaker, &mut rng, &mut firing).await;
+                    if breaker.blocked_until(self.clock.now_ms()).is_some() || *self.stop.borrow() {
+                        more = false;
+                        break;
+                    }
+                }
+            }
+            if am && self.clock.now_ms() >= next_resend {
+                if !firing.is_empty() && breaker.blocked_until(self.clock.now_ms()).is_none() {
+                    self.resend(&firing, &mut breaker).await;
+                }
+                next_resend = self.clock.now_ms().saturating_add(self.rt.resend_ms);
+            }
+            let now = self.clock.now_ms();
+            let oldest = self.publish(now, &breaker).await;
+            if more {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let mut wake_at = now.saturating_add(POLL_MS);
+            let n = name.clone();
+            if let Ok(Some(due)) = self.db(move |o| o.next_due(&n)).await {
+                wake_at = wake_at.min(due.max(breaker.blocked_until(now).unwrap_or(due)));
+            }
+            if let Some(o) = oldest {
+                wake_at = wake_at.min(o.saturating_add(self.rt.max_age_ms));
+            }
+            if am {
+                wake_at = wake_at.min(next_resend);
+            }
+            let sleep = tokio::time::sleep_until(self.clock.instant_at(wake_at.max(now)));
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = sleep => {}
+                _ = self.stop.changed() => {}
+            }
+        }
+    }
+
+    async fn expire(&self, now: i64) {
+        let (name, cutoff) = (self.rt.name.clone(), now.saturating_sub(self.rt.max_age_ms));
+        let rows = match self.db(move |o| o.expire(&name, cutoff, now)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(receiver = %self.rt.name, error = %e, "Cannot dead-letter expired notifications.");
+                return;
+            }
+        };
+        for r in rows {
+            self.metrics
+                .notifications
+                .with_label_values(&[&self.rt.name, "dead_lettered"])
+                .inc();
+            tracing::error!(
+                receiver = %self.rt.name,
+                id = r.id,
+                incident = %r.incident,
+                action = %r.action,
+                attempts = r.attempts,
+                last_error = r.last_error.as_deref().unwrap_or(""),
+                "Notification dead-lettered after max_age without delivery; see `crisiswatch outbox list`, redeliver with `crisiswatch outbox retry`."
+            );
+        }
+    }
+
+    async fn deliver(
+        &self,
+        row: Row,
+        breaker: &mut Breaker,
+        rng: &mut StdRng,
+        firing: &mut BTreeMap<String, Notification>,
+    ) {
+        let name = &self.rt.name;
+        let n = match row.notification() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(receiver = %name, id = row.id, error = %e, "Unreadable notification in the outbox; marked failed.");
+                let (id, attempts, now, msg) = (row.id, row.attempts, self.clock.now_ms(), e.to_string());
+                let _ = self
+                    .db(move |o| o.finish(id, Status::Failed, attempts, Some(&msg), now))
+                    .await;
+                return;
+            }
+        };
+        self.metrics.attempts.with_label_values(&[name]).inc();
+        let attempts = row.attempts.saturating_add(1);
+        let outcome = self.send(&[&n]).await;
+        let now = self.clock.now_ms();
+        let id = row.id;
+        let stored = match outcome {
+            Outcome::Delivered => {
+                breaker.success();
+                let latency = now - row.created_ms;
+                self.metrics.record_latency(name, latency);
+                self.metrics
+                    .notifications
+                    .with_label_values(&[name, "delivered"])
+                    .inc();
+                tracing::debug!(receiver = %name, incident = %n.dedup_key, action = n.action.as_str(), attempts, latency_ms = latency, "Notification delivered.");
+                if n.action == Action::Resolve {
+                    firing.remove(&n.dedup_key);
+                } else {
+                    firing.insert(n.dedup_key.clone(), n);
+                }
+                self.db(move |o| o.mark_delivered(id, attempts, now)).await
+            }
+            Outcome::Failed { reason, detail, retry_after_ms } => {
+                self.metrics
+                    .failures
+                    .with_label_values(&[name, reason.as_str()])
+                    .inc();
+                if !reason.retryable() {
+                    breaker.success();
+                    self.metrics
+                        .notifications
+                        .with_label_values(&[name, "failed"])
+                        .inc();
+                    tracing::warn!(receiver = %name, incident = %n.dedup_key, action = n.action.as_str(), detail = %detail, "Receiver refused a notification; it is not retried (see `crisiswatch outbox list --status failed`).");
+                    self.db(move |o| o.finish(id, Status::Failed, attempts, Some(&detail), now))
+                        .await
+                } else {
+                    if breaker.failure(now) {
+                        tracing::warn!(receiver = %name, cooldown_ms = self.rt.breaker_cooldown_ms, detail = %detail, "Circuit breaker open: receiver keeps failing; pausing its deliveries.");
+                    }
+                    let delay = self.rt.backoff.delay_ms(attempts, retry_after_ms, rng);
+                    tracing::info!(receiver = %name, incident = %n.dedup_key, action = n.action.as_str(), attempts, retry_in_ms = delay, reason = reason.as_str(), detail = %detail, "Delivery failed; will retry.");
+                    let next = now.saturating_add(delay);
+                    self.db(move |o| o.mark_retry(id, attempts, next, &detail)).await
+                }
+            }
+        };
+        if let Err(e) = stored {
+            tracing::error!(receiver = %name, id, error = %e, "Cannot record a delivery outcome; the notification may be sent again.");
+        }
+    }
+
+    async fn resend(&self, firing: &BTreeMap<String, Notification>, breaker: &mut Breaker) {
+        let name = &self.rt.name;
+        let list: Vec<&Notification> = firing.values().collect();
+        self.metrics.attempts.with_label_values(&[name]).inc();
+        match self.send(&list).await {
+            Outcome::Delivered => {
+                breaker.success();
+                tracing::debug!(receiver = %name, alerts = list.len(), "Re-pushed firing alerts.");
+            }
+            Outcome::Failed { reason, detail, .. } => {
+                self.metrics
+                    .failures
+                    .with_label_values(&[name, reason.as_str()])
+                    .inc();
+                if reason.retryable() {
+                    breaker.failure(self.clock.now_ms());
+                }
+                tracing::info!(receiver = %name, reason = reason.as_str(), detail = %detail, "Re-push of firing alerts failed; next one at the next interval.");
+            }
+        }
+    }
+
+    /// Renders, signs and sends notifications (several only for an Alertmanager re-push).
+    async fn send(&self, ns: &[&Notification]) -> Outcome {
+        let (client, url) = match &self.rt.sink {
+            Sink::Console(out) => {
+                let Ok(mut w) = out.lock() else {
+                    return failed(FailureReason::Other, "console writer poisoned".into());
+                };
+                for n in ns {
+                    if let Err(e) = writeln!(w, "{}", receivers::console_line(n)) {
+                        return failed(FailureReason::Other, e.to_string());
+                    }
+                }
+                let _ = w.flush();
+                return Outcome::Delivered;
+            }
+            Sink::Http { client, url } => (client, url),
+        };
+        let now = self.clock.now_ms();
+        let body = match self.rt.kind {
+            ReceiverKind::Alertmanager => receivers::alertmanager(ns, now, self.rt.resend_ms),
+            ReceiverKind::Pagerduty => match (&self.rt.routing_key, ns.first()) {
+                (Some(key), Some(n)) => receivers::pagerduty(n, key),
+                _ => return failed(FailureReason::Rejected, "no PagerDuty routing key".into()),
+            },
+            _ => match ns.first() {
+                Some(n) => receivers::generic(n),
+                None => return Outcome::Delivered,
+            },
+        };
+        let body = match serde_json::to_vec(&body) {
+            Ok(b) => b,
+            Err(e) => return failed(FailureReason::Other, e.to_string()),
+        };
+        let mut req = client
+            .post(url.as_str())
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(s) = &self.rt.secret {
+            req = req.header(receivers::SIGNATURE_HEADER, receivers::sign(s, &body));
+        }
+        match req.body(body).send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let Some(reason) = classify(status) else {
+                    return Outcome::Delivered;
+                };
+                let retry_after_ms = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, self.clock.now_ms()));
+                let text = resp.text().await.unwrap_or_default();
+                Outcome::Failed {
+                    reason,
+                    detail: format!("HTTP {status}: {}", receivers::truncate_chars(text.trim(), 200)),
+                    retry_after_ms,
+                }
+            }
+            Err(e) => {
+                let reason = if e.is_timeout() {
+                    FailureReason::Timeout
+                } else if e.is_connect() {
+                    FailureReason::Connect
+                } else {
+                    FailureReason::Other
+                };
+                // The URL can carry a token (e.g. chat webhooks): keep it out of logs.
+                let e = e.without_url();
+                failed(reason, error_chain(&e))
+            }
+        }
+    }
+
+    /// Refreshes the receiver's gauges; returns the oldest pending enqueue time.
+    async fn publish(&self, now: i64, breaker: &Breaker) -> Option<i64> {
+        let name = self.rt.name.clone();
+        let stats = self.db(move |o| o.queue_stats(&name)).await.ok()?;
+        let name = &self.rt.name;
+        self.metrics.depth.with_label_values(&[name]).set(stats.pending);
+        self.metrics.dead_letters.with_label_values(&[name]).set(stats.dead);
+        self.metrics
+            .oldest_age
+            .with_label_values(&[name])
+            .set(stats.oldest_ms.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0));
+        self.metrics
+            .breaker_open
+            .with_label_values(&[name])
+            .set(i64::from(breaker.is_open()));
+        stats.oldest_ms
+    }
+}
+
+fn failed(reason: FailureReason, detail: String) -> Outcome {
+    Outcome::Failed {
+        reason,
+        detail,
+        retry_after_ms: None,
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,415 @@
+//! The incident lifecycle: alert transitions in, incident notifications
+//! (open → update* → resolve) out.
+//!
+//! The first step of the incident stage, right after the engine. It is a pure
+//! function of the transitions and of event time — no wall clock, no I/O — so
+//! the same input gives the same incidents, keys and notifications in live
+//! runs, replays and tests. The manager persists its state with every batch.
+//!
+//! * An alert that **fires** is routed ([`Router`]); per route it joins the
+//!   open incident of its grouping labels, or opens a new one whose key is
+//!   `route/labels/start-ms` (the first alert's start).
+//! * A new incident waits `group_window` (event time) for more alerts of its
+//!   group, then sends `open` with all of them; later alerts join with an
+//!   `update`. Its severity is the highest among its active alerts.
+//! * **Escalation** updates the incident (and routes the alert again: a route
+//!   with `min_severity` may take it now).
+//! * An alert that **resolves** leaves; the incident sends `update` while
+//!   others still fire and `resolve` when the last one resolves.
+//! * While open, an incident sends a **progress** `update` every
+//!   `update_interval` without other news: current value, peak, duration.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{Labels, State, Transition};
+use crate::config::{Condition, Config, Severity};
+
+use super::model::{self, Action, AlertEvidence, Notification, Reason};
+use super::routing::Router;
+
+/// Current indicator values, for progress updates.
+pub trait ValueSource {
+    /// The current value of `rule` on `group`, if known.
+    fn current(&mut self, rule: &str, group: &Labels) -> Option<f64>;
+}
+
+/// No live values: progress updates repeat the last value seen in a transition.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoValues;
+
+impl ValueSource for NoValues {
+    fn current(&mut self, _rule: &str, _group: &Labels) -> Option<f64> {
+        None
+    }
+}
+
+impl ValueSource for crate::engine::Engine {
+    fn current(&mut self, rule: &str, group: &Labels) -> Option<f64> {
+        let i = (0..self.rule_count()).find(|&i| self.rule_config(i).name == rule)?;
+        self.current_values(i)
+            .into_iter()
+            .find(|(g, _)| g == group)
+            .and_then(|(_, v)| v)
+    }
+}
+
+/// One incident, as persisted in the outbox between batches and restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// `route/labels/start-ms`: the incident's `dedup_key` from open to resolve.
+    pub key: String,
+    /// Route name.
+    pub route: String,
+    /// Grouping labels.
+    pub labels: Labels,
+    /// Start of the first alert (event time, ms).
+    pub started_at: i64,
+    /// When the `open` goes out if it has not yet (end of the group window).
+    pub open_at: i64,
+    /// Whether `open` was sent.
+    pub opened: bool,
+    /// Notifications sent so far.
+    pub seq: u32,
+    /// When the next progress update is due.
+    pub next_update_at: Option<i64>,
+    /// Every alert that joined, in joining order.
+    pub alerts: Vec<AlertEvidence>,
+}
+
+impl Incident {
+    fn has_active(&self, alert_key: &str) -> bool {
+        self.alerts
+            .iter()
+            .any(|a| a.active && a.dedup_key == alert_key)
+    }
+}
+
+/// What one batch changed.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Notifications to enqueue, in order.
+    pub notifications: Vec<Notification>,
+    /// Keys of incidents whose state changed (to save).
+    pub saved: BTreeSet<String>,
+    /// Keys of incidents that resolved (to delete).
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct RuleInfo {
+    condition: Condition,
+    description: String,
+    runbook: Option<String>,
+    dashboard: Option<String>,
+}
+
+/// The state machine of every open incident.
+#[derive(Debug)]
+pub struct Lifecycle {
+    router: Router,
+    rules: HashMap<String, RuleInfo>,
+    update_interval_ms: i64,
+    incidents: BTreeMap<String, Incident>,
+}
+
+// === impl Lifecycle ===
+
+impl Lifecycle {
+    /// A lifecycle with no open incident.
+    pub fn new(cfg: &Config) -> Lifecycle {
+        let rules = cfg
+            .rules
+            .iter()
+            .map(|r| {
+                let info = RuleInfo {
+                    condition: r.condition,
+                    description: r.description.clone(),
+                    runbook: r.runbook.clone(),
+                    dashboard: r.dashboard.clone(),
+                };
+                (r.name.clone(), info)
+            })
+            .collect();
+        Lifecycle {
+            router: Router::new(cfg),
+            rules,
+            update_interval_ms: cfg.incidents.update_interval.as_ms(),
+            incidents: BTreeMap::new(),
+        }
+    }
+
+    /// The routing table.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Replaces the state with persisted incidents (start-up, or after a failed write).
+    pub fn restore(&mut self, incidents: Vec<Incident>) {
+        self.incidents = incidents.into_iter().map(|i| (i.key.clone(), i)).collect();
+    }
+
+    /// The open (or forming) incidents, by key.
+    pub fn incidents(&self) -> &BTreeMap<String, Incident> {
+        &self.incidents
+    }
+
+    /// An incident by key.
+    pub fn incident(&self, key: &str) -> Option<&Incident> {
+        self.incidents.get(key)
+    }
+
+    /// Applies one alert transition.
+    pub fn apply(&mut self, t: &Transition, ch: &mut Changes) {
+        match t.state {
+            State::Pending => {}
+            State::Firing => {
+                for r in self.router.matching(&t.rule, t.severity, &t.group) {
+                    self.join(r, t, ch);
+                }
+            }
+            State::Escalated => self.escalate(t, ch),
+            State::Resolved => self.resolve(t, ch),
+        }
+    }
+
+    /// Sends the opens whose group window has passed and the progress updates
+    /// due at event time `now`.
+    pub fn due(&mut self, now: i64, values: &mut dyn ValueSource, ch: &mut Changes) {
+        let interval = self.update_interval_ms;
+        for inc in self.incidents.values_mut() {
+            if !inc.opened && inc.open_at <= now {
+                refresh(inc, values);
+                let at = inc.open_at;
+                emit(inc, Action::Open, Reason::Opened, at, interval, ch);
+            } else if inc.opened && inc.next_update_at.is_some_and(|u| u <= now) {
+                refresh(inc, values);
+                let at = inc.next_update_at.unwrap_or(now);
+                emit(inc, Action::Update, Reason::Progress, at, interval, ch);
+                // A late tick sends one update, not one per missed interval.
+                if let Some(u) = inc.next_update_at.as_mut() {
+                    while *u <= now && interval > 0 {
+                        *u += interval;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends every pending `open` now (the input ended: no alert can join any more).
+    pub fn flush(&mut self, now: i64, ch: &mut Changes) {
+        let interval = self.update_interval_ms;
+        for inc in self.incidents.values_mut().filter(|i| !i.opened) {
+            let at = now.max(inc.started_at);
+            emit(inc, Action::Open, Reason::Opened, at, interval, ch);
+        }
+    }
+
+    /// The earliest event time at which [`Lifecycle::due`] has something to do.
+    pub fn next_due(&self) -> Option<i64> {
+        self.incidents
+            .values()
+            .filter_map(|i| {
+                if i.opened {
+                    i.next_update_at
+                } else {
+                    Some(i.open_at)
+                }
+            })
+            .min()
+    }
+
+    fn evidence(&self, t: &Transition) -> AlertEvidence {
+        let info = self.rules.get(&t.rule).cloned().unwrap_or_default();
+        let mut a = AlertEvidence {
+            rule: t.rule.clone(),
+            description: info.description,
+            group: t.group.clone(),
+            severity: t.severity,
+            active: true,
+            condition: info.condition,
+            value: None,
+            threshold: t.threshold,
+            clear: t.clear,
+            peak: None,
+            window_ms: t.window_ms,
+            started_at: t.started_at,
+            fired_at: t.at,
+            resolved_at: None,
+            dedup_key: t.dedup_key.clone(),
+            sample_event_ids: t.sample_event_ids.clone(),
+            runbook: info.runbook,
+            dashboard: info.dashboard,
+        };
+        a.observe(t.value);
+        a
+    }
+
+    fn join(&mut self, r: usize, t: &Transition, ch: &mut Changes) {
+        let Some(route) = self.router.routes().get(r) else {
+            return;
+        };
+        let labels = route.grouping(&t.rule, &t.group);
+        let (route_name, window) = (route.name.clone(), route.group_window_ms);
+        let evidence = self.evidence(t);
+        let interval = self.update_interval_ms;
+        if let Some(inc) = self
+            .incidents
+            .values_mut()
+            .find(|i| i.route == route_name && i.labels == labels)
+        {
+            if inc.has_active(&t.dedup_key) {
+                return;
+            }
+            inc.alerts.push(evidence);
+            ch.saved.insert(inc.key.clone());
+            if inc.opened {
+                emit(inc, Action::Update, Reason::AlertJoined, t.at, interval, ch);
+            }
+            return;
+        }
+        let mut key = Transition::make_dedup_key(&route_name, &labels, t.started_at);
+        let base = key.clone();
+        let mut n = 1;
+        while self.incidents.contains_key(&key) {
+            key = format!("{base}-{n}");
+            n += 1;
+        }
+        let mut inc = Incident {
+            key: key.clone(),
+            route: route_name,
+            labels,
+            started_at: t.started_at,
+            open_at: t.at.saturating_add(window.max(0)),
+            opened: false,
+            seq: 0,
+            next_update_at: None,
+            alerts: vec![evidence],
+        };
+        if window <= 0 {
+            emit(&mut inc, Action::Open, Reason::Opened, t.at, interval, ch);
+        }
+        ch.saved.insert(key.clone());
+        self.incidents.insert(key, inc);
+    }
+
+    fn escalate(&mut self, t: &Transition, ch: &mut Changes) {
+        let interval = self.update_interval_ms;
+        for inc in self.incidents.values_mut() {
+            let Some(a) = inc
+                .alerts
+                .iter_mut()
+                .find(|a| a.active && a.dedup_key == t.dedup_key)
+            else {
+                continue;
+            };
+            a.severity = a.severity.max(t.severity);
+            a.threshold = t.threshold;
+            a.observe(t.value);
+            a.sample_event_ids = t.sample_event_ids.clone();
+            ch.saved.insert(inc.key.clone());
+            if inc.opened {
+                emit(inc, Action::Update, Reason::Escalated, t.at, interval, ch);
+            }
+        }
+        // Routes that take the alert at its new severity (or at all, if it was
+        // never seen firing) get it too; `join` skips routes that have it.
+        for r in self.router.matching(&t.rule, t.severity, &t.group) {
+            self.join(r, t, ch);
+        }
+    }
+
+    fn resolve(&mut self, t: &Transition, ch: &mut Changes) {
+        let interval = self.update_interval_ms;
+        let keys: Vec<String> = self
+            .incidents
+            .values()
+            .filter(|i| i.has_active(&t.dedup_key))
+            .map(|i| i.key.clone())
+            .collect();
+        for key in keys {
+            let Some(inc) = self.incidents.get_mut(&key) else {
+                continue;
+            };
+            if let Some(a) = inc
+                .alerts
+                .iter_mut()
+                .find(|a| a.active && a.dedup_key == t.dedup_key)
+            {
+                a.active = false;
+                a.resolved_at = Some(t.at);
+                a.observe(t.value);
+                if !t.sample_event_ids.is_empty() {
+                    a.sample_event_ids = t.sample_event_ids.clone();
+                }
+            }
+            if inc.alerts.iter().any(|a| a.active) {
+                ch.saved.insert(key.clone());
+                if inc.opened {
+                    emit(inc, Action::Update, Reason::AlertResolved, t.at, interval, ch);
+                }
+                continue;
+            }
+            if !inc.opened {
+                // Over within its group window: responders still hear of it.
+                emit(inc, Action::Open, Reason::Opened, t.at, interval, ch);
+            }
+            emit(inc, Action::Resolve, Reason::Resolved, t.at, interval, ch);
+            ch.saved.remove(&key);
+            ch.removed.push(key.clone());
+            self.incidents.remove(&key);
+        }
+    }
+}
+
+fn refresh(inc: &mut Incident, values: &mut dyn ValueSource) {
+    for a in inc.alerts.iter_mut().filter(|a| a.active) {
+        let v = values.current(&a.rule, &a.group);
+        a.observe(v);
+    }
+}
+
+fn emit(
+    inc: &mut Incident,
+    action: Action,
+    reason: Reason,
+    at: i64,
+    interval: i64,
+    ch: &mut Changes,
+) {
+    inc.seq += 1;
+    if action == Action::Open {
+        inc.opened = true;
+    }
+    inc.next_update_at = (interval > 0 && action != Action::Resolve).then(|| at + interval);
+    let any_active = inc.alerts.iter().any(|a| a.active);
+    let severity = inc
+        .alerts
+        .iter()
+        .filter(|a| a.active || !any_active)
+        .map(|a| a.severity)
+        .max()
+        .unwrap_or(Severity::Info);
+    let mut n = Notification {
+        dedup_key: inc.key.clone(),
+        action,
+        seq: inc.seq,
+        reason,
+        route: inc.route.clone(),
+        labels: inc.labels.clone(),
+        severity,
+        at,
+        started_at: inc.started_at,
+        resolved_at: (action == Action::Resolve).then_some(at),
+        alerts: inc.alerts.clone(),
+        primary: model::primary_index(&inc.alerts),
+        summary: String::new(),
+    };
+    n.summary = model::summary(&n);
+    ch.saved.insert(inc.key.clone());
+    ch.notifications.push(n);
+}
+
+#[cfg(test)]
+mod tests;

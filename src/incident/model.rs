@@ -1,0 +1,277 @@
+//! What an incident notification says: the receiver-independent
+//! [`Notification`] that the lifecycle produces, the outbox stores, and the
+//! receivers render (`contract.md` §4), with the evidence of every alert and a
+//! sentence a responder understands.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::Labels;
+use crate::config::{Condition, Dur, Severity};
+use crate::event::format_ts;
+
+/// What a notification does to the incident at the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The incident opens (first notification of an incident).
+    Open,
+    /// Something changed, or a periodic progress update.
+    Update,
+    /// The incident is over (last notification).
+    Resolve,
+}
+
+impl Action {
+    /// Lowercase name, as in the generic webhook and the outbox.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Open => "open",
+            Action::Update => "update",
+            Action::Resolve => "resolve",
+        }
+    }
+}
+
+/// Why a notification was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The incident opened.
+    Opened,
+    /// Another alert of the same group joined.
+    AlertJoined,
+    /// An alert's severity rose.
+    Escalated,
+    /// One alert resolved; others still fire.
+    AlertResolved,
+    /// Periodic progress update.
+    Progress,
+    /// The last alert resolved.
+    Resolved,
+}
+
+/// The evidence of one alert of an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvidence {
+    /// Rule name.
+    pub rule: String,
+    /// What the rule catches, from its configuration.
+    pub description: String,
+    /// The slice: (attribute, value) in `group_by` order.
+    pub group: Labels,
+    /// Current (highest) severity.
+    pub severity: Severity,
+    /// Whether it still fires.
+    pub active: bool,
+    /// Above or below.
+    pub condition: Condition,
+    /// Latest indicator value known.
+    pub value: Option<f64>,
+    /// Threshold of `severity`.
+    pub threshold: f64,
+    /// Clear (hysteresis) threshold.
+    pub clear: f64,
+    /// Worst value seen (highest for `above`, lowest for `below`).
+    pub peak: Option<f64>,
+    /// Window length, ms.
+    pub window_ms: i64,
+    /// When the breach began (event time, ms).
+    pub started_at: i64,
+    /// When it fired (event time, ms).
+    pub fired_at: i64,
+    /// When it resolved, if it has.
+    pub resolved_at: Option<i64>,
+    /// The alert instance's own dedup key (`contract.md` §3).
+    pub dedup_key: String,
+    /// Ids of signal events seen while the alert was active.
+    pub sample_event_ids: Vec<String>,
+    /// Runbook link of the rule.
+    pub runbook: Option<String>,
+    /// Dashboard link of the rule.
+    pub dashboard: Option<String>,
+}
+
+impl AlertEvidence {
+    /// Folds a new value into `value` and `peak`.
+    pub fn observe(&mut self, value: Option<f64>) {
+        let Some(v) = value.filter(|v| v.is_finite()) else {
+            return;
+        };
+        self.value = Some(v);
+        self.peak = Some(match (self.peak, self.condition) {
+            (None, _) => v,
+            (Some(p), Condition::Above) => p.max(v),
+            (Some(p), Condition::Below) => p.min(v),
+        });
+    }
+
+    /// The group as `k=v, k=v` (or `all`).
+    pub fn group_text(&self) -> String {
+        labels_text(&self.group)
+    }
+}
+
+/// One notification of one incident, before it is rendered for a receiver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The incident's key, the same from open to resolve: `route/labels/start-ms`.
+    pub dedup_key: String,
+    /// Open, update or resolve.
+    pub action: Action,
+    /// Number of this notification within the incident (1 = open).
+    pub seq: u32,
+    /// Why it was sent.
+    pub reason: Reason,
+    /// The route that grouped the incident.
+    pub route: String,
+    /// The grouping labels the incident's alerts share.
+    pub labels: Labels,
+    /// Highest severity among the active alerts (among all when resolved).
+    pub severity: Severity,
+    /// Event time of the change, ms.
+    pub at: i64,
+    /// When the incident's first alert began, ms.
+    pub started_at: i64,
+    /// When the incident resolved, ms.
+    pub resolved_at: Option<i64>,
+    /// Every alert that joined the incident, active or not, in joining order.
+    pub alerts: Vec<AlertEvidence>,
+    /// Index in `alerts` of the headline alert.
+    pub primary: usize,
+    /// A sentence for responders.
+    pub summary: String,
+}
+
+impl Notification {
+    /// The headline alert: the highest-severity active alert (the first to
+    /// fire among equals), or the highest-severity one once all resolved.
+    pub fn primary(&self) -> Option<&AlertEvidence> {
+        self.alerts.get(self.primary)
+    }
+
+    /// How long the incident has lasted at `at`, ms.
+    pub fn duration_ms(&self) -> i64 {
+        (self.resolved_at.unwrap_or(self.at) - self.started_at).max(0)
+    }
+
+    /// Runbook and dashboard links of the headline alert (else of any alert).
+    pub fn links(&self) -> (Option<&str>, Option<&str>) {
+        let pick = |f: fn(&AlertEvidence) -> Option<&String>| {
+            self.primary()
+                .and_then(f)
+                .or_else(|| self.alerts.iter().find_map(f))
+                .map(String::as_str)
+        };
+        (pick(|a| a.dashboard.as_ref()), pick(|a| a.runbook.as_ref()))
+    }
+}
+
+/// Index of the headline alert of `alerts`.
+pub fn primary_index(alerts: &[AlertEvidence]) -> usize {
+    let any_active = alerts.iter().any(|a| a.active);
+    let mut best: Option<usize> = None;
+    for (i, a) in alerts.iter().enumerate() {
+        if any_active && !a.active {
+            continue;
+        }
+        if best.is_none_or(|b| a.severity > alerts[b].severity) {
+            best = Some(i);
+        }
+    }
+    best.unwrap_or(0)
+}
+
+/// Labels as `k=v, k=v`; `all` when empty.
+pub fn labels_text(labels: &Labels) -> String {
+    if labels.is_empty() {
+        return "all".to_string();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A value for people: integers plainly, small numbers to three decimals.
+pub fn fmt_value(v: Option<f64>) -> String {
+    match v {
+        None => "n/a".to_string(),
+        Some(v) if v.abs() >= 100.0 || v == v.trunc() => format!("{v:.0}"),
+        Some(v) => format!("{v:.3}"),
+    }
+}
+
+fn fmt_duration(ms: i64) -> String {
+    let mins = (ms.max(0) / 60_000) as u64;
+    if mins == 0 {
+        return "under a minute".to_string();
+    }
+    humantime::format_duration(Duration::from_secs(mins * 60)).to_string()
+}
+
+/// The responder's sentence for a notification.
+pub fn summary(n: &Notification) -> String {
+    let Some(p) = n.primary() else {
+        return format!("Incident {} ({})", n.dedup_key, n.action.as_str());
+    };
+    let side = match p.condition {
+        Condition::Above => "above",
+        Condition::Below => "below",
+    };
+    let window = Dur::from_ms(p.window_ms.max(0) as u64);
+    let others: Vec<&str> = n
+        .alerts
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| *i != n.primary && (a.active || n.action == Action::Resolve))
+        .map(|(_, a)| a.rule.as_str())
+        .collect();
+    let also = if others.is_empty() {
+        String::new()
+    } else if n.action == Action::Resolve {
+        format!(" Also resolved on this slice: {}.", others.join(", "))
+    } else {
+        format!(" Also firing on this slice: {}.", others.join(", "))
+    };
+    let head = format!(
+        "{} on {} is {}, {side} the {} threshold {} over the last {window}",
+        p.rule,
+        p.group_text(),
+        fmt_value(p.value),
+        p.severity,
+        fmt_value(Some(p.threshold)),
+    );
+    let dur = fmt_duration(n.duration_ms());
+    match (n.action, n.reason) {
+        (Action::Open, _) => format!(
+            "[{}] {head}, since {}.{also}",
+            n.severity.as_str().to_uppercase(),
+            format_ts(p.started_at)
+        ),
+        (Action::Resolve, _) => format!(
+            "Resolved after {dur}: {} on {} is back to {} (peak {}, clears at {}).{also}",
+            p.rule,
+            p.group_text(),
+            fmt_value(p.value),
+            fmt_value(p.peak),
+            fmt_value(Some(p.clear)),
+        ),
+        (Action::Update, Reason::Escalated) => format!(
+            "Escalated to {} after {dur}: {head}.{also}",
+            n.severity.as_str().to_uppercase()
+        ),
+        (Action::Update, Reason::AlertJoined) => {
+            format!("Another alert joined after {dur}: {head}.{also}")
+        }
+        (Action::Update, Reason::AlertResolved) => {
+            format!("One alert resolved after {dur}; still firing: {head}.{also}")
+        }
+        (Action::Update, _) => format!(
+            "Still firing after {dur}: {head} (peak {}).{also}",
+            fmt_value(p.peak)
+        ),
+    }
+}

@@ -1,0 +1,633 @@
+//! The durable outbox: every notification is written here before any delivery
+//! is tried, with the open incidents, the ledger of applied transitions and
+//! the silences.
+//!
+//! The hinge of the incident stage: the lifecycle writes one transaction per
+//! batch (transitions marked applied, incident state, one row per notification
+//! and receiver), and each receiver's delivery worker drains its rows in order.
+//!
+//! **Why SQLite** (rusqlite, bundled) rather than redb: the workers need
+//! queries — "the oldest due row of each incident of this receiver", depth and
+//! age per receiver, dead letters by receiver — that are one indexed SQL
+//! statement each instead of hand-kept secondary indexes; WAL mode lets the
+//! CLI (`outbox list|retry`, `silence ...`) read and write the same file while
+//! the service runs; `synchronous = FULL` makes every commit survive a crash
+//! or power loss; and an operator can open the file with any `sqlite3` shell
+//! during an incident review. Bundling compiles SQLite in, so nothing needs
+//! installing.
+//!
+//! Rows are idempotent: `(receiver, incident, seq)` is unique, and the ledger
+//! `applied(alert, state, severity)` ignores a transition seen before (a
+//! replay after a restart), so nothing is enqueued twice.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::alert::Transition;
+
+use super::lifecycle::Incident;
+use super::model::Notification;
+use super::silence::Silence;
+
+/// Errors of the outbox store.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The data directory could not be created.
+    #[error("cannot create the outbox directory {path}: {source}; check `incidents.data_dir` and its permissions")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("outbox database error: {0}; check free disk space and the permissions of the data directory")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored record could not be decoded.
+    #[error("corrupt {what} in the outbox: {source}")]
+    Corrupt {
+        /// What was being read.
+        what: &'static str,
+        /// The decoding error.
+        source: serde_json::Error,
+    },
+    /// A thread panicked while holding the database.
+    #[error("the outbox was left locked by a crashed thread; restart the process")]
+    Poisoned,
+}
+
+/// Where a notification is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for (another) attempt.
+    Pending,
+    /// A 2xx came back.
+    Delivered,
+    /// Refused for good (4xx other than 429).
+    Failed,
+    /// Not delivered within `max_age`: kept for `outbox retry`.
+    Dead,
+    /// Silenced: recorded, never delivered.
+    Muted,
+    /// A dead letter whose incident moved on before it was retried.
+    Superseded,
+}
+
+impl Status {
+    /// Every status.
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Delivered,
+        Status::Failed,
+        Status::Dead,
+        Status::Muted,
+        Status::Superseded,
+    ];
+
+    /// Lowercase name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Delivered => "delivered",
+            Status::Failed => "failed",
+            Status::Dead => "dead",
+            Status::Muted => "muted",
+            Status::Superseded => "superseded",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// One stored notification for one receiver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Enqueue order.
+    pub id: i64,
+    /// Receiver name.
+    pub receiver: String,
+    /// Incident key.
+    pub incident: String,
+    /// Notification number within the incident.
+    pub seq: u32,
+    /// open / update / resolve.
+    pub action: String,
+    /// The [`Notification`] as JSON.
+    pub body: String,
+    /// Status.
+    pub status: Status,
+    /// Wall clock when enqueued, ms.
+    pub created_ms: i64,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Wall clock of the next attempt, ms.
+    pub next_attempt_ms: i64,
+    /// Last failure, for operators.
+    pub last_error: Option<String>,
+    /// Wall clock when it left `pending`, ms.
+    pub done_ms: Option<i64>,
+}
+
+impl Row {
+    /// The stored notification.
+    pub fn notification(&self) -> Result<Notification, OutboxError> {
+        serde_json::from_str(&self.body).map_err(|source| OutboxError::Corrupt {
+            what: "notification",
+            source,
+        })
+    }
+}
+
+/// Depth of one receiver's queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueStats {
+    /// Pending rows.
+    pub pending: i64,
+    /// Enqueue time of the oldest pending row, ms.
+    pub oldest_ms: Option<i64>,
+    /// Dead letters kept.
+    pub dead: i64,
+}
+
+/// What `outbox retry` did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetryReport {
+    /// Rows queued again.
+    pub requeued: Vec<i64>,
+    /// Rows not re-sent because a later notification of their incident already
+    /// reached the receiver (re-sending would undo it).
+    pub superseded: Vec<i64>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS notifications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    receiver TEXT NOT NULL,
+    incident TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    last_error TEXT,
+    done_ms INTEGER,
+    UNIQUE (receiver, incident, seq)
+);
+CREATE INDEX IF NOT EXISTS notifications_queue ON notifications (receiver, status, incident, id);
+CREATE TABLE IF NOT EXISTS incidents (key TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS applied (
+    alert TEXT NOT NULL, state TEXT NOT NULL, severity TEXT NOT NULL,
+    at_ms INTEGER NOT NULL, recorded_ms INTEGER NOT NULL,
+    PRIMARY KEY (alert, state, severity)
+);
+CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL, ends_ms INTEGER NOT NULL);
+";
+
+const ROW_COLUMNS: &str = "id, receiver, incident, seq, action, body, status, created_ms, attempts, next_attempt_ms, last_error, done_ms";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let status: String = r.get(6)?;
+    Ok(Row {
+        id: r.get(0)?,
+        receiver: r.get(1)?,
+        incident: r.get(2)?,
+        seq: r.get(3)?,
+        action: r.get(4)?,
+        body: r.get(5)?,
+        status: Status::parse(&status).unwrap_or(Status::Pending),
+        created_ms: r.get(7)?,
+        attempts: r.get(8)?,
+        next_attempt_ms: r.get(9)?,
+        last_error: r.get(10)?,
+        done_ms: r.get(11)?,
+    })
+}
+
+/// The store. One connection behind a mutex: writes are short transactions.
+#[derive(Debug)]
+pub struct Outbox {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+/// A write transaction of one lifecycle batch.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+    now: i64,
+}
+
+// === impl Outbox ===
+
+impl Outbox {
+    /// Opens (creating if needed) `dir/outbox.sqlite`.
+    pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
+        std::fs::create_dir_all(dir).map_err(|source| OutboxError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join("outbox.sqlite");
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Outbox {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> Result<MutexGuard<'_, Connection>, OutboxError> {
+        self.conn.lock().map_err(|_| OutboxError::Poisoned)
+    }
+
+    /// Runs `f` in one immediate transaction, committed if it returns `Ok`.
+    pub fn transaction<T>(
+        &self,
+        now: i64,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, OutboxError>,
+    ) -> Result<T, OutboxError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = Tx { tx, now };
+        let out = f(&tx)?;
+        tx.tx.commit()?;
+        Ok(out)
+    }
+
+    /// Every persisted open incident.
+    pub fn load_incidents(&self) -> Result<Vec<Incident>, OutboxError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare("SELECT state FROM incidents ORDER BY key")?;
+        let states: Vec<String> = st
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        states
+            .iter()
+            .map(|s| {
+                serde_json::from_str(s).map_err(|source| OutboxError::Corrupt {
+                    what: "incident",
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// Pending rows of `receiver` due at `now`: for each incident only its
+    /// oldest pending row (order per incident), oldest first.
+    pub fn due(&self, receiver: &str, now: i64, limit: usize) -> Result<Vec<Row>, OutboxError> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM notifications n
+             WHERE receiver = ?1 AND status = 'pending' AND next_attempt_ms <= ?2
+               AND NOT EXISTS (SELECT 1 FROM notifications p
+                   WHERE p.receiver = n.receiver AND p.incident = n.incident
+                     AND p.status = 'pending' AND p.id < n.id)
+             ORDER BY id LIMIT ?3"
+        );
+        let mut st = conn.prepare_cached(&sql)?;
+        let rows = st
+            .query_map(params![receiver, now, limit as i64], row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// The earliest next attempt among `receiver`'s pending rows.
+    pub fn next_due(&self, receiver: &str) -> Result<Option<i64>, OutboxError> {
+        let conn = self.conn()?;
+        let v = conn.query_row(
+            "SELECT MIN(next_attempt_ms) FROM notifications WHERE receiver = ?1 AND status = 'pending'",
+            params![receiver],
+            |r| r.get::<_, Option<i64>>(0),
+        )?;
+        Ok(v)
+    }
+
+    /// Marks a row delivered.
+    pub fn mark_delivered(&self, id: i64, attempts: u32, now: i64) -> Result<(), OutboxError> {
+        self.finish(id, Status::Delivered, attempts, None, now)
+    }
+
+    /// Marks a row finished with `status` (failed, dead) and the last error.
+    pub fn finish(
+        &self,
+        id: i64,
+        status: Status,
+        attempts: u32,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), OutboxError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "UPDATE notifications SET status = ?2, attempts = ?3, last_error = COALESCE(?4, last_error), done_ms = ?5 WHERE id = ?1",
+            params![id, status.as_str(), attempts, error, now],
+        )?;
+        Ok(())
+    }
+
+    /// Schedules another attempt.
+    pub fn mark_retry(
+        &self,
+        id: i64,
+        attempts: u32,
+        next_ms: i64,
+        error: &str,
+    ) -> Result<(), OutboxError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "UPDATE notifications SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4 WHERE id = ?1",
+            params![id, attempts, next_ms, error],
+        )?;
+        Ok(())
+    }
+
+    /// Dead-letters `receiver`'s pending rows enqueued at or before `cutoff`; returns them.
+    pub fn expire(&self, receiver: &str, cutoff: i64, now: i64) -> Result<Vec<Row>, OutboxError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rows: Vec<Row> = {
+            let sql = format!(
+                "SELECT {ROW_COLUMNS} FROM notifications WHERE receiver = ?1 AND status = 'pending' AND created_ms <= ?2 ORDER BY id"
+            );
+            let mut st = tx.prepare(&sql)?;
+            let rows = st
+                .query_map(params![receiver, cutoff], row)?
+                .collect::<Result<_, _>>()?;
+            rows
+        };
+        for r in &rows {
+            tx.execute(
+                "UPDATE notifications SET status = 'dead', done_ms = ?2 WHERE id = ?1",
+                params![r.id, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(rows)
+    }
+
+    /// Queue depth, oldest pending and dead letters of `receiver`.
+    pub fn queue_stats(&self, receiver: &str) -> Result<QueueStats, OutboxError> {
+        let conn = self.conn()?;
+        let (pending, oldest) = conn.query_row(
+            "SELECT COUNT(*), MIN(created_ms) FROM notifications WHERE receiver = ?1 AND status = 'pending'",
+            params![receiver],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+        )?;
+        let dead = conn.query_row(
+            "SELECT COUNT(*) FROM notifications WHERE receiver = ?1 AND status = 'dead'",
+            params![receiver],
+            |r| r.get::<_, i64>(0),
+        )?;
+        Ok(QueueStats {
+            pending,
+            oldest_ms: oldest,
+            dead,
+        })
+    }
+
+    /// For each incident whose latest delivered notification to `receiver` is
+    /// not a resolve, that notification (what an Alertmanager re-push repeats).
+    pub fn firing(&self, receiver: &str) -> Result<Vec<Notification>, OutboxError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
+            "SELECT body FROM notifications n WHERE receiver = ?1 AND status = 'delivered'
+               AND seq = (SELECT MAX(seq) FROM notifications m WHERE m.receiver = n.receiver
+                          AND m.incident = n.incident AND m.status = 'delivered')
+               AND action != 'resolve' ORDER BY id",
+        )?;
+        let bodies: Vec<String> = st
+            .query_map(params![receiver], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_str(b).map_err(|source| OutboxError::Corrupt {
+                    what: "notification",
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// Rows by status and receiver (newest first), at most `limit`.
+    pub fn list(
+        &self,
+        status: Option<Status>,
+        receiver: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Row>, OutboxError> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM notifications
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR receiver = ?2)
+             ORDER BY id DESC LIMIT ?3"
+        );
+        let mut st = conn.prepare(&sql)?;
+        let rows = st
+            .query_map(
+                params![status.map(Status::as_str), receiver, limit as i64],
+                row,
+            )?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Queues dead letters (and failed ones with `include_failed`) again: all
+    /// of them, or those in `ids`, optionally of one receiver. A row whose
+    /// incident already got a later notification through is marked
+    /// `superseded` instead, so a receiver never sees an incident go backwards.
+    pub fn retry(
+        &self,
+        ids: &[i64],
+        receiver: Option<&str>,
+        include_failed: bool,
+        now: i64,
+    ) -> Result<RetryReport, OutboxError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let candidates: Vec<(i64, String, String, u32)> = {
+            let mut st = tx.prepare(
+                "SELECT id, receiver, incident, seq FROM notifications
+                 WHERE (status = 'dead' OR (?1 AND status = 'failed'))
+                   AND (?2 IS NULL OR receiver = ?2) ORDER BY id",
+            )?;
+            let rows = st
+                .query_map(params![include_failed, receiver], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            rows
+        };
+        let mut report = RetryReport::default();
+        for (id, rec, incident, seq) in candidates {
+            if !ids.is_empty() && !ids.contains(&id) {
+                continue;
+            }
+            let later: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM notifications WHERE receiver = ?1 AND incident = ?2 AND seq > ?3 AND status = 'delivered' LIMIT 1",
+                    params![rec, incident, seq],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if later.is_some() {
+                tx.execute(
+                    "UPDATE notifications SET status = 'superseded', done_ms = ?2 WHERE id = ?1",
+                    params![id, now],
+                )?;
+                report.superseded.push(id);
+            } else {
+                tx.execute(
+                    "UPDATE notifications SET status = 'pending', attempts = 0, created_ms = ?2,
+                     next_attempt_ms = ?2, done_ms = NULL WHERE id = ?1",
+                    params![id, now],
+                )?;
+                report.requeued.push(id);
+            }
+        }
+        tx.commit()?;
+        Ok(report)
+    }
+
+    /// Pending rows across `receivers`.
+    pub fn pending_total(&self, receivers: &[String]) -> Result<i64, OutboxError> {
+        let mut total = 0;
+        for r in receivers {
+            total += self.queue_stats(r)?.pending;
+        }
+        Ok(total)
+    }
+
+    /// Deletes finished rows and ledger entries older than `retention_ms`
+    /// (dead letters stay), and silences that ended that long ago.
+    pub fn prune(&self, now: i64, retention_ms: i64) -> Result<usize, OutboxError> {
+        let cutoff = now.saturating_sub(retention_ms);
+        let conn = self.conn()?;
+        let mut n = conn.execute(
+            "DELETE FROM notifications WHERE status IN ('delivered', 'failed', 'muted', 'superseded') AND done_ms < ?1",
+            params![cutoff],
+        )?;
+        n += conn.execute("DELETE FROM applied WHERE recorded_ms < ?1", params![cutoff])?;
+        n += conn.execute("DELETE FROM silences WHERE ends_ms < ?1", params![cutoff])?;
+        Ok(n)
+    }
+
+    /// Stores a silence.
+    pub fn add_silence(&self, s: &Silence) -> Result<(), OutboxError> {
+        let body = serde_json::to_string(s).map_err(|source| OutboxError::Corrupt {
+            what: "silence",
+            source,
+        })?;
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT OR REPLACE INTO silences (id, body, ends_ms) VALUES (?1, ?2, ?3)",
+            params![s.id, body, s.ends_at],
+        )?;
+        Ok(())
+    }
+
+    /// Every stored silence, latest ending first.
+    pub fn silences(&self) -> Result<Vec<Silence>, OutboxError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare_cached("SELECT body FROM silences ORDER BY ends_ms DESC, id")?;
+        let bodies: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_str(b).map_err(|source| OutboxError::Corrupt {
+                    what: "silence",
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends a silence at `now`; `false` if there is no such silence.
+    pub fn expire_silence(&self, id: &str, now: i64) -> Result<bool, OutboxError> {
+        let Some(mut s) = self.silences()?.into_iter().find(|s| s.id == id) else {
+            return Ok(false);
+        };
+        s.ends_at = s.ends_at.min(now);
+        self.add_silence(&s)?;
+        Ok(true)
+    }
+}
+
+// === impl Tx ===
+
+impl Tx<'_> {
+    /// Records a transition as applied; `false` if it was applied before.
+    pub fn mark_applied(&self, t: &Transition) -> Result<bool, OutboxError> {
+        let n = self.tx.execute(
+            "INSERT OR IGNORE INTO applied (alert, state, severity, at_ms, recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![t.dedup_key, t.state.as_str(), t.severity.as_str(), t.at, self.now],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Enqueues `n` for `receiver` with `status` (pending or muted); `false`
+    /// if that (receiver, incident, seq) is already stored.
+    pub fn enqueue(
+        &self,
+        receiver: &str,
+        n: &Notification,
+        status: Status,
+    ) -> Result<bool, OutboxError> {
+        let body = serde_json::to_string(n).map_err(|source| OutboxError::Corrupt {
+            what: "notification",
+            source,
+        })?;
+        let done = (status != Status::Pending).then_some(self.now);
+        let inserted = self.tx.execute(
+            "INSERT OR IGNORE INTO notifications (receiver, incident, seq, action, body, status, created_ms, next_attempt_ms, done_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+            params![receiver, n.dedup_key, n.seq, n.action.as_str(), body, status.as_str(), self.now, done],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    /// Whether `receiver` has heard of `incident` (a row that was not muted).
+    pub fn announced(&self, receiver: &str, incident: &str) -> Result<bool, OutboxError> {
+        let v: Option<i64> = self
+            .tx
+            .query_row(
+                "SELECT 1 FROM notifications WHERE receiver = ?1 AND incident = ?2 AND status != 'muted' LIMIT 1",
+                params![receiver, incident],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.is_some())
+    }
+
+    /// Saves an incident's state.
+    pub fn save_incident(&self, inc: &Incident) -> Result<(), OutboxError> {
+        let state = serde_json::to_string(inc).map_err(|source| OutboxError::Corrupt {
+            what: "incident",
+            source,
+        })?;
+        self.tx.execute(
+            "INSERT OR REPLACE INTO incidents (key, state) VALUES (?1, ?2)",
+            params![inc.key, state],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a resolved incident.
+    pub fn delete_incident(&self, key: &str) -> Result<(), OutboxError> {
+        self.tx
+            .execute("DELETE FROM incidents WHERE key = ?1", params![key])?;
+        Ok(())
+    }
+}

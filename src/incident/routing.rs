@@ -1,0 +1,242 @@
+//! Routing: which routes take an alert (by rule, severity and group labels),
+//! which grouping labels make its incident, and which receivers hear of it.
+//!
+//! Sits at the entrance of the incident stage: the lifecycle asks the
+//! [`Router`] for every alert that fires or escalates. Routes are tried in
+//! order; the first that matches takes the alert, and so do the following ones
+//! while the matching route says `continue = true` (Alertmanager's model,
+//! flattened to a list).
+
+use crate::alert::Labels;
+use crate::config::{Config, Severity, ValueMatch};
+
+use super::config::RouteConfig;
+
+/// The implicit route when `[[incidents.routes]]` is empty.
+pub const DEFAULT_ROUTE: &str = "default";
+
+/// One compiled route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Name, part of the incident key.
+    pub name: String,
+    /// Rules taken; empty = all.
+    pub rules: Vec<String>,
+    /// Lowest severity taken.
+    pub min_severity: Option<Severity>,
+    /// Label matchers, all of which must hold.
+    pub matchers: Vec<(String, ValueMatch)>,
+    /// Grouping labels; `None`: each alert is its own incident.
+    pub group_by: Option<Vec<String>>,
+    /// Event-time wait before the open, ms.
+    pub group_window_ms: i64,
+    /// Receiver names (already expanded: every receiver when the config lists none).
+    pub receivers: Vec<String>,
+    /// Keep matching after this route.
+    pub continue_: bool,
+}
+
+/// The compiled routing table.
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+// === impl Router ===
+
+impl Router {
+    /// Compiles `cfg.incidents.routes`, or the implicit default route (every
+    /// alert its own incident, every receiver, no wait) when there are none.
+    pub fn new(cfg: &Config) -> Router {
+        let all: Vec<String> = cfg.receivers.iter().map(|r| r.name.clone()).collect();
+        let compile = |r: &RouteConfig| Route {
+            name: r.name.clone(),
+            rules: r.rules.clone(),
+            min_severity: r.min_severity,
+            matchers: r
+                .matchers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            group_by: r.group_by.clone(),
+            group_window_ms: r.group_window.as_ms(),
+            receivers: if r.receivers.is_empty() {
+                all.clone()
+            } else {
+                r.receivers.clone()
+            },
+            continue_: r.continue_,
+        };
+        let mut routes: Vec<Route> = cfg.incidents.routes.iter().map(compile).collect();
+        if routes.is_empty() {
+            routes.push(Route {
+                name: DEFAULT_ROUTE.to_string(),
+                rules: Vec::new(),
+                min_severity: None,
+                matchers: Vec::new(),
+                group_by: None,
+                group_window_ms: 0,
+                receivers: all,
+                continue_: false,
+            });
+        }
+        Router { routes }
+    }
+
+    /// Every route.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// A route by name.
+    pub fn get(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+
+    /// Indices of the routes that take an alert of `rule` at `severity` on `group`.
+    pub fn matching(&self, rule: &str, severity: Severity, group: &Labels) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.accepts(rule, severity, group) {
+                out.push(i);
+                if !r.continue_ {
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+// === impl Route ===
+
+impl Route {
+    /// Whether this route takes the alert.
+    pub fn accepts(&self, rule: &str, severity: Severity, group: &Labels) -> bool {
+        if !self.rules.is_empty() && !self.rules.iter().any(|r| r == rule) {
+            return false;
+        }
+        if self.min_severity.is_some_and(|m| severity < m) {
+            return false;
+        }
+        self.matchers.iter().all(|(label, m)| {
+            let v = if label == "rule" {
+                Some(rule)
+            } else {
+                group
+                    .iter()
+                    .find(|(k, _)| k == label)
+                    .map(|(_, v)| v.as_str())
+            };
+            value_matches(m, v)
+        })
+    }
+
+    /// The grouping labels of an alert in this route: the `group_by` labels
+    /// (`rule` is the rule name; a missing label is ""), or, without
+    /// `group_by`, the rule and the whole group.
+    pub fn grouping(&self, rule: &str, group: &Labels) -> Labels {
+        let lookup = |label: &str| -> String {
+            if label == "rule" {
+                return rule.to_string();
+            }
+            group
+                .iter()
+                .find(|(k, _)| k == label)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        match &self.group_by {
+            Some(labels) => labels
+                .iter()
+                .map(|l| (l.clone(), lookup(l)))
+                .collect(),
+            None => {
+                let mut out = vec![("rule".to_string(), rule.to_string())];
+                out.extend(group.iter().cloned());
+                out
+            }
+        }
+    }
+}
+
+/// Whether `value` (`None`: the label is absent) satisfies a config matcher;
+/// a negation also holds for an absent label, as in rule selectors.
+pub fn value_matches(m: &ValueMatch, value: Option<&str>) -> bool {
+    match m {
+        ValueMatch::Is(vals) => value.is_some_and(|v| vals.to_vec().iter().any(|x| x == v)),
+        ValueMatch::Not(n) => value.is_none_or(|v| !n.not.to_vec().iter().any(|x| x == v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(toml_routes: &str) -> Config {
+        let text = format!(
+            r#"
+[[receivers]]
+name = "a"
+kind = "console"
+[[receivers]]
+name = "b"
+kind = "console"
+{toml_routes}
+"#
+        );
+        Config::from_toml_str(&text, &std::collections::HashMap::new()).unwrap()
+    }
+
+    fn g(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn default_route_takes_everything_to_every_receiver() {
+        let r = Router::new(&cfg(""));
+        assert_eq!(r.matching("x", Severity::Info, &g(&[])), vec![0]);
+        let route = &r.routes()[0];
+        assert_eq!(route.receivers, vec!["a", "b"]);
+        assert_eq!(
+            route.grouping("x", &g(&[("product", "p")])),
+            g(&[("rule", "x"), ("product", "p")])
+        );
+    }
+
+    #[test]
+    fn first_match_wins_unless_continue() {
+        let r = Router::new(&cfg(
+            r#"
+[[incidents.routes]]
+name = "pager"
+min_severity = "critical"
+match = { region = "eu" }
+receivers = ["b"]
+continue = true
+[[incidents.routes]]
+name = "churn"
+rules = []
+match = { rule = "churn_rate" }
+group_by = ["region"]
+[[incidents.routes]]
+name = "rest"
+group_by = ["product", "region"]
+receivers = ["a"]
+"#,
+        ));
+        let eu = g(&[("product", "p"), ("region", "eu")]);
+        assert_eq!(r.matching("complaint_rate", Severity::Critical, &eu), vec![0, 2]);
+        assert_eq!(r.matching("complaint_rate", Severity::Warning, &eu), vec![2]);
+        assert_eq!(r.matching("churn_rate", Severity::Warning, &eu), vec![1]);
+        let us = g(&[("region", "us")]);
+        assert_eq!(r.matching("complaint_rate", Severity::Critical, &us), vec![2]);
+        assert_eq!(
+            r.routes()[2].grouping("social_spike", &g(&[("product", "p")])),
+            g(&[("product", "p"), ("region", "")])
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! Silences: mute incidents whose alerts match label matchers, for a while.
+//!
+//! Applied where notifications enter the outbox: a notification whose every
+//! alert (every active one, while any is active) matches an active silence is
+//! recorded as `muted` and not delivered. Silences live in the outbox database
+//! so the CLI (`crisiswatch silence add|list|expire`), the HTTP API and the
+//! running service share them; they expire on their own at `ends_at`.
+//!
+//! A matcher is `name=value` or `name!=value`; `rule` is the rule name, any
+//! other name a group label (an absent label is "").
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::Labels;
+
+use super::model::Notification;
+
+/// Errors in silence input.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SilenceError {
+    /// A matcher is not `name=value` or `name!=value`.
+    #[error("bad matcher {0:?}: write name=value or name!=value (name is `rule` or a group label)")]
+    BadMatcher(String),
+    /// No matcher given.
+    #[error("a silence needs at least one matcher, e.g. rule=complaint_rate or product=router-x")]
+    NoMatchers,
+    /// Duration not positive.
+    #[error("a silence must last a positive time (e.g. \"2h\")")]
+    NotPositive,
+}
+
+/// Equality or inequality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MatchOp {
+    /// `name=value`.
+    #[serde(rename = "=")]
+    Eq,
+    /// `name!=value`.
+    #[serde(rename = "!=")]
+    Ne,
+}
+
+/// One matcher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Matcher {
+    /// `rule` or a group label.
+    pub name: String,
+    /// `=` or `!=`.
+    #[serde(default = "default_op")]
+    pub op: MatchOp,
+    /// The value compared.
+    pub value: String,
+}
+
+fn default_op() -> MatchOp {
+    MatchOp::Eq
+}
+
+/// A silence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    /// Random id.
+    pub id: String,
+    /// All must match.
+    pub matchers: Vec<Matcher>,
+    /// Wall-clock start, ms.
+    pub starts_at: i64,
+    /// Wall-clock end, ms: the silence expires then.
+    pub ends_at: i64,
+    /// Who set it.
+    pub created_by: String,
+    /// Why.
+    pub comment: String,
+}
+
+// === impl Matcher ===
+
+impl Matcher {
+    /// Parses `name=value` or `name!=value`.
+    pub fn parse(s: &str) -> Result<Matcher, SilenceError> {
+        let bad = || SilenceError::BadMatcher(s.to_string());
+        let (name, op, value) = if let Some((n, v)) = s.split_once("!=") {
+            (n, MatchOp::Ne, v)
+        } else if let Some((n, v)) = s.split_once('=') {
+            (n, MatchOp::Eq, v)
+        } else {
+            return Err(bad());
+        };
+        let name = name.trim();
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+        if !valid {
+            return Err(bad());
+        }
+        Ok(Matcher {
+            name: name.to_string(),
+            op,
+            value: value.trim().to_string(),
+        })
+    }
+
+    /// Whether an alert of `rule` on `group` satisfies this matcher.
+    pub fn matches(&self, rule: &str, group: &Labels) -> bool {
+        let v = if self.name == "rule" {
+            rule
+        } else {
+            group
+                .iter()
+                .find(|(k, _)| *k == self.name)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        (v == self.value) == (self.op == MatchOp::Eq)
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.op {
+            MatchOp::Eq => "=",
+            MatchOp::Ne => "!=",
+        };
+        write!(f, "{}{op}{}", self.name, self.value)
+    }
+}
+
+// === impl Silence ===
+
+impl Silence {
+    /// A new silence from `now` for `duration_ms`, with a random id.
+    pub fn new(
+        matchers: Vec<Matcher>,
+        now: i64,
+        duration_ms: i64,
+        created_by: String,
+        comment: String,
+    ) -> Result<Silence, SilenceError> {
+        if matchers.is_empty() {
+            return Err(SilenceError::NoMatchers);
+        }
+        if duration_ms <= 0 {
+            return Err(SilenceError::NotPositive);
+        }
+        Ok(Silence {
+            id: new_id(),
+            matchers,
+            starts_at: now,
+            ends_at: now.saturating_add(duration_ms),
+            created_by,
+            comment,
+        })
+    }
+
+    /// Whether it is in force at wall-clock `now`.
+    pub fn active(&self, now: i64) -> bool {
+        self.starts_at <= now && now < self.ends_at
+    }
+
+    /// Whether it covers an alert of `rule` on `group`.
+    pub fn covers(&self, rule: &str, group: &Labels) -> bool {
+        self.matchers.iter().all(|m| m.matches(rule, group))
+    }
+}
+
+/// Whether `n` is muted by one of the `silences` at wall-clock `now`: every
+/// alert it reports (the active ones while any is) is covered by an active silence.
+pub fn mutes(silences: &[Silence], n: &Notification, now: i64) -> bool {
+    let active: Vec<&Silence> = silences.iter().filter(|s| s.active(now)).collect();
+    if active.is_empty() || n.alerts.is_empty() {
+        return false;
+    }
+    let any_active = n.alerts.iter().any(|a| a.active);
+    n.alerts
+        .iter()
+        .filter(|a| a.active || !any_active)
+        .all(|a| active.iter().any(|s| s.covers(&a.rule, &a.group)))
+}
+
+/// 16 random hex digits.
+fn new_id() -> String {
+    let v: u64 = rand::random();
+    format!("{v:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn matchers_parse_and_match() {
+        let m = Matcher::parse("product=router-x").unwrap();
+        assert!(m.matches("r", &g(&[("product", "router-x")])));
+        assert!(!m.matches("r", &g(&[("product", "other")])));
+        let ne = Matcher::parse("rule!=churn_rate").unwrap();
+        assert!(ne.matches("complaint_rate", &g(&[])));
+        assert!(!ne.matches("churn_rate", &g(&[])));
+        assert_eq!(ne.to_string(), "rule!=churn_rate");
+        assert!(Matcher::parse("nothing").is_err());
+        assert!(Matcher::parse("=x").is_err());
+        let absent = Matcher::parse("region=").unwrap();
+        assert!(absent.matches("r", &g(&[("product", "p")])));
+    }
+
+    #[test]
+    fn silences_expire() {
+        let m = vec![Matcher::parse("rule=a").unwrap()];
+        let s = Silence::new(m, 1000, 500, "me".into(), String::new()).unwrap();
+        assert!(s.active(1000) && s.active(1499));
+        assert!(!s.active(1500) && !s.active(999));
+        assert_eq!(
+            Silence::new(vec![], 0, 1, String::new(), String::new()),
+            Err(SilenceError::NoMatchers)
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! `crisiswatch run`: the live service on Kafka.
+//!
+//! ```text
+//!  Kafka ─► consumer thread ─► channel (bounded) ─► engine stage ─► transitions ─► stdout / incidents
+//!           (source::kafka)                         (run::pipeline)
+//!                │                                        │
+//!                └── /readyz (stall), consumer metrics ───┴── /metrics
+//! ```
+//!
+//! The wiring: the configuration's `[sources.kafka]` becomes a consumer thread
+//! ([`crate::source`]); its batches feed the same [`Engine`] that `replay` uses,
+//! in the engine stage ([`pipeline`]); `/metrics` and `/readyz` are served on
+//! `server.listen`. Delivery is at least once: an offset is committed only
+//! after its event was applied (or its invalid message dead-lettered).
+//!
+//! **Shutdown** (SIGINT/SIGTERM, or the `shutdown` channel): the consumer stops
+//! fetching, the engine stage applies what is in flight, the offsets are
+//! committed synchronously, the consumer leaves its group, and the process
+//! exits — all within `sources.kafka.shutdown_timeout`, or it gives up with an
+//! error (what was not committed is read again after a restart).
+
+pub mod applied_log;
+pub mod pipeline;
+pub mod sink;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::engine::{Engine, EngineError, EngineStats};
+use crate::http::{self, AppState, HttpError};
+use crate::metrics::{Metrics, MetricsError};
+use crate::source::context::Shared;
+use crate::source::dlq::DeadLetters;
+use crate::source::health::Health;
+use crate::source::metrics::SourceMetrics;
+use crate::source::offsets::OffsetTracker;
+use crate::source::{kafka, SourceError};
+use applied_log::AppliedLog;
+use pipeline::{Stage, StageParts, StageSettings};
+use sink::TransitionSink;
+
+/// How often the engine stage advances idle time, checks health and publishes metrics.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Errors that stop the service.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The rules could not be compiled.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Metrics could not be registered.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// The HTTP listener failed.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The Kafka source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The incident outbox failed: the batch's offsets are not committed.
+    #[error(transparent)]
+    Incident(#[from] crate::incident::IncidentError),
+    /// The `--applied-log` file could not be written.
+    #[error("cannot write the applied log: {0}")]
+    AppliedLog(#[source] std::io::Error),
+    /// The graceful shutdown took longer than its bound.
+    #[error("shutdown did not finish within {0:?}; offsets since the last commit will be read again")]
+    ShutdownTimeout(Duration),
+    /// The engine task panicked.
+    #[error("the engine task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Options of `crisiswatch run` beyond the configuration.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// Append `topic,partition,offset` for every applied message to this file.
+    pub applied_log: Option<PathBuf>,
+    /// Use this metrics registry (to observe the service from the caller).
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+/// What a run did, when it ended.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// The engine's counters.
+    pub stats: EngineStats,
+    /// Transitions submitted to the incident manager.
+    pub transitions: u64,
+}
+
+/// Runs the service until `shutdown` turns true (or the source fails).
+pub async fn run(
+    cfg: &Config,
+    opts: RunOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<RunSummary, RunError> {
+    let k = cfg
+        .sources
+        .kafka
+        .clone()
+        .ok_or(SourceError::NotConfigured)?;
+    let engine = Engine::new(cfg)?;
+    let metrics = match opts.metrics {
+        Some(m) => m,
+        None => Metrics::new(cfg.server.max_series_per_rule)?,
+    };
+    let topics: Vec<String> = k.topics.iter().map(|t| t.name.clone()).collect();
+    let shared = Arc::new(Shared {
+        metrics: SourceMetrics::register(metrics.registry(), &topics)?,
+        topics,
+        tracker: std::sync::Mutex::new(OffsetTracker::new()),
+        health: Health::new(Instant::now()),
+    });
+    let state = AppState::new(Arc::clone(&metrics));
+    let (stop_http, stop_http_rx) = watch::channel(false);
+    let server = if cfg.server.listen.is_empty() {
+        None
+    } else {
+        let (addr, fut) = http::bind(&cfg.server.listen, Arc::clone(&state), stop_http_rx).await?;
+        eprintln!("Serving /metrics and /readyz on http://{addr}");
+        Some(tokio::spawn(fut))
+    };
+    let applied = match &opts.applied_log {
+        Some(p) => Some(AppliedLog::open(p).map_err(RunError::AppliedLog)?),
+        None => None,
+    };
+    let dlq = DeadLetters::new(&k, Arc::clone(&shared))?;
+    let sink = TransitionSink::open(cfg, &state)?;
+    let (tx, rx) = mpsc::channel(k.channel_capacity);
+    let source = kafka::start(&k, Arc::clone(&shared), tx)?;
+    let settings = StageSettings {
+        default_types: k.topics.iter().map(|t| t.default_type.clone()).collect(),
+        idle_partition_timeout: k.idle_partition_timeout.0,
+        stall_timeout: k.stall_timeout.0,
+        idle_timeout: cfg.engine.idle_timeout.0,
+        drain_timeout: k.shutdown_timeout.0 / 2,
+    };
+    let parts = StageParts {
+        shared,
+        dlq,
+        applied,
+        sink,
+    };
+    let stage = Stage::new(engine, settings, parts);
+    let mut engine_task = tokio::spawn(drive(stage, rx, Arc::clone(&state)));
+
+    let ended_early = tokio::select! {
+        _ = signalled(&mut shutdown) => None,
+        r = &mut engine_task => Some(r),
+    };
+    tracing::info!("Stopping: draining and committing.");
+    source.stop();
+    let bound = k.shutdown_timeout.0;
+    let deadline = tokio::time::Instant::now() + bound;
+    let finish = async {
+        let stage = match ended_early {
+            Some(r) => r,
+            None => engine_task.await,
+        };
+        let joined = tokio::task::spawn_blocking(move || source.join()).await;
+        if let Ok(Ok(stage)) = &stage {
+            // Whatever the bound leaves (a second kept for the exit) drains incidents.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let drain = cfg.incidents.drain_timeout.0.min(left.saturating_sub(Duration::from_secs(1)));
+            stage.sink().shutdown(drain).await;
+        }
+        (stage, joined)
+    };
+    let result = match tokio::time::timeout(bound, finish).await {
+        Ok((stage, joined)) => {
+            joined??;
+            let stage = stage??;
+            Ok(RunSummary {
+                stats: stage.engine().stats().clone(),
+                transitions: stage.sink().submitted(),
+            })
+        }
+        Err(_) => {
+            tracing::error!(
+                bound_s = bound.as_secs(),
+                "Shutdown did not finish in time; exiting without a final commit."
+            );
+            Err(RunError::ShutdownTimeout(bound))
+        }
+    };
+    let _ = stop_http.send(true);
+    if let Some(s) = server {
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(1), s).await {
+            tracing::warn!(error = %e, "HTTP server ended with an error.");
+        }
+    }
+    result
+}
+
+/// The engine task: handle every message until the consumer thread closes the
+/// channel; tick in between.
+async fn drive(
+    mut stage: Stage,
+    mut rx: mpsc::Receiver<crate::source::SourceMsg>,
+    state: Arc<AppState>,
+) -> Result<Stage, RunError> {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(m) => stage.handle(m, &state).await?,
+                None => break,
+            },
+            _ = tick.tick() => stage.tick(&state)?,
+        }
+    }
+    stage.tick(&state)?;
+    stage.finish()?;
+    state
+        .ready
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    Ok(stage)
+}
+
+async fn signalled(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            // The sender is gone: no shutdown can come any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}

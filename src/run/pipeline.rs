@@ -1,0 +1,280 @@
+//! The engine stage of `crisiswatch run`: batches from the consumer thread in,
+//! transitions out.
+//!
+//! One task owns the [`Engine`]. For each message it decodes the value (with
+//! the topic's default `type`), applies a valid event without moving the
+//! clock, or counts an invalid one and hands it to the dead-letter producer.
+//! After each batch it records what was applied (the applied log, then the
+//! offset tracker — only then can the offsets be committed) and advances the
+//! engine clock to the slowest active partition ([`Watermarks`]). A periodic
+//! tick advances time on idle partitions and on a quiet stream
+//! ([`IdleClock`]), checks consumer health and publishes metrics.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::alert::Transition;
+use crate::clock::IdleClock;
+use crate::engine::{Engine, Outcome};
+use crate::event::decode_with_default;
+use crate::http::AppState;
+use crate::source::context::Shared;
+use crate::source::dlq::DeadLetters;
+use crate::source::watermarks::Watermarks;
+use crate::source::{Batch, SourceMsg};
+
+use super::applied_log::AppliedLog;
+use super::sink::TransitionSink;
+use super::RunError;
+
+/// Settings of the engine stage.
+#[derive(Debug, Clone)]
+pub struct StageSettings {
+    /// Default event type per topic index.
+    pub default_types: Vec<Option<String>>,
+    /// Partitions idle this long stop holding the clock back.
+    pub idle_partition_timeout: Duration,
+    /// No consumer progress this long: stalled.
+    pub stall_timeout: Duration,
+    /// Whole stream quiet this long: event time follows the wall clock.
+    pub idle_timeout: Duration,
+    /// How long a drain waits for in-flight dead letters.
+    pub drain_timeout: Duration,
+}
+
+/// The engine stage.
+pub struct Stage {
+    engine: Engine,
+    shared: Arc<Shared>,
+    settings: StageSettings,
+    watermarks: Watermarks,
+    idle: IdleClock,
+    dlq: Option<DeadLetters>,
+    applied: Option<AppliedLog>,
+    sink: TransitionSink,
+    /// Transitions not yet handed to the sink.
+    out: Vec<Transition>,
+}
+
+/// What the stage needs besides the engine.
+pub struct StageParts {
+    /// State shared with the consumer thread.
+    pub shared: Arc<Shared>,
+    /// The dead-letter producer, if configured.
+    pub dlq: Option<DeadLetters>,
+    /// The `--applied-log`, if asked for.
+    pub applied: Option<AppliedLog>,
+    /// Where transitions go.
+    pub sink: TransitionSink,
+}
+
+impl Stage {
+    /// A stage around `engine`.
+    pub fn new(engine: Engine, settings: StageSettings, parts: StageParts) -> Self {
+        Stage {
+            engine,
+            watermarks: Watermarks::new(settings.idle_partition_timeout),
+            idle: IdleClock::new(settings.idle_timeout),
+            shared: parts.shared,
+            settings,
+            dlq: parts.dlq,
+            applied: parts.applied,
+            sink: parts.sink,
+            out: Vec::new(),
+        }
+    }
+
+    /// The engine (for metrics and the summary).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The transition sink (for the final drain).
+    pub fn sink(&self) -> &TransitionSink {
+        &self.sink
+    }
+
+    /// Persists the transitions produced so far, at the engine's clock.
+    fn emit(&mut self, state: &AppState) -> Result<(), RunError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        state.metrics.record_transitions(self.out.iter());
+        let now = self.engine.clock().unwrap_or_default();
+        self.sink.submit(&self.out, now)?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Handles one message from the consumer thread.
+    pub async fn handle(&mut self, msg: SourceMsg, state: &AppState) -> Result<(), RunError> {
+        match msg {
+            SourceMsg::Batch(b) => self.batch(&b, state).await?,
+            SourceMsg::Assigned(parts) => {
+                let now = Instant::now();
+                for p in parts {
+                    self.watermarks.assign(p, now);
+                }
+            }
+            SourceMsg::Drain { revoked, ack } => {
+                if let Some(d) = &self.dlq {
+                    if !d.flush(self.settings.drain_timeout).await {
+                        tracing::warn!("Dead letters still in flight at a drain; their offsets stay uncommitted.");
+                    }
+                }
+                for p in revoked {
+                    self.watermarks.revoke(p);
+                }
+                // The consumer thread may have given up waiting: nothing to do then.
+                let _ = ack.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn batch(&mut self, b: &Batch, state: &AppState) -> Result<(), RunError> {
+        let now = Instant::now();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let limits = *self.engine.limits();
+        let topics = self.shared.topics.len();
+        let mut processed = vec![0u64; topics];
+        let mut late = vec![0u64; topics];
+        let mut applied_any = false;
+        // Invalid messages to dead-letter once the batch's progress is recorded.
+        let mut dead = Vec::new();
+        if self.engine.clock().is_none() {
+            // Start the clock at the batch's earliest event, not its first.
+            let first = b
+                .records()
+                .filter_map(|r| decode_with_default(r.payload, &limits, Some(now_ms), self.default_type(r.at.topic)).ok())
+                .map(|e| e.ts)
+                .min();
+            if let Some(t) = first {
+                self.engine.advance_clock(t, &mut self.out);
+            }
+        }
+        for (i, rec) in b.records().enumerate() {
+            let t = usize::from(rec.at.topic);
+            processed[t] += 1;
+            let default_type = self.settings.default_types[t].as_deref();
+            match decode_with_default(rec.payload, &limits, Some(now_ms), default_type) {
+                Ok(ev) => {
+                    self.watermarks.observe(rec.at, ev.ts, now);
+                    if self.engine.apply(&ev, &mut self.out) == Outcome::Late {
+                        late[t] += 1;
+                    }
+                    applied_any = true;
+                    if let Some(log) = &mut self.applied {
+                        let topic = &self.shared.topics[t];
+                        log.record(topic, rec.at.partition, rec.offset)
+                            .map_err(RunError::AppliedLog)?;
+                    }
+                }
+                Err(inv) => {
+                    self.engine.record_invalid(inv.reason);
+                    self.shared
+                        .metrics
+                        .invalid
+                        .with_label_values(&[self.shared.topics[t].as_str(), inv.reason.as_str()])
+                        .inc();
+                    tracing::debug!(topic = %self.shared.topics[t], partition = rec.at.partition, offset = rec.offset, reason = %inv.reason, detail = %inv.detail, "Invalid message.");
+                    if self.dlq.is_some() {
+                        dead.push((i, inv));
+                    }
+                }
+            }
+        }
+        if let Some(log) = &mut self.applied {
+            log.flush().map_err(RunError::AppliedLog)?;
+        }
+        self.advance(now);
+        if applied_any {
+            if let Some(c) = self.engine.clock() {
+                self.idle.on_events(c);
+            }
+        }
+        // Incidents are persisted before the batch's offsets can be committed.
+        self.emit(state)?;
+        {
+            // One lock: a dead letter's offset is pending before any later offset is done.
+            let mut tracker = self.shared.tracker();
+            let mut next_dead = dead.iter().map(|(i, _)| *i).peekable();
+            for (i, rec) in b.records().enumerate() {
+                if next_dead.peek() == Some(&i) {
+                    next_dead.next();
+                    tracker.dead_letter_pending(rec.at, rec.offset);
+                } else {
+                    tracker.done(rec.at, rec.offset);
+                }
+            }
+        }
+        if let Some(dlq) = &self.dlq {
+            let mut records = b.records().enumerate();
+            for (i, inv) in &dead {
+                if let Some((_, rec)) = records.find(|(j, _)| j == i) {
+                    dlq.send(&rec, inv.reason, &inv.detail).await;
+                }
+            }
+        }
+        let m = &self.shared.metrics;
+        for (t, name) in self.shared.topics.iter().enumerate() {
+            if processed[t] > 0 {
+                m.processed.with_label_values(&[name.as_str()]).inc_by(processed[t]);
+            }
+            if late[t] > 0 {
+                m.late.with_label_values(&[name.as_str()]).inc_by(late[t]);
+            }
+        }
+        Ok(())
+    }
+
+    fn default_type(&self, topic: u16) -> Option<&str> {
+        self.settings.default_types[usize::from(topic)].as_deref()
+    }
+
+    /// Moves the engine clock to the slowest active partition.
+    fn advance(&mut self, now: Instant) {
+        if let Some(t) = self.watermarks.target(now) {
+            self.engine.advance_clock(t, &mut self.out);
+        }
+    }
+
+    /// The periodic tick: idle partitions and a quiet stream move time on;
+    /// readiness and metrics are refreshed.
+    pub fn tick(&mut self, state: &AppState) -> Result<(), RunError> {
+        let now = Instant::now();
+        self.advance(now);
+        if let Some(t) = self.idle.idle_target() {
+            self.engine.advance_clock(t, &mut self.out);
+        }
+        self.emit(state)?;
+        if let Some(clock) = self.engine.clock() {
+            self.sink.tick(clock, &mut self.engine)?;
+        }
+        let status = self
+            .shared
+            .health
+            .check(now, self.settings.stall_timeout);
+        state.ready.store(status.ready, Ordering::Relaxed);
+        let m = &self.shared.metrics;
+        m.stalled.set(i64::from(status.stalled));
+        m.idle_partitions.set(self.watermarks.counts(now).1 as i64);
+        state
+            .metrics
+            .publish(&self.engine, chrono::Utc::now().timestamp_millis());
+        state.admin.publish(crate::admin::snapshot(&self.engine));
+        Ok(())
+    }
+
+    /// Flushes the applied log at the end.
+    pub fn finish(&mut self) -> Result<(), RunError> {
+        if let Some(log) = &mut self.applied {
+            log.flush().map_err(RunError::AppliedLog)?;
+        }
+        if let Some(d) = &self.dlq {
+            d.abandon();
+        }
+        Ok(())
+    }
+}

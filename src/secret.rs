@@ -1,0 +1,125 @@
+//! Secrets: values that must never appear in logs, `Debug` output or errors.
+//!
+//! Configuration never holds a secret itself; it names where to read it: an
+//! environment variable (`*_env`) or a file (`*_file`, e.g. a mounted
+//! Kubernetes secret). [`Secret`] prints as `**REDACTED**` everywhere, and its
+//! comparison for bearer tokens runs in constant time.
+
+use std::fmt;
+use std::path::Path;
+
+/// A secret string. `Debug` and `Display` print `**REDACTED**`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+/// Why a secret could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The named environment variable is unset or empty.
+    #[error("environment variable {0} is not set or empty")]
+    EnvUnset(String),
+    /// The file could not be read.
+    #[error("cannot read secret file {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is empty.
+    #[error("secret file {0} is empty")]
+    EmptyFile(String),
+}
+
+impl Secret {
+    /// Wraps a value (tests and generated tokens).
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// Reads a secret from an environment variable.
+    pub fn from_env(name: &str) -> Result<Self, SecretError> {
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Ok(Secret(v)),
+            _ => Err(SecretError::EnvUnset(name.to_string())),
+        }
+    }
+
+    /// Reads a secret from a file; surrounding whitespace is trimmed.
+    pub fn from_file(path: &Path) -> Result<Self, SecretError> {
+        let v = std::fs::read_to_string(path).map_err(|source| SecretError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let v = v.trim();
+        if v.is_empty() {
+            return Err(SecretError::EmptyFile(path.display().to_string()));
+        }
+        Ok(Secret(v.to_string()))
+    }
+
+    /// Reads from `env` if given, else from `file` if given; `Ok(None)` if neither.
+    pub fn load(env: Option<&str>, file: Option<&Path>) -> Result<Option<Self>, SecretError> {
+        match (env, file) {
+            (Some(e), _) => Self::from_env(e).map(Some),
+            (None, Some(f)) => Self::from_file(f).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The value, for the one place that must use it (signing, an auth header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison with a presented value (bearer tokens).
+    pub fn matches(&self, presented: &str) -> bool {
+        let a = self.0.as_bytes();
+        let b = presented.as_bytes();
+        let mut diff = a.len() ^ b.len();
+        for i in 0..a.len().max(b.len()) {
+            let x = a.get(i).copied().unwrap_or(0);
+            let y = b.get(i).copied().unwrap_or(0);
+            diff |= usize::from(x ^ y);
+        }
+        diff == 0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("**REDACTED**")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("**REDACTED**")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_printed() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "**REDACTED** **REDACTED**");
+        assert!(s.matches("hunter2"));
+        assert!(!s.matches("hunter3"));
+        assert!(!s.matches("hunter22"));
+        assert!(!s.matches(""));
+    }
+
+    #[test]
+    fn from_file_trims_and_rejects_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("token");
+        std::fs::write(&p, "abc\n").unwrap();
+        assert_eq!(Secret::from_file(&p).unwrap().expose(), "abc");
+        std::fs::write(&p, "\n").unwrap();
+        assert!(matches!(Secret::from_file(&p), Err(SecretError::EmptyFile(_))));
+        assert!(Secret::from_env("CRISISWATCH_TEST_SURELY_UNSET_VAR").is_err());
+    }
+}

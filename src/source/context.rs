@@ -1,0 +1,307 @@
+//! librdkafka's callbacks for the consumer: rebalances, commits, statistics, logs.
+//!
+//! Every callback runs on the consumer thread, inside `poll`. The context also
+//! holds the batch being filled, so a revoke that interrupts a poll can hand
+//! it over before draining: on revoke the engine stage applies everything
+//! consumed so far (a barrier through the same channel), the offsets are
+//! committed synchronously, and only then are the partitions released.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::health::Health;
+use super::metrics::SourceMetrics;
+use super::offsets::OffsetTracker;
+use super::{Batch, Partition, SourceMsg};
+
+/// State shared by the consumer thread, the engine stage and the dead-letter tasks.
+#[derive(Debug)]
+pub struct Shared {
+    /// Configured topic names; a [`Partition`]'s `topic` indexes this.
+    pub topics: Vec<String>,
+    /// What may be committed.
+    pub tracker: Mutex<OffsetTracker>,
+    /// Consumer liveness.
+    pub health: Health,
+    /// Consumer metrics.
+    pub metrics: SourceMetrics,
+}
+
+impl Shared {
+    /// The offset tracker, locked (a panic elsewhere cannot poison progress).
+    pub fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
+        self.tracker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The consumer's librdkafka context.
+pub struct SourceContext {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<SourceMsg>,
+    index: HashMap<String, u16>,
+    /// The batch the consumer thread is filling.
+    batch: Mutex<Batch>,
+    /// Partitions assigned to this instance.
+    assignment: Mutex<BTreeSet<Partition>>,
+    /// How long a revoke waits for the engine stage.
+    drain_timeout: Duration,
+    /// Set once the engine stage has gone (the channel is closed).
+    closed: AtomicBool,
+}
+
+impl SourceContext {
+    /// A context sending to `tx`.
+    pub fn new(shared: Arc<Shared>, tx: mpsc::Sender<SourceMsg>, drain_timeout: Duration) -> Self {
+        let index = (0u16..)
+            .zip(&shared.topics)
+            .map(|(i, t)| (t.clone(), i))
+            .collect();
+        SourceContext {
+            shared,
+            tx,
+            index,
+            batch: Mutex::new(Batch::default()),
+            assignment: Mutex::new(BTreeSet::new()),
+            drain_timeout,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// The index of a consumed topic.
+    pub fn topic_index(&self, topic: &str) -> Option<u16> {
+        self.index.get(topic).copied()
+    }
+
+    /// The batch being filled.
+    pub fn batch(&self) -> MutexGuard<'_, Batch> {
+        self.batch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the engine stage is gone.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, msg: SourceMsg) -> bool {
+        // Blocks while the channel is full: backpressure on the consumer.
+        if self.tx.blocking_send(msg).is_err() {
+            self.closed.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Hands the batch being filled to the engine stage.
+    pub fn flush(&self) {
+        let batch = std::mem::take(&mut *self.batch());
+        if !batch.is_empty() {
+            self.send(SourceMsg::Batch(batch));
+        }
+    }
+
+    /// Flushes, then waits until the engine stage has applied everything sent
+    /// so far and forgotten `revoked`. False if it did not answer in time.
+    pub fn drain(&self, revoked: Vec<Partition>) -> bool {
+        self.flush();
+        let (ack, done) = std_mpsc::sync_channel(1);
+        if !self.send(SourceMsg::Drain { revoked, ack }) {
+            return false;
+        }
+        done.recv_timeout(self.drain_timeout).is_ok()
+    }
+
+    /// Partitions currently assigned.
+    pub fn assignment(&self) -> Vec<Partition> {
+        let a = self.assignment.lock().unwrap_or_else(|p| p.into_inner());
+        a.iter().copied().collect()
+    }
+
+    /// Commits the committable offsets of `only` (every partition when `None`).
+    /// The outcome is counted in [`ConsumerContext::commit_callback`].
+    pub fn commit(
+        &self,
+        consumer: &BaseConsumer<SourceContext>,
+        only: Option<&[Partition]>,
+        mode: CommitMode,
+    ) -> KafkaResult<()> {
+        let offsets = self.shared.tracker().all_committable();
+        let mut tpl = TopicPartitionList::new();
+        for (at, offset) in offsets {
+            if only.is_some_and(|o| !o.contains(&at)) {
+                continue;
+            }
+            let topic = &self.shared.topics[usize::from(at.topic)];
+            tpl.add_partition_offset(topic, at.partition, Offset::Offset(offset))?;
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        consumer.commit(&tpl, mode)
+    }
+
+    fn partitions(&self, tpl: &TopicPartitionList) -> Vec<Partition> {
+        tpl.elements()
+            .iter()
+            .filter_map(|e| {
+                self.topic_index(e.topic()).map(|topic| Partition {
+                    topic,
+                    partition: e.partition(),
+                })
+            })
+            .collect()
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<SourceContext>, revoked: Vec<Partition>) {
+        let m = &self.shared.metrics;
+        m.rebalances.with_label_values(&["revoke"]).inc();
+        let lost = consumer.assignment_lost();
+        if !self.drain(revoked.clone()) && !self.is_closed() {
+            tracing::warn!(
+                timeout_s = self.drain_timeout.as_secs(),
+                "Engine did not finish the revoked partitions in time; committing what it applied."
+            );
+        }
+        if let Err(e) = self.commit(consumer, Some(&revoked), CommitMode::Sync) {
+            tracing::warn!(error = %e, lost, "Cannot commit revoked partitions: their events since the last commit will be read again (duplicates are dropped by id).");
+        }
+        let mut assignment = self.assignment.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tracker = self.shared.tracker();
+        for at in &revoked {
+            assignment.remove(at);
+            tracker.forget(*at);
+            let topic = &self.shared.topics[usize::from(at.topic)];
+            let _ = m
+                .lag
+                .remove_label_values(&[topic.as_str(), &at.partition.to_string()]);
+        }
+        m.assigned.set(assignment.len() as i64);
+        tracing::info!(partitions = revoked.len(), lost, "Partitions revoked.");
+    }
+
+    fn on_assign(&self, assigned: Vec<Partition>) {
+        let m = &self.shared.metrics;
+        m.rebalances.with_label_values(&["assign"]).inc();
+        let total = {
+            let mut a = self.assignment.lock().unwrap_or_else(|p| p.into_inner());
+            a.extend(assigned.iter().copied());
+            a.len()
+        };
+        m.assigned.set(total as i64);
+        self.shared.health.on_assigned(Instant::now());
+        tracing::info!(
+            partitions = assigned.len(),
+            total,
+            "Partitions assigned."
+        );
+        self.send(SourceMsg::Assigned(assigned));
+    }
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_librdkafka(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Broker connection errors are routine while a broker restarts;
+        // a lasting outage shows up as a stall.
+        tracing::warn!(error = %error, reason, "Kafka client error.");
+    }
+
+    fn stats(&self, stats: Statistics) {
+        let now = Instant::now();
+        let rx: u64 = stats.brokers.values().map(|b| b.rx).sum();
+        let assignment = self.assignment();
+        let mut total = 0i64;
+        for (name, topic) in &stats.topics {
+            let Some(t) = self.topic_index(name) else {
+                continue;
+            };
+            for (&partition, p) in &topic.partitions {
+                let at = Partition { topic: t, partition };
+                if partition < 0 || !assignment.contains(&at) {
+                    continue;
+                }
+                let base = if p.app_offset >= 0 {
+                    p.app_offset
+                } else {
+                    p.committed_offset
+                };
+                let lag = if p.hi_offset >= 0 && base >= 0 {
+                    (p.hi_offset - base).max(0)
+                } else {
+                    0
+                };
+                total += lag;
+                self.shared
+                    .metrics
+                    .lag
+                    .with_label_values(&[name.as_str(), &partition.to_string()])
+                    .set(lag);
+            }
+        }
+        self.shared.health.on_stats(now, rx, total);
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => self.on_revoke(consumer, self.partitions(tpl)),
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "Consumer group rebalance failed."),
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.on_assign(self.partitions(tpl));
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let m = &self.shared.metrics;
+        match result {
+            Ok(()) => m.commits.inc(),
+            // Nothing was stored since the last commit: not a failure.
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                m.commit_failures.inc();
+                tracing::warn!(error = %e, partitions = offsets.count(), "Offset commit failed; retried at the next commit.");
+            }
+        }
+    }
+}
+
+/// Routes librdkafka's log lines to `tracing`. Its errors are mostly transient
+/// (a broker restarting), so they are warnings; configuration warnings (a
+/// consumer property on the dead-letter producer) are informational.
+pub fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        _ if fac == "CONFWARN" => tracing::info!(target: "librdkafka", fac, "{message}"),
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error
+        | RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", fac, "{message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+    }
+}

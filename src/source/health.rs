@@ -1,0 +1,147 @@
+//! Liveness of the consumer: when is it stalled, and so not ready.
+//!
+//! The consumer makes progress when it receives messages, or when it is caught
+//! up (no lag on any assigned partition) and the broker is answering (its
+//! response counter moved since the previous statistics report). It is
+//! **stalled** when neither happened for `stall_timeout`: behind but not
+//! consuming, or cut off from a broker that does not answer (a paused or
+//! partitioned broker: then the lag is unknown, and silence is what shows).
+//! `/readyz` answers 503 while the consumer is stalled or has not joined its
+//! group yet; nothing else is needed to recover: librdkafka reconnects and
+//! rejoins by itself, the next message or caught-up report clears the stall.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+struct State {
+    last_progress: Instant,
+    /// Broker responses counted by the previous statistics report.
+    last_rx: Option<u64>,
+    /// Messages behind, by the last statistics report (approximate).
+    lag: i64,
+    joined: bool,
+    stalled: bool,
+}
+
+/// Shared between the consumer thread (which reports) and the engine stage
+/// (which checks and sets readiness).
+#[derive(Debug)]
+pub struct Health {
+    state: Mutex<State>,
+}
+
+/// What [`Health::check`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// Whether `/readyz` should answer 200.
+    pub ready: bool,
+    /// Whether the consumer is stalled.
+    pub stalled: bool,
+}
+
+impl Health {
+    /// A consumer that has just started (not joined yet).
+    pub fn new(now: Instant) -> Self {
+        Health {
+            state: Mutex::new(State {
+                last_progress: now,
+                last_rx: None,
+                lag: 0,
+                joined: false,
+                stalled: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Messages were received.
+    pub fn on_messages(&self, now: Instant) {
+        self.lock().last_progress = now;
+    }
+
+    /// The group assigned partitions to this instance (possibly none).
+    pub fn on_assigned(&self, now: Instant) {
+        let mut s = self.lock();
+        s.joined = true;
+        s.last_progress = now;
+    }
+
+    /// A statistics report: total broker responses so far and the total lag
+    /// of the assigned partitions (0 when none or unknown).
+    pub fn on_stats(&self, now: Instant, broker_rx: u64, lag: i64) {
+        let mut s = self.lock();
+        let answering = s.last_rx.is_some_and(|r| broker_rx > r);
+        s.last_rx = Some(broker_rx);
+        s.lag = lag;
+        if answering && lag <= 0 {
+            s.last_progress = now;
+        }
+    }
+
+    /// Decides readiness now; logs when the consumer stalls or recovers.
+    pub fn check(&self, now: Instant, stall_timeout: Duration) -> Status {
+        let mut s = self.lock();
+        let quiet = now.saturating_duration_since(s.last_progress);
+        let stalled = quiet > stall_timeout;
+        if stalled && !s.stalled {
+            tracing::warn!(
+                quiet_s = quiet.as_secs(),
+                lag = s.lag,
+                joined = s.joined,
+                "Kafka consumer stalled: no progress while behind or while the broker does not answer; not ready."
+            );
+        } else if !stalled && s.stalled {
+            tracing::info!(lag = s.lag, "Kafka consumer progressing again; ready.");
+        }
+        s.stalled = stalled;
+        Status {
+            ready: s.joined && !stalled,
+            stalled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn ready_after_joining_until_progress_stops() {
+        let t0 = Instant::now();
+        let h = Health::new(t0);
+        assert!(!h.check(t0, T).ready, "not joined yet");
+        h.on_assigned(t0);
+        assert!(h.check(t0, T).ready);
+        h.on_messages(t0 + Duration::from_secs(8));
+        assert!(h.check(t0 + Duration::from_secs(15), T).ready);
+        let s = h.check(t0 + Duration::from_secs(19), T);
+        assert!(!s.ready && s.stalled);
+        h.on_messages(t0 + Duration::from_secs(20));
+        assert!(h.check(t0 + Duration::from_secs(20), T).ready, "recovers");
+    }
+
+    #[test]
+    fn caught_up_with_an_answering_broker_is_progress() {
+        let t0 = Instant::now();
+        let h = Health::new(t0);
+        h.on_assigned(t0);
+        let at = |s| t0 + Duration::from_secs(s);
+        h.on_stats(at(1), 100, 0);
+        h.on_stats(at(9), 120, 0);
+        assert!(h.check(at(18), T).ready, "the broker answered at 9 s, no lag");
+        // Behind: broker answers but nothing is consumed.
+        h.on_stats(at(19), 140, 500);
+        assert!(!h.check(at(20), T).ready);
+        // Caught up but the broker went silent (paused): still stalled.
+        h.on_stats(at(21), 140, 0);
+        assert!(!h.check(at(21), T).ready);
+        h.on_stats(at(22), 141, 0);
+        assert!(h.check(at(22), T).ready);
+    }
+}

@@ -1,0 +1,140 @@
+//! Which offsets may be committed: at-least-once bookkeeping per partition.
+//!
+//! The engine stage marks each message done once its event has been applied
+//! to the windows (or found invalid and counted). An invalid message that goes
+//! to the dead-letter topic stays pending until the broker has acknowledged the
+//! dead letter. The committable offset of a partition is the first offset not
+//! yet done: everything before it is applied or dead-lettered, so committing it
+//! loses nothing, and a restart re-reads at most what came after it.
+//!
+//! The tracker is shared (behind a mutex) by the engine stage, the dead-letter
+//! tasks and the consumer thread, which commits.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::Partition;
+
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    /// The offset after the last message processed, if any.
+    next: Option<i64>,
+    /// Offsets of dead letters not yet acknowledged.
+    pending: BTreeSet<i64>,
+}
+
+impl Progress {
+    fn committable(&self) -> Option<i64> {
+        match (self.pending.first(), self.next) {
+            (Some(&p), _) => Some(p),
+            (None, n) => n,
+        }
+    }
+}
+
+/// Per-partition progress of the engine stage.
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    parts: HashMap<Partition, Progress>,
+}
+
+impl OffsetTracker {
+    /// An empty tracker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `offset` was applied (or counted as invalid with no dead-letter topic).
+    pub fn done(&mut self, at: Partition, offset: i64) {
+        let p = self.parts.entry(at).or_default();
+        p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
+    }
+
+    /// `offset` was handed to the dead-letter producer: it holds commits back
+    /// until [`OffsetTracker::dead_letter_done`].
+    pub fn dead_letter_pending(&mut self, at: Partition, offset: i64) {
+        self.done(at, offset);
+        if let Some(p) = self.parts.get_mut(&at) {
+            p.pending.insert(offset);
+        }
+    }
+
+    /// The dead letter of `offset` was acknowledged by the broker.
+    pub fn dead_letter_done(&mut self, at: Partition, offset: i64) {
+        if let Some(p) = self.parts.get_mut(&at) {
+            p.pending.remove(&offset);
+        }
+    }
+
+    /// The offset to commit for `at`: every message before it is done.
+    pub fn committable(&self, at: Partition) -> Option<i64> {
+        self.parts.get(&at).and_then(Progress::committable)
+    }
+
+    /// The committable offset of every partition with progress.
+    pub fn all_committable(&self) -> Vec<(Partition, i64)> {
+        let mut v: Vec<_> = self
+            .parts
+            .iter()
+            .filter_map(|(&at, p)| p.committable().map(|o| (at, o)))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Dead letters not yet acknowledged, over all partitions.
+    pub fn pending_dead_letters(&self) -> usize {
+        self.parts.values().map(|p| p.pending.len()).sum()
+    }
+
+    /// Forgets a partition that left this instance (after its final commit).
+    pub fn forget(&mut self, at: Partition) {
+        self.parts.remove(&at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: Partition = Partition {
+        topic: 0,
+        partition: 3,
+    };
+
+    #[test]
+    fn commits_after_the_last_applied_offset() {
+        let mut t = OffsetTracker::new();
+        assert_eq!(t.committable(P), None);
+        t.done(P, 10);
+        t.done(P, 11);
+        assert_eq!(t.committable(P), Some(12));
+        // A redelivery of an older offset does not move it back.
+        t.done(P, 5);
+        assert_eq!(t.committable(P), Some(12));
+    }
+
+    #[test]
+    fn a_pending_dead_letter_holds_the_commit_back() {
+        let mut t = OffsetTracker::new();
+        t.done(P, 0);
+        t.dead_letter_pending(P, 1);
+        t.done(P, 2);
+        t.dead_letter_pending(P, 3);
+        assert_eq!(t.committable(P), Some(1));
+        assert_eq!(t.pending_dead_letters(), 2);
+        t.dead_letter_done(P, 3);
+        assert_eq!(t.committable(P), Some(1), "1 is still in flight");
+        t.dead_letter_done(P, 1);
+        assert_eq!(t.committable(P), Some(4));
+        let q = Partition {
+            topic: 1,
+            partition: 0,
+        };
+        t.done(q, 7);
+        assert_eq!(t.all_committable(), vec![(P, 4), (q, 8)]);
+        t.forget(P);
+        assert_eq!(t.all_committable(), vec![(q, 8)]);
+        t.dead_letter_done(P, 9); // late acknowledgement of a forgotten partition
+        assert_eq!(t.committable(P), None);
+    }
+}

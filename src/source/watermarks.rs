@@ -1,0 +1,152 @@
+//! Event time per partition, and the service clock derived from it.
+//!
+//! Kafka orders messages only within a partition, and partitions are consumed
+//! at different speeds (a lagging partition, a backlog after a rebalance). The
+//! service clock is therefore the **minimum over active partitions** of each
+//! partition's newest event time: events of a partition that is ahead wait in
+//! the engine's future panes instead of making the slower partitions' events
+//! late. A partition is active while it delivered a valid event within
+//! `idle_partition_timeout`; a newly assigned partition holds the clock until it
+//! delivers or that timeout passes. An idle partition stops holding the clock
+//! back, so one quiet partition cannot freeze alert resolution; when every
+//! partition is idle the clock is the newest event time seen, and
+//! [`IdleClock`](crate::clock::IdleClock) advances it with the wall clock.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::Partition;
+
+#[derive(Debug, Clone)]
+struct PartClock {
+    /// Newest event time seen, once the partition has delivered a valid event.
+    max_ts: Option<i64>,
+    /// When it last delivered one (or was assigned).
+    last_seen: Instant,
+}
+
+/// Per-partition event time.
+#[derive(Debug, Clone)]
+pub struct Watermarks {
+    parts: BTreeMap<Partition, PartClock>,
+    idle_after: Duration,
+}
+
+impl Watermarks {
+    /// Partitions go idle after `idle_after` without a valid event.
+    pub fn new(idle_after: Duration) -> Self {
+        Watermarks {
+            parts: BTreeMap::new(),
+            idle_after,
+        }
+    }
+
+    /// A partition was assigned: it holds the clock until it delivers or goes idle.
+    pub fn assign(&mut self, at: Partition, now: Instant) {
+        self.parts.entry(at).or_insert(PartClock {
+            max_ts: None,
+            last_seen: now,
+        });
+    }
+
+    /// A partition was revoked: it no longer counts.
+    pub fn revoke(&mut self, at: Partition) {
+        self.parts.remove(&at);
+    }
+
+    /// A valid event of time `ts` arrived on `at`.
+    pub fn observe(&mut self, at: Partition, ts: i64, now: Instant) {
+        let p = self.parts.entry(at).or_insert(PartClock {
+            max_ts: None,
+            last_seen: now,
+        });
+        p.max_ts = Some(p.max_ts.map_or(ts, |m| m.max(ts)));
+        p.last_seen = now;
+    }
+
+    fn active(&self, p: &PartClock, now: Instant) -> bool {
+        now.saturating_duration_since(p.last_seen) < self.idle_after
+    }
+
+    /// The event time the service clock may advance to now: the minimum over
+    /// active partitions, or the newest event time when all are idle. `None`
+    /// while an active partition has not delivered yet (or nothing was seen).
+    pub fn target(&self, now: Instant) -> Option<i64> {
+        let mut min: Option<i64> = None;
+        let mut any_active = false;
+        for p in self.parts.values().filter(|p| self.active(p, now)) {
+            any_active = true;
+            let ts = p.max_ts?;
+            min = Some(min.map_or(ts, |m| m.min(ts)));
+        }
+        if any_active {
+            min
+        } else {
+            self.parts.values().filter_map(|p| p.max_ts).max()
+        }
+    }
+
+    /// Partitions tracked and how many of them are idle.
+    pub fn counts(&self, now: Instant) -> (usize, usize) {
+        let idle = self
+            .parts
+            .values()
+            .filter(|p| !self.active(p, now))
+            .count();
+        (self.parts.len(), idle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(partition: i32) -> Partition {
+        Partition {
+            topic: 0,
+            partition,
+        }
+    }
+
+    #[test]
+    fn the_slowest_active_partition_sets_the_clock() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(Duration::from_secs(10));
+        assert_eq!(w.target(t0), None);
+        w.assign(p(0), t0);
+        w.assign(p(1), t0);
+        w.observe(p(0), 5_000, t0);
+        assert_eq!(w.target(t0), None, "partition 1 has not delivered yet");
+        w.observe(p(1), 3_000, t0);
+        assert_eq!(w.target(t0), Some(3_000));
+        w.observe(p(1), 9_000, t0);
+        w.observe(p(1), 8_000, t0); // out of order within the partition
+        assert_eq!(w.target(t0), Some(5_000));
+    }
+
+    #[test]
+    fn an_idle_partition_stops_holding_the_clock_back() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(Duration::from_secs(10));
+        w.assign(p(0), t0);
+        w.assign(p(1), t0);
+        w.observe(p(0), 5_000, t0);
+        let t1 = t0 + Duration::from_secs(6);
+        w.observe(p(0), 7_000, t1);
+        assert_eq!(w.target(t1), None, "an empty new partition holds for a while");
+        let t2 = t0 + Duration::from_secs(11);
+        assert_eq!(w.target(t2), Some(7_000), "partition 1 went idle");
+        assert_eq!(w.counts(t2), (2, 1));
+        // Everything idle: the newest event time seen.
+        w.observe(p(1), 2_000, t2);
+        let t3 = t2 + Duration::from_secs(20);
+        assert_eq!(w.counts(t3), (2, 2));
+        assert_eq!(w.target(t3), Some(7_000));
+        // A revoked partition no longer counts.
+        w.observe(p(1), 3_000, t3);
+        w.observe(p(0), 8_000, t3);
+        assert_eq!(w.target(t3), Some(3_000));
+        w.revoke(p(1));
+        assert_eq!(w.target(t3), Some(8_000));
+    }
+}

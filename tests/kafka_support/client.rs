@@ -1,0 +1,188 @@
+//! Test-side Kafka clients (rdkafka): create topics, produce with known
+//! offsets, read committed offsets, read a topic back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+/// Where a produced message landed.
+pub type Pos = (String, i32, i64);
+
+/// Creates topics (name, partitions) and waits until their metadata shows every partition.
+pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let res = rt
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))
+        .expect("create_topics request");
+    for r in res {
+        if let Err((t, e)) = r {
+            panic!("cannot create topic {t}: {e}");
+        }
+    }
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("metadata client");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (name, parts) in topics {
+        loop {
+            let seen = probe
+                .fetch_metadata(Some(name), Duration::from_secs(5))
+                .ok()
+                .and_then(|m| m.topics().first().map(|t| t.partitions().len()))
+                .unwrap_or(0);
+            if seen == *parts as usize {
+                break;
+            }
+            assert!(Instant::now() < deadline, "topic {name} has {seen} partitions, not {parts}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+struct Deliveries(Arc<Mutex<Vec<Result<Pos, String>>>>);
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        let v = match r {
+            Ok(m) => Ok((m.topic().to_string(), m.partition(), m.offset())),
+            Err((e, _)) => Err(e.to_string()),
+        };
+        self.0.lock().unwrap().push(v);
+    }
+}
+
+/// One message to produce.
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub topic: String,
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Out {
+    pub fn new(topic: &str, partition: i32, payload: impl Into<Vec<u8>>) -> Out {
+        Out {
+            topic: topic.to_string(),
+            partition,
+            key: None,
+            payload: payload.into(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Produces every message (waiting up to `timeout` for delivery, e.g. across a
+/// paused broker) and returns where each landed, in delivery order.
+pub fn produce(bootstrap: &str, msgs: &[Out], timeout: Duration) -> Vec<Pos> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let producer: BaseProducer<Deliveries> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", &timeout.as_millis().to_string())
+        .set("message.max.bytes", "2000000")
+        .create_with_context(Deliveries(Arc::clone(&got)))
+        .expect("producer");
+    for m in msgs {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &m.headers {
+            headers = headers.insert(Header { key: k, value: Some(v) });
+        }
+        let mut rec = BaseRecord::to(&m.topic)
+            .partition(m.partition)
+            .payload(&m.payload)
+            .headers(headers);
+        if let Some(k) = &m.key {
+            rec = rec.key(k);
+        }
+        let mut rec = Some(rec);
+        while let Some(r) = rec.take() {
+            if let Err((e, r)) = producer.send(r) {
+                // Queue full: serve deliveries, then retry.
+                assert!(matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)), "produce: {e}");
+                producer.poll(Duration::from_millis(10));
+                rec = Some(r);
+            }
+        }
+    }
+    producer.flush(timeout).expect("flush produced messages");
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), msgs.len(), "every message gets a delivery report");
+    got.into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("delivery failed: {e}")))
+        .collect()
+}
+
+/// The group's committed offset per (topic, partition); absent when none.
+pub fn committed(bootstrap: &str, group: &str, topics: &[(&str, i32)]) -> BTreeMap<(String, i32), i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for (t, n) in topics {
+        for p in 0..*n {
+            tpl.add_partition(t, p);
+        }
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    got.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads `n` messages from every partition of `topic` from the beginning
+/// (no consumer group), within `deadline`.
+pub fn read_topic(bootstrap: &str, topic: &str, partitions: i32, n: usize, deadline: Duration) -> Vec<OwnedMessage> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "crisiswatch-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).expect("assign");
+    let end = Instant::now() + deadline;
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    while out.len() < n && Instant::now() < end {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            if seen.insert((m.partition(), m.offset())) {
+                out.push(m.detach());
+            }
+        }
+    }
+    out
+}

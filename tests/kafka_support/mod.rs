@@ -1,0 +1,67 @@
+//! Support for the Kafka integration tests and bench: a real broker
+//! ([`broker`]), rdkafka clients for the test side ([`client`]), the service
+//! as a child process ([`service`]) and a webhook receiver ([`receiver`]).
+
+#![allow(dead_code)]
+
+pub mod broker;
+pub mod client;
+pub mod receiver;
+pub mod service;
+
+use std::time::{Duration, Instant};
+
+/// Polls `cond` until it holds; fails the test after `deadline` saying `what`.
+pub fn wait_until(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return;
+        }
+        assert!(Instant::now() < end, "timed out after {deadline:?} waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `[sources.kafka]` and engine settings every test uses: fast group
+/// joins on this broker (see docs/broker.md), short timeouts so the tests
+/// observe stalls, idleness and commits within seconds.
+pub fn base_config(bootstrap: &str, group: &str, topics: &[(&str, Option<&str>)], dlq: &str, data_dir: &str) -> String {
+    let topics: Vec<String> = topics
+        .iter()
+        .map(|(n, t)| match t {
+            Some(t) => format!("{{ name = \"{n}\", default_type = \"{t}\" }}"),
+            None => format!("{{ name = \"{n}\" }}"),
+        })
+        .collect();
+    format!(
+        r#"
+[engine]
+idle_timeout = "2s"
+max_event_bytes = 2048
+
+[server]
+listen = "127.0.0.1:0"
+
+[incidents]
+data_dir = "{data_dir}"
+
+[sources.kafka]
+brokers = "{bootstrap}"
+group_id = "{group}"
+topics = [{topics}]
+dead_letter_topic = "{dlq}"
+commit_interval = "1s"
+idle_partition_timeout = "2s"
+stall_timeout = "3s"
+shutdown_timeout = "15s"
+max_batch_messages = 500
+
+[sources.kafka.properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+"topic.metadata.refresh.interval.ms" = "2000"
+"#,
+        topics = topics.join(", ")
+    )
+}

@@ -1,0 +1,248 @@
+//! A real Prometheus scrapes a real `crisiswatch demo` run.
+//!
+//! Checks that `promtool check metrics` accepts `/metrics`, that the monitor's
+//! own alerting rules load, that every PromQL expression of every dashboard
+//! panel returns at least one series through Prometheus's HTTP API, and that
+//! the crisis slice's indicator series crosses its threshold series.
+//!
+//! Needs `prometheus` and `promtool` (Debian package `prometheus`, installed by
+//! `scripts/install-test-deps.sh`).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{free_port, http_get, require_program, ChildGuard, BIN, ROOT};
+
+/// Collects every `expr` in a dashboard's panels (rows included).
+fn exprs(dashboard: &Value, out: &mut Vec<String>) {
+    if let Some(panels) = dashboard.get("panels").and_then(Value::as_array) {
+        for p in panels {
+            if let Some(targets) = p.get("targets").and_then(Value::as_array) {
+                for t in targets {
+                    if let Some(e) = t.get("expr").and_then(Value::as_str) {
+                        out.push(e.to_string());
+                    }
+                }
+            }
+            exprs(p, out);
+        }
+    }
+}
+
+fn query(prom: &str, path_and_query: &str) -> Value {
+    let body = http_get(prom, path_and_query);
+    let json = body.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("bad JSON from Prometheus ({e}): {body}"))
+}
+
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboards_and_rules_work_against_a_real_prometheus() {
+    let prometheus = require_program("prometheus");
+    let promtool = require_program("promtool");
+    let dir = tempfile::tempdir().unwrap();
+
+    // The demo: a simulated day in about a minute, then metrics stay up.
+    let demo_port = free_port();
+    let demo_addr = format!("127.0.0.1:{demo_port}");
+    let mut demo = Command::new(BIN)
+        .args([
+            "demo",
+            "--config",
+            &format!("{ROOT}/config/crisiswatch.toml"),
+            "--speed",
+            "1440",
+            "--listen",
+            &demo_addr,
+            "--linger",
+            "600s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = demo.stdout.take().unwrap();
+    let _demo = ChildGuard(demo);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    // Prometheus scraping it every second, with the monitor's own rules.
+    let prom_port = free_port();
+    let prom_addr = format!("127.0.0.1:{prom_port}");
+    let prom_cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {ROOT}/config/prometheus/crisiswatch-rules.yml\nscrape_configs:\n  - job_name: crisiswatch\n    static_configs:\n      - targets: ['{demo_addr}']\n"
+        ),
+    )
+    .unwrap();
+    let prom = Command::new(&prometheus)
+        .arg(format!("--config.file={}", prom_cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address={prom_addr}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _prom = ChildGuard(prom);
+    let started = chrono::Utc::now().timestamp() - 5;
+
+    // Wait for the demo's summary (the simulated day is over).
+    let deadline = Instant::now() + Duration::from_secs(400);
+    let mut transcript = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("demo did not finish: {transcript:?}"));
+        let done = line.contains("incidents outside any injected crisis");
+        transcript.push(line);
+        if done {
+            break;
+        }
+    }
+
+    // promtool accepts the exposition.
+    let metrics = http_get(&demo_addr, "/metrics");
+    let body = metrics.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    let mut check = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        check.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    }
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Wait until Prometheus has scraped the end of the day.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = query(&prom_addr, "/api/v1/query?query=crisiswatch_watermark_timestamp_seconds");
+        let ts = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        // The demo day ends at 2026-11-21T00:00:00Z (1795219200).
+        if ts >= 1_795_219_200.0 - 120.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Prometheus never saw the end of the day: {v}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let end = chrono::Utc::now().timestamp() + 1;
+
+    // The monitor's own alerting rules loaded and evaluate.
+    let rules = query(&prom_addr, "/api/v1/rules");
+    let groups = rules["data"]["groups"].as_array().cloned().unwrap_or_default();
+    let n: usize = groups
+        .iter()
+        .map(|g| g["rules"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert!(n >= 8, "rules not loaded: {rules}");
+
+    // Every dashboard expression returns at least one series over the run.
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for file in ["crisiswatch-overview.json", "crisiswatch-operations.json"] {
+        let text = std::fs::read_to_string(format!("{ROOT}/dashboards/{file}")).unwrap();
+        let dash: Value = serde_json::from_str(&text).unwrap();
+        let mut all = Vec::new();
+        exprs(&dash, &mut all);
+        assert!(all.len() >= 10, "{file}: too few panels");
+        for e in all {
+            let q = e.replace("$rule", ".*");
+            let v = query(
+                &prom_addr,
+                &format!("/api/v1/query_range?query={}&start={started}&end={end}&step=1", enc(&q)),
+            );
+            checked += 1;
+            let empty = v["data"]["result"].as_array().is_none_or(Vec::is_empty);
+            if v["status"] != "success" || empty {
+                failures.push(format!("{file}: {e} → {v}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {checked} expressions returned nothing:\n{}", failures.len(), failures.join("\n"));
+
+    // The crisis slice's indicator crosses its threshold series.
+    let sel = r#"rule="complaint_rate",product="router-x",region="eu-west""#;
+    let v = query(
+        &prom_addr,
+        &format!(
+            "/api/v1/query_range?query={}&start={started}&end={end}&step=1",
+            enc(&format!(
+                "crisiswatch_indicator_value{{{sel}}} > on (rule) group_left () crisiswatch_indicator_threshold{{rule=\"complaint_rate\",severity=\"warning\"}}"
+            ))
+        ),
+    );
+    let above = v["data"]["result"][0]["values"].as_array().map_or(0, Vec::len);
+    assert!(above > 0, "the crisis slice never crossed its threshold: {v}");
+    let quiet = query(
+        &prom_addr,
+        &format!(
+            "/api/v1/query_range?query={}&start={started}&end={end}&step=1",
+            enc("crisiswatch_indicator_value{rule=\"complaint_rate\",product=\"tv-max\"} > on (rule) group_left () crisiswatch_indicator_threshold{rule=\"complaint_rate\",severity=\"warning\"}")
+        ),
+    );
+    assert!(
+        quiet["data"]["result"].as_array().is_some_and(Vec::is_empty),
+        "a quiet slice crossed: {quiet}"
+    );
+    let state = query(
+        &prom_addr,
+        &format!(
+            "/api/v1/query_range?query={}&start={started}&end={end}&step=1",
+            enc(&format!("crisiswatch_alert_state{{{sel}}} == 2"))
+        ),
+    );
+    assert!(
+        state["data"]["result"].as_array().is_some_and(|r| !r.is_empty()),
+        "the crisis slice never showed as firing: {state}"
+    );
+}
+
+#[test]
+fn monitor_rules_pass_promtool() {
+    let promtool = require_program("promtool");
+    let out = Command::new(promtool)
+        .args(["check", "rules", &format!("{ROOT}/config/prometheus/crisiswatch-rules.yml")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
