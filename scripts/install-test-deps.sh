@@ -9,6 +9,8 @@ command -v make >/dev/null 2>&1 || need_apt+=(make)
 # A real Prometheus scrapes crisiswatch in tests/prometheus.rs (also gives promtool).
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# A real Alertmanager receives incidents in tests/incidents_alertmanager.rs.
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 if ((${#need_apt[@]})); then
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"

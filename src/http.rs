@@ -147,7 +147,7 @@ async fn status(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 /// Refuses a state-changing request without the admin bearer token.
-pub fn require_admin(s: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+pub fn require_admin(s: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok());
@@ -159,17 +159,19 @@ pub fn require_admin(s: &AppState, headers: &HeaderMap) -> Result<(), Response> 
     } else {
         "admin endpoints are disabled: no admin token configured (server.admin_token_env or server.admin_token_file)"
     };
-    Err((
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-        Json(serde_json::json!({ "error": msg })),
-    )
-        .into_response())
+    Err(Box::new(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(serde_json::json!({ "error": msg })),
+        )
+            .into_response(),
+    ))
 }
 
 async fn reload(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(r) = require_admin(&s, &headers) {
-        return r;
+        return *r;
     }
     let Some(tx) = s.admin.reload_sender() else {
         return (
@@ -187,7 +189,11 @@ async fn reload(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response 
             .into_response();
     }
     match rx.await {
-        Ok(Ok(summary)) => (StatusCode::OK, Json(serde_json::json!({ "ok": true, "summary": summary }))).into_response(),
+        Ok(Ok(summary)) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "ok": true, "summary": summary })),
+        )
+            .into_response(),
         Ok(Err(e)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(serde_json::json!({ "ok": false, "error": e })),

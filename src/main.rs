@@ -175,7 +175,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load(&config)?;
             let dir = data_dir.unwrap_or_else(|| PathBuf::from(&cfg.incidents.data_dir));
             let ok = crisiswatch::incident::cli::outbox(&cfg, &dir, command, &mut io::stdout())?;
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Silence {
             config,
@@ -185,7 +189,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load(&config)?;
             let dir = data_dir.unwrap_or_else(|| PathBuf::from(&cfg.incidents.data_dir));
             let ok = crisiswatch::incident::cli::silence(&dir, command, &mut io::stdout())?;
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Backtest(a) => Ok(crisiswatch::backtest::cli::backtest(&a)?),
         Command::Tune(a) => Ok(crisiswatch::backtest::cli::tune(&a)?),
@@ -201,14 +209,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 applied_log,
                 metrics: None,
             };
-            let summary = runtime()?.block_on(async {
+            let rt = runtime()?;
+            let result = rt.block_on(async {
                 let (tx, rx) = tokio::sync::watch::channel(false);
                 tokio::spawn(async move {
                     shutdown_signal().await;
                     let _ = tx.send(true);
                 });
                 crisiswatch::run::run(&cfg, opts, rx).await
-            })?;
+            });
+            // `run` bounds the shutdown; a client still blocked on a dead broker must not hold the exit.
+            rt.shutdown_background();
+            let summary = result?;
             eprintln!(
                 "Stopped: {} events applied, {} invalid, {} transitions.",
                 summary.stats.applied,

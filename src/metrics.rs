@@ -493,9 +493,14 @@ impl Recorder {
     #[inline]
     pub fn event(&mut self, kind: &str, lag_ms: i64) {
         let last = self.received.len() - 1;
-        let i = self.types[..last].iter().position(|t| t == kind).unwrap_or(last);
+        let i = self.types[..last]
+            .iter()
+            .position(|t| t == kind)
+            .unwrap_or(last);
         self.received[i] += 1;
-        let _ = self.processing.record((lag_ms.max(1) as u64).min(MAX_LATENCY_MS));
+        let _ = self
+            .processing
+            .record((lag_ms.max(1) as u64).min(MAX_LATENCY_MS));
     }
 
     /// Records the latency from a firing transition's event time to now.
@@ -539,7 +544,7 @@ impl Latencies {
         .into_iter()
         .enumerate()
         {
-            if h.len() > 0 {
+            if !h.is_empty() {
                 self.sums[k].0 += h.mean() * h.len() as f64 / 1000.0;
                 self.sums[k].1 += h.len();
                 let _ = cur.add(&*h);
@@ -569,7 +574,7 @@ impl Latencies {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} summary");
             for q in [0.5, 0.9, 0.99, 1.0] {
-                let v = if merged.len() == 0 {
+                let v = if merged.is_empty() {
                     f64::NAN
                 } else {
                     merged.value_at_quantile(q) as f64 / 1000.0

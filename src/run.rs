@@ -68,7 +68,9 @@ pub enum RunError {
     #[error("cannot write the applied log: {0}")]
     AppliedLog(#[source] std::io::Error),
     /// The graceful shutdown took longer than its bound.
-    #[error("shutdown did not finish within {0:?}; offsets since the last commit will be read again")]
+    #[error(
+        "shutdown did not finish within {0:?}; offsets since the last commit will be read again"
+    )]
     ShutdownTimeout(Duration),
     /// The engine task panicked.
     #[error("the engine task failed: {0}")]
@@ -166,7 +168,11 @@ pub async fn run(
         if let Ok(Ok(stage)) = &stage {
             // Whatever the bound leaves (a second kept for the exit) drains incidents.
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let drain = cfg.incidents.drain_timeout.0.min(left.saturating_sub(Duration::from_secs(1)));
+            let drain = cfg
+                .incidents
+                .drain_timeout
+                .0
+                .min(left.saturating_sub(Duration::from_secs(1)));
             stage.sink().shutdown(drain).await;
         }
         (stage, joined)

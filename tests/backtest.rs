@@ -89,7 +89,7 @@ fn complaint(id: &str, at: i64, product: &str, customer: &str, channel: &str) ->
 ///
 /// By hand: 4 incidents, 2 false, 1 missed of 3 crises; precision 2/4 = 0.5,
 /// recall 2/3; delays {6m30s, 8m} → nearest-rank median 6m30s, p90 8m, max 8m;
-/// time firing A 6m 1ms + B 7m 31s 1ms + C 2 × 6m 1ms = 25m 31s 4ms; 1 flap.
+/// time firing A 6m 1ms + B 7m 30s 1ms + C 2 × 6m 1ms = 25m 30s 4ms; 1 flap.
 fn hand_lines() -> Vec<Vec<u8>> {
     let mut v = vec![
         complaint("a1", 10 * MIN, "A", "c1", "social"),
@@ -147,13 +147,23 @@ fn hand_checked_scenario_gives_the_hand_computed_figures() {
     let fired: Vec<(String, i64, Option<i64>)> = r
         .incidents
         .iter()
-        .map(|i| (i.group_label(), i.fired_at - S, i.resolved_at.map(|t| t - S)))
+        .map(|i| {
+            (
+                i.group_label(),
+                i.fired_at - S,
+                i.resolved_at.map(|t| t - S),
+            )
+        })
         .collect();
     assert_eq!(
         fired,
         vec![
             ("product=A".to_string(), 13 * MIN, Some(19 * MIN + 1)),
-            ("product=B".to_string(), 31 * MIN + 30_000, Some(39 * MIN + 1)),
+            (
+                "product=B".to_string(),
+                31 * MIN + 30_000,
+                Some(39 * MIN + 1)
+            ),
             ("product=C".to_string(), 53 * MIN, Some(59 * MIN + 1)),
             ("product=C".to_string(), 65 * MIN, Some(71 * MIN + 1)),
         ]
@@ -177,16 +187,23 @@ fn hand_checked_scenario_gives_the_hand_computed_figures() {
         .collect();
     assert_eq!(
         names,
-        [("A", Some(8 * MIN)), ("B", Some(6 * MIN + 30_000)), ("D", None)]
+        [
+            ("A", Some(8 * MIN)),
+            ("B", Some(6 * MIN + 30_000)),
+            ("D", None)
+        ]
     );
     assert_eq!(t.false_keys.len(), 2);
-    assert!(t.false_keys.iter().all(|k| k.starts_with("spike/product=C/")));
+    assert!(t
+        .false_keys
+        .iter()
+        .all(|k| k.starts_with("spike/product=C/")));
 
     let rule = &r.rules[0];
     assert_eq!(rule.incidents, 4);
     assert_eq!(rule.slices, 3);
     assert_eq!(rule.flaps, 1);
-    assert_eq!(rule.firing_ms, 25 * MIN + 31_000 + 4);
+    assert_eq!(rule.firing_ms, 25 * MIN + 30_000 + 4);
     let c = r.slices.iter().find(|s| s.group[0].1 == "C").unwrap();
     assert_eq!((c.incidents, c.flaps, c.firing_ms), (2, 1, 12 * MIN + 2));
     assert_eq!(c.peak.map(|p| p.value), Some(4.0));
@@ -210,8 +227,14 @@ fn hand_checked_scenario_gives_the_hand_computed_figures() {
     assert_eq!(r3.truth.unwrap().detected, 2);
     // The text report carries the same figures.
     let text = r.to_string();
-    assert!(text.contains("missed 1 of 3, false incidents 2 of 4, precision 0.50, recall 0.67"), "{text}");
-    assert!(text.contains("detection delay: median 6m 30s, p90 8m, max 8m"), "{text}");
+    assert!(
+        text.contains("missed 1 of 3, false incidents 2 of 4, precision 0.50, recall 0.67"),
+        "{text}"
+    );
+    assert!(
+        text.contains("detection delay: median 6m 30s, p90 8m, max 8m"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -309,7 +332,11 @@ fn tune_picks_a_threshold_that_catches_every_crisis_with_fewer_false_incidents()
         ..SummaryOptions::default()
     };
     let bad = backtest::run_lines(&cfg, lines_of(&lines), &opts).unwrap();
-    let bad_rule = bad.rules.iter().find(|r| r.rule == "complaint_rate").unwrap();
+    let bad_rule = bad
+        .rules
+        .iter()
+        .find(|r| r.rule == "complaint_rate")
+        .unwrap();
     let bad_false = bad_rule.truth.as_ref().unwrap().false_incidents;
     assert!(bad_false > 0, "the bad default must be noisy: {bad}");
 
@@ -321,10 +348,15 @@ fn tune_picks_a_threshold_that_catches_every_crisis_with_fewer_false_incidents()
         pick: None,
     };
     let result = tune::run_lines(&cfg, lines_of(&lines), &topts).unwrap();
-    assert_eq!(result.rows.len(), 6, "0.03 is the configured value: no extra row");
+    assert_eq!(
+        result.rows.len(),
+        6,
+        "0.03 is the configured value: no extra row"
+    );
     assert!(result.rows[0].current);
     assert_eq!(
-        result.rows[0].summary, bad_rule.clone(),
+        result.rows[0].summary,
+        bad_rule.clone(),
         "the current row is the backtest's figure"
     );
     let chosen = &result.rows[result.chosen.unwrap()];
@@ -344,7 +376,11 @@ fn tune_picks_a_threshold_that_catches_every_crisis_with_fewer_false_incidents()
         }
     }
     let after = backtest::run_lines(&tuned, lines_of(&lines), &opts).unwrap();
-    let after_rule = after.rules.iter().find(|r| r.rule == "complaint_rate").unwrap();
+    let after_rule = after
+        .rules
+        .iter()
+        .find(|r| r.rule == "complaint_rate")
+        .unwrap();
     assert_eq!(*after_rule, chosen.summary);
 
     // CSV: a header and one line per row.
@@ -405,11 +441,23 @@ fn the_indicator_chart_is_an_svg_with_the_expected_series() {
         Ok(())
     })
     .unwrap();
-    assert_eq!(data.firing, vec![(S + 53 * MIN, S + 59 * MIN + 1), (S + 65 * MIN, S + 71 * MIN + 1)]);
+    assert_eq!(
+        data.firing,
+        vec![
+            (S + 53 * MIN, S + 59 * MIN + 1),
+            (S + 65 * MIN, S + 71 * MIN + 1)
+        ]
+    );
     assert_eq!(data.crises.len(), 1);
-    // One sample per minute boundary from +10m to +90m, plus the 4 transitions.
-    let boundaries = data.points.iter().filter(|(t, _)| (t - S) % MIN == 1).count();
-    assert_eq!(boundaries, 80);
+    // One sample per minute boundary (+10m 1ms .. +89m 1ms), plus the 4
+    // transitions of C (the two resolves also fall on boundaries).
+    assert_eq!(data.points.len(), 80 + 4);
+    let on_boundaries = data
+        .points
+        .iter()
+        .filter(|(t, _)| (t - S) % MIN == 1)
+        .count();
+    assert_eq!(on_boundaries, 80 + 2);
     let with_value: Vec<(i64, f64)> = data
         .points
         .iter()
@@ -429,15 +477,30 @@ fn the_indicator_chart_is_an_svg_with_the_expected_series() {
         .filter(|n| n.has_tag_name("text"))
         .filter_map(|n| n.text().map(|t| t.trim().to_string()))
         .collect();
-    for want in ["spike — product=C", "warning 3", "clear 3", "firing", "crisis: c_trouble", "spike"] {
-        assert!(texts.iter().any(|t| t == want), "no text {want:?} in {texts:?}");
+    for want in [
+        "spike — product=C",
+        "warning 3",
+        "clear 3",
+        "firing",
+        "crisis: c_trouble",
+        "spike",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == want),
+            "no text {want:?} in {texts:?}"
+        );
     }
     // The indicator line: its points are the samples that have a value, plus
     // the 2 of the legend's sample line.
     let indicator_points: usize = doc
         .descendants()
         .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke") == Some("#1F4EA8"))
-        .map(|n| n.attribute("points").unwrap_or("").split_whitespace().count())
+        .map(|n| {
+            n.attribute("points")
+                .unwrap_or("")
+                .split_whitespace()
+                .count()
+        })
         .sum();
     assert_eq!(indicator_points, with_value.len() + 2);
     // Two shaded firing intervals (and the legend swatch).
@@ -510,7 +573,15 @@ fn the_review_counts_the_events_customers_and_attributes_by_hand() {
             ("region".to_string(), vec![("eu".to_string(), 4)]),
         ]
     );
-    let md = review::render(a, Some(&cfg.rules[0]), Some(e), &hand_labels(), None, r.end_ms.unwrap(), true);
+    let md = review::render(
+        a,
+        Some(&cfg.rules[0]),
+        Some(e),
+        &hand_labels(),
+        None,
+        r.end_ms.unwrap(),
+        true,
+    );
     for want in [
         "# Incident review: spike — product=A",
         "| Fired | 2026-11-20T00:13:00Z (0s after the breach began) |",
@@ -557,7 +628,10 @@ fn incidents_from_a_transitions_file_match_the_backtest() {
     }
     let picked = review::select(&from_file, &["product=B".into()]).unwrap();
     assert_eq!(picked.len(), 1);
-    assert!(review::select(&from_file, &["product=C".into()]).is_err(), "ambiguous");
+    assert!(
+        review::select(&from_file, &["product=C".into()]).is_err(),
+        "ambiguous"
+    );
     assert!(review::select(&from_file, &["nope".into()]).is_err());
 }
 
@@ -566,7 +640,12 @@ fn the_shipped_rule_tests_pass_and_a_wrong_expectation_fails() {
     let shipped = PathBuf::from(ROOT).join("config/tests/crisiswatch_rules.toml");
     let r = backtest::rule_tests::run_file(&shipped).unwrap();
     assert!(r.cases.len() >= 7);
-    assert_eq!(r.failed(), 0, "{}", backtest::rule_tests::render(&[r.clone()]));
+    assert_eq!(
+        r.failed(),
+        0,
+        "{}",
+        backtest::rule_tests::render(std::slice::from_ref(&r))
+    );
 
     // The same file with one expectation a millisecond off fails that case only.
     let text = std::fs::read_to_string(&shipped).unwrap();
@@ -574,14 +653,27 @@ fn the_shipped_rule_tests_pass_and_a_wrong_expectation_fails() {
     assert_ne!(text, wrong);
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("wrong.toml");
-    std::fs::write(&p, wrong.replace("../crisiswatch.toml", &format!("{ROOT}/config/crisiswatch.toml"))).unwrap();
+    std::fs::write(
+        &p,
+        wrong.replace(
+            "../crisiswatch.toml",
+            &format!("{ROOT}/config/crisiswatch.toml"),
+        ),
+    )
+    .unwrap();
     let r = backtest::rule_tests::run_file(&p).unwrap();
     assert_eq!(r.failed(), 1);
     let passed = r.cases.len() - 1;
     let out = backtest::rule_tests::render(&[r]);
-    assert!(out.contains("missing:    resolved social_spike {product=phone-z} at +45m 2ms"), "{out}");
+    assert!(
+        out.contains("missing:    resolved social_spike {product=phone-z} at +45m 2ms"),
+        "{out}"
+    );
     assert!(out.contains("unexpected: { rule = \"social_spike\", group = { product = \"phone-z\" }, state = \"resolved\", at = \"+45m 1ms\""), "{out}");
-    assert!(out.ends_with(&format!("{passed} passed, 1 failed\n")), "{out}");
+    assert!(
+        out.ends_with(&format!("{passed} passed, 1 failed\n")),
+        "{out}"
+    );
 }
 
 #[test]
@@ -633,6 +725,11 @@ at = "+5m 1ms"
     )
     .unwrap();
     let r = backtest::rule_tests::run_file(&p).unwrap();
-    assert_eq!(r.failed(), 0, "{}", backtest::rule_tests::render(&[r.clone()]));
+    assert_eq!(
+        r.failed(),
+        0,
+        "{}",
+        backtest::rule_tests::render(std::slice::from_ref(&r))
+    );
     assert_eq!(r.config, "inline rules");
 }

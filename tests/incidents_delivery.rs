@@ -13,8 +13,18 @@ use crisiswatch::incident::{IncidentManager, ManagerOptions};
 use incidents_support::*;
 use prometheus::Registry;
 
-fn open(cfg_text: &str, dir: &tempfile::TempDir, reg: &Registry) -> std::sync::Arc<IncidentManager> {
-    IncidentManager::open(&config(cfg_text), reg, dir.path(), ManagerOptions::default()).unwrap()
+fn open(
+    cfg_text: &str,
+    dir: &tempfile::TempDir,
+    reg: &Registry,
+) -> std::sync::Arc<IncidentManager> {
+    IncidentManager::open(
+        &config(cfg_text),
+        reg,
+        dir.path(),
+        ManagerOptions::default(),
+    )
+    .unwrap()
 }
 
 fn ms(d: Duration) -> i64 {
@@ -41,8 +51,11 @@ async fn retries_503_503_429_then_202_are_spaced_by_the_policy() {
         &dir,
         &reg,
     );
-    m.submit(&[tr("a", "p", State::Firing, Severity::Warning, 1000, 1000)], 1000)
-        .unwrap();
+    m.submit(
+        &[tr("a", "p", State::Firing, Severity::Warning, 1000, 1000)],
+        1000,
+    )
+    .unwrap();
     let reqs = rx.wait_for(4, Duration::from_secs(60)).await;
     // However long we wait, there is no fifth attempt.
     tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -51,13 +64,35 @@ async fn retries_503_503_429_then_202_are_spaced_by_the_policy() {
     assert_eq!(statuses, vec![503, 503, 429, 202]);
     let gaps: Vec<i64> = reqs.windows(2).map(|w| ms(w[1].at - w[0].at)).collect();
     // Backoff 100 ms doubling, ±20 % jitter (±2 ms of timer rounding)…
-    assert!((78..=122).contains(&gaps[0]), "first retry after {}ms", gaps[0]);
-    assert!((158..=242).contains(&gaps[1]), "second retry after {}ms", gaps[1]);
+    assert!(
+        (78..=122).contains(&gaps[0]),
+        "first retry after {}ms",
+        gaps[0]
+    );
+    assert!(
+        (158..=242).contains(&gaps[1]),
+        "second retry after {}ms",
+        gaps[1]
+    );
     // …and Retry-After: 1 wins over the 400 ms ± 20 % backoff.
-    assert!((999..=1002).contains(&gaps[2]), "retry after 429 after {}ms", gaps[2]);
+    assert!(
+        (999..=1002).contains(&gaps[2]),
+        "retry after 429 after {}ms",
+        gaps[2]
+    );
     let bodies: Vec<serde_json::Value> = reqs.iter().map(|r| r.json()).collect();
-    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "every retry sends the same document");
-    assert_eq!(metric(&reg, "crisiswatch_notification_attempts_total", &[("receiver", "hook")]), 4.0);
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every retry sends the same document"
+    );
+    assert_eq!(
+        metric(
+            &reg,
+            "crisiswatch_notification_attempts_total",
+            &[("receiver", "hook")]
+        ),
+        4.0
+    );
     let fail = |reason| {
         metric(
             &reg,
@@ -65,14 +100,20 @@ async fn retries_503_503_429_then_202_are_spaced_by_the_policy() {
             &[("receiver", "hook"), ("reason", reason)],
         )
     };
-    assert_eq!((fail("server_error"), fail("rate_limited"), fail("rejected")), (2.0, 1.0, 0.0));
+    assert_eq!(
+        (fail("server_error"), fail("rate_limited"), fail("rejected")),
+        (2.0, 1.0, 0.0)
+    );
     let delivered = m.outbox().list(Some(Status::Delivered), None, 10).unwrap();
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0].attempts, 4);
     // Latency, queued to 2xx: the three waits.
     let [p50, _, _, max] = m.metrics().latency_ms("hook").unwrap();
     assert_eq!(p50, max);
-    assert!(max as i64 >= gaps.iter().sum::<i64>() - 3, "latency {max}ms");
+    assert!(
+        max as i64 >= gaps.iter().sum::<i64>() - 3,
+        "latency {max}ms"
+    );
     m.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -82,9 +123,16 @@ async fn a_400_is_one_attempt_and_a_counted_failure() {
     rx.script([Reply::status(400)]);
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::new();
-    let m = open(&generic_receiver("hook", &rx.url(), r#"backoff_initial = "100ms""#), &dir, &reg);
-    m.submit(&[tr("a", "p", State::Firing, Severity::Warning, 1000, 1000)], 1000)
-        .unwrap();
+    let m = open(
+        &generic_receiver("hook", &rx.url(), r#"backoff_initial = "100ms""#),
+        &dir,
+        &reg,
+    );
+    m.submit(
+        &[tr("a", "p", State::Firing, Severity::Warning, 1000, 1000)],
+        1000,
+    )
+    .unwrap();
     rx.wait_for(1, Duration::from_secs(10)).await;
     let ob = m.outbox().clone();
     eventually(Duration::from_secs(10), "the open marked failed", || {
@@ -92,23 +140,42 @@ async fn a_400_is_one_attempt_and_a_counted_failure() {
     })
     .await;
     // The incident goes on: its resolve is still delivered, once.
-    m.submit(&[tr("a", "p", State::Resolved, Severity::Warning, 9000, 1000)], 9000)
-        .unwrap();
+    m.submit(
+        &[tr("a", "p", State::Resolved, Severity::Warning, 9000, 1000)],
+        9000,
+    )
+    .unwrap();
     rx.wait_for(2, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(3600)).await;
     let reqs = rx.requests();
-    assert_eq!(reqs.len(), 2, "one attempt for the refused open, one for the resolve");
+    assert_eq!(
+        reqs.len(),
+        2,
+        "one attempt for the refused open, one for the resolve"
+    );
     assert_eq!(reqs[0].json()["action"], "open");
     assert_eq!(reqs[1].json()["action"], "resolve");
     let failed = ob.list(Some(Status::Failed), None, 10).unwrap();
     assert_eq!(failed[0].attempts, 1);
-    assert!(failed[0].last_error.as_deref().unwrap().contains("HTTP 400"));
+    assert!(failed[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("HTTP 400"));
     assert_eq!(
-        metric(&reg, "crisiswatch_notification_failures_total", &[("receiver", "hook"), ("reason", "rejected")]),
+        metric(
+            &reg,
+            "crisiswatch_notification_failures_total",
+            &[("receiver", "hook"), ("reason", "rejected")]
+        ),
         1.0
     );
     assert_eq!(
-        metric(&reg, "crisiswatch_notifications_total", &[("receiver", "hook"), ("outcome", "failed")]),
+        metric(
+            &reg,
+            "crisiswatch_notifications_total",
+            &[("receiver", "hook"), ("outcome", "failed")]
+        ),
         1.0
     );
     m.shutdown(Duration::from_secs(1)).await;
@@ -121,7 +188,8 @@ async fn dead_receiver_does_not_slow_the_healthy_one() {
     let healthy = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::new();
-    let delivery = r#"timeout = "5s", backoff_initial = "1s", breaker_failures = 3, breaker_cooldown = "30s""#;
+    let delivery =
+        r#"timeout = "5s", backoff_initial = "1s", breaker_failures = 3, breaker_cooldown = "30s""#;
     let text = format!(
         "{}{}",
         generic_receiver("dead", &dead.url(), delivery),
@@ -133,10 +201,22 @@ async fn dead_receiver_does_not_slow_the_healthy_one() {
     for i in 0..10i64 {
         let at = 1000 + i * 60_000;
         let sent = tokio::time::Instant::now();
-        m.submit(&[tr("a", &format!("p{i}"), State::Firing, Severity::Warning, at, at)], at)
-            .unwrap();
+        m.submit(
+            &[tr(
+                "a",
+                &format!("p{i}"),
+                State::Firing,
+                Severity::Warning,
+                at,
+                at,
+            )],
+            at,
+        )
+        .unwrap();
         let got = healthy
-            .wait_until(Duration::from_secs(60), "healthy delivery", |r| r.len() > i as usize)
+            .wait_until(Duration::from_secs(60), "healthy delivery", |r| {
+                r.len() > i as usize
+            })
             .await;
         assert!(
             got[i as usize].at - sent < Duration::from_millis(100),
@@ -149,11 +229,25 @@ async fn dead_receiver_does_not_slow_the_healthy_one() {
     assert!(max < 100, "healthy p99 {p99}ms max {max}ms");
     // Meanwhile the dead one timed out and its breaker opened.
     assert!(
-        metric(&reg, "crisiswatch_notification_failures_total", &[("receiver", "dead"), ("reason", "timeout")]) >= 3.0
+        metric(
+            &reg,
+            "crisiswatch_notification_failures_total",
+            &[("receiver", "dead"), ("reason", "timeout")]
+        ) >= 3.0
     );
-    assert_eq!(metric(&reg, "crisiswatch_receiver_circuit_open", &[("receiver", "dead")]), 1.0);
+    assert_eq!(
+        metric(
+            &reg,
+            "crisiswatch_receiver_circuit_open",
+            &[("receiver", "dead")]
+        ),
+        1.0
+    );
     assert!(metric(&reg, "crisiswatch_outbox_depth", &[("receiver", "dead")]) >= 9.0);
-    assert_eq!(metric(&reg, "crisiswatch_outbox_depth", &[("receiver", "healthy")]), 0.0);
+    assert_eq!(
+        metric(&reg, "crisiswatch_outbox_depth", &[("receiver", "healthy")]),
+        0.0
+    );
     assert!(tokio::time::Instant::now() - t0 >= Duration::from_secs(70));
     m.shutdown(Duration::ZERO).await;
 }
@@ -174,8 +268,11 @@ async fn circuit_breaker_holds_attempts_during_its_cooldown() {
         &reg,
     );
     for p in ["p1", "p2"] {
-        m.submit(&[tr("a", p, State::Firing, Severity::Warning, 1000, 1000)], 1000)
-            .unwrap();
+        m.submit(
+            &[tr("a", p, State::Firing, Severity::Warning, 1000, 1000)],
+            1000,
+        )
+        .unwrap();
     }
     let reqs = rx.wait_for(5, Duration::from_secs(120)).await;
     let gaps: Vec<i64> = reqs.windows(2).map(|w| ms(w[1].at - w[0].at)).collect();
@@ -184,7 +281,14 @@ async fn circuit_breaker_holds_attempts_during_its_cooldown() {
     // Then one trial per cooldown, however many notifications wait.
     assert!((29_999..=30_002).contains(&gaps[2]), "{gaps:?}");
     assert!((29_999..=30_002).contains(&gaps[3]), "{gaps:?}");
-    assert_eq!(metric(&reg, "crisiswatch_receiver_circuit_open", &[("receiver", "hook")]), 1.0);
+    assert_eq!(
+        metric(
+            &reg,
+            "crisiswatch_receiver_circuit_open",
+            &[("receiver", "hook")]
+        ),
+        1.0
+    );
     rx.set_default(Reply::status(202));
     rx.wait_until(Duration::from_secs(60), "both delivered", |r| {
         r.iter().filter(|x| x.status == 202).count() == 2
@@ -192,7 +296,11 @@ async fn circuit_breaker_holds_attempts_during_its_cooldown() {
     .await;
     let ob = m.outbox().clone();
     eventually(Duration::from_secs(10), "breaker closed", || {
-        metric(&reg, "crisiswatch_receiver_circuit_open", &[("receiver", "hook")]) == 0.0
+        metric(
+            &reg,
+            "crisiswatch_receiver_circuit_open",
+            &[("receiver", "hook")],
+        ) == 0.0
             && ob.queue_stats("hook").unwrap().pending == 0
     })
     .await;
@@ -214,15 +322,25 @@ async fn undelivered_past_max_age_is_dead_lettered_kept_and_redelivered_on_retry
         &dir,
         &reg,
     );
-    m.submit(&[tr("a", "p", State::Firing, Severity::Critical, 1000, 1000)], 1000)
-        .unwrap();
+    m.submit(
+        &[tr("a", "p", State::Firing, Severity::Critical, 1000, 1000)],
+        1000,
+    )
+    .unwrap();
     rx.wait_for(3, Duration::from_secs(30)).await;
     // While it waits: depth 1, and the age of the oldest grows.
     eventually(Duration::from_secs(9), "oldest age reaching 3 s", || {
-        metric(&reg, "crisiswatch_outbox_oldest_age_seconds", &[("receiver", "hook")]) >= 3.0
+        metric(
+            &reg,
+            "crisiswatch_outbox_oldest_age_seconds",
+            &[("receiver", "hook")],
+        ) >= 3.0
     })
     .await;
-    assert_eq!(metric(&reg, "crisiswatch_outbox_depth", &[("receiver", "hook")]), 1.0);
+    assert_eq!(
+        metric(&reg, "crisiswatch_outbox_depth", &[("receiver", "hook")]),
+        1.0
+    );
     let ob = m.outbox().clone();
     eventually(Duration::from_secs(60), "dead-lettered", || {
         ob.list(Some(Status::Dead), None, 10).unwrap().len() == 1
@@ -230,20 +348,40 @@ async fn undelivered_past_max_age_is_dead_lettered_kept_and_redelivered_on_retry
     .await;
     let attempts = rx.requests().len();
     tokio::time::sleep(Duration::from_secs(600)).await;
-    assert_eq!(rx.requests().len(), attempts, "a dead letter is not attempted");
     assert_eq!(
-        metric(&reg, "crisiswatch_notifications_total", &[("receiver", "hook"), ("outcome", "dead_lettered")]),
+        rx.requests().len(),
+        attempts,
+        "a dead letter is not attempted"
+    );
+    assert_eq!(
+        metric(
+            &reg,
+            "crisiswatch_notifications_total",
+            &[("receiver", "hook"), ("outcome", "dead_lettered")]
+        ),
         1.0
     );
-    assert_eq!(metric(&reg, "crisiswatch_outbox_dead_letters", &[("receiver", "hook")]), 1.0);
-    assert_eq!(metric(&reg, "crisiswatch_outbox_depth", &[("receiver", "hook")]), 0.0);
+    assert_eq!(
+        metric(
+            &reg,
+            "crisiswatch_outbox_dead_letters",
+            &[("receiver", "hook")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&reg, "crisiswatch_outbox_depth", &[("receiver", "hook")]),
+        0.0
+    );
     // The operator retries it once the receiver is back.
     rx.set_default(Reply::status(202));
     let dead = ob.list(Some(Status::Dead), None, 10).unwrap();
     let rep = ob.retry(&[dead[0].id], None, false, m.now_ms()).unwrap();
     assert_eq!(rep.requeued, vec![dead[0].id]);
     let got = rx
-        .wait_until(Duration::from_secs(30), "redelivery", |r| r.iter().any(|x| x.status == 202))
+        .wait_until(Duration::from_secs(30), "redelivery", |r| {
+            r.iter().any(|x| x.status == 202)
+        })
         .await;
     assert_eq!(got.last().unwrap().json()["action"], "open");
     eventually(Duration::from_secs(10), "delivered", || {

@@ -57,7 +57,13 @@ secret_file = "{}"
     let cfg = config(&text);
     let mut engine = Engine::new(&cfg).unwrap();
     let reg = Registry::new();
-    let m = IncidentManager::open(&cfg, &reg, &dir.path().join("data"), ManagerOptions::default()).unwrap();
+    let m = IncidentManager::open(
+        &cfg,
+        &reg,
+        &dir.path().join("data"),
+        ManagerOptions::default(),
+    )
+    .unwrap();
     let mut out: Vec<Transition> = Vec::new();
     // The crisis: six social safety complaints and four feedbacks in one minute on one slice.
     for i in 0..6 {
@@ -65,20 +71,31 @@ secret_file = "{}"
             r#"{{"id":"c{i}","type":"complaint","ts":{},"customer_id":"u{i}","attrs":{{"product":"router-x","region":"eu-west","channel":"social","category":"safety"}}}}"#,
             T0 + i * 5_000
         );
-        engine.process_bytes(line.as_bytes(), None, &mut out).unwrap();
+        engine
+            .process_bytes(line.as_bytes(), None, &mut out)
+            .unwrap();
     }
     for i in 0..4 {
         let line = format!(
             r#"{{"id":"f{i}","type":"feedback","ts":{},"score":2,"attrs":{{"product":"router-x","region":"eu-west"}}}}"#,
             T0 + 2_000 + i * 5_000
         );
-        engine.process_bytes(line.as_bytes(), None, &mut out).unwrap();
+        engine
+            .process_bytes(line.as_bytes(), None, &mut out)
+            .unwrap();
     }
-    let fired: Vec<&str> = out.iter().filter(|t| t.state == State::Firing).map(|t| t.rule.as_str()).collect();
+    let fired: Vec<&str> = out
+        .iter()
+        .filter(|t| t.state == State::Firing)
+        .map(|t| t.rule.as_str())
+        .collect();
     assert_eq!(fired.len(), 4, "the engine fired four rules: {fired:?}");
     m.submit(&out, engine.clock().unwrap()).unwrap();
     out.clear();
-    assert!(rx.requests().is_empty(), "the open waits for the group window");
+    assert!(
+        rx.requests().is_empty(),
+        "the open waits for the group window"
+    );
     // Event time moves on: the group window closes, later the windows empty and everything resolves.
     engine.advance_clock(T0 + 2 * 60_000, &mut out);
     m.submit(&out, T0 + 2 * 60_000).unwrap();
@@ -94,41 +111,104 @@ secret_file = "{}"
     m.shutdown(Duration::from_secs(5)).await;
     let docs: Vec<Value> = rx.requests().iter().map(|r| r.json()).collect();
     let actions: Vec<&str> = docs.iter().map(|d| d["action"].as_str().unwrap()).collect();
-    assert_eq!(actions.iter().filter(|a| **a == "open").count(), 1, "{actions:?}");
-    assert_eq!(actions.iter().filter(|a| **a == "resolve").count(), 1, "{actions:?}");
+    assert_eq!(
+        actions.iter().filter(|a| **a == "open").count(),
+        1,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| **a == "resolve").count(),
+        1,
+        "{actions:?}"
+    );
     assert_eq!(actions.first(), Some(&"open"));
     assert_eq!(actions.last(), Some(&"resolve"));
     let key = docs[0]["dedup_key"].as_str().unwrap();
-    assert!(key.starts_with("slice/product=router-x,region=eu-west/"), "{key}");
-    assert!(docs.iter().all(|d| d["dedup_key"] == key), "one dedup_key from open to resolve");
+    assert!(
+        key.starts_with("slice/product=router-x,region=eu-west/"),
+        "{key}"
+    );
+    assert!(
+        docs.iter().all(|d| d["dedup_key"] == key),
+        "one dedup_key from open to resolve"
+    );
     // The open carries every alert's evidence.
     let open = &docs[0];
     let alerts = open["alerts"].as_array().unwrap();
     let mut rules: Vec<&str> = alerts.iter().map(|a| a["rule"].as_str().unwrap()).collect();
     rules.sort_unstable();
-    assert_eq!(rules, ["complaint_count", "detractor_count", "severe_count", "social_count"]);
+    assert_eq!(
+        rules,
+        [
+            "complaint_count",
+            "detractor_count",
+            "severe_count",
+            "social_count"
+        ]
+    );
     for a in alerts {
-        assert_eq!(a["group"], serde_json::json!({"product": "router-x", "region": "eu-west"}));
-        assert!(a["value"].as_f64().unwrap() > a["threshold"].as_f64().unwrap(), "{a}");
+        assert_eq!(
+            a["group"],
+            serde_json::json!({"product": "router-x", "region": "eu-west"})
+        );
+        assert!(
+            a["value"].as_f64().unwrap() > a["threshold"].as_f64().unwrap(),
+            "{a}"
+        );
         assert_eq!(a["window"], "10m");
         assert!(!a["sample_event_ids"].as_array().unwrap().is_empty(), "{a}");
-        assert!(a["started_at"].as_str().unwrap().starts_with("2026-11-20T10:00"));
+        assert!(a["started_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-20T10:00"));
     }
-    for field in ["rule", "group", "severity", "value", "threshold", "window", "started_at", "summary", "sample_event_ids"] {
-        assert!(!open[field].is_null(), "contract field {field} missing: {open}");
+    for field in [
+        "rule",
+        "group",
+        "severity",
+        "value",
+        "threshold",
+        "window",
+        "started_at",
+        "summary",
+        "sample_event_ids",
+    ] {
+        assert!(
+            !open[field].is_null(),
+            "contract field {field} missing: {open}"
+        );
     }
-    assert_eq!(open["links"]["runbook"], "https://runbooks.example.com/complaints");
-    assert_eq!(open["links"]["dashboard"], "https://grafana.example.com/d/crisiswatch");
+    assert_eq!(
+        open["links"]["runbook"],
+        "https://runbooks.example.com/complaints"
+    );
+    assert_eq!(
+        open["links"]["dashboard"],
+        "https://grafana.example.com/d/crisiswatch"
+    );
     let summary = open["summary"].as_str().unwrap();
-    assert!(summary.contains("product=router-x, region=eu-west") && summary.contains("Also firing"), "{summary}");
+    assert!(
+        summary.contains("product=router-x, region=eu-west") && summary.contains("Also firing"),
+        "{summary}"
+    );
     // Every request is signed with the configured secret.
     for r in &reqs {
-        let sig = r.headers.get("x-crisiswatch-signature").expect("signature header");
-        assert!(verify("s3cr3t-signing-key", &r.body, sig), "signature does not verify");
+        let sig = r
+            .headers
+            .get("x-crisiswatch-signature")
+            .expect("signature header");
+        assert!(
+            verify("s3cr3t-signing-key", &r.body, sig),
+            "signature does not verify"
+        );
         assert!(!verify("another-key", &r.body, sig));
     }
     assert_eq!(
-        metric(&reg, "crisiswatch_incident_notifications_total", &[("route", "slice"), ("action", "open")]),
+        metric(
+            &reg,
+            "crisiswatch_incident_notifications_total",
+            &[("route", "slice"), ("action", "open")]
+        ),
         1.0
     );
 }
@@ -161,12 +241,24 @@ async fn receiver_down_then_up_gets_every_notification_in_order_per_incident() {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     let ob = m.outbox().clone();
-    assert_eq!(ob.queue_stats("hook").unwrap().pending, 7, "all seven persisted, none delivered");
-    assert!(metric(&reg, "crisiswatch_notification_failures_total", &[("receiver", "hook"), ("reason", "connect")]) >= 3.0);
+    assert_eq!(
+        ob.queue_stats("hook").unwrap().pending,
+        7,
+        "all seven persisted, none delivered"
+    );
+    assert!(
+        metric(
+            &reg,
+            "crisiswatch_notification_failures_total",
+            &[("receiver", "hook"), ("reason", "connect")]
+        ) >= 3.0
+    );
     // The receiver comes back.
     let rx = Receiver::start_on(addr).await;
-    rx.wait_until(Duration::from_secs(120), "seven notifications", |r| r.len() >= 7)
-        .await;
+    rx.wait_until(Duration::from_secs(120), "seven notifications", |r| {
+        r.len() >= 7
+    })
+    .await;
     eventually(Duration::from_secs(30), "outbox drained", || {
         ob.queue_stats("hook").unwrap().pending == 0
     })
@@ -204,45 +296,86 @@ async fn silenced_incidents_are_recorded_not_delivered_and_silences_expire() {
         "[incidents]\nupdate_interval = \"10m\"\n{}",
         generic_receiver("hook", &rx.url(), "")
     );
-    let m = IncidentManager::open(&config(&text), &reg, dir.path(), ManagerOptions::default()).unwrap();
+    let m =
+        IncidentManager::open(&config(&text), &reg, dir.path(), ManagerOptions::default()).unwrap();
     let now = m.now_ms();
     let ob = m.outbox().clone();
     let five_min = 5 * 60_000;
-    let s = Silence::new(vec![Matcher::parse("product=p1").unwrap()], now, five_min, "test".into(), "known issue".into()).unwrap();
+    let s = Silence::new(
+        vec![Matcher::parse("product=p1").unwrap()],
+        now,
+        five_min,
+        "test".into(),
+        "known issue".into(),
+    )
+    .unwrap();
     ob.add_silence(&s).unwrap();
     use Severity::*;
     use State::*;
-    m.submit(&[tr("a", "p1", Firing, Warning, 1000, 1000)], 1000).unwrap();
-    m.submit(&[tr("b", "p1", Firing, Warning, 1000, 1000)], 1000).unwrap();
-    m.submit(&[tr("a", "p2", Firing, Warning, 1000, 1000)], 1000).unwrap();
-    m.submit(&[tr("b", "p1", Resolved, Warning, 2000, 1000)], 2000).unwrap();
+    m.submit(&[tr("a", "p1", Firing, Warning, 1000, 1000)], 1000)
+        .unwrap();
+    m.submit(&[tr("b", "p1", Firing, Warning, 1000, 1000)], 1000)
+        .unwrap();
+    m.submit(&[tr("a", "p2", Firing, Warning, 1000, 1000)], 1000)
+        .unwrap();
+    m.submit(&[tr("b", "p1", Resolved, Warning, 2000, 1000)], 2000)
+        .unwrap();
     rx.wait_for(1, Duration::from_secs(10)).await;
     let muted = ob.list(Some(Status::Muted), None, 10).unwrap();
-    assert_eq!(muted.len(), 3, "a/p1 open, b/p1 open and resolve recorded as muted");
+    assert_eq!(
+        muted.len(),
+        3,
+        "a/p1 open, b/p1 open and resolve recorded as muted"
+    );
     // The silence expires by itself; a/p1's next notification (a progress
     // update) reaches the receiver, as an open since it never heard of it.
     tokio::time::sleep(Duration::from_millis(five_min as u64)).await;
     m.tick(1000 + 10 * 60_000, &mut NoValues).unwrap();
-    m.submit(&[tr("a", "p1", Resolved, Warning, 1000 + 11 * 60_000, 1000)], 1000 + 11 * 60_000)
-        .unwrap();
+    m.submit(
+        &[tr("a", "p1", Resolved, Warning, 1000 + 11 * 60_000, 1000)],
+        1000 + 11 * 60_000,
+    )
+    .unwrap();
     let reqs = rx
         .wait_until(Duration::from_secs(10), "a/p1 open and resolve", |r| {
-            r.iter().filter(|x| x.json()["dedup_key"].as_str().unwrap().starts_with("default/rule=a,product=p1")).count() == 2
+            r.iter()
+                .filter(|x| {
+                    x.json()["dedup_key"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("default/rule=a,product=p1")
+                })
+                .count()
+                == 2
         })
         .await;
     let p1: Vec<Value> = reqs
         .iter()
         .map(|r| r.json())
-        .filter(|d| d["dedup_key"].as_str().unwrap().starts_with("default/rule=a,product=p1"))
+        .filter(|d| {
+            d["dedup_key"]
+                .as_str()
+                .unwrap()
+                .starts_with("default/rule=a,product=p1")
+        })
         .collect();
     assert_eq!(p1[0]["action"], "open");
     assert_eq!(p1[0]["reason"], "progress");
     assert_eq!(p1[1]["action"], "resolve");
     assert!(
-        !rx.requests().iter().any(|r| r.json()["dedup_key"].as_str().unwrap().contains("rule=b")),
+        !rx.requests()
+            .iter()
+            .any(|r| r.json()["dedup_key"].as_str().unwrap().contains("rule=b")),
         "the incident silenced from start to end never reached the receiver"
     );
-    assert_eq!(metric(&reg, "crisiswatch_notifications_total", &[("receiver", "hook"), ("outcome", "muted")]), 0.0);
+    assert_eq!(
+        metric(
+            &reg,
+            "crisiswatch_notifications_total",
+            &[("receiver", "hook"), ("outcome", "muted")]
+        ),
+        3.0
+    );
     m.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -273,13 +406,33 @@ routing_key_file = "{}"
         key_file.display()
     );
     let reg = Registry::new();
-    let m = IncidentManager::open(&config(&text), &reg, &dir.path().join("data"), ManagerOptions::default()).unwrap();
+    let m = IncidentManager::open(
+        &config(&text),
+        &reg,
+        &dir.path().join("data"),
+        ManagerOptions::default(),
+    )
+    .unwrap();
     let long_product = "x".repeat(1500);
-    let mut fire = tr("complaint_rate", &long_product, State::Firing, Severity::Critical, 1000, 1000);
+    let mut fire = tr(
+        "complaint_rate",
+        &long_product,
+        State::Firing,
+        Severity::Critical,
+        1000,
+        1000,
+    );
     fire.sample_event_ids = vec!["e-1".into(), "e-2".into()];
     m.submit(&[fire], 1000).unwrap();
     m.submit(
-        &[tr("complaint_rate", &long_product, State::Resolved, Severity::Critical, 90_000, 1000)],
+        &[tr(
+            "complaint_rate",
+            &long_product,
+            State::Resolved,
+            Severity::Critical,
+            90_000,
+            1000,
+        )],
         90_000,
     )
     .unwrap();
@@ -291,15 +444,33 @@ routing_key_file = "{}"
     assert_eq!(trigger["dedup_key"], resolve["dedup_key"]);
     let p = &trigger["payload"];
     let summary = p["summary"].as_str().unwrap();
-    assert!(summary.chars().count() <= 1024 && summary.ends_with('…'), "{} chars", summary.chars().count());
+    assert!(
+        summary.chars().count() <= 1024 && summary.ends_with('…'),
+        "{} chars",
+        summary.chars().count()
+    );
     assert_eq!(p["severity"], "critical");
-    assert!(p["timestamp"].as_str().unwrap().starts_with("1970-01-01T00:00:01"));
+    assert!(p["timestamp"]
+        .as_str()
+        .unwrap()
+        .starts_with("1970-01-01T00:00:01"));
     assert!(p["source"].as_str().unwrap().starts_with("crisiswatch"));
     let ev = &p["custom_details"]["alerts"][0];
     assert_eq!(ev["rule"], "complaint_rate");
     assert_eq!(ev["sample_event_ids"], serde_json::json!(["e-1", "e-2"]));
     assert_eq!(ev["threshold"], 5.0);
-    let links: Vec<&str> = trigger["links"].as_array().unwrap().iter().map(|l| l["href"].as_str().unwrap()).collect();
-    assert_eq!(links, ["https://grafana.example.com/d/rate", "https://runbooks.example.com/rate"]);
+    let links: Vec<&str> = trigger["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["href"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        links,
+        [
+            "https://grafana.example.com/d/rate",
+            "https://runbooks.example.com/rate"
+        ]
+    );
     m.shutdown(Duration::from_secs(1)).await;
 }

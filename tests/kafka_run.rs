@@ -30,8 +30,12 @@ fn t0() -> i64 {
 }
 
 fn event(id: &str, kind: Option<&str>, ts: i64, product: &str) -> String {
-    let kind = kind.map(|k| format!(r#""type":"{k}","#)).unwrap_or_default();
-    format!(r#"{{"id":"{id}",{kind}"ts":{ts},"customer_id":"c-{id}","attrs":{{"product":"{product}"}}}}"#)
+    let kind = kind
+        .map(|k| format!(r#""type":"{k}","#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"id":"{id}",{kind}"ts":{ts},"customer_id":"c-{id}","attrs":{{"product":"{product}"}}}}"#
+    )
 }
 
 const COUNT_RULE: &str = r#"
@@ -48,7 +52,13 @@ clear = 8
 /// Every (topic, partition, offset) produced is in `applied`.
 fn assert_covers(applied: &BTreeSet<Pos>, produced: &[Pos], what: &str) {
     let missing: Vec<&Pos> = produced.iter().filter(|p| !applied.contains(*p)).collect();
-    assert!(missing.is_empty(), "{what}: {} of {} produced messages never applied, e.g. {:?}", missing.len(), produced.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{what}: {} of {} produced messages never applied, e.g. {:?}",
+        missing.len(),
+        produced.len(),
+        &missing[..missing.len().min(5)]
+    );
 }
 
 fn tmp() -> tempfile::TempDir {
@@ -63,26 +73,41 @@ fn tmp() -> tempfile::TempDir {
 fn seeded_scenario_opens_the_expected_incidents_and_no_others() {
     let broker = Broker::start();
     let bs = broker.bootstrap();
-    let topics = [("complaints", 2), ("feedback", 1), ("orders", 2), ("cancellations", 1)];
+    let topics = [
+        ("complaints", 2),
+        ("feedback", 1),
+        ("orders", 2),
+        ("cancellations", 1),
+    ];
     create_topics(&bs, &topics);
     let receiver = Receiver::start();
     let dir = tmp();
     let mut cfg = base_config(
         &bs,
         "scenario",
-        &[("complaints", Some("complaint")), ("feedback", Some("feedback")), ("orders", Some("order")), ("cancellations", Some("cancellation"))],
+        &[
+            ("complaints", Some("complaint")),
+            ("feedback", Some("feedback")),
+            ("orders", Some("order")),
+            ("cancellations", Some("cancellation")),
+        ],
         "",
         &dir.path().join("data").display().to_string(),
     );
     cfg.push_str(COUNT_RULE);
-    cfg.push_str(&format!("\n[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"{}\"\n", receiver.url));
+    cfg.push_str(&format!(
+        "\n[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"{}\"\n",
+        receiver.url
+    ));
 
     // One hour of event time; bursts for p2 at minute 20 and p4 at minute 40.
     let start = t0();
     let products = ["p1", "p2", "p3", "p4"];
     let mut rng = 42u64;
     let mut next = move || {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         rng >> 33
     };
     let mut events: Vec<(i64, &str, String)> = Vec::new(); // (ts, topic, json)
@@ -94,14 +119,26 @@ fn seeded_scenario_opens_the_expected_incidents_and_no_others() {
         }
         if s % 120 == 7 {
             for (i, p) in products.iter().enumerate() {
-                events.push((ts + i as i64, "complaints", event(&format!("c{s}-{p}"), None, ts + i as i64, p)));
+                events.push((
+                    ts + i as i64,
+                    "complaints",
+                    event(&format!("c{s}-{p}"), None, ts + i as i64, p),
+                ));
             }
         }
         if s % 60 == 3 {
-            events.push((ts, "feedback", format!(r#"{{"id":"f{s}","ts":{ts},"score":9,"attrs":{{"product":"{p}"}}}}"#)));
+            events.push((
+                ts,
+                "feedback",
+                format!(r#"{{"id":"f{s}","ts":{ts},"score":9,"attrs":{{"product":"{p}"}}}}"#),
+            ));
         }
         if s % 300 == 11 {
-            events.push((ts, "cancellations", event(&format!("x{s}"), Some("cancellation"), ts, p)));
+            events.push((
+                ts,
+                "cancellations",
+                event(&format!("x{s}"), Some("cancellation"), ts, p),
+            ));
         }
         let burst = |from: i64| (from..from + 240).contains(&s) && s % 8 == 0;
         if burst(1200) {
@@ -118,8 +155,22 @@ fn seeded_scenario_opens_the_expected_incidents_and_no_others() {
     let mut engine = Engine::new(&config).unwrap();
     let mut out = Vec::new();
     for (_, topic, json) in &events {
-        let default = config.sources.kafka.as_ref().unwrap().topics.iter().find(|t| t.name == *topic).and_then(|t| t.default_type.clone());
-        let ev = crisiswatch::event::decode_with_default(json.as_bytes(), engine.limits(), None, default.as_deref()).unwrap();
+        let default = config
+            .sources
+            .kafka
+            .as_ref()
+            .unwrap()
+            .topics
+            .iter()
+            .find(|t| t.name == *topic)
+            .and_then(|t| t.default_type.clone());
+        let ev = crisiswatch::event::decode_with_default(
+            json.as_bytes(),
+            engine.limits(),
+            None,
+            default.as_deref(),
+        )
+        .unwrap();
         engine.process(&ev, &mut out);
     }
     let expected: BTreeSet<(String, String)> = out
@@ -127,19 +178,39 @@ fn seeded_scenario_opens_the_expected_incidents_and_no_others() {
         .filter(|t| t.state == State::Firing)
         .map(|t| (t.rule.clone(), t.group_label()))
         .collect();
-    assert_eq!(expected.len(), 2, "the scenario has two crises: {expected:?}");
+    assert_eq!(
+        expected.len(),
+        2,
+        "the scenario has two crises: {expected:?}"
+    );
 
-    let _svc = Service::start(dir.path(), "run", &cfg);
+    let svc = Service::start(dir.path(), "run", &cfg);
     // Partition by product so each product's events stay in order.
     let msgs: Vec<Out> = events
         .iter()
         .map(|(_, topic, json)| {
             let parts = topics.iter().find(|t| t.0 == *topic).unwrap().1;
-            let p = if json.contains("\"p2\"") || json.contains("\"p4\"") { 0 } else { parts - 1 };
+            let p = if json.contains("\"p2\"") || json.contains("\"p4\"") {
+                0
+            } else {
+                parts - 1
+            };
             Out::new(topic, p, json.as_bytes())
         })
         .collect();
-    produce(&bs, &msgs, Duration::from_secs(30));
+    let produced = produce(&bs, &msgs, Duration::from_secs(30));
+    wait_until(Duration::from_secs(60), "every event is applied", || {
+        let a = svc.applied_set();
+        produced.iter().all(|p| a.contains(p))
+    });
+    // No alert fired beyond the expected ones (whatever the incidents' group window).
+    let firing =
+        svc.metric("crisiswatch_alert_transitions_total{rule=\"complaints\",state=\"firing\"}");
+    assert_eq!(
+        firing,
+        Some(expected.len() as f64),
+        "firing transitions in the live run"
+    );
 
     let opened = || -> Vec<(String, String)> {
         receiver
@@ -148,19 +219,36 @@ fn seeded_scenario_opens_the_expected_incidents_and_no_others() {
             .filter(|b| b["action"] == "open")
             .map(|b| {
                 let group = b["group"].as_object().map(|g| {
-                    g.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(" ")
+                    g.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 });
-                (b["rule"].as_str().unwrap_or_default().to_string(), group.unwrap_or_default())
+                (
+                    b["rule"].as_str().unwrap_or_default().to_string(),
+                    group.unwrap_or_default(),
+                )
             })
             .collect()
     };
-    wait_until(Duration::from_secs(60), "both incidents open at the webhook", || opened().len() >= expected.len());
+    wait_until(
+        Duration::from_secs(60),
+        "both incidents open at the webhook",
+        || opened().len() >= expected.len(),
+    );
     let got: Vec<(String, String)> = opened();
     let got_set: BTreeSet<_> = got.iter().cloned().collect();
-    assert_eq!(got.len(), got_set.len(), "each incident opens once: {got:?}");
+    assert_eq!(
+        got.len(),
+        got_set.len(),
+        "each incident opens once: {got:?}"
+    );
     assert_eq!(got_set, expected, "incidents opened by run vs. replay");
     for b in receiver.bodies() {
-        assert!(b["dedup_key"].as_str().is_some_and(|k| !k.is_empty()), "{b}");
+        assert!(
+            b["dedup_key"].as_str().is_some_and(|k| !k.is_empty()),
+            "{b}"
+        );
     }
 }
 
@@ -173,32 +261,69 @@ fn garbage_goes_to_the_dead_letter_topic_and_every_valid_event_is_applied() {
     let bs = broker.bootstrap();
     create_topics(&bs, &[("complaints", 3), ("orders", 1), ("dead", 2)]);
     let dir = tmp();
-    let mut cfg = base_config(&bs, "garbage", &[("complaints", Some("complaint")), ("orders", None)], "dead", &dir.path().join("data").display().to_string());
+    let mut cfg = base_config(
+        &bs,
+        "garbage",
+        &[("complaints", Some("complaint")), ("orders", None)],
+        "dead",
+        &dir.path().join("data").display().to_string(),
+    );
     cfg.push_str(COUNT_RULE);
     let svc = Service::start(dir.path(), "run", &cfg);
 
     let ts = t0();
-    let huge = format!(r#"{{"id":"h","type":"complaint","ts":{ts},"attrs":{{"x":"{}"}}}}"#, "y".repeat(4000));
+    let huge = format!(
+        r#"{{"id":"h","type":"complaint","ts":{ts},"attrs":{{"x":"{}"}}}}"#,
+        "y".repeat(4000)
+    );
     let future = chrono::Utc::now().timestamp_millis() + 3_600_000;
     let garbage: Vec<(&str, String, &str)> = vec![
         ("complaints", "this is not json {".into(), "not_json"),
-        ("complaints", format!(r#"{{"id":7,"ts":{ts}}}"#), "wrong_type"),
+        (
+            "complaints",
+            format!(r#"{{"id":7,"ts":{ts}}}"#),
+            "wrong_type",
+        ),
         ("complaints", huge, "oversized"),
         ("complaints", r#"{"id":"no-ts"}"#.into(), "missing_field"),
-        ("complaints", format!(r#"{{"id":"bad-ts","ts":"yesterday"}}"#), "bad_timestamp"),
-        ("complaints", format!(r#"{{"id":"fut","ts":{future}}}"#), "future_timestamp"),
-        ("complaints", format!(r#"{{"id":"s","ts":{ts},"sentiment":2}}"#), "out_of_range"),
+        (
+            "complaints",
+            format!(r#"{{"id":"bad-ts","ts":"yesterday"}}"#),
+            "bad_timestamp",
+        ),
+        (
+            "complaints",
+            format!(r#"{{"id":"fut","ts":{future}}}"#),
+            "future_timestamp",
+        ),
+        (
+            "complaints",
+            format!(r#"{{"id":"s","ts":{ts},"sentiment":2}}"#),
+            "out_of_range",
+        ),
         ("complaints", "[1,2,3]".into(), "not_object"),
         // The orders topic has no default type.
-        ("orders", format!(r#"{{"id":"untyped","ts":{ts}}}"#), "missing_field"),
+        (
+            "orders",
+            format!(r#"{{"id":"untyped","ts":{ts}}}"#),
+            "missing_field",
+        ),
         ("orders", String::new(), "not_json"),
     ];
     let mut msgs = Vec::new();
     let mut expect_invalid: Vec<(usize, &str)> = Vec::new(); // (index in msgs, reason)
     for i in 0..300 {
-        let (topic, kind) = if i % 3 == 0 { ("orders", Some("order")) } else { ("complaints", None) };
+        let (topic, kind) = if i % 3 == 0 {
+            ("orders", Some("order"))
+        } else {
+            ("complaints", None)
+        };
         let parts = if topic == "orders" { 1 } else { 3 };
-        msgs.push(Out::new(topic, i % parts, event(&format!("v{i}"), kind, ts + i as i64 * 1000, "p1")));
+        msgs.push(Out::new(
+            topic,
+            i % parts,
+            event(&format!("v{i}"), kind, ts + i as i64 * 1000, "p1"),
+        ));
         if i % 30 == 5 {
             let (topic, payload, reason) = &garbage[(i / 30) as usize];
             let parts = if *topic == "orders" { 1 } else { 3 };
@@ -211,47 +336,115 @@ fn garbage_goes_to_the_dead_letter_topic_and_every_valid_event_is_applied() {
     }
     let produced = produce(&bs, &msgs, Duration::from_secs(30));
     let invalid_idx: BTreeSet<usize> = expect_invalid.iter().map(|(i, _)| *i).collect();
-    let valid: Vec<Pos> = produced.iter().enumerate().filter(|(i, _)| !invalid_idx.contains(i)).map(|(_, p)| p.clone()).collect();
+    let valid: Vec<Pos> = produced
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !invalid_idx.contains(i))
+        .map(|(_, p)| p.clone())
+        .collect();
 
-    wait_until(Duration::from_secs(60), "every valid message is applied", || {
-        valid.iter().all(|p| svc.applied_set().contains(p))
-    });
-    let letters = read_topic(&bs, "dead", 2, expect_invalid.len(), Duration::from_secs(30));
-    assert_eq!(letters.len(), expect_invalid.len(), "one dead letter per invalid message");
+    wait_until(
+        Duration::from_secs(60),
+        "every valid message is applied",
+        || {
+            let applied = svc.applied_set();
+            valid.iter().all(|p| applied.contains(p))
+        },
+    );
+    let letters = read_topic(
+        &bs,
+        "dead",
+        2,
+        expect_invalid.len(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        letters.len(),
+        expect_invalid.len(),
+        "one dead letter per invalid message"
+    );
     let mut by_origin: BTreeMap<(String, i32, i64), _> = BTreeMap::new();
     for l in &letters {
         let h: BTreeMap<String, Vec<u8>> = l
             .headers()
-            .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
             .unwrap_or_default();
-        let s = |k: &str| String::from_utf8(h.get(k).cloned().unwrap_or_else(|| panic!("header {k} missing: {h:?}"))).unwrap();
-        let origin = (s("crisiswatch.source.topic"), s("crisiswatch.source.partition").parse().unwrap(), s("crisiswatch.source.offset").parse().unwrap());
+        let s = |k: &str| {
+            String::from_utf8(
+                h.get(k)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("header {k} missing: {h:?}")),
+            )
+            .unwrap()
+        };
+        let origin = (
+            s("crisiswatch.source.topic"),
+            s("crisiswatch.source.partition").parse().unwrap(),
+            s("crisiswatch.source.offset").parse().unwrap(),
+        );
         assert!(!s("crisiswatch.detail").is_empty());
-        assert_eq!(h.get("origin").map(Vec::as_slice), Some(&b"test"[..]), "original headers kept");
-        by_origin.insert(origin, (s("crisiswatch.reason"), l.payload().unwrap_or_default().to_vec(), l.key().map(<[u8]>::to_vec)));
+        assert_eq!(
+            h.get("origin").map(Vec::as_slice),
+            Some(&b"test"[..]),
+            "original headers kept"
+        );
+        by_origin.insert(
+            origin,
+            (
+                s("crisiswatch.reason"),
+                l.payload().unwrap_or_default().to_vec(),
+                l.key().map(<[u8]>::to_vec),
+            ),
+        );
     }
     let mut per_reason: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for (i, reason) in &expect_invalid {
         let pos = &produced[*i];
-        let (got_reason, payload, key) = by_origin.get(pos).unwrap_or_else(|| panic!("no dead letter for {pos:?}"));
+        let (got_reason, payload, key) = by_origin
+            .get(pos)
+            .unwrap_or_else(|| panic!("no dead letter for {pos:?}"));
         assert_eq!(got_reason, reason, "reason of {pos:?}");
         assert_eq!(payload, &msgs[*i].payload, "payload unchanged");
         assert_eq!(key, &msgs[*i].key, "key unchanged");
-        *per_reason.entry((msgs[*i].topic.as_str(), reason)).or_default() += 1;
+        *per_reason
+            .entry((msgs[*i].topic.as_str(), reason))
+            .or_default() += 1;
     }
-    wait_until(Duration::from_secs(10), "the counters are published", || {
-        per_reason.iter().all(|((topic, reason), n)| {
+    wait_until(
+        Duration::from_secs(10),
+        "the counters are published",
+        || {
+            per_reason.iter().all(|((topic, reason), n)| {
             svc.metric(&format!("crisiswatch_kafka_invalid_messages_total{{reason=\"{reason}\",topic=\"{topic}\"}}")) == Some(*n as f64)
         })
-    });
+        },
+    );
     let mut dlq_per_reason: BTreeMap<&str, u64> = BTreeMap::new();
     for ((_, reason), n) in &per_reason {
         *dlq_per_reason.entry(reason).or_default() += n;
     }
     for (reason, n) in dlq_per_reason {
-        assert_eq!(svc.metric(&format!("crisiswatch_kafka_dlq_produced_total{{reason=\"{reason}\"}}")), Some(n as f64), "{reason}");
+        assert_eq!(
+            svc.metric(&format!(
+                "crisiswatch_kafka_dlq_produced_total{{reason=\"{reason}\"}}"
+            )),
+            Some(n as f64),
+            "{reason}"
+        );
     }
-    let total_in: f64 = ["complaints", "orders"].iter().map(|t| svc.metric(&format!("crisiswatch_kafka_messages_total{{topic=\"{t}\"}}")).unwrap_or(0.0)).sum();
+    let total_in: f64 = ["complaints", "orders"]
+        .iter()
+        .map(|t| {
+            svc.metric(&format!(
+                "crisiswatch_kafka_messages_total{{topic=\"{t}\"}}"
+            ))
+            .unwrap_or(0.0)
+        })
+        .sum();
     assert_eq!(total_in as usize, msgs.len());
 }
 
@@ -264,39 +457,74 @@ fn a_paused_broker_makes_the_service_unready_and_nothing_is_lost() {
     let bs = broker.bootstrap();
     create_topics(&bs, &[("complaints", 2)]);
     let dir = tmp();
-    let mut cfg = base_config(&bs, "pause", &[("complaints", Some("complaint"))], "", &dir.path().join("data").display().to_string());
+    let mut cfg = base_config(
+        &bs,
+        "pause",
+        &[("complaints", Some("complaint"))],
+        "",
+        &dir.path().join("data").display().to_string(),
+    );
     cfg.push_str(COUNT_RULE);
     let svc = Service::start(dir.path(), "run", &cfg);
     let ts = t0();
     let batch = move |from: usize| -> Vec<Out> {
-        (from..from + 400).map(move |i| Out::new("complaints", (i % 2) as i32, event(&format!("e{i}"), None, ts + i as i64 * 100, "p1"))).collect()
+        (from..from + 400)
+            .map(move |i| {
+                Out::new(
+                    "complaints",
+                    (i % 2) as i32,
+                    event(&format!("e{i}"), None, ts + i as i64 * 100, "p1"),
+                )
+            })
+            .collect()
     };
     let first = produce(&bs, &batch(0), Duration::from_secs(30));
-    wait_until(Duration::from_secs(60), "the first batch is applied", || {
-        let a = svc.applied_set();
-        first.iter().all(|p| a.contains(p))
+    wait_until(
+        Duration::from_secs(60),
+        "the first batch is applied",
+        || {
+            let a = svc.applied_set();
+            first.iter().all(|p| a.contains(p))
+        },
+    );
+    wait_until(Duration::from_secs(10), "the service is ready", || {
+        svc.ready()
     });
-    wait_until(Duration::from_secs(10), "the service is ready", || svc.ready());
 
     broker.pause();
     let paused_at = Instant::now();
     // Produced while the broker is frozen: buffered by the producer, delivered after.
     let bs2 = bs.clone();
     let second = std::thread::spawn(move || produce(&bs2, &batch(400), Duration::from_secs(120)));
-    wait_until(Duration::from_secs(30), "the service reports not ready", || !svc.ready());
+    wait_until(
+        Duration::from_secs(30),
+        "the service reports not ready",
+        || !svc.ready(),
+    );
     // Hold the pause past the 6 s session timeout (the stimulus, not a wait for a condition).
     let hold = Duration::from_secs(8).saturating_sub(paused_at.elapsed());
     std::thread::sleep(hold);
     broker.resume();
 
-    wait_until(Duration::from_secs(60), "the service is ready again", || svc.ready());
+    wait_until(
+        Duration::from_secs(60),
+        "the service is ready again",
+        || svc.ready(),
+    );
     let second = second.join().expect("producer thread");
     wait_until(Duration::from_secs(60), "every message is applied", || {
         let a = svc.applied_set();
         first.iter().chain(&second).all(|p| a.contains(p))
     });
-    assert_covers(&svc.applied_set(), &[first, second].concat(), "after the pause");
-    assert!(svc.stderr_text().contains("Kafka consumer stalled"), "the stall is logged");
+    assert_covers(
+        &svc.applied_set(),
+        &[first, second].concat(),
+        "after the pause",
+    );
+    assert!(
+        svc.stderr_text().contains("Kafka consumer stalled"),
+        "the stall is logged"
+    );
 }
 
 /// The broker is killed and started again (memory storage: the topics and
@@ -308,11 +536,25 @@ fn a_restarted_broker_is_reconnected_and_new_data_consumed() {
     let bs = broker.bootstrap();
     create_topics(&bs, &[("complaints", 2)]);
     let dir = tmp();
-    let mut cfg = base_config(&bs, "restart", &[("complaints", Some("complaint"))], "", &dir.path().join("data").display().to_string());
+    let mut cfg = base_config(
+        &bs,
+        "restart",
+        &[("complaints", Some("complaint"))],
+        "",
+        &dir.path().join("data").display().to_string(),
+    );
     cfg.push_str(COUNT_RULE);
     let mut svc = Service::start(dir.path(), "run", &cfg);
     let ts = t0();
-    let before: Vec<Out> = (0..200).map(|i| Out::new("complaints", i % 2, event(&format!("a{i}"), None, ts + i as i64 * 100, "p1"))).collect();
+    let before: Vec<Out> = (0..200)
+        .map(|i| {
+            Out::new(
+                "complaints",
+                i % 2,
+                event(&format!("a{i}"), None, ts + i as i64 * 100, "p1"),
+            )
+        })
+        .collect();
     let produced = produce(&bs, &before, Duration::from_secs(30));
     wait_until(Duration::from_secs(60), "the first data is applied", || {
         let a = svc.applied_set();
@@ -324,12 +566,24 @@ fn a_restarted_broker_is_reconnected_and_new_data_consumed() {
     create_topics(&bs, &[("complaints", 2)]);
     // Fewer messages than before: the offsets restart at 0, below the service's
     // old positions (Tansu cannot keep them), which librdkafka resets to the start.
-    let after: Vec<Out> = (0..60).map(|i| Out::new("complaints", i % 2, event(&format!("b{i}"), None, ts + 60_000 + i as i64 * 100, "p1"))).collect();
+    let after: Vec<Out> = (0..60)
+        .map(|i| {
+            Out::new(
+                "complaints",
+                i % 2,
+                event(&format!("b{i}"), None, ts + 60_000 + i as i64 * 100, "p1"),
+            )
+        })
+        .collect();
     let produced = produce(&bs, &after, Duration::from_secs(30));
-    wait_until(Duration::from_secs(90), "the new data is applied by the same process", || {
-        let since: BTreeSet<Pos> = svc.applied().into_iter().skip(lines_before).collect();
-        produced.iter().all(|p| since.contains(p))
-    });
+    wait_until(
+        Duration::from_secs(90),
+        "the new data is applied by the same process",
+        || {
+            let since: BTreeSet<Pos> = svc.applied().into_iter().skip(lines_before).collect();
+            produced.iter().all(|p| since.contains(p))
+        },
+    );
     assert!(svc.running(), "the service never restarted");
 }
 
@@ -343,7 +597,13 @@ fn two_instances_in_one_group_lose_nothing_across_rebalances() {
     let topics = [("complaints", 3), ("orders", 3)];
     create_topics(&bs, &topics);
     let dir = tmp();
-    let mut cfg = base_config(&bs, "pair", &[("complaints", Some("complaint")), ("orders", Some("order"))], "", &dir.path().join("a").display().to_string());
+    let mut cfg = base_config(
+        &bs,
+        "pair",
+        &[("complaints", Some("complaint")), ("orders", Some("order"))],
+        "",
+        &dir.path().join("a").display().to_string(),
+    );
     cfg.push_str(COUNT_RULE);
     let mut a = Service::start(dir.path(), "a", &cfg);
     wait_until(Duration::from_secs(30), "instance a joins", || a.ready());
@@ -360,7 +620,11 @@ fn two_instances_in_one_group_lose_nothing_across_rebalances() {
             let msgs: Vec<Out> = (i..i + 60)
                 .map(|j| {
                     let topic = if j % 2 == 0 { "complaints" } else { "orders" };
-                    Out::new(topic, (j % 3) as i32, event(&format!("s{j}"), None, ts + j as i64 * 50, "p1"))
+                    Out::new(
+                        topic,
+                        (j % 3) as i32,
+                        event(&format!("s{j}"), None, ts + j as i64 * 50, "p1"),
+                    )
                 })
                 .collect();
             all.extend(produce(&bs2, &msgs, Duration::from_secs(30)));
@@ -368,19 +632,39 @@ fn two_instances_in_one_group_lose_nothing_across_rebalances() {
         }
         all
     });
-    let cfg_b = cfg.replace(&dir.path().join("a").display().to_string(), &dir.path().join("b").display().to_string());
-    wait_until(Duration::from_secs(30), "a applies streamed data", || a.applied().len() > 200);
+    let cfg_b = cfg.replace(
+        &dir.path().join("a").display().to_string(),
+        &dir.path().join("b").display().to_string(),
+    );
+    wait_until(Duration::from_secs(30), "a applies streamed data", || {
+        a.applied().len() > 200
+    });
     let b = Service::start(dir.path(), "b", &cfg_b);
-    wait_until(Duration::from_secs(60), "b gets partitions and applies data", || !b.applied().is_empty());
+    wait_until(
+        Duration::from_secs(60),
+        "b gets partitions and applies data",
+        || !b.applied().is_empty(),
+    );
     // a leaves mid-stream: its partitions go back to b.
     a.sigterm();
     assert!(a.wait_exit(Duration::from_secs(30)).is_some(), "a exits");
     let after_leave = b.applied().len();
-    wait_until(Duration::from_secs(60), "b continues alone", || b.applied().len() > after_leave + 200);
+    wait_until(Duration::from_secs(60), "b continues alone", || {
+        b.applied().len() > after_leave + 200
+    });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let produced = producer.join().expect("producer");
-    let union = || -> BTreeSet<Pos> { read_applied(&a.applied_log).into_iter().chain(b.applied()).collect() };
-    wait_until(Duration::from_secs(60), "the union covers every message", || produced.iter().all(|p| union().contains(p)));
+    let union = || -> BTreeSet<Pos> {
+        read_applied(&a.applied_log)
+            .into_iter()
+            .chain(b.applied())
+            .collect()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the union covers every message",
+        || produced.iter().all(|p| union().contains(p)),
+    );
     assert_covers(&union(), &produced, "a ∪ b");
     assert!(!read_applied(&a.applied_log).is_empty() && !b.applied().is_empty());
 }
@@ -394,7 +678,13 @@ fn sigterm_mid_stream_exits_in_time_and_commits_exactly_what_was_applied() {
     let topics = [("complaints", 2), ("orders", 2)];
     create_topics(&bs, &topics);
     let dir = tmp();
-    let mut cfg = base_config(&bs, "term", &[("complaints", Some("complaint")), ("orders", Some("order"))], "", &dir.path().join("data").display().to_string());
+    let mut cfg = base_config(
+        &bs,
+        "term",
+        &[("complaints", Some("complaint")), ("orders", Some("order"))],
+        "",
+        &dir.path().join("data").display().to_string(),
+    );
     cfg.push_str(COUNT_RULE);
     let mut svc = Service::start(dir.path(), "run", &cfg);
     let ts = t0();
@@ -406,7 +696,11 @@ fn sigterm_mid_stream_exits_in_time_and_commits_exactly_what_was_applied() {
             let msgs: Vec<Out> = (n..n + 500)
                 .map(|j| {
                     let topic = if j % 2 == 0 { "complaints" } else { "orders" };
-                    Out::new(topic, ((j / 2) % 2) as i32, event(&format!("t{j}"), None, ts + j as i64 * 10, "p1"))
+                    Out::new(
+                        topic,
+                        ((j / 2) % 2) as i32,
+                        event(&format!("t{j}"), None, ts + j as i64 * 10, "p1"),
+                    )
                 })
                 .collect();
             produce(&bs2, &msgs, Duration::from_secs(30));
@@ -414,13 +708,21 @@ fn sigterm_mid_stream_exits_in_time_and_commits_exactly_what_was_applied() {
         }
         n
     });
-    wait_until(Duration::from_secs(60), "the service is consuming", || svc.applied().len() > 2_000);
+    wait_until(Duration::from_secs(60), "the service is consuming", || {
+        svc.applied().len() > 2_000
+    });
     svc.sigterm();
     let bound = Duration::from_secs(15); // shutdown_timeout in base_config
-    let status = svc.wait_exit(bound + Duration::from_secs(5)).expect("exits within the shutdown bound");
+    let status = svc
+        .wait_exit(bound + Duration::from_secs(5))
+        .expect("exits within the shutdown bound");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let produced = producer.join().expect("producer");
-    assert!(status.success(), "clean exit: {status:?}\n{}", svc.stderr_text());
+    assert!(
+        status.success(),
+        "clean exit: {status:?}\n{}",
+        svc.stderr_text()
+    );
 
     let applied = svc.applied();
     let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
@@ -429,14 +731,23 @@ fn sigterm_mid_stream_exits_in_time_and_commits_exactly_what_was_applied() {
         *e = (*e).max(o + 1);
     }
     let committed = committed(&bs, "term", &topics);
-    assert_eq!(committed, next, "committed offsets = one past the last applied, per partition");
+    assert_eq!(
+        committed, next,
+        "committed offsets = one past the last applied, per partition"
+    );
     // And nothing below a committed offset was skipped.
     let set: BTreeSet<Pos> = applied.iter().cloned().collect();
     for ((t, p), c) in &committed {
         for o in 0..*c {
-            assert!(set.contains(&(t.clone(), *p, o)), "{t}/{p}@{o} committed but never applied");
+            assert!(
+                set.contains(&(t.clone(), *p, o)),
+                "{t}/{p}@{o} committed but never applied"
+            );
         }
     }
     let total: i64 = committed.values().sum();
-    assert!((total as usize) < produced, "stopped mid-stream ({total} of {produced})");
+    assert!(
+        (total as usize) < produced,
+        "stopped mid-stream ({total} of {produced})"
+    );
 }

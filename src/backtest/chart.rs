@@ -295,17 +295,25 @@ pub fn render_indicator(c: &IndicatorChart, path: &Path) -> Result<(), ChartErro
     for cr in &c.crises {
         chart
             .draw_series(std::iter::once(Rectangle::new(
-                [(hx(cr.start_ms).max(x0), ymin), (hx(cr.end_ms).min(x1), ymax)],
+                [
+                    (hx(cr.start_ms).max(x0), ymin),
+                    (hx(cr.end_ms).min(x1), ymax),
+                ],
                 orange.mix(0.18).filled(),
             )))
             .map_err(|e| err(e.to_string()))?
             .label(format!("crisis: {}", cr.name))
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], orange.mix(0.45).filled()));
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 14, y + 5)], orange.mix(0.45).filled())
+            });
     }
     if !c.firing.is_empty() {
         chart
             .draw_series(c.firing.iter().map(|&(a, b)| {
-                Rectangle::new([(hx(a), ymin), (hx(b.max(a + 1)), ymax)], RED.mix(0.16).filled())
+                Rectangle::new(
+                    [(hx(a), ymin), (hx(b.max(a + 1)), ymax)],
+                    RED.mix(0.16).filled(),
+                )
             }))
             .map_err(|e| err(e.to_string()))?
             .label("firing")
@@ -314,7 +322,10 @@ pub fn render_indicator(c: &IndicatorChart, path: &Path) -> Result<(), ChartErro
     for (sev, v) in &levels {
         let colour = LEVEL_COLOURS[*sev as usize % LEVEL_COLOURS.len()];
         chart
-            .draw_series(LineSeries::new([(x0, *v), (x1, *v)], colour.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                [(x0, *v), (x1, *v)],
+                colour.stroke_width(2),
+            ))
             .map_err(|e| err(e.to_string()))?
             .label(format!("{sev} {}", fmt_value(*v)))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], colour.stroke_width(2)));
@@ -346,8 +357,9 @@ pub fn render_indicator(c: &IndicatorChart, path: &Path) -> Result<(), ChartErro
             .draw_series(LineSeries::new(seg, blue.stroke_width(2)))
             .map_err(|e| err(e.to_string()))?;
         if i == 0 {
-            s.label(c.rule.name.clone())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], blue.stroke_width(2)));
+            s.label(c.rule.name.clone()).legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 14, y)], blue.stroke_width(2))
+            });
         }
     }
     chart
@@ -435,7 +447,11 @@ pub fn render_tune(r: &TuneResult, path: &Path) -> Result<(), ChartError> {
         .legend(move |(x, y)| Circle::new((x + 7, y), 4, grey.filled()));
     if let Some((_, x, y)) = pts.iter().find(|p| Some(p.0) == r.chosen) {
         chart
-            .draw_series(std::iter::once(Circle::new((*x, *y), 9, BLACK.stroke_width(2))))
+            .draw_series(std::iter::once(Circle::new(
+                (*x, *y),
+                9,
+                BLACK.stroke_width(2),
+            )))
             .map_err(|e| err(e.to_string()))?
             .label("chosen")
             .legend(|(x, y)| Circle::new((x + 7, y), 5, BLACK.stroke_width(2)));

@@ -217,9 +217,9 @@ fn dur_ms(d: humantime::Duration) -> i64 {
 
 fn load_labels(t: &TruthArgs) -> Result<Option<Vec<Crisis>>, CliError> {
     match &t.labels {
-        None if !t.crises.is_empty() => Err(CliError::Usage(
-            "--crisis needs --labels FILE".to_string(),
-        )),
+        None if !t.crises.is_empty() => {
+            Err(CliError::Usage("--crisis needs --labels FILE".to_string()))
+        }
         None => Ok(None),
         Some(p) => Ok(Some(labels::select(labels::load(p)?, &t.crises)?)),
     }
@@ -282,8 +282,12 @@ pub fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
         let all: Vec<&Incident> = report.incidents.iter().collect();
         let end = report.end_ms.unwrap_or(0);
         let files = write_reviews(&cfg, &inputs, &all, end, &opts, Some(dir))?;
-        writeln!(out, "\nwrote {files} incident review(s) to {}", dir.display())
-            .map_err(write_err(Path::new("stdout")))?;
+        writeln!(
+            out,
+            "\nwrote {files} incident review(s) to {}",
+            dir.display()
+        )
+        .map_err(write_err(Path::new("stdout")))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -299,7 +303,11 @@ fn write_reviews(
     dir: Option<&Path>,
 ) -> Result<usize, CliError> {
     let evidence = review::collect_evidence(cfg, incidents, end_ms, |f| {
-        inputs.clone().quiet().for_each_line(|l, _| f(l)).map(|_| ())
+        inputs
+            .clone()
+            .quiet()
+            .for_each_line(|l, _| f(l))
+            .map(|_| ())
     })?;
     write_review_files(cfg, incidents, Some(&evidence), end_ms, opts, dir, true)
 }
@@ -360,6 +368,11 @@ pub fn tune(a: &TuneArgs) -> Result<ExitCode, CliError> {
         now_ms: now_ms(&a.now)?,
         pick: a.pick,
     };
+    if a.write_snippet.is_some() && opts.summary.labels.is_none() && a.pick.is_none() {
+        return Err(CliError::Usage(
+            "--write-snippet needs a chosen candidate: pass --labels, or --pick N".into(),
+        ));
+    }
     let inputs = Inputs::new(a.input.clone())?;
     let result = tune::run(&cfg, &inputs, &opts)?;
     let mut out = io::stdout().lock();
@@ -390,19 +403,19 @@ pub fn tune(a: &TuneArgs) -> Result<ExitCode, CliError> {
 /// `crisiswatch chart`: draws one rule and slice.
 pub fn chart(a: &ChartArgs) -> Result<ExitCode, CliError> {
     let cfg = load_config(&a.config)?;
-    let rule = cfg
-        .rules
-        .iter()
-        .find(|r| r.name == a.rule)
-        .ok_or_else(|| ChartError::UnknownRule {
-            name: a.rule.clone(),
-            known: cfg
-                .rules
-                .iter()
-                .map(|r| r.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+    let rule =
+        cfg.rules
+            .iter()
+            .find(|r| r.name == a.rule)
+            .ok_or_else(|| ChartError::UnknownRule {
+                name: a.rule.clone(),
+                known: cfg
+                    .rules
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
     let group = chart::parse_group(rule, &a.group)?;
     let crises = match &a.labels {
         Some(p) => labels::load(p)?,
@@ -489,7 +502,15 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
             eprintln!("wrote {n} review(s) to {}", dir.display());
         }
         None => {
-            write_review_files(&cfg, &chosen, evidence.as_deref(), end, &opts, None, sampled)?;
+            write_review_files(
+                &cfg,
+                &chosen,
+                evidence.as_deref(),
+                end,
+                &opts,
+                None,
+                sampled,
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -31,7 +31,9 @@ pub enum InputError {
         source: io::Error,
     },
     /// Reading (or decompressing) a file failed part-way.
-    #[error("cannot read input {path} after line {line}: {source} (a truncated or corrupt .gz file?)")]
+    #[error(
+        "cannot read input {path} after line {line}: {source} (a truncated or corrupt .gz file?)"
+    )]
     Read {
         /// The file.
         path: String,
@@ -173,10 +175,13 @@ impl Inputs {
                     continue;
                 }
                 stats.lines += 1;
-                f(line, LineRef {
-                    file,
-                    line: line_no,
-                });
+                f(
+                    line,
+                    LineRef {
+                        file,
+                        line: line_no,
+                    },
+                );
             }
             stats.files += 1;
             drop(lines);

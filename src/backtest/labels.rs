@@ -196,7 +196,10 @@ pub fn select(crises: Vec<Crisis>, names: &[String]) -> Result<Vec<Crisis>, Labe
             });
         }
     }
-    Ok(crises.into_iter().filter(|c| names.contains(&c.name)).collect())
+    Ok(crises
+        .into_iter()
+        .filter(|c| names.contains(&c.name))
+        .collect())
 }
 
 /// Whether an incident of group `group` that fired at `fired_at` caught crisis `c`.
@@ -237,7 +240,10 @@ mod tests {
 "#;
         let l = parse(text, "t").unwrap();
         assert_eq!(l.len(), 2);
-        assert_eq!(l[0].slice, g(&[("product", "router-x"), ("region", "eu-west")]));
+        assert_eq!(
+            l[0].slice,
+            g(&[("product", "router-x"), ("region", "eu-west")])
+        );
         assert_eq!(l[0].end_ms - l[0].start_ms, 3 * 3_600_000);
         assert_eq!(l[1].start_ms, 1000);
     }

@@ -266,8 +266,7 @@ pub fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOptions) 
     let names: Vec<String> = (0..engine.rule_count())
         .map(|i| engine.rule_config(i).name.clone())
         .collect();
-    let (rules, slices, truth) =
-        report::summarize(&names, &incidents, end_ms.unwrap_or(0), opts);
+    let (rules, slices, truth) = report::summarize(&names, &incidents, end_ms.unwrap_or(0), opts);
     Report {
         lines: driver.lines(),
         stats: engine.stats().clone(),

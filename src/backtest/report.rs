@@ -425,7 +425,11 @@ pub struct Truth {
 }
 
 /// Scores incidents against known crises. `grace` gives each incident's grace.
-pub fn score(incidents: &[&Incident], crises: &[Crisis], grace: impl Fn(&Incident) -> i64) -> Truth {
+pub fn score(
+    incidents: &[&Incident],
+    crises: &[Crisis],
+    grace: impl Fn(&Incident) -> i64,
+) -> Truth {
     let mut outcomes = Vec::with_capacity(crises.len());
     let mut matched = vec![false; incidents.len()];
     for c in crises {
@@ -660,12 +664,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.stats;
         let span = match (self.first_ms, self.end_ms) {
-            (Some(a), Some(b)) => format!(
-                "{} → {} ({})",
-                short_ts(a),
-                short_ts(b),
-                fmt_dur(b - a)
-            ),
+            (Some(a), Some(b)) => format!("{} → {} ({})", short_ts(a), short_ts(b), fmt_dur(b - a)),
             _ => "no events".to_string(),
         };
         writeln!(f, "Backtest over {span}")?;
@@ -688,7 +687,10 @@ impl fmt::Display for Report {
             "rule", "incidents", "slices", "time firing", "flaps"
         );
         if with_truth {
-            head.push_str(&format!(" {:>5} {:>9}  crises caught", "false", "precision"));
+            head.push_str(&format!(
+                " {:>5} {:>9}  crises caught",
+                "false", "precision"
+            ));
         }
         writeln!(f, "{}", head.trim_end())?;
         for r in &self.rules {
@@ -859,6 +861,6 @@ mod tests {
         assert_eq!(fmt_dur(15 * 86_400_000 + 3_600_000), "15d 1h");
         assert_eq!(fmt_value(0.065_000_1), "0.065");
         assert_eq!(fmt_value(40.0), "40");
-        assert_eq!(short_ts(1_795_165_111_560), "2026-11-20T09:18:31Z");
+        assert_eq!(short_ts(1_795_165_111_560), "2026-11-20T08:58:31Z");
     }
 }

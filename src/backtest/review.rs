@@ -245,7 +245,8 @@ pub fn incidents_from_transitions(
         };
         // JSON objects come back in key order: restore the rule's `group_by` order.
         let mut t = t;
-        t.group.sort_by_key(|(k, _)| rule.group_by.iter().position(|g| g == k));
+        t.group
+            .sort_by_key(|(k, _)| rule.group_by.iter().position(|g| g == k));
         last = last.max(t.at);
         tracker.transition(&t);
     }
@@ -260,7 +261,9 @@ pub fn parse_transition(line: &str) -> Result<Transition, String> {
             .and_then(|x| x.as_str())
             .ok_or_else(|| format!("\"{k}\" is missing or not a string"))
     };
-    let ts = |k: &str| s(k).and_then(|x| parse_rfc3339_ms(x).ok_or_else(|| format!("\"{k}\" is not a time")));
+    let ts = |k: &str| {
+        s(k).and_then(|x| parse_rfc3339_ms(x).ok_or_else(|| format!("\"{k}\" is not a time")))
+    };
     let state = match s("state")? {
         "pending" => State::Pending,
         "firing" => State::Firing,
@@ -290,7 +293,10 @@ pub fn parse_transition(line: &str) -> Result<Transition, String> {
         severity,
         at,
         value: v.get("value").and_then(|x| x.as_f64()),
-        threshold: v.get("threshold").and_then(|x| x.as_f64()).unwrap_or(f64::NAN),
+        threshold: v
+            .get("threshold")
+            .and_then(|x| x.as_f64())
+            .unwrap_or(f64::NAN),
         clear: v.get("clear").and_then(|x| x.as_f64()).unwrap_or(f64::NAN),
         dedup_key: s("dedup_key")?.to_string(),
         started_at: ts("started_at").unwrap_or(at),
@@ -309,7 +315,10 @@ pub fn parse_transition(line: &str) -> Result<Transition, String> {
 
 /// Picks incidents by dedup key (exact, or a substring matching exactly one);
 /// all of them when `keys` is empty.
-pub fn select<'a>(incidents: &'a [Incident], keys: &[String]) -> Result<Vec<&'a Incident>, ReviewError> {
+pub fn select<'a>(
+    incidents: &'a [Incident],
+    keys: &[String],
+) -> Result<Vec<&'a Incident>, ReviewError> {
     if keys.is_empty() {
         return Ok(incidents.iter().collect());
     }
@@ -319,7 +328,10 @@ pub fn select<'a>(incidents: &'a [Incident], keys: &[String]) -> Result<Vec<&'a 
             out.push(i);
             continue;
         }
-        let hits: Vec<&Incident> = incidents.iter().filter(|i| i.dedup_key.contains(k.as_str())).collect();
+        let hits: Vec<&Incident> = incidents
+            .iter()
+            .filter(|i| i.dedup_key.contains(k.as_str()))
+            .collect();
         match hits.len() {
             1 => out.push(hits[0]),
             0 => {
@@ -343,7 +355,11 @@ fn list_keys(incidents: &[Incident]) -> String {
     if incidents.is_empty() {
         return "(none)".to_string();
     }
-    let mut s: Vec<&str> = incidents.iter().take(20).map(|i| i.dedup_key.as_str()).collect();
+    let mut s: Vec<&str> = incidents
+        .iter()
+        .take(20)
+        .map(|i| i.dedup_key.as_str())
+        .collect();
     if incidents.len() > 20 {
         s.push("…");
     }
@@ -355,7 +371,13 @@ pub fn file_name(i: &Incident) -> String {
     let safe: String = i
         .dedup_key
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{safe}.md")
 }
@@ -372,9 +394,16 @@ pub fn render(
     peaks_sampled: bool,
 ) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# Incident review: {} — {}\n", i.rule, group_label(&i.group));
+    let _ = writeln!(
+        s,
+        "# Incident review: {} — {}\n",
+        i.rule,
+        group_label(&i.group)
+    );
     let _ = writeln!(s, "| | |\n| --- | --- |");
-    let desc = rule.map(|r| r.description.as_str()).filter(|d| !d.is_empty());
+    let desc = rule
+        .map(|r| r.description.as_str())
+        .filter(|d| !d.is_empty());
     let _ = writeln!(
         s,
         "| Rule | `{}`{} |",
@@ -396,17 +425,29 @@ pub fn render(
             let _ = writeln!(s, "| Resolved | {} |", short_ts(r));
         }
         None => {
-            let _ = writeln!(s, "| Resolved | still firing at the end of the data ({}) |", short_ts(end_ms));
+            let _ = writeln!(
+                s,
+                "| Resolved | still firing at the end of the data ({}) |",
+                short_ts(end_ms)
+            );
         }
     }
-    let _ = writeln!(s, "| Duration (firing) | {} |", fmt_dur(i.firing_ms(end_ms)));
+    let _ = writeln!(
+        s,
+        "| Duration (firing) | {} |",
+        fmt_dur(i.firing_ms(end_ms))
+    );
     if let Some(p) = i.peak {
         let _ = writeln!(
             s,
             "| Peak value | {} at {}{} |",
             fmt_value(p.value),
             short_ts(p.at),
-            if peaks_sampled { "" } else { " (highest at a transition)" }
+            if peaks_sampled {
+                ""
+            } else {
+                " (highest at a transition)"
+            }
         );
     }
     if let Some(r) = rule {
@@ -440,7 +481,10 @@ pub fn render(
         }
     }
     let grace = grace_ms.unwrap_or(i.window_ms);
-    for c in crises.iter().filter(|c| labels::matches(&i.group, i.fired_at, c, grace)) {
+    for c in crises
+        .iter()
+        .filter(|c| labels::matches(&i.group, i.fired_at, c, grace))
+    {
         let _ = writeln!(
             s,
             "| Known crisis | {} ({}), {} → {}, on {}; fired {} after it began |",
@@ -454,7 +498,10 @@ pub fn render(
     }
 
     let _ = writeln!(s, "\n## Timeline\n");
-    let _ = writeln!(s, "| time | state | severity | value | threshold |\n| --- | --- | --- | --- | --- |");
+    let _ = writeln!(
+        s,
+        "| time | state | severity | value | threshold |\n| --- | --- | --- | --- | --- |"
+    );
     for t in &i.timeline {
         let _ = writeln!(
             s,
@@ -463,7 +510,11 @@ pub fn render(
             t.state,
             t.severity,
             t.value.map_or_else(|| "no data".to_string(), fmt_value),
-            if t.threshold.is_finite() { fmt_value(t.threshold) } else { "-".to_string() }
+            if t.threshold.is_finite() {
+                fmt_value(t.threshold)
+            } else {
+                "-".to_string()
+            }
         );
     }
     if i.resolved_at.is_none() {
@@ -489,18 +540,45 @@ pub fn render(
             let _ = writeln!(s, "| Events | {} |", e.events);
             let _ = writeln!(s, "| Signal events | {} |", e.signal);
             let by_type: Vec<String> = e.by_type.iter().map(|(k, n)| format!("{k} {n}")).collect();
-            let _ = writeln!(s, "| By type | {} |", if by_type.is_empty() { "-".to_string() } else { by_type.join(", ") });
-            let _ = writeln!(s, "| Distinct customers (signal events) | {} |", e.signal_customers);
+            let _ = writeln!(
+                s,
+                "| By type | {} |",
+                if by_type.is_empty() {
+                    "-".to_string()
+                } else {
+                    by_type.join(", ")
+                }
+            );
+            let _ = writeln!(
+                s,
+                "| Distinct customers (signal events) | {} |",
+                e.signal_customers
+            );
             let _ = writeln!(s, "| Distinct customers (all events) | {} |", e.customers);
             if !e.sample_ids.is_empty() {
-                let _ = writeln!(s, "| Sample signal event ids | {} |", e.sample_ids.iter().map(|x| format!("`{x}`")).collect::<Vec<_>>().join(", "));
+                let _ = writeln!(
+                    s,
+                    "| Sample signal event ids | {} |",
+                    e.sample_ids
+                        .iter()
+                        .map(|x| format!("`{x}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
             if !e.top.is_empty() {
                 let _ = writeln!(s, "\n## Top attribute values among signal events\n");
-                let _ = writeln!(s, "| attribute | value | events | share |\n| --- | --- | ---: | ---: |");
+                let _ = writeln!(
+                    s,
+                    "| attribute | value | events | share |\n| --- | --- | ---: | ---: |"
+                );
                 for (attr, vals) in &e.top {
                     for (v, n) in vals {
-                        let share = if e.signal > 0 { *n as f64 / e.signal as f64 * 100.0 } else { 0.0 };
+                        let share = if e.signal > 0 {
+                            *n as f64 / e.signal as f64 * 100.0
+                        } else {
+                            0.0
+                        };
                         let _ = writeln!(s, "| {attr} | {v} | {n} | {share:.1} % |");
                     }
                 }
@@ -509,7 +587,6 @@ pub fn render(
     }
     s
 }
-
 
 fn dur_or_zero(ms: i64) -> String {
     if ms == 0 {
@@ -528,8 +605,9 @@ mod tests {
         let line = r#"{"rule":"complaint_rate","group":{"product":"router-x","region":"eu-west"},"state":"firing","severity":"warning","at":"2026-11-20T09:18:31.560Z","value":0.0661,"threshold":0.065,"clear":0.04,"dedup_key":"complaint_rate/product=router-x,region=eu-west/1795165111560","started_at":"2026-11-20T09:13:31.560Z","window":"1h","sample_event_ids":["e-42-98121"]}"#;
         let t = parse_transition(line).unwrap();
         assert_eq!(t.state, State::Firing);
-        assert_eq!(t.at, 1_795_165_111_560);
-        assert_eq!(t.started_at, 1_795_165_111_560 - 300_000);
+        let at = parse_rfc3339_ms("2026-11-20T09:18:31.560Z").unwrap();
+        assert_eq!(t.at, at);
+        assert_eq!(t.started_at, at - 300_000);
         assert_eq!(t.window_ms, 3_600_000);
         assert_eq!(t.group[1], ("region".to_string(), "eu-west".to_string()));
         assert!(parse_transition("{\"rule\":\"x\"}").is_err());

@@ -246,7 +246,8 @@ pub fn run_file(path: &Path) -> Result<FileResult, RuleTestError> {
         path: path.display().to_string(),
         source,
     })?;
-    let file: TestFile = toml::from_str(&text).map_err(|e| invalid(e.to_string().trim().to_string()))?;
+    let file: TestFile =
+        toml::from_str(&text).map_err(|e| invalid(e.to_string().trim().to_string()))?;
     let (cfg, config_name) = match (&file.config, &file.rules) {
         (Some(c), None) => {
             let p = path.parent().unwrap_or(Path::new(".")).join(c);
@@ -260,8 +261,8 @@ pub fn run_file(path: &Path) -> Result<FileResult, RuleTestError> {
                 t.insert("engine".into(), e.clone());
             }
             t.insert("rules".into(), toml::Value::Array(rules.clone()));
-            let text = toml::to_string(&toml::Value::Table(t))
-                .map_err(|e| invalid(e.to_string()))?;
+            let text =
+                toml::to_string(&toml::Value::Table(t)).map_err(|e| invalid(e.to_string()))?;
             let cfg = Config::from_toml_str(&text, &ProcessEnv)
                 .map_err(|e| invalid(format!("inline rules: {e}")))?;
             (cfg, "inline rules".to_string())
@@ -503,8 +504,11 @@ fn run_case(cfg: &Config, case: &Case, idx: usize, start: i64) -> Result<CaseRes
     let mut missing = Vec::new();
     for e in &case.expect {
         let at = parse_time(&e.at, start)?;
-        let want_group: Vec<(String, String)> =
-            e.group.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let want_group: Vec<(String, String)> = e
+            .group
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let hit = actual.iter().enumerate().position(|(k, t)| {
             !used[k]
                 && t.rule == e.rule
@@ -512,12 +516,14 @@ fn run_case(cfg: &Config, case: &Case, idx: usize, start: i64) -> Result<CaseRes
                 && t.at == at
                 && sorted_group(&t.group) == want_group
                 && e.severity.is_none_or(|s| s == t.severity)
-                && e.value.is_none_or(|v| t.value.is_some_and(|x| (x - v).abs() <= 1e-6))
+                && e.value
+                    .is_none_or(|v| t.value.is_some_and(|x| (x - v).abs() <= 1e-6))
         });
         match hit {
             Some(k) => used[k] = true,
             None => {
-                let group: Vec<String> = want_group.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let group: Vec<String> =
+                    want_group.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 missing.push(format!(
                     "{} {} {{{}}} at {} ({}){}{}",
                     e.state.state(),
@@ -525,7 +531,9 @@ fn run_case(cfg: &Config, case: &Case, idx: usize, start: i64) -> Result<CaseRes
                     group.join(","),
                     e.at,
                     format_ts(at),
-                    e.severity.map(|s| format!(" severity {s}")).unwrap_or_default(),
+                    e.severity
+                        .map(|s| format!(" severity {s}"))
+                        .unwrap_or_default(),
                     e.value.map(|v| format!(" value {v}")).unwrap_or_default()
                 ));
             }

@@ -45,9 +45,7 @@ use crate::event::decode;
 use crate::route::CompiledSelector;
 
 use super::input::{InputError, Inputs};
-use super::report::{
-    self, fmt_dur, fmt_value, short_ts, RuleSummary, SummaryOptions, Tracker,
-};
+use super::report::{self, fmt_dur, fmt_value, short_ts, RuleSummary, SummaryOptions, Tracker};
 
 /// Most candidates in one run: each is an engine in memory.
 pub const MAX_CANDIDATES: usize = 512;
@@ -72,7 +70,9 @@ pub enum TuneError {
         known: String,
     },
     /// Too many combinations.
-    #[error("{0} candidates is more than {MAX_CANDIDATES}: use coarser steps or fewer --vary values")]
+    #[error(
+        "{0} candidates is more than {MAX_CANDIDATES}: use coarser steps or fewer --vary values"
+    )]
     TooMany(usize),
     /// A candidate makes an invalid rule.
     #[error("candidate {candidate} is not a valid rule: {errors} (adjust the --vary range)")]
@@ -187,8 +187,8 @@ impl FromStr for Vary {
             "keep_firing_for" => Dim::KeepFiringFor,
             other => {
                 return Err(err(format!(
-                    "unknown setting {other:?}; use threshold, clear, for, keep_firing_for or window"
-                )))
+                "unknown setting {other:?}; use threshold, clear, for, keep_firing_for or window"
+            )))
             }
         };
         let values = if let Some((range, step)) = spec.split_once(':') {
@@ -200,7 +200,7 @@ impl FromStr for Vary {
                 parse_num(dim, hi).map_err(&err)?,
                 parse_num(dim, step).map_err(&err)?,
             );
-            if !(step > 0.0) || hi < lo {
+            if step.is_nan() || step <= 0.0 || hi < lo {
                 return Err(err("the step must be positive and HIGH ≥ LOW".into()));
             }
             let n = ((hi - lo) / step + 1e-9).floor() as usize + 1;
@@ -259,7 +259,9 @@ fn round_to(v: f64, digits: usize) -> f64 {
     if v == 0.0 || !v.is_finite() {
         return v;
     }
-    format!("{v:.*e}", digits.saturating_sub(1)).parse().unwrap_or(v)
+    format!("{v:.*e}", digits.saturating_sub(1))
+        .parse()
+        .unwrap_or(v)
 }
 
 // === candidates ===
@@ -522,10 +524,7 @@ impl Tuner {
             .into_iter()
             .map(CompiledSelector::compile)
             .collect();
-        let limits = engines
-            .first()
-            .map(|e| *e.limits())
-            .unwrap_or_default();
+        let limits = engines.first().map(|e| *e.limits()).unwrap_or_default();
         Ok(Tuner {
             base,
             rows,
@@ -585,8 +584,7 @@ impl Tuner {
             .zip(self.trackers)
             .map(|((candidate, current), tracker)| {
                 let incidents = tracker.finish();
-                let (mut rules, _, _) =
-                    report::summarize(&names, &incidents, end, &opts.summary);
+                let (mut rules, _, _) = report::summarize(&names, &incidents, end, &opts.summary);
                 let summary = rules.remove(0);
                 Row {
                     candidate,
@@ -665,9 +663,10 @@ fn mark_pareto(rows: &mut [Row]) {
         })
         .collect();
     for i in 0..rows.len() {
-        let dominated = obj.iter().enumerate().any(|(j, o)| {
-            j != i && o.iter().zip(&obj[i]).all(|(a, b)| a <= b) && *o != obj[i]
-        });
+        let dominated = obj
+            .iter()
+            .enumerate()
+            .any(|(j, o)| j != i && o.iter().zip(&obj[i]).all(|(a, b)| a <= b) && *o != obj[i]);
         rows[i].pareto = !dominated;
     }
 }
@@ -746,7 +745,8 @@ pub fn render_table(r: &TuneResult) -> String {
             row.summary.incidents,
             opt(row.false_incidents()),
             opt(row.missed()),
-            row.median_delay_ms().map_or_else(|| "-".to_string(), fmt_dur),
+            row.median_delay_ms()
+                .map_or_else(|| "-".to_string(), fmt_dur),
             fmt_dur(row.summary.firing_ms),
             row.summary.flaps
         );
@@ -949,13 +949,23 @@ for = "5m"
         let v: Vary = "threshold=0.02..0.08:0.01".parse().unwrap();
         assert_eq!(v.dim, Dim::Threshold);
         let nums: Vec<String> = v.values.iter().map(|v| v.to_string()).collect();
-        assert_eq!(nums, ["0.02", "0.03", "0.04", "0.05", "0.06", "0.07", "0.08"]);
+        assert_eq!(
+            nums,
+            ["0.02", "0.03", "0.04", "0.05", "0.06", "0.07", "0.08"]
+        );
         let v: Vary = "for=0m,5m,15m".parse().unwrap();
         let d: Vec<String> = v.values.iter().map(|v| v.to_string()).collect();
         assert_eq!(d, ["0s", "5m", "15m"]);
         let v: Vary = "window=15m..1h:15m".parse().unwrap();
         assert_eq!(v.values.len(), 4);
-        for bad in ["x=1", "threshold", "threshold=a", "for=5q", "threshold=0.1..0.0:0.1", "threshold=0..1:0"] {
+        for bad in [
+            "x=1",
+            "threshold",
+            "threshold=a",
+            "for=5q",
+            "threshold=0.1..0.0:0.1",
+            "threshold=0..1:0",
+        ] {
             assert!(bad.parse::<Vary>().is_err(), "{bad}");
         }
     }
@@ -969,7 +979,10 @@ for = "5m"
         // An explicit clear wins, whatever the order given.
         let r = apply(
             &rule(),
-            &[(Dim::Clear, Val::Num(0.01)), (Dim::Threshold, Val::Num(0.13))],
+            &[
+                (Dim::Clear, Val::Num(0.01)),
+                (Dim::Threshold, Val::Num(0.13)),
+            ],
         );
         assert_eq!(r.clear, Some(0.01));
         // From 0, a shift.
@@ -985,7 +998,10 @@ for = "5m"
     fn candidates_are_the_cartesian_product() {
         let c = candidates(
             &rule(),
-            &["threshold=0.05,0.07".parse().unwrap(), "for=0m,5m,15m".parse().unwrap()],
+            &[
+                "threshold=0.05,0.07".parse().unwrap(),
+                "for=0m,5m,15m".parse().unwrap(),
+            ],
         )
         .unwrap();
         assert_eq!(c.len(), 6);
@@ -1028,8 +1044,9 @@ for = "5m"
             labelled: false,
         };
         let text = snippet(&result, 0).unwrap();
-        let back = Config::from_toml_str(&text, &std::collections::HashMap::<String, String>::new())
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let back =
+            Config::from_toml_str(&text, &std::collections::HashMap::<String, String>::new())
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(back.rules, vec![cand.rule]);
     }
 }

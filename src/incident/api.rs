@@ -62,13 +62,15 @@ fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": msg.to_string() }))).into_response()
 }
 
-fn store(s: &AppState) -> Result<Arc<Outbox>, Response> {
-    s.incidents.get().cloned().ok_or_else(|| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "incidents are not enabled in this process (no incident manager)",
-        )
-    })
+fn store(s: &AppState) -> Option<Arc<Outbox>> {
+    s.incidents.get().cloned()
+}
+
+fn unavailable() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "incidents are not enabled in this process (no incident manager)",
+    )
 }
 
 /// A silence as the API shows it.
@@ -92,9 +94,8 @@ pub fn silence_json(s: &Silence, now: i64) -> serde_json::Value {
 }
 
 async fn list(State(s): State<Arc<AppState>>) -> Response {
-    let ob = match store(&s) {
-        Ok(o) => o,
-        Err(r) => return r,
+    let Some(ob) = store(&s) else {
+        return unavailable();
     };
     let now = Clock::new().now_ms();
     match tokio::task::spawn_blocking(move || ob.silences()).await {
@@ -109,11 +110,10 @@ async fn list(State(s): State<Arc<AppState>>) -> Response {
 
 async fn add(State(s): State<Arc<AppState>>, headers: HeaderMap, body: String) -> Response {
     if let Err(r) = require_admin(&s, &headers) {
-        return r;
+        return *r;
     }
-    let ob = match store(&s) {
-        Ok(o) => o,
-        Err(r) => return r,
+    let Some(ob) = store(&s) else {
+        return unavailable();
     };
     let req: NewSilence = match serde_json::from_str(&body) {
         Ok(r) => r,
@@ -134,7 +134,10 @@ async fn add(State(s): State<Arc<AppState>>, headers: HeaderMap, body: String) -
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("invalid duration {:?}: {e}; write e.g. \"2h\"", req.duration),
+                format!(
+                    "invalid duration {:?}: {e}; write e.g. \"2h\"",
+                    req.duration
+                ),
             )
         }
     };
@@ -164,11 +167,10 @@ async fn expire(
     Path(id): Path<String>,
 ) -> Response {
     if let Err(r) = require_admin(&s, &headers) {
-        return r;
+        return *r;
     }
-    let ob = match store(&s) {
-        Ok(o) => o,
-        Err(r) => return r,
+    let Some(ob) = store(&s) else {
+        return unavailable();
     };
     let now = Clock::new().now_ms();
     let key = id.clone();

@@ -246,18 +246,18 @@ pub fn outbox(
                 let m = IncidentManager::open(cfg, &registry, data_dir, opts)?;
                 Ok::<_, CliError>(m.shutdown(timeout).await)
             })?;
-            writeln!(
-                out,
-                "{} notification(s) still queued.",
-                report.pending
-            )?;
+            writeln!(out, "{} notification(s) still queued.", report.pending)?;
             Ok(report.pending == 0)
         }
     }
 }
 
 /// Runs a `silence` command.
-pub fn silence(data_dir: &Path, cmd: SilenceCommand, out: &mut dyn Write) -> Result<bool, CliError> {
+pub fn silence(
+    data_dir: &Path,
+    cmd: SilenceCommand,
+    out: &mut dyn Write,
+) -> Result<bool, CliError> {
     let ob = Outbox::open(data_dir)?;
     let now = Clock::new().now_ms();
     match cmd {

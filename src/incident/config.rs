@@ -209,8 +209,7 @@ pub fn validate(cfg: &Config, errs: &mut Vec<ConfigError>) {
     for (i, r) in inc.routes.iter().enumerate() {
         let p = format!("incidents.routes[{i}]");
         let name_ok = !r.name.is_empty()
-            && r
-                .name
+            && r.name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !name_ok || !seen.insert(r.name.as_str()) {
@@ -335,5 +334,69 @@ fn validate_delivery(p: &str, d: &DeliveryConfig, errs: &mut Vec<ConfigError>) {
             d.jitter.to_string(),
             "must be in [0, 1): a fraction such as 0.2 for ±20 %",
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, LoadError};
+
+    fn errors(text: &str) -> Vec<String> {
+        match Config::from_toml_str(text, &std::collections::HashMap::new()) {
+            Ok(_) => Vec::new(),
+            Err(LoadError::Invalid(e)) => e.iter().map(ToString::to_string).collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn every_incident_setting_is_checked_with_its_path() {
+        let errs = errors(
+            r#"
+[incidents]
+data_dir = ""
+[[incidents.routes]]
+name = "a b"
+rules = ["nope"]
+receivers = ["ghost"]
+group_by = ["product", "product"]
+[[receivers]]
+name = "pd"
+kind = "pagerduty"
+url = "https://events.pagerduty.com/v2/enqueue"
+secret_env = "A"
+secret_file = "/b"
+delivery = { jitter = 1.5, timeout = "0", backoff_initial = "10s", backoff_max = "1s" }
+[[receivers]]
+name = "hook"
+kind = "generic"
+routing_key_env = "K"
+"#,
+        );
+        for want in [
+            "incidents.data_dir",
+            "incidents.routes[0].name = \"a b\"",
+            "incidents.routes[0].rules[0] = \"nope\"",
+            "incidents.routes[0].receivers[0] = \"ghost\"",
+            "incidents.routes[0].group_by[1] = \"product\"",
+            "receivers[0].secret_file = \"/b\"",
+            "receivers[0].routing_key_env",
+            "receivers[0].delivery.jitter = \"1.5\"",
+            "receivers[0].delivery.timeout = \"0\"",
+            "receivers[0].delivery.backoff_max = \"1s\"",
+            "receivers[1].routing_key_env",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "missing {want}: {errs:#?}"
+            );
+        }
+        assert_eq!(errs.len(), 11, "{errs:#?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let errs = errors("[incidents]\nupdate_intervall = \"1m\"\n");
+        assert!(errs[0].contains("unknown field"), "{errs:?}");
     }
 }

@@ -164,7 +164,9 @@ impl Worker {
             let n = name.clone();
             match self.db(move |o| o.firing(&n)).await {
                 Ok(list) => firing = list.into_iter().map(|n| (n.dedup_key.clone(), n)).collect(),
-                Err(e) => tracing::error!(receiver = %name, error = %e, "Cannot load the firing alerts to re-push."),
+                Err(e) => {
+                    tracing::error!(receiver = %name, error = %e, "Cannot load the firing alerts to re-push.")
+                }
             }
         }
         let mut next_resend = self.clock.now_ms();
@@ -264,7 +266,8 @@ impl Worker {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!(receiver = %name, id = row.id, error = %e, "Unreadable notification in the outbox; marked failed.");
-                let (id, attempts, now, msg) = (row.id, row.attempts, self.clock.now_ms(), e.to_string());
+                let (id, attempts, now, msg) =
+                    (row.id, row.attempts, self.clock.now_ms(), e.to_string());
                 let _ = self
                     .db(move |o| o.finish(id, Status::Failed, attempts, Some(&msg), now))
                     .await;
@@ -293,7 +296,11 @@ impl Worker {
                 }
                 self.db(move |o| o.mark_delivered(id, attempts, now)).await
             }
-            Outcome::Failed { reason, detail, retry_after_ms } => {
+            Outcome::Failed {
+                reason,
+                detail,
+                retry_after_ms,
+            } => {
                 self.metrics
                     .failures
                     .with_label_values(&[name, reason.as_str()])
@@ -314,7 +321,8 @@ impl Worker {
                     let delay = self.rt.backoff.delay_ms(attempts, retry_after_ms, rng);
                     tracing::info!(receiver = %name, incident = %n.dedup_key, action = n.action.as_str(), attempts, retry_in_ms = delay, reason = reason.as_str(), detail = %detail, "Delivery failed; will retry.");
                     let next = now.saturating_add(delay);
-                    self.db(move |o| o.mark_retry(id, attempts, next, &detail)).await
+                    self.db(move |o| o.mark_retry(id, attempts, next, &detail))
+                        .await
                 }
             }
         };
@@ -398,7 +406,10 @@ impl Worker {
                 let text = resp.text().await.unwrap_or_default();
                 Outcome::Failed {
                     reason,
-                    detail: format!("HTTP {status}: {}", receivers::truncate_chars(text.trim(), 200)),
+                    detail: format!(
+                        "HTTP {status}: {}",
+                        receivers::truncate_chars(text.trim(), 200)
+                    ),
                     retry_after_ms,
                 }
             }
@@ -422,12 +433,19 @@ impl Worker {
         let name = self.rt.name.clone();
         let stats = self.db(move |o| o.queue_stats(&name)).await.ok()?;
         let name = &self.rt.name;
-        self.metrics.depth.with_label_values(&[name]).set(stats.pending);
-        self.metrics.dead_letters.with_label_values(&[name]).set(stats.dead);
         self.metrics
-            .oldest_age
+            .depth
             .with_label_values(&[name])
-            .set(stats.oldest_ms.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0));
+            .set(stats.pending);
+        self.metrics
+            .dead_letters
+            .with_label_values(&[name])
+            .set(stats.dead);
+        self.metrics.oldest_age.with_label_values(&[name]).set(
+            stats
+                .oldest_ms
+                .map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0),
+        );
         self.metrics
             .breaker_open
             .with_label_values(&[name])

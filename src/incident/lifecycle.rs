@@ -347,7 +347,14 @@ impl Lifecycle {
             if inc.alerts.iter().any(|a| a.active) {
                 ch.saved.insert(key.clone());
                 if inc.opened {
-                    emit(inc, Action::Update, Reason::AlertResolved, t.at, interval, ch);
+                    emit(
+                        inc,
+                        Action::Update,
+                        Reason::AlertResolved,
+                        t.at,
+                        interval,
+                        ch,
+                    );
                 }
                 continue;
             }

@@ -152,7 +152,11 @@ impl IncidentMetrics {
         };
         let _ = hist.record(ms.max(0) as u64);
         for (q, label) in QUANTILES {
-            let v = if q >= 1.0 { hist.max() } else { hist.value_at_quantile(q) };
+            let v = if q >= 1.0 {
+                hist.max()
+            } else {
+                hist.value_at_quantile(q)
+            };
             self.latency
                 .with_label_values(&[receiver, label])
                 .set(v as f64 / 1000.0);

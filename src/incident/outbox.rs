@@ -29,7 +29,6 @@ use crate::alert::Transition;
 
 use super::lifecycle::Incident;
 use super::model::Notification;
-use super::silence::Silence;
 
 /// Errors of the outbox store.
 #[derive(Debug, thiserror::Error)]
@@ -271,9 +270,7 @@ impl Outbox {
     pub fn load_incidents(&self) -> Result<Vec<Incident>, OutboxError> {
         let conn = self.conn()?;
         let mut st = conn.prepare("SELECT state FROM incidents ORDER BY key")?;
-        let states: Vec<String> = st
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let states: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         states
             .iter()
             .map(|s| {
@@ -369,7 +366,9 @@ impl Outbox {
         };
         for r in &rows {
             tx.execute(
-                "UPDATE notifications SET status = 'dead', done_ms = ?2 WHERE id = ?1",
+                "UPDATE notifications SET status = 'dead', done_ms = ?2,
+                 last_error = COALESCE(last_error, 'not attempted: an earlier notification of the incident was still pending')
+                 WHERE id = ?1",
                 params![r.id, now],
             )?;
         }
@@ -419,149 +418,6 @@ impl Outbox {
                 })
             })
             .collect()
-    }
-
-    /// Rows by status and receiver (newest first), at most `limit`.
-    pub fn list(
-        &self,
-        status: Option<Status>,
-        receiver: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Row>, OutboxError> {
-        let conn = self.conn()?;
-        let sql = format!(
-            "SELECT {ROW_COLUMNS} FROM notifications
-             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR receiver = ?2)
-             ORDER BY id DESC LIMIT ?3"
-        );
-        let mut st = conn.prepare(&sql)?;
-        let rows = st
-            .query_map(
-                params![status.map(Status::as_str), receiver, limit as i64],
-                row,
-            )?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
-    }
-
-    /// Queues dead letters (and failed ones with `include_failed`) again: all
-    /// of them, or those in `ids`, optionally of one receiver. A row whose
-    /// incident already got a later notification through is marked
-    /// `superseded` instead, so a receiver never sees an incident go backwards.
-    pub fn retry(
-        &self,
-        ids: &[i64],
-        receiver: Option<&str>,
-        include_failed: bool,
-        now: i64,
-    ) -> Result<RetryReport, OutboxError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let candidates: Vec<(i64, String, String, u32)> = {
-            let mut st = tx.prepare(
-                "SELECT id, receiver, incident, seq FROM notifications
-                 WHERE (status = 'dead' OR (?1 AND status = 'failed'))
-                   AND (?2 IS NULL OR receiver = ?2) ORDER BY id",
-            )?;
-            let rows = st
-                .query_map(params![include_failed, receiver], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })?
-                .collect::<Result<_, _>>()?;
-            rows
-        };
-        let mut report = RetryReport::default();
-        for (id, rec, incident, seq) in candidates {
-            if !ids.is_empty() && !ids.contains(&id) {
-                continue;
-            }
-            let later: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM notifications WHERE receiver = ?1 AND incident = ?2 AND seq > ?3 AND status = 'delivered' LIMIT 1",
-                    params![rec, incident, seq],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if later.is_some() {
-                tx.execute(
-                    "UPDATE notifications SET status = 'superseded', done_ms = ?2 WHERE id = ?1",
-                    params![id, now],
-                )?;
-                report.superseded.push(id);
-            } else {
-                tx.execute(
-                    "UPDATE notifications SET status = 'pending', attempts = 0, created_ms = ?2,
-                     next_attempt_ms = ?2, done_ms = NULL WHERE id = ?1",
-                    params![id, now],
-                )?;
-                report.requeued.push(id);
-            }
-        }
-        tx.commit()?;
-        Ok(report)
-    }
-
-    /// Pending rows across `receivers`.
-    pub fn pending_total(&self, receivers: &[String]) -> Result<i64, OutboxError> {
-        let mut total = 0;
-        for r in receivers {
-            total += self.queue_stats(r)?.pending;
-        }
-        Ok(total)
-    }
-
-    /// Deletes finished rows and ledger entries older than `retention_ms`
-    /// (dead letters stay), and silences that ended that long ago.
-    pub fn prune(&self, now: i64, retention_ms: i64) -> Result<usize, OutboxError> {
-        let cutoff = now.saturating_sub(retention_ms);
-        let conn = self.conn()?;
-        let mut n = conn.execute(
-            "DELETE FROM notifications WHERE status IN ('delivered', 'failed', 'muted', 'superseded') AND done_ms < ?1",
-            params![cutoff],
-        )?;
-        n += conn.execute("DELETE FROM applied WHERE recorded_ms < ?1", params![cutoff])?;
-        n += conn.execute("DELETE FROM silences WHERE ends_ms < ?1", params![cutoff])?;
-        Ok(n)
-    }
-
-    /// Stores a silence.
-    pub fn add_silence(&self, s: &Silence) -> Result<(), OutboxError> {
-        let body = serde_json::to_string(s).map_err(|source| OutboxError::Corrupt {
-            what: "silence",
-            source,
-        })?;
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT OR REPLACE INTO silences (id, body, ends_ms) VALUES (?1, ?2, ?3)",
-            params![s.id, body, s.ends_at],
-        )?;
-        Ok(())
-    }
-
-    /// Every stored silence, latest ending first.
-    pub fn silences(&self) -> Result<Vec<Silence>, OutboxError> {
-        let conn = self.conn()?;
-        let mut st = conn.prepare_cached("SELECT body FROM silences ORDER BY ends_ms DESC, id")?;
-        let bodies: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        bodies
-            .iter()
-            .map(|b| {
-                serde_json::from_str(b).map_err(|source| OutboxError::Corrupt {
-                    what: "silence",
-                    source,
-                })
-            })
-            .collect()
-    }
-
-    /// Ends a silence at `now`; `false` if there is no such silence.
-    pub fn expire_silence(&self, id: &str, now: i64) -> Result<bool, OutboxError> {
-        let Some(mut s) = self.silences()?.into_iter().find(|s| s.id == id) else {
-            return Ok(false);
-        };
-        s.ends_at = s.ends_at.min(now);
-        self.add_silence(&s)?;
-        Ok(true)
     }
 }
 
@@ -631,3 +487,5 @@ impl Tx<'_> {
         Ok(())
     }
 }
+
+mod operator;

@@ -246,7 +246,11 @@ mod tests {
         assert!(!b.failure(0) && !b.failure(1));
         assert!(b.failure(2));
         assert_eq!(b.blocked_until(500), Some(1002));
-        assert_eq!(b.blocked_until(1002), None, "trial allowed after the cooldown");
+        assert_eq!(
+            b.blocked_until(1002),
+            None,
+            "trial allowed after the cooldown"
+        );
         assert!(b.failure(1002), "a failed trial reopens at once");
         assert_eq!(b.blocked_until(1500), Some(2002));
         b.success();

@@ -249,7 +249,8 @@ fn alertmanager_alert(n: &Notification, a: &AlertEvidence, now_ms: i64, resend_m
         "startsAt": format_ts(starts),
         "endsAt": format_ts(ends),
     });
-    if let (Some(url), Value::Object(m)) = (a.dashboard.as_ref().or(a.runbook.as_ref()), &mut alert) {
+    if let (Some(url), Value::Object(m)) = (a.dashboard.as_ref().or(a.runbook.as_ref()), &mut alert)
+    {
         m.insert("generatorURL".into(), Value::String(url.clone()));
     }
     alert
@@ -285,12 +286,18 @@ mod tests {
     fn truncation_respects_characters() {
         assert_eq!(truncate_chars("abc", 3), "abc");
         assert_eq!(truncate_chars("abcd", 3), "ab…");
-        assert_eq!(truncate_chars(&"é".repeat(2000), 1024).chars().count(), 1024);
+        assert_eq!(
+            truncate_chars(&"é".repeat(2000), 1024).chars().count(),
+            1024
+        );
     }
 
     #[test]
     fn alertmanager_endpoint() {
-        assert_eq!(alertmanager_url("http://am:9093/"), "http://am:9093/api/v2/alerts");
+        assert_eq!(
+            alertmanager_url("http://am:9093/"),
+            "http://am:9093/api/v2/alerts"
+        );
         assert_eq!(
             alertmanager_url("http://am:9093/api/v2/alerts"),
             "http://am:9093/api/v2/alerts"

@@ -147,10 +147,7 @@ impl Route {
                 .unwrap_or_default()
         };
         match &self.group_by {
-            Some(labels) => labels
-                .iter()
-                .map(|l| (l.clone(), lookup(l)))
-                .collect(),
+            Some(labels) => labels.iter().map(|l| (l.clone(), lookup(l))).collect(),
             None => {
                 let mut out = vec![("rule".to_string(), rule.to_string())];
                 out.extend(group.iter().cloned());
@@ -209,8 +206,7 @@ kind = "console"
 
     #[test]
     fn first_match_wins_unless_continue() {
-        let r = Router::new(&cfg(
-            r#"
+        let r = Router::new(&cfg(r#"
 [[incidents.routes]]
 name = "pager"
 min_severity = "critical"
@@ -226,14 +222,22 @@ group_by = ["region"]
 name = "rest"
 group_by = ["product", "region"]
 receivers = ["a"]
-"#,
-        ));
+"#));
         let eu = g(&[("product", "p"), ("region", "eu")]);
-        assert_eq!(r.matching("complaint_rate", Severity::Critical, &eu), vec![0, 2]);
-        assert_eq!(r.matching("complaint_rate", Severity::Warning, &eu), vec![2]);
+        assert_eq!(
+            r.matching("complaint_rate", Severity::Critical, &eu),
+            vec![0, 2]
+        );
+        assert_eq!(
+            r.matching("complaint_rate", Severity::Warning, &eu),
+            vec![2]
+        );
         assert_eq!(r.matching("churn_rate", Severity::Warning, &eu), vec![1]);
         let us = g(&[("region", "us")]);
-        assert_eq!(r.matching("complaint_rate", Severity::Critical, &us), vec![2]);
+        assert_eq!(
+            r.matching("complaint_rate", Severity::Critical, &us),
+            vec![2]
+        );
         assert_eq!(
             r.routes()[2].grouping("social_spike", &g(&[("product", "p")])),
             g(&[("product", "p"), ("region", "")])

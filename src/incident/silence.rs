@@ -21,7 +21,9 @@ use super::model::Notification;
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SilenceError {
     /// A matcher is not `name=value` or `name!=value`.
-    #[error("bad matcher {0:?}: write name=value or name!=value (name is `rule` or a group label)")]
+    #[error(
+        "bad matcher {0:?}: write name=value or name!=value (name is `rule` or a group label)"
+    )]
     BadMatcher(String),
     /// No matcher given.
     #[error("a silence needs at least one matcher, e.g. rule=complaint_rate or product=router-x")]

@@ -55,7 +55,12 @@ pub struct Stage {
     sink: TransitionSink,
     /// Transitions not yet handed to the sink.
     out: Vec<Transition>,
+    /// When metrics and the admin snapshot were last published.
+    last_publish: Option<Instant>,
 }
+
+/// How often the engine's metrics and admin snapshot are refreshed.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// What the stage needs besides the engine.
 pub struct StageParts {
@@ -82,6 +87,7 @@ impl Stage {
             applied: parts.applied,
             sink: parts.sink,
             out: Vec::new(),
+            last_publish: None,
         }
     }
 
@@ -147,7 +153,15 @@ impl Stage {
             // Start the clock at the batch's earliest event, not its first.
             let first = b
                 .records()
-                .filter_map(|r| decode_with_default(r.payload, &limits, Some(now_ms), self.default_type(r.at.topic)).ok())
+                .filter_map(|r| {
+                    decode_with_default(
+                        r.payload,
+                        &limits,
+                        Some(now_ms),
+                        self.default_type(r.at.topic),
+                    )
+                    .ok()
+                })
                 .map(|e| e.ts)
                 .min();
             if let Some(t) = first {
@@ -220,7 +234,9 @@ impl Stage {
         let m = &self.shared.metrics;
         for (t, name) in self.shared.topics.iter().enumerate() {
             if processed[t] > 0 {
-                m.processed.with_label_values(&[name.as_str()]).inc_by(processed[t]);
+                m.processed
+                    .with_label_values(&[name.as_str()])
+                    .inc_by(processed[t]);
             }
             if late[t] > 0 {
                 m.late.with_label_values(&[name.as_str()]).inc_by(late[t]);
@@ -252,18 +268,22 @@ impl Stage {
         if let Some(clock) = self.engine.clock() {
             self.sink.tick(clock, &mut self.engine)?;
         }
-        let status = self
-            .shared
-            .health
-            .check(now, self.settings.stall_timeout);
+        let status = self.shared.health.check(now, self.settings.stall_timeout);
         state.ready.store(status.ready, Ordering::Relaxed);
         let m = &self.shared.metrics;
         m.stalled.set(i64::from(status.stalled));
         m.idle_partitions.set(self.watermarks.counts(now).1 as i64);
-        state
-            .metrics
-            .publish(&self.engine, chrono::Utc::now().timestamp_millis());
-        state.admin.publish(crate::admin::snapshot(&self.engine));
+        // Snapshots walk every group: once a second is plenty for scrapes.
+        if self
+            .last_publish
+            .is_none_or(|t| now.saturating_duration_since(t) >= PUBLISH_EVERY)
+        {
+            self.last_publish = Some(now);
+            state
+                .metrics
+                .publish(&self.engine, chrono::Utc::now().timestamp_millis());
+            state.admin.publish(crate::admin::snapshot(&self.engine));
+        }
         Ok(())
     }
 

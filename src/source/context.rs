@@ -190,6 +190,7 @@ impl SourceContext {
                 .remove_label_values(&[topic.as_str(), &at.partition.to_string()]);
         }
         m.assigned.set(assignment.len() as i64);
+        self.shared.health.on_revoked();
         tracing::info!(partitions = revoked.len(), lost, "Partitions revoked.");
     }
 
@@ -203,11 +204,7 @@ impl SourceContext {
         };
         m.assigned.set(total as i64);
         self.shared.health.on_assigned(Instant::now());
-        tracing::info!(
-            partitions = assigned.len(),
-            total,
-            "Partitions assigned."
-        );
+        tracing::info!(partitions = assigned.len(), total, "Partitions assigned.");
         self.send(SourceMsg::Assigned(assigned));
     }
 }
@@ -233,7 +230,10 @@ impl ClientContext for SourceContext {
                 continue;
             };
             for (&partition, p) in &topic.partitions {
-                let at = Partition { topic: t, partition };
+                let at = Partition {
+                    topic: t,
+                    partition,
+                };
                 if partition < 0 || !assignment.contains(&at) {
                     continue;
                 }

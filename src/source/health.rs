@@ -1,11 +1,13 @@
 //! Liveness of the consumer: when is it stalled, and so not ready.
 //!
 //! The consumer makes progress when it receives messages, or when it is caught
-//! up (no lag on any assigned partition) and the broker is answering (its
-//! response counter moved since the previous statistics report). It is
-//! **stalled** when neither happened for `stall_timeout`: behind but not
-//! consuming, or cut off from a broker that does not answer (a paused or
-//! partitioned broker: then the lag is unknown, and silence is what shows).
+//! up (no lag on any assigned partition), holds its assignment (not between a
+//! revoke and the next assign, and has joined at all) and the broker is answering (its response
+//! counter moved since the previous statistics report). It is **stalled** when
+//! neither happened for `stall_timeout`: behind but not consuming, stuck
+//! rejoining its group, or cut off from a broker that does not answer (a
+//! paused or partitioned broker: then the lag is unknown, and silence is what
+//! shows).
 //! `/readyz` answers 503 while the consumer is stalled or has not joined its
 //! group yet; nothing else is needed to recover: librdkafka reconnects and
 //! rejoins by itself, the next message or caught-up report clears the stall.
@@ -21,6 +23,8 @@ struct State {
     /// Messages behind, by the last statistics report (approximate).
     lag: i64,
     joined: bool,
+    /// Between a revoke and the next assign.
+    rebalancing: bool,
     stalled: bool,
 }
 
@@ -49,6 +53,7 @@ impl Health {
                 last_rx: None,
                 lag: 0,
                 joined: false,
+                rebalancing: false,
                 stalled: false,
             }),
         }
@@ -67,7 +72,13 @@ impl Health {
     pub fn on_assigned(&self, now: Instant) {
         let mut s = self.lock();
         s.joined = true;
+        s.rebalancing = false;
         s.last_progress = now;
+    }
+
+    /// The group revoked this instance's partitions: no progress until the next assign.
+    pub fn on_revoked(&self) {
+        self.lock().rebalancing = true;
     }
 
     /// A statistics report: total broker responses so far and the total lag
@@ -77,7 +88,7 @@ impl Health {
         let answering = s.last_rx.is_some_and(|r| broker_rx > r);
         s.last_rx = Some(broker_rx);
         s.lag = lag;
-        if answering && lag <= 0 {
+        if answering && lag <= 0 && s.joined && !s.rebalancing {
             s.last_progress = now;
         }
     }
@@ -134,7 +145,10 @@ mod tests {
         let at = |s| t0 + Duration::from_secs(s);
         h.on_stats(at(1), 100, 0);
         h.on_stats(at(9), 120, 0);
-        assert!(h.check(at(18), T).ready, "the broker answered at 9 s, no lag");
+        assert!(
+            h.check(at(18), T).ready,
+            "the broker answered at 9 s, no lag"
+        );
         // Behind: broker answers but nothing is consumed.
         h.on_stats(at(19), 140, 500);
         assert!(!h.check(at(20), T).ready);
@@ -143,5 +157,11 @@ mod tests {
         assert!(!h.check(at(21), T).ready);
         h.on_stats(at(22), 141, 0);
         assert!(h.check(at(22), T).ready);
+        // Rejoining the group after the session was lost is not progress.
+        h.on_revoked();
+        h.on_stats(at(30), 150, 0);
+        assert!(!h.check(at(33), T).ready);
+        h.on_assigned(at(34));
+        assert!(h.check(at(34), T).ready);
     }
 }

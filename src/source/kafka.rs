@@ -35,12 +35,20 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 const DEFAULTS: [(&str, &str, &str); 4] = [
     // A new group reads the retained history instead of skipping to the end,
     // and a partition whose position vanished (topic recreated) restarts at 0.
-    ("auto.offset.reset", "earliest", "at-least-once from the start"),
+    (
+        "auto.offset.reset",
+        "earliest",
+        "at-least-once from the start",
+    ),
     // Lag per partition and broker liveness come from these reports.
     ("statistics.interval.ms", "1000", "lag and stall detection"),
     // Bounds librdkafka's prefetch (its default is 64 MiB per consumer).
     ("queued.max.messages.kbytes", "16384", "memory bound"),
-    ("enable.partition.eof", "false", "no end-of-partition events"),
+    (
+        "enable.partition.eof",
+        "false",
+        "no end-of-partition events",
+    ),
 ];
 
 /// The client configuration of the consumer: crisiswatch's defaults, then the
@@ -160,7 +168,8 @@ fn consume(
                     break;
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "Kafka consumer error.");
+                    // Also reported (and logged) through the client error callback.
+                    tracing::debug!(error = %e, "Kafka consumer error.");
                     break;
                 }
                 None => break,
@@ -218,7 +227,9 @@ fn shut_down(consumer: &BaseConsumer<SourceContext>) {
             partitions = assigned.len(),
             "Committed the offsets of every applied event."
         ),
-        Err(e) => tracing::warn!(error = %e, "Final offset commit failed: events since the last commit will be read again after a restart."),
+        Err(e) => {
+            tracing::warn!(error = %e, "Final offset commit failed: events since the last commit will be read again after a restart.")
+        }
     }
     consumer.unsubscribe();
 }

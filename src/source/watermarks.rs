@@ -88,11 +88,7 @@ impl Watermarks {
 
     /// Partitions tracked and how many of them are idle.
     pub fn counts(&self, now: Instant) -> (usize, usize) {
-        let idle = self
-            .parts
-            .values()
-            .filter(|p| !self.active(p, now))
-            .count();
+        let idle = self.parts.values().filter(|p| !self.active(p, now)).count();
         (self.parts.len(), idle)
     }
 }
@@ -133,7 +129,11 @@ mod tests {
         w.observe(p(0), 5_000, t0);
         let t1 = t0 + Duration::from_secs(6);
         w.observe(p(0), 7_000, t1);
-        assert_eq!(w.target(t1), None, "an empty new partition holds for a while");
+        assert_eq!(
+            w.target(t1),
+            None,
+            "an empty new partition holds for a while"
+        );
         let t2 = t0 + Duration::from_secs(11);
         assert_eq!(w.target(t2), Some(7_000), "partition 1 went idle");
         assert_eq!(w.counts(t2), (2, 1));

@@ -164,7 +164,13 @@ impl Receiver {
                     "receiver: {what} did not happen within {deadline:?}; got {} request(s): {:?}",
                     reqs.len(),
                     reqs.iter()
-                        .map(|r| (r.status, String::from_utf8_lossy(&r.body).chars().take(120).collect::<String>()))
+                        .map(|r| (
+                            r.status,
+                            String::from_utf8_lossy(&r.body)
+                                .chars()
+                                .take(120)
+                                .collect::<String>()
+                        ))
                         .collect::<Vec<_>>()
                 );
             }
@@ -213,9 +219,7 @@ async fn handle(
     if reply.hang {
         std::future::pending::<()>().await;
     }
-    let mut resp = StatusCode::from_u16(reply.status)
-        .unwrap()
-        .into_response();
+    let mut resp = StatusCode::from_u16(reply.status).unwrap().into_response();
     for (k, v) in reply.headers {
         resp.headers_mut().insert(
             axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
@@ -293,7 +297,14 @@ clear = 1
 }
 
 /// A transition of an alert of `rule` on product `p`.
-pub fn tr(rule: &str, product: &str, state: State, sev: Severity, at: i64, started: i64) -> Transition {
+pub fn tr(
+    rule: &str,
+    product: &str,
+    state: State,
+    sev: Severity,
+    at: i64,
+    started: i64,
+) -> Transition {
     let group = vec![("product".to_string(), product.to_string())];
     Transition {
         rule: rule.to_string(),

@@ -53,24 +53,28 @@ pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
             if seen == *parts as usize {
                 break;
             }
-            assert!(Instant::now() < deadline, "topic {name} has {seen} partitions, not {parts}");
+            assert!(
+                Instant::now() < deadline,
+                "topic {name} has {seen} partitions, not {parts}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
 
-struct Deliveries(Arc<Mutex<Vec<Result<Pos, String>>>>);
+/// Delivery reports by the index of the message in the produced slice.
+struct Deliveries(Arc<Mutex<Vec<Option<Result<Pos, String>>>>>);
 
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, r: &DeliveryResult<'_>, i: usize) {
         let v = match r {
             Ok(m) => Ok((m.topic().to_string(), m.partition(), m.offset())),
             Err((e, _)) => Err(e.to_string()),
         };
-        self.0.lock().unwrap().push(v);
+        self.0.lock().unwrap()[i] = Some(v);
     }
 }
 
@@ -97,9 +101,9 @@ impl Out {
 }
 
 /// Produces every message (waiting up to `timeout` for delivery, e.g. across a
-/// paused broker) and returns where each landed, in delivery order.
+/// paused broker) and returns where each landed, in the order of `msgs`.
 pub fn produce(bootstrap: &str, msgs: &[Out], timeout: Duration) -> Vec<Pos> {
-    let got = Arc::new(Mutex::new(Vec::new()));
+    let got = Arc::new(Mutex::new(vec![None; msgs.len()]));
     let producer: BaseProducer<Deliveries> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
@@ -107,12 +111,15 @@ pub fn produce(bootstrap: &str, msgs: &[Out], timeout: Duration) -> Vec<Pos> {
         .set("message.max.bytes", "2000000")
         .create_with_context(Deliveries(Arc::clone(&got)))
         .expect("producer");
-    for m in msgs {
+    for (i, m) in msgs.iter().enumerate() {
         let mut headers = OwnedHeaders::new();
         for (k, v) in &m.headers {
-            headers = headers.insert(Header { key: k, value: Some(v) });
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
         }
-        let mut rec = BaseRecord::to(&m.topic)
+        let mut rec = BaseRecord::with_opaque_to(&m.topic, i)
             .partition(m.partition)
             .payload(&m.payload)
             .headers(headers);
@@ -123,7 +130,15 @@ pub fn produce(bootstrap: &str, msgs: &[Out], timeout: Duration) -> Vec<Pos> {
         while let Some(r) = rec.take() {
             if let Err((e, r)) = producer.send(r) {
                 // Queue full: serve deliveries, then retry.
-                assert!(matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)), "produce: {e}");
+                assert!(
+                    matches!(
+                        e,
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull
+                        )
+                    ),
+                    "produce: {e}"
+                );
                 producer.poll(Duration::from_millis(10));
                 rec = Some(r);
             }
@@ -131,14 +146,21 @@ pub fn produce(bootstrap: &str, msgs: &[Out], timeout: Duration) -> Vec<Pos> {
     }
     producer.flush(timeout).expect("flush produced messages");
     let got = got.lock().unwrap().clone();
-    assert_eq!(got.len(), msgs.len(), "every message gets a delivery report");
     got.into_iter()
-        .map(|r| r.unwrap_or_else(|e| panic!("delivery failed: {e}")))
+        .map(|r| match r {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => panic!("delivery failed: {e}"),
+            None => panic!("a message got no delivery report"),
+        })
         .collect()
 }
 
 /// The group's committed offset per (topic, partition); absent when none.
-pub fn committed(bootstrap: &str, group: &str, topics: &[(&str, i32)]) -> BTreeMap<(String, i32), i64> {
+pub fn committed(
+    bootstrap: &str,
+    group: &str,
+    topics: &[(&str, i32)],
+) -> BTreeMap<(String, i32), i64> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
@@ -150,7 +172,9 @@ pub fn committed(bootstrap: &str, group: &str, topics: &[(&str, i32)]) -> BTreeM
             tpl.add_partition(t, p);
         }
     }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
     got.elements()
         .iter()
         .filter_map(|e| match e.offset() {
@@ -162,7 +186,13 @@ pub fn committed(bootstrap: &str, group: &str, topics: &[(&str, i32)]) -> BTreeM
 
 /// Reads `n` messages from every partition of `topic` from the beginning
 /// (no consumer group), within `deadline`.
-pub fn read_topic(bootstrap: &str, topic: &str, partitions: i32, n: usize, deadline: Duration) -> Vec<OwnedMessage> {
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    deadline: Duration,
+) -> Vec<OwnedMessage> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "crisiswatch-test-reader")
@@ -171,7 +201,8 @@ pub fn read_topic(bootstrap: &str, topic: &str, partitions: i32, n: usize, deadl
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).expect("assign");
     let end = Instant::now() + deadline;

@@ -18,7 +18,10 @@ pub fn wait_until(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool
         if cond() {
             return;
         }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting until {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting until {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -26,7 +29,13 @@ pub fn wait_until(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool
 /// The `[sources.kafka]` and engine settings every test uses: fast group
 /// joins on this broker (see docs/broker.md), short timeouts so the tests
 /// observe stalls, idleness and commits within seconds.
-pub fn base_config(bootstrap: &str, group: &str, topics: &[(&str, Option<&str>)], dlq: &str, data_dir: &str) -> String {
+pub fn base_config(
+    bootstrap: &str,
+    group: &str,
+    topics: &[(&str, Option<&str>)],
+    dlq: &str,
+    data_dir: &str,
+) -> String {
     let topics: Vec<String> = topics
         .iter()
         .map(|(n, t)| match t {
@@ -53,7 +62,7 @@ topics = [{topics}]
 dead_letter_topic = "{dlq}"
 commit_interval = "1s"
 idle_partition_timeout = "2s"
-stall_timeout = "3s"
+stall_timeout = "5s"
 shutdown_timeout = "15s"
 max_batch_messages = 500
 

@@ -67,7 +67,8 @@ fn serve(conn: TcpStream, got: &Mutex<Vec<serde_json::Value>>) {
         if let Ok(v) = serde_json::from_slice(&body) {
             got.lock().unwrap().push(v);
         }
-        let reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+        let reply =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
         if w.write_all(reply.as_bytes()).is_err() {
             return;
         }

@@ -93,7 +93,10 @@ impl Service {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -145,6 +148,19 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() || std::env::var_os("CRISISWATCH_TEST_DUMP").is_some() {
+            // The service's own account of what went wrong, for the failing test.
+            let text = self.stderr_text();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(80)..];
+            eprintln!(
+                "--- {} stderr (last {} lines), {} applied ---\n{}",
+                self.name,
+                tail.len(),
+                self.applied().len(),
+                tail.join("\n")
+            );
+        }
     }
 }
 

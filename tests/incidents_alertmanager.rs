@@ -1,0 +1,233 @@
+//! The Alertmanager receiver against a real Alertmanager (Debian package
+//! `prometheus-alertmanager`, installed by `scripts/install-test-deps.sh`):
+//! the alert shows while firing, is re-pushed as Prometheus does, and resolves.
+
+mod incidents_support;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crisiswatch::alert::State;
+use crisiswatch::config::Severity;
+use crisiswatch::incident::{IncidentManager, ManagerOptions};
+use incidents_support::*;
+use serde_json::Value;
+
+const AM: &str = "prometheus-alertmanager";
+
+struct Alertmanager {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_alertmanager() -> Alertmanager {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(AM).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{AM} is not installed: run scripts/install-test-deps.sh (apt-get install -y prometheus-alertmanager)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &cfg,
+        "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n",
+    )
+    .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(AM)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Alertmanager {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    }
+}
+
+async fn alerts(c: &reqwest::Client, am: &str) -> Option<Vec<Value>> {
+    let r = c.get(format!("{am}/api/v2/alerts")).send().await.ok()?;
+    r.json::<Vec<Value>>().await.ok()
+}
+
+/// Polls Alertmanager's alerts until `pred` finds what it wants (bounded).
+async fn until<T>(
+    c: &reqwest::Client,
+    am: &str,
+    what: &str,
+    pred: impl Fn(&[Value]) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(list) = alerts(c, am).await {
+            if let Some(v) = pred(&list) {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager: {what} within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn find<'a>(list: &'a [Value], product: &str) -> Option<&'a Value> {
+    list.iter()
+        .find(|a| a["labels"]["product"] == product && a["labels"]["alertname"] == "complaint_rate")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_alertmanager_shows_the_alert_while_firing_and_resolves_it() {
+    let am = start_alertmanager();
+    let c = reqwest::Client::new();
+    let ready = Instant::now() + Duration::from_secs(30);
+    while c
+        .get(format!("{}/-/ready", am.url))
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .ok()
+        != Some(true)
+    {
+        assert!(Instant::now() < ready, "Alertmanager did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&format!(
+        r#"
+[[rules]]
+name = "complaint_rate"
+description = "Complaints per order."
+group_by = ["product"]
+window = "1h"
+indicator = {{ kind = "count" }}
+thresholds = {{ warning = 5, critical = 10 }}
+runbook = "https://runbooks.example.com/rate"
+
+[[receivers]]
+name = "am"
+kind = "alertmanager"
+url = "{}"
+delivery = {{ resend_interval = "1s" }}
+"#,
+        am.url
+    ));
+    let reg = prometheus::Registry::new();
+    let m = IncidentManager::open(&cfg, &reg, dir.path(), ManagerOptions::default()).unwrap();
+    let now = m.now_ms();
+    use Severity::*;
+    use State::*;
+    m.submit(
+        &[
+            tr(
+                "complaint_rate",
+                "router-x",
+                Firing,
+                Critical,
+                now - 60_000,
+                now - 120_000,
+            ),
+            tr(
+                "complaint_rate",
+                "phone-y",
+                Firing,
+                Warning,
+                now - 60_000,
+                now - 120_000,
+            ),
+        ],
+        now,
+    )
+    .unwrap();
+    let first = until(&c, &am.url, "router-x firing", |l| {
+        find(l, "router-x").cloned()
+    })
+    .await;
+    assert_eq!(first["status"]["state"], "active");
+    assert_eq!(first["labels"]["severity"], "critical");
+    assert!(first["labels"]["incident"]
+        .as_str()
+        .unwrap()
+        .starts_with("default/rule=complaint_rate,product=router-x/"));
+    assert!(first["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("router-x"));
+    assert_eq!(
+        first["annotations"]["runbook_url"],
+        "https://runbooks.example.com/rate"
+    );
+    assert_eq!(first["generatorURL"], "https://runbooks.example.com/rate");
+    // Re-sent while firing: endsAt keeps moving ahead.
+    let ends0 = first["endsAt"].as_str().unwrap().to_string();
+    until(&c, &am.url, "a re-push moving endsAt", |l| {
+        find(l, "router-x")
+            .filter(|a| a["endsAt"].as_str().unwrap() > ends0.as_str())
+            .map(|_| ())
+    })
+    .await;
+    // Resolve router-x; phone-y keeps firing (and being re-pushed).
+    let at = m.now_ms();
+    m.submit(
+        &[tr(
+            "complaint_rate",
+            "router-x",
+            Resolved,
+            Critical,
+            at,
+            now - 120_000,
+        )],
+        at,
+    )
+    .unwrap();
+    until(&c, &am.url, "router-x resolved", |l| {
+        find(l, "router-x").is_none().then_some(())
+    })
+    .await;
+    let attempts = metric(
+        &reg,
+        "crisiswatch_notification_attempts_total",
+        &[("receiver", "am")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(
+        &reg,
+        "crisiswatch_notification_attempts_total",
+        &[("receiver", "am")],
+    ) < attempts + 2.0
+    {
+        assert!(Instant::now() < deadline, "no re-push of phone-y");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let list = alerts(&c, &am.url).await.unwrap();
+    assert!(
+        find(&list, "router-x").is_none(),
+        "a re-push does not bring a resolved alert back"
+    );
+    assert_eq!(find(&list, "phone-y").unwrap()["status"]["state"], "active");
+    m.shutdown(Duration::from_secs(2)).await;
+}

@@ -1,0 +1,557 @@
+//! Incidents as an operator meets them: the `crisiswatch` binary killed with
+//! `kill -9` mid-delivery, `outbox list|retry|deliver`, `silence add|list|expire`,
+//! secrets kept out of logs, and the authenticated silences endpoint.
+
+mod incidents_support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use incidents_support::*;
+use serde_json::Value;
+use sha2::Sha256;
+
+const BIN: &str = env!("CARGO_BIN_EXE_crisiswatch");
+const T0: i64 = 1_795_168_800_000; // 2026-11-20T10:00:00Z
+
+/// Two slices in crisis (four rules each), then a late event that lets every window empty.
+fn crisis_input(path: &Path, products: &[&str]) {
+    let mut lines = Vec::new();
+    for (n, p) in products.iter().enumerate() {
+        let base = T0 + n as i64 * 1000;
+        for i in 0..6 {
+            lines.push(format!(
+                r#"{{"id":"{p}-c{i}","type":"complaint","ts":{},"attrs":{{"product":"{p}","region":"eu-west","channel":"social","category":"safety"}}}}"#,
+                base + i * 5_000
+            ));
+        }
+        for i in 0..4 {
+            lines.push(format!(
+                r#"{{"id":"{p}-f{i}","type":"feedback","ts":{},"score":1,"attrs":{{"product":"{p}","region":"eu-west"}}}}"#,
+                base + 2_000 + i * 5_000
+            ));
+        }
+    }
+    lines.sort_by_key(|l| l.split("\"ts\":").nth(1).unwrap()[..13].to_string());
+    lines.push(format!(
+        r#"{{"id":"late","type":"complaint","ts":{},"attrs":{{"product":"other","region":"us"}}}}"#,
+        T0 + 40 * 60_000
+    ));
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+fn write_config(dir: &Path, receivers: &str, incidents_extra: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[server]
+listen = ""
+[incidents]
+data_dir = "{}"
+update_interval = "0"
+{incidents_extra}
+[[incidents.routes]]
+name = "slice"
+group_by = ["product", "region"]
+group_window = "1m"
+{}
+{receivers}
+"#,
+        dir.join("data").display(),
+        rules_toml()
+    );
+    let p = dir.join("crisiswatch.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn outbox_rows(cfg: &Path, status: &str) -> Vec<Value> {
+    let out = Command::new(BIN)
+        .args([
+            "outbox",
+            "--config",
+            cfg.to_str().unwrap(),
+            "list",
+            "--status",
+            status,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn keys(docs: &[Value]) -> Vec<(String, u64)> {
+    docs.iter()
+        .map(|d| {
+            (
+                d["dedup_key"].as_str().unwrap().to_string(),
+                d["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_with_sigkill_while_pending_then_restarted_delivers_everything_once() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(503));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    crisis_input(&input, &["router-x", "phone-y"]);
+    let cfg = write_config(
+        dir.path(),
+        &generic_receiver(
+            "hook",
+            &rx.url(),
+            r#"backoff_initial = "100ms", backoff_max = "300ms", breaker_failures = 0"#,
+        ),
+        r#"drain_timeout = "10m""#,
+    );
+    let (cfg_s, input_s) = (cfg.to_str().unwrap(), input.to_str().unwrap());
+    let mut child = Command::new(BIN)
+        .args([
+            "replay",
+            "--config",
+            cfg_s,
+            "--input",
+            input_s,
+            "--output",
+            "/dev/null",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Every notification is persisted and being retried against the 503s…
+    let db = dir.path().join("data");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ob = crisiswatch::incident::outbox::Outbox::open(&db).unwrap();
+        let pending = ob.queue_stats("hook").unwrap().pending;
+        if pending == 10 && rx.requests().len() >= 4 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "outbox never reached 10 pending ({pending})"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "replay exited before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // …when the process dies without a chance to clean up.
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), None, "killed by a signal");
+    assert!(rx.accepted().is_empty());
+    rx.set_default(Reply::status(202));
+    // Restart: the same replay again. Queued rows go out; re-applied transitions add nothing.
+    let out = run(
+        &[
+            "replay",
+            "--config",
+            cfg_s,
+            "--input",
+            input_s,
+            "--output",
+            "/dev/null",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("0 notification(s) queued, 0 still undelivered"),
+        "{err}"
+    );
+    let docs: Vec<Value> = rx.accepted().iter().map(|r| r.json()).collect();
+    let got = keys(&docs);
+    let unique: BTreeSet<(String, u64)> = got.iter().cloned().collect();
+    assert_eq!(got.len(), 10, "every notification exactly once: {got:?}");
+    assert_eq!(unique.len(), 10);
+    for p in ["router-x", "phone-y"] {
+        let seqs: Vec<u64> = got
+            .iter()
+            .filter(|(k, _)| k.contains(&format!("product={p},")))
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5], "in order for {p}");
+    }
+    let actions: Vec<&str> = docs.iter().map(|d| d["action"].as_str().unwrap()).collect();
+    assert_eq!(actions.iter().filter(|a| **a == "resolve").count(), 2);
+    // A third run finds nothing new to send.
+    let out = run(
+        &[
+            "replay",
+            "--config",
+            cfg_s,
+            "--input",
+            input_s,
+            "--output",
+            "/dev/null",
+        ],
+        &[],
+    );
+    assert!(out.status.success());
+    assert_eq!(rx.accepted().len(), 10);
+    assert!(outbox_rows(&cfg, "pending").is_empty());
+    assert_eq!(outbox_rows(&cfg, "delivered").len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_retried_and_delivered_from_the_cli() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(503));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    crisis_input(&input, &["router-x"]);
+    let cfg = write_config(
+        dir.path(),
+        &generic_receiver(
+            "hook",
+            &rx.url(),
+            r#"backoff_initial = "100ms", backoff_max = "200ms", max_age = "1s", breaker_failures = 0"#,
+        ),
+        r#"drain_timeout = "20s""#,
+    );
+    let cfg_s = cfg.to_str().unwrap();
+    let out = run(
+        &[
+            "replay",
+            "--config",
+            cfg_s,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            "/dev/null",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("ERROR") && err.contains("dead-lettered"),
+        "logged at ERROR: {err}"
+    );
+    let dead = outbox_rows(&cfg, "dead");
+    assert_eq!(dead.len(), 5, "{dead:?}");
+    assert!(dead.iter().all(|r| r["last_error"].is_string()), "{dead:?}");
+    assert!(
+        dead.last().unwrap()["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 503"),
+        "the open was tried"
+    );
+    let table = run(&["outbox", "--config", cfg_s, "list"], &[]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" dead ")).count(),
+        5,
+        "{table}"
+    );
+    // Retry two by id, then the rest.
+    rx.set_default(Reply::status(202));
+    let ids: Vec<String> = dead
+        .iter()
+        .rev()
+        .take(2)
+        .map(|r| r["id"].to_string())
+        .collect();
+    let mut args = vec!["outbox", "--config", cfg_s, "retry"];
+    args.extend(ids.iter().map(String::as_str));
+    let out = run(&args, &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Queued 2 notification(s) again"));
+    let out = run(&["outbox", "--config", cfg_s, "retry"], &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Queued 3 notification(s) again"));
+    let out = run(
+        &["outbox", "--config", cfg_s, "deliver", "--timeout", "30s"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 notification(s) still queued"));
+    let seqs: Vec<u64> = rx
+        .accepted()
+        .iter()
+        .map(|r| r.json()["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5], "redelivered in order");
+    assert!(outbox_rows(&cfg, "dead").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_silences_mute_matching_incidents_and_expire() {
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    crisis_input(&input, &["router-x", "phone-y"]);
+    let cfg = write_config(dir.path(), &generic_receiver("hook", &rx.url(), ""), "");
+    let cfg_s = cfg.to_str().unwrap();
+    let out = run(
+        &[
+            "silence",
+            "--config",
+            cfg_s,
+            "add",
+            "product=router-x",
+            "rule!=nothing",
+            "--for",
+            "1h",
+            "--comment",
+            "known defect",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(id.len(), 16);
+    let list = run(&["silence", "--config", cfg_s, "list"], &[]);
+    let list = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(
+        list.contains(&id)
+            && list.contains("product=router-x rule!=nothing")
+            && list.contains("known defect"),
+        "{list}"
+    );
+    let out = run(
+        &[
+            "replay",
+            "--config",
+            cfg_s,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            "/dev/null",
+        ],
+        &[],
+    );
+    assert!(out.status.success());
+    let delivered: Vec<String> = rx
+        .accepted()
+        .iter()
+        .map(|r| r.json()["dedup_key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(delivered.len(), 5);
+    assert!(
+        delivered.iter().all(|k| k.contains("product=phone-y")),
+        "{delivered:?}"
+    );
+    let muted = outbox_rows(&cfg, "muted");
+    assert_eq!(muted.len(), 5, "recorded, not delivered");
+    assert!(muted
+        .iter()
+        .all(|r| r["incident"].as_str().unwrap().contains("product=router-x")));
+    let out = run(&["silence", "--config", cfg_s, "expire", &id], &[]);
+    assert!(out.status.success());
+    let list = run(&["silence", "--config", cfg_s, "list"], &[]);
+    assert!(String::from_utf8_lossy(&list.stdout).trim().is_empty());
+    let all = run(&["silence", "--config", cfg_s, "list", "--all"], &[]);
+    assert!(String::from_utf8_lossy(&all.stdout).contains("expired"));
+    let bad = run(&["silence", "--config", cfg_s, "expire", "nope"], &[]);
+    assert_eq!(bad.status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_verify_and_no_secret_appears_in_logs_at_any_level() {
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    crisis_input(&input, &["router-x"]);
+    let pd_key = "PDKEY-0123456789abcdef-routing";
+    let signing = "hmac-signing-secret-42";
+    let admin = "admin-token-secret-77";
+    let key_file = dir.path().join("pd.key");
+    std::fs::write(&key_file, format!("{pd_key}\n")).unwrap();
+    let receivers = format!(
+        r#"
+[[receivers]]
+name = "hook"
+kind = "generic"
+url = "{url}"
+secret_env = "CW_TEST_SIGNING_SECRET"
+[[receivers]]
+name = "pd"
+kind = "pagerduty"
+url = "{url}"
+routing_key_file = "{key}"
+"#,
+        url = rx.url(),
+        key = key_file.display()
+    );
+    let cfg = write_config(dir.path(), &receivers, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[server]\nlisten = \"\"",
+        "[server]\nlisten = \"\"\nadmin_token_env = \"CW_TEST_ADMIN_TOKEN\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let env = [
+        ("CW_TEST_SIGNING_SECRET", signing),
+        ("CW_TEST_ADMIN_TOKEN", admin),
+        ("CRISISWATCH_LOG", "trace"),
+    ];
+    let cfg_s = cfg.to_str().unwrap();
+    let mut logs = String::new();
+    for args in [
+        vec!["check", "--config", cfg_s],
+        vec![
+            "replay",
+            "--config",
+            cfg_s,
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        vec!["outbox", "--config", cfg_s, "list", "--status", "all"],
+    ] {
+        let out = run(&args, &env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        logs.push_str(&String::from_utf8_lossy(&out.stdout));
+        logs.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(
+        logs.contains("TRACE") || logs.contains("DEBUG"),
+        "trace logging was on"
+    );
+    for s in [pd_key, signing, admin] {
+        assert!(!logs.contains(s), "secret {s:?} leaked into output");
+    }
+    let reqs = rx.accepted();
+    assert_eq!(reqs.len(), 10, "five for each receiver");
+    let mut signed = 0;
+    for r in &reqs {
+        let body = r.json();
+        if body.get("routing_key").is_some() {
+            assert_eq!(body["routing_key"], pd_key);
+            assert!(
+                !r.headers.contains_key("x-crisiswatch-signature"),
+                "no secret, no signature"
+            );
+            continue;
+        }
+        let sig = r.headers["x-crisiswatch-signature"]
+            .strip_prefix("sha256=")
+            .unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(signing.as_bytes()).unwrap();
+        mac.update(&r.body);
+        mac.verify_slice(&hex::decode(sig).unwrap())
+            .expect("signature verifies");
+        signed += 1;
+    }
+    assert_eq!(signed, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_endpoint_needs_the_bearer_token_to_change_anything() {
+    use crisiswatch::http::{self, AppState};
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = crisiswatch::metrics::Metrics::new(10).unwrap();
+    let state = AppState::new(Arc::clone(&metrics));
+    state
+        .admin
+        .set_token(Some(crisiswatch::secret::Secret::new("tok-123")));
+    let ob = Arc::new(crisiswatch::incident::outbox::Outbox::open(dir.path()).unwrap());
+    crisiswatch::incident::api::attach(&state, Arc::clone(&ob));
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let (addr, fut) = http::bind("127.0.0.1:0", Arc::clone(&state), stop)
+        .await
+        .unwrap();
+    tokio::spawn(fut);
+    let c = reqwest::Client::new();
+    let url = format!("http://{addr}/api/v1/silences");
+    let body = r#"{"matchers": ["rule=complaint_rate", "product=router-x"], "duration": "2h", "created_by": "ops", "comment": "known"}"#;
+    let r = c.post(&url).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no token");
+    let r = c
+        .post(&url)
+        .bearer_auth("wrong")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "wrong token");
+    assert!(ob.silences().unwrap().is_empty());
+    let r = c
+        .post(&url)
+        .bearer_auth("tok-123")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .post(&url)
+        .bearer_auth("tok-123")
+        .body(r#"{"matchers": ["nonsense"], "duration": "2h"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Reading is open.
+    let list: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["silences"][0]["id"], id.as_str());
+    assert_eq!(list["silences"][0]["state"], "active");
+    assert_eq!(
+        list["silences"][0]["matchers"],
+        serde_json::json!(["rule=complaint_rate", "product=router-x"])
+    );
+    let del = format!("{url}/{id}");
+    assert_eq!(c.delete(&del).send().await.unwrap().status(), 401);
+    assert_eq!(
+        c.delete(&del)
+            .bearer_auth("tok-123")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.delete(format!("{url}/nope"))
+            .bearer_auth("tok-123")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let list: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["silences"][0]["state"], "expired");
+}
