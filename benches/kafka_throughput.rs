@@ -102,6 +102,14 @@ fn pipeline(bootstrap: &str, n: usize, data_dir: &std::path::Path) -> Duration {
     let mut props = std::collections::BTreeMap::new();
     props.insert("session.timeout.ms".to_string(), "6000".to_string());
     props.insert("heartbeat.interval.ms".to_string(), "500".to_string());
+    // CRISISWATCH_BENCH_PROPS="key=value,key=value": extra librdkafka properties.
+    if let Ok(extra) = std::env::var("CRISISWATCH_BENCH_PROPS") {
+        for kv in extra.split(',').filter(|kv| !kv.is_empty()) {
+            if let Some((k, v)) = kv.split_once('=') {
+                props.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
     let base = cfg
         .sources
         .kafka
@@ -150,7 +158,7 @@ fn pipeline(bootstrap: &str, n: usize, data_dir: &std::path::Path) -> Duration {
         if counter(&metrics, "crisiswatch_kafka_processed_messages_total") >= n as f64 {
             break;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(5));
     }
     let took = first.map_or(Duration::ZERO, |f| f.elapsed());
     let _ = tx.send(true);
@@ -189,7 +197,13 @@ fn main() {
     drop(msgs);
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let (bare_took, bytes) = bare(&bs, n);
+    // CRISISWATCH_BENCH_ONLY=pipeline skips the bare loop (for profiling).
+    let only_pipeline = std::env::var("CRISISWATCH_BENCH_ONLY").as_deref() == Ok("pipeline");
+    let (bare_took, bytes) = if only_pipeline {
+        (Duration::from_secs(1), 0)
+    } else {
+        bare(&bs, n)
+    };
     let run_took = pipeline(&bs, n, dir.path());
     let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
     println!(

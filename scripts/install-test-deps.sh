@@ -12,6 +12,13 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # A real Alertmanager receives incidents in tests/incidents_alertmanager.rs.
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+# librdkafka is built with TLS (rdkafka's `ssl` feature) against the system OpenSSL;
+# the TLS test makes its certificates with the openssl command.
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# The TLS terminator in front of the test broker (tests/kafka_run.rs).
+command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 if ((${#need_apt[@]})); then
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi

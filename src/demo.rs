@@ -246,10 +246,11 @@ pub async fn run(
                         Err(e)
                     }
                 };
+                // Publish first, so a client that sees the reply also sees the new rules.
+                state.admin.publish(admin::snapshot(&engine));
                 if let Some(tx) = req.reply {
                     let _ = tx.send(reply);
                 }
-                state.admin.publish(admin::snapshot(&engine));
                 continue;
             }
         }

@@ -945,8 +945,14 @@ mod tests {
         assert_eq!(e.kind, "complaint");
         let e = decode_with_default(br#"{"id":"a","type":"order","ts":1}"#, &l, None, d).unwrap();
         assert_eq!(e.kind, "order", "an explicit type wins");
-        for bad in [r#"{"id":"a","type":"","ts":1}"#, r#"{"id":"a","type":3,"ts":1}"#] {
-            assert!(decode_with_default(bad.as_bytes(), &l, None, d).is_err(), "{bad}");
+        for bad in [
+            r#"{"id":"a","type":"","ts":1}"#,
+            r#"{"id":"a","type":3,"ts":1}"#,
+        ] {
+            assert!(
+                decode_with_default(bad.as_bytes(), &l, None, d).is_err(),
+                "{bad}"
+            );
         }
         let e = decode_with_default(br#"{"id":"a","ts":1}"#, &l, None, None).unwrap_err();
         assert_eq!(e.reason, InvalidReason::MissingField);

@@ -21,6 +21,7 @@
 
 pub mod applied_log;
 pub mod pipeline;
+pub mod progress;
 pub mod sink;
 
 use std::path::PathBuf;

@@ -288,7 +288,7 @@ fn garbage_goes_to_the_dead_letter_topic_and_every_valid_event_is_applied() {
         ("complaints", r#"{"id":"no-ts"}"#.into(), "missing_field"),
         (
             "complaints",
-            format!(r#"{{"id":"bad-ts","ts":"yesterday"}}"#),
+            r#"{"id":"bad-ts","ts":"yesterday"}"#.to_string(),
             "bad_timestamp",
         ),
         (
@@ -750,4 +750,89 @@ fn sigterm_mid_stream_exits_in_time_and_commits_exactly_what_was_applied() {
         (total as usize) < produced,
         "stopped mid-stream ({total} of {produced})"
     );
+}
+
+/// librdkafka properties pass through: the broker is reachable only through
+/// a TLS terminator, and the service (consumer and dead-letter producer)
+/// reaches it with `security.protocol = "SSL"` and the test's CA. (Tansu's own
+/// TLS options do not work in this build, hence the proxy.)
+#[test]
+fn tls_properties_pass_through_to_librdkafka() {
+    let dir = tmp();
+    let pem = dir.path().join("tls.pem");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ok = std::process::Command::new(kafka_support::broker::which("openssl"))
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "openssl could not make a test certificate");
+    let both = [std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap()].concat();
+    std::fs::write(&pem, both).unwrap();
+
+    let proxy_port = kafka_support::broker::free_port();
+    let broker = Broker::start_advertising(Some(proxy_port));
+    let _proxy = kafka_support::broker::TlsProxy::start(proxy_port, &pem, broker.port());
+    let bs = format!("127.0.0.1:{proxy_port}");
+    let ca = cert.display().to_string();
+    kafka_support::client::register_props(
+        &bs,
+        &[("security.protocol", "SSL"), ("ssl.ca.location", &ca)],
+    );
+    create_topics(&bs, &[("complaints", 2), ("dead", 1)]);
+    let mut cfg = base_config(
+        &bs,
+        "tls",
+        &[("complaints", Some("complaint"))],
+        "dead",
+        &dir.path().join("data").display().to_string(),
+    );
+    cfg = cfg.replace(
+        "\"topic.metadata.refresh.interval.ms\" = \"2000\"\n",
+        &format!("\"topic.metadata.refresh.interval.ms\" = \"2000\"\n\"security.protocol\" = \"SSL\"\n\"ssl.ca.location\" = \"{ca}\"\n"),
+    );
+    cfg.push_str(COUNT_RULE);
+    let svc = Service::start(dir.path(), "run", &cfg);
+    let ts = t0();
+    let mut msgs: Vec<Out> = (0..100)
+        .map(|i| {
+            Out::new(
+                "complaints",
+                i % 2,
+                event(&format!("tls{i}"), None, ts + i as i64 * 100, "p1"),
+            )
+        })
+        .collect();
+    msgs.push(Out::new("complaints", 0, "not json"));
+    let produced = produce(&bs, &msgs, Duration::from_secs(30));
+    wait_until(
+        Duration::from_secs(60),
+        "every valid message is applied over TLS",
+        || {
+            let a = svc.applied_set();
+            produced[..100].iter().all(|p| a.contains(p))
+        },
+    );
+    let letters = read_topic(&bs, "dead", 1, 1, Duration::from_secs(30));
+    assert_eq!(letters.len(), 1, "the dead letter went through TLS too");
+    assert_eq!(letters[0].payload(), Some(&b"not json"[..]));
 }

@@ -39,7 +39,7 @@ use std::io::Write;
 use crate::alert::Transition;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
-use crate::event::{decode, DecodeLimits, Event, InvalidReason};
+use crate::event::{decode, DecodeLimits, InvalidReason};
 
 pub use input::{InputError, Inputs};
 pub use report::{Incident, Report, SummaryOptions};
@@ -69,8 +69,6 @@ pub trait Observer {
     /// At each slide boundary the data crosses (after the engine has run every
     /// evaluation due then), with the engine to read group values from.
     fn boundary(&mut self, _engine: &Engine, _at: i64) {}
-    /// Every decoded event, after the engine processed it.
-    fn event(&mut self, _ev: &Event<'_>) {}
 }
 
 /// Drives one engine over lines, as `replay` does, stopping at slide boundaries.
@@ -148,7 +146,6 @@ impl Driver {
         for tr in self.out.drain(..) {
             obs.transition(&tr);
         }
-        obs.event(&ev);
     }
 
     /// Advances the engine clock to `t` (never back), stopping at every

@@ -24,7 +24,8 @@
 //! for all candidates (the candidates' own dedup is off; one shared [`Dedup`]
 //! sees the same ids at the same clock, so the result is the same), and an
 //! event none of the rule's selectors matches only advances the candidates'
-//! clocks. Every candidate row equals a `backtest` of that candidate's config.
+//! clocks; the others reach the candidates carrying only the attributes the
+//! rule reads. Every candidate row equals a `backtest` of that candidate's config.
 //!
 //! The table marks the Pareto-optimal candidates (no other has fewer or equal
 //! false incidents, missed crises and median delay, with one strictly fewer)
@@ -41,7 +42,7 @@ use crate::alert::Transition;
 use crate::config::{Config, Dur, RuleConfig, Thresholds};
 use crate::dedup::Dedup;
 use crate::engine::{Engine, EngineError};
-use crate::event::decode;
+use crate::event::{decode, Event};
 use crate::route::CompiledSelector;
 
 use super::input::{InputError, Inputs};
@@ -460,6 +461,9 @@ pub struct Tuner {
     trackers: Vec<Tracker>,
     dedup: Dedup,
     selectors: Vec<CompiledSelector>,
+    /// The attributes the rule reads (`group_by` and selectors): the events
+    /// the candidates see carry only these, so each engine resolves fewer.
+    needed: Vec<String>,
     limits: crate::event::DecodeLimits,
     now_ms: Option<i64>,
     clock: Option<i64>,
@@ -524,6 +528,12 @@ impl Tuner {
             .into_iter()
             .map(CompiledSelector::compile)
             .collect();
+        let mut needed: Vec<String> = base.group_by.clone();
+        for sel in base.indicator.selectors() {
+            needed.extend(sel.attrs.keys().cloned());
+        }
+        needed.sort();
+        needed.dedup();
         let limits = engines.first().map(|e| *e.limits()).unwrap_or_default();
         Ok(Tuner {
             base,
@@ -532,6 +542,7 @@ impl Tuner {
             trackers,
             dedup: Dedup::new(cfg.engine.dedup_horizon.as_ms(), cfg.engine.dedup_max_ids),
             selectors,
+            needed,
             limits,
             now_ms: opts.now_ms,
             clock: None,
@@ -562,9 +573,24 @@ impl Tuner {
         self.clock = Some(t);
         let duplicate = self.dedup.check_and_insert(&ev.id, t);
         let relevant = !duplicate && self.selectors.iter().any(|s| s.matches(&ev));
+        // The event as the rule sees it: the same, less the attributes it never reads.
+        let projected = relevant.then(|| Event {
+            id: ev.id.clone(),
+            kind: ev.kind.clone(),
+            ts: ev.ts,
+            customer_id: ev.customer_id.clone(),
+            attrs: ev
+                .attrs
+                .iter()
+                .filter(|(k, _)| self.needed.iter().any(|n| n == k.as_ref()))
+                .cloned()
+                .collect(),
+            score: ev.score,
+            sentiment: ev.sentiment,
+        });
         for (engine, tracker) in self.engines.iter_mut().zip(&mut self.trackers) {
-            if relevant {
-                engine.process(&ev, &mut self.out);
+            if let Some(ev) = &projected {
+                engine.process(ev, &mut self.out);
             } else {
                 engine.advance_clock(t, &mut self.out);
             }
@@ -585,6 +611,7 @@ impl Tuner {
             .map(|((candidate, current), tracker)| {
                 let incidents = tracker.finish();
                 let (mut rules, _, _) = report::summarize(&names, &incidents, end, &opts.summary);
+                // One summary per name, and `names` holds exactly one.
                 let summary = rules.remove(0);
                 Row {
                     candidate,
@@ -718,38 +745,64 @@ pub fn render_table(r: &TuneResult) -> String {
         r.lines,
         r.rows.len()
     );
-    let width = r
+    let head = [
+        "#",
+        "candidate",
+        "incidents",
+        "false",
+        "missed",
+        "median delay",
+        "time firing",
+        "flaps",
+    ];
+    let cells: Vec<[String; 8]> = r
         .rows
         .iter()
-        .map(|row| row.candidate.label().len())
-        .max()
-        .unwrap_or(9)
-        .max(9);
-    let _ = writeln!(
-        s,
-        "     {:>3}  {:<width$}  {:>9} {:>5} {:>6} {:>12} {:>13} {:>5}",
-        "#", "candidate", "incidents", "false", "missed", "median delay", "time firing", "flaps"
-    );
-    for (i, row) in r.rows.iter().enumerate() {
+        .enumerate()
+        .map(|(i, row)| {
+            [
+                (i + 1).to_string(),
+                row.candidate.label(),
+                row.summary.incidents.to_string(),
+                opt(row.false_incidents()),
+                opt(row.missed()),
+                row.median_delay_ms()
+                    .map_or_else(|| "-".to_string(), fmt_dur),
+                fmt_dur(row.summary.firing_ms),
+                row.summary.flaps.to_string(),
+            ]
+        })
+        .collect();
+    let mut w = head.map(|h| h.chars().count());
+    for c in &cells {
+        for (k, x) in c.iter().enumerate() {
+            w[k] = w[k].max(x.chars().count());
+        }
+    }
+    // The candidate column is left-aligned, the figures right-aligned.
+    let line = |mark: &str, c: &[String]| {
+        let mut l = format!(
+            "{mark:<3} {:>w0$}  {:<w1$}",
+            c[0],
+            c[1],
+            w0 = w[0],
+            w1 = w[1]
+        );
+        for k in 2..c.len() {
+            let _ = write!(l, "  {:>wk$}", c[k], wk = w[k]);
+        }
+        l
+    };
+    let _ = writeln!(s, "{}", line("", &head.map(String::from)));
+    for (i, c) in cells.iter().enumerate() {
+        let row = &r.rows[i];
         let mark = format!(
             "{}{}{}",
             if row.pareto { '*' } else { ' ' },
             if r.chosen == Some(i) { '>' } else { ' ' },
             if row.current { '=' } else { ' ' },
         );
-        let _ = writeln!(
-            s,
-            "{mark}  {:>3}  {:<width$}  {:>9} {:>5} {:>6} {:>12} {:>13} {:>5}",
-            i + 1,
-            row.candidate.label(),
-            row.summary.incidents,
-            opt(row.false_incidents()),
-            opt(row.missed()),
-            row.median_delay_ms()
-                .map_or_else(|| "-".to_string(), fmt_dur),
-            fmt_dur(row.summary.firing_ms),
-            row.summary.flaps
-        );
+        let _ = writeln!(s, "{}", line(&mark, c));
     }
     if r.labelled {
         let _ = writeln!(

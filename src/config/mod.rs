@@ -1050,6 +1050,13 @@ impl Config {
                         "the dead-letter topic cannot also be consumed",
                     ));
                 }
+                if t.name.starts_with('^') {
+                    errs.push(ConfigError::new(
+                        format!("sources.kafka.topics[{i}].name"),
+                        &t.name,
+                        "regex subscriptions are not supported: list each topic",
+                    ));
+                }
                 if k.topics[..i].iter().any(|o| o.name == t.name) {
                     errs.push(ConfigError::new(
                         format!("sources.kafka.topics[{i}].name"),

@@ -25,6 +25,7 @@ use crate::source::watermarks::Watermarks;
 use crate::source::{Batch, SourceMsg};
 
 use super::applied_log::AppliedLog;
+use super::progress::BatchProgress;
 use super::sink::TransitionSink;
 use super::RunError;
 
@@ -168,13 +169,15 @@ impl Stage {
                 self.engine.advance_clock(t, &mut self.out);
             }
         }
-        for (i, rec) in b.records().enumerate() {
+        let mut progress = BatchProgress::default();
+        for rec in b.records() {
             let t = usize::from(rec.at.topic);
             processed[t] += 1;
             let default_type = self.settings.default_types[t].as_deref();
+            let part = progress.partition(rec.at, rec.offset);
             match decode_with_default(rec.payload, &limits, Some(now_ms), default_type) {
                 Ok(ev) => {
-                    self.watermarks.observe(rec.at, ev.ts, now);
+                    part.max_ts = Some(part.max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
                     if self.engine.apply(&ev, &mut self.out) == Outcome::Late {
                         late[t] += 1;
                     }
@@ -194,13 +197,18 @@ impl Stage {
                         .inc();
                     tracing::debug!(topic = %self.shared.topics[t], partition = rec.at.partition, offset = rec.offset, reason = %inv.reason, detail = %inv.detail, "Invalid message.");
                     if self.dlq.is_some() {
-                        dead.push((i, inv));
+                        dead.push((rec, inv));
                     }
                 }
             }
         }
         if let Some(log) = &mut self.applied {
             log.flush().map_err(RunError::AppliedLog)?;
+        }
+        for p in &progress.parts {
+            if let Some(ts) = p.max_ts {
+                self.watermarks.observe(p.at, ts, now);
+            }
         }
         self.advance(now);
         if applied_any {
@@ -211,24 +219,19 @@ impl Stage {
         // Incidents are persisted before the batch's offsets can be committed.
         self.emit(state)?;
         {
-            // One lock: a dead letter's offset is pending before any later offset is done.
+            // One lock: the dead letters are pending before the batch's last
+            // offsets are done, so no commit can pass them.
             let mut tracker = self.shared.tracker();
-            let mut next_dead = dead.iter().map(|(i, _)| *i).peekable();
-            for (i, rec) in b.records().enumerate() {
-                if next_dead.peek() == Some(&i) {
-                    next_dead.next();
-                    tracker.dead_letter_pending(rec.at, rec.offset);
-                } else {
-                    tracker.done(rec.at, rec.offset);
-                }
+            for (rec, _) in &dead {
+                tracker.dead_letter_pending(rec.at, rec.offset);
+            }
+            for p in &progress.parts {
+                tracker.done(p.at, p.last_offset);
             }
         }
         if let Some(dlq) = &self.dlq {
-            let mut records = b.records().enumerate();
-            for (i, inv) in &dead {
-                if let Some((_, rec)) = records.find(|(j, _)| j == i) {
-                    dlq.send(&rec, inv.reason, &inv.detail).await;
-                }
+            for (rec, inv) in &dead {
+                dlq.send(rec, inv.reason, &inv.detail).await;
             }
         }
         let m = &self.shared.metrics;

@@ -16,6 +16,8 @@ pub struct Broker {
     child: Option<Child>,
     bin: PathBuf,
     port: u16,
+    /// The port advertised to clients (another one when a proxy is in front).
+    advertised: Option<u16>,
     log: PathBuf,
 }
 
@@ -48,7 +50,8 @@ pub fn broker_binary() -> PathBuf {
     }
 }
 
-fn free_port() -> u16 {
+/// A free loopback port.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -58,6 +61,12 @@ fn free_port() -> u16 {
 impl Broker {
     /// Starts a broker on a free port and waits until it accepts connections.
     pub fn start() -> Broker {
+        Broker::start_advertising(None)
+    }
+
+    /// Like [`Broker::start`], but tells clients to connect to
+    /// `127.0.0.1:advertised` (where a proxy forwards to the broker).
+    pub fn start_advertising(advertised: Option<u16>) -> Broker {
         let bin = broker_binary();
         let log = std::env::temp_dir().join(format!(
             "crisiswatch-tansu-{}-{}.log",
@@ -70,6 +79,7 @@ impl Broker {
                 child: None,
                 bin: bin.clone(),
                 port: free_port(),
+                advertised,
                 log: log.clone(),
             };
             if b.spawn() {
@@ -81,6 +91,7 @@ impl Broker {
 
     fn spawn(&mut self) -> bool {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised.unwrap_or(self.port));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -92,7 +103,7 @@ impl Broker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
@@ -116,6 +127,11 @@ impl Broker {
         }
         self.kill();
         false
+    }
+
+    /// The broker's own (plaintext) port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `127.0.0.1:PORT`.
@@ -173,4 +189,54 @@ impl Drop for Broker {
         self.kill();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// A TLS terminator in front of a broker (`socat`), so clients must speak
+/// `security.protocol=SSL` to reach it. Killed on drop.
+pub struct TlsProxy {
+    child: Child,
+    pub port: u16,
+}
+
+impl TlsProxy {
+    /// Listens on `port` with the certificate and key in `pem`, forwarding to `target`.
+    pub fn start(port: u16, pem: &std::path::Path, target: u16) -> TlsProxy {
+        let socat = which("socat");
+        let child = Command::new(socat)
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},verify=0",
+                pem.display()
+            ))
+            .arg(format!("TCP:127.0.0.1:{target}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start socat");
+        let mut p = TlsProxy { child, port };
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = Instant::now() + START_DEADLINE;
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "socat did not listen on {port}");
+            assert!(matches!(p.child.try_wait(), Ok(None)), "socat exited");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A program on the PATH; fails with how to install it.
+pub fn which(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("`{name}` is not installed: run scripts/install-test-deps.sh"))
 }

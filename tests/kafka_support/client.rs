@@ -16,12 +16,33 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 /// Where a produced message landed.
 pub type Pos = (String, i32, i64);
 
+/// Extra client properties per bootstrap address (the TLS test registers
+/// `security.protocol` and its CA here, so every helper speaks TLS to it).
+static PROPS: Mutex<BTreeMap<String, Vec<(String, String)>>> = Mutex::new(BTreeMap::new());
+
+/// Makes every helper client of `bootstrap` use these properties.
+pub fn register_props(bootstrap: &str, props: &[(&str, &str)]) {
+    let props = props
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    PROPS.lock().unwrap().insert(bootstrap.to_string(), props);
+}
+
+/// A client configuration for `bootstrap`, with its registered properties.
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for (k, v) in PROPS.lock().unwrap().get(bootstrap).into_iter().flatten() {
+        c.set(k, v);
+    }
+    c
+}
+
 /// Creates topics (name, partitions) and waits until their metadata shows every partition.
 pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client");
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap).create().expect("admin client");
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1)))
@@ -38,10 +59,7 @@ pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
             panic!("cannot create topic {t}: {e}");
         }
     }
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("metadata client");
+    let probe: BaseConsumer = client_config(bootstrap).create().expect("metadata client");
     let deadline = Instant::now() + Duration::from_secs(20);
     for (name, parts) in topics {
         loop {
@@ -62,8 +80,11 @@ pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
     }
 }
 
+/// One delivery report: where the message landed, or why it failed.
+type Report = Option<Result<Pos, String>>;
+
 /// Delivery reports by the index of the message in the produced slice.
-struct Deliveries(Arc<Mutex<Vec<Option<Result<Pos, String>>>>>);
+struct Deliveries(Arc<Mutex<Vec<Report>>>);
 
 impl ClientContext for Deliveries {}
 
@@ -104,10 +125,9 @@ impl Out {
 /// paused broker) and returns where each landed, in the order of `msgs`.
 pub fn produce(bootstrap: &str, msgs: &[Out], timeout: Duration) -> Vec<Pos> {
     let got = Arc::new(Mutex::new(vec![None; msgs.len()]));
-    let producer: BaseProducer<Deliveries> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let producer: BaseProducer<Deliveries> = client_config(bootstrap)
         .set("linger.ms", "5")
-        .set("message.timeout.ms", &timeout.as_millis().to_string())
+        .set("message.timeout.ms", timeout.as_millis().to_string())
         .set("message.max.bytes", "2000000")
         .create_with_context(Deliveries(Arc::clone(&got)))
         .expect("producer");
@@ -161,8 +181,7 @@ pub fn committed(
     group: &str,
     topics: &[(&str, i32)],
 ) -> BTreeMap<(String, i32), i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let c: BaseConsumer = client_config(bootstrap)
         .set("group.id", group)
         .create()
         .expect("consumer");
@@ -193,8 +212,7 @@ pub fn read_topic(
     n: usize,
     deadline: Duration,
 ) -> Vec<OwnedMessage> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let c: BaseConsumer = client_config(bootstrap)
         .set("group.id", "crisiswatch-test-reader")
         .set("enable.auto.commit", "false")
         .create()
