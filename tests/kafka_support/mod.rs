@@ -70,7 +70,12 @@ max_batch_messages = 500
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
 "topic.metadata.refresh.interval.ms" = "2000"
-"#,
-        topics = topics.join(", ")
+{debug}"#,
+        topics = topics.join(", "),
+        // CRISISWATCH_TEST_RDKAFKA_DEBUG=cgrp,topic: librdkafka's debug contexts
+        // (with CRISISWATCH_TEST_LOG=debug to see them).
+        debug = std::env::var("CRISISWATCH_TEST_RDKAFKA_DEBUG")
+            .map(|d| format!("\"debug\" = \"{d}\"\n"))
+            .unwrap_or_default(),
     )
 }

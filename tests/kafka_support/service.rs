@@ -39,7 +39,11 @@ impl Service {
             .arg(&cfg)
             .arg("--applied-log")
             .arg(&applied_log)
-            .env("CRISISWATCH_LOG", "info,librdkafka=warn")
+            .env(
+                "CRISISWATCH_LOG",
+                std::env::var("CRISISWATCH_TEST_LOG")
+                    .unwrap_or_else(|_| "info,librdkafka=warn".to_string()),
+            )
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -153,10 +157,17 @@ impl Drop for Service {
             let text = self.stderr_text();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(80)..];
+            let keep = std::env::temp_dir().join(format!(
+                "crisiswatch-test-{}-{}.stderr",
+                self.name,
+                self.child.id()
+            ));
+            let _ = std::fs::write(&keep, &text);
             eprintln!(
-                "--- {} stderr (last {} lines), {} applied ---\n{}",
+                "--- {} stderr (last {} lines; all of it in {}), {} applied ---\n{}",
                 self.name,
                 tail.len(),
+                keep.display(),
                 self.applied().len(),
                 tail.join("\n")
             );
