@@ -225,7 +225,10 @@ impl AdminState {
     /// Checks a presented `Authorization` header value (`Bearer <token>`).
     pub fn authorized(&self, header: Option<&str>) -> bool {
         let token = lock(&self.token);
-        match (token.as_ref(), header.and_then(|h| h.strip_prefix("Bearer "))) {
+        match (
+            token.as_ref(),
+            header.and_then(|h| h.strip_prefix("Bearer ")),
+        ) {
             (Some(t), Some(presented)) => t.matches(presented.trim()),
             _ => false,
         }
@@ -351,9 +354,9 @@ pub fn reload(
     env: &dyn Env,
 ) -> Result<(ReloadSummary, Config), String> {
     let result: Result<(ReloadSummary, Config), String> = (|| {
-        let path = admin
-            .config_path()
-            .ok_or_else(|| "no configuration file to reload (started from the embedded example)".to_string())?;
+        let path = admin.config_path().ok_or_else(|| {
+            "no configuration file to reload (started from the embedded example)".to_string()
+        })?;
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let cfg = Config::from_toml_str(&text, env).map_err(|e| e.to_string())?;

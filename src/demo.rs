@@ -15,16 +15,16 @@ use std::time::Duration;
 
 use crate::admin::{self, ReloadMetrics, ReloadRequest};
 use crate::alert::{State, Transition};
-use crate::config::ProcessEnv;
-use crate::event::decode;
-use crate::metrics::Recorder;
-use crate::secret::Secret;
 use crate::config::Config;
+use crate::config::ProcessEnv;
 use crate::engine::{Engine, EngineError, EngineStats};
+use crate::event::decode;
 use crate::event::{format_ts, parse_rfc3339_ms};
 use crate::generator::{Crisis, Generator, GeneratorSettings};
 use crate::http::{self, AppState, HttpError};
+use crate::metrics::Recorder;
 use crate::metrics::{Metrics, MetricsError};
+use crate::secret::Secret;
 
 /// Simulated time processed per step.
 const STEP_MS: i64 = 60_000;
@@ -160,13 +160,17 @@ pub async fn run(
     let reload_metrics = ReloadMetrics::new(metrics.registry())?;
     let mut recorder = Recorder::new(cfg);
     let state = AppState::new(Arc::clone(&metrics));
-    state.admin.set_config(opts.config_path.clone(), &opts.config_text);
+    state
+        .admin
+        .set_config(opts.config_path.clone(), &opts.config_text);
     match Secret::load(
         cfg.server.admin_token_env.as_deref(),
         cfg.server.admin_token_file.as_deref(),
     ) {
         Ok(token) => state.admin.set_token(token),
-        Err(e) => tracing::info!(error = %e, "Admin token unavailable; admin endpoints are disabled."),
+        Err(e) => {
+            tracing::info!(error = %e, "Admin token unavailable; admin endpoints are disabled.")
+        }
     }
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);
     state.admin.set_reload_sender(reload_tx.clone());
@@ -325,7 +329,8 @@ pub async fn run(
 pub fn spawn_sighup(tx: tokio::sync::mpsc::Sender<ReloadRequest>) {
     #[cfg(unix)]
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
             tracing::warn!("Cannot listen for SIGHUP; reload through the admin API only.");
             return;
         };

@@ -354,7 +354,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (mut cfg, config_text) = match &path {
                 Some(p) => (
                     load(p)?,
-                    std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read {}", p.display()))?,
                 ),
                 None => (
                     Config::from_toml_str(EXAMPLE_CONFIG, &ProcessEnv)

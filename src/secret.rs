@@ -119,7 +119,10 @@ mod tests {
         std::fs::write(&p, "abc\n").unwrap();
         assert_eq!(Secret::from_file(&p).unwrap().expose(), "abc");
         std::fs::write(&p, "\n").unwrap();
-        assert!(matches!(Secret::from_file(&p), Err(SecretError::EmptyFile(_))));
+        assert!(matches!(
+            Secret::from_file(&p),
+            Err(SecretError::EmptyFile(_))
+        ));
         assert!(Secret::from_env("CRISISWATCH_TEST_SURELY_UNSET_VAR").is_err());
     }
 }

@@ -74,57 +74,111 @@ fn admin_api_reload_and_auth() {
 
     // Read-only endpoints are open.
     assert_eq!(status_of(&http_get(&addr, "/healthz")), 200);
-    poll("ready", || (status_of(&http_get(&addr, "/readyz")) == 200).then_some(()));
+    poll("ready", || {
+        (status_of(&http_get(&addr, "/readyz")) == 200).then_some(())
+    });
     let status = json(&http_get(&addr, "/api/v1/status"));
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     let hash = status["config_hash"].as_str().unwrap().to_string();
     assert_eq!(hash.len(), 64);
     assert_eq!(status["admin_token_configured"], true);
     assert_eq!(rule_names(&addr).len(), 8);
-    poll("groups", || (live_groups(&addr, "complaint_rate") > 0).then_some(()));
+    poll("groups", || {
+        (live_groups(&addr, "complaint_rate") > 0).then_some(())
+    });
     let alerts = json(&http_get(&addr, "/api/v1/alerts"));
     assert!(alerts["alerts"].is_array());
 
     // Mutations need the token.
     let r = http(&addr, "POST", "/api/v1/reload", &[], "");
     assert_eq!(status_of(&r), 401, "{r}");
-    let r = http(&addr, "POST", "/api/v1/reload", &[("Authorization", "Bearer wrong")], "");
+    let r = http(
+        &addr,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", "Bearer wrong")],
+        "",
+    );
     assert_eq!(status_of(&r), 401, "{r}");
     let auth = format!("Bearer {TOKEN}");
 
     // A broken configuration is refused; the running one stays.
-    std::fs::write(&cfg_path, original.replace("thresholds = { warning = 0.065, critical = 0.10 }", "thresholds = { warning = 0.5, critical = 0.1 }")).unwrap();
-    let r = http(&addr, "POST", "/api/v1/reload", &[("Authorization", &auth)], "");
+    std::fs::write(
+        &cfg_path,
+        original.replace(
+            "thresholds = { warning = 0.065, critical = 0.10 }",
+            "thresholds = { warning = 0.5, critical = 0.1 }",
+        ),
+    )
+    .unwrap();
+    let r = http(
+        &addr,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &auth)],
+        "",
+    );
     assert_eq!(status_of(&r), 422, "{r}");
-    assert!(json(&r)["error"].as_str().unwrap().contains("thresholds.critical"), "{r}");
+    assert!(
+        json(&r)["error"]
+            .as_str()
+            .unwrap()
+            .contains("thresholds.critical"),
+        "{r}"
+    );
     let status = json(&http_get(&addr, "/api/v1/status"));
     assert_eq!(status["last_reload"]["ok"], false);
-    assert!(status["last_reload"]["error"].as_str().unwrap().contains("thresholds.critical"));
-    assert_eq!(status["config_hash"], hash.as_str(), "the old config keeps running");
+    assert!(status["last_reload"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("thresholds.critical"));
+    assert_eq!(
+        status["config_hash"],
+        hash.as_str(),
+        "the old config keeps running"
+    );
     assert_eq!(rule_names(&addr).len(), 8);
     assert!(live_groups(&addr, "complaint_rate") > 0, "state kept");
     let metrics = body_of(&http_get(&addr, "/metrics")).to_string();
-    assert!(metrics.contains("crisiswatch_config_last_reload_successful 0"), "{metrics}");
+    assert!(
+        metrics.contains("crisiswatch_config_last_reload_successful 0"),
+        "{metrics}"
+    );
     assert!(metrics.contains("crisiswatch_config_reloads_total{result=\"failure\"} 1"));
-    assert!(metrics.contains("crisiswatch_ready 0"), "a failed reload reports not ready");
+    assert!(
+        metrics.contains("crisiswatch_ready 0"),
+        "a failed reload reports not ready"
+    );
     let r = http_get(&addr, "/readyz");
     assert_eq!(status_of(&r), 503, "{r}");
     assert!(body_of(&r).contains("reload failed"), "{r}");
 
     // A valid change: one rule changed, one removed; unchanged rules keep their windows.
     let groups_before = live_groups(&addr, "complaint_rate");
-    let changed = original
-        .replace("thresholds = { warning = 15, critical = 40 }", "thresholds = { warning = 20, critical = 40 }");
+    let changed = original.replace(
+        "thresholds = { warning = 15, critical = 40 }",
+        "thresholds = { warning = 20, critical = 40 }",
+    );
     let start = changed.find("[[rules]]\nname = \"nps_drop\"").unwrap();
     let end = start + changed[start..].find("# Playbook trigger 4").unwrap();
     let changed = format!("{}{}", &changed[..start], &changed[end..]);
     std::fs::write(&cfg_path, &changed).unwrap();
-    let r = http(&addr, "POST", "/api/v1/reload", &[("Authorization", &auth)], "");
+    let r = http(
+        &addr,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &auth)],
+        "",
+    );
     assert_eq!(status_of(&r), 200, "{r}");
     let summary = &json(&r)["summary"];
     assert_eq!(summary["changed"], serde_json::json!(["social_spike"]));
     assert_eq!(summary["removed"], serde_json::json!(["nps_drop"]));
-    assert!(summary["kept"].as_array().unwrap().iter().any(|k| k == "complaint_rate"));
+    assert!(summary["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k == "complaint_rate"));
     assert_eq!(rule_names(&addr).len(), 7);
     assert!(
         live_groups(&addr, "complaint_rate") >= groups_before.min(1),
@@ -139,9 +193,14 @@ fn admin_api_reload_and_auth() {
 
     // SIGHUP reloads too.
     std::fs::write(&cfg_path, &original).unwrap();
-    let st = Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
-    poll("SIGHUP reload", || (rule_names(&addr).len() == 8).then_some(()));
+    poll("SIGHUP reload", || {
+        (rule_names(&addr).len() == 8).then_some(())
+    });
     let status = json(&http_get(&addr, "/api/v1/status"));
     assert_eq!(status["config_hash"], hash.as_str());
 }

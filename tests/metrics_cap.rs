@@ -27,7 +27,11 @@ thresholds = { warning = 1000000 }
 /// Resident set size of this process, bytes (Linux).
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -39,7 +43,9 @@ fn flood(engine: &mut Engine, from: u64, n: u64) {
             r#"{{"id":"f-{i}","type":"complaint","ts":{},"attrs":{{"product":"p-{i}"}}}}"#,
             t0 + (i as i64) % 1000
         );
-        engine.process_bytes(line.as_bytes(), None, &mut out).unwrap();
+        engine
+            .process_bytes(line.as_bytes(), None, &mut out)
+            .unwrap();
     }
 }
 
@@ -59,10 +65,21 @@ fn series_and_groups_stay_capped_under_a_flood() {
     metrics.publish(&engine, 0);
     let text = metrics.render();
     assert_eq!(engine.live_groups(0), 5000, "groups capped");
-    assert_eq!(engine.rule_stats(0).group_overflow, 95_000, "overflow counted");
-    assert_eq!(series_lines(&text, "crisiswatch_indicator_value"), 50, "series capped");
+    assert_eq!(
+        engine.rule_stats(0).group_overflow,
+        95_000,
+        "overflow counted"
+    );
+    assert_eq!(
+        series_lines(&text, "crisiswatch_indicator_value"),
+        50,
+        "series capped"
+    );
     assert_eq!(series_lines(&text, "crisiswatch_alert_state"), 50);
-    assert!(text.contains("crisiswatch_indicator_series_dropped{rule=\"flood\"} 4950"), "dropped series counted");
+    assert!(
+        text.contains("crisiswatch_indicator_series_dropped{rule=\"flood\"} 4950"),
+        "dropped series counted"
+    );
     assert!(text.contains("crisiswatch_window_group_overflow_total{rule=\"flood\"} 95000"));
     assert!(text.contains("crisiswatch_events_total{outcome=\"overflow\"} 95000"));
     assert!(engine.dedup_len() <= 20_000);
@@ -74,7 +91,10 @@ fn series_and_groups_stay_capped_under_a_flood() {
     let after = rss();
     assert_eq!(engine.live_groups(0), 5000);
     assert!(engine.dedup_len() <= 20_000);
-    assert_eq!(series_lines(&metrics.render(), "crisiswatch_indicator_value"), 50);
+    assert_eq!(
+        series_lines(&metrics.render(), "crisiswatch_indicator_value"),
+        50
+    );
     // Generous: the allocator may keep freed pages, but 4× more input must not
     // mean proportionally more memory (no per-value state is kept).
     assert!(

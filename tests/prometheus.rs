@@ -44,7 +44,9 @@ fn enc(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -100,7 +102,10 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
     .unwrap();
     let prom = Command::new(&prometheus)
         .arg(format!("--config.file={}", prom_cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address={prom_addr}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -125,7 +130,11 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
 
     // promtool accepts the exposition.
     let metrics = http_get(&demo_addr, "/metrics");
-    let body = metrics.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    let body = metrics
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
     let mut check = Command::new(&promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -135,7 +144,12 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
         .unwrap();
     {
         use std::io::Write;
-        check.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
     }
     let out = check.wait_with_output().unwrap();
     assert!(
@@ -148,7 +162,10 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
     // Wait until Prometheus has scraped the end of the day.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let v = query(&prom_addr, "/api/v1/query?query=crisiswatch_watermark_timestamp_seconds");
+        let v = query(
+            &prom_addr,
+            "/api/v1/query?query=crisiswatch_watermark_timestamp_seconds",
+        );
         let ts = v["data"]["result"][0]["value"][1]
             .as_str()
             .and_then(|s| s.parse::<f64>().ok())
@@ -157,14 +174,20 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
         if ts >= 1_795_219_200.0 - 120.0 {
             break;
         }
-        assert!(Instant::now() < deadline, "Prometheus never saw the end of the day: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never saw the end of the day: {v}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let end = chrono::Utc::now().timestamp() + 1;
 
     // The monitor's own alerting rules loaded and evaluate.
     let rules = query(&prom_addr, "/api/v1/rules");
-    let groups = rules["data"]["groups"].as_array().cloned().unwrap_or_default();
+    let groups = rules["data"]["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let n: usize = groups
         .iter()
         .map(|g| g["rules"].as_array().map_or(0, Vec::len))
@@ -184,7 +207,10 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
             let q = e.replace("$rule", ".*");
             let v = query(
                 &prom_addr,
-                &format!("/api/v1/query_range?query={}&start={started}&end={end}&step=1", enc(&q)),
+                &format!(
+                    "/api/v1/query_range?query={}&start={started}&end={end}&step=1",
+                    enc(&q)
+                ),
             );
             checked += 1;
             let empty = v["data"]["result"].as_array().is_none_or(Vec::is_empty);
@@ -193,7 +219,12 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} expressions returned nothing:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} expressions returned nothing:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 
     // The crisis slice's indicator crosses its threshold series.
     let sel = r#"rule="complaint_rate",product="router-x",region="eu-west""#;
@@ -206,8 +237,13 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
             ))
         ),
     );
-    let above = v["data"]["result"][0]["values"].as_array().map_or(0, Vec::len);
-    assert!(above > 0, "the crisis slice never crossed its threshold: {v}");
+    let above = v["data"]["result"][0]["values"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(
+        above > 0,
+        "the crisis slice never crossed its threshold: {v}"
+    );
     let quiet = query(
         &prom_addr,
         &format!(
@@ -216,7 +252,9 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
         ),
     );
     assert!(
-        quiet["data"]["result"].as_array().is_some_and(Vec::is_empty),
+        quiet["data"]["result"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
         "a quiet slice crossed: {quiet}"
     );
     let state = query(
@@ -227,7 +265,9 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
         ),
     );
     assert!(
-        state["data"]["result"].as_array().is_some_and(|r| !r.is_empty()),
+        state["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
         "the crisis slice never showed as firing: {state}"
     );
 }
@@ -236,7 +276,11 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
 fn monitor_rules_pass_promtool() {
     let promtool = require_program("promtool");
     let out = Command::new(promtool)
-        .args(["check", "rules", &format!("{ROOT}/config/prometheus/crisiswatch-rules.yml")])
+        .args([
+            "check",
+            "rules",
+            &format!("{ROOT}/config/prometheus/crisiswatch-rules.yml"),
+        ])
         .output()
         .unwrap();
     assert!(

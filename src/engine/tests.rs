@@ -263,7 +263,11 @@ thresholds = { warning = 100 }
     let mut out = Vec::new();
     let t0 = 100 * MIN;
     for i in 0..3 {
-        feed(&mut e, &ev(&format!("a{i}"), "complaint", t0 + i, "p"), &mut out);
+        feed(
+            &mut e,
+            &ev(&format!("a{i}"), "complaint", t0 + i, "p"),
+            &mut out,
+        );
     }
     assert_eq!(out.len(), 1, "keep fired");
     out.clear();
@@ -287,7 +291,11 @@ thresholds = { warning = 100 }
     assert_eq!(e.live_groups(2), 0);
     // Time goes on: the kept alert resolves on schedule (its timers were kept).
     e.advance_clock(t0 + 30 * MIN, &mut out);
-    assert!(out.iter().any(|t| t.rule == "keep" && t.state == State::Resolved), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|t| t.rule == "keep" && t.state == State::Resolved),
+        "{out:?}"
+    );
 
     // An invalid configuration changes nothing.
     let bad = changed.replace("window = \"5m\"", "window = \"0s\"");
