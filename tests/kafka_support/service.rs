@@ -80,6 +80,11 @@ impl Service {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// How the process ended, if it has.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// HTTP GET; (status, body). A refused connection is status 0.
     pub fn get(&self, path: &str) -> (u16, String) {
         let Ok(mut s) = TcpStream::connect(&self.http) else {
