@@ -143,6 +143,7 @@ fn pipeline(bootstrap: &str, n: usize, data_dir: &std::path::Path) -> Duration {
             RunOptions {
                 applied_log: None,
                 metrics: Some(m),
+                ..RunOptions::default()
             },
             rx,
         )

@@ -205,9 +205,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             applied_log,
         } => {
             let cfg = load(&config)?;
+            let config_text = std::fs::read_to_string(&config)
+                .with_context(|| format!("cannot read {}", config.display()))?;
             let opts = crisiswatch::run::RunOptions {
                 applied_log,
                 metrics: None,
+                config_path: Some(config.clone()),
+                config_text,
             };
             let rt = runtime()?;
             let result = rt.block_on(async {

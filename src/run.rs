@@ -68,6 +68,9 @@ pub enum RunError {
     /// The `--applied-log` file could not be written.
     #[error("cannot write the applied log: {0}")]
     AppliedLog(#[source] std::io::Error),
+    /// The reload machinery could not be set up.
+    #[error("cannot set up configuration reload: {0}")]
+    Reload(String),
     /// The graceful shutdown took longer than its bound.
     #[error(
         "shutdown did not finish within {0:?}; offsets since the last commit will be read again"
@@ -85,6 +88,10 @@ pub struct RunOptions {
     pub applied_log: Option<PathBuf>,
     /// Use this metrics registry (to observe the service from the caller).
     pub metrics: Option<Arc<Metrics>>,
+    /// The configuration file, for hot reload and `/api/v1/status`.
+    pub config_path: Option<PathBuf>,
+    /// The configuration text, for the config hash.
+    pub config_text: String,
 }
 
 /// What a run did, when it ended.
@@ -120,6 +127,23 @@ pub async fn run(
         health: Health::new(Instant::now()),
     });
     let state = AppState::new(Arc::clone(&metrics));
+    state
+        .admin
+        .set_config(opts.config_path.clone(), &opts.config_text);
+    match crate::secret::Secret::load(
+        cfg.server.admin_token_env.as_deref(),
+        cfg.server.admin_token_file.as_deref(),
+    ) {
+        Ok(token) => state.admin.set_token(token),
+        Err(e) => {
+            tracing::warn!(error = %e, "Admin token unavailable; admin endpoints (reload, silences) are refused.")
+        }
+    }
+    let reload_metrics = crate::admin::ReloadMetrics::new(metrics.registry())
+        .map_err(|e| RunError::Reload(e.to_string()))?;
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    state.admin.set_reload_sender(reload_tx.clone());
+    crate::demo::spawn_sighup(reload_tx);
     let (stop_http, stop_http_rx) = watch::channel(false);
     let server = if cfg.server.listen.is_empty() {
         None
@@ -150,7 +174,13 @@ pub async fn run(
         sink,
     };
     let stage = Stage::new(engine, settings, parts);
-    let mut engine_task = tokio::spawn(drive(stage, rx, Arc::clone(&state)));
+    let mut engine_task = tokio::spawn(drive(
+        stage,
+        rx,
+        Arc::clone(&state),
+        reload_rx,
+        reload_metrics,
+    ));
 
     let ended_early = tokio::select! {
         _ = signalled(&mut shutdown) => None,
@@ -210,6 +240,8 @@ async fn drive(
     mut stage: Stage,
     mut rx: mpsc::Receiver<crate::source::SourceMsg>,
     state: Arc<AppState>,
+    mut reload_rx: mpsc::Receiver<crate::admin::ReloadRequest>,
+    reload_metrics: crate::admin::ReloadMetrics,
 ) -> Result<Stage, RunError> {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -220,6 +252,21 @@ async fn drive(
                 None => break,
             },
             _ = tick.tick() => stage.tick(&state)?,
+            Some(req) = reload_rx.recv() => {
+                // Rules and engine settings change in place; sources and
+                // receivers keep their startup configuration until a restart.
+                let result = crate::admin::reload(
+                    stage.engine_mut(),
+                    &state.admin,
+                    &reload_metrics,
+                    &crate::config::ProcessEnv,
+                )
+                .map(|(summary, _)| summary);
+                state.admin.publish(crate::admin::snapshot(stage.engine()));
+                if let Some(tx) = req.reply {
+                    let _ = tx.send(result);
+                }
+            }
         }
     }
     stage.tick(&state)?;

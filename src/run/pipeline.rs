@@ -97,6 +97,11 @@ impl Stage {
         &self.engine
     }
 
+    /// The engine, for a configuration reload.
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
     /// The transition sink (for the final drain).
     pub fn sink(&self) -> &TransitionSink {
         &self.sink

@@ -85,6 +85,21 @@ impl Service {
         self.child.try_wait().ok().flatten()
     }
 
+    /// The `host:port` the service's HTTP listener is on.
+    pub fn addr(&self) -> &str {
+        &self.http
+    }
+
+    /// Sends a signal to the service (`kill -SIG pid`).
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{sig} failed");
+    }
+
     /// HTTP GET; (status, body). A refused connection is status 0.
     pub fn get(&self, path: &str) -> (u16, String) {
         let Ok(mut s) = TcpStream::connect(&self.http) else {
