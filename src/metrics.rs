@@ -77,7 +77,8 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-fn counter_vec(
+/// Creates and registers a labelled counter.
+pub fn counter_vec(
     r: &Registry,
     name: &str,
     help: &str,
@@ -88,7 +89,8 @@ fn counter_vec(
     Ok(c)
 }
 
-fn gauge_vec(
+/// Creates and registers a labelled gauge.
+pub fn gauge_vec(
     r: &Registry,
     name: &str,
     help: &str,

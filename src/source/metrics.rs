@@ -8,7 +8,7 @@
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::event::InvalidReason;
-use crate::metrics::MetricsError;
+use crate::metrics::{counter_vec, MetricsError};
 
 /// Every consumer metric.
 #[derive(Debug, Clone)]
@@ -45,17 +45,6 @@ pub struct SourceMetrics {
 
 fn counter(r: &Registry, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
     let c = IntCounter::new(name, help)?;
-    r.register(Box::new(c.clone()))?;
-    Ok(c)
-}
-
-fn counter_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntCounterVec, MetricsError> {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(c.clone()))?;
     Ok(c)
 }
