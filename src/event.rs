@@ -16,6 +16,8 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use smallvec::SmallVec;
 
+mod fast;
+
 /// Largest accepted `id`, in bytes (`contract.md` §1).
 pub const MAX_ID_BYTES: usize = 128;
 
@@ -204,6 +206,44 @@ pub fn decode_with_default<'a>(
             ),
         ));
     }
+    let raw = match fast::parse(bytes) {
+        Some(raw) => raw,
+        None => parse_full(bytes)?,
+    };
+    finish(raw, limits, now_ms, default_type)
+}
+
+/// [`decode_with_default`] through the full serde parser only, without the
+/// fast path: the reference the fast path is tested against.
+#[doc(hidden)]
+pub fn decode_reference<'a>(
+    bytes: &'a [u8],
+    limits: &DecodeLimits,
+    now_ms: Option<i64>,
+    default_type: Option<&'a str>,
+) -> Result<Event<'a>, Invalid> {
+    if bytes.len() > limits.max_event_bytes {
+        return Err(Invalid::new(
+            InvalidReason::Oversized,
+            format!(
+                "{} bytes exceeds the limit of {}",
+                bytes.len(),
+                limits.max_event_bytes
+            ),
+        ));
+    }
+    let raw = parse_full(bytes)?;
+    finish(raw, limits, now_ms, default_type)
+}
+
+/// Whether the fast path handles `bytes` itself (tests: typical lines must).
+#[doc(hidden)]
+pub fn fast_path_accepts(bytes: &[u8]) -> bool {
+    fast::parse(bytes).is_some()
+}
+
+/// The full JSON parse (serde_json and the visitors below).
+fn parse_full(bytes: &[u8]) -> Result<RawEvent<'_>, Invalid> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = match de.deserialize_any(TopVisitor) {
         Ok(p) => p,
@@ -212,15 +252,23 @@ pub fn decode_with_default<'a>(
     if let Err(e) = de.end() {
         return Err(classify_json_error(&e));
     }
-    let mut raw = match parsed {
-        Top::Object(raw) => raw,
-        Top::Other(what) => {
-            return Err(Invalid::new(
-                InvalidReason::NotObject,
-                format!("top-level value is {what}, not an object"),
-            ))
-        }
-    };
+    match parsed {
+        Top::Object(raw) => Ok(raw),
+        Top::Other(what) => Err(Invalid::new(
+            InvalidReason::NotObject,
+            format!("top-level value is {what}, not an object"),
+        )),
+    }
+}
+
+/// Default type, validation and the future-skew check of a parsed object.
+#[inline(always)]
+fn finish<'a>(
+    mut raw: RawEvent<'a>,
+    limits: &DecodeLimits,
+    now_ms: Option<i64>,
+    default_type: Option<&'a str>,
+) -> Result<Event<'a>, Invalid> {
     if let (None | Some(Scalar::Null), Some(d)) = (&raw.kind, default_type) {
         raw.kind = Some(Scalar::Str(Cow::Borrowed(d)));
     }
@@ -514,6 +562,7 @@ fn wrong_attrs<E: de::Error>(what: &str) -> E {
 // === impl RawEvent ===
 
 impl<'a> RawEvent<'a> {
+    #[inline(always)]
     fn validate(self) -> Result<Event<'a>, Invalid> {
         let id = required_str("id", self.id)?;
         if id.len() > MAX_ID_BYTES {
