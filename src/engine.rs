@@ -641,6 +641,27 @@ impl Engine {
         (views, total)
     }
 
+    /// One group of rule `i`, found by its `group_by` values in order: its
+    /// alert phase, latest value and when that was computed. Nothing is
+    /// materialised, so this is cheap however many groups the rule has.
+    pub fn lookup<'a>(
+        &self,
+        i: usize,
+        values: impl Iterator<Item = &'a str> + Clone,
+    ) -> Option<(Phase, Option<f64>, i64)> {
+        let rule = self.rules.get(i)?;
+        let hash = group_hash(&self.hasher, values.clone());
+        let slots = &rule.slots;
+        let slot = rule.index.find(hash, |&s| {
+            slots[s as usize]
+                .group
+                .as_ref()
+                .is_some_and(|g| g.hash == hash && key_eq(&g.key, values.clone()))
+        })?;
+        let g = slots[*slot as usize].group.as_ref()?;
+        Some((g.phase, g.value, g.evaluated_at))
+    }
+
     /// The groups of rule `i` whose alert is pending or firing.
     pub fn active_groups(&self, i: usize) -> Vec<GroupView> {
         let rule = &self.rules[i];

@@ -259,27 +259,21 @@ impl Tracker {
                 continue;
             }
             let condition = self.rules[r].condition;
-            let open = &mut self.open[r];
-            let mut seen = 0usize;
-            for g in engine.groups(r) {
-                let Some(o) = open.get_mut(&g.group) else {
-                    continue;
-                };
-                seen += 1;
-                if g.phase == Phase::Inactive && !o.fired {
-                    open.remove(&g.group);
-                    continue;
+            self.open[r].retain(|labels, o| {
+                let state = engine.lookup(r, labels.iter().map(|(_, v)| v.as_str()));
+                match state {
+                    // Forgotten by the engine, or back to inactive: a pending
+                    // alert that ended silently; a fired one waits for its resolve.
+                    None => o.fired,
+                    Some((Phase::Inactive, _, _)) if !o.fired => false,
+                    Some((_, value, at)) => {
+                        if let Some(v) = value {
+                            update_peak(&mut o.incident.peak, v, at, condition);
+                        }
+                        true
+                    }
                 }
-                if let Some(v) = g.value {
-                    update_peak(&mut o.incident.peak, v, g.evaluated_at, condition);
-                }
-            }
-            if seen < open.len() {
-                // Groups the engine forgot: their pending alerts ended silently.
-                let live: std::collections::HashSet<Labels> =
-                    engine.groups(r).into_iter().map(|g| g.group).collect();
-                open.retain(|k, o| o.fired || live.contains(k));
-            }
+            });
         }
     }
 
