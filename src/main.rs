@@ -100,7 +100,8 @@ enum Command {
     /// Draw one rule's indicator for one slice over time (SVG), with thresholds,
     /// firing intervals and known crises.
     Chart(crisiswatch::backtest::cli::ChartArgs),
-    /// Write a Markdown post-incident review of incidents from a backtest or a transitions file.
+    /// Write a Markdown post-incident review of incidents from a backtest, a transitions file
+    /// or the live service's outbox.
     Review(crisiswatch::backtest::cli::ReviewArgs),
     /// Run rule unit tests: input events and expected transitions (exit 1 on a failure).
     TestRules(crisiswatch::backtest::cli::TestRulesArgs),

@@ -13,6 +13,7 @@ use crate::event::parse_rfc3339_ms;
 
 use super::chart::{self, ChartError};
 use super::input::{InputError, Inputs};
+use super::kafka_input::{KafkaHistory, KafkaInputError, KafkaRange, PartitionOffsets};
 use super::labels::{self, Crisis, LabelsError};
 use super::report::{Incident, SummaryOptions};
 use super::review::{self, ReviewError};
@@ -44,6 +45,9 @@ pub enum CliError {
     /// Reading the history failed.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// The Kafka history arguments are wrong (boxed: a large error).
+    #[error(transparent)]
+    Kafka(Box<KafkaInputError>),
     /// An output file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -58,6 +62,12 @@ pub enum CliError {
     /// Arguments that do not go together.
     #[error("{0}")]
     Usage(String),
+}
+
+impl From<KafkaInputError> for CliError {
+    fn from(e: KafkaInputError) -> Self {
+        CliError::Kafka(Box::new(e))
+    }
 }
 
 /// Ground truth and incident-matching options.
@@ -77,6 +87,68 @@ pub struct TruthArgs {
     pub flap_gap: humantime::Duration,
 }
 
+/// History from Kafka topics instead of files (every history command takes these).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KafkaArgs {
+    /// Read the history from this Kafka topic instead of --input files (repeatable:
+    /// topics and partitions are merged by event time). Brokers and librdkafka
+    /// properties come from [sources.kafka], as does the topic's default_type.
+    #[arg(long = "kafka-topic", value_name = "TOPIC", conflicts_with = "input")]
+    pub kafka_topics: Vec<String>,
+    /// Bootstrap servers, instead of sources.kafka.brokers.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        requires = "kafka_topics",
+        conflicts_with = "input"
+    )]
+    pub bootstrap: Option<String>,
+    /// First offset read, per partition: earliest (default), N, or P:N for
+    /// partition P (repeatable or comma-separated; a plain value is for the others).
+    #[arg(
+        long,
+        value_name = "earliest|N|P:N",
+        value_delimiter = ',',
+        requires = "kafka_topics",
+        conflicts_with = "input"
+    )]
+    pub from_offset: Vec<String>,
+    /// First offset NOT read, per partition: latest (default: each partition's
+    /// end when the read reaches it), N, or P:N.
+    #[arg(
+        long,
+        value_name = "latest|N|P:N",
+        value_delimiter = ',',
+        requires = "kafka_topics",
+        conflicts_with = "input"
+    )]
+    pub to_offset: Vec<String>,
+    /// Only messages whose Kafka timestamp is at or after this time (RFC 3339).
+    #[arg(
+        long,
+        value_name = "RFC3339",
+        requires = "kafka_topics",
+        conflicts_with = "input"
+    )]
+    pub from_time: Option<String>,
+    /// Only messages whose Kafka timestamp is before this time (RFC 3339).
+    #[arg(
+        long,
+        value_name = "RFC3339",
+        requires = "kafka_topics",
+        conflicts_with = "input"
+    )]
+    pub to_time: Option<String>,
+    /// Fail when the broker answers nothing for this long (unreachable, stalled).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        conflicts_with = "input"
+    )]
+    pub kafka_timeout: humantime::Duration,
+}
+
 /// `crisiswatch backtest`.
 #[derive(clap::Args, Debug)]
 pub struct BacktestArgs {
@@ -84,8 +156,11 @@ pub struct BacktestArgs {
     #[arg(long)]
     pub config: PathBuf,
     /// History: JSONL files (gzip accepted, by content), read in the order given; "-" reads stdin.
-    #[arg(long, num_args = 1.., required = true)]
+    #[arg(long, num_args = 1.., required_unless_present = "kafka_topics")]
     pub input: Vec<PathBuf>,
+    /// Or history from Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// Ground truth and matching options.
     #[command(flatten)]
     pub truth: TruthArgs,
@@ -110,8 +185,11 @@ pub struct TuneArgs {
     #[arg(long)]
     pub config: PathBuf,
     /// History: JSONL files (gzip accepted), read in order; "-" reads stdin.
-    #[arg(long, num_args = 1.., required = true)]
+    #[arg(long, num_args = 1.., required_unless_present = "kafka_topics")]
     pub input: Vec<PathBuf>,
+    /// Or history from Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// The rule to tune.
     #[arg(long)]
     pub rule: String,
@@ -146,8 +224,11 @@ pub struct ChartArgs {
     #[arg(long)]
     pub config: PathBuf,
     /// History: JSONL files (gzip accepted), read in order.
-    #[arg(long, num_args = 1.., required = true)]
+    #[arg(long, num_args = 1.., required_unless_present = "kafka_topics")]
     pub input: Vec<PathBuf>,
+    /// Or history from Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// The rule.
     #[arg(long)]
     pub rule: String,
@@ -171,17 +252,29 @@ pub struct ReviewArgs {
     /// Configuration file.
     #[arg(long)]
     pub config: PathBuf,
-    /// History: JSONL files (gzip accepted). Without --transitions the incidents
-    /// come from a backtest of it; with --transitions it gives the event figures.
+    /// History: JSONL files (gzip accepted). Without --transitions or --outbox the
+    /// incidents come from a backtest of it; with them it gives the event figures.
     #[arg(long, num_args = 1..)]
     pub input: Vec<PathBuf>,
+    /// Or history from Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// Incidents from a transitions JSONL file (`replay`/`backtest --transitions`
     /// output, or an export of the live service's transitions) instead of a backtest.
     #[arg(long)]
     pub transitions: Option<PathBuf>,
+    /// Incidents from the live service's outbox, opened read-only (the service may
+    /// run): its data directory (as `outbox --data-dir`) or the outbox.sqlite file
+    /// [default when given without a value: incidents.data_dir].
+    #[arg(long, value_name = "DIR_OR_FILE", num_args = 0..=1, conflicts_with = "transitions")]
+    pub outbox: Option<Option<PathBuf>>,
     /// The incident: its dedup key, or a part of it that matches one (repeatable; default: all).
+    /// With --outbox, an incident key or the dedup key of one of its alerts.
     #[arg(long = "incident", value_name = "KEY")]
     pub incidents: Vec<String>,
+    /// List the incidents (key, severity, times) instead of writing reviews.
+    #[arg(long, conflicts_with = "incidents")]
+    pub list: bool,
     /// Ground truth and matching options.
     #[command(flatten)]
     pub truth: TruthArgs,
@@ -209,6 +302,29 @@ fn now_ms(now: &Option<String>) -> Result<Option<i64>, CliError> {
             .map(Some)
             .ok_or_else(|| CliError::Now(s.clone())),
     }
+}
+
+/// The history of a command: the `--input` files, or the Kafka topics.
+fn history(cfg: &Config, input: &[PathBuf], k: &KafkaArgs) -> Result<Inputs, CliError> {
+    if k.kafka_topics.is_empty() {
+        return Ok(Inputs::new(input.to_vec())?);
+    }
+    let time = |flag: &str, v: &Option<String>| match v {
+        None => Ok(None),
+        Some(s) => parse_rfc3339_ms(s)
+            .map(Some)
+            .ok_or_else(|| CliError::Usage(format!("{flag} {s:?} is not an RFC 3339 time"))),
+    };
+    let range = KafkaRange {
+        topics: k.kafka_topics.clone(),
+        from: PartitionOffsets::parse("--from-offset", "earliest", &k.from_offset)?,
+        to: PartitionOffsets::parse("--to-offset", "latest", &k.to_offset)?,
+        from_ms: time("--from-time", &k.from_time)?,
+        to_ms: time("--to-time", &k.to_time)?,
+        timeout: k.kafka_timeout.into(),
+    };
+    let h = KafkaHistory::new(cfg.sources.kafka.as_ref(), k.bootstrap.as_deref(), range)?;
+    Ok(Inputs::kafka(h))
 }
 
 fn dur_ms(d: humantime::Duration) -> i64 {
@@ -253,7 +369,7 @@ fn write_err(path: &Path) -> impl Fn(io::Error) -> CliError + '_ {
 pub fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
     let cfg = load_config(&a.config)?;
     let opts = summary_options(&a.truth)?;
-    let inputs = Inputs::new(a.input.clone())?;
+    let inputs = history(&cfg, &a.input, &a.kafka)?;
     if a.review_dir.is_some() && inputs.uses_stdin() {
         return Err(CliError::Usage(
             "--review-dir reads the input twice: give files, not \"-\"".into(),
@@ -373,7 +489,7 @@ pub fn tune(a: &TuneArgs) -> Result<ExitCode, CliError> {
             "--write-snippet needs a chosen candidate: pass --labels, or --pick N".into(),
         ));
     }
-    let inputs = Inputs::new(a.input.clone())?;
+    let inputs = history(&cfg, &a.input, &a.kafka)?;
     let result = tune::run(&cfg, &inputs, &opts)?;
     let mut out = io::stdout().lock();
     write!(out, "{}", tune::render_table(&result)).map_err(write_err(Path::new("stdout")))?;
@@ -421,7 +537,7 @@ pub fn chart(a: &ChartArgs) -> Result<ExitCode, CliError> {
         Some(p) => labels::load(p)?,
         None => Vec::new(),
     };
-    let inputs = Inputs::new(a.input.clone())?;
+    let inputs = history(&cfg, &a.input, &a.kafka)?;
     let data = chart::collect(&cfg, &inputs, &a.rule, &group, &crises, now_ms(&a.now)?)?;
     chart::render_indicator(&data, &a.output)?;
     println!(
@@ -438,10 +554,10 @@ pub fn chart(a: &ChartArgs) -> Result<ExitCode, CliError> {
 pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
     let cfg = load_config(&a.config)?;
     let opts = summary_options(&a.truth)?;
-    let inputs = if a.input.is_empty() {
+    let inputs = if a.input.is_empty() && a.kafka.kafka_topics.is_empty() {
         None
     } else {
-        let i = Inputs::new(a.input.clone())?;
+        let i = history(&cfg, &a.input, &a.kafka)?;
         if i.uses_stdin() {
             return Err(CliError::Usage(
                 "review reads the input more than once: give files, not \"-\"".into(),
@@ -449,6 +565,12 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
         }
         Some(i)
     };
+    if let Some(dir) = &a.outbox {
+        let path = dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&cfg.incidents.data_dir));
+        return review_outbox(a, &cfg, &opts, inputs.as_ref(), &path);
+    }
     let (incidents, end) = match (&a.transitions, &inputs) {
         (Some(t), _) => review::incidents_from_transitions(&cfg, t)?,
         (None, Some(i)) => {
@@ -458,10 +580,14 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
         }
         (None, None) => {
             return Err(CliError::Usage(
-                "give --input FILES (to backtest) or --transitions FILE".into(),
+                "give --input FILES (to backtest), --transitions FILE or --outbox [DIR]".into(),
             ))
         }
     };
+    if a.list {
+        print!("{}", review::list(&incidents));
+        return Ok(ExitCode::SUCCESS);
+    }
     let sampled = a.transitions.is_none();
     let chosen = review::select(&incidents, &a.incidents)?;
     if chosen.is_empty() {
@@ -511,6 +637,76 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
                 None,
                 sampled,
             )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `crisiswatch review --outbox`: reviews of the live service's incidents,
+/// rebuilt from its outbox; the history (if given) gives the event figures.
+fn review_outbox(
+    a: &ReviewArgs,
+    cfg: &Config,
+    opts: &SummaryOptions,
+    inputs: Option<&Inputs>,
+    path: &Path,
+) -> Result<ExitCode, CliError> {
+    let ob = review::outbox::load(cfg, path)?;
+    if a.list {
+        print!("{}", review::outbox::list(&ob));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let chosen = review::outbox::select(&ob, &a.incidents)?;
+    if chosen.is_empty() {
+        eprintln!("no incidents to review in {}", ob.path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    // One pass over the history for every alert of every chosen incident.
+    let evidence: Option<Vec<review::Evidence>> = match inputs {
+        Some(i) => {
+            let alerts: Vec<&Incident> = chosen
+                .iter()
+                .flat_map(|c| c.alerts.iter().map(|a| &a.incident))
+                .collect();
+            Some(review::collect_evidence(cfg, &alerts, ob.end_ms, |f| {
+                i.clone().quiet().for_each_line(|l, _| f(l)).map(|_| ())
+            })?)
+        }
+        None => None,
+    };
+    let crises = opts.labels.as_deref().unwrap_or(&[]);
+    let mut docs: Vec<(String, String)> = Vec::with_capacity(chosen.len());
+    let mut first_alert = 0;
+    for c in &chosen {
+        let n = c.alerts.len();
+        let ev = evidence
+            .as_deref()
+            .map(|e| e.get(first_alert..first_alert + n).unwrap_or_default());
+        first_alert += n;
+        let md = review::outbox::render(c, cfg, ev, crises, opts.grace_ms, ob.end_ms, &ob.path);
+        docs.push((review::outbox::file_name(c), md));
+    }
+    match &a.output {
+        Some(p) if docs.len() == 1 && !p.is_dir() => {
+            std::fs::write(p, &docs[0].1).map_err(write_err(p))?;
+            eprintln!("wrote {}", p.display());
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+            for (name, md) in &docs {
+                let p = dir.join(name);
+                std::fs::write(&p, md).map_err(write_err(&p))?;
+            }
+            eprintln!("wrote {} review(s) to {}", docs.len(), dir.display());
+        }
+        None => {
+            let mut out = io::stdout().lock();
+            for (k, (_, md)) in docs.iter().enumerate() {
+                if k > 0 {
+                    writeln!(out, "\n---\n").map_err(write_err(Path::new("stdout")))?;
+                }
+                write!(out, "{md}").map_err(write_err(Path::new("stdout")))?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,6 +8,8 @@
 //! terminal. Lines are handed out with surrounding whitespace removed; blank
 //! lines are skipped. Bad *lines* are not this stage's business (the decoder
 //! counts them); an unreadable *file* stops the backtest with its path.
+//! [`Inputs::kafka`] reads a range of Kafka topics instead
+//! ([`super::kafka_input`]); every command takes either.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
@@ -15,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 use indicatif::{ProgressBar, ProgressStyle};
+
+use super::kafka_input::{KafkaHistory, KafkaInputError};
 
 /// Read buffer per file: large sequential reads keep decoding, not I/O, the cost.
 const READ_BUFFER: usize = 1 << 20;
@@ -45,21 +49,30 @@ pub enum InputError {
     /// No input was named.
     #[error("no input file given: pass --input FILE (JSONL, gzip accepted; \"-\" for stdin)")]
     Empty,
+    /// Reading a Kafka topic failed (boxed: it is much larger than the others).
+    #[error(transparent)]
+    Kafka(Box<KafkaInputError>),
+}
+
+impl From<KafkaInputError> for InputError {
+    fn from(e: KafkaInputError) -> Self {
+        InputError::Kafka(Box::new(e))
+    }
 }
 
 /// Where a line came from, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineRef {
-    /// Index of the file in the input list.
+    /// Index of the file in the input list (Kafka: of the partition read).
     pub file: usize,
-    /// 1-based line number within the file.
+    /// 1-based line number within the file (Kafka: the message offset).
     pub line: u64,
 }
 
 /// What was read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InputStats {
-    /// Files read.
+    /// Files read (Kafka: partitions).
     pub files: usize,
     /// Non-blank lines handed out.
     pub lines: u64,
@@ -71,6 +84,8 @@ pub struct InputStats {
 #[derive(Debug, Clone)]
 pub struct Inputs {
     paths: Vec<PathBuf>,
+    /// A Kafka topic range instead of files.
+    kafka: Option<KafkaHistory>,
     progress: bool,
 }
 
@@ -83,8 +98,19 @@ impl Inputs {
         }
         Ok(Inputs {
             paths,
+            kafka: None,
             progress: io::stderr().is_terminal(),
         })
+    }
+
+    /// History from Kafka topics instead of files. A progress bar is shown
+    /// when standard error is a terminal.
+    pub fn kafka(history: KafkaHistory) -> Self {
+        Inputs {
+            paths: Vec::new(),
+            kafka: Some(history),
+            progress: io::stderr().is_terminal(),
+        }
     }
 
     /// Turns the progress bar off (tests, benches, nested passes).
@@ -103,11 +129,15 @@ impl Inputs {
         self.paths.iter().any(|p| p.as_os_str() == "-")
     }
 
-    /// Calls `f` with every non-blank line of every file, in order.
+    /// Calls `f` with every non-blank line of every file, in order (Kafka:
+    /// every selected message value, partitions merged by event time).
     pub fn for_each_line(
         &self,
         mut f: impl FnMut(&[u8], LineRef),
     ) -> Result<InputStats, InputError> {
+        if let Some(k) = &self.kafka {
+            return Ok(k.for_each_line(self.progress, &mut f)?);
+        }
         let total: u64 = self
             .paths
             .iter()

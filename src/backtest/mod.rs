@@ -8,6 +8,9 @@
 //! ```
 //!
 //! * [`input`] reads many files in order, gzip accepted, with a progress bar on a terminal.
+//! * [`kafka_input`] reads a range of Kafka topics instead (`--kafka-topic`):
+//!   offsets or message timestamps, partitions merged by event time; the
+//!   same [`Inputs`] to every command.
 //! * [`Driver`] feeds lines to one [`Engine`] exactly as `replay` does (same
 //!   transitions, byte for byte), and stops at every slide boundary so
 //!   observers can read group values ([`Engine::groups`]) as time passes.
@@ -23,11 +26,12 @@
 //! * [`cli`] holds the commands' arguments and glue, so `main` only dispatches.
 //!
 //! History has no wall clock: backtests skip the future-skew check unless a
-//! `now` is given. A Kafka topic as input is not supported (files only).
+//! `now` is given.
 
 pub mod chart;
 pub mod cli;
 pub mod input;
+pub mod kafka_input;
 pub mod labels;
 pub mod report;
 pub mod review;

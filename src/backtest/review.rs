@@ -4,9 +4,14 @@
 //! value and when, how long it fired, and what the events behind it were —
 //! how many, from how many distinct customers, and the top attribute values.
 //!
-//! Incidents come from a backtest ([`super::run`]) or from a file of
+//! Incidents come from a backtest ([`super::run`]), from a file of
 //! transitions (the JSONL `replay` and `backtest --transitions` write, or an
-//! export of the live service's transitions): [`incidents_from_transitions`].
+//! export of the live service's transitions): [`incidents_from_transitions`],
+//! or from the live service's outbox (`review --outbox`): [`outbox`] reads it
+//! read-only and rebuilds each incident — its notifications, and per alert
+//! this module's [`Incident`] with the timeline from the outbox's ledger —
+//! saying in the report what the outbox does not keep (values between
+//! notifications, the time of the peak) instead of estimating it.
 //! The event figures need the history itself: [`collect_evidence`] reads it
 //! once more and, for each incident, takes the events the rule counts in that
 //! slice from one window before the breach began (the window that caused it)
@@ -21,11 +26,14 @@ use crate::alert::{Labels, State, Transition};
 use crate::config::{Config, RuleConfig, Severity};
 use crate::dedup::Dedup;
 use crate::event::{decode, parse_rfc3339_ms};
+use crate::incident::outbox::OutboxReadError;
 use crate::indicator::Indicator;
 
 use super::input::InputError;
 use super::labels::{self, Crisis};
 use super::report::{fmt_dur, fmt_value, group_label, short_ts, Incident, Tracker};
+
+pub mod outbox;
 
 /// Attribute values tracked per attribute; rarer ones beyond this are "other".
 const MAX_VALUES_PER_ATTR: usize = 10_000;
@@ -61,6 +69,9 @@ pub enum ReviewError {
     /// `--incident` matched nothing or several incidents.
     #[error("{0}")]
     Select(String),
+    /// The live service's outbox could not be read.
+    #[error(transparent)]
+    Outbox(#[from] OutboxReadError),
 }
 
 /// What the events behind one incident show.
@@ -351,6 +362,34 @@ pub fn select<'a>(
     Ok(out)
 }
 
+/// One line per incident: dedup key, severity, firing and resolve times
+/// (`review --list`).
+pub fn list(incidents: &[Incident]) -> String {
+    let w = incidents
+        .iter()
+        .map(|i| i.dedup_key.len())
+        .max()
+        .unwrap_or(0)
+        .max("incident".len());
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<w$}  {:<8}  {:<20}  {:<20}",
+        "incident", "severity", "fired", "resolved"
+    );
+    for i in incidents {
+        let _ = writeln!(
+            s,
+            "{:<w$}  {:<8}  {:<20}  {:<20}",
+            i.dedup_key,
+            i.severity.as_str(),
+            short_ts(i.fired_at),
+            i.resolved_at.map_or_else(|| "-".to_string(), short_ts)
+        );
+    }
+    s
+}
+
 fn list_keys(incidents: &[Incident]) -> String {
     if incidents.is_empty() {
         return "(none)".to_string();
@@ -368,9 +407,12 @@ fn list_keys(incidents: &[Incident]) -> String {
 
 /// A file name for an incident's review: its dedup key made safe.
 pub fn file_name(i: &Incident) -> String {
-    let safe: String = i
-        .dedup_key
-        .chars()
+    format!("{}.md", safe_name(&i.dedup_key))
+}
+
+/// A dedup key made safe for a file name.
+pub(crate) fn safe_name(key: &str) -> String {
+    key.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
                 c
@@ -378,8 +420,7 @@ pub fn file_name(i: &Incident) -> String {
                 '_'
             }
         })
-        .collect();
-    format!("{safe}.md")
+        .collect()
 }
 
 /// The Markdown review of one incident. `peaks_sampled`: the peak comes from a
@@ -451,51 +492,9 @@ pub fn render(
         );
     }
     if let Some(r) = rule {
-        let levels: Vec<String> = r
-            .thresholds
-            .levels()
-            .iter()
-            .map(|(sev, v)| format!("{sev} {}", fmt_value(*v)))
-            .collect();
-        let clear = r.clear_threshold().map(fmt_value).unwrap_or_default();
-        let _ = writeln!(
-            s,
-            "| Thresholds | {:?}: {}; clear {} |",
-            r.condition,
-            levels.join(", "),
-            clear
-        );
-        let _ = writeln!(
-            s,
-            "| Window | {} (slide {}), for {}, keep firing for {} |",
-            r.window,
-            r.slide(),
-            dur_or_zero(r.for_.as_ms()),
-            dur_or_zero(r.keep_firing_for.as_ms())
-        );
-        if let Some(rb) = &r.runbook {
-            let _ = writeln!(s, "| Runbook | {rb} |");
-        }
-        if let Some(d) = &r.dashboard {
-            let _ = writeln!(s, "| Dashboard | {d} |");
-        }
+        write_rule_rows(&mut s, r);
     }
-    let grace = grace_ms.unwrap_or(i.window_ms);
-    for c in crises
-        .iter()
-        .filter(|c| labels::matches(&i.group, i.fired_at, c, grace))
-    {
-        let _ = writeln!(
-            s,
-            "| Known crisis | {} ({}), {} → {}, on {}; fired {} after it began |",
-            c.name,
-            if c.kind.is_empty() { "-" } else { &c.kind },
-            short_ts(c.start_ms),
-            short_ts(c.end_ms),
-            c.slice_label(),
-            fmt_dur(i.fired_at - c.start_ms)
-        );
-    }
+    write_crisis_rows(&mut s, i, crises, grace_ms);
 
     let _ = writeln!(s, "\n## Timeline\n");
     let _ = writeln!(
@@ -521,7 +520,71 @@ pub fn render(
         let _ = writeln!(s, "| {} | (end of data) | | | |", short_ts(end_ms));
     }
 
-    let _ = writeln!(s, "\n## Events involved\n");
+    write_events(&mut s, evidence, "##");
+    s
+}
+
+/// The rule's settings as rows of a review's table: thresholds, window, links.
+pub(crate) fn write_rule_rows(s: &mut String, r: &RuleConfig) {
+    let levels: Vec<String> = r
+        .thresholds
+        .levels()
+        .iter()
+        .map(|(sev, v)| format!("{sev} {}", fmt_value(*v)))
+        .collect();
+    let clear = r.clear_threshold().map(fmt_value).unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "| Thresholds | {:?}: {}; clear {} |",
+        r.condition,
+        levels.join(", "),
+        clear
+    );
+    let _ = writeln!(
+        s,
+        "| Window | {} (slide {}), for {}, keep firing for {} |",
+        r.window,
+        r.slide(),
+        dur_or_zero(r.for_.as_ms()),
+        dur_or_zero(r.keep_firing_for.as_ms())
+    );
+    if let Some(rb) = &r.runbook {
+        let _ = writeln!(s, "| Runbook | {rb} |");
+    }
+    if let Some(d) = &r.dashboard {
+        let _ = writeln!(s, "| Dashboard | {d} |");
+    }
+}
+
+/// The known crises an incident matches, as rows of a review's table.
+pub(crate) fn write_crisis_rows(
+    s: &mut String,
+    i: &Incident,
+    crises: &[Crisis],
+    grace_ms: Option<i64>,
+) {
+    let grace = grace_ms.unwrap_or(i.window_ms);
+    for c in crises
+        .iter()
+        .filter(|c| labels::matches(&i.group, i.fired_at, c, grace))
+    {
+        let _ = writeln!(
+            s,
+            "| Known crisis | {} ({}), {} → {}, on {}; fired {} after it began |",
+            c.name,
+            if c.kind.is_empty() { "-" } else { &c.kind },
+            short_ts(c.start_ms),
+            short_ts(c.end_ms),
+            c.slice_label(),
+            fmt_dur(i.fired_at - c.start_ms)
+        );
+    }
+}
+
+/// The "Events involved" section and the top attribute values, under
+/// headings of level `h` (`"##"`); says how to get them when not computed.
+pub(crate) fn write_events(s: &mut String, evidence: Option<&Evidence>, h: &str) {
+    let _ = writeln!(s, "\n{h} Events involved\n");
     match evidence {
         None => {
             let _ = writeln!(
@@ -567,7 +630,7 @@ pub fn render(
                 );
             }
             if !e.top.is_empty() {
-                let _ = writeln!(s, "\n## Top attribute values among signal events\n");
+                let _ = writeln!(s, "\n{h} Top attribute values among signal events\n");
                 let _ = writeln!(
                     s,
                     "| attribute | value | events | share |\n| --- | --- | ---: | ---: |"
@@ -585,7 +648,6 @@ pub fn render(
             }
         }
     }
-    s
 }
 
 fn dur_or_zero(ms: i64) -> String {

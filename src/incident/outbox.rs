@@ -489,3 +489,8 @@ impl Tx<'_> {
 }
 
 mod operator;
+// Read-only access for looking back at incidents (`crisiswatch review --outbox`).
+mod reader;
+pub use reader::{
+    AppliedTransition, OutboxReadError, OutboxReader, StoredNotification, OUTBOX_FILE,
+};

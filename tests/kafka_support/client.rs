@@ -107,6 +107,8 @@ pub struct Out {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The Kafka message timestamp (CreateTime, ms); `None`: the producer's clock.
+    pub timestamp: Option<i64>,
 }
 
 impl Out {
@@ -117,6 +119,7 @@ impl Out {
             key: None,
             payload: payload.into(),
             headers: Vec::new(),
+            timestamp: None,
         }
     }
 }
@@ -145,6 +148,9 @@ pub fn produce(bootstrap: &str, msgs: &[Out], timeout: Duration) -> Vec<Pos> {
             .headers(headers);
         if let Some(k) = &m.key {
             rec = rec.key(k);
+        }
+        if let Some(ts) = m.timestamp {
+            rec = rec.timestamp(ts);
         }
         let mut rec = Some(rec);
         while let Some(r) = rec.take() {

@@ -1,0 +1,513 @@
+//! History from Kafka topics: the `--kafka-topic` input of `backtest`, `tune`,
+//! `chart` and `review`.
+//!
+//! The source stage of a backtest, beside the files of [`super::input`]: an
+//! [`Inputs`](super::Inputs) built with [`Inputs::kafka`](super::Inputs::kafka)
+//! hands out every message value of a range of each partition as one input
+//! line, to the same decoder and engine as a file's lines (so invalid messages
+//! are counted by reason exactly as invalid lines are).
+//!
+//! * **Connection.** Brokers and librdkafka properties (TLS, SASL, timeouts)
+//!   come from the configuration's `[sources.kafka]` through the live
+//!   consumer's [`consumer_config`](crate::source::kafka::consumer_config);
+//!   `--bootstrap` overrides the brokers (and is enough without a
+//!   `[sources.kafka]`). A topic listed there also brings
+//!   its `default_type`, as in `run`. Partitions are **assigned** with explicit
+//!   offsets under a throw-away `group.id`: nothing joins a group and nothing
+//!   is ever committed (`enable.auto.commit=false`, no commit call).
+//! * **Range.** Per partition, reading starts at `--from-offset` (`earliest`
+//!   by default: the log start) and stops before `--to-offset` (exclusive). By
+//!   default (`latest`) a partition ends where the broker reports its end:
+//!   the fetch that reaches the end (librdkafka's partition EOF) and a
+//!   re-queried high watermark not above the position — or, when the
+//!   watermark stays above it (transaction markers, compacted offsets), not
+//!   moving for [`TAIL_SETTLE`]. The high watermark from `ListOffsets` alone is
+//!   not trusted: Tansu reports one that lags the last batch
+//!   (`docs/broker.md`). Messages produced while the backtest catches up with
+//!   the end are included (it stops at the first end it reaches).
+//! * **Time range.** `--from-time` / `--to-time` select by the *Kafka message
+//!   timestamp*, half-open `[from, to)`. Selection is client-side on every
+//!   message, so it is right on any broker; `offsets_for_times` only moves the
+//!   start forward (Apache Kafka answers the first offset at or after the
+//!   time; Tansu answers 0, which costs a longer read, nothing else). Under
+//!   `CreateTime` timestamps are not monotonic, so reading goes on to the end
+//!   offset, skipping what is outside; under `LogAppendTime` a partition stops
+//!   at its first message at or after `--to-time`. With a time range, messages
+//!   without a timestamp are skipped (and counted).
+//! * **Order.** Partitions (of every topic given) are merged by event time: the next line is the
+//!   head of the partition that is furthest behind, where a partition's
+//!   position is the newest event time it has delivered (so each partition
+//!   keeps its own order and an out-of-order event stays where it was
+//!   produced; undecodable messages go at their partition's position). The
+//!   live service applies events at its watermark, the slowest partition, to
+//!   the same effect; and a time-ordered stream spread over partitions comes
+//!   back in the same order as its file. Reading one partition while another
+//!   waits would make the waiting partition's events late.
+//! * **Bounded.** Each partition buffers at most [`MAX_PENDING`] messages
+//!   ([`MAX_PENDING_BYTES`]) while the merge waits on another; beyond it the
+//!   partition is paused (librdkafka re-fetches from the position on resume).
+//!   A partition the merge waits on that shows no progress for the timeout
+//!   (`--kafka-timeout`) ends the read with an error naming it; so do
+//!   unreachable brokers, a missing topic and an offset out of range.
+//! * **Twice the same.** The ranges read are kept, so a second pass (review
+//!   evidence) reads exactly the same messages.
+//!
+//! A progress bar over messages read against the offset range is drawn when
+//! standard error is a terminal.
+//!
+//! This file holds the arguments, the history and its errors, and the
+//! `default_type` fill-in; `reader` does the read (consumers, selection,
+//! merge, ends, stalls).
+
+mod reader;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::KafkaError;
+
+use crate::config::KafkaSourceConfig;
+use crate::event::{decode_with_default, DecodeLimits};
+
+use super::input::{InputStats, LineRef};
+use reader::{progress_bar, Reader};
+
+/// Messages a partition may buffer while the merge waits on another one.
+pub const MAX_PENDING: usize = 20_000;
+/// Bytes a partition may buffer while the merge waits on another one.
+pub const MAX_PENDING_BYTES: usize = 16 << 20;
+/// How long a partition whose high watermark stays above its end-of-partition
+/// position must see nothing new before it counts as finished.
+pub const TAIL_SETTLE: Duration = Duration::from_millis(500);
+/// Decoding for the merge order only: no size limit, no clock (the engine's
+/// own decoder applies the configured limits to the line afterwards).
+const OPEN_LIMITS: DecodeLimits = DecodeLimits {
+    max_event_bytes: usize::MAX,
+    max_future_skew_ms: i64::MAX,
+};
+
+/// Errors reading history from Kafka, each saying what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaInputError {
+    /// Neither `[sources.kafka]` nor `--bootstrap` names brokers.
+    #[error("--kafka-topic needs brokers: add a [sources.kafka] section to the configuration or pass --bootstrap HOST:PORT")]
+    NoBrokers,
+    /// An offset argument does not parse.
+    #[error("{flag} {value:?}: {why}")]
+    BadOffset {
+        /// `--from-offset` or `--to-offset`.
+        flag: &'static str,
+        /// The argument.
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// Other arguments that do not go together.
+    #[error("{0}")]
+    Usage(String),
+    // librdkafka's errors are in the messages, not chained as sources: the
+    // messages put advice after them, and `main` prints the chain too.
+    /// librdkafka refused the configuration.
+    #[error("cannot create the Kafka consumer: {0} (check [sources.kafka.properties])")]
+    Client(Box<KafkaError>),
+    /// The brokers did not answer a metadata request in time.
+    #[error("cannot read the metadata of topic {topic} from {at}: {error}{last} (check --bootstrap / sources.kafka.brokers and the connection properties)")]
+    Metadata {
+        /// The topic.
+        topic: String,
+        /// The bootstrap servers and the bound waited: `B within 5s`.
+        at: String,
+        /// librdkafka's error.
+        error: Box<KafkaError>,
+        /// The last client error seen, if any (`; last client error: …`).
+        last: String,
+    },
+    /// The topic does not exist (or has no partitions).
+    #[error("topic {topic} does not exist on {brokers}: {why}")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+        /// The bootstrap servers.
+        brokers: String,
+        /// What the broker said.
+        why: String,
+    },
+    /// A high watermark could not be read.
+    #[error("cannot read the offsets of {topic}[{partition}] within {timeout}: {error}{last}")]
+    Watermarks {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The bound waited.
+        timeout: String,
+        /// librdkafka's error.
+        error: Box<KafkaError>,
+        /// The last client error seen, if any.
+        last: String,
+    },
+    /// Assigning the partitions failed.
+    #[error("cannot assign the partitions of {topic}: {error}")]
+    Assign {
+        /// The topic.
+        topic: String,
+        /// librdkafka's error.
+        error: Box<KafkaError>,
+    },
+    /// A partition the merge waits on made no progress within the timeout.
+    #[error("Kafka stalled: {topic}[{partition}] delivered nothing for {timeout} at offset {offset}{hint}{last}; raise --kafka-timeout if the broker is just slow")]
+    Stalled {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset waited for.
+        offset: i64,
+        /// The bound waited.
+        timeout: String,
+        /// The likely cause: ` (past the end: …)` or ` (the broker …)`.
+        hint: String,
+        /// The last client error seen, if any.
+        last: String,
+    },
+    /// A start offset is outside the log.
+    #[error("an offset of {topic} is out of range ({error}): check --from-offset against the partition's log (retention may have deleted it)")]
+    OutOfRange {
+        /// The topic.
+        topic: String,
+        /// librdkafka's error.
+        error: Box<KafkaError>,
+    },
+    /// Any other consumer error the read cannot continue after.
+    #[error("Kafka consumer error on {topic}: {error}")]
+    Consume {
+        /// The topic.
+        topic: String,
+        /// librdkafka's error.
+        error: Box<KafkaError>,
+    },
+}
+
+// === Arguments ===
+
+/// Per-partition offsets: one for every partition, and overrides for some.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// For partitions not named: `None` is the keyword (`earliest` / `latest`).
+    pub default: Option<i64>,
+    /// Overrides by partition number (of every topic read).
+    pub by_partition: BTreeMap<i32, Option<i64>>,
+}
+
+impl PartitionOffsets {
+    /// Parses `--from-offset` (`keyword` = `earliest`) or `--to-offset`
+    /// (`latest`) values: the keyword, `N`, or `P:N` / `P:keyword` for partition P.
+    pub fn parse(
+        flag: &'static str,
+        keyword: &str,
+        values: &[String],
+    ) -> Result<Self, KafkaInputError> {
+        let bad = |value: &str, why: String| KafkaInputError::BadOffset {
+            flag,
+            value: value.to_string(),
+            why,
+        };
+        let offset = |value: &str, s: &str| -> Result<Option<i64>, KafkaInputError> {
+            let s = s.trim();
+            if s.eq_ignore_ascii_case(keyword) {
+                return Ok(None);
+            }
+            match s.parse::<i64>() {
+                Ok(n) if n >= 0 => Ok(Some(n)),
+                _ => Err(bad(
+                    value,
+                    format!("expected {keyword}, an offset N ≥ 0, or PARTITION:N"),
+                )),
+            }
+        };
+        let mut out = PartitionOffsets::default();
+        let mut default_set = false;
+        for value in values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            match value.split_once(':') {
+                Some((p, o)) => {
+                    let p: i32 = p
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|p: &i32| *p >= 0)
+                        .ok_or_else(|| bad(value, "the partition must be a number ≥ 0".into()))?;
+                    if out.by_partition.insert(p, offset(value, o)?).is_some() {
+                        return Err(bad(value, format!("partition {p} is given twice")));
+                    }
+                }
+                None => {
+                    if default_set {
+                        return Err(bad(
+                            value,
+                            "only one value without PARTITION: is allowed".into(),
+                        ));
+                    }
+                    out.default = offset(value, value)?;
+                    default_set = true;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The offset for partition `p` (`None`: the keyword).
+    pub fn get(&self, p: i32) -> Option<i64> {
+        self.by_partition.get(&p).copied().unwrap_or(self.default)
+    }
+}
+
+/// What to read: the topics and the range in each partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KafkaRange {
+    /// Topics, read together (merged by event time).
+    pub topics: Vec<String>,
+    /// First offset read (`None`: the log start).
+    pub from: PartitionOffsets,
+    /// First offset not read (`None`: the end when the read reaches it).
+    pub to: PartitionOffsets,
+    /// Only messages with a Kafka timestamp at or after this (ms).
+    pub from_ms: Option<i64>,
+    /// Only messages with a Kafka timestamp before this (ms).
+    pub to_ms: Option<i64>,
+    /// A partition the read waits on may show no progress this long.
+    pub timeout: Duration,
+}
+
+// === The history ===
+
+/// One partition's range as read by the first pass: `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReadRange {
+    topic: usize,
+    partition: i32,
+    start: i64,
+    end: i64,
+}
+
+/// History from Kafka topics. Clones share what the first read resolved.
+#[derive(Clone)]
+pub struct KafkaHistory {
+    /// Brokers and librdkafka properties (the configuration's, `--bootstrap` applied).
+    source: KafkaSourceConfig,
+    /// Topic names and their `default_type`.
+    topics: Vec<(String, Option<String>)>,
+    range: KafkaRange,
+    /// The ranges the first read covered: later reads repeat them exactly.
+    resolved: Arc<Mutex<Option<Vec<ReadRange>>>>,
+}
+
+impl fmt::Debug for KafkaHistory {
+    // Not derived: the properties may hold credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaHistory")
+            .field("brokers", &self.source.brokers)
+            .field("topics", &self.topics)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaHistory {
+    /// History from `range.topics` on the brokers of `source` (the
+    /// configuration's `[sources.kafka]`), or on `bootstrap` when given.
+    pub fn new(
+        source: Option<&KafkaSourceConfig>,
+        bootstrap: Option<&str>,
+        range: KafkaRange,
+    ) -> Result<Self, KafkaInputError> {
+        let mut source = match (source, bootstrap) {
+            (Some(s), _) => s.clone(),
+            (None, Some(b)) => bare_source(b)?,
+            (None, None) => return Err(KafkaInputError::NoBrokers),
+        };
+        if let Some(b) = bootstrap {
+            source.brokers = b.to_string();
+        }
+        if source.brokers.trim().is_empty() {
+            return Err(KafkaInputError::NoBrokers);
+        }
+        if range.topics.is_empty() {
+            return Err(KafkaInputError::Usage(
+                "give at least one --kafka-topic".into(),
+            ));
+        }
+        for (i, t) in range.topics.iter().enumerate() {
+            if t.trim().is_empty() || range.topics[..i].contains(t) {
+                return Err(KafkaInputError::Usage(format!(
+                    "--kafka-topic {t:?}: empty or given twice"
+                )));
+            }
+        }
+        if let (Some(a), Some(b)) = (range.from_ms, range.to_ms) {
+            if a >= b {
+                return Err(KafkaInputError::Usage(
+                    "--from-time must be before --to-time".into(),
+                ));
+            }
+        }
+        if range.timeout.is_zero() {
+            return Err(KafkaInputError::Usage(
+                "--kafka-timeout must be positive".into(),
+            ));
+        }
+        let topics = range
+            .topics
+            .iter()
+            .map(|name| {
+                let default_type = source
+                    .topics
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .and_then(|t| t.default_type.clone());
+                (name.clone(), default_type)
+            })
+            .collect();
+        Ok(KafkaHistory {
+            source,
+            topics,
+            range,
+            resolved: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// The bootstrap servers.
+    pub fn brokers(&self) -> &str {
+        &self.source.brokers
+    }
+
+    /// Calls `f` with every selected message value, partitions merged by event
+    /// time. The first call resolves the range; later calls read the same.
+    pub fn for_each_line(
+        &self,
+        progress: bool,
+        f: &mut dyn FnMut(&[u8], LineRef),
+    ) -> Result<InputStats, KafkaInputError> {
+        let cached = self
+            .resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let started = Instant::now();
+        let mut reader = Reader::open(self, cached.as_deref())?;
+        let bar = progress_bar(progress, reader.total());
+        let result = reader.run(&bar, f);
+        bar.finish_and_clear();
+        let stats = result?;
+        reader.log_summary(started.elapsed());
+        if cached.is_none() {
+            *self.resolved.lock().unwrap_or_else(|p| p.into_inner()) = Some(reader.ranges());
+        }
+        Ok(stats)
+    }
+}
+
+/// A `[sources.kafka]` with only brokers: every other setting at its default.
+fn bare_source(brokers: &str) -> Result<KafkaSourceConfig, KafkaInputError> {
+    serde_json::from_value(serde_json::json!({ "brokers": brokers, "topics": [] }))
+        .map_err(|e| KafkaInputError::Usage(format!("--bootstrap {brokers:?}: {e}")))
+}
+
+/// The merge key of a message (its event time, when it decodes) and, for a
+/// topic with a `default_type`, the value with that type filled in when it
+/// has none (what `run` does), so every command sees what the live service saw.
+fn prepare(payload: &[u8], default_type: Option<&str>) -> (Option<i64>, Option<Vec<u8>>) {
+    if let Ok(ev) = decode_with_default(payload, &OPEN_LIMITS, None, None) {
+        return (Some(ev.ts), None);
+    }
+    let Some(d) = default_type else {
+        return (None, None);
+    };
+    let Ok(ev) = decode_with_default(payload, &OPEN_LIMITS, None, Some(d)) else {
+        return (None, None);
+    };
+    let ts = ev.ts;
+    // Valid only with the default type: the type is absent or null. (A value
+    // within a few bytes of `engine.max_event_bytes` may cross it here; the
+    // live service checks the size before filling the type in.)
+    let filled = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(payload)
+        .ok()
+        .and_then(|mut m| {
+            m.insert("type".into(), serde_json::Value::String(d.to_string()));
+            serde_json::to_vec(&m).ok()
+        });
+    (Some(ts), filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(keyword: &str, v: &[&str]) -> Result<PartitionOffsets, KafkaInputError> {
+        let v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        PartitionOffsets::parse("--from-offset", keyword, &v)
+    }
+
+    #[test]
+    fn offsets_parse_keyword_number_and_partition_pairs() {
+        let o = parse("earliest", &["100", "2:7", "3:earliest"]).unwrap();
+        assert_eq!(o.get(0), Some(100));
+        assert_eq!(o.get(2), Some(7));
+        assert_eq!(o.get(3), None);
+        let o = parse("latest", &["LATEST", "1:5"]).unwrap();
+        assert_eq!(o.get(0), None);
+        assert_eq!(o.get(1), Some(5));
+        assert_eq!(parse("earliest", &[]).unwrap(), PartitionOffsets::default());
+        for bad in [
+            &["x"][..],
+            &["-1"],
+            &["a:1"],
+            &["1:2", "1:3"],
+            &["1", "2"],
+            &["-2:4"],
+        ] {
+            let err = parse("earliest", bad).unwrap_err();
+            assert!(err.to_string().contains("--from-offset"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_type_is_filled_from_the_topic_default_only_when_needed() {
+        let (ts, filled) = prepare(br#"{"id":"a","ts":1000}"#, Some("complaint"));
+        assert_eq!(ts, Some(1000));
+        let filled = filled.expect("filled in");
+        let ev = decode_with_default(&filled, &OPEN_LIMITS, None, None).unwrap();
+        assert_eq!(ev.kind.as_ref(), "complaint");
+        let (_, filled) = prepare(br#"{"id":"a","type":null,"ts":1000}"#, Some("order"));
+        let ev = decode_with_default(filled.as_deref().unwrap(), &OPEN_LIMITS, None, None).unwrap();
+        assert_eq!(ev.kind.as_ref(), "order");
+        // Already typed: untouched. No default: untouched. Garbage: no time.
+        assert_eq!(
+            prepare(br#"{"id":"a","type":"x","ts":5}"#, Some("c")),
+            (Some(5), None)
+        );
+        assert_eq!(prepare(br#"{"id":"a","ts":5}"#, None), (None, None));
+        assert_eq!(prepare(b"not json", Some("c")), (None, None));
+    }
+
+    #[test]
+    fn history_arguments_are_checked() {
+        let range = |topics: &[&str]| KafkaRange {
+            topics: topics.iter().map(|s| s.to_string()).collect(),
+            timeout: Duration::from_secs(5),
+            ..KafkaRange::default()
+        };
+        assert!(matches!(
+            KafkaHistory::new(None, None, range(&["t"])),
+            Err(KafkaInputError::NoBrokers)
+        ));
+        let h = KafkaHistory::new(None, Some("127.0.0.1:9"), range(&["t"])).unwrap();
+        assert_eq!(h.brokers(), "127.0.0.1:9");
+        assert!(KafkaHistory::new(None, Some("b:1"), range(&["t", "t"])).is_err());
+        let mut r = range(&["t"]);
+        r.from_ms = Some(10);
+        r.to_ms = Some(10);
+        assert!(KafkaHistory::new(None, Some("b:1"), r).is_err());
+    }
+}
