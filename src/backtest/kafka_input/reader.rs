@@ -35,8 +35,8 @@ use super::{
     prepare, KafkaHistory, KafkaInputError, ReadRange, MAX_PENDING, MAX_PENDING_BYTES, TAIL_SETTLE,
 };
 
-/// Ends reached while the high watermark kept moving (a topic written faster
-/// than it is read) before a partition stops anyway.
+/// Ends reached (or settling waits) while the high watermark kept moving (a
+/// topic written faster than it is read) before a partition stops anyway.
 const MAX_TAIL_ROUNDS: u32 = 3;
 /// Longest single wait for messages; stalls and settling are checked between waits.
 const POLL_WAIT: Duration = Duration::from_millis(50);
@@ -89,6 +89,15 @@ impl ClientContext for HistoryContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // rdkafka passes every consumer error event here, partition EOF
+        // included: an end reached is the read's progress, not an error to
+        // quote when another partition stalls.
+        if matches!(
+            error,
+            KafkaError::Global(RDKafkaErrorCode::PartitionEOF) | KafkaError::PartitionEOF(_)
+        ) {
+            return;
+        }
         tracing::debug!(error = %error, reason, "Kafka client error.");
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
     }
@@ -557,7 +566,15 @@ impl<'a> Reader<'a> {
                     if high <= next || high == tail.high {
                         self.finish(i, next, "end of partition (high watermark settled)");
                     } else {
-                        self.parts[i].tail = Some(Tail { high, since: now });
+                        // The watermark moved but nothing came (e.g. only
+                        // aborted transactions): a round like an end reached
+                        // while growing, so this cannot go on for ever.
+                        let part = &mut self.parts[i];
+                        part.tail_rounds += 1;
+                        part.tail = Some(Tail { high, since: now });
+                        if part.tail_rounds > MAX_TAIL_ROUNDS {
+                            self.finish(i, next, "still growing; stopping");
+                        }
                     }
                 }
                 continue;

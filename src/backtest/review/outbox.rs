@@ -146,9 +146,10 @@ pub enum TimelineSource {
 /// Reads the outbox at `path` (a data directory or `outbox.sqlite`), read-only.
 pub fn load(cfg: &Config, path: &Path) -> Result<OutboxReview, ReviewError> {
     let reader = OutboxReader::open(path)?;
-    let stored = reader.notifications()?;
-    let open = reader.open_incidents()?;
-    let ledger = reader.applied()?;
+    // One snapshot: a resolve written between two reads would otherwise leave
+    // an incident neither open nor resolved.
+    let (stored, open, ledger) =
+        reader.snapshot(|r| Ok((r.notifications()?, r.open_incidents()?, r.applied()?)))?;
     let mut end_ms = ledger
         .values()
         .flatten()

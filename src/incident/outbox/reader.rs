@@ -2,11 +2,12 @@
 //! (`crisiswatch review --outbox`).
 //!
 //! It opens `outbox.sqlite` with `SQLITE_OPEN_READ_ONLY`: it never creates
-//! the file, never takes a write lock, and reads a consistent snapshot while
-//! the live service keeps writing (WAL mode). It gives back what the incident
-//! stage recorded: every notification once per (incident, seq) with its
-//! deliveries per receiver, the open incidents, and the ledger of applied
-//! alert transitions (exact times and severities of every transition).
+//! the file, never takes a write lock, and reads a consistent snapshot
+//! ([`OutboxReader::snapshot`]) while the live service keeps writing (WAL
+//! mode). It gives back what the incident stage recorded: every notification
+//! once per (incident, seq) with its deliveries per receiver, the open
+//! incidents, and the ledger of applied alert transitions (exact times and
+//! severities of every transition).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -111,9 +112,8 @@ impl OutboxReader {
         if !file.is_file() {
             return Err(OutboxReadError::Missing { path: shown });
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        // No SQLITE_OPEN_URI: the path is a file name, never a `file:` URI.
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&file, flags).map_err(|source| {
             OutboxReadError::Sqlite {
                 path: shown.clone(),
@@ -135,6 +135,20 @@ impl OutboxReader {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs `f` in one read transaction, so every query in it sees the same
+    /// snapshot however the service writes meanwhile (WAL): notifications,
+    /// open incidents and ledger that agree with each other.
+    pub fn snapshot<T>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, OutboxReadError>,
+    ) -> Result<T, OutboxReadError> {
+        let tx = self.conn.unchecked_transaction().map_err(self.sql_err())?;
+        let out = f(self);
+        // Nothing was written: dropping the transaction rolls back, ending the snapshot.
+        drop(tx);
+        out
     }
 
     fn sql_err(&self) -> impl Fn(rusqlite::Error) -> OutboxReadError + '_ {
@@ -393,6 +407,25 @@ mod tests {
         assert_eq!(got[1].notification.summary, "update 2");
         assert_eq!(got[1].sent_as_open, ["b"]);
         assert_eq!(got[1].deliveries.len(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_does_not_see_what_is_written_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path()).unwrap();
+        let r = OutboxReader::open(dir.path()).unwrap();
+        let (before, during) = r
+            .snapshot(|r| {
+                let before = r.notifications()?.len();
+                ob.transaction(5, |tx| {
+                    tx.enqueue("a", &note(1, Action::Open, Reason::Opened), Status::Pending)
+                })
+                .unwrap();
+                Ok((before, r.notifications()?.len()))
+            })
+            .unwrap();
+        assert_eq!((before, during), (0, 0));
+        assert_eq!(r.notifications().unwrap().len(), 1);
     }
 
     #[test]
