@@ -73,7 +73,7 @@ fn tune_opts(crises: &[labels::Crisis]) -> TuneOptions {
     }
 }
 
-fn lines_of(lines: &[Vec<u8>]) -> impl Iterator<Item = &[u8]> {
+fn lines_of(lines: &[Vec<u8>]) -> impl Iterator<Item = &[u8]> + Clone {
     lines.iter().map(|l| l.as_slice())
 }
 

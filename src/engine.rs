@@ -129,6 +129,8 @@ struct Group {
     /// in that same millisecond (their keys get a `-N` suffix to stay unique).
     last_since: i64,
     same_ms_seq: u32,
+    /// Id of `key` in the rule's [`Recorder`] (0 when not recording).
+    key_id: u32,
 }
 
 #[derive(Debug)]
@@ -164,6 +166,31 @@ struct RuleRt {
     free: Vec<u32>,
     live: usize,
     stats: RuleStats,
+    /// Set by [`Engine::record`]: every evaluation is kept for a caller.
+    recorder: Option<Box<Recorder>>,
+}
+
+/// One evaluation of a recorded rule's group (see [`Engine::record`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// The group: an id of the rule's recorder ([`Engine::recorded_labels`]).
+    pub key: u32,
+    /// Evaluation time.
+    pub at: i64,
+    /// The value (after `min_volume`).
+    pub value: Option<f64>,
+    /// Run by a timer (a pane boundary or a deadline) rather than by an event.
+    pub timer: bool,
+    /// The group's window (baseline included) holds no pane.
+    pub empty: bool,
+}
+
+/// The evaluations of a recorded rule, and its group keys by id.
+#[derive(Debug, Default)]
+struct Recorder {
+    ids: hashbrown::HashMap<Box<[u8]>, u32, foldhash::fast::FixedState>,
+    keys: Vec<Box<[u8]>>,
+    evaluations: Vec<Evaluation>,
 }
 
 /// A read-only view of one group, for metrics and the API.
@@ -494,6 +521,7 @@ impl Engine {
                     rule,
                     slot,
                     clock,
+                    false,
                     signal,
                     self.sample_ids,
                     &mut self.stats,
@@ -586,6 +614,7 @@ impl Engine {
             rule,
             slot,
             time,
+            true,
             None,
             self.sample_ids,
             &mut self.stats,
@@ -660,6 +689,46 @@ impl Engine {
         })?;
         let g = slots[*slot as usize].group.as_ref()?;
         Some((g.phase, g.value, g.evaluated_at))
+    }
+
+    /// Records every evaluation of rule `i` from now on, for callers that run
+    /// other alert policies over the same values (`tune`'s shared windows).
+    /// Nothing else changes: the rule evaluates, alerts and forgets groups as
+    /// it would unrecorded.
+    pub fn record(&mut self, i: usize) {
+        if let Some(rule) = self.rules.get_mut(i) {
+            let rec = Recorder {
+                ids: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
+                    GROUP_HASH_SEED,
+                )),
+                ..Recorder::default()
+            };
+            rule.recorder.get_or_insert_with(|| Box::new(rec));
+        }
+    }
+
+    /// Moves the evaluations recorded for rule `i` since the last call to the
+    /// end of `out`, in the order they ran.
+    pub fn take_evaluations(&mut self, i: usize, out: &mut Vec<Evaluation>) {
+        if let Some(rec) = self
+            .rules
+            .get_mut(i)
+            .and_then(|r| r.recorder.as_deref_mut())
+        {
+            out.append(&mut rec.evaluations);
+        }
+    }
+
+    /// The labels of group `key` of recorded rule `i`.
+    pub fn recorded_labels(&self, i: usize, key: u32) -> Labels {
+        let Some(rule) = self.rules.get(i) else {
+            return Labels::new();
+        };
+        rule.recorder
+            .as_deref()
+            .and_then(|rec| rec.keys.get(key as usize))
+            .map(|k| rule.labels(k))
+            .unwrap_or_default()
     }
 
     /// The groups of rule `i` whose alert is pending or firing.
@@ -817,10 +886,12 @@ fn schedule_boundary(
 /// Evaluates one group at time `at`, emitting a transition if the alert moves.
 /// Schedules surge warm-up re-evaluations on the rule's wheel itself; returns a
 /// new alert deadline for the caller to put in the timer heap.
+#[allow(clippy::too_many_arguments)]
 fn evaluate(
     rule: &mut RuleRt,
     slot: u32,
     at: i64,
+    timer: bool,
     signal_id: Option<&str>,
     sample_ids: usize,
     stats: &mut EngineStats,
@@ -838,6 +909,15 @@ fn evaluate(
     let value = if volume < min_volume { None } else { value };
     group.value = value;
     group.evaluated_at = at;
+    if let Some(rec) = rule.recorder.as_deref_mut() {
+        rec.evaluations.push(Evaluation {
+            key: group.key_id,
+            at,
+            value,
+            timer,
+            empty: group.window.is_empty(),
+        });
+    }
     let was_inactive = group.phase == Phase::Inactive;
     let step = rule.policy.step(&mut group.phase, at, value);
     if group.phase != Phase::Inactive {
@@ -964,6 +1044,7 @@ impl RuleRt {
             free: Vec::new(),
             live: 0,
             stats: RuleStats::default(),
+            recorder: None,
             cfg: r.clone(),
         }
     }
@@ -1024,8 +1105,21 @@ impl RuleRt {
         if self.origin.is_none() {
             self.origin = Some(pane_of(ts, self.slide).min(end));
         }
+        let key = encode_key(attrs.iter().map(|&i| values[i as usize]));
+        let key_id = match self.recorder.as_deref_mut() {
+            Some(rec) => match rec.ids.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let id = rec.keys.len() as u32;
+                    rec.keys.push(key.clone());
+                    rec.ids.insert(key.clone(), id);
+                    id
+                }
+            },
+            None => 0,
+        };
         let group = Group {
-            key: encode_key(attrs.iter().map(|&i| values[i as usize])),
+            key,
             hash,
             window: Window::new(end, &self.shape),
             phase: Phase::Inactive,
@@ -1037,6 +1131,7 @@ impl RuleRt {
             instance_key: None,
             last_since: i64::MIN,
             same_ms_seq: 0,
+            key_id,
         };
         let slot = match self.free.pop() {
             Some(s) => {

@@ -48,7 +48,7 @@ fn day(seed: u64, orders_per_minute: f64, noise: bool) -> (Vec<Vec<u8>>, Vec<Cri
     (lines, crises)
 }
 
-fn lines_of(lines: &[Vec<u8>]) -> impl Iterator<Item = &[u8]> {
+fn lines_of(lines: &[Vec<u8>]) -> impl Iterator<Item = &[u8]> + Clone {
     lines.iter().map(|l| l.as_slice())
 }
 
@@ -422,6 +422,64 @@ fn every_tuning_row_equals_a_backtest_of_that_candidate() {
         fired += row.summary.incidents;
     }
     assert!(fired > 0, "the candidates must do something");
+}
+
+#[test]
+fn tuning_rows_stay_exact_when_the_group_cap_is_reached() {
+    // One group allowed. With threshold 10 nothing fires and product A's group
+    // is forgotten when its window empties, so B's complaints are counted;
+    // with threshold 1 and a long keep_firing_for, A keeps firing (and its
+    // group alive) with an empty window, so B's group is refused. The two
+    // candidates share one engine (threshold 10 runs it): `tune` must notice
+    // the cap and give each its own engine, as separate backtests do.
+    let cfg = Config::from_toml_str(
+        r#"
+[engine]
+max_groups_per_rule = 1
+
+[[rules]]
+name = "spike"
+group_by = ["product"]
+window = "1m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 10 }
+keep_firing_for = "1h"
+"#,
+        &no_env(),
+    )
+    .unwrap();
+    let lines: Vec<Vec<u8>> = vec![
+        complaint("a1", 0, "A", "c1", "web"),
+        complaint("a2", 1000, "A", "c2", "web"),
+        complaint("b1", 5 * MIN, "B", "c3", "web"),
+        complaint("b2", 5 * MIN + 1000, "B", "c4", "web"),
+        complaint("z", 90 * MIN, "A", "c5", "web"),
+    ];
+    let opts = SummaryOptions::default();
+    let topts = TuneOptions {
+        rule: "spike".into(),
+        varies: vec!["threshold=10,1".parse().unwrap()],
+        summary: opts.clone(),
+        now_ms: None,
+        pick: None,
+    };
+    let mut shared = tune::Tuner::new(&cfg, &topts).unwrap();
+    assert_eq!(shared.engines(), 1, "threshold candidates share one engine");
+    for l in lines_of(&lines) {
+        shared.feed(l);
+    }
+    assert!(!shared.exact(), "the shared pass must see the cap");
+    let result = tune::run_lines(&cfg, lines_of(&lines), &topts).unwrap();
+    let mut incidents = Vec::new();
+    for row in &result.rows {
+        let c = tune::backtest_config(&cfg, &row.candidate.rule);
+        let r = backtest::run_lines(&c, lines_of(&lines), &opts).unwrap();
+        let want = r.rules.iter().find(|x| x.rule == "spike").unwrap();
+        assert_eq!(*want, row.summary, "{}", row.candidate.label());
+        incidents.push(row.summary.incidents);
+    }
+    // Threshold 10: nothing. Threshold 1: A only (B was refused).
+    assert_eq!(incidents, vec![0, 1]);
 }
 
 #[test]

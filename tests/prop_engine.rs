@@ -59,6 +59,12 @@
 //! 7. `dedup_horizon_matches_model` [256]: few ids on a 500 ms grid with
 //!    horizons of 0.5–2 s, so repeats land before, at and after the horizon.
 //!
+//! 8. `shared_policies_match_separate_engines` [48]: for every rule of a case,
+//!    four alert policies (the rule's own and three random ones: thresholds,
+//!    condition, `clear`, `for`, `keep_firing_for`) run by `tune`'s
+//!    `PolicyFan` — one recording engine, the policies replayed — give
+//!    exactly the transitions each policy's own engine gives, per group.
+//!
 //! Cases for 1–4 and 6 build one engine with one rule per indicator kind
 //! (surge twice: ratio and z-score), so routing and rule isolation are
 //! exercised too; each rule has its own slide (1 s or 5 s), 1–6 panes,
@@ -1695,6 +1701,114 @@ proptest! {
     #[test]
     fn alert_transitions_match_model(case in single_count_case()) {
         check_exact_transitions(&case, false)?;
+    }
+}
+
+// === shared windows (tune) ===
+
+/// The plausible value range of a rule's indicator (as in [`all_kinds`]).
+fn value_range(kind: &Kind) -> (f64, f64) {
+    match kind {
+        Kind::Count(_) | Kind::Mean(_) => (0.0, 10.0),
+        Kind::Rate(..) => (0.0, 20.0),
+        Kind::Ratio { .. } | Kind::ScoreShare(..) => (0.0, 1.0),
+        Kind::Distinct(_) | Kind::Repeat(..) => (0.0, 5.0),
+        Kind::Nps(_) => (-100.0, 100.0),
+        Kind::Surge { zscore: false, .. } => (0.0, 4.0),
+        Kind::Surge { zscore: true, .. } => (-2.0, 4.0),
+    }
+}
+
+/// `a` (drawn over [0, 1]) moved onto `[lo, hi]`.
+fn scaled(a: &AlertSpec, lo: f64, hi: f64) -> AlertSpec {
+    let f = |v: f64| lo + (hi - lo) * v;
+    AlertSpec {
+        warning: f(a.warning),
+        critical: a.critical.map(f),
+        clear: a.clear.map(f),
+        ..a.clone()
+    }
+}
+
+/// Transitions per group, with everything but the dedup key and evidence.
+type Flat = BTreeMap<Vec<String>, Vec<(String, String, i64, Option<f64>, i64, f64, f64)>>;
+
+fn flat(out: &mut Flat, t: &Transition) {
+    out.entry(group_values(&t.group)).or_default().push((
+        t.state.as_str().to_string(),
+        t.severity.as_str().to_string(),
+        t.at,
+        t.value,
+        t.started_at,
+        t.threshold,
+        t.clear,
+    ));
+}
+
+fn check_shared_policies(case: &Case, variants: &[AlertSpec]) -> Result<(), TestCaseError> {
+    use crisiswatch::backtest::tune::shared::PolicyFan;
+    let events: Vec<Event<'static>> = case.events.iter().map(RawEvent::decode).collect();
+    for (r, spec) in case.rules.iter().enumerate() {
+        let (lo, hi) = value_range(&spec.kind);
+        let mut alerts = vec![spec.alert.clone()];
+        alerts.extend(variants.iter().map(|a| scaled(a, lo, hi)));
+        let configs: Vec<Config> = alerts
+            .iter()
+            .map(|a| {
+                let one = Case {
+                    rules: vec![RuleSpec {
+                        alert: a.clone(),
+                        ..spec.clone()
+                    }],
+                    events: Vec::new(),
+                    ..case.clone()
+                };
+                let toml = one.toml();
+                Config::from_toml_str(&toml, &HashMap::<String, String>::new())
+                    .unwrap_or_else(|e| panic!("generated config is invalid: {e}\n{toml}"))
+            })
+            .collect();
+        let rules: Vec<_> = configs.iter().map(|c| c.rules[0].clone()).collect();
+        let mut fan = PolicyFan::new(&configs[0], &rules).expect("fan");
+        let mut shared: Vec<Flat> = vec![Flat::new(); alerts.len()];
+        for ev in &events {
+            fan.process(ev, &mut |k, t| flat(&mut shared[k], t));
+        }
+        fan.finish(&mut |k, t| flat(&mut shared[k], t));
+        prop_assert!(fan.exact());
+        for (k, c) in configs.iter().enumerate() {
+            let mut engine = Engine::new(c).expect("engine");
+            let mut out = Vec::new();
+            for ev in &events {
+                engine.process(ev, &mut out);
+            }
+            let mut own = Flat::new();
+            for t in &out {
+                flat(&mut own, t);
+            }
+            prop_assert_eq!(
+                &shared[k],
+                &own,
+                "rule {} policy {}: {:?}",
+                spec.name(r),
+                k,
+                alerts[k]
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(48))]
+
+    /// 8: policies sharing one recording engine get their own engine's transitions.
+    #[test]
+    fn shared_policies_match_separate_engines(
+        case in case(120),
+        variants in prop::collection::vec(alert_spec(0.0, 1.0), 3),
+    ) {
+        check_shared_policies(&case, &variants)?;
     }
 }
 

@@ -2,9 +2,9 @@
 //! pass over the history.
 //!
 //! ```text
-//! line ─► decode ─► dedup ─► relevant to the rule? ─┬─► Engine(candidate 1) ─► Tracker 1
-//!        (once)     (once)   (selectors, once)      ├─► Engine(candidate 2) ─► Tracker 2
-//!                                                   └─► …                              ─► table
+//! line ─► decode ─► dedup ─► relevant to the rule? ─┬─► Engine(window 1) ─┬─► policy 1 ─► Tracker 1
+//!        (once)     (once)   (selectors, once)      │                     └─► policy 2 ─► Tracker 2
+//!                                                   └─► Engine(window 2) ─► …          ─► table
 //! ```
 //!
 //! Candidates are the cartesian product of `--vary` dimensions:
@@ -19,13 +19,19 @@
 //!   lists or `a..b:step`). A window must stay a multiple of the rule's slide.
 //!
 //! Each candidate is a copy of the configuration holding only the tuned rule
-//! (other rules cannot change its transitions), run by its own [`Engine`].
-//! Reading, decompression, decoding and deduplication happen once per line,
-//! for all candidates (the candidates' own dedup is off; one shared [`Dedup`]
-//! sees the same ids at the same clock, so the result is the same), and an
-//! event none of the rule's selectors matches only advances the candidates'
-//! clocks; the others reach the candidates carrying only the attributes the
-//! rule reads. Every candidate row equals a `backtest` of that candidate's config.
+//! (other rules cannot change its transitions). Candidates that differ only in
+//! their alert policy (`threshold`, `clear`, `for`, `keep_firing_for`) share
+//! one engine: it computes the windows once and the candidates' alert state
+//! machines run over its recorded evaluations ([`shared`]); so `--vary
+//! threshold=…` over N values costs about one engine, and each distinct
+//! `window` one more. Reading, decompression, decoding and deduplication
+//! happen once per line for all (the engines' own dedup is off; one shared
+//! [`Dedup`] sees the same ids at the same clock, so the result is the same),
+//! and an event none of the rule's selectors matches only advances the
+//! engines' clocks; the others reach them carrying only the attributes the
+//! rule reads. Every candidate row equals a `backtest` of that candidate's
+//! config (when the group cap is reached, sharing could break that: the
+//! history is then read again with one engine per candidate).
 //!
 //! The table marks the Pareto-optimal candidates (no other has fewer or equal
 //! false incidents, missed crises and median delay, with one strictly fewer)
@@ -47,6 +53,9 @@ use crate::route::CompiledSelector;
 
 use super::input::{InputError, Inputs};
 use super::report::{self, fmt_dur, fmt_value, short_ts, RuleSummary, SummaryOptions, Tracker};
+
+pub mod shared;
+use shared::PolicyFan;
 
 /// Most candidates in one run: each is an engine in memory.
 pub const MAX_CANDIDATES: usize = 512;
@@ -453,11 +462,23 @@ pub struct TuneResult {
     pub labelled: bool,
 }
 
+/// The engines of a group of candidates.
+enum Lane {
+    /// Candidates with one window signature: one engine, their policies replayed.
+    Shared {
+        fan: PolicyFan,
+        /// Row of each policy of the fan.
+        rows: Vec<usize>,
+    },
+    /// One candidate, its own engine.
+    Single { engine: Engine, row: usize },
+}
+
 /// The candidates' engines, fed together.
 pub struct Tuner {
     base: RuleConfig,
     rows: Vec<(Candidate, bool)>,
-    engines: Vec<Engine>,
+    lanes: Vec<Lane>,
     trackers: Vec<Tracker>,
     dedup: Dedup,
     selectors: Vec<CompiledSelector>,
@@ -473,8 +494,19 @@ pub struct Tuner {
 }
 
 impl Tuner {
-    /// Builds one engine per candidate of `opts.varies` for rule `opts.rule`.
+    /// Builds the engines for the candidates of `opts.varies` for rule
+    /// `opts.rule`: one per window signature, the candidates that differ only
+    /// in their alert policy sharing it ([`shared`]).
     pub fn new(cfg: &Config, opts: &TuneOptions) -> Result<Tuner, TuneError> {
+        Self::build(cfg, opts, true)
+    }
+
+    /// Like [`Tuner::new`] with one engine per candidate (no sharing).
+    pub fn separate(cfg: &Config, opts: &TuneOptions) -> Result<Tuner, TuneError> {
+        Self::build(cfg, opts, false)
+    }
+
+    fn build(cfg: &Config, opts: &TuneOptions, share: bool) -> Result<Tuner, TuneError> {
         let base = cfg
             .rules
             .iter()
@@ -505,7 +537,7 @@ impl Tuner {
                 true,
             ));
         }
-        let mut engines = Vec::with_capacity(rows.len());
+        let mut configs = Vec::with_capacity(rows.len());
         for (c, _) in &rows {
             let ccfg = candidate_config(cfg, &c.rule);
             let errors = ccfg.validate();
@@ -519,9 +551,37 @@ impl Tuner {
                         .join("; "),
                 });
             }
-            engines.push(Engine::new(&ccfg)?);
+            configs.push(ccfg);
         }
-        let trackers = engines.iter().map(Tracker::new).collect();
+        // Rows grouped by window signature, in order of first appearance.
+        let mut groups: Vec<(RuleConfig, Vec<usize>)> = Vec::new();
+        for (i, (c, _)) in rows.iter().enumerate() {
+            let sig = shared::window_signature(&c.rule, &base);
+            match groups.iter_mut().find(|(s, _)| *s == sig && share) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((sig, vec![i])),
+            }
+        }
+        let mut lanes = Vec::with_capacity(groups.len());
+        for (_, members) in groups {
+            if let [row] = members[..] {
+                lanes.push(Lane::Single {
+                    engine: Engine::new(&configs[row])?,
+                    row,
+                });
+            } else {
+                let rules: Vec<RuleConfig> =
+                    members.iter().map(|&i| rows[i].0.rule.clone()).collect();
+                lanes.push(Lane::Shared {
+                    fan: PolicyFan::new(&configs[members[0]], &rules)?,
+                    rows: members,
+                });
+            }
+        }
+        let trackers = configs
+            .iter()
+            .map(|c| Tracker::for_rules(&c.rules))
+            .collect();
         let selectors = base
             .indicator
             .selectors()
@@ -534,11 +594,17 @@ impl Tuner {
         }
         needed.sort();
         needed.dedup();
-        let limits = engines.first().map(|e| *e.limits()).unwrap_or_default();
+        let limits = configs
+            .first()
+            .map(|c| crate::event::DecodeLimits {
+                max_event_bytes: c.engine.max_event_bytes,
+                max_future_skew_ms: c.engine.max_future_skew.as_ms(),
+            })
+            .unwrap_or_default();
         Ok(Tuner {
             base,
             rows,
-            engines,
+            lanes,
             trackers,
             dedup: Dedup::new(cfg.engine.dedup_horizon.as_ms(), cfg.engine.dedup_max_ids),
             selectors,
@@ -552,14 +618,29 @@ impl Tuner {
         })
     }
 
-    /// Number of engines (candidates, plus the current rule when it is not one).
+    /// Number of candidates (plus the current rule when it is not one).
     pub fn len(&self) -> usize {
-        self.engines.len()
+        self.rows.len()
     }
 
     /// Whether there are no candidates (never: the current rule is always one).
     pub fn is_empty(&self) -> bool {
-        self.engines.is_empty()
+        self.rows.is_empty()
+    }
+
+    /// Number of engines running (one per window signature, or per candidate).
+    pub fn engines(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Whether every row is exactly what a backtest of its candidate gives:
+    /// false when the group cap made a shared engine's groups differ from
+    /// what its candidates' own engines would keep ([`PolicyFan::exact`]).
+    pub fn exact(&self) -> bool {
+        self.lanes.iter().all(|l| match l {
+            Lane::Shared { fan, .. } => fan.exact(),
+            Lane::Single { .. } => true,
+        })
     }
 
     /// Feeds one line to every candidate.
@@ -588,20 +669,39 @@ impl Tuner {
             score: ev.score,
             sentiment: ev.sentiment,
         });
-        for (engine, tracker) in self.engines.iter_mut().zip(&mut self.trackers) {
-            if let Some(ev) = &projected {
-                engine.process(ev, &mut self.out);
-            } else {
-                engine.advance_clock(t, &mut self.out);
-            }
-            for tr in self.out.drain(..) {
-                tracker.transition(&tr);
+        let trackers = &mut self.trackers;
+        for lane in &mut self.lanes {
+            match lane {
+                Lane::Shared { fan, rows } => {
+                    let mut sink = |k: usize, tr: &Transition| trackers[rows[k]].transition(tr);
+                    match &projected {
+                        Some(ev) => fan.process(ev, &mut sink),
+                        None => fan.advance_clock(t, &mut sink),
+                    }
+                }
+                Lane::Single { engine, row } => {
+                    match &projected {
+                        Some(ev) => {
+                            engine.process(ev, &mut self.out);
+                        }
+                        None => engine.advance_clock(t, &mut self.out),
+                    }
+                    for tr in self.out.drain(..) {
+                        trackers[*row].transition(&tr);
+                    }
+                }
             }
         }
     }
 
     /// The table.
-    pub fn finish(self, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
+    pub fn finish(mut self, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
+        let trackers = &mut self.trackers;
+        for lane in &mut self.lanes {
+            if let Lane::Shared { fan, rows } = lane {
+                fan.finish(&mut |k, tr| trackers[rows[k]].transition(tr));
+            }
+        }
         let end = self.clock.unwrap_or(0);
         let names = vec![self.base.name.clone()];
         let mut rows: Vec<Row> = self
@@ -699,28 +799,55 @@ fn mark_pareto(rows: &mut [Row]) {
 }
 
 /// Runs a tuning pass over `inputs`.
+///
+/// When the group cap made the shared pass inexact ([`Tuner::exact`]), the
+/// history is read once more with one engine per candidate; from standard
+/// input it cannot be, and a warning says the figures may differ slightly.
 pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
     let mut tuner = Tuner::new(cfg, opts)?;
     let started = std::time::Instant::now();
     inputs.for_each_line(|line, _| tuner.feed(line))?;
     tracing::info!(
         candidates = tuner.len(),
+        engines = tuner.engines(),
         lines = tuner.lines,
         seconds = started.elapsed().as_secs_f64(),
         "Tuning pass finished"
     );
+    if !tuner.exact() {
+        if inputs.uses_stdin() {
+            tracing::warn!(
+                "engine.max_groups_per_rule was reached: candidates sharing one engine may differ \
+                 slightly from separate backtests (pass files instead of stdin for exact figures)"
+            );
+        } else {
+            tracing::warn!(
+                "engine.max_groups_per_rule was reached: reading the history again with one \
+                 engine per candidate for exact figures"
+            );
+            tuner = Tuner::separate(cfg, opts)?;
+            inputs.for_each_line(|line, _| tuner.feed(line))?;
+        }
+    }
     tuner.finish(opts)
 }
 
 /// Runs a tuning pass over lines in memory (tests, benches).
+/// As [`run`], the group-cap fallback included.
 pub fn run_lines<'a>(
     cfg: &Config,
-    lines: impl IntoIterator<Item = &'a [u8]>,
+    lines: impl IntoIterator<Item = &'a [u8]> + Clone,
     opts: &TuneOptions,
 ) -> Result<TuneResult, TuneError> {
     let mut tuner = Tuner::new(cfg, opts)?;
-    for l in lines {
+    for l in lines.clone() {
         tuner.feed(l);
+    }
+    if !tuner.exact() {
+        tuner = Tuner::separate(cfg, opts)?;
+        for l in lines {
+            tuner.feed(l);
+        }
     }
     tuner.finish(opts)
 }
