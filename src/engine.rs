@@ -235,6 +235,8 @@ pub struct Engine {
     hasher: foldhash::fast::FixedState,
     /// Every attribute name some rule groups by → its id.
     attr_ids: hashbrown::HashMap<Box<str>, u16, foldhash::fast::FixedState>,
+    /// The same names by id: a few names are found faster by a scan than by hashing.
+    attr_names: Vec<Box<str>>,
     /// Number of distinct `group_by` lists.
     group_by_lists: usize,
     /// (horizon ms, max ids) the dedup set was built with.
@@ -262,6 +264,7 @@ impl Engine {
             stats: EngineStats::default(),
             hasher: foldhash::fast::FixedState::with_seed(GROUP_HASH_SEED),
             attr_ids: hashbrown::HashMap::default(),
+            attr_names: Vec::new(),
             group_by_lists: 0,
             dedup_settings: (e.dedup_horizon.as_ms(), e.dedup_max_ids),
         };
@@ -291,6 +294,10 @@ impl Engine {
             };
         }
         self.router = Router::new(self.rules.iter().map(|r| r.indicator.selectors()));
+        let mut names: Vec<(u16, Box<str>)> =
+            attr_ids.iter().map(|(k, &v)| (v, k.clone())).collect();
+        names.sort();
+        self.attr_names = names.into_iter().map(|(_, k)| k).collect();
         self.attr_ids = attr_ids;
         self.group_by_lists = lists.len();
     }
@@ -464,10 +471,10 @@ impl Engine {
                 continue;
             }
             if hashes.is_empty() {
-                values.resize(self.attr_ids.len(), "");
+                values.resize(self.attr_names.len(), "");
                 for (k, v) in &ev.attrs {
-                    if let Some(&id) = self.attr_ids.get(k.as_ref()) {
-                        values[id as usize] = v.as_ref();
+                    if let Some(id) = attr_id(&self.attr_names, &self.attr_ids, k) {
+                        values[id] = v.as_ref();
                     }
                 }
                 hashes.resize(self.group_by_lists, None);
@@ -765,6 +772,24 @@ impl Engine {
         }
         out
     }
+}
+
+/// The id of a grouping attribute name: a scan of `names` (by id) when they
+/// are few, else the hash map.
+#[inline]
+fn attr_id(
+    names: &[Box<str>],
+    ids: &hashbrown::HashMap<Box<str>, u16, foldhash::fast::FixedState>,
+    name: &str,
+) -> Option<usize> {
+    const SCAN_UP_TO: usize = 12;
+    if names.len() > SCAN_UP_TO {
+        return ids.get(name).map(|&id| id as usize);
+    }
+    let first = name.as_bytes().first();
+    names
+        .iter()
+        .position(|n| n.len() == name.len() && n.as_bytes().first() == first && n.as_ref() == name)
 }
 
 /// Validates a configuration for the engine.

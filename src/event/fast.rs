@@ -110,6 +110,17 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a str> {
         let start = self.i + 1;
         let mut j = start;
+        // Eight bytes at a time up to the first quote, backslash or control byte.
+        while let Some(chunk) = self.b.get(j..j + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            let m = special_bytes(u64::from_le_bytes(w));
+            if m != 0 {
+                j += (m.trailing_zeros() / 8) as usize;
+                break;
+            }
+            j += 8;
+        }
         loop {
             let c = *self.b.get(j)?;
             if c == b'"' {
@@ -213,7 +224,13 @@ impl<'a> Cursor<'a> {
             match self.peek()? {
                 b'"' => {
                     let v = Cow::Borrowed(self.string()?);
-                    if let Some(slot) = out.iter_mut().find(|(k, _)| k.as_ref() == key) {
+                    // Most keys differ in length or first byte: skip the full compare.
+                    let same = |k: &str| {
+                        k.len() == key.len()
+                            && k.as_bytes().first() == key.as_bytes().first()
+                            && k == key
+                    };
+                    if let Some(slot) = out.iter_mut().find(|(k, _)| same(k)) {
                         slot.1 = v;
                     } else {
                         out.push((Cow::Borrowed(key), v));
@@ -231,5 +248,43 @@ impl<'a> Cursor<'a> {
                 _ => return None,
             }
         }
+    }
+}
+
+/// A word with the high bit set in (at least) the lowest byte of `w` that is a
+/// quote, a backslash or a control character (below 0x20); zero if none is.
+/// Bits above the lowest match may be spurious (borrows), so only
+/// `trailing_zeros` of the result is meaningful.
+#[inline]
+fn special_bytes(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let quote = zero_byte(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(w ^ (ONES * u64::from(b'\\')));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    quote | backslash | control
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_bytes_finds_the_first_quote_backslash_or_control() {
+        for (i, c) in [(0usize, b'"'), (3, b'\\'), (7, 0x1f), (5, 0x00), (2, b'"')] {
+            let mut w = *b"abcdefgh";
+            w[i] = c;
+            let m = special_bytes(u64::from_le_bytes(w));
+            assert_eq!((m.trailing_zeros() / 8) as usize, i, "{c:#x} at {i}");
+        }
+        assert_eq!(special_bytes(u64::from_le_bytes(*b"plain az")), 0);
+        // Bytes at and above 0x80 (UTF-8) and 0x20..0x7f other than the two are plain.
+        assert_eq!(
+            special_bytes(u64::from_le_bytes([
+                0x80, 0xff, 0x20, 0x7f, b'!', b'#', 0xc3, 0xa9
+            ])),
+            0
+        );
     }
 }
