@@ -1,0 +1,471 @@
+//! The one pass of `tune`: the candidates' engines fed together, and the
+//! table of their figures (Pareto marking and the automatic choice).
+
+use crate::alert::Transition;
+use crate::config::{Config, Dur, RuleConfig};
+use crate::dedup::Dedup;
+use crate::engine::Engine;
+use crate::event::{decode, Event};
+use crate::route::CompiledSelector;
+
+use super::super::input::Inputs;
+use super::super::report::{self, RuleSummary, SummaryOptions, Tracker};
+use super::shared::{self, PolicyFan};
+use super::{candidates, Candidate, TuneError, Vary};
+
+/// Options of a tuning run.
+#[derive(Debug, Clone, Default)]
+pub struct TuneOptions {
+    /// The rule to tune.
+    pub rule: String,
+    /// The dimensions to vary.
+    pub varies: Vec<Vary>,
+    /// Flap gap, grace and labels (as for `backtest`).
+    pub summary: SummaryOptions,
+    /// Wall clock for the future-skew check; `None` skips it.
+    pub now_ms: Option<i64>,
+    /// 1-based row to choose instead of the automatic choice.
+    pub pick: Option<usize>,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The candidate.
+    pub candidate: Candidate,
+    /// Its figures (as `backtest` reports them for the rule).
+    pub summary: RuleSummary,
+    /// Pareto-optimal (false, missed, median delay); only with labels.
+    pub pareto: bool,
+    /// This row is the rule as configured.
+    pub current: bool,
+}
+
+impl Row {
+    /// False incidents (with labels).
+    pub fn false_incidents(&self) -> Option<usize> {
+        self.summary.truth.as_ref().map(|t| t.false_incidents)
+    }
+    /// Missed crises (with labels).
+    pub fn missed(&self) -> Option<usize> {
+        self.summary.truth.as_ref().map(|t| t.missed)
+    }
+    /// Median detection delay (with labels and at least one detection).
+    pub fn median_delay_ms(&self) -> Option<i64> {
+        self.summary
+            .truth
+            .as_ref()
+            .and_then(|t| t.delay)
+            .map(|d| d.median_ms)
+    }
+}
+
+/// What a tuning run found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuneResult {
+    /// The tuned rule, as configured.
+    pub base: RuleConfig,
+    /// Candidate rows, in candidate order; the configured rule is appended as
+    /// `current` when no candidate equals it.
+    pub rows: Vec<Row>,
+    /// Index into `rows` of the chosen row.
+    pub chosen: Option<usize>,
+    /// Lines read.
+    pub lines: u64,
+    /// First event time.
+    pub first_ms: Option<i64>,
+    /// Last event time.
+    pub end_ms: Option<i64>,
+    /// Whether ground truth was given.
+    pub labelled: bool,
+}
+
+/// The engines of a group of candidates.
+enum Lane {
+    /// Candidates with one window signature: one engine, their policies replayed.
+    Shared {
+        fan: PolicyFan,
+        /// Row of each policy of the fan.
+        rows: Vec<usize>,
+    },
+    /// One candidate, its own engine.
+    Single { engine: Engine, row: usize },
+}
+
+/// The candidates' engines, fed together.
+pub struct Tuner {
+    base: RuleConfig,
+    rows: Vec<(Candidate, bool)>,
+    lanes: Vec<Lane>,
+    trackers: Vec<Tracker>,
+    dedup: Dedup,
+    selectors: Vec<CompiledSelector>,
+    /// The attributes the rule reads (`group_by` and selectors): the events
+    /// the candidates see carry only these, so each engine resolves fewer.
+    needed: Vec<String>,
+    limits: crate::event::DecodeLimits,
+    now_ms: Option<i64>,
+    clock: Option<i64>,
+    first_ms: Option<i64>,
+    lines: u64,
+    out: Vec<Transition>,
+}
+
+impl Tuner {
+    /// Builds the engines for the candidates of `opts.varies` for rule
+    /// `opts.rule`: one per window signature, the candidates that differ only
+    /// in their alert policy sharing it ([`shared`]).
+    pub fn new(cfg: &Config, opts: &TuneOptions) -> Result<Tuner, TuneError> {
+        Self::build(cfg, opts, true)
+    }
+
+    /// Like [`Tuner::new`] with one engine per candidate (no sharing).
+    pub fn separate(cfg: &Config, opts: &TuneOptions) -> Result<Tuner, TuneError> {
+        Self::build(cfg, opts, false)
+    }
+
+    fn build(cfg: &Config, opts: &TuneOptions, share: bool) -> Result<Tuner, TuneError> {
+        let base = cfg
+            .rules
+            .iter()
+            .find(|r| r.name == opts.rule)
+            .cloned()
+            .ok_or_else(|| TuneError::UnknownRule {
+                name: opts.rule.clone(),
+                known: cfg
+                    .rules
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let mut rows: Vec<(Candidate, bool)> = candidates(&base, &opts.varies)?
+            .into_iter()
+            .map(|c| {
+                let current = c.rule == base;
+                (c, current)
+            })
+            .collect();
+        if !rows.iter().any(|(_, cur)| *cur) {
+            rows.push((
+                Candidate {
+                    settings: Vec::new(),
+                    rule: base.clone(),
+                },
+                true,
+            ));
+        }
+        let mut configs = Vec::with_capacity(rows.len());
+        for (c, _) in &rows {
+            let ccfg = candidate_config(cfg, &c.rule);
+            let errors = ccfg.validate();
+            if !errors.is_empty() {
+                return Err(TuneError::Invalid {
+                    candidate: c.label(),
+                    errors: errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                });
+            }
+            configs.push(ccfg);
+        }
+        // Rows grouped by window signature, in order of first appearance.
+        let mut groups: Vec<(RuleConfig, Vec<usize>)> = Vec::new();
+        for (i, (c, _)) in rows.iter().enumerate() {
+            let sig = shared::window_signature(&c.rule, &base);
+            match groups.iter_mut().find(|(s, _)| *s == sig && share) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((sig, vec![i])),
+            }
+        }
+        let mut lanes = Vec::with_capacity(groups.len());
+        for (_, members) in groups {
+            if let [row] = members[..] {
+                lanes.push(Lane::Single {
+                    engine: Engine::new(&configs[row])?,
+                    row,
+                });
+            } else {
+                let rules: Vec<RuleConfig> =
+                    members.iter().map(|&i| rows[i].0.rule.clone()).collect();
+                lanes.push(Lane::Shared {
+                    fan: PolicyFan::new(&configs[members[0]], &rules)?,
+                    rows: members,
+                });
+            }
+        }
+        let trackers = configs
+            .iter()
+            .map(|c| Tracker::for_rules(&c.rules))
+            .collect();
+        let selectors = base
+            .indicator
+            .selectors()
+            .into_iter()
+            .map(CompiledSelector::compile)
+            .collect();
+        let mut needed: Vec<String> = base.group_by.clone();
+        for sel in base.indicator.selectors() {
+            needed.extend(sel.attrs.keys().cloned());
+        }
+        needed.sort();
+        needed.dedup();
+        let limits = configs
+            .first()
+            .map(|c| crate::event::DecodeLimits {
+                max_event_bytes: c.engine.max_event_bytes,
+                max_future_skew_ms: c.engine.max_future_skew.as_ms(),
+            })
+            .unwrap_or_default();
+        Ok(Tuner {
+            base,
+            rows,
+            lanes,
+            trackers,
+            dedup: Dedup::new(cfg.engine.dedup_horizon.as_ms(), cfg.engine.dedup_max_ids),
+            selectors,
+            needed,
+            limits,
+            now_ms: opts.now_ms,
+            clock: None,
+            first_ms: None,
+            lines: 0,
+            out: Vec::new(),
+        })
+    }
+
+    /// Number of candidates (plus the current rule when it is not one).
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are no candidates (never: the current rule is always one).
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Number of engines running (one per window signature, or per candidate).
+    pub fn engines(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Whether every row is exactly what a backtest of its candidate gives:
+    /// false when the group cap made a shared engine's groups differ from
+    /// what its candidates' own engines would keep ([`PolicyFan::exact`]).
+    pub fn exact(&self) -> bool {
+        self.lanes.iter().all(|l| match l {
+            Lane::Shared { fan, .. } => fan.exact(),
+            Lane::Single { .. } => true,
+        })
+    }
+
+    /// Feeds one line to every candidate.
+    pub fn feed(&mut self, line: &[u8]) {
+        self.lines += 1;
+        let Ok(ev) = decode(line, &self.limits, self.now_ms) else {
+            return;
+        };
+        self.first_ms.get_or_insert(ev.ts);
+        let t = self.clock.map_or(ev.ts, |c| c.max(ev.ts));
+        self.clock = Some(t);
+        let duplicate = self.dedup.check_and_insert(&ev.id, t);
+        let relevant = !duplicate && self.selectors.iter().any(|s| s.matches(&ev));
+        // The event as the rule sees it: the same, less the attributes it never reads.
+        let projected = relevant.then(|| Event {
+            id: ev.id.clone(),
+            kind: ev.kind.clone(),
+            ts: ev.ts,
+            customer_id: ev.customer_id.clone(),
+            attrs: ev
+                .attrs
+                .iter()
+                .filter(|(k, _)| self.needed.iter().any(|n| n == k.as_ref()))
+                .cloned()
+                .collect(),
+            score: ev.score,
+            sentiment: ev.sentiment,
+        });
+        let trackers = &mut self.trackers;
+        for lane in &mut self.lanes {
+            match lane {
+                Lane::Shared { fan, rows } => {
+                    let mut sink = |k: usize, tr: &Transition| trackers[rows[k]].transition(tr);
+                    match &projected {
+                        Some(ev) => fan.process(ev, &mut sink),
+                        None => fan.advance_clock(t, &mut sink),
+                    }
+                }
+                Lane::Single { engine, row } => {
+                    match &projected {
+                        Some(ev) => {
+                            engine.process(ev, &mut self.out);
+                        }
+                        None => engine.advance_clock(t, &mut self.out),
+                    }
+                    for tr in self.out.drain(..) {
+                        trackers[*row].transition(&tr);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The table.
+    pub fn finish(mut self, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
+        let trackers = &mut self.trackers;
+        for lane in &mut self.lanes {
+            if let Lane::Shared { fan, rows } = lane {
+                fan.finish(&mut |k, tr| trackers[rows[k]].transition(tr));
+            }
+        }
+        let end = self.clock.unwrap_or(0);
+        let names = vec![self.base.name.clone()];
+        let mut rows: Vec<Row> = self
+            .rows
+            .into_iter()
+            .zip(self.trackers)
+            .map(|((candidate, current), tracker)| {
+                let incidents = tracker.finish();
+                let (mut rules, _, _) = report::summarize(&names, &incidents, end, &opts.summary);
+                // One summary per name, and `names` holds exactly one.
+                let summary = rules.remove(0);
+                Row {
+                    candidate,
+                    summary,
+                    pareto: false,
+                    current,
+                }
+            })
+            .collect();
+        let labelled = opts.summary.labels.is_some();
+        if labelled {
+            mark_pareto(&mut rows);
+        }
+        let chosen = match opts.pick {
+            Some(p) if p == 0 || p > rows.len() => return Err(TuneError::Pick(p, rows.len())),
+            Some(p) => Some(p - 1),
+            None if labelled => (0..rows.len()).min_by_key(|&i| choice_key(&rows[i], i)),
+            None => None,
+        };
+        Ok(TuneResult {
+            base: self.base,
+            rows,
+            chosen,
+            lines: self.lines,
+            first_ms: self.first_ms,
+            end_ms: self.clock,
+            labelled,
+        })
+    }
+}
+
+/// The configuration of one candidate: only the tuned rule, no own dedup
+/// (the tuner deduplicates once for all), no evidence ids.
+fn candidate_config(cfg: &Config, rule: &RuleConfig) -> Config {
+    let mut c = Config {
+        engine: cfg.engine.clone(),
+        rules: vec![rule.clone()],
+        ..Config::default()
+    };
+    c.engine.dedup_horizon = Dur::from_ms(0);
+    c.engine.sample_event_ids = 0;
+    c
+}
+
+/// The configuration of a candidate as `backtest` would run it (for checks).
+pub fn backtest_config(cfg: &Config, rule: &RuleConfig) -> Config {
+    let mut c = cfg.clone();
+    for r in &mut c.rules {
+        if r.name == rule.name {
+            *r = rule.clone();
+        }
+    }
+    c
+}
+
+fn choice_key(r: &Row, i: usize) -> (usize, usize, i64, usize, i64, usize) {
+    (
+        r.missed().unwrap_or(usize::MAX),
+        r.false_incidents().unwrap_or(usize::MAX),
+        r.median_delay_ms().unwrap_or(i64::MAX),
+        r.summary.flaps,
+        r.summary.firing_ms,
+        i,
+    )
+}
+
+fn mark_pareto(rows: &mut [Row]) {
+    let obj: Vec<[i64; 3]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.false_incidents().map_or(i64::MAX, |v| v as i64),
+                r.missed().map_or(i64::MAX, |v| v as i64),
+                r.median_delay_ms().unwrap_or(i64::MAX),
+            ]
+        })
+        .collect();
+    for i in 0..rows.len() {
+        let dominated = obj
+            .iter()
+            .enumerate()
+            .any(|(j, o)| j != i && o.iter().zip(&obj[i]).all(|(a, b)| a <= b) && *o != obj[i]);
+        rows[i].pareto = !dominated;
+    }
+}
+
+/// Runs a tuning pass over `inputs`.
+///
+/// When the group cap made the shared pass inexact ([`Tuner::exact`]), the
+/// history is read once more with one engine per candidate; from standard
+/// input it cannot be, and a warning says the figures may differ slightly.
+pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
+    let mut tuner = Tuner::new(cfg, opts)?;
+    let started = std::time::Instant::now();
+    inputs.for_each_line(|line, _| tuner.feed(line))?;
+    tracing::info!(
+        candidates = tuner.len(),
+        engines = tuner.engines(),
+        lines = tuner.lines,
+        seconds = started.elapsed().as_secs_f64(),
+        "Tuning pass finished"
+    );
+    if !tuner.exact() {
+        if inputs.uses_stdin() {
+            tracing::warn!(
+                "engine.max_groups_per_rule was reached: candidates sharing one engine may differ \
+                 slightly from separate backtests (pass files instead of stdin for exact figures)"
+            );
+        } else {
+            tracing::warn!(
+                "engine.max_groups_per_rule was reached: reading the history again with one \
+                 engine per candidate for exact figures"
+            );
+            tuner = Tuner::separate(cfg, opts)?;
+            inputs.for_each_line(|line, _| tuner.feed(line))?;
+        }
+    }
+    tuner.finish(opts)
+}
+
+/// Runs a tuning pass over lines in memory (tests, benches).
+/// As [`run`], the group-cap fallback included.
+pub fn run_lines<'a>(
+    cfg: &Config,
+    lines: impl IntoIterator<Item = &'a [u8]> + Clone,
+    opts: &TuneOptions,
+) -> Result<TuneResult, TuneError> {
+    let mut tuner = Tuner::new(cfg, opts)?;
+    for l in lines.clone() {
+        tuner.feed(l);
+    }
+    if !tuner.exact() {
+        tuner = Tuner::separate(cfg, opts)?;
+        for l in lines {
+            tuner.feed(l);
+        }
+    }
+    tuner.finish(opts)
+}
