@@ -26,21 +26,29 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
-use crate::alert::{AlertPolicy, Labels, Phase, Transition};
-use crate::config::{Config, IndicatorConfig, RuleConfig};
+use crate::alert::{AlertPolicy, Phase, Transition};
+use crate::config::{Config, RuleConfig};
 use crate::dedup::Dedup;
 use crate::event::{decode, DecodeLimits, Event, Invalid, InvalidReason};
 use crate::indicator::{customer_hash, Indicator};
 use crate::route::Router;
 use crate::window::{Region, Shape, Window};
 
+mod record;
+mod reload;
+mod rule;
+mod views;
 mod wheel;
+
+pub use record::Evaluation;
+use record::Recorder;
+pub use reload::ReloadSummary;
+use rule::{decode_key, group_hash};
 use wheel::Wheel;
 
 /// Seed of the group-key hash.
@@ -170,29 +178,6 @@ struct RuleRt {
     recorder: Option<Box<Recorder>>,
 }
 
-/// One evaluation of a recorded rule's group (see [`Engine::record`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Evaluation {
-    /// The group: an id of the rule's recorder ([`Engine::recorded_labels`]).
-    pub key: u32,
-    /// Evaluation time.
-    pub at: i64,
-    /// The value (after `min_volume`).
-    pub value: Option<f64>,
-    /// Run by a timer (a pane boundary or a deadline) rather than by an event.
-    pub timer: bool,
-    /// The group's window (baseline included) holds no pane.
-    pub empty: bool,
-}
-
-/// The evaluations of a recorded rule, and its group keys by id.
-#[derive(Debug, Default)]
-struct Recorder {
-    ids: hashbrown::HashMap<Box<[u8]>, u32, foldhash::fast::FixedState>,
-    keys: Vec<Box<[u8]>>,
-    evaluations: Vec<Evaluation>,
-}
-
 /// A read-only view of one group, for metrics and the API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupView {
@@ -300,71 +285,6 @@ impl Engine {
         self.attr_names = names.into_iter().map(|(_, k)| k).collect();
         self.attr_ids = attr_ids;
         self.group_by_lists = lists.len();
-    }
-
-    /// Hot reload: switches to a new configuration. Rules whose name and
-    /// configuration are unchanged keep their windows and alert state; changed
-    /// and new rules start empty; removed rules are dropped. Engine settings
-    /// take effect at once (the dedup memory is kept unless its settings changed).
-    /// On error nothing changes.
-    pub fn reconfigure(&mut self, cfg: &Config) -> Result<ReloadSummary, EngineError> {
-        check_config(cfg)?;
-        let e = &cfg.engine;
-        let mut old: Vec<Option<RuleRt>> = self.rules.drain(..).map(Some).collect();
-        let mut summary = ReloadSummary::default();
-        // old index → new index, for the deadline timers.
-        let mut remap: Vec<Option<u32>> = vec![None; old.len()];
-        let mut rules = Vec::with_capacity(cfg.rules.len());
-        for (new_idx, rc) in cfg.rules.iter().enumerate() {
-            let same = old
-                .iter()
-                .position(|o| o.as_ref().is_some_and(|o| o.cfg == *rc));
-            match same.and_then(|i| old[i].take().map(|r| (i, r))) {
-                Some((i, mut rule)) => {
-                    remap[i] = Some(new_idx as u32);
-                    rule.max_groups = e.max_groups_per_rule;
-                    rule.shape.max_customers = e.max_customers_per_group;
-                    summary.kept.push(rc.name.clone());
-                    rules.push(rule);
-                }
-                None => {
-                    summary.added.push(rc.name.clone());
-                    rules.push(RuleRt::new(rc, cfg));
-                }
-            }
-        }
-        for r in old.into_iter().flatten() {
-            if let Some(pos) = summary.added.iter().position(|n| *n == r.cfg.name) {
-                summary.changed.push(summary.added.remove(pos));
-            } else {
-                summary.removed.push(r.cfg.name);
-            }
-        }
-        self.rules = rules;
-        let timers = std::mem::take(&mut self.timers);
-        self.timers = timers
-            .into_iter()
-            .filter_map(|Reverse((t, r, slot, gen))| {
-                remap
-                    .get(r as usize)
-                    .copied()
-                    .flatten()
-                    .map(|nr| Reverse((t, nr, slot, gen)))
-            })
-            .collect();
-        self.index_rules();
-        let dedup_changed = self.dedup_settings != (e.dedup_horizon.as_ms(), e.dedup_max_ids);
-        if dedup_changed {
-            self.dedup = Dedup::new(e.dedup_horizon.as_ms(), e.dedup_max_ids);
-            self.dedup_settings = (e.dedup_horizon.as_ms(), e.dedup_max_ids);
-        }
-        self.limits = DecodeLimits {
-            max_event_bytes: e.max_event_bytes,
-            max_future_skew_ms: e.max_future_skew.as_ms(),
-        };
-        self.lateness_ms = e.allowed_lateness.as_ms();
-        self.sample_ids = e.sample_event_ids;
-        Ok(summary)
     }
 
     /// Decode limits derived from the configuration.
@@ -631,147 +551,6 @@ impl Engine {
         }
         rule.maybe_evict(slot);
     }
-
-    /// The groups of rule `i` with their latest values, in slot order
-    /// (deterministic for a given input).
-    pub fn groups(&self, i: usize) -> Vec<GroupView> {
-        let rule = &self.rules[i];
-        rule.slots
-            .iter()
-            .filter_map(|s| s.group.as_ref())
-            .map(|g| rule.view(g))
-            .collect()
-    }
-
-    /// At most `k` groups of rule `i`: alerting ones first (firing, then
-    /// pending), then the highest values; ties in slot order. Returns them and
-    /// the number of live groups. Only the chosen groups are materialised, so
-    /// this is cheap with many groups.
-    pub fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
-        let rule = &self.rules[i];
-        let mut keys: Vec<(i64, f64, usize)> = rule
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(s, slot)| {
-                slot.group
-                    .as_ref()
-                    .map(|g| (g.phase.code(), g.value.unwrap_or(f64::NEG_INFINITY), s))
-            })
-            .collect();
-        let total = keys.len();
-        let order = |a: &(i64, f64, usize), b: &(i64, f64, usize)| {
-            b.0.cmp(&a.0)
-                .then_with(|| b.1.total_cmp(&a.1))
-                .then_with(|| a.2.cmp(&b.2))
-        };
-        if keys.len() > k {
-            keys.select_nth_unstable_by(k, order);
-            keys.truncate(k);
-        }
-        keys.sort_by(order);
-        let views = keys
-            .into_iter()
-            .filter_map(|(_, _, s)| rule.slots[s].group.as_ref().map(|g| rule.view(g)))
-            .collect();
-        (views, total)
-    }
-
-    /// One group of rule `i`, found by its `group_by` values in order: its
-    /// alert phase, latest value and when that was computed. Nothing is
-    /// materialised, so this is cheap however many groups the rule has.
-    pub fn lookup<'a>(
-        &self,
-        i: usize,
-        values: impl Iterator<Item = &'a str> + Clone,
-    ) -> Option<(Phase, Option<f64>, i64)> {
-        let rule = self.rules.get(i)?;
-        let hash = group_hash(&self.hasher, values.clone());
-        let slots = &rule.slots;
-        let slot = rule.index.find(hash, |&s| {
-            slots[s as usize]
-                .group
-                .as_ref()
-                .is_some_and(|g| g.hash == hash && key_eq(&g.key, values.clone()))
-        })?;
-        let g = slots[*slot as usize].group.as_ref()?;
-        Some((g.phase, g.value, g.evaluated_at))
-    }
-
-    /// Records every evaluation of rule `i` from now on, for callers that run
-    /// other alert policies over the same values (`tune`'s shared windows).
-    /// Nothing else changes: the rule evaluates, alerts and forgets groups as
-    /// it would unrecorded.
-    pub fn record(&mut self, i: usize) {
-        if let Some(rule) = self.rules.get_mut(i) {
-            let rec = Recorder {
-                ids: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
-                    GROUP_HASH_SEED,
-                )),
-                ..Recorder::default()
-            };
-            rule.recorder.get_or_insert_with(|| Box::new(rec));
-        }
-    }
-
-    /// Moves the evaluations recorded for rule `i` since the last call to the
-    /// end of `out`, in the order they ran.
-    pub fn take_evaluations(&mut self, i: usize, out: &mut Vec<Evaluation>) {
-        if let Some(rec) = self
-            .rules
-            .get_mut(i)
-            .and_then(|r| r.recorder.as_deref_mut())
-        {
-            out.append(&mut rec.evaluations);
-        }
-    }
-
-    /// The labels of group `key` of recorded rule `i`.
-    pub fn recorded_labels(&self, i: usize, key: u32) -> Labels {
-        let Some(rule) = self.rules.get(i) else {
-            return Labels::new();
-        };
-        rule.recorder
-            .as_deref()
-            .and_then(|rec| rec.keys.get(key as usize))
-            .map(|k| rule.labels(k))
-            .unwrap_or_default()
-    }
-
-    /// The groups of rule `i` whose alert is pending or firing.
-    pub fn active_groups(&self, i: usize) -> Vec<GroupView> {
-        let rule = &self.rules[i];
-        rule.slots
-            .iter()
-            .filter_map(|s| s.group.as_ref())
-            .filter(|g| g.phase != Phase::Inactive)
-            .map(|g| rule.view(g))
-            .collect()
-    }
-
-    /// The groups of rule `i` as of the current clock: windows are advanced
-    /// to the clock and values recomputed, without touching alert state.
-    pub fn current_values(&mut self, i: usize) -> Vec<(Labels, Option<f64>)> {
-        let Some(clock) = self.clock else {
-            return Vec::new();
-        };
-        let rule = &mut self.rules[i];
-        let end = end_pane(clock, rule.slide);
-        let shape = rule.shape;
-        let base = rule.baseline_panes(end);
-        let mut out = Vec::new();
-        for s in 0..rule.slots.len() {
-            let Some(g) = rule.slots[s].group.as_mut() else {
-                continue;
-            };
-            g.window.advance(end, &shape);
-            let (v, vol) = rule.indicator.value(&g.window, shape.n, base);
-            let v = if vol < rule.min_volume { None } else { v };
-            let key = g.key.clone();
-            out.push((rule.labels(&key), v));
-        }
-        out
-    }
 }
 
 /// The id of a grouping attribute name: a scan of `names` (by id) when they
@@ -806,19 +585,6 @@ fn check_config(cfg: &Config) -> Result<(), EngineError> {
     Err(EngineError::Config(msg))
 }
 
-/// What a reload changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ReloadSummary {
-    /// Rules kept with their state.
-    pub kept: Vec<String>,
-    /// New rules, starting empty.
-    pub added: Vec<String>,
-    /// Rules whose configuration changed: they start empty.
-    pub changed: Vec<String>,
-    /// Rules no longer configured.
-    pub removed: Vec<String>,
-}
-
 /// The pane holding event time `ts`: `ceil(ts / slide)`.
 #[inline]
 pub fn pane_of(ts: i64, slide: i64) -> i64 {
@@ -840,57 +606,6 @@ pub fn end_pane(t: i64, slide: i64) -> i64 {
 #[inline]
 fn boundary_time(p: i64, slide: i64) -> i64 {
     (p - 1).saturating_mul(slide).saturating_add(1)
-}
-
-fn group_hash<'a>(
-    hasher: &foldhash::fast::FixedState,
-    values: impl Iterator<Item = &'a str>,
-) -> u64 {
-    let mut h = hasher.build_hasher();
-    for v in values {
-        h.write(v.as_bytes());
-        h.write_u8(0xff);
-    }
-    h.finish()
-}
-
-/// A group key as one allocation: each value as a little-endian u32 length and its bytes.
-fn encode_key<'a>(values: impl Iterator<Item = &'a str>) -> Box<[u8]> {
-    let mut out = Vec::new();
-    for v in values {
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        out.extend_from_slice(v.as_bytes());
-    }
-    out.into_boxed_slice()
-}
-
-/// Whether a flat key holds exactly these values.
-#[inline]
-fn key_eq<'a>(key: &[u8], values: impl Iterator<Item = &'a str>) -> bool {
-    let mut rest = key;
-    for v in values {
-        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
-            return false;
-        };
-        let len = u32::from_le_bytes(*len) as usize;
-        if len != v.len() || tail.get(..len) != Some(v.as_bytes()) {
-            return false;
-        }
-        rest = &tail[len..];
-    }
-    rest.is_empty()
-}
-
-/// The values of a flat key.
-fn decode_key(key: &[u8]) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = key;
-    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
-        let len = (u32::from_le_bytes(*len) as usize).min(tail.len());
-        out.push(std::str::from_utf8(&tail[..len]).unwrap_or(""));
-        rest = &tail[len..];
-    }
-    out
 }
 
 /// Schedules a re-evaluation at boundary pane `q` on the rule's wheel (or, if the
@@ -1017,183 +732,6 @@ fn evaluate(
             Some(t)
         }
         _ => None,
-    }
-}
-
-// === impl RuleRt ===
-
-impl RuleRt {
-    fn new(r: &RuleConfig, cfg: &Config) -> Self {
-        let slide = r.slide().as_ms().max(1);
-        let window_ms = r.window.as_ms().max(slide);
-        let indicator = Indicator::compile(&r.indicator, window_ms);
-        let m = match &r.indicator {
-            IndicatorConfig::Surge { baseline, .. } => baseline.as_ms() / slide,
-            _ => 0,
-        };
-        let shape = Shape {
-            n: window_ms / slide,
-            m,
-            customers: indicator.needs_customers(),
-            min_events: indicator.min_events(),
-            max_customers: cfg.engine.max_customers_per_group,
-        };
-        let levels = r.thresholds.levels();
-        let clear = r.clear_threshold().unwrap_or(0.0);
-        RuleRt {
-            name: Arc::from(r.name.as_str()),
-            group_by: r
-                .group_by
-                .iter()
-                .map(|g| g.clone().into_boxed_str())
-                .collect(),
-            group_attrs: Box::default(),
-            group_by_id: 0,
-            indicator,
-            policy: AlertPolicy {
-                levels,
-                clear,
-                condition: r.condition,
-                for_ms: r.for_.as_ms(),
-                keep_firing_for_ms: r.keep_firing_for.as_ms(),
-            },
-            slide,
-            window_ms,
-            shape,
-            min_volume: i64::try_from(r.min_volume).unwrap_or(i64::MAX),
-            max_groups: cfg.engine.max_groups_per_rule,
-            origin: None,
-            wheel: Wheel::default(),
-            index: HashTable::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-            stats: RuleStats::default(),
-            recorder: None,
-            cfg: r.clone(),
-        }
-    }
-
-    /// Baseline panes with history behind a window ending at `end`.
-    fn baseline_panes(&self, end: i64) -> i64 {
-        if self.shape.m == 0 {
-            return 0;
-        }
-        let Some(origin) = self.origin else { return 0 };
-        // Panes after the origin pane are fully covered by the stream.
-        (end - self.shape.n - origin).clamp(0, self.shape.m)
-    }
-
-    fn view(&self, g: &Group) -> GroupView {
-        GroupView {
-            group: self.labels(&g.key),
-            value: g.value,
-            evaluated_at: g.evaluated_at,
-            phase: g.phase,
-            dedup_key: g.instance_key.as_deref().map(str::to_string),
-            sample_event_ids: g.samples.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    fn labels(&self, key: &[u8]) -> Vec<(String, String)> {
-        self.group_by
-            .iter()
-            .zip(decode_key(key))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    /// The slot of the event's group, creating it if there is room. `values`
-    /// holds the event's grouping attributes by attribute id.
-    fn find_or_insert(
-        &mut self,
-        hash: u64,
-        values: &[&str],
-        ts: i64,
-        clock: i64,
-    ) -> Option<(u32, u32)> {
-        let attrs = &self.group_attrs;
-        let slots = &self.slots;
-        let found = self.index.find(hash, |&s| {
-            slots[s as usize].group.as_ref().is_some_and(|g| {
-                g.hash == hash && key_eq(&g.key, attrs.iter().map(|&i| values[i as usize]))
-            })
-        });
-        if let Some(&s) = found {
-            return Some((s, self.slots[s as usize].gen));
-        }
-        if self.live >= self.max_groups {
-            self.stats.group_overflow += 1;
-            return None;
-        }
-        let end = end_pane(clock, self.slide);
-        if self.origin.is_none() {
-            self.origin = Some(pane_of(ts, self.slide).min(end));
-        }
-        let key = encode_key(attrs.iter().map(|&i| values[i as usize]));
-        let key_id = match self.recorder.as_deref_mut() {
-            Some(rec) => match rec.ids.get(&key) {
-                Some(&id) => id,
-                None => {
-                    let id = rec.keys.len() as u32;
-                    rec.keys.push(key.clone());
-                    rec.ids.insert(key.clone(), id);
-                    id
-                }
-            },
-            None => 0,
-        };
-        let group = Group {
-            key,
-            hash,
-            window: Window::new(end, &self.shape),
-            phase: Phase::Inactive,
-            value: None,
-            evaluated_at: clock,
-            samples: Vec::new(),
-            deadline: i64::MIN,
-            warm_tick: i64::MIN,
-            instance_key: None,
-            last_since: i64::MIN,
-            same_ms_seq: 0,
-            key_id,
-        };
-        let slot = match self.free.pop() {
-            Some(s) => {
-                self.slots[s as usize].group = Some(group);
-                s
-            }
-            None => {
-                self.slots.push(Slot {
-                    gen: 0,
-                    group: Some(group),
-                });
-                (self.slots.len() - 1) as u32
-            }
-        };
-        self.live += 1;
-        let slots = &self.slots;
-        self.index.insert_unique(hash, slot, |&s| {
-            slots[s as usize].group.as_ref().map_or(0, |g| g.hash)
-        });
-        Some((slot, self.slots[slot as usize].gen))
-    }
-
-    /// Forgets a group whose window is empty and whose alert is inactive.
-    fn maybe_evict(&mut self, slot: u32) {
-        let s = &mut self.slots[slot as usize];
-        let Some(g) = s.group.as_ref() else { return };
-        if !(g.window.is_empty() && g.phase == Phase::Inactive) {
-            return;
-        }
-        let hash = g.hash;
-        if let Ok(entry) = self.index.find_entry(hash, |&x| x == slot) {
-            entry.remove();
-        }
-        s.group = None;
-        s.gen = s.gen.wrapping_add(1);
-        self.free.push(slot);
-        self.live -= 1;
     }
 }
 

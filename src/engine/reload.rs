@@ -1,0 +1,89 @@
+//! Hot reload of the engine: unchanged rules keep their windows and alert state.
+
+use std::cmp::Reverse;
+
+use crate::config::Config;
+
+use super::{check_config, Engine, EngineError, RuleRt};
+use crate::dedup::Dedup;
+use crate::event::DecodeLimits;
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadSummary {
+    /// Rules kept with their state.
+    pub kept: Vec<String>,
+    /// New rules, starting empty.
+    pub added: Vec<String>,
+    /// Rules whose configuration changed: they start empty.
+    pub changed: Vec<String>,
+    /// Rules no longer configured.
+    pub removed: Vec<String>,
+}
+
+impl Engine {
+    /// Hot reload: switches to a new configuration. Rules whose name and
+    /// configuration are unchanged keep their windows and alert state; changed
+    /// and new rules start empty; removed rules are dropped. Engine settings
+    /// take effect at once (the dedup memory is kept unless its settings changed).
+    /// On error nothing changes.
+    pub fn reconfigure(&mut self, cfg: &Config) -> Result<ReloadSummary, EngineError> {
+        check_config(cfg)?;
+        let e = &cfg.engine;
+        let mut old: Vec<Option<RuleRt>> = self.rules.drain(..).map(Some).collect();
+        let mut summary = ReloadSummary::default();
+        // old index → new index, for the deadline timers.
+        let mut remap: Vec<Option<u32>> = vec![None; old.len()];
+        let mut rules = Vec::with_capacity(cfg.rules.len());
+        for (new_idx, rc) in cfg.rules.iter().enumerate() {
+            let same = old
+                .iter()
+                .position(|o| o.as_ref().is_some_and(|o| o.cfg == *rc));
+            match same.and_then(|i| old[i].take().map(|r| (i, r))) {
+                Some((i, mut rule)) => {
+                    remap[i] = Some(new_idx as u32);
+                    rule.max_groups = e.max_groups_per_rule;
+                    rule.shape.max_customers = e.max_customers_per_group;
+                    summary.kept.push(rc.name.clone());
+                    rules.push(rule);
+                }
+                None => {
+                    summary.added.push(rc.name.clone());
+                    rules.push(RuleRt::new(rc, cfg));
+                }
+            }
+        }
+        for r in old.into_iter().flatten() {
+            if let Some(pos) = summary.added.iter().position(|n| *n == r.cfg.name) {
+                summary.changed.push(summary.added.remove(pos));
+            } else {
+                summary.removed.push(r.cfg.name);
+            }
+        }
+        self.rules = rules;
+        let timers = std::mem::take(&mut self.timers);
+        self.timers = timers
+            .into_iter()
+            .filter_map(|Reverse((t, r, slot, gen))| {
+                remap
+                    .get(r as usize)
+                    .copied()
+                    .flatten()
+                    .map(|nr| Reverse((t, nr, slot, gen)))
+            })
+            .collect();
+        self.index_rules();
+        let dedup_changed = self.dedup_settings != (e.dedup_horizon.as_ms(), e.dedup_max_ids);
+        if dedup_changed {
+            self.dedup = Dedup::new(e.dedup_horizon.as_ms(), e.dedup_max_ids);
+            self.dedup_settings = (e.dedup_horizon.as_ms(), e.dedup_max_ids);
+        }
+        self.limits = DecodeLimits {
+            max_event_bytes: e.max_event_bytes,
+            max_future_skew_ms: e.max_future_skew.as_ms(),
+        };
+        self.lateness_ms = e.allowed_lateness.as_ms();
+        self.sample_ids = e.sample_event_ids;
+        Ok(summary)
+    }
+}

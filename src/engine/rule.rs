@@ -1,0 +1,243 @@
+//! One rule at run time: its group table (find or create, forget) and the
+//! flat group keys.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+
+use crate::alert::{AlertPolicy, Phase};
+use crate::config::{Config, IndicatorConfig, RuleConfig};
+use crate::indicator::Indicator;
+use crate::window::{Shape, Window};
+
+use super::wheel::Wheel;
+use super::{end_pane, pane_of, Group, GroupView, RuleRt, RuleStats, Slot};
+
+pub(super) fn group_hash<'a>(
+    hasher: &foldhash::fast::FixedState,
+    values: impl Iterator<Item = &'a str>,
+) -> u64 {
+    let mut h = hasher.build_hasher();
+    for v in values {
+        h.write(v.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+/// A group key as one allocation: each value as a little-endian u32 length and its bytes.
+pub(super) fn encode_key<'a>(values: impl Iterator<Item = &'a str>) -> Box<[u8]> {
+    let mut out = Vec::new();
+    for v in values {
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    out.into_boxed_slice()
+}
+
+/// Whether a flat key holds exactly these values.
+#[inline]
+pub(super) fn key_eq<'a>(key: &[u8], values: impl Iterator<Item = &'a str>) -> bool {
+    let mut rest = key;
+    for v in values {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return false;
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if len != v.len() || tail.get(..len) != Some(v.as_bytes()) {
+            return false;
+        }
+        rest = &tail[len..];
+    }
+    rest.is_empty()
+}
+
+/// The values of a flat key.
+pub(super) fn decode_key(key: &[u8]) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = key;
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let len = (u32::from_le_bytes(*len) as usize).min(tail.len());
+        out.push(std::str::from_utf8(&tail[..len]).unwrap_or(""));
+        rest = &tail[len..];
+    }
+    out
+}
+
+// === impl RuleRt ===
+
+impl RuleRt {
+    pub(super) fn new(r: &RuleConfig, cfg: &Config) -> Self {
+        let slide = r.slide().as_ms().max(1);
+        let window_ms = r.window.as_ms().max(slide);
+        let indicator = Indicator::compile(&r.indicator, window_ms);
+        let m = match &r.indicator {
+            IndicatorConfig::Surge { baseline, .. } => baseline.as_ms() / slide,
+            _ => 0,
+        };
+        let shape = Shape {
+            n: window_ms / slide,
+            m,
+            customers: indicator.needs_customers(),
+            min_events: indicator.min_events(),
+            max_customers: cfg.engine.max_customers_per_group,
+        };
+        let levels = r.thresholds.levels();
+        let clear = r.clear_threshold().unwrap_or(0.0);
+        RuleRt {
+            name: Arc::from(r.name.as_str()),
+            group_by: r
+                .group_by
+                .iter()
+                .map(|g| g.clone().into_boxed_str())
+                .collect(),
+            group_attrs: Box::default(),
+            group_by_id: 0,
+            indicator,
+            policy: AlertPolicy {
+                levels,
+                clear,
+                condition: r.condition,
+                for_ms: r.for_.as_ms(),
+                keep_firing_for_ms: r.keep_firing_for.as_ms(),
+            },
+            slide,
+            window_ms,
+            shape,
+            min_volume: i64::try_from(r.min_volume).unwrap_or(i64::MAX),
+            max_groups: cfg.engine.max_groups_per_rule,
+            origin: None,
+            wheel: Wheel::default(),
+            index: HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            stats: RuleStats::default(),
+            recorder: None,
+            cfg: r.clone(),
+        }
+    }
+
+    /// Baseline panes with history behind a window ending at `end`.
+    pub(super) fn baseline_panes(&self, end: i64) -> i64 {
+        if self.shape.m == 0 {
+            return 0;
+        }
+        let Some(origin) = self.origin else { return 0 };
+        // Panes after the origin pane are fully covered by the stream.
+        (end - self.shape.n - origin).clamp(0, self.shape.m)
+    }
+
+    pub(super) fn view(&self, g: &Group) -> GroupView {
+        GroupView {
+            group: self.labels(&g.key),
+            value: g.value,
+            evaluated_at: g.evaluated_at,
+            phase: g.phase,
+            dedup_key: g.instance_key.as_deref().map(str::to_string),
+            sample_event_ids: g.samples.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub(super) fn labels(&self, key: &[u8]) -> Vec<(String, String)> {
+        self.group_by
+            .iter()
+            .zip(decode_key(key))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The slot of the event's group, creating it if there is room. `values`
+    /// holds the event's grouping attributes by attribute id.
+    pub(super) fn find_or_insert(
+        &mut self,
+        hash: u64,
+        values: &[&str],
+        ts: i64,
+        clock: i64,
+    ) -> Option<(u32, u32)> {
+        let attrs = &self.group_attrs;
+        let slots = &self.slots;
+        let found = self.index.find(hash, |&s| {
+            slots[s as usize].group.as_ref().is_some_and(|g| {
+                g.hash == hash && key_eq(&g.key, attrs.iter().map(|&i| values[i as usize]))
+            })
+        });
+        if let Some(&s) = found {
+            return Some((s, self.slots[s as usize].gen));
+        }
+        if self.live >= self.max_groups {
+            self.stats.group_overflow += 1;
+            return None;
+        }
+        let end = end_pane(clock, self.slide);
+        if self.origin.is_none() {
+            self.origin = Some(pane_of(ts, self.slide).min(end));
+        }
+        let key = encode_key(attrs.iter().map(|&i| values[i as usize]));
+        let key_id = match self.recorder.as_deref_mut() {
+            Some(rec) => match rec.ids.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let id = rec.keys.len() as u32;
+                    rec.keys.push(key.clone());
+                    rec.ids.insert(key.clone(), id);
+                    id
+                }
+            },
+            None => 0,
+        };
+        let group = Group {
+            key,
+            hash,
+            window: Window::new(end, &self.shape),
+            phase: Phase::Inactive,
+            value: None,
+            evaluated_at: clock,
+            samples: Vec::new(),
+            deadline: i64::MIN,
+            warm_tick: i64::MIN,
+            instance_key: None,
+            last_since: i64::MIN,
+            same_ms_seq: 0,
+            key_id,
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize].group = Some(group);
+                s
+            }
+            None => {
+                self.slots.push(Slot {
+                    gen: 0,
+                    group: Some(group),
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.live += 1;
+        let slots = &self.slots;
+        self.index.insert_unique(hash, slot, |&s| {
+            slots[s as usize].group.as_ref().map_or(0, |g| g.hash)
+        });
+        Some((slot, self.slots[slot as usize].gen))
+    }
+
+    /// Forgets a group whose window is empty and whose alert is inactive.
+    pub(super) fn maybe_evict(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        let Some(g) = s.group.as_ref() else { return };
+        if !(g.window.is_empty() && g.phase == Phase::Inactive) {
+            return;
+        }
+        let hash = g.hash;
+        if let Ok(entry) = self.index.find_entry(hash, |&x| x == slot) {
+            entry.remove();
+        }
+        s.group = None;
+        s.gen = s.gen.wrapping_add(1);
+        self.free.push(slot);
+        self.live -= 1;
+    }
+}

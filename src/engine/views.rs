@@ -1,0 +1,109 @@
+//! Read-only views of the engine's groups, for metrics, the API and backtests.
+
+use crate::alert::{Labels, Phase};
+
+use super::rule::{group_hash, key_eq};
+use super::{end_pane, Engine, GroupView};
+
+impl Engine {
+    /// The groups of rule `i` with their latest values, in slot order
+    /// (deterministic for a given input).
+    pub fn groups(&self, i: usize) -> Vec<GroupView> {
+        let rule = &self.rules[i];
+        rule.slots
+            .iter()
+            .filter_map(|s| s.group.as_ref())
+            .map(|g| rule.view(g))
+            .collect()
+    }
+
+    /// At most `k` groups of rule `i`: alerting ones first (firing, then
+    /// pending), then the highest values; ties in slot order. Returns them and
+    /// the number of live groups. Only the chosen groups are materialised, so
+    /// this is cheap with many groups.
+    pub fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
+        let rule = &self.rules[i];
+        let mut keys: Vec<(i64, f64, usize)> = rule
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(s, slot)| {
+                slot.group
+                    .as_ref()
+                    .map(|g| (g.phase.code(), g.value.unwrap_or(f64::NEG_INFINITY), s))
+            })
+            .collect();
+        let total = keys.len();
+        let order = |a: &(i64, f64, usize), b: &(i64, f64, usize)| {
+            b.0.cmp(&a.0)
+                .then_with(|| b.1.total_cmp(&a.1))
+                .then_with(|| a.2.cmp(&b.2))
+        };
+        if keys.len() > k {
+            keys.select_nth_unstable_by(k, order);
+            keys.truncate(k);
+        }
+        keys.sort_by(order);
+        let views = keys
+            .into_iter()
+            .filter_map(|(_, _, s)| rule.slots[s].group.as_ref().map(|g| rule.view(g)))
+            .collect();
+        (views, total)
+    }
+
+    /// One group of rule `i`, found by its `group_by` values in order: its
+    /// alert phase, latest value and when that was computed. Nothing is
+    /// materialised, so this is cheap however many groups the rule has.
+    pub fn lookup<'a>(
+        &self,
+        i: usize,
+        values: impl Iterator<Item = &'a str> + Clone,
+    ) -> Option<(Phase, Option<f64>, i64)> {
+        let rule = self.rules.get(i)?;
+        let hash = group_hash(&self.hasher, values.clone());
+        let slots = &rule.slots;
+        let slot = rule.index.find(hash, |&s| {
+            slots[s as usize]
+                .group
+                .as_ref()
+                .is_some_and(|g| g.hash == hash && key_eq(&g.key, values.clone()))
+        })?;
+        let g = slots[*slot as usize].group.as_ref()?;
+        Some((g.phase, g.value, g.evaluated_at))
+    }
+
+    /// The groups of rule `i` whose alert is pending or firing.
+    pub fn active_groups(&self, i: usize) -> Vec<GroupView> {
+        let rule = &self.rules[i];
+        rule.slots
+            .iter()
+            .filter_map(|s| s.group.as_ref())
+            .filter(|g| g.phase != Phase::Inactive)
+            .map(|g| rule.view(g))
+            .collect()
+    }
+
+    /// The groups of rule `i` as of the current clock: windows are advanced
+    /// to the clock and values recomputed, without touching alert state.
+    pub fn current_values(&mut self, i: usize) -> Vec<(Labels, Option<f64>)> {
+        let Some(clock) = self.clock else {
+            return Vec::new();
+        };
+        let rule = &mut self.rules[i];
+        let end = end_pane(clock, rule.slide);
+        let shape = rule.shape;
+        let base = rule.baseline_panes(end);
+        let mut out = Vec::new();
+        for s in 0..rule.slots.len() {
+            let Some(g) = rule.slots[s].group.as_mut() else {
+                continue;
+            };
+            g.window.advance(end, &shape);
+            let (v, vol) = rule.indicator.value(&g.window, shape.n, base);
+            let v = if vol < rule.min_volume { None } else { v };
+            let key = g.key.clone();
+            out.push((rule.labels(&key), v));
+        }
+        out
+    }
+}
