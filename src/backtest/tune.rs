@@ -26,7 +26,7 @@
 //! threshold=…` over N values costs about one engine, and each distinct
 //! `window` one more. Reading, decompression, decoding and deduplication
 //! happen once per line for all (the engines' own dedup is off; one shared
-//! [`Dedup`] sees the same ids at the same clock, so the result is the same),
+//! [`Dedup`](crate::dedup::Dedup) sees the same ids at the same clock, so the result is the same),
 //! and an event none of the rule's selectors matches only advances the
 //! engines' clocks; the others reach them carrying only the attributes the
 //! rule reads. Every candidate row equals a `backtest` of that candidate's

@@ -1,0 +1,488 @@
+//! Loading (parse, interpolate, deserialize) and validation of a config file.
+
+use std::path::Path;
+
+use super::*;
+
+// === loading and validation ===
+
+impl Config {
+    /// Reads, interpolates, deserializes and validates a config file.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml_str(&text, env)
+    }
+
+    /// Parses, interpolates, deserializes and validates config text.
+    pub fn from_toml_str(text: &str, env: &dyn Env) -> Result<Config, LoadError> {
+        let mut tree: toml::Value = toml::from_str(text).map_err(|e| {
+            LoadError::Invalid(vec![ConfigError::new(
+                "",
+                "",
+                format!("not valid TOML: {}", e.to_string().trim()),
+            )])
+        })?;
+        let mut errors = Vec::new();
+        interpolate::interpolate_tree(&mut tree, env, &mut errors);
+        if !errors.is_empty() {
+            return Err(LoadError::Invalid(errors));
+        }
+        let config: Config = serde_path_to_error::deserialize(tree.clone()).map_err(|e| {
+            let path = e.path().to_string();
+            let value = lookup(&tree, &path).unwrap_or_default();
+            let path = if path == "." { String::new() } else { path };
+            LoadError::Invalid(vec![ConfigError::new(path, value, e.inner().to_string())])
+        })?;
+        let errors = config.validate();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(LoadError::Invalid(errors))
+        }
+    }
+
+    /// Checks everything serde cannot: names, time arithmetic, threshold order.
+    /// Returns every problem found (empty when valid).
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let e = &self.engine;
+        if e.dedup_max_ids == 0 {
+            errs.push(ConfigError::new(
+                "engine.dedup_max_ids",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if e.max_groups_per_rule == 0 {
+            errs.push(ConfigError::new(
+                "engine.max_groups_per_rule",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if e.max_customers_per_group == 0 {
+            errs.push(ConfigError::new(
+                "engine.max_customers_per_group",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if e.max_event_bytes < 64 {
+            errs.push(ConfigError::new(
+                "engine.max_event_bytes",
+                e.max_event_bytes.to_string(),
+                "must be at least 64",
+            ));
+        }
+        if e.idle_timeout.0.is_zero() {
+            errs.push(ConfigError::new(
+                "engine.idle_timeout",
+                "0",
+                "must be positive",
+            ));
+        }
+        if !self.server.listen.is_empty()
+            && self.server.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            errs.push(ConfigError::new(
+                "server.listen",
+                &self.server.listen,
+                "not a socket address (host:port with an IP, e.g. 127.0.0.1:9464)",
+            ));
+        }
+        if self.server.max_series_per_rule == 0 {
+            errs.push(ConfigError::new(
+                "server.max_series_per_rule",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        self.validate_demo(&mut errs);
+        crate::incident::config::validate(self, &mut errs);
+        self.validate_sources(&mut errs);
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            if !names.insert(r.name.as_str()) {
+                errs.push(ConfigError::new(
+                    format!("rules[{i}].name"),
+                    &r.name,
+                    "duplicate rule name",
+                ));
+            }
+            validate_rule(i, r, &mut errs);
+        }
+        let mut rnames = std::collections::HashSet::new();
+        for (i, r) in self.receivers.iter().enumerate() {
+            let p = format!("receivers[{i}]");
+            if r.name.is_empty() || !rnames.insert(r.name.as_str()) {
+                errs.push(ConfigError::new(
+                    format!("{p}.name"),
+                    &r.name,
+                    "receiver names must be non-empty and unique",
+                ));
+            }
+            if r.kind != ReceiverKind::Console && !r.url.is_empty() {
+                let ok = r.url.starts_with("http://") || r.url.starts_with("https://");
+                if !ok {
+                    errs.push(ConfigError::new(
+                        format!("{p}.url"),
+                        &r.url,
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+            }
+        }
+        errs
+    }
+
+    fn validate_demo(&self, errs: &mut Vec<ConfigError>) {
+        let d = &self.demo;
+        if crate::event::parse_rfc3339_ms(&d.start).is_none() {
+            errs.push(ConfigError::new(
+                "demo.start",
+                &d.start,
+                "not an RFC 3339 time",
+            ));
+        }
+        if !(d.speed.is_finite() && d.speed > 0.0) {
+            errs.push(ConfigError::new(
+                "demo.speed",
+                d.speed.to_string(),
+                "must be positive",
+            ));
+        }
+        if !(d.orders_per_minute.is_finite()
+            && d.orders_per_minute > 0.0
+            && d.orders_per_minute <= 1e6)
+        {
+            errs.push(ConfigError::new(
+                "demo.orders_per_minute",
+                d.orders_per_minute.to_string(),
+                "must be in (0, 1000000]",
+            ));
+        }
+        if d.duration.0.is_zero() {
+            errs.push(ConfigError::new("demo.duration", "0", "must be positive"));
+        }
+    }
+
+    fn validate_sources(&self, errs: &mut Vec<ConfigError>) {
+        if let Some(k) = &self.sources.kafka {
+            if k.brokers.trim().is_empty() {
+                errs.push(ConfigError::new(
+                    "sources.kafka.brokers",
+                    "",
+                    "must name at least one broker",
+                ));
+            }
+            if k.group_id.is_empty() {
+                errs.push(ConfigError::new(
+                    "sources.kafka.group_id",
+                    "",
+                    "must not be empty",
+                ));
+            }
+            if k.topics.is_empty() {
+                errs.push(ConfigError::new(
+                    "sources.kafka.topics",
+                    "[]",
+                    "must list at least one topic",
+                ));
+            }
+            for (i, t) in k.topics.iter().enumerate() {
+                if t.name.is_empty() {
+                    errs.push(ConfigError::new(
+                        format!("sources.kafka.topics[{i}].name"),
+                        "",
+                        "must not be empty",
+                    ));
+                }
+                if !k.dead_letter_topic.is_empty() && t.name == k.dead_letter_topic {
+                    errs.push(ConfigError::new(
+                        format!("sources.kafka.topics[{i}].name"),
+                        &t.name,
+                        "the dead-letter topic cannot also be consumed",
+                    ));
+                }
+                if t.name.starts_with('^') {
+                    errs.push(ConfigError::new(
+                        format!("sources.kafka.topics[{i}].name"),
+                        &t.name,
+                        "regex subscriptions are not supported: list each topic",
+                    ));
+                }
+                if k.topics[..i].iter().any(|o| o.name == t.name) {
+                    errs.push(ConfigError::new(
+                        format!("sources.kafka.topics[{i}].name"),
+                        &t.name,
+                        "duplicate topic",
+                    ));
+                }
+                if t.default_type.as_deref() == Some("") {
+                    errs.push(ConfigError::new(
+                        format!("sources.kafka.topics[{i}].default_type"),
+                        "",
+                        "must not be empty (leave it out for no default)",
+                    ));
+                }
+            }
+            self.validate_kafka_tuning(k, errs);
+        }
+    }
+
+    fn validate_kafka_tuning(&self, k: &KafkaSourceConfig, errs: &mut Vec<ConfigError>) {
+        for (key, d) in [
+            ("commit_interval", k.commit_interval),
+            ("idle_partition_timeout", k.idle_partition_timeout),
+            ("stall_timeout", k.stall_timeout),
+            ("shutdown_timeout", k.shutdown_timeout),
+        ] {
+            if d.0.is_zero() {
+                errs.push(ConfigError::new(
+                    format!("sources.kafka.{key}"),
+                    "0",
+                    "must be positive",
+                ));
+            }
+        }
+        for (key, n) in [
+            ("max_batch_messages", k.max_batch_messages),
+            ("channel_capacity", k.channel_capacity),
+            ("dlq_max_in_flight", k.dlq_max_in_flight),
+        ] {
+            if n == 0 {
+                errs.push(ConfigError::new(
+                    format!("sources.kafka.{key}"),
+                    "0",
+                    "must be at least 1",
+                ));
+            }
+        }
+        // crisiswatch owns these: overriding them would break at-least-once delivery.
+        for (key, why) in [
+            ("bootstrap.servers", "set sources.kafka.brokers instead"),
+            ("group.id", "set sources.kafka.group_id instead"),
+            (
+                "enable.auto.commit",
+                "offsets are committed by crisiswatch after events are applied",
+            ),
+            (
+                "enable.auto.offset.store",
+                "offsets are committed by crisiswatch after events are applied",
+            ),
+        ] {
+            if let Some(v) = k.properties.get(key) {
+                errs.push(ConfigError::new(
+                    format!("sources.kafka.properties.\"{key}\""),
+                    v,
+                    why,
+                ));
+            }
+        }
+    }
+}
+
+fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError>) {
+    let p = format!("rules[{i}]");
+    if r.name.is_empty()
+        || !r
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        errs.push(ConfigError::new(
+            format!("{p}.name"),
+            &r.name,
+            "use lowercase letters, digits and `_` only",
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (j, g) in r.group_by.iter().enumerate() {
+        if g.is_empty() || !seen.insert(g) {
+            errs.push(ConfigError::new(
+                format!("{p}.group_by[{j}]"),
+                g,
+                "group_by attributes must be non-empty and unique",
+            ));
+        }
+    }
+    let window = r.window.as_ms();
+    let slide = r.slide().as_ms();
+    if window <= 0 {
+        errs.push(ConfigError::new(
+            format!("{p}.window"),
+            r.window.to_string(),
+            "must be positive",
+        ));
+    } else if slide <= 0 || window % slide != 0 {
+        errs.push(ConfigError::new(
+            format!("{p}.slide"),
+            r.slide().to_string(),
+            format!("must be positive and divide the window ({})", r.window),
+        ));
+    } else if window / slide > 1000 {
+        errs.push(ConfigError::new(
+            format!("{p}.slide"),
+            r.slide().to_string(),
+            "window ÷ slide must be at most 1000 panes",
+        ));
+    }
+    match &r.indicator {
+        IndicatorConfig::Ratio {
+            min_denominator, ..
+        } if *min_denominator == 0 => {
+            errs.push(ConfigError::new(
+                format!("{p}.indicator.min_denominator"),
+                "0",
+                "must be at least 1",
+            ));
+        }
+        IndicatorConfig::RepeatCustomers { min_events, .. } if *min_events == 0 => {
+            errs.push(ConfigError::new(
+                format!("{p}.indicator.min_events"),
+                "0",
+                "must be at least 1",
+            ));
+        }
+        IndicatorConfig::ScoreShare { min, max, .. }
+            if !(min.is_finite() && max.is_finite() && min <= max) =>
+        {
+            errs.push(ConfigError::new(
+                format!("{p}.indicator"),
+                format!("min = {min}, max = {max}"),
+                "min and max must be finite with min ≤ max",
+            ));
+        }
+        IndicatorConfig::Surge {
+            baseline,
+            min_baseline,
+            ..
+        } => {
+            let b = baseline.as_ms();
+            if b <= 0 || (slide > 0 && b % slide != 0) {
+                errs.push(ConfigError::new(
+                    format!("{p}.indicator.baseline"),
+                    baseline.to_string(),
+                    format!(
+                        "must be positive and a multiple of the slide ({})",
+                        r.slide()
+                    ),
+                ));
+            } else if slide > 0 && (b + window) / slide > 10_000 {
+                errs.push(ConfigError::new(
+                    format!("{p}.indicator.baseline"),
+                    baseline.to_string(),
+                    "(baseline + window) ÷ slide must be at most 10000 panes",
+                ));
+            }
+            if !(min_baseline.is_finite() && *min_baseline > 0.0) {
+                errs.push(ConfigError::new(
+                    format!("{p}.indicator.min_baseline"),
+                    min_baseline.to_string(),
+                    "must be positive",
+                ));
+            }
+        }
+        _ => {}
+    }
+    for (k, sel) in r.indicator.selectors().into_iter().enumerate() {
+        let mut check = |path: String, m: &ValueMatch| {
+            let vals = match m {
+                ValueMatch::Is(v) | ValueMatch::Not(NotMatch { not: v }) => v.to_vec(),
+            };
+            if vals.is_empty() {
+                errs.push(ConfigError::new(path, "[]", "needs at least one value"));
+            }
+        };
+        if let Some(m) = &sel.kind {
+            check(format!("{p}.indicator.selector[{k}].type"), m);
+        }
+        for (a, m) in &sel.attrs {
+            check(format!("{p}.indicator.selector[{k}].attrs.{a}"), m);
+        }
+    }
+    let levels = r.thresholds.levels();
+    if levels.is_empty() {
+        errs.push(ConfigError::new(
+            format!("{p}.thresholds"),
+            "{}",
+            "set at least one of info, warning, error, critical",
+        ));
+    }
+    for (s, v) in &levels {
+        if !v.is_finite() {
+            errs.push(ConfigError::new(
+                format!("{p}.thresholds.{s}"),
+                v.to_string(),
+                "must be a finite number",
+            ));
+        }
+    }
+    for w in levels.windows(2) {
+        let ((s0, v0), (s1, v1)) = (w[0], w[1]);
+        let ordered = match r.condition {
+            Condition::Above => v1 > v0,
+            Condition::Below => v1 < v0,
+        };
+        if !ordered {
+            errs.push(ConfigError::new(
+                format!("{p}.thresholds.{s1}"),
+                v1.to_string(),
+                format!(
+                    "must be {} the {s0} threshold ({v0}) for condition = {:?}",
+                    if r.condition == Condition::Above {
+                        "above"
+                    } else {
+                        "below"
+                    },
+                    r.condition
+                ),
+            ));
+        }
+    }
+    if let (Some(c), Some((_, lowest))) = (r.clear, levels.first()) {
+        let ok = c.is_finite()
+            && match r.condition {
+                Condition::Above => c <= *lowest,
+                Condition::Below => c >= *lowest,
+            };
+        if !ok {
+            errs.push(ConfigError::new(
+                format!("{p}.clear"),
+                c.to_string(),
+                format!(
+                    "must be on the healthy side of the lowest threshold ({lowest}): {} for condition = {:?}",
+                    if r.condition == Condition::Above { "≤" } else { "≥" },
+                    r.condition
+                ),
+            ));
+        }
+    }
+}
+
+/// Renders the value at a serde_path_to_error path (`rules[0].window`) for error messages.
+fn lookup(tree: &toml::Value, path: &str) -> Option<String> {
+    let mut cur = tree;
+    for part in path.split('.') {
+        if part.is_empty() {
+            continue;
+        }
+        let (key, idx) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        if !key.is_empty() {
+            cur = cur.get(key)?;
+        }
+        if let Some(i) = idx {
+            cur = cur.get(i)?;
+        }
+    }
+    Some(match cur {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}

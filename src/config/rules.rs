@@ -1,0 +1,347 @@
+//! The `[[rules]]` section: indicators, selectors, thresholds and alerts.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+// === rules ===
+
+/// Alert severity, lowest first. Maps to PagerDuty's info/warning/error/critical.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth a look.
+    Info,
+    /// A crisis may be starting.
+    Warning,
+    /// A crisis is under way.
+    Error,
+    /// A major crisis: start the emergency plan.
+    Critical,
+}
+
+impl Severity {
+    /// Every severity, lowest first.
+    pub const ALL: [Severity; 4] = [Self::Info, Self::Warning, Self::Error, Self::Critical];
+
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Error => "error",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which side of the threshold is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Condition {
+    /// Fire when the value is strictly above the threshold.
+    #[default]
+    Above,
+    /// Fire when the value is strictly below the threshold.
+    Below,
+}
+
+/// Thresholds per severity; at least one. For `above`, higher severities need higher values.
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Threshold of the `info` severity.
+    pub info: Option<f64>,
+    /// Threshold of the `warning` severity.
+    pub warning: Option<f64>,
+    /// Threshold of the `error` severity.
+    pub error: Option<f64>,
+    /// Threshold of the `critical` severity.
+    pub critical: Option<f64>,
+}
+
+impl Thresholds {
+    /// The configured (severity, threshold) pairs, lowest severity first.
+    pub fn levels(&self) -> Vec<(Severity, f64)> {
+        [
+            (Severity::Info, self.info),
+            (Severity::Warning, self.warning),
+            (Severity::Error, self.error),
+            (Severity::Critical, self.critical),
+        ]
+        .into_iter()
+        .filter_map(|(s, v)| v.map(|v| (s, v)))
+        .collect()
+    }
+}
+
+/// One value or a list of values.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single value.
+    One(String),
+    /// Any of several values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A match on one field: `"x"` (equals), `["x", "y"]` (one of), `{ not = "x" }` or
+/// `{ not = ["x", "y"] }` (none of; also true when the attribute is absent).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ValueMatch {
+    /// Equality or set membership.
+    Is(OneOrMany),
+    /// Negation.
+    Not(NotMatch),
+}
+
+/// The negated form of [`ValueMatch`].
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotMatch {
+    /// Values that must not match.
+    pub not: OneOrMany,
+}
+
+/// Which events an indicator counts: by `type` and by attributes (all must match).
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    /// Event type match; absent matches every type.
+    #[serde(rename = "type", default)]
+    pub kind: Option<ValueMatch>,
+    /// Attribute matches, all of which must hold.
+    #[serde(default)]
+    pub attrs: BTreeMap<String, ValueMatch>,
+}
+
+/// Time unit of a `rate` indicator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RateUnit {
+    /// Events per second.
+    Second,
+    /// Events per minute.
+    #[default]
+    Minute,
+    /// Events per hour.
+    Hour,
+}
+
+/// How a surge compares the current window with its baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SurgeMethod {
+    /// current ÷ baseline expectation for one window (2.0 = twice the usual volume).
+    #[default]
+    Ratio,
+    /// (current − expectation) ÷ standard deviation of the baseline, in window units.
+    Zscore,
+}
+
+/// What is measured over the window, per group.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum IndicatorConfig {
+    /// Number of matching events. Volume: the count.
+    Count {
+        /// Events counted.
+        #[serde(default)]
+        select: Selector,
+    },
+    /// Matching events per unit of time over the window length. Volume: the count.
+    Rate {
+        /// Events counted.
+        #[serde(default)]
+        select: Selector,
+        /// Time unit.
+        #[serde(default)]
+        per: RateUnit,
+    },
+    /// numerator count ÷ denominator count (e.g. complaints ÷ orders). Volume: the denominator.
+    Ratio {
+        /// Events on top.
+        numerator: Selector,
+        /// Events below.
+        denominator: Selector,
+        /// Below this many denominator events the ratio is not computed (no data).
+        #[serde(default = "default_min_denominator")]
+        min_denominator: u64,
+    },
+    /// Distinct `customer_id`s among matching events. Volume: matching events with a customer.
+    DistinctCustomers {
+        /// Events counted.
+        #[serde(default)]
+        select: Selector,
+    },
+    /// Customers with at least `min_events` matching events (repeat complainers, at-risk customers).
+    RepeatCustomers {
+        /// Events counted.
+        #[serde(default)]
+        select: Selector,
+        /// Events per customer needed to count the customer.
+        min_events: u32,
+    },
+    /// Share of scored matching events whose `score` is in [min, max] (e.g. detractors: 0..=6).
+    ScoreShare {
+        /// Events considered (those without a score are ignored).
+        #[serde(default)]
+        select: Selector,
+        /// Lowest score counted (inclusive).
+        min: f64,
+        /// Highest score counted (inclusive).
+        max: f64,
+    },
+    /// Mean `score` of matching events. Volume: scored events.
+    MeanScore {
+        /// Events considered.
+        #[serde(default)]
+        select: Selector,
+    },
+    /// Net Promoter Score: (promoters 9–10 − detractors 0–6) ÷ responses × 100. Volume: responses.
+    Nps {
+        /// Events considered.
+        #[serde(default)]
+        select: Selector,
+    },
+    /// Current window count against the trailing `baseline` before it. Volume: the current count.
+    Surge {
+        /// Events counted.
+        #[serde(default)]
+        select: Selector,
+        /// Length of the trailing baseline (a multiple of the slide).
+        baseline: Dur,
+        /// Ratio or z-score.
+        #[serde(default)]
+        method: SurgeMethod,
+        /// Floor of the expected count per window, so that a near-empty baseline
+        /// does not turn two events into a "surge".
+        #[serde(default = "default_min_baseline")]
+        min_baseline: f64,
+    },
+}
+
+/// 1 denominator event: a ratio needs at least one.
+fn default_min_denominator() -> u64 {
+    1
+}
+/// 1 expected event per window.
+fn default_min_baseline() -> f64 {
+    1.0
+}
+
+impl IndicatorConfig {
+    /// The selectors of this indicator.
+    pub fn selectors(&self) -> Vec<&Selector> {
+        match self {
+            IndicatorConfig::Ratio {
+                numerator,
+                denominator,
+                ..
+            } => vec![numerator, denominator],
+            IndicatorConfig::Count { select }
+            | IndicatorConfig::Rate { select, .. }
+            | IndicatorConfig::DistinctCustomers { select }
+            | IndicatorConfig::RepeatCustomers { select, .. }
+            | IndicatorConfig::ScoreShare { select, .. }
+            | IndicatorConfig::MeanScore { select }
+            | IndicatorConfig::Nps { select }
+            | IndicatorConfig::Surge { select, .. } => vec![select],
+        }
+    }
+
+    /// The `kind` name.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            IndicatorConfig::Count { .. } => "count",
+            IndicatorConfig::Rate { .. } => "rate",
+            IndicatorConfig::Ratio { .. } => "ratio",
+            IndicatorConfig::DistinctCustomers { .. } => "distinct_customers",
+            IndicatorConfig::RepeatCustomers { .. } => "repeat_customers",
+            IndicatorConfig::ScoreShare { .. } => "score_share",
+            IndicatorConfig::MeanScore { .. } => "mean_score",
+            IndicatorConfig::Nps { .. } => "nps",
+            IndicatorConfig::Surge { .. } => "surge",
+        }
+    }
+}
+
+/// One alerting rule.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Unique name: lowercase letters, digits and `_`. Appears in metrics and dedup keys.
+    pub name: String,
+    /// What crisis this rule catches, for responders.
+    #[serde(default)]
+    pub description: String,
+    /// Attributes that define a slice (group), e.g. `["product", "region"]`. Empty: one global group.
+    /// An event without one of these attributes is grouped under the empty value.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Sliding window length.
+    pub window: Dur,
+    /// How far the window moves at a time; must divide `window`. Default: window ÷ 10.
+    #[serde(default)]
+    pub slide: Option<Dur>,
+    /// The measured indicator.
+    pub indicator: IndicatorConfig,
+    /// Fire above (default) or below the thresholds.
+    #[serde(default)]
+    pub condition: Condition,
+    /// Thresholds per severity.
+    pub thresholds: Thresholds,
+    /// A firing alert resolves only once the value is back past this (hysteresis).
+    /// Default: the lowest severity's threshold.
+    #[serde(default)]
+    pub clear: Option<f64>,
+    /// How long the condition must hold before the alert fires (pending meanwhile).
+    #[serde(rename = "for", default)]
+    pub for_: Dur,
+    /// How long a firing alert keeps firing after the condition clears.
+    #[serde(default)]
+    pub keep_firing_for: Dur,
+    /// Below this volume in the window the indicator is not evaluated (no data).
+    #[serde(default)]
+    pub min_volume: u64,
+    /// Runbook link for responders.
+    #[serde(default)]
+    pub runbook: Option<String>,
+    /// Dashboard link for responders.
+    #[serde(default)]
+    pub dashboard: Option<String>,
+}
+
+impl RuleConfig {
+    /// The slide, with its default applied.
+    pub fn slide(&self) -> Dur {
+        self.slide
+            .unwrap_or_else(|| Dur::from_ms((self.window.as_ms() / 10).max(1) as u64))
+    }
+
+    /// The clear threshold, with its default applied.
+    pub fn clear_threshold(&self) -> Option<f64> {
+        let levels = self.thresholds.levels();
+        self.clear.or_else(|| levels.first().map(|l| l.1))
+    }
+}

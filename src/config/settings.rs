@@ -1,0 +1,348 @@
+//! The engine, server, source and demo sections, and the receivers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+/// Settings of the deterministic core.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// How far behind the newest event time an event may arrive and still count.
+    /// The watermark is the newest event time minus this; an event older than
+    /// watermark − window is late (counted, dropped).
+    #[serde(default = "default_allowed_lateness")]
+    pub allowed_lateness: Dur,
+    /// A repeated event `id` within this much event time is counted once. `"0"` disables.
+    #[serde(default = "default_dedup_horizon")]
+    pub dedup_horizon: Dur,
+    /// Upper bound on ids remembered for deduplication.
+    #[serde(default = "default_dedup_max_ids")]
+    pub dedup_max_ids: usize,
+    /// Events stamped further than this in the future of the wall clock are invalid.
+    #[serde(default = "default_max_future_skew")]
+    pub max_future_skew: Dur,
+    /// Events larger than this many bytes are invalid (`oversized`).
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+    /// Live groups (slices) kept per rule; events of new groups beyond it are counted as overflow.
+    #[serde(default = "default_max_groups_per_rule")]
+    pub max_groups_per_rule: usize,
+    /// Distinct customers tracked per group by customer-level indicators.
+    #[serde(default = "default_max_customers_per_group")]
+    pub max_customers_per_group: usize,
+    /// Live mode: when no event arrives for this long, event time advances with the wall clock
+    /// so quiet slices still resolve.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Dur,
+    /// Event ids kept per alert as evidence.
+    #[serde(default = "default_sample_event_ids")]
+    pub sample_event_ids: usize,
+}
+
+/// 1 minute: producers and brokers reorder events by seconds, rarely by minutes.
+fn default_allowed_lateness() -> Dur {
+    Dur::mins(1)
+}
+/// 10 minutes, from `contract.md` §1.
+fn default_dedup_horizon() -> Dur {
+    Dur::mins(10)
+}
+/// 1,000,000 ids ≈ 40 MB: ten minutes of a 1,500 events/s stream.
+fn default_dedup_max_ids() -> usize {
+    1_000_000
+}
+/// 5 minutes, from `contract.md` §2.
+fn default_max_future_skew() -> Dur {
+    Dur::mins(5)
+}
+/// 64 KiB: an event is a few hundred bytes; anything this large is a producer bug.
+fn default_max_event_bytes() -> usize {
+    64 * 1024
+}
+/// 100,000 groups per rule: the sizing target of the engine.
+fn default_max_groups_per_rule() -> usize {
+    100_000
+}
+/// 10,000 customers per group and window bounds memory of distinct-customer indicators.
+fn default_max_customers_per_group() -> usize {
+    10_000
+}
+/// 30 seconds: long enough for a normal lull, short enough that a quiet stream still resolves.
+fn default_idle_timeout() -> Dur {
+    Dur::secs(30)
+}
+/// 5 ids: enough for a responder to look up examples.
+fn default_sample_event_ids() -> usize {
+    5
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            allowed_lateness: default_allowed_lateness(),
+            dedup_horizon: default_dedup_horizon(),
+            dedup_max_ids: default_dedup_max_ids(),
+            max_future_skew: default_max_future_skew(),
+            max_event_bytes: default_max_event_bytes(),
+            max_groups_per_rule: default_max_groups_per_rule(),
+            max_customers_per_group: default_max_customers_per_group(),
+            idle_timeout: default_idle_timeout(),
+            sample_event_ids: default_sample_event_ids(),
+        }
+    }
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address for `/metrics`, `/healthz` and the admin API, e.g. `127.0.0.1:9464`. Empty disables.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Cap on exported indicator series per rule; groups beyond it are counted, not exported.
+    #[serde(default = "default_max_series_per_rule")]
+    pub max_series_per_rule: usize,
+    /// Environment variable holding the bearer token for admin (state-changing)
+    /// endpoints such as reload and silences. Without a token they are refused.
+    #[serde(default)]
+    pub admin_token_env: Option<String>,
+    /// File holding the admin bearer token (used when `admin_token_env` is unset).
+    #[serde(default)]
+    pub admin_token_file: Option<std::path::PathBuf>,
+}
+
+/// 127.0.0.1:9464: loopback only by default; 9464 is the conventional exporter port of the project.
+fn default_listen() -> String {
+    "127.0.0.1:9464".to_string()
+}
+/// 1,000 series per rule keeps a dashboard and Prometheus responsive.
+fn default_max_series_per_rule() -> usize {
+    1000
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            max_series_per_rule: default_max_series_per_rule(),
+            admin_token_env: None,
+            admin_token_file: None,
+        }
+    }
+}
+
+/// Sources of `crisiswatch run`.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    /// The Kafka consumer, if any.
+    #[serde(default)]
+    pub kafka: Option<KafkaSourceConfig>,
+}
+
+/// A Kafka consumer group reading the event topics.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Bootstrap servers, e.g. `"${CRISISWATCH_BROKERS:-localhost:9092}"`.
+    pub brokers: String,
+    /// Consumer group id.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Topics to consume, each with an optional default event type.
+    pub topics: Vec<TopicConfig>,
+    /// Topic that receives invalid messages unchanged, with reason headers. Empty disables.
+    #[serde(default)]
+    pub dead_letter_topic: String,
+    /// librdkafka properties passed through unchanged (security.protocol, sasl.*, ssl.*, ...).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// How often the offsets of applied events are committed (also on revoke and shutdown).
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: Dur,
+    /// A partition with no message for this long stops holding back the service watermark.
+    #[serde(default = "default_idle_partition_timeout")]
+    pub idle_partition_timeout: Dur,
+    /// No progress for this long while behind (or while the broker does not answer)
+    /// marks the consumer stalled: `/readyz` answers 503 until it moves again.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: Dur,
+    /// Bound on a graceful shutdown (SIGINT/SIGTERM): stop fetching, drain, commit, exit.
+    /// Also bounds how long a revoke waits for in-flight events.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Dur,
+    /// Most messages handed from the consumer to the engine in one batch.
+    #[serde(default = "default_max_batch_messages")]
+    pub max_batch_messages: usize,
+    /// Batches buffered between the consumer and the engine; when full the
+    /// consumer waits (backpressure), so memory does not grow with lag.
+    #[serde(default = "default_channel_capacity")]
+    pub channel_capacity: usize,
+    /// Dead letters being produced at once; the engine waits beyond it.
+    #[serde(default = "default_dlq_max_in_flight")]
+    pub dlq_max_in_flight: usize,
+}
+
+/// "crisiswatch": one group per deployment.
+fn default_group_id() -> String {
+    "crisiswatch".to_string()
+}
+/// 5 seconds: librdkafka's own `auto.commit.interval.ms`; a restart re-reads at most this much.
+fn default_commit_interval() -> Dur {
+    Dur::secs(5)
+}
+/// 10 seconds: a third of `engine.idle_timeout`, so one quiet partition is
+/// released before the whole stream counts as idle.
+fn default_idle_partition_timeout() -> Dur {
+    Dur::secs(10)
+}
+/// 60 seconds: longer than a rebalance or a broker failover (session timeouts
+/// are 6–45 s), short enough to page before alerts go stale.
+fn default_stall_timeout() -> Dur {
+    Dur::secs(60)
+}
+/// 30 seconds: Kubernetes' default termination grace period.
+fn default_shutdown_timeout() -> Dur {
+    Dur::secs(30)
+}
+/// 1,000 messages: amortises the hand-off; with the default capacity at most
+/// 8,000 messages (≈ 4 MB of typical events) wait between the stages.
+fn default_max_batch_messages() -> usize {
+    1000
+}
+/// 8 batches: enough to keep the engine busy while the consumer fetches.
+fn default_channel_capacity() -> usize {
+    8
+}
+/// 1,024 dead letters in flight: invalid input is rare; a flood of it waits on the broker.
+fn default_dlq_max_in_flight() -> usize {
+    1024
+}
+
+/// One consumed topic.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    /// Topic name.
+    pub name: String,
+    /// Event `type` for messages that carry none.
+    #[serde(default)]
+    pub default_type: Option<String>,
+}
+
+/// The synthetic stream of `crisiswatch demo`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Seed of the generator: the same seed gives the same stream.
+    #[serde(default = "default_demo_seed")]
+    pub seed: u64,
+    /// Simulated start (RFC 3339).
+    #[serde(default = "default_demo_start")]
+    pub start: String,
+    /// Simulated period.
+    #[serde(default = "default_demo_duration")]
+    pub duration: Dur,
+    /// Simulated seconds per wall-clock second.
+    #[serde(default = "default_demo_speed")]
+    pub speed: f64,
+    /// Orders per minute across all slices at the daily peak.
+    #[serde(default = "default_demo_orders_per_minute")]
+    pub orders_per_minute: f64,
+    /// Inject the playbook crises.
+    #[serde(default = "default_true")]
+    pub crises: bool,
+    /// Inject malformed lines, duplicate ids and out-of-order events.
+    #[serde(default = "default_true")]
+    pub noise: bool,
+}
+
+/// 42: any fixed seed; this one gives the documented demo run.
+fn default_demo_seed() -> u64 {
+    42
+}
+/// A fixed day so demo output is reproducible.
+fn default_demo_start() -> String {
+    "2026-11-20T00:00:00Z".to_string()
+}
+/// One simulated day: the daily rhythm and all three playbook crises.
+fn default_demo_duration() -> Dur {
+    Dur::secs(24 * 3600)
+}
+/// 2,880× real time: a simulated day in 30 seconds.
+fn default_demo_speed() -> f64 {
+    2880.0
+}
+/// 300 orders/minute at peak: a mid-sized shop, ≈ 300k orders a day.
+fn default_demo_orders_per_minute() -> f64 {
+    300.0
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            seed: default_demo_seed(),
+            start: default_demo_start(),
+            duration: default_demo_duration(),
+            speed: default_demo_speed(),
+            orders_per_minute: default_demo_orders_per_minute(),
+            crises: true,
+            noise: true,
+        }
+    }
+}
+
+// === receivers ===
+
+/// The kinds of incident receivers (`contract.md` §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiverKind {
+    /// Human-readable lines on standard output.
+    Console,
+    /// The generic JSON webhook.
+    Generic,
+    /// PagerDuty Events API v2.
+    Pagerduty,
+    /// Alertmanager `POST /api/v2/alerts`.
+    Alertmanager,
+}
+
+/// One incident receiver.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverConfig {
+    /// Unique name.
+    pub name: String,
+    /// Format and protocol.
+    pub kind: ReceiverKind,
+    /// Endpoint URL for the HTTP kinds. An empty URL (e.g. `"${CRISISWATCH_WEBHOOK_URL:-}"`
+    /// with the variable unset) disables the receiver.
+    #[serde(default)]
+    pub url: String,
+    /// Environment variable holding the signing secret: every request then carries
+    /// `X-Crisiswatch-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// File holding the signing secret (instead of `secret_env`).
+    #[serde(default)]
+    pub secret_file: Option<std::path::PathBuf>,
+    /// PagerDuty: environment variable holding the integration (routing) key.
+    #[serde(default)]
+    pub routing_key_env: Option<String>,
+    /// PagerDuty: file holding the integration (routing) key.
+    #[serde(default)]
+    pub routing_key_file: Option<std::path::PathBuf>,
+    /// Accept any TLS certificate. Off: certificates are verified; only for test setups.
+    #[serde(default)]
+    pub tls_skip_verify: bool,
+    /// Timeouts, retries, dead-lettering and the circuit breaker.
+    #[serde(default)]
+    pub delivery: crate::incident::config::DeliveryConfig,
+}
