@@ -1,0 +1,196 @@
+use super::*;
+
+fn dec(s: &str) -> Result<Event<'_>, Invalid> {
+    decode(s.as_bytes(), &DecodeLimits::default(), None)
+}
+
+#[test]
+fn decodes_the_contract_example() {
+    let e = dec(r#"{"id":"evt-8f2c","type":"complaint","ts":"2026-11-22T05:55:19.123Z","customer_id":"c-10293","attrs":{"product":"router-x","region":"eu-west","channel":"social"},"score":3,"sentiment":-0.8,"extra":{"a":[1,2]}}"#).unwrap();
+    assert_eq!(e.id, "evt-8f2c");
+    assert_eq!(e.kind, "complaint");
+    assert_eq!(e.ts, 1_795_326_919_123);
+    assert_eq!(e.customer_id.as_deref(), Some("c-10293"));
+    assert_eq!(e.attr("region"), Some("eu-west"));
+    assert_eq!(e.attr("missing"), None);
+    assert_eq!(e.score, Some(3.0));
+    assert_eq!(e.sentiment, Some(-0.8));
+    assert!(matches!(e.id, Cow::Borrowed(_)));
+}
+
+#[test]
+fn integer_millis_and_offsets() {
+    let a = dec(r#"{"id":"a","type":"order","ts":1795326919123}"#).unwrap();
+    let b = dec(r#"{"id":"a","type":"order","ts":"2026-11-22T06:55:19.123+01:00"}"#).unwrap();
+    let c = dec(r#"{"id":"a","type":"order","ts":"2026-11-22T05:55:19.123456Z"}"#).unwrap();
+    assert_eq!(a.ts, b.ts);
+    assert_eq!(a.ts, c.ts);
+    assert_eq!(format_ts(a.ts), "2026-11-22T05:55:19.123Z");
+    assert_eq!(format_ts(1_763_791_800_000), "2025-11-22T06:10:00Z");
+}
+
+#[test]
+fn rfc3339_matches_chrono() {
+    for s in [
+        "1970-01-01T00:00:00Z",
+        "2000-02-29T23:59:59.999Z",
+        "1969-12-31T23:59:59.5-05:30",
+        "2026-11-22T05:55:19+14:00",
+        "0001-01-01T00:00:00Z",
+    ] {
+        let ours = parse_rfc3339_ms(s).unwrap();
+        let theirs = chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(ours, theirs, "{s}");
+    }
+    for s in [
+        "2026-02-30T00:00:00Z",
+        "2026-11-22T05:55:19",
+        "2026-11-22 05:55",
+        "yesterday",
+        "2026-13-01T00:00:00Z",
+        "2026-11-22T05:55:19.Z",
+    ] {
+        assert_eq!(parse_rfc3339_ms(s), None, "{s}");
+    }
+}
+
+#[test]
+fn typed_reasons() {
+    let cases: &[(&str, InvalidReason)] = &[
+        ("not json", InvalidReason::NotJson),
+        ("{\"id\":", InvalidReason::NotJson),
+        ("[1,2]", InvalidReason::NotObject),
+        ("\"x\"", InvalidReason::NotObject),
+        (r#"{"type":"order","ts":1}"#, InvalidReason::MissingField),
+        (
+            r#"{"id":null,"type":"order","ts":1}"#,
+            InvalidReason::MissingField,
+        ),
+        (r#"{"id":"a","ts":1}"#, InvalidReason::MissingField),
+        (r#"{"id":"a","type":"order"}"#, InvalidReason::MissingField),
+        (
+            r#"{"id":5,"type":"order","ts":1}"#,
+            InvalidReason::WrongType,
+        ),
+        (
+            r#"{"id":"a","type":["x"],"ts":1}"#,
+            InvalidReason::WrongType,
+        ),
+        (
+            r#"{"id":"a","type":"order","ts":true}"#,
+            InvalidReason::WrongType,
+        ),
+        (
+            r#"{"id":"a","type":"order","ts":1,"attrs":{"p":1}}"#,
+            InvalidReason::WrongType,
+        ),
+        (
+            r#"{"id":"a","type":"order","ts":1,"attrs":"p"}"#,
+            InvalidReason::WrongType,
+        ),
+        (
+            r#"{"id":"a","type":"order","ts":1,"score":"9"}"#,
+            InvalidReason::WrongType,
+        ),
+        (
+            r#"{"id":"","type":"order","ts":1}"#,
+            InvalidReason::EmptyField,
+        ),
+        (r#"{"id":"a","type":"","ts":1}"#, InvalidReason::EmptyField),
+        (
+            r#"{"id":"a","type":"order","ts":"yesterday"}"#,
+            InvalidReason::BadTimestamp,
+        ),
+        (
+            r#"{"id":"a","type":"order","ts":1.5}"#,
+            InvalidReason::BadTimestamp,
+        ),
+        (
+            r#"{"id":"a","type":"order","ts":99999999999999999999}"#,
+            InvalidReason::BadTimestamp,
+        ),
+        (
+            r#"{"id":"a","type":"order","ts":1,"score":1e999}"#,
+            InvalidReason::NonFiniteNumber,
+        ),
+        (
+            r#"{"id":"a","type":"order","ts":1,"sentiment":2}"#,
+            InvalidReason::OutOfRange,
+        ),
+    ];
+    for (input, reason) in cases {
+        let err = dec(input).unwrap_err();
+        assert_eq!(err.reason, *reason, "{input}: {err}");
+    }
+    let long = format!(r#"{{"id":"{}","type":"order","ts":1}}"#, "x".repeat(129));
+    assert_eq!(dec(&long).unwrap_err().reason, InvalidReason::IdTooLong);
+    let ok = format!(r#"{{"id":"{}","type":"order","ts":1}}"#, "x".repeat(128));
+    assert!(dec(&ok).is_ok());
+}
+
+#[test]
+fn field_errors_name_the_field() {
+    let err = dec(r#"{"id":"a","type":"order","ts":1,"attrs":{"region":7}}"#).unwrap_err();
+    assert_eq!(err.detail, "attrs.region is a number, expected a string");
+}
+
+#[test]
+fn future_skew_and_size_limits() {
+    let limits = DecodeLimits {
+        max_event_bytes: 100,
+        max_future_skew_ms: 1000,
+    };
+    let e = br#"{"id":"a","type":"order","ts":5000}"#;
+    assert!(decode(e, &limits, Some(4000)).is_ok());
+    assert_eq!(
+        decode(e, &limits, Some(3999)).unwrap_err().reason,
+        InvalidReason::FutureTimestamp
+    );
+    let big = format!(
+        r#"{{"id":"a","type":"order","ts":1,"x":"{}"}}"#,
+        "y".repeat(200)
+    );
+    assert_eq!(
+        decode(big.as_bytes(), &limits, None).unwrap_err().reason,
+        InvalidReason::Oversized
+    );
+}
+
+#[test]
+fn escaped_strings_and_numeric_customer() {
+    let e = dec(
+        r#"{"id":"a\"b","type":"order","ts":1,"customer_id":42,"attrs":{"k":"v\u00e9","n":null}}"#,
+    )
+    .unwrap();
+    assert_eq!(e.id, "a\"b");
+    assert_eq!(e.customer_id.as_deref(), Some("42"));
+    assert_eq!(e.attr("k"), Some("vé"));
+    assert_eq!(e.attr("n"), None);
+    let owned = e.into_owned();
+    assert_eq!(owned.id, "a\"b");
+}
+
+#[test]
+fn default_type_fills_only_a_missing_type() {
+    let l = DecodeLimits::default();
+    let d = Some("complaint");
+    let e = decode_with_default(br#"{"id":"a","ts":1}"#, &l, None, d).unwrap();
+    assert_eq!(e.kind, "complaint");
+    let e = decode_with_default(br#"{"id":"a","type":null,"ts":1}"#, &l, None, d).unwrap();
+    assert_eq!(e.kind, "complaint");
+    let e = decode_with_default(br#"{"id":"a","type":"order","ts":1}"#, &l, None, d).unwrap();
+    assert_eq!(e.kind, "order", "an explicit type wins");
+    for bad in [
+        r#"{"id":"a","type":"","ts":1}"#,
+        r#"{"id":"a","type":3,"ts":1}"#,
+    ] {
+        assert!(
+            decode_with_default(bad.as_bytes(), &l, None, d).is_err(),
+            "{bad}"
+        );
+    }
+    let e = decode_with_default(br#"{"id":"a","ts":1}"#, &l, None, None).unwrap_err();
+    assert_eq!(e.reason, InvalidReason::MissingField);
+}
