@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::kafka_input::{KafkaHistory, KafkaInputError};
+use super::kafka_input::{fill_type, KafkaHistory, KafkaInputError};
 
 /// Read buffer per file: large sequential reads keep decoding, not I/O, the cost.
 const READ_BUFFER: usize = 1 << 20;
@@ -63,9 +63,14 @@ impl From<KafkaInputError> for InputError {
 /// Where a line came from, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineRef {
-    /// Index of the file in the input list (Kafka: of the partition read).
+    /// Index of the file in the input list. Kafka: index of the partition
+    /// among those read (topics in the order given, each topic's partitions
+    /// by number).
     pub file: usize,
-    /// 1-based line number within the file (Kafka: the message offset).
+    /// Files: the 1-based line number within the file (blank lines counted).
+    /// Kafka: the message's offset within its partition, as Kafka numbers
+    /// it (0-based; not a count of the lines handed out: a range need not
+    /// start at 0, and compaction or transaction markers leave gaps).
     pub line: u64,
 }
 
@@ -130,14 +135,41 @@ impl Inputs {
     }
 
     /// Calls `f` with every non-blank line of every file, in order (Kafka:
-    /// every selected message value, partitions merged by event time).
+    /// every selected message value, partitions merged by event time). A
+    /// Kafka value without a type comes with its topic's `default_type`
+    /// filled in (re-serialised: see [`Inputs::for_each_line_with_default`]
+    /// for the value as received).
     pub fn for_each_line(
         &self,
         mut f: impl FnMut(&[u8], LineRef),
     ) -> Result<InputStats, InputError> {
         if let Some(k) = &self.kafka {
+            let mut typed = |line: &[u8], default_type: Option<&str>, at: LineRef| {
+                let filled = default_type.and_then(|d| fill_type(line, d));
+                f(filled.as_deref().unwrap_or(line), at);
+            };
+            return Ok(k.for_each_line(self.progress, &mut typed)?);
+        }
+        self.file_lines(f)
+    }
+
+    /// Like [`Inputs::for_each_line`], but every line as read, with the event
+    /// type to assume when it has none: its Kafka topic's `default_type`
+    /// (`None` for files). Decoded with
+    /// [`decode_with_default`](crate::event::decode_with_default), it is
+    /// exactly the event `run` decodes from the message.
+    pub fn for_each_line_with_default(
+        &self,
+        mut f: impl FnMut(&[u8], Option<&str>, LineRef),
+    ) -> Result<InputStats, InputError> {
+        if let Some(k) = &self.kafka {
             return Ok(k.for_each_line(self.progress, &mut f)?);
         }
+        self.file_lines(|line, at| f(line, None, at))
+    }
+
+    /// The lines of the files, in order.
+    fn file_lines(&self, mut f: impl FnMut(&[u8], LineRef)) -> Result<InputStats, InputError> {
         let total: u64 = self
             .paths
             .iter()

@@ -11,13 +11,30 @@
 //!   come from the configuration's `[sources.kafka]` through the live
 //!   consumer's [`consumer_config`](crate::source::kafka::consumer_config);
 //!   `--bootstrap` overrides the brokers (and is enough without a
-//!   `[sources.kafka]`). A topic listed there also brings
-//!   its `default_type`, as in `run`. Partitions are **assigned** with explicit
-//!   offsets under a throw-away `group.id`: nothing joins a group and nothing
-//!   is ever committed (`enable.auto.commit=false`, no commit call).
+//!   `[sources.kafka]`). A topic listed there also brings its
+//!   `default_type`: each value is handed out as received with that type
+//!   beside it, and `backtest` decodes it with the type as `run` does
+//!   ([`crate::event::decode_with_default`]: same size check, same invalid
+//!   reasons); consumers that take plain lines (`tune`, `chart`, the review
+//!   evidence) get the value with the type filled in instead
+//!   ([`Inputs::for_each_line`](super::Inputs::for_each_line)). Partitions
+//!   are **assigned** with explicit offsets under a throw-away `group.id`:
+//!   nothing joins a group and nothing is ever committed
+//!   (`enable.auto.commit=false`, no commit call).
 //! * **Range.** Per partition, reading starts at `--from-offset` (`earliest`
-//!   by default: the log start) and stops before `--to-offset` (exclusive). By
-//!   default (`latest`) a partition ends where the broker reports its end:
+//!   by default: the log start) and stops before `--to-offset` (exclusive).
+//!   A `--from-offset` before the log start (retention deleted those
+//!   messages) starts at the log start, with a WARN saying how many offsets
+//!   were skipped. One beyond the partition's end is an error
+//!   ([`KafkaInputError::PastEnd`]) once nothing has come from it for
+//!   [`PAST_END_GRACE`] and the re-read high watermark is still below it (the
+//!   watermark alone cannot tell: Tansu's lags; Apache Kafka answers "offset
+//!   out of range" at once, [`KafkaInputError::OutOfRange`]). A
+//!   `--from-offset` after the `--to-offset` it goes with is a usage error
+//!   ([`PartitionOffsets::check_before`]), except an end given for one
+//!   partition under a general start (`--to-offset latest,1:0`), which leaves
+//!   that partition out. By default (`latest`) a partition ends where the
+//!   broker reports its end:
 //!   the fetch that reaches the end (librdkafka's partition EOF) and a
 //!   re-queried high watermark not above the position — or, when the
 //!   watermark stays above it (transaction markers, compacted offsets), not
@@ -48,7 +65,7 @@
 //!   partition is paused (librdkafka re-fetches from the position on resume).
 //!   A partition the merge waits on that shows no progress for the timeout
 //!   (`--kafka-timeout`) ends the read with an error naming it; so do
-//!   unreachable brokers, a missing topic and an offset out of range.
+//!   unreachable brokers, a missing topic and a start beyond the end.
 //! * **Twice the same.** The ranges read are kept, so a second pass (review
 //!   evidence) reads exactly the same messages.
 //!
@@ -56,8 +73,8 @@
 //! standard error is a terminal.
 //!
 //! This file holds the arguments, the history and its errors, and the
-//! `default_type` fill-in; `reader` does the read (consumers, selection,
-//! merge, ends, stalls).
+//! `default_type` fill-in for plain lines; `reader` does the read
+//! (consumers, selection, merge, ends, stalls).
 
 mod reader;
 
@@ -81,8 +98,15 @@ pub const MAX_PENDING_BYTES: usize = 16 << 20;
 /// How long a partition whose high watermark stays above its end-of-partition
 /// position must see nothing new before it counts as finished.
 pub const TAIL_SETTLE: Duration = Duration::from_millis(500);
-/// Decoding for the merge order only: no size limit, no clock (the engine's
-/// own decoder applies the configured limits to the line afterwards).
+/// How long a partition started beyond the high watermark reported at the
+/// start may deliver nothing (no message, no end of partition) before the
+/// re-read watermark decides it is past the end: long enough for a broker
+/// whose watermark lags its log (Tansu) to deliver what is there. Capped by
+/// `--kafka-timeout`.
+pub const PAST_END_GRACE: Duration = Duration::from_secs(2);
+/// Decoding for the merge order and the type fill-in only: no size limit, no
+/// clock (the engine's own decoder applies the configured limits to the line
+/// afterwards).
 const OPEN_LIMITS: DecodeLimits = DecodeLimits {
     max_event_bytes: usize::MAX,
     max_future_skew_ms: i64::MAX,
@@ -172,8 +196,22 @@ pub enum KafkaInputError {
         /// The last client error seen, if any.
         last: String,
     },
-    /// A start offset is outside the log.
-    #[error("an offset of {topic} is out of range ({error}): check --from-offset against the partition's log (retention may have deleted it)")]
+    /// `--from-offset` is beyond a partition's end.
+    #[error("--from-offset {offset} is past the end of {topic}[{partition}]: nothing came from there within {waited}, and the broker reports the partition's high watermark (the next offset to be written) as {high}")]
+    PastEnd {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The start asked for.
+        offset: i64,
+        /// The partition's high watermark, as the broker reports it.
+        high: i64,
+        /// How long nothing came.
+        waited: String,
+    },
+    /// The broker refused an offset as outside the log.
+    #[error("an offset of {topic} is out of range ({error}): check --from-offset against the partition's log (beyond its end, or deleted by retention during the read)")]
     OutOfRange {
         /// The topic.
         topic: String,
@@ -261,6 +299,30 @@ impl PartitionOffsets {
     pub fn get(&self, p: i32) -> Option<i64> {
         self.by_partition.get(&p).copied().unwrap_or(self.default)
     }
+
+    /// Checks these start offsets (`--from-offset`) against the end offsets
+    /// `to`: a start after the end it goes with is a mistake, not an empty
+    /// read. The exception is an end given for one partition under a
+    /// general start (`--from-offset 90 --to-offset latest,1:0`): that leaves
+    /// the partition out on purpose.
+    pub fn check_before(&self, to: &PartitionOffsets) -> Result<(), KafkaInputError> {
+        let pairs = std::iter::once((None, self.default, to.default)).chain(
+            self.by_partition
+                .iter()
+                .map(|(&p, &from)| (Some(p), from, to.get(p))),
+        );
+        for (p, from, end) in pairs {
+            if let (Some(from), Some(end)) = (from, end) {
+                if from > end {
+                    let which = p.map(|p| format!(" of partition {p}")).unwrap_or_default();
+                    return Err(KafkaInputError::Usage(format!(
+                        "--from-offset {from} is after the --to-offset {end}{which}: the range [from, to) would be empty"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What to read: the topics and the range in each partition.
@@ -281,6 +343,10 @@ pub struct KafkaRange {
 }
 
 // === The history ===
+
+/// What receives each message value: the value as received, its topic's
+/// `default_type`, and where it came from.
+pub type TypedLineFn<'a> = dyn FnMut(&[u8], Option<&str>, LineRef) + 'a;
 
 /// One partition's range as read by the first pass: `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,6 +411,7 @@ impl KafkaHistory {
                 )));
             }
         }
+        range.from.check_before(&range.to)?;
         if let (Some(a), Some(b)) = (range.from_ms, range.to_ms) {
             if a >= b {
                 return Err(KafkaInputError::Usage(
@@ -382,12 +449,13 @@ impl KafkaHistory {
         &self.source.brokers
     }
 
-    /// Calls `f` with every selected message value, partitions merged by event
-    /// time. The first call resolves the range; later calls read the same.
+    /// Calls `f` with every selected message value as received, with its
+    /// topic's `default_type`, partitions merged by event time. The first
+    /// call resolves the range; later calls read the same.
     pub fn for_each_line(
         &self,
         progress: bool,
-        f: &mut dyn FnMut(&[u8], LineRef),
+        f: &mut TypedLineFn<'_>,
     ) -> Result<InputStats, KafkaInputError> {
         let cached = self
             .resolved
@@ -414,30 +482,34 @@ fn bare_source(brokers: &str) -> Result<KafkaSourceConfig, KafkaInputError> {
         .map_err(|e| KafkaInputError::Usage(format!("--bootstrap {brokers:?}: {e}")))
 }
 
-/// The merge key of a message (its event time, when it decodes) and, for a
-/// topic with a `default_type`, the value with that type filled in when it
-/// has none (what `run` does), so every command sees what the live service saw.
-fn prepare(payload: &[u8], default_type: Option<&str>) -> (Option<i64>, Option<Vec<u8>>) {
-    if let Ok(ev) = decode_with_default(payload, &OPEN_LIMITS, None, None) {
-        return (Some(ev.ts), None);
-    }
-    let Some(d) = default_type else {
-        return (None, None);
-    };
-    let Ok(ev) = decode_with_default(payload, &OPEN_LIMITS, None, Some(d)) else {
-        return (None, None);
-    };
-    let ts = ev.ts;
-    // Valid only with the default type: the type is absent or null. (A value
-    // within a few bytes of `engine.max_event_bytes` may cross it here; the
-    // live service checks the size before filling the type in.)
-    let filled = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(payload)
+/// The merge key of a message: its event time, when it decodes (with its
+/// topic's `default_type`, as `run` decodes it).
+fn event_time(payload: &[u8], default_type: Option<&str>) -> Option<i64> {
+    decode_with_default(payload, &OPEN_LIMITS, None, default_type)
         .ok()
-        .and_then(|mut m| {
-            m.insert("type".into(), serde_json::Value::String(d.to_string()));
-            serde_json::to_vec(&m).ok()
-        });
-    (Some(ts), filled)
+        .map(|ev| ev.ts)
+}
+
+/// For consumers that decode plain lines: the value with the topic's
+/// `default_type` filled in, when it is valid only with it (the type is
+/// absent or null); `None` leaves the value as it is. The value is
+/// re-serialised, so its size and key order change: a value near
+/// `engine.max_event_bytes` may cross it, and duplicate keys collapse
+/// ([`Driver::feed_with_default`](super::Driver::feed_with_default) decodes
+/// the value as received instead).
+pub(super) fn fill_type(payload: &[u8], default_type: &str) -> Option<Vec<u8>> {
+    if decode_with_default(payload, &OPEN_LIMITS, None, None).is_ok()
+        || decode_with_default(payload, &OPEN_LIMITS, None, Some(default_type)).is_err()
+    {
+        return None;
+    }
+    let mut m =
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(payload).ok()?;
+    m.insert(
+        "type".into(),
+        serde_json::Value::String(default_type.to_string()),
+    );
+    serde_json::to_vec(&m).ok()
 }
 
 #[cfg(test)]
@@ -473,22 +545,56 @@ mod tests {
     }
 
     #[test]
+    fn a_start_after_its_end_offset_is_a_usage_error() {
+        let check = |from: &[&str], to: &[&str]| {
+            let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            let from = PartitionOffsets::parse("--from-offset", "earliest", &v(from)).unwrap();
+            let to = PartitionOffsets::parse("--to-offset", "latest", &v(to)).unwrap();
+            from.check_before(&to).map_err(|e| e.to_string())
+        };
+        let e = check(&["7"], &["3"]).unwrap_err();
+        assert!(
+            e.contains("--from-offset 7 is after the --to-offset 3:"),
+            "{e}"
+        );
+        let e = check(&["2:50"], &["20"]).unwrap_err();
+        assert!(
+            e.contains("--from-offset 50 is after the --to-offset 20 of partition 2"),
+            "{e}"
+        );
+        assert!(check(&["2:50"], &["2:49"]).is_err());
+        // Empty on purpose: an end for one partition under a general start.
+        assert!(check(&["90"], &["latest", "1:0"]).is_ok());
+        // Equal is an empty range, not reversed; keywords are the broker's.
+        assert!(check(&["5"], &["5"]).is_ok());
+        assert!(check(&[], &["0"]).is_ok());
+        assert!(check(&["5"], &[]).is_ok());
+        assert!(check(&["1:9"], &["0:3"]).is_ok());
+    }
+
+    #[test]
     fn a_missing_type_is_filled_from_the_topic_default_only_when_needed() {
-        let (ts, filled) = prepare(br#"{"id":"a","ts":1000}"#, Some("complaint"));
-        assert_eq!(ts, Some(1000));
-        let filled = filled.expect("filled in");
+        let filled = fill_type(br#"{"id":"a","ts":1000}"#, "complaint").expect("filled in");
         let ev = decode_with_default(&filled, &OPEN_LIMITS, None, None).unwrap();
         assert_eq!(ev.kind.as_ref(), "complaint");
-        let (_, filled) = prepare(br#"{"id":"a","type":null,"ts":1000}"#, Some("order"));
-        let ev = decode_with_default(filled.as_deref().unwrap(), &OPEN_LIMITS, None, None).unwrap();
+        let filled = fill_type(br#"{"id":"a","type":null,"ts":1000}"#, "order").unwrap();
+        let ev = decode_with_default(&filled, &OPEN_LIMITS, None, None).unwrap();
         assert_eq!(ev.kind.as_ref(), "order");
-        // Already typed: untouched. No default: untouched. Garbage: no time.
+        // Already typed: untouched. Invalid anyway: untouched.
+        assert_eq!(fill_type(br#"{"id":"a","type":"x","ts":5}"#, "c"), None);
+        assert_eq!(fill_type(b"not json", "c"), None);
+        assert_eq!(fill_type(br#"{"id":"a"}"#, "c"), None);
+    }
+
+    #[test]
+    fn the_merge_key_is_the_event_time_with_the_default_type() {
         assert_eq!(
-            prepare(br#"{"id":"a","type":"x","ts":5}"#, Some("c")),
-            (Some(5), None)
+            event_time(br#"{"id":"a","type":"x","ts":5}"#, None),
+            Some(5)
         );
-        assert_eq!(prepare(br#"{"id":"a","ts":5}"#, None), (None, None));
-        assert_eq!(prepare(b"not json", Some("c")), (None, None));
+        assert_eq!(event_time(br#"{"id":"a","ts":5}"#, Some("c")), Some(5));
+        assert_eq!(event_time(br#"{"id":"a","ts":5}"#, None), None);
+        assert_eq!(event_time(b"not json", Some("c")), None);
     }
 
     #[test]

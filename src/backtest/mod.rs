@@ -43,7 +43,7 @@ use std::io::Write;
 use crate::alert::Transition;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
-use crate::event::{decode, DecodeLimits, InvalidReason};
+use crate::event::{decode_with_default, DecodeLimits, InvalidReason};
 
 pub use input::{InputError, Inputs};
 pub use report::{Incident, Report, SummaryOptions};
@@ -131,8 +131,20 @@ impl Driver {
 
     /// Feeds one input line.
     pub fn feed(&mut self, line: &[u8], obs: &mut impl Observer) {
+        self.feed_with_default(line, None, obs);
+    }
+
+    /// Feeds one input line with the event type to assume when it has none
+    /// (its Kafka topic's `default_type`): decoded exactly as `run` decodes
+    /// the message (size limit on the bytes received, same invalid reasons).
+    pub fn feed_with_default(
+        &mut self,
+        line: &[u8],
+        default_type: Option<&str>,
+        obs: &mut impl Observer,
+    ) {
         self.lines += 1;
-        let ev = match decode(line, &self.limits, self.now_ms) {
+        let ev = match decode_with_default(line, &self.limits, self.now_ms, default_type) {
             Ok(ev) => ev,
             Err(inv) => {
                 self.engine.record_invalid(inv.reason);
@@ -240,7 +252,9 @@ pub fn run(
         write_error: None,
     };
     let started = std::time::Instant::now();
-    inputs.for_each_line(|line, _| driver.feed(line, &mut obs))?;
+    inputs.for_each_line_with_default(|line, default_type, _| {
+        driver.feed_with_default(line, default_type, &mut obs)
+    })?;
     if let Some(e) = obs.write_error {
         return Err(BacktestError::Write(e));
     }

@@ -98,7 +98,11 @@ impl Incident {
 
     /// Time firing, up to `end_ms` when still open.
     pub fn firing_ms(&self, end_ms: i64) -> i64 {
-        (self.resolved_at.unwrap_or(end_ms) - self.fired_at).max(0)
+        // Saturating: the times may come from a corrupt outbox.
+        self.resolved_at
+            .unwrap_or(end_ms)
+            .saturating_sub(self.fired_at)
+            .max(0)
     }
 }
 
@@ -636,7 +640,8 @@ pub fn fmt_dur(ms: i64) -> String {
 
 /// An event time to the second, UTC: `2026-11-20T09:18:31Z`.
 pub fn short_ts(ms: i64) -> String {
-    format_ts(ms.div_euclid(1000) * 1000)
+    // Saturating: near i64::MIN the rounding down would overflow.
+    format_ts(ms.div_euclid(1000).saturating_mul(1000))
 }
 
 /// A value with up to 4 decimals, without trailing zeros.

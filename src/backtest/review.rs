@@ -448,18 +448,18 @@ pub fn render(
     let _ = writeln!(
         s,
         "| Rule | `{}`{} |",
-        i.rule,
-        desc.map(|d| format!(" — {d}")).unwrap_or_default()
+        cell(&i.rule),
+        desc.map(|d| format!(" — {}", cell(d))).unwrap_or_default()
     );
-    let _ = writeln!(s, "| Slice | {} |", group_label(&i.group));
-    let _ = writeln!(s, "| Dedup key | `{}` |", i.dedup_key);
+    let _ = writeln!(s, "| Slice | {} |", cell(&group_label(&i.group)));
+    let _ = writeln!(s, "| Dedup key | `{}` |", cell(&i.dedup_key));
     let _ = writeln!(s, "| Highest severity | {} |", i.severity);
     let _ = writeln!(s, "| Breach began | {} |", short_ts(i.started_at));
     let _ = writeln!(
         s,
         "| Fired | {} ({} after the breach began) |",
         short_ts(i.fired_at),
-        fmt_dur(i.fired_at - i.started_at)
+        fmt_dur(i.fired_at.saturating_sub(i.started_at))
     );
     match i.resolved_at {
         Some(r) => {
@@ -497,6 +497,28 @@ pub fn render(
     write_crisis_rows(&mut s, i, crises, grace_ms);
 
     let _ = writeln!(s, "\n## Timeline\n");
+    write_timeline(&mut s, i, end_ms, "no data", "(end of data)");
+
+    write_events(&mut s, evidence, "##");
+    s
+}
+
+/// Text made safe for one Markdown table cell: a `|` would start a new
+/// cell and a line break would end the table.
+pub(crate) fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\r', '\n'], " ")
+}
+
+/// An incident's timeline as a table: one row per transition (`no_value`
+/// where the value is not known), then, while it is still open, a last row at
+/// `end_ms` saying `end_note`.
+pub(crate) fn write_timeline(
+    s: &mut String,
+    i: &Incident,
+    end_ms: i64,
+    no_value: &str,
+    end_note: &str,
+) {
     let _ = writeln!(
         s,
         "| time | state | severity | value | threshold |\n| --- | --- | --- | --- | --- |"
@@ -508,7 +530,7 @@ pub fn render(
             short_ts(t.at),
             t.state,
             t.severity,
-            t.value.map_or_else(|| "no data".to_string(), fmt_value),
+            t.value.map_or_else(|| no_value.to_string(), fmt_value),
             if t.threshold.is_finite() {
                 fmt_value(t.threshold)
             } else {
@@ -517,11 +539,8 @@ pub fn render(
         );
     }
     if i.resolved_at.is_none() {
-        let _ = writeln!(s, "| {} | (end of data) | | | |", short_ts(end_ms));
+        let _ = writeln!(s, "| {} | {end_note} | | | |", short_ts(end_ms));
     }
-
-    write_events(&mut s, evidence, "##");
-    s
 }
 
 /// The rule's settings as rows of a review's table: thresholds, window, links.
@@ -571,12 +590,16 @@ pub(crate) fn write_crisis_rows(
         let _ = writeln!(
             s,
             "| Known crisis | {} ({}), {} → {}, on {}; fired {} after it began |",
-            c.name,
-            if c.kind.is_empty() { "-" } else { &c.kind },
+            cell(&c.name),
+            if c.kind.is_empty() {
+                "-".to_string()
+            } else {
+                cell(&c.kind)
+            },
             short_ts(c.start_ms),
             short_ts(c.end_ms),
-            c.slice_label(),
-            fmt_dur(i.fired_at - c.start_ms)
+            cell(&c.slice_label()),
+            fmt_dur(i.fired_at.saturating_sub(c.start_ms))
         );
     }
 }
@@ -602,7 +625,11 @@ pub(crate) fn write_events(s: &mut String, evidence: Option<&Evidence>, h: &str)
             let _ = writeln!(s, "| | |\n| --- | --- |");
             let _ = writeln!(s, "| Events | {} |", e.events);
             let _ = writeln!(s, "| Signal events | {} |", e.signal);
-            let by_type: Vec<String> = e.by_type.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let by_type: Vec<String> = e
+                .by_type
+                .iter()
+                .map(|(k, n)| format!("{} {n}", cell(k)))
+                .collect();
             let _ = writeln!(
                 s,
                 "| By type | {} |",
@@ -624,7 +651,7 @@ pub(crate) fn write_events(s: &mut String, evidence: Option<&Evidence>, h: &str)
                     "| Sample signal event ids | {} |",
                     e.sample_ids
                         .iter()
-                        .map(|x| format!("`{x}`"))
+                        .map(|x| format!("`{}`", cell(x)))
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
@@ -642,7 +669,8 @@ pub(crate) fn write_events(s: &mut String, evidence: Option<&Evidence>, h: &str)
                         } else {
                             0.0
                         };
-                        let _ = writeln!(s, "| {attr} | {v} | {n} | {share:.1} % |");
+                        let _ =
+                            writeln!(s, "| {} | {} | {n} | {share:.1} % |", cell(attr), cell(v));
                     }
                 }
             }

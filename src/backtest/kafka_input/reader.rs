@@ -4,9 +4,9 @@
 //!
 //! ```text
 //!  consumer per topic ─► poll ─► Part (select by offset / timestamp, decode the
-//!                                 │     event time, fill a missing type)
+//!                                 │     event time with the topic's default type)
 //!                                 ▼
-//!                    pending per partition ─► heap of heads by event time ─► f(line)
+//!                    pending per partition ─► heap of heads by event time ─► f(line, default type)
 //! ```
 //!
 //! The merge hands out a line only when every unfinished partition has one
@@ -32,7 +32,8 @@ use crate::source::context::log_librdkafka;
 use crate::source::kafka::consumer_config;
 
 use super::{
-    prepare, KafkaHistory, KafkaInputError, ReadRange, MAX_PENDING, MAX_PENDING_BYTES, TAIL_SETTLE,
+    event_time, KafkaHistory, KafkaInputError, ReadRange, TypedLineFn, MAX_PENDING,
+    MAX_PENDING_BYTES, PAST_END_GRACE, TAIL_SETTLE,
 };
 
 /// Ends reached (or settling waits) while the high watermark kept moving (a
@@ -147,7 +148,8 @@ struct Part {
     start: i64,
     /// First offset not read, when bounded.
     to: Option<i64>,
-    /// High watermark when the read started (the progress bar's end).
+    /// High watermark when the read started (the progress bar's end); a
+    /// `start` above it may be past the end (see [`PAST_END_GRACE`]).
     high: i64,
     /// Offset after the last message consumed.
     next: i64,
@@ -331,7 +333,7 @@ impl<'a> Reader<'a> {
     pub(super) fn run(
         &mut self,
         bar: &ProgressBar,
-        f: &mut dyn FnMut(&[u8], LineRef),
+        f: &mut TypedLineFn<'_>,
     ) -> Result<InputStats, KafkaInputError> {
         if let [only] = self.history.range.topics.as_slice() {
             bar.set_message(only.clone());
@@ -352,6 +354,7 @@ impl<'a> Reader<'a> {
                 self.stats.bytes += msg.line.len() as u64;
                 f(
                     &msg.line,
+                    self.topics[part.topic].default_type.as_deref(),
                     LineRef {
                         file: i,
                         line: msg.offset.max(0) as u64,
@@ -484,17 +487,14 @@ impl<'a> Reader<'a> {
                 return self.check_to(i);
             }
         }
-        let default_type = self.topics[part.topic].default_type.as_deref();
-        // One partition needs no merge key: decode only to fill a type in.
-        let (event_ms, rewritten) = if merging || default_type.is_some() {
-            prepare(payload, default_type)
-        } else {
-            (None, None)
-        };
-        if let Some(ms) = event_ms {
-            part.newest = part.newest.max(ms);
+        // One partition needs no merge key.
+        if merging {
+            let default_type = self.topics[part.topic].default_type.as_deref();
+            if let Some(ms) = event_time(payload, default_type) {
+                part.newest = part.newest.max(ms);
+            }
         }
-        let line = rewritten.unwrap_or_else(|| payload.to_vec());
+        let line = payload.to_vec();
         if part.pending.is_empty() {
             self.heads.push(Reverse((part.newest, i)));
         }
@@ -579,7 +579,27 @@ impl<'a> Reader<'a> {
                 }
                 continue;
             }
-            if now.saturating_duration_since(part.last_activity) > timeout {
+            let idle = now.saturating_duration_since(part.last_activity);
+            let grace = PAST_END_GRACE.min(timeout);
+            if part.start > part.high && part.next == part.start && idle >= grace {
+                // Started beyond the watermark and nothing came, not even the
+                // end of the partition: past the end, unless the watermark
+                // merely lagged (then wait as for any partition).
+                let high = self.high_watermark(i)?;
+                let part = &mut self.parts[i];
+                if high < part.next {
+                    return Err(KafkaInputError::PastEnd {
+                        topic: self.topics[part.topic].name.clone(),
+                        partition: part.partition,
+                        offset: part.next,
+                        high,
+                        waited: human(grace),
+                    });
+                }
+                part.high = high;
+                continue;
+            }
+            if idle > timeout {
                 let topic = &self.topics[part.topic];
                 // A broker that answers but has nothing at the offset (Tansu,
                 // for an offset past the end; Apache Kafka says out of range).
@@ -772,15 +792,9 @@ fn resolve(
                 error: Box::new(source),
                 last: consumer.context().last(),
             })?;
-        let start = match range.from.get(p) {
-            None => low,
-            Some(o) if o < low => {
-                tracing::warn!(topic, partition = p, from = o, log_start = low, "--from-offset is before the log start (deleted by retention?): reading from the log start.");
-                low
-            }
-            Some(o) => o,
-        };
-        out.push((p, start, range.to.get(p), high));
+        let to = range.to.get(p);
+        let start = start_offset(topic, p, range.from.get(p), to, low);
+        out.push((p, start, to, high));
     }
     if let Some(from_ms) = range.from_ms {
         skip_to_time(consumer, topic, from_ms, range.timeout, &mut out);
@@ -789,9 +803,44 @@ fn resolve(
     Ok(out)
 }
 
+/// Where partition `p` starts: `--from-offset` (`from`; `None`: the log start
+/// `low`), moved up to the log start when it is before it (retention deleted
+/// those messages), with a WARN saying how many offsets that skips. (A start
+/// after its `--to-offset` was refused with the arguments; a start beyond the
+/// end is found while reading: the high watermark may lag.)
+fn start_offset(topic: &str, p: i32, from: Option<i64>, to: Option<i64>, low: i64) -> i64 {
+    match from {
+        None => low,
+        Some(o) if o < low => {
+            let skipped = low - o;
+            tracing::warn!(
+                topic,
+                partition = p,
+                from = o,
+                log_start = low,
+                skipped,
+                "--from-offset is before the log start (deleted by retention?): reading from the log start, {skipped} offsets skipped."
+            );
+            if to.is_some_and(|to| to <= low) {
+                tracing::warn!(
+                    topic,
+                    partition = p,
+                    to,
+                    log_start = low,
+                    "The whole offset range was deleted: nothing to read in this partition."
+                );
+            }
+            low
+        }
+        Some(o) => o,
+    }
+}
+
 /// The speed-up for `--from-time`: start each partition at the broker's first
-/// offset at or after the time when the answer is plausible (inside the log).
-/// Correctness does not depend on it: every message is still checked.
+/// offset at or after the time when the answer is plausible: ahead of the
+/// start (itself at or after the log start) and not beyond the high
+/// watermark. Any other answer is ignored: the partition is scanned from its
+/// start. Correctness does not depend on it: every message is still checked.
 fn skip_to_time(
     consumer: &HistoryConsumer,
     topic: &str,
@@ -819,21 +868,105 @@ fn skip_to_time(
         let Some(r) = out.iter_mut().find(|r| r.0 == e.partition()) else {
             continue;
         };
-        let found = match (e.error(), e.offset()) {
-            (Ok(()), Offset::Offset(o)) if o >= 0 => o,
-            // No message at or after the time: only what arrives later can qualify.
-            (Ok(()), Offset::End) => r.3,
-            _ => continue,
-        };
-        if found > r.1 {
+        let Some(found) = e
+            .error()
+            .ok()
+            .and_then(|()| time_start(e.offset(), r.1, r.3))
+        else {
             tracing::debug!(
                 topic,
                 partition = r.0,
-                from = r.1,
-                to = found,
-                "Skipping to the offset of --from-time."
+                answer = ?e.offset(),
+                start = r.1,
+                high = r.3,
+                "The broker's offset for --from-time is not ahead of the start inside the log; scanning from the start."
             );
-            r.1 = found;
+            continue;
+        };
+        tracing::debug!(
+            topic,
+            partition = r.0,
+            from = r.1,
+            to = found,
+            "Skipping to the offset of --from-time."
+        );
+        r.1 = found;
+    }
+}
+
+/// A broker's answer to an offset lookup by time, when it is plausible: an
+/// offset after `start` and not beyond the high watermark `high` (`End`: no
+/// message at or after the time, so only what arrives later can qualify).
+fn time_start(answer: Offset, start: i64, high: i64) -> Option<i64> {
+    let o = match answer {
+        Offset::Offset(o) => o,
+        Offset::End => high,
+        _ => return None,
+    };
+    (o > start && o <= high).then_some(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` and returns what it logged.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
         }
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(sub, f);
+        let text = buf.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    #[test]
+    fn a_start_before_the_log_start_moves_up_to_it() {
+        let log = logged(|| {
+            assert_eq!(start_offset("t", 0, None, None, 40), 40);
+            assert_eq!(start_offset("t", 0, Some(50), Some(50), 40), 50);
+            // Beyond the end is found while reading (the watermark may lag).
+            assert_eq!(start_offset("t", 0, Some(900), None, 40), 900);
+        });
+        assert!(log.is_empty(), "{log}");
+        let log = logged(|| assert_eq!(start_offset("t", 2, Some(10), None, 40), 40));
+        assert!(
+            log.contains("WARN") && log.contains("reading from the log start, 30 offsets skipped"),
+            "{log}"
+        );
+        assert!(
+            log.contains("skipped=30") && log.contains("partition=2"),
+            "{log}"
+        );
+        let log = logged(|| assert_eq!(start_offset("t", 0, Some(10), Some(20), 40), 40));
+        assert!(log.contains("The whole offset range was deleted"), "{log}");
+    }
+
+    #[test]
+    fn a_time_lookup_is_used_only_inside_the_log_and_ahead_of_the_start() {
+        assert_eq!(time_start(Offset::Offset(30), 10, 100), Some(30));
+        assert_eq!(time_start(Offset::Offset(100), 10, 100), Some(100));
+        assert_eq!(time_start(Offset::End, 10, 100), Some(100));
+        // Behind the start (Tansu answers 0), beyond the log, or no answer.
+        assert_eq!(time_start(Offset::Offset(0), 10, 100), None);
+        assert_eq!(time_start(Offset::Offset(10), 10, 100), None);
+        assert_eq!(time_start(Offset::Offset(101), 10, 100), None);
+        assert_eq!(time_start(Offset::Offset(-1), 10, 100), None);
+        assert_eq!(time_start(Offset::Invalid, 10, 100), None);
+        assert_eq!(time_start(Offset::End, 100, 100), None);
     }
 }

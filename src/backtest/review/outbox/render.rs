@@ -7,7 +7,9 @@ use std::path::Path;
 
 use crate::backtest::labels::Crisis;
 use crate::backtest::report::{fmt_dur, fmt_value, group_label, short_ts};
-use crate::backtest::review::{write_crisis_rows, write_events, write_rule_rows, Evidence};
+use crate::backtest::review::{
+    cell, write_crisis_rows, write_events, write_rule_rows, write_timeline, Evidence,
+};
 use crate::config::Config;
 use crate::incident::model::Action;
 
@@ -28,8 +30,8 @@ pub fn render(
     let _ = writeln!(
         s,
         "# Incident review: {} — {}\n",
-        i.route,
-        group_label(&i.labels)
+        cell(&i.route),
+        cell(&group_label(&i.labels))
     );
     let _ = writeln!(
         s,
@@ -42,9 +44,9 @@ pub fn render(
         source.display()
     );
     let _ = writeln!(s, "| | |\n| --- | --- |");
-    let _ = writeln!(s, "| Incident | `{}` |", i.key);
-    let _ = writeln!(s, "| Route | `{}` |", i.route);
-    let _ = writeln!(s, "| Labels | {} |", group_label(&i.labels));
+    let _ = writeln!(s, "| Incident | `{}` |", cell(&i.key));
+    let _ = writeln!(s, "| Route | `{}` |", cell(&i.route));
+    let _ = writeln!(s, "| Labels | {} |", cell(&group_label(&i.labels)));
     let _ = writeln!(s, "| Highest severity | {} |", i.severity);
     let _ = writeln!(s, "| Breach began | {} |", short_ts(i.started_at));
     let opened = match i.notifications.iter().find(|n| n.seq == 1) {
@@ -67,7 +69,7 @@ pub fn render(
     let _ = writeln!(
         s,
         "| Duration | {} (breach began → {}) |",
-        fmt_dur(i.resolved_at.unwrap_or(end_ms) - i.started_at),
+        fmt_dur(i.resolved_at.unwrap_or(end_ms).saturating_sub(i.started_at)),
         if i.resolved_at.is_some() {
             "resolved"
         } else {
@@ -79,9 +81,14 @@ pub fn render(
         .iter()
         .map(|a| format!("{} ({})", a.incident.rule, group_label(&a.incident.group)))
         .collect();
-    let _ = writeln!(s, "| Alerts | {}: {} |", names.len(), names.join(", "));
+    let _ = writeln!(
+        s,
+        "| Alerts | {}: {} |",
+        names.len(),
+        cell(&names.join(", "))
+    );
     let _ = writeln!(s, "| Notifications | {} |", notification_counts(i));
-    let _ = writeln!(s, "| Receivers | {} |", receiver_counts(i));
+    let _ = writeln!(s, "| Receivers | {} |", cell(&receiver_counts(i)));
     write_notifications(&mut s, i);
     for (k, a) in i.alerts.iter().enumerate() {
         write_alert(&mut s, k, a, i, cfg, crises, grace_ms, end_ms);
@@ -97,11 +104,6 @@ pub fn render(
         );
     }
     s
-}
-
-/// Text made safe for one Markdown table cell.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
 }
 
 fn notification_counts(i: &OutboxIncident) -> String {
@@ -179,7 +181,7 @@ fn write_notifications(s: &mut String, i: &OutboxIncident) {
             n.action.as_str(),
             cell(&n.change),
             n.severity,
-            rec.join(", "),
+            cell(&rec.join(", ")),
             cell(&n.summary)
         );
     }
@@ -203,8 +205,8 @@ fn write_alert(
         "\n## Alert {} of {}: {} — {}\n",
         k + 1,
         inc.alerts.len(),
-        i.rule,
-        group_label(&i.group)
+        cell(&i.rule),
+        cell(&group_label(&i.group))
     );
     let _ = writeln!(s, "| | |\n| --- | --- |");
     let desc = rule
@@ -214,18 +216,18 @@ fn write_alert(
     let _ = writeln!(
         s,
         "| Rule | `{}`{} |",
-        i.rule,
-        desc.map(|d| format!(" — {d}")).unwrap_or_default()
+        cell(&i.rule),
+        desc.map(|d| format!(" — {}", cell(d))).unwrap_or_default()
     );
-    let _ = writeln!(s, "| Slice | {} |", group_label(&i.group));
-    let _ = writeln!(s, "| Dedup key | `{}` |", i.dedup_key);
+    let _ = writeln!(s, "| Slice | {} |", cell(&group_label(&i.group)));
+    let _ = writeln!(s, "| Dedup key | `{}` |", cell(&i.dedup_key));
     let _ = writeln!(s, "| Highest severity | {} |", i.severity);
     let _ = writeln!(s, "| Breach began | {} |", short_ts(i.started_at));
     let _ = writeln!(
         s,
         "| Fired | {} ({} after the breach began) |",
         short_ts(i.fired_at),
-        fmt_dur(i.fired_at - i.started_at)
+        fmt_dur(i.fired_at.saturating_sub(i.started_at))
     );
     let resolved = match i.resolved_at {
         Some(r) => short_ts(r),
@@ -261,7 +263,7 @@ fn write_alert(
         let ids: Vec<String> = a
             .sample_event_ids
             .iter()
-            .map(|x| format!("`{x}`"))
+            .map(|x| format!("`{}`", cell(x)))
             .collect();
         let _ = writeln!(
             s,
@@ -289,30 +291,165 @@ fn write_alert(
                  incident opened, do not show.",
         }
     );
-    let _ = writeln!(
-        s,
-        "| time | state | severity | value | threshold |\n| --- | --- | --- | --- | --- |"
-    );
-    for t in &i.timeline {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} |",
-            short_ts(t.at),
-            t.state,
-            t.severity,
-            t.value.map_or_else(|| "-".to_string(), fmt_value),
-            if t.threshold.is_finite() {
-                fmt_value(t.threshold)
-            } else {
-                "-".to_string()
-            }
-        );
+    write_timeline(s, i, end_ms, "-", "(last event time in the outbox)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::State;
+    use crate::backtest::report::{Incident, Step};
+    use crate::backtest::review::outbox::Sent;
+    use crate::config::{Condition, Severity};
+    use crate::incident::model::Reason;
+    use crate::incident::outbox::Status;
+
+    /// An incident whose every text comes from `text` and every time from `at`.
+    fn incident(text: &str, at: [i64; 4]) -> OutboxIncident {
+        let [started, fired, resolved, step] = at;
+        let group = vec![("product".to_string(), text.to_string())];
+        let alert = Incident {
+            rule: format!("rule {text}"),
+            group: group.clone(),
+            dedup_key: format!("rule/product={text}/1"),
+            started_at: started,
+            fired_at: fired,
+            resolved_at: None,
+            severity: Severity::Warning,
+            peak: None,
+            timeline: vec![Step {
+                at: step,
+                state: State::Firing,
+                severity: Severity::Warning,
+                value: Some(1.0),
+                threshold: 0.5,
+            }],
+            window_ms: 60_000,
+            condition: Condition::Above,
+        };
+        OutboxIncident {
+            key: format!("route/product={text}/1"),
+            route: format!("route {text}"),
+            labels: group,
+            started_at: started,
+            severity: Severity::Warning,
+            resolved_at: Some(resolved),
+            open: false,
+            notifications: vec![Sent {
+                seq: 1,
+                at: fired,
+                action: Action::Open,
+                reason: Reason::Opened,
+                severity: Severity::Warning,
+                change: format!("opened: {text}"),
+                summary: format!("summary {text}"),
+                deliveries: vec![(format!("hook {text}"), Status::Delivered)],
+                sent_as_open: vec![format!("other {text}")],
+            }],
+            alerts: vec![AlertReview {
+                incident: alert,
+                description: format!("description {text}"),
+                peak: Some(1.0),
+                peak_at: PeakTime::Unknown,
+                timeline: TimelineSource::Ledger,
+                sample_event_ids: vec![format!("id {text}"), "plain".to_string()],
+            }],
+        }
     }
-    if i.resolved_at.is_none() {
-        let _ = writeln!(
-            s,
-            "| {} | (last event time in the outbox) | | | |",
-            short_ts(end_ms)
+
+    fn crisis(text: &str, start_ms: i64, end_ms: i64) -> Crisis {
+        Crisis {
+            name: format!("crisis {text}"),
+            kind: format!("kind {text}"),
+            slice: vec![("product".to_string(), text.to_string())],
+            start_ms,
+            end_ms,
+        }
+    }
+
+    /// The `|` of a table line that separate cells (not escaped ones).
+    fn separators(line: &str) -> usize {
+        let b = line.as_bytes();
+        (0..b.len())
+            .filter(|&k| b[k] == b'|' && (k == 0 || b[k - 1] != b'\\'))
+            .count()
+    }
+
+    #[test]
+    fn data_with_pipes_and_line_breaks_stays_in_its_cell() {
+        let text = "a|b\nINJECTED|c\r\nd";
+        let i = incident(text, [1_000, 61_000, 121_000, 61_000]);
+        let evidence = Evidence {
+            events: 3,
+            signal: 2,
+            by_type: vec![(format!("type {text}"), 3)],
+            sample_ids: vec![format!("e {text}")],
+            top: vec![(format!("attr {text}"), vec![(format!("value {text}"), 2)])],
+            ..Evidence::default()
+        };
+        let md = render(
+            &i,
+            &Config::default(),
+            Some(&[evidence]),
+            &[crisis(text, 0, 200_000)],
+            None,
+            121_000,
+            Path::new("outbox.sqlite"),
         );
+        // Every table keeps its header's number of cells on every row, and
+        // no value spills onto a line of its own.
+        let mut cells = None;
+        let mut rows = 0;
+        for line in md.lines() {
+            assert!(!line.starts_with("INJECTED"), "a line break escaped:\n{md}");
+            if !line.starts_with('|') {
+                cells = None;
+                continue;
+            }
+            let n = separators(line);
+            assert_eq!(*cells.get_or_insert(n), n, "{line:?} in\n{md}");
+            rows += 1;
+        }
+        assert!(rows > 20, "{md}");
+        for want in [
+            "| Labels | product=a\\|b INJECTED\\|c  d |",
+            "| Sample event ids (last notification) | `id a\\|b INJECTED\\|c  d`, `plain` |",
+            "| Sample signal event ids | `e a\\|b INJECTED\\|c  d` |",
+            "| Known crisis | crisis a\\|b INJECTED\\|c  d (kind a\\|b INJECTED\\|c  d), ",
+            "| attr a\\|b INJECTED\\|c  d | value a\\|b INJECTED\\|c  d | 2 | 100.0 % |",
+        ] {
+            assert!(md.contains(want), "missing {want:?} in\n{md}");
+        }
+    }
+
+    #[test]
+    fn corrupt_outbox_times_do_not_overflow() {
+        // Times at both ends of i64 (a corrupt outbox): durations between
+        // them saturate instead of overflowing (a panic in debug builds).
+        let i = incident("p", [i64::MIN, i64::MAX, i64::MAX, i64::MIN]);
+        let md = render(
+            &i,
+            &Config::default(),
+            None,
+            &[crisis("p", i64::MIN, i64::MAX)],
+            None,
+            i64::MAX,
+            Path::new("outbox.sqlite"),
+        );
+        assert!(md.contains("| Duration | "), "{md}");
+        assert!(md.contains("| Known crisis | crisis p"), "{md}");
+        let mut open = incident("p", [i64::MAX, i64::MIN, 0, i64::MIN]);
+        open.resolved_at = None;
+        open.open = true;
+        let md = render(
+            &open,
+            &Config::default(),
+            None,
+            &[],
+            None,
+            i64::MAX,
+            Path::new("outbox.sqlite"),
+        );
+        assert!(md.contains("| Duration (firing) | "), "{md}");
     }
 }
