@@ -1,0 +1,189 @@
+//! The text report, and the number and time formats every backtest output uses.
+
+use std::fmt::{self, Write as _};
+
+use crate::event::format_ts;
+
+use super::*;
+
+/// A duration in ms for people, to the second (truncated, like [`short_ts`]):
+/// `1h 2m 3s`, `15d 20h 29m`, `0s`.
+pub fn fmt_dur(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    if secs == 0 {
+        return "0s".to_string();
+    }
+    let parts = [
+        (secs / 86_400, "d"),
+        (secs / 3600 % 24, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+    ];
+    parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An event time to the second, UTC: `2026-11-20T09:18:31Z`.
+pub fn short_ts(ms: i64) -> String {
+    // Saturating: near i64::MIN the rounding down would overflow.
+    format_ts(ms.div_euclid(1000).saturating_mul(1000))
+}
+
+/// A value with up to 4 decimals, without trailing zeros.
+pub fn fmt_value(v: f64) -> String {
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+fn fmt_ratio(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.stats;
+        let span = match (self.first_ms, self.end_ms) {
+            (Some(a), Some(b)) => format!("{} → {} ({})", short_ts(a), short_ts(b), fmt_dur(b - a)),
+            _ => "no events".to_string(),
+        };
+        writeln!(f, "Backtest over {span}")?;
+        writeln!(
+            f,
+            "  lines {}, applied {}, invalid {}, duplicates {}, late {}, unmatched {}, overflow {}, transitions {}",
+            self.lines,
+            s.applied,
+            s.invalid_total(),
+            s.duplicates,
+            s.late,
+            s.unmatched,
+            s.overflow,
+            s.transitions
+        )?;
+        writeln!(f)?;
+        let with_truth = self.truth.is_some();
+        let mut head = format!(
+            "{:<24} {:>9} {:>6} {:>13} {:>5}",
+            "rule", "incidents", "slices", "time firing", "flaps"
+        );
+        if with_truth {
+            head.push_str(&format!(
+                " {:>5} {:>9}  crises caught",
+                "false", "precision"
+            ));
+        }
+        writeln!(f, "{}", head.trim_end())?;
+        for r in &self.rules {
+            let mut line = format!(
+                "{:<24} {:>9} {:>6} {:>13} {:>5}",
+                r.rule,
+                r.incidents,
+                r.slices,
+                fmt_dur(r.firing_ms),
+                r.flaps
+            );
+            if let Some(t) = &r.truth {
+                let caught: Vec<&str> = t
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.detected_at.is_some())
+                    .map(|o| o.name.as_str())
+                    .collect();
+                let _ = write!(
+                    line,
+                    " {:>5} {:>9}  {}",
+                    t.false_incidents,
+                    fmt_ratio(t.precision),
+                    if caught.is_empty() {
+                        "-".to_string()
+                    } else {
+                        caught.join(", ")
+                    }
+                );
+            }
+            writeln!(f, "{}", line.trim_end())?;
+        }
+        if !self.slices.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "{:<24} {:<36} {:>9} {:>13} {:>5}  {:<9} peak",
+                "rule", "slice", "incidents", "time firing", "flaps", "severity"
+            )?;
+            for s in &self.slices {
+                let peak = s.peak.map_or_else(
+                    || "-".to_string(),
+                    |p| format!("{} at {}", fmt_value(p.value), short_ts(p.at)),
+                );
+                writeln!(
+                    f,
+                    "{:<24} {:<36} {:>9} {:>13} {:>5}  {:<9} {}",
+                    s.rule,
+                    group_label(&s.group),
+                    s.incidents,
+                    fmt_dur(s.firing_ms),
+                    s.flaps,
+                    s.severity.as_str(),
+                    peak
+                )?;
+            }
+        }
+        if let Some(t) = &self.truth {
+            writeln!(f)?;
+            let grace = self
+                .grace_ms
+                .map_or_else(|| "each rule's window".to_string(), fmt_dur);
+            writeln!(
+                f,
+                "Ground truth: {} known crises (grace after a crisis ends: {grace})",
+                t.crises
+            )?;
+            writeln!(
+                f,
+                "{:<16} {:<36} {:<20} {:<20} {:>9}  by",
+                "crisis", "slice", "start", "first firing", "delay"
+            )?;
+            for o in &t.outcomes {
+                writeln!(
+                    f,
+                    "{:<16} {:<36} {:<20} {:<20} {:>9}  {}",
+                    o.name,
+                    group_label(&o.slice),
+                    short_ts(o.start_ms),
+                    o.detected_at.map_or_else(|| "MISSED".to_string(), short_ts),
+                    o.delay_ms.map_or_else(|| "-".to_string(), fmt_dur),
+                    o.rules.join(", ")
+                )?;
+            }
+            writeln!(
+                f,
+                "missed {} of {}, false incidents {} of {}, precision {}, recall {}",
+                t.missed,
+                t.crises,
+                t.false_incidents,
+                t.incidents,
+                fmt_ratio(t.precision),
+                fmt_ratio(t.recall)
+            )?;
+            match t.delay {
+                Some(d) => writeln!(
+                    f,
+                    "detection delay: median {}, p90 {}, max {}",
+                    fmt_dur(d.median_ms),
+                    fmt_dur(d.p90_ms),
+                    fmt_dur(d.max_ms)
+                )?,
+                None => writeln!(f, "detection delay: - (nothing detected)")?,
+            }
+        }
+        Ok(())
+    }
+}
