@@ -2,7 +2,9 @@
 """Generates the Grafana dashboards in dashboards/ (run after editing panels here).
 
 Every panel's PromQL is checked against a real Prometheus scraping a demo run by
-tests/prometheus.rs, so keep expressions here and in the JSON in sync by
+tests/prometheus.rs (and the Kafka, invalid-input and delivery panels, without
+their `or on () vector(0)` fallback, against `crisiswatch run` on Kafka by
+tests/prometheus_run.rs), so keep expressions here and in the JSON in sync by
 re-running this script.
 """
 import json

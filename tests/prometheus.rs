@@ -8,6 +8,7 @@
 //! Needs `prometheus` and `promtool` (Debian package `prometheus`, installed by
 //! `scripts/install-test-deps.sh`).
 
+mod prometheus_support;
 mod support;
 
 use std::io::{BufRead, BufReader};
@@ -15,47 +16,13 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use prometheus_support::{enc, exprs, query, rules_file, Prometheus, DASHBOARDS};
 use serde_json::Value;
 use support::{free_port, http_get, require_program, ChildGuard, BIN, ROOT};
 
-/// Collects every `expr` in a dashboard's panels (rows included).
-fn exprs(dashboard: &Value, out: &mut Vec<String>) {
-    if let Some(panels) = dashboard.get("panels").and_then(Value::as_array) {
-        for p in panels {
-            if let Some(targets) = p.get("targets").and_then(Value::as_array) {
-                for t in targets {
-                    if let Some(e) = t.get("expr").and_then(Value::as_str) {
-                        out.push(e.to_string());
-                    }
-                }
-            }
-            exprs(p, out);
-        }
-    }
-}
-
-fn query(prom: &str, path_and_query: &str) -> Value {
-    let body = http_get(prom, path_and_query);
-    let json = body.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("bad JSON from Prometheus ({e}): {body}"))
-}
-
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 #[test]
 fn dashboards_and_rules_work_against_a_real_prometheus() {
-    let prometheus = require_program("prometheus");
+    require_program("prometheus");
     let promtool = require_program("promtool");
     let dir = tempfile::tempdir().unwrap();
 
@@ -90,28 +57,8 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
     });
 
     // Prometheus scraping it every second, with the monitor's own rules.
-    let prom_port = free_port();
-    let prom_addr = format!("127.0.0.1:{prom_port}");
-    let prom_cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {ROOT}/config/prometheus/crisiswatch-rules.yml\nscrape_configs:\n  - job_name: crisiswatch\n    static_configs:\n      - targets: ['{demo_addr}']\n"
-        ),
-    )
-    .unwrap();
-    let prom = Command::new(&prometheus)
-        .arg(format!("--config.file={}", prom_cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={prom_addr}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _prom = ChildGuard(prom);
+    let prom = Prometheus::start(dir.path(), &[&demo_addr], &[&rules_file()]);
+    let prom_addr = prom.addr.clone();
     let started = chrono::Utc::now().timestamp() - 5;
 
     // Wait for the demo's summary (the simulated day is over).
@@ -197,7 +144,7 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
     // Every dashboard expression returns at least one series over the run.
     let mut failures = Vec::new();
     let mut checked = 0;
-    for file in ["crisiswatch-overview.json", "crisiswatch-operations.json"] {
+    for file in DASHBOARDS {
         let text = std::fs::read_to_string(format!("{ROOT}/dashboards/{file}")).unwrap();
         let dash: Value = serde_json::from_str(&text).unwrap();
         let mut all = Vec::new();
