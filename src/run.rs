@@ -168,6 +168,11 @@ pub async fn run(
         drain_timeout: k.shutdown_timeout.0 / 2,
     };
     let parts = StageParts {
+        recorders: k
+            .topics
+            .iter()
+            .map(|_| crate::metrics::Recorder::new(cfg))
+            .collect(),
         shared,
         dlq,
         applied,

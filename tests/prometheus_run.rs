@@ -604,6 +604,38 @@ delivery = {{ timeout = "2s", backoff_initial = "200ms", backoff_max = "1s", bre
         set(&[DOWN])
     );
 
+    // Events by source (the topic) and type, and the latency summaries, come
+    // from the live pipeline too: every valid message is counted once.
+    eventually(
+        &prom,
+        "sum(crisiswatch_events_received_total)",
+        900.0,
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        label_set(
+            "sum by (source) (crisiswatch_events_received_total) > 0",
+            "source"
+        ),
+        set(&["complaints", "orders"])
+    );
+    assert_eq!(
+        label_set(
+            "sum by (type) (crisiswatch_events_received_total) > 0",
+            "type"
+        ),
+        set(&["complaint", "order"])
+    );
+    for summary in [
+        "crisiswatch_processing_lag_seconds",
+        "crisiswatch_event_to_incident_seconds",
+    ] {
+        assert!(
+            label_set(&format!("{summary} >= 0"), "quantile").contains("0.99"),
+            "{summary} has no value over the run"
+        );
+    }
+
     // --- The monitor's alert rules: loaded, healthy, and the ones on
     // delivery failures, dead letters and invalid input go off. ---
     wait_until(

@@ -14,11 +14,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::alert::Transition;
+use crate::alert::{State, Transition};
 use crate::clock::IdleClock;
 use crate::engine::{Engine, Outcome};
 use crate::event::decode_with_default;
 use crate::http::AppState;
+use crate::metrics::Recorder;
 use crate::source::context::Shared;
 use crate::source::dlq::DeadLetters;
 use crate::source::watermarks::Watermarks;
@@ -56,6 +57,8 @@ pub struct Stage {
     sink: TransitionSink,
     /// Transitions not yet handed to the sink.
     out: Vec<Transition>,
+    /// Per topic: events by type and processing lag, until the next publish.
+    recorders: Vec<Recorder>,
     /// When metrics and the admin snapshot were last published.
     last_publish: Option<Instant>,
 }
@@ -73,6 +76,9 @@ pub struct StageParts {
     pub applied: Option<AppliedLog>,
     /// Where transitions go.
     pub sink: TransitionSink,
+    /// One per topic (`crisiswatch_events_received_total{source=<topic>}`,
+    /// processing lag and event-to-incident latency).
+    pub recorders: Vec<Recorder>,
 }
 
 impl Stage {
@@ -87,6 +93,7 @@ impl Stage {
             dlq: parts.dlq,
             applied: parts.applied,
             sink: parts.sink,
+            recorders: parts.recorders,
             out: Vec::new(),
             last_publish: None,
         }
@@ -113,6 +120,14 @@ impl Stage {
             return Ok(());
         }
         state.metrics.record_transitions(self.out.iter());
+        let wall = chrono::Utc::now().timestamp_millis();
+        if let Some(rec) = self.recorders.first_mut() {
+            for t in &self.out {
+                if matches!(t.state, State::Firing | State::Escalated) {
+                    rec.incident(t.at, wall);
+                }
+            }
+        }
         let now = self.engine.clock().unwrap_or_default();
         self.sink.submit(&self.out, now)?;
         self.out.clear();
@@ -183,6 +198,9 @@ impl Stage {
             match decode_with_default(rec.payload, &limits, Some(now_ms), default_type) {
                 Ok(ev) => {
                     part.max_ts = Some(part.max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
+                    if let Some(r) = self.recorders.get_mut(t) {
+                        r.event(&ev.kind, now_ms.saturating_sub(ev.ts));
+                    }
                     if self.engine.apply(&ev, &mut self.out) == Outcome::Late {
                         late[t] += 1;
                     }
@@ -287,6 +305,9 @@ impl Stage {
             .is_none_or(|t| now.saturating_duration_since(t) >= PUBLISH_EVERY)
         {
             self.last_publish = Some(now);
+            for (rec, topic) in self.recorders.iter_mut().zip(&self.shared.topics) {
+                state.metrics.absorb(topic, rec);
+            }
             state
                 .metrics
                 .publish(&self.engine, chrono::Utc::now().timestamp_millis());
