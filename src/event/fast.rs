@@ -106,7 +106,7 @@ impl<'a> Cursor<'a> {
 
     /// A string at the cursor (which is on its opening quote), if it has no
     /// escapes and no control characters.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         let start = self.i + 1;
         let mut j = start;
