@@ -390,3 +390,50 @@ async fn undelivered_past_max_age_is_dead_lettered_kept_and_redelivered_on_retry
     .await;
     m.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_running_manager_prunes_delivered_notifications_past_retention() {
+    // Retention 1 h: the manager prunes every 7.5 min while it runs, not only
+    // when it opens, so a long-running service keeps an hour of history.
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let text = format!(
+        "[incidents]\nretention = \"1h\"\n{}",
+        generic_receiver("hook", &rx.url(), r#"backoff_initial = "100ms""#)
+    );
+    let m = open(&text, &dir, &reg);
+    assert_eq!(
+        crisiswatch::incident::prune_interval(3_600_000),
+        Duration::from_secs(450)
+    );
+    m.submit(
+        &[tr("a", "p", State::Firing, Severity::Warning, 1000, 1000)],
+        1000,
+    )
+    .unwrap();
+    rx.wait_for(1, Duration::from_secs(60)).await;
+    let delivered = || {
+        m.outbox()
+            .list(Some(Status::Delivered), None, 100)
+            .unwrap()
+            .len()
+    };
+    let wait_delivered = async {
+        for _ in 0..1000 {
+            if delivered() == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the notification was never marked delivered");
+    };
+    wait_delivered.await;
+    // Within the retention it stays, across several prunes.
+    tokio::time::sleep(Duration::from_secs(50 * 60)).await;
+    assert_eq!(delivered(), 1, "pruned before its retention ran out");
+    // An hour after delivery (and one interval more) it is gone.
+    tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+    assert_eq!(delivered(), 0, "still there after its retention");
+    m.shutdown(Duration::from_secs(1)).await;
+}

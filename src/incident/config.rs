@@ -29,8 +29,9 @@ pub struct IncidentsConfig {
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: Dur,
     /// Delivered, failed and muted notifications, and the ledger of applied
-    /// transitions, are kept this long, then pruned. Dead letters are kept
-    /// until an operator retries them.
+    /// transitions, are kept this long, then pruned (at start, and while
+    /// running every eighth of this, between 1 minute and 1 hour). Dead
+    /// letters are kept until an operator retries them.
     #[serde(default = "default_retention")]
     pub retention: Dur,
     /// Routes, in order: the first route whose matchers accept an alert takes

@@ -114,6 +114,12 @@ impl IncidentManager {
             };
             workers.push(handle.spawn(w.run()));
         }
+        workers.push(handle.spawn(prune_periodically(
+            Arc::clone(&outbox),
+            clock,
+            cfg.incidents.retention.as_ms(),
+            stop_rx.clone(),
+        )));
         tracing::info!(
             outbox = %outbox.path().display(),
             receivers = ?names,
@@ -323,6 +329,45 @@ impl IncidentManager {
         }
         DrainReport {
             pending: pending.max(0),
+        }
+    }
+}
+
+/// How often a long-running process prunes its outbox: an eighth of the
+/// retention, between one minute and one hour.
+pub fn prune_interval(retention_ms: i64) -> Duration {
+    let ms = u64::try_from(retention_ms / 8).unwrap_or(0);
+    Duration::from_millis(ms).clamp(Duration::from_secs(60), Duration::from_secs(3600))
+}
+
+/// Prunes the outbox every [`prune_interval`] (on the delivery clock) until
+/// the stop signal, so a service that runs for months keeps only
+/// `incidents.retention` of history, not just what it pruned at start.
+async fn prune_periodically(
+    outbox: Arc<Outbox>,
+    clock: Clock,
+    retention_ms: i64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = prune_interval(retention_ms);
+    let mut next = tokio::time::Instant::now() + every;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+                continue;
+            }
+        }
+        next += every;
+        match outbox.prune(clock.now_ms(), retention_ms) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "Outbox pruned."),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot prune the outbox; retrying at the next interval.")
+            }
         }
     }
 }

@@ -56,7 +56,7 @@ use std::io::Write;
 
 use crate::secret::SecretError;
 
-pub use self::manager::{has_http_receivers, receiver_enabled, IncidentManager};
+pub use self::manager::{has_http_receivers, prune_interval, receiver_enabled, IncidentManager};
 use self::outbox::OutboxError;
 pub use self::silence::Silence;
 
