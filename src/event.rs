@@ -199,6 +199,16 @@ pub fn decode_with_default<'a>(
     now_ms: Option<i64>,
     default_type: Option<&'a str>,
 ) -> Result<Event<'a>, Invalid> {
+    check_size(bytes, limits)?;
+    let raw = match fast::parse(bytes) {
+        Some(raw) => raw,
+        None => parse_full(bytes)?,
+    };
+    finish(raw, limits, now_ms, default_type)
+}
+
+/// The size limit, checked before any parsing.
+fn check_size(bytes: &[u8], limits: &DecodeLimits) -> Result<(), Invalid> {
     if bytes.len() > limits.max_event_bytes {
         return Err(Invalid::new(
             InvalidReason::Oversized,
@@ -209,11 +219,7 @@ pub fn decode_with_default<'a>(
             ),
         ));
     }
-    let raw = match fast::parse(bytes) {
-        Some(raw) => raw,
-        None => parse_full(bytes)?,
-    };
-    finish(raw, limits, now_ms, default_type)
+    Ok(())
 }
 
 /// [`decode_with_default`] through the full serde parser only, without the
@@ -225,16 +231,7 @@ pub fn decode_reference<'a>(
     now_ms: Option<i64>,
     default_type: Option<&'a str>,
 ) -> Result<Event<'a>, Invalid> {
-    if bytes.len() > limits.max_event_bytes {
-        return Err(Invalid::new(
-            InvalidReason::Oversized,
-            format!(
-                "{} bytes exceeds the limit of {}",
-                bytes.len(),
-                limits.max_event_bytes
-            ),
-        ));
-    }
+    check_size(bytes, limits)?;
     let raw = parse_full(bytes)?;
     finish(raw, limits, now_ms, default_type)
 }

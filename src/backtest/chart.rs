@@ -152,12 +152,7 @@ fn find_rule<'a>(cfg: &'a Config, name: &str) -> Result<&'a RuleConfig, ChartErr
         .find(|r| r.name == name)
         .ok_or_else(|| ChartError::UnknownRule {
             name: name.to_string(),
-            known: cfg
-                .rules
-                .iter()
-                .map(|r| r.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            known: cfg.rule_names(),
         })
 }
 

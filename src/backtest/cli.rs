@@ -525,12 +525,7 @@ pub fn chart(a: &ChartArgs) -> Result<ExitCode, CliError> {
             .find(|r| r.name == a.rule)
             .ok_or_else(|| ChartError::UnknownRule {
                 name: a.rule.clone(),
-                known: cfg
-                    .rules
-                    .iter()
-                    .map(|r| r.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                known: cfg.rule_names(),
             })?;
     let group = chart::parse_group(rule, &a.group)?;
     let crises = match &a.labels {

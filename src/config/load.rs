@@ -7,6 +7,15 @@ use super::*;
 // === loading and validation ===
 
 impl Config {
+    /// The rule names, comma-separated (for "unknown rule" errors).
+    pub fn rule_names(&self) -> String {
+        self.rules
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Reads, interpolates, deserializes and validates a config file.
     pub fn load(path: &Path, env: &dyn Env) -> Result<Config, LoadError> {
         let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {

@@ -132,12 +132,7 @@ impl Tuner {
             .cloned()
             .ok_or_else(|| TuneError::UnknownRule {
                 name: opts.rule.clone(),
-                known: cfg
-                    .rules
-                    .iter()
-                    .map(|r| r.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                known: cfg.rule_names(),
             })?;
         let mut rows: Vec<(Candidate, bool)> = candidates(&base, &opts.varies)?
             .into_iter()
