@@ -115,7 +115,7 @@ pub struct RuleStats {
 #[derive(Debug)]
 struct Group {
     /// Attribute values in `group_by` order, flat (see [`encode_key`]).
-    key: Box<[u8]>,
+    key: rule::GroupKey,
     /// Hash of `key`.
     hash: u64,
     window: Window,
@@ -124,21 +124,40 @@ struct Group {
     value: Option<f64>,
     /// When the value was last evaluated.
     evaluated_at: i64,
-    /// Evidence while the alert is active: recent signal event ids.
-    samples: Vec<Box<str>>,
     /// The alert deadline already in the timer heap (`i64::MIN`: none), so each
     /// deadline is scheduled once however many evaluations see it.
     deadline: i64,
     /// The last boundary pane scheduled for a surge warm-up re-evaluation.
     warm_tick: i64,
+    /// Alert instance state, allocated when the group first alerts: most
+    /// groups never do, and this keeps the hot group small.
+    instance: Option<Box<Instance>>,
+    /// Id of `key` in the rule's [`Recorder`] (0 when not recording).
+    key_id: u32,
+}
+
+/// The alert instances of one group (see [`Group::instance`]).
+#[derive(Debug)]
+struct Instance {
+    /// Evidence while the alert is active: recent signal event ids.
+    samples: Vec<Box<str>>,
     /// The dedup key of the current alert instance.
-    instance_key: Option<Box<str>>,
+    key: Option<Box<str>>,
     /// Start time of the last alert instance, and how many instances started
     /// in that same millisecond (their keys get a `-N` suffix to stay unique).
     last_since: i64,
     same_ms_seq: u32,
-    /// Id of `key` in the rule's [`Recorder`] (0 when not recording).
-    key_id: u32,
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Instance {
+            samples: Vec::new(),
+            key: None,
+            last_since: i64::MIN,
+            same_ms_seq: 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -663,10 +682,11 @@ fn evaluate(
     if group.phase != Phase::Inactive {
         if let Some(id) = signal_id {
             if sample_ids > 0 {
-                if group.samples.len() >= sample_ids {
-                    group.samples.remove(0);
+                let samples = &mut group.instance.get_or_insert_with(Box::default).samples;
+                if samples.len() >= sample_ids {
+                    samples.remove(0);
                 }
-                group.samples.push(id.into());
+                samples.push(id.into());
             }
         }
     }
@@ -677,26 +697,23 @@ fn evaluate(
             .zip(decode_key(&group.key))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        if was_inactive || group.instance_key.is_none() {
+        let inst = group.instance.get_or_insert_with(Box::default);
+        if was_inactive || inst.key.is_none() {
             // A new alert instance: its key must differ from every earlier one,
             // even one that started in the same millisecond.
-            if step.since == group.last_since {
-                group.same_ms_seq += 1;
+            if step.since == inst.last_since {
+                inst.same_ms_seq += 1;
             } else {
-                group.last_since = step.since;
-                group.same_ms_seq = 0;
+                inst.last_since = step.since;
+                inst.same_ms_seq = 0;
             }
             let mut key = Transition::make_dedup_key(&rule.name, &labels, step.since);
-            if group.same_ms_seq > 0 {
-                key.push_str(&format!("-{}", group.same_ms_seq));
+            if inst.same_ms_seq > 0 {
+                key.push_str(&format!("-{}", inst.same_ms_seq));
             }
-            group.instance_key = Some(key.into_boxed_str());
+            inst.key = Some(key.into_boxed_str());
         }
-        let dedup_key = group
-            .instance_key
-            .as_deref()
-            .unwrap_or_default()
-            .to_string();
+        let dedup_key = inst.key.as_deref().unwrap_or_default().to_string();
         out.push(Transition {
             rule: rule.name.to_string(),
             group: labels,
@@ -709,15 +726,17 @@ fn evaluate(
             dedup_key,
             started_at: step.since,
             window_ms: rule.window_ms,
-            sample_event_ids: group.samples.iter().map(|s| s.to_string()).collect(),
+            sample_event_ids: inst.samples.iter().map(|s| s.to_string()).collect(),
         });
         stats.transitions += 1;
         rule.stats.transitions += 1;
     }
     if group.phase == Phase::Inactive {
         // The instance ended (resolved, or a pending that never fired).
-        group.instance_key = None;
-        group.samples.clear();
+        if let Some(inst) = group.instance.as_deref_mut() {
+            inst.key = None;
+            inst.samples.clear();
+        }
     }
     // While a surge's baseline is still filling, its value moves at every boundary.
     if shape.m > 0 && base < shape.m && end + 1 > group.warm_tick {

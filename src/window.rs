@@ -135,6 +135,9 @@ pub struct Window {
     fut_start: usize,
     /// The current window ends at this pane (inclusive).
     end: i64,
+    /// No pane changes region before the window ends at this pane (a lower
+    /// bound), so [`Window::advance`] below it need not read the panes.
+    wake: i64,
     /// Totals of the current window.
     pub cur: Counters,
     /// Sum of `c[0]` over baseline panes.
@@ -153,6 +156,7 @@ impl Window {
             cur_start: 0,
             fut_start: 0,
             end,
+            wake: i64::MAX,
             cur: [0; 3],
             base_sum: 0,
             base_sumsq: 0,
@@ -203,6 +207,9 @@ impl Window {
             return None;
         }
         let (pos, created) = self.pane_position(idx, shape.n);
+        if created {
+            self.wake = self.wake.min(Self::leaves_region_at(idx, region, shape));
+        }
         let pane = &mut self.panes[pos];
         let old0 = pane.c[0];
         for (p, d) in pane.c.iter_mut().zip(delta) {
@@ -239,6 +246,15 @@ impl Window {
             }
         }
         Some((region, created))
+    }
+
+    /// The window end at which pane `idx`, now in `region`, moves on.
+    fn leaves_region_at(idx: i64, region: Region, shape: &Shape) -> i64 {
+        match region {
+            Region::Future => idx,
+            Region::Current => idx.saturating_add(shape.n),
+            Region::Baseline | Region::Expired => idx.saturating_add(shape.n + shape.m),
+        }
     }
 
     /// Finds or inserts pane `idx`, keeping the region cursors right.
@@ -279,6 +295,9 @@ impl Window {
         }
         let old_end = self.end;
         self.end = new_end;
+        if new_end < self.wake {
+            return;
+        }
         // Future → current (or straight to baseline / expired after a jump).
         while self.fut_start < self.panes.len() && self.panes[self.fut_start].idx <= new_end {
             let i = self.fut_start;
@@ -310,6 +329,21 @@ impl Window {
             self.cur_start -= 1;
             self.fut_start -= 1;
         }
+        // The next change: the first future pane arriving, the first current
+        // pane leaving, or the front baseline pane expiring.
+        let at = |i: usize, region| {
+            self.panes
+                .get(i)
+                .map_or(i64::MAX, |p| Self::leaves_region_at(p.idx, region, shape))
+        };
+        let mut wake = at(self.fut_start, Region::Future);
+        if self.cur_start < self.fut_start {
+            wake = wake.min(at(self.cur_start, Region::Current));
+        }
+        if self.cur_start > 0 {
+            wake = wake.min(at(0, Region::Baseline));
+        }
+        self.wake = wake;
     }
 
     fn enter_current(&mut self, i: usize, shape: &Shape) {

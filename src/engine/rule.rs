@@ -5,6 +5,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 
 use crate::alert::{AlertPolicy, Phase};
 use crate::config::{Config, IndicatorConfig, RuleConfig};
@@ -26,14 +27,19 @@ pub(super) fn group_hash<'a>(
     h.finish()
 }
 
-/// A group key as one allocation: each value as a little-endian u32 length and its bytes.
-pub(super) fn encode_key<'a>(values: impl Iterator<Item = &'a str>) -> Box<[u8]> {
-    let mut out = Vec::new();
+/// A group key, flat: each value as a little-endian u32 length and its bytes.
+/// Short keys (the common case) live inside the group, so comparing a key on
+/// lookup does not touch another cache line.
+pub(super) type GroupKey = SmallVec<[u8; 24]>;
+
+/// Encodes a group key (see [`GroupKey`]).
+pub(super) fn encode_key<'a>(values: impl Iterator<Item = &'a str>) -> GroupKey {
+    let mut out = GroupKey::new();
     for v in values {
         out.extend_from_slice(&(v.len() as u32).to_le_bytes());
         out.extend_from_slice(v.as_bytes());
     }
-    out.into_boxed_slice()
+    out
 }
 
 /// Whether a flat key holds exactly these values.
@@ -135,8 +141,16 @@ impl RuleRt {
             value: g.value,
             evaluated_at: g.evaluated_at,
             phase: g.phase,
-            dedup_key: g.instance_key.as_deref().map(str::to_string),
-            sample_event_ids: g.samples.iter().map(|s| s.to_string()).collect(),
+            dedup_key: g
+                .instance
+                .as_ref()
+                .and_then(|i| i.key.as_deref())
+                .map(str::to_string),
+            sample_event_ids: g
+                .instance
+                .as_ref()
+                .map(|i| i.samples.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -177,12 +191,13 @@ impl RuleRt {
         }
         let key = encode_key(attrs.iter().map(|&i| values[i as usize]));
         let key_id = match self.recorder.as_deref_mut() {
-            Some(rec) => match rec.ids.get(&key) {
+            Some(rec) => match rec.ids.get(&key[..]) {
                 Some(&id) => id,
                 None => {
                     let id = rec.keys.len() as u32;
-                    rec.keys.push(key.clone());
-                    rec.ids.insert(key.clone(), id);
+                    let boxed: Box<[u8]> = Box::from(&key[..]);
+                    rec.keys.push(boxed.clone());
+                    rec.ids.insert(boxed, id);
                     id
                 }
             },
@@ -195,12 +210,9 @@ impl RuleRt {
             phase: Phase::Inactive,
             value: None,
             evaluated_at: clock,
-            samples: Vec::new(),
             deadline: i64::MIN,
             warm_tick: i64::MIN,
-            instance_key: None,
-            last_since: i64::MIN,
-            same_ms_seq: 0,
+            instance: None,
             key_id,
         };
         let slot = match self.free.pop() {
