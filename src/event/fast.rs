@@ -31,7 +31,7 @@ pub(super) fn parse(bytes: &[u8]) -> Option<RawEvent<'_>> {
         s: text,
         i: 0,
     };
-    c.expect(b'{')?;
+    c.eat(b'{')?;
     let mut raw = RawEvent::default();
     if c.peek()? == b'}' {
         c.i += 1;
@@ -41,7 +41,7 @@ pub(super) fn parse(bytes: &[u8]) -> Option<RawEvent<'_>> {
                 return None;
             }
             let key = c.string()?;
-            c.expect(b':')?;
+            c.eat(b':')?;
             match key {
                 "id" => raw.id = Some(c.scalar()?),
                 "type" => raw.kind = Some(c.scalar()?),
@@ -95,7 +95,7 @@ impl<'a> Cursor<'a> {
     }
 
     #[inline]
-    fn expect(&mut self, c: u8) -> Option<()> {
+    fn eat(&mut self, c: u8) -> Option<()> {
         if self.peek()? == c {
             self.i += 1;
             Some(())
@@ -220,7 +220,7 @@ impl<'a> Cursor<'a> {
                 return None;
             }
             let key = self.string()?;
-            self.expect(b':')?;
+            self.eat(b':')?;
             match self.peek()? {
                 b'"' => {
                     let v = Cow::Borrowed(self.string()?);

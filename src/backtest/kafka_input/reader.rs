@@ -15,21 +15,23 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
+
+mod client;
+mod range;
+
+use client::*;
+use range::*;
 
 use crate::backtest::input::{InputStats, LineRef};
-use crate::config::KafkaSourceConfig;
-use crate::source::context::log_librdkafka;
-use crate::source::kafka::consumer_config;
 
 use super::{
     event_time, KafkaHistory, KafkaInputError, ReadRange, TypedLineFn, MAX_PENDING,
@@ -62,71 +64,6 @@ pub(super) fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
 
 fn human(d: Duration) -> String {
     humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
-}
-
-// === librdkafka context ===
-
-/// Routes librdkafka's logs to `tracing` and keeps its last error for messages.
-#[derive(Default)]
-struct HistoryContext {
-    last_error: Mutex<Option<String>>,
-}
-
-impl HistoryContext {
-    /// `; last client error: …`, or nothing.
-    fn last(&self) -> String {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|e| format!("; last client error: {e}"))
-            .unwrap_or_default()
-    }
-}
-
-impl ClientContext for HistoryContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        log_librdkafka(level, fac, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        // rdkafka passes every consumer error event here, partition EOF
-        // included: an end reached is the read's progress, not an error to
-        // quote when another partition stalls.
-        if matches!(
-            error,
-            KafkaError::Global(RDKafkaErrorCode::PartitionEOF) | KafkaError::PartitionEOF(_)
-        ) {
-            return;
-        }
-        tracing::debug!(error = %error, reason, "Kafka client error.");
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
-    }
-}
-
-impl ConsumerContext for HistoryContext {}
-
-type HistoryConsumer = BaseConsumer<HistoryContext>;
-
-/// The consumer settings of a history read: the live consumer's
-/// ([`consumer_config`]: defaults, the pass-through properties, the brokers),
-/// then what a bounded read needs, whatever the properties say.
-fn create_consumer(source: &KafkaSourceConfig) -> Result<HistoryConsumer, KafkaInputError> {
-    let mut k = source.clone();
-    // A group nobody else uses: required by librdkafka's consumer, never joined
-    // (partitions are assigned) and never committed to.
-    k.group_id = format!(
-        "crisiswatch-backtest-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_millis()
-    );
-    let mut c = consumer_config(&k);
-    c.set("enable.partition.eof", "true")
-        // An offset outside the log is an error, not a silent jump.
-        .set("auto.offset.reset", "error")
-        .set("statistics.interval.ms", "0");
-    c.create_with_context(HistoryContext::default())
-        .map_err(|e| KafkaInputError::Client(Box::new(e)))
 }
 
 // === The reader ===
@@ -726,247 +663,5 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Per partition of `topic`: (partition, first offset, bound, high watermark).
-type Resolved = Vec<(i32, i64, Option<i64>, i64)>;
-
-/// Finds the partitions of `topic` and where to start and stop in each.
-fn resolve(
-    history: &KafkaHistory,
-    consumer: &HistoryConsumer,
-    topic: &str,
-) -> Result<Resolved, KafkaInputError> {
-    let range = &history.range;
-    let brokers = &history.source.brokers;
-    let md = consumer
-        .fetch_metadata(Some(topic), range.timeout)
-        .map_err(|source| KafkaInputError::Metadata {
-            topic: topic.to_string(),
-            at: format!("{brokers} within {}", human(range.timeout)),
-            error: Box::new(source),
-            last: consumer.context().last(),
-        })?;
-    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
-        return Err(KafkaInputError::UnknownTopic {
-            topic: topic.to_string(),
-            brokers: brokers.clone(),
-            why: "not in the metadata".into(),
-        });
-    };
-    if let Some(err) = t.error() {
-        return Err(KafkaInputError::UnknownTopic {
-            topic: topic.to_string(),
-            brokers: brokers.clone(),
-            why: RDKafkaErrorCode::from(err).to_string(),
-        });
-    }
-    let mut partitions: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
-    partitions.sort_unstable();
-    if partitions.is_empty() {
-        return Err(KafkaInputError::UnknownTopic {
-            topic: topic.to_string(),
-            brokers: brokers.clone(),
-            why: "no partitions".into(),
-        });
-    }
-    for &p in range
-        .from
-        .by_partition
-        .keys()
-        .chain(range.to.by_partition.keys())
-    {
-        if !partitions.contains(&p) {
-            return Err(KafkaInputError::Usage(format!(
-                "topic {topic} has no partition {p} (it has {})",
-                partitions.len()
-            )));
-        }
-    }
-    let mut out = Vec::with_capacity(partitions.len());
-    for &p in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, range.timeout)
-            .map_err(|source| KafkaInputError::Watermarks {
-                topic: topic.to_string(),
-                partition: p,
-                timeout: human(range.timeout),
-                error: Box::new(source),
-                last: consumer.context().last(),
-            })?;
-        let to = range.to.get(p);
-        let start = start_offset(topic, p, range.from.get(p), to, low);
-        out.push((p, start, to, high));
-    }
-    if let Some(from_ms) = range.from_ms {
-        skip_to_time(consumer, topic, from_ms, range.timeout, &mut out);
-    }
-    tracing::debug!(topic, ranges = ?out, "Resolved the Kafka range (partition, start, to, high watermark).");
-    Ok(out)
-}
-
-/// Where partition `p` starts: `--from-offset` (`from`; `None`: the log start
-/// `low`), moved up to the log start when it is before it (retention deleted
-/// those messages), with a WARN saying how many offsets that skips. (A start
-/// after its `--to-offset` was refused with the arguments; a start beyond the
-/// end is found while reading: the high watermark may lag.)
-fn start_offset(topic: &str, p: i32, from: Option<i64>, to: Option<i64>, low: i64) -> i64 {
-    match from {
-        None => low,
-        Some(o) if o < low => {
-            let skipped = low - o;
-            tracing::warn!(
-                topic,
-                partition = p,
-                from = o,
-                log_start = low,
-                skipped,
-                "--from-offset is before the log start (deleted by retention?): reading from the log start, {skipped} offsets skipped."
-            );
-            if to.is_some_and(|to| to <= low) {
-                tracing::warn!(
-                    topic,
-                    partition = p,
-                    to,
-                    log_start = low,
-                    "The whole offset range was deleted: nothing to read in this partition."
-                );
-            }
-            low
-        }
-        Some(o) => o,
-    }
-}
-
-/// The speed-up for `--from-time`: start each partition at the broker's first
-/// offset at or after the time when the answer is plausible: ahead of the
-/// start (itself at or after the log start) and not beyond the high
-/// watermark. Any other answer is ignored: the partition is scanned from its
-/// start. Correctness does not depend on it: every message is still checked.
-fn skip_to_time(
-    consumer: &HistoryConsumer,
-    topic: &str,
-    from_ms: i64,
-    timeout: Duration,
-    out: &mut Resolved,
-) {
-    let mut tpl = TopicPartitionList::new();
-    for (p, ..) in out.iter() {
-        if tpl
-            .add_partition_offset(topic, *p, Offset::Offset(from_ms))
-            .is_err()
-        {
-            return;
-        }
-    }
-    let answer = match consumer.offsets_for_times(tpl, timeout) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::info!(topic, error = %e, "The broker did not look up offsets by time; reading from the start offsets.");
-            return;
-        }
-    };
-    for e in answer.elements() {
-        let Some(r) = out.iter_mut().find(|r| r.0 == e.partition()) else {
-            continue;
-        };
-        let Some(found) = e
-            .error()
-            .ok()
-            .and_then(|()| time_start(e.offset(), r.1, r.3))
-        else {
-            tracing::debug!(
-                topic,
-                partition = r.0,
-                answer = ?e.offset(),
-                start = r.1,
-                high = r.3,
-                "The broker's offset for --from-time is not ahead of the start inside the log; scanning from the start."
-            );
-            continue;
-        };
-        tracing::debug!(
-            topic,
-            partition = r.0,
-            from = r.1,
-            to = found,
-            "Skipping to the offset of --from-time."
-        );
-        r.1 = found;
-    }
-}
-
-/// A broker's answer to an offset lookup by time, when it is plausible: an
-/// offset after `start` and not beyond the high watermark `high` (`End`: no
-/// message at or after the time, so only what arrives later can qualify).
-fn time_start(answer: Offset, start: i64, high: i64) -> Option<i64> {
-    let o = match answer {
-        Offset::Offset(o) => o,
-        Offset::End => high,
-        _ => return None,
-    };
-    (o > start && o <= high).then_some(o)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Runs `f` and returns what it logged.
-    fn logged(f: impl FnOnce()) -> String {
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf::default();
-        let w = buf.clone();
-        let sub = tracing_subscriber::fmt()
-            .with_writer(move || w.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::with_default(sub, f);
-        let text = buf.0.lock().unwrap().clone();
-        String::from_utf8(text).unwrap()
-    }
-
-    #[test]
-    fn a_start_before_the_log_start_moves_up_to_it() {
-        let log = logged(|| {
-            assert_eq!(start_offset("t", 0, None, None, 40), 40);
-            assert_eq!(start_offset("t", 0, Some(50), Some(50), 40), 50);
-            // Beyond the end is found while reading (the watermark may lag).
-            assert_eq!(start_offset("t", 0, Some(900), None, 40), 900);
-        });
-        assert!(log.is_empty(), "{log}");
-        let log = logged(|| assert_eq!(start_offset("t", 2, Some(10), None, 40), 40));
-        assert!(
-            log.contains("WARN") && log.contains("reading from the log start, 30 offsets skipped"),
-            "{log}"
-        );
-        assert!(
-            log.contains("skipped=30") && log.contains("partition=2"),
-            "{log}"
-        );
-        let log = logged(|| assert_eq!(start_offset("t", 0, Some(10), Some(20), 40), 40));
-        assert!(log.contains("The whole offset range was deleted"), "{log}");
-    }
-
-    #[test]
-    fn a_time_lookup_is_used_only_inside_the_log_and_ahead_of_the_start() {
-        assert_eq!(time_start(Offset::Offset(30), 10, 100), Some(30));
-        assert_eq!(time_start(Offset::Offset(100), 10, 100), Some(100));
-        assert_eq!(time_start(Offset::End, 10, 100), Some(100));
-        // Behind the start (Tansu answers 0), beyond the log, or no answer.
-        assert_eq!(time_start(Offset::Offset(0), 10, 100), None);
-        assert_eq!(time_start(Offset::Offset(10), 10, 100), None);
-        assert_eq!(time_start(Offset::Offset(101), 10, 100), None);
-        assert_eq!(time_start(Offset::Offset(-1), 10, 100), None);
-        assert_eq!(time_start(Offset::Invalid, 10, 100), None);
-        assert_eq!(time_start(Offset::End, 100, 100), None);
-    }
-}
+mod tests;
