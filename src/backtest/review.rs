@@ -445,22 +445,7 @@ pub fn render(
     let desc = rule
         .map(|r| r.description.as_str())
         .filter(|d| !d.is_empty());
-    let _ = writeln!(
-        s,
-        "| Rule | `{}`{} |",
-        cell(&i.rule),
-        desc.map(|d| format!(" — {}", cell(d))).unwrap_or_default()
-    );
-    let _ = writeln!(s, "| Slice | {} |", cell(&group_label(&i.group)));
-    let _ = writeln!(s, "| Dedup key | `{}` |", cell(&i.dedup_key));
-    let _ = writeln!(s, "| Highest severity | {} |", i.severity);
-    let _ = writeln!(s, "| Breach began | {} |", short_ts(i.started_at));
-    let _ = writeln!(
-        s,
-        "| Fired | {} ({} after the breach began) |",
-        short_ts(i.fired_at),
-        fmt_dur(i.fired_at.saturating_sub(i.started_at))
-    );
+    write_identity_rows(&mut s, i, desc);
     match i.resolved_at {
         Some(r) => {
             let _ = writeln!(s, "| Resolved | {} |", short_ts(r));
@@ -507,6 +492,27 @@ pub fn render(
 /// cell and a line break would end the table.
 pub(crate) fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\r', '\n'], " ")
+}
+
+/// The rule, slice, dedup key, severity, breach and fire rows of an
+/// incident's table (both reviews).
+pub(crate) fn write_identity_rows(s: &mut String, i: &Incident, desc: Option<&str>) {
+    let _ = writeln!(
+        s,
+        "| Rule | `{}`{} |",
+        cell(&i.rule),
+        desc.map(|d| format!(" — {}", cell(d))).unwrap_or_default()
+    );
+    let _ = writeln!(s, "| Slice | {} |", cell(&group_label(&i.group)));
+    let _ = writeln!(s, "| Dedup key | `{}` |", cell(&i.dedup_key));
+    let _ = writeln!(s, "| Highest severity | {} |", i.severity);
+    let _ = writeln!(s, "| Breach began | {} |", short_ts(i.started_at));
+    let _ = writeln!(
+        s,
+        "| Fired | {} ({} after the breach began) |",
+        short_ts(i.fired_at),
+        fmt_dur(i.fired_at.saturating_sub(i.started_at))
+    );
 }
 
 /// An incident's timeline as a table: one row per transition (`no_value`

@@ -8,7 +8,8 @@ use std::path::Path;
 use crate::backtest::labels::Crisis;
 use crate::backtest::report::{fmt_dur, fmt_value, group_label, short_ts};
 use crate::backtest::review::{
-    cell, write_crisis_rows, write_events, write_rule_rows, write_timeline, Evidence,
+    cell, write_crisis_rows, write_events, write_identity_rows, write_rule_rows, write_timeline,
+    Evidence,
 };
 use crate::config::Config;
 use crate::incident::model::Action;
@@ -213,22 +214,7 @@ fn write_alert(
         .map(|r| r.description.as_str())
         .filter(|d| !d.is_empty())
         .or_else(|| Some(a.description.as_str()).filter(|d| !d.is_empty()));
-    let _ = writeln!(
-        s,
-        "| Rule | `{}`{} |",
-        cell(&i.rule),
-        desc.map(|d| format!(" — {}", cell(d))).unwrap_or_default()
-    );
-    let _ = writeln!(s, "| Slice | {} |", cell(&group_label(&i.group)));
-    let _ = writeln!(s, "| Dedup key | `{}` |", cell(&i.dedup_key));
-    let _ = writeln!(s, "| Highest severity | {} |", i.severity);
-    let _ = writeln!(s, "| Breach began | {} |", short_ts(i.started_at));
-    let _ = writeln!(
-        s,
-        "| Fired | {} ({} after the breach began) |",
-        short_ts(i.fired_at),
-        fmt_dur(i.fired_at.saturating_sub(i.started_at))
-    );
+    write_identity_rows(s, i, desc);
     let resolved = match i.resolved_at {
         Some(r) => short_ts(r),
         None => format!(
