@@ -138,9 +138,9 @@ pub fn collect_evidence(
     }
     let mut acc: Vec<Acc> = incidents.iter().map(|_| Acc::default()).collect();
     let limits = crate::event::DecodeLimits {
-        max_event_bytes: cfg.engine.max_event_bytes,
         // History: no wall clock to be ahead of.
         max_future_skew_ms: i64::MAX,
+        ..cfg.engine.decode_limits()
     };
     let mut dedup = Dedup::new(cfg.engine.dedup_horizon.as_ms(), cfg.engine.dedup_max_ids);
     let mut clock: Option<i64> = None;

@@ -79,6 +79,18 @@ fn default_sample_event_ids() -> usize {
     5
 }
 
+impl EngineConfig {
+    /// The limits the decoder applies to every input under these settings:
+    /// the one place the engine, the live pipeline and the history tools get
+    /// them from, so they validate events alike.
+    pub fn decode_limits(&self) -> crate::event::DecodeLimits {
+        crate::event::DecodeLimits {
+            max_event_bytes: self.max_event_bytes,
+            max_future_skew_ms: self.max_future_skew.as_ms(),
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {

@@ -209,10 +209,7 @@ impl Tuner {
         needed.dedup();
         let limits = configs
             .first()
-            .map(|c| crate::event::DecodeLimits {
-                max_event_bytes: c.engine.max_event_bytes,
-                max_future_skew_ms: c.engine.max_future_skew.as_ms(),
-            })
+            .map(|c| c.engine.decode_limits())
             .unwrap_or_default();
         Ok(Tuner {
             base,
