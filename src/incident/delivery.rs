@@ -33,6 +33,7 @@ use super::model::{Action, Notification};
 use super::outbox::{Outbox, OutboxError, Row, Status};
 use super::policy::{classify, parse_retry_after, Backoff, Breaker, FailureReason, Outcome};
 use super::receivers;
+use super::signature;
 
 /// Rows taken per round.
 const BATCH: usize = 32;
@@ -276,7 +277,8 @@ impl Worker {
         };
         self.metrics.attempts.with_label_values(&[name]).inc();
         let attempts = row.attempts.saturating_add(1);
-        let outcome = self.send(&[&n]).await;
+        let msg_id = signature::message_id(&row.receiver, &row.incident, row.seq);
+        let outcome = self.send(&[&n], &msg_id).await;
         let now = self.clock.now_ms();
         let id = row.id;
         let stored = match outcome {
@@ -335,7 +337,10 @@ impl Worker {
         let name = &self.rt.name;
         let list: Vec<&Notification> = firing.values().collect();
         self.metrics.attempts.with_label_values(&[name]).inc();
-        match self.send(&list).await {
+        // A re-push is a new message (new alerts' `endsAt`), so a new id.
+        let resend = format!("alertmanager-resend/{}", self.clock.now_ms());
+        let msg_id = signature::message_id(name, &resend, 0);
+        match self.send(&list, &msg_id).await {
             Outcome::Delivered => {
                 breaker.success();
                 tracing::debug!(receiver = %name, alerts = list.len(), "Re-pushed firing alerts.");
@@ -353,8 +358,9 @@ impl Worker {
         }
     }
 
-    /// Renders, signs and sends notifications (several only for an Alertmanager re-push).
-    async fn send(&self, ns: &[&Notification]) -> Outcome {
+    /// Renders, signs and sends notifications (several only for an Alertmanager
+    /// re-push); `msg_id` is the Standard Webhooks `webhook-id`.
+    async fn send(&self, ns: &[&Notification], msg_id: &str) -> Outcome {
         let (client, url) = match &self.rt.sink {
             Sink::Console(out) => {
                 let Ok(mut w) = out.lock() else {
@@ -390,7 +396,15 @@ impl Worker {
             .post(url.as_str())
             .header(reqwest::header::CONTENT_TYPE, "application/json");
         if let Some(s) = &self.rt.secret {
-            req = req.header(receivers::SIGNATURE_HEADER, receivers::sign(s, &body));
+            let ts = self.clock.now_ms().div_euclid(1000);
+            req = req
+                .header(signature::ID_HEADER, msg_id)
+                .header(signature::TIMESTAMP_HEADER, ts)
+                .header(
+                    signature::SIGNATURE_HEADER,
+                    signature::standard(s, msg_id, ts, &body),
+                )
+                .header(signature::LEGACY_HEADER, signature::legacy(s, &body));
         }
         match req.body(body).send().await {
             Ok(resp) => {

@@ -15,7 +15,8 @@
 //! * [`silence`] mutes matching incidents: their rows are recorded as `muted`.
 //! * [`outbox`] is the durable store (why SQLite: see there).
 //! * [`delivery`] drains it per receiver under the [`policy`] (backoff, breaker);
-//!   [`receivers`] renders the wire formats and signs them.
+//!   [`receivers`] renders the wire formats, [`signature`] signs them
+//!   (Standard Webhooks, and the documented [`signature::verify`]).
 //! * [`metrics`] exports attempts, failures, latency quantiles, depth and age.
 //! * [`api`] is the silences HTTP endpoint; [`cli`] the `outbox` and `silence`
 //!   commands; [`replay`] delivers the incidents of `crisiswatch replay`.
@@ -50,6 +51,7 @@ pub mod policy;
 pub mod receivers;
 pub mod replay;
 pub mod routing;
+pub mod signature;
 pub mod silence;
 
 use std::io::Write;

@@ -1,14 +1,11 @@
 //! The wire formats of `contract.md` §4: one [`Notification`] rendered for a
-//! generic webhook, PagerDuty Events API v2, an Alertmanager, or the console,
-//! and the request signature.
+//! generic webhook, PagerDuty Events API v2, an Alertmanager, or the console.
 //!
 //! The last step before the network: the delivery worker renders a stored
 //! notification at send time (Alertmanager's `endsAt` depends on it) and
-//! signs the exact bytes it sends.
+//! signs the exact bytes it sends ([`super::signature`]).
 
-use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
-use sha2::Sha256;
 
 use crate::config::Severity;
 use crate::event::format_ts;
@@ -16,22 +13,8 @@ use crate::secret::Secret;
 
 use super::model::{fmt_value, labels_text, Action, AlertEvidence, Notification};
 
-/// The signature header.
-pub const SIGNATURE_HEADER: &str = "X-Crisiswatch-Signature";
-
 /// PagerDuty caps `payload.summary` at 1024 characters.
 pub const PAGERDUTY_SUMMARY_MAX: usize = 1024;
-
-/// `sha256=<hex HMAC-SHA256 of body>`.
-pub fn sign(secret: &Secret, body: &[u8]) -> String {
-    // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
 
 fn labels_obj(labels: &[(String, String)]) -> Value {
     Value::Object(
@@ -271,16 +254,6 @@ pub fn console_line(n: &Notification) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signature_is_hmac_sha256_hex() {
-        // RFC 4231 test case 2.
-        let s = Secret::new("Jefe");
-        assert_eq!(
-            sign(&s, b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
 
     #[test]
     fn truncation_respects_characters() {
