@@ -84,7 +84,10 @@ pub fn customer_hash(id: &str) -> u64 {
     foldhash::fast::FixedState::with_seed(CUSTOMER_HASH_SEED).hash_one(id)
 }
 
-/// Scores are kept in thousandths so pane sums are exact integers.
+/// Scores are kept in thousandths so pane sums are exact integers. The cast
+/// saturates (a score beyond ±9.2·10¹⁵ becomes `i64::MAX`/`MIN`); the decoder
+/// keeps scores within `engine.score_range`, so that never happens to a
+/// decoded event.
 pub fn score_milli(score: f64) -> i64 {
     (score * 1000.0).round() as i64
 }
@@ -272,7 +275,7 @@ impl Indicator {
                 ((c[1] > 0).then(|| c[0] as f64 / c[1] as f64 / 1000.0), c[1])
             }
             Indicator::Nps(_) => (
-                (c[2] > 0).then(|| (c[0] - c[1]) as f64 / c[2] as f64 * 100.0),
+                (c[2] > 0).then(|| (c[0] as f64 - c[1] as f64) / c[2] as f64 * 100.0),
                 c[2],
             ),
             Indicator::Surge {

@@ -13,7 +13,10 @@
 //! only the panes that change region: O(1) amortised per event.
 //!
 //! Counters are integers (scores in thousandths), so adding and subtracting
-//! panes never drifts. Customer-level indicators additionally keep a
+//! panes never drifts. The decoder keeps scores within `engine.score_range`,
+//! so sums stay far from the integer limits; the arithmetic saturates anyway,
+//! so an extreme input can distort one window's value but never panics (a
+//! property test feeds it counters near `i64::MAX`). Customer-level indicators additionally keep a
 //! per-window count per customer ([`CustomerCounts`]), bounded by
 //! `engine.max_customers_per_group`.
 
@@ -76,7 +79,7 @@ impl CustomerCounts {
         match self.counts.get_mut(&cust) {
             Some(c) => {
                 let before = *c;
-                *c += by;
+                *c = c.saturating_add(by);
                 if before < min_events && *c >= min_events {
                     self.repeat += 1;
                 }
@@ -101,7 +104,7 @@ impl CustomerCounts {
             let before = *c;
             *c = c.saturating_sub(by);
             if before >= min_events && *c < min_events {
-                self.repeat -= 1;
+                self.repeat = self.repeat.saturating_sub(1);
             }
             if *c == 0 {
                 self.counts.remove(&cust);
@@ -213,19 +216,21 @@ impl Window {
         let pane = &mut self.panes[pos];
         let old0 = pane.c[0];
         for (p, d) in pane.c.iter_mut().zip(delta) {
-            *p += d;
+            *p = p.saturating_add(d);
         }
         let new0 = pane.c[0];
         match region {
             Region::Current => {
                 for (c, d) in self.cur.iter_mut().zip(delta) {
-                    *c += d;
+                    *c = c.saturating_add(d);
                 }
             }
             Region::Baseline => {
-                self.base_sum += new0 - old0;
-                self.base_sumsq +=
-                    i128::from(new0) * i128::from(new0) - i128::from(old0) * i128::from(old0);
+                self.base_sum = self.base_sum.saturating_add(new0.saturating_sub(old0));
+                self.base_sumsq = self
+                    .base_sumsq
+                    .saturating_add(square(new0))
+                    .saturating_sub(square(old0));
             }
             Region::Future | Region::Expired => {}
         }
@@ -240,7 +245,7 @@ impl Window {
             if record {
                 let list = &mut self.panes[pos].customers;
                 match list.iter_mut().rev().take(4).find(|(c, _)| *c == cust) {
-                    Some(entry) => entry.1 += 1,
+                    Some(entry) => entry.1 = entry.1.saturating_add(1),
                     None => list.push((cust, 1)),
                 }
             }
@@ -313,8 +318,8 @@ impl Window {
             self.cur_start += 1;
             self.leave_current(i, shape);
             let c0 = self.panes[i].c[0];
-            self.base_sum += c0;
-            self.base_sumsq += i128::from(c0) * i128::from(c0);
+            self.base_sum = self.base_sum.saturating_add(c0);
+            self.base_sumsq = self.base_sumsq.saturating_add(square(c0));
         }
         // Baseline → expired.
         let horizon = new_end - shape.n - shape.m;
@@ -323,8 +328,8 @@ impl Window {
                 break;
             }
             let c0 = front.c[0];
-            self.base_sum -= c0;
-            self.base_sumsq -= i128::from(c0) * i128::from(c0);
+            self.base_sum = self.base_sum.saturating_sub(c0);
+            self.base_sumsq = self.base_sumsq.saturating_sub(square(c0));
             self.panes.pop_front();
             self.cur_start -= 1;
             self.fut_start -= 1;
@@ -349,7 +354,7 @@ impl Window {
     fn enter_current(&mut self, i: usize, shape: &Shape) {
         let pane = &mut self.panes[i];
         for (c, d) in self.cur.iter_mut().zip(pane.c) {
-            *c += d;
+            *c = c.saturating_add(d);
         }
         if let Some(cc) = self.customers.as_mut() {
             pane.customers
@@ -360,7 +365,7 @@ impl Window {
     fn leave_current(&mut self, i: usize, shape: &Shape) {
         let pane = &mut self.panes[i];
         for (c, d) in self.cur.iter_mut().zip(pane.c) {
-            *c -= d;
+            *c = c.saturating_sub(d);
         }
         if let Some(cc) = self.customers.as_mut() {
             for &(cust, n) in &pane.customers {
@@ -369,6 +374,11 @@ impl Window {
             pane.customers = Vec::new();
         }
     }
+}
+
+/// `v²` as the baseline's sum of squares holds it (cannot overflow: |v| < 2⁶³).
+fn square(v: i64) -> i128 {
+    i128::from(v) * i128::from(v)
 }
 
 #[cfg(test)]
