@@ -257,10 +257,7 @@ impl Engine {
             rules,
             router: Router::default(),
             dedup: Dedup::new(e.dedup_horizon.as_ms(), e.dedup_max_ids),
-            limits: DecodeLimits {
-                max_event_bytes: e.max_event_bytes,
-                max_future_skew_ms: e.max_future_skew.as_ms(),
-            },
+            limits: e.decode_limits(),
             lateness_ms: e.allowed_lateness.as_ms(),
             sample_ids: e.sample_event_ids,
             clock: None,

@@ -6,7 +6,6 @@ use crate::config::Config;
 
 use super::{check_config, Engine, EngineError, RuleRt};
 use crate::dedup::Dedup;
-use crate::event::DecodeLimits;
 
 /// What a reload changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -78,10 +77,7 @@ impl Engine {
             self.dedup = Dedup::new(e.dedup_horizon.as_ms(), e.dedup_max_ids);
             self.dedup_settings = (e.dedup_horizon.as_ms(), e.dedup_max_ids);
         }
-        self.limits = DecodeLimits {
-            max_event_bytes: e.max_event_bytes,
-            max_future_skew_ms: e.max_future_skew.as_ms(),
-        };
+        self.limits = e.decode_limits();
         self.lateness_ms = e.allowed_lateness.as_ms();
         self.sample_ids = e.sample_event_ids;
         Ok(summary)
