@@ -37,9 +37,9 @@ pub struct Event<'a> {
     pub customer_id: Option<Cow<'a, str>>,
     /// Slicing dimensions and categories, in input order.
     pub attrs: SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]>,
-    /// Feedback score (NPS 0–10, CSAT 1–5), finite.
+    /// Feedback score (NPS 0–10, CSAT 1–5), within the decoder's `score_range`.
     pub score: Option<f64>,
-    /// Sentiment in [-1, 1].
+    /// Sentiment, within the decoder's `sentiment_range` (default [-1, 1]).
     pub sentiment: Option<f64>,
 }
 
@@ -93,7 +93,8 @@ pub enum InvalidReason {
     BadTimestamp,
     /// A number is not finite (overflows f64).
     NonFiniteNumber,
-    /// `sentiment` outside [-1, 1].
+    /// `score` or `sentiment` outside its configured range
+    /// (`engine.score_range`, `engine.sentiment_range`).
     OutOfRange,
     /// `ts` is further in the future than `engine.max_future_skew`.
     FutureTimestamp,
@@ -170,13 +171,32 @@ pub struct DecodeLimits {
     pub max_event_bytes: usize,
     /// Reject events whose time is later than `now + max_future_skew_ms`, when `now` is given.
     pub max_future_skew_ms: i64,
+    /// Valid `score` values, (min, max) inclusive; outside is `out_of_range`.
+    pub score_range: (f64, f64),
+    /// Valid `sentiment` values, (min, max) inclusive; outside is `out_of_range`.
+    pub sentiment_range: (f64, f64),
+}
+
+impl DecodeLimits {
+    /// No limit at all: any size, any time, any finite value (for decoding
+    /// that only looks at an event's time or type; the engine's own limits
+    /// apply when the event is fed).
+    pub const OPEN: DecodeLimits = DecodeLimits {
+        max_event_bytes: usize::MAX,
+        max_future_skew_ms: i64::MAX,
+        score_range: (f64::NEG_INFINITY, f64::INFINITY),
+        sentiment_range: (f64::NEG_INFINITY, f64::INFINITY),
+    };
 }
 
 impl Default for DecodeLimits {
+    /// The defaults of `[engine]` (see `config::EngineConfig`).
     fn default() -> Self {
         DecodeLimits {
             max_event_bytes: 64 * 1024,
             max_future_skew_ms: 5 * 60 * 1000,
+            score_range: (0.0, 10.0),
+            sentiment_range: (-1.0, 1.0),
         }
     }
 }
@@ -273,6 +293,18 @@ fn finish<'a>(
         raw.kind = Some(Scalar::Str(Cow::Borrowed(d)));
     }
     let event = raw.validate()?;
+    check_range(
+        "score",
+        event.score,
+        limits.score_range,
+        "engine.score_range",
+    )?;
+    check_range(
+        "sentiment",
+        event.sentiment,
+        limits.sentiment_range,
+        "engine.sentiment_range",
+    )?;
     if let Some(now) = now_ms {
         if event.ts > now.saturating_add(limits.max_future_skew_ms) {
             return Err(Invalid::new(
@@ -286,6 +318,23 @@ fn finish<'a>(
         }
     }
     Ok(event)
+}
+
+/// `out_of_range` unless `value` (when present) lies in `[min, max]`.
+#[inline(always)]
+fn check_range(
+    field: &str,
+    value: Option<f64>,
+    (min, max): (f64, f64),
+    key: &str,
+) -> Result<(), Invalid> {
+    match value {
+        Some(v) if !(min..=max).contains(&v) => Err(Invalid::new(
+            InvalidReason::OutOfRange,
+            format!("{field} {v} is outside [{min}, {max}] ({key})"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn classify_json_error(e: &serde_json::Error) -> Invalid {
@@ -627,14 +676,6 @@ impl<'a> RawEvent<'a> {
         };
         let score = optional_number("score", self.score)?;
         let sentiment = optional_number("sentiment", self.sentiment)?;
-        if let Some(s) = sentiment {
-            if !(-1.0..=1.0).contains(&s) {
-                return Err(Invalid::new(
-                    InvalidReason::OutOfRange,
-                    format!("sentiment {s} is outside [-1, 1]"),
-                ));
-            }
-        }
         Ok(Event {
             id,
             kind,

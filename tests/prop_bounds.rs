@@ -8,10 +8,17 @@
 //! * `indicator_values_never_panic`: every indicator kind computes a value from
 //!   a window holding extreme totals without panicking; the value is a number
 //!   or "no data", never an error.
+//! * `extreme_scores_cannot_enter`: events with arbitrary scores and sentiments
+//!   (1e16, 1e300, −0.5, …) go through the engine; those outside
+//!   `engine.score_range` / `engine.sentiment_range` are counted `out_of_range`
+//!   and nothing else, and every score indicator stays within what in-range
+//!   scores can give (mean in the range, NPS in [−100, 100]).
 
 use std::collections::BTreeMap;
 
-use crisiswatch::config::IndicatorConfig;
+use crisiswatch::config::{Config, IndicatorConfig};
+use crisiswatch::engine::Engine;
+use crisiswatch::event::InvalidReason;
 use crisiswatch::indicator::Indicator;
 use crisiswatch::window::{Counters, Shape, Window};
 use proptest::prelude::*;
@@ -126,6 +133,82 @@ proptest! {
                 prop_assert!(!v.is_nan(), "{kind}: {v}");
             }
         }
+    }
+}
+
+/// Scores: mostly valid NPS values, sometimes far outside.
+fn score() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        6 => (0u8..=20).prop_map(|h| f64::from(h) / 2.0),
+        1 => Just(1e16),
+        1 => Just(-1e16),
+        1 => Just(1e300),
+        1 => Just(-0.5),
+        1 => Just(10.5),
+        1 => Just(9.223372036854776e18),
+    ]
+}
+
+const SCORE_RULES: &str = r#"
+[[rules]]
+name = "mean"
+group_by = []
+window = "10m"
+slide = "1m"
+indicator = { kind = "mean_score", select = { type = "feedback" } }
+condition = "below"
+thresholds = { warning = -1e9 }
+
+[[rules]]
+name = "nps"
+group_by = []
+window = "10m"
+slide = "1m"
+indicator = { kind = "nps", select = { type = "feedback" } }
+condition = "below"
+thresholds = { warning = -1000 }
+"#;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn extreme_scores_cannot_enter(
+        events in proptest::collection::vec((score(), prop::option::of(-3i8..=3)), 1..40),
+    ) {
+        let cfg = Config::from_toml_str(SCORE_RULES, &std::collections::HashMap::<String, String>::new())
+            .expect("config is valid");
+        let mut engine = Engine::new(&cfg).expect("engine builds");
+        let mut out = Vec::new();
+        let mut expected_invalid = 0u64;
+        for (i, (score, sentiment)) in events.iter().enumerate() {
+            let sentiment = sentiment.map(|s| f64::from(s) / 2.0);
+            let line = serde_json::json!({
+                "id": format!("e{i}"), "type": "feedback", "ts": 1_000 * i as i64,
+                "score": score, "sentiment": sentiment,
+            });
+            let bad = !(0.0..=10.0).contains(score)
+                || sentiment.is_some_and(|s| !(-1.0..=1.0).contains(&s));
+            expected_invalid += u64::from(bad);
+            let r = engine.process_bytes(line.to_string().as_bytes(), None, &mut out);
+            match r {
+                Ok(_) => prop_assert!(!bad, "{line} accepted"),
+                Err(e) => {
+                    prop_assert!(bad, "{line}: {e}");
+                    prop_assert_eq!(e.reason, InvalidReason::OutOfRange);
+                }
+            }
+            for v in engine.current_values(0).into_iter().filter_map(|(_, v)| v) {
+                prop_assert!((0.0..=10.0).contains(&v), "mean {v}");
+            }
+            for v in engine.current_values(1).into_iter().filter_map(|(_, v)| v) {
+                prop_assert!((-100.0..=100.0).contains(&v), "nps {v}");
+            }
+        }
+        let stats = engine.stats();
+        prop_assert_eq!(stats.invalid[InvalidReason::OutOfRange.index()], expected_invalid);
+        prop_assert_eq!(stats.invalid.iter().sum::<u64>(), expected_invalid);
+        prop_assert!(out.is_empty(), "no rule can fire: {out:?}");
     }
 }
 

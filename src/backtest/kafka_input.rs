@@ -107,10 +107,7 @@ pub const PAST_END_GRACE: Duration = Duration::from_secs(2);
 /// Decoding for the merge order and the type fill-in only: no size limit, no
 /// clock (the engine's own decoder applies the configured limits to the line
 /// afterwards).
-const OPEN_LIMITS: DecodeLimits = DecodeLimits {
-    max_event_bytes: usize::MAX,
-    max_future_skew_ms: i64::MAX,
-};
+const OPEN_LIMITS: DecodeLimits = DecodeLimits::OPEN;
 
 /// Errors reading history from Kafka, each saying what to check.
 #[derive(Debug, thiserror::Error)]

@@ -86,6 +86,13 @@ impl Config {
                 "must be at least 64",
             ));
         }
+        validate_range(
+            "engine.score_range",
+            e.score_range,
+            MAX_SCORE_BOUND,
+            &mut errs,
+        );
+        validate_range("engine.sentiment_range", e.sentiment_range, 1.0, &mut errs);
         if e.idle_timeout.0.is_zero() {
             errs.push(ConfigError::new(
                 "engine.idle_timeout",
@@ -494,4 +501,24 @@ fn lookup(tree: &toml::Value, path: &str) -> Option<String> {
         toml::Value::String(s) => s.clone(),
         other => other.to_string(),
     })
+}
+
+/// A `[min, max]` value range: finite, ordered and within `±limit`.
+fn validate_range(key: &str, [min, max]: [f64; 2], limit: f64, errs: &mut Vec<ConfigError>) {
+    let shown = format!("[{min}, {max}]");
+    if !(min.is_finite() && max.is_finite()) {
+        errs.push(ConfigError::new(
+            key,
+            shown,
+            "bounds must be finite numbers",
+        ));
+    } else if min > max {
+        errs.push(ConfigError::new(key, shown, "min must not exceed max"));
+    } else if min < -limit || max > limit {
+        errs.push(ConfigError::new(
+            key,
+            shown,
+            format!("bounds must lie within [-{limit}, {limit}]"),
+        ));
+    }
 }

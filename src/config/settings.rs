@@ -40,6 +40,14 @@ pub struct EngineConfig {
     /// Event ids kept per alert as evidence.
     #[serde(default = "default_sample_event_ids")]
     pub sample_event_ids: usize,
+    /// Valid `score` values, `[min, max]` inclusive: an event with a score
+    /// outside is invalid (`out_of_range`), so a stray value (a score of 1e16,
+    /// a CSAT stream scored in percent) cannot distort every score indicator.
+    #[serde(default = "default_score_range")]
+    pub score_range: [f64; 2],
+    /// Valid `sentiment` values, `[min, max]` inclusive; outside is `out_of_range`.
+    #[serde(default = "default_sentiment_range")]
+    pub sentiment_range: [f64; 2],
 }
 
 /// 1 minute: producers and brokers reorder events by seconds, rarely by minutes.
@@ -78,6 +86,19 @@ fn default_idle_timeout() -> Dur {
 fn default_sample_event_ids() -> usize {
     5
 }
+/// NPS's 0–10, from `contract.md` §1 (a CSAT 1–5 stream fits inside it; set
+/// `[1, 5]` to reject anything else).
+fn default_score_range() -> [f64; 2] {
+    [0.0, 10.0]
+}
+/// [-1, 1], from `contract.md` §1.
+fn default_sentiment_range() -> [f64; 2] {
+    [-1.0, 1.0]
+}
+/// Largest magnitude of a `score_range` bound: scores are summed in
+/// thousandths in 64-bit pane counters, so ±10⁶ leaves room for 9·10⁹ events
+/// at the bound before a counter saturates.
+pub const MAX_SCORE_BOUND: f64 = 1e6;
 
 impl EngineConfig {
     /// The limits the decoder applies to every input under these settings:
@@ -87,6 +108,8 @@ impl EngineConfig {
         crate::event::DecodeLimits {
             max_event_bytes: self.max_event_bytes,
             max_future_skew_ms: self.max_future_skew.as_ms(),
+            score_range: (self.score_range[0], self.score_range[1]),
+            sentiment_range: (self.sentiment_range[0], self.sentiment_range[1]),
         }
     }
 }
@@ -103,6 +126,8 @@ impl Default for EngineConfig {
             max_customers_per_group: default_max_customers_per_group(),
             idle_timeout: default_idle_timeout(),
             sample_event_ids: default_sample_event_ids(),
+            score_range: default_score_range(),
+            sentiment_range: default_sentiment_range(),
         }
     }
 }

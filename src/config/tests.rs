@@ -93,6 +93,36 @@ fn defaults_apply() {
 }
 
 #[test]
+fn value_ranges_default_and_validate() {
+    let cfg = Config::from_toml_str(RULE, &env(&[])).unwrap();
+    assert_eq!(cfg.engine.score_range, [0.0, 10.0]);
+    assert_eq!(cfg.engine.sentiment_range, [-1.0, 1.0]);
+    let limits = cfg.engine.decode_limits();
+    assert_eq!(limits.score_range, (0.0, 10.0));
+    let csat = format!("[engine]\nscore_range = [1, 5]\n{RULE}");
+    let cfg = Config::from_toml_str(&csat, &env(&[])).unwrap();
+    assert_eq!(cfg.engine.decode_limits().score_range, (1.0, 5.0));
+    for (text, path, value) in [
+        ("score_range = [10, 0]", "engine.score_range", "[10, 0]"),
+        (
+            "score_range = [0, 1e7]",
+            "engine.score_range",
+            "[0, 10000000]",
+        ),
+        ("score_range = [0, nan]", "engine.score_range", "[0, NaN]"),
+        (
+            "sentiment_range = [-2, 1]",
+            "engine.sentiment_range",
+            "[-2, 1]",
+        ),
+    ] {
+        let e = errors(&format!("[engine]\n{text}\n{RULE}"));
+        assert_eq!(e.len(), 1, "{text}: {e:?}");
+        assert_eq!((e[0].path.as_str(), e[0].value.as_str()), (path, value));
+    }
+}
+
+#[test]
 fn unknown_fields_are_rejected_with_their_path() {
     let e = errors(&format!("{RULE}\nwindwo = \"5m\""));
     assert_eq!(e.len(), 1);

@@ -131,6 +131,62 @@ fn typed_reasons() {
 }
 
 #[test]
+fn scores_and_sentiments_outside_their_ranges_are_out_of_range() {
+    let limits = DecodeLimits::default();
+    let line =
+        |field: &str, v: &str| format!(r#"{{"id":"a","type":"feedback","ts":1,"{field}":{v}}}"#);
+    for (field, v, ok) in [
+        ("score", "0", true),
+        ("score", "10", true),
+        ("score", "7.5", true),
+        ("score", "-0.5", false),
+        ("score", "10.001", false),
+        ("score", "1e16", false),
+        ("score", "-9223372036854775808", false),
+        ("score", "18446744073709551615", false),
+        ("sentiment", "-1", true),
+        ("sentiment", "1", true),
+        ("sentiment", "1.5", false),
+        ("sentiment", "-2", false),
+    ] {
+        let l = line(field, v);
+        // Both decode paths agree.
+        for r in [
+            decode(l.as_bytes(), &limits, None),
+            decode_reference(l.as_bytes(), &limits, None, None),
+        ] {
+            match r {
+                Ok(_) => assert!(ok, "{l} was accepted"),
+                Err(e) => {
+                    assert!(!ok, "{l}: {e}");
+                    assert_eq!(e.reason, InvalidReason::OutOfRange, "{l}");
+                    assert!(e.detail.starts_with(field), "{}", e.detail);
+                }
+            }
+        }
+    }
+    let err = decode(line("score", "1e16").as_bytes(), &limits, None).unwrap_err();
+    assert_eq!(
+        err.detail,
+        "score 10000000000000000 is outside [0, 10] (engine.score_range)"
+    );
+    // A CSAT stream configures its own range.
+    let csat = DecodeLimits {
+        score_range: (1.0, 5.0),
+        ..limits
+    };
+    assert!(decode(line("score", "5").as_bytes(), &csat, None).is_ok());
+    assert_eq!(
+        decode(line("score", "0").as_bytes(), &csat, None)
+            .unwrap_err()
+            .reason,
+        InvalidReason::OutOfRange
+    );
+    // Open limits take any finite value.
+    assert!(decode(line("score", "1e300").as_bytes(), &DecodeLimits::OPEN, None).is_ok());
+}
+
+#[test]
 fn field_errors_name_the_field() {
     let err = dec(r#"{"id":"a","type":"order","ts":1,"attrs":{"region":7}}"#).unwrap_err();
     assert_eq!(err.detail, "attrs.region is a number, expected a string");
@@ -141,6 +197,7 @@ fn future_skew_and_size_limits() {
     let limits = DecodeLimits {
         max_event_bytes: 100,
         max_future_skew_ms: 1000,
+        ..DecodeLimits::default()
     };
     let e = br#"{"id":"a","type":"order","ts":5000}"#;
     assert!(decode(e, &limits, Some(4000)).is_ok());
