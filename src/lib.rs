@@ -39,6 +39,8 @@
 //! * [`clock`] advances event time with the wall clock when a live stream goes quiet.
 //! * [`source`] consumes the Kafka topics at least once; [`run`] is the live
 //!   service (`crisiswatch run`) that feeds them to the engine.
+//! * [`cli`] is the command line, one file per command family; `main` only
+//!   sets up logging and dispatches to it.
 //! * [`secret`] holds tokens and keys read from the environment or files, never printed.
 //!
 //! The core takes no clock and no socket: the same events and rules always give
@@ -50,6 +52,7 @@
 pub mod admin;
 pub mod alert;
 pub mod backtest;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dedup;

@@ -23,13 +23,11 @@
 //! * [`review`] writes the Markdown post-incident review of an incident.
 //! * [`rule_tests`] runs rule unit tests (`crisiswatch test-rules`), as
 //!   `promtool test rules` does for Prometheus.
-//! * [`cli`] holds the commands' arguments and glue, so `main` only dispatches.
 //!
 //! History has no wall clock: backtests skip the future-skew check unless a
 //! `now` is given.
 
 pub mod chart;
-pub mod cli;
 pub mod input;
 pub mod kafka_input;
 pub mod labels;

@@ -18,8 +18,8 @@
 //!   [`receivers`] renders the wire formats, [`signature`] signs them
 //!   (Standard Webhooks, and the documented [`signature::verify`]).
 //! * [`metrics`] exports attempts, failures, latency quantiles, depth and age.
-//! * [`api`] is the silences HTTP endpoint; [`cli`] the `outbox` and `silence`
-//!   commands; [`replay`] delivers the incidents of `crisiswatch replay`.
+//! * [`api`] is the silences HTTP endpoint; `crate::cli` holds the `outbox` and
+//!   `silence` commands; [`replay`] delivers the incidents of `crisiswatch replay`.
 //!
 //! # Using it from a driver (`run`, `demo`, `replay`)
 //!
@@ -39,7 +39,6 @@
 //! at ERROR; the lifecycle is rolled back to the stored state).
 
 pub mod api;
-pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod lifecycle;

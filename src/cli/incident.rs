@@ -1,4 +1,4 @@
-//! The operator's commands on the incident stage:
+//! `crisiswatch outbox` and `silence`: the operator's commands on the incident stage:
 //!
 //! * `crisiswatch outbox list [--status dead] [--receiver R] [--json]` — see
 //!   notifications (dead letters by default) with their attempts and last error;
@@ -11,23 +11,86 @@
 //! They work on the outbox database of `incidents.data_dir` (or `--data-dir`),
 //! also while the service runs (SQLite WAL).
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
 
 use crate::config::Config;
 use crate::event::format_ts;
+use crate::incident::delivery::Clock;
+use crate::incident::outbox::{Outbox, OutboxError, Row, Status};
+use crate::incident::silence::{Matcher, Silence, SilenceError};
+use crate::incident::{IncidentError, IncidentManager, ManagerOptions};
 
-use super::delivery::Clock;
-use super::outbox::{Outbox, Row, Status};
-use super::silence::{Matcher, Silence, SilenceError};
-use super::{IncidentError, IncidentManager, ManagerOptions};
+use super::args::ConfigArg;
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Commands {
+    /// Incident outbox: list and retry dead-lettered notifications, or deliver what is queued.
+    Outbox {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+    /// Silences: mute matching incidents for a while (add, list, expire).
+    Silence {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: SilenceCommand,
+    },
+}
+
+/// The outbox database the incident commands work on.
+#[derive(clap::Args, Debug)]
+pub(crate) struct StoreArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Outbox directory (default: incidents.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The configuration and the outbox directory.
+    fn open(&self) -> anyhow::Result<(Config, PathBuf)> {
+        let cfg = self.config.load()?;
+        let dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&cfg.incidents.data_dir));
+        Ok((cfg, dir))
+    }
+}
+
+impl Commands {
+    /// Exit 1 when the command ran but not everything is well.
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let ok = match self {
+            Commands::Outbox { store, command } => {
+                let (cfg, dir) = store.open()?;
+                outbox(&cfg, &dir, command, &mut io::stdout())?
+            }
+            Commands::Silence { store, command } => {
+                let (_, dir) = store.open()?;
+                silence(&dir, command, &mut io::stdout())?
+            }
+        };
+        Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
+}
 
 /// Errors of the incident commands.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// The outbox or the manager failed.
     #[error(transparent)]
     Incident(#[from] IncidentError),
@@ -42,15 +105,15 @@ pub enum CliError {
     Usage(String),
 }
 
-impl From<super::outbox::OutboxError> for CliError {
-    fn from(e: super::outbox::OutboxError) -> Self {
+impl From<OutboxError> for CliError {
+    fn from(e: OutboxError) -> Self {
         CliError::Incident(e.into())
     }
 }
 
 /// `crisiswatch outbox ...`
 #[derive(Debug, Subcommand)]
-pub enum OutboxCommand {
+pub(crate) enum OutboxCommand {
     /// List notifications: dead letters by default.
     List {
         /// dead, failed, pending, delivered, muted, superseded or all.
@@ -87,7 +150,7 @@ pub enum OutboxCommand {
 
 /// `crisiswatch silence ...`
 #[derive(Debug, Subcommand)]
-pub enum SilenceCommand {
+pub(crate) enum SilenceCommand {
     /// Mute incidents whose alerts match every matcher (`rule=...`, `product!=...`).
     Add {
         /// Matchers: name=value or name!=value; `rule` or a group label.
@@ -146,7 +209,7 @@ fn row_json(r: &Row) -> serde_json::Value {
 
 /// Runs an `outbox` command; `Ok(false)` means "ran, but not everything is
 /// well" (exit code 1).
-pub fn outbox(
+fn outbox(
     cfg: &Config,
     data_dir: &Path,
     cmd: OutboxCommand,
@@ -253,11 +316,7 @@ pub fn outbox(
 }
 
 /// Runs a `silence` command.
-pub fn silence(
-    data_dir: &Path,
-    cmd: SilenceCommand,
-    out: &mut dyn Write,
-) -> Result<bool, CliError> {
+fn silence(data_dir: &Path, cmd: SilenceCommand, out: &mut dyn Write) -> Result<bool, CliError> {
     let ob = Outbox::open(data_dir)?;
     let now = Clock::new().now_ms();
     match cmd {

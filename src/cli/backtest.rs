@@ -1,0 +1,409 @@
+//! The backtest tools: `backtest`, `tune`, `chart`, `review` and `test-rules`.
+//! Arguments (clap) and the glue from them to [`crate::backtest`].
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::backtest::chart::{self, ChartError};
+use crate::backtest::input::InputError;
+use crate::backtest::kafka_input::KafkaInputError;
+use crate::backtest::labels::{self, Crisis, LabelsError};
+use crate::backtest::report::{Incident, SummaryOptions};
+use crate::backtest::review::ReviewError;
+use crate::backtest::rule_tests;
+use crate::backtest::tune::{self, TuneError, TuneOptions, Vary};
+use crate::backtest::BacktestError;
+use crate::config::{Config, ProcessEnv};
+use crate::event::parse_rfc3339_ms;
+
+mod history;
+mod review;
+
+use super::args::ConfigArg;
+
+use history::HistoryArgs;
+use review::{write_reviews, ReviewArgs};
+
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum Commands {
+    /// Replay history (JSONL, gzip accepted) through the rules: incidents, time firing,
+    /// flaps and peaks per rule and slice; with --labels, detection delay, missed
+    /// crises, false incidents, precision and recall.
+    Backtest(BacktestArgs),
+    /// Evaluate many thresholds / `for` / windows of one rule in one pass over history.
+    Tune(TuneArgs),
+    /// Draw one rule's indicator for one slice over time (SVG), with thresholds,
+    /// firing intervals and known crises.
+    Chart(ChartArgs),
+    /// Write a Markdown post-incident review of incidents from a backtest, a transitions file
+    /// or the live service's outbox.
+    Review(ReviewArgs),
+    /// Run rule unit tests: input events and expected transitions (exit 1 on a failure).
+    TestRules(TestRulesArgs),
+}
+
+impl Commands {
+    /// Runs the command.
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        Ok(match self {
+            Commands::Backtest(a) => backtest(&a)?,
+            Commands::Tune(a) => tune(&a)?,
+            Commands::Chart(a) => chart(&a)?,
+            Commands::Review(a) => review::review(&a)?,
+            Commands::TestRules(a) => test_rules(&a)?,
+        })
+    }
+}
+
+/// Errors of the backtest commands, each saying what to fix.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// The configuration did not load.
+    #[error("{0}")]
+    Config(String),
+    /// The backtest failed.
+    #[error(transparent)]
+    Backtest(#[from] BacktestError),
+    /// Tuning failed.
+    #[error(transparent)]
+    Tune(#[from] TuneError),
+    /// Drawing failed.
+    #[error(transparent)]
+    Chart(#[from] ChartError),
+    /// The review failed.
+    #[error(transparent)]
+    Review(#[from] ReviewError),
+    /// The labels file is wrong.
+    #[error(transparent)]
+    Labels(#[from] LabelsError),
+    /// Reading the history failed.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The Kafka history arguments are wrong (boxed: a large error).
+    #[error(transparent)]
+    Kafka(Box<KafkaInputError>),
+    /// An output file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// `--now` is not a time.
+    #[error("--now {0:?} is not an RFC 3339 time")]
+    Now(String),
+    /// Arguments that do not go together.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<KafkaInputError> for CliError {
+    fn from(e: KafkaInputError) -> Self {
+        CliError::Kafka(Box::new(e))
+    }
+}
+
+/// Ground truth and incident-matching options.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct TruthArgs {
+    /// Known crises, JSONL (the format `crisiswatch generate --crises` writes).
+    #[arg(long)]
+    pub(crate) labels: Option<PathBuf>,
+    /// Only this crisis of the labels file (repeatable).
+    #[arg(long = "crisis", value_name = "NAME")]
+    pub(crate) crises: Vec<String>,
+    /// How long after a crisis ends a firing still counts as catching it [default: the rule's window].
+    #[arg(long)]
+    pub(crate) grace: Option<humantime::Duration>,
+    /// A re-fire of the same rule and slice this soon after a resolve counts as a flap.
+    #[arg(long, default_value = "15m")]
+    pub(crate) flap_gap: humantime::Duration,
+}
+
+/// `crisiswatch backtest`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct BacktestArgs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
+    /// History: files or Kafka.
+    #[command(flatten)]
+    pub(crate) history: HistoryArgs,
+    /// Ground truth and matching options.
+    #[command(flatten)]
+    pub(crate) truth: TruthArgs,
+    /// Also write every transition as JSONL (the bytes `replay` writes) to this file.
+    #[arg(long)]
+    pub(crate) transitions: Option<PathBuf>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Write a Markdown review of every incident into this directory (reads the input twice).
+    #[arg(long)]
+    pub(crate) review_dir: Option<PathBuf>,
+    /// Wall clock (RFC 3339) for the future-skew check [default: no check: history has no wall clock].
+    #[arg(long)]
+    pub(crate) now: Option<String>,
+}
+
+/// `crisiswatch tune`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct TuneArgs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
+    /// History: files or Kafka.
+    #[command(flatten)]
+    pub(crate) history: HistoryArgs,
+    /// The rule to tune.
+    #[arg(long)]
+    pub(crate) rule: String,
+    /// A setting and its candidate values (repeatable): threshold=0.02..0.08:0.01,
+    /// clear=0.03,0.04, for=0m,5m,15m, keep_firing_for=…, window=15m,30m,1h.
+    #[arg(long, required = true, value_name = "SETTING=VALUES")]
+    pub(crate) vary: Vec<String>,
+    /// Ground truth and matching options.
+    #[command(flatten)]
+    pub(crate) truth: TruthArgs,
+    /// Choose this row (1-based) instead of the automatic choice.
+    #[arg(long)]
+    pub(crate) pick: Option<usize>,
+    /// Write the table as CSV to this file.
+    #[arg(long)]
+    pub(crate) csv: Option<PathBuf>,
+    /// Draw median delay against false incidents (SVG) to this file (needs --labels).
+    #[arg(long)]
+    pub(crate) chart: Option<PathBuf>,
+    /// Write the chosen candidate as a TOML [[rules]] snippet to this file.
+    #[arg(long)]
+    pub(crate) write_snippet: Option<PathBuf>,
+    /// Wall clock (RFC 3339) for the future-skew check [default: no check].
+    #[arg(long)]
+    pub(crate) now: Option<String>,
+}
+
+/// `crisiswatch chart`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ChartArgs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
+    /// History: files or Kafka.
+    #[command(flatten)]
+    pub(crate) history: HistoryArgs,
+    /// The rule.
+    #[arg(long)]
+    pub(crate) rule: String,
+    /// The slice, e.g. product=router-x,region=eu-west ("" for a rule without group_by).
+    #[arg(long, default_value = "")]
+    pub(crate) group: String,
+    /// Output SVG file.
+    #[arg(long)]
+    pub(crate) output: PathBuf,
+    /// Known crises to mark (JSONL).
+    #[arg(long)]
+    pub(crate) labels: Option<PathBuf>,
+    /// Wall clock (RFC 3339) for the future-skew check [default: no check].
+    #[arg(long)]
+    pub(crate) now: Option<String>,
+}
+
+/// `crisiswatch test-rules`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct TestRulesArgs {
+    /// Test files (TOML).
+    #[arg(required = true)]
+    pub(crate) files: Vec<PathBuf>,
+}
+
+pub(crate) fn load_config(arg: &ConfigArg) -> Result<Config, CliError> {
+    Config::load(&arg.config, &ProcessEnv).map_err(|e| CliError::Config(e.to_string()))
+}
+
+fn now_ms(now: &Option<String>) -> Result<Option<i64>, CliError> {
+    match now {
+        None => Ok(None),
+        Some(s) => parse_rfc3339_ms(s)
+            .map(Some)
+            .ok_or_else(|| CliError::Now(s.clone())),
+    }
+}
+
+fn dur_ms(d: humantime::Duration) -> i64 {
+    i64::try_from(std::time::Duration::from(d).as_millis()).unwrap_or(i64::MAX)
+}
+
+fn load_labels(t: &TruthArgs) -> Result<Option<Vec<Crisis>>, CliError> {
+    match &t.labels {
+        None if !t.crises.is_empty() => {
+            Err(CliError::Usage("--crisis needs --labels FILE".to_string()))
+        }
+        None => Ok(None),
+        Some(p) => Ok(Some(labels::select(labels::load(p)?, &t.crises)?)),
+    }
+}
+
+pub(crate) fn summary_options(t: &TruthArgs) -> Result<SummaryOptions, CliError> {
+    Ok(SummaryOptions {
+        flap_gap_ms: dur_ms(t.flap_gap).max(0),
+        grace_ms: t.grace.map(dur_ms),
+        labels: load_labels(t)?,
+    })
+}
+
+fn create(path: &Path) -> Result<BufWriter<File>, CliError> {
+    File::create(path)
+        .map(BufWriter::new)
+        .map_err(|source| CliError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+pub(crate) fn write_err(path: &Path) -> impl Fn(io::Error) -> CliError + '_ {
+    move |source| CliError::Write {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// `crisiswatch backtest`: prints the report.
+fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
+    let cfg = load_config(&a.config)?;
+    let opts = summary_options(&a.truth)?;
+    let inputs = a.history.open(&cfg)?;
+    if a.review_dir.is_some() && inputs.uses_stdin() {
+        return Err(CliError::Usage(
+            "--review-dir reads the input twice: give files, not \"-\"".into(),
+        ));
+    }
+    let mut tw = a.transitions.as_deref().map(create).transpose()?;
+    let report = crate::backtest::run(
+        &cfg,
+        &inputs,
+        &opts,
+        now_ms(&a.now)?,
+        tw.as_mut().map(|w| w as &mut dyn Write),
+    )?;
+    drop(tw);
+    let mut out = io::stdout().lock();
+    write!(out, "{report}").map_err(write_err(Path::new("stdout")))?;
+    if let Some(p) = &a.json {
+        let mut w = create(p)?;
+        serde_json::to_writer_pretty(&mut w, &report)
+            .map_err(io::Error::from)
+            .and_then(|()| w.write_all(b"\n"))
+            .and_then(|()| w.flush())
+            .map_err(write_err(p))?;
+    }
+    if let Some(dir) = &a.review_dir {
+        let all: Vec<&Incident> = report.incidents.iter().collect();
+        let end = report.end_ms.unwrap_or(0);
+        let files = write_reviews(&cfg, &inputs, &all, end, &opts, Some(dir))?;
+        writeln!(
+            out,
+            "\nwrote {files} incident review(s) to {}",
+            dir.display()
+        )
+        .map_err(write_err(Path::new("stdout")))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `crisiswatch tune`: prints the table, writes the requested files.
+fn tune(a: &TuneArgs) -> Result<ExitCode, CliError> {
+    let cfg = load_config(&a.config)?;
+    let varies = a
+        .vary
+        .iter()
+        .map(|v| v.parse::<Vary>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = TuneOptions {
+        rule: a.rule.clone(),
+        varies,
+        summary: summary_options(&a.truth)?,
+        now_ms: now_ms(&a.now)?,
+        pick: a.pick,
+    };
+    if a.write_snippet.is_some() && opts.summary.labels.is_none() && a.pick.is_none() {
+        return Err(CliError::Usage(
+            "--write-snippet needs a chosen candidate: pass --labels, or --pick N".into(),
+        ));
+    }
+    let inputs = a.history.open(&cfg)?;
+    let result = tune::run(&cfg, &inputs, &opts)?;
+    let mut out = io::stdout().lock();
+    write!(out, "{}", tune::render_table(&result)).map_err(write_err(Path::new("stdout")))?;
+    if let Some(p) = &a.csv {
+        let mut w = create(p)?;
+        tune::write_csv(&result, &mut w)
+            .and_then(|()| w.flush())
+            .map_err(write_err(p))?;
+    }
+    if let Some(p) = &a.chart {
+        chart::render_tune(&result, p)?;
+    }
+    if let Some(p) = &a.write_snippet {
+        let Some(i) = result.chosen else {
+            return Err(CliError::Usage(
+                "--write-snippet needs a chosen candidate: pass --labels, or --pick N".into(),
+            ));
+        };
+        let text = tune::snippet(&result, i)?;
+        std::fs::write(p, text).map_err(write_err(p))?;
+        writeln!(out, "wrote candidate #{} to {}", i + 1, p.display())
+            .map_err(write_err(Path::new("stdout")))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `crisiswatch chart`: draws one rule and slice.
+fn chart(a: &ChartArgs) -> Result<ExitCode, CliError> {
+    let cfg = load_config(&a.config)?;
+    let rule =
+        cfg.rules
+            .iter()
+            .find(|r| r.name == a.rule)
+            .ok_or_else(|| ChartError::UnknownRule {
+                name: a.rule.clone(),
+                known: cfg.rule_names(),
+            })?;
+    let group = chart::parse_group(rule, &a.group)?;
+    let crises = match &a.labels {
+        Some(p) => labels::load(p)?,
+        None => Vec::new(),
+    };
+    let inputs = a.history.open(&cfg)?;
+    let data = chart::collect(&cfg, &inputs, &a.rule, &group, &crises, now_ms(&a.now)?)?;
+    chart::render_indicator(&data, &a.output)?;
+    println!(
+        "wrote {} ({} samples, {} firing interval(s), {} crisis interval(s))",
+        a.output.display(),
+        data.points.len(),
+        data.firing.len(),
+        data.crises.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `crisiswatch test-rules`: exit 0 when every case passes, 1 otherwise.
+fn test_rules(a: &TestRulesArgs) -> Result<ExitCode, CliError> {
+    let mut results = Vec::new();
+    let mut broken = 0;
+    for f in &a.files {
+        match rule_tests::run_file(f) {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                eprintln!("error: {e}");
+                broken += 1;
+            }
+        }
+    }
+    print!("{}", rule_tests::render(&results));
+    let failed: usize = results.iter().map(|r| r.failed()).sum();
+    Ok(if failed == 0 && broken == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,114 @@
+//! Where the history of a backtest command comes from: `--input` files, or a
+//! range of Kafka topics.
+
+use std::path::PathBuf;
+
+use crate::backtest::kafka_input::{KafkaHistory, KafkaRange, PartitionOffsets};
+use crate::backtest::Inputs;
+use crate::config::Config;
+use crate::event::parse_rfc3339_ms;
+
+use super::CliError;
+
+/// History: files, or Kafka (`backtest`, `tune`, `chart`).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct HistoryArgs {
+    /// History: JSONL files (gzip accepted, by content), read in the order given; "-" reads stdin.
+    #[arg(long, num_args = 1.., required_unless_present = "kafka_topics")]
+    pub(crate) input: Vec<PathBuf>,
+    /// Or history from Kafka.
+    #[command(flatten)]
+    pub(crate) kafka: KafkaArgs,
+}
+
+impl HistoryArgs {
+    /// The history to read.
+    pub(crate) fn open(&self, cfg: &Config) -> Result<Inputs, CliError> {
+        history(cfg, &self.input, &self.kafka)
+    }
+}
+
+/// History from Kafka topics instead of files (every history command takes these).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct KafkaArgs {
+    /// Read the history from this Kafka topic instead of --input files (repeatable:
+    /// topics and partitions are merged by event time). Brokers and librdkafka
+    /// properties come from [sources.kafka], as does the topic's default_type.
+    #[arg(long = "kafka-topic", value_name = "TOPIC", conflicts_with = "input")]
+    pub(crate) kafka_topics: Vec<String>,
+    /// Bootstrap servers, instead of sources.kafka.brokers.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        requires = "kafka_topics",
+        conflicts_with = "input"
+    )]
+    pub(crate) bootstrap: Option<String>,
+    /// First offset read, per partition: earliest (default), N, or P:N for
+    /// partition P (repeatable or comma-separated; a plain value is for the others).
+    #[arg(
+        long,
+        value_name = "earliest|N|P:N",
+        value_delimiter = ',',
+        requires = "kafka_topics",
+        conflicts_with = "input"
+    )]
+    pub(crate) from_offset: Vec<String>,
+    /// First offset NOT read, per partition: latest (default: each partition's
+    /// end when the read reaches it), N, or P:N.
+    #[arg(
+        long,
+        value_name = "latest|N|P:N",
+        value_delimiter = ',',
+        requires = "kafka_topics",
+        conflicts_with = "input"
+    )]
+    pub(crate) to_offset: Vec<String>,
+    /// Only messages whose Kafka timestamp is at or after this time (RFC 3339).
+    #[arg(
+        long,
+        value_name = "RFC3339",
+        requires = "kafka_topics",
+        conflicts_with = "input"
+    )]
+    pub(crate) from_time: Option<String>,
+    /// Only messages whose Kafka timestamp is before this time (RFC 3339).
+    #[arg(
+        long,
+        value_name = "RFC3339",
+        requires = "kafka_topics",
+        conflicts_with = "input"
+    )]
+    pub(crate) to_time: Option<String>,
+    /// Fail when the broker answers nothing for this long (unreachable, stalled).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        conflicts_with = "input"
+    )]
+    pub(crate) kafka_timeout: humantime::Duration,
+}
+
+/// The history of a command: the `--input` files, or the Kafka topics.
+pub(crate) fn history(cfg: &Config, input: &[PathBuf], k: &KafkaArgs) -> Result<Inputs, CliError> {
+    if k.kafka_topics.is_empty() {
+        return Ok(Inputs::new(input.to_vec())?);
+    }
+    let time = |flag: &str, v: &Option<String>| match v {
+        None => Ok(None),
+        Some(s) => parse_rfc3339_ms(s)
+            .map(Some)
+            .ok_or_else(|| CliError::Usage(format!("{flag} {s:?} is not an RFC 3339 time"))),
+    };
+    let range = KafkaRange {
+        topics: k.kafka_topics.clone(),
+        from: PartitionOffsets::parse("--from-offset", "earliest", &k.from_offset)?,
+        to: PartitionOffsets::parse("--to-offset", "latest", &k.to_offset)?,
+        from_ms: time("--from-time", &k.from_time)?,
+        to_ms: time("--to-time", &k.to_time)?,
+        timeout: k.kafka_timeout.into(),
+    };
+    let h = KafkaHistory::new(cfg.sources.kafka.as_ref(), k.bootstrap.as_deref(), range)?;
+    Ok(Inputs::kafka(h))
+}

@@ -1,0 +1,100 @@
+//! `crisiswatch demo`: the whole pipeline on a built-in simulated day.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::{Config, Dur, LoadError, ProcessEnv, EXAMPLE_CONFIG};
+use crate::demo::{self, DemoOptions};
+
+use super::args::{load, runtime, shutdown_on_signal};
+
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum Commands {
+    /// Run the whole pipeline on a built-in simulated day with injected crises.
+    Demo {
+        /// Configuration file (default: config/crisiswatch.toml, else the embedded example).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Simulated seconds per wall-clock second (overrides demo.speed).
+        #[arg(long)]
+        speed: Option<f64>,
+        /// Simulated period, e.g. "24h" (overrides demo.duration).
+        #[arg(long)]
+        duration: Option<humantime::Duration>,
+        /// Generator seed (overrides demo.seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Listen address for /metrics (overrides server.listen; "" disables).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Keep serving /metrics this long after the simulated period, e.g. "30s".
+        #[arg(long)]
+        linger: Option<humantime::Duration>,
+        /// Also print pending transitions.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+}
+
+impl Commands {
+    /// Runs the simulated period (stopped early by SIGINT or SIGTERM).
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let Commands::Demo {
+            config,
+            speed,
+            duration,
+            seed,
+            listen,
+            linger,
+            verbose,
+        } = self;
+        let path = config.or_else(|| {
+            let default = PathBuf::from("config/crisiswatch.toml");
+            default.exists().then_some(default)
+        });
+        let (mut cfg, config_text) = match &path {
+            Some(p) => (
+                load(p)?,
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?,
+            ),
+            None => (
+                Config::from_toml_str(EXAMPLE_CONFIG, &ProcessEnv)
+                    .map_err(|e| anyhow::anyhow!("embedded example config: {e}"))?,
+                EXAMPLE_CONFIG.to_string(),
+            ),
+        };
+        if let Some(s) = speed {
+            cfg.demo.speed = s;
+        }
+        if let Some(d) = duration {
+            cfg.demo.duration = Dur(d.into());
+        }
+        if let Some(s) = seed {
+            cfg.demo.seed = s;
+        }
+        if let Some(l) = listen {
+            cfg.server.listen = l;
+        }
+        let errors = cfg.validate();
+        if !errors.is_empty() {
+            return Err(anyhow::anyhow!("{}", LoadError::Invalid(errors)));
+        }
+        let opts = DemoOptions {
+            config_path: path,
+            config_text,
+            linger: linger.map(Into::into).unwrap_or(Duration::ZERO),
+            verbose,
+            no_http: false,
+        };
+        runtime()?.block_on(async {
+            let shutdown = shutdown_on_signal();
+            let mut stdout = std::io::stdout();
+            demo::run(&cfg, &opts, &mut stdout, shutdown).await
+        })?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
