@@ -474,3 +474,124 @@ routing_key_file = "{}"
     );
     m.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Issue 11 (pager limits): a slice with a 300-character attribute value and
+/// an attribute named like Alertmanager's own labels reaches PagerDuty, a
+/// generic webhook and an Alertmanager with one bounded key (≤ 255
+/// characters, a readable prefix), the same in every receiver and in the
+/// outbox; PagerDuty gets strings where it expects strings.
+#[tokio::test(start_paused = true)]
+async fn long_attribute_values_keep_pager_limits_and_one_key_everywhere() {
+    let (pd, hook, am) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("pd-key");
+    std::fs::write(&key_file, "R0UT1NGKEY0000000000000000000000\n").unwrap();
+    let text = format!(
+        r#"
+[[rules]]
+name = "complaint_rate"
+group_by = ["product", "alertname"]
+window = "1h"
+indicator = {{ kind = "count" }}
+thresholds = {{ warning = 5 }}
+
+[[receivers]]
+name = "pd"
+kind = "pagerduty"
+url = "{}"
+routing_key_file = "{}"
+
+[[receivers]]
+name = "am"
+kind = "alertmanager"
+url = "{}"
+{}"#,
+        pd.url(),
+        key_file.display(),
+        am.url(),
+        generic_receiver("hook", &hook.url(), "")
+    );
+    let reg = Registry::new();
+    let m = IncidentManager::open(
+        &config(&text),
+        &reg,
+        &dir.path().join("data"),
+        ManagerOptions::default(),
+    )
+    .unwrap();
+    let long = format!("router-{}", "x".repeat(293));
+    assert_eq!(long.chars().count(), 300);
+    let with_group = |mut t: Transition| {
+        t.group.push(("alertname".into(), "spoofed".into()));
+        t.dedup_key = Transition::make_dedup_key(&t.rule, &t.group, t.started_at);
+        t
+    };
+    let fire = with_group(tr(
+        "complaint_rate",
+        &long,
+        State::Firing,
+        Severity::Warning,
+        1000,
+        1000,
+    ));
+    m.submit(&[fire], 1000).unwrap();
+    let resolve = with_group(tr(
+        "complaint_rate",
+        &long,
+        State::Resolved,
+        Severity::Warning,
+        90_000,
+        1000,
+    ));
+    m.submit(&[resolve], 90_000).unwrap();
+    let pd_reqs = pd.wait_for(2, Duration::from_secs(10)).await;
+    let hook_reqs = hook.wait_for(2, Duration::from_secs(10)).await;
+    let am_reqs = am.wait_for(1, Duration::from_secs(10)).await;
+    let (trigger, pd_resolve) = (pd_reqs[0].json(), pd_reqs[1].json());
+    let key = trigger["dedup_key"].as_str().unwrap().to_string();
+    assert!(key.chars().count() <= 255, "{} characters", key.len());
+    assert!(
+        key.starts_with("default/rule=complaint_rate,product=router-xxx"),
+        "readable prefix: {key}"
+    );
+    assert!(key.ends_with("/1000"), "start time kept: {key}");
+    assert_eq!(pd_resolve["dedup_key"], key.as_str());
+    for r in &hook_reqs {
+        assert_eq!(r.json()["dedup_key"], key.as_str(), "generic webhook");
+    }
+    let am_alert = &am_reqs[0].json()[0];
+    assert_eq!(am_alert["labels"]["incident"], key.as_str(), "alertmanager");
+    assert_eq!(am_alert["labels"]["alertname"], "complaint_rate");
+    assert_eq!(am_alert["labels"]["attr_alertname"], "spoofed");
+    assert_eq!(am_alert["labels"]["product"], long.as_str());
+    let rows = m.outbox().list(None, None, 100).unwrap();
+    assert!(!rows.is_empty());
+    for row in &rows {
+        assert_eq!(row.incident, key, "outbox row of {}", row.receiver);
+    }
+    // Strings where PagerDuty expects strings.
+    let p = &trigger["payload"];
+    for field in [
+        "summary",
+        "source",
+        "severity",
+        "timestamp",
+        "class",
+        "group",
+    ] {
+        assert!(p[field].is_string(), "payload.{field} = {}", p[field]);
+    }
+    assert_eq!(p["class"], "complaint_rate");
+    assert!(p["source"].as_str().unwrap().chars().count() <= 255);
+    assert_eq!(
+        p["custom_details"]["alerts"][0]["group"]["product"],
+        long.as_str(),
+        "the evidence keeps the full value"
+    );
+    assert!(p["custom_details"].get("alerts_omitted").is_none());
+    m.shutdown(Duration::from_secs(1)).await;
+}

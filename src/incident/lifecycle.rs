@@ -269,7 +269,7 @@ impl Lifecycle {
             }
             return;
         }
-        let mut key = Transition::make_dedup_key(&route_name, &labels, t.started_at);
+        let mut key = model::incident_key(&route_name, &labels, t.started_at);
         let base = key.clone();
         let mut n = 1;
         while self.incidents.contains_key(&key) {

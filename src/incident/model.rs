@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::alert::Labels;
+use crate::alert::{Labels, Transition};
 use crate::config::{Condition, Dur, Severity};
 use crate::event::format_ts;
 
@@ -168,6 +169,45 @@ impl Notification {
     }
 }
 
+/// Longest incident key: PagerDuty refuses a `dedup_key` over 255 characters,
+/// and the same key goes to every receiver and into the outbox.
+pub const MAX_INCIDENT_KEY: usize = 255;
+
+/// Room [`incident_key`] leaves below [`MAX_INCIDENT_KEY`] for the `-N`
+/// suffix of an incident that starts in the same millisecond as another.
+const KEY_SUFFIX_ROOM: usize = 8;
+
+/// The key of a new incident: `route/labels/start-ms`
+/// ([`Transition::make_dedup_key`]), or, when that would be longer than
+/// `MAX_INCIDENT_KEY − 8` bytes (long attribute values), a readable prefix
+/// of it, `~`, 16 hex digits of its SHA-256 and `/start-ms`. Deterministic,
+/// so replays and restarts give the same key; computed once when the
+/// incident is made, so every receiver and the outbox see the same key.
+pub fn incident_key(route: &str, labels: &Labels, started_at: i64) -> String {
+    bounded_key(
+        &Transition::make_dedup_key(route, labels, started_at),
+        started_at,
+        MAX_INCIDENT_KEY - KEY_SUFFIX_ROOM,
+    )
+}
+
+/// `key` if it has at most `max` bytes, else its bounded form (see
+/// [`incident_key`]); `tail_ms` is kept readable at the end.
+pub fn bounded_key(key: &str, tail_ms: i64, max: usize) -> String {
+    if key.len() <= max {
+        return key.to_string();
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let hash = hex::encode(&digest[..8]);
+    let tail = format!("/{tail_ms}");
+    let budget = max.saturating_sub(tail.len() + 1 + hash.len());
+    let mut end = budget.min(key.len());
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}~{hash}{tail}", &key[..end])
+}
+
 /// Index of the headline alert of `alerts`.
 pub fn primary_index(alerts: &[AlertEvidence]) -> usize {
     let any_active = alerts.iter().any(|a| a.active);
@@ -273,5 +313,29 @@ pub fn summary(n: &Notification) -> String {
             "Still firing after {dur}: {head} (peak {}).{also}",
             fmt_value(p.peak)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incident_keys_are_bounded_readable_and_deterministic() {
+        let short = vec![("product".to_string(), "router-x".to_string())];
+        assert_eq!(
+            incident_key("default", &short, 1000),
+            "default/product=router-x/1000"
+        );
+        let long = vec![("product".to_string(), "é".repeat(300))];
+        let k = incident_key("default", &long, 1_795_165_111_560);
+        assert!(k.len() <= MAX_INCIDENT_KEY - 8, "{} bytes", k.len());
+        assert!(k.starts_with("default/product=éé"), "{k}");
+        assert!(k.ends_with("/1795165111560"), "{k}");
+        assert_eq!(k, incident_key("default", &long, 1_795_165_111_560));
+        let other = vec![("product".to_string(), format!("{}x", "é".repeat(299)))];
+        assert_ne!(k, incident_key("default", &other, 1_795_165_111_560));
+        // Bounding a bounded key changes nothing.
+        assert_eq!(bounded_key(&k, 1_795_165_111_560, MAX_INCIDENT_KEY), k);
     }
 }

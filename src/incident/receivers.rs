@@ -15,6 +15,13 @@ use super::model::{fmt_value, labels_text, Action, AlertEvidence, Notification};
 
 /// PagerDuty caps `payload.summary` at 1024 characters.
 pub const PAGERDUTY_SUMMARY_MAX: usize = 1024;
+/// PagerDuty refuses events larger than 512 KB.
+pub const PAGERDUTY_BODY_MAX: usize = 512 * 1024;
+/// Room kept below [`PAGERDUTY_BODY_MAX`] for the `alerts_omitted` field and
+/// the signature headers' view of the body (a margin, not a measurement).
+const PAGERDUTY_BODY_SLACK: usize = 1024;
+/// `payload.source` is shown as a host name: kept to a readable length.
+pub const PAGERDUTY_SOURCE_MAX: usize = 255;
 
 fn labels_obj(labels: &[(String, String)]) -> Value {
     Value::Object(
@@ -120,12 +127,22 @@ pub fn pagerduty_severity(s: Severity) -> &'static str {
 
 /// A PagerDuty Events API v2 event: `trigger` for open and update (PagerDuty
 /// deduplicates on `dedup_key`), `resolve` for resolve.
+///
+/// PagerDuty's limits are kept: `dedup_key` ≤ 255 characters (incident keys
+/// are bounded when made, [`super::model::incident_key`]; an older stored key
+/// is bounded the same way here), every string field it defines is a string
+/// (never `null`), and the body stays under 512 KB: when every alert's
+/// evidence would not fit, `custom_details.alerts` keeps the headline alert,
+/// then the active ones, then the rest in joining order as far as they fit,
+/// and `custom_details.alerts_omitted` counts what was left out.
 pub fn pagerduty(n: &Notification, routing_key: &Secret) -> Value {
+    let dedup_key =
+        super::model::bounded_key(&n.dedup_key, n.started_at, super::model::MAX_INCIDENT_KEY);
     if n.action == Action::Resolve {
         return json!({
             "routing_key": routing_key.expose(),
             "event_action": "resolve",
-            "dedup_key": n.dedup_key,
+            "dedup_key": dedup_key,
         });
     }
     let p = n.primary();
@@ -137,17 +154,21 @@ pub fn pagerduty(n: &Notification, routing_key: &Secret) -> Value {
     if let Some(r) = runbook {
         links.push(json!({"href": r, "text": "Runbook"}));
     }
-    json!({
+    let mut doc = json!({
         "routing_key": routing_key.expose(),
         "event_action": "trigger",
-        "dedup_key": n.dedup_key,
+        "dedup_key": dedup_key,
         "client": "crisiswatch",
         "payload": {
             "summary": truncate_chars(&n.summary, PAGERDUTY_SUMMARY_MAX),
-            "source": format!("crisiswatch {}", labels_text(&n.labels)),
+            "source": truncate_chars(
+                &format!("crisiswatch {}", labels_text(&n.labels)),
+                PAGERDUTY_SOURCE_MAX,
+            ),
             "severity": pagerduty_severity(n.severity),
             "timestamp": format_ts(n.at),
-            "class": p.map(|a| a.rule.as_str()),
+            // The rule of the headline alert; the route when there is none.
+            "class": p.map_or(n.route.as_str(), |a| a.rule.as_str()),
             "group": n.route,
             "custom_details": {
                 "action": n.action.as_str(),
@@ -158,11 +179,46 @@ pub fn pagerduty(n: &Notification, routing_key: &Secret) -> Value {
                 "threshold": p.map(|a| a.threshold),
                 "peak": num(p.and_then(|a| a.peak)),
                 "labels": labels_obj(&n.labels),
-                "alerts": n.alerts.iter().map(evidence_json).collect::<Vec<_>>(),
+                "alerts": [],
             },
         },
         "links": links,
-    })
+    });
+    let base = serde_json::to_vec(&doc).map_or(0, |b| b.len());
+    let (alerts, omitted) = alerts_within(
+        n,
+        PAGERDUTY_BODY_MAX.saturating_sub(base + PAGERDUTY_BODY_SLACK),
+    );
+    if let Some(Value::Object(details)) = doc.pointer_mut("/payload/custom_details") {
+        details.insert("alerts".into(), Value::Array(alerts));
+        if omitted > 0 {
+            details.insert("alerts_omitted".into(), Value::from(omitted));
+        }
+    }
+    doc
+}
+
+/// The evidence of `n`'s alerts that fits in `budget` bytes of JSON — the
+/// headline alert first, then active alerts, then the rest, each group in
+/// joining order, listed back in joining order — and how many were left out.
+fn alerts_within(n: &Notification, budget: usize) -> (Vec<Value>, usize) {
+    let mut order: Vec<usize> = (0..n.alerts.len()).collect();
+    order.sort_by_key(|&i| (i != n.primary, !n.alerts[i].active, i));
+    let mut kept: Vec<(usize, Value)> = Vec::with_capacity(order.len());
+    let mut used = 0usize;
+    for i in order {
+        let v = evidence_json(&n.alerts[i]);
+        // One byte for the separating comma.
+        let size = serde_json::to_vec(&v).map_or(usize::MAX, |b| b.len() + 1);
+        if used.saturating_add(size) > budget {
+            continue;
+        }
+        used += size;
+        kept.push((i, v));
+    }
+    kept.sort_by_key(|(i, _)| *i);
+    let omitted = n.alerts.len() - kept.len();
+    (kept.into_iter().map(|(_, v)| v).collect(), omitted)
 }
 
 /// `POST /api/v2/alerts` of the Alertmanager at `base` (a base URL, or the full endpoint).
@@ -194,7 +250,14 @@ fn alertmanager_alert(n: &Notification, a: &AlertEvidence, now_ms: i64, resend_m
     labels.insert("incident".into(), Value::String(n.dedup_key.clone()));
     for (k, v) in &a.group {
         if !v.is_empty() {
-            labels.insert(crate::metrics::label_name(k), Value::String(v.clone()));
+            // An attribute whose label name is taken (`alertname`, `incident`,
+            // or another attribute's after sanitising) gets the `attr_` prefix
+            // of `metrics::label_name` until it is free, never overwriting.
+            let mut name = crate::metrics::label_name(k);
+            while labels.contains_key(&name) {
+                name.insert_str(0, "attr_");
+            }
+            labels.insert(name, Value::String(v.clone()));
         }
     }
     let mut annotations = Map::new();
@@ -263,6 +326,126 @@ mod tests {
             truncate_chars(&"é".repeat(2000), 1024).chars().count(),
             1024
         );
+    }
+
+    fn alert(i: usize, active: bool, description: &str) -> AlertEvidence {
+        AlertEvidence {
+            rule: format!("rule_{i}"),
+            description: description.to_string(),
+            group: vec![("product".into(), "router-x".into())],
+            severity: Severity::Warning,
+            active,
+            condition: crate::config::Condition::Above,
+            value: Some(1.0),
+            threshold: 0.5,
+            clear: 0.4,
+            peak: Some(1.0),
+            window_ms: 3_600_000,
+            started_at: 1000,
+            fired_at: 1000,
+            resolved_at: None,
+            dedup_key: format!("rule_{i}/product=router-x/1000"),
+            sample_event_ids: vec!["e-1".into()],
+            runbook: None,
+            dashboard: None,
+        }
+    }
+
+    fn notification(alerts: Vec<AlertEvidence>, primary: usize) -> Notification {
+        Notification {
+            dedup_key: "default/product=router-x/1000".into(),
+            action: Action::Update,
+            seq: 2,
+            reason: super::super::model::Reason::AlertJoined,
+            route: "default".into(),
+            labels: vec![("product".into(), "router-x".into())],
+            severity: Severity::Warning,
+            at: 2000,
+            started_at: 1000,
+            resolved_at: None,
+            alerts,
+            primary,
+            summary: "s".into(),
+        }
+    }
+
+    #[test]
+    fn pagerduty_body_stays_under_its_limit_and_counts_what_it_left_out() {
+        let key = Secret::new("k".to_string());
+        // Small: every alert is listed, nothing omitted.
+        let n = notification((0..3).map(|i| alert(i, true, "d")).collect(), 0);
+        let doc = pagerduty(&n, &key);
+        assert_eq!(
+            doc["payload"]["custom_details"]["alerts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(doc["payload"]["custom_details"]
+            .get("alerts_omitted")
+            .is_none());
+        // 400 alerts of ~2 KB each (800 KB): trimmed below 512 KB.
+        let long = "d".repeat(2000);
+        let alerts: Vec<_> = (0..400)
+            .map(|i| alert(i, i % 2 == 1 || i == 399, &long))
+            .collect();
+        let n = notification(alerts, 399);
+        let doc = pagerduty(&n, &key);
+        let size = serde_json::to_vec(&doc).unwrap().len();
+        assert!(size <= PAGERDUTY_BODY_MAX, "{size} bytes");
+        let details = &doc["payload"]["custom_details"];
+        let listed = details["alerts"].as_array().unwrap();
+        let omitted = details["alerts_omitted"].as_u64().unwrap() as usize;
+        assert_eq!(listed.len() + omitted, 400);
+        assert!(omitted > 0 && listed.len() > 200, "{} listed", listed.len());
+        let rules: Vec<&str> = listed.iter().map(|a| a["rule"].as_str().unwrap()).collect();
+        assert!(rules.contains(&"rule_399"), "the headline alert is kept");
+        // Active alerts go before resolved ones, and the list keeps joining order.
+        let active = listed.iter().filter(|a| a["state"] == "firing").count();
+        assert_eq!(active, 200, "every active alert fits");
+        let idx: Vec<usize> = rules.iter().map(|r| r[5..].parse().unwrap()).collect();
+        assert!(idx.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn pagerduty_class_is_a_string_and_keys_are_bounded() {
+        let key = Secret::new("k".to_string());
+        let mut n = notification(Vec::new(), 0);
+        n.dedup_key = format!("default/product={}/1000", "y".repeat(400));
+        let doc = pagerduty(&n, &key);
+        assert_eq!(doc["payload"]["class"], "default");
+        let k = doc["dedup_key"].as_str().unwrap();
+        assert!(k.len() <= 255 && k.ends_with("/1000"), "{k}");
+        n.action = Action::Resolve;
+        assert_eq!(
+            pagerduty(&n, &key)["dedup_key"],
+            k,
+            "resolve uses the same key"
+        );
+    }
+
+    #[test]
+    fn alertmanager_attribute_labels_never_overwrite_its_own() {
+        let mut a = alert(0, true, "");
+        a.group = vec![
+            ("alertname".into(), "x".into()),
+            ("incident".into(), "y".into()),
+            ("severity".into(), "z".into()),
+            ("a-b".into(), "1".into()),
+            ("a_b".into(), "2".into()),
+        ];
+        let n = notification(vec![a], 0);
+        let doc = alertmanager(&[&n], 5000, 60_000);
+        let labels = &doc[0]["labels"];
+        assert_eq!(labels["alertname"], "rule_0");
+        assert_eq!(labels["incident"], "default/product=router-x/1000");
+        assert_eq!(labels["severity"], "warning");
+        assert_eq!(labels["attr_alertname"], "x");
+        assert_eq!(labels["attr_incident"], "y");
+        assert_eq!(labels["attr_severity"], "z");
+        assert_eq!(labels["a_b"], "1");
+        assert_eq!(labels["attr_a_b"], "2");
     }
 
     #[test]
