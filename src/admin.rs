@@ -189,6 +189,9 @@ pub struct AdminState {
     reload_tx: Mutex<Option<mpsc::Sender<ReloadRequest>>>,
     config_hash: Mutex<String>,
     config_path: Mutex<Option<PathBuf>>,
+    /// Receivers of the loaded configuration that skip TLS verification, so
+    /// `/api/v1/status` shows what the start-up WARN said.
+    tls_unverified: Mutex<Vec<String>>,
     last_reload: Mutex<ReloadStatus>,
 }
 
@@ -201,6 +204,7 @@ impl Default for AdminState {
             reload_tx: Mutex::new(None),
             config_hash: Mutex::new(String::new()),
             config_path: Mutex::new(None),
+            tls_unverified: Mutex::new(Vec::new()),
             last_reload: Mutex::new(ReloadStatus::default()),
         }
     }
@@ -253,6 +257,7 @@ impl AdminState {
     pub fn set_config(&self, path: Option<PathBuf>, text: &str) {
         *lock(&self.config_path) = path;
         *lock(&self.config_hash) = config_hash(text);
+        *lock(&self.tls_unverified) = tls_unverified(text);
     }
 
     /// The file reloads read from.
@@ -291,8 +296,22 @@ impl AdminState {
             "clock": lock(&self.snapshot).clock.clone(),
             "last_reload": *lock(&self.last_reload),
             "admin_token_configured": self.has_token(),
+            "tls_skip_verify_receivers": lock(&self.tls_unverified).clone(),
         })
     }
+}
+
+/// The enabled HTTP receivers of a configuration text that set
+/// `tls_skip_verify` (none when the text does not load).
+fn tls_unverified(text: &str) -> Vec<String> {
+    let Ok(cfg) = crate::config::Config::from_toml_str(text, &crate::config::ProcessEnv) else {
+        return Vec::new();
+    };
+    cfg.receivers
+        .iter()
+        .filter(|r| r.tls_skip_verify && !r.url.is_empty())
+        .map(|r| r.name.clone())
+        .collect()
 }
 
 /// Metrics of configuration reloads.
@@ -398,4 +417,37 @@ pub fn reload(
     };
     *lock(&admin.last_reload) = status;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_the_receivers_that_skip_tls_verification() {
+        let a = AdminState::default();
+        a.set_config(
+            None,
+            r#"
+[[receivers]]
+name = "lab"
+kind = "generic"
+url = "https://lab.internal/hook"
+tls_skip_verify = true
+[[receivers]]
+name = "prod"
+kind = "generic"
+url = "https://hooks.example.com/x"
+"#,
+        );
+        assert_eq!(
+            a.status()["tls_skip_verify_receivers"],
+            serde_json::json!(["lab"])
+        );
+        a.set_config(None, "");
+        assert_eq!(
+            a.status()["tls_skip_verify_receivers"],
+            serde_json::json!([])
+        );
+    }
 }

@@ -1,15 +1,19 @@
 //! Webhook security against real receivers on loopback: Standard Webhooks
-//! signatures checked by the documented verifier (replays refused).
+//! signatures checked by the documented verifier (replays refused), and TLS
+//! to a receiver behind a private CA.
 
 mod incidents_support;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crisiswatch::alert::State;
-use crisiswatch::config::Severity;
+use crisiswatch::config::{ReceiverConfig, Severity};
+use crisiswatch::incident::endpoint;
 use crisiswatch::incident::signature::{self, Signed, VerifyError};
 use crisiswatch::incident::{IncidentManager, ManagerOptions};
 use crisiswatch::secret::Secret;
+use incidents_support::tls::{PrivateCa, TlsReceiver};
 use incidents_support::*;
 use prometheus::Registry;
 
@@ -95,4 +99,89 @@ async fn retries_keep_their_webhook_id_and_a_replay_outside_the_tolerance_is_ref
         ),
         Err(VerifyError::NoMatch)
     );
+}
+
+/// The first receiver of `generic_receiver("hook", url)` plus `extra` TOML lines.
+fn receiver(url: &str, extra: &str) -> ReceiverConfig {
+    let text = format!(
+        "{}{extra}\n",
+        generic_receiver("hook", url, r#"timeout = "10s""#)
+    );
+    config(&text).receivers[0].clone()
+}
+
+async fn post(r: &ReceiverConfig) -> Result<u16, reqwest::Error> {
+    let client = endpoint::http_client(r).expect("client builds");
+    let resp = client.post(&r.url).body("{}").send().await?;
+    Ok(resp.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_behind_a_private_ca_verifies_with_its_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = PrivateCa::create(dir.path());
+    let rx = TlsReceiver::start(&ca).await;
+    let url = rx.url();
+    let ca_file = format!("ca_file = \"{}\"", ca.ca.display());
+    // Mozilla's roots alone do not know the private CA: the handshake is refused.
+    let err = post(&receiver(&url, "")).await.unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    assert_eq!(rx.requests.load(Ordering::SeqCst), 0);
+    // With its ca_file, beside the bundled roots or alone, it verifies.
+    assert_eq!(post(&receiver(&url, &ca_file)).await.unwrap(), 202);
+    let only = format!("{ca_file}\ntls_roots = \"none\"");
+    assert_eq!(post(&receiver(&url, &only)).await.unwrap(), 202);
+    assert_eq!(rx.requests.load(Ordering::SeqCst), 2);
+    // Another CA's file does not make a certificate trusted.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = PrivateCa::create(other_dir.path());
+    let wrong = format!("ca_file = \"{}\"\ntls_roots = \"none\"", other.ca.display());
+    assert!(post(&receiver(&url, &wrong))
+        .await
+        .unwrap_err()
+        .is_connect());
+    // A file without certificates is an error that names it.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let r = receiver(&url, &format!("ca_file = \"{}\"", empty.display()));
+    let e = endpoint::http_client(&r).unwrap_err().to_string();
+    assert!(
+        e.contains("empty.pem") && e.contains("receiver hook"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_trust_store_is_an_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = PrivateCa::create(dir.path());
+    let rx = TlsReceiver::start(&ca).await;
+    // The system store as rustls-native-certs reads it, pointed at the private CA
+    // the way an operator installs a company CA (only this test reads it).
+    std::env::set_var("SSL_CERT_FILE", &ca.ca);
+    assert_eq!(
+        post(&receiver(&rx.url(), "tls_roots = \"system\""))
+            .await
+            .unwrap(),
+        202
+    );
+}
+
+#[test]
+fn tls_settings_are_validated() {
+    let errs = |extra: &str| {
+        let text = format!(
+            "{}{extra}\n",
+            generic_receiver("hook", "https://x.example/h", "")
+        );
+        match crisiswatch::config::Config::from_toml_str(&text, &std::collections::HashMap::new()) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    };
+    assert!(errs("tls_skip_verify = true\nca_file = \"/ca.pem\"")
+        .contains("receivers[0].tls_skip_verify"));
+    assert!(errs("tls_roots = \"none\"").contains("receivers[0].tls_roots"));
+    assert!(errs("tls_roots = \"mozilla\"").contains("tls_roots"));
+    assert_eq!(errs("tls_roots = \"system\"\nca_file = \"/ca.pem\""), "");
 }

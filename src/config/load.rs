@@ -150,6 +150,7 @@ impl Config {
                     ));
                 }
             }
+            validate_receiver_tls(&p, r, &mut errs);
         }
         errs
     }
@@ -519,6 +520,33 @@ fn validate_range(key: &str, [min, max]: [f64; 2], limit: f64, errs: &mut Vec<Co
             key,
             shown,
             format!("bounds must lie within [-{limit}, {limit}]"),
+        ));
+    }
+}
+
+/// TLS settings of a receiver: verification off excludes the trust settings,
+/// and `tls_roots = "none"` needs a `ca_file`.
+fn validate_receiver_tls(p: &str, r: &ReceiverConfig, errs: &mut Vec<ConfigError>) {
+    let ca = r.ca_file.as_ref().map(|f| f.display().to_string());
+    if r.tls_skip_verify && (ca.is_some() || r.tls_roots != TlsRoots::Bundled) {
+        errs.push(ConfigError::new(
+            format!("{p}.tls_skip_verify"),
+            "true",
+            "turns certificate verification off, so ca_file and tls_roots would be ignored: remove tls_skip_verify (a private CA only needs ca_file)",
+        ));
+    }
+    if r.tls_roots == TlsRoots::None && ca.is_none() {
+        errs.push(ConfigError::new(
+            format!("{p}.tls_roots"),
+            "none",
+            "trusts nothing without a ca_file: set ca_file, or tls_roots = \"bundled\" or \"system\"",
+        ));
+    }
+    if ca.as_deref() == Some("") {
+        errs.push(ConfigError::new(
+            format!("{p}.ca_file"),
+            "",
+            "must name a PEM file",
         ));
     }
 }

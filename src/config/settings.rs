@@ -351,6 +351,21 @@ pub enum ReceiverKind {
     Alertmanager,
 }
 
+/// Built-in trust roots of a receiver's TLS connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsRoots {
+    /// Mozilla's root certificates, compiled in (webpki-roots): the same on
+    /// every host, which is why it is the default.
+    #[default]
+    Bundled,
+    /// The operating system's store (or `SSL_CERT_FILE` / `SSL_CERT_DIR`),
+    /// where a company CA is usually installed.
+    System,
+    /// None: only the certificates of `ca_file`.
+    None,
+}
+
 /// One incident receiver.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -376,9 +391,21 @@ pub struct ReceiverConfig {
     /// PagerDuty: file holding the integration (routing) key.
     #[serde(default)]
     pub routing_key_file: Option<std::path::PathBuf>,
-    /// Accept any TLS certificate. Off: certificates are verified; only for test setups.
+    /// Accept any TLS certificate: no verification at all, so anyone on the path
+    /// can read and forge the traffic. Only for test setups; logged as a WARN at
+    /// start and shown in `/api/v1/status`. For a private CA use `ca_file`.
     #[serde(default)]
     pub tls_skip_verify: bool,
+    /// PEM file with the CA certificate(s) that issue this receiver's server
+    /// certificate (a company or private CA), trusted in addition to `tls_roots`.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The built-in trust roots that verify this receiver's certificate:
+    /// `"bundled"` (Mozilla's roots, compiled in), `"system"` (the operating
+    /// system's store, e.g. `/etc/ssl/certs`, or `SSL_CERT_FILE`), or `"none"`
+    /// (only `ca_file`).
+    #[serde(default)]
+    pub tls_roots: TlsRoots,
     /// Timeouts, retries, dead-lettering and the circuit breaker.
     #[serde(default)]
     pub delivery: crate::incident::config::DeliveryConfig,

@@ -14,7 +14,8 @@
 //!   by the routes of [`routing`], in event time.
 //! * [`silence`] mutes matching incidents: their rows are recorded as `muted`.
 //! * [`outbox`] is the durable store (why SQLite: see there).
-//! * [`delivery`] drains it per receiver under the [`policy`] (backoff, breaker);
+//! * [`endpoint`] readies each receiver (secrets, HTTP client, TLS trust);
+//!   [`delivery`] drains the outbox per receiver under the [`policy`] (backoff, breaker);
 //!   [`receivers`] renders the wire formats, [`signature`] signs them
 //!   (Standard Webhooks, and the documented [`signature::verify`]).
 //! * [`metrics`] exports attempts, failures, latency quantiles, depth and age.
@@ -41,6 +42,7 @@
 pub mod api;
 pub mod config;
 pub mod delivery;
+pub mod endpoint;
 pub mod lifecycle;
 mod manager;
 pub mod metrics;
@@ -82,6 +84,16 @@ pub enum IncidentError {
         receiver: String,
         /// The error.
         source: reqwest::Error,
+    },
+    /// A receiver's `ca_file` could not be used.
+    #[error("receiver {receiver}: cannot use ca_file {path}: {reason}")]
+    CaFile {
+        /// The receiver.
+        receiver: String,
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// Metrics could not be registered (opened twice on one registry?).
     #[error("cannot register incident metrics: {0}")]

@@ -2,6 +2,8 @@
 //! HTTP server on 127.0.0.1), transitions and configurations.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
