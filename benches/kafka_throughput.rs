@@ -123,7 +123,7 @@ fn pipeline(bootstrap: &str, n: usize, data_dir: &std::path::Path) -> Duration {
             default_type: None,
         }],
         dead_letter_topic: String::new(),
-        properties: props,
+        properties: props.into(),
         ..base
     });
     cfg.server.listen = String::new();

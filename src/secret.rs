@@ -2,14 +2,20 @@
 //!
 //! Configuration never holds a secret itself; it names where to read it: an
 //! environment variable (`*_env`) or a file (`*_file`, e.g. a mounted
-//! Kubernetes secret). [`Secret`] prints as `**REDACTED**` everywhere, and its
-//! comparison for bearer tokens runs in constant time.
+//! Kubernetes secret). [`Secret`] prints as `**REDACTED**` everywhere, has no
+//! `PartialEq` (an `==` would return early at the first differing byte), and
+//! is compared with presented values only through [`Secret::matches`], in
+//! constant time.
 
 use std::fmt;
 use std::path::Path;
 
-/// A secret string. `Debug` and `Display` print `**REDACTED**`.
-#[derive(Clone, PartialEq, Eq)]
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A secret string. `Debug` and `Display` print `**REDACTED**`; deliberately
+/// not `PartialEq`: compare with [`Secret::matches`].
+#[derive(Clone)]
 pub struct Secret(String);
 
 /// Why a secret could not be read.
@@ -72,17 +78,13 @@ impl Secret {
         &self.0
     }
 
-    /// Constant-time comparison with a presented value (bearer tokens).
+    /// Constant-time comparison with a presented value (bearer tokens), through
+    /// `subtle`. Both sides are hashed first, so neither the time nor an early
+    /// length check tells an attacker how long the secret is.
     pub fn matches(&self, presented: &str) -> bool {
-        let a = self.0.as_bytes();
-        let b = presented.as_bytes();
-        let mut diff = a.len() ^ b.len();
-        for i in 0..a.len().max(b.len()) {
-            let x = a.get(i).copied().unwrap_or(0);
-            let y = b.get(i).copied().unwrap_or(0);
-            diff |= usize::from(x ^ y);
-        }
-        diff == 0
+        let a = Sha256::digest(self.0.as_bytes());
+        let b = Sha256::digest(presented.as_bytes());
+        bool::from(a.as_slice().ct_eq(b.as_slice()))
     }
 }
 

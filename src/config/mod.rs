@@ -10,6 +10,7 @@
 
 pub mod interpolate;
 mod load;
+pub mod properties;
 mod rules;
 mod settings;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use interpolate::{Env, ProcessEnv};
+pub use properties::KafkaProperties;
 pub use rules::*;
 pub use settings::*;
 
@@ -39,15 +41,23 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// A new error.
+    /// A new error. The value of a librdkafka credential
+    /// (`sources.kafka.properties."sasl.password"`, …) is shown as `**REDACTED**`.
     pub fn new(
         path: impl Into<String>,
         value: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
+        let path = path.into();
+        let mut value = value.into();
+        if let Some(key) = path.strip_prefix("sources.kafka.properties") {
+            if properties::is_secret(key) {
+                value = properties::REDACTED.to_string();
+            }
+        }
         ConfigError {
-            path: path.into(),
-            value: value.into(),
+            path,
+            value,
             message: message.into(),
         }
     }

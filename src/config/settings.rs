@@ -1,7 +1,5 @@
 //! The engine, server, source and demo sections, and the receivers.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::*;
@@ -195,8 +193,10 @@ pub struct KafkaSourceConfig {
     #[serde(default)]
     pub dead_letter_topic: String,
     /// librdkafka properties passed through unchanged (security.protocol, sasl.*, ssl.*, ...).
+    /// Credentials (`sasl.password`, `ssl.key.password`, …) should come from the
+    /// environment (`"${KAFKA_SASL_PASSWORD}"`); they print and serialise as `**REDACTED**`.
     #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    pub properties: KafkaProperties,
     /// How often the offsets of applied events are committed (also on revoke and shutdown).
     #[serde(default = "default_commit_interval")]
     pub commit_interval: Dur,

@@ -283,3 +283,38 @@ channel_capacity = 0
         assert!(paths.iter().any(|x| x == p), "{p} not in {paths:?}");
     }
 }
+
+#[test]
+fn kafka_credentials_are_redacted_in_errors_and_debug_output() {
+    let e = ConfigError::new(
+        "sources.kafka.properties.\"sasl.password\"",
+        "hunter2",
+        "bad",
+    );
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let e = ConfigError::new("sources.kafka.properties.\"sasl.username\"", "svc", "bad");
+    assert!(e.to_string().contains("svc"), "{e}");
+    let text = r#"
+[sources.kafka]
+brokers = "localhost:9092"
+topics = [{ name = "events" }]
+[sources.kafka.properties]
+"security.protocol" = "SASL_SSL"
+"sasl.password" = "${CW_TEST_SASL_PASSWORD}"
+"ssl.key.password" = "key-pass-2"
+"#;
+    let env: std::collections::HashMap<String, String> = [(
+        "CW_TEST_SASL_PASSWORD".to_string(),
+        "sasl-pass-1".to_string(),
+    )]
+    .into();
+    let cfg = Config::from_toml_str(text, &env).unwrap();
+    let k = cfg.sources.kafka.as_ref().unwrap();
+    assert_eq!(k.properties["sasl.password"], "sasl-pass-1");
+    let printed = format!("{cfg:?} {}", toml::to_string(&cfg).unwrap());
+    assert!(
+        !printed.contains("sasl-pass-1") && !printed.contains("key-pass-2"),
+        "{printed}"
+    );
+    assert!(printed.contains("SASL_SSL"));
+}
