@@ -352,3 +352,91 @@ at = "+0s"
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/t.toml"));
 }
+
+/// Issue 11 (clock robustness, history half): a line stamped in the year 5138
+/// is rejected against the real wall clock by default (the crises are still
+/// found, the line is counted `future_timestamp`); a line merely days ahead
+/// of the rest of an old history still moves the clock, and `backtest` and
+/// `chart` then warn that most events were late, naming that line.
+#[test]
+fn bad_timestamps_in_history_are_rejected_or_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, crises) = generate(dir.path());
+    let all = std::fs::read_to_string(&data).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    // The history with `line` as its `n`-th line.
+    let with_line_at = |n: usize, line: &str, name: &str| {
+        let mut copy = lines.clone();
+        copy.insert(n - 1, line);
+        let p = dir.path().join(name);
+        std::fs::write(&p, copy.join("\n") + "\n").unwrap();
+        p
+    };
+    let far = r#"{"id":"bad-5138","type":"order","ts":99999999999999,"attrs":{"product":"router-x","region":"eu-west"}}"#;
+    let far_file = with_line_at(1000, far, "far.jsonl");
+    let json = dir.path().join("far.json");
+    let out = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&far_file),
+        "--labels",
+        s(&crises),
+        "--json",
+        s(&json),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("missed 0 of 3"), "{text}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let base_json = dir.path().join("base.json");
+    run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&data),
+        "--json",
+        s(&base_json),
+    ]);
+    let base: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&base_json).unwrap()).unwrap();
+    assert_eq!(
+        report["stats"]["invalid"].as_u64().unwrap(),
+        base["stats"]["invalid"].as_u64().unwrap() + 1,
+        "the year-5138 line is one more invalid line"
+    );
+    assert_eq!(report["stats"]["late"], base["stats"]["late"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("were late"), "{stderr}");
+
+    // Three days after the generated day: in the past of the wall clock.
+    let ahead = r#"{"id":"bad-ahead","type":"order","ts":"2026-11-24T00:00:00Z","attrs":{"product":"router-x","region":"eu-west"}}"#;
+    let ahead_file = with_line_at(2000, ahead, "ahead.jsonl");
+    for args in [
+        vec!["backtest", "--input", s(&ahead_file)],
+        vec![
+            "chart",
+            "--input",
+            s(&ahead_file),
+            "--rule",
+            "complaint_rate",
+            "--group",
+            "product=router-x,region=eu-west",
+            "--output",
+            s(&dir.path().join("c.svg")),
+        ],
+    ] {
+        let config = example();
+        let mut full = args.clone();
+        full.extend(["--config", config.as_str()]);
+        let out = run(&full);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("were late for every rule")
+                && stderr.contains("ahead.jsonl:2000 moved the clock to 2026-11-24T00:00:00"),
+            "{}: {stderr}",
+            args[0]
+        );
+    }
+}

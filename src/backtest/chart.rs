@@ -20,7 +20,7 @@ use crate::alert::{Labels, Transition};
 use crate::config::{Config, RuleConfig};
 use crate::engine::{Engine, EngineError};
 
-use super::input::{InputError, Inputs};
+use super::input::{InputError, Inputs, LineRef};
 use super::labels::{self, Crisis};
 use super::report::{fmt_value, group_label, Tracker};
 use super::tune::TuneResult;
@@ -165,6 +165,22 @@ pub fn collect_from(
     now_ms: Option<i64>,
     feed: impl FnOnce(&mut dyn FnMut(&[u8])) -> Result<(), InputError>,
 ) -> Result<IndicatorChart, ChartError> {
+    collect_with(cfg, rule, group, crises, now_ms, None, |f| {
+        feed(&mut |line| f(line, None))
+    })
+}
+
+/// [`collect_from`] with the position of every line (named in the
+/// late-events warning) from `inputs`.
+fn collect_with(
+    cfg: &Config,
+    rule: &str,
+    group: &Labels,
+    crises: &[Crisis],
+    now_ms: Option<i64>,
+    inputs: Option<&Inputs>,
+    feed: impl FnOnce(&mut dyn FnMut(&[u8], Option<LineRef>)) -> Result<(), InputError>,
+) -> Result<IndicatorChart, ChartError> {
     let rule = find_rule(cfg, rule)?.clone();
     // Only this rule: other rules cannot change its values or transitions.
     let one = Config {
@@ -178,7 +194,11 @@ pub fn collect_from(
         points: Vec::new(),
         tracker: Tracker::new(driver.engine()),
     };
-    feed(&mut |line| driver.feed(line, &mut obs))?;
+    feed(&mut |line, at| match at {
+        Some(at) => driver.feed_at(line, None, at, &mut obs),
+        None => driver.feed(line, &mut obs),
+    })?;
+    driver.clock_watch().warn("chart", inputs);
     let (Some(start), Some(end)) = (driver.first_ms(), driver.engine().clock()) else {
         return Err(ChartError::Empty("no valid events in the input".into()));
     };
@@ -214,8 +234,8 @@ pub fn collect(
     crises: &[Crisis],
     now_ms: Option<i64>,
 ) -> Result<IndicatorChart, ChartError> {
-    collect_from(cfg, rule, group, crises, now_ms, |f| {
-        inputs.for_each_line(|l, _| f(l)).map(|_| ())
+    collect_with(cfg, rule, group, crises, now_ms, Some(inputs), |f| {
+        inputs.for_each_line(|l, at| f(l, Some(at))).map(|_| ())
     })
 }
 

@@ -129,6 +129,19 @@ impl Inputs {
         &self.paths
     }
 
+    /// Where a line came from, for messages: `file:line`, or
+    /// `topic[partition]@offset` for Kafka history.
+    pub fn describe(&self, at: LineRef) -> String {
+        if let Some(k) = &self.kafka {
+            return k.describe(at);
+        }
+        match self.paths.get(at.file) {
+            Some(p) if p.as_os_str() == "-" => format!("stdin:{}", at.line),
+            Some(p) => format!("{}:{}", p.display(), at.line),
+            None => format!("line {}", at.line),
+        }
+    }
+
     /// Whether standard input is among the files (it can be read only once).
     pub fn uses_stdin(&self) -> bool {
         self.paths.iter().any(|p| p.as_os_str() == "-")

@@ -441,6 +441,17 @@ impl KafkaHistory {
         })
     }
 
+    /// A message for people: `topic[partition]@offset` (once the range is
+    /// resolved, i.e. after the first read; `partition #i` before).
+    pub fn describe(&self, at: LineRef) -> String {
+        let resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        let part = resolved.as_ref().and_then(|r| r.get(at.file));
+        match part.and_then(|p| Some((self.range.topics.get(p.topic)?, p.partition))) {
+            Some((topic, partition)) => format!("{topic}[{partition}]@{}", at.line),
+            None => format!("partition #{} offset {}", at.file, at.line),
+        }
+    }
+
     /// The bootstrap servers.
     pub fn brokers(&self) -> &str {
         &self.source.brokers

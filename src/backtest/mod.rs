@@ -28,6 +28,7 @@
 //! `now` is given.
 
 pub mod chart;
+pub mod clock_watch;
 pub mod input;
 pub mod kafka_input;
 pub mod labels;
@@ -86,6 +87,10 @@ pub struct Driver {
     lines: u64,
     first_ms: Option<i64>,
     invalid_examples: Vec<(u64, InvalidReason, String)>,
+    /// Where the next line comes from ([`Driver::feed_at`]).
+    at: Option<input::LineRef>,
+    /// Late events and the input that moved the clock before them.
+    watch: clock_watch::ClockWatch,
 }
 
 impl Driver {
@@ -104,7 +109,28 @@ impl Driver {
             lines: 0,
             first_ms: None,
             invalid_examples: Vec::new(),
+            at: None,
+            watch: clock_watch::ClockWatch::new(cfg),
         })
+    }
+
+    /// Late events and the clock moves seen so far (warns with
+    /// [`ClockWatch::warn`](clock_watch::ClockWatch::warn)).
+    pub fn clock_watch(&self) -> &clock_watch::ClockWatch {
+        &self.watch
+    }
+
+    /// Like [`Driver::feed_with_default`], for a line from `at` (named in
+    /// the late-events warning).
+    pub fn feed_at(
+        &mut self,
+        line: &[u8],
+        default_type: Option<&str>,
+        at: input::LineRef,
+        obs: &mut impl Observer,
+    ) {
+        self.at = Some(at);
+        self.feed_with_default(line, default_type, obs);
     }
 
     /// The engine.
@@ -142,6 +168,7 @@ impl Driver {
         obs: &mut impl Observer,
     ) {
         self.lines += 1;
+        let at = self.at.take();
         let ev = match decode_with_default(line, &self.limits, self.now_ms, default_type) {
             Ok(ev) => ev,
             Err(inv) => {
@@ -154,6 +181,7 @@ impl Driver {
             }
         };
         self.first_ms.get_or_insert(ev.ts);
+        self.watch.observe(ev.ts, self.lines, at);
         let t = self.engine.clock().map_or(ev.ts, |c| c.max(ev.ts));
         self.boundaries_until(t, obs);
         self.engine.process(&ev, &mut self.out);
@@ -250,9 +278,10 @@ pub fn run(
         write_error: None,
     };
     let started = std::time::Instant::now();
-    inputs.for_each_line_with_default(|line, default_type, _| {
-        driver.feed_with_default(line, default_type, &mut obs)
+    inputs.for_each_line_with_default(|line, default_type, at| {
+        driver.feed_at(line, default_type, at, &mut obs)
     })?;
+    driver.clock_watch().warn("backtest", Some(inputs));
     if let Some(e) = obs.write_error {
         return Err(BacktestError::Write(e));
     }

@@ -143,7 +143,8 @@ pub(crate) struct BacktestArgs {
     /// Write a Markdown review of every incident into this directory (reads the input twice).
     #[arg(long)]
     pub(crate) review_dir: Option<PathBuf>,
-    /// Wall clock (RFC 3339) for the future-skew check [default: no check: history has no wall clock].
+    /// Wall clock (RFC 3339) for the future-skew check: events more than
+    /// engine.max_future_skew after it are invalid [default: the real wall clock: history is in the past].
     #[arg(long)]
     pub(crate) now: Option<String>,
 }
@@ -178,7 +179,7 @@ pub(crate) struct TuneArgs {
     /// Write the chosen candidate as a TOML [[rules]] snippet to this file.
     #[arg(long)]
     pub(crate) write_snippet: Option<PathBuf>,
-    /// Wall clock (RFC 3339) for the future-skew check [default: no check].
+    /// Wall clock (RFC 3339) for the future-skew check [default: the real wall clock].
     #[arg(long)]
     pub(crate) now: Option<String>,
 }
@@ -203,7 +204,7 @@ pub(crate) struct ChartArgs {
     /// Known crises to mark (JSONL).
     #[arg(long)]
     pub(crate) labels: Option<PathBuf>,
-    /// Wall clock (RFC 3339) for the future-skew check [default: no check].
+    /// Wall clock (RFC 3339) for the future-skew check [default: the real wall clock].
     #[arg(long)]
     pub(crate) now: Option<String>,
 }
@@ -220,9 +221,12 @@ pub(crate) fn load_config(arg: &ConfigArg) -> Result<Config, CliError> {
     Config::load(&arg.config, &ProcessEnv).map_err(|e| CliError::Config(e.to_string()))
 }
 
-fn now_ms(now: &Option<String>) -> Result<Option<i64>, CliError> {
+/// The wall clock of the future-skew check: `--now`, else the real one
+/// (history is in the past, so an event ahead of today is a bad stamp that
+/// would otherwise move the clock and make everything after it late).
+pub(crate) fn now_ms(now: &Option<String>) -> Result<Option<i64>, CliError> {
     match now {
-        None => Ok(None),
+        None => Ok(Some(chrono::Utc::now().timestamp_millis())),
         Some(s) => parse_rfc3339_ms(s)
             .map(Some)
             .ok_or_else(|| CliError::Now(s.clone())),

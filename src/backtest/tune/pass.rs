@@ -109,6 +109,8 @@ pub struct Tuner {
     first_ms: Option<i64>,
     lines: u64,
     out: Vec<Transition>,
+    /// Late events and the input that moved the clock before them.
+    watch: crate::backtest::clock_watch::ClockWatch,
 }
 
 impl Tuner {
@@ -225,6 +227,7 @@ impl Tuner {
             first_ms: None,
             lines: 0,
             out: Vec::new(),
+            watch: crate::backtest::clock_watch::ClockWatch::new(cfg),
         })
     }
 
@@ -255,11 +258,17 @@ impl Tuner {
 
     /// Feeds one line to every candidate.
     pub fn feed(&mut self, line: &[u8]) {
+        self.feed_from(line, None);
+    }
+
+    /// Like [`Tuner::feed`], for a line from `at` (named in the late-events warning).
+    pub fn feed_from(&mut self, line: &[u8], at: Option<crate::backtest::input::LineRef>) {
         self.lines += 1;
         let Ok(ev) = decode(line, &self.limits, self.now_ms) else {
             return;
         };
         self.first_ms.get_or_insert(ev.ts);
+        self.watch.observe(ev.ts, self.lines, at);
         let t = self.clock.map_or(ev.ts, |c| c.max(ev.ts));
         self.clock = Some(t);
         let duplicate = self.dedup.check_and_insert(&ev.id, t);
@@ -416,7 +425,8 @@ fn mark_pareto(rows: &mut [Row]) {
 pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
     let mut tuner = Tuner::new(cfg, opts)?;
     let started = std::time::Instant::now();
-    inputs.for_each_line(|line, _| tuner.feed(line))?;
+    inputs.for_each_line(|line, at| tuner.feed_from(line, Some(at)))?;
+    tuner.watch.warn("tune", Some(inputs));
     tracing::info!(
         candidates = tuner.len(),
         engines = tuner.engines(),

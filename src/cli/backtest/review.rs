@@ -49,6 +49,9 @@ pub(crate) struct ReviewArgs {
     /// Output: a file for one incident, a directory for several [default: stdout].
     #[arg(long)]
     pub(crate) output: Option<PathBuf>,
+    /// Wall clock (RFC 3339) for the future-skew check of the backtest [default: the real wall clock].
+    #[arg(long)]
+    pub(crate) now: Option<String>,
 }
 
 /// `crisiswatch review`: Markdown reviews of incidents.
@@ -75,7 +78,7 @@ pub(crate) fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
     let (incidents, end) = match (&a.transitions, &inputs) {
         (Some(t), _) => review::incidents_from_transitions(&cfg, t)?,
         (None, Some(i)) => {
-            let r = crate::backtest::run(&cfg, i, &opts, None, None)?;
+            let r = crate::backtest::run(&cfg, i, &opts, super::now_ms(&a.now)?, None)?;
             let end = r.end_ms.unwrap_or(0);
             (r.incidents, end)
         }

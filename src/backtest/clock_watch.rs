@@ -1,0 +1,221 @@
+//! Watching the event-time clock of a pass over history, so that one bad
+//! timestamp cannot silently blank a backtest.
+//!
+//! The engine's clock is the newest event time seen. One line stamped days
+//! (or millennia) ahead of the rest moves it there, and every later event is
+//! then *late* — behind the watermark by more than any window — and dropped:
+//! the backtest reports no incident at all. The history tools reject events
+//! ahead of the wall clock by default (`--now`), which catches a stamp in the
+//! future of today, but not one that is merely ahead of the rest of an old
+//! history. So every history pass (`backtest`, `tune`, `chart`, `review`) feeds
+//! the times it decodes through a [`ClockWatch`], which counts events that are
+//! late for every rule (older than clock − `allowed_lateness` − the longest
+//! window) and remembers which input moved the clock before them; when more
+//! than [`LATE_SHARE_WARNING`] of the events are late, the tool logs a warning
+//! that names that line (`file:line`) or Kafka message
+//! (`topic[partition]@offset`).
+
+use super::input::{Inputs, LineRef};
+use crate::config::Config;
+use crate::event::format_ts;
+
+/// Share of late events above which a history tool warns. A healthy history
+/// has none beyond a few stragglers (the generated demo stream has none: its
+/// late noise stays within `allowed_lateness`); 1 % late means either a clock
+/// that jumped or a history whose files are out of order.
+pub const LATE_SHARE_WARNING: f64 = 0.01;
+
+/// The input that moved the clock, and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockMove {
+    /// Where the line came from, when the caller said (files, Kafka).
+    pub at: Option<LineRef>,
+    /// Its position among all lines fed (1-based).
+    pub line: u64,
+    /// The clock before it (`None`: it was the first event).
+    pub from_ms: Option<i64>,
+    /// Its event time: the clock after it.
+    pub to_ms: i64,
+    /// Events found late while the clock stood where it put it.
+    pub late_after: u64,
+}
+
+/// Counts late events and remembers which clock move they came after.
+#[derive(Debug, Clone, Default)]
+pub struct ClockWatch {
+    /// allowed_lateness + the longest window: older than clock − this is late
+    /// for every rule.
+    horizon_ms: i64,
+    clock: Option<i64>,
+    events: u64,
+    late: u64,
+    /// The move that set the current clock.
+    current: Option<ClockMove>,
+    /// The earlier move with the most late events after it.
+    worst: Option<ClockMove>,
+}
+
+/// What a warning says: how many events were late and which move caused most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LateShare {
+    /// Late events.
+    pub late: u64,
+    /// Valid events seen.
+    pub events: u64,
+    /// The clock move most late events came after.
+    pub culprit: Option<ClockMove>,
+}
+
+impl ClockWatch {
+    /// A watch for the rules of `cfg`.
+    pub fn new(cfg: &Config) -> Self {
+        let longest = cfg
+            .rules
+            .iter()
+            .map(|r| r.window.as_ms())
+            .max()
+            .unwrap_or(0);
+        ClockWatch {
+            horizon_ms: cfg.engine.allowed_lateness.as_ms().saturating_add(longest),
+            ..ClockWatch::default()
+        }
+    }
+
+    /// One valid event with time `ts`, the `line`-th fed, from `at`.
+    pub fn observe(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
+        self.events += 1;
+        match self.clock {
+            Some(c) if ts <= c => {
+                if ts <= c.saturating_sub(self.horizon_ms) {
+                    self.late += 1;
+                    if let Some(m) = self.current.as_mut() {
+                        m.late_after += 1;
+                    }
+                }
+            }
+            from_ms => {
+                self.clock = Some(ts);
+                let next = ClockMove {
+                    at,
+                    line,
+                    from_ms,
+                    to_ms: ts,
+                    late_after: 0,
+                };
+                if let Some(prev) = self.current.replace(next) {
+                    if self.worst.is_none_or(|w| prev.late_after > w.late_after) {
+                        self.worst = Some(prev);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Late events and the move most of them came after, when they are more
+    /// than [`LATE_SHARE_WARNING`] of the events.
+    pub fn late_share(&self) -> Option<LateShare> {
+        if self.late == 0 || (self.late as f64) < LATE_SHARE_WARNING * self.events as f64 {
+            return None;
+        }
+        let culprit = match (self.current, self.worst) {
+            (Some(c), Some(w)) if w.late_after > c.late_after => Some(w),
+            (c, w) => c.or(w),
+        };
+        Some(LateShare {
+            late: self.late,
+            events: self.events,
+            culprit,
+        })
+    }
+
+    /// Logs the warning of [`ClockWatch::late_share`], if any, for `tool`
+    /// reading `inputs`.
+    pub fn warn(&self, tool: &str, inputs: Option<&Inputs>) {
+        if let Some(s) = self.late_share() {
+            let message = s.describe(inputs);
+            tracing::warn!(tool, late = s.late, events = s.events, "{message}");
+        }
+    }
+}
+
+impl LateShare {
+    /// The warning for people, naming the input that moved the clock.
+    pub fn describe(&self, inputs: Option<&Inputs>) -> String {
+        let pct = 100.0 * self.late as f64 / self.events.max(1) as f64;
+        let mut s = format!(
+            "{} of {} events ({pct:.1} %) were late for every rule and were dropped",
+            self.late, self.events
+        );
+        if let Some(m) = self.culprit {
+            let place = match (m.at, inputs) {
+                (Some(at), Some(i)) => i.describe(at),
+                _ => format!("line {}", m.line),
+            };
+            let ahead = match m.from_ms {
+                Some(f) => format!(
+                    "{} ahead of the events before it",
+                    // Whole minutes: the warning is for people.
+                    crate::config::Dur::from_ms(
+                        (m.to_ms.saturating_sub(f).max(0) / 60_000 * 60_000) as u64
+                    )
+                ),
+                None => "as the first event".to_string(),
+            };
+            s.push_str(&format!(
+                "; {} of them came after {place} moved the clock to {} ({ahead}): \
+                 check that event's time (a bad timestamp makes everything after it late)",
+                m.late_after,
+                format_ts(m.to_ms),
+            ));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch() -> ClockWatch {
+        ClockWatch {
+            horizon_ms: 1000,
+            ..ClockWatch::default()
+        }
+    }
+
+    #[test]
+    fn a_stamp_far_ahead_is_named_as_the_culprit() {
+        let mut w = watch();
+        for i in 0..50 {
+            w.observe(i * 100, i as u64 + 1, None);
+        }
+        w.observe(99_999_999_999_999, 51, None);
+        for i in 50..200 {
+            w.observe(i * 100, i as u64 + 2, None);
+        }
+        let s = w.late_share().expect("a warning");
+        assert_eq!((s.late, s.events), (150, 201));
+        let m = s.culprit.unwrap();
+        assert_eq!(
+            (m.line, m.to_ms, m.from_ms),
+            (51, 99_999_999_999_999, Some(4900))
+        );
+        assert_eq!(m.late_after, 150);
+        let text = s.describe(None);
+        assert!(text.contains("line 51 moved the clock to 5138-"), "{text}");
+    }
+
+    #[test]
+    fn ordinary_reordering_and_a_confirmed_gap_do_not_warn() {
+        let mut w = watch();
+        for i in 0..1000 {
+            // Within the horizon: reordered by up to 900 ms.
+            w.observe(i * 100 - (i % 10) * 90, i as u64 + 1, None);
+        }
+        // A real gap in the history: everything after it follows it.
+        for i in 0..1000 {
+            w.observe(10_000_000 + i * 100, 1001 + i as u64, None);
+        }
+        assert_eq!(w.late_share(), None);
+    }
+}
