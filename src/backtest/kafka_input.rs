@@ -88,7 +88,7 @@ use rdkafka::error::KafkaError;
 use crate::config::KafkaSourceConfig;
 use crate::event::{decode_with_default, DecodeLimits};
 
-use super::input::{InputStats, LineRef};
+use super::line::{InputStats, LineRef};
 use reader::{progress_bar, Reader};
 
 /// Messages a partition may buffer while the merge waits on another one.

@@ -8,6 +8,7 @@
 //! ```
 //!
 //! * [`input`] reads many files in order, gzip accepted, with a progress bar on a terminal.
+//! * [`line`] is what every source hands out with a line: its origin and the read's counts.
 //! * [`kafka_input`] reads a range of Kafka topics instead (`--kafka-topic`):
 //!   offsets or message timestamps, partitions merged by event time; the
 //!   same [`Inputs`] to every command.
@@ -32,6 +33,7 @@ pub mod clock_watch;
 pub mod input;
 pub mod kafka_input;
 pub mod labels;
+pub mod line;
 pub mod report;
 pub mod review;
 pub mod rule_tests;

@@ -31,7 +31,7 @@ mod range;
 use client::*;
 use range::*;
 
-use crate::backtest::input::{InputStats, LineRef};
+use crate::backtest::line::{InputStats, LineRef};
 
 use super::{
     event_time, KafkaHistory, KafkaInputError, ReadRange, TypedLineFn, MAX_PENDING,
