@@ -13,8 +13,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admin::{self, ReloadMetrics, ReloadRequest};
+use crate::admin::{self, ReloadMetrics};
 use crate::alert::{State, Transition};
+use crate::backtest::labels;
 use crate::config::Config;
 use crate::config::ProcessEnv;
 use crate::engine::{Engine, EngineError, EngineStats};
@@ -106,13 +107,15 @@ impl DemoReport {
     /// For each crisis: the incidents that match its slice and time (fired
     /// between its start and its end plus `grace_ms`).
     pub fn detections(&self, grace_ms: i64) -> Vec<(&Crisis, Vec<&Incident>)> {
+        let truth = labels::from_generator(&self.crises);
         self.crises
             .iter()
-            .map(|c| {
+            .zip(&truth)
+            .map(|(c, l)| {
                 let hits = self
                     .incidents
                     .iter()
-                    .filter(|i| matches_crisis(i, c, grace_ms))
+                    .filter(|i| labels::matches(&i.group, i.fired_at, l, grace_ms))
                     .collect();
                 (c, hits)
             })
@@ -121,28 +124,16 @@ impl DemoReport {
 
     /// Incidents that match no crisis.
     pub fn false_incidents(&self, grace_ms: i64) -> Vec<&Incident> {
+        let truth = labels::from_generator(&self.crises);
         self.incidents
             .iter()
-            .filter(|i| !self.crises.iter().any(|c| matches_crisis(i, c, grace_ms)))
+            .filter(|i| {
+                !truth
+                    .iter()
+                    .any(|l| labels::matches(&i.group, i.fired_at, l, grace_ms))
+            })
             .collect()
     }
-}
-
-/// Whether an incident's group overlaps a crisis slice (agrees on every
-/// attribute both name, and names at least one) and it fired during the crisis.
-pub fn matches_crisis(i: &Incident, c: &Crisis, grace_ms: i64) -> bool {
-    let mut shared = 0;
-    for (k, v) in &i.group {
-        if let Some((_, cv)) = c.slice.iter().find(|(ck, _)| ck == k) {
-            if cv != v {
-                return false;
-            }
-            shared += 1;
-        }
-    }
-    (shared > 0 || i.group.is_empty())
-        && i.fired_at >= c.start_ms
-        && i.fired_at <= c.end_ms + grace_ms
 }
 
 /// Runs the demo to the end of the simulated period (or until `shutdown`).
@@ -174,7 +165,7 @@ pub async fn run(
     }
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);
     state.admin.set_reload_sender(reload_tx.clone());
-    spawn_sighup(reload_tx);
+    crate::signal::spawn_sighup(reload_tx);
     // Incidents go through the durable outbox when an HTTP receiver has a URL.
     let incidents = if crate::incident::has_http_receivers(cfg) {
         let m = crate::incident::IncidentManager::open(
@@ -183,7 +174,7 @@ pub async fn run(
             std::path::Path::new(&cfg.incidents.data_dir),
             crate::incident::ManagerOptions::default(),
         )?;
-        crate::incident::api::attach(&state, Arc::clone(m.outbox()));
+        crate::http::silences::attach(&state, Arc::clone(m.outbox()));
         writeln!(
             out,
             "Delivering incidents to {} (outbox {}).",
@@ -323,26 +314,6 @@ pub async fn run(
         }
     }
     Ok(report)
-}
-
-/// Turns SIGHUP into reload requests (Unix).
-pub fn spawn_sighup(tx: tokio::sync::mpsc::Sender<ReloadRequest>) {
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::warn!("Cannot listen for SIGHUP; reload through the admin API only.");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading the configuration.");
-            if tx.send(ReloadRequest { reply: None }).await.is_err() {
-                break;
-            }
-        }
-    });
-    #[cfg(not(unix))]
-    drop(tx);
 }
 
 fn track(incidents: &mut Vec<Incident>, t: &Transition) {

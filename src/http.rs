@@ -13,7 +13,7 @@
 //! | `GET /api/v1/rules` | open | every rule, its configuration and live state |
 //! | `GET /api/v1/status` | open | version, config hash, uptime, last reload |
 //! | `POST /api/v1/reload` | bearer | re-read and apply the configuration file |
-//! | `GET /api/v1/silences` | open | incident silences ([`crate::incident::api`]) |
+//! | `GET /api/v1/silences` | open | incident silences ([`silences`]) |
 //! | `POST /api/v1/silences`, `DELETE /api/v1/silences/{id}` | bearer | add / expire a silence |
 //!
 //! State-changing endpoints need `Authorization: Bearer <token>` with the token
@@ -21,7 +21,7 @@
 //! configured token they are refused (401).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -33,8 +33,13 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::admin::{AdminState, ReloadRequest};
-use crate::metrics::Metrics;
+use crate::admin::ReloadRequest;
+
+pub mod silences;
+pub(crate) mod state;
+
+use state::require_admin;
+pub use state::AppState;
 
 /// Errors of the HTTP listener.
 #[derive(Debug, thiserror::Error)]
@@ -52,32 +57,6 @@ pub enum HttpError {
     Serve(#[source] std::io::Error),
 }
 
-/// State shared between the drivers and the HTTP handlers.
-#[derive(Debug)]
-pub struct AppState {
-    /// Every metric.
-    pub metrics: Arc<Metrics>,
-    /// Whether the service is ready (sources healthy, config loaded).
-    pub ready: AtomicBool,
-    /// Admin API state: snapshot, token, reload channel, status.
-    pub admin: AdminState,
-    /// The incident outbox, for the silences endpoint; set by the driver once
-    /// its incident manager is open ([`crate::incident::api::attach`]).
-    pub incidents: std::sync::OnceLock<Arc<crate::incident::outbox::Outbox>>,
-}
-
-impl AppState {
-    /// New state, not yet ready.
-    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(AppState {
-            metrics,
-            ready: AtomicBool::new(false),
-            admin: AdminState::default(),
-            incidents: std::sync::OnceLock::new(),
-        })
-    }
-}
-
 /// The routes.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -88,7 +67,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/status", get(status))
         .route("/api/v1/reload", post(reload))
-        .merge(crate::incident::api::routes())
+        .merge(silences::routes())
         .with_state(state)
 }
 
@@ -144,29 +123,6 @@ async fn status(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         obj.insert("ready".into(), is_ready(&s).into());
     }
     Json(v)
-}
-
-/// Refuses a state-changing request without the admin bearer token.
-pub fn require_admin(s: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok());
-    if s.admin.authorized(presented) {
-        return Ok(());
-    }
-    let msg = if s.admin.has_token() {
-        "missing or wrong bearer token"
-    } else {
-        "admin endpoints are disabled: no admin token configured (server.admin_token_env or server.admin_token_file)"
-    };
-    Err(Box::new(
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(serde_json::json!({ "error": msg })),
-        )
-            .into_response(),
-    ))
 }
 
 async fn reload(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {

@@ -42,6 +42,7 @@
 //! * [`cli`] is the command line, one file per command family; `main` only
 //!   sets up logging and dispatches to it.
 //! * [`secret`] holds tokens and keys read from the environment or files, never printed.
+//! * [`signal`] turns SIGINT/SIGTERM into shutdown and SIGHUP into a reload.
 //!
 //! The core takes no clock and no socket: the same events and rules always give
 //! the same transitions, in live runs, replays and tests.
@@ -68,5 +69,6 @@ pub mod replay;
 pub mod route;
 pub mod run;
 pub mod secret;
+pub mod signal;
 pub mod source;
 pub mod window;

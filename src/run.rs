@@ -143,7 +143,7 @@ pub async fn run(
         .map_err(|e| RunError::Reload(e.to_string()))?;
     let (reload_tx, reload_rx) = mpsc::channel(4);
     state.admin.set_reload_sender(reload_tx.clone());
-    crate::demo::spawn_sighup(reload_tx);
+    crate::signal::spawn_sighup(reload_tx);
     let (stop_http, stop_http_rx) = watch::channel(false);
     let server = if cfg.server.listen.is_empty() {
         None

@@ -484,7 +484,7 @@ async fn silences_endpoint_needs_the_bearer_token_to_change_anything() {
         .admin
         .set_token(Some(crisiswatch::secret::Secret::new("tok-123")));
     let ob = Arc::new(crisiswatch::incident::outbox::Outbox::open(dir.path()).unwrap());
-    crisiswatch::incident::api::attach(&state, Arc::clone(&ob));
+    crisiswatch::http::silences::attach(&state, Arc::clone(&ob));
     let (_tx, stop) = tokio::sync::watch::channel(false);
     let (addr, fut) = http::bind("127.0.0.1:0", Arc::clone(&state), stop)
         .await

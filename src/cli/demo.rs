@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::config::{Config, Dur, LoadError, ProcessEnv, EXAMPLE_CONFIG};
 use crate::demo::{self, DemoOptions};
 
-use super::args::{load, runtime, shutdown_on_signal};
+use super::args::{load, runtime};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Commands {
@@ -91,7 +91,7 @@ impl Commands {
             no_http: false,
         };
         runtime()?.block_on(async {
-            let shutdown = shutdown_on_signal();
+            let shutdown = crate::signal::shutdown_watch();
             let mut stdout = std::io::stdout();
             demo::run(&cfg, &opts, &mut stdout, shutdown).await
         })?;

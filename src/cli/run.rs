@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::run::RunOptions;
 
-use super::args::{runtime, shutdown_on_signal, ConfigArg};
+use super::args::{runtime, ConfigArg};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Commands {
@@ -40,7 +40,7 @@ impl Commands {
         };
         let rt = runtime()?;
         let result = rt.block_on(async {
-            let shutdown = shutdown_on_signal();
+            let shutdown = crate::signal::shutdown_watch();
             crate::run::run(&cfg, opts, shutdown).await
         });
         // `run` bounds the shutdown; a client still blocked on a dead broker must not hold the exit.

@@ -1,5 +1,6 @@
 //! Configuration of the incident stage: the `[incidents]` section (outbox
 //! location, progress updates, routes) and the per-receiver `delivery` policy.
+//! [`crate::incident`] only consumes these.
 //!
 //! Plain serde like the rest of [`crate::config`]: unknown keys are errors,
 //! every default is a named function saying where its value comes from, and
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ConfigError, Dur, ReceiverKind, Severity, ValueMatch};
+use super::{Config, ConfigError, Dur, ReceiverKind, Severity, ValueMatch};
 
 /// The `[incidents]` section.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -195,7 +196,7 @@ impl Default for DeliveryConfig {
 }
 
 /// Checks `[incidents]` and the receivers' incident settings; pushes every problem.
-pub fn validate(cfg: &Config, errs: &mut Vec<ConfigError>) {
+pub(super) fn validate(cfg: &Config, errs: &mut Vec<ConfigError>) {
     let inc = &cfg.incidents;
     if inc.data_dir.trim().is_empty() {
         errs.push(ConfigError::new(

@@ -117,7 +117,7 @@ impl Config {
             ));
         }
         self.validate_demo(&mut errs);
-        crate::incident::config::validate(self, &mut errs);
+        super::incidents::validate(self, &mut errs);
         self.validate_sources(&mut errs);
         let mut names = std::collections::HashSet::new();
         for (i, r) in self.rules.iter().enumerate() {

@@ -1,5 +1,5 @@
-//! Configuration: one TOML file with the engine settings, sources, rules and
-//! receivers.
+//! Configuration: one TOML file with the engine settings, sources, rules,
+//! receivers and the incident stage ([`IncidentsConfig`], [`DeliveryConfig`]).
 //!
 //! Loading is one pipeline: parse TOML → interpolate `${VAR}` in string values
 //! ([`interpolate`]) → deserialize into these structs (unknown keys are
@@ -8,6 +8,7 @@
 //! refuses to start on any of them. Defaults are named `default_*` functions
 //! with the reason for their value.
 
+mod incidents;
 pub mod interpolate;
 mod load;
 pub mod properties;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use incidents::{DeliveryConfig, IncidentsConfig, RouteConfig};
 pub use interpolate::{Env, ProcessEnv};
 pub use properties::KafkaProperties;
 pub use rules::*;
@@ -177,7 +179,7 @@ pub struct Config {
     pub receivers: Vec<ReceiverConfig>,
     /// How alerts become incidents and reach the receivers: outbox, progress updates, routes.
     #[serde(default)]
-    pub incidents: crate::incident::config::IncidentsConfig,
+    pub incidents: IncidentsConfig,
 }
 
 #[cfg(test)]

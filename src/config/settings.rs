@@ -408,5 +408,5 @@ pub struct ReceiverConfig {
     pub tls_roots: TlsRoots,
     /// Timeouts, retries, dead-lettering and the circuit breaker.
     #[serde(default)]
-    pub delivery: crate::incident::config::DeliveryConfig,
+    pub delivery: super::DeliveryConfig,
 }

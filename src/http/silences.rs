@@ -1,4 +1,4 @@
-//! The silences HTTP endpoint, served beside `/metrics` by [`crate::http`].
+//! The silences HTTP endpoint of the incident stage, served beside `/metrics`.
 //!
 //! | endpoint | auth | what |
 //! | --- | --- | --- |
@@ -22,18 +22,18 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::event::format_ts;
-use crate::http::{require_admin, AppState};
+use crate::incident::delivery::Clock;
+use crate::incident::outbox::Outbox;
+use crate::incident::silence::{Matcher, Silence};
 
-use super::delivery::Clock;
-use super::outbox::Outbox;
-use super::silence::{Matcher, Silence};
+use super::state::{require_admin, AppState};
 
 /// Makes the silences of `outbox` available to the HTTP endpoint.
 pub fn attach(state: &AppState, outbox: Arc<Outbox>) {
     let _ = state.incidents.set(outbox);
 }
 
-/// The routes, merged into [`crate::http::router`].
+/// The routes, merged into [`super::router`].
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/silences", get(list).post(add))

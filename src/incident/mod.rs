@@ -19,8 +19,8 @@
 //!   [`receivers`] renders the wire formats, [`signature`] signs them
 //!   (Standard Webhooks, and the documented [`signature::verify`]).
 //! * [`metrics`] exports attempts, failures, latency quantiles, depth and age.
-//! * [`api`] is the silences HTTP endpoint; `crate::cli` holds the `outbox` and
-//!   `silence` commands; [`replay`] delivers the incidents of `crisiswatch replay`.
+//! * The silences HTTP endpoint is [`crate::http::silences`]; the `outbox` and
+//!   `silence` commands are in `crate::cli`; [`replay`] delivers the incidents of `crisiswatch replay`.
 //!
 //! # Using it from a driver (`run`, `demo`, `replay`)
 //!
@@ -39,8 +39,6 @@
 //! milliseconds. An error from them means the batch was not persisted (logged
 //! at ERROR; the lifecycle is rolled back to the stored state).
 
-pub mod api;
-pub mod config;
 pub mod delivery;
 pub mod endpoint;
 pub mod lifecycle;

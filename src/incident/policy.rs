@@ -8,7 +8,7 @@
 
 use rand::Rng;
 
-use super::config::DeliveryConfig;
+use crate::config::DeliveryConfig;
 
 /// Why an attempt did not succeed; the label of `crisiswatch_notification_failures_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,7 +10,7 @@
 use crate::alert::Labels;
 use crate::config::{Config, Severity, ValueMatch};
 
-use super::config::RouteConfig;
+use crate::config::RouteConfig;
 
 /// The implicit route when `[[incidents.routes]]` is empty.
 pub const DEFAULT_ROUTE: &str = "default";

@@ -36,7 +36,7 @@ impl TransitionSink {
                 console: Some(Box::new(std::io::stdout())),
             },
         )?;
-        crate::incident::api::attach(state, Arc::clone(manager.outbox()));
+        crate::http::silences::attach(state, Arc::clone(manager.outbox()));
         Ok(TransitionSink {
             manager,
             submitted: 0,

@@ -1,0 +1,62 @@
+//! State shared between the drivers and the HTTP handlers, and the one admin
+//! check of every state-changing endpoint (here and in
+//! [`super::silences`]).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::admin::AdminState;
+use crate::metrics::Metrics;
+
+/// State shared between the drivers and the HTTP handlers.
+#[derive(Debug)]
+pub struct AppState {
+    /// Every metric.
+    pub metrics: Arc<Metrics>,
+    /// Whether the service is ready (sources healthy, config loaded).
+    pub ready: AtomicBool,
+    /// Admin API state: snapshot, token, reload channel, status.
+    pub admin: AdminState,
+    /// The incident outbox, for the silences endpoint; set by the driver once
+    /// its incident manager is open ([`super::silences::attach`]).
+    pub incidents: std::sync::OnceLock<Arc<crate::incident::outbox::Outbox>>,
+}
+
+impl AppState {
+    /// New state, not yet ready.
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(AppState {
+            metrics,
+            ready: AtomicBool::new(false),
+            admin: AdminState::default(),
+            incidents: std::sync::OnceLock::new(),
+        })
+    }
+}
+
+/// Refuses a state-changing request without the admin bearer token.
+pub(crate) fn require_admin(s: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    if s.admin.authorized(presented) {
+        return Ok(());
+    }
+    let msg = if s.admin.has_token() {
+        "missing or wrong bearer token"
+    } else {
+        "admin endpoints are disabled: no admin token configured (server.admin_token_env or server.admin_token_file)"
+    };
+    Err(Box::new(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(serde_json::json!({ "error": msg })),
+        )
+            .into_response(),
+    ))
+}

@@ -1,0 +1,57 @@
+//! Process signals of the long-running commands: SIGINT and SIGTERM end a
+//! run (`crisiswatch run`, `demo`), SIGHUP reloads the configuration as
+//! `POST /api/v1/reload` does.
+
+use crate::admin::ReloadRequest;
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// A watch that turns true on SIGINT or SIGTERM (spawned on the current runtime).
+pub fn shutdown_watch() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown().await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Turns SIGHUP into reload requests (Unix).
+pub fn spawn_sighup(tx: tokio::sync::mpsc::Sender<ReloadRequest>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("Cannot listen for SIGHUP; reload through the admin API only.");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the configuration.");
+            if tx.send(ReloadRequest { reply: None }).await.is_err() {
+                break;
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(tx);
+}
