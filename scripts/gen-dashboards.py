@@ -6,18 +6,32 @@ tests/prometheus.rs (and the Kafka, invalid-input and delivery panels, without
 their `or on () vector(0)` fallback, against `crisiswatch run` on Kafka by
 tests/prometheus_run.rs), so keep expressions here and in the JSON in sync by
 re-running this script.
+
+Every metric selector is scoped to the dashboard's `job` and `instance`
+variables by `scoped()`, so the expressions below name only what they are about;
+joins between series match on `job, instance` as well.
 """
 import json
 import os
+import re
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
+SCOPE = 'job=~"$job", instance=~"$instance"'
 
 
-def panel(pid, title, exprs, x, y, w=12, h=8, kind="timeseries", unit=None, desc="", legend=None, overrides=None):
+def scoped(expr):
+    """Adds the job and instance matchers to every crisiswatch_* selector."""
+    def add(m):
+        name, labels = m.group(1), m.group(3)
+        return "%s{%s%s}" % (name, SCOPE, ", " + labels if labels else "")
+    return re.sub(r"\b(crisiswatch_[a-zA-Z0-9_]+)(\{([^}]*)\})?", add, expr)
+
+
+def panel(pid, title, exprs, x, y, w=12, h=8, kind="timeseries", unit=None, desc="", legend=None, overrides=None, repeat=None):
     targets = []
     for i, e in enumerate(exprs):
         expr, fmt = e if isinstance(e, tuple) else (e, None)
-        t = {"refId": chr(ord("A") + i), "expr": expr, "datasource": DS}
+        t = {"refId": chr(ord("A") + i), "expr": scoped(expr), "datasource": DS}
         if fmt:
             t["legendFormat"] = fmt
         if kind == "table":
@@ -39,6 +53,9 @@ def panel(pid, title, exprs, x, y, w=12, h=8, kind="timeseries", unit=None, desc
         p["fieldConfig"]["defaults"]["unit"] = unit
     if legend:
         p["options"]["legend"] = legend
+    if repeat:
+        # One copy of the panel per selected value of the variable.
+        p.update({"repeat": repeat, "repeatDirection": "h", "maxPerRow": 3})
     return p
 
 
@@ -72,27 +89,37 @@ DATASOURCE_VAR = {
     "current": {},
     "hide": 0,
 }
-RULE_VAR = {
-    "name": "rule",
-    "label": "Rule",
-    "type": "query",
-    "datasource": DS,
-    "query": {"query": "label_values(crisiswatch_rule_info, rule)", "refId": "rule"},
-    "definition": "label_values(crisiswatch_rule_info, rule)",
-    "refresh": 2,
-    "includeAll": True,
-    "multi": True,
-    "allValue": ".*",
-    "current": {"text": "All", "value": "$__all"},
-    "hide": 0,
-}
+
+
+def query_var(name, label, query):
+    """A multi-value variable from a label_values() query, "All" by default."""
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DS,
+        "query": {"query": query, "refId": name},
+        "definition": query,
+        "refresh": 2,
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "current": {"text": "All", "value": "$__all"},
+        "hide": 0,
+    }
+
+
+# crisiswatch_ready is exported by every crisiswatch process (demo and run).
+JOB_VAR = query_var("job", "Job", "label_values(crisiswatch_ready, job)")
+INSTANCE_VAR = query_var("instance", "Instance", 'label_values(crisiswatch_ready{job=~"$job"}, instance)')
+RULE_VAR = query_var("rule", "Rule", 'label_values(crisiswatch_rule_info{job=~"$job", instance=~"$instance"}, rule)')
 
 firing_red = [{"matcher": {"id": "byRegexp", "options": ".*threshold.*"}, "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}]}]
 
 overview = dashboard(
     "crisiswatch-overview",
     "crisiswatch — Crisis overview",
-    "Every indicator against its thresholds by slice, current and recent incidents, top slices by complaint rate.",
+    "Every indicator against its thresholds by slice, current and recent incidents, the top slices of every rule.",
     [
         panel(1, "Alerts firing", [("count(crisiswatch_alert_state == 2) or vector(0)", "firing")], 0, 0, 4, 5, kind="stat",
               desc="Alert instances (rule × slice) firing now."),
@@ -107,24 +134,21 @@ overview = dashboard(
                ("crisiswatch_indicator_threshold{rule=~\"$rule\", severity!=\"clear\"}", "{{rule}} {{severity}} threshold")],
               0, 6, 24, 10, desc="Each slice's indicator value; dashed lines are the rule's thresholds.", overrides=firing_red),
         panel(7, "Indicator ÷ warning threshold by slice ($rule)",
-              [("crisiswatch_indicator_value{rule=~\"$rule\"} / on (rule) group_left () crisiswatch_indicator_threshold{severity=\"warning\"}", "{{rule}} {{product}} {{region}} {{channel}} {{segment}}")],
+              [("crisiswatch_indicator_value{rule=~\"$rule\"} / on (job, instance, rule) group_left () crisiswatch_indicator_threshold{severity=\"warning\"}", "{{rule}} {{product}} {{region}} {{channel}} {{segment}}")],
               0, 16, 12, 9, desc="Above 1 means past the warning threshold (for rules with condition = above)."),
         panel(8, "Alert state by slice ($rule)",
               [("crisiswatch_alert_state{rule=~\"$rule\"} > 0", "{{rule}} {{product}} {{region}} {{channel}} {{segment}}")],
               12, 16, 12, 9, kind="state-timeline", desc="1 pending, 2 firing: the shaded periods are the incidents."),
         row(9, "Incidents", 25),
-        panel(10, "Firing now", [("crisiswatch_alert_state == 2", None)], 0, 26, 12, 8, kind="table",
+        panel(10, "Firing now", [("crisiswatch_alert_state == 2", None)], 0, 26, 24, 8, kind="table",
               desc="Every firing rule × slice (details: /api/v1/alerts)."),
-        panel(11, "Top slices by complaint rate", [("topk(10, crisiswatch_indicator_value{rule=\"complaint_rate\"})", "{{product}} {{region}}")],
-              12, 26, 12, 8, unit="percentunit", desc="Complaints ÷ orders over the rule's window, highest ten slices."),
-        panel(12, "Churn rate by region and segment", [("crisiswatch_indicator_value{rule=\"churn_rate\"}", "{{region}} {{segment}}"),
-                                                      ("crisiswatch_indicator_threshold{rule=\"churn_rate\", severity!=\"clear\"}", "{{severity}} threshold")],
-              0, 34, 12, 8, unit="percentunit", overrides=firing_red),
-        panel(13, "Detractor share by product and region", [("crisiswatch_indicator_value{rule=\"detractor_share\"}", "{{product}} {{region}}"),
-                                                            ("crisiswatch_indicator_threshold{rule=\"detractor_share\", severity!=\"clear\"}", "{{severity}} threshold")],
-              12, 34, 12, 8, unit="percentunit", overrides=firing_red),
+        panel(11, "Top slices: $rule",
+              [("topk(10, crisiswatch_indicator_value{rule=~\"$rule\"})", "{{product}} {{region}} {{channel}} {{segment}}"),
+               ("crisiswatch_indicator_threshold{rule=~\"$rule\", severity!=\"clear\"}", "{{severity}} threshold")],
+              0, 34, 8, 8, overrides=firing_red, repeat="rule",
+              desc="The ten highest slices of each selected rule against its thresholds (one panel per rule)."),
     ],
-    [DATASOURCE_VAR, RULE_VAR],
+    [DATASOURCE_VAR, JOB_VAR, INSTANCE_VAR, RULE_VAR],
 )
 
 operations = dashboard(
@@ -162,13 +186,14 @@ operations = dashboard(
         panel(19, "Outbox depth and oldest undelivered", [("sum by (receiver) (crisiswatch_outbox_depth) or on () vector(0)", "depth {{receiver}}"),
                                                          ("max by (receiver) (crisiswatch_outbox_oldest_age_seconds) or on () vector(0)", "oldest {{receiver}}")],
               8, 48, 8, 8, desc="Notifications persisted and not yet delivered; the age of the oldest."),
-        panel(21, "Delivery latency quantiles", [("crisiswatch_notification_latency_seconds or on () vector(0)", "{{receiver}} p{{quantile}}")],
-              16, 48, 8, 8, unit="s", desc="From persisted to 2xx, retries included (hdrhistogram)."),
+        panel(21, "Delivery latency", [("crisiswatch_notification_latency_seconds or on () vector(0)", "{{receiver}} p{{quantile}}"),
+                                      ("sum by (receiver) (rate(crisiswatch_notification_latency_seconds_sum[5m])) / sum by (receiver) (rate(crisiswatch_notification_latency_seconds_count[5m])) or on () vector(0)", "{{receiver}} mean")],
+              16, 48, 8, 8, unit="s", desc="From persisted to 2xx, retries included: quantiles over the last 1-2 minutes (hdrhistogram) and the 5-minute mean."),
         panel(20, "Config reloads", [("sum by (result) (increase(crisiswatch_config_reloads_total[1h]))", "{{result}}")], 0, 56, 12, 6),
         panel(22, "Open incidents and dead letters", [("crisiswatch_incidents_open or on () vector(0)", "open incidents"),
                                                      ("sum by (receiver) (crisiswatch_outbox_dead_letters) or on () vector(0)", "dead letters {{receiver}}")], 12, 56, 12, 6),
     ],
-    [DATASOURCE_VAR],
+    [DATASOURCE_VAR, JOB_VAR, INSTANCE_VAR],
 )
 
 here = os.path.dirname(os.path.abspath(__file__))

@@ -2,8 +2,11 @@
 //!
 //! Checks that `promtool check metrics` accepts `/metrics`, that the monitor's
 //! own alerting rules load, that every PromQL expression of every dashboard
-//! panel returns at least one series through Prometheus's HTTP API, and that
-//! the crisis slice's indicator series crosses its threshold series.
+//! panel returns at least one series through Prometheus's HTTP API (with the
+//! dashboards' `job` variable set to the scrape job), and that the crisis
+//! slice's indicator series crosses its threshold series. The dashboards'
+//! shape (variables, scoping, no rule names, provisioning files) is checked
+//! without Prometheus.
 //!
 //! Needs `prometheus` and `promtool` (Debian package `prometheus`, installed by
 //! `scripts/install-test-deps.sh`).
@@ -236,4 +239,50 @@ fn monitor_rules_pass_promtool() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn dashboards_are_scoped_by_job_and_instance_and_name_no_rule() {
+    for file in DASHBOARDS {
+        let text = std::fs::read_to_string(format!("{ROOT}/dashboards/{file}")).unwrap();
+        let dash: Value = serde_json::from_str(&text).unwrap();
+        let vars: Vec<&str> = dash["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        for v in ["datasource", "job", "instance"] {
+            assert!(vars.contains(&v), "{file}: no {v} variable: {vars:?}");
+        }
+        let raw = raw_exprs(&dash);
+        assert!(raw.len() >= 10, "{file}: too few panels");
+        for e in raw {
+            // Every selector is scoped to the chosen job and instance.
+            let selectors = e.matches("crisiswatch_").count();
+            let scoped = e.matches("{job=~\"$job\", instance=~\"$instance\"").count();
+            assert_eq!(selectors, scoped, "{file}: unscoped selector in {e}");
+            // Rules come from the `rule` variable, never by name.
+            assert!(!e.contains("rule=\""), "{file}: a rule named in {e}");
+        }
+    }
+    for f in [
+        "provisioning/dashboards/crisiswatch.yaml",
+        "provisioning/datasources/prometheus.yaml",
+    ] {
+        let text = std::fs::read_to_string(format!("{ROOT}/dashboards/{f}")).unwrap();
+        assert!(text.contains("apiVersion: 1"), "{f}");
+    }
+}
+
+/// The panel queries as written (variables unbound).
+fn raw_exprs(node: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in node["panels"].as_array().into_iter().flatten() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            out.extend(t["expr"].as_str().map(str::to_string));
+        }
+        out.extend(raw_exprs(p));
+    }
+    out
 }

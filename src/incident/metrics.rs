@@ -4,13 +4,18 @@
 //! Names follow `contract.md` §5 (`crisiswatch_<name>_<unit>`, `_total` on
 //! counters); label values come from small fixed sets (receiver names from
 //! the config, failure reasons, outcomes). Delivery latency — enqueue to 2xx,
-//! retries included — is kept in an HdrHistogram per receiver and exported as
-//! p50/p90/p99/max gauges.
+//! retries included — is a summary per receiver, like the engine's latencies
+//! ([`crate::metrics`]): quantiles 0.5/0.9/0.99/1 (max) from HdrHistograms
+//! over the last one to two minutes, and `_sum`/`_count` since start, so
+//! `rate(_sum) / rate(_count)` gives the mean over any range.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType, Quantile, Summary};
 use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::policy::FailureReason;
@@ -34,13 +39,12 @@ pub struct IncidentMetrics {
     pub dead_letters: IntGaugeVec,
     /// 1 while a receiver's circuit breaker is open.
     pub breaker_open: IntGaugeVec,
-    /// Latency quantiles per receiver, seconds.
-    latency: GaugeVec,
+    /// Delivery latency per receiver (a summary).
+    latency: LatencySummary,
     /// Incident notifications produced, by route and action.
     pub incidents: IntCounterVec,
     /// Open incidents.
     pub open_incidents: prometheus::IntGauge,
-    histograms: Mutex<HashMap<String, Histogram<u64>>>,
 }
 
 impl std::fmt::Debug for IncidentMetrics {
@@ -103,13 +107,7 @@ impl IncidentMetrics {
                 Opts::new("crisiswatch_receiver_circuit_open", "1 while the receiver's circuit breaker is open."),
                 &["receiver"],
             )?)?,
-            latency: reg(r, GaugeVec::new(
-                Opts::new(
-                    "crisiswatch_notification_latency_seconds",
-                    "Delivery latency (queued to 2xx, retries included) per receiver: quantiles 0.5, 0.9, 0.99 and 1 (max).",
-                ),
-                &["receiver", "quantile"],
-            )?)?,
+            latency: reg(r, LatencySummary::new()?)?,
             incidents: reg(r, IntCounterVec::new(
                 Opts::new("crisiswatch_incident_notifications_total", "Incident notifications produced, by route and action."),
                 &["route", "action"],
@@ -117,7 +115,6 @@ impl IncidentMetrics {
             open_incidents: reg(r, prometheus::IntGauge::new(
                 "crisiswatch_incidents_open", "Incidents open (or waiting for their group window).",
             )?)?,
-            histograms: Mutex::new(HashMap::new()),
         };
         for rec in receivers {
             m.attempts.with_label_values(&[rec]);
@@ -135,48 +132,220 @@ impl IncidentMetrics {
         Ok(m)
     }
 
-    /// Records one delivery latency and refreshes the receiver's quantiles.
+    /// Records one delivery latency.
     pub fn record_latency(&self, receiver: &str, ms: i64) {
-        let Ok(mut h) = self.histograms.lock() else {
-            return;
-        };
-        if !h.contains_key(receiver) {
-            // 3 significant digits, auto-resizing; creation only fails for sigfig > 5.
-            let Ok(new) = Histogram::new(3) else {
-                return;
-            };
-            h.insert(receiver.to_string(), new);
-        }
-        let Some(hist) = h.get_mut(receiver) else {
-            return;
-        };
-        let _ = hist.record(ms.max(0) as u64);
-        for (q, label) in QUANTILES {
-            let v = if q >= 1.0 {
-                hist.max()
-            } else {
-                hist.value_at_quantile(q)
-            };
-            self.latency
-                .with_label_values(&[receiver, label])
-                .set(v as f64 / 1000.0);
-        }
+        self.latency.record(receiver, ms, Instant::now());
     }
 
-    /// The latency quantiles of a receiver in ms (p50, p90, p99, max), if any.
+    /// A receiver's latency quantiles over the current window, ms (p50, p90,
+    /// p99, max), if it delivered anything in it.
     pub fn latency_ms(&self, receiver: &str) -> Option<[u64; 4]> {
-        let h = self.histograms.lock().ok()?;
-        let hist = h.get(receiver)?;
-        Some([
-            hist.value_at_quantile(0.5),
-            hist.value_at_quantile(0.9),
-            hist.value_at_quantile(0.99),
-            hist.max(),
-        ])
+        self.latency.quantiles_ms(receiver, Instant::now())
     }
 
     /// A gauge handle, for tests.
     pub fn oldest_age_gauge(&self, receiver: &str) -> Gauge {
         self.oldest_age.with_label_values(&[receiver])
+    }
+}
+
+// === impl LatencySummary ===
+
+/// Highest latency tracked, ms (7 days, beyond any `max_age`); larger values
+/// are clamped.
+const MAX_LATENCY_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Quantiles cover the current and the previous window: one to two minutes.
+const WINDOW: Duration = Duration::from_secs(60);
+/// The summary's name.
+const LATENCY_NAME: &str = "crisiswatch_notification_latency_seconds";
+
+/// One receiver's latencies: two rotating histograms and the running totals.
+#[derive(Debug)]
+struct Window {
+    /// Current and previous window.
+    hist: [Histogram<u64>; 2],
+    rotated: Instant,
+    sum_secs: f64,
+    count: u64,
+}
+
+impl Window {
+    fn new(now: Instant) -> Option<Window> {
+        // Valid constant bounds (low ≥ 1, high ≥ 2 × low, 3 digits): cannot fail.
+        let h = || Histogram::new_with_bounds(1, MAX_LATENCY_MS, 3).ok();
+        Some(Window {
+            hist: [h()?, h()?],
+            rotated: now,
+            sum_secs: 0.0,
+            count: 0,
+        })
+    }
+
+    /// Starts a new window when the current one is a minute old (both when two are).
+    fn rotate(&mut self, now: Instant) {
+        let age = now.saturating_duration_since(self.rotated);
+        if age >= WINDOW {
+            self.hist.swap(0, 1);
+            self.hist[0].reset();
+            if age >= 2 * WINDOW {
+                self.hist[1].reset();
+            }
+            self.rotated = now;
+        }
+    }
+
+    fn quantiles_ms(&self) -> Option<[u64; 4]> {
+        let mut merged = self.hist[0].clone();
+        merged.add(&self.hist[1]).ok()?;
+        if merged.is_empty() {
+            return None;
+        }
+        Some([
+            merged.value_at_quantile(0.5),
+            merged.value_at_quantile(0.9),
+            merged.value_at_quantile(0.99),
+            merged.max(),
+        ])
+    }
+}
+
+/// `crisiswatch_notification_latency_seconds{receiver, quantile}` with
+/// `_sum` and `_count`: a Prometheus summary whose quantiles are windowed.
+/// A receiver appears once it has delivered something.
+#[derive(Clone)]
+struct LatencySummary {
+    desc: Desc,
+    receivers: Arc<Mutex<BTreeMap<String, Window>>>,
+}
+
+impl LatencySummary {
+    fn new() -> Result<Self, prometheus::Error> {
+        Ok(LatencySummary {
+            desc: Desc::new(
+                LATENCY_NAME.to_string(),
+                "Delivery latency per receiver, queued to 2xx with retries: quantiles 0.5, 0.9, 0.99 and 1 (max) over the last 1-2 minutes; _sum and _count since start.".to_string(),
+                vec!["receiver".to_string()],
+                HashMap::new(),
+            )?,
+            receivers: Arc::new(Mutex::new(BTreeMap::new())),
+        })
+    }
+
+    fn record(&self, receiver: &str, ms: i64, now: Instant) {
+        let mut map = self.receivers.lock().unwrap_or_else(|p| p.into_inner());
+        if !map.contains_key(receiver) {
+            let Some(w) = Window::new(now) else {
+                return;
+            };
+            map.insert(receiver.to_string(), w);
+        }
+        let Some(w) = map.get_mut(receiver) else {
+            return;
+        };
+        w.rotate(now);
+        let ms = u64::try_from(ms).unwrap_or(0);
+        let _ = w.hist[0].record(ms.clamp(1, MAX_LATENCY_MS));
+        w.sum_secs += ms as f64 / 1000.0;
+        w.count += 1;
+    }
+
+    fn quantiles_ms(&self, receiver: &str, now: Instant) -> Option<[u64; 4]> {
+        let mut map = self.receivers.lock().unwrap_or_else(|p| p.into_inner());
+        let w = map.get_mut(receiver)?;
+        w.rotate(now);
+        w.quantiles_ms()
+    }
+}
+
+impl Collector for LatencySummary {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let now = Instant::now();
+        let mut map = self.receivers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut metrics = Vec::with_capacity(map.len());
+        for (receiver, w) in map.iter_mut() {
+            w.rotate(now);
+            let q = w.quantiles_ms();
+            let mut summary = Summary::default();
+            summary.set_sample_sum(w.sum_secs);
+            summary.set_sample_count(w.count);
+            summary.set_quantile(
+                QUANTILES
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (quantile, _))| {
+                        let mut x = Quantile::default();
+                        x.set_quantile(*quantile);
+                        x.set_value(q.map_or(f64::NAN, |q| q[i] as f64 / 1000.0));
+                        x
+                    })
+                    .collect(),
+            );
+            let mut label = LabelPair::default();
+            label.set_name("receiver".to_string());
+            label.set_value(receiver.clone());
+            let mut m = Metric::default();
+            m.set_label(vec![label]);
+            m.set_summary(summary);
+            metrics.push(m);
+        }
+        let mut family = MetricFamily::default();
+        family.set_name(LATENCY_NAME.to_string());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(MetricType::SUMMARY);
+        family.set_metric(metrics);
+        vec![family]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_is_a_windowed_summary_with_sum_and_count() {
+        use prometheus::Encoder;
+        let r = Registry::new();
+        let m = IncidentMetrics::new(&r, &["hook".to_string(), "idle".to_string()]).unwrap();
+        let t0 = Instant::now();
+        for ms in [100, 200, 300, 400] {
+            m.latency.record("hook", ms, t0);
+        }
+        assert_eq!(m.latency.quantiles_ms("hook", t0).unwrap()[3], 400);
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&r.gather(), &mut text)
+            .unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("# TYPE crisiswatch_notification_latency_seconds summary"));
+        assert!(
+            text.contains(
+                "crisiswatch_notification_latency_seconds{receiver=\"hook\",quantile=\"0.99\"} 0.4"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("crisiswatch_notification_latency_seconds_sum{receiver=\"hook\"} 1"));
+        assert!(
+            text.contains("crisiswatch_notification_latency_seconds_count{receiver=\"hook\"} 4")
+        );
+        assert!(
+            !text.contains("receiver=\"idle\",quantile"),
+            "no series before a delivery"
+        );
+        // A minute later the old values still count; two minutes later they are gone,
+        // while the totals keep growing.
+        m.latency.record("hook", 1000, t0 + WINDOW);
+        assert_eq!(m.latency.quantiles_ms("hook", t0 + WINDOW).unwrap()[0], 300);
+        m.latency.record("hook", 2000, t0 + 2 * WINDOW);
+        assert_eq!(
+            m.latency.quantiles_ms("hook", t0 + 2 * WINDOW).unwrap(),
+            [1000, 2000, 2000, 2000]
+        );
+        assert_eq!(m.latency.quantiles_ms("hook", t0 + 5 * WINDOW), None);
+        let map = m.latency.receivers.lock().unwrap();
+        assert_eq!((map["hook"].count, map["hook"].sum_secs), (6, 4.0));
     }
 }

@@ -141,7 +141,16 @@ pub struct Target {
     pub legend: Option<String>,
 }
 
-/// Every query of every panel of a dashboard (rows included), in order.
+/// A panel query as Grafana sends it with the dashboards' variables set: the
+/// job of [`Prometheus::start`]'s scrape configuration, every instance, every rule.
+pub fn bind_variables(expr: &str) -> String {
+    expr.replace("$job", "crisiswatch")
+        .replace("$instance", ".+")
+        .replace("$rule", ".*")
+}
+
+/// Every query of every panel of a dashboard (rows included), in order, with
+/// the variables bound ([`bind_variables`]).
 pub fn targets(dashboard: &Value) -> Vec<Target> {
     let mut out = Vec::new();
     collect(dashboard, &mut out);
@@ -156,7 +165,7 @@ fn collect(node: &Value, out: &mut Vec<Target>) {
                     if let Some(e) = t.get("expr").and_then(Value::as_str) {
                         out.push(Target {
                             panel: p["title"].as_str().unwrap_or_default().to_string(),
-                            expr: e.to_string(),
+                            expr: bind_variables(e),
                             legend: t["legendFormat"].as_str().map(str::to_string),
                         });
                     }
