@@ -119,6 +119,7 @@ impl Config {
         self.validate_demo(&mut errs);
         super::incidents::validate(self, &mut errs);
         self.validate_sources(&mut errs);
+        super::bounds::validate(self, &mut errs);
         let mut names = std::collections::HashSet::new();
         for (i, r) in self.rules.iter().enumerate() {
             if !names.insert(r.name.as_str()) {

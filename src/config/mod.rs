@@ -8,6 +8,7 @@
 //! refuses to start on any of them. Defaults are named `default_*` functions
 //! with the reason for their value.
 
+pub mod bounds;
 mod incidents;
 pub mod interpolate;
 mod load;
