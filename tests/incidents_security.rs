@@ -185,3 +185,45 @@ fn tls_settings_are_validated() {
     assert!(errs("tls_roots = \"mozilla\"").contains("tls_roots"));
     assert_eq!(errs("tls_roots = \"system\"\nca_file = \"/ca.pem\""), "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_receiver_answer_is_read_only_up_to_the_limit_and_counted() {
+    let rx = Receiver::start().await;
+    // A refusal with a 16 MiB body: crisiswatch reads 4 KiB of it.
+    rx.script([Reply::with_body(400, 16 << 20)]);
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let cfg = config(&generic_receiver("hook", &rx.url(), ""));
+    let m = IncidentManager::open(&cfg, &reg, dir.path(), ManagerOptions::default()).unwrap();
+    m.submit(
+        &[tr("a", "p", State::Firing, Severity::Warning, 1000, 1000)],
+        1000,
+    )
+    .unwrap();
+    let failed = |m: &IncidentManager| {
+        m.outbox()
+            .list(
+                Some(crisiswatch::incident::outbox::Status::Failed),
+                None,
+                10,
+            )
+            .unwrap()
+    };
+    eventually(Duration::from_secs(30), "the notification failed", || {
+        !failed(&m).is_empty()
+    })
+    .await;
+    let row = &failed(&m)[0];
+    let detail = row.last_error.as_deref().unwrap_or_default();
+    assert!(detail.starts_with("HTTP 400: xxx"), "{detail}");
+    assert!(detail.chars().count() <= 220, "{} characters", detail.len());
+    assert_eq!(
+        metric(
+            &reg,
+            "crisiswatch_notification_response_truncated_total",
+            &[("receiver", "hook")]
+        ),
+        1.0
+    );
+    m.shutdown(Duration::from_secs(1)).await;
+}

@@ -417,7 +417,13 @@ impl Worker {
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, self.clock.now_ms()));
-                let text = resp.text().await.unwrap_or_default();
+                let (text, truncated) = read_limited(resp, RESPONSE_BODY_LIMIT).await;
+                if truncated {
+                    self.metrics
+                        .response_truncated
+                        .with_label_values(&[&self.rt.name])
+                        .inc();
+                }
                 Outcome::Failed {
                     reason,
                     detail: format!(
@@ -466,6 +472,28 @@ impl Worker {
             .set(i64::from(breaker.is_open()));
         stats.oldest_ms
     }
+}
+
+/// Bytes of a refusing receiver's answer read for the failure detail (which
+/// keeps 200 characters of it); the rest is not read, so a receiver cannot
+/// make the worker buffer an unbounded body.
+pub const RESPONSE_BODY_LIMIT: usize = 4096;
+
+/// Reads at most `limit` bytes of the response body (lossy UTF-8); true when
+/// the body was longer and the rest was dropped unread.
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> (String, bool) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut truncated = false;
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = limit.saturating_sub(buf.len());
+        if chunk.len() > room {
+            buf.extend_from_slice(&chunk[..room]);
+            truncated = true;
+            break;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    (String::from_utf8_lossy(&buf).into_owned(), truncated)
 }
 
 fn failed(reason: FailureReason, detail: String) -> Outcome {

@@ -41,6 +41,9 @@ pub struct IncidentMetrics {
     pub breaker_open: IntGaugeVec,
     /// Delivery latency per receiver (a summary).
     latency: LatencySummary,
+    /// Receiver answers whose body was longer than the delivery worker reads
+    /// ([`super::delivery::RESPONSE_BODY_LIMIT`]), per receiver.
+    pub response_truncated: IntCounterVec,
     /// Incident notifications produced, by route and action.
     pub incidents: IntCounterVec,
     /// Open incidents.
@@ -108,6 +111,13 @@ impl IncidentMetrics {
                 &["receiver"],
             )?)?,
             latency: reg(r, LatencySummary::new()?)?,
+            response_truncated: reg(r, IntCounterVec::new(
+                Opts::new(
+                    "crisiswatch_notification_response_truncated_total",
+                    "Receiver answers longer than the 4 KiB crisiswatch reads (the rest is dropped unread), per receiver.",
+                ),
+                &["receiver"],
+            )?)?,
             incidents: reg(r, IntCounterVec::new(
                 Opts::new("crisiswatch_incident_notifications_total", "Incident notifications produced, by route and action."),
                 &["route", "action"],
@@ -128,6 +138,7 @@ impl IncidentMetrics {
             m.oldest_age.with_label_values(&[rec]);
             m.dead_letters.with_label_values(&[rec]);
             m.breaker_open.with_label_values(&[rec]);
+            m.response_truncated.with_label_values(&[rec]);
         }
         Ok(m)
     }

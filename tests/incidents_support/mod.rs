@@ -24,6 +24,8 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     /// Never answer (the client times out).
     pub hang: bool,
+    /// Bytes of the answer's body (empty unless set).
+    pub body: Vec<u8>,
 }
 
 impl Reply {
@@ -32,6 +34,14 @@ impl Reply {
             status,
             headers: Vec::new(),
             hang: false,
+            body: Vec::new(),
+        }
+    }
+    /// `status` with a body of `len` bytes.
+    pub fn with_body(status: u16, len: usize) -> Reply {
+        Reply {
+            body: vec![b'x'; len],
+            ..Reply::status(status)
         }
     }
     pub fn retry_after(status: u16, secs: &str) -> Reply {
@@ -39,6 +49,7 @@ impl Reply {
             status,
             headers: vec![("retry-after".into(), secs.into())],
             hang: false,
+            body: Vec::new(),
         }
     }
     pub fn hang() -> Reply {
@@ -46,6 +57,7 @@ impl Reply {
             status: 200,
             headers: Vec::new(),
             hang: true,
+            body: Vec::new(),
         }
     }
 }
@@ -221,7 +233,7 @@ async fn handle(
     if reply.hang {
         std::future::pending::<()>().await;
     }
-    let mut resp = StatusCode::from_u16(reply.status).unwrap().into_response();
+    let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
     for (k, v) in reply.headers {
         resp.headers_mut().insert(
             axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
