@@ -42,6 +42,7 @@ use crate::window::{Region, Shape, Window};
 mod record;
 mod reload;
 mod rule;
+mod snapshot;
 mod views;
 mod wheel;
 
@@ -49,6 +50,7 @@ pub use record::Evaluation;
 use record::Recorder;
 pub use reload::ReloadSummary;
 use rule::{decode_key, group_hash};
+pub use snapshot::{RestoreSummary, SnapshotError, SNAPSHOT_VERSION};
 use wheel::Wheel;
 
 /// Seed of the group-key hash.
@@ -71,7 +73,7 @@ pub enum Outcome {
 
 /// Counters of the engine as a whole. Plain integers: the hot loop updates
 /// them, and the metrics layer copies them out per batch.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EngineStats {
     /// Events offered (valid or not).
     pub events_in: u64,
@@ -99,7 +101,7 @@ impl EngineStats {
 }
 
 /// Counters of one rule.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RuleStats {
     /// Events late for this rule.
     pub late: u64,
@@ -112,7 +114,7 @@ pub struct RuleStats {
 }
 
 /// Live state of one (rule, group).
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Group {
     /// Attribute values in `group_by` order, flat (see [`encode_key`]).
     key: rule::GroupKey,
@@ -137,7 +139,7 @@ struct Group {
 }
 
 /// The alert instances of one group (see [`Group::instance`]).
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Instance {
     /// Evidence while the alert is active: recent signal event ids.
     samples: Vec<Box<str>>,
@@ -160,7 +162,7 @@ impl Default for Instance {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Slot {
     /// Bumped each time the slot is reused, so stale timers are ignored.
     gen: u32,
@@ -230,6 +232,9 @@ pub struct Engine {
     dedup: Dedup,
     limits: DecodeLimits,
     lateness_ms: i64,
+    /// Fed through a [`Sequencer`](crate::sequencer::Sequencer): the clock
+    /// already is the watermark, so the late check allows no more lateness.
+    sequenced: bool,
     sample_ids: usize,
     /// Event-time clock; `None` before the first event.
     clock: Option<i64>,
@@ -259,6 +264,7 @@ impl Engine {
             dedup: Dedup::new(e.dedup_horizon.as_ms(), e.dedup_max_ids),
             limits: e.decode_limits(),
             lateness_ms: e.allowed_lateness.as_ms(),
+            sequenced: false,
             sample_ids: e.sample_event_ids,
             clock: None,
             timers: BinaryHeap::new(),
@@ -313,9 +319,36 @@ impl Engine {
         self.clock
     }
 
-    /// The watermark: clock − allowed lateness.
+    /// The watermark: clock − allowed lateness (the clock itself when the
+    /// engine is fed through a sequencer, whose release point it follows).
     pub fn watermark(&self) -> Option<i64> {
-        self.clock.map(|c| c.saturating_sub(self.lateness_ms))
+        self.clock.map(|c| c.saturating_sub(self.late_margin()))
+    }
+
+    /// `engine.allowed_lateness` in ms.
+    pub fn lateness_ms(&self) -> i64 {
+        self.lateness_ms
+    }
+
+    /// Declares that events reach this engine through a
+    /// [`Sequencer`](crate::sequencer::Sequencer), in event-time order behind
+    /// the watermark: the engine clock is then the watermark, and an event is
+    /// late when it is older than the clock minus the rule's window.
+    pub fn set_sequenced(&mut self, on: bool) {
+        self.sequenced = on;
+    }
+
+    /// Whether the engine is fed through a sequencer.
+    pub fn is_sequenced(&self) -> bool {
+        self.sequenced
+    }
+
+    fn late_margin(&self) -> i64 {
+        if self.sequenced {
+            0
+        } else {
+            self.lateness_ms
+        }
     }
 
     /// Engine-wide counters.
@@ -387,7 +420,7 @@ impl Engine {
             self.stats.duplicates += 1;
             return Outcome::Duplicate;
         }
-        let watermark = clock.saturating_sub(self.lateness_ms);
+        let watermark = clock.saturating_sub(self.late_margin());
         let mut candidates: SmallVec<[u32; 32]> = SmallVec::new();
         self.router
             .for_each_candidate(&ev.kind, |r| candidates.push(r));

@@ -24,6 +24,8 @@
 //! * [`window`] keeps a ring of slide-sized panes per (rule, group).
 //! * [`indicator`] turns events into pane counters and windows into values.
 //! * [`alert`] is the per-group state machine and the transition format.
+//! * [`sequencer`] holds valid events until the watermark passes them and
+//!   releases them in event-time order, so live runs equal replays.
 //! * [`engine`] ties these into the deterministic core: events + rules → transitions.
 //! * [`config`] loads, interpolates and validates the TOML configuration.
 //! * [`replay`] drives the core over JSONL; [`generator`] and [`demo`] provide the
@@ -69,6 +71,7 @@ pub mod replay;
 pub mod route;
 pub mod run;
 pub mod secret;
+pub mod sequencer;
 pub mod signal;
 pub mod source;
 pub mod window;

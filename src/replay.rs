@@ -11,7 +11,8 @@ use std::io::{BufRead, Write};
 
 use crate::alert::Transition;
 use crate::engine::{Engine, EngineStats};
-use crate::event::InvalidReason;
+use crate::event::{decode, InvalidReason};
+use crate::sequencer::{watermark, Held, Sequencer};
 
 /// Errors of a replay: only I/O can fail; bad lines are counted, not fatal.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,7 @@ pub fn replay(
     let mut line = Vec::with_capacity(1024);
     let mut out = Vec::new();
     let mut line_no = 0u64;
+    let mut feed = OrderedFeed::new(engine);
     loop {
         line.clear();
         let n = input
@@ -87,7 +89,7 @@ pub fn replay(
             continue;
         }
         summary.lines += 1;
-        if let Err(inv) = engine.process_bytes(trimmed, now_ms, &mut out) {
+        if let Err(inv) = feed.push(engine, trimmed, now_ms, &mut out) {
             if summary.invalid_examples.len() < 5 {
                 summary
                     .invalid_examples
@@ -96,9 +98,82 @@ pub fn replay(
         }
         write_transitions(&mut out, output, &mut on_transition)?;
     }
+    feed.finish(engine, &mut out);
+    write_transitions(&mut out, output, &mut on_transition)?;
     output.flush().map_err(ReplayError::Write)?;
     summary.stats = engine.stats().clone();
     Ok(summary)
+}
+
+/// One source read in arrival order (a file, stdin) fed to an engine through
+/// a [`Sequencer`]: the clock is the newest event time, the watermark that
+/// minus `allowed_lateness`, and events reach the engine in `(ts, id)` order
+/// behind it — the order the live service feeds, so the same events give the
+/// same transitions in both.
+#[derive(Debug)]
+pub struct OrderedFeed {
+    seq: Sequencer<()>,
+    newest: Option<i64>,
+    lateness_ms: i64,
+}
+
+impl OrderedFeed {
+    /// A feed into `engine` (which it marks as sequenced).
+    pub fn new(engine: &mut Engine) -> Self {
+        engine.set_sequenced(true);
+        OrderedFeed {
+            seq: Sequencer::new(),
+            newest: None,
+            lateness_ms: engine.lateness_ms(),
+        }
+    }
+
+    /// Decodes one input and holds it; applies what the watermark releases.
+    /// An invalid input is counted by the engine and returned.
+    pub fn push(
+        &mut self,
+        engine: &mut Engine,
+        bytes: &[u8],
+        now_ms: Option<i64>,
+        out: &mut Vec<Transition>,
+    ) -> Result<(), crate::event::Invalid> {
+        let held = match decode(bytes, engine.limits(), now_ms) {
+            Ok(ev) => Held {
+                ts: ev.ts,
+                id: ev.id.as_ref().into(),
+                raw: bytes.into(),
+                tag: (),
+            },
+            Err(inv) => {
+                engine.record_invalid(inv.reason);
+                return Err(inv);
+            }
+        };
+        let newest = self.newest.map_or(held.ts, |n| n.max(held.ts));
+        self.newest = Some(newest);
+        if let Some(behind) = self.seq.offer(held) {
+            apply_held(engine, &behind.raw, out);
+        }
+        let wm = watermark(newest, self.lateness_ms);
+        if self.seq.released_below().is_none_or(|b| wm > b) {
+            self.seq.release(wm, |h| apply_held(engine, &h.raw, out));
+            engine.advance_clock(wm.saturating_sub(1), out);
+        }
+        Ok(())
+    }
+
+    /// End of input: releases everything still held.
+    pub fn finish(&mut self, engine: &mut Engine, out: &mut Vec<Transition>) {
+        self.seq.release_all(|h| apply_held(engine, &h.raw, out));
+    }
+}
+
+/// Applies a released event (valid when it was held; decoded again without
+/// the future-skew check, which it passed on arrival).
+fn apply_held(engine: &mut Engine, raw: &[u8], out: &mut Vec<Transition>) {
+    if let Ok(ev) = decode(raw, engine.limits(), None) {
+        engine.process(&ev, out);
+    }
 }
 
 fn write_transitions(

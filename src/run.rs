@@ -20,6 +20,7 @@
 //! error (what was not committed is read again after a restart).
 
 pub mod applied_log;
+pub mod feed;
 pub mod pipeline;
 pub mod progress;
 pub mod sink;

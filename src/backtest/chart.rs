@@ -199,6 +199,7 @@ fn collect_with(
         None => driver.feed(line, &mut obs),
     })?;
     driver.clock_watch().warn("chart", inputs);
+    driver.finish_input(&mut obs);
     let (Some(start), Some(end)) = (driver.first_ms(), driver.engine().clock()) else {
         return Err(ChartError::Empty("no valid events in the input".into()));
     };

@@ -45,6 +45,7 @@ use crate::alert::Transition;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::event::{decode_with_default, DecodeLimits, InvalidReason};
+use crate::sequencer::{watermark, Held, Sequencer};
 
 pub use input::{InputError, Inputs};
 pub use report::{Incident, Report, SummaryOptions};
@@ -93,6 +94,10 @@ pub struct Driver {
     at: Option<input::LineRef>,
     /// Late events and the input that moved the clock before them.
     watch: clock_watch::ClockWatch,
+    /// Holds events until the watermark passes them, as `replay` and `run` do.
+    seq: Sequencer<Option<Box<str>>>,
+    /// Newest event time fed.
+    newest: Option<i64>,
 }
 
 impl Driver {
@@ -100,8 +105,11 @@ impl Driver {
     /// `k × cadence + 1 ms` (when the engine's windows move); 0 turns them off.
     /// `now_ms` is the wall clock for the future-skew check (`None` skips it).
     pub fn new(cfg: &Config, cadence_ms: i64, now_ms: Option<i64>) -> Result<Self, EngineError> {
-        let engine = Engine::new(cfg)?;
+        let mut engine = Engine::new(cfg)?;
+        engine.set_sequenced(true);
         Ok(Driver {
+            seq: Sequencer::new(),
+            newest: None,
             limits: *engine.limits(),
             engine,
             now_ms,
@@ -184,6 +192,41 @@ impl Driver {
         };
         self.first_ms.get_or_insert(ev.ts);
         self.watch.observe(ev.ts, self.lines, at);
+        let held = Held {
+            ts: ev.ts,
+            id: ev.id.as_ref().into(),
+            raw: line.into(),
+            tag: default_type.map(Box::<str>::from),
+        };
+        drop(ev);
+        let newest = self.newest.map_or(held.ts, |n| n.max(held.ts));
+        self.newest = Some(newest);
+        if let Some(behind) = self.seq.offer(held) {
+            self.apply(behind, obs);
+        }
+        let wm = watermark(newest, self.engine.lateness_ms());
+        if self.seq.released_below().is_none_or(|b| wm > b) {
+            self.release(wm, obs);
+            // Boundaries are sampled from the first applied event on.
+            if self.engine.clock().is_some() {
+                self.advance_to(wm.saturating_sub(1), obs);
+            }
+        }
+    }
+
+    /// Applies every held event older than `below`, in order.
+    fn release(&mut self, below: i64, obs: &mut impl Observer) {
+        let mut released = Vec::new();
+        self.seq.release(below, |h| released.push(h));
+        for h in released {
+            self.apply(h, obs);
+        }
+    }
+
+    fn apply(&mut self, h: Held<Option<Box<str>>>, obs: &mut impl Observer) {
+        let Ok(ev) = decode_with_default(&h.raw, &self.limits, None, h.tag.as_deref()) else {
+            return;
+        };
         let t = self.engine.clock().map_or(ev.ts, |c| c.max(ev.ts));
         self.boundaries_until(t, obs);
         self.engine.process(&ev, &mut self.out);
@@ -192,9 +235,20 @@ impl Driver {
         }
     }
 
+    /// End of input: applies every event still held.
+    pub fn finish_input(&mut self, obs: &mut impl Observer) {
+        let mut released = Vec::new();
+        self.seq.release_all(|h| released.push(h));
+        for h in released {
+            self.apply(h, obs);
+        }
+    }
+
     /// Advances the engine clock to `t` (never back), stopping at every
-    /// boundary on the way. Used at the end of a rule test to let alerts resolve.
+    /// boundary on the way; events held up to `t` are applied first. Used at
+    /// the end of a rule test to let alerts resolve.
     pub fn advance_to(&mut self, t: i64, obs: &mut impl Observer) {
+        self.release(t.saturating_add(1), obs);
         self.boundaries_until(t, obs);
         self.engine.advance_clock(t, &mut self.out);
         for tr in self.out.drain(..) {
@@ -283,6 +337,7 @@ pub fn run(
     inputs.for_each_line_with_default(|line, default_type, at| {
         driver.feed_at(line, default_type, at, &mut obs)
     })?;
+    driver.finish_input(&mut obs);
     driver.clock_watch().warn("backtest", Some(inputs));
     if let Some(e) = obs.write_error {
         return Err(BacktestError::Write(e));
@@ -340,5 +395,6 @@ pub fn run_lines<'a>(
     for l in lines {
         driver.feed(l, &mut obs);
     }
+    driver.finish_input(&mut obs);
     Ok(finish(&driver, obs.tracker, opts))
 }

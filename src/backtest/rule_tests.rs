@@ -492,8 +492,9 @@ fn run_case(cfg: &Config, case: &Case, idx: usize, start: i64) -> Result<CaseRes
     for (_, l) in &lines {
         driver.feed(l, &mut obs);
     }
-    if let Some(u) = &case.until {
-        driver.advance_to(parse_time(u, start)?, &mut obs);
+    match &case.until {
+        Some(u) => driver.advance_to(parse_time(u, start)?, &mut obs),
+        None => driver.finish_input(&mut obs),
     }
     let actual: Vec<Transition> = obs
         .0

@@ -2,13 +2,15 @@
 //! transitions out.
 //!
 //! One task owns the [`Engine`]. For each message it decodes the value (with
-//! the topic's default `type`), applies a valid event without moving the
-//! clock, or counts an invalid one and hands it to the dead-letter producer.
-//! After each batch it records what was applied (the applied log, then the
-//! offset tracker — only then can the offsets be committed) and advances the
-//! engine clock to the slowest active partition ([`Watermarks`]). A periodic
-//! tick advances time on idle partitions and on a quiet stream
-//! ([`IdleClock`]), checks consumer health and publishes metrics.
+//! the topic's default `type`) and hands a valid event to the [`LiveFeed`]
+//! (which holds it until the watermark passes it, then applies it in
+//! event-time order — see `crate::sequencer`), or counts an invalid one and
+//! hands it to the dead-letter producer. A message's offset stays pending in
+//! the offset tracker until its event reached the engine (the applied log
+//! records it then). After each batch the feed releases what the slowest
+//! active partition's watermark passed. A periodic tick moves time on for idle
+//! partitions and a quiet stream ([`IdleClock`]), checks consumer health and
+//! publishes metrics.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use crate::source::watermarks::Watermarks;
 use crate::source::{Batch, SourceMsg};
 
 use super::applied_log::AppliedLog;
+use super::feed::{LiveFeed, Origin};
 use super::progress::BatchProgress;
 use super::sink::TransitionSink;
 use super::RunError;
@@ -50,7 +53,7 @@ pub struct Stage {
     engine: Engine,
     shared: Arc<Shared>,
     settings: StageSettings,
-    watermarks: Watermarks,
+    feed: LiveFeed,
     idle: IdleClock,
     dlq: Option<DeadLetters>,
     applied: Option<AppliedLog>,
@@ -61,6 +64,8 @@ pub struct Stage {
     recorders: Vec<Recorder>,
     /// When metrics and the admin snapshot were last published.
     last_publish: Option<Instant>,
+    /// Released on a tick, no longer pending once their transitions are persisted.
+    pending_release: Vec<Origin>,
 }
 
 /// How often the engine's metrics and admin snapshot are refreshed.
@@ -83,10 +88,15 @@ pub struct StageParts {
 
 impl Stage {
     /// A stage around `engine`.
-    pub fn new(engine: Engine, settings: StageSettings, parts: StageParts) -> Self {
+    pub fn new(mut engine: Engine, settings: StageSettings, parts: StageParts) -> Self {
+        let feed = LiveFeed::new(
+            &mut engine,
+            Watermarks::new(settings.idle_partition_timeout),
+            settings.default_types.clone(),
+        );
         Stage {
             engine,
-            watermarks: Watermarks::new(settings.idle_partition_timeout),
+            feed,
             idle: IdleClock::new(settings.idle_timeout),
             shared: parts.shared,
             settings,
@@ -96,6 +106,7 @@ impl Stage {
             recorders: parts.recorders,
             out: Vec::new(),
             last_publish: None,
+            pending_release: Vec::new(),
         }
     }
 
@@ -141,7 +152,7 @@ impl Stage {
             SourceMsg::Assigned(parts) => {
                 let now = Instant::now();
                 for p in parts {
-                    self.watermarks.assign(p, now);
+                    self.feed.assign(p, now);
                 }
             }
             SourceMsg::Drain { revoked, ack } => {
@@ -151,7 +162,10 @@ impl Stage {
                     }
                 }
                 for p in revoked {
-                    self.watermarks.revoke(p);
+                    let dropped = self.feed.revoke(p);
+                    if dropped > 0 {
+                        tracing::debug!(topic = %self.shared.topics[usize::from(p.topic)], partition = p.partition, dropped, "Held events of a revoked partition dropped; its next owner reads them again.");
+                    }
                 }
                 // The consumer thread may have given up waiting: nothing to do then.
                 let _ = ack.send(());
@@ -167,28 +181,13 @@ impl Stage {
         let topics = self.shared.topics.len();
         let mut processed = vec![0u64; topics];
         let mut late = vec![0u64; topics];
-        let mut applied_any = false;
+        let mut seen_valid = false;
         // Invalid messages to dead-letter once the batch's progress is recorded.
         let mut dead = Vec::new();
-        if self.engine.clock().is_none() {
-            // Start the clock at the batch's earliest event, not its first.
-            let first = b
-                .records()
-                .filter_map(|r| {
-                    decode_with_default(
-                        r.payload,
-                        &limits,
-                        Some(now_ms),
-                        self.default_type(r.at.topic),
-                    )
-                    .ok()
-                })
-                .map(|e| e.ts)
-                .min();
-            if let Some(t) = first {
-                self.engine.advance_clock(t, &mut self.out);
-            }
-        }
+        // Valid messages held by the sequencer: pending until released.
+        let mut held: Vec<Origin> = Vec::new();
+        // Valid messages applied at once (behind the watermark).
+        let mut now_applied: Vec<Origin> = Vec::new();
         let mut progress = BatchProgress::default();
         for rec in b.records() {
             let t = usize::from(rec.at.topic);
@@ -198,17 +197,29 @@ impl Stage {
             match decode_with_default(rec.payload, &limits, Some(now_ms), default_type) {
                 Ok(ev) => {
                     part.max_ts = Some(part.max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
+                    seen_valid = true;
                     if let Some(r) = self.recorders.get_mut(t) {
                         r.event(&ev.kind, now_ms.saturating_sub(ev.ts));
                     }
-                    if self.engine.apply(&ev, &mut self.out) == Outcome::Late {
-                        late[t] += 1;
-                    }
-                    applied_any = true;
-                    if let Some(log) = &mut self.applied {
-                        let topic = &self.shared.topics[t];
-                        log.record(topic, rec.at.partition, rec.offset)
-                            .map_err(RunError::AppliedLog)?;
+                    let origin = Origin {
+                        at: rec.at,
+                        offset: rec.offset,
+                    };
+                    match self.feed.offer(
+                        &mut self.engine,
+                        origin,
+                        &ev,
+                        rec.payload,
+                        now,
+                        &mut self.out,
+                    ) {
+                        None => held.push(origin),
+                        Some(outcome) => {
+                            if outcome == Outcome::Late {
+                                late[t] += 1;
+                            }
+                            now_applied.push(origin);
+                        }
                     }
                 }
                 Err(inv) => {
@@ -225,26 +236,13 @@ impl Stage {
                 }
             }
         }
-        if let Some(log) = &mut self.applied {
-            log.flush().map_err(RunError::AppliedLog)?;
-        }
-        for p in &progress.parts {
-            if let Some(ts) = p.max_ts {
-                self.watermarks.observe(p.at, ts, now);
-            }
-        }
-        self.advance(now);
-        if applied_any {
-            if let Some(c) = self.engine.clock() {
-                self.idle.on_events(c);
-            }
-        }
-        // Incidents are persisted before the batch's offsets can be committed.
-        self.emit(state)?;
         {
-            // One lock: the dead letters are pending before the batch's last
-            // offsets are done, so no commit can pass them.
+            // One lock: held events and dead letters are pending before the
+            // batch's last offsets are done, so no commit can pass them.
             let mut tracker = self.shared.tracker();
+            for o in &held {
+                tracker.hold(o.at, o.offset);
+            }
             for (rec, _) in &dead {
                 tracker.dead_letter_pending(rec.at, rec.offset);
             }
@@ -252,6 +250,24 @@ impl Stage {
                 tracker.done(p.at, p.last_offset);
             }
         }
+        let mut released: Vec<Origin> = Vec::new();
+        let late_ref = &mut late;
+        self.feed
+            .release(&mut self.engine, now, None, &mut self.out, |o, outcome| {
+                if outcome == Outcome::Late {
+                    late_ref[usize::from(o.at.topic)] += 1;
+                }
+                released.push(o);
+            });
+        if seen_valid {
+            if let Some(c) = self.feed.newest() {
+                self.idle.on_events(c);
+            }
+        }
+        self.applied_done(&now_applied, &released)?;
+        // Incidents are persisted before the released events' offsets can be committed.
+        self.emit(state)?;
+        self.release_offsets(&released);
         if let Some(dlq) = &self.dlq {
             for (rec, inv) in &dead {
                 dlq.send(rec, inv.reason, &inv.detail).await;
@@ -271,26 +287,65 @@ impl Stage {
         Ok(())
     }
 
-    fn default_type(&self, topic: u16) -> Option<&str> {
-        self.settings.default_types[usize::from(topic)].as_deref()
+    /// Writes the applied log for events that reached the engine.
+    fn applied_done(&mut self, now: &[Origin], released: &[Origin]) -> Result<(), RunError> {
+        if let Some(log) = &mut self.applied {
+            for o in now.iter().chain(released) {
+                let topic = &self.shared.topics[usize::from(o.at.topic)];
+                log.record(topic, o.at.partition, o.offset)
+                    .map_err(RunError::AppliedLog)?;
+            }
+            log.flush().map_err(RunError::AppliedLog)?;
+        }
+        Ok(())
     }
 
-    /// Moves the engine clock to the slowest active partition.
-    fn advance(&mut self, now: Instant) {
-        if let Some(t) = self.watermarks.target(now) {
-            self.engine.advance_clock(t, &mut self.out);
+    /// Released events' offsets are no longer pending.
+    fn release_offsets(&self, released: &[Origin]) {
+        if released.is_empty() {
+            return;
         }
+        let mut tracker = self.shared.tracker();
+        for o in released {
+            tracker.unhold(o.at, o.offset);
+        }
+    }
+
+    /// Releases what the watermark passed; `floor` is event time moved on by
+    /// a quiet stream.
+    fn advance(&mut self, now: Instant, floor: Option<i64>) -> Result<(), RunError> {
+        let mut released: Vec<Origin> = Vec::new();
+        let mut late = vec![0u64; self.shared.topics.len()];
+        self.feed
+            .release(&mut self.engine, now, floor, &mut self.out, |o, outcome| {
+                if outcome == Outcome::Late {
+                    late[usize::from(o.at.topic)] += 1;
+                }
+                released.push(o);
+            });
+        self.applied_done(&[], &released)?;
+        for (t, n) in late.into_iter().enumerate() {
+            if n > 0 {
+                self.shared
+                    .metrics
+                    .late
+                    .with_label_values(&[self.shared.topics[t].as_str()])
+                    .inc_by(n);
+            }
+        }
+        self.pending_release.extend(released);
+        Ok(())
     }
 
     /// The periodic tick: idle partitions and a quiet stream move time on;
     /// readiness and metrics are refreshed.
     pub fn tick(&mut self, state: &AppState) -> Result<(), RunError> {
         let now = Instant::now();
-        self.advance(now);
-        if let Some(t) = self.idle.idle_target() {
-            self.engine.advance_clock(t, &mut self.out);
-        }
+        let floor = self.idle.idle_target();
+        self.advance(now, floor)?;
         self.emit(state)?;
+        let released = std::mem::take(&mut self.pending_release);
+        self.release_offsets(&released);
         if let Some(clock) = self.engine.clock() {
             self.sink.tick(clock, &mut self.engine)?;
         }
@@ -298,7 +353,8 @@ impl Stage {
         state.ready.store(status.ready, Ordering::Relaxed);
         let m = &self.shared.metrics;
         m.stalled.set(i64::from(status.stalled));
-        m.idle_partitions.set(self.watermarks.counts(now).1 as i64);
+        m.idle_partitions
+            .set(self.feed.partition_counts(now).1 as i64);
         // Snapshots walk every group: once a second is plenty for scrapes.
         if self
             .last_publish

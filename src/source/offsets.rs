@@ -65,6 +65,17 @@ impl OffsetTracker {
         }
     }
 
+    /// `offset` was read and is held by the sequencer: it holds commits back
+    /// until [`OffsetTracker::unhold`] (its event reached the engine).
+    pub fn hold(&mut self, at: Partition, offset: i64) {
+        self.dead_letter_pending(at, offset);
+    }
+
+    /// The held event of `offset` reached the engine (its transitions persisted).
+    pub fn unhold(&mut self, at: Partition, offset: i64) {
+        self.dead_letter_done(at, offset);
+    }
+
     /// The offset to commit for `at`: every message before it is done.
     pub fn committable(&self, at: Partition) -> Option<i64> {
         self.parts.get(&at).and_then(Progress::committable)

@@ -86,6 +86,26 @@ impl Watermarks {
         }
     }
 
+    /// The newest event time seen on any partition.
+    pub fn newest(&self) -> Option<i64> {
+        self.parts.values().filter_map(|p| p.max_ts).max()
+    }
+
+    /// Each partition's newest event time (checkpoints).
+    pub fn partition_clocks(&self) -> Vec<(Partition, Option<i64>)> {
+        self.parts.iter().map(|(&at, p)| (at, p.max_ts)).collect()
+    }
+
+    /// Restores a partition's newest event time (after a checkpoint restore);
+    /// it counts as just assigned.
+    pub fn restore(&mut self, at: Partition, max_ts: Option<i64>, now: Instant) {
+        let p = self.parts.entry(at).or_insert(PartClock {
+            max_ts: None,
+            last_seen: now,
+        });
+        p.max_ts = p.max_ts.max(max_ts);
+    }
+
     /// Partitions tracked and how many of them are idle.
     pub fn counts(&self, now: Instant) -> (usize, usize) {
         let idle = self.parts.values().filter(|p| !self.active(p, now)).count();

@@ -1,0 +1,183 @@
+//! The live service's path into the core: per-partition event time, the
+//! [`Sequencer`], and the engine.
+//!
+//! Each valid message is held by the sequencer; the watermark is the slowest
+//! active partition's newest event time ([`Watermarks`]) minus
+//! `allowed_lateness`, and what it passes reaches the engine in `(ts, id)`
+//! order — exactly what `replay` feeds for the same events. So batch sizes,
+//! poll timing and how partitions interleave change nothing the engine sees,
+//! as long as no partition delivers an event more than `allowed_lateness`
+//! behind the watermark.
+
+use std::time::Instant;
+
+use crate::alert::Transition;
+use crate::engine::{Engine, Outcome};
+use crate::event::{decode_with_default, DecodeLimits, Event};
+use crate::sequencer::{watermark, Held, Sequencer};
+use crate::source::watermarks::Watermarks;
+use crate::source::Partition;
+
+/// Where a held event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// Topic and partition.
+    pub at: Partition,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// Per-partition clocks, the sequencer, and the topics' default types.
+#[derive(Debug)]
+pub struct LiveFeed {
+    seq: Sequencer<Origin>,
+    watermarks: Watermarks,
+    lateness_ms: i64,
+    default_types: Vec<Option<String>>,
+    limits: DecodeLimits,
+}
+
+impl LiveFeed {
+    /// A feed into `engine` (marked as sequenced).
+    pub fn new(
+        engine: &mut Engine,
+        watermarks: Watermarks,
+        default_types: Vec<Option<String>>,
+    ) -> Self {
+        engine.set_sequenced(true);
+        LiveFeed {
+            seq: Sequencer::new(),
+            watermarks,
+            lateness_ms: engine.lateness_ms(),
+            default_types,
+            limits: *engine.limits(),
+        }
+    }
+
+    /// A partition was assigned.
+    pub fn assign(&mut self, at: Partition, now: Instant) {
+        self.watermarks.assign(at, now);
+    }
+
+    /// A partition was revoked: its held events are dropped (the next owner
+    /// reads them again from the committed offset, which cannot pass them).
+    pub fn revoke(&mut self, at: Partition) -> usize {
+        self.watermarks.revoke(at);
+        self.seq.retain(|h| h.tag.at != at)
+    }
+
+    /// Offers a valid event read from `origin`. It is held (returns `None`),
+    /// or — more than `allowed_lateness` behind the watermark — applied at
+    /// once (returns its outcome).
+    pub fn offer(
+        &mut self,
+        engine: &mut Engine,
+        origin: Origin,
+        ev: &Event<'_>,
+        raw: &[u8],
+        now: Instant,
+        out: &mut Vec<Transition>,
+    ) -> Option<Outcome> {
+        self.watermarks.observe(origin.at, ev.ts, now);
+        let held = Held {
+            ts: ev.ts,
+            id: ev.id.as_ref().into(),
+            raw: raw.into(),
+            tag: origin,
+        };
+        // Not held: it cannot be put in its place any more.
+        self.seq.offer(held).map(|_| engine.process(ev, out))
+    }
+
+    /// Releases what the watermark passed — the slowest active partition
+    /// (or `floor`, event time moved on by a quiet stream, if later) minus
+    /// `allowed_lateness` — into the engine, in order, and moves the engine
+    /// clock to just before the watermark. `applied` sees each released
+    /// event's origin and outcome.
+    pub fn release(
+        &mut self,
+        engine: &mut Engine,
+        now: Instant,
+        floor: Option<i64>,
+        out: &mut Vec<Transition>,
+        mut applied: impl FnMut(Origin, Outcome),
+    ) {
+        let target = match (self.watermarks.target(now), floor) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(target) = target else { return };
+        let wm = watermark(target, self.lateness_ms);
+        if self.seq.released_below().is_some_and(|b| wm <= b) {
+            return;
+        }
+        let (limits, types) = (&self.limits, &self.default_types);
+        self.seq.release(wm, |h| {
+            let default_type = types
+                .get(usize::from(h.tag.at.topic))
+                .and_then(|t| t.as_deref());
+            if let Ok(ev) = decode_with_default(&h.raw, limits, None, default_type) {
+                let outcome = engine.process(&ev, out);
+                applied(h.tag, outcome);
+            }
+        });
+        engine.advance_clock(wm.saturating_sub(1), out);
+    }
+
+    /// Releases everything held (end of a test stream).
+    pub fn finish(
+        &mut self,
+        engine: &mut Engine,
+        out: &mut Vec<Transition>,
+        mut applied: impl FnMut(Origin, Outcome),
+    ) {
+        let (limits, types) = (&self.limits, &self.default_types);
+        self.seq.release_all(|h| {
+            let default_type = types
+                .get(usize::from(h.tag.at.topic))
+                .and_then(|t| t.as_deref());
+            if let Ok(ev) = decode_with_default(&h.raw, limits, None, default_type) {
+                let outcome = engine.process(&ev, out);
+                applied(h.tag, outcome);
+            }
+        });
+    }
+
+    /// The newest event time seen on any partition.
+    pub fn newest(&self) -> Option<i64> {
+        self.watermarks.newest()
+    }
+
+    /// Partitions tracked and how many are idle.
+    pub fn partition_counts(&self, now: Instant) -> (usize, usize) {
+        self.watermarks.counts(now)
+    }
+
+    /// Events held and their bytes.
+    pub fn held(&self) -> (usize, usize) {
+        (self.seq.len(), self.seq.held_bytes())
+    }
+
+    /// Every event older than this has reached the engine.
+    pub fn released_below(&self) -> Option<i64> {
+        self.seq.released_below()
+    }
+
+    /// The sequencer (checkpoints).
+    pub fn sequencer(&self) -> &Sequencer<Origin> {
+        &self.seq
+    }
+
+    /// The sequencer and the per-partition clocks, for a restore.
+    pub fn parts_mut(&mut self) -> (&mut Sequencer<Origin>, &mut Watermarks) {
+        (&mut self.seq, &mut self.watermarks)
+    }
+
+    /// The per-partition clocks.
+    pub fn watermarks(&self) -> &Watermarks {
+        &self.watermarks
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+//! The event-time sequencer: puts events into one canonical order before the
+//! engine sees them, so that live runs equal replays (`docs/time.md`).
+//!
+//! ```text
+//! sources ─► decode ─► sequencer ─► engine (deterministic core)
+//!            (valid)   (hold until the watermark passes; release in (ts, id) order)
+//! ```
+//!
+//! The engine's output depends on the order it sees events in: an alert fires
+//! *on* the event that crosses, and its time (and so its `dedup_key`) is that
+//! event's time. Kafka orders events only within a partition, and how
+//! partitions interleave, how polls cut batches, and how far producers
+//! reorder events are accidents of a run. The sequencer removes them: it holds
+//! every valid event until the **watermark** — the caller's clock (the newest
+//! event time, or in the live service the slowest active partition's) minus
+//! `allowed_lateness` — has passed it, and releases held events in
+//! `(ts, id, bytes)` order. Any two runs whose events arrive within
+//! `allowed_lateness` of the watermark therefore feed the engine the very same
+//! sequence, whatever the batching, the interleaving or the restarts.
+//!
+//! The price is detection latency: an event reaches the windows
+//! `allowed_lateness` of event time after the newest event (in the live
+//! service, after the slowest active partition has moved that far), and memory:
+//! the held events of that stretch of time.
+//!
+//! An event that arrives behind the watermark (more out of order than
+//! `allowed_lateness`) cannot be put in its place any more: [`Sequencer::offer`]
+//! hands it back, the caller applies it at once, and the engine counts it late
+//! if it is older than its window.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+/// One held event.
+#[derive(Debug)]
+pub struct Held<T> {
+    /// Event time (ms).
+    pub ts: i64,
+    /// The event's id (second sort key).
+    pub id: Box<str>,
+    /// The raw event, to decode again on release (third sort key: two
+    /// different events with one id and time still come out in one order).
+    pub raw: Box<[u8]>,
+    /// The caller's tag (where the event came from).
+    pub tag: T,
+}
+
+impl<T> PartialEq for Held<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl<T> Eq for Held<T> {}
+
+impl<T> PartialOrd for Held<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> Ord for Held<T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.ts
+            .cmp(&other.ts)
+            .then_with(|| self.id.cmp(&other.id))
+            .then_with(|| self.raw.cmp(&other.raw))
+    }
+}
+
+/// Holds events until the watermark passes them (see the module docs).
+#[derive(Debug)]
+pub struct Sequencer<T> {
+    held: BinaryHeap<Reverse<Held<T>>>,
+    /// Every event older than this has been released (`None`: nothing yet).
+    released_below: Option<i64>,
+    /// Bytes of raw events held.
+    held_bytes: usize,
+}
+
+impl<T> Default for Sequencer<T> {
+    fn default() -> Self {
+        Sequencer {
+            held: BinaryHeap::new(),
+            released_below: None,
+            held_bytes: 0,
+        }
+    }
+}
+
+impl<T> Sequencer<T> {
+    /// An empty sequencer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Offers a valid event. Returns it back when it is behind what was
+    /// already released (the caller applies it at once); otherwise holds it.
+    pub fn offer(&mut self, held: Held<T>) -> Option<Held<T>> {
+        if self.released_below.is_some_and(|b| held.ts < b) {
+            return Some(held);
+        }
+        self.held_bytes += held.raw.len();
+        self.held.push(Reverse(held));
+        None
+    }
+
+    /// Releases, in order, every held event older than `watermark` (exclusive),
+    /// and remembers that everything before it has been released.
+    pub fn release(&mut self, watermark: i64, mut f: impl FnMut(Held<T>)) {
+        if self.released_below.is_some_and(|b| watermark <= b) {
+            return;
+        }
+        while self.held.peek().is_some_and(|Reverse(h)| h.ts < watermark) {
+            if let Some(Reverse(h)) = self.held.pop() {
+                self.held_bytes -= h.raw.len();
+                f(h);
+            }
+        }
+        self.released_below = Some(watermark);
+    }
+
+    /// Releases everything held, in order (end of input, or a shutdown that
+    /// will not resume from a checkpoint).
+    pub fn release_all(&mut self, mut f: impl FnMut(Held<T>)) {
+        let mut last = None;
+        while let Some(Reverse(h)) = self.held.pop() {
+            self.held_bytes -= h.raw.len();
+            last = Some(h.ts);
+            f(h);
+        }
+        if let Some(t) = last {
+            let b = t.saturating_add(1);
+            self.released_below = Some(self.released_below.map_or(b, |x| x.max(b)));
+        }
+    }
+
+    /// Drops the held events `keep` refuses (a revoked partition's); returns
+    /// how many were dropped.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Held<T>) -> bool) -> usize {
+        let before = self.held.len();
+        self.held.retain(|Reverse(h)| keep(h));
+        self.held_bytes = self.held.iter().map(|Reverse(h)| h.raw.len()).sum();
+        before - self.held.len()
+    }
+
+    /// The held events, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Held<T>> {
+        self.held.iter().map(|Reverse(h)| h)
+    }
+
+    /// Every event older than this has been released.
+    pub fn released_below(&self) -> Option<i64> {
+        self.released_below
+    }
+
+    /// Restores the release point (after a checkpoint restore).
+    pub fn set_released_below(&mut self, below: Option<i64>) {
+        self.released_below = below;
+    }
+
+    /// Events held.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Bytes of raw events held.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// The earliest held event time.
+    pub fn earliest(&self) -> Option<i64> {
+        self.held.peek().map(|Reverse(h)| h.ts)
+    }
+}
+
+/// The watermark a clock gives: `clock − allowed_lateness`.
+pub fn watermark(clock: i64, lateness_ms: i64) -> i64 {
+    clock.saturating_sub(lateness_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(ts: i64, id: &str) -> Held<u32> {
+        Held {
+            ts,
+            id: id.into(),
+            raw: id.as_bytes().into(),
+            tag: 0,
+        }
+    }
+
+    #[test]
+    fn releases_in_time_then_id_order_below_the_watermark() {
+        let mut s = Sequencer::new();
+        for (ts, id) in [(30, "c"), (10, "b"), (20, "a"), (10, "a")] {
+            assert!(s.offer(h(ts, id)).is_none());
+        }
+        let mut got = Vec::new();
+        s.release(20, |h| got.push((h.ts, h.id.to_string())));
+        assert_eq!(got, vec![(10, "a".to_string()), (10, "b".to_string())]);
+        assert_eq!(s.len(), 2);
+        // Behind what was released: handed back.
+        assert!(s.offer(h(19, "z")).is_some());
+        // At the watermark exactly: still in time.
+        assert!(s.offer(h(20, "0")).is_none());
+        got.clear();
+        s.release_all(|h| got.push((h.ts, h.id.to_string())));
+        assert_eq!(
+            got,
+            vec![
+                (20, "0".to_string()),
+                (20, "a".to_string()),
+                (30, "c".to_string())
+            ]
+        );
+        assert_eq!(s.held_bytes(), 0);
+        assert_eq!(s.released_below(), Some(31));
+    }
+
+    #[test]
+    fn the_watermark_never_moves_back() {
+        let mut s = Sequencer::new();
+        s.release(100, |_: Held<u32>| {});
+        s.release(50, |_| {});
+        assert_eq!(s.released_below(), Some(100));
+        assert!(s.offer(h(60, "x")).is_some());
+    }
+}
