@@ -65,7 +65,7 @@ impl fmt::Display for State {
 }
 
 /// Where an alert instance is.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Phase {
     /// Nothing going on.
     #[default]

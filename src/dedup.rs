@@ -47,6 +47,20 @@ impl Dedup {
         }
     }
 
+    /// The remembered ids as (clock when seen, id hash), oldest first, and
+    /// the early-eviction count: what a checkpoint keeps.
+    pub fn export(&self) -> (Vec<(i64, u64)>, u64) {
+        (self.order.iter().copied().collect(), self.evicted_early)
+    }
+
+    /// Restores what [`Dedup::export`] returned.
+    pub fn restore(&mut self, order: Vec<(i64, u64)>, evicted_early: u64) {
+        self.seen.clear();
+        self.seen.extend(order.iter().map(|&(_, h)| h));
+        self.order = order.into();
+        self.evicted_early = evicted_early;
+    }
+
     /// Whether deduplication is on.
     pub fn enabled(&self) -> bool {
         self.horizon_ms > 0

@@ -29,7 +29,7 @@ use hashbrown::HashMap;
 pub type Counters = [i64; 3];
 
 /// One slide-sized slice of time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Pane {
     /// Pane index: the pane covers `((idx−1)·S, idx·S]`.
     idx: i64,
@@ -55,13 +55,36 @@ pub enum Region {
 
 /// Per-customer event counts over the current window, for distinct and repeat
 /// customer indicators.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CustomerCounts {
+    #[serde(with = "customer_map")]
     counts: HashMap<u64, u32, foldhash::fast::FixedState>,
     /// Customers whose count is at least `min_events`.
     repeat: u64,
     /// Events dropped from customer tracking because the map was full.
     pub overflow: u64,
+}
+
+/// Checkpoints store the customer map as a sorted list (its hasher is not
+/// serialisable, and a sorted list is byte-stable).
+mod customer_map {
+    use hashbrown::HashMap;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Map = HashMap<u64, u32, foldhash::fast::FixedState>;
+
+    pub fn serialize<S: Serializer>(m: &Map, s: S) -> Result<S::Ok, S::Error> {
+        let mut v: Vec<(u64, u32)> = m.iter().map(|(&k, &c)| (k, c)).collect();
+        v.sort_unstable();
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
+        let v = Vec::<(u64, u32)>::deserialize(d)?;
+        let mut m = Map::default();
+        m.extend(v);
+        Ok(m)
+    }
 }
 
 impl CustomerCounts {
@@ -129,7 +152,7 @@ pub struct Shape {
 }
 
 /// The sliding window of one (rule, group).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     panes: VecDeque<Pane>,
     /// Index in `panes` of the first pane of the current window.

@@ -9,12 +9,13 @@
 use std::collections::VecDeque;
 
 /// (slot, generation) entries bucketed by boundary pane.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Wheel {
     /// Pane index of `buckets[0]`.
     base: i64,
     buckets: VecDeque<Vec<(u32, u32)>>,
     /// Emptied buckets kept for reuse.
+    #[serde(skip)]
     spare: Vec<Vec<(u32, u32)>>,
     /// Entries scheduled and not yet taken.
     len: usize,
