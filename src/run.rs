@@ -131,6 +131,8 @@ pub async fn run(
     state
         .admin
         .set_config(opts.config_path.clone(), &opts.config_text);
+    // The rules are listed from the start, before the first tick.
+    state.admin.publish(crate::admin::snapshot(&engine));
     match crate::secret::Secret::load(
         cfg.server.admin_token_env.as_deref(),
         cfg.server.admin_token_file.as_deref(),
