@@ -90,29 +90,23 @@ impl LiveFeed {
     }
 
     /// Releases what the watermark passed — the slowest active partition
-    /// (or `floor`, event time moved on by a quiet stream, if later) minus
-    /// `allowed_lateness` — into the engine, in order, and moves the engine
-    /// clock to just before the watermark. `applied` sees each released
-    /// event's origin and outcome.
+    /// minus `allowed_lateness` — into the engine, in order, and moves the
+    /// engine clock to just before the watermark. `quiet` is event time moved
+    /// on by a stream that has been quiet for `engine.idle_timeout` (the
+    /// newest event time plus the wall time since): then nothing newer is
+    /// coming to wait for, so everything held is released and the engine
+    /// clock follows it. `applied` sees each released event's origin and
+    /// outcome.
     pub fn release(
         &mut self,
         engine: &mut Engine,
         now: Instant,
-        floor: Option<i64>,
+        quiet: Option<i64>,
         out: &mut Vec<Transition>,
         mut applied: impl FnMut(Origin, Outcome),
     ) {
-        let target = match (self.watermarks.target(now), floor) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        let Some(target) = target else { return };
-        let wm = watermark(target, self.lateness_ms);
-        if self.seq.released_below().is_some_and(|b| wm <= b) {
-            return;
-        }
         let (limits, types) = (&self.limits, &self.default_types);
-        self.seq.release(wm, |h| {
+        let mut apply = |h: Held<Origin>| {
             let default_type = types
                 .get(usize::from(h.tag.at.topic))
                 .and_then(|t| t.as_deref());
@@ -120,7 +114,22 @@ impl LiveFeed {
                 let outcome = engine.process(&ev, out);
                 applied(h.tag, outcome);
             }
-        });
+        };
+        if let Some(t) = quiet {
+            self.seq.release_all(&mut apply);
+            let below = self.seq.released_below().map_or(t, |b| b.max(t));
+            self.seq.set_released_below(Some(below));
+            engine.advance_clock(t, out);
+            return;
+        }
+        let Some(target) = self.watermarks.target(now) else {
+            return;
+        };
+        let wm = watermark(target, self.lateness_ms);
+        if self.seq.released_below().is_some_and(|b| wm <= b) {
+            return;
+        }
+        self.seq.release(wm, &mut apply);
         engine.advance_clock(wm.saturating_sub(1), out);
     }
 
