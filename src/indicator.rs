@@ -13,26 +13,41 @@
 //! | distinct_customers | matches with a customer | | | distinct customers | c0 |
 //! | repeat_customers | matches with a customer | | | customers with ≥ `min_events` | c0 |
 //! | score_share | scores in [min, max] | scored | | c0 ÷ c1 | c1 |
-//! | mean_score | Σ score × 1000 | scored | | c0 ÷ c1 ÷ 1000 | c1 |
+//! | mean_score | Σ score × 1000 | scored | Σ score² × 1000 | c0 ÷ c1 ÷ 1000 | c1 |
 //! | nps | promoters (≥ 9) | detractors (≤ 6) | scored | (c0 − c1) ÷ c2 × 100 | c2 |
 //! | surge | matches | | | see [`surge_value`] | c0 |
 //!
 //! A value of `None` means "no data": too little volume to say anything. The
 //! rules treat it as "condition not met".
+//!
+//! With a rule's `confidence`, the value judged (and recorded, exported and
+//! charted) is a one-sided confidence bound of the estimate instead of the
+//! point value, so that a small slice needs stronger evidence than a large
+//! one: see [`confidence`] for the intervals and why.
 
 use std::hash::BuildHasher;
 
-use crate::config::{IndicatorConfig, RateUnit, SurgeMethod};
+use crate::config::{Condition, IndicatorConfig, RateUnit, RuleConfig, SurgeMethod};
 use crate::event::Event;
 use crate::route::CompiledSelector;
 use crate::window::{Counters, Window};
 
+pub mod confidence;
+
 /// Seed of the customer-id hash; fixed so that replays are deterministic.
 const CUSTOMER_HASH_SEED: u64 = 0x6375_7374_6f6d_6572;
 
-/// A compiled indicator.
+/// A compiled indicator: what it measures and, with a rule's `confidence`,
+/// which confidence bound of the estimate is judged.
 #[derive(Debug, Clone)]
-pub enum Indicator {
+pub struct Indicator {
+    kind: Kind,
+    guard: Option<Guard>,
+}
+
+/// What an indicator measures.
+#[derive(Debug, Clone)]
+pub enum Kind {
     /// Matching events.
     Count(CompiledSelector),
     /// Matching events per unit; the divisor converts the window to that unit.
@@ -93,19 +108,101 @@ pub fn score_milli(score: f64) -> i64 {
 }
 
 impl Indicator {
-    /// Compiles the configured indicator for a window of `window_ms`.
+    /// Compiles the indicator of rule `r` (window `window_ms`), with the
+    /// confidence bound its `confidence` and `condition` ask for: the lower
+    /// bound for `above` (a breach needs the estimate to be above the
+    /// threshold with that confidence), the upper bound for `below`.
+    pub fn for_rule(r: &RuleConfig, window_ms: i64) -> Self {
+        let mut ind = Self::compile(&r.indicator, window_ms);
+        ind.guard = r.confidence.map(|level| Guard {
+            z: confidence::z_one_sided(level),
+            side: match r.condition {
+                Condition::Above => Side::Lower,
+                Condition::Below => Side::Upper,
+            },
+        });
+        ind
+    }
+
+    /// Compiles the configured indicator for a window of `window_ms`, judged
+    /// on its point value (no `confidence`).
     pub fn compile(cfg: &IndicatorConfig, window_ms: i64) -> Self {
+        Indicator {
+            kind: Kind::compile(cfg, window_ms),
+            guard: None,
+        }
+    }
+
+    /// The selectors, for routing.
+    pub fn selectors(&self) -> Vec<&CompiledSelector> {
+        self.kind.selectors()
+    }
+
+    /// Whether the indicator counts customers.
+    pub fn needs_customers(&self) -> bool {
+        matches!(self.kind, Kind::Distinct(_) | Kind::Repeat(..))
+    }
+
+    /// `min_events` for repeat customers, 1 otherwise.
+    pub fn min_events(&self) -> u32 {
+        match self.kind {
+            Kind::Repeat(_, n) => n,
+            _ => 1,
+        }
+    }
+
+    /// What `ev` contributes, or `None` if it does not concern this indicator.
+    #[inline]
+    pub fn contribution(&self, ev: &Event<'_>) -> Option<Contribution> {
+        self.kind.contribution(ev)
+    }
+
+    /// The value the rule judges and its volume for a window: the point
+    /// estimate ([`Indicator::estimate`]), or with `confidence` its confidence
+    /// bound (see [`confidence`]), which is "no data" where the estimate has
+    /// no spread to bound (a mean of one score).
+    /// `n` is the panes per window and `baseline_panes` the baseline panes with
+    /// history (surge only; see [`surge_value`]).
+    pub fn value(&self, w: &Window, n: i64, baseline_panes: i64) -> (Option<f64>, i64) {
+        let (point, volume) = self.kind.value(w, n, baseline_panes);
+        match (&self.guard, point) {
+            (Some(g), Some(_)) => (self.kind.bound(w, n, baseline_panes, g), volume),
+            _ => (point, volume),
+        }
+    }
+
+    /// The point estimate and its volume, whatever the rule's `confidence`.
+    pub fn estimate(&self, w: &Window, n: i64, baseline_panes: i64) -> (Option<f64>, i64) {
+        self.kind.value(w, n, baseline_panes)
+    }
+}
+
+/// Which confidence bound a guarded rule judges.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Guard {
+    /// One-sided standard normal quantile of the confidence level.
+    z: f64,
+    /// Lower bound (`above` rules) or upper bound (`below` rules).
+    side: Side,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Lower,
+    Upper,
+}
+
+impl Kind {
+    fn compile(cfg: &IndicatorConfig, window_ms: i64) -> Self {
         match cfg {
-            IndicatorConfig::Count { select } => {
-                Indicator::Count(CompiledSelector::compile(select))
-            }
+            IndicatorConfig::Count { select } => Kind::Count(CompiledSelector::compile(select)),
             IndicatorConfig::Rate { select, per } => {
                 let unit_ms = match per {
                     RateUnit::Second => 1_000.0,
                     RateUnit::Minute => 60_000.0,
                     RateUnit::Hour => 3_600_000.0,
                 };
-                Indicator::Rate(
+                Kind::Rate(
                     CompiledSelector::compile(select),
                     window_ms as f64 / unit_ms,
                 )
@@ -114,30 +211,30 @@ impl Indicator {
                 numerator,
                 denominator,
                 min_denominator,
-            } => Indicator::Ratio {
+            } => Kind::Ratio {
                 num: CompiledSelector::compile(numerator),
                 den: CompiledSelector::compile(denominator),
                 min_den: i64::try_from(*min_denominator).unwrap_or(i64::MAX).max(1),
             },
             IndicatorConfig::DistinctCustomers { select } => {
-                Indicator::Distinct(CompiledSelector::compile(select))
+                Kind::Distinct(CompiledSelector::compile(select))
             }
             IndicatorConfig::RepeatCustomers { select, min_events } => {
-                Indicator::Repeat(CompiledSelector::compile(select), (*min_events).max(1))
+                Kind::Repeat(CompiledSelector::compile(select), (*min_events).max(1))
             }
             IndicatorConfig::ScoreShare { select, min, max } => {
-                Indicator::ScoreShare(CompiledSelector::compile(select), *min, *max)
+                Kind::ScoreShare(CompiledSelector::compile(select), *min, *max)
             }
             IndicatorConfig::MeanScore { select } => {
-                Indicator::MeanScore(CompiledSelector::compile(select))
+                Kind::MeanScore(CompiledSelector::compile(select))
             }
-            IndicatorConfig::Nps { select } => Indicator::Nps(CompiledSelector::compile(select)),
+            IndicatorConfig::Nps { select } => Kind::Nps(CompiledSelector::compile(select)),
             IndicatorConfig::Surge {
                 select,
                 method,
                 min_baseline,
                 ..
-            } => Indicator::Surge {
+            } => Kind::Surge {
                 select: CompiledSelector::compile(select),
                 method: *method,
                 min_baseline: *min_baseline,
@@ -145,37 +242,22 @@ impl Indicator {
         }
     }
 
-    /// The selectors, for routing.
-    pub fn selectors(&self) -> Vec<&CompiledSelector> {
+    fn selectors(&self) -> Vec<&CompiledSelector> {
         match self {
-            Indicator::Ratio { num, den, .. } => vec![num, den],
-            Indicator::Count(s)
-            | Indicator::Rate(s, _)
-            | Indicator::Distinct(s)
-            | Indicator::Repeat(s, _)
-            | Indicator::ScoreShare(s, ..)
-            | Indicator::MeanScore(s)
-            | Indicator::Nps(s)
-            | Indicator::Surge { select: s, .. } => vec![s],
+            Kind::Ratio { num, den, .. } => vec![num, den],
+            Kind::Count(s)
+            | Kind::Rate(s, _)
+            | Kind::Distinct(s)
+            | Kind::Repeat(s, _)
+            | Kind::ScoreShare(s, ..)
+            | Kind::MeanScore(s)
+            | Kind::Nps(s)
+            | Kind::Surge { select: s, .. } => vec![s],
         }
     }
 
-    /// Whether the indicator counts customers.
-    pub fn needs_customers(&self) -> bool {
-        matches!(self, Indicator::Distinct(_) | Indicator::Repeat(..))
-    }
-
-    /// `min_events` for repeat customers, 1 otherwise.
-    pub fn min_events(&self) -> u32 {
-        match self {
-            Indicator::Repeat(_, n) => *n,
-            _ => 1,
-        }
-    }
-
-    /// What `ev` contributes, or `None` if it does not concern this indicator.
     #[inline]
-    pub fn contribution(&self, ev: &Event<'_>) -> Option<Contribution> {
+    fn contribution(&self, ev: &Event<'_>) -> Option<Contribution> {
         let plain = |delta| {
             Some(Contribution {
                 delta,
@@ -184,14 +266,14 @@ impl Indicator {
             })
         };
         match self {
-            Indicator::Count(s) | Indicator::Rate(s, _) | Indicator::Surge { select: s, .. } => {
+            Kind::Count(s) | Kind::Rate(s, _) | Kind::Surge { select: s, .. } => {
                 if s.matches(ev) {
                     plain([1, 0, 0])
                 } else {
                     None
                 }
             }
-            Indicator::Ratio { num, den, .. } => {
+            Kind::Ratio { num, den, .. } => {
                 let n = num.matches(ev);
                 let d = den.matches(ev);
                 if !(n || d) {
@@ -203,7 +285,7 @@ impl Indicator {
                     customer: false,
                 })
             }
-            Indicator::Distinct(s) | Indicator::Repeat(s, _) => {
+            Kind::Distinct(s) | Kind::Repeat(s, _) => {
                 if ev.customer_id.is_some() && s.matches(ev) {
                     Some(Contribution {
                         delta: [1, 0, 0],
@@ -214,7 +296,7 @@ impl Indicator {
                     None
                 }
             }
-            Indicator::ScoreShare(s, lo, hi) => {
+            Kind::ScoreShare(s, lo, hi) => {
                 let score = ev.score?;
                 if !s.matches(ev) {
                     return None;
@@ -226,15 +308,16 @@ impl Indicator {
                     customer: false,
                 })
             }
-            Indicator::MeanScore(s) => {
+            Kind::MeanScore(s) => {
                 let score = ev.score?;
                 if s.matches(ev) {
-                    plain([score_milli(score), 1, 0])
+                    // c2: squares (thousandths), for the spread a confidence bound needs.
+                    plain([score_milli(score), 1, score_milli(score * score)])
                 } else {
                     None
                 }
             }
-            Indicator::Nps(s) => {
+            Kind::Nps(s) => {
                 let score = ev.score?;
                 if !s.matches(ev) {
                     return None;
@@ -250,35 +333,60 @@ impl Indicator {
         }
     }
 
-    /// The indicator value and its volume for a window.
-    /// `n` is the panes per window and `baseline_panes` the baseline panes with
-    /// history (surge only; see [`surge_value`]).
-    pub fn value(&self, w: &Window, n: i64, baseline_panes: i64) -> (Option<f64>, i64) {
+    /// The one-sided confidence bound `g` asks for (see [`confidence`]).
+    /// Kinds without one (counts, rates, customers: validation keeps
+    /// `confidence` off them) give their point value.
+    fn bound(&self, w: &Window, n: i64, baseline_panes: i64, g: &Guard) -> Option<f64> {
+        let c = w.cur;
+        let lower = g.side == Side::Lower;
+        match self {
+            Kind::Ratio { .. } | Kind::ScoreShare(..) => {
+                Some(confidence::proportion(c[0], c[1], g.z, lower))
+            }
+            Kind::Nps(_) => Some(confidence::nps(c[0], c[1], c[2], g.z, lower)),
+            Kind::MeanScore(_) => confidence::mean(c[0], c[1], c[2], g.z, lower),
+            Kind::Surge {
+                method,
+                min_baseline,
+                ..
+            } => surge_of(
+                confidence::poisson(c[0], g.z, lower),
+                w.base_sum,
+                w.base_sumsq,
+                n,
+                baseline_panes,
+                *method,
+                *min_baseline,
+            ),
+            _ => self.value(w, n, baseline_panes).0,
+        }
+    }
+
+    /// The point value and its volume for a window.
+    fn value(&self, w: &Window, n: i64, baseline_panes: i64) -> (Option<f64>, i64) {
         let c = w.cur;
         match self {
-            Indicator::Count(_) => (Some(c[0] as f64), c[0]),
-            Indicator::Rate(_, units) => (Some(c[0] as f64 / units), c[0]),
-            Indicator::Ratio { min_den, .. } => {
+            Kind::Count(_) => (Some(c[0] as f64), c[0]),
+            Kind::Rate(_, units) => (Some(c[0] as f64 / units), c[0]),
+            Kind::Ratio { min_den, .. } => {
                 let v = (c[1] >= *min_den).then(|| c[0] as f64 / c[1] as f64);
                 (v, c[1])
             }
-            Indicator::Distinct(_) => {
+            Kind::Distinct(_) => {
                 let d = w.customers.as_ref().map_or(0, |cc| cc.distinct());
                 (Some(d as f64), c[0])
             }
-            Indicator::Repeat(..) => {
+            Kind::Repeat(..) => {
                 let r = w.customers.as_ref().map_or(0, |cc| cc.repeat());
                 (Some(r as f64), c[0])
             }
-            Indicator::ScoreShare(..) => ((c[1] > 0).then(|| c[0] as f64 / c[1] as f64), c[1]),
-            Indicator::MeanScore(_) => {
-                ((c[1] > 0).then(|| c[0] as f64 / c[1] as f64 / 1000.0), c[1])
-            }
-            Indicator::Nps(_) => (
+            Kind::ScoreShare(..) => ((c[1] > 0).then(|| c[0] as f64 / c[1] as f64), c[1]),
+            Kind::MeanScore(_) => ((c[1] > 0).then(|| c[0] as f64 / c[1] as f64 / 1000.0), c[1]),
+            Kind::Nps(_) => (
                 (c[2] > 0).then(|| (c[0] as f64 - c[1] as f64) / c[2] as f64 * 100.0),
                 c[2],
             ),
-            Indicator::Surge {
+            Kind::Surge {
                 method,
                 min_baseline,
                 ..
@@ -316,17 +424,39 @@ pub fn surge_value(
     method: SurgeMethod,
     min_baseline: f64,
 ) -> Option<f64> {
+    surge_of(
+        current as f64,
+        base_sum,
+        base_sumsq,
+        n,
+        m,
+        method,
+        min_baseline,
+    )
+}
+
+/// [`surge_value`] of a (possibly fractional) current count: the point count,
+/// or a confidence bound of it.
+fn surge_of(
+    current: f64,
+    base_sum: i64,
+    base_sumsq: i128,
+    n: i64,
+    m: i64,
+    method: SurgeMethod,
+    min_baseline: f64,
+) -> Option<f64> {
     if m < n || m <= 0 {
         return None;
     }
     let mean = base_sum as f64 / m as f64;
     let expected = (n as f64 * mean).max(min_baseline);
     match method {
-        SurgeMethod::Ratio => Some(current as f64 / expected),
+        SurgeMethod::Ratio => Some(current / expected),
         SurgeMethod::Zscore => {
             let var = (base_sumsq as f64 / m as f64 - mean * mean).max(0.0);
             let sigma = (n as f64 * var).max(expected).sqrt();
-            Some((current as f64 - expected) / sigma)
+            Some((current - expected) / sigma)
         }
     }
 }

@@ -128,6 +128,8 @@ pub enum Dim {
     For,
     /// The keep-firing duration.
     KeepFiringFor,
+    /// The rule's `confidence` (its value is a confidence bound).
+    Confidence,
 }
 
 impl Dim {
@@ -139,6 +141,7 @@ impl Dim {
             Dim::Clear => "clear",
             Dim::For => "for",
             Dim::KeepFiringFor => "keep_firing_for",
+            Dim::Confidence => "confidence",
         }
     }
 
@@ -193,9 +196,10 @@ impl FromStr for Vary {
             "clear" => Dim::Clear,
             "for" => Dim::For,
             "keep_firing_for" => Dim::KeepFiringFor,
+            "confidence" => Dim::Confidence,
             other => {
                 return Err(err(format!(
-                "unknown setting {other:?}; use threshold, clear, for, keep_firing_for or window"
+                "unknown setting {other:?}; use threshold, clear, for, keep_firing_for, window or confidence"
             )))
             }
         };
@@ -348,6 +352,7 @@ pub fn apply(base: &RuleConfig, settings: &[(Dim, Val)]) -> RuleConfig {
             (Dim::Clear, Val::Num(v)) => rule.clear = Some(v),
             (Dim::For, Val::Dur(d)) => rule.for_ = d,
             (Dim::KeepFiringFor, Val::Dur(d)) => rule.keep_firing_for = d,
+            (Dim::Confidence, Val::Num(v)) => rule.confidence = Some(v),
             _ => {}
         }
     }

@@ -161,7 +161,7 @@ pub(crate) struct TuneArgs {
     #[arg(long)]
     pub(crate) rule: String,
     /// A setting and its candidate values (repeatable): threshold=0.02..0.08:0.01,
-    /// clear=0.03,0.04, for=0m,5m,15m, keep_firing_for=…, window=15m,30m,1h.
+    /// clear=0.03,0.04, for=0m,5m,15m, keep_firing_for=…, window=15m,30m,1h, confidence=0.9,0.95.
     #[arg(long, required = true, value_name = "SETTING=VALUES")]
     pub(crate) vary: Vec<String>,
     /// Ground truth and matching options.

@@ -327,6 +327,29 @@ fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError>) {
             ));
         }
     }
+    if let Some(c) = r.confidence {
+        let guarded = matches!(
+            r.indicator,
+            IndicatorConfig::Ratio { .. }
+                | IndicatorConfig::ScoreShare { .. }
+                | IndicatorConfig::Nps { .. }
+                | IndicatorConfig::MeanScore { .. }
+                | IndicatorConfig::Surge { .. }
+        );
+        if !(c > 0.5 && c < 1.0) {
+            errs.push(ConfigError::new(
+                format!("{p}.confidence"),
+                c.to_string(),
+                "must lie strictly between 0.5 and 1 (e.g. 0.9, 0.95, 0.99)",
+            ));
+        } else if !guarded {
+            errs.push(ConfigError::new(
+                format!("{p}.confidence"),
+                c.to_string(),
+                "only ratio, score_share, nps, mean_score and surge indicators have a confidence bound",
+            ));
+        }
+    }
     let window = r.window.as_ms();
     let slide = r.slide().as_ms();
     if window <= 0 {

@@ -324,6 +324,13 @@ pub struct RuleConfig {
     /// Below this volume in the window the indicator is not evaluated (no data).
     #[serde(default)]
     pub min_volume: u64,
+    /// Judge the breach on the one-sided confidence bound of the estimate at
+    /// this level (e.g. 0.95) instead of its point value: the lower bound for
+    /// `above`, the upper for `below`, so a small slice needs stronger
+    /// evidence than a large one. For `ratio`, `score_share`, `nps`,
+    /// `mean_score` and `surge`; in (0.5, 1). Default: off (point value).
+    #[serde(default)]
+    pub confidence: Option<f64>,
     /// Runbook link for responders.
     #[serde(default)]
     pub runbook: Option<String>,

@@ -1,0 +1,139 @@
+//! Statistically guarded thresholds (issue 11, item 3), through the backtest.
+//!
+//! Two slices with the same severe share (0.64) against a 0.6 threshold: a
+//! small one (25 complaints) and a large one (2,500). On the point value both
+//! fire; with `confidence = 0.95` only the large one does — the small slice's
+//! 0.64 is well within chance of a true share below 0.6. Likewise a mean
+//! score falling below its threshold on a handful of responses, and a surge
+//! of a few events over a tiny baseline.
+
+use std::collections::HashMap;
+
+use crisiswatch::backtest::{self, SummaryOptions};
+use crisiswatch::config::Config;
+
+fn config(confidence: &str) -> Config {
+    let text = format!(
+        r#"
+[[rules]]
+name = "severe_share"
+group_by = ["product"]
+window = "1h"
+slide = "1m"
+indicator = {{ kind = "ratio", numerator = {{ type = "complaint", attrs = {{ severity = "high" }} }}, denominator = {{ type = "complaint" }}, min_denominator = 20 }}
+thresholds = {{ warning = 0.6 }}
+{confidence}
+
+[[rules]]
+name = "mean_score"
+group_by = ["product"]
+window = "1h"
+slide = "1m"
+indicator = {{ kind = "mean_score", select = {{ type = "feedback" }} }}
+condition = "below"
+thresholds = {{ warning = 6.0 }}
+{confidence}
+"#
+    );
+    Config::from_toml_str(&text, &HashMap::<String, String>::new()).expect("valid config")
+}
+
+/// `n` complaints on `product`, the first `severe` of them severe, spread
+/// over 50 minutes from `start`; and `scores` as feedback.
+fn slice(product: &str, n: usize, severe: usize, scores: &[u8], start: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let severity = if i < severe { "high" } else { "low" };
+        // Interleave severe and mild ones evenly in time.
+        let slot = (i * 7919) % n;
+        out.push(format!(
+            r#"{{"id":"{product}-c{i}","type":"complaint","ts":{},"attrs":{{"product":"{product}","severity":"{severity}"}}}}"#,
+            start + (slot as i64 * 3_000_000) / n as i64
+        ));
+    }
+    for (i, s) in scores.iter().enumerate() {
+        out.push(format!(
+            r#"{{"id":"{product}-f{i}","type":"feedback","ts":{},"score":{s},"attrs":{{"product":"{product}"}}}}"#,
+            start + (i as i64 * 3_000_000) / scores.len() as i64
+        ));
+    }
+    out
+}
+
+fn incidents(cfg: &Config, lines: &[String]) -> Vec<(String, String)> {
+    let mut sorted: Vec<(i64, &String)> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["ts"].as_i64().unwrap(), l)
+        })
+        .collect();
+    sorted.sort();
+    let report = backtest::run_lines(
+        cfg,
+        sorted.iter().map(|(_, l)| l.as_bytes()),
+        &SummaryOptions::default(),
+    )
+    .unwrap();
+    let mut got: Vec<(String, String)> = report
+        .incidents
+        .iter()
+        .map(|i| (i.rule.clone(), i.group[0].1.clone()))
+        .collect();
+    got.sort();
+    got.dedup();
+    got
+}
+
+#[test]
+fn a_small_slice_needs_stronger_evidence_than_a_large_one() {
+    let start = 1_795_000_000_000;
+    let mut lines = slice("small", 25, 16, &[7, 3, 5], start);
+    // Large: 64 % severe of 2,500; 200 scores averaging 5.
+    let scores: Vec<u8> = (0..200).map(|i| [4, 5, 6][i % 3]).collect();
+    lines.extend(slice("large", 2500, 1600, &scores, start));
+    let point = incidents(&config(""), &lines);
+    assert_eq!(
+        point,
+        [
+            ("mean_score".to_string(), "large".to_string()),
+            ("mean_score".to_string(), "small".to_string()),
+            ("severe_share".to_string(), "large".to_string()),
+            ("severe_share".to_string(), "small".to_string()),
+        ],
+        "on the point value every slice breaches"
+    );
+    let guarded = incidents(&config("confidence = 0.95"), &lines);
+    assert_eq!(
+        guarded,
+        [
+            ("mean_score".to_string(), "large".to_string()),
+            ("severe_share".to_string(), "large".to_string()),
+        ],
+        "with confidence = 0.95 only the large slice has the evidence"
+    );
+}
+
+#[test]
+fn confidence_is_validated() {
+    let text = r#"
+[[rules]]
+name = "spike"
+window = "1h"
+indicator = { kind = "count" }
+thresholds = { warning = 5 }
+confidence = 0.95
+
+[[rules]]
+name = "share"
+window = "1h"
+indicator = { kind = "score_share", min = 0, max = 6 }
+thresholds = { warning = 0.5 }
+confidence = 1.5
+"#;
+    let err = Config::from_toml_str(text, &HashMap::<String, String>::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rules[0].confidence"), "{err}");
+    assert!(err.contains("rules[1].confidence"), "{err}");
+}
