@@ -77,7 +77,7 @@ impl RuleRt {
     pub(super) fn new(r: &RuleConfig, cfg: &Config) -> Self {
         let slide = r.slide().as_ms().max(1);
         let window_ms = r.window.as_ms().max(slide);
-        let indicator = Indicator::compile(&r.indicator, window_ms);
+        let indicator = Indicator::for_rule(r, window_ms);
         let m = match &r.indicator {
             IndicatorConfig::Surge { baseline, .. } => baseline.as_ms() / slide,
             _ => 0,
