@@ -12,7 +12,7 @@
 //! `start` and `end` are RFC 3339 times or integer milliseconds; `kind` and any
 //! other field are optional. Blank lines and lines starting with `#` are skipped.
 //!
-//! The matching rule ([`matches`], also the demo summary's): an incident
+//! The matching rule ([`matches()`], also the demo summary's): an incident
 //! matches a crisis when its group agrees with the crisis slice on
 //! every attribute both name (and they share at least one, unless the rule has
 //! no `group_by`), and it *fired* within `[start, end + grace]`. The grace is

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! * [`input`] reads many files in order, gzip accepted, with a progress bar on a terminal.
-//! * [`line`] is what every source hands out with a line: its origin and the read's counts.
+//! * [`line`](mod@line) is what every source hands out with a line: its origin and the read's counts.
 //! * [`kafka_input`] reads a range of Kafka topics instead (`--kafka-topic`):
 //!   offsets or message timestamps, partitions merged by event time; the
 //!   same [`Inputs`] to every command.

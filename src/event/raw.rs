@@ -1,0 +1,178 @@
+//! What a parser fills in ([`RawEvent`]: each field as the JSON had it) and
+//! its validation into an [`Event`]: one set of rules and messages for the
+//! fast path ([`super::fast`]) and the full serde parse ([`super::full`]).
+
+use std::borrow::Cow;
+
+use smallvec::SmallVec;
+
+use super::{parse_rfc3339_ms, Event, Invalid, InvalidReason, MAX_ID_BYTES};
+
+#[derive(Default)]
+pub(super) struct RawEvent<'a> {
+    pub(super) id: Option<Scalar<'a>>,
+    pub(super) kind: Option<Scalar<'a>>,
+    pub(super) ts: Option<Scalar<'a>>,
+    pub(super) customer_id: Option<Scalar<'a>>,
+    pub(super) attrs: Option<AttrList<'a>>,
+    pub(super) score: Option<Scalar<'a>>,
+    pub(super) sentiment: Option<Scalar<'a>>,
+}
+
+/// Any JSON value, reduced to what validation needs.
+pub(super) enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool,
+    Null,
+    Compound(&'static str),
+}
+
+impl Scalar<'_> {
+    pub(super) fn type_name(&self) -> &'static str {
+        match self {
+            Scalar::Str(_) => "a string",
+            Scalar::I64(_) | Scalar::U64(_) | Scalar::F64(_) => "a number",
+            Scalar::Bool => "a boolean",
+            Scalar::Null => "null",
+            Scalar::Compound(w) => w,
+        }
+    }
+}
+
+/// Attributes as parsed, in input order (a repeated key keeps its last value).
+pub(super) type AttrList<'a> = SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]>;
+
+// === impl RawEvent ===
+
+impl<'a> RawEvent<'a> {
+    #[inline(always)]
+    pub(super) fn validate(self) -> Result<Event<'a>, Invalid> {
+        let id = required_str("id", self.id)?;
+        if id.len() > MAX_ID_BYTES {
+            return Err(Invalid::new(
+                InvalidReason::IdTooLong,
+                format!("id is {} bytes, the limit is {MAX_ID_BYTES}", id.len()),
+            ));
+        }
+        let kind = required_str("type", self.kind)?;
+        let ts = match self.ts {
+            None | Some(Scalar::Null) => {
+                return Err(Invalid::new(InvalidReason::MissingField, "ts is missing"))
+            }
+            Some(Scalar::Str(s)) => parse_rfc3339_ms(&s).ok_or_else(|| {
+                Invalid::new(
+                    InvalidReason::BadTimestamp,
+                    format!("ts {:?} is not RFC 3339 with an offset", truncate(&s, 64)),
+                )
+            })?,
+            Some(Scalar::I64(v)) => v,
+            Some(Scalar::U64(v)) => i64::try_from(v).map_err(|_| {
+                Invalid::new(
+                    InvalidReason::BadTimestamp,
+                    format!("ts {v} is out of range"),
+                )
+            })?,
+            Some(Scalar::F64(v)) => {
+                return Err(Invalid::new(
+                    InvalidReason::BadTimestamp,
+                    format!("ts {v} is not an integer number of milliseconds"),
+                ))
+            }
+            Some(other) => {
+                return Err(Invalid::new(
+                    InvalidReason::WrongType,
+                    format!(
+                        "ts is {}, expected a string or integer milliseconds",
+                        other.type_name()
+                    ),
+                ))
+            }
+        };
+        // Keep event times within ±100,000 years so window arithmetic cannot overflow.
+        const TS_LIMIT: i64 = 3_155_760_000_000_000;
+        if !(-TS_LIMIT..=TS_LIMIT).contains(&ts) {
+            return Err(Invalid::new(
+                InvalidReason::BadTimestamp,
+                format!("ts {ts} is out of range"),
+            ));
+        }
+        let customer_id = match self.customer_id {
+            None | Some(Scalar::Null) => None,
+            Some(Scalar::Str(s)) => Some(s),
+            Some(Scalar::I64(v)) => Some(Cow::Owned(v.to_string())),
+            Some(Scalar::U64(v)) => Some(Cow::Owned(v.to_string())),
+            Some(other) => {
+                return Err(Invalid::new(
+                    InvalidReason::WrongType,
+                    format!("customer_id is {}, expected a string", other.type_name()),
+                ))
+            }
+        };
+        let score = optional_number("score", self.score)?;
+        let sentiment = optional_number("sentiment", self.sentiment)?;
+        Ok(Event {
+            id,
+            kind,
+            ts,
+            customer_id,
+            attrs: self.attrs.unwrap_or_default(),
+            score,
+            sentiment,
+        })
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn required_str<'a>(field: &str, v: Option<Scalar<'a>>) -> Result<Cow<'a, str>, Invalid> {
+    match v {
+        None | Some(Scalar::Null) => Err(Invalid::new(
+            InvalidReason::MissingField,
+            format!("{field} is missing"),
+        )),
+        Some(Scalar::Str(s)) if s.is_empty() => Err(Invalid::new(
+            InvalidReason::EmptyField,
+            format!("{field} is empty"),
+        )),
+        Some(Scalar::Str(s)) => Ok(s),
+        Some(other) => Err(Invalid::new(
+            InvalidReason::WrongType,
+            format!("{field} is {}, expected a string", other.type_name()),
+        )),
+    }
+}
+
+fn optional_number(field: &str, v: Option<Scalar<'_>>) -> Result<Option<f64>, Invalid> {
+    let n = match v {
+        None | Some(Scalar::Null) => return Ok(None),
+        Some(Scalar::I64(v)) => v as f64,
+        Some(Scalar::U64(v)) => v as f64,
+        Some(Scalar::F64(v)) => v,
+        Some(other) => {
+            return Err(Invalid::new(
+                InvalidReason::WrongType,
+                format!("{field} is {}, expected a number", other.type_name()),
+            ))
+        }
+    };
+    if n.is_finite() {
+        Ok(Some(n))
+    } else {
+        Err(Invalid::new(
+            InvalidReason::NonFiniteNumber,
+            format!("{field} is not finite"),
+        ))
+    }
+}
