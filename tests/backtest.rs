@@ -696,13 +696,13 @@ fn incidents_from_a_transitions_file_match_the_backtest() {
 #[test]
 fn the_shipped_rule_tests_pass_and_a_wrong_expectation_fails() {
     let shipped = PathBuf::from(ROOT).join("config/tests/crisiswatch_rules.toml");
-    let r = backtest::rule_tests::run_file(&shipped).unwrap();
+    let r = backtest::ruletest::run_file(&shipped).unwrap();
     assert!(r.cases.len() >= 7);
     assert_eq!(
         r.failed(),
         0,
         "{}",
-        backtest::rule_tests::render(std::slice::from_ref(&r))
+        backtest::ruletest::render(std::slice::from_ref(&r))
     );
 
     // The same file with one expectation a millisecond off fails that case only.
@@ -719,10 +719,10 @@ fn the_shipped_rule_tests_pass_and_a_wrong_expectation_fails() {
         ),
     )
     .unwrap();
-    let r = backtest::rule_tests::run_file(&p).unwrap();
+    let r = backtest::ruletest::run_file(&p).unwrap();
     assert_eq!(r.failed(), 1);
     let passed = r.cases.len() - 1;
-    let out = backtest::rule_tests::render(&[r]);
+    let out = backtest::ruletest::render(&[r]);
     assert!(
         out.contains("missing:    resolved social_spike {product=phone-z} at +45m 2ms"),
         "{out}"
@@ -782,12 +782,12 @@ at = "+5m 1ms"
 "#,
     )
     .unwrap();
-    let r = backtest::rule_tests::run_file(&p).unwrap();
+    let r = backtest::ruletest::run_file(&p).unwrap();
     assert_eq!(
         r.failed(),
         0,
         "{}",
-        backtest::rule_tests::render(std::slice::from_ref(&r))
+        backtest::ruletest::render(std::slice::from_ref(&r))
     );
     assert_eq!(r.config, "inline rules");
 }

@@ -12,7 +12,7 @@ use crate::backtest::kafka_input::KafkaInputError;
 use crate::backtest::labels::{self, Crisis, LabelsError};
 use crate::backtest::report::{Incident, SummaryOptions};
 use crate::backtest::review::ReviewError;
-use crate::backtest::rule_tests;
+use crate::backtest::ruletest;
 use crate::backtest::tune::{self, TuneError, TuneOptions, Vary};
 use crate::backtest::BacktestError;
 use crate::config::{Config, ProcessEnv};
@@ -395,7 +395,7 @@ fn test_rules(a: &TestRulesArgs) -> Result<ExitCode, CliError> {
     let mut results = Vec::new();
     let mut broken = 0;
     for f in &a.files {
-        match rule_tests::run_file(f) {
+        match ruletest::run_file(f) {
             Ok(r) => results.push(r),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -403,7 +403,7 @@ fn test_rules(a: &TestRulesArgs) -> Result<ExitCode, CliError> {
             }
         }
     }
-    print!("{}", rule_tests::render(&results));
+    print!("{}", ruletest::render(&results));
     let failed: usize = results.iter().map(|r| r.failed()).sum();
     Ok(if failed == 0 && broken == 0 {
         ExitCode::SUCCESS

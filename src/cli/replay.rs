@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::engine::Engine;
 use crate::event::parse_rfc3339_ms;
-use crate::incident::replay::ReplayDelivery;
+use crate::incident::replay_delivery::ReplayDelivery;
 use crate::replay::replay;
 
 use super::args::ConfigArg;

@@ -20,7 +20,8 @@
 //!   (Standard Webhooks, and the documented [`signature::verify`]).
 //! * [`metrics`] exports attempts, failures, latency quantiles, depth and age.
 //! * The silences HTTP endpoint is [`crate::http::silences`]; the `outbox` and
-//!   `silence` commands are in `crate::cli`; [`replay`] delivers the incidents of `crisiswatch replay`.
+//!   `silence` commands are in `crate::cli`; [`replay_delivery`] delivers the
+//!   incidents of `crisiswatch replay`.
 //!
 //! # Using it from a driver (`run`, `demo`, `replay`)
 //!
@@ -48,7 +49,7 @@ pub mod model;
 pub mod outbox;
 pub mod policy;
 pub mod receivers;
-pub mod replay;
+pub mod replay_delivery;
 pub mod routing;
 pub mod signature;
 pub mod silence;

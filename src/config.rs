@@ -28,7 +28,7 @@ pub use rules::*;
 pub use settings::*;
 
 /// The example configuration, embedded so `crisiswatch demo` runs anywhere.
-pub const EXAMPLE_CONFIG: &str = include_str!("../../config/crisiswatch.toml");
+pub const EXAMPLE_CONFIG: &str = include_str!("../config/crisiswatch.toml");
 
 // === errors ===
 

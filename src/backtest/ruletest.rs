@@ -45,17 +45,18 @@
 //! boundary (`+15m 1ms`): on failure the actual transitions are printed in
 //! the `expect` syntax, ready to check and paste.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
-use crate::alert::{State, Transition};
-use crate::config::{Config, ProcessEnv, Severity};
+use crate::alert::Transition;
+use crate::config::{Config, ProcessEnv};
 use crate::event::{format_ts, parse_rfc3339_ms};
 
 use super::{Driver, Observer};
+
+mod file;
+
+use file::{Case, Scores, TestFile};
 
 /// Errors that stop a test file (a failing case is not an error).
 #[derive(Debug, thiserror::Error)]
@@ -76,125 +77,6 @@ pub enum RuleTestError {
         /// What is wrong.
         message: String,
     },
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TestFile {
-    /// The configuration under test, relative to the test file.
-    #[serde(default)]
-    config: Option<String>,
-    /// Inline engine settings (with inline rules).
-    #[serde(default)]
-    engine: Option<toml::Value>,
-    /// Inline rules, instead of `config`.
-    #[serde(default)]
-    rules: Option<Vec<toml::Value>>,
-    /// Origin of relative times.
-    #[serde(default = "default_start")]
-    start: String,
-    /// The cases.
-    #[serde(default)]
-    tests: Vec<Case>,
-}
-
-/// A fixed origin, so relative times give the same absolute times everywhere.
-fn default_start() -> String {
-    "2026-01-01T00:00:00Z".to_string()
-}
-
-/// Merging by time is what a stream looks like; tests of disorder opt out.
-fn default_sort() -> bool {
-    true
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
-    #[serde(default)]
-    rules: Vec<String>,
-    #[serde(default)]
-    input: Vec<Input>,
-    #[serde(default)]
-    until: Option<String>,
-    #[serde(default = "default_sort")]
-    sort: bool,
-    #[serde(default)]
-    expect: Vec<Expect>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Input {
-    #[serde(default)]
-    lines: Option<String>,
-    #[serde(default)]
-    at: Option<String>,
-    #[serde(default)]
-    count: Option<u64>,
-    #[serde(default)]
-    every: Option<String>,
-    #[serde(default)]
-    event: Option<Template>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Template {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    customer_id: Option<String>,
-    #[serde(default)]
-    attrs: BTreeMap<String, String>,
-    #[serde(default)]
-    score: Option<Scores>,
-    #[serde(default)]
-    sentiment: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Scores {
-    One(f64),
-    Cycle(Vec<f64>),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum ExpState {
-    Pending,
-    Firing,
-    Escalated,
-    Resolved,
-}
-
-impl ExpState {
-    fn state(&self) -> State {
-        match self {
-            ExpState::Pending => State::Pending,
-            ExpState::Firing => State::Firing,
-            ExpState::Escalated => State::Escalated,
-            ExpState::Resolved => State::Resolved,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Expect {
-    rule: String,
-    #[serde(default)]
-    group: BTreeMap<String, String>,
-    state: ExpState,
-    at: String,
-    #[serde(default)]
-    severity: Option<Severity>,
-    #[serde(default)]
-    value: Option<f64>,
 }
 
 /// The outcome of one case.

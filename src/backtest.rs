@@ -22,7 +22,7 @@
 //!   once and fed to one engine per candidate.
 //! * [`chart`] draws an indicator over time (SVG), and the tuning trade-off.
 //! * [`review`] writes the Markdown post-incident review of an incident.
-//! * [`rule_tests`] runs rule unit tests (`crisiswatch test-rules`), as
+//! * [`ruletest`] runs rule unit tests (`crisiswatch test-rules`), as
 //!   `promtool test rules` does for Prometheus.
 //!
 //! History has no wall clock: backtests skip the future-skew check unless a
@@ -36,7 +36,7 @@ pub mod labels;
 pub mod line;
 pub mod report;
 pub mod review;
-pub mod rule_tests;
+pub mod ruletest;
 pub mod tune;
 
 use std::io::Write;
