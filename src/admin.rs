@@ -192,7 +192,25 @@ pub struct AdminState {
     /// Receivers of the loaded configuration that skip TLS verification, so
     /// `/api/v1/status` shows what the start-up WARN said.
     tls_unverified: Mutex<Vec<String>>,
+    /// The `[server]` section of the loaded configuration: the listener's limits.
+    server: Mutex<crate::config::ServerConfig>,
+    /// Who may read the endpoints that expose customer data.
+    read_access: Mutex<ReadAccess>,
+    /// Whether the listener is bound to a loopback address (set by `http::bind`).
+    loopback: std::sync::atomic::AtomicBool,
     last_reload: Mutex<ReloadStatus>,
+}
+
+/// Access to the read endpoints that expose customer data (`server.read_token_env`).
+#[derive(Debug, Clone, Default)]
+pub enum ReadAccess {
+    /// No read token: open on a loopback listener, refused on any other.
+    #[default]
+    NoToken,
+    /// A bearer token (or the admin token) is required.
+    Token(Secret),
+    /// A read token is configured but could not be read: refused, fail closed.
+    Unreadable(String),
 }
 
 impl Default for AdminState {
@@ -205,6 +223,9 @@ impl Default for AdminState {
             config_hash: Mutex::new(String::new()),
             config_path: Mutex::new(None),
             tls_unverified: Mutex::new(Vec::new()),
+            server: Mutex::new(crate::config::ServerConfig::default()),
+            read_access: Mutex::new(ReadAccess::default()),
+            loopback: std::sync::atomic::AtomicBool::new(true),
             last_reload: Mutex::new(ReloadStatus::default()),
         }
     }
@@ -257,7 +278,58 @@ impl AdminState {
     pub fn set_config(&self, path: Option<PathBuf>, text: &str) {
         *lock(&self.config_path) = path;
         *lock(&self.config_hash) = config_hash(text);
-        *lock(&self.tls_unverified) = tls_unverified(text);
+        let Ok(cfg) = Config::from_toml_str(text, &crate::config::ProcessEnv) else {
+            return;
+        };
+        *lock(&self.tls_unverified) = tls_unverified(&cfg);
+        let sv = &cfg.server;
+        let access = match Secret::load(sv.read_token_env.as_deref(), sv.read_token_file.as_deref())
+        {
+            Ok(Some(t)) => ReadAccess::Token(t),
+            Ok(None) => ReadAccess::NoToken,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot read the read token (server.read_token_env / read_token_file); the data endpoints refuse every request.");
+                ReadAccess::Unreadable(e.to_string())
+            }
+        };
+        *lock(&self.read_access) = access;
+        *lock(&self.server) = cfg.server;
+    }
+
+    /// The `[server]` settings of the loaded configuration (defaults before one is set).
+    pub fn server_config(&self) -> crate::config::ServerConfig {
+        lock(&self.server).clone()
+    }
+
+    /// Replaces the read access (tests, drivers without a configuration text).
+    pub fn set_read_access(&self, access: ReadAccess) {
+        *lock(&self.read_access) = access;
+    }
+
+    /// Records whether the listener is bound to a loopback address.
+    pub fn set_loopback(&self, loopback: bool) {
+        self.loopback
+            .store(loopback, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a request presenting `header` (`Authorization`) may read
+    /// customer data. `Err` says why not.
+    pub fn read_allowed(&self, header: Option<&str>) -> Result<(), &'static str> {
+        let loopback = self.loopback.load(std::sync::atomic::Ordering::Relaxed);
+        let presented = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim);
+        match &*lock(&self.read_access) {
+            ReadAccess::Token(t) => match presented {
+                Some(p) if t.matches(p) || self.authorized(header) => Ok(()),
+                _ => Err("missing or wrong bearer token (the read or the admin token)"),
+            },
+            ReadAccess::Unreadable(_) => {
+                Err("the read token is configured but cannot be read; see the service log")
+            }
+            ReadAccess::NoToken if loopback || self.authorized(header) => Ok(()),
+            ReadAccess::NoToken => Err("this endpoint exposes customer data and the listener is not on loopback: configure server.read_token_env (or read_token_file) and send it as a bearer token"),
+        }
     }
 
     /// The file reloads read from.
@@ -297,16 +369,13 @@ impl AdminState {
             "last_reload": *lock(&self.last_reload),
             "admin_token_configured": self.has_token(),
             "tls_skip_verify_receivers": lock(&self.tls_unverified).clone(),
+            "read_token_configured": !matches!(*lock(&self.read_access), ReadAccess::NoToken),
         })
     }
 }
 
-/// The enabled HTTP receivers of a configuration text that set
-/// `tls_skip_verify` (none when the text does not load).
-fn tls_unverified(text: &str) -> Vec<String> {
-    let Ok(cfg) = crate::config::Config::from_toml_str(text, &crate::config::ProcessEnv) else {
-        return Vec::new();
-    };
+/// The enabled HTTP receivers of a configuration that set `tls_skip_verify`.
+fn tls_unverified(cfg: &Config) -> Vec<String> {
     cfg.receivers
         .iter()
         .filter(|r| r.tls_skip_verify && !r.url.is_empty())

@@ -9,16 +9,24 @@
 //! | `GET /metrics` | open | Prometheus text exposition |
 //! | `GET /healthz` | open | the process is up |
 //! | `GET /readyz` | open | 200 when ready (sources healthy, config loaded), else 503 |
-//! | `GET /api/v1/alerts` | open | pending and firing alerts with their evidence |
-//! | `GET /api/v1/rules` | open | every rule, its configuration and live state |
+//! | `GET /api/v1/alerts` | read | pending and firing alerts with their evidence |
+//! | `GET /api/v1/rules` | read | every rule, its configuration and live state |
 //! | `GET /api/v1/status` | open | version, config hash, uptime, last reload |
 //! | `POST /api/v1/reload` | bearer | re-read and apply the configuration file |
-//! | `GET /api/v1/silences` | open | incident silences ([`silences`]) |
+//! | `GET /api/v1/silences` | read | incident silences ([`silences`]) |
 //! | `POST /api/v1/silences`, `DELETE /api/v1/silences/{id}` | bearer | add / expire a silence |
 //!
 //! State-changing endpoints need `Authorization: Bearer <token>` with the token
 //! from `server.admin_token_env` / `server.admin_token_file`; without a
-//! configured token they are refused (401).
+//! configured token they are refused (401). "read" endpoints expose customer
+//! data (sample event ids, slices): with `server.read_token_env` they need that
+//! token (or the admin token); without one they are open on a loopback listener
+//! and refused on any other.
+//!
+//! The listener itself ([`listener`]) bounds what a client can hold: connections
+//! (`server.max_connections`), the time to send headers (`header_read_timeout`,
+//! so a slow-loris client is dropped), the head and body sizes, and the time to
+//! answer (`request_timeout`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -35,11 +43,12 @@ use tokio::sync::watch;
 
 use crate::admin::ReloadRequest;
 
+mod listener;
 pub mod silences;
 pub(crate) mod state;
 
-use state::require_admin;
 pub use state::AppState;
+use state::{require_admin, require_read};
 
 /// Errors of the HTTP listener.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +61,9 @@ pub enum HttpError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The listener's metrics could not be created.
+    #[error("cannot create the HTTP listener metrics: {0}")]
+    Metrics(#[source] prometheus::Error),
     /// The server failed while running.
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
@@ -59,6 +71,7 @@ pub enum HttpError {
 
 /// The routes.
 pub fn router(state: Arc<AppState>) -> Router {
+    let limits = listener::Limits::from(&state.admin.server_config());
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -68,6 +81,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/reload", post(reload))
         .merge(silences::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.request_timeout,
+            listener::request_timeout,
+        ))
         .with_state(state)
 }
 
@@ -107,14 +125,20 @@ async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     }
 }
 
-async fn alerts(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+async fn alerts(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = require_read(&s, &headers) {
+        return *r;
+    }
     let snap = s.admin.snapshot();
-    Json(serde_json::json!({ "clock": snap.clock, "alerts": snap.alerts }))
+    Json(serde_json::json!({ "clock": snap.clock, "alerts": snap.alerts })).into_response()
 }
 
-async fn rules(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+async fn rules(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = require_read(&s, &headers) {
+        return *r;
+    }
     let snap = s.admin.snapshot();
-    Json(serde_json::json!({ "clock": snap.clock, "rules": snap.rules }))
+    Json(serde_json::json!({ "clock": snap.clock, "rules": snap.rules })).into_response()
 }
 
 async fn status(State(s): State<Arc<AppState>>) -> impl IntoResponse {
@@ -168,7 +192,7 @@ async fn reload(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response 
 pub async fn bind(
     addr: &str,
     state: Arc<AppState>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<
     (
         SocketAddr,
@@ -186,18 +210,11 @@ pub async fn bind(
         addr: addr.to_string(),
         source,
     })?;
+    state.admin.set_loopback(local.ip().is_loopback());
+    let limits = listener::Limits::from(&state.admin.server_config());
+    let metrics =
+        listener::ListenerMetrics::new(state.metrics.registry()).map_err(HttpError::Metrics)?;
     let app = router(state);
-    let fut = async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                while !*shutdown.borrow() {
-                    if shutdown.changed().await.is_err() {
-                        break;
-                    }
-                }
-            })
-            .await
-            .map_err(HttpError::Serve)
-    };
+    let fut = listener::serve(listener, app, limits, metrics, shutdown);
     Ok((local, fut))
 }

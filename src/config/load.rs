@@ -109,6 +109,28 @@ impl Config {
                 "not a socket address (host:port with an IP, e.g. 127.0.0.1:9464)",
             ));
         }
+        let sv = &self.server;
+        for (key, v, min) in [
+            ("server.max_connections", sv.max_connections, 1),
+            ("server.max_header_bytes", sv.max_header_bytes, 8192),
+            ("server.max_body_bytes", sv.max_body_bytes, 1024),
+        ] {
+            if v < min {
+                errs.push(ConfigError::new(
+                    key,
+                    v.to_string(),
+                    format!("must be at least {min}"),
+                ));
+            }
+        }
+        for (key, v) in [
+            ("server.header_read_timeout", sv.header_read_timeout),
+            ("server.request_timeout", sv.request_timeout),
+        ] {
+            if v.0.is_zero() {
+                errs.push(ConfigError::new(key, "0", "must be positive"));
+            }
+        }
         if self.server.max_series_per_rule == 0 {
             errs.push(ConfigError::new(
                 "server.max_series_per_rule",

@@ -147,6 +147,33 @@ pub struct ServerConfig {
     /// File holding the admin bearer token (used when `admin_token_env` is unset).
     #[serde(default)]
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// Environment variable holding the bearer token of the read endpoints that
+    /// expose customer data (`/api/v1/alerts` with sample event ids and slices,
+    /// `/api/v1/rules`, `GET /api/v1/silences`); the admin token is accepted too.
+    /// Without a read token they are open on a loopback `listen` address and
+    /// refused (401) on any other.
+    #[serde(default)]
+    pub read_token_env: Option<String>,
+    /// File holding the read token (used when `read_token_env` is unset).
+    #[serde(default)]
+    pub read_token_file: Option<std::path::PathBuf>,
+    /// Connections served at once; further clients wait in the accept queue
+    /// until one closes (counted in `crisiswatch_http_connections_limited_total`).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A client must send a request's headers within this, or its connection
+    /// is closed: a slow-loris client cannot hold a connection slot.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Dur,
+    /// Longest time to answer one request; beyond it the answer is 408.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Dur,
+    /// Largest request head (request line and headers), bytes (at least 8192).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Largest request body, bytes (a silence is a few hundred); larger ones get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
 }
 
 /// 127.0.0.1:9464: loopback only by default; 9464 is the conventional exporter port of the project.
@@ -157,6 +184,28 @@ fn default_listen() -> String {
 fn default_max_series_per_rule() -> usize {
     1000
 }
+/// 256 connections: a handful of scrapers and operators need a few; the rest
+/// is headroom well below the default limit of 1,024 open files.
+fn default_max_connections() -> usize {
+    256
+}
+/// 10 seconds: Prometheus' default scrape timeout; a real client sends its
+/// headers in milliseconds.
+fn default_header_read_timeout() -> Dur {
+    Dur::secs(10)
+}
+/// 30 seconds: every endpoint answers from memory in milliseconds, a reload in seconds.
+fn default_request_timeout() -> Dur {
+    Dur::secs(30)
+}
+/// 16 KiB: browsers and Prometheus send well under 8 KiB of headers.
+fn default_max_header_bytes() -> usize {
+    16 * 1024
+}
+/// 64 KiB: the largest request body is a silence, a few hundred bytes.
+fn default_max_body_bytes() -> usize {
+    64 * 1024
+}
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -165,6 +214,13 @@ impl Default for ServerConfig {
             max_series_per_rule: default_max_series_per_rule(),
             admin_token_env: None,
             admin_token_file: None,
+            read_token_env: None,
+            read_token_file: None,
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
+            request_timeout: default_request_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+            max_body_bytes: default_max_body_bytes(),
         }
     }
 }

@@ -93,7 +93,10 @@ pub fn silence_json(s: &Silence, now: i64) -> serde_json::Value {
     })
 }
 
-async fn list(State(s): State<Arc<AppState>>) -> Response {
+async fn list(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = super::state::require_read(&s, &headers) {
+        return *r;
+    }
     let Some(ob) = store(&s) else {
         return unavailable();
     };

@@ -60,3 +60,21 @@ pub(crate) fn require_admin(s: &AppState, headers: &HeaderMap) -> Result<(), Box
             .into_response(),
     ))
 }
+
+/// Refuses a read of customer data (alerts with sample event ids, rules,
+/// silences) unless `server.read_token_env` allows it ([`AdminState::read_allowed`]).
+pub(crate) fn require_read(s: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    s.admin.read_allowed(presented).map_err(|msg| {
+        Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(serde_json::json!({ "error": msg })),
+            )
+                .into_response(),
+        )
+    })
+}
