@@ -170,6 +170,13 @@ impl Invalid {
     }
 }
 
+/// Most attributes an event may carry; an event with more is invalid
+/// (`oversized`). Keeps the duplicate-key check — a scan of the attributes
+/// seen so far — at a few thousand comparisons whatever a producer sends
+/// (without it, one 64 KiB event of 9,000 attributes cost 40 million), and the
+/// total size of the attributes is bounded by `engine.max_event_bytes`.
+pub const MAX_ATTRIBUTES: usize = 256;
+
 /// Limits applied while decoding.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeLimits {

@@ -232,8 +232,11 @@ impl<'a> Cursor<'a> {
                     };
                     if let Some(slot) = out.iter_mut().find(|(k, _)| same(k)) {
                         slot.1 = v;
-                    } else {
+                    } else if out.len() < super::MAX_ATTRIBUTES {
                         out.push((Cow::Borrowed(key), v));
+                    } else {
+                        // Too many: the full parser reports it.
+                        return None;
                     }
                 }
                 b'n' => self.literal(b"null")?,

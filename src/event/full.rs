@@ -222,8 +222,16 @@ impl<'de> Visitor<'de> for AttrsVisitor {
                 Scalar::Str(v) => {
                     if let Some(slot) = out.iter_mut().find(|(k, _)| *k == key) {
                         slot.1 = v;
-                    } else {
+                    } else if out.len() < super::MAX_ATTRIBUTES {
                         out.push((key, v));
+                    } else {
+                        return Err(field_err(
+                            InvalidReason::Oversized,
+                            format_args!(
+                                "attrs has more than {} attributes",
+                                super::MAX_ATTRIBUTES
+                            ),
+                        ));
                     }
                 }
                 Scalar::Null => {}

@@ -251,3 +251,32 @@ fn default_type_fills_only_a_missing_type() {
     let e = decode_with_default(br#"{"id":"a","ts":1}"#, &l, None, None).unwrap_err();
     assert_eq!(e.reason, InvalidReason::MissingField);
 }
+
+#[test]
+fn ten_thousand_attributes_are_oversized_in_both_paths() {
+    let attrs: Vec<String> = (0..10_000).map(|i| format!("\"k{i}\":\"v\"")).collect();
+    let line = format!(
+        r#"{{"id":"a","type":"order","ts":1,"attrs":{{{}}}}}"#,
+        attrs.join(",")
+    );
+    let open = DecodeLimits::OPEN;
+    let err = decode(line.as_bytes(), &open, None).unwrap_err();
+    assert_eq!(err.reason, InvalidReason::Oversized);
+    assert!(
+        err.detail.contains("more than 256 attributes"),
+        "{}",
+        err.detail
+    );
+    let reference = crate::event::decode_reference(line.as_bytes(), &open, None, None).unwrap_err();
+    assert_eq!(reference.reason, InvalidReason::Oversized);
+    // At the limit, and with repeated keys (the last value wins), it decodes.
+    let mut at_limit: Vec<String> = (0..256).map(|i| format!("\"k{i}\":\"v\"")).collect();
+    at_limit.push("\"k0\":\"w\"".to_string());
+    let line = format!(
+        r#"{{"id":"a","type":"order","ts":1,"attrs":{{{}}}}}"#,
+        at_limit.join(",")
+    );
+    let e = decode(line.as_bytes(), &open, None).unwrap();
+    assert_eq!(e.attrs.len(), 256);
+    assert_eq!(e.attrs[0].1, "w");
+}
