@@ -46,6 +46,7 @@ fn events() -> Vec<Vec<u8>> {
         orders_per_minute: 600.0,
         crises: true,
         noise: false,
+        shape: crisiswatch::generator::TrafficShape::default(),
     });
     let mut out = Vec::with_capacity(n);
     let mut t = start;

@@ -43,6 +43,7 @@ fn history() -> (Vec<Vec<u8>>, Vec<labels::Crisis>) {
             orders_per_minute: 300.0,
             crises: true,
             noise: true,
+            shape: crisiswatch::generator::TrafficShape::default(),
         });
         let mut t = START + d * DAY;
         while !gen.is_done() {

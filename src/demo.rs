@@ -201,6 +201,7 @@ pub async fn run(
         orders_per_minute: d.orders_per_minute,
         crises: d.crises,
         noise: d.noise,
+        shape: crate::generator::TrafficShape::default(),
     });
     writeln!(
         out,

@@ -79,10 +79,12 @@ use rand_chacha::ChaCha8Rng;
 
 mod crises;
 mod sample;
+mod shape;
 mod wire;
 
 pub use crises::Crisis;
 use sample::*;
+pub use shape::TrafficShape;
 use wire::{Kind, Spec};
 
 /// One minute in milliseconds; the simulation step.
@@ -192,6 +194,9 @@ pub struct GeneratorSettings {
     pub crises: bool,
     /// Inject malformed lines, duplicate ids and out-of-order events.
     pub noise: bool,
+    /// The shape of the traffic (volume, channel and category mix, rates,
+    /// products, regions, weekly rhythm); the demo's by default.
+    pub shape: TrafficShape,
 }
 
 /// A half-open event-time interval `[start, end)`.
@@ -440,13 +445,18 @@ impl Generator {
         let m_len = MINUTE_MS.min(self.end_ms - m_start);
         self.next_minute = m_start.saturating_add(MINUTE_MS);
         let m_end = m_start + m_len;
-        let per_ms =
+        let shape = &self.settings.shape;
+        let mut per_ms =
             self.settings.orders_per_minute * daily_rhythm(m_start + m_len / 2) / MINUTE_MS as f64;
+        if shape.volume != 1.0 || shape.weekend_factor != 1.0 {
+            per_ms *= shape.volume * shape.day_factor(m_start);
+        }
+        let (products, regions) = (shape.products, shape.regions);
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear();
 
-        for (p, product_weight) in PRODUCT_WEIGHTS.iter().enumerate() {
-            for (r, region_weight) in REGION_WEIGHTS.iter().enumerate() {
+        for (p, product_weight) in PRODUCT_WEIGHTS.iter().enumerate().take(products) {
+            for (r, region_weight) in REGION_WEIGHTS.iter().enumerate().take(regions) {
                 let lambda = per_ms * m_len as f64 * product_weight * region_weight;
                 self.background_slice(p, r, m_start, m_len, lambda, &mut batch);
             }
@@ -494,6 +504,9 @@ impl Generator {
     ) {
         let rng = &mut self.rng;
         let slice = p * REGIONS.len() + r;
+        let shape = &self.settings.shape;
+        let (complaint_channels, categories) = (shape.complaint_channels(), shape.categories());
+        let (feedback_rate, cancel_rate) = (shape.feedback_rate, shape.cancel_rate);
 
         for _ in 0..poisson(rng, lambda) {
             let ts = lo + rng.gen_range(0..len);
@@ -505,14 +518,14 @@ impl Generator {
 
         for _ in 0..poisson(rng, lambda * COMPLAINT_RATE) {
             let ts = lo + rng.gen_range(0..len);
-            let channel = pick(rng, &COMPLAINT_CHANNELS);
+            let channel = pick(rng, &complaint_channels);
             let repeat = rng.gen_bool(REPEAT_SHARE);
             let customer = match self.recent[slice].pick(rng).filter(|_| repeat) {
                 Some(c) => c,
                 None => random_customer(rng, r),
             };
             self.recent[slice].push(customer);
-            let category = pick(rng, &NORMAL_CATEGORIES);
+            let category = pick(rng, &categories);
             let severity = pick(rng, severity_mix(category));
             let sentiment = complaint_sentiment(rng, severity);
             let int_ts = rng.gen_bool(INT_TS_SHARE);
@@ -521,7 +534,7 @@ impl Generator {
             batch.push(s);
         }
 
-        for _ in 0..poisson(rng, lambda * FEEDBACK_RATE) {
+        for _ in 0..poisson(rng, lambda * feedback_rate) {
             let ts = lo + rng.gen_range(0..len);
             let channel = pick(rng, &FEEDBACK_CHANNELS);
             let customer = random_customer(rng, r);
@@ -540,7 +553,7 @@ impl Generator {
             batch.push(s);
         }
 
-        for _ in 0..poisson(rng, lambda * CANCEL_RATE) {
+        for _ in 0..poisson(rng, lambda * cancel_rate) {
             let ts = lo + rng.gen_range(0..len);
             let channel = pick(rng, &CANCEL_CHANNELS);
             let customer = random_customer(rng, r);

@@ -37,6 +37,7 @@ fn day(seed: u64, orders_per_minute: f64, noise: bool) -> (Vec<Vec<u8>>, Vec<Cri
         orders_per_minute,
         crises: true,
         noise,
+        shape: crisiswatch::generator::TrafficShape::default(),
     });
     let mut lines = Vec::new();
     let mut t = S;

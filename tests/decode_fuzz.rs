@@ -235,6 +235,7 @@ fn typical_lines_take_the_fast_path() {
             orders_per_minute: 100.0,
             crises: true,
             noise: false,
+            shape: crisiswatch::generator::TrafficShape::default(),
         });
     let mut lines = Vec::new();
     gen.generate_until(1_795_132_800_000 + 3_600_000, &mut lines);

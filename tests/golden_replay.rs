@@ -28,6 +28,7 @@ fn day(seed: u64) -> (Vec<u8>, Vec<Crisis>) {
         orders_per_minute: 300.0,
         crises: true,
         noise: true,
+        shape: crisiswatch::generator::TrafficShape::default(),
     });
     let mut lines = Vec::new();
     gen.generate_until(START + DAY_MS, &mut lines);

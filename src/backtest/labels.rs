@@ -288,6 +288,7 @@ mod tests {
             orders_per_minute: 10.0,
             crises: true,
             noise: false,
+            shape: crate::generator::TrafficShape::default(),
         });
         let groups = [
             g(&[("product", "router-x"), ("region", "eu-west")]),

@@ -68,6 +68,7 @@ impl Commands {
             orders_per_minute,
             crises: !no_crises,
             noise: !no_noise,
+            shape: crate::generator::TrafficShape::default(),
         });
         let mut writer: Box<dyn Write> = match output {
             Some(p) => Box::new(BufWriter::new(

@@ -71,7 +71,8 @@ impl Generator {
     /// Extra social-channel complaints about phone-z (all regions) over `[lo, lo + len)`.
     pub(super) fn social_extras(&mut self, per_ms: f64, lo: i64, len: i64, batch: &mut Vec<Spec>) {
         let rng = &mut self.crisis_rng;
-        for (r, region_weight) in REGION_WEIGHTS.iter().enumerate() {
+        let regions = self.settings.shape.regions;
+        for (r, region_weight) in REGION_WEIGHTS.iter().enumerate().take(regions) {
             let lambda = per_ms
                 * len as f64
                 * PRODUCT_WEIGHTS[P_PHONE_Z]
@@ -113,13 +114,17 @@ impl Generator {
         batch: &mut Vec<Spec>,
     ) {
         let rng = &mut self.crisis_rng;
-        for (p, product_weight) in PRODUCT_WEIGHTS.iter().enumerate() {
+        let (products, cancel_rate) = (
+            self.settings.shape.products,
+            self.settings.shape.cancel_rate,
+        );
+        for (p, product_weight) in PRODUCT_WEIGHTS.iter().enumerate().take(products) {
             let lambda = per_ms
                 * len as f64
                 * product_weight
                 * REGION_WEIGHTS[R_US_EAST]
                 * SEGMENT_WEIGHTS[SEG_VIP]
-                * CANCEL_RATE
+                * cancel_rate
                 * (CHURN_MULT - 1.0);
             for _ in 0..poisson(rng, lambda * CHURN_PRECEDED_SHARE) {
                 let ts = lo + rng.gen_range(0..len);

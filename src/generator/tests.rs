@@ -19,6 +19,7 @@ fn settings(duration_ms: i64, opm: f64, crises: bool, noise: bool) -> GeneratorS
         orders_per_minute: opm,
         crises,
         noise,
+        shape: TrafficShape::default(),
     }
 }
 
