@@ -1,5 +1,5 @@
 //! The alert state machine of one (rule, group), and the transitions it emits
-//! (`contract.md` §3).
+//! (`docs/contract.md` §3).
 //!
 //! Sits after the indicators: every evaluation feeds `(at, value)` to
 //! [`AlertPolicy::step`], which moves the [`Phase`] and returns at most one

@@ -1,4 +1,4 @@
-//! Input events: the decoder for the event contract (`contract.md` §1).
+//! Input events: the decoder for the event contract (`docs/contract.md` §1).
 //!
 //! This is the first stage of the data flow: bytes from Kafka, a JSONL file or
 //! the demo generator become an [`Event`] that borrows from the input buffer, or
@@ -27,7 +27,7 @@ use raw::{AttrList, RawEvent, Scalar};
 
 pub use time::{format_ts, parse_rfc3339_ms};
 
-/// Largest accepted `id`, in bytes (`contract.md` §1).
+/// Largest accepted `id`, in bytes (`docs/contract.md` §1).
 pub const MAX_ID_BYTES: usize = 128;
 
 /// A decoded event. Borrows its strings from the input buffer where possible.

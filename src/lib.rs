@@ -7,6 +7,8 @@
 //!
 //! # Layout: one module per stage of the data flow
 //!
+//! (`docs/architecture.md` in the repository has the same map, file by file.)
+//!
 //! ```text
 //!  sources ─► event ─► dedup ─► route ─► window ─► indicator ─► alert ─► (incidents)
 //!  (replay,   (decode,  (repeat  (which   (panes     (count,       (state

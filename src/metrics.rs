@@ -1,4 +1,4 @@
-//! Prometheus metrics (`contract.md` §5): the service's own health and every
+//! Prometheus metrics (`docs/contract.md` §5): the service's own health and every
 //! indicator against its thresholds.
 //!
 //! A sink at the edge of the data flow. The engine keeps plain counters; the

@@ -108,7 +108,7 @@ pub fn incidents_from_transitions(
     Ok((tracker.finish(), last.max(0)))
 }
 
-/// Parses one transition line (`contract.md` §3).
+/// Parses one transition line (`docs/contract.md` §3).
 pub fn parse_transition(line: &str) -> Result<Transition, String> {
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let s = |k: &str| {

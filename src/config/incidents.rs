@@ -114,7 +114,7 @@ fn default_group_window() -> Dur {
     Dur::mins(2)
 }
 
-/// How one receiver is delivered to (`contract.md` §4): the `delivery` table of a receiver.
+/// How one receiver is delivered to (`docs/contract.md` §4): the `delivery` table of a receiver.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {

@@ -52,7 +52,7 @@ pub struct EngineConfig {
 fn default_allowed_lateness() -> Dur {
     Dur::mins(1)
 }
-/// 10 minutes, from `contract.md` §1.
+/// 10 minutes, from `docs/contract.md` §1.
 fn default_dedup_horizon() -> Dur {
     Dur::mins(10)
 }
@@ -60,7 +60,7 @@ fn default_dedup_horizon() -> Dur {
 fn default_dedup_max_ids() -> usize {
     1_000_000
 }
-/// 5 minutes, from `contract.md` §2.
+/// 5 minutes, from `docs/contract.md` §2.
 fn default_max_future_skew() -> Dur {
     Dur::mins(5)
 }
@@ -84,12 +84,12 @@ fn default_idle_timeout() -> Dur {
 fn default_sample_event_ids() -> usize {
     5
 }
-/// NPS's 0–10, from `contract.md` §1 (a CSAT 1–5 stream fits inside it; set
+/// NPS's 0–10, from `docs/contract.md` §1 (a CSAT 1–5 stream fits inside it; set
 /// `[1, 5]` to reject anything else).
 fn default_score_range() -> [f64; 2] {
     [0.0, 10.0]
 }
-/// [-1, 1], from `contract.md` §1.
+/// [-1, 1], from `docs/contract.md` §1.
 fn default_sentiment_range() -> [f64; 2] {
     [-1.0, 1.0]
 }
@@ -393,7 +393,7 @@ impl Default for DemoConfig {
 
 // === receivers ===
 
-/// The kinds of incident receivers (`contract.md` §4).
+/// The kinds of incident receivers (`docs/contract.md` §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReceiverKind {

@@ -1,7 +1,7 @@
 //! Delivery metrics per receiver, registered in the process registry
 //! ([`crate::metrics::Metrics::registry`]) so `/metrics` shows them.
 //!
-//! Names follow `contract.md` §5 (`crisiswatch_<name>_<unit>`, `_total` on
+//! Names follow `docs/contract.md` §5 (`crisiswatch_<name>_<unit>`, `_total` on
 //! counters); label values come from small fixed sets (receiver names from
 //! the config, failure reasons, outcomes). Delivery latency — enqueue to 2xx,
 //! retries included — is a summary per receiver, like the engine's latencies

@@ -1,6 +1,6 @@
 //! What an incident notification says: the receiver-independent
 //! [`Notification`] that the lifecycle produces, the outbox stores, and the
-//! receivers render (`contract.md` §4), with the evidence of every alert and a
+//! receivers render (`docs/contract.md` §4), with the evidence of every alert and a
 //! sentence a responder understands.
 
 use std::time::Duration;
@@ -84,7 +84,7 @@ pub struct AlertEvidence {
     pub fired_at: i64,
     /// When it resolved, if it has.
     pub resolved_at: Option<i64>,
-    /// The alert instance's own dedup key (`contract.md` §3).
+    /// The alert instance's own dedup key (`docs/contract.md` §3).
     pub dedup_key: String,
     /// Ids of signal events seen while the alert was active.
     pub sample_event_ids: Vec<String>,

@@ -72,7 +72,7 @@ pub enum Outcome {
     },
 }
 
-/// Classifies an HTTP status (`contract.md` §4).
+/// Classifies an HTTP status (`docs/contract.md` §4).
 pub fn classify(status: u16) -> Option<FailureReason> {
     match status {
         200..=299 => None,

@@ -1,4 +1,4 @@
-//! The wire formats of `contract.md` §4: one [`Notification`] rendered for a
+//! The wire formats of `docs/contract.md` §4: one [`Notification`] rendered for a
 //! generic webhook, PagerDuty Events API v2, an Alertmanager, or the console.
 //!
 //! The last step before the network: the delivery worker renders a stored

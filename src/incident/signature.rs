@@ -1,4 +1,4 @@
-//! Request signatures of the incident webhooks (`contract.md` §4): the
+//! Request signatures of the incident webhooks (`docs/contract.md` §4): the
 //! [Standard Webhooks](https://www.standardwebhooks.com/) headers, which a
 //! receiver can check against replays, and the older `X-Crisiswatch-Signature`.
 //!
