@@ -19,6 +19,7 @@ mod generate;
 mod incident;
 mod replay;
 mod run;
+mod state;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,8 @@ enum Command {
     Check(check::Commands),
     #[command(flatten)]
     Run(run::Commands),
+    #[command(flatten)]
+    State(state::Commands),
 }
 
 impl Cli {
@@ -57,6 +60,7 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Demo(c) => c.run(),
+            Command::State(c) => c.run(),
             Command::Replay(c) => c.run(),
             Command::Generate(c) => c.run(),
             Command::Backtest(c) => (*c).run(),

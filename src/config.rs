@@ -181,6 +181,9 @@ pub struct Config {
     /// How alerts become incidents and reach the receivers: outbox, progress updates, routes.
     #[serde(default)]
     pub incidents: IncidentsConfig,
+    /// Durable engine state of the live service (checkpoints).
+    #[serde(default)]
+    pub state: StateConfig,
 }
 
 #[cfg(test)]

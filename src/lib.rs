@@ -76,4 +76,5 @@ pub mod secret;
 pub mod sequencer;
 pub mod signal;
 pub mod source;
+pub mod state;
 pub mod window;

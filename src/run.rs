@@ -20,6 +20,7 @@
 //! error (what was not committed is read again after a restart).
 
 pub mod applied_log;
+pub mod durable;
 pub mod feed;
 pub mod pipeline;
 pub mod progress;
@@ -66,6 +67,12 @@ pub enum RunError {
     /// The incident outbox failed: the batch's offsets are not committed.
     #[error(transparent)]
     Incident(#[from] crate::incident::IncidentError),
+    /// The state store failed, or holds a checkpoint that cannot be loaded.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The engine snapshot could not be made or restored.
+    #[error(transparent)]
+    Snapshot(#[from] crate::engine::SnapshotError),
     /// The `--applied-log` file could not be written.
     #[error("cannot write the applied log: {0}")]
     AppliedLog(#[source] std::io::Error),
@@ -181,7 +188,14 @@ pub async fn run(
         applied,
         sink,
     };
-    let stage = Stage::new(engine, settings, parts);
+    let mut stage = Stage::new(engine, settings, parts);
+    if !cfg.state.checkpoint_interval.0.is_zero() {
+        let dir = cfg.state.dir_or(&cfg.incidents.data_dir);
+        let store = crate::state::StateStore::open(std::path::Path::new(dir))?;
+        let m = durable::StateMetrics::register(metrics.registry())
+            .map_err(|e| RunError::Reload(e.to_string()))?;
+        stage.restore_state(store, cfg.state.checkpoint_interval.0, m)?;
+    }
     let mut engine_task = tokio::spawn(drive(
         stage,
         rx,

@@ -112,6 +112,46 @@ impl EngineConfig {
     }
 }
 
+/// Durable engine state of `crisiswatch run` (checkpoints, see `src/state.rs`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// How often the live service writes a checkpoint of the engine (also on
+    /// a partition revoke and a graceful stop). `"0"` turns durable state off:
+    /// a restart then starts empty from the committed offsets.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: Dur,
+    /// Directory of `state.sqlite`; empty (the default) means `incidents.data_dir`.
+    #[serde(default)]
+    pub dir: String,
+}
+
+/// 10 seconds: a restart re-reads at most ten seconds of the stream, and a
+/// checkpoint of 100,000 groups takes a fraction of that (see benches).
+fn default_checkpoint_interval() -> Dur {
+    Dur::secs(10)
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            checkpoint_interval: default_checkpoint_interval(),
+            dir: String::new(),
+        }
+    }
+}
+
+impl StateConfig {
+    /// The state directory: `dir`, or `incidents.data_dir` when empty.
+    pub fn dir_or<'a>(&'a self, data_dir: &'a str) -> &'a str {
+        if self.dir.is_empty() {
+            data_dir
+        } else {
+            &self.dir
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {

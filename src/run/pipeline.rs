@@ -28,6 +28,7 @@ use crate::source::watermarks::Watermarks;
 use crate::source::{Batch, SourceMsg};
 
 use super::applied_log::AppliedLog;
+use super::durable::{Durable, StateMetrics};
 use super::feed::{LiveFeed, Origin};
 use super::progress::BatchProgress;
 use super::sink::TransitionSink;
@@ -66,6 +67,8 @@ pub struct Stage {
     last_publish: Option<Instant>,
     /// Released on a tick, no longer pending once their transitions are persisted.
     pending_release: Vec<Origin>,
+    /// Checkpoints, when durable state is on.
+    durable: Option<Durable>,
 }
 
 /// How often the engine's metrics and admin snapshot are refreshed.
@@ -107,6 +110,43 @@ impl Stage {
             out: Vec::new(),
             last_publish: None,
             pending_release: Vec::new(),
+            durable: None,
+        }
+    }
+
+    /// Turns durable state on: restores the checkpoint in `store` (if any)
+    /// and writes one every `every` from now on.
+    pub fn restore_state(
+        &mut self,
+        store: crate::state::StateStore,
+        every: std::time::Duration,
+        metrics: StateMetrics,
+    ) -> Result<(), RunError> {
+        let mut tracker = self.shared.tracker();
+        let d = Durable::restore(
+            store,
+            every,
+            metrics,
+            &self.shared.topics,
+            &mut self.engine,
+            &mut self.feed,
+            &mut tracker,
+        )?;
+        drop(tracker);
+        self.durable = Some(d);
+        Ok(())
+    }
+
+    /// Writes a checkpoint now (durable state on), after what is pending in
+    /// the outbox.
+    fn checkpoint(&mut self) {
+        if let Some(d) = &mut self.durable {
+            d.checkpoint(
+                &self.engine,
+                &self.feed,
+                &self.shared.topics,
+                &self.shared.tracker,
+            );
         }
     }
 
@@ -161,6 +201,8 @@ impl Stage {
                         tracing::warn!("Dead letters still in flight at a drain; their offsets stay uncommitted.");
                     }
                 }
+                // The revoked partitions are committed up to this checkpoint.
+                self.checkpoint();
                 for p in revoked {
                     let dropped = self.feed.revoke(p);
                     if dropped > 0 {
@@ -194,6 +236,12 @@ impl Stage {
             processed[t] += 1;
             let default_type = self.settings.default_types[t].as_deref();
             let part = progress.partition(rec.at, rec.offset);
+            if let Some(d) = &mut self.durable {
+                if d.covered(rec.at, rec.offset) {
+                    // Its effect is in the restored checkpoint.
+                    continue;
+                }
+            }
             match decode_with_default(rec.payload, &limits, Some(now_ms), default_type) {
                 Ok(ev) => {
                     part.max_ts = Some(part.max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
@@ -349,8 +397,14 @@ impl Stage {
         if let Some(clock) = self.engine.clock() {
             self.sink.tick(clock, &mut self.engine)?;
         }
+        if self.durable.as_ref().is_some_and(|d| d.due(now)) {
+            self.checkpoint();
+        }
         let status = self.shared.health.check(now, self.settings.stall_timeout);
-        state.ready.store(status.ready, Ordering::Relaxed);
+        let state_ok = !self.durable.as_ref().is_some_and(Durable::failing);
+        state
+            .ready
+            .store(status.ready && state_ok, Ordering::Relaxed);
         let m = &self.shared.metrics;
         m.stalled.set(i64::from(status.stalled));
         m.idle_partitions
@@ -372,8 +426,9 @@ impl Stage {
         Ok(())
     }
 
-    /// Flushes the applied log at the end.
+    /// Flushes the applied log and writes a last checkpoint at the end.
     pub fn finish(&mut self) -> Result<(), RunError> {
+        self.checkpoint();
         if let Some(log) = &mut self.applied {
             log.flush().map_err(RunError::AppliedLog)?;
         }

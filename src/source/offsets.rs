@@ -35,6 +35,10 @@ impl Progress {
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
     parts: HashMap<Partition, Progress>,
+    /// With durable state: the offsets the latest checkpoint covers. Nothing
+    /// past them is committed (a restart resumes from the checkpoint), and a
+    /// partition without one commits nothing.
+    limit: Option<HashMap<Partition, i64>>,
 }
 
 impl OffsetTracker {
@@ -76,17 +80,53 @@ impl OffsetTracker {
         self.dead_letter_done(at, offset);
     }
 
-    /// The offset to commit for `at`: every message before it is done.
+    /// The offset to commit for `at`: every message before it is done (and,
+    /// with durable state, covered by the latest checkpoint).
     pub fn committable(&self, at: Partition) -> Option<i64> {
-        self.parts.get(&at).and_then(Progress::committable)
+        let own = self.parts.get(&at).and_then(Progress::committable);
+        match &self.limit {
+            None => own,
+            Some(limit) => match (own, limit.get(&at)) {
+                (Some(o), Some(&l)) => Some(o.min(l)),
+                _ => None,
+            },
+        }
+    }
+
+    /// Durable state is on: commits wait for checkpoints ([`OffsetTracker::checkpointed`]).
+    pub fn limit_to_checkpoints(&mut self) {
+        self.limit.get_or_insert_with(HashMap::new);
+    }
+
+    /// A checkpoint covering these resume offsets was written.
+    pub fn checkpointed(&mut self, resume: impl IntoIterator<Item = (Partition, i64)>) {
+        let limit = self.limit.get_or_insert_with(HashMap::new);
+        for (at, o) in resume {
+            limit.insert(at, o);
+        }
+    }
+
+    /// Per partition: (resume, next, pending offsets) — what a checkpoint keeps.
+    pub fn export(&self) -> Vec<(Partition, i64, i64, Vec<i64>)> {
+        let mut v: Vec<_> = self
+            .parts
+            .iter()
+            .filter_map(|(&at, p)| {
+                let next = p.next?;
+                let resume = p.committable().unwrap_or(next);
+                Some((at, resume, next, p.pending.iter().copied().collect()))
+            })
+            .collect();
+        v.sort_unstable_by_key(|e| e.0);
+        v
     }
 
     /// The committable offset of every partition with progress.
     pub fn all_committable(&self) -> Vec<(Partition, i64)> {
         let mut v: Vec<_> = self
             .parts
-            .iter()
-            .filter_map(|(&at, p)| p.committable().map(|o| (at, o)))
+            .keys()
+            .filter_map(|&at| self.committable(at).map(|o| (at, o)))
             .collect();
         v.sort_unstable();
         v
@@ -100,6 +140,9 @@ impl OffsetTracker {
     /// Forgets a partition that left this instance (after its final commit).
     pub fn forget(&mut self, at: Partition) {
         self.parts.remove(&at);
+        if let Some(l) = &mut self.limit {
+            l.remove(&at);
+        }
     }
 }
 

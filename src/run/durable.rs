@@ -1,0 +1,276 @@
+//! Durable state of the engine stage: restore on start, checkpoints while
+//! running (see `crate::state` for the format and the consistency argument).
+//!
+//! * **Restore**: the engine snapshot goes back into the engine, the
+//!   sequencer's release point and each partition's newest event time into the
+//!   feed; the offset tracker commits nothing past a checkpoint from then on.
+//!   When a partition is read again from its committed offset, every message
+//!   the checkpoint covers is skipped ([`PartitionState::covers`]): held events
+//!   and dead letters in flight at the checkpoint are processed again, nothing
+//!   else.
+//! * **Checkpoint** every `state.checkpoint_interval`, before a revoked
+//!   partition is committed, and at a graceful stop — always after the
+//!   transitions so far are in the outbox. A failed write is logged at ERROR
+//!   and counted, readiness drops, and commits stay at the last checkpoint
+//!   until a write succeeds again.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use prometheus::{IntCounter, IntGauge, Registry};
+
+use crate::engine::Engine;
+use crate::source::Partition;
+use crate::state::{Checkpoint, PartitionState, StateStore};
+
+use super::feed::LiveFeed;
+use super::RunError;
+
+/// Checkpoint metrics (`crisiswatch_checkpoint_*`, `crisiswatch_restore_*`).
+#[derive(Debug, Clone)]
+pub struct StateMetrics {
+    duration_ms: IntGauge,
+    bytes: IntGauge,
+    last_success: IntGauge,
+    written: IntCounter,
+    failures: IntCounter,
+    restore_ms: IntGauge,
+    restore_groups: IntGauge,
+}
+
+impl StateMetrics {
+    /// Registers the metrics.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        Ok(StateMetrics {
+            duration_ms: gauge(
+                "crisiswatch_checkpoint_duration_milliseconds",
+                "How long the last checkpoint took (snapshot and fsynced write).",
+            )?,
+            bytes: gauge(
+                "crisiswatch_checkpoint_bytes",
+                "Size of the last checkpoint's engine snapshot.",
+            )?,
+            last_success: gauge(
+                "crisiswatch_checkpoint_last_success_timestamp_seconds",
+                "Wall-clock time of the last checkpoint written (age: time() minus this).",
+            )?,
+            written: counter("crisiswatch_checkpoints_total", "Checkpoints written.")?,
+            failures: counter(
+                "crisiswatch_checkpoint_failures_total",
+                "Checkpoints that could not be written (commits wait for the next one).",
+            )?,
+            restore_ms: gauge(
+                "crisiswatch_restore_duration_milliseconds",
+                "How long loading the checkpoint took at start.",
+            )?,
+            restore_groups: gauge(
+                "crisiswatch_restore_groups",
+                "Live groups restored from the checkpoint at start.",
+            )?,
+        })
+    }
+}
+
+/// The store, its schedule and what a restore must still skip.
+#[derive(Debug)]
+pub struct Durable {
+    store: StateStore,
+    every: Duration,
+    last: Instant,
+    /// Per partition: the restored checkpoint's progress, until the
+    /// partition has been read past it.
+    skip: HashMap<Partition, PartitionState>,
+    metrics: StateMetrics,
+    /// The last write failed.
+    failing: bool,
+}
+
+impl Durable {
+    /// Opens the store; restores the checkpoint (if any) into the engine, the
+    /// feed and the tracker.
+    pub fn restore(
+        store: StateStore,
+        every: Duration,
+        metrics: StateMetrics,
+        topics: &[String],
+        engine: &mut Engine,
+        feed: &mut LiveFeed,
+        tracker: &mut crate::source::offsets::OffsetTracker,
+    ) -> Result<Self, RunError> {
+        let started = Instant::now();
+        tracker.limit_to_checkpoints();
+        let mut skip = HashMap::new();
+        if let Some(cp) = store.load()? {
+            let summary = engine.restore(&cp.engine)?;
+            let now = Instant::now();
+            let (seq, watermarks) = feed.parts_mut();
+            seq.set_released_below(cp.released_below);
+            let mut resume = Vec::new();
+            for p in cp.partitions {
+                let Some(t) = topics.iter().position(|n| *n == p.topic) else {
+                    tracing::warn!(topic = %p.topic, "Checkpoint of a topic no longer configured: ignored.");
+                    continue;
+                };
+                let at = Partition {
+                    topic: t as u16,
+                    partition: p.partition,
+                };
+                watermarks.restore(at, p.max_ts, now);
+                resume.push((at, p.resume));
+                skip.insert(at, p);
+            }
+            tracker.checkpointed(resume);
+            let ms = started.elapsed().as_millis();
+            metrics
+                .restore_ms
+                .set(i64::try_from(ms).unwrap_or(i64::MAX));
+            metrics.restore_groups.set(summary.groups as i64);
+            let age_s = (chrono::Utc::now().timestamp_millis() - cp.written_ms) / 1000;
+            tracing::info!(
+                store = %store.path().display(),
+                groups = summary.groups,
+                rules = summary.rules_restored.len(),
+                partitions = skip.len(),
+                age_s,
+                ms = ms as u64,
+                "Engine state restored from the checkpoint."
+            );
+            if !summary.rules_dropped.is_empty() {
+                tracing::warn!(rules = ?summary.rules_dropped, "Rules changed or removed since the checkpoint start empty.");
+            }
+        } else {
+            tracing::info!(store = %store.path().display(), "No checkpoint: the engine starts empty.");
+        }
+        Ok(Durable {
+            store,
+            every,
+            last: Instant::now(),
+            skip,
+            metrics,
+            failing: false,
+        })
+    }
+
+    /// Whether message `offset` of `at` is covered by the restored checkpoint
+    /// (skip it: its effect is in the restored state).
+    pub fn covered(&mut self, at: Partition, offset: i64) -> bool {
+        let Some(p) = self.skip.get(&at) else {
+            return false;
+        };
+        if p.covers(offset) {
+            return true;
+        }
+        if offset >= p.next {
+            self.skip.remove(&at);
+        }
+        false
+    }
+
+    /// Whether a checkpoint is due.
+    pub fn due(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last) >= self.every
+    }
+
+    /// Whether the last checkpoint write failed.
+    pub fn failing(&self) -> bool {
+        self.failing
+    }
+
+    /// Writes a checkpoint of `engine` and `feed` with the tracker's progress;
+    /// on success, commits may advance to it. A failure is logged and counted
+    /// (not fatal: commits wait for the next checkpoint).
+    pub fn checkpoint(
+        &mut self,
+        engine: &Engine,
+        feed: &LiveFeed,
+        topics: &[String],
+        tracker: &std::sync::Mutex<crate::source::offsets::OffsetTracker>,
+    ) {
+        let started = Instant::now();
+        self.last = started;
+        let engine_bytes = match engine.snapshot() {
+            Ok(b) => b,
+            Err(e) => {
+                self.fail(&e.to_string());
+                return;
+            }
+        };
+        let progress = tracker.lock().unwrap_or_else(|p| p.into_inner()).export();
+        let clocks: HashMap<Partition, Option<i64>> =
+            feed.watermarks().partition_clocks().into_iter().collect();
+        let mut partitions: Vec<PartitionState> = Vec::new();
+        let mut resume = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (at, r, next, pending) in progress {
+            seen.insert(at);
+            resume.push((at, r));
+            partitions.push(PartitionState {
+                topic: topics[usize::from(at.topic)].clone(),
+                partition: at.partition,
+                max_ts: clocks.get(&at).copied().flatten(),
+                resume: r,
+                next,
+                pending,
+            });
+        }
+        // Restored partitions not read since keep their progress.
+        for (at, p) in &self.skip {
+            if !seen.contains(at) {
+                resume.push((*at, p.resume));
+                partitions.push(p.clone());
+            }
+        }
+        let cp = Checkpoint {
+            written_ms: chrono::Utc::now().timestamp_millis(),
+            engine: engine_bytes,
+            released_below: feed.released_below(),
+            partitions,
+        };
+        match self.store.write(&cp) {
+            Ok(()) => {
+                tracker
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .checkpointed(resume);
+                let ms = started.elapsed().as_millis();
+                self.metrics
+                    .duration_ms
+                    .set(i64::try_from(ms).unwrap_or(i64::MAX));
+                self.metrics.bytes.set(cp.engine.len() as i64);
+                self.metrics.last_success.set(cp.written_ms / 1000);
+                self.metrics.written.inc();
+                if self.failing {
+                    tracing::info!("Checkpoints are written again.");
+                }
+                self.failing = false;
+                tracing::debug!(
+                    bytes = cp.engine.len(),
+                    ms = ms as u64,
+                    "Checkpoint written."
+                );
+            }
+            Err(e) => self.fail(&e.to_string()),
+        }
+    }
+
+    fn fail(&mut self, error: &str) {
+        self.metrics.failures.inc();
+        if !self.failing {
+            tracing::error!(
+                error,
+                "Checkpoint failed; offsets stay at the last checkpoint until one succeeds."
+            );
+        }
+        self.failing = true;
+    }
+}

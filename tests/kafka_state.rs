@@ -1,0 +1,295 @@
+//! Durable state of `crisiswatch run` against a real Kafka-protocol broker
+//! (Tansu): a run killed with `kill -9` at seeded points and restarted each
+//! time sends the receiver exactly the notifications (by `dedup_key` and
+//! action) of an uninterrupted run over the same data; `state inspect` and
+//! `state reset` work on what it left.
+
+mod kafka_support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use kafka_support::broker::Broker;
+use kafka_support::client::{create_topics, produce, Out, Pos};
+use kafka_support::receiver::Receiver;
+use kafka_support::service::Service;
+use kafka_support::{base_config, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_crisiswatch");
+
+const RULES: &str = r#"
+[state]
+checkpoint_interval = "300ms"
+
+[[rules]]
+name = "complaints"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 20, critical = 28 }
+clear = 8
+for = "2m"
+keep_firing_for = "1m"
+
+[[rules]]
+name = "complaint_rate"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+indicator = { kind = "ratio", numerator = { type = "complaint" }, denominator = { type = "order" }, min_denominator = 20 }
+thresholds = { warning = 0.5 }
+clear = 0.3
+"#;
+
+fn t0() -> i64 {
+    let now = chrono::Utc::now().timestamp_millis();
+    now - now.rem_euclid(3_600_000) - 2 * 3_600_000
+}
+
+/// One hour of orders and complaints over four products, with complaint
+/// bursts for p2 (minute 20) and p4 (minute 40), partitioned by event id.
+fn scenario(prefix: &str) -> Vec<Out> {
+    let start = t0();
+    let products = ["p1", "p2", "p3", "p4"];
+    let mut rng = 7u64;
+    let mut next = move || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        rng >> 33
+    };
+    let mut out = Vec::new();
+    for s in 0..3600i64 {
+        let ts = start + s * 1000 + (next() % 1000) as i64;
+        let p = products[(next() % 4) as usize];
+        let burst = |from: i64| (from..from + 300).contains(&s) && s % 6 == 0;
+        let mut push = |topic: &str, id: String, kind: &str, p: &str| {
+            let json =
+                format!(r#"{{"id":"{id}","type":"{kind}","ts":{ts},"attrs":{{"product":"{p}"}}}}"#);
+            // Keyed by event id, as a real complaint system produces.
+            let part = (id.bytes().map(u64::from).sum::<u64>() % 2) as i32;
+            out.push(Out::new(
+                &format!("{prefix}-{topic}"),
+                part,
+                json.into_bytes(),
+            ));
+        };
+        if s % 3 == 0 {
+            push("orders", format!("o{s}"), "order", p);
+        }
+        if s % 90 == 5 {
+            push("complaints", format!("c{s}"), "complaint", p);
+        }
+        if burst(1200) {
+            push("complaints", format!("b2-{s}"), "complaint", "p2");
+        }
+        if burst(2400) {
+            push("complaints", format!("b4-{s}"), "complaint", "p4");
+        }
+    }
+    out
+}
+
+fn config(bs: &str, group: &str, prefix: &str, data: &str, url: &str) -> String {
+    let c = format!("{prefix}-complaints");
+    let o = format!("{prefix}-orders");
+    let mut cfg = base_config(
+        bs,
+        group,
+        &[(c.as_str(), None), (o.as_str(), None)],
+        "",
+        data,
+    );
+    cfg.push_str(RULES);
+    cfg.push_str(&format!(
+        "\n[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"{url}\"\n"
+    ));
+    cfg
+}
+
+/// (dedup_key, action) of every notification the receiver got, and how many
+/// incidents opened.
+fn notifications(r: &Receiver) -> (BTreeSet<(String, String)>, usize) {
+    let bodies = r.bodies();
+    let set: BTreeSet<(String, String)> = bodies
+        .iter()
+        .map(|b| {
+            (
+                b["dedup_key"].as_str().unwrap_or_default().to_string(),
+                b["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let opens = set.iter().filter(|(_, a)| a == "open").count();
+    (set, opens)
+}
+
+fn resolved_all(r: &Receiver, want: usize) -> bool {
+    let (set, opens) = notifications(r);
+    opens >= want && set.iter().filter(|(_, a)| a == "resolve").count() >= opens
+}
+
+#[test]
+fn kill_9_and_restart_sends_what_an_uninterrupted_run_sends() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(
+        &bs,
+        &[
+            ("a-complaints", 2),
+            ("a-orders", 2),
+            ("b-complaints", 2),
+            ("b-orders", 2),
+        ],
+    );
+    let a = scenario("a");
+    let b = scenario("b");
+    let produced_a = produce(&bs, &a, Duration::from_secs(30));
+    let produced_b: Vec<Pos> = produce(&bs, &b, Duration::from_secs(30));
+
+    // Uninterrupted.
+    let dir = tempfile::tempdir().unwrap();
+    let ra = Receiver::start();
+    let data_a = dir.path().join("data-a").display().to_string();
+    let mut svc = Service::start(dir.path(), "a", &config(&bs, "ga", "a", &data_a, &ra.url));
+    wait_until(
+        Duration::from_secs(90),
+        "uninterrupted run: every event applied",
+        || {
+            let s = svc.applied_set();
+            produced_a.iter().all(|p| s.contains(p))
+        },
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "uninterrupted run: incidents opened and resolved",
+        || resolved_all(&ra, 2),
+    );
+    svc.sigterm();
+    svc.wait_exit(Duration::from_secs(30));
+    let (want, opens) = notifications(&ra);
+    assert!(opens >= 2, "the scenario has two crises: {want:?}");
+
+    // Killed with -9 at seeded points, restarted each time.
+    let rb = Receiver::start();
+    let data_b = dir.path().join("data-b").display().to_string();
+    let cfg_b = config(&bs, "gb", "b", &data_b, &rb.url);
+    let total = produced_b.len();
+    let mut applied: BTreeSet<Pos> = BTreeSet::new();
+    let mut kills = 0;
+    for (i, frac) in [0.15, 0.3, 0.38, 0.45, 0.55, 0.62, 0.7, 0.8, 0.9, 0.97]
+        .iter()
+        .enumerate()
+    {
+        let mut svc = Service::start(dir.path(), &format!("b{i}"), &cfg_b);
+        let target = (total as f64 * frac) as usize;
+        let reached = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_until(Duration::from_secs(60), "progress before the kill", || {
+                applied.len() + svc.applied_set().len() >= target
+            })
+        }));
+        svc.signal("KILL");
+        let _ = svc.wait_exit(Duration::from_secs(10));
+        applied.extend(svc.applied_set());
+        assert!(
+            reached.is_ok(),
+            "no progress in run b{i}:\n{}",
+            svc.stderr_text()
+        );
+        kills += 1;
+    }
+    let mut svc = Service::start(dir.path(), "b-last", &cfg_b);
+    wait_until(
+        Duration::from_secs(90),
+        "interrupted run: every event applied",
+        || {
+            let s = svc.applied_set();
+            produced_b
+                .iter()
+                .all(|p| s.contains(p) || applied.contains(p))
+        },
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "interrupted run: incidents resolved",
+        || resolved_all(&rb, opens),
+    );
+    // Let a late duplicate show up if there were one.
+    std::thread::sleep(Duration::from_secs(2));
+    let (got, _) = notifications(&rb);
+    assert_eq!(kills, 10);
+    assert_eq!(
+        got, want,
+        "notifications after {kills} kills vs. uninterrupted"
+    );
+    svc.sigterm();
+    svc.wait_exit(Duration::from_secs(30));
+
+    // The operator's view of what it left, then a reset.
+    let cfg_path = dir.path().join("b-last.toml");
+    let out = Command::new(BIN)
+        .args(["state", "--config"])
+        .arg(&cfg_path)
+        .args(["inspect", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["partitions"].as_array().map(Vec::len), Some(4), "{doc}");
+    assert!(doc["engine_bytes"].as_u64().unwrap_or(0) > 0, "{doc}");
+    let out = Command::new(BIN)
+        .args(["state", "--config"])
+        .arg(&cfg_path)
+        .args(["reset", "--yes"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deleted"));
+    let out = Command::new(BIN)
+        .args(["state", "--config"])
+        .arg(&cfg_path)
+        .arg("inspect")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No checkpoint"));
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_refused_with_a_clear_error() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("c-complaints", 1), ("c-orders", 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(&bs, "gc", "c", &data.display().to_string(), "");
+    let mut svc = Service::start(dir.path(), "c", &cfg);
+    let produced = produce(&bs, &scenario("c")[..200], Duration::from_secs(30));
+    wait_until(Duration::from_secs(60), "events applied", || {
+        let s = svc.applied_set();
+        produced.iter().all(|p| s.contains(p))
+    });
+    svc.sigterm();
+    svc.wait_exit(Duration::from_secs(30));
+    // Flip the checkpoint's bytes behind its checksum.
+    let db = rusqlite::Connection::open(data.join("state.sqlite")).unwrap();
+    db.execute("UPDATE checkpoint SET engine = X'00010203'", [])
+        .unwrap();
+    drop(db);
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(dir.path().join("c.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("corrupt") && err.contains("crisiswatch state reset"),
+        "{err}"
+    );
+}
