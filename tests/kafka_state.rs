@@ -264,7 +264,7 @@ fn kill_9_and_restart_sends_what_an_uninterrupted_run_sends() {
 fn a_corrupt_checkpoint_is_refused_with_a_clear_error() {
     let broker = Broker::start();
     let bs = broker.bootstrap();
-    create_topics(&bs, &[("c-complaints", 1), ("c-orders", 1)]);
+    create_topics(&bs, &[("c-complaints", 2), ("c-orders", 2)]);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let cfg = config(&bs, "gc", "c", &data.display().to_string(), "");
