@@ -133,6 +133,7 @@ pub async fn run(
         topics,
         tracker: std::sync::Mutex::new(OffsetTracker::new()),
         health: Health::new(Instant::now()),
+        stopping: std::sync::atomic::AtomicBool::new(false),
     });
     let state = AppState::new(Arc::clone(&metrics));
     state

@@ -69,6 +69,8 @@ pub struct Stage {
     pending_release: Vec<Origin>,
     /// Checkpoints, when durable state is on.
     durable: Option<Durable>,
+    /// The final drain is done: the last checkpoint is written.
+    closing: bool,
 }
 
 /// How often the engine's metrics and admin snapshot are refreshed.
@@ -111,6 +113,7 @@ impl Stage {
             last_publish: None,
             pending_release: Vec::new(),
             durable: None,
+            closing: false,
         }
     }
 
@@ -201,8 +204,13 @@ impl Stage {
                         tracing::warn!("Dead letters still in flight at a drain; their offsets stay uncommitted.");
                     }
                 }
-                // The revoked partitions are committed up to this checkpoint.
+                // The revoked partitions (at a stop: all) are committed up to
+                // this checkpoint; after the final drain nothing more is
+                // applied or checkpointed.
                 self.checkpoint();
+                if self.shared.stopping.load(Ordering::SeqCst) {
+                    self.closing = true;
+                }
                 for p in revoked {
                     let dropped = self.feed.revoke(p);
                     if dropped > 0 {
@@ -388,6 +396,10 @@ impl Stage {
     /// The periodic tick: idle partitions and a quiet stream move time on;
     /// readiness and metrics are refreshed.
     pub fn tick(&mut self, state: &AppState) -> Result<(), RunError> {
+        if self.closing {
+            // Nothing moves after the final checkpoint.
+            return Ok(());
+        }
         let now = Instant::now();
         let floor = self.idle.idle_target();
         self.advance(now, floor)?;
@@ -428,7 +440,9 @@ impl Stage {
 
     /// Flushes the applied log and writes a last checkpoint at the end.
     pub fn finish(&mut self) -> Result<(), RunError> {
-        self.checkpoint();
+        if !self.closing {
+            self.checkpoint();
+        }
         if let Some(log) = &mut self.applied {
             log.flush().map_err(RunError::AppliedLog)?;
         }

@@ -35,6 +35,10 @@ pub struct Shared {
     pub health: Health,
     /// Consumer metrics.
     pub metrics: SourceMetrics,
+    /// Set by the consumer thread before its final drain: the engine stage
+    /// writes its last checkpoint at that drain and none after (the consumer
+    /// then forgets its partitions).
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {

@@ -215,6 +215,9 @@ fn is_fatal(e: &KafkaError) -> bool {
 fn shut_down(consumer: &BaseConsumer<SourceContext>) {
     let ctx = consumer.context();
     let assigned = ctx.assignment();
+    ctx.shared()
+        .stopping
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     if !ctx.drain(Vec::new()) && !ctx.is_closed() {
         tracing::warn!("Engine did not drain in time; committing what it applied.");
     }
