@@ -96,7 +96,7 @@ const CUSTOMERS: [&str; 5] = ["c1", "c2", "c3", "c4", "c5"];
 /// Attribute keys, in the order of [`RawEvent::attrs`].
 const ATTRS: [&str; 2] = ["product", "region"];
 /// A dedup horizon longer than any generated stream: "a repeated id is always dropped".
-const HUGE_HORIZON_MS: i64 = 360_000_000_000;
+const HUGE_HORIZON_MS: i64 = 604_800_000; // 7 days, the configuration maximum
 
 /// `⌈a / b⌉` for `b > 0`, also for negative `a`.
 fn ceil_div(a: i64, b: i64) -> i64 {
