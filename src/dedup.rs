@@ -1,5 +1,5 @@
 //! Duplicate suppression: a repeated event `id` within the dedup horizon is
-//! counted once (`contract.md` §1).
+//! counted once (`docs/contract.md` §1).
 //!
 //! Sits between decoding and routing. Redeliveries after a consumer restart
 //! (at-least-once) must not inflate a window, so every accepted id is

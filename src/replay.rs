@@ -1,5 +1,5 @@
 //! `crisiswatch replay`: drives the core over a JSONL file or stdin and writes
-//! the alert transitions, one JSON object per line (`contract.md` §3).
+//! the alert transitions, one JSON object per line (`docs/contract.md` §3).
 //!
 //! A source at the edge of the data flow: lines in, transitions out, nothing
 //! else. With the same input, configuration and `--now`, the output is

@@ -1,4 +1,4 @@
-//! Sliding event-time windows as rings of slide-sized panes (`contract.md` §2).
+//! Sliding event-time windows as rings of slide-sized panes (`docs/contract.md` §2).
 //!
 //! One [`Window`] per (rule, group). Time is cut into panes of the rule's slide
 //! `S`: pane `p` covers event times `((p−1)·S, p·S]`. The window ending at pane
