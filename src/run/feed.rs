@@ -106,15 +106,7 @@ impl LiveFeed {
         mut applied: impl FnMut(Origin, Outcome),
     ) {
         let (limits, types) = (&self.limits, &self.default_types);
-        let mut apply = |h: Held<Origin>| {
-            let default_type = types
-                .get(usize::from(h.tag.at.topic))
-                .and_then(|t| t.as_deref());
-            if let Ok(ev) = decode_with_default(&h.raw, limits, None, default_type) {
-                let outcome = engine.process(&ev, out);
-                applied(h.tag, outcome);
-            }
-        };
+        let mut apply = |h: Held<Origin>| apply_held(limits, types, engine, out, &mut applied, h);
         if let Some(t) = quiet {
             self.seq.release_all(&mut apply);
             let below = self.seq.released_below().map_or(t, |b| b.max(t));
@@ -141,15 +133,8 @@ impl LiveFeed {
         mut applied: impl FnMut(Origin, Outcome),
     ) {
         let (limits, types) = (&self.limits, &self.default_types);
-        self.seq.release_all(|h| {
-            let default_type = types
-                .get(usize::from(h.tag.at.topic))
-                .and_then(|t| t.as_deref());
-            if let Ok(ev) = decode_with_default(&h.raw, limits, None, default_type) {
-                let outcome = engine.process(&ev, out);
-                applied(h.tag, outcome);
-            }
-        });
+        self.seq
+            .release_all(|h| apply_held(limits, types, engine, out, &mut applied, h));
     }
 
     /// The newest event time seen on any partition.
@@ -185,6 +170,25 @@ impl LiveFeed {
     /// The per-partition clocks.
     pub fn watermarks(&self) -> &Watermarks {
         &self.watermarks
+    }
+}
+
+/// Applies a released event: decoded again with its topic's default type
+/// (without the future-skew check, which it passed on arrival).
+fn apply_held(
+    limits: &DecodeLimits,
+    types: &[Option<String>],
+    engine: &mut Engine,
+    out: &mut Vec<Transition>,
+    applied: &mut impl FnMut(Origin, Outcome),
+    h: Held<Origin>,
+) {
+    let default_type = types
+        .get(usize::from(h.tag.at.topic))
+        .and_then(|t| t.as_deref());
+    if let Ok(ev) = decode_with_default(&h.raw, limits, None, default_type) {
+        let outcome = engine.process(&ev, out);
+        applied(h.tag, outcome);
     }
 }
 

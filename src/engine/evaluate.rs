@@ -1,0 +1,163 @@
+//! One evaluation of a (rule, group): the window brought to the evaluation
+//! time, the indicator's value, the alert state machine's step, and the
+//! transition with its `dedup_key`; plus the pane arithmetic of time (which
+//! pane an event falls in, when a boundary is due).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::alert::{Phase, Transition};
+
+use super::record::Evaluation;
+use super::rule::decode_key;
+use super::{EngineStats, RuleRt};
+
+/// The pane holding event time `ts`: `ceil(ts / slide)`.
+#[inline]
+pub fn pane_of(ts: i64, slide: i64) -> i64 {
+    let q = ts.div_euclid(slide);
+    if ts.rem_euclid(slide) == 0 {
+        q
+    } else {
+        q + 1
+    }
+}
+
+/// The pane the window evaluated at time `t` ends at (same as [`pane_of`]).
+#[inline]
+pub fn end_pane(t: i64, slide: i64) -> i64 {
+    pane_of(t, slide)
+}
+
+/// The first time at which the evaluated window ends at pane `p`.
+#[inline]
+pub(super) fn boundary_time(p: i64, slide: i64) -> i64 {
+    (p - 1).saturating_mul(slide).saturating_add(1)
+}
+
+/// Schedules a re-evaluation at boundary pane `q` on the rule's wheel (or, if the
+/// wheel refuses it, as a plain timer).
+pub(super) fn schedule_boundary(
+    rule: &mut RuleRt,
+    timers: &mut BinaryHeap<Reverse<(i64, u32, u32, u32)>>,
+    r: u32,
+    q: i64,
+    slot: u32,
+    gen: u32,
+) {
+    if !rule.wheel.schedule(q, slot, gen) {
+        timers.push(Reverse((boundary_time(q, rule.slide), r, slot, gen)));
+    }
+}
+
+/// Evaluates one group at time `at`, emitting a transition if the alert moves.
+/// Schedules surge warm-up re-evaluations on the rule's wheel itself; returns a
+/// new alert deadline for the caller to put in the timer heap.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn evaluate(
+    rule: &mut RuleRt,
+    slot: u32,
+    at: i64,
+    timer: bool,
+    signal_id: Option<&str>,
+    sample_ids: usize,
+    stats: &mut EngineStats,
+    out: &mut Vec<Transition>,
+) -> Option<i64> {
+    let end = end_pane(at, rule.slide);
+    let base = rule.baseline_panes(end);
+    let shape = rule.shape;
+    let min_volume = rule.min_volume;
+    rule.stats.evaluations += 1;
+    let gen = rule.slots[slot as usize].gen;
+    let group = rule.slots[slot as usize].group.as_mut()?;
+    group.window.advance(end, &shape);
+    let (value, volume) = rule.indicator.value(&group.window, shape.n, base);
+    let value = if volume < min_volume { None } else { value };
+    group.value = value;
+    group.evaluated_at = at;
+    if let Some(rec) = rule.recorder.as_deref_mut() {
+        rec.evaluations.push(Evaluation {
+            key: group.key_id,
+            at,
+            value,
+            timer,
+            empty: group.window.is_empty(),
+        });
+    }
+    let was_inactive = group.phase == Phase::Inactive;
+    let step = rule.policy.step(&mut group.phase, at, value);
+    if group.phase != Phase::Inactive {
+        if let Some(id) = signal_id {
+            if sample_ids > 0 {
+                let samples = &mut group.instance.get_or_insert_with(Box::default).samples;
+                if samples.len() >= sample_ids {
+                    samples.remove(0);
+                }
+                samples.push(id.into());
+            }
+        }
+    }
+    if let Some((state, severity)) = step.transition {
+        let labels: Vec<(String, String)> = rule
+            .group_by
+            .iter()
+            .zip(decode_key(&group.key))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let inst = group.instance.get_or_insert_with(Box::default);
+        if was_inactive || inst.key.is_none() {
+            // A new alert instance: its key must differ from every earlier one,
+            // even one that started in the same millisecond.
+            if step.since == inst.last_since {
+                inst.same_ms_seq += 1;
+            } else {
+                inst.last_since = step.since;
+                inst.same_ms_seq = 0;
+            }
+            let mut key = Transition::make_dedup_key(&rule.name, &labels, step.since);
+            if inst.same_ms_seq > 0 {
+                key.push_str(&format!("-{}", inst.same_ms_seq));
+            }
+            inst.key = Some(key.into_boxed_str());
+        }
+        let dedup_key = inst.key.as_deref().unwrap_or_default().to_string();
+        out.push(Transition {
+            rule: rule.name.to_string(),
+            group: labels,
+            state,
+            severity,
+            at,
+            value,
+            threshold: rule.policy.threshold(severity),
+            clear: rule.policy.clear,
+            dedup_key,
+            started_at: step.since,
+            window_ms: rule.window_ms,
+            sample_event_ids: inst.samples.iter().map(|s| s.to_string()).collect(),
+        });
+        stats.transitions += 1;
+        rule.stats.transitions += 1;
+    }
+    if group.phase == Phase::Inactive {
+        // The instance ended (resolved, or a pending that never fired).
+        if let Some(inst) = group.instance.as_deref_mut() {
+            inst.key = None;
+            inst.samples.clear();
+        }
+    }
+    // While a surge's baseline is still filling, its value moves at every boundary.
+    if shape.m > 0 && base < shape.m && end + 1 > group.warm_tick {
+        group.warm_tick = end + 1;
+        if !group.window.is_empty() || group.phase != Phase::Inactive {
+            rule.wheel.schedule(end + 1, slot, gen);
+        }
+    }
+    match step.wake_at {
+        Some(t) if t != group.deadline => {
+            group.deadline = t;
+            Some(t)
+        }
+        _ => None,
+    }
+}

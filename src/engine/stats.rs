@@ -1,0 +1,62 @@
+//! What the engine counts: the outcome of one event, engine-wide and per-rule
+//! counters (plain integers the hot loop updates; the metrics layer copies them
+//! out per batch).
+
+use crate::event::InvalidReason;
+
+/// What happened to one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied to at least one rule's window.
+    Applied,
+    /// A repeat of an id within the dedup horizon: dropped.
+    Duplicate,
+    /// Late for every rule that selected it: dropped.
+    Late,
+    /// Selected by no rule.
+    Unmatched,
+    /// Selected only by rules whose group cap was reached: dropped.
+    Overflow,
+}
+
+/// Counters of the engine as a whole. Plain integers: the hot loop updates
+/// them, and the metrics layer copies them out per batch.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EngineStats {
+    /// Events offered (valid or not).
+    pub events_in: u64,
+    /// Invalid inputs by [`InvalidReason::index`].
+    pub invalid: [u64; InvalidReason::ALL.len()],
+    /// Events applied to at least one window.
+    pub applied: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Events late for every rule that selected them.
+    pub late: u64,
+    /// Events no rule selected.
+    pub unmatched: u64,
+    /// Events dropped because of group caps.
+    pub overflow: u64,
+    /// Transitions emitted.
+    pub transitions: u64,
+}
+
+impl EngineStats {
+    /// Total invalid inputs.
+    pub fn invalid_total(&self) -> u64 {
+        self.invalid.iter().sum()
+    }
+}
+
+/// Counters of one rule.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RuleStats {
+    /// Events late for this rule.
+    pub late: u64,
+    /// Events of new groups dropped because `max_groups_per_rule` was reached.
+    pub group_overflow: u64,
+    /// Transitions emitted by this rule.
+    pub transitions: u64,
+    /// Evaluations performed.
+    pub evaluations: u64,
+}
