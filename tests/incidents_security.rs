@@ -151,6 +151,136 @@ async fn a_receiver_behind_a_private_ca_verifies_with_its_ca_file() {
     );
 }
 
+/// The live incident stage (the manager's delivery worker, as `run` uses it)
+/// delivers to a receiver behind a private CA with its `ca_file`, and is
+/// refused at the handshake without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_incident_manager_delivers_through_a_private_ca_only_with_its_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = PrivateCa::create(dir.path());
+    let rx = TlsReceiver::start(&ca).await;
+    let open = |extra: &str, data: &std::path::Path, reg: &Registry| {
+        let text = format!(
+            "{}{extra}\n",
+            generic_receiver(
+                "hook",
+                &rx.url(),
+                r#"timeout = "10s", backoff_initial = "1h", backoff_max = "1h""#
+            )
+        );
+        IncidentManager::open(&config(&text), reg, data, ManagerOptions::default()).unwrap()
+    };
+    let transition = [tr("a", "p", State::Firing, Severity::Warning, 1000, 1000)];
+
+    // Without ca_file: the handshake fails, counted as a connection failure,
+    // and the receiver reads nothing.
+    let (data, reg) = (tempfile::tempdir().unwrap(), Registry::new());
+    let m = open("", data.path(), &reg);
+    m.submit(&transition, 1000).unwrap();
+    let failures = || {
+        metric(
+            &reg,
+            "crisiswatch_notification_failures_total",
+            &[("receiver", "hook"), ("reason", "connect")],
+        )
+    };
+    eventually(Duration::from_secs(30), "a connect failure", || {
+        failures() >= 1.0
+    })
+    .await;
+    assert_eq!(rx.requests.load(Ordering::SeqCst), 0);
+    m.shutdown(Duration::from_millis(10)).await;
+
+    // With ca_file: delivered.
+    let (data, reg) = (tempfile::tempdir().unwrap(), Registry::new());
+    let m = open(
+        &format!("ca_file = \"{}\"", ca.ca.display()),
+        data.path(),
+        &reg,
+    );
+    m.submit(&transition, 1000).unwrap();
+    let delivered = || {
+        metric(
+            &reg,
+            "crisiswatch_notifications_total",
+            &[("receiver", "hook"), ("outcome", "delivered")],
+        )
+    };
+    eventually(Duration::from_secs(30), "the delivery", || {
+        delivered() == 1.0
+    })
+    .await;
+    assert_eq!(rx.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        metric(
+            &reg,
+            "crisiswatch_notification_failures_total",
+            &[("receiver", "hook"), ("reason", "connect")],
+        ),
+        0.0
+    );
+    assert_eq!(m.shutdown(Duration::from_secs(5)).await.pending, 0);
+}
+
+/// `signature` chooses the headers of a signed request.
+#[tokio::test(start_paused = true)]
+async fn the_signature_option_chooses_the_headers() {
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for (name, scheme) in [
+        ("both", ""),
+        ("standard", "signature = \"standard-webhooks\""),
+        ("legacy", "signature = \"crisiswatch\""),
+    ] {
+        text.push_str(&generic_receiver(name, &rx.url(), ""));
+        text.push_str(&format!(
+            "secret_env = \"CW_TEST_SCHEME_SECRET\"\n{scheme}\n"
+        ));
+    }
+    let cfg = config_env(&text, &[]);
+    std::env::set_var("CW_TEST_SCHEME_SECRET", "s3cret");
+    let reg = Registry::new();
+    let m = IncidentManager::open(&cfg, &reg, dir.path(), ManagerOptions::default()).unwrap();
+    m.submit(
+        &[tr("a", "p", State::Firing, Severity::Warning, 1000, 1000)],
+        1000,
+    )
+    .unwrap();
+    let reqs = rx.wait_for(3, Duration::from_secs(60)).await;
+    m.shutdown(Duration::from_secs(1)).await;
+    let key = Secret::new("s3cret");
+    let mut seen = Vec::new();
+    for r in &reqs {
+        let standard = r.headers.contains_key("webhook-signature");
+        let legacy = r.headers.contains_key("x-crisiswatch-signature");
+        if standard {
+            assert_eq!(
+                signature::verify(&key, signed(r), &r.body, timestamp(r), 300),
+                Ok(())
+            );
+        }
+        if legacy {
+            assert_eq!(
+                r.headers["x-crisiswatch-signature"],
+                signature::legacy(&key, &r.body)
+            );
+        }
+        seen.push((standard, legacy));
+    }
+    seen.sort();
+    assert_eq!(seen, [(false, true), (true, false), (true, true)]);
+    // A scheme without a secret signs nothing: a configuration error.
+    let text = format!(
+        "{}signature = \"crisiswatch\"\n",
+        generic_receiver("hook", &rx.url(), "")
+    );
+    let err = crisiswatch::config::Config::from_toml_str(&text, &std::collections::HashMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("receivers[0].signature"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_system_trust_store_is_an_option() {
     let dir = tempfile::tempdir().unwrap();

@@ -278,6 +278,14 @@ pub(super) fn validate(cfg: &Config, errs: &mut Vec<ConfigError>) {
                 "set either secret_env or secret_file, not both",
             ));
         }
+        let signed = r.secret_env.is_some() || r.secret_file.is_some();
+        if r.signature != super::SignatureScheme::Both && !signed {
+            errs.push(ConfigError::new(
+                format!("{p}.signature"),
+                "",
+                "chooses signature headers but nothing signs: set secret_env or secret_file",
+            ));
+        }
         if r.routing_key_env.is_some() && r.routing_key_file.is_some() {
             errs.push(ConfigError::new(
                 format!("{p}.routing_key_file"),

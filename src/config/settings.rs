@@ -462,6 +462,33 @@ pub enum TlsRoots {
     None,
 }
 
+/// Which signature headers a receiver with a secret gets (`docs/contract.md` §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureScheme {
+    /// Both: the Standard Webhooks headers and `X-Crisiswatch-Signature`, so
+    /// receivers written for either verify (the default).
+    #[default]
+    Both,
+    /// Only `webhook-id`, `webhook-timestamp`, `webhook-signature`: nothing a
+    /// captured request could be replayed with outside the tolerance.
+    StandardWebhooks,
+    /// Only the older `X-Crisiswatch-Signature` (HMAC of the body alone).
+    Crisiswatch,
+}
+
+impl SignatureScheme {
+    /// Whether the Standard Webhooks headers are sent.
+    pub fn standard(self) -> bool {
+        self != SignatureScheme::Crisiswatch
+    }
+
+    /// Whether `X-Crisiswatch-Signature` is sent.
+    pub fn legacy(self) -> bool {
+        self != SignatureScheme::StandardWebhooks
+    }
+}
+
 /// One incident receiver.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -474,13 +501,18 @@ pub struct ReceiverConfig {
     /// with the variable unset) disables the receiver.
     #[serde(default)]
     pub url: String,
-    /// Environment variable holding the signing secret: every request then carries
-    /// `X-Crisiswatch-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    /// Environment variable holding the signing secret: every request is then
+    /// signed as `signature` says.
     #[serde(default)]
     pub secret_env: Option<String>,
     /// File holding the signing secret (instead of `secret_env`).
     #[serde(default)]
     pub secret_file: Option<std::path::PathBuf>,
+    /// The signature headers of a signed request: `"both"` (default), the
+    /// Standard Webhooks ones only (`"standard-webhooks"`), or only
+    /// `X-Crisiswatch-Signature` (`"crisiswatch"`).
+    #[serde(default)]
+    pub signature: SignatureScheme,
     /// PagerDuty: environment variable holding the integration (routing) key.
     #[serde(default)]
     pub routing_key_env: Option<String>,

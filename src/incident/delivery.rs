@@ -25,7 +25,7 @@ use rand::SeedableRng;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::config::ReceiverKind;
+use crate::config::{ReceiverKind, SignatureScheme};
 use crate::secret::Secret;
 
 use super::metrics::IncidentMetrics;
@@ -110,6 +110,8 @@ pub struct ReceiverRt {
     pub sink: Sink,
     /// Signing secret.
     pub secret: Option<Secret>,
+    /// Which signature headers a signed request carries.
+    pub signature: SignatureScheme,
     /// PagerDuty routing key.
     pub routing_key: Option<Secret>,
     /// Retry delays.
@@ -396,15 +398,19 @@ impl Worker {
             .post(url.as_str())
             .header(reqwest::header::CONTENT_TYPE, "application/json");
         if let Some(s) = &self.rt.secret {
-            let ts = self.clock.now_ms().div_euclid(1000);
-            req = req
-                .header(signature::ID_HEADER, msg_id)
-                .header(signature::TIMESTAMP_HEADER, ts)
-                .header(
-                    signature::SIGNATURE_HEADER,
-                    signature::standard(s, msg_id, ts, &body),
-                )
-                .header(signature::LEGACY_HEADER, signature::legacy(s, &body));
+            if self.rt.signature.standard() {
+                let ts = self.clock.now_ms().div_euclid(1000);
+                req = req
+                    .header(signature::ID_HEADER, msg_id)
+                    .header(signature::TIMESTAMP_HEADER, ts)
+                    .header(
+                        signature::SIGNATURE_HEADER,
+                        signature::standard(s, msg_id, ts, &body),
+                    );
+            }
+            if self.rt.signature.legacy() {
+                req = req.header(signature::LEGACY_HEADER, signature::legacy(s, &body));
+            }
         }
         match req.body(body).send().await {
             Ok(resp) => {

@@ -53,6 +53,7 @@ impl ReceiverRt {
             kind: r.kind,
             sink,
             secret,
+            signature: r.signature,
             routing_key,
             backoff: policy::Backoff::new(d),
             max_age_ms: d.max_age.as_ms(),

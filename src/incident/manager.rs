@@ -2,7 +2,6 @@
 //! lifecycle, the silences, the outbox and the delivery workers together
 //! (see the module header of [`crate::incident`] for how drivers use it).
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,15 +11,14 @@ use tokio::task::JoinHandle;
 
 use crate::alert::Transition;
 use crate::config::{Config, ReceiverConfig, ReceiverKind};
-use crate::secret::Secret;
 
-use super::delivery::{Clock, ReceiverRt, Sink, Worker};
+use super::delivery::{Clock, ReceiverRt, Worker};
 use super::lifecycle::{self, Changes, Lifecycle, NoValues, ValueSource};
 use super::metrics::IncidentMetrics;
 use super::model::{self, Action, Notification};
 use super::outbox::{Outbox, OutboxError, Status, Tx};
 use super::silence::{self, Silence};
-use super::{policy, receivers, DrainReport, IncidentError, ManagerOptions, Submitted};
+use super::{DrainReport, IncidentError, ManagerOptions, Submitted};
 
 struct ActiveReceiver {
     name: String,
@@ -87,7 +85,7 @@ impl IncidentManager {
         let mut rts = Vec::new();
         for r in &cfg.receivers {
             if receiver_enabled(r, console.is_some()) {
-                rts.push(receiver_rt(r, console.as_ref())?);
+                rts.push(ReceiverRt::from_config(r, console.as_ref())?);
             }
         }
         let names: Vec<String> = rts.iter().map(|r| r.name.clone()).collect();
@@ -401,64 +399,4 @@ fn enqueue(
         tracing::info!(receiver, incident = %n.dedup_key, action = n.action.as_str(), "Notification muted by a silence; recorded, not delivered.");
     }
     Ok(inserted.then_some(status))
-}
-
-fn load_secret(
-    receiver: &str,
-    env: Option<&str>,
-    file: Option<&Path>,
-) -> Result<Option<Secret>, IncidentError> {
-    Secret::load(env, file).map_err(|source| IncidentError::Secret {
-        receiver: receiver.to_string(),
-        source,
-    })
-}
-
-fn receiver_rt(
-    r: &ReceiverConfig,
-    console: Option<&Arc<Mutex<Box<dyn Write + Send>>>>,
-) -> Result<ReceiverRt, IncidentError> {
-    let secret = load_secret(&r.name, r.secret_env.as_deref(), r.secret_file.as_deref())?;
-    let routing_key = load_secret(
-        &r.name,
-        r.routing_key_env.as_deref(),
-        r.routing_key_file.as_deref(),
-    )?;
-    let d = &r.delivery;
-    let sink = match (r.kind, console) {
-        (ReceiverKind::Console, Some(c)) => Sink::Console(Arc::clone(c)),
-        _ => {
-            if r.tls_skip_verify {
-                tracing::warn!(receiver = %r.name, "TLS certificate verification is OFF for this receiver (tls_skip_verify).");
-            }
-            let client = reqwest::Client::builder()
-                .timeout(d.timeout.0)
-                .connect_timeout(d.timeout.0)
-                .user_agent(concat!("crisiswatch/", env!("CARGO_PKG_VERSION")))
-                .danger_accept_invalid_certs(r.tls_skip_verify)
-                .build()
-                .map_err(|source| IncidentError::Client {
-                    receiver: r.name.clone(),
-                    source,
-                })?;
-            let url = if r.kind == ReceiverKind::Alertmanager {
-                receivers::alertmanager_url(&r.url)
-            } else {
-                r.url.clone()
-            };
-            Sink::Http { client, url }
-        }
-    };
-    Ok(ReceiverRt {
-        name: r.name.clone(),
-        kind: r.kind,
-        sink,
-        secret,
-        routing_key,
-        backoff: policy::Backoff::new(d),
-        max_age_ms: d.max_age.as_ms(),
-        breaker_failures: d.breaker_failures,
-        breaker_cooldown_ms: d.breaker_cooldown.as_ms(),
-        resend_ms: d.resend_interval.as_ms(),
-    })
 }
