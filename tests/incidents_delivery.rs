@@ -437,3 +437,54 @@ async fn a_running_manager_prunes_delivered_notifications_past_retention() {
     assert_eq!(delivered(), 0, "still there after its retention");
     m.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn dead_letters_are_pruned_by_retention_and_counted() {
+    // A receiver that stays dead: its dead letters do not pile up for ever,
+    // they leave with the rest of the history after `incidents.retention`.
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(503));
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let text = format!(
+        "[incidents]\nretention = \"1h\"\n{}",
+        generic_receiver(
+            "hook",
+            &rx.url(),
+            r#"backoff_initial = "1s", backoff_max = "2s", max_age = "10s", breaker_failures = 0"#,
+        )
+    );
+    let m = open(&text, &dir, &reg);
+    m.submit(
+        &[tr("a", "p", State::Firing, Severity::Critical, 1000, 1000)],
+        1000,
+    )
+    .unwrap();
+    let ob = m.outbox().clone();
+    let dead = || ob.list(Some(Status::Dead), None, 10).unwrap().len();
+    eventually(Duration::from_secs(60), "dead-lettered", || dead() == 1).await;
+    let pruned = || {
+        metric(
+            &reg,
+            "crisiswatch_outbox_dead_letters_pruned_total",
+            &[("receiver", "hook")],
+        )
+    };
+    // Within the retention it stays (an operator can still retry it).
+    tokio::time::sleep(Duration::from_secs(50 * 60)).await;
+    assert_eq!(dead(), 1, "pruned before its retention ran out");
+    assert_eq!(pruned(), 0.0);
+    // An hour after it was dead-lettered (and one prune interval more) it is gone, and counted.
+    tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+    assert_eq!(dead(), 0, "still there after its retention");
+    assert_eq!(pruned(), 1.0);
+    eventually(Duration::from_secs(60), "the gauge follows", || {
+        metric(
+            &reg,
+            "crisiswatch_outbox_dead_letters",
+            &[("receiver", "hook")],
+        ) == 0.0
+    })
+    .await;
+    m.shutdown(Duration::from_secs(1)).await;
+}

@@ -29,10 +29,12 @@ pub struct IncidentsConfig {
     /// before leaving them in the outbox for the next start.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: Dur,
-    /// Delivered, failed and muted notifications, and the ledger of applied
-    /// transitions, are kept this long, then pruned (at start, and while
-    /// running every eighth of this, between 1 minute and 1 hour). Dead
-    /// letters are kept until an operator retries them.
+    /// Delivered, failed and muted notifications, dead letters (counted as
+    /// pruned in `crisiswatch_outbox_dead_letters_pruned_total`) and the ledger
+    /// of applied transitions are kept this long, then pruned (at start, and
+    /// while running every eighth of this, between 1 minute and 1 hour). A
+    /// dead letter's age counts from when it was dead-lettered; until then
+    /// `crisiswatch outbox retry` can re-queue it.
     #[serde(default = "default_retention")]
     pub retention: Dur,
     /// Routes, in order: the first route whose matchers accept an alert takes

@@ -78,7 +78,6 @@ impl IncidentManager {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| IncidentError::NoRuntime)?;
         let clock = Clock::new();
         let outbox = Arc::new(Outbox::open(data_dir)?);
-        let pruned = outbox.prune(clock.now_ms(), cfg.incidents.retention.as_ms())?;
         let mut lifecycle = Lifecycle::new(cfg);
         lifecycle.restore(outbox.load_incidents()?);
         let console = opts.console.map(|w| Arc::new(Mutex::new(w)));
@@ -93,6 +92,8 @@ impl IncidentManager {
         metrics
             .open_incidents
             .set(lifecycle.incidents().len() as i64);
+        let pruned = outbox.prune(clock.now_ms(), cfg.incidents.retention.as_ms())?;
+        metrics.record_pruned(&pruned);
         let (stop, stop_rx) = watch::channel(false);
         let mut receivers = Vec::new();
         let mut workers = Vec::new();
@@ -114,6 +115,7 @@ impl IncidentManager {
         }
         workers.push(handle.spawn(prune_periodically(
             Arc::clone(&outbox),
+            Arc::clone(&metrics),
             clock,
             cfg.incidents.retention.as_ms(),
             stop_rx.clone(),
@@ -122,7 +124,7 @@ impl IncidentManager {
             outbox = %outbox.path().display(),
             receivers = ?names,
             open_incidents = lifecycle.incidents().len(),
-            pruned,
+            pruned = pruned.rows,
             "Incident outbox open."
         );
         Ok(Arc::new(IncidentManager {
@@ -343,6 +345,7 @@ pub fn prune_interval(retention_ms: i64) -> Duration {
 /// `incidents.retention` of history, not just what it pruned at start.
 async fn prune_periodically(
     outbox: Arc<Outbox>,
+    metrics: Arc<IncidentMetrics>,
     clock: Clock,
     retention_ms: i64,
     mut stop: watch::Receiver<bool>,
@@ -361,8 +364,11 @@ async fn prune_periodically(
         }
         next += every;
         match outbox.prune(clock.now_ms(), retention_ms) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(rows = n, "Outbox pruned."),
+            Ok(p) if p.rows == 0 => {}
+            Ok(p) => {
+                metrics.record_pruned(&p);
+                tracing::info!(rows = p.rows, dead_letters = ?p.dead_letters, "Outbox pruned.");
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot prune the outbox; retrying at the next interval.")
             }

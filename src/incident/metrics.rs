@@ -39,6 +39,8 @@ pub struct IncidentMetrics {
     pub dead_letters: IntGaugeVec,
     /// 1 while a receiver's circuit breaker is open.
     pub breaker_open: IntGaugeVec,
+    /// Dead letters removed by retention (`incidents.retention`), per receiver.
+    pub dead_letters_pruned: IntCounterVec,
     /// Delivery latency per receiver (a summary).
     latency: LatencySummary,
     /// Receiver answers whose body was longer than the delivery worker reads
@@ -110,6 +112,13 @@ impl IncidentMetrics {
                 Opts::new("crisiswatch_receiver_circuit_open", "1 while the receiver's circuit breaker is open."),
                 &["receiver"],
             )?)?,
+            dead_letters_pruned: reg(r, IntCounterVec::new(
+                Opts::new(
+                    "crisiswatch_outbox_dead_letters_pruned_total",
+                    "Dead letters deleted because they were older than incidents.retention, per receiver.",
+                ),
+                &["receiver"],
+            )?)?,
             latency: reg(r, LatencySummary::new()?)?,
             response_truncated: reg(r, IntCounterVec::new(
                 Opts::new(
@@ -138,6 +147,7 @@ impl IncidentMetrics {
             m.oldest_age.with_label_values(&[rec]);
             m.dead_letters.with_label_values(&[rec]);
             m.breaker_open.with_label_values(&[rec]);
+            m.dead_letters_pruned.with_label_values(&[rec]);
             m.response_truncated.with_label_values(&[rec]);
         }
         Ok(m)
@@ -152,6 +162,15 @@ impl IncidentMetrics {
     /// p99, max), if it delivered anything in it.
     pub fn latency_ms(&self, receiver: &str) -> Option<[u64; 4]> {
         self.latency.quantiles_ms(receiver, Instant::now())
+    }
+
+    /// Counts what a prune removed.
+    pub fn record_pruned(&self, pruned: &super::outbox::Pruned) {
+        for (rec, n) in &pruned.dead_letters {
+            self.dead_letters_pruned
+                .with_label_values(&[rec])
+                .inc_by(*n);
+        }
     }
 
     /// A gauge handle, for tests.

@@ -489,6 +489,7 @@ impl Tx<'_> {
 }
 
 mod operator;
+pub use operator::Pruned;
 // Read-only access for looking back at incidents (`crisiswatch review --outbox`).
 mod reader;
 pub use reader::{

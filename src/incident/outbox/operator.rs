@@ -7,6 +7,16 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use super::{row, Outbox, OutboxError, RetryReport, Row, Status, ROW_COLUMNS};
 use crate::incident::silence::Silence;
 
+/// What one [`Outbox::prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Rows removed in all: notifications (dead letters included), ledger
+    /// entries and silences.
+    pub rows: usize,
+    /// Dead letters removed, per receiver (receivers with none are left out).
+    pub dead_letters: Vec<(String, u64)>,
+}
+
 impl Outbox {
     /// Rows by status and receiver (newest first), at most `limit`.
     pub fn list(
@@ -97,21 +107,39 @@ impl Outbox {
         Ok(total)
     }
 
-    /// Deletes finished rows and ledger entries older than `retention_ms`
-    /// (dead letters stay), and silences that ended that long ago.
-    pub fn prune(&self, now: i64, retention_ms: i64) -> Result<usize, OutboxError> {
+    /// Deletes finished rows — delivered, failed, muted, superseded and dead
+    /// letters — and ledger entries older than `retention_ms`, and silences
+    /// that ended that long ago. A dead letter's age counts from when it was
+    /// dead-lettered; until then `crisiswatch outbox retry` can re-queue it.
+    pub fn prune(&self, now: i64, retention_ms: i64) -> Result<Pruned, OutboxError> {
         let cutoff = now.saturating_sub(retention_ms);
-        let conn = self.conn()?;
-        let mut n = conn.execute(
-            "DELETE FROM notifications WHERE status IN ('delivered', 'failed', 'muted', 'superseded') AND done_ms < ?1",
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let dead_letters: Vec<(String, u64)> = {
+            let mut st = tx.prepare(
+                "SELECT receiver, COUNT(*) FROM notifications
+                 WHERE status = 'dead' AND done_ms < ?1 GROUP BY receiver ORDER BY receiver",
+            )?;
+            let rows = st
+                .query_map(params![cutoff], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(rec, n)| (rec, u64::try_from(n).unwrap_or(0)))
+                .collect()
+        };
+        let mut rows = tx.execute(
+            "DELETE FROM notifications WHERE status IN ('delivered', 'failed', 'muted', 'superseded', 'dead') AND done_ms < ?1",
             params![cutoff],
         )?;
-        n += conn.execute(
+        rows += tx.execute(
             "DELETE FROM applied WHERE recorded_ms < ?1",
             params![cutoff],
         )?;
-        n += conn.execute("DELETE FROM silences WHERE ends_ms < ?1", params![cutoff])?;
-        Ok(n)
+        rows += tx.execute("DELETE FROM silences WHERE ends_ms < ?1", params![cutoff])?;
+        tx.commit()?;
+        Ok(Pruned { rows, dead_letters })
     }
 
     /// Stores a silence.
