@@ -4,19 +4,108 @@
 //! Sits between decoding and routing. Redeliveries after a consumer restart
 //! (at-least-once) must not inflate a window, so every accepted id is
 //! remembered for `engine.dedup_horizon` of event time. Ids are kept as 64-bit
-//! hashes (a false "duplicate" needs a 64-bit collision among the ids inside
-//! one horizon: about 1 in 10^7 for a million ids), in a map plus an
-//! insertion-ordered queue that expires them. Memory is bounded by
-//! `engine.dedup_max_ids`: past it the oldest ids are forgotten early, and
-//! that is counted.
+//! keyed hashes (SipHash-1-3 under a [`DedupKey`]; a false "duplicate" needs a
+//! 64-bit collision among the ids inside one horizon: about 1 in 10^7 for a
+//! million ids), in a map plus an insertion-ordered queue that expires them.
+//! Memory is bounded by `engine.dedup_max_ids`: past it the oldest ids are
+//! forgotten early, and that is counted.
+//!
+//! The key decides which ids collide. `run` uses a random key made once per
+//! installation and kept in its data directory ([`DedupKey::load_or_create`]),
+//! so a producer who knows the code still cannot choose two ids that collide
+//! and so have a real event dropped as a "duplicate"; the key outlives
+//! restarts, so the dedup memory a checkpoint restores still matches the ids
+//! that come again. `replay`, `backtest`, `tune` and `demo` use
+//! [`DedupKey::FIXED`], so their results depend on their input alone.
 
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
+use std::hash::Hasher;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use hashbrown::HashSet;
+use siphasher::sip::SipHasher13;
 
-/// Seeds of the id hash; fixed so that replays are deterministic.
-const ID_HASH_SEED: u64 = 0x6372_6973_6973_7761;
+/// The key of the id hash (128 bits).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DedupKey([u8; 16]);
+
+impl std::fmt::Debug for DedupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is not printed: whoever knows it can make ids collide.
+        f.write_str("DedupKey(**REDACTED**)")
+    }
+}
+
+/// Why the installation's dedup key could not be read or made.
+#[derive(Debug, thiserror::Error)]
+pub enum DedupKeyError {
+    /// Reading or writing the key file failed.
+    #[error("dedup key {path}: {source}")]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not 32 hex digits.
+    #[error("dedup key {path} is not 32 hex digits; delete it to make a new key (the dedup memory of a checkpoint is then lost)")]
+    Corrupt {
+        /// The key file.
+        path: PathBuf,
+    },
+}
+
+impl DedupKey {
+    /// The fixed key of replay, backtest, tune and demo.
+    pub const FIXED: DedupKey = DedupKey(*b"crisiswatch-ddup");
+
+    /// The key file's name in the data directory.
+    pub const FILE_NAME: &'static str = "dedup.key";
+
+    /// The installation's key from `dir`/`dedup.key`, made (random, from the
+    /// operating system) and written there on first use, readable by the
+    /// owner only.
+    pub fn load_or_create(dir: &Path) -> Result<DedupKey, DedupKeyError> {
+        let path = dir.join(Self::FILE_NAME);
+        let io = |source| DedupKeyError::Io {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let bytes = hex::decode(text.trim()).ok();
+                let key = bytes.and_then(|b| <[u8; 16]>::try_from(b).ok());
+                key.map(DedupKey)
+                    .ok_or_else(|| DedupKeyError::Corrupt { path: path.clone() })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(io)?;
+                let mut key = [0u8; 16];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+                // Written beside, then renamed: a crash never leaves half a key.
+                let tmp = dir.join(format!("{}.tmp", Self::FILE_NAME));
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let mut f = opts.open(&tmp).map_err(io)?;
+                writeln!(f, "{}", hex::encode(key)).map_err(io)?;
+                f.sync_all().map_err(io)?;
+                std::fs::rename(&tmp, &path).map_err(io)?;
+                tracing::info!(path = %path.display(), "Made this installation's dedup key.");
+                Ok(DedupKey(key))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    fn hash(&self, id: &str) -> u64 {
+        let mut h = SipHasher13::new_with_key(&self.0);
+        h.write(id.as_bytes());
+        h.finish()
+    }
+}
 
 /// Remembers recent event ids.
 #[derive(Debug)]
@@ -29,7 +118,7 @@ pub struct Dedup {
     seen: HashSet<u64, foldhash::fast::FixedState>,
     /// (clock when seen, id hash), oldest first, for expiry.
     order: VecDeque<(i64, u64)>,
-    hasher: foldhash::fast::FixedState,
+    key: DedupKey,
     /// Ids forgotten before their horizon because of `max_ids`.
     pub evicted_early: u64,
 }
@@ -40,11 +129,26 @@ impl Dedup {
         Dedup {
             horizon_ms,
             max_ids: max_ids.max(1),
-            seen: HashSet::with_hasher(foldhash::fast::FixedState::with_seed(ID_HASH_SEED)),
+            // The set's own hash of (already keyed) id hashes.
+            seen: HashSet::with_hasher(foldhash::fast::FixedState::with_seed(
+                0x6372_6973_6973_7761,
+            )),
             order: VecDeque::new(),
-            hasher: foldhash::fast::FixedState::with_seed(ID_HASH_SEED),
+            key: DedupKey::FIXED,
             evicted_early: 0,
         }
+    }
+
+    /// Hashes ids under `key` from now on. Set it before the first id, and
+    /// before [`Dedup::restore`]: remembered hashes are only valid under the
+    /// key that made them.
+    pub fn set_key(&mut self, key: DedupKey) {
+        self.key = key;
+    }
+
+    /// The key ids are hashed under.
+    pub fn key(&self) -> DedupKey {
+        self.key
     }
 
     /// The remembered ids as (clock when seen, id hash), oldest first, and
@@ -73,7 +177,7 @@ impl Dedup {
             return false;
         }
         self.expire(clock);
-        let h = self.hasher.hash_one(id);
+        let h = self.key.hash(id);
         if self.seen.contains(&h) {
             return true;
         }
@@ -123,6 +227,31 @@ mod tests {
         assert!(d.check_and_insert("a", 1000));
         // Past the horizon the id is forgotten and counts again.
         assert!(!d.check_and_insert("a", 1001));
+    }
+
+    #[test]
+    fn the_installation_key_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let k1 = DedupKey::load_or_create(dir.path()).unwrap();
+        let k2 = DedupKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(k1, k2, "the key is stable across restarts");
+        assert_ne!(k1, DedupKey::FIXED);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(k1, DedupKey::load_or_create(other.path()).unwrap());
+        assert!(!format!("{k1:?}").contains(&hex::encode(k1.0)));
+        // Ids hash differently under another key: which ids collide is not
+        // predictable without the key.
+        let (mut a, mut b) = (Dedup::new(1000, 10), Dedup::new(1000, 10));
+        a.set_key(k1);
+        a.check_and_insert("evt-1", 0);
+        b.check_and_insert("evt-1", 0);
+        assert_ne!(a.export().0, b.export().0);
+        // A damaged file is an error that names it, never a silent new key.
+        std::fs::write(dir.path().join(DedupKey::FILE_NAME), "zz\n").unwrap();
+        let e = DedupKey::load_or_create(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dedup.key"), "{e}");
     }
 
     #[test]

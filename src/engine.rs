@@ -309,6 +309,12 @@ impl Engine {
         self.dedup.len()
     }
 
+    /// Hashes event ids under `key` (`run`: the installation's); set before
+    /// the first event and before a snapshot is restored.
+    pub fn set_dedup_key(&mut self, key: crate::dedup::DedupKey) {
+        self.dedup.set_key(key);
+    }
+
     /// Number of rules.
     pub fn rule_count(&self) -> usize {
         self.rules.len()

@@ -171,11 +171,13 @@ impl Invalid {
 }
 
 /// Most attributes an event may carry; an event with more is invalid
-/// (`oversized`). Keeps the duplicate-key check — a scan of the attributes
-/// seen so far — at a few thousand comparisons whatever a producer sends
-/// (without it, one 64 KiB event of 9,000 attributes cost 40 million), and the
-/// total size of the attributes is bounded by `engine.max_event_bytes`.
+/// (`oversized`). The repeated-key check is linear in their number (a scan
+/// for a few, a hash index past 16), so a producer cannot make decoding slow.
 pub const MAX_ATTRIBUTES: usize = 256;
+
+/// Most bytes the attribute keys and values of one event may take together
+/// (a repeated key counted once, with its last value); more is `oversized`.
+pub const MAX_ATTRIBUTE_BYTES: usize = 16 * 1024;
 
 /// Limits applied while decoding.
 #[derive(Debug, Clone, Copy)]

@@ -73,6 +73,9 @@ pub enum RunError {
     /// The engine snapshot could not be made or restored.
     #[error(transparent)]
     Snapshot(#[from] crate::engine::SnapshotError),
+    /// The installation's dedup key could not be read or made.
+    #[error(transparent)]
+    DedupKey(#[from] crate::dedup::DedupKeyError),
     /// The `--applied-log` file could not be written.
     #[error("cannot write the applied log: {0}")]
     AppliedLog(#[source] std::io::Error),
@@ -122,7 +125,10 @@ pub async fn run(
         .kafka
         .clone()
         .ok_or(SourceError::NotConfigured)?;
-    let engine = Engine::new(cfg)?;
+    let mut engine = Engine::new(cfg)?;
+    // Event ids hash under this installation's key, kept beside the checkpoints.
+    let state_dir = std::path::Path::new(cfg.state.dir_or(&cfg.incidents.data_dir));
+    engine.set_dedup_key(crate::dedup::DedupKey::load_or_create(state_dir)?);
     let metrics = match opts.metrics {
         Some(m) => m,
         None => Metrics::new(cfg.server.max_series_per_rule)?,

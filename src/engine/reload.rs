@@ -74,7 +74,9 @@ impl Engine {
         self.index_rules();
         let dedup_changed = self.dedup_settings != (e.dedup_horizon.as_ms(), e.dedup_max_ids);
         if dedup_changed {
+            let key = self.dedup.key();
             self.dedup = Dedup::new(e.dedup_horizon.as_ms(), e.dedup_max_ids);
+            self.dedup.set_key(key);
             self.dedup_settings = (e.dedup_horizon.as_ms(), e.dedup_max_ids);
         }
         self.limits = e.decode_limits();

@@ -210,7 +210,7 @@ impl<'a> Cursor<'a> {
             b'{' => self.i += 1,
             _ => return None,
         }
-        let out = slot.insert(AttrList::new());
+        let mut out = super::raw::AttrBuilder::new(slot.insert(AttrList::new()));
         if self.peek()? == b'}' {
             self.i += 1;
             return Some(());
@@ -224,20 +224,8 @@ impl<'a> Cursor<'a> {
             match self.peek()? {
                 b'"' => {
                     let v = Cow::Borrowed(self.string()?);
-                    // Most keys differ in length or first byte: skip the full compare.
-                    let same = |k: &str| {
-                        k.len() == key.len()
-                            && k.as_bytes().first() == key.as_bytes().first()
-                            && k == key
-                    };
-                    if let Some(slot) = out.iter_mut().find(|(k, _)| same(k)) {
-                        slot.1 = v;
-                    } else if out.len() < super::MAX_ATTRIBUTES {
-                        out.push((Cow::Borrowed(key), v));
-                    } else {
-                        // Too many: the full parser reports it.
-                        return None;
-                    }
+                    // Beyond a limit: the full parser reports it.
+                    out.insert(Cow::Borrowed(key), v).ok()?;
                 }
                 b'n' => self.literal(b"null")?,
                 _ => return None,

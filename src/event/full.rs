@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::raw::{AttrList, RawEvent, Scalar};
+use super::raw::{AttrBuilder, AttrList, AttrOverflow, RawEvent, Scalar};
 use super::{Invalid, InvalidReason};
 
 /// The full JSON parse (serde_json and the visitors below).
@@ -216,24 +216,31 @@ impl<'de> Visitor<'de> for AttrsVisitor {
         Ok(None)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = AttrList::new();
+        let mut list = AttrList::new();
+        let mut out = AttrBuilder::new(&mut list);
         while let Some(key) = map.next_key::<Key<'de>>()?.map(|k| k.0) {
             match map.next_value::<ScalarSeed>()?.0 {
-                Scalar::Str(v) => {
-                    if let Some(slot) = out.iter_mut().find(|(k, _)| *k == key) {
-                        slot.1 = v;
-                    } else if out.len() < super::MAX_ATTRIBUTES {
-                        out.push((key, v));
-                    } else {
+                Scalar::Str(v) => match out.insert(key, v) {
+                    Ok(()) => {}
+                    Err(AttrOverflow::Count) => {
                         return Err(field_err(
                             InvalidReason::Oversized,
                             format_args!(
                                 "attrs has more than {} attributes",
                                 super::MAX_ATTRIBUTES
                             ),
-                        ));
+                        ))
                     }
-                }
+                    Err(AttrOverflow::Bytes) => {
+                        return Err(field_err(
+                            InvalidReason::Oversized,
+                            format_args!(
+                                "attrs take more than {} bytes",
+                                super::MAX_ATTRIBUTE_BYTES
+                            ),
+                        ))
+                    }
+                },
                 Scalar::Null => {}
                 other => {
                     return Err(field_err(
@@ -243,7 +250,7 @@ impl<'de> Visitor<'de> for AttrsVisitor {
                 }
             }
         }
-        Ok(Some(out))
+        Ok(Some(list))
     }
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
         Err(wrong_attrs("a string"))

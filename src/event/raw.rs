@@ -45,6 +45,86 @@ impl Scalar<'_> {
 /// Attributes as parsed, in input order (a repeated key keeps its last value).
 pub(super) type AttrList<'a> = SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]>;
 
+/// Up to this many attributes a repeated key is found by a scan (fastest for
+/// the few attributes events usually carry); past it, by a hash index.
+const SCAN_MAX: usize = 16;
+
+/// Which attribute limit an event broke.
+pub(super) enum AttrOverflow {
+    /// More than [`super::MAX_ATTRIBUTES`] keys.
+    Count,
+    /// Keys and values longer than [`super::MAX_ATTRIBUTE_BYTES`] together.
+    Bytes,
+}
+
+/// Collects an event's attributes in linear time whatever a producer sends:
+/// a repeated key keeps its last value, and the count and total size stay
+/// within [`super::MAX_ATTRIBUTES`] and [`super::MAX_ATTRIBUTE_BYTES`].
+pub(super) struct AttrBuilder<'s, 'a> {
+    list: &'s mut AttrList<'a>,
+    /// Key → position in `list`, built once `list` outgrows [`SCAN_MAX`];
+    /// randomly seeded, so chosen keys cannot make its lookups collide.
+    index: Option<hashbrown::HashMap<Cow<'a, str>, usize, foldhash::fast::RandomState>>,
+    bytes: usize,
+}
+
+impl<'s, 'a> AttrBuilder<'s, 'a> {
+    /// Fills `list` (in place: the list is large).
+    pub(super) fn new(list: &'s mut AttrList<'a>) -> Self {
+        AttrBuilder {
+            list,
+            index: None,
+            bytes: 0,
+        }
+    }
+
+    #[inline]
+    pub(super) fn insert(
+        &mut self,
+        key: Cow<'a, str>,
+        value: Cow<'a, str>,
+    ) -> Result<(), AttrOverflow> {
+        let found = match &self.index {
+            Some(index) => index.get(key.as_ref()).copied(),
+            // Most keys differ in length or first byte: skip the full compare.
+            None => self.list.iter().position(|(k, _)| {
+                k.len() == key.len() && k.as_bytes().first() == key.as_bytes().first() && *k == key
+            }),
+        };
+        if let Some(i) = found {
+            let slot = &mut self.list[i].1;
+            self.bytes = self.bytes - slot.len() + value.len();
+            *slot = value;
+        } else {
+            if self.list.len() >= super::MAX_ATTRIBUTES {
+                return Err(AttrOverflow::Count);
+            }
+            self.bytes += key.len() + value.len();
+            if self.index.is_none() && self.list.len() >= SCAN_MAX {
+                let mut index = hashbrown::HashMap::with_capacity_and_hasher(
+                    super::MAX_ATTRIBUTES,
+                    foldhash::fast::RandomState::default(),
+                );
+                index.extend(
+                    self.list
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (k, _))| (k.clone(), i)),
+                );
+                self.index = Some(index);
+            }
+            if let Some(index) = &mut self.index {
+                index.insert(key.clone(), self.list.len());
+            }
+            self.list.push((key, value));
+        }
+        if self.bytes > super::MAX_ATTRIBUTE_BYTES {
+            return Err(AttrOverflow::Bytes);
+        }
+        Ok(())
+    }
+}
+
 // === impl RawEvent ===
 
 impl<'a> RawEvent<'a> {

@@ -280,3 +280,48 @@ fn ten_thousand_attributes_are_oversized_in_both_paths() {
     assert_eq!(e.attrs.len(), 256);
     assert_eq!(e.attrs[0].1, "w");
 }
+
+#[test]
+fn attributes_are_bounded_in_total_size_and_repeats_resolve_past_the_scan() {
+    let open = DecodeLimits::OPEN;
+    let line = |attrs: &[String]| {
+        format!(
+            r#"{{"id":"a","type":"order","ts":1,"attrs":{{{}}}}}"#,
+            attrs.join(",")
+        )
+    };
+    // Three attributes of 6 KiB each: 18 KiB of attributes is oversized in both paths.
+    let big = "v".repeat(6 * 1024);
+    let attrs: Vec<String> = (0..3).map(|i| format!("\"k{i}\":\"{big}\"")).collect();
+    let l = line(&attrs);
+    let err = decode(l.as_bytes(), &open, None).unwrap_err();
+    assert_eq!(err.reason, InvalidReason::Oversized);
+    assert!(
+        err.detail.contains("more than 16384 bytes"),
+        "{}",
+        err.detail
+    );
+    let reference = crate::event::decode_reference(l.as_bytes(), &open, None, None).unwrap_err();
+    assert_eq!(reference.reason, InvalidReason::Oversized);
+    // One key repeated forty times with 6 KiB values counts once: it decodes.
+    let attrs: Vec<String> = (0..40).map(|_| format!("\"k\":\"{big}\"")).collect();
+    let l = line(&attrs);
+    let e = decode(l.as_bytes(), &open, None).unwrap();
+    assert_eq!(e.attrs.len(), 1);
+    // Past the scan (more than 16 attributes) repeated keys still keep their
+    // last value in first-seen order, in both paths.
+    let mut attrs: Vec<String> = (0..200).map(|i| format!("\"k{i}\":\"a{i}\"")).collect();
+    attrs.extend((0..200).step_by(7).map(|i| format!("\"k{i}\":\"b{i}\"")));
+    let l = line(&attrs);
+    for e in [
+        decode(l.as_bytes(), &open, None).unwrap(),
+        crate::event::decode_reference(l.as_bytes(), &open, None, None).unwrap(),
+    ] {
+        assert_eq!(e.attrs.len(), 200);
+        for (i, (k, v)) in e.attrs.iter().enumerate() {
+            assert_eq!(k, &format!("k{i}"));
+            let want = if i % 7 == 0 { "b" } else { "a" };
+            assert_eq!(v, &format!("{want}{i}"));
+        }
+    }
+}
