@@ -23,6 +23,7 @@ use crate::alert::Phase;
 use crate::config::{Config, Env, RuleConfig};
 use crate::engine::{Engine, ReloadSummary};
 use crate::event::format_ts;
+use crate::incident::IncidentManager;
 use crate::secret::Secret;
 
 /// Errors setting up the admin state.
@@ -170,6 +171,8 @@ pub struct ReloadStatus {
     pub error: Option<String>,
     /// What changed, if it succeeded.
     pub summary: Option<ReloadSummary>,
+    /// What changed among the incident receivers, if the process delivers incidents.
+    pub receivers: Option<crate::incident::ReceiverChanges>,
 }
 
 /// A request to reload; the reply carries the outcome.
@@ -432,15 +435,19 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Re-reads the configuration file and switches the engine to it if valid.
-/// Records the outcome in `admin` and `metrics`; on failure the engine keeps
-/// running the previous configuration.
+/// Re-reads the configuration file and switches the engine — and, with
+/// `incidents`, the incident stage: routes, rule metadata, receivers — to it
+/// if valid. The incident receivers are readied first (secrets, TLS), so a
+/// reload either applies everywhere or nowhere. Records the outcome in `admin`
+/// and `metrics`; on failure the previous configuration keeps running.
 pub fn reload(
     engine: &mut Engine,
     admin: &AdminState,
     metrics: &ReloadMetrics,
     env: &dyn Env,
+    incidents: Option<&IncidentManager>,
 ) -> Result<(ReloadSummary, Config), String> {
+    let mut receivers = None;
     let result: Result<(ReloadSummary, Config), String> = (|| {
         let path = admin.config_path().ok_or_else(|| {
             "no configuration file to reload (started from the embedded example)".to_string()
@@ -448,8 +455,18 @@ pub fn reload(
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let cfg = Config::from_toml_str(&text, env).map_err(|e| e.to_string())?;
+        let prepared = match incidents {
+            Some(m) => Some(m.prepare(&cfg).map_err(|e| e.to_string())?),
+            None => None,
+        };
         let summary = engine.reconfigure(&cfg).map_err(|e| e.to_string())?;
         admin.set_config(Some(path), &text);
+        if let (Some(m), Some(p)) = (incidents, prepared) {
+            let changes = m.apply(p).map_err(|e| {
+                format!("the rules were reloaded, but the incident stage could not store the change: {e}")
+            })?;
+            receivers = Some(changes);
+        }
         Ok((summary, cfg))
     })();
     let now = chrono::Utc::now().timestamp_millis();
@@ -470,6 +487,7 @@ pub fn reload(
                 ok: true,
                 error: None,
                 summary: Some(summary.clone()),
+                receivers,
             }
         }
         Err(e) => {
@@ -481,6 +499,7 @@ pub fn reload(
                 ok: false,
                 error: Some(e.clone()),
                 summary: None,
+                receivers: None,
             }
         }
     };

@@ -229,7 +229,7 @@ pub async fn run(
             _ = ticker.tick() => {}
             _ = shutdown.changed() => { stopped = true; }
             Some(req) = reload_rx.recv() => {
-                let result = admin::reload(&mut engine, &state.admin, &reload_metrics, &ProcessEnv);
+                let result = admin::reload(&mut engine, &state.admin, &reload_metrics, &ProcessEnv, incidents.as_deref());
                 let reply = match result {
                     Ok((summary, new_cfg)) => {
                         writeln!(out, "Configuration reloaded: kept {:?}, added {:?}, changed {:?}, removed {:?}.",

@@ -19,6 +19,9 @@
 //!   [`receivers`] renders the wire formats, [`signature`] signs them
 //!   (Standard Webhooks, and the documented [`signature::verify`]).
 //! * [`metrics`] exports attempts, failures, latency quantiles, depth and age.
+//! * A configuration reload reaches the stage through
+//!   [`IncidentManager::prepare`] / [`IncidentManager::apply`]: routes, rule
+//!   metadata and receivers change in place (workers: `workers.rs`).
 //! * The silences HTTP endpoint is [`crate::http::silences`]; the `outbox` and
 //!   `silence` commands are in `crate::cli`; [`replay_delivery`] delivers the
 //!   incidents of `crisiswatch replay`.
@@ -53,14 +56,18 @@ pub mod replay_delivery;
 pub mod routing;
 pub mod signature;
 pub mod silence;
+mod workers;
 
 use std::io::Write;
 
 use crate::secret::SecretError;
 
-pub use self::manager::{has_http_receivers, prune_interval, receiver_enabled, IncidentManager};
+pub use self::manager::{
+    has_http_receivers, prune_interval, receiver_enabled, IncidentManager, PreparedReload,
+};
 use self::outbox::OutboxError;
 pub use self::silence::Silence;
+pub use self::workers::ReceiverChanges;
 
 /// Errors of the incident stage.
 #[derive(Debug, thiserror::Error)]

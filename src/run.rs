@@ -282,13 +282,16 @@ async fn drive(
             },
             _ = tick.tick() => stage.tick(&state)?,
             Some(req) = reload_rx.recv() => {
-                // Rules and engine settings change in place; sources and
-                // receivers keep their startup configuration until a restart.
+                // Rules, engine settings, incident routes, rule metadata and
+                // receivers change in place; sources keep their startup
+                // configuration until a restart.
+                let incidents = Arc::clone(stage.sink().manager());
                 let result = crate::admin::reload(
                     stage.engine_mut(),
                     &state.admin,
                     &reload_metrics,
                     &crate::config::ProcessEnv,
+                    Some(&incidents),
                 )
                 .map(|(summary, _)| summary);
                 state.admin.publish(crate::admin::snapshot(stage.engine()));

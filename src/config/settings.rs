@@ -490,7 +490,7 @@ impl SignatureScheme {
 }
 
 /// One incident receiver.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiverConfig {
     /// Unique name.

@@ -27,7 +27,7 @@ use crate::alert::{Labels, State, Transition};
 use crate::config::{Condition, Config, Severity};
 
 use super::model::{self, Action, AlertEvidence, Notification, Reason};
-use super::routing::Router;
+use super::routing::{Route, Router};
 
 /// Current indicator values, for progress updates.
 pub trait ValueSource {
@@ -105,10 +105,28 @@ struct RuleInfo {
     dashboard: Option<String>,
 }
 
+fn rule_infos(cfg: &Config) -> HashMap<String, RuleInfo> {
+    cfg.rules
+        .iter()
+        .map(|r| {
+            let info = RuleInfo {
+                condition: r.condition,
+                description: r.description.clone(),
+                runbook: r.runbook.clone(),
+                dashboard: r.dashboard.clone(),
+            };
+            (r.name.clone(), info)
+        })
+        .collect()
+}
+
 /// The state machine of every open incident.
 #[derive(Debug)]
 pub struct Lifecycle {
     router: Router,
+    /// Routes a reload removed while incidents of theirs were open: those
+    /// incidents keep the receivers they had until they resolve.
+    retired: BTreeMap<String, Route>,
     rules: HashMap<String, RuleInfo>,
     update_interval_ms: i64,
     incidents: BTreeMap<String, Incident>,
@@ -119,30 +137,66 @@ pub struct Lifecycle {
 impl Lifecycle {
     /// A lifecycle with no open incident.
     pub fn new(cfg: &Config) -> Lifecycle {
-        let rules = cfg
-            .rules
-            .iter()
-            .map(|r| {
-                let info = RuleInfo {
-                    condition: r.condition,
-                    description: r.description.clone(),
-                    runbook: r.runbook.clone(),
-                    dashboard: r.dashboard.clone(),
-                };
-                (r.name.clone(), info)
-            })
-            .collect();
         Lifecycle {
             router: Router::new(cfg),
-            rules,
+            retired: BTreeMap::new(),
+            rules: rule_infos(cfg),
             update_interval_ms: cfg.incidents.update_interval.as_ms(),
             incidents: BTreeMap::new(),
+        }
+    }
+
+    /// Switches to a reloaded configuration: routes, rule metadata and the
+    /// progress interval. Open incidents stay open; their alerts take their
+    /// rule's new description, runbook and dashboard (the incidents changed
+    /// are added to `ch.saved`), and an incident whose route was removed
+    /// keeps that route's receivers until it resolves.
+    pub fn reconfigure(&mut self, cfg: &Config, ch: &mut Changes) {
+        let old = std::mem::replace(&mut self.router, Router::new(cfg));
+        for r in old.routes() {
+            if self.router.get(&r.name).is_none() {
+                self.retired.insert(r.name.clone(), r.clone());
+            }
+        }
+        self.retired.retain(|name, _| {
+            self.router.get(name).is_none() && self.incidents.values().any(|i| &i.route == name)
+        });
+        self.rules = rule_infos(cfg);
+        self.update_interval_ms = cfg.incidents.update_interval.as_ms();
+        for inc in self.incidents.values_mut() {
+            let mut changed = false;
+            for a in &mut inc.alerts {
+                let Some(info) = self.rules.get(&a.rule) else {
+                    continue;
+                };
+                if a.description != info.description
+                    || a.runbook != info.runbook
+                    || a.dashboard != info.dashboard
+                {
+                    a.description.clone_from(&info.description);
+                    a.runbook.clone_from(&info.runbook);
+                    a.dashboard.clone_from(&info.dashboard);
+                    changed = true;
+                }
+            }
+            if changed {
+                ch.saved.insert(inc.key.clone());
+            }
         }
     }
 
     /// The routing table.
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// The receivers that hear of incidents of `route`: the route's, or, for a
+    /// route a reload removed, those it had.
+    pub fn route_receivers(&self, route: &str) -> &[String] {
+        self.router
+            .get(route)
+            .or_else(|| self.retired.get(route))
+            .map_or(&[][..], |r| &r.receivers[..])
     }
 
     /// Replaces the state with persisted incidents (start-up, or after a failed write).

@@ -6,44 +6,51 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alert::Transition;
 use crate::config::{Config, ReceiverConfig, ReceiverKind};
 
-use super::delivery::{Clock, ReceiverRt, Worker};
+use super::delivery::Clock;
 use super::lifecycle::{self, Changes, Lifecycle, NoValues, ValueSource};
 use super::metrics::IncidentMetrics;
 use super::model::{self, Action, Notification};
 use super::outbox::{Outbox, OutboxError, Status, Tx};
 use super::silence::{self, Silence};
+use super::workers::{self, Console, Prepared, ReceiverChanges, ReceiverSet};
 use super::{DrainReport, IncidentError, ManagerOptions, Submitted};
-
-struct ActiveReceiver {
-    name: String,
-    wake: Arc<Notify>,
-}
 
 /// The incident stage of one process.
 pub struct IncidentManager {
     outbox: Arc<Outbox>,
     lifecycle: Mutex<Lifecycle>,
-    receivers: Vec<ActiveReceiver>,
+    receivers: Mutex<ReceiverSet>,
+    console: Option<Console>,
     metrics: Arc<IncidentMetrics>,
     clock: Clock,
     stop: watch::Sender<bool>,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// A configuration readied by [`IncidentManager::prepare`], applied by
+/// [`IncidentManager::apply`].
+pub struct PreparedReload {
+    cfg: Config,
+    receivers: Vec<Prepared>,
+}
+
+impl std::fmt::Debug for PreparedReload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedReload").finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for IncidentManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IncidentManager")
             .field("outbox", &self.outbox.path())
-            .field(
-                "receivers",
-                &self.receivers.iter().map(|r| &r.name).collect::<Vec<_>>(),
-            )
+            .field("receivers", &self.receivers())
             .finish_non_exhaustive()
     }
 }
@@ -80,14 +87,14 @@ impl IncidentManager {
         let outbox = Arc::new(Outbox::open(data_dir)?);
         let mut lifecycle = Lifecycle::new(cfg);
         lifecycle.restore(outbox.load_incidents()?);
-        let console = opts.console.map(|w| Arc::new(Mutex::new(w)));
-        let mut rts = Vec::new();
-        for r in &cfg.receivers {
-            if receiver_enabled(r, console.is_some()) {
-                rts.push(ReceiverRt::from_config(r, console.as_ref())?);
-            }
-        }
-        let names: Vec<String> = rts.iter().map(|r| r.name.clone()).collect();
+        let console: Option<Console> = opts.console.map(|w| Arc::new(Mutex::new(w)));
+        let prepared = workers::prepare(cfg, console.as_ref())?;
+        let names: Vec<String> = cfg
+            .receivers
+            .iter()
+            .filter(|r| receiver_enabled(r, console.is_some()))
+            .map(|r| r.name.clone())
+            .collect();
         let metrics = Arc::new(IncidentMetrics::new(registry, &names)?);
         metrics
             .open_incidents
@@ -95,31 +102,20 @@ impl IncidentManager {
         let pruned = outbox.prune(clock.now_ms(), cfg.incidents.retention.as_ms())?;
         metrics.record_pruned(&pruned);
         let (stop, stop_rx) = watch::channel(false);
-        let mut receivers = Vec::new();
-        let mut workers = Vec::new();
-        for rt in rts {
-            let wake = Arc::new(Notify::new());
-            receivers.push(ActiveReceiver {
-                name: rt.name.clone(),
-                wake: Arc::clone(&wake),
-            });
-            let w = Worker {
-                rt,
-                outbox: Arc::clone(&outbox),
-                metrics: Arc::clone(&metrics),
-                clock,
-                wake,
-                stop: stop_rx.clone(),
-            };
-            workers.push(handle.spawn(w.run()));
-        }
-        workers.push(handle.spawn(prune_periodically(
+        let mut receivers = ReceiverSet::new(
+            handle.clone(),
+            Arc::clone(&outbox),
+            Arc::clone(&metrics),
+            clock,
+        );
+        receivers.apply(prepared);
+        let workers = vec![handle.spawn(prune_periodically(
             Arc::clone(&outbox),
             Arc::clone(&metrics),
             clock,
             cfg.incidents.retention.as_ms(),
-            stop_rx.clone(),
-        )));
+            stop_rx,
+        ))];
         tracing::info!(
             outbox = %outbox.path().display(),
             receivers = ?names,
@@ -130,7 +126,8 @@ impl IncidentManager {
         Ok(Arc::new(IncidentManager {
             outbox,
             lifecycle: Mutex::new(lifecycle),
-            receivers,
+            receivers: Mutex::new(receivers),
+            console,
             metrics,
             clock,
             stop,
@@ -155,7 +152,34 @@ impl IncidentManager {
 
     /// Names of the receivers that deliver in this process.
     pub fn receivers(&self) -> Vec<String> {
-        self.receivers.iter().map(|r| r.name.clone()).collect()
+        self.receivers.lock().map(|r| r.names()).unwrap_or_default()
+    }
+
+    /// Readies a reloaded configuration without changing anything: reads the
+    /// receivers' secrets and builds their clients, so a reload that cannot
+    /// work is refused whole.
+    pub fn prepare(&self, cfg: &Config) -> Result<PreparedReload, IncidentError> {
+        Ok(PreparedReload {
+            cfg: cfg.clone(),
+            receivers: workers::prepare(cfg, self.console.as_ref())?,
+        })
+    }
+
+    /// Switches to a prepared configuration: routes, rule metadata (open
+    /// incidents take their rules' new description, runbook and dashboard in
+    /// their next notification) and receivers (see [`super::workers`]).
+    /// Open incidents stay open.
+    pub fn apply(&self, p: PreparedReload) -> Result<ReceiverChanges, IncidentError> {
+        let changes = match self.receivers.lock() {
+            Ok(mut r) => r.apply(p.receivers),
+            Err(_) => return Err(OutboxError::Poisoned.into()),
+        };
+        self.step(|lc, ch, _, _| {
+            lc.reconfigure(&p.cfg, ch);
+            Ok(())
+        })?;
+        tracing::info!(kept = ?changes.kept, added = ?changes.added, changed = ?changes.changed, removed = ?changes.removed, "Incident routes, rule metadata and receivers reloaded.");
+        Ok(changes)
     }
 
     /// The open incidents (for dashboards and tests).
@@ -219,20 +243,27 @@ impl IncidentManager {
             .into_iter()
             .filter(|s| s.active(wall))
             .collect();
+        let enabled = self.receivers();
         let mut lc = self.lifecycle.lock().map_err(|_| OutboxError::Poisoned)?;
-        let enabled: Vec<&str> = self.receivers.iter().map(|r| r.name.as_str()).collect();
         let mut muted_for: Vec<String> = Vec::new();
         let result = self.outbox.transaction(wall, |tx| {
             let mut ch = Changes::default();
             let mut out = Submitted::default();
             f(&mut lc, &mut ch, tx, &mut out)?;
             for n in &ch.notifications {
-                let receivers = lc
-                    .router()
-                    .get(&n.route)
-                    .map(|r| r.receivers.clone())
-                    .unwrap_or_default();
-                for rec in receivers.iter().filter(|r| enabled.contains(&r.as_str())) {
+                // The route's receivers; and a receiver that heard the open
+                // hears the rest until the resolve, even if a reload took it
+                // off the route.
+                let route = lc.route_receivers(&n.route);
+                let mut receivers = Vec::new();
+                for rec in &enabled {
+                    if route.contains(rec)
+                        || (n.action != Action::Open && tx.announced(rec, &n.dedup_key)?)
+                    {
+                        receivers.push(rec);
+                    }
+                }
+                for rec in receivers {
                     match enqueue(tx, rec, n, &silences, wall)? {
                         Some(Status::Muted) => {
                             out.muted += 1;
@@ -272,8 +303,8 @@ impl IncidentManager {
                     tracing::info!(incident = %n.dedup_key, action = n.action.as_str(), seq = n.seq, severity = n.severity.as_str(), alerts = n.alerts.len(), "Incident {}.", n.action.as_str());
                 }
                 if out.queued > 0 {
-                    for r in &self.receivers {
-                        r.wake.notify_one();
+                    if let Ok(r) = self.receivers.lock() {
+                        r.wake_all();
                     }
                 }
                 Ok(out)
@@ -311,11 +342,14 @@ impl IncidentManager {
             tokio::time::sleep((deadline - now).min(Duration::from_millis(50))).await;
         }
         let _ = self.stop.send(true);
-        let workers: Vec<JoinHandle<()>> = self
+        let mut workers: Vec<JoinHandle<()>> = self
             .workers
             .lock()
             .map(|mut w| w.drain(..).collect())
             .unwrap_or_default();
+        if let Ok(mut r) = self.receivers.lock() {
+            workers.extend(r.stop_all());
+        }
         for w in workers {
             // A worker finishes its current request (bounded by the timeout) before it stops.
             let _ = w.await;

@@ -136,21 +136,27 @@ impl IncidentMetrics {
             )?)?,
         };
         for rec in receivers {
-            m.attempts.with_label_values(&[rec]);
-            for reason in FailureReason::ALL {
-                m.failures.with_label_values(&[rec, reason.as_str()]);
-            }
-            for o in ["delivered", "failed", "dead_lettered", "muted"] {
-                m.notifications.with_label_values(&[rec, o]);
-            }
-            m.depth.with_label_values(&[rec]);
-            m.oldest_age.with_label_values(&[rec]);
-            m.dead_letters.with_label_values(&[rec]);
-            m.breaker_open.with_label_values(&[rec]);
-            m.dead_letters_pruned.with_label_values(&[rec]);
-            m.response_truncated.with_label_values(&[rec]);
+            m.add_receiver(rec);
         }
         Ok(m)
+    }
+
+    /// Starts the series of a receiver at zero (at start, and for a receiver
+    /// a reload added).
+    pub fn add_receiver(&self, rec: &str) {
+        self.attempts.with_label_values(&[rec]);
+        for reason in FailureReason::ALL {
+            self.failures.with_label_values(&[rec, reason.as_str()]);
+        }
+        for o in ["delivered", "failed", "dead_lettered", "muted"] {
+            self.notifications.with_label_values(&[rec, o]);
+        }
+        self.depth.with_label_values(&[rec]);
+        self.oldest_age.with_label_values(&[rec]);
+        self.dead_letters.with_label_values(&[rec]);
+        self.breaker_open.with_label_values(&[rec]);
+        self.response_truncated.with_label_values(&[rec]);
+        self.dead_letters_pruned.with_label_values(&[rec]);
     }
 
     /// Records one delivery latency.

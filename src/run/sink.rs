@@ -61,6 +61,11 @@ impl TransitionSink {
         self.manager.tick(now, engine).map(|_| ())
     }
 
+    /// The incident manager (for a configuration reload).
+    pub fn manager(&self) -> &Arc<IncidentManager> {
+        &self.manager
+    }
+
     /// Transitions submitted so far.
     pub fn submitted(&self) -> u64 {
         self.submitted
