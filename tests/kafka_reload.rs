@@ -6,7 +6,8 @@ mod kafka_support;
 mod support;
 
 use kafka_support::broker::Broker;
-use kafka_support::client::create_topics;
+use kafka_support::client::{create_topics, produce, Out};
+use kafka_support::receiver::Receiver;
 use kafka_support::service::Service;
 use kafka_support::{base_config, wait_until};
 use std::time::Duration;
@@ -127,4 +128,185 @@ fn run_reloads_on_the_api_and_sighup_and_refuses_a_broken_config() {
     wait_until(Duration::from_secs(30), "the SIGHUP reload", || {
         rules(&svc) == ["complaints_a", "complaints_b"]
     });
+}
+
+/// Event time of the reload scenario: two hours ago, on a full hour.
+fn t0() -> i64 {
+    let now = chrono::Utc::now().timestamp_millis();
+    now - now.rem_euclid(3_600_000) - 2 * 3_600_000
+}
+
+/// `n` complaints for `product` from `from` (ms), one a second, and one
+/// complaint for an idle product two minutes later that moves event time on
+/// past the end of their one-minute pane.
+fn burst(tag: &str, product: &str, from: i64, n: i64) -> Vec<Out> {
+    let mut out: Vec<Out> = (0..n)
+        .map(|i| {
+            let ts = from + i * 1000;
+            Out::new(
+                "complaints",
+                0,
+                format!(r#"{{"id":"{tag}-{i}","ts":{ts},"attrs":{{"product":"{product}"}}}}"#),
+            )
+        })
+        .collect();
+    let ts = from + 120_000;
+    out.push(Out::new(
+        "complaints",
+        0,
+        format!(r#"{{"id":"{tag}-tick","ts":{ts},"attrs":{{"product":"idle"}}}}"#),
+    ));
+    out
+}
+
+fn incident_rule(name: &str, warning: u32, runbook: &str) -> String {
+    format!(
+        r#"
+[[rules]]
+name = "{name}"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+indicator = {{ kind = "count", select = {{ type = "complaint" }} }}
+thresholds = {{ warning = {warning} }}
+runbook = "{runbook}"
+"#
+    )
+}
+
+/// (action, rule, product, runbook link) of what a receiver got.
+fn webhooks(rx: &Receiver) -> Vec<(String, String, String, String)> {
+    rx.bodies()
+        .iter()
+        .map(|b| {
+            let s = |p: &str| {
+                b.pointer(p)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (
+                s("/action"),
+                s("/rule"),
+                s("/group/product"),
+                s("/links/runbook"),
+            )
+        })
+        .collect()
+}
+
+fn hook(
+    action: &str,
+    rule: &str,
+    product: &str,
+    runbook: &str,
+) -> (String, String, String, String) {
+    (action.into(), rule.into(), product.into(), runbook.into())
+}
+
+/// The running service, its broker and real webhook receivers: a SIGHUP
+/// reload moves the route to another receiver, changes a rule's runbook and
+/// adds a rule, and the next webhooks show all three; the rule with only a new
+/// runbook keeps its firing alert.
+#[test]
+fn a_reload_changes_the_route_and_the_runbook_seen_in_the_next_webhook() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("complaints", 1)]);
+    let (a, b) = (Receiver::start(), Receiver::start());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let base = base_config(
+        &bs,
+        "reload-incidents",
+        &[("complaints", Some("complaint"))],
+        "",
+        data.to_str().unwrap(),
+    )
+    .replace("[engine]\n", "[engine]\nallowed_lateness = \"1s\"\n")
+    .replace("[incidents]\n", "[incidents]\nupdate_interval = \"0\"\n");
+    let receivers = format!(
+        "\n[[receivers]]\nname = \"a\"\nkind = \"generic\"\nurl = \"{}\"\n\n[[receivers]]\nname = \"b\"\nkind = \"generic\"\nurl = \"{}\"\n",
+        a.url, b.url
+    );
+    let route = |to: &str| {
+        format!("\n[[incidents.routes]]\nname = \"main\"\ngroup_window = \"1s\"\nreceivers = [\"{to}\"]\n")
+    };
+    let v1 = format!(
+        "{base}{}{receivers}{}",
+        route("a"),
+        incident_rule("complaints", 20, "https://rb.example/complaints-v1")
+    );
+    let svc = Service::start(dir.path(), "svc", &v1);
+    let start = t0();
+    produce(&bs, &burst("one", "p1", start, 30), Duration::from_secs(30));
+    wait_until(Duration::from_secs(60), "the first incident at a", || {
+        !a.bodies().is_empty()
+    });
+    assert_eq!(
+        webhooks(&a),
+        [hook(
+            "open",
+            "complaints",
+            "p1",
+            "https://rb.example/complaints-v1"
+        )]
+    );
+
+    // The route goes to b, the runbook changes, a rule is added; SIGHUP.
+    let v2 = format!(
+        "{base}{}{receivers}{}{}",
+        route("b"),
+        incident_rule("complaints", 20, "https://rb.example/complaints-v2"),
+        incident_rule("complaints_fast", 10, "https://rb.example/fast")
+    );
+    std::fs::write(dir.path().join("svc.toml"), &v2).unwrap();
+    svc.signal("HUP");
+    wait_until(Duration::from_secs(30), "the SIGHUP reload", || {
+        let (_, status) = svc.get("/api/v1/status");
+        status.contains("\"added\":[\"complaints_fast\"]")
+    });
+    let (_, status) = svc.get("/api/v1/status");
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    // Only the runbook changed: the rule keeps its windows and firing alert.
+    assert_eq!(v["last_reload"]["summary"]["kept"][0], "complaints", "{v}");
+    assert_eq!(
+        v["last_reload"]["receivers"]["kept"],
+        serde_json::json!(["a", "b"]),
+        "{v}"
+    );
+
+    produce(
+        &bs,
+        &burst("two", "p2", start + 5 * 60_000, 30),
+        Duration::from_secs(30),
+    );
+    wait_until(Duration::from_secs(60), "both new incidents at b", || {
+        b.bodies().len() >= 2
+    });
+    let mut got = webhooks(&b);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            hook(
+                "open",
+                "complaints",
+                "p2",
+                "https://rb.example/complaints-v2"
+            ),
+            hook("open", "complaints_fast", "p2", "https://rb.example/fast"),
+        ]
+    );
+    // a heard nothing of them; the p1 alert is still firing (kept, not reset).
+    assert_eq!(a.bodies().len(), 1);
+    assert_eq!(
+        svc.metric("crisiswatch_alert_transitions_total{rule=\"complaints\",state=\"firing\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        svc.metric("crisiswatch_alert_transitions_total{rule=\"complaints\",state=\"resolved\"}")
+            .unwrap_or(0.0),
+        0.0
+    );
 }

@@ -2,7 +2,7 @@
 
 use std::cmp::Reverse;
 
-use crate::config::Config;
+use crate::config::{Config, RuleConfig};
 
 use super::{check_config, Engine, EngineError, RuleRt};
 use crate::dedup::Dedup;
@@ -20,9 +20,23 @@ pub struct ReloadSummary {
     pub removed: Vec<String>,
 }
 
+/// Whether two rule configurations compute the same thing: they may differ
+/// in what only people read (description, runbook, dashboard), which a reload
+/// changes without resetting the rule's windows and alerts.
+fn same_definition(a: &RuleConfig, b: &RuleConfig) -> bool {
+    let strip = |r: &RuleConfig| RuleConfig {
+        description: String::new(),
+        runbook: None,
+        dashboard: None,
+        ..r.clone()
+    };
+    strip(a) == strip(b)
+}
+
 impl Engine {
     /// Hot reload: switches to a new configuration. Rules whose name and
-    /// configuration are unchanged keep their windows and alert state; changed
+    /// configuration are unchanged (or changed only in description, runbook or
+    /// dashboard) keep their windows and alert state; changed
     /// and new rules start empty; removed rules are dropped. Engine settings
     /// take effect at once (the dedup memory is kept unless its settings changed).
     /// On error nothing changes.
@@ -37,10 +51,12 @@ impl Engine {
         for (new_idx, rc) in cfg.rules.iter().enumerate() {
             let same = old
                 .iter()
-                .position(|o| o.as_ref().is_some_and(|o| o.cfg == *rc));
+                .position(|o| o.as_ref().is_some_and(|o| same_definition(&o.cfg, rc)));
             match same.and_then(|i| old[i].take().map(|r| (i, r))) {
                 Some((i, mut rule)) => {
                     remap[i] = Some(new_idx as u32);
+                    // The description, runbook and dashboard may have changed.
+                    rule.cfg = rc.clone();
                     rule.max_groups = e.max_groups_per_rule;
                     rule.shape.max_customers = e.max_customers_per_group;
                     summary.kept.push(rc.name.clone());

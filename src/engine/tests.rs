@@ -272,7 +272,13 @@ thresholds = { warning = 100 }
     assert_eq!(out.len(), 1, "keep fired");
     out.clear();
 
-    let changed = base.replace("warning = 100", "warning = 1").replace(
+    // "keep" gets a runbook: metadata only, so it keeps its state.
+    let changed = base
+        .replace(
+            "thresholds = { warning = 2 }",
+            "thresholds = { warning = 2 }\nrunbook = \"https://rb.example/keep\"",
+        )
+        .replace("warning = 100", "warning = 1").replace(
         "[[rules]]\nname = \"change\"",
         "[[rules]]\nname = \"added\"\nwindow = \"5m\"\nindicator = { kind = \"count\" }\nthresholds = { warning = 0 }\n\n[[rules]]\nname = \"change\"",
     );
@@ -282,6 +288,10 @@ thresholds = { warning = 100 }
     assert_eq!(summary.added, vec!["added".to_string()]);
     assert_eq!(summary.changed, vec!["change".to_string()]);
     assert!(summary.removed.is_empty());
+    assert_eq!(
+        e.rule_config(0).runbook.as_deref(),
+        Some("https://rb.example/keep")
+    );
     // The kept rule still has its group and firing alert.
     let kept = e.groups(0);
     assert_eq!(kept.len(), 1);
