@@ -43,6 +43,7 @@ use tokio::sync::watch;
 
 use crate::admin::ReloadRequest;
 
+pub mod incidents;
 mod listener;
 pub mod silences;
 pub(crate) mod state;
@@ -81,6 +82,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/reload", post(reload))
         .merge(silences::routes())
+        .merge(incidents::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             limits.request_timeout,

@@ -201,7 +201,7 @@ pub async fn run(
         let store = crate::state::StateStore::open(std::path::Path::new(dir))?;
         let m = durable::StateMetrics::register(metrics.registry())
             .map_err(|e| RunError::Reload(e.to_string()))?;
-        stage.restore_state(store, cfg.state.checkpoint_interval.0, m)?;
+        stage.restore_state(store, cfg.state.checkpoint_interval.0, restore_grace(&k), m)?;
     }
     let mut engine_task = tokio::spawn(drive(
         stage,
@@ -261,6 +261,18 @@ pub async fn run(
         }
     }
     result
+}
+
+/// How long a partition of the checkpoint holds the clock before it is
+/// assigned again: twice the consumer session timeout (librdkafka's default
+/// 45 s), the time a crashed predecessor's partitions take to come back.
+fn restore_grace(k: &crate::config::KafkaSourceConfig) -> Duration {
+    let session_ms = k
+        .properties
+        .get("session.timeout.ms")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(45_000);
+    Duration::from_millis(session_ms.saturating_mul(2))
 }
 
 /// The engine task: handle every message until the consumer thread closes the

@@ -8,6 +8,9 @@
 //! * `crisiswatch silence add MATCHER... --for 2h [--comment C] [--author A]`,
 //!   `silence list [--all]`, `silence expire ID`.
 //!
+//! * `crisiswatch incident list [--json]`, `incident close KEY --reason R
+//!   [--by U] [--wait 10s]` — the open incidents; close one (see `close`).
+//!
 //! They work on the outbox database of `incidents.data_dir` (or `--data-dir`),
 //! also while the service runs (SQLite WAL).
 
@@ -27,6 +30,8 @@ use crate::incident::{IncidentError, IncidentManager, ManagerOptions};
 
 use super::args::ConfigArg;
 
+mod close;
+
 #[derive(Subcommand, Debug)]
 pub(crate) enum Commands {
     /// Incident outbox: list and retry dead-lettered notifications, or deliver what is queued.
@@ -35,6 +40,13 @@ pub(crate) enum Commands {
         store: StoreArgs,
         #[command(subcommand)]
         command: OutboxCommand,
+    },
+    /// Open incidents: list them, or close one with a reason.
+    Incident {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: close::IncidentCommand,
     },
     /// Silences: mute matching incidents for a while (add, list, expire).
     Silence {
@@ -74,6 +86,10 @@ impl Commands {
             Commands::Outbox { store, command } => {
                 let (cfg, dir) = store.open()?;
                 outbox(&cfg, &dir, command, &mut io::stdout())?
+            }
+            Commands::Incident { store, command } => {
+                let (_, dir) = store.open()?;
+                close::incident(&dir, command, &mut io::stdout())?
             }
             Commands::Silence { store, command } => {
                 let (_, dir) = store.open()?;

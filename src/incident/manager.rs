@@ -440,3 +440,5 @@ fn enqueue(
     }
     Ok(inserted.then_some(status))
 }
+
+mod closing;

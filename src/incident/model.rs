@@ -51,6 +51,13 @@ pub enum Reason {
     Progress,
     /// The last alert resolved.
     Resolved,
+    /// An operator closed the incident (`crisiswatch incident close`, or the
+    /// admin API); the summary carries the operator's reason.
+    Closed,
+    /// Its alerts no longer exist in the engine (their rule was removed or
+    /// changed by a configuration change, or the engine state was reset):
+    /// nothing would ever resolve them, so they leave the incident.
+    AlertGone,
 }
 
 /// The evidence of one alert of an incident.
@@ -250,6 +257,24 @@ fn fmt_duration(ms: i64) -> String {
         return "under a minute".to_string();
     }
     humantime::format_duration(Duration::from_secs(mins * 60)).to_string()
+}
+
+/// The responder's sentence for a notification that closes an incident
+/// without its alerts resolving (`Reason::Closed`, `Reason::AlertGone`) or
+/// drops vanished alerts from it: `note` says why.
+pub fn closing_summary(n: &Notification, note: &str) -> String {
+    let dur = fmt_duration(n.duration_ms());
+    let who = match n.reason {
+        Reason::Closed => "Closed by an operator",
+        _ => "Closed: its alerts no longer exist",
+    };
+    match n.action {
+        Action::Resolve => format!("{who} after {dur}: {note}"),
+        _ => {
+            let still = n.primary().map(|p| p.rule.as_str()).unwrap_or("none");
+            format!("Alerts that no longer exist left the incident after {dur}: {note}; still firing: {still}.")
+        }
+    }
 }
 
 /// The responder's sentence for a notification.

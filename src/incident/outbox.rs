@@ -187,6 +187,10 @@ CREATE TABLE IF NOT EXISTS applied (
     PRIMARY KEY (alert, state, severity)
 );
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL, ends_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS close_requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, incident TEXT NOT NULL, reason TEXT NOT NULL,
+    requested_by TEXT NOT NULL, requested_ms INTEGER NOT NULL, done_ms INTEGER, outcome TEXT
+);
 ";
 
 const ROW_COLUMNS: &str = "id, receiver, incident, seq, action, body, status, created_ms, attempts, next_attempt_ms, last_error, done_ms";
@@ -488,6 +492,8 @@ impl Tx<'_> {
     }
 }
 
+pub use closing::CloseRequest;
+mod closing;
 mod operator;
 pub use operator::Pruned;
 // Read-only access for looking back at incidents (`crisiswatch review --outbox`).

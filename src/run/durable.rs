@@ -97,10 +97,13 @@ pub struct Durable {
 
 impl Durable {
     /// Opens the store; restores the checkpoint (if any) into the engine, the
-    /// feed and the tracker.
+    /// feed and the tracker. Each checkpointed partition holds the clock for
+    /// `grace` (plus the idle-partition timeout) even before it is assigned:
+    /// after a crash its previous owner keeps it until the consumer session
+    /// times out, and events released meanwhile would make its events late.
     pub fn restore(
         store: StateStore,
-        every: Duration,
+        (every, grace): (Duration, Duration),
         metrics: StateMetrics,
         topics: &[String],
         engine: &mut Engine,
@@ -125,7 +128,7 @@ impl Durable {
                     topic: t as u16,
                     partition: p.partition,
                 };
-                watermarks.restore(at, p.max_ts, now);
+                watermarks.restore(at, p.max_ts, now, grace);
                 resume.push((at, p.resume));
                 skip.insert(at, p);
             }

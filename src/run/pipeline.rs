@@ -71,10 +71,17 @@ pub struct Stage {
     durable: Option<Durable>,
     /// The final drain is done: the last checkpoint is written.
     closing: bool,
+    /// When incidents were last compared with the engine's alerts (`None`:
+    /// at the next tick).
+    last_retire: Option<Instant>,
 }
 
 /// How often the engine's metrics and admin snapshot are refreshed.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// How often open incidents are compared with the engine's alerts (an alert
+/// dropped by a configuration reload closes its incident within this).
+const RETIRE_EVERY: Duration = Duration::from_secs(5);
 
 /// What the stage needs besides the engine.
 pub struct StageParts {
@@ -114,6 +121,7 @@ impl Stage {
             pending_release: Vec::new(),
             durable: None,
             closing: false,
+            last_retire: None,
         }
     }
 
@@ -123,12 +131,13 @@ impl Stage {
         &mut self,
         store: crate::state::StateStore,
         every: std::time::Duration,
+        grace: std::time::Duration,
         metrics: StateMetrics,
     ) -> Result<(), RunError> {
         let mut tracker = self.shared.tracker();
         let d = Durable::restore(
             store,
-            every,
+            (every, grace),
             metrics,
             &self.shared.topics,
             &mut self.engine,
@@ -409,6 +418,13 @@ impl Stage {
         if let Some(clock) = self.engine.clock() {
             self.sink.tick(clock, &mut self.engine)?;
         }
+        let check = self
+            .last_retire
+            .is_none_or(|t| now.saturating_duration_since(t) >= RETIRE_EVERY);
+        if check {
+            self.last_retire = Some(now);
+        }
+        self.sink.operator(&self.engine, check)?;
         if self.durable.as_ref().is_some_and(|d| d.due(now)) {
             self.checkpoint();
         }

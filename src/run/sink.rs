@@ -66,6 +66,23 @@ impl TransitionSink {
         &self.manager
     }
 
+    /// Applies operators' close requests and closes incidents whose alerts
+    /// the engine no longer has (`check_engine`: compare with the engine now;
+    /// it walks every live group, so the stage does it at start and every
+    /// few seconds while an incident has active alerts).
+    pub fn operator(&mut self, engine: &Engine, check_engine: bool) -> Result<(), IncidentError> {
+        self.manager.apply_close_requests()?;
+        if check_engine && self.manager.has_active_alerts() {
+            let live: std::collections::HashSet<String> =
+                engine.active_alert_keys().into_iter().collect();
+            let rules: std::collections::HashSet<String> = (0..engine.rule_count())
+                .map(|i| engine.rule_config(i).name.clone())
+                .collect();
+            self.manager.retire_missing(&live, &rules, engine.clock())?;
+        }
+        Ok(())
+    }
+
     /// Transitions submitted so far.
     pub fn submitted(&self) -> u64 {
         self.submitted

@@ -97,11 +97,14 @@ impl Watermarks {
     }
 
     /// Restores a partition's newest event time (after a checkpoint restore);
-    /// it counts as just assigned.
-    pub fn restore(&mut self, at: Partition, max_ts: Option<i64>, now: Instant) {
+    /// it holds the clock as if it had delivered at `now + grace`, so that a
+    /// partition still held by a crashed predecessor (until its consumer
+    /// session times out) is waited for instead of having its events arrive
+    /// late after the rebalance.
+    pub fn restore(&mut self, at: Partition, max_ts: Option<i64>, now: Instant, grace: Duration) {
         let p = self.parts.entry(at).or_insert(PartClock {
             max_ts: None,
-            last_seen: now,
+            last_seen: now + grace,
         });
         p.max_ts = p.max_ts.max(max_ts);
     }

@@ -102,11 +102,31 @@ impl Service {
 
     /// HTTP GET; (status, body). A refused connection is status 0.
     pub fn get(&self, path: &str) -> (u16, String) {
+        self.request("GET", path, None, "")
+    }
+
+    /// An HTTP request with an optional bearer token and a JSON body;
+    /// (status, body). A refused connection is status 0.
+    #[allow(dead_code)]
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
         let Ok(mut s) = TcpStream::connect(&self.http) else {
             return (0, String::new());
         };
         s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        let req = format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.http);
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.http,
+            body.len()
+        );
         if s.write_all(req.as_bytes()).is_err() {
             return (0, String::new());
         }

@@ -1,0 +1,200 @@
+//! The incidents HTTP endpoint, served beside `/metrics`: what is open, and
+//! an operator's close.
+//!
+//! | endpoint | auth | what |
+//! | --- | --- | --- |
+//! | `GET /api/v1/incidents` | read | open incidents (key, route, labels, severity, active alerts) and queued close requests |
+//! | `POST /api/v1/incidents/close` | bearer (admin) | `{"key": "<dedup_key>", "reason": "...", "by": "..."}` → 202 `{"request": id}`; 404 when no such incident is open; 400 without a reason |
+//! | `GET /api/v1/incidents/close/{id}` | read | a close request and its outcome (`closed`, `not_open`, or still queued) |
+//!
+//! A close is queued in the outbox database ([`crate::incident::outbox::CloseRequest`])
+//! and applied by the running service's incident manager on its next tick
+//! (well within a second): the incident's `resolve` goes out with reason
+//! `closed` and the operator's reason in its summary. The CLI (`crisiswatch
+//! incident list|close`) uses the same store.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::event::format_ts;
+use crate::incident::delivery::Clock;
+use crate::incident::lifecycle::Incident;
+use crate::incident::outbox::{CloseRequest, Outbox};
+
+use super::state::{require_admin, require_read, AppState};
+
+/// The routes, merged into [`super::router`].
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/incidents", get(list))
+        .route("/api/v1/incidents/close", post(close))
+        .route("/api/v1/incidents/close/:id", get(request))
+}
+
+/// An open incident as the API and `crisiswatch incident list --json` show it.
+pub fn incident_json(inc: &Incident) -> serde_json::Value {
+    let active: Vec<_> = inc.alerts.iter().filter(|a| a.active).collect();
+    let severity = active.iter().map(|a| a.severity).max();
+    json!({
+        "key": inc.key,
+        "route": inc.route,
+        "labels": inc.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "started_at": format_ts(inc.started_at),
+        "opened": inc.opened,
+        "notifications": inc.seq,
+        "severity": severity.map(|s| s.as_str()),
+        "active_alerts": active.iter().map(|a| json!({
+            "rule": a.rule,
+            "dedup_key": a.dedup_key,
+            "severity": a.severity.as_str(),
+            "fired_at": format_ts(a.fired_at),
+            "value": a.value,
+        })).collect::<Vec<_>>(),
+        "alerts": inc.alerts.len(),
+    })
+}
+
+/// A close request as the API and the CLI show it.
+pub fn request_json(r: &CloseRequest) -> serde_json::Value {
+    json!({
+        "id": r.id,
+        "key": r.incident,
+        "reason": r.reason,
+        "by": r.requested_by,
+        "requested_at": format_ts(r.requested_ms),
+        "done_at": r.done_ms.map(format_ts),
+        "outcome": r.outcome,
+    })
+}
+
+fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": msg.to_string() }))).into_response()
+}
+
+fn store(s: &AppState) -> Result<Arc<Outbox>, Box<Response>> {
+    s.incidents.get().cloned().ok_or_else(|| {
+        Box::new(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "incidents are not enabled in this process (no incident manager)",
+        ))
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::incident::outbox::OutboxError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
+}
+
+async fn list(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = require_read(&s, &headers) {
+        return *r;
+    }
+    let ob = match store(&s) {
+        Ok(o) => o,
+        Err(r) => return *r,
+    };
+    let read = blocking(move || Ok((ob.load_incidents()?, ob.pending_close_requests()?))).await;
+    match read {
+        Ok((incidents, requests)) => Json(json!({
+            "incidents": incidents.iter().map(incident_json).collect::<Vec<_>>(),
+            "close_requests": requests.iter().map(request_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloseBody {
+    key: String,
+    reason: String,
+    #[serde(default)]
+    by: String,
+}
+
+async fn close(State(s): State<Arc<AppState>>, headers: HeaderMap, body: String) -> Response {
+    if let Err(r) = require_admin(&s, &headers) {
+        return *r;
+    }
+    let ob = match store(&s) {
+        Ok(o) => o,
+        Err(r) => return *r,
+    };
+    let req: CloseBody = match serde_json::from_str(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid close request: {e}"),
+            )
+        }
+    };
+    if req.reason.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a close needs a reason (it goes to the responders in the resolve)",
+        );
+    }
+    let by = if req.by.trim().is_empty() {
+        "admin API".to_string()
+    } else {
+        req.by.clone()
+    };
+    let now = Clock::new().now_ms();
+    let key = req.key.clone();
+    let reason = req.reason.clone();
+    let queued = blocking(move || {
+        if !ob.load_incidents()?.iter().any(|i| i.key == key) {
+            return Ok(None);
+        }
+        ob.request_close(&key, &reason, &by, now).map(Some)
+    })
+    .await;
+    match queued {
+        Ok(Some(id)) => {
+            tracing::info!(incident = %req.key, request = id, "Incident close requested through the API.");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "request": id, "key": req.key })),
+            )
+                .into_response()
+        }
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no open incident {:?} (see GET /api/v1/incidents)", req.key),
+        ),
+        Err(r) => r,
+    }
+}
+
+async fn request(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(r) = require_read(&s, &headers) {
+        return *r;
+    }
+    let ob = match store(&s) {
+        Ok(o) => o,
+        Err(r) => return *r,
+    };
+    match blocking(move || ob.close_request(id)).await {
+        Ok(Some(r)) => Json(request_json(&r)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no close request {id}")),
+        Err(r) => r,
+    }
+}

@@ -1,0 +1,101 @@
+//! Incidents that end without their alerts resolving: an operator's close
+//! request, or alerts the engine no longer has (see
+//! [`Lifecycle::close`](super::lifecycle::Lifecycle::close) and
+//! [`Lifecycle::retire`](super::lifecycle::Lifecycle::retire)).
+
+use std::collections::HashSet;
+
+use super::super::model::{AlertEvidence, Reason};
+use super::{IncidentError, IncidentManager};
+
+impl IncidentManager {
+    /// Applies the queued close requests (`crisiswatch incident close`, the
+    /// admin API): each open incident named closes now (wall clock) with a
+    /// `resolve` carrying the operator's reason. Returns how many closed.
+    pub fn apply_close_requests(&self) -> Result<usize, IncidentError> {
+        let requests = self.outbox.pending_close_requests()?;
+        if requests.is_empty() {
+            return Ok(0);
+        }
+        let at = self.clock.now_ms();
+        let mut closed = Vec::new();
+        self.step(|lc, ch, tx, _| {
+            for r in &requests {
+                let note = format!("{} (by {})", r.reason, r.requested_by);
+                let done = lc.close(&r.incident, at, Reason::Closed, &note, ch);
+                tx.finish_close_request(r.id, if done { "closed" } else { "not_open" })?;
+                if done {
+                    closed.push((r.incident.clone(), r.reason.clone(), r.requested_by.clone()));
+                }
+            }
+            Ok(())
+        })?;
+        for (key, reason, by) in &closed {
+            tracing::info!(incident = %key, reason = %reason, by = %by, "Incident closed by an operator.");
+        }
+        Ok(closed.len())
+    }
+
+    /// Whether an open incident has an active alert (what
+    /// [`IncidentManager::retire_missing`] looks at).
+    pub fn has_active_alerts(&self) -> bool {
+        self.lifecycle
+            .lock()
+            .map(|l| l.has_active_alerts())
+            .unwrap_or(false)
+    }
+
+    /// Alerts of open incidents that the engine no longer has leave them.
+    ///
+    /// `live` are the engine's active alert keys, `rules` its rule names and
+    /// `clock` its event-time clock. An alert counts as gone when it is not
+    /// in `live` and either its rule no longer exists or the engine's clock
+    /// has reached the time it fired. An alert that fired later than the
+    /// engine's clock (its transition was persisted after the restored
+    /// checkpoint, or there is no checkpoint and the consumer reads from the
+    /// start) is re-derived under the same key once the engine reads those
+    /// events again, so it is left alone until then; after a state reset the
+    /// engine's clock passes it with the first events read (or, on a quiet
+    /// stream, when event time follows the wall clock). Incidents left
+    /// without active alerts close with reason `alert_gone` at `clock`.
+    pub fn retire_missing(
+        &self,
+        live: &HashSet<String>,
+        rules: &HashSet<String>,
+        clock: Option<i64>,
+    ) -> Result<Vec<String>, IncidentError> {
+        let at = clock.unwrap_or_else(|| self.clock.now_ms());
+        let gone = |a: &AlertEvidence| {
+            !live.contains(&a.dedup_key)
+                && (!rules.contains(&a.rule) || clock.is_some_and(|c| a.fired_at <= c))
+        };
+        let any = self
+            .lifecycle
+            .lock()
+            .map(|l| {
+                l.incidents()
+                    .values()
+                    .any(|i| i.alerts.iter().any(|a| a.active && gone(a)))
+            })
+            .unwrap_or(false);
+        if !any {
+            return Ok(Vec::new());
+        }
+        if let Ok(l) = self.lifecycle.lock() {
+            for a in l.incidents().values().flat_map(|i| i.alerts.iter()) {
+                if a.active && gone(a) {
+                    tracing::debug!(alert = %a.dedup_key, fired_at = a.fired_at, clock = ?clock, live = live.len(), "Alert of an open incident not in the engine.");
+                }
+            }
+        }
+        let mut closed = Vec::new();
+        self.step(|lc, ch, _, _| {
+            closed = lc.retire(&gone, at, ch);
+            Ok(())
+        })?;
+        for key in &closed {
+            tracing::warn!(incident = %key, "Incident closed: its alerts no longer exist in the engine (rule changed or removed, or engine state reset).");
+        }
+        Ok(closed)
+    }
+}
