@@ -19,12 +19,14 @@ use smallvec::SmallVec;
 
 mod fast;
 mod full;
+mod owned;
 mod raw;
 mod time;
 
 use full::parse_full;
 use raw::{AttrList, RawEvent, Scalar};
 
+pub use owned::OwnedEvent;
 pub use time::{format_ts, parse_rfc3339_ms};
 
 /// Largest accepted `id`, in bytes (`docs/contract.md` §1).

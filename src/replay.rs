@@ -11,8 +11,8 @@ use std::io::{BufRead, Write};
 
 use crate::alert::Transition;
 use crate::engine::{Engine, EngineStats};
-use crate::event::{decode, InvalidReason};
-use crate::sequencer::{watermark, Held, Sequencer};
+use crate::event::{decode, InvalidReason, OwnedEvent};
+use crate::sequencer::{watermark, SequencerOf};
 
 /// Errors of a replay: only I/O can fail; bad lines are counted, not fatal.
 #[derive(Debug, thiserror::Error)]
@@ -109,10 +109,11 @@ pub fn replay(
 /// a [`Sequencer`]: the clock is the newest event time, the watermark that
 /// minus `allowed_lateness`, and events reach the engine in `(ts, id)` order
 /// behind it — the order the live service feeds, so the same events give the
-/// same transitions in both.
+/// same transitions in both. Events are held decoded ([`OwnedEvent`]), so
+/// each input is decoded once.
 #[derive(Debug)]
 pub struct OrderedFeed {
-    seq: Sequencer<()>,
+    seq: SequencerOf<OwnedEvent>,
     newest: Option<i64>,
     lateness_ms: i64,
 }
@@ -122,7 +123,7 @@ impl OrderedFeed {
     pub fn new(engine: &mut Engine) -> Self {
         engine.set_sequenced(true);
         OrderedFeed {
-            seq: Sequencer::new(),
+            seq: SequencerOf::new(),
             newest: None,
             lateness_ms: engine.lateness_ms(),
         }
@@ -138,25 +139,20 @@ impl OrderedFeed {
         out: &mut Vec<Transition>,
     ) -> Result<(), crate::event::Invalid> {
         let held = match decode(bytes, engine.limits(), now_ms) {
-            Ok(ev) => Held {
-                ts: ev.ts,
-                id: ev.id.as_ref().into(),
-                raw: bytes.into(),
-                tag: (),
-            },
+            Ok(ev) => OwnedEvent::new(&ev, bytes),
             Err(inv) => {
                 engine.record_invalid(inv.reason);
                 return Err(inv);
             }
         };
-        let newest = self.newest.map_or(held.ts, |n| n.max(held.ts));
+        let newest = self.newest.map_or(held.ts(), |n| n.max(held.ts()));
         self.newest = Some(newest);
         if let Some(behind) = self.seq.offer(held) {
-            apply_held(engine, &behind.raw, out);
+            apply_held(engine, &behind, out);
         }
         let wm = watermark(newest, self.lateness_ms);
         if self.seq.released_below().is_none_or(|b| wm > b) {
-            self.seq.release(wm, |h| apply_held(engine, &h.raw, out));
+            self.seq.release(wm, |h| apply_held(engine, &h, out));
             engine.advance_clock(wm.saturating_sub(1), out);
         }
         Ok(())
@@ -164,15 +160,22 @@ impl OrderedFeed {
 
     /// End of input: releases everything still held.
     pub fn finish(&mut self, engine: &mut Engine, out: &mut Vec<Transition>) {
-        self.seq.release_all(|h| apply_held(engine, &h.raw, out));
+        self.seq.release_all(|h| apply_held(engine, &h, out));
     }
 }
 
-/// Applies a released event (valid when it was held; decoded again without
-/// the future-skew check, which it passed on arrival).
-fn apply_held(engine: &mut Engine, raw: &[u8], out: &mut Vec<Transition>) {
-    if let Ok(ev) = decode(raw, engine.limits(), None) {
-        engine.process(&ev, out);
+/// Applies a released event (valid when it was held, and held decoded).
+fn apply_held(engine: &mut Engine, held: &OwnedEvent, out: &mut Vec<Transition>) {
+    match held.event() {
+        Some(ev) => {
+            engine.process(&ev, out);
+        }
+        // Unreachable for an event that decoded; decode it again rather than lose it.
+        None => {
+            if let Ok(ev) = decode(held.raw(), engine.limits(), None) {
+                engine.process(&ev, out);
+            }
+        }
     }
 }
 

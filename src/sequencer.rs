@@ -68,19 +68,49 @@ impl<T> Ord for Held<T> {
     }
 }
 
+/// What a sequencer can hold: totally ordered by `(ts, id, bytes)`, with its
+/// event time and its size.
+pub trait Holdable: Ord {
+    /// Event time (ms).
+    fn ts(&self) -> i64;
+    /// Bytes of the raw event (for the held-bytes gauge).
+    fn raw_len(&self) -> usize;
+}
+
+impl<T> Holdable for Held<T> {
+    fn ts(&self) -> i64 {
+        self.ts
+    }
+    fn raw_len(&self) -> usize {
+        self.raw.len()
+    }
+}
+
+impl Holdable for crate::event::OwnedEvent {
+    fn ts(&self) -> i64 {
+        crate::event::OwnedEvent::ts(self)
+    }
+    fn raw_len(&self) -> usize {
+        self.raw().len()
+    }
+}
+
+/// The sequencer of raw events tagged with `T` (decoded again on release).
+pub type Sequencer<T> = SequencerOf<Held<T>>;
+
 /// Holds events until the watermark passes them (see the module docs).
 #[derive(Debug)]
-pub struct Sequencer<T> {
-    held: BinaryHeap<Reverse<Held<T>>>,
+pub struct SequencerOf<H> {
+    held: BinaryHeap<Reverse<H>>,
     /// Every event older than this has been released (`None`: nothing yet).
     released_below: Option<i64>,
     /// Bytes of raw events held.
     held_bytes: usize,
 }
 
-impl<T> Default for Sequencer<T> {
+impl<H: Holdable> Default for SequencerOf<H> {
     fn default() -> Self {
-        Sequencer {
+        SequencerOf {
             held: BinaryHeap::new(),
             released_below: None,
             held_bytes: 0,
@@ -88,7 +118,7 @@ impl<T> Default for Sequencer<T> {
     }
 }
 
-impl<T> Sequencer<T> {
+impl<H: Holdable> SequencerOf<H> {
     /// An empty sequencer.
     pub fn new() -> Self {
         Self::default()
@@ -96,24 +126,28 @@ impl<T> Sequencer<T> {
 
     /// Offers a valid event. Returns it back when it is behind what was
     /// already released (the caller applies it at once); otherwise holds it.
-    pub fn offer(&mut self, held: Held<T>) -> Option<Held<T>> {
-        if self.released_below.is_some_and(|b| held.ts < b) {
+    pub fn offer(&mut self, held: H) -> Option<H> {
+        if self.released_below.is_some_and(|b| held.ts() < b) {
             return Some(held);
         }
-        self.held_bytes += held.raw.len();
+        self.held_bytes += held.raw_len();
         self.held.push(Reverse(held));
         None
     }
 
     /// Releases, in order, every held event older than `watermark` (exclusive),
     /// and remembers that everything before it has been released.
-    pub fn release(&mut self, watermark: i64, mut f: impl FnMut(Held<T>)) {
+    pub fn release(&mut self, watermark: i64, mut f: impl FnMut(H)) {
         if self.released_below.is_some_and(|b| watermark <= b) {
             return;
         }
-        while self.held.peek().is_some_and(|Reverse(h)| h.ts < watermark) {
+        while self
+            .held
+            .peek()
+            .is_some_and(|Reverse(h)| h.ts() < watermark)
+        {
             if let Some(Reverse(h)) = self.held.pop() {
-                self.held_bytes -= h.raw.len();
+                self.held_bytes -= h.raw_len();
                 f(h);
             }
         }
@@ -122,11 +156,11 @@ impl<T> Sequencer<T> {
 
     /// Releases everything held, in order (end of input, or a shutdown that
     /// will not resume from a checkpoint).
-    pub fn release_all(&mut self, mut f: impl FnMut(Held<T>)) {
+    pub fn release_all(&mut self, mut f: impl FnMut(H)) {
         let mut last = None;
         while let Some(Reverse(h)) = self.held.pop() {
-            self.held_bytes -= h.raw.len();
-            last = Some(h.ts);
+            self.held_bytes -= h.raw_len();
+            last = Some(h.ts());
             f(h);
         }
         if let Some(t) = last {
@@ -137,15 +171,15 @@ impl<T> Sequencer<T> {
 
     /// Drops the held events `keep` refuses (a revoked partition's); returns
     /// how many were dropped.
-    pub fn retain(&mut self, mut keep: impl FnMut(&Held<T>) -> bool) -> usize {
+    pub fn retain(&mut self, mut keep: impl FnMut(&H) -> bool) -> usize {
         let before = self.held.len();
         self.held.retain(|Reverse(h)| keep(h));
-        self.held_bytes = self.held.iter().map(|Reverse(h)| h.raw.len()).sum();
+        self.held_bytes = self.held.iter().map(|Reverse(h)| h.raw_len()).sum();
         before - self.held.len()
     }
 
     /// The held events, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &Held<T>> {
+    pub fn iter(&self) -> impl Iterator<Item = &H> {
         self.held.iter().map(|Reverse(h)| h)
     }
 
@@ -176,7 +210,7 @@ impl<T> Sequencer<T> {
 
     /// The earliest held event time.
     pub fn earliest(&self) -> Option<i64> {
-        self.held.peek().map(|Reverse(h)| h.ts)
+        self.held.peek().map(|Reverse(h)| h.ts())
     }
 }
 

@@ -1,0 +1,185 @@
+//! [`OwnedEvent`]: a decoded event that owns its input, for holding it (in the
+//! event-time sequencer) without decoding it a second time on release.
+//!
+//! The input bytes are kept as they came, followed by any string the decoder
+//! could not borrow from them (one with escapes); each field is a span of that
+//! buffer. [`OwnedEvent::event`] lends an [`Event`] borrowing from it: no
+//! parsing, no allocation beyond the attribute list's inline storage.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+use smallvec::SmallVec;
+
+use super::Event;
+
+/// Position of a string in [`OwnedEvent::buf`]: (start, end).
+type Span = (usize, usize);
+
+/// A decoded event with its raw bytes (see the module docs). Ordered by
+/// `(ts, id, raw bytes)`, the sequencer's release order.
+#[derive(Debug, Clone)]
+pub struct OwnedEvent {
+    ts: i64,
+    score: Option<f64>,
+    sentiment: Option<f64>,
+    /// The input, then the strings not borrowed from it.
+    buf: Box<[u8]>,
+    /// Length of the input at the front of `buf`.
+    raw_len: usize,
+    /// id, type, customer id (`(0, 0)` with `customer == false` when absent),
+    /// then each attribute's key and value, in input order.
+    spans: Box<[Span]>,
+    customer: bool,
+}
+
+impl OwnedEvent {
+    /// Captures `ev`, decoded from `raw`.
+    pub fn new(ev: &Event<'_>, raw: &[u8]) -> Self {
+        let mut extra: Vec<u8> = Vec::new();
+        let mut spans: Vec<Span> = Vec::with_capacity(3 + 2 * ev.attrs.len());
+        let mut span_of = |s: &str| -> Span {
+            let base = raw.as_ptr() as usize;
+            let at = (s.as_ptr() as usize).wrapping_sub(base);
+            if at <= raw.len() && s.len() <= raw.len() - at {
+                // Borrowed from the input.
+                return (at, at + s.len());
+            }
+            let start = raw.len() + extra.len();
+            extra.extend_from_slice(s.as_bytes());
+            (start, raw.len() + extra.len())
+        };
+        spans.push(span_of(&ev.id));
+        spans.push(span_of(&ev.kind));
+        spans.push(match &ev.customer_id {
+            Some(c) => span_of(c),
+            None => (0, 0),
+        });
+        for (k, v) in &ev.attrs {
+            spans.push(span_of(k));
+            spans.push(span_of(v));
+        }
+        let buf: Box<[u8]> = if extra.is_empty() {
+            Box::from(raw)
+        } else {
+            let mut b = Vec::with_capacity(raw.len() + extra.len());
+            b.extend_from_slice(raw);
+            b.extend_from_slice(&extra);
+            b.into_boxed_slice()
+        };
+        OwnedEvent {
+            ts: ev.ts,
+            score: ev.score,
+            sentiment: ev.sentiment,
+            buf,
+            raw_len: raw.len(),
+            spans: spans.into_boxed_slice(),
+            customer: ev.customer_id.is_some(),
+        }
+    }
+
+    /// Event time (ms).
+    pub fn ts(&self) -> i64 {
+        self.ts
+    }
+
+    /// The input bytes the event was decoded from.
+    pub fn raw(&self) -> &[u8] {
+        &self.buf[..self.raw_len]
+    }
+
+    fn bytes(&self, (a, b): Span) -> &[u8] {
+        self.buf.get(a..b).unwrap_or_default()
+    }
+
+    /// The id's bytes.
+    fn id_bytes(&self) -> &[u8] {
+        self.spans.first().map_or(&[], |&s| self.bytes(s))
+    }
+
+    /// The event, borrowing from this buffer. `None` only if the buffer is not
+    /// UTF-8 (it always is for an event that decoded).
+    pub fn event(&self) -> Option<Event<'_>> {
+        let text = std::str::from_utf8(&self.buf).ok()?;
+        let s = |(a, b): Span| text.get(a..b).map(Cow::Borrowed);
+        let (id, kind, cust) = (
+            *self.spans.first()?,
+            *self.spans.get(1)?,
+            *self.spans.get(2)?,
+        );
+        let mut attrs = SmallVec::new();
+        for kv in self.spans.get(3..)?.chunks_exact(2) {
+            attrs.push((s(kv[0])?, s(kv[1])?));
+        }
+        Some(Event {
+            id: s(id)?,
+            kind: s(kind)?,
+            ts: self.ts,
+            customer_id: if self.customer { Some(s(cust)?) } else { None },
+            attrs,
+            score: self.score,
+            sentiment: self.sentiment,
+        })
+    }
+}
+
+impl PartialEq for OwnedEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for OwnedEvent {}
+
+impl PartialOrd for OwnedEvent {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OwnedEvent {
+    /// `(ts, id, raw bytes)`: ids compare as their bytes, as `str` does.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.ts
+            .cmp(&other.ts)
+            .then_with(|| self.id_bytes().cmp(other.id_bytes()))
+            .then_with(|| self.raw().cmp(other.raw()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{decode, DecodeLimits};
+
+    #[test]
+    fn gives_back_the_decoded_event() {
+        let lines: [&[u8]; 4] = [
+            br#"{"id":"a1","type":"complaint","ts":5,"customer_id":"c","attrs":{"product":"p","region":"r"},"score":3}"#,
+            br#"{"id":"a\u0032","type":"order","ts":"2026-11-20T00:00:00Z","attrs":{"k\"":"v\\","x":"y"}}"#,
+            br#"{"id":"b","type":"feedback","ts":1,"customer_id":42,"sentiment":-0.5}"#,
+            b" {\"id\" : \"c\", \"type\": \"order\", \"ts\": 2} ",
+        ];
+        for raw in lines {
+            let ev = decode(raw, &DecodeLimits::default(), None).expect("valid");
+            let owned = OwnedEvent::new(&ev, raw);
+            let back = owned.event().expect("utf-8").into_owned();
+            assert_eq!(back, ev.clone().into_owned());
+            assert_eq!(owned.raw(), raw);
+            assert_eq!(owned.ts(), ev.ts);
+        }
+    }
+
+    #[test]
+    fn orders_by_time_id_then_bytes() {
+        let mk = |raw: &'static [u8]| {
+            let ev = decode(raw, &DecodeLimits::default(), None).expect("valid");
+            OwnedEvent::new(&ev, raw)
+        };
+        let a = mk(br#"{"id":"b","type":"x","ts":1}"#);
+        let b = mk(br#"{"id":"a","type":"x","ts":2}"#);
+        let c = mk(br#"{"id":"b","type":"y","ts":2}"#);
+        let d = mk(br#"{"type":"x","id":"b","ts":2}"#);
+        assert!(a < b && b < c && c < d);
+    }
+}
