@@ -290,32 +290,26 @@ fn finish<'a>(
     if let (None | Some(Scalar::Null), Some(d)) = (&raw.kind, default_type) {
         raw.kind = Some(Scalar::Str(Cow::Borrowed(d)));
     }
-    let event = raw.validate()?;
-    check_range(
-        "score",
-        event.score,
-        limits.score_range,
-        "engine.score_range",
-    )?;
-    check_range(
-        "sentiment",
-        event.sentiment,
-        limits.sentiment_range,
-        "engine.sentiment_range",
-    )?;
+    raw.validate(limits, now_ms)
+}
+
+/// `future_timestamp` if `ts` is later than `now_ms + max_future_skew` (when
+/// `now_ms` is given).
+#[inline(always)]
+fn check_future(ts: i64, limits: &DecodeLimits, now_ms: Option<i64>) -> Result<(), Invalid> {
     if let Some(now) = now_ms {
-        if event.ts > now.saturating_add(limits.max_future_skew_ms) {
+        if ts > now.saturating_add(limits.max_future_skew_ms) {
             return Err(Invalid::new(
                 InvalidReason::FutureTimestamp,
                 format!(
                     "ts is {} ms ahead of the clock (allowed skew {} ms)",
-                    event.ts - now,
+                    ts - now,
                     limits.max_future_skew_ms
                 ),
             ));
         }
     }
-    Ok(event)
+    Ok(())
 }
 
 /// `out_of_range` unless `value` (when present) lies in `[min, max]`.

@@ -6,7 +6,10 @@ use std::borrow::Cow;
 
 use smallvec::SmallVec;
 
-use super::{parse_rfc3339_ms, Event, Invalid, InvalidReason, MAX_ID_BYTES};
+use super::{
+    check_future, check_range, parse_rfc3339_ms, DecodeLimits, Event, Invalid, InvalidReason,
+    MAX_ID_BYTES,
+};
 
 #[derive(Default)]
 pub(super) struct RawEvent<'a> {
@@ -128,8 +131,15 @@ impl<'s, 'a> AttrBuilder<'s, 'a> {
 // === impl RawEvent ===
 
 impl<'a> RawEvent<'a> {
+    /// Validates every field, then the ranges of `score` and `sentiment` and
+    /// the future skew (against `now_ms`, when given), in that order. The
+    /// event is built once, in place (it is large: moving it costs).
     #[inline(always)]
-    pub(super) fn validate(self) -> Result<Event<'a>, Invalid> {
+    pub(super) fn validate(
+        self,
+        limits: &DecodeLimits,
+        now_ms: Option<i64>,
+    ) -> Result<Event<'a>, Invalid> {
         let id = required_str("id", self.id)?;
         if id.len() > MAX_ID_BYTES {
             return Err(Invalid::new(
@@ -193,6 +203,14 @@ impl<'a> RawEvent<'a> {
         };
         let score = optional_number("score", self.score)?;
         let sentiment = optional_number("sentiment", self.sentiment)?;
+        check_range("score", score, limits.score_range, "engine.score_range")?;
+        check_range(
+            "sentiment",
+            sentiment,
+            limits.sentiment_range,
+            "engine.sentiment_range",
+        )?;
+        check_future(ts, limits, now_ms)?;
         Ok(Event {
             id,
             kind,
