@@ -73,6 +73,8 @@ fn concerns_run(expr: &str) -> bool {
         "crisiswatch_outbox_",
         "crisiswatch_incident",
         "crisiswatch_receiver_",
+        "crisiswatch_checkpoint_",
+        "crisiswatch_restore_",
     ]
     .iter()
     .any(|m| expr.contains(m))
@@ -681,6 +683,8 @@ delivery = {{ timeout = "2s", backoff_initial = "200ms", backoff_max = "1s", bre
         "CrisiswatchNotReady",
         "CrisiswatchConsumerStalled",
         "CrisiswatchConfigReloadFailed",
+        "CrisiswatchCheckpointStale",
+        "CrisiswatchCheckpointFailing",
     ] {
         assert!(
             alerts(&prom, quiet).is_empty(),

@@ -10,16 +10,26 @@
 //!   else.
 //! * **Checkpoint** every `state.checkpoint_interval`, before a revoked
 //!   partition is committed, and at a graceful stop — always after the
-//!   transitions so far are in the outbox. A failed write is logged at ERROR
+//!   transitions so far are in the outbox. The engine task only takes the
+//!   snapshot (and the progress it covers); a writer thread serialises the
+//!   fsynced write, so ingestion pauses for the snapshot alone
+//!   (`crisiswatch_checkpoint_stall_milliseconds`). A periodic checkpoint due
+//!   while the previous write is still running is skipped; the one before a
+//!   revoke and the final one wait for their write. Commits advance to a
+//!   checkpoint only once it is written. A failed write is logged at ERROR
 //!   and counted, readiness drops, and commits stay at the last checkpoint
 //!   until a write succeeds again.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntGauge, Registry};
 
 use crate::engine::Engine;
+use crate::source::context::Shared;
 use crate::source::Partition;
 use crate::state::{Checkpoint, PartitionState, StateStore};
 
@@ -30,6 +40,7 @@ use super::RunError;
 #[derive(Debug, Clone)]
 pub struct StateMetrics {
     duration_ms: IntGauge,
+    stall_ms: IntGauge,
     bytes: IntGauge,
     last_success: IntGauge,
     written: IntCounter,
@@ -54,7 +65,11 @@ impl StateMetrics {
         Ok(StateMetrics {
             duration_ms: gauge(
                 "crisiswatch_checkpoint_duration_milliseconds",
-                "How long the last checkpoint took (snapshot and fsynced write).",
+                "How long the last checkpoint took, snapshot to fsynced write.",
+            )?,
+            stall_ms: gauge(
+                "crisiswatch_checkpoint_stall_milliseconds",
+                "How long the last checkpoint held up the engine task (the snapshot; the write runs beside it).",
             )?,
             bytes: gauge(
                 "crisiswatch_checkpoint_bytes",
@@ -84,15 +99,91 @@ impl StateMetrics {
 /// The store, its schedule and what a restore must still skip.
 #[derive(Debug)]
 pub struct Durable {
-    store: StateStore,
+    /// The store until the writer thread starts (first checkpoint).
+    store: Option<StateStore>,
+    path: PathBuf,
     every: Duration,
     last: Instant,
     /// Per partition: the restored checkpoint's progress, until the
     /// partition has been read past it.
     skip: HashMap<Partition, PartitionState>,
     metrics: StateMetrics,
+    /// The writer thread's queue.
+    writer: Option<mpsc::Sender<Job>>,
+    /// A write is queued or running.
+    busy: Arc<AtomicBool>,
     /// The last write failed.
-    failing: bool,
+    failing: Arc<AtomicBool>,
+}
+
+/// One checkpoint for the writer thread.
+struct Job {
+    cp: Checkpoint,
+    resume: Vec<(Partition, i64)>,
+    started: Instant,
+    /// Told whether the write succeeded (a checkpoint that must be written
+    /// before the caller goes on).
+    done: Option<mpsc::Sender<bool>>,
+}
+
+/// The writer thread: writes checkpoints in order; after each success,
+/// commits may advance to it.
+struct Writer {
+    store: StateStore,
+    shared: Arc<Shared>,
+    metrics: StateMetrics,
+    busy: Arc<AtomicBool>,
+    failing: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        for job in jobs {
+            let ok = self.write(&job);
+            self.busy.store(false, Ordering::SeqCst);
+            if let Some(done) = job.done {
+                let _ = done.send(ok);
+            }
+        }
+    }
+
+    fn write(&mut self, job: &Job) -> bool {
+        match self.store.write(&job.cp) {
+            Ok(()) => {
+                self.shared.tracker().checkpointed(job.resume.clone());
+                let ms = job.started.elapsed().as_millis();
+                self.metrics
+                    .duration_ms
+                    .set(i64::try_from(ms).unwrap_or(i64::MAX));
+                self.metrics.bytes.set(job.cp.engine.len() as i64);
+                self.metrics.last_success.set(job.cp.written_ms / 1000);
+                self.metrics.written.inc();
+                if self.failing.swap(false, Ordering::SeqCst) {
+                    tracing::info!("Checkpoints are written again.");
+                }
+                tracing::debug!(
+                    bytes = job.cp.engine.len(),
+                    ms = ms as u64,
+                    "Checkpoint written."
+                );
+                true
+            }
+            Err(e) => {
+                fail(&self.metrics, &self.failing, &e.to_string());
+                false
+            }
+        }
+    }
+}
+
+fn fail(metrics: &StateMetrics, failing: &AtomicBool, error: &str) {
+    metrics.failures.inc();
+    if !failing.swap(true, Ordering::SeqCst) {
+        tracing::error!(
+            error,
+            "Checkpoint failed; offsets stay at the last checkpoint until one succeeds."
+        );
+    }
 }
 
 impl Durable {
@@ -155,12 +246,15 @@ impl Durable {
             tracing::info!(store = %store.path().display(), "No checkpoint: the engine starts empty.");
         }
         Ok(Durable {
-            store,
+            path: store.path().to_path_buf(),
+            store: Some(store),
             every,
             last: Instant::now(),
             skip,
             metrics,
-            failing: false,
+            writer: None,
+            busy: Arc::new(AtomicBool::new(false)),
+            failing: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -186,29 +280,36 @@ impl Durable {
 
     /// Whether the last checkpoint write failed.
     pub fn failing(&self) -> bool {
-        self.failing
+        self.failing.load(Ordering::SeqCst)
     }
 
-    /// Writes a checkpoint of `engine` and `feed` with the tracker's progress;
-    /// on success, commits may advance to it. A failure is logged and counted
-    /// (not fatal: commits wait for the next checkpoint).
+    /// Checkpoints `engine` and `feed` with the tracker's progress: the
+    /// snapshot is taken now, the write happens on the writer thread. With
+    /// `wait` (before a revoke is committed, at the final stop) it returns
+    /// once the write is done; otherwise a checkpoint due while the previous
+    /// write still runs is skipped until the next tick. A failure is logged
+    /// and counted (not fatal: commits wait for the next checkpoint).
     pub fn checkpoint(
         &mut self,
         engine: &Engine,
         feed: &LiveFeed,
-        topics: &[String],
-        tracker: &std::sync::Mutex<crate::source::offsets::OffsetTracker>,
+        shared: &Arc<Shared>,
+        wait: bool,
     ) {
         let started = Instant::now();
         self.last = started;
+        if !wait && self.busy.load(Ordering::SeqCst) {
+            tracing::debug!("Checkpoint skipped: the previous one is still being written.");
+            return;
+        }
         let engine_bytes = match engine.snapshot() {
             Ok(b) => b,
             Err(e) => {
-                self.fail(&e.to_string());
+                fail(&self.metrics, &self.failing, &e.to_string());
                 return;
             }
         };
-        let progress = tracker.lock().unwrap_or_else(|p| p.into_inner()).export();
+        let progress = shared.tracker().export();
         let clocks: HashMap<Partition, Option<i64>> =
             feed.watermarks().partition_clocks().into_iter().collect();
         let mut partitions: Vec<PartitionState> = Vec::new();
@@ -218,7 +319,7 @@ impl Durable {
             seen.insert(at);
             resume.push((at, r));
             partitions.push(PartitionState {
-                topic: topics[usize::from(at.topic)].clone(),
+                topic: shared.topics[usize::from(at.topic)].clone(),
                 partition: at.partition,
                 max_ts: clocks.get(&at).copied().flatten(),
                 resume: r,
@@ -239,41 +340,72 @@ impl Durable {
             released_below: feed.released_below(),
             partitions,
         };
-        match self.store.write(&cp) {
-            Ok(()) => {
-                tracker
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .checkpointed(resume);
-                let ms = started.elapsed().as_millis();
-                self.metrics
-                    .duration_ms
-                    .set(i64::try_from(ms).unwrap_or(i64::MAX));
-                self.metrics.bytes.set(cp.engine.len() as i64);
-                self.metrics.last_success.set(cp.written_ms / 1000);
-                self.metrics.written.inc();
-                if self.failing {
-                    tracing::info!("Checkpoints are written again.");
-                }
-                self.failing = false;
-                tracing::debug!(
-                    bytes = cp.engine.len(),
-                    ms = ms as u64,
-                    "Checkpoint written."
-                );
-            }
-            Err(e) => self.fail(&e.to_string()),
+        self.metrics
+            .stall_ms
+            .set(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX));
+        let Some(writer) = self.writer(shared) else {
+            fail(
+                &self.metrics,
+                &self.failing,
+                "the checkpoint writer thread could not start",
+            );
+            return;
+        };
+        let (done, result) = if wait {
+            let (tx, rx) = mpsc::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.busy.store(true, Ordering::SeqCst);
+        let job = Job {
+            cp,
+            resume,
+            started,
+            done,
+        };
+        if writer.send(job).is_err() {
+            self.busy.store(false, Ordering::SeqCst);
+            self.writer = None;
+            fail(
+                &self.metrics,
+                &self.failing,
+                "the checkpoint writer thread ended",
+            );
+            return;
+        }
+        if let Some(rx) = result {
+            // The write must be on disk before the caller commits or exits.
+            let _ = rx.recv();
         }
     }
 
-    fn fail(&mut self, error: &str) {
-        self.metrics.failures.inc();
-        if !self.failing {
-            tracing::error!(
-                error,
-                "Checkpoint failed; offsets stay at the last checkpoint until one succeeds."
-            );
+    /// The writer thread's queue (started at the first checkpoint).
+    fn writer(&mut self, shared: &Arc<Shared>) -> Option<mpsc::Sender<Job>> {
+        if let Some(w) = &self.writer {
+            return Some(w.clone());
         }
-        self.failing = true;
+        let store = self.store.take()?;
+        let (tx, rx) = mpsc::channel();
+        let w = Writer {
+            store,
+            shared: Arc::clone(shared),
+            metrics: self.metrics.clone(),
+            busy: Arc::clone(&self.busy),
+            failing: Arc::clone(&self.failing),
+        };
+        match std::thread::Builder::new()
+            .name("checkpoint-writer".into())
+            .spawn(move || w.run(rx))
+        {
+            Ok(_) => {
+                self.writer = Some(tx.clone());
+                Some(tx)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, store = %self.path.display(), "Cannot start the checkpoint writer thread.");
+                None
+            }
+        }
     }
 }

@@ -149,16 +149,11 @@ impl Stage {
         Ok(())
     }
 
-    /// Writes a checkpoint now (durable state on), after what is pending in
-    /// the outbox.
-    fn checkpoint(&mut self) {
+    /// Checkpoints now (durable state on), after what is pending in the
+    /// outbox; `wait`: until it is written.
+    fn checkpoint(&mut self, wait: bool) {
         if let Some(d) = &mut self.durable {
-            d.checkpoint(
-                &self.engine,
-                &self.feed,
-                &self.shared.topics,
-                &self.shared.tracker,
-            );
+            d.checkpoint(&self.engine, &self.feed, &self.shared, wait);
         }
     }
 
@@ -216,7 +211,7 @@ impl Stage {
                 // The revoked partitions (at a stop: all) are committed up to
                 // this checkpoint; after the final drain nothing more is
                 // applied or checkpointed.
-                self.checkpoint();
+                self.checkpoint(true);
                 if self.shared.stopping.load(Ordering::SeqCst) {
                     self.closing = true;
                 }
@@ -426,7 +421,7 @@ impl Stage {
         }
         self.sink.operator(&self.engine, check)?;
         if self.durable.as_ref().is_some_and(|d| d.due(now)) {
-            self.checkpoint();
+            self.checkpoint(false);
         }
         let status = self.shared.health.check(now, self.settings.stall_timeout);
         let state_ok = !self.durable.as_ref().is_some_and(Durable::failing);
@@ -457,7 +452,7 @@ impl Stage {
     /// Flushes the applied log and writes a last checkpoint at the end.
     pub fn finish(&mut self) -> Result<(), RunError> {
         if !self.closing {
-            self.checkpoint();
+            self.checkpoint(true);
         }
         if let Some(log) = &mut self.applied {
             log.flush().map_err(RunError::AppliedLog)?;
