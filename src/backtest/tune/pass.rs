@@ -5,8 +5,9 @@ use crate::alert::Transition;
 use crate::config::{Config, Dur, RuleConfig};
 use crate::dedup::Dedup;
 use crate::engine::Engine;
-use crate::event::{decode, Event};
+use crate::event::{decode, Event, OwnedEvent};
 use crate::route::CompiledSelector;
+use crate::sequencer::{watermark, SequencerOf};
 
 use super::super::input::Inputs;
 use super::super::report::{self, RuleSummary, SummaryOptions, Tracker};
@@ -111,6 +112,12 @@ pub struct Tuner {
     out: Vec<Transition>,
     /// Late events and the input that moved the clock before them.
     watch: crate::backtest::clock_watch::ClockWatch,
+    /// Events held until the watermark passes them, then applied in the
+    /// canonical order (as `backtest` and `replay` do).
+    seq: SequencerOf<OwnedEvent>,
+    /// Newest valid event time read.
+    newest: Option<i64>,
+    lateness_ms: i64,
 }
 
 impl Tuner {
@@ -180,10 +187,9 @@ impl Tuner {
         let mut lanes = Vec::with_capacity(groups.len());
         for (_, members) in groups {
             if let [row] = members[..] {
-                lanes.push(Lane::Single {
-                    engine: Engine::new(&configs[row])?,
-                    row,
-                });
+                let mut engine = Engine::new(&configs[row])?;
+                engine.set_sequenced(true);
+                lanes.push(Lane::Single { engine, row });
             } else {
                 let rules: Vec<RuleConfig> =
                     members.iter().map(|&i| rows[i].0.rule.clone()).collect();
@@ -228,6 +234,9 @@ impl Tuner {
             lines: 0,
             out: Vec::new(),
             watch: crate::backtest::clock_watch::ClockWatch::new(cfg),
+            seq: SequencerOf::new(),
+            newest: None,
+            lateness_ms: cfg.engine.allowed_lateness.as_ms(),
         })
     }
 
@@ -262,6 +271,11 @@ impl Tuner {
     }
 
     /// Like [`Tuner::feed`], for a line from `at` (named in the late-events warning).
+    ///
+    /// A valid event is held until the watermark (newest event time minus
+    /// `allowed_lateness`) passes it, then applied in `(ts, id, bytes)`
+    /// order — the order `backtest` and `replay` use — so every candidate
+    /// sees exactly what its own backtest would.
     pub fn feed_from(&mut self, line: &[u8], at: Option<crate::backtest::input::LineRef>) {
         self.lines += 1;
         let Ok(ev) = decode(line, &self.limits, self.now_ms) else {
@@ -269,10 +283,70 @@ impl Tuner {
         };
         self.first_ms.get_or_insert(ev.ts);
         self.watch.observe(ev.ts, self.lines, at);
+        let newest = self.newest.map_or(ev.ts, |n| n.max(ev.ts));
+        self.newest = Some(newest);
+        let held = OwnedEvent::new(&ev, line);
+        drop(ev);
+        if let Some(behind) = self.seq.offer(held) {
+            self.apply_held(&behind);
+        }
+        let wm = watermark(newest, self.lateness_ms);
+        if self.seq.released_below().is_none_or(|b| wm > b) {
+            let mut released = Vec::new();
+            self.seq.release(wm, |h| released.push(h));
+            for h in &released {
+                self.apply_held(h);
+            }
+            self.advance_lanes(wm.saturating_sub(1));
+        }
+    }
+
+    /// End of the input: applies every event still held.
+    fn end_input(&mut self) {
+        let mut released = Vec::new();
+        self.seq.release_all(|h| released.push(h));
+        for h in &released {
+            self.apply_held(h);
+        }
+    }
+
+    fn apply_held(&mut self, held: &OwnedEvent) {
+        if let Some(ev) = held.event() {
+            self.apply(&ev);
+        } else if let Ok(ev) = decode(held.raw(), &self.limits, None) {
+            self.apply(&ev);
+        }
+    }
+
+    /// Moves every candidate's clock to `t` (never backwards).
+    fn advance_lanes(&mut self, t: i64) {
+        if self.clock.is_some_and(|c| c >= t) {
+            return;
+        }
+        let trackers = &mut self.trackers;
+        for lane in &mut self.lanes {
+            match lane {
+                Lane::Shared { fan, rows } => {
+                    fan.advance_clock(t, &mut |k: usize, tr: &Transition| {
+                        trackers[rows[k]].transition(tr)
+                    });
+                }
+                Lane::Single { engine, row } => {
+                    engine.advance_clock(t, &mut self.out);
+                    for tr in self.out.drain(..) {
+                        trackers[*row].transition(&tr);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one released event to every candidate.
+    fn apply(&mut self, ev: &Event<'_>) {
         let t = self.clock.map_or(ev.ts, |c| c.max(ev.ts));
         self.clock = Some(t);
         let duplicate = self.dedup.check_and_insert(&ev.id, t);
-        let relevant = !duplicate && self.selectors.iter().any(|s| s.matches(&ev));
+        let relevant = !duplicate && self.selectors.iter().any(|s| s.matches(ev));
         // The event as the rule sees it: the same, less the attributes it never reads.
         let projected = relevant.then(|| Event {
             id: ev.id.clone(),
@@ -315,6 +389,7 @@ impl Tuner {
 
     /// The table.
     pub fn finish(mut self, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
+        self.end_input();
         let trackers = &mut self.trackers;
         for lane in &mut self.lanes {
             if let Lane::Shared { fan, rows } = lane {
@@ -426,6 +501,7 @@ pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResu
     let mut tuner = Tuner::new(cfg, opts)?;
     let started = std::time::Instant::now();
     inputs.for_each_line(|line, at| tuner.feed_from(line, Some(at)))?;
+    tuner.end_input();
     tuner.watch.warn("tune", Some(inputs));
     tracing::info!(
         candidates = tuner.len(),
@@ -463,6 +539,7 @@ pub fn run_lines<'a>(
     for l in lines.clone() {
         tuner.feed(l);
     }
+    tuner.end_input();
     if !tuner.exact() {
         tuner = Tuner::separate(cfg, opts)?;
         for l in lines {

@@ -96,6 +96,8 @@ impl PolicyFan {
         let mut c = cfg.clone();
         c.rules = vec![first.clone()];
         let mut engine = Engine::new(&c)?;
+        // Fed in the canonical order by the tuner's sequencer.
+        engine.set_sequenced(true);
         engine.record(0);
         let name: std::sync::Arc<str> = first.name.as_str().into();
         let replays = rules
