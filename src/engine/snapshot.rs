@@ -69,8 +69,18 @@ pub struct RestoreSummary {
     pub groups: usize,
 }
 
+/// What a rule computes, for matching a snapshot's rules with the current
+/// ones: its configuration less what only people read (description, runbook,
+/// dashboard), as a configuration reload compares them — a runbook edit keeps
+/// the rule's restored state.
 fn definition(rule: &super::RuleRt) -> String {
-    format!("{:?}", rule.cfg)
+    let computed = crate::config::RuleConfig {
+        description: String::new(),
+        runbook: None,
+        dashboard: None,
+        ..rule.cfg.clone()
+    };
+    format!("{computed:?}")
 }
 
 impl Engine {
@@ -309,5 +319,26 @@ thresholds = { warning = 2.5 }
         assert_eq!(e2.live_groups(0), 0);
         assert_eq!(e2.live_groups(1), engine.live_groups(1));
         assert!(e2.restore(b"garbage").is_err());
+    }
+
+    #[test]
+    fn a_rule_whose_runbook_changed_keeps_its_state() {
+        let cfg = Config::from_toml_str(CFG, &HashMap::<String, String>::new()).unwrap();
+        let mut engine = Engine::new(&cfg).unwrap();
+        let mut out = Vec::new();
+        for l in lines().iter().take(200) {
+            engine.process_bytes(l.as_bytes(), None, &mut out).unwrap();
+        }
+        let bytes = engine.snapshot().unwrap();
+        let edited = CFG.replace(
+            "thresholds = { warning = 3 }",
+            "thresholds = { warning = 3 }\nrunbook = \"https://wiki.example/runbooks/c\"\ndescription = \"edited\"",
+        );
+        assert_ne!(edited, CFG);
+        let cfg2 = Config::from_toml_str(&edited, &HashMap::<String, String>::new()).unwrap();
+        let mut e2 = Engine::new(&cfg2).unwrap();
+        let s = e2.restore(&bytes).unwrap();
+        assert!(s.rules_dropped.is_empty(), "{:?}", s.rules_dropped);
+        assert_eq!(e2.live_groups(0), engine.live_groups(0));
     }
 }
