@@ -202,6 +202,9 @@ pub struct AdminState {
     /// Whether the listener is bound to a loopback address (set by `http::bind`).
     loopback: std::sync::atomic::AtomicBool,
     last_reload: Mutex<ReloadStatus>,
+    /// Why the data directory cannot be written (the outbox or the state
+    /// store failed), while it cannot: the service is not ready then.
+    storage_error: Mutex<Option<String>>,
 }
 
 /// Access to the read endpoints that expose customer data (`server.read_token_env`).
@@ -230,6 +233,7 @@ impl Default for AdminState {
             read_access: Mutex::new(ReadAccess::default()),
             loopback: std::sync::atomic::AtomicBool::new(true),
             last_reload: Mutex::new(ReloadStatus::default()),
+            storage_error: Mutex::new(None),
         }
     }
 }
@@ -361,6 +365,17 @@ impl AdminState {
         }
     }
 
+    /// Records that the data directory cannot be written (`Some(why)`), or
+    /// can again (`None`).
+    pub fn set_storage_error(&self, error: Option<String>) {
+        *lock(&self.storage_error) = error;
+    }
+
+    /// Why the data directory cannot be written, while it cannot.
+    pub fn storage_error(&self) -> Option<String> {
+        lock(&self.storage_error).clone()
+    }
+
     /// `/api/v1/status`.
     pub fn status(&self) -> serde_json::Value {
         serde_json::json!({
@@ -370,6 +385,7 @@ impl AdminState {
             "uptime_seconds": self.started.elapsed().as_secs_f64(),
             "clock": lock(&self.snapshot).clock.clone(),
             "last_reload": *lock(&self.last_reload),
+            "storage_error": self.storage_error(),
             "admin_token_configured": self.has_token(),
             "tls_skip_verify_receivers": lock(&self.tls_unverified).clone(),
             "read_token_configured": !matches!(*lock(&self.read_access), ReadAccess::NoToken),

@@ -111,12 +111,19 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 
 /// Ready: the driver says so and the last configuration reload did not fail.
 fn is_ready(s: &AppState) -> bool {
-    s.ready.load(Ordering::Relaxed) && s.admin.reload_error().is_none()
+    s.ready.load(Ordering::Relaxed)
+        && s.admin.reload_error().is_none()
+        && s.admin.storage_error().is_none()
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     if is_ready(&s) {
         (StatusCode::OK, "ready\n".to_string())
+    } else if let Some(e) = s.admin.storage_error() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: cannot write the data directory (consumption paused, nothing committed past it; retrying): {e}\n"),
+        )
     } else if let Some(e) = s.admin.reload_error() {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -288,7 +288,9 @@ async fn drive(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            msg = rx.recv() => match msg {
+            // A data directory that cannot be written pauses consumption
+            // (the consumer thread waits on the full channel).
+            msg = rx.recv(), if !stage.paused() => match msg {
                 Some(m) => stage.handle(m, &state).await?,
                 None => break,
             },

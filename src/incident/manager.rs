@@ -31,6 +31,8 @@ pub struct IncidentManager {
     clock: Clock,
     stop: watch::Sender<bool>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// The last write failed (logged at ERROR once, until one succeeds).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 /// A configuration readied by [`IncidentManager::prepare`], applied by
@@ -132,6 +134,7 @@ impl IncidentManager {
             clock,
             stop,
             workers: Mutex::new(workers),
+            failing: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -287,6 +290,12 @@ impl IncidentManager {
         });
         match result {
             Ok((out, notifications)) => {
+                if self
+                    .failing
+                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::info!(outbox = %self.outbox.path().display(), "The outbox stores incident changes again.");
+                }
                 self.metrics.open_incidents.set(lc.incidents().len() as i64);
                 drop(lc);
                 for rec in &muted_for {
@@ -310,7 +319,15 @@ impl IncidentManager {
                 Ok(out)
             }
             Err(e) => {
-                tracing::error!(error = %e, "Cannot persist incident notifications; this batch is not queued.");
+                self.metrics.write_failures.inc();
+                if self
+                    .failing
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::debug!(error = %e, "The outbox still cannot store incident changes.");
+                } else {
+                    tracing::error!(error = %e, outbox = %self.outbox.path().display(), "Cannot persist incident notifications (disk full or read-only?); this batch is not queued and is retried.");
+                }
                 match self.outbox.load_incidents() {
                     Ok(stored) => lc.restore(stored),
                     Err(e2) => {

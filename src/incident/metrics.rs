@@ -48,6 +48,8 @@ pub struct IncidentMetrics {
     pub response_truncated: IntCounterVec,
     /// Incident notifications produced, by route and action.
     pub incidents: IntCounterVec,
+    /// Batches the outbox could not store (disk full, read-only, I/O error).
+    pub write_failures: prometheus::IntCounter,
     /// Open incidents.
     pub open_incidents: prometheus::IntGauge,
 }
@@ -130,6 +132,10 @@ impl IncidentMetrics {
             incidents: reg(r, IntCounterVec::new(
                 Opts::new("crisiswatch_incident_notifications_total", "Incident notifications produced, by route and action."),
                 &["route", "action"],
+            )?)?,
+            write_failures: reg(r, prometheus::IntCounter::new(
+                "crisiswatch_outbox_write_failures_total",
+                "Batches of incident changes the outbox could not store (disk full, read-only data directory, I/O error); they are retried.",
             )?)?,
             open_incidents: reg(r, prometheus::IntGauge::new(
                 "crisiswatch_incidents_open", "Incidents open (or waiting for their group window).",

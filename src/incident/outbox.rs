@@ -41,6 +41,15 @@ pub enum OutboxError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The database could not be opened or set up (a read-only or full data
+    /// directory, a damaged file).
+    #[error("cannot open the outbox {path}: {source}; check that the data directory is writable and has free space")]
+    Open {
+        /// The database file.
+        path: String,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
     /// SQLite failed.
     #[error("outbox database error: {0}; check free disk space and the permissions of the data directory")]
     Sqlite(#[from] rusqlite::Error),
@@ -191,6 +200,7 @@ CREATE TABLE IF NOT EXISTS close_requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT, incident TEXT NOT NULL, reason TEXT NOT NULL,
     requested_by TEXT NOT NULL, requested_ms INTEGER NOT NULL, done_ms INTEGER, outcome TEXT
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
 
 const ROW_COLUMNS: &str = "id, receiver, incident, seq, action, body, status, created_ms, attempts, next_attempt_ms, last_error, done_ms";
@@ -236,11 +246,24 @@ impl Outbox {
             source,
         })?;
         let path = dir.join("outbox.sqlite");
-        let conn = Connection::open(&path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
+        let setup = || -> Result<Connection, rusqlite::Error> {
+            let conn = Connection::open(&path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.execute_batch(SCHEMA)?;
+            // A data directory that cannot be written fails here, named,
+            // rather than at the first batch.
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_ms', ?1)",
+                params![chrono::Utc::now().timestamp_millis()],
+            )?;
+            Ok(conn)
+        };
+        let conn = setup().map_err(|source| OutboxError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
         Ok(Outbox {
             conn: Mutex::new(conn),
             path,

@@ -74,6 +74,10 @@ pub struct Stage {
     /// When incidents were last compared with the engine's alerts (`None`:
     /// at the next tick).
     last_retire: Option<Instant>,
+    /// Why the outbox could not store the last transitions. While set, they
+    /// stay in `out` (their offsets held), no checkpoint is written, no new
+    /// batch is taken, and every tick retries.
+    blocked: Option<String>,
 }
 
 /// How often the engine's metrics and admin snapshot are refreshed.
@@ -122,6 +126,7 @@ impl Stage {
             durable: None,
             closing: false,
             last_retire: None,
+            blocked: None,
         }
     }
 
@@ -152,6 +157,11 @@ impl Stage {
     /// Checkpoints now (durable state on), after what is pending in the
     /// outbox; `wait`: until it is written.
     fn checkpoint(&mut self, wait: bool) {
+        if self.blocked.is_some() {
+            // The engine is ahead of the outbox: such a checkpoint would lose
+            // the transitions not yet stored.
+            return;
+        }
         if let Some(d) = &mut self.durable {
             d.checkpoint(&self.engine, &self.feed, &self.shared, wait);
         }
@@ -170,6 +180,36 @@ impl Stage {
     /// The transition sink (for the final drain).
     pub fn sink(&self) -> &TransitionSink {
         &self.sink
+    }
+
+    /// Whether the stage takes no new batches: the outbox or the state store
+    /// cannot be written (a stop still drains). Ticks go on and retry.
+    pub fn paused(&self) -> bool {
+        let failing = self.blocked.is_some() || self.durable.as_ref().is_some_and(Durable::failing);
+        failing && !self.shared.stopping.load(Ordering::SeqCst)
+    }
+
+    /// [`Stage::emit`]; an outbox that cannot be written pauses the stage
+    /// instead of ending it (see `blocked`), and a write that works again
+    /// resumes it.
+    fn emit_or_pause(&mut self, state: &AppState) -> Result<(), RunError> {
+        let had = !self.out.is_empty();
+        match self.emit(state) {
+            Ok(()) => {
+                if had && self.blocked.take().is_some() {
+                    tracing::info!("The outbox is writable again; consumption resumes.");
+                }
+                Ok(())
+            }
+            Err(RunError::Incident(e)) => {
+                if self.blocked.is_none() {
+                    tracing::error!(error = %e, "Cannot store incident changes: consumption paused, offsets stay uncommitted; retrying until the data directory is writable again.");
+                }
+                self.blocked = Some(format!("incident outbox: {e}"));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Persists the transitions produced so far, at the engine's clock.
@@ -300,7 +340,8 @@ impl Stage {
             // One lock: held events and dead letters are pending before the
             // batch's last offsets are done, so no commit can pass them.
             let mut tracker = self.shared.tracker();
-            for o in &held {
+            // Applied at once: held until their transitions are stored.
+            for o in held.iter().chain(&now_applied) {
                 tracker.hold(o.at, o.offset);
             }
             for (rec, _) in &dead {
@@ -325,9 +366,15 @@ impl Stage {
             }
         }
         self.applied_done(&now_applied, &released)?;
-        // Incidents are persisted before the released events' offsets can be committed.
-        self.emit(state)?;
-        self.release_offsets(&released);
+        // Incidents are persisted before the applied events' offsets can be committed.
+        self.emit_or_pause(state)?;
+        if self.blocked.is_some() {
+            self.pending_release.extend(now_applied);
+            self.pending_release.extend(released);
+        } else {
+            self.release_offsets(&now_applied);
+            self.release_offsets(&released);
+        }
         if let Some(dlq) = &self.dlq {
             for (rec, inv) in &dead {
                 dlq.send(rec, inv.reason, &inv.detail).await;
@@ -405,29 +452,50 @@ impl Stage {
             return Ok(());
         }
         let now = Instant::now();
-        let floor = self.idle.idle_target();
-        self.advance(now, floor)?;
-        self.emit(state)?;
-        let released = std::mem::take(&mut self.pending_release);
-        self.release_offsets(&released);
-        if let Some(clock) = self.engine.clock() {
-            self.sink.tick(clock, &mut self.engine)?;
+        if self.blocked.is_none() {
+            let floor = self.idle.idle_target();
+            self.advance(now, floor)?;
         }
-        let check = self
-            .last_retire
-            .is_none_or(|t| now.saturating_duration_since(t) >= RETIRE_EVERY);
-        if check {
-            self.last_retire = Some(now);
+        self.emit_or_pause(state)?;
+        if self.blocked.is_none() {
+            let released = std::mem::take(&mut self.pending_release);
+            self.release_offsets(&released);
+            if let Some(clock) = self.engine.clock() {
+                if let Err(e) = self.sink.tick(clock, &mut self.engine) {
+                    // Opens and updates stay due; the next tick tries again.
+                    tracing::debug!(error = %e, "Cannot store due incident notifications.");
+                }
+            }
         }
-        self.sink.operator(&self.engine, check)?;
+        if self.blocked.is_none() {
+            let check = self
+                .last_retire
+                .is_none_or(|t| now.saturating_duration_since(t) >= RETIRE_EVERY);
+            if check {
+                self.last_retire = Some(now);
+            }
+            if let Err(e) = self.sink.operator(&self.engine, check) {
+                // Close requests stay queued; the next tick tries again.
+                tracing::warn!(error = %e, "Cannot apply incident close requests.");
+            }
+        }
         if self.durable.as_ref().is_some_and(|d| d.due(now)) {
             self.checkpoint(false);
         }
         let status = self.shared.health.check(now, self.settings.stall_timeout);
-        let state_ok = !self.durable.as_ref().is_some_and(Durable::failing);
+        let storage = self.blocked.clone().or_else(|| {
+            self.durable
+                .as_ref()
+                .is_some_and(Durable::failing)
+                .then(|| {
+                    "state store: the last checkpoint could not be written (see the log)"
+                        .to_string()
+                })
+        });
         state
             .ready
-            .store(status.ready && state_ok, Ordering::Relaxed);
+            .store(status.ready && storage.is_none(), Ordering::Relaxed);
+        state.admin.set_storage_error(storage);
         let m = &self.shared.metrics;
         m.stalled.set(i64::from(status.stalled));
         m.idle_partitions
