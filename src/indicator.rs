@@ -12,6 +12,7 @@
 //! | ratio | numerator | denominator | | c0 ÷ c1, none below `min_denominator` | c1 |
 //! | distinct_customers | matches with a customer | | | distinct customers | c0 |
 //! | repeat_customers | matches with a customer | | | customers with ≥ `min_events` | c0 |
+//! | repeat_share | matches with a customer | | | repeat ÷ distinct customers, none below `min_customers` | distinct customers |
 //! | score_share | scores in [min, max] | scored | | c0 ÷ c1 | c1 |
 //! | mean_score | Σ score × 1000 | scored | Σ score² × 1000 | c0 ÷ c1 ÷ 1000 | c1 |
 //! | nps | promoters (≥ 9) | detractors (≤ 6) | scored | (c0 − c1) ÷ c2 × 100 | c2 |
@@ -65,6 +66,15 @@ pub enum Kind {
     Distinct(CompiledSelector),
     /// Customers with at least this many events.
     Repeat(CompiledSelector, u32),
+    /// Share of the distinct customers with at least `min_events` events.
+    RepeatShare {
+        /// Events counted.
+        select: CompiledSelector,
+        /// Events per customer for a repeat.
+        min_events: u32,
+        /// Minimum distinct customers.
+        min_customers: u64,
+    },
     /// Share of scores within [min, max].
     ScoreShare(CompiledSelector, f64, f64),
     /// Mean score.
@@ -140,13 +150,16 @@ impl Indicator {
 
     /// Whether the indicator counts customers.
     pub fn needs_customers(&self) -> bool {
-        matches!(self.kind, Kind::Distinct(_) | Kind::Repeat(..))
+        matches!(
+            self.kind,
+            Kind::Distinct(_) | Kind::Repeat(..) | Kind::RepeatShare { .. }
+        )
     }
 
     /// `min_events` for repeat customers, 1 otherwise.
     pub fn min_events(&self) -> u32 {
         match self.kind {
-            Kind::Repeat(_, n) => n,
+            Kind::Repeat(_, n) | Kind::RepeatShare { min_events: n, .. } => n,
             _ => 1,
         }
     }
@@ -222,6 +235,15 @@ impl Kind {
             IndicatorConfig::RepeatCustomers { select, min_events } => {
                 Kind::Repeat(CompiledSelector::compile(select), (*min_events).max(1))
             }
+            IndicatorConfig::RepeatShare {
+                select,
+                min_events,
+                min_customers,
+            } => Kind::RepeatShare {
+                select: CompiledSelector::compile(select),
+                min_events: (*min_events).max(1),
+                min_customers: (*min_customers).max(1),
+            },
             IndicatorConfig::ScoreShare { select, min, max } => {
                 Kind::ScoreShare(CompiledSelector::compile(select), *min, *max)
             }
@@ -249,6 +271,7 @@ impl Kind {
             | Kind::Rate(s, _)
             | Kind::Distinct(s)
             | Kind::Repeat(s, _)
+            | Kind::RepeatShare { select: s, .. }
             | Kind::ScoreShare(s, ..)
             | Kind::MeanScore(s)
             | Kind::Nps(s)
@@ -285,7 +308,7 @@ impl Kind {
                     customer: false,
                 })
             }
-            Kind::Distinct(s) | Kind::Repeat(s, _) => {
+            Kind::Distinct(s) | Kind::Repeat(s, _) | Kind::RepeatShare { select: s, .. } => {
                 if ev.customer_id.is_some() && s.matches(ev) {
                     Some(Contribution {
                         delta: [1, 0, 0],
@@ -343,6 +366,10 @@ impl Kind {
             Kind::Ratio { .. } | Kind::ScoreShare(..) => {
                 Some(confidence::proportion(c[0], c[1], g.z, lower))
             }
+            Kind::RepeatShare { .. } => {
+                let (repeat, distinct) = repeat_and_distinct(w);
+                Some(confidence::proportion(repeat, distinct, g.z, lower))
+            }
             Kind::Nps(_) => Some(confidence::nps(c[0], c[1], c[2], g.z, lower)),
             Kind::MeanScore(_) => confidence::mean(c[0], c[1], c[2], g.z, lower),
             Kind::Surge {
@@ -380,6 +407,11 @@ impl Kind {
                 let r = w.customers.as_ref().map_or(0, |cc| cc.repeat());
                 (Some(r as f64), c[0])
             }
+            Kind::RepeatShare { min_customers, .. } => {
+                let (repeat, distinct) = repeat_and_distinct(w);
+                let enough = u64::try_from(distinct).is_ok_and(|d| d >= *min_customers);
+                (enough.then(|| repeat as f64 / distinct as f64), distinct)
+            }
             Kind::ScoreShare(..) => ((c[1] > 0).then(|| c[0] as f64 / c[1] as f64), c[1]),
             Kind::MeanScore(_) => ((c[1] > 0).then(|| c[0] as f64 / c[1] as f64 / 1000.0), c[1]),
             Kind::Nps(_) => (
@@ -404,6 +436,17 @@ impl Kind {
             ),
         }
     }
+}
+
+/// Repeat and distinct customers of a window (per-customer counts kept by
+/// the window for customer indicators), as counters.
+fn repeat_and_distinct(w: &Window) -> (i64, i64) {
+    w.customers.as_ref().map_or((0, 0), |cc| {
+        (
+            i64::try_from(cc.repeat()).unwrap_or(i64::MAX),
+            i64::try_from(cc.distinct()).unwrap_or(i64::MAX),
+        )
+    })
 }
 
 /// The surge value of a window with `current` events, against a baseline of

@@ -137,3 +137,77 @@ confidence = 1.5
     assert!(err.contains("rules[0].confidence"), "{err}");
     assert!(err.contains("rules[1].confidence"), "{err}");
 }
+
+/// `customers` complaining customers on `product` over 50 minutes, the first
+/// `twice` of them complaining a second time.
+fn repeaters(product: &str, customers: usize, twice: usize, start: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    let step = 3_000_000 / (customers + twice) as i64;
+    let mut t = start;
+    for c in (0..customers).chain(0..twice) {
+        out.push(format!(
+            r#"{{"id":"{product}-{}","type":"complaint","ts":{t},"customer_id":"{product}-cust{c}","attrs":{{"product":"{product}"}}}}"#,
+            out.len()
+        ));
+        t += step;
+    }
+    out
+}
+
+#[test]
+fn repeat_share_is_judged_on_its_confidence_bound() {
+    // One customer in three complains twice in both slices: 8 of 24 (95 %
+    // Wilson lower bound 0.199) and 80 of 240 (bound 0.285), against 0.25.
+    let rule = |confidence: &str| {
+        let text = format!(
+            r#"
+[[rules]]
+name = "at_risk"
+group_by = ["product"]
+window = "2h"
+slide = "5m"
+indicator = {{ kind = "repeat_share", select = {{ type = "complaint" }}, min_events = 2, min_customers = 20 }}
+thresholds = {{ warning = 0.25 }}
+{confidence}
+"#
+        );
+        Config::from_toml_str(&text, &HashMap::<String, String>::new()).expect("valid config")
+    };
+    let start = 1_795_000_000_000;
+    let mut lines = repeaters("small", 24, 8, start);
+    lines.extend(repeaters("large", 240, 80, start));
+    assert_eq!(
+        incidents(&rule(""), &lines),
+        [
+            ("at_risk".to_string(), "large".to_string()),
+            ("at_risk".to_string(), "small".to_string()),
+        ],
+        "a third of the customers repeat in both: 0.33 > 0.25"
+    );
+    assert_eq!(
+        incidents(&rule("confidence = 0.95"), &lines),
+        [("at_risk".to_string(), "large".to_string())],
+        "with confidence = 0.95 only the large slice has the evidence"
+    );
+    // Fewer customers than min_customers is no data: 19 of 19 repeating.
+    assert!(incidents(&rule(""), &repeaters("tiny", 19, 19, start)).is_empty());
+    // min_customers = 0 and min_events = 0 are refused.
+    let bad = r#"
+[[rules]]
+name = "a"
+window = "1h"
+indicator = { kind = "repeat_share", min_events = 0 }
+thresholds = { warning = 0.5 }
+
+[[rules]]
+name = "b"
+window = "1h"
+indicator = { kind = "repeat_share", min_events = 2, min_customers = 0 }
+thresholds = { warning = 0.5 }
+"#;
+    let err = Config::from_toml_str(bad, &HashMap::<String, String>::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rules[0].indicator.min_events"), "{err}");
+    assert!(err.contains("rules[1].indicator.min_customers"), "{err}");
+}

@@ -353,6 +353,7 @@ fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError>) {
         let guarded = matches!(
             r.indicator,
             IndicatorConfig::Ratio { .. }
+                | IndicatorConfig::RepeatShare { .. }
                 | IndicatorConfig::ScoreShare { .. }
                 | IndicatorConfig::Nps { .. }
                 | IndicatorConfig::MeanScore { .. }
@@ -368,7 +369,7 @@ fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError>) {
             errs.push(ConfigError::new(
                 format!("{p}.confidence"),
                 c.to_string(),
-                "only ratio, score_share, nps, mean_score and surge indicators have a confidence bound",
+                "only ratio, repeat_share, score_share, nps, mean_score and surge indicators have a confidence bound",
             ));
         }
     }
@@ -403,9 +404,19 @@ fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError>) {
                 "must be at least 1",
             ));
         }
-        IndicatorConfig::RepeatCustomers { min_events, .. } if *min_events == 0 => {
+        IndicatorConfig::RepeatCustomers { min_events, .. }
+        | IndicatorConfig::RepeatShare { min_events, .. }
+            if *min_events == 0 =>
+        {
             errs.push(ConfigError::new(
                 format!("{p}.indicator.min_events"),
+                "0",
+                "must be at least 1",
+            ));
+        }
+        IndicatorConfig::RepeatShare { min_customers, .. } if *min_customers == 0 => {
+            errs.push(ConfigError::new(
+                format!("{p}.indicator.min_customers"),
                 "0",
                 "must be at least 1",
             ));

@@ -202,6 +202,20 @@ pub enum IndicatorConfig {
         /// Events per customer needed to count the customer.
         min_events: u32,
     },
+    /// Share of the customers with matching events that have at least
+    /// `min_events` of them (repeat ÷ distinct customers): a relative measure
+    /// of repeated dissatisfaction, whatever the slice's volume. Volume: the
+    /// distinct customers.
+    RepeatShare {
+        /// Events counted.
+        #[serde(default)]
+        select: Selector,
+        /// Events per customer needed to count the customer as a repeat.
+        min_events: u32,
+        /// Below this many distinct customers the share is not computed (no data).
+        #[serde(default = "default_min_denominator")]
+        min_customers: u64,
+    },
     /// Share of scored matching events whose `score` is in [min, max] (e.g. detractors: 0..=6).
     ScoreShare {
         /// Events considered (those without a score are ignored).
@@ -263,6 +277,7 @@ impl IndicatorConfig {
             | IndicatorConfig::Rate { select, .. }
             | IndicatorConfig::DistinctCustomers { select }
             | IndicatorConfig::RepeatCustomers { select, .. }
+            | IndicatorConfig::RepeatShare { select, .. }
             | IndicatorConfig::ScoreShare { select, .. }
             | IndicatorConfig::MeanScore { select }
             | IndicatorConfig::Nps { select }
@@ -278,6 +293,7 @@ impl IndicatorConfig {
             IndicatorConfig::Ratio { .. } => "ratio",
             IndicatorConfig::DistinctCustomers { .. } => "distinct_customers",
             IndicatorConfig::RepeatCustomers { .. } => "repeat_customers",
+            IndicatorConfig::RepeatShare { .. } => "repeat_share",
             IndicatorConfig::ScoreShare { .. } => "score_share",
             IndicatorConfig::MeanScore { .. } => "mean_score",
             IndicatorConfig::Nps { .. } => "nps",
