@@ -103,14 +103,15 @@ fn admin_api_reload_and_auth() {
     let auth = format!("Bearer {TOKEN}");
 
     // A broken configuration is refused; the running one stays.
-    std::fs::write(
-        &cfg_path,
-        original.replace(
-            "thresholds = { warning = 0.065, critical = 0.10 }",
-            "thresholds = { warning = 0.5, critical = 0.1 }",
-        ),
-    )
-    .unwrap();
+    let broken = original.replace(
+        "thresholds = { warning = 0.05, critical = 0.10 }",
+        "thresholds = { warning = 0.5, critical = 0.1 }",
+    );
+    assert_ne!(
+        broken, original,
+        "complaint_rate's thresholds in the example"
+    );
+    std::fs::write(&cfg_path, broken).unwrap();
     let r = http(
         &addr,
         "POST",
@@ -156,8 +157,12 @@ fn admin_api_reload_and_auth() {
     // A valid change: one rule changed, one removed; unchanged rules keep their windows.
     let groups_before = live_groups(&addr, "complaint_rate");
     let changed = original.replace(
-        "thresholds = { warning = 15, critical = 40 }",
-        "thresholds = { warning = 20, critical = 40 }",
+        "thresholds = { warning = 0.5, critical = 0.7 }",
+        "thresholds = { warning = 0.6, critical = 0.7 }",
+    );
+    assert_ne!(
+        changed, original,
+        "social_spike's thresholds in the example"
     );
     let start = changed.find("[[rules]]\nname = \"nps_drop\"").unwrap();
     let end = start + changed[start..].find("# Playbook trigger 4").unwrap();

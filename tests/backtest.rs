@@ -403,7 +403,7 @@ fn every_tuning_row_equals_a_backtest_of_that_candidate() {
     let topts = TuneOptions {
         rule: "social_spike".into(),
         varies: vec![
-            "threshold=10,20".parse().unwrap(),
+            "threshold=0.45,0.6".parse().unwrap(),
             "for=0m,3m".parse().unwrap(),
             "window=20m,30m".parse().unwrap(),
         ],
@@ -576,7 +576,7 @@ fn the_tuning_chart_plots_the_candidates() {
     let crises = labels::select(crises, &["social_spike".into()]).unwrap();
     let topts = TuneOptions {
         rule: "social_spike".into(),
-        varies: vec!["threshold=10,15,25".parse().unwrap()],
+        varies: vec!["threshold=0.4,0.5,0.7".parse().unwrap()],
         summary: SummaryOptions {
             labels: Some(crises),
             ..SummaryOptions::default()
@@ -602,7 +602,7 @@ fn the_tuning_chart_plots_the_candidates() {
         .filter(|r| r.median_delay_ms().is_some())
         .count();
     assert_eq!(labels.len(), plotted, "{labels:?}");
-    assert!(labels.iter().any(|l| l.contains("threshold=15")));
+    assert!(labels.iter().any(|l| l.contains("threshold=0.5")));
 }
 
 #[test]
@@ -708,7 +708,7 @@ fn the_shipped_rule_tests_pass_and_a_wrong_expectation_fails() {
 
     // The same file with one expectation a millisecond off fails that case only.
     let text = std::fs::read_to_string(&shipped).unwrap();
-    let wrong = text.replacen("at = \"+45m 1ms\"", "at = \"+45m 2ms\"", 1);
+    let wrong = text.replacen("at = \"+49m 1ms\"", "at = \"+49m 2ms\"", 1);
     assert_ne!(text, wrong);
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("wrong.toml");
@@ -725,10 +725,10 @@ fn the_shipped_rule_tests_pass_and_a_wrong_expectation_fails() {
     let passed = r.cases.len() - 1;
     let out = backtest::ruletest::render(&[r]);
     assert!(
-        out.contains("missing:    resolved social_spike {product=phone-z} at +45m 2ms"),
+        out.contains("missing:    resolved social_spike {product=phone-z} at +49m 2ms"),
         "{out}"
     );
-    assert!(out.contains("unexpected: { rule = \"social_spike\", group = { product = \"phone-z\" }, state = \"resolved\", at = \"+45m 1ms\""), "{out}");
+    assert!(out.contains("unexpected: { rule = \"social_spike\", group = { product = \"phone-z\" }, state = \"resolved\", at = \"+49m 1ms\""), "{out}");
     assert!(
         out.ends_with(&format!("{passed} passed, 1 failed\n")),
         "{out}"

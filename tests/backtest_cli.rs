@@ -125,7 +125,7 @@ fn tune_writes_csv_chart_and_a_snippet_that_checks() {
         "--rule",
         "social_spike",
         "--vary",
-        "threshold=10..30:10",
+        "threshold=0.4,0.6,0.8",
         "--vary",
         "for=0m,3m",
         "--labels",
@@ -159,7 +159,7 @@ fn tune_writes_csv_chart_and_a_snippet_that_checks() {
             "--rule",
             "social_spike",
             "--vary",
-            "threshold=10,20",
+            "threshold=0.4,0.6",
             "--write-snippet",
             s(&snippet),
         ])

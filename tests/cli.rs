@@ -244,7 +244,7 @@ fn demo_prints_incidents_and_serves_metrics() {
         "crisiswatch_events_total{outcome=\"applied\"}",
         "crisiswatch_events_invalid_total{reason=\"not_json\"}",
         "crisiswatch_indicator_value{rule=\"complaint_rate\",product=\"router-x\",region=\"eu-west\"}",
-        "crisiswatch_indicator_threshold{rule=\"complaint_rate\",severity=\"warning\"} 0.065",
+        "crisiswatch_indicator_threshold{rule=\"complaint_rate\",severity=\"warning\"} 0.05",
         "crisiswatch_alert_transitions_total{rule=\"complaint_rate\",state=\"firing\"}",
         "crisiswatch_window_groups{rule=\"complaint_rate\"}",
         "crisiswatch_watermark_timestamp_seconds",

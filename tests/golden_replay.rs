@@ -100,12 +100,17 @@ fn crises_fire_in_their_interval_and_nowhere_else() {
         }
         // Every crisis is caught by the rules written for it, early.
         // (crisis, rule, max detection delay in minutes). Shares over a 1 h window
-        // need about half the window to cross; counts and surges are faster.
+        // need about half the window to cross; surges are faster. The shipped
+        // rules judge 95 % confidence bounds (seeds 42 and 7 measured: quality
+        // surge 17/21 min by complaint_rate, 18/16 by severe_share, 27/25 by
+        // complaint_surge, 40/27 by at_risk_customers — a share of repeat
+        // complainers needs their second complaints —, 50/39 by detractor_share;
+        // social spike 9/9 by social_spike; churn wave 59/86 by churn_rate).
         let expect: &[(&str, &str, i64)] = &[
             ("quality_surge", "complaint_surge", 30),
             ("quality_surge", "complaint_rate", 30),
             ("quality_surge", "severe_share", 20),
-            ("quality_surge", "at_risk_customers", 30),
+            ("quality_surge", "at_risk_customers", 45),
             ("quality_surge", "detractor_share", 75),
             ("social_spike", "social_spike", 15),
             ("social_spike", "complaint_surge", 30),
@@ -148,7 +153,8 @@ fn crises_fire_in_their_interval_and_nowhere_else() {
             .unwrap();
         assert_eq!(cr["group"]["product"], "router-x");
         assert_eq!(cr["group"]["region"], "eu-west");
-        assert!(cr["value"].as_f64().unwrap() > 0.065);
+        // The value is the Wilson lower bound (confidence 0.95), above the warning.
+        assert!(cr["value"].as_f64().unwrap() > 0.05);
         assert!(cr["dedup_key"]
             .as_str()
             .unwrap()
