@@ -2,12 +2,28 @@
 //! decode-only baseline of the same events, in the same run.
 //!
 //! `cargo bench --bench core_throughput` prints criterion's figures for both,
-//! then a summary line with events/s of each and their ratio (best of 3 plain
-//! timed passes, one core). The target: ≥ 1,000,000 events/s through the core,
-//! at no less than half the speed of decoding alone.
+//! then summary lines (best of 3 plain timed passes, one core):
+//!
+//! * `SUMMARY`: events/s of decode-only and of decode + engine, and their
+//!   ratio. The target: ≥ 1,000,000 events/s through the core, at no less
+//!   than half the speed of decoding alone.
+//! * `SCALING`: the same events through 1, 20 and 100 rules (the 100 are the
+//!   20 five times over, so many share a `group_by`), events/s and the cost
+//!   per event relative to one rule. The target: sub-linear.
+//! * `MEMORY`: heap bytes per live group (a counting allocator, dedup off)
+//!   beside two theoretical sizes: `dense` — the key and three 8-byte
+//!   counters for every pane the window spans (the issue's "panes ×
+//!   counters plus key") — and `stored` — the key and, per stored (non-empty) pane, its
+//!   index and counters; customer entries at 12 bytes in both. The target:
+//!   ≤ 1.5× the theoretical size.
+//!
+//! `CRISISWATCH_BENCH_EVENTS=N` shortens the stream (default 1,000,000);
+//! `CRISISWATCH_BENCH_QUICK=1` skips criterion and runs one timed pass each.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use crisiswatch::config::Config;
@@ -15,8 +31,51 @@ use crisiswatch::engine::Engine;
 use crisiswatch::event::{decode, DecodeLimits};
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 
-const EVENTS: usize = 1_000_000;
 const PRODUCTS: usize = 100;
+
+/// The system allocator, counting the bytes currently allocated.
+struct Counting;
+
+static ALLOCATED: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        ALLOCATED.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATED.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Events in the stream (`CRISISWATCH_BENCH_EVENTS`, default 1,000,000).
+fn n_events() -> usize {
+    env_usize("CRISISWATCH_BENCH_EVENTS")
+        .filter(|&n| n > 0)
+        .unwrap_or(1_000_000)
+}
+
+fn quick() -> bool {
+    std::env::var("CRISISWATCH_BENCH_QUICK").is_ok_and(|v| v == "1")
+}
 
 /// Regions in the synthetic stream: 1000 (100,000 product × region slices) by
 /// default; `CRISISWATCH_BENCH_REGIONS=10` measures a cache-resident 1,000 slices.
@@ -31,6 +90,7 @@ fn regions() -> usize {
 /// 1,000,000 events over 2 hours of event time; (product, region) cycles
 /// through 100 × 1000 = 100,000 slices, so every slice is live in 30 min windows.
 fn events() -> Vec<Vec<u8>> {
+    let events = n_events();
     let start: i64 = 1_795_132_800_000;
     let span: i64 = 2 * 3600 * 1000;
     let n_regions = regions();
@@ -44,9 +104,9 @@ fn events() -> Vec<Vec<u8>> {
         "safety",
         "outage",
     ];
-    (0..EVENTS)
+    (0..events)
         .map(|i| {
-            let ts = start + (i as i64 * span) / EVENTS as i64;
+            let ts = start + (i as i64 * span) / events as i64;
             let product = i % PRODUCTS;
             let region = (i / PRODUCTS) % n_regions;
             let kind = match i % 20 {
@@ -74,9 +134,18 @@ fn events() -> Vec<Vec<u8>> {
 
 /// 20 rules of every kind, grouped by several slicings.
 fn config() -> Config {
+    config_with(20, true)
+}
+
+/// The first `n` of the 20 rules (cycling through them again, under new
+/// names, past 20); `dedup` off measures the groups' memory alone.
+fn config_with(n: usize, dedup: bool) -> Config {
     let mut text = String::from(
         "[engine]\nmax_groups_per_rule = 200000\ndedup_max_ids = 2000000\nmax_future_skew = \"1h\"\n",
     );
+    if !dedup {
+        text.push_str("dedup_horizon = \"0s\"\n");
+    }
     let rules: &[(&str, &str, &str)] = &[
         (
             "ratio",
@@ -179,7 +248,7 @@ fn config() -> Config {
             r#"{ kind = "nps", select = { type = "feedback" } }"#,
         ),
     ];
-    for (i, (kind, group_by, indicator)) in rules.iter().enumerate() {
+    for (i, (kind, group_by, indicator)) in rules.iter().cycle().take(n).enumerate() {
         let condition = if *kind == "nps" || *kind == "mean" {
             "below"
         } else {
@@ -223,31 +292,32 @@ fn bench(c: &mut Criterion) {
     let lines = events();
     let cfg = config();
     let limits = DecodeLimits::default();
-    let mut g = c.benchmark_group("core");
-    g.sample_size(10);
-    g.throughput(Throughput::Elements(lines.len() as u64));
-    g.bench_function("decode_only", |b| b.iter(|| decode_all(&lines, &limits)));
-    g.bench_function("decode_and_engine_20_rules", |b| {
-        b.iter_batched(
-            || Engine::new(&cfg).expect("engine"),
-            |mut e| engine_all(&mut e, &lines),
-            BatchSize::PerIteration,
-        )
-    });
-    g.finish();
+    if !quick() {
+        let mut g = c.benchmark_group("core");
+        g.sample_size(10);
+        g.throughput(Throughput::Elements(lines.len() as u64));
+        g.bench_function("decode_only", |b| b.iter(|| decode_all(&lines, &limits)));
+        g.bench_function("decode_and_engine_20_rules", |b| {
+            b.iter_batched(
+                || Engine::new(&cfg).expect("engine"),
+                |mut e| engine_all(&mut e, &lines),
+                BatchSize::PerIteration,
+            )
+        });
+        g.finish();
+    }
+    let passes = if quick() { 1 } else { 3 };
 
     // The summary: best of 3 plain passes each, in the same process.
     let mut best_decode = f64::MAX;
     let mut best_engine = f64::MAX;
     let mut groups = 0;
-    for _ in 0..3 {
+    for _ in 0..passes {
         let t = Instant::now();
         black_box(decode_all(&lines, &limits));
         best_decode = best_decode.min(t.elapsed().as_secs_f64());
-        let mut e = Engine::new(&cfg).expect("engine");
-        let t = Instant::now();
-        black_box(engine_all(&mut e, &lines));
-        best_engine = best_engine.min(t.elapsed().as_secs_f64());
+        let (secs, e) = timed_engine(&cfg, &lines);
+        best_engine = best_engine.min(secs);
         groups = (0..e.rule_count()).map(|i| e.live_groups(i)).sum::<usize>();
         assert_eq!(
             e.stats().applied as usize,
@@ -265,6 +335,58 @@ fn bench(c: &mut Criterion) {
         n / best_engine,
         best_decode / best_engine
     );
+
+    // Rule-count scaling: the same events through 1, 20 and 100 rules.
+    let mut line = String::from("SCALING");
+    let mut one_rule = 0.0;
+    for rules in [1, 20, 100] {
+        let cfg = config_with(rules, true);
+        let mut best = f64::MAX;
+        let mut groups = 0;
+        for _ in 0..passes.min(2) {
+            let (secs, e) = timed_engine(&cfg, &lines);
+            best = best.min(secs);
+            groups = (0..e.rule_count()).map(|i| e.live_groups(i)).sum::<usize>();
+        }
+        if rules == 1 {
+            one_rule = best;
+        }
+        line.push_str(&format!(
+            " rules={rules}: {:.0} ev/s ({groups} groups, cost x{:.1} of 1 rule)",
+            n / best,
+            best / one_rule
+        ));
+    }
+    println!("{line}");
+
+    // Memory per live group beside the data's own size (dedup off).
+    let cfg = config_with(20, false);
+    let before = ALLOCATED.load(Ordering::Relaxed);
+    let mut e = Engine::new(&cfg).expect("engine");
+    black_box(engine_all(&mut e, &lines));
+    let used = (ALLOCATED.load(Ordering::Relaxed) - before).max(0) as f64;
+    let f = e.footprint();
+    let per = |b: f64| b / f.groups.max(1) as f64;
+    let (measured, dense, stored) = (
+        per(used),
+        per(f.dense_bytes() as f64),
+        per(f.stored_bytes() as f64),
+    );
+    println!(
+        "MEMORY live_groups={} stored_panes={} bytes_per_group={measured:.0} theoretical_dense={dense:.0} (x{:.2}) theoretical_stored={stored:.0} (x{:.2})",
+        f.groups,
+        f.panes,
+        measured / dense,
+        measured / stored
+    );
+}
+
+/// One timed pass of decode + engine over `lines`; the engine afterwards.
+fn timed_engine(cfg: &Config, lines: &[Vec<u8>]) -> (f64, Engine) {
+    let mut e = Engine::new(cfg).expect("engine");
+    let t = Instant::now();
+    black_box(engine_all(&mut e, lines));
+    (t.elapsed().as_secs_f64(), e)
 }
 
 criterion_group!(benches, bench);

@@ -28,7 +28,6 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use crate::alert::{AlertPolicy, Phase, Transition};
@@ -37,7 +36,7 @@ use crate::dedup::Dedup;
 use crate::event::{decode, DecodeLimits, Event, Invalid, InvalidReason};
 use crate::indicator::{customer_hash, Indicator};
 use crate::route::Router;
-use crate::window::{Region, Shape, Window};
+use crate::window::{Region, Shape};
 
 mod evaluate;
 mod record;
@@ -45,6 +44,7 @@ mod reload;
 mod rule;
 mod snapshot;
 mod stats;
+mod table;
 mod views;
 mod wheel;
 
@@ -53,69 +53,15 @@ pub use evaluate::{end_pane, pane_of};
 pub use record::Evaluation;
 use record::Recorder;
 pub use reload::ReloadSummary;
-use rule::group_hash;
+use rule::{encode_key, group_hash, Slot};
 pub use snapshot::{RestoreSummary, SnapshotError, SNAPSHOT_VERSION};
 pub use stats::{EngineStats, Outcome, RuleStats};
+use table::{GroupTable, NONE};
+pub use views::Footprint;
 use wheel::Wheel;
 
 /// Seed of the group-key hash.
 const GROUP_HASH_SEED: u64 = 0x6772_6f75_705f_6b65;
-
-/// Live state of one (rule, group).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Group {
-    /// Attribute values in `group_by` order, flat (see [`encode_key`]).
-    key: rule::GroupKey,
-    /// Hash of `key`.
-    hash: u64,
-    window: Window,
-    phase: Phase,
-    /// The latest evaluated value.
-    value: Option<f64>,
-    /// When the value was last evaluated.
-    evaluated_at: i64,
-    /// The alert deadline already in the timer heap (`i64::MIN`: none), so each
-    /// deadline is scheduled once however many evaluations see it.
-    deadline: i64,
-    /// The last boundary pane scheduled for a surge warm-up re-evaluation.
-    warm_tick: i64,
-    /// Alert instance state, allocated when the group first alerts: most
-    /// groups never do, and this keeps the hot group small.
-    instance: Option<Box<Instance>>,
-    /// Id of `key` in the rule's [`Recorder`] (0 when not recording).
-    key_id: u32,
-}
-
-/// The alert instances of one group (see [`Group::instance`]).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Instance {
-    /// Evidence while the alert is active: recent signal event ids.
-    samples: Vec<Box<str>>,
-    /// The dedup key of the current alert instance.
-    key: Option<Box<str>>,
-    /// Start time of the last alert instance, and how many instances started
-    /// in that same millisecond (their keys get a `-N` suffix to stay unique).
-    last_since: i64,
-    same_ms_seq: u32,
-}
-
-impl Default for Instance {
-    fn default() -> Self {
-        Instance {
-            samples: Vec::new(),
-            key: None,
-            last_since: i64::MIN,
-            same_ms_seq: 0,
-        }
-    }
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Slot {
-    /// Bumped each time the slot is reused, so stale timers are ignored.
-    gen: u32,
-    group: Option<Group>,
-}
 
 /// One rule, compiled, with its groups.
 #[derive(Debug)]
@@ -125,8 +71,11 @@ struct RuleRt {
     group_by: Box<[Box<str>]>,
     /// Ids of the `group_by` attributes in the engine's attribute table.
     group_attrs: Box<[u16]>,
-    /// Id of this rule's `group_by` list; rules with the same list share a group hash.
+    /// Id of this rule's `group_by` list: the index of its [`GroupTable`],
+    /// shared by the rules with the same list.
     group_by_id: usize,
+    /// This rule's position among its table's members.
+    member: u32,
     indicator: Indicator,
     policy: AlertPolicy,
     slide: i64,
@@ -138,7 +87,6 @@ struct RuleRt {
     origin: Option<i64>,
     /// Re-evaluations at pane boundaries (panes leaving the window or baseline).
     wheel: Wheel,
-    index: HashTable<u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
@@ -194,8 +142,8 @@ pub struct Engine {
     attr_ids: hashbrown::HashMap<Box<str>, u16, foldhash::fast::FixedState>,
     /// The same names by id: a few names are found faster by a scan than by hashing.
     attr_names: Vec<Box<str>>,
-    /// Number of distinct `group_by` lists.
-    group_by_lists: usize,
+    /// One group table per distinct `group_by` list.
+    tables: Vec<GroupTable>,
     /// (horizon ms, max ids) the dedup set was built with.
     dedup_settings: (i64, usize),
 }
@@ -220,19 +168,21 @@ impl Engine {
             hasher: foldhash::fast::FixedState::with_seed(GROUP_HASH_SEED),
             attr_ids: hashbrown::HashMap::default(),
             attr_names: Vec::new(),
-            group_by_lists: 0,
+            tables: Vec::new(),
             dedup_settings: (e.dedup_horizon.as_ms(), e.dedup_max_ids),
         };
         engine.index_rules();
         Ok(engine)
     }
 
-    /// Rebuilds the attribute table, the shared group-hash ids and the router
-    /// after the rule list changed.
+    /// Rebuilds the attribute table, the group tables and the router after
+    /// the rule list changed (or the groups were restored).
     fn index_rules(&mut self) {
         let mut attr_ids: hashbrown::HashMap<Box<str>, u16, foldhash::fast::FixedState> =
             hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(GROUP_HASH_SEED));
-        let mut lists: Vec<Box<[Box<str>]>> = Vec::new();
+        // (list, its attribute ids, members so far)
+        type List = (Box<[Box<str>]>, Box<[u16]>, u32);
+        let mut lists: Vec<List> = Vec::new();
         for rule in &mut self.rules {
             let mut ids = Vec::with_capacity(rule.group_by.len());
             for name in rule.group_by.iter() {
@@ -240,21 +190,27 @@ impl Engine {
                 ids.push(*attr_ids.entry(name.clone()).or_insert(next));
             }
             rule.group_attrs = ids.into_boxed_slice();
-            rule.group_by_id = match lists.iter().position(|l| *l == rule.group_by) {
+            rule.group_by_id = match lists.iter().position(|l| l.0 == rule.group_by) {
                 Some(i) => i,
                 None => {
-                    lists.push(rule.group_by.clone());
+                    lists.push((rule.group_by.clone(), rule.group_attrs.clone(), 0));
                     lists.len() - 1
                 }
             };
+            rule.member = lists[rule.group_by_id].2;
+            lists[rule.group_by_id].2 += 1;
         }
+        self.tables = lists
+            .into_iter()
+            .map(|(_, attrs, width)| GroupTable::new(attrs, width as usize))
+            .collect();
+        table::rebuild(&mut self.tables, &mut self.rules);
         self.router = Router::new(self.rules.iter().map(|r| r.indicator.selectors()));
         let mut names: Vec<(u16, Box<str>)> =
             attr_ids.iter().map(|(k, &v)| (v, k.clone())).collect();
         names.sort();
         self.attr_names = names.into_iter().map(|(_, k)| k).collect();
         self.attr_ids = attr_ids;
-        self.group_by_lists = lists.len();
     }
 
     /// Decode limits derived from the configuration.
@@ -379,9 +335,10 @@ impl Engine {
         self.router
             .for_each_candidate(&ev.kind, |r| candidates.push(r));
         let (mut selected, mut applied, mut late) = (false, false, false);
-        // The grouping attributes of this event, resolved once: values by attribute id.
+        // The grouping attributes of this event, resolved once: values by
+        // attribute id; and per group table, (hash, entry) once looked up.
         let mut values: SmallVec<[&str; 16]> = SmallVec::new();
-        let mut hashes: SmallVec<[Option<u64>; 8]> = SmallVec::new();
+        let mut entries: SmallVec<[Option<(u64, u32)>; 8]> = SmallVec::new();
         for r in candidates {
             let rule = &mut self.rules[r as usize];
             let Some(contrib) = rule.indicator.contribution(ev) else {
@@ -393,24 +350,42 @@ impl Engine {
                 late = true;
                 continue;
             }
-            if hashes.is_empty() {
+            if entries.is_empty() {
                 values.resize(self.attr_names.len(), "");
                 for (k, v) in &ev.attrs {
                     if let Some(id) = attr_id(&self.attr_names, &self.attr_ids, k) {
                         values[id] = v.as_ref();
                     }
                 }
-                hashes.resize(self.group_by_lists, None);
+                entries.resize(self.tables.len(), None);
             }
-            let hash = *hashes[rule.group_by_id].get_or_insert_with(|| {
-                group_hash(
+            let table = &mut self.tables[rule.group_by_id];
+            let (hash, mut e) = *entries[rule.group_by_id].get_or_insert_with(|| {
+                let hash = group_hash(
                     &self.hasher,
-                    rule.group_attrs.iter().map(|&i| values[i as usize]),
-                )
+                    table.attrs.iter().map(|&i| values[i as usize]),
+                );
+                (hash, table.find(hash, &values).unwrap_or(NONE))
             });
-            let Some((slot, gen)) = rule.find_or_insert(hash, &values, ev.ts, clock) else {
-                continue;
+            let mut slot = if e == NONE {
+                NONE
+            } else {
+                table.slot(e, rule.member)
             };
+            if slot == NONE {
+                if rule.live >= rule.max_groups {
+                    rule.stats.group_overflow += 1;
+                    continue;
+                }
+                if e == NONE {
+                    let key = encode_key(table.attrs.iter().map(|&i| values[i as usize]));
+                    e = table.insert(hash, key);
+                    entries[rule.group_by_id] = Some((hash, e));
+                }
+                slot = rule.create_group(hash, table.key(e).clone(), e, ev.ts, clock);
+                table.set(e, rule.member, slot);
+            }
+            let gen = rule.slots[slot as usize].gen;
             applied = true;
             let pane = pane_of(ev.ts, rule.slide);
             let customer = if contrib.customer {
@@ -427,7 +402,11 @@ impl Engine {
             let Some((region, created)) = group.window.add(pane, contrib.delta, customer, &shape)
             else {
                 // Older than anything the rule keeps: nothing to store.
-                rule.maybe_evict(slot);
+                if let Some(e) = rule.maybe_evict(slot) {
+                    self.tables[rule.group_by_id].unset(e, rule.member);
+                    // The entry may be gone: the next rule looks it up again.
+                    entries[rule.group_by_id] = None;
+                }
                 continue;
             };
             if created {
@@ -552,7 +531,9 @@ impl Engine {
         ) {
             self.timers.push(Reverse((w, r, slot, gen)));
         }
-        rule.maybe_evict(slot);
+        if let Some(e) = rule.maybe_evict(slot) {
+            self.tables[rule.group_by_id].unset(e, rule.member);
+        }
     }
 }
 

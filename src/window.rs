@@ -205,6 +205,11 @@ impl Window {
         self.panes.len()
     }
 
+    /// Customer entries stored in the panes (customer-level indicators).
+    pub fn customer_entries(&self) -> usize {
+        self.panes.iter().map(|p| p.customers.len()).sum()
+    }
+
     /// The region pane `idx` belongs to, for a window ending at `end`.
     pub fn region_of(idx: i64, end: i64, shape: &Shape) -> Region {
         if idx > end {

@@ -4,7 +4,6 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use crate::alert::{AlertPolicy, Phase};
@@ -13,7 +12,66 @@ use crate::indicator::Indicator;
 use crate::window::{Shape, Window};
 
 use super::wheel::Wheel;
-use super::{end_pane, pane_of, Group, GroupView, RuleRt, RuleStats, Slot};
+use super::{end_pane, pane_of, GroupView, RuleRt, RuleStats};
+
+/// Live state of one (rule, group).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct Group {
+    /// Attribute values in `group_by` order, flat (see [`encode_key`]).
+    pub(super) key: GroupKey,
+    /// Hash of `key`.
+    pub(super) hash: u64,
+    pub(super) window: Window,
+    pub(super) phase: Phase,
+    /// The latest evaluated value.
+    pub(super) value: Option<f64>,
+    /// When the value was last evaluated.
+    pub(super) evaluated_at: i64,
+    /// The alert deadline already in the timer heap (`i64::MIN`: none), so each
+    /// deadline is scheduled once however many evaluations see it.
+    pub(super) deadline: i64,
+    /// The last boundary pane scheduled for a surge warm-up re-evaluation.
+    pub(super) warm_tick: i64,
+    /// Alert instance state, allocated when the group first alerts: most
+    /// groups never do, and this keeps the hot group small.
+    pub(super) instance: Option<Box<Instance>>,
+    /// Id of `key` in the rule's [`Recorder`] (0 when not recording).
+    pub(super) key_id: u32,
+    /// The group's entry in its rule's [`GroupTable`] (rebuilt on restore).
+    #[serde(skip)]
+    pub(super) entry: u32,
+}
+
+/// The alert instances of one group (see [`Group::instance`]).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct Instance {
+    /// Evidence while the alert is active: recent signal event ids.
+    pub(super) samples: Vec<Box<str>>,
+    /// The dedup key of the current alert instance.
+    pub(super) key: Option<Box<str>>,
+    /// Start time of the last alert instance, and how many instances started
+    /// in that same millisecond (their keys get a `-N` suffix to stay unique).
+    pub(super) last_since: i64,
+    pub(super) same_ms_seq: u32,
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Instance {
+            samples: Vec::new(),
+            key: None,
+            last_since: i64::MIN,
+            same_ms_seq: 0,
+        }
+    }
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct Slot {
+    /// Bumped each time the slot is reused, so stale timers are ignored.
+    pub(super) gen: u32,
+    pub(super) group: Option<Group>,
+}
 
 pub(super) fn group_hash<'a>(
     hasher: &foldhash::fast::FixedState,
@@ -100,6 +158,7 @@ impl RuleRt {
                 .collect(),
             group_attrs: Box::default(),
             group_by_id: 0,
+            member: 0,
             indicator,
             policy: AlertPolicy {
                 levels,
@@ -115,7 +174,6 @@ impl RuleRt {
             max_groups: cfg.engine.max_groups_per_rule,
             origin: None,
             wheel: Wheel::default(),
-            index: HashTable::new(),
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
@@ -162,34 +220,20 @@ impl RuleRt {
             .collect()
     }
 
-    /// The slot of the event's group, creating it if there is room. `values`
-    /// holds the event's grouping attributes by attribute id.
-    pub(super) fn find_or_insert(
+    /// Creates the group of `key` (in entry `entry` of the rule's group
+    /// table; the caller checked there is room) and returns its slot.
+    pub(super) fn create_group(
         &mut self,
         hash: u64,
-        values: &[&str],
+        key: GroupKey,
+        entry: u32,
         ts: i64,
         clock: i64,
-    ) -> Option<(u32, u32)> {
-        let attrs = &self.group_attrs;
-        let slots = &self.slots;
-        let found = self.index.find(hash, |&s| {
-            slots[s as usize].group.as_ref().is_some_and(|g| {
-                g.hash == hash && key_eq(&g.key, attrs.iter().map(|&i| values[i as usize]))
-            })
-        });
-        if let Some(&s) = found {
-            return Some((s, self.slots[s as usize].gen));
-        }
-        if self.live >= self.max_groups {
-            self.stats.group_overflow += 1;
-            return None;
-        }
+    ) -> u32 {
         let end = end_pane(clock, self.slide);
         if self.origin.is_none() {
             self.origin = Some(pane_of(ts, self.slide).min(end));
         }
-        let key = encode_key(attrs.iter().map(|&i| values[i as usize]));
         let key_id = match self.recorder.as_deref_mut() {
             Some(rec) => match rec.ids.get(&key[..]) {
                 Some(&id) => id,
@@ -214,6 +258,7 @@ impl RuleRt {
             warm_tick: i64::MIN,
             instance: None,
             key_id,
+            entry,
         };
         let slot = match self.free.pop() {
             Some(s) => {
@@ -229,27 +274,22 @@ impl RuleRt {
             }
         };
         self.live += 1;
-        let slots = &self.slots;
-        self.index.insert_unique(hash, slot, |&s| {
-            slots[s as usize].group.as_ref().map_or(0, |g| g.hash)
-        });
-        Some((slot, self.slots[slot as usize].gen))
+        slot
     }
 
-    /// Forgets a group whose window is empty and whose alert is inactive.
-    pub(super) fn maybe_evict(&mut self, slot: u32) {
+    /// Forgets a group whose window is empty and whose alert is inactive;
+    /// returns its group-table entry (for the caller to release) if it did.
+    pub(super) fn maybe_evict(&mut self, slot: u32) -> Option<u32> {
         let s = &mut self.slots[slot as usize];
-        let Some(g) = s.group.as_ref() else { return };
+        let g = s.group.as_ref()?;
         if !(g.window.is_empty() && g.phase == Phase::Inactive) {
-            return;
+            return None;
         }
-        let hash = g.hash;
-        if let Ok(entry) = self.index.find_entry(hash, |&x| x == slot) {
-            entry.remove();
-        }
+        let entry = g.entry;
         s.group = None;
         s.gen = s.gen.wrapping_add(1);
         self.free.push(slot);
         self.live -= 1;
+        Some(entry)
     }
 }

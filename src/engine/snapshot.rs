@@ -159,19 +159,12 @@ impl Engine {
             rule.free = rs.free;
             rule.live = rs.live;
             rule.stats = rs.stats;
-            rule.index.clear();
-            for (s, slot) in rule.slots.iter().enumerate() {
-                if let Some(g) = &slot.group {
-                    let slots = &rule.slots;
-                    rule.index.insert_unique(g.hash, s as u32, |&x| {
-                        slots[x as usize].group.as_ref().map_or(0, |g| g.hash)
-                    });
-                }
-            }
             summary.groups += rule.live;
             summary.rules_restored.push(rs.name);
             map.push(Some(i as u32));
         }
+        // The shared group tables, from the restored groups.
+        super::table::rebuild(&mut self.tables, &mut self.rules);
         self.clock = snap.clock;
         self.stats = snap.stats;
         self.dedup

@@ -5,7 +5,53 @@ use crate::alert::{Labels, Phase};
 use super::rule::{group_hash, key_eq};
 use super::{end_pane, Engine, GroupView};
 
+/// What the engine's groups hold, for comparing memory use with the data
+/// itself (benches/core_throughput.rs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Live groups, all rules.
+    pub groups: usize,
+    /// Stored (non-empty) panes.
+    pub panes: usize,
+    /// Bytes of the groups' flat keys.
+    pub key_bytes: usize,
+    /// (customer hash, count) entries stored in panes.
+    pub customer_entries: usize,
+    /// Panes the groups' windows span (window and surge baseline), stored or not.
+    pub window_panes: usize,
+}
+
+impl Footprint {
+    /// The data's own size: per group its key, per stored pane its index and
+    /// three 8-byte counters, per customer entry a hash and a count (12 bytes).
+    pub fn stored_bytes(&self) -> usize {
+        self.key_bytes + self.panes * 32 + self.customer_entries * 12
+    }
+
+    /// The size of a dense layout: per group its key and three 8-byte
+    /// counters for every pane its window spans, plus the customer entries.
+    pub fn dense_bytes(&self) -> usize {
+        self.key_bytes + self.window_panes * 24 + self.customer_entries * 12
+    }
+}
+
 impl Engine {
+    /// Counts what the groups of every rule hold (see [`Footprint`]).
+    pub fn footprint(&self) -> Footprint {
+        let mut f = Footprint::default();
+        for rule in &self.rules {
+            let span = (rule.shape.n + rule.shape.m) as usize;
+            for g in rule.slots.iter().filter_map(|s| s.group.as_ref()) {
+                f.groups += 1;
+                f.window_panes += span;
+                f.panes += g.window.pane_count();
+                f.key_bytes += g.key.len();
+                f.customer_entries += g.window.customer_entries();
+            }
+        }
+        f
+    }
+
     /// The groups of rule `i` with their latest values, in slot order
     /// (deterministic for a given input).
     pub fn groups(&self, i: usize) -> Vec<GroupView> {
@@ -61,14 +107,13 @@ impl Engine {
     ) -> Option<(Phase, Option<f64>, i64)> {
         let rule = self.rules.get(i)?;
         let hash = group_hash(&self.hasher, values.clone());
-        let slots = &rule.slots;
-        let slot = rule.index.find(hash, |&s| {
-            slots[s as usize]
-                .group
-                .as_ref()
-                .is_some_and(|g| g.hash == hash && key_eq(&g.key, values.clone()))
-        })?;
-        let g = slots[*slot as usize].group.as_ref()?;
+        let table = self.tables.get(rule.group_by_id)?;
+        let e = table.find_by(hash, |key| key_eq(key, values.clone()))?;
+        let g = rule
+            .slots
+            .get(table.slot(e, rule.member) as usize)?
+            .group
+            .as_ref()?;
         Some((g.phase, g.value, g.evaluated_at))
     }
 
