@@ -100,8 +100,12 @@ struct RuleRt {
 pub struct GroupView {
     /// (attribute, value) in `group_by` order.
     pub group: Vec<(String, String)>,
-    /// Latest value.
+    /// Latest value (with `confidence`: the confidence bound judged).
     pub value: Option<f64>,
+    /// The point estimate behind `value` when the rule has a `confidence`
+    /// (recomputed from the window of the latest evaluation; `None` for
+    /// rules without one, whose `value` is the estimate).
+    pub estimate: Option<f64>,
     /// When it was computed.
     pub evaluated_at: i64,
     /// Alert phase.

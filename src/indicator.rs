@@ -184,6 +184,12 @@ impl Indicator {
         }
     }
 
+    /// Whether the rule judges a confidence bound (`confidence` is set), so
+    /// that [`Indicator::value`] differs from [`Indicator::estimate`].
+    pub fn is_guarded(&self) -> bool {
+        self.guard.is_some()
+    }
+
     /// The point estimate and its volume, whatever the rule's `confidence`.
     pub fn estimate(&self, w: &Window, n: i64, baseline_panes: i64) -> (Option<f64>, i64) {
         self.kind.value(w, n, baseline_panes)

@@ -194,9 +194,18 @@ impl RuleRt {
     }
 
     pub(super) fn view(&self, g: &Group) -> GroupView {
+        let estimate = if self.indicator.is_guarded() {
+            let end = end_pane(g.evaluated_at, self.slide);
+            let base = self.baseline_panes(end);
+            let (v, volume) = self.indicator.estimate(&g.window, self.shape.n, base);
+            v.filter(|_| volume >= self.min_volume)
+        } else {
+            None
+        };
         GroupView {
             group: self.labels(&g.key),
             value: g.value,
+            estimate,
             evaluated_at: g.evaluated_at,
             phase: g.phase,
             dedup_key: g
