@@ -13,7 +13,6 @@
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use hdrhistogram::Histogram;
 use prometheus::{
     Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -21,6 +20,11 @@ use prometheus::{
 use crate::alert::{Phase, State};
 use crate::engine::{Engine, EngineStats, RuleStats};
 use crate::event::InvalidReason;
+
+mod latency;
+
+use latency::Latencies;
+pub use latency::Recorder;
 
 /// Errors creating the metrics registry.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +39,8 @@ pub enum MetricsError {
 struct Series {
     labels: Vec<(String, String)>,
     value: Option<f64>,
+    /// The point estimate when the rule judges a confidence bound.
+    estimate: Option<f64>,
     state: i64,
 }
 
@@ -280,6 +286,7 @@ impl Metrics {
                         .map(|(k, v)| (label_name(&k), v))
                         .collect(),
                     value: g.value,
+                    estimate: g.estimate,
                     state: g.phase.code(),
                 })
                 .collect();
@@ -389,18 +396,41 @@ fn write_labels(out: &mut String, rule: &str, extra: &[(String, String)]) {
     out.push('}');
 }
 
-fn render_indicators(snaps: &[RuleSnapshot], out: &mut String) {
-    out.push_str("# HELP crisiswatch_indicator_value Indicator value per rule and group (the rule's group_by attributes are labels).\n");
-    out.push_str("# TYPE crisiswatch_indicator_value gauge\n");
+/// One gauge with a sample per exported group that has `pick`'s value.
+fn render_group_gauge(
+    snaps: &[RuleSnapshot],
+    out: &mut String,
+    name: &str,
+    help: &str,
+    pick: impl Fn(&Series) -> Option<f64>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
     for s in snaps {
         for series in &s.series {
-            if let Some(v) = series.value.filter(|v| v.is_finite()) {
-                out.push_str("crisiswatch_indicator_value");
+            if let Some(v) = pick(series).filter(|v| v.is_finite()) {
+                out.push_str(name);
                 write_labels(out, &s.name, &series.labels);
                 let _ = writeln!(out, " {v}");
             }
         }
     }
+}
+
+fn render_indicators(snaps: &[RuleSnapshot], out: &mut String) {
+    render_group_gauge(
+        snaps,
+        out,
+        "crisiswatch_indicator_value",
+        "Indicator value per rule and group (the rule's group_by attributes are labels).",
+        |s| s.value,
+    );
+    render_group_gauge(
+        snaps,
+        out,
+        "crisiswatch_indicator_estimate",
+        "Point estimate per rule and group for rules with a confidence (crisiswatch_indicator_value is then the confidence bound judged).",
+        |s| s.estimate,
+    );
     out.push_str("# HELP crisiswatch_indicator_threshold Threshold per rule and severity; severity=\"clear\" is the hysteresis threshold.\n");
     out.push_str("# TYPE crisiswatch_indicator_threshold gauge\n");
     for s in snaps {
@@ -439,152 +469,5 @@ pub fn phase_name(p: &Phase) -> &'static str {
         Phase::Inactive => "inactive",
         Phase::Pending { .. } => "pending",
         Phase::Firing { .. } => "firing",
-    }
-}
-
-// === latencies ===
-
-/// Per-batch counts a driver keeps without touching shared state per event.
-#[derive(Debug)]
-pub struct Recorder {
-    /// Event types counted by name; anything else is "other" (last slot).
-    types: Vec<String>,
-    received: Vec<u64>,
-    processing: Histogram<u64>,
-    event_to_incident: Histogram<u64>,
-}
-
-/// Highest latency tracked, ms (7 days); larger values are clamped.
-const MAX_LATENCY_MS: u64 = 7 * 24 * 3600 * 1000;
-
-fn histogram() -> Histogram<u64> {
-    // The bounds are valid constants (low ≥ 1, high ≥ 2 × low, 3 significant
-    // digits ≤ 5): the only inputs `new_with_bounds` rejects, so this cannot fail.
-    Histogram::new_with_bounds(1, MAX_LATENCY_MS, 3).expect("constant histogram bounds are valid")
-}
-
-impl Recorder {
-    /// A recorder counting the types the configuration's rules name.
-    pub fn new(cfg: &crate::config::Config) -> Self {
-        let mut types: Vec<String> = ["complaint", "feedback", "order", "cancellation"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        for r in &cfg.rules {
-            for sel in r.indicator.selectors() {
-                if let Some(crate::config::ValueMatch::Is(v)) = &sel.kind {
-                    for t in v.to_vec() {
-                        if !types.contains(&t) && types.len() < 32 {
-                            types.push(t);
-                        }
-                    }
-                }
-            }
-        }
-        let n = types.len();
-        types.push("other".to_string());
-        Recorder {
-            types,
-            received: vec![0; n + 1],
-            processing: histogram(),
-            event_to_incident: histogram(),
-        }
-    }
-
-    /// Counts a valid event of type `kind`, `lag_ms` behind the wall clock.
-    #[inline]
-    pub fn event(&mut self, kind: &str, lag_ms: i64) {
-        let last = self.received.len() - 1;
-        let i = self.types[..last]
-            .iter()
-            .position(|t| t == kind)
-            .unwrap_or(last);
-        self.received[i] += 1;
-        let _ = self
-            .processing
-            .record((lag_ms.max(1) as u64).min(MAX_LATENCY_MS));
-    }
-
-    /// Records the latency from a firing transition's event time to now.
-    pub fn incident(&mut self, event_time_ms: i64, now_ms: i64) {
-        let lat = (now_ms - event_time_ms).max(1) as u64;
-        let _ = self.event_to_incident.record(lat.min(MAX_LATENCY_MS));
-    }
-}
-
-/// Rolling latency histograms: quantiles over the current and previous minute.
-#[derive(Debug)]
-struct Latencies {
-    processing: [Histogram<u64>; 2],
-    event_to_incident: [Histogram<u64>; 2],
-    sums: [(f64, u64); 2],
-    rotated: std::time::Instant,
-}
-
-impl Latencies {
-    fn new() -> Self {
-        Latencies {
-            processing: [histogram(), histogram()],
-            event_to_incident: [histogram(), histogram()],
-            sums: [(0.0, 0); 2],
-            rotated: std::time::Instant::now(),
-        }
-    }
-
-    fn absorb(&mut self, rec: &mut Recorder) {
-        if self.rotated.elapsed() >= std::time::Duration::from_secs(60) {
-            self.rotated = std::time::Instant::now();
-            self.processing.swap(0, 1);
-            self.processing[0].reset();
-            self.event_to_incident.swap(0, 1);
-            self.event_to_incident[0].reset();
-        }
-        for (k, (cur, h)) in [
-            (&mut self.processing[0], &mut rec.processing),
-            (&mut self.event_to_incident[0], &mut rec.event_to_incident),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if !h.is_empty() {
-                self.sums[k].0 += h.mean() * h.len() as f64 / 1000.0;
-                self.sums[k].1 += h.len();
-                let _ = cur.add(&*h);
-                h.reset();
-            }
-        }
-    }
-
-    fn render(&self, out: &mut String) {
-        for (k, (name, help, hs)) in [
-            (
-                "crisiswatch_processing_lag_seconds",
-                "Wall-clock time minus event time when an event is applied (quantiles over the last 1-2 minutes).",
-                &self.processing,
-            ),
-            (
-                "crisiswatch_event_to_incident_seconds",
-                "Wall-clock time from the event that crossed a threshold to the incident transition (quantiles over the last 1-2 minutes).",
-                &self.event_to_incident,
-            ),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let mut merged = hs[0].clone();
-            let _ = merged.add(&hs[1]);
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} summary");
-            for q in [0.5, 0.9, 0.99, 1.0] {
-                let v = if merged.is_empty() {
-                    f64::NAN
-                } else {
-                    merged.value_at_quantile(q) as f64 / 1000.0
-                };
-                let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");
-            }
-            let _ = writeln!(out, "{name}_sum {}", self.sums[k].0);
-            let _ = writeln!(out, "{name}_count {}", self.sums[k].1);
-        }
     }
 }

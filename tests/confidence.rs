@@ -211,3 +211,91 @@ thresholds = { warning = 0.5 }
     assert!(err.contains("rules[0].indicator.min_events"), "{err}");
     assert!(err.contains("rules[1].indicator.min_customers"), "{err}");
 }
+
+/// The value of `metric{labels}` in a Prometheus text exposition.
+fn sample(text: &str, metric: &str, labels: &str) -> Option<f64> {
+    let head = format!("{metric}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&head))
+        .map(|v| v.parse().unwrap())
+}
+
+#[test]
+fn the_point_estimate_is_exported_and_charted_beside_the_bound() {
+    // 16 severe of 25 complaints (0.64): the guarded rule judges the 95 %
+    // Wilson lower bound 0.4757, and exports the 0.64 beside it; the same
+    // rule without confidence exports its value only.
+    let cfg = config("confidence = 0.95");
+    let start = 1_795_000_000_000;
+    let lines = slice("small", 25, 16, &[], start);
+    let mut engine = crisiswatch::engine::Engine::new(&cfg).unwrap();
+    let mut out = Vec::new();
+    let mut sorted = lines.clone();
+    sorted.sort_by_key(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["ts"].as_i64());
+    for l in &sorted {
+        engine.process_bytes(l.as_bytes(), None, &mut out).unwrap();
+    }
+    let metrics = crisiswatch::metrics::Metrics::new(100).unwrap();
+    metrics.publish(&engine, 0);
+    let text = metrics.render();
+    let labels = r#"rule="severe_share",product="small""#;
+    let bound = sample(&text, "crisiswatch_indicator_value", labels).expect("value");
+    let estimate = sample(&text, "crisiswatch_indicator_estimate", labels).expect("estimate");
+    assert!((bound - 0.475_708_864).abs() < 1e-6, "{bound}");
+    assert!((estimate - 0.64).abs() < 1e-12, "{estimate}");
+    assert!(text.contains("# TYPE crisiswatch_indicator_estimate gauge"));
+
+    let plain = config("");
+    let mut engine = crisiswatch::engine::Engine::new(&plain).unwrap();
+    for l in &sorted {
+        engine.process_bytes(l.as_bytes(), None, &mut out).unwrap();
+    }
+    let metrics = crisiswatch::metrics::Metrics::new(100).unwrap();
+    metrics.publish(&engine, 0);
+    let text = metrics.render();
+    assert_eq!(
+        sample(&text, "crisiswatch_indicator_value", labels),
+        Some(0.64)
+    );
+    assert_eq!(
+        sample(&text, "crisiswatch_indicator_estimate", labels),
+        None,
+        "no estimate without a confidence"
+    );
+
+    // The chart samples both at every pane boundary: the bound never above
+    // the estimate, and the estimate drawn and named.
+    let group = vec![("product".to_string(), "small".to_string())];
+    let chart = backtest::chart::collect_from(&cfg, "severe_share", &group, &[], None, |f| {
+        sorted.iter().for_each(|l| f(l.as_bytes()));
+        Ok(())
+    })
+    .unwrap();
+    assert!(!chart.estimates.is_empty());
+    let mut compared = 0;
+    for (t, e) in &chart.estimates {
+        let v = chart
+            .points
+            .iter()
+            .find(|(pt, _)| pt == t)
+            .and_then(|p| p.1);
+        if let (Some(e), Some(v)) = (e, v) {
+            assert!(v <= *e, "bound {v} above estimate {e} at {t}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 0);
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("c.svg");
+    backtest::chart::render_indicator(&chart, &svg).unwrap();
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(svg.contains("point estimate"), "{svg}");
+    assert!(svg.contains("severe_share (95 % confidence bound)"));
+    let plain_chart =
+        backtest::chart::collect_from(&plain, "severe_share", &group, &[], None, |f| {
+            sorted.iter().for_each(|l| f(l.as_bytes()));
+            Ok(())
+        })
+        .unwrap();
+    assert!(plain_chart.estimates.is_empty());
+}

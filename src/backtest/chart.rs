@@ -73,8 +73,12 @@ pub struct IndicatorChart {
     pub rule: RuleConfig,
     /// The slice.
     pub group: Labels,
-    /// (time, value) samples; `None` is "no data".
+    /// (time, value) samples; `None` is "no data". With the rule's
+    /// `confidence` the value is the confidence bound judged.
     pub points: Vec<(i64, Option<f64>)>,
+    /// With the rule's `confidence`: (time, point estimate) at every pane
+    /// boundary, drawn beside the bound; empty otherwise.
+    pub estimates: Vec<(i64, Option<f64>)>,
     /// Firing intervals (fired → resolved, or the end of the data).
     pub firing: Vec<(i64, i64)>,
     /// Known crises of this slice.
@@ -125,6 +129,8 @@ pub fn parse_group(rule: &RuleConfig, spec: &str) -> Result<Labels, ChartError> 
 struct Sample {
     group: Labels,
     points: Vec<(i64, Option<f64>)>,
+    /// Point estimates, when the rule has a confidence.
+    estimates: Option<Vec<(i64, Option<f64>)>>,
     tracker: Tracker,
 }
 
@@ -137,12 +143,11 @@ impl Observer for Sample {
     }
 
     fn boundary(&mut self, engine: &Engine, at: i64) {
-        let v = engine
-            .groups(0)
-            .into_iter()
-            .find(|g| g.group == self.group)
-            .and_then(|g| g.value);
-        self.points.push((at, v));
+        let g = engine.groups(0).into_iter().find(|g| g.group == self.group);
+        self.points.push((at, g.as_ref().and_then(|g| g.value)));
+        if let Some(e) = self.estimates.as_mut() {
+            e.push((at, g.and_then(|g| g.estimate)));
+        }
     }
 }
 
@@ -192,6 +197,7 @@ fn collect_with(
     let mut obs = Sample {
         group: group.clone(),
         points: Vec::new(),
+        estimates: rule.confidence.map(|_| Vec::new()),
         tracker: Tracker::new(driver.engine()),
     };
     feed(&mut |line, at| match at {
@@ -219,6 +225,7 @@ fn collect_with(
         rule,
         group: group.clone(),
         points: obs.points,
+        estimates: obs.estimates.unwrap_or_default(),
         firing,
         crises,
         start_ms: start,
@@ -265,7 +272,12 @@ const LEVEL_COLOURS: [RGBColor; 4] = [
 /// Draws an indicator chart to an SVG file.
 pub fn render_indicator(c: &IndicatorChart, path: &Path) -> Result<(), ChartError> {
     let err = draw_err(path);
-    let values: Vec<f64> = c.points.iter().filter_map(|(_, v)| *v).collect();
+    let values: Vec<f64> = c
+        .points
+        .iter()
+        .chain(&c.estimates)
+        .filter_map(|(_, v)| *v)
+        .collect();
     let levels = c.rule.thresholds.levels();
     let clear = c.rule.clear_threshold();
     let mut lo = values.iter().copied().fold(f64::INFINITY, f64::min);
@@ -354,26 +366,34 @@ pub fn render_indicator(c: &IndicatorChart, path: &Path) -> Result<(), ChartErro
             .label(format!("clear {}", fmt_value(v)))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], green.stroke_width(1)));
     }
-    // The indicator, broken where there is no data.
-    let mut segments: Vec<Vec<(f64, f64)>> = Vec::new();
-    let mut cur: Vec<(f64, f64)> = Vec::new();
-    for &(t, v) in &c.points {
-        match v {
-            Some(v) => cur.push((hx(t), v)),
-            None if !cur.is_empty() => segments.push(std::mem::take(&mut cur)),
-            None => {}
+    // With a confidence, the point estimate (thin, light) beside the bound.
+    let light = RGBColor(0x8f, 0xa8, 0xd8);
+    for (i, seg) in segments(&c.estimates, hx).into_iter().enumerate() {
+        let s = chart
+            .draw_series(LineSeries::new(seg, light.stroke_width(1)))
+            .map_err(|e| err(e.to_string()))?;
+        if i == 0 {
+            s.label("point estimate").legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 14, y)], light.stroke_width(1))
+            });
         }
     }
-    if !cur.is_empty() {
-        segments.push(cur);
-    }
+    // The indicator, broken where there is no data.
+    let name = match c.rule.confidence {
+        Some(level) => format!(
+            "{} ({} % confidence bound)",
+            c.rule.name,
+            fmt_value(level * 100.0)
+        ),
+        None => c.rule.name.clone(),
+    };
     let blue = RGBColor(0x1f, 0x4e, 0xa8);
-    for (i, seg) in segments.into_iter().enumerate() {
+    for (i, seg) in segments(&c.points, hx).into_iter().enumerate() {
         let s = chart
             .draw_series(LineSeries::new(seg, blue.stroke_width(2)))
             .map_err(|e| err(e.to_string()))?;
         if i == 0 {
-            s.label(c.rule.name.clone()).legend(move |(x, y)| {
+            s.label(name.clone()).legend(move |(x, y)| {
                 PathElement::new([(x, y), (x + 14, y)], blue.stroke_width(2))
             });
         }
@@ -387,6 +407,24 @@ pub fn render_indicator(c: &IndicatorChart, path: &Path) -> Result<(), ChartErro
         .map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
+}
+
+/// The samples with a value as line segments in chart coordinates, broken
+/// where there is no data.
+fn segments(points: &[(i64, Option<f64>)], hx: impl Fn(i64) -> f64) -> Vec<Vec<(f64, f64)>> {
+    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut cur: Vec<(f64, f64)> = Vec::new();
+    for &(t, v) in points {
+        match v {
+            Some(v) => cur.push((hx(t), v)),
+            None if !cur.is_empty() => out.push(std::mem::take(&mut cur)),
+            None => {}
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 /// Draws a tuning run to an SVG file: median delay against false incidents.
