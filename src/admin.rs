@@ -402,6 +402,34 @@ fn tls_unverified(cfg: &Config) -> Vec<String> {
         .collect()
 }
 
+/// The admin side that `run` and `demo` set up alike: the loaded
+/// configuration (for `/api/v1/status` and reloads), the admin token, and
+/// reload requests from `POST /api/v1/reload` and SIGHUP. Returns where the
+/// requests arrive and the reload metrics.
+pub fn set_up(
+    admin: &AdminState,
+    registry: &prometheus::Registry,
+    cfg: &Config,
+    config_path: Option<PathBuf>,
+    config_text: &str,
+) -> Result<(mpsc::Receiver<ReloadRequest>, ReloadMetrics), AdminError> {
+    admin.set_config(config_path, config_text);
+    match Secret::load(
+        cfg.server.admin_token_env.as_deref(),
+        cfg.server.admin_token_file.as_deref(),
+    ) {
+        Ok(token) => admin.set_token(token),
+        Err(e) => {
+            tracing::warn!(error = %e, "Admin token unavailable; admin endpoints (reload, silences) are refused.")
+        }
+    }
+    let metrics = ReloadMetrics::new(registry)?;
+    let (tx, rx) = mpsc::channel(4);
+    admin.set_reload_sender(tx.clone());
+    crate::signal::spawn_sighup(tx);
+    Ok((rx, metrics))
+}
+
 /// Metrics of configuration reloads.
 #[derive(Debug, Clone)]
 pub struct ReloadMetrics {

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admin::{self, ReloadMetrics};
+use crate::admin;
 use crate::alert::{State, Transition};
 use crate::backtest::labels;
 use crate::config::Config;
@@ -25,7 +25,6 @@ use crate::generator::{Crisis, Generator, GeneratorSettings};
 use crate::http::{self, AppState, HttpError};
 use crate::metrics::Recorder;
 use crate::metrics::{Metrics, MetricsError};
-use crate::secret::Secret;
 
 /// Simulated time processed per step.
 const STEP_MS: i64 = 60_000;
@@ -148,24 +147,15 @@ pub async fn run(
     let duration = d.duration.as_ms();
     let mut engine = Engine::new(cfg)?;
     let metrics = Metrics::new(cfg.server.max_series_per_rule)?;
-    let reload_metrics = ReloadMetrics::new(metrics.registry())?;
     let mut recorder = Recorder::new(cfg);
     let state = AppState::new(Arc::clone(&metrics));
-    state
-        .admin
-        .set_config(opts.config_path.clone(), &opts.config_text);
-    match Secret::load(
-        cfg.server.admin_token_env.as_deref(),
-        cfg.server.admin_token_file.as_deref(),
-    ) {
-        Ok(token) => state.admin.set_token(token),
-        Err(e) => {
-            tracing::info!(error = %e, "Admin token unavailable; admin endpoints are disabled.")
-        }
-    }
-    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);
-    state.admin.set_reload_sender(reload_tx.clone());
-    crate::signal::spawn_sighup(reload_tx);
+    let (mut reload_rx, reload_metrics) = admin::set_up(
+        &state.admin,
+        metrics.registry(),
+        cfg,
+        opts.config_path.clone(),
+        &opts.config_text,
+    )?;
     // Incidents go through the durable outbox when an HTTP receiver has a URL.
     let incidents = if crate::incident::has_http_receivers(cfg) {
         let m = crate::incident::IncidentManager::open(

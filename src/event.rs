@@ -181,6 +181,19 @@ pub const MAX_ATTRIBUTES: usize = 256;
 /// (a repeated key counted once, with its last value); more is `oversized`.
 pub const MAX_ATTRIBUTE_BYTES: usize = 16 * 1024;
 
+/// `s` cut to at most `max` bytes, at a character boundary (for details
+/// quoted in logs and dead-letter headers).
+pub(crate) fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Limits applied while decoding.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeLimits {

@@ -142,25 +142,16 @@ pub async fn run(
         stopping: std::sync::atomic::AtomicBool::new(false),
     });
     let state = AppState::new(Arc::clone(&metrics));
-    state
-        .admin
-        .set_config(opts.config_path.clone(), &opts.config_text);
+    let (reload_rx, reload_metrics) = crate::admin::set_up(
+        &state.admin,
+        metrics.registry(),
+        cfg,
+        opts.config_path.clone(),
+        &opts.config_text,
+    )
+    .map_err(|e| RunError::Reload(e.to_string()))?;
     // The rules are listed from the start, before the first tick.
     state.admin.publish(crate::admin::snapshot(&engine));
-    match crate::secret::Secret::load(
-        cfg.server.admin_token_env.as_deref(),
-        cfg.server.admin_token_file.as_deref(),
-    ) {
-        Ok(token) => state.admin.set_token(token),
-        Err(e) => {
-            tracing::warn!(error = %e, "Admin token unavailable; admin endpoints (reload, silences) are refused.")
-        }
-    }
-    let reload_metrics = crate::admin::ReloadMetrics::new(metrics.registry())
-        .map_err(|e| RunError::Reload(e.to_string()))?;
-    let (reload_tx, reload_rx) = mpsc::channel(4);
-    state.admin.set_reload_sender(reload_tx.clone());
-    crate::signal::spawn_sighup(reload_tx);
     let (stop_http, stop_http_rx) = watch::channel(false);
     let server = if cfg.server.listen.is_empty() {
         None

@@ -17,10 +17,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use kafka_support::broker::Broker;
-use kafka_support::client::{committed, create_topics, produce, Out};
+use kafka_support::client::{committed, create_topics, produce};
 use kafka_support::receiver::Receiver;
 use kafka_support::service::Service;
-use kafka_support::{base_config, wait_until};
+use kafka_support::{base_config, complaint_burst, hour_t0, wait_until};
 
 /// A tmpfs of `size` mounted at a directory; unmounted on drop.
 struct Tmpfs {
@@ -74,33 +74,6 @@ fn fill(dir: &Path) -> PathBuf {
         .is_ok()
     {}
     path
-}
-
-fn t0() -> i64 {
-    let now = chrono::Utc::now().timestamp_millis();
-    now - now.rem_euclid(3_600_000) - 2 * 3_600_000
-}
-
-/// 30 complaints for `product`, then one for an idle product two minutes on
-/// that moves event time past their pane.
-fn burst(tag: &str, product: &str, from: i64) -> Vec<Out> {
-    let mut out: Vec<Out> = (0..30)
-        .map(|i| {
-            let ts = from + i * 1000;
-            Out::new(
-                "complaints",
-                0,
-                format!(r#"{{"id":"{tag}-{i}","ts":{ts},"attrs":{{"product":"{product}"}}}}"#),
-            )
-        })
-        .collect();
-    let ts = from + 120_000;
-    out.push(Out::new(
-        "complaints",
-        0,
-        format!(r#"{{"id":"{tag}-tick","ts":{ts},"attrs":{{"product":"idle"}}}}"#),
-    ));
-    out
 }
 
 const RULE: &str = r#"
@@ -162,10 +135,14 @@ fn a_full_then_read_only_data_dir_pauses_without_committing_and_recovers() {
         svc.metric("crisiswatch_outbox_write_failures_total")
             .unwrap_or(0.0)
     };
-    let start = t0();
+    let start = hour_t0();
 
     // Healthy: the incident goes out, every offset is committed.
-    produce(&bs, &burst("one", "p1", start), Duration::from_secs(30));
+    produce(
+        &bs,
+        &complaint_burst("one", "p1", start, 30),
+        Duration::from_secs(30),
+    );
     wait_until(Duration::from_secs(60), "the first incident", || {
         opened(&rx) == ["p1"]
     });
@@ -178,7 +155,7 @@ fn a_full_then_read_only_data_dir_pauses_without_committing_and_recovers() {
     let filler = fill(&fs.path);
     produce(
         &bs,
-        &burst("two", "p2", start + 5 * 60_000),
+        &complaint_burst("two", "p2", start + 5 * 60_000, 30),
         Duration::from_secs(30),
     );
     wait_until(Duration::from_secs(60), "the outbox write fails", || {
@@ -234,7 +211,7 @@ fn a_full_then_read_only_data_dir_pauses_without_committing_and_recovers() {
     let svc = Service::start(dir.path(), "svc", &cfg);
     produce(
         &bs,
-        &burst("three", "p3", start + 10 * 60_000),
+        &complaint_burst("three", "p3", start + 10 * 60_000, 30),
         Duration::from_secs(30),
     );
     wait_until(Duration::from_secs(60), "the third incident", || {

@@ -6,10 +6,10 @@ mod kafka_support;
 mod support;
 
 use kafka_support::broker::Broker;
-use kafka_support::client::{create_topics, produce, Out};
+use kafka_support::client::{create_topics, produce};
 use kafka_support::receiver::Receiver;
 use kafka_support::service::Service;
-use kafka_support::{base_config, wait_until};
+use kafka_support::{base_config, complaint_burst, hour_t0, wait_until};
 use std::time::Duration;
 use support::{body_of, http, status_of};
 
@@ -130,35 +130,6 @@ fn run_reloads_on_the_api_and_sighup_and_refuses_a_broken_config() {
     });
 }
 
-/// Event time of the reload scenario: two hours ago, on a full hour.
-fn t0() -> i64 {
-    let now = chrono::Utc::now().timestamp_millis();
-    now - now.rem_euclid(3_600_000) - 2 * 3_600_000
-}
-
-/// `n` complaints for `product` from `from` (ms), one a second, and one
-/// complaint for an idle product two minutes later that moves event time on
-/// past the end of their one-minute pane.
-fn burst(tag: &str, product: &str, from: i64, n: i64) -> Vec<Out> {
-    let mut out: Vec<Out> = (0..n)
-        .map(|i| {
-            let ts = from + i * 1000;
-            Out::new(
-                "complaints",
-                0,
-                format!(r#"{{"id":"{tag}-{i}","ts":{ts},"attrs":{{"product":"{product}"}}}}"#),
-            )
-        })
-        .collect();
-    let ts = from + 120_000;
-    out.push(Out::new(
-        "complaints",
-        0,
-        format!(r#"{{"id":"{tag}-tick","ts":{ts},"attrs":{{"product":"idle"}}}}"#),
-    ));
-    out
-}
-
 fn incident_rule(name: &str, warning: u32, runbook: &str) -> String {
     format!(
         r#"
@@ -238,8 +209,12 @@ fn a_reload_changes_the_route_and_the_runbook_seen_in_the_next_webhook() {
         incident_rule("complaints", 20, "https://rb.example/complaints-v1")
     );
     let svc = Service::start(dir.path(), "svc", &v1);
-    let start = t0();
-    produce(&bs, &burst("one", "p1", start, 30), Duration::from_secs(30));
+    let start = hour_t0();
+    produce(
+        &bs,
+        &complaint_burst("one", "p1", start, 30),
+        Duration::from_secs(30),
+    );
     wait_until(Duration::from_secs(60), "the first incident at a", || {
         !a.bodies().is_empty()
     });
@@ -278,7 +253,7 @@ fn a_reload_changes_the_route_and_the_runbook_seen_in_the_next_webhook() {
 
     produce(
         &bs,
-        &burst("two", "p2", start + 5 * 60_000, 30),
+        &complaint_burst("two", "p2", start + 5 * 60_000, 30),
         Duration::from_secs(30),
     );
     wait_until(Duration::from_secs(60), "both new incidents at b", || {

@@ -155,7 +155,10 @@ impl<'a> RawEvent<'a> {
             Some(Scalar::Str(s)) => parse_rfc3339_ms(&s).ok_or_else(|| {
                 Invalid::new(
                     InvalidReason::BadTimestamp,
-                    format!("ts {:?} is not RFC 3339 with an offset", truncate(&s, 64)),
+                    format!(
+                        "ts {:?} is not RFC 3339 with an offset",
+                        super::truncate_bytes(&s, 64)
+                    ),
                 )
             })?,
             Some(Scalar::I64(v)) => v,
@@ -221,17 +224,6 @@ impl<'a> RawEvent<'a> {
             sentiment,
         })
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 fn required_str<'a>(field: &str, v: Option<Scalar<'a>>) -> Result<Cow<'a, str>, Invalid> {

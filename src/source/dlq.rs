@@ -131,7 +131,7 @@ impl DeadLetters {
                 value: v.as_deref(),
             });
         }
-        let detail = truncate(detail, MAX_DETAIL);
+        let detail = crate::event::truncate_bytes(detail, MAX_DETAIL);
         let partition = rec.at.partition.to_string();
         let offset = rec.offset.to_string();
         for (k, v) in [
@@ -219,15 +219,4 @@ async fn deliver(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }

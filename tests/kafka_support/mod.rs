@@ -11,6 +11,36 @@ pub mod service;
 
 use std::time::{Duration, Instant};
 
+/// Event time of test data: two hours ago, on a full hour (well inside the
+/// future-skew limit, the same for every message of a run).
+pub fn hour_t0() -> i64 {
+    let now = chrono::Utc::now().timestamp_millis();
+    now - now.rem_euclid(3_600_000) - 2 * 3_600_000
+}
+
+/// `n` complaints for `product` on partition 0 of `complaints` from `from`
+/// (ms), one a second, then one for an idle product two minutes later that
+/// moves event time past the end of their one-minute pane.
+pub fn complaint_burst(tag: &str, product: &str, from: i64, n: i64) -> Vec<client::Out> {
+    let mut out: Vec<client::Out> = (0..n)
+        .map(|i| {
+            let ts = from + i * 1000;
+            client::Out::new(
+                "complaints",
+                0,
+                format!(r#"{{"id":"{tag}-{i}","ts":{ts},"attrs":{{"product":"{product}"}}}}"#),
+            )
+        })
+        .collect();
+    let ts = from + 120_000;
+    out.push(client::Out::new(
+        "complaints",
+        0,
+        format!(r#"{{"id":"{tag}-tick","ts":{ts},"attrs":{{"product":"idle"}}}}"#),
+    ));
+    out
+}
+
 /// Polls `cond` until it holds; fails the test after `deadline` saying `what`.
 pub fn wait_until(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;
