@@ -193,10 +193,9 @@ impl Tuner {
             } else {
                 let rules: Vec<RuleConfig> =
                     members.iter().map(|&i| rows[i].0.rule.clone()).collect();
-                lanes.push(Lane::Shared {
-                    fan: PolicyFan::new(&configs[members[0]], &rules)?,
-                    rows: members,
-                });
+                let mut fan = PolicyFan::new(&configs[members[0]], &rules)?;
+                fan.set_sequenced(true);
+                lanes.push(Lane::Shared { fan, rows: members });
             }
         }
         let trackers = configs

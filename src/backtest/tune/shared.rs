@@ -96,8 +96,6 @@ impl PolicyFan {
         let mut c = cfg.clone();
         c.rules = vec![first.clone()];
         let mut engine = Engine::new(&c)?;
-        // Fed in the canonical order by the tuner's sequencer.
-        engine.set_sequenced(true);
         engine.record(0);
         let name: std::sync::Arc<str> = first.name.as_str().into();
         let replays = rules
@@ -120,6 +118,13 @@ impl PolicyFan {
             max_groups: cfg.engine.max_groups_per_rule,
             cap_reached: false,
         })
+    }
+
+    /// The fan is fed in the canonical order (the tuner's sequencer): its
+    /// engine judges lateness against the released clock alone, as a
+    /// sequenced backtest's engine does (see [`Engine::set_sequenced`]).
+    pub fn set_sequenced(&mut self, on: bool) {
+        self.engine.set_sequenced(on);
     }
 
     /// Whether the replayed transitions are exactly each policy's own
