@@ -28,16 +28,13 @@ use hashbrown::HashMap;
 /// indicator kind (see `indicator.rs`).
 pub type Counters = [i64; 3];
 
-/// One slide-sized slice of time.
+/// One slide-sized slice of time (32 bytes: two panes to a cache line).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Pane {
     /// Pane index: the pane covers `((idx−1)·S, idx·S]`.
     idx: i64,
     /// Counters of the events in this pane.
     c: Counters,
-    /// Hashes of the customers counted in this pane, with their event counts
-    /// (customer-level indicators only).
-    customers: Vec<(u64, u32)>,
 }
 
 /// Which region of the window a pane is in.
@@ -59,6 +56,10 @@ pub enum Region {
 pub struct CustomerCounts {
     #[serde(with = "customer_map")]
     counts: HashMap<u64, u32, foldhash::fast::FixedState>,
+    /// Per stored pane (parallel to the window's panes): hashes of the
+    /// customers counted in it, with their event counts. Kept here, not in
+    /// the panes, so windows without customers have small panes.
+    panes: VecDeque<Vec<(u64, u32)>>,
     /// Customers whose count is at least `min_events`.
     repeat: u64,
     /// Events dropped from customer tracking because the map was full.
@@ -207,7 +208,9 @@ impl Window {
 
     /// Customer entries stored in the panes (customer-level indicators).
     pub fn customer_entries(&self) -> usize {
-        self.panes.iter().map(|p| p.customers.len()).sum()
+        self.customers
+            .as_ref()
+            .map_or(0, |cc| cc.panes.iter().map(Vec::len).sum())
     }
 
     /// The region pane `idx` belongs to, for a window ending at `end`.
@@ -262,19 +265,18 @@ impl Window {
             }
             Region::Future | Region::Expired => {}
         }
-        if let Some(cust) = customer {
-            let record = match (region, self.customers.as_mut()) {
-                (Region::Current, Some(cc)) => {
-                    cc.inc(cust, 1, shape.min_events, shape.max_customers)
-                }
-                (Region::Future, Some(_)) => true,
+        if let (Some(cust), Some(cc)) = (customer, self.customers.as_deref_mut()) {
+            let record = match region {
+                Region::Current => cc.inc(cust, 1, shape.min_events, shape.max_customers),
+                Region::Future => true,
                 _ => false,
             };
             if record {
-                let list = &mut self.panes[pos].customers;
-                match list.iter_mut().rev().take(4).find(|(c, _)| *c == cust) {
-                    Some(entry) => entry.1 = entry.1.saturating_add(1),
-                    None => list.push((cust, 1)),
+                if let Some(list) = cc.panes.get_mut(pos) {
+                    match list.iter_mut().rev().take(4).find(|(c, _)| *c == cust) {
+                        Some(entry) => entry.1 = entry.1.saturating_add(1),
+                        None => list.push((cust, 1)),
+                    }
                 }
             }
         }
@@ -302,14 +304,10 @@ impl Window {
                 Err(pos) => pos,
             },
         };
-        self.panes.insert(
-            pos,
-            Pane {
-                idx,
-                c: [0; 3],
-                customers: Vec::new(),
-            },
-        );
+        self.panes.insert(pos, Pane { idx, c: [0; 3] });
+        if let Some(cc) = self.customers.as_deref_mut() {
+            cc.panes.insert(pos, Vec::new());
+        }
         // Regions are contiguous and sorted: the cursors count the panes before them.
         if idx <= self.end - n {
             self.cur_start += 1;
@@ -359,6 +357,9 @@ impl Window {
             self.base_sum = self.base_sum.saturating_sub(c0);
             self.base_sumsq = self.base_sumsq.saturating_sub(square(c0));
             self.panes.pop_front();
+            if let Some(cc) = self.customers.as_deref_mut() {
+                cc.panes.pop_front();
+            }
             self.cur_start -= 1;
             self.fut_start -= 1;
         }
@@ -380,26 +381,30 @@ impl Window {
     }
 
     fn enter_current(&mut self, i: usize, shape: &Shape) {
-        let pane = &mut self.panes[i];
+        let pane = &self.panes[i];
         for (c, d) in self.cur.iter_mut().zip(pane.c) {
             *c = c.saturating_add(d);
         }
-        if let Some(cc) = self.customers.as_mut() {
-            pane.customers
-                .retain(|&(cust, n)| cc.inc(cust, n, shape.min_events, shape.max_customers));
+        if let Some(cc) = self.customers.as_deref_mut() {
+            let Some(list) = cc.panes.get_mut(i) else {
+                return;
+            };
+            let mut list = std::mem::take(list);
+            list.retain(|&(cust, n)| cc.inc(cust, n, shape.min_events, shape.max_customers));
+            cc.panes[i] = list;
         }
     }
 
     fn leave_current(&mut self, i: usize, shape: &Shape) {
-        let pane = &mut self.panes[i];
+        let pane = &self.panes[i];
         for (c, d) in self.cur.iter_mut().zip(pane.c) {
             *c = c.saturating_sub(d);
         }
-        if let Some(cc) = self.customers.as_mut() {
-            for &(cust, n) in &pane.customers {
+        if let Some(cc) = self.customers.as_deref_mut() {
+            let list = cc.panes.get_mut(i).map(std::mem::take).unwrap_or_default();
+            for &(cust, n) in &list {
                 cc.dec(cust, n, shape.min_events);
             }
-            pane.customers = Vec::new();
         }
     }
 }

@@ -22,7 +22,7 @@ use super::{Engine, EngineStats, RuleStats, Slot};
 use crate::engine::wheel::Wheel;
 
 /// Version of the snapshot layout; bump on any change to the structs below.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// Errors decoding a snapshot.
 #[derive(Debug, thiserror::Error)]
