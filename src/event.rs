@@ -106,11 +106,15 @@ pub enum InvalidReason {
     OutOfRange,
     /// `ts` is further in the future than `engine.max_future_skew`.
     FutureTimestamp,
+    /// `ts` is more than `engine.max_clock_jump` ahead of the stream's clock
+    /// and the following events did not confirm the jump (see
+    /// [`crate::sequencer::JumpGuard`]).
+    ClockJump,
 }
 
 impl InvalidReason {
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [InvalidReason; 11] = [
+    pub const ALL: [InvalidReason; 12] = [
         Self::Oversized,
         Self::NotJson,
         Self::NotObject,
@@ -122,6 +126,7 @@ impl InvalidReason {
         Self::NonFiniteNumber,
         Self::OutOfRange,
         Self::FutureTimestamp,
+        Self::ClockJump,
     ];
 
     /// The stable snake_case name used in metrics, logs and DLQ headers.
@@ -138,6 +143,7 @@ impl InvalidReason {
             Self::NonFiniteNumber => "non_finite_number",
             Self::OutOfRange => "out_of_range",
             Self::FutureTimestamp => "future_timestamp",
+            Self::ClockJump => "clock_jump",
         }
     }
 
@@ -205,6 +211,12 @@ pub struct DecodeLimits {
     pub score_range: (f64, f64),
     /// Valid `sentiment` values, (min, max) inclusive; outside is `out_of_range`.
     pub sentiment_range: (f64, f64),
+    /// An event this far ahead of the stream's clock does not move it alone
+    /// (`engine.max_clock_jump`; 0 turns the check off). Not a decode check:
+    /// the feeds apply it ([`crate::sequencer::JumpGuard`]).
+    pub max_clock_jump_ms: i64,
+    /// Events beyond the jump that confirm it (`engine.clock_jump_confirm`).
+    pub clock_jump_confirm: u32,
 }
 
 impl DecodeLimits {
@@ -216,6 +228,8 @@ impl DecodeLimits {
         max_future_skew_ms: i64::MAX,
         score_range: (f64::NEG_INFINITY, f64::INFINITY),
         sentiment_range: (f64::NEG_INFINITY, f64::INFINITY),
+        max_clock_jump_ms: 0,
+        clock_jump_confirm: 1,
     };
 }
 
@@ -227,6 +241,8 @@ impl Default for DecodeLimits {
             max_future_skew_ms: 5 * 60 * 1000,
             score_range: (0.0, 10.0),
             sentiment_range: (-1.0, 1.0),
+            max_clock_jump_ms: 24 * 3600 * 1000,
+            clock_jump_confirm: 3,
         }
     }
 }

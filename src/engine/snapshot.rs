@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use super::{Engine, EngineStats, RuleStats, Slot};
 use crate::engine::wheel::Wheel;
 
-/// Version of the snapshot layout; bump on any change to the structs below.
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// Version of the snapshot layout; bump on any change to the structs below
+/// (3: `EngineStats::invalid` counts `clock_jump` too).
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// Errors decoding a snapshot.
 #[derive(Debug, thiserror::Error)]
