@@ -45,7 +45,7 @@ use crate::alert::Transition;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::event::{decode_with_default, DecodeLimits, InvalidReason};
-use crate::sequencer::{watermark, Held, Sequencer};
+use crate::sequencer::{watermark, Held, JumpGuard, Sequencer};
 
 pub use input::{InputError, Inputs};
 pub use report::{Incident, Report, SummaryOptions};
@@ -98,7 +98,13 @@ pub struct Driver {
     seq: Sequencer<Option<Box<str>>>,
     /// Newest event time fed.
     newest: Option<i64>,
+    /// Holds events that would jump the clock (`engine.max_clock_jump`).
+    guard: JumpGuard<Suspect>,
 }
+
+/// An event the clock-jump guard may hold: the event, the line count and
+/// position it came from, and why it would be a jump.
+type Suspect = (Held<Option<Box<str>>>, u64, Option<input::LineRef>, String);
 
 impl Driver {
     /// A driver for `cfg`. Boundaries come every `cadence_ms` of event time, at
@@ -110,6 +116,10 @@ impl Driver {
         Ok(Driver {
             seq: Sequencer::new(),
             newest: None,
+            guard: JumpGuard::new(
+                engine.limits().max_clock_jump_ms,
+                engine.limits().clock_jump_confirm,
+            ),
             limits: *engine.limits(),
             engine,
             now_ms,
@@ -190,8 +200,6 @@ impl Driver {
                 return;
             }
         };
-        self.first_ms.get_or_insert(ev.ts);
-        self.watch.observe(ev.ts, self.lines, at);
         let held = Held {
             ts: ev.ts,
             id: ev.id.as_ref().into(),
@@ -199,6 +207,36 @@ impl Driver {
             tag: default_type.map(Box::<str>::from),
         };
         drop(ev);
+        let detail = self.guard.jump_detail(held.ts).unwrap_or_default();
+        let v = self.guard.offer(held.ts, (held, self.lines, at, detail));
+        self.refute(v.rejected);
+        for (held, lines, at, _) in v.pass {
+            self.hold(held, lines, at, obs);
+        }
+    }
+
+    /// Counts refuted clock jumps as invalid (`clock_jump`), naming them.
+    fn refute(&mut self, rejected: Vec<Suspect>) {
+        for (_, lines, _, detail) in rejected {
+            self.engine.record_invalid(InvalidReason::ClockJump);
+            if self.invalid_examples.len() < 5 {
+                self.invalid_examples
+                    .push((lines, InvalidReason::ClockJump, detail));
+            }
+        }
+    }
+
+    /// Holds a valid event that passed the clock-jump guard (line count
+    /// `lines`, from `at`); applies what the watermark releases.
+    fn hold(
+        &mut self,
+        held: Held<Option<Box<str>>>,
+        lines: u64,
+        at: Option<input::LineRef>,
+        obs: &mut impl Observer,
+    ) {
+        self.first_ms.get_or_insert(held.ts);
+        self.watch.observe(held.ts, lines, at);
         let newest = self.newest.map_or(held.ts, |n| n.max(held.ts));
         self.newest = Some(newest);
         if let Some(behind) = self.seq.offer(held) {
@@ -235,8 +273,11 @@ impl Driver {
         }
     }
 
-    /// End of input: applies every event still held.
+    /// End of input: undecided clock jumps are refuted; applies every event
+    /// still held.
     pub fn finish_input(&mut self, obs: &mut impl Observer) {
+        let undecided = self.guard.finish();
+        self.refute(undecided);
         let mut released = Vec::new();
         self.seq.release_all(|h| released.push(h));
         for h in released {
@@ -377,6 +418,7 @@ pub fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOptions) 
         slices,
         truth,
         incidents,
+        invalid_examples: driver.invalid_examples().to_vec(),
     }
 }
 

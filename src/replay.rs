@@ -12,7 +12,7 @@ use std::io::{BufRead, Write};
 use crate::alert::Transition;
 use crate::engine::{Engine, EngineStats};
 use crate::event::{decode, InvalidReason, OwnedEvent};
-use crate::sequencer::{watermark, SequencerOf};
+use crate::sequencer::{watermark, JumpGuard, SequencerOf};
 
 /// Errors of a replay: only I/O can fail; bad lines are counted, not fatal.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,15 @@ pub fn replay(
             continue;
         }
         summary.lines += 1;
-        if let Err(inv) = feed.push(engine, trimmed, now_ms, &mut out) {
+        let pushed = feed.push_at(engine, trimmed, now_ms, line_no, &mut out);
+        for (at, detail) in feed.take_rejected() {
+            if summary.invalid_examples.len() < 5 {
+                summary
+                    .invalid_examples
+                    .push((at, InvalidReason::ClockJump, detail));
+            }
+        }
+        if let Err(inv) = pushed {
             if summary.invalid_examples.len() < 5 {
                 summary
                     .invalid_examples
@@ -99,6 +107,13 @@ pub fn replay(
         write_transitions(&mut out, output, &mut on_transition)?;
     }
     feed.finish(engine, &mut out);
+    for (at, detail) in feed.take_rejected() {
+        if summary.invalid_examples.len() < 5 {
+            summary
+                .invalid_examples
+                .push((at, InvalidReason::ClockJump, detail));
+        }
+    }
     write_transitions(&mut out, output, &mut on_transition)?;
     output.flush().map_err(ReplayError::Write)?;
     summary.stats = engine.stats().clone();
@@ -116,6 +131,10 @@ pub struct OrderedFeed {
     seq: SequencerOf<OwnedEvent>,
     newest: Option<i64>,
     lateness_ms: i64,
+    /// Holds events that would jump the clock (`engine.max_clock_jump`).
+    guard: JumpGuard<(OwnedEvent, u64, String)>,
+    /// Refuted jumps not yet taken: (position, detail).
+    rejected: Vec<(u64, String)>,
 }
 
 impl OrderedFeed {
@@ -126,7 +145,47 @@ impl OrderedFeed {
             seq: SequencerOf::new(),
             newest: None,
             lateness_ms: engine.lateness_ms(),
+            guard: JumpGuard::new(
+                engine.limits().max_clock_jump_ms,
+                engine.limits().clock_jump_confirm,
+            ),
+            rejected: Vec::new(),
         }
+    }
+
+    /// [`OrderedFeed::push`] of the input at position `at` (a line number),
+    /// which names it if it turns out a refuted clock jump.
+    pub fn push_at(
+        &mut self,
+        engine: &mut Engine,
+        bytes: &[u8],
+        now_ms: Option<i64>,
+        at: u64,
+        out: &mut Vec<Transition>,
+    ) -> Result<(), crate::event::Invalid> {
+        let held = match decode(bytes, engine.limits(), now_ms) {
+            Ok(ev) => OwnedEvent::new(&ev, bytes),
+            Err(inv) => {
+                engine.record_invalid(inv.reason);
+                return Err(inv);
+            }
+        };
+        let detail = self.guard.jump_detail(held.ts()).unwrap_or_default();
+        let v = self.guard.offer(held.ts(), (held, at, detail));
+        for (_, at, detail) in v.rejected {
+            engine.record_invalid(InvalidReason::ClockJump);
+            self.rejected.push((at, detail));
+        }
+        for (held, _, _) in v.pass {
+            self.hold(engine, held, out);
+        }
+        Ok(())
+    }
+
+    /// Refuted clock jumps since the last call: (position, detail). They
+    /// are counted as invalid (`clock_jump`) by the engine.
+    pub fn take_rejected(&mut self) -> Vec<(u64, String)> {
+        std::mem::take(&mut self.rejected)
     }
 
     /// Decodes one input and holds it; applies what the watermark releases.
@@ -138,13 +197,12 @@ impl OrderedFeed {
         now_ms: Option<i64>,
         out: &mut Vec<Transition>,
     ) -> Result<(), crate::event::Invalid> {
-        let held = match decode(bytes, engine.limits(), now_ms) {
-            Ok(ev) => OwnedEvent::new(&ev, bytes),
-            Err(inv) => {
-                engine.record_invalid(inv.reason);
-                return Err(inv);
-            }
-        };
+        self.push_at(engine, bytes, now_ms, 0, out)
+    }
+
+    /// Holds a valid event that passed the clock-jump guard; applies what
+    /// the watermark releases.
+    fn hold(&mut self, engine: &mut Engine, held: OwnedEvent, out: &mut Vec<Transition>) {
         let newest = self.newest.map_or(held.ts(), |n| n.max(held.ts()));
         self.newest = Some(newest);
         if let Some(behind) = self.seq.offer(held) {
@@ -155,11 +213,15 @@ impl OrderedFeed {
             self.seq.release(wm, |h| apply_held(engine, &h, out));
             engine.advance_clock(wm.saturating_sub(1), out);
         }
-        Ok(())
     }
 
-    /// End of input: releases everything still held.
+    /// End of input: undecided clock jumps are refuted; releases everything
+    /// still held.
     pub fn finish(&mut self, engine: &mut Engine, out: &mut Vec<Transition>) {
+        for (_, at, detail) in self.guard.finish() {
+            engine.record_invalid(InvalidReason::ClockJump);
+            self.rejected.push((at, detail));
+        }
         self.seq.release_all(|h| apply_held(engine, &h, out));
     }
 }

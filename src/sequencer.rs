@@ -31,6 +31,10 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
+mod jump;
+
+pub use jump::{JumpGuard, Verdict};
+
 /// One held event.
 #[derive(Debug)]
 pub struct Held<T> {

@@ -354,10 +354,13 @@ at = "+0s"
 }
 
 /// Issue 11 (clock robustness, history half): a line stamped in the year 5138
-/// is rejected against the real wall clock by default (the crises are still
-/// found, the line is counted `future_timestamp`); a line merely days ahead
-/// of the rest of an old history still moves the clock, and `backtest` and
-/// `chart` then warn that most events were late, naming that line.
+/// is rejected against the wall clock (`--now`, so the test does not depend
+/// on today's date; the crises are still found, the line is counted
+/// `future_timestamp`); a line merely days ahead of the rest of an old
+/// history is held aside by `engine.max_clock_jump` and, not confirmed by the
+/// lines after it, counted `clock_jump` and named in the report. With the
+/// guard off it moves the clock, and `backtest` and `chart` then warn that
+/// most events were late, naming that line.
 #[test]
 fn bad_timestamps_in_history_are_rejected_or_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -372,6 +375,7 @@ fn bad_timestamps_in_history_are_rejected_or_named() {
         std::fs::write(&p, copy.join("\n") + "\n").unwrap();
         p
     };
+    const NOW: &str = "2026-12-01T00:00:00Z";
     let far = r#"{"id":"bad-5138","type":"order","ts":99999999999999,"attrs":{"product":"router-x","region":"eu-west"}}"#;
     let far_file = with_line_at(1000, far, "far.jsonl");
     let json = dir.path().join("far.json");
@@ -385,6 +389,8 @@ fn bad_timestamps_in_history_are_rejected_or_named() {
         s(&crises),
         "--json",
         s(&json),
+        "--now",
+        NOW,
     ]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("missed 0 of 3"), "{text}");
@@ -398,6 +404,8 @@ fn bad_timestamps_in_history_are_rejected_or_named() {
         s(&data),
         "--json",
         s(&base_json),
+        "--now",
+        NOW,
     ]);
     let base: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&base_json).unwrap()).unwrap();
@@ -410,9 +418,36 @@ fn bad_timestamps_in_history_are_rejected_or_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("were late"), "{stderr}");
 
-    // Three days after the generated day: in the past of the wall clock.
+    // Three days after the generated day: in the past of the wall clock,
+    // but far ahead of the history's own clock.
     let ahead = r#"{"id":"bad-ahead","type":"order","ts":"2026-11-24T00:00:00Z","attrs":{"product":"router-x","region":"eu-west"}}"#;
     let ahead_file = with_line_at(2000, ahead, "ahead.jsonl");
+    let out = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&ahead_file),
+        "--labels",
+        s(&crises),
+        "--now",
+        NOW,
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("missed 0 of 3"), "{text}");
+    assert!(
+        text.contains("input line 2000: clock_jump: ts 2026-11-24T00:00:00Z is more than engine.max_clock_jump"),
+        "{text}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("were late"), "{stderr}");
+
+    // With the guard off, the line moves the clock: the tools warn.
+    let off = dir.path().join("off.toml");
+    let shipped = std::fs::read_to_string(example()).unwrap();
+    let guard_off = shipped.replacen("max_clock_jump = \"24h\"", "max_clock_jump = \"0\"", 1);
+    assert_ne!(guard_off, shipped);
+    std::fs::write(&off, guard_off).unwrap();
     for args in [
         vec!["backtest", "--input", s(&ahead_file)],
         vec![
@@ -427,9 +462,8 @@ fn bad_timestamps_in_history_are_rejected_or_named() {
             s(&dir.path().join("c.svg")),
         ],
     ] {
-        let config = example();
         let mut full = args.clone();
-        full.extend(["--config", config.as_str()]);
+        full.extend(["--config", s(&off), "--now", NOW]);
         let out = run(&full);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(

@@ -351,6 +351,10 @@ pub struct Report {
     pub truth: Option<Truth>,
     /// Every incident.
     pub incidents: Vec<Incident>,
+    /// The first few invalid inputs: (input line count, reason, detail) —
+    /// a refuted clock jump (`clock_jump`) among them names the line.
+    #[serde(skip)]
+    pub invalid_examples: Vec<(u64, crate::event::InvalidReason, String)>,
 }
 
 /// Per rule (in `rule_names` order) and per slice figures of `incidents`.

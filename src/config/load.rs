@@ -65,6 +65,13 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if !(1..=1000).contains(&e.clock_jump_confirm) {
+            errs.push(ConfigError::new(
+                "engine.clock_jump_confirm",
+                e.clock_jump_confirm.to_string(),
+                "must lie in [1, 1000]",
+            ));
+        }
         if e.max_groups_per_rule == 0 {
             errs.push(ConfigError::new(
                 "engine.max_groups_per_rule",

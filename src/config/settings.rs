@@ -22,6 +22,16 @@ pub struct EngineConfig {
     /// Events stamped further than this in the future of the wall clock are invalid.
     #[serde(default = "default_max_future_skew")]
     pub max_future_skew: Dur,
+    /// An event stamped further than this ahead of the stream's clock (the
+    /// newest event time so far) does not move the clock by itself: it is held
+    /// aside until `clock_jump_confirm` further events beyond the old clock
+    /// confirm the jump (a real gap in the history), or as many events within
+    /// it refute it (then it is invalid, `clock_jump`). "0" turns this off.
+    #[serde(default = "default_max_clock_jump")]
+    pub max_clock_jump: Dur,
+    /// Events that confirm or refute a clock jump (1–1000).
+    #[serde(default = "default_clock_jump_confirm")]
+    pub clock_jump_confirm: u32,
     /// Events larger than this many bytes are invalid (`oversized`).
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: usize,
@@ -63,6 +73,17 @@ fn default_dedup_max_ids() -> usize {
 /// 5 minutes, from `docs/contract.md` §2.
 fn default_max_future_skew() -> Dur {
     Dur::mins(5)
+}
+/// One day: far beyond producer clock skew and the disorder of a stream, well
+/// within the span of a history file; a longer real gap is confirmed by the
+/// events after it.
+fn default_max_clock_jump() -> Dur {
+    Dur::mins(24 * 60)
+}
+/// Three events: one stray stamp (or two) cannot move the clock; a real gap is
+/// followed by the whole rest of the stream.
+fn default_clock_jump_confirm() -> u32 {
+    3
 }
 /// 64 KiB: an event is a few hundred bytes; anything this large is a producer bug.
 fn default_max_event_bytes() -> usize {
@@ -106,6 +127,8 @@ impl EngineConfig {
         crate::event::DecodeLimits {
             max_event_bytes: self.max_event_bytes,
             max_future_skew_ms: self.max_future_skew.as_ms(),
+            max_clock_jump_ms: self.max_clock_jump.as_ms(),
+            clock_jump_confirm: self.clock_jump_confirm.max(1),
             score_range: (self.score_range[0], self.score_range[1]),
             sentiment_range: (self.sentiment_range[0], self.sentiment_range[1]),
         }
@@ -159,6 +182,8 @@ impl Default for EngineConfig {
             dedup_horizon: default_dedup_horizon(),
             dedup_max_ids: default_dedup_max_ids(),
             max_future_skew: default_max_future_skew(),
+            max_clock_jump: default_max_clock_jump(),
+            clock_jump_confirm: default_clock_jump_confirm(),
             max_event_bytes: default_max_event_bytes(),
             max_groups_per_rule: default_max_groups_per_rule(),
             max_customers_per_group: default_max_customers_per_group(),

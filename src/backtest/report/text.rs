@@ -68,6 +68,9 @@ impl fmt::Display for Report {
             s.overflow,
             s.transitions
         )?;
+        for (line, reason, detail) in &self.invalid_examples {
+            writeln!(f, "  input line {line}: {reason}: {detail}")?;
+        }
         writeln!(f)?;
         let with_truth = self.truth.is_some();
         let mut head = format!(

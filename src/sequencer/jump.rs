@@ -1,0 +1,165 @@
+//! Clock jumps (issue 11): an event stamped far ahead of the stream's clock
+//! must not move the clock by itself, or one stray stamp (the year 5138, a
+//! producer whose clock is days ahead) makes everything after it late.
+//!
+//! [`JumpGuard`] sits in front of a feed's sequencer. An event more than
+//! `engine.max_clock_jump` ahead of the clock (the newest event time the feed
+//! has let through) is a *suspect*: held aside, not offered to the sequencer.
+//! Then the following events decide:
+//!
+//! * `engine.clock_jump_confirm` suspects — events beyond the
+//!   old clock's allowance — **confirm** the jump: a real gap in the history
+//!   (the data resumes days later). The suspects are let through in arrival
+//!   order and the clock moves with them.
+//! * as many events within the allowance **refute** it: the suspects are
+//!   invalid (`clock_jump`), counted and dead-lettered (named in the tools'
+//!   summaries), and the clock never moved.
+//! * at the end of the input, undecided suspects are refuted (nothing
+//!   followed them to confirm the jump).
+//!
+//! Deterministic: the verdict depends on the input order only.
+
+/// What an offered event leads to.
+#[derive(Debug)]
+pub struct Verdict<T> {
+    /// Events to feed now, in order (the offered one, or confirmed suspects
+    /// followed by nothing else).
+    pub pass: Vec<T>,
+    /// Suspects refuted: invalid (`clock_jump`).
+    pub rejected: Vec<T>,
+}
+
+/// Holds events that would jump the clock until later events decide (see the
+/// module docs).
+#[derive(Debug)]
+pub struct JumpGuard<T> {
+    max_jump_ms: i64,
+    confirm: u32,
+    /// The newest event time let through.
+    clock: Option<i64>,
+    /// Events held aside, in arrival order, with their times.
+    suspects: Vec<(i64, T)>,
+    /// Events within the allowance since the first suspect.
+    against: u32,
+}
+
+impl<T> JumpGuard<T> {
+    /// A guard allowing jumps up to `max_jump_ms` (0: any), decided by
+    /// `confirm` events.
+    pub fn new(max_jump_ms: i64, confirm: u32) -> Self {
+        JumpGuard {
+            max_jump_ms,
+            confirm: confirm.max(1),
+            clock: None,
+            suspects: Vec::new(),
+            against: 0,
+        }
+    }
+
+    /// Offers the next valid event (time `ts`) in arrival order.
+    pub fn offer(&mut self, ts: i64, item: T) -> Verdict<T> {
+        let mut v = Verdict {
+            pass: Vec::new(),
+            rejected: Vec::new(),
+        };
+        let beyond = self.max_jump_ms > 0
+            && self
+                .clock
+                .is_some_and(|c| ts > c.saturating_add(self.max_jump_ms));
+        if !beyond {
+            self.clock = Some(self.clock.map_or(ts, |c| c.max(ts)));
+            v.pass.push(item);
+            if !self.suspects.is_empty() {
+                self.against += 1;
+                if self.against >= self.confirm {
+                    v.rejected = self.suspects.drain(..).map(|(_, t)| t).collect();
+                    self.against = 0;
+                }
+            }
+            return v;
+        }
+        self.suspects.push((ts, item));
+        if self.suspects.len() >= self.confirm as usize {
+            for (t, item) in self.suspects.drain(..) {
+                self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
+                v.pass.push(item);
+            }
+            self.against = 0;
+        }
+        v
+    }
+
+    /// End of input: undecided suspects are refuted.
+    pub fn finish(&mut self) -> Vec<T> {
+        self.against = 0;
+        self.suspects.drain(..).map(|(_, t)| t).collect()
+    }
+
+    /// The newest event time let through.
+    pub fn clock(&self) -> Option<i64> {
+        self.clock
+    }
+
+    /// Why an event at `ts` would be held (`None`: it would pass), as the
+    /// detail of its `clock_jump` if it is refuted.
+    pub fn jump_detail(&self, ts: i64) -> Option<String> {
+        let c = self.clock?;
+        (self.max_jump_ms > 0 && ts > c.saturating_add(self.max_jump_ms)).then(|| {
+            format!(
+                "ts {} is more than engine.max_clock_jump ({} ms) ahead of the stream's clock {}, and the {} events after it did not confirm the jump",
+                crate::event::format_ts(ts),
+                self.max_jump_ms,
+                crate::event::format_ts(c),
+                self.confirm
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn a_lone_stamp_far_ahead_is_refuted_and_the_clock_stays() {
+        let mut g = JumpGuard::new(DAY, 3);
+        assert_eq!(g.offer(1_000, "a").pass, ["a"]);
+        let v = g.offer(99_999_999_999_999, "bad");
+        assert!(v.pass.is_empty() && v.rejected.is_empty());
+        assert_eq!(g.offer(2_000, "b").pass, ["b"]);
+        assert_eq!(g.offer(3_000, "c").pass, ["c"]);
+        let v = g.offer(4_000, "d");
+        assert_eq!((v.pass, v.rejected), (vec!["d"], vec!["bad"]));
+        assert_eq!(g.clock(), Some(4_000));
+    }
+
+    #[test]
+    fn a_real_gap_is_confirmed_by_the_events_after_it() {
+        let mut g = JumpGuard::new(DAY, 3);
+        g.offer(1_000, 1);
+        assert!(g.offer(3 * DAY, 2).pass.is_empty());
+        assert!(g.offer(3 * DAY + 10, 3).pass.is_empty());
+        let v = g.offer(3 * DAY + 20, 4);
+        assert_eq!(v.pass, [2, 3, 4]);
+        assert!(v.rejected.is_empty());
+        assert_eq!(g.clock(), Some(3 * DAY + 20));
+        assert_eq!(g.offer(3 * DAY + 30, 5).pass, [5]);
+    }
+
+    #[test]
+    fn jumps_within_the_allowance_and_a_disabled_guard_pass() {
+        let mut g = JumpGuard::new(DAY, 3);
+        g.offer(0, 1);
+        assert_eq!(g.offer(DAY, 2).pass, [2]);
+        let mut off = JumpGuard::new(0, 3);
+        off.offer(0, 1);
+        assert_eq!(off.offer(100 * DAY, 2).pass, [2]);
+        // Undecided at the end: refuted.
+        let mut g = JumpGuard::new(DAY, 3);
+        g.offer(0, 1);
+        g.offer(10 * DAY, 2);
+        assert_eq!(g.finish(), [2]);
+    }
+}
