@@ -36,7 +36,7 @@ use crate::dedup::Dedup;
 use crate::event::{decode, DecodeLimits, Event, Invalid, InvalidReason};
 use crate::indicator::{customer_hash, Indicator};
 use crate::route::Router;
-use crate::window::{Region, Shape};
+use crate::window::{PaneBuffer, Region, Shape};
 
 mod evaluate;
 mod record;
@@ -59,6 +59,9 @@ pub use stats::{EngineStats, Outcome, RuleStats};
 use table::{GroupTable, NONE};
 pub use views::Footprint;
 use wheel::Wheel;
+
+/// Pane buffers a rule keeps from forgotten groups.
+const SPARE_BUFFERS: usize = 256;
 
 /// Seed of the group-key hash.
 const GROUP_HASH_SEED: u64 = 0x6772_6f75_705f_6b65;
@@ -89,6 +92,8 @@ struct RuleRt {
     wheel: Wheel,
     slots: Vec<Slot>,
     free: Vec<u32>,
+    /// Pane storage of forgotten groups, for the next ones (at most [`SPARE_BUFFERS`]).
+    spare: Vec<PaneBuffer>,
     live: usize,
     stats: RuleStats,
     /// Set by [`Engine::record`]: every evaluation is kept for a caller.

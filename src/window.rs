@@ -37,6 +37,11 @@ struct Pane {
     c: Counters,
 }
 
+/// The emptied pane storage of a forgotten window, kept to build the next
+/// one without allocating.
+#[derive(Debug, Default)]
+pub struct PaneBuffer(VecDeque<Pane>);
+
 /// Which region of the window a pane is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Region {
@@ -189,6 +194,23 @@ impl Window {
             base_sumsq: 0,
             customers: shape.customers.then(Box::default),
         }
+    }
+
+    /// An empty window ending at pane `end`, in `buf`'s storage.
+    pub fn with_buffer(end: i64, shape: &Shape, buf: PaneBuffer) -> Self {
+        let mut panes = buf.0;
+        panes.clear();
+        Window {
+            panes,
+            ..Window::new(end, shape)
+        }
+    }
+
+    /// Takes the window's pane storage, emptied (the window is left empty of panes).
+    pub fn take_buffer(&mut self) -> PaneBuffer {
+        let mut panes = std::mem::take(&mut self.panes);
+        panes.clear();
+        PaneBuffer(panes)
     }
 
     /// The pane the current window ends at.

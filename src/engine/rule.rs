@@ -176,6 +176,7 @@ impl RuleRt {
             wheel: Wheel::default(),
             slots: Vec::new(),
             free: Vec::new(),
+            spare: Vec::new(),
             live: 0,
             stats: RuleStats::default(),
             recorder: None,
@@ -259,7 +260,7 @@ impl RuleRt {
         let group = Group {
             key,
             hash,
-            window: Window::new(end, &self.shape),
+            window: Window::with_buffer(end, &self.shape, self.spare.pop().unwrap_or_default()),
             phase: Phase::Inactive,
             value: None,
             evaluated_at: clock,
@@ -295,7 +296,11 @@ impl RuleRt {
             return None;
         }
         let entry = g.entry;
-        s.group = None;
+        if let Some(mut g) = s.group.take() {
+            if self.spare.len() < super::SPARE_BUFFERS {
+                self.spare.push(g.window.take_buffer());
+            }
+        }
         s.gen = s.gen.wrapping_add(1);
         self.free.push(slot);
         self.live -= 1;
