@@ -36,67 +36,67 @@ pub enum AdminError {
 
 /// One active alert with its evidence.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct AlertView {
+pub(crate) struct AlertView {
     /// Rule name.
-    pub rule: String,
+    pub(crate) rule: String,
     /// Group labels, in `group_by` order.
-    pub group: serde_json::Map<String, serde_json::Value>,
+    pub(crate) group: serde_json::Map<String, serde_json::Value>,
     /// `pending` or `firing`.
-    pub state: &'static str,
+    pub(crate) state: &'static str,
     /// Current severity.
-    pub severity: String,
+    pub(crate) severity: String,
     /// Latest indicator value.
-    pub value: Option<f64>,
+    pub(crate) value: Option<f64>,
     /// Threshold of the severity.
-    pub threshold: Option<f64>,
+    pub(crate) threshold: Option<f64>,
     /// When the alert instance started (event time).
-    pub since: String,
+    pub(crate) since: String,
     /// When the value was computed (event time).
-    pub evaluated_at: String,
+    pub(crate) evaluated_at: String,
     /// Dedup key of the instance.
-    pub dedup_key: Option<String>,
+    pub(crate) dedup_key: Option<String>,
     /// Sample signal event ids.
-    pub sample_event_ids: Vec<String>,
+    pub(crate) sample_event_ids: Vec<String>,
     /// What the rule catches.
-    pub description: String,
+    pub(crate) description: String,
     /// Runbook link.
-    pub runbook: Option<String>,
+    pub(crate) runbook: Option<String>,
 }
 
 /// One rule, its configuration and live state.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct RuleView {
+pub(crate) struct RuleView {
     /// Rule name.
-    pub name: String,
+    pub(crate) name: String,
     /// The rule's configuration as loaded.
-    pub config: RuleConfig,
+    pub(crate) config: RuleConfig,
     /// Live groups.
-    pub live_groups: usize,
+    pub(crate) live_groups: usize,
     /// Groups pending.
-    pub pending: usize,
+    pub(crate) pending: usize,
     /// Groups firing.
-    pub firing: usize,
+    pub(crate) firing: usize,
     /// Events late for this rule.
-    pub late_events: u64,
+    pub(crate) late_events: u64,
     /// Events dropped by the group cap.
-    pub group_overflow: u64,
+    pub(crate) group_overflow: u64,
     /// Transitions emitted.
-    pub transitions: u64,
+    pub(crate) transitions: u64,
 }
 
 /// What the read-only endpoints serve, refreshed by the driver.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct ApiSnapshot {
+pub(crate) struct ApiSnapshot {
     /// Pending and firing alerts.
-    pub alerts: Vec<AlertView>,
+    pub(crate) alerts: Vec<AlertView>,
     /// Every rule.
-    pub rules: Vec<RuleView>,
+    pub(crate) rules: Vec<RuleView>,
     /// Engine clock (event time), if any event was seen.
-    pub clock: Option<String>,
+    pub(crate) clock: Option<String>,
 }
 
 /// Builds the snapshot from the engine.
-pub fn snapshot(engine: &Engine) -> ApiSnapshot {
+pub(crate) fn snapshot(engine: &Engine) -> ApiSnapshot {
     let mut out = ApiSnapshot {
         clock: engine.clock().map(format_ts),
         ..ApiSnapshot::default()
@@ -162,24 +162,24 @@ pub fn snapshot(engine: &Engine) -> ApiSnapshot {
 
 /// The outcome of the last reload, for `/api/v1/status`.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
-pub struct ReloadStatus {
+pub(crate) struct ReloadStatus {
     /// When it happened (wall clock, RFC 3339).
-    pub at: Option<String>,
+    pub(crate) at: Option<String>,
     /// Whether it succeeded.
-    pub ok: bool,
+    pub(crate) ok: bool,
     /// The error, if it failed (the previous configuration kept running).
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// What changed, if it succeeded.
-    pub summary: Option<ReloadSummary>,
+    pub(crate) summary: Option<ReloadSummary>,
     /// What changed among the incident receivers, if the process delivers incidents.
-    pub receivers: Option<crate::incident::ReceiverChanges>,
+    pub(crate) receivers: Option<crate::incident::ReceiverChanges>,
 }
 
 /// A request to reload; the reply carries the outcome.
 #[derive(Debug)]
-pub struct ReloadRequest {
+pub(crate) struct ReloadRequest {
     /// Where to send the outcome (absent for SIGHUP).
-    pub reply: Option<oneshot::Sender<Result<ReloadSummary, String>>>,
+    pub(crate) reply: Option<oneshot::Sender<Result<ReloadSummary, String>>>,
 }
 
 /// Admin state shared with the HTTP handlers.
@@ -243,7 +243,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The sha256 of a configuration text, hex.
-pub fn config_hash(text: &str) -> String {
+pub(crate) fn config_hash(text: &str) -> String {
     let d = Sha256::digest(text.as_bytes());
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -255,7 +255,7 @@ impl AdminState {
     }
 
     /// Checks a presented `Authorization` header value (`Bearer <token>`).
-    pub fn authorized(&self, header: Option<&str>) -> bool {
+    pub(crate) fn authorized(&self, header: Option<&str>) -> bool {
         let token = lock(&self.token);
         match (
             token.as_ref(),
@@ -267,17 +267,17 @@ impl AdminState {
     }
 
     /// Whether a token is configured at all.
-    pub fn has_token(&self) -> bool {
+    pub(crate) fn has_token(&self) -> bool {
         lock(&self.token).is_some()
     }
 
     /// Replaces the snapshot.
-    pub fn publish(&self, snap: ApiSnapshot) {
+    pub(crate) fn publish(&self, snap: ApiSnapshot) {
         *lock(&self.snapshot) = snap;
     }
 
     /// A copy of the snapshot.
-    pub fn snapshot(&self) -> ApiSnapshot {
+    pub(crate) fn snapshot(&self) -> ApiSnapshot {
         lock(&self.snapshot).clone()
     }
 
@@ -304,7 +304,7 @@ impl AdminState {
     }
 
     /// The `[server]` settings of the loaded configuration (defaults before one is set).
-    pub fn server_config(&self) -> crate::config::ServerConfig {
+    pub(crate) fn server_config(&self) -> crate::config::ServerConfig {
         lock(&self.server).clone()
     }
 
@@ -321,7 +321,7 @@ impl AdminState {
 
     /// Whether a request presenting `header` (`Authorization`) may read
     /// customer data. `Err` says why not.
-    pub fn read_allowed(&self, header: Option<&str>) -> Result<(), &'static str> {
+    pub(crate) fn read_allowed(&self, header: Option<&str>) -> Result<(), &'static str> {
         let loopback = self.loopback.load(std::sync::atomic::Ordering::Relaxed);
         let presented = header
             .and_then(|h| h.strip_prefix("Bearer "))
@@ -340,23 +340,23 @@ impl AdminState {
     }
 
     /// The file reloads read from.
-    pub fn config_path(&self) -> Option<PathBuf> {
+    pub(crate) fn config_path(&self) -> Option<PathBuf> {
         lock(&self.config_path).clone()
     }
 
     /// Connects reload requests to the driver.
-    pub fn set_reload_sender(&self, tx: mpsc::Sender<ReloadRequest>) {
+    pub(crate) fn set_reload_sender(&self, tx: mpsc::Sender<ReloadRequest>) {
         *lock(&self.reload_tx) = Some(tx);
     }
 
     /// The sender reload requests go to, if a driver listens.
-    pub fn reload_sender(&self) -> Option<mpsc::Sender<ReloadRequest>> {
+    pub(crate) fn reload_sender(&self) -> Option<mpsc::Sender<ReloadRequest>> {
         lock(&self.reload_tx).clone()
     }
 
     /// The error of the last reload, if it failed (the service reports not
     /// ready until a reload succeeds).
-    pub fn reload_error(&self) -> Option<String> {
+    pub(crate) fn reload_error(&self) -> Option<String> {
         let r = lock(&self.last_reload);
         if r.at.is_some() && !r.ok {
             r.error.clone()
@@ -367,17 +367,17 @@ impl AdminState {
 
     /// Records that the data directory cannot be written (`Some(why)`), or
     /// can again (`None`).
-    pub fn set_storage_error(&self, error: Option<String>) {
+    pub(crate) fn set_storage_error(&self, error: Option<String>) {
         *lock(&self.storage_error) = error;
     }
 
     /// Why the data directory cannot be written, while it cannot.
-    pub fn storage_error(&self) -> Option<String> {
+    pub(crate) fn storage_error(&self) -> Option<String> {
         lock(&self.storage_error).clone()
     }
 
     /// `/api/v1/status`.
-    pub fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> serde_json::Value {
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "config_hash": *lock(&self.config_hash),
@@ -406,7 +406,7 @@ fn tls_unverified(cfg: &Config) -> Vec<String> {
 /// configuration (for `/api/v1/status` and reloads), the admin token, and
 /// reload requests from `POST /api/v1/reload` and SIGHUP. Returns where the
 /// requests arrive and the reload metrics.
-pub fn set_up(
+pub(crate) fn set_up(
     admin: &AdminState,
     registry: &prometheus::Registry,
     cfg: &Config,
@@ -432,7 +432,7 @@ pub fn set_up(
 
 /// Metrics of configuration reloads.
 #[derive(Debug, Clone)]
-pub struct ReloadMetrics {
+pub(crate) struct ReloadMetrics {
     reloads: IntCounterVec,
     last_ok: IntGauge,
     last_success_ts: IntGauge,
@@ -440,7 +440,7 @@ pub struct ReloadMetrics {
 
 impl ReloadMetrics {
     /// Registers the reload metrics.
-    pub fn new(registry: &Registry) -> Result<Self, AdminError> {
+    pub(crate) fn new(registry: &Registry) -> Result<Self, AdminError> {
         let reloads = IntCounterVec::new(
             Opts::new(
                 "crisiswatch_config_reloads_total",
@@ -484,7 +484,7 @@ fn unix_now() -> i64 {
 /// if valid. The incident receivers are readied first (secrets, TLS), so a
 /// reload either applies everywhere or nowhere. Records the outcome in `admin`
 /// and `metrics`; on failure the previous configuration keeps running.
-pub fn reload(
+pub(crate) fn reload(
     engine: &mut Engine,
     admin: &AdminState,
     metrics: &ReloadMetrics,

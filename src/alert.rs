@@ -31,7 +31,7 @@ use crate::config::{Condition, Severity};
 use crate::event::format_ts;
 
 /// A group's (attribute, value) pairs in `group_by` order.
-pub type Labels = Vec<(String, String)>;
+pub(crate) type Labels = Vec<(String, String)>;
 
 /// The published states of an alert instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,7 +90,7 @@ pub enum Phase {
 
 impl Phase {
     /// Numeric code for the `crisiswatch_alert_state` gauge: 0 inactive, 1 pending, 2 firing.
-    pub fn code(&self) -> i64 {
+    pub(crate) fn code(&self) -> i64 {
         match self {
             Phase::Inactive => 0,
             Phase::Pending { .. } => 1,
@@ -101,33 +101,33 @@ impl Phase {
 
 /// The thresholds and timings of one rule, compiled.
 #[derive(Debug, Clone)]
-pub struct AlertPolicy {
+pub(crate) struct AlertPolicy {
     /// (severity, threshold), lowest severity first.
-    pub levels: Vec<(Severity, f64)>,
+    pub(crate) levels: Vec<(Severity, f64)>,
     /// Hysteresis threshold.
-    pub clear: f64,
+    pub(crate) clear: f64,
     /// Above or below.
-    pub condition: Condition,
+    pub(crate) condition: Condition,
     /// Pending duration in ms.
-    pub for_ms: i64,
+    pub(crate) for_ms: i64,
     /// Keep-firing duration in ms.
-    pub keep_firing_for_ms: i64,
+    pub(crate) keep_firing_for_ms: i64,
 }
 
 /// The outcome of one step.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Step {
+pub(crate) struct Step {
     /// The transition, if any: state and severity.
-    pub transition: Option<(State, Severity)>,
+    pub(crate) transition: Option<(State, Severity)>,
     /// The dedup-key time of the alert instance the transition belongs to.
-    pub since: i64,
+    pub(crate) since: i64,
     /// When to look again even without new events.
-    pub wake_at: Option<i64>,
+    pub(crate) wake_at: Option<i64>,
 }
 
 impl AlertPolicy {
     /// The threshold of a severity.
-    pub fn threshold(&self, severity: Severity) -> f64 {
+    pub(crate) fn threshold(&self, severity: Severity) -> f64 {
         self.levels
             .iter()
             .find(|(s, _)| *s == severity)
@@ -142,7 +142,7 @@ impl AlertPolicy {
     }
 
     /// The highest severity whose threshold `value` crosses.
-    pub fn breach(&self, value: Option<f64>) -> Option<Severity> {
+    pub(crate) fn breach(&self, value: Option<f64>) -> Option<Severity> {
         let v = value?;
         self.levels
             .iter()
@@ -152,12 +152,12 @@ impl AlertPolicy {
     }
 
     /// Whether a firing alert still holds at `value` (past the clear threshold).
-    pub fn holds(&self, value: Option<f64>) -> bool {
+    pub(crate) fn holds(&self, value: Option<f64>) -> bool {
         value.is_some_and(|v| self.past(v, self.clear))
     }
 
     /// Advances `phase` for an evaluation at event time `at`.
-    pub fn step(&self, phase: &mut Phase, at: i64, value: Option<f64>) -> Step {
+    pub(crate) fn step(&self, phase: &mut Phase, at: i64, value: Option<f64>) -> Step {
         let breach = self.breach(value);
         let mut out = Step {
             transition: None,

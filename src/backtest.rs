@@ -110,7 +110,11 @@ impl Driver {
     /// A driver for `cfg`. Boundaries come every `cadence_ms` of event time, at
     /// `k × cadence + 1 ms` (when the engine's windows move); 0 turns them off.
     /// `now_ms` is the wall clock for the future-skew check (`None` skips it).
-    pub fn new(cfg: &Config, cadence_ms: i64, now_ms: Option<i64>) -> Result<Self, EngineError> {
+    pub(crate) fn new(
+        cfg: &Config,
+        cadence_ms: i64,
+        now_ms: Option<i64>,
+    ) -> Result<Self, EngineError> {
         let mut engine = Engine::new(cfg)?;
         engine.set_sequenced(true);
         Ok(Driver {
@@ -136,13 +140,13 @@ impl Driver {
 
     /// Late events and the clock moves seen so far (warns with
     /// [`ClockWatch::warn`](clock_watch::ClockWatch::warn)).
-    pub fn clock_watch(&self) -> &clock_watch::ClockWatch {
+    pub(crate) fn clock_watch(&self) -> &clock_watch::ClockWatch {
         &self.watch
     }
 
     /// Like [`Driver::feed_with_default`], for a line from `at` (named in
     /// the late-events warning).
-    pub fn feed_at(
+    pub(crate) fn feed_at(
         &mut self,
         line: &[u8],
         default_type: Option<&str>,
@@ -154,17 +158,17 @@ impl Driver {
     }
 
     /// The engine.
-    pub fn engine(&self) -> &Engine {
+    pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
 
     /// Lines fed.
-    pub fn lines(&self) -> u64 {
+    pub(crate) fn lines(&self) -> u64 {
         self.lines
     }
 
     /// Time of the first valid event.
-    pub fn first_ms(&self) -> Option<i64> {
+    pub(crate) fn first_ms(&self) -> Option<i64> {
         self.first_ms
     }
 
@@ -174,14 +178,14 @@ impl Driver {
     }
 
     /// Feeds one input line.
-    pub fn feed(&mut self, line: &[u8], obs: &mut impl Observer) {
+    pub(crate) fn feed(&mut self, line: &[u8], obs: &mut impl Observer) {
         self.feed_with_default(line, None, obs);
     }
 
     /// Feeds one input line with the event type to assume when it has none
     /// (its Kafka topic's `default_type`): decoded exactly as `run` decodes
     /// the message (size limit on the bytes received, same invalid reasons).
-    pub fn feed_with_default(
+    pub(crate) fn feed_with_default(
         &mut self,
         line: &[u8],
         default_type: Option<&str>,
@@ -288,7 +292,7 @@ impl Driver {
     /// Advances the engine clock to `t` (never back), stopping at every
     /// boundary on the way; events held up to `t` are applied first. Used at
     /// the end of a rule test to let alerts resolve.
-    pub fn advance_to(&mut self, t: i64, obs: &mut impl Observer) {
+    pub(crate) fn advance_to(&mut self, t: i64, obs: &mut impl Observer) {
         self.release(t.saturating_add(1), obs);
         self.boundaries_until(t, obs);
         self.engine.advance_clock(t, &mut self.out);
@@ -325,7 +329,7 @@ impl Driver {
 }
 
 /// The shortest slide of the configuration's rules (the backtest's sampling step).
-pub fn min_slide_ms(cfg: &Config) -> i64 {
+pub(crate) fn min_slide_ms(cfg: &Config) -> i64 {
     cfg.rules
         .iter()
         .map(|r| r.slide().as_ms())
@@ -399,7 +403,7 @@ pub fn run(
 }
 
 /// Builds the report once every line has been fed.
-pub fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOptions) -> Report {
+pub(crate) fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOptions) -> Report {
     let engine = driver.engine();
     let end_ms = engine.clock();
     let incidents = tracker.finish();

@@ -23,7 +23,7 @@ pub struct IdleClock {
 
 impl IdleClock {
     /// A clock that starts advancing after `idle_timeout` without events.
-    pub fn new(idle_timeout: Duration) -> Self {
+    pub(crate) fn new(idle_timeout: Duration) -> Self {
         IdleClock {
             idle_timeout,
             last: None,
@@ -31,13 +31,13 @@ impl IdleClock {
     }
 
     /// Records that events were applied and the engine clock is `engine_clock`.
-    pub fn on_events(&mut self, engine_clock: i64) {
+    pub(crate) fn on_events(&mut self, engine_clock: i64) {
         self.last = Some((Instant::now(), engine_clock));
     }
 
     /// The event time the engine clock should be advanced to now, if the
     /// stream has been idle for at least the timeout.
-    pub fn idle_target(&self) -> Option<i64> {
+    pub(crate) fn idle_target(&self) -> Option<i64> {
         let (at, clock) = self.last?;
         let idle = Instant::now().saturating_duration_since(at);
         if idle < self.idle_timeout {

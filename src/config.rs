@@ -36,17 +36,17 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../config/crisiswatch.toml");
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// Dotted key path, e.g. `rules[2].window`.
-    pub path: String,
+    pub(crate) path: String,
     /// The offending value as written (after interpolation), or empty.
-    pub value: String,
+    pub(crate) value: String,
     /// What is wrong and how to fix it.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl ConfigError {
     /// A new error. The value of a librdkafka credential
     /// (`sources.kafka.properties."sasl.password"`, …) is shown as `**REDACTED**`.
-    pub fn new(
+    pub(crate) fn new(
         path: impl Into<String>,
         value: impl Into<String>,
         message: impl Into<String>,
@@ -105,19 +105,19 @@ pub struct Dur(pub Duration);
 
 impl Dur {
     /// Whole milliseconds (saturating).
-    pub fn as_ms(self) -> i64 {
+    pub(crate) fn as_ms(self) -> i64 {
         i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
     }
     /// From milliseconds.
-    pub const fn from_ms(ms: u64) -> Self {
+    pub(crate) const fn from_ms(ms: u64) -> Self {
         Dur(Duration::from_millis(ms))
     }
     /// From whole seconds.
-    pub const fn secs(s: u64) -> Self {
+    pub(crate) const fn secs(s: u64) -> Self {
         Dur(Duration::from_secs(s))
     }
     /// From whole minutes.
-    pub const fn mins(m: u64) -> Self {
+    pub(crate) const fn mins(m: u64) -> Self {
         Dur(Duration::from_secs(m * 60))
     }
 }

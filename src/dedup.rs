@@ -28,7 +28,7 @@ use siphasher::sip::SipHasher13;
 
 /// The key of the id hash (128 bits).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct DedupKey([u8; 16]);
+pub(crate) struct DedupKey([u8; 16]);
 
 impl std::fmt::Debug for DedupKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,15 +58,15 @@ pub enum DedupKeyError {
 
 impl DedupKey {
     /// The fixed key of replay, backtest, tune and demo.
-    pub const FIXED: DedupKey = DedupKey(*b"crisiswatch-ddup");
+    pub(crate) const FIXED: DedupKey = DedupKey(*b"crisiswatch-ddup");
 
     /// The key file's name in the data directory.
-    pub const FILE_NAME: &'static str = "dedup.key";
+    pub(crate) const FILE_NAME: &'static str = "dedup.key";
 
     /// The installation's key from `dir`/`dedup.key`, made (random, from the
     /// operating system) and written there on first use, readable by the
     /// owner only.
-    pub fn load_or_create(dir: &Path) -> Result<DedupKey, DedupKeyError> {
+    pub(crate) fn load_or_create(dir: &Path) -> Result<DedupKey, DedupKeyError> {
         let path = dir.join(Self::FILE_NAME);
         let io = |source| DedupKeyError::Io {
             path: path.clone(),
@@ -120,12 +120,12 @@ pub struct Dedup {
     order: VecDeque<(i64, u64)>,
     key: DedupKey,
     /// Ids forgotten before their horizon because of `max_ids`.
-    pub evicted_early: u64,
+    pub(crate) evicted_early: u64,
 }
 
 impl Dedup {
     /// A dedup set with the given horizon (ms) and capacity.
-    pub fn new(horizon_ms: i64, max_ids: usize) -> Self {
+    pub(crate) fn new(horizon_ms: i64, max_ids: usize) -> Self {
         Dedup {
             horizon_ms,
             max_ids: max_ids.max(1),
@@ -142,23 +142,23 @@ impl Dedup {
     /// Hashes ids under `key` from now on. Set it before the first id, and
     /// before [`Dedup::restore`]: remembered hashes are only valid under the
     /// key that made them.
-    pub fn set_key(&mut self, key: DedupKey) {
+    pub(crate) fn set_key(&mut self, key: DedupKey) {
         self.key = key;
     }
 
     /// The key ids are hashed under.
-    pub fn key(&self) -> DedupKey {
+    pub(crate) fn key(&self) -> DedupKey {
         self.key
     }
 
     /// The remembered ids as (clock when seen, id hash), oldest first, and
     /// the early-eviction count: what a checkpoint keeps.
-    pub fn export(&self) -> (Vec<(i64, u64)>, u64) {
+    pub(crate) fn export(&self) -> (Vec<(i64, u64)>, u64) {
         (self.order.iter().copied().collect(), self.evicted_early)
     }
 
     /// Restores what [`Dedup::export`] returned.
-    pub fn restore(&mut self, order: Vec<(i64, u64)>, evicted_early: u64) {
+    pub(crate) fn restore(&mut self, order: Vec<(i64, u64)>, evicted_early: u64) {
         self.seen.clear();
         self.seen.extend(order.iter().map(|&(_, h)| h));
         self.order = order.into();
@@ -172,7 +172,7 @@ impl Dedup {
 
     /// Records `id` at engine clock `clock`; returns `true` if it is a repeat
     /// of an id seen within the horizon (the caller drops the event).
-    pub fn check_and_insert(&mut self, id: &str, clock: i64) -> bool {
+    pub(crate) fn check_and_insert(&mut self, id: &str, clock: i64) -> bool {
         if self.horizon_ms <= 0 {
             return false;
         }
@@ -205,7 +205,7 @@ impl Dedup {
     }
 
     /// Number of ids remembered now.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.seen.len()
     }
 

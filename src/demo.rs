@@ -59,15 +59,15 @@ pub enum DemoError {
 #[derive(Debug, Clone, Default)]
 pub struct DemoOptions {
     /// The configuration file, for reloads and `/api/v1/status` (`None`: embedded example).
-    pub config_path: Option<std::path::PathBuf>,
+    pub(crate) config_path: Option<std::path::PathBuf>,
     /// The configuration text, for the config hash.
-    pub config_text: String,
+    pub(crate) config_text: String,
     /// Keep serving `/metrics` this long after the simulated period ends.
-    pub linger: Duration,
+    pub(crate) linger: Duration,
     /// Also print pending transitions.
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     /// Do not serve HTTP even if `server.listen` is set.
-    pub no_http: bool,
+    pub(crate) no_http: bool,
 }
 
 /// One alert instance seen by the demo, for the summary.
@@ -78,13 +78,13 @@ pub struct Incident {
     /// Group labels.
     pub group: Vec<(String, String)>,
     /// Highest severity reached.
-    pub severity: crate::config::Severity,
+    pub(crate) severity: crate::config::Severity,
     /// First firing time.
     pub fired_at: i64,
     /// Resolution time, if resolved.
     pub resolved_at: Option<i64>,
     /// Peak value seen in its transitions.
-    pub peak: Option<f64>,
+    pub(crate) peak: Option<f64>,
     /// Dedup key.
     pub dedup_key: String,
 }
@@ -93,19 +93,19 @@ pub struct Incident {
 #[derive(Debug, Clone, Default)]
 pub struct DemoReport {
     /// Lines produced by the generator.
-    pub lines: u64,
+    pub(crate) lines: u64,
     /// Engine counters at the end.
-    pub stats: EngineStats,
+    pub(crate) stats: EngineStats,
     /// Every alert instance that fired.
-    pub incidents: Vec<Incident>,
+    pub(crate) incidents: Vec<Incident>,
     /// Injected crises.
-    pub crises: Vec<Crisis>,
+    pub(crate) crises: Vec<Crisis>,
 }
 
 impl DemoReport {
     /// For each crisis: the incidents that match its slice and time (fired
     /// between its start and its end plus `grace_ms`).
-    pub fn detections(&self, grace_ms: i64) -> Vec<(&Crisis, Vec<&Incident>)> {
+    pub(crate) fn detections(&self, grace_ms: i64) -> Vec<(&Crisis, Vec<&Incident>)> {
         let truth = labels::from_generator(&self.crises);
         self.crises
             .iter()
@@ -122,7 +122,7 @@ impl DemoReport {
     }
 
     /// Incidents that match no crisis.
-    pub fn false_incidents(&self, grace_ms: i64) -> Vec<&Incident> {
+    pub(crate) fn false_incidents(&self, grace_ms: i64) -> Vec<&Incident> {
         let truth = labels::from_generator(&self.crises);
         self.incidents
             .iter()

@@ -110,15 +110,15 @@ pub struct GroupView {
     /// The point estimate behind `value` when the rule has a `confidence`
     /// (recomputed from the window of the latest evaluation; `None` for
     /// rules without one, whose `value` is the estimate).
-    pub estimate: Option<f64>,
+    pub(crate) estimate: Option<f64>,
     /// When it was computed.
-    pub evaluated_at: i64,
+    pub(crate) evaluated_at: i64,
     /// Alert phase.
     pub phase: Phase,
     /// Dedup key of the active alert instance, if any.
-    pub dedup_key: Option<String>,
+    pub(crate) dedup_key: Option<String>,
     /// Evidence of the active alert instance.
-    pub sample_event_ids: Vec<String>,
+    pub(crate) sample_event_ids: Vec<String>,
 }
 
 /// Errors building an engine.
@@ -234,12 +234,12 @@ impl Engine {
 
     /// The watermark: clock − allowed lateness (the clock itself when the
     /// engine is fed through a sequencer, whose release point it follows).
-    pub fn watermark(&self) -> Option<i64> {
+    pub(crate) fn watermark(&self) -> Option<i64> {
         self.clock.map(|c| c.saturating_sub(self.late_margin()))
     }
 
     /// `engine.allowed_lateness` in ms.
-    pub fn lateness_ms(&self) -> i64 {
+    pub(crate) fn lateness_ms(&self) -> i64 {
         self.lateness_ms
     }
 
@@ -247,7 +247,7 @@ impl Engine {
     /// [`Sequencer`](crate::sequencer::Sequencer), in event-time order behind
     /// the watermark: the engine clock is then the watermark, and an event is
     /// late when it is older than the clock minus the rule's window.
-    pub fn set_sequenced(&mut self, on: bool) {
+    pub(crate) fn set_sequenced(&mut self, on: bool) {
         self.sequenced = on;
     }
 
@@ -276,7 +276,7 @@ impl Engine {
 
     /// Hashes event ids under `key` (`run`: the installation's); set before
     /// the first event and before a snapshot is restored.
-    pub fn set_dedup_key(&mut self, key: crate::dedup::DedupKey) {
+    pub(crate) fn set_dedup_key(&mut self, key: crate::dedup::DedupKey) {
         self.dedup.set_key(key);
     }
 
@@ -286,7 +286,7 @@ impl Engine {
     }
 
     /// The configuration of rule `i`.
-    pub fn rule_config(&self, i: usize) -> &RuleConfig {
+    pub(crate) fn rule_config(&self, i: usize) -> &RuleConfig {
         &self.rules[i].cfg
     }
 
@@ -301,7 +301,7 @@ impl Engine {
     }
 
     /// Counts an input that failed to decode.
-    pub fn record_invalid(&mut self, reason: InvalidReason) {
+    pub(crate) fn record_invalid(&mut self, reason: InvalidReason) {
         self.stats.events_in += 1;
         self.stats.invalid[reason.index()] += 1;
     }
@@ -332,7 +332,7 @@ impl Engine {
 
     /// Applies an event at the current clock (which it does not move; before
     /// the first clock advance the clock starts at the event's time).
-    pub fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Transition>) -> Outcome {
+    pub(crate) fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Transition>) -> Outcome {
         self.stats.events_in += 1;
         let clock = *self.clock.get_or_insert(ev.ts);
         if self.dedup.check_and_insert(&ev.id, clock) {

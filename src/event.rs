@@ -42,9 +42,9 @@ pub struct Event<'a> {
     /// Event time in milliseconds since the Unix epoch.
     pub ts: i64,
     /// The customer, for customer-level indicators.
-    pub customer_id: Option<Cow<'a, str>>,
+    pub(crate) customer_id: Option<Cow<'a, str>>,
     /// Slicing dimensions and categories, in input order.
-    pub attrs: SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]>,
+    pub(crate) attrs: SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]>,
     /// Feedback score (NPS 0–10, CSAT 1–5), within the decoder's `score_range`.
     pub score: Option<f64>,
     /// Sentiment, within the decoder's `sentiment_range` (default [-1, 1]).
@@ -54,7 +54,7 @@ pub struct Event<'a> {
 impl Event<'_> {
     /// The value of attribute `name`, if the event carries it.
     #[inline]
-    pub fn attr(&self, name: &str) -> Option<&str> {
+    pub(crate) fn attr(&self, name: &str) -> Option<&str> {
         self.attrs
             .iter()
             .find(|(k, _)| k.as_ref() == name)
@@ -130,7 +130,7 @@ impl InvalidReason {
     ];
 
     /// The stable snake_case name used in metrics, logs and DLQ headers.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Oversized => "oversized",
             Self::NotJson => "not_json",
@@ -181,11 +181,11 @@ impl Invalid {
 /// Most attributes an event may carry; an event with more is invalid
 /// (`oversized`). The repeated-key check is linear in their number (a scan
 /// for a few, a hash index past 16), so a producer cannot make decoding slow.
-pub const MAX_ATTRIBUTES: usize = 256;
+pub(crate) const MAX_ATTRIBUTES: usize = 256;
 
 /// Most bytes the attribute keys and values of one event may take together
 /// (a repeated key counted once, with its last value); more is `oversized`.
-pub const MAX_ATTRIBUTE_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_ATTRIBUTE_BYTES: usize = 16 * 1024;
 
 /// `s` cut to at most `max` bytes, at a character boundary (for details
 /// quoted in logs and dead-letter headers).
@@ -223,7 +223,7 @@ impl DecodeLimits {
     /// No limit at all: any size, any time, any finite value (for decoding
     /// that only looks at an event's time or type; the engine's own limits
     /// apply when the event is fed).
-    pub const OPEN: DecodeLimits = DecodeLimits {
+    pub(crate) const OPEN: DecodeLimits = DecodeLimits {
         max_event_bytes: usize::MAX,
         max_future_skew_ms: i64::MAX,
         score_range: (f64::NEG_INFINITY, f64::INFINITY),

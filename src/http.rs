@@ -71,7 +71,7 @@ pub enum HttpError {
 }
 
 /// The routes.
-pub fn router(state: Arc<AppState>) -> Router {
+pub(crate) fn router(state: Arc<AppState>) -> Router {
     let limits = listener::Limits::from(&state.admin.server_config());
     Router::new()
         .route("/metrics", get(metrics))

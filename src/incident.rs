@@ -119,20 +119,20 @@ pub enum IncidentError {
 pub struct ManagerOptions {
     /// Where `console` receivers write; `None` disables them (replay keeps
     /// standard output for transitions, the demo prints its own lines).
-    pub console: Option<Box<dyn Write + Send>>,
+    pub(crate) console: Option<Box<dyn Write + Send>>,
 }
 
 /// What a batch produced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Submitted {
     /// Transitions applied (not seen before).
-    pub applied: usize,
+    pub(crate) applied: usize,
     /// Incident notifications produced.
-    pub notifications: usize,
+    pub(crate) notifications: usize,
     /// Rows queued for delivery.
-    pub queued: usize,
+    pub(crate) queued: usize,
     /// Rows recorded as muted by a silence.
-    pub muted: usize,
+    pub(crate) muted: usize,
 }
 
 /// What a shutdown left.

@@ -48,7 +48,7 @@ pub struct Indicator {
 
 /// What an indicator measures.
 #[derive(Debug, Clone)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Matching events.
     Count(CompiledSelector),
     /// Matching events per unit; the divisor converts the window to that unit.
@@ -94,18 +94,18 @@ pub enum Kind {
 
 /// What one event contributes to one rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Contribution {
+pub(crate) struct Contribution {
     /// Counter deltas.
-    pub delta: Counters,
+    pub(crate) delta: Counters,
     /// Whether the event is part of the signal (numerator / counted events),
     /// not only the denominator: such events are kept as alert evidence.
-    pub signal: bool,
+    pub(crate) signal: bool,
     /// Whether the event feeds per-customer counts.
-    pub customer: bool,
+    pub(crate) customer: bool,
 }
 
 /// Hashes a customer id for per-customer counting.
-pub fn customer_hash(id: &str) -> u64 {
+pub(crate) fn customer_hash(id: &str) -> u64 {
     foldhash::fast::FixedState::with_seed(CUSTOMER_HASH_SEED).hash_one(id)
 }
 
@@ -113,7 +113,7 @@ pub fn customer_hash(id: &str) -> u64 {
 /// saturates (a score beyond ±9.2·10¹⁵ becomes `i64::MAX`/`MIN`); the decoder
 /// keeps scores within `engine.score_range`, so that never happens to a
 /// decoded event.
-pub fn score_milli(score: f64) -> i64 {
+pub(crate) fn score_milli(score: f64) -> i64 {
     (score * 1000.0).round() as i64
 }
 
@@ -122,7 +122,7 @@ impl Indicator {
     /// confidence bound its `confidence` and `condition` ask for: the lower
     /// bound for `above` (a breach needs the estimate to be above the
     /// threshold with that confidence), the upper bound for `below`.
-    pub fn for_rule(r: &RuleConfig, window_ms: i64) -> Self {
+    pub(crate) fn for_rule(r: &RuleConfig, window_ms: i64) -> Self {
         let mut ind = Self::compile(&r.indicator, window_ms);
         ind.guard = r.confidence.map(|level| Guard {
             z: confidence::z_one_sided(level),
@@ -144,12 +144,12 @@ impl Indicator {
     }
 
     /// The selectors, for routing.
-    pub fn selectors(&self) -> Vec<&CompiledSelector> {
+    pub(crate) fn selectors(&self) -> Vec<&CompiledSelector> {
         self.kind.selectors()
     }
 
     /// Whether the indicator counts customers.
-    pub fn needs_customers(&self) -> bool {
+    pub(crate) fn needs_customers(&self) -> bool {
         matches!(
             self.kind,
             Kind::Distinct(_) | Kind::Repeat(..) | Kind::RepeatShare { .. }
@@ -157,7 +157,7 @@ impl Indicator {
     }
 
     /// `min_events` for repeat customers, 1 otherwise.
-    pub fn min_events(&self) -> u32 {
+    pub(crate) fn min_events(&self) -> u32 {
         match self.kind {
             Kind::Repeat(_, n) | Kind::RepeatShare { min_events: n, .. } => n,
             _ => 1,
@@ -166,7 +166,7 @@ impl Indicator {
 
     /// What `ev` contributes, or `None` if it does not concern this indicator.
     #[inline]
-    pub fn contribution(&self, ev: &Event<'_>) -> Option<Contribution> {
+    pub(crate) fn contribution(&self, ev: &Event<'_>) -> Option<Contribution> {
         self.kind.contribution(ev)
     }
 
@@ -186,12 +186,12 @@ impl Indicator {
 
     /// Whether the rule judges a confidence bound (`confidence` is set), so
     /// that [`Indicator::value`] differs from [`Indicator::estimate`].
-    pub fn is_guarded(&self) -> bool {
+    pub(crate) fn is_guarded(&self) -> bool {
         self.guard.is_some()
     }
 
     /// The point estimate and its volume, whatever the rule's `confidence`.
-    pub fn estimate(&self, w: &Window, n: i64, baseline_panes: i64) -> (Option<f64>, i64) {
+    pub(crate) fn estimate(&self, w: &Window, n: i64, baseline_panes: i64) -> (Option<f64>, i64) {
         self.kind.value(w, n, baseline_panes)
     }
 }
@@ -464,7 +464,7 @@ fn repeat_and_distinct(w: &Window) -> (i64, i64) {
 /// the variance floor being Poisson noise so a flat baseline does not divide by
 /// zero. `None` until the baseline holds at least one window of history
 /// (`m ≥ n`).
-pub fn surge_value(
+pub(crate) fn surge_value(
     current: i64,
     base_sum: i64,
     base_sumsq: i128,

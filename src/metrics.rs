@@ -69,7 +69,7 @@ pub struct Metrics {
     watermark: Gauge,
     watermark_delay: Gauge,
     /// Incremented by the driver for each batch published.
-    pub batches: IntCounter,
+    pub(crate) batches: IntCounter,
     max_series: usize,
     received: IntCounterVec,
     latency: Mutex<Latencies>,
@@ -84,7 +84,7 @@ impl std::fmt::Debug for Metrics {
 }
 
 /// Creates and registers a labelled counter.
-pub fn counter_vec(
+pub(crate) fn counter_vec(
     r: &Registry,
     name: &str,
     help: &str,
@@ -96,7 +96,7 @@ pub fn counter_vec(
 }
 
 /// Creates and registers a labelled gauge.
-pub fn gauge_vec(
+pub(crate) fn gauge_vec(
     r: &Registry,
     name: &str,
     help: &str,
@@ -216,7 +216,7 @@ impl Metrics {
     }
 
     /// Counts transitions (call with each batch's transitions).
-    pub fn record_transitions<'a>(
+    pub(crate) fn record_transitions<'a>(
         &self,
         ts: impl IntoIterator<Item = &'a crate::alert::Transition>,
     ) {
@@ -318,7 +318,7 @@ impl Metrics {
     }
 
     /// Moves a driver's per-batch counts and latencies into the metrics.
-    pub fn absorb(&self, source: &str, rec: &mut Recorder) {
+    pub(crate) fn absorb(&self, source: &str, rec: &mut Recorder) {
         for (i, n) in rec.received.iter_mut().enumerate() {
             if *n > 0 {
                 let kind = rec.types.get(i).map_or("other", String::as_str);
@@ -348,7 +348,7 @@ impl Metrics {
 }
 
 /// A label name from an attribute name: `[a-zA-Z_][a-zA-Z0-9_]*`, never a reserved one.
-pub fn label_name(attr: &str) -> String {
+pub(crate) fn label_name(attr: &str) -> String {
     let mut s: String = attr
         .chars()
         .map(|c| {

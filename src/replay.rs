@@ -29,7 +29,7 @@ pub enum ReplayError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReplaySummary {
     /// Non-empty lines read.
-    pub lines: u64,
+    pub(crate) lines: u64,
     /// The engine's counters at the end.
     pub stats: EngineStats,
     /// The first few invalid lines: (line number, reason, detail).

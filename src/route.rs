@@ -54,14 +54,14 @@ impl Matcher {
 
 /// A compiled [`Selector`]: a type match and attribute matches, all of which must hold.
 #[derive(Debug, Clone)]
-pub struct CompiledSelector {
+pub(crate) struct CompiledSelector {
     kind: Option<Matcher>,
     attrs: Box<[(Box<str>, Matcher)]>,
 }
 
 impl CompiledSelector {
     /// Compiles a configured selector.
-    pub fn compile(s: &Selector) -> Self {
+    pub(crate) fn compile(s: &Selector) -> Self {
         CompiledSelector {
             kind: s.kind.as_ref().map(Matcher::compile),
             attrs: s
@@ -74,7 +74,7 @@ impl CompiledSelector {
 
     /// Whether the event matches.
     #[inline]
-    pub fn matches(&self, ev: &Event<'_>) -> bool {
+    pub(crate) fn matches(&self, ev: &Event<'_>) -> bool {
         if let Some(k) = &self.kind {
             if !k.matches(Some(&ev.kind)) {
                 return false;
@@ -84,14 +84,14 @@ impl CompiledSelector {
     }
 
     /// The event types this selector can match, or `None` for any type.
-    pub fn types(&self) -> Option<Vec<&str>> {
+    pub(crate) fn types(&self) -> Option<Vec<&str>> {
         self.kind.as_ref().and_then(Matcher::positive_values)
     }
 }
 
 /// Indexes rules by event type.
 #[derive(Debug, Default)]
-pub struct Router {
+pub(crate) struct Router {
     /// type → rules whose selectors name that type.
     by_type: hashbrown::HashMap<Box<str>, Vec<u32>, foldhash::fast::FixedState>,
     /// Rules with a selector that accepts any type (or a negated type).
@@ -100,7 +100,7 @@ pub struct Router {
 
 impl Router {
     /// Builds the index from each rule's selectors.
-    pub fn new<'a>(rules: impl IntoIterator<Item = Vec<&'a CompiledSelector>>) -> Self {
+    pub(crate) fn new<'a>(rules: impl IntoIterator<Item = Vec<&'a CompiledSelector>>) -> Self {
         let mut r = Router::default();
         for (idx, selectors) in rules.into_iter().enumerate() {
             let idx = idx as u32;
@@ -127,7 +127,7 @@ impl Router {
 
     /// Calls `f` with each rule that may want an event of type `kind`, in rule order.
     #[inline]
-    pub fn for_each_candidate(&self, kind: &str, mut f: impl FnMut(u32)) {
+    pub(crate) fn for_each_candidate(&self, kind: &str, mut f: impl FnMut(u32)) {
         let typed = self.by_type.get(kind).map(Vec::as_slice).unwrap_or(&[]);
         if self.any_type.is_empty() {
             typed.iter().for_each(|&r| f(r));

@@ -44,7 +44,7 @@ impl Secret {
     }
 
     /// Reads a secret from an environment variable.
-    pub fn from_env(name: &str) -> Result<Self, SecretError> {
+    pub(crate) fn from_env(name: &str) -> Result<Self, SecretError> {
         match std::env::var(name) {
             Ok(v) if !v.is_empty() => Ok(Secret(v)),
             _ => Err(SecretError::EnvUnset(name.to_string())),
@@ -52,7 +52,7 @@ impl Secret {
     }
 
     /// Reads a secret from a file; surrounding whitespace is trimmed.
-    pub fn from_file(path: &Path) -> Result<Self, SecretError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Self, SecretError> {
         let v = std::fs::read_to_string(path).map_err(|source| SecretError::File {
             path: path.display().to_string(),
             source,
@@ -65,7 +65,10 @@ impl Secret {
     }
 
     /// Reads from `env` if given, else from `file` if given; `Ok(None)` if neither.
-    pub fn load(env: Option<&str>, file: Option<&Path>) -> Result<Option<Self>, SecretError> {
+    pub(crate) fn load(
+        env: Option<&str>,
+        file: Option<&Path>,
+    ) -> Result<Option<Self>, SecretError> {
         match (env, file) {
             (Some(e), _) => Self::from_env(e).map(Some),
             (None, Some(f)) => Self::from_file(f).map(Some),
@@ -74,14 +77,14 @@ impl Secret {
     }
 
     /// The value, for the one place that must use it (signing, an auth header).
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// Constant-time comparison with a presented value (bearer tokens), through
     /// `subtle`. Both sides are hashed first, so neither the time nor an early
     /// length check tells an attacker how long the secret is.
-    pub fn matches(&self, presented: &str) -> bool {
+    pub(crate) fn matches(&self, presented: &str) -> bool {
         let a = Sha256::digest(self.0.as_bytes());
         let b = Sha256::digest(presented.as_bytes());
         bool::from(a.as_slice().ct_eq(b.as_slice()))

@@ -39,14 +39,14 @@ pub use jump::{JumpGuard, Verdict};
 #[derive(Debug)]
 pub struct Held<T> {
     /// Event time (ms).
-    pub ts: i64,
+    pub(crate) ts: i64,
     /// The event's id (second sort key).
-    pub id: Box<str>,
+    pub(crate) id: Box<str>,
     /// The raw event, to decode again on release (third sort key: two
     /// different events with one id and time still come out in one order).
-    pub raw: Box<[u8]>,
+    pub(crate) raw: Box<[u8]>,
     /// The caller's tag (where the event came from).
-    pub tag: T,
+    pub(crate) tag: T,
 }
 
 impl<T> PartialEq for Held<T> {
@@ -100,7 +100,7 @@ impl Holdable for crate::event::OwnedEvent {
 }
 
 /// The sequencer of raw events tagged with `T` (decoded again on release).
-pub type Sequencer<T> = SequencerOf<Held<T>>;
+pub(crate) type Sequencer<T> = SequencerOf<Held<T>>;
 
 /// Holds events until the watermark passes them (see the module docs).
 #[derive(Debug)]
@@ -124,13 +124,13 @@ impl<H: Holdable> Default for SequencerOf<H> {
 
 impl<H: Holdable> SequencerOf<H> {
     /// An empty sequencer.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Offers a valid event. Returns it back when it is behind what was
     /// already released (the caller applies it at once); otherwise holds it.
-    pub fn offer(&mut self, held: H) -> Option<H> {
+    pub(crate) fn offer(&mut self, held: H) -> Option<H> {
         if self.released_below.is_some_and(|b| held.ts() < b) {
             return Some(held);
         }
@@ -141,7 +141,7 @@ impl<H: Holdable> SequencerOf<H> {
 
     /// Releases, in order, every held event older than `watermark` (exclusive),
     /// and remembers that everything before it has been released.
-    pub fn release(&mut self, watermark: i64, mut f: impl FnMut(H)) {
+    pub(crate) fn release(&mut self, watermark: i64, mut f: impl FnMut(H)) {
         if self.released_below.is_some_and(|b| watermark <= b) {
             return;
         }
@@ -160,7 +160,7 @@ impl<H: Holdable> SequencerOf<H> {
 
     /// Releases everything held, in order (end of input, or a shutdown that
     /// will not resume from a checkpoint).
-    pub fn release_all(&mut self, mut f: impl FnMut(H)) {
+    pub(crate) fn release_all(&mut self, mut f: impl FnMut(H)) {
         let mut last = None;
         while let Some(Reverse(h)) = self.held.pop() {
             self.held_bytes -= h.raw_len();
@@ -175,7 +175,7 @@ impl<H: Holdable> SequencerOf<H> {
 
     /// Drops the held events `keep` refuses (a revoked partition's); returns
     /// how many were dropped.
-    pub fn retain(&mut self, mut keep: impl FnMut(&H) -> bool) -> usize {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&H) -> bool) -> usize {
         let before = self.held.len();
         self.held.retain(|Reverse(h)| keep(h));
         self.held_bytes = self.held.iter().map(|Reverse(h)| h.raw_len()).sum();
@@ -188,12 +188,12 @@ impl<H: Holdable> SequencerOf<H> {
     }
 
     /// Every event older than this has been released.
-    pub fn released_below(&self) -> Option<i64> {
+    pub(crate) fn released_below(&self) -> Option<i64> {
         self.released_below
     }
 
     /// Restores the release point (after a checkpoint restore).
-    pub fn set_released_below(&mut self, below: Option<i64>) {
+    pub(crate) fn set_released_below(&mut self, below: Option<i64>) {
         self.released_below = below;
     }
 
@@ -219,7 +219,7 @@ impl<H: Holdable> SequencerOf<H> {
 }
 
 /// The watermark a clock gives: `clock − allowed_lateness`.
-pub fn watermark(clock: i64, lateness_ms: i64) -> i64 {
+pub(crate) fn watermark(clock: i64, lateness_ms: i64) -> i64 {
     clock.saturating_sub(lateness_ms)
 }
 

@@ -37,7 +37,7 @@ pub fn shutdown_watch() -> tokio::sync::watch::Receiver<bool> {
 }
 
 /// Turns SIGHUP into reload requests (Unix).
-pub fn spawn_sighup(tx: tokio::sync::mpsc::Sender<ReloadRequest>) {
+pub(crate) fn spawn_sighup(tx: tokio::sync::mpsc::Sender<ReloadRequest>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

@@ -69,16 +69,16 @@ pub enum SourceError {
 
 /// A consumed partition: the topic's index in `sources.kafka.topics` and the partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Partition {
+pub(crate) struct Partition {
     /// Index of the topic in the configuration.
-    pub topic: u16,
+    pub(crate) topic: u16,
     /// Partition number.
-    pub partition: i32,
+    pub(crate) partition: i32,
 }
 
 /// What the consumer thread sends to the engine stage, in order.
 #[derive(Debug)]
-pub enum SourceMsg {
+pub(crate) enum SourceMsg {
     /// Messages, in partition order.
     Batch(Batch),
     /// Partitions newly assigned to this instance.
@@ -94,7 +94,7 @@ pub enum SourceMsg {
 }
 
 /// A record header, copied (rare: most events carry none).
-pub type Header = (String, Option<Vec<u8>>);
+pub(crate) type Header = (String, Option<Vec<u8>>);
 
 /// Where one message's bytes live in its batch.
 #[derive(Debug, Clone)]
@@ -108,7 +108,7 @@ struct Slot {
 
 /// Messages copied into one contiguous buffer: one allocation per batch, not per message.
 #[derive(Debug, Default)]
-pub struct Batch {
+pub(crate) struct Batch {
     buf: Vec<u8>,
     slots: Vec<Slot>,
     headers: Vec<Header>,
@@ -116,22 +116,22 @@ pub struct Batch {
 
 /// One message of a [`Batch`].
 #[derive(Debug, Clone, Copy)]
-pub struct Record<'a> {
+pub(crate) struct Record<'a> {
     /// Its partition.
-    pub at: Partition,
+    pub(crate) at: Partition,
     /// Its offset.
-    pub offset: i64,
+    pub(crate) offset: i64,
     /// The value (empty for a tombstone).
-    pub payload: &'a [u8],
+    pub(crate) payload: &'a [u8],
     /// The key, if any.
-    pub key: Option<&'a [u8]>,
+    pub(crate) key: Option<&'a [u8]>,
     /// The original headers.
-    pub headers: &'a [Header],
+    pub(crate) headers: &'a [Header],
 }
 
 impl Batch {
     /// Copies a message into the batch.
-    pub fn push(&mut self, topic: u16, msg: &BorrowedMessage<'_>) {
+    pub(crate) fn push(&mut self, topic: u16, msg: &BorrowedMessage<'_>) {
         let payload = self.copy(msg.payload().unwrap_or_default());
         let key = msg.key().map(|k| self.copy(k));
         let first = self.headers.len();
@@ -160,22 +160,22 @@ impl Batch {
     }
 
     /// Messages in the batch.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }
 
     /// Whether the batch holds no message.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
     /// Bytes of payloads and keys held.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.buf.len()
     }
 
     /// The messages, in the order they were consumed.
-    pub fn records(&self) -> impl Iterator<Item = Record<'_>> + '_ {
+    pub(crate) fn records(&self) -> impl Iterator<Item = Record<'_>> + '_ {
         self.slots.iter().map(|s| Record {
             at: s.at,
             offset: s.offset,

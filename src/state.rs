@@ -43,10 +43,10 @@ use sha2::{Digest, Sha256};
 use crate::engine::SNAPSHOT_VERSION;
 
 /// Format of a checkpoint row: the store's layout and the engine snapshot's.
-pub const FORMAT: u32 = 1_000 + SNAPSHOT_VERSION;
+pub(crate) const FORMAT: u32 = 1_000 + SNAPSHOT_VERSION;
 
 /// The store's file name in the state directory.
-pub const FILE_NAME: &str = "state.sqlite";
+pub(crate) const FILE_NAME: &str = "state.sqlite";
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -93,23 +93,23 @@ pub enum StateError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionState {
     /// Topic name.
-    pub topic: String,
+    pub(crate) topic: String,
     /// Partition number.
-    pub partition: i32,
+    pub(crate) partition: i32,
     /// Newest valid event time seen.
-    pub max_ts: Option<i64>,
+    pub(crate) max_ts: Option<i64>,
     /// Every offset before this is done: the offset to commit and resume at.
-    pub resume: i64,
+    pub(crate) resume: i64,
     /// The offset after the last one read.
-    pub next: i64,
+    pub(crate) next: i64,
     /// Offsets in `[resume, next)` that are not done (held events, dead
     /// letters in flight): read again after a restore; the rest is skipped.
-    pub pending: Vec<i64>,
+    pub(crate) pending: Vec<i64>,
 }
 
 impl PartitionState {
     /// Whether `offset` is covered by the checkpoint (done: skip it when read again).
-    pub fn covers(&self, offset: i64) -> bool {
+    pub(crate) fn covers(&self, offset: i64) -> bool {
         offset < self.resume || (offset < self.next && self.pending.binary_search(&offset).is_err())
     }
 }
@@ -131,15 +131,15 @@ pub struct Checkpoint {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     /// Wall-clock time it was written (ms).
-    pub written_ms: i64,
+    pub(crate) written_ms: i64,
     /// Format of the row.
-    pub format: u32,
+    pub(crate) format: u32,
     /// Bytes of the engine snapshot.
-    pub engine_bytes: usize,
+    pub(crate) engine_bytes: usize,
     /// Release point of the sequencer.
-    pub released_below: Option<i64>,
+    pub(crate) released_below: Option<i64>,
     /// Per-partition progress.
-    pub partitions: Vec<PartitionState>,
+    pub(crate) partitions: Vec<PartitionState>,
 }
 
 /// The SQLite store of checkpoints (one row: the latest).
@@ -181,7 +181,7 @@ impl StateStore {
     }
 
     /// The database file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 

@@ -58,7 +58,7 @@ pub enum Region {
 /// Per-customer event counts over the current window, for distinct and repeat
 /// customer indicators.
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CustomerCounts {
+pub(crate) struct CustomerCounts {
     #[serde(with = "customer_map")]
     counts: HashMap<u64, u32, foldhash::fast::FixedState>,
     /// Per stored pane (parallel to the window's panes): hashes of the
@@ -68,7 +68,7 @@ pub struct CustomerCounts {
     /// Customers whose count is at least `min_events`.
     repeat: u64,
     /// Events dropped from customer tracking because the map was full.
-    pub overflow: u64,
+    pub(crate) overflow: u64,
 }
 
 /// Checkpoints store the customer map as a sorted list (its hasher is not
@@ -79,13 +79,13 @@ mod customer_map {
 
     type Map = HashMap<u64, u32, foldhash::fast::FixedState>;
 
-    pub fn serialize<S: Serializer>(m: &Map, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(m: &Map, s: S) -> Result<S::Ok, S::Error> {
         let mut v: Vec<(u64, u32)> = m.iter().map(|(&k, &c)| (k, c)).collect();
         v.sort_unstable();
         v.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
         let v = Vec::<(u64, u32)>::deserialize(d)?;
         let mut m = Map::default();
         m.extend(v);
@@ -95,11 +95,11 @@ mod customer_map {
 
 impl CustomerCounts {
     /// Distinct customers in the window.
-    pub fn distinct(&self) -> u64 {
+    pub(crate) fn distinct(&self) -> u64 {
         self.counts.len() as u64
     }
     /// Customers with at least `min_events` events in the window.
-    pub fn repeat(&self) -> u64 {
+    pub(crate) fn repeat(&self) -> u64 {
         self.repeat
     }
 
@@ -177,7 +177,7 @@ pub struct Window {
     /// Sum of squares of `c[0]` over baseline panes.
     pub base_sumsq: i128,
     /// Per-customer counts of the current window, if the indicator needs them.
-    pub customers: Option<Box<CustomerCounts>>,
+    pub(crate) customers: Option<Box<CustomerCounts>>,
 }
 
 impl Window {
@@ -219,7 +219,7 @@ impl Window {
     }
 
     /// Whether no pane is stored.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.panes.is_empty()
     }
 
@@ -236,7 +236,7 @@ impl Window {
     }
 
     /// The region pane `idx` belongs to, for a window ending at `end`.
-    pub fn region_of(idx: i64, end: i64, shape: &Shape) -> Region {
+    pub(crate) fn region_of(idx: i64, end: i64, shape: &Shape) -> Region {
         if idx > end {
             Region::Future
         } else if idx > end - shape.n {

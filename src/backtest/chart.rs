@@ -70,9 +70,9 @@ pub enum ChartError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndicatorChart {
     /// The rule.
-    pub rule: RuleConfig,
+    pub(crate) rule: RuleConfig,
     /// The slice.
-    pub group: Labels,
+    pub(crate) group: Labels,
     /// (time, value) samples; `None` is "no data". With the rule's
     /// `confidence` the value is the confidence bound judged.
     pub points: Vec<(i64, Option<f64>)>,
@@ -84,9 +84,9 @@ pub struct IndicatorChart {
     /// Known crises of this slice.
     pub crises: Vec<Crisis>,
     /// First event time.
-    pub start_ms: i64,
+    pub(crate) start_ms: i64,
     /// Last event time.
-    pub end_ms: i64,
+    pub(crate) end_ms: i64,
 }
 
 /// Parses `product=router-x,region=eu-west` into the rule's slice (in

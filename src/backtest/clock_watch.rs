@@ -23,26 +23,26 @@ use crate::event::format_ts;
 /// has none beyond a few stragglers (the generated demo stream has none: its
 /// late noise stays within `allowed_lateness`); 1 % late means either a clock
 /// that jumped or a history whose files are out of order.
-pub const LATE_SHARE_WARNING: f64 = 0.01;
+pub(crate) const LATE_SHARE_WARNING: f64 = 0.01;
 
 /// The input that moved the clock, and where it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClockMove {
+pub(crate) struct ClockMove {
     /// Where the line came from, when the caller said (files, Kafka).
-    pub at: Option<LineRef>,
+    pub(crate) at: Option<LineRef>,
     /// Its position among all lines fed (1-based).
-    pub line: u64,
+    pub(crate) line: u64,
     /// The clock before it (`None`: it was the first event).
-    pub from_ms: Option<i64>,
+    pub(crate) from_ms: Option<i64>,
     /// Its event time: the clock after it.
-    pub to_ms: i64,
+    pub(crate) to_ms: i64,
     /// Events found late while the clock stood where it put it.
-    pub late_after: u64,
+    pub(crate) late_after: u64,
 }
 
 /// Counts late events and remembers which clock move they came after.
 #[derive(Debug, Clone, Default)]
-pub struct ClockWatch {
+pub(crate) struct ClockWatch {
     /// allowed_lateness + the longest window: older than clock − this is late
     /// for every rule.
     horizon_ms: i64,
@@ -57,18 +57,18 @@ pub struct ClockWatch {
 
 /// What a warning says: how many events were late and which move caused most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LateShare {
+pub(crate) struct LateShare {
     /// Late events.
-    pub late: u64,
+    pub(crate) late: u64,
     /// Valid events seen.
-    pub events: u64,
+    pub(crate) events: u64,
     /// The clock move most late events came after.
-    pub culprit: Option<ClockMove>,
+    pub(crate) culprit: Option<ClockMove>,
 }
 
 impl ClockWatch {
     /// A watch for the rules of `cfg`.
-    pub fn new(cfg: &Config) -> Self {
+    pub(crate) fn new(cfg: &Config) -> Self {
         let longest = cfg
             .rules
             .iter()
@@ -82,7 +82,7 @@ impl ClockWatch {
     }
 
     /// One valid event with time `ts`, the `line`-th fed, from `at`.
-    pub fn observe(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
+    pub(crate) fn observe(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
         self.events += 1;
         match self.clock {
             Some(c) if ts <= c => {
@@ -113,7 +113,7 @@ impl ClockWatch {
 
     /// Late events and the move most of them came after, when they are more
     /// than [`LATE_SHARE_WARNING`] of the events.
-    pub fn late_share(&self) -> Option<LateShare> {
+    pub(crate) fn late_share(&self) -> Option<LateShare> {
         if self.late == 0 || (self.late as f64) < LATE_SHARE_WARNING * self.events as f64 {
             return None;
         }
@@ -130,7 +130,7 @@ impl ClockWatch {
 
     /// Logs the warning of [`ClockWatch::late_share`], if any, for `tool`
     /// reading `inputs`.
-    pub fn warn(&self, tool: &str, inputs: Option<&Inputs>) {
+    pub(crate) fn warn(&self, tool: &str, inputs: Option<&Inputs>) {
         if let Some(s) = self.late_share() {
             let message = s.describe(inputs);
             tracing::warn!(tool, late = s.late, events = s.events, "{message}");
@@ -140,7 +140,7 @@ impl ClockWatch {
 
 impl LateShare {
     /// The warning for people, naming the input that moved the clock.
-    pub fn describe(&self, inputs: Option<&Inputs>) -> String {
+    pub(crate) fn describe(&self, inputs: Option<&Inputs>) -> String {
         let pct = 100.0 * self.late as f64 / self.events.max(1) as f64;
         let mut s = format!(
             "{} of {} events ({pct:.1} %) were late for every rule and were dropped",

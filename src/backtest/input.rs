@@ -107,7 +107,7 @@ impl Inputs {
 
     /// Where a line came from, for messages: `file:line`, or
     /// `topic[partition]@offset` for Kafka history.
-    pub fn describe(&self, at: LineRef) -> String {
+    pub(crate) fn describe(&self, at: LineRef) -> String {
         if let Some(k) = &self.kafka {
             return k.describe(at);
         }
@@ -119,7 +119,7 @@ impl Inputs {
     }
 
     /// Whether standard input is among the files (it can be read only once).
-    pub fn uses_stdin(&self) -> bool {
+    pub(crate) fn uses_stdin(&self) -> bool {
         self.paths.iter().any(|p| p.as_os_str() == "-")
     }
 
@@ -128,7 +128,7 @@ impl Inputs {
     /// Kafka value without a type comes with its topic's `default_type`
     /// filled in (re-serialised: see [`Inputs::for_each_line_with_default`]
     /// for the value as received).
-    pub fn for_each_line(
+    pub(crate) fn for_each_line(
         &self,
         mut f: impl FnMut(&[u8], LineRef),
     ) -> Result<InputStats, InputError> {
@@ -147,7 +147,7 @@ impl Inputs {
     /// (`None` for files). Decoded with
     /// [`decode_with_default`](crate::event::decode_with_default), it is
     /// exactly the event `run` decodes from the message.
-    pub fn for_each_line_with_default(
+    pub(crate) fn for_each_line_with_default(
         &self,
         mut f: impl FnMut(&[u8], Option<&str>, LineRef),
     ) -> Result<InputStats, InputError> {

@@ -93,18 +93,18 @@ use super::line::{InputStats, LineRef};
 use reader::{progress_bar, Reader};
 
 /// Messages a partition may buffer while the merge waits on another one.
-pub const MAX_PENDING: usize = 20_000;
+pub(crate) const MAX_PENDING: usize = 20_000;
 /// Bytes a partition may buffer while the merge waits on another one.
-pub const MAX_PENDING_BYTES: usize = 16 << 20;
+pub(crate) const MAX_PENDING_BYTES: usize = 16 << 20;
 /// How long a partition whose high watermark stays above its end-of-partition
 /// position must see nothing new before it counts as finished.
-pub const TAIL_SETTLE: Duration = Duration::from_millis(500);
+pub(crate) const TAIL_SETTLE: Duration = Duration::from_millis(500);
 /// How long a partition started beyond the high watermark reported at the
 /// start may deliver nothing (no message, no end of partition) before the
 /// re-read watermark decides it is past the end: long enough for a broker
 /// whose watermark lags its log (Tansu) to deliver what is there. Capped by
 /// `--kafka-timeout`.
-pub const PAST_END_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const PAST_END_GRACE: Duration = Duration::from_secs(2);
 /// Decoding for the merge order and the type fill-in only: no size limit, no
 /// clock (the engine's own decoder applies the configured limits to the line
 /// afterwards).
@@ -114,11 +114,11 @@ const OPEN_LIMITS: DecodeLimits = DecodeLimits::OPEN;
 
 /// Per-partition offsets: one for every partition, and overrides for some.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PartitionOffsets {
+pub(crate) struct PartitionOffsets {
     /// For partitions not named: `None` is the keyword (`earliest` / `latest`).
-    pub default: Option<i64>,
+    pub(crate) default: Option<i64>,
     /// Overrides by partition number (of every topic read).
-    pub by_partition: BTreeMap<i32, Option<i64>>,
+    pub(crate) by_partition: BTreeMap<i32, Option<i64>>,
 }
 
 impl PartitionOffsets {
@@ -178,7 +178,7 @@ impl PartitionOffsets {
     }
 
     /// The offset for partition `p` (`None`: the keyword).
-    pub fn get(&self, p: i32) -> Option<i64> {
+    pub(crate) fn get(&self, p: i32) -> Option<i64> {
         self.by_partition.get(&p).copied().unwrap_or(self.default)
     }
 
@@ -211,24 +211,24 @@ impl PartitionOffsets {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KafkaRange {
     /// Topics, read together (merged by event time).
-    pub topics: Vec<String>,
+    pub(crate) topics: Vec<String>,
     /// First offset read (`None`: the log start).
-    pub from: PartitionOffsets,
+    pub(crate) from: PartitionOffsets,
     /// First offset not read (`None`: the end when the read reaches it).
-    pub to: PartitionOffsets,
+    pub(crate) to: PartitionOffsets,
     /// Only messages with a Kafka timestamp at or after this (ms).
-    pub from_ms: Option<i64>,
+    pub(crate) from_ms: Option<i64>,
     /// Only messages with a Kafka timestamp before this (ms).
-    pub to_ms: Option<i64>,
+    pub(crate) to_ms: Option<i64>,
     /// A partition the read waits on may show no progress this long.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 // === The history ===
 
 /// What receives each message value: the value as received, its topic's
 /// `default_type`, and where it came from.
-pub type TypedLineFn<'a> = dyn FnMut(&[u8], Option<&str>, LineRef) + 'a;
+pub(crate) type TypedLineFn<'a> = dyn FnMut(&[u8], Option<&str>, LineRef) + 'a;
 
 /// One partition's range as read by the first pass: `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,7 +328,7 @@ impl KafkaHistory {
 
     /// A message for people: `topic[partition]@offset` (once the range is
     /// resolved, i.e. after the first read; `partition #i` before).
-    pub fn describe(&self, at: LineRef) -> String {
+    pub(crate) fn describe(&self, at: LineRef) -> String {
         let resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
         let part = resolved.as_ref().and_then(|r| r.get(at.file));
         match part.and_then(|p| Some((self.range.topics.get(p.topic)?, p.partition))) {
@@ -345,7 +345,7 @@ impl KafkaHistory {
     /// Calls `f` with every selected message value as received, with its
     /// topic's `default_type`, partitions merged by event time. The first
     /// call resolves the range; later calls read the same.
-    pub fn for_each_line(
+    pub(crate) fn for_each_line(
         &self,
         progress: bool,
         f: &mut TypedLineFn<'_>,

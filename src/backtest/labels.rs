@@ -74,7 +74,7 @@ pub struct Crisis {
 
 impl Crisis {
     /// The slice as `k=v k=v`.
-    pub fn slice_label(&self) -> String {
+    pub(crate) fn slice_label(&self) -> String {
         if self.slice.is_empty() {
             return "(all)".to_string();
         }
@@ -203,7 +203,12 @@ pub fn select(crises: Vec<Crisis>, names: &[String]) -> Result<Vec<Crisis>, Labe
 }
 
 /// Whether an incident of group `group` that fired at `fired_at` caught crisis `c`.
-pub fn matches(group: &[(String, String)], fired_at: i64, c: &Crisis, grace_ms: i64) -> bool {
+pub(crate) fn matches(
+    group: &[(String, String)],
+    fired_at: i64,
+    c: &Crisis,
+    grace_ms: i64,
+) -> bool {
     let mut shared = 0;
     for (k, v) in group {
         if let Some((_, cv)) = c.slice.iter().find(|(ck, _)| ck == k) {

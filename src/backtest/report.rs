@@ -35,23 +35,23 @@ pub use tracker::Tracker;
 
 /// 15 minutes: a re-fire within a quarter of an hour of a resolve is the same
 /// trouble paging twice; later than that, responders treat it as a new incident.
-pub const DEFAULT_FLAP_GAP_MS: i64 = 15 * 60 * 1000;
+pub(crate) const DEFAULT_FLAP_GAP_MS: i64 = 15 * 60 * 1000;
 
 /// One transition of an incident's timeline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
     /// Event time, ms.
     #[serde(serialize_with = "ser_ts")]
-    pub at: i64,
+    pub(crate) at: i64,
     /// The state entered.
     #[serde(serialize_with = "ser_state")]
-    pub state: State,
+    pub(crate) state: State,
     /// Severity after the transition.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// Indicator value then.
-    pub value: Option<f64>,
+    pub(crate) value: Option<f64>,
     /// Threshold of that severity.
-    pub threshold: f64,
+    pub(crate) threshold: f64,
 }
 
 /// The most extreme indicator value of an incident (highest for
@@ -62,7 +62,7 @@ pub struct Peak {
     pub value: f64,
     /// Event time, ms.
     #[serde(serialize_with = "ser_ts")]
-    pub at: i64,
+    pub(crate) at: i64,
 }
 
 /// One alert instance that fired.
@@ -77,7 +77,7 @@ pub struct Incident {
     pub dedup_key: String,
     /// When the breach began (pending start; the dedup key's time).
     #[serde(serialize_with = "ser_ts")]
-    pub started_at: i64,
+    pub(crate) started_at: i64,
     /// When it fired.
     #[serde(serialize_with = "ser_ts")]
     pub fired_at: i64,
@@ -85,15 +85,15 @@ pub struct Incident {
     #[serde(serialize_with = "ser_opt_ts")]
     pub resolved_at: Option<i64>,
     /// Highest severity reached.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// Peak value: at transitions and at slide boundaries while open.
-    pub peak: Option<Peak>,
+    pub(crate) peak: Option<Peak>,
     /// Every transition, in order.
     pub timeline: Vec<Step>,
     /// The rule's window, ms (the default matching grace).
-    pub window_ms: i64,
+    pub(crate) window_ms: i64,
     /// Which side of the thresholds is bad (the direction of the peak).
-    pub condition: Condition,
+    pub(crate) condition: Condition,
 }
 
 impl Incident {
@@ -103,7 +103,7 @@ impl Incident {
     }
 
     /// Time firing, up to `end_ms` when still open.
-    pub fn firing_ms(&self, end_ms: i64) -> i64 {
+    pub(crate) fn firing_ms(&self, end_ms: i64) -> i64 {
         // Saturating: the times may come from a corrupt outbox.
         self.resolved_at
             .unwrap_or(end_ms)
@@ -113,7 +113,7 @@ impl Incident {
 }
 
 /// `k=v k=v`, or `(all)` for a rule without `group_by`.
-pub fn group_label(group: &[(String, String)]) -> String {
+pub(crate) fn group_label(group: &[(String, String)]) -> String {
     if group.is_empty() {
         return "(all)".to_string();
     }
@@ -160,7 +160,7 @@ pub struct Delays {
 
 impl Delays {
     /// Of a list of delays; `None` if empty.
-    pub fn of(delays: &[i64]) -> Option<Delays> {
+    pub(crate) fn of(delays: &[i64]) -> Option<Delays> {
         if delays.is_empty() {
             return None;
         }
@@ -184,25 +184,25 @@ pub struct CrisisOutcome {
     /// The crisis.
     pub name: String,
     /// Its kind.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Its slice.
     #[serde(serialize_with = "ser_group")]
-    pub slice: Labels,
+    pub(crate) slice: Labels,
     /// Start, ms.
     #[serde(serialize_with = "ser_ts")]
-    pub start_ms: i64,
+    pub(crate) start_ms: i64,
     /// End, ms.
     #[serde(serialize_with = "ser_ts")]
-    pub end_ms: i64,
+    pub(crate) end_ms: i64,
     /// First matching firing, ms.
     #[serde(serialize_with = "ser_opt_ts")]
     pub detected_at: Option<i64>,
     /// `detected_at − start`, ms.
     pub delay_ms: Option<i64>,
     /// Rules with a matching incident.
-    pub rules: Vec<String>,
+    pub(crate) rules: Vec<String>,
     /// Dedup keys of the matching incidents.
-    pub incidents: Vec<String>,
+    pub(crate) incidents: Vec<String>,
 }
 
 /// Ground-truth figures for a set of incidents.
@@ -231,7 +231,7 @@ pub struct Truth {
 }
 
 /// Scores incidents against known crises. `grace` gives each incident's grace.
-pub fn score(
+pub(crate) fn score(
     incidents: &[&Incident],
     crises: &[Crisis],
     grace: impl Fn(&Incident) -> i64,
@@ -303,7 +303,7 @@ pub struct SliceSummary {
     /// Resolve → re-fire within the flap gap.
     pub flaps: usize,
     /// Highest severity.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// Peak value over its incidents.
     pub peak: Option<Peak>,
 }
@@ -335,14 +335,14 @@ pub struct Report {
     pub stats: EngineStats,
     /// First and last event time (the data span), ms.
     #[serde(serialize_with = "ser_opt_ts")]
-    pub first_ms: Option<i64>,
+    pub(crate) first_ms: Option<i64>,
     /// Last event time (the engine clock at the end), ms.
     #[serde(serialize_with = "ser_opt_ts")]
     pub end_ms: Option<i64>,
     /// Flap gap used, ms.
-    pub flap_gap_ms: i64,
+    pub(crate) flap_gap_ms: i64,
     /// Grace used (`None`: each rule's window), ms.
-    pub grace_ms: Option<i64>,
+    pub(crate) grace_ms: Option<i64>,
     /// Per rule, in configuration order.
     pub rules: Vec<RuleSummary>,
     /// Per rule and slice with incidents.
@@ -358,7 +358,7 @@ pub struct Report {
 }
 
 /// Per rule (in `rule_names` order) and per slice figures of `incidents`.
-pub fn summarize(
+pub(crate) fn summarize(
     rule_names: &[String],
     incidents: &[Incident],
     end_ms: i64,

@@ -255,7 +255,7 @@ pub fn file_name(i: &Incident) -> String {
 }
 
 /// A dedup key made safe for a file name.
-pub(crate) fn safe_name(key: &str) -> String {
+pub fn safe_name(key: &str) -> String {
     key.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {

@@ -83,24 +83,24 @@ pub enum RuleTestError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseResult {
     /// The case's name.
-    pub name: String,
+    pub(crate) name: String,
     /// Whether it passed.
-    pub passed: bool,
+    pub(crate) passed: bool,
     /// A problem with the case itself (bad time, unknown rule).
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Expected transitions that did not happen.
-    pub missing: Vec<String>,
+    pub(crate) missing: Vec<String>,
     /// Transitions that happened and were not expected.
-    pub unexpected: Vec<String>,
+    pub(crate) unexpected: Vec<String>,
     /// Every transition of the rules under test, in `expect` syntax.
-    pub actual: Vec<String>,
+    pub(crate) actual: Vec<String>,
 }
 
 /// The outcome of one file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileResult {
     /// The file.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The configuration it tested.
     pub config: String,
     /// Its cases.

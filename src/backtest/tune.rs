@@ -56,7 +56,7 @@ pub use output::{render_table, snippet, write_csv};
 pub use pass::{backtest_config, run, run_lines, Row, TuneOptions, TuneResult, Tuner};
 
 /// Most candidates in one run: each is an engine in memory.
-pub const MAX_CANDIDATES: usize = 512;
+pub(crate) const MAX_CANDIDATES: usize = 512;
 
 /// Errors of a tuning run.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +117,7 @@ pub enum TuneError {
 /// A tunable setting of a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Dim {
+pub(crate) enum Dim {
     /// The window length.
     Window,
     /// The lowest-severity threshold (the others and `clear` follow).
@@ -134,7 +134,7 @@ pub enum Dim {
 
 impl Dim {
     /// The name used in `--vary`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Dim::Window => "window",
             Dim::Threshold => "threshold",
@@ -153,7 +153,7 @@ impl Dim {
 /// A value of a dimension.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(untagged)]
-pub enum Val {
+pub(crate) enum Val {
     /// A threshold.
     Num(f64),
     /// A duration.
@@ -174,9 +174,9 @@ impl std::fmt::Display for Val {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vary {
     /// Which setting.
-    pub dim: Dim,
+    pub(crate) dim: Dim,
     /// Its values, in order.
-    pub values: Vec<Val>,
+    pub(crate) values: Vec<Val>,
 }
 
 impl FromStr for Vary {
@@ -282,7 +282,7 @@ fn round_to(v: f64, digits: usize) -> f64 {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     /// The settings, in dimension order.
-    pub settings: Vec<(Dim, Val)>,
+    pub(crate) settings: Vec<(Dim, Val)>,
     /// The rule with these settings.
     pub rule: RuleConfig,
 }
@@ -302,7 +302,7 @@ impl Candidate {
 }
 
 /// Every combination of `varies` applied to `base`, first `--vary` slowest.
-pub fn candidates(base: &RuleConfig, varies: &[Vary]) -> Result<Vec<Candidate>, TuneError> {
+pub(crate) fn candidates(base: &RuleConfig, varies: &[Vary]) -> Result<Vec<Candidate>, TuneError> {
     for (i, v) in varies.iter().enumerate() {
         if varies[..i].iter().any(|w| w.dim == v.dim) {
             return Err(TuneError::Vary {
@@ -341,7 +341,7 @@ pub fn candidates(base: &RuleConfig, varies: &[Vary]) -> Result<Vec<Candidate>, 
 }
 
 /// `base` with `settings` applied (window, then threshold, then clear, then durations).
-pub fn apply(base: &RuleConfig, settings: &[(Dim, Val)]) -> RuleConfig {
+pub(crate) fn apply(base: &RuleConfig, settings: &[(Dim, Val)]) -> RuleConfig {
     let mut rule = base.clone();
     let mut sorted = settings.to_vec();
     sorted.sort_by_key(|(d, _)| *d);

@@ -18,19 +18,19 @@ pub(crate) struct ConfigArg {
 
 impl ConfigArg {
     /// Loads and validates the configuration.
-    pub(crate) fn load(&self) -> anyhow::Result<Config> {
+    pub fn load(&self) -> anyhow::Result<Config> {
         load(&self.config)
     }
 }
 
 /// Loads and validates a configuration file; every error in one message.
-pub(crate) fn load(path: &Path) -> anyhow::Result<Config> {
+pub fn load(path: &Path) -> anyhow::Result<Config> {
     Config::load(path, &ProcessEnv).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// The async runtime of the long-running commands (2 workers: the work is one
 /// engine task; the Kafka consumer has its own thread).
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

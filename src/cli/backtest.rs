@@ -46,7 +46,7 @@ pub(crate) enum Commands {
 
 impl Commands {
     /// Runs the command.
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
         Ok(match self {
             Commands::Backtest(a) => backtest(&a)?,
             Commands::Tune(a) => tune(&a)?,
@@ -59,7 +59,7 @@ impl Commands {
 
 /// Errors of the backtest commands, each saying what to fix.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CliError {
+pub enum CliError {
     /// The configuration did not load.
     #[error("{0}")]
     Config(String),
@@ -217,14 +217,14 @@ pub(crate) struct TestRulesArgs {
     pub(crate) files: Vec<PathBuf>,
 }
 
-pub(crate) fn load_config(arg: &ConfigArg) -> Result<Config, CliError> {
+pub fn load_config(arg: &ConfigArg) -> Result<Config, CliError> {
     Config::load(&arg.config, &ProcessEnv).map_err(|e| CliError::Config(e.to_string()))
 }
 
 /// The wall clock of the future-skew check: `--now`, else the real one
 /// (history is in the past, so an event ahead of today is a bad stamp that
 /// would otherwise move the clock and make everything after it late).
-pub(crate) fn now_ms(now: &Option<String>) -> Result<Option<i64>, CliError> {
+pub fn now_ms(now: &Option<String>) -> Result<Option<i64>, CliError> {
     match now {
         None => Ok(Some(chrono::Utc::now().timestamp_millis())),
         Some(s) => parse_rfc3339_ms(s)
@@ -247,7 +247,7 @@ fn load_labels(t: &TruthArgs) -> Result<Option<Vec<Crisis>>, CliError> {
     }
 }
 
-pub(crate) fn summary_options(t: &TruthArgs) -> Result<SummaryOptions, CliError> {
+pub fn summary_options(t: &TruthArgs) -> Result<SummaryOptions, CliError> {
     Ok(SummaryOptions {
         flap_gap_ms: dur_ms(t.flap_gap).max(0),
         grace_ms: t.grace.map(dur_ms),
@@ -264,7 +264,7 @@ fn create(path: &Path) -> Result<BufWriter<File>, CliError> {
         })
 }
 
-pub(crate) fn write_err(path: &Path) -> impl Fn(io::Error) -> CliError + '_ {
+pub fn write_err(path: &Path) -> impl Fn(io::Error) -> CliError + '_ {
     move |source| CliError::Write {
         path: path.display().to_string(),
         source,

@@ -18,7 +18,7 @@ pub(crate) enum Commands {
 
 impl Commands {
     /// Exit 0 when valid, 1 with every error listed, 2 when the file cannot be read.
-    pub(crate) fn run(self) -> ExitCode {
+    pub fn run(self) -> ExitCode {
         let Commands::Check { config } = self;
         let path = config.config.as_path();
         match Config::load(path, &ProcessEnv) {

@@ -41,7 +41,7 @@ pub(crate) enum Commands {
 
 impl Commands {
     /// Runs the simulated period (stopped early by SIGINT or SIGTERM).
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
         let Commands::Demo {
             config,
             speed,

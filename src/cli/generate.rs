@@ -43,7 +43,7 @@ pub(crate) enum Commands {
 
 impl Commands {
     /// Writes the stream an hour of simulated time at a time, then the crises.
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
         let Commands::Generate {
             seed,
             start,

@@ -81,7 +81,7 @@ impl StoreArgs {
 
 impl Commands {
     /// Exit 1 when the command ran but not everything is well.
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
         let ok = match self {
             Commands::Outbox { store, command } => {
                 let (cfg, dir) = store.open()?;
@@ -106,7 +106,7 @@ impl Commands {
 
 /// Errors of the incident commands.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CliError {
+pub enum CliError {
     /// The outbox or the manager failed.
     #[error(transparent)]
     Incident(#[from] IncidentError),

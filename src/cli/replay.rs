@@ -35,7 +35,7 @@ pub(crate) enum Commands {
 
 impl Commands {
     /// Replays the input; the summary (and the incidents delivered) go to stderr.
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
         let Commands::Replay {
             config,
             input,

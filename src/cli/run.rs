@@ -23,7 +23,7 @@ pub(crate) enum Commands {
 
 impl Commands {
     /// Runs until SIGINT or SIGTERM, then prints what was done.
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
         let Commands::Run {
             config,
             applied_log,

@@ -54,7 +54,7 @@ pub(crate) enum StateCommand {
 }
 
 impl Commands {
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
         let Commands::State {
             config,
             dir,

@@ -17,11 +17,11 @@ const YEAR: u64 = 31_557_600;
 
 /// One bounded setting: its key (`[]` where an index goes) and its maximum.
 #[derive(Debug, Clone, Copy)]
-pub struct Bound {
+pub(crate) struct Bound {
     /// Key path, e.g. `sources.kafka.shutdown_timeout`.
-    pub key: &'static str,
+    pub(crate) key: &'static str,
     /// The largest accepted value.
-    pub max: Duration,
+    pub(crate) max: Duration,
 }
 
 const fn b(key: &'static str, secs: u64) -> Bound {
@@ -32,7 +32,7 @@ const fn b(key: &'static str, secs: u64) -> Bound {
 }
 
 /// Every duration setting and its maximum.
-pub const BOUNDS: &[Bound] = &[
+pub(crate) const BOUNDS: &[Bound] = &[
     b("engine.allowed_lateness", 7 * DAY),
     b("engine.dedup_horizon", 7 * DAY),
     b("engine.max_future_skew", 7 * DAY),
@@ -71,7 +71,7 @@ fn max_of(key: &str) -> Duration {
 }
 
 /// Pushes an error for every duration past its bound.
-pub fn validate(cfg: &Config, errs: &mut Vec<ConfigError>) {
+pub(crate) fn validate(cfg: &Config, errs: &mut Vec<ConfigError>) {
     let mut check = |key: String, generic: &str, v: Dur| {
         let max = max_of(generic);
         if v.0 > max {

@@ -24,11 +24,11 @@ pub struct IncidentsConfig {
     /// An open incident gets a progress `update` (current value, peak,
     /// duration) this often, in event time. `"0"` disables progress updates.
     #[serde(default = "default_update_interval")]
-    pub update_interval: Dur,
+    pub(crate) update_interval: Dur,
     /// How long `replay`, `demo` and shutdown wait for pending notifications
     /// before leaving them in the outbox for the next start.
     #[serde(default = "default_drain_timeout")]
-    pub drain_timeout: Dur,
+    pub(crate) drain_timeout: Dur,
     /// Delivered, failed and muted notifications, dead letters (counted as
     /// pruned in `crisiswatch_outbox_dead_letters_pruned_total`) and the ledger
     /// of applied transitions are kept this long, then pruned (at start, and
@@ -36,12 +36,12 @@ pub struct IncidentsConfig {
     /// dead letter's age counts from when it was dead-lettered; until then
     /// `crisiswatch outbox retry` can re-queue it.
     #[serde(default = "default_retention")]
-    pub retention: Dur,
+    pub(crate) retention: Dur,
     /// Routes, in order: the first route whose matchers accept an alert takes
     /// it (and the next ones too while `continue = true`). Without routes,
     /// every alert is its own incident and goes to every receiver.
     #[serde(default)]
-    pub routes: Vec<RouteConfig>,
+    pub(crate) routes: Vec<RouteConfig>,
 }
 
 /// "crisiswatch-data": beside the working directory, where an operator looks first.
@@ -80,34 +80,34 @@ impl Default for IncidentsConfig {
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Unique name; part of every incident's `dedup_key`.
-    pub name: String,
+    pub(crate) name: String,
     /// Rules this route takes; empty takes every rule.
     #[serde(default)]
-    pub rules: Vec<String>,
+    pub(crate) rules: Vec<String>,
     /// Lowest alert severity this route takes; unset takes every severity.
     /// Checked when an alert fires and again when it escalates.
     #[serde(default)]
-    pub min_severity: Option<Severity>,
+    pub(crate) min_severity: Option<Severity>,
     /// Matchers on the alert's group labels, all of which must hold:
     /// `{ region = "eu-west" }`, `{ product = ["a", "b"] }`, `{ segment = { not = "internal" } }`.
     #[serde(default, rename = "match")]
-    pub matchers: BTreeMap<String, ValueMatch>,
+    pub(crate) matchers: BTreeMap<String, ValueMatch>,
     /// Alerts whose groups agree on these labels join one incident (like
     /// Alertmanager's `group_by`); `rule` names the alert's rule. A label an
     /// alert lacks counts as "". Unset: every alert is its own incident.
     #[serde(default)]
-    pub group_by: Option<Vec<String>>,
+    pub(crate) group_by: Option<Vec<String>>,
     /// How long (event time) a new incident waits for more alerts of its group
     /// before the `open` goes out, so one crisis that trips several rules pages
     /// once with all their evidence. Alerts arriving later join with an `update`.
     #[serde(default = "default_group_window")]
-    pub group_window: Dur,
+    pub(crate) group_window: Dur,
     /// Receivers (by name) that get this route's incidents; empty: every receiver.
     #[serde(default)]
-    pub receivers: Vec<String>,
+    pub(crate) receivers: Vec<String>,
     /// Keep matching the routes after this one.
     #[serde(default, rename = "continue")]
-    pub continue_: bool,
+    pub(crate) continue_: bool,
 }
 
 /// 2 minutes: rules watching one slice cross within a minute or two of each
@@ -122,30 +122,30 @@ fn default_group_window() -> Dur {
 pub struct DeliveryConfig {
     /// Timeout of one HTTP request (connect + response).
     #[serde(default = "default_timeout")]
-    pub timeout: Dur,
+    pub(crate) timeout: Dur,
     /// First retry delay; doubles with every failed attempt.
     #[serde(default = "default_backoff_initial")]
-    pub backoff_initial: Dur,
+    pub(crate) backoff_initial: Dur,
     /// Longest retry delay.
     #[serde(default = "default_backoff_max")]
-    pub backoff_max: Dur,
+    pub(crate) backoff_max: Dur,
     /// Random spread of each delay, as a fraction: 0.2 = ±20 %.
     #[serde(default = "default_jitter")]
-    pub jitter: f64,
+    pub(crate) jitter: f64,
     /// A notification not delivered this long after it was queued is dead-lettered:
     /// kept in the outbox, logged at ERROR, counted; `crisiswatch outbox retry` redelivers it.
     #[serde(default = "default_max_age")]
-    pub max_age: Dur,
+    pub(crate) max_age: Dur,
     /// Consecutive failed attempts that open the circuit breaker; 0 disables it.
     #[serde(default = "default_breaker_failures")]
-    pub breaker_failures: u32,
+    pub(crate) breaker_failures: u32,
     /// How long an open breaker waits before one trial request.
     #[serde(default = "default_breaker_cooldown")]
-    pub breaker_cooldown: Dur,
+    pub(crate) breaker_cooldown: Dur,
     /// Alertmanager receivers: firing alerts are re-pushed this often (as
     /// Prometheus does), with `endsAt` four intervals ahead.
     #[serde(default = "default_resend_interval")]
-    pub resend_interval: Dur,
+    pub(crate) resend_interval: Dur,
 }
 
 /// 10 seconds: a webhook answers in milliseconds; 10 s is clearly dead, not slow.

@@ -32,7 +32,11 @@ impl Env for std::collections::HashMap<String, String> {
 }
 
 /// Interpolates every string in `value` in place, collecting one error per bad string.
-pub fn interpolate_tree(value: &mut toml::Value, env: &dyn Env, errors: &mut Vec<ConfigError>) {
+pub(crate) fn interpolate_tree(
+    value: &mut toml::Value,
+    env: &dyn Env,
+    errors: &mut Vec<ConfigError>,
+) {
     walk(value, &mut String::new(), env, errors);
 }
 
@@ -66,7 +70,7 @@ fn walk(value: &mut toml::Value, path: &mut String, env: &dyn Env, errors: &mut 
 }
 
 /// Expands the variables in one string.
-pub fn interpolate_str(s: &str, env: &dyn Env) -> Result<String, String> {
+pub(crate) fn interpolate_str(s: &str, env: &dyn Env) -> Result<String, String> {
     if !s.contains('$') {
         return Ok(s.to_string());
     }

@@ -8,7 +8,7 @@ use super::*;
 
 impl Config {
     /// The rule names, comma-separated (for "unknown rule" errors).
-    pub fn rule_names(&self) -> String {
+    pub(crate) fn rule_names(&self) -> String {
         self.rules
             .iter()
             .map(|r| r.name.as_str())

@@ -15,7 +15,7 @@ use std::ops::{Deref, DerefMut};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// What a redacted value prints as.
-pub const REDACTED: &str = "**REDACTED**";
+pub(crate) const REDACTED: &str = "**REDACTED**";
 
 /// Name fragments of librdkafka properties that hold credentials: every
 /// `*.password`, `sasl.oauthbearer.client.secret`, private keys
@@ -34,13 +34,13 @@ const SECRET_FRAGMENTS: &[&str] = &[
 ];
 
 /// Whether the property `key` holds a credential (case-insensitive).
-pub fn is_secret(key: &str) -> bool {
+pub(crate) fn is_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     SECRET_FRAGMENTS.iter().any(|f| k.contains(f))
 }
 
 /// `value`, or [`REDACTED`] when `key` names a credential.
-pub fn shown<'a>(key: &str, value: &'a str) -> &'a str {
+pub(crate) fn shown<'a>(key: &str, value: &'a str) -> &'a str {
     if is_secret(key) {
         REDACTED
     } else {
@@ -56,7 +56,7 @@ pub struct KafkaProperties(BTreeMap<String, String>);
 
 impl KafkaProperties {
     /// The properties with credentials replaced by [`REDACTED`].
-    pub fn redacted(&self) -> BTreeMap<&str, &str> {
+    pub(crate) fn redacted(&self) -> BTreeMap<&str, &str> {
         self.0
             .iter()
             .map(|(k, v)| (k.as_str(), shown(k, v)))

@@ -60,13 +60,13 @@ pub enum Condition {
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
     /// Threshold of the `info` severity.
-    pub info: Option<f64>,
+    pub(crate) info: Option<f64>,
     /// Threshold of the `warning` severity.
     pub warning: Option<f64>,
     /// Threshold of the `error` severity.
-    pub error: Option<f64>,
+    pub(crate) error: Option<f64>,
     /// Threshold of the `critical` severity.
-    pub critical: Option<f64>,
+    pub(crate) critical: Option<f64>,
 }
 
 impl Thresholds {
@@ -87,7 +87,7 @@ impl Thresholds {
 /// One value or a list of values.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
-pub enum OneOrMany {
+pub(crate) enum OneOrMany {
     /// A single value.
     One(String),
     /// Any of several values.
@@ -96,7 +96,7 @@ pub enum OneOrMany {
 
 impl OneOrMany {
     /// The values as a list.
-    pub fn to_vec(&self) -> Vec<String> {
+    pub(crate) fn to_vec(&self) -> Vec<String> {
         match self {
             OneOrMany::One(s) => vec![s.clone()],
             OneOrMany::Many(v) => v.clone(),
@@ -108,7 +108,7 @@ impl OneOrMany {
 /// `{ not = ["x", "y"] }` (none of; also true when the attribute is absent).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
-pub enum ValueMatch {
+pub(crate) enum ValueMatch {
     /// Equality or set membership.
     Is(OneOrMany),
     /// Negation.
@@ -118,9 +118,9 @@ pub enum ValueMatch {
 /// The negated form of [`ValueMatch`].
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct NotMatch {
+pub(crate) struct NotMatch {
     /// Values that must not match.
-    pub not: OneOrMany,
+    pub(crate) not: OneOrMany,
 }
 
 /// Which events an indicator counts: by `type` and by attributes (all must match).
@@ -129,10 +129,10 @@ pub struct NotMatch {
 pub struct Selector {
     /// Event type match; absent matches every type.
     #[serde(rename = "type", default)]
-    pub kind: Option<ValueMatch>,
+    pub(crate) kind: Option<ValueMatch>,
     /// Attribute matches, all of which must hold.
     #[serde(default)]
-    pub attrs: BTreeMap<String, ValueMatch>,
+    pub(crate) attrs: BTreeMap<String, ValueMatch>,
 }
 
 /// Time unit of a `rate` indicator.
@@ -266,7 +266,7 @@ fn default_min_baseline() -> f64 {
 
 impl IndicatorConfig {
     /// The selectors of this indicator.
-    pub fn selectors(&self) -> Vec<&Selector> {
+    pub(crate) fn selectors(&self) -> Vec<&Selector> {
         match self {
             IndicatorConfig::Ratio {
                 numerator,
@@ -286,7 +286,7 @@ impl IndicatorConfig {
     }
 
     /// The `kind` name.
-    pub fn kind_name(&self) -> &'static str {
+    pub(crate) fn kind_name(&self) -> &'static str {
         match self {
             IndicatorConfig::Count { .. } => "count",
             IndicatorConfig::Rate { .. } => "rate",
@@ -310,18 +310,18 @@ pub struct RuleConfig {
     pub name: String,
     /// What crisis this rule catches, for responders.
     #[serde(default)]
-    pub description: String,
+    pub(crate) description: String,
     /// Attributes that define a slice (group), e.g. `["product", "region"]`. Empty: one global group.
     /// An event without one of these attributes is grouped under the empty value.
     #[serde(default)]
-    pub group_by: Vec<String>,
+    pub(crate) group_by: Vec<String>,
     /// Sliding window length.
-    pub window: Dur,
+    pub(crate) window: Dur,
     /// How far the window moves at a time; must divide `window`. Default: window ÷ 10.
     #[serde(default)]
-    pub slide: Option<Dur>,
+    pub(crate) slide: Option<Dur>,
     /// The measured indicator.
-    pub indicator: IndicatorConfig,
+    pub(crate) indicator: IndicatorConfig,
     /// Fire above (default) or below the thresholds.
     #[serde(default)]
     pub condition: Condition,
@@ -333,37 +333,37 @@ pub struct RuleConfig {
     pub clear: Option<f64>,
     /// How long the condition must hold before the alert fires (pending meanwhile).
     #[serde(rename = "for", default)]
-    pub for_: Dur,
+    pub(crate) for_: Dur,
     /// How long a firing alert keeps firing after the condition clears.
     #[serde(default)]
-    pub keep_firing_for: Dur,
+    pub(crate) keep_firing_for: Dur,
     /// Below this volume in the window the indicator is not evaluated (no data).
     #[serde(default)]
-    pub min_volume: u64,
+    pub(crate) min_volume: u64,
     /// Judge the breach on the one-sided confidence bound of the estimate at
     /// this level (e.g. 0.95) instead of its point value: the lower bound for
     /// `above`, the upper for `below`, so a small slice needs stronger
     /// evidence than a large one. For `ratio`, `score_share`, `nps`,
     /// `mean_score` and `surge`; in (0.5, 1). Default: off (point value).
     #[serde(default)]
-    pub confidence: Option<f64>,
+    pub(crate) confidence: Option<f64>,
     /// Runbook link for responders.
     #[serde(default)]
-    pub runbook: Option<String>,
+    pub(crate) runbook: Option<String>,
     /// Dashboard link for responders.
     #[serde(default)]
-    pub dashboard: Option<String>,
+    pub(crate) dashboard: Option<String>,
 }
 
 impl RuleConfig {
     /// The slide, with its default applied.
-    pub fn slide(&self) -> Dur {
+    pub(crate) fn slide(&self) -> Dur {
         self.slide
             .unwrap_or_else(|| Dur::from_ms((self.window.as_ms() / 10).max(1) as u64))
     }
 
     /// The clear threshold, with its default applied.
-    pub fn clear_threshold(&self) -> Option<f64> {
+    pub(crate) fn clear_threshold(&self) -> Option<f64> {
         let levels = self.thresholds.levels();
         self.clear.or_else(|| levels.first().map(|l| l.1))
     }

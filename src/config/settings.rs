@@ -12,13 +12,13 @@ pub struct EngineConfig {
     /// The watermark is the newest event time minus this; an event older than
     /// watermark − window is late (counted, dropped).
     #[serde(default = "default_allowed_lateness")]
-    pub allowed_lateness: Dur,
+    pub(crate) allowed_lateness: Dur,
     /// A repeated event `id` within this much event time is counted once. `"0"` disables.
     #[serde(default = "default_dedup_horizon")]
-    pub dedup_horizon: Dur,
+    pub(crate) dedup_horizon: Dur,
     /// Upper bound on ids remembered for deduplication.
     #[serde(default = "default_dedup_max_ids")]
-    pub dedup_max_ids: usize,
+    pub(crate) dedup_max_ids: usize,
     /// Events stamped further than this in the future of the wall clock are invalid.
     #[serde(default = "default_max_future_skew")]
     pub max_future_skew: Dur,
@@ -34,28 +34,28 @@ pub struct EngineConfig {
     pub clock_jump_confirm: u32,
     /// Events larger than this many bytes are invalid (`oversized`).
     #[serde(default = "default_max_event_bytes")]
-    pub max_event_bytes: usize,
+    pub(crate) max_event_bytes: usize,
     /// Live groups (slices) kept per rule; events of new groups beyond it are counted as overflow.
     #[serde(default = "default_max_groups_per_rule")]
-    pub max_groups_per_rule: usize,
+    pub(crate) max_groups_per_rule: usize,
     /// Distinct customers tracked per group by customer-level indicators.
     #[serde(default = "default_max_customers_per_group")]
-    pub max_customers_per_group: usize,
+    pub(crate) max_customers_per_group: usize,
     /// Live mode: when no event arrives for this long, event time advances with the wall clock
     /// so quiet slices still resolve.
     #[serde(default = "default_idle_timeout")]
-    pub idle_timeout: Dur,
+    pub(crate) idle_timeout: Dur,
     /// Event ids kept per alert as evidence.
     #[serde(default = "default_sample_event_ids")]
-    pub sample_event_ids: usize,
+    pub(crate) sample_event_ids: usize,
     /// Valid `score` values, `[min, max]` inclusive: an event with a score
     /// outside is invalid (`out_of_range`), so a stray value (a score of 1e16,
     /// a CSAT stream scored in percent) cannot distort every score indicator.
     #[serde(default = "default_score_range")]
-    pub score_range: [f64; 2],
+    pub(crate) score_range: [f64; 2],
     /// Valid `sentiment` values, `[min, max]` inclusive; outside is `out_of_range`.
     #[serde(default = "default_sentiment_range")]
-    pub sentiment_range: [f64; 2],
+    pub(crate) sentiment_range: [f64; 2],
 }
 
 /// 1 minute: producers and brokers reorder events by seconds, rarely by minutes.
@@ -117,13 +117,13 @@ fn default_sentiment_range() -> [f64; 2] {
 /// Largest magnitude of a `score_range` bound: scores are summed in
 /// thousandths in 64-bit pane counters, so ±10⁶ leaves room for 9·10⁹ events
 /// at the bound before a counter saturates.
-pub const MAX_SCORE_BOUND: f64 = 1e6;
+pub(crate) const MAX_SCORE_BOUND: f64 = 1e6;
 
 impl EngineConfig {
     /// The limits the decoder applies to every input under these settings:
     /// the one place the engine, the live pipeline and the history tools get
     /// them from, so they validate events alike.
-    pub fn decode_limits(&self) -> crate::event::DecodeLimits {
+    pub(crate) fn decode_limits(&self) -> crate::event::DecodeLimits {
         crate::event::DecodeLimits {
             max_event_bytes: self.max_event_bytes,
             max_future_skew_ms: self.max_future_skew.as_ms(),
@@ -143,10 +143,10 @@ pub struct StateConfig {
     /// a partition revoke and a graceful stop). `"0"` turns durable state off:
     /// a restart then starts empty from the committed offsets.
     #[serde(default = "default_checkpoint_interval")]
-    pub checkpoint_interval: Dur,
+    pub(crate) checkpoint_interval: Dur,
     /// Directory of `state.sqlite`; empty (the default) means `incidents.data_dir`.
     #[serde(default)]
-    pub dir: String,
+    pub(crate) dir: String,
 }
 
 /// 10 seconds: a restart re-reads at most ten seconds of the stream, and a
@@ -166,7 +166,7 @@ impl Default for StateConfig {
 
 impl StateConfig {
     /// The state directory: `dir`, or `incidents.data_dir` when empty.
-    pub fn dir_or<'a>(&'a self, data_dir: &'a str) -> &'a str {
+    pub(crate) fn dir_or<'a>(&'a self, data_dir: &'a str) -> &'a str {
         if self.dir.is_empty() {
             data_dir
         } else {
@@ -208,37 +208,37 @@ pub struct ServerConfig {
     /// Environment variable holding the bearer token for admin (state-changing)
     /// endpoints such as reload and silences. Without a token they are refused.
     #[serde(default)]
-    pub admin_token_env: Option<String>,
+    pub(crate) admin_token_env: Option<String>,
     /// File holding the admin bearer token (used when `admin_token_env` is unset).
     #[serde(default)]
-    pub admin_token_file: Option<std::path::PathBuf>,
+    pub(crate) admin_token_file: Option<std::path::PathBuf>,
     /// Environment variable holding the bearer token of the read endpoints that
     /// expose customer data (`/api/v1/alerts` with sample event ids and slices,
     /// `/api/v1/rules`, `GET /api/v1/silences`); the admin token is accepted too.
     /// Without a read token they are open on a loopback `listen` address and
     /// refused (401) on any other.
     #[serde(default)]
-    pub read_token_env: Option<String>,
+    pub(crate) read_token_env: Option<String>,
     /// File holding the read token (used when `read_token_env` is unset).
     #[serde(default)]
-    pub read_token_file: Option<std::path::PathBuf>,
+    pub(crate) read_token_file: Option<std::path::PathBuf>,
     /// Connections served at once; further clients wait in the accept queue
     /// until one closes (counted in `crisiswatch_http_connections_limited_total`).
     #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// A client must send a request's headers within this, or its connection
     /// is closed: a slow-loris client cannot hold a connection slot.
     #[serde(default = "default_header_read_timeout")]
-    pub header_read_timeout: Dur,
+    pub(crate) header_read_timeout: Dur,
     /// Longest time to answer one request; beyond it the answer is 408.
     #[serde(default = "default_request_timeout")]
-    pub request_timeout: Dur,
+    pub(crate) request_timeout: Dur,
     /// Largest request head (request line and headers), bytes (at least 8192).
     #[serde(default = "default_max_header_bytes")]
-    pub max_header_bytes: usize,
+    pub(crate) max_header_bytes: usize,
     /// Largest request body, bytes (a silence is a few hundred); larger ones get 413.
     #[serde(default = "default_max_body_bytes")]
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
 }
 
 /// 127.0.0.1:9464: loopback only by default; 9464 is the conventional exporter port of the project.
@@ -397,25 +397,25 @@ pub struct TopicConfig {
 pub struct DemoConfig {
     /// Seed of the generator: the same seed gives the same stream.
     #[serde(default = "default_demo_seed")]
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Simulated start (RFC 3339).
     #[serde(default = "default_demo_start")]
-    pub start: String,
+    pub(crate) start: String,
     /// Simulated period.
     #[serde(default = "default_demo_duration")]
-    pub duration: Dur,
+    pub(crate) duration: Dur,
     /// Simulated seconds per wall-clock second.
     #[serde(default = "default_demo_speed")]
-    pub speed: f64,
+    pub(crate) speed: f64,
     /// Orders per minute across all slices at the daily peak.
     #[serde(default = "default_demo_orders_per_minute")]
-    pub orders_per_minute: f64,
+    pub(crate) orders_per_minute: f64,
     /// Inject the playbook crises.
     #[serde(default = "default_true")]
-    pub crises: bool,
+    pub(crate) crises: bool,
     /// Inject malformed lines, duplicate ids and out-of-order events.
     #[serde(default = "default_true")]
-    pub noise: bool,
+    pub(crate) noise: bool,
 }
 
 /// 42: any fixed seed; this one gives the documented demo run.
@@ -461,7 +461,7 @@ impl Default for DemoConfig {
 /// The kinds of incident receivers (`docs/contract.md` §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ReceiverKind {
+pub(crate) enum ReceiverKind {
     /// Human-readable lines on standard output.
     Console,
     /// The generic JSON webhook.
@@ -475,7 +475,7 @@ pub enum ReceiverKind {
 /// Built-in trust roots of a receiver's TLS connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TlsRoots {
+pub(crate) enum TlsRoots {
     /// Mozilla's root certificates, compiled in (webpki-roots): the same on
     /// every host, which is why it is the default.
     #[default]
@@ -490,7 +490,7 @@ pub enum TlsRoots {
 /// Which signature headers a receiver with a secret gets (`docs/contract.md` §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum SignatureScheme {
+pub(crate) enum SignatureScheme {
     /// Both: the Standard Webhooks headers and `X-Crisiswatch-Signature`, so
     /// receivers written for either verify (the default).
     #[default]
@@ -504,12 +504,12 @@ pub enum SignatureScheme {
 
 impl SignatureScheme {
     /// Whether the Standard Webhooks headers are sent.
-    pub fn standard(self) -> bool {
+    pub(crate) fn standard(self) -> bool {
         self != SignatureScheme::Crisiswatch
     }
 
     /// Whether `X-Crisiswatch-Signature` is sent.
-    pub fn legacy(self) -> bool {
+    pub(crate) fn legacy(self) -> bool {
         self != SignatureScheme::StandardWebhooks
     }
 }
@@ -519,9 +519,9 @@ impl SignatureScheme {
 #[serde(deny_unknown_fields)]
 pub struct ReceiverConfig {
     /// Unique name.
-    pub name: String,
+    pub(crate) name: String,
     /// Format and protocol.
-    pub kind: ReceiverKind,
+    pub(crate) kind: ReceiverKind,
     /// Endpoint URL for the HTTP kinds. An empty URL (e.g. `"${CRISISWATCH_WEBHOOK_URL:-}"`
     /// with the variable unset) disables the receiver.
     #[serde(default)]
@@ -529,37 +529,37 @@ pub struct ReceiverConfig {
     /// Environment variable holding the signing secret: every request is then
     /// signed as `signature` says.
     #[serde(default)]
-    pub secret_env: Option<String>,
+    pub(crate) secret_env: Option<String>,
     /// File holding the signing secret (instead of `secret_env`).
     #[serde(default)]
-    pub secret_file: Option<std::path::PathBuf>,
+    pub(crate) secret_file: Option<std::path::PathBuf>,
     /// The signature headers of a signed request: `"both"` (default), the
     /// Standard Webhooks ones only (`"standard-webhooks"`), or only
     /// `X-Crisiswatch-Signature` (`"crisiswatch"`).
     #[serde(default)]
-    pub signature: SignatureScheme,
+    pub(crate) signature: SignatureScheme,
     /// PagerDuty: environment variable holding the integration (routing) key.
     #[serde(default)]
-    pub routing_key_env: Option<String>,
+    pub(crate) routing_key_env: Option<String>,
     /// PagerDuty: file holding the integration (routing) key.
     #[serde(default)]
-    pub routing_key_file: Option<std::path::PathBuf>,
+    pub(crate) routing_key_file: Option<std::path::PathBuf>,
     /// Accept any TLS certificate: no verification at all, so anyone on the path
     /// can read and forge the traffic. Only for test setups; logged as a WARN at
     /// start and shown in `/api/v1/status`. For a private CA use `ca_file`.
     #[serde(default)]
-    pub tls_skip_verify: bool,
+    pub(crate) tls_skip_verify: bool,
     /// PEM file with the CA certificate(s) that issue this receiver's server
     /// certificate (a company or private CA), trusted in addition to `tls_roots`.
     #[serde(default)]
-    pub ca_file: Option<std::path::PathBuf>,
+    pub(crate) ca_file: Option<std::path::PathBuf>,
     /// The built-in trust roots that verify this receiver's certificate:
     /// `"bundled"` (Mozilla's roots, compiled in), `"system"` (the operating
     /// system's store, e.g. `/etc/ssl/certs`, or `SSL_CERT_FILE`), or `"none"`
     /// (only `ca_file`).
     #[serde(default)]
-    pub tls_roots: TlsRoots,
+    pub(crate) tls_roots: TlsRoots,
     /// Timeouts, retries, dead-lettering and the circuit breaker.
     #[serde(default)]
-    pub delivery: super::DeliveryConfig,
+    pub(crate) delivery: super::DeliveryConfig,
 }

@@ -9,15 +9,15 @@ use super::{Engine, GROUP_HASH_SEED};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluation {
     /// The group: an id of the rule's recorder ([`Engine::recorded_labels`]).
-    pub key: u32,
+    pub(crate) key: u32,
     /// Evaluation time.
-    pub at: i64,
+    pub(crate) at: i64,
     /// The value (after `min_volume`).
-    pub value: Option<f64>,
+    pub(crate) value: Option<f64>,
     /// Run by a timer (a pane boundary or a deadline) rather than by an event.
-    pub timer: bool,
+    pub(crate) timer: bool,
     /// The group's window (baseline included) holds no pane.
-    pub empty: bool,
+    pub(crate) empty: bool,
 }
 
 /// The evaluations of a recorded rule, and its group keys by id.
@@ -33,7 +33,7 @@ impl Engine {
     /// other alert policies over the same values (`tune`'s shared windows).
     /// Nothing else changes: the rule evaluates, alerts and forgets groups as
     /// it would unrecorded.
-    pub fn record(&mut self, i: usize) {
+    pub(crate) fn record(&mut self, i: usize) {
         if let Some(rule) = self.rules.get_mut(i) {
             let rec = Recorder {
                 ids: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
@@ -47,7 +47,7 @@ impl Engine {
 
     /// Moves the evaluations recorded for rule `i` since the last call to the
     /// end of `out`, in the order they ran.
-    pub fn take_evaluations(&mut self, i: usize, out: &mut Vec<Evaluation>) {
+    pub(crate) fn take_evaluations(&mut self, i: usize, out: &mut Vec<Evaluation>) {
         if let Some(rec) = self
             .rules
             .get_mut(i)
@@ -58,7 +58,7 @@ impl Engine {
     }
 
     /// The labels of group `key` of recorded rule `i`.
-    pub fn recorded_labels(&self, i: usize, key: u32) -> Labels {
+    pub(crate) fn recorded_labels(&self, i: usize, key: u32) -> Labels {
         let Some(rule) = self.rules.get(i) else {
             return Labels::new();
         };

@@ -11,13 +11,13 @@ use crate::dedup::Dedup;
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReloadSummary {
     /// Rules kept with their state.
-    pub kept: Vec<String>,
+    pub(crate) kept: Vec<String>,
     /// New rules, starting empty.
-    pub added: Vec<String>,
+    pub(crate) added: Vec<String>,
     /// Rules whose configuration changed: they start empty.
-    pub changed: Vec<String>,
+    pub(crate) changed: Vec<String>,
     /// Rules no longer configured.
-    pub removed: Vec<String>,
+    pub(crate) removed: Vec<String>,
 }
 
 /// Whether two rule configurations compute the same thing: they may differ
@@ -40,7 +40,7 @@ impl Engine {
     /// and new rules start empty; removed rules are dropped. Engine settings
     /// take effect at once (the dedup memory is kept unless its settings changed).
     /// On error nothing changes.
-    pub fn reconfigure(&mut self, cfg: &Config) -> Result<ReloadSummary, EngineError> {
+    pub(crate) fn reconfigure(&mut self, cfg: &Config) -> Result<ReloadSummary, EngineError> {
         check_config(cfg)?;
         let e = &cfg.engine;
         let mut old: Vec<Option<RuleRt>> = self.rules.drain(..).map(Some).collect();

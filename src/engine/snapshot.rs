@@ -63,9 +63,9 @@ struct RuleSnapshot {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoreSummary {
     /// Rules whose state was restored.
-    pub rules_restored: Vec<String>,
+    pub(crate) rules_restored: Vec<String>,
     /// Rules in the snapshot that are gone or changed (their state dropped).
-    pub rules_dropped: Vec<String>,
+    pub(crate) rules_dropped: Vec<String>,
     /// Live groups restored.
     pub groups: usize,
 }
@@ -180,7 +180,7 @@ impl Engine {
     }
 
     /// Dedup keys of every active alert instance (pending or firing).
-    pub fn active_alert_keys(&self) -> Vec<String> {
+    pub(crate) fn active_alert_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
         for rule in &self.rules {
             for slot in &rule.slots {

@@ -24,7 +24,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EngineStats {
     /// Events offered (valid or not).
-    pub events_in: u64,
+    pub(crate) events_in: u64,
     /// Invalid inputs by [`InvalidReason::index`].
     pub invalid: [u64; InvalidReason::ALL.len()],
     /// Events applied to at least one window.
@@ -34,9 +34,9 @@ pub struct EngineStats {
     /// Events late for every rule that selected them.
     pub late: u64,
     /// Events no rule selected.
-    pub unmatched: u64,
+    pub(crate) unmatched: u64,
     /// Events dropped because of group caps.
-    pub overflow: u64,
+    pub(crate) overflow: u64,
     /// Transitions emitted.
     pub transitions: u64,
 }
@@ -56,7 +56,7 @@ pub struct RuleStats {
     /// Events of new groups dropped because `max_groups_per_rule` was reached.
     pub group_overflow: u64,
     /// Transitions emitted by this rule.
-    pub transitions: u64,
+    pub(crate) transitions: u64,
     /// Evaluations performed.
-    pub evaluations: u64,
+    pub(crate) evaluations: u64,
 }

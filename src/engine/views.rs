@@ -14,11 +14,11 @@ pub struct Footprint {
     /// Stored (non-empty) panes.
     pub panes: usize,
     /// Bytes of the groups' flat keys.
-    pub key_bytes: usize,
+    pub(crate) key_bytes: usize,
     /// (customer hash, count) entries stored in panes.
-    pub customer_entries: usize,
+    pub(crate) customer_entries: usize,
     /// Panes the groups' windows span (window and surge baseline), stored or not.
-    pub window_panes: usize,
+    pub(crate) window_panes: usize,
 }
 
 impl Footprint {
@@ -67,7 +67,7 @@ impl Engine {
     /// pending), then the highest values; ties in slot order. Returns them and
     /// the number of live groups. Only the chosen groups are materialised, so
     /// this is cheap with many groups.
-    pub fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
+    pub(crate) fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
         let rule = &self.rules[i];
         let mut keys: Vec<(i64, f64, usize)> = rule
             .slots
@@ -100,7 +100,7 @@ impl Engine {
     /// One group of rule `i`, found by its `group_by` values in order: its
     /// alert phase, latest value and when that was computed. Nothing is
     /// materialised, so this is cheap however many groups the rule has.
-    pub fn lookup<'a>(
+    pub(crate) fn lookup<'a>(
         &self,
         i: usize,
         values: impl Iterator<Item = &'a str> + Clone,
@@ -118,7 +118,7 @@ impl Engine {
     }
 
     /// The groups of rule `i` whose alert is pending or firing.
-    pub fn active_groups(&self, i: usize) -> Vec<GroupView> {
+    pub(crate) fn active_groups(&self, i: usize) -> Vec<GroupView> {
         let rule = &self.rules[i];
         rule.slots
             .iter()

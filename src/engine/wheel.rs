@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 /// (slot, generation) entries bucketed by boundary pane.
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Wheel {
+pub(crate) struct Wheel {
     /// Pane index of `buckets[0]`.
     base: i64,
     buckets: VecDeque<Vec<(u32, u32)>>,
@@ -27,7 +27,7 @@ const MAX_SPAN: i64 = 1 << 20;
 impl Wheel {
     /// Schedules (slot, gen) at boundary pane `q`. Returns `false` if `q` is
     /// before the wheel's base (already due) or too far ahead.
-    pub fn schedule(&mut self, q: i64, slot: u32, gen: u32) -> bool {
+    pub(crate) fn schedule(&mut self, q: i64, slot: u32, gen: u32) -> bool {
         if self.buckets.is_empty() {
             self.base = q;
         }
@@ -58,7 +58,7 @@ impl Wheel {
     }
 
     /// The first boundary pane with entries, dropping empty leading buckets.
-    pub fn next(&mut self) -> Option<i64> {
+    pub(crate) fn next(&mut self) -> Option<i64> {
         while let Some(front) = self.buckets.front() {
             if !front.is_empty() {
                 return Some(self.base);
@@ -72,7 +72,7 @@ impl Wheel {
     }
 
     /// Takes the entries of the first non-empty bucket (call after [`Wheel::next`]).
-    pub fn take_front(&mut self) -> Vec<(u32, u32)> {
+    pub(crate) fn take_front(&mut self) -> Vec<(u32, u32)> {
         match self.buckets.pop_front() {
             Some(b) => {
                 self.base += 1;
@@ -84,7 +84,7 @@ impl Wheel {
     }
 
     /// Returns a drained bucket for reuse.
-    pub fn recycle(&mut self, mut b: Vec<(u32, u32)>) {
+    pub(crate) fn recycle(&mut self, mut b: Vec<(u32, u32)>) {
         b.clear();
         if self.spare.len() < 64 {
             self.spare.push(b);
@@ -93,13 +93,13 @@ impl Wheel {
 
     /// Entries pending.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether nothing is pending.
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 }

@@ -35,7 +35,7 @@ pub struct OwnedEvent {
 
 impl OwnedEvent {
     /// Captures `ev`, decoded from `raw`.
-    pub fn new(ev: &Event<'_>, raw: &[u8]) -> Self {
+    pub(crate) fn new(ev: &Event<'_>, raw: &[u8]) -> Self {
         let mut extra: Vec<u8> = Vec::new();
         let mut spans: Vec<Span> = Vec::with_capacity(3 + 2 * ev.attrs.len());
         let mut span_of = |s: &str| -> Span {
@@ -79,12 +79,12 @@ impl OwnedEvent {
     }
 
     /// Event time (ms).
-    pub fn ts(&self) -> i64 {
+    pub(crate) fn ts(&self) -> i64 {
         self.ts
     }
 
     /// The input bytes the event was decoded from.
-    pub fn raw(&self) -> &[u8] {
+    pub(crate) fn raw(&self) -> &[u8] {
         &self.buf[..self.raw_len]
     }
 
@@ -99,7 +99,7 @@ impl OwnedEvent {
 
     /// The event, borrowing from this buffer. `None` only if the buffer is not
     /// UTF-8 (it always is for an event that decoded).
-    pub fn event(&self) -> Option<Event<'_>> {
+    pub(crate) fn event(&self) -> Option<Event<'_>> {
         let text = std::str::from_utf8(&self.buf).ok()?;
         let s = |(a, b): Span| text.get(a..b).map(Cow::Borrowed);
         let (id, kind, cust) = (

@@ -19,7 +19,7 @@ pub struct Crisis {
     /// End of the affected interval (ms, exclusive).
     pub end_ms: i64,
     /// Human-readable summary of what is injected.
-    pub description: &'static str,
+    pub(crate) description: &'static str,
 }
 
 impl Generator {

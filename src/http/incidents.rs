@@ -31,7 +31,7 @@ use crate::incident::outbox::{CloseRequest, Outbox};
 use super::state::{require_admin, require_read, AppState};
 
 /// The routes, merged into [`super::router`].
-pub fn routes() -> Router<Arc<AppState>> {
+pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/incidents", get(list))
         .route("/api/v1/incidents/close", post(close))
@@ -39,7 +39,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// An open incident as the API and `crisiswatch incident list --json` show it.
-pub fn incident_json(inc: &Incident) -> serde_json::Value {
+pub(crate) fn incident_json(inc: &Incident) -> serde_json::Value {
     let active: Vec<_> = inc.alerts.iter().filter(|a| a.active).collect();
     let severity = active.iter().map(|a| a.severity).max();
     json!({
@@ -62,7 +62,7 @@ pub fn incident_json(inc: &Incident) -> serde_json::Value {
 }
 
 /// A close request as the API and the CLI show it.
-pub fn request_json(r: &CloseRequest) -> serde_json::Value {
+pub(crate) fn request_json(r: &CloseRequest) -> serde_json::Value {
     json!({
         "id": r.id,
         "key": r.incident,

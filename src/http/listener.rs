@@ -29,15 +29,15 @@ use crate::config::ServerConfig;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     /// Connections served at once.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Deadline for a request's headers.
-    pub header_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
     /// Deadline for the answer.
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Largest request head, bytes.
-    pub max_header_bytes: usize,
+    pub(crate) max_header_bytes: usize,
     /// Largest request body, bytes.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
 }
 
 impl From<&ServerConfig> for Limits {
@@ -67,7 +67,7 @@ pub(crate) struct ListenerMetrics {
 impl ListenerMetrics {
     /// Registers the metrics in `r`; a second listener in one process (tests)
     /// keeps its own unregistered copies.
-    pub fn new(r: &Registry) -> Result<ListenerMetrics, prometheus::Error> {
+    pub(crate) fn new(r: &Registry) -> Result<ListenerMetrics, prometheus::Error> {
         let m = ListenerMetrics {
             open: IntGauge::new(
                 "crisiswatch_http_connections",

@@ -34,7 +34,7 @@ pub fn attach(state: &AppState, outbox: Arc<Outbox>) {
 }
 
 /// The routes, merged into [`super::router`].
-pub fn routes() -> Router<Arc<AppState>> {
+pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/silences", get(list).post(add))
         .route("/api/v1/silences/:id", delete(expire))
@@ -74,7 +74,7 @@ fn unavailable() -> Response {
 }
 
 /// A silence as the API shows it.
-pub fn silence_json(s: &Silence, now: i64) -> serde_json::Value {
+pub(crate) fn silence_json(s: &Silence, now: i64) -> serde_json::Value {
     let state = if s.active(now) {
         "active"
     } else if now < s.starts_at {

@@ -16,14 +16,14 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub struct AppState {
     /// Every metric.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Whether the service is ready (sources healthy, config loaded).
-    pub ready: AtomicBool,
+    pub(crate) ready: AtomicBool,
     /// Admin API state: snapshot, token, reload channel, status.
     pub admin: AdminState,
     /// The incident outbox, for the silences endpoint; set by the driver once
     /// its incident manager is open ([`super::silences::attach`]).
-    pub incidents: std::sync::OnceLock<Arc<crate::incident::outbox::Outbox>>,
+    pub(crate) incidents: std::sync::OnceLock<Arc<crate::incident::outbox::Outbox>>,
 }
 
 impl AppState {

@@ -43,14 +43,14 @@ const POLL_MS: i64 = 5_000;
 /// Wall-clock milliseconds that follow tokio's clock, so paused-time tests
 /// drive retries, ages and breakers deterministically.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     base_ms: i64,
     base: Instant,
 }
 
 impl Clock {
     /// Anchors the clock at the current wall time.
-    pub fn new() -> Clock {
+    pub(crate) fn new() -> Clock {
         Clock {
             base_ms: chrono::Utc::now().timestamp_millis(),
             base: Instant::now(),
@@ -58,13 +58,13 @@ impl Clock {
     }
 
     /// Now, ms since the epoch.
-    pub fn now_ms(&self) -> i64 {
+    pub(crate) fn now_ms(&self) -> i64 {
         let elapsed = i64::try_from(self.base.elapsed().as_millis()).unwrap_or(i64::MAX);
         self.base_ms.saturating_add(elapsed)
     }
 
     /// The tokio instant of wall time `ms`.
-    pub fn instant_at(&self, ms: i64) -> Instant {
+    pub(crate) fn instant_at(&self, ms: i64) -> Instant {
         let ahead = u64::try_from(ms.saturating_sub(self.base_ms)).unwrap_or(0);
         self.base + Duration::from_millis(ahead)
     }
@@ -78,7 +78,7 @@ impl Default for Clock {
 
 /// Where a receiver's notifications go.
 #[derive(Clone)]
-pub enum Sink {
+pub(crate) enum Sink {
     /// An HTTP endpoint.
     Http {
         /// The receiver's own client (own pool, own timeout).
@@ -101,45 +101,45 @@ impl std::fmt::Debug for Sink {
 
 /// A receiver, ready to deliver.
 #[derive(Debug, Clone)]
-pub struct ReceiverRt {
+pub(crate) struct ReceiverRt {
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
     /// Format.
-    pub kind: ReceiverKind,
+    pub(crate) kind: ReceiverKind,
     /// Destination.
-    pub sink: Sink,
+    pub(crate) sink: Sink,
     /// Signing secret.
-    pub secret: Option<Secret>,
+    pub(crate) secret: Option<Secret>,
     /// Which signature headers a signed request carries.
-    pub signature: SignatureScheme,
+    pub(crate) signature: SignatureScheme,
     /// PagerDuty routing key.
-    pub routing_key: Option<Secret>,
+    pub(crate) routing_key: Option<Secret>,
     /// Retry delays.
-    pub backoff: Backoff,
+    pub(crate) backoff: Backoff,
     /// Dead-letter age, ms.
-    pub max_age_ms: i64,
+    pub(crate) max_age_ms: i64,
     /// Breaker threshold.
-    pub breaker_failures: u32,
+    pub(crate) breaker_failures: u32,
     /// Breaker cooldown, ms.
-    pub breaker_cooldown_ms: i64,
+    pub(crate) breaker_cooldown_ms: i64,
     /// Alertmanager re-push interval, ms.
-    pub resend_ms: i64,
+    pub(crate) resend_ms: i64,
 }
 
 /// One receiver's delivery task.
-pub struct Worker {
+pub(crate) struct Worker {
     /// The receiver.
-    pub rt: ReceiverRt,
+    pub(crate) rt: ReceiverRt,
     /// The store.
-    pub outbox: Arc<Outbox>,
+    pub(crate) outbox: Arc<Outbox>,
     /// Metrics.
-    pub metrics: Arc<IncidentMetrics>,
+    pub(crate) metrics: Arc<IncidentMetrics>,
     /// Time.
-    pub clock: Clock,
+    pub(crate) clock: Clock,
     /// Signalled by the manager after each enqueue.
-    pub wake: Arc<Notify>,
+    pub(crate) wake: Arc<Notify>,
     /// Turns true on shutdown.
-    pub stop: watch::Receiver<bool>,
+    pub(crate) stop: watch::Receiver<bool>,
 }
 
 // === impl Worker ===
@@ -483,7 +483,7 @@ impl Worker {
 /// Bytes of a refusing receiver's answer read for the failure detail (which
 /// keeps 200 characters of it); the rest is not read, so a receiver cannot
 /// make the worker buffer an unbounded body.
-pub const RESPONSE_BODY_LIMIT: usize = 4096;
+pub(crate) const RESPONSE_BODY_LIMIT: usize = 4096;
 
 /// Reads at most `limit` bytes of the response body (lossy UTF-8); true when
 /// the body was longer and the rest was dropped unread.

@@ -23,7 +23,7 @@ use super::{policy, receivers, IncidentError};
 impl ReceiverRt {
     /// The runtime form of a configured receiver: secrets read, client built;
     /// `console` is where console receivers write.
-    pub fn from_config(
+    pub(crate) fn from_config(
         r: &ReceiverConfig,
         console: Option<&Arc<Mutex<Box<dyn Write + Send>>>>,
     ) -> Result<ReceiverRt, IncidentError> {

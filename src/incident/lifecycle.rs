@@ -59,23 +59,23 @@ impl ValueSource for crate::engine::Engine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     /// `route/labels/start-ms`: the incident's `dedup_key` from open to resolve.
-    pub key: String,
+    pub(crate) key: String,
     /// Route name.
-    pub route: String,
+    pub(crate) route: String,
     /// Grouping labels.
-    pub labels: Labels,
+    pub(crate) labels: Labels,
     /// Start of the first alert (event time, ms).
-    pub started_at: i64,
+    pub(crate) started_at: i64,
     /// When the `open` goes out if it has not yet (end of the group window).
-    pub open_at: i64,
+    pub(crate) open_at: i64,
     /// Whether `open` was sent.
-    pub opened: bool,
+    pub(crate) opened: bool,
     /// Notifications sent so far.
-    pub seq: u32,
+    pub(crate) seq: u32,
     /// When the next progress update is due.
-    pub next_update_at: Option<i64>,
+    pub(crate) next_update_at: Option<i64>,
     /// Every alert that joined, in joining order.
-    pub alerts: Vec<AlertEvidence>,
+    pub(crate) alerts: Vec<AlertEvidence>,
 }
 
 impl Incident {
@@ -88,13 +88,13 @@ impl Incident {
 
 /// What one batch changed.
 #[derive(Debug, Default)]
-pub struct Changes {
+pub(crate) struct Changes {
     /// Notifications to enqueue, in order.
-    pub notifications: Vec<Notification>,
+    pub(crate) notifications: Vec<Notification>,
     /// Keys of incidents whose state changed (to save).
-    pub saved: BTreeSet<String>,
+    pub(crate) saved: BTreeSet<String>,
     /// Keys of incidents that resolved (to delete).
-    pub removed: Vec<String>,
+    pub(crate) removed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -136,7 +136,7 @@ pub struct Lifecycle {
 
 impl Lifecycle {
     /// A lifecycle with no open incident.
-    pub fn new(cfg: &Config) -> Lifecycle {
+    pub(crate) fn new(cfg: &Config) -> Lifecycle {
         Lifecycle {
             router: Router::new(cfg),
             retired: BTreeMap::new(),
@@ -151,7 +151,7 @@ impl Lifecycle {
     /// rule's new description, runbook and dashboard (the incidents changed
     /// are added to `ch.saved`), and an incident whose route was removed
     /// keeps that route's receivers until it resolves.
-    pub fn reconfigure(&mut self, cfg: &Config, ch: &mut Changes) {
+    pub(crate) fn reconfigure(&mut self, cfg: &Config, ch: &mut Changes) {
         let old = std::mem::replace(&mut self.router, Router::new(cfg));
         for r in old.routes() {
             if self.router.get(&r.name).is_none() {
@@ -192,7 +192,7 @@ impl Lifecycle {
 
     /// The receivers that hear of incidents of `route`: the route's, or, for a
     /// route a reload removed, those it had.
-    pub fn route_receivers(&self, route: &str) -> &[String] {
+    pub(crate) fn route_receivers(&self, route: &str) -> &[String] {
         self.router
             .get(route)
             .or_else(|| self.retired.get(route))
@@ -200,22 +200,22 @@ impl Lifecycle {
     }
 
     /// Replaces the state with persisted incidents (start-up, or after a failed write).
-    pub fn restore(&mut self, incidents: Vec<Incident>) {
+    pub(crate) fn restore(&mut self, incidents: Vec<Incident>) {
         self.incidents = incidents.into_iter().map(|i| (i.key.clone(), i)).collect();
     }
 
     /// The open (or forming) incidents, by key.
-    pub fn incidents(&self) -> &BTreeMap<String, Incident> {
+    pub(crate) fn incidents(&self) -> &BTreeMap<String, Incident> {
         &self.incidents
     }
 
     /// An incident by key.
-    pub fn incident(&self, key: &str) -> Option<&Incident> {
+    pub(crate) fn incident(&self, key: &str) -> Option<&Incident> {
         self.incidents.get(key)
     }
 
     /// Applies one alert transition.
-    pub fn apply(&mut self, t: &Transition, ch: &mut Changes) {
+    pub(crate) fn apply(&mut self, t: &Transition, ch: &mut Changes) {
         match t.state {
             State::Pending => {}
             State::Firing => {
@@ -230,7 +230,7 @@ impl Lifecycle {
 
     /// Sends the opens whose group window has passed and the progress updates
     /// due at event time `now`.
-    pub fn due(&mut self, now: i64, values: &mut dyn ValueSource, ch: &mut Changes) {
+    pub(crate) fn due(&mut self, now: i64, values: &mut dyn ValueSource, ch: &mut Changes) {
         let interval = self.update_interval_ms;
         for inc in self.incidents.values_mut() {
             if !inc.opened && inc.open_at <= now {
@@ -252,7 +252,7 @@ impl Lifecycle {
     }
 
     /// Sends every pending `open` now (the input ended: no alert can join any more).
-    pub fn flush(&mut self, now: i64, ch: &mut Changes) {
+    pub(crate) fn flush(&mut self, now: i64, ch: &mut Changes) {
         let interval = self.update_interval_ms;
         for inc in self.incidents.values_mut().filter(|i| !i.opened) {
             let at = now.max(inc.started_at);
@@ -269,7 +269,7 @@ impl Lifecycle {
     /// An alert closed this way stays active in the engine until it resolves
     /// there; its later `resolved` transition finds no incident and changes
     /// nothing. A later escalation routes it again like a new alert.
-    pub fn close(
+    pub(crate) fn close(
         &mut self,
         key: &str,
         at: i64,
@@ -305,7 +305,7 @@ impl Lifecycle {
     /// configuration reload may drop a rule's state), so that an incident
     /// whose alerts vanished does not stay open for ever. Returns the keys of
     /// the incidents closed.
-    pub fn retire(
+    pub(crate) fn retire(
         &mut self,
         gone: &dyn Fn(&AlertEvidence) -> bool,
         at: i64,
@@ -344,14 +344,14 @@ impl Lifecycle {
     }
 
     /// Whether some incident has an active alert.
-    pub fn has_active_alerts(&self) -> bool {
+    pub(crate) fn has_active_alerts(&self) -> bool {
         self.incidents
             .values()
             .any(|i| i.alerts.iter().any(|a| a.active))
     }
 
     /// The earliest event time at which [`Lifecycle::due`] has something to do.
-    pub fn next_due(&self) -> Option<i64> {
+    pub(crate) fn next_due(&self) -> Option<i64> {
         self.incidents
             .values()
             .filter_map(|i| {

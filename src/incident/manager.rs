@@ -228,7 +228,7 @@ impl IncidentManager {
     }
 
     /// Sends every open still waiting for its group window (the input ended).
-    pub fn flush(&self, now: i64) -> Result<Submitted, IncidentError> {
+    pub(crate) fn flush(&self, now: i64) -> Result<Submitted, IncidentError> {
         self.step(|lc, ch, _, _| {
             lc.flush(now, ch);
             Ok(())

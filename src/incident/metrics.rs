@@ -21,37 +21,38 @@ use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use super::policy::FailureReason;
 
 /// Quantiles exported for delivery latency (`1` is the maximum).
-pub const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (1.0, "1")];
+pub(crate) const QUANTILES: [(f64, &str); 4] =
+    [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (1.0, "1")];
 
 /// Every incident metric.
 pub struct IncidentMetrics {
     /// Delivery attempts per receiver.
-    pub attempts: IntCounterVec,
+    pub(crate) attempts: IntCounterVec,
     /// Failed attempts per receiver and reason.
-    pub failures: IntCounterVec,
+    pub(crate) failures: IntCounterVec,
     /// Notifications per receiver by final outcome (delivered, failed, dead_lettered, muted).
-    pub notifications: IntCounterVec,
+    pub(crate) notifications: IntCounterVec,
     /// Pending notifications per receiver.
-    pub depth: IntGaugeVec,
+    pub(crate) depth: IntGaugeVec,
     /// Age of the oldest pending notification per receiver, seconds.
-    pub oldest_age: GaugeVec,
+    pub(crate) oldest_age: GaugeVec,
     /// Dead letters kept per receiver.
-    pub dead_letters: IntGaugeVec,
+    pub(crate) dead_letters: IntGaugeVec,
     /// 1 while a receiver's circuit breaker is open.
-    pub breaker_open: IntGaugeVec,
+    pub(crate) breaker_open: IntGaugeVec,
     /// Dead letters removed by retention (`incidents.retention`), per receiver.
-    pub dead_letters_pruned: IntCounterVec,
+    pub(crate) dead_letters_pruned: IntCounterVec,
     /// Delivery latency per receiver (a summary).
     latency: LatencySummary,
     /// Receiver answers whose body was longer than the delivery worker reads
     /// ([`super::delivery::RESPONSE_BODY_LIMIT`]), per receiver.
-    pub response_truncated: IntCounterVec,
+    pub(crate) response_truncated: IntCounterVec,
     /// Incident notifications produced, by route and action.
-    pub incidents: IntCounterVec,
+    pub(crate) incidents: IntCounterVec,
     /// Batches the outbox could not store (disk full, read-only, I/O error).
-    pub write_failures: prometheus::IntCounter,
+    pub(crate) write_failures: prometheus::IntCounter,
     /// Open incidents.
-    pub open_incidents: prometheus::IntGauge,
+    pub(crate) open_incidents: prometheus::IntGauge,
 }
 
 impl std::fmt::Debug for IncidentMetrics {
@@ -72,7 +73,10 @@ fn reg<T: prometheus::core::Collector + Clone + 'static>(
 
 impl IncidentMetrics {
     /// Creates and registers every metric, with series for each receiver.
-    pub fn new(r: &Registry, receivers: &[String]) -> Result<IncidentMetrics, prometheus::Error> {
+    pub(crate) fn new(
+        r: &Registry,
+        receivers: &[String],
+    ) -> Result<IncidentMetrics, prometheus::Error> {
         let m = IncidentMetrics {
             attempts: reg(r, IntCounterVec::new(
                 Opts::new("crisiswatch_notification_attempts_total", "Delivery attempts per receiver."),
@@ -149,7 +153,7 @@ impl IncidentMetrics {
 
     /// Starts the series of a receiver at zero (at start, and for a receiver
     /// a reload added).
-    pub fn add_receiver(&self, rec: &str) {
+    pub(crate) fn add_receiver(&self, rec: &str) {
         self.attempts.with_label_values(&[rec]);
         for reason in FailureReason::ALL {
             self.failures.with_label_values(&[rec, reason.as_str()]);
@@ -166,7 +170,7 @@ impl IncidentMetrics {
     }
 
     /// Records one delivery latency.
-    pub fn record_latency(&self, receiver: &str, ms: i64) {
+    pub(crate) fn record_latency(&self, receiver: &str, ms: i64) {
         self.latency.record(receiver, ms, Instant::now());
     }
 
@@ -177,7 +181,7 @@ impl IncidentMetrics {
     }
 
     /// Counts what a prune removed.
-    pub fn record_pruned(&self, pruned: &super::outbox::Pruned) {
+    pub(crate) fn record_pruned(&self, pruned: &super::outbox::Pruned) {
         for (rec, n) in &pruned.dead_letters {
             self.dead_letters_pruned
                 .with_label_values(&[rec])

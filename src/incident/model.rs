@@ -15,7 +15,7 @@ use crate::event::format_ts;
 /// What a notification does to the incident at the receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub(crate) enum Action {
     /// The incident opens (first notification of an incident).
     Open,
     /// Something changed, or a periodic progress update.
@@ -26,7 +26,7 @@ pub enum Action {
 
 impl Action {
     /// Lowercase name, as in the generic webhook and the outbox.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::Open => "open",
             Action::Update => "update",
@@ -38,7 +38,7 @@ impl Action {
 /// Why a notification was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Reason {
+pub(crate) enum Reason {
     /// The incident opened.
     Opened,
     /// Another alert of the same group joined.
@@ -62,48 +62,48 @@ pub enum Reason {
 
 /// The evidence of one alert of an incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertEvidence {
+pub(crate) struct AlertEvidence {
     /// Rule name.
-    pub rule: String,
+    pub(crate) rule: String,
     /// What the rule catches, from its configuration.
-    pub description: String,
+    pub(crate) description: String,
     /// The slice: (attribute, value) in `group_by` order.
-    pub group: Labels,
+    pub(crate) group: Labels,
     /// Current (highest) severity.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// Whether it still fires.
-    pub active: bool,
+    pub(crate) active: bool,
     /// Above or below.
-    pub condition: Condition,
+    pub(crate) condition: Condition,
     /// Latest indicator value known.
-    pub value: Option<f64>,
+    pub(crate) value: Option<f64>,
     /// Threshold of `severity`.
-    pub threshold: f64,
+    pub(crate) threshold: f64,
     /// Clear (hysteresis) threshold.
-    pub clear: f64,
+    pub(crate) clear: f64,
     /// Worst value seen (highest for `above`, lowest for `below`).
-    pub peak: Option<f64>,
+    pub(crate) peak: Option<f64>,
     /// Window length, ms.
-    pub window_ms: i64,
+    pub(crate) window_ms: i64,
     /// When the breach began (event time, ms).
-    pub started_at: i64,
+    pub(crate) started_at: i64,
     /// When it fired (event time, ms).
-    pub fired_at: i64,
+    pub(crate) fired_at: i64,
     /// When it resolved, if it has.
-    pub resolved_at: Option<i64>,
+    pub(crate) resolved_at: Option<i64>,
     /// The alert instance's own dedup key (`docs/contract.md` §3).
-    pub dedup_key: String,
+    pub(crate) dedup_key: String,
     /// Ids of signal events seen while the alert was active.
-    pub sample_event_ids: Vec<String>,
+    pub(crate) sample_event_ids: Vec<String>,
     /// Runbook link of the rule.
-    pub runbook: Option<String>,
+    pub(crate) runbook: Option<String>,
     /// Dashboard link of the rule.
-    pub dashboard: Option<String>,
+    pub(crate) dashboard: Option<String>,
 }
 
 impl AlertEvidence {
     /// Folds a new value into `value` and `peak`.
-    pub fn observe(&mut self, value: Option<f64>) {
+    pub(crate) fn observe(&mut self, value: Option<f64>) {
         let Some(v) = value.filter(|v| v.is_finite()) else {
             return;
         };
@@ -116,56 +116,56 @@ impl AlertEvidence {
     }
 
     /// The group as `k=v, k=v` (or `all`).
-    pub fn group_text(&self) -> String {
+    pub(crate) fn group_text(&self) -> String {
         labels_text(&self.group)
     }
 }
 
 /// One notification of one incident, before it is rendered for a receiver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Notification {
+pub(crate) struct Notification {
     /// The incident's key, the same from open to resolve: `route/labels/start-ms`.
-    pub dedup_key: String,
+    pub(crate) dedup_key: String,
     /// Open, update or resolve.
-    pub action: Action,
+    pub(crate) action: Action,
     /// Number of this notification within the incident (1 = open).
-    pub seq: u32,
+    pub(crate) seq: u32,
     /// Why it was sent.
-    pub reason: Reason,
+    pub(crate) reason: Reason,
     /// The route that grouped the incident.
-    pub route: String,
+    pub(crate) route: String,
     /// The grouping labels the incident's alerts share.
-    pub labels: Labels,
+    pub(crate) labels: Labels,
     /// Highest severity among the active alerts (among all when resolved).
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// Event time of the change, ms.
-    pub at: i64,
+    pub(crate) at: i64,
     /// When the incident's first alert began, ms.
-    pub started_at: i64,
+    pub(crate) started_at: i64,
     /// When the incident resolved, ms.
-    pub resolved_at: Option<i64>,
+    pub(crate) resolved_at: Option<i64>,
     /// Every alert that joined the incident, active or not, in joining order.
-    pub alerts: Vec<AlertEvidence>,
+    pub(crate) alerts: Vec<AlertEvidence>,
     /// Index in `alerts` of the headline alert.
-    pub primary: usize,
+    pub(crate) primary: usize,
     /// A sentence for responders.
-    pub summary: String,
+    pub(crate) summary: String,
 }
 
 impl Notification {
     /// The headline alert: the highest-severity active alert (the first to
     /// fire among equals), or the highest-severity one once all resolved.
-    pub fn primary(&self) -> Option<&AlertEvidence> {
+    pub(crate) fn primary(&self) -> Option<&AlertEvidence> {
         self.alerts.get(self.primary)
     }
 
     /// How long the incident has lasted at `at`, ms.
-    pub fn duration_ms(&self) -> i64 {
+    pub(crate) fn duration_ms(&self) -> i64 {
         (self.resolved_at.unwrap_or(self.at) - self.started_at).max(0)
     }
 
     /// Runbook and dashboard links of the headline alert (else of any alert).
-    pub fn links(&self) -> (Option<&str>, Option<&str>) {
+    pub(crate) fn links(&self) -> (Option<&str>, Option<&str>) {
         let pick = |f: fn(&AlertEvidence) -> Option<&String>| {
             self.primary()
                 .and_then(f)
@@ -178,7 +178,7 @@ impl Notification {
 
 /// Longest incident key: PagerDuty refuses a `dedup_key` over 255 characters,
 /// and the same key goes to every receiver and into the outbox.
-pub const MAX_INCIDENT_KEY: usize = 255;
+pub(crate) const MAX_INCIDENT_KEY: usize = 255;
 
 /// Room [`incident_key`] leaves below [`MAX_INCIDENT_KEY`] for the `-N`
 /// suffix of an incident that starts in the same millisecond as another.
@@ -190,7 +190,7 @@ const KEY_SUFFIX_ROOM: usize = 8;
 /// of it, `~`, 16 hex digits of its SHA-256 and `/start-ms`. Deterministic,
 /// so replays and restarts give the same key; computed once when the
 /// incident is made, so every receiver and the outbox see the same key.
-pub fn incident_key(route: &str, labels: &Labels, started_at: i64) -> String {
+pub(crate) fn incident_key(route: &str, labels: &Labels, started_at: i64) -> String {
     bounded_key(
         &Transition::make_dedup_key(route, labels, started_at),
         started_at,
@@ -200,7 +200,7 @@ pub fn incident_key(route: &str, labels: &Labels, started_at: i64) -> String {
 
 /// `key` if it has at most `max` bytes, else its bounded form (see
 /// [`incident_key`]); `tail_ms` is kept readable at the end.
-pub fn bounded_key(key: &str, tail_ms: i64, max: usize) -> String {
+pub(crate) fn bounded_key(key: &str, tail_ms: i64, max: usize) -> String {
     if key.len() <= max {
         return key.to_string();
     }
@@ -216,7 +216,7 @@ pub fn bounded_key(key: &str, tail_ms: i64, max: usize) -> String {
 }
 
 /// Index of the headline alert of `alerts`.
-pub fn primary_index(alerts: &[AlertEvidence]) -> usize {
+pub(crate) fn primary_index(alerts: &[AlertEvidence]) -> usize {
     let any_active = alerts.iter().any(|a| a.active);
     let mut best: Option<usize> = None;
     for (i, a) in alerts.iter().enumerate() {
@@ -231,7 +231,7 @@ pub fn primary_index(alerts: &[AlertEvidence]) -> usize {
 }
 
 /// Labels as `k=v, k=v`; `all` when empty.
-pub fn labels_text(labels: &Labels) -> String {
+pub(crate) fn labels_text(labels: &Labels) -> String {
     if labels.is_empty() {
         return "all".to_string();
     }
@@ -262,7 +262,7 @@ fn fmt_duration(ms: i64) -> String {
 /// The responder's sentence for a notification that closes an incident
 /// without its alerts resolving (`Reason::Closed`, `Reason::AlertGone`) or
 /// drops vanished alerts from it: `note` says why.
-pub fn closing_summary(n: &Notification, note: &str) -> String {
+pub(crate) fn closing_summary(n: &Notification, note: &str) -> String {
     let dur = fmt_duration(n.duration_ms());
     let who = match n.reason {
         Reason::Closed => "Closed by an operator",
@@ -278,7 +278,7 @@ pub fn closing_summary(n: &Notification, note: &str) -> String {
 }
 
 /// The responder's sentence for a notification.
-pub fn summary(n: &Notification) -> String {
+pub(crate) fn summary(n: &Notification) -> String {
     let Some(p) = n.primary() else {
         return format!("Incident {} ({})", n.dedup_key, n.action.as_str());
     };

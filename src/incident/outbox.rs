@@ -85,7 +85,7 @@ pub enum Status {
 
 impl Status {
     /// Every status.
-    pub const ALL: [Status; 6] = [
+    pub(crate) const ALL: [Status; 6] = [
         Status::Pending,
         Status::Delivered,
         Status::Failed,
@@ -95,7 +95,7 @@ impl Status {
     ];
 
     /// Lowercase name, as stored.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
             Status::Delivered => "delivered",
@@ -107,7 +107,7 @@ impl Status {
     }
 
     /// Parses a stored name.
-    pub fn parse(s: &str) -> Option<Status> {
+    pub(crate) fn parse(s: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|x| x.as_str() == s)
     }
 }
@@ -122,28 +122,28 @@ pub struct Row {
     /// Incident key.
     pub incident: String,
     /// Notification number within the incident.
-    pub seq: u32,
+    pub(crate) seq: u32,
     /// open / update / resolve.
-    pub action: String,
+    pub(crate) action: String,
     /// The [`Notification`] as JSON.
-    pub body: String,
+    pub(crate) body: String,
     /// Status.
-    pub status: Status,
+    pub(crate) status: Status,
     /// Wall clock when enqueued, ms.
-    pub created_ms: i64,
+    pub(crate) created_ms: i64,
     /// Attempts so far.
     pub attempts: u32,
     /// Wall clock of the next attempt, ms.
-    pub next_attempt_ms: i64,
+    pub(crate) next_attempt_ms: i64,
     /// Last failure, for operators.
     pub last_error: Option<String>,
     /// Wall clock when it left `pending`, ms.
-    pub done_ms: Option<i64>,
+    pub(crate) done_ms: Option<i64>,
 }
 
 impl Row {
     /// The stored notification.
-    pub fn notification(&self) -> Result<Notification, OutboxError> {
+    pub(crate) fn notification(&self) -> Result<Notification, OutboxError> {
         serde_json::from_str(&self.body).map_err(|source| OutboxError::Corrupt {
             what: "notification",
             source,
@@ -157,9 +157,9 @@ pub struct QueueStats {
     /// Pending rows.
     pub pending: i64,
     /// Enqueue time of the oldest pending row, ms.
-    pub oldest_ms: Option<i64>,
+    pub(crate) oldest_ms: Option<i64>,
     /// Dead letters kept.
-    pub dead: i64,
+    pub(crate) dead: i64,
 }
 
 /// What `outbox retry` did.
@@ -169,7 +169,7 @@ pub struct RetryReport {
     pub requeued: Vec<i64>,
     /// Rows not re-sent because a later notification of their incident already
     /// reached the receiver (re-sending would undo it).
-    pub superseded: Vec<i64>,
+    pub(crate) superseded: Vec<i64>,
 }
 
 const SCHEMA: &str = "
@@ -231,7 +231,7 @@ pub struct Outbox {
 }
 
 /// A write transaction of one lifecycle batch.
-pub struct Tx<'a> {
+pub(crate) struct Tx<'a> {
     tx: rusqlite::Transaction<'a>,
     now: i64,
 }
@@ -271,7 +271,7 @@ impl Outbox {
     }
 
     /// The database file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -280,7 +280,7 @@ impl Outbox {
     }
 
     /// Runs `f` in one immediate transaction, committed if it returns `Ok`.
-    pub fn transaction<T>(
+    pub(crate) fn transaction<T>(
         &self,
         now: i64,
         f: impl FnOnce(&Tx<'_>) -> Result<T, OutboxError>,
@@ -294,7 +294,7 @@ impl Outbox {
     }
 
     /// Every persisted open incident.
-    pub fn load_incidents(&self) -> Result<Vec<Incident>, OutboxError> {
+    pub(crate) fn load_incidents(&self) -> Result<Vec<Incident>, OutboxError> {
         let conn = self.conn()?;
         let mut st = conn.prepare("SELECT state FROM incidents ORDER BY key")?;
         let states: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -311,7 +311,12 @@ impl Outbox {
 
     /// Pending rows of `receiver` due at `now`: for each incident only its
     /// oldest pending row (order per incident), oldest first.
-    pub fn due(&self, receiver: &str, now: i64, limit: usize) -> Result<Vec<Row>, OutboxError> {
+    pub(crate) fn due(
+        &self,
+        receiver: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Row>, OutboxError> {
         let conn = self.conn()?;
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM notifications n
@@ -329,7 +334,7 @@ impl Outbox {
     }
 
     /// The earliest next attempt among `receiver`'s pending rows.
-    pub fn next_due(&self, receiver: &str) -> Result<Option<i64>, OutboxError> {
+    pub(crate) fn next_due(&self, receiver: &str) -> Result<Option<i64>, OutboxError> {
         let conn = self.conn()?;
         let v = conn.query_row(
             "SELECT MIN(next_attempt_ms) FROM notifications WHERE receiver = ?1 AND status = 'pending'",
@@ -340,12 +345,17 @@ impl Outbox {
     }
 
     /// Marks a row delivered.
-    pub fn mark_delivered(&self, id: i64, attempts: u32, now: i64) -> Result<(), OutboxError> {
+    pub(crate) fn mark_delivered(
+        &self,
+        id: i64,
+        attempts: u32,
+        now: i64,
+    ) -> Result<(), OutboxError> {
         self.finish(id, Status::Delivered, attempts, None, now)
     }
 
     /// Marks a row finished with `status` (failed, dead) and the last error.
-    pub fn finish(
+    pub(crate) fn finish(
         &self,
         id: i64,
         status: Status,
@@ -362,7 +372,7 @@ impl Outbox {
     }
 
     /// Schedules another attempt.
-    pub fn mark_retry(
+    pub(crate) fn mark_retry(
         &self,
         id: i64,
         attempts: u32,
@@ -378,7 +388,12 @@ impl Outbox {
     }
 
     /// Dead-letters `receiver`'s pending rows enqueued at or before `cutoff`; returns them.
-    pub fn expire(&self, receiver: &str, cutoff: i64, now: i64) -> Result<Vec<Row>, OutboxError> {
+    pub(crate) fn expire(
+        &self,
+        receiver: &str,
+        cutoff: i64,
+        now: i64,
+    ) -> Result<Vec<Row>, OutboxError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let rows: Vec<Row> = {
@@ -425,7 +440,7 @@ impl Outbox {
 
     /// For each incident whose latest delivered notification to `receiver` is
     /// not a resolve, that notification (what an Alertmanager re-push repeats).
-    pub fn firing(&self, receiver: &str) -> Result<Vec<Notification>, OutboxError> {
+    pub(crate) fn firing(&self, receiver: &str) -> Result<Vec<Notification>, OutboxError> {
         let conn = self.conn()?;
         let mut st = conn.prepare(
             "SELECT body FROM notifications n WHERE receiver = ?1 AND status = 'delivered'
@@ -452,7 +467,7 @@ impl Outbox {
 
 impl Tx<'_> {
     /// Records a transition as applied; `false` if it was applied before.
-    pub fn mark_applied(&self, t: &Transition) -> Result<bool, OutboxError> {
+    pub(crate) fn mark_applied(&self, t: &Transition) -> Result<bool, OutboxError> {
         let n = self.tx.execute(
             "INSERT OR IGNORE INTO applied (alert, state, severity, at_ms, recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![t.dedup_key, t.state.as_str(), t.severity.as_str(), t.at, self.now],
@@ -462,7 +477,7 @@ impl Tx<'_> {
 
     /// Enqueues `n` for `receiver` with `status` (pending or muted); `false`
     /// if that (receiver, incident, seq) is already stored.
-    pub fn enqueue(
+    pub(crate) fn enqueue(
         &self,
         receiver: &str,
         n: &Notification,
@@ -482,7 +497,7 @@ impl Tx<'_> {
     }
 
     /// Whether `receiver` has heard of `incident` (a row that was not muted).
-    pub fn announced(&self, receiver: &str, incident: &str) -> Result<bool, OutboxError> {
+    pub(crate) fn announced(&self, receiver: &str, incident: &str) -> Result<bool, OutboxError> {
         let v: Option<i64> = self
             .tx
             .query_row(
@@ -495,7 +510,7 @@ impl Tx<'_> {
     }
 
     /// Saves an incident's state.
-    pub fn save_incident(&self, inc: &Incident) -> Result<(), OutboxError> {
+    pub(crate) fn save_incident(&self, inc: &Incident) -> Result<(), OutboxError> {
         let state = serde_json::to_string(inc).map_err(|source| OutboxError::Corrupt {
             what: "incident",
             source,
@@ -508,7 +523,7 @@ impl Tx<'_> {
     }
 
     /// Forgets a resolved incident.
-    pub fn delete_incident(&self, key: &str) -> Result<(), OutboxError> {
+    pub(crate) fn delete_incident(&self, key: &str) -> Result<(), OutboxError> {
         self.tx
             .execute("DELETE FROM incidents WHERE key = ?1", params![key])?;
         Ok(())

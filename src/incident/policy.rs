@@ -29,7 +29,7 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason.
-    pub const ALL: [FailureReason; 6] = [
+    pub(crate) const ALL: [FailureReason; 6] = [
         FailureReason::Timeout,
         FailureReason::Connect,
         FailureReason::RateLimited,
@@ -39,7 +39,7 @@ impl FailureReason {
     ];
 
     /// Metric label value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             FailureReason::Timeout => "timeout",
             FailureReason::Connect => "connect",
@@ -51,7 +51,7 @@ impl FailureReason {
     }
 
     /// Whether another attempt may succeed.
-    pub fn retryable(self) -> bool {
+    pub(crate) fn retryable(self) -> bool {
         !matches!(self, FailureReason::Rejected)
     }
 }
@@ -73,7 +73,7 @@ pub enum Outcome {
 }
 
 /// Classifies an HTTP status (`docs/contract.md` §4).
-pub fn classify(status: u16) -> Option<FailureReason> {
+pub(crate) fn classify(status: u16) -> Option<FailureReason> {
     match status {
         200..=299 => None,
         429 => Some(FailureReason::RateLimited),
@@ -84,7 +84,7 @@ pub fn classify(status: u16) -> Option<FailureReason> {
 }
 
 /// Parses `Retry-After`: delay-seconds or an HTTP date (relative to `now_ms`).
-pub fn parse_retry_after(value: &str, now_ms: i64) -> Option<i64> {
+pub(crate) fn parse_retry_after(value: &str, now_ms: i64) -> Option<i64> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
@@ -95,18 +95,18 @@ pub fn parse_retry_after(value: &str, now_ms: i64) -> Option<i64> {
 
 /// Retry delays.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     /// First delay, ms.
-    pub initial_ms: i64,
+    pub(crate) initial_ms: i64,
     /// Cap, ms.
-    pub max_ms: i64,
+    pub(crate) max_ms: i64,
     /// ± fraction.
-    pub jitter: f64,
+    pub(crate) jitter: f64,
 }
 
 impl Backoff {
     /// From a receiver's delivery settings.
-    pub fn new(d: &DeliveryConfig) -> Backoff {
+    pub(crate) fn new(d: &DeliveryConfig) -> Backoff {
         Backoff {
             initial_ms: d.backoff_initial.as_ms().max(1),
             max_ms: d.backoff_max.as_ms().max(1),
@@ -116,7 +116,7 @@ impl Backoff {
 
     /// The un-jittered delay after `failures` failed attempts (≥ 1):
     /// initial × 2^(failures − 1), capped.
-    pub fn base_ms(&self, failures: u32) -> i64 {
+    pub(crate) fn base_ms(&self, failures: u32) -> i64 {
         let shift = failures.saturating_sub(1).min(40);
         self.initial_ms
             .saturating_mul(1i64 << shift)
@@ -125,7 +125,12 @@ impl Backoff {
 
     /// The delay before the next attempt: the jittered base (never above the
     /// cap), and never shorter than the receiver's `Retry-After`.
-    pub fn delay_ms(&self, failures: u32, retry_after_ms: Option<i64>, rng: &mut impl Rng) -> i64 {
+    pub(crate) fn delay_ms(
+        &self,
+        failures: u32,
+        retry_after_ms: Option<i64>,
+        rng: &mut impl Rng,
+    ) -> i64 {
         let base = self.base_ms(failures) as f64;
         let factor = if self.jitter > 0.0 {
             1.0 + rng.gen_range(-self.jitter..=self.jitter)
@@ -141,7 +146,7 @@ impl Backoff {
 /// attempt is made for `cooldown_ms`; then one trial attempt closes it again
 /// on success or reopens it on failure.
 #[derive(Debug, Clone)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     threshold: u32,
     cooldown_ms: i64,
     consecutive: u32,
@@ -152,7 +157,7 @@ pub struct Breaker {
 
 impl Breaker {
     /// A closed breaker; `threshold = 0` never opens.
-    pub fn new(threshold: u32, cooldown_ms: i64) -> Breaker {
+    pub(crate) fn new(threshold: u32, cooldown_ms: i64) -> Breaker {
         Breaker {
             threshold,
             cooldown_ms,
@@ -162,23 +167,23 @@ impl Breaker {
     }
 
     /// `None` when attempts may go ahead at `now`, else when they may.
-    pub fn blocked_until(&self, now: i64) -> Option<i64> {
+    pub(crate) fn blocked_until(&self, now: i64) -> Option<i64> {
         self.open_until.filter(|&t| now < t)
     }
 
     /// Whether the breaker is open (including a pending trial).
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.open_until.is_some()
     }
 
     /// Records a success (the receiver answers, even with a 4xx).
-    pub fn success(&mut self) {
+    pub(crate) fn success(&mut self) {
         self.consecutive = 0;
         self.open_until = None;
     }
 
     /// Records a retryable failure at `now`; `true` if the breaker (re)opened.
-    pub fn failure(&mut self, now: i64) -> bool {
+    pub(crate) fn failure(&mut self, now: i64) -> bool {
         self.consecutive = self.consecutive.saturating_add(1);
         let trial_failed = self.open_until.is_some();
         if self.threshold > 0 && (trial_failed || self.consecutive >= self.threshold) {

@@ -14,14 +14,14 @@ use crate::secret::Secret;
 use super::model::{fmt_value, labels_text, Action, AlertEvidence, Notification};
 
 /// PagerDuty caps `payload.summary` at 1024 characters.
-pub const PAGERDUTY_SUMMARY_MAX: usize = 1024;
+pub(crate) const PAGERDUTY_SUMMARY_MAX: usize = 1024;
 /// PagerDuty refuses events larger than 512 KB.
-pub const PAGERDUTY_BODY_MAX: usize = 512 * 1024;
+pub(crate) const PAGERDUTY_BODY_MAX: usize = 512 * 1024;
 /// Room kept below [`PAGERDUTY_BODY_MAX`] for the `alerts_omitted` field and
 /// the signature headers' view of the body (a margin, not a measurement).
 const PAGERDUTY_BODY_SLACK: usize = 1024;
 /// `payload.source` is shown as a host name: kept to a readable length.
-pub const PAGERDUTY_SOURCE_MAX: usize = 255;
+pub(crate) const PAGERDUTY_SOURCE_MAX: usize = 255;
 
 fn labels_obj(labels: &[(String, String)]) -> Value {
     Value::Object(
@@ -66,7 +66,7 @@ fn evidence_json(a: &AlertEvidence) -> Value {
 
 /// The generic JSON webhook: the contract's fields from the headline alert,
 /// plus the incident's own and every alert's evidence.
-pub fn generic(n: &Notification) -> Value {
+pub(crate) fn generic(n: &Notification) -> Value {
     let p = n.primary();
     let mut doc = json!({
         "dedup_key": n.dedup_key,
@@ -106,7 +106,7 @@ pub fn generic(n: &Notification) -> Value {
 }
 
 /// Cuts `s` to at most `max` characters, marking the cut with `…`.
-pub fn truncate_chars(s: &str, max: usize) -> String {
+pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
@@ -116,7 +116,7 @@ pub fn truncate_chars(s: &str, max: usize) -> String {
 }
 
 /// PagerDuty's severity for ours (the same four names).
-pub fn pagerduty_severity(s: Severity) -> &'static str {
+pub(crate) fn pagerduty_severity(s: Severity) -> &'static str {
     match s {
         Severity::Info => "info",
         Severity::Warning => "warning",
@@ -135,7 +135,7 @@ pub fn pagerduty_severity(s: Severity) -> &'static str {
 /// evidence would not fit, `custom_details.alerts` keeps the headline alert,
 /// then the active ones, then the rest in joining order as far as they fit,
 /// and `custom_details.alerts_omitted` counts what was left out.
-pub fn pagerduty(n: &Notification, routing_key: &Secret) -> Value {
+pub(crate) fn pagerduty(n: &Notification, routing_key: &Secret) -> Value {
     let dedup_key =
         super::model::bounded_key(&n.dedup_key, n.started_at, super::model::MAX_INCIDENT_KEY);
     if n.action == Action::Resolve {
@@ -222,7 +222,7 @@ fn alerts_within(n: &Notification, budget: usize) -> (Vec<Value>, usize) {
 }
 
 /// `POST /api/v2/alerts` of the Alertmanager at `base` (a base URL, or the full endpoint).
-pub fn alertmanager_url(base: &str) -> String {
+pub(crate) fn alertmanager_url(base: &str) -> String {
     if base.ends_with("/api/v2/alerts") {
         base.to_string()
     } else {
@@ -233,7 +233,7 @@ pub fn alertmanager_url(base: &str) -> String {
 /// Alertmanager alerts for the notifications (one per incident alert):
 /// firing ones end `4 × resend_ms` after `now_ms` unless re-sent, as
 /// Prometheus does; resolved ones end when they resolved (never after `now_ms`).
-pub fn alertmanager(ns: &[&Notification], now_ms: i64, resend_ms: i64) -> Value {
+pub(crate) fn alertmanager(ns: &[&Notification], now_ms: i64, resend_ms: i64) -> Value {
     let mut out = Vec::new();
     for n in ns {
         for a in &n.alerts {
@@ -303,7 +303,7 @@ fn alertmanager_alert(n: &Notification, a: &AlertEvidence, now_ms: i64, resend_m
 }
 
 /// One line for the console receiver.
-pub fn console_line(n: &Notification) -> String {
+pub(crate) fn console_line(n: &Notification) -> String {
     format!(
         "[{}] INCIDENT {:<7} {:<8} {} — {}",
         format_ts(n.at),

@@ -30,9 +30,9 @@ pub struct ReplayDelivery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayIncidents {
     /// Rows queued for receivers during the replay.
-    pub queued: usize,
+    pub(crate) queued: usize,
     /// What the final drain left.
-    pub drain: DrainReport,
+    pub(crate) drain: DrainReport,
 }
 
 impl fmt::Display for ReplayIncidents {

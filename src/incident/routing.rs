@@ -13,27 +13,27 @@ use crate::config::{Config, Severity, ValueMatch};
 use crate::config::RouteConfig;
 
 /// The implicit route when `[[incidents.routes]]` is empty.
-pub const DEFAULT_ROUTE: &str = "default";
+pub(crate) const DEFAULT_ROUTE: &str = "default";
 
 /// One compiled route.
 #[derive(Debug, Clone)]
-pub struct Route {
+pub(crate) struct Route {
     /// Name, part of the incident key.
-    pub name: String,
+    pub(crate) name: String,
     /// Rules taken; empty = all.
-    pub rules: Vec<String>,
+    pub(crate) rules: Vec<String>,
     /// Lowest severity taken.
-    pub min_severity: Option<Severity>,
+    pub(crate) min_severity: Option<Severity>,
     /// Label matchers, all of which must hold.
-    pub matchers: Vec<(String, ValueMatch)>,
+    pub(crate) matchers: Vec<(String, ValueMatch)>,
     /// Grouping labels; `None`: each alert is its own incident.
-    pub group_by: Option<Vec<String>>,
+    pub(crate) group_by: Option<Vec<String>>,
     /// Event-time wait before the open, ms.
-    pub group_window_ms: i64,
+    pub(crate) group_window_ms: i64,
     /// Receiver names (already expanded: every receiver when the config lists none).
-    pub receivers: Vec<String>,
+    pub(crate) receivers: Vec<String>,
     /// Keep matching after this route.
-    pub continue_: bool,
+    pub(crate) continue_: bool,
 }
 
 /// The compiled routing table.
@@ -47,7 +47,7 @@ pub struct Router {
 impl Router {
     /// Compiles `cfg.incidents.routes`, or the implicit default route (every
     /// alert its own incident, every receiver, no wait) when there are none.
-    pub fn new(cfg: &Config) -> Router {
+    pub(crate) fn new(cfg: &Config) -> Router {
         let all: Vec<String> = cfg.receivers.iter().map(|r| r.name.clone()).collect();
         let compile = |r: &RouteConfig| Route {
             name: r.name.clone(),
@@ -84,17 +84,17 @@ impl Router {
     }
 
     /// Every route.
-    pub fn routes(&self) -> &[Route] {
+    pub(crate) fn routes(&self) -> &[Route] {
         &self.routes
     }
 
     /// A route by name.
-    pub fn get(&self, name: &str) -> Option<&Route> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.name == name)
     }
 
     /// Indices of the routes that take an alert of `rule` at `severity` on `group`.
-    pub fn matching(&self, rule: &str, severity: Severity, group: &Labels) -> Vec<usize> {
+    pub(crate) fn matching(&self, rule: &str, severity: Severity, group: &Labels) -> Vec<usize> {
         let mut out = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {
             if r.accepts(rule, severity, group) {
@@ -112,7 +112,7 @@ impl Router {
 
 impl Route {
     /// Whether this route takes the alert.
-    pub fn accepts(&self, rule: &str, severity: Severity, group: &Labels) -> bool {
+    pub(crate) fn accepts(&self, rule: &str, severity: Severity, group: &Labels) -> bool {
         if !self.rules.is_empty() && !self.rules.iter().any(|r| r == rule) {
             return false;
         }
@@ -135,7 +135,7 @@ impl Route {
     /// The grouping labels of an alert in this route: the `group_by` labels
     /// (`rule` is the rule name; a missing label is ""), or, without
     /// `group_by`, the rule and the whole group.
-    pub fn grouping(&self, rule: &str, group: &Labels) -> Labels {
+    pub(crate) fn grouping(&self, rule: &str, group: &Labels) -> Labels {
         let lookup = |label: &str| -> String {
             if label == "rule" {
                 return rule.to_string();
@@ -159,7 +159,7 @@ impl Route {
 
 /// Whether `value` (`None`: the label is absent) satisfies a config matcher;
 /// a negation also holds for an absent label, as in rule selectors.
-pub fn value_matches(m: &ValueMatch, value: Option<&str>) -> bool {
+pub(crate) fn value_matches(m: &ValueMatch, value: Option<&str>) -> bool {
     match m {
         ValueMatch::Is(vals) => value.is_some_and(|v| vals.to_vec().iter().any(|x| x == v)),
         ValueMatch::Not(n) => value.is_none_or(|v| !n.not.to_vec().iter().any(|x| x == v)),

@@ -31,13 +31,13 @@ use subtle::ConstantTimeEq;
 use crate::secret::Secret;
 
 /// The legacy signature header: `sha256=<hex HMAC-SHA256 of the body>`.
-pub const LEGACY_HEADER: &str = "X-Crisiswatch-Signature";
+pub(crate) const LEGACY_HEADER: &str = "X-Crisiswatch-Signature";
 /// Standard Webhooks: the message id, stable across retries.
-pub const ID_HEADER: &str = "webhook-id";
+pub(crate) const ID_HEADER: &str = "webhook-id";
 /// Standard Webhooks: Unix seconds of the attempt.
-pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
+pub(crate) const TIMESTAMP_HEADER: &str = "webhook-timestamp";
 /// Standard Webhooks: space-separated `v1,<base64>` signatures.
-pub const SIGNATURE_HEADER: &str = "webhook-signature";
+pub(crate) const SIGNATURE_HEADER: &str = "webhook-signature";
 /// The tolerance the Standard Webhooks libraries use: 5 minutes either side.
 pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
@@ -95,7 +95,7 @@ pub fn legacy(secret: &Secret, body: &[u8]) -> String {
 }
 
 /// The `webhook-signature` value: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.
-pub fn standard(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> String {
+pub(crate) fn standard(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> String {
     let ts = timestamp.to_string();
     let mac = hmac(
         &standard_key(secret),
@@ -107,7 +107,7 @@ pub fn standard(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> Strin
 /// The `webhook-id` of notification `seq` of `incident` to `receiver`:
 /// `msg_` and 32 hex digits of a hash of the three, so it is the same on every
 /// retry, after a restart and after `outbox retry`, and never contains a `.`.
-pub fn message_id(receiver: &str, incident: &str, seq: u32) -> String {
+pub(crate) fn message_id(receiver: &str, incident: &str, seq: u32) -> String {
     let mut h = Sha256::new();
     for part in [receiver.as_bytes(), incident.as_bytes()] {
         h.update((part.len() as u64).to_be_bytes());

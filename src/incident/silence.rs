@@ -35,7 +35,7 @@ pub enum SilenceError {
 
 /// Equality or inequality.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MatchOp {
+pub(crate) enum MatchOp {
     /// `name=value`.
     #[serde(rename = "=")]
     Eq,
@@ -48,12 +48,12 @@ pub enum MatchOp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Matcher {
     /// `rule` or a group label.
-    pub name: String,
+    pub(crate) name: String,
     /// `=` or `!=`.
     #[serde(default = "default_op")]
-    pub op: MatchOp,
+    pub(crate) op: MatchOp,
     /// The value compared.
-    pub value: String,
+    pub(crate) value: String,
 }
 
 fn default_op() -> MatchOp {
@@ -64,17 +64,17 @@ fn default_op() -> MatchOp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Silence {
     /// Random id.
-    pub id: String,
+    pub(crate) id: String,
     /// All must match.
-    pub matchers: Vec<Matcher>,
+    pub(crate) matchers: Vec<Matcher>,
     /// Wall-clock start, ms.
-    pub starts_at: i64,
+    pub(crate) starts_at: i64,
     /// Wall-clock end, ms: the silence expires then.
-    pub ends_at: i64,
+    pub(crate) ends_at: i64,
     /// Who set it.
-    pub created_by: String,
+    pub(crate) created_by: String,
     /// Why.
-    pub comment: String,
+    pub(crate) comment: String,
 }
 
 // === impl Matcher ===
@@ -106,7 +106,7 @@ impl Matcher {
     }
 
     /// Whether an alert of `rule` on `group` satisfies this matcher.
-    pub fn matches(&self, rule: &str, group: &Labels) -> bool {
+    pub(crate) fn matches(&self, rule: &str, group: &Labels) -> bool {
         let v = if self.name == "rule" {
             rule
         } else {
@@ -157,19 +157,19 @@ impl Silence {
     }
 
     /// Whether it is in force at wall-clock `now`.
-    pub fn active(&self, now: i64) -> bool {
+    pub(crate) fn active(&self, now: i64) -> bool {
         self.starts_at <= now && now < self.ends_at
     }
 
     /// Whether it covers an alert of `rule` on `group`.
-    pub fn covers(&self, rule: &str, group: &Labels) -> bool {
+    pub(crate) fn covers(&self, rule: &str, group: &Labels) -> bool {
         self.matchers.iter().all(|m| m.matches(rule, group))
     }
 }
 
 /// Whether `n` is muted by one of the `silences` at wall-clock `now`: every
 /// alert it reports (the active ones while any is) is covered by an active silence.
-pub fn mutes(silences: &[Silence], n: &Notification, now: i64) -> bool {
+pub(crate) fn mutes(silences: &[Silence], n: &Notification, now: i64) -> bool {
     let active: Vec<&Silence> = silences.iter().filter(|s| s.active(now)).collect();
     if active.is_empty() || n.alerts.is_empty() {
         return false;

@@ -32,13 +32,13 @@
 
 /// The one-sided standard normal quantile `Φ⁻¹(level)` for a confidence level
 /// in (0.5, 1) (validation keeps it there).
-pub fn z_one_sided(level: f64) -> f64 {
+pub(crate) fn z_one_sided(level: f64) -> f64 {
     inverse_normal_cdf(level.clamp(0.5, 1.0 - 1e-12))
 }
 
 /// The Wilson bound of `x` successes in `n` trials (`x > n`: the Poisson
 /// bound of `x`, divided by `n`).
-pub fn proportion(x: i64, n: i64, z: f64, lower: bool) -> f64 {
+pub(crate) fn proportion(x: i64, n: i64, z: f64, lower: bool) -> f64 {
     if n <= 0 {
         return 0.0;
     }
@@ -61,7 +61,7 @@ pub fn proportion(x: i64, n: i64, z: f64, lower: bool) -> f64 {
 /// The bound of a Poisson mean given an observed count `k` (Byar's
 /// approximation): lower `k (1 − 1/(9k) − z/(3√k))³` (0 for `k = 0`),
 /// upper with `k + 1` and `+ z`.
-pub fn poisson(k: i64, z: f64, lower: bool) -> f64 {
+pub(crate) fn poisson(k: i64, z: f64, lower: bool) -> f64 {
     let k = k.max(0) as f64;
     if lower {
         if k == 0.0 {
@@ -75,7 +75,7 @@ pub fn poisson(k: i64, z: f64, lower: bool) -> f64 {
 }
 
 /// The bound of an NPS from `promoters` and `detractors` among `n` responses.
-pub fn nps(promoters: i64, detractors: i64, n: i64, z: f64, lower: bool) -> f64 {
+pub(crate) fn nps(promoters: i64, detractors: i64, n: i64, z: f64, lower: bool) -> f64 {
     if n <= 0 {
         return 0.0;
     }
@@ -89,7 +89,7 @@ pub fn nps(promoters: i64, detractors: i64, n: i64, z: f64, lower: bool) -> f64 
 
 /// The bound of a mean from the sum (`sum_milli`, thousandths), count and sum
 /// of squares (`sumsq_milli`, thousandths); `None` below two values.
-pub fn mean(sum_milli: i64, n: i64, sumsq_milli: i64, z: f64, lower: bool) -> Option<f64> {
+pub(crate) fn mean(sum_milli: i64, n: i64, sumsq_milli: i64, z: f64, lower: bool) -> Option<f64> {
     if n < 2 {
         return None;
     }

@@ -28,7 +28,7 @@ fn histogram() -> Histogram<u64> {
 
 impl Recorder {
     /// A recorder counting the types the configuration's rules name.
-    pub fn new(cfg: &crate::config::Config) -> Self {
+    pub(crate) fn new(cfg: &crate::config::Config) -> Self {
         let mut types: Vec<String> = ["complaint", "feedback", "order", "cancellation"]
             .iter()
             .map(|s| s.to_string())
@@ -56,7 +56,7 @@ impl Recorder {
 
     /// Counts a valid event of type `kind`, `lag_ms` behind the wall clock.
     #[inline]
-    pub fn event(&mut self, kind: &str, lag_ms: i64) {
+    pub(crate) fn event(&mut self, kind: &str, lag_ms: i64) {
         let last = self.received.len() - 1;
         let i = self.types[..last]
             .iter()
@@ -69,7 +69,7 @@ impl Recorder {
     }
 
     /// Records the latency from a firing transition's event time to now.
-    pub fn incident(&mut self, event_time_ms: i64, now_ms: i64) {
+    pub(crate) fn incident(&mut self, event_time_ms: i64, now_ms: i64) {
         let lat = (now_ms - event_time_ms).max(1) as u64;
         let _ = self.event_to_incident.record(lat.min(MAX_LATENCY_MS));
     }

@@ -13,13 +13,13 @@ use std::path::Path;
 
 /// The open log.
 #[derive(Debug)]
-pub struct AppliedLog {
+pub(crate) struct AppliedLog {
     out: BufWriter<File>,
 }
 
 impl AppliedLog {
     /// Opens `path` for appending (created if missing).
-    pub fn open(path: &Path) -> std::io::Result<Self> {
+    pub(crate) fn open(path: &Path) -> std::io::Result<Self> {
         let f = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(AppliedLog {
             out: BufWriter::with_capacity(1 << 16, f),
@@ -27,12 +27,17 @@ impl AppliedLog {
     }
 
     /// Records one applied message.
-    pub fn record(&mut self, topic: &str, partition: i32, offset: i64) -> std::io::Result<()> {
+    pub(crate) fn record(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> std::io::Result<()> {
         writeln!(self.out, "{topic},{partition},{offset}")
     }
 
     /// Writes the buffered lines to the file.
-    pub fn flush(&mut self) -> std::io::Result<()> {
+    pub(crate) fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
 }

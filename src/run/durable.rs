@@ -38,7 +38,7 @@ use super::RunError;
 
 /// Checkpoint metrics (`crisiswatch_checkpoint_*`, `crisiswatch_restore_*`).
 #[derive(Debug, Clone)]
-pub struct StateMetrics {
+pub(crate) struct StateMetrics {
     duration_ms: IntGauge,
     stall_ms: IntGauge,
     bytes: IntGauge,
@@ -51,7 +51,7 @@ pub struct StateMetrics {
 
 impl StateMetrics {
     /// Registers the metrics.
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub(crate) fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
             let g = IntGauge::new(name, help)?;
             registry.register(Box::new(g.clone()))?;
@@ -98,7 +98,7 @@ impl StateMetrics {
 
 /// The store, its schedule and what a restore must still skip.
 #[derive(Debug)]
-pub struct Durable {
+pub(crate) struct Durable {
     /// The store until the writer thread starts (first checkpoint).
     store: Option<StateStore>,
     path: PathBuf,
@@ -192,7 +192,7 @@ impl Durable {
     /// `grace` (plus the idle-partition timeout) even before it is assigned:
     /// after a crash its previous owner keeps it until the consumer session
     /// times out, and events released meanwhile would make its events late.
-    pub fn restore(
+    pub(crate) fn restore(
         store: StateStore,
         (every, grace): (Duration, Duration),
         metrics: StateMetrics,
@@ -260,7 +260,7 @@ impl Durable {
 
     /// Whether message `offset` of `at` is covered by the restored checkpoint
     /// (skip it: its effect is in the restored state).
-    pub fn covered(&mut self, at: Partition, offset: i64) -> bool {
+    pub(crate) fn covered(&mut self, at: Partition, offset: i64) -> bool {
         let Some(p) = self.skip.get(&at) else {
             return false;
         };
@@ -274,12 +274,12 @@ impl Durable {
     }
 
     /// Whether a checkpoint is due.
-    pub fn due(&self, now: Instant) -> bool {
+    pub(crate) fn due(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.last) >= self.every
     }
 
     /// Whether the last checkpoint write failed.
-    pub fn failing(&self) -> bool {
+    pub(crate) fn failing(&self) -> bool {
         self.failing.load(Ordering::SeqCst)
     }
 
@@ -289,7 +289,7 @@ impl Durable {
     /// once the write is done; otherwise a checkpoint due while the previous
     /// write still runs is skipped until the next tick. A failure is logged
     /// and counted (not fatal: commits wait for the next checkpoint).
-    pub fn checkpoint(
+    pub(crate) fn checkpoint(
         &mut self,
         engine: &Engine,
         feed: &LiveFeed,

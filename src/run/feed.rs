@@ -22,9 +22,9 @@ use crate::source::Partition;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
     /// Topic and partition.
-    pub at: Partition,
+    pub(crate) at: Partition,
     /// Offset.
-    pub offset: i64,
+    pub(crate) offset: i64,
 }
 
 /// Per-partition clocks, the sequencer, and the topics' default types.
@@ -39,7 +39,7 @@ pub struct LiveFeed {
 
 impl LiveFeed {
     /// A feed into `engine` (marked as sequenced).
-    pub fn new(
+    pub(crate) fn new(
         engine: &mut Engine,
         watermarks: Watermarks,
         default_types: Vec<Option<String>>,
@@ -55,13 +55,13 @@ impl LiveFeed {
     }
 
     /// A partition was assigned.
-    pub fn assign(&mut self, at: Partition, now: Instant) {
+    pub(crate) fn assign(&mut self, at: Partition, now: Instant) {
         self.watermarks.assign(at, now);
     }
 
     /// A partition was revoked: its held events are dropped (the next owner
     /// reads them again from the committed offset, which cannot pass them).
-    pub fn revoke(&mut self, at: Partition) -> usize {
+    pub(crate) fn revoke(&mut self, at: Partition) -> usize {
         self.watermarks.revoke(at);
         self.seq.retain(|h| h.tag.at != at)
     }
@@ -69,7 +69,7 @@ impl LiveFeed {
     /// Offers a valid event read from `origin`. It is held (returns `None`),
     /// or — more than `allowed_lateness` behind the watermark — applied at
     /// once (returns its outcome).
-    pub fn offer(
+    pub(crate) fn offer(
         &mut self,
         engine: &mut Engine,
         origin: Origin,
@@ -97,7 +97,7 @@ impl LiveFeed {
     /// coming to wait for, so everything held is released and the engine
     /// clock follows it. `applied` sees each released event's origin and
     /// outcome.
-    pub fn release(
+    pub(crate) fn release(
         &mut self,
         engine: &mut Engine,
         now: Instant,
@@ -138,12 +138,12 @@ impl LiveFeed {
     }
 
     /// The newest event time seen on any partition.
-    pub fn newest(&self) -> Option<i64> {
+    pub(crate) fn newest(&self) -> Option<i64> {
         self.watermarks.newest()
     }
 
     /// Partitions tracked and how many are idle.
-    pub fn partition_counts(&self, now: Instant) -> (usize, usize) {
+    pub(crate) fn partition_counts(&self, now: Instant) -> (usize, usize) {
         self.watermarks.counts(now)
     }
 
@@ -153,7 +153,7 @@ impl LiveFeed {
     }
 
     /// Every event older than this has reached the engine.
-    pub fn released_below(&self) -> Option<i64> {
+    pub(crate) fn released_below(&self) -> Option<i64> {
         self.seq.released_below()
     }
 
@@ -163,12 +163,12 @@ impl LiveFeed {
     }
 
     /// The sequencer and the per-partition clocks, for a restore.
-    pub fn parts_mut(&mut self) -> (&mut Sequencer<Origin>, &mut Watermarks) {
+    pub(crate) fn parts_mut(&mut self) -> (&mut Sequencer<Origin>, &mut Watermarks) {
         (&mut self.seq, &mut self.watermarks)
     }
 
     /// The per-partition clocks.
-    pub fn watermarks(&self) -> &Watermarks {
+    pub(crate) fn watermarks(&self) -> &Watermarks {
         &self.watermarks
     }
 }

@@ -36,21 +36,21 @@ use super::RunError;
 
 /// Settings of the engine stage.
 #[derive(Debug, Clone)]
-pub struct StageSettings {
+pub(crate) struct StageSettings {
     /// Default event type per topic index.
-    pub default_types: Vec<Option<String>>,
+    pub(crate) default_types: Vec<Option<String>>,
     /// Partitions idle this long stop holding the clock back.
-    pub idle_partition_timeout: Duration,
+    pub(crate) idle_partition_timeout: Duration,
     /// No consumer progress this long: stalled.
-    pub stall_timeout: Duration,
+    pub(crate) stall_timeout: Duration,
     /// Whole stream quiet this long: event time follows the wall clock.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// How long a drain waits for in-flight dead letters.
-    pub drain_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
 }
 
 /// The engine stage.
-pub struct Stage {
+pub(crate) struct Stage {
     engine: Engine,
     shared: Arc<Shared>,
     settings: StageSettings,
@@ -88,23 +88,23 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 const RETIRE_EVERY: Duration = Duration::from_secs(5);
 
 /// What the stage needs besides the engine.
-pub struct StageParts {
+pub(crate) struct StageParts {
     /// State shared with the consumer thread.
-    pub shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     /// The dead-letter producer, if configured.
-    pub dlq: Option<DeadLetters>,
+    pub(crate) dlq: Option<DeadLetters>,
     /// The `--applied-log`, if asked for.
-    pub applied: Option<AppliedLog>,
+    pub(crate) applied: Option<AppliedLog>,
     /// Where transitions go.
-    pub sink: TransitionSink,
+    pub(crate) sink: TransitionSink,
     /// One per topic (`crisiswatch_events_received_total{source=<topic>}`,
     /// processing lag and event-to-incident latency).
-    pub recorders: Vec<Recorder>,
+    pub(crate) recorders: Vec<Recorder>,
 }
 
 impl Stage {
     /// A stage around `engine`.
-    pub fn new(mut engine: Engine, settings: StageSettings, parts: StageParts) -> Self {
+    pub(crate) fn new(mut engine: Engine, settings: StageSettings, parts: StageParts) -> Self {
         let feed = LiveFeed::new(
             &mut engine,
             Watermarks::new(settings.idle_partition_timeout),
@@ -132,7 +132,7 @@ impl Stage {
 
     /// Turns durable state on: restores the checkpoint in `store` (if any)
     /// and writes one every `every` from now on.
-    pub fn restore_state(
+    pub(crate) fn restore_state(
         &mut self,
         store: crate::state::StateStore,
         every: std::time::Duration,
@@ -168,23 +168,23 @@ impl Stage {
     }
 
     /// The engine (for metrics and the summary).
-    pub fn engine(&self) -> &Engine {
+    pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
 
     /// The engine, for a configuration reload.
-    pub fn engine_mut(&mut self) -> &mut Engine {
+    pub(crate) fn engine_mut(&mut self) -> &mut Engine {
         &mut self.engine
     }
 
     /// The transition sink (for the final drain).
-    pub fn sink(&self) -> &TransitionSink {
+    pub(crate) fn sink(&self) -> &TransitionSink {
         &self.sink
     }
 
     /// Whether the stage takes no new batches: the outbox or the state store
     /// cannot be written (a stop still drains). Ticks go on and retry.
-    pub fn paused(&self) -> bool {
+    pub(crate) fn paused(&self) -> bool {
         let failing = self.blocked.is_some() || self.durable.as_ref().is_some_and(Durable::failing);
         failing && !self.shared.stopping.load(Ordering::SeqCst)
     }
@@ -233,7 +233,11 @@ impl Stage {
     }
 
     /// Handles one message from the consumer thread.
-    pub async fn handle(&mut self, msg: SourceMsg, state: &AppState) -> Result<(), RunError> {
+    pub(crate) async fn handle(
+        &mut self,
+        msg: SourceMsg,
+        state: &AppState,
+    ) -> Result<(), RunError> {
         match msg {
             SourceMsg::Batch(b) => self.batch(&b, state).await?,
             SourceMsg::Assigned(parts) => {
@@ -446,7 +450,7 @@ impl Stage {
 
     /// The periodic tick: idle partitions and a quiet stream move time on;
     /// readiness and metrics are refreshed.
-    pub fn tick(&mut self, state: &AppState) -> Result<(), RunError> {
+    pub(crate) fn tick(&mut self, state: &AppState) -> Result<(), RunError> {
         if self.closing {
             // Nothing moves after the final checkpoint.
             return Ok(());
@@ -518,7 +522,7 @@ impl Stage {
     }
 
     /// Flushes the applied log and writes a last checkpoint at the end.
-    pub fn finish(&mut self) -> Result<(), RunError> {
+    pub(crate) fn finish(&mut self) -> Result<(), RunError> {
         if !self.closing {
             self.checkpoint(true);
         }

@@ -11,26 +11,26 @@ use crate::source::Partition;
 
 /// What one batch did to one partition.
 #[derive(Debug, Clone, Copy)]
-pub struct PartProgress {
+pub(crate) struct PartProgress {
     /// The partition.
-    pub at: Partition,
+    pub(crate) at: Partition,
     /// Newest valid event time.
-    pub max_ts: Option<i64>,
+    pub(crate) max_ts: Option<i64>,
     /// Offset of the partition's last message in the batch.
-    pub last_offset: i64,
+    pub(crate) last_offset: i64,
 }
 
 /// Per-partition summary of a batch (usually one or two partitions), so the
 /// watermarks and the offset tracker are updated once per batch, not per message.
 #[derive(Debug, Default)]
-pub struct BatchProgress {
+pub(crate) struct BatchProgress {
     /// The partitions, in order of first appearance.
-    pub parts: SmallVec<[PartProgress; 4]>,
+    pub(crate) parts: SmallVec<[PartProgress; 4]>,
 }
 
 impl BatchProgress {
     /// The partition's entry, with `offset` as its latest message.
-    pub fn partition(&mut self, at: Partition, offset: i64) -> &mut PartProgress {
+    pub(crate) fn partition(&mut self, at: Partition, offset: i64) -> &mut PartProgress {
         let i = match self.parts.iter().position(|p| p.at == at) {
             Some(i) => i,
             None => {

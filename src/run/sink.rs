@@ -18,7 +18,7 @@ use crate::incident::{IncidentError, IncidentManager, ManagerOptions};
 
 /// The transition output of `crisiswatch run`.
 #[derive(Debug)]
-pub struct TransitionSink {
+pub(crate) struct TransitionSink {
     manager: Arc<IncidentManager>,
     /// Transitions submitted.
     submitted: u64,
@@ -27,7 +27,7 @@ pub struct TransitionSink {
 impl TransitionSink {
     /// Opens the incident outbox in `incidents.data_dir` and starts delivery;
     /// attaches the outbox to the silences API. Must run inside the runtime.
-    pub fn open(cfg: &Config, state: &AppState) -> Result<Self, IncidentError> {
+    pub(crate) fn open(cfg: &Config, state: &AppState) -> Result<Self, IncidentError> {
         let manager = IncidentManager::open(
             cfg,
             state.metrics.registry(),
@@ -44,7 +44,11 @@ impl TransitionSink {
     }
 
     /// Persists a batch of transitions (in order) at event time `now`.
-    pub fn submit(&mut self, transitions: &[Transition], now: i64) -> Result<(), IncidentError> {
+    pub(crate) fn submit(
+        &mut self,
+        transitions: &[Transition],
+        now: i64,
+    ) -> Result<(), IncidentError> {
         if transitions.is_empty() {
             return Ok(());
         }
@@ -57,12 +61,12 @@ impl TransitionSink {
     }
 
     /// Sends the opens and progress updates due at event time `now`.
-    pub fn tick(&mut self, now: i64, engine: &mut Engine) -> Result<(), IncidentError> {
+    pub(crate) fn tick(&mut self, now: i64, engine: &mut Engine) -> Result<(), IncidentError> {
         self.manager.tick(now, engine).map(|_| ())
     }
 
     /// The incident manager (for a configuration reload).
-    pub fn manager(&self) -> &Arc<IncidentManager> {
+    pub(crate) fn manager(&self) -> &Arc<IncidentManager> {
         &self.manager
     }
 
@@ -70,7 +74,11 @@ impl TransitionSink {
     /// the engine no longer has (`check_engine`: compare with the engine now;
     /// it walks every live group, so the stage does it at start and every
     /// few seconds while an incident has active alerts).
-    pub fn operator(&mut self, engine: &Engine, check_engine: bool) -> Result<(), IncidentError> {
+    pub(crate) fn operator(
+        &mut self,
+        engine: &Engine,
+        check_engine: bool,
+    ) -> Result<(), IncidentError> {
         self.manager.apply_close_requests()?;
         if check_engine && self.manager.has_active_alerts() {
             let live: std::collections::HashSet<String> =
@@ -84,13 +92,13 @@ impl TransitionSink {
     }
 
     /// Transitions submitted so far.
-    pub fn submitted(&self) -> u64 {
+    pub(crate) fn submitted(&self) -> u64 {
         self.submitted
     }
 
     /// Drains pending notifications for at most `timeout`; the rest stays in
     /// the outbox for the next start.
-    pub async fn shutdown(&self, timeout: Duration) {
+    pub(crate) async fn shutdown(&self, timeout: Duration) {
         let report = self.manager.shutdown(timeout).await;
         if report.pending > 0 {
             tracing::info!(

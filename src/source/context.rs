@@ -26,30 +26,30 @@ use super::{Batch, Partition, SourceMsg};
 
 /// State shared by the consumer thread, the engine stage and the dead-letter tasks.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// Configured topic names; a [`Partition`]'s `topic` indexes this.
-    pub topics: Vec<String>,
+    pub(crate) topics: Vec<String>,
     /// What may be committed.
-    pub tracker: Mutex<OffsetTracker>,
+    pub(crate) tracker: Mutex<OffsetTracker>,
     /// Consumer liveness.
-    pub health: Health,
+    pub(crate) health: Health,
     /// Consumer metrics.
-    pub metrics: SourceMetrics,
+    pub(crate) metrics: SourceMetrics,
     /// Set by the consumer thread before its final drain: the engine stage
     /// writes its last checkpoint at that drain and none after (the consumer
     /// then forgets its partitions).
-    pub stopping: std::sync::atomic::AtomicBool,
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
     /// The offset tracker, locked (a panic elsewhere cannot poison progress).
-    pub fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
+    pub(crate) fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
         self.tracker.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// The consumer's librdkafka context.
-pub struct SourceContext {
+pub(crate) struct SourceContext {
     shared: Arc<Shared>,
     tx: mpsc::Sender<SourceMsg>,
     index: HashMap<String, u16>,
@@ -65,7 +65,11 @@ pub struct SourceContext {
 
 impl SourceContext {
     /// A context sending to `tx`.
-    pub fn new(shared: Arc<Shared>, tx: mpsc::Sender<SourceMsg>, drain_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        tx: mpsc::Sender<SourceMsg>,
+        drain_timeout: Duration,
+    ) -> Self {
         let index = (0u16..)
             .zip(&shared.topics)
             .map(|(i, t)| (t.clone(), i))
@@ -82,22 +86,22 @@ impl SourceContext {
     }
 
     /// The shared state.
-    pub fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &Shared {
         &self.shared
     }
 
     /// The index of a consumed topic.
-    pub fn topic_index(&self, topic: &str) -> Option<u16> {
+    pub(crate) fn topic_index(&self, topic: &str) -> Option<u16> {
         self.index.get(topic).copied()
     }
 
     /// The batch being filled.
-    pub fn batch(&self) -> MutexGuard<'_, Batch> {
+    pub(crate) fn batch(&self) -> MutexGuard<'_, Batch> {
         self.batch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the engine stage is gone.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
     }
 
@@ -111,7 +115,7 @@ impl SourceContext {
     }
 
     /// Hands the batch being filled to the engine stage.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let batch = std::mem::take(&mut *self.batch());
         if !batch.is_empty() {
             self.send(SourceMsg::Batch(batch));
@@ -120,7 +124,7 @@ impl SourceContext {
 
     /// Flushes, then waits until the engine stage has applied everything sent
     /// so far and forgotten `revoked`. False if it did not answer in time.
-    pub fn drain(&self, revoked: Vec<Partition>) -> bool {
+    pub(crate) fn drain(&self, revoked: Vec<Partition>) -> bool {
         self.flush();
         let (ack, done) = std_mpsc::sync_channel(1);
         if !self.send(SourceMsg::Drain { revoked, ack }) {
@@ -130,14 +134,14 @@ impl SourceContext {
     }
 
     /// Partitions currently assigned.
-    pub fn assignment(&self) -> Vec<Partition> {
+    pub(crate) fn assignment(&self) -> Vec<Partition> {
         let a = self.assignment.lock().unwrap_or_else(|p| p.into_inner());
         a.iter().copied().collect()
     }
 
     /// Commits the committable offsets of `only` (every partition when `None`).
     /// The outcome is counted in [`ConsumerContext::commit_callback`].
-    pub fn commit(
+    pub(crate) fn commit(
         &self,
         consumer: &BaseConsumer<SourceContext>,
         only: Option<&[Partition]>,
@@ -295,7 +299,7 @@ impl ConsumerContext for SourceContext {
 /// Routes librdkafka's log lines to `tracing`. Its errors are mostly transient
 /// (a broker restarting), so they are warnings; configuration warnings (a
 /// consumer property on the dead-letter producer) are informational.
-pub fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
+pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
     match level {
         _ if fac == "CONFWARN" => tracing::info!(target: "librdkafka", fac, "{message}"),
         RDKafkaLogLevel::Emerg

@@ -44,7 +44,7 @@ const ATTEMPTS_BEFORE_ERROR: u32 = 5;
 
 /// Logs of the dead-letter producer.
 #[derive(Debug, Clone, Copy)]
-pub struct DlqContext;
+pub(crate) struct DlqContext;
 
 impl ClientContext for DlqContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
@@ -67,7 +67,7 @@ struct Letter {
 }
 
 /// The dead-letter producer.
-pub struct DeadLetters {
+pub(crate) struct DeadLetters {
     producer: FutureProducer<DlqContext>,
     topic: Arc<str>,
     permits: Arc<Semaphore>,
@@ -88,7 +88,10 @@ impl std::fmt::Debug for DeadLetters {
 impl DeadLetters {
     /// A producer for `k.dead_letter_topic` (with the same brokers and properties
     /// as the consumer), or `None` when no dead-letter topic is configured.
-    pub fn new(k: &KafkaSourceConfig, shared: Arc<Shared>) -> Result<Option<Self>, SourceError> {
+    pub(crate) fn new(
+        k: &KafkaSourceConfig,
+        shared: Arc<Shared>,
+    ) -> Result<Option<Self>, SourceError> {
         if k.dead_letter_topic.is_empty() {
             return Ok(None);
         }
@@ -119,7 +122,7 @@ impl DeadLetters {
     /// Hands an invalid message to a task that produces it; waits only when
     /// `dlq_max_in_flight` letters are already in flight. The caller has
     /// marked its offset pending in the tracker; the task marks it done.
-    pub async fn send(&self, rec: &Record<'_>, reason: InvalidReason, detail: &str) {
+    pub(crate) async fn send(&self, rec: &Record<'_>, reason: InvalidReason, detail: &str) {
         let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
             return; // closed: never happens, the semaphore is never closed
         };
@@ -165,14 +168,14 @@ impl DeadLetters {
     }
 
     /// Waits until every dead letter in flight is acknowledged, at most `timeout`.
-    pub async fn flush(&self, timeout: Duration) -> bool {
+    pub(crate) async fn flush(&self, timeout: Duration) -> bool {
         let all = self.permits.acquire_many(self.max_in_flight);
         matches!(tokio::time::timeout(timeout, all).await, Ok(Ok(_)))
     }
 
     /// Stops retrying (the shutdown bound passed): unacknowledged dead letters
     /// stay uncommitted and are read, and dead-lettered, again after a restart.
-    pub fn abandon(&self) {
+    pub(crate) fn abandon(&self) {
         self.abandon.store(true, Ordering::Relaxed);
     }
 }

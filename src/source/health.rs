@@ -31,22 +31,22 @@ struct State {
 /// Shared between the consumer thread (which reports) and the engine stage
 /// (which checks and sets readiness).
 #[derive(Debug)]
-pub struct Health {
+pub(crate) struct Health {
     state: Mutex<State>,
 }
 
 /// What [`Health::check`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Status {
+pub(crate) struct Status {
     /// Whether `/readyz` should answer 200.
-    pub ready: bool,
+    pub(crate) ready: bool,
     /// Whether the consumer is stalled.
-    pub stalled: bool,
+    pub(crate) stalled: bool,
 }
 
 impl Health {
     /// A consumer that has just started (not joined yet).
-    pub fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         Health {
             state: Mutex::new(State {
                 last_progress: now,
@@ -64,12 +64,12 @@ impl Health {
     }
 
     /// Messages were received.
-    pub fn on_messages(&self, now: Instant) {
+    pub(crate) fn on_messages(&self, now: Instant) {
         self.lock().last_progress = now;
     }
 
     /// The group assigned partitions to this instance (possibly none).
-    pub fn on_assigned(&self, now: Instant) {
+    pub(crate) fn on_assigned(&self, now: Instant) {
         let mut s = self.lock();
         s.joined = true;
         s.rebalancing = false;
@@ -77,13 +77,13 @@ impl Health {
     }
 
     /// The group revoked this instance's partitions: no progress until the next assign.
-    pub fn on_revoked(&self) {
+    pub(crate) fn on_revoked(&self) {
         self.lock().rebalancing = true;
     }
 
     /// A statistics report: total broker responses so far and the total lag
     /// of the assigned partitions (0 when none or unknown).
-    pub fn on_stats(&self, now: Instant, broker_rx: u64, lag: i64) {
+    pub(crate) fn on_stats(&self, now: Instant, broker_rx: u64, lag: i64) {
         let mut s = self.lock();
         let answering = s.last_rx.is_some_and(|r| broker_rx > r);
         s.last_rx = Some(broker_rx);
@@ -94,7 +94,7 @@ impl Health {
     }
 
     /// Decides readiness now; logs when the consumer stalls or recovers.
-    pub fn check(&self, now: Instant, stall_timeout: Duration) -> Status {
+    pub(crate) fn check(&self, now: Instant, stall_timeout: Duration) -> Status {
         let mut s = self.lock();
         let quiet = now.saturating_duration_since(s.last_progress);
         let stalled = quiet > stall_timeout;

@@ -50,7 +50,7 @@ const DEFAULTS: [(&str, &str); 5] = [
 /// The client configuration of the consumer: crisiswatch's defaults, then the
 /// pass-through `properties`, then what crisiswatch must own (validation
 /// rejects overriding those).
-pub fn consumer_config(k: &KafkaSourceConfig) -> ClientConfig {
+pub(crate) fn consumer_config(k: &KafkaSourceConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     for (key, value) in DEFAULTS {
         c.set(key, value);
@@ -74,7 +74,7 @@ pub struct SourceHandle {
 
 impl SourceHandle {
     /// Asks the thread to stop fetching, drain, commit and leave the group.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
 
@@ -84,7 +84,7 @@ impl SourceHandle {
     }
 
     /// Waits for the thread (blocking).
-    pub fn join(self) -> Result<(), SourceError> {
+    pub(crate) fn join(self) -> Result<(), SourceError> {
         self.thread
             .join()
             .unwrap_or_else(|_| Err(SourceError::Fatal(KafkaError::Canceled)))
@@ -92,7 +92,7 @@ impl SourceHandle {
 }
 
 /// Creates the consumer, subscribes, and starts the consumer thread.
-pub fn start(
+pub(crate) fn start(
     k: &KafkaSourceConfig,
     shared: Arc<Shared>,
     tx: mpsc::Sender<SourceMsg>,

@@ -12,35 +12,35 @@ use crate::metrics::{counter_vec, MetricsError};
 
 /// Every consumer metric.
 #[derive(Debug, Clone)]
-pub struct SourceMetrics {
+pub(crate) struct SourceMetrics {
     /// Messages received, by topic.
-    pub messages: IntCounterVec,
+    pub(crate) messages: IntCounterVec,
     /// Payload bytes received, by topic.
-    pub bytes: IntCounterVec,
+    pub(crate) bytes: IntCounterVec,
     /// Messages through the engine stage (applied or dead-lettered), by topic.
-    pub processed: IntCounterVec,
+    pub(crate) processed: IntCounterVec,
     /// Invalid messages by topic and reason.
-    pub invalid: IntCounterVec,
+    pub(crate) invalid: IntCounterVec,
     /// Valid events late for every rule that selected them, by topic.
-    pub late: IntCounterVec,
+    pub(crate) late: IntCounterVec,
     /// Dead letters acknowledged by the broker, by reason.
-    pub dlq_produced: IntCounterVec,
+    pub(crate) dlq_produced: IntCounterVec,
     /// Failed attempts to produce a dead letter (each is retried).
-    pub dlq_failures: IntCounter,
+    pub(crate) dlq_failures: IntCounter,
     /// Approximate lag per partition (high watermark − next offset to consume).
-    pub lag: IntGaugeVec,
+    pub(crate) lag: IntGaugeVec,
     /// Offset commits that succeeded.
-    pub commits: IntCounter,
+    pub(crate) commits: IntCounter,
     /// Offset commits that failed.
-    pub commit_failures: IntCounter,
+    pub(crate) commit_failures: IntCounter,
     /// Rebalances, by kind (`assign`, `revoke`).
-    pub rebalances: IntCounterVec,
+    pub(crate) rebalances: IntCounterVec,
     /// Partitions currently assigned to this instance.
-    pub assigned: IntGauge,
+    pub(crate) assigned: IntGauge,
     /// Assigned partitions idle (not holding the watermark back).
-    pub idle_partitions: IntGauge,
+    pub(crate) idle_partitions: IntGauge,
     /// 1 while the consumer is stalled.
-    pub stalled: IntGauge,
+    pub(crate) stalled: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
@@ -57,7 +57,7 @@ fn gauge(r: &Registry, name: &str, help: &str) -> Result<IntGauge, MetricsError>
 
 impl SourceMetrics {
     /// Registers the consumer metrics, with a zero series for every topic and reason.
-    pub fn register(r: &Registry, topics: &[String]) -> Result<Self, MetricsError> {
+    pub(crate) fn register(r: &Registry, topics: &[String]) -> Result<Self, MetricsError> {
         let lag = IntGaugeVec::new(
             Opts::new(
                 "crisiswatch_kafka_consumer_lag_messages",

@@ -43,19 +43,19 @@ pub struct OffsetTracker {
 
 impl OffsetTracker {
     /// An empty tracker.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// `offset` was applied (or counted as invalid with no dead-letter topic).
-    pub fn done(&mut self, at: Partition, offset: i64) {
+    pub(crate) fn done(&mut self, at: Partition, offset: i64) {
         let p = self.parts.entry(at).or_default();
         p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
     }
 
     /// `offset` was handed to the dead-letter producer: it holds commits back
     /// until [`OffsetTracker::dead_letter_done`].
-    pub fn dead_letter_pending(&mut self, at: Partition, offset: i64) {
+    pub(crate) fn dead_letter_pending(&mut self, at: Partition, offset: i64) {
         self.done(at, offset);
         if let Some(p) = self.parts.get_mut(&at) {
             p.pending.insert(offset);
@@ -63,7 +63,7 @@ impl OffsetTracker {
     }
 
     /// The dead letter of `offset` was acknowledged by the broker.
-    pub fn dead_letter_done(&mut self, at: Partition, offset: i64) {
+    pub(crate) fn dead_letter_done(&mut self, at: Partition, offset: i64) {
         if let Some(p) = self.parts.get_mut(&at) {
             p.pending.remove(&offset);
         }
@@ -71,18 +71,18 @@ impl OffsetTracker {
 
     /// `offset` was read and is held by the sequencer: it holds commits back
     /// until [`OffsetTracker::unhold`] (its event reached the engine).
-    pub fn hold(&mut self, at: Partition, offset: i64) {
+    pub(crate) fn hold(&mut self, at: Partition, offset: i64) {
         self.dead_letter_pending(at, offset);
     }
 
     /// The held event of `offset` reached the engine (its transitions persisted).
-    pub fn unhold(&mut self, at: Partition, offset: i64) {
+    pub(crate) fn unhold(&mut self, at: Partition, offset: i64) {
         self.dead_letter_done(at, offset);
     }
 
     /// The offset to commit for `at`: every message before it is done (and,
     /// with durable state, covered by the latest checkpoint).
-    pub fn committable(&self, at: Partition) -> Option<i64> {
+    pub(crate) fn committable(&self, at: Partition) -> Option<i64> {
         let own = self.parts.get(&at).and_then(Progress::committable);
         match &self.limit {
             None => own,
@@ -94,12 +94,12 @@ impl OffsetTracker {
     }
 
     /// Durable state is on: commits wait for checkpoints ([`OffsetTracker::checkpointed`]).
-    pub fn limit_to_checkpoints(&mut self) {
+    pub(crate) fn limit_to_checkpoints(&mut self) {
         self.limit.get_or_insert_with(HashMap::new);
     }
 
     /// A checkpoint covering these resume offsets was written.
-    pub fn checkpointed(&mut self, resume: impl IntoIterator<Item = (Partition, i64)>) {
+    pub(crate) fn checkpointed(&mut self, resume: impl IntoIterator<Item = (Partition, i64)>) {
         let limit = self.limit.get_or_insert_with(HashMap::new);
         for (at, o) in resume {
             limit.insert(at, o);
@@ -107,7 +107,7 @@ impl OffsetTracker {
     }
 
     /// Per partition: (resume, next, pending offsets) — what a checkpoint keeps.
-    pub fn export(&self) -> Vec<(Partition, i64, i64, Vec<i64>)> {
+    pub(crate) fn export(&self) -> Vec<(Partition, i64, i64, Vec<i64>)> {
         let mut v: Vec<_> = self
             .parts
             .iter()
@@ -122,7 +122,7 @@ impl OffsetTracker {
     }
 
     /// The committable offset of every partition with progress.
-    pub fn all_committable(&self) -> Vec<(Partition, i64)> {
+    pub(crate) fn all_committable(&self) -> Vec<(Partition, i64)> {
         let mut v: Vec<_> = self
             .parts
             .keys()
@@ -138,7 +138,7 @@ impl OffsetTracker {
     }
 
     /// Forgets a partition that left this instance (after its final commit).
-    pub fn forget(&mut self, at: Partition) {
+    pub(crate) fn forget(&mut self, at: Partition) {
         self.parts.remove(&at);
         if let Some(l) = &mut self.limit {
             l.remove(&at);

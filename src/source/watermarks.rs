@@ -27,14 +27,14 @@ struct PartClock {
 
 /// Per-partition event time.
 #[derive(Debug, Clone)]
-pub struct Watermarks {
+pub(crate) struct Watermarks {
     parts: BTreeMap<Partition, PartClock>,
     idle_after: Duration,
 }
 
 impl Watermarks {
     /// Partitions go idle after `idle_after` without a valid event.
-    pub fn new(idle_after: Duration) -> Self {
+    pub(crate) fn new(idle_after: Duration) -> Self {
         Watermarks {
             parts: BTreeMap::new(),
             idle_after,
@@ -42,7 +42,7 @@ impl Watermarks {
     }
 
     /// A partition was assigned: it holds the clock until it delivers or goes idle.
-    pub fn assign(&mut self, at: Partition, now: Instant) {
+    pub(crate) fn assign(&mut self, at: Partition, now: Instant) {
         self.parts.entry(at).or_insert(PartClock {
             max_ts: None,
             last_seen: now,
@@ -50,12 +50,12 @@ impl Watermarks {
     }
 
     /// A partition was revoked: it no longer counts.
-    pub fn revoke(&mut self, at: Partition) {
+    pub(crate) fn revoke(&mut self, at: Partition) {
         self.parts.remove(&at);
     }
 
     /// A valid event of time `ts` arrived on `at`.
-    pub fn observe(&mut self, at: Partition, ts: i64, now: Instant) {
+    pub(crate) fn observe(&mut self, at: Partition, ts: i64, now: Instant) {
         let p = self.parts.entry(at).or_insert(PartClock {
             max_ts: None,
             last_seen: now,
@@ -71,7 +71,7 @@ impl Watermarks {
     /// The event time the service clock may advance to now: the minimum over
     /// active partitions, or the newest event time when all are idle. `None`
     /// while an active partition has not delivered yet (or nothing was seen).
-    pub fn target(&self, now: Instant) -> Option<i64> {
+    pub(crate) fn target(&self, now: Instant) -> Option<i64> {
         let mut min: Option<i64> = None;
         let mut any_active = false;
         for p in self.parts.values().filter(|p| self.active(p, now)) {
@@ -87,12 +87,12 @@ impl Watermarks {
     }
 
     /// The newest event time seen on any partition.
-    pub fn newest(&self) -> Option<i64> {
+    pub(crate) fn newest(&self) -> Option<i64> {
         self.parts.values().filter_map(|p| p.max_ts).max()
     }
 
     /// Each partition's newest event time (checkpoints).
-    pub fn partition_clocks(&self) -> Vec<(Partition, Option<i64>)> {
+    pub(crate) fn partition_clocks(&self) -> Vec<(Partition, Option<i64>)> {
         self.parts.iter().map(|(&at, p)| (at, p.max_ts)).collect()
     }
 
@@ -101,7 +101,13 @@ impl Watermarks {
     /// partition still held by a crashed predecessor (until its consumer
     /// session times out) is waited for instead of having its events arrive
     /// late after the rebalance.
-    pub fn restore(&mut self, at: Partition, max_ts: Option<i64>, now: Instant, grace: Duration) {
+    pub(crate) fn restore(
+        &mut self,
+        at: Partition,
+        max_ts: Option<i64>,
+        now: Instant,
+        grace: Duration,
+    ) {
         let p = self.parts.entry(at).or_insert(PartClock {
             max_ts: None,
             last_seen: now + grace,
@@ -110,7 +116,7 @@ impl Watermarks {
     }
 
     /// Partitions tracked and how many of them are idle.
-    pub fn counts(&self, now: Instant) -> (usize, usize) {
+    pub(crate) fn counts(&self, now: Instant) -> (usize, usize) {
         let idle = self.parts.values().filter(|p| !self.active(p, now)).count();
         (self.parts.len(), idle)
     }

@@ -35,7 +35,7 @@ pub struct Tracker {
 
 impl Tracker {
     /// A tracker for the rules of `engine`.
-    pub fn new(engine: &Engine) -> Self {
+    pub(crate) fn new(engine: &Engine) -> Self {
         let rules: Vec<&RuleConfig> = (0..engine.rule_count())
             .map(|i| engine.rule_config(i))
             .collect();
@@ -43,7 +43,7 @@ impl Tracker {
     }
 
     /// A tracker for these rules (in engine order).
-    pub fn for_rules<'a>(rules: impl IntoIterator<Item = &'a RuleConfig>) -> Self {
+    pub(crate) fn for_rules<'a>(rules: impl IntoIterator<Item = &'a RuleConfig>) -> Self {
         let rules: Vec<RuleMeta> = rules
             .into_iter()
             .map(|r| RuleMeta {
@@ -72,7 +72,7 @@ impl Tracker {
     }
 
     /// Takes one transition.
-    pub fn transition(&mut self, t: &Transition) {
+    pub(crate) fn transition(&mut self, t: &Transition) {
         let Some(&r) = self.by_name.get(&t.rule) else {
             return;
         };
@@ -146,7 +146,7 @@ impl Tracker {
 
     /// Samples the current values of every group with an open instance (at a
     /// slide boundary), for peaks; forgets pending instances that ended silently.
-    pub fn sample(&mut self, engine: &Engine) {
+    pub(crate) fn sample(&mut self, engine: &Engine) {
         for r in 0..self.rules.len() {
             if self.open[r].is_empty() {
                 continue;
@@ -171,7 +171,7 @@ impl Tracker {
     }
 
     /// Every incident, still-open ones included, ordered by firing time, rule, slice.
-    pub fn finish(mut self) -> Vec<Incident> {
+    pub(crate) fn finish(mut self) -> Vec<Incident> {
         for open in self.open {
             for (_, o) in open {
                 if o.fired {

@@ -24,9 +24,9 @@ const SAMPLE_IDS: usize = 10;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Evidence {
     /// Start of the interval considered (one window before the breach), ms.
-    pub from_ms: i64,
+    pub(crate) from_ms: i64,
     /// End of the interval (resolve or end of data), ms.
-    pub to_ms: i64,
+    pub(crate) to_ms: i64,
     /// Events the rule counts in this slice and interval.
     pub events: u64,
     /// Of which signal events (numerator, counted events, detractors...).
@@ -40,7 +40,7 @@ pub struct Evidence {
     /// Per attribute (outside the slice), the top values among signal events.
     pub top: Vec<(String, Vec<(String, u64)>)>,
     /// The first signal event ids.
-    pub sample_ids: Vec<String>,
+    pub(crate) sample_ids: Vec<String>,
 }
 
 #[derive(Default)]

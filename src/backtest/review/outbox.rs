@@ -47,79 +47,79 @@ const LISTED_KEYS: usize = 20;
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxReview {
     /// The database file read.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Every incident, by breach start then key.
-    pub incidents: Vec<OutboxIncident>,
+    pub(crate) incidents: Vec<OutboxIncident>,
     /// The latest event time the outbox knows (ledger and notifications),
     /// ms: the end for incidents still open.
-    pub end_ms: i64,
+    pub(crate) end_ms: i64,
 }
 
 /// One incident of the live service, as its outbox tells it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxIncident {
     /// `route/labels/start-ms`, the incident's dedup key.
-    pub key: String,
+    pub(crate) key: String,
     /// The route that grouped it.
-    pub route: String,
+    pub(crate) route: String,
     /// The grouping labels its alerts share.
-    pub labels: Labels,
+    pub(crate) labels: Labels,
     /// When its first alert's breach began, ms.
-    pub started_at: i64,
+    pub(crate) started_at: i64,
     /// Highest severity it was announced with.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// When it resolved, if a resolve is stored.
-    pub resolved_at: Option<i64>,
+    pub(crate) resolved_at: Option<i64>,
     /// Still among the outbox's open incidents.
-    pub open: bool,
+    pub(crate) open: bool,
     /// Its stored notifications, by seq (pruned ones are missing).
-    pub notifications: Vec<Sent>,
+    pub(crate) notifications: Vec<Sent>,
     /// Every alert that joined, in joining order.
-    pub alerts: Vec<AlertReview>,
+    pub(crate) alerts: Vec<AlertReview>,
 }
 
 /// One notification of an incident.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sent {
+pub(crate) struct Sent {
     /// Number within the incident (1 = open).
-    pub seq: u32,
+    pub(crate) seq: u32,
     /// Event time, ms.
-    pub at: i64,
+    pub(crate) at: i64,
     /// Open, update or resolve (as the lifecycle sent it).
-    pub action: Action,
+    pub(crate) action: Action,
     /// Why.
-    pub reason: Reason,
+    pub(crate) reason: Reason,
     /// The incident's severity then.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// What changed since the previous stored notification, e.g.
     /// `complaint_rate escalated to critical`.
-    pub change: String,
+    pub(crate) change: String,
     /// The responder's sentence.
-    pub summary: String,
+    pub(crate) summary: String,
     /// (receiver, status), by receiver.
-    pub deliveries: Vec<(String, Status)>,
+    pub(crate) deliveries: Vec<(String, Status)>,
     /// Receivers that got this update as their `open`.
-    pub sent_as_open: Vec<String>,
+    pub(crate) sent_as_open: Vec<String>,
 }
 
 /// One alert of an outbox incident.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AlertReview {
+pub(crate) struct AlertReview {
     /// The alert in the review's model. Step values are `None` where no
     /// notification carried the value at that moment; `peak` is set only when
     /// its time is known (see [`AlertReview::peak`]).
-    pub incident: Incident,
+    pub(crate) incident: Incident,
     /// What the rule catches (from the notification).
-    pub description: String,
+    pub(crate) description: String,
     /// The most extreme value the incident stage saw (transitions and
     /// progress updates).
-    pub peak: Option<f64>,
+    pub(crate) peak: Option<f64>,
     /// When that peak was seen, as far as the outbox tells.
-    pub peak_at: PeakTime,
+    pub(crate) peak_at: PeakTime,
     /// Where the timeline comes from.
-    pub timeline: TimelineSource,
+    pub(crate) timeline: TimelineSource,
     /// Signal event ids of the latest notification.
-    pub sample_event_ids: Vec<String>,
+    pub(crate) sample_event_ids: Vec<String>,
 }
 
 /// When an alert's peak was seen.

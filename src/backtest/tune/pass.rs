@@ -65,20 +65,20 @@ impl Row {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TuneResult {
     /// The tuned rule, as configured.
-    pub base: RuleConfig,
+    pub(crate) base: RuleConfig,
     /// Candidate rows, in candidate order; the configured rule is appended as
     /// `current` when no candidate equals it.
     pub rows: Vec<Row>,
     /// Index into `rows` of the chosen row.
     pub chosen: Option<usize>,
     /// Lines read.
-    pub lines: u64,
+    pub(crate) lines: u64,
     /// First event time.
-    pub first_ms: Option<i64>,
+    pub(crate) first_ms: Option<i64>,
     /// Last event time.
-    pub end_ms: Option<i64>,
+    pub(crate) end_ms: Option<i64>,
     /// Whether ground truth was given.
-    pub labelled: bool,
+    pub(crate) labelled: bool,
 }
 
 /// The engines of a group of candidates.
@@ -129,7 +129,7 @@ impl Tuner {
     }
 
     /// Like [`Tuner::new`] with one engine per candidate (no sharing).
-    pub fn separate(cfg: &Config, opts: &TuneOptions) -> Result<Tuner, TuneError> {
+    pub(crate) fn separate(cfg: &Config, opts: &TuneOptions) -> Result<Tuner, TuneError> {
         Self::build(cfg, opts, false)
     }
 
@@ -240,7 +240,7 @@ impl Tuner {
     }
 
     /// Number of candidates (plus the current rule when it is not one).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.rows.len()
     }
 
@@ -275,7 +275,7 @@ impl Tuner {
     /// `allowed_lateness`) passes it, then applied in `(ts, id, bytes)`
     /// order — the order `backtest` and `replay` use — so every candidate
     /// sees exactly what its own backtest would.
-    pub fn feed_from(&mut self, line: &[u8], at: Option<crate::backtest::input::LineRef>) {
+    pub(crate) fn feed_from(&mut self, line: &[u8], at: Option<crate::backtest::input::LineRef>) {
         self.lines += 1;
         let Ok(ev) = decode(line, &self.limits, self.now_ms) else {
             return;
@@ -387,7 +387,7 @@ impl Tuner {
     }
 
     /// The table.
-    pub fn finish(mut self, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
+    pub(crate) fn finish(mut self, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
         self.end_input();
         let trackers = &mut self.trackers;
         for lane in &mut self.lanes {

@@ -52,7 +52,7 @@ use crate::event::Event;
 
 /// The rule with its alert policy fields set to a fixed value: candidates
 /// with equal signatures share their windows.
-pub fn window_signature(rule: &RuleConfig, reference: &RuleConfig) -> RuleConfig {
+pub(crate) fn window_signature(rule: &RuleConfig, reference: &RuleConfig) -> RuleConfig {
     let mut r = rule.clone();
     r.thresholds = reference.thresholds.clone();
     r.clear = reference.clear;
@@ -62,7 +62,7 @@ pub fn window_signature(rule: &RuleConfig, reference: &RuleConfig) -> RuleConfig
 }
 
 /// The alert policy of a rule, as the engine builds it.
-pub fn policy_of(r: &RuleConfig) -> AlertPolicy {
+pub(crate) fn policy_of(r: &RuleConfig) -> AlertPolicy {
     AlertPolicy {
         levels: r.thresholds.levels(),
         clear: r.clear_threshold().unwrap_or(0.0),
@@ -142,7 +142,7 @@ impl PolicyFan {
     }
 
     /// Moves the clock to `t`.
-    pub fn advance_clock(&mut self, t: i64, sink: &mut impl FnMut(usize, &Transition)) {
+    pub(crate) fn advance_clock(&mut self, t: i64, sink: &mut impl FnMut(usize, &Transition)) {
         self.engine.advance_clock(t, &mut self.out);
         self.out.clear();
         self.replay(sink);

@@ -23,7 +23,7 @@ pub(crate) struct HistoryArgs {
 
 impl HistoryArgs {
     /// The history to read.
-    pub(crate) fn open(&self, cfg: &Config) -> Result<Inputs, CliError> {
+    pub fn open(&self, cfg: &Config) -> Result<Inputs, CliError> {
         history(cfg, &self.input, &self.kafka)
     }
 }
@@ -91,7 +91,7 @@ pub(crate) struct KafkaArgs {
 }
 
 /// The history of a command: the `--input` files, or the Kafka topics.
-pub(crate) fn history(cfg: &Config, input: &[PathBuf], k: &KafkaArgs) -> Result<Inputs, CliError> {
+pub fn history(cfg: &Config, input: &[PathBuf], k: &KafkaArgs) -> Result<Inputs, CliError> {
     if k.kafka_topics.is_empty() {
         return Ok(Inputs::new(input.to_vec())?);
     }

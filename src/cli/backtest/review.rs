@@ -55,7 +55,7 @@ pub(crate) struct ReviewArgs {
 }
 
 /// `crisiswatch review`: Markdown reviews of incidents.
-pub(crate) fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
+pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
     let cfg = load_config(&a.config)?;
     let opts = summary_options(&a.truth)?;
     let inputs = if a.input.is_empty() && a.kafka.kafka_topics.is_empty() {
@@ -218,7 +218,7 @@ fn review_outbox(
 
 /// Gathers evidence and writes one review per incident into `dir` (or
 /// stdout when `dir` is `None`). Returns the number written.
-pub(crate) fn write_reviews(
+pub fn write_reviews(
     cfg: &Config,
     inputs: &Inputs,
     incidents: &[&Incident],

@@ -45,7 +45,7 @@ pub(crate) enum IncidentCommand {
 }
 
 /// Runs an `incident` command.
-pub(crate) fn incident(
+pub fn incident(
     data_dir: &Path,
     cmd: IncidentCommand,
     out: &mut dyn Write,

@@ -12,7 +12,7 @@ impl IncidentManager {
     /// Applies the queued close requests (`crisiswatch incident close`, the
     /// admin API): each open incident named closes now (wall clock) with a
     /// `resolve` carrying the operator's reason. Returns how many closed.
-    pub fn apply_close_requests(&self) -> Result<usize, IncidentError> {
+    pub(crate) fn apply_close_requests(&self) -> Result<usize, IncidentError> {
         let requests = self.outbox.pending_close_requests()?;
         if requests.is_empty() {
             return Ok(0);
@@ -38,7 +38,7 @@ impl IncidentManager {
 
     /// Whether an open incident has an active alert (what
     /// [`IncidentManager::retire_missing`] looks at).
-    pub fn has_active_alerts(&self) -> bool {
+    pub(crate) fn has_active_alerts(&self) -> bool {
         self.lifecycle
             .lock()
             .map(|l| l.has_active_alerts())
@@ -58,7 +58,7 @@ impl IncidentManager {
     /// engine's clock passes it with the first events read (or, on a quiet
     /// stream, when event time follows the wall clock). Incidents left
     /// without active alerts close with reason `alert_gone` at `clock`.
-    pub fn retire_missing(
+    pub(crate) fn retire_missing(
         &self,
         live: &HashSet<String>,
         rules: &HashSet<String>,

@@ -16,19 +16,19 @@ use super::{Outbox, OutboxError, Tx};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CloseRequest {
     /// Request id.
-    pub id: i64,
+    pub(crate) id: i64,
     /// The incident's key (`dedup_key`).
-    pub incident: String,
+    pub(crate) incident: String,
     /// Why the operator closes it (goes into the `resolve`'s summary).
-    pub reason: String,
+    pub(crate) reason: String,
     /// Who asked.
-    pub requested_by: String,
+    pub(crate) requested_by: String,
     /// When it was asked (wall clock, ms).
-    pub requested_ms: i64,
+    pub(crate) requested_ms: i64,
     /// When it was applied (wall clock, ms); `None` while queued.
-    pub done_ms: Option<i64>,
+    pub(crate) done_ms: Option<i64>,
     /// `closed`, or `not_open` when the incident had resolved meanwhile.
-    pub outcome: Option<String>,
+    pub(crate) outcome: Option<String>,
 }
 
 fn request(r: &rusqlite::Row<'_>) -> rusqlite::Result<CloseRequest> {
@@ -47,7 +47,7 @@ const COLUMNS: &str = "id, incident, reason, requested_by, requested_ms, done_ms
 
 impl Outbox {
     /// Queues a request to close `incident`; returns its id.
-    pub fn request_close(
+    pub(crate) fn request_close(
         &self,
         incident: &str,
         reason: &str,
@@ -63,7 +63,7 @@ impl Outbox {
     }
 
     /// Requests not yet applied, oldest first.
-    pub fn pending_close_requests(&self) -> Result<Vec<CloseRequest>, OutboxError> {
+    pub(crate) fn pending_close_requests(&self) -> Result<Vec<CloseRequest>, OutboxError> {
         let conn = self.conn()?;
         let mut st = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM close_requests WHERE done_ms IS NULL ORDER BY id"
@@ -73,7 +73,7 @@ impl Outbox {
     }
 
     /// One request by id.
-    pub fn close_request(&self, id: i64) -> Result<Option<CloseRequest>, OutboxError> {
+    pub(crate) fn close_request(&self, id: i64) -> Result<Option<CloseRequest>, OutboxError> {
         let conn = self.conn()?;
         let mut st = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM close_requests WHERE id = ?1"
@@ -94,7 +94,7 @@ impl Outbox {
 
 impl Tx<'_> {
     /// Marks request `id` applied with `outcome`.
-    pub fn finish_close_request(&self, id: i64, outcome: &str) -> Result<(), OutboxError> {
+    pub(crate) fn finish_close_request(&self, id: i64, outcome: &str) -> Result<(), OutboxError> {
         self.tx.execute(
             "UPDATE close_requests SET done_ms = ?1, outcome = ?2 WHERE id = ?3",
             params![self.now, outcome, id],

@@ -12,9 +12,9 @@ use crate::incident::silence::Silence;
 pub struct Pruned {
     /// Rows removed in all: notifications (dead letters included), ledger
     /// entries and silences.
-    pub rows: usize,
+    pub(crate) rows: usize,
     /// Dead letters removed, per receiver (receivers with none are left out).
-    pub dead_letters: Vec<(String, u64)>,
+    pub(crate) dead_letters: Vec<(String, u64)>,
 }
 
 impl Outbox {
@@ -99,7 +99,7 @@ impl Outbox {
     }
 
     /// Pending rows across `receivers`.
-    pub fn pending_total(&self, receivers: &[String]) -> Result<i64, OutboxError> {
+    pub(crate) fn pending_total(&self, receivers: &[String]) -> Result<i64, OutboxError> {
         let mut total = 0;
         for r in receivers {
             total += self.queue_stats(r)?.pending;
@@ -111,7 +111,7 @@ impl Outbox {
     /// letters — and ledger entries older than `retention_ms`, and silences
     /// that ended that long ago. A dead letter's age counts from when it was
     /// dead-lettered; until then `crisiswatch outbox retry` can re-queue it.
-    pub fn prune(&self, now: i64, retention_ms: i64) -> Result<Pruned, OutboxError> {
+    pub(crate) fn prune(&self, now: i64, retention_ms: i64) -> Result<Pruned, OutboxError> {
         let cutoff = now.saturating_sub(retention_ms);
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -173,7 +173,7 @@ impl Outbox {
     }
 
     /// Ends a silence at `now`; `false` if there is no such silence.
-    pub fn expire_silence(&self, id: &str, now: i64) -> Result<bool, OutboxError> {
+    pub(crate) fn expire_silence(&self, id: &str, now: i64) -> Result<bool, OutboxError> {
         let Some(mut s) = self.silences()?.into_iter().find(|s| s.id == id) else {
             return Ok(false);
         };

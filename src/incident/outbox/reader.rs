@@ -72,22 +72,22 @@ pub struct StoredNotification {
     /// The notification as the lifecycle produced it. A receiver that had not
     /// heard of the incident gets an update as an `open`; here the action is
     /// the lifecycle's own (see `sent_as_open`).
-    pub notification: Notification,
+    pub(crate) notification: Notification,
     /// (receiver, status) for every receiver it was recorded for, by receiver.
-    pub deliveries: Vec<(String, Status)>,
+    pub(crate) deliveries: Vec<(String, Status)>,
     /// Receivers that got this update as an `open` (their first unmuted one).
-    pub sent_as_open: Vec<String>,
+    pub(crate) sent_as_open: Vec<String>,
 }
 
 /// One applied alert transition from the outbox's ledger.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AppliedTransition {
     /// The state entered.
-    pub state: State,
+    pub(crate) state: State,
     /// Severity after it.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// Event time, ms.
-    pub at: i64,
+    pub(crate) at: i64,
 }
 
 /// A read-only connection to an outbox.
