@@ -351,8 +351,8 @@ pub struct Report {
     pub truth: Option<Truth>,
     /// Every incident.
     pub incidents: Vec<Incident>,
-    /// The first few invalid inputs: (input line count, reason, detail) —
-    /// a refuted clock jump (`clock_jump`) among them names the line.
+    /// The first few invalid inputs: (input line count, reason, detail);
+    /// the text report names the refuted clock jumps (`clock_jump`) among them.
     #[serde(skip)]
     pub invalid_examples: Vec<(u64, crate::event::InvalidReason, String)>,
 }
