@@ -20,6 +20,7 @@
 //! error (what was not committed is read again after a restart).
 
 pub mod applied_log;
+pub mod dir_lock;
 pub mod durable;
 pub mod feed;
 pub mod pipeline;
@@ -73,6 +74,9 @@ pub enum RunError {
     /// The engine snapshot could not be made or restored.
     #[error(transparent)]
     Snapshot(#[from] crate::engine::SnapshotError),
+    /// The data or state directory is used by another `run`.
+    #[error(transparent)]
+    DirLock(#[from] dir_lock::DirLockError),
     /// The installation's dedup key could not be read or made.
     #[error(transparent)]
     DedupKey(#[from] crate::dedup::DedupKeyError),
@@ -126,8 +130,14 @@ pub async fn run(
         .clone()
         .ok_or(SourceError::NotConfigured)?;
     let mut engine = Engine::new(cfg)?;
-    // Event ids hash under this installation's key, kept beside the checkpoints.
     let state_dir = std::path::Path::new(cfg.state.dir_or(&cfg.incidents.data_dir));
+    // This process's incidents and checkpoints: no second `run` beside it.
+    let data_dir = std::path::Path::new(&cfg.incidents.data_dir);
+    let mut _locks = vec![dir_lock::DirLock::acquire(data_dir)?];
+    if !same_dir(state_dir, data_dir) {
+        _locks.push(dir_lock::DirLock::acquire(state_dir)?);
+    }
+    // Event ids hash under this installation's key, kept beside the checkpoints.
     engine.set_dedup_key(crate::dedup::DedupKey::load_or_create(state_dir)?);
     let metrics = match opts.metrics {
         Some(m) => m,
@@ -252,6 +262,17 @@ pub async fn run(
         }
     }
     result
+}
+
+/// Whether two paths name one directory (after the lock created both).
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    if a == b {
+        return true;
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// How long a partition of the checkpoint holds the clock before it is

@@ -320,6 +320,19 @@ fn a_corrupt_checkpoint_is_refused_with_a_clear_error() {
         let s = svc.applied_set();
         produced.iter().all(|p| s.contains(p))
     });
+    // A second `run` on the same data directory is refused while the first runs.
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(dir.path().join("c.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by another `crisiswatch run`") && err.contains("pid "),
+        "{err}"
+    );
+    assert!(svc.running(), "the first instance keeps running");
     svc.sigterm();
     svc.wait_exit(Duration::from_secs(30));
     // Flip the checkpoint's bytes behind its checksum.

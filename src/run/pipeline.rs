@@ -74,6 +74,8 @@ pub(crate) struct Stage {
     /// When incidents were last compared with the engine's alerts (`None`:
     /// at the next tick).
     last_retire: Option<Instant>,
+    /// When the stage was made (a stream quiet since then: see `tick`).
+    started: Instant,
     /// Why the outbox could not store the last transitions. While set, they
     /// stay in `out` (their offsets held), no checkpoint is written, no new
     /// batch is taken, and every tick retries.
@@ -126,6 +128,7 @@ impl Stage {
             durable: None,
             closing: false,
             last_retire: None,
+            started: Instant::now(),
             blocked: None,
         }
     }
@@ -478,7 +481,18 @@ impl Stage {
             if check {
                 self.last_retire = Some(now);
             }
-            if let Err(e) = self.sink.operator(&self.engine, check) {
+            // A stream that has been quiet since the start (nothing to read
+            // on any assigned partition for `idle_timeout`) leaves the engine
+            // without a clock: event time then follows the wall clock, as it
+            // would after events, so that incidents whose alerts a state
+            // reset removed still close.
+            let (parts, idle) = self.feed.partition_counts(now);
+            let quiet = self.engine.clock().is_none()
+                && parts > 0
+                && idle == parts
+                && now.saturating_duration_since(self.started) >= self.settings.idle_timeout;
+            let wall = quiet.then(|| chrono::Utc::now().timestamp_millis());
+            if let Err(e) = self.sink.operator(&self.engine, check, wall) {
                 // Close requests stay queued; the next tick tries again.
                 tracing::warn!(error = %e, "Cannot apply incident close requests.");
             }

@@ -74,10 +74,13 @@ impl TransitionSink {
     /// the engine no longer has (`check_engine`: compare with the engine now;
     /// it walks every live group, so the stage does it at start and every
     /// few seconds while an incident has active alerts).
+    /// `quiet_clock`: the event time to judge by when the engine has no
+    /// clock yet because the stream has been quiet since the start.
     pub(crate) fn operator(
         &mut self,
         engine: &Engine,
         check_engine: bool,
+        quiet_clock: Option<i64>,
     ) -> Result<(), IncidentError> {
         self.manager.apply_close_requests()?;
         if check_engine && self.manager.has_active_alerts() {
@@ -86,7 +89,8 @@ impl TransitionSink {
             let rules: std::collections::HashSet<String> = (0..engine.rule_count())
                 .map(|i| engine.rule_config(i).name.clone())
                 .collect();
-            self.manager.retire_missing(&live, &rules, engine.clock())?;
+            self.manager
+                .retire_missing(&live, &rules, engine.clock().or(quiet_clock))?;
         }
         Ok(())
     }
