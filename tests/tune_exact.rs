@@ -60,7 +60,7 @@ fn stream(seed: u64, bursts: &[(usize, i64)], jitter_ms: i64, dup_every: usize) 
             let ts = base + (next() as i64 % (2 * jitter_ms + 1)) - jitter_ms;
             let line =
                 format!(r#"{{"id":"e{n}","type":"{kind}","ts":{ts},"attrs":{{"product":"{p}"}}}}"#);
-            if dup_every > 0 && n % dup_every == 0 {
+            if dup_every > 0 && n.is_multiple_of(dup_every) {
                 lines.push(line.clone().into_bytes());
             }
             lines.push(line.into_bytes());
