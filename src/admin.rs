@@ -426,7 +426,7 @@ pub(crate) fn set_up(
     let metrics = ReloadMetrics::new(registry)?;
     let (tx, rx) = mpsc::channel(4);
     admin.set_reload_sender(tx.clone());
-    crate::signal::spawn_sighup(tx);
+    crate::signal::spawn_sighup(tx, || ReloadRequest { reply: None });
     Ok((rx, metrics))
 }
 

@@ -2,8 +2,6 @@
 //! run (`crisiswatch run`, `demo`), SIGHUP reloads the configuration as
 //! `POST /api/v1/reload` does.
 
-use crate::admin::ReloadRequest;
-
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown() {
     let ctrl_c = async {
@@ -36,8 +34,11 @@ pub fn shutdown_watch() -> tokio::sync::watch::Receiver<bool> {
     rx
 }
 
-/// Turns SIGHUP into reload requests (Unix).
-pub(crate) fn spawn_sighup(tx: tokio::sync::mpsc::Sender<ReloadRequest>) {
+/// Turns SIGHUP into reload requests made by `request` (Unix).
+pub(crate) fn spawn_sighup<T: Send + 'static>(
+    tx: tokio::sync::mpsc::Sender<T>,
+    request: fn() -> T,
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -47,7 +48,7 @@ pub(crate) fn spawn_sighup(tx: tokio::sync::mpsc::Sender<ReloadRequest>) {
         };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP received: reloading the configuration.");
-            if tx.send(ReloadRequest { reply: None }).await.is_err() {
+            if tx.send(request()).await.is_err() {
                 break;
             }
         }
