@@ -192,6 +192,12 @@ impl Worker {
                 };
                 more = rows.len() == limit && !breaker.is_open();
                 for row in rows {
+                    if *self.stop.borrow() {
+                        // Replaced by a reload (or stopping) while it read the
+                        // queue: the rows stay for the successor.
+                        more = false;
+                        break;
+                    }
                     self.deliver(row, &mut breaker, &mut rng, &mut firing).await;
                     if breaker.blocked_until(self.clock.now_ms()).is_some() || *self.stop.borrow() {
                         more = false;
