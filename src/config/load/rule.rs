@@ -1,0 +1,215 @@
+//! Validation of one rule (`[[rules]]`): every error with its key path.
+
+use super::super::*;
+
+pub(super) fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError>) {
+    let p = format!("rules[{i}]");
+    if r.name.is_empty()
+        || !r
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        errs.push(ConfigError::new(
+            format!("{p}.name"),
+            &r.name,
+            "use lowercase letters, digits and `_` only",
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (j, g) in r.group_by.iter().enumerate() {
+        if g.is_empty() || !seen.insert(g) {
+            errs.push(ConfigError::new(
+                format!("{p}.group_by[{j}]"),
+                g,
+                "group_by attributes must be non-empty and unique",
+            ));
+        }
+    }
+    if let Some(c) = r.confidence {
+        let guarded = matches!(
+            r.indicator,
+            IndicatorConfig::Ratio { .. }
+                | IndicatorConfig::RepeatShare { .. }
+                | IndicatorConfig::ScoreShare { .. }
+                | IndicatorConfig::Nps { .. }
+                | IndicatorConfig::MeanScore { .. }
+                | IndicatorConfig::Surge { .. }
+        );
+        if !(c > 0.5 && c < 1.0) {
+            errs.push(ConfigError::new(
+                format!("{p}.confidence"),
+                c.to_string(),
+                "must lie strictly between 0.5 and 1 (e.g. 0.9, 0.95, 0.99)",
+            ));
+        } else if !guarded {
+            errs.push(ConfigError::new(
+                format!("{p}.confidence"),
+                c.to_string(),
+                "only ratio, repeat_share, score_share, nps, mean_score and surge indicators have a confidence bound",
+            ));
+        }
+    }
+    let window = r.window.as_ms();
+    let slide = r.slide().as_ms();
+    if window <= 0 {
+        errs.push(ConfigError::new(
+            format!("{p}.window"),
+            r.window.to_string(),
+            "must be positive",
+        ));
+    } else if slide <= 0 || window % slide != 0 {
+        errs.push(ConfigError::new(
+            format!("{p}.slide"),
+            r.slide().to_string(),
+            format!("must be positive and divide the window ({})", r.window),
+        ));
+    } else if window / slide > 1000 {
+        errs.push(ConfigError::new(
+            format!("{p}.slide"),
+            r.slide().to_string(),
+            "window ÷ slide must be at most 1000 panes",
+        ));
+    }
+    match &r.indicator {
+        IndicatorConfig::Ratio {
+            min_denominator, ..
+        } if *min_denominator == 0 => {
+            errs.push(ConfigError::new(
+                format!("{p}.indicator.min_denominator"),
+                "0",
+                "must be at least 1",
+            ));
+        }
+        IndicatorConfig::RepeatCustomers { min_events, .. }
+        | IndicatorConfig::RepeatShare { min_events, .. }
+            if *min_events == 0 =>
+        {
+            errs.push(ConfigError::new(
+                format!("{p}.indicator.min_events"),
+                "0",
+                "must be at least 1",
+            ));
+        }
+        IndicatorConfig::RepeatShare { min_customers, .. } if *min_customers == 0 => {
+            errs.push(ConfigError::new(
+                format!("{p}.indicator.min_customers"),
+                "0",
+                "must be at least 1",
+            ));
+        }
+        IndicatorConfig::ScoreShare { min, max, .. }
+            if !(min.is_finite() && max.is_finite() && min <= max) =>
+        {
+            errs.push(ConfigError::new(
+                format!("{p}.indicator"),
+                format!("min = {min}, max = {max}"),
+                "min and max must be finite with min ≤ max",
+            ));
+        }
+        IndicatorConfig::Surge {
+            baseline,
+            min_baseline,
+            ..
+        } => {
+            let b = baseline.as_ms();
+            if b <= 0 || (slide > 0 && b % slide != 0) {
+                errs.push(ConfigError::new(
+                    format!("{p}.indicator.baseline"),
+                    baseline.to_string(),
+                    format!(
+                        "must be positive and a multiple of the slide ({})",
+                        r.slide()
+                    ),
+                ));
+            } else if slide > 0 && (b + window) / slide > 10_000 {
+                errs.push(ConfigError::new(
+                    format!("{p}.indicator.baseline"),
+                    baseline.to_string(),
+                    "(baseline + window) ÷ slide must be at most 10000 panes",
+                ));
+            }
+            if !(min_baseline.is_finite() && *min_baseline > 0.0) {
+                errs.push(ConfigError::new(
+                    format!("{p}.indicator.min_baseline"),
+                    min_baseline.to_string(),
+                    "must be positive",
+                ));
+            }
+        }
+        _ => {}
+    }
+    for (k, sel) in r.indicator.selectors().into_iter().enumerate() {
+        let mut check = |path: String, m: &ValueMatch| {
+            let vals = match m {
+                ValueMatch::Is(v) | ValueMatch::Not(NotMatch { not: v }) => v.to_vec(),
+            };
+            if vals.is_empty() {
+                errs.push(ConfigError::new(path, "[]", "needs at least one value"));
+            }
+        };
+        if let Some(m) = &sel.kind {
+            check(format!("{p}.indicator.selector[{k}].type"), m);
+        }
+        for (a, m) in &sel.attrs {
+            check(format!("{p}.indicator.selector[{k}].attrs.{a}"), m);
+        }
+    }
+    let levels = r.thresholds.levels();
+    if levels.is_empty() {
+        errs.push(ConfigError::new(
+            format!("{p}.thresholds"),
+            "{}",
+            "set at least one of info, warning, error, critical",
+        ));
+    }
+    for (s, v) in &levels {
+        if !v.is_finite() {
+            errs.push(ConfigError::new(
+                format!("{p}.thresholds.{s}"),
+                v.to_string(),
+                "must be a finite number",
+            ));
+        }
+    }
+    for w in levels.windows(2) {
+        let ((s0, v0), (s1, v1)) = (w[0], w[1]);
+        let ordered = match r.condition {
+            Condition::Above => v1 > v0,
+            Condition::Below => v1 < v0,
+        };
+        if !ordered {
+            errs.push(ConfigError::new(
+                format!("{p}.thresholds.{s1}"),
+                v1.to_string(),
+                format!(
+                    "must be {} the {s0} threshold ({v0}) for condition = {:?}",
+                    if r.condition == Condition::Above {
+                        "above"
+                    } else {
+                        "below"
+                    },
+                    r.condition
+                ),
+            ));
+        }
+    }
+    if let (Some(c), Some((_, lowest))) = (r.clear, levels.first()) {
+        let ok = c.is_finite()
+            && match r.condition {
+                Condition::Above => c <= *lowest,
+                Condition::Below => c >= *lowest,
+            };
+        if !ok {
+            errs.push(ConfigError::new(
+                format!("{p}.clear"),
+                c.to_string(),
+                format!(
+                    "must be on the healthy side of the lowest threshold ({lowest}): {} for condition = {:?}",
+                    if r.condition == Condition::Above { "≤" } else { "≥" },
+                    r.condition
+                ),
+            ));
+        }
+    }
+}
