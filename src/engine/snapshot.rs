@@ -292,8 +292,8 @@ thresholds = { warning = 2.5 }
         }
     }
 
-    #[test]
-    fn a_changed_rule_starts_empty_and_the_others_keep_their_state() {
+    /// An engine of `CFG` after the first 200 lines, and its snapshot.
+    fn after_200_lines() -> (Engine, Vec<u8>) {
         let cfg = Config::from_toml_str(CFG, &HashMap::<String, String>::new()).unwrap();
         let mut engine = Engine::new(&cfg).unwrap();
         let mut out = Vec::new();
@@ -301,6 +301,12 @@ thresholds = { warning = 2.5 }
             engine.process_bytes(l.as_bytes(), None, &mut out).unwrap();
         }
         let bytes = engine.snapshot().unwrap();
+        (engine, bytes)
+    }
+
+    #[test]
+    fn a_changed_rule_starts_empty_and_the_others_keep_their_state() {
+        let (engine, bytes) = after_200_lines();
         let changed = CFG.replace(
             "thresholds = { warning = 3 }",
             "thresholds = { warning = 4 }",
@@ -317,13 +323,7 @@ thresholds = { warning = 2.5 }
 
     #[test]
     fn a_rule_whose_runbook_changed_keeps_its_state() {
-        let cfg = Config::from_toml_str(CFG, &HashMap::<String, String>::new()).unwrap();
-        let mut engine = Engine::new(&cfg).unwrap();
-        let mut out = Vec::new();
-        for l in lines().iter().take(200) {
-            engine.process_bytes(l.as_bytes(), None, &mut out).unwrap();
-        }
-        let bytes = engine.snapshot().unwrap();
+        let (engine, bytes) = after_200_lines();
         let edited = CFG.replace(
             "thresholds = { warning = 3 }",
             "thresholds = { warning = 3 }\nrunbook = \"https://wiki.example/runbooks/c\"\ndescription = \"edited\"",
