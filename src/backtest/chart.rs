@@ -11,9 +11,12 @@
 //! Text is written as SVG `<text>` elements, so no font files are needed.
 //! PNG output is not offered: it would need a font rasteriser and system fonts.
 
+use std::ops::Range;
 use std::path::Path;
 
 use chrono::{TimeZone, Utc};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::alert::{Labels, Transition};
@@ -262,6 +265,9 @@ fn time_label(ms: i64, long: bool) -> String {
     }
 }
 
+/// The chart of both pictures: linear axes, f64 by f64, on an SVG canvas.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
 const LEVEL_COLOURS: [RGBColor; 4] = [
     RGBColor(0x55, 0x88, 0xcc),
     RGBColor(0xe0, 0x9a, 0x00),
@@ -297,17 +303,8 @@ pub fn render_indicator(c: &IndicatorChart, path: &Path) -> Result<(), ChartErro
     let (x0, x1) = (hx(c.start_ms), hx(c.end_ms.max(c.start_ms + 1)));
     let long = x1 - x0 > 48.0;
     let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("{} — {}", c.rule.name, group_label(&c.group)),
-            ("sans-serif", 22),
-        )
-        .margin(14)
-        .x_label_area_size(42)
-        .y_label_area_size(72)
-        .build_cartesian_2d(x0..x1, ymin..ymax)
-        .map_err(|e| err(e.to_string()))?;
+    let caption = format!("{} — {}", c.rule.name, group_label(&c.group));
+    let mut chart = frame(&root, caption, 72, x0..x1, ymin..ymax).map_err(&err)?;
     chart
         .configure_mesh()
         .x_labels(12)
@@ -349,35 +346,29 @@ pub fn render_indicator(c: &IndicatorChart, path: &Path) -> Result<(), ChartErro
     }
     for (sev, v) in &levels {
         let colour = LEVEL_COLOURS[*sev as usize % LEVEL_COLOURS.len()];
-        chart
-            .draw_series(LineSeries::new(
-                [(x0, *v), (x1, *v)],
-                colour.stroke_width(2),
-            ))
-            .map_err(|e| err(e.to_string()))?
-            .label(format!("{sev} {}", fmt_value(*v)))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], colour.stroke_width(2)));
+        let label = format!("{sev} {}", fmt_value(*v));
+        line(
+            &mut chart,
+            vec![(x0, *v), (x1, *v)],
+            colour.stroke_width(2),
+            Some(label),
+        )
+        .map_err(&err)?;
     }
     if let Some(v) = clear {
         let green = RGBColor(0x2a, 0x9d, 0x5c);
-        chart
-            .draw_series(LineSeries::new([(x0, v), (x1, v)], green.stroke_width(1)))
-            .map_err(|e| err(e.to_string()))?
-            .label(format!("clear {}", fmt_value(v)))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], green.stroke_width(1)));
+        let label = format!("clear {}", fmt_value(v));
+        line(
+            &mut chart,
+            vec![(x0, v), (x1, v)],
+            green.stroke_width(1),
+            Some(label),
+        )
+        .map_err(&err)?;
     }
     // With a confidence, the point estimate (thin, light) beside the bound.
-    let light = RGBColor(0x8f, 0xa8, 0xd8);
-    for (i, seg) in segments(&c.estimates, hx).into_iter().enumerate() {
-        let s = chart
-            .draw_series(LineSeries::new(seg, light.stroke_width(1)))
-            .map_err(|e| err(e.to_string()))?;
-        if i == 0 {
-            s.label("point estimate").legend(move |(x, y)| {
-                PathElement::new([(x, y), (x + 14, y)], light.stroke_width(1))
-            });
-        }
-    }
+    let light = RGBColor(0x8f, 0xa8, 0xd8).stroke_width(1);
+    broken_line(&mut chart, &c.estimates, hx, light, "point estimate").map_err(&err)?;
     // The indicator, broken where there is no data.
     let name = match c.rule.confidence {
         Some(level) => format!(
@@ -387,26 +378,77 @@ pub fn render_indicator(c: &IndicatorChart, path: &Path) -> Result<(), ChartErro
         ),
         None => c.rule.name.clone(),
     };
-    let blue = RGBColor(0x1f, 0x4e, 0xa8);
-    for (i, seg) in segments(&c.points, hx).into_iter().enumerate() {
-        let s = chart
-            .draw_series(LineSeries::new(seg, blue.stroke_width(2)))
-            .map_err(|e| err(e.to_string()))?;
-        if i == 0 {
-            s.label(name.clone()).legend(move |(x, y)| {
-                PathElement::new([(x, y), (x + 14, y)], blue.stroke_width(2))
-            });
-        }
+    let blue = RGBColor(0x1f, 0x4e, 0xa8).stroke_width(2);
+    broken_line(&mut chart, &c.points, hx, blue, &name).map_err(&err)?;
+    finish(&mut chart, &root, SeriesLabelPosition::UpperLeft).map_err(&err)
+}
+
+/// The chart area of both pictures: a white canvas with a caption and
+/// linear axes over `xs` and `ys` (`y_labels`: the width of the y labels).
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: String,
+    y_labels: u32,
+    xs: Range<f64>,
+    ys: Range<f64>,
+) -> Result<Chart<'a, 'b>, String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 22))
+        .margin(14)
+        .x_label_area_size(42)
+        .y_label_area_size(y_labels)
+        .build_cartesian_2d(xs, ys)
+        .map_err(|e| e.to_string())
+}
+
+/// A line through `pts`, in the legend as `label` when there is one.
+fn line(
+    chart: &mut Chart<'_, '_>,
+    pts: Vec<(f64, f64)>,
+    style: ShapeStyle,
+    label: Option<String>,
+) -> Result<(), String> {
+    let series = chart
+        .draw_series(LineSeries::new(pts, style))
+        .map_err(|e| e.to_string())?;
+    if let Some(label) = label {
+        series
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], style));
     }
+    Ok(())
+}
+
+/// The samples with a value as a line broken where there is no data (one
+/// legend entry for all its pieces).
+fn broken_line(
+    chart: &mut Chart<'_, '_>,
+    points: &[(i64, Option<f64>)],
+    hx: impl Fn(i64) -> f64,
+    style: ShapeStyle,
+    label: &str,
+) -> Result<(), String> {
+    for (i, seg) in segments(points, hx).into_iter().enumerate() {
+        line(chart, seg, style, (i == 0).then(|| label.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The legend box in the corner `position`, then the file written.
+fn finish<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    root: &DrawingArea<SVGBackend<'b>, Shift>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))
         .draw()
-        .map_err(|e| err(e.to_string()))?;
-    root.present().map_err(|e| err(e.to_string()))?;
-    Ok(())
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
 }
 
 /// The samples with a value as line segments in chart coordinates, broken
@@ -456,17 +498,8 @@ pub fn render_tune(r: &TuneResult, path: &Path) -> Result<(), ChartError> {
     let xmax = pts.iter().map(|p| p.1).fold(0.0, f64::max) * 1.2 + 1.0;
     let ymax = pts.iter().map(|p| p.2).fold(0.0, f64::max) * 1.1 + 1.0;
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("tuning {}: detection delay vs false incidents", r.base.name),
-            ("sans-serif", 22),
-        )
-        .margin(14)
-        .x_label_area_size(42)
-        .y_label_area_size(64)
-        .build_cartesian_2d(-0.5..xmax, 0.0..ymax)
-        .map_err(|e| err(e.to_string()))?;
+    let caption = format!("tuning {}: detection delay vs false incidents", r.base.name);
+    let mut chart = frame(&root, caption, 64, -0.5..xmax, 0.0..ymax).map_err(&err)?;
     chart
         .configure_mesh()
         .x_label_formatter(&|x: &f64| format!("{x:.0}"))
@@ -481,11 +514,13 @@ pub fn render_tune(r: &TuneResult, path: &Path) -> Result<(), ChartError> {
         .collect();
     front.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
     let red = RGBColor(0xc0, 0x20, 0x30);
-    chart
-        .draw_series(LineSeries::new(front, red.stroke_width(1)))
-        .map_err(|e| err(e.to_string()))?
-        .label("Pareto front")
-        .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], red.stroke_width(1)));
+    line(
+        &mut chart,
+        front,
+        red.stroke_width(1),
+        Some("Pareto front".into()),
+    )
+    .map_err(&err)?;
     let grey = RGBColor(0x80, 0x80, 0x80);
     chart
         .draw_series(pts.iter().map(|&(i, x, y)| {
@@ -519,13 +554,5 @@ pub fn render_tune(r: &TuneResult, path: &Path) -> Result<(), ChartError> {
             )
         }))
         .map_err(|e| err(e.to_string()))?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
-    root.present().map_err(|e| err(e.to_string()))?;
-    Ok(())
+    finish(&mut chart, &root, SeriesLabelPosition::UpperRight).map_err(&err)
 }
