@@ -474,3 +474,86 @@ fn bad_timestamps_in_history_are_rejected_or_named() {
         );
     }
 }
+
+/// The history options every history command shares: a Kafka option needs
+/// `--kafka-topic` and none goes with `--input`; a bad `--now` is named the
+/// same way by `replay`, `backtest`, `tune`, `chart` and `review`.
+#[test]
+fn the_shared_history_options_are_checked_alike_by_every_command() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("backtest_cli_shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("empty.jsonl");
+    std::fs::write(&input, "").unwrap();
+    let cfg = example();
+    let refused = |args: &[&str], says: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        for s in says {
+            assert!(err.contains(s), "{args:?}: {err}");
+        }
+    };
+    for cmd in ["backtest", "chart", "review"] {
+        let extra: &[&str] = match cmd {
+            "chart" => &[
+                "--rule",
+                "complaint_surge",
+                "--group",
+                "product=x",
+                "--output",
+                "x.svg",
+            ],
+            _ => &[],
+        };
+        let with = |more: &[&str]| {
+            let mut a = vec![cmd, "--config", &cfg];
+            a.extend_from_slice(extra);
+            a.extend_from_slice(more);
+            a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        };
+        let v = with(&["--bootstrap", "127.0.0.1:1"]);
+        let v: Vec<&str> = v.iter().map(String::as_str).collect();
+        refused(&v, &["--kafka-topic <TOPIC>"]);
+        let v = with(&["--input", s(&input), "--from-offset", "3"]);
+        let v: Vec<&str> = v.iter().map(String::as_str).collect();
+        refused(&v, &["cannot be used with", "--from-offset"]);
+        let v = with(&["--input", s(&input), "--kafka-topic", "t"]);
+        let v: Vec<&str> = v.iter().map(String::as_str).collect();
+        refused(&v, &["cannot be used with", "--kafka-topic"]);
+        let v = with(&["--input", s(&input), "--now", "yesterday"]);
+        let v: Vec<&str> = v.iter().map(String::as_str).collect();
+        refused(&v, &["--now \"yesterday\" is not an RFC 3339 time"]);
+    }
+    refused(
+        &[
+            "replay",
+            "--config",
+            &cfg,
+            "--input",
+            s(&input),
+            "--now",
+            "yesterday",
+        ],
+        &["--now \"yesterday\" is not an RFC 3339 time"],
+    );
+    // An explicit clock is taken by all of them (the defaulted --kafka-timeout is not "given").
+    let now = ["--now", "2026-01-01T00:00:00Z"];
+    run(&[
+        &["backtest", "--config", &cfg, "--input", s(&input)][..],
+        &now,
+    ]
+    .concat());
+    run(&[
+        &[
+            "replay",
+            "--config",
+            &cfg,
+            "--input",
+            s(&input),
+            "--output",
+            s(&dir.join("t.jsonl")),
+        ][..],
+        &now,
+    ]
+    .concat());
+}

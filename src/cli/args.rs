@@ -1,12 +1,13 @@
 //! What several command families share: the configuration file argument, the
-//! configuration loading and the async runtime of the long-running commands
-//! (their signals: [`crate::signal`]).
+//! `--now` wall clock of the history commands, the configuration loading and the
+//! async runtime of the long-running commands (their signals: [`crate::signal`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use crate::config::{Config, ProcessEnv};
+use crate::event::parse_rfc3339_ms;
 
 /// `--config FILE`, the argument of every command that reads a configuration.
 #[derive(clap::Args, Debug, Clone)]
@@ -20,6 +21,34 @@ impl ConfigArg {
     /// Loads and validates the configuration.
     pub fn load(&self) -> anyhow::Result<Config> {
         load(&self.config)
+    }
+}
+
+/// `--now TIME`, the wall clock of the future-skew check of every command that
+/// reads history (`replay`, `backtest`, `tune`, `chart`, `review`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct NowArg {
+    /// Wall clock (RFC 3339) for the future-skew check: events more than
+    /// engine.max_future_skew after it are invalid. Set it to make runs over
+    /// future-dated data reproducible [default: the real wall clock: history is in the past].
+    #[arg(long, value_name = "RFC3339")]
+    pub(crate) now: Option<String>,
+}
+
+/// `--now` is not a time.
+#[derive(Debug, thiserror::Error)]
+#[error("--now {0:?} is not an RFC 3339 time")]
+pub struct BadNow(String);
+
+impl NowArg {
+    /// The wall clock in ms: `--now`, else the real one (history is in the
+    /// past, so an event ahead of today is a bad stamp that would otherwise
+    /// move the clock and make everything after it late).
+    pub fn ms(&self) -> Result<i64, BadNow> {
+        match &self.now {
+            None => Ok(chrono::Utc::now().timestamp_millis()),
+            Some(s) => parse_rfc3339_ms(s).ok_or_else(|| BadNow(s.clone())),
+        }
     }
 }
 

@@ -16,12 +16,11 @@ use crate::backtest::ruletest;
 use crate::backtest::tune::{self, TuneError, TuneOptions, Vary};
 use crate::backtest::BacktestError;
 use crate::config::{Config, ProcessEnv};
-use crate::event::parse_rfc3339_ms;
 
 mod history;
 mod review;
 
-use super::args::ConfigArg;
+use super::args::{BadNow, ConfigArg};
 
 use history::HistoryArgs;
 use review::{write_reviews, ReviewArgs};
@@ -93,8 +92,8 @@ pub enum CliError {
         source: io::Error,
     },
     /// `--now` is not a time.
-    #[error("--now {0:?} is not an RFC 3339 time")]
-    Now(String),
+    #[error(transparent)]
+    Now(#[from] BadNow),
     /// Arguments that do not go together.
     #[error("{0}")]
     Usage(String),
@@ -126,9 +125,7 @@ pub(crate) struct TruthArgs {
 /// `crisiswatch backtest`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BacktestArgs {
-    #[command(flatten)]
-    pub(crate) config: ConfigArg,
-    /// History: files or Kafka.
+    /// The configuration, the history (files or Kafka) and the clock.
     #[command(flatten)]
     pub(crate) history: HistoryArgs,
     /// Ground truth and matching options.
@@ -143,18 +140,12 @@ pub(crate) struct BacktestArgs {
     /// Write a Markdown review of every incident into this directory (reads the input twice).
     #[arg(long)]
     pub(crate) review_dir: Option<PathBuf>,
-    /// Wall clock (RFC 3339) for the future-skew check: events more than
-    /// engine.max_future_skew after it are invalid [default: the real wall clock: history is in the past].
-    #[arg(long)]
-    pub(crate) now: Option<String>,
 }
 
 /// `crisiswatch tune`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct TuneArgs {
-    #[command(flatten)]
-    pub(crate) config: ConfigArg,
-    /// History: files or Kafka.
+    /// The configuration, the history (files or Kafka) and the clock.
     #[command(flatten)]
     pub(crate) history: HistoryArgs,
     /// The rule to tune.
@@ -179,17 +170,12 @@ pub(crate) struct TuneArgs {
     /// Write the chosen candidate as a TOML [[rules]] snippet to this file.
     #[arg(long)]
     pub(crate) write_snippet: Option<PathBuf>,
-    /// Wall clock (RFC 3339) for the future-skew check [default: the real wall clock].
-    #[arg(long)]
-    pub(crate) now: Option<String>,
 }
 
 /// `crisiswatch chart`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct ChartArgs {
-    #[command(flatten)]
-    pub(crate) config: ConfigArg,
-    /// History: files or Kafka.
+    /// The configuration, the history (files or Kafka) and the clock.
     #[command(flatten)]
     pub(crate) history: HistoryArgs,
     /// The rule.
@@ -204,9 +190,6 @@ pub(crate) struct ChartArgs {
     /// Known crises to mark (JSONL).
     #[arg(long)]
     pub(crate) labels: Option<PathBuf>,
-    /// Wall clock (RFC 3339) for the future-skew check [default: the real wall clock].
-    #[arg(long)]
-    pub(crate) now: Option<String>,
 }
 
 /// `crisiswatch test-rules`.
@@ -219,18 +202,6 @@ pub(crate) struct TestRulesArgs {
 
 pub fn load_config(arg: &ConfigArg) -> Result<Config, CliError> {
     Config::load(&arg.config, &ProcessEnv).map_err(|e| CliError::Config(e.to_string()))
-}
-
-/// The wall clock of the future-skew check: `--now`, else the real one
-/// (history is in the past, so an event ahead of today is a bad stamp that
-/// would otherwise move the clock and make everything after it late).
-pub fn now_ms(now: &Option<String>) -> Result<Option<i64>, CliError> {
-    match now {
-        None => Ok(Some(chrono::Utc::now().timestamp_millis())),
-        Some(s) => parse_rfc3339_ms(s)
-            .map(Some)
-            .ok_or_else(|| CliError::Now(s.clone())),
-    }
 }
 
 fn dur_ms(d: humantime::Duration) -> i64 {
@@ -273,7 +244,7 @@ pub fn write_err(path: &Path) -> impl Fn(io::Error) -> CliError + '_ {
 
 /// `crisiswatch backtest`: prints the report.
 fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
-    let cfg = load_config(&a.config)?;
+    let cfg = load_config(&a.history.config)?;
     let opts = summary_options(&a.truth)?;
     let inputs = a.history.open(&cfg)?;
     if a.review_dir.is_some() && inputs.uses_stdin() {
@@ -286,7 +257,7 @@ fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
         &cfg,
         &inputs,
         &opts,
-        now_ms(&a.now)?,
+        Some(a.history.now.ms()?),
         tw.as_mut().map(|w| w as &mut dyn Write),
     )?;
     drop(tw);
@@ -316,7 +287,7 @@ fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
 
 /// `crisiswatch tune`: prints the table, writes the requested files.
 fn tune(a: &TuneArgs) -> Result<ExitCode, CliError> {
-    let cfg = load_config(&a.config)?;
+    let cfg = load_config(&a.history.config)?;
     let varies = a
         .vary
         .iter()
@@ -326,7 +297,7 @@ fn tune(a: &TuneArgs) -> Result<ExitCode, CliError> {
         rule: a.rule.clone(),
         varies,
         summary: summary_options(&a.truth)?,
-        now_ms: now_ms(&a.now)?,
+        now_ms: Some(a.history.now.ms()?),
         pick: a.pick,
     };
     if a.write_snippet.is_some() && opts.summary.labels.is_none() && a.pick.is_none() {
@@ -363,7 +334,7 @@ fn tune(a: &TuneArgs) -> Result<ExitCode, CliError> {
 
 /// `crisiswatch chart`: draws one rule and slice.
 fn chart(a: &ChartArgs) -> Result<ExitCode, CliError> {
-    let cfg = load_config(&a.config)?;
+    let cfg = load_config(&a.history.config)?;
     let rule =
         cfg.rules
             .iter()
@@ -378,7 +349,14 @@ fn chart(a: &ChartArgs) -> Result<ExitCode, CliError> {
         None => Vec::new(),
     };
     let inputs = a.history.open(&cfg)?;
-    let data = chart::collect(&cfg, &inputs, &a.rule, &group, &crises, now_ms(&a.now)?)?;
+    let data = chart::collect(
+        &cfg,
+        &inputs,
+        &a.rule,
+        &group,
+        &crises,
+        Some(a.history.now.ms()?),
+    )?;
     chart::render_indicator(&data, &a.output)?;
     println!(
         "wrote {} ({} samples, {} firing interval(s), {} crisis interval(s))",

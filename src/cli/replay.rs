@@ -8,11 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::engine::Engine;
-use crate::event::parse_rfc3339_ms;
 use crate::incident::replay_delivery::ReplayDelivery;
 use crate::replay::replay;
 
-use super::args::ConfigArg;
+use super::args::{ConfigArg, NowArg};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Commands {
@@ -26,10 +25,8 @@ pub(crate) enum Commands {
         /// Output file for transitions (default: stdout).
         #[arg(long)]
         output: Option<PathBuf>,
-        /// Wall-clock time (RFC 3339) for the future-skew check; default: now.
-        /// Set it to make replays of future-dated data reproducible.
-        #[arg(long)]
-        now: Option<String>,
+        #[command(flatten)]
+        now: NowArg,
     },
 }
 
@@ -44,13 +41,7 @@ impl Commands {
         } = self;
         let cfg = config.load()?;
         let mut engine = Engine::new(&cfg)?;
-        let now_ms = match now {
-            Some(s) => Some(
-                parse_rfc3339_ms(&s)
-                    .with_context(|| format!("--now {s:?} is not an RFC 3339 time"))?,
-            ),
-            None => Some(chrono::Utc::now().timestamp_millis()),
-        };
+        let now_ms = Some(now.ms()?);
         let reader: Box<dyn io::BufRead> = if input == "-" {
             Box::new(BufReader::new(io::stdin().lock()))
         } else {

@@ -8,17 +8,25 @@ use crate::backtest::Inputs;
 use crate::config::Config;
 use crate::event::parse_rfc3339_ms;
 
+use crate::cli::args::{ConfigArg, NowArg};
+
 use super::CliError;
 
-/// History: files, or Kafka (`backtest`, `tune`, `chart`).
+/// What `backtest`, `tune` and `chart` read: the configuration, and the history
+/// (files, or Kafka) with the wall clock its future-skew check judges against.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct HistoryArgs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
     /// History: JSONL files (gzip accepted, by content), read in the order given; "-" reads stdin.
     #[arg(long, num_args = 1.., required_unless_present = "kafka_topics")]
     pub(crate) input: Vec<PathBuf>,
     /// Or history from Kafka.
     #[command(flatten)]
     pub(crate) kafka: KafkaArgs,
+    /// The wall clock the history's future-skew check judges against.
+    #[command(flatten)]
+    pub(crate) now: NowArg,
 }
 
 impl HistoryArgs {
@@ -29,64 +37,35 @@ impl HistoryArgs {
 }
 
 /// History from Kafka topics instead of files (every history command takes these).
+/// Each of them needs `--kafka-topic` and none goes with `--input` (a group rule:
+/// the defaulted `--kafka-timeout` does not count as given).
 #[derive(clap::Args, Debug, Clone, Default)]
+#[group(multiple = true, requires = "kafka_topics", conflicts_with = "input")]
 pub(crate) struct KafkaArgs {
     /// Read the history from this Kafka topic instead of --input files (repeatable:
     /// topics and partitions are merged by event time). Brokers and librdkafka
     /// properties come from [sources.kafka], as does the topic's default_type.
-    #[arg(long = "kafka-topic", value_name = "TOPIC", conflicts_with = "input")]
+    #[arg(long = "kafka-topic", value_name = "TOPIC")]
     pub(crate) kafka_topics: Vec<String>,
     /// Bootstrap servers, instead of sources.kafka.brokers.
-    #[arg(
-        long,
-        value_name = "HOST:PORT",
-        requires = "kafka_topics",
-        conflicts_with = "input"
-    )]
+    #[arg(long, value_name = "HOST:PORT")]
     pub(crate) bootstrap: Option<String>,
     /// First offset read, per partition: earliest (default), N, or P:N for
     /// partition P (repeatable or comma-separated; a plain value is for the others).
-    #[arg(
-        long,
-        value_name = "earliest|N|P:N",
-        value_delimiter = ',',
-        requires = "kafka_topics",
-        conflicts_with = "input"
-    )]
+    #[arg(long, value_name = "earliest|N|P:N", value_delimiter = ',')]
     pub(crate) from_offset: Vec<String>,
     /// First offset NOT read, per partition: latest (default: each partition's
     /// end when the read reaches it), N, or P:N.
-    #[arg(
-        long,
-        value_name = "latest|N|P:N",
-        value_delimiter = ',',
-        requires = "kafka_topics",
-        conflicts_with = "input"
-    )]
+    #[arg(long, value_name = "latest|N|P:N", value_delimiter = ',')]
     pub(crate) to_offset: Vec<String>,
     /// Only messages whose Kafka timestamp is at or after this time (RFC 3339).
-    #[arg(
-        long,
-        value_name = "RFC3339",
-        requires = "kafka_topics",
-        conflicts_with = "input"
-    )]
+    #[arg(long, value_name = "RFC3339")]
     pub(crate) from_time: Option<String>,
     /// Only messages whose Kafka timestamp is before this time (RFC 3339).
-    #[arg(
-        long,
-        value_name = "RFC3339",
-        requires = "kafka_topics",
-        conflicts_with = "input"
-    )]
+    #[arg(long, value_name = "RFC3339")]
     pub(crate) to_time: Option<String>,
     /// Fail when the broker answers nothing for this long (unreachable, stalled).
-    #[arg(
-        long,
-        value_name = "DURATION",
-        default_value = "30s",
-        conflicts_with = "input"
-    )]
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub(crate) kafka_timeout: humantime::Duration,
 }
 

@@ -10,7 +10,7 @@ use crate::backtest::review;
 use crate::backtest::Inputs;
 use crate::config::Config;
 
-use crate::cli::args::ConfigArg;
+use crate::cli::args::{ConfigArg, NowArg};
 
 use super::history::{history, KafkaArgs};
 use super::{load_config, summary_options, write_err, CliError, TruthArgs};
@@ -49,9 +49,9 @@ pub(crate) struct ReviewArgs {
     /// Output: a file for one incident, a directory for several [default: stdout].
     #[arg(long)]
     pub(crate) output: Option<PathBuf>,
-    /// Wall clock (RFC 3339) for the future-skew check of the backtest [default: the real wall clock].
-    #[arg(long)]
-    pub(crate) now: Option<String>,
+    /// The wall clock of the backtest's future-skew check.
+    #[command(flatten)]
+    pub(crate) now: NowArg,
 }
 
 /// `crisiswatch review`: Markdown reviews of incidents.
@@ -78,7 +78,7 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
     let (incidents, end) = match (&a.transitions, &inputs) {
         (Some(t), _) => review::incidents_from_transitions(&cfg, t)?,
         (None, Some(i)) => {
-            let r = crate::backtest::run(&cfg, i, &opts, super::now_ms(&a.now)?, None)?;
+            let r = crate::backtest::run(&cfg, i, &opts, Some(a.now.ms()?), None)?;
             let end = r.end_ms.unwrap_or(0);
             (r.incidents, end)
         }
