@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use crisiswatch::backtest::labels::{self, Crisis};
 use crisiswatch::backtest::report::SummaryOptions;
-use crisiswatch::backtest::{self};
+use crisiswatch::backtest::{self, tune};
 use crisiswatch::config::Config;
 use crisiswatch::engine::Engine;
 use crisiswatch::event::InvalidReason;
@@ -188,5 +188,45 @@ fn replay_counts_and_names_the_stamp_and_keeps_the_transitions() {
                 && *r == InvalidReason::ClockJump
                 && d.contains("5138-")),
         "{summary}"
+    );
+}
+
+#[test]
+fn tune_leaves_the_stamps_out_as_backtest_does() {
+    // Every tuning row on the day with the two bad stamps equals the row on
+    // the clean day (and so the backtest of that candidate); without the
+    // guard the same rows go blank.
+    let (lines, crises) = day(1, S, 120.0);
+    let bad = with_bad_stamps(&lines);
+    let topts = |cfg_crises: &[Crisis]| tune::TuneOptions {
+        rule: "complaint_rate".into(),
+        varies: vec!["threshold=0.04,0.05,0.08".parse().unwrap()],
+        summary: SummaryOptions {
+            labels: Some(cfg_crises.to_vec()),
+            ..SummaryOptions::default()
+        },
+        now_ms: None,
+        pick: None,
+    };
+    let run = |cfg: &Config, ls: &[Vec<u8>]| {
+        tune::run_lines(cfg, ls.iter().map(|l| l.as_slice()), &topts(&crises)).unwrap()
+    };
+    let cfg = example("24h");
+    let clean = run(&cfg, &lines);
+    let guarded = run(&cfg, &bad);
+    assert_eq!(guarded.rows, clean.rows);
+    assert!(
+        clean.rows.iter().any(|r| r.summary.incidents > 0),
+        "the rows compare something"
+    );
+    let off = run(&example("0"), &bad);
+    assert_ne!(
+        off.rows, clean.rows,
+        "without the guard the stamp blanks tune"
+    );
+    assert!(
+        off.rows.iter().all(|r| r.summary.incidents <= 1),
+        "{:?}",
+        off.rows
     );
 }

@@ -83,31 +83,57 @@ impl ClockWatch {
 
     /// One valid event with time `ts`, the `line`-th fed, from `at`.
     pub(crate) fn observe(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
-        self.events += 1;
         match self.clock {
-            Some(c) if ts <= c => {
-                if ts <= c.saturating_sub(self.horizon_ms) {
-                    self.late += 1;
-                    if let Some(m) = self.current.as_mut() {
-                        m.late_after += 1;
-                    }
-                }
+            Some(c) if ts <= c => self.counted(ts <= c.saturating_sub(self.horizon_ms)),
+            _ => {
+                self.moved_to(ts, line, at);
+                self.counted(false);
             }
-            from_ms => {
-                self.clock = Some(ts);
-                let next = ClockMove {
-                    at,
-                    line,
-                    from_ms,
-                    to_ms: ts,
-                    late_after: 0,
-                };
-                if let Some(prev) = self.current.replace(next) {
-                    if self.worst.is_none_or(|w| prev.late_after > w.late_after) {
-                        self.worst = Some(prev);
-                    }
-                }
+        }
+    }
+
+    /// One valid event counted, `late` as its reader judged it (`run`: the
+    /// engine's outcome).
+    pub(crate) fn counted(&mut self, late: bool) {
+        self.events += 1;
+        if late {
+            self.late += 1;
+            if let Some(m) = self.current.as_mut() {
+                m.late_after += 1;
             }
+        }
+    }
+
+    /// The clock moved to `to` (later than before) because of the `line`-th
+    /// input, from `at`.
+    pub(crate) fn moved_to(&mut self, to: i64, line: u64, at: Option<LineRef>) {
+        let next = ClockMove {
+            at,
+            line,
+            from_ms: self.clock,
+            to_ms: to,
+            late_after: 0,
+        };
+        self.clock = Some(self.clock.map_or(to, |c| c.max(to)));
+        if let Some(prev) = self.current.replace(next) {
+            if self.worst.is_none_or(|w| prev.late_after > w.late_after) {
+                self.worst = Some(prev);
+            }
+        }
+    }
+
+    /// The clock as moved so far.
+    pub(crate) fn clock(&self) -> Option<i64> {
+        self.clock
+    }
+
+    /// Forgets the counts (after a warning in a long run), keeping the clock.
+    pub(crate) fn reset_counts(&mut self) {
+        self.events = 0;
+        self.late = 0;
+        self.worst = None;
+        if let Some(m) = self.current.as_mut() {
+            m.late_after = 0;
         }
     }
 
@@ -141,16 +167,21 @@ impl ClockWatch {
 impl LateShare {
     /// The warning for people, naming the input that moved the clock.
     pub(crate) fn describe(&self, inputs: Option<&Inputs>) -> String {
+        self.describe_with(|m| match (m.at, inputs) {
+            (Some(at), Some(i)) => i.describe(at),
+            _ => format!("line {}", m.line),
+        })
+    }
+
+    /// Like [`LateShare::describe`], with `place` naming the input of a move.
+    pub(crate) fn describe_with(&self, place: impl Fn(&ClockMove) -> String) -> String {
         let pct = 100.0 * self.late as f64 / self.events.max(1) as f64;
         let mut s = format!(
             "{} of {} events ({pct:.1} %) were late for every rule and were dropped",
             self.late, self.events
         );
         if let Some(m) = self.culprit {
-            let place = match (m.at, inputs) {
-                (Some(at), Some(i)) => i.describe(at),
-                _ => format!("line {}", m.line),
-            };
+            let place = place(&m);
             let ahead = match m.from_ms {
                 Some(f) => format!(
                     "{} ahead of the events before it",

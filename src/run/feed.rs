@@ -8,6 +8,10 @@
 //! poll timing and how partitions interleave change nothing the engine sees,
 //! as long as no partition delivers an event more than `allowed_lateness`
 //! behind the watermark.
+//!
+//! Before that, each partition's clock-jump guard may hold a message stamped
+//! far ahead of the partition's clock ([`clock`]), and the feed warns when
+//! many events are late, naming the message that moved the clock.
 
 use std::time::Instant;
 
@@ -16,7 +20,12 @@ use crate::engine::{Engine, Outcome};
 use crate::event::{decode_with_default, DecodeLimits, Event};
 use crate::sequencer::{watermark, Held, Sequencer};
 use crate::source::watermarks::Watermarks;
-use crate::source::Partition;
+use crate::source::{Partition, Record};
+
+mod clock;
+
+pub(crate) use clock::Suspect;
+use clock::{LiveClock, Pass};
 
 /// Where a held event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +44,11 @@ pub struct LiveFeed {
     lateness_ms: i64,
     default_types: Vec<Option<String>>,
     limits: DecodeLimits,
+    /// Clock-jump guards and the late-share warning.
+    clock: LiveClock,
+    /// Confirmed clock jumps applied at once (behind the watermark), for the
+    /// next release's `applied`.
+    applied_now: Vec<(Origin, Outcome)>,
 }
 
 impl LiveFeed {
@@ -51,7 +65,15 @@ impl LiveFeed {
             lateness_ms: engine.lateness_ms(),
             default_types,
             limits: *engine.limits(),
+            clock: LiveClock::new(engine.limits()),
+            applied_now: Vec::new(),
         }
+    }
+
+    /// Names the topics (by index) in the feed's warnings.
+    pub(crate) fn named(mut self, topics: Vec<String>) -> Self {
+        self.clock.set_topics(topics);
+        self
     }
 
     /// A partition was assigned.
@@ -63,12 +85,13 @@ impl LiveFeed {
     /// reads them again from the committed offset, which cannot pass them).
     pub(crate) fn revoke(&mut self, at: Partition) -> usize {
         self.watermarks.revoke(at);
-        self.seq.retain(|h| h.tag.at != at)
+        self.applied_now.retain(|(o, _)| o.at != at);
+        self.clock.revoke(at) + self.seq.retain(|h| h.tag.at != at)
     }
 
-    /// Offers a valid event read from `origin`. It is held (returns `None`),
-    /// or — more than `allowed_lateness` behind the watermark — applied at
-    /// once (returns its outcome).
+    /// Offers a valid event read from `origin` (as [`LiveFeed::offer_record`]
+    /// for a message without key or headers).
+    #[cfg(test)]
     pub(crate) fn offer(
         &mut self,
         engine: &mut Engine,
@@ -78,7 +101,96 @@ impl LiveFeed {
         now: Instant,
         out: &mut Vec<Transition>,
     ) -> Option<Outcome> {
+        let rec = Record {
+            at: origin.at,
+            offset: origin.offset,
+            payload: raw,
+            key: None,
+            headers: &[],
+        };
+        self.offer_record(engine, &rec, ev, now, out)
+    }
+
+    /// Offers the valid event `ev` of message `rec`. It is held (returns
+    /// `None`) — by the sequencer, or by the partition's clock-jump guard
+    /// (refuted: see [`LiveFeed::take_refuted`]) — or, more than
+    /// `allowed_lateness` behind the watermark, applied at once (returns its
+    /// outcome).
+    pub(crate) fn offer_record(
+        &mut self,
+        engine: &mut Engine,
+        rec: &Record<'_>,
+        ev: &Event<'_>,
+        now: Instant,
+        out: &mut Vec<Transition>,
+    ) -> Option<Outcome> {
+        let origin = Origin {
+            at: rec.at,
+            offset: rec.offset,
+        };
+        let watermarks = &self.watermarks;
+        let restored = || {
+            watermarks
+                .partition_clocks()
+                .into_iter()
+                .find(|(p, _)| *p == rec.at)
+                .and_then(|(_, c)| c)
+        };
+        let pass = match self.clock.offer(rec, ev, restored) {
+            Pass::This => return self.pass_this(engine, origin, ev, rec.payload, now, out),
+            Pass::Held => return None,
+            Pass::Some(pass) => pass,
+        };
+        let mut outcome = None;
+        for item in pass {
+            match item {
+                None => outcome = self.pass_this(engine, origin, ev, rec.payload, now, out),
+                Some(s) => {
+                    self.watermarks.observe(s.origin.at, s.ts, now);
+                    self.clock.passed(s.origin, s.ts);
+                    let held = Held {
+                        ts: s.ts,
+                        id: s.id,
+                        raw: s.raw,
+                        tag: s.origin,
+                    };
+                    if let Some(h) = self.seq.offer(held) {
+                        // Behind the watermark (a stream quiet for longer
+                        // than the jump): applied now, reported by the next
+                        // release.
+                        let (limits, types) = (&self.limits, &self.default_types);
+                        let now_applied = &mut self.applied_now;
+                        let clock = &mut self.clock;
+                        apply_held(
+                            limits,
+                            types,
+                            engine,
+                            out,
+                            &mut |o, oc| {
+                                clock.counted(oc == Outcome::Late);
+                                now_applied.push((o, oc));
+                            },
+                            h,
+                        );
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    /// The offered event itself goes on to the sequencer.
+    fn pass_this(
+        &mut self,
+        engine: &mut Engine,
+        origin: Origin,
+        ev: &Event<'_>,
+        raw: &[u8],
+        now: Instant,
+        out: &mut Vec<Transition>,
+    ) -> Option<Outcome> {
         self.watermarks.observe(origin.at, ev.ts, now);
+        self.clock.passed(origin, ev.ts);
         let held = Held {
             ts: ev.ts,
             id: ev.id.as_ref().into(),
@@ -86,7 +198,17 @@ impl LiveFeed {
             tag: origin,
         };
         // Not held: it cannot be put in its place any more.
-        self.seq.offer(held).map(|_| engine.process(ev, out))
+        let outcome = self.seq.offer(held).map(|_| engine.process(ev, out));
+        if let Some(o) = outcome {
+            self.clock.counted(o == Outcome::Late);
+        }
+        outcome
+    }
+
+    /// Clock jumps refuted since the last call: invalid (`clock_jump`), to be
+    /// counted and dead-lettered by the caller (their offsets were held).
+    pub(crate) fn take_refuted(&mut self) -> Vec<Suspect> {
+        self.clock.take_refuted()
     }
 
     /// Releases what the watermark passed — the slowest active partition
@@ -105,8 +227,16 @@ impl LiveFeed {
         out: &mut Vec<Transition>,
         mut applied: impl FnMut(Origin, Outcome),
     ) {
+        for (o, oc) in self.applied_now.drain(..) {
+            applied(o, oc);
+        }
         let (limits, types) = (&self.limits, &self.default_types);
-        let mut apply = |h: Held<Origin>| apply_held(limits, types, engine, out, &mut applied, h);
+        let clock = &mut self.clock;
+        let mut counted = |o: Origin, oc: Outcome| {
+            clock.counted(oc == Outcome::Late);
+            applied(o, oc);
+        };
+        let mut apply = |h: Held<Origin>| apply_held(limits, types, engine, out, &mut counted, h);
         if let Some(t) = quiet {
             self.seq.release_all(&mut apply);
             let below = self.seq.released_below().map_or(t, |b| b.max(t));
@@ -118,11 +248,12 @@ impl LiveFeed {
             return;
         };
         let wm = watermark(target, self.lateness_ms);
-        if self.seq.released_below().is_some_and(|b| wm <= b) {
-            return;
+        if self.seq.released_below().is_none_or(|b| wm > b) {
+            self.seq.release(wm, &mut apply);
+            engine.advance_clock(wm.saturating_sub(1), out);
         }
-        self.seq.release(wm, &mut apply);
-        engine.advance_clock(wm.saturating_sub(1), out);
+        self.clock.target(target);
+        self.clock.warn(now);
     }
 
     /// Releases everything held (end of a test stream).
@@ -132,6 +263,10 @@ impl LiveFeed {
         out: &mut Vec<Transition>,
         mut applied: impl FnMut(Origin, Outcome),
     ) {
+        self.clock.finish();
+        for (o, oc) in self.applied_now.drain(..) {
+            applied(o, oc);
+        }
         let (limits, types) = (&self.limits, &self.default_types);
         self.seq
             .release_all(|h| apply_held(limits, types, engine, out, &mut applied, h));
@@ -147,9 +282,10 @@ impl LiveFeed {
         self.watermarks.counts(now)
     }
 
-    /// Events held and their bytes.
+    /// Events held (by the sequencer and the clock-jump guards) and the
+    /// sequencer's bytes.
     pub fn held(&self) -> (usize, usize) {
-        (self.seq.len(), self.seq.held_bytes())
+        (self.seq.len() + self.clock.held(), self.seq.held_bytes())
     }
 
     /// Every event older than this has reached the engine.
@@ -194,3 +330,6 @@ fn apply_held(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod jump_tests;

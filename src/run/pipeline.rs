@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::alert::{State, Transition};
 use crate::clock::IdleClock;
 use crate::engine::{Engine, Outcome};
-use crate::event::decode_with_default;
+use crate::event::{decode_with_default, InvalidReason};
 use crate::http::AppState;
 use crate::metrics::Recorder;
 use crate::source::context::Shared;
@@ -111,7 +111,8 @@ impl Stage {
             &mut engine,
             Watermarks::new(settings.idle_partition_timeout),
             settings.default_types.clone(),
-        );
+        )
+        .named(parts.shared.topics.clone());
         Stage {
             engine,
             feed,
@@ -275,6 +276,31 @@ impl Stage {
         Ok(())
     }
 
+    /// Clock jumps the feed refuted: invalid (`clock_jump`), counted and
+    /// dead-lettered unchanged (their offsets were held until now).
+    async fn refuted_jumps(&mut self) {
+        for s in self.feed.take_refuted() {
+            let (at, offset) = (s.origin.at, s.origin.offset);
+            self.engine.record_invalid(InvalidReason::ClockJump);
+            self.shared
+                .metrics
+                .invalid
+                .with_label_values(&[
+                    self.shared.topics[usize::from(at.topic)].as_str(),
+                    InvalidReason::ClockJump.as_str(),
+                ])
+                .inc();
+            match &self.dlq {
+                // The dead letter's task releases the offset once written.
+                Some(dlq) => {
+                    dlq.send(&s.record(), InvalidReason::ClockJump, &s.detail)
+                        .await
+                }
+                None => self.shared.tracker().unhold(at, offset),
+            }
+        }
+    }
+
     async fn batch(&mut self, b: &Batch, state: &AppState) -> Result<(), RunError> {
         let now = Instant::now();
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -312,14 +338,10 @@ impl Stage {
                         at: rec.at,
                         offset: rec.offset,
                     };
-                    match self.feed.offer(
-                        &mut self.engine,
-                        origin,
-                        &ev,
-                        rec.payload,
-                        now,
-                        &mut self.out,
-                    ) {
+                    match self
+                        .feed
+                        .offer_record(&mut self.engine, &rec, &ev, now, &mut self.out)
+                    {
                         None => held.push(origin),
                         Some(outcome) => {
                             if outcome == Outcome::Late {
@@ -387,6 +409,7 @@ impl Stage {
                 dlq.send(rec, inv.reason, &inv.detail).await;
             }
         }
+        self.refuted_jumps().await;
         let m = &self.shared.metrics;
         for (t, name) in self.shared.topics.iter().enumerate() {
             if processed[t] > 0 {

@@ -89,10 +89,33 @@ impl<T> JumpGuard<T> {
         v
     }
 
+    /// The common case without building a verdict: when nothing is held and
+    /// `ts` is within the allowance, it passes (the clock follows) and this
+    /// returns `true`; otherwise nothing changes and the caller
+    /// [offers](JumpGuard::offer) the event.
+    pub fn pass_quick(&mut self, ts: i64) -> bool {
+        if !self.suspects.is_empty() || self.jump_detail(ts).is_some() {
+            return false;
+        }
+        self.clock = Some(self.clock.map_or(ts, |c| c.max(ts)));
+        true
+    }
+
+    /// Starts from a clock restored from a checkpoint (no suspects held).
+    pub fn with_clock(mut self, clock: Option<i64>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// End of input: undecided suspects are refuted.
     pub fn finish(&mut self) -> Vec<T> {
         self.against = 0;
         self.suspects.drain(..).map(|(_, t)| t).collect()
+    }
+
+    /// Events held aside.
+    pub fn held(&self) -> usize {
+        self.suspects.len()
     }
 
     /// The newest event time let through.

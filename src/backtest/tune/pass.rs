@@ -7,9 +7,9 @@ use crate::dedup::Dedup;
 use crate::engine::Engine;
 use crate::event::{decode, Event, OwnedEvent};
 use crate::route::CompiledSelector;
-use crate::sequencer::{watermark, SequencerOf};
+use crate::sequencer::{watermark, JumpGuard, SequencerOf};
 
-use super::super::input::Inputs;
+use super::super::input::{Inputs, LineRef};
 use super::super::report::{self, RuleSummary, SummaryOptions, Tracker};
 use super::shared::{self, PolicyFan};
 use super::{candidates, Candidate, TuneError, Vary};
@@ -118,7 +118,16 @@ pub struct Tuner {
     /// Newest valid event time read.
     newest: Option<i64>,
     lateness_ms: i64,
+    /// Holds events that would jump the clock (`engine.max_clock_jump`), as
+    /// `backtest` does.
+    guard: JumpGuard<Suspect>,
+    /// Refuted clock jumps: (line count, where from, why), warned about.
+    refuted: Vec<(u64, Option<LineRef>, String)>,
 }
+
+/// An event the clock-jump guard may hold: the event, the line count and
+/// position it came from, and why it would be a jump.
+type Suspect = (OwnedEvent, u64, Option<LineRef>, String);
 
 impl Tuner {
     /// Builds the engines for the candidates of `opts.varies` for rule
@@ -236,6 +245,8 @@ impl Tuner {
             seq: SequencerOf::new(),
             newest: None,
             lateness_ms: cfg.engine.allowed_lateness.as_ms(),
+            guard: JumpGuard::new(limits.max_clock_jump_ms, limits.clock_jump_confirm),
+            refuted: Vec::new(),
         })
     }
 
@@ -275,17 +286,41 @@ impl Tuner {
     /// `allowed_lateness`) passes it, then applied in `(ts, id, bytes)`
     /// order — the order `backtest` and `replay` use — so every candidate
     /// sees exactly what its own backtest would.
-    pub(crate) fn feed_from(&mut self, line: &[u8], at: Option<crate::backtest::input::LineRef>) {
+    ///
+    /// An event far ahead of the clock is held by the clock-jump guard first
+    /// (`engine.max_clock_jump`): refuted, it is left out (and warned about),
+    /// exactly as `backtest` counts it invalid.
+    pub(crate) fn feed_from(&mut self, line: &[u8], at: Option<LineRef>) {
         self.lines += 1;
         let Ok(ev) = decode(line, &self.limits, self.now_ms) else {
             return;
         };
-        self.first_ms.get_or_insert(ev.ts);
-        self.watch.observe(ev.ts, self.lines, at);
-        let newest = self.newest.map_or(ev.ts, |n| n.max(ev.ts));
-        self.newest = Some(newest);
+        let ts = ev.ts;
         let held = OwnedEvent::new(&ev, line);
         drop(ev);
+        let detail = self.guard.jump_detail(ts).unwrap_or_default();
+        let v = self.guard.offer(ts, (held, self.lines, at, detail));
+        self.refute(v.rejected);
+        for (held, lines, at, _) in v.pass {
+            self.hold(held, lines, at);
+        }
+    }
+
+    /// Remembers refuted clock jumps (left out of every candidate).
+    fn refute(&mut self, rejected: Vec<Suspect>) {
+        for (_, lines, at, detail) in rejected {
+            self.refuted.push((lines, at, detail));
+        }
+    }
+
+    /// Holds an event that passed the clock-jump guard; applies what the
+    /// watermark releases.
+    fn hold(&mut self, held: OwnedEvent, lines: u64, at: Option<LineRef>) {
+        let ts = held.ts();
+        self.first_ms.get_or_insert(ts);
+        self.watch.observe(ts, lines, at);
+        let newest = self.newest.map_or(ts, |n| n.max(ts));
+        self.newest = Some(newest);
         if let Some(behind) = self.seq.offer(held) {
             self.apply_held(&behind);
         }
@@ -300,8 +335,11 @@ impl Tuner {
         }
     }
 
-    /// End of the input: applies every event still held.
+    /// End of the input: undecided clock jumps are refuted; applies every
+    /// event still held.
     fn end_input(&mut self) {
+        let undecided = self.guard.finish();
+        self.refute(undecided);
         let mut released = Vec::new();
         self.seq.release_all(|h| released.push(h));
         for h in &released {
@@ -502,6 +540,13 @@ pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResu
     inputs.for_each_line(|line, at| tuner.feed_from(line, Some(at)))?;
     tuner.end_input();
     tuner.watch.warn("tune", Some(inputs));
+    for (line, at, detail) in &tuner.refuted {
+        let place = at.map_or_else(|| format!("line {line}"), |a| inputs.describe(a));
+        tracing::warn!(
+            tool = "tune",
+            "{place}: clock_jump: {detail} (left out of every candidate, as backtest counts it invalid)"
+        );
+    }
     tracing::info!(
         candidates = tuner.len(),
         engines = tuner.engines(),
