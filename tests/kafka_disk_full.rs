@@ -222,3 +222,88 @@ fn a_full_then_read_only_data_dir_pauses_without_committing_and_recovers() {
     });
     drop(svc);
 }
+
+/// The state store on a file system of its own that fills up: checkpoints
+/// fail, `/readyz` and `/api/v1/status` name the store's own error (not only
+/// "see the log"), and both clear by themselves once space returns.
+#[test]
+fn a_full_state_dir_is_named_in_readyz_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let Some(fs) = Tmpfs::mount(&state, "4m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+        return;
+    };
+    let data = dir.path().join("data");
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("complaints", 1)]);
+    let group = "state-full";
+    let cfg = base_config(
+        &bs,
+        group,
+        &[("complaints", Some("complaint"))],
+        "",
+        data.to_str().unwrap(),
+    )
+    .replace("[engine]\n", "[engine]\nallowed_lateness = \"1s\"\n")
+    .replace(
+        "[sources.kafka]\n",
+        &format!(
+            "[state]\ncheckpoint_interval = \"1s\"\ndir = \"{}\"\n\n[sources.kafka]\n",
+            state.display()
+        ),
+    ) + RULE;
+    let svc = Service::start(dir.path(), "svc", &cfg);
+    let metric = |name: &str| svc.metric(name).unwrap_or(0.0);
+    let start = hour_t0();
+    produce(
+        &bs,
+        &complaint_burst("one", "p1", start, 30),
+        Duration::from_secs(30),
+    );
+    wait_until(Duration::from_secs(60), "a checkpoint written", || {
+        metric("crisiswatch_checkpoints_total") >= 1.0
+    });
+    wait_until(Duration::from_secs(60), "ready", || svc.ready());
+
+    // The state file system fills: the next checkpoints (each one appends to
+    // the store's write-ahead log) cannot be written.
+    let filler = fill(&fs.path);
+    let mut tag = 0;
+    wait_until(Duration::from_secs(60), "a checkpoint fails", || {
+        // New slices keep the snapshot changing (and growing).
+        tag += 1;
+        produce(
+            &bs,
+            &complaint_burst(&format!("more{tag}"), &format!("p{tag}"), start, 5),
+            Duration::from_secs(30),
+        );
+        metric("crisiswatch_checkpoint_failures_total") >= 1.0
+    });
+    wait_until(Duration::from_secs(30), "/readyz names the error", || {
+        let (status, body) = svc.get("/readyz");
+        status == 503
+            && body.contains("state store: the last checkpoint could not be written: ")
+            && body.contains(state.to_str().unwrap())
+            && body.contains("full")
+    });
+    let (_, status) = svc.get("/api/v1/status");
+    assert!(
+        status.contains("the last checkpoint could not be written: state store"),
+        "{status}"
+    );
+
+    // Space returns: checkpoints are written again and readiness comes back.
+    let written = metric("crisiswatch_checkpoints_total");
+    std::fs::remove_file(&filler).unwrap();
+    wait_until(Duration::from_secs(60), "ready again", || svc.ready());
+    wait_until(Duration::from_secs(60), "checkpoints again", || {
+        metric("crisiswatch_checkpoints_total") > written
+    });
+    let (status, body) = svc.get("/readyz");
+    assert_eq!(status, 200, "{body}");
+    let (_, status) = svc.get("/api/v1/status");
+    assert!(status.contains("\"storage_error\":null"), "{status}");
+    drop(svc);
+}

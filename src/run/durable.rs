@@ -17,13 +17,13 @@
 //!   while the previous write is still running is skipped; the one before a
 //!   revoke and the final one wait for their write. Commits advance to a
 //!   checkpoint only once it is written. A failed write is logged at ERROR
-//!   and counted, readiness drops, and commits stay at the last checkpoint
-//!   until a write succeeds again.
+//!   and counted, readiness drops (`/readyz` names the store's error), and
+//!   commits stay at the last checkpoint until a write succeeds again.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntGauge, Registry};
@@ -112,8 +112,8 @@ pub(crate) struct Durable {
     writer: Option<mpsc::Sender<Job>>,
     /// A write is queued or running.
     busy: Arc<AtomicBool>,
-    /// The last write failed.
-    failing: Arc<AtomicBool>,
+    /// Why the last checkpoint failed (`None`: it did not).
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 /// One checkpoint for the writer thread.
@@ -133,7 +133,7 @@ struct Writer {
     shared: Arc<Shared>,
     metrics: StateMetrics,
     busy: Arc<AtomicBool>,
-    failing: Arc<AtomicBool>,
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Writer {
@@ -158,7 +158,7 @@ impl Writer {
                 self.metrics.bytes.set(job.cp.engine.len() as i64);
                 self.metrics.last_success.set(job.cp.written_ms / 1000);
                 self.metrics.written.inc();
-                if self.failing.swap(false, Ordering::SeqCst) {
+                if lock(&self.failure).take().is_some() {
                     tracing::info!("Checkpoints are written again.");
                 }
                 tracing::debug!(
@@ -169,16 +169,22 @@ impl Writer {
                 true
             }
             Err(e) => {
-                fail(&self.metrics, &self.failing, &e.to_string());
+                fail(&self.metrics, &self.failure, &e.to_string());
                 false
             }
         }
     }
 }
 
-fn fail(metrics: &StateMetrics, failing: &AtomicBool, error: &str) {
+fn lock(m: &Mutex<Option<String>>) -> std::sync::MutexGuard<'_, Option<String>> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Counts a failed checkpoint and keeps its error for readiness; logs the
+/// first of a run of failures.
+fn fail(metrics: &StateMetrics, failure: &Mutex<Option<String>>, error: &str) {
     metrics.failures.inc();
-    if !failing.swap(true, Ordering::SeqCst) {
+    if lock(failure).replace(error.to_string()).is_none() {
         tracing::error!(
             error,
             "Checkpoint failed; offsets stay at the last checkpoint until one succeeds."
@@ -254,7 +260,7 @@ impl Durable {
             metrics,
             writer: None,
             busy: Arc::new(AtomicBool::new(false)),
-            failing: Arc::new(AtomicBool::new(false)),
+            failure: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -280,7 +286,12 @@ impl Durable {
 
     /// Whether the last checkpoint write failed.
     pub(crate) fn failing(&self) -> bool {
-        self.failing.load(Ordering::SeqCst)
+        lock(&self.failure).is_some()
+    }
+
+    /// Why the last checkpoint failed (the store's error), while it did.
+    pub(crate) fn failure(&self) -> Option<String> {
+        lock(&self.failure).clone()
     }
 
     /// Checkpoints `engine` and `feed` with the tracker's progress: the
@@ -305,7 +316,7 @@ impl Durable {
         let engine_bytes = match engine.snapshot() {
             Ok(b) => b,
             Err(e) => {
-                fail(&self.metrics, &self.failing, &e.to_string());
+                fail(&self.metrics, &self.failure, &e.to_string());
                 return;
             }
         };
@@ -346,7 +357,7 @@ impl Durable {
         let Some(writer) = self.writer(shared) else {
             fail(
                 &self.metrics,
-                &self.failing,
+                &self.failure,
                 "the checkpoint writer thread could not start",
             );
             return;
@@ -369,7 +380,7 @@ impl Durable {
             self.writer = None;
             fail(
                 &self.metrics,
-                &self.failing,
+                &self.failure,
                 "the checkpoint writer thread ended",
             );
             return;
@@ -392,7 +403,7 @@ impl Durable {
             shared: Arc::clone(shared),
             metrics: self.metrics.clone(),
             busy: Arc::clone(&self.busy),
-            failing: Arc::clone(&self.failing),
+            failure: Arc::clone(&self.failure),
         };
         match std::thread::Builder::new()
             .name("checkpoint-writer".into())

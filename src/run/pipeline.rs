@@ -525,13 +525,10 @@ impl Stage {
         }
         let status = self.shared.health.check(now, self.settings.stall_timeout);
         let storage = self.blocked.clone().or_else(|| {
-            self.durable
-                .as_ref()
-                .is_some_and(Durable::failing)
-                .then(|| {
-                    "state store: the last checkpoint could not be written (see the log)"
-                        .to_string()
-                })
+            let failure = self.durable.as_ref().and_then(Durable::failure)?;
+            Some(format!(
+                "state store: the last checkpoint could not be written: {failure}"
+            ))
         });
         state
             .ready
