@@ -8,6 +8,9 @@ use std::sync::OnceLock;
 
 const BIN: &str = env!("CARGO_BIN_EXE_crisiswatch");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The wall clock the history commands check future skew against: after
+/// the generated history, so the tests do not depend on today's date.
+const HISTORY_NOW: &str = "2026-11-22T00:00:00Z";
 
 fn example() -> String {
     format!("{ROOT}/config/crisiswatch.toml")
@@ -62,6 +65,8 @@ fn backtest_reads_split_and_gzipped_history_like_one_file() {
     let (data, crises) = generate(dir.path());
     let whole = run(&[
         "backtest",
+        "--now",
+        HISTORY_NOW,
         "--config",
         &example(),
         "--input",
@@ -90,6 +95,8 @@ fn backtest_reads_split_and_gzipped_history_like_one_file() {
     std::fs::write(&second, gz.finish().unwrap()).unwrap();
     let split = run(&[
         "backtest",
+        "--now",
+        HISTORY_NOW,
         "--config",
         &example(),
         "--input",
@@ -118,6 +125,8 @@ fn tune_writes_csv_chart_and_a_snippet_that_checks() {
     let snippet = dir.path().join("rule.toml");
     let out = run(&[
         "tune",
+        "--now",
+        HISTORY_NOW,
         "--config",
         &example(),
         "--input",
@@ -152,6 +161,8 @@ fn tune_writes_csv_chart_and_a_snippet_that_checks() {
     let out = Command::new(BIN)
         .args([
             "tune",
+            "--now",
+            HISTORY_NOW,
             "--config",
             &example(),
             "--input",
@@ -171,6 +182,8 @@ fn tune_writes_csv_chart_and_a_snippet_that_checks() {
     let out = Command::new(BIN)
         .args([
             "tune",
+            "--now",
+            HISTORY_NOW,
             "--config",
             &example(),
             "--input",
@@ -193,6 +206,8 @@ fn chart_and_review_of_the_quality_surge() {
     let svg = dir.path().join("c.svg");
     let out = run(&[
         "chart",
+        "--now",
+        HISTORY_NOW,
         "--config",
         &example(),
         "--input",
@@ -216,6 +231,8 @@ fn chart_and_review_of_the_quality_surge() {
     let bad = Command::new(BIN)
         .args([
             "chart",
+            "--now",
+            HISTORY_NOW,
             "--config",
             &example(),
             "--input",
@@ -236,6 +253,8 @@ fn chart_and_review_of_the_quality_surge() {
     let reviews = dir.path().join("reviews");
     run(&[
         "backtest",
+        "--now",
+        HISTORY_NOW,
         "--config",
         &example(),
         "--input",
@@ -268,6 +287,8 @@ fn chart_and_review_of_the_quality_surge() {
     // And the transitions file feeds `review` without a replay.
     let out = run(&[
         "review",
+        "--now",
+        HISTORY_NOW,
         "--config",
         &example(),
         "--transitions",
@@ -282,6 +303,8 @@ fn chart_and_review_of_the_quality_surge() {
     let md = dir.path().join("churn.md");
     run(&[
         "review",
+        "--now",
+        HISTORY_NOW,
         "--config",
         &example(),
         "--transitions",

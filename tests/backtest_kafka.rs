@@ -24,6 +24,9 @@ use kafka_support::client::{create_topics, produce, Out};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crisiswatch");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The wall clock the history commands check future skew against: after
+/// the generated history, so the tests do not depend on today's date.
+const HISTORY_NOW: &str = "2026-11-22T00:00:00Z";
 /// Longest any command here may take before the test calls it a hang.
 const DEADLINE: Duration = Duration::from_secs(180);
 
@@ -189,6 +192,8 @@ fn a_topic_backtests_like_the_file_of_the_same_stream() {
         d,
         &[
             "backtest",
+            "--now",
+            HISTORY_NOW,
             "--config",
             &example,
             "--input",
@@ -205,6 +210,8 @@ fn a_topic_backtests_like_the_file_of_the_same_stream() {
         d,
         &[
             "backtest",
+            "--now",
+            HISTORY_NOW,
             "--config",
             &example,
             "--kafka-topic",
@@ -255,6 +262,8 @@ fn a_topic_backtests_like_the_file_of_the_same_stream() {
         d,
         &[
             "backtest",
+            "--now",
+            HISTORY_NOW,
             "--config",
             &example,
             "--kafka-topic",
@@ -292,6 +301,8 @@ fn a_topic_backtests_like_the_file_of_the_same_stream() {
     let tune = |input: &[&str]| {
         let mut args = vec![
             "tune",
+            "--now",
+            HISTORY_NOW,
             "--config",
             &example,
             "--rule",
@@ -314,6 +325,8 @@ fn a_topic_backtests_like_the_file_of_the_same_stream() {
         let out = d.join(name);
         let mut args = vec![
             "chart",
+            "--now",
+            HISTORY_NOW,
             "--config",
             &example,
             "--rule",
@@ -373,6 +386,8 @@ fn offset_bounds_select_exactly_their_range() {
         ));
         let mut args = vec![
             "backtest",
+            "--now",
+            HISTORY_NOW,
             "--config",
             s(&cfg),
             "--kafka-topic",
@@ -419,6 +434,8 @@ fn offset_bounds_select_exactly_their_range() {
         d,
         &[
             "backtest",
+            "--now",
+            HISTORY_NOW,
             "--config",
             s(&cfg),
             "--kafka-topic",
@@ -475,6 +492,8 @@ fn time_bounds_select_by_message_timestamp_on_any_broker() {
         d,
         &[
             "backtest",
+            "--now",
+            HISTORY_NOW,
             "--config",
             s(&cfg),
             "--kafka-topic",
@@ -523,6 +542,8 @@ fn an_unreachable_broker_is_a_clear_error_not_a_hang() {
         d,
         &[
             "backtest",
+            "--now",
+            HISTORY_NOW,
             "--config",
             s(&cfg),
             "--kafka-topic",
@@ -573,6 +594,8 @@ fn a_stalled_read_is_a_clear_error_not_a_hang() {
     let run = |extra: &[&str]| {
         let mut args = vec![
             "backtest",
+            "--now",
+            HISTORY_NOW,
             "--config",
             s(&cfg),
             "--kafka-topic",
@@ -625,6 +648,8 @@ fn offsets_outside_the_log_are_errors_not_stalls() {
         let out = d.join(format!("r{}.json", extra.join("_")));
         let mut args = vec![
             "backtest",
+            "--now",
+            HISTORY_NOW,
             "--config",
             s(&cfg),
             "--kafka-topic",
@@ -732,6 +757,8 @@ thresholds = {{ warning = 1000000 }}
         d,
         &[
             "backtest",
+            "--now",
+            HISTORY_NOW,
             "--config",
             s(&cfg),
             "--kafka-topic",
