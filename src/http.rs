@@ -15,6 +15,8 @@
 //! | `POST /api/v1/reload` | bearer | re-read and apply the configuration file |
 //! | `GET /api/v1/silences` | read | incident silences ([`silences`]) |
 //! | `POST /api/v1/silences`, `DELETE /api/v1/silences/{id}` | bearer | add / expire a silence |
+//! | `GET /api/v1/incidents`, `POST /api/v1/incidents/close` | read / bearer | open incidents; an operator's close ([`incidents`]) |
+//! | `POST /api/v1/incidents/ack\|label`, `GET /api/v1/feedback` | bearer / read | responders' feedback ([`feedback`]) |
 //!
 //! State-changing endpoints need `Authorization: Bearer <token>` with the token
 //! from `server.admin_token_env` / `server.admin_token_file`; without a
@@ -43,6 +45,7 @@ use tokio::sync::watch;
 
 use crate::admin::ReloadRequest;
 
+pub(crate) mod feedback;
 pub mod incidents;
 mod listener;
 pub mod silences;
@@ -83,6 +86,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/reload", post(reload))
         .merge(silences::routes())
         .merge(incidents::routes())
+        .merge(feedback::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             limits.request_timeout,

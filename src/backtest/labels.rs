@@ -179,6 +179,59 @@ pub fn from_generator(crises: &[crate::generator::Crisis]) -> Vec<Crisis> {
         .collect()
 }
 
+/// What responders' labels say as ground truth ([`from_feedback`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeedbackTruth {
+    /// One crisis per incident labelled `useful`, named `useful:<incident
+    /// key>`: its slice is what the incident's alerts share (the route's
+    /// `group_by` labels), its interval from the first breach to the last
+    /// resolve.
+    pub crises: Vec<Crisis>,
+    /// Incidents labelled `useful`.
+    pub useful: usize,
+    /// Incidents labelled `noise`: not crises, so an incident a candidate
+    /// raises there counts as false.
+    pub noise: usize,
+}
+
+/// The outbox's feedback as labels: each incident's latest label counts; a
+/// `useful` incident becomes a crisis, a `noise` one a false page (no crisis).
+pub fn from_feedback(entries: &[crate::incident::outbox::feedback::Feedback]) -> FeedbackTruth {
+    use crate::incident::outbox::feedback::{fold, Label};
+    let mut out = FeedbackTruth::default();
+    for (key, st) in fold(entries) {
+        let Some(f) = st.label else { continue };
+        match f.label {
+            Some(Label::Useful) => {
+                out.useful += 1;
+                let (Some(start), Some(end)) = (
+                    f.alerts.iter().map(|a| a.started_at).min(),
+                    f.alerts.iter().map(|a| a.end).max(),
+                ) else {
+                    continue;
+                };
+                // The labels every alert shares; a route without `group_by`
+                // leaves them empty, then the alerts' common slice.
+                let mut slice = f.labels.clone();
+                if slice.is_empty() {
+                    slice = f.alerts[0].group.clone();
+                    slice.retain(|kv| f.alerts.iter().all(|a| a.group.contains(kv)));
+                }
+                out.crises.push(Crisis {
+                    name: format!("useful:{key}"),
+                    kind: "labelled useful".to_string(),
+                    slice,
+                    start_ms: start,
+                    end_ms: end.max(start.saturating_add(1)),
+                });
+            }
+            Some(Label::Noise) => out.noise += 1,
+            None => {}
+        }
+    }
+    out
+}
+
 /// Keeps only the crises named (all of them when `names` is empty).
 pub fn select(crises: Vec<Crisis>, names: &[String]) -> Result<Vec<Crisis>, LabelsError> {
     if names.is_empty() {

@@ -16,6 +16,7 @@ use crate::backtest::ruletest;
 use crate::backtest::tune::{self, TuneError, TuneOptions, Vary};
 use crate::backtest::BacktestError;
 use crate::config::{Config, ProcessEnv};
+use crate::incident::outbox::OutboxReader;
 
 mod history;
 mod review;
@@ -114,6 +115,12 @@ pub(crate) struct TruthArgs {
     /// Only this crisis of the labels file (repeatable).
     #[arg(long = "crisis", value_name = "NAME")]
     pub(crate) crises: Vec<String>,
+    /// Responders' labels from the live service's outbox (its data directory
+    /// or outbox.sqlite; without a value, incidents.data_dir): incidents marked
+    /// `useful` are the known crises, those marked `noise` false pages. With
+    /// --labels too, both sets of crises count.
+    #[arg(long, value_name = "OUTBOX", num_args = 0..=1, default_missing_value = "")]
+    pub(crate) labels_from: Option<PathBuf>,
     /// How long after a crisis ends a firing still counts as catching it [default: the rule's window].
     #[arg(long)]
     pub(crate) grace: Option<humantime::Duration>,
@@ -208,21 +215,42 @@ fn dur_ms(d: humantime::Duration) -> i64 {
     i64::try_from(std::time::Duration::from(d).as_millis()).unwrap_or(i64::MAX)
 }
 
-fn load_labels(t: &TruthArgs) -> Result<Option<Vec<Crisis>>, CliError> {
-    match &t.labels {
+fn load_labels(t: &TruthArgs, cfg: &Config) -> Result<Option<Vec<Crisis>>, CliError> {
+    let from_file = match &t.labels {
         None if !t.crises.is_empty() => {
-            Err(CliError::Usage("--crisis needs --labels FILE".to_string()))
+            return Err(CliError::Usage("--crisis needs --labels FILE".to_string()))
         }
-        None => Ok(None),
-        Some(p) => Ok(Some(labels::select(labels::load(p)?, &t.crises)?)),
-    }
+        None => None,
+        Some(p) => Some(labels::select(labels::load(p)?, &t.crises)?),
+    };
+    let Some(ob) = &t.labels_from else {
+        return Ok(from_file);
+    };
+    let path = if ob.as_os_str().is_empty() {
+        PathBuf::from(&cfg.incidents.data_dir)
+    } else {
+        ob.clone()
+    };
+    let entries = OutboxReader::open(&path)
+        .and_then(|r| r.feedback())
+        .map_err(|e| CliError::Usage(format!("--labels-from: {e}")))?;
+    let truth = labels::from_feedback(&entries);
+    eprintln!(
+        "labels from {}: {} incident(s) marked useful, {} marked noise",
+        path.display(),
+        truth.useful,
+        truth.noise
+    );
+    let mut all = from_file.unwrap_or_default();
+    all.extend(truth.crises);
+    Ok(Some(all))
 }
 
-pub fn summary_options(t: &TruthArgs) -> Result<SummaryOptions, CliError> {
+pub fn summary_options(t: &TruthArgs, cfg: &Config) -> Result<SummaryOptions, CliError> {
     Ok(SummaryOptions {
         flap_gap_ms: dur_ms(t.flap_gap).max(0),
         grace_ms: t.grace.map(dur_ms),
-        labels: load_labels(t)?,
+        labels: load_labels(t, cfg)?,
     })
 }
 
@@ -245,7 +273,7 @@ pub fn write_err(path: &Path) -> impl Fn(io::Error) -> CliError + '_ {
 /// `crisiswatch backtest`: prints the report.
 fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
     let cfg = load_config(&a.history.config)?;
-    let opts = summary_options(&a.truth)?;
+    let opts = summary_options(&a.truth, &cfg)?;
     let inputs = a.history.open(&cfg)?;
     if a.review_dir.is_some() && inputs.uses_stdin() {
         return Err(CliError::Usage(
@@ -296,7 +324,7 @@ fn tune(a: &TuneArgs) -> Result<ExitCode, CliError> {
     let opts = TuneOptions {
         rule: a.rule.clone(),
         varies,
-        summary: summary_options(&a.truth)?,
+        summary: summary_options(&a.truth, &cfg)?,
         now_ms: Some(a.history.now.ms()?),
         pick: a.pick,
     };

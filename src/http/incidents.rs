@@ -3,7 +3,7 @@
 //!
 //! | endpoint | auth | what |
 //! | --- | --- | --- |
-//! | `GET /api/v1/incidents` | read | open incidents (key, route, labels, severity, active alerts) and queued close requests |
+//! | `GET /api/v1/incidents` | read | open incidents (key, route, labels, severity, active alerts, `acknowledged`, `label`) and queued close requests |
 //! | `POST /api/v1/incidents/close` | bearer (admin) | `{"key": "<dedup_key>", "reason": "...", "by": "..."}` → 202 `{"request": id}`; 404 when no such incident is open; 400 without a reason |
 //! | `GET /api/v1/incidents/close/{id}` | read | a close request and its outcome (`closed`, `not_open`, or still queued) |
 //!
@@ -61,6 +61,32 @@ pub(crate) fn incident_json(inc: &Incident) -> serde_json::Value {
     })
 }
 
+/// Adds an incident's feedback to its JSON: `acknowledged` (by, at, note of
+/// the first acknowledgement) and `label` (the latest), `null` without.
+pub(crate) fn with_feedback(
+    mut v: serde_json::Value,
+    fb: Option<&crate::incident::outbox::feedback::FeedbackState>,
+) -> serde_json::Value {
+    let entry = |f: &crate::incident::outbox::feedback::Feedback| {
+        json!({
+            "label": f.label.map(|l| l.as_str()),
+            "by": f.by,
+            "at": format_ts(f.at_ms),
+            "note": f.note,
+        })
+    };
+    if let Some(obj) = v.as_object_mut() {
+        let ack = fb.and_then(|f| f.ack.as_ref()).map(entry);
+        let label = fb.and_then(|f| f.label.as_ref()).map(entry);
+        obj.insert(
+            "acknowledged".into(),
+            ack.unwrap_or(serde_json::Value::Null),
+        );
+        obj.insert("label".into(), label.unwrap_or(serde_json::Value::Null));
+    }
+    v
+}
+
 /// A close request as the API and the CLI show it.
 pub(crate) fn request_json(r: &CloseRequest) -> serde_json::Value {
     json!({
@@ -78,7 +104,7 @@ fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": msg.to_string() }))).into_response()
 }
 
-fn store(s: &AppState) -> Result<Arc<Outbox>, Box<Response>> {
+pub(crate) fn store(s: &AppState) -> Result<Arc<Outbox>, Box<Response>> {
     s.incidents.get().cloned().ok_or_else(|| {
         Box::new(error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -105,10 +131,17 @@ async fn list(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
         Ok(o) => o,
         Err(r) => return *r,
     };
-    let read = blocking(move || Ok((ob.load_incidents()?, ob.pending_close_requests()?))).await;
+    let read = blocking(move || {
+        Ok((
+            ob.load_incidents()?,
+            ob.pending_close_requests()?,
+            crate::incident::outbox::feedback::fold(&ob.feedback()?),
+        ))
+    })
+    .await;
     match read {
-        Ok((incidents, requests)) => Json(json!({
-            "incidents": incidents.iter().map(incident_json).collect::<Vec<_>>(),
+        Ok((incidents, requests, fb)) => Json(json!({
+            "incidents": incidents.iter().map(|i| with_feedback(incident_json(i), fb.get(&i.key))).collect::<Vec<_>>(),
             "close_requests": requests.iter().map(request_json).collect::<Vec<_>>(),
         }))
         .into_response(),

@@ -201,6 +201,11 @@ CREATE TABLE IF NOT EXISTS close_requests (
     requested_by TEXT NOT NULL, requested_ms INTEGER NOT NULL, done_ms INTEGER, outcome TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, incident TEXT NOT NULL, kind TEXT NOT NULL,
+    label TEXT, note TEXT NOT NULL, by TEXT NOT NULL, at_ms INTEGER NOT NULL, alerts TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_incident ON feedback (incident, id);
 ";
 
 const ROW_COLUMNS: &str = "id, receiver, incident, seq, action, body, status, created_ms, attempts, next_attempt_ms, last_error, done_ms";
@@ -532,6 +537,7 @@ impl Tx<'_> {
 
 pub use closing::CloseRequest;
 mod closing;
+pub mod feedback;
 mod operator;
 pub use operator::Pruned;
 // Read-only access for looking back at incidents (`crisiswatch review --outbox`).

@@ -57,7 +57,7 @@ pub(crate) struct ReviewArgs {
 /// `crisiswatch review`: Markdown reviews of incidents.
 pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
     let cfg = load_config(&a.config)?;
-    let opts = summary_options(&a.truth)?;
+    let opts = summary_options(&a.truth, &cfg)?;
     let inputs = if a.input.is_empty() && a.kafka.kafka_topics.is_empty() {
         None
     } else {

@@ -1,6 +1,7 @@
-//! `crisiswatch incident list|close`: the open incidents, and an operator's
-//! close (queued in the outbox database, applied by the running service —
-//! see `crate::incident::outbox::CloseRequest`).
+//! `crisiswatch incident list|close|ack|label`: the open incidents, an
+//! operator's close (queued in the outbox database, applied by the running
+//! service — see `crate::incident::outbox::CloseRequest`), and responders'
+//! feedback (`crate::incident::outbox::feedback`).
 
 use std::io::Write;
 use std::path::Path;
@@ -9,9 +10,10 @@ use std::time::{Duration, Instant};
 use clap::Subcommand;
 
 use crate::event::format_ts;
-use crate::http::incidents::{incident_json, request_json};
+use crate::http::incidents::{incident_json, request_json, with_feedback};
 use crate::incident::delivery::Clock;
 use crate::incident::model::labels_text;
+use crate::incident::outbox::feedback::{fold, Label, Recorded};
 use crate::incident::outbox::Outbox;
 
 use super::CliError;
@@ -42,6 +44,66 @@ pub(crate) enum IncidentCommand {
         #[arg(long)]
         wait: Option<humantime::Duration>,
     },
+    /// Acknowledge an open incident (recorded with it; shown in `list`, the
+    /// API and the console).
+    Ack {
+        /// The incident's key.
+        key: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// A note for the other responders.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Label an incident, open or past: `useful` (a real crisis) or `noise`
+    /// (a false page). `tune --labels-from` learns from the labels.
+    Label {
+        /// The incident's key.
+        key: String,
+        /// `useful` or `noise`.
+        #[arg(value_parser = ["useful", "noise"])]
+        label: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// Why.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+}
+
+fn who(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".into())
+}
+
+fn feedback(
+    ob: &Outbox,
+    key: &str,
+    label: Option<Label>,
+    note: &str,
+    by: String,
+    out: &mut dyn Write,
+) -> Result<bool, CliError> {
+    let what = label.map_or("acknowledged", Label::as_str);
+    match ob.record_feedback(key, label, note, &by, Clock::new().now_ms())? {
+        Recorded::Entry(id) => {
+            writeln!(out, "{key}: {what} by {by} (#{id}).")?;
+            Ok(true)
+        }
+        Recorded::Unknown => {
+            writeln!(
+                out,
+                "No incident {key:?} in the outbox (see `crisiswatch incident list`)."
+            )?;
+            Ok(false)
+        }
+        Recorded::NotOpen => {
+            writeln!(out, "Incident {key:?} is no longer open: nothing to acknowledge (a label still can be given).")?;
+            Ok(false)
+        }
+    }
 }
 
 /// Runs an `incident` command.
@@ -55,9 +117,10 @@ pub fn incident(
         IncidentCommand::List { json } => {
             let incidents = ob.load_incidents()?;
             let requests = ob.pending_close_requests()?;
+            let fb = fold(&ob.feedback()?);
             if json {
                 for i in &incidents {
-                    writeln!(out, "{}", incident_json(i))?;
+                    writeln!(out, "{}", with_feedback(incident_json(i), fb.get(&i.key)))?;
                 }
                 for r in &requests {
                     writeln!(
@@ -92,6 +155,25 @@ pub fn incident(
                         active.join(", ")
                     },
                 )?;
+                if let Some(f) = fb.get(&i.key) {
+                    if let Some(a) = &f.ack {
+                        writeln!(
+                            out,
+                            "    acknowledged by {} at {}",
+                            a.by,
+                            format_ts(a.at_ms)
+                        )?;
+                    }
+                    if let Some(l) = &f.label {
+                        let label = l.label.map_or("?", Label::as_str);
+                        writeln!(
+                            out,
+                            "    labelled {label} by {} at {}",
+                            l.by,
+                            format_ts(l.at_ms)
+                        )?;
+                    }
+                }
             }
             for r in &requests {
                 writeln!(
@@ -106,6 +188,13 @@ pub fn incident(
             }
             Ok(true)
         }
+        IncidentCommand::Ack { key, by, note } => feedback(&ob, &key, None, &note, who(by), out),
+        IncidentCommand::Label {
+            key,
+            label,
+            by,
+            note,
+        } => feedback(&ob, &key, Label::parse(&label), &note, who(by), out),
         IncidentCommand::Close {
             key,
             reason,
@@ -124,9 +213,7 @@ pub fn incident(
                 )?;
                 return Ok(false);
             }
-            let by = by
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "operator".into());
+            let by = who(by);
             let id = ob.request_close(&key, &reason, &by, Clock::new().now_ms())?;
             let Some(wait) = wait else {
                 writeln!(out, "Close of {key} requested (#{id}): the running service sends its resolve within a second, or at its next start.")?;

@@ -302,6 +302,14 @@ impl OutboxReader {
         }
         Ok(out)
     }
+
+    /// Responders' feedback, oldest first (none in an outbox written before
+    /// feedback existed).
+    pub fn feedback(&self) -> Result<Vec<super::feedback::Feedback>, OutboxReadError> {
+        let rows = super::feedback::read_all(&self.conn).map_err(self.sql_err())?;
+        super::feedback::decode_all(rows.unwrap_or_default())
+            .map_err(|e| self.corrupt("feedback", "log".into(), e.to_string()))
+    }
 }
 
 fn parse_state(s: &str) -> Option<State> {
