@@ -42,6 +42,7 @@ mod evaluate;
 mod record;
 mod reload;
 mod rule;
+pub(crate) mod season;
 mod snapshot;
 mod stats;
 mod table;
@@ -402,10 +403,13 @@ impl Engine {
             } else {
                 None
             };
-            let shape = rule.shape;
+            let (shape, season) = (rule.shape, rule.indicator.season());
             let Some(group) = rule.slots[slot as usize].group.as_mut() else {
                 continue;
             };
+            if let (Some(p), Some(s)) = (group.season.as_deref_mut(), season) {
+                p.add(s, pane, shape.n, contrib.delta[0]);
+            }
             // Bring the window to the clock first, so the pane lands in the right region.
             group.window.advance(end_pane(clock, rule.slide), &shape);
             let Some((region, created)) = group.window.add(pane, contrib.delta, customer, &shape)

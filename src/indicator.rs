@@ -29,6 +29,7 @@
 use std::hash::BuildHasher;
 
 use crate::config::{Condition, IndicatorConfig, RateUnit, RuleConfig, SurgeMethod};
+use crate::engine::season::{Expectation, SeasonShape};
 use crate::event::Event;
 use crate::route::CompiledSelector;
 use crate::window::{Counters, Window};
@@ -89,6 +90,8 @@ pub(crate) enum Kind {
         method: SurgeMethod,
         /// Expected-count floor.
         min_baseline: f64,
+        /// Seasonal baseline (`seasonality`), instead of the trailing one.
+        season: Option<SeasonShape>,
     },
 }
 
@@ -141,6 +144,46 @@ impl Indicator {
             kind: Kind::compile(cfg, window_ms),
             guard: None,
         }
+    }
+
+    /// A seasonal surge's profile dimensions (see `engine::season`).
+    pub(crate) fn season(&self) -> Option<SeasonShape> {
+        match self.kind {
+            Kind::Surge { season, .. } => season,
+            _ => None,
+        }
+    }
+
+    /// A seasonal surge's value for window `w` against the expectation of
+    /// earlier seasons (`None` until there is one), on the confidence bound
+    /// of the current count unless `estimate`. Volume: the current count.
+    pub(crate) fn seasonal_value(
+        &self,
+        w: &Window,
+        exp: Option<Expectation>,
+        estimate: bool,
+    ) -> (Option<f64>, i64) {
+        let Kind::Surge {
+            method,
+            min_baseline,
+            ..
+        } = &self.kind
+        else {
+            return (None, 0);
+        };
+        let c = w.cur[0];
+        let current = match &self.guard {
+            Some(g) if !estimate => confidence::poisson(c, g.z, g.side == Side::Lower),
+            _ => c as f64,
+        };
+        let value = exp.map(|e| {
+            let expected = e.mean.max(*min_baseline);
+            match method {
+                SurgeMethod::Ratio => current / expected,
+                SurgeMethod::Zscore => (current - expected) / e.var.max(expected).sqrt(),
+            }
+        });
+        (value, c)
     }
 
     /// The selectors, for routing.
@@ -261,11 +304,18 @@ impl Kind {
                 select,
                 method,
                 min_baseline,
-                ..
+                seasonality,
+                baseline,
             } => Kind::Surge {
                 select: CompiledSelector::compile(select),
                 method: *method,
                 min_baseline: *min_baseline,
+                season: seasonality.map(|s| SeasonShape {
+                    buckets: (s.as_ms() / window_ms.max(1)).max(1),
+                    seasons: u32::try_from(baseline.as_ms() / s.as_ms().max(1))
+                        .unwrap_or(1)
+                        .max(1),
+                }),
             },
         }
     }

@@ -252,6 +252,13 @@ pub enum IndicatorConfig {
         /// does not turn two events into a "surge".
         #[serde(default = "default_min_baseline")]
         min_baseline: f64,
+        /// Seasonal baseline: compare with the same time of earlier seasons
+        /// (`"1d"`: previous days, `"7d"`: previous weeks) instead of the
+        /// trailing `baseline`, which then says how many seasons to average
+        /// (`baseline ÷ seasonality`, e.g. "7d" with "1d": about a week of
+        /// days). A multiple of the window, at most 2016 windows.
+        #[serde(default)]
+        seasonality: Option<Dur>,
     },
 }
 

@@ -10,6 +10,7 @@ use crate::alert::{Phase, Transition};
 
 use super::record::Evaluation;
 use super::rule::decode_key;
+use super::season::Seasonal;
 use super::{EngineStats, RuleRt};
 
 /// The pane holding event time `ts`: `ceil(ts / slide)`.
@@ -66,13 +67,20 @@ pub(super) fn evaluate(
 ) -> Option<i64> {
     let end = end_pane(at, rule.slide);
     let base = rule.baseline_panes(end);
-    let shape = rule.shape;
+    let (shape, season) = (rule.shape, rule.indicator.season());
     let min_volume = rule.min_volume;
     rule.stats.evaluations += 1;
     let gen = rule.slots[slot as usize].gen;
     let group = rule.slots[slot as usize].group.as_mut()?;
     group.window.advance(end, &shape);
-    let (value, volume) = rule.indicator.value(&group.window, shape.n, base);
+    let (value, volume) = match (group.season.as_deref_mut(), season) {
+        (Some(p), Some(s)) => {
+            p.advance(s, Seasonal::bucket_of(end, shape.n));
+            let exp = p.expected(end, shape.n);
+            rule.indicator.seasonal_value(&group.window, exp, false)
+        }
+        _ => rule.indicator.value(&group.window, shape.n, base),
+    };
     let value = if volume < min_volume { None } else { value };
     group.value = value;
     group.evaluated_at = at;

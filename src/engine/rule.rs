@@ -11,6 +11,7 @@ use crate::config::{Config, IndicatorConfig, RuleConfig};
 use crate::indicator::Indicator;
 use crate::window::{Shape, Window};
 
+use super::season::Seasonal;
 use super::wheel::Wheel;
 use super::{end_pane, pane_of, GroupView, RuleRt, RuleStats};
 
@@ -37,6 +38,8 @@ pub(super) struct Group {
     pub(super) instance: Option<Box<Instance>>,
     /// Id of `key` in the rule's [`Recorder`] (0 when not recording).
     pub(super) key_id: u32,
+    /// A seasonal surge's profile of earlier seasons (`seasonality`).
+    pub(super) season: Option<Box<Seasonal>>,
     /// The group's entry in its rule's [`GroupTable`] (rebuilt on restore).
     #[serde(skip)]
     pub(super) entry: u32,
@@ -137,6 +140,11 @@ impl RuleRt {
         let window_ms = r.window.as_ms().max(slide);
         let indicator = Indicator::for_rule(r, window_ms);
         let m = match &r.indicator {
+            // A seasonal surge keeps a profile instead of trailing panes.
+            IndicatorConfig::Surge {
+                seasonality: Some(_),
+                ..
+            } => 0,
             IndicatorConfig::Surge { baseline, .. } => baseline.as_ms() / slide,
             _ => 0,
         };
@@ -198,7 +206,13 @@ impl RuleRt {
         let estimate = if self.indicator.is_guarded() {
             let end = end_pane(g.evaluated_at, self.slide);
             let base = self.baseline_panes(end);
-            let (v, volume) = self.indicator.estimate(&g.window, self.shape.n, base);
+            let (v, volume) = match &g.season {
+                Some(s) => {
+                    self.indicator
+                        .seasonal_value(&g.window, s.expected(end, self.shape.n), true)
+                }
+                None => self.indicator.estimate(&g.window, self.shape.n, base),
+            };
             v.filter(|_| volume >= self.min_volume)
         } else {
             None
@@ -268,6 +282,7 @@ impl RuleRt {
             warm_tick: i64::MIN,
             instance: None,
             key_id,
+            season: self.indicator.season().map(|s| Box::new(Seasonal::new(s))),
             entry,
         };
         let slot = match self.free.pop() {
@@ -292,7 +307,8 @@ impl RuleRt {
     pub(super) fn maybe_evict(&mut self, slot: u32) -> Option<u32> {
         let s = &mut self.slots[slot as usize];
         let g = s.group.as_ref()?;
-        if !(g.window.is_empty() && g.phase == Phase::Inactive) {
+        let profile = g.season.as_ref().is_some_and(|s| !s.is_empty());
+        if !(g.window.is_empty() && g.phase == Phase::Inactive) || profile {
             return None;
         }
         let entry = g.entry;

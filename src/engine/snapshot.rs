@@ -22,8 +22,9 @@ use super::{Engine, EngineStats, RuleStats, Slot};
 use crate::engine::wheel::Wheel;
 
 /// Version of the snapshot layout; bump on any change to the structs below
-/// (3: `EngineStats::invalid` counts `clock_jump` too).
-pub const SNAPSHOT_VERSION: u32 = 3;
+/// (3: `EngineStats::invalid` counts `clock_jump` too; 4: a group keeps a
+/// seasonal surge's profile, `engine::season`).
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 /// Errors decoding a snapshot.
 #[derive(Debug, thiserror::Error)]

@@ -144,7 +144,14 @@ impl Engine {
                 continue;
             };
             g.window.advance(end, &shape);
-            let (v, vol) = rule.indicator.value(&g.window, shape.n, base);
+            let (v, vol) = match &g.season {
+                // The profile as it stands (advanced only by evaluations).
+                Some(p) => {
+                    let exp = p.expected(end, shape.n);
+                    rule.indicator.seasonal_value(&g.window, exp, false)
+                }
+                None => rule.indicator.value(&g.window, shape.n, base),
+            };
             let v = if vol < rule.min_volume { None } else { v };
             let key = g.key.clone();
             out.push((rule.labels(&key), v));

@@ -110,6 +110,37 @@ pub(super) fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError
         IndicatorConfig::Surge {
             baseline,
             min_baseline,
+            seasonality: Some(season),
+            ..
+        } => {
+            let (b, s) = (baseline.as_ms(), season.as_ms());
+            if s <= 0 || window <= 0 || s % window != 0 || s / window > 2016 {
+                errs.push(ConfigError::new(
+                    format!("{p}.indicator.seasonality"),
+                    season.to_string(),
+                    format!(
+                        "must be a positive multiple of the window ({}) and at most 2016 windows (e.g. \"1d\" or \"7d\")",
+                        r.window
+                    ),
+                ));
+            } else if b < s || b % s != 0 || b / s > 52 {
+                errs.push(ConfigError::new(
+                    format!("{p}.indicator.baseline"),
+                    baseline.to_string(),
+                    format!("with seasonality = \"{season}\", the seasons averaged: a multiple of it, 1 to 52 seasons"),
+                ));
+            }
+            if !(min_baseline.is_finite() && *min_baseline > 0.0) {
+                errs.push(ConfigError::new(
+                    format!("{p}.indicator.min_baseline"),
+                    min_baseline.to_string(),
+                    "must be positive",
+                ));
+            }
+        }
+        IndicatorConfig::Surge {
+            baseline,
+            min_baseline,
             ..
         } => {
             let b = baseline.as_ms();
