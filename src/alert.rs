@@ -273,6 +273,9 @@ pub struct Transition {
     pub window_ms: i64,
     /// Ids of signal events seen while the alert was active (most recent last).
     pub sample_event_ids: Vec<String>,
+    /// Root-cause hints (rules with `explain`; pending, firing and escalated
+    /// transitions): the values over-represented in the window, best first.
+    pub hints: Vec<crate::explain::Hint>,
 }
 
 impl Transition {
@@ -336,7 +339,7 @@ impl Serialize for GroupMap<'_> {
 
 impl Serialize for Transition {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(12))?;
+        let mut m = s.serialize_map(Some(12 + usize::from(!self.hints.is_empty())))?;
         m.serialize_entry("rule", &self.rule)?;
         m.serialize_entry("group", &GroupMap(&self.group))?;
         m.serialize_entry("state", self.state.as_str())?;
@@ -352,6 +355,9 @@ impl Serialize for Transition {
             &crate::config::Dur::from_ms(self.window_ms.max(0) as u64).to_string(),
         )?;
         m.serialize_entry("sample_event_ids", &self.sample_event_ids)?;
+        if !self.hints.is_empty() {
+            m.serialize_entry("hints", &self.hints)?;
+        }
         m.end()
     }
 }

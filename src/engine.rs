@@ -34,6 +34,7 @@ use crate::alert::{AlertPolicy, Phase, Transition};
 use crate::config::{Config, RuleConfig};
 use crate::dedup::Dedup;
 use crate::event::{decode, DecodeLimits, Event, Invalid, InvalidReason};
+use crate::explain::ExplainSpec;
 use crate::indicator::{customer_hash, Indicator};
 use crate::route::Router;
 use crate::window::{PaneBuffer, Region, Shape};
@@ -99,6 +100,8 @@ struct RuleRt {
     stats: RuleStats,
     /// Set by [`Engine::record`]: every evaluation is kept for a caller.
     recorder: Option<Box<Recorder>>,
+    /// The rule's `explain` (root-cause hints); `None`: no per-value counts.
+    explain: Option<ExplainSpec>,
 }
 
 /// A read-only view of one group, for metrics and the API.
@@ -422,6 +425,14 @@ impl Engine {
                 }
                 continue;
             };
+            if contrib.signal {
+                if let (Some(spec), Some(x)) = (rule.explain.as_ref(), group.explain.as_deref_mut())
+                {
+                    x.add(spec, pane, end_pane(clock, rule.slide), |name| {
+                        ev.attr(name)
+                    });
+                }
+            }
             if created {
                 let n = shape.n;
                 let now_end = end_pane(clock, rule.slide);

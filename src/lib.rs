@@ -26,6 +26,8 @@
 //! * [`window`] keeps a ring of slide-sized panes per (rule, group).
 //! * [`indicator`] turns events into pane counters and windows into values.
 //! * [`alert`] is the per-group state machine and the transition format.
+//! * [`explain`] keeps per-value counts for a rule's `explain` attributes and
+//!   names the values over-represented in a breaching slice (root-cause hints).
 //! * [`sequencer`] holds valid events until the watermark passes them and
 //!   releases them in event-time order, so live runs equal replays.
 //! * [`engine`] ties these into the deterministic core: events + rules → transitions.
@@ -64,6 +66,7 @@ pub mod dedup;
 pub mod demo;
 pub mod engine;
 pub mod event;
+pub mod explain;
 pub mod generator;
 pub mod http;
 pub mod incident;

@@ -229,6 +229,7 @@ fn transition_json_matches_the_contract() {
         started_at: 1_763_791_800_000,
         window_ms: 1_800_000,
         sample_event_ids: vec!["evt-1".into()],
+        hints: Vec::new(),
     };
     let json = serde_json::to_string(&t).unwrap();
     assert!(json.starts_with(

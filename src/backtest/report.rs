@@ -52,6 +52,9 @@ pub struct Step {
     pub(crate) value: Option<f64>,
     /// Threshold of that severity.
     pub(crate) threshold: f64,
+    /// Root-cause hints the transition carried (rules with `explain`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) hints: Vec<crate::explain::Hint>,
 }
 
 /// The most extreme indicator value of an incident (highest for

@@ -165,6 +165,10 @@ pub fn parse_transition(line: &str) -> Result<Transition, String> {
                     .collect()
             })
             .unwrap_or_default(),
+        hints: v
+            .get("hints")
+            .and_then(|h| serde_json::from_value(h.clone()).ok())
+            .unwrap_or_default(),
     })
 }
 

@@ -360,6 +360,18 @@ pub struct RuleConfig {
     /// Dashboard link for responders.
     #[serde(default)]
     pub(crate) dashboard: Option<String>,
+    /// Root-cause hints: event attributes (e.g. `["category", "channel"]`)
+    /// whose values over-represented in a breaching slice's window, against
+    /// the slice's own baseline, are named in its transitions and incidents
+    /// (`src/explain.rs`). At most 8, unique, not in `group_by`. Default: `[]`
+    /// (off: the rule keeps no extra state and costs nothing more).
+    #[serde(default)]
+    pub(crate) explain: Vec<String>,
+    /// What the hints compare the window with: the slice's signal events of
+    /// this long before it (1 to 100 windows). Default: 24 windows (a day for
+    /// a 1h window).
+    #[serde(default)]
+    pub(crate) explain_baseline: Option<Dur>,
 }
 
 impl RuleConfig {

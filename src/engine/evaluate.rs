@@ -6,7 +6,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::alert::{Phase, Transition};
+use crate::alert::{Phase, State, Transition};
 
 use super::record::Evaluation;
 use super::rule::decode_key;
@@ -130,6 +130,10 @@ pub(super) fn evaluate(
             inst.key = Some(key.into_boxed_str());
         }
         let dedup_key = inst.key.as_deref().unwrap_or_default().to_string();
+        let hints = match (&rule.explain, group.explain.as_deref_mut()) {
+            (Some(spec), Some(x)) if state != State::Resolved => x.hints(spec, end),
+            _ => Vec::new(),
+        };
         out.push(Transition {
             rule: rule.name.to_string(),
             group: labels,
@@ -143,6 +147,7 @@ pub(super) fn evaluate(
             started_at: step.since,
             window_ms: rule.window_ms,
             sample_event_ids: inst.samples.iter().map(|s| s.to_string()).collect(),
+            hints,
         });
         stats.transitions += 1;
         rule.stats.transitions += 1;

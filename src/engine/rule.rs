@@ -8,6 +8,7 @@ use smallvec::SmallVec;
 
 use crate::alert::{AlertPolicy, Phase};
 use crate::config::{Config, IndicatorConfig, RuleConfig};
+use crate::explain::{Explain, ExplainSpec};
 use crate::indicator::Indicator;
 use crate::window::{Shape, Window};
 
@@ -43,6 +44,8 @@ pub(super) struct Group {
     /// The group's entry in its rule's [`GroupTable`] (rebuilt on restore).
     #[serde(skip)]
     pub(super) entry: u32,
+    /// Per-value counts for root-cause hints (rules with `explain` only).
+    pub(super) explain: Option<Box<Explain>>,
 }
 
 /// The alert instances of one group (see [`Group::instance`]).
@@ -188,6 +191,13 @@ impl RuleRt {
             live: 0,
             stats: RuleStats::default(),
             recorder: None,
+            explain: ExplainSpec::new(
+                &r.explain,
+                r.explain_baseline.map(|b| b.as_ms()),
+                window_ms,
+                shape.n,
+                shape.m,
+            ),
             cfg: r.clone(),
         }
     }
@@ -284,6 +294,7 @@ impl RuleRt {
             key_id,
             season: self.indicator.season().map(|s| Box::new(Seasonal::new(s))),
             entry,
+            explain: self.explain.as_ref().map(|_| Explain::new()),
         };
         let slot = match self.free.pop() {
             Some(s) => {

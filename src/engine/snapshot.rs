@@ -23,8 +23,9 @@ use crate::engine::wheel::Wheel;
 
 /// Version of the snapshot layout; bump on any change to the structs below
 /// (3: `EngineStats::invalid` counts `clock_jump` too; 4: a group keeps a
-/// seasonal surge's profile, `engine::season`).
-pub const SNAPSHOT_VERSION: u32 = 4;
+/// seasonal surge's profile, `engine::season`; 5: a group's per-value
+/// counts for root-cause hints, `explain`).
+pub const SNAPSHOT_VERSION: u32 = 5;
 
 /// Errors decoding a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -257,10 +258,13 @@ thresholds = { warning = 2.5 }
     }
 
     fn run(cut: Option<usize>, cfg: &Config) -> Vec<String> {
+        run_lines(cut, cfg, &lines(), 3)
+    }
+
+    fn run_lines(cut: Option<usize>, cfg: &Config, all: &[String], rules: usize) -> Vec<String> {
         let mut engine = Engine::new(cfg).unwrap();
         let mut feed = OrderedFeed::new(&mut engine);
         let mut out = Vec::new();
-        let all = lines();
         for (i, l) in all.iter().enumerate() {
             if Some(i) == cut {
                 // Restart: a new engine from the snapshot (the feed's held
@@ -269,7 +273,7 @@ thresholds = { warning = 2.5 }
                 let mut fresh = Engine::new(cfg).unwrap();
                 fresh.set_sequenced(true);
                 let summary = fresh.restore(&bytes).unwrap();
-                assert_eq!(summary.rules_restored.len(), 3);
+                assert_eq!(summary.rules_restored.len(), rules);
                 assert_eq!(fresh.snapshot().unwrap(), bytes, "restore is exact");
                 engine = fresh;
             }
@@ -290,6 +294,49 @@ thresholds = { warning = 2.5 }
         assert!(whole.iter().any(|l| l.contains("\"resolved\"")));
         for cut in [1, 57, 160, 199, 231, 399] {
             assert_eq!(run(Some(cut), &cfg), whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn root_cause_counts_survive_a_restore() {
+        let cfg = Config::from_toml_str(
+            r#"
+[[rules]]
+name = "s"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+indicator = { kind = "surge", select = { type = "complaint" }, baseline = "1h", min_baseline = 5 }
+thresholds = { warning = 2.0 }
+explain = ["channel"]
+"#,
+            &HashMap::<String, String>::new(),
+        )
+        .unwrap();
+        // Three hours of two complaints a minute (a quarter social), then
+        // twenty minutes of six a minute, mostly social.
+        let t0 = 1_795_132_800_000i64;
+        let mut all = Vec::new();
+        for m in 0..200i64 {
+            let k = if m >= 180 { 6 } else { 2 };
+            for j in 0..k {
+                let social = if m >= 180 { j != 0 } else { (m + j) % 4 == 0 };
+                let channel = if social { "social" } else { "web" };
+                all.push(format!(
+                    r#"{{"id":"e{m}-{j}","type":"complaint","ts":{},"attrs":{{"product":"p","channel":"{channel}"}}}}"#,
+                    t0 + m * 60_000 + j * 7_000
+                ));
+            }
+        }
+        let whole = run_lines(None, &cfg, &all, 1);
+        assert!(
+            whole
+                .iter()
+                .any(|l| l.contains(r#""hints":[{"attribute":"channel","value":"social""#)),
+            "{whole:?}"
+        );
+        for cut in [100, 361, 370, 390] {
+            assert_eq!(run_lines(Some(cut), &cfg, &all, 1), whole, "cut at {cut}");
         }
     }
 

@@ -159,3 +159,35 @@ impl Engine {
         out
     }
 }
+
+impl Engine {
+    /// The root-cause hints of `rule` on `group` (values in `group_by`
+    /// order) for the window at the current clock; `None` when the rule has
+    /// no `explain` or the group is gone. For progress updates: counts are
+    /// brought to the clock, alert state is not touched.
+    pub fn hints(&mut self, rule: &str, group: &Labels) -> Option<Vec<crate::explain::Hint>> {
+        let clock = self.clock?;
+        let i = self.rules.iter().position(|r| &*r.name == rule)?;
+        let values = group.iter().map(|(_, v)| v.as_str());
+        let r = &self.rules[i];
+        r.explain.as_ref()?;
+        if group.len() != r.group_by.len() {
+            return None;
+        }
+        let hash = group_hash(&self.hasher, values.clone());
+        let table = self.tables.get(r.group_by_id)?;
+        let e = table.find_by(hash, |key| key_eq(key, values.clone()))?;
+        let slot = table.slot(e, r.member) as usize;
+        let rule = &mut self.rules[i];
+        let end = end_pane(clock, rule.slide);
+        let spec = rule.explain.as_ref()?;
+        let x = rule
+            .slots
+            .get_mut(slot)?
+            .group
+            .as_mut()?
+            .explain
+            .as_deref_mut()?;
+        Some(x.hints(spec, end))
+    }
+}

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::{Labels, State, Transition};
 use crate::config::{Condition, Config, Severity};
+use crate::explain::Hint;
 
 use super::model::{self, Action, AlertEvidence, Notification, Reason};
 use super::routing::{Route, Router};
@@ -33,6 +34,12 @@ use super::routing::{Route, Router};
 pub trait ValueSource {
     /// The current value of `rule` on `group`, if known.
     fn current(&mut self, rule: &str, group: &Labels) -> Option<f64>;
+
+    /// The current root-cause hints of `rule` on `group` (`None`: unknown,
+    /// the last ones stay).
+    fn hints(&mut self, _rule: &str, _group: &Labels) -> Option<Vec<Hint>> {
+        None
+    }
 }
 
 /// No live values: progress updates repeat the last value seen in a transition.
@@ -52,6 +59,10 @@ impl ValueSource for crate::engine::Engine {
             .into_iter()
             .find(|(g, _)| g == group)
             .and_then(|(_, v)| v)
+    }
+
+    fn hints(&mut self, rule: &str, group: &Labels) -> Option<Vec<Hint>> {
+        crate::engine::Engine::hints(self, rule, group)
     }
 }
 
@@ -385,6 +396,7 @@ impl Lifecycle {
             sample_event_ids: t.sample_event_ids.clone(),
             runbook: info.runbook,
             dashboard: info.dashboard,
+            hints: t.hints.clone(),
         };
         a.observe(t.value);
         a
@@ -452,6 +464,9 @@ impl Lifecycle {
             a.threshold = t.threshold;
             a.observe(t.value);
             a.sample_event_ids = t.sample_event_ids.clone();
+            if !t.hints.is_empty() {
+                a.hints = t.hints.clone();
+            }
             ch.saved.insert(inc.key.clone());
             if inc.opened {
                 emit(inc, Action::Update, Reason::Escalated, t.at, interval, ch);
@@ -525,6 +540,9 @@ fn refresh(inc: &mut Incident, values: &mut dyn ValueSource) {
     for a in inc.alerts.iter_mut().filter(|a| a.active) {
         let v = values.current(&a.rule, &a.group);
         a.observe(v);
+        if let Some(h) = values.hints(&a.rule, &a.group) {
+            a.hints = h;
+        }
     }
 }
 

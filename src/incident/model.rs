@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::alert::{Labels, Transition};
 use crate::config::{Condition, Dur, Severity};
 use crate::event::format_ts;
+use crate::explain::{hints_text, Hint};
 
 /// What a notification does to the incident at the receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -99,6 +100,10 @@ pub(crate) struct AlertEvidence {
     pub(crate) runbook: Option<String>,
     /// Dashboard link of the rule.
     pub(crate) dashboard: Option<String>,
+    /// Root-cause hints of the latest transition or progress update (rules
+    /// with `explain`): over-represented attribute values, best first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) hints: Vec<Hint>,
 }
 
 impl AlertEvidence {
@@ -309,6 +314,11 @@ pub(crate) fn summary(n: &Notification) -> String {
         p.severity,
         fmt_value(Some(p.threshold)),
     );
+    let also = if p.hints.is_empty() || n.action == Action::Resolve {
+        also
+    } else {
+        format!(" Over-represented: {}.{also}", hints_text(&p.hints))
+    };
     let dur = fmt_duration(n.duration_ms());
     match (n.action, n.reason) {
         (Action::Open, _) => format!(

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Severity;
 use crate::event::format_ts;
+use crate::explain::{hints_text, Hint};
 use crate::secret::Secret;
 
 use super::model::{fmt_value, labels_text, Action, AlertEvidence, Notification};
@@ -61,6 +62,7 @@ fn evidence_json(a: &AlertEvidence) -> Value {
         "sample_event_ids": a.sample_event_ids,
         "runbook": a.runbook,
         "dashboard": a.dashboard,
+        "hints": a.hints,
     })
 }
 
@@ -89,6 +91,7 @@ pub(crate) fn generic(n: &Notification) -> Value {
         "sample_event_ids": p.map_or(&[][..], |a| &a.sample_event_ids[..]),
         "route": n.route,
         "labels": labels_obj(&n.labels),
+        "hints": p.map_or(&[][..], |a| &a.hints[..]),
         "alerts": n.alerts.iter().map(evidence_json).collect::<Vec<_>>(),
     });
     let (dashboard, runbook) = n.links();
@@ -179,6 +182,7 @@ pub(crate) fn pagerduty(n: &Notification, routing_key: &Secret) -> Value {
                 "threshold": p.map(|a| a.threshold),
                 "peak": num(p.and_then(|a| a.peak)),
                 "labels": labels_obj(&n.labels),
+                "hints": p.map_or_else(Vec::new, |a| a.hints.iter().map(Hint::text).collect()),
                 "alerts": [],
             },
         },
@@ -276,6 +280,9 @@ fn alertmanager_alert(n: &Notification, a: &AlertEvidence, now_ms: i64, resend_m
         "sample_event_ids".into(),
         Value::String(a.sample_event_ids.join(",")),
     );
+    if !a.hints.is_empty() {
+        annotations.insert("hints".into(), Value::String(hints_text(&a.hints)));
+    }
     if let Some(r) = &a.runbook {
         annotations.insert("runbook_url".into(), Value::String(r.clone()));
     }
@@ -348,6 +355,7 @@ mod tests {
             sample_event_ids: vec!["e-1".into()],
             runbook: None,
             dashboard: None,
+            hints: Vec::new(),
         }
     }
 
@@ -446,6 +454,46 @@ mod tests {
         assert_eq!(labels["attr_severity"], "z");
         assert_eq!(labels["a_b"], "1");
         assert_eq!(labels["attr_a_b"], "2");
+    }
+
+    #[test]
+    fn hints_reach_every_format() {
+        let mut a = alert(0, true, "d");
+        a.hints = vec![crate::explain::Hint {
+            attribute: "category".into(),
+            value: "product_quality".into(),
+            count: 42,
+            share: 0.78,
+            baseline_share: 0.21,
+            lift: 3.71,
+            score: 88.5,
+        }];
+        let mut n = notification(vec![a], 0);
+        n.action = Action::Open;
+        n.reason = super::super::model::Reason::Opened;
+        n.summary = super::super::model::summary(&n);
+        let text = "category=product_quality 78 % (usually 21 %, ×3.7)";
+        assert!(
+            n.summary.contains(&format!("Over-represented: {text}.")),
+            "{}",
+            n.summary
+        );
+        assert!(console_line(&n).contains(text));
+        let g = generic(&n);
+        assert_eq!(g["hints"][0]["value"], "product_quality");
+        assert_eq!(g["hints"][0]["lift"], 3.71);
+        assert_eq!(g["alerts"][0]["hints"], g["hints"]);
+        let pd = pagerduty(&n, &Secret::new("k".to_string()));
+        assert_eq!(pd["payload"]["custom_details"]["hints"][0], text);
+        assert!(pd["payload"]["summary"].as_str().unwrap().contains(text));
+        let am = alertmanager(&[&n], 5000, 60_000);
+        assert_eq!(am[0]["annotations"]["hints"], text);
+        // Without hints: an empty list in the generic body, no annotation.
+        let plain = notification(vec![alert(1, true, "d")], 0);
+        assert_eq!(generic(&plain)["hints"], serde_json::json!([]));
+        assert!(alertmanager(&[&plain], 5000, 60_000)[0]["annotations"]
+            .get("hints")
+            .is_none());
     }
 
     #[test]

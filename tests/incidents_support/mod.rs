@@ -333,6 +333,7 @@ pub fn tr(
         started_at: started,
         window_ms: 600_000,
         sample_event_ids: vec![format!("evt-{rule}-{at}")],
+        hints: Vec::new(),
     }
 }
 

@@ -83,6 +83,7 @@ impl Tracker {
             severity: t.severity,
             value: t.value,
             threshold: t.threshold,
+            hints: t.hints.clone(),
         };
         let open = &mut self.open[r];
         let same = open

@@ -120,6 +120,9 @@ pub(crate) struct AlertReview {
     pub(crate) timeline: TimelineSource,
     /// Signal event ids of the latest notification.
     pub(crate) sample_event_ids: Vec<String>,
+    /// Root-cause hints the notifications carried: (time, hints) each time
+    /// they changed.
+    pub(crate) hints: Vec<(i64, Vec<crate::explain::Hint>)>,
 }
 
 /// When an alert's peak was seen.

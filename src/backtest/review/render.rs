@@ -69,9 +69,32 @@ pub fn render(
 
     let _ = writeln!(s, "\n## Timeline\n");
     write_timeline(&mut s, i, end_ms, "no data", "(end of data)");
+    write_hints(&mut s, i);
 
     write_events(&mut s, evidence, "##");
     s
+}
+
+/// The root-cause hints of the incident's transitions (rules with
+/// `explain`), one line per transition that carried any.
+pub(crate) fn write_hints(s: &mut String, i: &Incident) {
+    let steps: Vec<_> = i.timeline.iter().filter(|t| !t.hints.is_empty()).collect();
+    if steps.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n## Root-cause hints\n\nValues over-represented in the slice's window against its own baseline (ranked by the G statistic):\n"
+    );
+    for t in steps {
+        let _ = writeln!(
+            s,
+            "* {} ({}): {}",
+            short_ts(t.at),
+            t.state,
+            crate::explain::hints_text(&t.hints).replace(['\r', '\n'], " ")
+        );
+    }
 }
 
 /// Text made safe for one Markdown table cell: a `|` would start a new

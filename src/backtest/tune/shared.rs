@@ -339,6 +339,7 @@ impl Replay {
                 started_at: step.since,
                 window_ms: self.window_ms,
                 sample_event_ids: Vec::new(),
+                hints: Vec::new(),
             });
         }
         if ks.phase == Phase::Inactive {

@@ -26,6 +26,7 @@ pub(super) fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError
             ));
         }
     }
+    validate_explain(&p, r, errs);
     if let Some(c) = r.confidence {
         let guarded = matches!(
             r.indicator,
@@ -240,6 +241,53 @@ pub(super) fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError
                     if r.condition == Condition::Above { "≤" } else { "≥" },
                     r.condition
                 ),
+            ));
+        }
+    }
+}
+
+/// `explain` and `explain_baseline` (root-cause hints, `src/explain.rs`).
+fn validate_explain(p: &str, r: &RuleConfig, errs: &mut Vec<ConfigError>) {
+    if r.explain.len() > crate::explain::MAX_ATTRS {
+        errs.push(ConfigError::new(
+            format!("{p}.explain"),
+            format!("{} attributes", r.explain.len()),
+            format!("at most {} attributes", crate::explain::MAX_ATTRS),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (j, a) in r.explain.iter().enumerate() {
+        let why = if a.is_empty() {
+            Some("must be a non-empty attribute name")
+        } else if !seen.insert(a) {
+            Some("is listed twice")
+        } else if r.group_by.contains(a) {
+            Some("is in group_by: every event of a slice has the same value")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            errs.push(ConfigError::new(format!("{p}.explain[{j}]"), a, why));
+        }
+    }
+    if let Some(b) = r.explain_baseline {
+        let (b, w) = (b.as_ms(), r.window.as_ms());
+        if w > 0 && (b < w || b > w.saturating_mul(crate::explain::MAX_BASELINE_WINDOWS)) {
+            errs.push(ConfigError::new(
+                format!("{p}.explain_baseline"),
+                Dur::from_ms(b.max(0) as u64).to_string(),
+                format!(
+                    "must be 1 to {} windows ({} to {})",
+                    crate::explain::MAX_BASELINE_WINDOWS,
+                    r.window,
+                    Dur::from_ms(w.saturating_mul(crate::explain::MAX_BASELINE_WINDOWS) as u64)
+                ),
+            ));
+        } else if r.explain.is_empty() {
+            errs.push(ConfigError::new(
+                format!("{p}.explain_baseline"),
+                Dur::from_ms(b.max(0) as u64).to_string(),
+                "set only with `explain`",
             ));
         }
     }

@@ -49,6 +49,7 @@ fn t(rule: &str, group: &[(&str, &str)], state: State, sev: Severity, at: i64) -
         started_at: 1000,
         window_ms: 600_000,
         sample_event_ids: vec![format!("e{at}")],
+        hints: Vec::new(),
     }
 }
 

@@ -162,6 +162,7 @@ fn build_alert(
                 } else {
                     threshold_of(t.severity)
                 },
+                hints: Vec::new(),
             })
             .collect();
         (steps, TimelineSource::Ledger)
@@ -213,6 +214,7 @@ fn build_alert(
         peak_at,
         timeline: source,
         sample_event_ids: last.sample_event_ids.clone(),
+        hints: hints_seen(&views),
     })
 }
 
@@ -294,6 +296,19 @@ fn settled(a: &AlertEvidence, v: f64) -> bool {
     }
 }
 
+/// The root-cause hints the notifications carried for one alert: (time,
+/// hints) each time they changed.
+fn hints_seen(views: &[(Option<&Sent>, &AlertEvidence)]) -> Vec<(i64, Vec<crate::explain::Hint>)> {
+    let mut out: Vec<(i64, Vec<crate::explain::Hint>)> = Vec::new();
+    for (s, a) in views {
+        if a.hints.is_empty() || out.last().is_some_and(|(_, h)| *h == a.hints) {
+            continue;
+        }
+        out.push((s.map_or(a.fired_at, |s| s.at), a.hints.clone()));
+    }
+    out
+}
+
 /// A timeline from the notifications alone (the ledger was pruned).
 fn steps_from_notifications(
     views: &[(Option<&Sent>, &AlertEvidence)],
@@ -308,6 +323,7 @@ fn steps_from_notifications(
         severity: first.severity,
         value: s0.filter(|s| s.at == first.fired_at).and(first.value),
         threshold: first.threshold,
+        hints: first.hints.clone(),
     }];
     let mut severity = first.severity;
     for (s, a) in views.iter().skip(1) {
@@ -319,6 +335,7 @@ fn steps_from_notifications(
                 severity,
                 value: a.value,
                 threshold: a.threshold,
+                hints: a.hints.clone(),
             });
         }
     }
@@ -336,6 +353,7 @@ fn steps_from_notifications(
             severity,
             value,
             threshold,
+            hints: Vec::new(),
         });
     }
     steps

@@ -257,6 +257,14 @@ fn write_alert(
             ids.join(", ")
         );
     }
+    for (at, hints) in &a.hints {
+        let _ = writeln!(
+            s,
+            "| Root-cause hints ({}) | {} |",
+            short_ts(*at),
+            cell(&crate::explain::hints_text(hints))
+        );
+    }
     if let Some(r) = rule {
         write_rule_rows(s, r);
     }
@@ -309,6 +317,7 @@ mod tests {
                 severity: Severity::Warning,
                 value: Some(1.0),
                 threshold: 0.5,
+                hints: Vec::new(),
             }],
             window_ms: 60_000,
             condition: Condition::Above,
@@ -339,6 +348,7 @@ mod tests {
                 peak_at: PeakTime::Unknown,
                 timeline: TimelineSource::Ledger,
                 sample_event_ids: vec![format!("id {text}"), "plain".to_string()],
+                hints: Vec::new(),
             }],
         }
     }
