@@ -346,3 +346,82 @@ explain = {explain}
     let e = errors(text(r#"["category"]"#, r#"explain_values = 3"#));
     assert!(e.contains("explain_values"), "unknown keys are errors: {e}");
 }
+
+/// The demo's generated day through the shipped configuration: the quality
+/// surge (router-x in eu-west, product_quality and safety complaints) and the
+/// social spike (phone-z on the social channel) are each explained by what
+/// was injected.
+#[test]
+fn the_demo_crises_are_explained_by_what_was_injected() {
+    use crisiswatch::config::{Config, EXAMPLE_CONFIG};
+    use crisiswatch::generator::{Generator, GeneratorSettings};
+    const DAY: i64 = 24 * 60 * MIN;
+    for seed in [42, 7] {
+        let mut gen = Generator::new(GeneratorSettings {
+            seed,
+            start_ms: T0,
+            duration_ms: DAY,
+            orders_per_minute: 300.0,
+            crises: true,
+            noise: true,
+            shape: crisiswatch::generator::TrafficShape::default(),
+        });
+        let mut lines = Vec::new();
+        gen.generate_until(T0 + DAY, &mut lines);
+        let input: Vec<u8> = lines
+            .iter()
+            .flat_map(|l| l.iter().copied().chain([b'\n']))
+            .collect();
+        let cfg = Config::from_toml_str(
+            EXAMPLE_CONFIG,
+            &std::collections::HashMap::<String, String>::new(),
+        )
+        .unwrap();
+        let mut engine = Engine::new(&cfg).unwrap();
+        let mut fired: Vec<Transition> = Vec::new();
+        let mut out = Vec::new();
+        crisiswatch::replay::replay(
+            &mut engine,
+            std::io::Cursor::new(input),
+            &mut out,
+            Some(T0 + DAY),
+            |t| {
+                if t.state == State::Firing {
+                    fired.push(t.clone());
+                }
+            },
+        )
+        .unwrap();
+        let hints_of = |rule: &str, product: &str| -> Vec<String> {
+            let t = fired
+                .iter()
+                .find(|t| t.rule == rule && t.group[0].1 == product)
+                .unwrap_or_else(|| panic!("seed {seed}: {rule} did not fire on {product}"));
+            hint_names(&t.hints)
+        };
+        let quality = hints_of("complaint_surge", "router-x");
+        for want in ["category=product_quality", "region=eu-west"] {
+            assert!(
+                quality.contains(&want.to_string()),
+                "seed {seed}: {quality:?}"
+            );
+        }
+        let social = hints_of("complaint_surge", "phone-z");
+        assert_eq!(
+            social.first().map(String::as_str),
+            Some("channel=social"),
+            "seed {seed}"
+        );
+        // What a rule selects on is never a hint of its own: every social_spike
+        // event is social, so its hints name other attributes.
+        assert!(hints_of("social_spike", "phone-z")
+            .iter()
+            .all(|h| !h.starts_with("channel=")));
+        // Every hint meets the support and lift minimums.
+        for t in &fired {
+            for h in &t.hints {
+                assert!(h.lift >= 1.5 && h.count >= 5, "seed {seed}: {h:?}");
+            }
+        }
+    }
+}
