@@ -17,6 +17,9 @@
 //!   index and counters; customer entries at 12 bytes in both. The target:
 //!   ≤ 1.5× the theoretical size.
 //!
+//! * `EXPLAIN`: the 20 rules with `explain` (root-cause hints) on each,
+//!   events/s and heap bytes per live group beside the same rules without.
+//!
 //! `CRISISWATCH_BENCH_EVENTS=N` shortens the stream (default 1,000,000);
 //! `CRISISWATCH_BENCH_QUICK=1` skips criterion and runs one timed pass each.
 
@@ -140,6 +143,12 @@ fn config() -> Config {
 /// The first `n` of the 20 rules (cycling through them again, under new
 /// names, past 20); `dedup` off measures the groups' memory alone.
 fn config_with(n: usize, dedup: bool) -> Config {
+    config_opts(n, dedup, false)
+}
+
+/// [`config_with`], with `explain` (root-cause hints) on every rule when
+/// `explain`: channel, segment and category, less the rule's `group_by`.
+fn config_opts(n: usize, dedup: bool, explain: bool) -> Config {
     let mut text = String::from(
         "[engine]\nmax_groups_per_rule = 200000\ndedup_max_ids = 2000000\nmax_future_skew = \"1h\"\n",
     );
@@ -262,6 +271,14 @@ fn config_with(n: usize, dedup: bool) -> Config {
         text.push_str(&format!(
             "\n[[rules]]\nname = \"r{i}_{kind}\"\ngroup_by = {group_by}\nwindow = \"30m\"\nslide = \"1m\"\nindicator = {indicator}\ncondition = \"{condition}\"\nthresholds = {thresholds}\n"
         ));
+        if explain {
+            let attrs: Vec<String> = ["channel", "segment", "category"]
+                .iter()
+                .filter(|a| !group_by.contains(*a))
+                .map(|a| format!("\"{a}\""))
+                .collect();
+            text.push_str(&format!("explain = [{}]\n", attrs.join(", ")));
+        }
     }
     Config::from_toml_str(&text, &HashMap::<String, String>::new()).expect("bench config is valid")
 }
@@ -358,6 +375,29 @@ fn bench(c: &mut Criterion) {
         ));
     }
     println!("{line}");
+
+    // Root-cause hints: the 20 rules with `explain` on every one, beside
+    // the same rules without (the SUMMARY's engine figure is without).
+    let explained = config_opts(20, true, true);
+    let mut best = f64::MAX;
+    for _ in 0..passes.min(2) {
+        best = best.min(timed_engine(&explained, &lines).0);
+    }
+    let mem = |cfg: &Config| {
+        let before = ALLOCATED.load(Ordering::Relaxed);
+        let mut e = Engine::new(cfg).expect("engine");
+        black_box(engine_all(&mut e, &lines));
+        let used = (ALLOCATED.load(Ordering::Relaxed) - before).max(0) as f64;
+        used / e.footprint().groups.max(1) as f64
+    };
+    println!(
+        "EXPLAIN rules=20 without={:.0} ev/s with_explain={:.0} ev/s (cost x{:.2}) bytes_per_group without={:.0} with_explain={:.0}",
+        n / best_engine,
+        n / best,
+        best / best_engine,
+        mem(&config_with(20, false)),
+        mem(&config_opts(20, false, true)),
+    );
 
     // Memory per live group beside the data's own size (dedup off).
     let cfg = config_with(20, false);
