@@ -303,6 +303,53 @@ async fn a_quality_crisis_on_social_is_explained_in_transitions_and_bodies() {
         details["alerts"][0]["hints"][0]["value"], "product_quality",
         "the evidence carries them too"
     );
+
+    // The reviews: from the outbox (a row each time the hints changed) and
+    // from a backtest of the same history (a section per transition).
+    let cfg_path = dir.path().join("crisiswatch.toml");
+    std::fs::write(&cfg_path, config_text(&rx.url(), &pd.url(), &key_file)).unwrap();
+    let history = dir.path().join("history.jsonl");
+    let text: String = stream(7).into_iter().map(|(_, l)| l + "\n").collect();
+    std::fs::write(&history, text).unwrap();
+    let review = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_crisiswatch"))
+            .args(["review", "--config", cfg_path.to_str().unwrap()])
+            .args(args)
+            .args(["--now", "2026-12-30T00:00:00Z"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let data = dir.path().join("data");
+    let md = review(&["--outbox", data.to_str().unwrap(), "--incident", "router-x"]);
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| Root-cause hints ("))
+        .unwrap_or_else(|| panic!("no hints row in\n{md}"));
+    assert!(
+        row.contains("category=product_quality ") && row.contains("channel=social "),
+        "{row}"
+    );
+    let md = review(&[
+        "--input",
+        history.to_str().unwrap(),
+        "--incident",
+        "product=router-x",
+    ]);
+    let section = md
+        .split("## Root-cause hints")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no hints section in\n{md}"));
+    assert!(
+        section.contains("(firing): category=product_quality "),
+        "{section}"
+    );
+    assert!(!md.contains("product=tv-q"), "one incident: {md}");
 }
 
 #[test]
