@@ -20,6 +20,9 @@ pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The TLS terminator in front of the test broker (tests/kafka_run.rs).
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+# A real headless browser for the web console test (tests/console_browser.rs).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi

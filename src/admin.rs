@@ -25,6 +25,7 @@ use crate::engine::{Engine, ReloadSummary};
 use crate::event::format_ts;
 use crate::incident::IncidentManager;
 use crate::secret::Secret;
+pub(crate) mod history;
 
 /// Errors setting up the admin state.
 #[derive(Debug, thiserror::Error)]
@@ -93,12 +94,16 @@ pub(crate) struct ApiSnapshot {
     pub(crate) rules: Vec<RuleView>,
     /// Engine clock (event time), if any event was seen.
     pub(crate) clock: Option<String>,
+    /// Worst slices per rule, for the console ([`history`]).
+    #[serde(skip)]
+    pub(crate) samples: Option<(Option<i64>, Vec<history::RuleSample>)>,
 }
 
 /// Builds the snapshot from the engine.
 pub(crate) fn snapshot(engine: &Engine) -> ApiSnapshot {
     let mut out = ApiSnapshot {
         clock: engine.clock().map(format_ts),
+        samples: Some((engine.clock(), history::sample(engine))),
         ..ApiSnapshot::default()
     };
     for i in 0..engine.rule_count() {
@@ -205,6 +210,7 @@ pub struct AdminState {
     /// Why the data directory cannot be written (the outbox or the state
     /// store failed), while it cannot: the service is not ready then.
     storage_error: Mutex<Option<String>>,
+    history: Mutex<history::History>,
 }
 
 /// Access to the read endpoints that expose customer data (`server.read_token_env`).
@@ -234,6 +240,7 @@ impl Default for AdminState {
             loopback: std::sync::atomic::AtomicBool::new(true),
             last_reload: Mutex::new(ReloadStatus::default()),
             storage_error: Mutex::new(None),
+            history: Mutex::new(history::History::default()),
         }
     }
 }
@@ -272,8 +279,16 @@ impl AdminState {
     }
 
     /// Replaces the snapshot.
-    pub(crate) fn publish(&self, snap: ApiSnapshot) {
+    pub(crate) fn publish(&self, mut snap: ApiSnapshot) {
+        if let Some((clock, samples)) = snap.samples.take() {
+            lock(&self.history).record(clock, samples);
+        }
         *lock(&self.snapshot) = snap;
+    }
+
+    /// The console's history of the worst slices.
+    pub(crate) fn history(&self) -> std::sync::MutexGuard<'_, history::History> {
+        lock(&self.history)
     }
 
     /// A copy of the snapshot.

@@ -6,6 +6,7 @@
 //!
 //! | endpoint | auth | what |
 //! | --- | --- | --- |
+//! | `GET /` | read | the web console ([`console`]): incidents, silences, rules, health |
 //! | `GET /metrics` | open | Prometheus text exposition |
 //! | `GET /healthz` | open | the process is up |
 //! | `GET /readyz` | open | 200 when ready (sources healthy, config loaded), else 503 |
@@ -45,6 +46,7 @@ use tokio::sync::watch;
 
 use crate::admin::ReloadRequest;
 
+mod console;
 pub(crate) mod feedback;
 pub mod incidents;
 mod listener;
@@ -87,6 +89,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .merge(silences::routes())
         .merge(incidents::routes())
         .merge(feedback::routes())
+        .merge(console::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             limits.request_timeout,
@@ -114,7 +117,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 /// Ready: the driver says so and the last configuration reload did not fail.
-fn is_ready(s: &AppState) -> bool {
+pub(crate) fn is_ready(s: &AppState) -> bool {
     s.ready.load(Ordering::Relaxed)
         && s.admin.reload_error().is_none()
         && s.admin.storage_error().is_none()

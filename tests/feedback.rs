@@ -10,6 +10,9 @@ use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crisiswatch");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The wall clock of the history commands: after the generated day, so the
+/// test does not depend on today's date.
+const HISTORY_NOW: &str = "2026-11-22T00:00:00Z";
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = Command::new(BIN)
@@ -119,6 +122,8 @@ fn a_noise_label_makes_tune_count_a_false_page_and_useful_a_caught_crisis() {
     run(
         &[
             "replay",
+            "--now",
+            HISTORY_NOW,
             "--config",
             &config,
             "--input",
@@ -147,6 +152,8 @@ fn a_noise_label_makes_tune_count_a_false_page_and_useful_a_caught_crisis() {
         let out = run(
             &[
                 "tune",
+                "--now",
+                HISTORY_NOW,
                 "--config",
                 &config,
                 "--input",

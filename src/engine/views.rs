@@ -68,15 +68,34 @@ impl Engine {
     /// the number of live groups. Only the chosen groups are materialised, so
     /// this is cheap with many groups.
     pub(crate) fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
+        self.ranked_groups(i, k, 1.0)
+    }
+
+    /// Like [`Engine::top_groups`], but the values ranked worst first: the
+    /// highest for a rule that fires `above` its thresholds, the lowest for
+    /// one that fires `below` (the console's "worst slices").
+    pub(crate) fn worst_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
+        let sign = match self.rules[i].cfg.condition {
+            crate::config::Condition::Above => 1.0,
+            crate::config::Condition::Below => -1.0,
+        };
+        self.ranked_groups(i, k, sign)
+    }
+
+    fn ranked_groups(&self, i: usize, k: usize, sign: f64) -> (Vec<GroupView>, usize) {
         let rule = &self.rules[i];
         let mut keys: Vec<(i64, f64, usize)> = rule
             .slots
             .iter()
             .enumerate()
             .filter_map(|(s, slot)| {
-                slot.group
-                    .as_ref()
-                    .map(|g| (g.phase.code(), g.value.unwrap_or(f64::NEG_INFINITY), s))
+                slot.group.as_ref().map(|g| {
+                    let v = g
+                        .value
+                        .filter(|v| !v.is_nan())
+                        .map_or(f64::NEG_INFINITY, |v| sign * v);
+                    (g.phase.code(), v, s)
+                })
             })
             .collect();
         let total = keys.len();

@@ -539,6 +539,7 @@ pub use closing::CloseRequest;
 mod closing;
 pub mod feedback;
 mod operator;
+pub(crate) mod timeline;
 pub use operator::Pruned;
 // Read-only access for looking back at incidents (`crisiswatch review --outbox`).
 mod reader;
