@@ -264,6 +264,17 @@ fn alerts(s: &mut String, alerts: &[AlertEvidence]) {
             esc(&format_ts(a.started_at)),
             esc(&a.sample_event_ids.join(" ")),
         );
+        if !a.hints.is_empty() {
+            let _ = write!(
+                s,
+                r#"<tr class="hints"><td></td><td colspan="8">root-cause hints (over-represented now): {}</td></tr>"#,
+                a.hints
+                    .iter()
+                    .map(|h| format!("<span class=\"hint\">{}</span>", esc(&h.text())))
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+            );
+        }
     }
     s.push_str("</tbody></table>");
 }
