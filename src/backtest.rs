@@ -37,6 +37,7 @@ pub mod line;
 pub mod report;
 pub mod review;
 pub mod ruletest;
+pub mod suggest;
 pub mod tune;
 
 use std::io::Write;

@@ -1,4 +1,4 @@
-//! The backtest tools: `backtest`, `tune`, `chart`, `review` and `test-rules`.
+//! The backtest tools: `backtest`, `tune`, `suggest`, `chart`, `review` and `test-rules`.
 //! Arguments (clap) and the glue from them to [`crate::backtest`].
 
 use std::fs::File;
@@ -20,11 +20,13 @@ use crate::incident::outbox::OutboxReader;
 
 mod history;
 mod review;
+mod suggest;
 
 use super::args::{BadNow, ConfigArg};
 
 use history::HistoryArgs;
 use review::{write_reviews, ReviewArgs};
+use suggest::SuggestArgs;
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Commands {
@@ -34,6 +36,10 @@ pub(crate) enum Commands {
     Backtest(BacktestArgs),
     /// Evaluate many thresholds / `for` / windows of one rule in one pass over history.
     Tune(TuneArgs),
+    /// Propose thresholds for every rule from history: the most useful ones that
+    /// keep false incidents under a target (default: one per rule per 30 days
+    /// outside the labelled crises); reports what each catches, writes a snippet.
+    Suggest(SuggestArgs),
     /// Draw one rule's indicator for one slice over time (SVG), with thresholds,
     /// firing intervals and known crises.
     Chart(ChartArgs),
@@ -50,6 +56,7 @@ impl Commands {
         Ok(match self {
             Commands::Backtest(a) => backtest(&a)?,
             Commands::Tune(a) => tune(&a)?,
+            Commands::Suggest(a) => suggest::suggest(&a)?,
             Commands::Chart(a) => chart(&a)?,
             Commands::Review(a) => review::review(&a)?,
             Commands::TestRules(a) => test_rules(&a)?,

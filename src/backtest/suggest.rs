@@ -1,0 +1,320 @@
+//! `crisiswatch suggest` (issue 11, item 5): thresholds from the user's own
+//! history.
+//!
+//! For every rule, the lowest threshold is tried at [`FACTORS`] × its
+//! configured value (the other levels and `clear` follow, as in `tune`), all
+//! rules' candidates fed together in one pass over the history (each rule's
+//! candidates share one engine: they differ only in their alert policy). A
+//! candidate **meets the target** when its false incidents — incidents
+//! matching no labelled crisis, or every incident without labels — are at most
+//! `max_false_per_30d` per 30 days of history (whole days, rounded down: a
+//! 30-day history allows one at the default, a 3-day one none), **with a
+//! margin**: the next more sensitive candidate meets it too (so the choice is
+//! not the last threshold before false pages; the configured threshold needs
+//! no margin to stay). Among those,
+//!
+//! * with labels: the ones that catch the most crises; of these the
+//!   configured threshold if it is one, else the middle one by sensitivity —
+//!   so that neither a false page nor a crisis sits on the edge of the
+//!   choice, which a second stretch of history would move;
+//! * without labels: the most sensitive.
+//!
+//! A rule no candidate meets the target for keeps its threshold and says so.
+//! The report gives, per rule, the configured and suggested thresholds and
+//! what each catches on the history (crises caught, false incidents, median
+//! delay); [`snippet`] writes the suggested rules as TOML.
+
+use std::fmt::Write as _;
+
+use crate::config::{Condition, Config};
+
+use super::input::Inputs;
+use super::report::fmt_dur;
+use super::tune::{self, Row, TuneError, TuneOptions, TuneResult, Tuner};
+
+/// Factors applied to a rule's lowest threshold.
+pub const FACTORS: [f64; 12] = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0, 2.5];
+
+const DAY_MS: f64 = 86_400_000.0;
+
+/// Options of `suggest`.
+#[derive(Debug, Clone)]
+pub struct SuggestOptions {
+    /// Labels, grace and flap gap (as for `backtest`).
+    pub summary: super::report::SummaryOptions,
+    /// Wall clock for the future-skew check; `None` skips it.
+    pub now_ms: Option<i64>,
+    /// False incidents allowed per rule per 30 days of history.
+    pub max_false_per_30d: f64,
+    /// The rules to suggest for (empty: all).
+    pub rules: Vec<String>,
+}
+
+/// What `suggest` found for one rule.
+#[derive(Debug, Clone)]
+pub struct Suggestion {
+    /// The candidates' table (as `tune` prints it).
+    pub result: TuneResult,
+    /// The configured rule's row.
+    pub current: Option<usize>,
+    /// The suggested row (`None`: no candidate meets the target).
+    pub chosen: Option<usize>,
+    /// False incidents allowed on this history.
+    pub allowed_false: usize,
+}
+
+/// The candidate thresholds of a rule whose lowest threshold is `t0`.
+fn thresholds(t0: f64) -> Vec<f64> {
+    FACTORS
+        .iter()
+        .map(|f| {
+            let v = if t0 > 0.0 {
+                t0 * f
+            } else {
+                t0 + (f - 1.0) * t0.abs().max(1.0)
+            };
+            // Four significant digits: the snippet reads like a hand-written rule.
+            let mag = 10f64.powi(3 - v.abs().max(1e-12).log10().floor() as i32);
+            (v * mag).round() / mag
+        })
+        .collect()
+}
+
+fn options(opts: &SuggestOptions, rule: &str, t0: f64) -> Result<TuneOptions, TuneError> {
+    let list: Vec<String> = thresholds(t0).iter().map(f64::to_string).collect();
+    Ok(TuneOptions {
+        rule: rule.to_string(),
+        varies: vec![format!("threshold={}", list.join(",")).parse()?],
+        summary: opts.summary.clone(),
+        now_ms: opts.now_ms,
+        pick: None,
+    })
+}
+
+/// The rules to suggest for, with their lowest threshold.
+fn targets(cfg: &Config, opts: &SuggestOptions) -> Result<Vec<(String, f64)>, TuneError> {
+    for name in &opts.rules {
+        if !cfg.rules.iter().any(|r| &r.name == name) {
+            return Err(TuneError::UnknownRule {
+                name: name.clone(),
+                known: cfg.rule_names(),
+            });
+        }
+    }
+    Ok(cfg
+        .rules
+        .iter()
+        .filter(|r| opts.rules.is_empty() || opts.rules.contains(&r.name))
+        .filter_map(|r| Some((r.name.clone(), r.thresholds.levels().first()?.1)))
+        .collect())
+}
+
+/// Runs `suggest` over `inputs` (read once; again only for a rule whose
+/// shared engine hit the group cap, as `tune` does).
+pub fn run(
+    cfg: &Config,
+    inputs: &Inputs,
+    opts: &SuggestOptions,
+) -> Result<Vec<Suggestion>, TuneError> {
+    let rules = targets(cfg, opts)?;
+    let mut tuners = Vec::with_capacity(rules.len());
+    for (name, t0) in &rules {
+        let o = options(opts, name, *t0)?;
+        tuners.push((Tuner::new(cfg, &o)?, o));
+    }
+    inputs.for_each_line(|line, at| {
+        for (t, _) in &mut tuners {
+            t.feed_from(line, Some(at));
+        }
+    })?;
+    let mut out = Vec::with_capacity(tuners.len());
+    for (t, o) in tuners {
+        let result = if t.exact() || inputs.uses_stdin() {
+            t.finish(&o)?
+        } else {
+            tune::run(cfg, inputs, &o)?
+        };
+        out.push(choose(cfg, result, opts));
+    }
+    Ok(out)
+}
+
+/// [`run`] over lines in memory (tests).
+pub fn run_lines<'a>(
+    cfg: &Config,
+    lines: impl IntoIterator<Item = &'a [u8]> + Clone,
+    opts: &SuggestOptions,
+) -> Result<Vec<Suggestion>, TuneError> {
+    let mut out = Vec::new();
+    for (name, t0) in targets(cfg, opts)? {
+        let o = options(opts, &name, t0)?;
+        out.push(choose(cfg, tune::run_lines(cfg, lines.clone(), &o)?, opts));
+    }
+    Ok(out)
+}
+
+fn lowest(r: &Row) -> f64 {
+    r.candidate
+        .rule
+        .thresholds
+        .levels()
+        .first()
+        .map_or(f64::NAN, |l| l.1)
+}
+
+/// Picks the suggested row (see the module docs).
+fn choose(cfg: &Config, result: TuneResult, opts: &SuggestOptions) -> Suggestion {
+    // The history's span in whole days (a generated month of 30 days ends a
+    // second before its 30th day does).
+    let days = match (result.first_ms, result.end_ms) {
+        (Some(a), Some(b)) => ((b - a).max(0) as f64 / DAY_MS).ceil(),
+        _ => 0.0,
+    };
+    let allowed_false = (opts.max_false_per_30d.max(0.0) * days / 30.0 + 1e-9).floor() as usize;
+    let labelled = result.labelled;
+    let below = cfg
+        .rules
+        .iter()
+        .find(|r| r.name == result.base.name)
+        .is_some_and(|r| r.condition == Condition::Below);
+    let false_of = |r: &Row| {
+        if labelled {
+            r.false_incidents().unwrap_or(usize::MAX)
+        } else {
+            r.summary.incidents
+        }
+    };
+    // Every row, most sensitive first.
+    let mut order: Vec<usize> = (0..result.rows.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (lowest(&result.rows[a]), lowest(&result.rows[b]));
+        let o = x.total_cmp(&y);
+        if below {
+            o.reverse()
+        } else {
+            o
+        }
+    });
+    let meets = |i: usize| false_of(&result.rows[i]) <= allowed_false;
+    // Meeting the target with a margin: the next more sensitive candidate
+    // meets it too (the most sensitive one tried has no known margin). The
+    // configured threshold needs no margin to stay.
+    let ok: Vec<usize> = order
+        .iter()
+        .enumerate()
+        .filter(|&(k, &i)| meets(i) && (result.rows[i].current || (k > 0 && meets(order[k - 1]))))
+        .map(|(_, &i)| i)
+        .collect();
+    let chosen = if labelled {
+        // (`ok` is most sensitive first.)
+        let best = ok
+            .iter()
+            .map(|&i| result.rows[i].missed().unwrap_or(usize::MAX))
+            .min();
+        let top: Vec<usize> = ok
+            .into_iter()
+            .filter(|&i| result.rows[i].missed() == best)
+            .collect();
+        // The configured threshold stays when it is as good as any.
+        match top.iter().find(|&&i| result.rows[i].current) {
+            Some(&i) => Some(i),
+            None => top.get(top.len().saturating_sub(1) / 2).copied(),
+        }
+    } else {
+        ok.first().copied()
+    };
+    let current = result.rows.iter().position(|r| r.current);
+    Suggestion {
+        result,
+        current,
+        chosen,
+        allowed_false,
+    }
+}
+
+fn describe(s: &Suggestion, row: usize) -> String {
+    let r = &s.result.rows[row];
+    let thr = lowest(r);
+    match &r.summary.truth {
+        Some(t) => format!(
+            "{thr}: {} incident(s), {} false, caught {} of {} crises{}",
+            r.summary.incidents,
+            t.false_incidents,
+            t.detected,
+            t.crises,
+            r.median_delay_ms()
+                .map_or_else(String::new, |d| format!(", median delay {}", fmt_dur(d)))
+        ),
+        None => format!("{thr}: {} incident(s)", r.summary.incidents),
+    }
+}
+
+/// The report, for a terminal.
+pub fn render(all: &[Suggestion], opts: &SuggestOptions) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Suggested thresholds: at most {} false incident(s) per rule per 30 days{}",
+        opts.max_false_per_30d,
+        if opts.summary.labels.is_some() {
+            " outside the labelled crises"
+        } else {
+            " (no labels: every incident counts)"
+        }
+    );
+    for sg in all {
+        let _ = writeln!(
+            s,
+            "\n{} ({} candidates, {} false allowed on this history)",
+            sg.result.base.name,
+            sg.result.rows.len(),
+            sg.allowed_false
+        );
+        if let Some(c) = sg.current {
+            let _ = writeln!(s, "  configured {}", describe(sg, c));
+        }
+        match sg.chosen {
+            Some(i) => {
+                let _ = writeln!(s, "  suggested  {}", describe(sg, i));
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "  no candidate meets the target: the threshold stays (try tune --vary)"
+                );
+            }
+        }
+    }
+    s
+}
+
+/// The suggested rules as TOML `[[rules]]` entries (rules without a
+/// suggestion as configured), each with a comment of its figures.
+pub fn snippet(all: &[Suggestion]) -> Result<String, TuneError> {
+    let mut s =
+        String::from("# crisiswatch suggest: replace the [[rules]] entries of the same names.\n");
+    for sg in all {
+        let Some(row) = sg.chosen.or(sg.current) else {
+            continue;
+        };
+        s.push('\n');
+        s.push_str(&tune::snippet(&sg.result, row)?);
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidate_thresholds_scale_and_round() {
+        let t = thresholds(0.022);
+        assert_eq!(t[0], 0.011);
+        assert!(t.contains(&0.022));
+        assert_eq!(t.len(), FACTORS.len());
+        let neg = thresholds(-20.0);
+        assert_eq!(neg[0], -30.0);
+        assert_eq!(neg[5], -20.0);
+    }
+}
