@@ -4,8 +4,9 @@
 //! produces a simulated period of realistic traffic with the playbook crises;
 //! time runs accelerated (`demo.speed` simulated seconds per second). Every line
 //! goes through the same decoder and [`Engine`] as a live event; incidents
-//! are printed as they open, escalate and resolve, `/metrics` is served while
-//! it runs, and at the end a summary compares the incidents with the crises
+//! are printed as the pager gets them ([`pager`]: open with evidence and
+//! hints, escalations, progress updates, resolve — one block per
+//! notification), `/metrics` and the web console are served while it runs, and at the end a summary compares the incidents with the crises
 //! that were injected.
 
 use std::io::Write;
@@ -25,6 +26,8 @@ use crate::generator::{Crisis, Generator, GeneratorSettings};
 use crate::http::{self, AppState, HttpError};
 use crate::metrics::Recorder;
 use crate::metrics::{Metrics, MetricsError};
+
+mod pager;
 
 /// Simulated time processed per step.
 const STEP_MS: i64 = 60_000;
@@ -156,30 +159,51 @@ pub async fn run(
         opts.config_path.clone(),
         &opts.config_text,
     )?;
-    // Incidents go through the durable outbox when an HTTP receiver has a URL.
-    let incidents = if crate::incident::has_http_receivers(cfg) {
-        let m = crate::incident::IncidentManager::open(
-            cfg,
-            metrics.registry(),
-            std::path::Path::new(&cfg.incidents.data_dir),
-            crate::incident::ManagerOptions::default(),
-        )?;
-        crate::http::silences::attach(&state, Arc::clone(m.outbox()));
+    // Incidents always go through the incident stage, so the demo prints
+    // them as the pager gets them and the console shows them. With an HTTP
+    // receiver the outbox is `incidents.data_dir` and they are delivered;
+    // without one it is a scratch directory removed at the end, so every
+    // demo run shows its incidents again.
+    let http_receivers = crate::incident::has_http_receivers(cfg);
+    let scratch = (!http_receivers)
+        .then(|| std::env::temp_dir().join(format!("crisiswatch-demo-{}", std::process::id())));
+    if let Some(d) = &scratch {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let data_dir = scratch
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(&cfg.incidents.data_dir));
+    let m = crate::incident::IncidentManager::open(
+        cfg,
+        metrics.registry(),
+        &data_dir,
+        crate::incident::ManagerOptions {
+            // The example's `console` receiver: its rows are what the demo
+            // prints (from the outbox), so its own lines go nowhere.
+            console: Some(Box::new(std::io::sink())),
+        },
+    )?;
+    crate::http::silences::attach(&state, Arc::clone(m.outbox()));
+    if http_receivers {
         writeln!(
             out,
             "Delivering incidents to {} (outbox {}).",
             m.receivers().join(", "),
             m.outbox().path().display()
         )?;
-        Some(m)
-    } else {
-        None
-    };
+    }
+    // Without any receiver the stage stores no notification: print the transitions.
+    let mut pager = (!m.receivers().is_empty()).then(pager::Pager::default);
+    let incidents = Some(m);
     let (stop_http_tx, stop_http_rx) = tokio::sync::watch::channel(false);
     let mut server = None;
     if !cfg.server.listen.is_empty() && !opts.no_http {
         let (addr, fut) = http::bind(&cfg.server.listen, Arc::clone(&state), stop_http_rx).await?;
         writeln!(out, "Serving metrics on http://{addr}/metrics")?;
+        writeln!(
+            out,
+            "Console: http://{addr}/ (open incidents, silences, rules, health)"
+        )?;
         server = Some(tokio::spawn(fut));
     }
     state.admin.publish(admin::snapshot(&engine));
@@ -269,8 +293,15 @@ pub async fn run(
             if matches!(t.state, State::Firing | State::Escalated) {
                 recorder.incident(t.at, sim);
             }
-            print_transition(out, &t, opts.verbose)?;
+            if pager.is_none() || opts.verbose {
+                print_transition(out, &t, opts.verbose)?;
+            }
             track(&mut report.incidents, &t);
+        }
+        if let (Some(p), Some(m)) = (pager.as_mut(), &incidents) {
+            if let Err(e) = p.print_new(m.outbox(), out) {
+                tracing::warn!(error = %e, "Cannot read the incident notifications back from the outbox.");
+            }
         }
         metrics.batches.inc();
         metrics.absorb("demo", &mut recorder);
@@ -281,13 +312,18 @@ pub async fn run(
     print_summary(out, &report, &engine)?;
     if let Some(m) = &incidents {
         let _ = m.flush(sim);
+        if let Some(p) = pager.as_mut() {
+            let _ = p.print_new(m.outbox(), out);
+        }
         let drain = m.shutdown(cfg.incidents.drain_timeout.0).await;
-        writeln!(
-            out,
-            "  incident notifications still undelivered: {} (outbox {})",
-            drain.pending,
-            m.outbox().path().display()
-        )?;
+        if http_receivers {
+            writeln!(
+                out,
+                "  incident notifications still undelivered: {} (outbox {})",
+                drain.pending,
+                m.outbox().path().display()
+            )?;
+        }
     }
     if !opts.linger.is_zero() && server.is_some() && !stopped {
         writeln!(out, "Still serving metrics for {:?}.", opts.linger)?;
@@ -303,6 +339,10 @@ pub async fn run(
             Err(e) => tracing::warn!(error = %e, "HTTP task ended abnormally."),
             Ok(Ok(())) => {}
         }
+    }
+    drop(incidents);
+    if let Some(d) = &scratch {
+        let _ = std::fs::remove_dir_all(d);
     }
     Ok(report)
 }

@@ -222,11 +222,25 @@ fn demo_prints_incidents_and_serves_metrics() {
     let addr = addr.expect("demo announced its metrics address");
     let metrics = http_get(&addr, "/metrics");
     let ready = http_get(&addr, "/readyz");
+    let console = http_get(&addr, "/");
     let _ = child.kill();
     let _ = child.wait();
 
     assert!(text.contains("OPEN"), "{text}");
     assert!(text.contains("RESOLVE"), "{text}");
+    // Incidents as the pager gets them: one block per notification of an
+    // incident (key, summary, every active alert), progress updates included.
+    assert!(text.contains(&format!("Console: http://{addr}/")), "{text}");
+    assert!(
+        text.contains("incident product/product=router-x/"),
+        "{text}"
+    );
+    assert!(text.contains("PROGRESS"), "{text}");
+    assert!(text.contains("    critical complaint_rate"), "{text}");
+    assert!(
+        console.contains("200 OK") && console.contains("Open incidents"),
+        "{console}"
+    );
     assert!(text.contains("crisis quality_surge"), "{text}");
     assert!(
         text.contains("incidents outside any injected crisis: 0"),

@@ -52,3 +52,32 @@ impl Outbox {
         Ok(out.into_iter().map(|(_, e)| e).collect())
     }
 }
+
+impl Outbox {
+    /// Notifications stored after row `after` (once per incident and seq,
+    /// in the order they were written) and the last row id seen.
+    pub(crate) fn notifications_after(
+        &self,
+        after: i64,
+    ) -> Result<(i64, Vec<Notification>), OutboxError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare_cached(
+            "SELECT MIN(id), MAX(id), body FROM notifications WHERE id > ?1
+             GROUP BY incident, seq ORDER BY MIN(id)",
+        )?;
+        let rows: Vec<(i64, i64, String)> = st
+            .query_map(params![after], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let last = rows.iter().map(|r| r.1).max().unwrap_or(after);
+        let out = rows
+            .into_iter()
+            .map(|(_, _, body)| {
+                serde_json::from_str(&body).map_err(|source| OutboxError::Corrupt {
+                    what: "notification",
+                    source,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((last, out))
+    }
+}
