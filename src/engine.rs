@@ -39,6 +39,7 @@ use crate::indicator::{customer_hash, Indicator};
 use crate::route::Router;
 use crate::window::{PaneBuffer, Region, Shape};
 
+mod backlog;
 mod evaluate;
 mod record;
 mod reload;
@@ -58,7 +59,7 @@ pub use reload::ReloadSummary;
 use rule::{encode_key, group_hash, Slot};
 pub use snapshot::{RestoreSummary, SnapshotError, SNAPSHOT_VERSION};
 pub use stats::{EngineStats, Outcome, RuleStats};
-use table::{GroupTable, NONE};
+use table::{attr_id, GroupTable, NONE};
 pub use views::Footprint;
 use wheel::Wheel;
 
@@ -102,6 +103,8 @@ struct RuleRt {
     recorder: Option<Box<Recorder>>,
     /// The rule's `explain` (root-cause hints); `None`: no per-value counts.
     explain: Option<ExplainSpec>,
+    /// `unanswered` rules: which complaint each response answers.
+    backlog: Option<Box<backlog::Backlog>>,
 }
 
 /// A read-only view of one group, for metrics and the API.
@@ -363,6 +366,13 @@ impl Engine {
                 late = true;
                 continue;
             }
+            if contrib.response {
+                applied |= self.answer(r, ev, clock, out);
+                continue;
+            }
+            let Some((contrib, answered)) = rule.admit(contrib, ev) else {
+                continue;
+            };
             if entries.is_empty() {
                 values.resize(self.attr_names.len(), "");
                 for (k, v) in &ev.attrs {
@@ -433,6 +443,7 @@ impl Engine {
                     });
                 }
             }
+            rule.book(slot, ev, answered);
             if created {
                 let n = shape.n;
                 let now_end = end_pane(clock, rule.slide);
@@ -555,28 +566,11 @@ impl Engine {
         ) {
             self.timers.push(Reverse((w, r, slot, gen)));
         }
+        rule.expire_book(slot, false);
         if let Some(e) = rule.maybe_evict(slot) {
             self.tables[rule.group_by_id].unset(e, rule.member);
         }
     }
-}
-
-/// The id of a grouping attribute name: a scan of `names` (by id) when they
-/// are few, else the hash map.
-#[inline]
-fn attr_id(
-    names: &[Box<str>],
-    ids: &hashbrown::HashMap<Box<str>, u16, foldhash::fast::FixedState>,
-    name: &str,
-) -> Option<usize> {
-    const SCAN_UP_TO: usize = 12;
-    if names.len() > SCAN_UP_TO {
-        return ids.get(name).map(|&id| id as usize);
-    }
-    let first = name.as_bytes().first();
-    names
-        .iter()
-        .position(|n| n.len() == name.len() && n.as_bytes().first() == first && n.as_ref() == name)
 }
 
 /// Validates a configuration for the engine.

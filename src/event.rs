@@ -43,6 +43,9 @@ pub struct Event<'a> {
     pub ts: i64,
     /// The customer, for customer-level indicators.
     pub(crate) customer_id: Option<Cow<'a, str>>,
+    /// The `id` of the event this one answers (a `response` naming its
+    /// complaint: the response-SLA indicators), 1..=128 bytes.
+    pub(crate) ref_id: Option<Cow<'a, str>>,
     /// Slicing dimensions and categories, in input order.
     pub(crate) attrs: SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]>,
     /// Feedback score (NPS 0–10, CSAT 1–5), within the decoder's `score_range`.
@@ -68,6 +71,7 @@ impl Event<'_> {
             kind: Cow::Owned(self.kind.into_owned()),
             ts: self.ts,
             customer_id: self.customer_id.map(|c| Cow::Owned(c.into_owned())),
+            ref_id: self.ref_id.map(|c| Cow::Owned(c.into_owned())),
             attrs: self
                 .attrs
                 .into_iter()

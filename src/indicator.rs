@@ -17,6 +17,7 @@
 //! | mean_score | Σ score × 1000 | scored | Σ score² × 1000 | c0 ÷ c1 ÷ 1000 | c1 |
 //! | nps | promoters (≥ 9) | detractors (≤ 6) | scored | (c0 − c1) ÷ c2 × 100 | c2 |
 //! | surge | matches | | | see [`surge_value`] | c0 |
+//! | unanswered | complaints not yet answered | | | c0 over the panes past the SLA (the "baseline" region) | the same |
 //!
 //! A value of `None` means "no data": too little volume to say anything. The
 //! rules treat it as "condition not met".
@@ -93,6 +94,14 @@ pub(crate) enum Kind {
         /// Seasonal baseline (`seasonality`), instead of the trailing one.
         season: Option<SeasonShape>,
     },
+    /// Complaints past the SLA without a first response (the engine keeps
+    /// which complaint each response answers: `engine/backlog.rs`).
+    Unanswered {
+        /// The complaints.
+        select: CompiledSelector,
+        /// The responses (with a `ref_id`).
+        responses: CompiledSelector,
+    },
 }
 
 /// What one event contributes to one rule.
@@ -105,6 +114,9 @@ pub(crate) struct Contribution {
     pub(crate) signal: bool,
     /// Whether the event feeds per-customer counts.
     pub(crate) customer: bool,
+    /// A response naming a complaint (`ref_id`): it adds nothing itself,
+    /// the engine takes its complaint out of the backlog.
+    pub(crate) response: bool,
 }
 
 /// Hashes a customer id for per-customer counting.
@@ -317,12 +329,19 @@ impl Kind {
                         .max(1),
                 }),
             },
+            IndicatorConfig::Unanswered {
+                select, responses, ..
+            } => Kind::Unanswered {
+                select: CompiledSelector::compile(select),
+                responses: CompiledSelector::compile(responses),
+            },
         }
     }
 
     fn selectors(&self) -> Vec<&CompiledSelector> {
         match self {
             Kind::Ratio { num, den, .. } => vec![num, den],
+            Kind::Unanswered { select, responses } => vec![select, responses],
             Kind::Count(s)
             | Kind::Rate(s, _)
             | Kind::Distinct(s)
@@ -342,6 +361,7 @@ impl Kind {
                 delta,
                 signal: true,
                 customer: false,
+                response: false,
             })
         };
         match self {
@@ -362,6 +382,7 @@ impl Kind {
                     delta: [i64::from(n), i64::from(d), 0],
                     signal: n,
                     customer: false,
+                    response: false,
                 })
             }
             Kind::Distinct(s) | Kind::Repeat(s, _) | Kind::RepeatShare { select: s, .. } => {
@@ -370,6 +391,7 @@ impl Kind {
                         delta: [1, 0, 0],
                         signal: true,
                         customer: true,
+                        response: false,
                     })
                 } else {
                     None
@@ -385,6 +407,7 @@ impl Kind {
                     delta: [i64::from(hit), 1, 0],
                     signal: hit,
                     customer: false,
+                    response: false,
                 })
             }
             Kind::MeanScore(s) => {
@@ -407,7 +430,22 @@ impl Kind {
                     delta: [i64::from(promoter), i64::from(detractor), 1],
                     signal: detractor,
                     customer: false,
+                    response: false,
                 })
+            }
+            Kind::Unanswered { select, responses } => {
+                if select.matches(ev) {
+                    plain([1, 0, 0])
+                } else if ev.ref_id.is_some() && responses.matches(ev) {
+                    Some(Contribution {
+                        delta: [0, 0, 0],
+                        signal: false,
+                        customer: false,
+                        response: true,
+                    })
+                } else {
+                    None
+                }
             }
         }
     }
@@ -490,6 +528,8 @@ impl Kind {
                 ),
                 c[0],
             ),
+            // Panes past the SLA are the window's "baseline" region.
+            Kind::Unanswered { .. } => (Some(w.base_sum as f64), w.base_sum),
         }
     }
 }

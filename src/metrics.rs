@@ -62,6 +62,8 @@ pub struct Metrics {
     transitions: IntCounterVec,
     rule_late: IntCounterVec,
     group_overflow: IntCounterVec,
+    responses: IntCounterVec,
+    backlog_overflow: IntCounterVec,
     evaluations: IntCounterVec,
     groups: IntGaugeVec,
     series_dropped: IntGaugeVec,
@@ -147,6 +149,18 @@ impl Metrics {
             "Events of new groups dropped because the rule's group cap was reached.",
             &["rule"],
         )?;
+        let responses = counter_vec(
+            &r,
+            "crisiswatch_responses_total",
+            "Responses of an unanswered rule: received (all with a ref_id), first (each complaint once; early included), early (before their complaint), repeat. Unknown so far: received - first - repeat.",
+            &["rule", "outcome"],
+        )?;
+        let backlog_overflow = counter_vec(
+            &r,
+            "crisiswatch_backlog_overflow_total",
+            "Complaints or early responses an unanswered rule did not track: its book was full (engine.dedup_max_ids).",
+            &["rule"],
+        )?;
         let evaluations = counter_vec(
             &r,
             "crisiswatch_rule_evaluations_total",
@@ -195,6 +209,8 @@ impl Metrics {
             transitions,
             rule_late,
             group_overflow,
+            responses,
+            backlog_overflow,
             evaluations,
             groups,
             series_dropped,
@@ -261,6 +277,24 @@ impl Metrics {
             self.group_overflow
                 .with_label_values(&[name])
                 .inc_by(d(rs.group_overflow, pr.group_overflow));
+            if matches!(
+                cfg.indicator,
+                crate::config::IndicatorConfig::Unanswered { .. }
+            ) {
+                for (o, now, before) in [
+                    ("first", rs.responses_first, pr.responses_first),
+                    ("early", rs.responses_early, pr.responses_early),
+                    ("repeat", rs.responses_repeat, pr.responses_repeat),
+                    ("received", rs.responses, pr.responses),
+                ] {
+                    self.responses
+                        .with_label_values(&[name, o])
+                        .inc_by(d(now, before));
+                }
+                self.backlog_overflow
+                    .with_label_values(&[name])
+                    .inc_by(d(rs.backlog_overflow, pr.backlog_overflow));
+            }
             self.evaluations
                 .with_label_values(&[name])
                 .inc_by(d(rs.evaluations, pr.evaluations));

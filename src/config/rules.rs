@@ -260,6 +260,29 @@ pub enum IndicatorConfig {
         #[serde(default)]
         seasonality: Option<Dur>,
     },
+    /// The response-SLA backlog: complaints (`select`) older than `sla` that
+    /// no response (`responses`, naming the complaint's `id` in `ref_id`) has
+    /// answered yet, counted in the slice of the complaint. The rule's
+    /// `window` is how long an unanswered complaint keeps counting (longer
+    /// than `sla`). Volume: the same count.
+    Unanswered {
+        /// The complaints.
+        #[serde(default)]
+        select: Selector,
+        /// The events that answer them (`ref_id` = the complaint's `id`).
+        #[serde(default = "default_responses")]
+        responses: Selector,
+        /// The first-response deadline (a multiple of the slide, shorter than the window).
+        sla: Dur,
+    },
+}
+
+/// `{ type = "response" }`.
+fn default_responses() -> Selector {
+    Selector {
+        kind: Some(ValueMatch::Is(OneOrMany::One("response".into()))),
+        attrs: BTreeMap::new(),
+    }
 }
 
 /// 1 denominator event: a ratio needs at least one.
@@ -289,6 +312,9 @@ impl IndicatorConfig {
             | IndicatorConfig::MeanScore { select }
             | IndicatorConfig::Nps { select }
             | IndicatorConfig::Surge { select, .. } => vec![select],
+            IndicatorConfig::Unanswered {
+                select, responses, ..
+            } => vec![select, responses],
         }
     }
 
@@ -305,6 +331,7 @@ impl IndicatorConfig {
             IndicatorConfig::MeanScore { .. } => "mean_score",
             IndicatorConfig::Nps { .. } => "nps",
             IndicatorConfig::Surge { .. } => "surge",
+            IndicatorConfig::Unanswered { .. } => "unanswered",
         }
     }
 }

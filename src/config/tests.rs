@@ -318,3 +318,28 @@ topics = [{ name = "events" }]
     );
     assert!(printed.contains("SASL_SSL"));
 }
+
+#[test]
+fn an_unanswered_rule_needs_an_sla_two_slides_inside_its_window() {
+    let rule = |sla: &str| {
+        format!(
+            "[[rules]]\nname = \"backlog\"\nwindow = \"3h\"\nslide = \"30m\"\n\
+             indicator = {{ kind = \"unanswered\", select = {{ type = \"complaint\" }}, sla = \"{sla}\" }}\n\
+             thresholds = {{ warning = 0 }}\n"
+        )
+    };
+    assert!(errors(&rule("2h")).is_empty(), "{:?}", errors(&rule("2h")));
+    for bad in ["0s", "45m", "150m", "3h", "4h"] {
+        let e = errors(&rule(bad));
+        assert!(
+            e.iter().any(|e| e.path == "rules[0].indicator.sla"),
+            "sla = {bad}: {e:?}"
+        );
+    }
+    // The responses default to events of type "response".
+    let cfg = Config::from_toml_str(&rule("2h"), &HashMap::<String, String>::new()).unwrap();
+    assert_eq!(
+        format!("{:?}", cfg.rules[0].indicator.selectors()[1]),
+        r#"Selector { kind: Some(Is(One("response"))), attrs: {} }"#
+    );
+}

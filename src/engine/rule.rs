@@ -12,6 +12,7 @@ use crate::explain::{Explain, ExplainSpec};
 use crate::indicator::Indicator;
 use crate::window::{Shape, Window};
 
+use super::backlog::{Backlog, Book};
 use super::season::Seasonal;
 use super::wheel::Wheel;
 use super::{end_pane, pane_of, GroupView, RuleRt, RuleStats};
@@ -46,6 +47,8 @@ pub(super) struct Group {
     pub(super) entry: u32,
     /// Per-value counts for root-cause hints (rules with `explain` only).
     pub(super) explain: Option<Box<Explain>>,
+    /// `unanswered` rules: the group's complaints (see `backlog.rs`).
+    pub(super) book: Option<Box<Book>>,
 }
 
 /// The alert instances of one group (see [`Group::instance`]).
@@ -142,17 +145,29 @@ impl RuleRt {
         let slide = r.slide().as_ms().max(1);
         let window_ms = r.window.as_ms().max(slide);
         let indicator = Indicator::for_rule(r, window_ms);
-        let m = match &r.indicator {
-            // A seasonal surge keeps a profile instead of trailing panes.
+        // Panes of the window, and of the baseline region behind it: a surge's
+        // baseline (none for a seasonal surge: it keeps a profile instead);
+        // for the SLA backlog the window is the SLA and the region behind it
+        // the complaints past it (up to the rule's window).
+        let (n, m) = match &r.indicator {
             IndicatorConfig::Surge {
                 seasonality: Some(_),
                 ..
-            } => 0,
-            IndicatorConfig::Surge { baseline, .. } => baseline.as_ms() / slide,
-            _ => 0,
+            } => (window_ms / slide, 0),
+            IndicatorConfig::Surge { baseline, .. } => {
+                (window_ms / slide, baseline.as_ms() / slide)
+            }
+            // One pane more than the SLA: a complaint counts from the first
+            // boundary at which its whole pane is past the SLA (never early,
+            // at most one slide late).
+            IndicatorConfig::Unanswered { sla, .. } => {
+                let n = (sla.as_ms() / slide + 1).clamp(1, window_ms / slide);
+                (n, window_ms / slide - n)
+            }
+            _ => (window_ms / slide, 0),
         };
         let shape = Shape {
-            n: window_ms / slide,
+            n,
             m,
             customers: indicator.needs_customers(),
             min_events: indicator.min_events(),
@@ -198,6 +213,8 @@ impl RuleRt {
                 shape.n,
                 shape.m,
             ),
+            backlog: matches!(r.indicator, IndicatorConfig::Unanswered { .. })
+                .then(|| Box::new(Backlog::new(cfg.engine.dedup_max_ids))),
             cfg: r.clone(),
         }
     }
@@ -295,6 +312,7 @@ impl RuleRt {
             season: self.indicator.season().map(|s| Box::new(Seasonal::new(s))),
             entry,
             explain: self.explain.as_ref().map(|_| Explain::new()),
+            book: None,
         };
         let slot = match self.free.pop() {
             Some(s) => {
@@ -323,6 +341,8 @@ impl RuleRt {
             return None;
         }
         let entry = g.entry;
+        self.expire_book(slot, true);
+        let s = &mut self.slots[slot as usize];
         if let Some(mut g) = s.group.take() {
             if self.spare.len() < super::SPARE_BUFFERS {
                 self.spare.push(g.window.take_buffer());

@@ -24,8 +24,9 @@ use crate::engine::wheel::Wheel;
 /// Version of the snapshot layout; bump on any change to the structs below
 /// (3: `EngineStats::invalid` counts `clock_jump` too; 4: a group keeps a
 /// seasonal surge's profile, `engine::season`; 5: a group's per-value
-/// counts for root-cause hints, `explain`).
-pub const SNAPSHOT_VERSION: u32 = 5;
+/// counts for root-cause hints, `explain`; 6: the response-SLA backlog —
+/// groups' books, rules' early responses and response counters).
+pub const SNAPSHOT_VERSION: u32 = 6;
 
 /// Errors decoding a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,8 @@ struct RuleSnapshot {
     free: Vec<u32>,
     live: usize,
     stats: RuleStats,
+    /// `unanswered` rules: responses that came before their complaint.
+    backlog_early: Vec<(i64, Box<str>)>,
 }
 
 /// What a restore kept and dropped.
@@ -108,6 +111,7 @@ impl Engine {
             free: &'a [u32],
             live: usize,
             stats: &'a RuleStats,
+            backlog_early: Vec<(i64, Box<str>)>,
         }
         let mut timers: Vec<(i64, u32, u32, u32)> =
             self.timers.iter().map(|Reverse(t)| *t).collect();
@@ -131,6 +135,7 @@ impl Engine {
                     free: &r.free,
                     live: r.live,
                     stats: &r.stats,
+                    backlog_early: r.backlog.as_ref().map(|b| b.early()).unwrap_or_default(),
                 })
                 .collect(),
         };
@@ -162,6 +167,7 @@ impl Engine {
             rule.free = rs.free;
             rule.live = rs.live;
             rule.stats = rs.stats;
+            rule.reindex(rs.backlog_early);
             summary.groups += rule.live;
             summary.rules_restored.push(rs.name);
             map.push(Some(i as u32));

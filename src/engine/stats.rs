@@ -59,4 +59,25 @@ pub struct RuleStats {
     pub(crate) transitions: u64,
     /// Evaluations performed.
     pub(crate) evaluations: u64,
+    /// `unanswered` rules: responses seen (with a `ref_id`).
+    pub responses: u64,
+    /// First responses: complaints answered (each once).
+    pub responses_first: u64,
+    /// Of the first responses, those that came before their complaint.
+    pub responses_early: u64,
+    /// Responses to a complaint already answered (or to the same unknown id again).
+    pub responses_repeat: u64,
+    /// Complaints or early responses not kept because the rule's book was
+    /// full (`engine.dedup_max_ids`).
+    pub backlog_overflow: u64,
+}
+
+impl RuleStats {
+    /// Responses whose complaint is unknown (so far): neither a first
+    /// response nor a repeat (early ones still waiting included).
+    pub fn responses_unknown(&self) -> u64 {
+        self.responses
+            .saturating_sub(self.responses_first)
+            .saturating_sub(self.responses_repeat)
+    }
 }

@@ -1,5 +1,6 @@
 //! Group tables: one per distinct `group_by` list, shared by every rule that
-//! slices that way, so an event's group is looked up once for all of them.
+//! slices that way, so an event's group is looked up once for all of them;
+//! and [`attr_id`], the id of a grouping attribute's name.
 //!
 //! An entry is one slice (its flat key and hash) and, per member rule, the
 //! slot of that rule's group for the slice (or none). Rules still own their
@@ -163,4 +164,22 @@ pub(super) fn rebuild(tables: &mut [GroupTable], rules: &mut [RuleRt]) {
             g.entry = e;
         }
     }
+}
+
+/// The id of a grouping attribute name: a scan of `names` (by id) when they
+/// are few, else the hash map.
+#[inline]
+pub(super) fn attr_id(
+    names: &[Box<str>],
+    ids: &hashbrown::HashMap<Box<str>, u16, foldhash::fast::FixedState>,
+    name: &str,
+) -> Option<usize> {
+    const SCAN_UP_TO: usize = 12;
+    if names.len() > SCAN_UP_TO {
+        return ids.get(name).map(|&id| id as usize);
+    }
+    let first = name.as_bytes().first();
+    names
+        .iter()
+        .position(|n| n.len() == name.len() && n.as_bytes().first() == first && n.as_ref() == name)
 }

@@ -47,6 +47,7 @@ pub(super) fn parse(bytes: &[u8]) -> Option<RawEvent<'_>> {
                 "type" => raw.kind = Some(c.scalar()?),
                 "ts" => raw.ts = Some(c.scalar()?),
                 "customer_id" => raw.customer_id = Some(c.scalar()?),
+                "ref_id" => raw.ref_id = Some(c.scalar()?),
                 "score" => raw.score = Some(c.scalar()?),
                 "sentiment" => raw.sentiment = Some(c.scalar()?),
                 "attrs" => c.attrs(&mut raw.attrs)?,

@@ -84,6 +84,7 @@ impl<'de> Visitor<'de> for TopVisitor {
                 "type" => raw.kind = Some(map.next_value::<ScalarSeed>()?.0),
                 "ts" => raw.ts = Some(map.next_value::<ScalarSeed>()?.0),
                 "customer_id" => raw.customer_id = Some(map.next_value::<ScalarSeed>()?.0),
+                "ref_id" => raw.ref_id = Some(map.next_value::<ScalarSeed>()?.0),
                 "score" => raw.score = Some(map.next_value::<ScalarSeed>()?.0),
                 "sentiment" => raw.sentiment = Some(map.next_value::<ScalarSeed>()?.0),
                 "attrs" => raw.attrs = map.next_value::<AttrsSeed>()?.0,

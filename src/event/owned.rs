@@ -28,16 +28,18 @@ pub struct OwnedEvent {
     /// Length of the input at the front of `buf`.
     raw_len: usize,
     /// id, type, customer id (`(0, 0)` with `customer == false` when absent),
-    /// then each attribute's key and value, in input order.
+    /// ref id (likewise with `reference`), then each attribute's key and
+    /// value, in input order.
     spans: Box<[Span]>,
     customer: bool,
+    reference: bool,
 }
 
 impl OwnedEvent {
     /// Captures `ev`, decoded from `raw`.
     pub(crate) fn new(ev: &Event<'_>, raw: &[u8]) -> Self {
         let mut extra: Vec<u8> = Vec::new();
-        let mut spans: Vec<Span> = Vec::with_capacity(3 + 2 * ev.attrs.len());
+        let mut spans: Vec<Span> = Vec::with_capacity(4 + 2 * ev.attrs.len());
         let mut span_of = |s: &str| -> Span {
             let base = raw.as_ptr() as usize;
             let at = (s.as_ptr() as usize).wrapping_sub(base);
@@ -53,6 +55,10 @@ impl OwnedEvent {
         spans.push(span_of(&ev.kind));
         spans.push(match &ev.customer_id {
             Some(c) => span_of(c),
+            None => (0, 0),
+        });
+        spans.push(match &ev.ref_id {
+            Some(r) => span_of(r),
             None => (0, 0),
         });
         for (k, v) in &ev.attrs {
@@ -75,6 +81,7 @@ impl OwnedEvent {
             raw_len: raw.len(),
             spans: spans.into_boxed_slice(),
             customer: ev.customer_id.is_some(),
+            reference: ev.ref_id.is_some(),
         }
     }
 
@@ -102,13 +109,14 @@ impl OwnedEvent {
     pub(crate) fn event(&self) -> Option<Event<'_>> {
         let text = std::str::from_utf8(&self.buf).ok()?;
         let s = |(a, b): Span| text.get(a..b).map(Cow::Borrowed);
-        let (id, kind, cust) = (
+        let (id, kind, cust, reference) = (
             *self.spans.first()?,
             *self.spans.get(1)?,
             *self.spans.get(2)?,
+            *self.spans.get(3)?,
         );
         let mut attrs = SmallVec::new();
-        for kv in self.spans.get(3..)?.chunks_exact(2) {
+        for kv in self.spans.get(4..)?.chunks_exact(2) {
             attrs.push((s(kv[0])?, s(kv[1])?));
         }
         Some(Event {
@@ -116,6 +124,11 @@ impl OwnedEvent {
             kind: s(kind)?,
             ts: self.ts,
             customer_id: if self.customer { Some(s(cust)?) } else { None },
+            ref_id: if self.reference {
+                Some(s(reference)?)
+            } else {
+                None
+            },
             attrs,
             score: self.score,
             sentiment: self.sentiment,
@@ -157,7 +170,7 @@ mod tests {
         let lines: [&[u8]; 4] = [
             br#"{"id":"a1","type":"complaint","ts":5,"customer_id":"c","attrs":{"product":"p","region":"r"},"score":3}"#,
             br#"{"id":"a\u0032","type":"order","ts":"2026-11-20T00:00:00Z","attrs":{"k\"":"v\\","x":"y"}}"#,
-            br#"{"id":"b","type":"feedback","ts":1,"customer_id":42,"sentiment":-0.5}"#,
+            br#"{"id":"b","type":"response","ts":1,"customer_id":42,"ref_id":"a\u0031","sentiment":-0.5}"#,
             b" {\"id\" : \"c\", \"type\": \"order\", \"ts\": 2} ",
         ];
         for raw in lines {

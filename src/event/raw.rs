@@ -17,6 +17,7 @@ pub(super) struct RawEvent<'a> {
     pub(super) kind: Option<Scalar<'a>>,
     pub(super) ts: Option<Scalar<'a>>,
     pub(super) customer_id: Option<Scalar<'a>>,
+    pub(super) ref_id: Option<Scalar<'a>>,
     pub(super) attrs: Option<AttrList<'a>>,
     pub(super) score: Option<Scalar<'a>>,
     pub(super) sentiment: Option<Scalar<'a>>,
@@ -204,6 +205,16 @@ impl<'a> RawEvent<'a> {
                 ))
             }
         };
+        let ref_id = match self.ref_id {
+            None | Some(Scalar::Null) => None,
+            v => Some(required_str("ref_id", v)?),
+        };
+        if ref_id.as_ref().is_some_and(|r| r.len() > MAX_ID_BYTES) {
+            return Err(Invalid::new(
+                InvalidReason::IdTooLong,
+                format!("ref_id is longer than the {MAX_ID_BYTES}-byte limit of an id"),
+            ));
+        }
         let score = optional_number("score", self.score)?;
         let sentiment = optional_number("sentiment", self.sentiment)?;
         check_range("score", score, limits.score_range, "engine.score_range")?;
@@ -219,6 +230,7 @@ impl<'a> RawEvent<'a> {
             kind,
             ts,
             customer_id,
+            ref_id,
             attrs: self.attrs.unwrap_or_default(),
             score,
             sentiment,

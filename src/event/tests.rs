@@ -325,3 +325,38 @@ fn attributes_are_bounded_in_total_size_and_repeats_resolve_past_the_scan() {
         }
     }
 }
+
+#[test]
+fn ref_id_names_the_answered_event_and_is_checked_like_an_id() {
+    // The fast path, and the full parse (an escape in a key sends it there).
+    for line in [
+        r#"{"id":"r1","type":"response","ts":5,"ref_id":"c-1"}"#,
+        r#"{"id":"r1","type":"response","ts":5,"ref_id":"c-1","x\u0041":{"deep":[1]}}"#,
+    ] {
+        let e = dec(line).unwrap();
+        assert_eq!(e.ref_id.as_deref(), Some("c-1"), "{line}");
+    }
+    assert_eq!(
+        dec(r#"{"id":"r","type":"response","ts":5,"ref_id":null}"#)
+            .unwrap()
+            .ref_id,
+        None
+    );
+    assert_eq!(
+        dec(r#"{"id":"r","type":"response","ts":5}"#)
+            .unwrap()
+            .ref_id,
+        None
+    );
+    let long = "x".repeat(MAX_ID_BYTES + 1);
+    let too_long = format!(r#"{{"id":"r","type":"response","ts":5,"ref_id":"{long}"}}"#);
+    assert_eq!(dec(&too_long).unwrap_err().reason, InvalidReason::IdTooLong);
+    for bad in [r#""ref_id":7"#, r#""ref_id":"""#] {
+        let line = format!(r#"{{"id":"r","type":"response","ts":5,{bad}}}"#);
+        let reason = dec(&line).unwrap_err().reason;
+        assert!(
+            matches!(reason, InvalidReason::WrongType | InvalidReason::EmptyField),
+            "{line}: {reason:?}"
+        );
+    }
+}

@@ -390,6 +390,7 @@ impl Tuner {
             kind: ev.kind.clone(),
             ts: ev.ts,
             customer_id: ev.customer_id.clone(),
+            ref_id: ev.ref_id.clone(),
             attrs: ev
                 .attrs
                 .iter()

@@ -169,6 +169,20 @@ pub(super) fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError
                 ));
             }
         }
+        IndicatorConfig::Unanswered { sla, .. } => {
+            let s = sla.as_ms();
+            if s <= 0 || (slide > 0 && s % slide != 0) || s > window - 2 * slide {
+                errs.push(ConfigError::new(
+                    format!("{p}.indicator.sla"),
+                    sla.to_string(),
+                    format!(
+                        "must be positive, a multiple of the slide ({}) and at least two slides shorter than the window ({})",
+                        r.slide(),
+                        r.window
+                    ),
+                ));
+            }
+        }
         _ => {}
     }
     for (k, sel) in r.indicator.selectors().into_iter().enumerate() {

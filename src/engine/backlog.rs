@@ -1,0 +1,267 @@
+//! The response-SLA backlog (`unanswered` rules): which complaint each
+//! response answers.
+//!
+//! A complaint the rule selects adds 1 to its pane in its own slice, like a
+//! count; the rule's window is shaped so that the panes within `sla` (plus
+//! one) are the current region and the older ones (up to the rule's
+//! `window`) the region behind it, whose total is the indicator's value: a
+//! complaint counts from the first slide boundary at which its pane is
+//! wholly past the SLA — never before its deadline, at most a slide after. A response (an event the
+//! rule's `responses` select, naming the complaint's `id` in `ref_id`) takes
+//! its complaint out: −1 in the complaint's pane of the complaint's slice,
+//! then an evaluation — so an incident resolves as soon as the backlog is
+//! answered, and opens at the boundary where the first unanswered complaint
+//! passes the SLA (a pane boundary timer, like every window change).
+//!
+//! State, all bounded by `engine.dedup_max_ids` per rule and by the window:
+//! * per group, its **book**: the complaints of its window (time, id) and
+//!   whether each is answered — it lives with the group that owns the
+//!   complaint's slice and is checkpointed with it;
+//! * per rule, the **index** id → (slot, time) of the books (derived: rebuilt
+//!   from the groups on restore) and the **early** responses, whose
+//!   complaint has not come (yet): a complaint that arrives after its response
+//!   is answered on arrival. They are checkpointed; those older than the
+//!   window are dropped.
+//!
+//! Counted per rule ([`super::RuleStats`]): responses seen, first responses
+//! (of which early), repeats (a complaint answered again, or the same early
+//! reference twice) — each complaint is answered once — and complaints not
+//! booked because the rule's book is full. Unknown references are the rest:
+//! `responses − first − repeat` (early ones still waiting included).
+//!
+//! With shards, the book lives with the owner of the complaint's slice; a
+//! response is checked by every worker, and only the owner finds it in its
+//! index — the others hold it as early. The per-rule counters other than
+//! `responses` are then counted by the owner alone.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use crate::alert::Transition;
+use crate::event::Event;
+use crate::indicator::Contribution;
+use crate::window::Region;
+
+use super::evaluate::evaluate;
+use super::{end_pane, pane_of, Engine, RuleRt};
+
+/// One group's complaints in its window: (time, id) → answered.
+pub(super) type Book = BTreeMap<(i64, Box<str>), bool>;
+
+/// The rule-wide part of an `unanswered` rule (see the module docs).
+#[derive(Debug, Default)]
+pub(super) struct Backlog {
+    /// Complaint id → (slot of the group whose book holds it, its time).
+    index: HashMap<Box<str>, (u32, i64)>,
+    /// References of responses that came before their complaint → response time.
+    early: HashMap<Box<str>, i64>,
+    /// The same, oldest first (an entry whose reference was matched since is skipped).
+    early_order: VecDeque<(i64, Box<str>)>,
+    /// Most complaints (and early responses) held.
+    cap: usize,
+}
+
+impl Backlog {
+    /// An empty backlog holding at most `cap` complaints.
+    pub(super) fn new(cap: usize) -> Self {
+        Backlog {
+            cap: cap.max(1),
+            ..Backlog::default()
+        }
+    }
+
+    /// The early responses, for a checkpoint (oldest first).
+    pub(super) fn early(&self) -> Vec<(i64, Box<str>)> {
+        self.early_order
+            .iter()
+            .filter(|(t, id)| self.early.get(id) == Some(t))
+            .cloned()
+            .collect()
+    }
+
+    /// Drops early responses at or before `horizon`.
+    fn expire_early(&mut self, horizon: i64) {
+        while let Some((t, _)) = self.early_order.front() {
+            if *t > horizon {
+                break;
+            }
+            if let Some((t, id)) = self.early_order.pop_front() {
+                if self.early.get(&id) == Some(&t) {
+                    self.early.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+impl RuleRt {
+    /// An event this rule selects, `c` its contribution: for a complaint of
+    /// a backlog rule, `None` if it is not booked (the book is full, or its
+    /// id is booked already); else the contribution (nothing, for a complaint
+    /// an early response answered) and whether it is answered.
+    #[inline]
+    pub(super) fn admit(
+        &mut self,
+        c: Contribution,
+        ev: &Event<'_>,
+    ) -> Option<(Contribution, bool)> {
+        let Some(b) = self.backlog.as_deref_mut() else {
+            return Some((c, false));
+        };
+        if b.index.contains_key(ev.id.as_ref()) {
+            return None;
+        }
+        if b.index.len() >= b.cap {
+            self.stats.backlog_overflow += 1;
+            return None;
+        }
+        if b.early.remove(ev.id.as_ref()).is_some() {
+            self.stats.responses_first += 1;
+            self.stats.responses_early += 1;
+            return Some((Contribution { delta: [0; 3], ..c }, true));
+        }
+        Some((c, false))
+    }
+
+    /// Books complaint `ev` in the group of `slot` (its pane was added).
+    pub(super) fn book(&mut self, slot: u32, ev: &Event<'_>, answered: bool) {
+        let Some(b) = self.backlog.as_deref_mut() else {
+            return;
+        };
+        let Some(g) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.group.as_mut())
+        else {
+            return;
+        };
+        let id: Box<str> = ev.id.as_ref().into();
+        g.book
+            .get_or_insert_with(Box::default)
+            .insert((ev.ts, id.clone()), answered);
+        b.index.insert(id, (slot, ev.ts));
+    }
+
+    /// Drops the complaints of the group in `slot` whose pane left the
+    /// window (all of them when the group is forgotten).
+    pub(super) fn expire_book(&mut self, slot: u32, all: bool) {
+        let (Some(b), Some(g)) = (
+            self.backlog.as_deref_mut(),
+            self.slots
+                .get_mut(slot as usize)
+                .and_then(|s| s.group.as_mut()),
+        ) else {
+            return;
+        };
+        let Some(book) = g.book.as_deref_mut() else {
+            return;
+        };
+        let horizon = g.window.end() - self.shape.n - self.shape.m;
+        while let Some(((t, _), _)) = book.first_key_value() {
+            if !all && pane_of(*t, self.slide) > horizon {
+                break;
+            }
+            if let Some(((_, id), _)) = book.pop_first() {
+                b.index.remove(&id);
+            }
+        }
+        if book.is_empty() {
+            g.book = None;
+        }
+    }
+
+    /// Rebuilds the index from the groups' books and sets the early
+    /// responses (after a restore).
+    pub(super) fn reindex(&mut self, early: Vec<(i64, Box<str>)>) {
+        let Some(b) = self.backlog.as_deref_mut() else {
+            return;
+        };
+        b.index.clear();
+        for (slot, s) in self.slots.iter().enumerate() {
+            let Some(book) = s.group.as_ref().and_then(|g| g.book.as_deref()) else {
+                continue;
+            };
+            for (t, id) in book.keys() {
+                b.index.insert(id.clone(), (slot as u32, *t));
+            }
+        }
+        b.early = early.iter().map(|(t, id)| (id.clone(), *t)).collect();
+        b.early_order = early.into();
+    }
+}
+
+impl Engine {
+    /// A response of backlog rule `r` at the clock `clock`: answers its
+    /// complaint (−1 in the complaint's pane, then an evaluation) or keeps it
+    /// as early. Returns whether it changed anything.
+    pub(super) fn answer(
+        &mut self,
+        r: u32,
+        ev: &Event<'_>,
+        clock: i64,
+        out: &mut Vec<Transition>,
+    ) -> bool {
+        let rule = &mut self.rules[r as usize];
+        let (Some(b), Some(reference)) = (rule.backlog.as_deref_mut(), ev.ref_id.as_deref()) else {
+            return false;
+        };
+        rule.stats.responses += 1;
+        b.expire_early(clock.saturating_sub(rule.window_ms));
+        let Some(&(slot, t)) = b.index.get(reference) else {
+            if b.early.contains_key(reference) {
+                rule.stats.responses_repeat += 1;
+                return false;
+            }
+            if b.early.len() >= b.cap {
+                rule.stats.backlog_overflow += 1;
+                return false;
+            }
+            b.early.insert(reference.into(), ev.ts);
+            b.early_order.push_back((ev.ts, reference.into()));
+            return true;
+        };
+        let shape = rule.shape;
+        let gen = rule.slots[slot as usize].gen;
+        let Some(group) = rule.slots[slot as usize].group.as_mut() else {
+            return false;
+        };
+        let Some(answered) = group
+            .book
+            .as_deref_mut()
+            .and_then(|book| book.get_mut(&(t, reference.into())))
+        else {
+            return false;
+        };
+        if *answered {
+            rule.stats.responses_repeat += 1;
+            return false;
+        }
+        *answered = true;
+        rule.stats.responses_first += 1;
+        group.window.advance(end_pane(clock, rule.slide), &shape);
+        let Some((region, _)) = group
+            .window
+            .add(pane_of(t, rule.slide), [-1, 0, 0], None, &shape)
+        else {
+            return true;
+        };
+        if matches!(region, Region::Current | Region::Baseline) {
+            if let Some(w) = evaluate(
+                rule,
+                slot,
+                clock,
+                false,
+                None,
+                self.sample_ids,
+                &mut self.stats,
+                out,
+            ) {
+                self.timers.push(Reverse((w, r, slot, gen)));
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests;
