@@ -36,6 +36,10 @@ use crate::route::CompiledSelector;
 use crate::window::{Counters, Window};
 
 pub mod confidence;
+mod surge;
+
+use surge::surge_of;
+pub(crate) use surge::surge_value;
 
 /// Seed of the customer-id hash; fixed so that replays are deterministic.
 const CUSTOMER_HASH_SEED: u64 = 0x6375_7374_6f6d_6572;
@@ -545,77 +549,5 @@ fn repeat_and_distinct(w: &Window) -> (i64, i64) {
     })
 }
 
-/// The surge value of a window with `current` events, against a baseline of
-/// `m` panes (those with history) summing to `base_sum` with squares `base_sumsq`.
-///
-/// The expectation for one window of `n` panes is `n × mean`, floored at
-/// `min_baseline`. Ratio: `current ÷ expectation`. Z-score:
-/// `(current − expectation) ÷ σ` with `σ = √max(n × pane variance, expectation)`,
-/// the variance floor being Poisson noise so a flat baseline does not divide by
-/// zero. `None` until the baseline holds at least one window of history
-/// (`m ≥ n`).
-pub(crate) fn surge_value(
-    current: i64,
-    base_sum: i64,
-    base_sumsq: i128,
-    n: i64,
-    m: i64,
-    method: SurgeMethod,
-    min_baseline: f64,
-) -> Option<f64> {
-    surge_of(
-        current as f64,
-        base_sum,
-        base_sumsq,
-        n,
-        m,
-        method,
-        min_baseline,
-    )
-}
-
-/// [`surge_value`] of a (possibly fractional) current count: the point count,
-/// or a confidence bound of it.
-fn surge_of(
-    current: f64,
-    base_sum: i64,
-    base_sumsq: i128,
-    n: i64,
-    m: i64,
-    method: SurgeMethod,
-    min_baseline: f64,
-) -> Option<f64> {
-    if m < n || m <= 0 {
-        return None;
-    }
-    let mean = base_sum as f64 / m as f64;
-    let expected = (n as f64 * mean).max(min_baseline);
-    match method {
-        SurgeMethod::Ratio => Some(current / expected),
-        SurgeMethod::Zscore => {
-            let var = (base_sumsq as f64 / m as f64 - mean * mean).max(0.0);
-            let sigma = (n as f64 * var).max(expected).sqrt();
-            Some((current - expected) / sigma)
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn surge_ratio_and_zscore() {
-        // 10 baseline panes of 2 events each, window of 2 panes with 12 events.
-        let v = surge_value(12, 20, 40, 2, 10, SurgeMethod::Ratio, 1.0).unwrap();
-        assert!((v - 3.0).abs() < 1e-12);
-        let z = surge_value(12, 20, 40, 2, 10, SurgeMethod::Zscore, 1.0).unwrap();
-        // mean 2, var 0 → σ = √4 = 2; (12 − 4) / 2 = 4.
-        assert!((z - 4.0).abs() < 1e-12);
-        // Not enough history.
-        assert_eq!(surge_value(12, 20, 40, 2, 1, SurgeMethod::Ratio, 1.0), None);
-        // Floor.
-        let v = surge_value(3, 0, 0, 2, 10, SurgeMethod::Ratio, 1.5).unwrap();
-        assert!((v - 2.0).abs() < 1e-12);
-    }
-}
+mod tests;
