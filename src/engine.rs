@@ -45,6 +45,7 @@ mod record;
 mod reload;
 mod rule;
 pub(crate) mod season;
+mod shards;
 mod snapshot;
 mod stats;
 mod table;
@@ -57,6 +58,8 @@ pub use record::Evaluation;
 use record::Recorder;
 pub use reload::ReloadSummary;
 use rule::{encode_key, group_hash, Slot};
+use shards::ShardFilter;
+pub use shards::{shard_of, Op, ShardedEngine, DEFAULT_SHARDS};
 pub use snapshot::{RestoreSummary, SnapshotError, SNAPSHOT_VERSION};
 pub use stats::{EngineStats, Outcome, RuleStats};
 use table::{attr_id, GroupTable, NONE};
@@ -89,6 +92,8 @@ struct RuleRt {
     shape: Shape,
     min_volume: i64,
     max_groups: usize,
+    /// Stable hash of the rule's name: with the group's, picks its shard.
+    shard_seed: u64,
     /// The first pane that holds data (surge warm-up).
     origin: Option<i64>,
     /// Re-evaluations at pane boundaries (panes leaving the window or baseline).
@@ -162,6 +167,9 @@ pub struct Engine {
     tables: Vec<GroupTable>,
     /// (horizon ms, max ids) the dedup set was built with.
     dedup_settings: (i64, usize),
+    /// Set on the engines of a [`ShardedEngine`]: the shards whose
+    /// (rule, group) pairs this engine keeps; the others it skips.
+    shard: Option<ShardFilter>,
 }
 
 impl Engine {
@@ -186,6 +194,7 @@ impl Engine {
             attr_names: Vec::new(),
             tables: Vec::new(),
             dedup_settings: (e.dedup_horizon.as_ms(), e.dedup_max_ids),
+            shard: None,
         };
         engine.index_rules();
         Ok(engine)
@@ -355,13 +364,46 @@ impl Engine {
         // attribute id; and per group table, (hash, entry) once looked up.
         let mut values: SmallVec<[&str; 16]> = SmallVec::new();
         let mut entries: SmallVec<[Option<(u64, u32)>; 8]> = SmallVec::new();
+        // Per group table, the stable hash of this event's group (sharded engines).
+        let mut stable: SmallVec<[Option<u64>; 8]> = SmallVec::new();
         for r in candidates {
             let rule = &mut self.rules[r as usize];
             let Some(contrib) = rule.indicator.contribution(ev) else {
                 continue;
             };
+            if entries.is_empty() {
+                values.resize(self.attr_names.len(), "");
+                for (k, v) in &ev.attrs {
+                    if let Some(id) = attr_id(&self.attr_names, &self.attr_ids, k) {
+                        values[id] = v.as_ref();
+                    }
+                }
+                entries.resize(self.tables.len(), None);
+                stable.resize(self.tables.len(), None);
+            }
+            let in_time = ev.ts > watermark.saturating_sub(rule.window_ms);
+            if let Some(filter) = &self.shard {
+                let table = &self.tables[rule.group_by_id];
+                // A response-SLA rule matches responses to complaints by id
+                // across its groups: all its groups share one shard.
+                let g = if rule.backlog.is_some() {
+                    0
+                } else {
+                    *stable[rule.group_by_id].get_or_insert_with(|| {
+                        shards::stable_group_hash(table.attrs.iter().map(|&i| values[i as usize]))
+                    })
+                };
+                if !filter.owns(rule.shard_seed, g) {
+                    // Another shard keeps this group; the rule's warm-up
+                    // origin is rule-wide, so every shard follows it.
+                    if in_time && rule.backlog.is_none() {
+                        rule.note_origin(ev.ts, clock);
+                    }
+                    continue;
+                }
+            }
             selected = true;
-            if ev.ts <= watermark.saturating_sub(rule.window_ms) {
+            if !in_time {
                 rule.stats.late += 1;
                 late = true;
                 continue;
@@ -373,15 +415,7 @@ impl Engine {
             let Some((contrib, answered)) = rule.admit(contrib, ev) else {
                 continue;
             };
-            if entries.is_empty() {
-                values.resize(self.attr_names.len(), "");
-                for (k, v) in &ev.attrs {
-                    if let Some(id) = attr_id(&self.attr_names, &self.attr_ids, k) {
-                        values[id] = v.as_ref();
-                    }
-                }
-                entries.resize(self.tables.len(), None);
-            }
+            rule.note_origin(ev.ts, clock);
             let table = &mut self.tables[rule.group_by_id];
             let (hash, mut e) = *entries[rule.group_by_id].get_or_insert_with(|| {
                 let hash = group_hash(
@@ -492,12 +526,30 @@ impl Engine {
 
     /// Moves the event-time clock forward to `t` (never back), running every
     /// evaluation due on the way, in time order.
+    ///
+    /// The transitions it emits are in canonical order — by time, then rule
+    /// (configuration order), then group — which does not depend on how the
+    /// groups are laid out in memory, so that sharded engines merge into
+    /// exactly this engine's output.
     pub fn advance_clock(&mut self, t: i64, out: &mut Vec<Transition>) {
         if let Some(c) = self.clock {
             if t <= c {
                 return;
             }
         }
+        let start = out.len();
+        self.run_timers(t, out);
+        if out.len() - start > 1 {
+            let rules = &self.rules;
+            out[start..].sort_by_cached_key(|tr| {
+                let r = rules.iter().position(|x| *x.name == *tr.rule);
+                (tr.at, r, tr.group.clone())
+            });
+        }
+    }
+
+    /// Runs every evaluation due up to `t`, then sets the clock to `t`.
+    fn run_timers(&mut self, t: i64, out: &mut Vec<Transition>) {
         loop {
             // The next due evaluation: the earliest wheel boundary of any rule or
             // the earliest alert deadline; ties go to the lower rule, wheel first.

@@ -198,6 +198,7 @@ impl RuleRt {
             shape,
             min_volume: i64::try_from(r.min_volume).unwrap_or(i64::MAX),
             max_groups: cfg.engine.max_groups_per_rule,
+            shard_seed: super::shards::stable_rule_hash(&r.name),
             origin: None,
             wheel: Wheel::default(),
             slots: Vec::new(),
@@ -216,6 +217,15 @@ impl RuleRt {
             backlog: matches!(r.indicator, IndicatorConfig::Unanswered { .. })
                 .then(|| Box::new(Backlog::new(cfg.engine.dedup_max_ids))),
             cfg: r.clone(),
+        }
+    }
+
+    /// Sets the rule's origin (its first pane with data) if it has none: the
+    /// first in-time event the rule selects, at the clock `clock`.
+    #[inline]
+    pub(super) fn note_origin(&mut self, ts: i64, clock: i64) {
+        if self.origin.is_none() {
+            self.origin = Some(pane_of(ts, self.slide).min(end_pane(clock, self.slide)));
         }
     }
 

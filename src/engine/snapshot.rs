@@ -92,54 +92,7 @@ fn definition(rule: &super::RuleRt) -> String {
 impl Engine {
     /// The engine's whole state as bytes (see the module docs).
     pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
-        #[derive(Serialize)]
-        struct Ref<'a> {
-            clock: Option<i64>,
-            timers: Vec<(i64, u32, u32, u32)>,
-            stats: &'a EngineStats,
-            dedup_order: Vec<(i64, u64)>,
-            dedup_evicted_early: u64,
-            rules: Vec<RuleRef<'a>>,
-        }
-        #[derive(Serialize)]
-        struct RuleRef<'a> {
-            name: &'a str,
-            definition: String,
-            origin: Option<i64>,
-            wheel: &'a Wheel,
-            slots: &'a [Slot],
-            free: &'a [u32],
-            live: usize,
-            stats: &'a RuleStats,
-            backlog_early: Vec<(i64, Box<str>)>,
-        }
-        let mut timers: Vec<(i64, u32, u32, u32)> =
-            self.timers.iter().map(|Reverse(t)| *t).collect();
-        timers.sort_unstable();
-        let (dedup_order, dedup_evicted_early) = self.dedup.export();
-        let r = Ref {
-            clock: self.clock,
-            timers,
-            stats: &self.stats,
-            dedup_order,
-            dedup_evicted_early,
-            rules: self
-                .rules
-                .iter()
-                .map(|r| RuleRef {
-                    name: &r.name,
-                    definition: definition(r),
-                    origin: r.origin,
-                    wheel: &r.wheel,
-                    slots: &r.slots,
-                    free: &r.free,
-                    live: r.live,
-                    stats: &r.stats,
-                    backlog_early: r.backlog.as_ref().map(|b| b.early()).unwrap_or_default(),
-                })
-                .collect(),
-        };
-        bincode::serialize(&r).map_err(|e| SnapshotError::Encode(e.to_string()))
+        encode(std::slice::from_ref(self), &self.stats)
     }
 
     /// Replaces the engine's state by a snapshot's. Rules are matched by name
@@ -213,6 +166,138 @@ impl Engine {
             .map(|r| (r.name.to_string(), r.live))
             .collect()
     }
+}
+
+/// The state of `engines` — one engine, or the workers of a
+/// [`ShardedEngine`](super::ShardedEngine), whose groups are disjoint — as the
+/// snapshot of one engine holding all their groups: each worker's slots follow
+/// the previous workers' (timers and wheel entries moved with them), counters
+/// are summed, and what is rule-wide (clock, dedup memory, origins) is the
+/// first worker's, identical in all. `stats` are the engine-wide counters.
+pub(super) fn encode(engines: &[Engine], stats: &EngineStats) -> Result<Vec<u8>, SnapshotError> {
+    /// The slots of one rule over every worker, as one sequence.
+    struct Slots<'a>(Vec<&'a [Slot]>);
+    impl Serialize for Slots<'_> {
+        fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let total = self.0.iter().map(|p| p.len()).sum();
+            let mut seq = ser.serialize_seq(Some(total))?;
+            for s in self.0.iter().flat_map(|p| p.iter()) {
+                seq.serialize_element(s)?;
+            }
+            seq.end()
+        }
+    }
+    #[derive(Serialize)]
+    struct Ref<'a> {
+        clock: Option<i64>,
+        timers: Vec<(i64, u32, u32, u32)>,
+        stats: &'a EngineStats,
+        dedup_order: Vec<(i64, u64)>,
+        dedup_evicted_early: u64,
+        rules: Vec<RuleRef<'a>>,
+    }
+    #[derive(Serialize)]
+    struct RuleRef<'a> {
+        name: &'a str,
+        definition: String,
+        origin: Option<i64>,
+        wheel: std::borrow::Cow<'a, Wheel>,
+        slots: Slots<'a>,
+        free: std::borrow::Cow<'a, [u32]>,
+        live: usize,
+        stats: std::borrow::Cow<'a, RuleStats>,
+        backlog_early: Vec<(i64, Box<str>)>,
+    }
+    let first = &engines[0];
+    // offsets[r][w]: where worker w's slots of rule r start.
+    let offsets: Vec<Vec<u32>> = (0..first.rules.len())
+        .map(|r| {
+            let mut off = 0u32;
+            engines
+                .iter()
+                .map(|e| {
+                    let o = off;
+                    off += e.rules[r].slots.len() as u32;
+                    o
+                })
+                .collect()
+        })
+        .collect();
+    let mut timers: Vec<(i64, u32, u32, u32)> = Vec::new();
+    for (w, e) in engines.iter().enumerate() {
+        timers.extend(e.timers.iter().map(|Reverse((t, r, slot, gen))| {
+            let off = offsets.get(*r as usize).map_or(0, |o| o[w]);
+            (*t, *r, slot + off, *gen)
+        }));
+    }
+    let mut rules = Vec::with_capacity(first.rules.len());
+    for (r, rule) in first.rules.iter().enumerate() {
+        let offsets = &offsets[r];
+        let single = engines.len() == 1;
+        let wheel = if single {
+            std::borrow::Cow::Borrowed(&rule.wheel)
+        } else {
+            let parts = engines
+                .iter()
+                .zip(offsets.iter())
+                .map(|(e, &o)| (&e.rules[r].wheel, o));
+            let slide = rule.slide;
+            std::borrow::Cow::Owned(Wheel::merged(parts, |q, slot, gen| {
+                timers.push((
+                    super::evaluate::boundary_time(q, slide),
+                    r as u32,
+                    slot,
+                    gen,
+                ));
+            }))
+        };
+        let (free, stats) = if single {
+            (
+                std::borrow::Cow::Borrowed(&rule.free[..]),
+                std::borrow::Cow::Borrowed(&rule.stats),
+            )
+        } else {
+            let mut free = Vec::new();
+            let mut st = RuleStats::default();
+            for (e, &o) in engines.iter().zip(offsets.iter()) {
+                let er = &e.rules[r];
+                free.extend(er.free.iter().map(|s| s + o));
+                st.late += er.stats.late;
+                st.group_overflow += er.stats.group_overflow;
+                st.transitions += er.stats.transitions;
+                st.evaluations += er.stats.evaluations;
+            }
+            (std::borrow::Cow::Owned(free), std::borrow::Cow::Owned(st))
+        };
+        rules.push(RuleRef {
+            name: &rule.name,
+            definition: definition(rule),
+            // The same in every worker (a response-SLA rule's: its one owner's).
+            origin: engines.iter().filter_map(|e| e.rules[r].origin).min(),
+            wheel,
+            slots: Slots(engines.iter().map(|e| &e.rules[r].slots[..]).collect()),
+            free,
+            live: engines.iter().map(|e| e.rules[r].live).sum(),
+            stats,
+            // Held by the one worker that owns a response-SLA rule.
+            backlog_early: engines
+                .iter()
+                .flat_map(|e| e.rules[r].backlog.as_ref().map(|b| b.early()).unwrap_or_default())
+                .collect(),
+        });
+    }
+    timers.sort_unstable();
+    let (dedup_order, dedup_evicted_early) = first.dedup.export();
+    let r = Ref {
+        clock: first.clock,
+        timers,
+        stats,
+        dedup_order,
+        dedup_evicted_early,
+        rules,
+    };
+    bincode::serialize(&r).map_err(|e| SnapshotError::Encode(e.to_string()))
 }
 
 #[cfg(test)]

@@ -91,6 +91,27 @@ impl Wheel {
         }
     }
 
+    /// The union of `parts`, each entry's slot moved by its part's offset;
+    /// entries that do not fit (too far from the others) are handed to
+    /// `refused` as (boundary pane, slot, gen).
+    pub(crate) fn merged<'a>(
+        parts: impl Iterator<Item = (&'a Wheel, u32)>,
+        mut refused: impl FnMut(i64, u32, u32),
+    ) -> Wheel {
+        let mut w = Wheel::default();
+        for (p, off) in parts {
+            for (i, b) in p.buckets.iter().enumerate() {
+                let q = p.base + i as i64;
+                for &(slot, gen) in b {
+                    if !w.schedule(q, slot + off, gen) {
+                        refused(q, slot + off, gen);
+                    }
+                }
+            }
+        }
+        w
+    }
+
     /// Entries pending.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -1,0 +1,434 @@
+//! State shards and worker threads: the engine's (rule, group) pairs split
+//! into a fixed number of shards by a stable hash, and the shards spread over
+//! worker engines that run on their own threads — with output identical to
+//! one [`Engine`].
+//!
+//! ```text
+//!                     ┌─► worker engine 0 (shards 0, W, 2W, …) ─┐
+//! ops (events, clock) ┼─► worker engine 1 (shards 1, W+1, …)    ┼─► merge ─► transitions
+//!                     └─► …                                     ┘  (step, time, rule, group)
+//! ```
+//!
+//! **Shard of a pair.** `shard_of(rule, group)` hashes the rule's name and the
+//! group's values with SipHash-1-3 under fixed keys (a specified function,
+//! stable across builds and machines) and reduces the mix to `0..shards`. It
+//! is the unit of parallelism and ownership; `engine.shards` fixes how many
+//! there are (default [`DEFAULT_SHARDS`]), `engine.workers` how many threads
+//! share them.
+//!
+//! **Why the output is identical.** Every worker engine sees every event and
+//! every clock move, and keeps only the pairs of its shards. A pair's state
+//! depends only on its own events and the clock, so each pair evolves exactly
+//! as in one engine. What is rule-wide is kept identical in every worker: the
+//! clock, the deduplication of event ids (each worker dedups the same ids),
+//! and a surge rule's warm-up origin (every worker notes the first in-time
+//! event its rule selects, owned or not). The order is made canonical: an
+//! engine emits a clock move's transitions sorted by (time, rule, group) and
+//! an event's in rule order, so merging the workers' outputs step by step
+//! with the same key gives exactly one engine's sequence.
+//!
+//! The one difference: `engine.max_groups_per_rule` is split evenly between
+//! the workers (rounded up), so a rule that hits its cap may drop different
+//! new groups than one engine would. The cap is an overload guard, counted in
+//! `crisiswatch_group_overflow_total`.
+
+use std::hash::Hasher;
+
+use siphasher::sip::SipHasher13;
+
+use super::rule::decode_key;
+use super::{
+    Engine, EngineError, EngineStats, GroupView, Outcome, RestoreSummary, RuleStats, SnapshotError,
+};
+use crate::alert::Transition;
+use crate::config::Config;
+use crate::event::{Event, InvalidReason};
+
+/// Shards when `engine.shards` is not set.
+pub const DEFAULT_SHARDS: u32 = 64;
+
+/// Fixed SipHash keys of the shard hash ("crisiswatch-shrd").
+const SHARD_KEY: [u8; 16] = *b"crisiswatch-shrd";
+
+/// Stable hash of a rule's name.
+pub(crate) fn stable_rule_hash(name: &str) -> u64 {
+    let mut h = SipHasher13::new_with_key(&SHARD_KEY);
+    h.write(name.as_bytes());
+    h.write_u8(0xff);
+    h.finish()
+}
+
+/// Stable hash of a group's values, in `group_by` order.
+pub(crate) fn stable_group_hash<'a>(values: impl Iterator<Item = &'a str>) -> u64 {
+    let mut h = SipHasher13::new_with_key(&SHARD_KEY);
+    for v in values {
+        h.write(v.as_bytes());
+        // 0xff never occurs in UTF-8: values cannot run into each other.
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+/// The shard (`0..shards`) of a (rule, group) from the two stable hashes.
+#[inline]
+fn shard_index(rule_hash: u64, group_hash: u64, shards: u32) -> u32 {
+    let x = (rule_hash ^ group_hash.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (((x >> 32) * u64::from(shards)) >> 32) as u32
+}
+
+/// The shard of rule `rule`'s group with `values` (in `group_by` order),
+/// among `shards` (at least 1).
+pub fn shard_of(rule: &str, values: &[&str], shards: u32) -> u32 {
+    shard_index(
+        stable_rule_hash(rule),
+        stable_group_hash(values.iter().copied()),
+        shards.max(1),
+    )
+}
+
+/// The shards one worker engine keeps.
+#[derive(Debug, Clone)]
+pub(crate) struct ShardFilter {
+    owned: Box<[bool]>,
+}
+
+impl ShardFilter {
+    /// Shards `worker`, `worker + workers`, … of `shards`.
+    fn round_robin(worker: usize, workers: usize, shards: u32) -> Self {
+        ShardFilter {
+            owned: (0..shards as usize)
+                .map(|s| s % workers == worker)
+                .collect(),
+        }
+    }
+
+    /// Whether the pair with these stable hashes is kept.
+    #[inline]
+    pub(crate) fn owns(&self, rule_hash: u64, group_hash: u64) -> bool {
+        let s = shard_index(rule_hash, group_hash, self.owned.len() as u32);
+        self.owned[s as usize]
+    }
+}
+
+/// One step of input for [`ShardedEngine::run`].
+#[derive(Debug, Clone, Copy)]
+pub enum Op<'a, 'e> {
+    /// [`Engine::process`]: move the clock to the event (if newer), apply it.
+    Process(&'a Event<'e>),
+    /// [`Engine::advance_clock`].
+    Advance(i64),
+}
+
+/// Engines over disjoint shards, run on worker threads (see the module docs).
+#[derive(Debug)]
+pub struct ShardedEngine {
+    engines: Vec<Engine>,
+    shards: u32,
+    /// Engine-wide counters of the merged outcomes (the workers' own count
+    /// what they kept).
+    stats: EngineStats,
+    rule_names: Vec<String>,
+}
+
+/// What one worker produced for a run: (step, transition) and outcomes.
+type WorkerOut = (Vec<(u32, Transition)>, Vec<Outcome>);
+
+impl ShardedEngine {
+    /// `workers` engines (at least 1) over `shards` shards (at least
+    /// `workers`).
+    pub fn new(cfg: &Config, workers: usize, shards: u32) -> Result<Self, EngineError> {
+        let workers = workers.max(1);
+        let shards = shards.max(workers as u32);
+        let mut engines = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let mut e = Engine::new(cfg)?;
+            if workers > 1 {
+                e.shard = Some(ShardFilter::round_robin(w, workers, shards));
+                for r in &mut e.rules {
+                    r.max_groups = r.max_groups.div_ceil(workers);
+                }
+            }
+            engines.push(e);
+        }
+        let rule_names = cfg.rules.iter().map(|r| r.name.clone()).collect();
+        Ok(ShardedEngine {
+            engines,
+            shards,
+            stats: EngineStats::default(),
+            rule_names,
+        })
+    }
+
+    /// Worker engines (threads while running).
+    pub fn workers(&self) -> usize {
+        self.engines.len()
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    /// The worker engines (read-only views, snapshots).
+    pub fn engines(&self) -> &[Engine] {
+        &self.engines
+    }
+
+    /// Declares every worker sequenced (see [`Engine::set_sequenced`]).
+    pub(crate) fn set_sequenced(&mut self, on: bool) {
+        for e in &mut self.engines {
+            e.set_sequenced(on);
+        }
+    }
+
+    /// The event-time clock (the same in every worker).
+    pub fn clock(&self) -> Option<i64> {
+        self.engines[0].clock()
+    }
+
+    /// Counts an input that failed to decode.
+    pub(crate) fn record_invalid(&mut self, reason: InvalidReason) {
+        self.stats.events_in += 1;
+        self.stats.invalid[reason.index()] += 1;
+    }
+
+    /// Engine-wide counters, as one engine would count them.
+    pub fn stats(&self) -> EngineStats {
+        let mut s = self.stats.clone();
+        s.transitions = self.engines.iter().map(|e| e.stats().transitions).sum();
+        s
+    }
+
+    /// Number of rules.
+    pub fn rule_count(&self) -> usize {
+        self.rule_names.len()
+    }
+
+    /// Counters of rule `i`, summed over the workers.
+    pub fn rule_stats(&self, i: usize) -> RuleStats {
+        let mut s = RuleStats::default();
+        for e in &self.engines {
+            let r = e.rule_stats(i);
+            s.late += r.late;
+            s.group_overflow += r.group_overflow;
+            s.transitions += r.transitions;
+            s.evaluations += r.evaluations;
+        }
+        s
+    }
+
+    /// Live groups of rule `i`.
+    pub fn live_groups(&self, i: usize) -> usize {
+        self.engines.iter().map(|e| e.live_groups(i)).sum()
+    }
+
+    /// Every group of rule `i`, sorted by group.
+    pub fn groups(&self, i: usize) -> Vec<GroupView> {
+        let mut all: Vec<GroupView> = self.engines.iter().flat_map(|e| e.groups(i)).collect();
+        all.sort_by(|a, b| a.group.cmp(&b.group));
+        all
+    }
+
+    /// Dedup keys of every active alert instance, sorted.
+    pub(crate) fn active_alert_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .engines
+            .iter()
+            .flat_map(Engine::active_alert_keys)
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// The state of every worker as one engine's snapshot (the format of
+    /// [`Engine::snapshot`], so a checkpoint restores into any number of
+    /// workers).
+    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        super::snapshot::encode(&self.engines, &self.stats())
+    }
+
+    /// Restores a snapshot (of one engine or of any number of workers): every
+    /// worker restores it whole and forgets the groups of the shards it does
+    /// not own.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<RestoreSummary, SnapshotError> {
+        let mut summary = RestoreSummary::default();
+        let workers = self.engines.len();
+        for (w, e) in self.engines.iter_mut().enumerate() {
+            let s = e.restore(bytes)?;
+            if w == 0 {
+                self.stats = e.stats.clone();
+                summary = s;
+                summary.groups = 0;
+            } else {
+                // Counters are the first worker's to carry: summed, the
+                // others would count them again.
+                e.stats.transitions = 0;
+                for r in &mut e.rules {
+                    r.stats = RuleStats::default();
+                }
+            }
+            if workers > 1 {
+                e.forget_unowned();
+            }
+            summary.groups += e.rules.iter().map(|r| r.live).sum::<usize>();
+        }
+        Ok(summary)
+    }
+
+    /// Runs `ops` through every worker (each on its own thread when there
+    /// are several), appends the merged transitions to `out` and one outcome
+    /// per [`Op::Process`] to `outcomes`.
+    pub fn run(
+        &mut self,
+        ops: &[Op<'_, '_>],
+        out: &mut Vec<Transition>,
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        if self.engines.len() == 1 {
+            let e = &mut self.engines[0];
+            for op in ops {
+                match *op {
+                    Op::Advance(t) => e.advance_clock(t, out),
+                    Op::Process(ev) => {
+                        let o = e.process(ev, out);
+                        count(&mut self.stats, o);
+                        outcomes.push(o);
+                    }
+                }
+            }
+            return;
+        }
+        let results: Vec<WorkerOut> = std::thread::scope(|s| {
+            let (first, rest) = self.engines.split_at_mut(1);
+            let handles: Vec<_> = rest
+                .iter_mut()
+                .map(|e| s.spawn(move || drive(e, ops)))
+                .collect();
+            let mut results = vec![drive(&mut first[0], ops)];
+            for h in handles {
+                match h.join() {
+                    Ok(r) => results.push(r),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            results
+        });
+        // Outcomes: applied anywhere wins, then late, then overflow, as one
+        // engine decides over all its rules.
+        let n = results[0].1.len();
+        for j in 0..n {
+            let o = merge_outcomes(results.iter().map(|r| r.1[j]));
+            count(&mut self.stats, o);
+            outcomes.push(o);
+        }
+        let mut merged: Vec<(u32, Transition)> = results.into_iter().flat_map(|r| r.0).collect();
+        let names = &self.rule_names;
+        merged.sort_by_cached_key(|(step, t)| {
+            let r = names.iter().position(|n| *n == t.rule);
+            (*step, t.at, r, t.group.clone())
+        });
+        out.extend(merged.into_iter().map(|(_, t)| t));
+    }
+}
+
+impl Engine {
+    /// Forgets every group of a shard this engine does not own (after a
+    /// restore of the whole state). Their timers go stale with their slots.
+    fn forget_unowned(&mut self) {
+        let Some(filter) = self.shard.clone() else {
+            return;
+        };
+        for rule in &mut self.rules {
+            let seed = rule.shard_seed;
+            // A response-SLA rule lives whole in one shard (see `Engine::apply`).
+            let pinned = rule.backlog.is_some();
+            for (s, slot) in rule.slots.iter_mut().enumerate() {
+                let Some(g) = slot.group.as_ref() else {
+                    continue;
+                };
+                let gh = if pinned {
+                    0
+                } else {
+                    stable_group_hash(decode_key(&g.key).into_iter())
+                };
+                if filter.owns(seed, gh) {
+                    continue;
+                }
+                slot.group = None;
+                slot.gen = slot.gen.wrapping_add(1);
+                rule.free.push(s as u32);
+                rule.live -= 1;
+            }
+            if pinned && !filter.owns(seed, 0) {
+                // Not ours: no complaints, no early responses.
+                rule.reindex(Vec::new());
+            }
+        }
+        super::table::rebuild(&mut self.tables, &mut self.rules);
+    }
+}
+
+/// One worker's pass over `ops`: transitions tagged with their step (two per
+/// op: the clock move, then the event).
+fn drive(engine: &mut Engine, ops: &[Op<'_, '_>]) -> WorkerOut {
+    let mut tagged = Vec::new();
+    let mut outcomes = Vec::with_capacity(ops.len());
+    let mut buf = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let step = 2 * i as u32;
+        match *op {
+            Op::Advance(t) => {
+                engine.advance_clock(t, &mut buf);
+                tagged.extend(buf.drain(..).map(|t| (step, t)));
+            }
+            Op::Process(ev) => {
+                let t = engine.clock().map_or(ev.ts, |c| c.max(ev.ts));
+                engine.advance_clock(t, &mut buf);
+                tagged.extend(buf.drain(..).map(|t| (step, t)));
+                outcomes.push(engine.apply(ev, &mut buf));
+                tagged.extend(buf.drain(..).map(|t| (step + 1, t)));
+            }
+        }
+    }
+    (tagged, outcomes)
+}
+
+/// One engine's outcome from its workers' local ones.
+fn merge_outcomes(it: impl Iterator<Item = Outcome>) -> Outcome {
+    let (mut applied, mut late, mut overflow, mut duplicate) = (false, false, false, false);
+    for o in it {
+        match o {
+            Outcome::Applied => applied = true,
+            Outcome::Late => late = true,
+            Outcome::Overflow => overflow = true,
+            Outcome::Duplicate => duplicate = true,
+            Outcome::Unmatched => {}
+        }
+    }
+    if duplicate {
+        Outcome::Duplicate
+    } else if applied {
+        Outcome::Applied
+    } else if late {
+        Outcome::Late
+    } else if overflow {
+        Outcome::Overflow
+    } else {
+        Outcome::Unmatched
+    }
+}
+
+/// Counts an event's merged outcome as one engine does.
+fn count(stats: &mut EngineStats, o: Outcome) {
+    stats.events_in += 1;
+    match o {
+        Outcome::Applied => stats.applied += 1,
+        Outcome::Duplicate => stats.duplicates += 1,
+        Outcome::Late => stats.late += 1,
+        Outcome::Unmatched => stats.unmatched += 1,
+        Outcome::Overflow => stats.overflow += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests;
