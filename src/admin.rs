@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::alert::Phase;
 use crate::config::{Config, Env, RuleConfig};
-use crate::engine::{Engine, ReloadSummary};
+use crate::engine::{EngineView, Reconfigure, ReloadSummary};
 use crate::event::format_ts;
 use crate::incident::IncidentManager;
 use crate::secret::Secret;
@@ -100,7 +100,7 @@ pub(crate) struct ApiSnapshot {
 }
 
 /// Builds the snapshot from the engine.
-pub(crate) fn snapshot(engine: &Engine) -> ApiSnapshot {
+pub(crate) fn snapshot(engine: &impl EngineView) -> ApiSnapshot {
     let mut out = ApiSnapshot {
         clock: engine.clock().map(format_ts),
         samples: Some((engine.clock(), history::sample(engine))),
@@ -150,7 +150,7 @@ pub(crate) fn snapshot(engine: &Engine) -> ApiSnapshot {
                 runbook: cfg.runbook.clone(),
             });
         }
-        let stats = engine.rule_stats(i);
+        let stats = engine.rule_counters(i);
         out.rules.push(RuleView {
             name: cfg.name.clone(),
             config: cfg.clone(),
@@ -500,7 +500,7 @@ fn unix_now() -> i64 {
 /// reload either applies everywhere or nowhere. Records the outcome in `admin`
 /// and `metrics`; on failure the previous configuration keeps running.
 pub(crate) fn reload(
-    engine: &mut Engine,
+    engine: &mut dyn Reconfigure,
     admin: &AdminState,
     metrics: &ReloadMetrics,
     env: &dyn Env,

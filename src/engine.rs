@@ -56,6 +56,7 @@ use evaluate::{boundary_time, evaluate, schedule_boundary};
 pub use evaluate::{end_pane, pane_of};
 pub use record::Evaluation;
 use record::Recorder;
+pub(crate) use reload::Reconfigure;
 pub use reload::ReloadSummary;
 use rule::{encode_key, group_hash, Slot};
 use shards::ShardFilter;
@@ -63,7 +64,7 @@ pub use shards::{shard_of, Op, ShardedEngine, DEFAULT_SHARDS};
 pub use snapshot::{RestoreSummary, SnapshotError, SNAPSHOT_VERSION};
 pub use stats::{EngineStats, Outcome, RuleStats};
 use table::{attr_id, GroupTable, NONE};
-pub use views::Footprint;
+pub use views::{EngineView, Footprint};
 use wheel::Wheel;
 
 /// Pane buffers a rule keeps from forgotten groups.

@@ -18,7 +18,7 @@ use prometheus::{
 };
 
 use crate::alert::{Phase, State};
-use crate::engine::{Engine, EngineStats, RuleStats};
+use crate::engine::{EngineStats, EngineView, RuleStats};
 use crate::event::InvalidReason;
 
 mod latency;
@@ -244,8 +244,8 @@ impl Metrics {
     }
 
     /// Copies the engine's counters and groups into the metrics. `now_ms` is the wall clock.
-    pub fn publish(&self, engine: &Engine, now_ms: i64) {
-        let stats = engine.stats();
+    pub fn publish(&self, engine: &impl EngineView, now_ms: i64) {
+        let stats = engine.counters();
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let (prev, prev_rules) = &mut *last;
         let d = |a: u64, b: u64| a.saturating_sub(b);
@@ -269,7 +269,7 @@ impl Metrics {
         let mut snaps = Vec::with_capacity(engine.rule_count());
         for (i, pr) in prev_rules.iter_mut().enumerate() {
             let cfg = engine.rule_config(i);
-            let rs = engine.rule_stats(i);
+            let rs = engine.rule_counters(i);
             let name = cfg.name.as_str();
             self.rule_late
                 .with_label_values(&[name])

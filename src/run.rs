@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineError, EngineStats};
+use crate::engine::{EngineError, EngineStats, ShardedEngine};
 use crate::http::{self, AppState, HttpError};
 use crate::metrics::{Metrics, MetricsError};
 use crate::source::context::Shared;
@@ -129,7 +129,12 @@ pub async fn run(
         .kafka
         .clone()
         .ok_or(SourceError::NotConfigured)?;
-    let mut engine = Engine::new(cfg)?;
+    let mut engine = ShardedEngine::new(cfg, cfg.engine.worker_count(), cfg.engine.shards)?;
+    tracing::info!(
+        workers = engine.workers(),
+        shards = engine.shards(),
+        "Engine workers share the state shards."
+    );
     let state_dir = std::path::Path::new(cfg.state.dir_or(&cfg.incidents.data_dir));
     // This process's incidents and checkpoints: no second `run` beside it.
     let data_dir = std::path::Path::new(&cfg.incidents.data_dir);
@@ -243,7 +248,7 @@ pub async fn run(
             joined??;
             let stage = stage??;
             Ok(RunSummary {
-                stats: stage.engine().stats().clone(),
+                stats: stage.engine().stats(),
                 transitions: stage.sink().submitted(),
             })
         }

@@ -1,7 +1,9 @@
 //! Durable state of `crisiswatch run` against a real Kafka-protocol broker
 //! (Tansu): a run killed with `kill -9` (and stopped gracefully) at seeded points, restarted each
 //! time sends the receiver exactly the notifications (by `dedup_key` and
-//! action) of an uninterrupted run over the same data; `state inspect` and
+//! action) of an uninterrupted run over the same data — the uninterrupted run
+//! with one engine worker, the restarts with 1, 2 and 3 in turn, so every
+//! checkpoint restores into another worker count; `state inspect` and
 //! `state reset` work on what it left.
 
 mod kafka_support;
@@ -109,6 +111,12 @@ fn config(bs: &str, group: &str, prefix: &str, data: &str, url: &str) -> String 
     cfg
 }
 
+/// `cfg` with `engine.workers` set.
+fn with_workers(cfg: &str, workers: usize) -> String {
+    assert!(cfg.contains("[engine]\n"));
+    cfg.replacen("[engine]\n", &format!("[engine]\nworkers = {workers}\n"), 1)
+}
+
 /// (dedup_key, action) of every notification the receiver got, and how many
 /// incidents opened.
 fn notifications(r: &Receiver) -> (BTreeSet<(String, String)>, usize) {
@@ -152,7 +160,9 @@ fn kill_9_and_restart_sends_what_an_uninterrupted_run_sends() {
     let dir = tempfile::tempdir().unwrap();
     let ra = Receiver::start();
     let data_a = dir.path().join("data-a").display().to_string();
-    let mut svc = Service::start(dir.path(), "a", &config(&bs, "ga", "a", &data_a, &ra.url));
+    // One engine worker: the reference.
+    let cfg_a = with_workers(&config(&bs, "ga", "a", &data_a, &ra.url), 1);
+    let mut svc = Service::start(dir.path(), "a", &cfg_a);
     wait_until(
         Duration::from_secs(90),
         "uninterrupted run: every event applied",
@@ -188,7 +198,10 @@ fn kill_9_and_restart_sends_what_an_uninterrupted_run_sends() {
     let per = b.len().div_ceil(slices);
     let mut seed = 99u64;
     for (i, chunk) in b.chunks(per).enumerate() {
-        let mut svc = Service::start(dir.path(), &format!("b{i}"), &cfg_b);
+        // 1, 2 or 3 engine workers: a checkpoint of one worker count
+        // restores into another.
+        let cfg_i = with_workers(&cfg_b, 1 + i % 3);
+        let mut svc = Service::start(dir.path(), &format!("b{i}"), &cfg_i);
         let before = produced_b.len();
         produced_b.extend(produce(&bs, chunk, Duration::from_secs(30)));
         seed = seed

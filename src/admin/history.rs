@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::alert::Labels;
 use crate::config::{Condition, Severity};
-use crate::engine::Engine;
+use crate::engine::EngineView;
 
 /// Slices per rule sampled at each batch (alerting first, then the worst).
 pub(crate) const SLICES: usize = 50;
@@ -63,7 +63,7 @@ pub(crate) struct SliceSample {
 pub(crate) type Point = (i64, Option<f64>, i64);
 
 /// The samples of one batch, from the engine.
-pub(crate) fn sample(engine: &Engine) -> Vec<RuleSample> {
+pub(crate) fn sample(engine: &impl EngineView) -> Vec<RuleSample> {
     (0..engine.rule_count())
         .map(|i| {
             let cfg = engine.rule_config(i);

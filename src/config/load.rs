@@ -103,6 +103,20 @@ impl Config {
             &mut errs,
         );
         validate_range("engine.sentiment_range", e.sentiment_range, 1.0, &mut errs);
+        if e.workers > 256 {
+            errs.push(ConfigError::new(
+                "engine.workers",
+                e.workers.to_string(),
+                "must be at most 256 (0: the cores available)",
+            ));
+        }
+        if !(1..=4096).contains(&e.shards) {
+            errs.push(ConfigError::new(
+                "engine.shards",
+                e.shards.to_string(),
+                "must be between 1 and 4096",
+            ));
+        }
         if e.idle_timeout.0.is_zero() {
             errs.push(ConfigError::new(
                 "engine.idle_timeout",

@@ -56,6 +56,19 @@ pub struct EngineConfig {
     /// Valid `sentiment` values, `[min, max]` inclusive; outside is `out_of_range`.
     #[serde(default = "default_sentiment_range")]
     pub(crate) sentiment_range: [f64; 2],
+    /// `run`: worker threads of the engine (0–256). `0`, the default, uses
+    /// the cores available. The output is identical whatever the number.
+    #[serde(default)]
+    pub(crate) workers: usize,
+    /// State shards (1–4096): (rule, group) pairs are split into this many
+    /// shards by a stable hash, and the workers share them out.
+    #[serde(default = "default_shards")]
+    pub(crate) shards: u32,
+}
+
+/// 64: enough to spread over the cores of a large machine.
+fn default_shards() -> u32 {
+    crate::engine::DEFAULT_SHARDS
 }
 
 /// 1 minute: producers and brokers reorder events by seconds, rarely by minutes.
@@ -120,6 +133,17 @@ fn default_sentiment_range() -> [f64; 2] {
 pub(crate) const MAX_SCORE_BOUND: f64 = 1e6;
 
 impl EngineConfig {
+    /// Worker threads for `run`: `workers`, or the cores available when 0,
+    /// never more than the shards.
+    pub(crate) fn worker_count(&self) -> usize {
+        let n = if self.workers == 0 {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            self.workers
+        };
+        n.clamp(1, self.shards.max(1) as usize)
+    }
+
     /// The limits the decoder applies to every input under these settings:
     /// the one place the engine, the live pipeline and the history tools get
     /// them from, so they validate events alike.
@@ -191,6 +215,8 @@ impl Default for EngineConfig {
             sample_event_ids: default_sample_event_ids(),
             score_range: default_score_range(),
             sentiment_range: default_sentiment_range(),
+            workers: 0,
+            shards: default_shards(),
         }
     }
 }

@@ -33,6 +33,25 @@ fn same_definition(a: &RuleConfig, b: &RuleConfig) -> bool {
     strip(a) == strip(b)
 }
 
+/// What a configuration reload switches: one [`Engine`] or a
+/// [`ShardedEngine`](super::ShardedEngine).
+pub(crate) trait Reconfigure {
+    /// Switches to `cfg` (see [`Engine::reconfigure`]).
+    fn reconfigure(&mut self, cfg: &Config) -> Result<ReloadSummary, EngineError>;
+}
+
+impl Reconfigure for Engine {
+    fn reconfigure(&mut self, cfg: &Config) -> Result<ReloadSummary, EngineError> {
+        Engine::reconfigure(self, cfg)
+    }
+}
+
+impl Reconfigure for super::ShardedEngine {
+    fn reconfigure(&mut self, cfg: &Config) -> Result<ReloadSummary, EngineError> {
+        super::ShardedEngine::reconfigure(self, cfg)
+    }
+}
+
 impl Engine {
     /// Hot reload: switches to a new configuration. Rules whose name and
     /// configuration are unchanged (or changed only in description, runbook or

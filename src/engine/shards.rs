@@ -40,12 +40,16 @@ use super::rule::decode_key;
 use super::{
     Engine, EngineError, EngineStats, GroupView, Outcome, RestoreSummary, RuleStats, SnapshotError,
 };
-use crate::alert::Transition;
-use crate::config::Config;
-use crate::event::{Event, InvalidReason};
+use super::{EngineView, ReloadSummary};
+use crate::alert::{Labels, Transition};
+use crate::config::{Config, RuleConfig};
+use crate::event::{DecodeLimits, Event, InvalidReason};
 
 /// Shards when `engine.shards` is not set.
 pub const DEFAULT_SHARDS: u32 = 64;
+
+/// Batches shorter than this run the workers in turn on the caller's thread.
+const PARALLEL_FROM: usize = 64;
 
 /// Fixed SipHash keys of the shard hash ("crisiswatch-shrd").
 const SHARD_KEY: [u8; 16] = *b"crisiswatch-shrd";
@@ -199,11 +203,6 @@ impl ShardedEngine {
         s
     }
 
-    /// Number of rules.
-    pub fn rule_count(&self) -> usize {
-        self.rule_names.len()
-    }
-
     /// Counters of rule `i`, summed over the workers.
     pub fn rule_stats(&self, i: usize) -> RuleStats {
         let mut s = RuleStats::default();
@@ -217,11 +216,6 @@ impl ShardedEngine {
         s
     }
 
-    /// Live groups of rule `i`.
-    pub fn live_groups(&self, i: usize) -> usize {
-        self.engines.iter().map(|e| e.live_groups(i)).sum()
-    }
-
     /// Every group of rule `i`, sorted by group.
     pub fn groups(&self, i: usize) -> Vec<GroupView> {
         let mut all: Vec<GroupView> = self.engines.iter().flat_map(|e| e.groups(i)).collect();
@@ -229,15 +223,53 @@ impl ShardedEngine {
         all
     }
 
-    /// Dedup keys of every active alert instance, sorted.
-    pub(crate) fn active_alert_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .engines
-            .iter()
-            .flat_map(Engine::active_alert_keys)
-            .collect();
-        keys.sort_unstable();
-        keys
+    /// Decode limits derived from the configuration.
+    pub fn limits(&self) -> &DecodeLimits {
+        self.engines[0].limits()
+    }
+
+    /// `engine.allowed_lateness` in ms.
+    pub(crate) fn lateness_ms(&self) -> i64 {
+        self.engines[0].lateness_ms()
+    }
+
+    /// Hashes event ids under `key` in every worker (see
+    /// [`Engine::set_dedup_key`]).
+    pub(crate) fn set_dedup_key(&mut self, key: crate::dedup::DedupKey) {
+        for e in &mut self.engines {
+            e.set_dedup_key(key);
+        }
+    }
+
+    /// Switches every worker to a new configuration (see
+    /// [`Engine::reconfigure`]); the worker count and the shards stay.
+    pub(crate) fn reconfigure(&mut self, cfg: &Config) -> Result<ReloadSummary, EngineError> {
+        let workers = self.engines.len();
+        let mut summary = ReloadSummary::default();
+        for (w, e) in self.engines.iter_mut().enumerate() {
+            let s = e.reconfigure(cfg)?;
+            if workers > 1 {
+                for r in &mut e.rules {
+                    r.max_groups = r.max_groups.div_ceil(workers);
+                }
+            }
+            if w == 0 {
+                summary = s;
+            }
+        }
+        self.rule_names = cfg.rules.iter().map(|r| r.name.clone()).collect();
+        Ok(summary)
+    }
+
+    /// The current value of rule `rule`'s group `group` at the clock.
+    pub(crate) fn current_value(&mut self, rule: &str, group: &Labels) -> Option<f64> {
+        let i = self.rule_names.iter().position(|n| n == rule)?;
+        self.engines.iter_mut().find_map(|e| {
+            e.current_values(i)
+                .into_iter()
+                .find(|(g, _)| g == group)
+                .map(|(_, v)| v)
+        })?
     }
 
     /// The state of every worker as one engine's snapshot (the format of
@@ -298,7 +330,11 @@ impl ShardedEngine {
             }
             return;
         }
-        let results: Vec<WorkerOut> = std::thread::scope(|s| {
+        let results: Vec<WorkerOut> = if ops.len() < PARALLEL_FROM {
+            // Too little to be worth a thread hand-off: the same work in turn.
+            self.engines.iter_mut().map(|e| drive(e, ops)).collect()
+        } else {
+            std::thread::scope(|s| {
             let (first, rest) = self.engines.split_at_mut(1);
             let handles: Vec<_> = rest
                 .iter_mut()
@@ -312,7 +348,8 @@ impl ShardedEngine {
                 }
             }
             results
-        });
+            })
+        };
         // Outcomes: applied anywhere wins, then late, then overflow, as one
         // engine decides over all its rules.
         let n = results[0].1.len();
@@ -328,6 +365,96 @@ impl ShardedEngine {
             (*step, t.at, r, t.group.clone())
         });
         out.extend(merged.into_iter().map(|(_, t)| t));
+    }
+}
+
+impl ShardedEngine {
+    /// The first `k` of every worker's ranked groups, ranked as one engine
+    /// ranks them (alerting first, then `sign × value` highest; ties by
+    /// group, not memory layout), and the live groups of all.
+    fn ranked(
+        &self,
+        k: usize,
+        sign: f64,
+        each: impl Fn(&Engine) -> (Vec<GroupView>, usize),
+    ) -> (Vec<GroupView>, usize) {
+        let mut total = 0;
+        let mut all = Vec::new();
+        for e in &self.engines {
+            let (v, n) = each(e);
+            total += n;
+            all.extend(v);
+        }
+        let key = |g: &GroupView| {
+            g.value
+                .filter(|v| !v.is_nan())
+                .map_or(f64::NEG_INFINITY, |v| sign * v)
+        };
+        all.sort_by(|a, b| {
+            b.phase
+                .code()
+                .cmp(&a.phase.code())
+                .then_with(|| key(b).total_cmp(&key(a)))
+                .then_with(|| a.group.cmp(&b.group))
+        });
+        all.truncate(k);
+        (all, total)
+    }
+}
+
+impl EngineView for ShardedEngine {
+    fn clock(&self) -> Option<i64> {
+        self.engines[0].clock()
+    }
+    fn counters(&self) -> EngineStats {
+        self.stats()
+    }
+    fn rule_count(&self) -> usize {
+        self.rule_names.len()
+    }
+    fn rule_config(&self, i: usize) -> &RuleConfig {
+        self.engines[0].rule_config(i)
+    }
+    fn rule_counters(&self, i: usize) -> RuleStats {
+        self.rule_stats(i)
+    }
+    fn live_groups(&self, i: usize) -> usize {
+        self.engines.iter().map(|e| e.live_groups(i)).sum()
+    }
+    fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
+        self.ranked(k, 1.0, |e| e.top_groups(i, k))
+    }
+    fn worst_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
+        let sign = match self.engines[0].rule_config(i).condition {
+            crate::config::Condition::Above => 1.0,
+            crate::config::Condition::Below => -1.0,
+        };
+        self.ranked(k, sign, |e| e.worst_groups(i, k))
+    }
+    fn active_groups(&self, i: usize) -> Vec<GroupView> {
+        let mut all: Vec<GroupView> = self
+            .engines
+            .iter()
+            .flat_map(|e| e.active_groups(i))
+            .collect();
+        all.sort_by(|a, b| a.group.cmp(&b.group));
+        all
+    }
+    fn active_alert_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .engines
+            .iter()
+            .flat_map(Engine::active_alert_keys)
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+    fn dedup_len(&self) -> usize {
+        // Every worker remembers the same ids.
+        self.engines[0].dedup_len()
+    }
+    fn watermark(&self) -> Option<i64> {
+        self.engines[0].watermark()
     }
 }
 

@@ -3,7 +3,8 @@
 use crate::alert::{Labels, Phase};
 
 use super::rule::{group_hash, key_eq};
-use super::{end_pane, Engine, GroupView};
+use super::{end_pane, Engine, EngineStats, GroupView, RuleStats};
+use crate::config::RuleConfig;
 
 /// What the engine's groups hold, for comparing memory use with the data
 /// itself (benches/core_throughput.rs).
@@ -32,6 +33,77 @@ impl Footprint {
     /// counters for every pane its window spans, plus the customer entries.
     pub fn dense_bytes(&self) -> usize {
         self.key_bytes + self.window_panes * 24 + self.customer_entries * 12
+    }
+}
+
+/// What the metrics, the admin API and the incident stage read from the
+/// core: one [`Engine`] or a [`ShardedEngine`](super::ShardedEngine), whose
+/// workers' groups it merges.
+pub trait EngineView {
+    /// The event-time clock (ms).
+    fn clock(&self) -> Option<i64>;
+    /// Engine-wide counters.
+    fn counters(&self) -> EngineStats;
+    /// Number of rules.
+    fn rule_count(&self) -> usize;
+    /// The configuration of rule `i`.
+    fn rule_config(&self, i: usize) -> &RuleConfig;
+    /// Counters of rule `i`.
+    fn rule_counters(&self, i: usize) -> RuleStats;
+    /// Live groups of rule `i`.
+    fn live_groups(&self, i: usize) -> usize;
+    /// At most `k` groups of rule `i` (alerting first, then the highest
+    /// values) and the number of live groups.
+    fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize);
+    /// At most `k` groups of rule `i`, alerting first, then the furthest on
+    /// the breaching side of the rule's condition, and the number of live groups.
+    fn worst_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize);
+    /// The groups of rule `i` whose alert is pending or firing.
+    fn active_groups(&self, i: usize) -> Vec<GroupView>;
+    /// Dedup keys of every active alert instance, sorted.
+    fn active_alert_keys(&self) -> Vec<String>;
+    /// Ids held by deduplication.
+    fn dedup_len(&self) -> usize;
+    /// The watermark (see [`Engine::watermark`]).
+    fn watermark(&self) -> Option<i64>;
+}
+
+impl EngineView for Engine {
+    fn clock(&self) -> Option<i64> {
+        Engine::clock(self)
+    }
+    fn counters(&self) -> EngineStats {
+        self.stats.clone()
+    }
+    fn rule_count(&self) -> usize {
+        Engine::rule_count(self)
+    }
+    fn rule_config(&self, i: usize) -> &RuleConfig {
+        Engine::rule_config(self, i)
+    }
+    fn rule_counters(&self, i: usize) -> RuleStats {
+        self.rules[i].stats.clone()
+    }
+    fn live_groups(&self, i: usize) -> usize {
+        Engine::live_groups(self, i)
+    }
+    fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
+        Engine::top_groups(self, i, k)
+    }
+    fn worst_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
+        Engine::worst_groups(self, i, k)
+    }
+    fn active_groups(&self, i: usize) -> Vec<GroupView> {
+        Engine::active_groups(self, i)
+    }
+    fn active_alert_keys(&self) -> Vec<String> {
+        Engine::active_alert_keys(self)
+    }
+    fn dedup_len(&self) -> usize {
+        Engine::dedup_len(self)
+    }
+    fn watermark(&self) -> Option<i64> {
+        Engine::watermark(self)
     }
 }
 

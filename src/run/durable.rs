@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntGauge, Registry};
 
-use crate::engine::Engine;
+use crate::engine::ShardedEngine;
 use crate::source::context::Shared;
 use crate::source::Partition;
 use crate::state::{Checkpoint, PartitionState, StateStore};
@@ -203,7 +203,7 @@ impl Durable {
         (every, grace): (Duration, Duration),
         metrics: StateMetrics,
         topics: &[String],
-        engine: &mut Engine,
+        engine: &mut ShardedEngine,
         feed: &mut LiveFeed,
         tracker: &mut crate::source::offsets::OffsetTracker,
     ) -> Result<Self, RunError> {
@@ -302,7 +302,7 @@ impl Durable {
     /// and counted (not fatal: commits wait for the next checkpoint).
     pub(crate) fn checkpoint(
         &mut self,
-        engine: &Engine,
+        engine: &ShardedEngine,
         feed: &LiveFeed,
         shared: &Arc<Shared>,
         wait: bool,

@@ -12,11 +12,15 @@
 //! Before that, each partition's clock-jump guard may hold a message stamped
 //! far ahead of the partition's clock ([`clock`]), and the feed warns when
 //! many events are late, naming the message that moved the clock.
+//!
+//! Each release reaches the engine's workers as one batch
+//! ([`ShardedEngine::run`]): the same sequence, in the same order, whatever
+//! the number of workers.
 
 use std::time::Instant;
 
 use crate::alert::Transition;
-use crate::engine::{Engine, Outcome};
+use crate::engine::{Op, Outcome, ShardedEngine};
 use crate::event::{decode_with_default, DecodeLimits, Event};
 use crate::sequencer::{watermark, Held, Sequencer};
 use crate::source::watermarks::Watermarks;
@@ -54,7 +58,7 @@ pub struct LiveFeed {
 impl LiveFeed {
     /// A feed into `engine` (marked as sequenced).
     pub(crate) fn new(
-        engine: &mut Engine,
+        engine: &mut ShardedEngine,
         watermarks: Watermarks,
         default_types: Vec<Option<String>>,
     ) -> Self {
@@ -94,7 +98,7 @@ impl LiveFeed {
     #[cfg(test)]
     pub(crate) fn offer(
         &mut self,
-        engine: &mut Engine,
+        engine: &mut ShardedEngine,
         origin: Origin,
         ev: &Event<'_>,
         raw: &[u8],
@@ -118,7 +122,7 @@ impl LiveFeed {
     /// outcome).
     pub(crate) fn offer_record(
         &mut self,
-        engine: &mut Engine,
+        engine: &mut ShardedEngine,
         rec: &Record<'_>,
         ev: &Event<'_>,
         now: Instant,
@@ -182,7 +186,7 @@ impl LiveFeed {
     /// The offered event itself goes on to the sequencer.
     fn pass_this(
         &mut self,
-        engine: &mut Engine,
+        engine: &mut ShardedEngine,
         origin: Origin,
         ev: &Event<'_>,
         raw: &[u8],
@@ -198,7 +202,7 @@ impl LiveFeed {
             tag: origin,
         };
         // Not held: it cannot be put in its place any more.
-        let outcome = self.seq.offer(held).map(|_| engine.process(ev, out));
+        let outcome = self.seq.offer(held).map(|_| apply_one(engine, ev, out));
         if let Some(o) = outcome {
             self.clock.counted(o == Outcome::Late);
         }
@@ -221,7 +225,7 @@ impl LiveFeed {
     /// outcome.
     pub(crate) fn release(
         &mut self,
-        engine: &mut Engine,
+        engine: &mut ShardedEngine,
         now: Instant,
         quiet: Option<i64>,
         out: &mut Vec<Transition>,
@@ -230,36 +234,41 @@ impl LiveFeed {
         for (o, oc) in self.applied_now.drain(..) {
             applied(o, oc);
         }
-        let (limits, types) = (&self.limits, &self.default_types);
+        let mut released = Vec::new();
+        let (advance, target) = if let Some(t) = quiet {
+            self.seq.release_all(|h| released.push(h));
+            let below = self.seq.released_below().map_or(t, |b| b.max(t));
+            self.seq.set_released_below(Some(below));
+            (Some(t), None)
+        } else {
+            let Some(target) = self.watermarks.target(now) else {
+                return;
+            };
+            let wm = watermark(target, self.lateness_ms);
+            let mut advance = None;
+            if self.seq.released_below().is_none_or(|b| wm > b) {
+                self.seq.release(wm, |h| released.push(h));
+                advance = Some(wm.saturating_sub(1));
+            }
+            (advance, Some(target))
+        };
         let clock = &mut self.clock;
         let mut counted = |o: Origin, oc: Outcome| {
             clock.counted(oc == Outcome::Late);
             applied(o, oc);
         };
-        let mut apply = |h: Held<Origin>| apply_held(limits, types, engine, out, &mut counted, h);
-        if let Some(t) = quiet {
-            self.seq.release_all(&mut apply);
-            let below = self.seq.released_below().map_or(t, |b| b.max(t));
-            self.seq.set_released_below(Some(below));
-            engine.advance_clock(t, out);
-            return;
+        let (limits, types) = (&self.limits, &self.default_types);
+        apply_batch(limits, types, engine, &released, advance, out, &mut counted);
+        if let Some(target) = target {
+            self.clock.target(target);
+            self.clock.warn(now);
         }
-        let Some(target) = self.watermarks.target(now) else {
-            return;
-        };
-        let wm = watermark(target, self.lateness_ms);
-        if self.seq.released_below().is_none_or(|b| wm > b) {
-            self.seq.release(wm, &mut apply);
-            engine.advance_clock(wm.saturating_sub(1), out);
-        }
-        self.clock.target(target);
-        self.clock.warn(now);
     }
 
     /// Releases everything held (end of a test stream).
     pub fn finish(
         &mut self,
-        engine: &mut Engine,
+        engine: &mut ShardedEngine,
         out: &mut Vec<Transition>,
         mut applied: impl FnMut(Origin, Outcome),
     ) {
@@ -267,9 +276,10 @@ impl LiveFeed {
         for (o, oc) in self.applied_now.drain(..) {
             applied(o, oc);
         }
+        let mut released = Vec::new();
+        self.seq.release_all(|h| released.push(h));
         let (limits, types) = (&self.limits, &self.default_types);
-        self.seq
-            .release_all(|h| apply_held(limits, types, engine, out, &mut applied, h));
+        apply_batch(limits, types, engine, &released, None, out, &mut applied);
     }
 
     /// The newest event time seen on any partition.
@@ -309,22 +319,64 @@ impl LiveFeed {
     }
 }
 
-/// Applies a released event: decoded again with its topic's default type
-/// (without the future-skew check, which it passed on arrival).
+/// Applies one event at once (behind the watermark: it cannot wait).
+fn apply_one(engine: &mut ShardedEngine, ev: &Event<'_>, out: &mut Vec<Transition>) -> Outcome {
+    let mut outcome = Vec::with_capacity(1);
+    engine.run(&[Op::Process(ev)], out, &mut outcome);
+    outcome.pop().unwrap_or(Outcome::Unmatched)
+}
+
+/// Decodes a held event again with its topic's default type (without the
+/// future-skew check, which it passed on arrival).
+fn decode_held<'a>(
+    limits: &DecodeLimits,
+    types: &[Option<String>],
+    h: &'a Held<Origin>,
+) -> Option<Event<'a>> {
+    let default_type = types
+        .get(usize::from(h.tag.at.topic))
+        .and_then(|t| t.as_deref());
+    decode_with_default(&h.raw, limits, None, default_type).ok()
+}
+
+/// Applies a released event at once.
 fn apply_held(
     limits: &DecodeLimits,
     types: &[Option<String>],
-    engine: &mut Engine,
+    engine: &mut ShardedEngine,
     out: &mut Vec<Transition>,
     applied: &mut impl FnMut(Origin, Outcome),
     h: Held<Origin>,
 ) {
-    let default_type = types
-        .get(usize::from(h.tag.at.topic))
-        .and_then(|t| t.as_deref());
-    if let Ok(ev) = decode_with_default(&h.raw, limits, None, default_type) {
-        let outcome = engine.process(&ev, out);
+    if let Some(ev) = decode_held(limits, types, &h) {
+        let outcome = apply_one(engine, &ev, out);
         applied(h.tag, outcome);
+    }
+}
+
+/// Applies released events, in order, as one batch for the engine's
+/// workers, then moves the clock to `advance`.
+fn apply_batch(
+    limits: &DecodeLimits,
+    types: &[Option<String>],
+    engine: &mut ShardedEngine,
+    released: &[Held<Origin>],
+    advance: Option<i64>,
+    out: &mut Vec<Transition>,
+    applied: &mut impl FnMut(Origin, Outcome),
+) {
+    let decoded: Vec<(Origin, Event<'_>)> = released
+        .iter()
+        .filter_map(|h| decode_held(limits, types, h).map(|ev| (h.tag, ev)))
+        .collect();
+    let mut ops: Vec<Op<'_, '_>> = decoded.iter().map(|(_, ev)| Op::Process(ev)).collect();
+    if let Some(t) = advance {
+        ops.push(Op::Advance(t));
+    }
+    let mut outcomes = Vec::with_capacity(decoded.len());
+    engine.run(&ops, out, &mut outcomes);
+    for ((origin, _), outcome) in decoded.iter().zip(outcomes) {
+        applied(*origin, outcome);
     }
 }
 

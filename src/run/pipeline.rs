@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::alert::{State, Transition};
 use crate::clock::IdleClock;
-use crate::engine::{Engine, Outcome};
+use crate::engine::{Outcome, ShardedEngine};
 use crate::event::{decode_with_default, InvalidReason};
 use crate::http::AppState;
 use crate::metrics::Recorder;
@@ -51,7 +51,7 @@ pub(crate) struct StageSettings {
 
 /// The engine stage.
 pub(crate) struct Stage {
-    engine: Engine,
+    engine: ShardedEngine,
     shared: Arc<Shared>,
     settings: StageSettings,
     feed: LiveFeed,
@@ -106,7 +106,7 @@ pub(crate) struct StageParts {
 
 impl Stage {
     /// A stage around `engine`.
-    pub(crate) fn new(mut engine: Engine, settings: StageSettings, parts: StageParts) -> Self {
+    pub(crate) fn new(mut engine: ShardedEngine, settings: StageSettings, parts: StageParts) -> Self {
         let feed = LiveFeed::new(
             &mut engine,
             Watermarks::new(settings.idle_partition_timeout),
@@ -172,12 +172,12 @@ impl Stage {
     }
 
     /// The engine (for metrics and the summary).
-    pub(crate) fn engine(&self) -> &Engine {
+    pub(crate) fn engine(&self) -> &ShardedEngine {
         &self.engine
     }
 
     /// The engine, for a configuration reload.
-    pub(crate) fn engine_mut(&mut self) -> &mut Engine {
+    pub(crate) fn engine_mut(&mut self) -> &mut ShardedEngine {
         &mut self.engine
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::alert::Transition;
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{EngineView, ShardedEngine};
 use crate::http::AppState;
 use crate::incident::{IncidentError, IncidentManager, ManagerOptions};
 
@@ -61,7 +61,7 @@ impl TransitionSink {
     }
 
     /// Sends the opens and progress updates due at event time `now`.
-    pub(crate) fn tick(&mut self, now: i64, engine: &mut Engine) -> Result<(), IncidentError> {
+    pub(crate) fn tick(&mut self, now: i64, engine: &mut ShardedEngine) -> Result<(), IncidentError> {
         self.manager.tick(now, engine).map(|_| ())
     }
 
@@ -78,7 +78,7 @@ impl TransitionSink {
     /// clock yet because the stream has been quiet since the start.
     pub(crate) fn operator(
         &mut self,
-        engine: &Engine,
+        engine: &ShardedEngine,
         check_engine: bool,
         quiet_clock: Option<i64>,
     ) -> Result<(), IncidentError> {

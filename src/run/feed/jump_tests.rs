@@ -40,13 +40,14 @@ thresholds = { warning = 2.5 }
 const T0: i64 = 1_795_132_800_000;
 const DAY: i64 = 86_400_000;
 
-fn engine(jump: &str) -> Engine {
+fn engine(jump: &str) -> ShardedEngine {
     let cfg = Config::from_toml_str(
         &CONFIG.replace("JUMP", jump),
         &HashMap::<String, String>::new(),
     )
     .expect("config");
-    Engine::new(&cfg).expect("engine")
+    // Two workers: the live service's engine on a 2-core machine.
+    ShardedEngine::new(&cfg, 2, 16).expect("engine")
 }
 
 fn json(id: usize, ts: i64, kind: &str, product: u64) -> String {

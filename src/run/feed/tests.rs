@@ -1,6 +1,7 @@
 //! Live equals replay, as a property: the same events, cut into random batches
 //! and interleaved across partitions at random (each partition out of order by
-//! less than `allowed_lateness`), give byte-identical transitions to `replay`.
+//! less than `allowed_lateness`), through any number of engine workers, give
+//! byte-identical transitions to `replay`.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -61,9 +62,12 @@ impl Ev {
     }
 }
 
-fn engine() -> Engine {
-    let cfg = Config::from_toml_str(CONFIG, &HashMap::<String, String>::new()).expect("config");
-    Engine::new(&cfg).expect("engine")
+fn config() -> Config {
+    Config::from_toml_str(CONFIG, &HashMap::<String, String>::new()).expect("config")
+}
+
+fn engine() -> crate::engine::Engine {
+    crate::engine::Engine::new(&config()).expect("engine")
 }
 
 fn lines(out: &[Transition]) -> Vec<String> {
@@ -131,7 +135,8 @@ proptest! {
         evs in stream(),
         partitions in 1usize..5,
         seed in any::<u64>(),
-        max_batch in 1usize..40,
+        max_batch in 1usize..120,
+        workers in 1usize..4,
     ) {
         let mut x = seed | 1;
         let mut next = move || { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x };
@@ -158,7 +163,8 @@ proptest! {
                 }
             }
         }
-        let mut engine = engine();
+        // The live service's engine: any number of workers over the shards.
+        let mut engine = ShardedEngine::new(&config(), workers, 16).expect("engine");
         let mut feed = LiveFeed::new(
             &mut engine,
             Watermarks::new(std::time::Duration::from_secs(3600)),
