@@ -335,19 +335,19 @@ impl ShardedEngine {
             self.engines.iter_mut().map(|e| drive(e, ops)).collect()
         } else {
             std::thread::scope(|s| {
-            let (first, rest) = self.engines.split_at_mut(1);
-            let handles: Vec<_> = rest
-                .iter_mut()
-                .map(|e| s.spawn(move || drive(e, ops)))
-                .collect();
-            let mut results = vec![drive(&mut first[0], ops)];
-            for h in handles {
-                match h.join() {
-                    Ok(r) => results.push(r),
-                    Err(panic) => std::panic::resume_unwind(panic),
+                let (first, rest) = self.engines.split_at_mut(1);
+                let handles: Vec<_> = rest
+                    .iter_mut()
+                    .map(|e| s.spawn(move || drive(e, ops)))
+                    .collect();
+                let mut results = vec![drive(&mut first[0], ops)];
+                for h in handles {
+                    match h.join() {
+                        Ok(r) => results.push(r),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
                 }
-            }
-            results
+                results
             })
         };
         // Outcomes: applied anywhere wins, then late, then overflow, as one

@@ -330,7 +330,7 @@ fn apply_one(engine: &mut ShardedEngine, ev: &Event<'_>, out: &mut Vec<Transitio
 /// future-skew check, which it passed on arrival).
 fn decode_held<'a>(
     limits: &DecodeLimits,
-    types: &[Option<String>],
+    types: &'a [Option<String>],
     h: &'a Held<Origin>,
 ) -> Option<Event<'a>> {
     let default_type = types

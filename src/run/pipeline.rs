@@ -106,7 +106,11 @@ pub(crate) struct StageParts {
 
 impl Stage {
     /// A stage around `engine`.
-    pub(crate) fn new(mut engine: ShardedEngine, settings: StageSettings, parts: StageParts) -> Self {
+    pub(crate) fn new(
+        mut engine: ShardedEngine,
+        settings: StageSettings,
+        parts: StageParts,
+    ) -> Self {
         let feed = LiveFeed::new(
             &mut engine,
             Watermarks::new(settings.idle_partition_timeout),

@@ -61,7 +61,11 @@ impl TransitionSink {
     }
 
     /// Sends the opens and progress updates due at event time `now`.
-    pub(crate) fn tick(&mut self, now: i64, engine: &mut ShardedEngine) -> Result<(), IncidentError> {
+    pub(crate) fn tick(
+        &mut self,
+        now: i64,
+        engine: &mut ShardedEngine,
+    ) -> Result<(), IncidentError> {
         self.manager.tick(now, engine).map(|_| ())
     }
 

@@ -40,12 +40,16 @@ thresholds = { warning = 2.5 }
 const T0: i64 = 1_795_132_800_000;
 const DAY: i64 = 86_400_000;
 
-fn engine(jump: &str) -> ShardedEngine {
-    let cfg = Config::from_toml_str(
+fn config(jump: &str) -> Config {
+    Config::from_toml_str(
         &CONFIG.replace("JUMP", jump),
         &HashMap::<String, String>::new(),
     )
-    .expect("config");
+    .expect("config")
+}
+
+fn engine(jump: &str) -> ShardedEngine {
+    let cfg = config(jump);
     // Two workers: the live service's engine on a 2-core machine.
     ShardedEngine::new(&cfg, 2, 16).expect("engine")
 }
@@ -89,7 +93,7 @@ fn lines(out: &[Transition]) -> Vec<String> {
 
 /// Replay of the lines in the given order (with its own guard).
 fn replay(lines_in: &[String], jump: &str) -> Vec<String> {
-    let mut engine = engine(jump);
+    let mut engine = crate::engine::Engine::new(&config(jump)).expect("engine");
     let mut feed = OrderedFeed::new(&mut engine);
     let mut out = Vec::new();
     for l in lines_in {
