@@ -272,6 +272,16 @@ impl ShardedEngine {
         })?
     }
 
+    /// The current root-cause hints of rule `rule`'s group `group` (from
+    /// the worker that owns it).
+    pub(crate) fn hints(
+        &mut self,
+        rule: &str,
+        group: &Labels,
+    ) -> Option<Vec<crate::explain::Hint>> {
+        self.engines.iter_mut().find_map(|e| e.hints(rule, group))
+    }
+
     /// The state of every worker as one engine's snapshot (the format of
     /// [`Engine::snapshot`], so a checkpoint restores into any number of
     /// workers).

@@ -283,7 +283,13 @@ pub(super) fn encode(engines: &[Engine], stats: &EngineStats) -> Result<Vec<u8>,
             // Held by the one worker that owns a response-SLA rule.
             backlog_early: engines
                 .iter()
-                .flat_map(|e| e.rules[r].backlog.as_ref().map(|b| b.early()).unwrap_or_default())
+                .flat_map(|e| {
+                    e.rules[r]
+                        .backlog
+                        .as_ref()
+                        .map(|b| b.early())
+                        .unwrap_or_default()
+                })
                 .collect(),
         });
     }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::*;
+use crate::engine::evaluate::boundary_time;
 use crate::alert::State;
 use crate::config::{Config, Severity};
 use crate::event::DecodeLimits;

@@ -56,6 +56,10 @@ impl ValueSource for crate::engine::ShardedEngine {
     fn current(&mut self, rule: &str, group: &Labels) -> Option<f64> {
         self.current_value(rule, group)
     }
+
+    fn hints(&mut self, rule: &str, group: &Labels) -> Option<Vec<Hint>> {
+        crate::engine::ShardedEngine::hints(self, rule, group)
+    }
 }
 
 impl ValueSource for crate::engine::Engine {

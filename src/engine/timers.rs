@@ -1,0 +1,111 @@
+//! The engine's clock: moving event time forward runs every evaluation due
+//! on the way — wheel boundaries (panes leaving a window) and alert deadlines
+//! — in time order, and emits their transitions in canonical order.
+
+use std::cmp::Reverse;
+
+use super::evaluate::{boundary_time, evaluate};
+use super::Engine;
+use crate::alert::Transition;
+
+impl Engine {
+    /// Moves the event-time clock forward to `t` (never back), running every
+    /// evaluation due on the way, in time order.
+    ///
+    /// The transitions it emits are in canonical order — by time, then rule
+    /// (configuration order), then group — which does not depend on how the
+    /// groups are laid out in memory, so that sharded engines merge into
+    /// exactly this engine's output.
+    pub fn advance_clock(&mut self, t: i64, out: &mut Vec<Transition>) {
+        if let Some(c) = self.clock {
+            if t <= c {
+                return;
+            }
+        }
+        let start = out.len();
+        self.run_timers(t, out);
+        if out.len() - start > 1 {
+            let rules = &self.rules;
+            out[start..].sort_by_cached_key(|tr| {
+                let r = rules.iter().position(|x| *x.name == *tr.rule);
+                (tr.at, r, tr.group.clone())
+            });
+        }
+    }
+
+    /// Runs every evaluation due up to `t`, then sets the clock to `t`.
+    fn run_timers(&mut self, t: i64, out: &mut Vec<Transition>) {
+        loop {
+            // The next due evaluation: the earliest wheel boundary of any rule or
+            // the earliest alert deadline; ties go to the lower rule, wheel first.
+            let mut next: Option<(i64, u32, bool)> = None;
+            for (r, rule) in self.rules.iter_mut().enumerate() {
+                if let Some(q) = rule.wheel.next() {
+                    let time = boundary_time(q, rule.slide);
+                    if time <= t && next.is_none_or(|(nt, _, _)| time < nt) {
+                        next = Some((time, r as u32, true));
+                    }
+                }
+            }
+            if let Some(&Reverse((time, r, _, _))) = self.timers.peek() {
+                let better = next.is_none_or(|(nt, nr, _)| time < nt || (time == nt && r < nr));
+                if time <= t && better {
+                    next = Some((time, r, false));
+                }
+            }
+            let Some((time, r, from_wheel)) = next else {
+                break;
+            };
+            self.clock = Some(self.clock.map_or(time, |c| c.max(time)));
+            if from_wheel {
+                let rule = &mut self.rules[r as usize];
+                let bucket = rule.wheel.take_front();
+                for &(slot, gen) in &bucket {
+                    self.fire(r, slot, gen, time, out);
+                }
+                self.rules[r as usize].wheel.recycle(bucket);
+            } else if let Some(Reverse((_, r, slot, gen))) = self.timers.pop() {
+                if let Some(g) = self.rules[r as usize]
+                    .slots
+                    .get_mut(slot as usize)
+                    .filter(|s| s.gen == gen)
+                    .and_then(|s| s.group.as_mut())
+                {
+                    if g.deadline == time {
+                        g.deadline = i64::MIN;
+                    }
+                }
+                self.fire(r, slot, gen, time, out);
+            }
+        }
+        self.clock = Some(t);
+    }
+
+    /// Runs one timer: re-evaluates the group if the slot still holds it.
+    fn fire(&mut self, r: u32, slot: u32, gen: u32, time: i64, out: &mut Vec<Transition>) {
+        let rule = &mut self.rules[r as usize];
+        let current = rule
+            .slots
+            .get(slot as usize)
+            .is_some_and(|s| s.gen == gen && s.group.is_some());
+        if !current {
+            return;
+        }
+        if let Some(w) = evaluate(
+            rule,
+            slot,
+            time,
+            true,
+            None,
+            self.sample_ids,
+            &mut self.stats,
+            out,
+        ) {
+            self.timers.push(Reverse((w, r, slot, gen)));
+        }
+        rule.expire_book(slot, false);
+        if let Some(e) = rule.maybe_evict(slot) {
+            self.tables[rule.group_by_id].unset(e, rule.member);
+        }
+    }
+}
