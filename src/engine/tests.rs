@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::engine::evaluate::boundary_time;
 use crate::alert::State;
 use crate::config::{Config, Severity};
+use crate::engine::evaluate::boundary_time;
 use crate::event::DecodeLimits;
 
 const MIN: i64 = 60_000;
