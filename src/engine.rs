@@ -45,6 +45,7 @@ mod record;
 mod reload;
 mod rule;
 pub(crate) mod season;
+mod shard_hash;
 mod shards;
 mod snapshot;
 mod stats;
@@ -60,7 +61,7 @@ use record::Recorder;
 pub(crate) use reload::Reconfigure;
 pub use reload::ReloadSummary;
 use rule::{encode_key, group_hash, Slot};
-use shards::ShardFilter;
+use shard_hash::ShardFilter;
 pub use shards::{shard_of, Op, ShardedEngine, DEFAULT_SHARDS};
 pub use snapshot::{RestoreSummary, SnapshotError, SNAPSHOT_VERSION};
 pub use stats::{EngineStats, Outcome, RuleStats};
@@ -392,7 +393,9 @@ impl Engine {
                     0
                 } else {
                     *stable[rule.group_by_id].get_or_insert_with(|| {
-                        shards::stable_group_hash(table.attrs.iter().map(|&i| values[i as usize]))
+                        shard_hash::stable_group_hash(
+                            table.attrs.iter().map(|&i| values[i as usize]),
+                        )
                     })
                 };
                 if !filter.owns(rule.shard_seed, g) {

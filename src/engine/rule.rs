@@ -198,7 +198,7 @@ impl RuleRt {
             shape,
             min_volume: i64::try_from(r.min_volume).unwrap_or(i64::MAX),
             max_groups: cfg.engine.max_groups_per_rule,
-            shard_seed: super::shards::stable_rule_hash(&r.name),
+            shard_seed: super::shard_hash::stable_rule_hash(&r.name),
             origin: None,
             wheel: Wheel::default(),
             slots: Vec::new(),

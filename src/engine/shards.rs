@@ -32,11 +32,9 @@
 //! new groups than one engine would. The cap is an overload guard, counted in
 //! `crisiswatch_group_overflow_total`.
 
-use std::hash::Hasher;
-
-use siphasher::sip::SipHasher13;
-
 use super::rule::decode_key;
+pub use super::shard_hash::shard_of;
+use super::shard_hash::{stable_group_hash, ShardFilter};
 use super::{
     Engine, EngineError, EngineStats, GroupView, Outcome, RestoreSummary, RuleStats, SnapshotError,
 };
@@ -50,69 +48,6 @@ pub const DEFAULT_SHARDS: u32 = 64;
 
 /// Batches shorter than this run the workers in turn on the caller's thread.
 const PARALLEL_FROM: usize = 64;
-
-/// Fixed SipHash keys of the shard hash ("crisiswatch-shrd").
-const SHARD_KEY: [u8; 16] = *b"crisiswatch-shrd";
-
-/// Stable hash of a rule's name.
-pub(crate) fn stable_rule_hash(name: &str) -> u64 {
-    let mut h = SipHasher13::new_with_key(&SHARD_KEY);
-    h.write(name.as_bytes());
-    h.write_u8(0xff);
-    h.finish()
-}
-
-/// Stable hash of a group's values, in `group_by` order.
-pub(crate) fn stable_group_hash<'a>(values: impl Iterator<Item = &'a str>) -> u64 {
-    let mut h = SipHasher13::new_with_key(&SHARD_KEY);
-    for v in values {
-        h.write(v.as_bytes());
-        // 0xff never occurs in UTF-8: values cannot run into each other.
-        h.write_u8(0xff);
-    }
-    h.finish()
-}
-
-/// The shard (`0..shards`) of a (rule, group) from the two stable hashes.
-#[inline]
-fn shard_index(rule_hash: u64, group_hash: u64, shards: u32) -> u32 {
-    let x = (rule_hash ^ group_hash.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (((x >> 32) * u64::from(shards)) >> 32) as u32
-}
-
-/// The shard of rule `rule`'s group with `values` (in `group_by` order),
-/// among `shards` (at least 1).
-pub fn shard_of(rule: &str, values: &[&str], shards: u32) -> u32 {
-    shard_index(
-        stable_rule_hash(rule),
-        stable_group_hash(values.iter().copied()),
-        shards.max(1),
-    )
-}
-
-/// The shards one worker engine keeps.
-#[derive(Debug, Clone)]
-pub(crate) struct ShardFilter {
-    owned: Box<[bool]>,
-}
-
-impl ShardFilter {
-    /// Shards `worker`, `worker + workers`, … of `shards`.
-    fn round_robin(worker: usize, workers: usize, shards: u32) -> Self {
-        ShardFilter {
-            owned: (0..shards as usize)
-                .map(|s| s % workers == worker)
-                .collect(),
-        }
-    }
-
-    /// Whether the pair with these stable hashes is kept.
-    #[inline]
-    pub(crate) fn owns(&self, rule_hash: u64, group_hash: u64) -> bool {
-        let s = shard_index(rule_hash, group_hash, self.owned.len() as u32);
-        self.owned[s as usize]
-    }
-}
 
 /// One step of input for [`ShardedEngine::run`].
 #[derive(Debug, Clone, Copy)]

@@ -52,16 +52,6 @@ impl ValueSource for NoValues {
     }
 }
 
-impl ValueSource for crate::engine::ShardedEngine {
-    fn current(&mut self, rule: &str, group: &Labels) -> Option<f64> {
-        self.current_value(rule, group)
-    }
-
-    fn hints(&mut self, rule: &str, group: &Labels) -> Option<Vec<Hint>> {
-        crate::engine::ShardedEngine::hints(self, rule, group)
-    }
-}
-
 impl ValueSource for crate::engine::Engine {
     fn current(&mut self, rule: &str, group: &Labels) -> Option<f64> {
         let i = (0..self.rule_count()).find(|&i| self.rule_config(i).name == rule)?;

@@ -116,3 +116,18 @@ impl TransitionSink {
         }
     }
 }
+
+/// The live service's engine answers the incident stage's progress updates.
+impl crate::incident::lifecycle::ValueSource for crate::engine::ShardedEngine {
+    fn current(&mut self, rule: &str, group: &crate::alert::Labels) -> Option<f64> {
+        self.current_value(rule, group)
+    }
+
+    fn hints(
+        &mut self,
+        rule: &str,
+        group: &crate::alert::Labels,
+    ) -> Option<Vec<crate::explain::Hint>> {
+        crate::engine::ShardedEngine::hints(self, rule, group)
+    }
+}
