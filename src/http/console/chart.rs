@@ -40,7 +40,9 @@ fn fmt_axis(v: f64) -> String {
 }
 
 /// The SVG of `points` (event time, value, state) with `thresholds` and
-/// `clear`; `title` names it for screen readers. `None` with fewer than two
+/// `clear`; `title` names it for screen readers; the latest value is marked
+/// with a dot (so a chart of one sample — a burst processed between two
+/// samples — still shows where the value stands). `None` without points
 /// points.
 pub(crate) fn svg(
     title: &str,
@@ -48,7 +50,7 @@ pub(crate) fn svg(
     thresholds: &[(Severity, f64)],
     clear: Option<f64>,
 ) -> Option<String> {
-    if points.len() < 2 {
+    if points.is_empty() {
         return None;
     }
     let t0 = points[0].0;
@@ -146,6 +148,14 @@ pub(crate) fn svg(
         r##"<path d="{}" fill="none" stroke="#111827" stroke-width="1.5"/>"##,
         d.trim_end()
     );
+    if let Some(&(t, Some(v), _)) = points.last() {
+        let _ = write!(
+            s,
+            r##"<circle class="latest" cx="{:.1}" cy="{:.1}" r="3" fill="#111827"/>"##,
+            x(t),
+            y(v)
+        );
+    }
     for v in [lo, hi] {
         let _ = write!(
             s,
@@ -195,6 +205,8 @@ mod tests {
             3
         );
         assert!(svg.contains("&lt;product=&quot;x&quot;&gt;"));
-        assert!(super::svg("t", &pts[..1], &[], None).is_none());
+        assert!(super::svg("t", &[], &[], None).is_none());
+        let one = super::svg("t", &pts[..1], &[], None).unwrap();
+        assert!(one.contains("class=\"latest\""), "{one}");
     }
 }
