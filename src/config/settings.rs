@@ -56,14 +56,21 @@ pub struct EngineConfig {
     /// Valid `sentiment` values, `[min, max]` inclusive; outside is `out_of_range`.
     #[serde(default = "default_sentiment_range")]
     pub(crate) sentiment_range: [f64; 2],
-    /// `run`: worker threads of the engine (0–256). `0`, the default, uses
-    /// the cores available. The output is identical whatever the number.
-    #[serde(default)]
+    /// `run`: worker threads of the engine (0–256; `0`: the cores
+    /// available). Default 1: every worker still routes every event, so more
+    /// workers do not pay yet (`core_throughput`'s `WORKERS` line). The output
+    /// is identical whatever the number.
+    #[serde(default = "default_workers")]
     pub(crate) workers: usize,
     /// State shards (1–4096): (rule, group) pairs are split into this many
     /// shards by a stable hash, and the workers share them out.
     #[serde(default = "default_shards")]
     pub(crate) shards: u32,
+}
+
+/// One worker (see the field's docs).
+fn default_workers() -> usize {
+    1
 }
 
 /// 64: enough to spread over the cores of a large machine.
@@ -215,7 +222,7 @@ impl Default for EngineConfig {
             sample_event_ids: default_sample_event_ids(),
             score_range: default_score_range(),
             sentiment_range: default_sentiment_range(),
-            workers: 0,
+            workers: default_workers(),
             shards: default_shards(),
         }
     }
