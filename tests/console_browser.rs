@@ -177,6 +177,17 @@ fn the_console_shows_incidents_mutes_through_silences_and_renders_hostile_values
 
     let b = Browser::start();
     let home = format!("http://{}/", svc.addr());
+    // The console samples the worst slices on the engine's ticks: the
+    // incident can open before its slice's first sample is taken.
+    wait_until(
+        Duration::from_secs(20),
+        "the incident's chart has its first sample",
+        || {
+            b.goto(&home);
+            let inc = article(&b, HOSTILE);
+            b.find_all("svg.chart", Some(&inc)).len() == 1
+        },
+    );
     b.goto(&home);
     // The open incident, its alerts and timeline are there.
     let inc = article(&b, HOSTILE);
