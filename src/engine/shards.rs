@@ -142,11 +142,7 @@ impl ShardedEngine {
     pub fn rule_stats(&self, i: usize) -> RuleStats {
         let mut s = RuleStats::default();
         for e in &self.engines {
-            let r = e.rule_stats(i);
-            s.late += r.late;
-            s.group_overflow += r.group_overflow;
-            s.transitions += r.transitions;
-            s.evaluations += r.evaluations;
+            s.add(e.rule_stats(i));
         }
         s
     }

@@ -263,10 +263,7 @@ pub(super) fn encode(engines: &[Engine], stats: &EngineStats) -> Result<Vec<u8>,
             for (e, &o) in engines.iter().zip(offsets.iter()) {
                 let er = &e.rules[r];
                 free.extend(er.free.iter().map(|s| s + o));
-                st.late += er.stats.late;
-                st.group_overflow += er.stats.group_overflow;
-                st.transitions += er.stats.transitions;
-                st.evaluations += er.stats.evaluations;
+                st.add(&er.stats);
             }
             (std::borrow::Cow::Owned(free), std::borrow::Cow::Owned(st))
         };

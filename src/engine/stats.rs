@@ -81,3 +81,19 @@ impl RuleStats {
             .saturating_sub(self.responses_repeat)
     }
 }
+
+impl RuleStats {
+    /// Adds `other`'s counters (the workers of a sharded engine, each
+    /// counting the pairs it keeps).
+    pub(crate) fn add(&mut self, other: &RuleStats) {
+        self.late += other.late;
+        self.group_overflow += other.group_overflow;
+        self.transitions += other.transitions;
+        self.evaluations += other.evaluations;
+        self.responses += other.responses;
+        self.responses_first += other.responses_first;
+        self.responses_early += other.responses_early;
+        self.responses_repeat += other.responses_repeat;
+        self.backlog_overflow += other.backlog_overflow;
+    }
+}
