@@ -81,3 +81,6 @@ pub mod signal;
 pub mod source;
 pub mod state;
 pub mod window;
+
+#[cfg(test)]
+mod testlog;

@@ -151,12 +151,7 @@ impl LiveClock {
         let from = guard.clock();
         let v = guard.offer(ev.ts, suspect);
         for s in v.rejected.into_iter().flatten() {
-            tracing::warn!(
-                message = %self.place(s.origin.at, s.origin.offset),
-                detail = %s.detail,
-                "Event rejected as a clock jump (clock_jump): counted and dead-lettered; the partition's clock did not move."
-            );
-            self.refuted.push(s);
+            self.refute(s);
         }
         if v.pass.is_empty() {
             return Pass::Held;
@@ -249,7 +244,18 @@ impl LiveClock {
         self.guards.remove(&at).map_or(0, |mut g| g.finish().len())
     }
 
-    /// End of a test stream: undecided suspects are refuted.
+    /// A suspect refuted: named in a warning and kept for the dead letters.
+    fn refute(&mut self, s: Suspect) {
+        tracing::warn!(
+            message = %self.place(s.origin.at, s.origin.offset),
+            detail = %s.detail,
+            "Event rejected as a clock jump (clock_jump): counted and dead-lettered; the partition's clock did not move."
+        );
+        self.refuted.push(s);
+    }
+
+    /// End of a test stream: undecided suspects are refuted (and named, like
+    /// every refuted message).
     pub(super) fn finish(&mut self) {
         let undecided: Vec<Suspect> = self
             .guards
@@ -257,7 +263,9 @@ impl LiveClock {
             .flat_map(|g| g.finish())
             .flatten()
             .collect();
-        self.refuted.extend(undecided);
+        for s in undecided {
+            self.refute(s);
+        }
     }
 
     /// Messages held by the guards.

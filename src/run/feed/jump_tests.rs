@@ -7,7 +7,6 @@
 //! makes the rest late and the late-share warning names the message.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use proptest::prelude::*;
@@ -114,24 +113,7 @@ struct Live {
 }
 
 fn live(arrival: &[(i32, String)], batches: &[usize], jump: &str) -> Live {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("log").extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let w = buf.clone();
-    let sub = tracing_subscriber::fmt()
-        .with_writer(move || w.clone())
-        .with_ansi(false)
-        .finish();
-    let (out, applied, refuted) = tracing::subscriber::with_default(sub, || {
+    let ((out, applied, refuted), log) = crate::testlog::logged(|| {
         let mut engine = engine(jump);
         let mut feed = LiveFeed::new(
             &mut engine,
@@ -189,7 +171,6 @@ fn live(arrival: &[(i32, String)], batches: &[usize], jump: &str) -> Live {
         );
         (lines(&out), applied, refuted)
     });
-    let log = String::from_utf8(buf.0.lock().expect("log").clone()).expect("utf-8");
     Live {
         out,
         applied,

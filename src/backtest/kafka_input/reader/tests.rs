@@ -1,28 +1,8 @@
 use super::*;
-use std::sync::Mutex;
 
 /// Runs `f` and returns what it logged.
 fn logged(f: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let w = buf.clone();
-    let sub = tracing_subscriber::fmt()
-        .with_writer(move || w.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(sub, f);
-    let text = buf.0.lock().unwrap().clone();
-    String::from_utf8(text).unwrap()
+    crate::testlog::logged(f).1
 }
 
 #[test]
