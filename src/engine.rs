@@ -39,8 +39,10 @@ use crate::indicator::{customer_hash, Indicator};
 use crate::route::Router;
 use crate::window::{PaneBuffer, Region, Shape};
 
+mod answer;
 mod backlog;
 mod evaluate;
+mod pane;
 mod record;
 mod reload;
 mod rule;
@@ -54,8 +56,8 @@ mod timers;
 mod views;
 mod wheel;
 
-pub use evaluate::{end_pane, pane_of};
 use evaluate::{evaluate, schedule_boundary};
+pub use pane::{end_pane, pane_of};
 pub use record::Evaluation;
 use record::Recorder;
 pub(crate) use reload::Reconfigure;

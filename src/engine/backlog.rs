@@ -6,12 +6,14 @@
 //! one) are the current region and the older ones (up to the rule's
 //! `window`) the region behind it, whose total is the indicator's value: a
 //! complaint counts from the first slide boundary at which its pane is
-//! wholly past the SLA — never before its deadline, at most a slide after. A response (an event the
-//! rule's `responses` select, naming the complaint's `id` in `ref_id`) takes
-//! its complaint out: −1 in the complaint's pane of the complaint's slice,
+//! wholly past the SLA — never before its deadline, at most a slide after.
+//! A response (an event the rule's `responses` select, naming the
+//! complaint's `id` in `ref_id`) takes its complaint out: −1 in the
+//! complaint's pane of the complaint's slice,
 //! then an evaluation — so an incident resolves as soon as the backlog is
 //! answered, and opens at the boundary where the first unanswered complaint
-//! passes the SLA (a pane boundary timer, like every window change).
+//! passes the SLA (a pane boundary timer, like every window change). This
+//! module keeps the books; `answer.rs` changes the window.
 //!
 //! State, all bounded by `engine.dedup_max_ids` per rule and by the window:
 //! * per group, its **book**: the complaints of its window (time, id) and
@@ -34,16 +36,13 @@
 //! index — the others hold it as early. The per-rule counters other than
 //! `responses` are then counted by the owner alone.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use crate::alert::Transition;
 use crate::event::Event;
 use crate::indicator::Contribution;
-use crate::window::Region;
 
-use super::evaluate::evaluate;
-use super::{end_pane, pane_of, Engine, RuleRt};
+use super::pane::pane_of;
+use super::RuleRt;
 
 /// One group's complaints in its window: (time, id) → answered.
 pub(super) type Book = BTreeMap<(i64, Box<str>), bool>;
@@ -59,6 +58,23 @@ pub(super) struct Backlog {
     early_order: VecDeque<(i64, Box<str>)>,
     /// Most complaints (and early responses) held.
     cap: usize,
+}
+
+/// What a response did to its rule's backlog ([`RuleRt::respond`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Response {
+    /// The first answer of the complaint at time `t` booked in the group of
+    /// `slot`: it leaves the window.
+    First {
+        /// The slot of the group whose book holds the complaint.
+        slot: u32,
+        /// The complaint's time.
+        t: i64,
+    },
+    /// Held as early: its complaint has not come (yet).
+    Held,
+    /// Nothing changed (a repeat, an overflow, no reference, no backlog rule).
+    Nothing,
 }
 
 impl Backlog {
@@ -188,78 +204,45 @@ impl RuleRt {
         b.early = early.iter().map(|(t, id)| (id.clone(), *t)).collect();
         b.early_order = early.into();
     }
-}
 
-impl Engine {
-    /// A response of backlog rule `r` at the clock `clock`: answers its
-    /// complaint (−1 in the complaint's pane, then an evaluation) or keeps it
-    /// as early. Returns whether it changed anything.
-    pub(super) fn answer(
-        &mut self,
-        r: u32,
-        ev: &Event<'_>,
-        clock: i64,
-        out: &mut Vec<Transition>,
-    ) -> bool {
-        let rule = &mut self.rules[r as usize];
-        let (Some(b), Some(reference)) = (rule.backlog.as_deref_mut(), ev.ref_id.as_deref()) else {
-            return false;
+    /// A response of this backlog rule at the clock `clock`: marks its
+    /// complaint answered (the caller takes it out of the window), or holds
+    /// it as early, or counts it as a repeat or an overflow.
+    pub(super) fn respond(&mut self, ev: &Event<'_>, clock: i64) -> Response {
+        let (Some(b), Some(reference)) = (self.backlog.as_deref_mut(), ev.ref_id.as_deref()) else {
+            return Response::Nothing;
         };
-        rule.stats.responses += 1;
-        b.expire_early(clock.saturating_sub(rule.window_ms));
+        self.stats.responses += 1;
+        b.expire_early(clock.saturating_sub(self.window_ms));
         let Some(&(slot, t)) = b.index.get(reference) else {
             if b.early.contains_key(reference) {
-                rule.stats.responses_repeat += 1;
-                return false;
+                self.stats.responses_repeat += 1;
+                return Response::Nothing;
             }
             if b.early.len() >= b.cap {
-                rule.stats.backlog_overflow += 1;
-                return false;
+                self.stats.backlog_overflow += 1;
+                return Response::Nothing;
             }
             b.early.insert(reference.into(), ev.ts);
             b.early_order.push_back((ev.ts, reference.into()));
-            return true;
+            return Response::Held;
         };
-        let shape = rule.shape;
-        let gen = rule.slots[slot as usize].gen;
-        let Some(group) = rule.slots[slot as usize].group.as_mut() else {
-            return false;
-        };
-        let Some(answered) = group
-            .book
-            .as_deref_mut()
+        let Some(answered) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.group.as_mut())
+            .and_then(|g| g.book.as_deref_mut())
             .and_then(|book| book.get_mut(&(t, reference.into())))
         else {
-            return false;
+            return Response::Nothing;
         };
         if *answered {
-            rule.stats.responses_repeat += 1;
-            return false;
+            self.stats.responses_repeat += 1;
+            return Response::Nothing;
         }
         *answered = true;
-        rule.stats.responses_first += 1;
-        group.window.advance(end_pane(clock, rule.slide), &shape);
-        let Some((region, _)) = group
-            .window
-            .add(pane_of(t, rule.slide), [-1, 0, 0], None, &shape)
-        else {
-            return true;
-        };
-        if matches!(region, Region::Current | Region::Baseline) {
-            if let Some(w) = evaluate(
-                rule,
-                slot,
-                clock,
-                false,
-                None,
-                self.sample_ids,
-                &mut self.stats,
-                out,
-            ) {
-                self.timers.push(Reverse((w, r, slot, gen)));
-            }
-        }
-        true
+        self.stats.responses_first += 1;
+        Response::First { slot, t }
     }
 }
 

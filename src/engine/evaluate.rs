@@ -1,40 +1,18 @@
 //! One evaluation of a (rule, group): the window brought to the evaluation
 //! time, the indicator's value, the alert state machine's step, and the
-//! transition with its `dedup_key`; plus the pane arithmetic of time (which
-//! pane an event falls in, when a boundary is due).
+//! transition with its `dedup_key`; and the scheduling of a boundary
+//! re-evaluation (the pane arithmetic itself is in `pane.rs`).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::alert::{Phase, State, Transition};
 
+use super::pane::{boundary_time, end_pane};
 use super::record::Evaluation;
 use super::rule::decode_key;
 use super::season::Seasonal;
 use super::{EngineStats, RuleRt};
-
-/// The pane holding event time `ts`: `ceil(ts / slide)`.
-#[inline]
-pub fn pane_of(ts: i64, slide: i64) -> i64 {
-    let q = ts.div_euclid(slide);
-    if ts.rem_euclid(slide) == 0 {
-        q
-    } else {
-        q + 1
-    }
-}
-
-/// The pane the window evaluated at time `t` ends at (same as [`pane_of`]).
-#[inline]
-pub fn end_pane(t: i64, slide: i64) -> i64 {
-    pane_of(t, slide)
-}
-
-/// The first time at which the evaluated window ends at pane `p`.
-#[inline]
-pub(super) fn boundary_time(p: i64, slide: i64) -> i64 {
-    (p - 1).saturating_mul(slide).saturating_add(1)
-}
 
 /// Schedules a re-evaluation at boundary pane `q` on the rule's wheel (or, if the
 /// wheel refuses it, as a plain timer).

@@ -13,9 +13,10 @@ use crate::indicator::Indicator;
 use crate::window::{Shape, Window};
 
 use super::backlog::{Backlog, Book};
+use super::pane::{end_pane, pane_of};
 use super::season::Seasonal;
 use super::wheel::Wheel;
-use super::{end_pane, pane_of, GroupView, RuleRt, RuleStats};
+use super::{GroupView, RuleRt, RuleStats};
 
 /// Live state of one (rule, group).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]

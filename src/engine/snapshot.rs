@@ -244,12 +244,7 @@ pub(super) fn encode(engines: &[Engine], stats: &EngineStats) -> Result<Vec<u8>,
                 .map(|(e, &o)| (&e.rules[r].wheel, o));
             let slide = rule.slide;
             std::borrow::Cow::Owned(Wheel::merged(parts, |q, slot, gen| {
-                timers.push((
-                    super::evaluate::boundary_time(q, slide),
-                    r as u32,
-                    slot,
-                    gen,
-                ));
+                timers.push((super::pane::boundary_time(q, slide), r as u32, slot, gen));
             }))
         };
         let (free, stats) = if single {

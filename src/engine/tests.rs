@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::*;
 use crate::alert::State;
 use crate::config::{Config, Severity};
-use crate::engine::evaluate::boundary_time;
+use crate::engine::pane::boundary_time;
 use crate::event::DecodeLimits;
 
 const MIN: i64 = 60_000;

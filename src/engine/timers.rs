@@ -4,7 +4,8 @@
 
 use std::cmp::Reverse;
 
-use super::evaluate::{boundary_time, evaluate};
+use super::evaluate::evaluate;
+use super::pane::boundary_time;
 use super::Engine;
 use crate::alert::Transition;
 

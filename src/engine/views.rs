@@ -2,8 +2,9 @@
 
 use crate::alert::{Labels, Phase};
 
+use super::pane::end_pane;
 use super::rule::{group_hash, key_eq};
-use super::{end_pane, Engine, EngineStats, GroupView, RuleStats};
+use super::{Engine, EngineStats, GroupView, RuleStats};
 use crate::config::RuleConfig;
 
 /// What the engine's groups hold, for comparing memory use with the data
