@@ -34,7 +34,7 @@ use crate::alert::{AlertPolicy, Phase, Transition};
 use crate::config::{Config, RuleConfig};
 use crate::dedup::Dedup;
 use crate::event::{decode, DecodeLimits, Event, Invalid, InvalidReason};
-use crate::explain::ExplainSpec;
+use crate::explain::{Explain, ExplainSpec};
 use crate::indicator::{customer_hash, Indicator};
 use crate::route::Router;
 use crate::window::{PaneBuffer, Region, Shape};
@@ -477,8 +477,10 @@ impl Engine {
                 continue;
             };
             if contrib.signal {
-                if let (Some(spec), Some(x)) = (rule.explain.as_ref(), group.explain.as_deref_mut())
-                {
+                if let Some(spec) = rule.explain.as_ref() {
+                    // Allocated at the group's first signal event: groups
+                    // that only ever see denominator events keep nothing.
+                    let x = group.explain.get_or_insert_with(Explain::new);
                     x.add(spec, pane, end_pane(clock, rule.slide), |name| {
                         ev.attr(name)
                     });

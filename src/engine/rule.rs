@@ -46,7 +46,8 @@ pub(super) struct Group {
     /// The group's entry in its rule's [`GroupTable`] (rebuilt on restore).
     #[serde(skip)]
     pub(super) entry: u32,
-    /// Per-value counts for root-cause hints (rules with `explain` only).
+    /// Per-value counts for root-cause hints (rules with `explain` only,
+    /// from the group's first signal event).
     pub(super) explain: Option<Box<Explain>>,
     /// `unanswered` rules: the group's complaints (see `backlog.rs`).
     pub(super) book: Option<Box<Book>>,
@@ -322,7 +323,7 @@ impl RuleRt {
             key_id,
             season: self.indicator.season().map(|s| Box::new(Seasonal::new(s))),
             entry,
-            explain: self.explain.as_ref().map(|_| Explain::new()),
+            explain: None,
             book: None,
         };
         let slot = match self.free.pop() {

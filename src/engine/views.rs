@@ -273,13 +273,12 @@ impl Engine {
         let rule = &mut self.rules[i];
         let end = end_pane(clock, rule.slide);
         let spec = rule.explain.as_ref()?;
-        let x = rule
-            .slots
-            .get_mut(slot)?
-            .group
-            .as_mut()?
-            .explain
-            .as_deref_mut()?;
-        Some(x.hints(spec, end))
+        let g = rule.slots.get_mut(slot)?.group.as_mut()?;
+        // A group without counts has seen no signal event: nothing stands out.
+        Some(
+            g.explain
+                .as_deref_mut()
+                .map_or_else(Vec::new, |x| x.hints(spec, end)),
+        )
     }
 }
