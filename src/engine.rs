@@ -43,6 +43,7 @@ mod answer;
 mod backlog;
 mod evaluate;
 mod pane;
+mod partitions;
 mod record;
 mod reload;
 mod rule;

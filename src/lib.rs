@@ -72,6 +72,7 @@ pub mod http;
 pub mod incident;
 pub mod indicator;
 pub mod metrics;
+pub mod repartition;
 pub mod replay;
 pub mod route;
 pub mod run;

@@ -32,7 +32,7 @@ pub(crate) fn stable_group_hash<'a>(values: impl Iterator<Item = &'a str>) -> u6
 
 /// The shard (`0..shards`) of a (rule, group) from the two stable hashes.
 #[inline]
-fn shard_index(rule_hash: u64, group_hash: u64, shards: u32) -> u32 {
+pub(super) fn shard_index(rule_hash: u64, group_hash: u64, shards: u32) -> u32 {
     let x = (rule_hash ^ group_hash.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (((x >> 32) * u64::from(shards)) >> 32) as u32
 }
@@ -60,6 +60,13 @@ impl ShardFilter {
             owned: (0..shards as usize)
                 .map(|s| s % workers == worker)
                 .collect(),
+        }
+    }
+
+    /// The shards (`0..shards`) for which `owned` is true.
+    pub(super) fn from_fn(shards: u32, owned: impl Fn(u32) -> bool) -> Self {
+        ShardFilter {
+            owned: (0..shards).map(owned).collect(),
         }
     }
 

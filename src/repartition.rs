@@ -1,0 +1,143 @@
+//! Repartitioning by state shard: how several instances split the engine's
+//! state and still fire exactly what one instance fires (`docs/architecture.md`,
+//! "Scale-out").
+//!
+//! ```text
+//! input partitions ─► Splitter (any instance) ─► internal partitions ─► Owner (one instance each) ─► transitions
+//!                     event → the internal partitions       (by shard)     sequencer + engine of
+//!                     of its (rule, group) shards;                         the owned shards
+//!                     per source: newest time + origins
+//! ```
+//!
+//! * **Shards.** A (rule, group) pair lives in shard
+//!   [`shard_of`](crate::engine::shard_of)`(rule, group)`, and shard `s` in
+//!   internal partition `s mod partitions`. Whoever is assigned an internal
+//!   partition owns its shards: every window lives on exactly one instance.
+//! * **Splitting** ([`Splitter`]). An instance that reads an input partition
+//!   decodes and validates each message as today, and forwards the valid
+//!   event once to each internal partition one of its (rule, group) shards
+//!   lives in ([`Envelope::Event`], naming all of them). It keeps no window
+//!   state.
+//! * **Watermarks travel with the data.** After the events it forwarded, the
+//!   splitter sends every internal partition a [`Envelope::Report`] per
+//!   input partition (source): the newest event time read from it, and per
+//!   rule with a baseline the earliest time of an event its selectors
+//!   matched (the rule's warm-up origin is rule-wide). Kafka keeps one
+//!   producer's messages in order within a partition, so a report follows
+//!   every event it covers.
+//! * **Owning** ([`Owner`]). An owner's clock is the minimum, over the
+//!   internal partitions it owns and every source, of the newest time
+//!   reported on that partition for that source — as the single instance's
+//!   clock is the slowest input partition's. Events wait in the
+//!   [`Sequencer`](crate::sequencer) until that clock minus
+//!   `allowed_lateness` passes them and reach an engine that keeps only the
+//!   owned shards ([`Engine::owning`](crate::engine::Engine::owning)) in
+//!   `(ts, id, bytes)` order. An event sent to two partitions of one owner
+//!   is applied once (from the lowest of them). Before a release, each
+//!   rule's origin is noted from the reports once it lies behind the
+//!   release point.
+//!
+//! The result, for streams whose disorder stays within `allowed_lateness`:
+//! each owner emits exactly the transitions one instance emits for the
+//! (rule, group) pairs it owns, with the same times, values and keys
+//! (`tests` checks it as a property over random streams, splits,
+//! assignments and interleavings). Divergences, as with worker threads: a
+//! rule's `max_groups_per_rule` is checked per owner, and duplicate
+//! detection sees the events of the owner's shards (a redelivered message is
+//! dropped; two different events under one id may both count when their
+//! slices live on different instances).
+
+use serde::{Deserialize, Serialize};
+
+mod owner;
+mod split;
+
+pub use owner::Owner;
+pub use split::Splitter;
+
+/// Version byte in front of every internal message.
+pub const WIRE_VERSION: u8 = 1;
+
+/// An input partition: the topic's index in `sources.kafka.topics` and the
+/// partition number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Source {
+    /// Index of the topic in the configuration.
+    pub topic: u16,
+    /// Partition number.
+    pub partition: i32,
+}
+
+/// A message on an internal partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Envelope {
+    /// A valid event for the shards of the listed internal partitions.
+    Event {
+        /// Where it was read.
+        source: Source,
+        /// Its offset there.
+        offset: i64,
+        /// Every internal partition it was sent to, ascending.
+        targets: Vec<u32>,
+        /// The message as read (decoded again by the owner).
+        raw: Vec<u8>,
+    },
+    /// How far a source has been read.
+    Report {
+        /// The input partition.
+        source: Source,
+        /// The newest event time read from it (ms).
+        newest: i64,
+        /// (rule index, earliest time of an event its selectors matched),
+        /// for the rules with a baseline.
+        origins: Vec<(u32, i64)>,
+    },
+}
+
+/// An internal message that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// Empty, or written by another version of crisiswatch.
+    #[error(
+        "internal message of wire version {found:?}, this crisiswatch reads version {WIRE_VERSION}"
+    )]
+    Version {
+        /// The version byte found (none: empty message).
+        found: Option<u8>,
+    },
+    /// The body does not decode.
+    #[error("internal message does not decode: {0}")]
+    Decode(String),
+}
+
+impl Envelope {
+    /// The message's bytes: [`WIRE_VERSION`], then the body (bincode).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![WIRE_VERSION];
+        // Serialising plain data into a Vec cannot fail.
+        if let Err(e) = bincode::serialize_into(&mut out, self) {
+            tracing::error!(error = %e, "cannot encode an internal message");
+        }
+        out
+    }
+
+    /// Reads a message written by [`Envelope::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
+        match bytes.split_first() {
+            Some((&WIRE_VERSION, body)) => {
+                bincode::deserialize(body).map_err(|e| WireError::Decode(e.to_string()))
+            }
+            other => Err(WireError::Version {
+                found: other.map(|(v, _)| *v),
+            }),
+        }
+    }
+}
+
+/// The internal partition of shard `shard`.
+pub fn partition_of_shard(shard: u32, partitions: u32) -> u32 {
+    shard % partitions.max(1)
+}
+
+#[cfg(test)]
+mod tests;

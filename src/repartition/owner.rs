@@ -1,0 +1,243 @@
+//! The owning side: the internal partitions one instance is assigned, their
+//! shards' engine, and the clock the reports give it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{partition_of_shard, Envelope, Source};
+use crate::alert::Transition;
+use crate::config::Config;
+use crate::engine::{Engine, EngineError, Outcome};
+use crate::event::decode_with_default;
+use crate::sequencer::{watermark, Held, Sequencer};
+
+/// Where a held event came from: internal partition, offset, and the input
+/// topic (for its default event type).
+#[derive(Debug, Clone, Copy)]
+struct Tag {
+    partition: u32,
+    offset: i64,
+    topic: u16,
+}
+
+/// The engine of the shards of some internal partitions (see the module docs).
+#[derive(Debug)]
+pub struct Owner {
+    engine: Engine,
+    owned: BTreeSet<u32>,
+    sources: Vec<Source>,
+    default_types: Vec<Option<String>>,
+    /// (internal partition, source) → newest event time reported there.
+    marks: BTreeMap<(u32, Source), i64>,
+    /// Rule → earliest matching event time reported by any source.
+    origins: BTreeMap<u32, i64>,
+    seq: Sequencer<Tag>,
+    lateness_ms: i64,
+    /// Newest event time reported by any source.
+    newest: Option<i64>,
+    /// Events not applied: another owned partition brings them.
+    skipped: u64,
+    /// Internal messages that did not decode, or events that no longer do.
+    unreadable: u64,
+}
+
+impl Owner {
+    /// The owner of internal partitions `owned` (of `partitions`, holding
+    /// `shards` shards) fed from the input partitions `sources`, whose
+    /// topics' default event types are `default_types` (by topic index).
+    pub fn new(
+        cfg: &Config,
+        shards: u32,
+        partitions: u32,
+        owned: impl IntoIterator<Item = u32>,
+        sources: Vec<Source>,
+        default_types: Vec<Option<String>>,
+    ) -> Result<Self, EngineError> {
+        let owned: BTreeSet<u32> = owned.into_iter().collect();
+        let parts = partitions.max(1);
+        let mut engine = Engine::owning(cfg, shards, |s| {
+            owned.contains(&partition_of_shard(s, parts))
+        })?;
+        engine.set_sequenced(true);
+        let lateness_ms = engine.lateness_ms();
+        Ok(Owner {
+            engine,
+            owned,
+            sources,
+            default_types,
+            marks: BTreeMap::new(),
+            origins: BTreeMap::new(),
+            seq: Sequencer::new(),
+            lateness_ms,
+            newest: None,
+            skipped: 0,
+            unreadable: 0,
+        })
+    }
+
+    /// Takes message `env` read at `offset` of internal partition
+    /// `partition`. An event behind the release point (more out of order
+    /// than `allowed_lateness`) is applied at once; others wait for
+    /// [`Owner::release`].
+    pub fn offer(
+        &mut self,
+        partition: u32,
+        offset: i64,
+        env: Envelope,
+        out: &mut Vec<Transition>,
+    ) -> Option<Outcome> {
+        if !self.owned.contains(&partition) {
+            return None;
+        }
+        match env {
+            Envelope::Report {
+                source,
+                newest,
+                origins,
+            } => {
+                let m = self.marks.entry((partition, source)).or_insert(newest);
+                *m = (*m).max(newest);
+                self.newest = Some(self.newest.map_or(newest, |n| n.max(newest)));
+                for (r, t) in origins {
+                    let o = self.origins.entry(r).or_insert(t);
+                    *o = (*o).min(t);
+                }
+                None
+            }
+            Envelope::Event {
+                source,
+                targets,
+                raw,
+                ..
+            } => {
+                // Sent to several partitions this owner holds: the lowest applies it.
+                if targets.iter().find(|t| self.owned.contains(t)) != Some(&partition) {
+                    self.skipped += 1;
+                    return None;
+                }
+                let default_type = default_type(&self.default_types, source.topic);
+                let (ts, id) =
+                    match decode_with_default(&raw, self.engine.limits(), None, default_type) {
+                        Ok(ev) => (ev.ts, Box::<str>::from(ev.id.as_ref())),
+                        Err(_) => {
+                            self.unreadable += 1;
+                            return None;
+                        }
+                    };
+                let held = Held {
+                    ts,
+                    id,
+                    raw: raw.into_boxed_slice(),
+                    tag: Tag {
+                        partition,
+                        offset,
+                        topic: source.topic,
+                    },
+                };
+                let late = self.seq.offer(held)?;
+                self.note_origins(Some(late.ts.saturating_add(1)));
+                self.apply(&late, out)
+            }
+        }
+    }
+
+    /// Releases what the clock (the slowest owned partition and source,
+    /// minus `allowed_lateness`) has passed, in `(ts, id)` order.
+    /// `applied` sees the internal partition, offset and outcome of each.
+    pub fn release(
+        &mut self,
+        out: &mut Vec<Transition>,
+        mut applied: impl FnMut(u32, i64, Outcome),
+    ) {
+        let Some(target) = self.target() else {
+            return;
+        };
+        let wm = watermark(target, self.lateness_ms);
+        if self.seq.released_below().is_some_and(|b| wm <= b) {
+            return;
+        }
+        self.note_origins(Some(wm));
+        let mut released = Vec::new();
+        self.seq.release(wm, |h| released.push(h));
+        for h in &released {
+            if let Some(o) = self.apply(h, out) {
+                applied(h.tag.partition, h.tag.offset, o);
+            }
+        }
+        self.engine.advance_clock(wm.saturating_sub(1), out);
+    }
+
+    /// Releases everything held and moves the clock to the newest event
+    /// time reported (the end of a finite stream).
+    pub fn finish(
+        &mut self,
+        out: &mut Vec<Transition>,
+        mut applied: impl FnMut(u32, i64, Outcome),
+    ) {
+        self.note_origins(None);
+        let mut released = Vec::new();
+        self.seq.release_all(|h| released.push(h));
+        for h in &released {
+            if let Some(o) = self.apply(h, out) {
+                applied(h.tag.partition, h.tag.offset, o);
+            }
+        }
+        if let Some(n) = self.newest {
+            self.engine.advance_clock(n, out);
+        }
+    }
+
+    /// The clock: the minimum over owned partitions and sources of the
+    /// newest time reported; none until every pair has reported.
+    fn target(&self) -> Option<i64> {
+        let mut min: Option<i64> = None;
+        for &p in &self.owned {
+            for &s in &self.sources {
+                let m = *self.marks.get(&(p, s))?;
+                min = Some(min.map_or(m, |x| x.min(m)));
+            }
+        }
+        min
+    }
+
+    /// Notes each rule's origin that lies before `below` (all: `None`).
+    fn note_origins(&mut self, below: Option<i64>) {
+        for (&r, &t) in &self.origins {
+            let r = r as usize;
+            if below.is_none_or(|b| t < b) && !self.engine.has_origin(r) {
+                self.engine.note_origin(r, t);
+            }
+        }
+    }
+
+    fn apply(&mut self, h: &Held<Tag>, out: &mut Vec<Transition>) -> Option<Outcome> {
+        let default_type = default_type(&self.default_types, h.tag.topic);
+        match decode_with_default(&h.raw, self.engine.limits(), None, default_type) {
+            Ok(ev) => Some(self.engine.process(&ev, out)),
+            Err(_) => {
+                self.unreadable += 1;
+                None
+            }
+        }
+    }
+
+    /// The owned shards' engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Events held, waiting for the clock.
+    pub fn held(&self) -> usize {
+        self.seq.len()
+    }
+
+    /// Events skipped because another owned partition applies them, and
+    /// messages that could not be read.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.skipped, self.unreadable)
+    }
+}
+
+/// The default event type of input topic `topic`.
+fn default_type(types: &[Option<String>], topic: u16) -> Option<&str> {
+    types.get(usize::from(topic)).and_then(|t| t.as_deref())
+}

@@ -1,0 +1,116 @@
+//! The splitting side: which internal partitions a valid event goes to, and
+//! the per-source reports that carry event time and rule origins to them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{partition_of_shard, Envelope, Source};
+use crate::config::Config;
+use crate::engine::{Engine, EngineError};
+use crate::event::Event;
+
+/// Per source: the newest event time and, per rule with a baseline, the
+/// earliest matching event time.
+#[derive(Debug, Default, Clone)]
+struct Progress {
+    newest: Option<i64>,
+    origins: BTreeMap<u32, i64>,
+}
+
+/// Routes valid events to internal partitions (see the module docs).
+#[derive(Debug)]
+pub struct Splitter {
+    /// Rules and selectors only: it never holds a window.
+    router: Engine,
+    shards: u32,
+    partitions: u32,
+    origin_rules: Vec<bool>,
+    progress: BTreeMap<Source, Progress>,
+    /// Sources read since the last [`Splitter::reports`].
+    moved: BTreeSet<Source>,
+}
+
+impl Splitter {
+    /// A splitter for the rules of `cfg`, `shards` shards over `partitions`
+    /// internal partitions.
+    pub fn new(cfg: &Config, shards: u32, partitions: u32) -> Result<Self, EngineError> {
+        let router = Engine::new(cfg)?;
+        let mut origin_rules = vec![false; router.rule_count()];
+        for r in router.origin_rules() {
+            origin_rules[r] = true;
+        }
+        Ok(Splitter {
+            router,
+            shards: shards.max(1),
+            partitions: partitions.max(1),
+            origin_rules,
+            progress: BTreeMap::new(),
+            moved: BTreeSet::new(),
+        })
+    }
+
+    /// A valid event read from `source` at `offset`: the internal partitions
+    /// to send it to (ascending; empty when no rule's selectors match it)
+    /// and the message. The source's progress moves either way.
+    pub fn split(
+        &mut self,
+        source: Source,
+        offset: i64,
+        ev: &Event<'_>,
+        raw: &[u8],
+    ) -> Option<(Vec<u32>, Envelope)> {
+        let p = self.progress.entry(source).or_default();
+        p.newest = Some(p.newest.map_or(ev.ts, |n| n.max(ev.ts)));
+        self.moved.insert(source);
+        let mut targets: Vec<u32> = Vec::new();
+        let (shards, partitions, origin_rules) = (self.shards, self.partitions, &self.origin_rules);
+        self.router.shards_of(ev, shards, |r, shard| {
+            if origin_rules[r] {
+                let o = p.origins.entry(r as u32).or_insert(ev.ts);
+                *o = (*o).min(ev.ts);
+            }
+            let t = partition_of_shard(shard, partitions);
+            if let Err(i) = targets.binary_search(&t) {
+                targets.insert(i, t);
+            }
+        });
+        if targets.is_empty() {
+            return None;
+        }
+        let env = Envelope::Event {
+            source,
+            offset,
+            targets: targets.clone(),
+            raw: raw.to_vec(),
+        };
+        Some((targets, env))
+    }
+
+    /// Reports of the sources read since the last call, for every internal
+    /// partition (send them after the events they cover).
+    pub fn reports(&mut self) -> Vec<Envelope> {
+        let moved = std::mem::take(&mut self.moved);
+        moved.into_iter().filter_map(|s| self.report(s)).collect()
+    }
+
+    /// Reports of every source read so far (a heartbeat).
+    pub fn all_reports(&self) -> Vec<Envelope> {
+        self.progress
+            .keys()
+            .filter_map(|&s| self.report(s))
+            .collect()
+    }
+
+    fn report(&self, source: Source) -> Option<Envelope> {
+        let p = self.progress.get(&source)?;
+        Some(Envelope::Report {
+            source,
+            newest: p.newest?,
+            origins: p.origins.iter().map(|(&r, &t)| (r, t)).collect(),
+        })
+    }
+
+    /// Internal partitions.
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+}
