@@ -28,18 +28,17 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-use smallvec::SmallVec;
-
 use crate::alert::{AlertPolicy, Phase, Transition};
 use crate::config::{Config, RuleConfig};
 use crate::dedup::Dedup;
 use crate::event::{decode, DecodeLimits, Event, Invalid, InvalidReason};
-use crate::explain::{Explain, ExplainSpec};
-use crate::indicator::{customer_hash, Indicator};
+use crate::explain::ExplainSpec;
+use crate::indicator::Indicator;
 use crate::route::Router;
-use crate::window::{PaneBuffer, Region, Shape};
+use crate::window::{PaneBuffer, Shape};
 
 mod answer;
+mod apply;
 mod backlog;
 mod evaluate;
 mod pane;
@@ -57,18 +56,17 @@ mod timers;
 mod views;
 mod wheel;
 
-use evaluate::{evaluate, schedule_boundary};
 pub use pane::{end_pane, pane_of};
 pub use record::Evaluation;
 use record::Recorder;
 pub(crate) use reload::Reconfigure;
 pub use reload::ReloadSummary;
-use rule::{encode_key, group_hash, Slot};
+use rule::Slot;
 use shard_hash::ShardFilter;
 pub use shards::{shard_of, Op, ShardedEngine, DEFAULT_SHARDS};
 pub use snapshot::{RestoreSummary, SnapshotError, SNAPSHOT_VERSION};
 pub use stats::{EngineStats, Outcome, RuleStats};
-use table::{attr_id, GroupTable, NONE};
+use table::GroupTable;
 pub use views::{EngineView, Footprint};
 use wheel::Wheel;
 
@@ -350,188 +348,6 @@ impl Engine {
         let t = self.clock.map_or(ev.ts, |c| c.max(ev.ts));
         self.advance_clock(t, out);
         self.apply(ev, out)
-    }
-
-    /// Applies an event at the current clock (which it does not move; before
-    /// the first clock advance the clock starts at the event's time).
-    pub(crate) fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Transition>) -> Outcome {
-        self.stats.events_in += 1;
-        let clock = *self.clock.get_or_insert(ev.ts);
-        if self.dedup.check_and_insert(&ev.id, clock) {
-            self.stats.duplicates += 1;
-            return Outcome::Duplicate;
-        }
-        let watermark = clock.saturating_sub(self.late_margin());
-        let mut candidates: SmallVec<[u32; 32]> = SmallVec::new();
-        self.router
-            .for_each_candidate(&ev.kind, |r| candidates.push(r));
-        let (mut selected, mut applied, mut late) = (false, false, false);
-        // The grouping attributes of this event, resolved once: values by
-        // attribute id; and per group table, (hash, entry) once looked up.
-        let mut values: SmallVec<[&str; 16]> = SmallVec::new();
-        let mut entries: SmallVec<[Option<(u64, u32)>; 8]> = SmallVec::new();
-        // Per group table, the stable hash of this event's group (sharded engines).
-        let mut stable: SmallVec<[Option<u64>; 8]> = SmallVec::new();
-        for r in candidates {
-            let rule = &mut self.rules[r as usize];
-            let Some(contrib) = rule.indicator.contribution(ev) else {
-                continue;
-            };
-            if entries.is_empty() {
-                values.resize(self.attr_names.len(), "");
-                for (k, v) in &ev.attrs {
-                    if let Some(id) = attr_id(&self.attr_names, &self.attr_ids, k) {
-                        values[id] = v.as_ref();
-                    }
-                }
-                entries.resize(self.tables.len(), None);
-                stable.resize(self.tables.len(), None);
-            }
-            let in_time = ev.ts > watermark.saturating_sub(rule.window_ms);
-            if let Some(filter) = &self.shard {
-                let table = &self.tables[rule.group_by_id];
-                // A response-SLA rule matches responses to complaints by id
-                // across its groups: all its groups share one shard.
-                let g = if rule.backlog.is_some() {
-                    0
-                } else {
-                    *stable[rule.group_by_id].get_or_insert_with(|| {
-                        shard_hash::stable_group_hash(
-                            table.attrs.iter().map(|&i| values[i as usize]),
-                        )
-                    })
-                };
-                if !filter.owns(rule.shard_seed, g) {
-                    // Another shard keeps this group; the rule's warm-up
-                    // origin is rule-wide, so every shard follows it.
-                    if in_time && rule.backlog.is_none() {
-                        rule.note_origin(ev.ts, clock);
-                    }
-                    continue;
-                }
-            }
-            selected = true;
-            if !in_time {
-                rule.stats.late += 1;
-                late = true;
-                continue;
-            }
-            if contrib.response {
-                applied |= self.answer(r, ev, clock, out);
-                continue;
-            }
-            let Some((contrib, answered)) = rule.admit(contrib, ev) else {
-                continue;
-            };
-            rule.note_origin(ev.ts, clock);
-            let table = &mut self.tables[rule.group_by_id];
-            let (hash, mut e) = *entries[rule.group_by_id].get_or_insert_with(|| {
-                let hash = group_hash(
-                    &self.hasher,
-                    table.attrs.iter().map(|&i| values[i as usize]),
-                );
-                (hash, table.find(hash, &values).unwrap_or(NONE))
-            });
-            let mut slot = if e == NONE {
-                NONE
-            } else {
-                table.slot(e, rule.member)
-            };
-            if slot == NONE {
-                if rule.live >= rule.max_groups {
-                    rule.stats.group_overflow += 1;
-                    continue;
-                }
-                if e == NONE {
-                    let key = encode_key(table.attrs.iter().map(|&i| values[i as usize]));
-                    e = table.insert(hash, key);
-                    entries[rule.group_by_id] = Some((hash, e));
-                }
-                slot = rule.create_group(hash, table.key(e).clone(), e, ev.ts, clock);
-                table.set(e, rule.member, slot);
-            }
-            let gen = rule.slots[slot as usize].gen;
-            applied = true;
-            let pane = pane_of(ev.ts, rule.slide);
-            let customer = if contrib.customer {
-                ev.customer_id.as_deref().map(customer_hash)
-            } else {
-                None
-            };
-            let (shape, season) = (rule.shape, rule.indicator.season());
-            let Some(group) = rule.slots[slot as usize].group.as_mut() else {
-                continue;
-            };
-            if let (Some(p), Some(s)) = (group.season.as_deref_mut(), season) {
-                p.add(s, pane, shape.n, contrib.delta[0]);
-            }
-            // Bring the window to the clock first, so the pane lands in the right region.
-            group.window.advance(end_pane(clock, rule.slide), &shape);
-            let Some((region, created)) = group.window.add(pane, contrib.delta, customer, &shape)
-            else {
-                // Older than anything the rule keeps: nothing to store.
-                if let Some(e) = rule.maybe_evict(slot) {
-                    self.tables[rule.group_by_id].unset(e, rule.member);
-                    // The entry may be gone: the next rule looks it up again.
-                    entries[rule.group_by_id] = None;
-                }
-                continue;
-            };
-            if contrib.signal {
-                if let Some(spec) = rule.explain.as_ref() {
-                    // Allocated at the group's first signal event: groups
-                    // that only ever see denominator events keep nothing.
-                    let x = group.explain.get_or_insert_with(Explain::new);
-                    x.add(spec, pane, end_pane(clock, rule.slide), |name| {
-                        ev.attr(name)
-                    });
-                }
-            }
-            rule.book(slot, ev, answered);
-            if created {
-                let n = shape.n;
-                let now_end = end_pane(clock, rule.slide);
-                let boundaries = [
-                    (region == Region::Future).then_some(pane),
-                    Some(pane + n),
-                    (shape.m > 0).then_some(pane + n + shape.m),
-                ];
-                for q in boundaries.into_iter().flatten() {
-                    if q > now_end {
-                        schedule_boundary(rule, &mut self.timers, r, q, slot, gen);
-                    }
-                }
-            }
-            // A surge also changes when its baseline does.
-            if region == Region::Current || (region == Region::Baseline && shape.m > 0) {
-                let signal = contrib.signal.then_some(ev.id.as_ref());
-                if let Some(t) = evaluate(
-                    rule,
-                    slot,
-                    clock,
-                    false,
-                    signal,
-                    self.sample_ids,
-                    &mut self.stats,
-                    out,
-                ) {
-                    self.timers.push(Reverse((t, r, slot, gen)));
-                }
-            }
-        }
-        if applied {
-            self.stats.applied += 1;
-            Outcome::Applied
-        } else if late {
-            self.stats.late += 1;
-            Outcome::Late
-        } else if selected {
-            self.stats.overflow += 1;
-            Outcome::Overflow
-        } else {
-            self.stats.unmatched += 1;
-            Outcome::Unmatched
-        }
     }
 }
 

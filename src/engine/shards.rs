@@ -42,6 +42,7 @@ use super::{EngineView, ReloadSummary};
 use crate::alert::{Labels, Transition};
 use crate::config::{Config, RuleConfig};
 use crate::event::{DecodeLimits, Event, InvalidReason};
+use plan::WorkerOut;
 
 /// Shards when `engine.shards` is not set.
 pub const DEFAULT_SHARDS: u32 = 64;
@@ -68,9 +69,6 @@ pub struct ShardedEngine {
     stats: EngineStats,
     rule_names: Vec<String>,
 }
-
-/// What one worker produced for a run: (step, transition) and outcomes.
-type WorkerOut = (Vec<(u32, Transition)>, Vec<Outcome>);
 
 impl ShardedEngine {
     /// `workers` engines (at least 1) over `shards` shards (at least
@@ -271,17 +269,24 @@ impl ShardedEngine {
             }
             return;
         }
+        let routed = plan::route(&mut self.engines, self.shards, ops);
         let results: Vec<WorkerOut> = if ops.len() < PARALLEL_FROM {
             // Too little to be worth a thread hand-off: the same work in turn.
-            self.engines.iter_mut().map(|e| drive(e, ops)).collect()
+            self.engines
+                .iter_mut()
+                .enumerate()
+                .map(|(w, e)| plan::work(e, ops, &routed, w))
+                .collect()
         } else {
+            let routed = &routed;
             std::thread::scope(|s| {
                 let (first, rest) = self.engines.split_at_mut(1);
                 let handles: Vec<_> = rest
                     .iter_mut()
-                    .map(|e| s.spawn(move || drive(e, ops)))
+                    .enumerate()
+                    .map(|(w, e)| s.spawn(move || plan::work(e, ops, routed, w + 1)))
                     .collect();
-                let mut results = vec![drive(&mut first[0], ops)];
+                let mut results = vec![plan::work(&mut first[0], ops, routed, 0)];
                 for h in handles {
                     match h.join() {
                         Ok(r) => results.push(r),
@@ -291,11 +296,15 @@ impl ShardedEngine {
                 results
             })
         };
-        // Outcomes: applied anywhere wins, then late, then overflow, as one
-        // engine decides over all its rules.
-        let n = results[0].1.len();
-        for j in 0..n {
-            let o = merge_outcomes(results.iter().map(|r| r.1[j]));
+        // Outcomes: applied by any worker wins over what routing decided
+        // (late, then overflow), as one engine decides over all its rules.
+        let mut decided = routed.outcomes;
+        for r in &results {
+            for &op in &r.1 {
+                decided[op as usize] = Some(Outcome::Applied);
+            }
+        }
+        for o in decided.into_iter().flatten() {
             count(&mut self.stats, o);
             outcomes.push(o);
         }
@@ -436,56 +445,6 @@ impl Engine {
     }
 }
 
-/// One worker's pass over `ops`: transitions tagged with their step (two per
-/// op: the clock move, then the event).
-fn drive(engine: &mut Engine, ops: &[Op<'_, '_>]) -> WorkerOut {
-    let mut tagged = Vec::new();
-    let mut outcomes = Vec::with_capacity(ops.len());
-    let mut buf = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        let step = 2 * i as u32;
-        match *op {
-            Op::Advance(t) => {
-                engine.advance_clock(t, &mut buf);
-                tagged.extend(buf.drain(..).map(|t| (step, t)));
-            }
-            Op::Process(ev) => {
-                let t = engine.clock().map_or(ev.ts, |c| c.max(ev.ts));
-                engine.advance_clock(t, &mut buf);
-                tagged.extend(buf.drain(..).map(|t| (step, t)));
-                outcomes.push(engine.apply(ev, &mut buf));
-                tagged.extend(buf.drain(..).map(|t| (step + 1, t)));
-            }
-        }
-    }
-    (tagged, outcomes)
-}
-
-/// One engine's outcome from its workers' local ones.
-fn merge_outcomes(it: impl Iterator<Item = Outcome>) -> Outcome {
-    let (mut applied, mut late, mut overflow, mut duplicate) = (false, false, false, false);
-    for o in it {
-        match o {
-            Outcome::Applied => applied = true,
-            Outcome::Late => late = true,
-            Outcome::Overflow => overflow = true,
-            Outcome::Duplicate => duplicate = true,
-            Outcome::Unmatched => {}
-        }
-    }
-    if duplicate {
-        Outcome::Duplicate
-    } else if applied {
-        Outcome::Applied
-    } else if late {
-        Outcome::Late
-    } else if overflow {
-        Outcome::Overflow
-    } else {
-        Outcome::Unmatched
-    }
-}
-
 /// Counts an event's merged outcome as one engine does.
 fn count(stats: &mut EngineStats, o: Outcome) {
     stats.events_in += 1;
@@ -498,5 +457,6 @@ fn count(stats: &mut EngineStats, o: Outcome) {
     }
 }
 
+mod plan;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,278 @@
+//! Applying one event: routing (deduplication, the rules whose selectors it
+//! matches and what it contributes to each, its grouping values resolved
+//! once) and then each matched rule's work (group lookup or creation, the
+//! window, the evaluation).
+//!
+//! The two halves are separate so that a [`ShardedEngine`](super::ShardedEngine)
+//! routes an event once, on the caller's thread, and hands each worker only
+//! the [`Hit`]s of the (rule, group) pairs its shards own.
+
+use std::cmp::Reverse;
+
+use smallvec::SmallVec;
+
+use super::evaluate::{evaluate, schedule_boundary};
+use super::rule::{encode_key, group_hash};
+use super::shard_hash::stable_group_hash;
+use super::table::{attr_id, NONE};
+use super::{end_pane, pane_of, Engine, Outcome};
+use crate::alert::Transition;
+use crate::event::Event;
+use crate::explain::Explain;
+use crate::indicator::{customer_hash, Contribution};
+use crate::window::Region;
+
+/// What an event contributes to one rule it matches.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Hit {
+    pub(super) rule: u32,
+    pub(super) contrib: Contribution,
+}
+
+/// How an event's hits went in one engine.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Applied {
+    /// Some hit reached a group.
+    pub(super) applied: bool,
+    /// Some hit was late for its rule.
+    pub(super) late: bool,
+}
+
+/// Grouping values of one event by attribute id ("" where absent).
+pub(super) type Values<'v> = SmallVec<[&'v str; 16]>;
+
+impl Engine {
+    /// Applies an event at the current clock (which it does not move; before
+    /// the first clock advance the clock starts at the event's time).
+    pub(crate) fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Transition>) -> Outcome {
+        self.stats.events_in += 1;
+        let clock = *self.clock.get_or_insert(ev.ts);
+        if self.dedup.check_and_insert(&ev.id, clock) {
+            self.stats.duplicates += 1;
+            return Outcome::Duplicate;
+        }
+        let mut hits: SmallVec<[Hit; 32]> = SmallVec::new();
+        self.route(ev, |h| hits.push(h));
+        if hits.is_empty() {
+            self.stats.unmatched += 1;
+            return Outcome::Unmatched;
+        }
+        let mut values = Values::new();
+        values.resize(self.attr_count(), "");
+        self.resolve_values(ev, &mut values);
+        if self.shard.is_some() {
+            self.keep_owned(ev, clock, &mut hits, &values);
+            if hits.is_empty() {
+                self.stats.unmatched += 1;
+                return Outcome::Unmatched;
+            }
+        }
+        let done = self.apply_hits(ev, &hits, &values, out);
+        if done.applied {
+            self.stats.applied += 1;
+            Outcome::Applied
+        } else if done.late {
+            self.stats.late += 1;
+            Outcome::Late
+        } else {
+            self.stats.overflow += 1;
+            Outcome::Overflow
+        }
+    }
+
+    /// Calls `f` with each rule the event contributes to, in rule order.
+    #[inline]
+    pub(super) fn route(&self, ev: &Event<'_>, mut f: impl FnMut(Hit)) {
+        let rules = &self.rules;
+        self.router.for_each_candidate(&ev.kind, |r| {
+            if let Some(contrib) = rules[r as usize].indicator.contribution(ev) {
+                f(Hit { rule: r, contrib });
+            }
+        });
+    }
+
+    /// An engine that keeps some shards only (see `partitions.rs`): drops
+    /// the hits of pairs it does not own. A dropped in-time hit still notes
+    /// its rule's warm-up origin, which is rule-wide.
+    fn keep_owned(
+        &mut self,
+        ev: &Event<'_>,
+        clock: i64,
+        hits: &mut SmallVec<[Hit; 32]>,
+        values: &[&str],
+    ) {
+        let Some(filter) = &self.shard else {
+            return;
+        };
+        let watermark = clock.saturating_sub(self.late_margin());
+        let mut stable: SmallVec<[Option<u64>; 8]> = SmallVec::new();
+        stable.resize(self.tables.len(), None);
+        let (rules, tables) = (&mut self.rules, &self.tables);
+        hits.retain(|h| {
+            let rule = &mut rules[h.rule as usize];
+            // A response-SLA rule matches responses to complaints by id
+            // across its groups: all its groups share one shard.
+            let pinned = rule.backlog.is_some();
+            let g = if pinned {
+                0
+            } else {
+                let attrs = &tables[rule.group_by_id].attrs;
+                *stable[rule.group_by_id].get_or_insert_with(|| {
+                    stable_group_hash(attrs.iter().map(|&i| values[i as usize]))
+                })
+            };
+            if filter.owns(rule.shard_seed, g) {
+                return true;
+            }
+            if !pinned && ev.ts > watermark.saturating_sub(rule.window_ms) {
+                rule.note_origin(ev.ts, clock);
+            }
+            false
+        });
+    }
+
+    /// Number of grouping attributes (the length of [`Values`]).
+    pub(super) fn attr_count(&self) -> usize {
+        self.attr_names.len()
+    }
+
+    /// Writes the event's grouping values by attribute id into `values`
+    /// ([`Engine::attr_count`] of them, each "" until set).
+    #[inline]
+    pub(super) fn resolve_values<'v>(&self, ev: &'v Event<'_>, values: &mut [&'v str]) {
+        for (k, v) in &ev.attrs {
+            if let Some(id) = attr_id(&self.attr_names, &self.attr_ids, k) {
+                values[id] = v.as_ref();
+            }
+        }
+    }
+
+    /// Applies the event's `hits` (in rule order) at the current clock;
+    /// `values` are its grouping values (see [`Engine::resolve_values`]).
+    pub(super) fn apply_hits(
+        &mut self,
+        ev: &Event<'_>,
+        hits: &[Hit],
+        values: &[&str],
+        out: &mut Vec<Transition>,
+    ) -> Applied {
+        let clock = *self.clock.get_or_insert(ev.ts);
+        let watermark = clock.saturating_sub(self.late_margin());
+        let mut done = Applied::default();
+        // Per group table, (hash, entry) once looked up.
+        let mut entries: SmallVec<[Option<(u64, u32)>; 8]> = SmallVec::new();
+        entries.resize(self.tables.len(), None);
+        for &Hit { rule: r, contrib } in hits {
+            let rule = &mut self.rules[r as usize];
+            let in_time = ev.ts > watermark.saturating_sub(rule.window_ms);
+            if !in_time {
+                rule.stats.late += 1;
+                done.late = true;
+                continue;
+            }
+            if contrib.response {
+                done.applied |= self.answer(r, ev, clock, out);
+                continue;
+            }
+            let Some((contrib, answered)) = rule.admit(contrib, ev) else {
+                continue;
+            };
+            rule.note_origin(ev.ts, clock);
+            let table = &mut self.tables[rule.group_by_id];
+            let (hash, mut e) = *entries[rule.group_by_id].get_or_insert_with(|| {
+                let hash = group_hash(
+                    &self.hasher,
+                    table.attrs.iter().map(|&i| values[i as usize]),
+                );
+                (hash, table.find(hash, values).unwrap_or(NONE))
+            });
+            let mut slot = if e == NONE {
+                NONE
+            } else {
+                table.slot(e, rule.member)
+            };
+            if slot == NONE {
+                if rule.live >= rule.max_groups {
+                    rule.stats.group_overflow += 1;
+                    continue;
+                }
+                if e == NONE {
+                    let key = encode_key(table.attrs.iter().map(|&i| values[i as usize]));
+                    e = table.insert(hash, key);
+                    entries[rule.group_by_id] = Some((hash, e));
+                }
+                slot = rule.create_group(hash, table.key(e).clone(), e, ev.ts, clock);
+                table.set(e, rule.member, slot);
+            }
+            let gen = rule.slots[slot as usize].gen;
+            done.applied = true;
+            let pane = pane_of(ev.ts, rule.slide);
+            let customer = if contrib.customer {
+                ev.customer_id.as_deref().map(customer_hash)
+            } else {
+                None
+            };
+            let (shape, season) = (rule.shape, rule.indicator.season());
+            let Some(group) = rule.slots[slot as usize].group.as_mut() else {
+                continue;
+            };
+            if let (Some(p), Some(s)) = (group.season.as_deref_mut(), season) {
+                p.add(s, pane, shape.n, contrib.delta[0]);
+            }
+            // Bring the window to the clock first, so the pane lands in the right region.
+            group.window.advance(end_pane(clock, rule.slide), &shape);
+            let Some((region, created)) = group.window.add(pane, contrib.delta, customer, &shape)
+            else {
+                // Older than anything the rule keeps: nothing to store.
+                if let Some(e) = rule.maybe_evict(slot) {
+                    self.tables[rule.group_by_id].unset(e, rule.member);
+                    // The entry may be gone: the next rule looks it up again.
+                    entries[rule.group_by_id] = None;
+                }
+                continue;
+            };
+            if contrib.signal {
+                if let Some(spec) = rule.explain.as_ref() {
+                    // Allocated at the group's first signal event: groups
+                    // that only ever see denominator events keep nothing.
+                    let x = group.explain.get_or_insert_with(Explain::new);
+                    x.add(spec, pane, end_pane(clock, rule.slide), |name| {
+                        ev.attr(name)
+                    });
+                }
+            }
+            rule.book(slot, ev, answered);
+            if created {
+                let n = shape.n;
+                let now_end = end_pane(clock, rule.slide);
+                let boundaries = [
+                    (region == Region::Future).then_some(pane),
+                    Some(pane + n),
+                    (shape.m > 0).then_some(pane + n + shape.m),
+                ];
+                for q in boundaries.into_iter().flatten() {
+                    if q > now_end {
+                        schedule_boundary(rule, &mut self.timers, r, q, slot, gen);
+                    }
+                }
+            }
+            // A surge also changes when its baseline does.
+            if region == Region::Current || (region == Region::Baseline && shape.m > 0) {
+                let signal = contrib.signal.then_some(ev.id.as_ref());
+                if let Some(t) = evaluate(
+                    rule,
+                    slot,
+                    clock,
+                    false,
+                    signal,
+                    self.sample_ids,
+                    &mut self.stats,
+                    out,
+                ) {
+                    self.timers.push(Reverse((t, r, slot, gen)));
+                }
+            }
+        }
+        done
+    }
+}
