@@ -161,6 +161,10 @@ pub struct Engine {
     clock: Option<i64>,
     /// (time, rule, slot, generation) of pending evaluations.
     timers: BinaryHeap<Reverse<(i64, u32, u32, u32)>>,
+    /// No rule's wheel holds an entry due before this time (`i64::MIN`:
+    /// unknown), so a clock move short of it skips the wheels. Lowered by
+    /// whatever schedules on a wheel; recomputed by every full scan.
+    wheel_floor: i64,
     stats: EngineStats,
     hasher: foldhash::fast::FixedState,
     /// Every attribute name some rule groups by → its id.
@@ -192,6 +196,7 @@ impl Engine {
             sample_ids: e.sample_event_ids,
             clock: None,
             timers: BinaryHeap::new(),
+            wheel_floor: i64::MIN,
             stats: EngineStats::default(),
             hasher: foldhash::fast::FixedState::with_seed(GROUP_HASH_SEED),
             attr_ids: hashbrown::HashMap::default(),
@@ -234,6 +239,7 @@ impl Engine {
             .map(|(_, attrs, width)| GroupTable::new(attrs, width as usize))
             .collect();
         table::rebuild(&mut self.tables, &mut self.rules);
+        self.wheel_floor = i64::MIN;
         self.router = Router::new(self.rules.iter().map(|r| r.indicator.selectors()));
         let mut names: Vec<(u16, Box<str>)> =
             attr_ids.iter().map(|(k, &v)| (v, k.clone())).collect();

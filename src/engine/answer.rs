@@ -44,6 +44,9 @@ impl Engine {
             return true;
         };
         if matches!(region, Region::Current | Region::Baseline) {
+            self.wheel_floor = self
+                .wheel_floor
+                .min(super::timers::warm_up_due(clock, slide));
             if let Some(w) = evaluate(
                 rule,
                 slot,

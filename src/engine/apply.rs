@@ -12,9 +12,11 @@ use std::cmp::Reverse;
 use smallvec::SmallVec;
 
 use super::evaluate::{evaluate, schedule_boundary};
+use super::pane::boundary_time;
 use super::rule::{encode_key, group_hash};
 use super::shard_hash::stable_group_hash;
 use super::table::{attr_id, NONE};
+use super::timers::warm_up_due;
 use super::{end_pane, pane_of, Engine, Outcome};
 use crate::alert::Transition;
 use crate::event::Event;
@@ -253,12 +255,15 @@ impl Engine {
                 for q in boundaries.into_iter().flatten() {
                     if q > now_end {
                         schedule_boundary(rule, &mut self.timers, r, q, slot, gen);
+                        self.wheel_floor = self.wheel_floor.min(boundary_time(q, rule.slide));
                     }
                 }
             }
             // A surge also changes when its baseline does.
             if region == Region::Current || (region == Region::Baseline && shape.m > 0) {
                 let signal = contrib.signal.then_some(ev.id.as_ref());
+                // A surge's warm-up may schedule the next boundary.
+                self.wheel_floor = self.wheel_floor.min(warm_up_due(clock, rule.slide));
                 if let Some(t) = evaluate(
                     rule,
                     slot,

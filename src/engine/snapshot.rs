@@ -127,6 +127,7 @@ impl Engine {
         }
         // The shared group tables, from the restored groups.
         super::table::rebuild(&mut self.tables, &mut self.rules);
+        self.wheel_floor = i64::MIN;
         self.clock = snap.clock;
         self.stats = snap.stats;
         self.dedup

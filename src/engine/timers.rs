@@ -5,7 +5,7 @@
 use std::cmp::Reverse;
 
 use super::evaluate::evaluate;
-use super::pane::boundary_time;
+use super::pane::{boundary_time, end_pane};
 use super::Engine;
 use crate::alert::Transition;
 
@@ -36,13 +36,26 @@ impl Engine {
 
     /// Runs every evaluation due up to `t`, then sets the clock to `t`.
     fn run_timers(&mut self, t: i64, out: &mut Vec<Transition>) {
+        // Nothing due on the way (the common case between pane boundaries):
+        // no need to look at every rule's wheel.
+        if t < self.wheel_floor
+            && self
+                .timers
+                .peek()
+                .is_none_or(|&Reverse((time, ..))| time > t)
+        {
+            self.clock = Some(t);
+            return;
+        }
         loop {
             // The next due evaluation: the earliest wheel boundary of any rule or
             // the earliest alert deadline; ties go to the lower rule, wheel first.
             let mut next: Option<(i64, u32, bool)> = None;
+            let mut floor = i64::MAX;
             for (r, rule) in self.rules.iter_mut().enumerate() {
                 if let Some(q) = rule.wheel.next() {
                     let time = boundary_time(q, rule.slide);
+                    floor = floor.min(time);
                     if time <= t && next.is_none_or(|(nt, _, _)| time < nt) {
                         next = Some((time, r as u32, true));
                     }
@@ -55,6 +68,8 @@ impl Engine {
                 }
             }
             let Some((time, r, from_wheel)) = next else {
+                // Every wheel's first entry is past `t`.
+                self.wheel_floor = floor;
                 break;
             };
             self.clock = Some(self.clock.map_or(time, |c| c.max(time)));
@@ -109,4 +124,11 @@ impl Engine {
             self.tables[rule.group_by_id].unset(e, rule.member);
         }
     }
+}
+
+/// The earliest time a surge warm-up re-evaluation scheduled by an
+/// evaluation at `at` can be due (the next boundary: see `evaluate`).
+#[inline]
+pub(super) fn warm_up_due(at: i64, slide: i64) -> i64 {
+    boundary_time(end_pane(at, slide).saturating_add(1), slide)
 }
