@@ -49,9 +49,11 @@
 
 use serde::{Deserialize, Serialize};
 
+mod incidents;
 mod owner;
 mod split;
 
+pub use incidents::{IncidentOwner, TransitionSplit};
 pub use owner::Owner;
 pub use split::Splitter;
 
@@ -132,6 +134,31 @@ impl Envelope {
             }),
         }
     }
+}
+
+/// Where a transition stands in one instance's output: by time, then what
+/// caused it — timers (`event: None`) before events, events by id — then
+/// rule (configuration order) and group. Owners' transitions merged by this
+/// key come out in exactly one engine's order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Order {
+    /// The transition's time (ms).
+    pub at: i64,
+    /// The id of the event that caused it; `None`: a timer.
+    pub event: Option<Box<str>>,
+    /// The rule's index in the configuration.
+    pub rule: u32,
+    /// The group, in `group_by` order.
+    pub group: Vec<(String, String)>,
+}
+
+/// A transition and its [`Order`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keyed {
+    /// Its place in one instance's output.
+    pub order: Order,
+    /// The transition.
+    pub transition: crate::alert::Transition,
 }
 
 /// The internal partition of shard `shard`.

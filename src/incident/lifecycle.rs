@@ -25,46 +25,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::{Labels, State, Transition};
 use crate::config::{Condition, Config, Severity};
-use crate::explain::Hint;
 
 use super::model::{self, Action, AlertEvidence, Notification, Reason};
-use super::routing::{Route, Router};
+use super::routing::{Ownership, Route, Router};
 
-/// Current indicator values, for progress updates.
-pub trait ValueSource {
-    /// The current value of `rule` on `group`, if known.
-    fn current(&mut self, rule: &str, group: &Labels) -> Option<f64>;
+mod values;
 
-    /// The current root-cause hints of `rule` on `group` (`None`: unknown,
-    /// the last ones stay).
-    fn hints(&mut self, _rule: &str, _group: &Labels) -> Option<Vec<Hint>> {
-        None
-    }
-}
-
-/// No live values: progress updates repeat the last value seen in a transition.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoValues;
-
-impl ValueSource for NoValues {
-    fn current(&mut self, _rule: &str, _group: &Labels) -> Option<f64> {
-        None
-    }
-}
-
-impl ValueSource for crate::engine::Engine {
-    fn current(&mut self, rule: &str, group: &Labels) -> Option<f64> {
-        let i = (0..self.rule_count()).find(|&i| self.rule_config(i).name == rule)?;
-        self.current_values(i)
-            .into_iter()
-            .find(|(g, _)| g == group)
-            .and_then(|(_, v)| v)
-    }
-
-    fn hints(&mut self, rule: &str, group: &Labels) -> Option<Vec<Hint>> {
-        crate::engine::Engine::hints(self, rule, group)
-    }
-}
+pub use values::{NoValues, ValueSource};
 
 /// One incident, as persisted in the outbox between batches and restarts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,7 +66,7 @@ impl Incident {
 
 /// What one batch changed.
 #[derive(Debug, Default)]
-pub(crate) struct Changes {
+pub struct Changes {
     /// Notifications to enqueue, in order.
     pub(crate) notifications: Vec<Notification>,
     /// Keys of incidents whose state changed (to save).
@@ -141,6 +108,8 @@ pub struct Lifecycle {
     rules: HashMap<String, RuleInfo>,
     update_interval_ms: i64,
     incidents: BTreeMap<String, Incident>,
+    /// Several instances: the incident groups this one keeps (`None`: all).
+    ownership: Option<Ownership>,
 }
 
 // === impl Lifecycle ===
@@ -154,7 +123,14 @@ impl Lifecycle {
             rules: rule_infos(cfg),
             update_interval_ms: cfg.incidents.update_interval.as_ms(),
             incidents: BTreeMap::new(),
+            ownership: None,
         }
+    }
+
+    /// Keeps only the incidents of the groups `ownership` owns: an alert
+    /// joins no incident of another instance's group.
+    pub(crate) fn set_ownership(&mut self, ownership: Ownership) {
+        self.ownership = Some(ownership);
     }
 
     /// Switches to a reloaded configuration: routes, rule metadata and the
@@ -407,6 +383,13 @@ impl Lifecycle {
             return;
         };
         let labels = route.grouping(&t.rule, &t.group);
+        if self
+            .ownership
+            .as_ref()
+            .is_some_and(|o| !o.owns(&route.name, &labels))
+        {
+            return;
+        }
         let (route_name, window) = (route.name.clone(), route.group_window_ms);
         let evidence = self.evidence(t);
         let interval = self.update_interval_ms;

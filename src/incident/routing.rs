@@ -7,6 +7,8 @@
 //! while the matching route says `continue = true` (Alertmanager's model,
 //! flattened to a list).
 
+use std::collections::BTreeSet;
+
 use crate::alert::Labels;
 use crate::config::{Config, Severity, ValueMatch};
 
@@ -242,5 +244,46 @@ receivers = ["a"]
             r.routes()[2].grouping("social_spike", &g(&[("product", "p")])),
             g(&[("product", "p"), ("region", "")])
         );
+    }
+}
+
+/// The internal partition (`0..partitions`) of the incident group of route
+/// `route` with grouping `labels`: a stable hash (SipHash-1-3 under fixed
+/// keys), the same on every instance and build.
+pub fn incident_partition(route: &str, labels: &Labels, partitions: u32) -> u32 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new_with_key(b"crisiswatch-incd");
+    h.write(route.as_bytes());
+    h.write_u8(0xff);
+    for (k, v) in labels {
+        h.write(k.as_bytes());
+        h.write_u8(0xfe);
+        h.write(v.as_bytes());
+        h.write_u8(0xff);
+    }
+    ((h.finish() >> 32).wrapping_mul(u64::from(partitions.max(1))) >> 32) as u32
+}
+
+/// The incident groups one instance keeps: those whose
+/// [`incident_partition`] it owns.
+#[derive(Debug, Clone)]
+pub(crate) struct Ownership {
+    partitions: u32,
+    owned: BTreeSet<u32>,
+}
+
+impl Ownership {
+    /// The groups of partitions `owned` among `partitions`.
+    pub(crate) fn new(partitions: u32, owned: impl IntoIterator<Item = u32>) -> Self {
+        Ownership {
+            partitions: partitions.max(1),
+            owned: owned.into_iter().collect(),
+        }
+    }
+
+    /// Whether the incident group of `route` with `labels` is kept here.
+    pub(crate) fn owns(&self, route: &str, labels: &Labels) -> bool {
+        self.owned
+            .contains(&incident_partition(route, labels, self.partitions))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{partition_of_shard, Envelope, Source};
+use super::{partition_of_shard, Envelope, Keyed, Order, Source};
 use crate::alert::Transition;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError, Outcome};
@@ -38,6 +38,10 @@ pub struct Owner {
     skipped: u64,
     /// Internal messages that did not decode, or events that no longer do.
     unreadable: u64,
+    /// Rule names, by index (the order key of transitions).
+    rules: Vec<String>,
+    /// Scratch buffer of the engine's transitions.
+    buf: Vec<Transition>,
 }
 
 impl Owner {
@@ -59,7 +63,10 @@ impl Owner {
         })?;
         engine.set_sequenced(true);
         let lateness_ms = engine.lateness_ms();
+        let rules = cfg.rules.iter().map(|r| r.name.clone()).collect();
         Ok(Owner {
+            rules,
+            buf: Vec::new(),
             engine,
             owned,
             sources,
@@ -83,7 +90,7 @@ impl Owner {
         partition: u32,
         offset: i64,
         env: Envelope,
-        out: &mut Vec<Transition>,
+        out: &mut Vec<Keyed>,
     ) -> Option<Outcome> {
         if !self.owned.contains(&partition) {
             return None;
@@ -143,11 +150,7 @@ impl Owner {
     /// Releases what the clock (the slowest owned partition and source,
     /// minus `allowed_lateness`) has passed, in `(ts, id)` order.
     /// `applied` sees the internal partition, offset and outcome of each.
-    pub fn release(
-        &mut self,
-        out: &mut Vec<Transition>,
-        mut applied: impl FnMut(u32, i64, Outcome),
-    ) {
+    pub fn release(&mut self, out: &mut Vec<Keyed>, mut applied: impl FnMut(u32, i64, Outcome)) {
         let Some(target) = self.target() else {
             return;
         };
@@ -163,16 +166,12 @@ impl Owner {
                 applied(h.tag.partition, h.tag.offset, o);
             }
         }
-        self.engine.advance_clock(wm.saturating_sub(1), out);
+        self.advance(wm.saturating_sub(1), out);
     }
 
     /// Releases everything held and moves the clock to the newest event
     /// time reported (the end of a finite stream).
-    pub fn finish(
-        &mut self,
-        out: &mut Vec<Transition>,
-        mut applied: impl FnMut(u32, i64, Outcome),
-    ) {
+    pub fn finish(&mut self, out: &mut Vec<Keyed>, mut applied: impl FnMut(u32, i64, Outcome)) {
         self.note_origins(None);
         let mut released = Vec::new();
         self.seq.release_all(|h| released.push(h));
@@ -182,7 +181,7 @@ impl Owner {
             }
         }
         if let Some(n) = self.newest {
-            self.engine.advance_clock(n, out);
+            self.advance(n, out);
         }
     }
 
@@ -209,20 +208,43 @@ impl Owner {
         }
     }
 
-    fn apply(&mut self, h: &Held<Tag>, out: &mut Vec<Transition>) -> Option<Outcome> {
-        let default_type = default_type(&self.default_types, h.tag.topic);
-        match decode_with_default(&h.raw, self.engine.limits(), None, default_type) {
-            Ok(ev) => Some(self.engine.process(&ev, out)),
-            Err(_) => {
-                self.unreadable += 1;
-                None
-            }
+    /// Applies a released event: the timers due up to its time first (as
+    /// one engine runs them), then the event; each transition keyed by its
+    /// place in one engine's output order.
+    fn apply(&mut self, h: &Held<Tag>, out: &mut Vec<Keyed>) -> Option<Outcome> {
+        let default_type = default_type(&self.default_types, h.tag.topic).map(str::to_owned);
+        let limits = *self.engine.limits();
+        let Ok(ev) = decode_with_default(&h.raw, &limits, None, default_type.as_deref()) else {
+            self.unreadable += 1;
+            return None;
+        };
+        let t = self.engine.clock().map_or(ev.ts, |c| c.max(ev.ts));
+        self.advance(t, out);
+        let outcome = self.engine.apply(&ev, &mut self.buf);
+        let id: Box<str> = ev.id.as_ref().into();
+        for tr in self.buf.drain(..) {
+            out.push(keyed(&self.rules, Some(id.clone()), tr));
+        }
+        Some(outcome)
+    }
+
+    /// Moves the clock to `t`: the timers' transitions.
+    fn advance(&mut self, t: i64, out: &mut Vec<Keyed>) {
+        self.engine.advance_clock(t, &mut self.buf);
+        for tr in self.buf.drain(..) {
+            out.push(keyed(&self.rules, None, tr));
         }
     }
 
     /// The owned shards' engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Every transition before this time has been emitted (the release
+    /// point), once the clock has moved.
+    pub fn released_below(&self) -> Option<i64> {
+        self.seq.released_below()
     }
 
     /// Events held, waiting for the clock.
@@ -240,4 +262,22 @@ impl Owner {
 /// The default event type of input topic `topic`.
 fn default_type(types: &[Option<String>], topic: u16) -> Option<&str> {
     types.get(usize::from(topic)).and_then(|t| t.as_deref())
+}
+
+/// A transition with its order key: time, then what caused it (timers
+/// before events, events by id), then rule and group.
+fn keyed(rules: &[String], event: Option<Box<str>>, transition: Transition) -> Keyed {
+    let rule = rules
+        .iter()
+        .position(|r| *r == transition.rule)
+        .unwrap_or(rules.len()) as u32;
+    Keyed {
+        order: Order {
+            at: transition.at,
+            event,
+            rule,
+            group: transition.group.clone(),
+        },
+        transition,
+    }
 }

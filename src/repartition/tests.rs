@@ -64,6 +64,24 @@ window = "20m"
 slide = "5m"
 indicator = { kind = "count", select = { type = "cancellation" } }
 thresholds = { warning = 3 }
+[incidents]
+update_interval = "0s"
+[[incidents.routes]]
+name = "regions"
+rules = ["cancel_region", "ratio_region"]
+group_by = ["region"]
+group_window = "2m"
+continue = true
+[[incidents.routes]]
+name = "critical"
+min_severity = "critical"
+group_by = ["rule"]
+group_window = "0s"
+continue = true
+[[incidents.routes]]
+name = "product"
+group_by = ["product"]
+group_window = "1m"
 "#;
 
 const T0: i64 = 1_795_132_800_000;
@@ -148,9 +166,44 @@ impl Rng {
     }
 }
 
+/// A message on an incident partition.
+#[derive(Clone)]
+enum IncidentMsg {
+    Transition(Vec<u32>, Box<Keyed>),
+    Released(u32, i64),
+}
+
+/// Notifications by incident key, as text.
+type ByIncident = BTreeMap<String, Vec<String>>;
+
+fn by_incident(ch: &crate::incident::lifecycle::Changes, into: &mut ByIncident) {
+    for n in &ch.notifications {
+        into.entry(n.dedup_key.clone())
+            .or_default()
+            .push(format!("{n:?}"));
+    }
+}
+
+/// One instance's incidents for `transitions` (in its order).
+fn one_lifecycle(cfg: &Config, transitions: &[Transition]) -> ByIncident {
+    use crate::incident::lifecycle::{Changes, Lifecycle, NoValues};
+    let mut lc = Lifecycle::new(cfg);
+    let mut ch = Changes::default();
+    for t in transitions {
+        lc.due(t.at, &mut NoValues, &mut ch);
+        lc.apply(t, &mut ch);
+    }
+    lc.due(i64::MAX - 1, &mut NoValues, &mut ch);
+    let mut out = ByIncident::new();
+    by_incident(&ch, &mut out);
+    out
+}
+
 struct Cluster {
+    /// Per incident owner: its notifications by incident.
+    incidents: Vec<ByIncident>,
     /// Per owner: its transitions.
-    out: Vec<Vec<Transition>>,
+    out: Vec<Vec<Keyed>>,
     /// Per owner: (events its engine took in, duplicates it dropped).
     counts: Vec<(u64, u64)>,
     /// Per owner: the internal partitions it owns.
@@ -164,6 +217,8 @@ struct Cluster {
 /// partitions (`assign[p] mod owners`); messages move in random steps.
 #[allow(clippy::too_many_arguments)]
 fn cluster(
+    incident_parts: u32,
+    incident_owners: usize,
     cfg: &Config,
     gens: &[Gen],
     lines: &[String],
@@ -219,13 +274,87 @@ fn cluster(
     let mut log: Vec<Vec<Vec<u8>>> = vec![Vec::new(); partitions as usize];
     let mut read: Vec<Vec<usize>> = vec![vec![0; partitions as usize]; owners];
     let mut pos = vec![0usize; inputs as usize];
-    let mut out: Vec<Vec<Transition>> = vec![Vec::new(); owners];
+    let mut out: Vec<Vec<Keyed>> = vec![Vec::new(); owners];
     let mut applied = vec![0usize; owners];
     let limits = *Engine::new(cfg).expect("engine").limits();
+    // The incident stage: its partitions, owners (partition i to owner
+    // i mod incident_owners), logs and read positions.
+    let tsplit = TransitionSplit::new(cfg, incident_parts);
+    let mut inc: Vec<IncidentOwner> = (0..incident_owners)
+        .map(|o| {
+            IncidentOwner::new(
+                cfg,
+                partitions,
+                incident_parts,
+                (0..incident_parts).filter(|p| *p as usize % incident_owners == o),
+            )
+        })
+        .collect();
+    let mut ilog: Vec<Vec<IncidentMsg>> = vec![Vec::new(); incident_parts as usize];
+    let mut iread: Vec<usize> = vec![0; incident_parts as usize];
+    let mut ichanges: Vec<crate::incident::lifecycle::Changes> =
+        (0..incident_owners).map(|_| Default::default()).collect();
+    let mut sent = vec![0usize; owners];
+    // Shard owners publish their new transitions and release points.
+    let publish = |out: &[Vec<Keyed>],
+                   sent: &mut [usize],
+                   own: &[Owner],
+                   ilog: &mut [Vec<IncidentMsg>],
+                   end: bool| {
+        for o in 0..out.len() {
+            for k in &out[o][sent[o]..] {
+                let targets = tsplit.partitions_of(&k.transition);
+                for &p in &targets {
+                    ilog[p as usize].push(IncidentMsg::Transition(
+                        targets.clone(),
+                        Box::new(k.clone()),
+                    ));
+                }
+            }
+            sent[o] = out[o].len();
+            let below = if end {
+                Some(i64::MAX)
+            } else {
+                own[o].released_below()
+            };
+            if let Some(b) = below {
+                for &p in &owned[o] {
+                    for l in ilog.iter_mut() {
+                        l.push(IncidentMsg::Released(p, b));
+                    }
+                }
+            }
+        }
+    };
+    let consume_incidents = |inc: &mut [IncidentOwner],
+                             iread: &mut [usize],
+                             ilog: &[Vec<IncidentMsg>],
+                             ichanges: &mut [crate::incident::lifecycle::Changes],
+                             rng: &mut Rng,
+                             all: bool| {
+        for p in 0..ilog.len() {
+            let o = p % inc.len();
+            let end = if all {
+                ilog[p].len()
+            } else {
+                (iread[p] + rng.next(10)).min(ilog[p].len())
+            };
+            while iread[p] < end {
+                match &ilog[p][iread[p]] {
+                    IncidentMsg::Transition(targets, k) => {
+                        inc[o].offer(p as u32, targets, (**k).clone(), &mut ichanges[o])
+                    }
+                    IncidentMsg::Released(from, b) => inc[o].released(p as u32, *from, *b),
+                }
+                iread[p] += 1;
+            }
+            inc[o].release(&mut ichanges[o]);
+        }
+    };
     // Owners read what is there in random bites.
     let consume = |own: &mut [Owner],
                    read: &mut [Vec<usize>],
-                   out: &mut [Vec<Transition>],
+                   out: &mut [Vec<Keyed>],
                    applied: &mut [usize],
                    log: &[Vec<Vec<u8>>],
                    rng: &mut Rng,
@@ -296,6 +425,10 @@ fn cluster(
                 &mut rng,
                 false,
             );
+            publish(&out, &mut sent, &own, &mut ilog, false);
+        }
+        if rng.next(4) == 0 {
+            consume_incidents(&mut inc, &mut iread, &ilog, &mut ichanges, &mut rng, false);
         }
     }
     consume(
@@ -307,14 +440,26 @@ fn cluster(
         &mut rng,
         true,
     );
+    publish(&out, &mut sent, &own, &mut ilog, false);
     for (o, owner) in own.iter_mut().enumerate() {
         owner.finish(&mut out[o], |_, _, _| applied[o] += 1);
     }
+    publish(&out, &mut sent, &own, &mut ilog, true);
+    consume_incidents(&mut inc, &mut iread, &ilog, &mut ichanges, &mut rng, true);
+    let incidents = ichanges
+        .iter()
+        .map(|ch| {
+            let mut m = ByIncident::new();
+            by_incident(ch, &mut m);
+            m
+        })
+        .collect();
     let counts = own
         .iter()
         .map(|o| (o.engine().stats().events_in, o.engine().stats().duplicates))
         .collect();
     Cluster {
+        incidents,
         out,
         counts,
         owned,
@@ -349,6 +494,8 @@ proptest! {
         partitions in 1u32..9,
         assign in prop::collection::vec(0usize..3, 1..9),
         seed in any::<u64>(),
+        incident_parts in 1u32..6,
+        incident_owners in 1usize..4,
     ) {
         let cfg = config();
         let lines: Vec<String> = gens.iter().enumerate().map(|(i, g)| line(i, g)).collect();
@@ -362,7 +509,7 @@ proptest! {
         }
         let want = one_instance(&cfg, &arrival);
         prop_assert!(!want.is_empty() || gens.len() < 100, "the stream fires something");
-        let c = cluster(&cfg, &gens, &lines, inputs, splitters, owners, shards, partitions, &assign, seed);
+        let c = cluster(incident_parts, incident_owners, &cfg, &gens, &lines, inputs, splitters, owners, shards, partitions, &assign, seed);
         let mut owner_of: BTreeMap<u32, usize> = BTreeMap::new();
         for (o, set) in c.owned.iter().enumerate() {
             for &p in set {
@@ -375,10 +522,29 @@ proptest! {
                 .filter(|t| owner_of.get(&partition_of(&cfg, t, shards, partitions)) == Some(&o))
                 .cloned()
                 .collect();
-            prop_assert_eq!(json(got), json(&mine), "owner {} of {:?}", o, c.owned[o]);
+            let got: Vec<Transition> = got.iter().map(|k| k.transition.clone()).collect();
+            prop_assert_eq!(json(&got), json(&mine), "owner {} of {:?}", o, c.owned[o]);
         }
         let total: usize = c.out.iter().map(Vec::len).sum();
         prop_assert_eq!(total, want.len(), "every transition has one owner");
+        // Merged by their order keys, the owners' transitions are one
+        // instance's, in its order.
+        let mut merged: Vec<&Keyed> = c.out.iter().flatten().collect();
+        merged.sort_by(|a, b| a.order.cmp(&b.order));
+        let merged: Vec<Transition> = merged.into_iter().map(|k| k.transition.clone()).collect();
+        prop_assert_eq!(json(&merged), json(&want), "merged in one instance's order");
+        // Every incident on exactly one instance, with one instance's
+        // notifications (keys, actions, alerts, times).
+        let one = one_lifecycle(&cfg, &want);
+        let fired = want.iter().any(|t| t.state == crate::alert::State::Firing);
+        prop_assert_eq!(fired, !one.is_empty(), "a firing alert opens an incident");
+        let mut all = ByIncident::new();
+        for m in &c.incidents {
+            for (k, v) in m {
+                prop_assert!(all.insert(k.clone(), v.clone()).is_none(), "incident {} on one instance", k);
+            }
+        }
+        prop_assert_eq!(&all, &one);
         // Each owner's engine takes each delivery for its partitions once,
         // however many of them the event was sent to.
         let limits = *Engine::new(&cfg).expect("engine").limits();
