@@ -18,6 +18,7 @@
 //! | nps | promoters (≥ 9) | detractors (≤ 6) | scored | (c0 − c1) ÷ c2 × 100 | c2 |
 //! | surge | matches | | | see [`surge_value`] | c0 |
 //! | unanswered | complaints not yet answered | | | c0 over the panes past the SLA (the "baseline" region) | the same |
+//! | response_time | complaints | first responses (at the response's pane) | | the `quantile` of the window's first-response times, from the group's samples (`engine/backlog.rs`) | c1 |
 //!
 //! A value of `None` means "no data": too little volume to say anything. The
 //! rules treat it as "condition not met".
@@ -105,6 +106,16 @@ pub(crate) enum Kind {
         select: CompiledSelector,
         /// The responses (with a `ref_id`).
         responses: CompiledSelector,
+    },
+    /// A quantile of first-response times (the engine keeps the samples:
+    /// `engine/backlog.rs`).
+    ResponseTime {
+        /// The complaints.
+        select: CompiledSelector,
+        /// The responses (with a `ref_id`).
+        responses: CompiledSelector,
+        /// Which quantile, in (0, 1].
+        quantile: f64,
     },
 }
 
@@ -200,6 +211,15 @@ impl Indicator {
             }
         });
         (value, c)
+    }
+
+    /// A `response_time` indicator's quantile: its value is computed from
+    /// the group's first-response samples, not from the window's counts.
+    pub(crate) fn response_quantile(&self) -> Option<f64> {
+        match self.kind {
+            Kind::ResponseTime { quantile, .. } => Some(quantile),
+            _ => None,
+        }
     }
 
     /// The selectors, for routing.
@@ -339,13 +359,25 @@ impl Kind {
                 select: CompiledSelector::compile(select),
                 responses: CompiledSelector::compile(responses),
             },
+            IndicatorConfig::ResponseTime {
+                select,
+                responses,
+                quantile,
+            } => Kind::ResponseTime {
+                select: CompiledSelector::compile(select),
+                responses: CompiledSelector::compile(responses),
+                quantile: *quantile,
+            },
         }
     }
 
     fn selectors(&self) -> Vec<&CompiledSelector> {
         match self {
             Kind::Ratio { num, den, .. } => vec![num, den],
-            Kind::Unanswered { select, responses } => vec![select, responses],
+            Kind::Unanswered { select, responses }
+            | Kind::ResponseTime {
+                select, responses, ..
+            } => vec![select, responses],
             Kind::Count(s)
             | Kind::Rate(s, _)
             | Kind::Distinct(s)
@@ -437,7 +469,10 @@ impl Kind {
                     response: false,
                 })
             }
-            Kind::Unanswered { select, responses } => {
+            Kind::Unanswered { select, responses }
+            | Kind::ResponseTime {
+                select, responses, ..
+            } => {
                 if select.matches(ev) {
                     plain([1, 0, 0])
                 } else if ev.ref_id.is_some() && responses.matches(ev) {
@@ -534,6 +569,9 @@ impl Kind {
             ),
             // Panes past the SLA are the window's "baseline" region.
             Kind::Unanswered { .. } => (Some(w.base_sum as f64), w.base_sum),
+            // The quantile needs the samples, which the engine keeps beside
+            // the window (`Indicator::response_quantile`): none from counts.
+            Kind::ResponseTime { .. } => (None, c[1]),
         }
     }
 }

@@ -280,6 +280,7 @@ impl Metrics {
             if matches!(
                 cfg.indicator,
                 crate::config::IndicatorConfig::Unanswered { .. }
+                    | crate::config::IndicatorConfig::ResponseTime { .. }
             ) {
                 for (o, now, before) in [
                     ("first", rs.responses_first, pr.responses_first),

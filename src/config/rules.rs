@@ -275,6 +275,22 @@ pub enum IndicatorConfig {
         /// The first-response deadline (a multiple of the slide, shorter than the window).
         sla: Dur,
     },
+    /// First-response times: the `quantile` (e.g. 0.9) of the time from a
+    /// complaint (`select`) to its first response (`responses`, naming the
+    /// complaint's `id` in `ref_id`), in seconds, over the first responses
+    /// of the window, in the slice of the complaint. A response counts if
+    /// its complaint is at most one `window` older. Volume: the first
+    /// responses of the window.
+    ResponseTime {
+        /// The complaints.
+        #[serde(default)]
+        select: Selector,
+        /// The events that answer them (`ref_id` = the complaint's `id`).
+        #[serde(default = "default_responses")]
+        responses: Selector,
+        /// Which quantile, in (0, 1]: 0.5 the median, 1 the slowest.
+        quantile: f64,
+    },
 }
 
 /// `{ type = "response" }`.
@@ -314,6 +330,9 @@ impl IndicatorConfig {
             | IndicatorConfig::Surge { select, .. } => vec![select],
             IndicatorConfig::Unanswered {
                 select, responses, ..
+            }
+            | IndicatorConfig::ResponseTime {
+                select, responses, ..
             } => vec![select, responses],
         }
     }
@@ -332,6 +351,7 @@ impl IndicatorConfig {
             IndicatorConfig::Nps { .. } => "nps",
             IndicatorConfig::Surge { .. } => "surge",
             IndicatorConfig::Unanswered { .. } => "unanswered",
+            IndicatorConfig::ResponseTime { .. } => "response_time",
         }
     }
 }

@@ -343,3 +343,39 @@ fn an_unanswered_rule_needs_an_sla_two_slides_inside_its_window() {
         r#"Selector { kind: Some(Is(One("response"))), attrs: {} }"#
     );
 }
+
+#[test]
+fn a_response_time_rule_needs_a_quantile_in_0_1() {
+    let rule = |q: &str| {
+        format!(
+            "[[rules]]\nname = \"first_response\"\nwindow = \"3h\"\nslide = \"30m\"\n\
+             indicator = {{ kind = \"response_time\", select = {{ type = \"complaint\" }}, quantile = {q} }}\n\
+             thresholds = {{ warning = 3600 }}\n"
+        )
+    };
+    for good in ["0.5", "0.9", "1.0"] {
+        assert!(
+            errors(&rule(good)).is_empty(),
+            "{good}: {:?}",
+            errors(&rule(good))
+        );
+    }
+    for bad in ["0.0", "-0.5", "1.5", "nan"] {
+        let e = errors(&rule(bad));
+        assert!(
+            e.iter().any(|e| e.path == "rules[0].indicator.quantile"),
+            "quantile = {bad}: {e:?}"
+        );
+    }
+    // No confidence bound for it, and the responses default to "response".
+    let guarded = format!("{}confidence = 0.9\n", rule("0.9"));
+    assert!(errors(&guarded)
+        .iter()
+        .any(|e| e.path == "rules[0].confidence"));
+    let cfg = Config::from_toml_str(&rule("0.9"), &HashMap::<String, String>::new()).unwrap();
+    assert_eq!(cfg.rules[0].indicator.kind_name(), "response_time");
+    assert_eq!(
+        format!("{:?}", cfg.rules[0].indicator.selectors()[1]),
+        r#"Selector { kind: Some(Is(One("response"))), attrs: {} }"#
+    );
+}

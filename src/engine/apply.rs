@@ -11,8 +11,7 @@ use std::cmp::Reverse;
 
 use smallvec::SmallVec;
 
-use super::evaluate::{evaluate, schedule_boundary};
-use super::pane::boundary_time;
+use super::evaluate::{evaluate, schedule_pane};
 use super::rule::{encode_key, group_hash};
 use super::shard_hash::stable_group_hash;
 use super::table::{attr_id, NONE};
@@ -176,7 +175,7 @@ impl Engine {
                 done.applied |= self.answer(r, ev, clock, out);
                 continue;
             }
-            let Some((contrib, answered)) = rule.admit(contrib, ev) else {
+            let Some((contrib, early)) = rule.admit(contrib, ev) else {
                 continue;
             };
             rule.note_origin(ev.ts, clock);
@@ -243,21 +242,11 @@ impl Engine {
                     });
                 }
             }
-            rule.book(slot, ev, answered);
+            rule.book(slot, ev, early.is_some());
             if created {
-                let n = shape.n;
                 let now_end = end_pane(clock, rule.slide);
-                let boundaries = [
-                    (region == Region::Future).then_some(pane),
-                    Some(pane + n),
-                    (shape.m > 0).then_some(pane + n + shape.m),
-                ];
-                for q in boundaries.into_iter().flatten() {
-                    if q > now_end {
-                        schedule_boundary(rule, &mut self.timers, r, q, slot, gen);
-                        self.wheel_floor = self.wheel_floor.min(boundary_time(q, rule.slide));
-                    }
-                }
+                let (timers, floor) = (&mut self.timers, &mut self.wheel_floor);
+                schedule_pane(rule, timers, floor, r, pane, region, now_end, slot, gen);
             }
             // A surge also changes when its baseline does.
             if region == Region::Current || (region == Region::Baseline && shape.m > 0) {
@@ -276,6 +265,10 @@ impl Engine {
                 ) {
                     self.timers.push(Reverse((t, r, slot, gen)));
                 }
+            }
+            // A `response_time` complaint an early response answered: its time.
+            if let Some(at) = early {
+                self.first_response(r, slot, ev.ts, at, clock, out);
             }
         }
         done

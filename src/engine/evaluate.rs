@@ -7,7 +7,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::alert::{Phase, State, Transition};
+use crate::window::Region;
 
+use super::backlog::response_time;
 use super::pane::{boundary_time, end_pane};
 use super::record::Evaluation;
 use super::rule::decode_key;
@@ -26,6 +28,36 @@ pub(super) fn schedule_boundary(
 ) {
     if !rule.wheel.schedule(q, slot, gen) {
         timers.push(Reverse((boundary_time(q, rule.slide), r, slot, gen)));
+    }
+}
+
+/// Schedules the boundaries of a pane just created at `pane` (in `region`)
+/// in the group of `slot`, after the clock's window end `now_end`: when a
+/// future pane enters the window, and when it leaves the window and the
+/// baseline behind it; lowers the engine's `wheel_floor` to the earliest.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn schedule_pane(
+    rule: &mut RuleRt,
+    timers: &mut BinaryHeap<Reverse<(i64, u32, u32, u32)>>,
+    wheel_floor: &mut i64,
+    r: u32,
+    pane: i64,
+    region: Region,
+    now_end: i64,
+    slot: u32,
+    gen: u32,
+) {
+    let shape = rule.shape;
+    let boundaries = [
+        (region == Region::Future).then_some(pane),
+        Some(pane + shape.n),
+        (shape.m > 0).then_some(pane + shape.n + shape.m),
+    ];
+    for q in boundaries.into_iter().flatten() {
+        if q > now_end {
+            schedule_boundary(rule, timers, r, q, slot, gen);
+            *wheel_floor = (*wheel_floor).min(boundary_time(q, rule.slide));
+        }
     }
 }
 
@@ -57,7 +89,10 @@ pub(super) fn evaluate(
             let exp = p.expected(end, shape.n);
             rule.indicator.seasonal_value(&group.window, exp, false)
         }
-        _ => rule.indicator.value(&group.window, shape.n, base),
+        _ => match rule.indicator.response_quantile() {
+            Some(q) => response_time(group.book.as_deref(), end - shape.n, end, q),
+            None => rule.indicator.value(&group.window, shape.n, base),
+        },
     };
     let value = if volume < min_volume { None } else { value };
     group.value = value;

@@ -49,7 +49,8 @@ pub(super) struct Group {
     /// Per-value counts for root-cause hints (rules with `explain` only,
     /// from the group's first signal event).
     pub(super) explain: Option<Box<Explain>>,
-    /// `unanswered` rules: the group's complaints (see `backlog.rs`).
+    /// `unanswered` and `response_time` rules: the group's complaints and
+    /// first-response times (see `backlog.rs`).
     pub(super) book: Option<Box<Book>>,
 }
 
@@ -216,8 +217,15 @@ impl RuleRt {
                 shape.n,
                 shape.m,
             ),
-            backlog: matches!(r.indicator, IndicatorConfig::Unanswered { .. })
-                .then(|| Box::new(Backlog::new(cfg.engine.dedup_max_ids))),
+            backlog: match r.indicator {
+                IndicatorConfig::Unanswered { .. } => {
+                    Some(Box::new(Backlog::new(cfg.engine.dedup_max_ids, false)))
+                }
+                IndicatorConfig::ResponseTime { .. } => {
+                    Some(Box::new(Backlog::new(cfg.engine.dedup_max_ids, true)))
+                }
+                _ => None,
+            },
             cfg: r.clone(),
         }
     }

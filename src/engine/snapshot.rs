@@ -25,8 +25,9 @@ use crate::engine::wheel::Wheel;
 /// (3: `EngineStats::invalid` counts `clock_jump` too; 4: a group keeps a
 /// seasonal surge's profile, `engine::season`; 5: a group's per-value
 /// counts for root-cause hints, `explain`; 6: the response-SLA backlog —
-/// groups' books, rules' early responses and response counters).
-pub const SNAPSHOT_VERSION: u32 = 6;
+/// groups' books, rules' early responses and response counters; 7: a
+/// group's book keeps first-response times, `response_time`).
+pub const SNAPSHOT_VERSION: u32 = 7;
 
 /// Errors decoding a snapshot.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 
 use crate::alert::{Labels, Phase};
 
+use super::backlog::response_time;
 use super::pane::end_pane;
 use super::rule::{group_hash, key_eq};
 use super::{Engine, EngineStats, GroupView, RuleStats};
@@ -242,7 +243,10 @@ impl Engine {
                     let exp = p.expected(end, shape.n);
                     rule.indicator.seasonal_value(&g.window, exp, false)
                 }
-                None => rule.indicator.value(&g.window, shape.n, base),
+                None => match rule.indicator.response_quantile() {
+                    Some(q) => response_time(g.book.as_deref(), end - shape.n, end, q),
+                    None => rule.indicator.value(&g.window, shape.n, base),
+                },
             };
             let v = if vol < rule.min_volume { None } else { v };
             let key = g.key.clone();

@@ -183,6 +183,15 @@ pub(super) fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError
                 ));
             }
         }
+        IndicatorConfig::ResponseTime { quantile, .. }
+            if !(*quantile > 0.0 && *quantile <= 1.0) =>
+        {
+            errs.push(ConfigError::new(
+                format!("{p}.indicator.quantile"),
+                quantile.to_string(),
+                "must lie in (0, 1] (e.g. 0.5 for the median, 0.9)",
+            ));
+        }
         _ => {}
     }
     for (k, sel) in r.indicator.selectors().into_iter().enumerate() {
