@@ -54,7 +54,7 @@ mod owner;
 mod split;
 
 pub use incidents::{IncidentOwner, TransitionSplit};
-pub use owner::Owner;
+pub use owner::{Owner, OwnerCheckpointError};
 pub use split::Splitter;
 
 /// Version byte in front of every internal message.
@@ -168,3 +168,6 @@ pub fn partition_of_shard(shard: u32, partitions: u32) -> u32 {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod move_tests;

@@ -10,6 +10,10 @@ use crate::engine::{Engine, EngineError, Outcome};
 use crate::event::decode_with_default;
 use crate::sequencer::{watermark, Held, Sequencer};
 
+mod checkpoint;
+
+pub use checkpoint::OwnerCheckpointError;
+
 /// Where a held event came from: internal partition, offset, and the input
 /// topic (for its default event type).
 #[derive(Debug, Clone, Copy)]

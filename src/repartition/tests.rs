@@ -84,20 +84,20 @@ group_by = ["product"]
 group_window = "1m"
 "#;
 
-const T0: i64 = 1_795_132_800_000;
+pub(super) const T0: i64 = 1_795_132_800_000;
 
-fn config() -> Config {
+pub(super) fn config() -> Config {
     Config::from_toml_str(CFG, &HashMap::<String, String>::new()).expect("test config")
 }
 
 /// (ms after T0 before jitter, jitter back, type, product, region, channel,
 /// customer, input partition, redelivered).
-type Gen = (i64, i64, u8, u8, u8, u8, u8, u8, bool);
+pub(super) type Gen = (i64, i64, u8, u8, u8, u8, u8, u8, bool);
 
 /// A stream over ~3 h with bursts, each event jittered back by less than
 /// `allowed_lateness`, spread over input partitions; now and then a message
 /// is delivered twice.
-fn stream() -> impl Strategy<Value = Vec<Gen>> {
+pub(super) fn stream() -> impl Strategy<Value = Vec<Gen>> {
     prop::collection::vec(
         (
             Just(0i64),
@@ -122,7 +122,7 @@ fn stream() -> impl Strategy<Value = Vec<Gen>> {
     })
 }
 
-fn line(i: usize, g: &Gen) -> String {
+pub(super) fn line(i: usize, g: &Gen) -> String {
     let (t, jitter, ty, p, r, c, cust, ..) = *g;
     let ty = [
         "complaint",
@@ -137,7 +137,7 @@ fn line(i: usize, g: &Gen) -> String {
     )
 }
 
-fn json(out: &[Transition]) -> Vec<String> {
+pub(super) fn json(out: &[Transition]) -> Vec<String> {
     out.iter()
         .map(|t| serde_json::to_string(t).expect("json"))
         .collect()
@@ -156,9 +156,9 @@ fn one_instance(cfg: &Config, lines: &[String]) -> Vec<Transition> {
 }
 
 /// A small deterministic generator for the interleavings.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 impl Rng {
-    fn next(&mut self, n: usize) -> usize {
+    pub(super) fn next(&mut self, n: usize) -> usize {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

@@ -1,0 +1,172 @@
+//! A shard partition moves: its owner's checkpoint, restored on another
+//! instance that reads the partition again from the checkpoint's offset,
+//! continues exactly — what the original emitted before the checkpoint
+//! followed by what the new owner emits equals an uninterrupted owner's
+//! output, however far the original ran past the checkpoint before it died.
+
+use proptest::prelude::*;
+
+use super::tests::{config, json, line, stream, Gen, Rng};
+use super::*;
+use crate::alert::Transition;
+use crate::engine::Engine;
+use crate::event::decode;
+
+const SHARDS: u32 = 16;
+
+/// The internal topic for `gens` over `inputs` input partitions, split by
+/// one splitter per input partition, reports after every bite.
+fn internal_log(gens: &[Gen], inputs: u8, partitions: u32, seed: u64) -> Vec<Vec<Vec<u8>>> {
+    let cfg = config();
+    let limits = *Engine::new(&cfg).expect("engine").limits();
+    let mut rng = Rng(seed | 1);
+    let mut input: Vec<Vec<String>> = vec![Vec::new(); inputs as usize];
+    for (i, g) in gens.iter().enumerate() {
+        input[(g.7 % inputs) as usize].push(line(i, g));
+    }
+    let mut split: Vec<Splitter> = (0..inputs)
+        .map(|_| Splitter::new(&cfg, SHARDS, partitions).expect("splitter"))
+        .collect();
+    let mut log: Vec<Vec<Vec<u8>>> = vec![Vec::new(); partitions as usize];
+    let mut pos = vec![0usize; inputs as usize];
+    loop {
+        let open: Vec<usize> = (0..inputs as usize)
+            .filter(|&p| pos[p] < input[p].len())
+            .collect();
+        if open.is_empty() {
+            return log;
+        }
+        let p = open[rng.next(open.len())];
+        for _ in 0..1 + rng.next(6) {
+            let Some(l) = input[p].get(pos[p]) else {
+                break;
+            };
+            let ev = decode(l.as_bytes(), &limits, None).expect("valid");
+            let source = Source {
+                topic: 0,
+                partition: p as i32,
+            };
+            if let Some((targets, env)) = split[p].split(source, pos[p] as i64, &ev, l.as_bytes()) {
+                for t in targets {
+                    log[t as usize].push(env.encode());
+                }
+            }
+            pos[p] += 1;
+        }
+        for r in split[p].reports() {
+            for l in log.iter_mut() {
+                l.push(r.encode());
+            }
+        }
+    }
+}
+
+fn owner_of(p: u32, partitions: u32, inputs: u8) -> Owner {
+    let sources = (0..inputs)
+        .map(|i| Source {
+            topic: 0,
+            partition: i32::from(i),
+        })
+        .collect();
+    Owner::new(&config(), SHARDS, partitions, [p], sources, vec![None]).expect("owner")
+}
+
+/// Feeds `log[from..to]` of partition `p` in random bites.
+fn feed(
+    owner: &mut Owner,
+    p: u32,
+    log: &[Vec<u8>],
+    from: usize,
+    to: usize,
+    rng: &mut Rng,
+    out: &mut Vec<Keyed>,
+) {
+    let mut i = from;
+    while i < to {
+        let end = (i + 1 + rng.next(9)).min(to);
+        for (o, m) in log.iter().enumerate().take(end).skip(i) {
+            let env = Envelope::decode(m).expect("wire");
+            let _ = owner.offer(p, o as i64, env, out);
+        }
+        owner.release(out, |_, _, _| {});
+        i = end;
+    }
+}
+
+fn plain(out: &[Keyed]) -> Vec<Transition> {
+    out.iter().map(|k| k.transition.clone()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_partition_restored_from_its_checkpoint_continues_exactly(
+        gens in stream(),
+        inputs in 1u8..4,
+        partitions in 1u32..4,
+        cut in 0.0f64..1.0,
+        past in 0.0f64..1.0,
+        seed in any::<u64>(),
+    ) {
+        let log = internal_log(&gens, inputs, partitions, seed);
+        let mut rng = Rng(seed.rotate_left(7) | 1);
+        for p in 0..partitions {
+            let l = &log[p as usize];
+            let n = l.len();
+            // Uninterrupted.
+            let mut whole = owner_of(p, partitions, inputs);
+            let mut want = Vec::new();
+            feed(&mut whole, p, l, 0, n, &mut rng, &mut want);
+            whole.finish(&mut want, |_, _, _| {});
+            // Checkpoint at `k`, die at `k2`, restore and read from `k`.
+            let k = (n as f64 * cut) as usize;
+            let k2 = k + ((n - k) as f64 * past) as usize;
+            let mut first = owner_of(p, partitions, inputs);
+            let mut before = Vec::new();
+            feed(&mut first, p, l, 0, k, &mut rng, &mut before);
+            let bytes = first.checkpoint().expect("checkpoint");
+            let kept = before.len();
+            feed(&mut first, p, l, k, k2, &mut rng, &mut before);
+            prop_assert_eq!(json(&plain(&before)), json(&plain(&want[..before.len()])), "a prefix before the crash");
+            let sources = (0..inputs).map(|i| Source { topic: 0, partition: i32::from(i) }).collect();
+            let mut second = Owner::restore(&config(), SHARDS, partitions, [p], sources, vec![None], &bytes)
+                .expect("restore");
+            prop_assert_eq!(second.checkpoint().expect("checkpoint"), bytes.clone(), "restored byte for byte");
+            let mut after = Vec::new();
+            feed(&mut second, p, l, k, n, &mut rng, &mut after);
+            second.finish(&mut after, |_, _, _| {});
+            let mut got = plain(&before[..kept]);
+            got.extend(plain(&after));
+            prop_assert_eq!(json(&got), json(&plain(&want)), "partition {} cut at {} of {}", p, k, n);
+            for (a, b) in after.iter().zip(&want[kept..]) {
+                prop_assert_eq!(&a.order, &b.order);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_of_other_partitions_or_garbage_is_refused() {
+    let owner = owner_of(0, 2, 1);
+    let bytes = owner.checkpoint().expect("checkpoint");
+    let src = vec![Source {
+        topic: 0,
+        partition: 0,
+    }];
+    let other = Owner::restore(&config(), SHARDS, 2, [1], src.clone(), vec![None], &bytes);
+    assert!(matches!(
+        other,
+        Err(OwnerCheckpointError::Partitions { .. })
+    ));
+    let garbage = Owner::restore(
+        &config(),
+        SHARDS,
+        2,
+        [0],
+        src,
+        vec![None],
+        b"not a checkpoint",
+    );
+    assert!(matches!(garbage, Err(OwnerCheckpointError::Decode(_))));
+}
