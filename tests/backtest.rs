@@ -611,7 +611,7 @@ fn the_review_counts_the_events_customers_and_attributes_by_hand() {
     let r = hand_report();
     let a = &r.incidents[0];
     let lines = hand_lines();
-    let ev = review::collect_evidence(&cfg, &[a], r.end_ms.unwrap(), |f| {
+    let ev = review::collect_evidence(&cfg, &[a], r.end_ms.unwrap(), None, |f| {
         lines.iter().for_each(|l| f(l));
         Ok(())
     })

@@ -230,3 +230,120 @@ fn tune_leaves_the_stamps_out_as_backtest_does() {
         off.rows
     );
 }
+
+/// Index of the first line of `kind` in `group` (every label matches the
+/// line's attrs) with `ts` in `(lo, hi]`.
+fn line_in(lines: &[Vec<u8>], kind: &str, group: &[(String, String)], lo: i64, hi: i64) -> usize {
+    lines
+        .iter()
+        .position(|l| {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(l) else {
+                return false;
+            };
+            let ts = match &v["ts"] {
+                serde_json::Value::Number(n) => n.as_i64(),
+                serde_json::Value::String(s) => crisiswatch::event::parse_rfc3339_ms(s),
+                _ => None,
+            };
+            v["type"] == kind
+                && ts.is_some_and(|t| t > lo && t <= hi)
+                && group.iter().all(|(k, want)| v["attrs"][k] == want.as_str())
+        })
+        .expect("a line in the incident's slice")
+}
+
+#[test]
+fn review_counts_the_evidence_behind_the_same_guard() {
+    // A complaint inside an incident's slice and interval, its redelivery
+    // right after it — and, in the bad history, a year-5138 stamp between
+    // the two. The backtest drops the redelivery either way (the guard keeps
+    // the clock); the review's event figures must too, and the review
+    // itself must be the clean history's.
+    let (lines, crises) = day(1, S, 120.0);
+    let cfg = example("24h");
+    let clean_r = backtest(&cfg, &lines, &crises);
+    let inc = clean_r
+        .incidents
+        .iter()
+        .find(|i| i.rule == "complaint_surge")
+        .unwrap_or_else(|| panic!("a complaint_surge incident: {clean_r}"));
+    let j = line_in(
+        &lines,
+        "complaint",
+        &inc.group,
+        inc.fired_at - 5 * 60_000,
+        inc.fired_at,
+    );
+    let stamp = br#"{"id":"bad-5138","type":"complaint","ts":99999999999999,"attrs":{"product":"router-x","region":"eu-west"}}"#.to_vec();
+    let mut clean = lines[..=j].to_vec();
+    clean.push(lines[j].clone());
+    clean.extend(lines[j + 1..].iter().cloned());
+    let mut bad = lines[..=j].to_vec();
+    bad.push(stamp);
+    bad.push(lines[j].clone());
+    bad.extend(lines[j + 1..].iter().cloned());
+
+    let r_clean = backtest(&cfg, &clean, &crises);
+    let r_bad = backtest(&cfg, &bad, &crises);
+    assert_eq!(r_bad.incidents, r_clean.incidents);
+    assert_eq!(r_bad.stats.invalid[InvalidReason::ClockJump.index()], 1);
+    let all: Vec<&backtest::report::Incident> = r_clean.incidents.iter().collect();
+    let end = r_clean.end_ms.unwrap();
+    let evidence = |cfg: &Config, ls: &[Vec<u8>]| {
+        backtest::review::collect_evidence(cfg, &all, end, None, |f| {
+            ls.iter().for_each(|l| f(l));
+            Ok(())
+        })
+        .unwrap()
+    };
+    let k = all
+        .iter()
+        .position(|i| i.dedup_key == inc.dedup_key)
+        .unwrap();
+    let ev_clean = evidence(&cfg, &clean);
+    let ev_bad = evidence(&cfg, &bad);
+    assert!(ev_clean[k].events > 0 && ev_clean[k].signal > 0);
+    assert_eq!(ev_bad, ev_clean, "the stamp changes no event figure");
+    // Without the guard the stamp moves the duplicate memory's clock a
+    // few thousand years on: the redelivery is counted a second time.
+    let ev_off = evidence(&example("0"), &bad);
+    assert_eq!(ev_off[k].events, ev_clean[k].events + 1);
+
+    // The CLI: `review` of the history with the stamp is the clean one's.
+    let dir = tempfile::tempdir().unwrap();
+    let review = |name: &str, ls: &[Vec<u8>]| {
+        let path = dir.path().join(name);
+        let mut text = Vec::new();
+        for l in ls {
+            text.extend_from_slice(l);
+            text.push(b'\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_crisiswatch"))
+            .args([
+                "review",
+                "--config",
+                &format!("{ROOT}/config/crisiswatch.toml"),
+            ])
+            .arg("--input")
+            .arg(&path)
+            .args([
+                "--now",
+                "2026-11-22T00:00:00Z",
+                "--incident",
+                &inc.dedup_key,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let md_clean = review("clean.jsonl", &clean);
+    let md_bad = review("bad.jsonl", &bad);
+    assert!(md_clean.contains(&inc.dedup_key), "{md_clean}");
+    assert_eq!(md_bad, md_clean);
+}

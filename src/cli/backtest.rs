@@ -288,11 +288,12 @@ fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
         ));
     }
     let mut tw = a.transitions.as_deref().map(create).transpose()?;
+    let now_ms = a.history.now.ms()?;
     let report = crate::backtest::run(
         &cfg,
         &inputs,
         &opts,
-        Some(a.history.now.ms()?),
+        Some(now_ms),
         tw.as_mut().map(|w| w as &mut dyn Write),
     )?;
     drop(tw);
@@ -309,7 +310,7 @@ fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
     if let Some(dir) = &a.review_dir {
         let all: Vec<&Incident> = report.incidents.iter().collect();
         let end = report.end_ms.unwrap_or(0);
-        let files = write_reviews(&cfg, &inputs, &all, end, &opts, Some(dir))?;
+        let files = write_reviews(&cfg, &inputs, &all, end, now_ms, &opts, Some(dir))?;
         writeln!(
             out,
             "\nwrote {files} incident review(s) to {}",

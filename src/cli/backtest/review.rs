@@ -49,7 +49,7 @@ pub(crate) struct ReviewArgs {
     /// Output: a file for one incident, a directory for several [default: stdout].
     #[arg(long)]
     pub(crate) output: Option<PathBuf>,
-    /// The wall clock of the backtest's future-skew check.
+    /// The wall clock of the future-skew check (of the backtest and of the event figures).
     #[command(flatten)]
     pub(crate) now: NowArg,
 }
@@ -58,6 +58,7 @@ pub(crate) struct ReviewArgs {
 pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
     let cfg = load_config(&a.config)?;
     let opts = summary_options(&a.truth, &cfg)?;
+    let now_ms = a.now.ms()?;
     let inputs = if a.input.is_empty() && a.kafka.kafka_topics.is_empty() {
         None
     } else {
@@ -73,12 +74,12 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
         let path = dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(&cfg.incidents.data_dir));
-        return review_outbox(a, &cfg, &opts, inputs.as_ref(), &path);
+        return review_outbox(a, &cfg, &opts, inputs.as_ref(), &path, now_ms);
     }
     let (incidents, end) = match (&a.transitions, &inputs) {
         (Some(t), _) => review::incidents_from_transitions(&cfg, t)?,
         (None, Some(i)) => {
-            let r = crate::backtest::run(&cfg, i, &opts, Some(a.now.ms()?), None)?;
+            let r = crate::backtest::run(&cfg, i, &opts, Some(now_ms), None)?;
             let end = r.end_ms.unwrap_or(0);
             (r.incidents, end)
         }
@@ -99,9 +100,13 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     let evidence = match &inputs {
-        Some(i) => Some(review::collect_evidence(&cfg, &chosen, end, |f| {
-            i.clone().quiet().for_each_line(|l, _| f(l)).map(|_| ())
-        })?),
+        Some(i) => Some(review::collect_evidence(
+            &cfg,
+            &chosen,
+            end,
+            Some(now_ms),
+            |f| i.clone().quiet().for_each_line(|l, _| f(l)).map(|_| ()),
+        )?),
         None => None,
     };
     match &a.output {
@@ -154,6 +159,7 @@ fn review_outbox(
     opts: &SummaryOptions,
     inputs: Option<&Inputs>,
     path: &Path,
+    now_ms: i64,
 ) -> Result<ExitCode, CliError> {
     let ob = review::outbox::load(cfg, path)?;
     if a.list {
@@ -172,9 +178,13 @@ fn review_outbox(
                 .iter()
                 .flat_map(|c| c.alerts.iter().map(|a| &a.incident))
                 .collect();
-            Some(review::collect_evidence(cfg, &alerts, ob.end_ms, |f| {
-                i.clone().quiet().for_each_line(|l, _| f(l)).map(|_| ())
-            })?)
+            Some(review::collect_evidence(
+                cfg,
+                &alerts,
+                ob.end_ms,
+                Some(now_ms),
+                |f| i.clone().quiet().for_each_line(|l, _| f(l)).map(|_| ()),
+            )?)
         }
         None => None,
     };
@@ -223,10 +233,11 @@ pub fn write_reviews(
     inputs: &Inputs,
     incidents: &[&Incident],
     end_ms: i64,
+    now_ms: i64,
     opts: &SummaryOptions,
     dir: Option<&Path>,
 ) -> Result<usize, CliError> {
-    let evidence = review::collect_evidence(cfg, incidents, end_ms, |f| {
+    let evidence = review::collect_evidence(cfg, incidents, end_ms, Some(now_ms), |f| {
         inputs
             .clone()
             .quiet()
