@@ -17,6 +17,9 @@ use sha2::Sha256;
 
 const BIN: &str = env!("CARGO_BIN_EXE_crisiswatch");
 const T0: i64 = 1_795_168_800_000; // 2026-11-20T10:00:00Z
+/// The wall clock of `replay`'s future-skew check: after every event of the
+/// input (T0 + 40 min), whatever the real date.
+const HISTORY_NOW: &str = "2026-11-22T00:00:00Z";
 
 /// Two slices in crisis (four rules each), then a late event that lets every window empty.
 fn crisis_input(path: &Path, products: &[&str]) {
@@ -132,6 +135,8 @@ async fn killed_with_sigkill_while_pending_then_restarted_delivers_everything_on
     let mut child = Command::new(BIN)
         .args([
             "replay",
+            "--now",
+            HISTORY_NOW,
             "--config",
             cfg_s,
             "--input",
@@ -172,6 +177,8 @@ async fn killed_with_sigkill_while_pending_then_restarted_delivers_everything_on
     let out = run(
         &[
             "replay",
+            "--now",
+            HISTORY_NOW,
             "--config",
             cfg_s,
             "--input",
@@ -206,6 +213,8 @@ async fn killed_with_sigkill_while_pending_then_restarted_delivers_everything_on
     let out = run(
         &[
             "replay",
+            "--now",
+            HISTORY_NOW,
             "--config",
             cfg_s,
             "--input",
@@ -241,6 +250,8 @@ async fn dead_letters_are_listed_retried_and_delivered_from_the_cli() {
     let out = run(
         &[
             "replay",
+            "--now",
+            HISTORY_NOW,
             "--config",
             cfg_s,
             "--input",
@@ -347,6 +358,8 @@ async fn cli_silences_mute_matching_incidents_and_expire() {
     let out = run(
         &[
             "replay",
+            "--now",
+            HISTORY_NOW,
             "--config",
             cfg_s,
             "--input",
@@ -426,6 +439,8 @@ routing_key_file = "{key}"
         vec!["check", "--config", cfg_s],
         vec![
             "replay",
+            "--now",
+            HISTORY_NOW,
             "--config",
             cfg_s,
             "--input",
