@@ -9,9 +9,15 @@
 //! matching no labelled crisis, or every incident without labels — are at most
 //! `max_false_per_30d` per 30 days of history (whole days, rounded down: a
 //! 30-day history allows one at the default, a 3-day one none), **with a
-//! margin**: the next more sensitive candidate meets it too (so the choice is
-//! not the last threshold before false pages; the configured threshold needs
-//! no margin to stay). Among those,
+//! margin**: the two next more sensitive candidates meet it too *without the
+//! rule's `for`* (each threshold is also replayed with `for = 0`, so a breach
+//! outside the crises counts even when it is too short to page). Noise then
+//! does not come within two steps of the choice, however briefly: one month
+//! of history with no false page at a threshold says little about the next
+//! month (on two generated months at a tenth of the demo's volume,
+//! `detractor_share` at 0.18 gave none on the first and three on the second;
+//! without `for` the first already showed breaches at 0.15). The configured
+//! threshold needs no margin to stay. Among those,
 //!
 //! * with labels: the ones that catch the most crises; of these the
 //!   configured threshold if it is one, else the middle one by sensitivity —
@@ -26,7 +32,7 @@
 
 use std::fmt::Write as _;
 
-use crate::config::{Condition, Config};
+use crate::config::{Condition, Config, Dur};
 
 use super::input::Inputs;
 use super::report::fmt_dur;
@@ -63,6 +69,18 @@ pub struct Suggestion {
     pub allowed_false: usize,
 }
 
+impl Suggestion {
+    /// Candidate thresholds tried (rows with the rule's own `for`).
+    pub fn candidates(&self) -> usize {
+        let f = self.result.base.for_;
+        self.result
+            .rows
+            .iter()
+            .filter(|r| r.candidate.rule.for_ == f)
+            .count()
+    }
+}
+
 /// The candidate thresholds of a rule whose lowest threshold is `t0`.
 fn thresholds(t0: f64) -> Vec<f64> {
     FACTORS
@@ -80,19 +98,30 @@ fn thresholds(t0: f64) -> Vec<f64> {
         .collect()
 }
 
-fn options(opts: &SuggestOptions, rule: &str, t0: f64) -> Result<TuneOptions, TuneError> {
+/// The tuning of one rule: every candidate threshold, each with the rule's
+/// `for` and (when that is not 0) with `for = 0` for the margin.
+fn options(
+    opts: &SuggestOptions,
+    rule: &str,
+    t0: f64,
+    for_: Dur,
+) -> Result<TuneOptions, TuneError> {
     let list: Vec<String> = thresholds(t0).iter().map(f64::to_string).collect();
+    let mut varies = vec![format!("threshold={}", list.join(",")).parse()?];
+    if !for_.0.is_zero() {
+        varies.push(format!("for=0s,{}ms", for_.0.as_millis()).parse()?);
+    }
     Ok(TuneOptions {
         rule: rule.to_string(),
-        varies: vec![format!("threshold={}", list.join(",")).parse()?],
+        varies,
         summary: opts.summary.clone(),
         now_ms: opts.now_ms,
         pick: None,
     })
 }
 
-/// The rules to suggest for, with their lowest threshold.
-fn targets(cfg: &Config, opts: &SuggestOptions) -> Result<Vec<(String, f64)>, TuneError> {
+/// The rules to suggest for, with their lowest threshold and `for`.
+fn targets(cfg: &Config, opts: &SuggestOptions) -> Result<Vec<(String, f64, Dur)>, TuneError> {
     for name in &opts.rules {
         if !cfg.rules.iter().any(|r| &r.name == name) {
             return Err(TuneError::UnknownRule {
@@ -105,7 +134,7 @@ fn targets(cfg: &Config, opts: &SuggestOptions) -> Result<Vec<(String, f64)>, Tu
         .rules
         .iter()
         .filter(|r| opts.rules.is_empty() || opts.rules.contains(&r.name))
-        .filter_map(|r| Some((r.name.clone(), r.thresholds.levels().first()?.1)))
+        .filter_map(|r| Some((r.name.clone(), r.thresholds.levels().first()?.1, r.for_)))
         .collect())
 }
 
@@ -118,8 +147,8 @@ pub fn run(
 ) -> Result<Vec<Suggestion>, TuneError> {
     let rules = targets(cfg, opts)?;
     let mut tuners = Vec::with_capacity(rules.len());
-    for (name, t0) in &rules {
-        let o = options(opts, name, *t0)?;
+    for (name, t0, for_) in &rules {
+        let o = options(opts, name, *t0, *for_)?;
         tuners.push((Tuner::new(cfg, &o)?, o));
     }
     inputs.for_each_line(|line, at| {
@@ -146,8 +175,8 @@ pub fn run_lines<'a>(
     opts: &SuggestOptions,
 ) -> Result<Vec<Suggestion>, TuneError> {
     let mut out = Vec::new();
-    for (name, t0) in targets(cfg, opts)? {
-        let o = options(opts, &name, t0)?;
+    for (name, t0, for_) in targets(cfg, opts)? {
+        let o = options(opts, &name, t0, for_)?;
         out.push(choose(cfg, tune::run_lines(cfg, lines.clone(), &o)?, opts));
     }
     Ok(out)
@@ -184,8 +213,12 @@ fn choose(cfg: &Config, result: TuneResult, opts: &SuggestOptions) -> Suggestion
             r.summary.incidents
         }
     };
-    // Every row, most sensitive first.
-    let mut order: Vec<usize> = (0..result.rows.len()).collect();
+    let base_for = result.base.for_;
+    // The rows with the rule's own `for` (the candidates), most sensitive
+    // first; the `for = 0` rows only give the margin.
+    let mut order: Vec<usize> = (0..result.rows.len())
+        .filter(|&i| result.rows[i].candidate.rule.for_ == base_for)
+        .collect();
     order.sort_by(|&a, &b| {
         let (x, y) = (lowest(&result.rows[a]), lowest(&result.rows[b]));
         let o = x.total_cmp(&y);
@@ -196,13 +229,26 @@ fn choose(cfg: &Config, result: TuneResult, opts: &SuggestOptions) -> Suggestion
         }
     });
     let meets = |i: usize| false_of(&result.rows[i]) <= allowed_false;
-    // Meeting the target with a margin: the next more sensitive candidate
-    // meets it too (the most sensitive one tried has no known margin). The
-    // configured threshold needs no margin to stay.
+    // The same threshold without `for` (the row itself when `for` is 0).
+    let strict = |i: usize| {
+        let t = lowest(&result.rows[i]);
+        (0..result.rows.len()).find(|&j| {
+            let r = &result.rows[j];
+            r.candidate.rule.for_.0.is_zero() && lowest(r).total_cmp(&t).is_eq()
+        })
+    };
+    let strict_meets = |i: usize| strict(i).is_some_and(meets);
+    // Meeting the target with a margin: the two next more sensitive
+    // candidates meet it without `for` (the two most sensitive ones tried
+    // have no known margin). The configured threshold needs none to stay.
     let ok: Vec<usize> = order
         .iter()
         .enumerate()
-        .filter(|&(k, &i)| meets(i) && (result.rows[i].current || (k > 0 && meets(order[k - 1]))))
+        .filter(|&(k, &i)| {
+            meets(i)
+                && (result.rows[i].current
+                    || (k >= 2 && strict_meets(order[k - 1]) && strict_meets(order[k - 2])))
+        })
         .map(|(_, &i)| i)
         .collect();
     let chosen = if labelled {
@@ -267,7 +313,7 @@ pub fn render(all: &[Suggestion], opts: &SuggestOptions) -> String {
             s,
             "\n{} ({} candidates, {} false allowed on this history)",
             sg.result.base.name,
-            sg.result.rows.len(),
+            sg.candidates(),
             sg.allowed_false
         );
         if let Some(c) = sg.current {
