@@ -81,6 +81,11 @@ pub enum Envelope {
         offset: i64,
         /// Every internal partition it was sent to, ascending.
         targets: Vec<u32>,
+        /// Its event time (ms) and id, as decoded by the splitter (the
+        /// owner orders by them before it decodes the message again).
+        ts: i64,
+        /// Its id.
+        id: String,
         /// The message as read (decoded again by the owner).
         raw: Vec<u8>,
     },

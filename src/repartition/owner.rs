@@ -117,6 +117,8 @@ impl Owner {
             Envelope::Event {
                 source,
                 targets,
+                ts,
+                id,
                 raw,
                 ..
             } => {
@@ -125,15 +127,7 @@ impl Owner {
                     self.skipped += 1;
                     return None;
                 }
-                let default_type = default_type(&self.default_types, source.topic);
-                let (ts, id) =
-                    match decode_with_default(&raw, self.engine.limits(), None, default_type) {
-                        Ok(ev) => (ev.ts, Box::<str>::from(ev.id.as_ref())),
-                        Err(_) => {
-                            self.unreadable += 1;
-                            return None;
-                        }
-                    };
+                let id: Box<str> = id.into();
                 let held = Held {
                     ts,
                     id,

@@ -80,6 +80,8 @@ impl Splitter {
             source,
             offset,
             targets: targets.clone(),
+            ts: ev.ts,
+            id: ev.id.to_string(),
             raw: raw.to_vec(),
         };
         Some((targets, env))
