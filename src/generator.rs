@@ -47,6 +47,14 @@
 //! the crisis slices and intervals is exactly the traffic of a run without
 //! crises: an alert rule tuned on the normal rates sees no false incidents.
 //!
+//! # Responses
+//!
+//! Every complaint gets a first response (`type = "response"`, `ref_id` =
+//! the complaint's `id`, its own id `e-<seed>-r<N>`), 2–40 minutes later, or
+//! 40 minutes to 4 hours later inside a complaint crisis (see
+//! `generator/responses.rs`); the other events are exactly what they were
+//! before responses existed.
+//!
 //! # Noise
 //!
 //! With [`GeneratorSettings::noise`] set, the stream also carries, from a third
@@ -78,6 +86,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod crises;
+mod responses;
 mod sample;
 mod shape;
 mod wire;
@@ -170,7 +179,7 @@ const CHURN_MULT: f64 = 12.0;
 /// Share of the extra churn cancellations preceded by a complaint.
 const CHURN_PRECEDED_SHARE: f64 = 0.6;
 
-/// Noise rates (per valid event).
+/// Noise rates (per valid event; responses carry none).
 const NOISE_LATE: f64 = 0.01;
 const NOISE_DUPLICATE: f64 = 0.001;
 const NOISE_MALFORMED: f64 = 0.0005;

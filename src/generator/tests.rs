@@ -47,6 +47,8 @@ struct Ev {
     severity: Option<String>,
     score: Option<i64>,
     sentiment: Option<f64>,
+    /// Responses: the complaint answered.
+    ref_id: Option<String>,
 }
 
 impl Ev {
@@ -76,7 +78,7 @@ fn parse(line: &[u8]) -> Option<Ev> {
         return None;
     }
     let kind = o.get("type")?.as_str()?.to_string();
-    if !["order", "complaint", "feedback", "cancellation"].contains(&kind.as_str()) {
+    if !["order", "complaint", "feedback", "cancellation", "response"].contains(&kind.as_str()) {
         return None;
     }
     let ts = match o.get("ts")? {
@@ -90,6 +92,29 @@ fn parse(line: &[u8]) -> Option<Ev> {
         _ => return None,
     };
     let customer = o.get("customer_id")?.as_str()?.to_string();
+    if kind == "response" {
+        // `e-<seed>-r<N>` answering `e-<seed>-<N>`; nothing else.
+        let ref_id = o.get("ref_id")?.as_str()?.to_string();
+        let (prefix, n) = id.rsplit_once("-r")?;
+        if ref_id != format!("{prefix}-{n}") || o.len() != 5 {
+            return None;
+        }
+        return Some(Ev {
+            id,
+            kind,
+            ts,
+            customer,
+            product: String::new(),
+            region: String::new(),
+            channel: String::new(),
+            segment: String::new(),
+            category: None,
+            severity: None,
+            score: None,
+            sentiment: None,
+            ref_id: Some(ref_id),
+        });
+    }
     let a = o.get("attrs")?.as_object()?;
     let get = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_string);
     let (product, region, channel, segment) = (
@@ -143,6 +168,7 @@ fn parse(line: &[u8]) -> Option<Ev> {
         severity,
         score,
         sentiment,
+        ref_id: None,
     })
 }
 
@@ -332,10 +358,16 @@ fn crises_ground_truth() {
 #[test]
 fn traffic_outside_crises_is_unchanged_by_crises() {
     let strip = |lines: &[Vec<u8>], crises: &[Crisis]| -> Vec<String> {
-        let mut v: Vec<String> = lines
+        let evs: Vec<Ev> = lines.iter().map(|l| parse(l).unwrap()).collect();
+        // A response is in a crisis when its complaint is.
+        let inside: HashSet<&str> = evs
             .iter()
-            .map(|l| parse(l).unwrap())
-            .filter(|e| !crises.iter().any(|c| e.in_crisis(c)))
+            .filter(|e| crises.iter().any(|c| e.in_crisis(c)))
+            .map(|e| e.id.as_str())
+            .collect();
+        let mut v: Vec<String> = evs
+            .iter()
+            .filter(|e| !inside.contains(e.ref_id.as_deref().unwrap_or(e.id.as_str())))
             .map(|e| {
                 format!(
                     "{} {} {} {} {} {} {} {:?} {:?} {:?} {:?}",
@@ -370,7 +402,11 @@ fn rates_over_a_day() {
     let s = settings(DAY, 300.0, true, false);
     let (g, lines) = run_all(s.clone());
     let crises = g.crises().to_vec();
-    let evs: Vec<Ev> = lines.iter().map(|l| parse(l).unwrap()).collect();
+    let evs: Vec<Ev> = lines
+        .iter()
+        .map(|l| parse(l).unwrap())
+        .filter(|e| e.kind != "response")
+        .collect();
     let count = |f: &dyn Fn(&Ev) -> bool, kind: &str| {
         evs.iter().filter(|e| e.kind == kind && f(e)).count() as f64
     };
@@ -532,3 +568,5 @@ fn rhythm_shape() {
         assert!((r - next).abs() < 0.005, "rhythm jumps at minute {m}");
     }
 }
+
+mod responses;

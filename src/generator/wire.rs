@@ -85,6 +85,9 @@ impl Generator {
     pub(super) fn emit_spec(&mut self, spec: &Spec) {
         let id = self.next_id;
         self.next_id += 1;
+        if spec.kind == Kind::Complaint {
+            self.respond(id, spec);
+        }
         let mut line = Vec::with_capacity(256);
         self.write_event(&mut line, id, spec);
         if !self.settings.noise {
