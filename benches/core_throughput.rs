@@ -26,7 +26,8 @@
 //!   `engine.workers` buys on the machine at hand.
 //!
 //! `CRISISWATCH_BENCH_EVENTS=N` shortens the stream (default 1,000,000);
-//! `CRISISWATCH_BENCH_QUICK=1` skips criterion and runs one timed pass each.
+//! `CRISISWATCH_BENCH_QUICK=1` skips criterion and runs one timed pass each;
+//! `CRISISWATCH_BENCH_ONLY=workers,scaling` runs only the named sections.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
@@ -79,6 +80,12 @@ fn n_events() -> usize {
     env_usize("CRISISWATCH_BENCH_EVENTS")
         .filter(|&n| n > 0)
         .unwrap_or(1_000_000)
+}
+
+/// Whether section `name` runs: `CRISISWATCH_BENCH_ONLY` (a comma list of
+/// summary, scaling, explain, workers, memory) picks some; unset, all run.
+fn wanted(name: &str) -> bool {
+    std::env::var("CRISISWATCH_BENCH_ONLY").map_or(true, |v| v.split(',').any(|x| x.trim() == name))
 }
 
 fn quick() -> bool {
@@ -335,6 +342,9 @@ fn bench(c: &mut Criterion) {
     let mut best_engine = f64::MAX;
     let mut groups = 0;
     for _ in 0..passes {
+        if !wanted("summary") && !wanted("explain") {
+            break;
+        }
         let t = Instant::now();
         black_box(decode_all(&lines, &limits));
         best_decode = best_decode.min(t.elapsed().as_secs_f64());
@@ -348,7 +358,8 @@ fn bench(c: &mut Criterion) {
         );
     }
     let n = lines.len() as f64;
-    println!(
+    if wanted("summary") {
+        println!(
         "\nSUMMARY events={} rules={} live_groups_at_end={} decode_only={:.0} ev/s engine={:.0} ev/s ratio={:.2}",
         lines.len(),
         cfg.rules.len(),
@@ -357,45 +368,49 @@ fn bench(c: &mut Criterion) {
         n / best_engine,
         best_decode / best_engine
     );
+    }
 
     // Rule-count scaling: the same events through 1, 20 and 100 rules.
-    let mut line = String::from("SCALING");
-    let mut one_rule = 0.0;
-    for rules in [1, 20, 100] {
-        let cfg = config_with(rules, true);
-        let mut best = f64::MAX;
-        let mut groups = 0;
-        for _ in 0..passes.min(2) {
-            let (secs, e) = timed_engine(&cfg, &lines);
-            best = best.min(secs);
-            groups = (0..e.rule_count()).map(|i| e.live_groups(i)).sum::<usize>();
+    if wanted("scaling") {
+        let mut line = String::from("SCALING");
+        let mut one_rule = 0.0;
+        for rules in [1, 20, 100] {
+            let cfg = config_with(rules, true);
+            let mut best = f64::MAX;
+            let mut groups = 0;
+            for _ in 0..passes.min(2) {
+                let (secs, e) = timed_engine(&cfg, &lines);
+                best = best.min(secs);
+                groups = (0..e.rule_count()).map(|i| e.live_groups(i)).sum::<usize>();
+            }
+            if rules == 1 {
+                one_rule = best;
+            }
+            line.push_str(&format!(
+                " rules={rules}: {:.0} ev/s ({groups} groups, cost x{:.1} of 1 rule)",
+                n / best,
+                best / one_rule
+            ));
         }
-        if rules == 1 {
-            one_rule = best;
-        }
-        line.push_str(&format!(
-            " rules={rules}: {:.0} ev/s ({groups} groups, cost x{:.1} of 1 rule)",
-            n / best,
-            best / one_rule
-        ));
+        println!("{line}");
     }
-    println!("{line}");
 
     // Root-cause hints: the 20 rules with `explain` on every one, beside
     // the same rules without (the SUMMARY's engine figure is without).
-    let explained = config_opts(20, true, true);
-    let mut best = f64::MAX;
-    for _ in 0..passes.min(2) {
-        best = best.min(timed_engine(&explained, &lines).0);
-    }
-    let mem = |cfg: &Config| {
-        let before = ALLOCATED.load(Ordering::Relaxed);
-        let mut e = Engine::new(cfg).expect("engine");
-        black_box(engine_all(&mut e, &lines));
-        let used = (ALLOCATED.load(Ordering::Relaxed) - before).max(0) as f64;
-        used / e.footprint().groups.max(1) as f64
-    };
-    println!(
+    if wanted("explain") {
+        let explained = config_opts(20, true, true);
+        let mut best = f64::MAX;
+        for _ in 0..passes.min(2) {
+            best = best.min(timed_engine(&explained, &lines).0);
+        }
+        let mem = |cfg: &Config| {
+            let before = ALLOCATED.load(Ordering::Relaxed);
+            let mut e = Engine::new(cfg).expect("engine");
+            black_box(engine_all(&mut e, &lines));
+            let used = (ALLOCATED.load(Ordering::Relaxed) - before).max(0) as f64;
+            used / e.footprint().groups.max(1) as f64
+        };
+        println!(
         "EXPLAIN rules=20 without={:.0} ev/s with_explain={:.0} ev/s (cost x{:.2}) bytes_per_group without={:.0} with_explain={:.0}",
         n / best_engine,
         n / best,
@@ -403,32 +418,38 @@ fn bench(c: &mut Criterion) {
         mem(&config_with(20, false)),
         mem(&config_opts(20, false, true)),
     );
+    }
 
     // Worker threads: the same events and rules through 1, 2 and 4 workers.
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut line = format!("WORKERS cores={cores}");
-    let mut one = 0.0;
-    for workers in [1, 2, 4] {
-        let mut best = f64::MAX;
-        let mut transitions = 0;
-        for _ in 0..passes.min(2) {
-            let mut s = ShardedEngine::new(&cfg, workers, 64).expect("sharded");
-            let t = Instant::now();
-            transitions = sharded_all(&mut s, &lines);
-            best = best.min(t.elapsed().as_secs_f64());
+    if wanted("workers") {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut line = format!("WORKERS cores={cores}");
+        let mut one = 0.0;
+        for workers in [1, 2, 4] {
+            let mut best = f64::MAX;
+            let mut transitions = 0;
+            for _ in 0..passes.min(2) {
+                let mut s = ShardedEngine::new(&cfg, workers, 64).expect("sharded");
+                let t = Instant::now();
+                transitions = sharded_all(&mut s, &lines);
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            if workers == 1 {
+                one = best;
+            }
+            line.push_str(&format!(
+                " workers={workers}: {:.0} ev/s (x{:.2}, {transitions} transitions)",
+                n / best,
+                one / best
+            ));
         }
-        if workers == 1 {
-            one = best;
-        }
-        line.push_str(&format!(
-            " workers={workers}: {:.0} ev/s (x{:.2}, {transitions} transitions)",
-            n / best,
-            one / best
-        ));
+        println!("{line}");
     }
-    println!("{line}");
 
     // Memory per live group beside the data's own size (dedup off).
+    if !wanted("memory") {
+        return;
+    }
     let cfg = config_with(20, false);
     let before = ALLOCATED.load(Ordering::Relaxed);
     let mut e = Engine::new(&cfg).expect("engine");
