@@ -56,11 +56,17 @@ pub(super) type WorkerOut = (Vec<(u32, Transition)>, Vec<u32>);
 /// module docs).
 pub(super) fn route<'a>(engines: &mut [Engine], shards: u32, ops: &[Op<'a, '_>]) -> Routed<'a> {
     let workers = engines.len();
-    let mut plans: Vec<Plan> = (0..workers).map(|_| Plan::default()).collect();
     let stride = engines[0].attr_count();
+    // Sized for the batch up front: no reallocation while routing.
+    let mut plans: Vec<Plan> = (0..workers)
+        .map(|_| Plan {
+            work: Vec::with_capacity(2 * ops.len() / workers + 16),
+            hits: Vec::with_capacity(8 * ops.len() / workers + 16),
+        })
+        .collect();
     let tables = engines[0].tables.len();
     let margin = engines[0].late_margin();
-    let mut values: Vec<&'a str> = Vec::new();
+    let mut values: Vec<&'a str> = Vec::with_capacity(ops.len() * stride);
     let mut outcomes = Vec::with_capacity(ops.len());
     let mut clock = engines[0].clock();
     let mut hits = Vec::new();
