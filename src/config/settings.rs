@@ -57,9 +57,10 @@ pub struct EngineConfig {
     #[serde(default = "default_sentiment_range")]
     pub(crate) sentiment_range: [f64; 2],
     /// `run`: worker threads of the engine (0–256; `0`: the cores
-    /// available). Default 1: every worker still routes every event, so more
-    /// workers do not pay yet (`core_throughput`'s `WORKERS` line). The output
-    /// is identical whatever the number.
+    /// available). Default 1: events are routed once on the engine task's
+    /// thread and the workers share only the per-group work, which has not
+    /// yet measured faster on a busy 2-core machine (`core_throughput`'s
+    /// `WORKERS` line). The output is identical whatever the number.
     #[serde(default = "default_workers")]
     pub(crate) workers: usize,
     /// State shards (1–4096): (rule, group) pairs are split into this many
