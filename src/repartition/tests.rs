@@ -470,9 +470,11 @@ fn cluster(
 /// The internal partition a transition's (rule, group) lives in.
 fn partition_of(cfg: &Config, t: &Transition, shards: u32, partitions: u32) -> u32 {
     let rule = cfg.rules.iter().find(|r| r.name == t.rule).expect("rule");
+    // Response-SLA rules keep all their groups in the shard of the empty group.
     let values: Vec<&str> = if matches!(
         rule.indicator,
         crate::config::IndicatorConfig::Unanswered { .. }
+            | crate::config::IndicatorConfig::ResponseTime { .. }
     ) {
         Vec::new()
     } else {
