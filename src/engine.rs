@@ -46,7 +46,6 @@ mod partitions;
 mod record;
 mod reload;
 mod rule;
-pub(crate) mod season;
 mod shard_hash;
 mod shards;
 mod snapshot;

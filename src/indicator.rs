@@ -31,12 +31,13 @@
 use std::hash::BuildHasher;
 
 use crate::config::{Condition, IndicatorConfig, RateUnit, RuleConfig, SurgeMethod};
-use crate::engine::season::{Expectation, SeasonShape};
+use season::{Expectation, SeasonShape};
 use crate::event::Event;
 use crate::route::CompiledSelector;
 use crate::window::{Counters, Window};
 
 pub mod confidence;
+pub(crate) mod season;
 mod surge;
 
 use surge::surge_of;

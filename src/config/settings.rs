@@ -74,9 +74,12 @@ fn default_workers() -> usize {
     1
 }
 
-/// 64: enough to spread over the cores of a large machine.
+/// Shards when `engine.shards` is not set: 64, enough to spread over the
+/// cores of a large machine.
+pub const DEFAULT_SHARDS: u32 = 64;
+
 fn default_shards() -> u32 {
-    crate::engine::DEFAULT_SHARDS
+    DEFAULT_SHARDS
 }
 
 /// 1 minute: producers and brokers reorder events by seconds, rarely by minutes.

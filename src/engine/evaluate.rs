@@ -13,7 +13,7 @@ use super::backlog::response_time;
 use super::pane::{boundary_time, end_pane};
 use super::record::Evaluation;
 use super::rule::decode_key;
-use super::season::Seasonal;
+use crate::indicator::season::Seasonal;
 use super::{EngineStats, RuleRt};
 
 /// Schedules a re-evaluation at boundary pane `q` on the rule's wheel (or, if the

@@ -14,7 +14,7 @@ use crate::window::{Shape, Window};
 
 use super::backlog::{Backlog, Book};
 use super::pane::{end_pane, pane_of};
-use super::season::Seasonal;
+use crate::indicator::season::Seasonal;
 use super::wheel::Wheel;
 use super::{GroupView, RuleRt, RuleStats};
 

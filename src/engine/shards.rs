@@ -44,8 +44,8 @@ use crate::config::{Config, RuleConfig};
 use crate::event::{DecodeLimits, Event, InvalidReason};
 use plan::WorkerOut;
 
-/// Shards when `engine.shards` is not set.
-pub const DEFAULT_SHARDS: u32 = 64;
+/// Shards when `engine.shards` is not set (a configuration default).
+pub use crate::config::DEFAULT_SHARDS;
 
 /// Batches shorter than this run the workers in turn on the caller's thread.
 const PARALLEL_FROM: usize = 64;
