@@ -31,10 +31,10 @@
 use std::hash::BuildHasher;
 
 use crate::config::{Condition, IndicatorConfig, RateUnit, RuleConfig, SurgeMethod};
-use season::{Expectation, SeasonShape};
 use crate::event::Event;
 use crate::route::CompiledSelector;
 use crate::window::{Counters, Window};
+use season::{Expectation, SeasonShape};
 
 pub mod confidence;
 pub(crate) mod season;

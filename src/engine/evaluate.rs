@@ -13,8 +13,8 @@ use super::backlog::response_time;
 use super::pane::{boundary_time, end_pane};
 use super::record::Evaluation;
 use super::rule::decode_key;
-use crate::indicator::season::Seasonal;
 use super::{EngineStats, RuleRt};
+use crate::indicator::season::Seasonal;
 
 /// Schedules a re-evaluation at boundary pane `q` on the rule's wheel (or, if the
 /// wheel refuses it, as a plain timer).

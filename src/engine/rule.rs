@@ -14,9 +14,9 @@ use crate::window::{Shape, Window};
 
 use super::backlog::{Backlog, Book};
 use super::pane::{end_pane, pane_of};
-use crate::indicator::season::Seasonal;
 use super::wheel::Wheel;
 use super::{GroupView, RuleRt, RuleStats};
+use crate::indicator::season::Seasonal;
 
 /// Live state of one (rule, group).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
