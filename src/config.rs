@@ -27,6 +27,10 @@ pub use properties::KafkaProperties;
 pub use rules::*;
 pub use settings::*;
 
+/// Shards when `engine.shards` is not set: 64, enough to spread over the
+/// cores of a large machine.
+pub const DEFAULT_SHARDS: u32 = 64;
+
 /// The example configuration, embedded so `crisiswatch demo` runs anywhere.
 pub const EXAMPLE_CONFIG: &str = include_str!("../config/crisiswatch.toml");
 

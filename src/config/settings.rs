@@ -74,12 +74,9 @@ fn default_workers() -> usize {
     1
 }
 
-/// Shards when `engine.shards` is not set: 64, enough to spread over the
-/// cores of a large machine.
-pub const DEFAULT_SHARDS: u32 = 64;
-
+/// `engine.shards`' default ([`DEFAULT_SHARDS`](crate::config::DEFAULT_SHARDS)).
 fn default_shards() -> u32 {
-    DEFAULT_SHARDS
+    super::DEFAULT_SHARDS
 }
 
 /// 1 minute: producers and brokers reorder events by seconds, rarely by minutes.
