@@ -121,6 +121,10 @@ pub struct Dedup {
     key: DedupKey,
     /// Ids forgotten before their horizon because of `max_ids`.
     pub(crate) evicted_early: u64,
+    /// Ids ever remembered: the sequence number of the next one (the
+    /// oldest remembered has `appended - order.len()`), so an incremental
+    /// checkpoint writes only the ids remembered since the last one.
+    appended: u64,
 }
 
 impl Dedup {
@@ -136,6 +140,7 @@ impl Dedup {
             order: VecDeque::new(),
             key: DedupKey::FIXED,
             evicted_early: 0,
+            appended: 0,
         }
     }
 
@@ -163,6 +168,28 @@ impl Dedup {
         self.seen.extend(order.iter().map(|&(_, h)| h));
         self.order = order.into();
         self.evicted_early = evicted_early;
+        self.appended = self.order.len() as u64;
+    }
+
+    /// Sequence numbers: (of the oldest id remembered, of the next id).
+    pub(crate) fn seq_range(&self) -> (u64, u64) {
+        (self.appended - self.order.len() as u64, self.appended)
+    }
+
+    /// The remembered ids with sequence numbers in `from..to` (within
+    /// [`Dedup::seq_range`]), oldest first.
+    pub(crate) fn export_seq(&self, from: u64, to: u64) -> impl Iterator<Item = (i64, u64)> + '_ {
+        let front = self.appended - self.order.len() as u64;
+        let clamp = |s: u64| (s.clamp(front, self.appended) - front) as usize;
+        let (a, b) = (clamp(from), clamp(to));
+        self.order.range(a..b.max(a)).copied()
+    }
+
+    /// Restores ids exported with [`Dedup::export_seq`]: `order` holds the
+    /// ids with sequence numbers from `front` on.
+    pub(crate) fn restore_seq(&mut self, front: u64, order: Vec<(i64, u64)>, evicted_early: u64) {
+        self.restore(order, evicted_early);
+        self.appended = front + self.order.len() as u64;
     }
 
     /// Whether deduplication is on.
@@ -189,6 +216,7 @@ impl Dedup {
         }
         self.seen.insert(h);
         self.order.push_back((clock, h));
+        self.appended += 1;
         false
     }
 

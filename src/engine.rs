@@ -63,6 +63,7 @@ pub use reload::ReloadSummary;
 use rule::Slot;
 use shard_hash::ShardFilter;
 pub use shards::{shard_of, Op, ShardedEngine, DEFAULT_SHARDS};
+pub use snapshot::incremental::{stored_groups, DedupChunk, Delta, GroupRow, Stored, DEDUP_CHUNK};
 pub use snapshot::{RestoreSummary, SnapshotError, SNAPSHOT_VERSION};
 pub use stats::{EngineStats, Outcome, RuleStats};
 use table::GroupTable;
@@ -113,6 +114,8 @@ struct RuleRt {
     explain: Option<ExplainSpec>,
     /// `unanswered` rules: which complaint each response answers.
     backlog: Option<Box<backlog::Backlog>>,
+    /// Groups changed since the last incremental checkpoint.
+    dirty: snapshot::dirty::Dirty,
 }
 
 /// A read-only view of one group, for metrics and the API.

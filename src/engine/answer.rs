@@ -34,6 +34,7 @@ impl Engine {
             Response::Held => return true,
             Response::Nothing => return false,
         };
+        rule.dirty.mark(slot);
         if rule.timed() {
             return self.first_response(r, slot, t, ev.ts, clock, out);
         }
@@ -90,6 +91,7 @@ impl Engine {
         }
         let (shape, slide) = (rule.shape, rule.slide);
         let gen = rule.slots[slot as usize].gen;
+        rule.dirty.mark(slot);
         let Some(group) = rule.slots[slot as usize].group.as_mut() else {
             return false;
         };

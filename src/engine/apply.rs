@@ -206,6 +206,7 @@ impl Engine {
                 table.set(e, rule.member, slot);
             }
             let gen = rule.slots[slot as usize].gen;
+            rule.dirty.mark(slot);
             done.applied = true;
             let pane = pane_of(ev.ts, rule.slide);
             let customer = if contrib.customer {

@@ -226,6 +226,7 @@ impl RuleRt {
                 }
                 _ => None,
             },
+            dirty: Default::default(),
             cfg: r.clone(),
         }
     }
@@ -348,6 +349,7 @@ impl RuleRt {
             }
         };
         self.live += 1;
+        self.dirty.mark(slot);
         slot
     }
 
@@ -364,6 +366,7 @@ impl RuleRt {
         self.expire_book(slot, true);
         let s = &mut self.slots[slot as usize];
         if let Some(mut g) = s.group.take() {
+            self.dirty.forgot(&g.key);
             if self.spare.len() < super::SPARE_BUFFERS {
                 self.spare.push(g.window.take_buffer());
             }

@@ -68,6 +68,8 @@ pub struct ShardedEngine {
     /// what they kept).
     stats: EngineStats,
     rule_names: Vec<String>,
+    /// Where incremental checkpoints stand (`snapshot::incremental`).
+    cursor: super::snapshot::incremental::Cursor,
 }
 
 impl ShardedEngine {
@@ -93,6 +95,7 @@ impl ShardedEngine {
             shards,
             stats: EngineStats::default(),
             rule_names,
+            cursor: Default::default(),
         })
     }
 
@@ -187,6 +190,7 @@ impl ShardedEngine {
             }
         }
         self.rule_names = cfg.rules.iter().map(|r| r.name.clone()).collect();
+        self.cursor.reloaded();
         Ok(summary)
     }
 
@@ -243,6 +247,36 @@ impl ShardedEngine {
             }
             summary.groups += e.rules.iter().map(|r| r.live).sum::<usize>();
         }
+        Ok(summary)
+    }
+
+    /// An incremental checkpoint: the groups changed since the last one
+    /// (all of them with `full`, and whenever the last one cannot be built
+    /// on), see `snapshot::incremental`.
+    pub fn checkpoint_delta(&mut self, full: bool) -> Result<super::Delta, SnapshotError> {
+        let stats = self.stats();
+        let shards = self.shards;
+        super::snapshot::incremental::delta(
+            &mut self.engines,
+            shards,
+            stats,
+            &mut self.cursor,
+            full,
+        )
+    }
+
+    /// Restores what incremental checkpoints stored (into a fresh engine).
+    pub fn restore_stored(
+        &mut self,
+        stored: &super::Stored,
+    ) -> Result<RestoreSummary, SnapshotError> {
+        let (summary, stats) = super::snapshot::incremental::restore(
+            &mut self.engines,
+            self.shards,
+            &mut self.cursor,
+            stored,
+        )?;
+        self.stats = stats;
         Ok(summary)
     }
 

@@ -21,6 +21,11 @@ use serde::{Deserialize, Serialize};
 use super::{Engine, EngineStats, RuleStats, Slot};
 use crate::engine::wheel::Wheel;
 
+pub(super) mod dirty;
+pub(super) mod incremental;
+#[cfg(test)]
+mod tests_incremental;
+
 /// Version of the snapshot layout; bump on any change to the structs below
 /// (3: `EngineStats::invalid` counts `clock_jump` too; 4: a group keeps a
 /// seasonal surge's profile, `engine::season`; 5: a group's per-value

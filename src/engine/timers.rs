@@ -107,6 +107,7 @@ impl Engine {
         if !current {
             return;
         }
+        rule.dirty.mark(slot);
         if let Some(w) = evaluate(
             rule,
             slot,

@@ -112,6 +112,15 @@ impl Wheel {
         w
     }
 
+    /// Every entry as (boundary pane, slot, gen), by pane (a checkpoint
+    /// keeps a group's entries with the group).
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (i64, u32, u32)> + '_ {
+        self.buckets.iter().enumerate().flat_map(move |(i, b)| {
+            let q = self.base + i as i64;
+            b.iter().map(move |&(slot, gen)| (q, slot, gen))
+        })
+    }
+
     /// Entries pending.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

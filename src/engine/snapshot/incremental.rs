@@ -1,0 +1,554 @@
+//! Incremental checkpoints: the engine's state as one row per (rule, group)
+//! plus a small per-checkpoint record, and a checkpoint that carries only
+//! the rows that changed since the previous one.
+//!
+//! ```text
+//! Delta ─ meta:    clock, counters, rules (id, definition, origin, live groups,
+//!                   counters, early responses), dedup range
+//!       ─ upserts: (rule id, group key, shard, row) of every group marked dirty
+//!       ─ removed: (rule id, group key) of every group forgotten
+//!       ─ dedup:   the chunks of the dedup memory that gained ids
+//! ```
+//!
+//! A row is bincode of the group (windows, alert instance, book, profile,
+//! hints) with its pending wheel boundaries and deadline timers, found by one
+//! scan of the rule's wheel and the timer heap (8 and 24 bytes an entry);
+//! which groups changed comes from [`Dirty`](super::dirty::Dirty). Rows are
+//! keyed by a rule id (a hash of the rule's name and definition: a changed
+//! rule's rows are never read back as the new rule's) and the group key, and
+//! carry the group's shard (`shard_of`), so a shard's rows can later move as
+//! a unit. The dedup memory is an append-only sequence: ids are written in
+//! chunks of [`DEDUP_CHUNK`], and a checkpoint rewrites only the chunks that
+//! gained ids; chunks wholly before the oldest id left are deleted.
+//!
+//! A checkpoint is *full* (every row rewritten, the others deleted) when
+//! changes were not tracked before (the first checkpoint of a process that
+//! restored nothing), after a reload, after a restore that dropped rules or
+//! changed `engine.shards`, and when the caller asks (a failed write). The
+//! restore puts the groups in fresh slots, in row order, with their timers;
+//! the output does not depend on slot numbers (transitions are emitted in
+//! canonical order), so the engine continues exactly as the one that wrote
+//! the rows (property-tested in `super::tests_incremental`).
+
+use std::cmp::Reverse;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::super::pane::boundary_time;
+use super::super::rule::{decode_key, Group, Slot};
+use super::super::shard_hash::{shard_index, stable_group_hash};
+use super::super::{Engine, EngineStats, RuleRt, RuleStats};
+use super::{definition, RestoreSummary, SnapshotError};
+
+/// Ids of the dedup memory per stored chunk.
+pub const DEDUP_CHUNK: u64 = 4096;
+
+/// Bytes of one dedup id in a chunk: its time and hash, little-endian.
+const DEDUP_ENTRY: usize = 16;
+
+/// One checkpoint's changes (see the module docs).
+#[derive(Debug, Default)]
+pub struct Delta {
+    /// Every row is in `upserts`: the store drops the rows it has first.
+    pub full: bool,
+    /// The per-checkpoint record (bincode).
+    pub meta: Vec<u8>,
+    /// The current rules' ids (`upserts` and `removed` index them).
+    pub rule_ids: Vec<[u8; 16]>,
+    /// Groups created or changed.
+    pub upserts: Vec<GroupRow>,
+    /// Groups forgotten: (index in `rule_ids`, group key). Applied before
+    /// `upserts` (a group forgotten and created again is in both).
+    pub removed: Vec<(u16, Vec<u8>)>,
+    /// Sequence number of the oldest dedup id remembered: chunks wholly
+    /// before it are deleted.
+    pub dedup_front: u64,
+    /// Dedup chunks to (re)write.
+    pub dedup: Vec<DedupChunk>,
+    /// Live groups in all.
+    pub groups: usize,
+}
+
+impl Delta {
+    /// Bytes this checkpoint writes.
+    pub fn bytes(&self) -> usize {
+        self.meta.len()
+            + self
+                .upserts
+                .iter()
+                .map(|r| r.key.len() + r.data.len())
+                .sum::<usize>()
+            + self.dedup.iter().map(|c| c.data.len()).sum::<usize>()
+    }
+}
+
+/// One group's row.
+#[derive(Debug, Clone)]
+pub struct GroupRow {
+    /// Index in [`Delta::rule_ids`].
+    pub rule: u16,
+    /// The group key (flat values).
+    pub key: Vec<u8>,
+    /// The shard of the (rule, group).
+    pub shard: u32,
+    /// The row (bincode).
+    pub data: Vec<u8>,
+}
+
+/// A chunk of the dedup memory.
+#[derive(Debug, Clone)]
+pub struct DedupChunk {
+    /// Chunk number (sequence number / [`DEDUP_CHUNK`]).
+    pub chunk: u64,
+    /// Sequence number of its first id.
+    pub first: u64,
+    /// The ids, [`DEDUP_ENTRY`] bytes each.
+    pub data: Vec<u8>,
+}
+
+/// What a store holds, to restore from.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Stored {
+    /// The per-checkpoint record.
+    pub meta: Vec<u8>,
+    /// (rule id, row) of every group, in a fixed order.
+    pub groups: Vec<(Vec<u8>, Vec<u8>)>,
+    /// (first sequence number, ids) of every dedup chunk, by chunk.
+    pub dedup: Vec<(u64, Vec<u8>)>,
+}
+
+/// Where the incremental checkpoints of a [`ShardedEngine`](super::super::ShardedEngine) stand.
+#[derive(Debug, Default)]
+pub(in crate::engine) struct Cursor {
+    /// Changes are tracked (since the last checkpoint or restore).
+    tracking: bool,
+    /// The next checkpoint must be full.
+    full_next: bool,
+    /// The dedup sequence number the last checkpoint reached.
+    dedup_next: u64,
+}
+
+impl Cursor {
+    /// After a reload: the rule set or the dedup memory may have changed.
+    pub(in crate::engine) fn reloaded(&mut self) {
+        self.full_next = true;
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    shards: u32,
+    clock: Option<i64>,
+    stats: EngineStats,
+    dedup_evicted_early: u64,
+    dedup_front: u64,
+    dedup_len: u64,
+    rules: Vec<RuleMeta>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RuleMeta {
+    id: [u8; 16],
+    name: String,
+    definition: String,
+    origin: Option<i64>,
+    /// Rows of this rule in the store.
+    live: u64,
+    stats: RuleStats,
+    backlog_early: Vec<(i64, Box<str>)>,
+}
+
+#[derive(Serialize)]
+struct RowRef<'a> {
+    group: &'a Group,
+    wheel: Vec<i64>,
+    timers: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    group: Group,
+    wheel: Vec<i64>,
+    timers: Vec<i64>,
+}
+
+/// The id of a rule: its name and definition, hashed.
+fn rule_id(rule: &RuleRt) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(rule.name.as_bytes());
+    h.update([0]);
+    h.update(definition(rule).as_bytes());
+    let d = h.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&d[..16]);
+    id
+}
+
+/// The stable group hash a rule's group is sharded by (a response-SLA
+/// rule lives whole in one shard).
+fn group_shard_hash(rule: &RuleRt, key: &[u8]) -> u64 {
+    if rule.backlog.is_some() {
+        0
+    } else {
+        stable_group_hash(decode_key(key).into_iter())
+    }
+}
+
+fn encode_err(e: impl std::fmt::Display) -> SnapshotError {
+    SnapshotError::Encode(e.to_string())
+}
+
+fn decode_err(e: impl std::fmt::Display) -> SnapshotError {
+    SnapshotError::Decode(e.to_string())
+}
+
+/// The rows of one rule of one engine to write: every live group (`full`)
+/// or the marked ones.
+fn rule_rows(
+    engine: &Engine,
+    r: usize,
+    id: u16,
+    shards: u32,
+    full: bool,
+    out: &mut Vec<GroupRow>,
+) -> Result<(), SnapshotError> {
+    let rule = &engine.rules[r];
+    let slots: Vec<u32> = if full {
+        (0..rule.slots.len() as u32).collect()
+    } else {
+        rule.dirty.marked().collect()
+    };
+    let slots: Vec<u32> = slots
+        .into_iter()
+        .filter(|&s| {
+            rule.slots
+                .get(s as usize)
+                .is_some_and(|slot| slot.group.is_some())
+        })
+        .collect();
+    if slots.is_empty() {
+        return Ok(());
+    }
+    // slot → its position in `slots` (and in `pending`).
+    let mut pos: hashbrown::HashMap<u32, usize, foldhash::fast::FixedState> =
+        hashbrown::HashMap::with_capacity_and_hasher(slots.len(), Default::default());
+    for (i, &s) in slots.iter().enumerate() {
+        pos.insert(s, i);
+    }
+    let current = |slot: u32, gen: u32| -> Option<usize> {
+        let i = *pos.get(&slot)?;
+        (rule.slots[slot as usize].gen == gen).then_some(i)
+    };
+    let mut pending: Vec<(Vec<i64>, Vec<i64>)> = vec![(Vec::new(), Vec::new()); slots.len()];
+    for (q, slot, gen) in rule.wheel.entries() {
+        if let Some(i) = current(slot, gen) {
+            pending[i].0.push(q);
+        }
+    }
+    for Reverse((t, tr, slot, gen)) in engine.timers.iter() {
+        if *tr as usize == r {
+            if let Some(i) = current(*slot, *gen) {
+                pending[i].1.push(*t);
+            }
+        }
+    }
+    for (&s, (wheel, mut timers)) in slots.iter().zip(pending) {
+        let Some(group) = rule.slots[s as usize].group.as_ref() else {
+            continue;
+        };
+        timers.sort_unstable();
+        let data = bincode::serialize(&RowRef {
+            group,
+            wheel,
+            timers,
+        })
+        .map_err(encode_err)?;
+        let shard = shard_index(
+            rule.shard_seed,
+            group_shard_hash(rule, &group.key),
+            shards.max(1),
+        );
+        out.push(GroupRow {
+            rule: id,
+            key: group.key.to_vec(),
+            shard,
+            data,
+        });
+    }
+    Ok(())
+}
+
+/// The changes of `engines` (the workers of one sharded engine) since the
+/// last checkpoint, or all of their state (`full`); clears the marks.
+pub(in crate::engine) fn delta(
+    engines: &mut [Engine],
+    shards: u32,
+    stats: EngineStats,
+    cursor: &mut Cursor,
+    full: bool,
+) -> Result<Delta, SnapshotError> {
+    let full = full || cursor.full_next || !cursor.tracking;
+    let first = &engines[0];
+    let rule_ids: Vec<[u8; 16]> = first.rules.iter().map(rule_id).collect();
+    let mut upserts = Vec::new();
+    let mut removed = Vec::new();
+    for e in engines.iter() {
+        for r in 0..e.rules.len() {
+            rule_rows(e, r, r as u16, shards, full, &mut upserts)?;
+        }
+    }
+    // What is rule-wide: summed over the workers, or the same in all.
+    let mut rules = Vec::with_capacity(first.rules.len());
+    for (r, rule) in first.rules.iter().enumerate() {
+        let mut st = RuleStats::default();
+        for e in engines.iter() {
+            st.add(&e.rules[r].stats);
+        }
+        rules.push(RuleMeta {
+            id: rule_ids[r],
+            name: rule.name.to_string(),
+            definition: definition(rule),
+            origin: engines.iter().filter_map(|e| e.rules[r].origin).min(),
+            live: engines.iter().map(|e| e.rules[r].live as u64).sum(),
+            stats: st,
+            backlog_early: engines
+                .iter()
+                .flat_map(|e| {
+                    e.rules[r]
+                        .backlog
+                        .as_ref()
+                        .map(|b| b.early())
+                        .unwrap_or_default()
+                })
+                .collect(),
+        });
+    }
+    let groups = rules.iter().map(|r| r.live as usize).sum();
+    // The dedup memory (the same in every worker): the chunks that gained ids.
+    let dd = &first.dedup;
+    let (front, next) = dd.seq_range();
+    let from = if full {
+        front
+    } else {
+        cursor.dedup_next.clamp(front, next)
+    };
+    let mut dedup = Vec::new();
+    let mut c = from / DEDUP_CHUNK;
+    while c * DEDUP_CHUNK < next {
+        let lo = (c * DEDUP_CHUNK).max(front);
+        let hi = ((c + 1) * DEDUP_CHUNK).min(next);
+        let mut data = Vec::with_capacity((hi - lo) as usize * DEDUP_ENTRY);
+        for (t, h) in dd.export_seq(lo, hi) {
+            data.extend_from_slice(&t.to_le_bytes());
+            data.extend_from_slice(&h.to_le_bytes());
+        }
+        dedup.push(DedupChunk {
+            chunk: c,
+            first: lo,
+            data,
+        });
+        c += 1;
+    }
+    let meta = Meta {
+        shards,
+        clock: first.clock,
+        stats,
+        dedup_evicted_early: dd.evicted_early,
+        dedup_front: front,
+        dedup_len: next - front,
+        rules,
+    };
+    let meta = bincode::serialize(&meta).map_err(encode_err)?;
+    for e in engines.iter_mut() {
+        for (r, rule) in e.rules.iter_mut().enumerate() {
+            if !cursor.tracking {
+                rule.dirty.set_tracking(true);
+            }
+            for key in rule.dirty.clear() {
+                if !full {
+                    removed.push((r as u16, key.to_vec()));
+                }
+            }
+        }
+    }
+    cursor.tracking = true;
+    cursor.full_next = false;
+    cursor.dedup_next = next;
+    Ok(Delta {
+        full,
+        meta,
+        rule_ids,
+        upserts,
+        removed,
+        dedup_front: front,
+        dedup: dedup.into_iter().filter(|c| !c.data.is_empty()).collect(),
+        groups,
+    })
+}
+
+/// Whether `stored` holds a checkpoint's rows consistently: the per-rule
+/// row counts and the dedup memory's length as its record says. (Each row's
+/// checksum is the store's to check.)
+fn decode_meta(stored: &Stored) -> Result<Meta, SnapshotError> {
+    bincode::deserialize(&stored.meta).map_err(decode_err)
+}
+
+/// Replaces the state of `engines` (fresh workers of one sharded engine)
+/// by what `stored` holds: each group goes to the worker that owns its
+/// shard. Turns change tracking on.
+pub(in crate::engine) fn restore(
+    engines: &mut [Engine],
+    shards: u32,
+    cursor: &mut Cursor,
+    stored: &Stored,
+) -> Result<(RestoreSummary, EngineStats), SnapshotError> {
+    let meta = decode_meta(stored)?;
+    let mut summary = RestoreSummary::default();
+    let current: Vec<[u8; 16]> = engines[0].rules.iter().map(rule_id).collect();
+    // Stored rule → current rule index.
+    let map: Vec<Option<usize>> = meta
+        .rules
+        .iter()
+        .map(|rm| current.iter().position(|id| *id == rm.id))
+        .collect();
+    for (rm, m) in meta.rules.iter().zip(&map) {
+        match m {
+            Some(_) => summary.rules_restored.push(rm.name.clone()),
+            None => summary.rules_dropped.push(rm.name.clone()),
+        }
+    }
+    // The dedup memory.
+    let mut order = Vec::with_capacity(meta.dedup_len as usize);
+    let end = meta.dedup_front + meta.dedup_len;
+    let mut expect = meta.dedup_front;
+    for (first, data) in &stored.dedup {
+        if data.len() % DEDUP_ENTRY != 0 {
+            return Err(decode_err("a dedup chunk is truncated"));
+        }
+        for (i, e) in data.chunks_exact(DEDUP_ENTRY).enumerate() {
+            let seq = first + i as u64;
+            if seq < meta.dedup_front || seq >= end {
+                continue;
+            }
+            if seq != expect {
+                return Err(decode_err(format!(
+                    "the dedup memory has a gap at id {expect} (found {seq})"
+                )));
+            }
+            expect += 1;
+            let (t, h) = e.split_at(8);
+            let t = i64::from_le_bytes(t.try_into().map_err(decode_err)?);
+            let h = u64::from_le_bytes(h.try_into().map_err(decode_err)?);
+            order.push((t, h));
+        }
+    }
+    if expect != end {
+        return Err(decode_err(format!(
+            "the dedup memory holds {} ids, its record says {}",
+            expect - meta.dedup_front,
+            meta.dedup_len
+        )));
+    }
+    let workers = engines.len();
+    for (w, e) in engines.iter_mut().enumerate() {
+        e.clock = meta.clock;
+        e.stats = meta.stats.clone();
+        if w > 0 {
+            // Counters are the first worker's to carry.
+            e.stats.transitions = 0;
+        }
+        e.dedup
+            .restore_seq(meta.dedup_front, order.clone(), meta.dedup_evicted_early);
+        e.timers.clear();
+        e.wheel_floor = i64::MIN;
+        for (rm, m) in meta.rules.iter().zip(&map) {
+            let Some(i) = *m else { continue };
+            let rule = &mut e.rules[i];
+            rule.origin = rm.origin;
+            if w == 0 {
+                rule.stats = rm.stats.clone();
+            }
+        }
+    }
+    // The groups, each to the worker that owns it.
+    let by_id: hashbrown::HashMap<&[u8], usize, foldhash::fast::FixedState> = meta
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, rm)| (&rm.id[..], i))
+        .collect();
+    let mut counts = vec![0u64; meta.rules.len()];
+    for (id, data) in &stored.groups {
+        let Some(&si) = by_id.get(&id[..]) else {
+            return Err(decode_err("a group of a rule the checkpoint does not list"));
+        };
+        counts[si] += 1;
+        let Some(r) = map[si] else { continue };
+        let row: Row = bincode::deserialize(data).map_err(decode_err)?;
+        let w = if workers > 1 {
+            let rule = &engines[0].rules[r];
+            let (seed, gh) = (rule.shard_seed, group_shard_hash(rule, &row.group.key));
+            engines
+                .iter()
+                .position(|e| e.shard.as_ref().is_none_or(|f| f.owns(seed, gh)))
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let e = &mut engines[w];
+        let rule = &mut e.rules[r];
+        let slot = rule.slots.len() as u32;
+        rule.slots.push(Slot {
+            gen: 0,
+            group: Some(row.group),
+        });
+        rule.live += 1;
+        for q in row.wheel {
+            if !rule.wheel.schedule(q, slot, 0) {
+                e.timers
+                    .push(Reverse((boundary_time(q, rule.slide), r as u32, slot, 0)));
+            }
+        }
+        for t in row.timers {
+            e.timers.push(Reverse((t, r as u32, slot, 0)));
+        }
+    }
+    for (rm, n) in meta.rules.iter().zip(&counts) {
+        if rm.live != *n {
+            return Err(decode_err(format!(
+                "rule {} has {n} groups stored, its record says {}",
+                rm.name, rm.live
+            )));
+        }
+    }
+    for e in engines.iter_mut() {
+        for (rm, m) in meta.rules.iter().zip(&map) {
+            let Some(i) = *m else { continue };
+            let rule = &mut e.rules[i];
+            let owner = e.shard.as_ref().is_none_or(|f| f.owns(rule.shard_seed, 0));
+            let early = if owner {
+                rm.backlog_early.clone()
+            } else {
+                Vec::new()
+            };
+            rule.reindex(early);
+            summary.groups += rule.live;
+        }
+        super::super::table::rebuild(&mut e.tables, &mut e.rules);
+        for rule in &mut e.rules {
+            rule.dirty.set_tracking(true);
+        }
+    }
+    cursor.tracking = true;
+    cursor.full_next = !summary.rules_dropped.is_empty() || meta.shards != shards;
+    cursor.dedup_next = end;
+    Ok((summary, meta.stats))
+}
+
+/// Live groups the record of a stored checkpoint lists, per rule (for
+/// `state inspect` without restoring).
+pub fn stored_groups(meta: &[u8]) -> Result<Vec<(String, u64)>, SnapshotError> {
+    let meta: Meta = bincode::deserialize(meta).map_err(decode_err)?;
+    Ok(meta.rules.into_iter().map(|r| (r.name, r.live)).collect())
+}
