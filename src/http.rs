@@ -127,10 +127,7 @@ async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     if is_ready(&s) {
         (StatusCode::OK, "ready\n".to_string())
     } else if let Some(e) = s.admin.storage_error() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: cannot write the data directory (consumption paused, nothing committed past it; retrying): {e}\n"),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n"))
     } else if let Some(e) = s.admin.reload_error() {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -17,9 +17,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::engine::Engine;
+use crate::engine::{EngineView, ShardedEngine};
 use crate::event::format_ts;
-use crate::state::StateStore;
+use crate::state::{EngineState, StateStore};
 
 use super::args::ConfigArg;
 
@@ -82,9 +82,12 @@ fn inspect(
         writeln!(out, "No checkpoint in {}.", store.path().display())?;
         return Ok(ExitCode::SUCCESS);
     };
-    let mut engine = Engine::new(cfg)?;
-    let restored = engine.restore(&cp.engine)?;
-    let groups = engine.groups_per_rule();
+    let mut engine = ShardedEngine::new(cfg, 1, cfg.engine.shards)?;
+    let restored = match &cp.engine {
+        EngineState::Rows(rows) => engine.restore_stored(rows)?,
+        EngineState::Whole(bytes) => engine.restore(bytes)?,
+    };
+    let groups = engine.engines()[0].groups_per_rule();
     let alerts = engine.active_alert_keys();
     let age_s = (chrono::Utc::now().timestamp_millis() - cp.written_ms) / 1000;
     if json {
@@ -93,7 +96,7 @@ fn inspect(
             "format": crate::state::FORMAT,
             "written_at": format_ts(cp.written_ms),
             "age_seconds": age_s,
-            "engine_bytes": cp.engine.len(),
+            "engine_bytes": cp.engine_bytes,
             "engine_clock": engine.clock().map(format_ts),
             "released_below": cp.released_below.map(format_ts),
             "groups": groups.iter().map(|(r, n)| serde_json::json!({"rule": r, "groups": n})).collect::<Vec<_>>(),
@@ -111,7 +114,7 @@ fn inspect(
         "written        {} ({age_s} s ago), format {}, {} bytes",
         format_ts(cp.written_ms),
         crate::state::FORMAT,
-        cp.engine.len()
+        cp.engine_bytes
     )?;
     if let Some(c) = engine.clock() {
         writeln!(out, "engine clock   {}", format_ts(c))?;

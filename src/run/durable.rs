@@ -1,100 +1,55 @@
-//! Durable state of the engine stage: restore on start, checkpoints while
-//! running (see `crate::state` for the format and the consistency argument).
+//! Durable state of the engine stage: restore on start, incremental
+//! checkpoints while running (see `crate::state` for the format and the
+//! consistency argument).
 //!
-//! * **Restore**: the engine snapshot goes back into the engine, the
-//!   sequencer's release point and each partition's newest event time into the
-//!   feed; the offset tracker commits nothing past a checkpoint from then on.
-//!   When a partition is read again from its committed offset, every message
-//!   the checkpoint covers is skipped ([`PartitionState::covers`]): held events
-//!   and dead letters in flight at the checkpoint are processed again, nothing
-//!   else.
+//! * **Restore**: the stored groups go back into the engine (into any
+//!   number of workers), the sequencer's release point and each partition's
+//!   newest event time into the feed; the offset tracker commits nothing past
+//!   a checkpoint from then on. When a partition is read again from its
+//!   committed offset, every message the checkpoint covers is skipped
+//!   ([`PartitionState::covers`]): held events and dead letters in flight at
+//!   the checkpoint are processed again, nothing else.
 //! * **Checkpoint** every `state.checkpoint_interval`, before a revoked
 //!   partition is committed, and at a graceful stop — always after the
-//!   transitions so far are in the outbox. The engine task only takes the
-//!   snapshot (and the progress it covers); a writer thread serialises the
-//!   fsynced write, so ingestion pauses for the snapshot alone
-//!   (`crisiswatch_checkpoint_stall_milliseconds`). A periodic checkpoint due
-//!   while the previous write is still running is skipped; the one before a
-//!   revoke and the final one wait for their write. Commits advance to a
-//!   checkpoint only once it is written. A failed write is logged at ERROR
-//!   and counted, readiness drops (`/readyz` names the store's error), and
-//!   commits stay at the last checkpoint until a write succeeds again.
+//!   transitions so far are in the outbox. The engine task only encodes the
+//!   groups changed since the previous checkpoint
+//!   ([`ShardedEngine::checkpoint_delta`]) and the progress it covers; a
+//!   writer thread ([`writer`]) does the fsynced write, so ingestion pauses
+//!   for the encoding alone (`crisiswatch_checkpoint_stall_milliseconds`). A
+//!   periodic checkpoint due while the previous write is still running is
+//!   skipped (its changes go with the next one); the one before a revoke and
+//!   the final one wait for their write. Commits advance to a checkpoint only
+//!   once it is written. A failed write is logged at ERROR and counted,
+//!   readiness drops (`/readyz` names the store's error), commits stay at the
+//!   last checkpoint, and the next checkpoint writes the whole state again.
+//! * **A checkpoint that cannot be loaded** (corrupt, another format) is
+//!   never loaded and never overwritten: the service stays up but consumes
+//!   nothing, `/readyz` answers 503 with the reason and
+//!   `crisiswatch_checkpoint_unreadable` is 1, until an operator runs
+//!   `crisiswatch state reset` beside it (or puts a readable checkpoint
+//!   back): the store is looked at again every `checkpoint_interval`, and
+//!   consumption starts from what it then holds.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
-
-use prometheus::{IntCounter, IntGauge, Registry};
 
 use crate::engine::ShardedEngine;
 use crate::source::context::Shared;
+use crate::source::offsets::OffsetTracker;
 use crate::source::Partition;
-use crate::state::{Checkpoint, PartitionState, StateStore};
+use crate::state::{Checkpoint, EngineState, PartitionState, StateError, StateStore};
 
 use super::feed::LiveFeed;
 use super::RunError;
 
-/// Checkpoint metrics (`crisiswatch_checkpoint_*`, `crisiswatch_restore_*`).
-#[derive(Debug, Clone)]
-pub(crate) struct StateMetrics {
-    duration_ms: IntGauge,
-    stall_ms: IntGauge,
-    bytes: IntGauge,
-    last_success: IntGauge,
-    written: IntCounter,
-    failures: IntCounter,
-    restore_ms: IntGauge,
-    restore_groups: IntGauge,
-}
+mod metrics;
+mod writer;
 
-impl StateMetrics {
-    /// Registers the metrics.
-    pub(crate) fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
-            let g = IntGauge::new(name, help)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
-        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
-            let c = IntCounter::new(name, help)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        Ok(StateMetrics {
-            duration_ms: gauge(
-                "crisiswatch_checkpoint_duration_milliseconds",
-                "How long the last checkpoint took, snapshot to fsynced write.",
-            )?,
-            stall_ms: gauge(
-                "crisiswatch_checkpoint_stall_milliseconds",
-                "How long the last checkpoint held up the engine task (the snapshot; the write runs beside it).",
-            )?,
-            bytes: gauge(
-                "crisiswatch_checkpoint_bytes",
-                "Size of the last checkpoint's engine snapshot.",
-            )?,
-            last_success: gauge(
-                "crisiswatch_checkpoint_last_success_timestamp_seconds",
-                "Wall-clock time of the last checkpoint written (age: time() minus this).",
-            )?,
-            written: counter("crisiswatch_checkpoints_total", "Checkpoints written.")?,
-            failures: counter(
-                "crisiswatch_checkpoint_failures_total",
-                "Checkpoints that could not be written (commits wait for the next one).",
-            )?,
-            restore_ms: gauge(
-                "crisiswatch_restore_duration_milliseconds",
-                "How long loading the checkpoint took at start.",
-            )?,
-            restore_groups: gauge(
-                "crisiswatch_restore_groups",
-                "Live groups restored from the checkpoint at start.",
-            )?,
-        })
-    }
-}
+pub(crate) use metrics::StateMetrics;
+use writer::{fail, lock, Flags, Job, Writer};
 
 /// The store, its schedule and what a restore must still skip.
 #[derive(Debug)]
@@ -103,6 +58,7 @@ pub(crate) struct Durable {
     store: Option<StateStore>,
     path: PathBuf,
     every: Duration,
+    grace: Duration,
     last: Instant,
     /// Per partition: the restored checkpoint's progress, until the
     /// partition has been read past it.
@@ -110,86 +66,20 @@ pub(crate) struct Durable {
     metrics: StateMetrics,
     /// The writer thread's queue.
     writer: Option<mpsc::Sender<Job>>,
-    /// A write is queued or running.
-    busy: Arc<AtomicBool>,
-    /// Why the last checkpoint failed (`None`: it did not).
-    failure: Arc<Mutex<Option<String>>>,
+    flags: Flags,
+    /// The stored checkpoint's stamp (format, written) once loaded: the
+    /// writer checks that nobody changed the store before building on it.
+    stamp: Option<(u32, i64)>,
+    /// The stored checkpoint cannot be loaded: why, and its stamp.
+    refused: Option<(String, Option<(u32, i64)>)>,
 }
 
-/// One checkpoint for the writer thread.
-struct Job {
-    cp: Checkpoint,
-    resume: Vec<(Partition, i64)>,
-    started: Instant,
-    /// Told whether the write succeeded (a checkpoint that must be written
-    /// before the caller goes on).
-    done: Option<mpsc::Sender<bool>>,
-}
-
-/// The writer thread: writes checkpoints in order; after each success,
-/// commits may advance to it.
-struct Writer {
-    store: StateStore,
-    shared: Arc<Shared>,
-    metrics: StateMetrics,
-    busy: Arc<AtomicBool>,
-    failure: Arc<Mutex<Option<String>>>,
-}
-
-impl Writer {
-    fn run(mut self, jobs: mpsc::Receiver<Job>) {
-        for job in jobs {
-            let ok = self.write(&job);
-            self.busy.store(false, Ordering::SeqCst);
-            if let Some(done) = job.done {
-                let _ = done.send(ok);
-            }
-        }
-    }
-
-    fn write(&mut self, job: &Job) -> bool {
-        match self.store.write(&job.cp) {
-            Ok(()) => {
-                self.shared.tracker().checkpointed(job.resume.clone());
-                let ms = job.started.elapsed().as_millis();
-                self.metrics
-                    .duration_ms
-                    .set(i64::try_from(ms).unwrap_or(i64::MAX));
-                self.metrics.bytes.set(job.cp.engine.len() as i64);
-                self.metrics.last_success.set(job.cp.written_ms / 1000);
-                self.metrics.written.inc();
-                if lock(&self.failure).take().is_some() {
-                    tracing::info!("Checkpoints are written again.");
-                }
-                tracing::debug!(
-                    bytes = job.cp.engine.len(),
-                    ms = ms as u64,
-                    "Checkpoint written."
-                );
-                true
-            }
-            Err(e) => {
-                fail(&self.metrics, &self.failure, &e.to_string());
-                false
-            }
-        }
-    }
-}
-
-fn lock(m: &Mutex<Option<String>>) -> std::sync::MutexGuard<'_, Option<String>> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Counts a failed checkpoint and keeps its error for readiness; logs the
-/// first of a run of failures.
-fn fail(metrics: &StateMetrics, failure: &Mutex<Option<String>>, error: &str) {
-    metrics.failures.inc();
-    if lock(failure).replace(error.to_string()).is_none() {
-        tracing::error!(
-            error,
-            "Checkpoint failed; offsets stay at the last checkpoint until one succeeds."
-        );
-    }
+/// Why a restore did not happen.
+enum LoadError {
+    /// The stored checkpoint cannot be loaded: the service waits.
+    Refused(String),
+    /// The store cannot be read at all.
+    Fatal(RunError),
 }
 
 impl Durable {
@@ -198,6 +88,8 @@ impl Durable {
     /// `grace` (plus the idle-partition timeout) even before it is assigned:
     /// after a crash its previous owner keeps it until the consumer session
     /// times out, and events released meanwhile would make its events late.
+    /// A checkpoint that cannot be loaded is not an error here: the service
+    /// waits for an operator ([`Durable::failing`], see the module docs).
     pub(crate) fn restore(
         store: StateStore,
         (every, grace): (Duration, Duration),
@@ -205,63 +97,146 @@ impl Durable {
         topics: &[String],
         engine: &mut ShardedEngine,
         feed: &mut LiveFeed,
-        tracker: &mut crate::source::offsets::OffsetTracker,
+        tracker: &mut OffsetTracker,
     ) -> Result<Self, RunError> {
-        let started = Instant::now();
         tracker.limit_to_checkpoints();
-        let mut skip = HashMap::new();
-        if let Some(cp) = store.load()? {
-            let summary = engine.restore(&cp.engine)?;
-            let now = Instant::now();
-            let (seq, watermarks) = feed.parts_mut();
-            seq.set_released_below(cp.released_below);
-            let mut resume = Vec::new();
-            for p in cp.partitions {
-                let Some(t) = topics.iter().position(|n| *n == p.topic) else {
-                    tracing::warn!(topic = %p.topic, "Checkpoint of a topic no longer configured: ignored.");
-                    continue;
-                };
-                let at = Partition {
-                    topic: t as u16,
-                    partition: p.partition,
-                };
-                watermarks.restore(at, p.max_ts, now, grace);
-                resume.push((at, p.resume));
-                skip.insert(at, p);
-            }
-            tracker.checkpointed(resume);
-            let ms = started.elapsed().as_millis();
-            metrics
-                .restore_ms
-                .set(i64::try_from(ms).unwrap_or(i64::MAX));
-            metrics.restore_groups.set(summary.groups as i64);
-            let age_s = (chrono::Utc::now().timestamp_millis() - cp.written_ms) / 1000;
-            tracing::info!(
-                store = %store.path().display(),
-                groups = summary.groups,
-                rules = summary.rules_restored.len(),
-                partitions = skip.len(),
-                age_s,
-                ms = ms as u64,
-                "Engine state restored from the checkpoint."
-            );
-            if !summary.rules_dropped.is_empty() {
-                tracing::warn!(rules = ?summary.rules_dropped, "Rules changed or removed since the checkpoint start empty.");
-            }
-        } else {
-            tracing::info!(store = %store.path().display(), "No checkpoint: the engine starts empty.");
-        }
-        Ok(Durable {
+        let mut d = Durable {
             path: store.path().to_path_buf(),
-            store: Some(store),
+            store: None,
             every,
+            grace,
             last: Instant::now(),
-            skip,
+            skip: HashMap::new(),
             metrics,
             writer: None,
-            busy: Arc::new(AtomicBool::new(false)),
-            failure: Arc::new(Mutex::new(None)),
-        })
+            flags: Flags::default(),
+            stamp: None,
+            refused: None,
+        };
+        match d.load(&store, topics, engine, feed, tracker) {
+            Ok(()) => {}
+            Err(LoadError::Refused(why)) => d.refuse(why, store.stamp().ok().flatten()),
+            Err(LoadError::Fatal(e)) => return Err(e),
+        }
+        d.store = Some(store);
+        Ok(d)
+    }
+
+    /// Loads what `store` holds into the engine, the feed and the tracker
+    /// (nothing changes unless it all loads).
+    fn load(
+        &mut self,
+        store: &StateStore,
+        topics: &[String],
+        engine: &mut ShardedEngine,
+        feed: &mut LiveFeed,
+        tracker: &mut OffsetTracker,
+    ) -> Result<(), LoadError> {
+        let started = Instant::now();
+        let cp = match store.load() {
+            Ok(Some(cp)) => cp,
+            Ok(None) => {
+                tracing::info!(store = %store.path().display(), "No checkpoint: the engine starts empty.");
+                return Ok(());
+            }
+            Err(e) if e.is_unloadable() => return Err(LoadError::Refused(e.to_string())),
+            Err(e) => return Err(LoadError::Fatal(e.into())),
+        };
+        let restored = match &cp.engine {
+            EngineState::Rows(rows) => engine.restore_stored(rows),
+            EngineState::Whole(bytes) => engine.restore(bytes),
+        };
+        let summary = restored.map_err(|e| {
+            LoadError::Refused(
+                StateError::Corrupt {
+                    path: store.path().to_path_buf(),
+                    detail: e.to_string(),
+                }
+                .to_string(),
+            )
+        })?;
+        if matches!(cp.engine, EngineState::Whole(_)) {
+            tracing::info!("Checkpoint of the previous format loaded; the next checkpoint rewrites it in the current one.");
+        }
+        self.stamp = store.stamp().ok().flatten();
+        let now = Instant::now();
+        let (seq, watermarks) = feed.parts_mut();
+        seq.set_released_below(cp.released_below);
+        let mut resume = Vec::new();
+        for p in cp.partitions {
+            let Some(t) = topics.iter().position(|n| *n == p.topic) else {
+                tracing::warn!(topic = %p.topic, "Checkpoint of a topic no longer configured: ignored.");
+                continue;
+            };
+            let at = Partition {
+                topic: t as u16,
+                partition: p.partition,
+            };
+            watermarks.restore(at, p.max_ts, now, self.grace);
+            resume.push((at, p.resume));
+            self.skip.insert(at, p);
+        }
+        tracker.checkpointed(resume);
+        let ms = started.elapsed().as_millis();
+        let m = &self.metrics;
+        m.restore_ms.set(i64::try_from(ms).unwrap_or(i64::MAX));
+        m.restore_groups.set(summary.groups as i64);
+        let age_s = (chrono::Utc::now().timestamp_millis() - cp.written_ms) / 1000;
+        tracing::info!(
+            store = %store.path().display(),
+            groups = summary.groups,
+            bytes = cp.engine_bytes,
+            rules = summary.rules_restored.len(),
+            partitions = self.skip.len(),
+            age_s,
+            ms = ms as u64,
+            "Engine state restored from the checkpoint."
+        );
+        if !summary.rules_dropped.is_empty() {
+            tracing::warn!(rules = ?summary.rules_dropped, "Rules changed or removed since the checkpoint start empty.");
+        }
+        Ok(())
+    }
+
+    /// Waits for an operator: the stored checkpoint (of `stamp`) cannot be
+    /// loaded.
+    fn refuse(&mut self, why: String, stamp: Option<(u32, i64)>) {
+        tracing::error!(
+            error = %why,
+            "The stored checkpoint cannot be loaded: nothing is consumed or overwritten until `crisiswatch state reset` (not ready)."
+        );
+        self.metrics.unreadable.set(1);
+        self.refused = Some((why, stamp));
+    }
+
+    /// While refused: loads the store again if it changed (a reset, a
+    /// checkpoint put back).
+    fn retry(&mut self, engine: &mut ShardedEngine, feed: &mut LiveFeed, shared: &Arc<Shared>) {
+        let Some((_, was)) = &self.refused else {
+            return;
+        };
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        match store.stamp() {
+            Ok(now) if now != *was => {
+                let mut tracker = shared.tracker();
+                match self.load(&store, &shared.topics, engine, feed, &mut tracker) {
+                    Ok(()) => {
+                        self.refused = None;
+                        self.metrics.unreadable.set(0);
+                        tracing::info!("The state store is readable again (reset or replaced): consumption starts.");
+                    }
+                    Err(LoadError::Refused(why)) => self.refuse(why, now),
+                    Err(LoadError::Fatal(e)) => {
+                        tracing::warn!(error = %e, "Cannot read the state store.");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "Cannot read the state store."),
+        }
+        self.store = Some(store);
     }
 
     /// Whether message `offset` of `at` is covered by the restored checkpoint
@@ -284,39 +259,56 @@ impl Durable {
         now.saturating_duration_since(self.last) >= self.every
     }
 
-    /// Whether the last checkpoint write failed.
+    /// Whether the stage must not consume: the last checkpoint write failed,
+    /// or the stored checkpoint cannot be loaded.
     pub(crate) fn failing(&self) -> bool {
-        lock(&self.failure).is_some()
+        self.refused.is_some() || lock(&self.flags.failure).is_some()
     }
 
-    /// Why the last checkpoint failed (the store's error), while it did.
+    /// Why the stage is not ready, while [`Durable::failing`].
     pub(crate) fn failure(&self) -> Option<String> {
-        lock(&self.failure).clone()
+        if let Some((why, _)) = &self.refused {
+            return Some(format!(
+                "state store: the stored checkpoint cannot be loaded, nothing is consumed until `crisiswatch state reset`: {why}"
+            ));
+        }
+        lock(&self.flags.failure).clone().map(|f| {
+            format!("cannot write the data directory (consumption paused, nothing committed past it; retrying): state store: the last checkpoint could not be written: {f}")
+        })
     }
 
     /// Checkpoints `engine` and `feed` with the tracker's progress: the
-    /// snapshot is taken now, the write happens on the writer thread. With
+    /// changes are encoded now, the write happens on the writer thread. With
     /// `wait` (before a revoke is committed, at the final stop) it returns
     /// once the write is done; otherwise a checkpoint due while the previous
     /// write still runs is skipped until the next tick. A failure is logged
-    /// and counted (not fatal: commits wait for the next checkpoint).
+    /// and counted (not fatal: commits wait for the next checkpoint). While
+    /// the stored checkpoint cannot be loaded, it only looks whether an
+    /// operator reset it, and writes nothing.
     pub(crate) fn checkpoint(
         &mut self,
-        engine: &ShardedEngine,
-        feed: &LiveFeed,
+        engine: &mut ShardedEngine,
+        feed: &mut LiveFeed,
         shared: &Arc<Shared>,
         wait: bool,
     ) {
         let started = Instant::now();
         self.last = started;
-        if !wait && self.busy.load(Ordering::SeqCst) {
+        if self.refused.is_some() {
+            self.retry(engine, feed, shared);
+            return;
+        }
+        if !wait && self.flags.busy.load(Ordering::SeqCst) {
             tracing::debug!("Checkpoint skipped: the previous one is still being written.");
             return;
         }
-        let engine_bytes = match engine.snapshot() {
-            Ok(b) => b,
+        let full = self.flags.need_full.load(Ordering::SeqCst);
+        let delta = match engine.checkpoint_delta(full) {
+            Ok(d) => d,
             Err(e) => {
-                fail(&self.metrics, &self.failure, &e.to_string());
+                // Its marks are gone: the next one writes everything.
+                self.flags.need_full.store(true, Ordering::SeqCst);
+                fail(&self.metrics, &self.flags.failure, &e.to_string());
                 return;
             }
         };
@@ -347,7 +339,7 @@ impl Durable {
         }
         let cp = Checkpoint {
             written_ms: chrono::Utc::now().timestamp_millis(),
-            engine: engine_bytes,
+            engine: delta,
             released_below: feed.released_below(),
             partitions,
         };
@@ -355,9 +347,10 @@ impl Durable {
             .stall_ms
             .set(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX));
         let Some(writer) = self.writer(shared) else {
+            self.flags.need_full.store(true, Ordering::SeqCst);
             fail(
                 &self.metrics,
-                &self.failure,
+                &self.flags.failure,
                 "the checkpoint writer thread could not start",
             );
             return;
@@ -368,7 +361,7 @@ impl Durable {
         } else {
             (None, None)
         };
-        self.busy.store(true, Ordering::SeqCst);
+        self.flags.busy.store(true, Ordering::SeqCst);
         let job = Job {
             cp,
             resume,
@@ -376,11 +369,12 @@ impl Durable {
             done,
         };
         if writer.send(job).is_err() {
-            self.busy.store(false, Ordering::SeqCst);
+            self.flags.busy.store(false, Ordering::SeqCst);
+            self.flags.need_full.store(true, Ordering::SeqCst);
             self.writer = None;
             fail(
                 &self.metrics,
-                &self.failure,
+                &self.flags.failure,
                 "the checkpoint writer thread ended",
             );
             return;
@@ -402,8 +396,8 @@ impl Durable {
             store,
             shared: Arc::clone(shared),
             metrics: self.metrics.clone(),
-            busy: Arc::clone(&self.busy),
-            failure: Arc::clone(&self.failure),
+            flags: self.flags.clone(),
+            stamp: self.stamp,
         };
         match std::thread::Builder::new()
             .name("checkpoint-writer".into())

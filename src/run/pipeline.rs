@@ -171,7 +171,7 @@ impl Stage {
             return;
         }
         if let Some(d) = &mut self.durable {
-            d.checkpoint(&self.engine, &self.feed, &self.shared, wait);
+            d.checkpoint(&mut self.engine, &mut self.feed, &self.shared, wait);
         }
     }
 
@@ -528,12 +528,11 @@ impl Stage {
             self.checkpoint(false);
         }
         let status = self.shared.health.check(now, self.settings.stall_timeout);
-        let storage = self.blocked.clone().or_else(|| {
-            let failure = self.durable.as_ref().and_then(Durable::failure)?;
-            Some(format!(
-                "state store: the last checkpoint could not be written: {failure}"
-            ))
-        });
+        let storage = self
+            .blocked
+            .as_ref()
+            .map(|b| format!("cannot write the data directory (consumption paused, nothing committed past it; retrying): {b}"))
+            .or_else(|| self.durable.as_ref().and_then(Durable::failure));
         state
             .ready
             .store(status.ready && storage.is_none(), Ordering::Relaxed);

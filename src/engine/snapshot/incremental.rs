@@ -58,9 +58,9 @@ pub struct Delta {
     pub rule_ids: Vec<[u8; 16]>,
     /// Groups created or changed.
     pub upserts: Vec<GroupRow>,
-    /// Groups forgotten: (index in `rule_ids`, group key). Applied before
-    /// `upserts` (a group forgotten and created again is in both).
-    pub removed: Vec<(u16, Vec<u8>)>,
+    /// Groups forgotten: (index in `rule_ids`, shard, group key). Applied
+    /// before `upserts` (a group forgotten and created again is in both).
+    pub removed: Vec<(u16, u32, Vec<u8>)>,
     /// Sequence number of the oldest dedup id remembered: chunks wholly
     /// before it are deleted.
     pub dedup_front: u64,
@@ -367,7 +367,9 @@ pub(in crate::engine) fn delta(
             }
             for key in rule.dirty.clear() {
                 if !full {
-                    removed.push((r as u16, key.to_vec()));
+                    let gh = group_shard_hash(rule, &key);
+                    let shard = shard_index(rule.shard_seed, gh, shards.max(1));
+                    removed.push((r as u16, shard, key.to_vec()));
                 }
             }
         }
@@ -450,6 +452,33 @@ pub(in crate::engine) fn restore(
             meta.dedup_len
         )));
     }
+    // Every row decoded and counted before anything changes: a store that
+    // does not hold what its record says leaves the engine as it was.
+    let by_id: hashbrown::HashMap<&[u8], usize, foldhash::fast::FixedState> = meta
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, rm)| (&rm.id[..], i))
+        .collect();
+    let mut counts = vec![0u64; meta.rules.len()];
+    let mut rows: Vec<(usize, Row)> = Vec::with_capacity(stored.groups.len());
+    for (id, data) in &stored.groups {
+        let Some(&si) = by_id.get(&id[..]) else {
+            return Err(decode_err("a group of a rule the checkpoint does not list"));
+        };
+        counts[si] += 1;
+        if let Some(r) = map[si] {
+            rows.push((r, bincode::deserialize(data).map_err(decode_err)?));
+        }
+    }
+    for (rm, n) in meta.rules.iter().zip(&counts) {
+        if rm.live != *n {
+            return Err(decode_err(format!(
+                "rule {} has {n} groups stored, its record says {}",
+                rm.name, rm.live
+            )));
+        }
+    }
     let workers = engines.len();
     for (w, e) in engines.iter_mut().enumerate() {
         e.clock = meta.clock;
@@ -472,20 +501,7 @@ pub(in crate::engine) fn restore(
         }
     }
     // The groups, each to the worker that owns it.
-    let by_id: hashbrown::HashMap<&[u8], usize, foldhash::fast::FixedState> = meta
-        .rules
-        .iter()
-        .enumerate()
-        .map(|(i, rm)| (&rm.id[..], i))
-        .collect();
-    let mut counts = vec![0u64; meta.rules.len()];
-    for (id, data) in &stored.groups {
-        let Some(&si) = by_id.get(&id[..]) else {
-            return Err(decode_err("a group of a rule the checkpoint does not list"));
-        };
-        counts[si] += 1;
-        let Some(r) = map[si] else { continue };
-        let row: Row = bincode::deserialize(data).map_err(decode_err)?;
+    for (r, row) in rows {
         let w = if workers > 1 {
             let rule = &engines[0].rules[r];
             let (seed, gh) = (rule.shard_seed, group_shard_hash(rule, &row.group.key));
@@ -512,14 +528,6 @@ pub(in crate::engine) fn restore(
         }
         for t in row.timers {
             e.timers.push(Reverse((t, r as u32, slot, 0)));
-        }
-    }
-    for (rm, n) in meta.rules.iter().zip(&counts) {
-        if rm.live != *n {
-            return Err(decode_err(format!(
-                "rule {} has {n} groups stored, its record says {}",
-                rm.name, rm.live
-            )));
         }
     }
     for e in engines.iter_mut() {

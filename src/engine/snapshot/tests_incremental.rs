@@ -138,7 +138,7 @@ impl Model {
             self.rows.clear();
             self.dedup.clear();
         }
-        for (r, key) in &d.removed {
+        for (r, _, key) in &d.removed {
             self.rows
                 .remove(&(d.rule_ids[*r as usize].to_vec(), key.clone()));
         }

@@ -146,7 +146,7 @@ fn health(s: &AppState, clock: Option<String>) -> Health {
     let not_ready = if super::super::is_ready(s) {
         None
     } else if let Some(e) = s.admin.storage_error() {
-        Some(format!("cannot write the data directory: {e}"))
+        Some(e)
     } else if let Some(e) = s.admin.reload_error() {
         Some(format!("the last configuration reload failed: {e}"))
     } else {
