@@ -320,7 +320,7 @@ fn kill_9_and_restart_sends_what_an_uninterrupted_run_sends() {
 }
 
 #[test]
-fn a_corrupt_checkpoint_is_refused_with_a_clear_error() {
+fn a_corrupt_checkpoint_keeps_the_service_up_not_ready_and_untouched_until_a_reset() {
     let broker = Broker::start();
     let bs = broker.bootstrap();
     create_topics(&bs, &[("c-complaints", 2), ("c-orders", 2)]);
@@ -348,20 +348,83 @@ fn a_corrupt_checkpoint_is_refused_with_a_clear_error() {
     assert!(svc.running(), "the first instance keeps running");
     svc.sigterm();
     svc.wait_exit(Duration::from_secs(30));
-    // Flip the checkpoint's bytes behind its checksum.
-    let db = rusqlite::Connection::open(data.join("state.sqlite")).unwrap();
-    db.execute("UPDATE checkpoint SET engine = X'00010203'", [])
+    // Damage one group's row behind its checksum.
+    let store = data.join("state.sqlite");
+    let db = rusqlite::Connection::open(&store).unwrap();
+    let damaged = db
+        .execute(
+            "UPDATE state_groups SET data = CAST(X'00' || data AS BLOB)
+             WHERE (shard, rule, key) = (SELECT shard, rule, key FROM state_groups LIMIT 1)",
+            [],
+        )
         .unwrap();
+    assert_eq!(damaged, 1);
     drop(db);
+    let contents = || -> (i64, Vec<u8>, Vec<Vec<u8>>) {
+        let db = rusqlite::Connection::open(&store).unwrap();
+        let (written, meta) = db
+            .query_row("SELECT written_ms, meta FROM state_meta", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        let mut q = db
+            .prepare("SELECT data FROM state_groups ORDER BY shard, rule, key")
+            .unwrap();
+        let rows = q
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        (written, meta, rows)
+    };
+    let before = contents();
+    // The service stays up, says why it is not ready, and consumes nothing.
+    let mut svc = Service::start(dir.path(), "c2", &cfg);
+    wait_until(
+        Duration::from_secs(30),
+        "/readyz names the corrupt checkpoint",
+        || {
+            let (status, body) = svc.get("/readyz");
+            status == 503
+                && body.contains("cannot be loaded")
+                && body.contains("corrupt")
+                && body.contains("crisiswatch state reset")
+        },
+    );
+    assert_eq!(svc.metric("crisiswatch_checkpoint_unreadable"), Some(1.0));
+    let more = produce(&bs, &scenario("c")[200..260], Duration::from_secs(30));
+    // Several checkpoint intervals (300 ms) and ticks go by.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(svc.running(), "{}", svc.stderr_text());
+    assert!(svc.applied_set().is_empty(), "nothing is consumed");
+    assert!(contents() == before, "nothing is overwritten");
+    assert!(svc.stderr_text().contains("cannot be loaded"));
+    // An operator resets it beside the running service: it starts empty
+    // from the committed offsets.
     let out = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(dir.path().join("c.toml"))
+        .args(["state", "--config"])
+        .arg(dir.path().join("c2.toml"))
+        .args(["reset", "--yes"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("corrupt") && err.contains("crisiswatch state reset"),
-        "{err}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    wait_until(
+        Duration::from_secs(60),
+        "ready and consuming after the reset",
+        || {
+            let s = svc.applied_set();
+            svc.ready() && more.iter().all(|p| s.contains(p))
+        },
+    );
+    assert_eq!(svc.metric("crisiswatch_checkpoint_unreadable"), Some(0.0));
+    wait_until(Duration::from_secs(30), "a new checkpoint written", || {
+        svc.metric("crisiswatch_checkpoints_total").unwrap_or(0.0) >= 1.0
+    });
+    svc.sigterm();
+    let st = svc.wait_exit(Duration::from_secs(30));
+    assert!(st.is_some_and(|s| s.success()), "{st:?}");
 }
