@@ -685,6 +685,7 @@ delivery = {{ timeout = "2s", backoff_initial = "200ms", backoff_max = "1s", bre
         "CrisiswatchConfigReloadFailed",
         "CrisiswatchCheckpointStale",
         "CrisiswatchCheckpointFailing",
+        "CrisiswatchCheckpointUnreadable",
     ] {
         assert!(
             alerts(&prom, quiet).is_empty(),

@@ -362,15 +362,15 @@ pub(in crate::engine) fn delta(
     let meta = bincode::serialize(&meta).map_err(encode_err)?;
     for e in engines.iter_mut() {
         for (r, rule) in e.rules.iter_mut().enumerate() {
-            if !cursor.tracking {
+            if full {
+                // Every rule tracked from here on (a reload's new ones too).
                 rule.dirty.set_tracking(true);
+                continue;
             }
             for key in rule.dirty.clear() {
-                if !full {
-                    let gh = group_shard_hash(rule, &key);
-                    let shard = shard_index(rule.shard_seed, gh, shards.max(1));
-                    removed.push((r as u16, shard, key.to_vec()));
-                }
+                let gh = group_shard_hash(rule, &key);
+                let shard = shard_index(rule.shard_seed, gh, shards.max(1));
+                removed.push((r as u16, shard, key.to_vec()));
             }
         }
     }

@@ -295,3 +295,61 @@ fn a_stored_record_that_does_not_match_its_rows_is_refused() {
         .restore_stored(&stored)
         .is_err());
 }
+
+#[test]
+fn after_a_reload_the_new_rules_are_checkpointed_too() {
+    let cfg = Config::from_toml_str(CFG, &HashMap::<String, String>::new()).expect("config");
+    // The reload keeps every rule but the first and adds one.
+    let reloaded = CFG.replacen(
+        "thresholds = { warning = 4, critical = 8 }",
+        "thresholds = { warning = 5 }",
+        1,
+    ) + r#"
+[[rules]]
+name = "cancel_region"
+group_by = ["region"]
+window = "20m"
+slide = "5m"
+indicator = { kind = "count", select = { type = "cancellation" } }
+thresholds = { warning = 3 }
+"#;
+    let cfg2 = Config::from_toml_str(&reloaded, &HashMap::<String, String>::new()).expect("config");
+    let lines: Vec<String> = (0..300u16)
+        .map(|i| {
+            line(&(
+                i as i64 * 15_000,
+                (i % 3) as u8,
+                (i % 7) as u8,
+                (i % 3) as u8,
+                0,
+                1,
+                i,
+                0,
+            ))
+        })
+        .collect();
+    let mut a = ShardedEngine::new(&cfg, 1, 64).expect("engine");
+    let mut b = ShardedEngine::new(&cfg, 1, 64).expect("engine");
+    let limits = *a.limits();
+    let evs: Vec<_> = lines
+        .iter()
+        .map(|l| decode(l.as_bytes(), &limits, None).expect("valid"))
+        .collect();
+    let (mut model, mut whole) = (Model::default(), Model::default());
+    let mut sink = (Vec::new(), Vec::new());
+    for (k, part) in evs.chunks(50).enumerate() {
+        if k == 2 {
+            a.reconfigure(&cfg2).expect("reload");
+            b.reconfigure(&cfg2).expect("reload");
+        }
+        let ops: Vec<Op> = part.iter().map(Op::Process).collect();
+        a.run(&ops, &mut sink.0, &mut sink.1);
+        b.run(&ops, &mut sink.0, &mut sink.1);
+        let d = a.checkpoint_delta(false).expect("delta");
+        assert_eq!(d.full, k == 0 || k == 2, "checkpoint {k}");
+        model.apply(&d);
+        whole.apply(&b.checkpoint_delta(true).expect("full"));
+        assert!(model.rows == whole.rows, "rows after checkpoint {k}");
+        assert_eq!(model.meta, whole.meta);
+    }
+}
