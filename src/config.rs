@@ -14,6 +14,7 @@ pub mod interpolate;
 mod load;
 pub mod properties;
 mod rules;
+mod scale_out;
 mod settings;
 
 use std::fmt;
@@ -25,6 +26,7 @@ pub use incidents::{DeliveryConfig, IncidentsConfig, RouteConfig};
 pub use interpolate::{Env, ProcessEnv};
 pub use properties::KafkaProperties;
 pub use rules::*;
+pub use scale_out::ScaleOutConfig;
 pub use settings::*;
 
 /// Shards when `engine.shards` is not set: 64, enough to spread over the

@@ -53,7 +53,7 @@ mod incidents;
 mod owner;
 mod split;
 
-pub use incidents::{IncidentOwner, TransitionSplit};
+pub use incidents::{FeedPart, IncidentFeed, IncidentOwner, TransitionSplit};
 pub use owner::{Owner, OwnerCheckpointError};
 pub use split::Splitter;
 
@@ -98,6 +98,13 @@ pub enum Envelope {
         /// (rule index, earliest time of an event its selectors matched),
         /// for the rules with a baseline.
         origins: Vec<(u32, i64)>,
+    },
+    /// A source with nothing new for `sources.kafka.idle_partition_timeout`:
+    /// it stops holding the owners' clocks back until it reports again (as
+    /// an idle partition does on one instance).
+    Idle {
+        /// The input partition.
+        source: Source,
     },
 }
 

@@ -25,6 +25,7 @@ pub mod durable;
 pub mod feed;
 pub mod pipeline;
 pub mod progress;
+pub mod scaled;
 pub mod sink;
 
 use std::path::PathBuf;
@@ -94,6 +95,9 @@ pub enum RunError {
     /// The engine task panicked.
     #[error("the engine task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// A stage of the scaled service failed.
+    #[error(transparent)]
+    Scaled(#[from] scaled::ScaledError),
 }
 
 /// Options of `crisiswatch run` beyond the configuration.
@@ -129,6 +133,9 @@ pub async fn run(
         .kafka
         .clone()
         .ok_or(SourceError::NotConfigured)?;
+    if k.scale_out.is_some() {
+        return scaled::run(cfg, opts, shutdown).await;
+    }
     let mut engine = ShardedEngine::new(cfg, cfg.engine.worker_count(), cfg.engine.shards)?;
     tracing::info!(
         workers = engine.workers(),

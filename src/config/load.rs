@@ -294,6 +294,9 @@ impl Config {
                 }
             }
             self.validate_kafka_tuning(k, errs);
+            if let Some(so) = &k.scale_out {
+                so.validate(self.engine.shards, errs);
+            }
         }
     }
 

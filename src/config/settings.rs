@@ -376,6 +376,9 @@ pub struct KafkaSourceConfig {
     /// Dead letters being produced at once; the engine waits beyond it.
     #[serde(default = "default_dlq_max_in_flight")]
     pub dlq_max_in_flight: usize,
+    /// Several instances share the state shards through internal topics (absent: off).
+    #[serde(default)]
+    pub scale_out: Option<ScaleOutConfig>,
 }
 
 /// "crisiswatch": one group per deployment.
@@ -386,8 +389,7 @@ fn default_group_id() -> String {
 fn default_commit_interval() -> Dur {
     Dur::secs(5)
 }
-/// 10 seconds: a third of `engine.idle_timeout`, so one quiet partition is
-/// released before the whole stream counts as idle.
+/// 10 s: a third of `engine.idle_timeout` (one quiet partition is released first).
 fn default_idle_partition_timeout() -> Dur {
     Dur::secs(10)
 }
@@ -400,8 +402,7 @@ fn default_stall_timeout() -> Dur {
 fn default_shutdown_timeout() -> Dur {
     Dur::secs(30)
 }
-/// 1,000 messages: amortises the hand-off; with the default capacity at most
-/// 8,000 messages (≈ 4 MB of typical events) wait between the stages.
+/// 1,000 messages: amortises the hand-off; at most 8,000 (≈ 4 MB) wait between stages.
 fn default_max_batch_messages() -> usize {
     1000
 }

@@ -330,6 +330,24 @@ impl Lifecycle {
         closed
     }
 
+    /// Adds an open incident (taken over from another instance).
+    pub(crate) fn insert(&mut self, inc: Incident) {
+        self.incidents.insert(inc.key.clone(), inc);
+    }
+
+    /// Removes and returns the open incidents `pick` selects.
+    pub(crate) fn take(&mut self, pick: impl Fn(&Incident) -> bool) -> Vec<Incident> {
+        let keys: Vec<String> = self
+            .incidents
+            .values()
+            .filter(|i| pick(i))
+            .map(|i| i.key.clone())
+            .collect();
+        keys.iter()
+            .filter_map(|k| self.incidents.remove(k))
+            .collect()
+    }
+
     /// Whether some incident has an active alert.
     pub(crate) fn has_active_alerts(&self) -> bool {
         self.incidents

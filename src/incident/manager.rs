@@ -459,3 +459,4 @@ fn enqueue(
 }
 
 mod closing;
+mod ownership;

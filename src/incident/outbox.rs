@@ -206,6 +206,9 @@ CREATE TABLE IF NOT EXISTS feedback (
     label TEXT, note TEXT NOT NULL, by TEXT NOT NULL, at_ms INTEGER NOT NULL, alerts TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS feedback_incident ON feedback (incident, id);
+CREATE TABLE IF NOT EXISTS handed_over (
+    receiver TEXT NOT NULL, incident TEXT NOT NULL, PRIMARY KEY (receiver, incident)
+);
 ";
 
 const ROW_COLUMNS: &str = "id, receiver, incident, seq, action, body, status, created_ms, attempts, next_attempt_ms, last_error, done_ms";
@@ -506,7 +509,8 @@ impl Tx<'_> {
         let v: Option<i64> = self
             .tx
             .query_row(
-                "SELECT 1 FROM notifications WHERE receiver = ?1 AND incident = ?2 AND status != 'muted' LIMIT 1",
+                "SELECT 1 FROM notifications WHERE receiver = ?1 AND incident = ?2 AND status != 'muted'
+                 UNION ALL SELECT 1 FROM handed_over WHERE receiver = ?1 AND incident = ?2 LIMIT 1",
                 params![receiver, incident],
                 |r| r.get(0),
             )
@@ -527,10 +531,22 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Records that `receiver` heard of `incident` through another instance
+    /// (`sources.kafka.scale_out`: the incident moved here).
+    pub(crate) fn hand_over(&self, receiver: &str, incident: &str) -> Result<(), OutboxError> {
+        self.tx.execute(
+            "INSERT OR IGNORE INTO handed_over (receiver, incident) VALUES (?1, ?2)",
+            params![receiver, incident],
+        )?;
+        Ok(())
+    }
+
     /// Forgets a resolved incident.
     pub(crate) fn delete_incident(&self, key: &str) -> Result<(), OutboxError> {
         self.tx
             .execute("DELETE FROM incidents WHERE key = ?1", params![key])?;
+        self.tx
+            .execute("DELETE FROM handed_over WHERE incident = ?1", params![key])?;
         Ok(())
     }
 }

@@ -70,21 +70,188 @@ impl TransitionSplit {
     }
 }
 
-/// The incident lifecycle of the groups of some incident partitions.
-#[derive(Debug)]
-pub struct IncidentOwner {
-    lifecycle: Lifecycle,
+/// Transitions of some incident partitions, released in one instance's
+/// order once every shard partition's owner has passed them (see the
+/// module docs). The sequencing half of [`IncidentOwner`]; the live service
+/// feeds its incident manager from it.
+#[derive(Debug, Default)]
+pub struct IncidentFeed {
     owned: BTreeSet<u32>,
     shard_partitions: u32,
     /// (incident partition, shard partition) → the release point the shard
     /// partition's owner reported on that incident partition.
     marks: BTreeMap<(u32, u32), i64>,
-    /// Transitions waiting for every shard partition to pass them.
-    held: BTreeMap<(Order, u64), Transition>,
-    arrivals: u64,
-    released_below: Option<i64>,
-    /// Transitions that arrived behind the release point (applied at once).
-    late: u64,
+    /// Transitions waiting for every shard partition to pass them, with the
+    /// incident partition they were read from. Identical re-sends collapse.
+    held: BTreeMap<HeldKey, (u32, Transition)>,
+    /// Per owned incident partition: every transition before this was applied.
+    released: BTreeMap<u32, i64>,
+    /// Transitions read again (an owner restored from an older checkpoint
+    /// sends what it sent before): dropped.
+    resent: u64,
+}
+
+/// A held transition's place: its [`Order`], then state and severity (one
+/// event can move an alert through two states at one time).
+type HeldKey = (Order, u8, u8);
+
+/// What an incident partition's sequencing state is, for a checkpoint.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FeedPart {
+    /// Every transition before this was applied.
+    pub released: Option<i64>,
+    /// (shard partition, release point reported).
+    pub marks: Vec<(u32, i64)>,
+    /// Transitions waiting, in order.
+    pub held: Vec<Keyed>,
+}
+
+impl IncidentFeed {
+    /// A feed of no incident partition yet, fed by the owners of
+    /// `shard_partitions` shard partitions.
+    pub fn new(shard_partitions: u32) -> Self {
+        IncidentFeed {
+            shard_partitions: shard_partitions.max(1),
+            ..IncidentFeed::default()
+        }
+    }
+
+    /// Starts feeding incident partition `partition` from `part` (what a
+    /// checkpoint of it held; default: nothing yet).
+    pub fn adopt(&mut self, partition: u32, part: FeedPart) {
+        self.owned.insert(partition);
+        if let Some(r) = part.released {
+            self.released.insert(partition, r);
+        }
+        for (from, below) in part.marks {
+            self.marks.insert((partition, from), below);
+        }
+        for k in part.held {
+            self.held.insert(held_key(&k), (partition, k.transition));
+        }
+    }
+
+    /// Stops feeding `partition`: its state, for the next owner.
+    pub fn disown(&mut self, partition: u32) -> FeedPart {
+        let part = self.part(partition);
+        self.owned.remove(&partition);
+        self.released.remove(&partition);
+        self.marks.retain(|(p, _), _| *p != partition);
+        self.held.retain(|_, (p, _)| *p != partition);
+        part
+    }
+
+    /// The state of `partition` (a checkpoint).
+    pub fn part(&self, partition: u32) -> FeedPart {
+        FeedPart {
+            released: self.released.get(&partition).copied(),
+            marks: self
+                .marks
+                .iter()
+                .filter(|((p, _), _)| *p == partition)
+                .map(|((_, from), b)| (*from, *b))
+                .collect(),
+            held: self
+                .held
+                .iter()
+                .filter(|(_, (p, _))| *p == partition)
+                .map(|((order, _, _), (_, t))| Keyed {
+                    order: order.clone(),
+                    transition: t.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The incident partitions fed.
+    pub fn owned(&self) -> &BTreeSet<u32> {
+        &self.owned
+    }
+
+    /// A transition read from incident partition `partition`, sent to the
+    /// incident partitions `targets` (the lowest this instance owns takes
+    /// it). One behind the partition's release point was applied already
+    /// (an owner restored from a checkpoint sends it again): dropped.
+    pub fn offer(&mut self, partition: u32, targets: &[u32], k: Keyed) {
+        if targets.iter().find(|t| self.owned.contains(t)) != Some(&partition) {
+            return;
+        }
+        if self
+            .released
+            .get(&partition)
+            .is_some_and(|&b| k.order.at < b)
+        {
+            self.resent += 1;
+            return;
+        }
+        let key = held_key(&k);
+        if self.held.insert(key, (partition, k.transition)).is_some() {
+            self.resent += 1;
+        }
+    }
+
+    /// Read on incident partition `partition`: the owner of shard partition
+    /// `from` has sent every transition before `below` (Kafka keeps its
+    /// messages to one partition in order).
+    pub fn released(&mut self, partition: u32, from: u32, below: i64) {
+        if from < self.shard_partitions && self.owned.contains(&partition) {
+            let m = self.marks.entry((partition, from)).or_insert(below);
+            *m = (*m).max(below);
+        }
+    }
+
+    /// Hands `apply`, in one instance's order, every transition before the
+    /// slowest shard partition's release point; that point, once every
+    /// owned partition has heard from every shard partition.
+    pub fn release(&mut self, mut apply: impl FnMut(Transition)) -> Option<i64> {
+        let below = self.clock()?;
+        while let Some(entry) = self.held.first_entry() {
+            if entry.key().0.at >= below {
+                break;
+            }
+            apply(entry.remove().1);
+        }
+        for &p in &self.owned {
+            let r = self.released.entry(p).or_insert(below);
+            *r = (*r).max(below);
+        }
+        Some(below)
+    }
+
+    /// The minimum over owned incident partitions and every shard partition
+    /// of the release points reported; none until all have reported.
+    fn clock(&self) -> Option<i64> {
+        if self.owned.is_empty() {
+            return None;
+        }
+        let mut min = i64::MAX;
+        for &p in &self.owned {
+            for from in 0..self.shard_partitions {
+                min = min.min(*self.marks.get(&(p, from))?);
+            }
+        }
+        Some(min)
+    }
+
+    /// Transitions waiting, and those read again and dropped.
+    pub fn counts(&self) -> (usize, u64) {
+        (self.held.len(), self.resent)
+    }
+}
+
+fn held_key(k: &Keyed) -> HeldKey {
+    (
+        k.order.clone(),
+        k.transition.state as u8,
+        k.transition.severity as u8,
+    )
+}
+
+/// The incident lifecycle of the groups of some incident partitions.
+#[derive(Debug)]
+pub struct IncidentOwner {
+    lifecycle: Lifecycle,
+    feed: IncidentFeed,
 }
 
 impl IncidentOwner {
@@ -99,81 +266,39 @@ impl IncidentOwner {
         let owned: BTreeSet<u32> = owned.into_iter().collect();
         let mut lifecycle = Lifecycle::new(cfg);
         lifecycle.set_ownership(Ownership::new(partitions, owned.iter().copied()));
-        IncidentOwner {
-            lifecycle,
-            owned,
-            shard_partitions: shard_partitions.max(1),
-            marks: BTreeMap::new(),
-            held: BTreeMap::new(),
-            arrivals: 0,
-            released_below: None,
-            late: 0,
+        let mut feed = IncidentFeed::new(shard_partitions);
+        for p in owned {
+            feed.adopt(p, FeedPart::default());
         }
+        IncidentOwner { lifecycle, feed }
     }
 
-    /// A transition read from incident partition `partition`, sent to the
-    /// incident partitions `targets` (the lowest this instance owns applies
-    /// it). One behind the release point (its owner reported past it: it
-    /// cannot happen with a well-behaved owner) is applied at once and
-    /// counted.
-    pub fn offer(&mut self, partition: u32, targets: &[u32], k: Keyed, ch: &mut Changes) {
-        if targets.iter().find(|t| self.owned.contains(t)) != Some(&partition) {
-            return;
-        }
-        if self.released_below.is_some_and(|b| k.order.at < b) {
-            self.late += 1;
-            self.lifecycle.due(k.transition.at, &mut NoValues, ch);
-            self.lifecycle.apply(&k.transition, ch);
-            return;
-        }
-        self.arrivals += 1;
-        self.held.insert((k.order, self.arrivals), k.transition);
+    /// A transition read from incident partition `partition` (see
+    /// [`IncidentFeed::offer`]).
+    pub fn offer(&mut self, partition: u32, targets: &[u32], k: Keyed, _ch: &mut Changes) {
+        self.feed.offer(partition, targets, k);
     }
 
-    /// Read on incident partition `partition`: the owner of shard partition
-    /// `from` has sent every transition before `below` (Kafka keeps its
-    /// messages to one partition in order).
+    /// A release point read on incident partition `partition` (see
+    /// [`IncidentFeed::released`]).
     pub fn released(&mut self, partition: u32, from: u32, below: i64) {
-        if from < self.shard_partitions && self.owned.contains(&partition) {
-            let m = self.marks.entry((partition, from)).or_insert(below);
-            *m = (*m).max(below);
-        }
+        self.feed.released(partition, from, below);
     }
 
     /// Applies, in one instance's order, every transition before the
     /// slowest shard partition's release point, then what fell due then.
     pub fn release(&mut self, ch: &mut Changes) {
-        let Some(below) = self.clock() else {
+        let lifecycle = &mut self.lifecycle;
+        let Some(below) = self.feed.release(|t| {
+            lifecycle.due(t.at, &mut NoValues, ch);
+            lifecycle.apply(&t, ch);
+        }) else {
             return;
         };
-        if self.released_below.is_some_and(|b| below <= b) {
-            return;
-        }
-        while let Some(entry) = self.held.first_entry() {
-            if entry.key().0.at >= below {
-                break;
-            }
-            let t = entry.remove();
-            self.lifecycle.due(t.at, &mut NoValues, ch);
-            self.lifecycle.apply(&t, ch);
-        }
-        self.released_below = Some(below);
         // Opens whose group window ended before the release point (at the
         // end of a finite stream, `below` is `i64::MAX`: every one).
         self.lifecycle
             .due(below.saturating_sub(1), &mut NoValues, ch);
-    }
-
-    /// The minimum over owned incident partitions and every shard partition
-    /// of the release points reported; none until all have reported.
-    fn clock(&self) -> Option<i64> {
-        let mut min = i64::MAX;
-        for &p in &self.owned {
-            for from in 0..self.shard_partitions {
-                min = min.min(*self.marks.get(&(p, from))?);
-            }
-        }
-        Some(min)
     }
 
     /// The lifecycle (its open incidents).
@@ -181,8 +306,8 @@ impl IncidentOwner {
         &self.lifecycle
     }
 
-    /// Transitions waiting, and those that arrived late.
+    /// Transitions waiting, and those read again and dropped.
     pub fn counts(&self) -> (usize, u64) {
-        (self.held.len(), self.late)
+        self.feed.counts()
     }
 }

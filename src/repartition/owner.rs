@@ -32,6 +32,8 @@ pub struct Owner {
     default_types: Vec<Option<String>>,
     /// (internal partition, source) → newest event time reported there.
     marks: BTreeMap<(u32, Source), i64>,
+    /// (internal partition, source) reported idle since its last report.
+    idle: BTreeSet<(u32, Source)>,
     /// Rule → earliest matching event time reported by any source.
     origins: BTreeMap<u32, i64>,
     seq: Sequencer<Tag>,
@@ -76,6 +78,7 @@ impl Owner {
             sources,
             default_types,
             marks: BTreeMap::new(),
+            idle: BTreeSet::new(),
             origins: BTreeMap::new(),
             seq: Sequencer::new(),
             lateness_ms,
@@ -105,6 +108,7 @@ impl Owner {
                 newest,
                 origins,
             } => {
+                self.idle.remove(&(partition, source));
                 let m = self.marks.entry((partition, source)).or_insert(newest);
                 *m = (*m).max(newest);
                 self.newest = Some(self.newest.map_or(newest, |n| n.max(newest)));
@@ -112,6 +116,10 @@ impl Owner {
                     let o = self.origins.entry(r).or_insert(t);
                     *o = (*o).min(t);
                 }
+                None
+            }
+            Envelope::Idle { source } => {
+                self.idle.insert((partition, source));
                 None
             }
             Envelope::Event {
@@ -122,6 +130,7 @@ impl Owner {
                 raw,
                 ..
             } => {
+                self.idle.remove(&(partition, source));
                 // Sent to several partitions this owner holds: the lowest applies it.
                 if targets.iter().find(|t| self.owned.contains(t)) != Some(&partition) {
                     self.skipped += 1;
@@ -184,11 +193,15 @@ impl Owner {
     }
 
     /// The clock: the minimum over owned partitions and sources of the
-    /// newest time reported; none until every pair has reported.
+    /// newest time reported; none until every pair has reported (or been
+    /// reported idle: an idle pair does not count).
     fn target(&self) -> Option<i64> {
         let mut min: Option<i64> = None;
         for &p in &self.owned {
             for &s in &self.sources {
+                if self.idle.contains(&(p, s)) {
+                    continue;
+                }
                 let m = *self.marks.get(&(p, s))?;
                 min = Some(min.map_or(m, |x| x.min(m)));
             }

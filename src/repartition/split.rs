@@ -111,6 +111,17 @@ impl Splitter {
         })
     }
 
+    /// That `source` is idle, for every internal partition (see
+    /// [`Envelope::Idle`]).
+    pub fn idle(&self, source: Source) -> Envelope {
+        Envelope::Idle { source }
+    }
+
+    /// The limits events are decoded with (the configuration's).
+    pub fn limits(&self) -> &crate::event::DecodeLimits {
+        self.router.limits()
+    }
+
     /// Internal partitions.
     pub fn partitions(&self) -> u32 {
         self.partitions

@@ -13,7 +13,7 @@ use crate::repartition::Source;
 use crate::sequencer::Held;
 
 /// Version of the checkpoint format.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// An owner checkpoint that cannot be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,7 @@ struct Checkpoint {
     held: Vec<HeldRow>,
     released_below: Option<i64>,
     marks: Vec<(u32, Source, i64)>,
+    idle: Vec<(u32, Source)>,
     origins: Vec<(u32, i64)>,
     newest: Option<i64>,
     skipped: u64,
@@ -83,6 +84,7 @@ impl Owner {
                 .collect(),
             released_below: self.seq.released_below(),
             marks: self.marks.iter().map(|(&(p, s), &t)| (p, s, t)).collect(),
+            idle: self.idle.iter().copied().collect(),
             origins: self.origins.iter().map(|(&r, &t)| (r, t)).collect(),
             newest: self.newest,
             skipped: self.skipped,
@@ -138,6 +140,7 @@ impl Owner {
         }
         owner.seq.set_released_below(cp.released_below);
         owner.marks = cp.marks.into_iter().map(|(p, s, t)| ((p, s), t)).collect();
+        owner.idle = cp.idle.into_iter().collect();
         owner.origins = cp.origins.into_iter().collect();
         owner.newest = cp.newest;
         owner.skipped = cp.skipped;

@@ -1,0 +1,356 @@
+//! `crisiswatch run` with `[sources.kafka.scale_out]`: several instances in
+//! one consumer group share the engine's state shards through internal
+//! Kafka topics and fire exactly the incidents one instance fires
+//! (`src/repartition.rs` is the protocol and its property tests; this is
+//! its wiring; README "Running several instances").
+//!
+//! ```text
+//!  input topics ─► split stage ─► <prefix>.shards ─► shard owners ─► <prefix>.transitions ─► incident owners ─► outbox ─► receivers
+//!  (group G)       (split.rs)      P partitions      (group G.owners,  Q partitions          (group G.incidents,
+//!                                                     owners.rs)                              incidents.rs)
+//!                                   <prefix>.shards-changelog ◄─┘      <prefix>.incidents-changelog ◄─┘
+//! ```
+//!
+//! Every instance runs the three stages; Kafka's consumer groups decide who
+//! reads which input partition, owns which shard partition (its windows and
+//! alerts) and which incident partition (its incidents). A partition that
+//! moves (an instance joins, leaves or dies) is restored by its new owner
+//! from the partition's latest checkpoint in the changelog topic, and read
+//! from the offset that checkpoint covers: no shared filesystem. What the
+//! new owner emits again is dropped downstream (transitions behind an
+//! incident partition's release point; the outbox's applied marks).
+
+mod incidents;
+mod internal;
+mod owners;
+mod split;
+mod topics;
+mod wire;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use tokio::sync::{mpsc, watch};
+
+use super::{dir_lock, sink::TransitionSink, RunError, RunOptions, RunSummary};
+use crate::config::Config;
+use crate::engine::EngineError;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::repartition::Splitter;
+use crate::source::context::Shared;
+use crate::source::dlq::DeadLetters;
+use crate::source::health::Health;
+use crate::source::metrics::SourceMetrics;
+use crate::source::offsets::OffsetTracker;
+use crate::source::{kafka, SourceError};
+
+pub(crate) use topics::Topics;
+
+/// How often the split stage reports idle sources and the stages are checked.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Errors of the scaled service.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaledError {
+    /// No `[sources.kafka]`.
+    #[error("no Kafka source configured: add a [sources.kafka] section")]
+    NotConfigured,
+    /// A Kafka client failed.
+    #[error("Kafka {0} failed: {1}")]
+    Client(&'static str, #[source] rdkafka::error::KafkaError),
+    /// An internal topic is missing, cannot be made, or does not fit.
+    #[error("{0}")]
+    Topic(String),
+    /// A partition checkpoint cannot be written or read.
+    #[error("partition checkpoint: {0}")]
+    Checkpoint(String),
+    /// Internal messages the broker refused for good.
+    #[error("{0} internal messages could not be written; stopping so that the partitions' next owners write them again")]
+    Lost(u64),
+    /// The rules could not be compiled.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The incident outbox failed.
+    #[error(transparent)]
+    Incident(#[from] crate::incident::IncidentError),
+    /// A stage thread could not start or panicked.
+    #[error("stage thread: {0}")]
+    Thread(String),
+}
+
+/// The scaled service's own metrics.
+#[derive(Debug)]
+pub(crate) struct ScaledMetrics {
+    /// Internal partitions this instance owns, by kind (`shard`, `incident`).
+    pub(crate) owned: IntGaugeVec,
+    /// Seconds to restore a partition from its changelog, by kind.
+    pub(crate) restore_seconds: HistogramVec,
+    /// Partition checkpoints written, by kind.
+    pub(crate) checkpoints: IntCounterVec,
+    /// Size of a partition checkpoint, by kind.
+    pub(crate) checkpoint_bytes: HistogramVec,
+    /// Internal messages that could not be read, by topic (`shards`, `transitions`).
+    pub(crate) unreadable: IntCounterVec,
+    /// Messages written to the shard topic.
+    pub(crate) shard_messages: IntCounter,
+    /// Alert transitions written to the transition topic.
+    pub(crate) transitions: IntCounter,
+    /// Events the shard owners hold for their clocks.
+    pub(crate) held: IntGauge,
+    /// Transitions the incident owners hold for the shard owners' release points.
+    pub(crate) held_transitions: IntGauge,
+    /// Transitions read again after a partition moved (dropped), since the start.
+    pub(crate) resent: IntGauge,
+}
+
+impl ScaledMetrics {
+    fn register(r: &Registry) -> Result<Self, prometheus::Error> {
+        fn reg<C: prometheus::core::Collector + Clone + 'static>(
+            r: &Registry,
+            c: C,
+        ) -> Result<C, prometheus::Error> {
+            r.register(Box::new(c.clone()))?;
+            Ok(c)
+        }
+        let kinds = ["shard", "incident"];
+        let buckets = vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+        let bytes = vec![1e3, 1e4, 1e5, 1e6, 1e7, 1e8];
+        let m = ScaledMetrics {
+            owned: reg(r, IntGaugeVec::new(Opts::new("crisiswatch_scale_owned_partitions", "Internal partitions this instance owns, by kind (shard: windows and alerts; incident: incidents)."), &["kind"])?)?,
+            restore_seconds: reg(r, HistogramVec::new(HistogramOpts::new("crisiswatch_scale_restore_seconds", "Seconds to restore an internal partition from its changelog when it is assigned, by kind.").buckets(buckets), &["kind"])?)?,
+            checkpoints: reg(r, IntCounterVec::new(Opts::new("crisiswatch_scale_checkpoints_total", "Internal partition checkpoints written to the changelog topics, by kind."), &["kind"])?)?,
+            checkpoint_bytes: reg(r, HistogramVec::new(HistogramOpts::new("crisiswatch_scale_checkpoint_bytes", "Size of an internal partition checkpoint, by kind.").buckets(bytes), &["kind"])?)?,
+            unreadable: reg(r, IntCounterVec::new(Opts::new("crisiswatch_scale_unreadable_messages_total", "Internal messages that could not be read (another crisiswatch version?), by topic."), &["topic"])?)?,
+            shard_messages: reg(r, IntCounter::new("crisiswatch_scale_shard_messages_total", "Events written to the shard topic (one per shard partition an event's slices live in).")?)?,
+            transitions: reg(r, IntCounter::new("crisiswatch_scale_transitions_total", "Alert transitions written to the transition topic.")?)?,
+            held: reg(r, IntGauge::new("crisiswatch_scale_held_events", "Events the shard owners of this instance hold until every input partition has passed them.")?)?,
+            held_transitions: reg(r, IntGauge::new("crisiswatch_scale_held_transitions", "Transitions the incident owners of this instance hold until every shard owner has passed them.")?)?,
+            resent: reg(r, IntGauge::new("crisiswatch_scale_resent_transitions", "Transitions read again after a shard partition moved, dropped (since the start).")?)?,
+        };
+        for k in kinds {
+            m.owned.with_label_values(&[k]);
+            m.checkpoints.with_label_values(&[k]);
+        }
+        for t in ["shards", "transitions"] {
+            m.unreadable.with_label_values(&[t]);
+        }
+        Ok(m)
+    }
+}
+
+/// A stage thread.
+fn spawn(
+    name: &str,
+    f: impl FnOnce() -> Result<(), ScaledError> + Send + 'static,
+) -> Result<JoinHandle<Result<(), ScaledError>>, ScaledError> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map_err(|e| ScaledError::Thread(e.to_string()))
+}
+
+fn join(h: JoinHandle<Result<(), ScaledError>>) -> Result<(), ScaledError> {
+    h.join()
+        .map_err(|_| ScaledError::Thread("a stage thread panicked".into()))?
+}
+
+/// Runs one instance of a scaled group until `shutdown` turns true (or a
+/// stage fails).
+pub(crate) async fn run(
+    cfg: &Config,
+    opts: RunOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<RunSummary, RunError> {
+    let k = cfg
+        .sources
+        .kafka
+        .clone()
+        .ok_or(SourceError::NotConfigured)?;
+    let so = k.scale_out.clone().unwrap_or_default();
+    if opts.applied_log.is_some() {
+        tracing::warn!("--applied-log is not written with sources.kafka.scale_out.");
+    }
+    let data_dir = std::path::Path::new(&cfg.incidents.data_dir);
+    let _lock = dir_lock::DirLock::acquire(data_dir)?;
+    let metrics = match opts.metrics {
+        Some(m) => m,
+        None => Metrics::new(cfg.server.max_series_per_rule)?,
+    };
+    let sm = Arc::new(
+        ScaledMetrics::register(metrics.registry()).map_err(|e| RunError::Reload(e.to_string()))?,
+    );
+    let topic_names: Vec<String> = k.topics.iter().map(|t| t.name.clone()).collect();
+    let shared = Arc::new(Shared {
+        metrics: SourceMetrics::register(metrics.registry(), &topic_names)?,
+        topics: topic_names,
+        tracker: std::sync::Mutex::new(OffsetTracker::new()),
+        health: Health::new(Instant::now()),
+        stopping: AtomicBool::new(false),
+    });
+    let state = AppState::new(Arc::clone(&metrics));
+    let (stop_http, stop_http_rx) = watch::channel(false);
+    let server = if cfg.server.listen.is_empty() {
+        None
+    } else {
+        let (addr, fut) = http::bind(&cfg.server.listen, Arc::clone(&state), stop_http_rx).await?;
+        eprintln!("Serving /metrics and /readyz on http://{addr}");
+        Some(tokio::spawn(fut))
+    };
+    let result = serve(cfg, &k, &so, &shared, &state, &sm, &mut shutdown).await;
+    state.ready.store(false, Ordering::Relaxed);
+    let _ = stop_http.send(true);
+    if let Some(s) = server {
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(1), s).await {
+            tracing::warn!(error = %e, "HTTP server ended with an error.");
+        }
+    }
+    result
+}
+
+/// The three stages, from start to stop.
+async fn serve(
+    cfg: &Config,
+    k: &crate::config::KafkaSourceConfig,
+    so: &crate::config::ScaleOutConfig,
+    shared: &Arc<Shared>,
+    state: &Arc<AppState>,
+    sm: &Arc<ScaledMetrics>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<RunSummary, RunError> {
+    let topics = Topics::new(k, so);
+    topics.ensure(k, so).await.map_err(RunError::Scaled)?;
+    let kc = k.clone();
+    let sources = tokio::task::spawn_blocking(move || topics::input_sources(&kc))
+        .await?
+        .map_err(RunError::Scaled)?;
+    tracing::info!(
+        shards_topic = %topics.shards,
+        shard_partitions = topics.shard_partitions,
+        incident_partitions = topics.incident_partitions,
+        input_partitions = sources.len(),
+        "Scale-out: sharing the state shards through internal topics."
+    );
+    let producer = Arc::new(internal::Ordered::new(k).map_err(RunError::Scaled)?);
+    let sink = TransitionSink::open(cfg, state)?;
+    let manager = Arc::clone(sink.manager());
+    let cfg_arc = Arc::new(cfg.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let owners = Arc::new(Mutex::new(
+        owners::Owners::new(
+            Arc::clone(&cfg_arc),
+            topics.clone(),
+            sources,
+            Arc::clone(&producer),
+            Arc::clone(sm),
+        )
+        .map_err(RunError::Scaled)?,
+    ));
+    let owners_consumer =
+        owners::consumer(cfg, &topics, Arc::clone(&owners)).map_err(RunError::Scaled)?;
+    let interval = so.checkpoint_interval.0;
+    let owners_thread = {
+        let (st, stop) = (Arc::clone(&owners), Arc::clone(&stop));
+        spawn("crisiswatch-owners", move || {
+            owners::drive(st, owners_consumer, interval, stop)
+        })
+        .map_err(RunError::Scaled)?
+    };
+    let parts = Arc::new(Mutex::new(
+        incidents::IncidentParts::new(
+            k.clone(),
+            topics.clone(),
+            Arc::clone(&manager),
+            Arc::clone(&producer),
+            Arc::clone(sm),
+        )
+        .map_err(RunError::Scaled)?,
+    ));
+    let incidents_consumer =
+        incidents::consumer(k, &topics, Arc::clone(&parts)).map_err(RunError::Scaled)?;
+    let incidents_thread = {
+        let (st, stop) = (Arc::clone(&parts), Arc::clone(&stop));
+        spawn("crisiswatch-incidents", move || {
+            incidents::drive(st, incidents_consumer, interval, stop)
+        })
+        .map_err(RunError::Scaled)?
+    };
+
+    let splitter = Splitter::new(cfg, cfg.engine.shards, topics.shard_partitions)?;
+    let dlq = DeadLetters::new(k, Arc::clone(shared))?;
+    let mut stage = split::SplitStage::new(
+        splitter,
+        Arc::clone(&producer),
+        topics.clone(),
+        Arc::clone(shared),
+        dlq,
+        k.topics.iter().map(|t| t.default_type.clone()).collect(),
+        k.idle_partition_timeout.0,
+        k.shutdown_timeout.0 / 2,
+        Arc::clone(sm),
+    );
+    let (tx, mut rx) = mpsc::channel(k.channel_capacity);
+    let source = kafka::start(k, Arc::clone(shared), tx)?;
+    state.ready.store(true, Ordering::Relaxed);
+
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failed: Option<RunError> = None;
+    loop {
+        tokio::select! {
+            _ = super::signalled(shutdown) => break,
+            msg = rx.recv() => match msg {
+                Some(m) => if let Err(e) = stage.handle(m).await {
+                    failed = Some(RunError::Scaled(e));
+                    break;
+                },
+                None => break,
+            },
+            _ = tick.tick() => {
+                stage.tick();
+                if let Err(e) = manager.apply_close_requests() {
+                    tracing::warn!(error = %e, "Cannot apply close requests.");
+                }
+                if owners_thread.is_finished() || incidents_thread.is_finished() {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!("Stopping: splitting what is in flight, checkpointing the owned partitions.");
+    source.stop();
+    // What the consumer thread handed over before it stopped is split and
+    // committed (its final commit waits for the drain).
+    while let Some(m) = rx.recv().await {
+        if failed.is_none() {
+            if let Err(e) = stage.handle(m).await {
+                failed = Some(RunError::Scaled(e));
+            }
+        } else if let crate::source::SourceMsg::Drain { ack, .. } = m {
+            let _ = ack.send(());
+        }
+    }
+    let joined = tokio::task::spawn_blocking(move || source.join()).await?;
+    stop.store(true, Ordering::Relaxed);
+    let (o, i) =
+        tokio::task::spawn_blocking(move || (join(owners_thread), join(incidents_thread))).await?;
+    let left = k.shutdown_timeout.0.saturating_sub(Duration::from_secs(1));
+    sink.shutdown(cfg.incidents.drain_timeout.0.min(left)).await;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    joined?;
+    o.map_err(RunError::Scaled)?;
+    i.map_err(RunError::Scaled)?;
+    let submitted = internal::lock(&parts).submitted;
+    Ok(RunSummary {
+        stats: Default::default(),
+        transitions: submitted,
+    })
+}

@@ -1,0 +1,333 @@
+//! The incident owners of a scaled instance: the transition-topic partitions
+//! the group assigned it. Their transitions are sequenced by
+//! [`IncidentFeed`] (one instance's order, once every shard partition's
+//! owner passed them) and applied by this instance's incident manager, which
+//! keeps only the incident groups of those partitions. A partition's state —
+//! release points, waiting transitions and open incidents — goes to the
+//! incident changelog on revoke, at a stop and every `checkpoint_interval`;
+//! its next owner continues from there.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::message::Message;
+use rdkafka::Offset;
+
+use super::internal::{lock, read_latest, state_consumer, Ordered, PartitionState, StateContext};
+use super::wire::{decode, encode, HandedIncident, IncidentCheckpoint, Note};
+use super::{ScaledError, ScaledMetrics, Topics};
+use crate::config::KafkaSourceConfig;
+use crate::incident::lifecycle::Incident;
+use crate::incident::IncidentManager;
+use crate::repartition::{FeedPart, IncidentFeed, Keyed};
+
+/// How long a flush of the changelog producer may take.
+const FLUSH_WAIT: Duration = Duration::from_secs(60);
+
+/// The owned incident partitions (the state behind the consumer's rebalances).
+pub(crate) struct IncidentParts {
+    k: KafkaSourceConfig,
+    topics: Topics,
+    feed: IncidentFeed,
+    manager: Arc<IncidentManager>,
+    producer: Arc<Ordered>,
+    /// Per owned partition: the next offset to read, and whether it changed
+    /// since its last checkpoint.
+    next: BTreeMap<i32, (i64, bool)>,
+    metrics: Arc<ScaledMetrics>,
+    failure: Option<ScaledError>,
+    /// Transitions submitted to the manager.
+    pub(crate) submitted: u64,
+    /// The release point last handed to the manager.
+    last_below: Option<i64>,
+}
+
+impl IncidentParts {
+    pub(crate) fn new(
+        k: KafkaSourceConfig,
+        topics: Topics,
+        manager: Arc<IncidentManager>,
+        producer: Arc<Ordered>,
+        metrics: Arc<ScaledMetrics>,
+    ) -> Result<Self, ScaledError> {
+        // Until the group assigns partitions, this instance keeps no incident:
+        // those its outbox holds from an earlier run go back to their owners.
+        let given_up = manager.set_ownership(topics.incident_partitions, &[])?;
+        if !given_up.is_empty() {
+            tracing::info!(
+                incidents = given_up.len(),
+                "Open incidents of the outbox wait for their partition's owner."
+            );
+        }
+        Ok(IncidentParts {
+            feed: IncidentFeed::new(topics.shard_partitions),
+            k,
+            topics,
+            manager,
+            producer,
+            next: BTreeMap::new(),
+            metrics,
+            failure: None,
+            submitted: 0,
+            last_below: None,
+        })
+    }
+
+    fn owned(&self) -> Vec<u32> {
+        self.next.keys().map(|&p| p as u32).collect()
+    }
+
+    /// Restores partition `q` from its latest checkpoint: the offset to read from.
+    fn restore(&mut self, q: i32) -> Result<i64, ScaledError> {
+        let started = Instant::now();
+        let (next, part, incidents) =
+            match read_latest(&self.k, &self.topics.incidents_changelog, q)? {
+                None => (0, FeedPart::default(), Vec::new()),
+                Some(bytes) => {
+                    let cp: IncidentCheckpoint = decode(&bytes).map_err(|e| {
+                        ScaledError::Checkpoint(format!("incident partition {q}: {e}"))
+                    })?;
+                    let mut held = Vec::with_capacity(cp.held.len());
+                    for (order, t) in cp.held {
+                        let transition = t.into_transition().map_err(|e| {
+                            ScaledError::Checkpoint(format!("incident partition {q}: {e}"))
+                        })?;
+                        held.push(Keyed { order, transition });
+                    }
+                    let mut incidents = Vec::with_capacity(cp.incidents.len());
+                    for h in cp.incidents {
+                        let inc: Incident = serde_json::from_str(&h.state).map_err(|e| {
+                            ScaledError::Checkpoint(format!("incident partition {q}: {e}"))
+                        })?;
+                        incidents.push((inc, h.heard));
+                    }
+                    let part = FeedPart {
+                        released: cp.released,
+                        marks: cp.marks,
+                        held,
+                    };
+                    (cp.next_offset, part, incidents)
+                }
+            };
+        let adopted = incidents.len();
+        self.feed.adopt(q as u32, part);
+        self.next.insert(q, (next, false));
+        self.manager
+            .set_ownership(self.topics.incident_partitions, &self.owned())?;
+        self.manager.adopt(incidents)?;
+        let secs = started.elapsed().as_secs_f64();
+        self.metrics
+            .restore_seconds
+            .with_label_values(&["incident"])
+            .observe(secs);
+        tracing::info!(
+            partition = q,
+            from_offset = next,
+            incidents = adopted,
+            seconds = secs,
+            "Incident partition restored."
+        );
+        Ok(next)
+    }
+
+    /// A message read at `offset` of incident partition `q`.
+    fn offer(&mut self, q: i32, offset: i64, payload: &[u8]) {
+        let Some((next, dirty)) = self.next.get_mut(&q) else {
+            return;
+        };
+        if offset < *next {
+            return;
+        }
+        *next = offset + 1;
+        *dirty = true;
+        match decode::<Note>(payload) {
+            Ok(Note::Released { from, below }) => self.feed.released(q as u32, from, below),
+            Ok(Note::Transition {
+                targets,
+                order,
+                transition,
+                ..
+            }) => match transition.into_transition() {
+                Ok(transition) => self
+                    .feed
+                    .offer(q as u32, &targets, Keyed { order, transition }),
+                Err(e) => self.unreadable(q, offset, &e.to_string()),
+            },
+            Err(e) => self.unreadable(q, offset, &e.to_string()),
+        }
+    }
+
+    fn unreadable(&self, q: i32, offset: i64, error: &str) {
+        self.metrics
+            .unreadable
+            .with_label_values(&["transitions"])
+            .inc();
+        tracing::warn!(
+            partition = q,
+            offset,
+            error,
+            "Unreadable message on the transition topic: skipped."
+        );
+    }
+
+    /// Applies what every shard partition's owner has passed.
+    fn release(&mut self) -> Result<(), ScaledError> {
+        let mut batch = Vec::new();
+        let Some(below) = self.feed.release(|t| batch.push(t)) else {
+            return Ok(());
+        };
+        if batch.is_empty() && self.last_below == Some(below) {
+            return Ok(());
+        }
+        self.last_below = Some(below);
+        self.manager.submit(&batch, below.saturating_sub(1))?;
+        self.submitted += batch.len() as u64;
+        let (held, resent) = self.feed.counts();
+        self.metrics.held_transitions.set(held as i64);
+        self.metrics.resent.set(resent as i64);
+        Ok(())
+    }
+
+    /// Writes the checkpoints of the changed partitions among `ps` (`None`: all).
+    fn checkpoint(&mut self, ps: Option<&[i32]>) -> Result<(), ScaledError> {
+        self.release()?;
+        let mut wrote = 0;
+        for (&q, (next, dirty)) in self.next.iter_mut() {
+            if !*dirty || ps.is_some_and(|ps| !ps.contains(&q)) {
+                continue;
+            }
+            let part = self.feed.part(q as u32);
+            let mut incidents = Vec::new();
+            for inc in self
+                .manager
+                .incidents_of(self.topics.incident_partitions, q as u32)
+            {
+                let state = serde_json::to_string(&inc)
+                    .map_err(|e| ScaledError::Checkpoint(e.to_string()))?;
+                let heard = self.manager.heard_by(&inc.key)?;
+                incidents.push(HandedIncident { state, heard });
+            }
+            let cp = encode(&IncidentCheckpoint {
+                partition: q as u32,
+                next_offset: *next,
+                released: part.released,
+                marks: part.marks,
+                held: part.held.iter().map(Keyed::to_wire).collect(),
+                incidents,
+            });
+            self.metrics
+                .checkpoint_bytes
+                .with_label_values(&["incident"])
+                .observe(cp.len() as f64);
+            self.producer.send(
+                &self.topics.incidents_changelog,
+                q,
+                q.to_string().as_bytes(),
+                &cp,
+            );
+            *dirty = false;
+            wrote += 1;
+        }
+        if wrote > 0 {
+            self.producer.flush(FLUSH_WAIT)?;
+            self.metrics
+                .checkpoints
+                .with_label_values(&["incident"])
+                .inc_by(wrote);
+        }
+        Ok(())
+    }
+}
+
+impl PartitionState for IncidentParts {
+    fn assigned(&mut self, partitions: &[i32]) -> Vec<(i32, Offset)> {
+        let mut starts = Vec::new();
+        for &q in partitions {
+            match self.restore(q) {
+                Ok(next) => starts.push((q, Offset::Offset(next))),
+                Err(e) => {
+                    tracing::error!(partition = q, error = %e, "Cannot restore an incident partition.");
+                    self.failure.get_or_insert(e);
+                }
+            }
+        }
+        self.metrics
+            .owned
+            .with_label_values(&["incident"])
+            .set(self.next.len() as i64);
+        starts
+    }
+
+    fn revoked(&mut self, partitions: &[i32]) {
+        if let Err(e) = self.checkpoint(Some(partitions)) {
+            tracing::error!(error = %e, "Cannot checkpoint revoked incident partitions; their next owner continues from the previous checkpoint.");
+            self.failure.get_or_insert(e);
+        }
+        for &q in partitions {
+            self.feed.disown(q as u32);
+            self.next.remove(&q);
+        }
+        if let Err(e) = self
+            .manager
+            .set_ownership(self.topics.incident_partitions, &self.owned())
+        {
+            self.failure.get_or_insert(e.into());
+        }
+        self.metrics
+            .owned
+            .with_label_values(&["incident"])
+            .set(self.next.len() as i64);
+    }
+}
+
+/// Runs the incident owners until `stop`; a last checkpoint at the stop.
+pub(crate) fn drive(
+    state: Arc<Mutex<IncidentParts>>,
+    consumer: BaseConsumer<StateContext<IncidentParts>>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> Result<(), ScaledError> {
+    let mut last_release = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let polled = consumer.poll(Duration::from_millis(50));
+        let quiet = polled.is_none();
+        let mut st = lock(&state);
+        if let Some(e) = st.failure.take() {
+            return Err(e);
+        }
+        match polled {
+            Some(Ok(m)) => {
+                let payload = m.payload().unwrap_or_default();
+                st.offer(m.partition(), m.offset(), payload);
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "Transition topic consumer error."),
+            None => {}
+        }
+        if quiet || last_release.elapsed() >= Duration::from_millis(50) {
+            st.release()?;
+            last_release = Instant::now();
+        }
+        if last_checkpoint.elapsed() >= interval {
+            st.checkpoint(None)?;
+            last_checkpoint = Instant::now();
+        }
+    }
+    lock(&state).checkpoint(None)?;
+    // Closing leaves the group: the partitions go to the other instances
+    // at once (the revoke finds nothing left to checkpoint).
+    drop(consumer);
+    Ok(())
+}
+
+/// The incident owners' consumer.
+pub(crate) fn consumer(
+    k: &KafkaSourceConfig,
+    topics: &Topics,
+    state: Arc<Mutex<IncidentParts>>,
+) -> Result<BaseConsumer<StateContext<IncidentParts>>, ScaledError> {
+    state_consumer(k, &topics.incidents_group, &topics.transitions, state)
+}

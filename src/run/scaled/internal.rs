@@ -1,0 +1,283 @@
+//! Kafka clients of the scaled service's internal topics: a consumer-group
+//! member whose partitions carry state (restored on assignment, written out
+//! on revoke), a producer that keeps each partition's messages in order, and
+//! the changelog topics (latest checkpoint per partition).
+//!
+//! librdkafka runs rebalance callbacks inside `poll`: each stage polls its
+//! consumer on its own thread, and the callback locks the stage's state
+//! (never held across a poll), so a revoked partition is checkpointed before
+//! another instance can be assigned it, and an assigned one starts reading
+//! at its checkpoint's offset.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::ScaledError;
+use crate::config::KafkaSourceConfig;
+use crate::source::context::log_librdkafka;
+
+/// How long a changelog read waits for the partition's last message.
+const CHANGELOG_WAIT: Duration = Duration::from_secs(20);
+
+/// State kept per assigned partition of an internal topic.
+pub(crate) trait PartitionState: Send + 'static {
+    /// Partitions newly assigned: restore them; the offset to read each from.
+    fn assigned(&mut self, partitions: &[i32]) -> Vec<(i32, Offset)>;
+    /// Partitions revoked: write their checkpoints, then forget them.
+    fn revoked(&mut self, partitions: &[i32]);
+}
+
+/// Locks a stage's state (a poisoned lock still holds usable state: the
+/// panicking holder was this thread's own callback).
+pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The consumer context of an internal topic: rebalances go to the state.
+pub(crate) struct StateContext<S> {
+    topic: String,
+    state: Arc<Mutex<S>>,
+}
+
+impl<S: PartitionState> ClientContext for StateContext<S> {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_librdkafka(level, fac, log_message);
+    }
+}
+
+impl<S: PartitionState> ConsumerContext for StateContext<S> {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let parts: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let starts = lock(&self.state).assigned(&parts);
+                for (p, offset) in starts {
+                    if let Err(e) = tpl.set_partition_offset(&self.topic, p, offset) {
+                        tracing::warn!(topic = %self.topic, partition = p, error = %e, "Cannot set a partition's start offset.");
+                    }
+                }
+                tracing::info!(topic = %self.topic, partitions = ?parts, "Internal partitions assigned.");
+                if let Err(e) = consumer.assign(tpl) {
+                    tracing::error!(topic = %self.topic, error = %e, "Cannot take the assigned partitions.");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                lock(&self.state).revoked(&parts);
+                tracing::info!(topic = %self.topic, partitions = ?parts, "Internal partitions revoked.");
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(topic = %self.topic, error = %e, "Cannot release the revoked partitions.");
+                }
+            }
+            other => tracing::warn!(topic = %self.topic, error = ?other, "Rebalance error."),
+        }
+    }
+}
+
+/// The common client configuration: the pass-through properties (security),
+/// then the brokers.
+fn client_config(k: &KafkaSourceConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (key, value) in &k.properties {
+        c.set(key, value);
+    }
+    c.set("bootstrap.servers", &k.brokers);
+    c
+}
+
+/// A member of consumer group `group` on internal topic `topic`, whose
+/// rebalances go to `state`.
+pub(crate) fn state_consumer<S: PartitionState>(
+    k: &KafkaSourceConfig,
+    group: &str,
+    topic: &str,
+    state: Arc<Mutex<S>>,
+) -> Result<BaseConsumer<StateContext<S>>, ScaledError> {
+    let mut c = client_config(k);
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        // Eager rebalancing: a revoke takes every partition, checkpointed first.
+        .set("partition.assignment.strategy", "roundrobin")
+        .set("enable.partition.eof", "false");
+    let consumer: BaseConsumer<StateContext<S>> = c
+        .create_with_context(StateContext {
+            topic: topic.to_string(),
+            state,
+        })
+        .map_err(|e| ScaledError::Client("internal consumer", e))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|e| ScaledError::Client("internal consumer", e))?;
+    Ok(consumer)
+}
+
+/// Producer context: logs, and counts messages the broker refused for good.
+#[derive(Default)]
+pub(crate) struct OrderedContext {
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl ClientContext for OrderedContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_librdkafka(level, fac, log_message);
+    }
+}
+
+impl rdkafka::producer::ProducerContext for OrderedContext {
+    type DeliveryOpaque = ();
+    fn delivery(
+        &self,
+        result: &rdkafka::message::DeliveryResult<'_>,
+        _opaque: Self::DeliveryOpaque,
+    ) {
+        if let Err((e, _)) = result {
+            self.failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(error = %e, "An internal message could not be written.");
+        }
+    }
+}
+
+/// A producer to internal topics: retries without end and one request in
+/// flight per broker, so each partition keeps the order messages were sent
+/// in (a report after the events it covers).
+pub(crate) struct Ordered {
+    producer: BaseProducer<OrderedContext>,
+}
+
+impl Ordered {
+    /// A producer with the source's brokers and security properties.
+    pub(crate) fn new(k: &KafkaSourceConfig) -> Result<Self, ScaledError> {
+        let mut c = client_config(k);
+        c.set("message.timeout.ms", "0")
+            .set("max.in.flight.requests.per.connection", "1")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4");
+        let producer = c
+            .create_with_context(OrderedContext::default())
+            .map_err(|e| ScaledError::Client("internal producer", e))?;
+        Ok(Ordered { producer })
+    }
+
+    /// Queues `value` for `partition` of `topic` (waits while librdkafka's
+    /// queue is full).
+    pub(crate) fn send(&self, topic: &str, partition: i32, key: &[u8], value: &[u8]) {
+        let mut record = BaseRecord::to(topic)
+            .partition(partition)
+            .key(key)
+            .payload(value);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    self.producer
+                        .context()
+                        .failed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(topic, partition, error = %e, "Cannot queue an internal message.");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Serves delivery reports.
+    pub(crate) fn poll(&self) {
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Waits until everything queued is written; an error if a message was
+    /// refused for good since the start (the stage stops: what it wrote
+    /// after its last checkpoint is written again by its next owner).
+    pub(crate) fn flush(&self, timeout: Duration) -> Result<(), ScaledError> {
+        self.producer
+            .flush(timeout)
+            .map_err(|e| ScaledError::Client("internal producer flush", e))?;
+        let failed = self
+            .producer
+            .context()
+            .failed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if failed > 0 {
+            return Err(ScaledError::Lost(failed));
+        }
+        Ok(())
+    }
+}
+
+/// The newest message of `partition` of changelog topic `topic` (its latest
+/// checkpoint), read from the start of what the broker keeps. Gives up
+/// after [`CHANGELOG_WAIT`] with what it read (an older checkpoint only
+/// makes the partition re-read more of the shard topic).
+pub(crate) fn read_latest(
+    k: &KafkaSourceConfig,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<Vec<u8>>, ScaledError> {
+    let mut c = client_config(k);
+    // A group id librdkafka needs for `assign`; nothing is ever committed.
+    c.set("group.id", format!("{}.changelog-reader", k.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true");
+    let consumer: BaseConsumer = c
+        .create()
+        .map_err(|e| ScaledError::Client("changelog reader", e))?;
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .map_err(|e| ScaledError::Client("changelog watermarks", e))?;
+    if high <= low {
+        return Ok(None);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(low))
+        .map_err(|e| ScaledError::Client("changelog reader", e))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| ScaledError::Client("changelog reader", e))?;
+    let mut latest: Option<(i64, Vec<u8>)> = None;
+    let deadline = Instant::now() + CHANGELOG_WAIT;
+    loop {
+        if latest.as_ref().is_some_and(|(o, _)| o + 1 >= high) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(topic, partition, high, read = ?latest.as_ref().map(|(o, _)| *o), "The changelog did not deliver its end in time; restoring from the newest checkpoint read.");
+            break;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                if let Some(v) = m.payload() {
+                    if latest.as_ref().is_none_or(|(o, _)| m.offset() > *o) {
+                        latest = Some((m.offset(), v.to_vec()));
+                    }
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) if latest.is_some() => break,
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => tracing::warn!(topic, partition, error = %e, "Changelog read error."),
+        }
+    }
+    Ok(latest.map(|(_, v)| v))
+}

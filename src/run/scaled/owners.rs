@@ -1,0 +1,367 @@
+//! The shard owners of a scaled instance: the shard-topic partitions the
+//! group assigned it, one [`Owner`] each, restored from the shard changelog
+//! and checkpointed to it; their transitions go to the transition topic,
+//! split by incident partition, followed by each owner's release point.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::message::Message;
+use rdkafka::Offset;
+
+use super::internal::{lock, read_latest, state_consumer, Ordered, PartitionState, StateContext};
+use super::wire::{decode, encode, Note, ShardCheckpoint, WireTransition};
+use super::{ScaledError, ScaledMetrics, Topics};
+use crate::config::Config;
+use crate::repartition::{Envelope, Keyed, Owner, Source, TransitionSplit};
+
+/// How long a flush of the internal producer may take before the stage
+/// gives up (the broker is down: the service stops with an error).
+const FLUSH_WAIT: Duration = Duration::from_secs(60);
+
+/// One owned shard partition.
+struct Part {
+    owner: Owner,
+    /// The next offset to read: everything before is in `owner`.
+    next_offset: i64,
+    /// The release point last sent to the incident partitions.
+    sent_below: Option<i64>,
+    /// Messages applied since the last checkpoint.
+    dirty: bool,
+}
+
+/// The owned shard partitions (the state behind the consumer's rebalances).
+pub(crate) struct Owners {
+    cfg: Arc<Config>,
+    k: crate::config::KafkaSourceConfig,
+    topics: Topics,
+    sources: Vec<Source>,
+    default_types: Vec<Option<String>>,
+    parts: BTreeMap<i32, Part>,
+    split: TransitionSplit,
+    producer: Arc<Ordered>,
+    out: Vec<Keyed>,
+    metrics: Arc<ScaledMetrics>,
+    /// A failure inside a rebalance callback: the stage stops with it.
+    failure: Option<ScaledError>,
+}
+
+impl Owners {
+    pub(crate) fn new(
+        cfg: Arc<Config>,
+        topics: Topics,
+        sources: Vec<Source>,
+        producer: Arc<Ordered>,
+        metrics: Arc<ScaledMetrics>,
+    ) -> Result<Self, ScaledError> {
+        let k = cfg
+            .sources
+            .kafka
+            .clone()
+            .ok_or(ScaledError::NotConfigured)?;
+        let default_types = k.topics.iter().map(|t| t.default_type.clone()).collect();
+        let split = TransitionSplit::new(&cfg, topics.incident_partitions);
+        Ok(Owners {
+            cfg,
+            k,
+            topics,
+            sources,
+            default_types,
+            parts: BTreeMap::new(),
+            split,
+            producer,
+            out: Vec::new(),
+            metrics,
+            failure: None,
+        })
+    }
+
+    fn shards(&self) -> u32 {
+        self.cfg.engine.shards
+    }
+
+    /// The owner of `p`: restored from its latest checkpoint, or new.
+    fn restore(&self, p: i32) -> Result<Part, ScaledError> {
+        let started = Instant::now();
+        let fresh = || {
+            Owner::new(
+                &self.cfg,
+                self.shards(),
+                self.topics.shard_partitions,
+                [p as u32],
+                self.sources.clone(),
+                self.default_types.clone(),
+            )
+            .map_err(ScaledError::Engine)
+        };
+        let part = match read_latest(&self.k, &self.topics.shards_changelog, p)? {
+            None => Part {
+                owner: fresh()?,
+                next_offset: 0,
+                sent_below: None,
+                dirty: false,
+            },
+            Some(bytes) => {
+                let cp: ShardCheckpoint = decode(&bytes)
+                    .map_err(|e| ScaledError::Checkpoint(format!("shard partition {p}: {e}")))?;
+                let owner = Owner::restore(
+                    &self.cfg,
+                    self.shards(),
+                    self.topics.shard_partitions,
+                    [p as u32],
+                    self.sources.clone(),
+                    self.default_types.clone(),
+                    &cp.owner,
+                )
+                .map_err(|e| ScaledError::Checkpoint(format!("shard partition {p}: {e}")))?;
+                Part {
+                    sent_below: owner.released_below(),
+                    owner,
+                    next_offset: cp.next_offset,
+                    dirty: false,
+                }
+            }
+        };
+        let secs = started.elapsed().as_secs_f64();
+        self.metrics
+            .restore_seconds
+            .with_label_values(&["shard"])
+            .observe(secs);
+        tracing::info!(
+            partition = p,
+            from_offset = part.next_offset,
+            groups = part
+                .owner
+                .engine()
+                .groups_per_rule()
+                .iter()
+                .map(|(_, n)| n)
+                .sum::<usize>(),
+            held = part.owner.held(),
+            seconds = secs,
+            "Shard partition restored."
+        );
+        Ok(part)
+    }
+
+    /// A message read at `offset` of shard partition `p`.
+    fn offer(&mut self, p: i32, offset: i64, payload: &[u8]) {
+        let Some(part) = self.parts.get_mut(&p) else {
+            return;
+        };
+        if offset < part.next_offset {
+            return; // in the restored checkpoint already
+        }
+        part.next_offset = offset + 1;
+        part.dirty = true;
+        match Envelope::decode(payload) {
+            Ok(env) => {
+                let mut out = std::mem::take(&mut self.out);
+                part.owner.offer(p as u32, offset, env, &mut out);
+                self.send(p, &mut out);
+                self.out = out;
+            }
+            Err(e) => {
+                self.metrics.unreadable.with_label_values(&["shards"]).inc();
+                tracing::warn!(partition = p, offset, error = %e, "Unreadable message on the shard topic: skipped.");
+            }
+        }
+    }
+
+    /// Releases what each owner's clock passed; sends the transitions, then
+    /// the release points that moved.
+    fn release(&mut self) {
+        let ps: Vec<i32> = self.parts.keys().copied().collect();
+        for p in ps {
+            let mut out = std::mem::take(&mut self.out);
+            let Some(part) = self.parts.get_mut(&p) else {
+                continue;
+            };
+            part.owner.release(&mut out, |_, _, _| {});
+            let below = part.owner.released_below();
+            let moved = below.is_some() && below != part.sent_below;
+            if moved {
+                part.sent_below = below;
+            }
+            self.send(p, &mut out);
+            self.out = out;
+            if let (true, Some(below)) = (moved, below) {
+                let note = encode(&Note::Released {
+                    from: p as u32,
+                    below,
+                });
+                for q in 0..self.topics.incident_partitions {
+                    self.producer
+                        .send(&self.topics.transitions, q as i32, b"", &note);
+                }
+            }
+        }
+        self.metrics
+            .held
+            .set(self.parts.values().map(|p| p.owner.held() as i64).sum());
+        self.producer.poll();
+    }
+
+    /// Sends shard partition `p`'s transitions to their incident partitions.
+    fn send(&self, p: i32, out: &mut Vec<Keyed>) {
+        for k in out.drain(..) {
+            let targets = self.split.partitions_of(&k.transition);
+            if targets.is_empty() {
+                continue; // no route takes this alert
+            }
+            let note = encode(&Note::Transition {
+                from: p as u32,
+                targets: targets.clone(),
+                order: k.order.clone(),
+                transition: Box::new(WireTransition::from(&k.transition)),
+            });
+            for q in targets {
+                self.producer.send(
+                    &self.topics.transitions,
+                    q as i32,
+                    k.transition.dedup_key.as_bytes(),
+                    &note,
+                );
+            }
+            self.metrics.transitions.inc();
+        }
+    }
+
+    /// Writes the checkpoints of the changed partitions among `ps` (`None`:
+    /// all) once the transitions before them are written.
+    fn checkpoint(&mut self, ps: Option<&[i32]>) -> Result<(), ScaledError> {
+        self.release();
+        self.producer.flush(FLUSH_WAIT)?;
+        let mut wrote = 0;
+        for (p, part) in self.parts.iter_mut() {
+            // A partition that did not change has its latest checkpoint written.
+            if !part.dirty || ps.is_some_and(|ps| !ps.contains(p)) {
+                continue;
+            }
+            let owner = part
+                .owner
+                .checkpoint()
+                .map_err(|e| ScaledError::Checkpoint(e.to_string()))?;
+            let cp = encode(&ShardCheckpoint {
+                partition: *p as u32,
+                next_offset: part.next_offset,
+                owner,
+            });
+            self.metrics
+                .checkpoint_bytes
+                .with_label_values(&["shard"])
+                .observe(cp.len() as f64);
+            self.producer.send(
+                &self.topics.shards_changelog,
+                *p,
+                p.to_string().as_bytes(),
+                &cp,
+            );
+            part.dirty = false;
+            wrote += 1;
+        }
+        if wrote > 0 {
+            self.producer.flush(FLUSH_WAIT)?;
+            self.metrics
+                .checkpoints
+                .with_label_values(&["shard"])
+                .inc_by(wrote);
+        }
+        Ok(())
+    }
+}
+
+impl PartitionState for Owners {
+    fn assigned(&mut self, partitions: &[i32]) -> Vec<(i32, Offset)> {
+        let mut starts = Vec::new();
+        for &p in partitions {
+            match self.restore(p) {
+                Ok(part) => {
+                    starts.push((p, Offset::Offset(part.next_offset)));
+                    self.parts.insert(p, part);
+                }
+                Err(e) => {
+                    tracing::error!(partition = p, error = %e, "Cannot restore a shard partition.");
+                    self.failure.get_or_insert(e);
+                }
+            }
+        }
+        self.metrics
+            .owned
+            .with_label_values(&["shard"])
+            .set(self.parts.len() as i64);
+        starts
+    }
+
+    fn revoked(&mut self, partitions: &[i32]) {
+        if let Err(e) = self.checkpoint(Some(partitions)) {
+            tracing::error!(error = %e, "Cannot checkpoint revoked shard partitions; their next owner re-reads from the previous checkpoint.");
+            self.failure.get_or_insert(e);
+        }
+        for p in partitions {
+            self.parts.remove(p);
+        }
+        self.metrics
+            .owned
+            .with_label_values(&["shard"])
+            .set(self.parts.len() as i64);
+    }
+}
+
+/// Runs the shard owners until `stop`: poll, apply, release, checkpoint
+/// every `interval`; at the stop a last checkpoint of every partition.
+pub(crate) fn drive(
+    state: Arc<Mutex<Owners>>,
+    consumer: BaseConsumer<StateContext<Owners>>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> Result<(), ScaledError> {
+    let mut last_release = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let polled = consumer.poll(Duration::from_millis(50));
+        let quiet = polled.is_none();
+        let mut st = lock(&state);
+        if let Some(e) = st.failure.take() {
+            return Err(e);
+        }
+        match polled {
+            Some(Ok(m)) => {
+                let payload = m.payload().unwrap_or_default();
+                st.offer(m.partition(), m.offset(), payload);
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "Shard topic consumer error."),
+            None => {}
+        }
+        if quiet || last_release.elapsed() >= Duration::from_millis(50) {
+            st.release();
+            last_release = Instant::now();
+        }
+        if last_checkpoint.elapsed() >= interval {
+            st.checkpoint(None)?;
+            last_checkpoint = Instant::now();
+        }
+    }
+    lock(&state).checkpoint(None)?;
+    // Closing leaves the group: the partitions go to the other instances
+    // at once (the revoke finds nothing left to checkpoint).
+    drop(consumer);
+    Ok(())
+}
+
+/// The shard owners' consumer.
+pub(crate) fn consumer(
+    cfg: &Config,
+    topics: &Topics,
+    state: Arc<Mutex<Owners>>,
+) -> Result<BaseConsumer<StateContext<Owners>>, ScaledError> {
+    let k = cfg
+        .sources
+        .kafka
+        .as_ref()
+        .ok_or(ScaledError::NotConfigured)?;
+    state_consumer(k, &topics.owners_group, &topics.shards, state)
+}

@@ -1,0 +1,210 @@
+//! The splitting stage of a scaled instance: the input partitions the
+//! consumer group assigned it (read by the same consumer thread as the
+//! single-instance service, `crate::source`), each valid event forwarded to
+//! the shard-topic partitions of its slices, each invalid one counted and
+//! dead-lettered. After every batch, the sources' reports follow the events
+//! they cover; a source with nothing new for `idle_partition_timeout` is
+//! reported idle. An input offset becomes committable once everything it
+//! caused is written to the shard topic.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::internal::Ordered;
+use super::{ScaledError, ScaledMetrics, Topics};
+use crate::event::decode_with_default;
+use crate::repartition::{Envelope, Source, Splitter};
+use crate::run::progress::BatchProgress;
+use crate::source::context::Shared;
+use crate::source::dlq::DeadLetters;
+use crate::source::{Batch, Partition, SourceMsg};
+
+/// How long writing a batch's messages may take before the stage gives up.
+const FLUSH_WAIT: Duration = Duration::from_secs(60);
+
+/// The splitting stage.
+pub(crate) struct SplitStage {
+    splitter: Splitter,
+    producer: Arc<Ordered>,
+    topics: Topics,
+    shared: Arc<Shared>,
+    dlq: Option<DeadLetters>,
+    default_types: Vec<Option<String>>,
+    idle_after: Duration,
+    drain_timeout: Duration,
+    /// Assigned sources: when they last had a message, whether they were
+    /// reported idle since.
+    assigned: BTreeMap<Source, (Instant, bool)>,
+    metrics: Arc<ScaledMetrics>,
+}
+
+fn source(p: Partition) -> Source {
+    Source {
+        topic: p.topic,
+        partition: p.partition,
+    }
+}
+
+impl SplitStage {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        splitter: Splitter,
+        producer: Arc<Ordered>,
+        topics: Topics,
+        shared: Arc<Shared>,
+        dlq: Option<DeadLetters>,
+        default_types: Vec<Option<String>>,
+        idle_after: Duration,
+        drain_timeout: Duration,
+        metrics: Arc<ScaledMetrics>,
+    ) -> Self {
+        SplitStage {
+            splitter,
+            producer,
+            topics,
+            shared,
+            dlq,
+            default_types,
+            idle_after,
+            drain_timeout,
+            assigned: BTreeMap::new(),
+            metrics,
+        }
+    }
+
+    /// Handles one message of the consumer thread.
+    pub(crate) async fn handle(&mut self, msg: SourceMsg) -> Result<(), ScaledError> {
+        match msg {
+            SourceMsg::Batch(b) => self.batch(&b).await?,
+            SourceMsg::Assigned(parts) => {
+                let now = Instant::now();
+                for p in parts {
+                    self.assigned.insert(source(p), (now, false));
+                }
+            }
+            SourceMsg::Drain { revoked, ack } => {
+                if let Some(d) = &self.dlq {
+                    if !d.flush(self.drain_timeout).await {
+                        tracing::warn!("Dead letters still in flight at a drain; their offsets stay uncommitted.");
+                    }
+                }
+                for p in revoked {
+                    self.assigned.remove(&source(p));
+                }
+                let _ = ack.send(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports the assigned sources quiet for `idle_partition_timeout` idle
+    /// (once, until they have messages again).
+    pub(crate) fn tick(&mut self) {
+        let mut idle = Vec::new();
+        for (s, (last, sent)) in self.assigned.iter_mut() {
+            if !*sent && last.elapsed() >= self.idle_after {
+                *sent = true;
+                idle.push(*s);
+            }
+        }
+        for s in idle {
+            let bytes = self.splitter.idle(s).encode();
+            self.to_every_partition(&bytes);
+            tracing::debug!(
+                topic = s.topic,
+                partition = s.partition,
+                "Input partition idle: it no longer holds the owners' clocks."
+            );
+        }
+        self.producer.poll();
+    }
+
+    fn to_every_partition(&self, bytes: &[u8]) {
+        for q in 0..self.topics.shard_partitions {
+            self.producer
+                .send(&self.topics.shards, q as i32, b"", bytes);
+        }
+    }
+
+    async fn batch(&mut self, b: &Batch) -> Result<(), ScaledError> {
+        let now = Instant::now();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let limits = *self.splitter.limits();
+        let mut progress = BatchProgress::default();
+        let mut dead = Vec::new();
+        let mut processed = vec![0u64; self.shared.topics.len()];
+        for rec in b.records() {
+            let t = usize::from(rec.at.topic);
+            processed[t] += 1;
+            progress.partition(rec.at, rec.offset);
+            let src = source(rec.at);
+            if let Some(a) = self.assigned.get_mut(&src) {
+                *a = (now, false);
+            }
+            let default_type = self.default_types.get(t).and_then(|d| d.as_deref());
+            match decode_with_default(rec.payload, &limits, Some(now_ms), default_type) {
+                Ok(ev) => {
+                    if let Some((targets, env)) =
+                        self.splitter.split(src, rec.offset, &ev, rec.payload)
+                    {
+                        let bytes = env.encode();
+                        for q in targets {
+                            self.producer.send(
+                                &self.topics.shards,
+                                q as i32,
+                                ev.id.as_bytes(),
+                                &bytes,
+                            );
+                            self.metrics.shard_messages.inc();
+                        }
+                    }
+                }
+                Err(inv) => {
+                    self.shared
+                        .metrics
+                        .invalid
+                        .with_label_values(&[self.shared.topics[t].as_str(), inv.reason.as_str()])
+                        .inc();
+                    tracing::debug!(topic = %self.shared.topics[t], partition = rec.at.partition, offset = rec.offset, reason = %inv.reason, detail = %inv.detail, "Invalid message.");
+                    if self.dlq.is_some() {
+                        dead.push((rec, inv));
+                    }
+                }
+            }
+        }
+        // The reports follow the events they cover on every partition.
+        for r in self.splitter.reports() {
+            let bytes: Vec<u8> = Envelope::encode(&r);
+            self.to_every_partition(&bytes);
+        }
+        let producer = Arc::clone(&self.producer);
+        tokio::task::spawn_blocking(move || producer.flush(FLUSH_WAIT))
+            .await
+            .map_err(|e| ScaledError::Thread(e.to_string()))??;
+        {
+            let mut tracker = self.shared.tracker();
+            for (rec, _) in &dead {
+                tracker.dead_letter_pending(rec.at, rec.offset);
+            }
+            for p in &progress.parts {
+                tracker.done(p.at, p.last_offset);
+            }
+        }
+        if let Some(dlq) = &self.dlq {
+            for (rec, inv) in &dead {
+                dlq.send(rec, inv.reason, &inv.detail).await;
+            }
+        }
+        for (t, name) in self.shared.topics.iter().enumerate() {
+            if processed[t] > 0 {
+                self.shared
+                    .metrics
+                    .processed
+                    .with_label_values(&[name.as_str()])
+                    .inc_by(processed[t]);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,224 @@
+//! What the scaled service writes to its internal topics besides the shard
+//! topic's [`Envelope`](crate::repartition::Envelope)s: alert transitions and
+//! release points on the transition topic, and partition checkpoints on the
+//! changelog topics. Every message starts with
+//! [`WIRE_VERSION`](crate::repartition::WIRE_VERSION); another version is
+//! refused with [`WireError::Version`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{State, Transition};
+use crate::config::Severity;
+use crate::explain::Hint;
+use crate::repartition::{Keyed, Order, WireError, WIRE_VERSION};
+
+/// A message on the transition topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Note {
+    /// An alert transition of shard partition `from`'s owner, sent to every
+    /// incident partition in `targets` (ascending).
+    Transition {
+        /// The shard partition whose owner emitted it.
+        from: u32,
+        /// The incident partitions it was sent to.
+        targets: Vec<u32>,
+        /// Its place in one instance's output.
+        order: Order,
+        /// The transition.
+        transition: Box<WireTransition>,
+    },
+    /// Shard partition `from`'s owner has sent every transition before `below`.
+    Released {
+        /// The shard partition.
+        from: u32,
+        /// Its release point (ms).
+        below: i64,
+    },
+}
+
+/// [`Transition`] as plain data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WireTransition {
+    rule: String,
+    group: Vec<(String, String)>,
+    state: u8,
+    severity: Severity,
+    at: i64,
+    value: Option<f64>,
+    threshold: f64,
+    clear: f64,
+    dedup_key: String,
+    started_at: i64,
+    window_ms: i64,
+    sample_event_ids: Vec<String>,
+    hints: Vec<Hint>,
+}
+
+impl From<&Transition> for WireTransition {
+    fn from(t: &Transition) -> Self {
+        WireTransition {
+            rule: t.rule.clone(),
+            group: t.group.clone(),
+            state: match t.state {
+                State::Pending => 0,
+                State::Firing => 1,
+                State::Escalated => 2,
+                State::Resolved => 3,
+            },
+            severity: t.severity,
+            at: t.at,
+            value: t.value,
+            threshold: t.threshold,
+            clear: t.clear,
+            dedup_key: t.dedup_key.clone(),
+            started_at: t.started_at,
+            window_ms: t.window_ms,
+            sample_event_ids: t.sample_event_ids.clone(),
+            hints: t.hints.clone(),
+        }
+    }
+}
+
+impl WireTransition {
+    /// The transition, or an error for an unknown state.
+    pub(crate) fn into_transition(self) -> Result<Transition, WireError> {
+        let state = match self.state {
+            0 => State::Pending,
+            1 => State::Firing,
+            2 => State::Escalated,
+            3 => State::Resolved,
+            s => return Err(WireError::Decode(format!("unknown alert state {s}"))),
+        };
+        Ok(Transition {
+            rule: self.rule,
+            group: self.group,
+            state,
+            severity: self.severity,
+            at: self.at,
+            value: self.value,
+            threshold: self.threshold,
+            clear: self.clear,
+            dedup_key: self.dedup_key,
+            started_at: self.started_at,
+            window_ms: self.window_ms,
+            sample_event_ids: self.sample_event_ids,
+            hints: self.hints,
+        })
+    }
+}
+
+/// A shard partition's checkpoint on the shard changelog topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ShardCheckpoint {
+    /// The shard partition.
+    pub(crate) partition: u32,
+    /// The next shard-topic offset to read: everything before is in `owner`.
+    pub(crate) next_offset: i64,
+    /// [`Owner::checkpoint`](crate::repartition::Owner::checkpoint) of the partition.
+    pub(crate) owner: Vec<u8>,
+}
+
+/// An incident partition's checkpoint on the incident changelog topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct IncidentCheckpoint {
+    /// The incident partition.
+    pub(crate) partition: u32,
+    /// The next transition-topic offset to read.
+    pub(crate) next_offset: i64,
+    /// Every transition before this was applied.
+    pub(crate) released: Option<i64>,
+    /// (shard partition, release point reported).
+    pub(crate) marks: Vec<(u32, i64)>,
+    /// Transitions waiting: order and transition.
+    pub(crate) held: Vec<(Order, WireTransition)>,
+    /// Its open incidents.
+    pub(crate) incidents: Vec<HandedIncident>,
+}
+
+/// An open incident handed to the partition's next owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct HandedIncident {
+    /// The incident as the outbox stores it (JSON).
+    pub(crate) state: String,
+    /// The receivers that heard of it.
+    pub(crate) heard: Vec<String>,
+}
+
+impl Keyed {
+    /// Plain data of a keyed transition.
+    pub(crate) fn to_wire(&self) -> (Order, WireTransition) {
+        (self.order.clone(), WireTransition::from(&self.transition))
+    }
+}
+
+/// `WIRE_VERSION`, then the value (bincode).
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![WIRE_VERSION];
+    // Serialising plain data into a Vec cannot fail.
+    if let Err(e) = bincode::serialize_into(&mut out, v) {
+        tracing::error!(error = %e, "cannot encode an internal message");
+    }
+    out
+}
+
+/// Reads a message written by [`encode`].
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    match bytes.split_first() {
+        Some((&WIRE_VERSION, body)) => {
+            bincode::deserialize(body).map_err(|e| WireError::Decode(e.to_string()))
+        }
+        other => Err(WireError::Version {
+            found: other.map(|(v, _)| *v),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_and_checkpoints_round_trip_and_another_version_is_refused() {
+        let t = Transition {
+            rule: "r".into(),
+            group: vec![("product".into(), "p".into())],
+            state: State::Escalated,
+            severity: Severity::Critical,
+            at: 5,
+            value: Some(0.5),
+            threshold: 0.4,
+            clear: 0.3,
+            dedup_key: "r/product=p/1".into(),
+            started_at: 1,
+            window_ms: 60_000,
+            sample_event_ids: vec!["e1".into()],
+            hints: Vec::new(),
+        };
+        let note = Note::Transition {
+            from: 3,
+            targets: vec![0, 2],
+            order: Order {
+                at: 5,
+                event: Some("e1".into()),
+                rule: 0,
+                group: t.group.clone(),
+            },
+            transition: Box::new(WireTransition::from(&t)),
+        };
+        let bytes = encode(&note);
+        let back: Note = decode(&bytes).unwrap();
+        assert_eq!(back, note);
+        let Note::Transition { transition, .. } = back else {
+            panic!("a transition");
+        };
+        assert_eq!(transition.into_transition().unwrap(), t);
+        let mut other = bytes.clone();
+        other[0] = WIRE_VERSION + 1;
+        assert!(matches!(
+            decode::<Note>(&other),
+            Err(WireError::Version { found: Some(v) }) if v == WIRE_VERSION + 1
+        ));
+        assert!(decode::<Note>(&[]).is_err());
+        assert!(decode::<Note>(&[WIRE_VERSION, 9, 9]).is_err());
+    }
+}

@@ -1,0 +1,313 @@
+//! Scale-out across instances (`[sources.kafka.scale_out]`) against a real
+//! Kafka-protocol broker (Tansu): one, two and three `crisiswatch run`
+//! processes in one group send a receiver exactly the notifications (by
+//! `dedup_key` and action) that one embedded instance sends over the same
+//! data, and a `kill -9` of one of them moves its partitions to the others
+//! (restored from the changelog topics) without changing what is sent.
+//!
+//! The traffic is shaped unlike the demo's: six products in three regions,
+//! keyed by event id over four partitions per topic, a complaint burst
+//! that trips two rules of different slicings (product; product × region)
+//! whose shards live on different instances, grouped into one incident per
+//! product by the route; a cancellation wave on another product.
+
+mod kafka_support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use kafka_support::broker::Broker;
+use kafka_support::client::{create_topics, produce, Out};
+use kafka_support::receiver::Receiver;
+use kafka_support::service::Service;
+use kafka_support::{base_config, hour_t0, wait_until};
+
+const PARTITIONS: i32 = 4;
+
+const RULES: &str = r#"
+[[rules]]
+name = "complaints"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 18, critical = 30 }
+clear = 8
+for = "2m"
+
+[[rules]]
+name = "regional_complaints"
+group_by = ["product", "region"]
+window = "10m"
+slide = "1m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 10 }
+clear = 4
+
+[[rules]]
+name = "cancellations"
+group_by = ["product"]
+window = "15m"
+slide = "1m"
+indicator = { kind = "ratio", numerator = { type = "cancellation" }, denominator = { type = "order" }, min_denominator = 20 }
+thresholds = { warning = 0.3 }
+clear = 0.15
+
+[[incidents.routes]]
+name = "by_product"
+group_by = ["product"]
+receivers = ["hook"]
+"#;
+
+/// The partition of an event keyed by its id (as a producer keying by id).
+fn partition_of(id: &str) -> i32 {
+    (id.bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        % PARTITIONS as u64) as i32
+}
+
+/// Seventy minutes of traffic (see the module docs).
+fn scenario(topic: &str) -> Vec<Out> {
+    let start = hour_t0();
+    let products = ["p1", "p2", "p3", "p4", "p5", "p6"];
+    let regions = ["eu", "us", "apac"];
+    let mut rng = 11u64;
+    let mut next = move || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        rng >> 33
+    };
+    let mut out = Vec::new();
+    for s in 0..4200i64 {
+        let ts = start + s * 1000 + (next() % 1000) as i64;
+        let p = products[(next() % 6) as usize];
+        let r = regions[(next() % 3) as usize];
+        let mut push = |id: String, kind: &str, p: &str, r: &str| {
+            let json = format!(
+                r#"{{"id":"{id}","type":"{kind}","ts":{ts},"attrs":{{"product":"{p}","region":"{r}"}}}}"#
+            );
+            out.push(Out::new(topic, partition_of(&id), json.into_bytes()));
+        };
+        if s % 2 == 0 {
+            push(format!("o{s}"), "order", p, r);
+        }
+        if s % 97 == 3 {
+            push(format!("c{s}"), "complaint", p, r);
+        }
+        // p3 in eu: a complaint burst (minutes 15–22).
+        if (900..1320).contains(&s) && s % 9 == 0 {
+            push(format!("b{s}"), "complaint", "p3", "eu");
+        }
+        // p5: a cancellation wave (minutes 35–50), orders as usual.
+        if (2100..3000).contains(&s) && s % 5 == 0 {
+            push(format!("x{s}"), "cancellation", "p5", r);
+            push(format!("xo{s}"), "order", "p5", r);
+        }
+    }
+    out
+}
+
+fn config(bs: &str, group: &str, topic: &str, data: &str, url: &str, scaled: bool) -> String {
+    let mut cfg = base_config(bs, group, &[(topic, None)], "", data);
+    // No wall-clock time for a quiet stream: what fires comes from the data.
+    cfg = cfg.replacen("idle_timeout = \"2s\"", "idle_timeout = \"1h\"", 1);
+    // Progress updates follow ticks of event time: left out of the comparison.
+    cfg = cfg.replacen("[incidents]\n", "[incidents]\nupdate_interval = \"0\"\n", 1);
+    if scaled {
+        cfg.push_str(&format!(
+            "\n[sources.kafka.scale_out]\nshard_partitions = 4\nincident_partitions = 3\ncheckpoint_interval = \"500ms\"\ntopic_prefix = \"{group}\"\n"
+        ));
+    }
+    cfg.push_str(RULES);
+    cfg.push_str(&format!(
+        "\n[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"{url}\"\n"
+    ));
+    cfg
+}
+
+/// Every notification: (dedup_key, seq, action, severity, alerts, at). The
+/// sequence numbers make the comparison exact: the same notifications, in
+/// the same order per incident, none twice.
+type Note = (String, u64, String, String, usize, String);
+
+fn notifications(r: &Receiver) -> BTreeSet<Note> {
+    r.bodies()
+        .iter()
+        .map(|b| {
+            (
+                b["dedup_key"].as_str().unwrap_or_default().to_string(),
+                b["seq"].as_u64().unwrap_or_default(),
+                b["action"].as_str().unwrap_or_default().to_string(),
+                b["severity"].as_str().unwrap_or_default().to_string(),
+                b["alerts"].as_array().map_or(0, Vec::len),
+                b["at"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn count(set: &BTreeSet<Note>, action: &str) -> usize {
+    set.iter().filter(|n| n.2 == action).count()
+}
+
+/// What one embedded instance sends over the whole topic.
+fn reference(bs: &str, dir: &std::path::Path, topic: &str, messages: usize) -> BTreeSet<Note> {
+    let r = Receiver::start();
+    let data = dir.join("data-ref").display().to_string();
+    let svc = Service::start(dir, "ref", &config(bs, "ref", topic, &data, &r.url, false));
+    // The last `allowed_lateness` of event time stays held (no wall clock
+    // moves a quiet stream here): every event before it is applied.
+    wait_until(
+        Duration::from_secs(90),
+        "reference: every event before the last minute applied",
+        || svc.applied_set().len() + messages / 70 >= messages,
+    );
+    let opens = |r: &Receiver| count(&notifications(r), "open");
+    let resolves = |r: &Receiver| count(&notifications(r), "resolve");
+    wait_until(
+        Duration::from_secs(60),
+        "reference: the crises opened and resolved",
+        || opens(&r) >= 2 && resolves(&r) >= opens(&r),
+    );
+    // A late notification would show up by now.
+    std::thread::sleep(Duration::from_secs(2));
+    svc.sigterm();
+    notifications(&r)
+}
+
+/// Waits until `r` got exactly `want` and nothing more for two seconds.
+fn expect_exactly(r: &Receiver, want: &BTreeSet<Note>, what: &str, logs: &[&Service]) {
+    let got_all = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(Duration::from_secs(120), what, || &notifications(r) == want)
+    }));
+    std::thread::sleep(Duration::from_secs(2));
+    let got = notifications(r);
+    if got_all.is_err() || &got != want {
+        let mut text = String::new();
+        for s in logs {
+            text.push_str(&format!("--- {}\n{}\n", s.name, s.stderr_text()));
+        }
+        panic!(
+            "{what}:\nmissing {:?}\nextra {:?}\n{text}",
+            want.difference(&got).collect::<Vec<_>>(),
+            got.difference(want).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn one_two_and_three_instances_page_what_one_embedded_instance_pages() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("events", PARTITIONS)]);
+    let produced = produce(&bs, &scenario("events"), Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference(&bs, dir.path(), "events", produced.len());
+    assert!(
+        count(&want, "open") >= 2,
+        "the scenario has two crises: {want:?}"
+    );
+    // Two rules of different slicings (and shards) join the p3 incident.
+    assert!(
+        want.iter().any(|n| n.0.contains("p3") && n.4 == 2),
+        "{want:?}"
+    );
+    for n in [1, 2, 3] {
+        let r = Receiver::start();
+        let group = format!("scaled{n}");
+        let services: Vec<Service> = (0..n)
+            .map(|i| {
+                let data = dir
+                    .path()
+                    .join(format!("data-{group}-{i}"))
+                    .display()
+                    .to_string();
+                Service::start(
+                    dir.path(),
+                    &format!("{group}-{i}"),
+                    &config(&bs, &group, "events", &data, &r.url, true),
+                )
+            })
+            .collect();
+        let logs: Vec<&Service> = services.iter().collect();
+        expect_exactly(&r, &want, &format!("{n} scaled instances"), &logs);
+        let owned: f64 = services
+            .iter()
+            .filter_map(|s| s.metric("crisiswatch_scale_owned_partitions{kind=\"shard\"}"))
+            .sum();
+        assert_eq!(owned, 4.0, "every shard partition has exactly one owner");
+        for s in &services {
+            s.sigterm();
+        }
+    }
+}
+
+#[test]
+fn a_killed_instance_s_partitions_move_and_the_pages_do_not_change() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("events", PARTITIONS)]);
+    let all = scenario("events");
+    // Produced in event-time order: the first part holds the p3 crisis.
+    let cut = all.len() * 2 / 5;
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiver::start();
+    let start = |name: &str| {
+        let data = dir
+            .path()
+            .join(format!("data-{name}"))
+            .display()
+            .to_string();
+        Service::start(
+            dir.path(),
+            name,
+            &config(&bs, "moving", "events", &data, &r.url, true),
+        )
+    };
+    let mut a = start("a");
+    let b = start("b");
+    produce(&bs, &all[..cut], Duration::from_secs(30));
+    wait_until(Duration::from_secs(90), "the p3 incident opened", || {
+        notifications(&r)
+            .iter()
+            .any(|n| n.0.contains("p3") && n.2 == "open")
+    });
+    let owned = |s: &Service, kind: &str| {
+        s.metric(&format!(
+            "crisiswatch_scale_owned_partitions{{kind=\"{kind}\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+    // Both own windows, so the victim's move restores state elsewhere.
+    wait_until(
+        Duration::from_secs(30),
+        "both instances own shard partitions",
+        || owned(&a, "shard") > 0.0 && owned(&b, "shard") > 0.0,
+    );
+    // Let a checkpoint cover some of what the victim did, not all of it.
+    std::thread::sleep(Duration::from_millis(700));
+    a.signal("KILL");
+    let _ = a.wait_exit(Duration::from_secs(10));
+    let c = start("c");
+    produce(&bs, &all[cut..], Duration::from_secs(30));
+    let want = reference(&bs, dir.path(), "events", all.len());
+    expect_exactly(
+        &r,
+        &want,
+        "after a kill -9 and a new instance",
+        &[&a, &b, &c],
+    );
+    let moved: f64 = [&b, &c]
+        .iter()
+        .filter_map(|s| s.metric("crisiswatch_scale_restore_seconds_count{kind=\"shard\"}"))
+        .sum();
+    assert!(
+        moved >= 4.0,
+        "the shard partitions were restored after the kill: {moved}"
+    );
+    assert_eq!(owned(&b, "shard") + owned(&c, "shard"), 4.0);
+    assert_eq!(owned(&b, "incident") + owned(&c, "incident"), 3.0);
+    b.sigterm();
+    c.sigterm();
+}
