@@ -193,20 +193,44 @@ impl Owner {
     }
 
     /// The clock: the minimum over owned partitions and sources of the
-    /// newest time reported; none until every pair has reported (or been
-    /// reported idle: an idle pair does not count).
+    /// newest time reported; none until every pair has reported. A pair
+    /// reported idle does not count; when every pair is idle, the clock is
+    /// the newest time reported (as on one instance, `source::watermarks`).
     fn target(&self) -> Option<i64> {
         let mut min: Option<i64> = None;
+        let mut newest: Option<i64> = None;
+        let mut any_active = false;
         for &p in &self.owned {
             for &s in &self.sources {
+                let mark = self.marks.get(&(p, s)).copied();
+                newest = newest.max(mark);
                 if self.idle.contains(&(p, s)) {
                     continue;
                 }
-                let m = *self.marks.get(&(p, s))?;
+                any_active = true;
+                let m = mark?;
                 min = Some(min.map_or(m, |x| x.min(m)));
             }
         }
-        min
+        if any_active {
+            min
+        } else {
+            newest
+        }
+    }
+
+    /// The (owned partition, source) pairs the clock waits for: never
+    /// reported there, and not idle.
+    pub fn waiting_for(&self) -> Vec<(u32, Source)> {
+        let mut out = Vec::new();
+        for &p in &self.owned {
+            for &s in &self.sources {
+                if !self.idle.contains(&(p, s)) && !self.marks.contains_key(&(p, s)) {
+                    out.push((p, s));
+                }
+            }
+        }
+        out
     }
 
     /// Notes each rule's origin that lies before `below` (all: `None`).

@@ -22,6 +22,9 @@ use crate::repartition::{Envelope, Keyed, Owner, Source, TransitionSplit};
 /// gives up (the broker is down: the service stops with an error).
 const FLUSH_WAIT: Duration = Duration::from_secs(60);
 
+/// How often the owned partitions' status is logged (debug level).
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
 /// One owned shard partition.
 struct Part {
     owner: Owner,
@@ -274,6 +277,29 @@ impl Owners {
     }
 }
 
+impl Owners {
+    /// Where each owned partition stands (debug level): its release point,
+    /// events held, and the input partitions its clock still waits for.
+    fn log_status(&self) {
+        for (p, part) in &self.parts {
+            let waiting: Vec<String> = part
+                .owner
+                .waiting_for()
+                .iter()
+                .map(|(_, s)| format!("{}/{}", s.topic, s.partition))
+                .collect();
+            tracing::debug!(
+                partition = p,
+                next_offset = part.next_offset,
+                released_below = ?part.owner.released_below(),
+                held = part.owner.held(),
+                waiting_for = ?waiting,
+                "Shard partition status."
+            );
+        }
+    }
+}
+
 impl PartitionState for Owners {
     fn assigned(&mut self, partitions: &[i32]) -> Vec<(i32, Offset)> {
         let mut starts = Vec::new();
@@ -321,6 +347,7 @@ pub(crate) fn drive(
 ) -> Result<(), ScaledError> {
     let mut last_release = Instant::now();
     let mut last_checkpoint = Instant::now();
+    let mut last_status = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let polled = consumer.poll(Duration::from_millis(50));
         let quiet = polled.is_none();
@@ -343,6 +370,10 @@ pub(crate) fn drive(
         if last_checkpoint.elapsed() >= interval {
             st.checkpoint(None)?;
             last_checkpoint = Instant::now();
+        }
+        if last_status.elapsed() >= STATUS_EVERY {
+            st.log_status();
+            last_status = Instant::now();
         }
     }
     lock(&state).checkpoint(None)?;
