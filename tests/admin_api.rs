@@ -82,7 +82,7 @@ fn admin_api_reload_and_auth() {
     let hash = status["config_hash"].as_str().unwrap().to_string();
     assert_eq!(hash.len(), 64);
     assert_eq!(status["admin_token_configured"], true);
-    assert_eq!(rule_names(&addr).len(), 9);
+    assert_eq!(rule_names(&addr).len(), 10);
     poll("groups", || {
         (live_groups(&addr, "complaint_rate") > 0).then_some(())
     });
@@ -138,7 +138,7 @@ fn admin_api_reload_and_auth() {
         hash.as_str(),
         "the old config keeps running"
     );
-    assert_eq!(rule_names(&addr).len(), 9);
+    assert_eq!(rule_names(&addr).len(), 10);
     assert!(live_groups(&addr, "complaint_rate") > 0, "state kept");
     let metrics = body_of(&http_get(&addr, "/metrics")).to_string();
     assert!(
@@ -184,7 +184,7 @@ fn admin_api_reload_and_auth() {
         .unwrap()
         .iter()
         .any(|k| k == "complaint_rate"));
-    assert_eq!(rule_names(&addr).len(), 8);
+    assert_eq!(rule_names(&addr).len(), 9);
     assert!(
         live_groups(&addr, "complaint_rate") >= groups_before.min(1),
         "kept rule lost its windows"
@@ -204,7 +204,7 @@ fn admin_api_reload_and_auth() {
         .unwrap();
     assert!(st.success());
     poll("SIGHUP reload", || {
-        (rule_names(&addr).len() == 9).then_some(())
+        (rule_names(&addr).len() == 10).then_some(())
     });
     let status = json(&http_get(&addr, "/api/v1/status"));
     assert_eq!(status["config_hash"], hash.as_str());

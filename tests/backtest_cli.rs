@@ -111,7 +111,7 @@ fn backtest_reads_split_and_gzipped_history_like_one_file() {
         serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(json["truth"]["missed"], 0);
     assert_eq!(json["truth"]["recall"], 1.0);
-    assert_eq!(json["rules"].as_array().unwrap().len(), 9);
+    assert_eq!(json["rules"].as_array().unwrap().len(), 10);
     assert!(json["incidents"][0]["dedup_key"].is_string());
     assert!(json["incidents"][0]["group"].is_object());
 }
@@ -331,7 +331,7 @@ fn test_rules_exit_code_follows_the_cases() {
     let shipped = format!("{ROOT}/config/tests/crisiswatch_rules.toml");
     let out = run(&["test-rules", &shipped]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.trim_end().ends_with("8 passed, 0 failed"), "{text}");
+    assert!(text.trim_end().ends_with("9 passed, 0 failed"), "{text}");
 
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.toml");

@@ -24,7 +24,7 @@ fn check_accepts_the_example() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("is valid (9 rules"), "{stdout}");
+    assert!(stdout.contains("is valid (10 rules"), "{stdout}");
 }
 
 #[test]

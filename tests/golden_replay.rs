@@ -106,6 +106,10 @@ fn crises_fire_in_their_interval_and_nowhere_else() {
         // complaint_surge, 40/27 by at_risk_customers — a share of repeat
         // complainers needs their second complaints —, 50/39 by detractor_share;
         // social spike 9/9 by social_spike; churn wave 59/86 by churn_rate).
+        // The support team answers the crises' complaints 40 min–4 h late:
+        // response_backlog (more than 10 complaints past the 1-hour SLA,
+        // counted at 10-minute boundaries) fires 70/70 min into the quality
+        // surge and 70/70 into the social spike.
         let expect: &[(&str, &str, i64)] = &[
             ("quality_surge", "complaint_surge", 30),
             ("quality_surge", "complaint_rate", 30),
@@ -115,6 +119,8 @@ fn crises_fire_in_their_interval_and_nowhere_else() {
             ("social_spike", "social_spike", 15),
             ("social_spike", "complaint_surge", 30),
             ("churn_wave", "churn_rate", 100),
+            ("quality_surge", "response_backlog", 80),
+            ("social_spike", "response_backlog", 80),
         ];
         for (name, rule, max_delay_min) in expect {
             let c = crises.iter().find(|c| c.name == *name).unwrap();
