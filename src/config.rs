@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use incidents::{DeliveryConfig, IncidentsConfig, RouteConfig};
+pub use incidents::{DeliveryConfig, IncidentsConfig, ReceiverConfig, RouteConfig};
 pub use interpolate::{Env, ProcessEnv};
 pub use properties::KafkaProperties;
 pub use rules::*;

@@ -287,6 +287,11 @@ pub async fn run(
             if m.submit(&transitions, sim).is_ok() {
                 let _ = m.tick(sim, &mut engine);
             }
+            // What the console asked for: acknowledgements reach the
+            // receivers that take them, closes send their resolve.
+            if let Err(e) = m.apply_close_requests() {
+                tracing::warn!(error = %e, "Cannot apply the console's acknowledgements and close requests.");
+            }
         }
         metrics.record_transitions(transitions.iter());
         for t in transitions.drain(..) {

@@ -11,7 +11,77 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Config, ConfigError, Dur, ReceiverKind, Severity, ValueMatch};
+use super::{
+    Config, ConfigError, Dur, ReceiverKind, Severity, SignatureScheme, TlsRoots, ValueMatch,
+};
+
+/// One incident receiver.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverConfig {
+    /// Unique name.
+    pub(crate) name: String,
+    /// Format and protocol.
+    pub(crate) kind: ReceiverKind,
+    /// Endpoint URL for the HTTP kinds. An empty URL (e.g. `"${CRISISWATCH_WEBHOOK_URL:-}"`
+    /// with the variable unset) disables the receiver.
+    #[serde(default)]
+    pub url: String,
+    /// Environment variable holding the signing secret: every request is then
+    /// signed as `signature` says.
+    #[serde(default)]
+    pub(crate) secret_env: Option<String>,
+    /// File holding the signing secret (instead of `secret_env`).
+    #[serde(default)]
+    pub(crate) secret_file: Option<std::path::PathBuf>,
+    /// The signature headers of a signed request: `"both"` (default), the
+    /// Standard Webhooks ones only (`"standard-webhooks"`), or only
+    /// `X-Crisiswatch-Signature` (`"crisiswatch"`).
+    #[serde(default)]
+    pub(crate) signature: SignatureScheme,
+    /// PagerDuty: environment variable holding the integration (routing) key.
+    #[serde(default)]
+    pub(crate) routing_key_env: Option<String>,
+    /// PagerDuty: file holding the integration (routing) key.
+    #[serde(default)]
+    pub(crate) routing_key_file: Option<std::path::PathBuf>,
+    /// Accept any TLS certificate: no verification at all, so anyone on the path
+    /// can read and forge the traffic. Only for test setups; logged as a WARN at
+    /// start and shown in `/api/v1/status`. For a private CA use `ca_file`.
+    #[serde(default)]
+    pub(crate) tls_skip_verify: bool,
+    /// PEM file with the CA certificate(s) that issue this receiver's server
+    /// certificate (a company or private CA), trusted in addition to `tls_roots`.
+    #[serde(default)]
+    pub(crate) ca_file: Option<std::path::PathBuf>,
+    /// The built-in trust roots that verify this receiver's certificate:
+    /// `"bundled"` (Mozilla's roots, compiled in), `"system"` (the operating
+    /// system's store, e.g. `/etc/ssl/certs`, or `SSL_CERT_FILE`), or `"none"`
+    /// (only `ca_file`).
+    #[serde(default)]
+    pub(crate) tls_roots: TlsRoots,
+    /// Timeouts, retries, dead-lettering and the circuit breaker.
+    #[serde(default)]
+    pub(crate) delivery: DeliveryConfig,
+    /// Whether a responder's acknowledgement (`crisiswatch incident ack`, the
+    /// admin API, the console) is sent to this receiver as an `acknowledge`
+    /// notification: PagerDuty's `event_action: "acknowledge"` (default on
+    /// for `pagerduty`), the generic webhook's `action: "acknowledge"`
+    /// (opt-in: off unless set, so existing webhook consumers see only the
+    /// contract's open, update and resolve). Not for `alertmanager` and
+    /// `console`.
+    #[serde(default)]
+    pub(crate) acknowledge: Option<bool>,
+}
+
+impl ReceiverConfig {
+    /// Whether acknowledgements go to this receiver (`acknowledge`, else the
+    /// kind's default: on for PagerDuty, off for the others).
+    pub(crate) fn acknowledges(&self) -> bool {
+        self.acknowledge
+            .unwrap_or(self.kind == ReceiverKind::Pagerduty)
+    }
+}
 
 /// The `[incidents]` section.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -313,6 +383,15 @@ pub(super) fn validate(cfg: &Config, errs: &mut Vec<ConfigError>) {
                 "routing keys are for `kind = \"pagerduty\"` receivers only",
             ));
         }
+        if r.acknowledge == Some(true)
+            && matches!(r.kind, ReceiverKind::Alertmanager | ReceiverKind::Console)
+        {
+            errs.push(ConfigError::new(
+                format!("{p}.acknowledge"),
+                "true",
+                "acknowledgements are sent to `pagerduty` (default) and `generic` (opt-in) receivers only",
+            ));
+        }
     }
 }
 
@@ -383,6 +462,10 @@ delivery = { jitter = 1.5, timeout = "0", backoff_initial = "10s", backoff_max =
 name = "hook"
 kind = "generic"
 routing_key_env = "K"
+[[receivers]]
+name = "am"
+kind = "alertmanager"
+acknowledge = true
 "#,
         );
         for want in [
@@ -397,13 +480,14 @@ routing_key_env = "K"
             "receivers[0].delivery.timeout = \"0\"",
             "receivers[0].delivery.backoff_max = \"1s\"",
             "receivers[1].routing_key_env",
+            "receivers[2].acknowledge = \"true\"",
         ] {
             assert!(
                 errs.iter().any(|e| e.starts_with(want)),
                 "missing {want}: {errs:#?}"
             );
         }
-        assert_eq!(errs.len(), 11, "{errs:#?}");
+        assert_eq!(errs.len(), 12, "{errs:#?}");
     }
 
     #[test]

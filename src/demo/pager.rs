@@ -50,6 +50,7 @@ fn block(n: &Notification, out: &mut dyn Write) -> std::io::Result<()> {
     let head = match n.action.as_str() {
         "open" => "OPEN",
         "resolve" => "RESOLVE",
+        "acknowledge" => "ACK",
         _ if reason == "progress" => "PROGRESS",
         _ if reason == "escalated" => "ESCALATE",
         _ => "UPDATE",
@@ -62,6 +63,9 @@ fn block(n: &Notification, out: &mut dyn Write) -> std::io::Result<()> {
         n.dedup_key
     )?;
     writeln!(out, "    {}", n.summary)?;
+    if head == "ACK" {
+        return writeln!(out);
+    }
     if n.action.as_str() == "resolve" {
         writeln!(
             out,

@@ -29,6 +29,7 @@ use crate::config::{Condition, Config, Severity};
 use super::model::{self, Action, AlertEvidence, Notification, Reason};
 use super::routing::{Ownership, Route, Router};
 
+mod ack;
 mod values;
 
 pub use values::{NoValues, ValueSource};
@@ -54,6 +55,9 @@ pub struct Incident {
     pub(crate) next_update_at: Option<i64>,
     /// Every alert that joined, in joining order.
     pub(crate) alerts: Vec<AlertEvidence>,
+    /// Whether its `acknowledge` went out ([`Lifecycle::acknowledge`]).
+    #[serde(default)]
+    pub(crate) acknowledged: bool,
 }
 
 impl Incident {
@@ -443,6 +447,7 @@ impl Lifecycle {
             seq: 0,
             next_update_at: None,
             alerts: vec![evidence],
+            acknowledged: false,
         };
         if window <= 0 {
             emit(&mut inc, Action::Open, Reason::Opened, t.at, interval, ch);
@@ -582,6 +587,7 @@ fn emit(
         alerts: inc.alerts.clone(),
         primary: model::primary_index(&inc.alerts),
         summary: String::new(),
+        ack: None,
     };
     n.summary = model::summary(&n);
     ch.saved.insert(inc.key.clone());

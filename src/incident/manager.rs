@@ -125,7 +125,7 @@ impl IncidentManager {
             pruned = pruned.rows,
             "Incident outbox open."
         );
-        Ok(Arc::new(IncidentManager {
+        let m = Arc::new(IncidentManager {
             outbox,
             lifecycle: Mutex::new(lifecycle),
             receivers: Mutex::new(receivers),
@@ -135,7 +135,12 @@ impl IncidentManager {
             stop,
             workers: Mutex::new(workers),
             failing: std::sync::atomic::AtomicBool::new(false),
-        }))
+        });
+        // Acknowledgements recorded while no service ran go out now.
+        if let Err(e) = m.apply_acks() {
+            tracing::warn!(error = %e, "Cannot send the pending acknowledgements; retrying at the next tick.");
+        }
+        Ok(m)
     }
 
     /// Wall-clock ms on the delivery clock (follows tokio's clock, so paused in paused-time tests).
@@ -246,7 +251,11 @@ impl IncidentManager {
             .into_iter()
             .filter(|s| s.active(wall))
             .collect();
-        let enabled = self.receivers();
+        let (enabled, acknowledging) = self
+            .receivers
+            .lock()
+            .map(|r| (r.names(), r.acknowledging()))
+            .unwrap_or_default();
         let mut lc = self.lifecycle.lock().map_err(|_| OutboxError::Poisoned)?;
         let mut muted_for: Vec<String> = Vec::new();
         let result = self.outbox.transaction(wall, |tx| {
@@ -256,13 +265,19 @@ impl IncidentManager {
             for n in &ch.notifications {
                 // The route's receivers; and a receiver that heard the open
                 // hears the rest until the resolve, even if a reload took it
-                // off the route.
+                // off the route. An acknowledgement goes only to receivers
+                // that take them and heard the open.
                 let route = lc.route_receivers(&n.route);
                 let mut receivers = Vec::new();
                 for rec in &enabled {
-                    if route.contains(rec)
-                        || (n.action != Action::Open && tx.announced(rec, &n.dedup_key)?)
-                    {
+                    let takes = match n.action {
+                        Action::Open => route.contains(rec),
+                        Action::Acknowledge => {
+                            acknowledging.contains(rec) && tx.announced(rec, &n.dedup_key)?
+                        }
+                        _ => route.contains(rec) || tx.announced(rec, &n.dedup_key)?,
+                    };
+                    if takes {
                         receivers.push(rec);
                     }
                 }
@@ -458,5 +473,6 @@ fn enqueue(
     Ok(inserted.then_some(status))
 }
 
+mod acks;
 mod closing;
 mod ownership;

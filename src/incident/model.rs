@@ -23,6 +23,10 @@ pub(crate) enum Action {
     Update,
     /// The incident is over (last notification).
     Resolve,
+    /// A responder acknowledged the incident ("someone is on it"): sent only
+    /// to receivers that take acknowledgements (PagerDuty by default, a
+    /// generic webhook with `acknowledge = true`), never to Alertmanager.
+    Acknowledge,
 }
 
 impl Action {
@@ -32,6 +36,7 @@ impl Action {
             Action::Open => "open",
             Action::Update => "update",
             Action::Resolve => "resolve",
+            Action::Acknowledge => "acknowledge",
         }
     }
 }
@@ -59,6 +64,20 @@ pub(crate) enum Reason {
     /// changed by a configuration change, or the engine state was reset):
     /// nothing would ever resolve them, so they leave the incident.
     AlertGone,
+    /// A responder acknowledged the incident (`crisiswatch incident ack`,
+    /// the admin API or the console).
+    Acknowledged,
+}
+
+/// Who acknowledged an incident, carried by its `acknowledge` notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Acknowledgement {
+    /// The responder.
+    pub(crate) by: String,
+    /// Their note (may be empty).
+    pub(crate) note: String,
+    /// When (wall clock, ms).
+    pub(crate) at: i64,
 }
 
 /// The evidence of one alert of an incident.
@@ -155,6 +174,9 @@ pub(crate) struct Notification {
     pub(crate) primary: usize,
     /// A sentence for responders.
     pub(crate) summary: String,
+    /// Who acknowledged the incident (`acknowledge` notifications only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ack: Option<Acknowledgement>,
 }
 
 impl Notification {
@@ -348,6 +370,18 @@ pub(crate) fn summary(n: &Notification) -> String {
             "Still firing after {dur}: {head} (peak {}).{also}",
             fmt_value(p.peak)
         ),
+        (Action::Acknowledge, _) => {
+            let (by, note) = n
+                .ack
+                .as_ref()
+                .map_or(("a responder", ""), |a| (a.by.as_str(), a.note.as_str()));
+            let note = if note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({note})")
+            };
+            format!("Acknowledged by {by}{note} after {dur}; still firing: {head}.")
+        }
     }
 }
 

@@ -105,6 +105,12 @@ pub(crate) fn generic(n: &Notification) -> Value {
     if let (false, Value::Object(m)) = (links.is_empty(), &mut doc) {
         m.insert("links".into(), Value::Object(links));
     }
+    if let (Some(a), Value::Object(m)) = (&n.ack, &mut doc) {
+        m.insert(
+            "acknowledged".into(),
+            json!({"by": a.by, "note": a.note, "at": format_ts(a.at)}),
+        );
+    }
     doc
 }
 
@@ -129,7 +135,8 @@ pub(crate) fn pagerduty_severity(s: Severity) -> &'static str {
 }
 
 /// A PagerDuty Events API v2 event: `trigger` for open and update (PagerDuty
-/// deduplicates on `dedup_key`), `resolve` for resolve.
+/// deduplicates on `dedup_key`), `acknowledge` for a responder's
+/// acknowledgement, `resolve` for resolve.
 ///
 /// PagerDuty's limits are kept: `dedup_key` ≤ 255 characters (incident keys
 /// are bounded when made, [`super::model::incident_key`]; an older stored key
@@ -141,10 +148,17 @@ pub(crate) fn pagerduty_severity(s: Severity) -> &'static str {
 pub(crate) fn pagerduty(n: &Notification, routing_key: &Secret) -> Value {
     let dedup_key =
         super::model::bounded_key(&n.dedup_key, n.started_at, super::model::MAX_INCIDENT_KEY);
-    if n.action == Action::Resolve {
+    // Acknowledge and resolve name the incident only (PagerDuty ignores a
+    // payload on them).
+    let bare = match n.action {
+        Action::Resolve => Some("resolve"),
+        Action::Acknowledge => Some("acknowledge"),
+        Action::Open | Action::Update => None,
+    };
+    if let Some(event_action) = bare {
         return json!({
             "routing_key": routing_key.expose(),
-            "event_action": "resolve",
+            "event_action": event_action,
             "dedup_key": dedup_key,
         });
     }
@@ -374,6 +388,7 @@ mod tests {
             alerts,
             primary,
             summary: "s".into(),
+            ack: None,
         }
     }
 
@@ -494,6 +509,44 @@ mod tests {
         assert!(alertmanager(&[&plain], 5000, 60_000)[0]["annotations"]
             .get("hints")
             .is_none());
+    }
+
+    #[test]
+    fn an_acknowledgement_names_the_incident_for_pagerduty_and_says_who_in_generic() {
+        let mut n = notification(vec![alert(0, true, "d")], 0);
+        n.action = Action::Acknowledge;
+        n.reason = super::super::model::Reason::Acknowledged;
+        n.ack = Some(super::super::model::Acknowledgement {
+            by: "ana".into(),
+            note: "on it".into(),
+            at: 61_000,
+        });
+        n.at = 61_000;
+        n.summary = super::super::model::summary(&n);
+        assert_eq!(
+            n.summary,
+            "Acknowledged by ana (on it) after 1m; still firing: rule_0 on product=router-x \
+             is 1, above the warning threshold 0.500 over the last 1h."
+        );
+        let pd = pagerduty(&n, &Secret::new("k".to_string()));
+        assert_eq!(
+            pd,
+            serde_json::json!({
+                "routing_key": "k",
+                "event_action": "acknowledge",
+                "dedup_key": "default/product=router-x/1000",
+            })
+        );
+        let g = generic(&n);
+        assert_eq!(g["action"], "acknowledge");
+        assert_eq!(g["reason"], "acknowledged");
+        assert_eq!(g["acknowledged"]["by"], "ana");
+        assert_eq!(g["acknowledged"]["note"], "on it");
+        assert_eq!(g["acknowledged"]["at"], "1970-01-01T00:01:01Z");
+        // Other notifications carry no `acknowledged`.
+        n.action = Action::Update;
+        n.ack = None;
+        assert!(generic(&n).get("acknowledged").is_none());
     }
 
     #[test]

@@ -123,6 +123,16 @@ impl ReceiverSet {
         self.active.iter().map(|a| a.cfg.name.clone()).collect()
     }
 
+    /// Names of the receivers that deliver and take acknowledgements
+    /// ([`ReceiverConfig::acknowledges`]).
+    pub(super) fn acknowledging(&self) -> Vec<String> {
+        self.active
+            .iter()
+            .filter(|a| a.cfg.acknowledges())
+            .map(|a| a.cfg.name.clone())
+            .collect()
+    }
+
     /// Wakes every worker (rows were queued).
     pub(super) fn wake_all(&self) {
         for a in &self.active {

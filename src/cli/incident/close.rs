@@ -90,6 +90,9 @@ fn feedback(
     match ob.record_feedback(key, label, note, &by, Clock::new().now_ms())? {
         Recorded::Entry(id) => {
             writeln!(out, "{key}: {what} by {by} (#{id}).")?;
+            if label.is_none() {
+                writeln!(out, "Receivers that take acknowledgements (PagerDuty; a generic webhook with `acknowledge = true`) hear it from the running service within a second, or at its next start.")?;
+            }
             Ok(true)
         }
         Recorded::Unknown => {

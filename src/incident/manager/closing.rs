@@ -9,10 +9,14 @@ use super::super::model::{AlertEvidence, Reason};
 use super::{IncidentError, IncidentManager};
 
 impl IncidentManager {
-    /// Applies the queued close requests (`crisiswatch incident close`, the
-    /// admin API): each open incident named closes now (wall clock) with a
-    /// `resolve` carrying the operator's reason. Returns how many closed.
+    /// Applies what operators and responders asked for through the outbox:
+    /// first the acknowledgements recorded since the last call
+    /// ([`IncidentManager::apply_acks`]), then the queued close requests
+    /// (`crisiswatch incident close`, the admin API): each open incident
+    /// named closes now (wall clock) with a `resolve` carrying the
+    /// operator's reason. Returns how many closed.
     pub(crate) fn apply_close_requests(&self) -> Result<usize, IncidentError> {
+        self.apply_acks()?;
         let requests = self.outbox.pending_close_requests()?;
         if requests.is_empty() {
             return Ok(0);

@@ -14,7 +14,7 @@
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use super::{Outbox, OutboxError};
+use super::{Outbox, OutboxError, Tx};
 use crate::alert::Labels;
 use crate::incident::lifecycle::Incident;
 use crate::incident::model::{AlertEvidence, Notification};
@@ -307,6 +307,74 @@ impl Outbox {
         let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM feedback ORDER BY id"))?;
         let rows = st.query_map([], entry)?.collect::<Result<_, _>>()?;
         decode(rows)
+    }
+}
+
+/// The `meta` key of the last feedback entry whose acknowledgement the
+/// incident manager has handled.
+const ACKS_HANDLED: &str = "acks_handled";
+
+/// An acknowledgement not yet handled by the incident manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PendingAck {
+    /// Its feedback entry.
+    pub(crate) id: i64,
+    /// The incident's key.
+    pub(crate) incident: String,
+    /// Who.
+    pub(crate) by: String,
+    /// Their note.
+    pub(crate) note: String,
+    /// When (wall clock, ms).
+    pub(crate) at_ms: i64,
+}
+
+impl Outbox {
+    /// Whether an acknowledgement was recorded that the incident manager has
+    /// not handled yet (one indexed read: cheap enough for every tick).
+    pub(crate) fn has_pending_acks(&self) -> Result<bool, OutboxError> {
+        let conn = self.conn()?;
+        let v: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM feedback WHERE kind = 'ack'
+                 AND id > COALESCE((SELECT value FROM meta WHERE key = ?1), 0) LIMIT 1",
+                params![ACKS_HANDLED],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.is_some())
+    }
+}
+
+impl Tx<'_> {
+    /// The acknowledgements recorded since the last [`Tx::acks_handled`],
+    /// oldest first.
+    pub(crate) fn pending_acks(&self) -> Result<Vec<PendingAck>, OutboxError> {
+        let mut st = self.tx.prepare_cached(
+            "SELECT id, incident, by, note, at_ms FROM feedback WHERE kind = 'ack'
+             AND id > COALESCE((SELECT value FROM meta WHERE key = ?1), 0) ORDER BY id",
+        )?;
+        let rows = st
+            .query_map(params![ACKS_HANDLED], |r| {
+                Ok(PendingAck {
+                    id: r.get(0)?,
+                    incident: r.get(1)?,
+                    by: r.get(2)?,
+                    note: r.get(3)?,
+                    at_ms: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Marks every acknowledgement up to entry `id` handled.
+    pub(crate) fn acks_handled(&self, id: i64) -> Result<(), OutboxError> {
+        self.tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![ACKS_HANDLED, id],
+        )?;
+        Ok(())
     }
 }
 

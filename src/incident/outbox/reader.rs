@@ -377,6 +377,7 @@ mod tests {
             alerts: Vec::new(),
             primary: 0,
             summary: format!("{} {seq}", action.as_str()),
+            ack: None,
         }
     }
 

@@ -241,6 +241,9 @@ fn change(
             _ => "(earlier notifications not stored)".to_string(),
         };
     };
+    if action == Action::Acknowledge {
+        return "acknowledged".to_string();
+    }
     let mut parts: Vec<String> = Vec::new();
     for a in cur {
         match prev.iter().find(|p| p.dedup_key == a.dedup_key) {

@@ -112,8 +112,12 @@ fn notification_counts(i: &OutboxIncident) -> String {
         return "none yet".to_string();
     }
     let count = |a: Action| i.notifications.iter().filter(|n| n.action == a).count();
+    let acks = match count(Action::Acknowledge) {
+        0 => String::new(),
+        n => format!(", acknowledge {n}"),
+    };
     format!(
-        "{} stored: open {}, update {}, resolve {}",
+        "{} stored: open {}, update {}, resolve {}{acks}",
         i.notifications.len(),
         count(Action::Open),
         count(Action::Update),
