@@ -53,7 +53,9 @@
 //! the complaint's `id`, its own id `e-<seed>-r<N>`), 2–40 minutes later, or
 //! 40 minutes to 4 hours later inside a complaint crisis (see
 //! `generator/responses.rs`); the other events are exactly what they were
-//! before responses existed.
+//! before responses existed. A response due after the period is not sent;
+//! a history of consecutive periods hands it to the next period's generator
+//! (`take_carry_over`, `carry_in`), so no backlog builds at the boundaries.
 //!
 //! # Noise
 //!
@@ -289,6 +291,9 @@ pub struct Generator {
     pending: BinaryHeap<Pending>,
     /// Events created ahead of their minute (churn-wave cancellations).
     scheduled: Vec<Spec>,
+    /// First responses due after the period (not sent by this generator;
+    /// [`Generator::take_carry_over`] hands them to the next period's).
+    carry_over: Vec<(i64, Vec<u8>)>,
     /// Recent complainers per `(product, region)` slice.
     recent: Vec<Recent>,
     /// Quality-surge complainers with the number of further complaints they will make.
@@ -386,6 +391,7 @@ impl Generator {
             seq: 0,
             pending: BinaryHeap::new(),
             scheduled: Vec::new(),
+            carry_over: Vec::new(),
             recent: vec![Recent::default(); PRODUCTS.len() * REGIONS.len()],
             surge_pool: Vec::new(),
             batch: Vec::new(),

@@ -23,10 +23,13 @@ fn shipped() -> Config {
 }
 
 /// `days` generated days from `start` (one seed each, from `seed`), each with
-/// its three crises, as one history.
+/// its three crises, as one history. Each day's generator sends the first
+/// responses the previous day's complaints got after midnight, as a
+/// continuous stream would (else every midnight leaves a response backlog).
 fn history(seed: u64, start: i64, days: i64, opm: f64) -> (Vec<Vec<u8>>, Vec<Crisis>) {
     let mut lines = Vec::new();
     let mut crises = Vec::new();
+    let mut carried = Vec::new();
     for d in 0..days {
         let from = start + d * DAY;
         let mut gen = Generator::new(GeneratorSettings {
@@ -38,7 +41,9 @@ fn history(seed: u64, start: i64, days: i64, opm: f64) -> (Vec<Vec<u8>>, Vec<Cri
             noise: true,
             shape: TrafficShape::default(),
         });
+        gen.carry_in(carried);
         gen.generate_until(from + DAY, &mut lines);
+        carried = gen.take_carry_over();
         crises.extend(labels::from_generator(gen.crises()));
     }
     (lines, crises)

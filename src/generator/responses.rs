@@ -10,7 +10,9 @@
 //!   a complaint crisis (the quality surge's or the social spike's slice,
 //!   inside its interval) 40 minutes to 4 hours after it — the team is
 //!   overwhelmed. A response due at or after the end of the period is not
-//!   sent (the complaint stays unanswered).
+//!   sent by this generator (the complaint stays unanswered in a history of
+//!   one period); a history of consecutive periods hands it to the next
+//!   period's generator (`take_carry_over`, `carry_in`).
 //! * **Ids**: `e-<seed>-r<N>` for the complaint `e-<seed>-<N>`: their own id
 //!   space, so every other event keeps its id.
 //! * **Randomness**: the delay is a keyed hash of the complaint (seed, time,
@@ -28,8 +30,27 @@ pub(super) const RESPONSE_FAST_MS: (i64, i64) = (2 * MINUTE_MS, 40 * MINUTE_MS);
 pub(super) const RESPONSE_SLOW_MS: (i64, i64) = (40 * MINUTE_MS, 240 * MINUTE_MS);
 
 impl Generator {
-    /// Queues the first response to complaint `id` (`spec`), if it falls
-    /// inside the period.
+    /// The first responses to this period's complaints that fall after its
+    /// end (each `(ts, line)`), which this generator never returns: a history
+    /// made of consecutive periods passes them to the next period's
+    /// generator ([`Generator::carry_in`]), so the complaints of one
+    /// period's last minutes are answered in the next, as in a continuous
+    /// stream, instead of staying unanswered at every period's boundary.
+    pub fn take_carry_over(&mut self) -> Vec<(i64, Vec<u8>)> {
+        std::mem::take(&mut self.carry_over)
+    }
+
+    /// Sends `lines` (the previous period's [`Generator::take_carry_over`])
+    /// in time order with this period's own lines. Call it before the first
+    /// [`Generator::generate_until`].
+    pub fn carry_in(&mut self, lines: Vec<(i64, Vec<u8>)>) {
+        for (ts, line) in lines {
+            self.push_pending(ts, line);
+        }
+    }
+
+    /// Queues the first response to complaint `id` (`spec`); one that falls
+    /// after the period goes to the carry-over.
     pub(super) fn respond(&mut self, id: u64, spec: &Spec) {
         let (lo, hi) = if self.overwhelmed(spec) {
             RESPONSE_SLOW_MS
@@ -41,9 +62,6 @@ impl Generator {
         let span = u64::try_from(hi - lo).unwrap_or(1).max(1);
         let delay = lo + i64::try_from(key % span).unwrap_or(0);
         let ts = spec.ts.saturating_add(delay);
-        if ts >= self.end_ms {
-            return;
-        }
         let mut line = Vec::with_capacity(128);
         line.extend_from_slice(&self.id_prefix);
         line.push(b'r');
@@ -57,7 +75,11 @@ impl Generator {
         line.push(b'-');
         push_u64(&mut line, id);
         line.extend_from_slice(b"\"}");
-        self.push_pending(ts, line);
+        if ts >= self.end_ms {
+            self.carry_over.push((ts, line));
+        } else {
+            self.push_pending(ts, line);
+        }
     }
 
     /// Whether `spec` is a complaint of a complaint crisis (the quality

@@ -91,3 +91,51 @@ fn responses_leave_every_other_line_as_it_was() {
     assert_eq!((n, h), (46_772, 0x7855_ff4f_63d8_1ae7));
     assert!(lines.len() > n + 500, "{} responses", lines.len() - n);
 }
+
+#[test]
+fn a_next_period_answers_the_complaints_of_the_last_one_s_final_minutes() {
+    // Two consecutive days from two generators (as a history of days is
+    // built): the first day's responses due after midnight are carried over
+    // and sent by the second day's generator, in time order.
+    let day1 = settings(DAY, 300.0, false, false);
+    let mut day2 = settings(DAY, 300.0, false, false);
+    day2.seed = 8;
+    day2.start_ms = day1.start_ms + DAY;
+    let mut g1 = Generator::new(day1);
+    let mut lines = Vec::new();
+    g1.generate_until(i64::MAX, &mut lines);
+    let carried = g1.take_carry_over();
+    assert!(g1.take_carry_over().is_empty(), "taken once");
+    assert!(
+        carried.len() > 20 && carried.iter().all(|(ts, _)| *ts >= day2.start_ms),
+        "{} carried",
+        carried.len()
+    );
+    let first_of_day2 = lines.len();
+    let mut g2 = Generator::new(day2);
+    g2.carry_in(carried.clone());
+    g2.generate_until(i64::MAX, &mut lines);
+    let evs: Vec<Ev> = lines.iter().map(|l| parse(l).unwrap()).collect();
+    assert!(
+        evs[first_of_day2..].windows(2).all(|w| w[0].ts <= w[1].ts),
+        "in time order"
+    );
+    // Every complaint of the first day is answered once, within its range.
+    let answers: HashMap<&str, i64> = evs
+        .iter()
+        .filter(|e| e.kind == "response")
+        .map(|e| (e.ref_id.as_deref().unwrap(), e.ts))
+        .collect();
+    for c in evs[..first_of_day2]
+        .iter()
+        .filter(|e| e.kind == "complaint")
+    {
+        let at = answers
+            .get(c.id.as_str())
+            .unwrap_or_else(|| panic!("{} unanswered", c.id));
+        assert!((RESPONSE_FAST_MS.0..RESPONSE_FAST_MS.1).contains(&(at - c.ts)));
+    }
+    for (_, line) in &carried {
+        assert!(lines.contains(line));
+    }
+}
