@@ -127,3 +127,55 @@ impl ScaleOutConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn errors(section: &str) -> String {
+        let text = format!(
+            "[sources.kafka]\nbrokers = \"b:9092\"\ntopics = [{{ name = \"t\" }}]\n[sources.kafka.scale_out]\n{section}\n"
+        );
+        match Config::from_toml_str(&text, &std::collections::HashMap::new()) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_hold_and_bad_values_are_named() {
+        assert_eq!(errors(""), "");
+        let text = "[sources.kafka]\nbrokers = \"b\"\ntopics = [{ name = \"t\" }]\ngroup_id = \"g\"\n[sources.kafka.scale_out]\n";
+        let cfg = Config::from_toml_str(text, &std::collections::HashMap::new()).unwrap();
+        let so = cfg.sources.kafka.unwrap().scale_out.unwrap();
+        assert_eq!((so.shard_partitions, so.incident_partitions), (8, 4));
+        assert_eq!(so.prefix("g"), "crisiswatch-g");
+        for (section, path) in [
+            (
+                "shard_partitions = 0",
+                "sources.kafka.scale_out.shard_partitions",
+            ),
+            ("shard_partitions = 65", "must not exceed engine.shards"),
+            (
+                "incident_partitions = 5000",
+                "sources.kafka.scale_out.incident_partitions",
+            ),
+            (
+                "replication_factor = 0",
+                "sources.kafka.scale_out.replication_factor",
+            ),
+            (
+                "checkpoint_interval = \"0\"",
+                "sources.kafka.scale_out.checkpoint_interval",
+            ),
+            (
+                "topic_prefix = \"a b\"",
+                "sources.kafka.scale_out.topic_prefix",
+            ),
+            ("shards = 3", "shards"),
+        ] {
+            let e = errors(section);
+            assert!(e.contains(path), "{section}: {e}");
+        }
+    }
+}

@@ -311,3 +311,78 @@ impl IncidentOwner {
         self.feed.counts()
     }
 }
+
+#[cfg(test)]
+mod feed_tests {
+    use super::*;
+    use crate::alert::State;
+
+    fn keyed(at: i64, event: &str) -> Keyed {
+        let group = vec![("product".to_string(), "p".to_string())];
+        Keyed {
+            order: Order {
+                at,
+                event: Some(event.into()),
+                rule: 0,
+                group: group.clone(),
+            },
+            transition: Transition {
+                rule: "r".into(),
+                group,
+                state: State::Firing,
+                severity: Severity::Warning,
+                at,
+                value: Some(1.0),
+                threshold: 1.0,
+                clear: 0.5,
+                dedup_key: format!("r/product=p/{at}"),
+                started_at: at,
+                window_ms: 60_000,
+                sample_event_ids: Vec::new(),
+                hints: Vec::new(),
+            },
+        }
+    }
+
+    fn drain(f: &mut IncidentFeed) -> Vec<i64> {
+        let mut out = Vec::new();
+        f.release(|t| out.push(t.at));
+        out
+    }
+
+    #[test]
+    fn re_sends_are_dropped_and_a_partition_moves_with_its_state() {
+        let mut a = IncidentFeed::new(2);
+        a.adopt(0, FeedPart::default());
+        a.offer(0, &[0], keyed(10, "e1"));
+        a.offer(0, &[0], keyed(10, "e1")); // the same transition twice
+        a.offer(0, &[0], keyed(30, "e2"));
+        a.released(0, 0, 20);
+        assert_eq!(
+            drain(&mut a),
+            Vec::<i64>::new(),
+            "shard partition 1 has not reported"
+        );
+        a.released(0, 1, 25);
+        assert_eq!(drain(&mut a), vec![10]);
+        // A restored shard owner sends what it sent before: dropped.
+        a.offer(0, &[0], keyed(10, "e1"));
+        assert_eq!(a.counts(), (1, 2));
+        // Sent to partitions 0 and 1: the lowest owned takes it.
+        a.offer(1, &[0, 1], keyed(31, "e3"));
+        assert_eq!(a.counts().0, 1);
+        // The partition moves: its state goes with it, nothing is lost or doubled.
+        let part = a.disown(0);
+        assert_eq!(part.released, Some(20));
+        assert_eq!(part.held.len(), 1);
+        assert_eq!(a.counts().0, 0);
+        let mut b = IncidentFeed::new(2);
+        b.adopt(0, part);
+        b.offer(0, &[0], keyed(10, "e1"));
+        b.offer(0, &[0], keyed(30, "e2"));
+        b.released(0, 0, 40);
+        b.released(0, 1, 40);
+        assert_eq!(drain(&mut b), vec![30]);
+        assert_eq!(b.counts(), (0, 2));
+    }
+}
