@@ -283,8 +283,14 @@ pub async fn run(
         }
         engine.advance_clock(sim, &mut transitions);
         if let Some(m) = &incidents {
-            // Persisted when it returns (errors are logged at ERROR); delivery runs in the background.
-            if m.submit(&transitions, sim).is_ok() {
+            // Persisted when it returns (errors are logged at ERROR); delivery
+            // runs in the background. The transitions go in up to the last
+            // one's time (what fell due before it goes out first, without
+            // live values); the progress updates due after it, up to `sim`,
+            // come from `tick` with the engine's current values and hints.
+            let last = transitions.last().map(|t| t.at);
+            let ok = last.is_none_or(|at| m.submit(&transitions, at).is_ok());
+            if ok {
                 let _ = m.tick(sim, &mut engine);
             }
             // What the console asked for: acknowledgements reach the
