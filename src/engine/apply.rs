@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use smallvec::SmallVec;
 
 use super::evaluate::{evaluate, schedule_pane};
-use super::rule::{encode_key, group_hash};
+use super::rule::{encode_key, group_hash, GroupKey};
 use super::shard_hash::stable_group_hash;
 use super::table::{attr_id, NONE};
 use super::timers::warm_up_due;
@@ -202,7 +202,9 @@ impl Engine {
                     e = table.insert(hash, key);
                     entries[rule.group_by_id] = Some((hash, e));
                 }
-                slot = rule.create_group(hash, table.key(e).clone(), e, ev.ts, clock);
+                // `from_slice` copies the bytes at once (`clone` goes byte by byte).
+                let key = GroupKey::from_slice(table.key(e));
+                slot = rule.create_group(hash, key, e, ev.ts, clock);
                 table.set(e, rule.member, slot);
             }
             let gen = rule.slots[slot as usize].gen;
