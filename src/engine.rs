@@ -35,7 +35,7 @@ use crate::event::{decode, DecodeLimits, Event, Invalid, InvalidReason};
 use crate::explain::ExplainSpec;
 use crate::indicator::Indicator;
 use crate::route::Router;
-use crate::window::{PaneBuffer, Shape};
+use crate::window::Shape;
 
 mod answer;
 mod apply;
@@ -70,9 +70,6 @@ use table::GroupTable;
 pub use views::{EngineView, Footprint};
 use wheel::Wheel;
 
-/// Pane buffers a rule keeps from forgotten groups.
-const SPARE_BUFFERS: usize = 256;
-
 /// Seed of the group-key hash.
 const GROUP_HASH_SEED: u64 = 0x6772_6f75_705f_6b65;
 
@@ -104,8 +101,6 @@ struct RuleRt {
     wheel: Wheel,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Pane storage of forgotten groups, for the next ones (at most [`SPARE_BUFFERS`]).
-    spare: Vec<PaneBuffer>,
     live: usize,
     stats: RuleStats,
     /// Set by [`Engine::record`]: every evaluation is kept for a caller.

@@ -24,23 +24,22 @@ use std::collections::VecDeque;
 
 use hashbrown::HashMap;
 
+mod panes;
+
+use panes::Panes;
+
 /// The counters of one pane or one region. Their meaning depends on the
 /// indicator kind (see `indicator.rs`).
 pub type Counters = [i64; 3];
 
 /// One slide-sized slice of time (32 bytes: two panes to a cache line).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Pane {
     /// Pane index: the pane covers `((idx−1)·S, idx·S]`.
     idx: i64,
     /// Counters of the events in this pane.
     c: Counters,
 }
-
-/// The emptied pane storage of a forgotten window, kept to build the next
-/// one without allocating.
-#[derive(Debug, Default)]
-pub struct PaneBuffer(VecDeque<Pane>);
 
 /// Which region of the window a pane is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +159,8 @@ pub struct Shape {
 /// The sliding window of one (rule, group).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Window {
-    panes: VecDeque<Pane>,
+    /// The stored panes, oldest first (a few inline: see `window/panes.rs`).
+    panes: Panes,
     /// Index in `panes` of the first pane of the current window.
     cur_start: usize,
     /// Index in `panes` of the first future pane.
@@ -184,7 +184,7 @@ impl Window {
     /// An empty window ending at pane `end`.
     pub fn new(end: i64, shape: &Shape) -> Self {
         Window {
-            panes: VecDeque::new(),
+            panes: Panes::default(),
             cur_start: 0,
             fut_start: 0,
             end,
@@ -194,23 +194,6 @@ impl Window {
             base_sumsq: 0,
             customers: shape.customers.then(Box::default),
         }
-    }
-
-    /// An empty window ending at pane `end`, in `buf`'s storage.
-    pub fn with_buffer(end: i64, shape: &Shape, buf: PaneBuffer) -> Self {
-        let mut panes = buf.0;
-        panes.clear();
-        Window {
-            panes,
-            ..Window::new(end, shape)
-        }
-    }
-
-    /// Takes the window's pane storage, emptied (the window is left empty of panes).
-    pub fn take_buffer(&mut self) -> PaneBuffer {
-        let mut panes = std::mem::take(&mut self.panes);
-        panes.clear();
-        PaneBuffer(panes)
     }
 
     /// The pane the current window ends at.
@@ -321,7 +304,7 @@ impl Window {
             // The common case: time moves forward, the pane goes at the end.
             Some(back) if back.idx < idx => self.panes.len(),
             None => 0,
-            Some(_) => match self.panes.binary_search_by_key(&idx, |p| p.idx) {
+            Some(_) => match self.panes.binary_search_idx(idx) {
                 Ok(pos) => return (pos, false),
                 Err(pos) => pos,
             },

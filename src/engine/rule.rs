@@ -206,7 +206,6 @@ impl RuleRt {
             wheel: Wheel::default(),
             slots: Vec::new(),
             free: Vec::new(),
-            spare: Vec::new(),
             live: 0,
             stats: RuleStats::default(),
             recorder: None,
@@ -322,7 +321,7 @@ impl RuleRt {
         let group = Group {
             key,
             hash,
-            window: Window::with_buffer(end, &self.shape, self.spare.pop().unwrap_or_default()),
+            window: Window::new(end, &self.shape),
             phase: Phase::Inactive,
             value: None,
             evaluated_at: clock,
@@ -365,11 +364,8 @@ impl RuleRt {
         let entry = g.entry;
         self.expire_book(slot, true);
         let s = &mut self.slots[slot as usize];
-        if let Some(mut g) = s.group.take() {
+        if let Some(g) = s.group.take() {
             self.dirty.forgot(&g.key);
-            if self.spare.len() < super::SPARE_BUFFERS {
-                self.spare.push(g.window.take_buffer());
-            }
         }
         s.gen = s.gen.wrapping_add(1);
         self.free.push(slot);
