@@ -89,6 +89,8 @@ struct RuleRt {
     indicator: Indicator,
     policy: AlertPolicy,
     slide: i64,
+    /// The last pane [`RuleRt::pane_at`] computed: (first ms, last ms, pane).
+    pane_memo: (i64, i64, i64),
     window_ms: i64,
     shape: Shape,
     min_volume: i64,

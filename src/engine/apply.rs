@@ -12,11 +12,11 @@ use std::cmp::Reverse;
 use smallvec::SmallVec;
 
 use super::evaluate::{evaluate, schedule_pane};
+use super::pane::boundary_time;
 use super::rule::{encode_key, group_hash, GroupKey};
 use super::shard_hash::stable_group_hash;
 use super::table::{attr_id, NONE};
-use super::timers::warm_up_due;
-use super::{end_pane, pane_of, Engine, Outcome};
+use super::{Engine, Outcome};
 use crate::alert::Transition;
 use crate::event::Event;
 use crate::explain::Explain;
@@ -210,7 +210,8 @@ impl Engine {
             let gen = rule.slots[slot as usize].gen;
             rule.dirty.mark(slot);
             done.applied = true;
-            let pane = pane_of(ev.ts, rule.slide);
+            let pane = rule.pane_at(ev.ts);
+            let now_end = rule.pane_at(clock);
             let customer = if contrib.customer {
                 ev.customer_id.as_deref().map(customer_hash)
             } else {
@@ -224,7 +225,7 @@ impl Engine {
                 p.add(s, pane, shape.n, contrib.delta[0]);
             }
             // Bring the window to the clock first, so the pane lands in the right region.
-            group.window.advance(end_pane(clock, rule.slide), &shape);
+            group.window.advance(now_end, &shape);
             let Some((region, created)) = group.window.add(pane, contrib.delta, customer, &shape)
             else {
                 // Older than anything the rule keeps: nothing to store.
@@ -240,14 +241,11 @@ impl Engine {
                     // Allocated at the group's first signal event: groups
                     // that only ever see denominator events keep nothing.
                     let x = group.explain.get_or_insert_with(Explain::new);
-                    x.add(spec, pane, end_pane(clock, rule.slide), |name| {
-                        ev.attr(name)
-                    });
+                    x.add(spec, pane, now_end, |name| ev.attr(name));
                 }
             }
             rule.book(slot, ev, early.is_some());
             if created {
-                let now_end = end_pane(clock, rule.slide);
                 let (timers, floor) = (&mut self.timers, &mut self.wheel_floor);
                 schedule_pane(rule, timers, floor, r, pane, region, now_end, slot, gen);
             }
@@ -255,7 +253,8 @@ impl Engine {
             if region == Region::Current || (region == Region::Baseline && shape.m > 0) {
                 let signal = contrib.signal.then_some(ev.id.as_ref());
                 // A surge's warm-up may schedule the next boundary.
-                self.wheel_floor = self.wheel_floor.min(warm_up_due(clock, rule.slide));
+                let due = boundary_time(now_end.saturating_add(1), rule.slide);
+                self.wheel_floor = self.wheel_floor.min(due);
                 if let Some(t) = evaluate(
                     rule,
                     slot,

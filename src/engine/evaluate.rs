@@ -10,7 +10,7 @@ use crate::alert::{Phase, State, Transition};
 use crate::window::Region;
 
 use super::backlog::response_time;
-use super::pane::{boundary_time, end_pane};
+use super::pane::boundary_time;
 use super::record::Evaluation;
 use super::rule::decode_key;
 use super::{EngineStats, RuleRt};
@@ -75,7 +75,7 @@ pub(super) fn evaluate(
     stats: &mut EngineStats,
     out: &mut Vec<Transition>,
 ) -> Option<i64> {
-    let end = end_pane(at, rule.slide);
+    let end = rule.pane_at(at);
     let base = rule.baseline_panes(end);
     let (shape, season) = (rule.shape, rule.indicator.season());
     let min_volume = rule.min_volume;

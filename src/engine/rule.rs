@@ -13,7 +13,7 @@ use crate::indicator::Indicator;
 use crate::window::{Shape, Window};
 
 use super::backlog::{Backlog, Book};
-use super::pane::{end_pane, pane_of};
+use super::pane::{boundary_time, end_pane, pane_of};
 use super::wheel::Wheel;
 use super::{GroupView, RuleRt, RuleStats};
 use crate::indicator::season::Seasonal;
@@ -197,6 +197,7 @@ impl RuleRt {
                 keep_firing_for_ms: r.keep_firing_for.as_ms(),
             },
             slide,
+            pane_memo: (i64::MAX, i64::MIN, 0),
             window_ms,
             shape,
             min_volume: i64::try_from(r.min_volume).unwrap_or(i64::MAX),
@@ -230,12 +231,31 @@ impl RuleRt {
         }
     }
 
+    /// The pane holding time `t` ([`pane_of`]; also the end of the window
+    /// evaluated at `t`). Event times and the clock move in small steps, so
+    /// most calls fall in the pane of the last one and skip the division.
+    #[inline]
+    pub(super) fn pane_at(&mut self, t: i64) -> i64 {
+        let (first, last, p) = self.pane_memo;
+        if first <= t && t <= last {
+            return p;
+        }
+        let p = pane_of(t, self.slide);
+        // Pane p covers ((p − 1)·S, p·S]; saturation only narrows the range.
+        self.pane_memo = (
+            boundary_time(p, self.slide),
+            p.saturating_mul(self.slide),
+            p,
+        );
+        p
+    }
+
     /// Sets the rule's origin (its first pane with data) if it has none: the
     /// first in-time event the rule selects, at the clock `clock`.
     #[inline]
     pub(super) fn note_origin(&mut self, ts: i64, clock: i64) {
         if self.origin.is_none() {
-            self.origin = Some(pane_of(ts, self.slide).min(end_pane(clock, self.slide)));
+            self.origin = Some(self.pane_at(ts).min(self.pane_at(clock)));
         }
     }
 
@@ -301,9 +321,9 @@ impl RuleRt {
         ts: i64,
         clock: i64,
     ) -> u32 {
-        let end = end_pane(clock, self.slide);
+        let end = self.pane_at(clock);
         if self.origin.is_none() {
-            self.origin = Some(pane_of(ts, self.slide).min(end));
+            self.origin = Some(self.pane_at(ts).min(end));
         }
         let key_id = match self.recorder.as_deref_mut() {
             Some(rec) => match rec.ids.get(&key[..]) {

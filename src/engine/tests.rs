@@ -240,6 +240,26 @@ fn pane_arithmetic() {
     assert_eq!(boundary_time(2, 1000), 1001);
 }
 
+/// A rule's remembered pane gives what `pane_of` gives, at pane edges, going
+/// back and forth, and at the ends of the time range.
+#[test]
+fn remembered_pane_is_pane_of() {
+    let mut e = engine("");
+    let rule = &mut e.rules[0];
+    let s = rule.slide;
+    let mut times = vec![i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1, 0, 1, -1];
+    for p in [-3, 0, 1, 2, 29_000_000] {
+        for d in [-1, 0, 1] {
+            times.push(p * s + d);
+            times.push(p * s + d);
+        }
+    }
+    times.extend([5 * s, 4 * s + 1, 5 * s + 1, 4 * s, i64::MAX, 3 * s]);
+    for t in times {
+        assert_eq!(rule.pane_at(t), pane_of(t, s), "t = {t}");
+    }
+}
+
 #[test]
 fn reconfigure_keeps_unchanged_rules_and_resets_changed_ones() {
     let base = r#"
