@@ -205,16 +205,21 @@ impl Dedup {
         }
         self.expire(clock);
         let h = self.key.hash(id);
-        if self.seen.contains(&h) {
-            return true;
-        }
-        if self.seen.len() >= self.max_ids {
+        if self.seen.len() < self.max_ids {
+            // One probe: `insert` says whether the id was new.
+            if !self.seen.insert(h) {
+                return true;
+            }
+        } else {
+            if self.seen.contains(&h) {
+                return true;
+            }
             if let Some((_, old)) = self.order.pop_front() {
                 self.seen.remove(&old);
                 self.evicted_early += 1;
             }
+            self.seen.insert(h);
         }
-        self.seen.insert(h);
         self.order.push_back((clock, h));
         self.appended += 1;
         false
