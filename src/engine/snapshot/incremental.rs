@@ -230,15 +230,15 @@ fn rule_rows(
     if slots.is_empty() {
         return Ok(());
     }
-    // slot → its position in `slots` (and in `pending`).
-    let mut pos: hashbrown::HashMap<u32, usize, foldhash::fast::FixedState> =
-        hashbrown::HashMap::with_capacity_and_hasher(slots.len(), Default::default());
+    // slot → its position in `slots` (and in `pending`): one array lookup
+    // per wheel entry (the scan is over every entry of the rule).
+    let mut pos = vec![u32::MAX; rule.slots.len()];
     for (i, &s) in slots.iter().enumerate() {
-        pos.insert(s, i);
+        pos[s as usize] = i as u32;
     }
     let current = |slot: u32, gen: u32| -> Option<usize> {
-        let i = *pos.get(&slot)?;
-        (rule.slots[slot as usize].gen == gen).then_some(i)
+        let i = *pos.get(slot as usize)?;
+        (i != u32::MAX && rule.slots[slot as usize].gen == gen).then_some(i as usize)
     };
     let mut pending: Vec<(Vec<i64>, Vec<i64>)> = vec![(Vec::new(), Vec::new()); slots.len()];
     for (q, slot, gen) in rule.wheel.entries() {

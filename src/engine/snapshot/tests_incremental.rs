@@ -15,8 +15,9 @@ use crate::event::decode;
 
 /// Every kind of per-group state: counts with `for` and `keep_firing_for`,
 /// a ratio, surges (rule-wide warm-up origin), repeat customers, the
-/// response-SLA backlog (one shard, rule-wide early responses) and the
-/// first-response time; small dedup memory so ids are evicted early.
+/// response-SLA backlog (one shard, rule-wide early responses), the
+/// first-response time and root-cause counts (`explain`); a small dedup
+/// memory, so ids are evicted early.
 const CFG: &str = r#"
 [engine]
 allowed_lateness = "2m"
@@ -30,6 +31,7 @@ indicator = { kind = "count", select = { type = "complaint" } }
 thresholds = { warning = 4, critical = 8 }
 for = "2m"
 keep_firing_for = "1m"
+explain = ["channel"]
 [[rules]]
 name = "ratio_region"
 group_by = ["region", "channel"]
