@@ -26,8 +26,8 @@
 //!   never loaded and never overwritten: the service stays up but consumes
 //!   nothing, `/readyz` answers 503 with the reason and
 //!   `crisiswatch_checkpoint_unreadable` is 1, until an operator runs
-//!   `crisiswatch state reset` beside it (or puts a readable checkpoint
-//!   back): the store is looked at again every `checkpoint_interval`, and
+//!   `crisiswatch state reset` beside it: the store is looked at again
+//!   every `checkpoint_interval` (its record's stamp), and when it changed,
 //!   consumption starts from what it then holds.
 
 use std::collections::HashMap;
