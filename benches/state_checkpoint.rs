@@ -106,8 +106,13 @@ thresholds = {{ warning = 1000000 }}
         let s = Instant::now();
         let whole = engine.snapshot().expect("snapshot");
         let whole_ms = ms(s);
+        let mut fresh = ShardedEngine::new(&cfg, 1, 64).expect("engine");
+        let s = Instant::now();
+        fresh.restore(&whole).expect("restore");
+        let whole_restore = ms(s);
+        drop(fresh);
         println!(
-            "{:>9} {:>11} {:>9.1} {:>9} {:>9.1} {:>10} {:>9} {:>9} {:>9.1} {:>8} {:>8}",
+            "{:>9} {:>11} {:>9.1} {:>9} {:>9.1} {:>10} {:>9} {:>9.1} {:>9.1} {:>8} {:>8}",
             groups,
             "whole (old)",
             whole_ms,
@@ -115,7 +120,7 @@ thresholds = {{ warning = 1000000 }}
             whole.len() as f64 / 1e6,
             groups,
             "-",
-            "-",
+            whole_restore,
             whole.len() as f64 / groups.max(1) as f64,
             "",
             ""

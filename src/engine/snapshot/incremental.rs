@@ -112,8 +112,10 @@ pub struct DedupChunk {
 pub struct Stored {
     /// The per-checkpoint record.
     pub meta: Vec<u8>,
-    /// (rule id, row) of every group, in a fixed order.
-    pub groups: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The rule ids the rows name.
+    pub rule_ids: Vec<Vec<u8>>,
+    /// (index in `rule_ids`, row) of every group, in a fixed order.
+    pub groups: Vec<(u16, Vec<u8>)>,
     /// (first sequence number, ids) of every dedup chunk, by chunk.
     pub dedup: Vec<(u64, Vec<u8>)>,
 }
@@ -454,16 +456,15 @@ pub(in crate::engine) fn restore(
     }
     // Every row decoded and counted before anything changes: a store that
     // does not hold what its record says leaves the engine as it was.
-    let by_id: hashbrown::HashMap<&[u8], usize, foldhash::fast::FixedState> = meta
-        .rules
+    let by_id: Vec<Option<usize>> = stored
+        .rule_ids
         .iter()
-        .enumerate()
-        .map(|(i, rm)| (&rm.id[..], i))
+        .map(|id| meta.rules.iter().position(|rm| rm.id[..] == id[..]))
         .collect();
     let mut counts = vec![0u64; meta.rules.len()];
     let mut rows: Vec<(usize, Row)> = Vec::with_capacity(stored.groups.len());
     for (id, data) in &stored.groups {
-        let Some(&si) = by_id.get(&id[..]) else {
+        let Some(&Some(si)) = by_id.get(*id as usize) else {
             return Err(decode_err("a group of a rule the checkpoint does not list"));
         };
         counts[si] += 1;
@@ -500,7 +501,18 @@ pub(in crate::engine) fn restore(
             }
         }
     }
-    // The groups, each to the worker that owns it.
+    // The groups, each to the worker that owns it (room made first: the
+    // slots are large and a million of them doubling their vector twenty
+    // times costs as much as decoding them).
+    for e in engines.iter_mut() {
+        for (si, m) in map.iter().enumerate() {
+            if let Some(r) = *m {
+                e.rules[r]
+                    .slots
+                    .reserve((counts[si] as usize).div_ceil(workers));
+            }
+        }
+    }
     for (r, row) in rows {
         let w = if workers > 1 {
             let rule = &engines[0].rules[r];

@@ -159,13 +159,19 @@ impl Model {
     }
 
     fn stored(&self) -> Stored {
+        let mut rule_ids: Vec<Vec<u8>> = self.rows.keys().map(|(id, _)| id.clone()).collect();
+        rule_ids.dedup();
         Stored {
             meta: self.meta.clone(),
             groups: self
                 .rows
                 .iter()
-                .map(|((id, _), data)| (id.clone(), data.clone()))
+                .map(|((id, _), data)| {
+                    let i = rule_ids.iter().position(|r| r == id).unwrap_or(0);
+                    (i as u16, data.clone())
+                })
                 .collect(),
+            rule_ids,
             dedup: self.dedup.values().cloned().collect(),
         }
     }
