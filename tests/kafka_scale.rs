@@ -313,3 +313,102 @@ fn a_killed_instance_s_partitions_move_and_the_pages_do_not_change() {
     b.sigterm();
     c.sigterm();
 }
+
+/// The measured capacity model (README "Running several instances"): the
+/// time one embedded instance and 1, 2 and 3 scaled instances (processes on
+/// this machine) take to read a generated stream from the broker, each from
+/// its own consumer group. Ignored by default (it is a measurement, not a
+/// check): `cargo test --release --test kafka_scale -- --ignored --nocapture capacity`;
+/// `CRISISWATCH_CAPACITY_HOURS` sets the stream's length (default 6).
+#[test]
+#[ignore]
+fn capacity() {
+    let hours: u64 = std::env::var("CRISISWATCH_CAPACITY_HOURS")
+        .ok()
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(6);
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("stream.jsonl");
+    let out = std::process::Command::new(kafka_support::service::BIN)
+        .args(["generate", "--seed", "42", "--duration"])
+        .arg(format!("{hours}h"))
+        .arg("--output")
+        .arg(&jsonl)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let msgs: Vec<Out> = text
+        .lines()
+        .map(|l| {
+            let id = serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            Out::new("events", partition_of(&id), l.as_bytes().to_vec())
+        })
+        .collect();
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("events", PARTITIONS)]);
+    produce(&bs, &msgs, Duration::from_secs(120));
+    let n = msgs.len() as f64;
+    let sum = |svcs: &[Service], series: &str| -> f64 {
+        svcs.iter().filter_map(|s| s.metric(series)).sum()
+    };
+    let processed = "crisiswatch_kafka_processed_messages_total{topic=\"events\"}";
+    let mut rows = Vec::new();
+    for (name, instances, scaled) in [
+        ("embedded", 1, false),
+        ("scaled", 1, true),
+        ("scaled", 2, true),
+        ("scaled", 3, true),
+    ] {
+        let group = format!("cap-{name}-{instances}");
+        let started = std::time::Instant::now();
+        let svcs: Vec<Service> = (0..instances)
+            .map(|i| {
+                let data = dir
+                    .path()
+                    .join(format!("data-{group}-{i}"))
+                    .display()
+                    .to_string();
+                Service::start(
+                    dir.path(),
+                    &format!("{group}-{i}"),
+                    &config(&bs, &group, "events", &data, "http://127.0.0.1:9/", scaled),
+                )
+            })
+            .collect();
+        wait_until(Duration::from_secs(1800), "the stream read", || {
+            sum(&svcs, processed) >= n
+                && (!scaled
+                    || sum(&svcs, "crisiswatch_scale_owner_messages_total")
+                        >= sum(&svcs, "crisiswatch_scale_shard_messages_total"))
+        });
+        let secs = started.elapsed().as_secs_f64();
+        let shard = sum(&svcs, "crisiswatch_scale_shard_messages_total");
+        rows.push((format!("{name} ×{instances}"), secs, shard / n));
+        for s in &svcs {
+            s.sigterm();
+        }
+    }
+    let base = rows[0].1;
+    eprintln!(
+        "\n{} events ({hours} h generated, seed 42), 4 partitions, 3 rules, group join included",
+        msgs.len()
+    );
+    eprintln!("| run | seconds | events/s | × embedded | shard messages per event |");
+    eprintln!("| --- | --- | --- | --- | --- |");
+    for (name, secs, per) in &rows {
+        eprintln!(
+            "| {name} | {secs:.1} | {:.0} | {:.2} | {per:.2} |",
+            n / secs,
+            base / secs
+        );
+    }
+}

@@ -99,6 +99,8 @@ pub(crate) struct ScaledMetrics {
     pub(crate) unreadable: IntCounterVec,
     /// Messages written to the shard topic.
     pub(crate) shard_messages: IntCounter,
+    /// Shard-topic messages the shard owners of this instance read.
+    pub(crate) owner_messages: IntCounter,
     /// Alert transitions written to the transition topic.
     pub(crate) transitions: IntCounter,
     /// Events the shard owners hold for their clocks.
@@ -128,6 +130,7 @@ impl ScaledMetrics {
             checkpoint_bytes: reg(r, HistogramVec::new(HistogramOpts::new("crisiswatch_scale_checkpoint_bytes", "Size of an internal partition checkpoint, by kind.").buckets(bytes), &["kind"])?)?,
             unreadable: reg(r, IntCounterVec::new(Opts::new("crisiswatch_scale_unreadable_messages_total", "Internal messages that could not be read (another crisiswatch version?), by topic."), &["topic"])?)?,
             shard_messages: reg(r, IntCounter::new("crisiswatch_scale_shard_messages_total", "Events written to the shard topic (one per shard partition an event's slices live in).")?)?,
+            owner_messages: reg(r, IntCounter::new("crisiswatch_scale_owner_messages_total", "Shard-topic messages read by the shard owners of this instance.")?)?,
             transitions: reg(r, IntCounter::new("crisiswatch_scale_transitions_total", "Alert transitions written to the transition topic.")?)?,
             held: reg(r, IntGauge::new("crisiswatch_scale_held_events", "Events the shard owners of this instance hold until every input partition has passed them.")?)?,
             held_transitions: reg(r, IntGauge::new("crisiswatch_scale_held_transitions", "Transitions the incident owners of this instance hold until every shard owner has passed them.")?)?,

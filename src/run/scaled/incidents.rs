@@ -222,12 +222,9 @@ impl IncidentParts {
                 .checkpoint_bytes
                 .with_label_values(&["incident"])
                 .observe(cp.len() as f64);
-            self.producer.send(
-                &self.topics.incidents_changelog,
-                q,
-                q.to_string().as_bytes(),
-                &cp,
-            );
+            let id = (*next, chrono::Utc::now().timestamp_millis());
+            self.producer
+                .send_checkpoint(&self.topics.incidents_changelog, q, id, &cp);
             *dirty = false;
             wrote += 1;
         }

@@ -9,6 +9,7 @@
 //! another instance can be assigned it, and an assigned one starts reading
 //! at its checkpoint's offset.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,12 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::wire::{decode, encode, Chunk};
 use super::ScaledError;
+
+/// Bytes of checkpoint per changelog message: under the brokers' default
+/// `message.max.bytes` (1 MB) with room for the framing.
+const CHUNK_BYTES: usize = 512 * 1024;
 use crate::config::KafkaSourceConfig;
 use crate::source::context::log_librdkafka;
 
@@ -203,6 +209,34 @@ impl Ordered {
         }
     }
 
+    /// Queues checkpoint `bytes` of `partition` on changelog `topic`, in
+    /// chunks under the brokers' message size limit, each keyed by partition
+    /// and chunk index (so compaction keeps the newest of each index), all
+    /// naming the checkpoint's `id` (`(next offset, wall ms)`: the newest is
+    /// the largest).
+    pub(crate) fn send_checkpoint(
+        &self,
+        topic: &str,
+        partition: i32,
+        id: (i64, i64),
+        bytes: &[u8],
+    ) {
+        let count = bytes.len().div_ceil(CHUNK_BYTES).max(1) as u32;
+        for index in 0..count {
+            let from = index as usize * CHUNK_BYTES;
+            let to = (from + CHUNK_BYTES).min(bytes.len());
+            let chunk = encode(&Chunk {
+                partition: partition as u32,
+                id,
+                index,
+                count,
+                bytes: bytes[from..to].to_vec(),
+            });
+            let key = format!("{partition}/{index}");
+            self.send(topic, partition, key.as_bytes(), &chunk);
+        }
+    }
+
     /// Serves delivery reports.
     pub(crate) fn poll(&self) {
         self.producer.poll(Duration::ZERO);
@@ -256,28 +290,45 @@ pub(crate) fn read_latest(
     consumer
         .assign(&tpl)
         .map_err(|e| ScaledError::Client("changelog reader", e))?;
-    let mut latest: Option<(i64, Vec<u8>)> = None;
+    // Checkpoint id → its chunks by index.
+    let mut chunks: BTreeMap<(i64, i64), BTreeMap<u32, Chunk>> = BTreeMap::new();
+    let mut last: Option<i64> = None;
     let deadline = Instant::now() + CHANGELOG_WAIT;
     loop {
-        if latest.as_ref().is_some_and(|(o, _)| o + 1 >= high) {
+        if last.is_some_and(|o| o + 1 >= high) {
             break;
         }
         if Instant::now() >= deadline {
-            tracing::warn!(topic, partition, high, read = ?latest.as_ref().map(|(o, _)| *o), "The changelog did not deliver its end in time; restoring from the newest checkpoint read.");
+            tracing::warn!(topic, partition, high, read = ?last, "The changelog did not deliver its end in time; restoring from the newest checkpoint read.");
             break;
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                if let Some(v) = m.payload() {
-                    if latest.as_ref().is_none_or(|(o, _)| m.offset() > *o) {
-                        latest = Some((m.offset(), v.to_vec()));
+                last = Some(last.map_or(m.offset(), |l| l.max(m.offset())));
+                let Some(v) = m.payload() else { continue };
+                match decode::<Chunk>(v) {
+                    Ok(c) if c.partition == partition as u32 => {
+                        chunks.entry(c.id).or_default().insert(c.index, c);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(ScaledError::Checkpoint(format!(
+                            "{topic} partition {partition}: {e}"
+                        )))
                     }
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(_))) if latest.is_some() => break,
+            Some(Err(KafkaError::PartitionEOF(_))) if last.is_some() => break,
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
             Some(Err(e)) => tracing::warn!(topic, partition, error = %e, "Changelog read error."),
         }
     }
-    Ok(latest.map(|(_, v)| v))
+    // The newest checkpoint whose chunks are all there.
+    for (_, parts) in chunks.into_iter().rev() {
+        let count = parts.values().next().map_or(0, |c| c.count);
+        if parts.len() as u32 == count && parts.keys().copied().eq(0..count) {
+            return Ok(Some(parts.into_values().flat_map(|c| c.bytes).collect()));
+        }
+    }
+    Ok(None)
 }

@@ -160,6 +160,7 @@ impl Owners {
         }
         part.next_offset = offset + 1;
         part.dirty = true;
+        self.metrics.owner_messages.inc();
         match Envelope::decode(payload) {
             Ok(env) => {
                 let mut out = std::mem::take(&mut self.out);
@@ -257,12 +258,9 @@ impl Owners {
                 .checkpoint_bytes
                 .with_label_values(&["shard"])
                 .observe(cp.len() as f64);
-            self.producer.send(
-                &self.topics.shards_changelog,
-                *p,
-                p.to_string().as_bytes(),
-                &cp,
-            );
+            let id = (part.next_offset, chrono::Utc::now().timestamp_millis());
+            self.producer
+                .send_checkpoint(&self.topics.shards_changelog, *p, id, &cp);
             part.dirty = false;
             wrote += 1;
         }

@@ -151,6 +151,22 @@ impl Keyed {
     }
 }
 
+/// One message of a partition checkpoint on a changelog topic (checkpoints
+/// are split under the brokers' message size limit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Chunk {
+    /// The internal partition the checkpoint is of.
+    pub(crate) partition: u32,
+    /// The checkpoint: (next offset, wall ms when written); the newest is the largest.
+    pub(crate) id: (i64, i64),
+    /// This chunk's place, from 0.
+    pub(crate) index: u32,
+    /// The checkpoint's chunks.
+    pub(crate) count: u32,
+    /// Its bytes.
+    pub(crate) bytes: Vec<u8>,
+}
+
 /// `WIRE_VERSION`, then the value (bincode).
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     let mut out = vec![WIRE_VERSION];
