@@ -234,7 +234,11 @@ impl Stage {
                 }
             }
         }
-        let now = self.engine.clock().unwrap_or_default();
+        // Up to the last transition's time: the opens and progress updates
+        // due after it go out from `tick`, with the engine's current values
+        // and hints (not the last transition's).
+        let clock = self.engine.clock().unwrap_or_default();
+        let now = self.out.last().map_or(clock, |t| t.at.min(clock));
         self.sink.submit(&self.out, now)?;
         self.out.clear();
         Ok(())
