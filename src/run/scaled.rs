@@ -261,7 +261,7 @@ async fn serve(
     let owners_thread = {
         let (st, stop) = (Arc::clone(&owners), Arc::clone(&stop));
         spawn("crisiswatch-owners", move || {
-            owners::drive(st, owners_consumer, interval, stop)
+            internal::drive(st, owners_consumer, interval, stop)
         })
         .map_err(RunError::Scaled)?
     };
@@ -280,7 +280,7 @@ async fn serve(
     let incidents_thread = {
         let (st, stop) = (Arc::clone(&parts), Arc::clone(&stop));
         spawn("crisiswatch-incidents", move || {
-            incidents::drive(st, incidents_consumer, interval, stop)
+            internal::drive(st, incidents_consumer, interval, stop)
         })
         .map_err(RunError::Scaled)?
     };

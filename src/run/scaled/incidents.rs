@@ -8,15 +8,13 @@
 //! its next owner continues from there.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::message::Message;
 use rdkafka::Offset;
 
-use super::internal::{lock, read_latest, state_consumer, Ordered, PartitionState, StateContext};
+use super::internal::{read_latest, state_consumer, Ordered, PartitionState, StateContext};
 use super::wire::{decode, encode, HandedIncident, IncidentCheckpoint, Note};
 use super::{ScaledError, ScaledMetrics, Topics};
 use crate::config::KafkaSourceConfig;
@@ -278,46 +276,22 @@ impl PartitionState for IncidentParts {
             .with_label_values(&["incident"])
             .set(self.next.len() as i64);
     }
-}
 
-/// Runs the incident owners until `stop`; a last checkpoint at the stop.
-pub(crate) fn drive(
-    state: Arc<Mutex<IncidentParts>>,
-    consumer: BaseConsumer<StateContext<IncidentParts>>,
-    interval: Duration,
-    stop: Arc<AtomicBool>,
-) -> Result<(), ScaledError> {
-    let mut last_release = Instant::now();
-    let mut last_checkpoint = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        let polled = consumer.poll(Duration::from_millis(50));
-        let quiet = polled.is_none();
-        let mut st = lock(&state);
-        if let Some(e) = st.failure.take() {
-            return Err(e);
-        }
-        match polled {
-            Some(Ok(m)) => {
-                let payload = m.payload().unwrap_or_default();
-                st.offer(m.partition(), m.offset(), payload);
-            }
-            Some(Err(e)) => tracing::warn!(error = %e, "Transition topic consumer error."),
-            None => {}
-        }
-        if quiet || last_release.elapsed() >= Duration::from_millis(50) {
-            st.release()?;
-            last_release = Instant::now();
-        }
-        if last_checkpoint.elapsed() >= interval {
-            st.checkpoint(None)?;
-            last_checkpoint = Instant::now();
-        }
+    fn take_failure(&mut self) -> Option<ScaledError> {
+        self.failure.take()
     }
-    lock(&state).checkpoint(None)?;
-    // Closing leaves the group: the partitions go to the other instances
-    // at once (the revoke finds nothing left to checkpoint).
-    drop(consumer);
-    Ok(())
+
+    fn on_message(&mut self, q: i32, offset: i64, payload: &[u8]) {
+        self.offer(q, offset, payload);
+    }
+
+    fn on_release(&mut self) -> Result<(), ScaledError> {
+        self.release()
+    }
+
+    fn on_checkpoint(&mut self) -> Result<(), ScaledError> {
+        self.checkpoint(None)
+    }
 }
 
 /// The incident owners' consumer.

@@ -39,6 +39,68 @@ pub(crate) trait PartitionState: Send + 'static {
     fn assigned(&mut self, partitions: &[i32]) -> Vec<(i32, Offset)>;
     /// Partitions revoked: write their checkpoints, then forget them.
     fn revoked(&mut self, partitions: &[i32]);
+    /// A failure inside a rebalance callback (the stage stops with it).
+    fn take_failure(&mut self) -> Option<ScaledError>;
+    /// A message read at `offset` of partition `p`.
+    fn on_message(&mut self, p: i32, offset: i64, payload: &[u8]);
+    /// Passes on what the partitions' clocks have passed.
+    fn on_release(&mut self) -> Result<(), ScaledError>;
+    /// Writes the checkpoints of the partitions changed since their last one.
+    fn on_checkpoint(&mut self) -> Result<(), ScaledError>;
+    /// Logs where the partitions stand (debug level), every [`STATUS_EVERY`].
+    fn on_status(&self) {}
+}
+
+/// How often a stage logs its partitions' status (debug level).
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs a stage until `stop`: poll, hand each message to the state, release
+/// when the topic is quiet or every 50 ms, checkpoint every `interval`; at
+/// the stop a last checkpoint, then the consumer leaves the group (the
+/// partitions go to the other instances at once; the revoke finds nothing
+/// left to checkpoint). The state's lock is never held across a poll: the
+/// rebalance callbacks run inside it.
+pub(crate) fn drive<S: PartitionState>(
+    state: Arc<Mutex<S>>,
+    consumer: BaseConsumer<StateContext<S>>,
+    interval: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), ScaledError> {
+    let mut last_release = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    let mut last_status = Instant::now();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let polled = consumer.poll(Duration::from_millis(50));
+        let quiet = polled.is_none();
+        let mut st = lock(&state);
+        if let Some(e) = st.take_failure() {
+            return Err(e);
+        }
+        match polled {
+            Some(Ok(m)) => {
+                st.on_message(m.partition(), m.offset(), m.payload().unwrap_or_default())
+            }
+            Some(Err(e)) => {
+                tracing::warn!(topic = %consumer.context().topic, error = %e, "Internal topic consumer error.")
+            }
+            None => {}
+        }
+        if quiet || last_release.elapsed() >= Duration::from_millis(50) {
+            st.on_release()?;
+            last_release = Instant::now();
+        }
+        if last_checkpoint.elapsed() >= interval {
+            st.on_checkpoint()?;
+            last_checkpoint = Instant::now();
+        }
+        if last_status.elapsed() >= STATUS_EVERY {
+            st.on_status();
+            last_status = Instant::now();
+        }
+    }
+    lock(&state).on_checkpoint()?;
+    drop(consumer);
+    Ok(())
 }
 
 /// Locks a stage's state (a poisoned lock still holds usable state: the

@@ -4,15 +4,13 @@
 //! split by incident partition, followed by each owner's release point.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::message::Message;
 use rdkafka::Offset;
 
-use super::internal::{lock, read_latest, state_consumer, Ordered, PartitionState, StateContext};
+use super::internal::{read_latest, state_consumer, Ordered, PartitionState, StateContext};
 use super::wire::{decode, encode, Note, ShardCheckpoint, WireTransition};
 use super::{ScaledError, ScaledMetrics, Topics};
 use crate::config::Config;
@@ -21,9 +19,6 @@ use crate::repartition::{Envelope, Keyed, Owner, Source, TransitionSplit};
 /// How long a flush of the internal producer may take before the stage
 /// gives up (the broker is down: the service stops with an error).
 const FLUSH_WAIT: Duration = Duration::from_secs(60);
-
-/// How often the owned partitions' status is logged (debug level).
-const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// One owned shard partition.
 struct Part {
@@ -333,52 +328,27 @@ impl PartitionState for Owners {
             .with_label_values(&["shard"])
             .set(self.parts.len() as i64);
     }
-}
 
-/// Runs the shard owners until `stop`: poll, apply, release, checkpoint
-/// every `interval`; at the stop a last checkpoint of every partition.
-pub(crate) fn drive(
-    state: Arc<Mutex<Owners>>,
-    consumer: BaseConsumer<StateContext<Owners>>,
-    interval: Duration,
-    stop: Arc<AtomicBool>,
-) -> Result<(), ScaledError> {
-    let mut last_release = Instant::now();
-    let mut last_checkpoint = Instant::now();
-    let mut last_status = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        let polled = consumer.poll(Duration::from_millis(50));
-        let quiet = polled.is_none();
-        let mut st = lock(&state);
-        if let Some(e) = st.failure.take() {
-            return Err(e);
-        }
-        match polled {
-            Some(Ok(m)) => {
-                let payload = m.payload().unwrap_or_default();
-                st.offer(m.partition(), m.offset(), payload);
-            }
-            Some(Err(e)) => tracing::warn!(error = %e, "Shard topic consumer error."),
-            None => {}
-        }
-        if quiet || last_release.elapsed() >= Duration::from_millis(50) {
-            st.release();
-            last_release = Instant::now();
-        }
-        if last_checkpoint.elapsed() >= interval {
-            st.checkpoint(None)?;
-            last_checkpoint = Instant::now();
-        }
-        if last_status.elapsed() >= STATUS_EVERY {
-            st.log_status();
-            last_status = Instant::now();
-        }
+    fn take_failure(&mut self) -> Option<ScaledError> {
+        self.failure.take()
     }
-    lock(&state).checkpoint(None)?;
-    // Closing leaves the group: the partitions go to the other instances
-    // at once (the revoke finds nothing left to checkpoint).
-    drop(consumer);
-    Ok(())
+
+    fn on_message(&mut self, p: i32, offset: i64, payload: &[u8]) {
+        self.offer(p, offset, payload);
+    }
+
+    fn on_release(&mut self) -> Result<(), ScaledError> {
+        self.release();
+        Ok(())
+    }
+
+    fn on_checkpoint(&mut self) -> Result<(), ScaledError> {
+        self.checkpoint(None)
+    }
+
+    fn on_status(&self) {
+        self.log_status();
+    }
 }
 
 /// The shard owners' consumer.
