@@ -25,7 +25,9 @@ use crate::engine::{EngineView, Reconfigure, ReloadSummary};
 use crate::event::format_ts;
 use crate::incident::IncidentManager;
 use crate::secret::Secret;
+mod access;
 pub(crate) mod history;
+pub(crate) use access::set_access;
 
 /// Errors setting up the admin state.
 #[derive(Debug, thiserror::Error)]
@@ -428,16 +430,7 @@ pub(crate) fn set_up(
     config_path: Option<PathBuf>,
     config_text: &str,
 ) -> Result<(mpsc::Receiver<ReloadRequest>, ReloadMetrics), AdminError> {
-    admin.set_config(config_path, config_text);
-    match Secret::load(
-        cfg.server.admin_token_env.as_deref(),
-        cfg.server.admin_token_file.as_deref(),
-    ) {
-        Ok(token) => admin.set_token(token),
-        Err(e) => {
-            tracing::warn!(error = %e, "Admin token unavailable; admin endpoints (reload, silences) are refused.")
-        }
-    }
+    set_access(admin, cfg, config_path, config_text);
     let metrics = ReloadMetrics::new(registry)?;
     let (tx, rx) = mpsc::channel(4);
     admin.set_reload_sender(tx.clone());

@@ -197,6 +197,13 @@ pub(crate) async fn run(
         stopping: AtomicBool::new(false),
     });
     let state = AppState::new(Arc::clone(&metrics));
+    // The admin token and read access, for operator actions (no reload here).
+    crate::admin::set_access(
+        &state.admin,
+        cfg,
+        opts.config_path.clone(),
+        &opts.config_text,
+    );
     let (stop_http, stop_http_rx) = watch::channel(false);
     let server = if cfg.server.listen.is_empty() {
         None
