@@ -25,6 +25,8 @@
 //! * The silences HTTP endpoint is [`crate::http::silences`]; the `outbox` and
 //!   `silence` commands are in `crate::cli`; [`replay_delivery`] delivers the
 //!   incidents of `crisiswatch replay`.
+//! * [`peers`] is what the other instances of a scaled group hold (filled
+//!   from the controls topic, `src/run/scaled/controls.rs`), for the admin API.
 //!
 //! # Using it from a driver (`run`, `demo`, `replay`)
 //!
@@ -50,6 +52,7 @@ mod manager;
 pub mod metrics;
 pub mod model;
 pub mod outbox;
+pub(crate) mod peers;
 pub mod policy;
 pub mod receivers;
 pub mod replay_delivery;

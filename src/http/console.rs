@@ -308,7 +308,8 @@ async fn feedback(s: Arc<AppState>, f: FeedbackForm, label: Option<Label>) -> Re
     let what = label.map_or("acknowledged".to_string(), |l| {
         format!("labelled {}", l.as_str())
     });
-    match super::feedback::record(ob, f.key.clone(), label, f.note, by).await {
+    let peers = s.peers.get().cloned();
+    match super::feedback::record(ob, peers, f.key.clone(), label, f.note, by).await {
         Ok(_) => done(&format!("{} {what}", f.key)),
         Err((status, msg)) => refusal(status, &msg),
     }

@@ -21,8 +21,9 @@ use serde_json::json;
 
 use crate::event::format_ts;
 use crate::incident::delivery::Clock;
-use crate::incident::outbox::feedback::{Feedback, Label, Recorded};
+use crate::incident::outbox::feedback::{Feedback, Label, Recorded, Subject};
 use crate::incident::outbox::Outbox;
+use crate::incident::peers::Peers;
 
 use super::incidents::store;
 use super::state::{require_admin, require_read, AppState};
@@ -60,8 +61,13 @@ fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
 }
 
 /// Records feedback and answers as the API does (also used by the console).
+/// With `sources.kafka.scale_out`, `peers` knows the open incidents of the
+/// other instances: one held elsewhere is recorded here with its labels
+/// (its holder adds its alerts) and reaches the holder through the
+/// controls topic.
 pub(crate) async fn record(
     ob: Arc<Outbox>,
+    peers: Option<Arc<Peers>>,
     key: String,
     label: Option<Label>,
     note: String,
@@ -69,8 +75,21 @@ pub(crate) async fn record(
 ) -> Result<i64, (StatusCode, String)> {
     let now = Clock::new().now_ms();
     let k = key.clone();
-    let done =
-        tokio::task::spawn_blocking(move || ob.record_feedback(&k, label, &note, &by, now)).await;
+    let done = tokio::task::spawn_blocking(move || {
+        let held = peers.and_then(|p| p.holder(&k));
+        match (ob.record_feedback(&k, label, &note, &by, now), held) {
+            (Ok(Recorded::Unknown | Recorded::NotOpen), Some((_, h))) => {
+                let subject = Subject {
+                    labels: h.labels,
+                    alerts: Vec::new(),
+                };
+                ob.add_feedback(&k, label, &note, &by, &subject, now)
+                    .map(Recorded::Entry)
+            }
+            (r, _) => r,
+        }
+    })
+    .await;
     match done {
         Ok(Ok(Recorded::Entry(id))) => {
             tracing::info!(incident = %key, label = label.map(Label::as_str).unwrap_or("ack"), "Responder feedback recorded.");
@@ -136,7 +155,8 @@ async fn submit(s: Arc<AppState>, headers: HeaderMap, body: String, labelled: bo
     } else {
         req.by
     };
-    match record(ob, req.key.clone(), label, req.note, by).await {
+    let peers = s.peers.get().cloned();
+    match record(ob, peers, req.key.clone(), label, req.note, by).await {
         Ok(id) => Json(json!({ "feedback": id, "key": req.key })).into_response(),
         Err((status, msg)) => error(status, msg),
     }

@@ -12,6 +12,13 @@
 //! (well within a second): the incident's `resolve` goes out with reason
 //! `closed` and the operator's reason in its summary. The CLI (`crisiswatch
 //! incident list|close`) uses the same store.
+//!
+//! With `sources.kafka.scale_out`, an incident may be held by another
+//! instance: the list adds `instance` (this one's id) and `elsewhere` (every
+//! other instance's open incidents, from the controls topic), a close is
+//! accepted for an incident held elsewhere, and the request goes to the
+//! incident's owner through the controls topic (`src/run/scaled/controls.rs`);
+//! its outcome shows here once the owner has applied it.
 
 use std::sync::Arc;
 
@@ -140,11 +147,17 @@ async fn list(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     })
     .await;
     match read {
-        Ok((incidents, requests, fb)) => Json(json!({
-            "incidents": incidents.iter().map(|i| with_feedback(incident_json(i), fb.get(&i.key))).collect::<Vec<_>>(),
-            "close_requests": requests.iter().map(request_json).collect::<Vec<_>>(),
-        }))
-        .into_response(),
+        Ok((incidents, requests, fb)) => {
+            let mut v = json!({
+                "incidents": incidents.iter().map(|i| with_feedback(incident_json(i), fb.get(&i.key))).collect::<Vec<_>>(),
+                "close_requests": requests.iter().map(request_json).collect::<Vec<_>>(),
+            });
+            if let (Some(p), Some(obj)) = (s.peers.get(), v.as_object_mut()) {
+                obj.insert("instance".into(), p.me().into());
+                obj.insert("elsewhere".into(), json!(p.elsewhere()));
+            }
+            Json(v).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -189,8 +202,9 @@ async fn close(State(s): State<Arc<AppState>>, headers: HeaderMap, body: String)
     let now = Clock::new().now_ms();
     let key = req.key.clone();
     let reason = req.reason.clone();
+    let elsewhere = s.peers.get().is_some_and(|p| p.holder(&key).is_some());
     let queued = blocking(move || {
-        if !ob.load_incidents()?.iter().any(|i| i.key == key) {
+        if !elsewhere && !ob.load_incidents()?.iter().any(|i| i.key == key) {
             return Ok(None);
         }
         ob.request_close(&key, &reason, &by, now).map(Some)

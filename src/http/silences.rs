@@ -7,7 +7,9 @@
 //! | `DELETE /api/v1/silences/{id}` | bearer | expire now → 200, or 404 |
 //!
 //! Silences are stored in the outbox database, so the running service, the
-//! CLI and this endpoint see the same ones. The store is handed to the HTTP
+//! CLI and this endpoint see the same ones; with several instances
+//! (`sources.kafka.scale_out`) every instance gets them through the
+//! controls topic (`src/run/scaled/controls.rs`). The store is handed to the HTTP
 //! state by the driver once the incident manager is open ([`attach`]); before
 //! that the endpoint answers 503.
 

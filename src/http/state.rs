@@ -24,6 +24,9 @@ pub struct AppState {
     /// The incident outbox, for the silences endpoint; set by the driver once
     /// its incident manager is open ([`super::silences::attach`]).
     pub(crate) incidents: std::sync::OnceLock<Arc<crate::incident::outbox::Outbox>>,
+    /// What the other instances of a scaled group hold; set by the scaled
+    /// service's controls stage, unset in one embedded instance.
+    pub(crate) peers: std::sync::OnceLock<Arc<crate::incident::peers::Peers>>,
 }
 
 impl AppState {
@@ -34,6 +37,7 @@ impl AppState {
             ready: AtomicBool::new(false),
             admin: AdminState::default(),
             incidents: std::sync::OnceLock::new(),
+            peers: std::sync::OnceLock::new(),
         })
     }
 }

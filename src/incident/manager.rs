@@ -33,6 +33,9 @@ pub struct IncidentManager {
     workers: Mutex<Vec<JoinHandle<()>>>,
     /// The last write failed (logged at ERROR once, until one succeeds).
     failing: std::sync::atomic::AtomicBool,
+    /// The incident partitions this instance owns (`sources.kafka.scale_out`;
+    /// `None` in one embedded instance), as last set by `set_ownership`.
+    ownership: Mutex<Option<super::routing::Ownership>>,
 }
 
 /// A configuration readied by [`IncidentManager::prepare`], applied by
@@ -135,6 +138,7 @@ impl IncidentManager {
             stop,
             workers: Mutex::new(workers),
             failing: std::sync::atomic::AtomicBool::new(false),
+            ownership: Mutex::new(None),
         });
         // Acknowledgements recorded while no service ran go out now.
         if let Err(e) = m.apply_acks() {
@@ -476,3 +480,4 @@ fn enqueue(
 mod acks;
 mod closing;
 mod ownership;
+mod shared;

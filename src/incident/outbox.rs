@@ -209,6 +209,8 @@ CREATE INDEX IF NOT EXISTS feedback_incident ON feedback (incident, id);
 CREATE TABLE IF NOT EXISTS handed_over (
     receiver TEXT NOT NULL, incident TEXT NOT NULL, PRIMARY KEY (receiver, incident)
 );
+CREATE TABLE IF NOT EXISTS control_outcomes (key TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS control_feedback (local_id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
 ";
 
 const ROW_COLUMNS: &str = "id, receiver, incident, seq, action, body, status, created_ms, attempts, next_attempt_ms, last_error, done_ms";
@@ -553,6 +555,7 @@ impl Tx<'_> {
 
 pub use closing::CloseRequest;
 mod closing;
+pub(crate) mod controls;
 pub mod feedback;
 mod operator;
 pub(crate) mod timeline;

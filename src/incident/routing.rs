@@ -281,6 +281,11 @@ impl Ownership {
         }
     }
 
+    /// Whether incident partition `p` is kept here.
+    pub(crate) fn owns_partition(&self, p: u32) -> bool {
+        self.owned.contains(&p)
+    }
+
     /// Whether the incident group of `route` with `labels` is kept here.
     pub(crate) fn owns(&self, route: &str, labels: &Labels) -> bool {
         self.owned

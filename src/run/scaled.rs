@@ -19,7 +19,10 @@
 //! from the offset that checkpoint covers: no shared filesystem. What the
 //! new owner emits again is dropped downstream (transitions behind an
 //! incident partition's release point; the outbox's applied marks).
+//! Operator actions (silences, close requests, feedback) reach every
+//! instance through `<prefix>.controls` (`controls.rs`).
 
+mod controls;
 mod incidents;
 mod internal;
 mod owners;
@@ -292,6 +295,20 @@ async fn serve(
         .map_err(RunError::Scaled)?
     };
 
+    let controls_thread = controls::start(
+        controls::Setup {
+            k,
+            topics: &topics,
+            listen: cfg.server.listen.clone(),
+            manager: Arc::clone(&manager),
+            state,
+            producer: Arc::clone(&producer),
+            scaled: Arc::clone(sm),
+        },
+        Arc::clone(&stop),
+    )
+    .map_err(RunError::Scaled)?;
+
     let splitter = Splitter::new(cfg, cfg.engine.shards, topics.shard_partitions)?;
     let dlq = DeadLetters::new(k, Arc::clone(shared))?;
     let mut stage = split::SplitStage::new(
@@ -324,10 +341,11 @@ async fn serve(
             },
             _ = tick.tick() => {
                 stage.tick();
-                if let Err(e) = manager.apply_close_requests() {
-                    tracing::warn!(error = %e, "Cannot apply close requests.");
+                // Close requests go through the controls topic (controls.rs).
+                if let Err(e) = manager.apply_acks() {
+                    tracing::warn!(error = %e, "Cannot apply acknowledgements.");
                 }
-                if owners_thread.is_finished() || incidents_thread.is_finished() {
+                if owners_thread.is_finished() || incidents_thread.is_finished() || controls_thread.is_finished() {
                     break;
                 }
             }
@@ -358,6 +376,9 @@ async fn serve(
     joined?;
     o.map_err(RunError::Scaled)?;
     i.map_err(RunError::Scaled)?;
+    tokio::task::spawn_blocking(move || join(controls_thread))
+        .await?
+        .map_err(RunError::Scaled)?;
     let submitted = internal::lock(&parts).submitted;
     Ok(RunSummary {
         stats: Default::default(),

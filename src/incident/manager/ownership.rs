@@ -18,6 +18,9 @@ impl IncidentManager {
     ) -> Result<Vec<Incident>, IncidentError> {
         let ownership = Ownership::new(partitions, owned.iter().copied());
         let given_up = self.give_up(|i| !ownership.owns(&i.route, &i.labels))?;
+        if let Ok(mut o) = self.ownership.lock() {
+            *o = Some(ownership.clone());
+        }
         if let Ok(mut lc) = self.lifecycle.lock() {
             lc.set_ownership(ownership);
         }

@@ -136,9 +136,9 @@ pub(crate) enum Recorded {
     NotOpen,
 }
 
-const COLUMNS: &str = "id, incident, kind, label, note, by, at_ms, alerts";
+pub(super) const COLUMNS: &str = "id, incident, kind, label, note, by, at_ms, alerts";
 
-fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Feedback, String)> {
+pub(super) fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Feedback, String)> {
     let label: Option<String> = r.get(3)?;
     Ok((
         Feedback {

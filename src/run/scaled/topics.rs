@@ -30,6 +30,9 @@ pub(crate) struct Topics {
     pub(crate) incidents_changelog: String,
     /// Shard partitions.
     pub(crate) shard_partitions: u32,
+    /// Operator actions shared by every instance (one partition, compacted;
+    /// `controls.rs`).
+    pub(crate) controls: String,
     /// Incident partitions.
     pub(crate) incident_partitions: u32,
     /// Consumer group of the shard owners.
@@ -47,6 +50,7 @@ impl Topics {
             shards_changelog: format!("{prefix}.shards-changelog"),
             transitions: format!("{prefix}.transitions"),
             incidents_changelog: format!("{prefix}.incidents-changelog"),
+            controls: format!("{prefix}.controls"),
             shard_partitions: so.shard_partitions,
             incident_partitions: so.incident_partitions,
             owners_group: format!("{}.owners", k.group_id),
@@ -74,6 +78,7 @@ impl Topics {
             (&self.shards_changelog, self.shard_partitions, true),
             (&self.transitions, self.incident_partitions, false),
             (&self.incidents_changelog, self.incident_partitions, true),
+            (&self.controls, 1, true),
         ];
         let new: Vec<NewTopic<'_>> = wanted
             .iter()

@@ -1,0 +1,268 @@
+//! Operator actions across scaled instances (`[sources.kafka.scale_out]`,
+//! the controls topic of `src/run/scaled/controls.rs`), against a real
+//! Kafka-protocol broker (Tansu), two real `crisiswatch run` processes in
+//! one group and a real HTTP receiver:
+//!
+//! * a silence created through one instance's admin API mutes an incident
+//!   the other instance holds (its `open` is recorded `muted` there and
+//!   never reaches the receiver);
+//! * a close request posted to the instance that does not hold an incident
+//!   closes it at the receiver (`resolve` with reason `closed`), and its
+//!   outcome is readable from the instance that received it;
+//! * each instance's `GET /api/v1/incidents` names the other's incidents
+//!   (`elsewhere`).
+//!
+//! Which instance holds which incident is up to the consumer group: the
+//! test finds out through the admin API from a first crisis and picks its
+//! roles from that; a product's incidents stay on their partition's
+//! instance, so the second crisis's incident of the silenced product opens
+//! on the same holder.
+
+mod kafka_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka_support::broker::Broker;
+use kafka_support::client::{create_topics, produce, Out};
+use kafka_support::receiver::Receiver;
+use kafka_support::service::Service;
+use kafka_support::{base_config, hour_t0, wait_until};
+
+const TOKEN: &str = "controls-test-admin-token";
+const PRODUCTS: [&str; 4] = ["p1", "p2", "p3", "p4"];
+
+const RULES: &str = r#"
+[[rules]]
+name = "complaints"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 10 }
+clear = 4
+
+[[incidents.routes]]
+name = "by_product"
+group_by = ["product"]
+receivers = ["hook"]
+"#;
+
+/// Seconds `from..to` of traffic: an order every two seconds on each of the
+/// two partitions, and a complaint every 20 s for every product in minutes
+/// 3–8 and 33–38 (each product's incident opens, twice).
+fn traffic(from: i64, to: i64) -> Vec<Out> {
+    let t0 = hour_t0();
+    let mut out = Vec::new();
+    for s in from..to {
+        let ts = t0 + s * 1000;
+        let mut push = |id: String, kind: &str, p: &str, partition: i32| {
+            let json =
+                format!(r#"{{"id":"{id}","type":"{kind}","ts":{ts},"attrs":{{"product":"{p}"}}}}"#);
+            out.push(Out::new("events", partition, json.into_bytes()));
+        };
+        if s % 2 == 0 {
+            push(format!("o{s}"), "order", PRODUCTS[(s / 2 % 4) as usize], 0);
+            push(format!("q{s}"), "order", PRODUCTS[(s / 2 % 4) as usize], 1);
+        }
+        if ((180..480).contains(&s) || (1980..2280).contains(&s)) && s % 20 == 0 {
+            for (i, p) in PRODUCTS.iter().enumerate() {
+                push(format!("c{s}-{p}"), "complaint", p, (i % 2) as i32);
+            }
+        }
+    }
+    out
+}
+
+fn config(bs: &str, data: &str, url: &str, token_file: &str) -> String {
+    let mut cfg = base_config(bs, "ctl", &[("events", None)], "", data).replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:0\"\nadmin_token_file = \"{token_file}\""),
+    );
+    // No wall-clock time for a quiet stream: what fires comes from the data.
+    cfg = cfg.replacen("idle_timeout = \"2s\"", "idle_timeout = \"1h\"", 1);
+    cfg = cfg.replacen("[incidents]\n", "[incidents]\nupdate_interval = \"0\"\n", 1);
+    cfg.push_str(
+        "\n[sources.kafka.scale_out]\nshard_partitions = 2\nincident_partitions = 4\ncheckpoint_interval = \"500ms\"\ntopic_prefix = \"ctl\"\n",
+    );
+    cfg.push_str(RULES);
+    cfg.push_str(&format!(
+        "\n[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"{url}\"\n"
+    ));
+    cfg
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+}
+
+/// The notifications of incident `key`: (action, reason).
+fn notes(r: &Receiver, key: &str) -> Vec<(String, String)> {
+    r.bodies()
+        .iter()
+        .filter(|b| b["dedup_key"] == key)
+        .map(|b| {
+            (
+                b["action"].as_str().unwrap_or_default().to_string(),
+                b["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The open incidents an instance holds: key → product.
+fn held(s: &Service) -> BTreeMap<String, String> {
+    let v = json(&s.get("/api/v1/incidents").1);
+    v["incidents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            (
+                i["key"].as_str().unwrap_or_default().to_string(),
+                i["labels"]["product"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether `s` lists incident `key` as held by another instance.
+fn sees_elsewhere(s: &Service, key: &str) -> bool {
+    let v = json(&s.get("/api/v1/incidents").1);
+    v["elsewhere"].as_array().into_iter().flatten().any(|h| {
+        h["incidents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|i| i["key"] == key)
+    })
+}
+
+#[test]
+fn a_silence_and_a_close_made_on_one_instance_act_on_the_other_s_incidents() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("events", 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let r = Receiver::start();
+    let start = |name: &str| {
+        let data = dir
+            .path()
+            .join(format!("data-{name}"))
+            .display()
+            .to_string();
+        Service::start(
+            dir.path(),
+            name,
+            &config(&bs, &data, &r.url, &token_file.display().to_string()),
+        )
+    };
+    let services = [start("a"), start("b")];
+
+    // Minutes 0–14: every product's incident opens and stays open.
+    produce(&bs, &traffic(0, 840), Duration::from_secs(30));
+    let mut holder: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    wait_until(
+        Duration::from_secs(90),
+        "the four incidents opened, each held by one instance",
+        || {
+            holder.clear();
+            for (i, s) in services.iter().enumerate() {
+                for (key, product) in held(s) {
+                    holder.insert(key, (i, product));
+                }
+            }
+            holder.len() == 4
+                && holder
+                    .keys()
+                    .all(|k| notes(&r, k).iter().any(|n| n.0 == "open"))
+        },
+    );
+    let keys: Vec<String> = holder.keys().cloned().collect();
+    let (silenced, closed) = (&keys[0], &keys[1]);
+
+    // A close posted to the instance that does not hold `closed`.
+    let (hc, _) = holder[closed].clone();
+    let oc = &services[1 - hc];
+    wait_until(
+        Duration::from_secs(20),
+        "the other instance lists the incident as held elsewhere",
+        || sees_elsewhere(oc, closed),
+    );
+    let body = format!(r#"{{"key":"{closed}","reason":"known outage","by":"test"}}"#);
+    let (status, reply) = oc.request("POST", "/api/v1/incidents/close", Some(TOKEN), &body);
+    assert_eq!(status, 202, "{reply}");
+    let id = json(&reply)["request"].as_i64().expect("request id");
+    wait_until(
+        Duration::from_secs(30),
+        "the holder closed the incident at the receiver",
+        || notes(&r, closed).contains(&("resolve".into(), "closed".into())),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the outcome is readable where the close was requested",
+        || json(&oc.get(&format!("/api/v1/incidents/close/{id}")).1)["outcome"] == "closed",
+    );
+    assert!(!held(&services[hc]).contains_key(closed.as_str()));
+
+    // Minutes 14–30: the other incidents resolve.
+    produce(&bs, &traffic(840, 1800), Duration::from_secs(30));
+    wait_until(Duration::from_secs(60), "every incident resolved", || {
+        keys.iter()
+            .all(|k| notes(&r, k).iter().any(|n| n.0 == "resolve"))
+            && services.iter().all(|s| held(s).is_empty())
+    });
+
+    // A silence made on the instance that does not hold `silenced`'s product.
+    let (h, product) = holder[silenced].clone();
+    let (hs, os) = (&services[h], &services[1 - h]);
+    let body = format!(
+        r#"{{"matchers":["product={product}"],"duration":"1h","created_by":"test","comment":"known"}}"#
+    );
+    let (status, reply) = os.request("POST", "/api/v1/silences", Some(TOKEN), &body);
+    assert_eq!(status, 201, "{reply}");
+    let silence = json(&reply)["id"].as_str().unwrap_or_default().to_string();
+    wait_until(
+        Duration::from_secs(20),
+        "the silence reached the holder",
+        || hs.get("/api/v1/silences").1.contains(&silence),
+    );
+
+    // Minutes 30–44: the second crisis opens every product's incident
+    // again; the silenced product's is muted on its holder.
+    produce(&bs, &traffic(1800, 2640), Duration::from_secs(30));
+    let opened = |p: &str| {
+        r.bodies()
+            .iter()
+            .filter(|b| b["action"] == "open" && b["labels"]["product"] == p)
+            .count()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the second crisis opened the incidents not silenced, and the silenced one on its holder",
+        || {
+            PRODUCTS
+                .iter()
+                .filter(|p| **p != product)
+                .all(|p| opened(p) == 2)
+                && held(hs).values().any(|p| *p == product)
+        },
+    );
+    let muted = hs
+        .metric("crisiswatch_notifications_total{outcome=\"muted\",receiver=\"hook\"}")
+        .unwrap_or(0.0);
+    assert!(
+        muted >= 1.0,
+        "the holder muted the silenced incident's open: {muted}\n{}",
+        hs.stderr_text()
+    );
+    assert_eq!(opened(&product), 1, "the silenced product paged again");
+    for s in &services {
+        s.sigterm();
+    }
+}
