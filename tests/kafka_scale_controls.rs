@@ -9,6 +9,9 @@
 //! * a close request posted to the instance that does not hold an incident
 //!   closes it at the receiver (`resolve` with reason `closed`), and its
 //!   outcome is readable from the instance that received it;
+//! * an acknowledgement posted to the instance that does not hold an
+//!   incident reaches the receiver (`acknowledge`, sent by the holder);
+//! * expiring the silence on the holder ends it on the instance that made it;
 //! * each instance's `GET /api/v1/incidents` names the other's incidents
 //!   (`elsewhere`).
 //!
@@ -87,7 +90,7 @@ fn config(bs: &str, data: &str, url: &str, token_file: &str) -> String {
     );
     cfg.push_str(RULES);
     cfg.push_str(&format!(
-        "\n[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"{url}\"\n"
+        "\n[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nacknowledge = true\nurl = \"{url}\"\n"
     ));
     cfg
 }
@@ -142,7 +145,7 @@ fn sees_elsewhere(s: &Service, key: &str) -> bool {
 }
 
 #[test]
-fn a_silence_and_a_close_made_on_one_instance_act_on_the_other_s_incidents() {
+fn operator_actions_made_on_one_instance_act_on_the_other_s_incidents() {
     let broker = Broker::start();
     let bs = broker.bootstrap();
     create_topics(&bs, &[("events", 2)]);
@@ -210,6 +213,28 @@ fn a_silence_and_a_close_made_on_one_instance_act_on_the_other_s_incidents() {
     );
     assert!(!held(&services[hc]).contains_key(closed.as_str()));
 
+    // An acknowledgement posted to the instance that does not hold `acked`.
+    let acked = &keys[2];
+    let (ha, _) = holder[acked].clone();
+    let oa = &services[1 - ha];
+    wait_until(
+        Duration::from_secs(20),
+        "the other instance lists the acknowledged incident as held elsewhere",
+        || sees_elsewhere(oa, acked),
+    );
+    let body = format!(r#"{{"key":"{acked}","by":"ana","note":"on it"}}"#);
+    let (status, reply) = oa.request("POST", "/api/v1/incidents/ack", Some(TOKEN), &body);
+    assert_eq!(status, 200, "{reply}");
+    wait_until(
+        Duration::from_secs(30),
+        "the holder sent the acknowledgement to the receiver",
+        || notes(&r, acked).iter().any(|n| n.0 == "acknowledge"),
+    );
+    assert!(
+        services[ha].get("/api/v1/feedback").1.contains("on it"),
+        "the holder's feedback log has the acknowledgement"
+    );
+
     // Minutes 14–30: the other incidents resolve.
     produce(&bs, &traffic(840, 1800), Duration::from_secs(30));
     wait_until(Duration::from_secs(60), "every incident resolved", || {
@@ -262,6 +287,26 @@ fn a_silence_and_a_close_made_on_one_instance_act_on_the_other_s_incidents() {
         hs.stderr_text()
     );
     assert_eq!(opened(&product), 1, "the silenced product paged again");
+
+    // Expired on the holder, the silence ends on the instance that made it.
+    let (status, reply) = hs.request(
+        "DELETE",
+        &format!("/api/v1/silences/{silence}"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(status, 200, "{reply}");
+    wait_until(
+        Duration::from_secs(20),
+        "the expiry reached the instance that made the silence",
+        || {
+            json(&os.get("/api/v1/silences").1)["silences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x["id"] == silence.as_str() && x["state"] == "expired")
+        },
+    );
     for s in &services {
         s.sigterm();
     }

@@ -70,7 +70,7 @@ const RESEND: Duration = Duration::from_secs(10);
 /// not change (its `at` tells a running instance from one that stopped).
 const HEARTBEAT: Duration = Duration::from_secs(60);
 /// At start, how long the stage waits to have read the topic to its end
-/// before it applies close requests anyway.
+/// before it publishes and applies close requests anyway.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(30);
 /// The record format's version (a record of another version is skipped and
 /// counted as unreadable).
@@ -576,14 +576,13 @@ pub(crate) fn start(
                 st.caught_up = true;
             }
             st.producer.poll();
-            if last.elapsed() >= EVERY {
+            // What the topic already has is known once it was read to its end.
+            if st.caught_up && last.elapsed() >= EVERY {
                 last = Instant::now();
                 if let Err(e) = st.publish() {
                     tracing::warn!(error = %e, "Cannot publish operator actions; retrying.");
                 }
-                if st.caught_up {
-                    st.apply_requests()?;
-                }
+                st.apply_requests()?;
             }
         }
         let _ = st.publish();
