@@ -13,7 +13,9 @@
 //!   incident reaches the receiver (`acknowledge`, sent by the holder);
 //! * expiring the silence on the holder ends it on the instance that made it;
 //! * each instance's `GET /api/v1/incidents` names the other's incidents
-//!   (`elsewhere`).
+//!   (`elsewhere`);
+//! * an instance restarted reads the whole topic again and applies nothing
+//!   twice.
 //!
 //! Which instance holds which incident is up to the consumer group: the
 //! test finds out through the admin API from a first crisis and picks its
@@ -165,7 +167,7 @@ fn operator_actions_made_on_one_instance_act_on_the_other_s_incidents() {
             &config(&bs, &data, &r.url, &token_file.display().to_string()),
         )
     };
-    let services = [start("a"), start("b")];
+    let mut services = [start("a"), start("b")];
 
     // Minutes 0–14: every product's incident opens and stays open.
     produce(&bs, &traffic(0, 840), Duration::from_secs(30));
@@ -306,6 +308,41 @@ fn operator_actions_made_on_one_instance_act_on_the_other_s_incidents() {
                 .flatten()
                 .any(|x| x["id"] == silence.as_str() && x["state"] == "expired")
         },
+    );
+    // The instance that requested the close restarts and reads the whole
+    // topic again: nothing is applied twice there (silence, outcome,
+    // feedback), the outcome stays readable, and no second resolve or
+    // acknowledgement goes out.
+    let count = |key: &str, action: &str| notes(&r, key).iter().filter(|n| n.0 == action).count();
+    assert_eq!(
+        (count(closed, "resolve"), count(acked, "acknowledge")),
+        (1, 1)
+    );
+    let name = ["a", "b"][1 - hc];
+    services[1 - hc].sigterm();
+    assert!(services[1 - hc]
+        .wait_exit(Duration::from_secs(30))
+        .is_some());
+    services[1 - hc] = start(name);
+    let oc = &services[1 - hc];
+    wait_until(
+        Duration::from_secs(30),
+        "the restarted instance read the controls topic to its end",
+        || oc.stderr_text().contains("Controls topic read to its end"),
+    );
+    // A record applied twice would show by now.
+    std::thread::sleep(Duration::from_secs(1));
+    for kind in ["silence", "close", "outcome", "feedback"] {
+        let series = format!("crisiswatch_scale_controls_applied_total{{kind=\"{kind}\"}}");
+        assert_eq!(oc.metric(&series), Some(0.0), "{kind} applied again");
+    }
+    assert_eq!(
+        json(&oc.get(&format!("/api/v1/incidents/close/{id}")).1)["outcome"],
+        "closed"
+    );
+    assert_eq!(
+        (count(closed, "resolve"), count(acked, "acknowledge")),
+        (1, 1)
     );
     for s in &services {
         s.sigterm();
