@@ -212,6 +212,8 @@ pub struct AdminState {
     /// Why the data directory cannot be written (the outbox or the state
     /// store failed), while it cannot: the service is not ready then.
     storage_error: Mutex<Option<String>>,
+    /// Why a scaled instance cannot go on (instances disagree), while so.
+    scale_error: Mutex<Option<String>>,
     history: Mutex<history::History>,
 }
 
@@ -242,6 +244,7 @@ impl Default for AdminState {
             loopback: std::sync::atomic::AtomicBool::new(true),
             last_reload: Mutex::new(ReloadStatus::default()),
             storage_error: Mutex::new(None),
+            scale_error: Mutex::new(None),
             history: Mutex::new(history::History::default()),
         }
     }
@@ -393,6 +396,17 @@ impl AdminState {
         lock(&self.storage_error).clone()
     }
 
+    /// Records why the instances of a scaled group cannot work together
+    /// (`None` once they can).
+    pub(crate) fn set_scale_error(&self, error: Option<String>) {
+        *lock(&self.scale_error) = error;
+    }
+
+    /// Why the instances of a scaled group cannot work together, while so.
+    pub(crate) fn scale_error(&self) -> Option<String> {
+        lock(&self.scale_error).clone()
+    }
+
     /// `/api/v1/status`.
     pub(crate) fn status(&self) -> serde_json::Value {
         serde_json::json!({
@@ -403,6 +417,7 @@ impl AdminState {
             "clock": lock(&self.snapshot).clock.clone(),
             "last_reload": *lock(&self.last_reload),
             "storage_error": self.storage_error(),
+            "scale_error": self.scale_error(),
             "admin_token_configured": self.has_token(),
             "tls_skip_verify_receivers": lock(&self.tls_unverified).clone(),
             "read_token_configured": !matches!(*lock(&self.read_access), ReadAccess::NoToken),

@@ -121,12 +121,15 @@ pub(crate) fn is_ready(s: &AppState) -> bool {
     s.ready.load(Ordering::Relaxed)
         && s.admin.reload_error().is_none()
         && s.admin.storage_error().is_none()
+        && s.admin.scale_error().is_none()
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     if is_ready(&s) {
         (StatusCode::OK, "ready\n".to_string())
     } else if let Some(e) = s.admin.storage_error() {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n"))
+    } else if let Some(e) = s.admin.scale_error() {
         (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n"))
     } else if let Some(e) = s.admin.reload_error() {
         (

@@ -49,6 +49,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
+
 mod incidents;
 mod owner;
 mod split;
@@ -58,7 +60,7 @@ pub use owner::{Owner, OwnerCheckpointError};
 pub use split::Splitter;
 
 /// Version byte in front of every internal message.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// An input partition: the topic's index in `sources.kafka.topics` and the
 /// partition number.
@@ -98,6 +100,8 @@ pub enum Envelope {
         /// (rule index, earliest time of an event its selectors matched),
         /// for the rules with a baseline.
         origins: Vec<(u32, i64)>,
+        /// The writer's [`fingerprint`] of the configuration.
+        config: u64,
     },
     /// A source with nothing new for `sources.kafka.idle_partition_timeout`:
     /// it stops holding the owners' clocks back until it reports again (as
@@ -105,7 +109,68 @@ pub enum Envelope {
     Idle {
         /// The input partition.
         source: Source,
+        /// The writer's [`fingerprint`] of the configuration.
+        config: u64,
     },
+    /// Every source the writer reads has had nothing new for
+    /// `engine.idle_timeout`: event time moves on with the wall clock (as
+    /// one instance's quiet stream does, `crate::clock`). An owner whose
+    /// every source is idle and quiet moves its clock to the newest time
+    /// reported plus the shortest of their quiet spells.
+    Quiet {
+        /// The input partition.
+        source: Source,
+        /// How long the writer's sources have had nothing new (ms).
+        quiet_ms: u64,
+        /// The writer's [`fingerprint`] of the configuration.
+        config: u64,
+    },
+}
+
+impl Envelope {
+    /// The configuration fingerprint of a clock message (reports, idle and
+    /// quiet marks); `None` for an event.
+    pub fn config(&self) -> Option<u64> {
+        match self {
+            Envelope::Event { .. } => None,
+            Envelope::Report { config, .. }
+            | Envelope::Idle { config, .. }
+            | Envelope::Quiet { config, .. } => Some(*config),
+        }
+    }
+}
+
+/// What every instance of a scaled group must agree on, hashed: the rules,
+/// the engine's settings (but `workers`, which is per machine), the input
+/// topics, the scale-out partitioning and the incident routes. Instances
+/// whose fingerprints differ would route, window or group differently; an
+/// owner refuses the clock messages of another fingerprint (its partitions
+/// wait, `/readyz` says why) rather than mix two configurations.
+pub fn fingerprint(cfg: &Config) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut engine = cfg.engine.clone();
+    engine.workers = 0;
+    let kafka = cfg.sources.kafka.as_ref();
+    let topics: Vec<(&str, Option<&str>)> = kafka
+        .map(|k| {
+            k.topics
+                .iter()
+                .map(|t| (t.name.as_str(), t.default_type.as_deref()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let scale = kafka.and_then(|k| k.scale_out.as_ref());
+    let value = serde_json::json!({
+        "engine": engine,
+        "rules": cfg.rules,
+        "routes": cfg.incidents.routes,
+        "topics": topics,
+        "partitions": scale.map(|s| (s.shard_partitions, s.incident_partitions)),
+    });
+    let digest = Sha256::digest(value.to_string().as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// An internal message that cannot be read.
@@ -183,3 +248,6 @@ mod tests;
 
 #[cfg(test)]
 mod move_tests;
+
+#[cfg(test)]
+mod clock_tests;

@@ -34,6 +34,14 @@ pub struct Owner {
     marks: BTreeMap<(u32, Source), i64>,
     /// (internal partition, source) reported idle since its last report.
     idle: BTreeSet<(u32, Source)>,
+    /// (internal partition, source) reported quiet since its last report:
+    /// for how long (ms). Not checkpointed: the clock it moved is.
+    quiet: BTreeMap<(u32, Source), u64>,
+    /// This configuration's [`fingerprint`](super::fingerprint).
+    config: u64,
+    /// (internal partition, source) whose last clock message came from an
+    /// instance with another configuration: its fingerprint.
+    foreign: BTreeMap<(u32, Source), u64>,
     /// Rule → earliest matching event time reported by any source.
     origins: BTreeMap<u32, i64>,
     seq: Sequencer<Tag>,
@@ -79,6 +87,9 @@ impl Owner {
             default_types,
             marks: BTreeMap::new(),
             idle: BTreeSet::new(),
+            quiet: BTreeMap::new(),
+            config: super::fingerprint(cfg),
+            foreign: BTreeMap::new(),
             origins: BTreeMap::new(),
             seq: Sequencer::new(),
             lateness_ms,
@@ -102,13 +113,24 @@ impl Owner {
         if !self.owned.contains(&partition) {
             return None;
         }
+        if let Some(config) = env.config() {
+            let pair = (partition, env_source(&env));
+            if config != self.config {
+                // Another configuration's clock: the pair waits (see `foreign`).
+                self.foreign.insert(pair, config);
+                return None;
+            }
+            self.foreign.remove(&pair);
+        }
         match env {
             Envelope::Report {
                 source,
                 newest,
                 origins,
+                ..
             } => {
                 self.idle.remove(&(partition, source));
+                self.quiet.remove(&(partition, source));
                 let m = self.marks.entry((partition, source)).or_insert(newest);
                 *m = (*m).max(newest);
                 self.newest = Some(self.newest.map_or(newest, |n| n.max(newest)));
@@ -118,8 +140,15 @@ impl Owner {
                 }
                 None
             }
-            Envelope::Idle { source } => {
+            Envelope::Idle { source, .. } => {
                 self.idle.insert((partition, source));
+                None
+            }
+            Envelope::Quiet {
+                source, quiet_ms, ..
+            } => {
+                self.idle.insert((partition, source));
+                self.quiet.insert((partition, source), quiet_ms);
                 None
             }
             Envelope::Event {
@@ -131,6 +160,7 @@ impl Owner {
                 ..
             } => {
                 self.idle.remove(&(partition, source));
+                self.quiet.remove(&(partition, source));
                 // Sent to several partitions this owner holds: the lowest applies it.
                 if targets.iter().find(|t| self.owned.contains(t)) != Some(&partition) {
                     self.skipped += 1;
@@ -195,16 +225,27 @@ impl Owner {
     /// The clock: the minimum over owned partitions and sources of the
     /// newest time reported; none until every pair has reported. A pair
     /// reported idle does not count; when every pair is idle, the clock is
-    /// the newest time reported (as on one instance, `source::watermarks`).
+    /// the newest time reported (as on one instance, `source::watermarks`),
+    /// and when every pair that has reported is also quiet, that time plus
+    /// the shortest quiet spell (as one instance's quiet stream,
+    /// `crate::clock`).
     fn target(&self) -> Option<i64> {
         let mut min: Option<i64> = None;
         let mut newest: Option<i64> = None;
         let mut any_active = false;
+        let mut quiet: Option<u64> = None;
+        let mut all_quiet = true;
         for &p in &self.owned {
             for &s in &self.sources {
                 let mark = self.marks.get(&(p, s)).copied();
                 newest = newest.max(mark);
                 if self.idle.contains(&(p, s)) {
+                    if mark.is_some() {
+                        match self.quiet.get(&(p, s)) {
+                            Some(&q) => quiet = Some(quiet.map_or(q, |x| x.min(q))),
+                            None => all_quiet = false,
+                        }
+                    }
                     continue;
                 }
                 any_active = true;
@@ -213,10 +254,26 @@ impl Owner {
             }
         }
         if any_active {
-            min
-        } else {
-            newest
+            return min;
         }
+        match (newest, quiet) {
+            (Some(n), Some(q)) if all_quiet => {
+                Some(n.saturating_add(i64::try_from(q).unwrap_or(i64::MAX)))
+            }
+            _ => newest,
+        }
+    }
+
+    /// A (owned partition, source) pair whose last clock message came from
+    /// an instance running another configuration, and that configuration's
+    /// fingerprint (the pair holds this owner's clock until they agree).
+    pub fn foreign(&self) -> Option<(u32, Source, u64)> {
+        self.foreign.iter().next().map(|(&(p, s), &c)| (p, s, c))
+    }
+
+    /// This configuration's fingerprint.
+    pub fn fingerprint(&self) -> u64 {
+        self.config
     }
 
     /// The (owned partition, source) pairs the clock waits for: never
@@ -291,6 +348,16 @@ impl Owner {
     /// messages that could not be read.
     pub fn counts(&self) -> (u64, u64) {
         (self.skipped, self.unreadable)
+    }
+}
+
+/// The source of a message.
+fn env_source(env: &Envelope) -> Source {
+    match env {
+        Envelope::Event { source, .. }
+        | Envelope::Report { source, .. }
+        | Envelope::Idle { source, .. }
+        | Envelope::Quiet { source, .. } => *source,
     }
 }
 

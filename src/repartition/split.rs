@@ -27,6 +27,8 @@ pub struct Splitter {
     progress: BTreeMap<Source, Progress>,
     /// Sources read since the last [`Splitter::reports`].
     moved: BTreeSet<Source>,
+    /// This configuration's [`fingerprint`](super::fingerprint).
+    config: u64,
 }
 
 impl Splitter {
@@ -45,6 +47,7 @@ impl Splitter {
             origin_rules,
             progress: BTreeMap::new(),
             moved: BTreeSet::new(),
+            config: super::fingerprint(cfg),
         })
     }
 
@@ -108,13 +111,33 @@ impl Splitter {
             source,
             newest: p.newest?,
             origins: p.origins.iter().map(|(&r, &t)| (r, t)).collect(),
+            config: self.config,
         })
     }
 
     /// That `source` is idle, for every internal partition (see
     /// [`Envelope::Idle`]).
     pub fn idle(&self, source: Source) -> Envelope {
-        Envelope::Idle { source }
+        Envelope::Idle {
+            source,
+            config: self.config,
+        }
+    }
+
+    /// That every source this splitter reads has had nothing new for
+    /// `quiet` (at least `engine.idle_timeout`), for every internal
+    /// partition (see [`Envelope::Quiet`]).
+    pub fn quiet(&self, source: Source, quiet: std::time::Duration) -> Envelope {
+        Envelope::Quiet {
+            source,
+            quiet_ms: u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX),
+            config: self.config,
+        }
+    }
+
+    /// This configuration's [`fingerprint`](super::fingerprint).
+    pub fn fingerprint(&self) -> u64 {
+        self.config
     }
 
     /// The limits events are decoded with (the configuration's).

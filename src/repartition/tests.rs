@@ -579,6 +579,7 @@ fn an_envelope_round_trips_and_another_version_is_refused() {
         },
         newest: T0,
         origins: vec![(2, T0 - 5)],
+        config: 42,
     };
     let bytes = env.encode();
     assert_eq!(bytes[0], WIRE_VERSION);

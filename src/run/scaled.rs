@@ -112,6 +112,9 @@ pub(crate) struct ScaledMetrics {
     pub(crate) held_transitions: IntGauge,
     /// Transitions read again after a partition moved (dropped), since the start.
     pub(crate) resent: IntGauge,
+    /// 1 while a shard partition this instance owns gets clock messages
+    /// written under another configuration.
+    pub(crate) config_mismatch: IntGauge,
 }
 
 impl ScaledMetrics {
@@ -138,6 +141,7 @@ impl ScaledMetrics {
             held: reg(r, IntGauge::new("crisiswatch_scale_held_events", "Events the shard owners of this instance hold until every input partition has passed them.")?)?,
             held_transitions: reg(r, IntGauge::new("crisiswatch_scale_held_transitions", "Transitions the incident owners of this instance hold until every shard owner has passed them.")?)?,
             resent: reg(r, IntGauge::new("crisiswatch_scale_resent_transitions", "Transitions read again after a shard partition moved, dropped (since the start).")?)?,
+            config_mismatch: reg(r, IntGauge::new("crisiswatch_scale_config_mismatch", "1 while a shard partition this instance owns is fed by an instance running another configuration (its clock waits; /readyz says which).")?)?,
         };
         for k in kinds {
             m.owned.with_label_values(&[k]);
@@ -224,6 +228,39 @@ pub(crate) async fn run(
         }
     }
     result
+}
+
+/// Exports whether an owned shard partition is fed by an instance with
+/// another configuration (see `repartition::fingerprint`), and says so on
+/// `/readyz` and in the log (when it starts and when it ends).
+fn check_config(
+    owners: &Mutex<owners::Owners>,
+    inputs: &[String],
+    state: &AppState,
+    sm: &ScaledMetrics,
+) {
+    let foreign = internal::lock(owners).foreign();
+    let was = state.admin.scale_error();
+    let now = foreign.map(|(p, s, theirs, mine)| {
+        format!(
+            "shard partition {p} is fed from input partition {}[{}] by an instance running another configuration \
+             (fingerprint {theirs:016x}, this instance {mine:016x}); its clock waits. Run one configuration \
+             (rules, engine, routes, topics, scale_out partitions) on every instance of the group",
+            inputs.get(usize::from(s.topic)).map_or("?", String::as_str),
+            s.partition
+        )
+    });
+    match (&was, &now) {
+        (None, Some(e)) => tracing::error!("{e}"),
+        (Some(_), None) => {
+            tracing::info!("Every instance feeding this one runs its configuration again.")
+        }
+        _ => {}
+    }
+    sm.config_mismatch.set(i64::from(now.is_some()));
+    if was != now {
+        state.admin.set_scale_error(now);
+    }
 }
 
 /// The three stages, from start to stop.
@@ -319,6 +356,7 @@ async fn serve(
         dlq,
         k.topics.iter().map(|t| t.default_type.clone()).collect(),
         k.idle_partition_timeout.0,
+        cfg.engine.idle_timeout.0,
         k.shutdown_timeout.0 / 2,
         Arc::clone(sm),
     );
@@ -341,6 +379,7 @@ async fn serve(
             },
             _ = tick.tick() => {
                 stage.tick();
+                check_config(&owners, &shared.topics, state, sm);
                 // Close requests go through the controls topic (controls.rs).
                 if let Err(e) = manager.apply_acks() {
                     tracing::warn!(error = %e, "Cannot apply acknowledgements.");

@@ -77,6 +77,17 @@ impl Owners {
         })
     }
 
+    /// An owned (shard partition, source) pair whose last clock message was
+    /// written under another configuration: (partition, source, its
+    /// fingerprint, this instance's).
+    pub(crate) fn foreign(&self) -> Option<(i32, Source, u64, u64)> {
+        self.parts.iter().find_map(|(&p, part)| {
+            part.owner
+                .foreign()
+                .map(|(_, s, theirs)| (p, s, theirs, part.owner.fingerprint()))
+        })
+    }
+
     fn shards(&self) -> u32 {
         self.cfg.engine.shards
     }

@@ -22,6 +22,8 @@ use crate::source::{Batch, Partition, SourceMsg};
 
 /// How long writing a batch's messages may take before the stage gives up.
 const FLUSH_WAIT: Duration = Duration::from_secs(60);
+/// How often a quiet stream's progress is sent.
+const QUIET_EVERY: Duration = Duration::from_secs(1);
 
 /// The splitting stage.
 pub(crate) struct SplitStage {
@@ -32,6 +34,13 @@ pub(crate) struct SplitStage {
     dlq: Option<DeadLetters>,
     default_types: Vec<Option<String>>,
     idle_after: Duration,
+    /// `engine.idle_timeout`: after this long without a message on any
+    /// assigned source, event time follows the wall clock.
+    quiet_after: Duration,
+    /// The last message on any source (or the start).
+    last_message: Instant,
+    /// When the quiet stream's progress was last sent.
+    quiet_sent: Option<Instant>,
     drain_timeout: Duration,
     /// Assigned sources: when they last had a message, whether they were
     /// reported idle since.
@@ -56,6 +65,7 @@ impl SplitStage {
         dlq: Option<DeadLetters>,
         default_types: Vec<Option<String>>,
         idle_after: Duration,
+        quiet_after: Duration,
         drain_timeout: Duration,
         metrics: Arc<ScaledMetrics>,
     ) -> Self {
@@ -67,6 +77,9 @@ impl SplitStage {
             dlq,
             default_types,
             idle_after,
+            quiet_after,
+            last_message: Instant::now(),
+            quiet_sent: None,
             drain_timeout,
             assigned: BTreeMap::new(),
             metrics,
@@ -99,7 +112,10 @@ impl SplitStage {
     }
 
     /// Reports the assigned sources quiet for `idle_partition_timeout` idle
-    /// (once, until they have messages again).
+    /// (once, until they have messages again); once none has had a message
+    /// for `engine.idle_timeout`, reports every second how long the stream
+    /// has been quiet, so that event time follows the wall clock on the
+    /// owners (`Envelope::Quiet`).
     pub(crate) fn tick(&mut self) {
         let mut idle = Vec::new();
         for (s, (last, sent)) in self.assigned.iter_mut() {
@@ -116,6 +132,18 @@ impl SplitStage {
                 partition = s.partition,
                 "Input partition idle: it no longer holds the owners' clocks."
             );
+        }
+        let quiet = self.last_message.elapsed();
+        if !self.assigned.is_empty()
+            && quiet >= self.quiet_after
+            && self.quiet_sent.is_none_or(|t| t.elapsed() >= QUIET_EVERY)
+        {
+            self.quiet_sent = Some(Instant::now());
+            let sources: Vec<Source> = self.assigned.keys().copied().collect();
+            for s in sources {
+                let bytes = self.splitter.quiet(s, quiet).encode();
+                self.to_every_partition(&bytes);
+            }
         }
         self.producer.poll();
     }
@@ -134,6 +162,10 @@ impl SplitStage {
         let mut progress = BatchProgress::default();
         let mut dead = Vec::new();
         let mut processed = vec![0u64; self.shared.topics.len()];
+        if b.records().next().is_some() {
+            self.last_message = now;
+            self.quiet_sent = None;
+        }
         for rec in b.records() {
             let t = usize::from(rec.at.topic);
             processed[t] += 1;

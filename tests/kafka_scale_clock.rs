@@ -1,0 +1,168 @@
+//! The clock of a scaled group beyond the data, against a real Kafka-protocol
+//! broker (Tansu) and a real receiver: when the whole input goes quiet,
+//! event time follows the wall clock on every shard owner (as on one
+//! instance, `engine.idle_timeout`), so an incident still firing when the
+//! traffic stops resolves without new events; and two instances started
+//! with different configurations do not mix them — the owners' clocks wait,
+//! `/readyz` and `crisiswatch_scale_config_mismatch` say why, until the odd
+//! instance leaves.
+
+mod kafka_support;
+
+use std::time::Duration;
+
+use kafka_support::broker::Broker;
+use kafka_support::client::{create_topics, produce, Out};
+use kafka_support::receiver::Receiver;
+use kafka_support::service::Service;
+use kafka_support::{base_config, wait_until};
+
+const PARTITIONS: i32 = 4;
+
+fn rules(warning: u32) -> String {
+    format!(
+        r#"
+[[rules]]
+name = "complaints"
+group_by = ["product"]
+window = "20s"
+slide = "5s"
+indicator = {{ kind = "count", select = {{ type = "complaint" }} }}
+thresholds = {{ warning = {warning} }}
+clear = 1
+
+[[incidents.routes]]
+name = "by_product"
+group_by = ["product"]
+receivers = ["hook"]
+"#
+    )
+}
+
+fn config(bs: &str, group: &str, data: &str, url: &str, warning: u32) -> String {
+    let mut cfg = base_config(bs, group, &[("events", None)], "", data);
+    cfg = cfg.replacen("[engine]\n", "[engine]\nallowed_lateness = \"2s\"\n", 1);
+    cfg = cfg.replacen("[incidents]\n", "[incidents]\nupdate_interval = \"0\"\n", 1);
+    cfg.push_str(&format!(
+        "\n[sources.kafka.scale_out]\nshard_partitions = 4\nincident_partitions = 2\ncheckpoint_interval = \"500ms\"\ntopic_prefix = \"{group}\"\n"
+    ));
+    cfg.push_str(&rules(warning));
+    cfg.push_str(&format!(
+        "\n[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"{url}\"\n"
+    ));
+    cfg
+}
+
+/// Eight complaints about p1 within four seconds, a minute ago, and orders
+/// of other products around them, over every partition.
+fn burst() -> Vec<Out> {
+    let t0 = chrono::Utc::now().timestamp_millis() - 60_000;
+    let mut out = Vec::new();
+    for i in 0..40i64 {
+        let (kind, product) = if i % 5 == 0 || i < 8 {
+            ("complaint", "p1")
+        } else {
+            ("order", "p2")
+        };
+        let json = format!(
+            r#"{{"id":"e{i}","type":"{kind}","ts":{},"attrs":{{"product":"{product}"}}}}"#,
+            t0 + i * 100
+        );
+        out.push(Out::new(
+            "events",
+            (i % i64::from(PARTITIONS)) as i32,
+            json.into_bytes(),
+        ));
+    }
+    out
+}
+
+fn actions(r: &Receiver, product: &str) -> Vec<String> {
+    r.bodies()
+        .iter()
+        .filter(|b| b["dedup_key"].as_str().is_some_and(|k| k.contains(product)))
+        .map(|b| b["action"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn start(dir: &std::path::Path, bs: &str, name: &str, url: &str, warning: u32) -> Service {
+    let data = dir.join(format!("data-{name}")).display().to_string();
+    Service::start(dir, name, &config(bs, "quiet", &data, url, warning))
+}
+
+#[test]
+fn a_quiet_stream_resolves_on_the_wall_clock_across_instances() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("events", PARTITIONS)]);
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiver::start();
+    let a = start(dir.path(), &bs, "a", &r.url, 5);
+    let b = start(dir.path(), &bs, "b", &r.url, 5);
+    produce(&bs, &burst(), Duration::from_secs(30));
+    // Nothing follows the burst: only the quiet clock can release it (its
+    // events are within `allowed_lateness` of the newest) and empty the window.
+    let got = std::panic::catch_unwind(|| {
+        wait_until(
+            Duration::from_secs(90),
+            "the p1 incident opened and resolved with no new event",
+            || actions(&r, "p1") == ["open", "resolve"],
+        )
+    });
+    if got.is_err() {
+        panic!(
+            "notifications {:?}\n--- a\n{}\n--- b\n{}",
+            r.bodies(),
+            a.stderr_text(),
+            b.stderr_text()
+        );
+    }
+    assert_eq!(actions(&r, "p2"), Vec::<String>::new());
+    a.sigterm();
+    b.sigterm();
+}
+
+#[test]
+fn instances_with_different_configurations_do_not_mix_them() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("events", PARTITIONS)]);
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiver::start();
+    let a = start(dir.path(), &bs, "a", &r.url, 5);
+    let mut odd = start(dir.path(), &bs, "odd", &r.url, 6);
+    let mismatch = |s: &Service| s.metric("crisiswatch_scale_config_mismatch").unwrap_or(0.0);
+    let owned = |s: &Service| {
+        s.metric("crisiswatch_scale_owned_partitions{kind=\"shard\"}")
+            .unwrap_or(0.0)
+    };
+    wait_until(Duration::from_secs(60), "both own shard partitions", || {
+        owned(&a) > 0.0 && owned(&odd) > 0.0
+    });
+    produce(&bs, &burst(), Duration::from_secs(30));
+    wait_until(
+        Duration::from_secs(60),
+        "both see the other's configuration and say so",
+        || mismatch(&a) == 1.0 && mismatch(&odd) == 1.0,
+    );
+    let (status, body) = a.get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("another configuration"), "{body}");
+    // Nothing was paged from a mix of two configurations.
+    assert_eq!(r.bodies().len(), 0, "{:?}", r.bodies());
+    odd.sigterm();
+    let _ = odd.wait_exit(Duration::from_secs(30));
+    // The survivor reads the odd instance's input partitions itself: its
+    // clock moves again, and the burst pages once.
+    wait_until(
+        Duration::from_secs(90),
+        "the survivor is ready again",
+        || mismatch(&a) == 0.0 && a.ready(),
+    );
+    wait_until(
+        Duration::from_secs(90),
+        "the p1 incident opened and resolved",
+        || actions(&r, "p1") == ["open", "resolve"],
+    );
+    a.sigterm();
+}
