@@ -352,9 +352,18 @@ fn main() {
     };
     row("bare rdkafka loop", bare_took);
     row("run, 1 worker", run_took);
-    row("run, 2 workers", pipeline(&bs, n, dir.path(), Mode::Embedded(2)));
-    row("scaled, 1 instance", pipeline(&bs, n, dir.path(), Mode::Scaled(1)));
-    row("scaled, 2 instances", pipeline(&bs, n, dir.path(), Mode::Scaled(2)));
+    row(
+        "run, 2 workers",
+        pipeline(&bs, n, dir.path(), Mode::Embedded(2)),
+    );
+    row(
+        "scaled, 1 instance",
+        pipeline(&bs, n, dir.path(), Mode::Scaled(1)),
+    );
+    row(
+        "scaled, 2 instances",
+        pipeline(&bs, n, dir.path(), Mode::Scaled(2)),
+    );
     let (msgs, shard_bytes) = topic_bytes(&bs, "bench-scaled-1.shards");
     println!(
         "shard topic (scaled, 1 instance): {msgs} messages, {:.2} per input event; {:.0} bytes per input event (input {:.0} bytes per event)",

@@ -5,7 +5,8 @@
 //! traffic stops resolves without new events; and two instances started
 //! with different configurations do not mix them — the owners' clocks wait,
 //! `/readyz` and `crisiswatch_scale_config_mismatch` say why, until the odd
-//! instance leaves.
+//! instance leaves. `state inspect` reads the group's state from the
+//! changelog topics.
 
 mod kafka_support;
 
@@ -120,6 +121,62 @@ fn a_quiet_stream_resolves_on_the_wall_clock_across_instances() {
     assert_eq!(actions(&r, "p2"), Vec::<String>::new());
     a.sigterm();
     b.sigterm();
+    // The state is in the changelog topics: `state inspect` reads it there.
+    let mut a = a;
+    let mut b = b;
+    let _ = a.wait_exit(Duration::from_secs(30));
+    let _ = b.wait_exit(Duration::from_secs(30));
+    let out = std::process::Command::new(kafka_support::service::BIN)
+        .args(["state", "--config"])
+        .arg(dir.path().join("a.toml"))
+        .args(["inspect", "--json"])
+        .output()
+        .expect("state inspect");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let shards = doc["shard_partitions"]
+        .as_array()
+        .expect("shard partitions");
+    assert_eq!(shards.len(), 4, "{doc}");
+    let groups: u64 = shards
+        .iter()
+        .flat_map(|p| p["groups"].as_array().cloned().unwrap_or_default())
+        .filter_map(|g| g["groups"].as_u64())
+        .sum();
+    assert!(
+        groups >= 1,
+        "the p1 window is checkpointed somewhere: {doc}"
+    );
+    assert!(
+        shards.iter().all(|p| p["held_events"] == 0),
+        "the quiet clock released everything: {doc}"
+    );
+    let incidents = doc["incident_partitions"]
+        .as_array()
+        .expect("incident partitions");
+    assert_eq!(incidents.len(), 2, "{doc}");
+    assert!(
+        incidents
+            .iter()
+            .all(|p| p["open_incidents"].as_array().is_some_and(Vec::is_empty)),
+        "the incident resolved: {doc}"
+    );
+    let reset = std::process::Command::new(kafka_support::service::BIN)
+        .args(["state", "--config"])
+        .arg(dir.path().join("a.toml"))
+        .args(["reset", "--yes"])
+        .output()
+        .expect("state reset");
+    assert_eq!(
+        reset.status.code(),
+        Some(2),
+        "a shared state is not reset from one instance"
+    );
+    assert!(String::from_utf8_lossy(&reset.stderr).contains("new group_id"));
 }
 
 #[test]

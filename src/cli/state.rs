@@ -10,6 +10,11 @@
 //!
 //! Both work while the service runs (SQLite WAL), though a reset then only
 //! lasts until its next checkpoint.
+//!
+//! With `[sources.kafka.scale_out]` the state is in the group's changelog
+//! topics: `inspect` reads every partition's latest checkpoint from the
+//! broker (`run::scaled::inspect`); `reset` is refused with what to do
+//! instead (a new group).
 
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -62,6 +67,19 @@ impl Commands {
         } = self;
         let cfg = config.load()?;
         let dir = dir.unwrap_or_else(|| PathBuf::from(cfg.state.dir_or(&cfg.incidents.data_dir)));
+        if scaled(&cfg) {
+            return match command {
+                StateCommand::Inspect { json } => inspect_scaled(&cfg, json, &mut io::stdout()),
+                StateCommand::Reset { .. } => {
+                    eprintln!(
+                        "With [sources.kafka.scale_out] the engine state lives in the changelog topics of the \
+                         group, shared by every instance: it is not reset from one of them. To start empty, stop \
+                         every instance and start them with a new group_id (or scale_out.topic_prefix)."
+                    );
+                    Ok(ExitCode::from(2))
+                }
+            };
+        }
         match command {
             StateCommand::Inspect { json } => inspect(&cfg, &dir, json, &mut io::stdout()),
             StateCommand::Reset { yes } => {
@@ -69,6 +87,80 @@ impl Commands {
             }
         }
     }
+}
+
+/// Whether `cfg` runs a scaled group (state in changelog topics).
+fn scaled(cfg: &crate::config::Config) -> bool {
+    cfg.sources
+        .kafka
+        .as_ref()
+        .is_some_and(|k| k.scale_out.is_some())
+}
+
+/// `inspect` of a scaled group: every partition's latest checkpoint, read
+/// from the changelog topics.
+fn inspect_scaled(
+    cfg: &crate::config::Config,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let doc = crate::run::scaled::inspect::inspect(cfg)?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    writeln!(out, "changelog      {}", s(&doc["shards_changelog"]))?;
+    writeln!(out, "shard partitions:")?;
+    for p in doc["shard_partitions"].as_array().into_iter().flatten() {
+        if p.get("next_offset").is_none() {
+            writeln!(out, "  {}  no checkpoint", p["partition"])?;
+            continue;
+        }
+        let groups: u64 = p["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["groups"].as_u64())
+            .sum();
+        writeln!(
+            out,
+            "  {}  next offset {}  clock {}  released below {}  held {}  groups {}  alerts {}  ({} bytes)",
+            p["partition"],
+            p["next_offset"],
+            s(&p["engine_clock"]),
+            s(&p["released_below"]),
+            p["held_events"],
+            groups,
+            p["alert_instances"].as_array().map_or(0, Vec::len),
+            p["checkpoint_bytes"]
+        )?;
+        for a in p["alert_instances"].as_array().into_iter().flatten() {
+            writeln!(out, "      {}", s(a))?;
+        }
+    }
+    writeln!(out, "changelog      {}", s(&doc["incidents_changelog"]))?;
+    writeln!(out, "incident partitions:")?;
+    for p in doc["incident_partitions"].as_array().into_iter().flatten() {
+        if p.get("next_offset").is_none() {
+            writeln!(out, "  {}  no checkpoint", p["partition"])?;
+            continue;
+        }
+        writeln!(
+            out,
+            "  {}  next offset {}  released below {}  held {}  open incidents {}",
+            p["partition"],
+            p["next_offset"],
+            s(&p["released_below"]),
+            p["held_transitions"],
+            p["open_incidents"].as_array().map_or(0, Vec::len)
+        )?;
+        for i in p["open_incidents"].as_array().into_iter().flatten() {
+            writeln!(out, "      {}", s(i))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn inspect(

@@ -24,6 +24,7 @@
 
 mod controls;
 mod incidents;
+pub(crate) mod inspect;
 mod internal;
 mod owners;
 mod split;
