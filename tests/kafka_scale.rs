@@ -1,8 +1,8 @@
 //! Scale-out across instances (`[sources.kafka.scale_out]`) against a real
-//! Kafka-protocol broker (Tansu): one, two and three `crisiswatch run`
-//! processes in one group send a receiver exactly the notifications (by
-//! `dedup_key` and action) that one embedded instance sends over the same
-//! data, and a `kill -9` of one of them moves its partitions to the others
+//! Kafka-protocol broker (Tansu): one embedded instance with two engine
+//! threads, and one, two and three `crisiswatch run` processes in one group
+//! send a receiver exactly the notifications (by `dedup_key` and action)
+//! that one embedded instance with one thread sends over the same data, and a `kill -9` of one of them moves its partitions to the others
 //! (restored from the changelog topics) without changing what is sent.
 //!
 //! The traffic is shaped unlike the demo's: six products in three regions,
@@ -153,9 +153,27 @@ fn count(set: &BTreeSet<Note>, action: &str) -> usize {
 
 /// What one embedded instance sends over the whole topic.
 fn reference(bs: &str, dir: &std::path::Path, topic: &str, messages: usize) -> BTreeSet<Note> {
+    embedded(bs, dir, topic, messages, 1)
+}
+
+/// What one embedded instance with `workers` engine threads sends over the
+/// whole topic.
+fn embedded(
+    bs: &str,
+    dir: &std::path::Path,
+    topic: &str,
+    messages: usize,
+    workers: usize,
+) -> BTreeSet<Note> {
     let r = Receiver::start();
-    let data = dir.join("data-ref").display().to_string();
-    let svc = Service::start(dir, "ref", &config(bs, "ref", topic, &data, &r.url, false));
+    let name = format!("ref-w{workers}");
+    let data = dir.join(format!("data-{name}")).display().to_string();
+    let cfg = config(bs, &name, topic, &data, &r.url, false).replacen(
+        "[engine]\n",
+        &format!("[engine]\nworkers = {workers}\n"),
+        1,
+    );
+    let svc = Service::start(dir, &name, &cfg);
     // The last `allowed_lateness` of event time stays held (no wall clock
     // moves a quiet stream here): every event before it is applied.
     wait_until(
@@ -215,6 +233,9 @@ fn one_two_and_three_instances_page_what_one_embedded_instance_pages() {
         want.iter().any(|n| n.0.contains("p3") && n.4 == 2),
         "{want:?}"
     );
+    // One instance with two engine threads pages the same.
+    let two = embedded(&bs, dir.path(), "events", produced.len(), 2);
+    assert_eq!(two, want, "two worker threads against one");
     for n in [1, 2, 3] {
         let r = Receiver::start();
         let group = format!("scaled{n}");
