@@ -45,6 +45,15 @@ pub(crate) struct Holding {
     pub(crate) incidents: Vec<Held>,
 }
 
+/// A holding older than this is from an instance that stopped (a running
+/// one publishes its holding at least every minute) and is left out.
+const STALE_MS: i64 = 180_000;
+
+/// Whether `h` was published by a running instance (within [`STALE_MS`]).
+fn fresh(h: &Holding) -> bool {
+    chrono::Utc::now().timestamp_millis() - h.at_ms < STALE_MS
+}
+
 /// The latest [`Holding`] of every instance, and this instance's id.
 #[derive(Debug)]
 pub struct Peers {
@@ -74,11 +83,11 @@ impl Peers {
         }
     }
 
-    /// Another instance holding incident `key` (the newest list naming it).
+    /// Another running instance holding incident `key` (the newest list naming it).
     pub(crate) fn holder(&self, key: &str) -> Option<(String, Held)> {
         let m = self.held.lock().ok()?;
         m.values()
-            .filter(|h| h.instance != self.me)
+            .filter(|h| h.instance != self.me && fresh(h))
             .filter_map(|h| {
                 h.incidents
                     .iter()
@@ -89,16 +98,51 @@ impl Peers {
             .map(|(_, instance, held)| (instance, held))
     }
 
-    /// Every other instance's latest holding.
+    /// Every other running instance's latest holding.
     pub(crate) fn elsewhere(&self) -> Vec<Holding> {
         self.held
             .lock()
             .map(|m| {
                 m.values()
-                    .filter(|h| h.instance != self.me)
+                    .filter(|h| h.instance != self.me && fresh(h))
                     .cloned()
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holding(instance: &str, at_ms: i64, key: &str) -> Holding {
+        Holding {
+            instance: instance.into(),
+            listen: String::new(),
+            at_ms,
+            incidents: vec![Held {
+                key: key.into(),
+                route: "r".into(),
+                labels: Vec::new(),
+                partition: 1,
+                started_at: 0,
+                severity: None,
+                opened: true,
+            }],
+        }
+    }
+
+    #[test]
+    fn others_running_instances_only() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let p = Peers::new("me".into());
+        p.set(holding("me", now, "mine"));
+        p.set(holding("b", now - 1_000, "k"));
+        p.set(holding("c", now - STALE_MS - 1, "old"));
+        assert!(p.holder("mine").is_none());
+        assert_eq!(p.holder("k").map(|(i, _)| i).as_deref(), Some("b"));
+        assert!(p.holder("old").is_none());
+        assert_eq!(p.elsewhere().len(), 1);
     }
 }
