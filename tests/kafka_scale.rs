@@ -260,6 +260,17 @@ fn one_two_and_three_instances_page_what_one_embedded_instance_pages() {
             .filter_map(|s| s.metric("crisiswatch_scale_owned_partitions{kind=\"shard\"}"))
             .sum();
         assert_eq!(owned, 4.0, "every shard partition has exactly one owner");
+        // Every shard partition's read lag is exported by its owner (every 5 s).
+        wait_until(Duration::from_secs(20), "the shard partitions' lag", || {
+            (0..4).all(|p| {
+                services.iter().any(|s| {
+                    s.metric(&format!(
+                        "crisiswatch_scale_lag_messages{{kind=\"shard\",partition=\"{p}\"}}"
+                    ))
+                    .is_some_and(|lag| lag >= 0.0)
+                })
+            })
+        });
         for s in &services {
             s.sigterm();
         }

@@ -116,6 +116,8 @@ pub(crate) struct ScaledMetrics {
     /// 1 while a shard partition this instance owns gets clock messages
     /// written under another configuration.
     pub(crate) config_mismatch: IntGauge,
+    /// Messages not yet read, per owned internal partition, by kind.
+    pub(crate) lag: IntGaugeVec,
 }
 
 impl ScaledMetrics {
@@ -142,6 +144,7 @@ impl ScaledMetrics {
             held: reg(r, IntGauge::new("crisiswatch_scale_held_events", "Events the shard owners of this instance hold until every input partition has passed them.")?)?,
             held_transitions: reg(r, IntGauge::new("crisiswatch_scale_held_transitions", "Transitions the incident owners of this instance hold until every shard owner has passed them.")?)?,
             resent: reg(r, IntGauge::new("crisiswatch_scale_resent_transitions", "Transitions read again after a shard partition moved, dropped (since the start).")?)?,
+            lag: reg(r, IntGaugeVec::new(Opts::new("crisiswatch_scale_lag_messages", "Messages of an owned internal partition not yet read (high watermark minus position, every 5 s), by kind (shard, incident) and partition."), &["kind", "partition"])?)?,
             config_mismatch: reg(r, IntGauge::new("crisiswatch_scale_config_mismatch", "1 while a shard partition this instance owns is fed by an instance running another configuration (its clock waits; /readyz says which).")?)?,
         };
         for k in kinds {
@@ -303,8 +306,8 @@ async fn serve(
         )
         .map_err(RunError::Scaled)?,
     ));
-    let owners_consumer =
-        owners::consumer(cfg, &topics, Arc::clone(&owners)).map_err(RunError::Scaled)?;
+    let owners_consumer = owners::consumer(cfg, &topics, Arc::clone(&owners), sm.lag.clone())
+        .map_err(RunError::Scaled)?;
     let interval = so.checkpoint_interval.0;
     let owners_thread = {
         let (st, stop) = (Arc::clone(&owners), Arc::clone(&stop));
@@ -323,8 +326,8 @@ async fn serve(
         )
         .map_err(RunError::Scaled)?,
     ));
-    let incidents_consumer =
-        incidents::consumer(k, &topics, Arc::clone(&parts)).map_err(RunError::Scaled)?;
+    let incidents_consumer = incidents::consumer(k, &topics, Arc::clone(&parts), sm.lag.clone())
+        .map_err(RunError::Scaled)?;
     let incidents_thread = {
         let (st, stop) = (Arc::clone(&parts), Arc::clone(&stop));
         spawn("crisiswatch-incidents", move || {

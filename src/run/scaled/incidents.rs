@@ -299,6 +299,13 @@ pub(crate) fn consumer(
     k: &KafkaSourceConfig,
     topics: &Topics,
     state: Arc<Mutex<IncidentParts>>,
+    lag: prometheus::IntGaugeVec,
 ) -> Result<BaseConsumer<StateContext<IncidentParts>>, ScaledError> {
-    state_consumer(k, &topics.incidents_group, &topics.transitions, state)
+    state_consumer(
+        k,
+        &topics.incidents_group,
+        &topics.transitions,
+        state,
+        (lag, "incident"),
+    )
 }

@@ -113,11 +113,43 @@ pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
 pub(crate) struct StateContext<S> {
     topic: String,
     state: Arc<Mutex<S>>,
+    /// `crisiswatch_scale_lag_messages` and this stage's `kind` label.
+    lag: (prometheus::IntGaugeVec, &'static str),
+    /// Partitions whose lag is exported (cleared when they go).
+    exported: Mutex<std::collections::BTreeSet<i32>>,
 }
 
 impl<S: PartitionState> ClientContext for StateContext<S> {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         log_librdkafka(level, fac, log_message);
+    }
+
+    /// Per owned partition, the messages not yet read (librdkafka's high
+    /// watermark minus the position, every `statistics.interval.ms`).
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let (gauge, kind) = &self.lag;
+        let mut now = std::collections::BTreeSet::new();
+        if let Some(t) = stats.topics.get(&self.topic) {
+            for (&p, part) in &t.partitions {
+                // The position (`app_offset`): these consumers commit nothing,
+                // their offsets are in the partitions' checkpoints.
+                if p >= 0
+                    && part.fetch_state == "active"
+                    && part.hi_offset >= 0
+                    && part.app_offset >= 0
+                {
+                    gauge
+                        .with_label_values(&[kind, &p.to_string()])
+                        .set((part.hi_offset - part.app_offset).max(0));
+                    now.insert(p);
+                }
+            }
+        }
+        let mut exported = lock(&self.exported);
+        for gone in exported.difference(&now) {
+            let _ = gauge.remove_label_values(&[kind, &gone.to_string()]);
+        }
+        *exported = now;
     }
 }
 
@@ -176,9 +208,11 @@ pub(crate) fn state_consumer<S: PartitionState>(
     group: &str,
     topic: &str,
     state: Arc<Mutex<S>>,
+    lag: (prometheus::IntGaugeVec, &'static str),
 ) -> Result<BaseConsumer<StateContext<S>>, ScaledError> {
     let mut c = client_config(k);
-    c.set("group.id", group)
+    c.set("statistics.interval.ms", "5000")
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -189,6 +223,8 @@ pub(crate) fn state_consumer<S: PartitionState>(
         .create_with_context(StateContext {
             topic: topic.to_string(),
             state,
+            lag,
+            exported: Mutex::new(std::collections::BTreeSet::new()),
         })
         .map_err(|e| ScaledError::Client("internal consumer", e))?;
     consumer

@@ -367,11 +367,18 @@ pub(crate) fn consumer(
     cfg: &Config,
     topics: &Topics,
     state: Arc<Mutex<Owners>>,
+    lag: prometheus::IntGaugeVec,
 ) -> Result<BaseConsumer<StateContext<Owners>>, ScaledError> {
     let k = cfg
         .sources
         .kafka
         .as_ref()
         .ok_or(ScaledError::NotConfigured)?;
-    state_consumer(k, &topics.owners_group, &topics.shards, state)
+    state_consumer(
+        k,
+        &topics.owners_group,
+        &topics.shards,
+        state,
+        (lag, "shard"),
+    )
 }
