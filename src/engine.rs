@@ -113,6 +113,9 @@ struct RuleRt {
     backlog: Option<Box<backlog::Backlog>>,
     /// Groups changed since the last incremental checkpoint.
     dirty: snapshot::dirty::Dirty,
+    /// (slot, hash, key) of live groups waiting for their group-table entry:
+    /// filled by a restore or by [`table::stash`], emptied by [`table::rebuild`].
+    keys: Vec<(u32, u64, rule::GroupKey)>,
 }
 
 /// A read-only view of one group, for metrics and the API.

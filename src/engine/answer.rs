@@ -56,6 +56,7 @@ impl Engine {
                 .min(super::timers::warm_up_due(clock, slide));
             if let Some(w) = evaluate(
                 rule,
+                &self.tables[rule.group_by_id],
                 slot,
                 clock,
                 false,
@@ -112,6 +113,7 @@ impl Engine {
                 .min(super::timers::warm_up_due(clock, slide));
             if let Some(w) = evaluate(
                 rule,
+                &self.tables[rule.group_by_id],
                 slot,
                 clock,
                 false,

@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 
 use super::evaluate::{evaluate, schedule_pane};
 use super::pane::boundary_time;
-use super::rule::{encode_key, group_hash, GroupKey};
+use super::rule::{encode_key, group_hash};
 use super::shard_hash::stable_group_hash;
 use super::table::{attr_id, NONE};
 use super::{Engine, Outcome};
@@ -202,9 +202,7 @@ impl Engine {
                     e = table.insert(hash, key);
                     entries[rule.group_by_id] = Some((hash, e));
                 }
-                // `from_slice` copies the bytes at once (`clone` goes byte by byte).
-                let key = GroupKey::from_slice(table.key(e));
-                slot = rule.create_group(hash, key, e, ev.ts, clock);
+                slot = rule.create_group(table.key(e), e, ev.ts, clock);
                 table.set(e, rule.member, slot);
             }
             let gen = rule.slots[slot as usize].gen;
@@ -229,8 +227,7 @@ impl Engine {
             let Some((region, created)) = group.window.add(pane, contrib.delta, customer, &shape)
             else {
                 // Older than anything the rule keeps: nothing to store.
-                if let Some(e) = rule.maybe_evict(slot) {
-                    self.tables[rule.group_by_id].unset(e, rule.member);
+                if rule.maybe_evict(slot, &mut self.tables[rule.group_by_id]) {
                     // The entry may be gone: the next rule looks it up again.
                     entries[rule.group_by_id] = None;
                 }
@@ -257,6 +254,7 @@ impl Engine {
                 self.wheel_floor = self.wheel_floor.min(due);
                 if let Some(t) = evaluate(
                     rule,
+                    &self.tables[rule.group_by_id],
                     slot,
                     clock,
                     false,

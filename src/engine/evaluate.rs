@@ -13,6 +13,7 @@ use super::backlog::response_time;
 use super::pane::boundary_time;
 use super::record::Evaluation;
 use super::rule::decode_key;
+use super::table::GroupTable;
 use super::{EngineStats, RuleRt};
 use crate::indicator::season::Seasonal;
 
@@ -61,12 +62,14 @@ pub(super) fn schedule_pane(
     }
 }
 
-/// Evaluates one group at time `at`, emitting a transition if the alert moves.
+/// Evaluates one group at time `at`, emitting a transition if the alert moves
+/// (`table`: the rule's group table, which holds the group's key).
 /// Schedules surge warm-up re-evaluations on the rule's wheel itself; returns a
 /// new alert deadline for the caller to put in the timer heap.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn evaluate(
     rule: &mut RuleRt,
+    table: &GroupTable,
     slot: u32,
     at: i64,
     timer: bool,
@@ -123,7 +126,7 @@ pub(super) fn evaluate(
         let labels: Vec<(String, String)> = rule
             .group_by
             .iter()
-            .zip(decode_key(&group.key))
+            .zip(decode_key(table.key(group.entry)))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let inst = group.instance.get_or_insert_with(Box::default);

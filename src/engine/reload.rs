@@ -62,6 +62,8 @@ impl Engine {
     pub(crate) fn reconfigure(&mut self, cfg: &Config) -> Result<ReloadSummary, EngineError> {
         check_config(cfg)?;
         let e = &cfg.engine;
+        // The kept rules' keys, for the tables rebuilt below.
+        super::table::stash(&self.tables, &mut self.rules);
         let mut old: Vec<Option<RuleRt>> = self.rules.drain(..).map(Some).collect();
         let mut summary = ReloadSummary::default();
         // old index → new index, for the deadline timers.

@@ -14,17 +14,15 @@ use crate::window::{Shape, Window};
 
 use super::backlog::{Backlog, Book};
 use super::pane::{boundary_time, end_pane, pane_of};
+use super::table::GroupTable;
 use super::wheel::Wheel;
 use super::{GroupView, RuleRt, RuleStats};
 use crate::indicator::season::Seasonal;
 
-/// Live state of one (rule, group).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// Live state of one (rule, group). Its key lives in the group table's
+/// entry (`entry`); checkpoints write it beside the group ([`GroupOut`]).
+#[derive(Debug)]
 pub(super) struct Group {
-    /// Attribute values in `group_by` order, flat (see [`encode_key`]).
-    pub(super) key: GroupKey,
-    /// Hash of `key`.
-    pub(super) hash: u64,
     pub(super) window: Window,
     pub(super) phase: Phase,
     /// The latest evaluated value.
@@ -39,19 +37,114 @@ pub(super) struct Group {
     /// Alert instance state, allocated when the group first alerts: most
     /// groups never do, and this keeps the hot group small.
     pub(super) instance: Option<Box<Instance>>,
-    /// Id of `key` in the rule's [`Recorder`] (0 when not recording).
+    /// Id of the key in the rule's [`Recorder`] (0 when not recording).
     pub(super) key_id: u32,
+    /// The group's entry in its rule's [`GroupTable`](super::table::GroupTable)
+    /// (rebuilt on restore): where its key is.
+    pub(super) entry: u32,
     /// A seasonal surge's profile of earlier seasons (`seasonality`).
     pub(super) season: Option<Box<Seasonal>>,
-    /// The group's entry in its rule's [`GroupTable`] (rebuilt on restore).
-    #[serde(skip)]
-    pub(super) entry: u32,
     /// Per-value counts for root-cause hints (rules with `explain` only,
     /// from the group's first signal event).
     pub(super) explain: Option<Box<Explain>>,
     /// `unanswered` and `response_time` rules: the group's complaints and
     /// first-response times (see `backlog.rs`).
     pub(super) book: Option<Box<Book>>,
+}
+
+/// A group as checkpoints write it: its key and hash (from the group table)
+/// and its own fields, in the order of the snapshot format (version 7 wrote
+/// the group with its own copy of the key; the bytes are the same).
+#[derive(serde::Serialize)]
+pub(super) struct GroupOut<'a> {
+    key: &'a [u8],
+    hash: u64,
+    window: &'a Window,
+    phase: Phase,
+    value: Option<f64>,
+    evaluated_at: i64,
+    deadline: i64,
+    warm_tick: i64,
+    instance: &'a Option<Box<Instance>>,
+    key_id: u32,
+    season: &'a Option<Box<Seasonal>>,
+    explain: &'a Option<Box<Explain>>,
+    book: &'a Option<Box<Book>>,
+}
+
+impl<'a> GroupOut<'a> {
+    /// `g`, whose key (and its hash) are `key` and `hash`.
+    pub(super) fn new(g: &'a Group, key: &'a [u8], hash: u64) -> Self {
+        GroupOut {
+            key,
+            hash,
+            window: &g.window,
+            phase: g.phase,
+            value: g.value,
+            evaluated_at: g.evaluated_at,
+            deadline: g.deadline,
+            warm_tick: g.warm_tick,
+            instance: &g.instance,
+            key_id: g.key_id,
+            season: &g.season,
+            explain: &g.explain,
+            book: &g.book,
+        }
+    }
+}
+
+/// A group as checkpoints hold it (see [`GroupOut`]).
+#[derive(serde::Deserialize)]
+pub(super) struct GroupIn {
+    pub(super) key: GroupKey,
+    pub(super) hash: u64,
+    window: Window,
+    phase: Phase,
+    value: Option<f64>,
+    evaluated_at: i64,
+    deadline: i64,
+    warm_tick: i64,
+    instance: Option<Box<Instance>>,
+    key_id: u32,
+    season: Option<Box<Seasonal>>,
+    explain: Option<Box<Explain>>,
+    book: Option<Box<Book>>,
+}
+
+impl GroupIn {
+    /// The group, its key and the key's hash (the group's entry is set when
+    /// the tables are rebuilt).
+    pub(super) fn into_parts(self) -> (Group, GroupKey, u64) {
+        let g = Group {
+            window: self.window,
+            phase: self.phase,
+            value: self.value,
+            evaluated_at: self.evaluated_at,
+            deadline: self.deadline,
+            warm_tick: self.warm_tick,
+            instance: self.instance,
+            key_id: self.key_id,
+            entry: super::table::NONE,
+            season: self.season,
+            explain: self.explain,
+            book: self.book,
+        };
+        (g, self.key, self.hash)
+    }
+}
+
+/// A slot as checkpoints write it (see [`GroupOut`]).
+#[derive(serde::Serialize)]
+pub(super) struct SlotOut<'a> {
+    pub(super) gen: u32,
+    pub(super) group: Option<GroupOut<'a>>,
+}
+
+/// A slot as checkpoints hold it.
+#[derive(serde::Deserialize)]
+pub(super) struct SlotIn {
+    pub(super) gen: u32,
+    pub(super) group: Option<GroupIn>,
 }
 
 /// The alert instances of one group (see [`Group::instance`]).
@@ -78,7 +171,7 @@ impl Default for Instance {
     }
 }
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug)]
 pub(super) struct Slot {
     /// Bumped each time the slot is reused, so stale timers are ignored.
     pub(super) gen: u32,
@@ -227,6 +320,7 @@ impl RuleRt {
                 _ => None,
             },
             dirty: Default::default(),
+            keys: Vec::new(),
             cfg: r.clone(),
         }
     }
@@ -269,7 +363,8 @@ impl RuleRt {
         (end - self.shape.n - origin).clamp(0, self.shape.m)
     }
 
-    pub(super) fn view(&self, g: &Group) -> GroupView {
+    /// What the API shows of group `g` (`table`: the rule's group table).
+    pub(super) fn view(&self, g: &Group, table: &GroupTable) -> GroupView {
         let estimate = if self.indicator.is_guarded() {
             let end = end_pane(g.evaluated_at, self.slide);
             let base = self.baseline_panes(end);
@@ -285,7 +380,7 @@ impl RuleRt {
             None
         };
         GroupView {
-            group: self.labels(&g.key),
+            group: self.labels(table.key(g.entry)),
             value: g.value,
             estimate,
             evaluated_at: g.evaluated_at,
@@ -313,24 +408,17 @@ impl RuleRt {
 
     /// Creates the group of `key` (in entry `entry` of the rule's group
     /// table; the caller checked there is room) and returns its slot.
-    pub(super) fn create_group(
-        &mut self,
-        hash: u64,
-        key: GroupKey,
-        entry: u32,
-        ts: i64,
-        clock: i64,
-    ) -> u32 {
+    pub(super) fn create_group(&mut self, key: &[u8], entry: u32, ts: i64, clock: i64) -> u32 {
         let end = self.pane_at(clock);
         if self.origin.is_none() {
             self.origin = Some(self.pane_at(ts).min(end));
         }
         let key_id = match self.recorder.as_deref_mut() {
-            Some(rec) => match rec.ids.get(&key[..]) {
+            Some(rec) => match rec.ids.get(key) {
                 Some(&id) => id,
                 None => {
                     let id = rec.keys.len() as u32;
-                    let boxed: Box<[u8]> = Box::from(&key[..]);
+                    let boxed: Box<[u8]> = Box::from(key);
                     rec.keys.push(boxed.clone());
                     rec.ids.insert(boxed, id);
                     id
@@ -339,8 +427,6 @@ impl RuleRt {
             None => 0,
         };
         let group = Group {
-            key,
-            hash,
             window: Window::new(end, &self.shape),
             phase: Phase::Inactive,
             value: None,
@@ -372,24 +458,28 @@ impl RuleRt {
         slot
     }
 
-    /// Forgets a group whose window is empty and whose alert is inactive;
-    /// returns its group-table entry (for the caller to release) if it did.
-    pub(super) fn maybe_evict(&mut self, slot: u32) -> Option<u32> {
+    /// Forgets a group whose window is empty and whose alert is inactive,
+    /// and releases its entry in `table` (the rule's group table); returns
+    /// whether it did.
+    pub(super) fn maybe_evict(&mut self, slot: u32, table: &mut GroupTable) -> bool {
         let s = &mut self.slots[slot as usize];
-        let g = s.group.as_ref()?;
+        let Some(g) = s.group.as_ref() else {
+            return false;
+        };
         let profile = g.season.as_ref().is_some_and(|s| !s.is_empty());
         if !(g.window.is_empty() && g.phase == Phase::Inactive) || profile {
-            return None;
+            return false;
         }
         let entry = g.entry;
         self.expire_book(slot, true);
         let s = &mut self.slots[slot as usize];
-        if let Some(g) = s.group.take() {
-            self.dirty.forgot(&g.key);
+        if s.group.take().is_some() {
+            self.dirty.forgot(table.key(entry));
         }
         s.gen = s.gen.wrapping_add(1);
         self.free.push(slot);
         self.live -= 1;
-        Some(entry)
+        table.unset(entry, self.member);
+        true
     }
 }

@@ -449,27 +449,29 @@ impl Engine {
         let Some(filter) = self.shard.clone() else {
             return;
         };
+        super::table::stash(&self.tables, &mut self.rules);
         for rule in &mut self.rules {
             let seed = rule.shard_seed;
             // A response-SLA rule lives whole in one shard (see `Engine::apply`).
             let pinned = rule.backlog.is_some();
-            for (s, slot) in rule.slots.iter_mut().enumerate() {
-                let Some(g) = slot.group.as_ref() else {
-                    continue;
-                };
+            let mut keep = Vec::with_capacity(rule.keys.len());
+            for (s, hash, key) in std::mem::take(&mut rule.keys) {
                 let gh = if pinned {
                     0
                 } else {
-                    stable_group_hash(decode_key(&g.key).into_iter())
+                    stable_group_hash(decode_key(&key).into_iter())
                 };
                 if filter.owns(seed, gh) {
+                    keep.push((s, hash, key));
                     continue;
                 }
+                let slot = &mut rule.slots[s as usize];
                 slot.group = None;
                 slot.gen = slot.gen.wrapping_add(1);
-                rule.free.push(s as u32);
+                rule.free.push(s);
                 rule.live -= 1;
             }
+            rule.keys = keep;
             if pinned && !filter.owns(seed, 0) {
                 // Not ours: no complaints, no early responses.
                 rule.reindex(Vec::new());

@@ -18,13 +18,17 @@ use std::cmp::Reverse;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Engine, EngineStats, RuleStats, Slot};
+use super::rule::{GroupOut, Slot, SlotIn, SlotOut};
+use super::table::GroupTable;
+use super::{Engine, EngineStats, RuleStats};
 use crate::engine::wheel::Wheel;
 
 pub(super) mod dirty;
 pub(super) mod incremental;
 #[cfg(test)]
 mod tests_incremental;
+#[cfg(test)]
+mod tests_layout;
 
 /// Version of the snapshot layout; bump on any change to the structs below
 /// (3: `EngineStats::invalid` counts `clock_jump` too; 4: a group keeps a
@@ -45,7 +49,7 @@ pub enum SnapshotError {
     Encode(String),
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct EngineSnapshot {
     clock: Option<i64>,
     timers: Vec<(i64, u32, u32, u32)>,
@@ -55,14 +59,14 @@ struct EngineSnapshot {
     rules: Vec<RuleSnapshot>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct RuleSnapshot {
     name: String,
     /// The rule's configuration as text: a changed rule does not restore.
     definition: String,
     origin: Option<i64>,
     wheel: Wheel,
-    slots: Vec<Slot>,
+    slots: Vec<SlotIn>,
     free: Vec<u32>,
     live: usize,
     stats: RuleStats,
@@ -109,6 +113,8 @@ impl Engine {
         let mut summary = RestoreSummary::default();
         // Old rule index → new rule index, for the rules that restore.
         let mut map: Vec<Option<u32>> = Vec::with_capacity(snap.rules.len());
+        // The keys of the groups the rules keep (those not in the snapshot).
+        super::table::stash(&self.tables, &mut self.rules);
         for rs in snap.rules {
             let target = self
                 .rules
@@ -122,7 +128,19 @@ impl Engine {
             let rule = &mut self.rules[i];
             rule.origin = rs.origin;
             rule.wheel = rs.wheel;
-            rule.slots = rs.slots;
+            rule.keys.clear();
+            rule.slots = Vec::with_capacity(rs.slots.len());
+            for (s, slot) in rs.slots.into_iter().enumerate() {
+                let group = slot.group.map(|g| {
+                    let (g, key, hash) = g.into_parts();
+                    rule.keys.push((s as u32, hash, key));
+                    g
+                });
+                rule.slots.push(Slot {
+                    gen: slot.gen,
+                    group,
+                });
+            }
             rule.free = rs.free;
             rule.live = rs.live;
             rule.stats = rs.stats;
@@ -182,15 +200,24 @@ impl Engine {
 /// are summed, and what is rule-wide (clock, dedup memory, origins) is the
 /// first worker's, identical in all. `stats` are the engine-wide counters.
 pub(super) fn encode(engines: &[Engine], stats: &EngineStats) -> Result<Vec<u8>, SnapshotError> {
-    /// The slots of one rule over every worker, as one sequence.
-    struct Slots<'a>(Vec<&'a [Slot]>);
+    /// The slots of one rule over every worker, as one sequence (each
+    /// worker's with the group table holding its keys).
+    struct Slots<'a>(Vec<(&'a [Slot], &'a GroupTable)>);
     impl Serialize for Slots<'_> {
         fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
             use serde::ser::SerializeSeq;
-            let total = self.0.iter().map(|p| p.len()).sum();
+            let total = self.0.iter().map(|p| p.0.len()).sum();
             let mut seq = ser.serialize_seq(Some(total))?;
-            for s in self.0.iter().flat_map(|p| p.iter()) {
-                seq.serialize_element(s)?;
+            for (slots, table) in &self.0 {
+                for s in slots.iter() {
+                    seq.serialize_element(&SlotOut {
+                        gen: s.gen,
+                        group: s
+                            .group
+                            .as_ref()
+                            .map(|g| GroupOut::new(g, table.key(g.entry), table.hash(g.entry))),
+                    })?;
+                }
             }
             seq.end()
         }
@@ -275,7 +302,15 @@ pub(super) fn encode(engines: &[Engine], stats: &EngineStats) -> Result<Vec<u8>,
             // The same in every worker (a response-SLA rule's: its one owner's).
             origin: engines.iter().filter_map(|e| e.rules[r].origin).min(),
             wheel,
-            slots: Slots(engines.iter().map(|e| &e.rules[r].slots[..]).collect()),
+            slots: Slots(
+                engines
+                    .iter()
+                    .map(|e| {
+                        let rule = &e.rules[r];
+                        (&rule.slots[..], &e.tables[rule.group_by_id])
+                    })
+                    .collect(),
+            ),
             free,
             live: engines.iter().map(|e| e.rules[r].live).sum(),
             stats,

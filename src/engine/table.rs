@@ -2,12 +2,17 @@
 //! slices that way, so an event's group is looked up once for all of them;
 //! and [`attr_id`], the id of a grouping attribute's name.
 //!
-//! An entry is one slice (its flat key and hash) and, per member rule, the
-//! slot of that rule's group for the slice (or none). Rules still own their
-//! groups and slots (slot numbers order timers, so they are allocated exactly
-//! as before); the table only replaces each rule's own hash index. An entry
-//! lives while some member has a group in it. Tables are not part of a
-//! snapshot: they are rebuilt from the rules' groups.
+//! An entry is one slice: its flat key and hash and, per member rule, the
+//! slot of that rule's group for the slice (or none). The first
+//! [`INLINE_MEMBERS`] members' slots sit inside the entry, on the key's cache
+//! line (an entry is one 64-byte line), so a hit touches the index, the
+//! entry and the group; members past them (tables shared by more rules) keep
+//! theirs in a side vector. Rules own their groups and slots (slot numbers
+//! order timers, so they are allocated exactly as before); the table holds
+//! the only copy of each slice's key, which groups reach through their entry
+//! number. An entry lives while some member has a group in it. Tables are
+//! not part of a snapshot: they are rebuilt from the keys a snapshot writes
+//! beside each group ([`stash`], [`rebuild`]).
 
 use hashbrown::HashTable;
 
@@ -17,13 +22,17 @@ use super::RuleRt;
 /// No group of this member rule in the entry.
 pub(super) const NONE: u32 = u32::MAX;
 
-/// One slice of a [`GroupTable`].
+/// Members whose slots sit inside the entry (the rest: [`GroupTable::overflow`]).
+pub(super) const INLINE_MEMBERS: usize = 6;
+
+/// One slice of a [`GroupTable`]: 64 bytes, one cache line.
 #[derive(Debug)]
+#[repr(C, align(64))]
 struct Entry {
     hash: u64,
     key: GroupKey,
-    /// Member rules with a group in this entry (0: the entry is free).
-    live: u32,
+    /// The first members' slots ([`NONE`]: no group; all `NONE` in a free entry).
+    slots: [u32; INLINE_MEMBERS],
 }
 
 /// The shared index of one `group_by` list (see the module docs).
@@ -35,8 +44,9 @@ pub(super) struct GroupTable {
     width: usize,
     index: HashTable<u32>,
     entries: Vec<Entry>,
-    /// The member rules' slots, `width` per entry.
-    slots: Vec<u32>,
+    /// Slots of members from [`INLINE_MEMBERS`] on, `width − INLINE_MEMBERS`
+    /// per entry (empty when the table has no more members than that).
+    overflow: Vec<u32>,
     free: Vec<u32>,
 }
 
@@ -48,6 +58,12 @@ impl GroupTable {
             width,
             ..GroupTable::default()
         }
+    }
+
+    /// Member slots per entry kept in [`GroupTable::overflow`].
+    #[inline]
+    fn spill(&self) -> usize {
+        self.width.saturating_sub(INLINE_MEMBERS)
     }
 
     /// The entry holding these grouping values (by attribute id), if any.
@@ -72,13 +88,23 @@ impl GroupTable {
     }
 
     /// The flat key of entry `e`.
+    #[inline]
     pub(super) fn key(&self, e: u32) -> &GroupKey {
         &self.entries[e as usize].key
     }
 
+    /// The hash of entry `e`'s key.
+    pub(super) fn hash(&self, e: u32) -> u64 {
+        self.entries[e as usize].hash
+    }
+
     /// A new entry (no member has a group in it yet).
     pub(super) fn insert(&mut self, hash: u64, key: GroupKey) -> u32 {
-        let entry = Entry { hash, key, live: 0 };
+        let entry = Entry {
+            hash,
+            key,
+            slots: [NONE; INLINE_MEMBERS],
+        };
         let e = match self.free.pop() {
             Some(e) => {
                 self.entries[e as usize] = entry;
@@ -86,7 +112,10 @@ impl GroupTable {
             }
             None => {
                 self.entries.push(entry);
-                self.slots.extend(std::iter::repeat_n(NONE, self.width));
+                let spill = self.spill();
+                if spill > 0 {
+                    self.overflow.extend(std::iter::repeat_n(NONE, spill));
+                }
                 (self.entries.len() - 1) as u32
             }
         };
@@ -99,29 +128,50 @@ impl GroupTable {
     /// Member `m`'s slot in entry `e` ([`NONE`] if it has no group there).
     #[inline]
     pub(super) fn slot(&self, e: u32, m: u32) -> u32 {
-        self.slots[e as usize * self.width + m as usize]
+        let m = m as usize;
+        match self.entries[e as usize].slots.get(m) {
+            Some(&s) => s,
+            None => self.overflow[e as usize * self.spill() + (m - INLINE_MEMBERS)],
+        }
+    }
+
+    /// Member `m`'s slot in entry `e`, to write.
+    #[inline]
+    fn slot_mut(&mut self, e: u32, m: u32) -> &mut u32 {
+        let m = m as usize;
+        let spill = self.spill();
+        match self.entries[e as usize].slots.get_mut(m) {
+            Some(s) => s,
+            None => &mut self.overflow[e as usize * spill + (m - INLINE_MEMBERS)],
+        }
     }
 
     /// Records member `m`'s new group in entry `e`.
+    #[inline]
     pub(super) fn set(&mut self, e: u32, m: u32, slot: u32) {
-        let s = &mut self.slots[e as usize * self.width + m as usize];
-        if *s == NONE {
-            self.entries[e as usize].live += 1;
-        }
-        *s = slot;
+        *self.slot_mut(e, m) = slot;
+    }
+
+    /// Whether no member has a group in entry `e`.
+    fn unused(&self, e: u32) -> bool {
+        let spill = self.spill();
+        self.entries[e as usize].slots.iter().all(|&s| s == NONE)
+            && (spill == 0
+                || self.overflow[e as usize * spill..(e as usize + 1) * spill]
+                    .iter()
+                    .all(|&s| s == NONE))
     }
 
     /// Member `m` forgot its group in entry `e`; the entry goes when no member
     /// has one left.
     pub(super) fn unset(&mut self, e: u32, m: u32) {
-        let s = &mut self.slots[e as usize * self.width + m as usize];
+        let s = self.slot_mut(e, m);
         if *s == NONE {
             return;
         }
         *s = NONE;
-        let en = &mut self.entries[e as usize];
-        en.live -= 1;
-        if en.live == 0 {
+        if self.unused(e) {
+            let en = &mut self.entries[e as usize];
             let hash = en.hash;
             if let Ok(found) = self.index.find_entry(hash, |&x| x == e) {
                 found.remove();
@@ -135,32 +185,59 @@ impl GroupTable {
     fn clear(&mut self) {
         self.index.clear();
         self.entries.clear();
-        self.slots.clear();
+        self.overflow.clear();
         self.free.clear();
     }
 }
 
-/// Rebuilds every table from the rules' live groups (after a restore or a
-/// reload), and points each group at its entry.
+/// Moves the key of every live group out of the tables into its rule's
+/// [`RuleRt::keys`] (before the tables are rebuilt: a reload renumbers them;
+/// a restore replaces some rules' groups and their keys).
+pub(super) fn stash(tables: &[GroupTable], rules: &mut [RuleRt]) {
+    for rule in rules.iter_mut() {
+        let Some(table) = tables.get(rule.group_by_id) else {
+            continue;
+        };
+        rule.keys.clear();
+        for (s, slot) in rule.slots.iter().enumerate() {
+            let Some(g) = slot.group.as_ref() else {
+                continue;
+            };
+            if (g.entry as usize) < table.entries.len()
+                && table.slot(g.entry, rule.member) == s as u32
+            {
+                rule.keys
+                    .push((s as u32, table.hash(g.entry), table.key(g.entry).clone()));
+            }
+        }
+    }
+}
+
+/// Rebuilds every table from the rules' live groups and the keys in their
+/// [`RuleRt::keys`] (which it empties), and points each group at its entry.
 pub(super) fn rebuild(tables: &mut [GroupTable], rules: &mut [RuleRt]) {
     for t in tables.iter_mut() {
         t.clear();
     }
     for rule in rules.iter_mut() {
         let table = &mut tables[rule.group_by_id];
-        for (s, slot) in rule.slots.iter_mut().enumerate() {
-            let Some(g) = slot.group.as_mut() else {
+        for (s, hash, key) in std::mem::take(&mut rule.keys) {
+            let Some(g) = rule
+                .slots
+                .get_mut(s as usize)
+                .and_then(|x| x.group.as_mut())
+            else {
                 continue;
             };
-            let found = table.index.find(g.hash, |&e| {
+            let found = table.index.find(hash, |&e| {
                 let en = &table.entries[e as usize];
-                en.hash == g.hash && en.key == g.key
+                en.hash == hash && en.key == key
             });
             let e = match found {
                 Some(&e) => e,
-                None => table.insert(g.hash, g.key.clone()),
+                None => table.insert(hash, key),
             };
-            table.set(e, rule.member, s as u32);
+            table.set(e, rule.member, s);
             g.entry = e;
         }
     }

@@ -110,6 +110,7 @@ impl Engine {
         rule.dirty.mark(slot);
         if let Some(w) = evaluate(
             rule,
+            &self.tables[rule.group_by_id],
             slot,
             time,
             true,
@@ -121,9 +122,7 @@ impl Engine {
             self.timers.push(Reverse((w, r, slot, gen)));
         }
         rule.expire_book(slot, false);
-        if let Some(e) = rule.maybe_evict(slot) {
-            self.tables[rule.group_by_id].unset(e, rule.member);
-        }
+        rule.maybe_evict(slot, &mut self.tables[rule.group_by_id]);
     }
 }
 

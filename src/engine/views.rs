@@ -119,7 +119,7 @@ impl Engine {
                 f.groups += 1;
                 f.window_panes += span;
                 f.panes += g.window.pane_count();
-                f.key_bytes += g.key.len();
+                f.key_bytes += self.tables[rule.group_by_id].key(g.entry).len();
                 f.customer_entries += g.window.customer_entries();
             }
         }
@@ -133,7 +133,7 @@ impl Engine {
         rule.slots
             .iter()
             .filter_map(|s| s.group.as_ref())
-            .map(|g| rule.view(g))
+            .map(|g| rule.view(g, &self.tables[rule.group_by_id]))
             .collect()
     }
 
@@ -185,7 +185,12 @@ impl Engine {
         keys.sort_by(order);
         let views = keys
             .into_iter()
-            .filter_map(|(_, _, s)| rule.slots[s].group.as_ref().map(|g| rule.view(g)))
+            .filter_map(|(_, _, s)| {
+                rule.slots[s]
+                    .group
+                    .as_ref()
+                    .map(|g| rule.view(g, &self.tables[rule.group_by_id]))
+            })
             .collect();
         (views, total)
     }
@@ -217,7 +222,7 @@ impl Engine {
             .iter()
             .filter_map(|s| s.group.as_ref())
             .filter(|g| g.phase != Phase::Inactive)
-            .map(|g| rule.view(g))
+            .map(|g| rule.view(g, &self.tables[rule.group_by_id]))
             .collect()
     }
 
@@ -228,6 +233,7 @@ impl Engine {
             return Vec::new();
         };
         let rule = &mut self.rules[i];
+        let table = &self.tables[rule.group_by_id];
         let end = end_pane(clock, rule.slide);
         let shape = rule.shape;
         let base = rule.baseline_panes(end);
@@ -249,8 +255,8 @@ impl Engine {
                 },
             };
             let v = if vol < rule.min_volume { None } else { v };
-            let key = g.key.clone();
-            out.push((rule.labels(&key), v));
+            let entry = g.entry;
+            out.push((rule.labels(table.key(entry)), v));
         }
         out
     }

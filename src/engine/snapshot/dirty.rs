@@ -45,9 +45,9 @@ impl Dirty {
 
     /// The group with `key` was forgotten.
     #[inline]
-    pub(in crate::engine) fn forgot(&mut self, key: &GroupKey) {
+    pub(in crate::engine) fn forgot(&mut self, key: &[u8]) {
         if self.on {
-            self.removed.push(key.clone());
+            self.removed.push(GroupKey::from_slice(key));
         }
     }
 

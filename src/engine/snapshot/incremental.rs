@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::super::pane::boundary_time;
-use super::super::rule::{decode_key, Group, Slot};
+use super::super::rule::{decode_key, GroupIn, GroupOut, Slot};
 use super::super::shard_hash::{shard_index, stable_group_hash};
 use super::super::{Engine, EngineStats, RuleRt, RuleStats};
 use super::{definition, RestoreSummary, SnapshotError};
@@ -163,14 +163,14 @@ struct RuleMeta {
 
 #[derive(Serialize)]
 struct RowRef<'a> {
-    group: &'a Group,
+    group: GroupOut<'a>,
     wheel: Vec<i64>,
     timers: Vec<i64>,
 }
 
 #[derive(Deserialize)]
 struct Row {
-    group: Group,
+    group: GroupIn,
     wheel: Vec<i64>,
     timers: Vec<i64>,
 }
@@ -216,6 +216,7 @@ fn rule_rows(
     out: &mut Vec<GroupRow>,
 ) -> Result<(), SnapshotError> {
     let rule = &engine.rules[r];
+    let table = &engine.tables[rule.group_by_id];
     let slots: Vec<u32> = if full {
         (0..rule.slots.len() as u32).collect()
     } else {
@@ -260,20 +261,17 @@ fn rule_rows(
             continue;
         };
         timers.sort_unstable();
+        let key = table.key(group.entry);
         let data = bincode::serialize(&RowRef {
-            group,
+            group: GroupOut::new(group, key, table.hash(group.entry)),
             wheel,
             timers,
         })
         .map_err(encode_err)?;
-        let shard = shard_index(
-            rule.shard_seed,
-            group_shard_hash(rule, &group.key),
-            shards.max(1),
-        );
+        let shard = shard_index(rule.shard_seed, group_shard_hash(rule, key), shards.max(1));
         out.push(GroupRow {
             rule: id,
-            key: group.key.to_vec(),
+            key: key.to_vec(),
             shard,
             data,
         });
@@ -482,6 +480,8 @@ pub(in crate::engine) fn restore(
     }
     let workers = engines.len();
     for (w, e) in engines.iter_mut().enumerate() {
+        // Keys of groups already there (a fresh engine has none).
+        super::super::table::stash(&e.tables, &mut e.rules);
         e.clock = meta.clock;
         e.stats = meta.stats.clone();
         if w > 0 {
@@ -527,9 +527,11 @@ pub(in crate::engine) fn restore(
         let e = &mut engines[w];
         let rule = &mut e.rules[r];
         let slot = rule.slots.len() as u32;
+        let (group, key, hash) = row.group.into_parts();
+        rule.keys.push((slot, hash, key));
         rule.slots.push(Slot {
             gen: 0,
-            group: Some(row.group),
+            group: Some(group),
         });
         rule.live += 1;
         for q in row.wheel {
