@@ -31,7 +31,7 @@ use std::sync::Arc;
 use crate::alert::{AlertPolicy, Phase, Transition};
 use crate::config::{Config, RuleConfig};
 use crate::dedup::Dedup;
-use crate::event::{decode, DecodeLimits, Event, Invalid, InvalidReason};
+use crate::event::{decode_into, DecodeLimits, Event, Invalid, InvalidReason};
 use crate::explain::ExplainSpec;
 use crate::indicator::Indicator;
 use crate::route::Router;
@@ -342,8 +342,9 @@ impl Engine {
         now_ms: Option<i64>,
         out: &mut Vec<Transition>,
     ) -> Result<Outcome, Invalid> {
-        match decode(bytes, &self.limits, now_ms) {
-            Ok(ev) => Ok(self.process(&ev, out)),
+        let mut ev = Event::default();
+        match decode_into(bytes, &self.limits, now_ms, None, &mut ev) {
+            Ok(()) => Ok(self.process(&ev, out)),
             Err(inv) => {
                 self.record_invalid(inv.reason);
                 Err(inv)

@@ -54,6 +54,22 @@ pub struct Event<'a> {
     pub sentiment: Option<f64>,
 }
 
+impl Default for Event<'_> {
+    /// An empty event (no id, no type, time 0): a slot for [`decode_into`].
+    fn default() -> Self {
+        Event {
+            id: Cow::Borrowed(""),
+            kind: Cow::Borrowed(""),
+            ts: 0,
+            customer_id: None,
+            ref_id: None,
+            attrs: SmallVec::new(),
+            score: None,
+            sentiment: None,
+        }
+    }
+}
+
 impl Event<'_> {
     /// The value of attribute `name`, if the event carries it.
     #[inline]
@@ -269,12 +285,28 @@ pub fn decode_with_default<'a>(
     now_ms: Option<i64>,
     default_type: Option<&'a str>,
 ) -> Result<Event<'a>, Invalid> {
+    let mut ev = Event::default();
+    decode_into(bytes, limits, now_ms, default_type, &mut ev)?;
+    Ok(ev)
+}
+
+/// [`decode_with_default`] into the caller's `out` (every field written;
+/// after an error `out` holds no particular event). The event is large: built
+/// in place, it is not moved through the parser's layers on its way out.
+#[inline]
+pub fn decode_into<'a>(
+    bytes: &'a [u8],
+    limits: &DecodeLimits,
+    now_ms: Option<i64>,
+    default_type: Option<&'a str>,
+    out: &mut Event<'a>,
+) -> Result<(), Invalid> {
     check_size(bytes, limits)?;
-    let raw = match fast::parse(bytes) {
+    let raw = match fast::parse(bytes, &mut out.attrs) {
         Some(raw) => raw,
-        None => parse_full(bytes)?,
+        None => parse_full(bytes, &mut out.attrs)?,
     };
-    finish(raw, limits, now_ms, default_type)
+    finish(raw, limits, now_ms, default_type, out)
 }
 
 /// The size limit, checked before any parsing.
@@ -302,28 +334,32 @@ pub fn decode_reference<'a>(
     default_type: Option<&'a str>,
 ) -> Result<Event<'a>, Invalid> {
     check_size(bytes, limits)?;
-    let raw = parse_full(bytes)?;
-    finish(raw, limits, now_ms, default_type)
+    let mut ev = Event::default();
+    let raw = parse_full(bytes, &mut ev.attrs)?;
+    finish(raw, limits, now_ms, default_type, &mut ev)?;
+    Ok(ev)
 }
 
 /// Whether the fast path handles `bytes` itself (tests: typical lines must).
 #[doc(hidden)]
 pub fn fast_path_accepts(bytes: &[u8]) -> bool {
-    fast::parse(bytes).is_some()
+    fast::parse(bytes, &mut AttrList::new()).is_some()
 }
 
-/// Default type, validation and the future-skew check of a parsed object.
+/// Default type, validation and the future-skew check of a parsed object,
+/// into `out` (whose attributes the parser filled).
 #[inline(always)]
 fn finish<'a>(
     mut raw: RawEvent<'a>,
     limits: &DecodeLimits,
     now_ms: Option<i64>,
     default_type: Option<&'a str>,
-) -> Result<Event<'a>, Invalid> {
+    out: &mut Event<'a>,
+) -> Result<(), Invalid> {
     if let (None | Some(Scalar::Null), Some(d)) = (&raw.kind, default_type) {
         raw.kind = Some(Scalar::Str(Cow::Borrowed(d)));
     }
-    raw.validate(limits, now_ms)
+    raw.validate_into(limits, now_ms, out)
 }
 
 /// `future_timestamp` if `ts` is later than `now_ms + max_future_skew` (when

@@ -6,7 +6,7 @@ use super::*;
 use crate::alert::State;
 use crate::config::{Config, Severity};
 use crate::engine::pane::boundary_time;
-use crate::event::DecodeLimits;
+use crate::event::{decode, DecodeLimits};
 
 const MIN: i64 = 60_000;
 

@@ -22,9 +22,11 @@ use super::{AttrList, RawEvent, Scalar};
 /// go through serde_json's number parser.
 const MAX_DIRECT_DIGITS: usize = 18;
 
-/// Scans `bytes` as one event object, or `None` to ask for the full parser.
+/// Scans `bytes` as one event object, its attributes into `attrs` (cleared
+/// first), or `None` to ask for the full parser.
 #[inline(always)]
-pub(super) fn parse(bytes: &[u8]) -> Option<RawEvent<'_>> {
+pub(super) fn parse<'a>(bytes: &'a [u8], attrs: &mut AttrList<'a>) -> Option<RawEvent<'a>> {
+    attrs.clear();
     let text = std::str::from_utf8(bytes).ok()?;
     let mut c = Cursor {
         b: bytes,
@@ -50,7 +52,7 @@ pub(super) fn parse(bytes: &[u8]) -> Option<RawEvent<'_>> {
                 "ref_id" => raw.ref_id = Some(c.scalar()?),
                 "score" => raw.score = Some(c.scalar()?),
                 "sentiment" => raw.sentiment = Some(c.scalar()?),
-                "attrs" => c.attrs(&mut raw.attrs)?,
+                "attrs" => c.attrs(attrs)?,
                 _ => {
                     c.scalar()?;
                 }
@@ -198,20 +200,21 @@ impl<'a> Cursor<'a> {
         None
     }
 
-    /// The `attrs` value, stored in `slot` (in place: the list is large):
-    /// `null` (no attributes) or an object whose values are strings or
-    /// `null`; `None` for anything else.
-    fn attrs(&mut self, slot: &mut Option<AttrList<'a>>) -> Option<()> {
+    /// The `attrs` value, stored in `list` (in place: the list is large;
+    /// a repeated `attrs` replaces the earlier one): `null` (no attributes)
+    /// or an object whose values are strings or `null`; `None` for anything
+    /// else.
+    fn attrs(&mut self, list: &mut AttrList<'a>) -> Option<()> {
+        list.clear();
         match self.peek()? {
             b'n' => {
                 self.literal(b"null")?;
-                *slot = None;
                 return Some(());
             }
             b'{' => self.i += 1,
             _ => return None,
         }
-        let mut out = super::raw::AttrBuilder::new(slot.insert(AttrList::new()));
+        let mut out = super::raw::AttrBuilder::new(list);
         if self.peek()? == b'}' {
             self.i += 1;
             return Some(());

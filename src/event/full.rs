@@ -5,15 +5,20 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::raw::{AttrBuilder, AttrList, AttrOverflow, RawEvent, Scalar};
 use super::{Invalid, InvalidReason};
 
-/// The full JSON parse (serde_json and the visitors below).
-pub(super) fn parse_full(bytes: &[u8]) -> Result<RawEvent<'_>, Invalid> {
+/// The full JSON parse (serde_json and the visitors below), the attributes
+/// into `attrs` (cleared first).
+pub(super) fn parse_full<'a>(
+    bytes: &'a [u8],
+    attrs: &mut AttrList<'a>,
+) -> Result<RawEvent<'a>, Invalid> {
+    attrs.clear();
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = match de.deserialize_any(TopVisitor) {
+    let parsed = match de.deserialize_any(TopVisitor { attrs }) {
         Ok(p) => p,
         Err(e) => return Err(classify_json_error(&e)),
     };
@@ -67,9 +72,12 @@ enum Top<'a> {
     Other(&'static str),
 }
 
-struct TopVisitor;
+/// The top-level object; its attributes go into `attrs`.
+struct TopVisitor<'s, 'de> {
+    attrs: &'s mut AttrList<'de>,
+}
 
-impl<'de> Visitor<'de> for TopVisitor {
+impl<'de> Visitor<'de> for TopVisitor<'_, 'de> {
     type Value = Top<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -87,7 +95,9 @@ impl<'de> Visitor<'de> for TopVisitor {
                 "ref_id" => raw.ref_id = Some(map.next_value::<ScalarSeed>()?.0),
                 "score" => raw.score = Some(map.next_value::<ScalarSeed>()?.0),
                 "sentiment" => raw.sentiment = Some(map.next_value::<ScalarSeed>()?.0),
-                "attrs" => raw.attrs = map.next_value::<AttrsSeed>()?.0,
+                "attrs" => map.next_value_seed(AttrsSeed {
+                    list: &mut *self.attrs,
+                })?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -198,27 +208,34 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     }
 }
 
-struct AttrsSeed<'a>(Option<AttrList<'a>>);
+/// The `attrs` value, into `list` (in place: the list is large; a repeated
+/// `attrs` replaces the earlier one).
+struct AttrsSeed<'s, 'a> {
+    list: &'s mut AttrList<'a>,
+}
 
-impl<'de> de::Deserialize<'de> for AttrsSeed<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(AttrsVisitor).map(AttrsSeed)
+impl<'de> DeserializeSeed<'de> for AttrsSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.list.clear();
+        d.deserialize_any(AttrsVisitor { list: self.list })
     }
 }
 
-struct AttrsVisitor;
+struct AttrsVisitor<'s, 'a> {
+    list: &'s mut AttrList<'a>,
+}
 
-impl<'de> Visitor<'de> for AttrsVisitor {
-    type Value = Option<AttrList<'de>>;
+impl<'de> Visitor<'de> for AttrsVisitor<'_, 'de> {
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object of string values")
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
+        Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut list = AttrList::new();
-        let mut out = AttrBuilder::new(&mut list);
+        let mut out = AttrBuilder::new(self.list);
         while let Some(key) = map.next_key::<Key<'de>>()?.map(|k| k.0) {
             match map.next_value::<ScalarSeed>()?.0 {
                 Scalar::Str(v) => match out.insert(key, v) {
@@ -251,7 +268,7 @@ impl<'de> Visitor<'de> for AttrsVisitor {
                 }
             }
         }
-        Ok(Some(list))
+        Ok(())
     }
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
         Err(wrong_attrs("a string"))

@@ -11,6 +11,8 @@ use super::{
     MAX_ID_BYTES,
 };
 
+/// The top-level fields as parsed; the attributes go straight into the
+/// output event's list (it is large: moving it costs).
 #[derive(Default)]
 pub(super) struct RawEvent<'a> {
     pub(super) id: Option<Scalar<'a>>,
@@ -18,7 +20,6 @@ pub(super) struct RawEvent<'a> {
     pub(super) ts: Option<Scalar<'a>>,
     pub(super) customer_id: Option<Scalar<'a>>,
     pub(super) ref_id: Option<Scalar<'a>>,
-    pub(super) attrs: Option<AttrList<'a>>,
     pub(super) score: Option<Scalar<'a>>,
     pub(super) sentiment: Option<Scalar<'a>>,
 }
@@ -133,14 +134,16 @@ impl<'s, 'a> AttrBuilder<'s, 'a> {
 
 impl<'a> RawEvent<'a> {
     /// Validates every field, then the ranges of `score` and `sentiment` and
-    /// the future skew (against `now_ms`, when given), in that order. The
-    /// event is built once, in place (it is large: moving it costs).
+    /// the future skew (against `now_ms`, when given), in that order, and
+    /// writes them into `out`, whose attributes the parser already filled
+    /// (the event is large: it is built once, in place).
     #[inline(always)]
-    pub(super) fn validate(
+    pub(super) fn validate_into(
         self,
         limits: &DecodeLimits,
         now_ms: Option<i64>,
-    ) -> Result<Event<'a>, Invalid> {
+        out: &mut Event<'a>,
+    ) -> Result<(), Invalid> {
         let id = required_str("id", self.id)?;
         if id.len() > MAX_ID_BYTES {
             return Err(Invalid::new(
@@ -225,16 +228,14 @@ impl<'a> RawEvent<'a> {
             "engine.sentiment_range",
         )?;
         check_future(ts, limits, now_ms)?;
-        Ok(Event {
-            id,
-            kind,
-            ts,
-            customer_id,
-            ref_id,
-            attrs: self.attrs.unwrap_or_default(),
-            score,
-            sentiment,
-        })
+        out.id = id;
+        out.kind = kind;
+        out.ts = ts;
+        out.customer_id = customer_id;
+        out.ref_id = ref_id;
+        out.score = score;
+        out.sentiment = sentiment;
+        Ok(())
     }
 }
 
