@@ -383,6 +383,10 @@ async fn serve(
             },
             _ = tick.tick() => {
                 stage.tick();
+                if let Err(e) = stage.settle_due().await {
+                    failed = Some(RunError::Scaled(e));
+                    break;
+                }
                 check_config(&owners, &shared.topics, state, sm);
                 // Close requests go through the controls topic (controls.rs).
                 if let Err(e) = manager.apply_acks() {
@@ -405,6 +409,11 @@ async fn serve(
             }
         } else if let crate::source::SourceMsg::Drain { ack, .. } = m {
             let _ = ack.send(());
+        }
+    }
+    if failed.is_none() {
+        if let Err(e) = stage.settle().await {
+            failed = Some(RunError::Scaled(e));
         }
     }
     let joined = tokio::task::spawn_blocking(move || source.join()).await?;

@@ -5,7 +5,10 @@
 //! dead-lettered. After every batch, the sources' reports follow the events
 //! they cover; a source with nothing new for `idle_partition_timeout` is
 //! reported idle. An input offset becomes committable once everything it
-//! caused is written to the shard topic.
+//! caused is written to the shard topic: the writes of consecutive batches
+//! are confirmed together at most every 200 ms (and before a revoke), so
+//! that the producer batches across them instead of waiting for one broker
+//! round trip per batch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +27,10 @@ use crate::source::{Batch, Partition, SourceMsg};
 const FLUSH_WAIT: Duration = Duration::from_secs(60);
 /// How often a quiet stream's progress is sent.
 const QUIET_EVERY: Duration = Duration::from_secs(1);
+/// How long input offsets may wait for the shard-topic writes they caused
+/// to be confirmed: batches are not flushed one by one (one broker round
+/// trip each), the producer batches across them.
+const SETTLE_EVERY: Duration = Duration::from_millis(200);
 
 /// The splitting stage.
 pub(crate) struct SplitStage {
@@ -41,6 +48,11 @@ pub(crate) struct SplitStage {
     last_message: Instant,
     /// When the quiet stream's progress was last sent.
     quiet_sent: Option<Instant>,
+    /// Input offsets whose shard-topic messages are queued, not yet
+    /// confirmed written: committable after the next [`SplitStage::settle`].
+    unsettled: Vec<(Partition, i64)>,
+    /// When the queued messages were last confirmed.
+    last_settle: Instant,
     drain_timeout: Duration,
     /// Assigned sources: when they last had a message, whether they were
     /// reported idle since.
@@ -80,6 +92,8 @@ impl SplitStage {
             quiet_after,
             last_message: Instant::now(),
             quiet_sent: None,
+            unsettled: Vec::new(),
+            last_settle: Instant::now(),
             drain_timeout,
             assigned: BTreeMap::new(),
             metrics,
@@ -97,6 +111,9 @@ impl SplitStage {
                 }
             }
             SourceMsg::Drain { revoked, ack } => {
+                // What the revoked partitions caused is written before their
+                // final commit.
+                self.settle().await?;
                 if let Some(d) = &self.dlq {
                     if !d.flush(self.drain_timeout).await {
                         tracing::warn!("Dead letters still in flight at a drain; their offsets stay uncommitted.");
@@ -146,6 +163,33 @@ impl SplitStage {
             }
         }
         self.producer.poll();
+    }
+
+    /// Confirms what is queued once [`SETTLE_EVERY`] has passed since the
+    /// last confirmation (called after each batch and on the stage's tick).
+    pub(crate) async fn settle_due(&mut self) -> Result<(), ScaledError> {
+        if self.last_settle.elapsed() >= SETTLE_EVERY {
+            self.settle().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every queued shard-topic message is written, then lets
+    /// the input offsets that caused them be committed.
+    pub(crate) async fn settle(&mut self) -> Result<(), ScaledError> {
+        self.last_settle = Instant::now();
+        if self.unsettled.is_empty() {
+            return Ok(());
+        }
+        let producer = Arc::clone(&self.producer);
+        tokio::task::spawn_blocking(move || producer.flush(FLUSH_WAIT))
+            .await
+            .map_err(|e| ScaledError::Thread(e.to_string()))??;
+        let mut tracker = self.shared.tracker();
+        for (at, offset) in self.unsettled.drain(..) {
+            tracker.done(at, offset);
+        }
+        Ok(())
     }
 
     fn to_every_partition(&self, bytes: &[u8]) {
@@ -210,19 +254,14 @@ impl SplitStage {
             let bytes: Vec<u8> = Envelope::encode(&r);
             self.to_every_partition(&bytes);
         }
-        let producer = Arc::clone(&self.producer);
-        tokio::task::spawn_blocking(move || producer.flush(FLUSH_WAIT))
-            .await
-            .map_err(|e| ScaledError::Thread(e.to_string()))??;
         {
             let mut tracker = self.shared.tracker();
             for (rec, _) in &dead {
                 tracker.dead_letter_pending(rec.at, rec.offset);
             }
-            for p in &progress.parts {
-                tracker.done(p.at, p.last_offset);
-            }
         }
+        self.unsettled
+            .extend(progress.parts.iter().map(|p| (p.at, p.last_offset)));
         if let Some(dlq) = &self.dlq {
             for (rec, inv) in &dead {
                 dlq.send(rec, inv.reason, &inv.detail).await;
@@ -237,6 +276,6 @@ impl SplitStage {
                     .inc_by(processed[t]);
             }
         }
-        Ok(())
+        self.settle_due().await
     }
 }
