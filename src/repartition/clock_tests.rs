@@ -1,6 +1,6 @@
 //! The owner's clock beyond the data: a quiet stream moves it with the wall
 //! clock (as on one instance), and clock messages written under another
-//! configuration never move it.
+//! configuration never move it. Also the messages' wire version.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -168,4 +168,34 @@ fn clock_messages_of_another_configuration_are_refused() {
     owner.offer(0, 4, split.idle(S0), &mut out);
     owner.release(&mut out, |_, _, _| {});
     assert_eq!(owner.engine().clock(), Some(T0 - 60_000 - 1));
+}
+
+#[test]
+fn an_envelope_round_trips_and_another_version_is_refused() {
+    let env = Envelope::Report {
+        source: Source {
+            topic: 1,
+            partition: 3,
+        },
+        newest: T0,
+        origins: vec![(2, T0 - 5)],
+        config: 42,
+    };
+    let bytes = env.encode();
+    assert_eq!(bytes[0], WIRE_VERSION);
+    assert_eq!(Envelope::decode(&bytes).expect("decodes"), env);
+    let mut other = bytes.clone();
+    other[0] = WIRE_VERSION + 1;
+    assert!(matches!(
+        Envelope::decode(&other),
+        Err(WireError::Version { found: Some(_) })
+    ));
+    assert!(matches!(
+        Envelope::decode(&[]),
+        Err(WireError::Version { found: None })
+    ));
+    assert!(matches!(
+        Envelope::decode(&[WIRE_VERSION, 7]),
+        Err(WireError::Decode(_))
+    ));
 }

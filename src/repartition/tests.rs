@@ -569,33 +569,3 @@ proptest! {
         }
     }
 }
-
-#[test]
-fn an_envelope_round_trips_and_another_version_is_refused() {
-    let env = Envelope::Report {
-        source: Source {
-            topic: 1,
-            partition: 3,
-        },
-        newest: T0,
-        origins: vec![(2, T0 - 5)],
-        config: 42,
-    };
-    let bytes = env.encode();
-    assert_eq!(bytes[0], WIRE_VERSION);
-    assert_eq!(Envelope::decode(&bytes).expect("decodes"), env);
-    let mut other = bytes.clone();
-    other[0] = WIRE_VERSION + 1;
-    assert!(matches!(
-        Envelope::decode(&other),
-        Err(WireError::Version { found: Some(_) })
-    ));
-    assert!(matches!(
-        Envelope::decode(&[]),
-        Err(WireError::Version { found: None })
-    ));
-    assert!(matches!(
-        Envelope::decode(&[WIRE_VERSION, 7]),
-        Err(WireError::Decode(_))
-    ));
-}
