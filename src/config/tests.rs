@@ -93,6 +93,21 @@ fn defaults_apply() {
 }
 
 #[test]
+fn engine_workers_default_to_the_cores_but_one() {
+    use crate::config::settings::workers_for;
+    let cfg = Config::from_toml_str(RULE, &env(&[])).unwrap();
+    assert_eq!(cfg.engine.workers, 0, "automatic by default");
+    // The consumer thread and the routing keep one core.
+    assert_eq!(workers_for(0, 1, 64), 1);
+    assert_eq!(workers_for(0, 2, 64), 1);
+    assert_eq!(workers_for(0, 8, 64), 7);
+    // Never more workers than shards; an explicit number is kept.
+    assert_eq!(workers_for(0, 128, 16), 16);
+    assert_eq!(workers_for(3, 2, 64), 3);
+    assert_eq!(workers_for(300, 2, 64), 64);
+}
+
+#[test]
 fn value_ranges_default_and_validate() {
     let cfg = Config::from_toml_str(RULE, &env(&[])).unwrap();
     assert_eq!(cfg.engine.score_range, [0.0, 10.0]);
