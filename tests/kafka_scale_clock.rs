@@ -41,9 +41,17 @@ receivers = ["hook"]
 }
 
 fn config(bs: &str, group: &str, data: &str, url: &str, warning: u32) -> String {
+    config_with(bs, group, data, url, warning, "0")
+}
+
+fn config_with(bs: &str, group: &str, data: &str, url: &str, warning: u32, update: &str) -> String {
     let mut cfg = base_config(bs, group, &[("events", None)], "", data);
     cfg = cfg.replacen("[engine]\n", "[engine]\nallowed_lateness = \"2s\"\n", 1);
-    cfg = cfg.replacen("[incidents]\n", "[incidents]\nupdate_interval = \"0\"\n", 1);
+    cfg = cfg.replacen(
+        "[incidents]\n",
+        &format!("[incidents]\nupdate_interval = \"{update}\"\n"),
+        1,
+    );
     cfg.push_str(&format!(
         "\n[sources.kafka.scale_out]\nshard_partitions = 4\nincident_partitions = 2\ncheckpoint_interval = \"500ms\"\ntopic_prefix = \"{group}\"\n"
     ));
@@ -188,6 +196,99 @@ fn a_quiet_stream_resolves_on_the_wall_clock_across_instances() {
         "a shared state is not reset from one instance"
     );
     assert!(String::from_utf8_lossy(&reset.stderr).contains("new group_id"));
+}
+
+/// Sixteen complaints about p1 over eight seconds, a minute ago, with orders
+/// of p2 between them, over every partition.
+fn long_burst() -> Vec<Out> {
+    let t0 = chrono::Utc::now().timestamp_millis() - 60_000;
+    let mut out = Vec::new();
+    for i in 0..32i64 {
+        let (kind, product) = if i % 2 == 0 {
+            ("complaint", "p1")
+        } else {
+            ("order", "p2")
+        };
+        let json = format!(
+            r#"{{"id":"e{i}","type":"{kind}","ts":{},"attrs":{{"product":"{product}"}}}}"#,
+            t0 + i * 250
+        );
+        out.push(Out::new(
+            "events",
+            (i % i64::from(PARTITIONS)) as i32,
+            json.into_bytes(),
+        ));
+    }
+    out
+}
+
+#[test]
+fn progress_updates_carry_the_shard_owners_current_values() {
+    // The incident of p1 lives on one instance, its alert's window possibly
+    // on the other: progress updates must still say how the count stands
+    // now (the window drains on the quiet clock: 16, then fewer, then
+    // resolved), not repeat the value the alert fired with.
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("events", PARTITIONS)]);
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiver::start();
+    let start = |name: &str| {
+        let data = dir
+            .path()
+            .join(format!("data-{name}"))
+            .display()
+            .to_string();
+        let cfg = config_with(&bs, "progress", &data, &r.url, 5, "2s");
+        let cfg = cfg.replacen(
+            "receivers = [\"hook\"]",
+            "group_window = \"1s\"\nreceivers = [\"hook\"]",
+            1,
+        );
+        Service::start(dir.path(), name, &cfg)
+    };
+    let a = start("a");
+    let b = start("b");
+    produce(&bs, &long_burst(), Duration::from_secs(30));
+    let got = std::panic::catch_unwind(|| {
+        wait_until(
+            Duration::from_secs(90),
+            "the p1 incident opened and resolved",
+            || actions(&r, "p1").last().map(String::as_str) == Some("resolve"),
+        )
+    });
+    if got.is_err() {
+        panic!(
+            "notifications {:?}\n--- a\n{}\n--- b\n{}",
+            r.bodies(),
+            a.stderr_text(),
+            b.stderr_text()
+        );
+    }
+    let bodies = r.bodies();
+    let p1: Vec<&serde_json::Value> = bodies
+        .iter()
+        .filter(|b| b["dedup_key"].as_str().is_some_and(|k| k.contains("p1")))
+        .collect();
+    let progress: Vec<f64> = p1
+        .iter()
+        .filter(|b| b["action"] == "update" && b["reason"] == "progress")
+        .filter_map(|b| b["value"].as_f64())
+        .collect();
+    let mut distinct = progress.clone();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    assert!(
+        distinct.len() >= 2,
+        "progress updates follow the draining window, not the firing value: {progress:?} in {p1:#?}"
+    );
+    assert!(
+        progress.iter().any(|&v| v >= 15.0),
+        "the full burst is counted in some progress update: {progress:?}"
+    );
+    eprintln!("progress values: {progress:?}");
+    a.sigterm();
+    b.sigterm();
 }
 
 #[test]

@@ -232,34 +232,83 @@ impl Engine {
         let Some(clock) = self.clock else {
             return Vec::new();
         };
+        (0..self.rules[i].slots.len())
+            .filter_map(|s| self.slot_value(i, s, clock))
+            .collect()
+    }
+
+    /// The current value, as of the clock, of every pending or firing alert
+    /// (rule order, then slot order), with its root-cause hints when the
+    /// rule explains: what a progress update made on another instance needs
+    /// (scaled mode sends these to the incident owners).
+    pub fn active_values(&mut self) -> Vec<CurrentValue> {
+        let Some(clock) = self.clock else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for i in 0..self.rules.len() {
+            for s in 0..self.rules[i].slots.len() {
+                let active = self.rules[i].slots[s]
+                    .group
+                    .as_ref()
+                    .is_some_and(|g| g.phase != Phase::Inactive);
+                if !active {
+                    continue;
+                }
+                let Some((group, value)) = self.slot_value(i, s, clock) else {
+                    continue;
+                };
+                let rule = self.rules[i].name.to_string();
+                let hints = self.hints(&rule, &group);
+                out.push(CurrentValue {
+                    rule,
+                    group,
+                    value,
+                    hints,
+                });
+            }
+        }
+        out
+    }
+
+    /// Slot `s` of rule `i` brought to `clock` (its window advanced, alert
+    /// state untouched): its labels and value.
+    fn slot_value(&mut self, i: usize, s: usize, clock: i64) -> Option<(Labels, Option<f64>)> {
         let rule = &mut self.rules[i];
         let table = &self.tables[rule.group_by_id];
         let end = end_pane(clock, rule.slide);
         let shape = rule.shape;
         let base = rule.baseline_panes(end);
-        let mut out = Vec::new();
-        for s in 0..rule.slots.len() {
-            let Some(g) = rule.slots[s].group.as_mut() else {
-                continue;
-            };
-            g.window.advance(end, &shape);
-            let (v, vol) = match &g.season {
-                // The profile as it stands (advanced only by evaluations).
-                Some(p) => {
-                    let exp = p.expected(end, shape.n);
-                    rule.indicator.seasonal_value(&g.window, exp, false)
-                }
-                None => match rule.indicator.response_quantile() {
-                    Some(q) => response_time(g.book.as_deref(), end - shape.n, end, q),
-                    None => rule.indicator.value(&g.window, shape.n, base),
-                },
-            };
-            let v = if vol < rule.min_volume { None } else { v };
-            let entry = g.entry;
-            out.push((rule.labels(table.key(entry)), v));
-        }
-        out
+        let g = rule.slots.get_mut(s)?.group.as_mut()?;
+        g.window.advance(end, &shape);
+        let (v, vol) = match &g.season {
+            // The profile as it stands (advanced only by evaluations).
+            Some(p) => {
+                let exp = p.expected(end, shape.n);
+                rule.indicator.seasonal_value(&g.window, exp, false)
+            }
+            None => match rule.indicator.response_quantile() {
+                Some(q) => response_time(g.book.as_deref(), end - shape.n, end, q),
+                None => rule.indicator.value(&g.window, shape.n, base),
+            },
+        };
+        let v = if vol < rule.min_volume { None } else { v };
+        let entry = g.entry;
+        Some((rule.labels(table.key(entry)), v))
     }
+}
+
+/// An active alert's value as of the engine's clock ([`Engine::active_values`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentValue {
+    /// The rule's name.
+    pub rule: String,
+    /// The group, in `group_by` order.
+    pub group: Vec<(String, String)>,
+    /// The indicator's value (`None`: below `min_volume` or no data).
+    pub value: Option<f64>,
+    /// Root-cause hints (`None`: the rule does not explain).
+    pub hints: Option<Vec<crate::explain::Hint>>,
 }
 
 impl Engine {

@@ -19,8 +19,9 @@
 //! has reported releasing past it — so a crisis that trips rules whose
 //! shards live on different instances opens one incident, with the keys,
 //! alerts and times one instance gives it. Progress updates are ticks of
-//! event time and depend, as on one instance, on when ticks happen; every
-//! other notification is exact.
+//! event time and depend, as on one instance, on when ticks happen (their
+//! current values come from the shard owners' latest `Values` notes in the
+//! live service); every other notification is exact.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -49,6 +50,12 @@ impl TransitionSplit {
     /// The incident partitions (ascending) of every incident group the
     /// transition's alert can join, at any severity.
     pub fn partitions_of(&self, t: &Transition) -> Vec<u32> {
+        self.partitions_for(&t.rule, &t.group)
+    }
+
+    /// The incident partitions (ascending) of every incident group an alert
+    /// of `rule` on `group` can join, at any severity.
+    pub fn partitions_for(&self, rule: &str, group: &crate::alert::Labels) -> Vec<u32> {
         let mut out: Vec<u32> = Vec::new();
         let routes = self.router.routes();
         for sev in [
@@ -57,9 +64,9 @@ impl TransitionSplit {
             Severity::Error,
             Severity::Critical,
         ] {
-            for r in self.router.matching(&t.rule, sev, &t.group) {
+            for r in self.router.matching(rule, sev, group) {
                 let route = &routes[r];
-                let labels = route.grouping(&t.rule, &t.group);
+                let labels = route.grouping(rule, group);
                 let p = incident_partition(&route.name, &labels, self.partitions);
                 if let Err(i) = out.binary_search(&p) {
                     out.insert(i, p);

@@ -333,6 +333,12 @@ impl Owner {
         &self.engine
     }
 
+    /// The current values of the owned shards' active alerts, as of the
+    /// owner's clock (for the incident owners' progress updates).
+    pub fn active_values(&mut self) -> Vec<crate::engine::CurrentValue> {
+        self.engine.active_values()
+    }
+
     /// Every transition before this time has been emitted (the release
     /// point), once the clock has moved.
     pub fn released_below(&self) -> Option<i64> {

@@ -15,10 +15,12 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::Offset;
 
 use super::internal::{read_latest, state_consumer, Ordered, PartitionState, StateContext};
-use super::wire::{decode, encode, HandedIncident, IncidentCheckpoint, Note};
+use super::wire::{decode, encode, HandedIncident, IncidentCheckpoint, Note, WireValue};
 use super::{ScaledError, ScaledMetrics, Topics};
+use crate::alert::Labels;
 use crate::config::KafkaSourceConfig;
-use crate::incident::lifecycle::Incident;
+use crate::explain::Hint;
+use crate::incident::lifecycle::{Incident, ValueSource};
 use crate::incident::IncidentManager;
 use crate::repartition::{FeedPart, IncidentFeed, Keyed};
 
@@ -41,6 +43,46 @@ pub(crate) struct IncidentParts {
     pub(crate) submitted: u64,
     /// The release point last handed to the manager.
     last_below: Option<i64>,
+    /// The shard owners' latest values of their active alerts.
+    values: SentValues,
+}
+
+/// The current values the shard owners last sent ([`Note::Values`]), per
+/// (incident partition, shard partition): where progress updates take their
+/// current value and hints from, as one instance's take them from its engine.
+#[derive(Debug, Default)]
+struct SentValues {
+    from: BTreeMap<(u32, u32), (i64, Vec<WireValue>)>,
+}
+
+impl SentValues {
+    fn replace(&mut self, q: u32, from: u32, at: i64, values: Vec<WireValue>) {
+        if values.is_empty() {
+            self.from.remove(&(q, from));
+        } else {
+            self.from.insert((q, from), (at, values));
+        }
+    }
+
+    /// The newest value sent for `rule` on `group`.
+    fn find(&self, rule: &str, group: &Labels) -> Option<&WireValue> {
+        self.from
+            .values()
+            .flat_map(|(at, vs)| vs.iter().map(move |v| (*at, v)))
+            .filter(|(_, v)| v.rule == rule && &v.group == group)
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, v)| v)
+    }
+}
+
+impl ValueSource for SentValues {
+    fn current(&mut self, rule: &str, group: &Labels) -> Option<f64> {
+        self.find(rule, group).and_then(|v| v.value)
+    }
+
+    fn hints(&mut self, rule: &str, group: &Labels) -> Option<Vec<Hint>> {
+        self.find(rule, group).and_then(|v| v.hints.clone())
+    }
 }
 
 impl IncidentParts {
@@ -71,6 +113,7 @@ impl IncidentParts {
             failure: None,
             submitted: 0,
             last_below: None,
+            values: SentValues::default(),
         })
     }
 
@@ -143,6 +186,9 @@ impl IncidentParts {
         *dirty = true;
         match decode::<Note>(payload) {
             Ok(Note::Released { from, below }) => self.feed.released(q as u32, from, below),
+            Ok(Note::Values { from, at, values }) => {
+                self.values.replace(q as u32, from, at, values)
+            }
             Ok(Note::Transition {
                 targets,
                 order,
@@ -181,7 +227,14 @@ impl IncidentParts {
             return Ok(());
         }
         self.last_below = Some(below);
-        self.manager.submit(&batch, below.saturating_sub(1))?;
+        let now = below.saturating_sub(1);
+        // As on one instance: transitions with what fell due between them,
+        // then opens and progress updates due by now with the current values
+        // the shard owners sent.
+        if !batch.is_empty() {
+            self.manager.submit(&batch, now)?;
+        }
+        self.manager.tick(now, &mut self.values)?;
         self.submitted += batch.len() as u64;
         let (held, resent) = self.feed.counts();
         self.metrics.held_transitions.set(held as i64);
@@ -265,6 +318,9 @@ impl PartitionState for IncidentParts {
             self.feed.disown(q as u32);
             self.next.remove(&q);
         }
+        self.values
+            .from
+            .retain(|(q, _), _| !partitions.contains(&(*q as i32)));
         if let Err(e) = self
             .manager
             .set_ownership(self.topics.incident_partitions, &self.owned())

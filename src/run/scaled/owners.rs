@@ -3,7 +3,7 @@
 //! and checkpointed to it; their transitions go to the transition topic,
 //! split by incident partition, followed by each owner's release point.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::Offset;
 
 use super::internal::{read_latest, state_consumer, Ordered, PartitionState, StateContext};
-use super::wire::{decode, encode, Note, ShardCheckpoint, WireTransition};
+use super::wire::{decode, encode, Note, ShardCheckpoint, WireTransition, WireValue};
 use super::{ScaledError, ScaledMetrics, Topics};
 use crate::config::Config;
 use crate::repartition::{Envelope, Keyed, Owner, Source, TransitionSplit};
@@ -19,6 +19,11 @@ use crate::repartition::{Envelope, Keyed, Owner, Source, TransitionSplit};
 /// How long a flush of the internal producer may take before the stage
 /// gives up (the broker is down: the service stops with an error).
 const FLUSH_WAIT: Duration = Duration::from_secs(60);
+
+/// How often the owners send their active alerts' current values to the
+/// incident owners (for progress updates; one instance's stage ticks every
+/// second too).
+const VALUES_EVERY: Duration = Duration::from_secs(1);
 
 /// One owned shard partition.
 struct Part {
@@ -29,6 +34,9 @@ struct Part {
     sent_below: Option<i64>,
     /// Messages applied since the last checkpoint.
     dirty: bool,
+    /// The incident partitions last sent a non-empty [`Note::Values`] (they
+    /// get an empty one when the values are gone).
+    values_to: BTreeSet<u32>,
 }
 
 /// The owned shard partitions (the state behind the consumer's rebalances).
@@ -45,6 +53,8 @@ pub(crate) struct Owners {
     metrics: Arc<ScaledMetrics>,
     /// A failure inside a rebalance callback: the stage stops with it.
     failure: Option<ScaledError>,
+    /// When the active alerts' values were last sent.
+    values_sent: Option<Instant>,
 }
 
 impl Owners {
@@ -74,6 +84,7 @@ impl Owners {
             out: Vec::new(),
             metrics,
             failure: None,
+            values_sent: None,
         })
     }
 
@@ -112,6 +123,7 @@ impl Owners {
                 next_offset: 0,
                 sent_below: None,
                 dirty: false,
+                values_to: BTreeSet::new(),
             },
             Some(bytes) => {
                 let cp: ShardCheckpoint = decode(&bytes)
@@ -131,6 +143,7 @@ impl Owners {
                     owner,
                     next_offset: cp.next_offset,
                     dirty: false,
+                    values_to: BTreeSet::new(),
                 }
             }
         };
@@ -209,10 +222,57 @@ impl Owners {
                 }
             }
         }
+        let due = self.values_sent.is_none_or(|t| t.elapsed() >= VALUES_EVERY);
+        if due {
+            self.values_sent = Some(Instant::now());
+            self.send_values();
+        }
         self.metrics
             .held
             .set(self.parts.values().map(|p| p.owner.held() as i64).sum());
         self.producer.poll();
+    }
+
+    /// Sends each owned partition's active alerts' current values to the
+    /// incident partitions that hold their incidents ([`Note::Values`]), and
+    /// an empty list where values were sent before and are gone.
+    fn send_values(&mut self) {
+        for (&p, part) in self.parts.iter_mut() {
+            let Some(at) = part.owner.engine().clock() else {
+                continue;
+            };
+            let mut by_target: BTreeMap<u32, Vec<WireValue>> = BTreeMap::new();
+            for v in part.owner.active_values() {
+                let targets = self.split.partitions_for(&v.rule, &v.group);
+                let wire = WireValue::from(v);
+                for q in targets {
+                    by_target.entry(q).or_default().push(wire.clone());
+                }
+            }
+            let gone: Vec<u32> = part
+                .values_to
+                .iter()
+                .copied()
+                .filter(|q| !by_target.contains_key(q))
+                .collect();
+            for q in gone {
+                by_target.insert(q, Vec::new());
+            }
+            part.values_to = by_target
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(q, _)| *q)
+                .collect();
+            for (q, values) in by_target {
+                let note = encode(&Note::Values {
+                    from: p as u32,
+                    at,
+                    values,
+                });
+                self.producer
+                    .send(&self.topics.transitions, q as i32, b"", &note);
+            }
+        }
     }
 
     /// Sends shard partition `p`'s transitions to their incident partitions.

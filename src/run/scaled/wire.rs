@@ -34,6 +34,43 @@ pub(crate) enum Note {
         /// Its release point (ms).
         below: i64,
     },
+    /// The current values of shard partition `from`'s active alerts whose
+    /// incidents this incident partition holds, as of the owner's clock
+    /// `at`: the progress updates' current values. Replaces the partition's
+    /// previous values from `from`. (Appended last: a build without it counts
+    /// it unreadable and goes on.)
+    Values {
+        /// The shard partition.
+        from: u32,
+        /// The owner's clock (ms) the values are computed at.
+        at: i64,
+        /// The alerts' values.
+        values: Vec<WireValue>,
+    },
+}
+
+/// One active alert's current value ([`crate::engine::CurrentValue`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WireValue {
+    /// The rule's name.
+    pub(crate) rule: String,
+    /// The group, in `group_by` order.
+    pub(crate) group: Vec<(String, String)>,
+    /// The indicator's value.
+    pub(crate) value: Option<f64>,
+    /// Root-cause hints (`None`: the rule does not explain).
+    pub(crate) hints: Option<Vec<Hint>>,
+}
+
+impl From<crate::engine::CurrentValue> for WireValue {
+    fn from(v: crate::engine::CurrentValue) -> Self {
+        WireValue {
+            rule: v.rule,
+            group: v.group,
+            value: v.value,
+            hints: v.hints,
+        }
+    }
 }
 
 /// [`Transition`] as plain data.
@@ -234,6 +271,17 @@ mod tests {
             decode::<Note>(&other),
             Err(WireError::Version { found: Some(v) }) if v == WIRE_VERSION + 1
         ));
+        let values = Note::Values {
+            from: 1,
+            at: 7,
+            values: vec![WireValue {
+                rule: "r".into(),
+                group: t.group.clone(),
+                value: Some(0.25),
+                hints: None,
+            }],
+        };
+        assert_eq!(decode::<Note>(&encode(&values)).unwrap(), values);
         assert!(decode::<Note>(&[]).is_err());
         assert!(decode::<Note>(&[WIRE_VERSION, 9, 9]).is_err());
     }
