@@ -197,12 +197,9 @@ impl ShardedEngine {
     /// The current value of rule `rule`'s group `group` at the clock.
     pub(crate) fn current_value(&mut self, rule: &str, group: &Labels) -> Option<f64> {
         let i = self.rule_names.iter().position(|n| n == rule)?;
-        self.engines.iter_mut().find_map(|e| {
-            e.current_values(i)
-                .into_iter()
-                .find(|(g, _)| g == group)
-                .map(|(_, v)| v)
-        })?
+        self.engines
+            .iter_mut()
+            .find_map(|e| e.current_value(i, group))
     }
 
     /// The current root-cause hints of rule `rule`'s group `group` (from

@@ -207,6 +207,19 @@ fn apply_without_clock_holds_future_panes() {
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0].state, State::Firing);
     assert_eq!(out[0].at, t0 + 4 * MIN + 1);
+    // One group's value, found by its key, is the walk's; the firing alert
+    // is among the active values (what scaled mode sends to incident owners).
+    let all = e.current_values(0);
+    let (group, value) = all[0].clone();
+    assert_eq!(e.current_value(0, &group), value);
+    assert!(value.is_some());
+    assert_eq!(
+        e.current_value(0, &[("product".into(), "other".into())]),
+        None
+    );
+    let active = e.active_values();
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!((active[0].group.clone(), active[0].value), (group, value));
 }
 
 #[test]

@@ -271,6 +271,24 @@ impl Engine {
         out
     }
 
+    /// The value of rule `i`'s group `group` (values in `group_by` order) as
+    /// of the clock, like [`Engine::current_values`] for that one group
+    /// (found by its hash, not by walking the rule's groups). `None`: no
+    /// clock, no such group, or no value.
+    pub fn current_value(&mut self, i: usize, group: &[(String, String)]) -> Option<f64> {
+        let clock = self.clock?;
+        let rule = self.rules.get(i)?;
+        if group.len() != rule.group_by.len() {
+            return None;
+        }
+        let values = group.iter().map(|(_, v)| v.as_str());
+        let hash = group_hash(&self.hasher, values.clone());
+        let table = self.tables.get(rule.group_by_id)?;
+        let e = table.find_by(hash, |key| key_eq(key, values.clone()))?;
+        let slot = table.slot(e, rule.member) as usize;
+        self.slot_value(i, slot, clock).and_then(|(_, v)| v)
+    }
+
     /// Slot `s` of rule `i` brought to `clock` (its window advanced, alert
     /// state untouched): its labels and value.
     fn slot_value(&mut self, i: usize, s: usize, clock: i64) -> Option<(Labels, Option<f64>)> {

@@ -28,10 +28,7 @@ impl ValueSource for NoValues {
 impl ValueSource for crate::engine::Engine {
     fn current(&mut self, rule: &str, group: &Labels) -> Option<f64> {
         let i = (0..self.rule_count()).find(|&i| self.rule_config(i).name == rule)?;
-        self.current_values(i)
-            .into_iter()
-            .find(|(g, _)| g == group)
-            .and_then(|(_, v)| v)
+        self.current_value(i, group)
     }
 
     fn hints(&mut self, rule: &str, group: &Labels) -> Option<Vec<Hint>> {
