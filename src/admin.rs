@@ -79,6 +79,8 @@ pub struct AdminState {
     read_access: Mutex<ReadAccess>,
     /// Whether the listener is bound to a loopback address (set by `http::bind`).
     loopback: std::sync::atomic::AtomicBool,
+    /// The address the listener is bound to (set by `http::bind`).
+    listen: Mutex<Option<std::net::SocketAddr>>,
     last_reload: Mutex<ReloadStatus>,
     /// Why the data directory cannot be written (the outbox or the state
     /// store failed), while it cannot: the service is not ready then.
@@ -113,6 +115,7 @@ impl Default for AdminState {
             server: Mutex::new(crate::config::ServerConfig::default()),
             read_access: Mutex::new(ReadAccess::default()),
             loopback: std::sync::atomic::AtomicBool::new(true),
+            listen: Mutex::new(None),
             last_reload: Mutex::new(ReloadStatus::default()),
             storage_error: Mutex::new(None),
             scale_error: Mutex::new(None),
@@ -208,6 +211,17 @@ impl AdminState {
     pub fn set_loopback(&self, loopback: bool) {
         self.loopback
             .store(loopback, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Records the address the listener is bound to.
+    pub(crate) fn set_listen(&self, addr: std::net::SocketAddr) {
+        *lock(&self.listen) = Some(addr);
+    }
+
+    /// The address the listener is bound to (`server.listen` may say port
+    /// 0), once it is.
+    pub(crate) fn listen(&self) -> Option<String> {
+        lock(&self.listen).map(|a| a.to_string())
     }
 
     /// Whether a request presenting `header` (`Authorization`) may read

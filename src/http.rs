@@ -227,6 +227,7 @@ pub async fn bind(
         source,
     })?;
     state.admin.set_loopback(local.ip().is_loopback());
+    state.admin.set_listen(local);
     let limits = listener::Limits::from(&state.admin.server_config());
     let metrics =
         listener::ListenerMetrics::new(state.metrics.registry()).map_err(HttpError::Metrics)?;

@@ -36,6 +36,12 @@ pub struct ScaleOutConfig {
     /// A moved partition re-reads at most this much of the shard topic.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: Dur,
+    /// How long a close request published for an incident that no running
+    /// instance holds waits for a holder before the instance that received
+    /// it answers `not_open` (the incident resolved meanwhile, or only a
+    /// stopped instance held it).
+    #[serde(default = "default_close_wait")]
+    pub close_wait: Dur,
 }
 
 /// 8: up to 8 instances share the windows; more partitions cost more
@@ -56,6 +62,13 @@ fn default_checkpoint_interval() -> Dur {
     Dur::secs(10)
 }
 
+/// A minute: a running instance publishes what it holds within a second
+/// of a change, and a moved incident partition's new owner lists it within
+/// a group rebalance.
+fn default_close_wait() -> Dur {
+    Dur::secs(60)
+}
+
 impl Default for ScaleOutConfig {
     fn default() -> Self {
         ScaleOutConfig {
@@ -64,6 +77,7 @@ impl Default for ScaleOutConfig {
             topic_prefix: String::new(),
             replication_factor: default_replication_factor(),
             checkpoint_interval: default_checkpoint_interval(),
+            close_wait: default_close_wait(),
         }
     }
 }
@@ -115,6 +129,13 @@ impl ScaleOutConfig {
                 format!("{path}.checkpoint_interval"),
                 "0",
                 "must be positive: a moved partition restores from its last checkpoint",
+            ));
+        }
+        if self.close_wait.0.is_zero() || self.close_wait.0 > std::time::Duration::from_secs(3600) {
+            errs.push(ConfigError::new(
+                format!("{path}.close_wait"),
+                self.close_wait.to_string(),
+                "must be between 1ms and 1h: a close request nobody holds is answered not_open after this long",
             ));
         }
         let bad = |c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::event::format_ts;
 use crate::incident::delivery::Clock;
-use crate::incident::outbox::feedback::{Feedback, Label, Recorded, Subject};
+use crate::incident::outbox::feedback::{Feedback, Label, Recorded};
 use crate::incident::outbox::Outbox;
 use crate::incident::peers::Peers;
 
@@ -76,18 +76,7 @@ pub(crate) async fn record(
     let now = Clock::new().now_ms();
     let k = key.clone();
     let done = tokio::task::spawn_blocking(move || {
-        let held = peers.and_then(|p| p.holder(&k));
-        match (ob.record_feedback(&k, label, &note, &by, now), held) {
-            (Ok(Recorded::Unknown | Recorded::NotOpen), Some((_, h))) => {
-                let subject = Subject {
-                    labels: h.labels,
-                    alerts: Vec::new(),
-                };
-                ob.add_feedback(&k, label, &note, &by, &subject, now)
-                    .map(Recorded::Entry)
-            }
-            (r, _) => r,
-        }
+        ob.record_shared_feedback(peers.as_deref(), &k, label, &note, &by, now)
     })
     .await;
     match done {

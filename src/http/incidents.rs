@@ -18,7 +18,8 @@
 //! other instance's open incidents, from the controls topic), a close is
 //! accepted for an incident held elsewhere, and the request goes to the
 //! incident's owner through the controls topic (`src/run/scaled/controls.rs`);
-//! its outcome shows here once the owner has applied it.
+//! its outcome shows here once the owner has applied it, or `not_open` once
+//! no running instance has held the incident for `scale_out.close_wait`.
 
 use std::sync::Arc;
 
@@ -202,9 +203,9 @@ async fn close(State(s): State<Arc<AppState>>, headers: HeaderMap, body: String)
     let now = Clock::new().now_ms();
     let key = req.key.clone();
     let reason = req.reason.clone();
-    let elsewhere = s.peers.get().is_some_and(|p| p.holder(&key).is_some());
+    let peers = s.peers.get().cloned();
     let queued = blocking(move || {
-        if !elsewhere && !ob.load_incidents()?.iter().any(|i| i.key == key) {
+        if !ob.closable(peers.as_deref(), &key)? {
             return Ok(None);
         }
         ob.request_close(&key, &reason, &by, now).map(Some)

@@ -211,6 +211,7 @@ CREATE TABLE IF NOT EXISTS handed_over (
 );
 CREATE TABLE IF NOT EXISTS control_outcomes (key TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS control_feedback (local_id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS control_holdings (instance TEXT PRIMARY KEY, body TEXT NOT NULL);
 ";
 
 const ROW_COLUMNS: &str = "id, receiver, incident, seq, action, body, status, created_ms, attempts, next_attempt_ms, last_error, done_ms";

@@ -37,7 +37,7 @@ pub(crate) struct Held {
 pub(crate) struct Holding {
     /// The instance's id (its outbox's, see `Outbox::instance_id`).
     pub(crate) instance: String,
-    /// Its `server.listen` (where its admin API is), for operators.
+    /// Where its admin API listens (the bound address), for operators.
     pub(crate) listen: String,
     /// When it published this list (wall clock, ms).
     pub(crate) at_ms: i64,
@@ -81,6 +81,25 @@ impl Peers {
         if let Ok(mut m) = self.held.lock() {
             m.insert(h.instance.clone(), h);
         }
+    }
+
+    /// Forgets an instance's holding (its tombstone was read: it stopped).
+    pub(crate) fn remove(&self, instance: &str) {
+        if let Ok(mut m) = self.held.lock() {
+            m.remove(instance);
+        }
+    }
+
+    /// The holdings the controls stage keeps in `ob` (for the CLI, a
+    /// separate process); `me`: `ob`'s instance id.
+    pub(crate) fn stored(
+        ob: &crate::incident::outbox::Outbox,
+    ) -> Result<Self, crate::incident::outbox::OutboxError> {
+        let p = Peers::new(ob.instance_id()?);
+        for h in ob.holdings()? {
+            p.set(h);
+        }
+        Ok(p)
     }
 
     /// Another running instance holding incident `key` (the newest list naming it).
@@ -144,5 +163,8 @@ mod tests {
         assert_eq!(p.holder("k").map(|(i, _)| i).as_deref(), Some("b"));
         assert!(p.holder("old").is_none());
         assert_eq!(p.elsewhere().len(), 1);
+        p.remove("b");
+        assert!(p.holder("k").is_none());
+        assert!(p.elsewhere().is_empty());
     }
 }

@@ -345,6 +345,8 @@ async fn serve(
             state,
             producer: Arc::clone(&producer),
             scaled: Arc::clone(sm),
+            retention: cfg.incidents.retention.0,
+            close_wait: so.close_wait.0,
         },
         Arc::clone(&stop),
     )

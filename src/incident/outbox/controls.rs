@@ -5,16 +5,20 @@
 //! feedback entries that came from other instances (so they are not sent
 //! back as this instance's own).
 //!
-//! Two tables, created with the others when the outbox opens:
+//! Three tables, created with the others when the outbox opens:
 //! `control_outcomes (key, body)` — a close request of any instance that
-//! this one applied, written in the transaction that queues the `resolve`;
+//! this one applied (or answered `not_open` because nobody held its
+//! incident), written in the transaction that queues the `resolve`;
 //! `control_feedback (local_id, key)` — which local feedback rows are copies
-//! of another instance's entries.
+//! of another instance's entries; `control_holdings (instance, body)` — the
+//! other instances' latest open incidents, so that the CLI (a separate
+//! process) knows who holds what.
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::feedback::{self, Feedback, Subject};
+use super::feedback::{self, Feedback, Label, Recorded, Subject};
 use super::{Outbox, OutboxError, Tx};
+use crate::incident::peers::{Holding, Peers};
 use crate::incident::silence::Silence;
 
 impl Outbox {
@@ -101,6 +105,111 @@ impl Outbox {
             )
             .optional()?;
         Ok(v.is_some())
+    }
+
+    /// Whether incident `key` can be closed from here: open in this outbox,
+    /// or held by another running instance of the group (`peers`).
+    pub(crate) fn closable(&self, peers: Option<&Peers>, key: &str) -> Result<bool, OutboxError> {
+        if peers.is_some_and(|p| p.holder(key).is_some()) {
+            return Ok(true);
+        }
+        Ok(self.load_incidents()?.iter().any(|i| i.key == key))
+    }
+
+    /// Records feedback as [`Outbox::record_feedback`] does, and also for an
+    /// incident another running instance holds (`peers`): recorded with its
+    /// labels (its holder adds its alerts), it reaches the holder through
+    /// the controls topic. The admin API, the console and the CLI use this.
+    pub(crate) fn record_shared_feedback(
+        &self,
+        peers: Option<&Peers>,
+        key: &str,
+        label: Option<Label>,
+        note: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<Recorded, OutboxError> {
+        let held = peers.and_then(|p| p.holder(key));
+        match (self.record_feedback(key, label, note, by, now)?, held) {
+            (Recorded::Unknown | Recorded::NotOpen, Some((_, h))) => {
+                let subject = Subject {
+                    labels: h.labels,
+                    alerts: Vec::new(),
+                };
+                self.add_feedback(key, label, note, by, &subject, now)
+                    .map(Recorded::Entry)
+            }
+            (r, _) => Ok(r),
+        }
+    }
+
+    /// Answers this instance's close request `id` itself with `outcome`
+    /// at `done_ms`, unless it is already done, and records the outcome
+    /// record `body` under topic key `key` (published like an owner's), in
+    /// one transaction.
+    pub(crate) fn answer_close_request(
+        &self,
+        id: i64,
+        outcome: &str,
+        done_ms: i64,
+        key: &str,
+        body: &str,
+    ) -> Result<(), OutboxError> {
+        self.transaction(done_ms, |tx| {
+            tx.tx.execute(
+                "UPDATE close_requests SET done_ms = ?1, outcome = ?2 WHERE id = ?3 AND done_ms IS NULL",
+                params![done_ms, outcome, id],
+            )?;
+            tx.record_control_outcome(key, body)
+        })
+    }
+
+    /// Drops the close outcome of topic key `key` (its tombstone was read:
+    /// it is past the retention on every instance).
+    pub(crate) fn forget_control_outcome(&self, key: &str) -> Result<(), OutboxError> {
+        let conn = self.conn()?;
+        conn.execute("DELETE FROM control_outcomes WHERE key = ?1", params![key])?;
+        Ok(())
+    }
+
+    /// Keeps another instance's latest holding (for the CLI).
+    pub(crate) fn store_holding(&self, h: &Holding) -> Result<(), OutboxError> {
+        let body = serde_json::to_string(h).map_err(|source| OutboxError::Corrupt {
+            what: "holding",
+            source,
+        })?;
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT OR REPLACE INTO control_holdings (instance, body) VALUES (?1, ?2)",
+            params![h.instance, body],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets an instance's holding (it stopped).
+    pub(crate) fn forget_holding(&self, instance: &str) -> Result<(), OutboxError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "DELETE FROM control_holdings WHERE instance = ?1",
+            params![instance],
+        )?;
+        Ok(())
+    }
+
+    /// The other instances' holdings kept by [`Outbox::store_holding`].
+    pub(crate) fn holdings(&self) -> Result<Vec<Holding>, OutboxError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare_cached("SELECT body FROM control_holdings ORDER BY instance")?;
+        let bodies: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_str(b).map_err(|source| OutboxError::Corrupt {
+                    what: "holding",
+                    source,
+                })
+            })
+            .collect()
     }
 
     /// Feedback entries made on this instance (not copies of another
@@ -236,5 +345,60 @@ mod tests {
             .unwrap();
         assert!(ob.has_control_outcome("closed/a/1").unwrap());
         assert_eq!(ob.control_outcomes().unwrap().len(), 1);
+        ob.forget_control_outcome("closed/a/1").unwrap();
+        assert!(!ob.has_control_outcome("closed/a/1").unwrap());
+
+        // Answered by this instance itself: done once, outcome recorded.
+        let req = ob.request_close("gone", "late", "ann", 1).unwrap();
+        ob.answer_close_request(req, "not_open", 20, "closed/me/2", "{}")
+            .unwrap();
+        ob.answer_close_request(req, "closed", 30, "closed/me/2", "{}")
+            .unwrap();
+        let r = ob.close_request(req).unwrap().unwrap();
+        assert_eq!(
+            (r.outcome.as_deref(), r.done_ms),
+            (Some("not_open"), Some(20))
+        );
+        assert!(ob.has_control_outcome("closed/me/2").unwrap());
+    }
+
+    #[test]
+    fn incidents_held_elsewhere_take_closes_and_feedback_from_here() {
+        use crate::incident::peers::Held;
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path()).unwrap();
+        let h = Holding {
+            instance: "b".into(),
+            listen: "127.0.0.1:1".into(),
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            incidents: vec![Held {
+                key: "k".into(),
+                route: "r".into(),
+                labels: vec![("product".into(), "p1".into())],
+                partition: 1,
+                started_at: 0,
+                severity: None,
+                opened: true,
+            }],
+        };
+        ob.store_holding(&h).unwrap();
+        ob.store_holding(&h).unwrap();
+        let peers = Peers::stored(&ob).unwrap();
+        assert!(ob.closable(Some(&peers), "k").unwrap());
+        assert!(!ob.closable(None, "k").unwrap());
+        assert!(!ob.closable(Some(&peers), "other").unwrap());
+        assert!(matches!(
+            ob.record_shared_feedback(Some(&peers), "k", None, "on it", "ana", 5)
+                .unwrap(),
+            Recorded::Entry(_)
+        ));
+        assert_eq!(ob.feedback().unwrap()[0].labels, h.incidents[0].labels);
+        assert!(matches!(
+            ob.record_shared_feedback(None, "k", None, "", "ana", 6)
+                .unwrap(),
+            Recorded::Unknown
+        ));
+        ob.forget_holding("b").unwrap();
+        assert!(ob.holdings().unwrap().is_empty());
     }
 }

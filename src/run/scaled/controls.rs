@@ -29,38 +29,51 @@
 //!   it has been read; it writes the outcome (`closed` or `not_open`) in the
 //!   transaction that queues the `resolve`, and publishes it
 //!   (`closed/<instance>/<id>`); the requesting instance marks its request
-//!   done with it, so `GET /api/v1/incidents/close/{id}` shows it there.
+//!   done with it, so `GET /api/v1/incidents/close/{id}` shows it there. A
+//!   request published without a partition (nobody named the incident: it
+//!   resolved meanwhile) is applied by whichever instance holds it; when no
+//!   running instance's holding names it for `scale_out.close_wait`, the
+//!   requesting instance answers `not_open` itself ([`tidy::Unheld`]).
 //! * **Feedback** (`feedback/<instance>/<id>`) is copied into every other
 //!   instance's feedback log; the holder of the incident sends an
 //!   acknowledgement's `acknowledge` to its receivers.
 //! * **Holdings** (`holding/<instance>`): each instance's open incidents
 //!   with their partitions, published when they change and every
-//!   [`HEARTBEAT`]. The admin API uses
-//!   them to accept an action for an incident held elsewhere and to show who
-//!   holds what ([`crate::incident::peers`]).
+//!   [`HEARTBEAT`], with the admin listener's bound address. The admin API
+//!   and the console use them to accept an action for an incident held
+//!   elsewhere and to show who holds what ([`crate::incident::peers`]); they
+//!   are also kept in the outbox for the CLI. A graceful stop writes a
+//!   tombstone for the instance's holding, so the others stop listing its
+//!   incidents at once (a crashed instance's list ages out after three
+//!   minutes).
+//! * **Tombstones** (a null value for a key) keep the compacted topic from
+//!   growing by one record per action for ever: a silence that ended, and a
+//!   close request, outcome, feedback entry or holding older than
+//!   `incidents.retention` ([`tidy::due`]). A tombstone read back forgets the
+//!   key and never brings anything back: a silence still active here ends.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
 
 use super::internal::Ordered;
 use super::{ScaledError, ScaledMetrics, Topics};
-use crate::alert::Labels;
 use crate::config::KafkaSourceConfig;
-use crate::incident::outbox::feedback::{Feedback, Label, LabelledAlert};
-use crate::incident::outbox::Outbox;
-use crate::incident::peers::{Holding, Peers};
-use crate::incident::silence::Silence;
+use crate::incident::peers::Peers;
 use crate::incident::IncidentManager;
+
+mod record;
+mod stage;
+mod tidy;
+
+use record::ControlsMetrics;
+use stage::Controls;
 
 /// How often local actions are published and close requests applied.
 const EVERY: Duration = Duration::from_millis(250);
@@ -72,418 +85,9 @@ const HEARTBEAT: Duration = Duration::from_secs(60);
 /// At start, how long the stage waits to have read the topic to its end
 /// before it publishes and applies close requests anyway.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(30);
-/// The record format's version (a record of another version is skipped and
-/// counted as unreadable).
-const VERSION: u32 = 1;
-
-/// One record of the controls topic (JSON, keyed as the module docs say).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Record {
-    /// [`VERSION`].
-    v: u32,
-    #[serde(flatten)]
-    control: Control,
-}
-
-/// What a record says.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Control {
-    /// A silence as it stands on some instance.
-    Silence { silence: Silence },
-    /// An operator's close request made on instance `origin` (its request `id`).
-    Close {
-        origin: String,
-        id: i64,
-        incident: String,
-        reason: String,
-        by: String,
-        requested_ms: i64,
-        /// The incident's partition when the requesting instance knew it;
-        /// `None`: whichever instance holds the incident applies it.
-        partition: Option<u32>,
-    },
-    /// The outcome of `origin`'s close request `id`, decided by `by_instance`.
-    Closed {
-        origin: String,
-        id: i64,
-        outcome: String,
-        done_ms: i64,
-        by_instance: String,
-    },
-    /// A feedback entry made on instance `origin` (its entry `id`).
-    Feedback {
-        origin: String,
-        id: i64,
-        entry: FeedbackEntry,
-    },
-    /// An instance's open incidents.
-    Holding { holding: Holding },
-}
-
-/// A feedback entry on the topic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct FeedbackEntry {
-    incident: String,
-    kind: String,
-    label: Option<Label>,
-    note: String,
-    by: String,
-    at_ms: i64,
-    labels: Labels,
-    alerts: Vec<LabelledAlert>,
-}
-
-impl FeedbackEntry {
-    fn of(f: &Feedback) -> Self {
-        FeedbackEntry {
-            incident: f.incident.clone(),
-            kind: f.kind.clone(),
-            label: f.label,
-            note: f.note.clone(),
-            by: f.by.clone(),
-            at_ms: f.at_ms,
-            labels: f.labels.clone(),
-            alerts: f.alerts.clone(),
-        }
-    }
-
-    fn to_feedback(&self) -> Feedback {
-        Feedback {
-            id: 0,
-            incident: self.incident.clone(),
-            kind: self.kind.clone(),
-            label: self.label,
-            note: self.note.clone(),
-            by: self.by.clone(),
-            at_ms: self.at_ms,
-            labels: self.labels.clone(),
-            alerts: self.alerts.clone(),
-        }
-    }
-}
-
-fn encode(control: Control) -> Vec<u8> {
-    // A record is plain data: serialising it cannot fail.
-    serde_json::to_vec(&Record {
-        v: VERSION,
-        control,
-    })
-    .unwrap_or_default()
-}
-
-/// The stage's metrics (`crisiswatch_scale_controls_*`).
-#[derive(Debug)]
-struct ControlsMetrics {
-    /// Records sent to the topic, by kind.
-    published: IntCounterVec,
-    /// Records of other instances (and outcomes) applied here, by kind.
-    applied: IntCounterVec,
-    /// Local actions not yet read back from the topic.
-    pending: IntGauge,
-}
-
-const KINDS: [&str; 5] = ["silence", "close", "outcome", "feedback", "holding"];
-
-impl ControlsMetrics {
-    fn register(r: &Registry) -> Result<Self, prometheus::Error> {
-        let published = IntCounterVec::new(
-            Opts::new(
-                "crisiswatch_scale_controls_published_total",
-                "Records this instance sent to the controls topic, by kind (silence, close, outcome, feedback, holding).",
-            ),
-            &["kind"],
-        )?;
-        let applied = IntCounterVec::new(
-            Opts::new(
-                "crisiswatch_scale_controls_applied_total",
-                "Controls-topic records that changed this instance, by kind (silence, close: applied as the incident's owner, outcome: a close request of this instance answered, feedback).",
-            ),
-            &["kind"],
-        )?;
-        let pending = IntGauge::new(
-            "crisiswatch_scale_controls_pending",
-            "Operator actions of this instance not yet read back from the controls topic.",
-        )?;
-        r.register(Box::new(published.clone()))?;
-        r.register(Box::new(applied.clone()))?;
-        r.register(Box::new(pending.clone()))?;
-        for k in KINDS {
-            published.with_label_values(&[k]);
-            applied.with_label_values(&[k]);
-        }
-        Ok(ControlsMetrics {
-            published,
-            applied,
-            pending,
-        })
-    }
-}
-
-/// A close request read from the topic, not yet answered.
-#[derive(Debug, Clone)]
-struct OpenRequest {
-    origin: String,
-    id: i64,
-    incident: String,
-    reason: String,
-    by: String,
-    partition: Option<u32>,
-}
-
-/// The stage's state.
-struct Controls {
-    topic: String,
-    listen: String,
-    partitions: u32,
-    manager: Arc<IncidentManager>,
-    outbox: Arc<Outbox>,
-    peers: Arc<Peers>,
-    producer: Arc<Ordered>,
-    scaled: Arc<ScaledMetrics>,
-    metrics: ControlsMetrics,
-    /// The latest record read per key.
-    seen: HashMap<String, Control>,
-    /// Records sent and not yet read back: when they were sent.
-    sent: HashMap<String, Instant>,
-    /// Close requests read without an outcome, by key.
-    requests: BTreeMap<String, OpenRequest>,
-    /// Keys of the close requests whose outcome was read.
-    answered: BTreeSet<String>,
-    /// Whether the topic was read to its end once (close requests wait for it).
-    caught_up: bool,
-}
-
-impl Controls {
-    fn me(&self) -> &str {
-        self.peers.me()
-    }
-
-    /// A record read from the topic.
-    fn read(&mut self, key: &str, payload: &[u8]) {
-        let record: Record = match serde_json::from_slice(payload) {
-            Ok(r) if r_version_ok(&r) => r,
-            Ok(_) | Err(_) => {
-                self.scaled
-                    .unreadable
-                    .with_label_values(&["controls"])
-                    .inc();
-                tracing::warn!(key, "Unreadable record on the controls topic: skipped.");
-                return;
-            }
-        };
-        self.sent.remove(key);
-        if let Err(e) = self.apply(key, &record.control) {
-            tracing::warn!(key, error = %e, "Cannot apply a controls-topic record; it is applied again at the next start.");
-        }
-        self.seen.insert(key.to_string(), record.control);
-    }
-
-    fn apply(&mut self, key: &str, c: &Control) -> Result<(), ScaledError> {
-        match c {
-            Control::Silence { silence } => {
-                if self.outbox.merge_silence(silence).map_err(inc)? {
-                    self.metrics.applied.with_label_values(&["silence"]).inc();
-                    tracing::info!(id = %silence.id, "Silence taken from the controls topic.");
-                }
-            }
-            Control::Close {
-                origin,
-                id,
-                incident,
-                reason,
-                by,
-                partition,
-                ..
-            } => {
-                if !self.answered.contains(key) {
-                    self.requests.insert(
-                        key.to_string(),
-                        OpenRequest {
-                            origin: origin.clone(),
-                            id: *id,
-                            incident: incident.clone(),
-                            reason: reason.clone(),
-                            by: by.clone(),
-                            partition: *partition,
-                        },
-                    );
-                }
-            }
-            Control::Closed {
-                origin,
-                id,
-                outcome,
-                done_ms,
-                by_instance,
-            } => {
-                let request = format!("close/{origin}/{id}");
-                self.requests.remove(&request);
-                self.answered.insert(request);
-                if origin == self.me()
-                    && self
-                        .outbox
-                        .finish_close_if_pending(*id, outcome, *done_ms)
-                        .map_err(inc)?
-                {
-                    self.metrics.applied.with_label_values(&["outcome"]).inc();
-                    tracing::info!(request = id, outcome = %outcome, by_instance = %by_instance, "Close request answered by the incident's owner.");
-                }
-            }
-            Control::Feedback { origin, entry, .. } => {
-                if origin != self.me() {
-                    let mut f = entry.to_feedback();
-                    if f.alerts.is_empty() {
-                        // Made where the incident was not held: this
-                        // instance may know its alerts.
-                        if let Some(k) = self.outbox.known_incident(&f.incident).map_err(inc)? {
-                            f.labels = k.subject.labels;
-                            f.alerts = k.subject.alerts;
-                        }
-                    }
-                    if self.outbox.add_shared_feedback(key, &f).map_err(inc)? {
-                        self.metrics.applied.with_label_values(&["feedback"]).inc();
-                    }
-                }
-            }
-            Control::Holding { holding } => self.peers.set(holding.clone()),
-        }
-        Ok(())
-    }
-
-    /// Sends `control` under `key` unless the topic has it or it was sent
-    /// less than [`RESEND`] ago; `true` when the topic does not have it yet.
-    fn offer(&mut self, key: String, kind: &str, control: Control, same: bool) -> bool {
-        if same {
-            return false;
-        }
-        if self.sent.get(&key).is_some_and(|t| t.elapsed() < RESEND) {
-            return true;
-        }
-        self.producer
-            .send(&self.topic, 0, key.as_bytes(), &encode(control));
-        self.metrics.published.with_label_values(&[kind]).inc();
-        self.sent.insert(key, Instant::now());
-        true
-    }
-
-    /// Sends every local action the topic does not have yet.
-    fn publish(&mut self) -> Result<(), ScaledError> {
-        let me = self.me().to_string();
-        let mut pending = 0;
-        for s in self.outbox.silences().map_err(inc)? {
-            let key = format!("silence/{}", s.id);
-            let same = matches!(self.seen.get(&key), Some(Control::Silence { silence }) if silence.ends_at <= s.ends_at);
-            pending +=
-                usize::from(self.offer(key, "silence", Control::Silence { silence: s }, same));
-        }
-        let holdings = self.manager.holdings(self.partitions);
-        for r in self.outbox.pending_close_requests().map_err(inc)? {
-            let key = format!("close/{me}/{}", r.id);
-            let same = self.seen.contains_key(&key);
-            let partition = holdings
-                .iter()
-                .find(|h| h.key == r.incident)
-                .map(|h| h.partition)
-                .or_else(|| self.peers.holder(&r.incident).map(|(_, h)| h.partition));
-            let c = Control::Close {
-                origin: me.clone(),
-                id: r.id,
-                incident: r.incident,
-                reason: r.reason,
-                by: r.requested_by,
-                requested_ms: r.requested_ms,
-                partition,
-            };
-            pending += usize::from(self.offer(key, "close", c, same));
-        }
-        for (key, body) in self.outbox.control_outcomes().map_err(inc)? {
-            if self.seen.contains_key(&key) {
-                continue;
-            }
-            match serde_json::from_str::<Record>(&body) {
-                Ok(r) => pending += usize::from(self.offer(key, "outcome", r.control, false)),
-                Err(e) => tracing::warn!(key, error = %e, "Unreadable stored close outcome."),
-            }
-        }
-        for f in self.outbox.own_feedback().map_err(inc)? {
-            let key = format!("feedback/{me}/{}", f.id);
-            let same = self.seen.contains_key(&key);
-            let c = Control::Feedback {
-                origin: me.clone(),
-                id: f.id,
-                entry: FeedbackEntry::of(&f),
-            };
-            pending += usize::from(self.offer(key, "feedback", c, same));
-        }
-        let key = format!("holding/{me}");
-        let now = chrono::Utc::now().timestamp_millis();
-        let same = matches!(self.seen.get(&key), Some(Control::Holding { holding })
-            if holding.incidents == holdings && holding.listen == self.listen
-                && now - holding.at_ms < HEARTBEAT.as_millis() as i64);
-        let c = Control::Holding {
-            holding: Holding {
-                instance: me.clone(),
-                listen: self.listen.clone(),
-                at_ms: now,
-                incidents: holdings,
-            },
-        };
-        self.offer(key, "holding", c, same);
-        self.metrics.pending.set(pending as i64);
-        Ok(())
-    }
-
-    /// Applies the close requests whose incident partition this instance
-    /// owns (or, without a partition, whose incident it holds).
-    fn apply_requests(&mut self) -> Result<(), ScaledError> {
-        let due: Vec<(String, OpenRequest)> = self
-            .requests
-            .iter()
-            .filter(|(_, r)| match r.partition {
-                Some(p) => self.manager.owns_partition(p) == Some(true),
-                None => self
-                    .manager
-                    .open_incidents()
-                    .iter()
-                    .any(|i| i.key == r.incident),
-            })
-            .map(|(k, r)| (k.clone(), r.clone()))
-            .collect();
-        for (key, r) in due {
-            let outcome_key = format!("closed/{}/{}", r.origin, r.id);
-            if self.outbox.has_control_outcome(&outcome_key).map_err(inc)? {
-                continue;
-            }
-            let me = self.me().to_string();
-            let done_ms = chrono::Utc::now().timestamp_millis();
-            let (origin, id) = (r.origin.clone(), r.id);
-            let outcome = self.manager.close_shared(
-                &r.incident,
-                &r.reason,
-                &r.by,
-                &outcome_key,
-                |outcome| {
-                    String::from_utf8(encode(Control::Closed {
-                        origin,
-                        id,
-                        outcome: outcome.to_string(),
-                        done_ms,
-                        by_instance: me,
-                    }))
-                    .unwrap_or_default()
-                },
-            )?;
-            self.metrics.applied.with_label_values(&["close"]).inc();
-            tracing::info!(incident = %r.incident, request = %key, outcome, "Close request of the controls topic applied here (this instance owns the incident).");
-        }
-        Ok(())
-    }
-}
-
-fn r_version_ok(r: &Record) -> bool {
-    r.v == VERSION
-}
+/// How often the records read are checked for tombstones to write (and
+/// once the topic was read to its end).
+const TIDY_EVERY: Duration = Duration::from_secs(60);
 
 fn inc(e: crate::incident::outbox::OutboxError) -> ScaledError {
     ScaledError::Incident(e.into())
@@ -522,6 +126,11 @@ pub(crate) struct Setup<'a> {
     pub(crate) state: &'a crate::http::AppState,
     pub(crate) producer: Arc<Ordered>,
     pub(crate) scaled: Arc<ScaledMetrics>,
+    /// `incidents.retention`: older closes, outcomes and feedback entries
+    /// are tombstoned.
+    pub(crate) retention: Duration,
+    /// `scale_out.close_wait`.
+    pub(crate) close_wait: Duration,
 }
 
 /// Starts the stage on its own thread; it runs until `stop`.
@@ -535,11 +144,14 @@ pub(crate) fn start(
     let _ = s.state.peers.set(Arc::clone(&peers));
     let metrics = ControlsMetrics::register(s.state.metrics.registry())
         .map_err(|e| ScaledError::Thread(format!("controls metrics: {e}")))?;
+    s.scaled.unreadable.with_label_values(&["controls"]);
     let consumer = reader(s.k, &s.topics.controls)?;
     tracing::info!(instance = %me, topic = %s.topics.controls, "Operator actions shared through the controls topic.");
-    let mut st = Controls {
+    // The bound address (`server.listen` may say port 0).
+    let listen = s.state.admin.listen().unwrap_or(s.listen);
+    let mut st = Controls::new(stage::Parts {
         topic: s.topics.controls.clone(),
-        listen: s.listen,
+        listen,
         partitions: s.topics.incident_partitions,
         manager: s.manager,
         outbox,
@@ -547,24 +159,25 @@ pub(crate) fn start(
         producer: s.producer,
         scaled: s.scaled,
         metrics,
-        seen: HashMap::new(),
-        sent: HashMap::new(),
-        requests: BTreeMap::new(),
-        answered: BTreeSet::new(),
-        caught_up: false,
-    };
+        retention: s.retention,
+        close_wait: s.close_wait,
+    });
     super::spawn("crisiswatch-controls", move || {
         let started = Instant::now();
         let mut last = Instant::now();
+        let mut tidied: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             match consumer.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => {
                     let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                    st.read(&key, m.payload().unwrap_or_default());
+                    match m.payload() {
+                        Some(p) => st.read(&key, p),
+                        None => st.read_tombstone(&key),
+                    }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {
                     if !st.caught_up {
-                        tracing::info!(records = st.seen.len(), "Controls topic read to its end.");
+                        tracing::info!(records = st.records(), "Controls topic read to its end.");
                     }
                     st.caught_up = true;
                 }
@@ -575,7 +188,7 @@ pub(crate) fn start(
                 tracing::warn!("The controls topic did not report its end in time; applying close requests with what was read.");
                 st.caught_up = true;
             }
-            st.producer.poll();
+            st.poll();
             // What the topic already has is known once it was read to its end.
             if st.caught_up && last.elapsed() >= EVERY {
                 last = Instant::now();
@@ -583,10 +196,19 @@ pub(crate) fn start(
                     tracing::warn!(error = %e, "Cannot publish operator actions; retrying.");
                 }
                 st.apply_requests()?;
+                if let Err(e) = st.answer_unheld() {
+                    tracing::warn!(error = %e, "Cannot answer close requests nobody holds; retrying.");
+                }
+                if tidied.is_none_or(|t| t.elapsed() >= TIDY_EVERY) {
+                    tidied = Some(Instant::now());
+                    st.tidy();
+                }
             }
         }
         let _ = st.publish();
-        if let Err(e) = st.producer.flush(Duration::from_secs(5)) {
+        // The others stop listing this instance's incidents at once.
+        st.leave();
+        if let Err(e) = st.flush(Duration::from_secs(5)) {
             tracing::debug!(error = %e, "Controls records not confirmed at the stop; they are sent again at the next start.");
         }
         Ok(())

@@ -307,6 +307,26 @@ impl Ordered {
         }
     }
 
+    /// Queues a tombstone (no value) for `key` on `partition` of `topic`
+    /// (a compacted topic then drops the key).
+    pub(crate) fn send_tombstone(&self, topic: &str, partition: i32, key: &[u8]) {
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(topic).partition(partition).key(key);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, topic, "Cannot queue a tombstone; the key stays on the topic for now.");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Queues checkpoint `bytes` of `partition` on changelog `topic`, in
     /// chunks under the brokers' message size limit, each keyed by partition
     /// and chunk index (so compaction keeps the newest of each index), all
