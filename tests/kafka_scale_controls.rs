@@ -13,9 +13,20 @@
 //!   incident reaches the receiver (`acknowledge`, sent by the holder);
 //! * expiring the silence on the holder ends it on the instance that made it;
 //! * each instance's `GET /api/v1/incidents` names the other's incidents
-//!   (`elsewhere`);
+//!   (`elsewhere`) with the other's bound admin address, and its console
+//!   lists them read-only with the holding instance;
+//! * `crisiswatch incident close --wait` run against the instance that does
+//!   not hold an incident closes it (through that instance's service and
+//!   the controls topic) and prints the outcome;
+//! * a close request for an incident nobody holds any more (one that
+//!   resolved between the check and the publish) is answered `not_open`
+//!   after `scale_out.close_wait`;
+//! * an instance stopped gracefully drops out of the other's `elsewhere`
+//!   at once (a tombstone for its holding), not after three minutes;
 //! * an instance restarted reads the whole topic again and applies nothing
-//!   twice.
+//!   twice; it writes a tombstone for the silence that ended, and every
+//!   instance reads it back as a tombstone (nothing unreadable, nothing
+//!   brought back).
 //!
 //! Which instance holds which incident is up to the consumer group: the
 //! test finds out through the admin API from a first crisis and picks its
@@ -31,7 +42,7 @@ use std::time::Duration;
 use kafka_support::broker::Broker;
 use kafka_support::client::{create_topics, produce, Out};
 use kafka_support::receiver::Receiver;
-use kafka_support::service::Service;
+use kafka_support::service::{Service, BIN};
 use kafka_support::{base_config, hour_t0, wait_until};
 
 const TOKEN: &str = "controls-test-admin-token";
@@ -88,7 +99,7 @@ fn config(bs: &str, data: &str, url: &str, token_file: &str) -> String {
     cfg = cfg.replacen("idle_timeout = \"2s\"", "idle_timeout = \"1h\"", 1);
     cfg = cfg.replacen("[incidents]\n", "[incidents]\nupdate_interval = \"0\"\n", 1);
     cfg.push_str(
-        "\n[sources.kafka.scale_out]\nshard_partitions = 2\nincident_partitions = 4\ncheckpoint_interval = \"500ms\"\ntopic_prefix = \"ctl\"\n",
+        "\n[sources.kafka.scale_out]\nshard_partitions = 2\nincident_partitions = 4\ncheckpoint_interval = \"500ms\"\ntopic_prefix = \"ctl\"\nclose_wait = \"2s\"\n",
     );
     cfg.push_str(RULES);
     cfg.push_str(&format!(
@@ -134,16 +145,62 @@ fn held(s: &Service) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Whether `s` lists incident `key` as held by another instance.
-fn sees_elsewhere(s: &Service, key: &str) -> bool {
+/// The holding in which `s` lists incident `key` as held by another
+/// instance, if it does.
+fn elsewhere(s: &Service, key: &str) -> Option<serde_json::Value> {
     let v = json(&s.get("/api/v1/incidents").1);
-    v["elsewhere"].as_array().into_iter().flatten().any(|h| {
-        h["incidents"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|i| i["key"] == key)
-    })
+    v["elsewhere"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|h| {
+            h["incidents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|i| i["key"] == key)
+        })
+        .cloned()
+}
+
+fn sees_elsewhere(s: &Service, key: &str) -> bool {
+    elsewhere(s, key).is_some()
+}
+
+/// The instance id `s` reports.
+fn instance(s: &Service) -> String {
+    json(&s.get("/api/v1/incidents").1)["instance"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Whether `s` lists any holding of instance `id`.
+fn lists_instance(s: &Service, id: &str) -> bool {
+    json(&s.get("/api/v1/incidents").1)["elsewhere"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|h| h["instance"] == id)
+}
+
+/// `crisiswatch incident --config <s's config> ARGS`: (success, stdout).
+fn cli(s: &Service, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(BIN)
+        .arg("incident")
+        .arg("--config")
+        .arg(s.dir.join(format!("{}.toml", s.name)))
+        .args(args)
+        .output()
+        .expect("run crisiswatch incident");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 #[test]
@@ -199,6 +256,20 @@ fn operator_actions_made_on_one_instance_act_on_the_other_s_incidents() {
         "the other instance lists the incident as held elsewhere",
         || sees_elsewhere(oc, closed),
     );
+    // The holding names the holder's bound admin address (its
+    // `server.listen` says port 0) and its instance id.
+    let h = elsewhere(oc, closed).unwrap_or_default();
+    assert_eq!(h["listen"], services[hc].addr(), "{h}");
+    let holder_id = instance(&services[hc]);
+    assert_eq!(h["instance"], holder_id.as_str());
+    // The console lists it read-only, with the holding instance.
+    let (status, page) = oc.get("/");
+    assert_eq!(status, 200);
+    let row = format!(r#"<tr class="elsewhere" data-key="{closed}" data-instance="{holder_id}">"#);
+    assert!(
+        page.contains(&row),
+        "the console shows {closed} held by {holder_id}:\n{page}"
+    );
     let body = format!(r#"{{"key":"{closed}","reason":"known outage","by":"test"}}"#);
     let (status, reply) = oc.request("POST", "/api/v1/incidents/close", Some(TOKEN), &body);
     assert_eq!(status, 202, "{reply}");
@@ -237,6 +308,34 @@ fn operator_actions_made_on_one_instance_act_on_the_other_s_incidents() {
         "the holder's feedback log has the acknowledgement"
     );
 
+    // The CLI, run against the instance that does not hold `cli_closed`.
+    let cli_closed = &keys[3];
+    let (hl, _) = holder[cli_closed].clone();
+    let ol = &services[1 - hl];
+    wait_until(
+        Duration::from_secs(20),
+        "the other instance lists the incident to close by CLI as held elsewhere",
+        || sees_elsewhere(ol, cli_closed),
+    );
+    let (ok, out) = cli(
+        ol,
+        &[
+            "close", cli_closed, "--reason", "by hand", "--by", "cli", "--wait", "30s",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains(": closed."), "{out}");
+    wait_until(
+        Duration::from_secs(30),
+        "the holder closed the incident closed by CLI at the receiver",
+        || notes(&r, cli_closed).contains(&("resolve".into(), "closed".into())),
+    );
+    let (ok, out) = cli(ol, &["close", "no-such-incident", "--reason", "x"]);
+    assert!(
+        !ok && out.contains("no running instance of the group holds it"),
+        "{out}"
+    );
+
     // Minutes 14–30: the other incidents resolve.
     produce(&bs, &traffic(840, 1800), Duration::from_secs(30));
     wait_until(Duration::from_secs(60), "every incident resolved", || {
@@ -244,6 +343,47 @@ fn operator_actions_made_on_one_instance_act_on_the_other_s_incidents() {
             .all(|k| notes(&r, k).iter().any(|n| n.0 == "resolve"))
             && services.iter().all(|s| held(s).is_empty())
     });
+
+    // A close request for an incident that resolved between the API's (or
+    // the CLI's) check and the publish: nobody holds it, so nobody applies
+    // it. The race cannot be timed from outside, so the request is written
+    // into the outbox the way the API and the CLI write it.
+    let late = &keys[2];
+    wait_until(
+        Duration::from_secs(20),
+        "no instance lists the resolved incident as held elsewhere",
+        || !sees_elsewhere(&services[1 - ha], late),
+    );
+    let db = dir
+        .path()
+        .join(format!("data-{}", services[1 - ha].name))
+        .join("outbox.sqlite");
+    let late_id = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn.execute(
+            "INSERT INTO close_requests (incident, reason, requested_by, requested_ms) VALUES (?1, 'late', 'test', ?2)",
+            rusqlite::params![late, chrono::Utc::now().timestamp_millis()],
+        )
+        .unwrap();
+        conn.last_insert_rowid()
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "the close request nobody holds is answered not_open",
+        || {
+            json(
+                &services[1 - ha]
+                    .get(&format!("/api/v1/incidents/close/{late_id}"))
+                    .1,
+            )["outcome"]
+                == "not_open"
+        },
+    );
+    assert_eq!(
+        notes(&r, late).iter().filter(|n| n.0 == "resolve").count(),
+        1
+    );
 
     // A silence made on the instance that does not hold `silenced`'s product.
     let (h, product) = holder[silenced].clone();
@@ -319,10 +459,19 @@ fn operator_actions_made_on_one_instance_act_on_the_other_s_incidents() {
         (1, 1)
     );
     let name = ["a", "b"][1 - hc];
+    let stopped = instance(&services[1 - hc]);
+    assert!(lists_instance(&services[hc], &stopped));
     services[1 - hc].sigterm();
     assert!(services[1 - hc]
         .wait_exit(Duration::from_secs(30))
         .is_some());
+    // Stopped gracefully, it left a tombstone for its holding: the other
+    // instance no longer lists it (a crashed one's list ages out in 3 min).
+    wait_until(
+        Duration::from_secs(10),
+        "the stopped instance dropped out of the other's elsewhere",
+        || !lists_instance(&services[hc], &stopped),
+    );
     services[1 - hc] = start(name);
     let oc = &services[1 - hc];
     wait_until(
@@ -343,6 +492,36 @@ fn operator_actions_made_on_one_instance_act_on_the_other_s_incidents() {
     assert_eq!(
         (count(closed, "resolve"), count(acked, "acknowledge")),
         (1, 1)
+    );
+    // The restarted instance wrote a tombstone for the silence that ended;
+    // both instances read it back as a tombstone: nothing unreadable, and
+    // the silence stays ended.
+    wait_until(
+        Duration::from_secs(10),
+        "the restarted instance tombstoned the ended silence",
+        || {
+            oc.metric("crisiswatch_scale_controls_published_total{kind=\"tombstone\"}")
+                .unwrap_or(0.0)
+                >= 1.0
+        },
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    for s in &services {
+        assert_eq!(
+            s.metric("crisiswatch_scale_unreadable_messages_total{topic=\"controls\"}"),
+            Some(0.0),
+            "{}",
+            s.stderr_text()
+        );
+        assert!(json(&s.get("/api/v1/silences").1)["silences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|x| x["id"] != silence.as_str() || x["state"] == "expired"));
+    }
+    assert_eq!(
+        oc.metric("crisiswatch_scale_controls_applied_total{kind=\"silence\"}"),
+        Some(0.0)
     );
     for s in &services {
         s.sigterm();

@@ -88,8 +88,13 @@ impl Commands {
                 outbox(&cfg, &dir, command, &mut io::stdout())?
             }
             Commands::Incident { store, command } => {
-                let (_, dir) = store.open()?;
-                close::incident(&dir, command, &mut io::stdout())?
+                let (cfg, dir) = store.open()?;
+                let scaled = cfg
+                    .sources
+                    .kafka
+                    .as_ref()
+                    .is_some_and(|k| k.scale_out.is_some());
+                close::incident(&dir, scaled, command, &mut io::stdout())?
             }
             Commands::Silence { store, command } => {
                 let (_, dir) = store.open()?;

@@ -1,6 +1,7 @@
 //! The web console at `/` of the admin listener: open incidents with their
-//! alerts, charts and timelines, silences, rules with their worst slices, and
-//! the service's health — server-rendered HTML compiled into the binary
+//! alerts, charts and timelines (and, in a scaled group, the other
+//! instances' open incidents, read-only), silences, rules with their worst
+//! slices, and the service's health — server-rendered HTML compiled into the binary
 //! (no script, no CDN: it works offline and without JavaScript).
 //!
 //! | endpoint | auth | what |

@@ -2,6 +2,14 @@
 //! operator's close (queued in the outbox database, applied by the running
 //! service — see `crate::incident::outbox::CloseRequest`), and responders'
 //! feedback (`crate::incident::outbox::feedback`).
+//!
+//! With `sources.kafka.scale_out`, another instance of the group may hold
+//! the incident: the commands also read the other instances' open
+//! incidents that this instance's service keeps in its outbox (from the
+//! controls topic, `src/run/scaled/controls.rs`), accept a close or an
+//! acknowledgement for one of them, and list them. The request is written
+//! to this instance's outbox as always; its running service sends it to the
+//! holder through the controls topic.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,6 +23,7 @@ use crate::incident::delivery::Clock;
 use crate::incident::model::labels_text;
 use crate::incident::outbox::feedback::{fold, Label, Recorded};
 use crate::incident::outbox::Outbox;
+use crate::incident::peers::Peers;
 
 use super::CliError;
 
@@ -80,6 +89,7 @@ fn who(by: Option<String>) -> String {
 
 fn feedback(
     ob: &Outbox,
+    peers: Option<&Peers>,
     key: &str,
     label: Option<Label>,
     note: &str,
@@ -87,13 +97,23 @@ fn feedback(
     out: &mut dyn Write,
 ) -> Result<bool, CliError> {
     let what = label.map_or("acknowledged", Label::as_str);
-    match ob.record_feedback(key, label, note, &by, Clock::new().now_ms())? {
+    match ob.record_shared_feedback(peers, key, label, note, &by, Clock::new().now_ms())? {
         Recorded::Entry(id) => {
             writeln!(out, "{key}: {what} by {by} (#{id}).")?;
+            if let Some((instance, _)) = peers.and_then(|p| p.holder(key)) {
+                writeln!(out, "Instance {instance} holds it: this instance's running service sends the entry there through the controls topic.")?;
+            }
             if label.is_none() {
                 writeln!(out, "Receivers that take acknowledgements (PagerDuty; a generic webhook with `acknowledge = true`) hear it from the running service within a second, or at its next start.")?;
             }
             Ok(true)
+        }
+        Recorded::Unknown if peers.is_some() => {
+            writeln!(
+                out,
+                "No incident {key:?} in this instance's outbox, and no running instance of the group holds it (as this instance last read the controls topic; see `crisiswatch incident list`)."
+            )?;
+            Ok(false)
         }
         Recorded::Unknown => {
             writeln!(
@@ -109,13 +129,21 @@ fn feedback(
     }
 }
 
-/// Runs an `incident` command.
+/// Runs an `incident` command (`scaled`: the configuration has
+/// `sources.kafka.scale_out`).
 pub fn incident(
     data_dir: &Path,
+    scaled: bool,
     cmd: IncidentCommand,
     out: &mut dyn Write,
 ) -> Result<bool, CliError> {
     let ob = Outbox::open(data_dir)?;
+    let peers = if scaled {
+        Some(Peers::stored(&ob)?)
+    } else {
+        None
+    };
+    let peers = peers.as_ref();
     match cmd {
         IncidentCommand::List { json } => {
             let incidents = ob.load_incidents()?;
@@ -131,6 +159,9 @@ pub fn incident(
                         "{}",
                         serde_json::json!({ "close_request": request_json(r) })
                     )?;
+                }
+                for h in peers.map(Peers::elsewhere).unwrap_or_default() {
+                    writeln!(out, "{}", serde_json::json!({ "elsewhere": h }))?;
                 }
                 return Ok(true);
             }
@@ -189,15 +220,32 @@ pub fn incident(
                     r.reason
                 )?;
             }
+            for h in peers.map(Peers::elsewhere).unwrap_or_default() {
+                for i in &h.incidents {
+                    writeln!(
+                        out,
+                        "{}\n    route {} on {}, since {}, held by instance {} ({}), as of {}",
+                        i.key,
+                        i.route,
+                        labels_text(&i.labels),
+                        format_ts(i.started_at),
+                        h.instance,
+                        h.listen,
+                        format_ts(h.at_ms),
+                    )?;
+                }
+            }
             Ok(true)
         }
-        IncidentCommand::Ack { key, by, note } => feedback(&ob, &key, None, &note, who(by), out),
+        IncidentCommand::Ack { key, by, note } => {
+            feedback(&ob, peers, &key, None, &note, who(by), out)
+        }
         IncidentCommand::Label {
             key,
             label,
             by,
             note,
-        } => feedback(&ob, &key, Label::parse(&label), &note, who(by), out),
+        } => feedback(&ob, peers, &key, Label::parse(&label), &note, who(by), out),
         IncidentCommand::Close {
             key,
             reason,
@@ -209,17 +257,24 @@ pub fn incident(
                     "--reason must say why (it is sent to the responders)".into(),
                 ));
             }
-            if !ob.load_incidents()?.iter().any(|i| i.key == key) {
-                writeln!(
-                    out,
-                    "No open incident {key:?} (see `crisiswatch incident list`)."
-                )?;
+            if !ob.closable(peers, &key)? {
+                if peers.is_some() {
+                    writeln!(out, "No open incident {key:?} on this instance, and no running instance of the group holds it (as this instance last read the controls topic; see `crisiswatch incident list`).")?;
+                } else {
+                    writeln!(
+                        out,
+                        "No open incident {key:?} (see `crisiswatch incident list`)."
+                    )?;
+                }
                 return Ok(false);
             }
             let by = who(by);
             let id = ob.request_close(&key, &reason, &by, Clock::new().now_ms())?;
             let Some(wait) = wait else {
-                writeln!(out, "Close of {key} requested (#{id}): the running service sends its resolve within a second, or at its next start.")?;
+                match peers.and_then(|p| p.holder(&key)) {
+                    Some((instance, _)) => writeln!(out, "Close of {key} requested (#{id}): instance {instance} holds it; this instance's running service sends the request there through the controls topic, and the holder sends the resolve.")?,
+                    None => writeln!(out, "Close of {key} requested (#{id}): the running service sends its resolve within a second, or at its next start.")?,
+                }
                 return Ok(true);
             };
             let deadline = Instant::now() + Duration::from(wait);

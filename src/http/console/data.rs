@@ -105,6 +105,7 @@ pub(crate) fn gather(s: &AppState) -> Result<View, OutboxError> {
         });
         v.incidents = Some(list);
     }
+    v.elsewhere = s.peers.get().map(|p| p.elsewhere());
     v.health = health(s, snap.clock);
     Ok(v)
 }

@@ -13,6 +13,7 @@ use crate::incident::lifecycle::Incident;
 use crate::incident::model::{fmt_value, labels_text, AlertEvidence};
 use crate::incident::outbox::feedback::{FeedbackState, Label};
 use crate::incident::outbox::timeline::Entry;
+use crate::incident::peers::Holding;
 use crate::incident::silence::Silence;
 
 /// Escapes text for HTML element content and double-quoted attribute values.
@@ -104,6 +105,9 @@ pub(crate) struct View {
     pub(crate) flash: Option<String>,
     /// Open incidents; `None` when this process has no incident manager.
     pub(crate) incidents: Option<Vec<IncidentView>>,
+    /// With `sources.kafka.scale_out`: the other running instances' open
+    /// incidents (from the controls topic); `None` for one instance.
+    pub(crate) elsewhere: Option<Vec<Holding>>,
     /// Silences, latest ending first.
     pub(crate) silences: Vec<Silence>,
     /// Rules.
@@ -153,6 +157,7 @@ pub(crate) fn render(v: &View) -> String {
         s.push_str(r#"<p class="warn">No admin token is configured (server.admin_token_env / admin_token_file): the forms below are refused.</p>"#);
     }
     incidents(&mut s, v);
+    elsewhere(&mut s, v);
     silences(&mut s, v);
     rules(&mut s, v);
     health(&mut s, v);
@@ -177,6 +182,52 @@ fn incidents(s: &mut String, v: &View) {
         incident(s, v, n, iv);
     }
     s.push_str("</section>");
+}
+
+/// The other instances' open incidents, read-only: acting on one goes
+/// through its holder (the API and the CLI of any instance take it).
+fn elsewhere(s: &mut String, v: &View) {
+    let Some(list) = &v.elsewhere else {
+        return;
+    };
+    let n: usize = list.iter().map(|h| h.incidents.len()).sum();
+    let _ = write!(
+        s,
+        r#"<section id="elsewhere"><h2>Held by other instances <span class="count">{n}</span></h2>"#
+    );
+    if n == 0 {
+        s.push_str(r#"<p class="quiet">No other running instance of the group holds an open incident.</p></section>"#);
+        return;
+    }
+    s.push_str(r#"<p class="quiet">Shown read-only: acknowledge, label or close them on their instance's console, or through the API or CLI of any instance.</p><table class="elsewhere"><thead><tr><th>severity</th><th>incident</th><th>since</th><th>held by</th></tr></thead><tbody>"#);
+    for h in list {
+        for i in &h.incidents {
+            // A class name only from letters (the value comes from the topic).
+            let sev: String = i
+                .severity
+                .as_deref()
+                .unwrap_or("none")
+                .chars()
+                .filter(char::is_ascii_alphabetic)
+                .collect();
+            let _ = write!(
+                s,
+                r#"<tr class="elsewhere" data-key="{}" data-instance="{}"><td><span class="badge sev-{sev}">{}</span></td><td>{} <span class="slice">{}</span>{} <code>{}</code></td><td><time>{}</time></td><td>instance <code>{}</code> at <code>{}</code>, listed {} ago</td></tr>"#,
+                esc(&i.key),
+                esc(&h.instance),
+                esc(&sev),
+                esc(&i.route),
+                esc(&labels_text(&i.labels)),
+                if i.opened { "" } else { " (forming)" },
+                esc(&i.key),
+                esc(&format_ts(i.started_at)),
+                esc(&h.instance),
+                esc(&h.listen),
+                age(v.now_ms, h.at_ms),
+            );
+        }
+    }
+    s.push_str("</tbody></table></section>");
 }
 
 fn incident(s: &mut String, v: &View, n: usize, iv: &IncidentView) {
