@@ -96,7 +96,15 @@ fn config(bs: &str, data: &str, url: &str, token_file: &str) -> String {
         &format!("listen = \"127.0.0.1:0\"\nadmin_token_file = \"{token_file}\""),
     );
     // No wall-clock time for a quiet stream: what fires comes from the data.
+    // Nor idle input partitions: the test pauses between its phases, and a
+    // partition reported idle would let the other one's events move the
+    // owners' clocks past its own when the traffic comes back.
     cfg = cfg.replacen("idle_timeout = \"2s\"", "idle_timeout = \"1h\"", 1);
+    cfg = cfg.replacen(
+        "idle_partition_timeout = \"2s\"",
+        "idle_partition_timeout = \"1h\"",
+        1,
+    );
     cfg = cfg.replacen("[incidents]\n", "[incidents]\nupdate_interval = \"0\"\n", 1);
     cfg.push_str(
         "\n[sources.kafka.scale_out]\nshard_partitions = 2\nincident_partitions = 4\ncheckpoint_interval = \"500ms\"\ntopic_prefix = \"ctl\"\nclose_wait = \"2s\"\n",

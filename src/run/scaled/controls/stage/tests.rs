@@ -87,7 +87,17 @@ fn a_tombstone_read_forgets_its_key_and_brings_nothing_back() {
     let ended = st.p.outbox.silences().unwrap();
     assert!(!ended[0].active(now_ms() + 1), "the silence ended here");
     assert_eq!(count(&st.p.metrics.applied, "silence"), 1);
-    // Ended, and not on the topic any more: never sent again.
+    // Ended, and not on the topic any more: never sent again; nor is a
+    // silence that ended before this instance (re)started reading.
+    let before = Silence::new(
+        vec![Matcher::parse("product=p2").unwrap()],
+        now - 7_200_000,
+        3_600_000,
+        "ann".into(),
+        String::new(),
+    )
+    .unwrap();
+    st.p.outbox.add_silence(&before).unwrap();
     st.publish().unwrap();
     assert_eq!(count(&st.p.metrics.published, "silence"), 0);
 
