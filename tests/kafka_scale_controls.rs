@@ -325,6 +325,13 @@ fn operator_actions_made_on_one_instance_act_on_the_other_s_incidents() {
         "the other instance lists the incident to close by CLI as held elsewhere",
         || sees_elsewhere(ol, cli_closed),
     );
+    let (ok, out) = cli(ol, &["list"]);
+    let holder_l = instance(&services[hl]);
+    assert!(
+        ok && out.contains(&format!("{cli_closed}\n"))
+            && out.contains(&format!("held by instance {holder_l}")),
+        "incident list shows the incident held elsewhere:\n{out}"
+    );
     let (ok, out) = cli(
         ol,
         &[

@@ -122,6 +122,9 @@ impl Controls {
             }
         };
         self.sent.remove(key);
+        // On the topic again (say an instance restarted): tombstoned again
+        // when it is done with.
+        self.gone.remove(key);
         if let Err(e) = self.apply(key, &record.control) {
             tracing::warn!(key, error = %e, "Cannot apply a controls-topic record; it is applied again at the next start.");
         }

@@ -116,12 +116,28 @@ fn a_tombstone_read_forgets_its_key_and_brings_nothing_back() {
             opened: true,
         }],
     };
-    st.read("holding/b", &json(Control::Holding { holding: held }));
+    st.read(
+        "holding/b",
+        &json(Control::Holding {
+            holding: held.clone(),
+        }),
+    );
     assert!(st.p.peers.holder("k").is_some());
     assert_eq!(st.p.outbox.holdings().unwrap().len(), 1);
     st.read_tombstone("holding/b");
     assert!(st.p.peers.holder("k").is_none());
     assert!(st.p.outbox.holdings().unwrap().is_empty());
+    assert!(st.gone.contains("holding/b"));
+    // It restarts and publishes again: on the topic again, its key can be
+    // tombstoned again once it is old.
+    st.read(
+        "holding/b",
+        &json(Control::Holding {
+            holding: held.clone(),
+        }),
+    );
+    assert!(st.p.peers.holder("k").is_some());
+    assert!(!st.gone.contains("holding/b"));
 
     // Another instance's close request, then its tombstone.
     let close = Control::Close {
