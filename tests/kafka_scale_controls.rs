@@ -10,7 +10,8 @@
 //!   closes it at the receiver (`resolve` with reason `closed`), and its
 //!   outcome is readable from the instance that received it;
 //! * an acknowledgement posted to the instance that does not hold an
-//!   incident reaches the receiver (`acknowledge`, sent by the holder);
+//!   incident reaches the receiver (`acknowledge`, sent by the holder), and
+//!   the incident is then resolved by hand through that instance's console;
 //! * expiring the silence on the holder ends it on the instance that made it;
 //! * each instance's `GET /api/v1/incidents` names the other's incidents
 //!   (`elsewhere`) with the other's bound admin address, and its console
@@ -192,6 +193,42 @@ fn lists_instance(s: &Service, id: &str) -> bool {
         .any(|h| h["instance"] == id)
 }
 
+/// A console form POST (`application/x-www-form-urlencoded`) to `s`: the
+/// status.
+fn form(s: &Service, path: &str, fields: &[(&str, &str)]) -> u16 {
+    use std::io::{Read, Write};
+    let enc = |v: &str| {
+        v.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let body = fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut c = std::net::TcpStream::connect(s.addr()).unwrap();
+    write!(
+        c,
+        "POST {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        s.addr(),
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = c.read_to_string(&mut reply);
+    reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `crisiswatch incident --config <s's config> ARGS`: (success, stdout).
 fn cli(s: &Service, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(BIN)
@@ -314,6 +351,24 @@ fn operator_actions_made_on_one_instance_act_on_the_other_s_incidents() {
     assert!(
         services[ha].get("/api/v1/feedback").1.contains("on it"),
         "the holder's feedback log has the acknowledgement"
+    );
+    // Resolved by hand through the console of the instance that does not
+    // hold it.
+    let status = form(
+        oa,
+        "/console/incidents/close",
+        &[
+            ("key", acked),
+            ("reason", "seen"),
+            ("by", "con"),
+            ("token", TOKEN),
+        ],
+    );
+    assert_eq!(status, 303, "the console took the close");
+    wait_until(
+        Duration::from_secs(30),
+        "the holder closed the incident closed through the console",
+        || notes(&r, acked).contains(&("resolve".into(), "closed".into())),
     );
 
     // The CLI, run against the instance that does not hold `cli_closed`.

@@ -355,8 +355,10 @@ async fn close(State(s): State<Arc<AppState>>, Form(f): Form<CloseForm>) -> Resp
     };
     let now = Clock::new().now_ms();
     let (key, reason) = (f.key.clone(), f.reason.clone());
+    // Open here, or (scaled) held by another running instance.
+    let peers = s.peers.get().cloned();
     let queued = tokio::task::spawn_blocking(move || {
-        if !ob.load_incidents()?.iter().any(|i| i.key == key) {
+        if !ob.closable(peers.as_deref(), &key)? {
             return Ok(None);
         }
         ob.request_close(&key, &reason, &by, now).map(Some)
