@@ -16,8 +16,10 @@
 //! * **Splitting** ([`Splitter`]). An instance that reads an input partition
 //!   decodes and validates each message as today, and forwards the valid
 //!   event once to each internal partition one of its (rule, group) shards
-//!   lives in ([`Envelope::Event`], naming all of them). It keeps no window
-//!   state.
+//!   lives in ([`Envelope::Event`], naming all of them): decoded, in the
+//!   compact binary form of [`wire_event`], with the order key of the input
+//!   line ([`order_key`](crate::sequencer::order_key)) instead of the line.
+//!   It keeps no window state.
 //! * **Watermarks travel with the data.** After the events it forwarded, the
 //!   splitter sends every internal partition a [`Envelope::Report`] per
 //!   input partition (source): the newest event time read from it, and per
@@ -32,7 +34,8 @@
 //!   [`Sequencer`](crate::sequencer) until that clock minus
 //!   `allowed_lateness` passes them and reach an engine that keeps only the
 //!   owned shards ([`Engine::owning`](crate::engine::Engine::owning)) in
-//!   `(ts, id, bytes)` order. An event sent to two partitions of one owner
+//!   `(ts, id, order key)` order, as one instance releases them. An event
+//!   sent to two partitions of one owner
 //!   is applied once (from the lowest of them). Before a release, each
 //!   rule's origin is noted from the reports once it lies behind the
 //!   release point.
@@ -54,13 +57,16 @@ use crate::config::Config;
 mod incidents;
 mod owner;
 mod split;
+pub(crate) mod wire_event;
 
 pub use incidents::{FeedPart, IncidentFeed, IncidentOwner, TransitionSplit};
 pub use owner::{Owner, OwnerCheckpointError};
 pub use split::Splitter;
 
-/// Version byte in front of every internal message.
-pub const WIRE_VERSION: u8 = 2;
+/// Version byte in front of every internal message. 3: events travel
+/// decoded ([`wire_event`]) with an order key instead of the input line,
+/// and integers are varints.
+pub const WIRE_VERSION: u8 = 3;
 
 /// An input partition: the topic's index in `sources.kafka.topics` and the
 /// partition number.
@@ -79,17 +85,17 @@ pub enum Envelope {
     Event {
         /// Where it was read.
         source: Source,
-        /// Its offset there.
-        offset: i64,
         /// Every internal partition it was sent to, ascending.
         targets: Vec<u32>,
-        /// Its event time (ms) and id, as decoded by the splitter (the
-        /// owner orders by them before it decodes the message again).
-        ts: i64,
-        /// Its id.
-        id: String,
-        /// The message as read (decoded again by the owner).
-        raw: Vec<u8>,
+        /// [`order_key`](crate::sequencer::order_key) of the message as
+        /// read: with the event's time and id, the order one instance
+        /// releases events in (the input line itself is not sent).
+        key: u64,
+        /// The event as the splitter decoded and validated it, in the
+        /// compact binary form of [`wire_event`] (the owner reads it back
+        /// without parsing JSON).
+        #[serde(with = "body_bytes")]
+        event: Vec<u8>,
     },
     /// How far a source has been read.
     Report {
@@ -189,12 +195,19 @@ pub enum WireError {
     Decode(String),
 }
 
+/// bincode with variable-length integers (a small number takes one byte).
+fn varint() -> impl bincode::Options {
+    bincode::DefaultOptions::new()
+}
+
 impl Envelope {
-    /// The message's bytes: [`WIRE_VERSION`], then the body (bincode).
+    /// The message's bytes: [`WIRE_VERSION`], then the body (bincode, with
+    /// variable-length integers).
     pub fn encode(&self) -> Vec<u8> {
+        use bincode::Options;
         let mut out = vec![WIRE_VERSION];
         // Serialising plain data into a Vec cannot fail.
-        if let Err(e) = bincode::serialize_into(&mut out, self) {
+        if let Err(e) = varint().serialize_into(&mut out, self) {
             tracing::error!(error = %e, "cannot encode an internal message");
         }
         out
@@ -202,14 +215,49 @@ impl Envelope {
 
     /// Reads a message written by [`Envelope::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
+        use bincode::Options;
         match bytes.split_first() {
-            Some((&WIRE_VERSION, body)) => {
-                bincode::deserialize(body).map_err(|e| WireError::Decode(e.to_string()))
-            }
+            Some((&WIRE_VERSION, body)) => varint()
+                .deserialize(body)
+                .map_err(|e| WireError::Decode(e.to_string())),
             other => Err(WireError::Version {
                 found: other.map(|(v, _)| *v),
             }),
         }
+    }
+}
+
+/// An event body as bytes, not as a sequence of numbers (one copy).
+mod body_bytes {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::Serializer;
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Bytes;
+        impl<'de> Visitor<'de> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(Bytes)
     }
 }
 
@@ -251,3 +299,6 @@ mod move_tests;
 
 #[cfg(test)]
 mod clock_tests;
+
+#[cfg(test)]
+mod order_tests;

@@ -14,7 +14,8 @@
 //! every valid event until the **watermark** — the caller's clock (the newest
 //! event time, or in the live service the slowest active partition's) minus
 //! `allowed_lateness` — has passed it, and releases held events in
-//! `(ts, id, bytes)` order. Any two runs whose events arrive within
+//! `(ts, id, order key)` order, the order key a stable 64-bit hash of the
+//! input bytes ([`order_key`]; the bytes themselves after a collision). Any two runs whose events arrive within
 //! `allowed_lateness` of the watermark therefore feed the engine the very same
 //! sequence, whatever the batching, the interleaving or the restarts.
 //!
@@ -42,8 +43,9 @@ pub struct Held<T> {
     pub(crate) ts: i64,
     /// The event's id (second sort key).
     pub(crate) id: Box<str>,
-    /// The raw event, to decode again on release (third sort key: two
-    /// different events with one id and time still come out in one order).
+    /// The raw event, to decode again on release (third sort key, through
+    /// [`order_key`]: two different events with one id and time still come
+    /// out in one order).
     pub(crate) raw: Box<[u8]>,
     /// The caller's tag (where the event came from).
     pub(crate) tag: T,
@@ -68,11 +70,38 @@ impl<T> Ord for Held<T> {
         self.ts
             .cmp(&other.ts)
             .then_with(|| self.id.cmp(&other.id))
-            .then_with(|| self.raw.cmp(&other.raw))
+            .then_with(|| tie_break(&self.raw, &other.raw))
     }
 }
 
-/// What a sequencer can hold: totally ordered by `(ts, id, bytes)`, with its
+/// Fixed SipHash keys of the order key ("crisiswatch-ordr").
+const ORDER_KEY: [u8; 16] = *b"crisiswatch-ordr";
+
+/// The third sort key of an event: SipHash-1-3 of its input bytes under a
+/// fixed key — a specified function, the same on every build and machine.
+/// It decides between events with one time and id (the first is the one
+/// duplicate detection keeps), and a scaled group's split stage sends it
+/// with each event instead of the input line (`crate::repartition`), so
+/// that every owner releases events in one instance's order.
+pub fn order_key(raw: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new_with_key(&ORDER_KEY);
+    h.write(raw);
+    h.finish()
+}
+
+/// Two events with one time and id: by [`order_key`] of their input bytes,
+/// then by the bytes (only a hash collision gets that far). Computed only
+/// for such ties, which are rare (a redelivery, or a producer reusing an id).
+pub(crate) fn tie_break(a: &[u8], b: &[u8]) -> Ordering {
+    if a == b {
+        return Ordering::Equal;
+    }
+    order_key(a).cmp(&order_key(b)).then_with(|| a.cmp(b))
+}
+
+/// What a sequencer can hold: totally ordered by `(ts, id, order key)`
+/// ([`order_key`]), with its
 /// event time and its size.
 pub trait Holdable: Ord {
     /// Event time (ms).

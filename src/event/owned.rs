@@ -17,7 +17,7 @@ use super::Event;
 type Span = (usize, usize);
 
 /// A decoded event with its raw bytes (see the module docs). Ordered by
-/// `(ts, id, raw bytes)`, the sequencer's release order.
+/// `(ts, id, order key of the raw bytes)`, the sequencer's release order.
 #[derive(Debug, Clone)]
 pub struct OwnedEvent {
     ts: i64,
@@ -151,12 +151,13 @@ impl PartialOrd for OwnedEvent {
 }
 
 impl Ord for OwnedEvent {
-    /// `(ts, id, raw bytes)`: ids compare as their bytes, as `str` does.
+    /// `(ts, id, order key)`: ids compare as their bytes, as `str` does;
+    /// the order key is [`crate::sequencer::order_key`] of the raw bytes.
     fn cmp(&self, other: &Self) -> Ordering {
         self.ts
             .cmp(&other.ts)
             .then_with(|| self.id_bytes().cmp(other.id_bytes()))
-            .then_with(|| self.raw().cmp(other.raw()))
+            .then_with(|| crate::sequencer::tie_break(self.raw(), other.raw()))
     }
 }
 
@@ -193,6 +194,16 @@ mod tests {
         let b = mk(br#"{"id":"a","type":"x","ts":2}"#);
         let c = mk(br#"{"id":"b","type":"y","ts":2}"#);
         let d = mk(br#"{"type":"x","id":"b","ts":2}"#);
-        assert!(a < b && b < c && c < d);
+        assert!(a < b && b < c && b < d);
+        // One time and id: by the order key of the bytes, not the bytes.
+        let key = crate::sequencer::order_key;
+        assert_eq!(
+            c.cmp(&d),
+            key(c.raw()).cmp(&key(d.raw())),
+            "{:x} {:x}",
+            key(c.raw()),
+            key(d.raw())
+        );
+        assert_eq!(c.cmp(&c.clone()), Ordering::Equal);
     }
 }

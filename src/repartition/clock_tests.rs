@@ -43,7 +43,7 @@ const S1: Source = Source {
 /// An owner of the only internal partition, fed by S0 and S1, given ten
 /// complaints on S0 (S1 reported once, at T0) and both sources idle.
 fn firing(cfg: &Config) -> (Owner, Splitter, Vec<Keyed>) {
-    let mut owner = Owner::new(cfg, 4, 1, [0], vec![S0, S1], vec![None]).expect("owner");
+    let mut owner = Owner::new(cfg, 4, 1, [0], vec![S0, S1]).expect("owner");
     let mut split = Splitter::new(cfg, 4, 1).expect("splitter");
     let limits = *split.limits();
     let mut out = Vec::new();
@@ -53,13 +53,13 @@ fn firing(cfg: &Config) -> (Owner, Splitter, Vec<Keyed>) {
             T0 + i * 1000
         );
         let ev = decode(line.as_bytes(), &limits, None).expect("valid");
-        let (_, env) = split.split(S0, i, &ev, line.as_bytes()).expect("routed");
+        let (_, env) = split.split(S0, &ev, line.as_bytes()).expect("routed");
         owner.offer(0, i, env, &mut out);
     }
     let mut other = Splitter::new(cfg, 4, 1).expect("splitter");
     let line = r#"{"id":"o1","type":"order","ts":1795132800000,"attrs":{"product":"p2"}}"#;
     let ev = decode(line.as_bytes(), &limits, None).expect("valid");
-    let _ = other.split(S1, 0, &ev, line.as_bytes());
+    let _ = other.split(S1, &ev, line.as_bytes());
     for r in split.reports().into_iter().chain(other.reports()) {
         owner.offer(0, 100, r, &mut out);
     }
@@ -109,7 +109,7 @@ fn a_quiet_stream_moves_the_clock_on_and_resolves() {
         T0 + 10_000
     );
     let ev = decode(line.as_bytes(), &limits, None).expect("valid");
-    let _ = again.split(S1, 1, &ev, line.as_bytes());
+    let _ = again.split(S1, &ev, line.as_bytes());
     for r in again.reports() {
         owner.offer(0, 106, r, &mut out);
     }
@@ -127,7 +127,7 @@ fn clock_messages_of_another_configuration_are_refused() {
         fingerprint(&config(5, 2)),
         "worker threads are per machine"
     );
-    let mut owner = Owner::new(&mine, 4, 1, [0], vec![S0], vec![None]).expect("owner");
+    let mut owner = Owner::new(&mine, 4, 1, [0], vec![S0]).expect("owner");
     let foreign = Splitter::new(&theirs, 4, 1).expect("splitter");
     let mut split = Splitter::new(&mine, 4, 1).expect("splitter");
     let limits = *split.limits();
@@ -136,7 +136,7 @@ fn clock_messages_of_another_configuration_are_refused() {
         T0
     );
     let ev = decode(line.as_bytes(), &limits, None).expect("valid");
-    let (_, env) = split.split(S0, 0, &ev, line.as_bytes()).expect("routed");
+    let (_, env) = split.split(S0, &ev, line.as_bytes()).expect("routed");
     let mut out = Vec::new();
     owner.offer(0, 0, env, &mut out);
     let report = split.reports().pop().expect("a report");

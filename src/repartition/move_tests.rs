@@ -46,7 +46,7 @@ fn internal_log(gens: &[Gen], inputs: u8, partitions: u32, seed: u64) -> Vec<Vec
                 topic: 0,
                 partition: p as i32,
             };
-            if let Some((targets, env)) = split[p].split(source, pos[p] as i64, &ev, l.as_bytes()) {
+            if let Some((targets, env)) = split[p].split(source, &ev, l.as_bytes()) {
                 for t in targets {
                     log[t as usize].push(env.encode());
                 }
@@ -68,7 +68,7 @@ fn owner_of(p: u32, partitions: u32, inputs: u8) -> Owner {
             partition: i32::from(i),
         })
         .collect();
-    Owner::new(&config(), SHARDS, partitions, [p], sources, vec![None]).expect("owner")
+    Owner::new(&config(), SHARDS, partitions, [p], sources).expect("owner")
 }
 
 /// Feeds `log[from..to]` of partition `p` in random bites.
@@ -130,7 +130,7 @@ proptest! {
             feed(&mut first, p, l, k, k2, &mut rng, &mut before);
             prop_assert_eq!(json(&plain(&before)), json(&plain(&want[..before.len()])), "a prefix before the crash");
             let sources = (0..inputs).map(|i| Source { topic: 0, partition: i32::from(i) }).collect();
-            let mut second = Owner::restore(&config(), SHARDS, partitions, [p], sources, vec![None], &bytes)
+            let mut second = Owner::restore(&config(), SHARDS, partitions, [p], sources, &bytes)
                 .expect("restore");
             prop_assert_eq!(second.checkpoint().expect("checkpoint"), bytes.clone(), "restored byte for byte");
             let mut after = Vec::new();
@@ -154,19 +154,11 @@ fn a_checkpoint_of_other_partitions_or_garbage_is_refused() {
         topic: 0,
         partition: 0,
     }];
-    let other = Owner::restore(&config(), SHARDS, 2, [1], src.clone(), vec![None], &bytes);
+    let other = Owner::restore(&config(), SHARDS, 2, [1], src.clone(), &bytes);
     assert!(matches!(
         other,
         Err(OwnerCheckpointError::Partitions { .. })
     ));
-    let garbage = Owner::restore(
-        &config(),
-        SHARDS,
-        2,
-        [0],
-        src,
-        vec![None],
-        b"not a checkpoint",
-    );
+    let garbage = Owner::restore(&config(), SHARDS, 2, [0], src, b"not a checkpoint");
     assert!(matches!(garbage, Err(OwnerCheckpointError::Decode(_))));
 }

@@ -3,24 +3,89 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::cmp::Ordering;
+
+use super::wire_event::{self, BodyError};
 use super::{partition_of_shard, Envelope, Keyed, Order, Source};
 use crate::alert::Transition;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError, Outcome};
-use crate::event::decode_with_default;
-use crate::sequencer::{watermark, Held, Sequencer};
+use crate::sequencer::{watermark, Holdable, SequencerOf};
 
 mod checkpoint;
 
 pub use checkpoint::OwnerCheckpointError;
 
-/// Where a held event came from: internal partition, offset, and the input
-/// topic (for its default event type).
+/// Where a held event came from: internal partition and offset.
 #[derive(Debug, Clone, Copy)]
 struct Tag {
     partition: u32,
     offset: i64,
-    topic: u16,
+}
+
+/// A held event: its body as sent ([`wire_event`]), read back on release,
+/// ordered as one instance orders the input lines — by time, id, then the
+/// input line's order key (the body only after a hash collision).
+#[derive(Debug)]
+struct Pending {
+    ts: i64,
+    /// The id's place in `body`.
+    id: (usize, usize),
+    key: u64,
+    body: Box<[u8]>,
+    tag: Tag,
+}
+
+impl Pending {
+    fn new(key: u64, body: Vec<u8>, tag: Tag) -> Result<Self, BodyError> {
+        let (ts, id) = wire_event::head(&body)?;
+        Ok(Pending {
+            ts,
+            id,
+            key,
+            body: body.into_boxed_slice(),
+            tag,
+        })
+    }
+
+    fn id(&self) -> &[u8] {
+        self.body.get(self.id.0..self.id.1).unwrap_or_default()
+    }
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Pending {}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pending {
+    /// `(ts, id, order key)` as [`crate::sequencer::Held`] (ids compare as
+    /// their bytes, as `str` does), then the body.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.ts
+            .cmp(&other.ts)
+            .then_with(|| self.id().cmp(other.id()))
+            .then_with(|| self.key.cmp(&other.key))
+            .then_with(|| self.body.cmp(&other.body))
+    }
+}
+
+impl Holdable for Pending {
+    fn ts(&self) -> i64 {
+        self.ts
+    }
+    fn raw_len(&self) -> usize {
+        self.body.len()
+    }
 }
 
 /// The engine of the shards of some internal partitions (see the module docs).
@@ -29,7 +94,6 @@ pub struct Owner {
     engine: Engine,
     owned: BTreeSet<u32>,
     sources: Vec<Source>,
-    default_types: Vec<Option<String>>,
     /// (internal partition, source) → newest event time reported there.
     marks: BTreeMap<(u32, Source), i64>,
     /// (internal partition, source) reported idle since its last report.
@@ -44,7 +108,7 @@ pub struct Owner {
     foreign: BTreeMap<(u32, Source), u64>,
     /// Rule → earliest matching event time reported by any source.
     origins: BTreeMap<u32, i64>,
-    seq: Sequencer<Tag>,
+    seq: SequencerOf<Pending>,
     lateness_ms: i64,
     /// Newest event time reported by any source.
     newest: Option<i64>,
@@ -60,15 +124,13 @@ pub struct Owner {
 
 impl Owner {
     /// The owner of internal partitions `owned` (of `partitions`, holding
-    /// `shards` shards) fed from the input partitions `sources`, whose
-    /// topics' default event types are `default_types` (by topic index).
+    /// `shards` shards) fed from the input partitions `sources`.
     pub fn new(
         cfg: &Config,
         shards: u32,
         partitions: u32,
         owned: impl IntoIterator<Item = u32>,
         sources: Vec<Source>,
-        default_types: Vec<Option<String>>,
     ) -> Result<Self, EngineError> {
         let owned: BTreeSet<u32> = owned.into_iter().collect();
         let parts = partitions.max(1);
@@ -84,14 +146,13 @@ impl Owner {
             engine,
             owned,
             sources,
-            default_types,
             marks: BTreeMap::new(),
             idle: BTreeSet::new(),
             quiet: BTreeMap::new(),
             config: super::fingerprint(cfg),
             foreign: BTreeMap::new(),
             origins: BTreeMap::new(),
-            seq: Sequencer::new(),
+            seq: SequencerOf::new(),
             lateness_ms,
             newest: None,
             skipped: 0,
@@ -154,10 +215,8 @@ impl Owner {
             Envelope::Event {
                 source,
                 targets,
-                ts,
-                id,
-                raw,
-                ..
+                key,
+                event,
             } => {
                 self.idle.remove(&(partition, source));
                 self.quiet.remove(&(partition, source));
@@ -166,16 +225,9 @@ impl Owner {
                     self.skipped += 1;
                     return None;
                 }
-                let id: Box<str> = id.into();
-                let held = Held {
-                    ts,
-                    id,
-                    raw: raw.into_boxed_slice(),
-                    tag: Tag {
-                        partition,
-                        offset,
-                        topic: source.topic,
-                    },
+                let Ok(held) = Pending::new(key, event, Tag { partition, offset }) else {
+                    self.unreadable += 1;
+                    return None;
                 };
                 let late = self.seq.offer(held)?;
                 self.note_origins(Some(late.ts.saturating_add(1)));
@@ -303,10 +355,8 @@ impl Owner {
     /// Applies a released event: the timers due up to its time first (as
     /// one engine runs them), then the event; each transition keyed by its
     /// place in one engine's output order.
-    fn apply(&mut self, h: &Held<Tag>, out: &mut Vec<Keyed>) -> Option<Outcome> {
-        let default_type = default_type(&self.default_types, h.tag.topic).map(str::to_owned);
-        let limits = *self.engine.limits();
-        let Ok(ev) = decode_with_default(&h.raw, &limits, None, default_type.as_deref()) else {
+    fn apply(&mut self, h: &Pending, out: &mut Vec<Keyed>) -> Option<Outcome> {
+        let Ok(ev) = wire_event::decode(&h.body) else {
             self.unreadable += 1;
             return None;
         };
@@ -365,11 +415,6 @@ fn env_source(env: &Envelope) -> Source {
         | Envelope::Idle { source, .. }
         | Envelope::Quiet { source, .. } => *source,
     }
-}
-
-/// The default event type of input topic `topic`.
-fn default_type(types: &[Option<String>], topic: u16) -> Option<&str> {
-    types.get(usize::from(topic)).and_then(|t| t.as_deref())
 }
 
 /// A transition with its order key: time, then what caused it (timers

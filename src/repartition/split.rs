@@ -51,13 +51,13 @@ impl Splitter {
         })
     }
 
-    /// A valid event read from `source` at `offset`: the internal partitions
-    /// to send it to (ascending; empty when no rule's selectors match it)
-    /// and the message. The source's progress moves either way.
+    /// A valid event read from `source` (decoded from `raw`, the topic's
+    /// default type applied): the internal partitions to send it to
+    /// (ascending; none when no rule's selectors match it) and the message.
+    /// The source's progress moves either way.
     pub fn split(
         &mut self,
         source: Source,
-        offset: i64,
         ev: &Event<'_>,
         raw: &[u8],
     ) -> Option<(Vec<u32>, Envelope)> {
@@ -79,13 +79,13 @@ impl Splitter {
         if targets.is_empty() {
             return None;
         }
+        let mut event = Vec::with_capacity(raw.len());
+        super::wire_event::encode(ev, &mut event);
         let env = Envelope::Event {
             source,
-            offset,
             targets: targets.clone(),
-            ts: ev.ts,
-            id: ev.id.to_string(),
-            raw: raw.to_vec(),
+            key: crate::sequencer::order_key(raw),
+            event,
         };
         Some((targets, env))
     }

@@ -6,14 +6,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Owner, Tag};
+use super::{Owner, Pending, Tag};
 use crate::config::Config;
 use crate::engine::{EngineError, SnapshotError};
 use crate::repartition::Source;
-use crate::sequencer::Held;
 
-/// Version of the checkpoint format.
-const VERSION: u8 = 2;
+/// Version of the checkpoint format (3: held events as their shard-topic
+/// body and order key).
+const VERSION: u8 = 3;
 
 /// An owner checkpoint that cannot be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +39,10 @@ pub enum OwnerCheckpointError {
 
 #[derive(Serialize, Deserialize)]
 struct HeldRow {
-    ts: i64,
-    id: String,
-    raw: Vec<u8>,
+    key: u64,
+    body: Vec<u8>,
     partition: u32,
     offset: i64,
-    topic: u16,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -74,12 +72,10 @@ impl Owner {
                 .seq
                 .iter()
                 .map(|h| HeldRow {
-                    ts: h.ts,
-                    id: h.id.to_string(),
-                    raw: h.raw.to_vec(),
+                    key: h.key,
+                    body: h.body.to_vec(),
                     partition: h.tag.partition,
                     offset: h.tag.offset,
-                    topic: h.tag.topic,
                 })
                 .collect(),
             released_below: self.seq.released_below(),
@@ -104,7 +100,6 @@ impl Owner {
         partitions: u32,
         owned: impl IntoIterator<Item = u32>,
         sources: Vec<Source>,
-        default_types: Vec<Option<String>>,
         bytes: &[u8],
     ) -> Result<Owner, OwnerCheckpointError> {
         let cp: Checkpoint =
@@ -115,7 +110,7 @@ impl Owner {
                 cp.version
             )));
         }
-        let mut owner = Owner::new(cfg, shards, partitions, owned, sources, default_types)?;
+        let mut owner = Owner::new(cfg, shards, partitions, owned, sources)?;
         let expected: Vec<u32> = owner.owned.iter().copied().collect();
         if cp.owned != expected {
             return Err(OwnerCheckpointError::Partitions {
@@ -125,16 +120,12 @@ impl Owner {
         }
         owner.engine.restore(&cp.engine)?;
         for h in cp.held {
-            let held = Held {
-                ts: h.ts,
-                id: h.id.into(),
-                raw: h.raw.into(),
-                tag: Tag {
-                    partition: h.partition,
-                    offset: h.offset,
-                    topic: h.topic,
-                },
+            let tag = Tag {
+                partition: h.partition,
+                offset: h.offset,
             };
+            let held = Pending::new(h.key, h.body, tag)
+                .map_err(|e| OwnerCheckpointError::Decode(e.to_string()))?;
             // Held events lie at or after the release point: all are kept.
             let _ = owner.seq.offer(held);
         }

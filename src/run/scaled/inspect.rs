@@ -24,8 +24,6 @@ pub(crate) fn inspect(cfg: &Config) -> Result<Value, ScaledError> {
         .ok_or(ScaledError::NotConfigured)?;
     let so = k.scale_out.clone().unwrap_or_default();
     let topics = Topics::new(k, &so);
-    let default_types: Vec<Option<String>> =
-        k.topics.iter().map(|t| t.default_type.clone()).collect();
     let mut shards = Vec::new();
     for p in 0..topics.shard_partitions {
         let Some(bytes) = read_latest(k, &topics.shards_changelog, p as i32)? else {
@@ -40,7 +38,6 @@ pub(crate) fn inspect(cfg: &Config) -> Result<Value, ScaledError> {
             topics.shard_partitions,
             [p],
             Vec::new(),
-            default_types.clone(),
             &cp.owner,
         )
         .map_err(|e| ScaledError::Checkpoint(format!("shard partition {p}: {e}")))?;

@@ -45,7 +45,6 @@ pub(crate) struct Owners {
     k: crate::config::KafkaSourceConfig,
     topics: Topics,
     sources: Vec<Source>,
-    default_types: Vec<Option<String>>,
     parts: BTreeMap<i32, Part>,
     split: TransitionSplit,
     producer: Arc<Ordered>,
@@ -70,14 +69,12 @@ impl Owners {
             .kafka
             .clone()
             .ok_or(ScaledError::NotConfigured)?;
-        let default_types = k.topics.iter().map(|t| t.default_type.clone()).collect();
         let split = TransitionSplit::new(&cfg, topics.incident_partitions);
         Ok(Owners {
             cfg,
             k,
             topics,
             sources,
-            default_types,
             parts: BTreeMap::new(),
             split,
             producer,
@@ -113,7 +110,6 @@ impl Owners {
                 self.topics.shard_partitions,
                 [p as u32],
                 self.sources.clone(),
-                self.default_types.clone(),
             )
             .map_err(ScaledError::Engine)
         };
@@ -134,7 +130,6 @@ impl Owners {
                     self.topics.shard_partitions,
                     [p as u32],
                     self.sources.clone(),
-                    self.default_types.clone(),
                     &cp.owner,
                 )
                 .map_err(|e| ScaledError::Checkpoint(format!("shard partition {p}: {e}")))?;

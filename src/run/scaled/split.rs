@@ -221,17 +221,12 @@ impl SplitStage {
             let default_type = self.default_types.get(t).and_then(|d| d.as_deref());
             match decode_with_default(rec.payload, &limits, Some(now_ms), default_type) {
                 Ok(ev) => {
-                    if let Some((targets, env)) =
-                        self.splitter.split(src, rec.offset, &ev, rec.payload)
-                    {
+                    if let Some((targets, env)) = self.splitter.split(src, &ev, rec.payload) {
                         let bytes = env.encode();
                         for q in targets {
-                            self.producer.send(
-                                &self.topics.shards,
-                                q as i32,
-                                ev.id.as_bytes(),
-                                &bytes,
-                            );
+                            // No key: the partition is chosen, the body names the event.
+                            self.producer
+                                .send(&self.topics.shards, q as i32, b"", &bytes);
                             self.metrics.shard_messages.inc();
                         }
                     }
