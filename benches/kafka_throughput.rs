@@ -14,6 +14,12 @@
 //! each, its ratio to the bare loop and to one worker, and the shard topic's
 //! messages and bytes per input event. `CRISISWATCH_BENCH_ONLY=pipeline`
 //! runs only the one-worker pipeline (for profiling).
+//! `CRISISWATCH_BENCH_COMPRESSION=none,lz4,gzip` then runs one scaled
+//! instance again per internal producer `compression.type` and prints its
+//! msg/s, this process's CPU time per input event (robust to other load on
+//! the machine, unlike msg/s) and the shard topic's bytes per input event
+//! as fetched from the broker (compressed batches; the consumer's `rxbytes`
+//! statistics); `CRISISWATCH_BENCH_ONLY=compression` runs only that table.
 
 #[path = "../tests/kafka_support/mod.rs"]
 mod kafka_support;
@@ -26,8 +32,9 @@ use crisiswatch::generator::{Generator, GeneratorSettings};
 use crisiswatch::metrics::Metrics;
 use crisiswatch::run::{run, RunOptions};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Message};
 
 use kafka_support::broker::Broker;
 use kafka_support::client::{create_topics, produce, Out};
@@ -111,8 +118,14 @@ enum Mode {
 }
 
 /// The example configuration for `mode` (`group`: the consumer group and
-/// internal topics' prefix).
-fn config(bootstrap: &str, mode: Mode, group: &str, data_dir: &std::path::Path) -> Config {
+/// internal topics' prefix; `extra`: librdkafka properties).
+fn config(
+    bootstrap: &str,
+    mode: Mode,
+    group: &str,
+    data_dir: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> Config {
     let mut text = EXAMPLE_CONFIG.replacen(
         "# workers = 1",
         &format!(
@@ -147,6 +160,9 @@ fn config(bootstrap: &str, mode: Mode, group: &str, data_dir: &std::path::Path) 
             }
         }
     }
+    for (k, v) in extra {
+        props.insert(k.to_string(), v.to_string());
+    }
     let base = cfg
         .sources
         .kafka
@@ -175,7 +191,7 @@ fn total(metrics: &[Arc<Metrics>], name: &str) -> f64 {
 }
 
 /// Messages on `topic` (the sum of its partitions' high watermarks).
-fn topic_messages(c: &BaseConsumer, topic: &str) -> i64 {
+fn topic_messages<C: ConsumerContext>(c: &BaseConsumer<C>, topic: &str) -> i64 {
     let Ok(md) = c.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
         return 0;
     };
@@ -195,9 +211,41 @@ fn topic_messages(c: &BaseConsumer, topic: &str) -> i64 {
 /// processed every input message and the owners have read every message on
 /// the shard topic).
 fn pipeline(bootstrap: &str, n: usize, dir: &std::path::Path, mode: Mode) -> Duration {
+    pipeline_with(bootstrap, n, dir, mode, "", &[]).0
+}
+
+/// CPU time of this process so far (user + system, s), from
+/// `/proc/self/stat` in clock ticks of 10 ms; 0 where there is none.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
+/// [`pipeline`] with librdkafka properties `extra`, the group's name ending
+/// in `suffix`; also the process's CPU time over the same span (every
+/// instance's threads and librdkafka's, not the broker's).
+fn pipeline_with(
+    bootstrap: &str,
+    n: usize,
+    dir: &std::path::Path,
+    mode: Mode,
+    suffix: &str,
+    extra: &[(&str, &str)],
+) -> (Duration, f64) {
     let group = match mode {
-        Mode::Embedded(w) => format!("bench-run-w{w}"),
-        Mode::Scaled(k) => format!("bench-scaled-{k}"),
+        Mode::Embedded(w) => format!("bench-run-w{w}{suffix}"),
+        Mode::Scaled(k) => format!("bench-scaled-{k}{suffix}"),
     };
     let instances = match mode {
         Mode::Embedded(_) => 1,
@@ -213,7 +261,7 @@ fn pipeline(bootstrap: &str, n: usize, dir: &std::path::Path, mode: Mode) -> Dur
     let mut services = Vec::new();
     for i in 0..instances {
         let data = dir.join(format!("{group}-{i}"));
-        let cfg = config(bootstrap, mode, &group, &data);
+        let cfg = config(bootstrap, mode, &group, &data, extra);
         let m = Metrics::new(1000).expect("metrics");
         metrics.push(Arc::clone(&m));
         let rx = rx.clone();
@@ -240,8 +288,12 @@ fn pipeline(bootstrap: &str, n: usize, dir: &std::path::Path, mode: Mode) -> Dur
     let mut first = None;
     loop {
         assert!(Instant::now() < end, "pipeline {mode:?} did not finish");
+        if let Some(i) = services.iter().position(|s| s.is_finished()) {
+            let why = rt.block_on(services.swap_remove(i));
+            panic!("pipeline {mode:?}: an instance stopped early: {why:?}");
+        }
         if first.is_none() && total(&metrics, "crisiswatch_kafka_messages_total") > 0.0 {
-            first = Some(Instant::now());
+            first = Some((Instant::now(), cpu_seconds()));
         }
         if total(&metrics, "crisiswatch_kafka_processed_messages_total") >= n as f64 {
             let Mode::Scaled(_) = mode else { break };
@@ -255,7 +307,8 @@ fn pipeline(bootstrap: &str, n: usize, dir: &std::path::Path, mode: Mode) -> Dur
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let took = first.map_or(Duration::ZERO, |f| f.elapsed());
+    let took = first.map_or(Duration::ZERO, |(f, _)| f.elapsed());
+    let cpu = first.map_or(0.0, |(_, c)| cpu_seconds() - c);
     let _ = tx.send(true);
     for s in services {
         let summary = rt.block_on(s).expect("service task").expect("service");
@@ -264,17 +317,38 @@ fn pipeline(bootstrap: &str, n: usize, dir: &std::path::Path, mode: Mode) -> Dur
             summary.stats.applied, summary.transitions
         );
     }
-    took
+    (took, cpu)
 }
+
+/// The bytes a consumer received from the brokers (its statistics).
+#[derive(Default)]
+struct Received(std::sync::atomic::AtomicU64);
+
+impl ClientContext for Received {
+    fn stats(&self, stats: Statistics) {
+        let rx: u64 = stats.brokers.values().map(|b| b.rxbytes).sum();
+        self.0.store(rx, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl ConsumerContext for Received {}
 
 /// Messages and bytes (keys and values) on every partition of `topic`.
 fn topic_bytes(bootstrap: &str, topic: &str) -> (u64, u64) {
-    let c: BaseConsumer = ClientConfig::new()
+    let (msgs, bytes, _) = topic_bytes_fetched(bootstrap, topic);
+    (msgs, bytes)
+}
+
+/// [`topic_bytes`], and the bytes fetched from the broker to read them
+/// (compressed batches as stored, with the protocol's framing).
+fn topic_bytes_fetched(bootstrap: &str, topic: &str) -> (u64, u64, u64) {
+    let c: BaseConsumer<Received> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", "bench-bytes")
+        .set("group.id", format!("bench-bytes-{topic}"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
-        .create()
+        .set("statistics.interval.ms", "100")
+        .create_with_context(Received::default())
         .expect("consumer");
     let want = topic_messages(&c, topic);
     c.subscribe(&[topic]).expect("subscribe");
@@ -286,7 +360,13 @@ fn topic_bytes(bootstrap: &str, topic: &str) -> (u64, u64) {
             seen += 1;
         }
     }
-    (seen as u64, bytes)
+    // Statistics come through poll: let the last report arrive.
+    let settle = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < settle {
+        let _ = c.poll(Duration::from_millis(50));
+    }
+    let rx = c.context().0.load(std::sync::atomic::Ordering::Relaxed);
+    (seen as u64, bytes, rx)
 }
 
 fn main() {
@@ -313,6 +393,11 @@ fn main() {
     drop(msgs);
 
     let dir = tempfile::tempdir().expect("temp dir");
+    // CRISISWATCH_BENCH_ONLY=compression: only the compression table.
+    if std::env::var("CRISISWATCH_BENCH_ONLY").as_deref() == Ok("compression") {
+        compression(&bs, n, dir.path());
+        return;
+    }
     // CRISISWATCH_BENCH_ONLY=pipeline skips the bare loop (for profiling).
     let only_pipeline = std::env::var("CRISISWATCH_BENCH_ONLY").as_deref() == Ok("pipeline");
     let (bare_took, bytes) = if only_pipeline {
@@ -371,4 +456,39 @@ fn main() {
         shard_bytes as f64 / n as f64,
         bytes as f64 / n as f64
     );
+    compression(&bs, n, dir.path());
+}
+
+/// One scaled instance per internal producer `compression.type` in
+/// `CRISISWATCH_BENCH_COMPRESSION` (comma-separated), against the first.
+fn compression(bs: &str, n: usize, dir: &std::path::Path) {
+    let Ok(list) = std::env::var("CRISISWATCH_BENCH_COMPRESSION") else {
+        return;
+    };
+    let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    println!("| compression.type | msg/s | × first | CPU µs per input event | shard bytes per input event (messages) | fetched from the broker |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let mut first = None;
+    for codec in list.split(',').filter(|c| !c.is_empty()) {
+        let suffix = format!("-{codec}");
+        let (took, cpu) = pipeline_with(
+            bs,
+            n,
+            dir,
+            Mode::Scaled(1),
+            &suffix,
+            &[("compression.type", codec)],
+        );
+        let (_, bytes, fetched) =
+            topic_bytes_fetched(bs, &format!("bench-scaled-1{suffix}.shards"));
+        let base = *first.get_or_insert(rate(took));
+        println!(
+            "| {codec} | {:.0} | {:.2} | {:.1} | {:.0} | {:.0} |",
+            rate(took),
+            rate(took) / base,
+            cpu * 1e6 / n as f64,
+            bytes as f64 / n as f64,
+            fetched as f64 / n as f64
+        );
+    }
 }

@@ -97,13 +97,12 @@ fn split(
     let (mut bytes, mut targets_total) = (0usize, 0usize);
     for &p in parts {
         let mine: Vec<&Vec<u8>> = lines.iter().skip(p).step_by(INPUTS).collect();
-        for (b, bite) in mine.chunks(BITE).enumerate() {
-            for (i, l) in bite.iter().enumerate() {
+        for bite in mine.chunks(BITE) {
+            for l in bite {
                 let Ok(ev) = decode(l, &limits, None) else {
                     continue;
                 };
-                let offset = (b * BITE + i) as i64;
-                if let Some((targets, env)) = s.split(source(p), offset, &ev, l) {
+                if let Some((targets, env)) = s.split(source(p), &ev, l) {
                     let m = env.encode();
                     bytes += m.len() * targets.len();
                     targets_total += targets.len();
@@ -127,7 +126,7 @@ fn split(
 /// The owner of partition `p` over its log.
 fn own(cfg: &Config, log: &[Vec<u8>], p: u32, partitions: u32) -> usize {
     let sources = (0..INPUTS).map(source).collect();
-    let mut owner = Owner::new(cfg, SHARDS, partitions, [p], sources, vec![None]).expect("owner");
+    let mut owner = Owner::new(cfg, SHARDS, partitions, [p], sources).expect("owner");
     let mut out = Vec::new();
     for (i, m) in log.iter().enumerate() {
         if let Ok(env) = Envelope::decode(m) {

@@ -17,7 +17,7 @@
 //!   decodes and validates each message as today, and forwards the valid
 //!   event once to each internal partition one of its (rule, group) shards
 //!   lives in ([`Envelope::Event`], naming all of them): decoded, in the
-//!   compact binary form of [`wire_event`], with the order key of the input
+//!   compact binary form of `wire_event`, with the order key of the input
 //!   line ([`order_key`](crate::sequencer::order_key)) instead of the line.
 //!   It keeps no window state.
 //! * **Watermarks travel with the data.** After the events it forwarded, the
@@ -64,7 +64,7 @@ pub use owner::{Owner, OwnerCheckpointError};
 pub use split::Splitter;
 
 /// Version byte in front of every internal message. 3: events travel
-/// decoded ([`wire_event`]) with an order key instead of the input line,
+/// decoded (`wire_event`) with an order key instead of the input line,
 /// and integers are varints.
 pub const WIRE_VERSION: u8 = 3;
 
@@ -92,7 +92,7 @@ pub enum Envelope {
         /// releases events in (the input line itself is not sent).
         key: u64,
         /// The event as the splitter decoded and validated it, in the
-        /// compact binary form of [`wire_event`] (the owner reads it back
+        /// compact binary form of `wire_event` (the owner reads it back
         /// without parsing JSON).
         #[serde(with = "body_bytes")]
         event: Vec<u8>,

@@ -268,13 +268,17 @@ pub(crate) struct Ordered {
 }
 
 impl Ordered {
-    /// A producer with the source's brokers and security properties.
+    /// A producer with the source's brokers and security properties;
+    /// batches compressed with lz4 unless the properties set
+    /// `compression.type` (README "Running several instances").
     pub(crate) fn new(k: &KafkaSourceConfig) -> Result<Self, ScaledError> {
         let mut c = client_config(k);
+        if !k.properties.contains_key("compression.type") {
+            c.set("compression.type", "lz4");
+        }
         c.set("message.timeout.ms", "0")
             .set("max.in.flight.requests.per.connection", "1")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4");
+            .set("linger.ms", "5");
         let producer = c
             .create_with_context(OrderedContext::default())
             .map_err(|e| ScaledError::Client("internal producer", e))?;
