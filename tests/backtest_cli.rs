@@ -294,10 +294,10 @@ fn chart_and_review_of_the_quality_surge() {
         "--transitions",
         s(&dir.path().join("t.jsonl")),
         "--incident",
-        "churn_rate/",
+        "churn_surge/",
     ]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("# Incident review: churn_rate"), "{text}");
+    assert!(text.contains("# Incident review: churn_surge"), "{text}");
     assert!(text.contains("Not computed: pass the history"), "{text}");
     // With the history too, the events are counted (one pass, no replay).
     let md = dir.path().join("churn.md");
@@ -312,12 +312,12 @@ fn chart_and_review_of_the_quality_surge() {
         "--input",
         s(&data),
         "--incident",
-        "churn_rate/",
+        "churn_surge/",
         "--output",
         s(&md),
     ]);
     let text = std::fs::read_to_string(&md).unwrap();
-    assert!(text.contains("| By type | order "), "{text}");
+    assert!(text.contains("| By type | cancellation "), "{text}");
     assert!(
         text.contains("| segment |")
             || text.contains("| category |")

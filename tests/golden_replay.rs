@@ -105,7 +105,7 @@ fn crises_fire_in_their_interval_and_nowhere_else() {
         // surge 17/21 min by complaint_rate, 18/16 by severe_share, 27/25 by
         // complaint_surge, 40/27 by at_risk_customers — a share of repeat
         // complainers needs their second complaints —, 50/39 by detractor_share;
-        // social spike 9/9 by social_spike; churn wave 59/86 by churn_rate).
+        // social spike 9/9 by social_spike; churn wave 70/89 by churn_surge).
         // The support team answers the crises' complaints 40 min–4 h late:
         // response_backlog (more than 10 complaints past the 1-hour SLA,
         // counted at 10-minute boundaries) fires 70/70 min into the quality
@@ -118,7 +118,7 @@ fn crises_fire_in_their_interval_and_nowhere_else() {
             ("quality_surge", "detractor_share", 75),
             ("social_spike", "social_spike", 15),
             ("social_spike", "complaint_surge", 30),
-            ("churn_wave", "churn_rate", 100),
+            ("churn_wave", "churn_surge", 100),
             ("quality_surge", "response_backlog", 80),
             ("social_spike", "response_backlog", 80),
         ];

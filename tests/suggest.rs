@@ -98,7 +98,7 @@ fn suggested_thresholds_hold_on_a_differently_seeded_stretch() {
     let (a, crises_a) = history(1, A, 2, 300.0);
     let (b, crises_b) = history(51, B, 2, 300.0);
     let cfg = shipped();
-    let rules = ["complaint_surge", "social_spike", "churn_rate"];
+    let rules = ["complaint_surge", "social_spike", "churn_surge"];
     let all = suggest::run_lines(
         &cfg,
         a.iter().map(|l| l.as_slice()),
@@ -118,15 +118,33 @@ fn suggested_thresholds_hold_on_a_differently_seeded_stretch() {
     assert!(text.contains("suggested"), "{text}");
     let tuned = apply(&cfg, &all);
     assert!(tuned.validate().is_empty());
-    // On history A every crisis is caught, on B too, and nothing else pages.
+    // On histories A and B the suggested thresholds page no more falsely and
+    // miss no more than the configured ones, and catch every quality surge
+    // and social spike. Measured: A pages nothing but the crises and catches
+    // the churn wave on its first day only (the second brings too few
+    // cancellations for either churn rule; README "Why not in 30 minutes below
+    // ten times the volume"); B catches all six, and churn_surge pages once
+    // outside them at the configured threshold: 11 cancellations in 30
+    // minutes in eu-west × smb at 14:58 on its second day (8 within 6 minutes,
+    // against 1.1 expected from its last 24 hours and about 2.3 at that hour;
+    // by scripts/churn-surge-odds.py that slice pages falsely about once in
+    // 10,000 days, the worst slice once in 5,000 with a day of history).
     for (lines, crises, which) in [(&a, &crises_a, "A"), (&b, &crises_b, "B")] {
         let r = backtest(&tuned, lines, crises);
         let t = r.truth.as_ref().unwrap();
-        assert_eq!(
-            (t.crises, t.missed, t.false_incidents),
-            (6, 0, 0),
-            "{which}:\n{r}"
-        );
+        let configured = backtest(&cfg, lines, crises);
+        let t0 = configured.truth.as_ref().unwrap();
+        assert_eq!(t.crises, 6, "{which}:\n{r}");
+        assert!(t.false_incidents <= t0.false_incidents, "{which}:\n{r}");
+        assert!(t.false_incidents <= 1, "{which}:\n{r}");
+        assert!(t.missed <= t0.missed, "{which}:\n{r}\n{configured}");
+        for o in &t.outcomes {
+            assert!(
+                o.name == "churn_wave" || o.detected_at.is_some(),
+                "{which}: {} missed\n{r}",
+                o.name
+            );
+        }
     }
     // The snippet is a valid configuration of the three rules.
     let snippet = suggest::snippet(&all).unwrap();
@@ -143,7 +161,9 @@ fn suggested_thresholds_hold_on_a_differently_seeded_stretch() {
 /// pages no false incident and misses 11 of 90 crises, as the configured one
 /// does (churn waves that bring too few cancellations at that volume). Before
 /// the margin without `for`, detractor_share went to 0.18 and gave 3 false
-/// incidents on month B.
+/// incidents on month B. (Those figures are from the earlier absolute churn
+/// rules, churn_rate and churn_rate_2h; not re-measured with churn_surge and
+/// churn_surge_2h, which catch no churn wave at a tenth of the volume.)
 #[test]
 #[ignore = "a generated month twice through every rule: minutes in a debug build"]
 fn suggest_on_a_month_then_a_second_month() {

@@ -11,8 +11,12 @@
 //! 30-minute window must hold 8 for chance to reach that count less than
 //! once in 1,000 days per slice: about one wave in six gets there in time,
 //! whatever the form of the rule (README, "Why not in 30 minutes below ten
-//! times the volume", and `scripts/churn-wave-odds.py`). It is caught in
-//! 25–35 minutes at ten times the volume and at a 1 % cancellation rate.
+//! times the volume", and `scripts/churn-wave-odds.py`). The shipped churn
+//! rules (`churn_surge`, `churn_surge_2h`: cancellations against the slice's
+//! own last 24 hours, thresholds from `scripts/churn-surge-odds.py`) catch it
+//! in 70–90 minutes at the demo's volume and in 25–46 at three to ten times
+//! the volume or a 1–3 % cancellation rate; nothing is excused, a stream
+//! whose normal cancellation rate is 3 % of orders included.
 //!
 //! `a_few_shapes` runs in the default suite; `shape_matrix` (ignored: about a
 //! minute per shape in a debug build, longer for ×10 volume) runs the whole
@@ -380,11 +384,19 @@ fn shipped() -> Config {
 }
 
 /// Shapes in the default suite: the demo's, three times its volume, a
-/// consumer brand's social share, and other feedback and cancellation rates;
-/// each must also catch the churn wave within [`CHURN_DELAY_MIN`].
+/// consumer brand's social share, other feedback and cancellation rates, and
+/// a normal cancellation rate of 3 % of orders (where an absolute churn rate
+/// would page all day); each must also catch the churn wave within
+/// [`CHURN_DELAY_MIN`].
 #[test]
 fn a_few_shapes() {
-    let wanted = ["demo", "volume x3", "social 25%", "feedback 4%, cancel 1%"];
+    let wanted = [
+        "demo",
+        "volume x3",
+        "social 25%",
+        "feedback 4%, cancel 1%",
+        "cancel 3%",
+    ];
     let cfg = shipped();
     let mut ran = 0;
     for s in shapes().iter().filter(|s| wanted.contains(&s.name)) {
@@ -402,14 +414,13 @@ fn a_few_shapes() {
     assert_eq!(ran, wanted.len());
 }
 
-/// A tenth of the demo's volume: a region's vip customers place about 25
-/// orders in 30 minutes, fewer than `churn_rate` needs (100), so only
-/// `churn_rate_2h` (two hours, at least 50 orders) judges the churn wave's
-/// slice. No false incident, the quality surge and the social spike caught,
-/// and the churn wave caught by `churn_rate_2h` on these seeds (on others
-/// the wave brings too few cancellations to tell from chance: about two in
-/// three are caught over a generated month, `tests/suggest.rs`). Also at a
-/// tenth of the volume with other channel and category mixes.
+/// A tenth of the demo's volume: no false incident, and the quality surge and
+/// the social spike caught (in up to an hour: fewer events, the same
+/// confidence). Also with other channel and category mixes. The churn wave is
+/// not held here: its slice expects about one cancellation in three hours and
+/// the wave adds about one an hour, too few to tell from chance for a rule
+/// that does not page on chance elsewhere (README, "Why not in 30 minutes
+/// below ten times the volume").
 #[test]
 fn a_tenth_of_the_volume() {
     let cfg = shipped();
@@ -425,35 +436,11 @@ fn a_tenth_of_the_volume() {
         let r = row(name, seed, &o);
         assert_eq!(o.crises, 3, "{r}");
         assert!(o.holds(), "{r}: {:?}", o.false_incidents);
-        let churn = o.delays.iter().find(|(c, _)| c == "churn_wave").unwrap();
-        assert!(
-            churn
-                .1
-                .as_ref()
-                .is_some_and(|(d, rule)| rule == "churn_rate_2h" && *d <= CHURN_LOW_VOLUME_MIN),
-            "{r}"
-        );
     }
 }
 
-/// The churn wave's allowance at a tenth of the volume, minutes: its extra
-/// cancellations come at about one an hour there.
-const CHURN_LOW_VOLUME_MIN: i64 = 150;
-
-/// Where the shipped configuration is known not to hold: an absolute
-/// cancellation rate (`churn_rate` warns when the lower bound passes 2.2 % of
-/// orders, `churn_rate_2h` 2.5 %) cannot fit a stream whose normal rate is 3 %,
-/// and at a normal 1 % both page on chance now and then (seeds 1, 2, 3:
-/// `churn_rate` once a day each; seed 1234: `churn_rate_2h` once).
-const KNOWN_LIMITS: &[(&str, &str)] = &[
-    ("cancel 3%", "churn_rate"),
-    ("cancel 3%", "churn_rate_2h"),
-    ("feedback 4%, cancel 1%", "churn_rate_2h"),
-];
-
-/// The whole matrix: every shape and seed must have no false incident
-/// (outside [`KNOWN_LIMITS`]) and catch the quality surge and the social
-/// spike; the delays are reported, with how many rows meet the 30-minute
+/// The whole matrix: every shape and seed must have no false incident and
+/// catch the quality surge and the social spike; the delays are reported, with how many rows meet the 30-minute
 /// target (at a tenth and three tenths of the demo's volume the quality surge
 /// can take up to an hour: fewer events, the same confidence).
 #[test]
@@ -497,20 +484,6 @@ fn shape_matrix() {
                 for f in &o.false_incidents {
                     eprintln!("  false: {f}");
                 }
-                // A known limit: only its rule's false incidents are excused.
-                let excused: Vec<String> = KNOWN_LIMITS
-                    .iter()
-                    .filter(|(shape, _)| *shape == s.name)
-                    .map(|(_, rule)| format!("\"{rule}\" "))
-                    .collect();
-                let o = Outcome {
-                    false_incidents: o
-                        .false_incidents
-                        .into_iter()
-                        .filter(|f| !excused.iter().any(|r| f.starts_with(r.as_str())))
-                        .collect(),
-                    ..o
-                };
                 rows += 1;
                 on_target += usize::from(o.ok());
                 if !o.holds() {
