@@ -16,13 +16,19 @@
 //! Each release reaches the engine's workers as one batch
 //! ([`ShardedEngine::run`]): the same sequence, in the same order, whatever
 //! the number of workers.
+//!
+//! Events are held decoded ([`OwnedEvent`], as `replay` holds them): a message
+//! is decoded once, on arrival, and its release lends the engine the event
+//! without parsing it again.
 
 use std::time::Instant;
 
 use crate::alert::Transition;
+use std::cmp::Ordering;
+
 use crate::engine::{Op, Outcome, ShardedEngine};
-use crate::event::{decode_with_default, DecodeLimits, Event};
-use crate::sequencer::{watermark, Held, Sequencer};
+use crate::event::{decode_with_default, DecodeLimits, Event, OwnedEvent};
+use crate::sequencer::{watermark, Holdable, SequencerOf};
 use crate::source::watermarks::Watermarks;
 use crate::source::{Partition, Record};
 
@@ -40,10 +46,47 @@ pub struct Origin {
     pub(crate) offset: i64,
 }
 
+/// A valid event held by the sequencer, decoded, with where it came from.
+/// Ordered as the sequencer releases events: `(ts, id, raw bytes)`.
+#[derive(Debug)]
+pub struct HeldEvent {
+    ev: OwnedEvent,
+    origin: Origin,
+}
+
+impl PartialEq for HeldEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.ev == other.ev
+    }
+}
+
+impl Eq for HeldEvent {}
+
+impl PartialOrd for HeldEvent {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for HeldEvent {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.ev.cmp(&other.ev)
+    }
+}
+
+impl Holdable for HeldEvent {
+    fn ts(&self) -> i64 {
+        self.ev.ts()
+    }
+    fn raw_len(&self) -> usize {
+        self.ev.raw().len()
+    }
+}
+
 /// Per-partition clocks, the sequencer, and the topics' default types.
 #[derive(Debug)]
 pub struct LiveFeed {
-    seq: Sequencer<Origin>,
+    seq: SequencerOf<HeldEvent>,
     watermarks: Watermarks,
     lateness_ms: i64,
     default_types: Vec<Option<String>>,
@@ -64,7 +107,7 @@ impl LiveFeed {
     ) -> Self {
         engine.set_sequenced(true);
         LiveFeed {
-            seq: Sequencer::new(),
+            seq: SequencerOf::new(),
             watermarks,
             lateness_ms: engine.lateness_ms(),
             default_types,
@@ -90,7 +133,7 @@ impl LiveFeed {
     pub(crate) fn revoke(&mut self, at: Partition) -> usize {
         self.watermarks.revoke(at);
         self.applied_now.retain(|(o, _)| o.at != at);
-        self.clock.revoke(at) + self.seq.retain(|h| h.tag.at != at)
+        self.clock.revoke(at) + self.seq.retain(|h| h.origin.at != at)
     }
 
     /// Offers a valid event read from `origin` (as [`LiveFeed::offer_record`]
@@ -152,29 +195,30 @@ impl LiveFeed {
                 Some(s) => {
                     self.watermarks.observe(s.origin.at, s.ts, now);
                     self.clock.passed(s.origin, s.ts);
-                    let held = Held {
-                        ts: s.ts,
-                        id: s.id,
-                        raw: s.raw,
-                        tag: s.origin,
+                    // A confirmed jump: decoded again (rare), as on arrival
+                    // but without the future-skew check it passed then.
+                    let Some(ev) = decode_as(&self.limits, &self.default_types, s.origin, &s.raw)
+                    else {
+                        continue;
+                    };
+                    let held = HeldEvent {
+                        ev: OwnedEvent::new(&ev, &s.raw),
+                        origin: s.origin,
                     };
                     if let Some(h) = self.seq.offer(held) {
                         // Behind the watermark (a stream quiet for longer
                         // than the jump): applied now, reported by the next
                         // release.
-                        let (limits, types) = (&self.limits, &self.default_types);
                         let now_applied = &mut self.applied_now;
                         let clock = &mut self.clock;
                         apply_held(
-                            limits,
-                            types,
                             engine,
                             out,
                             &mut |o, oc| {
                                 clock.counted(oc == Outcome::Late);
                                 now_applied.push((o, oc));
                             },
-                            h,
+                            &h,
                         );
                     }
                 }
@@ -195,11 +239,9 @@ impl LiveFeed {
     ) -> Option<Outcome> {
         self.watermarks.observe(origin.at, ev.ts, now);
         self.clock.passed(origin, ev.ts);
-        let held = Held {
-            ts: ev.ts,
-            id: ev.id.as_ref().into(),
-            raw: raw.into(),
-            tag: origin,
+        let held = HeldEvent {
+            ev: OwnedEvent::new(ev, raw),
+            origin,
         };
         // Not held: it cannot be put in its place any more.
         let outcome = self.seq.offer(held).map(|_| apply_one(engine, ev, out));
@@ -257,8 +299,7 @@ impl LiveFeed {
             clock.counted(oc == Outcome::Late);
             applied(o, oc);
         };
-        let (limits, types) = (&self.limits, &self.default_types);
-        apply_batch(limits, types, engine, &released, advance, out, &mut counted);
+        apply_batch(engine, &released, advance, out, &mut counted);
         if let Some(target) = target {
             self.clock.target(target);
             self.clock.warn(now);
@@ -278,8 +319,7 @@ impl LiveFeed {
         }
         let mut released = Vec::new();
         self.seq.release_all(|h| released.push(h));
-        let (limits, types) = (&self.limits, &self.default_types);
-        apply_batch(limits, types, engine, &released, None, out, &mut applied);
+        apply_batch(engine, &released, None, out, &mut applied);
     }
 
     /// The newest event time seen on any partition.
@@ -304,12 +344,12 @@ impl LiveFeed {
     }
 
     /// The sequencer (checkpoints).
-    pub fn sequencer(&self) -> &Sequencer<Origin> {
+    pub fn sequencer(&self) -> &SequencerOf<HeldEvent> {
         &self.seq
     }
 
     /// The sequencer and the per-partition clocks, for a restore.
-    pub(crate) fn parts_mut(&mut self) -> (&mut Sequencer<Origin>, &mut Watermarks) {
+    pub(crate) fn parts_mut(&mut self) -> (&mut SequencerOf<HeldEvent>, &mut Watermarks) {
         (&mut self.seq, &mut self.watermarks)
     }
 
@@ -326,48 +366,45 @@ fn apply_one(engine: &mut ShardedEngine, ev: &Event<'_>, out: &mut Vec<Transitio
     outcome.pop().unwrap_or(Outcome::Unmatched)
 }
 
-/// Decodes a held event again with its topic's default type (without the
-/// future-skew check, which it passed on arrival).
-fn decode_held<'a>(
+/// Decodes `raw` of `origin` with its topic's default type, without the
+/// future-skew check (a held clock jump passed it on arrival).
+fn decode_as<'a>(
     limits: &DecodeLimits,
     types: &'a [Option<String>],
-    h: &'a Held<Origin>,
+    origin: Origin,
+    raw: &'a [u8],
 ) -> Option<Event<'a>> {
     let default_type = types
-        .get(usize::from(h.tag.at.topic))
+        .get(usize::from(origin.at.topic))
         .and_then(|t| t.as_deref());
-    decode_with_default(&h.raw, limits, None, default_type).ok()
+    decode_with_default(raw, limits, None, default_type).ok()
 }
 
 /// Applies a released event at once.
 fn apply_held(
-    limits: &DecodeLimits,
-    types: &[Option<String>],
     engine: &mut ShardedEngine,
     out: &mut Vec<Transition>,
     applied: &mut impl FnMut(Origin, Outcome),
-    h: Held<Origin>,
+    h: &HeldEvent,
 ) {
-    if let Some(ev) = decode_held(limits, types, &h) {
+    if let Some(ev) = h.ev.event() {
         let outcome = apply_one(engine, &ev, out);
-        applied(h.tag, outcome);
+        applied(h.origin, outcome);
     }
 }
 
 /// Applies released events, in order, as one batch for the engine's
 /// workers, then moves the clock to `advance`.
 fn apply_batch(
-    limits: &DecodeLimits,
-    types: &[Option<String>],
     engine: &mut ShardedEngine,
-    released: &[Held<Origin>],
+    released: &[HeldEvent],
     advance: Option<i64>,
     out: &mut Vec<Transition>,
     applied: &mut impl FnMut(Origin, Outcome),
 ) {
     let decoded: Vec<(Origin, Event<'_>)> = released
         .iter()
-        .filter_map(|h| decode_held(limits, types, h).map(|ev| (h.tag, ev)))
+        .filter_map(|h| h.ev.event().map(|ev| (h.origin, ev)))
         .collect();
     let mut ops: Vec<Op<'_, '_>> = decoded.iter().map(|(_, ev)| Op::Process(ev)).collect();
     if let Some(t) = advance {

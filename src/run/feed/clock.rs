@@ -40,7 +40,6 @@ pub(crate) struct Suspect {
     /// Where it came from.
     pub(crate) origin: Origin,
     pub(super) ts: i64,
-    pub(super) id: Box<str>,
     pub(super) raw: Box<[u8]>,
     key: Option<Box<[u8]>>,
     headers: Vec<Header>,
@@ -141,7 +140,6 @@ impl LiveClock {
                 offset: rec.offset,
             },
             ts: ev.ts,
-            id: ev.id.as_ref().into(),
             raw: rec.payload.into(),
             key: rec.key.map(Into::into),
             headers: rec.headers.to_vec(),
