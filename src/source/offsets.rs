@@ -10,22 +10,26 @@
 //! The tracker is shared (behind a mutex) by the engine stage, the dead-letter
 //! tasks and the consumer thread, which commits.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use super::Partition;
+
+mod pending;
+
+use pending::Pending;
 
 #[derive(Debug, Clone, Default)]
 struct Progress {
     /// The offset after the last message processed, if any.
     next: Option<i64>,
-    /// Offsets of dead letters not yet acknowledged.
-    pending: BTreeSet<i64>,
+    /// Offsets held by the sequencer and dead letters not yet acknowledged.
+    pending: Pending,
 }
 
 impl Progress {
     fn committable(&self) -> Option<i64> {
         match (self.pending.first(), self.next) {
-            (Some(&p), _) => Some(p),
+            (Some(p), _) => Some(p),
             (None, n) => n,
         }
     }
@@ -65,7 +69,7 @@ impl OffsetTracker {
     /// The dead letter of `offset` was acknowledged by the broker.
     pub(crate) fn dead_letter_done(&mut self, at: Partition, offset: i64) {
         if let Some(p) = self.parts.get_mut(&at) {
-            p.pending.remove(&offset);
+            p.pending.remove(offset);
         }
     }
 
@@ -114,7 +118,7 @@ impl OffsetTracker {
             .filter_map(|(&at, p)| {
                 let next = p.next?;
                 let resume = p.committable().unwrap_or(next);
-                Some((at, resume, next, p.pending.iter().copied().collect()))
+                Some((at, resume, next, p.pending.to_vec()))
             })
             .collect();
         v.sort_unstable_by_key(|e| e.0);
