@@ -158,6 +158,9 @@ mod tests {
             model.insert(offset);
             assert_eq!(p.first(), model.first().copied(), "step {step}");
             assert_eq!(p.len(), model.len());
+            if step % 97 == 0 {
+                assert_eq!(p.to_vec(), model.iter().copied().collect::<Vec<_>>());
+            }
         }
         assert_eq!(p.to_vec(), model.iter().copied().collect::<Vec<_>>());
         for o in model.clone() {
