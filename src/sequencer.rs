@@ -136,7 +136,7 @@ pub(crate) type Sequencer<T> = SequencerOf<Held<T>>;
 /// The heap orders small keys — `(ts, slot)`, 16 bytes — not the events
 /// themselves: a pop moves keys down a heap that fits in cache instead of
 /// whole events, and compares times only. Events of one time come out of the
-/// heap together and are put in `(ts, id, bytes)` order among themselves
+/// heap together and are put in `(ts, id, order key)` order among themselves
 /// before they are handed over, so the release order is the one a heap of the
 /// events would give.
 #[derive(Debug)]
@@ -205,7 +205,7 @@ impl<H: Holdable> SequencerOf<H> {
     }
 
     /// Pops every held event older than `below` (all with `None`) and hands
-    /// them to `f` in `(ts, id, bytes)` order; returns the last one's time.
+    /// them to `f` in `(ts, id, order key)` order; returns the last one's time.
     fn pop_below(&mut self, below: Option<i64>, f: &mut impl FnMut(H)) -> Option<i64> {
         let mut last = None;
         while let Some(&Reverse((ts, _))) = self.heap.peek() {
@@ -369,8 +369,14 @@ mod tests {
         type Key = (i64, String, Vec<u8>);
         let key = |h: &Held<u32>| -> Key { (h.ts, h.id.to_string(), h.raw.to_vec()) };
         let mut s = Sequencer::new();
-        // The model: what is held, sorted at each release.
+        // The model: what is held, sorted at each release (by time, id,
+        // then the bytes' order key).
         let mut model: Vec<Key> = Vec::new();
+        let order = |a: &Key, b: &Key| {
+            a.0.cmp(&b.0)
+                .then_with(|| a.1.cmp(&b.1))
+                .then_with(|| tie_break(&a.2, &b.2))
+        };
         for round in 0..60i64 {
             for _ in 0..40 {
                 let ts = round * 10 + (next() % 30) as i64 - 5;
@@ -395,7 +401,7 @@ mod tests {
             }
             let mut got = Vec::new();
             s.release(round * 10, |h| got.push(key(&h)));
-            model.sort();
+            model.sort_by(order);
             let cut = model.partition_point(|k| k.0 < round * 10);
             let want: Vec<Key> = model.drain(..cut).collect();
             assert_eq!(got, want, "round {round}");
@@ -408,7 +414,7 @@ mod tests {
         }
         let mut got = Vec::new();
         s.release_all(|h| got.push(key(&h)));
-        model.sort();
+        model.sort_by(order);
         assert_eq!(got, model);
         assert!(s.is_empty() && s.held_bytes() == 0);
     }

@@ -47,7 +47,7 @@ pub struct Origin {
 }
 
 /// A valid event held by the sequencer, decoded, with where it came from.
-/// Ordered as the sequencer releases events: `(ts, id, raw bytes)`.
+/// Ordered as the sequencer releases events: `(ts, id, order key of the raw bytes)`.
 #[derive(Debug)]
 pub struct HeldEvent {
     ev: OwnedEvent,
