@@ -65,17 +65,23 @@ fn config_with(bs: &str, group: &str, data: &str, url: &str, warning: u32, updat
 /// Eight complaints about p1 within four seconds, a minute ago, and orders
 /// of other products around them, over every partition.
 fn burst() -> Vec<Out> {
+    events(40, 100, |i| i % 5 == 0 || i < 8)
+}
+
+/// `n` events `spacing_ms` apart from a minute ago, over every partition:
+/// complaints about p1 where `complaint(i)`, orders of p2 between them.
+fn events(n: i64, spacing_ms: i64, complaint: impl Fn(i64) -> bool) -> Vec<Out> {
     let t0 = chrono::Utc::now().timestamp_millis() - 60_000;
     let mut out = Vec::new();
-    for i in 0..40i64 {
-        let (kind, product) = if i % 5 == 0 || i < 8 {
+    for i in 0..n {
+        let (kind, product) = if complaint(i) {
             ("complaint", "p1")
         } else {
             ("order", "p2")
         };
         let json = format!(
             r#"{{"id":"e{i}","type":"{kind}","ts":{},"attrs":{{"product":"{product}"}}}}"#,
-            t0 + i * 100
+            t0 + i * spacing_ms
         );
         out.push(Out::new(
             "events",
@@ -201,25 +207,7 @@ fn a_quiet_stream_resolves_on_the_wall_clock_across_instances() {
 /// Sixteen complaints about p1 over eight seconds, a minute ago, with orders
 /// of p2 between them, over every partition.
 fn long_burst() -> Vec<Out> {
-    let t0 = chrono::Utc::now().timestamp_millis() - 60_000;
-    let mut out = Vec::new();
-    for i in 0..32i64 {
-        let (kind, product) = if i % 2 == 0 {
-            ("complaint", "p1")
-        } else {
-            ("order", "p2")
-        };
-        let json = format!(
-            r#"{{"id":"e{i}","type":"{kind}","ts":{},"attrs":{{"product":"{product}"}}}}"#,
-            t0 + i * 250
-        );
-        out.push(Out::new(
-            "events",
-            (i % i64::from(PARTITIONS)) as i32,
-            json.into_bytes(),
-        ));
-    }
-    out
+    events(32, 250, |i| i % 2 == 0)
 }
 
 #[test]

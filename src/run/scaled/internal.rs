@@ -288,45 +288,39 @@ impl Ordered {
     /// Queues `value` for `partition` of `topic` (waits while librdkafka's
     /// queue is full).
     pub(crate) fn send(&self, topic: &str, partition: i32, key: &[u8], value: &[u8]) {
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .partition(partition)
             .key(key)
             .payload(value);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    self.producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => {
-                    self.producer
-                        .context()
-                        .failed
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::error!(topic, partition, error = %e, "Cannot queue an internal message.");
-                    return;
-                }
-            }
+        if let Err(e) = self.queue(record) {
+            self.producer
+                .context()
+                .failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(topic, partition, error = %e, "Cannot queue an internal message.");
         }
     }
 
     /// Queues a tombstone (no value) for `key` on `partition` of `topic`
     /// (a compacted topic then drops the key).
     pub(crate) fn send_tombstone(&self, topic: &str, partition: i32, key: &[u8]) {
-        let mut record: BaseRecord<'_, [u8], [u8]> =
+        let record: BaseRecord<'_, [u8], [u8]> =
             BaseRecord::to(topic).partition(partition).key(key);
+        if let Err(e) = self.queue(record) {
+            tracing::warn!(error = %e, topic, "Cannot queue a tombstone; the key stays on the topic for now.");
+        }
+    }
+
+    /// Queues `record`, waiting while librdkafka's queue is full.
+    fn queue(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
         loop {
             match self.producer.send(record) {
-                Ok(()) => return,
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
                     self.producer.poll(Duration::from_millis(10));
                 }
-                Err((e, _)) => {
-                    tracing::warn!(error = %e, topic, "Cannot queue a tombstone; the key stays on the topic for now.");
-                    return;
-                }
+                Err((e, _)) => return Err(e),
             }
         }
     }
