@@ -13,6 +13,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        // Colours only on a terminal: a log file or journal gets plain text.
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
     match Cli::parse().run() {
         Ok(code) => code,

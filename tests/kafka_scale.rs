@@ -346,6 +346,87 @@ fn a_killed_instance_s_partitions_move_and_the_pages_do_not_change() {
     c.sigterm();
 }
 
+#[test]
+fn a_restore_reads_the_changelog_from_its_end() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("events", PARTITIONS)]);
+    let all = scenario("events");
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiver::start();
+    let start = |name: &str| {
+        let data = dir
+            .path()
+            .join(format!("data-{name}"))
+            .display()
+            .to_string();
+        let cfg = config(&bs, "tail", "events", &data, &r.url, true).replacen(
+            "checkpoint_interval = \"500ms\"",
+            "checkpoint_interval = \"100ms\"",
+            1,
+        );
+        Service::start(dir.path(), name, &cfg)
+    };
+    let mut a = start("a");
+    wait_until(Duration::from_secs(60), "a owns the shards", || {
+        a.metric("crisiswatch_scale_owned_partitions{kind=\"shard\"}") == Some(4.0)
+    });
+    // The stream in 40 slices, each followed by a few checkpoint intervals:
+    // every shard partition's changelog gets a checkpoint per slice.
+    let slice = all.len().div_ceil(40);
+    for part in all.chunks(slice) {
+        produce(&bs, part, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    wait_until(Duration::from_secs(60), "a wrote many checkpoints", || {
+        a.metric("crisiswatch_scale_checkpoints_total{kind=\"shard\"}")
+            .is_some_and(|n| n >= 4.0 * 30.0)
+    });
+    a.signal("KILL");
+    let _ = a.wait_exit(Duration::from_secs(10));
+    let b = start("b");
+    wait_until(Duration::from_secs(60), "b restored the shards", || {
+        b.metric("crisiswatch_scale_restore_seconds_count{kind=\"shard\"}")
+            .is_some_and(|n| n >= 4.0)
+    });
+    let restores = restored_from_changelog(&b.stderr_text());
+    assert_eq!(
+        restores.len(),
+        4,
+        "every shard partition from a checkpoint: {restores:?}"
+    );
+    for &(kept, read) in &restores {
+        assert!(
+            kept >= 30,
+            "each changelog partition kept its checkpoints: {restores:?}"
+        );
+        // About one checkpoint: the first tail read, not the whole log.
+        assert!(
+            read <= 16,
+            "a restore read {read} of the {kept} changelog messages kept: {restores:?}"
+        );
+    }
+    b.sigterm();
+}
+
+/// (changelog messages kept, read) of every shard partition restored from a
+/// checkpoint, from a service's log.
+fn restored_from_changelog(log: &str) -> Vec<(u64, u64)> {
+    let field = |line: &str, name: &str| -> Option<u64> {
+        let at = line.find(&format!("{name}="))? + name.len() + 1;
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    log.lines()
+        .filter(|l| l.contains("Shard partition restored."))
+        .filter_map(|l| Some((field(l, "changelog_kept")?, field(l, "changelog_read")?)))
+        .filter(|&(_, read)| read > 0)
+        .collect()
+}
+
 /// The measured capacity model (README "Running several instances"): the
 /// time one embedded instance and 1, 2 and 3 scaled instances (processes on
 /// this machine) take to read a generated stream from the broker, each from

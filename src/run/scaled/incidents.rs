@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::Offset;
 
-use super::internal::{read_latest, state_consumer, Ordered, PartitionState, StateContext};
+use super::internal::{read_latest_counted, state_consumer, Ordered, PartitionState, StateContext};
 use super::wire::{decode, encode, HandedIncident, IncidentCheckpoint, Note, WireValue};
 use super::{ScaledError, ScaledMetrics, Topics};
 use crate::alert::Labels;
@@ -124,35 +124,34 @@ impl IncidentParts {
     /// Restores partition `q` from its latest checkpoint: the offset to read from.
     fn restore(&mut self, q: i32) -> Result<i64, ScaledError> {
         let started = Instant::now();
-        let (next, part, incidents) =
-            match read_latest(&self.k, &self.topics.incidents_changelog, q)? {
-                None => (0, FeedPart::default(), Vec::new()),
-                Some(bytes) => {
-                    let cp: IncidentCheckpoint = decode(&bytes).map_err(|e| {
+        let (latest, cost) = read_latest_counted(&self.k, &self.topics.incidents_changelog, q)?;
+        let (next, part, incidents) = match latest {
+            None => (0, FeedPart::default(), Vec::new()),
+            Some(bytes) => {
+                let cp: IncidentCheckpoint = decode(&bytes)
+                    .map_err(|e| ScaledError::Checkpoint(format!("incident partition {q}: {e}")))?;
+                let mut held = Vec::with_capacity(cp.held.len());
+                for (order, t) in cp.held {
+                    let transition = t.into_transition().map_err(|e| {
                         ScaledError::Checkpoint(format!("incident partition {q}: {e}"))
                     })?;
-                    let mut held = Vec::with_capacity(cp.held.len());
-                    for (order, t) in cp.held {
-                        let transition = t.into_transition().map_err(|e| {
-                            ScaledError::Checkpoint(format!("incident partition {q}: {e}"))
-                        })?;
-                        held.push(Keyed { order, transition });
-                    }
-                    let mut incidents = Vec::with_capacity(cp.incidents.len());
-                    for h in cp.incidents {
-                        let inc: Incident = serde_json::from_str(&h.state).map_err(|e| {
-                            ScaledError::Checkpoint(format!("incident partition {q}: {e}"))
-                        })?;
-                        incidents.push((inc, h.heard));
-                    }
-                    let part = FeedPart {
-                        released: cp.released,
-                        marks: cp.marks,
-                        held,
-                    };
-                    (cp.next_offset, part, incidents)
+                    held.push(Keyed { order, transition });
                 }
-            };
+                let mut incidents = Vec::with_capacity(cp.incidents.len());
+                for h in cp.incidents {
+                    let inc: Incident = serde_json::from_str(&h.state).map_err(|e| {
+                        ScaledError::Checkpoint(format!("incident partition {q}: {e}"))
+                    })?;
+                    incidents.push((inc, h.heard));
+                }
+                let part = FeedPart {
+                    released: cp.released,
+                    marks: cp.marks,
+                    held,
+                };
+                (cp.next_offset, part, incidents)
+            }
+        };
         let adopted = incidents.len();
         self.feed.adopt(q as u32, part);
         self.next.insert(q, (next, false));
@@ -169,6 +168,8 @@ impl IncidentParts {
             from_offset = next,
             incidents = adopted,
             seconds = secs,
+            changelog_kept = cost.kept,
+            changelog_read = cost.read,
             "Incident partition restored."
         );
         Ok(next)

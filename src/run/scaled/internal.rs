@@ -377,31 +377,110 @@ impl Ordered {
     }
 }
 
-/// The newest message of `partition` of changelog topic `topic` (its latest
-/// checkpoint), read from the start of what the broker keeps. Gives up
-/// after [`CHANGELOG_WAIT`] with what it read (an older checkpoint only
-/// makes the partition re-read more of the shard topic).
+/// Messages at the end of a changelog partition the first read covers;
+/// each further read covers [`TAIL_GROWTH`] times more.
+const TAIL_MESSAGES: i64 = 16;
+/// How much each further changelog read widens the tail it covers.
+const TAIL_GROWTH: i64 = 4;
+
+/// The newest complete checkpoint of `partition` on changelog topic `topic`.
+///
+/// Read from the **end**: the last [`TAIL_MESSAGES`] messages first, then a
+/// tail [`TAIL_GROWTH`] times wider until one holds a complete checkpoint
+/// (or the whole partition has been read). A checkpoint's chunks are
+/// written one after another, so this reads about one checkpoint, however
+/// many older ones the broker still keeps: compaction only runs on closed
+/// log segments, and a changelog written every `checkpoint_interval` can
+/// hold thousands of uncompacted checkpoints, which a read from the start
+/// would fetch and hold in memory. Any complete checkpoint is a correct
+/// place to resume from (an older one only makes the partition re-read
+/// more of its input, and what is emitted again is dropped downstream); of
+/// those a read finds, the newest by id wins. Gives up after
+/// [`CHANGELOG_WAIT`] with what it has read.
 pub(crate) fn read_latest(
     k: &KafkaSourceConfig,
     topic: &str,
     partition: i32,
 ) -> Result<Option<Vec<u8>>, ScaledError> {
+    Ok(read_latest_counted(k, topic, partition)?.0)
+}
+
+/// What a changelog read found and cost (logged at each restore).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ChangelogRead {
+    /// Offsets the broker keeps for the partition (high − low watermark).
+    pub(crate) kept: i64,
+    /// Messages read to find the checkpoint.
+    pub(crate) read: u64,
+}
+
+/// [`read_latest`], and what the read cost.
+pub(crate) fn read_latest_counted(
+    k: &KafkaSourceConfig,
+    topic: &str,
+    partition: i32,
+) -> Result<(Option<Vec<u8>>, ChangelogRead), ScaledError> {
     let mut c = client_config(k);
     // A group id librdkafka needs for `assign`; nothing is ever committed.
     c.set("group.id", format!("{}.changelog-reader", k.group_id))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = c
-        .create()
-        .map_err(|e| ScaledError::Client("changelog reader", e))?;
-    let (low, high) = consumer
-        .fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .map_err(|e| ScaledError::Client("changelog watermarks", e))?;
+    let (low, high) = {
+        let consumer: BaseConsumer = c
+            .create()
+            .map_err(|e| ScaledError::Client("changelog reader", e))?;
+        consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map_err(|e| ScaledError::Client("changelog watermarks", e))?
+    };
+    let mut cost = ChangelogRead {
+        kept: (high - low).max(0),
+        read: 0,
+    };
     if high <= low {
-        return Ok(None);
+        return Ok((None, cost));
     }
+    let deadline = Instant::now() + CHANGELOG_WAIT;
+    let mut tail = TAIL_MESSAGES;
+    loop {
+        let from = high.saturating_sub(tail).max(low);
+        // A consumer of its own per read: nothing prefetched for an earlier
+        // (narrower) read can stand in for this one's messages.
+        let consumer: BaseConsumer = c
+            .create()
+            .map_err(|e| ScaledError::Client("changelog reader", e))?;
+        let (found, n, timed_out) = read_range(&consumer, topic, partition, from, high, deadline)?;
+        cost.read += n;
+        if found.is_some() || from == low || timed_out {
+            if found.is_none() {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    low,
+                    high,
+                    read = cost.read,
+                    "No complete checkpoint in the changelog partition."
+                );
+            }
+            return Ok((found, cost));
+        }
+        tail = tail.saturating_mul(TAIL_GROWTH);
+    }
+}
+
+/// Reads offsets `from..high` of `partition`: the newest complete
+/// checkpoint among them, the messages read, and whether `deadline` passed
+/// first (a warning; what was read still counts).
+fn read_range(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    high: i64,
+    deadline: Instant,
+) -> Result<(Option<Vec<u8>>, u64, bool), ScaledError> {
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(low))
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from))
         .map_err(|e| ScaledError::Client("changelog reader", e))?;
     consumer
         .assign(&tpl)
@@ -409,17 +488,25 @@ pub(crate) fn read_latest(
     // Checkpoint id → its chunks by index.
     let mut chunks: BTreeMap<(i64, i64), BTreeMap<u32, Chunk>> = BTreeMap::new();
     let mut last: Option<i64> = None;
-    let deadline = Instant::now() + CHANGELOG_WAIT;
+    let mut read = 0u64;
+    let mut timed_out = false;
     loop {
         if last.is_some_and(|o| o + 1 >= high) {
             break;
         }
         if Instant::now() >= deadline {
             tracing::warn!(topic, partition, high, read = ?last, "The changelog did not deliver its end in time; restoring from the newest checkpoint read.");
+            timed_out = true;
             break;
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                // A message from before this read's start (a previous
+                // assignment's prefetch) is not this range's.
+                if m.offset() < from {
+                    continue;
+                }
+                read += 1;
                 last = Some(last.map_or(m.offset(), |l| l.max(m.offset())));
                 let Some(v) = m.payload() else { continue };
                 match decode::<Chunk>(v) {
@@ -443,8 +530,12 @@ pub(crate) fn read_latest(
     for (_, parts) in chunks.into_iter().rev() {
         let count = parts.values().next().map_or(0, |c| c.count);
         if parts.len() as u32 == count && parts.keys().copied().eq(0..count) {
-            return Ok(Some(parts.into_values().flat_map(|c| c.bytes).collect()));
+            return Ok((
+                Some(parts.into_values().flat_map(|c| c.bytes).collect()),
+                read,
+                timed_out,
+            ));
         }
     }
-    Ok(None)
+    Ok((None, read, timed_out))
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::Offset;
 
-use super::internal::{read_latest, state_consumer, Ordered, PartitionState, StateContext};
+use super::internal::{read_latest_counted, state_consumer, Ordered, PartitionState, StateContext};
 use super::wire::{decode, encode, Note, ShardCheckpoint, WireTransition, WireValue};
 use super::{ScaledError, ScaledMetrics, Topics};
 use crate::config::Config;
@@ -113,7 +113,8 @@ impl Owners {
             )
             .map_err(ScaledError::Engine)
         };
-        let part = match read_latest(&self.k, &self.topics.shards_changelog, p)? {
+        let (latest, cost) = read_latest_counted(&self.k, &self.topics.shards_changelog, p)?;
+        let part = match latest {
             None => Part {
                 owner: fresh()?,
                 next_offset: 0,
@@ -159,6 +160,8 @@ impl Owners {
                 .sum::<usize>(),
             held = part.owner.held(),
             seconds = secs,
+            changelog_kept = cost.kept,
+            changelog_read = cost.read,
             "Shard partition restored."
         );
         Ok(part)
