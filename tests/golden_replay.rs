@@ -101,11 +101,13 @@ fn crises_fire_in_their_interval_and_nowhere_else() {
         // Every crisis is caught by the rules written for it, early.
         // (crisis, rule, max detection delay in minutes). Shares over a 1 h window
         // need about half the window to cross; surges are faster. The shipped
-        // rules judge 95 % confidence bounds (seeds 42 and 7 measured: quality
-        // surge 17/21 min by complaint_rate, 18/16 by severe_share, 27/25 by
-        // complaint_surge, 40/27 by at_risk_customers — a share of repeat
-        // complainers needs their second complaints —, 50/39 by detractor_share;
-        // social spike 9/9 by social_spike; churn wave 70/89 by churn_surge).
+        // rules judge 95 % confidence bounds, 99 % for complaint_rate and
+        // detractor_share (seeds 42 and 7 measured: quality surge 21/22 min by
+        // complaint_rate, 18/16 by severe_share, 27/25 by complaint_surge,
+        // 40/27 by at_risk_customers — a share of repeat complainers needs
+        // their second complaints —, 54/45 by detractor_share, 55/50 by
+        // nps_drop (the slice's NPS falls from about 40 to about -17); social
+        // spike 9/9 by social_spike; churn wave 70/89 by churn_surge).
         // The support team answers the crises' complaints 40 min–4 h late:
         // response_backlog (more than 10 complaints past the 1-hour SLA,
         // counted at 10-minute boundaries) fires 70/70 min into the quality
@@ -116,6 +118,7 @@ fn crises_fire_in_their_interval_and_nowhere_else() {
             ("quality_surge", "severe_share", 20),
             ("quality_surge", "at_risk_customers", 45),
             ("quality_surge", "detractor_share", 75),
+            ("quality_surge", "nps_drop", 75),
             ("social_spike", "social_spike", 15),
             ("social_spike", "complaint_surge", 30),
             ("churn_wave", "churn_surge", 100),

@@ -378,39 +378,39 @@ fn router_x_incident_timeline_and_events() {
         "| Breach began | 2026-11-20T09:07:30Z |",
         "| Opened | 2026-11-20T09:14:30Z (notification #1) |",
         "| Resolved | 2026-11-20T15:39:13Z |",
-        "| Notifications | 23 stored: open 1, update 21, resolve 1 |",
-        "| Receivers | audit: delivered 23; webhook: delivered 23 |",
+        "| Notifications | 24 stored: open 1, update 22, resolve 1 |",
+        "| Receivers | audit: delivered 24; webhook: delivered 24 |",
         "| 1 | 2026-11-20T09:14:30Z | open | opened: severe_share | warning | audit delivered, webhook delivered |",
-        "| 23 | 2026-11-20T15:39:13Z | resolve | response_backlog resolved |",
-        "## Alert 3 of 6: complaint_rate — product=router-x region=eu-west",
-        "## Alert 6 of 6: response_backlog — product=router-x",
+        "| 24 | 2026-11-20T15:39:13Z | resolve | response_backlog resolved |",
+        "## Alert 3 of 7: complaint_rate — product=router-x region=eu-west",
+        "## Alert 7 of 7: response_backlog — product=router-x",
         // The support team's backlog keeps the incident open until it is answered.
         "| 2026-11-20T10:10:00Z | firing | warning | 30 | 10 |",
         "| 2026-11-20T15:39:13Z | resolved | critical | 5 | 50 |",
-        "| Dedup key | `complaint_rate/product=router-x,region=eu-west/1795165963250` |",
-        "| 2026-11-20T09:12:43Z | pending | warning | - | 0.05 |",
-        "| 2026-11-20T09:15:43Z | firing | warning | 0.0546 | 0.05 |",
-        "| 2026-11-20T09:32:00Z | escalated | critical | 0.1005 | 0.1 |",
-        "| 2026-11-20T12:57:00Z | resolved | critical | 0.0212 | 0.1 |",
-        "| Peak value | 0.1005 at 2026-11-20T09:32:00Z ",
-        "| Events | 6537 |",
-        "| Distinct customers (signal events) | 481 |",
-        "| category | product_quality | 339 | 52.4 % |",
+        "| Dedup key | `complaint_rate/product=router-x,region=eu-west/1795166141726` |",
+        "| 2026-11-20T09:15:41Z | pending | warning | - | 0.05 |",
+        "| 2026-11-20T09:18:41Z | firing | warning | 0.0589 | 0.05 |",
+        "| 2026-11-20T09:34:00Z | escalated | critical | 0.1002 | 0.1 |",
+        "| 2026-11-20T12:55:00Z | resolved | critical | 0.0215 | 0.1 |",
+        "| Peak value | 0.1002 at 2026-11-20T09:34:00Z ",
+        "| Events | 6448 |",
+        "| Distinct customers (signal events) | 477 |",
+        "| category | product_quality | 339 | 52.7 % |",
     ] {
         assert!(md.contains(want), "missing {want:?} in\n{md}");
     }
-    // The 23 notifications, once each although two receivers got them.
+    // The 24 notifications, once each although two receivers got them.
     let seqs: Vec<u32> = section(&md, "## Notifications", &["## Alert"])
         .lines()
         .filter_map(|l| l.strip_prefix("| ")?.split(' ').next()?.parse().ok())
         .collect();
-    assert_eq!(seqs, (1..=23).collect::<Vec<_>>());
+    assert_eq!(seqs, (1..=24).collect::<Vec<_>>());
     // An alert's dedup key picks its incident too.
     let by_alert = review_outbox(
         f,
         &[
             "--incident",
-            "complaint_rate/product=router-x,region=eu-west/1795165963250",
+            "complaint_rate/product=router-x,region=eu-west/1795166141726",
         ],
     );
     assert!(by_alert.starts_with("# Incident review: product — product=router-x"));
@@ -435,7 +435,7 @@ fn muted_notifications_count_and_list_shows_every_incident() {
     ]) {
         assert!(l.starts_with(key) && l.contains(" resolved "), "{list}");
     }
-    assert!(lines[1].ends_with(" 6             23"), "{list}");
+    assert!(lines[1].ends_with(" 7             24"), "{list}");
     // phone-z was silenced: nobody was told, the incident is still reviewed.
     let md = review_outbox(f, &["--incident", "phone-z"]);
     let n = row(&md, "Notifications")
@@ -491,14 +491,14 @@ fn reads_while_the_service_writes_and_rebuilds_without_the_ledger() {
     let rows = timeline(a);
     let states: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
     assert_eq!(states, ["firing", "escalated", "resolved"], "{a}");
-    assert_eq!(rows[0][0], "2026-11-20T09:15:43Z");
+    assert_eq!(rows[0][0], "2026-11-20T09:18:41Z");
     assert_eq!(
         rows[1][..4],
-        ["2026-11-20T09:32:00Z", "escalated", "critical", "0.1005"]
+        ["2026-11-20T09:34:00Z", "escalated", "critical", "0.1002"]
     );
     assert_eq!(
         rows[2][..4],
-        ["2026-11-20T12:57:00Z", "resolved", "critical", "0.0212"]
+        ["2026-11-20T12:55:00Z", "resolved", "critical", "0.0215"]
     );
 }
 
