@@ -162,9 +162,11 @@ fn suggested_thresholds_hold_on_a_differently_seeded_stretch() {
 /// on month A, none false); on month B the suggested configuration pages no
 /// false incident and misses 30 of 90 crises, as the configured one does:
 /// the 30 churn waves, too few cancellations at that volume to tell from
-/// chance. Every quality surge and social spike is caught. Before the margin
-/// without `for`, detractor_share went to 0.18 and gave 3 false incidents on
-/// month B.
+/// chance. Every quality surge and social spike is caught. At the demo's
+/// volume (`CRISISWATCH_MONTH_OPM=300`, 263 s): churn_surge_2h 5 → 4, the rest
+/// kept; month B: no false incident, 7 churn waves missed (configured: 13).
+/// Before the margin without `for`, detractor_share went to 0.18 and gave 3
+/// false incidents on month B.
 #[test]
 #[ignore = "a generated month twice through every rule: minutes in a debug build"]
 fn suggest_on_a_month_then_a_second_month() {
