@@ -28,9 +28,10 @@
 //! and achieved rates, crises injected and incidents received, p50/p90/p99/max
 //! (HdrHistogram) and the load/baseline ratio, one `LATENCY` line for
 //! scripts/bench, and where the time went: the latency split into stages by
-//! the service's own log events (the crossing transition leaving the engine
-//! stage, the `open` stored in the outbox; caught by a `tracing` layer, not
-//! printed), the messages in flight before the service's consumer and inside
+//! the producer's delivery report (the broker acknowledged the crossing
+//! event) and the service's own log events (the crossing transition leaving
+//! the engine stage, the `open` stored in the outbox; caught by a `tracing`
+//! layer, not printed), the messages in flight before the service's consumer and inside
 //! the service (its counters, every 250 ms), and the CPU of each thread and
 //! of the broker.
 //!
@@ -62,7 +63,7 @@ use crisiswatch::metrics::Metrics;
 use crisiswatch::run::{run, RunOptions};
 use hdrhistogram::Histogram;
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use kafka_support::broker::Broker;
 use kafka_support::client::create_topics;
@@ -330,8 +331,27 @@ struct Schedule<'a> {
 /// the phase proper and its duration.
 type Offered = (Vec<(String, Instant)>, u64, Duration);
 
+/// When the broker acknowledged each crossing event (the producer's
+/// delivery reports, seen at the pacer's next `poll`, within ~1 ms), by the
+/// crossing's number (1, 2, ...; 0 = any other message).
+#[derive(Default)]
+struct Acks(Mutex<HashMap<usize, Instant>>);
+
+impl rdkafka::ClientContext for Acks {}
+
+impl rdkafka::producer::ProducerContext for Acks {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, r: &rdkafka::producer::DeliveryResult<'_>, id: usize) {
+        if id > 0 && r.is_ok() {
+            self.0.lock().unwrap().insert(id, Instant::now());
+        }
+    }
+}
+
 struct Pacer {
-    producer: BaseProducer,
+    producer: BaseProducer<Acks>,
+    /// Products of the crossing events so far (crossing `i + 1` is index `i`).
+    crossings: Vec<String>,
     /// The service's registry (its processed-messages counter).
     metrics: Arc<Metrics>,
     /// (seconds into the phase, messages handed to the producer that the
@@ -345,15 +365,16 @@ struct Pacer {
 
 impl Pacer {
     fn new(bootstrap: &str, metrics: Arc<Metrics>) -> Pacer {
-        let producer: BaseProducer = ClientConfig::new()
+        let producer: BaseProducer<Acks> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("linger.ms", env_str("CRISISWATCH_BENCH_LINGER_MS", "5"))
             .set("queue.buffering.max.messages", "2000000")
             .set("queue.buffering.max.kbytes", "1048576")
-            .create()
+            .create_with_context(Acks::default())
             .expect("producer");
         Pacer {
             producer,
+            crossings: Vec::new(),
             metrics,
             backlog: Vec::new(),
             seq: 0,
@@ -361,9 +382,9 @@ impl Pacer {
         }
     }
 
-    fn send(&mut self, partition: i32, line: &str) {
+    fn send(&mut self, partition: i32, line: &str, crossing: usize) {
         let mut rec = Some(
-            BaseRecord::<(), str>::to(TOPIC)
+            BaseRecord::<(), str, usize>::with_opaque_to(TOPIC, crossing)
                 .partition(partition)
                 .payload(line),
         );
@@ -418,7 +439,7 @@ impl Pacer {
                 r#"{{"id":"b{n}","type":"cancellation","ts":{ts},"customer_id":"c{customer}","attrs":{{"product":"p{product}","region":"r{region}","channel":"{channel}","segment":"{segment}"}}}}"#
             ),
         };
-        self.send((n % PARTITIONS as u64) as i32, &line);
+        self.send((n % PARTITIONS as u64) as i32, &line, 0);
     }
 
     /// One crisis on product `product`: its events back to back on one
@@ -430,8 +451,14 @@ impl Pacer {
             let line = format!(
                 r#"{{"id":"{product}-{k}","type":"complaint","ts":{ts},"customer_id":"{product}-c{k}","attrs":{{"product":"{product}","region":"r0","channel":"email","segment":"consumer","category":"bench_crisis"}}}}"#
             );
+            let crossing = if k + 1 == CRISIS_EVENTS {
+                self.crossings.push(product.to_string());
+                self.crossings.len()
+            } else {
+                0
+            };
             at = Instant::now();
-            self.send(partition, &line);
+            self.send(partition, &line, crossing);
         }
         at
     }
@@ -601,6 +628,9 @@ struct PhaseResult {
     received: usize,
     /// Crossing event produced → the receiver's 2xx to the `open`.
     total: Lat,
+    /// Produced → the broker acknowledged the crossing event (producer
+    /// queue, `linger.ms`, the produce request).
+    acked: Lat,
     /// Produced → the crossing transition leaves the engine stage (producer,
     /// broker, consumer thread, channel, decode, sequencer, engine).
     engine: Lat,
@@ -672,6 +702,12 @@ fn measure(
     );
 
     let arrived = opens(hook);
+    let acks: HashMap<String, Instant> = {
+        let acks = pacer.producer.context().0.lock().unwrap();
+        acks.iter()
+            .filter_map(|(id, at)| Some((pacer.crossings.get(id - 1)?.clone(), *at)))
+            .collect()
+    };
     let transitions = stamps.transition.lock().unwrap();
     let stored = stamps.open.lock().unwrap();
     let mut r = PhaseResult {
@@ -680,6 +716,7 @@ fn measure(
         crises: produced.len(),
         received: 0,
         total: Lat::new(),
+        acked: Lat::new(),
         engine: Lat::new(),
         outbox: Lat::new(),
         delivery: Lat::new(),
@@ -691,6 +728,9 @@ fn measure(
         };
         r.received += 1;
         r.total.add(*at, *got);
+        if let Some(a) = acks.get(product) {
+            r.acked.add(*at, *a);
+        }
         if let (Some(t), Some(s)) = (transitions.get(product), stored.get(product)) {
             r.engine.add(*at, *t);
             r.outbox.add(*t, *s);
@@ -729,7 +769,8 @@ fn measure(
     }
     eprintln!("{name}: by quarter: {}", trend.join("; "));
     eprintln!(
-        "{name}: stages: produced -> transition (producer, broker, consumer, engine) {}; -> open stored (outbox) {}; -> receiver 2xx (delivery) {}",
+        "{name}: stages: produced -> acknowledged by the broker {}; produced -> transition (producer, broker, consumer, engine) {}; -> open stored (outbox) {}; -> receiver 2xx (delivery) {}",
+        r.acked.short(),
         r.engine.short(),
         r.outbox.short(),
         r.delivery.short()
@@ -848,7 +889,7 @@ fn main() {
     }
     let ratio = load.total.q(0.99) / base.total.q(0.99).max(0.001);
     println!(
-        "LATENCY offered={:.0} achieved={:.0} crises={} incidents={} p50_ms={:.1} p90_ms={:.1} p99_ms={:.1} max_ms={:.1} base_rate={:.0} base_crises={} base_incidents={} base_p50_ms={:.1} base_p99_ms={:.1} ratio_p99={:.2} engine_p99_ms={:.1} outbox_p99_ms={:.1} delivery_p99_ms={:.1} before_consumer={:.2} loadavg={}",
+        "LATENCY offered={:.0} achieved={:.0} crises={} incidents={} p50_ms={:.1} p90_ms={:.1} p99_ms={:.1} max_ms={:.1} base_rate={:.0} base_crises={} base_incidents={} base_p50_ms={:.1} base_p99_ms={:.1} ratio_p99={:.2} acked_p99_ms={:.1} engine_p99_ms={:.1} outbox_p99_ms={:.1} delivery_p99_ms={:.1} before_consumer={:.2} loadavg={}",
         load.rate,
         load.achieved,
         load.crises,
@@ -863,6 +904,7 @@ fn main() {
         base.total.q(0.5),
         base.total.q(0.99),
         ratio,
+        load.acked.q(0.99),
         load.engine.q(0.99),
         load.outbox.q(0.99),
         load.delivery.q(0.99),
