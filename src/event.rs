@@ -221,7 +221,7 @@ pub(crate) fn truncate_bytes(s: &str, max: usize) -> &str {
 }
 
 /// Limits applied while decoding.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DecodeLimits {
     /// Inputs larger than this are rejected before parsing.
     pub max_event_bytes: usize,

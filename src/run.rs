@@ -38,7 +38,7 @@ use crate::config::Config;
 use crate::engine::{EngineError, EngineStats, ShardedEngine};
 use crate::http::{self, AppState, HttpError};
 use crate::metrics::{Metrics, MetricsError};
-use crate::source::context::Shared;
+use crate::source::context::{ArrivalDecode, Shared};
 use crate::source::dlq::DeadLetters;
 use crate::source::health::Health;
 use crate::source::metrics::SourceMetrics;
@@ -162,6 +162,10 @@ pub async fn run(
         tracker: std::sync::Mutex::new(OffsetTracker::new()),
         health: Health::new(Instant::now()),
         stopping: std::sync::atomic::AtomicBool::new(false),
+        arrival: ArrivalDecode::new(
+            *engine.limits(),
+            k.topics.iter().map(|t| t.default_type.clone()).collect(),
+        ),
     });
     let state = AppState::new(Arc::clone(&metrics));
     let (reload_rx, reload_metrics) = crate::admin::set_up(

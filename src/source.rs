@@ -5,15 +5,17 @@
 //!
 //! ```text
 //!  broker ─► consumer thread ─► bounded channel ─► engine stage (run::pipeline) ─► transitions
-//!            (poll, batch,      of [`SourceMsg`]    (decode, apply, watermarks,
-//!             rebalances,                            dead letters, offsets)
+//!            (poll, batch,      of [`SourceMsg`]    (apply, watermarks,
+//!             decode,                                dead letters, offsets)
+//!             rebalances,
 //!             commits, stats)          ▲                       │
 //!                  └────── commit ◄── [`offsets::OffsetTracker`] ◄┘
 //! ```
 //!
 //! * [`kafka`] owns the librdkafka consumer on a dedicated thread: it polls,
-//!   copies messages into [`Batch`]es, hands them to the engine stage through a
-//!   bounded channel (backpressure: memory does not grow with lag), and commits.
+//!   copies messages into [`Batch`]es, decodes them, hands them to the engine
+//!   stage through a bounded channel (backpressure: memory does not grow with
+//!   lag), and commits.
 //! * [`context`] handles librdkafka's callbacks: rebalances (a revoke drains the
 //!   engine and commits before the partitions are released), commit results,
 //!   statistics (lag, broker liveness) and logs.
@@ -36,6 +38,8 @@ pub mod watermarks;
 use std::ops::Range;
 
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+
+use crate::event::{decode_into, DecodeLimits, Event, Invalid, OwnedEvent};
 
 /// Errors of the Kafka source.
 #[derive(Debug, thiserror::Error)]
@@ -106,12 +110,21 @@ struct Slot {
     headers: Range<usize>,
 }
 
-/// Messages copied into one contiguous buffer: one allocation per batch, not per message.
+/// A message's value decoded on arrival: the event (owning its bytes, ready
+/// to be held by the sequencer) or why it is invalid.
+pub(crate) type Arrival = Result<OwnedEvent, Invalid>;
+
+/// Messages copied into one contiguous buffer: one allocation per batch, not
+/// per message; and, once [`Batch::decode`] ran (the consumer thread runs it
+/// before handing the batch over), each message's value decoded.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     buf: Vec<u8>,
     slots: Vec<Slot>,
     headers: Vec<Header>,
+    /// One per slot once decoded, with the limits used.
+    arrivals: Vec<Arrival>,
+    decoded_with: Option<DecodeLimits>,
 }
 
 /// One message of a [`Batch`].
@@ -174,6 +187,55 @@ impl Batch {
         self.buf.len()
     }
 
+    /// Decodes every message's value (the value of a topic without a `type`
+    /// gets the topic's `default_types` entry), checking future skew against
+    /// the wall clock `now_ms`. Moves decoding off the engine stage: the
+    /// consumer thread does it while the engine applies the batch before.
+    pub(crate) fn decode(
+        &mut self,
+        limits: &DecodeLimits,
+        default_types: &[Option<String>],
+        now_ms: i64,
+    ) {
+        let Batch {
+            buf,
+            slots,
+            arrivals,
+            decoded_with,
+            ..
+        } = self;
+        arrivals.clear();
+        arrivals.reserve(slots.len());
+        let mut ev = Event::default();
+        for s in slots.iter() {
+            let raw = &buf[s.payload.clone()];
+            let default_type = default_types
+                .get(usize::from(s.at.topic))
+                .and_then(|t| t.as_deref());
+            arrivals.push(
+                decode_into(raw, limits, Some(now_ms), default_type, &mut ev)
+                    .map(|()| OwnedEvent::new(&ev, raw)),
+            );
+        }
+        *decoded_with = Some(*limits);
+    }
+
+    /// The decoded messages, one per record in order, taken out of the batch;
+    /// decoded now if the batch was not decoded with `limits` (a reload
+    /// changed them since).
+    pub(crate) fn take_arrivals(
+        &mut self,
+        limits: &DecodeLimits,
+        default_types: &[Option<String>],
+        now_ms: i64,
+    ) -> Vec<Arrival> {
+        if self.decoded_with.as_ref() != Some(limits) || self.arrivals.len() != self.slots.len() {
+            self.decode(limits, default_types, now_ms);
+        }
+        self.decoded_with = None;
+        std::mem::take(&mut self.arrivals)
+    }
+
     /// The messages, in the order they were consumed.
     pub(crate) fn records(&self) -> impl Iterator<Item = Record<'_>> + '_ {
         self.slots.iter().map(|s| Record {
@@ -183,5 +245,112 @@ impl Batch {
             key: s.key.clone().map(|k| &self.buf[k]),
             headers: &self.headers[s.headers.clone()],
         })
+    }
+}
+
+#[cfg(test)]
+impl Batch {
+    /// Adds a message without key or headers (tests).
+    pub(crate) fn push_value(&mut self, at: Partition, offset: i64, payload: &[u8]) {
+        let payload = self.copy(payload);
+        let first = self.headers.len();
+        self.slots.push(Slot {
+            at,
+            offset,
+            payload,
+            key: None,
+            headers: first..first,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{decode_with_default, InvalidReason};
+
+    fn batch() -> Batch {
+        let mut b = Batch::default();
+        let at = |topic| Partition {
+            topic,
+            partition: 0,
+        };
+        for (i, (topic, line)) in [
+            (
+                0,
+                r#"{"id":"a","type":"complaint","ts":1000,"attrs":{"product":"p"}}"#,
+            ),
+            (0, r#"{"id":"b","type":"feedback","ts":2000,"score":9}"#),
+            (0, r#"{"id":"c","type":"complaint","ts":"#),
+            (1, r#"{"id":"d","ts":3000}"#),
+            (0, r#"{"id":"e","ts":3000}"#),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            b.push_value(at(topic), i as i64, line.as_bytes());
+        }
+        b
+    }
+
+    /// What the engine stage used to do itself: decode each record on arrival.
+    fn direct(b: &Batch, limits: &DecodeLimits, types: &[Option<String>]) -> Vec<String> {
+        b.records()
+            .map(|r| {
+                let t = types[usize::from(r.at.topic)].as_deref();
+                match decode_with_default(r.payload, limits, Some(0), t) {
+                    Ok(ev) => format!("{:?}", OwnedEvent::new(&ev, r.payload).event()),
+                    Err(inv) => format!("{}: {}", inv.reason, inv.detail),
+                }
+            })
+            .collect()
+    }
+
+    fn shown(arrivals: &[Arrival]) -> Vec<String> {
+        arrivals
+            .iter()
+            .map(|a| match a {
+                Ok(ev) => format!("{:?}", ev.event()),
+                Err(inv) => format!("{}: {}", inv.reason, inv.detail),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arrivals_are_what_decoding_each_record_gives() {
+        let types = vec![None, Some("order".to_string())];
+        let limits = DecodeLimits::default();
+        let mut b = batch();
+        let want = direct(&b, &limits, &types);
+        b.decode(&limits, &types, 0);
+        let got = b.take_arrivals(&limits, &types, 0);
+        assert_eq!(shown(&got), want);
+        // The second topic's default type; the first topic has none.
+        assert!(got[3].as_ref().is_ok_and(|e| e.kind() == "order"));
+        assert!(got[4].is_err());
+        assert!(got[2]
+            .as_ref()
+            .is_err_and(|inv| inv.reason == InvalidReason::NotJson));
+        // Not decoded beforehand (or taken already): decoded on the spot.
+        let mut fresh = batch();
+        assert_eq!(shown(&fresh.take_arrivals(&limits, &types, 0)), want);
+        assert_eq!(shown(&b.take_arrivals(&limits, &types, 0)), want);
+    }
+
+    #[test]
+    fn a_batch_decoded_with_other_limits_is_decoded_again() {
+        let types = vec![None, None];
+        let before = DecodeLimits::default();
+        let after = DecodeLimits {
+            score_range: (1.0, 5.0),
+            ..before
+        };
+        let mut b = batch();
+        b.decode(&before, &types, 0);
+        let got = b.take_arrivals(&after, &types, 0);
+        assert_eq!(shown(&got), direct(&b, &after, &types));
+        assert!(got[1]
+            .as_ref()
+            .is_err_and(|inv| inv.reason == InvalidReason::OutOfRange));
     }
 }

@@ -90,6 +90,14 @@ impl OwnedEvent {
         self.ts
     }
 
+    /// The event's type.
+    pub(crate) fn kind(&self) -> &str {
+        self.spans
+            .get(1)
+            .and_then(|&s| std::str::from_utf8(self.bytes(s)).ok())
+            .unwrap_or_default()
+    }
+
     /// The input bytes the event was decoded from.
     pub(crate) fn raw(&self) -> &[u8] {
         &self.buf[..self.raw_len]

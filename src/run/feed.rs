@@ -18,8 +18,8 @@
 //! the number of workers.
 //!
 //! Events are held decoded ([`OwnedEvent`], as `replay` holds them): a message
-//! is decoded once, on arrival, and its release lends the engine the event
-//! without parsing it again.
+//! is decoded once, on arrival (by the consumer thread), and its release
+//! lends the engine the event without parsing it again.
 
 use std::time::Instant;
 
@@ -155,19 +155,19 @@ impl LiveFeed {
             key: None,
             headers: &[],
         };
-        self.offer_record(engine, &rec, ev, now, out)
+        self.offer_record(engine, &rec, OwnedEvent::new(ev, raw), now, out)
     }
 
-    /// Offers the valid event `ev` of message `rec`. It is held (returns
-    /// `None`) — by the sequencer, or by the partition's clock-jump guard
-    /// (refuted: see [`LiveFeed::take_refuted`]) — or, more than
-    /// `allowed_lateness` behind the watermark, applied at once (returns its
-    /// outcome).
+    /// Offers the valid event `ev` (decoded on arrival) of message `rec`. It
+    /// is held (returns `None`) — by the sequencer, or by the partition's
+    /// clock-jump guard (refuted: see [`LiveFeed::take_refuted`]) — or, more
+    /// than `allowed_lateness` behind the watermark, applied at once (returns
+    /// its outcome).
     pub(crate) fn offer_record(
         &mut self,
         engine: &mut ShardedEngine,
         rec: &Record<'_>,
-        ev: &Event<'_>,
+        ev: OwnedEvent,
         now: Instant,
         out: &mut Vec<Transition>,
     ) -> Option<Outcome> {
@@ -183,15 +183,20 @@ impl LiveFeed {
                 .find(|(p, _)| *p == rec.at)
                 .and_then(|(_, c)| c)
         };
-        let pass = match self.clock.offer(rec, ev, restored) {
-            Pass::This => return self.pass_this(engine, origin, ev, rec.payload, now, out),
+        let pass = match self.clock.offer(rec, ev.ts(), restored) {
+            Pass::This => return self.pass_this(engine, origin, ev, now, out),
             Pass::Held => return None,
             Pass::Some(pass) => pass,
         };
         let mut outcome = None;
+        let mut this = Some(ev);
         for item in pass {
             match item {
-                None => outcome = self.pass_this(engine, origin, ev, rec.payload, now, out),
+                None => {
+                    if let Some(ev) = this.take() {
+                        outcome = self.pass_this(engine, origin, ev, now, out);
+                    }
+                }
                 Some(s) => {
                     self.watermarks.observe(s.origin.at, s.ts, now);
                     self.clock.passed(s.origin, s.ts);
@@ -232,19 +237,19 @@ impl LiveFeed {
         &mut self,
         engine: &mut ShardedEngine,
         origin: Origin,
-        ev: &Event<'_>,
-        raw: &[u8],
+        ev: OwnedEvent,
         now: Instant,
         out: &mut Vec<Transition>,
     ) -> Option<Outcome> {
-        self.watermarks.observe(origin.at, ev.ts, now);
-        self.clock.passed(origin, ev.ts);
-        let held = HeldEvent {
-            ev: OwnedEvent::new(ev, raw),
-            origin,
-        };
+        let ts = ev.ts();
+        self.watermarks.observe(origin.at, ts, now);
+        self.clock.passed(origin, ts);
+        let held = HeldEvent { ev, origin };
         // Not held: it cannot be put in its place any more.
-        let outcome = self.seq.offer(held).map(|_| apply_one(engine, ev, out));
+        let outcome = self
+            .seq
+            .offer(held)
+            .and_then(|h| h.ev.event().map(|ev| apply_one(engine, &ev, out)));
         if let Some(o) = outcome {
             self.clock.counted(o == Outcome::Late);
         }

@@ -1,8 +1,10 @@
 //! The engine stage of `crisiswatch run`: batches from the consumer thread in,
 //! transitions out.
 //!
-//! One task owns the [`Engine`]. For each message it decodes the value (with
-//! the topic's default `type`) and hands a valid event to the [`LiveFeed`]
+//! One task owns the [`Engine`]. Each message arrives decoded (the consumer
+//! thread decodes a batch, with the topic's default `type`, while this task
+//! applies the one before; a batch decoded with limits a configuration reload
+//! has since changed is decoded again here). A valid event goes to the [`LiveFeed`]
 //! (which holds it until the watermark passes it, then applies it in
 //! event-time order — see `crate::sequencer`), or counts an invalid one and
 //! hands it to the dead-letter producer. A message's offset stays pending in
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::alert::{State, Transition};
 use crate::clock::IdleClock;
 use crate::engine::{Outcome, ShardedEngine};
-use crate::event::{decode_with_default, InvalidReason};
+use crate::event::InvalidReason;
 use crate::http::AppState;
 use crate::metrics::Recorder;
 use crate::source::context::Shared;
@@ -251,7 +253,7 @@ impl Stage {
         state: &AppState,
     ) -> Result<(), RunError> {
         match msg {
-            SourceMsg::Batch(b) => self.batch(&b, state).await?,
+            SourceMsg::Batch(b) => self.batch(b, state).await?,
             SourceMsg::Assigned(parts) => {
                 let now = Instant::now();
                 for p in parts {
@@ -309,10 +311,17 @@ impl Stage {
         }
     }
 
-    async fn batch(&mut self, b: &Batch, state: &AppState) -> Result<(), RunError> {
+    async fn batch(&mut self, mut b: Batch, state: &AppState) -> Result<(), RunError> {
         let now = Instant::now();
         let now_ms = chrono::Utc::now().timestamp_millis();
         let limits = *self.engine.limits();
+        if self.shared.arrival.limits() != limits {
+            // A reload changed them: the consumer thread decodes with these
+            // from now on, and this batch is decoded again below.
+            self.shared.arrival.set_limits(limits);
+        }
+        // Decoded on the consumer thread, while this task applied the batch before.
+        let arrivals = b.take_arrivals(&limits, &self.settings.default_types, now_ms);
         let topics = self.shared.topics.len();
         let mut processed = vec![0u64; topics];
         let mut late = vec![0u64; topics];
@@ -324,10 +333,9 @@ impl Stage {
         // Valid messages applied at once (behind the watermark).
         let mut now_applied: Vec<Origin> = Vec::new();
         let mut progress = BatchProgress::default();
-        for rec in b.records() {
+        for (rec, arrival) in b.records().zip(arrivals) {
             let t = usize::from(rec.at.topic);
             processed[t] += 1;
-            let default_type = self.settings.default_types[t].as_deref();
             let part = progress.partition(rec.at, rec.offset);
             if let Some(d) = &mut self.durable {
                 if d.covered(rec.at, rec.offset) {
@@ -335,12 +343,13 @@ impl Stage {
                     continue;
                 }
             }
-            match decode_with_default(rec.payload, &limits, Some(now_ms), default_type) {
+            match arrival {
                 Ok(ev) => {
-                    part.max_ts = Some(part.max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
+                    let ts = ev.ts();
+                    part.max_ts = Some(part.max_ts.map_or(ts, |m| m.max(ts)));
                     seen_valid = true;
                     if let Some(r) = self.recorders.get_mut(t) {
-                        r.event(&ev.kind, now_ms.saturating_sub(ev.ts));
+                        r.event(ev.kind(), now_ms.saturating_sub(ts));
                     }
                     let origin = Origin {
                         at: rec.at,
@@ -348,7 +357,7 @@ impl Stage {
                     };
                     match self
                         .feed
-                        .offer_record(&mut self.engine, &rec, &ev, now, &mut self.out)
+                        .offer_record(&mut self.engine, &rec, ev, now, &mut self.out)
                     {
                         None => held.push(origin),
                         Some(outcome) => {

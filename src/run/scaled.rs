@@ -47,7 +47,7 @@ use crate::engine::EngineError;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::repartition::Splitter;
-use crate::source::context::Shared;
+use crate::source::context::{ArrivalDecode, Shared};
 use crate::source::dlq::DeadLetters;
 use crate::source::health::Health;
 use crate::source::metrics::SourceMetrics;
@@ -206,6 +206,10 @@ pub(crate) async fn run(
         tracker: std::sync::Mutex::new(OffsetTracker::new()),
         health: Health::new(Instant::now()),
         stopping: AtomicBool::new(false),
+        arrival: ArrivalDecode::new(
+            cfg.engine.decode_limits(),
+            k.topics.iter().map(|t| t.default_type.clone()).collect(),
+        ),
     });
     let state = AppState::new(Arc::clone(&metrics));
     // The admin token and read access, for operator actions (no reload here).

@@ -23,6 +23,7 @@ use super::health::Health;
 use super::metrics::SourceMetrics;
 use super::offsets::OffsetTracker;
 use super::{Batch, Partition, SourceMsg};
+use crate::event::DecodeLimits;
 
 /// State shared by the consumer thread, the engine stage and the dead-letter tasks.
 #[derive(Debug)]
@@ -39,6 +40,43 @@ pub(crate) struct Shared {
     /// writes its last checkpoint at that drain and none after (the consumer
     /// then forgets its partitions).
     pub(crate) stopping: std::sync::atomic::AtomicBool,
+    /// How the consumer thread decodes messages before handing them over.
+    pub(crate) arrival: ArrivalDecode,
+}
+
+/// The decoding settings of the consumer thread: the engine's limits (a
+/// configuration reload may change them: the engine stage then sets them
+/// here, and decodes again any batch decoded with the old ones) and each
+/// topic's default type.
+#[derive(Debug)]
+pub(crate) struct ArrivalDecode {
+    limits: Mutex<DecodeLimits>,
+    default_types: Vec<Option<String>>,
+}
+
+impl ArrivalDecode {
+    /// Settings for `default_types` (per topic, by index) and `limits`.
+    pub(crate) fn new(limits: DecodeLimits, default_types: Vec<Option<String>>) -> Self {
+        ArrivalDecode {
+            limits: Mutex::new(limits),
+            default_types,
+        }
+    }
+
+    /// The limits messages are decoded with.
+    pub(crate) fn limits(&self) -> DecodeLimits {
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Decode with `limits` from now on.
+    pub(crate) fn set_limits(&self, limits: DecodeLimits) {
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner()) = limits;
+    }
+
+    /// Each topic's default type, by index.
+    pub(crate) fn default_types(&self) -> &[Option<String>] {
+        &self.default_types
+    }
 }
 
 impl Shared {
@@ -116,8 +154,14 @@ impl SourceContext {
 
     /// Hands the batch being filled to the engine stage.
     pub(crate) fn flush(&self) {
-        let batch = std::mem::take(&mut *self.batch());
+        let mut batch = std::mem::take(&mut *self.batch());
         if !batch.is_empty() {
+            let arrival = &self.shared.arrival;
+            batch.decode(
+                &arrival.limits(),
+                arrival.default_types(),
+                chrono::Utc::now().timestamp_millis(),
+            );
             self.send(SourceMsg::Batch(batch));
         }
     }

@@ -3,8 +3,9 @@
 //! librdkafka runs rebalance callbacks inside `poll`, and a revoke must block
 //! until the engine stage has caught up; so the consumer lives on its own OS
 //! thread with a [`BaseConsumer`], never on the async runtime. Messages are
-//! copied into a [`Batch`](super::Batch) and sent through a bounded channel
-//! (blocking when it is full: backpressure). Offsets are committed only from
+//! copied into a [`Batch`](super::Batch), decoded there (on this thread, so
+//! that decoding overlaps the engine stage's work on the batch before) and
+//! sent through a bounded channel (blocking when it is full: backpressure). Offsets are committed only from
 //! the [`OffsetTracker`](super::offsets::OffsetTracker), every
 //! `commit_interval` (asynchronously), on revoke and on shutdown (synchronously).
 //! librdkafka's own prefetch is bounded by `queued.max.messages.kbytes`.

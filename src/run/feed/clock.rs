@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::backtest::clock_watch::{ClockMove, ClockWatch};
 use crate::backtest::input::LineRef;
-use crate::event::{format_ts, DecodeLimits, Event};
+use crate::event::{format_ts, DecodeLimits};
 use crate::sequencer::JumpGuard;
 use crate::source::{Header, Partition, Record};
 
@@ -120,7 +120,7 @@ impl LiveClock {
     pub(super) fn offer(
         &mut self,
         rec: &Record<'_>,
-        ev: &Event<'_>,
+        ts: i64,
         restored: impl FnOnce() -> Option<i64>,
     ) -> Pass {
         if self.max_jump_ms <= 0 {
@@ -131,15 +131,15 @@ impl LiveClock {
             .guards
             .entry(rec.at)
             .or_insert_with(|| JumpGuard::new(max, confirm).with_clock(restored()));
-        if guard.pass_quick(ev.ts) {
+        if guard.pass_quick(ts) {
             return Pass::This;
         }
-        let suspect = guard.jump_detail(ev.ts).map(|detail| Suspect {
+        let suspect = guard.jump_detail(ts).map(|detail| Suspect {
             origin: Origin {
                 at: rec.at,
                 offset: rec.offset,
             },
-            ts: ev.ts,
+            ts,
             raw: rec.payload.into(),
             key: rec.key.map(Into::into),
             headers: rec.headers.to_vec(),
@@ -147,7 +147,7 @@ impl LiveClock {
         });
         let held = suspect.is_some();
         let from = guard.clock();
-        let v = guard.offer(ev.ts, suspect);
+        let v = guard.offer(ts, suspect);
         for s in v.rejected.into_iter().flatten() {
             self.refute(s);
         }

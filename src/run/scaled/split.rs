@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use super::internal::Ordered;
 use super::{ScaledError, ScaledMetrics, Topics};
-use crate::event::decode_with_default;
 use crate::repartition::{Envelope, Source, Splitter};
 use crate::run::progress::BatchProgress;
 use crate::source::context::Shared;
@@ -103,7 +102,7 @@ impl SplitStage {
     /// Handles one message of the consumer thread.
     pub(crate) async fn handle(&mut self, msg: SourceMsg) -> Result<(), ScaledError> {
         match msg {
-            SourceMsg::Batch(b) => self.batch(&b).await?,
+            SourceMsg::Batch(b) => self.batch(b).await?,
             SourceMsg::Assigned(parts) => {
                 let now = Instant::now();
                 for p in parts {
@@ -199,7 +198,7 @@ impl SplitStage {
         }
     }
 
-    async fn batch(&mut self, b: &Batch) -> Result<(), ScaledError> {
+    async fn batch(&mut self, mut b: Batch) -> Result<(), ScaledError> {
         let now = Instant::now();
         let now_ms = chrono::Utc::now().timestamp_millis();
         let limits = *self.splitter.limits();
@@ -210,7 +209,10 @@ impl SplitStage {
             self.last_message = now;
             self.quiet_sent = None;
         }
-        for rec in b.records() {
+        // Decoded on the consumer thread (again here only after a reload
+        // changed the limits).
+        let arrivals = b.take_arrivals(&limits, &self.default_types, now_ms);
+        for (rec, arrival) in b.records().zip(arrivals) {
             let t = usize::from(rec.at.topic);
             processed[t] += 1;
             progress.partition(rec.at, rec.offset);
@@ -218,9 +220,10 @@ impl SplitStage {
             if let Some(a) = self.assigned.get_mut(&src) {
                 *a = (now, false);
             }
-            let default_type = self.default_types.get(t).and_then(|d| d.as_deref());
-            match decode_with_default(rec.payload, &limits, Some(now_ms), default_type) {
-                Ok(ev) => {
+            match arrival {
+                Ok(owned) => {
+                    // Always lent: the event decoded from UTF-8 bytes.
+                    let Some(ev) = owned.event() else { continue };
                     if let Some((targets, env)) = self.splitter.split(src, &ev, rec.payload) {
                         let bytes = env.encode();
                         for q in targets {
