@@ -166,6 +166,7 @@ pub async fn run(
             *engine.limits(),
             k.topics.iter().map(|t| t.default_type.clone()).collect(),
         ),
+        delivered: std::sync::Mutex::new(std::collections::BTreeMap::new()),
     });
     let state = AppState::new(Arc::clone(&metrics));
     let (reload_rx, reload_metrics) = crate::admin::set_up(

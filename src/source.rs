@@ -220,6 +220,17 @@ impl Batch {
         *decoded_with = Some(*limits);
     }
 
+    /// The partitions with at least one valid event in the batch (once decoded).
+    pub(crate) fn delivering(&self) -> impl Iterator<Item = Partition> {
+        let mut parts: Vec<Partition> = Vec::new();
+        for (s, a) in self.slots.iter().zip(&self.arrivals) {
+            if a.is_ok() && !parts.contains(&s.at) {
+                parts.push(s.at);
+            }
+        }
+        parts.into_iter()
+    }
+
     /// The decoded messages, one per record in order, taken out of the batch;
     /// decoded now if the batch was not decoded with `limits` (a reload
     /// changed them since).

@@ -255,10 +255,42 @@ fn kill_9_and_restart_sends_what_an_uninterrupted_run_sends() {
     std::thread::sleep(Duration::from_secs(2));
     let (got, _) = notifications(&rb);
     assert!(kills >= 10, "{kills} kills");
-    assert_eq!(
-        got, want,
-        "notifications after {kills} kills vs. uninterrupted"
-    );
+    if got != want {
+        // What differs, with its reason and time, and every warning the
+        // services logged (late events, clock jumps), to tell why.
+        let differing: Vec<String> = rb
+            .bodies()
+            .iter()
+            .filter(|b| {
+                let k = (
+                    b["dedup_key"].as_str().unwrap_or_default().to_string(),
+                    b["action"].as_str().unwrap_or_default().to_string(),
+                );
+                !want.contains(&k)
+            })
+            .map(|b| {
+                format!(
+                    "{} {} seq {} reason {} at {}",
+                    b["dedup_key"], b["action"], b["seq"], b["reason"], b["at"]
+                )
+            })
+            .collect();
+        let mut warnings = String::new();
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "stderr") {
+                for l in std::fs::read_to_string(&p).unwrap_or_default().lines() {
+                    if l.contains(" WARN ") || l.contains("Incident ") {
+                        warnings.push_str(&format!("{}: {l}\n", p.display()));
+                    }
+                }
+            }
+        }
+        panic!(
+            "notifications after {kills} kills differ from the uninterrupted run's\n\
+             got:  {got:?}\nwant: {want:?}\nnot in the uninterrupted run: {differing:#?}\n{warnings}"
+        );
+    }
     // Every resolve came from the engine: no incident was closed because a
     // restored engine seemed to lack its alerts.
     let reasons: BTreeSet<String> = rb

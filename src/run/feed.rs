@@ -128,6 +128,15 @@ impl LiveFeed {
         self.watermarks.assign(at, now);
     }
 
+    /// Valid events of these partitions reached the consumer thread at these
+    /// instants (the engine stage may not have reached them yet): none of
+    /// them is idle before its timeout from then.
+    pub(crate) fn received(&mut self, delivered: &[(Partition, Instant)]) {
+        for &(at, when) in delivered {
+            self.watermarks.received(at, when);
+        }
+    }
+
     /// A partition was revoked: its held events are dropped (the next owner
     /// reads them again from the committed offset, which cannot pass them).
     pub(crate) fn revoke(&mut self, at: Partition) -> usize {

@@ -399,6 +399,8 @@ impl Stage {
         }
         let mut released: Vec<Origin> = Vec::new();
         let late_ref = &mut late;
+        // Partitions whose events wait in the channel are not idle.
+        self.feed.received(&self.shared.delivered());
         self.feed
             .release(&mut self.engine, now, None, &mut self.out, |o, outcome| {
                 if outcome == Outcome::Late {
@@ -470,6 +472,7 @@ impl Stage {
     fn advance(&mut self, now: Instant, floor: Option<i64>) -> Result<(), RunError> {
         let mut released: Vec<Origin> = Vec::new();
         let mut late = vec![0u64; self.shared.topics.len()];
+        self.feed.received(&self.shared.delivered());
         self.feed
             .release(&mut self.engine, now, floor, &mut self.out, |o, outcome| {
                 if outcome == Outcome::Late {

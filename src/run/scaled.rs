@@ -210,6 +210,7 @@ pub(crate) async fn run(
             cfg.engine.decode_limits(),
             k.topics.iter().map(|t| t.default_type.clone()).collect(),
         ),
+        delivered: std::sync::Mutex::new(std::collections::BTreeMap::new()),
     });
     let state = AppState::new(Arc::clone(&metrics));
     // The admin token and read access, for operator actions (no reload here).

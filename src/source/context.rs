@@ -6,7 +6,7 @@
 //! consumed so far (a barrier through the same channel), the offsets are
 //! committed synchronously, and only then are the partitions released.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -42,6 +42,10 @@ pub(crate) struct Shared {
     pub(crate) stopping: std::sync::atomic::AtomicBool,
     /// How the consumer thread decodes messages before handing them over.
     pub(crate) arrival: ArrivalDecode,
+    /// When the consumer thread last handed over a valid event of each
+    /// partition: a partition with events on their way to the engine stage is
+    /// not idle ([`Watermarks::received`](super::watermarks::Watermarks::received)).
+    pub(crate) delivered: Mutex<BTreeMap<Partition, Instant>>,
 }
 
 /// The decoding settings of the consumer thread: the engine's limits (a
@@ -80,6 +84,20 @@ impl ArrivalDecode {
 }
 
 impl Shared {
+    /// Notes that a valid event of each of `parts` was handed over at `when`.
+    pub(crate) fn note_delivered(&self, parts: impl Iterator<Item = Partition>, when: Instant) {
+        let mut d = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
+        for p in parts {
+            d.insert(p, when);
+        }
+    }
+
+    /// When a valid event of each partition was last handed over.
+    pub(crate) fn delivered(&self) -> Vec<(Partition, Instant)> {
+        let d = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
+        d.iter().map(|(&p, &t)| (p, t)).collect()
+    }
+
     /// The offset tracker, locked (a panic elsewhere cannot poison progress).
     pub(crate) fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
         self.tracker.lock().unwrap_or_else(|p| p.into_inner())
@@ -162,6 +180,8 @@ impl SourceContext {
                 arrival.default_types(),
                 chrono::Utc::now().timestamp_millis(),
             );
+            self.shared
+                .note_delivered(batch.delivering(), Instant::now());
             self.send(SourceMsg::Batch(batch));
         }
     }

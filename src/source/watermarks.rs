@@ -6,8 +6,10 @@
 //! partition's newest event time: events of a partition that is ahead wait in
 //! the engine's future panes instead of making the slower partitions' events
 //! late. A partition is active while it delivered a valid event within
-//! `idle_partition_timeout`; a newly assigned partition holds the clock until it
-//! delivers or that timeout passes. An idle partition stops holding the clock
+//! `idle_partition_timeout` — delivered to the consumer thread, not applied
+//! by the engine stage: a partition whose events wait in the channel behind
+//! other partitions' (a slow engine stage, a stalled disk) is not idle; a newly
+//! assigned partition holds the clock until it delivers or that timeout passes. An idle partition stops holding the clock
 //! back, so one quiet partition cannot freeze alert resolution; when every
 //! partition is idle the clock is the newest event time seen, and
 //! [`IdleClock`](crate::clock::IdleClock) advances it with the wall clock.
@@ -47,6 +49,16 @@ impl Watermarks {
             max_ts: None,
             last_seen: now,
         });
+    }
+
+    /// The consumer received a valid event of `at` at `when`, which the engine
+    /// stage has not reached yet (it is queued behind other partitions'
+    /// events): the partition is not idle, whatever the engine's backlog. A
+    /// partition not assigned here is ignored.
+    pub(crate) fn received(&mut self, at: Partition, when: Instant) {
+        if let Some(p) = self.parts.get_mut(&at) {
+            p.last_seen = p.last_seen.max(when);
+        }
     }
 
     /// A partition was revoked: it no longer counts.
@@ -177,5 +189,33 @@ mod tests {
         assert_eq!(w.target(t3), Some(3_000));
         w.revoke(p(1));
         assert_eq!(w.target(t3), Some(8_000));
+        w.received(p(1), t3 + Duration::from_secs(1));
+        assert_eq!(w.counts(t3), (1, 0), "a revoked partition stays out");
+    }
+
+    #[test]
+    fn a_partition_whose_events_are_on_their_way_is_not_idle() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(Duration::from_secs(2));
+        w.assign(p(0), t0);
+        w.assign(p(1), t0);
+        w.observe(p(0), 5_000, t0);
+        w.observe(p(1), 5_000, t0);
+        // The consumer got partition 1's next events at 1.5 s; the engine
+        // stage, behind, applies partition 0's until 3 s.
+        w.received(p(1), t0 + Duration::from_millis(1_500));
+        let t1 = t0 + Duration::from_secs(3);
+        w.observe(p(0), 300_000, t1);
+        assert_eq!(
+            w.target(t1),
+            Some(5_000),
+            "partition 1 still holds the clock"
+        );
+        // An older note changes nothing.
+        w.received(p(1), t0);
+        assert_eq!(w.target(t1), Some(5_000));
+        // Nothing more from partition 1 for the timeout: idle.
+        let t2 = t0 + Duration::from_millis(3_600);
+        assert_eq!(w.target(t2), Some(300_000));
     }
 }
