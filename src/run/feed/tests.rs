@@ -231,3 +231,55 @@ fn the_stream_fires_and_resolves() {
     assert!(out.iter().any(|l| l.contains("\"firing\"")), "{out:?}");
     assert!(out.iter().any(|l| l.contains("\"resolved\"")), "{out:?}");
 }
+
+#[test]
+fn a_quiet_stream_moves_time_only_once_no_partition_is_awaited() {
+    use std::time::Duration;
+    let mut engine = ShardedEngine::new(&config(), 1, 16).expect("engine");
+    let mut feed = LiveFeed::new(
+        &mut engine,
+        Watermarks::new(Duration::from_secs(2)),
+        vec![None],
+    );
+    let t0 = Instant::now();
+    let (a, b) = (
+        Partition {
+            topic: 0,
+            partition: 0,
+        },
+        Partition {
+            topic: 0,
+            partition: 1,
+        },
+    );
+    feed.assign(a, t0);
+    // Partition 1 comes from a checkpoint: held for a grace of 12 s.
+    feed.parts_mut()
+        .1
+        .restore(b, Some(T0), t0, Duration::from_secs(12));
+    let mut out = Vec::new();
+    let ev = Ev {
+        id: 1,
+        ts: T0 + 600_000,
+        kind: "order",
+        product: 0,
+        region: 0,
+    };
+    let raw = ev.json();
+    let decoded = crate::event::decode(raw.as_bytes(), engine.limits(), None).expect("valid");
+    let origin = Origin { at: a, offset: 0 };
+    assert!(feed
+        .offer(&mut engine, origin, &decoded, raw.as_bytes(), t0, &mut out)
+        .is_none());
+    // Nothing arrived for the idle timeout, but partition 1 is awaited.
+    let quiet = Some(T0 + 602_000);
+    let t1 = t0 + Duration::from_secs(3);
+    assert_eq!(feed.quiet_floor(quiet, t1), None);
+    // Its events reached the consumer thread: still awaited past the grace.
+    let t2 = t0 + Duration::from_secs(13);
+    feed.received(&[(b, t0 + Duration::from_millis(12_500))]);
+    assert_eq!(feed.quiet_floor(quiet, t2), None);
+    // Idle for the partition timeout: the stream is quiet.
+    let t3 = t0 + Duration::from_millis(14_600);
+    assert_eq!(feed.quiet_floor(quiet, t3), quiet);
+}
