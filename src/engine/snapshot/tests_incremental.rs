@@ -127,7 +127,7 @@ fn events() -> impl Strategy<Value = Vec<Gen>> {
 }
 
 /// The store, as `crate::state` keeps it.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Model {
     meta: Vec<u8>,
     rows: BTreeMap<(Vec<u8>, Vec<u8>), Vec<u8>>,
@@ -264,6 +264,131 @@ proptest! {
         // And its own next checkpoint is incremental and as full as the first's.
         let next = r.checkpoint_delta(false).expect("delta");
         prop_assert!(!next.full);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// As the live service runs it: events in time order with clock moves
+    /// between them (watermarks, ticks), checkpoints written by any number
+    /// of workers, a crash at a checkpoint, a restore into another worker
+    /// count that goes on checkpointing into the same store, a second crash
+    /// and restore: the transitions are the uninterrupted run's.
+    #[test]
+    fn crashes_and_restores_across_worker_counts_with_clock_moves(
+        gens in events(),
+        cuts in prop::collection::btree_set(1usize..350, 2..14),
+        workers in prop::collection::vec(1usize..4, 3),
+        moves in prop::collection::vec(0usize..350, 0..60),
+        crash_at in (0usize..14, 0usize..14),
+        batch in 1usize..80,
+        redo in 0usize..12,
+    ) {
+        let cfg = Config::from_toml_str(CFG, &HashMap::<String, String>::new()).expect("config");
+        let mut lines: Vec<(i64, String)> = gens.iter().map(|g| (g.0, line(g))).collect();
+        lines.sort_by_key(|(t, _)| *t);
+        let limits = *ShardedEngine::new(&cfg, 1, 64).expect("engine").limits();
+        let evs: Vec<_> = lines
+            .iter()
+            .map(|(_, l)| decode(l.as_bytes(), &limits, None).expect("valid"))
+            .collect();
+        // Ops: the events, with a clock move to just before the next event
+        // at the chosen places.
+        let mut ops: Vec<Op> = Vec::new();
+        for (i, ev) in evs.iter().enumerate() {
+            if moves.contains(&i) && i > 0 && ev.ts - 1 >= evs[i - 1].ts {
+                ops.push(Op::Advance(ev.ts - 1));
+            }
+            ops.push(Op::Process(ev));
+        }
+        let cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= ops.len()).collect();
+        prop_assume!(cuts.len() >= 2);
+        let (c1, c2) = {
+            let a = crash_at.0 % cuts.len();
+            let b = crash_at.1 % cuts.len();
+            (cuts[a.min(b)], cuts[a.max(b)])
+        };
+        let new_engine = |w: usize| {
+            let mut e = ShardedEngine::new(&cfg, w, 64).expect("engine");
+            e.set_sequenced(true);
+            e
+        };
+        let run = |e: &mut ShardedEngine, ops: &[Op], out: &mut Vec<crate::alert::Transition>| {
+            let mut outcomes = Vec::new();
+            for chunk in ops.chunks(batch) {
+                e.run(chunk, out, &mut outcomes);
+            }
+        };
+        let mut redelivered: Vec<(usize, Vec<Op>)> = Vec::new();
+        let mut u_done = 0usize;
+        // Crashed at c1 (its store as the checkpoint at c1 left it), restored,
+        // crashed at c2, restored.
+        let mut store = Model::default();
+        let mut got: Vec<crate::alert::Transition> = Vec::new();
+        let mut e = new_engine(workers[0]);
+        let mut done = 0usize;
+        let mut emitted_at_checkpoint = 0usize;
+        let mut life = 0usize;
+        for &cut in &cuts {
+            run(&mut e, &ops[done..cut], &mut got);
+            done = cut;
+            let d = e.checkpoint_delta(false).expect("delta");
+            store.apply(&d);
+            emitted_at_checkpoint = got.len();
+            let crash = (life == 0 && cut == c1) || (life == 1 && cut == c2 && c2 > c1);
+            if crash {
+                life += 1;
+                // What ran after the checkpoint is lost with the process.
+                got.truncate(emitted_at_checkpoint);
+                e = new_engine(workers[life]);
+                e.restore_stored(&store.stored()).expect("restore");
+                // Events applied before the checkpoint whose offsets were
+                // still pending (transitions not yet stored) are read again:
+                // the restored dedup memory drops every one of them.
+                let again: Vec<Op> = ops[cut.saturating_sub(redo)..cut]
+                    .iter()
+                    .copied()
+                    .filter(|o| matches!(o, Op::Process(_)))
+                    .collect();
+                let mut outcomes = Vec::new();
+                let before = got.len();
+                e.run(&again, &mut got, &mut outcomes);
+                // Each one as the engine that never stopped takes the same
+                // redelivery (a duplicate, unless its id left the dedup memory).
+                let mut u = new_engine(1);
+                let (mut u_out, mut u_outcomes) = (Vec::new(), Vec::new());
+                for (at, again) in &redelivered {
+                    run(&mut u, &ops[u_done..*at], &mut u_out);
+                    u_done = *at;
+                    u.run(again, &mut u_out, &mut u_outcomes);
+                }
+                run(&mut u, &ops[u_done..cut], &mut u_out);
+                let mut again_outcomes = Vec::new();
+                u.run(&again, &mut u_out, &mut again_outcomes);
+                prop_assert_eq!(
+                    &outcomes, &again_outcomes,
+                    "read again after a restore into {} workers", workers[life]
+                );
+                let _ = before;
+                redelivered.push((cut, again));
+                u_done = 0;
+            }
+        }
+        let _ = emitted_at_checkpoint;
+        run(&mut e, &ops[done..], &mut got);
+        // The uninterrupted run, given the same redeliveries at the same places.
+        let mut u = new_engine(1);
+        let (mut want, mut outcomes) = (Vec::new(), Vec::new());
+        let mut at = 0usize;
+        for (cut, again) in &redelivered {
+            run(&mut u, &ops[at..*cut], &mut want);
+            at = *cut;
+            u.run(again, &mut want, &mut outcomes);
+        }
+        run(&mut u, &ops[at..], &mut want);
+        let want = to_json(&want);
+        prop_assert_eq!(to_json(&got), want, "workers {:?}, crashes at {} and {}", workers, c1, c2);
     }
 }
 
