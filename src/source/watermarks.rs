@@ -43,12 +43,18 @@ impl Watermarks {
         }
     }
 
-    /// A partition was assigned: it holds the clock until it delivers or goes idle.
+    /// A partition was assigned: it holds the clock until it delivers or goes
+    /// idle — counted from now, also for a partition restored from a
+    /// checkpoint before (its grace ran from the restore, and joining a
+    /// group whose killed member still holds the partitions can take
+    /// longer: its events would then come after the other partitions had
+    /// moved the clock past them).
     pub(crate) fn assign(&mut self, at: Partition, now: Instant) {
-        self.parts.entry(at).or_insert(PartClock {
+        let p = self.parts.entry(at).or_insert(PartClock {
             max_ts: None,
             last_seen: now,
         });
+        p.last_seen = p.last_seen.max(now);
     }
 
     /// The consumer received a valid event of `at` at `when`, which the engine
@@ -191,6 +197,26 @@ mod tests {
         assert_eq!(w.target(t3), Some(8_000));
         w.received(p(1), t3 + Duration::from_secs(1));
         assert_eq!(w.counts(t3), (1, 0), "a revoked partition stays out");
+    }
+
+    #[test]
+    fn a_restored_partition_holds_the_clock_from_its_assignment() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(Duration::from_secs(2));
+        // Restored with a grace of 12 s; the group hands the partitions
+        // over only 20 s later (a killed member's session ran out first).
+        w.restore(p(0), Some(5_000), t0, Duration::from_secs(12));
+        w.restore(p(1), Some(4_000), t0, Duration::from_secs(12));
+        let t1 = t0 + Duration::from_secs(20);
+        assert_eq!(w.counts(t1), (2, 2), "past the grace, not assigned yet");
+        w.assign(p(0), t1);
+        w.assign(p(1), t1);
+        w.observe(p(0), 300_000, t1);
+        // Partition 1 has not delivered yet: it holds the clock.
+        let t2 = t1 + Duration::from_secs(1);
+        assert_eq!(w.target(t2), Some(4_000));
+        w.observe(p(1), 290_000, t2);
+        assert_eq!(w.target(t2), Some(290_000));
     }
 
     #[test]
