@@ -346,20 +346,6 @@ impl LiveFeed {
         self.watermarks.counts(now)
     }
 
-    /// The event time a quiet stream moves the clock to (`idle_target`: the
-    /// newest event time plus the wall time since, once nothing arrived for
-    /// `engine.idle_timeout`) — but only when no partition holds the clock
-    /// any more (every one idle for `idle_partition_timeout`, restored ones
-    /// past their grace). A quiet release applies everything held and moves
-    /// the clock past it: a partition still awaited (just restored, its
-    /// fetch slow, its events in the channel) would then deliver late, and
-    /// the engine would see the partitions' events in another order than
-    /// `replay` does.
-    pub(crate) fn quiet_floor(&self, idle_target: Option<i64>, now: Instant) -> Option<i64> {
-        let (parts, idle) = self.watermarks.counts(now);
-        idle_target.filter(|_| idle == parts)
-    }
-
     /// Events held (by the sequencer and the clock-jump guards) and the
     /// sequencer's bytes.
     pub fn held(&self) -> (usize, usize) {

@@ -472,6 +472,7 @@ impl Stage {
     fn advance(&mut self, now: Instant, floor: Option<i64>) -> Result<(), RunError> {
         let mut released: Vec<Origin> = Vec::new();
         let mut late = vec![0u64; self.shared.topics.len()];
+        self.feed.received(&self.shared.delivered());
         self.feed
             .release(&mut self.engine, now, floor, &mut self.out, |o, outcome| {
                 if outcome == Outcome::Late {
@@ -502,8 +503,7 @@ impl Stage {
         }
         let now = Instant::now();
         if self.blocked.is_none() {
-            self.feed.received(&self.shared.delivered());
-            let floor = self.feed.quiet_floor(self.idle.idle_target(), now);
+            let floor = self.idle.idle_target();
             self.advance(now, floor)?;
         }
         self.emit_or_pause(state)?;
