@@ -322,7 +322,7 @@ proptest! {
         // at the chosen places.
         let mut ops: Vec<Op> = Vec::new();
         for (i, ev) in evs.iter().enumerate() {
-            if moves.contains(&i) && i > 0 && ev.ts - 1 >= evs[i - 1].ts {
+            if moves.contains(&i) && i > 0 && ev.ts > evs[i - 1].ts {
                 ops.push(Op::Advance(ev.ts - 1));
             }
             ops.push(Op::Process(ev));
