@@ -112,11 +112,17 @@ impl OwnedEvent {
         self.spans.first().map_or(&[], |&s| self.bytes(s))
     }
 
-    /// The event, borrowing from this buffer. `None` only if the buffer is not
-    /// UTF-8 (it always is for an event that decoded).
+    /// The event, borrowing from this buffer. `None` never happens for an
+    /// event that decoded: each span was a `str`. Only the spans are checked
+    /// to be UTF-8, not the whole input: the full parser skips an unknown
+    /// field's string without checking it, so such a line is a valid event
+    /// whose input is not UTF-8.
     pub(crate) fn event(&self) -> Option<Event<'_>> {
-        let text = std::str::from_utf8(&self.buf).ok()?;
-        let s = |(a, b): Span| text.get(a..b).map(Cow::Borrowed);
+        let s = |span: Span| {
+            std::str::from_utf8(self.bytes(span))
+                .ok()
+                .map(Cow::Borrowed)
+        };
         let (id, kind, cust, reference) = (
             *self.spans.first()?,
             *self.spans.get(1)?,
@@ -189,6 +195,60 @@ mod tests {
             assert_eq!(back, ev.clone().into_owned());
             assert_eq!(owned.raw(), raw);
             assert_eq!(owned.ts(), ev.ts);
+        }
+    }
+
+    /// The full parser skips an unknown field without checking that its
+    /// string is UTF-8: such a line is a valid event, and holding it must
+    /// lend it back (an event held and then not lent would be lost,
+    /// uncounted, and its offset never committed).
+    #[test]
+    fn lends_an_event_whose_skipped_field_is_not_utf8() {
+        let lines: [&[u8]; 3] = [
+            b"{\"id\":\"a\",\"type\":\"order\",\"ts\":1,\"junk\":\"\xff\xfe\"}",
+            b"{\"junk\":[\"\xc3\"],\"id\":\"b\",\"type\":\"order\",\"ts\":2,\"attrs\":{\"p\":\"\\u00e9\"}}",
+            b"{\"id\":\"c\",\"type\":\"order\",\"ts\":3,\"x\":{\"y\":\"\x80\"}}",
+        ];
+        for raw in lines {
+            assert!(std::str::from_utf8(raw).is_err());
+            let ev = decode(raw, &DecodeLimits::default(), None).expect("a valid event");
+            let owned = OwnedEvent::new(&ev, raw);
+            let back = owned.event().map(Event::into_owned);
+            assert_eq!(back, Some(ev.clone().into_owned()), "{raw:?}");
+            assert_eq!(owned.kind(), "order");
+            assert_eq!(owned.raw(), raw);
+        }
+    }
+
+    proptest::proptest! {
+        /// Any bytes in an unknown field's string, any escapes in the
+        /// event's own strings: what decodes is lent back as it decoded.
+        #[test]
+        fn lends_back_whatever_decoded(
+            junk in proptest::collection::vec(0x20u8..=0xff, 0..12),
+            id in "[a-z\\\\\"é]{1,6}",
+            value in "[a-z\\\\\"ü]{0,6}",
+            junk_first in proptest::bool::ANY,
+        ) {
+            let junk: Vec<u8> = junk.into_iter().filter(|&b| b != b'"' && b != b'\\').collect();
+            let esc = |s: &str| serde_json::to_string(s).unwrap_or_default();
+            let mut raw = Vec::new();
+            raw.extend_from_slice(b"{");
+            let junk_field = [&b"\"junk\":\""[..], &junk, b"\","].concat();
+            if junk_first {
+                raw.extend_from_slice(&junk_field);
+            }
+            raw.extend_from_slice(format!("\"id\":{},\"type\":\"order\",", esc(&id)).as_bytes());
+            if !junk_first {
+                raw.extend_from_slice(&junk_field);
+            }
+            raw.extend_from_slice(format!("\"ts\":7,\"attrs\":{{\"k\":{}}}}}", esc(&value)).as_bytes());
+            let ev = decode(&raw, &DecodeLimits::default(), None);
+            proptest::prop_assert!(ev.is_ok(), "{:?}: {:?}", String::from_utf8_lossy(&raw), ev);
+            if let Ok(ev) = ev {
+                let owned = OwnedEvent::new(&ev, &raw);
+                proptest::prop_assert_eq!(owned.event().map(Event::into_owned), Some(ev.into_owned()));
+            }
         }
     }
 
