@@ -4,7 +4,12 @@
 //! the shard-topic partitions of its slices, each invalid one counted and
 //! dead-lettered. After every batch, the sources' reports follow the events
 //! they cover; a source with nothing new for `idle_partition_timeout` is
-//! reported idle. An input offset becomes committable once everything it
+//! reported idle. "New" counts from when the consumer thread handed a valid
+//! event of the source over (as the single-instance service's watermarks
+//! do), not from when this stage reached it: a stage that stalls (a slow
+//! shard-topic write) with the source's messages queued in the channel must
+//! not report it idle, or the owners' clocks would pass those events and
+//! drop them as late. An input offset becomes committable once everything it
 //! caused is written to the shard topic: the writes of consecutive batches
 //! are confirmed together at most every 200 ms (and before a revoke), so
 //! that the producer batches across them instead of waiting for one broker
@@ -43,20 +48,111 @@ pub(crate) struct SplitStage {
     /// `engine.idle_timeout`: after this long without a message on any
     /// assigned source, event time follows the wall clock.
     quiet_after: Duration,
-    /// The last message on any source (or the start).
-    last_message: Instant,
-    /// When the quiet stream's progress was last sent.
-    quiet_sent: Option<Instant>,
+    /// When the assigned sources last had a message.
+    activity: Activity,
     /// Input offsets whose shard-topic messages are queued, not yet
     /// confirmed written: committable after the next [`SplitStage::settle`].
     unsettled: Vec<(Partition, i64)>,
     /// When the queued messages were last confirmed.
     last_settle: Instant,
     drain_timeout: Duration,
-    /// Assigned sources: when they last had a message, whether they were
-    /// reported idle since.
-    assigned: BTreeMap<Source, (Instant, bool)>,
     metrics: Arc<ScaledMetrics>,
+}
+
+/// When each assigned source last had a message, and what was reported of
+/// it: the idle and quiet decisions of [`SplitStage::tick`].
+#[derive(Debug)]
+struct Activity {
+    /// Assigned sources: when they last had a message (or were assigned),
+    /// whether they were reported idle since.
+    assigned: BTreeMap<Source, (Instant, bool)>,
+    /// The last message on any source (or the start).
+    last_message: Instant,
+    /// When the quiet stream's progress was last sent.
+    quiet_sent: Option<Instant>,
+}
+
+impl Activity {
+    fn new(now: Instant) -> Self {
+        Activity {
+            assigned: BTreeMap::new(),
+            last_message: now,
+            quiet_sent: None,
+        }
+    }
+
+    /// `s` was assigned at `now`: it holds the clocks as if it had just had
+    /// a message.
+    fn assign(&mut self, s: Source, now: Instant) {
+        self.assigned.insert(s, (now, false));
+    }
+
+    fn revoke(&mut self, s: Source) {
+        self.assigned.remove(&s);
+    }
+
+    /// This stage processed a message of `s` at `now` (after
+    /// [`Activity::any_message`] for its batch).
+    fn message(&mut self, s: Source, now: Instant) {
+        if let Some(a) = self.assigned.get_mut(&s) {
+            *a = (now, false);
+        }
+    }
+
+    /// This stage processed a batch with messages at `now`.
+    fn any_message(&mut self, now: Instant) {
+        self.last_message = self.last_message.max(now);
+        self.quiet_sent = None;
+    }
+
+    /// The consumer thread handed a valid event of `s` over at `when` (this
+    /// stage may not have reached it yet): the source is not idle, and the
+    /// stream not quiet, before their timeouts from then.
+    fn handed_over(&mut self, s: Source, when: Instant) {
+        if when > self.last_message {
+            self.last_message = when;
+            self.quiet_sent = None;
+        }
+        if let Some(a) = self.assigned.get_mut(&s) {
+            if when > a.0 {
+                // A source reported idle stays so until this stage forwards
+                // its message (which makes it active on the owners again).
+                a.0 = when;
+            }
+        }
+    }
+
+    /// The sources to report idle now (each once, until it has a message
+    /// again).
+    fn newly_idle(&mut self, now: Instant, idle_after: Duration) -> Vec<Source> {
+        let mut idle = Vec::new();
+        for (s, (last, sent)) in self.assigned.iter_mut() {
+            if !*sent && now.saturating_duration_since(*last) >= idle_after {
+                *sent = true;
+                idle.push(*s);
+            }
+        }
+        idle
+    }
+
+    /// How long the stream has been quiet, when its progress is due to be
+    /// sent now (at most every [`QUIET_EVERY`]); marks it sent.
+    fn quiet_due(&mut self, now: Instant, quiet_after: Duration) -> Option<Duration> {
+        let quiet = now.saturating_duration_since(self.last_message);
+        let due = !self.assigned.is_empty()
+            && quiet >= quiet_after
+            && self
+                .quiet_sent
+                .is_none_or(|t| now.saturating_duration_since(t) >= QUIET_EVERY);
+        due.then(|| {
+            self.quiet_sent = Some(now);
+            quiet
+        })
+    }
+
+    fn sources(&self) -> Vec<Source> {
+        self.assigned.keys().copied().collect()
+    }
 }
 
 fn source(p: Partition) -> Source {
@@ -89,12 +185,10 @@ impl SplitStage {
             default_types,
             idle_after,
             quiet_after,
-            last_message: Instant::now(),
-            quiet_sent: None,
+            activity: Activity::new(Instant::now()),
             unsettled: Vec::new(),
             last_settle: Instant::now(),
             drain_timeout,
-            assigned: BTreeMap::new(),
             metrics,
         }
     }
@@ -106,7 +200,7 @@ impl SplitStage {
             SourceMsg::Assigned(parts) => {
                 let now = Instant::now();
                 for p in parts {
-                    self.assigned.insert(source(p), (now, false));
+                    self.activity.assign(source(p), now);
                 }
             }
             SourceMsg::Drain { revoked, ack } => {
@@ -119,7 +213,7 @@ impl SplitStage {
                     }
                 }
                 for p in revoked {
-                    self.assigned.remove(&source(p));
+                    self.activity.revoke(source(p));
                 }
                 let _ = ack.send(());
             }
@@ -133,14 +227,11 @@ impl SplitStage {
     /// has been quiet, so that event time follows the wall clock on the
     /// owners (`Envelope::Quiet`).
     pub(crate) fn tick(&mut self) {
-        let mut idle = Vec::new();
-        for (s, (last, sent)) in self.assigned.iter_mut() {
-            if !*sent && last.elapsed() >= self.idle_after {
-                *sent = true;
-                idle.push(*s);
-            }
+        for (p, when) in self.shared.delivered() {
+            self.activity.handed_over(source(p), when);
         }
-        for s in idle {
+        let now = Instant::now();
+        for s in self.activity.newly_idle(now, self.idle_after) {
             let bytes = self.splitter.idle(s).encode();
             self.to_every_partition(&bytes);
             tracing::debug!(
@@ -149,14 +240,8 @@ impl SplitStage {
                 "Input partition idle: it no longer holds the owners' clocks."
             );
         }
-        let quiet = self.last_message.elapsed();
-        if !self.assigned.is_empty()
-            && quiet >= self.quiet_after
-            && self.quiet_sent.is_none_or(|t| t.elapsed() >= QUIET_EVERY)
-        {
-            self.quiet_sent = Some(Instant::now());
-            let sources: Vec<Source> = self.assigned.keys().copied().collect();
-            for s in sources {
+        if let Some(quiet) = self.activity.quiet_due(now, self.quiet_after) {
+            for s in self.activity.sources() {
                 let bytes = self.splitter.quiet(s, quiet).encode();
                 self.to_every_partition(&bytes);
             }
@@ -206,8 +291,7 @@ impl SplitStage {
         let mut dead = Vec::new();
         let mut processed = vec![0u64; self.shared.topics.len()];
         if b.records().next().is_some() {
-            self.last_message = now;
-            self.quiet_sent = None;
+            self.activity.any_message(now);
         }
         // Decoded on the consumer thread (again here only after a reload
         // changed the limits).
@@ -217,9 +301,7 @@ impl SplitStage {
             processed[t] += 1;
             progress.partition(rec.at, rec.offset);
             let src = source(rec.at);
-            if let Some(a) = self.assigned.get_mut(&src) {
-                *a = (now, false);
-            }
+            self.activity.message(src, now);
             match arrival {
                 Ok(owned) => {
                     // Always lent: the event decoded from UTF-8 bytes.
@@ -275,5 +357,111 @@ impl SplitStage {
             }
         }
         self.settle_due().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Duration = Duration::from_secs(10);
+    const QUIET: Duration = Duration::from_secs(2);
+
+    fn src(partition: i32) -> Source {
+        Source {
+            topic: 0,
+            partition,
+        }
+    }
+
+    #[test]
+    fn a_source_is_idle_only_after_its_timeout_from_its_last_message() {
+        let t0 = Instant::now();
+        let mut a = Activity::new(t0);
+        a.assign(src(0), t0);
+        a.assign(src(1), t0);
+        a.any_message(t0 + Duration::from_secs(5));
+        a.message(src(1), t0 + Duration::from_secs(5));
+        assert!(a.newly_idle(t0 + Duration::from_secs(9), IDLE).is_empty());
+        assert_eq!(a.newly_idle(t0 + IDLE, IDLE), vec![src(0)]);
+        // Reported once, until it has a message again.
+        assert!(a.newly_idle(t0 + Duration::from_secs(14), IDLE).is_empty());
+        assert_eq!(
+            a.newly_idle(t0 + Duration::from_secs(15), IDLE),
+            vec![src(1)]
+        );
+        a.message(src(0), t0 + Duration::from_secs(20));
+        assert!(a.newly_idle(t0 + Duration::from_secs(29), IDLE).is_empty());
+        assert_eq!(
+            a.newly_idle(t0 + Duration::from_secs(30), IDLE),
+            vec![src(0)]
+        );
+        a.revoke(src(0));
+        a.message(src(0), t0 + Duration::from_secs(31));
+        assert!(a.newly_idle(t0 + Duration::from_secs(60), IDLE).is_empty());
+    }
+
+    /// The stage stalled (a slow shard-topic write) while the consumer thread
+    /// handed over messages of a source: the source is not idle, and the
+    /// stream not quiet, from the stage's point of view either.
+    #[test]
+    fn a_source_with_messages_handed_over_is_not_idle_while_the_stage_stalls() {
+        let t0 = Instant::now();
+        let mut a = Activity::new(t0);
+        a.assign(src(0), t0);
+        a.any_message(t0);
+        a.message(src(0), t0);
+        // Handed over at 8 s; the stage reaches its tick only at 9 s, then
+        // stalls until 12 s.
+        a.handed_over(src(0), t0 + Duration::from_secs(8));
+        let at = t0 + Duration::from_secs(9);
+        assert_eq!(
+            a.quiet_due(at, QUIET),
+            None,
+            "not quiet 1 s after a hand-over"
+        );
+        let at = t0 + Duration::from_secs(12);
+        assert!(
+            a.newly_idle(at, IDLE).is_empty(),
+            "idle counts from the hand-over"
+        );
+        assert_eq!(
+            a.newly_idle(t0 + Duration::from_secs(18), IDLE),
+            vec![src(0)]
+        );
+        // An older hand-over moves nothing back.
+        let mut b = Activity::new(t0);
+        b.assign(src(0), t0 + Duration::from_secs(5));
+        b.handed_over(src(0), t0 + Duration::from_secs(1));
+        assert!(b.newly_idle(t0 + Duration::from_secs(14), IDLE).is_empty());
+        assert_eq!(
+            b.newly_idle(t0 + Duration::from_secs(15), IDLE),
+            vec![src(0)]
+        );
+        // A hand-over of a source no longer assigned adds no source.
+        b.handed_over(src(7), t0 + Duration::from_secs(16));
+        assert_eq!(b.sources(), vec![src(0)]);
+    }
+
+    #[test]
+    fn a_quiet_stream_is_reported_every_second_until_a_message() {
+        let t0 = Instant::now();
+        let mut a = Activity::new(t0);
+        assert_eq!(a.quiet_due(t0 + QUIET, QUIET), None, "nothing assigned");
+        a.assign(src(0), t0);
+        assert_eq!(a.quiet_due(t0 + Duration::from_millis(1_999), QUIET), None);
+        assert_eq!(a.quiet_due(t0 + QUIET, QUIET), Some(QUIET));
+        assert_eq!(a.quiet_due(t0 + Duration::from_millis(2_500), QUIET), None);
+        assert_eq!(
+            a.quiet_due(t0 + Duration::from_secs(3), QUIET),
+            Some(Duration::from_secs(3))
+        );
+        a.handed_over(src(0), t0 + Duration::from_secs(4));
+        assert_eq!(a.quiet_due(t0 + Duration::from_secs(5), QUIET), None);
+        assert_eq!(
+            a.quiet_due(t0 + Duration::from_secs(6), QUIET),
+            Some(QUIET),
+            "quiet again counts from the hand-over"
+        );
     }
 }
