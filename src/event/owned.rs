@@ -113,16 +113,20 @@ impl OwnedEvent {
     }
 
     /// The event, borrowing from this buffer. `None` never happens for an
-    /// event that decoded: each span was a `str`. Only the spans are checked
-    /// to be UTF-8, not the whole input: the full parser skips an unknown
-    /// field's string without checking it, so such a line is a valid event
-    /// whose input is not UTF-8.
+    /// event that decoded: each span was a `str`. The whole buffer is
+    /// checked to be UTF-8 at once (the fast case); if it is not, each span
+    /// on its own: the full parser skips an unknown field's string without
+    /// checking it, so such a line is a valid event whose input is not UTF-8.
     pub(crate) fn event(&self) -> Option<Event<'_>> {
-        let s = |span: Span| {
-            std::str::from_utf8(self.bytes(span))
-                .ok()
-                .map(Cow::Borrowed)
-        };
+        match std::str::from_utf8(&self.buf) {
+            Ok(text) => self.lend(|(a, b)| text.get(a..b)),
+            Err(_) => self.lend(|span| std::str::from_utf8(self.bytes(span)).ok()),
+        }
+    }
+
+    #[inline(always)]
+    fn lend<'s>(&'s self, text: impl Fn(Span) -> Option<&'s str>) -> Option<Event<'s>> {
+        let s = |span: Span| text(span).map(Cow::Borrowed);
         let (id, kind, cust, reference) = (
             *self.spans.first()?,
             *self.spans.get(1)?,
