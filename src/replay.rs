@@ -11,7 +11,7 @@ use std::io::{BufRead, Write};
 
 use crate::alert::Transition;
 use crate::engine::{Engine, EngineStats};
-use crate::event::{decode, InvalidReason, OwnedEvent};
+use crate::event::{decode, decode_into, Event, InvalidReason, OwnedEvent};
 use crate::sequencer::{watermark, JumpGuard, SequencerOf};
 
 /// Errors of a replay: only I/O can fail; bad lines are counted, not fatal.
@@ -163,8 +163,10 @@ impl OrderedFeed {
         at: u64,
         out: &mut Vec<Transition>,
     ) -> Result<(), crate::event::Invalid> {
-        let held = match decode(bytes, engine.limits(), now_ms) {
-            Ok(ev) => OwnedEvent::new(&ev, bytes),
+        // Decoded in place: the event is large, a returned one is moved.
+        let mut ev = Event::default();
+        let held = match decode_into(bytes, engine.limits(), now_ms, None, &mut ev) {
+            Ok(()) => OwnedEvent::new(&ev, bytes),
             Err(inv) => {
                 engine.record_invalid(inv.reason);
                 return Err(inv);
@@ -228,16 +230,13 @@ impl OrderedFeed {
 
 /// Applies a released event (valid when it was held, and held decoded).
 fn apply_held(engine: &mut Engine, held: &OwnedEvent, out: &mut Vec<Transition>) {
-    match held.event() {
-        Some(ev) => {
-            engine.process(&ev, out);
-        }
+    // Lent in place: the event is large, a returned one is moved.
+    let mut ev = Event::default();
+    if held.event_into(&mut ev) {
+        engine.process(&ev, out);
+    } else if let Ok(ev) = decode(held.raw(), engine.limits(), None) {
         // Unreachable for an event that decoded; decode it again rather than lose it.
-        None => {
-            if let Ok(ev) = decode(held.raw(), engine.limits(), None) {
-                engine.process(&ev, out);
-            }
-        }
+        engine.process(&ev, out);
     }
 }
 

@@ -9,8 +9,6 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use smallvec::SmallVec;
-
 use super::Event;
 
 /// Position of a string in [`OwnedEvent::buf`]: (start, end).
@@ -118,14 +116,28 @@ impl OwnedEvent {
     /// on its own: the full parser skips an unknown field's string without
     /// checking it, so such a line is a valid event whose input is not UTF-8.
     pub(crate) fn event(&self) -> Option<Event<'_>> {
+        let mut ev = Event::default();
+        self.event_into(&mut ev).then_some(ev)
+    }
+
+    /// [`OwnedEvent::event`] into the caller's `out` (every field written):
+    /// the event is large, and built in place it is not moved on its way
+    /// out. False (and `out` holds no particular event) where `event` gives
+    /// `None`.
+    pub(crate) fn event_into<'s>(&'s self, out: &mut Event<'s>) -> bool {
         match std::str::from_utf8(&self.buf) {
-            Ok(text) => self.lend(|(a, b)| text.get(a..b)),
-            Err(_) => self.lend(|span| std::str::from_utf8(self.bytes(span)).ok()),
+            Ok(text) => self.lend(|(a, b)| text.get(a..b), out),
+            Err(_) => self.lend(|span| std::str::from_utf8(self.bytes(span)).ok(), out),
         }
+        .is_some()
     }
 
     #[inline(always)]
-    fn lend<'s>(&'s self, text: impl Fn(Span) -> Option<&'s str>) -> Option<Event<'s>> {
+    fn lend<'s>(
+        &'s self,
+        text: impl Fn(Span) -> Option<&'s str>,
+        out: &mut Event<'s>,
+    ) -> Option<()> {
         let s = |span: Span| text(span).map(Cow::Borrowed);
         let (id, kind, cust, reference) = (
             *self.spans.first()?,
@@ -133,24 +145,22 @@ impl OwnedEvent {
             *self.spans.get(2)?,
             *self.spans.get(3)?,
         );
-        let mut attrs = SmallVec::new();
+        out.attrs.clear();
         for kv in self.spans.get(4..)?.chunks_exact(2) {
-            attrs.push((s(kv[0])?, s(kv[1])?));
+            out.attrs.push((s(kv[0])?, s(kv[1])?));
         }
-        Some(Event {
-            id: s(id)?,
-            kind: s(kind)?,
-            ts: self.ts,
-            customer_id: if self.customer { Some(s(cust)?) } else { None },
-            ref_id: if self.reference {
-                Some(s(reference)?)
-            } else {
-                None
-            },
-            attrs,
-            score: self.score,
-            sentiment: self.sentiment,
-        })
+        out.id = s(id)?;
+        out.kind = s(kind)?;
+        out.ts = self.ts;
+        out.customer_id = if self.customer { Some(s(cust)?) } else { None };
+        out.ref_id = if self.reference {
+            Some(s(reference)?)
+        } else {
+            None
+        };
+        out.score = self.score;
+        out.sentiment = self.sentiment;
+        Some(())
     }
 }
 

@@ -401,7 +401,9 @@ fn apply_held(
     applied: &mut impl FnMut(Origin, Outcome),
     h: &HeldEvent,
 ) {
-    if let Some(ev) = h.ev.event() {
+    // Lent in place: the event is large, a returned one is moved.
+    let mut ev = Event::default();
+    if h.ev.event_into(&mut ev) {
         let outcome = apply_one(engine, &ev, out);
         applied(h.origin, outcome);
     }
@@ -416,10 +418,17 @@ fn apply_batch(
     out: &mut Vec<Transition>,
     applied: &mut impl FnMut(Origin, Outcome),
 ) {
-    let decoded: Vec<(Origin, Event<'_>)> = released
-        .iter()
-        .filter_map(|h| h.ev.event().map(|ev| (h.origin, ev)))
-        .collect();
+    // Each event lent in its place in the batch (the event is large, a
+    // returned one is moved).
+    let mut decoded: Vec<(Origin, Event<'_>)> = Vec::with_capacity(released.len());
+    for h in released {
+        decoded.push((h.origin, Event::default()));
+        if let Some((_, slot)) = decoded.last_mut() {
+            if !h.ev.event_into(slot) {
+                decoded.pop();
+            }
+        }
+    }
     let mut ops: Vec<Op<'_, '_>> = decoded.iter().map(|(_, ev)| Op::Process(ev)).collect();
     if let Some(t) = advance {
         ops.push(Op::Advance(t));

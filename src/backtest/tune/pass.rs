@@ -348,7 +348,9 @@ impl Tuner {
     }
 
     fn apply_held(&mut self, held: &OwnedEvent) {
-        if let Some(ev) = held.event() {
+        // Lent in place: the event is large, a returned one is moved.
+        let mut ev = Event::default();
+        if held.event_into(&mut ev) {
             self.apply(&ev);
         } else if let Ok(ev) = decode(held.raw(), &self.limits, None) {
             self.apply(&ev);
