@@ -29,10 +29,12 @@
 //! hands it back, the caller applies it at once, and the engine counts it late
 //! if it is older than its window.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::cmp::Ordering;
 
 mod jump;
+mod keys;
+
+use keys::Keys;
 
 pub use jump::{JumpGuard, Verdict};
 
@@ -133,16 +135,16 @@ pub(crate) type Sequencer<T> = SequencerOf<Held<T>>;
 
 /// Holds events until the watermark passes them (see the module docs).
 ///
-/// The heap orders small keys — `(ts, slot)`, 16 bytes — not the events
-/// themselves: a pop moves keys down a heap that fits in cache instead of
-/// whole events, and compares times only. Events of one time come out of the
-/// heap together and are put in `(ts, id, order key)` order among themselves
-/// before they are handed over, so the release order is the one a heap of the
-/// events would give.
+/// Small keys — `(ts, slot)`, 16 bytes — are ordered, not the events
+/// themselves, and by time only ([`keys`]: FIFO lanes of rising times, a
+/// heap for what fits none). Events of one time come out together and are
+/// put in `(ts, id, order key)` order among themselves before they are
+/// handed over, so the release order is the one a heap of the events would
+/// give.
 #[derive(Debug)]
 pub struct SequencerOf<H> {
     /// `(ts, slot)` of every held event, earliest first.
-    heap: BinaryHeap<Reverse<(i64, u32)>>,
+    heap: Keys,
     /// The held events; `None` marks a free slot (listed in `free`).
     slots: Vec<Option<H>>,
     free: Vec<u32>,
@@ -157,7 +159,7 @@ pub struct SequencerOf<H> {
 impl<H: Holdable> Default for SequencerOf<H> {
     fn default() -> Self {
         SequencerOf {
-            heap: BinaryHeap::new(),
+            heap: Keys::default(),
             slots: Vec::new(),
             free: Vec::new(),
             released_below: None,
@@ -192,7 +194,7 @@ impl<H: Holdable> SequencerOf<H> {
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
         };
-        self.heap.push(Reverse((ts, slot)));
+        self.heap.push((ts, slot));
         None
     }
 
@@ -208,17 +210,11 @@ impl<H: Holdable> SequencerOf<H> {
     /// them to `f` in `(ts, id, order key)` order; returns the last one's time.
     fn pop_below(&mut self, below: Option<i64>, f: &mut impl FnMut(H)) -> Option<i64> {
         let mut last = None;
-        while let Some(&Reverse((ts, _))) = self.heap.peek() {
-            if below.is_some_and(|b| ts >= b) {
-                break;
-            }
+        while let Some((ts, slot)) = self.heap.pop_if(|t| below.is_none_or(|b| t < b)) {
             // Every held event of this time, then their order among themselves.
             let mut run = std::mem::take(&mut self.run);
-            while let Some(&Reverse((t, slot))) = self.heap.peek() {
-                if t != ts {
-                    break;
-                }
-                self.heap.pop();
+            run.extend(self.take(slot));
+            while let Some((_, slot)) = self.heap.pop_if(|t| t == ts) {
                 run.extend(self.take(slot));
             }
             if run.len() > 1 {
@@ -234,6 +230,7 @@ impl<H: Holdable> SequencerOf<H> {
             // Nothing held: the slots' memory goes back.
             self.slots.clear();
             self.free.clear();
+            self.heap.clear();
         }
         last
     }
@@ -269,7 +266,7 @@ impl<H: Holdable> SequencerOf<H> {
         }
         let slots = &self.slots;
         self.heap
-            .retain(|Reverse((_, slot))| slots.get(*slot as usize).is_some_and(Option::is_some));
+            .retain(|(_, slot)| slots.get(*slot as usize).is_some_and(Option::is_some));
         self.held_bytes = self.iter().map(Holdable::raw_len).sum();
         before - self.heap.len()
     }
@@ -306,7 +303,7 @@ impl<H: Holdable> SequencerOf<H> {
 
     /// The earliest held event time.
     pub fn earliest(&self) -> Option<i64> {
-        self.heap.peek().map(|Reverse((ts, _))| *ts)
+        self.heap.earliest()
     }
 }
 
