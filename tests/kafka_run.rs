@@ -319,11 +319,15 @@ fn garbage_goes_to_the_dead_letter_topic_and_every_valid_event_is_applied() {
             ("complaints", None)
         };
         let parts = if topic == "orders" { 1 } else { 3 };
-        msgs.push(Out::new(
-            topic,
-            i % parts,
-            event(&format!("v{i}"), kind, ts + i as i64 * 1000, "p1"),
-        ));
+        let mut payload = event(&format!("v{i}"), kind, ts + i as i64 * 1000, "p1").into_bytes();
+        if i % 30 == 17 {
+            // Valid: an unknown field is skipped unchecked, even a string
+            // that is not UTF-8 (such an event was once held and never
+            // applied, its offset never committed).
+            payload.pop();
+            payload.extend_from_slice(b",\"note\":\"caf\xe9 \xff\"}");
+        }
+        msgs.push(Out::new(topic, i % parts, payload));
         if i % 30 == 5 {
             let (topic, payload, reason) = &garbage[(i / 30) as usize];
             let parts = if *topic == "orders" { 1 } else { 3 };
