@@ -230,7 +230,6 @@ impl<H: Holdable> SequencerOf<H> {
             // Nothing held: the slots' memory goes back.
             self.slots.clear();
             self.free.clear();
-            self.heap.clear();
         }
         last
     }

@@ -142,11 +142,6 @@ impl Keys {
         self.heap.retain(|Reverse(k)| keep(k));
         self.len = self.heap.len() + self.lanes.iter().map(VecDeque::len).sum::<usize>();
     }
-
-    /// Forgets every key and gives the memory back.
-    pub(super) fn clear(&mut self) {
-        *self = Keys::default();
-    }
 }
 
 #[cfg(test)]
