@@ -303,10 +303,34 @@ pub fn decode_into<'a>(
 ) -> Result<(), Invalid> {
     check_size(bytes, limits)?;
     let raw = match fast::parse(bytes, &mut out.attrs) {
-        Some(raw) => raw,
+        Some((raw, _)) => raw,
         None => parse_full(bytes, &mut out.attrs)?,
     };
     finish(raw, limits, now_ms, default_type, out)
+}
+
+/// [`decode_into`], then the event captured to be held
+/// ([`OwnedEvent`]; `slot` is scratch space for the decoded event). The
+/// fast path has checked the input is UTF-8 already, so the held event
+/// does not check it again.
+#[inline]
+pub fn decode_held<'a>(
+    bytes: &'a [u8],
+    limits: &DecodeLimits,
+    now_ms: Option<i64>,
+    default_type: Option<&'a str>,
+    slot: &mut Event<'a>,
+) -> Result<OwnedEvent, Invalid> {
+    check_size(bytes, limits)?;
+    let (raw, text) = match fast::parse(bytes, &mut slot.attrs) {
+        Some((raw, text)) => (raw, Some(text)),
+        None => (
+            parse_full(bytes, &mut slot.attrs)?,
+            std::str::from_utf8(bytes).ok(),
+        ),
+    };
+    finish(raw, limits, now_ms, default_type, slot)?;
+    Ok(OwnedEvent::from_text(slot, bytes, text))
 }
 
 /// The size limit, checked before any parsing.

@@ -11,7 +11,7 @@ use std::io::{BufRead, Write};
 
 use crate::alert::Transition;
 use crate::engine::{Engine, EngineStats};
-use crate::event::{decode, decode_into, Event, InvalidReason, OwnedEvent};
+use crate::event::{decode, decode_held, Event, InvalidReason, OwnedEvent};
 use crate::sequencer::{watermark, JumpGuard, SequencerOf};
 
 /// Errors of a replay: only I/O can fail; bad lines are counted, not fatal.
@@ -165,13 +165,19 @@ impl OrderedFeed {
     ) -> Result<(), crate::event::Invalid> {
         // Decoded in place: the event is large, a returned one is moved.
         let mut ev = Event::default();
-        let held = match decode_into(bytes, engine.limits(), now_ms, None, &mut ev) {
-            Ok(()) => OwnedEvent::new(&ev, bytes),
+        let held = match decode_held(bytes, engine.limits(), now_ms, None, &mut ev) {
+            Ok(held) => held,
             Err(inv) => {
                 engine.record_invalid(inv.reason);
                 return Err(inv);
             }
         };
+        drop(ev);
+        if self.guard.pass_quick(held.ts()) {
+            // The usual case: nothing held aside, no jump.
+            self.hold(engine, held, out);
+            return Ok(());
+        }
         let detail = self.guard.jump_detail(held.ts()).unwrap_or_default();
         let v = self.guard.offer(held.ts(), (held, at, detail));
         for (_, at, detail) in v.rejected {

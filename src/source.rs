@@ -39,7 +39,7 @@ use std::ops::Range;
 
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
-use crate::event::{decode_into, DecodeLimits, Event, Invalid, OwnedEvent};
+use crate::event::{decode_held, DecodeLimits, Event, Invalid, OwnedEvent};
 
 /// Errors of the Kafka source.
 #[derive(Debug, thiserror::Error)]
@@ -212,10 +212,13 @@ impl Batch {
             let default_type = default_types
                 .get(usize::from(s.at.topic))
                 .and_then(|t| t.as_deref());
-            arrivals.push(
-                decode_into(raw, limits, Some(now_ms), default_type, &mut ev)
-                    .map(|()| OwnedEvent::new(&ev, raw)),
-            );
+            arrivals.push(decode_held(
+                raw,
+                limits,
+                Some(now_ms),
+                default_type,
+                &mut ev,
+            ));
         }
         *decoded_with = Some(*limits);
     }

@@ -4,6 +4,10 @@ use std::path::Path;
 
 use super::*;
 
+/// Largest `engine.max_event_bytes`: a held event addresses its strings with
+/// 32-bit offsets (`event::OwnedEvent`), and no producer's event is this big.
+const MAX_EVENT_BYTES_LIMIT: usize = 256 * 1024 * 1024;
+
 mod rule;
 use rule::validate_rule;
 
@@ -89,11 +93,11 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if e.max_event_bytes < 64 {
+        if !(64..=MAX_EVENT_BYTES_LIMIT).contains(&e.max_event_bytes) {
             errs.push(ConfigError::new(
                 "engine.max_event_bytes",
                 e.max_event_bytes.to_string(),
-                "must be at least 64",
+                "must be between 64 and 268435456 (256 MiB)",
             ));
         }
         validate_range(

@@ -32,7 +32,8 @@ pub struct EngineConfig {
     /// Events that confirm or refute a clock jump (1–1000).
     #[serde(default = "default_clock_jump_confirm")]
     pub clock_jump_confirm: u32,
-    /// Events larger than this many bytes are invalid (`oversized`).
+    /// Events larger than this many bytes are invalid (`oversized`); 64 bytes
+    /// to 256 MiB.
     #[serde(default = "default_max_event_bytes")]
     pub(crate) max_event_bytes: usize,
     /// Live groups (slices) kept per rule; events of new groups beyond it are counted as overflow.

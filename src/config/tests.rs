@@ -394,3 +394,19 @@ fn a_response_time_rule_needs_a_quantile_in_0_1() {
         r#"Selector { kind: Some(Is(One("response"))), attrs: {} }"#
     );
 }
+
+#[test]
+fn max_event_bytes_is_bounded_both_ways() {
+    let with = |n: &str| errors(&format!("[engine]\nmax_event_bytes = {n}\n{RULE}"));
+    for bad in ["63", "268435457", "4294967296"] {
+        let errs = with(bad);
+        assert!(
+            errs.iter()
+                .any(|e| e.to_string().contains("engine.max_event_bytes")),
+            "{bad}: {errs:?}"
+        );
+    }
+    for good in ["64", "65536", "268435456"] {
+        assert!(with(good).is_empty(), "{good}");
+    }
+}

@@ -23,9 +23,13 @@ use super::{AttrList, RawEvent, Scalar};
 const MAX_DIRECT_DIGITS: usize = 18;
 
 /// Scans `bytes` as one event object, its attributes into `attrs` (cleared
-/// first), or `None` to ask for the full parser.
+/// first), with `bytes` as text (checked to be UTF-8 on the way), or `None`
+/// to ask for the full parser.
 #[inline(always)]
-pub(super) fn parse<'a>(bytes: &'a [u8], attrs: &mut AttrList<'a>) -> Option<RawEvent<'a>> {
+pub(super) fn parse<'a>(
+    bytes: &'a [u8],
+    attrs: &mut AttrList<'a>,
+) -> Option<(RawEvent<'a>, &'a str)> {
     attrs.clear();
     let text = std::str::from_utf8(bytes).ok()?;
     let mut c = Cursor {
@@ -68,7 +72,7 @@ pub(super) fn parse<'a>(bytes: &'a [u8], attrs: &mut AttrList<'a>) -> Option<Raw
         }
     }
     c.skip_ws();
-    (c.i == bytes.len()).then_some(raw)
+    (c.i == bytes.len()).then_some((raw, text))
 }
 
 struct Cursor<'a> {

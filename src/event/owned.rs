@@ -1,30 +1,42 @@
 //! [`OwnedEvent`]: a decoded event that owns its input, for holding it (in the
 //! event-time sequencer) without decoding it a second time on release.
 //!
-//! The input bytes are kept as they came, followed by any string the decoder
-//! could not borrow from them (one with escapes); each field is a span of that
-//! buffer. [`OwnedEvent::event`] lends an [`Event`] borrowing from it: no
-//! parsing, no allocation beyond the attribute list's inline storage.
+//! The input is kept as it came, as text (the decoder already checked it is
+//! UTF-8), followed by any string the decoder could not borrow from it (one
+//! with escapes); each field is a span of that text. [`OwnedEvent::event`]
+//! lends an [`Event`] borrowing from it: no parsing, no UTF-8 check, no
+//! allocation beyond the attribute list's inline storage.
+//!
+//! An input that is not UTF-8 can still be a valid event: the full parser
+//! skips an unknown field's string without checking it. Then the text holds
+//! the event's own strings only and the input bytes are kept beside it.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use super::Event;
 
-/// Position of a string in [`OwnedEvent::buf`]: (start, end).
-type Span = (usize, usize);
+/// Position of a string in [`OwnedEvent::text`]: (start, end). 32 bits
+/// each: `engine.max_event_bytes` is at most 256 MiB, and the text is at
+/// most twice the input (see [`OwnedEvent::from_text`] for larger inputs).
+type Span = (u32, u32);
 
-/// A decoded event with its raw bytes (see the module docs). Ordered by
-/// `(ts, id, order key of the raw bytes)`, the sequencer's release order.
+/// A decoded event with its input (see the module docs). Ordered by
+/// `(ts, id, order key of the input bytes)`, the sequencer's release order.
 #[derive(Debug, Clone)]
 pub struct OwnedEvent {
     ts: i64,
-    score: Option<f64>,
-    sentiment: Option<f64>,
-    /// The input, then the strings not borrowed from it.
-    buf: Box<[u8]>,
-    /// Length of the input at the front of `buf`.
-    raw_len: usize,
+    /// `score` and `sentiment`, NaN when absent (a decoded value is finite):
+    /// a smaller event is moved for less.
+    score: f64,
+    sentiment: f64,
+    /// The input when it is UTF-8 (its first `raw_len` bytes), then the
+    /// strings not borrowed from it.
+    text: Box<str>,
+    /// The input when it is not UTF-8 (then `text` holds the event's own
+    /// strings only and `raw_len` is 0).
+    raw_bytes: Option<Box<Box<[u8]>>>,
+    raw_len: u32,
     /// id, type, customer id (`(0, 0)` with `customer == false` when absent),
     /// ref id (likewise with `reference`), then each attribute's key and
     /// value, in input order.
@@ -34,20 +46,39 @@ pub struct OwnedEvent {
 }
 
 impl OwnedEvent {
-    /// Captures `ev`, decoded from `raw`.
+    /// Captures `ev`, decoded from `raw`. Checks `raw` is UTF-8; a decoder
+    /// that already knows gives it to [`OwnedEvent::from_text`].
     pub(crate) fn new(ev: &Event<'_>, raw: &[u8]) -> Self {
-        let mut extra: Vec<u8> = Vec::new();
+        Self::from_text(ev, raw, std::str::from_utf8(raw).ok())
+    }
+
+    /// Captures `ev`, decoded from `raw`, which is `text` when it is UTF-8
+    /// (`None`: it is not).
+    ///
+    /// A text longer than 32-bit spans can address (an input over 2 GiB,
+    /// beyond any `engine.max_event_bytes`) is kept with empty spans: it is
+    /// then not lent back ([`OwnedEvent::event`] gives `None`), and the
+    /// callers decode its input again.
+    pub(crate) fn from_text(ev: &Event<'_>, raw: &[u8], text: Option<&str>) -> Self {
+        let input = text.unwrap_or_default();
+        let base = input.as_ptr() as usize;
+        // Exactly the input's size: nothing to copy is the usual case, and a
+        // boxed string with spare capacity would be reallocated.
+        let mut buf = String::with_capacity(input.len());
+        buf.push_str(input);
         let mut spans: Vec<Span> = Vec::with_capacity(4 + 2 * ev.attrs.len());
         let mut span_of = |s: &str| -> Span {
-            let base = raw.as_ptr() as usize;
             let at = (s.as_ptr() as usize).wrapping_sub(base);
-            if at <= raw.len() && s.len() <= raw.len() - at {
+            let (a, b) = if at <= input.len() && s.len() <= input.len() - at {
                 // Borrowed from the input.
-                return (at, at + s.len());
-            }
-            let start = raw.len() + extra.len();
-            extra.extend_from_slice(s.as_bytes());
-            (start, raw.len() + extra.len())
+                (at, at + s.len())
+            } else {
+                let start = buf.len();
+                buf.push_str(s);
+                (start, buf.len())
+            };
+            // Both within `buf`, whose length is checked below.
+            (a as u32, b as u32)
         };
         spans.push(span_of(&ev.id));
         spans.push(span_of(&ev.kind));
@@ -63,20 +94,17 @@ impl OwnedEvent {
             spans.push(span_of(k));
             spans.push(span_of(v));
         }
-        let buf: Box<[u8]> = if extra.is_empty() {
-            Box::from(raw)
-        } else {
-            let mut b = Vec::with_capacity(raw.len() + extra.len());
-            b.extend_from_slice(raw);
-            b.extend_from_slice(&extra);
-            b.into_boxed_slice()
-        };
+        if u32::try_from(buf.len()).is_err() {
+            spans.clear();
+        }
         OwnedEvent {
             ts: ev.ts,
-            score: ev.score,
-            sentiment: ev.sentiment,
-            buf,
-            raw_len: raw.len(),
+            score: ev.score.unwrap_or(f64::NAN),
+            sentiment: ev.sentiment.unwrap_or(f64::NAN),
+            text: buf.into_boxed_str(),
+            raw_bytes: (text.is_none() || u32::try_from(input.len()).is_err())
+                .then(|| Box::new(Box::from(raw))),
+            raw_len: u32::try_from(input.len()).unwrap_or(0),
             spans: spans.into_boxed_slice(),
             customer: ev.customer_id.is_some(),
             reference: ev.ref_id.is_some(),
@@ -92,29 +120,37 @@ impl OwnedEvent {
     pub(crate) fn kind(&self) -> &str {
         self.spans
             .get(1)
-            .and_then(|&s| std::str::from_utf8(self.bytes(s)).ok())
+            .and_then(|&s| self.str(s))
             .unwrap_or_default()
     }
 
     /// The input bytes the event was decoded from.
     pub(crate) fn raw(&self) -> &[u8] {
-        &self.buf[..self.raw_len]
+        match &self.raw_bytes {
+            Some(b) => &b[..],
+            None => self
+                .text
+                .as_bytes()
+                .get(..self.raw_len as usize)
+                .unwrap_or_default(),
+        }
     }
 
-    fn bytes(&self, (a, b): Span) -> &[u8] {
-        self.buf.get(a..b).unwrap_or_default()
+    #[inline]
+    fn str(&self, (a, b): Span) -> Option<&str> {
+        self.text.get(a as usize..b as usize)
     }
 
     /// The id's bytes.
     fn id_bytes(&self) -> &[u8] {
-        self.spans.first().map_or(&[], |&s| self.bytes(s))
+        self.spans
+            .first()
+            .and_then(|&s| self.str(s))
+            .map_or(&[], str::as_bytes)
     }
 
     /// The event, borrowing from this buffer. `None` never happens for an
-    /// event that decoded: each span was a `str`. The whole buffer is
-    /// checked to be UTF-8 at once (the fast case); if it is not, each span
-    /// on its own: the full parser skips an unknown field's string without
-    /// checking it, so such a line is a valid event whose input is not UTF-8.
+    /// event that decoded from an input of less than 2 GiB.
     pub(crate) fn event(&self) -> Option<Event<'_>> {
         let mut ev = Event::default();
         self.event_into(&mut ev).then_some(ev)
@@ -125,20 +161,12 @@ impl OwnedEvent {
     /// out. False (and `out` holds no particular event) where `event` gives
     /// `None`.
     pub(crate) fn event_into<'s>(&'s self, out: &mut Event<'s>) -> bool {
-        match std::str::from_utf8(&self.buf) {
-            Ok(text) => self.lend(|(a, b)| text.get(a..b), out),
-            Err(_) => self.lend(|span| std::str::from_utf8(self.bytes(span)).ok(), out),
-        }
-        .is_some()
+        self.lend(out).is_some()
     }
 
     #[inline(always)]
-    fn lend<'s>(
-        &'s self,
-        text: impl Fn(Span) -> Option<&'s str>,
-        out: &mut Event<'s>,
-    ) -> Option<()> {
-        let s = |span: Span| text(span).map(Cow::Borrowed);
+    fn lend<'s>(&'s self, out: &mut Event<'s>) -> Option<()> {
+        let s = |span: Span| self.str(span).map(Cow::Borrowed);
         let (id, kind, cust, reference) = (
             *self.spans.first()?,
             *self.spans.get(1)?,
@@ -158,8 +186,9 @@ impl OwnedEvent {
         } else {
             None
         };
-        out.score = self.score;
-        out.sentiment = self.sentiment;
+        let present = |v: f64| (!v.is_nan()).then_some(v);
+        out.score = present(self.score);
+        out.sentiment = present(self.sentiment);
         Some(())
     }
 }
@@ -261,7 +290,51 @@ mod tests {
             proptest::prop_assert!(ev.is_ok(), "{:?}: {:?}", String::from_utf8_lossy(&raw), ev);
             if let Ok(ev) = ev {
                 let owned = OwnedEvent::new(&ev, &raw);
+                let mut slot = Event::default();
+                let held = crate::event::decode_held(&raw, &DecodeLimits::default(), None, None, &mut slot);
+                proptest::prop_assert!(held.is_ok());
+                if let Ok(held) = held {
+                    proptest::prop_assert_eq!(held.event().map(Event::into_owned), Some(ev.clone().into_owned()));
+                    proptest::prop_assert_eq!(held.raw(), &raw[..]);
+                }
                 proptest::prop_assert_eq!(owned.event().map(Event::into_owned), Some(ev.into_owned()));
+            }
+        }
+    }
+
+    /// The decoder's own capture (which knows the input is UTF-8 when its
+    /// fast path took it) holds what `new` holds, whether the spans fit
+    /// inline or not, whether strings are borrowed, unescaped or the input
+    /// is not UTF-8.
+    #[test]
+    fn decode_held_holds_what_new_holds() {
+        let many: String = (0..9)
+            .map(|i| format!("\"k{i}\":\"v{i}\""))
+            .collect::<Vec<_>>()
+            .join(",");
+        let many = format!(r#"{{"id":"m","type":"order","ts":9,"attrs":{{{many}}}}}"#);
+        let lines: [&[u8]; 5] = [
+            br#"{"id":"a1","type":"complaint","ts":5,"customer_id":"c","attrs":{"product":"p","region":"r"},"score":3}"#,
+            br#"{"id":"a\u0032","type":"order","ts":"2026-11-20T00:00:00Z","attrs":{"k\"":"v\\","x":"y"}}"#,
+            b"{\"id\":\"b\",\"type\":\"order\",\"ts\":2,\"junk\":\"\xff\",\"attrs\":{\"p\":\"\\u00e9\"}}",
+            br#"{"id":"r","type":"response","ts":1,"customer_id":42,"ref_id":"a1"}"#,
+            many.as_bytes(),
+        ];
+        for raw in lines {
+            let limits = DecodeLimits::default();
+            let ev = decode(raw, &limits, None).expect("valid");
+            let mut slot = Event::default();
+            let held =
+                crate::event::decode_held(raw, &limits, None, None, &mut slot).expect("valid");
+            let new = OwnedEvent::new(&ev, raw);
+            for h in [&held, &new] {
+                assert_eq!(
+                    h.event().map(Event::into_owned),
+                    Some(ev.clone().into_owned())
+                );
+                assert_eq!(h.raw(), raw);
+                assert_eq!(h.kind(), ev.kind);
+                assert_eq!(h.cmp(&new), Ordering::Equal);
             }
         }
     }

@@ -5,7 +5,7 @@ use crate::alert::Transition;
 use crate::config::{Config, Dur, RuleConfig};
 use crate::dedup::Dedup;
 use crate::engine::Engine;
-use crate::event::{decode, Event, OwnedEvent};
+use crate::event::{decode, decode_held, Event, OwnedEvent};
 use crate::route::CompiledSelector;
 use crate::sequencer::{watermark, JumpGuard, SequencerOf};
 
@@ -292,12 +292,17 @@ impl Tuner {
     /// exactly as `backtest` counts it invalid.
     pub(crate) fn feed_from(&mut self, line: &[u8], at: Option<LineRef>) {
         self.lines += 1;
-        let Ok(ev) = decode(line, &self.limits, self.now_ms) else {
+        let mut ev = Event::default();
+        let Ok(held) = decode_held(line, &self.limits, self.now_ms, None, &mut ev) else {
             return;
         };
-        let ts = ev.ts;
-        let held = OwnedEvent::new(&ev, line);
         drop(ev);
+        let ts = held.ts();
+        if self.guard.pass_quick(ts) {
+            // The usual case: nothing held aside, no jump.
+            self.hold(held, self.lines, at);
+            return;
+        }
         let detail = self.guard.jump_detail(ts).unwrap_or_default();
         let v = self.guard.offer(ts, (held, self.lines, at, detail));
         self.refute(v.rejected);
