@@ -38,7 +38,9 @@ impl Progress {
 /// Per-partition progress of the engine stage.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    parts: HashMap<Partition, Progress>,
+    /// Looked up for every message twice (held, then released): a fast
+    /// hasher (a partition is not chosen by an adversary).
+    parts: HashMap<Partition, Progress, foldhash::fast::RandomState>,
     /// With durable state: the offsets the latest checkpoint covers. Nothing
     /// past them is committed (a restart resumes from the checkpoint), and a
     /// partition without one commits nothing.
@@ -60,10 +62,9 @@ impl OffsetTracker {
     /// `offset` was handed to the dead-letter producer: it holds commits back
     /// until [`OffsetTracker::dead_letter_done`].
     pub(crate) fn dead_letter_pending(&mut self, at: Partition, offset: i64) {
-        self.done(at, offset);
-        if let Some(p) = self.parts.get_mut(&at) {
-            p.pending.insert(offset);
-        }
+        let p = self.parts.entry(at).or_default();
+        p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
+        p.pending.insert(offset);
     }
 
     /// The dead letter of `offset` was acknowledged by the broker.
