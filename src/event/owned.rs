@@ -34,7 +34,7 @@ pub struct OwnedEvent {
     /// strings not borrowed from it.
     text: Box<str>,
     /// The input when it is not UTF-8 (then `text` holds the event's own
-    /// strings only and `raw_len` is 0).
+    /// strings only) or too long for 32-bit spans; `raw_len` is then 0.
     raw_bytes: Option<Box<Box<[u8]>>>,
     raw_len: u32,
     /// id, type, customer id (`(0, 0)` with `customer == false` when absent),
@@ -55,10 +55,10 @@ impl OwnedEvent {
     /// Captures `ev`, decoded from `raw`, which is `text` when it is UTF-8
     /// (`None`: it is not).
     ///
-    /// A text longer than 32-bit spans can address (an input over 2 GiB,
-    /// beyond any `engine.max_event_bytes`) is kept with empty spans: it is
-    /// then not lent back ([`OwnedEvent::event`] gives `None`), and the
-    /// callers decode its input again.
+    /// A text longer than 32-bit spans can address (only possible for an
+    /// input over 2 GiB, far beyond the largest `engine.max_event_bytes`)
+    /// is kept with empty spans: it is then not lent back
+    /// ([`OwnedEvent::event`] gives `None`).
     pub(crate) fn from_text(ev: &Event<'_>, raw: &[u8], text: Option<&str>) -> Self {
         let input = text.unwrap_or_default();
         let base = input.as_ptr() as usize;
@@ -303,9 +303,9 @@ mod tests {
     }
 
     /// The decoder's own capture (which knows the input is UTF-8 when its
-    /// fast path took it) holds what `new` holds, whether the spans fit
-    /// inline or not, whether strings are borrowed, unescaped or the input
-    /// is not UTF-8.
+    /// fast path took it) holds what `new` holds, with few or many
+    /// attributes, whether strings are borrowed or unescaped, and when the
+    /// input is not UTF-8.
     #[test]
     fn decode_held_holds_what_new_holds() {
         let many: String = (0..9)
