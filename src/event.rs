@@ -301,12 +301,26 @@ pub fn decode_into<'a>(
     default_type: Option<&'a str>,
     out: &mut Event<'a>,
 ) -> Result<(), Invalid> {
+    decode_checked(bytes, limits, now_ms, default_type, out).map(|_| ())
+}
+
+/// [`decode_into`], giving the input back as text when the fast path took
+/// it (which checked it is UTF-8; `None` after the full parser).
+#[inline(always)]
+fn decode_checked<'a>(
+    bytes: &'a [u8],
+    limits: &DecodeLimits,
+    now_ms: Option<i64>,
+    default_type: Option<&'a str>,
+    out: &mut Event<'a>,
+) -> Result<Option<&'a str>, Invalid> {
     check_size(bytes, limits)?;
-    let raw = match fast::parse(bytes, &mut out.attrs) {
-        Some((raw, _)) => raw,
-        None => parse_full(bytes, &mut out.attrs)?,
+    let (raw, text) = match fast::parse(bytes, &mut out.attrs) {
+        Some((raw, text)) => (raw, Some(text)),
+        None => (parse_full(bytes, &mut out.attrs)?, None),
     };
-    finish(raw, limits, now_ms, default_type, out)
+    finish(raw, limits, now_ms, default_type, out)?;
+    Ok(text)
 }
 
 /// [`decode_into`], then the event captured to be held
@@ -321,15 +335,8 @@ pub fn decode_held<'a>(
     default_type: Option<&'a str>,
     slot: &mut Event<'a>,
 ) -> Result<OwnedEvent, Invalid> {
-    check_size(bytes, limits)?;
-    let (raw, text) = match fast::parse(bytes, &mut slot.attrs) {
-        Some((raw, text)) => (raw, Some(text)),
-        None => (
-            parse_full(bytes, &mut slot.attrs)?,
-            std::str::from_utf8(bytes).ok(),
-        ),
-    };
-    finish(raw, limits, now_ms, default_type, slot)?;
+    let text = decode_checked(bytes, limits, now_ms, default_type, slot)?
+        .or_else(|| std::str::from_utf8(bytes).ok());
     Ok(OwnedEvent::from_text(slot, bytes, text))
 }
 

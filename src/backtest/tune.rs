@@ -50,10 +50,12 @@ use super::report::fmt_value;
 
 mod output;
 mod pass;
+mod rows;
 pub mod shared;
 
 pub use output::{render_table, snippet, write_csv};
-pub use pass::{backtest_config, run, run_lines, Row, TuneOptions, TuneResult, Tuner};
+pub use pass::{backtest_config, run, run_lines, TuneOptions, Tuner};
+pub use rows::{Row, TuneResult};
 
 /// Most candidates in one run: each is an engine in memory.
 pub(crate) const MAX_CANDIDATES: usize = 512;

@@ -1,5 +1,6 @@
 //! The one pass of `tune`: the candidates' engines fed together, and the
-//! table of their figures (Pareto marking and the automatic choice).
+//! table of their figures (its rows, the Pareto marking and the automatic
+//! choice are in `rows.rs`).
 
 use crate::alert::Transition;
 use crate::config::{Config, Dur, RuleConfig};
@@ -10,7 +11,8 @@ use crate::route::CompiledSelector;
 use crate::sequencer::{watermark, JumpGuard, SequencerOf};
 
 use super::super::input::{Inputs, LineRef};
-use super::super::report::{self, RuleSummary, SummaryOptions, Tracker};
+use super::super::report::{self, SummaryOptions, Tracker};
+use super::rows::{choice_key, mark_pareto, Row, TuneResult};
 use super::shared::{self, PolicyFan};
 use super::{candidates, Candidate, TuneError, Vary};
 
@@ -27,58 +29,6 @@ pub struct TuneOptions {
     pub now_ms: Option<i64>,
     /// 1-based row to choose instead of the automatic choice.
     pub pick: Option<usize>,
-}
-
-/// One row of the table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    /// The candidate.
-    pub candidate: Candidate,
-    /// Its figures (as `backtest` reports them for the rule).
-    pub summary: RuleSummary,
-    /// Pareto-optimal (false, missed, median delay); only with labels.
-    pub pareto: bool,
-    /// This row is the rule as configured.
-    pub current: bool,
-}
-
-impl Row {
-    /// False incidents (with labels).
-    pub fn false_incidents(&self) -> Option<usize> {
-        self.summary.truth.as_ref().map(|t| t.false_incidents)
-    }
-    /// Missed crises (with labels).
-    pub fn missed(&self) -> Option<usize> {
-        self.summary.truth.as_ref().map(|t| t.missed)
-    }
-    /// Median detection delay (with labels and at least one detection).
-    pub fn median_delay_ms(&self) -> Option<i64> {
-        self.summary
-            .truth
-            .as_ref()
-            .and_then(|t| t.delay)
-            .map(|d| d.median_ms)
-    }
-}
-
-/// What a tuning run found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TuneResult {
-    /// The tuned rule, as configured.
-    pub(crate) base: RuleConfig,
-    /// Candidate rows, in candidate order; the configured rule is appended as
-    /// `current` when no candidate equals it.
-    pub rows: Vec<Row>,
-    /// Index into `rows` of the chosen row.
-    pub chosen: Option<usize>,
-    /// Lines read.
-    pub(crate) lines: u64,
-    /// First event time.
-    pub(crate) first_ms: Option<i64>,
-    /// Last event time.
-    pub(crate) end_ms: Option<i64>,
-    /// Whether ground truth was given.
-    pub(crate) labelled: bool,
 }
 
 /// The engines of a group of candidates.
@@ -504,37 +454,6 @@ pub fn backtest_config(cfg: &Config, rule: &RuleConfig) -> Config {
         }
     }
     c
-}
-
-fn choice_key(r: &Row, i: usize) -> (usize, usize, i64, usize, i64, usize) {
-    (
-        r.missed().unwrap_or(usize::MAX),
-        r.false_incidents().unwrap_or(usize::MAX),
-        r.median_delay_ms().unwrap_or(i64::MAX),
-        r.summary.flaps,
-        r.summary.firing_ms,
-        i,
-    )
-}
-
-fn mark_pareto(rows: &mut [Row]) {
-    let obj: Vec<[i64; 3]> = rows
-        .iter()
-        .map(|r| {
-            [
-                r.false_incidents().map_or(i64::MAX, |v| v as i64),
-                r.missed().map_or(i64::MAX, |v| v as i64),
-                r.median_delay_ms().unwrap_or(i64::MAX),
-            ]
-        })
-        .collect();
-    for i in 0..rows.len() {
-        let dominated = obj
-            .iter()
-            .enumerate()
-            .any(|(j, o)| j != i && o.iter().zip(&obj[i]).all(|(a, b)| a <= b) && *o != obj[i]);
-        rows[i].pareto = !dominated;
-    }
 }
 
 /// Runs a tuning pass over `inputs`.
