@@ -45,8 +45,9 @@ use std::io::Write;
 use crate::alert::Transition;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
-use crate::event::{decode_with_default, DecodeLimits, InvalidReason};
-use crate::sequencer::{watermark, Held, JumpGuard, Sequencer};
+use crate::event::ahead::{DecodeAhead, Decoded};
+use crate::event::{decode_held, DecodeLimits, Event, Invalid, InvalidReason, OwnedEvent};
+use crate::sequencer::{watermark, JumpGuard, SequencerOf};
 
 pub use input::{InputError, Inputs};
 pub use report::{Incident, Report, SummaryOptions};
@@ -96,7 +97,7 @@ pub struct Driver {
     /// Late events and the input that moved the clock before them.
     watch: clock_watch::ClockWatch,
     /// Holds events until the watermark passes them, as `replay` and `run` do.
-    seq: Sequencer<Option<Box<str>>>,
+    seq: SequencerOf<OwnedEvent>,
     /// Newest event time fed.
     newest: Option<i64>,
     /// Holds events that would jump the clock (`engine.max_clock_jump`).
@@ -105,7 +106,7 @@ pub struct Driver {
 
 /// An event the clock-jump guard may hold: the event, the line count and
 /// position it came from, and why it would be a jump.
-type Suspect = (Held<Option<Box<str>>>, u64, Option<input::LineRef>, String);
+type Suspect = (OwnedEvent, u64, Option<input::LineRef>, String);
 
 impl Driver {
     /// A driver for `cfg`. Boundaries come every `cadence_ms` of event time, at
@@ -119,7 +120,7 @@ impl Driver {
         let mut engine = Engine::new(cfg)?;
         engine.set_sequenced(true);
         Ok(Driver {
-            seq: Sequencer::new(),
+            seq: SequencerOf::new(),
             newest: None,
             guard: JumpGuard::new(
                 engine.limits().max_clock_jump_ms,
@@ -192,10 +193,25 @@ impl Driver {
         default_type: Option<&str>,
         obs: &mut impl Observer,
     ) {
-        self.lines += 1;
         let at = self.at.take();
-        let ev = match decode_with_default(line, &self.limits, self.now_ms, default_type) {
-            Ok(ev) => ev,
+        // Decoded in place: the event is large, a returned one is moved.
+        let mut slot = Event::default();
+        let decoded = decode_held(line, &self.limits, self.now_ms, default_type, &mut slot);
+        drop(slot);
+        self.feed_decoded(decoded, at, obs);
+    }
+
+    /// Feeds the next line, already decoded by [`decode_held`] (as a
+    /// [`DecodeAhead`] does; `at`: where it came from).
+    pub(crate) fn feed_decoded(
+        &mut self,
+        decoded: Result<OwnedEvent, Invalid>,
+        at: Option<input::LineRef>,
+        obs: &mut impl Observer,
+    ) {
+        self.lines += 1;
+        let held = match decoded {
+            Ok(held) => held,
             Err(inv) => {
                 self.engine.record_invalid(inv.reason);
                 if self.invalid_examples.len() < 5 {
@@ -205,15 +221,14 @@ impl Driver {
                 return;
             }
         };
-        let held = Held {
-            ts: ev.ts,
-            id: ev.id.as_ref().into(),
-            raw: line.into(),
-            tag: default_type.map(Box::<str>::from),
-        };
-        drop(ev);
-        let detail = self.guard.jump_detail(held.ts).unwrap_or_default();
-        let v = self.guard.offer(held.ts, (held, self.lines, at, detail));
+        let ts = held.ts();
+        if self.guard.pass_quick(ts) {
+            // The usual case: nothing held aside, no jump.
+            self.hold(held, self.lines, at, obs);
+            return;
+        }
+        let detail = self.guard.jump_detail(ts).unwrap_or_default();
+        let v = self.guard.offer(ts, (held, self.lines, at, detail));
         self.refute(v.rejected);
         for (held, lines, at, _) in v.pass {
             self.hold(held, lines, at, obs);
@@ -235,14 +250,15 @@ impl Driver {
     /// `lines`, from `at`); applies what the watermark releases.
     fn hold(
         &mut self,
-        held: Held<Option<Box<str>>>,
+        held: OwnedEvent,
         lines: u64,
         at: Option<input::LineRef>,
         obs: &mut impl Observer,
     ) {
-        self.first_ms.get_or_insert(held.ts);
-        self.watch.observe(held.ts, lines, at);
-        let newest = self.newest.map_or(held.ts, |n| n.max(held.ts));
+        let ts = held.ts();
+        self.first_ms.get_or_insert(ts);
+        self.watch.observe(ts, lines, at);
+        let newest = self.newest.map_or(ts, |n| n.max(ts));
         self.newest = Some(newest);
         if let Some(behind) = self.seq.offer(held) {
             self.apply(behind, obs);
@@ -266,10 +282,13 @@ impl Driver {
         }
     }
 
-    fn apply(&mut self, h: Held<Option<Box<str>>>, obs: &mut impl Observer) {
-        let Ok(ev) = decode_with_default(&h.raw, &self.limits, None, h.tag.as_deref()) else {
+    fn apply(&mut self, h: OwnedEvent, obs: &mut impl Observer) {
+        // Lent in place: the event is large, a returned one is moved. A held
+        // event always lends (it decoded once already).
+        let mut ev = Event::default();
+        if !h.event_into(&mut ev) {
             return;
-        };
+        }
         let t = self.engine.clock().map_or(ev.ts, |c| c.max(ev.ts));
         self.boundaries_until(t, obs);
         self.engine.process(&ev, &mut self.out);
@@ -380,9 +399,16 @@ pub fn run(
         write_error: None,
     };
     let started = std::time::Instant::now();
+    // Lines are decoded on a second thread while this one applies the ones
+    // before them: the same results, in the same order.
+    let mut ahead = DecodeAhead::new(*driver.engine().limits(), now_ms);
+    let mut sink = |(at, decoded): Decoded<input::LineRef>| {
+        driver.feed_decoded(decoded, Some(at), &mut obs);
+    };
     inputs.for_each_line_with_default(|line, default_type, at| {
-        driver.feed_at(line, default_type, at, &mut obs)
+        ahead.push(line, default_type, at, &mut sink);
     })?;
+    ahead.finish(&mut sink);
     driver.finish_input(&mut obs);
     driver.clock_watch().warn("backtest", Some(inputs));
     if let Some(e) = obs.write_error {

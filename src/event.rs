@@ -17,6 +17,7 @@ use std::fmt;
 
 use smallvec::SmallVec;
 
+pub(crate) mod ahead;
 mod fast;
 mod full;
 mod owned;

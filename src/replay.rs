@@ -6,12 +6,14 @@
 //! byte-identical. The summary (events read, invalid by reason, late,
 //! transitions) is returned for the caller to print on stderr.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::{BufRead, Write};
 
 use crate::alert::Transition;
 use crate::engine::{Engine, EngineStats};
-use crate::event::{decode, decode_held, Event, InvalidReason, OwnedEvent};
+use crate::event::ahead::{DecodeAhead, Decoded};
+use crate::event::{decode, decode_held, Event, Invalid, InvalidReason, OwnedEvent};
 use crate::sequencer::{watermark, JumpGuard, SequencerOf};
 
 /// Errors of a replay: only I/O can fail; bad lines are counted, not fatal.
@@ -75,7 +77,35 @@ pub fn replay(
     let mut out = Vec::new();
     let mut line_no = 0u64;
     let mut feed = OrderedFeed::new(engine);
-    loop {
+    // Lines are decoded on a second thread while this one applies the ones
+    // before them: the same results, in the same order.
+    let mut ahead = DecodeAhead::new(*engine.limits(), now_ms);
+    tracing::debug!(threaded = ahead.threaded(), "replay: decoding ahead");
+    // The first failed write: nothing more is applied or written after it.
+    let failed: RefCell<Option<ReplayError>> = RefCell::new(None);
+    let mut sink = |(at, decoded): Decoded<u64>| {
+        if failed.borrow().is_some() {
+            return;
+        }
+        let pushed = feed.push_decoded(engine, decoded, at, &mut out);
+        for (at, detail) in feed.take_rejected() {
+            if summary.invalid_examples.len() < 5 {
+                summary
+                    .invalid_examples
+                    .push((at, InvalidReason::ClockJump, detail));
+            }
+        }
+        if let Err(inv) = pushed {
+            if summary.invalid_examples.len() < 5 {
+                summary.invalid_examples.push((at, inv.reason, inv.detail));
+            }
+        }
+        if let Err(e) = write_transitions(&mut out, output, &mut on_transition) {
+            *failed.borrow_mut() = Some(e);
+        }
+    };
+    let mut lines = 0u64;
+    while failed.borrow().is_none() {
         line.clear();
         let n = input
             .read_until(b'\n', &mut line)
@@ -88,24 +118,14 @@ pub fn replay(
         if trimmed.is_empty() {
             continue;
         }
-        summary.lines += 1;
-        let pushed = feed.push_at(engine, trimmed, now_ms, line_no, &mut out);
-        for (at, detail) in feed.take_rejected() {
-            if summary.invalid_examples.len() < 5 {
-                summary
-                    .invalid_examples
-                    .push((at, InvalidReason::ClockJump, detail));
-            }
-        }
-        if let Err(inv) = pushed {
-            if summary.invalid_examples.len() < 5 {
-                summary
-                    .invalid_examples
-                    .push((line_no, inv.reason, inv.detail));
-            }
-        }
-        write_transitions(&mut out, output, &mut on_transition)?;
+        lines += 1;
+        ahead.push(trimmed, None, line_no, &mut sink);
     }
+    ahead.finish(&mut sink);
+    if let Some(e) = failed.into_inner() {
+        return Err(e);
+    }
+    summary.lines = lines;
     feed.finish(engine, &mut out);
     for (at, detail) in feed.take_rejected() {
         if summary.invalid_examples.len() < 5 {
@@ -165,14 +185,27 @@ impl OrderedFeed {
     ) -> Result<(), crate::event::Invalid> {
         // Decoded in place: the event is large, a returned one is moved.
         let mut ev = Event::default();
-        let held = match decode_held(bytes, engine.limits(), now_ms, None, &mut ev) {
+        let decoded = decode_held(bytes, engine.limits(), now_ms, None, &mut ev);
+        drop(ev);
+        self.push_decoded(engine, decoded, at, out)
+    }
+
+    /// [`OrderedFeed::push_at`] of an input already decoded (by
+    /// [`decode_held`], as a [`DecodeAhead`] does).
+    pub(crate) fn push_decoded(
+        &mut self,
+        engine: &mut Engine,
+        decoded: Result<OwnedEvent, Invalid>,
+        at: u64,
+        out: &mut Vec<Transition>,
+    ) -> Result<(), Invalid> {
+        let held = match decoded {
             Ok(held) => held,
             Err(inv) => {
                 engine.record_invalid(inv.reason);
                 return Err(inv);
             }
         };
-        drop(ev);
         if self.guard.pass_quick(held.ts()) {
             // The usual case: nothing held aside, no jump.
             self.hold(engine, held, out);

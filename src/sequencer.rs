@@ -25,7 +25,7 @@
 //! the held events of that stretch of time.
 //!
 //! An event that arrives behind the watermark (more out of order than
-//! `allowed_lateness`) cannot be put in its place any more: [`Sequencer::offer`]
+//! `allowed_lateness`) cannot be put in its place any more: [`SequencerOf::offer`]
 //! hands it back, the caller applies it at once, and the engine counts it late
 //! if it is older than its window.
 
@@ -38,9 +38,11 @@ use keys::Keys;
 
 pub use jump::{JumpGuard, Verdict};
 
-/// One held event.
+/// One held event as raw bytes: the sequencer's own tests hold
+/// these (the tools hold decoded events, [`crate::event::OwnedEvent`]).
+#[cfg(test)]
 #[derive(Debug)]
-pub struct Held<T> {
+pub struct Held {
     /// Event time (ms).
     pub(crate) ts: i64,
     /// The event's id (second sort key).
@@ -49,25 +51,27 @@ pub struct Held<T> {
     /// [`order_key`]: two different events with one id and time still come
     /// out in one order).
     pub(crate) raw: Box<[u8]>,
-    /// The caller's tag (where the event came from).
-    pub(crate) tag: T,
 }
 
-impl<T> PartialEq for Held<T> {
+#[cfg(test)]
+impl PartialEq for Held {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
 
-impl<T> Eq for Held<T> {}
+#[cfg(test)]
+impl Eq for Held {}
 
-impl<T> PartialOrd for Held<T> {
+#[cfg(test)]
+impl PartialOrd for Held {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<T> Ord for Held<T> {
+#[cfg(test)]
+impl Ord for Held {
     fn cmp(&self, other: &Self) -> Ordering {
         self.ts
             .cmp(&other.ts)
@@ -112,7 +116,8 @@ pub trait Holdable: Ord {
     fn raw_len(&self) -> usize;
 }
 
-impl<T> Holdable for Held<T> {
+#[cfg(test)]
+impl Holdable for Held {
     fn ts(&self) -> i64 {
         self.ts
     }
@@ -130,8 +135,9 @@ impl Holdable for crate::event::OwnedEvent {
     }
 }
 
-/// The sequencer of raw events tagged with `T` (decoded again on release).
-pub(crate) type Sequencer<T> = SequencerOf<Held<T>>;
+/// The sequencer of raw events (the sequencer's tests).
+#[cfg(test)]
+pub(crate) type Sequencer = SequencerOf<Held>;
 
 /// Holds events until the watermark passes them (see the module docs).
 ///
@@ -315,12 +321,11 @@ pub(crate) fn watermark(clock: i64, lateness_ms: i64) -> i64 {
 mod tests {
     use super::*;
 
-    fn h(ts: i64, id: &str) -> Held<u32> {
+    fn h(ts: i64, id: &str) -> Held {
         Held {
             ts,
             id: id.into(),
             raw: id.as_bytes().into(),
-            tag: 0,
         }
     }
 
@@ -363,7 +368,7 @@ mod tests {
             x
         };
         type Key = (i64, String, Vec<u8>);
-        let key = |h: &Held<u32>| -> Key { (h.ts, h.id.to_string(), h.raw.to_vec()) };
+        let key = |h: &Held| -> Key { (h.ts, h.id.to_string(), h.raw.to_vec()) };
         let mut s = Sequencer::new();
         // The model: what is held, sorted at each release (by time, id,
         // then the bytes' order key).
@@ -382,7 +387,6 @@ mod tests {
                     ts,
                     id: id.as_str().into(),
                     raw: raw.clone().into(),
-                    tag: 0u32,
                 };
                 match s.offer(h) {
                     Some(back) => assert!(back.ts < s.released_below().unwrap_or(i64::MAX)),
@@ -418,7 +422,7 @@ mod tests {
     #[test]
     fn the_watermark_never_moves_back() {
         let mut s = Sequencer::new();
-        s.release(100, |_: Held<u32>| {});
+        s.release(100, |_: Held| {});
         s.release(50, |_| {});
         assert_eq!(s.released_below(), Some(100));
         assert!(s.offer(h(60, "x")).is_some());

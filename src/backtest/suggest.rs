@@ -33,8 +33,9 @@
 use std::fmt::Write as _;
 
 use crate::config::{Condition, Config, Dur};
+use crate::event::ahead::Decoded;
 
-use super::input::Inputs;
+use super::input::{Inputs, LineRef};
 use super::report::fmt_dur;
 use super::tune::{self, Row, TuneError, TuneOptions, TuneResult, Tuner};
 
@@ -151,11 +152,21 @@ pub fn run(
         let o = options(opts, name, *t0, *for_)?;
         tuners.push((Tuner::new(cfg, &o)?, o));
     }
-    inputs.for_each_line(|line, at| {
-        for (t, _) in &mut tuners {
-            t.feed_from(line, Some(at));
-        }
-    })?;
+    // Each line is decoded once (ahead, on a second thread) for every
+    // tuner: they share the configuration's limits and clock.
+    if let Some((first, _)) = tuners.first() {
+        let mut ahead = first.decode_ahead();
+        let mut sink = |(at, decoded): Decoded<LineRef>| {
+            if let Some(((last, _), rest)) = tuners.split_last_mut() {
+                for (t, _) in rest {
+                    t.feed_decoded(decoded.clone(), Some(at));
+                }
+                last.feed_decoded(decoded, Some(at));
+            }
+        };
+        inputs.for_each_line(|line, at| ahead.push(line, None, at, &mut sink))?;
+        ahead.finish(&mut sink);
+    }
     let mut out = Vec::with_capacity(tuners.len());
     for (t, o) in tuners {
         let result = if t.exact() || inputs.uses_stdin() {

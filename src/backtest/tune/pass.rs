@@ -6,7 +6,8 @@ use crate::alert::Transition;
 use crate::config::{Config, Dur, RuleConfig};
 use crate::dedup::Dedup;
 use crate::engine::Engine;
-use crate::event::{decode, decode_held, Event, OwnedEvent};
+use crate::event::ahead::{DecodeAhead, Decoded};
+use crate::event::{decode, decode_held, Event, Invalid, OwnedEvent};
 use crate::route::CompiledSelector;
 use crate::sequencer::{watermark, JumpGuard, SequencerOf};
 
@@ -241,12 +242,24 @@ impl Tuner {
     /// (`engine.max_clock_jump`): refuted, it is left out (and warned about),
     /// exactly as `backtest` counts it invalid.
     pub(crate) fn feed_from(&mut self, line: &[u8], at: Option<LineRef>) {
-        self.lines += 1;
+        // Decoded in place: the event is large, a returned one is moved.
         let mut ev = Event::default();
-        let Ok(held) = decode_held(line, &self.limits, self.now_ms, None, &mut ev) else {
+        let decoded = decode_held(line, &self.limits, self.now_ms, None, &mut ev);
+        drop(ev);
+        self.feed_decoded(decoded, at);
+    }
+
+    /// Like [`Tuner::feed_from`], for a line already decoded by
+    /// [`decode_held`] (as a [`DecodeAhead`] does).
+    pub(crate) fn feed_decoded(
+        &mut self,
+        decoded: Result<OwnedEvent, Invalid>,
+        at: Option<LineRef>,
+    ) {
+        self.lines += 1;
+        let Ok(held) = decoded else {
             return;
         };
-        drop(ev);
         let ts = held.ts();
         if self.guard.pass_quick(ts) {
             // The usual case: nothing held aside, no jump.
@@ -259,6 +272,11 @@ impl Tuner {
         for (held, lines, at, _) in v.pass {
             self.hold(held, lines, at);
         }
+    }
+
+    /// Decoding ahead for [`Tuner::feed_decoded`], with this tuner's limits.
+    pub(crate) fn decode_ahead(&self) -> DecodeAhead<LineRef> {
+        DecodeAhead::new(self.limits, self.now_ms)
     }
 
     /// Remembers refuted clock jumps (left out of every candidate).
@@ -464,7 +482,12 @@ pub fn backtest_config(cfg: &Config, rule: &RuleConfig) -> Config {
 pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
     let mut tuner = Tuner::new(cfg, opts)?;
     let started = std::time::Instant::now();
-    inputs.for_each_line(|line, at| tuner.feed_from(line, Some(at)))?;
+    // Lines are decoded on a second thread while this one applies the ones
+    // before them: the same results, in the same order.
+    let mut ahead = tuner.decode_ahead();
+    let mut sink = |(at, decoded): Decoded<LineRef>| tuner.feed_decoded(decoded, Some(at));
+    inputs.for_each_line(|line, at| ahead.push(line, None, at, &mut sink))?;
+    ahead.finish(&mut sink);
     tuner.end_input();
     tuner.watch.warn("tune", Some(inputs));
     for (line, at, detail) in &tuner.refuted {
