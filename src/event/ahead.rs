@@ -282,7 +282,10 @@ mod tests {
         v
     }
 
-    fn run(threaded: bool, limits: DecodeLimits) -> Vec<(usize, Result<(i64, String), String>)> {
+    /// Per line: its tag, and its time and length or its invalid reason.
+    type Seen = Vec<(usize, Result<(i64, String), String>)>;
+
+    fn run(threaded: bool, limits: DecodeLimits) -> Seen {
         let mut got = Vec::new();
         let mut sink = |(tag, r): Decoded<usize>| {
             got.push((
