@@ -67,6 +67,7 @@ use crate::secret::SecretError;
 
 pub use self::manager::{
     has_http_receivers, prune_interval, receiver_enabled, IncidentManager, PreparedReload,
+    STOP_GRACE,
 };
 use self::outbox::OutboxError;
 pub use self::silence::Silence;

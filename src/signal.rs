@@ -24,12 +24,21 @@ pub async fn shutdown() {
     }
 }
 
-/// A watch that turns true on SIGINT or SIGTERM (spawned on the current runtime).
+/// A watch that turns true on SIGINT or SIGTERM (spawned on the current
+/// runtime). A second signal during the graceful stop ends the process at
+/// once (exit code 130): what was not delivered or committed yet stays
+/// queued and is picked up by the next start.
 pub fn shutdown_watch() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown().await;
         let _ = tx.send(true);
+        tracing::info!("Stopping gracefully; a second SIGINT or SIGTERM stops at once.");
+        shutdown().await;
+        tracing::warn!(
+            "Second signal: stopping at once; undelivered notifications and uncommitted offsets are taken up by the next start."
+        );
+        std::process::exit(130);
     });
     rx
 }

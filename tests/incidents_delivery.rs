@@ -182,6 +182,93 @@ async fn a_400_is_one_attempt_and_a_counted_failure() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_redirect_is_not_followed_and_not_a_delivery() {
+    for status in [301u16, 302, 303, 307, 308] {
+        let rx = Receiver::start().await;
+        let moved = Reply {
+            headers: vec![(
+                "location".into(),
+                format!("http://{}/elsewhere?token=secret", rx.addr),
+            )],
+            ..Reply::status(status)
+        };
+        // Moved twice, then the receiver takes it.
+        rx.script([moved.clone(), moved]);
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::new();
+        let m = open(
+            &generic_receiver("hook", &rx.url(), r#"backoff_initial = "100ms""#),
+            &dir,
+            &reg,
+        );
+        m.submit(
+            &[tr("a", "p", State::Firing, Severity::Warning, 1000, 1000)],
+            1000,
+        )
+        .unwrap();
+        let reqs = rx.wait_for(3, Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let reqs_after = rx.requests();
+        assert_eq!(reqs_after.len(), 3, "{status}: {reqs:?}");
+        // Every attempt is the POST to the configured path, never the target.
+        for r in &reqs_after {
+            assert_eq!(r.path, "/hook", "{status}");
+            assert_eq!(r.json()["action"], "open", "{status}");
+        }
+        assert_eq!(
+            metric(
+                &reg,
+                "crisiswatch_notification_failures_total",
+                &[("receiver", "hook"), ("reason", "other")]
+            ),
+            2.0,
+            "{status}"
+        );
+        let ob = m.outbox().clone();
+        eventually(Duration::from_secs(10), "the open delivered", || {
+            ob.list(Some(Status::Delivered), None, 10).unwrap().len() == 1
+        })
+        .await;
+        let delivered = ob.list(Some(Status::Delivered), None, 10).unwrap();
+        assert_eq!(delivered[0].attempts, 3, "{status}");
+        m.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_drain_keeps_its_limit_while_a_receiver_does_not_answer() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::hang());
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let m = open(
+        &generic_receiver("hook", &rx.url(), r#"timeout = "120s""#),
+        &dir,
+        &reg,
+    );
+    m.submit(
+        &[tr("a", "p", State::Firing, Severity::Warning, 1000, 1000)],
+        1000,
+    )
+    .unwrap();
+    rx.wait_for(1, Duration::from_secs(10)).await;
+    let started = tokio::time::Instant::now();
+    let report = m.shutdown(Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    // Paused time: the deadline and the grace, not the receiver's 120 s.
+    assert!(
+        took >= Duration::from_secs(5)
+            && took <= Duration::from_secs(5) + crisiswatch::incident::STOP_GRACE,
+        "{took:?}"
+    );
+    assert_eq!(report.pending, 1);
+    // The cancelled attempt is not counted; the open stays queued for the next start.
+    let pending = m.outbox().list(Some(Status::Pending), None, 10).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].attempts, 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn dead_receiver_does_not_slow_the_healthy_one() {
     let dead = Receiver::start().await;
     dead.set_default(Reply::hang());

@@ -298,6 +298,21 @@ async fn dead_letters_are_listed_retried_and_delivered_from_the_cli() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Queued 2 notification(s) again"));
     let out = run(&["outbox", "--config", cfg_s, "retry"], &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Queued 3 notification(s) again"));
+    // While another process sends from the outbox, `deliver` refuses (two
+    // senders would send the same rows at the same time) and sends nothing.
+    let held = crisiswatch::run::dir_lock::DirLock::acquire(&dir.path().join("data")).unwrap();
+    let before = rx.requests().len();
+    let out = run(
+        &["outbox", "--config", cfg_s, "deliver", "--timeout", "30s"],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("in use by another crisiswatch process"),
+        "{err}"
+    );
+    assert_eq!(rx.requests().len(), before, "nothing sent while locked");
+    drop(held);
     let out = run(
         &["outbox", "--config", cfg_s, "deliver", "--timeout", "30s"],
         &[],

@@ -385,7 +385,7 @@ fn a_corrupt_checkpoint_keeps_the_service_up_not_ready_and_untouched_until_a_res
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("in use by another `crisiswatch run`") && err.contains("pid "),
+        err.contains("in use by another crisiswatch process") && err.contains("pid "),
         "{err}"
     );
     assert!(svc.running(), "the first instance keeps running");

@@ -124,6 +124,9 @@ pub enum CliError {
     /// A bad argument.
     #[error("{0}")]
     Usage(String),
+    /// Another process delivers from this data directory.
+    #[error(transparent)]
+    Locked(#[from] crate::run::dir_lock::DirLockError),
 }
 
 impl From<OutboxError> for CliError {
@@ -327,6 +330,9 @@ fn outbox(
                 let opts = ManagerOptions {
                     console: Some(Box::new(std::io::stdout())),
                 };
+                // One sender per outbox: a running service (or another
+                // `deliver`) would send the same rows at the same time.
+                let _lock = crate::run::dir_lock::DirLock::acquire(data_dir)?;
                 let m = IncidentManager::open(cfg, &registry, data_dir, opts)?;
                 Ok::<_, CliError>(m.shutdown(timeout).await)
             })?;

@@ -429,6 +429,18 @@ impl Worker {
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, self.clock.now_ms()));
+                let moved = (300..=399).contains(&status).then(|| {
+                    let to = resp
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    // The query can carry a token: keep it out of logs.
+                    let to = to.split(['?', '#']).next().unwrap_or("");
+                    format!(
+                        "redirect to {to:?} not followed: set the receiver's url to the final address"
+                    )
+                });
                 let (text, truncated) = read_limited(resp, RESPONSE_BODY_LIMIT).await;
                 if truncated {
                     self.metrics
@@ -438,10 +450,13 @@ impl Worker {
                 }
                 Outcome::Failed {
                     reason,
-                    detail: format!(
-                        "HTTP {status}: {}",
-                        receivers::truncate_chars(text.trim(), 200)
-                    ),
+                    detail: match moved {
+                        Some(m) => format!("HTTP {status}: {m}"),
+                        None => format!(
+                            "HTTP {status}: {}",
+                            receivers::truncate_chars(text.trim(), 200)
+                        ),
+                    },
                     retry_after_ms,
                 }
             }

@@ -77,12 +77,17 @@ fn load_secret(
 
 /// The receiver's own HTTP client: its timeout for connect and response, and
 /// its TLS trust (`tls_roots`, `ca_file`) — or none with `tls_skip_verify`,
-/// which is logged as a WARN.
+/// which is logged as a WARN. Redirects are not followed.
 pub fn http_client(r: &ReceiverConfig) -> Result<reqwest::Client, IncidentError> {
     let timeout = r.delivery.timeout.0;
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
+        // A redirect is never followed: reqwest would turn the POST into a
+        // bodiless GET on 301/302/303 (and a 2xx there would count as
+        // delivered), or carry the routing key and signatures to another
+        // host on 307/308. A 3xx is a failure that names where it points.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("crisiswatch/", env!("CARGO_PKG_VERSION")));
     if r.tls_skip_verify {
         tracing::warn!(

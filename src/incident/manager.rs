@@ -360,6 +360,9 @@ impl IncidentManager {
 
     /// Waits (at most `timeout`) until nothing is queued, then stops the
     /// workers. Whatever is still queued is delivered after the next start.
+    /// A request still in flight at the deadline (a receiver that does not
+    /// answer) is given [`STOP_GRACE`] more, then cancelled: its row stays
+    /// queued and is sent again, with the same `webhook-id`.
     pub async fn shutdown(&self, timeout: Duration) -> DrainReport {
         let names = self.receivers();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -386,9 +389,23 @@ impl IncidentManager {
         if let Ok(mut r) = self.receivers.lock() {
             workers.extend(r.stop_all());
         }
-        for w in workers {
-            // A worker finishes its current request (bounded by the timeout) before it stops.
-            let _ = w.await;
+        // A worker finishes its current request before it stops, but not
+        // past the deadline (and a short grace): the drain keeps its limit
+        // even when a receiver takes up to its `delivery.timeout`.
+        let until = deadline.max(tokio::time::Instant::now() + STOP_GRACE);
+        let mut cancelled = 0;
+        for mut w in workers {
+            if tokio::time::timeout_at(until, &mut w).await.is_err() {
+                w.abort();
+                let _ = w.await;
+                cancelled += 1;
+            }
+        }
+        if cancelled > 0 {
+            tracing::warn!(
+                cancelled,
+                "Deliveries still waiting for their receiver at the end of the drain were cancelled; they stay queued and are sent again on the next start."
+            );
         }
         if pending > 0 {
             tracing::warn!(
@@ -402,6 +419,10 @@ impl IncidentManager {
         }
     }
 }
+
+/// How long a stopping worker may finish the request it is in past the
+/// drain's deadline before it is cancelled.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// How often a long-running process prunes its outbox: an eighth of the
 /// retention, between one minute and one hour.

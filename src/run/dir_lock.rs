@@ -3,11 +3,14 @@
 //! The incident outbox and the engine checkpoints belong to one process: a
 //! second `run` on the same `incidents.data_dir` or `state.dir` would keep
 //! its own open incidents beside the first one's and overwrite its
-//! checkpoints. Each directory gets an advisory lock file
-//! (`crisiswatch.lock`, holding the owner's pid) for the life of the
-//! process; a second process is refused with a message naming the holder.
-//! The operator commands (`state inspect`, `incident list`, `outbox list`, …)
-//! do not take it: they work beside a running service.
+//! checkpoints, and two senders on one outbox would send the same
+//! notifications at the same time (out of order per incident). Each
+//! directory gets an advisory lock file (`crisiswatch.lock`, holding the
+//! owner's pid and command) for the life of the process, taken by `run`,
+//! `demo` and `outbox deliver`; a second process is refused with a message
+//! naming the holder. The operator commands that only read or mark rows
+//! (`state inspect`, `incident list`, `outbox list`, `outbox retry`, …) do
+//! not take it: they work beside a running service.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -18,8 +21,9 @@ use std::path::{Path, PathBuf};
 pub enum DirLockError {
     /// Another process holds the lock.
     #[error(
-        "{dir} is in use by another `crisiswatch run` ({holder}): each instance needs its own \
-         incidents.data_dir and state.dir (its incidents and checkpoints are its own)"
+        "{dir} is in use by another crisiswatch process ({holder}): each `run` needs its own \
+         incidents.data_dir and state.dir (its incidents and checkpoints are its own), and \
+         `demo` and `outbox deliver` send from an outbox only while no other process does"
     )]
     InUse {
         /// The directory.
@@ -107,7 +111,8 @@ impl DirLock {
         }
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
-        write!(file, "pid {}", std::process::id()).map_err(io)?;
+        let command = std::env::args().nth(1).unwrap_or_default();
+        write!(file, "pid {}, crisiswatch {command}", std::process::id()).map_err(io)?;
         file.flush().map_err(io)?;
         Ok(DirLock {
             _file: Some(file),
