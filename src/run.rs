@@ -244,13 +244,11 @@ pub async fn run(
         };
         let joined = tokio::task::spawn_blocking(move || source.join()).await;
         if let Ok(Ok(stage)) = &stage {
-            // Whatever the bound leaves (a second kept for the exit) drains incidents.
+            // Whatever the bound leaves (a second kept for the exit, and the
+            // grace a request in flight gets before it is cancelled) drains incidents.
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let drain = cfg
-                .incidents
-                .drain_timeout
-                .0
-                .min(left.saturating_sub(Duration::from_secs(1)));
+            let keep = Duration::from_secs(1) + crate::incident::STOP_GRACE;
+            let drain = cfg.incidents.drain_timeout.0.min(left.saturating_sub(keep));
             stage.sink().shutdown(drain).await;
         }
         (stage, joined)

@@ -427,7 +427,10 @@ async fn serve(
     stop.store(true, Ordering::Relaxed);
     let (o, i) =
         tokio::task::spawn_blocking(move || (join(owners_thread), join(incidents_thread))).await?;
-    let left = k.shutdown_timeout.0.saturating_sub(Duration::from_secs(1));
+    let left = k
+        .shutdown_timeout
+        .0
+        .saturating_sub(Duration::from_secs(1) + crate::incident::STOP_GRACE);
     sink.shutdown(cfg.incidents.drain_timeout.0.min(left)).await;
     if let Some(e) = failed {
         return Err(e);
