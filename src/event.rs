@@ -30,6 +30,15 @@ use raw::{AttrList, RawEvent, Scalar};
 pub use owned::OwnedEvent;
 pub use time::{format_ts, parse_rfc3339_ms};
 
+/// One input line as the tools read it: without surrounding ASCII white
+/// space (a CRLF's CR included) and without a UTF-8 byte-order mark, which
+/// editors on Windows put at the start of a file.
+pub fn trim_line(line: &[u8]) -> &[u8] {
+    let line = line.trim_ascii();
+    line.strip_prefix(b"\xEF\xBB\xBF")
+        .map_or(line, <[u8]>::trim_ascii_start)
+}
+
 /// Largest accepted `id`, in bytes (`docs/contract.md` §1).
 pub const MAX_ID_BYTES: usize = 128;
 

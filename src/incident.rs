@@ -76,6 +76,9 @@ pub use self::workers::ReceiverChanges;
 /// Errors of the incident stage.
 #[derive(Debug, thiserror::Error)]
 pub enum IncidentError {
+    /// Another process sends from this outbox (`crisiswatch.lock`).
+    #[error(transparent)]
+    Locked(#[from] crate::run::dir_lock::DirLockError),
     /// The outbox failed: notifications of this batch are not persisted.
     #[error(transparent)]
     Outbox(#[from] OutboxError),

@@ -114,7 +114,7 @@ pub fn replay(
             break;
         }
         line_no += 1;
-        let trimmed = trim_ascii(&line);
+        let trimmed = crate::event::trim_line(&line);
         if trimmed.is_empty() {
             continue;
         }
@@ -290,16 +290,4 @@ fn write_transitions(
         output.write_all(b"\n").map_err(ReplayError::Write)?;
     }
     Ok(())
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end]
 }

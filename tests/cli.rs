@@ -104,7 +104,7 @@ fn generate_then_replay_is_reproducible_from_file_and_stdin() {
     assert!(st.success());
     assert_eq!(std::fs::read_to_string(&crises).unwrap().lines().count(), 3);
 
-    let run_file = |out: &std::path::Path| {
+    let run_from = |input: &std::path::Path, out: &std::path::Path| {
         let o = Command::new(BIN)
             .args([
                 "replay",
@@ -114,7 +114,7 @@ fn generate_then_replay_is_reproducible_from_file_and_stdin() {
                 "2026-11-21T00:00:00Z",
                 "--input",
             ])
-            .arg(&input)
+            .arg(input)
             .arg("--output")
             .arg(out)
             .output()
@@ -122,6 +122,7 @@ fn generate_then_replay_is_reproducible_from_file_and_stdin() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stderr).to_string()
     };
+    let run_file = |out: &std::path::Path| run_from(&input, out);
     let a = dir.path().join("a.jsonl");
     let b = dir.path().join("b.jsonl");
     let summary = run_file(&a);
@@ -158,6 +159,34 @@ fn generate_then_replay_is_reproducible_from_file_and_stdin() {
             assert!(v.get(k).is_some(), "{k} missing in {line}");
         }
     }
+
+    // Saved on Windows (a byte-order mark, CRLF line ends), then gzipped:
+    // the same transitions, no line lost.
+    let mut windows = b"\xEF\xBB\xBF".to_vec();
+    for l in std::fs::read(&input)
+        .unwrap()
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        windows.extend_from_slice(l);
+        windows.extend_from_slice(b"\r\n");
+    }
+    let gz = dir.path().join("day.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(&windows).unwrap();
+    enc.finish().unwrap();
+    let c = dir.path().join("c.jsonl");
+    let summary_gz = run_from(&gz, &c);
+    assert_eq!(std::fs::read(&c).unwrap(), a_bytes, "{summary_gz}");
+    let invalid = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("invalid:"))
+            .map(str::to_string)
+    };
+    assert_eq!(invalid(&summary_gz), invalid(&summary), "{summary_gz}");
 
     // The same through stdin.
     let mut child = Command::new(BIN)

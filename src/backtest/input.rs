@@ -217,7 +217,7 @@ impl Inputs {
             let line_no = std::cell::Cell::new(0u64);
             let mut emit = |raw: &[u8], stats: &mut InputStats| {
                 line_no.set(line_no.get() + 1);
-                let line = raw.trim_ascii();
+                let line = crate::event::trim_line(raw);
                 if !line.is_empty() {
                     stats.lines += 1;
                     f(
@@ -273,7 +273,7 @@ fn display_name(p: &Path) -> String {
 }
 
 /// Whether the buffered stream starts with the gzip magic number.
-fn is_gzip(r: &mut impl BufRead) -> io::Result<bool> {
+pub(crate) fn is_gzip(r: &mut impl BufRead) -> io::Result<bool> {
     let head = r.fill_buf()?;
     Ok(head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b)
 }

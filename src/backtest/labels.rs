@@ -126,7 +126,7 @@ pub fn load(path: &Path) -> Result<Vec<Crisis>, LabelsError> {
 pub fn parse(text: &str, source: &str) -> Result<Vec<Crisis>, LabelsError> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
+        let line = raw.trim().trim_start_matches('\u{feff}').trim_start();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }

@@ -42,11 +42,22 @@ impl Commands {
         let cfg = config.load()?;
         let mut engine = Engine::new(&cfg)?;
         let now_ms = Some(now.ms()?);
-        let reader: Box<dyn io::BufRead> = if input == "-" {
+        let mut raw: Box<dyn io::BufRead> = if input == "-" {
             Box::new(BufReader::new(io::stdin().lock()))
         } else {
             let f = File::open(&input).with_context(|| format!("cannot open input {input}"))?;
             Box::new(BufReader::with_capacity(1 << 20, f))
+        };
+        // A gzipped input is read through gzip, as `backtest` reads it.
+        let gz = crate::backtest::input::is_gzip(&mut raw)
+            .with_context(|| format!("cannot read input {input}"))?;
+        let reader: Box<dyn io::BufRead> = if gz {
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                flate2::read::MultiGzDecoder::new(raw),
+            ))
+        } else {
+            raw
         };
         let mut writer: Box<dyn Write> = match output {
             Some(p) => Box::new(BufWriter::new(
@@ -63,6 +74,13 @@ impl Commands {
         })?;
         drop(writer);
         eprintln!("{summary}");
+        if summary.lines > 0 && summary.stats.invalid_total() == summary.lines {
+            eprintln!(
+                "warning: none of the {} lines read is a valid event (see the reasons above); \
+                 nothing reached the rules",
+                summary.lines
+            );
+        }
         if let Some(d) = incidents {
             eprintln!("{}", d.finish(engine.clock())?);
         }

@@ -360,3 +360,13 @@ fn ref_id_names_the_answered_event_and_is_checked_like_an_id() {
         );
     }
 }
+
+#[test]
+fn a_line_is_trimmed_of_white_space_and_a_byte_order_mark() {
+    assert_eq!(trim_line(b"  {\"a\":1}\r\n"), b"{\"a\":1}");
+    assert_eq!(trim_line(b"\xEF\xBB\xBF{\"a\":1}\r"), b"{\"a\":1}");
+    assert_eq!(trim_line(b" \xEF\xBB\xBF {}"), b"{}");
+    assert_eq!(trim_line(b"\xEF\xBB\xBF"), b"");
+    assert_eq!(trim_line(b"\xEF\xBB{}"), b"\xEF\xBB{}");
+    assert_eq!(trim_line(b""), b"");
+}

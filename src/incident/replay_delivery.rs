@@ -24,6 +24,8 @@ pub struct ReplayDelivery {
     drain: std::time::Duration,
     error: Option<IncidentError>,
     submitted: usize,
+    /// One sender per outbox (see `run::dir_lock`).
+    _lock: crate::run::dir_lock::DirLock,
 }
 
 /// What the incident side of a replay did.
@@ -58,6 +60,7 @@ impl ReplayDelivery {
             .enable_all()
             .build()
             .map_err(IncidentError::Runtime)?;
+        let lock = crate::run::dir_lock::DirLock::acquire(Path::new(&cfg.incidents.data_dir))?;
         let manager = {
             let _guard = runtime.enter();
             let registry = prometheus::Registry::new();
@@ -74,6 +77,7 @@ impl ReplayDelivery {
             drain: cfg.incidents.drain_timeout.0,
             error: None,
             submitted: 0,
+            _lock: lock,
         }))
     }
 
