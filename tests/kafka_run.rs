@@ -533,6 +533,7 @@ fn a_paused_broker_makes_the_service_unready_and_nothing_is_lost() {
     twice.sort_unstable();
     twice.dedup();
     assert_eq!(applied.len(), twice.len(), "an offset applied twice");
+
     assert!(
         svc.stderr_text().contains("Kafka consumer stalled"),
         "the stall is logged"
@@ -679,6 +680,12 @@ fn two_instances_in_one_group_lose_nothing_across_rebalances() {
         Duration::from_secs(60),
         "b gets partitions and applies data",
         || !b.applied().is_empty(),
+    );
+    // a committed its revoked partitions synchronously, and counted it.
+    assert!(
+        a.metric("crisiswatch_kafka_commits_total")
+            .is_some_and(|n| n >= 1.0),
+        "the revoke's commit is counted"
     );
     // a leaves mid-stream: its partitions go back to b.
     a.sigterm();

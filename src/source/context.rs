@@ -223,7 +223,18 @@ impl SourceContext {
         if tpl.count() == 0 {
             return Ok(());
         }
-        consumer.commit(&tpl, mode)
+        let result = consumer.commit(&tpl, mode);
+        if matches!(mode, CommitMode::Sync) {
+            // A synchronous commit's outcome is its return value: librdkafka
+            // raises no commit event for it (nor, without an
+            // `offset_commit_cb`, for an asynchronous one).
+            let m = &self.shared.metrics;
+            match &result {
+                Ok(()) => m.commits.inc(),
+                Err(_) => m.commit_failures.inc(),
+            }
+        }
+        result
     }
 
     fn partitions(&self, tpl: &TopicPartitionList) -> Vec<Partition> {
