@@ -16,6 +16,14 @@
 //! retried with backoff until the broker acknowledges it. Its source offset is
 //! not committed before that (at-least-once for dead letters too), and at most
 //! `dlq_max_in_flight` are in flight: beyond that the engine stage waits.
+//!
+//! A message too large for the dead-letter topic (the producer's or the
+//! broker's `message.max.bytes`; an `oversized` event can be any size the
+//! source topic takes) would never be written, and its partition's commits
+//! would wait on it for ever: it is written with its value cut to
+//! [`TRUNCATED_VALUE`] bytes and a `crisiswatch.truncated` header holding
+//! the original length (the source headers say where the whole message is),
+//! with a WARN.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,6 +34,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::Semaphore;
 
 use super::context::{log_librdkafka, Shared};
@@ -35,6 +44,8 @@ use crate::event::InvalidReason;
 
 /// Longest `crisiswatch.detail` header, in bytes.
 const MAX_DETAIL: usize = 512;
+/// Bytes of the value kept when a dead letter is too large to write whole.
+pub(crate) const TRUNCATED_VALUE: usize = 64 * 1024;
 /// Retry backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -180,6 +191,15 @@ impl DeadLetters {
     }
 }
 
+/// Whether a produce error says the message is larger than the producer or
+/// the broker takes.
+fn too_large(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge)
+    )
+}
+
 async fn deliver(
     producer: &FutureProducer<DlqContext>,
     topic: &str,
@@ -189,10 +209,14 @@ async fn deliver(
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut attempts = 0u32;
+    // Set once the whole message proved too large: (value kept, headers).
+    let mut cut: Option<(&[u8], OwnedHeaders)> = None;
     loop {
-        let mut record = FutureRecord::to(topic)
-            .payload(l.payload.as_slice())
-            .headers(l.headers.clone());
+        let (payload, headers) = match &cut {
+            Some((p, h)) => (*p, h.clone()),
+            None => (l.payload.as_slice(), l.headers.clone()),
+        };
+        let mut record = FutureRecord::to(topic).payload(payload).headers(headers);
         if let Some(k) = &l.key {
             record = record.key(k.as_slice());
         }
@@ -205,6 +229,26 @@ async fn deliver(
                     .with_label_values(&[l.reason.as_str()])
                     .inc();
                 return;
+            }
+            Err((e, _)) if cut.is_none() && too_large(&e) => {
+                shared.metrics.dlq_failures.inc();
+                let keep = l.payload.len().min(TRUNCATED_VALUE);
+                tracing::warn!(
+                    error = %e,
+                    topic,
+                    bytes = l.payload.len(),
+                    kept = keep,
+                    source_partition = l.at.partition,
+                    source_offset = l.offset,
+                    "Dead letter too large for the dead-letter topic: written with its value cut (header crisiswatch.truncated); the whole message stays in the source topic."
+                );
+                let len = l.payload.len().to_string();
+                let headers = l.headers.clone().insert(Header {
+                    key: "crisiswatch.truncated",
+                    value: Some(len.as_str()),
+                });
+                cut = Some((&l.payload[..keep], headers));
+                continue;
             }
             Err((e, _)) => {
                 attempts += 1;
