@@ -438,7 +438,14 @@ pub(crate) fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOp
         .map(|i| engine.rule_config(i).name.clone())
         .collect();
     let (rules, slices, truth) = report::summarize(&names, &incidents, end_ms.unwrap_or(0), opts);
+    let capped = (0..engine.rule_count())
+        .filter_map(|i| {
+            let n = engine.rule_stats(i).group_overflow;
+            (n > 0).then(|| (engine.rule_config(i).name.clone(), n))
+        })
+        .collect();
     Report {
+        capped,
         lines: driver.lines(),
         stats: engine.stats().clone(),
         first_ms: driver.first_ms(),

@@ -794,3 +794,55 @@ at = "+5m 1ms"
     );
     assert_eq!(r.config, "inline rules");
 }
+
+/// Events a rule's group cap refused are named per rule, even when another
+/// rule took them (they count as applied, not as overflow).
+#[test]
+fn a_rule_at_its_group_cap_is_named_in_the_report() {
+    let text = r#"
+[engine]
+max_groups_per_rule = 5
+max_future_skew = "1h"
+
+[[rules]]
+name = "per_product"
+group_by = ["product"]
+window = "10m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 100 }
+
+[[rules]]
+name = "everything"
+group_by = []
+window = "10m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 1000 }
+"#;
+    let cfg = crisiswatch::config::Config::from_toml_str(
+        text,
+        &std::collections::HashMap::<String, String>::new(),
+    )
+    .unwrap();
+    let t0 = 1_795_132_800_000i64;
+    let lines: Vec<String> = (0..20)
+        .map(|i| {
+            format!(
+                r#"{{"id":"c{i}","type":"complaint","ts":{},"attrs":{{"product":"p{i}"}}}}"#,
+                t0 + i * 1000
+            )
+        })
+        .collect();
+    let report = backtest::run_lines(
+        &cfg,
+        lines.iter().map(|l| l.as_bytes()),
+        &SummaryOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.stats.applied, 20);
+    assert_eq!(report.capped, vec![("per_product".to_string(), 15)]);
+    let shown = report.to_string();
+    assert!(
+        shown.contains("rule per_product: 15 events refused at engine.max_groups_per_rule"),
+        "{shown}"
+    );
+}

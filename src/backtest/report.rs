@@ -358,6 +358,11 @@ pub struct Report {
     /// the text report names the refuted clock jumps (`clock_jump`) among them.
     #[serde(skip)]
     pub invalid_examples: Vec<(u64, crate::event::InvalidReason, String)>,
+    /// Rules whose `engine.max_groups_per_rule` refused events: (rule,
+    /// events refused). Such an event can still count as applied (another
+    /// rule took it), so the `overflow` total does not show them.
+    #[serde(skip)]
+    pub capped: Vec<(String, u64)>,
 }
 
 /// Per rule (in `rule_names` order) and per slice figures of `incidents`.

@@ -74,6 +74,17 @@ impl Commands {
         })?;
         drop(writer);
         eprintln!("{summary}");
+        for i in 0..engine.rule_count() {
+            let n = engine.rule_stats(i).group_overflow;
+            if n > 0 {
+                eprintln!(
+                    "warning: rule {}: {n} events refused at engine.max_groups_per_rule ({}): \
+                     slices past the cap are not watched; raise it or slice less finely",
+                    engine.rule_config(i).name,
+                    cfg.engine.max_groups_per_rule
+                );
+            }
+        }
         if summary.lines > 0 && summary.stats.invalid_total() == summary.lines {
             eprintln!(
                 "warning: none of the {} lines read is a valid event (see the reasons above); \

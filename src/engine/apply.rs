@@ -37,6 +37,8 @@ pub(super) struct Applied {
     pub(super) applied: bool,
     /// Some hit was late for its rule.
     pub(super) late: bool,
+    /// Some hit was refused by a cap (`max_groups_per_rule`, the backlog's).
+    pub(super) overflow: bool,
 }
 
 /// Grouping values of one event by attribute id ("" where absent).
@@ -75,9 +77,14 @@ impl Engine {
         } else if done.late {
             self.stats.late += 1;
             Outcome::Late
-        } else {
+        } else if done.overflow {
             self.stats.overflow += 1;
             Outcome::Overflow
+        } else {
+            // Selected, but it changed nothing (a second response to an
+            // answered complaint, a complaint booked already).
+            self.stats.unmatched += 1;
+            Outcome::Unmatched
         }
     }
 
@@ -160,6 +167,17 @@ impl Engine {
         let clock = *self.clock.get_or_insert(ev.ts);
         let watermark = clock.saturating_sub(self.late_margin());
         let mut done = Applied::default();
+        // A cap refusing a hit counts in its rule's stats (a rule has one hit
+        // per event): compared after the hits, they say whether one did.
+        let caps = |rules: &[super::RuleRt]| -> u64 {
+            hits.iter()
+                .map(|h| {
+                    let s = &rules[h.rule as usize].stats;
+                    s.group_overflow + s.backlog_overflow
+                })
+                .sum()
+        };
+        let caps_before = caps(&self.rules);
         // Per group table, (hash, entry) once looked up.
         let mut entries: SmallVec<[Option<(u64, u32)>; 8]> = SmallVec::new();
         entries.resize(self.tables.len(), None);
@@ -271,6 +289,7 @@ impl Engine {
                 self.first_response(r, slot, ev.ts, at, clock, out);
             }
         }
+        done.overflow = caps(&self.rules) > caps_before;
         done
     }
 }

@@ -328,8 +328,16 @@ impl ShardedEngine {
             })
         };
         // Outcomes: applied by any worker wins over what routing decided
-        // (late, then overflow), as one engine decides over all its rules.
+        // (late, else unmatched); a cap's refusal wins over unmatched, as
+        // one engine decides over all its rules.
         let mut decided = routed.outcomes;
+        for r in &results {
+            for &op in &r.2 {
+                if decided[op as usize] == Some(Outcome::Unmatched) {
+                    decided[op as usize] = Some(Outcome::Overflow);
+                }
+            }
+        }
         for r in &results {
             for &op in &r.1 {
                 decided[op as usize] = Some(Outcome::Applied);

@@ -33,7 +33,9 @@ pub struct EngineStats {
     pub duplicates: u64,
     /// Events late for every rule that selected them.
     pub late: u64,
-    /// Events no rule selected.
+    /// Events no rule selected, or that changed nothing in the rules that
+    /// did (a second response to an answered complaint, a complaint the
+    /// backlog holds already).
     pub(crate) unmatched: u64,
     /// Events dropped because of group caps.
     pub(crate) overflow: u64,

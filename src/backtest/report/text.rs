@@ -68,6 +68,12 @@ impl fmt::Display for Report {
             s.overflow,
             s.transitions
         )?;
+        for (rule, n) in &self.capped {
+            writeln!(
+                f,
+                "  rule {rule}: {n} events refused at engine.max_groups_per_rule (slices past the cap are not watched; raise it or slice less finely)"
+            )?;
+        }
         // Refuted clock jumps are named: one such line would otherwise have
         // blanked the report (other invalid inputs are only counted here).
         for (line, reason, detail) in &self.invalid_examples {

@@ -172,6 +172,9 @@ fn early_repeated_and_unknown_responses_are_counted_once() {
     // r9 (its repeat is a repeat): one unknown reference.
     assert_eq!(s.responses_unknown(), 1, "{s:?}");
     assert_eq!(engine.stats().duplicates, 1);
+    // A repeat changes nothing: not applied, and not a cap's refusal either.
+    assert_eq!(engine.stats().overflow, 0, "{:?}", engine.stats());
+    assert_eq!(engine.stats().unmatched, 3, "{:?}", engine.stats());
     // c3 is the one left open: five hours later it is past the SLA.
     let mut out = Vec::new();
     let mut engine = engine;

@@ -50,7 +50,9 @@ pub(super) struct Routed<'a> {
 
 /// What one worker produced: transitions tagged with their step (two per op:
 /// the clock move, then the event), and the ops it applied.
-pub(super) type WorkerOut = (Vec<(u32, Transition)>, Vec<u32>);
+/// A worker's transitions (by step), the ops it applied and the ops a cap
+/// refused a hit of.
+pub(super) type WorkerOut = (Vec<(u32, Transition)>, Vec<u32>, Vec<u32>);
 
 /// Routes `ops` for `engines.len()` workers over `shards` shards (see the
 /// module docs).
@@ -154,11 +156,12 @@ pub(super) fn route<'a>(engines: &mut [Engine], shards: u32, ops: &[Op<'a, '_>])
             }
         }
         // Applied if a worker applies it; else late if some hit was late,
-        // else every hit overflowed, as one engine decides over its rules.
+        // else overflow if a worker's cap refused a hit, else unmatched
+        // (it changed nothing), as one engine decides over its rules.
         outcomes.push(Some(if late {
             Outcome::Late
         } else {
-            Outcome::Overflow
+            Outcome::Unmatched
         }));
     }
     Routed {
@@ -179,6 +182,7 @@ pub(super) fn work(
     let plan = &routed.plans[w];
     let mut tagged = Vec::new();
     let mut applied = Vec::new();
+    let mut overflowed = Vec::new();
     let mut buf = Vec::new();
     for &item in &plan.work {
         match item {
@@ -200,10 +204,12 @@ pub(super) fn work(
                     engine.apply_hits(ev, &plan.hits[from as usize..to as usize], vals, &mut buf);
                 if done.applied {
                     applied.push(op);
+                } else if done.overflow {
+                    overflowed.push(op);
                 }
                 tagged.extend(buf.drain(..).map(|tr| (2 * op + 1, tr)));
             }
         }
     }
-    (tagged, applied)
+    (tagged, applied, overflowed)
 }
