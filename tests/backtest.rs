@@ -846,3 +846,56 @@ thresholds = { warning = 1000 }
         "{shown}"
     );
 }
+
+/// A labelled crisis that starts after the history ends is not scored: it
+/// neither counts as missed nor lowers the recall.
+#[test]
+fn a_crisis_after_the_end_of_the_history_is_not_scored() {
+    let cfg = Config::from_toml_str(HAND_CONFIG, &no_env()).unwrap();
+    let lines = hand_lines();
+    let mut with_later = hand_labels();
+    with_later.push(Crisis {
+        name: "later".into(),
+        kind: String::new(),
+        slice: vec![("product".into(), "A".into())],
+        start_ms: S + 600 * MIN,
+        end_ms: S + 620 * MIN,
+    });
+    let opts = |labels| SummaryOptions {
+        labels: Some(labels),
+        ..SummaryOptions::default()
+    };
+    let base = backtest::run_lines(&cfg, lines_of(&lines), &opts(hand_labels())).unwrap();
+    let later = backtest::run_lines(&cfg, lines_of(&lines), &opts(with_later)).unwrap();
+    let (b, l) = (base.truth.unwrap(), later.truth.unwrap());
+    assert_eq!(l.crises, b.crises);
+    assert_eq!(l.missed, b.missed);
+    assert_eq!(l.recall, b.recall);
+    assert_eq!(l.after_history, 1);
+    assert_eq!(b.after_history, 0);
+    assert!(later
+        .rules
+        .iter()
+        .all(|r| r.truth.as_ref().is_some_and(|t| t.after_history == 1)));
+    let shown = backtest::run_lines(
+        &cfg,
+        lines_of(&lines),
+        &opts({
+            let mut v = hand_labels();
+            v.push(Crisis {
+                name: "later".into(),
+                kind: String::new(),
+                slice: vec![("product".into(), "A".into())],
+                start_ms: S + 600 * MIN,
+                end_ms: S + 620 * MIN,
+            });
+            v
+        }),
+    )
+    .unwrap()
+    .to_string();
+    assert!(
+        shown.contains("1 more labelled crises start after the history ends"),
+        "{shown}"
+    );
+}

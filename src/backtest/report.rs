@@ -231,6 +231,9 @@ pub struct Truth {
     pub outcomes: Vec<CrisisOutcome>,
     /// Dedup keys of the false incidents.
     pub false_keys: Vec<String>,
+    /// Labelled crises that start after the history ends: nothing could
+    /// have caught them, so they are not scored (neither detected nor missed).
+    pub after_history: usize,
 }
 
 /// Scores incidents against known crises. `grace` gives each incident's grace.
@@ -288,6 +291,7 @@ pub(crate) fn score(
         delay: Delays::of(&delays),
         outcomes,
         false_keys,
+        after_history: 0,
     }
 }
 
@@ -410,14 +414,24 @@ pub(crate) fn summarize(
         let rb = rule_names.iter().position(|n| *n == b.rule);
         (ra, &a.group).cmp(&(rb, &b.group))
     });
+    // A crisis that starts after the history ends cannot be caught in it.
+    let labels: Option<(Vec<Crisis>, usize)> = opts.labels.as_ref().map(|l| {
+        let within: Vec<Crisis> = l.iter().filter(|c| c.start_ms <= end_ms).cloned().collect();
+        let after = l.len() - within.len();
+        (within, after)
+    });
+    let score_within = |inc: &[&Incident]| {
+        labels.as_ref().map(|(l, after)| Truth {
+            after_history: *after,
+            ..score(inc, l, grace)
+        })
+    };
     let rules = rule_names
         .iter()
         .map(|name| {
             let mine: Vec<&SliceSummary> = slices.iter().filter(|s| &s.rule == name).collect();
-            let truth = opts.labels.as_ref().map(|l| {
-                let inc: Vec<&Incident> = incidents.iter().filter(|i| &i.rule == name).collect();
-                score(&inc, l, grace)
-            });
+            let inc: Vec<&Incident> = incidents.iter().filter(|i| &i.rule == name).collect();
+            let truth = score_within(&inc);
             RuleSummary {
                 rule: name.clone(),
                 incidents: mine.iter().map(|s| s.incidents).sum(),
@@ -428,10 +442,8 @@ pub(crate) fn summarize(
             }
         })
         .collect();
-    let truth = opts.labels.as_ref().map(|l| {
-        let all: Vec<&Incident> = incidents.iter().collect();
-        score(&all, l, grace)
-    });
+    let all: Vec<&Incident> = incidents.iter().collect();
+    let truth = score_within(&all);
     (rules, slices, truth)
 }
 

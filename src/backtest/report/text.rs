@@ -159,6 +159,13 @@ impl fmt::Display for Report {
                 "Ground truth: {} known crises (grace after a crisis ends: {grace})",
                 t.crises
             )?;
+            if t.after_history > 0 {
+                writeln!(
+                    f,
+                    "  {} more labelled crises start after the history ends: not scored",
+                    t.after_history
+                )?;
+            }
             writeln!(
                 f,
                 "{:<16} {:<36} {:<20} {:<20} {:>9}  by",
