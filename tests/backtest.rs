@@ -899,3 +899,26 @@ fn a_crisis_after_the_end_of_the_history_is_not_scored() {
         "{shown}"
     );
 }
+
+/// A history with no valid event is an error for `tune` (and `suggest`,
+/// which tunes), not a table of thresholds chosen on nothing.
+#[test]
+fn tune_refuses_a_history_without_valid_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.jsonl");
+    std::fs::write(&path, "not json\n{\"id\":\"x\"}\n\n").unwrap();
+    let inputs = Inputs::new(vec![path]).unwrap().quiet();
+    let topts = TuneOptions {
+        rule: "complaint_rate".into(),
+        varies: vec!["threshold=0.03..0.08:0.01".parse().unwrap()],
+        summary: SummaryOptions::default(),
+        now_ms: None,
+        pick: None,
+    };
+    let err = tune::run(&example(), &inputs, &topts).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the history holds no valid event (2 lines read)"),
+        "{err}"
+    );
+}

@@ -166,6 +166,9 @@ pub fn run(
         };
         inputs.for_each_line(|line, at| ahead.push(line, None, at, &mut sink))?;
         ahead.finish(&mut sink);
+        if let Some((first, _)) = tuners.first() {
+            first.check_fed()?;
+        }
     }
     let mut out = Vec::with_capacity(tuners.len());
     for (t, o) in tuners {

@@ -92,6 +92,12 @@ pub enum TuneError {
         /// The validation errors.
         errors: String,
     },
+    /// Nothing in the history to tune on.
+    #[error(
+        "the history holds no valid event ({0} lines read): nothing to judge thresholds on \
+         (`crisiswatch backtest` on it shows the invalid reasons)"
+    )]
+    NoEvents(u64),
     /// `--pick` is out of range.
     #[error("--pick {0} is not a candidate number (1..={1})")]
     Pick(usize, usize),

@@ -274,6 +274,15 @@ impl Tuner {
         }
     }
 
+    /// Fails when no valid event has been fed: figures over nothing would
+    /// look like a quiet history, and thresholds chosen on it mean nothing.
+    pub(crate) fn check_fed(&self) -> Result<(), TuneError> {
+        match self.first_ms {
+            Some(_) => Ok(()),
+            None => Err(TuneError::NoEvents(self.lines)),
+        }
+    }
+
     /// Decoding ahead for [`Tuner::feed_decoded`], with this tuner's limits.
     pub(crate) fn decode_ahead(&self) -> DecodeAhead<LineRef> {
         DecodeAhead::new(self.limits, self.now_ms)
@@ -489,6 +498,7 @@ pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResu
     inputs.for_each_line(|line, at| ahead.push(line, None, at, &mut sink))?;
     ahead.finish(&mut sink);
     tuner.end_input();
+    tuner.check_fed()?;
     tuner.watch.warn("tune", Some(inputs));
     for (line, at, detail) in &tuner.refuted {
         let place = at.map_or_else(|| format!("line {line}"), |a| inputs.describe(a));
