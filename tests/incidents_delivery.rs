@@ -269,6 +269,40 @@ async fn the_drain_keeps_its_limit_while_a_receiver_does_not_answer() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn retry_after_holds_the_whole_receiver() {
+    let rx = Receiver::start().await;
+    rx.script([Reply::retry_after(429, "10")]);
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let m = open(
+        &generic_receiver("hook", &rx.url(), r#"backoff_initial = "100ms""#),
+        &dir,
+        &reg,
+    );
+    // Two incidents (two products): the receiver refuses the first open
+    // with Retry-After: 10; the second open waits as well.
+    m.submit(
+        &[
+            tr("a", "p", State::Firing, Severity::Warning, 1000, 1000),
+            tr("a", "q", State::Firing, Severity::Warning, 1000, 1000),
+        ],
+        1000,
+    )
+    .unwrap();
+    let reqs = rx.wait_for(3, Duration::from_secs(120)).await;
+    assert_eq!(reqs[0].status, 429);
+    for r in &reqs[1..3] {
+        assert!(
+            r.at.duration_since(reqs[0].at) >= Duration::from_secs(10),
+            "sent {:?} after the 429 asked for 10 s",
+            r.at.duration_since(reqs[0].at)
+        );
+        assert_eq!(r.status, 202);
+    }
+    m.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn dead_receiver_does_not_slow_the_healthy_one() {
     let dead = Receiver::start().await;
     dead.set_default(Reply::hang());

@@ -328,6 +328,10 @@ impl Worker {
                     if breaker.failure(now) {
                         tracing::warn!(receiver = %name, cooldown_ms = self.rt.breaker_cooldown_ms, detail = %detail, "Circuit breaker open: receiver keeps failing; pausing its deliveries.");
                     }
+                    if let Some(ra) = retry_after_ms {
+                        // Retry-After is about the receiver, not this notification.
+                        breaker.hold(now, ra);
+                    }
                     let delay = self.rt.backoff.delay_ms(attempts, retry_after_ms, rng);
                     tracing::info!(receiver = %name, incident = %n.dedup_key, action = n.action.as_str(), attempts, retry_in_ms = delay, reason = reason.as_str(), detail = %detail, "Delivery failed; will retry.");
                     let next = now.saturating_add(delay);

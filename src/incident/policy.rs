@@ -151,6 +151,9 @@ pub(crate) struct Breaker {
     cooldown_ms: i64,
     consecutive: u32,
     open_until: Option<i64>,
+    /// The receiver asked for a pause (`Retry-After`): nothing is sent to it
+    /// before this, whichever notification it refused.
+    held_until: Option<i64>,
 }
 
 // === impl Breaker ===
@@ -163,12 +166,24 @@ impl Breaker {
             cooldown_ms,
             consecutive: 0,
             open_until: None,
+            held_until: None,
         }
     }
 
     /// `None` when attempts may go ahead at `now`, else when they may.
     pub(crate) fn blocked_until(&self, now: i64) -> Option<i64> {
-        self.open_until.filter(|&t| now < t)
+        [self.open_until, self.held_until]
+            .into_iter()
+            .flatten()
+            .filter(|&t| now < t)
+            .max()
+    }
+
+    /// The receiver said `Retry-After` (ms from `now`): hold every
+    /// notification to it until then, not only the refused one.
+    pub(crate) fn hold(&mut self, now: i64, retry_after_ms: i64) {
+        let until = now.saturating_add(retry_after_ms.max(0));
+        self.held_until = Some(self.held_until.map_or(until, |h| h.max(until)));
     }
 
     /// Whether the breaker is open (including a pending trial).
@@ -180,6 +195,7 @@ impl Breaker {
     pub(crate) fn success(&mut self) {
         self.consecutive = 0;
         self.open_until = None;
+        self.held_until = None;
     }
 
     /// Records a retryable failure at `now`; `true` if the breaker (re)opened.
