@@ -260,12 +260,27 @@ impl Config {
                     "must list at least one topic",
                 ));
             }
+            if let Some(why) = bad_topic_name(&k.dead_letter_topic) {
+                errs.push(ConfigError::new(
+                    "sources.kafka.dead_letter_topic",
+                    &k.dead_letter_topic,
+                    why,
+                ));
+            }
             for (i, t) in k.topics.iter().enumerate() {
                 if t.name.is_empty() {
                     errs.push(ConfigError::new(
                         format!("sources.kafka.topics[{i}].name"),
                         "",
                         "must not be empty",
+                    ));
+                } else if let Some(why) =
+                    bad_topic_name(&t.name).filter(|_| !t.name.starts_with('^'))
+                {
+                    errs.push(ConfigError::new(
+                        format!("sources.kafka.topics[{i}].name"),
+                        &t.name,
+                        why,
                     ));
                 }
                 if !k.dead_letter_topic.is_empty() && t.name == k.dead_letter_topic {
@@ -424,5 +439,24 @@ fn validate_receiver_tls(p: &str, r: &ReceiverConfig, errs: &mut Vec<ConfigError
             "",
             "must name a PEM file",
         ));
+    }
+}
+
+/// Why `name` cannot be a Kafka topic (its legal names: 1–249 of
+/// `[a-zA-Z0-9._-]`, not `.` or `..`); `None` when it can, or is empty (not set).
+fn bad_topic_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        None
+    } else if name.len() > 249 {
+        Some("a Kafka topic name is at most 249 characters")
+    } else if name == "." || name == ".." {
+        Some("\".\" and \"..\" are not Kafka topic names")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        Some("a Kafka topic name has only letters, digits, '.', '_' and '-'")
+    } else {
+        None
     }
 }

@@ -410,3 +410,30 @@ fn max_event_bytes_is_bounded_both_ways() {
         assert!(with(good).is_empty(), "{good}");
     }
 }
+
+#[test]
+fn kafka_topic_names_must_be_legal() {
+    let with = |topic: &str, dead: &str| {
+        errors(&format!(
+            "[sources.kafka]\nbrokers = \"127.0.0.1:9092\"\ntopics = [{{ name = \"{topic}\" }}]\ndead_letter_topic = \"{dead}\"\n"
+        ))
+        .into_iter()
+        .map(|e| e.path)
+        .collect::<Vec<_>>()
+    };
+    assert!(with("complaints", "crisiswatch.dead-letters_1").is_empty());
+    assert!(with("complaints", "").is_empty());
+    assert_eq!(
+        with("complaints", "bad topic!"),
+        ["sources.kafka.dead_letter_topic"]
+    );
+    assert_eq!(
+        with("complaints", ".."),
+        ["sources.kafka.dead_letter_topic"]
+    );
+    assert_eq!(
+        with(&"x".repeat(250), "dead"),
+        ["sources.kafka.topics[0].name"]
+    );
+    assert_eq!(with("a/b", "dead"), ["sources.kafka.topics[0].name"]);
+}

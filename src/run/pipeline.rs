@@ -285,6 +285,14 @@ impl Stage {
                 }
             }
             SourceMsg::Drain { revoked, ack } => {
+                if self.closing {
+                    // The revoke of leaving the group, after the final drain:
+                    // everything is applied, checkpointed and committed
+                    // already; waiting on dead letters again would only spend
+                    // the shutdown bound.
+                    let _ = ack.send(());
+                    return Ok(());
+                }
                 if let Some(d) = &self.dlq {
                     if !d.flush(self.settings.drain_timeout).await {
                         tracing::warn!("Dead letters still in flight at a drain; their offsets stay uncommitted.");

@@ -299,8 +299,19 @@ impl ClientContext for SourceContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         // Broker connection errors are routine while a broker restarts;
-        // a lasting outage shows up as a stall.
-        tracing::warn!(error = %error, reason, "Kafka client error.");
+        // a lasting outage shows up as a stall. The same error again within
+        // `REPEAT_WINDOW` is logged at DEBUG (librdkafka repeats it many
+        // times a second while no broker answers).
+        let key = error
+            .rdkafka_error_code()
+            .map_or_else(|| error.to_string(), |c| format!("{c:?}"));
+        match repeat_gate(&key) {
+            Some(0) => tracing::warn!(error = %error, reason, "Kafka client error."),
+            Some(n) => {
+                tracing::warn!(error = %error, reason, repeated = n, "Kafka client error (the same error repeated since the last report).")
+            }
+            None => tracing::debug!(error = %error, reason, "Kafka client error."),
+        }
     }
 
     fn stats(&self, stats: Statistics) {
@@ -371,10 +382,60 @@ impl ConsumerContext for SourceContext {
     }
 }
 
+/// How long a repeated Kafka client error or librdkafka warning of one kind
+/// stays at DEBUG after it was last reported at WARN.
+const REPEAT_WINDOW: Duration = Duration::from_secs(30);
+
+/// Whether a warning of kind `key` is reported now: `Some(n)` with the number
+/// of repeats held back since the last report, or `None` (held back: the
+/// same kind was reported less than [`REPEAT_WINDOW`] ago).
+fn repeat_gate(key: &str) -> Option<u64> {
+    static SEEN: std::sync::Mutex<Option<HashMap<String, (Instant, u64)>>> =
+        std::sync::Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let seen = seen.get_or_insert_with(HashMap::new);
+    let now = Instant::now();
+    match seen.get_mut(key) {
+        Some((at, held)) if now.duration_since(*at) < REPEAT_WINDOW => {
+            *held += 1;
+            None
+        }
+        Some((at, held)) => {
+            let n = *held;
+            (*at, *held) = (now, 0);
+            Some(n)
+        }
+        None => {
+            if seen.len() >= 256 {
+                seen.clear();
+            }
+            seen.insert(key.to_string(), (now, 0));
+            Some(0)
+        }
+    }
+}
+
 /// Routes librdkafka's log lines to `tracing`. Its errors are mostly transient
-/// (a broker restarting), so they are warnings; configuration warnings (a
+/// (a broker restarting), so they are warnings — one per kind (its facility)
+/// every [`REPEAT_WINDOW`], the repeats at DEBUG; configuration warnings (a
 /// consumer property on the dead-letter producer) are informational.
 pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    let warn = matches!(
+        level,
+        RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning
+    );
+    if warn && fac != "CONFWARN" {
+        match repeat_gate(&format!("log/{fac}")) {
+            Some(0) => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            Some(n) => tracing::warn!(target: "librdkafka", fac, repeated = n, "{message}"),
+            None => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+        return;
+    }
     match level {
         _ if fac == "CONFWARN" => tracing::info!(target: "librdkafka", fac, "{message}"),
         RDKafkaLogLevel::Emerg
@@ -386,5 +447,20 @@ pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
             tracing::info!(target: "librdkafka", fac, "{message}")
         }
         RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::repeat_gate;
+
+    #[test]
+    fn a_repeated_warning_is_held_back_within_the_window() {
+        let key = "test/a_repeated_warning_is_held_back";
+        assert_eq!(repeat_gate(key), Some(0));
+        assert_eq!(repeat_gate(key), None);
+        assert_eq!(repeat_gate(key), None);
+        // Another kind is reported at once.
+        assert_eq!(repeat_gate("test/another kind"), Some(0));
     }
 }
