@@ -14,7 +14,6 @@
 //! partitions and a quiet stream ([`IdleClock`]), checks consumer health and
 //! publishes metrics.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +27,7 @@ use crate::metrics::Recorder;
 use crate::source::context::Shared;
 use crate::source::dlq::DeadLetters;
 use crate::source::watermarks::Watermarks;
-use crate::source::{Batch, Partition, SourceMsg};
+use crate::source::{Batch, SourceMsg};
 
 use super::applied_log::AppliedLog;
 use super::durable::{Durable, StateMetrics};
@@ -83,28 +82,6 @@ pub(crate) struct Stage {
     /// stay in `out` (their offsets held), no checkpoint is written, no new
     /// batch is taken, and every tick retries.
     blocked: Option<String>,
-    /// Per partition revoked from this process: the offsets its engine has
-    /// applied. A partition that comes back (a rebalance, or a session that
-    /// timed out while the broker stalled) is read again from its last
-    /// commit, which may lag behind them (the commit at the revoke can fail);
-    /// those are skipped, as after a restore, instead of applied twice.
-    revoked: HashMap<Partition, Done>,
-}
-
-/// What the engine has done of a partition: every offset below `resume`,
-/// and those below `next` but not in `pending` (held events dropped at the
-/// revoke, dead letters in flight), which are read and applied again.
-#[derive(Debug)]
-struct Done {
-    resume: i64,
-    next: i64,
-    pending: Vec<i64>,
-}
-
-impl Done {
-    fn covers(&self, offset: i64) -> bool {
-        offset < self.resume || (offset < self.next && self.pending.binary_search(&offset).is_err())
-    }
 }
 
 /// How often the engine's metrics and admin snapshot are refreshed.
@@ -160,7 +137,6 @@ impl Stage {
             last_retire: None,
             started: Instant::now(),
             blocked: None,
-            revoked: HashMap::new(),
         }
     }
 
@@ -305,22 +281,6 @@ impl Stage {
                 if self.shared.stopping.load(Ordering::SeqCst) {
                     self.closing = true;
                 }
-                if !self.closing {
-                    let progress = self.shared.tracker().export();
-                    for (at, resume, next, mut pending) in progress {
-                        if revoked.contains(&at) {
-                            pending.sort_unstable();
-                            self.revoked.insert(
-                                at,
-                                Done {
-                                    resume,
-                                    next,
-                                    pending,
-                                },
-                            );
-                        }
-                    }
-                }
                 for p in revoked {
                     let dropped = self.feed.revoke(p);
                     if dropped > 0 {
@@ -385,15 +345,6 @@ impl Stage {
             let t = usize::from(rec.at.topic);
             processed[t] += 1;
             let part = progress.partition(rec.at, rec.offset);
-            if let Some(done) = self.revoked.get(&rec.at) {
-                if done.covers(rec.offset) {
-                    // Applied before the partition was revoked.
-                    continue;
-                }
-                if rec.offset >= done.next {
-                    self.revoked.remove(&rec.at);
-                }
-            }
             if let Some(d) = &mut self.durable {
                 if d.covered(rec.at, rec.offset) {
                     // Its effect is in the restored checkpoint.
