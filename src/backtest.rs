@@ -56,6 +56,9 @@ pub use report::{Incident, Report, SummaryOptions};
 /// in the future must not make a backtest walk millions of empty minutes.
 const MAX_BOUNDARIES_PER_GAP: i64 = 10_000;
 
+/// Refuted clock jumps named in a report (each is counted regardless).
+const MAX_NAMED_JUMPS: usize = 20;
+
 /// Errors of a backtest.
 #[derive(Debug, thiserror::Error)]
 pub enum BacktestError {
@@ -92,6 +95,8 @@ pub struct Driver {
     lines: u64,
     first_ms: Option<i64>,
     invalid_examples: Vec<(u64, InvalidReason, String)>,
+    /// Refuted clock jumps named (also in `invalid_examples`), with where each came from.
+    refuted: Vec<(Option<input::LineRef>, String)>,
     /// Where the next line comes from ([`Driver::feed_at`]).
     at: Option<input::LineRef>,
     /// Late events and the input that moved the clock before them.
@@ -135,6 +140,7 @@ impl Driver {
             lines: 0,
             first_ms: None,
             invalid_examples: Vec::new(),
+            refuted: Vec::new(),
             at: None,
             watch: clock_watch::ClockWatch::new(cfg),
         })
@@ -214,7 +220,8 @@ impl Driver {
             Ok(held) => held,
             Err(inv) => {
                 self.engine.record_invalid(inv.reason);
-                if self.invalid_examples.len() < 5 {
+                let others = self.invalid_examples.len() - self.refuted.len();
+                if others < 5 {
                     self.invalid_examples
                         .push((self.lines, inv.reason, inv.detail));
                 }
@@ -235,15 +242,24 @@ impl Driver {
         }
     }
 
-    /// Counts refuted clock jumps as invalid (`clock_jump`), naming them.
+    /// Counts refuted clock jumps as invalid (`clock_jump`), naming them:
+    /// up to [`MAX_NAMED_JUMPS`] of them, whatever other invalid lines came
+    /// first (one such line can blank a report), with where they came from.
     fn refute(&mut self, rejected: Vec<Suspect>) {
-        for (_, lines, _, detail) in rejected {
+        for (_, lines, at, detail) in rejected {
             self.engine.record_invalid(InvalidReason::ClockJump);
-            if self.invalid_examples.len() < 5 {
+            if self.refuted.len() < MAX_NAMED_JUMPS {
+                self.refuted.push((at, detail.clone()));
                 self.invalid_examples
                     .push((lines, InvalidReason::ClockJump, detail));
             }
         }
+    }
+
+    /// The refuted clock jumps named so far: where each came from (`None`:
+    /// lines fed without a position) and why it was refuted.
+    pub(crate) fn refuted(&self) -> &[(Option<input::LineRef>, String)] {
+        &self.refuted
     }
 
     /// Holds a valid event that passed the clock-jump guard (line count
@@ -411,6 +427,13 @@ pub fn run(
     ahead.finish(&mut sink);
     driver.finish_input(&mut obs);
     driver.clock_watch().warn("backtest", Some(inputs));
+    for (at, detail) in driver.refuted() {
+        let place = at.map_or_else(|| "a line".to_string(), |a| inputs.describe(a));
+        tracing::warn!(
+            tool = "backtest",
+            "{place}: clock_jump: {detail} (left out: counted invalid)"
+        );
+    }
     if let Some(e) = obs.write_error {
         return Err(BacktestError::Write(e));
     }

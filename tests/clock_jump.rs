@@ -347,3 +347,44 @@ fn review_counts_the_evidence_behind_the_same_guard() {
     assert!(md_clean.contains(&inc.dedup_key), "{md_clean}");
     assert_eq!(md_bad, md_clean);
 }
+
+/// A clock jump is named even after more than five other invalid lines
+/// (the examples of other reasons stop at five; the jumps do not).
+#[test]
+fn a_jump_after_other_invalid_lines_is_still_named() {
+    let t0 = S;
+    let mut lines: Vec<Vec<u8>> = (0..8)
+        .map(|i| format!("not json {i}").into_bytes())
+        .collect();
+    for i in 0..50 {
+        lines.push(
+            format!(
+                r#"{{"id":"o{i}","type":"order","ts":{},"attrs":{{"product":"p"}}}}"#,
+                t0 + i * 60_000
+            )
+            .into_bytes(),
+        );
+        if i == 20 {
+            lines.push(
+                br#"{"id":"bad-5138","type":"complaint","ts":99999999999999,"attrs":{"product":"p"}}"#
+                    .to_vec(),
+            );
+        }
+    }
+    let r = backtest(&example("24h"), &lines, &[]);
+    assert_eq!(r.stats.invalid[InvalidReason::NotJson.index()], 8);
+    assert_eq!(r.stats.invalid[InvalidReason::ClockJump.index()], 1);
+    let text = r.to_string();
+    assert!(
+        text.contains("input line 30: clock_jump: ts 5138-"),
+        "{text}\n{:?}",
+        r.invalid_examples
+    );
+    assert_eq!(
+        r.invalid_examples
+            .iter()
+            .filter(|e| e.1 == InvalidReason::NotJson)
+            .count(),
+        5
+    );
+}

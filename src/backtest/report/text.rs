@@ -78,7 +78,9 @@ impl fmt::Display for Report {
         // blanked the report (other invalid inputs are only counted here).
         for (line, reason, detail) in &self.invalid_examples {
             if *reason == crate::event::InvalidReason::ClockJump {
-                writeln!(f, "  input line {line}: {reason}: {detail}")?;
+                // Counted over the non-blank lines of all inputs; the
+                // warning logged by `backtest` names the file and its line.
+                writeln!(f, "  non-blank input line {line}: {reason}: {detail}")?;
             }
         }
         writeln!(f)?;
