@@ -154,13 +154,19 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Crisis>, LabelsError> {
                 format_ts(start)
             )));
         }
-        out.push(Crisis {
+        let c = Crisis {
             name: l.name,
             kind: l.kind,
             slice: l.slice.into_iter().collect(),
             start_ms: start,
             end_ms: end,
-        });
+        };
+        // The same crisis twice (a line pasted twice) is one crisis, not two.
+        if out.contains(&c) {
+            tracing::warn!(labels = source, line = i + 1, crisis = %c.name, "Labels: the same crisis again; counted once.");
+            continue;
+        }
+        out.push(c);
     }
     Ok(out)
 }
@@ -303,6 +309,15 @@ mod tests {
         );
         assert_eq!(l[0].end_ms - l[0].start_ms, 3 * 3_600_000);
         assert_eq!(l[1].start_ms, 1000);
+    }
+
+    #[test]
+    fn a_line_pasted_twice_is_one_crisis_and_a_byte_order_mark_is_dropped() {
+        let line = r#"{"name":"a","slice":{"product":"p"},"start":1000,"end":2000}"#;
+        let text = format!("\u{feff}{line}\n{line}\n{}\n", line.replace("2000", "3000"));
+        let l = parse(&text, "t").unwrap();
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert_eq!((l[0].end_ms, l[1].end_ms), (2000, 3000));
     }
 
     #[test]
