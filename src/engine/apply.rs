@@ -167,17 +167,6 @@ impl Engine {
         let clock = *self.clock.get_or_insert(ev.ts);
         let watermark = clock.saturating_sub(self.late_margin());
         let mut done = Applied::default();
-        // A cap refusing a hit counts in its rule's stats (a rule has one hit
-        // per event): compared after the hits, they say whether one did.
-        let caps = |rules: &[super::RuleRt]| -> u64 {
-            hits.iter()
-                .map(|h| {
-                    let s = &rules[h.rule as usize].stats;
-                    s.group_overflow + s.backlog_overflow
-                })
-                .sum()
-        };
-        let caps_before = caps(&self.rules);
         // Per group table, (hash, entry) once looked up.
         let mut entries: SmallVec<[Option<(u64, u32)>; 8]> = SmallVec::new();
         entries.resize(self.tables.len(), None);
@@ -190,10 +179,15 @@ impl Engine {
                 continue;
             }
             if contrib.response {
+                // The backlog's cap counts a refused response in its stats.
+                let refused = rule.stats.backlog_overflow;
                 done.applied |= self.answer(r, ev, clock, out);
+                done.overflow |= self.rules[r as usize].stats.backlog_overflow > refused;
                 continue;
             }
+            let refused = rule.stats.backlog_overflow;
             let Some((contrib, early)) = rule.admit(contrib, ev) else {
+                done.overflow |= rule.stats.backlog_overflow > refused;
                 continue;
             };
             rule.note_origin(ev.ts, clock);
@@ -213,6 +207,7 @@ impl Engine {
             if slot == NONE {
                 if rule.live >= rule.max_groups {
                     rule.stats.group_overflow += 1;
+                    done.overflow = true;
                     continue;
                 }
                 if e == NONE {
@@ -289,7 +284,6 @@ impl Engine {
                 self.first_response(r, slot, ev.ts, at, clock, out);
             }
         }
-        done.overflow = caps(&self.rules) > caps_before;
         done
     }
 }
