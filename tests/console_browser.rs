@@ -138,10 +138,22 @@ fn article(b: &Browser, product: &str) -> String {
 }
 
 /// Submits a form by clicking `button` and waits for the redirect's page.
+///
+/// The page before the click is marked; the wait ends only once a page without
+/// that mark (the answer) has loaded. Looking at the URL alone is not enough: after
+/// an earlier form the old page's URL already holds `done=`, and its elements go
+/// stale while the answer loads.
 fn submit(b: &Browser, button: &str) {
+    b.script("window.__crisiswatchOldPage = true; return null;");
     b.click(button);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !b.url().contains("done=") && b.find_all("p.bad", None).is_empty() {
+    let answered = |b: &Browser| {
+        b.script(
+            "return window.__crisiswatchOldPage === undefined \
+             && document.readyState === 'complete';",
+        ) == serde_json::Value::Bool(true)
+    };
+    while !(answered(b) && (b.url().contains("done=") || !b.find_all("p.bad", None).is_empty())) {
         assert!(
             Instant::now() < deadline,
             "no answer to the form: {}",
