@@ -273,7 +273,7 @@ impl Driver {
     ) {
         let ts = held.ts();
         self.first_ms.get_or_insert(ts);
-        self.watch.observe(ts, lines, at);
+        self.watch.saw(ts, lines, at);
         let newest = self.newest.map_or(ts, |n| n.max(ts));
         self.newest = Some(newest);
         if let Some(behind) = self.seq.offer(held) {
@@ -307,7 +307,8 @@ impl Driver {
         }
         let t = self.engine.clock().map_or(ev.ts, |c| c.max(ev.ts));
         self.boundaries_until(t, obs);
-        self.engine.process(&ev, &mut self.out);
+        let outcome = self.engine.process(&ev, &mut self.out);
+        self.watch.counted(outcome == crate::engine::Outcome::Late);
         for tr in self.out.drain(..) {
             obs.transition(&tr);
         }

@@ -496,6 +496,40 @@ fn bad_timestamps_in_history_are_rejected_or_named() {
             args[0]
         );
     }
+
+    // Files given newest first: no stamp is wrong, the order is. The warning
+    // says so, and its count is the report's `late`.
+    let (first, second) = lines.split_at(lines.len() * 2 / 3);
+    let early = dir.path().join("early.jsonl");
+    let later = dir.path().join("later.jsonl");
+    std::fs::write(&early, first.join("\n") + "\n").unwrap();
+    std::fs::write(&later, second.join("\n") + "\n").unwrap();
+    let json = dir.path().join("swapped.json");
+    let out = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&later),
+        s(&early),
+        "--json",
+        s(&json),
+        "--now",
+        NOW,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let late = report["stats"]["late"].as_u64().unwrap();
+    assert!(late > 0, "{report}");
+    assert!(
+        stderr.contains(&format!("{late} of "))
+            && stderr.contains("were late for every rule that selected them")
+            && stderr.contains("later.jsonl:")
+            && stderr.contains("out of time order")
+            && stderr.contains("give the files oldest first")
+            && !stderr.contains("check that event's time"),
+        "late {late}: {stderr}"
+    );
 }
 
 /// The history options every history command shares: a Kafka option needs

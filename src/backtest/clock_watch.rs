@@ -64,6 +64,9 @@ pub(crate) struct LateShare {
     pub(crate) events: u64,
     /// The clock move most late events came after.
     pub(crate) culprit: Option<ClockMove>,
+    /// The watch's horizon (0: unknown): a move no larger than it cannot
+    /// have made events late by itself.
+    pub(crate) horizon_ms: i64,
 }
 
 impl ClockWatch {
@@ -89,6 +92,15 @@ impl ClockWatch {
                 self.moved_to(ts, line, at);
                 self.counted(false);
             }
+        }
+    }
+
+    /// The `line`-th input, from `at`, has time `ts`: the clock moves when it
+    /// is newer. Nothing is counted: the caller counts the engine's outcome
+    /// with [`ClockWatch::counted`], so the warning's figure is the report's.
+    pub(crate) fn saw(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
+        if self.clock.is_none_or(|c| ts > c) {
+            self.moved_to(ts, line, at);
         }
     }
 
@@ -151,6 +163,7 @@ impl ClockWatch {
             late: self.late,
             events: self.events,
             culprit,
+            horizon_ms: self.horizon_ms,
         })
     }
 
@@ -177,11 +190,24 @@ impl LateShare {
     pub(crate) fn describe_with(&self, place: impl Fn(&ClockMove) -> String) -> String {
         let pct = 100.0 * self.late as f64 / self.events.max(1) as f64;
         let mut s = format!(
-            "{} of {} events ({pct:.1} %) were late for every rule and were dropped",
+            "{} of {} events ({pct:.1} %) were late for every rule that selected them and were dropped",
             self.late, self.events
         );
         if let Some(m) = self.culprit {
             let place = place(&m);
+            let step = m.from_ms.map(|f| m.to_ms.saturating_sub(f));
+            if self.horizon_ms > 0 && step.is_some_and(|d| d <= self.horizon_ms) {
+                // The move was an ordinary step: the late events were behind
+                // the clock before it already. The input is out of time order.
+                s.push_str(&format!(
+                    "; {} of them came after {place} moved the clock to {}, an ordinary step \
+                     (not a jump): the input is out of time order — inputs are read in the \
+                     order given, so give the files oldest first (or sort the lines by time)",
+                    m.late_after,
+                    format_ts(m.to_ms),
+                ));
+                return s;
+            }
             let ahead = match m.from_ms {
                 Some(f) => format!(
                     "{} ahead of the events before it",
@@ -234,6 +260,40 @@ mod tests {
         assert_eq!(m.late_after, 150);
         let text = s.describe(None);
         assert!(text.contains("line 51 moved the clock to 5138-"), "{text}");
+    }
+
+    #[test]
+    fn files_out_of_order_are_named_as_such_not_as_a_bad_stamp() {
+        let mut w = watch();
+        // The later half of a history first, then the earlier half.
+        for i in 500..1000 {
+            w.observe(i * 100, i as u64 - 499, None);
+        }
+        for i in 0..500 {
+            w.observe(i * 100, i as u64 + 501, None);
+        }
+        let s = w.late_share().expect("a warning");
+        assert_eq!(s.late, 500);
+        let text = s.describe(None);
+        assert!(text.contains("line 500 moved the clock"), "{text}");
+        assert!(text.contains("out of time order"), "{text}");
+        assert!(!text.contains("check that event's time"), "{text}");
+        // Without a horizon (run's watch) it stays the jump message.
+        let s = LateShare { horizon_ms: 0, ..s };
+        assert!(s.describe(None).contains("check that event's time"));
+    }
+
+    #[test]
+    fn saw_moves_the_clock_and_counts_nothing() {
+        let mut w = watch();
+        w.saw(5_000, 1, None);
+        w.saw(4_000, 2, None);
+        assert_eq!(w.clock(), Some(5_000));
+        w.counted(true);
+        w.counted(false);
+        let s = w.late_share().expect("a warning");
+        assert_eq!((s.late, s.events), (1, 2));
+        assert_eq!(s.culprit.map(|m| m.line), Some(1));
     }
 
     #[test]
