@@ -30,6 +30,7 @@
 
 pub mod chart;
 pub mod clock_watch;
+pub(crate) mod coverage;
 pub mod input;
 pub mod kafka_input;
 pub mod labels;
@@ -94,6 +95,8 @@ pub struct Driver {
     next_boundary: Option<i64>,
     lines: u64,
     first_ms: Option<i64>,
+    /// Time the events cover (gaps of more than a day left out).
+    coverage: coverage::Coverage,
     invalid_examples: Vec<(u64, InvalidReason, String)>,
     /// Refuted clock jumps named (also in `invalid_examples`), with where each came from.
     refuted: Vec<(Option<input::LineRef>, String)>,
@@ -139,6 +142,7 @@ impl Driver {
             next_boundary: None,
             lines: 0,
             first_ms: None,
+            coverage: coverage::Coverage::default(),
             invalid_examples: Vec::new(),
             refuted: Vec::new(),
             at: None,
@@ -178,6 +182,11 @@ impl Driver {
     /// Time of the first valid event.
     pub(crate) fn first_ms(&self) -> Option<i64> {
         self.first_ms
+    }
+
+    /// Time the valid events cover (see [`coverage`]).
+    pub(crate) fn coverage(&self) -> coverage::Coverage {
+        self.coverage
     }
 
     /// The first few invalid lines: (line count when seen, reason, detail).
@@ -273,6 +282,7 @@ impl Driver {
     ) {
         let ts = held.ts();
         self.first_ms.get_or_insert(ts);
+        self.coverage.see(ts);
         self.watch.saw(ts, lines, at);
         let newest = self.newest.map_or(ts, |n| n.max(ts));
         self.newest = Some(newest);
@@ -474,6 +484,8 @@ pub(crate) fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOp
         stats: engine.stats().clone(),
         first_ms: driver.first_ms(),
         end_ms,
+        covered_ms: driver.coverage().covered_ms(),
+        gaps: driver.coverage().gaps(),
         flap_gap_ms: opts.flap_gap_ms,
         grace_ms: opts.grace_ms,
         rules,

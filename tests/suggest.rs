@@ -152,6 +152,47 @@ fn suggested_thresholds_hold_on_a_differently_seeded_stretch() {
     assert_eq!(parsed.rules.len(), 3);
 }
 
+/// One stray stamp decades before the history (the probe's "old first line")
+/// changes nothing: the days allowed false incidents are the days the events
+/// cover, not the span the stray line stretches to 26 years.
+#[test]
+fn a_stray_old_stamp_does_not_stretch_the_history() {
+    let (day, crises) = history(7, A, 1, 300.0);
+    let cfg = shipped();
+    let rules = ["complaint_rate", "severe_share"];
+    let mut strayed = vec![
+        br#"{"id":"old-1","type":"order","ts":"2000-01-01T00:00:00Z","attrs":{"product":"tv-max","region":"apac"}}"#.to_vec(),
+    ];
+    strayed.extend(day.iter().cloned());
+    let picks = |lines: &[Vec<u8>]| {
+        let all = suggest::run_lines(
+            &cfg,
+            lines.iter().map(|l| l.as_slice()),
+            &opts(&crises, &rules),
+        )
+        .unwrap();
+        let text = suggest::render(&all, &opts(&crises, &rules));
+        let picks: Vec<(usize, Option<usize>)> =
+            all.iter().map(|sg| (sg.allowed_false, sg.chosen)).collect();
+        (picks, text)
+    };
+    let (base, base_text) = picks(&day);
+    let (with_stray, text) = picks(&strayed);
+    assert!(
+        base.iter().all(|p| p.0 == 0),
+        "one day allows none: {base_text}"
+    );
+    assert_eq!(with_stray, base, "{base_text}\n---\n{text}");
+    // The backtest names the span and what the events cover.
+    let r = backtest(&cfg, &strayed, &crises);
+    let report = r.to_string();
+    assert!(
+        report.contains("the events cover 23h") || report.contains("the events cover 1d"),
+        "{report}"
+    );
+    assert!(report.contains("1 gap(s) of more than a day"), "{report}");
+}
+
 /// A month at a tenth of the demo's volume (30 days, 90 crises;
 /// `CRISISWATCH_MONTH_OPM` sets another) proposes, a second differently
 /// seeded month judges. Measured (2026-12-02, release build, 52 s, with the

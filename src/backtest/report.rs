@@ -346,6 +346,11 @@ pub struct Report {
     /// Last event time (the engine clock at the end), ms.
     #[serde(serialize_with = "ser_opt_ts")]
     pub end_ms: Option<i64>,
+    /// Time the events cover, ms: the span without gaps of more than a day
+    /// between consecutive event times (see `backtest::coverage`).
+    pub(crate) covered_ms: Option<i64>,
+    /// Gaps of more than a day left out of `covered_ms`.
+    pub(crate) gaps: u64,
     /// Flap gap used, ms.
     pub(crate) flap_gap_ms: i64,
     /// Grace used (`None`: each rule's window), ms.

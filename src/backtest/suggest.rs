@@ -7,8 +7,10 @@
 //! candidates share one engine: they differ only in their alert policy). A
 //! candidate **meets the target** when its false incidents — incidents
 //! matching no labelled crisis, or every incident without labels — are at most
-//! `max_false_per_30d` per 30 days of history (whole days, rounded down: a
-//! 30-day history allows one at the default, a 3-day one none), **with a
+//! `max_false_per_30d` per 30 days of history (whole days the events cover,
+//! rounded down: a 30-day history allows one at the default, a 3-day one
+//! none; a gap of more than a day without events is not history, so one stray
+//! old stamp cannot stretch it — see `backtest::coverage`), **with a
 //! margin**: the two next more sensitive candidates meet it too *without the
 //! rule's `for`* (each threshold is also replayed with `for = 0`, so a breach
 //! outside the crises counts even when it is too short to page). Noise then
@@ -207,12 +209,13 @@ fn lowest(r: &Row) -> f64 {
 
 /// Picks the suggested row (see the module docs).
 fn choose(cfg: &Config, result: TuneResult, opts: &SuggestOptions) -> Suggestion {
-    // The history's span in whole days (a generated month of 30 days ends a
-    // second before its 30th day does).
-    let days = match (result.first_ms, result.end_ms) {
-        (Some(a), Some(b)) => ((b - a).max(0) as f64 / DAY_MS).ceil(),
-        _ => 0.0,
-    };
+    // The time the history's events cover in whole days (a generated month
+    // of 30 days ends a second before its 30th day does). Not the span: one
+    // stray old stamp, or a week without data, would stretch it (see
+    // `backtest::coverage`).
+    let days = result
+        .covered_ms
+        .map_or(0.0, |c| (c.max(0) as f64 / DAY_MS).ceil());
     let allowed_false = (opts.max_false_per_30d.max(0.0) * days / 30.0 + 1e-9).floor() as usize;
     let labelled = result.labelled;
     let below = cfg

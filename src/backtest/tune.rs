@@ -525,6 +525,7 @@ for = "5m"
             lines: 0,
             first_ms: None,
             end_ms: None,
+            covered_ms: None,
             labelled: false,
         };
         let text = snippet(&result, 0).unwrap();

@@ -52,7 +52,17 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.stats;
         let span = match (self.first_ms, self.end_ms) {
-            (Some(a), Some(b)) => format!("{} → {} ({})", short_ts(a), short_ts(b), fmt_dur(b - a)),
+            (Some(a), Some(b)) => {
+                let mut span = format!("{} → {} ({}", short_ts(a), short_ts(b), fmt_dur(b - a));
+                if self.gaps > 0 {
+                    span.push_str(&format!(
+                        "; the events cover {}: {} gap(s) of more than a day without events left out",
+                        fmt_dur(self.covered_ms.unwrap_or(0)),
+                        self.gaps
+                    ));
+                }
+                span + ")"
+            }
             _ => "no events".to_string(),
         };
         writeln!(f, "Backtest over {span}")?;

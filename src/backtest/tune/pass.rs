@@ -59,6 +59,8 @@ pub struct Tuner {
     now_ms: Option<i64>,
     clock: Option<i64>,
     first_ms: Option<i64>,
+    /// Time the events cover (gaps of more than a day left out).
+    coverage: crate::backtest::coverage::Coverage,
     lines: u64,
     out: Vec<Transition>,
     /// Late events and the input that moved the clock before them.
@@ -190,6 +192,7 @@ impl Tuner {
             now_ms: opts.now_ms,
             clock: None,
             first_ms: None,
+            coverage: crate::backtest::coverage::Coverage::default(),
             lines: 0,
             out: Vec::new(),
             watch: crate::backtest::clock_watch::ClockWatch::new(cfg),
@@ -300,6 +303,7 @@ impl Tuner {
     fn hold(&mut self, held: OwnedEvent, lines: u64, at: Option<LineRef>) {
         let ts = held.ts();
         self.first_ms.get_or_insert(ts);
+        self.coverage.see(ts);
         self.watch.observe(ts, lines, at);
         let newest = self.newest.map_or(ts, |n| n.max(ts));
         self.newest = Some(newest);
@@ -454,6 +458,7 @@ impl Tuner {
             lines: self.lines,
             first_ms: self.first_ms,
             end_ms: self.clock,
+            covered_ms: self.coverage.covered_ms(),
             labelled,
         })
     }

@@ -54,6 +54,9 @@ pub struct TuneResult {
     pub(crate) first_ms: Option<i64>,
     /// Last event time.
     pub(crate) end_ms: Option<i64>,
+    /// Time the events cover, ms (gaps of more than a day left out; see
+    /// `backtest::coverage`).
+    pub(crate) covered_ms: Option<i64>,
     /// Whether ground truth was given.
     pub(crate) labelled: bool,
 }
