@@ -70,3 +70,21 @@ impl Cli {
         }
     }
 }
+
+/// The message of a command's error for people: each cause after the first,
+/// joined with ": ", unless the text so far already says it (many errors
+/// name their cause in their own message, and printing the chain as it is
+/// would say "No such file or directory" twice).
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.is_empty() {
+            text = c;
+        } else if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}

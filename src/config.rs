@@ -134,9 +134,40 @@ impl fmt::Debug for Dur {
     }
 }
 
+/// Days, hours, minutes, seconds and milliseconds (`"31d"`, `"1h 30m"`,
+/// `"500ms"`): never months or years, whose lengths humantime fixes at 30.44
+/// and 365.25 days, so that a value comes back as a user would write it
+/// (`"40d"`, not `"1month 9days 13h 26m 24s"`). Parses back to the same value.
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
+        let secs = self.0.as_secs();
+        let ms = self.0.subsec_millis();
+        let sub_ms = self.0.subsec_nanos() % 1_000_000;
+        if sub_ms != 0 {
+            // Not a whole number of milliseconds: humantime says it exactly.
+            return write!(f, "{}", humantime::format_duration(self.0));
+        }
+        let parts = [
+            (secs / 86_400, "d"),
+            (secs / 3600 % 24, "h"),
+            (secs / 60 % 60, "m"),
+            (secs % 60, "s"),
+            (u64::from(ms), "ms"),
+        ];
+        let mut first = true;
+        for (n, unit) in parts {
+            if n > 0 {
+                if !first {
+                    f.write_str(" ")?;
+                }
+                write!(f, "{n}{unit}")?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("0s")?;
+        }
+        Ok(())
     }
 }
 

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     match Cli::parse().run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crisiswatch::cli::error_message(&e));
             ExitCode::from(1)
         }
     }

@@ -89,6 +89,48 @@ thresholds = { warning = 5, critical = 1 }
     assert!(out.status.success());
 }
 
+/// A missing or wrong input is named once, with its cause once: no gzip
+/// hint for a directory, no OS error printed twice.
+#[test]
+fn input_errors_name_the_file_and_their_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    std::fs::write(&data, "").unwrap();
+    let missing = dir.path().join("missing.jsonl");
+    let cases: [(Vec<&str>, &str); 3] = [
+        (
+            vec!["backtest", "--input", missing.to_str().unwrap()],
+            "No such file or directory",
+        ),
+        (
+            vec![
+                "backtest",
+                "--input",
+                data.to_str().unwrap(),
+                "--labels",
+                missing.to_str().unwrap(),
+            ],
+            "No such file or directory",
+        ),
+        (
+            vec!["backtest", "--input", dir.path().to_str().unwrap()],
+            "it is a directory",
+        ),
+    ];
+    for (args, cause) in cases {
+        let config = example();
+        let out = Command::new(BIN)
+            .args(&args)
+            .args(["--config", &config])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.matches(cause).count(), 1, "{args:?}: {err}");
+        assert!(!err.contains(".gz"), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn generate_then_replay_is_reproducible_from_file_and_stdin() {
     let dir = tempfile::tempdir().unwrap();

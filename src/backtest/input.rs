@@ -28,24 +28,27 @@ const READ_BUFFER: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// A file could not be opened.
-    #[error("cannot open input {path}: {source} (check the path and permissions)")]
+    #[error("cannot open input {path}: {error} (check the path and permissions)")]
     Open {
         /// The file.
         path: String,
-        /// The I/O error.
-        source: io::Error,
+        /// The I/O error (in the message, not a `source`: printed once).
+        error: io::Error,
     },
     /// Reading (or decompressing) a file failed part-way.
     #[error(
-        "cannot read input {path} after line {line}: {source} (a truncated or corrupt .gz file?)"
+        "cannot read input {path} after line {line}: {error}{}",
+        if *.gz { " (a truncated or corrupt .gz file?)" } else { "" }
     )]
     Read {
         /// The file.
         path: String,
         /// The last line read successfully.
         line: u64,
-        /// The I/O error.
-        source: io::Error,
+        /// The I/O error (in the message, not a `source`: printed once).
+        error: io::Error,
+        /// Whether the file is gzip (then the likely cause is named).
+        gz: bool,
     },
     /// No input was named.
     #[error("no input file given: pass --input FILE (JSONL, gzip accepted; \"-\" for stdin)")]
@@ -184,20 +187,28 @@ impl Inputs {
             let raw: Box<dyn Read> = if path.as_os_str() == "-" {
                 Box::new(io::stdin().lock())
             } else {
-                Box::new(File::open(path).map_err(|source| InputError::Open {
+                let open_err = |error| InputError::Open {
                     path: path.display().to_string(),
-                    source,
-                })?)
+                    error,
+                };
+                let file = File::open(path).map_err(open_err)?;
+                if file.metadata().map_err(open_err)?.is_dir() {
+                    return Err(open_err(io::Error::other(
+                        "it is a directory: name the files in it (e.g. DIR/*.jsonl)",
+                    )));
+                }
+                Box::new(file)
             };
             let counted = CountingReader {
                 inner: raw,
                 bar: &bar,
             };
             let mut reader = BufReader::with_capacity(READ_BUFFER, counted);
-            let gz = is_gzip(&mut reader).map_err(|source| InputError::Read {
+            let gz = is_gzip(&mut reader).map_err(|error| InputError::Read {
                 path: path.display().to_string(),
                 line: 0,
-                source,
+                error,
+                gz: false,
             })?;
             let mut lines: Box<dyn BufRead> = if gz {
                 Box::new(BufReader::with_capacity(
@@ -207,10 +218,11 @@ impl Inputs {
             } else {
                 Box::new(reader)
             };
-            let read_err = |line: u64, source: io::Error| InputError::Read {
+            let read_err = |line: u64, error: io::Error| InputError::Read {
                 path: path.display().to_string(),
                 line,
-                source,
+                error,
+                gz,
             };
             // Lines are handed out straight from the read buffer; only a line
             // that straddles two buffer fills is copied (into `carry`).
@@ -367,6 +379,29 @@ mod tests {
         let inputs = Inputs::new(vec![p]).unwrap().quiet();
         let err = inputs.for_each_line(|_, _| {}).unwrap_err();
         assert!(matches!(err, InputError::Read { .. }), "{err}");
+        assert!(
+            err.to_string().contains("truncated or corrupt .gz"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_directory_is_named_as_such_and_errors_print_their_cause_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = Inputs::new(vec![dir.path().to_path_buf()]).unwrap().quiet();
+        let err = inputs.for_each_line(|_, _| {}).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("it is a directory"), "{text}");
+        assert!(!text.contains(".gz"), "{text}");
+        // The cause is in the message and not also a `source` (which the
+        // CLI would print a second time).
+        assert!(std::error::Error::source(&err).is_none(), "{text}");
+        let missing = Inputs::new(vec![PathBuf::from("/nonexistent/x.jsonl")])
+            .unwrap()
+            .quiet()
+            .for_each_line(|_, _| {})
+            .unwrap_err();
+        assert!(std::error::Error::source(&missing).is_none(), "{missing}");
     }
 
     #[test]

@@ -12,8 +12,8 @@ use super::{Config, ConfigError, Dur};
 const MINUTE: u64 = 60;
 const HOUR: u64 = 60 * MINUTE;
 const DAY: u64 = 24 * HOUR;
-/// A year as humantime writes it (365.25 days), so the bound prints as `1year`.
-const YEAR: u64 = 31_557_600;
+/// A year, leap or not: the bound prints as `366d`.
+const YEAR: u64 = 366 * DAY;
 
 /// One bounded setting: its key (`[]` where an index goes) and its maximum.
 #[derive(Debug, Clone, Copy)]
@@ -182,8 +182,8 @@ delivery = { timeout = "1h" }
 "#,
         );
         for want in [
-            "sources.kafka.shutdown_timeout = \"1000000000years\": must be at most 1h",
-            "incidents.retention = \"1year 1month 4days 7h 26m 24s\": must be at most 1year",
+            "sources.kafka.shutdown_timeout = \"365250000000d\": must be at most 1h",
+            "incidents.retention = \"400d\": must be at most 366d",
             "receivers[0].delivery.timeout = \"1h\": must be at most 10m",
         ] {
             assert!(

@@ -437,3 +437,21 @@ fn kafka_topic_names_must_be_legal() {
     );
     assert_eq!(with("a/b", "dead"), ["sources.kafka.topics[0].name"]);
 }
+
+#[test]
+fn durations_come_back_in_days_not_months_and_parse_back() {
+    for (typed, shown) in [
+        ("40d", "40d"),
+        ("24h", "1d"),
+        ("90m", "1h 30m"),
+        ("1500ms", "1s 500ms"),
+        ("0", "0s"),
+        ("2d 3h 4m 5s 6ms", "2d 3h 4m 5s 6ms"),
+        ("1month", "30d 10h 33m 36s"),
+    ] {
+        let d: Dur = serde_json::from_value(serde_json::json!(typed)).unwrap();
+        assert_eq!(d.to_string(), shown, "{typed}");
+        let back: Dur = serde_json::from_value(serde_json::json!(shown)).unwrap();
+        assert_eq!(back, d, "{shown} parses back");
+    }
+}

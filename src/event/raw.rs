@@ -160,7 +160,9 @@ impl<'a> RawEvent<'a> {
                 Invalid::new(
                     InvalidReason::BadTimestamp,
                     format!(
-                        "ts {:?} is not RFC 3339 with an offset",
+                        // "valid": the shape can be right and the date not
+                        // exist (2026-02-29, 24:00:00).
+                        "ts {:?} is not RFC 3339 with an offset, or not a valid date and time",
                         super::truncate_bytes(&s, 64)
                     ),
                 )
@@ -172,11 +174,19 @@ impl<'a> RawEvent<'a> {
                     format!("ts {v} is out of range"),
                 )
             })?,
+            // `-0` is an integer (JSON parses it as a float).
+            Some(Scalar::F64(v)) if v == 0.0 => 0,
             Some(Scalar::F64(v)) => {
+                let why = if v.is_finite() && v.fract() == 0.0 && v.abs() >= 9.2e18 {
+                    // An integer beyond 64 bits (JSON parses it as a float).
+                    "is out of range"
+                } else {
+                    "is not an integer number of milliseconds"
+                };
                 return Err(Invalid::new(
                     InvalidReason::BadTimestamp,
-                    format!("ts {v} is not an integer number of milliseconds"),
-                ))
+                    format!("ts {v} {why}"),
+                ));
             }
             Some(other) => {
                 return Err(Invalid::new(

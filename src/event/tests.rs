@@ -370,3 +370,22 @@ fn a_line_is_trimmed_of_white_space_and_a_byte_order_mark() {
     assert_eq!(trim_line(b"\xEF\xBB{}"), b"\xEF\xBB{}");
     assert_eq!(trim_line(b""), b"");
 }
+
+#[test]
+fn timestamp_errors_say_what_is_wrong() {
+    let detail = |ts: &str| {
+        dec(&format!(r#"{{"id":"a","type":"order","ts":{ts}}}"#))
+            .unwrap_err()
+            .detail
+    };
+    let d = detail(r#""2026-02-29T00:00:00Z""#);
+    assert!(d.contains("not a valid date and time"), "{d}");
+    let d = detail("99999999999999999999");
+    assert!(d.ends_with("is out of range"), "{d}");
+    let d = detail("1.5");
+    assert!(d.contains("not an integer number of milliseconds"), "{d}");
+    let d = detail("1000.0");
+    assert!(d.contains("not an integer number of milliseconds"), "{d}");
+    // `-0` is the integer 0.
+    assert_eq!(dec(r#"{"id":"a","type":"order","ts":-0}"#).unwrap().ts, 0);
+}
