@@ -106,6 +106,8 @@ struct Slot {
     at: Partition,
     offset: i64,
     payload: Range<usize>,
+    /// The message has no value at all (a tombstone), not an empty one.
+    null: bool,
     key: Option<Range<usize>>,
     headers: Range<usize>,
 }
@@ -136,6 +138,8 @@ pub(crate) struct Record<'a> {
     pub(crate) offset: i64,
     /// The value (empty for a tombstone).
     pub(crate) payload: &'a [u8],
+    /// Whether the message has no value (a tombstone): dead-lettered as one.
+    pub(crate) null: bool,
     /// The key, if any.
     pub(crate) key: Option<&'a [u8]>,
     /// The original headers.
@@ -145,6 +149,7 @@ pub(crate) struct Record<'a> {
 impl Batch {
     /// Copies a message into the batch.
     pub(crate) fn push(&mut self, topic: u16, msg: &BorrowedMessage<'_>) {
+        let null = msg.payload().is_none();
         let payload = self.copy(msg.payload().unwrap_or_default());
         let key = msg.key().map(|k| self.copy(k));
         let first = self.headers.len();
@@ -161,6 +166,7 @@ impl Batch {
             },
             offset: msg.offset(),
             payload,
+            null,
             key,
             headers: first..self.headers.len(),
         });
@@ -256,6 +262,7 @@ impl Batch {
             at: s.at,
             offset: s.offset,
             payload: &self.buf[s.payload.clone()],
+            null: s.null,
             key: s.key.clone().map(|k| &self.buf[k]),
             headers: &self.headers[s.headers.clone()],
         })
@@ -272,6 +279,7 @@ impl Batch {
             at,
             offset,
             payload,
+            null: false,
             key: None,
             headers: first..first,
         });

@@ -161,6 +161,7 @@ impl LiveFeed {
             at: origin.at,
             offset: origin.offset,
             payload: raw,
+            null: false,
             key: None,
             headers: &[],
         };

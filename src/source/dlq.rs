@@ -73,6 +73,8 @@ struct Letter {
     offset: i64,
     reason: InvalidReason,
     payload: Vec<u8>,
+    /// No value at all (a tombstone): written without one, as it was read.
+    null: bool,
     key: Option<Vec<u8>>,
     headers: OwnedHeaders,
 }
@@ -165,6 +167,7 @@ impl DeadLetters {
             offset: rec.offset,
             reason,
             payload: rec.payload.to_vec(),
+            null: rec.null,
             key: rec.key.map(<[u8]>::to_vec),
             headers,
         };
@@ -216,7 +219,10 @@ async fn deliver(
             Some((p, h)) => (*p, h.clone()),
             None => (l.payload.as_slice(), l.headers.clone()),
         };
-        let mut record = FutureRecord::to(topic).payload(payload).headers(headers);
+        let mut record = FutureRecord::to(topic).headers(headers);
+        if !l.null {
+            record = record.payload(payload);
+        }
         if let Some(k) = &l.key {
             record = record.key(k.as_slice());
         }

@@ -106,6 +106,8 @@ pub struct Out {
     pub partition: i32,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    /// No value at all (a tombstone); `payload` is then ignored.
+    pub null: bool,
     pub headers: Vec<(String, Vec<u8>)>,
     /// The Kafka message timestamp (CreateTime, ms); `None`: the producer's clock.
     pub timestamp: Option<i64>,
@@ -118,6 +120,7 @@ impl Out {
             partition,
             key: None,
             payload: payload.into(),
+            null: false,
             headers: Vec::new(),
             timestamp: None,
         }
@@ -144,8 +147,10 @@ pub fn produce(bootstrap: &str, msgs: &[Out], timeout: Duration) -> Vec<Pos> {
         }
         let mut rec = BaseRecord::with_opaque_to(&m.topic, i)
             .partition(m.partition)
-            .payload(&m.payload)
             .headers(headers);
+        if !m.null {
+            rec = rec.payload(&m.payload);
+        }
         if let Some(k) = &m.key {
             rec = rec.key(k);
         }

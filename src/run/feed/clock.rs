@@ -54,6 +54,7 @@ impl Suspect {
             at: self.origin.at,
             offset: self.origin.offset,
             payload: &self.raw,
+            null: false,
             key: self.key.as_deref(),
             headers: &self.headers,
         }
