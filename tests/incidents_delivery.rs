@@ -235,6 +235,89 @@ async fn a_redirect_is_not_followed_and_not_a_delivery() {
     }
 }
 
+/// A receiver that reads the request and closes the connection without an
+/// answer (a crash, a proxy dropping it) is a connection failure: counted as
+/// `connect`, not `other`, and retried until it answers.
+#[tokio::test(start_paused = true)]
+async fn a_connection_closed_without_an_answer_is_a_connect_failure() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let server = tokio::spawn(async move {
+        for n in 1usize.. {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            // Read the request head and body (until the client waits).
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = Vec::new();
+            loop {
+                let k = sock.read(&mut buf).await.unwrap_or(0);
+                got.extend_from_slice(&buf[..k]);
+                let text = String::from_utf8_lossy(&got);
+                if k == 0 || text.contains("\"action\"") && text.trim_end().ends_with('}') {
+                    break;
+                }
+            }
+            if n <= 2 {
+                drop(sock); // closed, no answer
+            } else {
+                sock.write_all(
+                    b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await
+                .unwrap();
+            }
+            let _ = seen_tx.send(n);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let m = open(
+        &generic_receiver(
+            "hook",
+            &format!("http://{addr}/hook"),
+            r#"backoff_initial = "100ms""#,
+        ),
+        &dir,
+        &reg,
+    );
+    m.submit(
+        &[tr("a", "p", State::Firing, Severity::Warning, 1000, 1000)],
+        1000,
+    )
+    .unwrap();
+    for want in 1..=3 {
+        let n = tokio::time::timeout(Duration::from_secs(120), seen_rx.recv())
+            .await
+            .expect("the receiver is tried again")
+            .unwrap();
+        assert_eq!(n, want);
+    }
+    let ob = m.outbox().clone();
+    eventually(Duration::from_secs(10), "the open delivered", || {
+        ob.list(Some(Status::Delivered), None, 10).unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &reg,
+            "crisiswatch_notification_failures_total",
+            &[("receiver", "hook"), ("reason", "connect")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &reg,
+            "crisiswatch_notification_failures_total",
+            &[("receiver", "hook"), ("reason", "other")]
+        ),
+        0.0
+    );
+    m.shutdown(Duration::from_secs(1)).await;
+    server.abort();
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_drain_keeps_its_limit_while_a_receiver_does_not_answer() {
     let rx = Receiver::start().await;

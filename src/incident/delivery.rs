@@ -467,7 +467,7 @@ impl Worker {
             Err(e) => {
                 let reason = if e.is_timeout() {
                     FailureReason::Timeout
-                } else if e.is_connect() {
+                } else if e.is_connect() || connection_lost(&e) {
                     FailureReason::Connect
                 } else {
                     FailureReason::Other
@@ -544,4 +544,31 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Whether a request failed because the connection was closed or reset
+/// before an answer came (a receiver that crashed or a proxy that dropped
+/// it): a connection error, not "other".
+fn connection_lost(e: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
 }
