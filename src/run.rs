@@ -25,6 +25,7 @@ pub mod durable;
 pub mod feed;
 pub mod pipeline;
 pub mod progress;
+pub(crate) mod reread;
 pub mod scaled;
 pub mod sink;
 
@@ -201,6 +202,10 @@ pub async fn run(
         stall_timeout: k.stall_timeout.0,
         idle_timeout: cfg.engine.idle_timeout.0,
         drain_timeout: k.shutdown_timeout.0 / 2,
+        // Commits wait for checkpoints: a re-read goes back at most to the
+        // last successful one, two intervals ago when one failed.
+        reread_keep: 2 * k.commit_interval.0.max(cfg.state.checkpoint_interval.0)
+            + Duration::from_secs(30),
     };
     let parts = StageParts {
         recorders: k

@@ -33,6 +33,7 @@ use super::applied_log::AppliedLog;
 use super::durable::{Durable, StateMetrics};
 use super::feed::{LiveFeed, Origin};
 use super::progress::BatchProgress;
+use super::reread::{fingerprint, Reread};
 use super::sink::TransitionSink;
 use super::RunError;
 
@@ -49,6 +50,9 @@ pub(crate) struct StageSettings {
     pub(crate) idle_timeout: Duration,
     /// How long a drain waits for in-flight dead letters.
     pub(crate) drain_timeout: Duration,
+    /// How long fingerprints of processed messages are kept, to skip them
+    /// when their partition comes back ([`Reread`]).
+    pub(crate) reread_keep: Duration,
 }
 
 /// The engine stage.
@@ -82,6 +86,11 @@ pub(crate) struct Stage {
     /// stay in `out` (their offsets held), no checkpoint is written, no new
     /// batch is taken, and every tick retries.
     blocked: Option<String>,
+    /// What was processed, to skip it when a partition comes back to this
+    /// process and is read again from a commit that trailed it.
+    reread: Reread,
+    /// `reread.skipped()` when last logged.
+    reread_logged: u64,
 }
 
 /// How often the engine's metrics and admin snapshot are refreshed.
@@ -119,6 +128,7 @@ impl Stage {
             settings.default_types.clone(),
         )
         .named(parts.shared.topics.clone());
+        let reread = Reread::new(settings.reread_keep);
         Stage {
             engine,
             feed,
@@ -137,6 +147,8 @@ impl Stage {
             last_retire: None,
             started: Instant::now(),
             blocked: None,
+            reread,
+            reread_logged: 0,
         }
     }
 
@@ -256,6 +268,9 @@ impl Stage {
             SourceMsg::Batch(b) => self.batch(b, state).await?,
             SourceMsg::Assigned(parts) => {
                 let now = Instant::now();
+                // Partitions revoked and not handed back went to another
+                // member: their fingerprints are of no use any more.
+                self.reread.assigned(&parts);
                 for p in parts {
                     self.feed.assign(p, now);
                 }
@@ -280,6 +295,17 @@ impl Stage {
                 self.checkpoint(true);
                 if self.shared.stopping.load(Ordering::SeqCst) {
                     self.closing = true;
+                }
+                if !self.closing {
+                    // What the engine has not done of the revoked partitions
+                    // (held events, dropped below; dead letters in flight)
+                    // is processed again if they come back.
+                    let progress = self.shared.tracker().export();
+                    for (at, _, _, pending) in progress {
+                        if revoked.contains(&at) {
+                            self.reread.revoke(at, &pending);
+                        }
+                    }
                 }
                 for p in revoked {
                     let dropped = self.feed.revoke(p);
@@ -322,6 +348,14 @@ impl Stage {
     async fn batch(&mut self, mut b: Batch, state: &AppState) -> Result<(), RunError> {
         let now = Instant::now();
         let now_ms = chrono::Utc::now().timestamp_millis();
+        self.reread.trim(now);
+        if self.reread.skipped() > self.reread_logged {
+            tracing::info!(
+                skipped = self.reread.skipped() - self.reread_logged,
+                "Skipped messages read again after their partitions came back: the engine applied them before the revoke (whose commit failed)."
+            );
+            self.reread_logged = self.reread.skipped();
+        }
         let limits = *self.engine.limits();
         if self.shared.arrival.limits() != limits {
             // A reload changed them: the consumer thread decodes with these
@@ -345,6 +379,12 @@ impl Stage {
             let t = usize::from(rec.at.topic);
             processed[t] += 1;
             let part = progress.partition(rec.at, rec.offset);
+            let print = fingerprint(rec.payload, rec.key);
+            self.reread.processed(rec.at, rec.offset, print, now);
+            if self.reread.done_before(rec.at, rec.offset, print) {
+                // Applied before its partition was revoked from this process.
+                continue;
+            }
             if let Some(d) = &mut self.durable {
                 if d.covered(rec.at, rec.offset) {
                     // Its effect is in the restored checkpoint.

@@ -1,0 +1,312 @@
+//! Partitions handed back to the same process: what its engine already
+//! applied is skipped, not applied twice — but only where the broker hands
+//! back the *same* messages.
+//!
+//! When the group session is lost (a broker that stalls longer than
+//! `session.timeout.ms`), the commit at the revoke fails and the partition is
+//! read again from its last successful commit, which trails what the engine
+//! applied (commits wait for checkpoints). The id dedup drops such re-reads
+//! only within `engine.dedup_horizon` of event time; a backlog read much
+//! faster than real time spans more than that in seconds, and its events
+//! would count twice (false pages).
+//!
+//! So the stage remembers, per partition, a 32-bit fingerprint of every
+//! message it processed in the last `keep` of processing time (and at
+//! most [`MAX_PER_PARTITION`] messages). At a revoke the partition's
+//! fingerprints are set aside, with the offsets the engine has *not* done
+//! (events the sequencer held, dropped at the revoke; dead letters in flight)
+//! cleared. When the partition comes back, a message whose offset has a
+//! fingerprint equal to its own is skipped (its effect is in the engine);
+//! one without a fingerprint is processed. The first message whose
+//! fingerprint *differs* ends the skipping for that partition: the broker is
+//! handing out other messages at those offsets (a topic recreated after the
+//! broker lost its storage), and every one of them is new. Skipping on offsets
+//! alone cannot tell the two apart, and skipped the recreated topic's events.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+use crate::source::Partition;
+
+/// At most this many fingerprints per partition (4 bytes each: 8 MiB).
+pub(crate) const MAX_PER_PARTITION: usize = 1 << 21;
+
+/// Fingerprints are stamped with their processing time in blocks of this many.
+const BLOCK: usize = 1024;
+
+/// Not a fingerprint: an offset not done (or a gap in the offsets).
+const NONE: u32 = 0;
+
+/// The fingerprint of a message: its value and key (never [`NONE`]).
+pub(crate) fn fingerprint(payload: &[u8], key: Option<&[u8]>) -> u32 {
+    // Fixed seeds: the same message gives the same value for the whole run.
+    let mut h = foldhash::quality::FixedState::with_seed(0x6372_6973_6973_7761).build_hasher();
+    h.write(payload);
+    match key {
+        Some(k) => {
+            h.write_u8(1);
+            h.write(k);
+        }
+        None => h.write_u8(0),
+    }
+    let v = h.finish();
+    ((v >> 32) as u32 ^ v as u32) | 1
+}
+
+/// The fingerprints of one partition's consecutive offsets.
+#[derive(Debug, Default)]
+struct Ring {
+    /// Offset of `prints[0]`.
+    base: i64,
+    prints: VecDeque<u32>,
+    /// (offset, processing time) of every [`BLOCK`]-th fingerprint.
+    stamps: VecDeque<(i64, Instant)>,
+}
+
+impl Ring {
+    fn end(&self) -> i64 {
+        self.base + self.prints.len() as i64
+    }
+
+    fn push(&mut self, offset: i64, print: u32, now: Instant) {
+        if self.prints.is_empty() || offset < self.end() || offset - self.end() > BLOCK as i64 {
+            // The first, a seek back, or a wide gap: start over here.
+            *self = Ring {
+                base: offset,
+                ..Ring::default()
+            };
+        }
+        while self.end() < offset {
+            self.prints.push_back(NONE);
+        }
+        if ((offset - self.base) as usize).is_multiple_of(BLOCK) {
+            self.stamps.push_back((offset, now));
+        }
+        self.prints.push_back(print);
+        if self.prints.len() > MAX_PER_PARTITION {
+            self.drop_before(self.end() - MAX_PER_PARTITION as i64);
+        }
+    }
+
+    /// Forgets fingerprints stamped before `cutoff`.
+    fn trim(&mut self, cutoff: Instant) {
+        // Blocks are forgotten whole once a later block is stamped before
+        // the cutoff too: what follows the last such stamp may be newer.
+        let mut upto = None;
+        while let Some(&(o, t)) = self.stamps.front() {
+            if t >= cutoff {
+                break;
+            }
+            self.stamps.pop_front();
+            upto = Some(o);
+        }
+        if let Some(o) = upto {
+            self.drop_before(o);
+        }
+    }
+
+    fn drop_before(&mut self, offset: i64) {
+        while self.base < offset && !self.prints.is_empty() {
+            self.prints.pop_front();
+            self.base += 1;
+        }
+        while self.stamps.front().is_some_and(|&(o, _)| o < self.base) {
+            self.stamps.pop_front();
+        }
+    }
+
+    fn get(&self, offset: i64) -> Option<u32> {
+        if offset < self.base {
+            return None;
+        }
+        self.prints.get((offset - self.base) as usize).copied()
+    }
+
+    fn clear(&mut self, offset: i64) {
+        if offset >= self.base {
+            if let Some(p) = self.prints.get_mut((offset - self.base) as usize) {
+                *p = NONE;
+            }
+        }
+    }
+}
+
+/// What the stage remembers of the messages it processed (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Reread {
+    keep: Duration,
+    live: HashMap<Partition, Ring>,
+    revoked: HashMap<Partition, Ring>,
+    /// Messages skipped so far (for the log and tests).
+    skipped: u64,
+}
+
+impl Reread {
+    /// Remembers `keep` of processing time: more than the time between two
+    /// successful commits (commits wait for checkpoints).
+    pub(crate) fn new(keep: Duration) -> Self {
+        Reread {
+            keep,
+            live: HashMap::new(),
+            revoked: HashMap::new(),
+            skipped: 0,
+        }
+    }
+
+    /// Message `offset` of `at`, with fingerprint `print`, was processed now
+    /// (applied, held, counted invalid, or skipped as covered).
+    pub(crate) fn processed(&mut self, at: Partition, offset: i64, print: u32, now: Instant) {
+        self.live.entry(at).or_default().push(offset, print, now);
+    }
+
+    /// Forgets what is older than [`Reread::keep`] (call now and then).
+    pub(crate) fn trim(&mut self, now: Instant) {
+        if let Some(cutoff) = now.checked_sub(self.keep) {
+            for r in self.live.values_mut() {
+                r.trim(cutoff);
+            }
+            self.live.retain(|_, r| !r.prints.is_empty());
+        }
+    }
+
+    /// `at` was revoked; `not_done` are its offsets the engine has not done
+    /// (held events dropped at the revoke, dead letters in flight).
+    pub(crate) fn revoke(&mut self, at: Partition, not_done: &[i64]) {
+        if let Some(mut r) = self.live.remove(&at) {
+            for &o in not_done {
+                r.clear(o);
+            }
+            self.revoked.insert(at, r);
+        }
+    }
+
+    /// Partitions `parts` were assigned: fingerprints set aside for any other
+    /// revoked partition are dropped (it went to another member).
+    pub(crate) fn assigned(&mut self, parts: &[Partition]) {
+        self.revoked.retain(|at, _| parts.contains(at));
+    }
+
+    /// Whether message `offset` of `at` (fingerprint `print`) was done before
+    /// its partition was revoked: skip it.
+    pub(crate) fn done_before(&mut self, at: Partition, offset: i64, print: u32) -> bool {
+        let Some(r) = self.revoked.get(&at) else {
+            return false;
+        };
+        if offset >= r.end() {
+            // Past what was done: nothing more to skip.
+            self.revoked.remove(&at);
+            return false;
+        }
+        match r.get(offset) {
+            Some(p) if p == print => {
+                self.skipped += 1;
+                true
+            }
+            Some(NONE) | None => false,
+            Some(_) => {
+                // Another message at this offset: the partition was recreated.
+                tracing::warn!(
+                    partition = at.partition,
+                    offset,
+                    "A partition handed back holds other messages than those applied before its revoke (recreated?): its messages are all processed as new."
+                );
+                self.revoked.remove(&at);
+                false
+            }
+        }
+    }
+
+    /// Messages skipped so far.
+    pub(crate) fn skipped(&self) -> u64 {
+        self.skipped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(n: i32) -> Partition {
+        Partition {
+            topic: 0,
+            partition: n,
+        }
+    }
+
+    fn msg(offset: i64, run: &str) -> u32 {
+        fingerprint(format!("{run}-{offset}").as_bytes(), None)
+    }
+
+    #[test]
+    fn the_same_messages_read_again_are_skipped_except_those_not_done() {
+        let now = Instant::now();
+        let mut r = Reread::new(Duration::from_secs(60));
+        for o in 100..200 {
+            r.processed(p(0), o, msg(o, "a"), now);
+        }
+        // 150 was held by the sequencer at the revoke: not done.
+        r.revoke(p(0), &[150]);
+        // Read again from a commit at 120.
+        let skipped: Vec<i64> = (120..210)
+            .filter(|&o| r.done_before(p(0), o, msg(o, "a")))
+            .collect();
+        let want: Vec<i64> = (120..200).filter(|&o| o != 150).collect();
+        assert_eq!(skipped, want);
+        assert_eq!(r.skipped(), 79);
+        // Caught up: nothing more is skipped.
+        assert!(!r.done_before(p(0), 130, msg(130, "a")));
+    }
+
+    #[test]
+    fn other_messages_at_the_same_offsets_end_the_skipping() {
+        let now = Instant::now();
+        let mut r = Reread::new(Duration::from_secs(60));
+        for o in 100..200 {
+            r.processed(p(0), o, msg(o, "old"), now);
+        }
+        r.revoke(p(0), &[]);
+        // A recreated topic starts again at 0: below what was remembered,
+        // processed; then at 100 another message: skipping ends.
+        assert!(!r.done_before(p(0), 0, msg(0, "new")));
+        assert!(!r.done_before(p(0), 100, msg(100, "new")));
+        // Even a message equal to an old one is processed from then on.
+        assert!(!r.done_before(p(0), 101, msg(101, "old")));
+        assert_eq!(r.skipped(), 0);
+    }
+
+    #[test]
+    fn fingerprints_older_than_keep_are_forgotten_and_partitions_are_separate() {
+        let t0 = Instant::now();
+        let mut r = Reread::new(Duration::from_secs(10));
+        for o in 0..(3 * BLOCK as i64) {
+            r.processed(p(0), o, msg(o, "a"), t0);
+        }
+        let t1 = t0 + Duration::from_secs(20);
+        for o in (3 * BLOCK as i64)..(4 * BLOCK as i64) {
+            r.processed(p(0), o, msg(o, "a"), t1);
+        }
+        r.processed(p(1), 5, msg(5, "b"), t1);
+        r.trim(t1);
+        r.revoke(p(0), &[]);
+        r.revoke(p(1), &[]);
+        assert!(!r.done_before(p(0), 10, msg(10, "a")), "forgotten");
+        let o = 3 * BLOCK as i64 + 1;
+        assert!(r.done_before(p(0), o, msg(o, "a")), "kept");
+        assert!(r.done_before(p(1), 5, msg(5, "b")));
+    }
+
+    #[test]
+    fn a_partition_is_capped() {
+        let now = Instant::now();
+        let mut r = Reread::new(Duration::from_secs(600));
+        let n = MAX_PER_PARTITION as i64 + 10;
+        for o in 0..n {
+            r.processed(p(0), o, (o as u32) | 1, now);
+        }
+        let ring = &r.live[&p(0)];
+        assert_eq!(ring.prints.len(), MAX_PER_PARTITION);
+        assert_eq!(ring.base, 10);
+        assert_eq!(ring.get(n - 1), Some(((n - 1) as u32) | 1));
+    }
+}
