@@ -108,6 +108,8 @@ struct Slot {
     payload: Range<usize>,
     /// The message has no value at all (a tombstone), not an empty one.
     null: bool,
+    /// [`fingerprint`] of its value and key.
+    print: u32,
     key: Option<Range<usize>>,
     headers: Range<usize>,
 }
@@ -140,16 +142,38 @@ pub(crate) struct Record<'a> {
     pub(crate) payload: &'a [u8],
     /// Whether the message has no value (a tombstone): dead-lettered as one.
     pub(crate) null: bool,
+    /// [`fingerprint`] of value and key (0 where not taken: dead letters).
+    pub(crate) print: u32,
     /// The key, if any.
     pub(crate) key: Option<&'a [u8]>,
     /// The original headers.
     pub(crate) headers: &'a [Header],
 }
 
+/// The fingerprint of a message: its value and key, never 0 (see
+/// `run::reread`). Taken on the consumer thread as the message is copied,
+/// off the engine's thread.
+pub(crate) fn fingerprint(payload: &[u8], key: Option<&[u8]>) -> u32 {
+    // Fixed seeds: the same message gives the same value for the whole run.
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0x6372_6973_6973_7761).build_hasher();
+    h.write(payload);
+    match key {
+        Some(k) => {
+            h.write_u8(1);
+            h.write(k);
+        }
+        None => h.write_u8(0),
+    }
+    let v = h.finish();
+    ((v >> 32) as u32 ^ v as u32) | 1
+}
+
 impl Batch {
     /// Copies a message into the batch.
     pub(crate) fn push(&mut self, topic: u16, msg: &BorrowedMessage<'_>) {
         let null = msg.payload().is_none();
+        let print = fingerprint(msg.payload().unwrap_or_default(), msg.key());
         let payload = self.copy(msg.payload().unwrap_or_default());
         let key = msg.key().map(|k| self.copy(k));
         let first = self.headers.len();
@@ -167,6 +191,7 @@ impl Batch {
             offset: msg.offset(),
             payload,
             null,
+            print,
             key,
             headers: first..self.headers.len(),
         });
@@ -263,6 +288,7 @@ impl Batch {
             offset: s.offset,
             payload: &self.buf[s.payload.clone()],
             null: s.null,
+            print: s.print,
             key: s.key.clone().map(|k| &self.buf[k]),
             headers: &self.headers[s.headers.clone()],
         })
@@ -278,8 +304,9 @@ impl Batch {
         self.slots.push(Slot {
             at,
             offset,
-            payload,
             null: false,
+            print: fingerprint(&self.buf[payload.clone()], None),
+            payload,
             key: None,
             headers: first..first,
         });

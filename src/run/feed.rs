@@ -162,6 +162,7 @@ impl LiveFeed {
             offset: origin.offset,
             payload: raw,
             null: false,
+            print: crate::source::fingerprint(raw, None),
             key: None,
             headers: &[],
         };

@@ -33,7 +33,7 @@ use super::applied_log::AppliedLog;
 use super::durable::{Durable, StateMetrics};
 use super::feed::{LiveFeed, Origin};
 use super::progress::BatchProgress;
-use super::reread::{fingerprint, Reread};
+use super::reread::Reread;
 use super::sink::TransitionSink;
 use super::RunError;
 
@@ -379,7 +379,7 @@ impl Stage {
             let t = usize::from(rec.at.topic);
             processed[t] += 1;
             let part = progress.partition(rec.at, rec.offset);
-            let print = fingerprint(rec.payload, rec.key);
+            let print = rec.print;
             self.reread.processed(rec.at, rec.offset, print, now);
             if self.reread.done_before(rec.at, rec.offset, print) {
                 // Applied before its partition was revoked from this process.

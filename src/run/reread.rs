@@ -11,7 +11,8 @@
 //! would count twice (false pages).
 //!
 //! So the stage remembers, per partition, a 32-bit fingerprint of every
-//! message it processed in the last `keep` of processing time (and at
+//! message it processed (taken on the consumer thread as the message is
+//! copied) in the last `keep` of processing time (and at
 //! most [`MAX_PER_PARTITION`] messages). At a revoke the partition's
 //! fingerprints are set aside, with the offsets the engine has *not* done
 //! (events the sequencer held, dropped at the revoke; dead letters in flight)
@@ -24,9 +25,10 @@
 //! alone cannot tell the two apart, and skipped the recreated topic's events.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
+#[cfg(test)]
+use crate::source::fingerprint;
 use crate::source::Partition;
 
 /// At most this many fingerprints per partition (4 bytes each: 8 MiB).
@@ -37,22 +39,6 @@ const BLOCK: usize = 1024;
 
 /// Not a fingerprint: an offset not done (or a gap in the offsets).
 const NONE: u32 = 0;
-
-/// The fingerprint of a message: its value and key (never [`NONE`]).
-pub(crate) fn fingerprint(payload: &[u8], key: Option<&[u8]>) -> u32 {
-    // Fixed seeds: the same message gives the same value for the whole run.
-    let mut h = foldhash::quality::FixedState::with_seed(0x6372_6973_6973_7761).build_hasher();
-    h.write(payload);
-    match key {
-        Some(k) => {
-            h.write_u8(1);
-            h.write(k);
-        }
-        None => h.write_u8(0),
-    }
-    let v = h.finish();
-    ((v >> 32) as u32 ^ v as u32) | 1
-}
 
 /// The fingerprints of one partition's consecutive offsets.
 #[derive(Debug, Default)]
@@ -136,8 +122,10 @@ impl Ring {
 #[derive(Debug)]
 pub(crate) struct Reread {
     keep: Duration,
-    live: HashMap<Partition, Ring>,
-    revoked: HashMap<Partition, Ring>,
+    /// Looked up for every message: a fast hasher (partitions are not
+    /// chosen by an adversary).
+    live: HashMap<Partition, Ring, foldhash::fast::RandomState>,
+    revoked: HashMap<Partition, Ring, foldhash::fast::RandomState>,
     /// Messages skipped so far (for the log and tests).
     skipped: u64,
 }
@@ -148,8 +136,8 @@ impl Reread {
     pub(crate) fn new(keep: Duration) -> Self {
         Reread {
             keep,
-            live: HashMap::new(),
-            revoked: HashMap::new(),
+            live: HashMap::default(),
+            revoked: HashMap::default(),
             skipped: 0,
         }
     }
@@ -308,5 +296,66 @@ mod tests {
         assert_eq!(ring.prints.len(), MAX_PER_PARTITION);
         assert_eq!(ring.base, 10);
         assert_eq!(ring.get(n - 1), Some(((n - 1) as u32) | 1));
+    }
+}
+
+/// The cost per message: the fingerprint (taken on the consumer thread, as
+/// the message is copied) and remembering it (on the engine's thread),
+/// printed beside decoding the same lines: `cargo test --release --lib
+/// reread::cost -- --ignored --nocapture`.
+#[cfg(test)]
+mod cost {
+    use super::*;
+
+    #[test]
+    #[ignore = "prints a figure; run in a release build"]
+    fn cost_per_message_beside_decoding() {
+        let lines: Vec<Vec<u8>> = (0..1_000_000)
+            .map(|i| {
+                format!(
+                    r#"{{"id":"evt-{i}","type":"complaint","ts":{},"customer_id":"c-{}","attrs":{{"product":"router-x","region":"eu-west","channel":"social","segment":"smb"}},"score":3,"sentiment":-0.4}}"#,
+                    1_795_000_000_000i64 + i,
+                    i % 9973
+                )
+                .into_bytes()
+            })
+            .collect();
+        let at = Partition {
+            topic: 0,
+            partition: 0,
+        };
+        let now = Instant::now();
+        let mut r = Reread::new(Duration::from_secs(3600));
+        let t = Instant::now();
+        for (o, l) in lines.iter().enumerate() {
+            r.processed(at, o as i64, fingerprint(l, None), now);
+        }
+        let remember = t.elapsed();
+        let t = Instant::now();
+        for l in &lines {
+            std::hint::black_box(fingerprint(std::hint::black_box(l), None));
+        }
+        let print_only = t.elapsed();
+        let limits = crate::event::DecodeLimits::default();
+        let t = Instant::now();
+        let mut valid = 0usize;
+        for l in &lines {
+            valid += usize::from(crate::event::decode(l, &limits, None).is_ok());
+        }
+        let decode = t.elapsed();
+        r.revoke(at, &[]);
+        let skipped = lines
+            .iter()
+            .enumerate()
+            .filter(|(o, l)| r.done_before(at, *o as i64, fingerprint(l, None)))
+            .count();
+        assert_eq!((valid, skipped), (lines.len(), lines.len()));
+        println!(
+            "REREAD fingerprint {:.1} ns/message; fingerprint+remember {:.1} ns/message, decode {:.1} ns/message (x{:.3} of decoding)",
+            print_only.as_nanos() as f64 / lines.len() as f64,
+            remember.as_nanos() as f64 / lines.len() as f64,
+            decode.as_nanos() as f64 / lines.len() as f64,
+            remember.as_secs_f64() / decode.as_secs_f64()
+        );
     }
 }

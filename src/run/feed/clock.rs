@@ -55,6 +55,7 @@ impl Suspect {
             offset: self.origin.offset,
             payload: &self.raw,
             null: false,
+            print: 0,
             key: self.key.as_deref(),
             headers: &self.headers,
         }
