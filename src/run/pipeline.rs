@@ -37,6 +37,8 @@ use super::reread::Reread;
 use super::sink::TransitionSink;
 use super::RunError;
 
+mod rebalance;
+
 /// Settings of the engine stage.
 #[derive(Debug, Clone)]
 pub(crate) struct StageSettings {
@@ -266,56 +268,8 @@ impl Stage {
     ) -> Result<(), RunError> {
         match msg {
             SourceMsg::Batch(b) => self.batch(b, state).await?,
-            SourceMsg::Assigned(parts) => {
-                let now = Instant::now();
-                // Partitions revoked and not handed back went to another
-                // member: their fingerprints are of no use any more.
-                self.reread.assigned(&parts);
-                for p in parts {
-                    self.feed.assign(p, now);
-                }
-            }
-            SourceMsg::Drain { revoked, ack } => {
-                if self.closing {
-                    // The revoke of leaving the group, after the final drain:
-                    // everything is applied, checkpointed and committed
-                    // already; waiting on dead letters again would only spend
-                    // the shutdown bound.
-                    let _ = ack.send(());
-                    return Ok(());
-                }
-                if let Some(d) = &self.dlq {
-                    if !d.flush(self.settings.drain_timeout).await {
-                        tracing::warn!("Dead letters still in flight at a drain; their offsets stay uncommitted.");
-                    }
-                }
-                // The revoked partitions (at a stop: all) are committed up to
-                // this checkpoint; after the final drain nothing more is
-                // applied or checkpointed.
-                self.checkpoint(true);
-                if self.shared.stopping.load(Ordering::SeqCst) {
-                    self.closing = true;
-                }
-                if !self.closing {
-                    // What the engine has not done of the revoked partitions
-                    // (held events, dropped below; dead letters in flight)
-                    // is processed again if they come back.
-                    let progress = self.shared.tracker().export();
-                    for (at, _, _, pending) in progress {
-                        if revoked.contains(&at) {
-                            self.reread.revoke(at, &pending);
-                        }
-                    }
-                }
-                for p in revoked {
-                    let dropped = self.feed.revoke(p);
-                    if dropped > 0 {
-                        tracing::debug!(topic = %self.shared.topics[usize::from(p.topic)], partition = p.partition, dropped, "Held events of a revoked partition dropped; its next owner reads them again.");
-                    }
-                }
-                // The consumer thread may have given up waiting: nothing to do then.
-                let _ = ack.send(());
-            }
+            SourceMsg::Assigned(parts) => self.assigned(parts),
+            SourceMsg::Drain { revoked, ack } => self.drain(revoked, ack).await,
         }
         Ok(())
     }
@@ -348,14 +302,7 @@ impl Stage {
     async fn batch(&mut self, mut b: Batch, state: &AppState) -> Result<(), RunError> {
         let now = Instant::now();
         let now_ms = chrono::Utc::now().timestamp_millis();
-        self.reread.trim(now);
-        if self.reread.skipped() > self.reread_logged {
-            tracing::info!(
-                skipped = self.reread.skipped() - self.reread_logged,
-                "Skipped messages read again after their partitions came back: the engine applied them before the revoke (whose commit failed)."
-            );
-            self.reread_logged = self.reread.skipped();
-        }
+        self.reread_trim(now);
         let limits = *self.engine.limits();
         if self.shared.arrival.limits() != limits {
             // A reload changed them: the consumer thread decodes with these
