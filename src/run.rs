@@ -52,6 +52,11 @@ use sink::TransitionSink;
 /// How often the engine stage advances idle time, checks health and publishes metrics.
 const TICK: Duration = Duration::from_millis(500);
 
+/// How long a start waits for the broker to show the restored partitions'
+/// last messages (`source::identity`); past it, the checkpoint's offsets are
+/// trusted as before.
+const RESTORE_CHECK_BUDGET: Duration = Duration::from_secs(10);
+
 /// Errors that stop the service.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -225,6 +230,18 @@ pub async fn run(
         let m = durable::StateMetrics::register(metrics.registry())
             .map_err(|e| RunError::Reload(e.to_string()))?;
         stage.restore_state(store, cfg.state.checkpoint_interval.0, restore_grace(&k), m)?;
+        let probes = stage.restore_probes();
+        if !probes.is_empty() {
+            // Before anything is skipped: are the checkpoint's offsets still
+            // the same messages (`source::identity`)?
+            let kc = k.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                crate::source::identity::check(&kc, &probes, RESTORE_CHECK_BUDGET)
+            })
+            .await
+            .unwrap_or_default();
+            stage.restore_checked(&found);
+        }
     }
     let mut engine_task = tokio::spawn(drive(
         stage,

@@ -26,10 +26,13 @@
 //! * [`health`] decides when the consumer is stalled (not ready).
 //! * [`dlq`] produces invalid messages unchanged to the dead-letter topic.
 //! * [`metrics`] are the consumer's Prometheus metrics.
+//! * [`identity`] asks the broker, before a restored checkpoint's offsets are
+//!   skipped, whether they still name the messages the checkpoint read.
 
 pub mod context;
 pub mod dlq;
 pub mod health;
+pub(crate) mod identity;
 pub mod kafka;
 pub mod metrics;
 pub mod offsets;

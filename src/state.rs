@@ -132,6 +132,21 @@ pub struct PartitionState {
     /// Offsets in `[resume, next)` that are not done (held events, dead
     /// letters in flight): read again after a restore; the rest is skipped.
     pub(crate) pending: Vec<i64>,
+    /// The last message read (at `next - 1`): a restore checks that the
+    /// broker still holds it before skipping anything (a topic recreated
+    /// while crisiswatch was down holds other messages at those offsets).
+    /// Absent in checkpoints written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last: Option<Last>,
+}
+
+/// A message identified by its offset and fingerprint (`source::fingerprint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Last {
+    /// Its offset.
+    pub(crate) offset: i64,
+    /// The fingerprint of its value and key.
+    pub(crate) print: u32,
 }
 
 impl PartitionState {

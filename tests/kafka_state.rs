@@ -471,3 +471,151 @@ fn a_corrupt_checkpoint_keeps_the_service_up_not_ready_and_untouched_until_a_res
     let st = svc.wait_exit(Duration::from_secs(30));
     assert!(st.is_some_and(|s| s.success()), "{st:?}");
 }
+
+/// The broker loses its storage while crisiswatch is down (Tansu's memory
+/// storage: the topic and the group's offsets are gone) and the topic is
+/// recreated with more messages than the checkpoint had read. The restored
+/// checkpoint's offsets name other messages now: none of them is skipped.
+/// Before a restore looked at the broker, the first 100 offsets of each
+/// partition were skipped as "covered" and their events never counted.
+#[test]
+fn a_topic_recreated_while_the_service_was_down_is_read_whole() {
+    let mut broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("complaints", 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let mut cfg = base_config(
+        &bs,
+        "recreated",
+        &[("complaints", Some("complaint"))],
+        "",
+        &data,
+    );
+    cfg.push_str("\n[state]\ncheckpoint_interval = \"300ms\"\n");
+    cfg.push_str(
+        r#"
+[[rules]]
+name = "complaints"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 1000 }
+"#,
+    );
+    let ts = t0();
+    let msgs = |tag: &str, n: i64, from: i64| -> Vec<Out> {
+        (0..n)
+            .map(|i| {
+                let json = format!(
+                    r#"{{"id":"{tag}{i}","ts":{},"attrs":{{"product":"p{}"}}}}"#,
+                    from + i * 100,
+                    i % 3
+                );
+                Out::new("complaints", (i % 2) as i32, json.into_bytes())
+            })
+            .collect()
+    };
+
+    // The same topic restarted: the checkpoint's last messages are found,
+    // nothing applied twice.
+    let mut svc = Service::start(dir.path(), "first", &cfg);
+    let first = produce(&bs, &msgs("a", 200, ts), Duration::from_secs(30));
+    wait_until(Duration::from_secs(60), "the first data is applied", || {
+        let s = svc.applied_set();
+        first.iter().all(|p| s.contains(p))
+    });
+    svc.sigterm();
+    assert!(svc
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    let mut svc = Service::start(dir.path(), "same", &cfg);
+    let more = produce(&bs, &msgs("m", 20, ts + 30_000), Duration::from_secs(30));
+    wait_until(
+        Duration::from_secs(60),
+        "the restarted service reads on",
+        || {
+            let s = svc.applied_set();
+            more.iter().all(|p| s.contains(p))
+        },
+    );
+    let again: Vec<_> = svc
+        .applied()
+        .into_iter()
+        .filter(|p| first.contains(p))
+        .collect();
+    assert!(again.is_empty(), "applied again after a restart: {again:?}");
+    assert!(
+        !svc.stderr_text().contains("holds other messages"),
+        "{}",
+        svc.stderr_text()
+    );
+    svc.sigterm();
+    assert!(svc
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+
+    // The broker loses everything; the topic comes back with 300 new messages
+    // (150 a partition, past the 110 the checkpoint had read).
+    broker.kill();
+    broker.restart();
+    create_topics(&bs, &[("complaints", 2)]);
+    let recreated = produce(&bs, &msgs("r", 300, ts + 60_000), Duration::from_secs(30));
+    let mut svc = Service::start(dir.path(), "recreated", &cfg);
+    let all = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(
+            Duration::from_secs(60),
+            "every message of the recreated topic is applied",
+            || {
+                let s = svc.applied_set();
+                recreated.iter().all(|p| s.contains(p))
+            },
+        )
+    }));
+    let log = svc.stderr_text();
+    assert!(
+        all.is_ok(),
+        "{} of {} applied\n{log}",
+        svc.applied_set().len(),
+        recreated.len()
+    );
+    assert!(log.contains("holds other messages"), "{log}");
+    let counted = svc
+        .metric("crisiswatch_restore_recreated_partitions_total")
+        .unwrap_or(0.0);
+    assert_eq!(counted, 2.0, "{log}");
+    svc.sigterm();
+    assert!(svc
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+
+    // Lost again, and back with fewer messages (15 a partition) than the
+    // checkpoint had read (150): the broker answers that the partition ends
+    // before the checkpoint's last message.
+    broker.kill();
+    broker.restart();
+    create_topics(&bs, &[("complaints", 2)]);
+    let fewer = produce(&bs, &msgs("f", 30, ts + 120_000), Duration::from_secs(30));
+    let mut svc = Service::start(dir.path(), "fewer", &cfg);
+    let all = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(
+            Duration::from_secs(60),
+            "every message of the smaller recreated topic is applied",
+            || {
+                let s = svc.applied_set();
+                fewer.iter().all(|p| s.contains(p))
+            },
+        )
+    }));
+    let log = svc.stderr_text();
+    assert!(
+        all.is_ok(),
+        "{} of {} applied\n{log}",
+        svc.applied_set().len(),
+        fewer.len()
+    );
+    assert!(log.contains("ends before offset"), "{log}");
+    svc.sigterm();
+    svc.wait_exit(Duration::from_secs(30));
+}

@@ -38,11 +38,13 @@ use std::time::{Duration, Instant};
 
 use crate::engine::ShardedEngine;
 use crate::source::context::Shared;
+use crate::source::identity::{Identity, Probe};
 use crate::source::offsets::OffsetTracker;
 use crate::source::Partition;
-use crate::state::{Checkpoint, EngineState, PartitionState, StateError, StateStore};
+use crate::state::{Checkpoint, EngineState, Last, PartitionState, StateError, StateStore};
 
 use super::feed::LiveFeed;
+use super::reread::Reread;
 use super::RunError;
 
 mod metrics;
@@ -239,6 +241,60 @@ impl Durable {
         self.store = Some(store);
     }
 
+    /// The last message each restored partition's checkpoint read, to look
+    /// for on the broker before anything is skipped ([`Durable::checked`]).
+    pub(crate) fn probes(&self, topics: &[String]) -> Vec<Probe> {
+        let mut v: Vec<Probe> = self
+            .skip
+            .iter()
+            .filter_map(|(&at, p)| {
+                let last = p.last?;
+                Some(Probe {
+                    at,
+                    topic: topics.get(usize::from(at.topic))?.clone(),
+                    offset: last.offset,
+                    print: last.print,
+                })
+            })
+            .collect();
+        v.sort_unstable_by_key(|p| p.at);
+        v
+    }
+
+    /// What the broker holds at the probes' offsets: a partition that holds
+    /// other messages than those the checkpoint read (recreated while the
+    /// service was down) skips nothing — every message it hands out is new.
+    pub(crate) fn checked(&mut self, found: &HashMap<Partition, Identity>, topics: &[String]) {
+        let mut recreated = 0usize;
+        for (at, id) in found {
+            let topic = topics
+                .get(usize::from(at.topic))
+                .map_or("?", String::as_str);
+            match id {
+                Identity::Same => {}
+                Identity::Other(why) => {
+                    if let Some(p) = self.skip.remove(at) {
+                        recreated += 1;
+                        tracing::warn!(
+                            topic,
+                            partition = at.partition,
+                            checkpoint_next = p.next,
+                            why = %why,
+                            "A restored partition holds other messages than those the checkpoint read (topic recreated while crisiswatch was down?): none of its messages is skipped."
+                        );
+                    }
+                }
+                Identity::Unknown(why) => tracing::info!(
+                    topic,
+                    partition = at.partition,
+                    why = %why,
+                    "Cannot check that a restored partition still holds the messages the checkpoint read: its covered offsets are skipped."
+                ),
+            }
+        }
+        self.metrics.recreated.inc_by(recreated as u64);
+    }
+
     /// Whether message `offset` of `at` is covered by the restored checkpoint
     /// (skip it: its effect is in the restored state).
     pub(crate) fn covered(&mut self, at: Partition, offset: i64) -> bool {
@@ -290,6 +346,7 @@ impl Durable {
         engine: &mut ShardedEngine,
         feed: &mut LiveFeed,
         shared: &Arc<Shared>,
+        reread: &Reread,
         wait: bool,
     ) {
         let started = Instant::now();
@@ -328,6 +385,10 @@ impl Durable {
                 resume: r,
                 next,
                 pending,
+                last: reread
+                    .last(at)
+                    .filter(|&(o, _)| o < next)
+                    .map(|(offset, print)| Last { offset, print }),
             });
         }
         // Restored partitions not read since keep their progress.

@@ -178,6 +178,28 @@ impl Stage {
         Ok(())
     }
 
+    /// The restored partitions' last messages, to look for on the broker
+    /// before consuming (`source::identity`).
+    pub(crate) fn restore_probes(&self) -> Vec<crate::source::identity::Probe> {
+        self.durable
+            .as_ref()
+            .map(|d| d.probes(&self.shared.topics))
+            .unwrap_or_default()
+    }
+
+    /// What the broker holds at the probes: recreated partitions skip nothing.
+    pub(crate) fn restore_checked(
+        &mut self,
+        found: &std::collections::HashMap<
+            crate::source::Partition,
+            crate::source::identity::Identity,
+        >,
+    ) {
+        if let Some(d) = &mut self.durable {
+            d.checked(found, &self.shared.topics);
+        }
+    }
+
     /// Checkpoints now (durable state on), after what is pending in the
     /// outbox; `wait`: until it is written.
     fn checkpoint(&mut self, wait: bool) {
@@ -187,7 +209,13 @@ impl Stage {
             return;
         }
         if let Some(d) = &mut self.durable {
-            d.checkpoint(&mut self.engine, &mut self.feed, &self.shared, wait);
+            d.checkpoint(
+                &mut self.engine,
+                &mut self.feed,
+                &self.shared,
+                &self.reread,
+                wait,
+            );
         }
     }
 

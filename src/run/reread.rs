@@ -48,6 +48,9 @@ struct Ring {
     prints: VecDeque<u32>,
     /// (offset, processing time) of every [`BLOCK`]-th fingerprint.
     stamps: VecDeque<(i64, Instant)>,
+    /// The last message pushed (offset, fingerprint), kept when the rest is
+    /// forgotten: a checkpoint stores it (`state::Last`).
+    last: Option<(i64, u32)>,
 }
 
 impl Ring {
@@ -70,6 +73,7 @@ impl Ring {
             self.stamps.push_back((offset, now));
         }
         self.prints.push_back(print);
+        self.last = Some((offset, print));
         if self.prints.len() > MAX_PER_PARTITION {
             self.drop_before(self.end() - MAX_PER_PARTITION as i64);
         }
@@ -153,9 +157,21 @@ impl Reread {
         if let Some(cutoff) = now.checked_sub(self.keep) {
             for r in self.live.values_mut() {
                 r.trim(cutoff);
+                if r.prints.is_empty() && r.prints.capacity() > 0 {
+                    // Idle: free the memory, keep the last message.
+                    r.prints = VecDeque::new();
+                    r.stamps = VecDeque::new();
+                }
             }
-            self.live.retain(|_, r| !r.prints.is_empty());
         }
+    }
+
+    /// The last message of `at` processed (offset, fingerprint), revoked or not.
+    pub(crate) fn last(&self, at: Partition) -> Option<(i64, u32)> {
+        self.live
+            .get(&at)
+            .or_else(|| self.revoked.get(&at))
+            .and_then(|r| r.last)
     }
 
     /// `at` was revoked; `not_done` are its offsets the engine has not done
@@ -276,6 +292,19 @@ mod tests {
         }
         r.processed(p(1), 5, msg(5, "b"), t1);
         r.trim(t1);
+        // Long idle: old fingerprints forgotten, the last message kept.
+        let mut idle = Reread::new(Duration::from_secs(10));
+        for o in 0..(2 * BLOCK as i64 + 1) {
+            idle.processed(p(2), o, msg(o, "c"), t0);
+        }
+        idle.trim(t1);
+        assert_eq!(idle.live[&p(2)].prints.len(), 1);
+        let o = 2 * BLOCK as i64;
+        assert_eq!(idle.last(p(2)), Some((o, msg(o, "c"))));
+        assert_eq!(
+            r.last(p(0)),
+            Some((4 * BLOCK as i64 - 1, msg(4 * BLOCK as i64 - 1, "a")))
+        );
         r.revoke(p(0), &[]);
         r.revoke(p(1), &[]);
         assert!(!r.done_before(p(0), 10, msg(10, "a")), "forgotten");

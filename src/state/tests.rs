@@ -61,7 +61,27 @@ fn progress() -> Vec<PartitionState> {
         resume: 10,
         next: 20,
         pending: vec![10, 15],
+        last: Some(Last {
+            offset: 19,
+            print: 0xdead_beef,
+        }),
     }]
+}
+
+#[test]
+fn partition_progress_without_a_last_message_still_loads() {
+    // Checkpoints written before `last` existed.
+    let old = r#"[{"topic":"complaints","partition":2,"max_ts":99,"resume":10,"next":20,"pending":[10,15]}]"#;
+    let parts: Vec<PartitionState> = serde_json::from_str(old).unwrap();
+    assert_eq!(parts[0].last, None);
+    assert_eq!(parts[0].next, 20);
+    let now = serde_json::to_string(&progress()).unwrap();
+    assert!(
+        now.contains(r#""last":{"offset":19,"print":3735928559}"#),
+        "{now}"
+    );
+    let back: Vec<PartitionState> = serde_json::from_str(&now).unwrap();
+    assert_eq!(back, progress());
 }
 
 fn write(s: &mut StateStore, e: &mut ShardedEngine, full: bool) -> usize {

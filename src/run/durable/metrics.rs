@@ -15,6 +15,7 @@ pub(crate) struct StateMetrics {
     pub(super) restore_ms: IntGauge,
     pub(super) restore_groups: IntGauge,
     pub(super) unreadable: IntGauge,
+    pub(super) recreated: IntCounter,
 }
 
 impl StateMetrics {
@@ -67,6 +68,10 @@ impl StateMetrics {
             unreadable: gauge(
                 "crisiswatch_checkpoint_unreadable",
                 "1 while the stored checkpoint cannot be loaded (corrupt or of another format): nothing is consumed or overwritten until `crisiswatch state reset`.",
+            )?,
+            recreated: counter(
+                "crisiswatch_restore_recreated_partitions_total",
+                "Restored partitions whose broker holds other messages than those the checkpoint read (recreated while the service was down): none of their messages was skipped.",
             )?,
         })
     }
