@@ -525,3 +525,84 @@ fn capacity() {
         );
     }
 }
+
+/// A broker paused past the session timeout: the revoke's commit fails (no
+/// commit happened before it: `commit_interval = "1h"`) and the input
+/// partitions come back to the same instance, read again from the start.
+/// The split stage skips what it forwarded before the revoke (each message's
+/// fingerprint): every event reaches the shard topic once, not twice.
+#[test]
+fn a_partition_handed_back_after_a_pause_is_not_forwarded_twice() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("paused", 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiver::start();
+    let data = dir.path().join("data").display().to_string();
+    let cfg = config(&bs, "pz", "paused", &data, &r.url, true).replacen(
+        "commit_interval = \"1s\"",
+        "commit_interval = \"1h\"",
+        1,
+    );
+    assert!(cfg.contains("commit_interval = \"1h\""));
+    let svc = Service::start(dir.path(), "pz", &cfg);
+    let ts = hour_t0();
+    let batch = move |from: usize| -> Vec<Out> {
+        (from..from + 400)
+            .map(move |i| {
+                let json = format!(
+                    r#"{{"id":"z{i}","type":"complaint","ts":{},"attrs":{{"product":"p{}","region":"eu"}}}}"#,
+                    ts + i as i64 * 100,
+                    i % 4
+                );
+                Out::new("paused", (i % 2) as i32, json.into_bytes())
+            })
+            .collect()
+    };
+    let processed = |svc: &Service| {
+        svc.metric("crisiswatch_kafka_processed_messages_total{topic=\"paused\"}")
+            .unwrap_or(0.0)
+    };
+    let forwarded = |svc: &Service| {
+        svc.metric("crisiswatch_scale_shard_messages_total")
+            .unwrap_or(0.0)
+    };
+    produce(&bs, &batch(0), Duration::from_secs(30));
+    wait_until(Duration::from_secs(60), "the first batch is split", || {
+        processed(&svc) >= 400.0
+    });
+    let first = forwarded(&svc);
+    assert!(first >= 400.0, "{first}");
+
+    broker.pause();
+    let bs2 = bs.clone();
+    let second = std::thread::spawn(move || produce(&bs2, &batch(400), Duration::from_secs(120)));
+    // Past the 6 s session timeout (the stimulus, not a wait for a condition).
+    std::thread::sleep(Duration::from_secs(8));
+    broker.resume();
+    second.join().expect("producer thread");
+    // The first batch read again (nothing was committed), then the second.
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(
+            Duration::from_secs(90),
+            "both batches split, the first read twice",
+            || {
+                processed(&svc) >= 1200.0
+                    && forwarded(&svc) >= 2.0 * first
+                    && svc
+                        .stderr_text()
+                        .contains("Skipped messages read again after their partitions came back")
+            },
+        )
+    }));
+    let log = svc.stderr_text();
+    assert!(
+        done.is_ok(),
+        "processed {}, forwarded {} (first batch {first})\n{log}",
+        processed(&svc),
+        forwarded(&svc)
+    );
+    // The same shape of events in both batches: as many shard-topic messages each.
+    assert_eq!(forwarded(&svc), 2.0 * first, "{log}");
+    svc.sigterm();
+}

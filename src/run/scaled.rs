@@ -368,7 +368,12 @@ async fn serve(
         k.topics.iter().map(|t| t.default_type.clone()).collect(),
         k.idle_partition_timeout.0,
         cfg.engine.idle_timeout.0,
-        k.shutdown_timeout.0 / 2,
+        (
+            k.shutdown_timeout.0 / 2,
+            // Commits follow the shard-topic writes every commit_interval: a
+            // re-read goes back at most two of them when one failed.
+            2 * k.commit_interval.0 + Duration::from_secs(30),
+        ),
         Arc::clone(sm),
     );
     let (tx, mut rx) = mpsc::channel(k.channel_capacity);

@@ -14,6 +14,13 @@
 //! are confirmed together at most every 200 ms (and before a revoke), so
 //! that the producer batches across them instead of waiting for one broker
 //! round trip per batch.
+//!
+//! A partition handed back to this process after a revoke whose commit failed
+//! (a broker stalled past the session timeout) is read again from the last
+//! successful commit: what was forwarded before the revoke is skipped, checked
+//! by each message's fingerprint (`crate::run::reread`), as in the
+//! single-instance stage — the owners' id dedup would catch such re-reads only
+//! within `engine.dedup_horizon` of event time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +30,7 @@ use super::internal::Ordered;
 use super::{ScaledError, ScaledMetrics, Topics};
 use crate::repartition::{Envelope, Source, Splitter};
 use crate::run::progress::BatchProgress;
+use crate::run::reread::Reread;
 use crate::source::context::Shared;
 use crate::source::dlq::DeadLetters;
 use crate::source::{Batch, Partition, SourceMsg};
@@ -57,6 +65,10 @@ pub(crate) struct SplitStage {
     last_settle: Instant,
     drain_timeout: Duration,
     metrics: Arc<ScaledMetrics>,
+    /// What was forwarded of each partition, to skip when it comes back.
+    reread: Reread,
+    /// `reread.skipped()` when last logged.
+    reread_logged: u64,
 }
 
 /// When each assigned source last had a message, and what was reported of
@@ -173,7 +185,7 @@ impl SplitStage {
         default_types: Vec<Option<String>>,
         idle_after: Duration,
         quiet_after: Duration,
-        drain_timeout: Duration,
+        (drain_timeout, reread_keep): (Duration, Duration),
         metrics: Arc<ScaledMetrics>,
     ) -> Self {
         SplitStage {
@@ -190,6 +202,8 @@ impl SplitStage {
             last_settle: Instant::now(),
             drain_timeout,
             metrics,
+            reread: Reread::new(reread_keep),
+            reread_logged: 0,
         }
     }
 
@@ -199,6 +213,8 @@ impl SplitStage {
             SourceMsg::Batch(b) => self.batch(b).await?,
             SourceMsg::Assigned(parts) => {
                 let now = Instant::now();
+                // Revoked partitions not handed back went to another member.
+                self.reread.assigned(&parts);
                 for p in parts {
                     self.activity.assign(source(p), now);
                 }
@@ -210,6 +226,20 @@ impl SplitStage {
                 if let Some(d) = &self.dlq {
                     if !d.flush(self.drain_timeout).await {
                         tracing::warn!("Dead letters still in flight at a drain; their offsets stay uncommitted.");
+                    }
+                }
+                if !self
+                    .shared
+                    .stopping
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    // Everything forwarded is written; dead letters still in
+                    // flight are processed again if the partitions come back.
+                    let progress = self.shared.tracker().export();
+                    for (at, _, _, pending) in progress {
+                        if revoked.contains(&at) {
+                            self.reread.revoke(at, &pending);
+                        }
                     }
                 }
                 for p in revoked {
@@ -231,6 +261,14 @@ impl SplitStage {
             self.activity.handed_over(source(p), when);
         }
         let now = Instant::now();
+        self.reread.trim(now);
+        if self.reread.skipped() > self.reread_logged {
+            tracing::info!(
+                skipped = self.reread.skipped() - self.reread_logged,
+                "Skipped messages read again after their partitions came back: they were forwarded before the revoke (whose commit failed)."
+            );
+            self.reread_logged = self.reread.skipped();
+        }
         for s in self.activity.newly_idle(now, self.idle_after) {
             let bytes = self.splitter.idle(s).encode();
             self.to_every_partition(&bytes);
@@ -302,6 +340,11 @@ impl SplitStage {
             progress.partition(rec.at, rec.offset);
             let src = source(rec.at);
             self.activity.message(src, now);
+            self.reread.processed(rec.at, rec.offset, rec.print, now);
+            if self.reread.done_before(rec.at, rec.offset, rec.print) {
+                // Forwarded before its partition was revoked from this process.
+                continue;
+            }
             match arrival {
                 Ok(owned) => {
                     // Always lent: the event decoded from UTF-8 bytes.
