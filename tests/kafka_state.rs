@@ -617,5 +617,39 @@ thresholds = { warning = 1000 }
     );
     assert!(log.contains("ends before offset"), "{log}");
     svc.sigterm();
+    assert!(svc
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+
+    // Lost again, and the topic not yet back when the service starts: it is
+    // created, and written to, only afterwards.
+    broker.kill();
+    broker.restart();
+    let mut svc = Service::start(dir.path(), "missing", &cfg);
+    wait_until(Duration::from_secs(30), "the restore is checked", || {
+        svc.stderr_text().contains("Engine state restored")
+            && svc.stderr_text().contains("holds other messages")
+    });
+    create_topics(&bs, &[("complaints", 2)]);
+    let late = produce(&bs, &msgs("l", 20, ts + 180_000), Duration::from_secs(30));
+    let all = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(
+            Duration::from_secs(60),
+            "every message of the topic created after the start is applied",
+            || {
+                let s = svc.applied_set();
+                late.iter().all(|p| s.contains(p))
+            },
+        )
+    }));
+    let log = svc.stderr_text();
+    assert!(
+        all.is_ok(),
+        "{} of {} applied\n{log}",
+        svc.applied_set().len(),
+        late.len()
+    );
+    assert!(log.contains("no longer has this partition"), "{log}");
+    svc.sigterm();
     svc.wait_exit(Duration::from_secs(30));
 }

@@ -88,6 +88,10 @@ impl ConsumerContext for ProbeContext {}
 /// some brokers report their end behind their last batch.
 const END_GRACE: Duration = Duration::from_secs(3);
 
+/// How long a partition the broker calls unknown is asked for again before
+/// it is judged gone (a broker that has just started).
+const MISSING_FOR: Duration = Duration::from_secs(3);
+
 /// Looks for every probe's message on the broker, within `budget` in all.
 pub(crate) fn check(
     k: &KafkaSourceConfig,
@@ -137,11 +141,38 @@ fn check_topic(
         let left = deadline.saturating_duration_since(Instant::now());
         consumer.fetch_watermarks(topic, p.at.partition, left)
     };
+    let missing = |e: &KafkaError| {
+        matches!(
+            e.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::UnknownTopicOrPartition
+                    | RDKafkaErrorCode::UnknownTopic
+                    | RDKafkaErrorCode::UnknownPartition
+            )
+        )
+    };
+    // A broker that has just started can answer "unknown" for a while:
+    // asked again for MISSING_FOR before the partition is judged gone.
+    let watermarks_settled = |p: &Probe| {
+        let since = Instant::now();
+        loop {
+            match watermarks(p) {
+                Err(e)
+                    if missing(&e)
+                        && since.elapsed() < MISSING_FOR
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                r => return r,
+            }
+        }
+    };
     let mut assign = TopicPartitionList::new();
     // Partition → (probe, when an end before its offset was reported).
     let mut wanted: HashMap<i32, (&Probe, Option<Instant>)> = HashMap::new();
     for &p in probes {
-        match watermarks(p) {
+        match watermarks_settled(p) {
             Ok((low, _)) if low > p.offset => {
                 // Nothing at or below it can be read again: nothing to skip.
                 out.insert(
@@ -164,16 +195,7 @@ fn check_topic(
                     wanted.insert(p.at.partition, (p, end));
                 }
             }
-            Err(e)
-                if matches!(
-                    e.rdkafka_error_code(),
-                    Some(
-                        RDKafkaErrorCode::UnknownTopicOrPartition
-                            | RDKafkaErrorCode::UnknownTopic
-                            | RDKafkaErrorCode::UnknownPartition
-                    )
-                ) =>
-            {
+            Err(e) if missing(&e) => {
                 out.insert(
                     p.at,
                     Identity::Other("the broker no longer has this partition".to_string()),
