@@ -239,7 +239,10 @@ pub async fn run(
                 crate::source::identity::check(&kc, &probes, RESTORE_CHECK_BUDGET)
             })
             .await
-            .unwrap_or_default();
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "The check of the restored partitions failed: their covered offsets are skipped unchecked.");
+                Default::default()
+            });
             stage.restore_checked(&found);
         }
     }

@@ -155,21 +155,32 @@ pub(crate) struct Record<'a> {
 
 /// The fingerprint of a message: its value and key, never 0 (see
 /// `run::reread`). Taken on the consumer thread as the message is copied,
-/// off the engine's thread.
+/// off the engine's thread. A checkpoint stores it (`state::Last`), so it is
+/// a hash with a fixed specification — CRC-32 (IEEE), the same on every
+/// machine and in every version — not a hasher free to change.
 pub(crate) fn fingerprint(payload: &[u8], key: Option<&[u8]>) -> u32 {
-    // Fixed seeds: the same message gives the same value for the whole run.
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = foldhash::fast::FixedState::with_seed(0x6372_6973_6973_7761).build_hasher();
-    h.write(payload);
+    let mut h = crc32fast::Hasher::new();
+    h.update(payload);
     match key {
         Some(k) => {
-            h.write_u8(1);
-            h.write(k);
+            h.update(&[1]);
+            h.update(k);
         }
-        None => h.write_u8(0),
+        None => h.update(&[0]),
     }
-    let v = h.finish();
-    ((v >> 32) as u32 ^ v as u32) | 1
+    h.finalize() | 1
+}
+
+#[cfg(test)]
+#[test]
+fn the_fingerprint_is_fixed() {
+    // Stored in checkpoints: it must never change (CRC-32 of the bytes).
+    assert_eq!(fingerprint(b"", None), 0xd202_ef8d);
+    assert_eq!(
+        fingerprint(br#"{"id":"e1"}"#, Some(b"k")),
+        crc32fast::hash(b"{\"id\":\"e1\"}\x01k") | 1
+    );
+    assert_ne!(fingerprint(b"a", None), fingerprint(b"a", Some(b"")));
 }
 
 impl Batch {

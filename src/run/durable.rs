@@ -265,7 +265,7 @@ impl Durable {
     /// other messages than those the checkpoint read (recreated while the
     /// service was down) skips nothing — every message it hands out is new.
     pub(crate) fn checked(&mut self, found: &HashMap<Partition, Identity>, topics: &[String]) {
-        let mut recreated = 0usize;
+        let (mut recreated, mut unchecked) = (0usize, 0usize);
         for (at, id) in found {
             let topic = topics
                 .get(usize::from(at.topic))
@@ -284,15 +284,25 @@ impl Durable {
                         );
                     }
                 }
-                Identity::Unknown(why) => tracing::info!(
+                Identity::Deleted(why) => tracing::info!(
                     topic,
                     partition = at.partition,
                     why = %why,
-                    "Cannot check that a restored partition still holds the messages the checkpoint read: its covered offsets are skipped."
+                    "A restored partition's last message was deleted by retention: nothing the checkpoint covers is read again."
                 ),
+                Identity::Unknown(why) => {
+                    unchecked += 1;
+                    tracing::warn!(
+                        topic,
+                        partition = at.partition,
+                        why = %why,
+                        "Cannot check that a restored partition still holds the messages the checkpoint read: its covered offsets are skipped."
+                    );
+                }
             }
         }
         self.metrics.recreated.inc_by(recreated as u64);
+        self.metrics.unchecked.inc_by(unchecked as u64);
     }
 
     /// Whether message `offset` of `at` is covered by the restored checkpoint
@@ -385,9 +395,11 @@ impl Durable {
                 resume: r,
                 next,
                 pending,
+                // Only the message at `next - 1`: a position moved back in
+                // place (no rebalance) leaves `next` ahead of what was read.
                 last: reread
                     .last(at)
-                    .filter(|&(o, _)| o < next)
+                    .filter(|&(o, _)| o == next - 1)
                     .map(|(offset, print)| Last { offset, print }),
             });
         }

@@ -157,10 +157,10 @@ impl Reread {
         if let Some(cutoff) = now.checked_sub(self.keep) {
             for r in self.live.values_mut() {
                 r.trim(cutoff);
-                if r.prints.is_empty() && r.prints.capacity() > 0 {
-                    // Idle: free the memory, keep the last message.
-                    r.prints = VecDeque::new();
-                    r.stamps = VecDeque::new();
+                if r.prints.capacity() > 4 * r.prints.len().max(BLOCK) {
+                    // Quiet after a burst: give the memory back.
+                    r.prints.shrink_to(2 * r.prints.len().max(BLOCK));
+                    r.stamps.shrink_to(2 * r.stamps.len().max(4));
                 }
             }
         }
@@ -294,12 +294,16 @@ mod tests {
         r.trim(t1);
         // Long idle: old fingerprints forgotten, the last message kept.
         let mut idle = Reread::new(Duration::from_secs(10));
-        for o in 0..(2 * BLOCK as i64 + 1) {
+        for o in 0..(5 * BLOCK as i64 + 1) {
             idle.processed(p(2), o, msg(o, "c"), t0);
         }
         idle.trim(t1);
         assert_eq!(idle.live[&p(2)].prints.len(), 1);
-        let o = 2 * BLOCK as i64;
+        assert!(
+            idle.live[&p(2)].prints.capacity() < 4 * BLOCK,
+            "memory given back"
+        );
+        let o = 5 * BLOCK as i64;
         assert_eq!(idle.last(p(2)), Some((o, msg(o, "c"))));
         assert_eq!(
             r.last(p(0)),

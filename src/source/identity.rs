@@ -19,10 +19,15 @@
 //!   their end behind their last batch): **other** (its log was lost);
 //! * the message there has another fingerprint: **other** (recreated);
 //! * the same fingerprint: **same**;
-//! * the offset was already deleted by retention (below the log start), the
-//!   broker does not answer within the budget, or the offset is a gap
-//!   (compaction): **unknown** — the skipping stays as it was, since nothing
-//!   below the log start can be read again anyway.
+//! * the offset was already deleted by retention (below the log start):
+//!   **deleted** — nothing at or below it can be read again, so the skipping
+//!   changes nothing;
+//! * the broker does not answer within the budget, answers with another
+//!   error, or the offset is a gap (compaction): **unknown** — the covered
+//!   offsets are skipped as before (WARN, counted).
+//!
+//! Topics are checked at once, each on a client of its own; a topic the
+//! broker calls unknown for [`MISSING_FOR`] is judged gone as a whole.
 //!
 //! A partition judged **other** skips nothing: every message it hands out is
 //! processed as new (`run::durable`). Checkpoints written before the last
@@ -63,7 +68,10 @@ pub(crate) enum Identity {
     Same,
     /// Other messages (or none) at those offsets: why.
     Other(String),
-    /// Cannot tell: why.
+    /// The offset was deleted by retention: nothing at or below it can be
+    /// read again, so nothing the checkpoint covers is met again.
+    Deleted(String),
+    /// Cannot tell (no answer in time, a broker error): why.
     Unknown(String),
 }
 
@@ -98,18 +106,38 @@ pub(crate) fn check(
     probes: &[Probe],
     budget: Duration,
 ) -> HashMap<Partition, Identity> {
-    let mut out = HashMap::new();
     let deadline = Instant::now() + budget;
     let mut topics: Vec<&str> = probes.iter().map(|p| p.topic.as_str()).collect();
     topics.sort_unstable();
     topics.dedup();
-    // One client per topic: the ends of partition it reports name the
-    // partition but not the topic.
-    for topic in topics {
-        let mine: Vec<&Probe> = probes.iter().filter(|p| p.topic == topic).collect();
-        check_topic(k, topic, &mine, deadline, &mut out);
-    }
-    out
+    // One client per topic (the ends of partition it reports name the
+    // partition but not the topic), all topics at once.
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = topics
+            .iter()
+            .map(|&topic| {
+                let mine: Vec<&Probe> = probes.iter().filter(|p| p.topic == topic).collect();
+                scope.spawn(move || {
+                    let mut out = HashMap::new();
+                    check_topic(k, topic, &mine, deadline, &mut out);
+                    out
+                })
+            })
+            .collect();
+        let mut out = HashMap::new();
+        for (h, topic) in handles.into_iter().zip(&topics) {
+            match h.join() {
+                Ok(found) => out.extend(found),
+                Err(_) => {
+                    tracing::error!(topic, "The check of a restored topic's partitions failed.");
+                    for p in probes.iter().filter(|p| p.topic == *topic) {
+                        out.insert(p.at, Identity::Unknown("the check failed".to_string()));
+                    }
+                }
+            }
+        }
+        out
+    })
 }
 
 /// [`check`] for the probes of one topic.
@@ -171,13 +199,22 @@ fn check_topic(
     let mut assign = TopicPartitionList::new();
     // Partition → (probe, when an end before its offset was reported).
     let mut wanted: HashMap<i32, (&Probe, Option<Instant>)> = HashMap::new();
+    // Set once the broker has said, for MISSING_FOR, that the topic is unknown.
+    let mut topic_gone = false;
     for &p in probes {
+        if topic_gone {
+            out.insert(
+                p.at,
+                Identity::Other("the broker no longer has this topic".to_string()),
+            );
+            continue;
+        }
         match watermarks_settled(p) {
             Ok((low, _)) if low > p.offset => {
                 // Nothing at or below it can be read again: nothing to skip.
                 out.insert(
                     p.at,
-                    Identity::Unknown(format!(
+                    Identity::Deleted(format!(
                         "offset {} was deleted (the log starts at {low})",
                         p.offset
                     )),
@@ -196,6 +233,7 @@ fn check_topic(
                 }
             }
             Err(e) if missing(&e) => {
+                topic_gone = e.rdkafka_error_code() != Some(RDKafkaErrorCode::UnknownPartition);
                 out.insert(
                     p.at,
                     Identity::Other("the broker no longer has this partition".to_string()),
@@ -264,7 +302,12 @@ fn check_topic(
                     end.get_or_insert(now);
                 }
             }
-            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OffsetOutOfRange) => {
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset)
+                ) =>
+            {
                 // The error does not name its partition: those whose offset
                 // is past the end they report now.
                 for (p, end) in wanted.values_mut() {

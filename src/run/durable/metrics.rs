@@ -16,6 +16,7 @@ pub(crate) struct StateMetrics {
     pub(super) restore_groups: IntGauge,
     pub(super) unreadable: IntGauge,
     pub(super) recreated: IntCounter,
+    pub(super) unchecked: IntCounter,
 }
 
 impl StateMetrics {
@@ -72,6 +73,10 @@ impl StateMetrics {
             recreated: counter(
                 "crisiswatch_restore_recreated_partitions_total",
                 "Restored partitions whose broker holds other messages than those the checkpoint read (recreated while the service was down): none of their messages was skipped.",
+            )?,
+            unchecked: counter(
+                "crisiswatch_restore_unchecked_partitions_total",
+                "Restored partitions whose last message the broker did not show in time (or answered with an error): their covered offsets were skipped unchecked.",
             )?,
         })
     }
