@@ -52,11 +52,6 @@ use sink::TransitionSink;
 /// How often the engine stage advances idle time, checks health and publishes metrics.
 const TICK: Duration = Duration::from_millis(500);
 
-/// How long a start waits for the broker to show the restored partitions'
-/// last messages (`source::identity`); past it, the checkpoint's offsets are
-/// trusted as before.
-const RESTORE_CHECK_BUDGET: Duration = Duration::from_secs(10);
-
 /// Errors that stop the service.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -230,21 +225,9 @@ pub async fn run(
         let m = durable::StateMetrics::register(metrics.registry())
             .map_err(|e| RunError::Reload(e.to_string()))?;
         stage.restore_state(store, cfg.state.checkpoint_interval.0, restore_grace(&k), m)?;
-        let probes = stage.restore_probes();
-        if !probes.is_empty() {
-            // Before anything is skipped: are the checkpoint's offsets still
-            // the same messages (`source::identity`)?
-            let kc = k.clone();
-            let found = tokio::task::spawn_blocking(move || {
-                crate::source::identity::check(&kc, &probes, RESTORE_CHECK_BUDGET)
-            })
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "The check of the restored partitions failed: their covered offsets are skipped unchecked.");
-                Default::default()
-            });
-            stage.restore_checked(&found);
-        }
+        // Before anything is skipped: are the checkpoint's offsets still the
+        // same messages (`source::identity`)? Checked beside the engine task.
+        stage.check_restore(&k);
     }
     let mut engine_task = tokio::spawn(drive(
         stage,

@@ -546,10 +546,13 @@ thresholds = { warning = 1000 }
         .filter(|p| first.contains(p))
         .collect();
     assert!(again.is_empty(), "applied again after a restart: {again:?}");
+    let log = svc.stderr_text();
+    assert!(!log.contains("holds other messages"), "{log}");
+    // Both partitions were checked, and found the same, before consuming.
     assert!(
-        !svc.stderr_text().contains("holds other messages"),
-        "{}",
-        svc.stderr_text()
+        log.contains("Restored partitions checked against the broker")
+            && log.contains("same=2 recreated=0 unchecked=0"),
+        "{log}"
     );
     svc.sigterm();
     assert!(svc

@@ -36,9 +36,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use crate::config::KafkaSourceConfig;
 use crate::engine::ShardedEngine;
 use crate::source::context::Shared;
-use crate::source::identity::{Identity, Probe};
+use crate::source::identity::{self, Identity, Probe};
 use crate::source::offsets::OffsetTracker;
 use crate::source::Partition;
 use crate::state::{Checkpoint, EngineState, Last, PartitionState, StateError, StateStore};
@@ -74,7 +75,17 @@ pub(crate) struct Durable {
     stamp: Option<(u32, i64)>,
     /// The stored checkpoint cannot be loaded: why, and its stamp.
     refused: Option<(String, Option<(u32, i64)>)>,
+    /// The client settings the broker check of a restore uses (none: no check).
+    source: Option<KafkaSourceConfig>,
+    /// The broker check of the restored partitions, while it runs: nothing
+    /// is consumed (so nothing skipped) until its verdict is in.
+    check: Option<mpsc::Receiver<HashMap<Partition, Identity>>>,
 }
+
+/// How long a restore waits for the broker to show the restored partitions'
+/// last messages (`source::identity`); past it, the checkpoint's offsets are
+/// trusted as before the check existed.
+const CHECK_BUDGET: Duration = Duration::from_secs(10);
 
 /// Why a restore did not happen.
 enum LoadError {
@@ -114,6 +125,8 @@ impl Durable {
             flags: Flags::default(),
             stamp: None,
             refused: None,
+            source: None,
+            check: None,
         };
         match d.load(&store, topics, engine, feed, tracker) {
             Ok(()) => {}
@@ -228,6 +241,7 @@ impl Durable {
                         self.refused = None;
                         self.metrics.unreadable.set(0);
                         tracing::info!("The state store is readable again (reset or replaced): consumption starts.");
+                        self.start_check(&shared.topics);
                     }
                     Err(LoadError::Refused(why)) => self.refuse(why, now),
                     Err(LoadError::Fatal(e)) => {
@@ -259,6 +273,55 @@ impl Durable {
             .collect();
         v.sort_unstable_by_key(|p| p.at);
         v
+    }
+
+    /// Checks the restored partitions against the broker of `k` (now, and
+    /// after a checkpoint put back while the service waited): the stage
+    /// consumes nothing until the verdict is in ([`Durable::poll_check`]).
+    pub(crate) fn check_with(&mut self, k: KafkaSourceConfig, topics: &[String]) {
+        self.source = Some(k);
+        self.start_check(topics);
+    }
+
+    fn start_check(&mut self, topics: &[String]) {
+        let Some(k) = self.source.clone() else {
+            return;
+        };
+        let probes = self.probes(topics);
+        if probes.is_empty() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("restore-check".into())
+            .spawn(move || {
+                let _ = tx.send(identity::check(&k, &probes, CHECK_BUDGET));
+            });
+        match spawned {
+            Ok(_) => self.check = Some(rx),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot check the restored partitions against the broker: their covered offsets are skipped unchecked.")
+            }
+        }
+    }
+
+    /// Takes the broker check's verdict once it is in (call on every tick).
+    pub(crate) fn poll_check(&mut self, topics: &[String]) {
+        let Some(rx) = &self.check else {
+            return;
+        };
+        match rx.try_recv() {
+            Ok(found) => {
+                self.check = None;
+                self.checked(&found, topics);
+            }
+            Err(mpsc::TryRecvError::Empty) => {}
+            Err(mpsc::TryRecvError::Disconnected) => {
+                self.check = None;
+                self.metrics.unchecked.inc_by(self.skip.len() as u64);
+                tracing::error!("The check of the restored partitions failed: their covered offsets are skipped unchecked.");
+            }
+        }
     }
 
     /// What the broker holds at the probes' offsets: a partition that holds
@@ -303,6 +366,13 @@ impl Durable {
         }
         self.metrics.recreated.inc_by(recreated as u64);
         self.metrics.unchecked.inc_by(unchecked as u64);
+        tracing::info!(
+            partitions = found.len(),
+            same = found.values().filter(|i| **i == Identity::Same).count(),
+            recreated,
+            unchecked,
+            "Restored partitions checked against the broker: consumption starts."
+        );
     }
 
     /// Whether message `offset` of `at` is covered by the restored checkpoint
@@ -326,13 +396,20 @@ impl Durable {
     }
 
     /// Whether the stage must not consume: the last checkpoint write failed,
-    /// or the stored checkpoint cannot be loaded.
+    /// the stored checkpoint cannot be loaded, or the restored partitions are
+    /// being checked against the broker.
     pub(crate) fn failing(&self) -> bool {
-        self.refused.is_some() || lock(&self.flags.failure).is_some()
+        self.refused.is_some() || self.check.is_some() || lock(&self.flags.failure).is_some()
     }
 
     /// Why the stage is not ready, while [`Durable::failing`].
     pub(crate) fn failure(&self) -> Option<String> {
+        if self.check.is_some() {
+            return Some(format!(
+                "state store: checking that the broker still holds the messages the restored checkpoint read (at most {}s)",
+                CHECK_BUDGET.as_secs()
+            ));
+        }
         if let Some((why, _)) = &self.refused {
             return Some(format!(
                 "state store: the stored checkpoint cannot be loaded, nothing is consumed until `crisiswatch state reset`: {why}"

@@ -178,25 +178,12 @@ impl Stage {
         Ok(())
     }
 
-    /// The restored partitions' last messages, to look for on the broker
-    /// before consuming (`source::identity`).
-    pub(crate) fn restore_probes(&self) -> Vec<crate::source::identity::Probe> {
-        self.durable
-            .as_ref()
-            .map(|d| d.probes(&self.shared.topics))
-            .unwrap_or_default()
-    }
-
-    /// What the broker holds at the probes: recreated partitions skip nothing.
-    pub(crate) fn restore_checked(
-        &mut self,
-        found: &std::collections::HashMap<
-            crate::source::Partition,
-            crate::source::identity::Identity,
-        >,
-    ) {
+    /// Checks the restored partitions against the broker of `k` before
+    /// anything is skipped (`source::identity`); the stage consumes nothing
+    /// meanwhile.
+    pub(crate) fn check_restore(&mut self, k: &crate::config::KafkaSourceConfig) {
         if let Some(d) = &mut self.durable {
-            d.checked(found, &self.shared.topics);
+            d.check_with(k.clone(), &self.shared.topics);
         }
     }
 
@@ -520,6 +507,9 @@ impl Stage {
     /// The periodic tick: idle partitions and a quiet stream move time on;
     /// readiness and metrics are refreshed.
     pub(crate) fn tick(&mut self, state: &AppState) -> Result<(), RunError> {
+        if let Some(d) = &mut self.durable {
+            d.poll_check(&self.shared.topics);
+        }
         if self.closing {
             // Nothing moves after the final checkpoint.
             return Ok(());
