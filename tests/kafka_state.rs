@@ -654,5 +654,43 @@ thresholds = { warning = 1000 }
     );
     assert!(log.contains("no longer has this partition"), "{log}");
     svc.sigterm();
+    assert!(svc
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+
+    // Lost again, and down when the service starts, for longer than the
+    // check's 10 s budget: the check waits for the broker to answer.
+    broker.kill();
+    let mut svc = Service::start(dir.path(), "down", &cfg);
+    wait_until(
+        Duration::from_secs(30),
+        "the checkpoint is restored",
+        || svc.stderr_text().contains("Engine state restored"),
+    );
+    // The outage (the stimulus, not a wait for a condition).
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(!svc.ready(), "not ready while the restore is unchecked");
+    broker.restart();
+    create_topics(&bs, &[("complaints", 2)]);
+    let back = produce(&bs, &msgs("d", 20, ts + 240_000), Duration::from_secs(30));
+    let all = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(
+            Duration::from_secs(60),
+            "every message after the outage is applied",
+            || {
+                let s = svc.applied_set();
+                back.iter().all(|p| s.contains(p))
+            },
+        )
+    }));
+    let log = svc.stderr_text();
+    assert!(
+        all.is_ok(),
+        "{} of {} applied\n{log}",
+        svc.applied_set().len(),
+        back.len()
+    );
+    assert!(log.contains("recreated=2 unchecked=0"), "{log}");
+    svc.sigterm();
     svc.wait_exit(Duration::from_secs(30));
 }

@@ -87,6 +87,10 @@ pub(crate) struct Durable {
 /// trusted as before the check existed.
 const CHECK_BUDGET: Duration = Duration::from_secs(10);
 
+/// How long the check waits for a broker that does not answer at all (down,
+/// restarting) before the checkpoint's offsets are trusted unchecked.
+const CHECK_UNREACHABLE: Duration = Duration::from_secs(300);
+
 /// Why a restore did not happen.
 enum LoadError {
     /// The stored checkpoint cannot be loaded: the service waits.
@@ -295,7 +299,11 @@ impl Durable {
         let spawned = std::thread::Builder::new()
             .name("restore-check".into())
             .spawn(move || {
-                let _ = tx.send(identity::check(&k, &probes, CHECK_BUDGET));
+                let _ = tx.send(identity::check(
+                    &k,
+                    &probes,
+                    (CHECK_BUDGET, CHECK_UNREACHABLE),
+                ));
             });
         match spawned {
             Ok(_) => self.check = Some(rx),
@@ -406,7 +414,7 @@ impl Durable {
     pub(crate) fn failure(&self) -> Option<String> {
         if self.check.is_some() {
             return Some(format!(
-                "state store: checking that the broker still holds the messages the restored checkpoint read (at most {}s)",
+                "state store: checking that the broker still holds the messages the restored checkpoint read (at most {}s once it answers)",
                 CHECK_BUDGET.as_secs()
             ));
         }

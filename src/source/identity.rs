@@ -22,9 +22,11 @@
 //! * the offset was already deleted by retention (below the log start):
 //!   **deleted** — nothing at or below it can be read again, so the skipping
 //!   changes nothing;
-//! * the broker does not answer within the budget, answers with another
-//!   error, or the offset is a gap (compaction): **unknown** — the covered
-//!   offsets are skipped as before (WARN, counted).
+//! * the broker does not show the message within the budget (counted from
+//!   its first answer: a broker down or restarting is waited for, up to a
+//!   bound, since nothing can be consumed meanwhile anyway), answers with
+//!   another error, or the offset is a gap (compaction): **unknown** — the
+//!   covered offsets are skipped as before (WARN, counted).
 //!
 //! Topics are checked at once, each on a client of its own; a topic the
 //! broker calls unknown for [`MISSING_FOR`] is judged gone as a whole.
@@ -100,13 +102,15 @@ const END_GRACE: Duration = Duration::from_secs(3);
 /// it is judged gone (a broker that has just started).
 const MISSING_FOR: Duration = Duration::from_secs(3);
 
-/// Looks for every probe's message on the broker, within `budget` in all.
+/// Looks for every probe's message on the broker, within `budget` from
+/// when the broker first answers; a broker that does not answer is waited
+/// for up to `unreachable_for` (nothing can be consumed meanwhile anyway).
 pub(crate) fn check(
     k: &KafkaSourceConfig,
     probes: &[Probe],
-    budget: Duration,
+    (budget, unreachable_for): (Duration, Duration),
 ) -> HashMap<Partition, Identity> {
-    let deadline = Instant::now() + budget;
+    let limits = (budget, Instant::now() + unreachable_for);
     let mut topics: Vec<&str> = probes.iter().map(|p| p.topic.as_str()).collect();
     topics.sort_unstable();
     topics.dedup();
@@ -119,7 +123,7 @@ pub(crate) fn check(
                 let mine: Vec<&Probe> = probes.iter().filter(|p| p.topic == topic).collect();
                 scope.spawn(move || {
                     let mut out = HashMap::new();
-                    check_topic(k, topic, &mine, deadline, &mut out);
+                    check_topic(k, topic, &mine, limits, &mut out);
                     out
                 })
             })
@@ -145,7 +149,7 @@ fn check_topic(
     k: &KafkaSourceConfig,
     topic: &str,
     probes: &[&Probe],
-    deadline: Instant,
+    (budget, unreachable_until): (Duration, Instant),
     out: &mut HashMap<Partition, Identity>,
 ) {
     let mut cfg = k.clone();
@@ -165,6 +169,27 @@ fn check_topic(
             return;
         }
     };
+    // A broker down or restarting: waited for (its metadata asked every
+    // half second), and the budget starts when it answers.
+    loop {
+        match consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
+            Ok(_) => break,
+            Err(e) if Instant::now() < unreachable_until => {
+                tracing::debug!(error = %e, topic, "Waiting for the broker to check the restored partitions.");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => {
+                for p in probes {
+                    out.insert(
+                        p.at,
+                        Identity::Unknown(format!("the broker did not answer: {e}")),
+                    );
+                }
+                return;
+            }
+        }
+    }
+    let deadline = Instant::now() + budget;
     let watermarks = |p: &Probe| {
         let left = deadline.saturating_duration_since(Instant::now());
         consumer.fetch_watermarks(topic, p.at.partition, left)
