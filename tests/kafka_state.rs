@@ -472,6 +472,25 @@ fn a_corrupt_checkpoint_keeps_the_service_up_not_ready_and_untouched_until_a_res
     assert!(st.is_some_and(|s| s.success()), "{st:?}");
 }
 
+/// Waits until every message of `want` is applied by `svc` (failing with
+/// how many were, and its log); returns its log.
+fn all_applied(svc: &Service, want: &[kafka_support::client::Pos], what: &str) -> String {
+    let all = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(Duration::from_secs(60), what, || {
+            let s = svc.applied_set();
+            want.iter().all(|p| s.contains(p))
+        })
+    }));
+    let log = svc.stderr_text();
+    assert!(
+        all.is_ok(),
+        "{what}: {} of {} applied\n{log}",
+        svc.applied_set().len(),
+        want.len()
+    );
+    log
+}
+
 /// The broker loses its storage while crisiswatch is down (Tansu's memory
 /// storage: the topic and the group's offsets are gone) and the topic is
 /// recreated with more messages than the checkpoint had read. The restored
@@ -566,22 +585,10 @@ thresholds = { warning = 1000 }
     create_topics(&bs, &[("complaints", 2)]);
     let recreated = produce(&bs, &msgs("r", 300, ts + 60_000), Duration::from_secs(30));
     let mut svc = Service::start(dir.path(), "recreated", &cfg);
-    let all = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(
-            Duration::from_secs(60),
-            "every message of the recreated topic is applied",
-            || {
-                let s = svc.applied_set();
-                recreated.iter().all(|p| s.contains(p))
-            },
-        )
-    }));
-    let log = svc.stderr_text();
-    assert!(
-        all.is_ok(),
-        "{} of {} applied\n{log}",
-        svc.applied_set().len(),
-        recreated.len()
+    let log = all_applied(
+        &svc,
+        &recreated,
+        "every message of the recreated topic is applied",
     );
     assert!(log.contains("holds other messages"), "{log}");
     let counted = svc
@@ -601,22 +608,10 @@ thresholds = { warning = 1000 }
     create_topics(&bs, &[("complaints", 2)]);
     let fewer = produce(&bs, &msgs("f", 30, ts + 120_000), Duration::from_secs(30));
     let mut svc = Service::start(dir.path(), "fewer", &cfg);
-    let all = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(
-            Duration::from_secs(60),
-            "every message of the smaller recreated topic is applied",
-            || {
-                let s = svc.applied_set();
-                fewer.iter().all(|p| s.contains(p))
-            },
-        )
-    }));
-    let log = svc.stderr_text();
-    assert!(
-        all.is_ok(),
-        "{} of {} applied\n{log}",
-        svc.applied_set().len(),
-        fewer.len()
+    let log = all_applied(
+        &svc,
+        &fewer,
+        "every message of the smaller recreated topic is applied",
     );
     assert!(log.contains("ends before offset"), "{log}");
     svc.sigterm();
@@ -635,22 +630,10 @@ thresholds = { warning = 1000 }
     });
     create_topics(&bs, &[("complaints", 2)]);
     let late = produce(&bs, &msgs("l", 20, ts + 180_000), Duration::from_secs(30));
-    let all = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(
-            Duration::from_secs(60),
-            "every message of the topic created after the start is applied",
-            || {
-                let s = svc.applied_set();
-                late.iter().all(|p| s.contains(p))
-            },
-        )
-    }));
-    let log = svc.stderr_text();
-    assert!(
-        all.is_ok(),
-        "{} of {} applied\n{log}",
-        svc.applied_set().len(),
-        late.len()
+    let log = all_applied(
+        &svc,
+        &late,
+        "every message of the topic created after the start is applied",
     );
     assert!(log.contains("no longer has this partition"), "{log}");
     svc.sigterm();
@@ -673,23 +656,7 @@ thresholds = { warning = 1000 }
     broker.restart();
     create_topics(&bs, &[("complaints", 2)]);
     let back = produce(&bs, &msgs("d", 20, ts + 240_000), Duration::from_secs(30));
-    let all = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(
-            Duration::from_secs(60),
-            "every message after the outage is applied",
-            || {
-                let s = svc.applied_set();
-                back.iter().all(|p| s.contains(p))
-            },
-        )
-    }));
-    let log = svc.stderr_text();
-    assert!(
-        all.is_ok(),
-        "{} of {} applied\n{log}",
-        svc.applied_set().len(),
-        back.len()
-    );
+    let log = all_applied(&svc, &back, "every message after the outage is applied");
     assert!(log.contains("recreated=2 unchecked=0"), "{log}");
     svc.sigterm();
     svc.wait_exit(Duration::from_secs(30));
