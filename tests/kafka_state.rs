@@ -491,26 +491,11 @@ fn all_applied(svc: &Service, want: &[kafka_support::client::Pos], what: &str) -
     log
 }
 
-/// The broker loses its storage while crisiswatch is down (Tansu's memory
-/// storage: the topic and the group's offsets are gone) and the topic is
-/// recreated with more messages than the checkpoint had read. The restored
-/// checkpoint's offsets name other messages now: none of them is skipped.
-/// Before a restore looked at the broker, the first 100 offsets of each
-/// partition were skipped as "covered" and their events never counted.
-#[test]
-fn a_topic_recreated_while_the_service_was_down_is_read_whole() {
-    let mut broker = Broker::start();
-    let bs = broker.bootstrap();
-    create_topics(&bs, &[("complaints", 2)]);
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data").display().to_string();
-    let mut cfg = base_config(
-        &bs,
-        "recreated",
-        &[("complaints", Some("complaint"))],
-        "",
-        &data,
-    );
+/// A service counting complaints of the `complaints` topic (a rule that
+/// never fires), checkpointing every 300 ms into `dir/data`.
+fn counting_config(bs: &str, group: &str, dir: &std::path::Path) -> String {
+    let data = dir.join("data").display().to_string();
+    let mut cfg = base_config(bs, group, &[("complaints", Some("complaint"))], "", &data);
     cfg.push_str("\n[state]\ncheckpoint_interval = \"300ms\"\n");
     cfg.push_str(
         r#"
@@ -523,19 +508,39 @@ indicator = { kind = "count", select = { type = "complaint" } }
 thresholds = { warning = 1000 }
 "#,
     );
+    cfg
+}
+
+/// `n` complaints `tag0`, `tag1`, … for the `complaints` topic, 100 ms
+/// apart from `from`, alternating between its two partitions.
+fn numbered(tag: &str, n: i64, from: i64) -> Vec<Out> {
+    (0..n)
+        .map(|i| {
+            let json = format!(
+                r#"{{"id":"{tag}{i}","ts":{},"attrs":{{"product":"p{}"}}}}"#,
+                from + i * 100,
+                i % 3
+            );
+            Out::new("complaints", (i % 2) as i32, json.into_bytes())
+        })
+        .collect()
+}
+
+/// The broker loses its storage while crisiswatch is down (Tansu's memory
+/// storage: the topic and the group's offsets are gone) and the topic is
+/// recreated with more messages than the checkpoint had read. The restored
+/// checkpoint's offsets name other messages now: none of them is skipped.
+/// Before a restore looked at the broker, the first 100 offsets of each
+/// partition were skipped as "covered" and their events never counted.
+#[test]
+fn a_topic_recreated_while_the_service_was_down_is_read_whole() {
+    let mut broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("complaints", 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = counting_config(&bs, "recreated", dir.path());
     let ts = t0();
-    let msgs = |tag: &str, n: i64, from: i64| -> Vec<Out> {
-        (0..n)
-            .map(|i| {
-                let json = format!(
-                    r#"{{"id":"{tag}{i}","ts":{},"attrs":{{"product":"p{}"}}}}"#,
-                    from + i * 100,
-                    i % 3
-                );
-                Out::new("complaints", (i % 2) as i32, json.into_bytes())
-            })
-            .collect()
-    };
+    let msgs = numbered;
 
     // The same topic restarted: the checkpoint's last messages are found,
     // nothing applied twice.
@@ -660,4 +665,100 @@ thresholds = { warning = 1000 }
     assert!(log.contains("recreated=2 unchecked=0"), "{log}");
     svc.sigterm();
     svc.wait_exit(Duration::from_secs(30));
+}
+
+/// The checkpoint cannot be loaded at the start (a damaged row) and the
+/// broker lost its storage meanwhile (the topic recreated with more messages
+/// than the checkpoint read). An operator repairs the row in place (the
+/// checkpoint's stamp stays as it was): the waiting service loads it, checks
+/// it against the broker like a restore at a start, and skips nothing of the
+/// recreated topic. Before, a repair in place went unnoticed (the service
+/// waited on), and a checkpoint loaded while waiting skipped its offsets
+/// unchecked.
+#[test]
+fn a_checkpoint_repaired_while_the_service_waited_is_checked_against_the_broker() {
+    let mut broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("complaints", 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = counting_config(&bs, "repaired", dir.path());
+    let ts = t0();
+    let mut svc = Service::start(dir.path(), "first", &cfg);
+    let first = produce(&bs, &numbered("a", 200, ts), Duration::from_secs(30));
+    all_applied(&svc, &first, "the first data is applied");
+    svc.sigterm();
+    assert!(svc
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+
+    // Damage one group's row behind its checksum, keeping what it held.
+    let store = dir.path().join("data").join("state.sqlite");
+    let db = rusqlite::Connection::open(&store).unwrap();
+    let (shard, rule, key, data): (i64, Vec<u8>, Vec<u8>, Vec<u8>) = db
+        .query_row(
+            "SELECT shard, rule, key, data FROM state_groups LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    let damaged = db
+        .execute(
+            "UPDATE state_groups SET data = CAST(X'00' || data AS BLOB)
+             WHERE shard = ?1 AND rule = ?2 AND key = ?3",
+            rusqlite::params![shard, rule, key],
+        )
+        .unwrap();
+    assert_eq!(damaged, 1);
+    drop(db);
+
+    // The broker loses everything; the topic comes back with 150 messages a
+    // partition, past the 100 the checkpoint read.
+    broker.kill();
+    broker.restart();
+    create_topics(&bs, &[("complaints", 2)]);
+    let recreated = produce(
+        &bs,
+        &numbered("r", 300, ts + 60_000),
+        Duration::from_secs(30),
+    );
+    let mut svc = Service::start(dir.path(), "waiting", &cfg);
+    wait_until(
+        Duration::from_secs(30),
+        "/readyz names the unreadable checkpoint",
+        || {
+            let (status, body) = svc.get("/readyz");
+            status == 503 && body.contains("cannot be loaded")
+        },
+    );
+    assert_eq!(svc.metric("crisiswatch_checkpoint_unreadable"), Some(1.0));
+    assert!(svc.applied_set().is_empty(), "nothing is consumed");
+
+    // The operator puts the row back as it was.
+    let db = rusqlite::Connection::open(&store).unwrap();
+    let repaired = db
+        .execute(
+            "UPDATE state_groups SET data = ?4 WHERE shard = ?1 AND rule = ?2 AND key = ?3",
+            rusqlite::params![shard, rule, key, data],
+        )
+        .unwrap();
+    assert_eq!(repaired, 1);
+    drop(db);
+    let log = all_applied(
+        &svc,
+        &recreated,
+        "every message of the recreated topic is applied after the repair",
+    );
+    assert!(log.contains("The state store is readable again"), "{log}");
+    assert!(log.contains("holds other messages"), "{log}");
+    assert!(log.contains("recreated=2 unchecked=0"), "{log}");
+    assert_eq!(svc.metric("crisiswatch_checkpoint_unreadable"), Some(0.0));
+    assert_eq!(
+        svc.metric("crisiswatch_restore_recreated_partitions_total"),
+        Some(2.0),
+        "{log}"
+    );
+    svc.sigterm();
+    assert!(svc
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
 }

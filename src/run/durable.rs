@@ -26,9 +26,11 @@
 //!   never loaded and never overwritten: the service stays up but consumes
 //!   nothing, `/readyz` answers 503 with the reason and
 //!   `crisiswatch_checkpoint_unreadable` is 1, until an operator runs
-//!   `crisiswatch state reset` beside it: the store is looked at again
-//!   every `checkpoint_interval` (its record's stamp), and when it changed,
-//!   consumption starts from what it then holds.
+//!   `crisiswatch state reset` beside it or repairs it: the store is looked
+//!   at again every `checkpoint_interval` (its record's stamp and SQLite's
+//!   `data_version`, which any other process's commit changes), and when it
+//!   changed, consumption starts from what it then holds, checked against
+//!   the broker like a restore at a start.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -73,8 +75,9 @@ pub(crate) struct Durable {
     /// The stored checkpoint's stamp (format, written) once loaded: the
     /// writer checks that nobody changed the store before building on it.
     stamp: Option<(u32, i64)>,
-    /// The stored checkpoint cannot be loaded: why, and its stamp.
-    refused: Option<(String, Option<(u32, i64)>)>,
+    /// The stored checkpoint cannot be loaded: why, and the store as it was
+    /// then.
+    refused: Option<(String, Seen)>,
     /// The client settings the broker check of a restore uses (none: no check).
     source: Option<KafkaSourceConfig>,
     /// The broker check of the restored partitions, while it runs: nothing
@@ -90,6 +93,24 @@ const CHECK_BUDGET: Duration = Duration::from_secs(10);
 /// How long the check waits for a broker that does not answer at all (down,
 /// restarting) before the checkpoint's offsets are trusted unchecked.
 const CHECK_UNREACHABLE: Duration = Duration::from_secs(300);
+
+/// The store as a refused load saw it: its checkpoint's stamp and SQLite's
+/// `data_version` (a repair in place, a row put back, changes the latter
+/// only). Either changing makes a waiting service load again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    stamp: Option<(u32, i64)>,
+    version: Option<i64>,
+}
+
+impl Seen {
+    fn of(store: &StateStore) -> Result<Self, StateError> {
+        Ok(Seen {
+            stamp: store.stamp()?,
+            version: store.data_version().ok(),
+        })
+    }
+}
 
 /// Why a restore did not happen.
 enum LoadError {
@@ -134,7 +155,13 @@ impl Durable {
         };
         match d.load(&store, topics, engine, feed, tracker) {
             Ok(()) => {}
-            Err(LoadError::Refused(why)) => d.refuse(why, store.stamp().ok().flatten()),
+            Err(LoadError::Refused(why)) => {
+                let seen = Seen::of(&store).unwrap_or(Seen {
+                    stamp: None,
+                    version: None,
+                });
+                d.refuse(why, seen)
+            }
             Err(LoadError::Fatal(e)) => return Err(e),
         }
         d.store = Some(store);
@@ -217,19 +244,19 @@ impl Durable {
         Ok(())
     }
 
-    /// Waits for an operator: the stored checkpoint (of `stamp`) cannot be
-    /// loaded.
-    fn refuse(&mut self, why: String, stamp: Option<(u32, i64)>) {
+    /// Waits for an operator: the stored checkpoint (the store as `seen`)
+    /// cannot be loaded.
+    fn refuse(&mut self, why: String, seen: Seen) {
         tracing::error!(
             error = %why,
             "The stored checkpoint cannot be loaded: nothing is consumed or overwritten until `crisiswatch state reset` (not ready)."
         );
         self.metrics.unreadable.set(1);
-        self.refused = Some((why, stamp));
+        self.refused = Some((why, seen));
     }
 
     /// While refused: loads the store again if it changed (a reset, a
-    /// checkpoint put back).
+    /// checkpoint put back, a row repaired in place).
     fn retry(&mut self, engine: &mut ShardedEngine, feed: &mut LiveFeed, shared: &Arc<Shared>) {
         let Some((_, was)) = &self.refused else {
             return;
@@ -237,7 +264,7 @@ impl Durable {
         let Some(store) = self.store.take() else {
             return;
         };
-        match store.stamp() {
+        match Seen::of(&store) {
             Ok(now) if now != *was => {
                 let mut tracker = shared.tracker();
                 match self.load(&store, &shared.topics, engine, feed, &mut tracker) {

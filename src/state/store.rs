@@ -224,6 +224,15 @@ impl StateStore {
         Ok(())
     }
 
+    /// SQLite's `data_version` of this connection: it changes whenever
+    /// another connection commits to the store (a repair or a row put back
+    /// leaves the stamp as it was), never for this connection's own writes.
+    pub(crate) fn data_version(&self) -> Result<i64, StateError> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(self.db())
+    }
+
     /// When the checkpoint was written and its format, without loading it
     /// (`None`: there is none) — to notice a reset or a new checkpoint.
     pub(crate) fn stamp(&self) -> Result<Option<(u32, i64)>, StateError> {
