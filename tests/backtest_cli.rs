@@ -614,3 +614,219 @@ fn the_shared_history_options_are_checked_alike_by_every_command() {
     ]
     .concat());
 }
+
+/// Runs crisiswatch expecting a refusal: (exit code, stderr).
+fn refused(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "crisiswatch {args:?} should have refused:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An output named like one of the command's inputs (the history, the
+/// configuration, the labels) is refused before anything is written, under
+/// whatever path names it; the file is left as it was. Before, `replay
+/// --output` and `backtest --transitions` emptied the history they were
+/// reading and exited 0.
+#[test]
+fn an_output_that_is_an_input_is_refused_and_the_input_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (day, crises) = generate(dir.path());
+    let history = dir.path().join("history.jsonl");
+    std::fs::copy(&day, &history).unwrap();
+    let labels = dir.path().join("labels.jsonl");
+    std::fs::copy(&crises, &labels).unwrap();
+    let cfg = dir.path().join("crisiswatch.toml");
+    std::fs::copy(example(), &cfg).unwrap();
+    // The same file through another path.
+    let alias = dir.path().join(".").join("history.jsonl");
+    let before = std::fs::read(&history).unwrap();
+    let (h, a, l, c) = (s(&history), s(&alias), s(&labels), s(&cfg));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "replay",
+                "--config",
+                c,
+                "--input",
+                h,
+                "--output",
+                a,
+                "--now",
+                HISTORY_NOW,
+            ],
+            "input",
+        ),
+        (
+            vec![
+                "replay",
+                "--config",
+                c,
+                "--input",
+                h,
+                "--output",
+                c,
+                "--now",
+                HISTORY_NOW,
+            ],
+            "configuration",
+        ),
+        (
+            vec![
+                "backtest",
+                "--config",
+                c,
+                "--input",
+                h,
+                "--transitions",
+                h,
+                "--now",
+                HISTORY_NOW,
+            ],
+            "input",
+        ),
+        (
+            vec![
+                "backtest",
+                "--config",
+                c,
+                "--input",
+                h,
+                "--labels",
+                l,
+                "--json",
+                l,
+                "--now",
+                HISTORY_NOW,
+            ],
+            "labels file",
+        ),
+        (
+            vec![
+                "tune",
+                "--config",
+                c,
+                "--input",
+                h,
+                "--rule",
+                "complaint_rate",
+                "--vary",
+                "threshold=0.05,0.06",
+                "--write-snippet",
+                c,
+                "--now",
+                HISTORY_NOW,
+            ],
+            "configuration",
+        ),
+        (
+            vec![
+                "suggest",
+                "--config",
+                c,
+                "--input",
+                h,
+                "--write-snippet",
+                a,
+                "--now",
+                HISTORY_NOW,
+            ],
+            "input",
+        ),
+        (
+            vec![
+                "chart",
+                "--config",
+                c,
+                "--input",
+                h,
+                "--rule",
+                "complaint_rate",
+                "--group",
+                "product=router-x,region=eu-west",
+                "--output",
+                h,
+                "--now",
+                HISTORY_NOW,
+            ],
+            "input",
+        ),
+        (
+            vec![
+                "review",
+                "--config",
+                c,
+                "--input",
+                h,
+                "--output",
+                h,
+                "--now",
+                HISTORY_NOW,
+            ],
+            "input",
+        ),
+    ];
+    for (args, role) in cases {
+        let err = refused(&args);
+        assert!(
+            err.contains(&format!("is also this command's {role}")),
+            "{args:?}: {err}"
+        );
+        assert!(
+            std::fs::read(&history).unwrap() == before,
+            "{args:?} changed the history"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&cfg).unwrap(),
+        std::fs::read(example()).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(&labels).unwrap(),
+        std::fs::read(&crises).unwrap()
+    );
+}
+
+/// `review` and `backtest --review-dir` read the history twice: a pipe
+/// (here a named one, as `<(…)` gives) is refused like "-" instead of
+/// giving reviews with no events in them.
+#[test]
+fn a_history_read_twice_refuses_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("history.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let (f, cfg) = (s(&fifo), example());
+    let reviews = dir.path().join("reviews");
+    for args in [
+        vec![
+            "review",
+            "--config",
+            &cfg,
+            "--input",
+            f,
+            "--now",
+            HISTORY_NOW,
+        ],
+        vec![
+            "backtest",
+            "--config",
+            &cfg,
+            "--input",
+            f,
+            "--review-dir",
+            s(&reviews),
+            "--now",
+            HISTORY_NOW,
+        ],
+    ] {
+        let err = refused(&args);
+        assert!(
+            err.contains("give files, not \"-\" or a pipe"),
+            "{args:?}: {err}"
+        );
+    }
+}

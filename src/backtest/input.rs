@@ -121,9 +121,14 @@ impl Inputs {
         }
     }
 
-    /// Whether standard input is among the files (it can be read only once).
-    pub(crate) fn uses_stdin(&self) -> bool {
-        self.paths.iter().any(|p| p.as_os_str() == "-")
+    /// Whether some file can be read only once: standard input, or anything
+    /// that is not a regular file (a pipe, `<(…)` process substitution, a
+    /// character device). Commands that read the history twice refuse it,
+    /// or keep to one pass.
+    pub(crate) fn read_once(&self) -> bool {
+        self.paths
+            .iter()
+            .any(|p| p.as_os_str() == "-" || std::fs::metadata(p).is_ok_and(|m| !m.is_file()))
     }
 
     /// Calls `f` with every non-blank line of every file, in order (Kafka:

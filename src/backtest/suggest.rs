@@ -174,7 +174,7 @@ pub fn run(
     }
     let mut out = Vec::with_capacity(tuners.len());
     for (t, o) in tuners {
-        let result = if t.exact() || inputs.uses_stdin() {
+        let result = if t.exact() || inputs.read_once() {
             t.finish(&o)?
         } else {
             tune::run(cfg, inputs, &o)?

@@ -66,3 +66,34 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()
         .context("cannot start the async runtime")
 }
+
+/// An output file of a command is also one of its inputs.
+#[derive(Debug, thiserror::Error)]
+#[error("{output} is also this command's {role}: writing it would destroy what the command reads; choose another output file")]
+pub struct OverwritesInput {
+    /// The output, as given.
+    pub output: String,
+    /// Which input it is ("input", "configuration", "labels", …).
+    pub role: &'static str,
+}
+
+/// Refuses, before anything is read or written, an output that is the same
+/// file as an input (by device and inode, whatever path names it): a history
+/// file named as `--output` would be truncated while it is read. Outputs that
+/// do not exist yet are fine.
+pub(crate) fn refuse_overwriting_inputs<'a>(
+    inputs: impl IntoIterator<Item = (&'a Path, &'static str)> + Clone,
+    outputs: impl IntoIterator<Item = &'a Path>,
+) -> Result<(), OverwritesInput> {
+    for out in outputs {
+        for (input, role) in inputs.clone() {
+            if same_file::is_same_file(out, input).unwrap_or(false) {
+                return Err(OverwritesInput {
+                    output: out.display().to_string(),
+                    role,
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -22,7 +22,7 @@ mod history;
 mod review;
 mod suggest;
 
-use super::args::{BadNow, ConfigArg};
+use super::args::{refuse_overwriting_inputs, BadNow, ConfigArg, OverwritesInput};
 
 use history::HistoryArgs;
 use review::{write_reviews, ReviewArgs};
@@ -105,6 +105,9 @@ pub enum CliError {
     /// Arguments that do not go together.
     #[error("{0}")]
     Usage(String),
+    /// An output would overwrite an input.
+    #[error(transparent)]
+    Overwrites(#[from] OverwritesInput),
 }
 
 impl From<KafkaInputError> for CliError {
@@ -214,6 +217,35 @@ pub(crate) struct TestRulesArgs {
     pub(crate) files: Vec<PathBuf>,
 }
 
+/// The files a history command reads: its configuration, its history files
+/// and, with `truth`, its labels (what no output may overwrite).
+pub fn read_paths<'a>(
+    config: &'a ConfigArg,
+    input: &'a [PathBuf],
+    truth: Option<&'a TruthArgs>,
+) -> Vec<(&'a Path, &'static str)> {
+    let mut v = vec![(config.config.as_path(), "configuration")];
+    v.extend(input.iter().map(|p| (p.as_path(), "input")));
+    if let Some(t) = truth {
+        v.extend(t.labels.iter().map(|p| (p.as_path(), "labels file")));
+        v.extend(t.labels_from.iter().map(|p| (p.as_path(), "labels outbox")));
+    }
+    v
+}
+
+/// Refuses outputs that are inputs of the command (see
+/// [`refuse_overwriting_inputs`]).
+pub fn guard_outputs<'a>(
+    reads: &[(&'a Path, &'static str)],
+    outputs: impl IntoIterator<Item = &'a Option<PathBuf>>,
+) -> Result<(), CliError> {
+    refuse_overwriting_inputs(
+        reads.iter().copied(),
+        outputs.into_iter().filter_map(|o| o.as_deref()),
+    )?;
+    Ok(())
+}
+
 pub fn load_config(arg: &ConfigArg) -> Result<Config, CliError> {
     Config::load(&arg.config, &ProcessEnv).map_err(|e| CliError::Config(e.to_string()))
 }
@@ -279,12 +311,14 @@ pub fn write_err(path: &Path) -> impl Fn(io::Error) -> CliError + '_ {
 
 /// `crisiswatch backtest`: prints the report.
 fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
+    let reads = read_paths(&a.history.config, &a.history.input, Some(&a.truth));
+    guard_outputs(&reads, [&a.transitions, &a.json])?;
     let cfg = load_config(&a.history.config)?;
     let opts = summary_options(&a.truth, &cfg)?;
     let inputs = a.history.open(&cfg)?;
-    if a.review_dir.is_some() && inputs.uses_stdin() {
+    if a.review_dir.is_some() && inputs.read_once() {
         return Err(CliError::Usage(
-            "--review-dir reads the input twice: give files, not \"-\"".into(),
+            "--review-dir reads the input twice: give files, not \"-\" or a pipe".into(),
         ));
     }
     let mut tw = a.transitions.as_deref().map(create).transpose()?;
@@ -323,6 +357,8 @@ fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
 
 /// `crisiswatch tune`: prints the table, writes the requested files.
 fn tune(a: &TuneArgs) -> Result<ExitCode, CliError> {
+    let reads = read_paths(&a.history.config, &a.history.input, Some(&a.truth));
+    guard_outputs(&reads, [&a.csv, &a.chart, &a.write_snippet])?;
     let cfg = load_config(&a.history.config)?;
     let varies = a
         .vary
@@ -370,6 +406,9 @@ fn tune(a: &TuneArgs) -> Result<ExitCode, CliError> {
 
 /// `crisiswatch chart`: draws one rule and slice.
 fn chart(a: &ChartArgs) -> Result<ExitCode, CliError> {
+    let mut reads = read_paths(&a.history.config, &a.history.input, None);
+    reads.extend(a.labels.iter().map(|p| (p.as_path(), "labels file")));
+    guard_outputs(&reads, [&Some(a.output.clone())])?;
     let cfg = load_config(&a.history.config)?;
     let rule =
         cfg.rules

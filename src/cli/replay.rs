@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,7 +11,7 @@ use crate::engine::Engine;
 use crate::incident::replay_delivery::ReplayDelivery;
 use crate::replay::replay;
 
-use super::args::{ConfigArg, NowArg};
+use super::args::{refuse_overwriting_inputs, ConfigArg, NowArg};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Commands {
@@ -39,6 +39,11 @@ impl Commands {
             output,
             now,
         } = self;
+        let mut reads = vec![(config.config.as_path(), "configuration")];
+        if input != "-" {
+            reads.push((Path::new(&input), "input"));
+        }
+        refuse_overwriting_inputs(reads, output.as_deref())?;
         let cfg = config.load()?;
         let mut engine = Engine::new(&cfg)?;
         let now_ms = Some(now.ms()?);

@@ -520,7 +520,7 @@ pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResu
         "Tuning pass finished"
     );
     if !tuner.exact() {
-        if inputs.uses_stdin() {
+        if inputs.read_once() {
             tracing::warn!(
                 "engine.max_groups_per_rule was reached: candidates sharing one engine may differ \
                  slightly from separate backtests (pass files instead of stdin for exact figures)"

@@ -13,7 +13,9 @@ use crate::config::Config;
 use crate::cli::args::{ConfigArg, NowArg};
 
 use super::history::{history, KafkaArgs};
-use super::{load_config, summary_options, write_err, CliError, TruthArgs};
+use super::{
+    guard_outputs, load_config, read_paths, summary_options, write_err, CliError, TruthArgs,
+};
 
 /// `crisiswatch review`.
 #[derive(clap::Args, Debug)]
@@ -56,6 +58,16 @@ pub(crate) struct ReviewArgs {
 
 /// `crisiswatch review`: Markdown reviews of incidents.
 pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
+    let mut reads = read_paths(&a.config, &a.input, Some(&a.truth));
+    reads.extend(
+        a.transitions
+            .iter()
+            .map(|p| (p.as_path(), "transitions file")),
+    );
+    if let Some(Some(o)) = &a.outbox {
+        reads.push((o.as_path(), "outbox"));
+    }
+    guard_outputs(&reads, [&a.output])?;
     let cfg = load_config(&a.config)?;
     let opts = summary_options(&a.truth, &cfg)?;
     let now_ms = a.now.ms()?;
@@ -63,9 +75,9 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
         None
     } else {
         let i = history(&cfg, &a.input, &a.kafka)?;
-        if i.uses_stdin() {
+        if i.read_once() {
             return Err(CliError::Usage(
-                "review reads the input more than once: give files, not \"-\"".into(),
+                "review reads the input more than once: give files, not \"-\" or a pipe".into(),
             ));
         }
         Some(i)

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use crate::backtest::suggest::{self, SuggestOptions};
 
 use super::history::HistoryArgs;
-use super::{load_config, summary_options, write_err, CliError, TruthArgs};
+use super::{
+    guard_outputs, load_config, read_paths, summary_options, write_err, CliError, TruthArgs,
+};
 
 /// `crisiswatch suggest`.
 #[derive(clap::Args, Debug)]
@@ -32,6 +34,8 @@ pub(crate) struct SuggestArgs {
 
 /// Prints the suggestions, writes the snippet.
 pub(crate) fn suggest(a: &SuggestArgs) -> Result<ExitCode, CliError> {
+    let reads = read_paths(&a.history.config, &a.history.input, Some(&a.truth));
+    guard_outputs(&reads, [&a.write_snippet])?;
     let cfg = load_config(&a.history.config)?;
     if !(a.max_false_per_30d.is_finite() && a.max_false_per_30d >= 0.0) {
         return Err(CliError::Usage(format!(
