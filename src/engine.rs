@@ -271,6 +271,13 @@ impl Engine {
         self.lateness_ms
     }
 
+    /// How far behind the clock an event is late for every rule:
+    /// `allowed_lateness` plus the longest window.
+    pub(crate) fn late_horizon_ms(&self) -> i64 {
+        let longest = self.rules.iter().map(|r| r.window_ms).max().unwrap_or(0);
+        self.lateness_ms.saturating_add(longest)
+    }
+
     /// Declares that events reach this engine through a
     /// [`Sequencer`](crate::sequencer::Sequencer), in event-time order behind
     /// the watermark: the engine clock is then the watermark, and an event is

@@ -11,6 +11,7 @@ use std::fmt;
 use std::io::{BufRead, Write};
 
 use crate::alert::Transition;
+use crate::backtest::clock_watch::ClockWatch;
 use crate::engine::{Engine, EngineStats};
 use crate::event::ahead::{DecodeAhead, Decoded};
 use crate::event::{decode, decode_held, Event, Invalid, InvalidReason, OwnedEvent};
@@ -36,6 +37,18 @@ pub struct ReplaySummary {
     pub stats: EngineStats,
     /// The first few invalid lines: (line number, reason, detail).
     pub invalid_examples: Vec<(u64, InvalidReason, String)>,
+    /// The event-time clock as the lines moved it: late shares, a history
+    /// newest first or in seconds ([`ReplaySummary::warn`]).
+    pub(crate) watch: ClockWatch,
+}
+
+impl ReplaySummary {
+    /// Logs what the summary's figures do not say by themselves: many
+    /// events late (and the line that moved the clock before them, or a
+    /// history given newest first), times that look like seconds.
+    pub fn warn(&self) {
+        self.watch.warn("replay", None);
+    }
 }
 
 impl fmt::Display for ReplaySummary {
@@ -83,9 +96,13 @@ pub fn replay(
     tracing::debug!(threaded = ahead.threaded(), "replay: decoding ahead");
     // The first failed write: nothing more is applied or written after it.
     let failed: RefCell<Option<ReplayError>> = RefCell::new(None);
+    summary.watch = ClockWatch::with_horizon(engine.late_horizon_ms());
     let mut sink = |(at, decoded): Decoded<u64>| {
         if failed.borrow().is_some() {
             return;
+        }
+        if let Ok(ev) = &decoded {
+            summary.watch.observe(ev.ts(), at, None);
         }
         let pushed = feed.push_decoded(engine, decoded, at, &mut out);
         for (at, detail) in feed.take_rejected() {
@@ -137,6 +154,10 @@ pub fn replay(
     write_transitions(&mut out, output, &mut on_transition)?;
     output.flush().map_err(ReplayError::Write)?;
     summary.stats = engine.stats().clone();
+    let st = &summary.stats;
+    summary
+        .watch
+        .adopt_counts(st.applied + st.late + st.unmatched, st.late);
     Ok(summary)
 }
 

@@ -41,7 +41,7 @@ pub(crate) struct ClockMove {
 }
 
 /// Counts late events and remembers which clock move they came after.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ClockWatch {
     /// allowed_lateness + the longest window: older than clock − this is late
     /// for every rule.
@@ -53,7 +53,17 @@ pub(crate) struct ClockWatch {
     current: Option<ClockMove>,
     /// The earlier move with the most late events after it.
     worst: Option<ClockMove>,
+    /// The previous event's time, and how many events came before
+    /// (`down`) or after (`up`) it in time: a history given newest first.
+    prev: Option<i64>,
+    down: u64,
+    up: u64,
 }
+
+/// Event times below this (1973-03-03, 10^11 ms) in a whole history are
+/// taken for seconds since the epoch read as milliseconds: such a history
+/// sits in January 1970.
+const SECONDS_LIKE_BELOW_MS: i64 = 100_000_000_000;
 
 /// What a warning says: how many events were late and which move caused most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +77,8 @@ pub(crate) struct LateShare {
     /// The watch's horizon (0: unknown): a move no larger than it cannot
     /// have made events late by itself.
     pub(crate) horizon_ms: i64,
+    /// The events came newest first ([`ClockWatch::descending`]).
+    pub(crate) descending: bool,
 }
 
 impl ClockWatch {
@@ -84,8 +96,17 @@ impl ClockWatch {
         }
     }
 
+    /// A watch judging events late `horizon_ms` behind the clock.
+    pub(crate) fn with_horizon(horizon_ms: i64) -> Self {
+        ClockWatch {
+            horizon_ms,
+            ..ClockWatch::default()
+        }
+    }
+
     /// One valid event with time `ts`, the `line`-th fed, from `at`.
     pub(crate) fn observe(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
+        self.order(ts);
         match self.clock {
             Some(c) if ts <= c => self.counted(ts <= c.saturating_sub(self.horizon_ms)),
             _ => {
@@ -99,9 +120,33 @@ impl ClockWatch {
     /// is newer. Nothing is counted: the caller counts the engine's outcome
     /// with [`ClockWatch::counted`], so the warning's figure is the report's.
     pub(crate) fn saw(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
+        self.order(ts);
         if self.clock.is_none_or(|c| ts > c) {
             self.moved_to(ts, line, at);
         }
+    }
+
+    /// Notes whether `ts` steps back or forth from the event before it.
+    fn order(&mut self, ts: i64) {
+        match self.prev {
+            Some(p) if ts < p => self.down += 1,
+            Some(p) if ts > p => self.up += 1,
+            _ => {}
+        }
+        self.prev = Some(ts);
+    }
+
+    /// Whether the events came mostly newest first: at least nine steps
+    /// back in time for every step forward, over at least 20 events.
+    pub(crate) fn descending(&self) -> bool {
+        self.down >= 20 && self.down >= 9 * self.up
+    }
+
+    /// The newest event time, when every event of the history lies before
+    /// 1973: times in seconds read as milliseconds.
+    pub(crate) fn seconds_like(&self) -> Option<i64> {
+        self.clock
+            .filter(|&c| self.events > 0 && (0..SECONDS_LIKE_BELOW_MS).contains(&c))
     }
 
     /// One valid event counted, `late` as its reader judged it (`run`: the
@@ -139,6 +184,17 @@ impl ClockWatch {
         self.clock
     }
 
+    /// Takes the reader's totals when they count more late events than
+    /// this watch judged by its horizon (a `replay`, whose sequencer
+    /// applies events after the watch saw them: the engine's late count is
+    /// the one its summary prints).
+    pub(crate) fn adopt_counts(&mut self, events: u64, late: u64) {
+        if late > self.late {
+            self.events = events;
+            self.late = late;
+        }
+    }
+
     /// Forgets the counts (after a warning in a long run), keeping the clock.
     pub(crate) fn reset_counts(&mut self) {
         self.events = 0;
@@ -164,6 +220,7 @@ impl ClockWatch {
             events: self.events,
             culprit,
             horizon_ms: self.horizon_ms,
+            descending: self.descending(),
         })
     }
 
@@ -173,6 +230,16 @@ impl ClockWatch {
         if let Some(s) = self.late_share() {
             let message = s.describe(inputs);
             tracing::warn!(tool, late = s.late, events = s.events, "{message}");
+        }
+        if let Some(newest) = self.seconds_like() {
+            tracing::warn!(
+                tool,
+                newest = %format_ts(newest),
+                "every event of the history lies before 1973 (the newest at {}): `ts` is \
+                 milliseconds since the epoch, and times in seconds read as January 1970 — \
+                 multiply them by 1000 or write RFC 3339 times",
+                format_ts(newest)
+            );
         }
     }
 }
@@ -193,7 +260,15 @@ impl LateShare {
             "{} of {} events ({pct:.1} %) were late for every rule that selected them and were dropped",
             self.late, self.events
         );
-        if let Some(m) = self.culprit {
+        if self.descending {
+            s.push_str(
+                "; the input runs newest first (its times go down, line after line): \
+                 crisiswatch reads history oldest first, as it happened — sort the lines \
+                 by time, ascending (and give the files oldest first)",
+            );
+            return s;
+        }
+        if let Some(m) = self.culprit.filter(|m| m.late_after > 0) {
             let place = place(&m);
             let step = m.from_ms.map(|f| m.to_ms.saturating_sub(f));
             if self.horizon_ms > 0 && step.is_some_and(|d| d <= self.horizon_ms) {
@@ -238,6 +313,41 @@ mod tests {
             horizon_ms: 1000,
             ..ClockWatch::default()
         }
+    }
+
+    #[test]
+    fn a_history_newest_first_is_called_out_of_order_not_a_bad_first_stamp() {
+        let mut w = watch();
+        for i in (0..200).rev() {
+            w.observe(1_700_000_000_000 + i * 100, 200 - i as u64, None);
+        }
+        let s = w.late_share().expect("a warning");
+        assert!(s.descending);
+        let text = s.describe(None);
+        assert!(text.contains("newest first"), "{text}");
+        assert!(!text.contains("bad timestamp"), "{text}");
+        // Ascending with a few stragglers is not "newest first".
+        let mut w = watch();
+        for i in 0..200i64 {
+            let ts = if i % 10 == 5 { i * 100 - 3000 } else { i * 100 };
+            w.observe(1_700_000_000_000 + ts, i as u64 + 1, None);
+        }
+        assert!(!w.descending());
+    }
+
+    #[test]
+    fn a_history_in_seconds_is_recognised() {
+        let mut w = watch();
+        for i in 0..100 {
+            w.observe(1_795_132_800 + i, i as u64 + 1, None);
+        }
+        assert_eq!(w.seconds_like(), Some(1_795_132_899));
+        let mut w = watch();
+        for i in 0..100 {
+            w.observe(1_795_132_800_000 + i, i as u64 + 1, None);
+        }
+        assert_eq!(w.seconds_like(), None);
+        assert_eq!(ClockWatch::default().seconds_like(), None);
     }
 
     #[test]

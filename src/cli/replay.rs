@@ -79,6 +79,7 @@ impl Commands {
         })?;
         drop(writer);
         eprintln!("{summary}");
+        summary.warn();
         for i in 0..engine.rule_count() {
             let n = engine.rule_stats(i).group_overflow;
             if n > 0 {

@@ -2,7 +2,7 @@
 
 use std::fmt::{self, Write as _};
 
-use crate::event::format_ts;
+use crate::event::{format_ts, InvalidReason};
 
 use super::*;
 
@@ -84,14 +84,32 @@ impl fmt::Display for Report {
                 "  rule {rule}: {n} events refused at engine.max_groups_per_rule (slices past the cap are not watched; raise it or slice less finely)"
             )?;
         }
-        // Refuted clock jumps are named: one such line would otherwise have
-        // blanked the report (other invalid inputs are only counted here).
+        // Why lines were invalid, and the first few of them (refuted clock
+        // jumps always: one such line would otherwise blank the report).
+        if s.invalid_total() > 0 {
+            let by_reason: Vec<String> = InvalidReason::ALL
+                .iter()
+                .filter(|r| s.invalid[r.index()] > 0)
+                .map(|r| format!("{} {}", r.as_str(), s.invalid[r.index()]))
+                .collect();
+            writeln!(f, "  invalid by reason: {}", by_reason.join(", "))?;
+        }
         for (line, reason, detail) in &self.invalid_examples {
-            if *reason == crate::event::InvalidReason::ClockJump {
-                // Counted over the non-blank lines of all inputs; the
-                // warning logged by `backtest` names the file and its line.
-                writeln!(f, "  non-blank input line {line}: {reason}: {detail}")?;
-            }
+            // Counted over the non-blank lines of all inputs; the warning
+            // logged by `backtest` names the file and its line.
+            writeln!(f, "  non-blank input line {line}: {reason}: {detail}")?;
+        }
+        if s.applied == 0 && s.invalid_total() > 0 {
+            let future = s.invalid[InvalidReason::FutureTimestamp.index()] > 0;
+            writeln!(
+                f,
+                "  no valid event reached the rules: every figure below is empty{}",
+                if future {
+                    " (events after the wall clock are future_timestamp: pass --now with a time after the history)"
+                } else {
+                    " (the reasons above say why)"
+                }
+            )?;
         }
         writeln!(f)?;
         let with_truth = self.truth.is_some();

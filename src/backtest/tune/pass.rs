@@ -523,7 +523,7 @@ pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResu
         if inputs.read_once() {
             tracing::warn!(
                 "engine.max_groups_per_rule was reached: candidates sharing one engine may differ \
-                 slightly from separate backtests (pass files instead of stdin for exact figures)"
+                 slightly from separate backtests (pass files instead of stdin or a pipe for exact figures)"
             );
         } else {
             tracing::warn!(
