@@ -152,6 +152,8 @@ impl Worker {
         let ob = Arc::clone(&self.outbox);
         match tokio::task::spawn_blocking(move || f(&ob)).await {
             Ok(r) => r,
+            // The runtime is shutting down: not a crash, nothing to report.
+            Err(e) if e.is_cancelled() => Err(OutboxError::Stopping),
             Err(_) => Err(OutboxError::Poisoned),
         }
     }
@@ -178,13 +180,16 @@ impl Worker {
                 break;
             }
             let now = self.clock.now_ms();
-            self.expire(now).await;
+            if self.expire(now).await.is_break() {
+                break;
+            }
             let mut more = false;
             if breaker.blocked_until(now).is_none() {
                 let limit = if breaker.is_open() { 1 } else { BATCH };
                 let n = name.clone();
                 let rows = match self.db(move |o| o.due(&n, now, limit)).await {
                     Ok(rows) => rows,
+                    Err(OutboxError::Stopping) => break,
                     Err(e) => {
                         tracing::error!(receiver = %name, error = %e, "Cannot read the outbox; notifications wait.");
                         Vec::new()
@@ -237,13 +242,16 @@ impl Worker {
         }
     }
 
-    async fn expire(&self, now: i64) {
+    /// Dead-letters notifications older than the receiver's `max_age`;
+    /// breaks when the process is shutting down.
+    async fn expire(&self, now: i64) -> std::ops::ControlFlow<()> {
         let (name, cutoff) = (self.rt.name.clone(), now.saturating_sub(self.rt.max_age_ms));
         let rows = match self.db(move |o| o.expire(&name, cutoff, now)).await {
             Ok(rows) => rows,
+            Err(OutboxError::Stopping) => return std::ops::ControlFlow::Break(()),
             Err(e) => {
                 tracing::error!(receiver = %self.rt.name, error = %e, "Cannot dead-letter expired notifications.");
-                return;
+                return std::ops::ControlFlow::Continue(());
             }
         };
         for r in rows {
@@ -261,6 +269,7 @@ impl Worker {
                 "Notification dead-lettered after max_age without delivery; see `crisiswatch outbox list`, redeliver with `crisiswatch outbox retry`."
             );
         }
+        std::ops::ControlFlow::Continue(())
     }
 
     async fn deliver(

@@ -64,6 +64,10 @@ pub enum OutboxError {
     /// A thread panicked while holding the database.
     #[error("the outbox was left locked by a crashed thread; restart the process")]
     Poisoned,
+    /// The process is shutting down: the outbox call was not run (nothing
+    /// changed; what it would have done is done at the next start).
+    #[error("the process is shutting down")]
+    Stopping,
 }
 
 /// Where a notification is in its life.
