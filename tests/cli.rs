@@ -376,3 +376,40 @@ fn demo_on_a_taken_port_says_so_and_nothing_else() {
         assert!(!err.contains("ERROR"), "{err}");
     }
 }
+
+/// Commands that look at the outbox or the checkpoint never create one:
+/// pointed at a directory that holds none (a typo, the wrong working
+/// directory) they say so. Before, they created an empty store there and
+/// answered "No open incident." or an empty table.
+#[test]
+fn looking_at_a_store_that_does_not_exist_says_so_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+    let m = missing.to_str().unwrap();
+    let cfg = example();
+    for args in [
+        vec!["incident", "--config", &cfg, "--data-dir", m, "list"],
+        vec!["outbox", "--config", &cfg, "--data-dir", m, "list"],
+        vec!["silence", "--config", &cfg, "--data-dir", m, "list"],
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            err.contains("no outbox at") && err.contains("does not exist"),
+            "{args:?}: {err}"
+        );
+        assert!(!missing.exists(), "{args:?} created {m}");
+    }
+    let out = Command::new(BIN)
+        .args(["state", "--config", &cfg, "--dir", m, "inspect"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("No checkpoint") && text.contains("does not exist"),
+        "{text}"
+    );
+    assert!(!missing.exists(), "state inspect created {m}");
+}

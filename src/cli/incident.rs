@@ -85,10 +85,12 @@ impl Commands {
         let ok = match self {
             Commands::Outbox { store, command } => {
                 let (cfg, dir) = store.open()?;
+                existing_outbox(&dir)?;
                 outbox(&cfg, &dir, command, &mut io::stdout())?
             }
             Commands::Incident { store, command } => {
                 let (cfg, dir) = store.open()?;
+                existing_outbox(&dir)?;
                 let scaled = cfg
                     .sources
                     .kafka
@@ -98,6 +100,10 @@ impl Commands {
             }
             Commands::Silence { store, command } => {
                 let (_, dir) = store.open()?;
+                // A silence may be set before the service first runs.
+                if !matches!(command, SilenceCommand::Add { .. }) {
+                    existing_outbox(&dir)?;
+                }
                 silence(&dir, command, &mut io::stdout())?
             }
         };
@@ -107,6 +113,20 @@ impl Commands {
             ExitCode::from(1)
         })
     }
+}
+
+/// The outbox of `dir` must exist already: a command that only looks at it
+/// (or works on what it holds) would otherwise create an empty one and
+/// report "nothing" for a mistyped directory or the wrong working directory.
+fn existing_outbox(dir: &Path) -> Result<(), CliError> {
+    let file = dir.join(crate::incident::outbox::OUTBOX_FILE);
+    if file.exists() {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "no outbox at {}: the file does not exist; give the service's data directory (--data-dir, or incidents.data_dir in the configuration; a relative one is taken from the working directory)",
+        file.display()
+    )))
 }
 
 /// Errors of the incident commands.

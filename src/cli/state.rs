@@ -169,6 +169,17 @@ fn inspect(
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
+    let file = dir.join(crate::state::FILE_NAME);
+    if !file.exists() {
+        // Looking must not create a store (a mistyped --dir would then
+        // hold an empty one).
+        writeln!(
+            out,
+            "No checkpoint: {} does not exist (check --dir, state.dir or incidents.data_dir).",
+            file.display()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = StateStore::open(dir)?;
     let Some(cp) = store.load()? else {
         writeln!(out, "No checkpoint in {}.", store.path().display())?;
