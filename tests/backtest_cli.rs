@@ -909,3 +909,76 @@ fn histories_in_seconds_newest_first_or_with_string_times_are_named() {
     );
     assert!(out.contains("no valid event reached the rules"), "{out}");
 }
+
+/// A snippet from `tune` and `suggest` goes back into a configuration as
+/// written: a literal `$` (written `$$`) stays escaped and an environment
+/// reference stays a reference, instead of the expanded value (a secret, or
+/// text that the next load reads as a reference to an unset variable).
+#[test]
+fn snippets_keep_dollars_and_environment_references_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (day, _) = generate(dir.path());
+    let cfg = std::fs::read_to_string(example()).unwrap().replace(
+        "runbook = \"https://runbooks.example.com/crisiswatch/complaint-rate\"",
+        "runbook = \"https://wiki.example.com/$${PAGE}/x\"\ndashboard = \"${CW_TEST_SECRET} costs $$5\"",
+    );
+    let cfg_path = dir.path().join("c.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let tune = dir.path().join("tune.toml");
+    let suggest = dir.path().join("suggest.toml");
+    let with_env = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("CW_TEST_SECRET", "s3cr3t-value")
+            .env_remove("PAGE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let c = s(&cfg_path);
+    with_env(&[
+        "tune",
+        "--config",
+        c,
+        "--input",
+        s(&day),
+        "--rule",
+        "complaint_rate",
+        "--vary",
+        "threshold=0.05,0.06",
+        "--pick",
+        "1",
+        "--write-snippet",
+        s(&tune),
+        "--now",
+        HISTORY_NOW,
+    ]);
+    with_env(&[
+        "suggest",
+        "--config",
+        c,
+        "--input",
+        s(&day),
+        "--rule",
+        "complaint_rate",
+        "--write-snippet",
+        s(&suggest),
+        "--now",
+        HISTORY_NOW,
+    ]);
+    for p in [&tune, &suggest] {
+        let text = std::fs::read_to_string(p).unwrap();
+        assert!(
+            text.contains("runbook = \"https://wiki.example.com/$${PAGE}/x\""),
+            "{text}"
+        );
+        assert!(text.contains("${CW_TEST_SECRET} costs $$5"), "{text}");
+        assert!(!text.contains("s3cr3t-value"), "{text}");
+        // It loads back, PAGE unset, to the same values.
+        with_env(&["check", "--config", s(p)]);
+    }
+}

@@ -147,7 +147,7 @@ fn suggested_thresholds_hold_on_a_differently_seeded_stretch() {
         }
     }
     // The snippet is a valid configuration of the three rules.
-    let snippet = suggest::snippet(&all).unwrap();
+    let snippet = suggest::snippet(&all, &Default::default()).unwrap();
     let parsed = Config::from_toml_str(&snippet, &HashMap::<String, String>::new()).unwrap();
     assert_eq!(parsed.rules.len(), 3);
 }

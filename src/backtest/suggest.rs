@@ -353,7 +353,7 @@ pub fn render(all: &[Suggestion], opts: &SuggestOptions) -> String {
 
 /// The suggested rules as TOML `[[rules]]` entries (rules without a
 /// suggestion as configured), each with a comment of its figures.
-pub fn snippet(all: &[Suggestion]) -> Result<String, TuneError> {
+pub fn snippet(all: &[Suggestion], written: &tune::WrittenRules) -> Result<String, TuneError> {
     let mut s =
         String::from("# crisiswatch suggest: replace the [[rules]] entries of the same names.\n");
     for sg in all {
@@ -361,7 +361,7 @@ pub fn snippet(all: &[Suggestion]) -> Result<String, TuneError> {
             continue;
         };
         s.push('\n');
-        s.push_str(&tune::snippet(&sg.result, row)?);
+        s.push_str(&tune::snippet_as_written(&sg.result, row, written)?);
     }
     Ok(s)
 }

@@ -53,7 +53,7 @@ mod pass;
 mod rows;
 pub mod shared;
 
-pub use output::{render_table, snippet, write_csv};
+pub use output::{render_table, snippet, snippet_as_written, write_csv, WrittenRules};
 pub use pass::{backtest_config, run, run_lines, TuneOptions, Tuner};
 pub use rows::{Row, TuneResult};
 

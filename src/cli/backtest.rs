@@ -396,7 +396,8 @@ fn tune(a: &TuneArgs) -> Result<ExitCode, CliError> {
                 "--write-snippet needs a chosen candidate: pass --labels, or --pick N".into(),
             ));
         };
-        let text = tune::snippet(&result, i)?;
+        let written = tune::WrittenRules::read(&a.history.config.config);
+        let text = tune::snippet_as_written(&result, i, &written)?;
         std::fs::write(p, text).map_err(write_err(p))?;
         writeln!(out, "wrote candidate #{} to {}", i + 1, p.display())
             .map_err(write_err(Path::new("stdout")))?;

@@ -197,9 +197,53 @@ struct Snippet<'a> {
     rules: [&'a RuleConfig; 1],
 }
 
+/// The `[[rules]]` entries of a configuration file as written, before
+/// `${VAR}` expansion, by rule name: a snippet keeps their text where a
+/// string held a `$` (an environment reference stays a reference, `$$`
+/// stays escaped) instead of the expanded value (which may be a secret).
+#[derive(Debug, Clone, Default)]
+pub struct WrittenRules(std::collections::HashMap<String, toml::Table>);
+
+impl WrittenRules {
+    /// The rules of the file at `path`; none when it cannot be read or is
+    /// not TOML before expansion (a `${VAR}` in place of a number): the
+    /// snippet then escapes every `$` of the loaded values.
+    pub fn read(path: &std::path::Path) -> Self {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return WrittenRules::default();
+        };
+        let Ok(doc) = text.parse::<toml::Table>() else {
+            return WrittenRules::default();
+        };
+        let mut by_name = std::collections::HashMap::new();
+        if let Some(toml::Value::Array(rules)) = doc.get("rules") {
+            for r in rules {
+                if let toml::Value::Table(t) = r {
+                    if let Some(toml::Value::String(name)) = t.get("name") {
+                        by_name.insert(name.clone(), t.clone());
+                    }
+                }
+            }
+        }
+        WrittenRules(by_name)
+    }
+}
+
 /// The chosen row's rule as a TOML `[[rules]]` snippet to paste over the
 /// rule's entry in the configuration.
 pub fn snippet(r: &TuneResult, row: usize) -> Result<String, TuneError> {
+    snippet_as_written(r, row, &WrittenRules::default())
+}
+
+/// [`snippet`], keeping the text of `written`'s entry of the rule for its
+/// strings that held a `$` there (see [`WrittenRules`]). Every other `$`
+/// is written `$$`: the configuration loader expands the whole file's text,
+/// reading `$$` as one `$` and `${…}` as an environment reference.
+pub fn snippet_as_written(
+    r: &TuneResult,
+    row: usize,
+    written: &WrittenRules,
+) -> Result<String, TuneError> {
     let Some(rw) = r.rows.get(row) else {
         return Err(TuneError::Pick(row + 1, r.rows.len()));
     };
@@ -207,6 +251,10 @@ pub fn snippet(r: &TuneResult, row: usize) -> Result<String, TuneError> {
         rules: [&rw.candidate.rule],
     })
     .map_err(|e| TuneError::Toml(e.to_string()))?;
+    let mut body = body.replace('$', "$$");
+    if let Some(raw) = written.0.get(&r.base.name) {
+        body = keep_written(&body, raw);
+    }
     let body = drop_empty_tables(&body);
     let t = rw.summary.truth.as_ref();
     let mut s = String::new();
@@ -235,6 +283,28 @@ pub fn snippet(r: &TuneResult, row: usize) -> Result<String, TuneError> {
     );
     s.push_str(&body);
     Ok(s)
+}
+
+/// Puts back, in the rule's own keys (before its first sub-table), the
+/// written text of the string values of `raw` that hold a `$`.
+fn keep_written(body: &str, raw: &toml::Table) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut own = true;
+    for line in body.lines() {
+        if line.starts_with('[') && !line.starts_with("[[") {
+            own = false;
+        }
+        let kept = own
+            .then(|| line.split_once(" = "))
+            .flatten()
+            .and_then(|(k, _)| match raw.get(k) {
+                Some(v @ toml::Value::String(x)) if x.contains('$') => Some(format!("{k} = {v}")),
+                _ => None,
+            });
+        out.push_str(kept.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 /// Removes `[table]` headers with no keys (empty selector `attrs`).

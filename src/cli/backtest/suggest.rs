@@ -54,7 +54,8 @@ pub(crate) fn suggest(a: &SuggestArgs) -> Result<ExitCode, CliError> {
     let mut out = io::stdout().lock();
     write!(out, "{}", suggest::render(&all, &opts)).map_err(write_err(Path::new("stdout")))?;
     if let Some(p) = &a.write_snippet {
-        let text = suggest::snippet(&all)?;
+        let written = crate::backtest::tune::WrittenRules::read(&a.history.config.config);
+        let text = suggest::snippet(&all, &written)?;
         std::fs::write(p, text).map_err(write_err(p))?;
         writeln!(out, "\nwrote the suggested rules to {}", p.display())
             .map_err(write_err(Path::new("stdout")))?;
