@@ -56,6 +56,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// `eprintln!` that never panics: a message to a closed or full standard
+/// error (a pipe whose reader left, `2>/dev/full`) is dropped, and the
+/// command goes on to its exit code.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+pub(crate) use say;
+
 pub mod admin;
 pub mod alert;
 pub mod backtest;

@@ -1,7 +1,7 @@
 //! The `crisiswatch` binary: logs to standard error, then runs the command
 //! line of [`crisiswatch::cli`].
 
-use std::io;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -13,13 +13,21 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        // A log line that cannot be written (standard error closed or full)
+        // is dropped: reporting that on standard error again would panic.
+        .log_internal_errors(false)
         // Colours only on a terminal: a log file or journal gets plain text.
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
     match Cli::parse().run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", crisiswatch::cli::error_message(&e));
+            // A closed standard error must not turn the error into a panic.
+            let _ = writeln!(
+                io::stderr(),
+                "error: {}",
+                crisiswatch::cli::error_message(&e)
+            );
             ExitCode::from(1)
         }
     }

@@ -185,7 +185,7 @@ pub async fn run(
         None
     } else {
         let (addr, fut) = http::bind(&cfg.server.listen, Arc::clone(&state), stop_http_rx).await?;
-        eprintln!("Serving /metrics and /readyz on http://{addr}");
+        crate::say!("Serving /metrics and /readyz on http://{addr}");
         Some(tokio::spawn(fut))
     };
     let applied = match &opts.applied_log {

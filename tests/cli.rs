@@ -413,3 +413,55 @@ fn looking_at_a_store_that_does_not_exist_says_so_and_creates_nothing() {
     );
     assert!(!missing.exists(), "state inspect created {m}");
 }
+
+/// A standard error that cannot be written (full, or a pipe whose reader
+/// left) never turns into a panic (exit 101): messages and log lines are
+/// dropped and the command ends with its own exit code.
+#[test]
+fn a_full_standard_error_is_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "x = 1\n").unwrap();
+    // Lines newest first: backtest logs a WARN about them.
+    let history = dir.path().join("h.jsonl");
+    let mut text = String::new();
+    for i in (0..100).rev() {
+        text.push_str(&format!(
+            "{{\"id\":\"e{i}\",\"type\":\"order\",\"ts\":{},\"attrs\":{{\"product\":\"p\"}}}}\n",
+            1_795_132_800_000i64 + i * 60_000
+        ));
+    }
+    std::fs::write(&history, text).unwrap();
+    let cfg = example();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    for (args, want) in [
+        (vec!["check", "--config", bad.to_str().unwrap()], Some(1)),
+        (
+            vec!["replay", "--config", &cfg, "--input", "/nonexistent"],
+            Some(1),
+        ),
+        (
+            vec![
+                "backtest",
+                "--config",
+                &cfg,
+                "--input",
+                history.to_str().unwrap(),
+            ],
+            Some(0),
+        ),
+    ] {
+        let st = Command::new(BIN)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(full())
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), want, "{args:?}");
+    }
+}

@@ -274,7 +274,7 @@ fn load_labels(t: &TruthArgs, cfg: &Config) -> Result<Option<Vec<Crisis>>, CliEr
         .and_then(|r| r.feedback())
         .map_err(|e| CliError::Usage(format!("--labels-from: {e}")))?;
     let truth = labels::from_feedback(&entries);
-    eprintln!(
+    crate::say!(
         "labels from {}: {} incident(s) marked useful, {} marked noise",
         path.display(),
         truth.useful,
@@ -452,7 +452,7 @@ fn test_rules(a: &TestRulesArgs) -> Result<ExitCode, CliError> {
         match ruletest::run_file(f) {
             Ok(r) => results.push(r),
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::say!("error: {e}");
                 broken += 1;
             }
         }

@@ -34,13 +34,13 @@ impl Commands {
                 ExitCode::SUCCESS
             }
             Err(LoadError::Io { path, source }) => {
-                eprintln!("error: cannot read {path}: {source}");
+                crate::say!("error: cannot read {path}: {source}");
                 ExitCode::from(2)
             }
             Err(LoadError::Invalid(errors)) => {
-                eprintln!("{}: {} error(s)", path.display(), errors.len());
+                crate::say!("{}: {} error(s)", path.display(), errors.len());
                 for e in errors {
-                    eprintln!("  - {e}");
+                    crate::say!("  - {e}");
                 }
                 ExitCode::from(1)
             }

@@ -78,12 +78,12 @@ impl Commands {
             }
         })?;
         drop(writer);
-        eprintln!("{summary}");
+        crate::say!("{summary}");
         summary.warn();
         for i in 0..engine.rule_count() {
             let n = engine.rule_stats(i).group_overflow;
             if n > 0 {
-                eprintln!(
+                crate::say!(
                     "warning: rule {}: {n} events refused at engine.max_groups_per_rule ({}): \
                      slices past the cap are not watched; raise it or slice less finely",
                     engine.rule_config(i).name,
@@ -92,14 +92,14 @@ impl Commands {
             }
         }
         if summary.lines > 0 && summary.stats.invalid_total() == summary.lines {
-            eprintln!(
+            crate::say!(
                 "warning: none of the {} lines read is a valid event (see the reasons above); \
                  nothing reached the rules",
                 summary.lines
             );
         }
         if let Some(d) = incidents {
-            eprintln!("{}", d.finish(engine.clock())?);
+            crate::say!("{}", d.finish(engine.clock())?);
         }
         Ok(ExitCode::SUCCESS)
     }

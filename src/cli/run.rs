@@ -46,7 +46,7 @@ impl Commands {
         // `run` bounds the shutdown; a client still blocked on a dead broker must not hold the exit.
         rt.shutdown_background();
         let summary = result?;
-        eprintln!(
+        crate::say!(
             "Stopped: {} events applied, {} invalid, {} transitions.",
             summary.stats.applied,
             summary.stats.invalid_total(),

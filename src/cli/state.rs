@@ -71,7 +71,7 @@ impl Commands {
             return match command {
                 StateCommand::Inspect { json } => inspect_scaled(&cfg, json, &mut io::stdout()),
                 StateCommand::Reset { .. } => {
-                    eprintln!(
+                    crate::say!(
                         "With [sources.kafka.scale_out] the engine state lives in the changelog topics of the \
                          group, shared by every instance: it is not reset from one of them. To start empty, stop \
                          every instance and start them with a new group_id (or scale_out.topic_prefix)."

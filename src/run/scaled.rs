@@ -225,7 +225,7 @@ pub(crate) async fn run(
         None
     } else {
         let (addr, fut) = http::bind(&cfg.server.listen, Arc::clone(&state), stop_http_rx).await?;
-        eprintln!("Serving /metrics and /readyz on http://{addr}");
+        crate::say!("Serving /metrics and /readyz on http://{addr}");
         Some(tokio::spawn(fut))
     };
     let result = serve(cfg, &k, &so, &shared, &state, &sm, &mut shutdown).await;

@@ -108,7 +108,7 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
     let sampled = a.transitions.is_none();
     let chosen = review::select(&incidents, &a.incidents)?;
     if chosen.is_empty() {
-        eprintln!("no incidents to review");
+        crate::say!("no incidents to review");
         return Ok(ExitCode::SUCCESS);
     }
     let evidence = match &inputs {
@@ -134,7 +134,7 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
                 sampled,
             );
             std::fs::write(p, md).map_err(write_err(p))?;
-            eprintln!("wrote {}", p.display());
+            crate::say!("wrote {}", p.display());
         }
         Some(dir) => {
             let n = write_review_files(
@@ -146,7 +146,7 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
                 Some(dir),
                 sampled,
             )?;
-            eprintln!("wrote {n} review(s) to {}", dir.display());
+            crate::say!("wrote {n} review(s) to {}", dir.display());
         }
         None => {
             write_review_files(
@@ -180,7 +180,7 @@ fn review_outbox(
     }
     let chosen = review::outbox::select(&ob, &a.incidents)?;
     if chosen.is_empty() {
-        eprintln!("no incidents to review in {}", ob.path.display());
+        crate::say!("no incidents to review in {}", ob.path.display());
         return Ok(ExitCode::SUCCESS);
     }
     // One pass over the history for every alert of every chosen incident.
@@ -215,7 +215,7 @@ fn review_outbox(
     match &a.output {
         Some(p) if docs.len() == 1 && !p.is_dir() => {
             std::fs::write(p, &docs[0].1).map_err(write_err(p))?;
-            eprintln!("wrote {}", p.display());
+            crate::say!("wrote {}", p.display());
         }
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(write_err(dir))?;
@@ -223,7 +223,7 @@ fn review_outbox(
                 let p = dir.join(name);
                 std::fs::write(&p, md).map_err(write_err(&p))?;
             }
-            eprintln!("wrote {} review(s) to {}", docs.len(), dir.display());
+            crate::say!("wrote {} review(s) to {}", docs.len(), dir.display());
         }
         None => {
             let mut out = io::stdout().lock();
