@@ -465,3 +465,83 @@ fn a_full_standard_error_is_not_a_crash() {
         assert_eq!(st.code(), want, "{args:?}");
     }
 }
+
+/// `check` looks at what the service will need from this machine: a
+/// receiver's secret variable unset, its secret file or `ca_file` missing
+/// fail the check (as `run` would refuse to start), an admin token that is
+/// not there is a warning (the service starts and refuses admin requests),
+/// and a file with no rules is valid but says nothing is watched. Before,
+/// all of these printed a bare OK.
+#[test]
+fn check_names_secrets_and_files_this_machine_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let missing = dir.path().join("missing.pem");
+    let cfg = write(
+        "c.toml",
+        &format!(
+            r#"
+[server]
+admin_token_env = "CW_TEST_UNSET_ADMIN"
+
+[[receivers]]
+name = "signed"
+kind = "generic"
+url = "https://hooks.example.com/a"
+secret_env = "CW_TEST_UNSET_SECRET"
+
+[[receivers]]
+name = "private_ca"
+kind = "generic"
+url = "https://hooks.example.com/b"
+ca_file = "{}"
+"#,
+            missing.display()
+        ),
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .env_remove("CW_TEST_UNSET_SECRET")
+        .env_remove("CW_TEST_UNSET_ADMIN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("receivers.signed") && err.contains("CW_TEST_UNSET_SECRET is not set"),
+        "{err}"
+    );
+    assert!(
+        err.contains("receivers.private_ca") && err.contains("missing.pem"),
+        "{err}"
+    );
+    // With the secret set and no ca_file: valid, the admin token a warning,
+    // no rules a warning.
+    let cfg = write(
+        "d.toml",
+        r#"
+[server]
+admin_token_env = "CW_TEST_UNSET_ADMIN"
+
+[[receivers]]
+name = "signed"
+kind = "generic"
+url = "https://hooks.example.com/a"
+secret_env = "CW_TEST_SET_SECRET"
+"#,
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .env("CW_TEST_SET_SECRET", "x")
+        .env_remove("CW_TEST_UNSET_ADMIN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: server.admin_token_env"), "{err}");
+    assert!(err.contains("has no [[rules]]"), "{err}");
+}

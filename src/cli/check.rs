@@ -23,6 +23,27 @@ impl Commands {
         let path = config.config.as_path();
         match Config::load(path, &ProcessEnv) {
             Ok(cfg) => {
+                let missing = unavailable(&cfg);
+                if !missing.is_empty() {
+                    crate::say!(
+                        "{}: {} setting(s) the service cannot use on this machine:",
+                        path.display(),
+                        missing.len()
+                    );
+                    for m in missing {
+                        crate::say!("  - {m}");
+                    }
+                    return ExitCode::from(1);
+                }
+                for d in degraded(&cfg) {
+                    crate::say!("warning: {d}");
+                }
+                if cfg.rules.is_empty() {
+                    crate::say!(
+                        "warning: {} has no [[rules]]: nothing is watched and nothing can page",
+                        path.display()
+                    );
+                }
                 let color = io::stdout().is_terminal();
                 let ok = if color { "\x1b[32mOK\x1b[0m" } else { "OK" };
                 println!(
@@ -46,4 +67,45 @@ impl Commands {
             }
         }
     }
+}
+
+/// What a valid configuration names but this machine cannot give it, and
+/// `run` would refuse to start over: the secrets of receivers (an unset
+/// variable, a missing or empty file) and their `ca_file`s.
+fn unavailable(cfg: &Config) -> Vec<String> {
+    cfg.receivers
+        .iter()
+        .filter_map(|r| {
+            crate::incident::delivery::ReceiverRt::from_config(r, None)
+                .err()
+                .map(|e| format!("receivers.{}: {e}", r.name))
+        })
+        .collect()
+}
+
+/// Secrets `run` starts without, refusing what they guard: the admin token
+/// (reloads, silences) and the read token (the data endpoints).
+fn degraded(cfg: &Config) -> Vec<String> {
+    let sv = &cfg.server;
+    [
+        (
+            "server.admin_token_env / admin_token_file",
+            &sv.admin_token_env,
+            &sv.admin_token_file,
+            "the admin API (reload, silences) refuses every request",
+        ),
+        (
+            "server.read_token_env / read_token_file",
+            &sv.read_token_env,
+            &sv.read_token_file,
+            "the data endpoints refuse every request",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(what, env, file, then)| {
+        crate::secret::Secret::load(env.as_deref(), file.as_deref())
+            .err()
+            .map(|e| format!("{what}: {e}: {then}"))
+    })
+    .collect()
 }
