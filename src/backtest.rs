@@ -438,6 +438,7 @@ pub fn run(
     ahead.finish(&mut sink);
     driver.finish_input(&mut obs);
     driver.clock_watch().warn("backtest", Some(inputs));
+    clock_watch::warn_silent_rules("backtest", driver.engine());
     for (at, detail) in driver.refuted() {
         let place = at.map_or_else(|| "a line".to_string(), |a| inputs.describe(a));
         tracing::warn!(

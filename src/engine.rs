@@ -105,6 +105,10 @@ struct RuleRt {
     free: Vec<u32>,
     live: usize,
     stats: RuleStats,
+    /// Events that selected this rule, and of them those counted toward its
+    /// signal (numerator, counted events): a history tool warns of a rule
+    /// that no event selected. Not checkpointed.
+    selected: [u64; 2],
     /// Set by [`Engine::record`]: every evaluation is kept for a caller.
     recorder: Option<Box<Recorder>>,
     /// The rule's `explain` (root-cause hints); `None`: no per-value counts.
@@ -323,6 +327,12 @@ impl Engine {
     /// The configuration of rule `i`.
     pub(crate) fn rule_config(&self, i: usize) -> &RuleConfig {
         &self.rules[i].cfg
+    }
+
+    /// Events that selected rule `i`, and of them those counted toward its
+    /// signal.
+    pub(crate) fn rule_selected(&self, i: usize) -> [u64; 2] {
+        self.rules[i].selected
     }
 
     /// Counters of rule `i`.

@@ -982,3 +982,51 @@ fn snippets_keep_dollars_and_environment_references_as_written() {
         with_env(&["check", "--config", s(p)]);
     }
 }
+
+/// A rule that no event of the history selects (here a mistyped `type`)
+/// is named by `backtest` and `replay`: its empty line in the report says
+/// nothing about its thresholds. The example configuration on a generated
+/// day gets no such warning.
+#[test]
+fn a_rule_no_event_selects_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (day, _) = generate(dir.path());
+    let text = std::fs::read_to_string(example()).unwrap();
+    let typo = text.replacen(
+        "numerator = { type = \"complaint\" }",
+        "numerator = { type = \"complain\" }",
+        1,
+    );
+    assert_ne!(typo, text);
+    let cfg = dir.path().join("typo.toml");
+    std::fs::write(&cfg, typo).unwrap();
+    let d = s(&day);
+    for (args, named) in [
+        (vec!["backtest", "--config", s(&cfg), "--input", d], true),
+        (
+            vec![
+                "replay",
+                "--config",
+                s(&cfg),
+                "--input",
+                d,
+                "--output",
+                "/dev/null",
+            ],
+            true,
+        ),
+        (
+            vec!["backtest", "--config", &example(), "--input", d],
+            false,
+        ),
+    ] {
+        let mut args = args;
+        args.extend(["--now", HISTORY_NOW]);
+        let err = String::from_utf8_lossy(&run(&args).stderr).into_owned();
+        assert_eq!(
+            err.contains("none of them counted toward its signal"),
+            named,
+            "{args:?}: {err}"
+        );
+    }
+}

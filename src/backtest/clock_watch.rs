@@ -304,6 +304,33 @@ impl LateShare {
     }
 }
 
+/// Warns, for `tool`, of rules that no valid event of the history selected
+/// (a mistyped `type`, an attribute value that never occurs) or whose
+/// signal (numerator, counted events) none fed: they cannot fire on this
+/// history, and a report of no incident for them says nothing about their
+/// thresholds.
+pub(crate) fn warn_silent_rules(tool: &str, engine: &crate::engine::Engine) {
+    if engine.stats().applied == 0 {
+        return;
+    }
+    for i in 0..engine.rule_count() {
+        let rule = &engine.rule_config(i).name;
+        match engine.rule_selected(i) {
+            [0, _] => tracing::warn!(
+                tool,
+                rule = %rule,
+                "no event of the history matched rule {rule:?}'s selector: it cannot fire on this history — check the selector's type and attrs against the events"
+            ),
+            [n, 0] => tracing::warn!(
+                tool,
+                rule = %rule,
+                "rule {rule:?} saw {n} events, none of them counted toward its signal (numerator, or the events it counts): it cannot fire on this history — check that selector's type and attrs"
+            ),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

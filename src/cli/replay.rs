@@ -80,6 +80,7 @@ impl Commands {
         drop(writer);
         crate::say!("{summary}");
         summary.warn();
+        crate::backtest::clock_watch::warn_silent_rules("replay", &engine);
         for i in 0..engine.rule_count() {
             let n = engine.rule_stats(i).group_overflow;
             if n > 0 {

@@ -172,6 +172,8 @@ impl Engine {
         entries.resize(self.tables.len(), None);
         for &Hit { rule: r, contrib } in hits {
             let rule = &mut self.rules[r as usize];
+            rule.selected[0] += 1;
+            rule.selected[1] += u64::from(contrib.signal);
             let in_time = ev.ts > watermark.saturating_sub(rule.window_ms);
             if !in_time {
                 rule.stats.late += 1;

@@ -302,6 +302,7 @@ impl RuleRt {
             free: Vec::new(),
             live: 0,
             stats: RuleStats::default(),
+            selected: [0; 2],
             recorder: None,
             explain: ExplainSpec::new(
                 &r.explain,
