@@ -41,6 +41,10 @@ pub(crate) enum Commands {
     },
 }
 
+/// The largest `--orders-per-minute`: a day of it is already some
+/// 1.7 billion events; more would run for days before writing a line.
+const MAX_ORDERS_PER_MINUTE: f64 = 1_000_000.0;
+
 impl Commands {
     /// Writes the stream an hour of simulated time at a time, then the crises.
     pub fn run(self) -> anyhow::Result<ExitCode> {
@@ -60,6 +64,12 @@ impl Commands {
             .context("--duration is too long")?;
         if !(orders_per_minute.is_finite() && orders_per_minute > 0.0) {
             anyhow::bail!("--orders-per-minute must be positive");
+        }
+        if orders_per_minute > MAX_ORDERS_PER_MINUTE {
+            anyhow::bail!(
+                "--orders-per-minute {orders_per_minute} is more than {MAX_ORDERS_PER_MINUTE} (about {} events a day): generate several files with other seeds instead",
+                (MAX_ORDERS_PER_MINUTE * 1440.0 * 1.2) as u64
+            );
         }
         let mut gen = Generator::new(GeneratorSettings {
             seed,

@@ -179,9 +179,14 @@ impl<'a> RawEvent<'a> {
             Some(Scalar::F64(v)) => {
                 let why = if v.is_finite() && v.fract() == 0.0 && v.abs() >= 9.2e18 {
                     // An integer beyond 64 bits (JSON parses it as a float).
-                    "is out of range"
+                    "is out of range".to_string()
+                } else if v.is_finite() && v.fract() == 0.0 {
+                    // A whole number written with a point or an exponent.
+                    format!(
+                        "is written as a decimal number (a point or an exponent): write integer milliseconds, as {v:.0}"
+                    )
                 } else {
-                    "is not an integer number of milliseconds"
+                    "is not an integer number of milliseconds".to_string()
                 };
                 return Err(Invalid::new(
                     InvalidReason::BadTimestamp,

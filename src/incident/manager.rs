@@ -411,7 +411,7 @@ impl IncidentManager {
             tracing::warn!(
                 pending,
                 outbox = %self.outbox.path().display(),
-                "Notifications still queued at shutdown; they are delivered on the next start (or `crisiswatch outbox deliver`)."
+                "Notifications still queued at shutdown; they are delivered by the next start of the service or the next `crisiswatch outbox deliver`."
             );
         }
         DrainReport {
