@@ -350,14 +350,48 @@ pub fn decode_held<'a>(
     Ok(OwnedEvent::from_text(slot, bytes, text))
 }
 
+/// Reads one line (through its `\n`) of `r` into `buf` (appending), keeping
+/// at most `cap` bytes of it: the rest of a longer line is read and dropped,
+/// so one huge line costs `cap` bytes of memory, not its size. Returns the
+/// bytes consumed (0: the end of the input).
+pub(crate) fn read_line_capped(
+    r: &mut impl std::io::BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<usize> {
+    let mut consumed = 0;
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            return Ok(consumed);
+        }
+        let (take, done) = match memchr::memchr(b'\n', avail) {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        let room = cap.saturating_sub(buf.len());
+        buf.extend_from_slice(&avail[..take.min(room)]);
+        r.consume(take);
+        consumed += take;
+        if done {
+            return Ok(consumed);
+        }
+    }
+}
+
 /// The size limit, checked before any parsing.
 fn check_size(bytes: &[u8], limits: &DecodeLimits) -> Result<(), Invalid> {
     if bytes.len() > limits.max_event_bytes {
+        // Line readers keep one byte past the limit of a longer line (the
+        // rest is skipped unread into memory): the size is "more than".
         return Err(Invalid::new(
             InvalidReason::Oversized,
             format!(
-                "{} bytes exceeds the limit of {}",
-                bytes.len(),
+                "larger than the limit of {} bytes (engine.max_event_bytes)",
                 limits.max_event_bytes
             ),
         ));

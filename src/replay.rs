@@ -97,6 +97,8 @@ pub fn replay(
     // The first failed write: nothing more is applied or written after it.
     let failed: RefCell<Option<ReplayError>> = RefCell::new(None);
     summary.watch = ClockWatch::with_horizon(engine.late_horizon_ms());
+    // One byte past the event size limit is enough to call a line oversized.
+    let line_cap = engine.limits().max_event_bytes.saturating_add(1);
     let mut sink = |(at, decoded): Decoded<u64>| {
         if failed.borrow().is_some() {
             return;
@@ -124,8 +126,8 @@ pub fn replay(
     let mut lines = 0u64;
     while failed.borrow().is_none() {
         line.clear();
-        let n = input
-            .read_until(b'\n', &mut line)
+        // One byte past the limit is enough to call a line oversized.
+        let n = crate::event::read_line_capped(&mut input, &mut line, line_cap)
             .map_err(ReplayError::Read)?;
         if n == 0 {
             break;

@@ -71,7 +71,14 @@ pub struct Inputs {
     /// A Kafka topic range instead of files.
     kafka: Option<KafkaHistory>,
     progress: bool,
+    /// Bytes of a line kept (the rest of a longer one is skipped): one past
+    /// `engine.max_event_bytes` calls it oversized without holding it all.
+    line_cap: usize,
 }
+
+/// [`Inputs`]' line cap unless set ([`Inputs::cap_lines`]): one past the
+/// largest `engine.max_event_bytes`.
+const DEFAULT_LINE_CAP: usize = 256 * 1024 * 1024 + 1;
 
 impl Inputs {
     /// The files, in the order given. A progress bar is shown when standard
@@ -84,6 +91,7 @@ impl Inputs {
             paths,
             kafka: None,
             progress: io::stderr().is_terminal(),
+            line_cap: DEFAULT_LINE_CAP,
         })
     }
 
@@ -94,7 +102,16 @@ impl Inputs {
             paths: Vec::new(),
             kafka: Some(history),
             progress: io::stderr().is_terminal(),
+            line_cap: DEFAULT_LINE_CAP,
         }
+    }
+
+    /// Keeps at most `max_event_bytes + 1` bytes of each line of a file: a
+    /// longer line is invalid (`oversized`) whatever its length, and is not
+    /// held in memory whole.
+    pub fn cap_lines(mut self, max_event_bytes: usize) -> Self {
+        self.line_cap = max_event_bytes.saturating_add(1);
+        self
     }
 
     /// Turns the progress bar off (tests, benches, nested passes).
@@ -259,18 +276,24 @@ impl Inputs {
                     }
                     break;
                 }
-                let mut start = 0;
+                let mut start: usize = 0;
+                let cap = self.line_cap;
+                // Appends to `carry` what room the line cap leaves.
+                let keep = |carry: &mut Vec<u8>, part: &[u8]| {
+                    let room = cap.saturating_sub(carry.len());
+                    carry.extend_from_slice(&part[..part.len().min(room)]);
+                };
                 for nl in memchr::memchr_iter(b'\n', avail) {
                     if carry.is_empty() {
-                        emit(&avail[start..nl], &mut stats);
+                        emit(&avail[start..nl.min(start.saturating_add(cap))], &mut stats);
                     } else {
-                        carry.extend_from_slice(&avail[start..nl]);
+                        keep(&mut carry, &avail[start..nl]);
                         emit(&carry, &mut stats);
                         carry.clear();
                     }
                     start = nl + 1;
                 }
-                carry.extend_from_slice(&avail[start..]);
+                keep(&mut carry, &avail[start..]);
                 let n = avail.len();
                 lines.consume(n);
             }
@@ -313,6 +336,53 @@ impl Read for CountingReader<'_> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_line_longer_than_the_cap_is_cut_and_the_next_lines_are_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        // Longer than the read buffer, so it straddles fills.
+        let long = "x".repeat(3 * READ_BUFFER + 17);
+        std::fs::write(&a, format!("one\n{long}\ntwo\n{}\nthree", "y".repeat(150))).unwrap();
+        let inputs = Inputs::new(vec![a]).unwrap().quiet().cap_lines(99);
+        let mut got = Vec::new();
+        inputs
+            .for_each_line(|l, at| got.push((l.len(), l[0], at.line)))
+            .unwrap();
+        assert_eq!(
+            got,
+            [
+                (3, b'o', 1),
+                (100, b'x', 2),
+                (3, b't', 3),
+                (100, b'y', 4),
+                (5, b't', 5)
+            ]
+        );
+    }
+
+    #[test]
+    fn read_line_capped_keeps_the_cap_and_consumes_the_line() {
+        let text = format!("{}\nb\n", "a".repeat(100));
+        let mut r = io::BufReader::with_capacity(8, text.as_bytes());
+        let mut buf = Vec::new();
+        assert_eq!(
+            crate::event::read_line_capped(&mut r, &mut buf, 10).unwrap(),
+            101
+        );
+        assert_eq!(buf, b"aaaaaaaaaa");
+        buf.clear();
+        assert_eq!(
+            crate::event::read_line_capped(&mut r, &mut buf, 10).unwrap(),
+            2
+        );
+        assert_eq!(buf, b"b\n");
+        buf.clear();
+        assert_eq!(
+            crate::event::read_line_capped(&mut r, &mut buf, 10).unwrap(),
+            0
+        );
+    }
 
     #[test]
     fn reads_plain_and_gzip_files_in_order() {

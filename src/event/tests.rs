@@ -387,7 +387,10 @@ fn timestamp_errors_say_what_is_wrong() {
     let d = detail("1000.0");
     assert!(d.contains("write integer milliseconds, as 1000"), "{d}");
     let d = detail("1.795132800445e12");
-    assert!(d.contains("write integer milliseconds, as 1795132800445"), "{d}");
+    assert!(
+        d.contains("write integer milliseconds, as 1795132800445"),
+        "{d}"
+    );
     // `-0` is the integer 0.
     assert_eq!(dec(r#"{"id":"a","type":"order","ts":-0}"#).unwrap().ts, 0);
 }

@@ -72,7 +72,7 @@ pub(crate) struct KafkaArgs {
 /// The history of a command: the `--input` files, or the Kafka topics.
 pub fn history(cfg: &Config, input: &[PathBuf], k: &KafkaArgs) -> Result<Inputs, CliError> {
     if k.kafka_topics.is_empty() {
-        return Ok(Inputs::new(input.to_vec())?);
+        return Ok(Inputs::new(input.to_vec())?.cap_lines(cfg.engine.max_event_bytes));
     }
     let time = |flag: &str, v: &Option<String>| match v {
         None => Ok(None),
