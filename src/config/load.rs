@@ -41,6 +41,25 @@ impl Config {
                 format!("not valid TOML: {}", e.to_string().trim()),
             )])
         })?;
+        // The tree as written: an error shows a value that held `$` as it was
+        // written (`${PD_URL}`), never what the environment put there (a
+        // token in a URL, a secret in a description).
+        let written = tree.clone();
+        let as_written = |errors: Vec<ConfigError>| {
+            LoadError::Invalid(
+                errors
+                    .into_iter()
+                    .map(|mut e| {
+                        if let Some(w) = lookup(&written, &e.path).filter(|w| w.contains('$')) {
+                            if e.value != properties::REDACTED {
+                                e.value = w;
+                            }
+                        }
+                        e
+                    })
+                    .collect(),
+            )
+        };
         let mut errors = Vec::new();
         interpolate::interpolate_tree(&mut tree, env, &mut errors);
         if !errors.is_empty() {
@@ -50,13 +69,13 @@ impl Config {
             let path = e.path().to_string();
             let value = lookup(&tree, &path).unwrap_or_default();
             let path = if path == "." { String::new() } else { path };
-            LoadError::Invalid(vec![ConfigError::new(path, value, e.inner().to_string())])
+            as_written(vec![ConfigError::new(path, value, e.inner().to_string())])
         })?;
         let errors = config.validate();
         if errors.is_empty() {
             Ok(config)
         } else {
-            Err(LoadError::Invalid(errors))
+            Err(as_written(errors))
         }
     }
 

@@ -241,6 +241,38 @@ fn interpolation_errors_are_reported_with_paths() {
     assert_eq!(cfg.rules[0].name, "from_env");
 }
 
+/// An error shows a value that held `$` as written, not what the
+/// environment put in it (a token in a URL, a secret in a text).
+#[test]
+fn errors_show_environment_references_not_their_values() {
+    let text = format!(
+        "{RULE}\n[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"${{HOOK_URL}}\"\n"
+    );
+    let bad = env(&[("HOOK_URL", "not a url s3cr3t-token")]);
+    let e = match Config::from_toml_str(&text, &bad) {
+        Err(LoadError::Invalid(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert!(shown.iter().any(|m| m.contains("${HOOK_URL}")), "{shown:?}");
+    assert!(!shown.iter().any(|m| m.contains("s3cr3t")), "{shown:?}");
+    // A serde error (unknown field) too.
+    let text = RULE.replace(
+        "name = \"complaint_rate\"",
+        "name = \"complaint_rate\"\nsummary = \"${SECRET_TEXT}\"",
+    );
+    let e = match Config::from_toml_str(&text, &env(&[("SECRET_TEXT", "s3cr3t")])) {
+        Err(LoadError::Invalid(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert!(
+        shown.iter().any(|m| m.contains("${SECRET_TEXT}")),
+        "{shown:?}"
+    );
+    assert!(!shown.iter().any(|m| m.contains("s3cr3t")), "{shown:?}");
+}
+
 #[test]
 fn toml_syntax_errors_are_reported() {
     let e = errors("[[rules]\nname = ");
