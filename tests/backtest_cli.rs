@@ -1030,3 +1030,30 @@ fn a_rule_no_event_selects_is_named() {
         );
     }
 }
+
+/// `chart` of a slice the history never had is an error that lists slices
+/// it does have, not an empty drawing.
+#[test]
+fn a_chart_of_a_slice_that_never_occurred_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (day, _) = generate(dir.path());
+    let svg = dir.path().join("c.svg");
+    let err = refused(&[
+        "chart",
+        "--config",
+        &example(),
+        "--input",
+        s(&day),
+        "--rule",
+        "complaint_rate",
+        "--group",
+        "product=nope,region=eu-west",
+        "--output",
+        s(&svg),
+        "--now",
+        HISTORY_NOW,
+    ]);
+    assert!(err.contains("never occurred in the history"), "{err}");
+    assert!(err.contains("slices it has: --group \"product="), "{err}");
+    assert!(!svg.exists());
+}

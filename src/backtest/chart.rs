@@ -135,6 +135,11 @@ struct Sample {
     /// Point estimates, when the rule has a confidence.
     estimates: Option<Vec<(i64, Option<f64>)>>,
     tracker: Tracker,
+    /// The slice had a group at some boundary.
+    seen: bool,
+    /// A few slices the rule did have, for the error when `group` never
+    /// occurred.
+    others: std::collections::BTreeSet<Labels>,
 }
 
 impl Observer for Sample {
@@ -146,7 +151,16 @@ impl Observer for Sample {
     }
 
     fn boundary(&mut self, engine: &Engine, at: i64) {
-        let g = engine.groups(0).into_iter().find(|g| g.group == self.group);
+        let groups = engine.groups(0);
+        if !self.seen && self.others.len() < 5 {
+            for g in &groups {
+                if self.others.len() < 5 && g.group != self.group {
+                    self.others.insert(g.group.clone());
+                }
+            }
+        }
+        let g = groups.into_iter().find(|g| g.group == self.group);
+        self.seen |= g.is_some();
         self.points.push((at, g.as_ref().and_then(|g| g.value)));
         if let Some(e) = self.estimates.as_mut() {
             e.push((at, g.and_then(|g| g.estimate)));
@@ -202,6 +216,8 @@ fn collect_with(
         points: Vec::new(),
         estimates: rule.confidence.map(|_| Vec::new()),
         tracker: Tracker::new(driver.engine()),
+        seen: false,
+        others: std::collections::BTreeSet::new(),
     };
     feed(&mut |line, at| match at {
         Some(at) => driver.feed_at(line, None, at, &mut obs),
@@ -212,6 +228,23 @@ fn collect_with(
     let (Some(start), Some(end)) = (driver.first_ms(), driver.engine().clock()) else {
         return Err(ChartError::Empty("no valid events in the input".into()));
     };
+    if !obs.seen && !obs.points.iter().any(|p| p.1.is_some()) {
+        let show = |l: &Labels| {
+            let s: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("--group {:?}", s.join(","))
+        };
+        let known: Vec<String> = obs.others.iter().map(show).collect();
+        return Err(ChartError::Empty(format!(
+            "slice {} of rule {:?} never occurred in the history (no event fell in it){}",
+            show(group),
+            rule.name,
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!("; slices it has: {}", known.join(", "))
+            }
+        )));
+    }
     let firing = obs
         .tracker
         .finish()
