@@ -1057,3 +1057,30 @@ fn a_chart_of_a_slice_that_never_occurred_says_so() {
     assert!(err.contains("slices it has: --group \"product="), "{err}");
     assert!(!svg.exists());
 }
+
+/// A labelled crisis with no slice, which no rule of a configuration where
+/// every rule has a `group_by` can catch, is named instead of silently
+/// counted as missed.
+#[test]
+fn a_label_without_a_slice_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (day, crises) = generate(dir.path());
+    let first = std::fs::read_to_string(&crises).unwrap();
+    let mut label: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    label.as_object_mut().unwrap().remove("slice");
+    let labels = dir.path().join("labels.jsonl");
+    std::fs::write(&labels, format!("{label}\n")).unwrap();
+    let out = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&day),
+        "--labels",
+        s(&labels),
+        "--now",
+        HISTORY_NOW,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("names no slice"), "{err}");
+}

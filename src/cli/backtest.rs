@@ -260,7 +260,22 @@ fn load_labels(t: &TruthArgs, cfg: &Config) -> Result<Option<Vec<Crisis>>, CliEr
             return Err(CliError::Usage("--crisis needs --labels FILE".to_string()))
         }
         None => None,
-        Some(p) => Some(labels::select(labels::load(p)?, &t.crises)?),
+        Some(p) => {
+            let crises = labels::select(labels::load(p)?, &t.crises)?;
+            // A crisis with no slice is caught only by a rule without
+            // group_by: with none, it would be "missed" by every rule.
+            if cfg.rules.iter().all(|r| !r.group_by.is_empty()) {
+                for c in crises.iter().filter(|c| c.slice.is_empty()) {
+                    tracing::warn!(
+                        labels = %p.display(),
+                        crisis = %c.name,
+                        "Labels: crisis {:?} names no slice (\"slice\" missing or empty): only a rule without group_by can catch it, and this configuration has none — give the slice it hit, e.g. \"slice\": {{\"product\": \"router-x\"}}",
+                        c.name
+                    );
+                }
+            }
+            Some(crises)
+        }
     };
     let Some(ob) = &t.labels_from else {
         return Ok(from_file);
