@@ -94,10 +94,17 @@ impl fmt::Display for Report {
                 .collect();
             writeln!(f, "  invalid by reason: {}", by_reason.join(", "))?;
         }
+        // Other invalid lines are named when they are many (1 % of the
+        // lines, or all of them): a few malformed lines in a large history
+        // are counted only.
+        let many = s.invalid_total() > 0
+            && (s.applied == 0 || s.invalid_total() as f64 >= 0.01 * self.lines as f64);
         for (line, reason, detail) in &self.invalid_examples {
-            // Counted over the non-blank lines of all inputs; the warning
-            // logged by `backtest` names the file and its line.
-            writeln!(f, "  non-blank input line {line}: {reason}: {detail}")?;
+            if many || *reason == InvalidReason::ClockJump {
+                // Counted over the non-blank lines of all inputs; the warning
+                // logged by `backtest` names the file and its line.
+                writeln!(f, "  non-blank input line {line}: {reason}: {detail}")?;
+            }
         }
         if s.applied == 0 && s.invalid_total() > 0 {
             let future = s.invalid[InvalidReason::FutureTimestamp.index()] > 0;
