@@ -1028,7 +1028,33 @@ fn a_rule_no_event_selects_is_named() {
             named,
             "{args:?}: {err}"
         );
+        assert!(!err.contains("which none of its events had"), "{err}");
     }
+    // A `group_by` attribute no event has.
+    let typo = text.replacen(
+        "group_by = [\"product\", \"region\"]",
+        "group_by = [\"product\", \"regoin\"]",
+        1,
+    );
+    assert_ne!(typo, text);
+    std::fs::write(&cfg, typo).unwrap();
+    let err = String::from_utf8_lossy(
+        &run(&[
+            "backtest",
+            "--config",
+            s(&cfg),
+            "--input",
+            d,
+            "--now",
+            HISTORY_NOW,
+        ])
+        .stderr,
+    )
+    .into_owned();
+    assert!(
+        err.contains("groups by \"regoin\", which none of its events had"),
+        "{err}"
+    );
 }
 
 /// `chart` of a slice the history never had is an error that lists slices

@@ -326,7 +326,25 @@ pub(crate) fn warn_silent_rules(tool: &str, engine: &crate::engine::Engine) {
                 rule = %rule,
                 "rule {rule:?} saw {n} events, none of them counted toward its signal (numerator, or the events it counts): it cannot fire on this history — check that selector's type and attrs"
             ),
-            _ => {}
+            _ => {
+                // A `group_by` attribute no event had: every event falls in
+                // the slice where it is "" (judged on the groups still live
+                // at the end of the history).
+                let groups = engine.groups(i);
+                for a in &engine.rule_config(i).group_by {
+                    let absent = !groups.is_empty()
+                        && groups
+                            .iter()
+                            .all(|g| g.group.iter().all(|(k, v)| k != a || v.is_empty()));
+                    if absent {
+                        tracing::warn!(
+                            tool,
+                            rule = %rule,
+                            "rule {rule:?} groups by {a:?}, which none of its events had: they all fall in one slice with an empty {a:?} — check the attribute's name against the events"
+                        );
+                    }
+                }
+            }
         }
     }
 }
