@@ -385,6 +385,45 @@ async fn retry_after_holds_the_whole_receiver() {
     m.shutdown(Duration::from_secs(1)).await;
 }
 
+/// A receiver cannot pause itself for longer than its `backoff_max`: a
+/// `Retry-After` dated 2099 held every notification to it (for any
+/// incident) until `max_age` dead-lettered them.
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_of_years_holds_the_receiver_for_backoff_max_only() {
+    let rx = Receiver::start().await;
+    rx.script([Reply::retry_after(429, "Wed, 21 Oct 2099 07:28:00 GMT")]);
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let m = open(
+        &generic_receiver(
+            "hook",
+            &rx.url(),
+            r#"backoff_initial = "100ms", backoff_max = "3s", jitter = 0.0, max_age = "1h""#,
+        ),
+        &dir,
+        &reg,
+    );
+    m.submit(
+        &[
+            tr("a", "p", State::Firing, Severity::Warning, 1000, 1000),
+            tr("a", "q", State::Firing, Severity::Warning, 1000, 1000),
+        ],
+        1000,
+    )
+    .unwrap();
+    let reqs = rx.wait_for(3, Duration::from_secs(120)).await;
+    assert_eq!(reqs[0].status, 429);
+    for r in &reqs[1..3] {
+        let after = r.at.duration_since(reqs[0].at);
+        assert!(
+            after >= Duration::from_secs(3) && after < Duration::from_secs(10),
+            "sent {after:?} after the 429 (backoff_max 3 s)"
+        );
+        assert_eq!(r.status, 202);
+    }
+    m.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn dead_receiver_does_not_slow_the_healthy_one() {
     let dead = Receiver::start().await;

@@ -337,6 +337,17 @@ impl Worker {
                     if breaker.failure(now) {
                         tracing::warn!(receiver = %name, cooldown_ms = self.rt.breaker_cooldown_ms, detail = %detail, "Circuit breaker open: receiver keeps failing; pausing its deliveries.");
                     }
+                    // A receiver cannot pause itself for longer than
+                    // `backoff_max`: a Retry-After of hours (or a date in
+                    // 2099) would otherwise hold every page to it until
+                    // max_age dead-letters them.
+                    let retry_after_ms = retry_after_ms.map(|ra| {
+                        let capped = self.rt.backoff.cap_retry_after(ra);
+                        if capped < ra {
+                            tracing::warn!(receiver = %name, retry_after_ms = ra, held_ms = capped, "Receiver asked for a pause longer than its backoff_max; holding it for backoff_max instead.");
+                        }
+                        capped
+                    });
                     if let Some(ra) = retry_after_ms {
                         // Retry-After is about the receiver, not this notification.
                         breaker.hold(now, ra);

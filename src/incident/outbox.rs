@@ -424,7 +424,7 @@ impl Outbox {
         for r in &rows {
             tx.execute(
                 "UPDATE notifications SET status = 'dead', done_ms = ?2,
-                 last_error = COALESCE(last_error, 'not attempted: an earlier notification of the incident was still pending')
+                 last_error = COALESCE(last_error, 'not attempted before max_age: the receiver was held (circuit breaker or Retry-After) or an earlier notification of the incident was pending')
                  WHERE id = ?1",
                 params![r.id, now],
             )?;

@@ -123,6 +123,11 @@ impl Backoff {
             .min(self.max_ms)
     }
 
+    /// A receiver's `Retry-After` as honoured: at most the backoff cap.
+    pub(crate) fn cap_retry_after(&self, retry_after_ms: i64) -> i64 {
+        retry_after_ms.clamp(0, self.max_ms)
+    }
+
     /// The delay before the next attempt: the jittered base (never above the
     /// cap), and never shorter than the receiver's `Retry-After`.
     pub(crate) fn delay_ms(
@@ -241,6 +246,19 @@ mod tests {
             let b = Backoff { initial_ms: initial, max_ms: i64::MAX / 4, jitter: 0.0 };
             prop_assert_eq!(b.base_ms(failures + 1), b.base_ms(failures) * 2);
         }
+    }
+
+    #[test]
+    fn a_retry_after_is_honoured_up_to_backoff_max() {
+        let b = Backoff {
+            initial_ms: 1000,
+            max_ms: 300_000,
+            jitter: 0.0,
+        };
+        assert_eq!(b.cap_retry_after(20_000), 20_000);
+        let far = parse_retry_after("Wed, 21 Oct 2099 07:28:00 GMT", 0).unwrap();
+        assert_eq!(b.cap_retry_after(far), 300_000);
+        assert_eq!(b.cap_retry_after(86_400_000), 300_000);
     }
 
     #[test]
