@@ -19,6 +19,10 @@ pub struct IdleClock {
     idle_timeout: Duration,
     /// Wall time and engine clock at the last event.
     last: Option<(Instant, i64)>,
+    /// `last` comes from a restored checkpoint, not from events read since
+    /// the start: the clock moves on from it only while nothing is left to
+    /// read ([`IdleClock::idle_target_after_restore`]).
+    restored: bool,
 }
 
 impl IdleClock {
@@ -27,12 +31,38 @@ impl IdleClock {
         IdleClock {
             idle_timeout,
             last: None,
+            restored: false,
         }
     }
 
     /// Records that events were applied and the engine clock is `engine_clock`.
     pub(crate) fn on_events(&mut self, engine_clock: i64) {
         self.last = Some((Instant::now(), engine_clock));
+        self.restored = false;
+    }
+
+    /// Whether no event (nor restore) has set the clock yet.
+    pub(crate) fn unset(&self) -> bool {
+        self.last.is_none()
+    }
+
+    /// The engine clock came back from a checkpoint (no event read yet):
+    /// without events, event time follows the wall clock from it, as after
+    /// events, so that alerts open at the restart still resolve.
+    pub(crate) fn on_restore(&mut self, engine_clock: i64) {
+        self.last = Some((Instant::now(), engine_clock));
+        self.restored = true;
+    }
+
+    /// [`IdleClock::idle_target`], but after a restore only once `caught_up`
+    /// (every assigned partition idle: nothing left to read). A backlog
+    /// written while the service was down is read first — moving the clock
+    /// past it would make it late.
+    pub(crate) fn idle_target_after_restore(&self, caught_up: bool) -> Option<i64> {
+        if self.restored && !caught_up {
+            return None;
+        }
+        self.idle_target()
     }
 
     /// The event time the engine clock should be advanced to now, if the

@@ -762,3 +762,71 @@ fn a_checkpoint_repaired_while_the_service_waited_is_checked_against_the_broker(
         .wait_exit(Duration::from_secs(30))
         .is_some_and(|s| s.success()));
 }
+
+/// An incident open when the service stops resolves after a restart on a
+/// stream that stays quiet: the restored clock follows the wall clock once
+/// nothing is left to read, as it does after events. Before, event time
+/// stood at the checkpoint's clock until the next event arrived, and the
+/// incident stayed open.
+#[test]
+fn an_incident_open_at_a_restart_resolves_on_a_quiet_stream() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("quiet", 1)]);
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let mut cfg = base_config(&bs, "quiet", &[("quiet", Some("complaint"))], "", &data);
+    cfg.push_str("\n[state]\ncheckpoint_interval = \"300ms\"\n");
+    cfg.push_str(&format!(
+        r#"
+[[rules]]
+name = "complaints"
+group_by = ["product"]
+window = "30s"
+slide = "1s"
+indicator = {{ kind = "count", select = {{ type = "complaint" }} }}
+thresholds = {{ warning = 3 }}
+
+[[receivers]]
+name = "hook"
+kind = "generic"
+url = "{}"
+"#,
+        rx.url
+    ));
+    let now = chrono::Utc::now().timestamp_millis();
+    let msgs: Vec<Out> = (0..10)
+        .map(|i| {
+            let json = format!(
+                r#"{{"id":"q{i}","ts":{},"attrs":{{"product":"p"}}}}"#,
+                now - 5_000 + i * 100
+            );
+            Out::new("quiet", 0, json.into_bytes())
+        })
+        .collect();
+    let mut svc = Service::start(dir.path(), "before", &cfg);
+    produce(&bs, &msgs, Duration::from_secs(30));
+    wait_until(Duration::from_secs(60), "the incident opens", || {
+        notifications(&rx).1 == 1
+    });
+    svc.sigterm();
+    assert!(svc
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    let (set, _) = notifications(&rx);
+    assert!(
+        !set.iter().any(|(_, a)| a == "resolve"),
+        "resolved before the restart: {set:?}"
+    );
+    // Restarted; nothing more is ever produced.
+    let svc = Service::start(dir.path(), "after", &cfg);
+    let resolved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(
+            Duration::from_secs(180),
+            "the incident resolves after the restart",
+            || resolved_all(&rx, 1),
+        )
+    }));
+    assert!(resolved.is_ok(), "{}", svc.stderr_text());
+}

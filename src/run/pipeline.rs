@@ -465,7 +465,17 @@ impl Stage {
         }
         let now = Instant::now();
         if self.blocked.is_none() {
-            let floor = self.idle.idle_target();
+            // A restored clock (no event read since the start) moves on like
+            // one after events, once nothing is left to read: an incident
+            // open at the restart still resolves on a quiet stream.
+            if self.idle.unset() {
+                if let Some(c) = self.engine.clock() {
+                    self.idle.on_restore(c);
+                }
+            }
+            let (parts, idle) = self.feed.partition_counts(now);
+            let caught_up = parts > 0 && idle == parts;
+            let floor = self.idle.idle_target_after_restore(caught_up);
             self.advance(now, floor)?;
         }
         self.emit_or_pause(state)?;
