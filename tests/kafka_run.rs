@@ -582,13 +582,16 @@ fn a_paused_broker_makes_the_service_unready_and_nothing_is_lost() {
 fn a_restarted_broker_is_reconnected_and_new_data_consumed() {
     let mut broker = Broker::start();
     let bs = broker.bootstrap();
-    create_topics(&bs, &[("complaints", 2)]);
+    create_topics(&bs, &[("complaints", 2), ("dead", 1)]);
     let dir = tmp();
+    // With a dead-letter topic: its producer's errors during the outage are
+    // reported once per kind and 30 s, as the consumer's are (they came
+    // twice a second).
     let mut cfg = base_config(
         &bs,
         "restart",
         &[("complaints", Some("complaint"))],
-        "",
+        "dead",
         &dir.path().join("data").display().to_string(),
     );
     cfg.push_str(COUNT_RULE);
@@ -655,6 +658,15 @@ fn a_restarted_broker_is_reconnected_and_new_data_consumed() {
         Duration::from_secs(30),
         "the service is ready again",
         || svc.ready(),
+    );
+    let log = svc.stderr_text();
+    let producer_warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("dead-letter producer"))
+        .count();
+    assert!(
+        producer_warnings <= 8,
+        "{producer_warnings} warnings:\n{log}"
     );
 }
 

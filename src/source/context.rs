@@ -298,20 +298,7 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        // Broker connection errors are routine while a broker restarts;
-        // a lasting outage shows up as a stall. The same error again within
-        // `REPEAT_WINDOW` is logged at DEBUG (librdkafka repeats it many
-        // times a second while no broker answers).
-        let key = error
-            .rdkafka_error_code()
-            .map_or_else(|| error.to_string(), |c| format!("{c:?}"));
-        match repeat_gate(&key) {
-            Some(0) => tracing::warn!(error = %error, reason, "Kafka client error."),
-            Some(n) => {
-                tracing::warn!(error = %error, reason, repeated = n, "Kafka client error (the same error repeated since the last report).")
-            }
-            None => tracing::debug!(error = %error, reason, "Kafka client error."),
-        }
+        log_client_error("consumer", &error, reason);
     }
 
     fn stats(&self, stats: Statistics) {
@@ -412,6 +399,25 @@ fn repeat_gate(key: &str) -> Option<u64> {
             seen.insert(key.to_string(), (now, 0));
             Some(0)
         }
+    }
+}
+
+/// Logs an error event of one of the service's Kafka clients (`client`:
+/// "consumer", "dead-letter producer"). Broker connection errors are routine
+/// while a broker restarts; a lasting outage shows up as a stall. The same
+/// error of the same client again within [`REPEAT_WINDOW`] is logged at
+/// DEBUG (librdkafka repeats it many times a second while no broker
+/// answers), and the next WARN says how many were held back.
+pub(crate) fn log_client_error(client: &'static str, error: &KafkaError, reason: &str) {
+    let key = error
+        .rdkafka_error_code()
+        .map_or_else(|| error.to_string(), |c| format!("{c:?}"));
+    match repeat_gate(&format!("{client}/{key}")) {
+        Some(0) => tracing::warn!(client, error = %error, reason, "Kafka client error."),
+        Some(n) => {
+            tracing::warn!(client, error = %error, reason, repeated = n, "Kafka client error (the same error repeated since the last report).")
+        }
+        None => tracing::debug!(client, error = %error, reason, "Kafka client error."),
     }
 }
 

@@ -62,7 +62,7 @@ impl ClientContext for DlqContext {
         log_librdkafka(level, fac, message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(error = %error, reason, "Kafka dead-letter producer error.");
+        super::context::log_client_error("dead-letter producer", &error, reason);
     }
 }
 
