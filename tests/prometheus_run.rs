@@ -298,6 +298,32 @@ delivery = {{ timeout = "2s", backoff_initial = "200ms", backoff_max = "1s", bre
         0.0,
         Duration::from_secs(30),
     );
+    // promtool accepts the live service's exposition (durable state's
+    // metrics included: they were in milliseconds, not the base unit).
+    let exposition = svc.get("/metrics").1;
+    let mut check = std::process::Command::new(support::require_program("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(exposition.as_bytes())
+            .unwrap();
+    }
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        exposition.contains("crisiswatch_checkpoint_stall_seconds") && out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The scenario, with the malformed messages spread through it.
     let start = t0();

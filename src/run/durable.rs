@@ -15,7 +15,7 @@
 //!   groups changed since the previous checkpoint
 //!   ([`ShardedEngine::checkpoint_delta`]) and the progress it covers; a
 //!   writer thread ([`writer`]) does the fsynced write, so ingestion pauses
-//!   for the encoding alone (`crisiswatch_checkpoint_stall_milliseconds`). A
+//!   for the encoding alone (`crisiswatch_checkpoint_stall_seconds`). A
 //!   periodic checkpoint due while the previous write is still running is
 //!   skipped (its changes go with the next one); the one before a revoke and
 //!   the final one wait for their write. Commits advance to a checkpoint only
@@ -225,7 +225,7 @@ impl Durable {
         tracker.checkpointed(resume);
         let ms = started.elapsed().as_millis();
         let m = &self.metrics;
-        m.restore_ms.set(i64::try_from(ms).unwrap_or(i64::MAX));
+        m.restore_s.set(started.elapsed().as_secs_f64());
         m.restore_groups.set(summary.groups as i64);
         let age_s = (chrono::Utc::now().timestamp_millis() - cp.written_ms) / 1000;
         tracing::info!(
@@ -528,9 +528,7 @@ impl Durable {
             released_below: feed.released_below(),
             partitions,
         };
-        self.metrics
-            .stall_ms
-            .set(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX));
+        self.metrics.stall_s.set(started.elapsed().as_secs_f64());
         let Some(writer) = self.writer(shared) else {
             self.flags.need_full.store(true, Ordering::SeqCst);
             fail(

@@ -1,18 +1,18 @@
 //! Metrics of durable state (`crisiswatch_checkpoint_*`, `crisiswatch_restore_*`).
 
-use prometheus::{IntCounter, IntGauge, Registry};
+use prometheus::{Gauge, IntCounter, IntGauge, Registry};
 
 /// Checkpoint and restore metrics.
 #[derive(Debug, Clone)]
 pub(crate) struct StateMetrics {
-    pub(super) duration_ms: IntGauge,
-    pub(super) stall_ms: IntGauge,
+    pub(super) duration_s: Gauge,
+    pub(super) stall_s: Gauge,
     pub(super) bytes: IntGauge,
     pub(super) groups_written: IntGauge,
     pub(super) last_success: IntGauge,
     pub(super) written: IntCounter,
     pub(super) failures: IntCounter,
-    pub(super) restore_ms: IntGauge,
+    pub(super) restore_s: Gauge,
     pub(super) restore_groups: IntGauge,
     pub(super) unreadable: IntGauge,
     pub(super) recreated: IntCounter,
@@ -27,18 +27,23 @@ impl StateMetrics {
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
+        let seconds = |name: &str, help: &str| -> Result<Gauge, prometheus::Error> {
+            let g = Gauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
         let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
             let c = IntCounter::new(name, help)?;
             registry.register(Box::new(c.clone()))?;
             Ok(c)
         };
         Ok(StateMetrics {
-            duration_ms: gauge(
-                "crisiswatch_checkpoint_duration_milliseconds",
+            duration_s: seconds(
+                "crisiswatch_checkpoint_duration_seconds",
                 "How long the last checkpoint took, snapshot of the changes to fsynced write.",
             )?,
-            stall_ms: gauge(
-                "crisiswatch_checkpoint_stall_milliseconds",
+            stall_s: seconds(
+                "crisiswatch_checkpoint_stall_seconds",
                 "How long the last checkpoint held up the engine task (encoding the groups changed since the previous one; the write runs beside it).",
             )?,
             bytes: gauge(
@@ -58,8 +63,8 @@ impl StateMetrics {
                 "crisiswatch_checkpoint_failures_total",
                 "Checkpoints that could not be written (commits wait for the next one).",
             )?,
-            restore_ms: gauge(
-                "crisiswatch_restore_duration_milliseconds",
+            restore_s: seconds(
+                "crisiswatch_restore_duration_seconds",
                 "How long loading the checkpoint took at start.",
             )?,
             restore_groups: gauge(

@@ -92,7 +92,7 @@ impl Writer {
                 let ms = job.started.elapsed().as_millis();
                 let bytes = job.cp.engine.bytes();
                 let m = &self.metrics;
-                m.duration_ms.set(i64::try_from(ms).unwrap_or(i64::MAX));
+                m.duration_s.set(job.started.elapsed().as_secs_f64());
                 m.bytes.set(bytes as i64);
                 m.groups_written.set(job.cp.engine.upserts.len() as i64);
                 m.last_success.set(job.cp.written_ms / 1000);
