@@ -38,6 +38,15 @@ pub enum AdminError {
     Metrics(#[from] prometheus::Error),
 }
 
+/// The credentials of an `Authorization: Bearer <token>` header value; the
+/// scheme is case-insensitive (RFC 7235), the token trimmed.
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
 /// The outcome of the last reload, for `/api/v1/status`.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub(crate) struct ReloadStatus {
@@ -143,11 +152,8 @@ impl AdminState {
     /// Checks a presented `Authorization` header value (`Bearer <token>`).
     pub(crate) fn authorized(&self, header: Option<&str>) -> bool {
         let token = lock(&self.token);
-        match (
-            token.as_ref(),
-            header.and_then(|h| h.strip_prefix("Bearer ")),
-        ) {
-            (Some(t), Some(presented)) => t.matches(presented.trim()),
+        match (token.as_ref(), header.and_then(bearer)) {
+            (Some(t), Some(presented)) => t.matches(presented),
             _ => false,
         }
     }
@@ -228,9 +234,7 @@ impl AdminState {
     /// customer data. `Err` says why not.
     pub(crate) fn read_allowed(&self, header: Option<&str>) -> Result<(), &'static str> {
         let loopback = self.loopback.load(std::sync::atomic::Ordering::Relaxed);
-        let presented = header
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim);
+        let presented = header.and_then(bearer);
         match &*lock(&self.read_access) {
             ReadAccess::Token(t) => match presented {
                 Some(p) if t.matches(p) || self.authorized(header) => Ok(()),
@@ -294,13 +298,22 @@ impl AdminState {
 
     /// `/api/v1/status`.
     pub(crate) fn status(&self) -> serde_json::Value {
+        // No reload yet: nothing to report (not a failed one).
+        let last_reload = {
+            let r = lock(&self.last_reload);
+            if r.at.is_some() {
+                serde_json::json!(*r)
+            } else {
+                serde_json::Value::Null
+            }
+        };
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "config_hash": *lock(&self.config_hash),
             "config_path": lock(&self.config_path).as_ref().map(|p| p.display().to_string()),
             "uptime_seconds": self.started.elapsed().as_secs_f64(),
             "clock": lock(&self.snapshot).clock.clone(),
-            "last_reload": *lock(&self.last_reload),
+            "last_reload": last_reload,
             "storage_error": self.storage_error(),
             "scale_error": self.scale_error(),
             "admin_token_configured": self.has_token(),
@@ -462,6 +475,15 @@ pub(crate) fn reload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc "), Some("abc"));
+        assert_eq!(bearer("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+    }
 
     #[test]
     fn status_names_the_receivers_that_skip_tls_verification() {

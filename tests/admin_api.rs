@@ -82,6 +82,8 @@ fn admin_api_reload_and_auth() {
     let hash = status["config_hash"].as_str().unwrap().to_string();
     assert_eq!(hash.len(), 64);
     assert_eq!(status["admin_token_configured"], true);
+    // No reload yet: nothing reported (it read `"ok": false` before).
+    assert!(status["last_reload"].is_null(), "{status}");
     assert_eq!(rule_names(&addr).len(), 10);
     poll("groups", || {
         (live_groups(&addr, "complaint_rate") > 0).then_some(())
@@ -112,11 +114,13 @@ fn admin_api_reload_and_auth() {
         "complaint_rate's thresholds in the example"
     );
     std::fs::write(&cfg_path, broken).unwrap();
+    // The scheme is case-insensitive (RFC 7235): a lower-case one is let in.
+    let lower = format!("bearer {TOKEN}");
     let r = http(
         &addr,
         "POST",
         "/api/v1/reload",
-        &[("Authorization", &auth)],
+        &[("Authorization", &lower)],
         "",
     );
     assert_eq!(status_of(&r), 422, "{r}");
