@@ -60,6 +60,33 @@ pub(crate) struct ReloadStatus {
     pub(crate) summary: Option<ReloadSummary>,
     /// What changed among the incident receivers, if the process delivers incidents.
     pub(crate) receivers: Option<crate::incident::ReceiverChanges>,
+    /// Settings the file changed that keep their startup values until a
+    /// restart (`sources.kafka`, `server.listen`, …).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) restart_needed: Vec<String>,
+}
+
+/// The settings a reload leaves as they were at the start, each as a JSON
+/// value to compare: the Kafka source, the listener, the incident data
+/// directory and retention, and durable state.
+fn restart_only(cfg: &Config) -> Vec<(&'static str, serde_json::Value)> {
+    let v = |x: serde_json::Result<serde_json::Value>| x.unwrap_or(serde_json::Value::Null);
+    vec![
+        ("sources.kafka", v(serde_json::to_value(&cfg.sources.kafka))),
+        (
+            "server.listen",
+            serde_json::Value::from(cfg.server.listen.clone()),
+        ),
+        (
+            "incidents.data_dir",
+            serde_json::Value::from(cfg.incidents.data_dir.clone()),
+        ),
+        (
+            "incidents.retention",
+            v(serde_json::to_value(&cfg.incidents.retention)),
+        ),
+        ("state", v(serde_json::to_value(&cfg.state))),
+    ]
 }
 
 /// A request to reload; the reply carries the outcome.
@@ -91,6 +118,9 @@ pub struct AdminState {
     /// The address the listener is bound to (set by `http::bind`).
     listen: Mutex<Option<std::net::SocketAddr>>,
     last_reload: Mutex<ReloadStatus>,
+    /// The settings a reload cannot change, as the service started with
+    /// them ([`restart_only`]): a reload that changes them says so.
+    startup: Mutex<Option<Vec<(&'static str, serde_json::Value)>>>,
     /// Why the data directory cannot be written (the outbox or the state
     /// store failed), while it cannot: the service is not ready then.
     storage_error: Mutex<Option<String>>,
@@ -126,6 +156,7 @@ impl Default for AdminState {
             loopback: std::sync::atomic::AtomicBool::new(true),
             listen: Mutex::new(None),
             last_reload: Mutex::new(ReloadStatus::default()),
+            startup: Mutex::new(None),
             storage_error: Mutex::new(None),
             scale_error: Mutex::new(None),
             history: Mutex::new(history::History::default()),
@@ -181,6 +212,21 @@ impl AdminState {
         lock(&self.snapshot).clone()
     }
 
+    /// The settings of `cfg` a reload cannot apply that differ from the
+    /// start's (see [`restart_only`]).
+    pub(crate) fn restart_needed(&self, cfg: &Config) -> Vec<String> {
+        let start = lock(&self.startup);
+        let Some(start) = start.as_ref() else {
+            return Vec::new();
+        };
+        restart_only(cfg)
+            .into_iter()
+            .zip(start)
+            .filter(|((_, new), (_, old))| new != old)
+            .map(|((k, _), _)| k.to_string())
+            .collect()
+    }
+
     /// Records the loaded configuration (path and text) for status and reload.
     pub fn set_config(&self, path: Option<PathBuf>, text: &str) {
         *lock(&self.config_path) = path;
@@ -189,6 +235,7 @@ impl AdminState {
             return;
         };
         *lock(&self.tls_unverified) = tls_unverified(&cfg);
+        lock(&self.startup).get_or_insert_with(|| restart_only(&cfg));
         let sv = &cfg.server;
         let access = match Secret::load(sv.read_token_env.as_deref(), sv.read_token_file.as_deref())
         {
@@ -413,6 +460,7 @@ pub(crate) fn reload(
     incidents: Option<&IncidentManager>,
 ) -> Result<(ReloadSummary, Config), String> {
     let mut receivers = None;
+    let mut restart_needed = Vec::new();
     let result: Result<(ReloadSummary, Config), String> = (|| {
         let path = admin.config_path().ok_or_else(|| {
             "no configuration file to reload (started from the embedded example)".to_string()
@@ -420,6 +468,7 @@ pub(crate) fn reload(
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let cfg = Config::from_toml_str(&text, env).map_err(|e| e.to_string())?;
+        restart_needed = admin.restart_needed(&cfg);
         let prepared = match incidents {
             Some(m) => Some(m.prepare(&cfg).map_err(|e| e.to_string())?),
             None => None,
@@ -444,6 +493,13 @@ pub(crate) fn reload(
                 removed = summary.removed.len(),
                 "Configuration reloaded."
             );
+            if !restart_needed.is_empty() {
+                tracing::warn!(
+                    settings = ?restart_needed,
+                    "The reloaded file changes settings that keep their startup values until a restart: {}.",
+                    restart_needed.join(", ")
+                );
+            }
             metrics.reloads.with_label_values(&["success"]).inc();
             metrics.last_ok.set(1);
             metrics.last_success_ts.set(unix_now());
@@ -453,6 +509,7 @@ pub(crate) fn reload(
                 error: None,
                 summary: Some(summary.clone()),
                 receivers,
+                restart_needed,
             }
         }
         Err(e) => {
@@ -465,6 +522,7 @@ pub(crate) fn reload(
                 error: Some(e.clone()),
                 summary: None,
                 receivers: None,
+                restart_needed: Vec::new(),
             }
         }
     };

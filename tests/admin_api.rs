@@ -195,10 +195,37 @@ fn admin_api_reload_and_auth() {
     );
     let status = json(&http_get(&addr, "/api/v1/status"));
     assert_eq!(status["last_reload"]["ok"], true);
+    assert!(
+        status["last_reload"]["restart_needed"].is_null(),
+        "{status}"
+    );
     assert_ne!(status["config_hash"], hash.as_str());
     let metrics = body_of(&http_get(&addr, "/metrics")).to_string();
     assert!(metrics.contains("crisiswatch_config_last_reload_successful 1"));
     assert_eq!(status_of(&http_get(&addr, "/readyz")), 200, "ready again");
+
+    // A setting a reload cannot apply (the incident data directory) is
+    // named, and the rest applies.
+    let moved = original.replace(
+        "data_dir = \"${CRISISWATCH_DATA_DIR:-crisiswatch-data}\"",
+        "data_dir = \"elsewhere\"",
+    );
+    assert_ne!(moved, original);
+    std::fs::write(&cfg_path, &moved).unwrap();
+    let r = http(
+        &addr,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &auth)],
+        "",
+    );
+    assert_eq!(status_of(&r), 200, "{r}");
+    let status = json(&http_get(&addr, "/api/v1/status"));
+    assert_eq!(
+        status["last_reload"]["restart_needed"],
+        serde_json::json!(["incidents.data_dir"]),
+        "{status}"
+    );
 
     // SIGHUP reloads too.
     std::fs::write(&cfg_path, &original).unwrap();
@@ -208,8 +235,7 @@ fn admin_api_reload_and_auth() {
         .unwrap();
     assert!(st.success());
     poll("SIGHUP reload", || {
-        (rule_names(&addr).len() == 10).then_some(())
+        let status = json(&http_get(&addr, "/api/v1/status"));
+        (rule_names(&addr).len() == 10 && status["config_hash"] == hash.as_str()).then_some(())
     });
-    let status = json(&http_get(&addr, "/api/v1/status"));
-    assert_eq!(status["config_hash"], hash.as_str());
 }
