@@ -83,7 +83,7 @@ fn restart_only(cfg: &Config) -> Vec<(&'static str, serde_json::Value)> {
         ),
         (
             "incidents.retention",
-            v(serde_json::to_value(&cfg.incidents.retention)),
+            v(serde_json::to_value(cfg.incidents.retention)),
         ),
         ("state", v(serde_json::to_value(&cfg.state))),
     ]
