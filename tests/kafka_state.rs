@@ -658,6 +658,11 @@ fn a_topic_recreated_while_the_service_was_down_is_read_whole() {
     // The outage (the stimulus, not a wait for a condition).
     std::thread::sleep(Duration::from_secs(12));
     assert!(!svc.ready(), "not ready while the restore is unchecked");
+    let (status, body) = svc.get("/readyz");
+    assert!(
+        status == 503 && body.contains("nothing is consumed until the broker answers"),
+        "{status} {body}"
+    );
     broker.restart();
     create_topics(&bs, &[("complaints", 2)]);
     let back = produce(&bs, &msgs("d", 20, ts + 240_000), Duration::from_secs(30));

@@ -83,6 +83,8 @@ pub(crate) struct Durable {
     /// The broker check of the restored partitions, while it runs: nothing
     /// is consumed (so nothing skipped) until its verdict is in.
     check: Option<mpsc::Receiver<HashMap<Partition, Identity>>>,
+    /// When the running check started.
+    check_started: Option<Instant>,
 }
 
 /// How long a restore waits for the broker to show the restored partitions'
@@ -152,6 +154,7 @@ impl Durable {
             refused: None,
             source: None,
             check: None,
+            check_started: None,
         };
         match d.load(&store, topics, engine, feed, tracker) {
             Ok(()) => {}
@@ -333,7 +336,10 @@ impl Durable {
                 ));
             });
         match spawned {
-            Ok(_) => self.check = Some(rx),
+            Ok(_) => {
+                self.check = Some(rx);
+                self.check_started = Some(Instant::now());
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot check the restored partitions against the broker: their covered offsets are skipped unchecked.")
             }
@@ -440,8 +446,10 @@ impl Durable {
     /// Why the stage is not ready, while [`Durable::failing`].
     pub(crate) fn failure(&self) -> Option<String> {
         if self.check.is_some() {
+            let since = self.check_started.map_or(0, |t| t.elapsed().as_secs());
             return Some(format!(
-                "state store: checking that the broker still holds the messages the restored checkpoint read (at most {}s once it answers)",
+                "state store: checking that the broker still holds the messages the restored checkpoint read, for {since}s: nothing is consumed until the broker answers (waited for up to {}s; a broker that is down or unreachable shows as crisiswatch_kafka_consumer_stalled), then at most {}s",
+                CHECK_UNREACHABLE.as_secs(),
                 CHECK_BUDGET.as_secs()
             ));
         }
