@@ -158,7 +158,8 @@ fn admin_api_reload_and_auth() {
     assert_eq!(status_of(&r), 503, "{r}");
     assert!(body_of(&r).contains("reload failed"), "{r}");
 
-    // A valid change: one rule changed, one removed; unchanged rules keep their windows.
+    // A valid change: one rule retuned (thresholds only: it keeps its
+    // windows and alerts), one removed; unchanged rules keep their windows.
     let groups_before = live_groups(&addr, "complaint_rate");
     let changed = original.replace(
         "thresholds = { warning = 0.5, critical = 0.7 }",
@@ -181,7 +182,8 @@ fn admin_api_reload_and_auth() {
     );
     assert_eq!(status_of(&r), 200, "{r}");
     let summary = &json(&r)["summary"];
-    assert_eq!(summary["changed"], serde_json::json!(["social_spike"]));
+    assert_eq!(summary["changed"], serde_json::json!([]));
+    assert_eq!(summary["retuned"], serde_json::json!(["social_spike"]));
     assert_eq!(summary["removed"], serde_json::json!(["nps_drop"]));
     assert!(summary["kept"]
         .as_array()

@@ -16,6 +16,11 @@ pub struct ReloadSummary {
     pub(crate) added: Vec<String>,
     /// Rules whose configuration changed: they start empty.
     pub(crate) changed: Vec<String>,
+    /// Rules whose thresholds, `clear`, `for` or `keep_firing_for` changed
+    /// (and nothing that computes their values): kept with their windows and
+    /// alerts, judged by the new settings from their next evaluation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) retuned: Vec<String>,
     /// Rules no longer configured.
     pub(crate) removed: Vec<String>,
 }
@@ -28,6 +33,26 @@ fn same_definition(a: &RuleConfig, b: &RuleConfig) -> bool {
         description: String::new(),
         runbook: None,
         dashboard: None,
+        ..r.clone()
+    };
+    strip(a) == strip(b)
+}
+
+/// Whether two rule configurations compute the same values and differ at
+/// most in how the alert judges them (`thresholds`, `clear`, `for`,
+/// `keep_firing_for`) besides what [`same_definition`] allows: a reload
+/// keeps such a rule's windows and alerts and retunes it in place, so an
+/// open incident goes on under its key instead of resolving and opening
+/// again.
+fn same_computation(a: &RuleConfig, b: &RuleConfig) -> bool {
+    let strip = |r: &RuleConfig| RuleConfig {
+        description: String::new(),
+        runbook: None,
+        dashboard: None,
+        thresholds: Default::default(),
+        clear: None,
+        for_: Default::default(),
+        keep_firing_for: Default::default(),
         ..r.clone()
     };
     strip(a) == strip(b)
@@ -72,10 +97,20 @@ impl Engine {
         for (new_idx, rc) in cfg.rules.iter().enumerate() {
             let same = old
                 .iter()
-                .position(|o| o.as_ref().is_some_and(|o| same_definition(&o.cfg, rc)));
+                .position(|o| o.as_ref().is_some_and(|o| same_definition(&o.cfg, rc)))
+                .or_else(|| {
+                    old.iter().position(|o| {
+                        o.as_ref()
+                            .is_some_and(|o| o.cfg.name == rc.name && same_computation(&o.cfg, rc))
+                    })
+                });
             match same.and_then(|i| old[i].take().map(|r| (i, r))) {
                 Some((i, mut rule)) => {
                     remap[i] = Some(new_idx as u32);
+                    if !same_definition(&rule.cfg, rc) {
+                        rule.retune(rc);
+                        summary.retuned.push(rc.name.clone());
+                    }
                     // The description, runbook and dashboard may have changed.
                     rule.cfg = rc.clone();
                     rule.max_groups = e.max_groups_per_rule;

@@ -237,6 +237,16 @@ pub(super) fn decode_key(key: &[u8]) -> Vec<&str> {
 // === impl RuleRt ===
 
 impl RuleRt {
+    /// Judges the rule's values by `r`'s thresholds, `clear`, `for` and
+    /// `keep_firing_for` from its next evaluation on (a reload that changed
+    /// only those: windows and alert states stay).
+    pub(super) fn retune(&mut self, r: &RuleConfig) {
+        self.policy.levels = r.thresholds.levels();
+        self.policy.clear = r.clear_threshold().unwrap_or(0.0);
+        self.policy.for_ms = r.for_.as_ms();
+        self.policy.keep_firing_for_ms = r.keep_firing_for.as_ms();
+    }
+
     pub(super) fn new(r: &RuleConfig, cfg: &Config) -> Self {
         let slide = r.slide().as_ms().max(1);
         let window_ms = r.window.as_ms().max(slide);

@@ -312,7 +312,11 @@ thresholds = { warning = 100 }
             "thresholds = { warning = 2 }",
             "thresholds = { warning = 2 }\nrunbook = \"https://rb.example/keep\"",
         )
-        .replace("warning = 100", "warning = 1").replace(
+        .replace(
+            "select = { type = \"complaint\" } }\nthresholds = { warning = 100 }",
+            "select = { type = \"order\" } }\nthresholds = { warning = 100 }",
+        )
+        .replace(
         "[[rules]]\nname = \"change\"",
         "[[rules]]\nname = \"added\"\nwindow = \"5m\"\nindicator = { kind = \"count\" }\nthresholds = { warning = 0 }\n\n[[rules]]\nname = \"change\"",
     );
@@ -347,4 +351,71 @@ thresholds = { warning = 100 }
     let bad_cfg: Config = toml::from_str(&bad).unwrap();
     assert!(e.reconfigure(&bad_cfg).is_err());
     assert_eq!(e.rule_count(), before);
+}
+
+/// A reload that changes only how a rule's alert judges its values
+/// (thresholds, `clear`, `for`, `keep_firing_for`) keeps the rule's windows
+/// and alerts: a firing alert stays open under its key (it resolved and
+/// opened again under a new one), a higher severity escalates it at the next
+/// evaluation, and thresholds above the value resolve it on its own key.
+#[test]
+fn a_reload_that_changes_only_thresholds_keeps_the_alert_and_its_key() {
+    let base = r#"
+[[rules]]
+name = "r"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 2 }
+"#;
+    let env = HashMap::<String, String>::new();
+    let mut e = Engine::new(&Config::from_toml_str(base, &env).unwrap()).unwrap();
+    let mut out = Vec::new();
+    let t0 = 100 * MIN;
+    for i in 0..4 {
+        feed(
+            &mut e,
+            &ev(&format!("a{i}"), "complaint", t0 + i, "p"),
+            &mut out,
+        );
+    }
+    assert_eq!(out.len(), 1);
+    let key = out[0].dedup_key.clone();
+    out.clear();
+    let retuned = base.replace(
+        "thresholds = { warning = 2 }",
+        "thresholds = { warning = 1, critical = 4 }\nfor = \"0s\"",
+    );
+    let summary = e
+        .reconfigure(&Config::from_toml_str(&retuned, &env).unwrap())
+        .unwrap();
+    assert_eq!(summary.kept, ["r"]);
+    assert_eq!(summary.retuned, ["r"]);
+    assert!(summary.changed.is_empty());
+    assert!(out.is_empty(), "nothing resolves at the reload: {out:?}");
+    assert!(matches!(e.groups(0)[0].phase, Phase::Firing { .. }));
+    // One more complaint (5 > 4): critical, same key.
+    feed(&mut e, &ev("a4", "complaint", t0 + 10, "p"), &mut out);
+    assert!(
+        out.iter().all(|t| t.dedup_key == key)
+            && out.iter().any(|t| t.severity == Severity::Critical),
+        "{out:?}"
+    );
+    out.clear();
+    // Thresholds above the value: it resolves, on its own key.
+    let high = base.replace(
+        "thresholds = { warning = 2 }",
+        "thresholds = { warning = 50 }",
+    );
+    let summary = e
+        .reconfigure(&Config::from_toml_str(&high, &env).unwrap())
+        .unwrap();
+    assert_eq!(summary.retuned, ["r"]);
+    feed(&mut e, &ev("a5", "complaint", t0 + 20, "p"), &mut out);
+    assert!(
+        out.iter()
+            .any(|t| t.dedup_key == key && t.state == State::Resolved),
+        "{out:?}"
+    );
 }
