@@ -893,6 +893,23 @@ fn histories_in_seconds_newest_first_or_with_string_times_are_named() {
         assert!(err.contains("the input runs newest first"), "{tool}: {err}");
         assert!(!err.contains("bad timestamp makes"), "{tool}: {err}");
     }
+    // suggest reads the history with tune's pass: the same warning, once.
+    let err = stderr(&[
+        "suggest",
+        "--config",
+        &cfg,
+        "--now",
+        HISTORY_NOW,
+        "--rule",
+        "complaint_rate",
+        "--input",
+        s(&newest_first),
+    ]);
+    assert_eq!(
+        err.matches("the input runs newest first").count(),
+        1,
+        "{err}"
+    );
     let out = stdout(&[
         "backtest",
         "--config",

@@ -169,6 +169,8 @@ pub fn run(
         inputs.for_each_line(|line, at| ahead.push(line, None, at, &mut sink))?;
         ahead.finish(&mut sink);
         if let Some((first, _)) = tuners.first() {
+            // One warning for the history, not one per rule.
+            first.warn_clock("suggest", inputs);
             first.check_fed()?;
         }
     }

@@ -279,6 +279,12 @@ impl Tuner {
 
     /// Fails when no valid event has been fed: figures over nothing would
     /// look like a quiet history, and thresholds chosen on it mean nothing.
+    /// Logs, for `tool`, what the clock watch saw (many late events, a
+    /// history newest first or in seconds; see `clock_watch`).
+    pub(crate) fn warn_clock(&self, tool: &str, inputs: &Inputs) {
+        self.watch.warn(tool, Some(inputs));
+    }
+
     pub(crate) fn check_fed(&self) -> Result<(), TuneError> {
         match self.first_ms {
             Some(_) => Ok(()),
