@@ -549,3 +549,22 @@ secret_env = "CW_TEST_SET_SECRET"
     assert!(err.contains("warning: server.admin_token_env"), "{err}");
     assert!(err.contains("has no [[rules]]"), "{err}");
 }
+
+/// `generate` refuses a rate it could not write in any useful time (it
+/// spun without writing a line).
+#[test]
+fn generate_refuses_an_absurd_rate() {
+    let out = Command::new(BIN)
+        .args([
+            "generate",
+            "--orders-per-minute",
+            "1e12",
+            "--output",
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is more than 1000000"), "{err}");
+}
