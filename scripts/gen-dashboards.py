@@ -131,7 +131,9 @@ overview = dashboard(
         row(5, "Indicators against thresholds", 5),
         panel(6, "Indicator by slice vs thresholds ($rule)",
               [("crisiswatch_indicator_value{rule=~\"$rule\"}", "{{rule}} {{product}} {{region}} {{channel}} {{segment}}"),
-               ("crisiswatch_indicator_threshold{rule=~\"$rule\", severity!=\"clear\"}", "{{rule}} {{severity}} threshold")],
+               ("crisiswatch_indicator_threshold{rule=~\"$rule\", severity!=\"clear\"}", "{{rule}} {{severity}} threshold"),
+               # Guarded rules judge a confidence bound (the value above); this is the point estimate beside it.
+               ("crisiswatch_indicator_estimate{rule=~\"$rule\"}", "{{rule}} {{product}} {{region}} {{channel}} {{segment}} point estimate")],
               0, 6, 24, 10, desc="Each slice's indicator value; dashed lines are the rule's thresholds.", overrides=firing_red),
         panel(7, "Indicator ÷ warning threshold by slice ($rule)",
               [("crisiswatch_indicator_value{rule=~\"$rule\"} / on (job, instance, rule) group_left () crisiswatch_indicator_threshold{severity=\"warning\"}", "{{rule}} {{product}} {{region}} {{channel}} {{segment}}")],
