@@ -835,3 +835,97 @@ url = "{}"
     }));
     assert!(resolved.is_ok(), "{}", svc.stderr_text());
 }
+
+/// A restart with a rule's thresholds changed keeps the rule's windows and
+/// alerts, as a reload does: the incident open at the stop stays open under
+/// its key (it resolved as `alert_gone` and the next complaints opened a
+/// second one), and the new thresholds judge it — it escalates.
+#[test]
+fn a_restart_with_new_thresholds_keeps_the_open_incident() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("retune", 1)]);
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let mut cfg = base_config(&bs, "retune", &[("retune", Some("complaint"))], "", &data);
+    cfg.push_str("\n[state]\ncheckpoint_interval = \"300ms\"\n");
+    cfg.push_str(&format!(
+        r#"
+[[rules]]
+name = "complaints"
+group_by = ["product"]
+window = "10m"
+slide = "1s"
+indicator = {{ kind = "count", select = {{ type = "complaint" }} }}
+thresholds = {{ warning = 3 }}
+
+[[receivers]]
+name = "hook"
+kind = "generic"
+url = "{}"
+"#,
+        rx.url
+    ));
+    let batch = |tag: &str| -> Vec<Out> {
+        let now = chrono::Utc::now().timestamp_millis();
+        (0..10)
+            .map(|i| {
+                let json = format!(
+                    r#"{{"id":"{tag}{i}","ts":{},"attrs":{{"product":"p"}}}}"#,
+                    now - 2_000 + i * 100
+                );
+                Out::new("retune", 0, json.into_bytes())
+            })
+            .collect()
+    };
+    let mut svc = Service::start(dir.path(), "before", &cfg);
+    produce(&bs, &batch("a"), Duration::from_secs(30));
+    wait_until(Duration::from_secs(60), "the incident opens", || {
+        notifications(&rx).1 == 1
+    });
+    svc.sigterm();
+    assert!(svc
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    let (opened, _) = notifications(&rx);
+    // Restarted with a critical level the next complaints cross.
+    let retuned = cfg.replace(
+        "thresholds = { warning = 3 }",
+        "thresholds = { warning = 3, critical = 15 }",
+    );
+    assert_ne!(retuned, cfg);
+    let svc = Service::start(dir.path(), "after", &retuned);
+    produce(&bs, &batch("b"), Duration::from_secs(30));
+    let reasons = || -> Vec<(String, String)> {
+        rx.bodies()
+            .iter()
+            .map(|b| {
+                (
+                    b["dedup_key"].as_str().unwrap_or_default().to_string(),
+                    b["reason"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    let escalated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(Duration::from_secs(90), "the incident escalates", || {
+            reasons().iter().any(|(_, r)| r == "escalated")
+        })
+    }));
+    assert!(escalated.is_ok(), "{:?}\n{}", reasons(), svc.stderr_text());
+    let key = opened.iter().next().map(|(k, _)| k.clone()).unwrap();
+    let got = reasons();
+    assert!(
+        got.iter()
+            .all(|(k, r)| *k == key && r != "alert_gone" && r != "resolved"),
+        "one incident, never closed: {got:?}"
+    );
+    assert_eq!(notifications(&rx).1, 1, "{got:?}");
+    assert!(
+        svc.stderr_text()
+            .contains("Rules retuned since the checkpoint"),
+        "{}",
+        svc.stderr_text()
+    );
+}

@@ -204,6 +204,7 @@ fn inspect(
             "released_below": cp.released_below.map(format_ts),
             "groups": groups.iter().map(|(r, n)| serde_json::json!({"rule": r, "groups": n})).collect::<Vec<_>>(),
             "rules_not_restored": restored.rules_dropped,
+            "rules_retuned": restored.rules_retuned,
             "alert_instances": alerts,
             "partitions": cp.partitions,
         });
@@ -231,6 +232,13 @@ fn inspect(
             out,
             "not restorable with this configuration (changed or removed): {}",
             restored.rules_dropped.join(", ")
+        )?;
+    }
+    if !restored.rules_retuned.is_empty() {
+        writeln!(
+            out,
+            "restored with this configuration's thresholds, clear, for or keep_firing_for: {}",
+            restored.rules_retuned.join(", ")
         )?;
     }
     writeln!(out, "alert instances ({}):", alerts.len())?;

@@ -45,7 +45,14 @@ fn same_definition(a: &RuleConfig, b: &RuleConfig) -> bool {
 /// open incident goes on under its key instead of resolving and opening
 /// again.
 fn same_computation(a: &RuleConfig, b: &RuleConfig) -> bool {
-    let strip = |r: &RuleConfig| RuleConfig {
+    computation(a) == computation(b)
+}
+
+/// What a rule computes, less how its alert judges the values and what only
+/// people read: equal for two configurations a reload retunes in place (and
+/// a restore matches, `snapshot::incremental`).
+pub(super) fn computation(r: &RuleConfig) -> RuleConfig {
+    RuleConfig {
         description: String::new(),
         runbook: None,
         dashboard: None,
@@ -54,8 +61,7 @@ fn same_computation(a: &RuleConfig, b: &RuleConfig) -> bool {
         for_: Default::default(),
         keep_firing_for: Default::default(),
         ..r.clone()
-    };
-    strip(a) == strip(b)
+    }
 }
 
 /// What a configuration reload switches: one [`Engine`] or a

@@ -29,6 +29,8 @@ pub(super) mod incremental;
 mod tests_incremental;
 #[cfg(test)]
 mod tests_layout;
+#[cfg(test)]
+mod tests_retuned;
 
 /// Version of the snapshot layout; bump on any change to the structs below
 /// (3: `EngineStats::invalid` counts `clock_jump` too; 4: a group keeps a
@@ -81,6 +83,10 @@ pub struct RestoreSummary {
     pub(crate) rules_restored: Vec<String>,
     /// Rules in the snapshot that are gone or changed (their state dropped).
     pub(crate) rules_dropped: Vec<String>,
+    /// Restored rules whose thresholds, `clear`, `for` or `keep_firing_for`
+    /// changed since the checkpoint: kept with their windows and alerts,
+    /// judged by the new settings (also in `rules_restored`).
+    pub(crate) rules_retuned: Vec<String>,
     /// Live groups restored.
     pub groups: usize,
 }

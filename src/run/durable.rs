@@ -242,6 +242,9 @@ impl Durable {
             ms = ms as u64,
             "Engine state restored from the checkpoint."
         );
+        if !summary.rules_retuned.is_empty() {
+            tracing::info!(rules = ?summary.rules_retuned, "Rules retuned since the checkpoint (thresholds, clear, for or keep_firing_for) keep their windows and alerts and are judged by the new settings.");
+        }
         if !summary.rules_dropped.is_empty() {
             tracing::warn!(rules = ?summary.rules_dropped, "Rules changed or removed since the checkpoint start empty.");
         }

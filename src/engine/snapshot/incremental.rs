@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! Delta ─ meta:    clock, counters, rules (id, definition, origin, live groups,
-//!                   counters, early responses), dedup range
+//!                   counters, early responses), dedup range, computation ids
 //!       ─ upserts: (rule id, group key, shard, row) of every group marked dirty
 //!       ─ removed: (rule id, group key) of every group forgotten
 //!       ─ dedup:   the chunks of the dedup memory that gained ids
@@ -15,7 +15,9 @@
 //! scan of the rule's wheel and the timer heap (8 and 24 bytes an entry);
 //! which groups changed comes from [`Dirty`](super::dirty::Dirty). Rows are
 //! keyed by a rule id (a hash of the rule's name and definition: a changed
-//! rule's rows are never read back as the new rule's) and the group key, and
+//! rule's rows are never read back as the new rule's — except a rule only
+//! retuned, matched by the record's computation ids, see [`computation_id`])
+//! and the group key, and
 //! carry the group's shard (`shard_of`), so a shard's rows can later move as
 //! a unit. The dedup memory is an append-only sequence: ids are written in
 //! chunks of [`DEDUP_CHUNK`], and a checkpoint rewrites only the chunks that
@@ -35,11 +37,14 @@ use std::cmp::Reverse;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::super::pane::boundary_time;
-use super::super::rule::{decode_key, GroupIn, GroupOut, Slot};
+use super::super::rule::{decode_key, GroupIn, GroupOut};
 use super::super::shard_hash::{shard_index, stable_group_hash};
 use super::super::{Engine, EngineStats, RuleRt, RuleStats};
-use super::{definition, RestoreSummary, SnapshotError};
+use super::{definition, SnapshotError};
+
+mod restore;
+pub(in crate::engine) use restore::restore;
+pub use restore::stored_groups;
 
 /// Ids of the dedup memory per stored chunk.
 pub const DEDUP_CHUNK: u64 = 4096;
@@ -147,6 +152,42 @@ struct Meta {
     dedup_front: u64,
     dedup_len: u64,
     rules: Vec<RuleMeta>,
+    /// Per rule of `rules`, its [`computation_id`]: a rule whose thresholds,
+    /// `clear`, `for` or `keep_firing_for` changed since the checkpoint is
+    /// restored by it (empty in checkpoints written before it was kept;
+    /// last, so that an older crisiswatch still reads the record).
+    computations: Vec<[u8; 16]>,
+}
+
+/// [`Meta`] as checkpoints written before `computations` hold it.
+#[derive(Deserialize)]
+struct MetaBefore {
+    shards: u32,
+    clock: Option<i64>,
+    stats: EngineStats,
+    dedup_evicted_early: u64,
+    dedup_front: u64,
+    dedup_len: u64,
+    rules: Vec<RuleMeta>,
+}
+
+impl Meta {
+    /// The record from its bytes, of either layout.
+    fn decode(bytes: &[u8]) -> Result<Meta, SnapshotError> {
+        bincode::deserialize(bytes).or_else(|e| {
+            let m: MetaBefore = bincode::deserialize(bytes).map_err(|_| decode_err(e))?;
+            Ok(Meta {
+                shards: m.shards,
+                clock: m.clock,
+                stats: m.stats,
+                dedup_evicted_early: m.dedup_evicted_early,
+                dedup_front: m.dedup_front,
+                dedup_len: m.dedup_len,
+                rules: m.rules,
+                computations: Vec::new(),
+            })
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -181,6 +222,23 @@ fn rule_id(rule: &RuleRt) -> [u8; 16] {
     h.update(rule.name.as_bytes());
     h.update([0]);
     h.update(definition(rule).as_bytes());
+    let d = h.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&d[..16]);
+    id
+}
+
+/// The id of what a rule computes: its name and definition less how its
+/// alert judges the values (`thresholds`, `clear`, `for`,
+/// `keep_firing_for`), hashed. A restore gives a rule whose [`rule_id`]
+/// changed but not this id its stored groups, as a reload retunes a rule in
+/// place: an open alert goes on under its key, judged by the new settings.
+fn computation_id(rule: &RuleRt) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(b"computation\0");
+    h.update(rule.name.as_bytes());
+    h.update([0]);
+    h.update(format!("{:?}", super::super::reload::computation(&rule.cfg)).as_bytes());
     let d = h.finalize();
     let mut id = [0u8; 16];
     id.copy_from_slice(&d[..16]);
@@ -358,6 +416,7 @@ pub(in crate::engine) fn delta(
         dedup_front: front,
         dedup_len: next - front,
         rules,
+        computations: first.rules.iter().map(computation_id).collect(),
     };
     let meta = bincode::serialize(&meta).map_err(encode_err)?;
     for e in engines.iter_mut() {
@@ -387,190 +446,4 @@ pub(in crate::engine) fn delta(
         dedup: dedup.into_iter().filter(|c| !c.data.is_empty()).collect(),
         groups,
     })
-}
-
-/// Whether `stored` holds a checkpoint's rows consistently: the per-rule
-/// row counts and the dedup memory's length as its record says. (Each row's
-/// checksum is the store's to check.)
-fn decode_meta(stored: &Stored) -> Result<Meta, SnapshotError> {
-    bincode::deserialize(&stored.meta).map_err(decode_err)
-}
-
-/// Replaces the state of `engines` (fresh workers of one sharded engine)
-/// by what `stored` holds: each group goes to the worker that owns its
-/// shard. Turns change tracking on.
-pub(in crate::engine) fn restore(
-    engines: &mut [Engine],
-    shards: u32,
-    cursor: &mut Cursor,
-    stored: &Stored,
-) -> Result<(RestoreSummary, EngineStats), SnapshotError> {
-    let meta = decode_meta(stored)?;
-    let mut summary = RestoreSummary::default();
-    let current: Vec<[u8; 16]> = engines[0].rules.iter().map(rule_id).collect();
-    // Stored rule → current rule index.
-    let map: Vec<Option<usize>> = meta
-        .rules
-        .iter()
-        .map(|rm| current.iter().position(|id| *id == rm.id))
-        .collect();
-    for (rm, m) in meta.rules.iter().zip(&map) {
-        match m {
-            Some(_) => summary.rules_restored.push(rm.name.clone()),
-            None => summary.rules_dropped.push(rm.name.clone()),
-        }
-    }
-    // The dedup memory.
-    let mut order = Vec::with_capacity(meta.dedup_len as usize);
-    let end = meta.dedup_front + meta.dedup_len;
-    let mut expect = meta.dedup_front;
-    for (first, data) in &stored.dedup {
-        if data.len() % DEDUP_ENTRY != 0 {
-            return Err(decode_err("a dedup chunk is truncated"));
-        }
-        for (i, e) in data.chunks_exact(DEDUP_ENTRY).enumerate() {
-            let seq = first + i as u64;
-            if seq < meta.dedup_front || seq >= end {
-                continue;
-            }
-            if seq != expect {
-                return Err(decode_err(format!(
-                    "the dedup memory has a gap at id {expect} (found {seq})"
-                )));
-            }
-            expect += 1;
-            let (t, h) = e.split_at(8);
-            let t = i64::from_le_bytes(t.try_into().map_err(decode_err)?);
-            let h = u64::from_le_bytes(h.try_into().map_err(decode_err)?);
-            order.push((t, h));
-        }
-    }
-    if expect != end {
-        return Err(decode_err(format!(
-            "the dedup memory holds {} ids, its record says {}",
-            expect - meta.dedup_front,
-            meta.dedup_len
-        )));
-    }
-    // Every row decoded and counted before anything changes: a store that
-    // does not hold what its record says leaves the engine as it was.
-    let by_id: Vec<Option<usize>> = stored
-        .rule_ids
-        .iter()
-        .map(|id| meta.rules.iter().position(|rm| rm.id[..] == id[..]))
-        .collect();
-    let mut counts = vec![0u64; meta.rules.len()];
-    let mut rows: Vec<(usize, Row)> = Vec::with_capacity(stored.groups.len());
-    for (id, data) in &stored.groups {
-        let Some(&Some(si)) = by_id.get(*id as usize) else {
-            return Err(decode_err("a group of a rule the checkpoint does not list"));
-        };
-        counts[si] += 1;
-        if let Some(r) = map[si] {
-            rows.push((r, bincode::deserialize(data).map_err(decode_err)?));
-        }
-    }
-    for (rm, n) in meta.rules.iter().zip(&counts) {
-        if rm.live != *n {
-            return Err(decode_err(format!(
-                "rule {} has {n} groups stored, its record says {}",
-                rm.name, rm.live
-            )));
-        }
-    }
-    let workers = engines.len();
-    for (w, e) in engines.iter_mut().enumerate() {
-        // Keys of groups already there (a fresh engine has none).
-        super::super::table::stash(&e.tables, &mut e.rules);
-        e.clock = meta.clock;
-        e.stats = meta.stats.clone();
-        if w > 0 {
-            // Counters are the first worker's to carry.
-            e.stats.transitions = 0;
-        }
-        e.dedup
-            .restore_seq(meta.dedup_front, order.clone(), meta.dedup_evicted_early);
-        e.timers.clear();
-        e.wheel_floor = i64::MIN;
-        for (rm, m) in meta.rules.iter().zip(&map) {
-            let Some(i) = *m else { continue };
-            let rule = &mut e.rules[i];
-            rule.origin = rm.origin;
-            if w == 0 {
-                rule.stats = rm.stats.clone();
-            }
-        }
-    }
-    // The groups, each to the worker that owns it (room made first: the
-    // slots are large and a million of them doubling their vector twenty
-    // times costs as much as decoding them).
-    for e in engines.iter_mut() {
-        for (si, m) in map.iter().enumerate() {
-            if let Some(r) = *m {
-                e.rules[r]
-                    .slots
-                    .reserve((counts[si] as usize).div_ceil(workers));
-            }
-        }
-    }
-    for (r, row) in rows {
-        let w = if workers > 1 {
-            let rule = &engines[0].rules[r];
-            let (seed, gh) = (rule.shard_seed, group_shard_hash(rule, &row.group.key));
-            engines
-                .iter()
-                .position(|e| e.shard.as_ref().is_none_or(|f| f.owns(seed, gh)))
-                .unwrap_or(0)
-        } else {
-            0
-        };
-        let e = &mut engines[w];
-        let rule = &mut e.rules[r];
-        let slot = rule.slots.len() as u32;
-        let (group, key, hash) = row.group.into_parts();
-        rule.keys.push((slot, hash, key));
-        rule.slots.push(Slot {
-            gen: 0,
-            group: Some(group),
-        });
-        rule.live += 1;
-        for q in row.wheel {
-            if !rule.wheel.schedule(q, slot, 0) {
-                e.timers
-                    .push(Reverse((boundary_time(q, rule.slide), r as u32, slot, 0)));
-            }
-        }
-        for t in row.timers {
-            e.timers.push(Reverse((t, r as u32, slot, 0)));
-        }
-    }
-    for e in engines.iter_mut() {
-        for (rm, m) in meta.rules.iter().zip(&map) {
-            let Some(i) = *m else { continue };
-            let rule = &mut e.rules[i];
-            let owner = e.shard.as_ref().is_none_or(|f| f.owns(rule.shard_seed, 0));
-            let early = if owner {
-                rm.backlog_early.clone()
-            } else {
-                Vec::new()
-            };
-            rule.reindex(early);
-            summary.groups += rule.live;
-        }
-        super::super::table::rebuild(&mut e.tables, &mut e.rules);
-        for rule in &mut e.rules {
-            rule.dirty.set_tracking(true);
-        }
-    }
-    cursor.tracking = true;
-    cursor.full_next = !summary.rules_dropped.is_empty() || meta.shards != shards;
-    cursor.dedup_next = end;
-    Ok((summary, meta.stats))
-}
-
-/// Live groups the record of a stored checkpoint lists, per rule (for
-/// `state inspect` without restoring).
-pub fn stored_groups(meta: &[u8]) -> Result<Vec<(String, u64)>, SnapshotError> {
-    let meta: Meta = bincode::deserialize(meta).map_err(decode_err)?;
-    Ok(meta.rules.into_iter().map(|r| (r.name, r.live)).collect())
 }

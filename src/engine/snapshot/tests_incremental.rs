@@ -18,7 +18,7 @@ use crate::event::decode;
 /// response-SLA backlog (one shard, rule-wide early responses), the
 /// first-response time and root-cause counts (`explain`); a small dedup
 /// memory, so ids are evicted early.
-const CFG: &str = r#"
+pub(super) const CFG: &str = r#"
 [engine]
 allowed_lateness = "2m"
 dedup_max_ids = 150
@@ -97,7 +97,7 @@ const T0: i64 = 1_795_132_800_000;
 /// (ms after T0, type, product, region, channel, customer, id, answers)
 type Gen = (i64, u8, u8, u8, u8, u8, u16, u16);
 
-fn line(g: &Gen) -> String {
+pub(super) fn line(g: &Gen) -> String {
     let (dt, ty, p, r, c, cust, id, of) = *g;
     if ty == 5 {
         return format!(
@@ -118,7 +118,7 @@ fn line(g: &Gen) -> String {
     )
 }
 
-fn events() -> impl Strategy<Value = Vec<Gen>> {
+pub(super) fn events() -> impl Strategy<Value = Vec<Gen>> {
     prop::collection::vec(
         (
             0i64..240_000,
@@ -151,14 +151,14 @@ fn events() -> impl Strategy<Value = Vec<Gen>> {
 
 /// The store, as `crate::state` keeps it.
 #[derive(Default, Clone)]
-struct Model {
-    meta: Vec<u8>,
-    rows: BTreeMap<(Vec<u8>, Vec<u8>), Vec<u8>>,
+pub(super) struct Model {
+    pub(super) meta: Vec<u8>,
+    pub(super) rows: BTreeMap<(Vec<u8>, Vec<u8>), Vec<u8>>,
     dedup: BTreeMap<u64, (u64, Vec<u8>)>,
 }
 
 impl Model {
-    fn apply(&mut self, d: &Delta) {
+    pub(super) fn apply(&mut self, d: &Delta) {
         if d.full {
             self.rows.clear();
             self.dedup.clear();
@@ -181,7 +181,7 @@ impl Model {
         self.meta = d.meta.clone();
     }
 
-    fn stored(&self) -> Stored {
+    pub(super) fn stored(&self) -> Stored {
         let mut rule_ids: Vec<Vec<u8>> = self.rows.keys().map(|(id, _)| id.clone()).collect();
         rule_ids.dedup();
         Stored {
@@ -214,7 +214,7 @@ impl Model {
     }
 }
 
-fn to_json(out: &[crate::alert::Transition]) -> Vec<String> {
+pub(super) fn to_json(out: &[crate::alert::Transition]) -> Vec<String> {
     out.iter()
         .map(|t| serde_json::to_string(t).expect("json"))
         .collect()
