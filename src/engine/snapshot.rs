@@ -9,7 +9,10 @@
 //!
 //! Rules are matched by name and by their configuration: a rule whose
 //! definition changed since the snapshot starts empty (its alerts are gone; the
-//! incident stage closes what they had open), the others keep their state.
+//! incident stage closes what they had open), the others keep their state —
+//! and so does a rule only retuned (its `thresholds`, `clear`, `for` or
+//! `keep_firing_for` changed), matched by its computation id as a reload
+//! retunes it in place.
 //!
 //! The encoding is bincode of the structs below, behind a versioned header
 //! with a SHA-256 checksum (`crate::state` writes and checks it).
@@ -37,7 +40,9 @@ mod tests_retuned;
 /// seasonal surge's profile, `engine::season`; 5: a group's per-value
 /// counts for root-cause hints, `explain`; 6: the response-SLA backlog —
 /// groups' books, rules' early responses and response counters; 7: a
-/// group's book keeps first-response times, `response_time`).
+/// group's book keeps first-response times, `response_time`). Not bumped
+/// for `computations`: a trailing field, which an older crisiswatch reads
+/// past and this one does without (`EngineSnapshotBefore`).
 pub const SNAPSHOT_VERSION: u32 = 7;
 
 /// Errors decoding a snapshot.
@@ -59,6 +64,39 @@ struct EngineSnapshot {
     dedup_order: Vec<(i64, u64)>,
     dedup_evicted_early: u64,
     rules: Vec<RuleSnapshot>,
+    /// Per rule, its computation id (`incremental::computation_id`): a rule
+    /// only retuned since the snapshot restores by it. Last, so that an
+    /// older crisiswatch still reads the snapshot; empty in one it wrote.
+    computations: Vec<[u8; 16]>,
+}
+
+/// [`EngineSnapshot`] as written before `computations`.
+#[derive(Deserialize)]
+struct EngineSnapshotBefore {
+    clock: Option<i64>,
+    timers: Vec<(i64, u32, u32, u32)>,
+    stats: EngineStats,
+    dedup_order: Vec<(i64, u64)>,
+    dedup_evicted_early: u64,
+    rules: Vec<RuleSnapshot>,
+}
+
+impl EngineSnapshot {
+    fn decode(bytes: &[u8]) -> Result<EngineSnapshot, SnapshotError> {
+        bincode::deserialize(bytes).or_else(|e| {
+            let s: EngineSnapshotBefore =
+                bincode::deserialize(bytes).map_err(|_| SnapshotError::Decode(e.to_string()))?;
+            Ok(EngineSnapshot {
+                clock: s.clock,
+                timers: s.timers,
+                stats: s.stats,
+                dedup_order: s.dedup_order,
+                dedup_evicted_early: s.dedup_evicted_early,
+                rules: s.rules,
+                computations: Vec::new(),
+            })
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -114,18 +152,41 @@ impl Engine {
     /// Replaces the engine's state by a snapshot's. Rules are matched by name
     /// and definition; the others start empty.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<RestoreSummary, SnapshotError> {
-        let snap: EngineSnapshot =
-            bincode::deserialize(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let snap = EngineSnapshot::decode(bytes)?;
         let mut summary = RestoreSummary::default();
-        // Old rule index → new rule index, for the rules that restore.
+        // Old rule index → new rule index: the same rule, else (by name) the
+        // same computation judged by other settings.
+        let mut targets: Vec<Option<usize>> = snap
+            .rules
+            .iter()
+            .map(|rs| {
+                self.rules
+                    .iter()
+                    .position(|r| *r.name == *rs.name && definition(r) == rs.definition)
+            })
+            .collect();
+        let mut retuned = vec![false; targets.len()];
+        if snap.computations.len() == snap.rules.len() {
+            for (si, rs) in snap.rules.iter().enumerate() {
+                if targets[si].is_some() {
+                    continue;
+                }
+                let found = self.rules.iter().enumerate().position(|(i, r)| {
+                    *r.name == *rs.name
+                        && !targets.contains(&Some(i))
+                        && incremental::computation_id(r) == snap.computations[si]
+                });
+                targets[si] = found;
+                retuned[si] = found.is_some();
+            }
+        }
         let mut map: Vec<Option<u32>> = Vec::with_capacity(snap.rules.len());
         // The keys of the groups the rules keep (those not in the snapshot).
         super::table::stash(&self.tables, &mut self.rules);
-        for rs in snap.rules {
-            let target = self
-                .rules
-                .iter()
-                .position(|r| *r.name == *rs.name && definition(r) == rs.definition);
+        for ((rs, target), retuned) in snap.rules.into_iter().zip(targets).zip(retuned) {
+            if retuned {
+                summary.rules_retuned.push(rs.name.clone());
+            }
             let Some(i) = target else {
                 summary.rules_dropped.push(rs.name);
                 map.push(None);
@@ -236,6 +297,7 @@ pub(super) fn encode(engines: &[Engine], stats: &EngineStats) -> Result<Vec<u8>,
         dedup_order: Vec<(i64, u64)>,
         dedup_evicted_early: u64,
         rules: Vec<RuleRef<'a>>,
+        computations: Vec<[u8; 16]>,
     }
     #[derive(Serialize)]
     struct RuleRef<'a> {
@@ -342,6 +404,11 @@ pub(super) fn encode(engines: &[Engine], stats: &EngineStats) -> Result<Vec<u8>,
         dedup_order,
         dedup_evicted_early,
         rules,
+        computations: first
+            .rules
+            .iter()
+            .map(incremental::computation_id)
+            .collect(),
     };
     bincode::serialize(&r).map_err(|e| SnapshotError::Encode(e.to_string()))
 }
@@ -493,9 +560,10 @@ explain = ["channel"]
     fn a_changed_rule_starts_empty_and_the_others_keep_their_state() {
         let (engine, bytes) = after_200_lines();
         let changed = CFG.replace(
-            "thresholds = { warning = 3 }",
-            "thresholds = { warning = 4 }",
+            "group_by = [\"product\"]\nwindow = \"10m\"",
+            "group_by = [\"product\"]\nwindow = \"20m\"",
         );
+        assert_ne!(changed, CFG);
         let cfg2 = Config::from_toml_str(&changed, &HashMap::<String, String>::new()).unwrap();
         let mut e2 = Engine::new(&cfg2).unwrap();
         let s = e2.restore(&bytes).unwrap();
@@ -504,6 +572,17 @@ explain = ["channel"]
         assert_eq!(e2.live_groups(0), 0);
         assert_eq!(e2.live_groups(1), engine.live_groups(1));
         assert!(e2.restore(b"garbage").is_err());
+        // Only retuned (its thresholds): it keeps its state.
+        let retuned = CFG.replace(
+            "thresholds = { warning = 3 }",
+            "thresholds = { warning = 4 }",
+        );
+        let cfg3 = Config::from_toml_str(&retuned, &HashMap::<String, String>::new()).unwrap();
+        let mut e3 = Engine::new(&cfg3).unwrap();
+        let s = e3.restore(&bytes).unwrap();
+        assert!(s.rules_dropped.is_empty());
+        assert_eq!(s.rules_retuned, vec!["c".to_string()]);
+        assert_eq!(e3.live_groups(0), engine.live_groups(0));
     }
 
     #[test]

@@ -233,7 +233,7 @@ fn rule_id(rule: &RuleRt) -> [u8; 16] {
 /// `keep_firing_for`), hashed. A restore gives a rule whose [`rule_id`]
 /// changed but not this id its stored groups, as a reload retunes a rule in
 /// place: an open alert goes on under its key, judged by the new settings.
-fn computation_id(rule: &RuleRt) -> [u8; 16] {
+pub(in crate::engine::snapshot) fn computation_id(rule: &RuleRt) -> [u8; 16] {
     let mut h = Sha256::new();
     h.update(b"computation\0");
     h.update(rule.name.as_bytes());

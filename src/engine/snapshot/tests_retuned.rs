@@ -70,6 +70,8 @@ proptest! {
         let mut model = Model::default();
         model.apply(&a.checkpoint_delta(false).expect("delta"));
         let emitted = out.len();
+        // The whole-engine snapshot (a scaled-out owner's checkpoint).
+        let whole = a.snapshot().expect("snapshot");
         let reload = a.reconfigure(&cfg2).expect("reload");
         let rest: Vec<Op> = evs[cut..].iter().map(Op::Process).collect();
         a.run(&rest, &mut out, &mut outcomes);
@@ -83,6 +85,14 @@ proptest! {
         prop_assert_eq!(&summary.rules_retuned, &reload.retuned);
         let mut got = out[..emitted].to_vec();
         r.run(&rest, &mut got, &mut outcomes);
+        prop_assert_eq!(to_json(&got), to_json(&out));
+        // The same from the whole-engine snapshot.
+        let mut w = ShardedEngine::new(&cfg2, workers, 64).expect("engine");
+        let summary = w.restore(&whole).expect("restore");
+        prop_assert_eq!(&summary.rules_dropped, &changed);
+        prop_assert_eq!(&summary.rules_retuned, &reload.retuned);
+        let mut got = out[..emitted].to_vec();
+        w.run(&rest, &mut got, &mut outcomes);
         prop_assert_eq!(to_json(&got), to_json(&out));
         // Its next checkpoint is whole, under the new rules' ids only.
         let next = r.checkpoint_delta(false).expect("delta");
@@ -151,4 +161,22 @@ fn a_record_of_the_previous_layout_still_restores() {
     assert_eq!(s.rules_retuned.len(), rules);
     assert!(s.rules_dropped.is_empty());
     assert_eq!(s.groups, d.groups);
+    // The whole-engine snapshot likewise.
+    let mut whole = a.snapshot().expect("snapshot");
+    let s = ShardedEngine::new(&cfg2, 1, 64)
+        .expect("engine")
+        .restore(&whole)
+        .expect("restore");
+    assert_eq!(s.rules_retuned.len(), rules);
+    whole.truncate(whole.len() - 8 - 16 * rules);
+    let s = ShardedEngine::new(&cfg, 1, 64)
+        .expect("engine")
+        .restore(&whole)
+        .expect("restore");
+    assert_eq!((s.rules_restored.len(), s.groups), (rules, d.groups));
+    let s = ShardedEngine::new(&cfg2, 1, 64)
+        .expect("engine")
+        .restore(&whole)
+        .expect("restore");
+    assert_eq!((s.rules_dropped.len(), s.rules_retuned.len()), (rules, 0));
 }
