@@ -231,3 +231,97 @@ delivery = {{ resend_interval = "1s" }}
     assert_eq!(find(&list, "phone-y").unwrap()["status"]["state"], "active");
     m.shutdown(Duration::from_secs(2)).await;
 }
+
+/// Escalated, an alert is another Alertmanager alert (`severity` is a
+/// label): the copy pushed before the escalation resolves at once, it does
+/// not fire beside the critical one until its `endsAt` (4 × a long
+/// `resend_interval`) runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_leaves_one_alert_firing_in_real_alertmanager() {
+    let am = start_alertmanager();
+    let c = reqwest::Client::new();
+    let ready = Instant::now() + Duration::from_secs(30);
+    while c
+        .get(format!("{}/-/ready", am.url))
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .ok()
+        != Some(true)
+    {
+        assert!(Instant::now() < ready, "Alertmanager did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&format!(
+        r#"
+[[rules]]
+name = "complaint_rate"
+group_by = ["product"]
+window = "1h"
+indicator = {{ kind = "count" }}
+thresholds = {{ warning = 5, critical = 10 }}
+
+[[receivers]]
+name = "am"
+kind = "alertmanager"
+url = "{}"
+delivery = {{ resend_interval = "10m" }}
+"#,
+        am.url
+    ));
+    let reg = prometheus::Registry::new();
+    let m = IncidentManager::open(&cfg, &reg, dir.path(), ManagerOptions::default()).unwrap();
+    let now = m.now_ms();
+    use Severity::*;
+    use State::*;
+    let started = now - 120_000;
+    m.submit(
+        &[tr(
+            "complaint_rate",
+            "phone-y",
+            Firing,
+            Warning,
+            now - 60_000,
+            started,
+        )],
+        now,
+    )
+    .unwrap();
+    let firing = |l: &[Value], sev: &str| {
+        l.iter()
+            .filter(|a| a["labels"]["product"] == "phone-y" && a["labels"]["severity"] == sev)
+            .count()
+    };
+    until(&c, &am.url, "phone-y firing at warning", |l| {
+        (firing(l, "warning") == 1).then_some(())
+    })
+    .await;
+    let at = m.now_ms();
+    m.submit(
+        &[tr(
+            "complaint_rate",
+            "phone-y",
+            Escalated,
+            Critical,
+            at,
+            started,
+        )],
+        at,
+    )
+    .unwrap();
+    let list = until(
+        &c,
+        &am.url,
+        "phone-y critical, its warning copy ended",
+        |l| (firing(l, "critical") == 1 && firing(l, "warning") == 0).then(|| l.to_vec()),
+    )
+    .await;
+    let phone: Vec<&Value> = list
+        .iter()
+        .filter(|a| a["labels"]["product"] == "phone-y")
+        .collect();
+    assert_eq!(phone.len(), 1, "{phone:?}");
+    assert_eq!(phone[0]["status"]["state"], "active");
+    m.shutdown(Duration::from_secs(2)).await;
+}

@@ -251,17 +251,57 @@ pub(crate) fn alertmanager_url(base: &str) -> String {
 /// Alertmanager alerts for the notifications (one per incident alert):
 /// firing ones end `4 × resend_ms` after `now_ms` unless re-sent, as
 /// Prometheus does; resolved ones end when they resolved (never after `now_ms`).
+///
+/// `severity` is a label (routes and inhibitions match on it), so an alert
+/// that escalated is another Alertmanager alert than the one it was: each
+/// alert above `info` also carries its lower severities' label sets, ended
+/// (at the notification's time), so the copy that was pushed before the
+/// escalation resolves at once instead of firing beside it until it times
+/// out. A lower level it never had arrives already ended, which Alertmanager
+/// keeps without notifying.
 pub(crate) fn alertmanager(ns: &[&Notification], now_ms: i64, resend_ms: i64) -> Value {
     let mut out = Vec::new();
     for n in ns {
         for a in &n.alerts {
-            out.push(alertmanager_alert(n, a, now_ms, resend_ms));
+            let (alert, span) = alertmanager_alert(n, a, now_ms, resend_ms);
+            let at = n.at.min(now_ms).max(a.started_at);
+            let lower: Vec<Value> = Severity::ALL
+                .iter()
+                .filter(|s| **s < a.severity)
+                .map(|s| superseded(&alert, span, *s, at))
+                .collect();
+            out.push(alert);
+            out.extend(lower);
         }
     }
     Value::Array(out)
 }
 
-fn alertmanager_alert(n: &Notification, a: &AlertEvidence, now_ms: i64, resend_ms: i64) -> Value {
+/// `alert` (which starts at `starts` and ends at `ends`, ms) under severity
+/// `s`, ended by `at` at the latest.
+fn superseded(alert: &Value, (starts, ends): (i64, i64), s: Severity, at: i64) -> Value {
+    let mut copy = alert.clone();
+    if let Value::Object(m) = &mut copy {
+        if let Some(Value::Object(labels)) = m.get_mut("labels") {
+            labels.insert("severity".into(), Value::String(s.as_str().into()));
+        }
+        let ends = ends.min(at);
+        m.insert(
+            "startsAt".into(),
+            Value::String(format_ts(starts.min(ends))),
+        );
+        m.insert("endsAt".into(), Value::String(format_ts(ends)));
+    }
+    copy
+}
+
+/// One Alertmanager alert, and when it starts and ends (ms).
+fn alertmanager_alert(
+    n: &Notification,
+    a: &AlertEvidence,
+    now_ms: i64,
+    resend_ms: i64,
+) -> (Value, (i64, i64)) {
     let mut labels = Map::new();
     labels.insert("alertname".into(), Value::String(a.rule.clone()));
     labels.insert("severity".into(), Value::String(a.severity.as_str().into()));
@@ -320,7 +360,7 @@ fn alertmanager_alert(n: &Notification, a: &AlertEvidence, now_ms: i64, resend_m
     {
         m.insert("generatorURL".into(), Value::String(url.clone()));
     }
-    alert
+    (alert, (starts, ends))
 }
 
 /// One line for the console receiver.
@@ -469,6 +509,42 @@ mod tests {
         assert_eq!(labels["attr_severity"], "z");
         assert_eq!(labels["a_b"], "1");
         assert_eq!(labels["attr_a_b"], "2");
+    }
+
+    /// An escalated alert's lower severities go out ended, so the copy
+    /// pushed before the escalation resolves; the alert itself fires on.
+    #[test]
+    fn alertmanager_ends_the_label_sets_an_escalation_left_behind() {
+        let mut a = alert(0, true, "");
+        a.severity = Severity::Error;
+        let n = notification(vec![a], 0);
+        let doc = alertmanager(&[&n], 5000, 60_000);
+        let list = doc.as_array().unwrap();
+        let sev = |v: &Value| v["labels"]["severity"].as_str().unwrap().to_string();
+        assert_eq!(
+            list.iter().map(sev).collect::<Vec<_>>(),
+            ["error", "info", "warning"]
+        );
+        assert_eq!(list[0]["endsAt"], format_ts(5000 + 4 * 60_000));
+        for lower in &list[1..] {
+            assert_eq!(lower["endsAt"], format_ts(2000), "ended at the escalation");
+            assert_eq!(lower["startsAt"], list[0]["startsAt"]);
+            let mut same = lower["labels"].clone();
+            same["severity"] = list[0]["labels"]["severity"].clone();
+            assert_eq!(same, list[0]["labels"], "only the severity differs");
+        }
+        // An `info` alert has nothing below it.
+        let n = notification(
+            vec![AlertEvidence {
+                severity: Severity::Info,
+                ..alert(1, true, "")
+            }],
+            0,
+        );
+        assert_eq!(
+            alertmanager(&[&n], 5000, 60_000).as_array().unwrap().len(),
+            1
+        );
     }
 
     #[test]
