@@ -30,6 +30,9 @@ use crate::alert::Transition;
 use super::lifecycle::Incident;
 use super::model::Notification;
 
+/// The dead-letter reason of a notification never attempted before `max_age`.
+const NOT_ATTEMPTED: &str = "not attempted before max_age: the receiver was held (circuit breaker or Retry-After) or an earlier notification of the incident was pending";
+
 /// Errors of the outbox store.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -421,12 +424,15 @@ impl Outbox {
                 .collect::<Result<_, _>>()?;
             rows
         };
-        for r in &rows {
+        let mut rows = rows;
+        for r in &mut rows {
+            // The reason, as the row keeps it (so the log says it too).
+            let why = r
+                .last_error
+                .get_or_insert_with(|| NOT_ATTEMPTED.to_string());
             tx.execute(
-                "UPDATE notifications SET status = 'dead', done_ms = ?2,
-                 last_error = COALESCE(last_error, 'not attempted before max_age: the receiver was held (circuit breaker or Retry-After) or an earlier notification of the incident was pending')
-                 WHERE id = ?1",
-                params![r.id, now],
+                "UPDATE notifications SET status = 'dead', done_ms = ?2, last_error = ?3 WHERE id = ?1",
+                params![r.id, now, why.as_str()],
             )?;
         }
         tx.commit()?;

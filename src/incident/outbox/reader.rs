@@ -381,6 +381,30 @@ mod tests {
         }
     }
 
+    /// A notification dead-lettered without an attempt comes back (for the
+    /// ERROR log) with the reason its row keeps; one that was attempted
+    /// keeps its last error.
+    #[test]
+    fn expired_rows_carry_their_dead_letter_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path()).unwrap();
+        ob.transaction(5, |tx| {
+            tx.enqueue("a", &note(1, Action::Open, Reason::Opened), Status::Pending)?;
+            tx.enqueue("b", &note(1, Action::Open, Reason::Opened), Status::Pending)
+        })
+        .unwrap();
+        let b = ob.due("b", 10, 10).unwrap();
+        ob.mark_retry(b[0].id, 1, 20, "HTTP 503").unwrap();
+        let rows = ob.expire("a", 10, 30).unwrap();
+        assert_eq!(rows.len(), 1);
+        let why = rows[0].last_error.as_deref().unwrap_or_default();
+        assert!(why.starts_with("not attempted before max_age"), "{why:?}");
+        let stored = ob.list(Some(Status::Dead), None, 10).unwrap();
+        assert_eq!(stored[0].last_error.as_deref(), Some(why));
+        let rows = ob.expire("b", 10, 30).unwrap();
+        assert_eq!(rows[0].last_error.as_deref(), Some("HTTP 503"));
+    }
+
     #[test]
     fn one_notification_per_seq_with_every_receiver() {
         let dir = tempfile::tempdir().unwrap();
