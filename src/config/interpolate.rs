@@ -99,6 +99,28 @@ pub(crate) fn interpolate_str(s: &str, env: &dyn Env) -> Result<String, String> 
     Ok(out)
 }
 
+/// The variable references of `s` that expand (`${NAME}`, `${NAME:-d}`,
+/// `${NAME-d}`), each with what it expands to: to put a message that quotes
+/// an expanded value back as written.
+pub(crate) fn references(s: &str, env: &dyn Env) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        let after = &rest[pos + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            rest = r;
+        } else if let Some((body, r)) = after.strip_prefix('{').and_then(|b| b.split_once('}')) {
+            if let Ok(v) = expand(body, env) {
+                out.push((format!("${{{body}}}"), v));
+            }
+            rest = r;
+        } else {
+            rest = after;
+        }
+    }
+    out
+}
+
 fn expand(body: &str, env: &dyn Env) -> Result<String, String> {
     let (name, default, empty_counts_as_unset) = if let Some((n, d)) = body.split_once(":-") {
         (n, Some(d), true)

@@ -51,6 +51,17 @@ impl Config {
                     .into_iter()
                     .map(|mut e| {
                         if let Some(w) = lookup(&written, &e.path).filter(|w| w.contains('$')) {
+                            // The message may quote the expanded value too
+                            // (`invalid duration "…"`): put it back as written,
+                            // whole, then each variable's part of it.
+                            if e.value.len() >= 3 && e.value != properties::REDACTED {
+                                e.message = e.message.replace(&e.value, &w);
+                            }
+                            for (reference, v) in interpolate::references(&w, env) {
+                                if v.len() >= 3 {
+                                    e.message = e.message.replace(&v, &reference);
+                                }
+                            }
                             if e.value != properties::REDACTED {
                                 e.value = w;
                             }

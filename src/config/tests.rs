@@ -271,6 +271,20 @@ fn errors_show_environment_references_not_their_values() {
         "{shown:?}"
     );
     assert!(!shown.iter().any(|m| m.contains("s3cr3t")), "{shown:?}");
+    // A serde message that quotes the value (`invalid duration "…"`), whole
+    // or as part of a longer string.
+    for (written, value) in [("${TMO}", "ENVSECRET3"), ("${TMO}s and more", "ENVSECRET3")] {
+        let text = format!(
+            "{RULE}\n[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"https://h.example\"\ndelivery = {{ timeout = \"{written}\" }}\n"
+        );
+        let e = match Config::from_toml_str(&text, &env(&[("TMO", value)])) {
+            Err(LoadError::Invalid(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert!(shown.iter().any(|m| m.contains("${TMO}")), "{shown:?}");
+        assert!(!shown.iter().any(|m| m.contains("ENVSECRET")), "{shown:?}");
+    }
 }
 
 #[test]
