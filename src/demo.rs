@@ -344,10 +344,7 @@ pub async fn run(
     }
     if !opts.linger.is_zero() && server.is_some() && !stopped {
         writeln!(out, "Still serving metrics for {:?}.", opts.linger)?;
-        tokio::select! {
-            _ = tokio::time::sleep(opts.linger) => {}
-            _ = shutdown.changed() => {}
-        }
+        linger(opts.linger, &mut shutdown, &mut reload_rx, out).await?;
     }
     let _ = stop_http_tx.send(true);
     if let Some(s) = server {
@@ -362,6 +359,35 @@ pub async fn run(
         let _ = std::fs::remove_dir_all(d);
     }
     Ok(report)
+}
+
+/// Keeps serving HTTP for `linger` after the simulated period ends (or until
+/// `shutdown`). A reload asked for meanwhile (`POST /api/v1/reload`, SIGHUP)
+/// is answered at once instead of waiting out `server.request_timeout`: the
+/// simulated run has ended, so there is nothing to reload. Its reply is
+/// dropped unsent, which the API answers with 503.
+async fn linger(
+    linger: Duration,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    reload_rx: &mut tokio::sync::mpsc::Receiver<admin::ReloadRequest>,
+    out: &mut (dyn Write + Send),
+) -> std::io::Result<()> {
+    let until = tokio::time::sleep(linger);
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            _ = &mut until => return Ok(()),
+            _ = shutdown.changed() => return Ok(()),
+            Some(req) = reload_rx.recv() => {
+                writeln!(
+                    out,
+                    "Reload refused: the simulated run has ended, there is nothing to reload \
+                     (start the demo again to run another configuration)."
+                )?;
+                drop(req);
+            }
+        }
+    }
 }
 
 fn track(incidents: &mut Vec<Incident>, t: &Transition) {

@@ -124,7 +124,22 @@ pub(crate) fn is_ready(s: &AppState) -> bool {
         && s.admin.scale_error().is_none()
 }
 
-async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+/// A failed reload's error may quote the file's values (a receiver URL with
+/// a token in it): open endpoints show it only to a request that may read
+/// (the read or admin token, or any request on a loopback listener without
+/// a read token), others are told where to find it.
+fn reload_error_for(s: &AppState, headers: &HeaderMap, e: String) -> String {
+    if require_read(s, headers).is_ok() {
+        e
+    } else {
+        RELOAD_ERROR_HIDDEN.to_string()
+    }
+}
+
+/// What an open endpoint says of a failed reload to a request that may not read.
+const RELOAD_ERROR_HIDDEN: &str = "the configuration file is invalid (the error quotes its values: see the service log, `crisiswatch check`, or ask with the read token)";
+
+async fn readyz(State(s): State<Arc<AppState>>, headers: HeaderMap) -> impl IntoResponse {
     if is_ready(&s) {
         (StatusCode::OK, "ready\n".to_string())
     } else if let Some(e) = s.admin.storage_error() {
@@ -132,6 +147,7 @@ async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     } else if let Some(e) = s.admin.scale_error() {
         (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n"))
     } else if let Some(e) = s.admin.reload_error() {
+        let e = reload_error_for(&s, &headers, e);
         (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: the last configuration reload failed: {e}\n"),
@@ -157,10 +173,17 @@ async fn rules(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     Json(serde_json::json!({ "clock": snap.clock, "rules": snap.rules })).into_response()
 }
 
-async fn status(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+async fn status(State(s): State<Arc<AppState>>, headers: HeaderMap) -> impl IntoResponse {
     let mut v = s.admin.status();
     if let Some(obj) = v.as_object_mut() {
         obj.insert("ready".into(), is_ready(&s).into());
+    }
+    if let Some(e) = v
+        .pointer_mut("/last_reload/error")
+        .filter(|e| e.is_string())
+    {
+        let text = e.as_str().unwrap_or_default().to_string();
+        *e = reload_error_for(&s, &headers, text).into();
     }
     Json(v)
 }
@@ -195,9 +218,12 @@ async fn reload(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response 
             Json(serde_json::json!({ "ok": false, "error": e })),
         )
             .into_response(),
+        // The driver dropped the request unanswered.
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "error": "the engine is shutting down" })),
+            Json(serde_json::json!({
+                "error": "the engine is not running (shutting down, or a demo whose simulated run has ended): nothing to reload"
+            })),
         )
             .into_response(),
     }

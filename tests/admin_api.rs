@@ -241,3 +241,178 @@ fn admin_api_reload_and_auth() {
         (rule_names(&addr).len() == 10 && status["config_hash"] == hash.as_str()).then_some(())
     });
 }
+
+/// `http` with a client timeout: `None` when no answer came within `within`.
+fn http_within(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    within: Duration,
+) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok().map(|_| buf)
+}
+
+/// After the simulated period, `demo --linger` keeps serving, but there is no
+/// run left to reload: a reload is answered at once with 503 (it used to hang
+/// for `server.request_timeout` and answer 408).
+#[test]
+fn reload_during_the_demo_linger_is_answered_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--duration",
+            "2h",
+            "--speed",
+            "100000",
+            "--linger",
+            "120s",
+        ])
+        .args(["--listen", &addr, "--config"])
+        .arg(format!("{ROOT}/config/crisiswatch.toml"))
+        .env("CRISISWATCH_ADMIN_TOKEN", TOKEN)
+        .env("CRISISWATCH_DATA_DIR", dir.path().join("data"))
+        .env_remove("CRISISWATCH_WEBHOOK_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _guard = ChildGuard(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut transcript = Vec::new();
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no line with {what:?}: {transcript:?}"));
+            if line.contains(what) {
+                return line;
+            }
+            transcript.push(line);
+        }
+    };
+    wait_for("Still serving metrics");
+    let auth = format!("Bearer {TOKEN}");
+    let r = http_within(
+        &addr,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &auth)],
+        Duration::from_secs(10),
+    )
+    .expect("a reload during the linger is answered, not left hanging");
+    assert_eq!(status_of(&r), 503, "{r}");
+    assert!(
+        json(&r)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nothing to reload"),
+        "{r}"
+    );
+    let line = wait_for("Reload refused");
+    assert!(line.contains("the simulated run has ended"), "{line}");
+    // The linger goes on: metrics are still served.
+    assert_eq!(status_of(&http_get(&addr, "/healthz")), 200);
+}
+
+/// A failed reload's error quotes the file (a receiver URL may carry a
+/// token): with a read token configured, the open `/api/v1/status` and
+/// `/readyz` show it only to a request with the read or admin token.
+#[test]
+fn a_failed_reload_error_is_shown_only_to_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("crisiswatch.toml");
+    let original = std::fs::read_to_string(format!("{ROOT}/config/crisiswatch.toml"))
+        .unwrap()
+        .replace(
+            "# read_token_env = \"CRISISWATCH_READ_TOKEN\"",
+            "read_token_env = \"CRISISWATCH_READ_TOKEN\"",
+        );
+    assert!(original.contains("\nread_token_env"));
+    std::fs::write(&cfg_path, &original).unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args(["demo", "--speed", "300", "--listen", &addr, "--config"])
+        .arg(&cfg_path)
+        .env("CRISISWATCH_ADMIN_TOKEN", TOKEN)
+        .env("CRISISWATCH_READ_TOKEN", "reader-tok")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _guard = ChildGuard(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains(&addr), "{first}");
+    std::thread::spawn(move || for _ in lines {});
+    poll("ready", || {
+        (status_of(&http_get(&addr, "/readyz")) == 200).then_some(())
+    });
+    let broken = original.replace(
+        "thresholds = { warning = 0.05, critical = 0.10 }",
+        "thresholds = { warning = 0.5, critical = 0.1 }",
+    );
+    assert_ne!(broken, original);
+    std::fs::write(&cfg_path, broken).unwrap();
+    let admin = format!("Bearer {TOKEN}");
+    let r = http(
+        &addr,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &admin)],
+        "",
+    );
+    assert_eq!(status_of(&r), 422, "{r}");
+    assert!(body_of(&r).contains("thresholds.critical"), "{r}");
+    let error = |auth: Option<&str>| -> String {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+        let s = json(&http(&addr, "GET", "/api/v1/status", &headers, ""));
+        assert_eq!(s["last_reload"]["ok"], false, "{s}");
+        s["last_reload"]["error"].as_str().unwrap().to_string()
+    };
+    let hidden = error(None);
+    assert!(!hidden.contains("thresholds"), "{hidden}");
+    assert!(hidden.contains("crisiswatch check"), "{hidden}");
+    assert!(error(Some("Bearer wrong")) == hidden);
+    assert!(error(Some("Bearer reader-tok")).contains("thresholds.critical"));
+    assert!(error(Some(&admin)).contains("thresholds.critical"));
+    let r = http_get(&addr, "/readyz");
+    assert_eq!(status_of(&r), 503, "{r}");
+    assert!(
+        body_of(&r).contains("reload failed") && !body_of(&r).contains("thresholds"),
+        "{r}"
+    );
+    let r = http(
+        &addr,
+        "GET",
+        "/readyz",
+        &[("Authorization", "Bearer reader-tok")],
+        "",
+    );
+    assert!(body_of(&r).contains("thresholds.critical"), "{r}");
+}

@@ -194,6 +194,8 @@ async fn killed_with_sigkill_while_pending_then_restarted_delivers_everything_on
         err.contains("0 notification(s) queued, 0 still undelivered"),
         "{err}"
     );
+    // The rows the killed run left queued count as this run's deliveries.
+    assert!(err.contains("this run: 10 delivered, 0 failed"), "{err}");
     let docs: Vec<Value> = rx.accepted().iter().map(|r| r.json()).collect();
     let got = keys(&docs);
     let unique: BTreeSet<(String, u64)> = got.iter().cloned().collect();
@@ -332,6 +334,79 @@ async fn dead_letters_are_listed_retried_and_delivered_from_the_cli() {
     assert!(outbox_rows(&cfg, "dead").is_empty());
 }
 
+/// Receivers that refuse (400) or stay down (503 past `max_age`): the replay's
+/// summary counts what was delivered, refused and dead-lettered in this run
+/// and names the commands that list them, instead of "0 still undelivered"
+/// alone. The exit code stays 0 (the transitions were written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_summary_counts_refused_and_dead_lettered_notifications() {
+    let ok = Receiver::start().await;
+    ok.set_default(Reply::status(202));
+    let refuse = Receiver::start().await;
+    refuse.set_default(Reply::status(400));
+    let down = Receiver::start().await;
+    down.set_default(Reply::status(503));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    crisis_input(&input, &["router-x"]);
+    let fast =
+        r#"backoff_initial = "100ms", backoff_max = "200ms", max_age = "1s", breaker_failures = 0"#;
+    let receivers = [
+        generic_receiver("ok", &ok.url(), fast),
+        generic_receiver("refuse", &refuse.url(), fast),
+        generic_receiver("down", &down.url(), fast),
+    ]
+    .concat();
+    let cfg = write_config(dir.path(), &receivers, r#"drain_timeout = "20s""#);
+    let replay = || {
+        run(
+            &[
+                "replay",
+                "--now",
+                HISTORY_NOW,
+                "--config",
+                cfg.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                "/dev/null",
+            ],
+            &[],
+        )
+    };
+    let out = replay();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "transitions written: exit 0: {err}");
+    assert!(
+        err.contains(
+            "15 notification(s) queued, 0 still undelivered; this run: 5 delivered, \
+             5 failed (refused by the receiver), 5 dead-lettered"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: 10 incident notification(s) were not delivered"),
+        "{err}"
+    );
+    assert!(err.contains("list --status failed"), "{err}");
+    assert!(err.contains("list --status dead"), "{err}");
+    assert_eq!(outbox_rows(&cfg, "failed").len(), 5);
+    assert_eq!(outbox_rows(&cfg, "dead").len(), 5);
+    assert_eq!(ok.accepted().len(), 5);
+    // The same replay again queues nothing: this run has nothing to report.
+    let out = replay();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "0 notification(s) queued, 0 still undelivered; this run: 0 delivered, \
+             0 failed (refused by the receiver), 0 dead-lettered"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("were not delivered"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_silences_mute_matching_incidents_and_expire() {
     let rx = Receiver::start().await;
@@ -362,6 +437,26 @@ async fn cli_silences_mute_matching_incidents_and_expire() {
     );
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(id.len(), 16);
+    // A regular-expression matcher is refused with what to write instead.
+    let out = run(
+        &[
+            "silence",
+            "--config",
+            cfg_s,
+            "add",
+            "product=~router.*",
+            "--for",
+            "1h",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("regular-expression matchers (=~) are not supported")
+            && err.contains("name!=value"),
+        "{err}"
+    );
     let list = run(&["silence", "--config", cfg_s, "list"], &[]);
     let list = String::from_utf8_lossy(&list.stdout).to_string();
     assert!(
@@ -554,6 +649,29 @@ async fn silences_endpoint_needs_the_bearer_token_to_change_anything() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // Alertmanager's regular-expression matchers are refused, not taken as
+    // `product` equal to "~zz(z" (a silence that would never match).
+    for m in ["product=~zz(z", "product!~router-.*"] {
+        let r = c
+            .post(&url)
+            .bearer_auth("tok-123")
+            .body(serde_json::json!({ "matchers": [m], "duration": "2h" }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{m}");
+        let err = r.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("regular-expression matchers")
+                && err.contains("name=value")
+                && err.contains("name!=value"),
+            "{err}"
+        );
+    }
+    assert_eq!(ob.silences().unwrap().len(), 1, "only the first one stored");
     // Reading is open.
     let list: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["silences"][0]["id"], id.as_str());

@@ -929,3 +929,30 @@ url = "{}"
         svc.stderr_text()
     );
 }
+
+/// A topic that does not exist yet when a fresh service starts is read once
+/// it is created (librdkafka keeps asking for a subscribed topic it has not
+/// found; its 5-minute periodic refresh is not what finds it: the messages
+/// arrive within seconds of the creation, measured with the creation 3 s and
+/// 45 s after the start).
+#[test]
+fn a_topic_created_after_a_fresh_start_is_read() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = counting_config(&bs, "created-later", dir.path());
+    let svc = Service::start(dir.path(), "fresh", &cfg);
+    wait_until(Duration::from_secs(30), "the consumer is up", || {
+        svc.stderr_text().contains("No checkpoint")
+    });
+    // The stimulus, not a wait for a condition: the topic comes well after
+    // the consumer's first look for it.
+    std::thread::sleep(Duration::from_secs(10));
+    create_topics(&bs, &[("complaints", 2)]);
+    let msgs = produce(&bs, &numbered("n", 20, t0()), Duration::from_secs(30));
+    all_applied(
+        &svc,
+        &msgs,
+        "every message of the topic created after the start",
+    );
+}

@@ -7,7 +7,13 @@
 //! Replaying the same input again is safe: transitions already applied are
 //! recognised in the outbox and skipped, and queued notifications left by an
 //! interrupted run are delivered first.
+//!
+//! The summary counts what became of this run's notifications (those it
+//! queued and those left queued by an earlier run) from the outbox: delivered,
+//! refused, dead-lettered or still queued, so a replay whose receivers refused
+//! everything does not read as a success.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use std::sync::Arc;
 use crate::alert::Transition;
 use crate::config::Config;
 
+use super::outbox::{Outbox, OutboxError, Status};
 use super::{has_http_receivers, DrainReport, IncidentError, IncidentManager, ManagerOptions};
 
 /// The incident side of one replay.
@@ -24,8 +31,32 @@ pub struct ReplayDelivery {
     drain: std::time::Duration,
     error: Option<IncidentError>,
     submitted: usize,
+    /// The outbox rows this run answers for, as found before it started.
+    start: RunStart,
     /// One sender per outbox (see `run::dir_lock`).
     _lock: crate::run::dir_lock::DirLock,
+}
+
+/// Where the outbox stood before the replay: its rows after `last_id` are the
+/// ones the replay queued; `carried` were left queued by an earlier run and
+/// are sent by this one.
+#[derive(Debug, Default)]
+struct RunStart {
+    /// The newest row id (0 in an empty outbox).
+    last_id: i64,
+    /// Rows pending before the replay started.
+    carried: BTreeSet<i64>,
+}
+
+/// What became of this run's notifications, from the outbox after the drain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// Answered 2xx.
+    pub(crate) delivered: usize,
+    /// Refused for good by the receiver (a 4xx other than 429).
+    pub(crate) failed: usize,
+    /// Not delivered within the receiver's `max_age`.
+    pub(crate) dead: usize,
 }
 
 /// What the incident side of a replay did.
@@ -35,15 +66,48 @@ pub struct ReplayIncidents {
     pub(crate) queued: usize,
     /// What the final drain left.
     pub(crate) drain: DrainReport,
+    /// What became of this run's rows.
+    pub(crate) outcome: Outcome,
 }
 
 impl fmt::Display for ReplayIncidents {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Outcome {
+            delivered,
+            failed,
+            dead,
+        } = self.outcome;
         write!(
             f,
-            "incidents:    {} notification(s) queued, {} still undelivered",
+            "incidents:    {} notification(s) queued, {} still undelivered; \
+             this run: {delivered} delivered, {failed} failed (refused by the receiver), \
+             {dead} dead-lettered (not delivered within max_age)",
             self.queued, self.drain.pending
-        )
+        )?;
+        // The exit code stays 0 (the transitions were written; delivery is
+        // the receivers' side): the warning says what was not delivered.
+        if failed + dead > 0 {
+            let mut parts = Vec::new();
+            if failed > 0 {
+                parts.push(format!(
+                    "{failed} refused (`crisiswatch outbox --config <file> list --status failed`)"
+                ));
+            }
+            if dead > 0 {
+                parts.push(format!(
+                    "{dead} dead-lettered (`crisiswatch outbox --config <file> list --status dead`)"
+                ));
+            }
+            write!(
+                f,
+                "\nwarning: {} incident notification(s) were not delivered: {}; \
+                 `crisiswatch outbox --config <file> retry` queues dead letters again \
+                 (`--include-failed`: the refused too)",
+                failed + dead,
+                parts.join(", ")
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -61,6 +125,8 @@ impl ReplayDelivery {
             .build()
             .map_err(IncidentError::Runtime)?;
         let lock = crate::run::dir_lock::DirLock::acquire(Path::new(&cfg.incidents.data_dir))?;
+        // Before the manager opens: its workers start sending at once.
+        let start = RunStart::read(&Outbox::open(Path::new(&cfg.incidents.data_dir))?)?;
         let manager = {
             let _guard = runtime.enter();
             let registry = prometheus::Registry::new();
@@ -77,6 +143,7 @@ impl ReplayDelivery {
             drain: cfg.incidents.drain_timeout.0,
             error: None,
             submitted: 0,
+            start,
             _lock: lock,
         }))
     }
@@ -102,9 +169,58 @@ impl ReplayDelivery {
             self.submitted += self.manager.flush(now)?.queued;
         }
         let drain = self.runtime.block_on(self.manager.shutdown(self.drain));
+        let outcome = self.start.outcome(self.manager.outbox())?;
         Ok(ReplayIncidents {
             queued: self.submitted,
             drain,
+            outcome,
         })
     }
+}
+
+// === impl RunStart ===
+
+impl RunStart {
+    /// No limit on the rows [`Outbox::list`] returns.
+    const ALL: usize = u32::MAX as usize;
+
+    /// Where `outbox` stands now.
+    fn read(outbox: &Outbox) -> Result<RunStart, OutboxError> {
+        Ok(RunStart {
+            last_id: newest_id(outbox)?,
+            carried: outbox
+                .list(Some(Status::Pending), None, Self::ALL)?
+                .iter()
+                .map(|r| r.id)
+                .collect(),
+        })
+    }
+
+    /// Counts this run's rows by status (the rows after the oldest one it
+    /// answers for, newest first, are all that is read).
+    fn outcome(&self, outbox: &Outbox) -> Result<Outcome, OutboxError> {
+        let since = self
+            .carried
+            .first()
+            .map_or(self.last_id, |&id| (id - 1).min(self.last_id));
+        let newer = usize::try_from(newest_id(outbox)? - since).unwrap_or(0);
+        let mut out = Outcome::default();
+        for row in outbox.list(None, None, newer)? {
+            if row.id <= self.last_id && !self.carried.contains(&row.id) {
+                continue;
+            }
+            match row.status {
+                Status::Delivered => out.delivered += 1,
+                Status::Failed => out.failed += 1,
+                Status::Dead => out.dead += 1,
+                Status::Pending | Status::Muted | Status::Superseded => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The newest row id of `outbox` (0 when it is empty).
+fn newest_id(outbox: &Outbox) -> Result<i64, OutboxError> {
+    Ok(outbox.list(None, None, 1)?.first().map_or(0, |r| r.id))
 }

@@ -7,7 +7,9 @@
 //! running service share them; they expire on their own at `ends_at`.
 //!
 //! A matcher is `name=value` or `name!=value`; `rule` is the rule name, any
-//! other name a group label (an absent label is "").
+//! other name a group label (an absent label is ""). Alertmanager's
+//! regular-expression operators (`=~`, `!~`) are refused, not taken as `=`
+//! with a value starting with `~`.
 
 use std::fmt;
 
@@ -25,6 +27,17 @@ pub enum SilenceError {
         "bad matcher {0:?}: write name=value or name!=value (name is `rule` or a group label)"
     )]
     BadMatcher(String),
+    /// A regular-expression matcher (`=~`, `!~`), as Alertmanager writes them.
+    #[error(
+        "bad matcher {matcher:?}: regular-expression matchers ({op}) are not supported; \
+         write name=value (equal) or name!=value (not equal), and one silence per value to mute several"
+    )]
+    Regex {
+        /// The matcher as given.
+        matcher: String,
+        /// `=~` or `!~`.
+        op: &'static str,
+    },
     /// No matcher given.
     #[error("a silence needs at least one matcher, e.g. rule=complaint_rate or product=router-x")]
     NoMatchers,
@@ -80,9 +93,18 @@ pub struct Silence {
 // === impl Matcher ===
 
 impl Matcher {
-    /// Parses `name=value` or `name!=value`.
+    /// Parses `name=value` or `name!=value`; `name=~value` and `name!~value`
+    /// (regular expressions) are refused.
     pub fn parse(s: &str) -> Result<Matcher, SilenceError> {
         let bad = || SilenceError::BadMatcher(s.to_string());
+        for op in ["=~", "!~"] {
+            if s.split_once(op).is_some_and(|(n, _)| valid_name(n.trim())) {
+                return Err(SilenceError::Regex {
+                    matcher: s.to_string(),
+                    op,
+                });
+            }
+        }
         let (name, op, value) = if let Some((n, v)) = s.split_once("!=") {
             (n, MatchOp::Ne, v)
         } else if let Some((n, v)) = s.split_once('=') {
@@ -91,11 +113,7 @@ impl Matcher {
             return Err(bad());
         };
         let name = name.trim();
-        let valid = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
-        if !valid {
+        if !valid_name(name) {
             return Err(bad());
         }
         Ok(Matcher {
@@ -117,6 +135,14 @@ impl Matcher {
         };
         (v == self.value) == (self.op == MatchOp::Eq)
     }
+}
+
+/// A label name (or `rule`): letters, digits, `_`, `-` and `.`.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
 impl fmt::Display for Matcher {
@@ -211,6 +237,32 @@ mod tests {
         assert!(Matcher::parse("=x").is_err());
         let absent = Matcher::parse("region=").unwrap();
         assert!(absent.matches("r", &g(&[("product", "p")])));
+    }
+
+    #[test]
+    fn regex_matchers_are_refused_not_taken_literally() {
+        for (m, op) in [
+            ("product=~zz(z", "=~"),
+            ("product!~router-.*", "!~"),
+            (" rule =~ churn.*", "=~"),
+        ] {
+            let err = Matcher::parse(m).unwrap_err();
+            assert_eq!(
+                err,
+                SilenceError::Regex {
+                    matcher: m.to_string(),
+                    op
+                }
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains("regular-expression matchers") && msg.contains("name!=value"),
+                "{msg}"
+            );
+        }
+        // `=~` inside a value is a value.
+        let m = Matcher::parse("comment=a=~b").unwrap();
+        assert_eq!((m.op, m.value.as_str()), (MatchOp::Eq, "a=~b"));
     }
 
     #[test]
