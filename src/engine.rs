@@ -41,6 +41,7 @@ mod answer;
 mod apply;
 mod backlog;
 mod evaluate;
+mod key;
 mod pane;
 mod partitions;
 mod record;
@@ -119,7 +120,7 @@ struct RuleRt {
     dirty: snapshot::dirty::Dirty,
     /// (slot, hash, key) of live groups waiting for their group-table entry:
     /// filled by a restore or by [`table::stash`], emptied by [`table::rebuild`].
-    keys: Vec<(u32, u64, rule::GroupKey)>,
+    keys: Vec<(u32, u64, key::GroupKey)>,
 }
 
 /// A read-only view of one group, for metrics and the API.

@@ -20,6 +20,7 @@ use smallvec::SmallVec;
 pub(crate) mod ahead;
 mod fast;
 mod full;
+pub(crate) mod order;
 mod owned;
 mod raw;
 mod time;

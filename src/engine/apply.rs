@@ -12,8 +12,8 @@ use std::cmp::Reverse;
 use smallvec::SmallVec;
 
 use super::evaluate::{evaluate, schedule_pane};
+use super::key::{encode_key, group_hash};
 use super::pane::boundary_time;
-use super::rule::{encode_key, group_hash};
 use super::shard_hash::stable_group_hash;
 use super::table::{attr_id, NONE};
 use super::{Engine, Outcome};

@@ -10,9 +10,9 @@ use crate::alert::{Phase, State, Transition};
 use crate::window::Region;
 
 use super::backlog::response_time;
+use super::key::decode_key;
 use super::pane::boundary_time;
 use super::record::Evaluation;
-use super::rule::decode_key;
 use super::table::GroupTable;
 use super::{EngineStats, RuleRt};
 use crate::indicator::season::Seasonal;

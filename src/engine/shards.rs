@@ -32,7 +32,7 @@
 //! new groups than one engine would. The cap is an overload guard, counted in
 //! `crisiswatch_group_overflow_total`.
 
-use super::rule::decode_key;
+use super::key::decode_key;
 pub use super::shard_hash::shard_of;
 use super::shard_hash::{stable_group_hash, ShardFilter};
 use super::{

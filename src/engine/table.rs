@@ -16,7 +16,7 @@
 
 use hashbrown::HashTable;
 
-use super::rule::{key_eq, GroupKey};
+use super::key::{key_eq, GroupKey};
 use super::RuleRt;
 
 /// No group of this member rule in the entry.

@@ -3,8 +3,8 @@
 use crate::alert::{Labels, Phase};
 
 use super::backlog::response_time;
+use super::key::{group_hash, key_eq};
 use super::pane::end_pane;
-use super::rule::{group_hash, key_eq};
 use super::{Engine, EngineStats, GroupView, RuleStats};
 use crate::config::RuleConfig;
 

@@ -209,12 +209,12 @@ impl PartialOrd for OwnedEvent {
 
 impl Ord for OwnedEvent {
     /// `(ts, id, order key)`: ids compare as their bytes, as `str` does;
-    /// the order key is [`crate::sequencer::order_key`] of the raw bytes.
+    /// the order key is [`super::order::order_key`] of the raw bytes.
     fn cmp(&self, other: &Self) -> Ordering {
         self.ts
             .cmp(&other.ts)
             .then_with(|| self.id_bytes().cmp(other.id_bytes()))
-            .then_with(|| crate::sequencer::tie_break(self.raw(), other.raw()))
+            .then_with(|| super::order::tie_break(self.raw(), other.raw()))
     }
 }
 
@@ -351,7 +351,7 @@ mod tests {
         let d = mk(br#"{"type":"x","id":"b","ts":2}"#);
         assert!(a < b && b < c && b < d);
         // One time and id: by the order key of the bytes, not the bytes.
-        let key = crate::sequencer::order_key;
+        let key = crate::event::order::order_key;
         assert_eq!(
             c.cmp(&d),
             key(c.raw()).cmp(&key(d.raw())),

@@ -10,7 +10,7 @@
 //! turns it on (`run` with durable state): replays and backtests keep
 //! nothing.
 
-use super::super::rule::GroupKey;
+use super::super::key::GroupKey;
 
 /// Changes of one rule since the last checkpoint (see the module docs).
 #[derive(Debug, Default)]

@@ -37,7 +37,8 @@ use std::cmp::Reverse;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::super::rule::{decode_key, GroupIn, GroupOut};
+use super::super::key::decode_key;
+use super::super::rule::{GroupIn, GroupOut};
 use super::super::shard_hash::{shard_index, stable_group_hash};
 use super::super::{Engine, EngineStats, RuleRt, RuleStats};
 use super::{definition, SnapshotError};

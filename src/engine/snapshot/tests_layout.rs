@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::super::backlog::Book;
-use super::super::rule::{GroupIn, GroupKey, GroupOut, Instance};
+use super::super::key::GroupKey;
+use super::super::rule::{GroupIn, GroupOut, Instance};
 use super::super::Engine;
 use crate::alert::Phase;
 use crate::config::Config;
