@@ -275,6 +275,35 @@ fn dashboards_are_scoped_by_job_and_instance_and_name_no_rule() {
     }
 }
 
+/// The committed dashboards are what `scripts/gen-dashboards.py` writes
+/// (so the script, where panels are edited, loses no hand edit of the JSON
+/// when it is run again).
+#[test]
+fn dashboards_are_what_the_generator_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    std::fs::create_dir(dir.path().join("dashboards")).unwrap();
+    let script = dir.path().join("scripts/gen-dashboards.py");
+    std::fs::copy(format!("{ROOT}/scripts/gen-dashboards.py"), &script).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .output()
+        .expect("python3 (scripts/install-test-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in DASHBOARDS {
+        let made = std::fs::read_to_string(dir.path().join("dashboards").join(file)).unwrap();
+        let committed = std::fs::read_to_string(format!("{ROOT}/dashboards/{file}")).unwrap();
+        assert!(
+            made == committed,
+            "dashboards/{file} differs from what scripts/gen-dashboards.py writes: edit the script and run it"
+        );
+    }
+}
+
 /// The panel queries as written (variables unbound).
 fn raw_exprs(node: &Value) -> Vec<String> {
     let mut out = Vec::new();
