@@ -292,9 +292,18 @@ impl Driver {
         let wm = watermark(newest, self.engine.lateness_ms());
         if self.seq.released_below().is_none_or(|b| wm > b) {
             self.release(wm, obs);
-            // Boundaries are sampled from the first applied event on.
+            // Boundaries are sampled from the first applied event on; the
+            // engine's clock moves from the first event on, as `replay`'s
+            // does, so an event behind the watermark before any was applied
+            // is late here too (it started the clock at its own time).
             if self.engine.clock().is_some() {
                 self.advance_to(wm.saturating_sub(1), obs);
+            } else {
+                self.engine
+                    .advance_clock(wm.saturating_sub(1), &mut self.out);
+                for tr in self.out.drain(..) {
+                    obs.transition(&tr);
+                }
             }
         }
     }

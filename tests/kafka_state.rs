@@ -955,4 +955,10 @@ fn a_topic_created_after_a_fresh_start_is_read() {
         &msgs,
         "every message of the topic created after the start",
     );
+    // The engine stage counts the batches it took.
+    assert!(
+        svc.metric("crisiswatch_batches_total").unwrap_or(0.0) >= 1.0,
+        "{}",
+        svc.stderr_text()
+    );
 }

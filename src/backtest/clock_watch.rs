@@ -108,7 +108,7 @@ impl ClockWatch {
     pub(crate) fn observe(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
         self.order(ts);
         match self.clock {
-            Some(c) if ts <= c => self.counted(ts <= c.saturating_sub(self.horizon_ms)),
+            Some(c) if ts <= c => self.counted(ts < c.saturating_sub(self.horizon_ms)),
             _ => {
                 self.moved_to(ts, line, at);
                 self.counted(false);
@@ -358,6 +358,18 @@ mod tests {
             horizon_ms: 1000,
             ..ClockWatch::default()
         }
+    }
+
+    /// Late as the engine judges it: older than the clock less the horizon,
+    /// not at it (the warning counted an event the engine applied).
+    #[test]
+    fn an_event_exactly_at_the_horizon_is_not_counted_late() {
+        let mut w = watch();
+        w.observe(10_000, 1, None);
+        w.observe(9_000, 2, None);
+        assert_eq!(w.late, 0);
+        w.observe(8_999, 3, None);
+        assert_eq!(w.late, 1);
     }
 
     #[test]

@@ -213,6 +213,9 @@ impl<'a> RawEvent<'a> {
         }
         let customer_id = match self.customer_id {
             None | Some(Scalar::Null) => None,
+            // An empty id names no customer (it was counted as one, shared
+            // by every event that left it empty).
+            Some(Scalar::Str(s)) if s.is_empty() => None,
             Some(Scalar::Str(s)) => Some(s),
             Some(Scalar::I64(v)) => Some(Cow::Owned(v.to_string())),
             Some(Scalar::U64(v)) => Some(Cow::Owned(v.to_string())),

@@ -394,3 +394,11 @@ fn timestamp_errors_say_what_is_wrong() {
     // `-0` is the integer 0.
     assert_eq!(dec(r#"{"id":"a","type":"order","ts":-0}"#).unwrap().ts, 0);
 }
+
+#[test]
+fn an_empty_customer_id_names_no_customer() {
+    let e = dec(r#"{"id":"a","type":"complaint","ts":1,"customer_id":""}"#).unwrap();
+    assert_eq!(e.customer_id, None);
+    let e = dec(r#"{"id":"a","type":"complaint","ts":1,"customer_id":"c"}"#).unwrap();
+    assert_eq!(e.customer_id.as_deref(), Some("c"));
+}

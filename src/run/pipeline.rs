@@ -388,6 +388,7 @@ impl Stage {
             }
         }
         self.refuted_jumps().await;
+        state.metrics.batches.inc();
         let m = &self.shared.metrics;
         for (t, name) in self.shared.topics.iter().enumerate() {
             if processed[t] > 0 {
