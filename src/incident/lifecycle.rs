@@ -380,6 +380,7 @@ impl Lifecycle {
             description: info.description,
             group: t.group.clone(),
             severity: t.severity,
+            superseded: Vec::new(),
             active: true,
             condition: info.condition,
             value: None,
@@ -466,7 +467,10 @@ impl Lifecycle {
             else {
                 continue;
             };
-            a.severity = a.severity.max(t.severity);
+            if t.severity > a.severity {
+                a.superseded.push(a.severity);
+                a.severity = t.severity;
+            }
             a.threshold = t.threshold;
             a.observe(t.value);
             a.sample_event_ids = t.sample_event_ids.clone();

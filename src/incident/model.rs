@@ -91,6 +91,10 @@ pub(crate) struct AlertEvidence {
     pub(crate) group: Labels,
     /// Current (highest) severity.
     pub(crate) severity: Severity,
+    /// The severities it had before an escalation, oldest first: the
+    /// Alertmanager receiver ends their label sets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) superseded: Vec<Severity>,
     /// Whether it still fires.
     pub(crate) active: bool,
     /// Above or below.

@@ -254,20 +254,19 @@ pub(crate) fn alertmanager_url(base: &str) -> String {
 ///
 /// `severity` is a label (routes and inhibitions match on it), so an alert
 /// that escalated is another Alertmanager alert than the one it was: each
-/// alert above `info` also carries its lower severities' label sets, ended
-/// (at the notification's time), so the copy that was pushed before the
-/// escalation resolves at once instead of firing beside it until it times
-/// out. A lower level it never had arrives already ended, which Alertmanager
-/// keeps without notifying.
+/// alert also carries the label sets of the severities it had before
+/// (`superseded`), ended (at the notification's time), so the copy pushed
+/// before the escalation resolves at once instead of firing beside it until
+/// it times out.
 pub(crate) fn alertmanager(ns: &[&Notification], now_ms: i64, resend_ms: i64) -> Value {
     let mut out = Vec::new();
     for n in ns {
         for a in &n.alerts {
             let (alert, span) = alertmanager_alert(n, a, now_ms, resend_ms);
             let at = n.at.min(now_ms).max(a.started_at);
-            let lower: Vec<Value> = Severity::ALL
+            let lower: Vec<Value> = a
+                .superseded
                 .iter()
-                .filter(|s| **s < a.severity)
                 .map(|s| superseded(&alert, span, *s, at))
                 .collect();
             out.push(alert);
@@ -395,6 +394,7 @@ mod tests {
             description: description.to_string(),
             group: vec![("product".into(), "router-x".into())],
             severity: Severity::Warning,
+            superseded: Vec::new(),
             active,
             condition: crate::config::Condition::Above,
             value: Some(1.0),
@@ -517,6 +517,7 @@ mod tests {
     fn alertmanager_ends_the_label_sets_an_escalation_left_behind() {
         let mut a = alert(0, true, "");
         a.severity = Severity::Error;
+        a.superseded = vec![Severity::Info, Severity::Warning];
         let n = notification(vec![a], 0);
         let doc = alertmanager(&[&n], 5000, 60_000);
         let list = doc.as_array().unwrap();
@@ -533,10 +534,11 @@ mod tests {
             same["severity"] = list[0]["labels"]["severity"].clone();
             assert_eq!(same, list[0]["labels"], "only the severity differs");
         }
-        // An `info` alert has nothing below it.
+        // A level it never had is not sent: one that fired at `error` has
+        // nothing to end.
         let n = notification(
             vec![AlertEvidence {
-                severity: Severity::Info,
+                severity: Severity::Error,
                 ..alert(1, true, "")
             }],
             0,
