@@ -421,6 +421,35 @@ pub(crate) fn log_client_error(client: &'static str, error: &KafkaError, reason:
     }
 }
 
+/// The context of a bounded reader (`enable.partition.eof`: a changelog or
+/// control topic read to its end): its logs as the consumer's, its client
+/// errors through the repeat gate, and an end of partition — which it asked
+/// for, and which librdkafka also reports as an error — at DEBUG (the default
+/// context logged each at ERROR).
+pub(crate) struct ReaderContext(pub(crate) &'static str);
+
+impl ClientContext for ReaderContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_librdkafka(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if is_partition_eof(&error) {
+            tracing::debug!(client = self.0, error = %error, reason, "End of partition.");
+        } else {
+            log_client_error(self.0, &error, reason);
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+/// Whether `error` is librdkafka's end-of-partition event.
+pub(crate) fn is_partition_eof(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::PartitionEOF(_))
+        || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+}
+
 /// Routes librdkafka's log lines to `tracing`. Its errors are mostly transient
 /// (a broker restarting), so they are warnings — one per kind (its facility)
 /// every [`REPEAT_WINDOW`], the repeats at DEBUG; configuration warnings (a

@@ -58,6 +58,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::source::context::ReaderContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -94,7 +96,10 @@ fn inc(e: crate::incident::outbox::OutboxError) -> ScaledError {
 }
 
 /// The topic's reader: partition 0 from the beginning, no consumer group.
-fn reader(k: &KafkaSourceConfig, topic: &str) -> Result<BaseConsumer, ScaledError> {
+fn reader(
+    k: &KafkaSourceConfig,
+    topic: &str,
+) -> Result<BaseConsumer<ReaderContext>, ScaledError> {
     let mut c = ClientConfig::new();
     for (key, value) in &k.properties {
         c.set(key, value);
@@ -105,8 +110,8 @@ fn reader(k: &KafkaSourceConfig, topic: &str) -> Result<BaseConsumer, ScaledErro
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = c
-        .create()
+    let consumer: BaseConsumer<ReaderContext> = c
+        .create_with_context(ReaderContext("controls reader"))
         .map_err(|e| ScaledError::Client("controls reader", e))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)

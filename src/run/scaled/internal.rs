@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+
+use crate::source::context::ReaderContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -426,8 +428,8 @@ pub(crate) fn read_latest_counted(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
     let (low, high) = {
-        let consumer: BaseConsumer = c
-            .create()
+        let consumer: BaseConsumer<ReaderContext> = c
+            .create_with_context(ReaderContext("changelog reader"))
             .map_err(|e| ScaledError::Client("changelog reader", e))?;
         consumer
             .fetch_watermarks(topic, partition, Duration::from_secs(10))
@@ -446,8 +448,8 @@ pub(crate) fn read_latest_counted(
         let from = high.saturating_sub(tail).max(low);
         // A consumer of its own per read: nothing prefetched for an earlier
         // (narrower) read can stand in for this one's messages.
-        let consumer: BaseConsumer = c
-            .create()
+        let consumer: BaseConsumer<ReaderContext> = c
+            .create_with_context(ReaderContext("changelog reader"))
             .map_err(|e| ScaledError::Client("changelog reader", e))?;
         let (found, n, timed_out) = read_range(&consumer, topic, partition, from, high, deadline)?;
         cost.read += n;
@@ -472,7 +474,7 @@ pub(crate) fn read_latest_counted(
 /// checkpoint among them, the messages read, and whether `deadline` passed
 /// first (a warning; what was read still counts).
 fn read_range(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<ReaderContext>,
     topic: &str,
     partition: i32,
     from: i64,
