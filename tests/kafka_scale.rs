@@ -348,7 +348,8 @@ fn a_killed_instance_s_partitions_move_and_the_pages_do_not_change() {
     for s in [&b, &c] {
         let log = s.stderr_text();
         assert!(
-            !log.lines().any(|l| l.contains("ERROR") && l.contains("PartitionEOF")),
+            !log.lines()
+                .any(|l| l.contains("ERROR") && l.contains("PartitionEOF")),
             "{log}"
         );
     }

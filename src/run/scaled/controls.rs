@@ -96,10 +96,7 @@ fn inc(e: crate::incident::outbox::OutboxError) -> ScaledError {
 }
 
 /// The topic's reader: partition 0 from the beginning, no consumer group.
-fn reader(
-    k: &KafkaSourceConfig,
-    topic: &str,
-) -> Result<BaseConsumer<ReaderContext>, ScaledError> {
+fn reader(k: &KafkaSourceConfig, topic: &str) -> Result<BaseConsumer<ReaderContext>, ScaledError> {
     let mut c = ClientConfig::new();
     for (key, value) in &k.properties {
         c.set(key, value);
