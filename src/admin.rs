@@ -124,6 +124,8 @@ pub struct AdminState {
     /// Why the data directory cannot be written (the outbox or the state
     /// store failed), while it cannot: the service is not ready then.
     storage_error: Mutex<Option<String>>,
+    /// Why the consumer is not ready (not joined yet, stalled), while so.
+    consumer_wait: Mutex<Option<String>>,
     /// Why a scaled instance cannot go on (instances disagree), while so.
     scale_error: Mutex<Option<String>>,
     history: Mutex<history::History>,
@@ -158,6 +160,7 @@ impl Default for AdminState {
             last_reload: Mutex::new(ReloadStatus::default()),
             startup: Mutex::new(None),
             storage_error: Mutex::new(None),
+            consumer_wait: Mutex::new(None),
             scale_error: Mutex::new(None),
             history: Mutex::new(history::History::default()),
         }
@@ -325,6 +328,17 @@ impl AdminState {
     /// can again (`None`).
     pub(crate) fn set_storage_error(&self, error: Option<String>) {
         *lock(&self.storage_error) = error;
+    }
+
+    /// Records why the consumer is not ready (`Some(why)`), or that it is
+    /// (`None`): `/readyz` says it.
+    pub fn set_consumer_wait(&self, why: Option<String>) {
+        *lock(&self.consumer_wait) = why;
+    }
+
+    /// Why the consumer is not ready, while so.
+    pub(crate) fn consumer_wait(&self) -> Option<String> {
+        lock(&self.consumer_wait).clone()
     }
 
     /// Why the data directory cannot be written, while it cannot.

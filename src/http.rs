@@ -152,6 +152,11 @@ async fn readyz(State(s): State<Arc<AppState>>, headers: HeaderMap) -> impl Into
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: the last configuration reload failed: {e}\n"),
         )
+    } else if let Some(why) = s.admin.consumer_wait() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string())
     }

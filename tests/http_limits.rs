@@ -168,3 +168,24 @@ async fn customer_data_needs_the_read_token_when_one_is_set_or_off_loopback() {
     assert_eq!(get("/api/v1/alerts", Some("from-env")).await, 200);
     assert_eq!(get("/api/v1/alerts", Some("read-tok")).await, 401);
 }
+
+/// `/readyz` says why the consumer is not ready (it answered a bare "not
+/// ready" while the group had not taken the instance back after a crash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_why_the_consumer_is_not_ready() {
+    let (addr, state, _stop) = start("").await;
+    state.admin.set_consumer_wait(Some(
+        "the Kafka consumer has not joined its group yet".into(),
+    ));
+    let r = client()
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("not ready: the Kafka consumer has not joined"),
+        "{body}"
+    );
+}

@@ -42,6 +42,8 @@ pub(crate) struct Status {
     pub(crate) ready: bool,
     /// Whether the consumer is stalled.
     pub(crate) stalled: bool,
+    /// Why it is not ready, for `/readyz`.
+    pub(crate) why: Option<&'static str>,
 }
 
 impl Health {
@@ -109,9 +111,17 @@ impl Health {
             tracing::info!(lag = s.lag, "Kafka consumer progressing again; ready.");
         }
         s.stalled = stalled;
+        let why = if stalled {
+            Some("the Kafka consumer is stalled: behind but not consuming, rejoining its group, or the broker does not answer (see the log)")
+        } else if !s.joined {
+            Some("the Kafka consumer has not joined its group yet (after a crash the group waits up to session.timeout.ms for the old member)")
+        } else {
+            None
+        };
         Status {
             ready: s.joined && !stalled,
             stalled,
+            why,
         }
     }
 }
@@ -126,13 +136,17 @@ mod tests {
     fn ready_after_joining_until_progress_stops() {
         let t0 = Instant::now();
         let h = Health::new(t0);
-        assert!(!h.check(t0, T).ready, "not joined yet");
+        let s = h.check(t0, T);
+        assert!(!s.ready, "not joined yet");
+        assert!(s.why.is_some_and(|w| w.contains("not joined")), "{s:?}");
         h.on_assigned(t0);
         assert!(h.check(t0, T).ready);
+        assert_eq!(h.check(t0, T).why, None);
         h.on_messages(t0 + Duration::from_secs(8));
         assert!(h.check(t0 + Duration::from_secs(15), T).ready);
         let s = h.check(t0 + Duration::from_secs(19), T);
         assert!(!s.ready && s.stalled);
+        assert!(s.why.is_some_and(|w| w.contains("stalled")), "{s:?}");
         h.on_messages(t0 + Duration::from_secs(20));
         assert!(h.check(t0 + Duration::from_secs(20), T).ready, "recovers");
     }
