@@ -97,12 +97,14 @@ fn split(
     let (mut bytes, mut targets_total) = (0usize, 0usize);
     for &p in parts {
         let mine: Vec<&Vec<u8>> = lines.iter().skip(p).step_by(INPUTS).collect();
+        let mut offset = 0i64;
         for bite in mine.chunks(BITE) {
             for l in bite {
+                offset += 1;
                 let Ok(ev) = decode(l, &limits, None) else {
                     continue;
                 };
-                if let Some((targets, env)) = s.split(source(p), &ev, l) {
+                if let Some((targets, env)) = s.split(source(p), offset, &ev, l) {
                     let m = env.encode();
                     bytes += m.len() * targets.len();
                     targets_total += targets.len();

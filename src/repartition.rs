@@ -65,8 +65,8 @@ pub use split::Splitter;
 
 /// Version byte in front of every internal message. 3: events travel
 /// decoded (`wire_event`) with an order key instead of the input line,
-/// and integers are varints.
-pub const WIRE_VERSION: u8 = 3;
+/// and integers are varints; 4: an event carries its input offset.
+pub const WIRE_VERSION: u8 = 4;
 
 /// An input partition: the topic's index in `sources.kafka.topics` and the
 /// partition number.
@@ -85,6 +85,10 @@ pub enum Envelope {
     Event {
         /// Where it was read.
         source: Source,
+        /// Its offset there: an owner drops what a split stage forwards
+        /// again (an instance that took a dead one's input partitions
+        /// re-reads from the last commit), see [`Owner`].
+        offset: i64,
         /// Every internal partition it was sent to, ascending.
         targets: Vec<u32>,
         /// [`order_key`](crate::sequencer::order_key) of the message as

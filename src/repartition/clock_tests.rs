@@ -53,13 +53,13 @@ fn firing(cfg: &Config) -> (Owner, Splitter, Vec<Keyed>) {
             T0 + i * 1000
         );
         let ev = decode(line.as_bytes(), &limits, None).expect("valid");
-        let (_, env) = split.split(S0, &ev, line.as_bytes()).expect("routed");
+        let (_, env) = split.split(S0, i, &ev, line.as_bytes()).expect("routed");
         owner.offer(0, i, env, &mut out);
     }
     let mut other = Splitter::new(cfg, 4, 1).expect("splitter");
     let line = r#"{"id":"o1","type":"order","ts":1795132800000,"attrs":{"product":"p2"}}"#;
     let ev = decode(line.as_bytes(), &limits, None).expect("valid");
-    let _ = other.split(S1, &ev, line.as_bytes());
+    let _ = other.split(S1, 0, &ev, line.as_bytes());
     for r in split.reports().into_iter().chain(other.reports()) {
         owner.offer(0, 100, r, &mut out);
     }
@@ -109,7 +109,7 @@ fn a_quiet_stream_moves_the_clock_on_and_resolves() {
         T0 + 10_000
     );
     let ev = decode(line.as_bytes(), &limits, None).expect("valid");
-    let _ = again.split(S1, &ev, line.as_bytes());
+    let _ = again.split(S1, 1, &ev, line.as_bytes());
     for r in again.reports() {
         owner.offer(0, 106, r, &mut out);
     }
@@ -136,7 +136,7 @@ fn clock_messages_of_another_configuration_are_refused() {
         T0
     );
     let ev = decode(line.as_bytes(), &limits, None).expect("valid");
-    let (_, env) = split.split(S0, &ev, line.as_bytes()).expect("routed");
+    let (_, env) = split.split(S0, 0, &ev, line.as_bytes()).expect("routed");
     let mut out = Vec::new();
     owner.offer(0, 0, env, &mut out);
     let report = split.reports().pop().expect("a report");

@@ -75,9 +75,9 @@ fn owned(cfg: &Config, lines: &[String]) -> Vec<Transition> {
     let limits = *split.limits();
     let mut out = Vec::new();
     let mut offsets = [0i64; 2];
-    for l in lines {
+    for (n, l) in lines.iter().enumerate() {
         let ev = decode(l.as_bytes(), &limits, None).expect("valid");
-        let Some((targets, env)) = split.split(S0, &ev, l.as_bytes()) else {
+        let Some((targets, env)) = split.split(S0, n as i64, &ev, l.as_bytes()) else {
             continue;
         };
         let bytes = env.encode();

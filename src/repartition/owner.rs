@@ -114,6 +114,15 @@ pub struct Owner {
     newest: Option<i64>,
     /// Events not applied: another owned partition brings them.
     skipped: u64,
+    /// (internal partition, source) → the input offset after the last event
+    /// forwarded there: an event below it, behind the release point, is a
+    /// second copy (a split stage that took a dead instance's input
+    /// partition forwards again from the last commit) and is dropped. The
+    /// id dedup caught those only within `engine.dedup_horizon` of event
+    /// time, which a backlog read fast outruns.
+    forwarded: BTreeMap<(u32, Source), i64>,
+    /// Second copies dropped so.
+    resent: u64,
     /// Internal messages that did not decode, or events that no longer do.
     unreadable: u64,
     /// Rule names, by index (the order key of transitions).
@@ -156,6 +165,8 @@ impl Owner {
             lateness_ms,
             newest: None,
             skipped: 0,
+            forwarded: BTreeMap::new(),
+            resent: 0,
             unreadable: 0,
         })
     }
@@ -214,12 +225,19 @@ impl Owner {
             }
             Envelope::Event {
                 source,
+                offset: input,
                 targets,
                 key,
                 event,
             } => {
                 self.idle.remove(&(partition, source));
                 self.quiet.remove(&(partition, source));
+                let next = self
+                    .forwarded
+                    .entry((partition, source))
+                    .or_insert(i64::MIN);
+                let again = input < *next;
+                *next = (*next).max(input.saturating_add(1));
                 // Sent to several partitions this owner holds: the lowest applies it.
                 if targets.iter().find(|t| self.owned.contains(t)) != Some(&partition) {
                     self.skipped += 1;
@@ -229,6 +247,15 @@ impl Owner {
                     self.unreadable += 1;
                     return None;
                 };
+                // A second copy behind the release point: its first was
+                // applied (one ahead of it waits in the sequencer, where the
+                // id dedup meets both). Input offsets only go back when a
+                // split stage forwards again, or the input topic was
+                // recreated: then its new events lie ahead, and are kept.
+                if again && self.seq.released_below().is_some_and(|b| held.ts < b) {
+                    self.resent += 1;
+                    return None;
+                }
                 let late = self.seq.offer(held)?;
                 self.note_origins(Some(late.ts.saturating_add(1)));
                 self.apply(&late, out)
@@ -404,6 +431,12 @@ impl Owner {
     /// messages that could not be read.
     pub fn counts(&self) -> (u64, u64) {
         (self.skipped, self.unreadable)
+    }
+
+    /// Second copies of events dropped (forwarded again after a split
+    /// stage's crash).
+    pub fn resent(&self) -> u64 {
+        self.resent
     }
 }
 

@@ -51,13 +51,14 @@ impl Splitter {
         })
     }
 
-    /// A valid event read from `source` (decoded from `raw`, the topic's
-    /// default type applied): the internal partitions to send it to
+    /// A valid event read at `offset` of `source` (decoded from `raw`, the
+    /// topic's default type applied): the internal partitions to send it to
     /// (ascending; none when no rule's selectors match it) and the message.
     /// The source's progress moves either way.
     pub fn split(
         &mut self,
         source: Source,
+        offset: i64,
         ev: &Event<'_>,
         raw: &[u8],
     ) -> Option<(Vec<u32>, Envelope)> {
@@ -83,6 +84,7 @@ impl Splitter {
         super::wire_event::encode(ev, &mut event);
         let env = Envelope::Event {
             source,
+            offset,
             targets: targets.clone(),
             key: crate::sequencer::order_key(raw),
             event,

@@ -397,7 +397,9 @@ fn cluster(
             }
             let i = input[p][pos[p]];
             let ev = decode(lines[i].as_bytes(), &limits, None).expect("valid");
-            if let Some((targets, env)) = split[s].split(sources[p], &ev, lines[i].as_bytes()) {
+            if let Some((targets, env)) =
+                split[s].split(sources[p], pos[p] as i64, &ev, lines[i].as_bytes())
+            {
                 let bytes = env.encode();
                 for t in targets {
                     log[t as usize].push(bytes.clone());
@@ -554,7 +556,7 @@ proptest! {
             for (i, g) in gens.iter().enumerate() {
                 let ev = decode(lines[i].as_bytes(), &limits, None).expect("valid");
                 let mine = probe
-                    .split(src, &ev, lines[i].as_bytes())
+                    .split(src, i as i64, &ev, lines[i].as_bytes())
                     .is_some_and(|(t, _)| t.iter().any(|p| set.contains(p)));
                 if mine {
                     events += 1 + u64::from(g.8);

@@ -113,6 +113,9 @@ pub(crate) struct ScaledMetrics {
     pub(crate) held_transitions: IntGauge,
     /// Transitions read again after a partition moved (dropped), since the start.
     pub(crate) resent: IntGauge,
+    /// Events forwarded again after an instance died (dropped by the shard
+    /// owners of this instance, as their checkpoints count them).
+    pub(crate) resent_events: IntGauge,
     /// 1 while a shard partition this instance owns gets clock messages
     /// written under another configuration.
     pub(crate) config_mismatch: IntGauge,
@@ -144,6 +147,7 @@ impl ScaledMetrics {
             held: reg(r, IntGauge::new("crisiswatch_scale_held_events", "Events the shard owners of this instance hold until every input partition has passed them.")?)?,
             held_transitions: reg(r, IntGauge::new("crisiswatch_scale_held_transitions", "Transitions the incident owners of this instance hold until every shard owner has passed them.")?)?,
             resent: reg(r, IntGauge::new("crisiswatch_scale_resent_transitions", "Transitions read again after a shard partition moved, dropped (since the start).")?)?,
+            resent_events: reg(r, IntGauge::new("crisiswatch_scale_resent_events", "Events a split stage forwarded again after an instance died (re-read from its last commit), dropped by this instance's shard owners (their checkpoints carry the count).")?)?,
             lag: reg(r, IntGaugeVec::new(Opts::new("crisiswatch_scale_lag_messages", "Messages of an owned internal partition not yet read (high watermark minus position, every 5 s), by kind (shard, incident) and partition."), &["kind", "partition"])?)?,
             config_mismatch: reg(r, IntGauge::new("crisiswatch_scale_config_mismatch", "1 while a shard partition this instance owns is fed by an instance running another configuration (its clock waits; /readyz says which).")?)?,
         };

@@ -12,8 +12,10 @@ use crate::engine::{EngineError, SnapshotError};
 use crate::repartition::Source;
 
 /// Version of the checkpoint format (3: held events as their shard-topic
-/// body and order key).
-const VERSION: u8 = 3;
+/// body and order key; 4: the input offsets forwarded per internal
+/// partition and source, `Owner::forwarded` — a version 3 checkpoint still
+/// restores, without them).
+const VERSION: u8 = 4;
 
 /// An owner checkpoint that cannot be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,52 @@ struct Checkpoint {
     newest: Option<i64>,
     skipped: u64,
     unreadable: u64,
+    /// Version 4 on.
+    forwarded: Vec<(u32, Source, i64)>,
+    resent: u64,
+}
+
+/// [`Checkpoint`] of version 3.
+#[derive(Deserialize)]
+struct CheckpointV3 {
+    version: u8,
+    owned: Vec<u32>,
+    engine: Vec<u8>,
+    held: Vec<HeldRow>,
+    released_below: Option<i64>,
+    marks: Vec<(u32, Source, i64)>,
+    idle: Vec<(u32, Source)>,
+    origins: Vec<(u32, i64)>,
+    newest: Option<i64>,
+    skipped: u64,
+    unreadable: u64,
+}
+
+impl Checkpoint {
+    fn decode(bytes: &[u8]) -> Result<Checkpoint, OwnerCheckpointError> {
+        let bad = |e: bincode::Error| OwnerCheckpointError::Decode(e.to_string());
+        match bytes.first() {
+            Some(3) => {
+                let c: CheckpointV3 = bincode::deserialize(bytes).map_err(bad)?;
+                Ok(Checkpoint {
+                    version: c.version,
+                    owned: c.owned,
+                    engine: c.engine,
+                    held: c.held,
+                    released_below: c.released_below,
+                    marks: c.marks,
+                    idle: c.idle,
+                    origins: c.origins,
+                    newest: c.newest,
+                    skipped: c.skipped,
+                    unreadable: c.unreadable,
+                    forwarded: Vec::new(),
+                    resent: 0,
+                })
+            }
+            _ => bincode::deserialize(bytes).map_err(bad),
+        }
+    }
 }
 
 impl Owner {
@@ -85,6 +133,12 @@ impl Owner {
             newest: self.newest,
             skipped: self.skipped,
             unreadable: self.unreadable,
+            forwarded: self
+                .forwarded
+                .iter()
+                .map(|(&(p, s), &o)| (p, s, o))
+                .collect(),
+            resent: self.resent,
         };
         let mut out = Vec::new();
         bincode::serialize_into(&mut out, &cp)
@@ -102,9 +156,8 @@ impl Owner {
         sources: Vec<Source>,
         bytes: &[u8],
     ) -> Result<Owner, OwnerCheckpointError> {
-        let cp: Checkpoint =
-            bincode::deserialize(bytes).map_err(|e| OwnerCheckpointError::Decode(e.to_string()))?;
-        if cp.version != VERSION {
+        let cp = Checkpoint::decode(bytes)?;
+        if cp.version != VERSION && cp.version != 3 {
             return Err(OwnerCheckpointError::Decode(format!(
                 "version {}, this crisiswatch reads {VERSION}",
                 cp.version
@@ -136,6 +189,12 @@ impl Owner {
         owner.newest = cp.newest;
         owner.skipped = cp.skipped;
         owner.unreadable = cp.unreadable;
+        owner.forwarded = cp
+            .forwarded
+            .into_iter()
+            .map(|(p, s, o)| ((p, s), o))
+            .collect();
+        owner.resent = cp.resent;
         Ok(owner)
     }
 }

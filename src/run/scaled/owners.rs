@@ -228,6 +228,9 @@ impl Owners {
         self.metrics
             .held
             .set(self.parts.values().map(|p| p.owner.held() as i64).sum());
+        self.metrics
+            .resent_events
+            .set(self.parts.values().map(|p| p.owner.resent() as i64).sum());
         self.producer.poll();
     }
 

@@ -349,7 +349,9 @@ impl SplitStage {
                 Ok(owned) => {
                     // Always lent: the event decoded from UTF-8 bytes.
                     let Some(ev) = owned.event() else { continue };
-                    if let Some((targets, env)) = self.splitter.split(src, &ev, rec.payload) {
+                    if let Some((targets, env)) =
+                        self.splitter.split(src, rec.offset, &ev, rec.payload)
+                    {
                         let bytes = env.encode();
                         for q in targets {
                             // No key: the partition is chosen, the body names the event.
