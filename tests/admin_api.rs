@@ -46,6 +46,30 @@ fn live_groups(addr: &str, rule: &str) -> u64 {
         .map_or(0, |r| r["live_groups"].as_u64().unwrap_or(0))
 }
 
+/// A demo of the configuration at `cfg` with the admin token (and `env`),
+/// listening on a free port, slow enough to outlast the test: its address,
+/// pid and guard.
+fn demo(cfg: &std::path::Path, env: &[(&str, &str)]) -> (String, u32, ChildGuard) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(BIN)
+        .args(["demo", "--speed", "300", "--listen", &addr, "--config"])
+        .arg(cfg)
+        .env("CRISISWATCH_ADMIN_TOKEN", TOKEN)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let pid = child.id();
+    let guard = ChildGuard(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains(&addr), "{first}");
+    std::thread::spawn(move || for _ in lines {});
+    (addr, pid, guard)
+}
+
 #[test]
 fn admin_api_reload_and_auth() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,24 +77,7 @@ fn admin_api_reload_and_auth() {
     let original = std::fs::read_to_string(format!("{ROOT}/config/crisiswatch.toml")).unwrap();
     assert!(original.contains("admin_token_env = \"CRISISWATCH_ADMIN_TOKEN\""));
     std::fs::write(&cfg_path, &original).unwrap();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    // Slow enough that the demo is still running when the test finishes.
-    let mut child = Command::new(BIN)
-        .args(["demo", "--speed", "300", "--listen", &addr, "--config"])
-        .arg(&cfg_path)
-        .env("CRISISWATCH_ADMIN_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let pid = child.id();
-    let _guard = ChildGuard(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().unwrap().unwrap();
-    assert!(first.contains(&addr), "{first}");
-    std::thread::spawn(move || for _ in lines {});
+    let (addr, pid, _guard) = demo(&cfg_path, &[]);
 
     // Read-only endpoints are open.
     assert_eq!(status_of(&http_get(&addr, "/healthz")), 200);
@@ -353,23 +360,7 @@ fn a_failed_reload_error_is_shown_only_to_readers() {
         );
     assert!(original.contains("\nread_token_env"));
     std::fs::write(&cfg_path, &original).unwrap();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(BIN)
-        .args(["demo", "--speed", "300", "--listen", &addr, "--config"])
-        .arg(&cfg_path)
-        .env("CRISISWATCH_ADMIN_TOKEN", TOKEN)
-        .env("CRISISWATCH_READ_TOKEN", "reader-tok")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _guard = ChildGuard(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().unwrap().unwrap();
-    assert!(first.contains(&addr), "{first}");
-    std::thread::spawn(move || for _ in lines {});
+    let (addr, _, _guard) = demo(&cfg_path, &[("CRISISWATCH_READ_TOKEN", "reader-tok")]);
     poll("ready", || {
         (status_of(&http_get(&addr, "/readyz")) == 200).then_some(())
     });

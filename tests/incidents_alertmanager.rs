@@ -68,6 +68,25 @@ fn start_alertmanager() -> Alertmanager {
     }
 }
 
+/// A started Alertmanager once it answers ready, and a client.
+async fn ready_alertmanager() -> (Alertmanager, reqwest::Client) {
+    let am = start_alertmanager();
+    let c = reqwest::Client::new();
+    let ready = Instant::now() + Duration::from_secs(30);
+    while c
+        .get(format!("{}/-/ready", am.url))
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .ok()
+        != Some(true)
+    {
+        assert!(Instant::now() < ready, "Alertmanager did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (am, c)
+}
+
 async fn alerts(c: &reqwest::Client, am: &str) -> Option<Vec<Value>> {
     let r = c.get(format!("{am}/api/v2/alerts")).send().await.ok()?;
     r.json::<Vec<Value>>().await.ok()
@@ -102,20 +121,7 @@ fn find<'a>(list: &'a [Value], product: &str) -> Option<&'a Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_alertmanager_shows_the_alert_while_firing_and_resolves_it() {
-    let am = start_alertmanager();
-    let c = reqwest::Client::new();
-    let ready = Instant::now() + Duration::from_secs(30);
-    while c
-        .get(format!("{}/-/ready", am.url))
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .ok()
-        != Some(true)
-    {
-        assert!(Instant::now() < ready, "Alertmanager did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (am, c) = ready_alertmanager().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&format!(
         r#"
@@ -238,20 +244,7 @@ delivery = {{ resend_interval = "1s" }}
 /// `resend_interval`) runs out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_escalation_leaves_one_alert_firing_in_real_alertmanager() {
-    let am = start_alertmanager();
-    let c = reqwest::Client::new();
-    let ready = Instant::now() + Duration::from_secs(30);
-    while c
-        .get(format!("{}/-/ready", am.url))
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .ok()
-        != Some(true)
-    {
-        assert!(Instant::now() < ready, "Alertmanager did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (am, c) = ready_alertmanager().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&format!(
         r#"

@@ -773,22 +773,25 @@ fn a_checkpoint_repaired_while_the_service_waited_is_checked_against_the_broker(
 /// nothing is left to read, as it does after events. Before, event time
 /// stood at the checkpoint's clock until the next event arrived, and the
 /// incident stayed open.
-#[test]
-fn an_incident_open_at_a_restart_resolves_on_a_quiet_stream() {
-    let broker = Broker::start();
-    let bs = broker.bootstrap();
-    create_topics(&bs, &[("quiet", 1)]);
-    let rx = Receiver::start();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data").display().to_string();
-    let mut cfg = base_config(&bs, "quiet", &[("quiet", Some("complaint"))], "", &data);
+/// A service on topic `topic` (group `topic`) with one count rule over
+/// `window` (3 complaints of a product fire it) paging the generic receiver
+/// at `url`, checkpointing every 300 ms into `dir/data`.
+fn incident_config(
+    bs: &str,
+    topic: &str,
+    dir: &std::path::Path,
+    window: &str,
+    url: &str,
+) -> String {
+    let data = dir.join("data").display().to_string();
+    let mut cfg = base_config(bs, topic, &[(topic, Some("complaint"))], "", &data);
     cfg.push_str("\n[state]\ncheckpoint_interval = \"300ms\"\n");
     cfg.push_str(&format!(
         r#"
 [[rules]]
 name = "complaints"
 group_by = ["product"]
-window = "30s"
+window = "{window}"
 slide = "1s"
 indicator = {{ kind = "count", select = {{ type = "complaint" }} }}
 thresholds = {{ warning = 3 }}
@@ -796,10 +799,20 @@ thresholds = {{ warning = 3 }}
 [[receivers]]
 name = "hook"
 kind = "generic"
-url = "{}"
-"#,
-        rx.url
+url = "{url}"
+"#
     ));
+    cfg
+}
+
+#[test]
+fn an_incident_open_at_a_restart_resolves_on_a_quiet_stream() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("quiet", 1)]);
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = incident_config(&bs, "quiet", dir.path(), "30s", &rx.url);
     let now = chrono::Utc::now().timestamp_millis();
     let msgs: Vec<Out> = (0..10)
         .map(|i| {
@@ -847,26 +860,7 @@ fn a_restart_with_new_thresholds_keeps_the_open_incident() {
     create_topics(&bs, &[("retune", 1)]);
     let rx = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data").display().to_string();
-    let mut cfg = base_config(&bs, "retune", &[("retune", Some("complaint"))], "", &data);
-    cfg.push_str("\n[state]\ncheckpoint_interval = \"300ms\"\n");
-    cfg.push_str(&format!(
-        r#"
-[[rules]]
-name = "complaints"
-group_by = ["product"]
-window = "10m"
-slide = "1s"
-indicator = {{ kind = "count", select = {{ type = "complaint" }} }}
-thresholds = {{ warning = 3 }}
-
-[[receivers]]
-name = "hook"
-kind = "generic"
-url = "{}"
-"#,
-        rx.url
-    ));
+    let cfg = incident_config(&bs, "retune", dir.path(), "10m", &rx.url);
     let batch = |tag: &str| -> Vec<Out> {
         let now = chrono::Utc::now().timestamp_millis();
         (0..10)
