@@ -58,7 +58,7 @@ pub enum DemoError {
     Incident(#[from] crate::incident::IncidentError),
     /// Another process delivers from the data directory.
     #[error(transparent)]
-    Locked(#[from] crate::run::dir_lock::DirLockError),
+    Locked(#[from] crate::dir_lock::DirLockError),
 }
 
 /// Options of one demo run (command-line overrides of `[demo]`).
@@ -178,7 +178,7 @@ pub async fn run(
         .unwrap_or_else(|| std::path::PathBuf::from(&cfg.incidents.data_dir));
     // One sender per outbox: a running service or `outbox deliver` on the
     // same directory would send the same rows at the same time.
-    let _lock = crate::run::dir_lock::DirLock::acquire(&data_dir)?;
+    let _lock = crate::dir_lock::DirLock::acquire(&data_dir)?;
     let m = crate::incident::IncidentManager::open(
         cfg,
         metrics.registry(),

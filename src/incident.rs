@@ -78,7 +78,7 @@ pub use self::workers::ReceiverChanges;
 pub enum IncidentError {
     /// Another process sends from this outbox (`crisiswatch.lock`).
     #[error(transparent)]
-    Locked(#[from] crate::run::dir_lock::DirLockError),
+    Locked(#[from] crate::dir_lock::DirLockError),
     /// The outbox failed: notifications of this batch are not persisted.
     #[error(transparent)]
     Outbox(#[from] OutboxError),

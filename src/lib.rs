@@ -75,6 +75,7 @@ pub mod clock;
 pub mod config;
 pub mod dedup;
 pub mod demo;
+pub mod dir_lock;
 pub mod engine;
 pub mod event;
 pub mod explain;

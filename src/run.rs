@@ -20,7 +20,6 @@
 //! error (what was not committed is read again after a restart).
 
 pub mod applied_log;
-pub mod dir_lock;
 pub mod durable;
 pub mod feed;
 pub mod pipeline;
@@ -78,7 +77,7 @@ pub enum RunError {
     Snapshot(#[from] crate::engine::SnapshotError),
     /// The data or state directory is used by another `run`.
     #[error(transparent)]
-    DirLock(#[from] dir_lock::DirLockError),
+    DirLock(#[from] crate::dir_lock::DirLockError),
     /// The installation's dedup key could not be read or made.
     #[error(transparent)]
     DedupKey(#[from] crate::dedup::DedupKeyError),
@@ -146,9 +145,9 @@ pub async fn run(
     let state_dir = std::path::Path::new(cfg.state.dir_or(&cfg.incidents.data_dir));
     // This process's incidents and checkpoints: no second `run` beside it.
     let data_dir = std::path::Path::new(&cfg.incidents.data_dir);
-    let mut _locks = vec![dir_lock::DirLock::acquire(data_dir)?];
+    let mut _locks = vec![crate::dir_lock::DirLock::acquire(data_dir)?];
     if !same_dir(state_dir, data_dir) {
-        _locks.push(dir_lock::DirLock::acquire(state_dir)?);
+        _locks.push(crate::dir_lock::DirLock::acquire(state_dir)?);
     }
     // Event ids hash under this installation's key, kept beside the checkpoints.
     engine.set_dedup_key(crate::dedup::DedupKey::load_or_create(state_dir)?);

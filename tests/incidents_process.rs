@@ -302,7 +302,7 @@ async fn dead_letters_are_listed_retried_and_delivered_from_the_cli() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Queued 3 notification(s) again"));
     // While another process sends from the outbox, `deliver` refuses (two
     // senders would send the same rows at the same time) and sends nothing.
-    let held = crisiswatch::run::dir_lock::DirLock::acquire(&dir.path().join("data")).unwrap();
+    let held = crisiswatch::dir_lock::DirLock::acquire(&dir.path().join("data")).unwrap();
     let before = rx.requests().len();
     let out = run(
         &["outbox", "--config", cfg_s, "deliver", "--timeout", "30s"],

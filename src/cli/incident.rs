@@ -146,7 +146,7 @@ pub enum CliError {
     Usage(String),
     /// Another process delivers from this data directory.
     #[error(transparent)]
-    Locked(#[from] crate::run::dir_lock::DirLockError),
+    Locked(#[from] crate::dir_lock::DirLockError),
 }
 
 impl From<OutboxError> for CliError {
@@ -352,7 +352,7 @@ fn outbox(
                 };
                 // One sender per outbox: a running service (or another
                 // `deliver`) would send the same rows at the same time.
-                let _lock = crate::run::dir_lock::DirLock::acquire(data_dir)?;
+                let _lock = crate::dir_lock::DirLock::acquire(data_dir)?;
                 let m = IncidentManager::open(cfg, &registry, data_dir, opts)?;
                 Ok::<_, CliError>(m.shutdown(timeout).await)
             })?;

@@ -33,8 +33,8 @@ pub struct ReplayDelivery {
     submitted: usize,
     /// The outbox rows this run answers for, as found before it started.
     start: RunStart,
-    /// One sender per outbox (see `run::dir_lock`).
-    _lock: crate::run::dir_lock::DirLock,
+    /// One sender per outbox (see `crate::dir_lock`).
+    _lock: crate::dir_lock::DirLock,
 }
 
 /// Where the outbox stood before the replay: its rows after `last_id` are the
@@ -124,7 +124,7 @@ impl ReplayDelivery {
             .enable_all()
             .build()
             .map_err(IncidentError::Runtime)?;
-        let lock = crate::run::dir_lock::DirLock::acquire(Path::new(&cfg.incidents.data_dir))?;
+        let lock = crate::dir_lock::DirLock::acquire(Path::new(&cfg.incidents.data_dir))?;
         // Before the manager opens: its workers start sending at once.
         let start = RunStart::read(&Outbox::open(Path::new(&cfg.incidents.data_dir))?)?;
         let manager = {

@@ -41,8 +41,9 @@ use prometheus::{
 };
 use tokio::sync::{mpsc, watch};
 
-use super::{dir_lock, sink::TransitionSink, RunError, RunOptions, RunSummary};
+use super::{sink::TransitionSink, RunError, RunOptions, RunSummary};
 use crate::config::Config;
+use crate::dir_lock;
 use crate::engine::EngineError;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;

@@ -1,4 +1,4 @@
-//! One `crisiswatch run` per data directory.
+//! One writer per data directory: `run`, `demo`, `outbox deliver` and a delivering `replay`.
 //!
 //! The incident outbox and the engine checkpoints belong to one process: a
 //! second `run` on the same `incidents.data_dir` or `state.dir` would keep
