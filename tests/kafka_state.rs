@@ -889,6 +889,28 @@ fn a_restart_with_new_thresholds_keeps_the_open_incident() {
         "thresholds = { warning = 3, critical = 15 }",
     );
     assert_ne!(retuned, cfg);
+    // The operator's view before the restart: the rule restores, retuned.
+    let inspect = dir.path().join("inspect.toml");
+    std::fs::write(&inspect, &retuned).unwrap();
+    let out = Command::new(BIN)
+        .args(["state", "--config"])
+        .arg(&inspect)
+        .args(["inspect", "--json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        doc["rules_retuned"],
+        serde_json::json!(["complaints"]),
+        "{doc}"
+    );
+    assert_eq!(doc["rules_not_restored"], serde_json::json!([]), "{doc}");
+    assert_eq!(
+        doc["alert_instances"].as_array().map(Vec::len),
+        Some(1),
+        "{doc}"
+    );
     let svc = Service::start(dir.path(), "after", &retuned);
     produce(&bs, &batch("b"), Duration::from_secs(30));
     let reasons = || -> Vec<(String, String)> {
