@@ -14,6 +14,9 @@ use crate::secret::Secret;
 
 use super::model::{fmt_value, labels_text, Action, AlertEvidence, Notification};
 
+mod alertmanager;
+pub(crate) use alertmanager::{alertmanager, alertmanager_url};
+
 /// PagerDuty caps `payload.summary` at 1024 characters.
 pub(crate) const PAGERDUTY_SUMMARY_MAX: usize = 1024;
 /// PagerDuty refuses events larger than 512 KB.
@@ -237,129 +240,6 @@ fn alerts_within(n: &Notification, budget: usize) -> (Vec<Value>, usize) {
     kept.sort_by_key(|(i, _)| *i);
     let omitted = n.alerts.len() - kept.len();
     (kept.into_iter().map(|(_, v)| v).collect(), omitted)
-}
-
-/// `POST /api/v2/alerts` of the Alertmanager at `base` (a base URL, or the full endpoint).
-pub(crate) fn alertmanager_url(base: &str) -> String {
-    if base.ends_with("/api/v2/alerts") {
-        base.to_string()
-    } else {
-        format!("{}/api/v2/alerts", base.trim_end_matches('/'))
-    }
-}
-
-/// Alertmanager alerts for the notifications (one per incident alert):
-/// firing ones end `4 × resend_ms` after `now_ms` unless re-sent, as
-/// Prometheus does; resolved ones end when they resolved (never after `now_ms`).
-///
-/// `severity` is a label (routes and inhibitions match on it), so an alert
-/// that escalated is another Alertmanager alert than the one it was: each
-/// alert also carries the label sets of the severities it had before
-/// (`superseded`), ended (at the notification's time), so the copy pushed
-/// before the escalation resolves at once instead of firing beside it until
-/// it times out.
-pub(crate) fn alertmanager(ns: &[&Notification], now_ms: i64, resend_ms: i64) -> Value {
-    let mut out = Vec::new();
-    for n in ns {
-        for a in &n.alerts {
-            let (alert, span) = alertmanager_alert(n, a, now_ms, resend_ms);
-            let at = n.at.min(now_ms).max(a.started_at);
-            let lower: Vec<Value> = a
-                .superseded
-                .iter()
-                .map(|s| superseded(&alert, span, *s, at))
-                .collect();
-            out.push(alert);
-            out.extend(lower);
-        }
-    }
-    Value::Array(out)
-}
-
-/// `alert` (which starts at `starts` and ends at `ends`, ms) under severity
-/// `s`, ended by `at` at the latest.
-fn superseded(alert: &Value, (starts, ends): (i64, i64), s: Severity, at: i64) -> Value {
-    let mut copy = alert.clone();
-    if let Value::Object(m) = &mut copy {
-        if let Some(Value::Object(labels)) = m.get_mut("labels") {
-            labels.insert("severity".into(), Value::String(s.as_str().into()));
-        }
-        let ends = ends.min(at);
-        m.insert(
-            "startsAt".into(),
-            Value::String(format_ts(starts.min(ends))),
-        );
-        m.insert("endsAt".into(), Value::String(format_ts(ends)));
-    }
-    copy
-}
-
-/// One Alertmanager alert, and when it starts and ends (ms).
-fn alertmanager_alert(
-    n: &Notification,
-    a: &AlertEvidence,
-    now_ms: i64,
-    resend_ms: i64,
-) -> (Value, (i64, i64)) {
-    let mut labels = Map::new();
-    labels.insert("alertname".into(), Value::String(a.rule.clone()));
-    labels.insert("severity".into(), Value::String(a.severity.as_str().into()));
-    labels.insert("incident".into(), Value::String(n.dedup_key.clone()));
-    for (k, v) in &a.group {
-        if !v.is_empty() {
-            // An attribute whose label name is taken (`alertname`, `incident`,
-            // or another attribute's after sanitising) gets the `attr_` prefix
-            // of `metrics::label_name` until it is free, never overwriting.
-            let mut name = crate::metrics::label_name(k);
-            while labels.contains_key(&name) {
-                name.insert_str(0, "attr_");
-            }
-            labels.insert(name, Value::String(v.clone()));
-        }
-    }
-    let mut annotations = Map::new();
-    annotations.insert("summary".into(), Value::String(n.summary.clone()));
-    if !a.description.is_empty() {
-        annotations.insert("description".into(), Value::String(a.description.clone()));
-    }
-    annotations.insert("value".into(), Value::String(fmt_value(a.value)));
-    annotations.insert(
-        "threshold".into(),
-        Value::String(fmt_value(Some(a.threshold))),
-    );
-    annotations.insert("peak".into(), Value::String(fmt_value(a.peak)));
-    annotations.insert("window".into(), Value::String(window_text(a.window_ms)));
-    annotations.insert(
-        "sample_event_ids".into(),
-        Value::String(a.sample_event_ids.join(",")),
-    );
-    if !a.hints.is_empty() {
-        annotations.insert("hints".into(), Value::String(hints_text(&a.hints)));
-    }
-    if let Some(r) = &a.runbook {
-        annotations.insert("runbook_url".into(), Value::String(r.clone()));
-    }
-    if let Some(d) = &a.dashboard {
-        annotations.insert("dashboard".into(), Value::String(d.clone()));
-    }
-    let resolved = (!a.active || n.action == Action::Resolve)
-        .then(|| a.resolved_at.or(n.resolved_at).unwrap_or(n.at));
-    let ends = match resolved {
-        Some(r) => r.min(now_ms),
-        None => now_ms.saturating_add(resend_ms.saturating_mul(4)),
-    };
-    let starts = a.started_at.min(ends);
-    let mut alert = json!({
-        "labels": labels,
-        "annotations": annotations,
-        "startsAt": format_ts(starts),
-        "endsAt": format_ts(ends),
-    });
-    if let (Some(url), Value::Object(m)) = (a.dashboard.as_ref().or(a.runbook.as_ref()), &mut alert)
-    {
-        m.insert("generatorURL".into(), Value::String(url.clone()));
-    }
-    (alert, (starts, ends))
 }
 
 /// One line for the console receiver.
