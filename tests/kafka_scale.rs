@@ -112,8 +112,14 @@ fn config(bs: &str, group: &str, topic: &str, data: &str, url: &str, scaled: boo
     let mut cfg = base_config(bs, group, &[(topic, None)], "", data);
     // No wall-clock time for a quiet stream: what fires comes from the data.
     cfg = cfg.replacen("idle_timeout = \"2s\"", "idle_timeout = \"1h\"", 1);
-    // Progress updates follow ticks of event time: left out of the comparison.
-    cfg = cfg.replacen("[incidents]\n", "[incidents]\nupdate_interval = \"0\"\n", 1);
+    // One progress update per 5 minutes of event time without other news:
+    // compared like the rest (their number, times and seq do not depend on
+    // when an instance looks).
+    cfg = cfg.replacen(
+        "[incidents]\n",
+        "[incidents]\nupdate_interval = \"5m\"\n",
+        1,
+    );
     if scaled {
         cfg.push_str(&format!(
             "\n[sources.kafka.scale_out]\nshard_partitions = 4\nincident_partitions = 3\ncheckpoint_interval = \"500ms\"\ntopic_prefix = \"{group}\"\n"
@@ -126,10 +132,10 @@ fn config(bs: &str, group: &str, topic: &str, data: &str, url: &str, scaled: boo
     cfg
 }
 
-/// Every notification: (dedup_key, seq, action, severity, alerts, at). The
-/// sequence numbers make the comparison exact: the same notifications, in
-/// the same order per incident, none twice.
-type Note = (String, u64, String, String, usize, String);
+/// Every notification: (dedup_key, seq, action, severity, alerts, at,
+/// reason). The sequence numbers make the comparison exact: the same
+/// notifications, in the same order per incident, none twice.
+type Note = (String, u64, String, String, usize, String, String);
 
 fn notifications(r: &Receiver) -> BTreeSet<Note> {
     r.bodies()
@@ -142,6 +148,7 @@ fn notifications(r: &Receiver) -> BTreeSet<Note> {
                 b["severity"].as_str().unwrap_or_default().to_string(),
                 b["alerts"].as_array().map_or(0, Vec::len),
                 b["at"].as_str().unwrap_or_default().to_string(),
+                b["reason"].as_str().unwrap_or_default().to_string(),
             )
         })
         .collect()
@@ -227,6 +234,10 @@ fn one_two_and_three_instances_page_what_one_embedded_instance_pages() {
     assert!(
         count(&want, "open") >= 2,
         "the scenario has two crises: {want:?}"
+    );
+    assert!(
+        want.iter().filter(|n| n.6 == "progress").count() >= 2,
+        "progress updates are compared too: {want:?}"
     );
     // Two rules of different slicings (and shards) join the p3 incident.
     assert!(

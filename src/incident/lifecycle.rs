@@ -30,6 +30,7 @@ use super::model::{self, Action, AlertEvidence, Notification, Reason};
 use super::routing::{Ownership, Route, Router};
 
 mod ack;
+mod due;
 mod values;
 
 pub use values::{NoValues, ValueSource};
@@ -219,38 +220,6 @@ impl Lifecycle {
         }
     }
 
-    /// Sends the opens whose group window has passed and the progress updates
-    /// due at event time `now`.
-    pub(crate) fn due(&mut self, now: i64, values: &mut dyn ValueSource, ch: &mut Changes) {
-        let interval = self.update_interval_ms;
-        for inc in self.incidents.values_mut() {
-            if !inc.opened && inc.open_at <= now {
-                refresh(inc, values);
-                let at = inc.open_at;
-                emit(inc, Action::Open, Reason::Opened, at, interval, ch);
-            } else if inc.opened && inc.next_update_at.is_some_and(|u| u <= now) {
-                refresh(inc, values);
-                let at = inc.next_update_at.unwrap_or(now);
-                emit(inc, Action::Update, Reason::Progress, at, interval, ch);
-                // A late tick sends one update, not one per missed interval.
-                if let Some(u) = inc.next_update_at.as_mut() {
-                    while *u <= now && interval > 0 {
-                        *u += interval;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sends every pending `open` now (the input ended: no alert can join any more).
-    pub(crate) fn flush(&mut self, now: i64, ch: &mut Changes) {
-        let interval = self.update_interval_ms;
-        for inc in self.incidents.values_mut().filter(|i| !i.opened) {
-            let at = now.max(inc.started_at);
-            emit(inc, Action::Open, Reason::Opened, at, interval, ch);
-        }
-    }
-
     /// Closes incident `key` at `at` with `reason` (`Closed` by an operator,
     /// `AlertGone` when nothing can resolve it): its active alerts leave,
     /// and a `resolve` whose summary carries `note` goes out (an incident
@@ -357,20 +326,6 @@ impl Lifecycle {
         self.incidents
             .values()
             .any(|i| i.alerts.iter().any(|a| a.active))
-    }
-
-    /// The earliest event time at which [`Lifecycle::due`] has something to do.
-    pub(crate) fn next_due(&self) -> Option<i64> {
-        self.incidents
-            .values()
-            .filter_map(|i| {
-                if i.opened {
-                    i.next_update_at
-                } else {
-                    Some(i.open_at)
-                }
-            })
-            .min()
     }
 
     fn evidence(&self, t: &Transition) -> AlertEvidence {
@@ -546,16 +501,6 @@ fn annotate(ch: &mut Changes, note: &str) {
     }
 }
 
-fn refresh(inc: &mut Incident, values: &mut dyn ValueSource) {
-    for a in inc.alerts.iter_mut().filter(|a| a.active) {
-        let v = values.current(&a.rule, &a.group);
-        a.observe(v);
-        if let Some(h) = values.hints(&a.rule, &a.group) {
-            a.hints = h;
-        }
-    }
-}
-
 fn emit(
     inc: &mut Incident,
     action: Action,
@@ -568,7 +513,8 @@ fn emit(
     if action == Action::Open {
         inc.opened = true;
     }
-    inc.next_update_at = (interval > 0 && action != Action::Resolve).then(|| at + interval);
+    inc.next_update_at =
+        (interval > 0 && action != Action::Resolve).then(|| at.saturating_add(interval));
     let any_active = inc.alerts.iter().any(|a| a.active);
     let severity = inc
         .alerts

@@ -236,7 +236,8 @@ impl IncidentManager {
         })
     }
 
-    /// Sends every open still waiting for its group window (the input ended).
+    /// The input ended at event time `now`: sends what fell due by then
+    /// (opens, progress updates) and every open still waiting for its group window.
     pub(crate) fn flush(&self, now: i64) -> Result<Submitted, IncidentError> {
         self.step(|lc, ch, _, _| {
             lc.flush(now, ch);

@@ -159,7 +159,8 @@ impl ReplayDelivery {
         }
     }
 
-    /// Sends the opens still waiting at event time `clock`, then waits for
+    /// Sends what fell due by event time `clock` and the opens still waiting
+    /// for their group window, then waits for
     /// delivery (at most `incidents.drain_timeout`).
     pub fn finish(mut self, clock: Option<i64>) -> Result<ReplayIncidents, IncidentError> {
         if let Some(e) = self.error.take() {

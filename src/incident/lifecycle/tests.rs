@@ -1,3 +1,4 @@
+use super::due::MAX_CATCH_UP;
 use super::*;
 use crate::config::Config;
 
@@ -155,11 +156,17 @@ fn progress_updates_carry_current_value_peak_and_duration() {
     assert_eq!(ch.notifications.len(), 1);
     lc.due(1000 + 600_000, &mut Values(50.0), &mut ch);
     lc.due(1000 + 1_200_000, &mut Values(20.0), &mut ch);
-    // A late tick sends one update, not one per missed interval.
+    // A late look sends one update per interval passed, each at its time.
     lc.due(1000 + 5_000_000, &mut Values(30.0), &mut ch);
     let ups: Vec<&Notification> = ch.notifications[1..].iter().collect();
-    assert_eq!(ups.len(), 3);
+    assert_eq!(ups.len(), 8);
     assert!(ups.iter().all(|n| n.reason == Reason::Progress));
+    let times: Vec<i64> = ups.iter().map(|n| n.at).collect();
+    let every_interval: Vec<i64> = (1..=8).map(|k| 1000 + k * 600_000).collect();
+    assert_eq!(times, every_interval);
+    let seqs: Vec<u32> = ups.iter().map(|n| n.seq).collect();
+    assert_eq!(seqs, (2..=9).collect::<Vec<u32>>());
+    assert_eq!(ups[7].alerts[0].value, Some(30.0));
     assert_eq!(ups[1].alerts[0].value, Some(20.0));
     assert_eq!(ups[1].alerts[0].peak, Some(50.0));
     assert_eq!(ups[1].duration_ms(), 1_200_000);
@@ -192,4 +199,151 @@ fn repeated_transitions_do_not_join_twice_and_state_round_trips() {
     other.restore(vec![back]);
     other.flush(5000, &mut ch);
     assert_eq!(ch.notifications.last().unwrap().action, Action::Open);
+}
+
+/// A clock that leaps further than the catch-up guard sends the guard's
+/// number of progress updates, then goes on from the next interval.
+#[test]
+fn a_leap_of_weeks_sends_a_bounded_catch_up() {
+    let mut lc = Lifecycle::new(&cfg(""));
+    let mut ch = Changes::default();
+    let p = [("product", "p")];
+    lc.apply(&t("b", &p, State::Firing, Severity::Warning, 1000), &mut ch);
+    lc.due(i64::MAX - 1, &mut NoValues, &mut ch);
+    assert_eq!(ch.notifications.len(), 1 + MAX_CATCH_UP as usize);
+    let next = lc.next_due().unwrap();
+    assert!(next > i64::MAX - 1 - 600_000, "{next}");
+    lc.due(i64::MAX, &mut NoValues, &mut ch);
+    assert!(ch.notifications.len() <= 2 + MAX_CATCH_UP as usize);
+}
+
+mod looks {
+    //! Progress updates are a function of the transitions and of event time:
+    //! however often the service looks (batches, ticks), the notifications
+    //! are those of a replay that looks only at each transition.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Alerts: (rule, group).
+    fn alert(i: usize) -> (&'static str, Vec<(&'static str, &'static str)>) {
+        match i % 4 {
+            0 => ("a", vec![("product", "p"), ("region", "eu")]),
+            1 => ("a", vec![("product", "q"), ("region", "us")]),
+            2 => ("b", vec![("product", "p")]),
+            _ => ("b", vec![("product", "q")]),
+        }
+    }
+
+    /// A stream of well-formed alert lifecycles: `steps` of (alert, minutes
+    /// after the previous transition, escalate rather than resolve).
+    fn stream(steps: &[(usize, i64, bool)]) -> Vec<Transition> {
+        let mut state: [Option<(i64, Severity)>; 4] = [None; 4];
+        let mut at = 1000;
+        let mut out = Vec::new();
+        for &(i, gap, escalate) in steps {
+            at += gap * 60_000 + gap % 7 * 1000;
+            let (rule, group) = alert(i);
+            let i = i % 4;
+            let (next, st, sev, since) = match state[i] {
+                None => (
+                    Some((at, Severity::Warning)),
+                    State::Firing,
+                    Severity::Warning,
+                    at,
+                ),
+                Some((s, Severity::Warning)) if escalate && rule == "a" => (
+                    Some((s, Severity::Critical)),
+                    State::Escalated,
+                    Severity::Critical,
+                    s,
+                ),
+                Some((s, sev)) => (None, State::Resolved, sev, s),
+            };
+            state[i] = next;
+            let mut tr = t(rule, &group, st, sev, at);
+            tr.started_at = since;
+            tr.dedup_key = Transition::make_dedup_key(rule, &tr.group, since);
+            tr.value = Some(5.0 + gap as f64);
+            out.push(tr);
+        }
+        out
+    }
+
+    fn replay(cfg: &Config, ts: &[Transition], end: i64) -> Vec<Notification> {
+        let mut lc = Lifecycle::new(cfg);
+        let mut ch = Changes::default();
+        for tr in ts {
+            lc.due(tr.at, &mut NoValues, &mut ch);
+            lc.apply(tr, &mut ch);
+        }
+        lc.flush(end, &mut ch);
+        ch.notifications
+    }
+
+    /// Batches of `cuts` sizes; after each, looks at `looks` fractions of
+    /// the way to the next transition (as the live service's batch end and
+    /// ticks do: never past the next transition's time, which the engine's
+    /// clock has not reached yet).
+    fn live(
+        cfg: &Config,
+        ts: &[Transition],
+        end: i64,
+        cuts: &[usize],
+        looks: &[u8],
+    ) -> Vec<Notification> {
+        let mut lc = Lifecycle::new(cfg);
+        let mut ch = Changes::default();
+        let (mut i, mut c, mut l) = (0, 0, 0);
+        while i < ts.len() {
+            let n = cuts.get(c).copied().unwrap_or(1).max(1);
+            c += 1;
+            let batch = &ts[i..(i + n).min(ts.len())];
+            for tr in batch {
+                lc.due(tr.at, &mut NoValues, &mut ch);
+                lc.apply(tr, &mut ch);
+            }
+            i += batch.len();
+            let from = batch.last().map_or(0, |t| t.at);
+            let to = ts.get(i).map_or(end, |t| t.at);
+            for _ in 0..2 {
+                let f = i64::from(looks.get(l).copied().unwrap_or(0));
+                l += 1;
+                lc.due(from + (to - from) * f / 255, &mut NoValues, &mut ch);
+            }
+        }
+        lc.due(end, &mut NoValues, &mut ch);
+        lc.flush(end, &mut ch);
+        ch.notifications
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        #[test]
+        fn progress_updates_do_not_depend_on_when_the_service_looks(
+            steps in prop::collection::vec((0usize..4, 0i64..50, any::<bool>()), 1..30),
+            cuts in prop::collection::vec(1usize..6, 0..30),
+            looks in prop::collection::vec(any::<u8>(), 0..60),
+            tail in 0i64..120,
+            grouped in any::<bool>(),
+        ) {
+            let cfg = cfg(if grouped { ROUTE } else { "" });
+            let ts = stream(&steps);
+            let end = ts.last().map_or(0, |t| t.at) + tail * 60_000;
+            let want = replay(&cfg, &ts, end);
+            let got = live(&cfg, &ts, end, &cuts, &looks);
+            prop_assert_eq!(&got, &want);
+            // Each incident's notifications count up from 1 without a gap
+            // (an alert that fires again at the instant it resolved opens an
+            // incident under the same key: counted afresh).
+            let mut seqs: BTreeMap<&str, u32> = BTreeMap::new();
+            for n in &want {
+                let s = seqs.entry(n.dedup_key.as_str()).or_default();
+                if n.action == Action::Open {
+                    *s = 0;
+                }
+                *s += 1;
+                prop_assert_eq!(n.seq, *s);
+            }
+        }
+    }
 }
