@@ -36,7 +36,7 @@
 //! manager.submit(&transitions, now)?;   // persisted when it returns; workers woken
 //! manager.tick(now, &mut engine)?;      // group windows and progress updates (cheap when nothing is due)
 //! // at the end of the input (replay) or on shutdown:
-//! manager.flush(now)?;                  // replay only: send opens still waiting for their group window
+//! manager.flush(now)?;                  // replay only: what fell due by `now`, then opens still in their group window
 //! manager.shutdown(timeout).await;      // drain within the bound; the rest stays queued for the next start
 //! ```
 //!
