@@ -76,12 +76,7 @@ impl Config {
         if !errors.is_empty() {
             return Err(LoadError::Invalid(errors));
         }
-        let config: Config = serde_path_to_error::deserialize(tree.clone()).map_err(|e| {
-            let path = e.path().to_string();
-            let value = lookup(&tree, &path).unwrap_or_default();
-            let path = if path == "." { String::new() } else { path };
-            as_written(vec![ConfigError::new(path, value, e.inner().to_string())])
-        })?;
+        let config = deserialize_all(&tree).map_err(as_written)?;
         let errors = config.validate();
         if errors.is_empty() {
             Ok(config)
@@ -402,6 +397,91 @@ impl Config {
 }
 
 /// Renders the value at a serde_path_to_error path (`rules[0].window`) for error messages.
+/// The most errors of the deserializing stage one load reports.
+const MAX_DESERIALIZE_ERRORS: usize = 50;
+
+/// Deserializes `tree`, reporting every value serde refuses, not only the
+/// first: after each error the offending key is taken out of a scratch copy
+/// and deserializing starts again, so one bad duration does not hide the
+/// next. It stops at an error it cannot step past (a required field
+/// missing, a bad element of an array) and at a required field only missing
+/// because it took it out. Validation runs only on a configuration that
+/// deserialized without error.
+fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigError>> {
+    let mut scratch = tree.clone();
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    while errors.len() < MAX_DESERIALIZE_ERRORS {
+        let e = match serde_path_to_error::deserialize::<_, Config>(scratch.clone()) {
+            Ok(config) if errors.is_empty() => return Ok(config),
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let message = e.inner().to_string();
+        // A required field this loop took out: not the user's error.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next());
+        let ours = missing.is_some_and(|f| {
+            let taken = if path.is_empty() {
+                f.to_string()
+            } else {
+                format!("{path}.{f}")
+            };
+            removed.contains(&taken)
+        });
+        if ours
+            || errors
+                .iter()
+                .any(|x| x.path == path && x.message == message)
+        {
+            break;
+        }
+        let value = lookup(tree, &path).unwrap_or_default();
+        errors.push(ConfigError::new(path.clone(), value, message));
+        if !remove_key(&mut scratch, &path) {
+            break;
+        }
+        removed.push(path);
+    }
+    Err(errors)
+}
+
+/// Takes the key at `path` (`a.b[2].c`) out of `tree`; `false` when there
+/// is none, or the path ends in an array element (taking it out would
+/// renumber the ones after it).
+fn remove_key(tree: &mut toml::Value, path: &str) -> bool {
+    let mut parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
+    let Some(last) = parts.pop() else {
+        return false;
+    };
+    if last.contains('[') {
+        return false;
+    }
+    let mut cur = tree;
+    for part in parts {
+        let (key, idx) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        if !key.is_empty() {
+            let Some(next) = cur.get_mut(key) else {
+                return false;
+            };
+            cur = next;
+        }
+        if let Some(i) = idx {
+            let Some(next) = cur.get_mut(i) else {
+                return false;
+            };
+            cur = next;
+        }
+    }
+    cur.as_table_mut().is_some_and(|t| t.remove(last).is_some())
+}
+
 fn lookup(tree: &toml::Value, path: &str) -> Option<String> {
     let mut cur = tree;
     for part in path.split('.') {

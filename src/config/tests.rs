@@ -501,3 +501,34 @@ fn durations_come_back_in_days_not_months_and_parse_back() {
         assert_eq!(back, d, "{shown} parses back");
     }
 }
+
+#[test]
+fn every_value_serde_refuses_is_reported_at_once() {
+    let text = format!(
+        "[incidents]\nupdate_interval = \"30x\"\nupdate_intervall = \"1m\"\n{}\n[[rules]]\nname = \"second\"\nwindow = 5\nindicator = {{ kind = \"count\" }}\nthresholds = {{ warning = 1 }}\n",
+        RULE.replace("slide = \"1m\"", "slide = \"1q\"")
+    );
+    let errs = errors(&text);
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    for want in [
+        "incidents.update_interval",
+        "incidents.update_intervall",
+        "rules[0].slide",
+        "rules[1].window",
+    ] {
+        assert!(paths.contains(&want), "{want} in {errs:?}");
+    }
+    assert_eq!(errs.len(), 4, "{errs:?}");
+    let slide = errs.iter().find(|e| e.path == "rules[0].slide").unwrap();
+    assert_eq!(slide.value, "1q");
+    // A required field missing is reported (then it stops), one that was
+    // only taken out to look further is not.
+    let errs = errors("[[rules]]\nwindow = \"1x\"\nindicator = { kind = \"count\" }\nthresholds = { warning = 1 }\n");
+    let shown: Vec<String> = errs.iter().map(|e| e.message.clone()).collect();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(shown[0].contains("invalid duration"), "{shown:?}");
+    assert!(shown[1].contains("missing field `name`"), "{shown:?}");
+    // One error: as before.
+    let errs = errors("[incidents]\nupdate_interval = \"30x\"\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+}
