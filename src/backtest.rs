@@ -133,7 +133,8 @@ impl Driver {
             guard: JumpGuard::new(
                 engine.limits().max_clock_jump_ms,
                 engine.limits().clock_jump_confirm,
-            ),
+            )
+            .anchored(),
             limits: *engine.limits(),
             engine,
             now_ms,
@@ -255,7 +256,13 @@ impl Driver {
     /// up to [`MAX_NAMED_JUMPS`] of them, whatever other invalid lines came
     /// first (one such line can blank a report), with where they came from.
     fn refute(&mut self, rejected: Vec<Suspect>) {
-        for (_, lines, at, detail) in rejected {
+        for (held, lines, at, detail) in rejected {
+            // Held before the clock started: described against where it started.
+            let detail = if detail.is_empty() {
+                self.guard.jump_detail(held.ts()).unwrap_or_default()
+            } else {
+                detail
+            };
             self.engine.record_invalid(InvalidReason::ClockJump);
             if self.refuted.len() < MAX_NAMED_JUMPS {
                 self.refuted.push((at, detail.clone()));
@@ -336,6 +343,11 @@ impl Driver {
     /// End of input: undecided clock jumps are refuted; applies every event
     /// still held.
     pub fn finish_input(&mut self, obs: &mut impl Observer) {
+        let v = self.guard.settle_start();
+        self.refute(v.rejected);
+        for (held, lines, at, _) in v.pass {
+            self.hold(held, lines, at, obs);
+        }
         let undecided = self.guard.finish();
         self.refute(undecided);
         let mut released = Vec::new();
@@ -481,7 +493,13 @@ pub(crate) fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOp
     let names: Vec<String> = (0..engine.rule_count())
         .map(|i| engine.rule_config(i).name.clone())
         .collect();
-    let (rules, slices, truth) = report::summarize(&names, &incidents, end_ms.unwrap_or(0), opts);
+    let (rules, slices, truth) = report::summarize(
+        &names,
+        &incidents,
+        driver.first_ms(),
+        end_ms.unwrap_or(0),
+        opts,
+    );
     let capped = (0..engine.rule_count())
         .filter_map(|i| {
             let n = engine.rule_stats(i).group_overflow;

@@ -15,7 +15,7 @@ use crate::backtest::clock_watch::ClockWatch;
 use crate::engine::{Engine, EngineStats};
 use crate::event::ahead::{DecodeAhead, Decoded};
 use crate::event::{decode, decode_held, Event, Invalid, InvalidReason, OwnedEvent};
-use crate::sequencer::{watermark, JumpGuard, SequencerOf};
+use crate::sequencer::{watermark, JumpGuard, SequencerOf, Verdict};
 
 /// Errors of a replay: only I/O can fail; bad lines are counted, not fatal.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,8 @@ pub struct ReplaySummary {
     pub(crate) lines: u64,
     /// The engine's counters at the end.
     pub stats: EngineStats,
-    /// The first few invalid lines: (line number, reason, detail).
+    /// The first few invalid lines, and up to five refuted clock jumps:
+    /// (line number, reason, detail).
     pub invalid_examples: Vec<(u64, InvalidReason, String)>,
     /// The event-time clock as the lines moved it: late shares, a history
     /// newest first or in seconds ([`ReplaySummary::warn`]).
@@ -48,6 +49,20 @@ impl ReplaySummary {
     /// history given newest first), times that look like seconds.
     pub fn warn(&self) {
         self.watch.warn("replay", None);
+    }
+
+    /// Names a refuted clock jump: up to five of them, whatever other
+    /// invalid lines came first (one such line can blank a replay).
+    fn name_jump(&mut self, at: u64, detail: String) {
+        let named = self
+            .invalid_examples
+            .iter()
+            .filter(|e| e.1 == InvalidReason::ClockJump)
+            .count();
+        if named < 5 {
+            self.invalid_examples
+                .push((at, InvalidReason::ClockJump, detail));
+        }
     }
 }
 
@@ -96,23 +111,16 @@ pub fn replay(
     tracing::debug!(threaded = ahead.threaded(), "replay: decoding ahead");
     // The first failed write: nothing more is applied or written after it.
     let failed: RefCell<Option<ReplayError>> = RefCell::new(None);
-    summary.watch = ClockWatch::with_horizon(engine.late_horizon_ms());
+    feed.watch_clock(ClockWatch::with_horizon(engine.late_horizon_ms()));
     // One byte past the event size limit is enough to call a line oversized.
     let line_cap = engine.limits().max_event_bytes.saturating_add(1);
     let mut sink = |(at, decoded): Decoded<u64>| {
         if failed.borrow().is_some() {
             return;
         }
-        if let Ok(ev) = &decoded {
-            summary.watch.observe(ev.ts(), at, None);
-        }
         let pushed = feed.push_decoded(engine, decoded, at, &mut out);
         for (at, detail) in feed.take_rejected() {
-            if summary.invalid_examples.len() < 5 {
-                summary
-                    .invalid_examples
-                    .push((at, InvalidReason::ClockJump, detail));
-            }
+            summary.name_jump(at, detail);
         }
         if let Err(inv) = pushed {
             if summary.invalid_examples.len() < 5 {
@@ -146,12 +154,11 @@ pub fn replay(
     }
     summary.lines = lines;
     feed.finish(engine, &mut out);
+    if let Some(w) = feed.take_watch() {
+        summary.watch = w;
+    }
     for (at, detail) in feed.take_rejected() {
-        if summary.invalid_examples.len() < 5 {
-            summary
-                .invalid_examples
-                .push((at, InvalidReason::ClockJump, detail));
-        }
+        summary.name_jump(at, detail);
     }
     write_transitions(&mut out, output, &mut on_transition)?;
     output.flush().map_err(ReplayError::Write)?;
@@ -178,6 +185,9 @@ pub struct OrderedFeed {
     guard: JumpGuard<(OwnedEvent, u64, String)>,
     /// Refuted jumps not yet taken: (position, detail).
     rejected: Vec<(u64, String)>,
+    /// Watches the events the guard let through (`replay`'s late-share
+    /// warning): a refuted jump never moves it.
+    watch: Option<ClockWatch>,
 }
 
 impl OrderedFeed {
@@ -191,9 +201,21 @@ impl OrderedFeed {
             guard: JumpGuard::new(
                 engine.limits().max_clock_jump_ms,
                 engine.limits().clock_jump_confirm,
-            ),
+            )
+            .anchored(),
             rejected: Vec::new(),
+            watch: None,
         }
+    }
+
+    /// Watches the clock of the events that pass the clock-jump guard.
+    pub(crate) fn watch_clock(&mut self, watch: ClockWatch) {
+        self.watch = Some(watch);
+    }
+
+    /// The watch given to [`OrderedFeed::watch_clock`].
+    pub(crate) fn take_watch(&mut self) -> Option<ClockWatch> {
+        self.watch.take()
     }
 
     /// [`OrderedFeed::push`] of the input at position `at` (a line number),
@@ -231,19 +253,35 @@ impl OrderedFeed {
         };
         if self.guard.pass_quick(held.ts()) {
             // The usual case: nothing held aside, no jump.
-            self.hold(engine, held, out);
+            self.hold(engine, held, at, out);
             return Ok(());
         }
         let detail = self.guard.jump_detail(held.ts()).unwrap_or_default();
         let v = self.guard.offer(held.ts(), (held, at, detail));
-        for (_, at, detail) in v.rejected {
+        self.settle(engine, v, out);
+        Ok(())
+    }
+
+    /// Applies what the guard let through; counts and names what it refuted.
+    fn settle(
+        &mut self,
+        engine: &mut Engine,
+        v: Verdict<(OwnedEvent, u64, String)>,
+        out: &mut Vec<Transition>,
+    ) {
+        for (held, at, detail) in v.rejected {
+            // Held before the clock started: described against where it started.
+            let detail = if detail.is_empty() {
+                self.guard.jump_detail(held.ts()).unwrap_or_default()
+            } else {
+                detail
+            };
             engine.record_invalid(InvalidReason::ClockJump);
             self.rejected.push((at, detail));
         }
-        for (held, _, _) in v.pass {
-            self.hold(engine, held, out);
+        for (held, at, _) in v.pass {
+            self.hold(engine, held, at, out);
         }
-        Ok(())
     }
 
     /// Refuted clock jumps since the last call: (position, detail). They
@@ -266,7 +304,10 @@ impl OrderedFeed {
 
     /// Holds a valid event that passed the clock-jump guard; applies what
     /// the watermark releases.
-    fn hold(&mut self, engine: &mut Engine, held: OwnedEvent, out: &mut Vec<Transition>) {
+    fn hold(&mut self, engine: &mut Engine, held: OwnedEvent, at: u64, out: &mut Vec<Transition>) {
+        if let Some(w) = self.watch.as_mut() {
+            w.observe(held.ts(), at, None);
+        }
         let newest = self.newest.map_or(held.ts(), |n| n.max(held.ts()));
         self.newest = Some(newest);
         if let Some(behind) = self.seq.offer(held) {
@@ -282,6 +323,8 @@ impl OrderedFeed {
     /// End of input: undecided clock jumps are refuted; releases everything
     /// still held.
     pub fn finish(&mut self, engine: &mut Engine, out: &mut Vec<Transition>) {
+        let v = self.guard.settle_start();
+        self.settle(engine, v, out);
         for (_, at, detail) in self.guard.finish() {
             engine.record_invalid(InvalidReason::ClockJump);
             self.rejected.push((at, detail));
@@ -313,4 +356,44 @@ fn write_transitions(
         output.write_all(b"\n").map_err(ReplayError::Write)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// A line days ahead, refuted by the lines after it, neither moves the
+    /// clock the late-share warning watches nor makes anything late.
+    #[test]
+    fn a_refuted_jump_leaves_the_late_share_watch_alone() {
+        let cfg = Config::from_toml_str(
+            "[[rules]]\nname = \"n\"\nwindow = \"10m\"\nindicator = { kind = \"count\" }\nthresholds = { warning = 1000000 }\n",
+            &std::collections::HashMap::new(),
+        )
+        .expect("config");
+        let s: i64 = 1_795_132_800_000;
+        let mut input = String::new();
+        for i in 0..400i64 {
+            let ts = if i == 200 {
+                s + 3 * 86_400_000
+            } else {
+                s + i * 1000
+            };
+            input.push_str(&format!(
+                "{{\"id\":\"e{i}\",\"type\":\"order\",\"ts\":{ts},\"attrs\":{{}}}}\n"
+            ));
+        }
+        let mut engine = Engine::new(&cfg).expect("engine");
+        let mut out = Vec::new();
+        let summary =
+            replay(&mut engine, input.as_bytes(), &mut out, None, |_| {}).expect("replay");
+        assert_eq!(summary.stats.invalid[InvalidReason::ClockJump.index()], 1);
+        assert_eq!(summary.stats.late, 0);
+        assert!(summary.watch.late_share().is_none(), "{:?}", summary.watch);
+        assert!(summary
+            .invalid_examples
+            .iter()
+            .any(|(line, r, _)| *line == 201 && *r == InvalidReason::ClockJump));
+    }
 }

@@ -882,6 +882,25 @@ fn a_crisis_after_the_end_of_the_history_is_not_scored() {
         shown.contains("1 more labelled crises start after the history ends"),
         "{shown}"
     );
+    // One that ended before the history started is not scored either.
+    let mut with_earlier = hand_labels();
+    with_earlier.push(Crisis {
+        name: "earlier".into(),
+        kind: String::new(),
+        slice: vec![("product".into(), "A".into())],
+        start_ms: S - 600 * MIN,
+        end_ms: S - 580 * MIN,
+    });
+    let earlier = backtest::run_lines(&cfg, lines_of(&lines), &opts(with_earlier)).unwrap();
+    let e = earlier.truth.as_ref().unwrap();
+    assert_eq!(
+        (e.crises, e.missed, e.recall),
+        (b.crises, b.missed, b.recall)
+    );
+    assert_eq!((e.before_history, e.after_history), (1, 0));
+    assert!(earlier
+        .to_string()
+        .contains("1 more labelled crises end before the history starts"));
 }
 
 /// A history with no valid event is an error for `tune` (and `suggest`,

@@ -154,6 +154,64 @@ fn a_real_gap_in_the_history_is_confirmed_by_the_events_after_it() {
     assert!(t.missed < 3, "most crises are caught: {r}");
 }
 
+/// The first line of the history stamped days ahead: with no clock yet, it
+/// would have started the clock there and made every line after it late.
+/// The history tools wait for the first events to agree before the clock
+/// starts, so it is refuted like a stamp in the middle.
+#[test]
+fn a_first_line_days_ahead_does_not_blank_the_history() {
+    let (lines, crises) = day(2, S, 120.0);
+    let mut bad = lines.clone();
+    bad.insert(
+        0,
+        format!(
+            r#"{{"id":"first-ahead","type":"order","ts":{},"attrs":{{"product":"tv-max","region":"apac"}}}}"#,
+            S + 3 * DAY
+        )
+        .into_bytes(),
+    );
+    let cfg = example("24h");
+    let clean = backtest(&cfg, &lines, &crises);
+    let r = backtest(&cfg, &bad, &crises);
+    assert_eq!(r.incidents, clean.incidents, "{r}");
+    assert_eq!(r.truth, clean.truth);
+    assert_eq!(
+        (r.stats.applied, r.stats.late),
+        (clean.stats.applied, clean.stats.late)
+    );
+    assert_eq!(r.stats.invalid[InvalidReason::ClockJump.index()], 1, "{r}");
+    assert!(
+        r.to_string()
+            .contains("input line 1: clock_jump: ts 2026-11-23"),
+        "{r}"
+    );
+    // replay: the same transitions as without the line, the line named.
+    let join = |ls: &[Vec<u8>]| {
+        ls.iter()
+            .flat_map(|l| [l.as_slice(), b"\n"].concat())
+            .collect::<Vec<u8>>()
+    };
+    let run = |input: Vec<u8>| {
+        let mut engine = Engine::new(&cfg).unwrap();
+        let mut out = Vec::new();
+        let s =
+            crisiswatch::replay::replay(&mut engine, Cursor::new(input), &mut out, None, |_| {})
+                .unwrap();
+        (out, s)
+    };
+    let (want, _) = run(join(&lines));
+    let (got, summary) = run(join(&bad));
+    assert_eq!(got, want, "the same transitions, byte for byte");
+    assert_eq!(summary.stats.invalid[InvalidReason::ClockJump.index()], 1);
+    assert!(
+        summary
+            .invalid_examples
+            .iter()
+            .any(|(line, r, _)| *line == 1 && *r == InvalidReason::ClockJump),
+        "{summary}"
+    );
+}
+
 #[test]
 fn replay_counts_and_names_the_stamp_and_keeps_the_transitions() {
     let (lines, _) = day(1, S, 120.0);

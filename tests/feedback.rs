@@ -218,6 +218,26 @@ fn a_noise_label_makes_tune_count_a_false_page_and_useful_a_caught_crisis() {
     );
     let (row, stderr) = tune("useful");
     assert!(stderr.contains("1 incident(s) marked useful"), "{stderr}");
+    // Without a value, `--labels-from` reads the configured data directory.
+    let bare = run(
+        &[
+            "backtest",
+            "--now",
+            HISTORY_NOW,
+            "--config",
+            &config,
+            "--input",
+            s(&data),
+            "--labels-from",
+        ],
+        &env,
+    );
+    let bare_err = String::from_utf8_lossy(&bare.stderr);
+    assert!(
+        bare_err.contains(&format!("labels from {}", outbox.display()))
+            && bare_err.contains("1 incident(s) marked useful"),
+        "{bare_err}"
+    );
     assert_eq!(row["false_incidents"], "0", "{row:?}");
     assert_eq!(row["missed"], "0", "{row:?}");
     assert!(

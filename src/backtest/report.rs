@@ -234,6 +234,8 @@ pub struct Truth {
     /// Labelled crises that start after the history ends: nothing could
     /// have caught them, so they are not scored (neither detected nor missed).
     pub after_history: usize,
+    /// Labelled crises that end before the history starts: not scored either.
+    pub before_history: usize,
 }
 
 /// Scores incidents against known crises. `grace` gives each incident's grace.
@@ -292,6 +294,7 @@ pub(crate) fn score(
         outcomes,
         false_keys,
         after_history: 0,
+        before_history: 0,
     }
 }
 
@@ -378,6 +381,7 @@ pub struct Report {
 pub(crate) fn summarize(
     rule_names: &[String],
     incidents: &[Incident],
+    start_ms: Option<i64>,
     end_ms: i64,
     opts: &SummaryOptions,
 ) -> (Vec<RuleSummary>, Vec<SliceSummary>, Option<Truth>) {
@@ -419,15 +423,26 @@ pub(crate) fn summarize(
         let rb = rule_names.iter().position(|n| *n == b.rule);
         (ra, &a.group).cmp(&(rb, &b.group))
     });
-    // A crisis that starts after the history ends cannot be caught in it.
-    let labels: Option<(Vec<Crisis>, usize)> = opts.labels.as_ref().map(|l| {
-        let within: Vec<Crisis> = l.iter().filter(|c| c.start_ms <= end_ms).cloned().collect();
-        let after = l.len() - within.len();
-        (within, after)
+    // A crisis that starts after the history ends, or ends before it
+    // starts, cannot be caught in it.
+    let before = |c: &Crisis| start_ms.is_some_and(|s| c.end_ms < s);
+    let labels: Option<(Vec<Crisis>, usize, usize)> = opts.labels.as_ref().map(|l| {
+        let within: Vec<Crisis> = l
+            .iter()
+            .filter(|c| c.start_ms <= end_ms && !before(c))
+            .cloned()
+            .collect();
+        let after = l.iter().filter(|c| c.start_ms > end_ms).count();
+        let earlier = l
+            .iter()
+            .filter(|c| c.start_ms <= end_ms && before(c))
+            .count();
+        (within, after, earlier)
     });
     let score_within = |inc: &[&Incident]| {
-        labels.as_ref().map(|(l, after)| Truth {
+        labels.as_ref().map(|(l, after, earlier)| Truth {
             after_history: *after,
+            before_history: *earlier,
             ..score(inc, l, grace)
         })
     };

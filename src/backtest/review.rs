@@ -258,9 +258,18 @@ pub fn file_name(i: &Incident) -> String {
     format!("{}.md", safe_name(&i.dedup_key))
 }
 
-/// A dedup key made safe for a file name.
+/// The longest file name [`safe_name`] makes (file systems refuse names
+/// over 255 bytes; `.md` and room for a suffix stay free).
+const MAX_FILE_NAME: usize = 200;
+
+/// A dedup key made safe for a file name: ASCII letters, digits, `-_.`
+/// kept, anything else `_`; a longer one than [`MAX_FILE_NAME`] (long
+/// attribute values) keeps a readable prefix and ends with `~` and 16 hex
+/// digits of the key's SHA-256, so two long keys still get two files.
 pub fn safe_name(key: &str) -> String {
-    key.chars()
+    use sha2::{Digest, Sha256};
+    let name: String = key
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
                 c
@@ -268,12 +277,30 @@ pub fn safe_name(key: &str) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    if name.len() <= MAX_FILE_NAME {
+        return name;
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    // ASCII only: any byte is a char boundary.
+    format!("{}~{hex}", &name[..MAX_FILE_NAME - 17])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_keys_make_short_distinct_file_names() {
+        let a = format!("rule/product={}/1", "p".repeat(300));
+        let b = format!("rule/product={}/2", "p".repeat(300));
+        let (na, nb) = (safe_name(&a), safe_name(&b));
+        assert!(na.len() <= MAX_FILE_NAME && nb.len() <= MAX_FILE_NAME);
+        assert_ne!(na, nb);
+        assert!(na.starts_with("rule_product_ppp"), "{na}");
+        assert_eq!(safe_name("a/b=c"), "a_b_c");
+    }
 
     #[test]
     fn parses_a_replay_line() {

@@ -129,8 +129,9 @@ pub(crate) struct TruthArgs {
     /// or outbox.sqlite; without a value, incidents.data_dir): incidents marked
     /// `useful` are the known crises, those marked `noise` false pages. With
     /// --labels too, both sets of crises count.
+    // A `String`: clap refuses an empty `PathBuf`, the "no value" marker.
     #[arg(long, value_name = "OUTBOX", num_args = 0..=1, default_missing_value = "")]
-    pub(crate) labels_from: Option<PathBuf>,
+    pub(crate) labels_from: Option<String>,
     /// How long after a crisis ends a firing still counts as catching it [default: the rule's window].
     #[arg(long)]
     pub(crate) grace: Option<humantime::Duration>,
@@ -228,7 +229,12 @@ pub fn read_paths<'a>(
     v.extend(input.iter().map(|p| (p.as_path(), "input")));
     if let Some(t) = truth {
         v.extend(t.labels.iter().map(|p| (p.as_path(), "labels file")));
-        v.extend(t.labels_from.iter().map(|p| (p.as_path(), "labels outbox")));
+        v.extend(
+            t.labels_from
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| (Path::new(p.as_str()), "labels outbox")),
+        );
     }
     v
 }
@@ -280,10 +286,10 @@ fn load_labels(t: &TruthArgs, cfg: &Config) -> Result<Option<Vec<Crisis>>, CliEr
     let Some(ob) = &t.labels_from else {
         return Ok(from_file);
     };
-    let path = if ob.as_os_str().is_empty() {
+    let path = if ob.is_empty() {
         PathBuf::from(&cfg.incidents.data_dir)
     } else {
-        ob.clone()
+        PathBuf::from(ob)
     };
     let entries = OutboxReader::open(&path)
         .and_then(|r| r.feedback())

@@ -210,6 +210,7 @@ impl Durable {
         }
         self.stamp = store.stamp().ok().flatten();
         let now = Instant::now();
+        let lateness = feed.lateness_ms();
         let (seq, watermarks) = feed.parts_mut();
         seq.set_released_below(cp.released_below);
         let mut resume = Vec::new();
@@ -222,7 +223,15 @@ impl Durable {
                 topic: t as u16,
                 partition: p.partition,
             };
-            watermarks.restore(at, p.max_ts, now, self.grace);
+            // What the partition had read past the release point was held,
+            // not applied, and is read again: its clock restarts no further
+            // than the release point allowed, or while it reads those events
+            // again a faster partition moves the release point past them
+            // and they arrive late.
+            let max_ts = cp
+                .released_below
+                .and_then(|b| p.max_ts.map(|m| m.min(b.saturating_add(lateness))));
+            watermarks.restore(at, max_ts, now, self.grace);
             resume.push((at, p.resume));
             self.skip.insert(at, p);
         }

@@ -369,6 +369,11 @@ impl LiveFeed {
         (&mut self.seq, &mut self.watermarks)
     }
 
+    /// `engine.allowed_lateness`, ms: the release point trails the clock by it.
+    pub(crate) fn lateness_ms(&self) -> i64 {
+        self.lateness_ms
+    }
+
     /// The per-partition clocks.
     pub(crate) fn watermarks(&self) -> &Watermarks {
         &self.watermarks

@@ -17,6 +17,16 @@
 //! * at the end of the input, undecided suspects are refuted (nothing
 //!   followed them to confirm the jump).
 //!
+//! With no clock yet, the first event would set it unchecked: a history
+//! whose first line is stamped days ahead would make every line after it
+//! late. The history tools therefore start [anchored](JumpGuard::anchored):
+//! the first events wait until one of them has `clock_jump_confirm` others
+//! within `max_clock_jump` of it (either way); the clock starts there, and the
+//! waiting events are then offered in arrival order as above (one far ahead
+//! is a suspect like any other). `run` does not wait: there, an event ahead
+//! of the wall clock is refused on arrival (`engine.max_future_skew`), and a
+//! quiet partition must not hold its first events.
+//!
 //! Deterministic: the verdict depends on the input order only.
 
 /// What an offered event leads to.
@@ -41,7 +51,13 @@ pub struct JumpGuard<T> {
     suspects: Vec<(i64, T)>,
     /// Events within the allowance since the first suspect.
     against: u32,
+    /// Anchoring: the first events, waiting for the clock to start.
+    start: Option<Vec<(i64, T)>>,
 }
+
+/// The most events an anchoring guard holds before it starts the clock at
+/// the best-agreed one anyway.
+const MAX_START: usize = 64;
 
 impl<T> JumpGuard<T> {
     /// A guard allowing jumps up to `max_jump_ms` (0: any), decided by
@@ -53,6 +69,75 @@ impl<T> JumpGuard<T> {
             clock: None,
             suspects: Vec::new(),
             against: 0,
+            start: None,
+        }
+    }
+
+    /// Holds the first events until one of them is agreed by
+    /// `confirm` others (see the module docs); the history tools' guard.
+    /// Call [`JumpGuard::settle_start`] before [`JumpGuard::finish`].
+    pub fn anchored(mut self) -> Self {
+        if self.max_jump_ms > 0 && self.clock.is_none() {
+            self.start = Some(Vec::new());
+        }
+        self
+    }
+
+    /// The clock's start among the waiting first events: the first (in
+    /// arrival order) that `confirm` others agree with, or, with `any`, the
+    /// one most others agree with.
+    fn anchor(&self, any: bool) -> Option<i64> {
+        let start = self.start.as_ref()?;
+        let near = |a: i64, b: i64| a.abs_diff(b) <= self.max_jump_ms.unsigned_abs();
+        let mut best: Option<(usize, i64)> = None;
+        for (i, &(t, _)) in start.iter().enumerate() {
+            let agree = start
+                .iter()
+                .enumerate()
+                .filter(|&(j, &(u, _))| j != i && near(t, u))
+                .count();
+            if agree >= self.confirm as usize {
+                return Some(t);
+            }
+            if best.is_none_or(|(n, _)| agree > n) {
+                best = Some((agree, t));
+            }
+        }
+        (any || start.len() >= MAX_START)
+            .then_some(best.map(|(_, t)| t))
+            .flatten()
+    }
+
+    /// Starts the clock at `anchor` and offers the waiting events in
+    /// arrival order.
+    fn start_at(&mut self, anchor: i64) -> Verdict<T> {
+        let waiting = self.start.take().unwrap_or_default();
+        self.clock = Some(anchor);
+        let mut v = Verdict {
+            pass: Vec::new(),
+            rejected: Vec::new(),
+        };
+        for (t, item) in waiting {
+            let w = self.offer(t, item);
+            v.pass.extend(w.pass);
+            v.rejected.extend(w.rejected);
+        }
+        v
+    }
+
+    /// End of input for an [anchored](JumpGuard::anchored) guard whose clock
+    /// has not started: starts it at the best-agreed first event. Empty
+    /// otherwise.
+    pub fn settle_start(&mut self) -> Verdict<T> {
+        match self.anchor(true) {
+            Some(a) => self.start_at(a),
+            None => {
+                self.start = None;
+                Verdict {
+                    pass: Vec::new(),
+                    rejected: Vec::new(),
+                }
+            }
         }
     }
 
@@ -62,6 +147,13 @@ impl<T> JumpGuard<T> {
             pass: Vec::new(),
             rejected: Vec::new(),
         };
+        if let Some(start) = self.start.as_mut() {
+            start.push((ts, item));
+            return match self.anchor(false) {
+                Some(a) => self.start_at(a),
+                None => v,
+            };
+        }
         let beyond = self.max_jump_ms > 0
             && self
                 .clock
@@ -79,7 +171,8 @@ impl<T> JumpGuard<T> {
             return v;
         }
         self.suspects.push((ts, item));
-        if self.suspects.len() >= self.confirm as usize {
+        // The first suspect and `confirm` further ones.
+        if self.suspects.len() > self.confirm as usize {
             for (t, item) in self.suspects.drain(..) {
                 self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
                 v.pass.push(item);
@@ -94,7 +187,7 @@ impl<T> JumpGuard<T> {
     /// returns `true`; otherwise nothing changes and the caller
     /// [offers](JumpGuard::offer) the event.
     pub fn pass_quick(&mut self, ts: i64) -> bool {
-        if !self.suspects.is_empty() || self.jump_detail(ts).is_some() {
+        if !self.suspects.is_empty() || self.start.is_some() || self.jump_detail(ts).is_some() {
             return false;
         }
         self.clock = Some(self.clock.map_or(ts, |c| c.max(ts)));
@@ -115,7 +208,7 @@ impl<T> JumpGuard<T> {
 
     /// Events held aside.
     pub fn held(&self) -> usize {
-        self.suspects.len()
+        self.suspects.len() + self.start.as_ref().map_or(0, Vec::len)
     }
 
     /// The newest event time let through.
@@ -164,11 +257,13 @@ mod tests {
         g.offer(1_000, 1);
         assert!(g.offer(3 * DAY, 2).pass.is_empty());
         assert!(g.offer(3 * DAY + 10, 3).pass.is_empty());
-        let v = g.offer(3 * DAY + 20, 4);
-        assert_eq!(v.pass, [2, 3, 4]);
+        assert!(g.offer(3 * DAY + 20, 4).pass.is_empty());
+        // The suspect and three further events beyond the old clock.
+        let v = g.offer(3 * DAY + 30, 5);
+        assert_eq!(v.pass, [2, 3, 4, 5]);
         assert!(v.rejected.is_empty());
-        assert_eq!(g.clock(), Some(3 * DAY + 20));
-        assert_eq!(g.offer(3 * DAY + 30, 5).pass, [5]);
+        assert_eq!(g.clock(), Some(3 * DAY + 30));
+        assert_eq!(g.offer(3 * DAY + 40, 6).pass, [6]);
     }
 
     #[test]
@@ -184,5 +279,58 @@ mod tests {
         g.offer(0, 1);
         g.offer(10 * DAY, 2);
         assert_eq!(g.finish(), [2]);
+    }
+
+    #[test]
+    fn one_confirming_event_confirms_and_one_refuting_event_refutes() {
+        // `clock_jump_confirm = 1`: one further event decides, either way.
+        let mut g = JumpGuard::new(DAY, 1);
+        g.offer(0, 1);
+        assert!(g.offer(3 * DAY, 2).pass.is_empty());
+        let v = g.offer(10, 3);
+        assert_eq!((v.pass, v.rejected), (vec![3], vec![2]));
+        assert!(g.offer(5 * DAY, 4).pass.is_empty());
+        assert_eq!(g.offer(5 * DAY + 1, 5).pass, [4, 5]);
+    }
+
+    #[test]
+    fn an_anchored_guard_refutes_a_first_event_far_ahead() {
+        let mut g = JumpGuard::new(DAY, 3).anchored();
+        let mut passed = Vec::new();
+        let mut rejected = Vec::new();
+        for (t, x) in [
+            (3 * DAY, "ahead"),
+            (0, "a"),
+            (10, "b"),
+            (20, "c"),
+            (30, "d"),
+        ] {
+            let v = g.offer(t, x);
+            passed.extend(v.pass);
+            rejected.extend(v.rejected);
+        }
+        assert_eq!(passed, ["a", "b", "c", "d"]);
+        assert_eq!(rejected, ["ahead"]);
+        assert_eq!(g.clock(), Some(30));
+        assert!(g.jump_detail(3 * DAY).is_some());
+        // A normal start: the first events pass once agreed, in arrival order.
+        let mut g = JumpGuard::new(DAY, 3).anchored();
+        assert!(g.offer(5, 1).pass.is_empty());
+        assert!(g.offer(0, 2).pass.is_empty());
+        assert!(g.offer(7, 3).pass.is_empty());
+        assert_eq!(g.held(), 3);
+        assert_eq!(g.offer(9, 4).pass, [1, 2, 3, 4]);
+        assert_eq!(g.offer(11, 5).pass, [5]);
+        // A short input: settled at the end at the best-agreed event.
+        let mut g = JumpGuard::new(DAY, 3).anchored();
+        g.offer(3 * DAY, "ahead");
+        g.offer(0, "a");
+        g.offer(10, "b");
+        let v = g.settle_start();
+        assert_eq!(v.pass, ["a", "b"]);
+        assert_eq!(g.finish(), ["ahead"]);
+        // Off, or restored: no waiting.
+        let mut off = JumpGuard::new(0, 3).anchored();
+        assert_eq!(off.offer(1, 1).pass, [1]);
     }
 }

@@ -203,6 +203,13 @@ impl fmt::Display for Report {
                     t.after_history
                 )?;
             }
+            if t.before_history > 0 {
+                writeln!(
+                    f,
+                    "  {} more labelled crises end before the history starts: not scored",
+                    t.before_history
+                )?;
+            }
             writeln!(
                 f,
                 "{:<16} {:<36} {:<20} {:<20} {:>9}  by",

@@ -98,7 +98,7 @@ pub fn collect_evidence(
     }
     let limits = cfg.engine.decode_limits();
     let mut guard: JumpGuard<Vec<u8>> =
-        JumpGuard::new(limits.max_clock_jump_ms, limits.clock_jump_confirm);
+        JumpGuard::new(limits.max_clock_jump_ms, limits.clock_jump_confirm).anchored();
     feed(&mut |line: &[u8]| {
         let Ok(ev) = decode(line, &limits, now_ms) else {
             return;
@@ -117,6 +117,11 @@ pub fn collect_evidence(
             }
         }
     })?;
+    for held in guard.settle_start().pass {
+        if let Ok(ev) = decode(&held, &limits, now_ms) {
+            tally.count(&ev);
+        }
+    }
     for (e, a) in evidence.iter_mut().zip(tally.acc) {
         e.events = a.events;
         e.signal = a.signal;

@@ -199,7 +199,7 @@ impl Tuner {
             seq: SequencerOf::new(),
             newest: None,
             lateness_ms: cfg.engine.allowed_lateness.as_ms(),
-            guard: JumpGuard::new(limits.max_clock_jump_ms, limits.clock_jump_confirm),
+            guard: JumpGuard::new(limits.max_clock_jump_ms, limits.clock_jump_confirm).anchored(),
             refuted: Vec::new(),
         })
     }
@@ -299,7 +299,13 @@ impl Tuner {
 
     /// Remembers refuted clock jumps (left out of every candidate).
     fn refute(&mut self, rejected: Vec<Suspect>) {
-        for (_, lines, at, detail) in rejected {
+        for (held, lines, at, detail) in rejected {
+            // Held before the clock started: described against where it started.
+            let detail = if detail.is_empty() {
+                self.guard.jump_detail(held.ts()).unwrap_or_default()
+            } else {
+                detail
+            };
             self.refuted.push((lines, at, detail));
         }
     }
@@ -330,6 +336,11 @@ impl Tuner {
     /// End of the input: undecided clock jumps are refuted; applies every
     /// event still held.
     fn end_input(&mut self) {
+        let v = self.guard.settle_start();
+        self.refute(v.rejected);
+        for (held, lines, at, _) in v.pass {
+            self.hold(held, lines, at);
+        }
         let undecided = self.guard.finish();
         self.refute(undecided);
         let mut released = Vec::new();
@@ -429,6 +440,7 @@ impl Tuner {
             }
         }
         let end = self.clock.unwrap_or(0);
+        let first = self.first_ms;
         let names = vec![self.base.name.clone()];
         let mut rows: Vec<Row> = self
             .rows
@@ -436,7 +448,8 @@ impl Tuner {
             .zip(self.trackers)
             .map(|((candidate, current), tracker)| {
                 let incidents = tracker.finish();
-                let (mut rules, _, _) = report::summarize(&names, &incidents, end, &opts.summary);
+                let (mut rules, _, _) =
+                    report::summarize(&names, &incidents, first, end, &opts.summary);
                 // One summary per name, and `names` holds exactly one.
                 let summary = rules.remove(0);
                 Row {
