@@ -59,6 +59,9 @@ pub struct Incident {
     /// Whether its `acknowledge` went out ([`Lifecycle::acknowledge`]).
     #[serde(default)]
     pub(crate) acknowledged: bool,
+    /// Progress updates sent since its last other notification.
+    #[serde(default)]
+    pub(crate) quiet: u32,
 }
 
 impl Incident {
@@ -404,6 +407,7 @@ impl Lifecycle {
             next_update_at: None,
             alerts: vec![evidence],
             acknowledged: false,
+            quiet: 0,
         };
         if window <= 0 {
             emit(&mut inc, Action::Open, Reason::Opened, t.at, interval, ch);
@@ -509,7 +513,27 @@ fn emit(
     interval: i64,
     ch: &mut Changes,
 ) {
+    let alerts = inc.alerts.clone();
+    emit_showing(inc, action, reason, at, interval, alerts, ch);
+}
+
+/// [`emit`] with the alerts as the notification shows them (a progress
+/// update's current values).
+fn emit_showing(
+    inc: &mut Incident,
+    action: Action,
+    reason: Reason,
+    at: i64,
+    interval: i64,
+    alerts: Vec<model::AlertEvidence>,
+    ch: &mut Changes,
+) {
     inc.seq += 1;
+    if reason == Reason::Progress {
+        inc.quiet += 1;
+    } else {
+        inc.quiet = 0;
+    }
     if action == Action::Open {
         inc.opened = true;
     }
@@ -534,8 +558,8 @@ fn emit(
         at,
         started_at: inc.started_at,
         resolved_at: (action == Action::Resolve).then_some(at),
-        alerts: inc.alerts.clone(),
-        primary: model::primary_index(&inc.alerts),
+        primary: model::primary_index(&alerts),
+        alerts,
         summary: String::new(),
         ack: None,
     };

@@ -228,9 +228,7 @@ impl Durable {
             // than the release point allowed, or while it reads those events
             // again a faster partition moves the release point past them
             // and they arrive late.
-            let max_ts = cp
-                .released_below
-                .and_then(|b| p.max_ts.map(|m| m.min(b.saturating_add(lateness))));
+            let max_ts = restored_clock(p.max_ts, cp.released_below, lateness);
             watermarks.restore(at, max_ts, now, self.grace);
             resume.push((at, p.resume));
             self.skip.insert(at, p);
@@ -489,5 +487,41 @@ impl Durable {
                 None
             }
         }
+    }
+}
+
+/// A partition's clock after a restore: the newest event time it had read
+/// (`max_ts`), but no further than the release point (`released_below`)
+/// allowed — what it read past that was held, not applied, and is read
+/// again. None when nothing was released (everything is read again).
+fn restored_clock(
+    max_ts: Option<i64>,
+    released_below: Option<i64>,
+    lateness_ms: i64,
+) -> Option<i64> {
+    let below = released_below?;
+    max_ts.map(|m| m.min(below.saturating_add(lateness_ms)))
+}
+
+#[cfg(test)]
+mod restore_tests {
+    use super::restored_clock;
+
+    #[test]
+    fn a_partition_restarts_where_the_release_point_left_it() {
+        // It had read up to 23:59 but only events before 15:44 were applied.
+        let (read, released, late) = (86_000_000, 56_000_000, 60_000);
+        assert_eq!(
+            restored_clock(Some(read), Some(released), late),
+            Some(released + late)
+        );
+        // A partition whose reads were all applied keeps its own clock.
+        assert_eq!(
+            restored_clock(Some(1_000), Some(released), late),
+            Some(1_000)
+        );
+        // Nothing released: nothing applied, its clock starts afresh.
+        assert_eq!(restored_clock(Some(read), None, late), None);
+        assert_eq!(restored_clock(None, Some(released), late), None);
     }
 }

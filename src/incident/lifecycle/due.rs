@@ -8,13 +8,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::super::model::{Action, Reason};
-use super::{emit, Changes, Incident, Lifecycle, NoValues, ValueSource};
+use super::super::model::{Action, AlertEvidence, Reason};
+use super::{emit, emit_showing, Changes, Incident, Lifecycle, NoValues, ValueSource};
 
-/// The most progress updates one incident sends at once for intervals that
-/// passed while nobody looked: beyond (a clock that leapt weeks of event
-/// time), the rest are skipped.
-pub(super) const MAX_CATCH_UP: u32 = 1000;
+/// The most progress updates an incident sends in a row without other news
+/// (a clock that leapt weeks, a tiny `update_interval`): then none until the
+/// incident changes. Counted in event time, so the same in every run.
+pub(super) const MAX_QUIET_UPDATES: u32 = 1000;
 
 impl Incident {
     /// When its next open or progress update is due.
@@ -37,8 +37,10 @@ impl Lifecycle {
     /// per interval. Their number, times and `seq` — and so the `seq` of every
     /// later notification — are then a function of the transitions and of
     /// event time alone, however often the service looks (each batch, each
-    /// tick, each transition of a replay). The values they carry are those
-    /// `values` gives when they are made.
+    /// tick, each transition of a replay). Only the current values a
+    /// progress update shows are those `values` gives when it is made; they
+    /// are not kept, so every other notification carries the evidence of
+    /// the transitions alone.
     pub(crate) fn due(&mut self, now: i64, values: &mut dyn ValueSource, ch: &mut Changes) {
         let interval = self.update_interval_ms;
         // In event-time order across incidents (then by key), as a replay
@@ -48,27 +50,33 @@ impl Lifecycle {
             .values()
             .filter_map(|i| i.due_at().filter(|&d| d <= now).map(|d| (d, i.key.clone())))
             .collect();
-        let mut sent: HashMap<String, u32> = HashMap::new();
+        // Current values, taken once per incident and look.
+        let mut current: HashMap<String, Vec<AlertEvidence>> = HashMap::new();
         while let Some((at, key)) = queue.pop_first() {
             let Some(inc) = self.incidents.get_mut(&key) else {
                 continue;
             };
-            let count = sent.entry(key).or_default();
-            if *count == 0 {
-                refresh(inc, values);
-            }
             if !inc.opened {
+                // The evidence of the transitions: the same in every run.
                 emit(inc, Action::Open, Reason::Opened, at, interval, ch);
-            } else if *count < MAX_CATCH_UP {
-                emit(inc, Action::Update, Reason::Progress, at, interval, ch);
+            } else if inc.quiet >= MAX_QUIET_UPDATES {
+                inc.next_update_at = None;
+                tracing::warn!(incident = %inc.key, "{MAX_QUIET_UPDATES} progress updates in a row without other news: no more until the incident changes.");
             } else {
-                // A guard, not the rule: a clock that leapt this far skips
-                // to the next boundary after `now`.
-                let skip = now.saturating_sub(at) / interval.max(1) + 1;
-                inc.next_update_at = Some(at.saturating_add(skip.saturating_mul(interval)));
-                tracing::warn!(incident = %inc.key, skipped = skip, "Event time leapt more than {MAX_CATCH_UP} progress intervals at once: progress updates skipped to the next interval.");
+                let shown = current
+                    .entry(key)
+                    .or_insert_with(|| with_current_values(inc, values))
+                    .clone();
+                emit_showing(
+                    inc,
+                    Action::Update,
+                    Reason::Progress,
+                    at,
+                    interval,
+                    shown,
+                    ch,
+                );
             }
-            *count += 1;
             // `emit` moved `next_update_at` one interval on (`None` when
             // progress updates are off or time ran out).
             if let Some(d) = inc.due_at().filter(|&d| d <= now && d > at) {
@@ -83,8 +91,10 @@ impl Lifecycle {
     pub(crate) fn flush(&mut self, now: i64, ch: &mut Changes) {
         self.due(now, &mut NoValues, ch);
         let interval = self.update_interval_ms;
+        // At the time it would have gone out had the input gone on: the
+        // same `at` as a run that reads further.
         for inc in self.incidents.values_mut().filter(|i| !i.opened) {
-            let at = now.max(inc.started_at);
+            let at = inc.open_at.max(inc.started_at);
             emit(inc, Action::Open, Reason::Opened, at, interval, ch);
         }
     }
@@ -95,12 +105,18 @@ impl Lifecycle {
     }
 }
 
-fn refresh(inc: &mut Incident, values: &mut dyn ValueSource) {
-    for a in inc.alerts.iter_mut().filter(|a| a.active) {
+/// The incident's alerts as a progress update shows them: the active
+/// ones with the current value folded into value and peak and the current
+/// hints. Shown only: the incident keeps the evidence of its transitions,
+/// so every other notification is the same in every run.
+fn with_current_values(inc: &Incident, values: &mut dyn ValueSource) -> Vec<AlertEvidence> {
+    let mut shown = inc.alerts.clone();
+    for a in shown.iter_mut().filter(|a| a.active) {
         let v = values.current(&a.rule, &a.group);
         a.observe(v);
         if let Some(h) = values.hints(&a.rule, &a.group) {
             a.hints = h;
         }
     }
+    shown
 }
