@@ -935,10 +935,22 @@ fn histories_in_seconds_newest_first_or_with_string_times_are_named() {
 fn snippets_keep_dollars_and_environment_references_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let (day, _) = generate(dir.path());
-    let cfg = std::fs::read_to_string(example()).unwrap().replace(
-        "runbook = \"https://runbooks.example.com/crisiswatch/complaint-rate\"",
-        "runbook = \"https://wiki.example.com/$${PAGE}/x\"\ndashboard = \"${CW_TEST_SECRET} costs $$5\"",
-    );
+    let cfg = std::fs::read_to_string(example())
+        .unwrap()
+        .replace(
+            "runbook = \"https://runbooks.example.com/crisiswatch/complaint-rate\"",
+            "runbook = \"https://wiki.example.com/$${PAGE}/x\"\ndashboard = \"${CW_TEST_SECRET} costs $$5\"",
+        )
+        // A multi-line string and a nested one hold references too.
+        .replace(
+            "description = \"Share of orders that get a complaint, per product and region.\"",
+            "description = \"\"\"token:\n${CW_TEST_SECRET}\"\"\"",
+        )
+        .replace(
+            "numerator = { type = \"complaint\" }, denominator = { type = \"order\" }, min_denominator = 100",
+            "numerator = { type = \"${CW_KIND:-complaint}\" }, denominator = { type = \"order\" }, min_denominator = 100",
+        );
+    assert!(cfg.contains("${CW_KIND:-complaint}") && cfg.contains("token:\n${CW_TEST_SECRET}"));
     let cfg_path = dir.path().join("c.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let tune = dir.path().join("tune.toml");
@@ -994,6 +1006,11 @@ fn snippets_keep_dollars_and_environment_references_as_written() {
             "{text}"
         );
         assert!(text.contains("${CW_TEST_SECRET} costs $$5"), "{text}");
+        assert!(text.contains("${CW_KIND:-complaint}"), "{text}");
+        assert!(
+            text.contains("${CW_TEST_SECRET}\"") || text.contains("${CW_TEST_SECRET}\"\"\""),
+            "{text}"
+        );
         assert!(!text.contains("s3cr3t-value"), "{text}");
         // It loads back, PAGE unset, to the same values.
         with_env(&["check", "--config", s(p)]);

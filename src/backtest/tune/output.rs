@@ -192,11 +192,6 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-#[derive(Serialize)]
-struct Snippet<'a> {
-    rules: [&'a RuleConfig; 1],
-}
-
 /// The `[[rules]]` entries of a configuration file as written, before
 /// `${VAR}` expansion, by rule name: a snippet keeps their text where a
 /// string held a `$` (an environment reference stays a reference, `$$`
@@ -247,14 +242,8 @@ pub fn snippet_as_written(
     let Some(rw) = r.rows.get(row) else {
         return Err(TuneError::Pick(row + 1, r.rows.len()));
     };
-    let body = toml::to_string(&Snippet {
-        rules: [&rw.candidate.rule],
-    })
-    .map_err(|e| TuneError::Toml(e.to_string()))?;
-    let mut body = body.replace('$', "$$");
-    if let Some(raw) = written.0.get(&r.base.name) {
-        body = keep_written(&body, raw);
-    }
+    let raw = written.0.get(&r.base.name);
+    let body = written_body(&rw.candidate.rule, &r.base, raw)?;
     let body = drop_empty_tables(&body);
     let t = rw.summary.truth.as_ref();
     let mut s = String::new();
@@ -285,26 +274,84 @@ pub fn snippet_as_written(
     Ok(s)
 }
 
-/// Puts back, in the rule's own keys (before its first sub-table), the
-/// written text of the string values of `raw` that hold a `$`.
-fn keep_written(body: &str, raw: &toml::Table) -> String {
-    let mut out = String::with_capacity(body.len());
-    let mut own = true;
-    for line in body.lines() {
-        if line.starts_with('[') && !line.starts_with("[[") {
-            own = false;
-        }
-        let kept = own
-            .then(|| line.split_once(" = "))
-            .flatten()
-            .and_then(|(k, _)| match raw.get(k) {
-                Some(v @ toml::Value::String(x)) if x.contains('$') => Some(format!("{k} = {v}")),
-                _ => None,
-            });
-        out.push_str(kept.as_deref().unwrap_or(line));
-        out.push('\n');
+/// The candidate rule as TOML, `$` escaped as `$$`, except where the rule
+/// as written (`raw`) held a string with a `$` (a `${VAR}` reference, or
+/// `$$`) that the candidate did not change: there the written text is put
+/// back whole — at any depth (`select.attrs.product`), and whatever the
+/// string's form (multi-line, literal) — so no expanded value (a secret)
+/// reaches the snippet and `crisiswatch check` reads it as the original.
+fn written_body(
+    candidate: &RuleConfig,
+    base: &RuleConfig,
+    raw: Option<&toml::Table>,
+) -> Result<String, TuneError> {
+    let to_value =
+        |rule: &RuleConfig| toml::Value::try_from(rule).map_err(|e| TuneError::Toml(e.to_string()));
+    let mut tree = to_value(candidate)?;
+    let base = to_value(base)?;
+    let mut kept: Vec<String> = Vec::new();
+    if let Some(raw) = raw {
+        mark_written(
+            &mut tree,
+            &base,
+            &toml::Value::Table(raw.clone()),
+            &mut kept,
+        );
     }
-    out
+    let body = toml::to_string(&SnippetTree { rules: [tree] })
+        .map_err(|e| TuneError::Toml(e.to_string()))?;
+    let mut body = body.replace('$', "$$");
+    for (i, w) in kept.iter().enumerate() {
+        let written = toml::Value::String(w.clone()).to_string();
+        for quoted in [format!("\"{}\"", marker(i)), format!("'{}'", marker(i))] {
+            body = body.replace(&quoted, &written);
+        }
+    }
+    Ok(body)
+}
+
+#[derive(Serialize)]
+struct SnippetTree {
+    rules: [toml::Value; 1],
+}
+
+/// A placeholder no configuration string holds.
+fn marker(i: usize) -> String {
+    format!("crisiswatch-written-{i}-5f0c9e2d")
+}
+
+/// Replaces, in `tree`, each string the candidate left as the configuration
+/// had it (`base`) and that `raw` wrote with a `$`, by a marker; `kept`
+/// gets the written text of each marker, in order.
+fn mark_written(
+    tree: &mut toml::Value,
+    base: &toml::Value,
+    raw: &toml::Value,
+    kept: &mut Vec<String>,
+) {
+    match (tree, raw) {
+        (toml::Value::String(t), toml::Value::String(w)) if w.contains('$') => {
+            if matches!(base, toml::Value::String(b) if b == t) {
+                *t = marker(kept.len());
+                kept.push(w.clone());
+            }
+        }
+        (toml::Value::Table(t), toml::Value::Table(w)) => {
+            for (k, v) in t.iter_mut() {
+                if let (Some(b), Some(r)) = (base.get(k), w.get(k)) {
+                    mark_written(v, b, r, kept);
+                }
+            }
+        }
+        (toml::Value::Array(t), toml::Value::Array(w)) if t.len() == w.len() => {
+            for (i, v) in t.iter_mut().enumerate() {
+                if let (Some(b), Some(r)) = (base.get(i), w.get(i)) {
+                    mark_written(v, b, r, kept);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Removes `[table]` headers with no keys (empty selector `attrs`).
