@@ -106,6 +106,54 @@ fn backtest_reads_split_and_gzipped_history_like_one_file() {
         s(&crises),
     ]);
     assert_eq!(String::from_utf8(split.stdout).unwrap(), text);
+    // A split that does not overlap says nothing of overlaps.
+    assert!(
+        !String::from_utf8_lossy(&split.stderr).contains("overlap"),
+        "{}",
+        String::from_utf8_lossy(&split.stderr)
+    );
+
+    // Overlapping parts: warned, naming both files.
+    let (c, d) = (&lines[..lines.len() * 2 / 3], &lines[lines.len() / 3..]);
+    let early = dir.path().join("early.jsonl");
+    let late = dir.path().join("late.jsonl");
+    std::fs::write(&early, c.join("\n") + "\n").unwrap();
+    std::fs::write(&late, d.join("\n") + "\n").unwrap();
+    let over = run(&[
+        "backtest",
+        "--now",
+        HISTORY_NOW,
+        "--config",
+        &example(),
+        "--input",
+        s(&early),
+        s(&late),
+    ]);
+    let err = String::from_utf8_lossy(&over.stderr);
+    assert!(
+        err.contains("inputs overlap in time") && err.contains(s(&late)) && err.contains(s(&early)),
+        "{err}"
+    );
+    // One file twice: refused.
+    let twice = Command::new(BIN)
+        .args([
+            "backtest",
+            "--now",
+            HISTORY_NOW,
+            "--config",
+            &example(),
+            "--input",
+            s(&first),
+            s(&first),
+        ])
+        .output()
+        .unwrap();
+    assert!(!twice.status.success());
+    assert!(
+        String::from_utf8_lossy(&twice.stderr).contains("is given twice"),
+        "{}",
+        String::from_utf8_lossy(&twice.stderr)
+    );
 
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();

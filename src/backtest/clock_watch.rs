@@ -58,7 +58,13 @@ pub(crate) struct ClockWatch {
     prev: Option<i64>,
     down: u64,
     up: u64,
+    /// Per input read, in reading order: (its index, earliest, latest time).
+    spans: Vec<(usize, i64, i64)>,
 }
+
+/// How far an input may start before the one before it ends without a
+/// warning (files cut mid-minute).
+const OVERLAP_TOLERANCE_MS: i64 = 60_000;
 
 /// Event times below this (1973-03-03, 10^11 ms) in a whole history are
 /// taken for seconds since the epoch read as milliseconds: such a history
@@ -107,6 +113,7 @@ impl ClockWatch {
     /// One valid event with time `ts`, the `line`-th fed, from `at`.
     pub(crate) fn observe(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
         self.order(ts);
+        self.span(ts, at);
         match self.clock {
             Some(c) if ts <= c => self.counted(ts < c.saturating_sub(self.horizon_ms)),
             _ => {
@@ -121,9 +128,33 @@ impl ClockWatch {
     /// with [`ClockWatch::counted`], so the warning's figure is the report's.
     pub(crate) fn saw(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
         self.order(ts);
+        self.span(ts, at);
         if self.clock.is_none_or(|c| ts > c) {
             self.moved_to(ts, line, at);
         }
+    }
+
+    /// Widens the time span of the input `at` is from.
+    fn span(&mut self, ts: i64, at: Option<LineRef>) {
+        let Some(at) = at else {
+            return;
+        };
+        match self.spans.last_mut() {
+            Some((f, lo, hi)) if *f == at.file => {
+                *lo = (*lo).min(ts);
+                *hi = (*hi).max(ts);
+            }
+            _ => self.spans.push((at.file, ts, ts)),
+        }
+    }
+
+    /// Two inputs read one after the other whose times overlap: the later
+    /// one's index, its earliest time, the earlier one's index and latest.
+    pub(crate) fn overlap(&self) -> Option<(usize, i64, usize, i64)> {
+        self.spans.windows(2).find_map(|w| {
+            let ((a, _, a_hi), (b, b_lo, _)) = (w[0], w[1]);
+            (b_lo < a_hi.saturating_sub(OVERLAP_TOLERANCE_MS)).then_some((b, b_lo, a, a_hi))
+        })
     }
 
     /// Notes whether `ts` steps back or forth from the event before it.
@@ -227,6 +258,21 @@ impl ClockWatch {
     /// Logs the warning of [`ClockWatch::late_share`], if any, for `tool`
     /// reading `inputs`.
     pub(crate) fn warn(&self, tool: &str, inputs: Option<&Inputs>) {
+        if let (Some((b, b_lo, a, a_hi)), Some(i)) = (self.overlap(), inputs) {
+            if i.are_files() {
+                tracing::warn!(
+                    tool,
+                    "inputs overlap in time: {} starts at {}, before {} ends ({}): an event in \
+                     both is counted twice once its two copies are further apart in the stream \
+                     than engine.dedup_horizon, and the later file's events behind the clock are \
+                     late — give each event once, in files that do not overlap",
+                    i.name(b),
+                    format_ts(b_lo),
+                    i.name(a),
+                    format_ts(a_hi)
+                );
+            }
+        }
         if let Some(s) = self.late_share() {
             let message = s.describe(inputs);
             tracing::warn!(tool, late = s.late, events = s.events, "{message}");

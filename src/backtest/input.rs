@@ -50,6 +50,12 @@ pub enum InputError {
         /// Whether the file is gzip (then the likely cause is named).
         gz: bool,
     },
+    /// One file named twice.
+    #[error("input {path} is given twice: its events would count twice")]
+    Twice {
+        /// The file.
+        path: String,
+    },
     /// No input was named.
     #[error("no input file given: pass --input FILE (JSONL, gzip accepted; \"-\" for stdin)")]
     Empty,
@@ -87,6 +93,15 @@ impl Inputs {
         if paths.is_empty() {
             return Err(InputError::Empty);
         }
+        let mut seen = std::collections::HashSet::new();
+        for p in &paths {
+            let id = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            if !seen.insert(id) {
+                return Err(InputError::Twice {
+                    path: p.display().to_string(),
+                });
+            }
+        }
         Ok(Inputs {
             paths,
             kafka: None,
@@ -123,6 +138,20 @@ impl Inputs {
     /// The files.
     pub fn paths(&self) -> &[PathBuf] {
         &self.paths
+    }
+
+    /// Whether the inputs are files (not a Kafka topic range).
+    pub(crate) fn are_files(&self) -> bool {
+        self.kafka.is_none()
+    }
+
+    /// The name of input `file` (its path; `stdin`).
+    pub(crate) fn name(&self, file: usize) -> String {
+        match self.paths.get(file) {
+            Some(p) if p.as_os_str() == "-" => "stdin".to_string(),
+            Some(p) => p.display().to_string(),
+            None => format!("input {file}"),
+        }
     }
 
     /// Where a line came from, for messages: `file:line`, or
