@@ -506,8 +506,16 @@ pub(crate) fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOp
             (n > 0).then(|| (engine.rule_config(i).name.clone(), n))
         })
         .collect();
+    let all_late = engine.stats().late;
+    let late_for = (0..engine.rule_count())
+        .filter_map(|i| {
+            let n = engine.rule_stats(i).late;
+            (n > all_late).then(|| (engine.rule_config(i).name.clone(), n))
+        })
+        .collect();
     Report {
         capped,
+        late_for,
         lines: driver.lines(),
         stats: engine.stats().clone(),
         first_ms: driver.first_ms(),

@@ -998,3 +998,55 @@ thresholds = {{ warning = 0.5 }}
         );
     }
 }
+
+/// An event too old for a short rule's window but taken by a longer rule is
+/// not in the report's `late` (late for every rule): the short rule's count
+/// is named on its own line.
+#[test]
+fn events_late_for_one_rule_only_are_named() {
+    let cfg = Config::from_toml_str(
+        r#"
+[engine]
+allowed_lateness = "1m"
+
+[[rules]]
+name = "short"
+window = "10m"
+indicator = { kind = "count", numerator = { type = "complaint" } }
+thresholds = { warning = 1000 }
+
+[[rules]]
+name = "long"
+window = "6h"
+indicator = { kind = "count", numerator = { type = "complaint" } }
+thresholds = { warning = 1000 }
+"#,
+        &no_env(),
+    )
+    .unwrap();
+    let mut lines: Vec<Vec<u8>> = (0..120)
+        .map(|m| {
+            format!(
+                r#"{{"id":"c{m}","type":"complaint","ts":{},"attrs":{{}}}}"#,
+                S + m * MIN
+            )
+            .into_bytes()
+        })
+        .collect();
+    // Two hours behind the clock: too old for `short`, in time for `long`.
+    lines.push(
+        format!(
+            r#"{{"id":"old","type":"complaint","ts":{},"attrs":{{}}}}"#,
+            S + MIN / 2
+        )
+        .into_bytes(),
+    );
+    let r = backtest::run_lines(&cfg, lines_of(&lines), &SummaryOptions::default()).unwrap();
+    assert_eq!(r.stats.late, 0, "{r}");
+    assert_eq!(r.late_for, vec![("short".to_string(), 1)]);
+    assert!(
+        r.to_string()
+            .contains("rule short: 1 events too old for its window were not counted"),
+        "{r}"
+    );
+}

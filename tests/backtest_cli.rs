@@ -1192,3 +1192,26 @@ fn a_label_without_a_slice_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("names no slice"), "{err}");
 }
+
+/// An empty labels file is said to be empty: its precision of 0 and
+/// undefined recall would otherwise read as a verdict on the rules.
+#[test]
+fn an_empty_labels_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = generate(dir.path());
+    let empty = dir.path().join("none.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let out = run(&[
+        "backtest",
+        "--now",
+        HISTORY_NOW,
+        "--config",
+        &example(),
+        "--input",
+        s(&data),
+        "--labels",
+        s(&empty),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds no crisis"), "{err}");
+}

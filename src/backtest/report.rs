@@ -375,6 +375,12 @@ pub struct Report {
     /// rule took it), so the `overflow` total does not show them.
     #[serde(skip)]
     pub capped: Vec<(String, u64)>,
+    /// Rules that dropped more events as late than the report's `late`
+    /// (events late for *every* rule that selected them): (rule, events too
+    /// old for its window). An event late for a short rule but taken by a
+    /// longer one is not in `late`, and the short rule never counted it.
+    #[serde(skip)]
+    pub late_for: Vec<(String, u64)>,
 }
 
 /// Per rule (in `rule_names` order) and per slice figures of `incidents`.

@@ -36,7 +36,8 @@ mod render;
 pub use evidence::{collect_evidence, Evidence};
 pub use render::render;
 pub(crate) use render::{
-    cell, write_crisis_rows, write_events, write_identity_rows, write_rule_rows, write_timeline,
+    cell, code, heading, write_crisis_rows, write_events, write_identity_rows, write_rule_rows,
+    write_timeline,
 };
 
 /// Errors of a review.

@@ -268,6 +268,13 @@ fn load_labels(t: &TruthArgs, cfg: &Config) -> Result<Option<Vec<Crisis>>, CliEr
         None => None,
         Some(p) => {
             let crises = labels::select(labels::load(p)?, &t.crises)?;
+            if crises.is_empty() {
+                tracing::warn!(
+                    labels = %p.display(),
+                    "Labels: {} holds no crisis: every incident counts as false and recall is undefined — check the file (one JSON object per line, as `crisiswatch generate --crises` writes)",
+                    p.display()
+                );
+            }
             // A crisis with no slice is caught only by a rule without
             // group_by: with none, it would be "missed" by every rule.
             if cfg.rules.iter().all(|r| !r.group_by.is_empty()) {

@@ -84,6 +84,12 @@ impl fmt::Display for Report {
                 "  rule {rule}: {n} events refused at engine.max_groups_per_rule (slices past the cap are not watched; raise it or slice less finely)"
             )?;
         }
+        for (rule, n) in &self.late_for {
+            writeln!(
+                f,
+                "  rule {rule}: {n} events too old for its window were not counted (late for this rule; `late` above counts only events late for every rule): the input is out of time order — sort it by time"
+            )?;
+        }
         // Why lines were invalid, and the first few of them (refuted clock
         // jumps always: one such line would otherwise blank the report).
         if s.invalid_total() > 0 {

@@ -24,8 +24,8 @@ pub fn render(
     let _ = writeln!(
         s,
         "# Incident review: {} — {}\n",
-        i.rule,
-        group_label(&i.group)
+        heading(&i.rule),
+        heading(&group_label(&i.group))
     );
     let _ = writeln!(s, "| | |\n| --- | --- |");
     let desc = rule
@@ -98,9 +98,52 @@ pub(crate) fn write_hints(s: &mut String, i: &Incident) {
 }
 
 /// Text made safe for one Markdown table cell: a `|` would start a new
-/// cell and a line break would end the table.
+/// cell, a line break would end the table, and HTML would be rendered.
 pub(crate) fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\r', '\n'], " ")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+        .replace(['\r', '\n'], " ")
+}
+
+/// Text as one inline code span, safe in a table cell: fenced with more
+/// backticks than it holds in a row (a backtick in an attribute value
+/// would end a single-backtick span), on one line.
+pub(crate) fn code(text: &str) -> String {
+    let text = text.replace('|', "\\|").replace(['\r', '\n'], " ");
+    let mut run = 0;
+    let mut longest = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    let pad = if text.starts_with('`') || text.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{text}{pad}{fence}")
+}
+
+/// Text for a heading: on one line, with Markdown's markup characters and
+/// HTML escaped (it names attribute values, which can hold anything).
+pub(crate) fn heading(text: &str) -> String {
+    let text = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace(['\r', '\n'], " ");
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        // `_` inside a word is not emphasis: names like `complaint_rate` stay as they are.
+        if matches!(c, '`' | '*' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The rule, slice, dedup key, severity, breach and fire rows of an
@@ -108,12 +151,12 @@ pub(crate) fn cell(text: &str) -> String {
 pub(crate) fn write_identity_rows(s: &mut String, i: &Incident, desc: Option<&str>) {
     let _ = writeln!(
         s,
-        "| Rule | `{}`{} |",
-        cell(&i.rule),
+        "| Rule | {}{} |",
+        code(&i.rule),
         desc.map(|d| format!(" — {}", cell(d))).unwrap_or_default()
     );
     let _ = writeln!(s, "| Slice | {} |", cell(&group_label(&i.group)));
-    let _ = writeln!(s, "| Dedup key | `{}` |", cell(&i.dedup_key));
+    let _ = writeln!(s, "| Dedup key | {} |", code(&i.dedup_key));
     let _ = writeln!(s, "| Highest severity | {} |", i.severity);
     let _ = writeln!(s, "| Breach began | {} |", short_ts(i.started_at));
     let _ = writeln!(
@@ -266,7 +309,7 @@ pub(crate) fn write_events(s: &mut String, evidence: Option<&Evidence>, h: &str)
                     "| Sample signal event ids | {} |",
                     e.sample_ids
                         .iter()
-                        .map(|x| format!("`{}`", cell(x)))
+                        .map(|x| code(x))
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
@@ -298,5 +341,23 @@ fn dur_or_zero(ms: i64) -> String {
         "0".to_string()
     } else {
         fmt_dur(ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cell, code, heading};
+
+    #[test]
+    fn attribute_values_cannot_break_the_markdown() {
+        assert_eq!(
+            heading("spike — product=a\n# b <b>x</b> `c`"),
+            "spike — product=a # b &lt;b&gt;x&lt;/b&gt; \\`c\\`"
+        );
+        assert_eq!(heading("complaint_rate"), "complaint_rate");
+        assert_eq!(code("rule/p=a`b/1"), "``rule/p=a`b/1``");
+        assert_eq!(code("`x"), "`` `x ``");
+        assert_eq!(code("plain"), "`plain`");
+        assert_eq!(cell("a|b\n<i>"), "a\\|b &lt;i&gt;");
     }
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 use crate::backtest::labels::Crisis;
 use crate::backtest::report::{fmt_dur, fmt_value, group_label, short_ts};
 use crate::backtest::review::{
-    cell, write_crisis_rows, write_events, write_identity_rows, write_rule_rows, write_timeline,
-    Evidence,
+    cell, code, heading, write_crisis_rows, write_events, write_identity_rows, write_rule_rows,
+    write_timeline, Evidence,
 };
 use crate::config::Config;
 use crate::incident::model::Action;
@@ -31,8 +31,8 @@ pub fn render(
     let _ = writeln!(
         s,
         "# Incident review: {} — {}\n",
-        cell(&i.route),
-        cell(&group_label(&i.labels))
+        heading(&i.route),
+        heading(&group_label(&i.labels))
     );
     let _ = writeln!(
         s,
@@ -45,8 +45,8 @@ pub fn render(
         source.display()
     );
     let _ = writeln!(s, "| | |\n| --- | --- |");
-    let _ = writeln!(s, "| Incident | `{}` |", cell(&i.key));
-    let _ = writeln!(s, "| Route | `{}` |", cell(&i.route));
+    let _ = writeln!(s, "| Incident | {} |", code(&i.key));
+    let _ = writeln!(s, "| Route | {} |", code(&i.route));
     let _ = writeln!(s, "| Labels | {} |", cell(&group_label(&i.labels)));
     let _ = writeln!(s, "| Highest severity | {} |", i.severity);
     let _ = writeln!(s, "| Breach began | {} |", short_ts(i.started_at));
@@ -250,11 +250,7 @@ fn write_alert(
     };
     let _ = writeln!(s, "| Peak value | {peak} |");
     if !a.sample_event_ids.is_empty() {
-        let ids: Vec<String> = a
-            .sample_event_ids
-            .iter()
-            .map(|x| format!("`{}`", cell(x)))
-            .collect();
+        let ids: Vec<String> = a.sample_event_ids.iter().map(|x| code(x)).collect();
         let _ = writeln!(
             s,
             "| Sample event ids (last notification) | {} |",
