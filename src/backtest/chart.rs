@@ -226,7 +226,12 @@ fn collect_with(
     driver.clock_watch().warn("chart", inputs);
     driver.finish_input(&mut obs);
     let (Some(start), Some(end)) = (driver.first_ms(), driver.engine().clock()) else {
-        return Err(ChartError::Empty("no valid events in the input".into()));
+        return Err(ChartError::Empty(
+            "no valid events in the input (`crisiswatch backtest` on it shows the invalid reasons; \
+             a history stamped after this machine's clock is future_timestamp: pass --now with a \
+             time after it)"
+                .into(),
+        ));
     };
     if !obs.seen && !obs.points.iter().any(|p| p.1.is_some()) {
         let show = |l: &Labels| {

@@ -95,7 +95,8 @@ pub enum TuneError {
     /// Nothing in the history to tune on.
     #[error(
         "the history holds no valid event ({0} lines read): nothing to judge thresholds on \
-         (`crisiswatch backtest` on it shows the invalid reasons)"
+         (`crisiswatch backtest` on it shows the invalid reasons; a history stamped after \
+         this machine's clock is future_timestamp: pass --now with a time after it)"
     )]
     NoEvents(u64),
     /// `--pick` is out of range.
