@@ -1012,13 +1012,13 @@ allowed_lateness = "1m"
 [[rules]]
 name = "short"
 window = "10m"
-indicator = { kind = "count", numerator = { type = "complaint" } }
+indicator = { kind = "count", select = { type = "complaint" } }
 thresholds = { warning = 1000 }
 
 [[rules]]
 name = "long"
 window = "6h"
-indicator = { kind = "count", numerator = { type = "complaint" } }
+indicator = { kind = "count", select = { type = "complaint" } }
 thresholds = { warning = 1000 }
 "#,
         &no_env(),
