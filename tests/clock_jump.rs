@@ -58,6 +58,19 @@ fn backtest(cfg: &Config, lines: &[Vec<u8>], crises: &[Crisis]) -> backtest::Rep
     backtest::run_lines(cfg, lines.iter().map(|l| l.as_slice()), &opts).unwrap()
 }
 
+/// `replay` of `lines` (one per line): its transitions output and summary.
+fn replay_lines(cfg: &Config, lines: &[Vec<u8>]) -> (Vec<u8>, crisiswatch::replay::ReplaySummary) {
+    let input: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| [l.as_slice(), b"\n"].concat())
+        .collect();
+    let mut engine = Engine::new(cfg).unwrap();
+    let mut out = Vec::new();
+    let s = crisiswatch::replay::replay(&mut engine, Cursor::new(input), &mut out, None, |_| {})
+        .unwrap();
+    (out, s)
+}
+
 /// The day with a year-5138 stamp at line 2000 and one four days ahead at
 /// line 5000.
 fn with_bad_stamps(lines: &[Vec<u8>]) -> Vec<Vec<u8>> {
@@ -186,21 +199,8 @@ fn a_first_line_days_ahead_does_not_blank_the_history() {
         "{r}"
     );
     // replay: the same transitions as without the line, the line named.
-    let join = |ls: &[Vec<u8>]| {
-        ls.iter()
-            .flat_map(|l| [l.as_slice(), b"\n"].concat())
-            .collect::<Vec<u8>>()
-    };
-    let run = |input: Vec<u8>| {
-        let mut engine = Engine::new(&cfg).unwrap();
-        let mut out = Vec::new();
-        let s =
-            crisiswatch::replay::replay(&mut engine, Cursor::new(input), &mut out, None, |_| {})
-                .unwrap();
-        (out, s)
-    };
-    let (want, _) = run(join(&lines));
-    let (got, summary) = run(join(&bad));
+    let (want, _) = replay_lines(&cfg, &lines);
+    let (got, summary) = replay_lines(&cfg, &bad);
     assert_eq!(got, want, "the same transitions, byte for byte");
     assert_eq!(summary.stats.invalid[InvalidReason::ClockJump.index()], 1);
     assert!(
@@ -216,25 +216,9 @@ fn a_first_line_days_ahead_does_not_blank_the_history() {
 fn replay_counts_and_names_the_stamp_and_keeps_the_transitions() {
     let (lines, _) = day(1, S, 120.0);
     let bad = with_bad_stamps(&lines);
-    let join = |ls: &[Vec<u8>]| {
-        let mut v = Vec::new();
-        for l in ls {
-            v.extend_from_slice(l);
-            v.push(b'\n');
-        }
-        v
-    };
     let cfg = example("24h");
-    let run = |input: Vec<u8>| {
-        let mut engine = Engine::new(&cfg).unwrap();
-        let mut out = Vec::new();
-        let s =
-            crisiswatch::replay::replay(&mut engine, Cursor::new(input), &mut out, None, |_| {})
-                .unwrap();
-        (out, s)
-    };
-    let (clean, _) = run(join(&lines));
-    let (out, summary) = run(join(&bad));
+    let (clean, _) = replay_lines(&cfg, &lines);
+    let (out, summary) = replay_lines(&cfg, &bad);
     assert!(!clean.is_empty());
     assert_eq!(out, clean, "the same transitions, byte for byte");
     assert_eq!(summary.stats.invalid[InvalidReason::ClockJump.index()], 2);
