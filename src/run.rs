@@ -205,6 +205,7 @@ pub async fn run(
         // last successful one, two intervals ago when one failed.
         reread_keep: 2 * k.commit_interval.0.max(cfg.state.checkpoint_interval.0)
             + Duration::from_secs(30),
+        known_grace: restore_grace(&k),
     };
     let parts = StageParts {
         recorders: k
@@ -297,8 +298,8 @@ fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
     }
 }
 
-/// How long a partition of the checkpoint holds the clock before it is
-/// assigned again: twice the consumer session timeout (librdkafka's default
+/// How long a partition of the checkpoint (or one the broker names at the
+/// start) holds the clock before it is assigned: twice the consumer session timeout (librdkafka's default
 /// 45 s), the time a crashed predecessor's partitions take to come back.
 fn restore_grace(k: &crate::config::KafkaSourceConfig) -> Duration {
     let session_ms = k

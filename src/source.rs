@@ -88,6 +88,11 @@ pub(crate) struct Partition {
 pub(crate) enum SourceMsg {
     /// Messages, in partition order.
     Batch(Batch),
+    /// Every partition of the subscribed topics the broker's metadata named
+    /// at the start, sent before the first assignment: one not assigned yet
+    /// may still be held by a member that crashed (until its session times
+    /// out), so it holds the clock for a grace instead of being unknown.
+    Known(Vec<Partition>),
     /// Partitions newly assigned to this instance.
     Assigned(Vec<Partition>),
     /// A barrier: apply everything sent before, wait for in-flight dead letters,

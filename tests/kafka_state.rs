@@ -978,3 +978,173 @@ fn a_topic_created_after_a_fresh_start_is_read() {
         svc.stderr_text()
     );
 }
+
+/// A member of `group` on `topics` that holds what it is assigned, reads
+/// nothing it commits, and leaves when told: the stand-in for a member that
+/// crashed and still holds partitions until its session times out.
+struct Holder {
+    assigned: std::sync::Arc<std::sync::Mutex<Vec<(String, i32)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Holder {
+    fn join(bs: &str, group: &str, topics: &[&str]) -> Holder {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = kafka_support::client::client_config(bs)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
+            .create()
+            .expect("holder consumer");
+        consumer.subscribe(topics).expect("holder subscribes");
+        let assigned = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, s) = (assigned.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = consumer.poll(Duration::from_millis(100));
+                if let Ok(tpl) = consumer.assignment() {
+                    *a.lock().unwrap() = tpl
+                        .elements()
+                        .iter()
+                        .map(|e| (e.topic().to_string(), e.partition()))
+                        .collect();
+                }
+            }
+            // Leaves the group at once (no commit: it read nothing for good).
+            consumer.unsubscribe();
+            let _ = consumer.poll(Duration::from_millis(500));
+        });
+        Holder {
+            assigned,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn assigned(&self) -> Vec<(String, i32)> {
+        self.assigned.lock().unwrap().clone()
+    }
+
+    fn leave(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("holder thread");
+        }
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A fresh start (no checkpoint) into a group where another member still
+/// holds half the partitions: the service reads its half, but the clock must
+/// not move on it alone — the other half's events would come late once the
+/// member leaves (as a crashed instance's partitions come back when its
+/// session times out). The partitions the broker names hold the clock until
+/// assigned, for twice the session timeout: the notifications are the
+/// uninterrupted run's, and no event is late.
+#[test]
+fn a_partition_another_member_holds_at_a_fresh_start_is_waited_for() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("h-complaints", 2), ("h-orders", 2)]);
+    let produced = produce(&bs, &scenario("h"), Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+
+    // Uninterrupted, alone in its group.
+    let ra = Receiver::start();
+    let data_a = dir.path().join("data-a").display().to_string();
+    let mut svc = Service::start(dir.path(), "a", &config(&bs, "ha", "h", &data_a, &ra.url));
+    wait_until(
+        Duration::from_secs(90),
+        "reference: every event applied",
+        || {
+            let s = svc.applied_set();
+            produced.iter().all(|p| s.contains(p))
+        },
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "reference: incidents resolved",
+        || resolved_all(&ra, 2),
+    );
+    svc.sigterm();
+    svc.wait_exit(Duration::from_secs(30));
+    let (want, opens) = notifications(&ra);
+    assert!(opens >= 2, "the scenario has two crises: {want:?}");
+
+    // Another member holds every partition of group hb when the service
+    // starts; the rebalance leaves it one partition of each topic.
+    let mut holder = Holder::join(&bs, "hb", &["h-complaints", "h-orders"]);
+    wait_until(
+        Duration::from_secs(30),
+        "the holder has every partition",
+        || holder.assigned().len() == 4,
+    );
+    let rb = Receiver::start();
+    let data_b = dir.path().join("data-b").display().to_string();
+    // A session of 15 s: the partitions the broker names are waited for 30 s,
+    // ample for this test's steps on a loaded machine.
+    let cfg_b = config(&bs, "hb", "h", &data_b, &rb.url).replace(
+        "\"session.timeout.ms\" = \"6000\"",
+        "\"session.timeout.ms\" = \"15000\"",
+    );
+    assert!(cfg_b.contains("\"15000\""));
+    let svc = Service::start(dir.path(), "b", &cfg_b);
+    wait_until(
+        Duration::from_secs(30),
+        "the group split the partitions",
+        || {
+            holder.assigned().len() == 2
+                && svc.metric("crisiswatch_kafka_assigned_partitions") == Some(2.0)
+        },
+    );
+    // Everything of the service's own half has reached it: without the
+    // wait, its clock would now be at the end of the hour.
+    let held = holder.assigned();
+    let own: usize = produced
+        .iter()
+        .filter(|(t, p, _)| !held.contains(&(t.clone(), *p)))
+        .count();
+    wait_until(Duration::from_secs(20), "the service read its half", || {
+        let got = |t: &str| {
+            svc.metric(&format!(
+                "crisiswatch_kafka_messages_total{{topic=\"{t}\"}}"
+            ))
+            .unwrap_or(0.0)
+        };
+        got("h-complaints") + got("h-orders") >= own as f64
+    });
+    holder.leave();
+    wait_until(Duration::from_secs(90), "every event applied", || {
+        let s = svc.applied_set();
+        produced.iter().all(|p| s.contains(p))
+    });
+    wait_until(Duration::from_secs(60), "incidents resolved", || {
+        resolved_all(&rb, opens)
+    });
+    let late = |t: &str| {
+        svc.metric(&format!(
+            "crisiswatch_kafka_late_messages_total{{topic=\"{t}\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+    assert_eq!(
+        (late("h-complaints"), late("h-orders")),
+        (0.0, 0.0),
+        "events came late once the other member left:\n{}",
+        svc.stderr_text()
+    );
+    let (got, _) = notifications(&rb);
+    assert_eq!(
+        got, want,
+        "notifications differ from the uninterrupted run's"
+    );
+}

@@ -123,6 +123,12 @@ impl LiveFeed {
         self
     }
 
+    /// A partition exists and may be assigned soon: unless tracked already,
+    /// it holds the clock for `grace` from `now` (as a restored one).
+    pub(crate) fn expect(&mut self, at: Partition, now: Instant, grace: std::time::Duration) {
+        self.watermarks.restore(at, None, now, grace);
+    }
+
     /// A partition was assigned.
     pub(crate) fn assign(&mut self, at: Partition, now: Instant) {
         self.watermarks.assign(at, now);
@@ -341,6 +347,12 @@ impl LiveFeed {
     /// The newest event time seen on any partition.
     pub(crate) fn newest(&self) -> Option<i64> {
         self.watermarks.newest()
+    }
+
+    /// Whether a partition is awaited ([`Watermarks::awaited`]): the stream
+    /// is not quiet then, whatever the time since the last event.
+    pub(crate) fn awaiting(&self, now: Instant) -> bool {
+        self.watermarks.awaited(now)
     }
 
     /// Partitions tracked and how many are idle.

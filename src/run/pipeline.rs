@@ -56,6 +56,10 @@ pub(crate) struct StageSettings {
     /// How long fingerprints of processed messages are kept, to skip them
     /// when their partition comes back ([`Reread`]).
     pub(crate) reread_keep: Duration,
+    /// How long a partition the broker names but the group has not assigned
+    /// yet holds the clock ([`SourceMsg::Known`]): a crashed member may hold
+    /// it until its session times out.
+    pub(crate) known_grace: Duration,
 }
 
 /// The engine stage.
@@ -232,6 +236,7 @@ impl Stage {
     ) -> Result<(), RunError> {
         match msg {
             SourceMsg::Batch(b) => self.batch(b, state).await?,
+            SourceMsg::Known(parts) => self.known(parts),
             SourceMsg::Assigned(parts) => self.assigned(parts),
             SourceMsg::Drain { revoked, ack } => self.drain(revoked, ack).await,
         }
@@ -476,7 +481,14 @@ impl Stage {
             }
             let (parts, idle) = self.feed.partition_counts(now);
             let caught_up = parts > 0 && idle == parts;
-            let floor = self.idle.idle_target_after_restore(caught_up);
+            // No events for a while is not a quiet stream while a partition
+            // is awaited (one a crashed member still holds, one assigned
+            // that has not delivered yet): its events would come late.
+            let floor = if self.feed.awaiting(now) {
+                None
+            } else {
+                self.idle.idle_target_after_restore(caught_up)
+            };
             self.advance(now, floor)?;
         }
         self.emit_or_pause(state)?;

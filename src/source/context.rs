@@ -170,6 +170,14 @@ impl SourceContext {
         true
     }
 
+    /// Tells the engine stage every partition the broker's metadata names
+    /// ([`SourceMsg::Known`]).
+    pub(crate) fn known(&self, parts: Vec<Partition>) {
+        if !parts.is_empty() {
+            self.send(SourceMsg::Known(parts));
+        }
+    }
+
     /// Hands the batch being filled to the engine stage.
     pub(crate) fn flush(&self) {
         let mut batch = std::mem::take(&mut *self.batch());

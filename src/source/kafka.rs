@@ -22,12 +22,16 @@ use rdkafka::message::Message;
 use tokio::sync::mpsc;
 
 use super::context::{Shared, SourceContext};
-use super::{SourceError, SourceMsg};
+use super::{Partition, SourceError, SourceMsg};
 use crate::config::KafkaSourceConfig;
 
 /// How long one poll waits for a message before the loop checks for shutdown
 /// and commits: short enough for a prompt shutdown, long enough not to spin.
 const POLL_WAIT: Duration = Duration::from_millis(100);
+
+/// How long the start waits, at most, for the topics' metadata
+/// ([`known_partitions`]) before it consumes without it.
+const METADATA_WAIT: Duration = Duration::from_secs(5);
 
 /// Batches are handed over at this size even below `max_batch_messages`.
 const MAX_BATCH_BYTES: usize = 4 << 20;
@@ -139,6 +143,8 @@ fn consume(
     stop: &AtomicBool,
 ) -> Result<(), SourceError> {
     let ctx = consumer.context();
+    // Before the first poll (which runs the first assignment's callback).
+    ctx.known(known_partitions(&consumer));
     let topics = ctx.shared().topics.len();
     let (mut counts, mut bytes) = (vec![0u64; topics], vec![0u64; topics]);
     let mut last_commit = Instant::now();
@@ -188,6 +194,39 @@ fn consume(
     }
     shut_down(&consumer);
     result
+}
+
+/// Every partition of the subscribed topics, from the broker's metadata
+/// (bounded by [`METADATA_WAIT`] in all). A topic the broker does not know
+/// (yet) or a metadata request that fails only leaves its partitions out:
+/// they are then tracked from their assignment on, as before.
+fn known_partitions(consumer: &BaseConsumer<SourceContext>) -> Vec<Partition> {
+    let ctx = consumer.context();
+    let end = Instant::now() + METADATA_WAIT;
+    let mut out = Vec::new();
+    for (i, name) in (0u16..).zip(&ctx.shared().topics) {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match consumer.fetch_metadata(Some(name), left) {
+            Ok(md) => {
+                for t in md.topics().iter().filter(|t| t.name() == name) {
+                    if t.error().is_some() {
+                        continue;
+                    }
+                    out.extend(t.partitions().iter().map(|p| Partition {
+                        topic: i,
+                        partition: p.id(),
+                    }));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(topic = %name, error = %e, "No metadata for a topic at the start; its partitions count from their assignment.");
+            }
+        }
+    }
+    out
 }
 
 fn record_received(shared: &Shared, counts: &mut [u64], bytes: &mut [u64]) {

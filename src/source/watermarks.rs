@@ -23,8 +23,12 @@ use super::Partition;
 struct PartClock {
     /// Newest event time seen, once the partition has delivered a valid event.
     max_ts: Option<i64>,
-    /// When it last delivered one (or was assigned).
+    /// When it last delivered one (or was assigned; or, not assigned yet,
+    /// until when it is waited for).
     last_seen: Instant,
+    /// Assigned to this instance (or delivering), not only restored from a
+    /// checkpoint or named by the broker.
+    assigned: bool,
 }
 
 /// Per-partition event time.
@@ -45,16 +49,24 @@ impl Watermarks {
 
     /// A partition was assigned: it holds the clock until it delivers or goes
     /// idle — counted from now, also for a partition restored from a
-    /// checkpoint before (its grace ran from the restore, and joining a
-    /// group whose killed member still holds the partitions can take
-    /// longer: its events would then come after the other partitions had
-    /// moved the clock past them).
+    /// checkpoint or named by the broker before: their grace was for
+    /// waiting on the assignment (joining a group whose killed member still
+    /// holds partitions can take longer than the grace; its events would then
+    /// come after the other partitions had moved the clock past them), and
+    /// an assigned partition with nothing to deliver must not hold the clock
+    /// for the rest of that grace.
     pub(crate) fn assign(&mut self, at: Partition, now: Instant) {
         let p = self.parts.entry(at).or_insert(PartClock {
             max_ts: None,
             last_seen: now,
+            assigned: true,
         });
-        p.last_seen = p.last_seen.max(now);
+        if p.assigned {
+            p.last_seen = p.last_seen.max(now);
+        } else {
+            p.last_seen = now;
+            p.assigned = true;
+        }
     }
 
     /// The consumer received a valid event of `at` at `when`, which the engine
@@ -77,9 +89,11 @@ impl Watermarks {
         let p = self.parts.entry(at).or_insert(PartClock {
             max_ts: None,
             last_seen: now,
+            assigned: true,
         });
         p.max_ts = Some(p.max_ts.map_or(ts, |m| m.max(ts)));
         p.last_seen = now;
+        p.assigned = true;
     }
 
     fn active(&self, p: &PartClock, now: Instant) -> bool {
@@ -104,6 +118,17 @@ impl Watermarks {
         }
     }
 
+    /// Whether a partition is awaited: not idle, and either not assigned yet
+    /// (named by the broker or restored, within its grace) or assigned
+    /// without having delivered. Its events are on their way, so a stream
+    /// without events meanwhile is not quiet: moving event time on with the
+    /// wall clock would make them late.
+    pub(crate) fn awaited(&self, now: Instant) -> bool {
+        self.parts
+            .values()
+            .any(|p| self.active(p, now) && (p.max_ts.is_none() || !p.assigned))
+    }
+
     /// The newest event time seen on any partition.
     pub(crate) fn newest(&self) -> Option<i64> {
         self.parts.values().filter_map(|p| p.max_ts).max()
@@ -114,11 +139,12 @@ impl Watermarks {
         self.parts.iter().map(|(&at, p)| (at, p.max_ts)).collect()
     }
 
-    /// Restores a partition's newest event time (after a checkpoint restore);
-    /// it holds the clock as if it had delivered at `now + grace`, so that a
-    /// partition still held by a crashed predecessor (until its consumer
-    /// session times out) is waited for instead of having its events arrive
-    /// late after the rebalance.
+    /// Restores a partition's newest event time (after a checkpoint restore;
+    /// `None`: a partition the broker names, not tracked yet); unless
+    /// assigned already, it holds the clock as if it had delivered at
+    /// `now + grace`, so that a partition still held by a crashed
+    /// predecessor (until its consumer session times out) is waited for
+    /// instead of having its events arrive late after the rebalance.
     pub(crate) fn restore(
         &mut self,
         at: Partition,
@@ -129,6 +155,7 @@ impl Watermarks {
         let p = self.parts.entry(at).or_insert(PartClock {
             max_ts: None,
             last_seen: now + grace,
+            assigned: false,
         });
         p.max_ts = p.max_ts.max(max_ts);
     }
@@ -217,6 +244,67 @@ mod tests {
         assert_eq!(w.target(t2), Some(4_000));
         w.observe(p(1), 290_000, t2);
         assert_eq!(w.target(t2), Some(290_000));
+    }
+
+    #[test]
+    fn a_partition_the_broker_names_holds_the_clock_until_assigned() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(Duration::from_secs(2));
+        // Three partitions at the start; a crashed member still holds the
+        // third, the first two are assigned at once.
+        for i in 0..3 {
+            w.restore(p(i), None, t0, Duration::from_secs(12));
+        }
+        w.assign(p(0), t0);
+        w.assign(p(1), t0);
+        w.observe(p(0), 5_000, t0);
+        w.observe(p(1), 6_000, t0);
+        let t1 = t0 + Duration::from_secs(7);
+        w.observe(p(0), 300_000, t1);
+        w.observe(p(1), 300_000, t1);
+        assert_eq!(w.target(t1), None, "the third holds the clock");
+        // Assigned at 8 s: from then on an ordinary partition.
+        let t2 = t0 + Duration::from_secs(8);
+        w.assign(p(2), t2);
+        w.observe(p(2), 4_000, t2);
+        assert_eq!(w.target(t2), Some(4_000));
+        assert!(!w.awaited(t2));
+        // Never assigned: waited for until the grace (and then the idle
+        // timeout, as for a partition that delivered then) runs out.
+        let mut w = Watermarks::new(Duration::from_secs(2));
+        w.restore(p(0), None, t0, Duration::from_secs(12));
+        w.restore(p(1), None, t0, Duration::from_secs(12));
+        w.assign(p(0), t0);
+        w.observe(p(0), 5_000, t0);
+        assert_eq!(w.target(t0 + Duration::from_secs(13)), None);
+        assert!(w.awaited(t0 + Duration::from_secs(13)));
+        assert_eq!(w.target(t0 + Duration::from_secs(15)), Some(5_000));
+        assert!(!w.awaited(t0 + Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn an_assigned_partition_with_nothing_to_deliver_goes_idle_from_its_assignment() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(Duration::from_secs(2));
+        // Named by the broker with a long grace, assigned one second later:
+        // an empty partition holds the clock for the idle timeout from its
+        // assignment, not for the rest of the grace.
+        w.restore(p(0), None, t0, Duration::from_secs(90));
+        w.restore(p(1), None, t0, Duration::from_secs(90));
+        let t1 = t0 + Duration::from_secs(1);
+        w.assign(p(0), t1);
+        w.assign(p(1), t1);
+        w.observe(p(0), 5_000, t1);
+        assert_eq!(w.target(t1 + Duration::from_secs(1)), None);
+        assert!(
+            w.awaited(t1 + Duration::from_secs(1)),
+            "partition 1 is awaited"
+        );
+        assert_eq!(w.target(t1 + Duration::from_secs(3)), Some(5_000));
+        // A second assignment (a rebalance handing it back) keeps the later time.
+        w.received(p(0), t1 + Duration::from_secs(5));
+        w.assign(p(0), t1 + Duration::from_secs(4));
+        assert_eq!(w.counts(t1 + Duration::from_secs(6)), (2, 1));
     }
 
     #[test]

@@ -13,6 +13,22 @@ use crate::source::Partition;
 use super::Stage;
 
 impl Stage {
+    /// The broker names `parts` at the start: those not assigned yet hold
+    /// the clock for `known_grace` (a crashed member of the group may hold
+    /// them until its session times out; the clock must not move on the
+    /// others alone meanwhile).
+    pub(super) fn known(&mut self, parts: Vec<Partition>) {
+        let now = Instant::now();
+        tracing::debug!(
+            partitions = parts.len(),
+            grace_s = self.settings.known_grace.as_secs(),
+            "Partitions named by the broker hold the clock until assigned (or for the grace)."
+        );
+        for p in parts {
+            self.feed.expect(p, now, self.settings.known_grace);
+        }
+    }
+
     /// Partitions `parts` were assigned.
     pub(super) fn assigned(&mut self, parts: Vec<Partition>) {
         let now = Instant::now();

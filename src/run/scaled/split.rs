@@ -211,6 +211,9 @@ impl SplitStage {
     pub(crate) async fn handle(&mut self, msg: SourceMsg) -> Result<(), ScaledError> {
         match msg {
             SourceMsg::Batch(b) => self.batch(b).await?,
+            // Shard owners track event time per partition of the internal
+            // topic, which the owners' own assignment covers.
+            SourceMsg::Known(_) => {}
             SourceMsg::Assigned(parts) => {
                 let now = Instant::now();
                 // Revoked partitions not handed back went to another member.
