@@ -32,6 +32,7 @@ pub mod chart;
 pub mod clock_watch;
 pub(crate) mod coverage;
 pub mod input;
+pub(crate) mod invalid_lines;
 pub mod kafka_input;
 pub mod labels;
 pub mod line;

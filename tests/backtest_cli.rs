@@ -1215,3 +1215,124 @@ fn an_empty_labels_file_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("holds no crisis"), "{err}");
 }
+
+/// `tune`, `suggest` and `chart` have no report for invalid lines: a history
+/// partly unreadable is warned about (counted by reason, the first lines
+/// named by file and line when they are 1 % or more), never tuned on in
+/// silence.
+#[test]
+fn tune_suggest_and_chart_warn_about_invalid_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (day, crises) = generate(dir.path());
+    let text = std::fs::read_to_string(&day).unwrap();
+    // Every 40th line followed by a broken one: 2.5 %.
+    let mut bad = String::new();
+    let mut broken = 0;
+    for (i, l) in text.lines().enumerate() {
+        bad.push_str(l);
+        bad.push('\n');
+        if i % 40 == 39 {
+            bad.push_str("{\"id\": broken\n");
+            broken += 1;
+        }
+    }
+    let path = dir.path().join("bad.jsonl");
+    std::fs::write(&path, bad).unwrap();
+    let lines = text.lines().count() + broken;
+    let cfg = example();
+    let svg = dir.path().join("c.svg");
+    let snippet = dir.path().join("s.toml");
+    let runs: [Vec<&str>; 3] = [
+        vec![
+            "tune",
+            "--config",
+            &cfg,
+            "--input",
+            s(&path),
+            "--rule",
+            "complaint_rate",
+            "--vary",
+            "threshold=0.1,0.2",
+            "--labels",
+            s(&crises),
+            "--now",
+            HISTORY_NOW,
+        ],
+        vec![
+            "suggest",
+            "--config",
+            &cfg,
+            "--input",
+            s(&path),
+            "--rule",
+            "complaint_rate",
+            "--labels",
+            s(&crises),
+            "--write-snippet",
+            s(&snippet),
+            "--now",
+            HISTORY_NOW,
+        ],
+        vec![
+            "chart",
+            "--config",
+            &cfg,
+            "--input",
+            s(&path),
+            "--rule",
+            "complaint_rate",
+            "--group",
+            "product=router-x,region=us-east",
+            "--output",
+            s(&svg),
+            "--now",
+            HISTORY_NOW,
+        ],
+    ];
+    for args in runs {
+        let out = run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        // The generated day has malformed lines of its own.
+        let want = format!(" of {lines} lines (2.");
+        let counted = err
+            .split(&want)
+            .next()
+            .and_then(|h| h.rsplit(' ').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        assert!(
+            counted.is_some_and(|n| n >= broken && n < broken + lines / 100),
+            "{}: no `N{want}` with N ≥ {broken} in\n{err}",
+            args[0]
+        );
+        assert!(
+            err.contains("are invalid and were left out (not_json"),
+            "{}: {err}",
+            args[0]
+        );
+        // The first broken line is the 41st of the file.
+        assert!(
+            err.contains(&format!("{}:41: not_json", path.display())) || args[0] == "chart",
+            "{}: {err}",
+            args[0]
+        );
+        assert!(err.contains("not_json"), "{}: {err}", args[0]);
+    }
+    // The same history without the broken lines: its own few malformed
+    // lines (well under 1 %) are counted, not named.
+    let out = run(&[
+        "tune",
+        "--config",
+        &cfg,
+        "--input",
+        s(&day),
+        "--rule",
+        "complaint_rate",
+        "--vary",
+        "threshold=0.1",
+        "--now",
+        HISTORY_NOW,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("are invalid and were left out"), "{err}");
+    assert!(!err.contains("the first:"), "{err}");
+}

@@ -752,7 +752,10 @@ fn two_instances_in_one_group_lose_nothing_across_rebalances() {
     wait_until(
         Duration::from_secs(60),
         "the union covers every message",
-        || produced.iter().all(|p| union().contains(p)),
+        || {
+            let u = union();
+            produced.iter().all(|p| u.contains(p))
+        },
     );
     assert_covers(&union(), &produced, "a ∪ b");
     assert!(!read_applied(&a.applied_log).is_empty() && !b.applied().is_empty());

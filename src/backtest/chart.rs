@@ -224,6 +224,18 @@ fn collect_with(
         None => driver.feed(line, &mut obs),
     })?;
     driver.clock_watch().warn("chart", inputs);
+    for (at, detail) in driver.refuted() {
+        let place = match (at, inputs) {
+            (Some(at), Some(i)) => i.describe(*at),
+            _ => "a line".to_string(),
+        };
+        tracing::warn!(tool = "chart", "{place}: clock_jump: {detail} (left out)");
+    }
+    crate::backtest::invalid_lines::InvalidLines::from_counts(
+        driver.engine().stats().invalid,
+        driver.invalid_examples(),
+    )
+    .warn("chart", driver.lines(), inputs);
     driver.finish_input(&mut obs);
     let (Some(start), Some(end)) = (driver.first_ms(), driver.engine().clock()) else {
         return Err(ChartError::Empty(

@@ -170,7 +170,7 @@ pub fn run(
         ahead.finish(&mut sink);
         if let Some((first, _)) = tuners.first() {
             // One warning for the history, not one per rule.
-            first.warn_clock("suggest", inputs);
+            first.warn_input("suggest", inputs);
             first.check_fed()?;
         }
     }

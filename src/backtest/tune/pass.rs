@@ -76,6 +76,8 @@ pub struct Tuner {
     guard: JumpGuard<Suspect>,
     /// Refuted clock jumps: (line count, where from, why), warned about.
     refuted: Vec<(u64, Option<LineRef>, String)>,
+    /// Lines that are not valid events, warned about.
+    invalid: crate::backtest::invalid_lines::InvalidLines,
 }
 
 /// An event the clock-jump guard may hold: the event, the line count and
@@ -201,6 +203,7 @@ impl Tuner {
             lateness_ms: cfg.engine.allowed_lateness.as_ms(),
             guard: JumpGuard::new(limits.max_clock_jump_ms, limits.clock_jump_confirm).anchored(),
             refuted: Vec::new(),
+            invalid: Default::default(),
         })
     }
 
@@ -260,8 +263,12 @@ impl Tuner {
         at: Option<LineRef>,
     ) {
         self.lines += 1;
-        let Ok(held) = decoded else {
-            return;
+        let held = match decoded {
+            Ok(held) => held,
+            Err(inv) => {
+                self.invalid.see(self.lines, at, &inv);
+                return;
+            }
         };
         let ts = held.ts();
         if self.guard.pass_quick(ts) {
@@ -281,8 +288,18 @@ impl Tuner {
     /// look like a quiet history, and thresholds chosen on it mean nothing.
     /// Logs, for `tool`, what the clock watch saw (many late events, a
     /// history newest first or in seconds; see `clock_watch`).
-    pub(crate) fn warn_clock(&self, tool: &str, inputs: &Inputs) {
+    /// Also warns about the refuted clock jumps (left out of every
+    /// candidate) and the invalid lines.
+    pub(crate) fn warn_input(&self, tool: &str, inputs: &Inputs) {
         self.watch.warn(tool, Some(inputs));
+        for (line, at, detail) in &self.refuted {
+            let place = at.map_or_else(|| format!("line {line}"), |a| inputs.describe(a));
+            tracing::warn!(
+                tool,
+                "{place}: clock_jump: {detail} (left out of every candidate, as backtest counts it invalid)"
+            );
+        }
+        self.invalid.warn(tool, self.lines, Some(inputs));
     }
 
     pub(crate) fn check_fed(&self) -> Result<(), TuneError> {
@@ -523,14 +540,7 @@ pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResu
     ahead.finish(&mut sink);
     tuner.end_input();
     tuner.check_fed()?;
-    tuner.watch.warn("tune", Some(inputs));
-    for (line, at, detail) in &tuner.refuted {
-        let place = at.map_or_else(|| format!("line {line}"), |a| inputs.describe(a));
-        tracing::warn!(
-            tool = "tune",
-            "{place}: clock_jump: {detail} (left out of every candidate, as backtest counts it invalid)"
-        );
-    }
+    tuner.warn_input("tune", inputs);
     tracing::info!(
         candidates = tuner.len(),
         engines = tuner.engines(),
