@@ -1049,4 +1049,18 @@ thresholds = { warning = 1000 }
             .contains("rule short: 1 events too old for its window were not counted"),
         "{r}"
     );
+    // The JSON report carries it too, beside the invalid lines.
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        json["late_for_rule"],
+        serde_json::json!({ "short": 1 }),
+        "{json}"
+    );
+    assert_eq!(json["capped"], serde_json::json!({}), "{json}");
+    assert_eq!(json["invalid_lines"], serde_json::json!([]), "{json}");
+    assert_eq!(
+        json["stats"]["invalid_by_reason"],
+        serde_json::json!({}),
+        "{json}"
+    );
 }

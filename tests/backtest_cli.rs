@@ -485,6 +485,22 @@ fn bad_timestamps_in_history_are_rejected_or_named() {
         base["stats"]["invalid"].as_u64().unwrap() + 1,
         "the year-5138 line is one more invalid line"
     );
+    // Named by reason and line in the JSON report as in the text.
+    let by = &report["stats"]["invalid_by_reason"];
+    let base_by = &base["stats"]["invalid_by_reason"];
+    let n = |v: &serde_json::Value, r: &str| v[r].as_u64().unwrap_or(0);
+    assert_eq!(
+        n(by, "future_timestamp"),
+        n(base_by, "future_timestamp") + 1,
+        "{by} vs {base_by}"
+    );
+    let named = report["invalid_lines"].as_array().expect("invalid_lines");
+    assert!(
+        named.iter().all(|l| l["line"].as_u64().is_some()
+            && l["reason"].is_string()
+            && l["detail"].is_string()),
+        "{named:?}"
+    );
     assert_eq!(report["stats"]["late"], base["stats"]["late"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("were late"), "{stderr}");

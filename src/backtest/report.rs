@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::alert::{Labels, State};
 use crate::config::{Condition, Severity};
 use crate::engine::EngineStats;
-use crate::event::format_ts;
+use crate::event::{format_ts, InvalidReason};
 
 use super::labels::{self, Crisis};
 
@@ -368,18 +368,21 @@ pub struct Report {
     pub incidents: Vec<Incident>,
     /// The first few invalid inputs: (input line count, reason, detail);
     /// the text report names the refuted clock jumps (`clock_jump`) among them.
-    #[serde(skip)]
+    /// JSON: `invalid_lines`, a list of `{line, reason, detail}`.
+    #[serde(rename = "invalid_lines", serialize_with = "ser_invalid_lines")]
     pub invalid_examples: Vec<(u64, crate::event::InvalidReason, String)>,
     /// Rules whose `engine.max_groups_per_rule` refused events: (rule,
     /// events refused). Such an event can still count as applied (another
     /// rule took it), so the `overflow` total does not show them.
-    #[serde(skip)]
+    /// JSON: `{rule: events refused}`.
+    #[serde(serialize_with = "ser_per_rule")]
     pub capped: Vec<(String, u64)>,
     /// Rules that dropped more events as late than the report's `late`
     /// (events late for *every* rule that selected them): (rule, events too
     /// old for its window). An event late for a short rule but taken by a
     /// longer one is not in `late`, and the short rule never counted it.
-    #[serde(skip)]
+    /// JSON: `late_for_rule`, `{rule: events}`.
+    #[serde(rename = "late_for_rule", serialize_with = "ser_per_rule")]
     pub late_for: Vec<(String, u64)>,
 }
 
@@ -486,6 +489,32 @@ fn ser_opt_ts<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> 
     }
 }
 
+fn ser_invalid_lines<S: Serializer>(
+    v: &[(u64, InvalidReason, String)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        line: u64,
+        reason: &'a str,
+        detail: &'a str,
+    }
+    s.collect_seq(v.iter().map(|(line, r, d)| Line {
+        line: *line,
+        reason: r.as_str(),
+        detail: d,
+    }))
+}
+
+/// `(rule, n)` pairs as one JSON object.
+fn ser_per_rule<S: Serializer>(v: &[(String, u64)], s: S) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (rule, n) in v {
+        m.serialize_entry(rule, n)?;
+    }
+    m.end()
+}
+
 fn ser_state<S: Serializer>(st: &State, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(st.as_str())
 }
@@ -504,6 +533,12 @@ fn ser_stats<S: Serializer>(st: &EngineStats, s: S) -> Result<S::Ok, S::Error> {
     m.serialize_entry("events_in", &st.events_in)?;
     m.serialize_entry("applied", &st.applied)?;
     m.serialize_entry("invalid", &st.invalid_total())?;
+    let by_reason: std::collections::BTreeMap<&str, u64> = InvalidReason::ALL
+        .iter()
+        .filter(|r| st.invalid[r.index()] > 0)
+        .map(|r| (r.as_str(), st.invalid[r.index()]))
+        .collect();
+    m.serialize_entry("invalid_by_reason", &by_reason)?;
     m.serialize_entry("duplicates", &st.duplicates)?;
     m.serialize_entry("late", &st.late)?;
     m.serialize_entry("unmatched", &st.unmatched)?;
