@@ -50,6 +50,15 @@ pub enum InputError {
         /// Whether the file is gzip (then the likely cause is named).
         gz: bool,
     },
+    /// A file in UTF-16 (every line would be `not_json`).
+    #[error(
+        "input {path} is UTF-16 text; crisiswatch reads JSONL in UTF-8: convert it first \
+         (iconv -f UTF-16 -t UTF-8 {path} > history.jsonl)"
+    )]
+    Utf16 {
+        /// The file.
+        path: String,
+    },
     /// One file named twice.
     #[error("input {path} is given twice: its events would count twice")]
     Twice {
@@ -269,6 +278,17 @@ impl Inputs {
             } else {
                 Box::new(reader)
             };
+            let head = lines.fill_buf().map_err(|error| InputError::Read {
+                path: path.display().to_string(),
+                line: 0,
+                error,
+                gz,
+            })?;
+            if is_utf16(head) {
+                return Err(InputError::Utf16 {
+                    path: path.display().to_string(),
+                });
+            }
             let read_err = |line: u64, error: io::Error| InputError::Read {
                 path: path.display().to_string(),
                 line,
@@ -345,6 +365,17 @@ fn display_name(p: &Path) -> String {
 pub(crate) fn is_gzip(r: &mut impl BufRead) -> io::Result<bool> {
     let head = r.fill_buf()?;
     Ok(head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b)
+}
+
+/// Whether a stream starting with `head` is UTF-16: a byte-order mark, or
+/// its first two characters ASCII with NUL bytes between them (`{\0"\0`:
+/// JSON text in UTF-8 has no NUL; one garbled first line does not look so).
+pub(crate) fn is_utf16(head: &[u8]) -> bool {
+    match head {
+        [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..] => true,
+        [a, 0, c, 0, ..] | [0, a, 0, c, ..] => a.is_ascii_graphic() && c.is_ascii_graphic(),
+        _ => false,
+    }
 }
 
 /// Counts raw bytes into the progress bar.
@@ -459,6 +490,32 @@ mod tests {
             .unwrap();
         assert_eq!(stats.lines, 30_000);
         assert!(got == want, "lines differ");
+    }
+
+    #[test]
+    fn a_utf16_file_is_refused_with_the_conversion_to_make() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = r#"{"id":"a","type":"order","ts":1}"#;
+        let le: Vec<u8> = line.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let be: Vec<u8> = line.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        for (name, bytes) in [
+            ("bom-le", [&[0xFF, 0xFE][..], &le].concat()),
+            ("bom-be", [&[0xFE, 0xFF][..], &be].concat()),
+            ("le", le.clone()),
+            ("be", be),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let inputs = Inputs::new(vec![p]).unwrap().quiet();
+            let err = inputs.for_each_line(|_, _| {}).unwrap_err();
+            assert!(matches!(err, InputError::Utf16 { .. }), "{name}: {err}");
+            assert!(err.to_string().contains("iconv -f UTF-16"), "{err}");
+        }
+        // UTF-8 (with its BOM, or a garbled first line) is read.
+        let p = dir.path().join("utf8");
+        std::fs::write(&p, format!("\u{feff}{line}\nx\0y\n{line}\n")).unwrap();
+        let inputs = Inputs::new(vec![p]).unwrap().quiet();
+        assert_eq!(inputs.for_each_line(|_, _| {}).unwrap().lines, 3);
     }
 
     #[test]

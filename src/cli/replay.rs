@@ -56,7 +56,7 @@ impl Commands {
         // A gzipped input is read through gzip, as `backtest` reads it.
         let gz = crate::backtest::input::is_gzip(&mut raw)
             .with_context(|| format!("cannot read input {input}"))?;
-        let reader: Box<dyn io::BufRead> = if gz {
+        let mut reader: Box<dyn io::BufRead> = if gz {
             Box::new(BufReader::with_capacity(
                 1 << 20,
                 flate2::read::MultiGzDecoder::new(raw),
@@ -64,6 +64,12 @@ impl Commands {
         } else {
             raw
         };
+        let head = reader
+            .fill_buf()
+            .with_context(|| format!("cannot read input {input}"))?;
+        if crate::backtest::input::is_utf16(head) {
+            return Err(crate::backtest::input::InputError::Utf16 { path: input }.into());
+        }
         let mut writer: Box<dyn Write> = match output {
             Some(p) => Box::new(BufWriter::new(
                 File::create(&p).with_context(|| format!("cannot create {}", p.display()))?,
