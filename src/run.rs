@@ -151,6 +151,7 @@ pub async fn run(
     }
     // Event ids hash under this installation's key, kept beside the checkpoints.
     engine.set_dedup_key(crate::dedup::DedupKey::load_or_create(state_dir)?);
+    let grace = restore_grace(&k, state_dir);
     let metrics = match opts.metrics {
         Some(m) => m,
         None => Metrics::new(cfg.server.max_series_per_rule)?,
@@ -205,7 +206,7 @@ pub async fn run(
         // last successful one, two intervals ago when one failed.
         reread_keep: 2 * k.commit_interval.0.max(cfg.state.checkpoint_interval.0)
             + Duration::from_secs(30),
-        known_grace: restore_grace(&k),
+        known_grace: grace,
     };
     let parts = StageParts {
         recorders: k
@@ -224,7 +225,7 @@ pub async fn run(
         let store = crate::state::StateStore::open(std::path::Path::new(dir))?;
         let m = durable::StateMetrics::register(metrics.registry())
             .map_err(|e| RunError::Reload(e.to_string()))?;
-        stage.restore_state(store, cfg.state.checkpoint_interval.0, restore_grace(&k), m)?;
+        stage.restore_state(store, cfg.state.checkpoint_interval.0, grace, m)?;
         // Before anything is skipped: are the checkpoint's offsets still the
         // same messages (`source::identity`)? Checked beside the engine task.
         stage.check_restore(&k);
@@ -298,16 +299,40 @@ fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
     }
 }
 
+/// The file beside the checkpoints that keeps the consumer session timeout
+/// of the last start ([`restore_grace`]).
+const SESSION_FILE: &str = "kafka-session-timeout-ms";
+
 /// How long a partition of the checkpoint (or one the broker names at the
-/// start) holds the clock before it is assigned: twice the consumer session timeout (librdkafka's default
-/// 45 s), the time a crashed predecessor's partitions take to come back.
-fn restore_grace(k: &crate::config::KafkaSourceConfig) -> Duration {
-    let session_ms = k
+/// start) holds the clock before it is assigned: twice the consumer session
+/// timeout (librdkafka's default 45 s), the time a crashed predecessor's
+/// partitions take to come back — the predecessor's own timeout, which a
+/// restart with another configuration does not know: the last start's is
+/// kept in `state_dir` and the longer of the two counts.
+fn restore_grace(k: &crate::config::KafkaSourceConfig, state_dir: &std::path::Path) -> Duration {
+    let own = k
         .properties
         .get("session.timeout.ms")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(45_000);
-    Duration::from_millis(session_ms.saturating_mul(2))
+    let path = state_dir.join(SESSION_FILE);
+    let before = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if before != own {
+        if let Err(e) = std::fs::write(&path, format!("{own}\n")) {
+            tracing::warn!(path = %path.display(), error = %e, "Cannot keep the consumer session timeout for the next start.");
+        }
+    }
+    if before > own {
+        tracing::info!(
+            session_ms = own,
+            before_ms = before,
+            "The last start had a longer consumer session timeout: partitions its process may still hold are waited for that long."
+        );
+    }
+    Duration::from_millis(own.max(before).saturating_mul(2))
 }
 
 /// The engine task: handle every message until the consumer thread closes the
@@ -372,5 +397,47 @@ async fn signalled(rx: &mut watch::Receiver<bool>) {
             // The sender is gone: no shutdown can come any more.
             std::future::pending::<()>().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka(session_ms: Option<u64>) -> crate::config::KafkaSourceConfig {
+        let props = session_ms
+            .map(|ms| format!("[sources.kafka.properties]\n\"session.timeout.ms\" = \"{ms}\"\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "[sources.kafka]\nbrokers = \"localhost:9092\"\ntopics = [{{ name = \"t\" }}]\n{props}\n[[rules]]\nname = \"r\"\nwindow = \"10m\"\nslide = \"1m\"\nindicator = {{ kind = \"count\", select = {{ type = \"complaint\" }} }}\nthresholds = {{ warning = 1 }}\n"
+        );
+        let cfg = Config::from_toml_str(&text, &std::collections::HashMap::<String, String>::new())
+            .expect("config");
+        cfg.sources.kafka.expect("kafka")
+    }
+
+    #[test]
+    fn the_grace_covers_the_last_starts_longer_session() {
+        let dir = tempfile::tempdir().expect("dir");
+        // A first start with 30 s, then one with 6 s (killed in between):
+        // the 30 s member may still hold partitions for 30 s.
+        assert_eq!(
+            restore_grace(&kafka(Some(30_000)), dir.path()),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            restore_grace(&kafka(Some(6_000)), dir.path()),
+            Duration::from_secs(60)
+        );
+        // The next start knows only the 6 s one.
+        assert_eq!(
+            restore_grace(&kafka(Some(6_000)), dir.path()),
+            Duration::from_secs(12)
+        );
+        // librdkafka's default when the property is not set.
+        assert_eq!(
+            restore_grace(&kafka(None), dir.path()),
+            Duration::from_secs(90)
+        );
     }
 }

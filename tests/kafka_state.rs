@@ -1148,3 +1148,120 @@ fn a_partition_another_member_holds_at_a_fresh_start_is_waited_for() {
         "notifications differ from the uninterrupted run's"
     );
 }
+
+/// The whole stream pauses for longer than `idle_partition_timeout` (every
+/// partition goes idle), then resumes in a burst on every partition, as a
+/// backfill after an upstream outage does: the first partition of the burst
+/// must not move the clock alone. Before, the others' events of the burst
+/// came late (thousands, in the live QA) and incidents opened late or not
+/// at all; now every partition holds the clock again until it delivers or
+/// goes idle again, and the notifications are the uninterrupted run's.
+#[test]
+fn a_burst_after_the_whole_stream_paused_is_put_in_order() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("p-complaints", 2), ("p-orders", 2)]);
+    let all = scenario("p");
+    let dir = tempfile::tempdir().unwrap();
+
+    // Uninterrupted: everything produced, then read.
+    create_topics(&bs, &[("q-complaints", 2), ("q-orders", 2)]);
+    let whole: Vec<Out> = all
+        .iter()
+        .map(|o| {
+            let mut o = o.clone();
+            o.topic = o.topic.replacen("p-", "q-", 1);
+            o
+        })
+        .collect();
+    let produced_q = produce(&bs, &whole, Duration::from_secs(30));
+    let ra = Receiver::start();
+    let data_a = dir.path().join("data-a").display().to_string();
+    // A 4 s idle_partition_timeout: a pause of 10 s makes every partition
+    // idle; the burst's second half comes within a second or two of its
+    // first.
+    let cfg = |group: &str, prefix: &str, data: &str, url: &str| {
+        config(&bs, group, prefix, data, url).replace(
+            "idle_partition_timeout = \"10s\"",
+            "idle_partition_timeout = \"4s\"",
+        )
+    };
+    let mut svc = Service::start(dir.path(), "a", &cfg("qa", "q", &data_a, &ra.url));
+    wait_until(
+        Duration::from_secs(90),
+        "reference: every event applied",
+        || {
+            let s = svc.applied_set();
+            produced_q.iter().all(|p| s.contains(p))
+        },
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "reference: incidents resolved",
+        || resolved_all(&ra, 2),
+    );
+    svc.sigterm();
+    svc.wait_exit(Duration::from_secs(30));
+    let (want, opens) = notifications(&ra);
+
+    // The first 25 minutes of event time, then a pause, then the rest at once.
+    let rb = Receiver::start();
+    let data_b = dir.path().join("data-b").display().to_string();
+    let svc = Service::start(dir.path(), "b", &cfg("pb", "p", &data_b, &rb.url));
+    let cut = t0() + 25 * 60_000;
+    let ts_of = |o: &Out| -> i64 {
+        let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
+        v["ts"].as_i64().unwrap()
+    };
+    let (first, rest): (Vec<Out>, Vec<Out>) = all.into_iter().partition(|o| ts_of(o) < cut);
+    let mut produced = produce(&bs, &first, Duration::from_secs(30));
+    wait_until(Duration::from_secs(90), "the first part applied", || {
+        let s = svc.applied_set();
+        produced.iter().all(|p| s.contains(p))
+    });
+    // Every partition idle (the idle clock moves event time on by the 10 s
+    // of the pause, well within allowed_lateness of where the burst starts).
+    std::thread::sleep(Duration::from_secs(10));
+    // The burst reaches the service partition by partition: partition 0 of
+    // both topics first (read in full), then partition 1.
+    let received = || {
+        let got = |t: &str| {
+            svc.metric(&format!(
+                "crisiswatch_kafka_messages_total{{topic=\"{t}\"}}"
+            ))
+            .unwrap_or(0.0)
+        };
+        got("p-complaints") + got("p-orders")
+    };
+    let (zero, one): (Vec<Out>, Vec<Out>) = rest.into_iter().partition(|o| o.partition == 0);
+    let before = received();
+    produced.extend(produce(&bs, &zero, Duration::from_secs(30)));
+    wait_until(Duration::from_secs(30), "partition 0's burst read", || {
+        received() >= before + zero.len() as f64
+    });
+    produced.extend(produce(&bs, &one, Duration::from_secs(30)));
+    wait_until(Duration::from_secs(90), "every event applied", || {
+        let s = svc.applied_set();
+        produced.iter().all(|p| s.contains(p))
+    });
+    wait_until(Duration::from_secs(60), "incidents resolved", || {
+        resolved_all(&rb, opens)
+    });
+    let late = |t: &str| {
+        svc.metric(&format!(
+            "crisiswatch_kafka_late_messages_total{{topic=\"{t}\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+    assert_eq!(
+        (late("p-complaints"), late("p-orders")),
+        (0.0, 0.0),
+        "events of the burst came late:\n{}",
+        svc.stderr_text()
+    );
+    let (got, _) = notifications(&rb);
+    assert_eq!(
+        got, want,
+        "notifications differ from the uninterrupted run's"
+    );
+}

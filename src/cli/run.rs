@@ -47,9 +47,10 @@ impl Commands {
         rt.shutdown_background();
         let summary = result?;
         crate::say!(
-            "Stopped: {} events applied, {} invalid, {} transitions.",
+            "Stopped: {} events applied, {} invalid, {} late, {} transitions.",
             summary.stats.applied,
             summary.stats.invalid_total(),
+            summary.stats.late,
             summary.transitions
         );
         Ok(ExitCode::SUCCESS)

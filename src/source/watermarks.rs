@@ -74,8 +74,34 @@ impl Watermarks {
     /// events): the partition is not idle, whatever the engine's backlog. A
     /// partition not assigned here is ignored.
     pub(crate) fn received(&mut self, at: Partition, when: Instant) {
+        if !self.parts.contains_key(&at) {
+            return;
+        }
+        self.wake(at, when);
         if let Some(p) = self.parts.get_mut(&at) {
             p.last_seen = p.last_seen.max(when);
+        }
+    }
+
+    /// `at` delivers at `when`: if every partition was idle then (the whole
+    /// stream paused for `idle_after`), the other assigned partitions wake
+    /// too — each holds the clock at its old time until it delivers or
+    /// `idle_after` passes again, as at an assignment. Without this, the
+    /// first partition of a burst after the pause was the only active one
+    /// and moved the clock alone: the others' events of the same burst came
+    /// late (a backfill after an upstream outage is such a burst).
+    fn wake(&mut self, at: Partition, when: Instant) {
+        let all_idle = self
+            .parts
+            .values()
+            .all(|p| when.saturating_duration_since(p.last_seen) >= self.idle_after);
+        if !all_idle {
+            return;
+        }
+        for (q, p) in &mut self.parts {
+            if *q != at && p.assigned {
+                p.last_seen = p.last_seen.max(when);
+            }
         }
     }
 
@@ -86,6 +112,9 @@ impl Watermarks {
 
     /// A valid event of time `ts` arrived on `at`.
     pub(crate) fn observe(&mut self, at: Partition, ts: i64, now: Instant) {
+        if self.parts.contains_key(&at) {
+            self.wake(at, now);
+        }
         let p = self.parts.entry(at).or_insert(PartClock {
             max_ts: None,
             last_seen: now,
@@ -301,10 +330,51 @@ mod tests {
             "partition 1 is awaited"
         );
         assert_eq!(w.target(t1 + Duration::from_secs(3)), Some(5_000));
-        // A second assignment (a rebalance handing it back) keeps the later time.
+        // A second assignment (a rebalance handing it back) keeps the later
+        // time. (Partition 0 resuming after both went idle wakes 1 too.)
         w.received(p(0), t1 + Duration::from_secs(5));
         w.assign(p(0), t1 + Duration::from_secs(4));
-        assert_eq!(w.counts(t1 + Duration::from_secs(6)), (2, 1));
+        assert_eq!(w.counts(t1 + Duration::from_millis(6_500)), (2, 0));
+        assert_eq!(w.counts(t1 + Duration::from_millis(7_500)), (2, 2));
+    }
+
+    #[test]
+    fn after_a_pause_of_the_whole_stream_every_partition_holds_the_clock_again() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(Duration::from_secs(2));
+        for i in 0..3 {
+            w.assign(p(i), t0);
+            w.observe(p(i), 5_000, t0);
+        }
+        // Partition 2 stays quiet for good from 1 s on; 0 and 1 go on.
+        let t1 = t0 + Duration::from_secs(1);
+        w.observe(p(0), 9_000, t1);
+        w.observe(p(1), 9_000, t1);
+        // The whole stream pauses; at 20 s partition 0 delivers a burst
+        // first: it does not move the clock alone.
+        let t2 = t0 + Duration::from_secs(20);
+        assert_eq!(w.counts(t2), (3, 3));
+        w.observe(p(0), 900_000, t2);
+        assert_eq!(w.target(t2), Some(5_000), "1 and 2 hold it at their times");
+        // Partition 1's part of the burst arrives through the consumer first.
+        w.received(p(1), t2 + Duration::from_millis(500));
+        w.observe(p(1), 880_000, t2 + Duration::from_secs(1));
+        assert_eq!(w.target(t2 + Duration::from_secs(1)), Some(5_000));
+        // Partition 2 has nothing: idle again after the timeout.
+        assert_eq!(w.target(t2 + Duration::from_millis(2_500)), Some(880_000));
+        // A partition resuming while another is active wakes nobody.
+        let t3 = t2 + Duration::from_millis(2_600);
+        w.observe(p(0), 901_000, t3);
+        assert_eq!(w.counts(t3), (3, 1));
+        // Partitions not assigned here (named by the broker, held by
+        // another member) are not woken.
+        let mut w = Watermarks::new(Duration::from_secs(2));
+        w.restore(p(5), None, t0, Duration::from_secs(1));
+        w.assign(p(0), t0);
+        w.observe(p(0), 5_000, t0);
+        let t4 = t0 + Duration::from_secs(10);
+        w.observe(p(0), 9_000, t4);
+        assert_eq!(w.target(t4), Some(9_000));
     }
 
     #[test]
