@@ -328,6 +328,12 @@ impl LiveFeed {
         }
     }
 
+    /// Warns about the late events not warned about yet (at a stop: the
+    /// warnings otherwise come at most once a minute).
+    pub(crate) fn warn_late_now(&mut self, now: Instant) {
+        self.clock.warn_now(now);
+    }
+
     /// Releases everything held (end of a test stream).
     pub fn finish(
         &mut self,

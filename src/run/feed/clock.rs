@@ -214,6 +214,12 @@ impl LiveClock {
         {
             return;
         }
+        self.warn_now(now);
+    }
+
+    /// [`LiveClock::warn`] without waiting out the minute since the last
+    /// warning: at a stop, so that the log counts every late event.
+    pub(super) fn warn_now(&mut self, now: Instant) {
         let Some(s) = self.watch.late_share() else {
             return;
         };

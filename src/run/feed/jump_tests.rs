@@ -323,3 +323,61 @@ fn a_stamp_minutes_ahead_on_one_partition_is_refuted_with_a_short_max_clock_jump
         "the stamp mattered under the day's guard"
     );
 }
+
+/// The late-event warning comes at most once a minute; at a stop
+/// (`warn_late_now`) the events late since the last one are warned about
+/// at once, so the warnings count every late event.
+#[test]
+fn late_events_since_the_last_warning_are_warned_about_at_a_stop() {
+    // (late events the warnings name in all, late events counted)
+    let run = |stop: bool| {
+        let evs = stream(600, T0, 7);
+        let (late, log) = crate::testlog::logged(|| {
+            let mut engine = engine("0");
+            let mut feed = LiveFeed::new(
+                &mut engine,
+                Watermarks::new(std::time::Duration::from_secs(3600)),
+                vec![None],
+            )
+            .named(vec!["events".into()]);
+            let now = Instant::now();
+            let at = Partition {
+                topic: 0,
+                partition: 0,
+            };
+            feed.assign(at, now);
+            let mut out = Vec::new();
+            // A stamp far ahead (the guard off) makes what follows late.
+            let mut lines = vec![json(9_999_999, T0 + 86_400_000, "order", 0)];
+            lines.extend(evs.iter().map(|(_, l)| l.clone()));
+            for (i, l) in lines.iter().enumerate() {
+                let ev = crate::event::decode(l.as_bytes(), engine.limits(), None).expect("valid");
+                let origin = Origin {
+                    at,
+                    offset: i as i64,
+                };
+                feed.offer(&mut engine, origin, &ev, l.as_bytes(), now, &mut out);
+                feed.release(&mut engine, now, None, &mut out, |_, _| {});
+            }
+            if stop {
+                feed.warn_late_now(now);
+            }
+            engine.stats().late
+        });
+        let warned: u64 = log
+            .lines()
+            .filter(|l| l.contains("late for every rule"))
+            .filter_map(|l| l.split("late=").nth(1))
+            .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        (warned, late)
+    };
+    let (warned, late) = run(true);
+    assert!(late > 100, "{late}");
+    assert_eq!(warned, late, "the warnings name every late event");
+    let (warned, late) = run(false);
+    assert!(
+        warned < late,
+        "without the stop's warning some go unnamed: {warned} of {late}"
+    );
+}

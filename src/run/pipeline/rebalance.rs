@@ -68,6 +68,8 @@ impl Stage {
         self.checkpoint(true);
         if self.shared.stopping.load(Ordering::SeqCst) {
             self.closing = true;
+            // The log's last word on late events counts them all.
+            self.feed.warn_late_now(Instant::now());
         }
         if !self.closing {
             // What the engine has not done of the revoked partitions
