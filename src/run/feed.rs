@@ -125,7 +125,7 @@ impl LiveFeed {
 
     /// A partition exists and may be assigned soon: unless tracked already,
     /// it holds the clock for `grace` from `now` (as a restored one).
-    pub(crate) fn expect(&mut self, at: Partition, now: Instant, grace: std::time::Duration) {
+    pub(crate) fn wait_for(&mut self, at: Partition, now: Instant, grace: std::time::Duration) {
         self.watermarks.restore(at, None, now, grace);
     }
 

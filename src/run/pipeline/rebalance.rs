@@ -25,7 +25,7 @@ impl Stage {
             "Partitions named by the broker hold the clock until assigned (or for the grace)."
         );
         for p in parts {
-            self.feed.expect(p, now, self.settings.known_grace);
+            self.feed.wait_for(p, now, self.settings.known_grace);
         }
     }
 
