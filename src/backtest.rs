@@ -273,10 +273,18 @@ impl Driver {
         }
     }
 
-    /// The refuted clock jumps named so far: where each came from (`None`:
-    /// lines fed without a position) and why it was refuted.
-    pub(crate) fn refuted(&self) -> &[(Option<input::LineRef>, String)] {
-        &self.refuted
+    /// Logs, for `tool`, each refuted clock jump named (where from, why).
+    pub(crate) fn warn_refuted(&self, tool: &str, inputs: Option<&input::Inputs>) {
+        for (at, detail) in &self.refuted {
+            let place = match (at, inputs) {
+                (Some(at), Some(i)) => i.describe(*at),
+                _ => "a line".to_string(),
+            };
+            tracing::warn!(
+                tool,
+                "{place}: clock_jump: {detail} (left out: counted invalid)"
+            );
+        }
     }
 
     /// Holds a valid event that passed the clock-jump guard (line count
@@ -461,13 +469,7 @@ pub fn run(
     driver.finish_input(&mut obs);
     driver.clock_watch().warn("backtest", Some(inputs));
     clock_watch::warn_silent_rules("backtest", driver.engine());
-    for (at, detail) in driver.refuted() {
-        let place = at.map_or_else(|| "a line".to_string(), |a| inputs.describe(a));
-        tracing::warn!(
-            tool = "backtest",
-            "{place}: clock_jump: {detail} (left out: counted invalid)"
-        );
-    }
+    driver.warn_refuted("backtest", Some(inputs));
     if let Some(e) = obs.write_error {
         return Err(BacktestError::Write(e));
     }

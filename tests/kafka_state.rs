@@ -979,6 +979,57 @@ fn a_topic_created_after_a_fresh_start_is_read() {
     );
 }
 
+/// `metric{topic=…}` summed over `prefix`'s two topics (0 when absent).
+fn both_topics(svc: &Service, metric: &str, prefix: &str) -> f64 {
+    ["complaints", "orders"]
+        .iter()
+        .map(|t| {
+            svc.metric(&format!("{metric}{{topic=\"{prefix}-{t}\"}}"))
+                .unwrap_or(0.0)
+        })
+        .sum()
+}
+
+/// Waits until `svc` applied every message of `produced` and `r` saw
+/// `opens` incidents open and resolve.
+fn settled(svc: &Service, r: &Receiver, produced: &[Pos], opens: usize, what: &str) {
+    wait_until(
+        Duration::from_secs(90),
+        &format!("{what}: every event applied"),
+        || {
+            let s = svc.applied_set();
+            produced.iter().all(|p| s.contains(p))
+        },
+    );
+    wait_until(
+        Duration::from_secs(60),
+        &format!("{what}: incidents resolved"),
+        || resolved_all(r, opens),
+    );
+}
+
+/// A run of `prefix`'s topics that must equal the uninterrupted one: no
+/// event late, the same notifications as `want`.
+fn assert_like_uninterrupted(
+    svc: &Service,
+    r: &Receiver,
+    prefix: &str,
+    want: &BTreeSet<(String, String)>,
+    why: &str,
+) {
+    assert_eq!(
+        both_topics(svc, "crisiswatch_kafka_late_messages_total", prefix),
+        0.0,
+        "{why}:\n{}",
+        svc.stderr_text()
+    );
+    let (got, _) = notifications(r);
+    assert_eq!(
+        &got, want,
+        "notifications differ from the uninterrupted run's"
+    );
+}
+
 /// A member of `group` on `topics` that holds what it is assigned, reads
 /// nothing it commits, and leaves when told: the stand-in for a member that
 /// crashed and still holds partitions until its session times out.
@@ -1062,19 +1113,7 @@ fn a_partition_another_member_holds_at_a_fresh_start_is_waited_for() {
     let ra = Receiver::start();
     let data_a = dir.path().join("data-a").display().to_string();
     let mut svc = Service::start(dir.path(), "a", &config(&bs, "ha", "h", &data_a, &ra.url));
-    wait_until(
-        Duration::from_secs(90),
-        "reference: every event applied",
-        || {
-            let s = svc.applied_set();
-            produced.iter().all(|p| s.contains(p))
-        },
-    );
-    wait_until(
-        Duration::from_secs(60),
-        "reference: incidents resolved",
-        || resolved_all(&ra, 2),
-    );
+    settled(&svc, &ra, &produced, 2, "reference");
     svc.sigterm();
     svc.wait_exit(Duration::from_secs(30));
     let (want, opens) = notifications(&ra);
@@ -1114,38 +1153,16 @@ fn a_partition_another_member_holds_at_a_fresh_start_is_waited_for() {
         .filter(|(t, p, _)| !held.contains(&(t.clone(), *p)))
         .count();
     wait_until(Duration::from_secs(20), "the service read its half", || {
-        let got = |t: &str| {
-            svc.metric(&format!(
-                "crisiswatch_kafka_messages_total{{topic=\"{t}\"}}"
-            ))
-            .unwrap_or(0.0)
-        };
-        got("h-complaints") + got("h-orders") >= own as f64
+        both_topics(&svc, "crisiswatch_kafka_messages_total", "h") >= own as f64
     });
     holder.leave();
-    wait_until(Duration::from_secs(90), "every event applied", || {
-        let s = svc.applied_set();
-        produced.iter().all(|p| s.contains(p))
-    });
-    wait_until(Duration::from_secs(60), "incidents resolved", || {
-        resolved_all(&rb, opens)
-    });
-    let late = |t: &str| {
-        svc.metric(&format!(
-            "crisiswatch_kafka_late_messages_total{{topic=\"{t}\"}}"
-        ))
-        .unwrap_or(0.0)
-    };
-    assert_eq!(
-        (late("h-complaints"), late("h-orders")),
-        (0.0, 0.0),
-        "events came late once the other member left:\n{}",
-        svc.stderr_text()
-    );
-    let (got, _) = notifications(&rb);
-    assert_eq!(
-        got, want,
-        "notifications differ from the uninterrupted run's"
+    settled(&svc, &rb, &produced, opens, "after the holder left");
+    assert_like_uninterrupted(
+        &svc,
+        &rb,
+        "h",
+        &want,
+        "events came late once the other member left",
     );
 }
 
@@ -1187,19 +1204,7 @@ fn a_burst_after_the_whole_stream_paused_is_put_in_order() {
         )
     };
     let mut svc = Service::start(dir.path(), "a", &cfg("qa", "q", &data_a, &ra.url));
-    wait_until(
-        Duration::from_secs(90),
-        "reference: every event applied",
-        || {
-            let s = svc.applied_set();
-            produced_q.iter().all(|p| s.contains(p))
-        },
-    );
-    wait_until(
-        Duration::from_secs(60),
-        "reference: incidents resolved",
-        || resolved_all(&ra, 2),
-    );
+    settled(&svc, &ra, &produced_q, 2, "reference");
     svc.sigterm();
     svc.wait_exit(Duration::from_secs(30));
     let (want, opens) = notifications(&ra);
@@ -1224,15 +1229,7 @@ fn a_burst_after_the_whole_stream_paused_is_put_in_order() {
     std::thread::sleep(Duration::from_secs(10));
     // The burst reaches the service partition by partition: partition 0 of
     // both topics first (read in full), then partition 1.
-    let received = || {
-        let got = |t: &str| {
-            svc.metric(&format!(
-                "crisiswatch_kafka_messages_total{{topic=\"{t}\"}}"
-            ))
-            .unwrap_or(0.0)
-        };
-        got("p-complaints") + got("p-orders")
-    };
+    let received = || both_topics(&svc, "crisiswatch_kafka_messages_total", "p");
     let (zero, one): (Vec<Out>, Vec<Out>) = rest.into_iter().partition(|o| o.partition == 0);
     let before = received();
     produced.extend(produce(&bs, &zero, Duration::from_secs(30)));
@@ -1240,28 +1237,6 @@ fn a_burst_after_the_whole_stream_paused_is_put_in_order() {
         received() >= before + zero.len() as f64
     });
     produced.extend(produce(&bs, &one, Duration::from_secs(30)));
-    wait_until(Duration::from_secs(90), "every event applied", || {
-        let s = svc.applied_set();
-        produced.iter().all(|p| s.contains(p))
-    });
-    wait_until(Duration::from_secs(60), "incidents resolved", || {
-        resolved_all(&rb, opens)
-    });
-    let late = |t: &str| {
-        svc.metric(&format!(
-            "crisiswatch_kafka_late_messages_total{{topic=\"{t}\"}}"
-        ))
-        .unwrap_or(0.0)
-    };
-    assert_eq!(
-        (late("p-complaints"), late("p-orders")),
-        (0.0, 0.0),
-        "events of the burst came late:\n{}",
-        svc.stderr_text()
-    );
-    let (got, _) = notifications(&rb);
-    assert_eq!(
-        got, want,
-        "notifications differ from the uninterrupted run's"
-    );
+    settled(&svc, &rb, &produced, opens, "after the burst");
+    assert_like_uninterrupted(&svc, &rb, "p", &want, "events of the burst came late");
 }

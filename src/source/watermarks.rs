@@ -91,6 +91,14 @@ impl Watermarks {
     /// and moved the clock alone: the others' events of the same burst came
     /// late (a backfill after an upstream outage is such a burst).
     fn wake(&mut self, at: Partition, when: Instant) {
+        // Per event: the usual case (this partition active) costs one lookup.
+        if self
+            .parts
+            .get(&at)
+            .is_some_and(|p| when.saturating_duration_since(p.last_seen) < self.idle_after)
+        {
+            return;
+        }
         let all_idle = self
             .parts
             .values()

@@ -53,6 +53,16 @@ fn engine(jump: &str) -> ShardedEngine {
     ShardedEngine::new(&cfg, 2, 16).expect("engine")
 }
 
+/// The live feed of one topic, `events`, whose partitions go idle after an hour.
+fn live_feed(engine: &mut ShardedEngine) -> LiveFeed {
+    LiveFeed::new(
+        engine,
+        Watermarks::new(std::time::Duration::from_secs(3600)),
+        vec![None],
+    )
+    .named(vec!["events".into()])
+}
+
 fn json(id: usize, ts: i64, kind: &str, product: u64) -> String {
     format!(r#"{{"id":"e{id}","type":"{kind}","ts":{ts},"attrs":{{"product":"p{product}"}}}}"#)
 }
@@ -115,12 +125,7 @@ struct Live {
 fn live(arrival: &[(i32, String)], batches: &[usize], jump: &str) -> Live {
     let ((out, applied, refuted), log) = crate::testlog::logged(|| {
         let mut engine = engine(jump);
-        let mut feed = LiveFeed::new(
-            &mut engine,
-            Watermarks::new(std::time::Duration::from_secs(3600)),
-            vec![None],
-        )
-        .named(vec!["events".into()]);
+        let mut feed = live_feed(&mut engine);
         let now = Instant::now();
         let parts: i32 = arrival.iter().map(|(p, _)| *p + 1).max().unwrap_or(1);
         for p in 0..parts {
@@ -334,12 +339,7 @@ fn late_events_since_the_last_warning_are_warned_about_at_a_stop() {
         let evs = stream(600, T0, 7);
         let (late, log) = crate::testlog::logged(|| {
             let mut engine = engine("0");
-            let mut feed = LiveFeed::new(
-                &mut engine,
-                Watermarks::new(std::time::Duration::from_secs(3600)),
-                vec![None],
-            )
-            .named(vec!["events".into()]);
+            let mut feed = live_feed(&mut engine);
             let now = Instant::now();
             let at = Partition {
                 topic: 0,
