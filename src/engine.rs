@@ -68,7 +68,7 @@ pub use snapshot::incremental::{stored_groups, DedupChunk, Delta, GroupRow, Stor
 pub use snapshot::{RestoreSummary, SnapshotError, SNAPSHOT_VERSION};
 pub use stats::{EngineStats, Outcome, RuleStats};
 use table::GroupTable;
-pub use views::{CurrentValue, EngineView, Footprint};
+pub use views::{CurrentValue, EngineSet, EngineView, Footprint};
 use wheel::Wheel;
 
 /// Seed of the group-key hash.

@@ -246,8 +246,29 @@ impl Metrics {
     /// Copies the engine's counters and groups into the metrics. `now_ms` is the wall clock.
     pub fn publish(&self, engine: &impl EngineView, now_ms: i64) {
         let stats = engine.counters();
+        let rules: Vec<RuleStats> = (0..engine.rule_count())
+            .map(|i| engine.rule_counters(i))
+            .collect();
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let (prev, prev_rules) = &mut *last;
+        self.add_counts(engine, (&stats, &rules), (prev, prev_rules));
+        *prev = stats;
+        *prev_rules = rules;
+        drop(last);
+        self.publish_groups(engine, now_ms);
+    }
+
+    /// Adds to the counters what `now` counts beyond `before` (engine-wide,
+    /// then per rule of `engine`; a rule missing from `before` counts from
+    /// zero). [`Metrics::publish`] keeps `before` itself; the shard owners
+    /// of a scaled instance keep it per owned partition, whose engines come
+    /// and go with rebalances.
+    pub(crate) fn add_counts(
+        &self,
+        engine: &impl EngineView,
+        (stats, rules): (&EngineStats, &[RuleStats]),
+        (prev, prev_rules): (&EngineStats, &[RuleStats]),
+    ) {
         let d = |a: u64, b: u64| a.saturating_sub(b);
         for (o, now, before) in [
             ("applied", stats.applied, prev.applied),
@@ -264,12 +285,10 @@ impl Metrics {
                 .with_label_values(&[r.as_str()])
                 .inc_by(d(stats.invalid[i], prev.invalid[i]));
         }
-        *prev = stats.clone();
-        prev_rules.resize(engine.rule_count(), RuleStats::default());
-        let mut snaps = Vec::with_capacity(engine.rule_count());
-        for (i, pr) in prev_rules.iter_mut().enumerate() {
+        let zero = RuleStats::default();
+        for (i, rs) in rules.iter().enumerate().take(engine.rule_count()) {
+            let pr = prev_rules.get(i).unwrap_or(&zero);
             let cfg = engine.rule_config(i);
-            let rs = engine.rule_counters(i);
             let name = cfg.name.as_str();
             self.rule_late
                 .with_label_values(&[name])
@@ -299,7 +318,16 @@ impl Metrics {
             self.evaluations
                 .with_label_values(&[name])
                 .inc_by(d(rs.evaluations, pr.evaluations));
-            *pr = rs.clone();
+        }
+    }
+
+    /// Copies the engine's groups (live groups, indicator series), dedup
+    /// size and watermark into the metrics. `now_ms` is the wall clock.
+    pub(crate) fn publish_groups(&self, engine: &impl EngineView, now_ms: i64) {
+        let mut snaps = Vec::with_capacity(engine.rule_count());
+        for i in 0..engine.rule_count() {
+            let cfg = engine.rule_config(i);
+            let name = cfg.name.as_str();
             for s in [
                 State::Pending,
                 State::Firing,
@@ -343,7 +371,6 @@ impl Metrics {
                 series,
             });
         }
-        drop(last);
         self.dedup_ids.set(engine.dedup_len() as i64);
         if let Some(w) = engine.watermark() {
             self.watermark.set(w as f64 / 1000.0);

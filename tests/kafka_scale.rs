@@ -13,7 +13,7 @@
 
 mod kafka_support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use kafka_support::broker::Broker;
@@ -159,8 +159,56 @@ fn count(set: &BTreeSet<Note>, action: &str) -> usize {
 }
 
 /// What one embedded instance sends over the whole topic.
-fn reference(bs: &str, dir: &std::path::Path, topic: &str, messages: usize) -> BTreeSet<Note> {
+fn reference(bs: &str, dir: &std::path::Path, topic: &str, messages: usize) -> Reference {
     embedded(bs, dir, topic, messages, 1)
+}
+
+/// What an embedded run sent, and the indicator and counter series it
+/// exported at the end.
+struct Reference {
+    notes: BTreeSet<Note>,
+    series: BTreeMap<String, String>,
+}
+
+/// The metrics a scaled group exports per rule and group (each series on
+/// the instance owning its shard) or per rule (summed over instances).
+const COMPARED: [&str; 4] = [
+    "crisiswatch_indicator_value{",
+    "crisiswatch_alert_state{",
+    "crisiswatch_window_groups{",
+    "crisiswatch_rule_evaluations_total{",
+];
+
+/// The series of [`COMPARED`] in an exposition: `name{labels}` → value.
+fn compared_series(body: &str) -> Vec<(String, String)> {
+    body.lines()
+        .filter(|l| COMPARED.iter().any(|m| l.starts_with(m)))
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The series of several instances as one: per-group series each on one
+/// instance, per-rule counts and gauges summed.
+fn merged_series(services: &[Service]) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for s in services {
+        for (k, v) in compared_series(&s.get("/metrics").1) {
+            let per_rule = k.starts_with("crisiswatch_window_groups{")
+                || k.starts_with("crisiswatch_rule_evaluations_total{");
+            match out.get_mut(&k) {
+                Some(sum) if per_rule => {
+                    let total: f64 = sum.parse::<f64>().unwrap() + v.parse::<f64>().unwrap();
+                    *sum = total.to_string();
+                }
+                Some(_) => panic!("{k} exported by two instances"),
+                None => {
+                    out.insert(k, v.parse::<f64>().unwrap().to_string());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// What one embedded instance with `workers` engine threads sends over the
@@ -171,7 +219,7 @@ fn embedded(
     topic: &str,
     messages: usize,
     workers: usize,
-) -> BTreeSet<Note> {
+) -> Reference {
     let r = Receiver::start();
     let name = format!("ref-w{workers}");
     let data = dir.join(format!("data-{name}")).display().to_string();
@@ -195,10 +243,18 @@ fn embedded(
         "reference: the crises opened and resolved",
         || opens(&r) >= 2 && resolves(&r) >= opens(&r),
     );
-    // A late notification would show up by now.
+    // A late notification would show up by now (and the metrics are
+    // published every second).
     std::thread::sleep(Duration::from_secs(2));
+    let series = compared_series(&svc.get("/metrics").1)
+        .into_iter()
+        .map(|(k, v)| (k, v.parse::<f64>().unwrap().to_string()))
+        .collect();
     svc.sigterm();
-    notifications(&r)
+    Reference {
+        notes: notifications(&r),
+        series,
+    }
 }
 
 /// Waits until `r` got exactly `want` and nothing more for two seconds.
@@ -230,7 +286,16 @@ fn one_two_and_three_instances_page_what_one_embedded_instance_pages() {
     create_topics(&bs, &[("events", PARTITIONS + 1)]);
     let produced = produce(&bs, &scenario("events"), Duration::from_secs(30));
     let dir = tempfile::tempdir().unwrap();
-    let want = reference(&bs, dir.path(), "events", produced.len());
+    let Reference {
+        notes: want,
+        series,
+    } = reference(&bs, dir.path(), "events", produced.len());
+    assert!(
+        series
+            .keys()
+            .any(|k| k.starts_with("crisiswatch_indicator_value{") && k.contains("p3")),
+        "indicator series are compared: {series:?}"
+    );
     assert!(
         count(&want, "open") >= 2,
         "the scenario has two crises: {want:?}"
@@ -246,7 +311,11 @@ fn one_two_and_three_instances_page_what_one_embedded_instance_pages() {
     );
     // One instance with two engine threads pages the same.
     let two = embedded(&bs, dir.path(), "events", produced.len(), 2);
-    assert_eq!(two, want, "two worker threads against one");
+    assert_eq!(two.notes, want, "two worker threads against one");
+    assert_eq!(
+        two.series, series,
+        "two worker threads' metrics against one's"
+    );
     for n in [1, 2, 3] {
         let r = Receiver::start();
         let group = format!("scaled{n}");
@@ -266,6 +335,28 @@ fn one_two_and_three_instances_page_what_one_embedded_instance_pages() {
             .collect();
         let logs: Vec<&Service> = services.iter().collect();
         expect_exactly(&r, &want, &format!("{n} scaled instances"), &logs);
+        // The indicators and per-rule counters: each (rule, group) series on
+        // the instance that owns its shard, the counts adding up to one
+        // instance's (published every second).
+        let got = std::panic::catch_unwind(|| {
+            wait_until(
+                Duration::from_secs(10),
+                &format!("{n} scaled instances' metrics"),
+                || merged_series(&services) == series,
+            )
+        });
+        if got.is_err() {
+            let merged = merged_series(&services);
+            let missing: Vec<_> = series
+                .iter()
+                .filter(|(k, v)| merged.get(*k) != Some(v))
+                .collect();
+            let extra: Vec<_> = merged
+                .iter()
+                .filter(|(k, v)| series.get(*k) != Some(v))
+                .collect();
+            panic!("{n} scaled instances' metrics differ from one instance's:\n  one instance only: {missing:?}\n  scaled only: {extra:?}");
+        }
         let owned: f64 = services
             .iter()
             .filter_map(|s| s.metric("crisiswatch_scale_owned_partitions{kind=\"shard\"}"))
@@ -336,7 +427,7 @@ fn a_killed_instance_s_partitions_move_and_the_pages_do_not_change() {
     let _ = a.wait_exit(Duration::from_secs(10));
     let c = start("c");
     produce(&bs, &all[cut..], Duration::from_secs(30));
-    let want = reference(&bs, dir.path(), "events", all.len());
+    let want = reference(&bs, dir.path(), "events", all.len()).notes;
     expect_exactly(
         &r,
         &want,

@@ -357,40 +357,6 @@ impl ShardedEngine {
     }
 }
 
-impl ShardedEngine {
-    /// The first `k` of every worker's ranked groups, ranked as one engine
-    /// ranks them (alerting first, then `sign × value` highest; ties by
-    /// group, not memory layout), and the live groups of all.
-    fn ranked(
-        &self,
-        k: usize,
-        sign: f64,
-        each: impl Fn(&Engine) -> (Vec<GroupView>, usize),
-    ) -> (Vec<GroupView>, usize) {
-        let mut total = 0;
-        let mut all = Vec::new();
-        for e in &self.engines {
-            let (v, n) = each(e);
-            total += n;
-            all.extend(v);
-        }
-        let key = |g: &GroupView| {
-            g.value
-                .filter(|v| !v.is_nan())
-                .map_or(f64::NEG_INFINITY, |v| sign * v)
-        };
-        all.sort_by(|a, b| {
-            b.phase
-                .code()
-                .cmp(&a.phase.code())
-                .then_with(|| key(b).total_cmp(&key(a)))
-                .then_with(|| a.group.cmp(&b.group))
-        });
-        all.truncate(k);
-        (all, total)
-    }
-}
-
 impl EngineView for ShardedEngine {
     fn clock(&self) -> Option<i64> {
         self.engines[0].clock()
@@ -411,14 +377,14 @@ impl EngineView for ShardedEngine {
         self.engines.iter().map(|e| e.live_groups(i)).sum()
     }
     fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
-        self.ranked(k, 1.0, |e| e.top_groups(i, k))
+        super::views::ranked(&self.engines, k, 1.0, |e| e.top_groups(i, k))
     }
     fn worst_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
         let sign = match self.engines[0].rule_config(i).condition {
             crate::config::Condition::Above => 1.0,
             crate::config::Condition::Below => -1.0,
         };
-        self.ranked(k, sign, |e| e.worst_groups(i, k))
+        super::views::ranked(&self.engines, k, sign, |e| e.worst_groups(i, k))
     }
     fn active_groups(&self, i: usize) -> Vec<GroupView> {
         let mut all: Vec<GroupView> = self

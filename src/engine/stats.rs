@@ -48,6 +48,21 @@ impl EngineStats {
     pub fn invalid_total(&self) -> u64 {
         self.invalid.iter().sum()
     }
+
+    /// Adds `other`'s counters (engines that each saw some of the events:
+    /// an event two of them saw counts twice).
+    pub(crate) fn add(&mut self, other: &EngineStats) {
+        self.events_in += other.events_in;
+        for (a, b) in self.invalid.iter_mut().zip(other.invalid) {
+            *a += b;
+        }
+        self.applied += other.applied;
+        self.duplicates += other.duplicates;
+        self.late += other.late;
+        self.unmatched += other.unmatched;
+        self.overflow += other.overflow;
+        self.transitions += other.transitions;
+    }
 }
 
 /// Counters of one rule.

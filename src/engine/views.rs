@@ -109,6 +109,122 @@ impl EngineView for Engine {
     }
 }
 
+/// Engines that each hold some of the shards, seen as one for the metrics
+/// and the admin API: the shard owners of a scaled instance (one engine per
+/// owned shard partition). Groups and per-rule counters add up exactly
+/// (every (rule, group) pair lives in one shard); engine-wide counters count
+/// an event once in each engine it reached; the clock and watermark are the
+/// slowest engine's.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSet<'a> {
+    engines: &'a [&'a Engine],
+}
+
+impl<'a> EngineSet<'a> {
+    /// The engines, all built from one configuration.
+    pub fn new(engines: &'a [&'a Engine]) -> Self {
+        EngineSet { engines }
+    }
+}
+
+impl EngineView for EngineSet<'_> {
+    fn clock(&self) -> Option<i64> {
+        self.engines.iter().filter_map(|e| e.clock()).min()
+    }
+    fn counters(&self) -> EngineStats {
+        let mut s = EngineStats::default();
+        for e in self.engines {
+            s.add(&e.stats);
+        }
+        s
+    }
+    fn rule_count(&self) -> usize {
+        self.engines.first().map_or(0, |e| e.rule_count())
+    }
+    fn rule_config(&self, i: usize) -> &RuleConfig {
+        // `rule_count` is 0 without engines: never called then.
+        self.engines[0].rule_config(i)
+    }
+    fn rule_counters(&self, i: usize) -> RuleStats {
+        let mut s = RuleStats::default();
+        for e in self.engines {
+            s.add(&e.rules[i].stats);
+        }
+        s
+    }
+    fn live_groups(&self, i: usize) -> usize {
+        self.engines.iter().map(|e| e.live_groups(i)).sum()
+    }
+    fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
+        ranked(self.engines.iter().copied(), k, 1.0, |e| e.top_groups(i, k))
+    }
+    fn worst_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
+        let sign = match self.rule_config(i).condition {
+            crate::config::Condition::Above => 1.0,
+            crate::config::Condition::Below => -1.0,
+        };
+        ranked(self.engines.iter().copied(), k, sign, |e| {
+            e.worst_groups(i, k)
+        })
+    }
+    fn active_groups(&self, i: usize) -> Vec<GroupView> {
+        let mut all: Vec<GroupView> = self
+            .engines
+            .iter()
+            .flat_map(|e| e.active_groups(i))
+            .collect();
+        all.sort_by(|a, b| a.group.cmp(&b.group));
+        all
+    }
+    fn active_alert_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .engines
+            .iter()
+            .flat_map(|e| e.active_alert_keys())
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+    fn dedup_len(&self) -> usize {
+        self.engines.iter().map(|e| e.dedup_len()).sum()
+    }
+    fn watermark(&self) -> Option<i64> {
+        self.engines.iter().filter_map(|e| e.watermark()).min()
+    }
+}
+
+/// The first `k` of every engine's ranked groups, ranked as one engine
+/// ranks them (alerting first, then `sign × value` highest; ties by group,
+/// not memory layout), and the live groups of all.
+pub(super) fn ranked<'a>(
+    engines: impl IntoIterator<Item = &'a Engine>,
+    k: usize,
+    sign: f64,
+    each: impl Fn(&Engine) -> (Vec<GroupView>, usize),
+) -> (Vec<GroupView>, usize) {
+    let mut total = 0;
+    let mut all = Vec::new();
+    for e in engines {
+        let (v, n) = each(e);
+        total += n;
+        all.extend(v);
+    }
+    let key = |g: &GroupView| {
+        g.value
+            .filter(|v| !v.is_nan())
+            .map_or(f64::NEG_INFINITY, |v| sign * v)
+    };
+    all.sort_by(|a, b| {
+        b.phase
+            .code()
+            .cmp(&a.phase.code())
+            .then_with(|| key(b).total_cmp(&key(a)))
+            .then_with(|| a.group.cmp(&b.group))
+    });
+    all.truncate(k);
+    (all, total)
+}
+
 impl Engine {
     /// Counts what the groups of every rule hold (see [`Footprint`]).
     pub fn footprint(&self) -> Footprint {

@@ -313,6 +313,7 @@ async fn serve(
             sources,
             Arc::clone(&producer),
             Arc::clone(sm),
+            Arc::clone(state),
         )
         .map_err(RunError::Scaled)?,
     ));

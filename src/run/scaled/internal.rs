@@ -51,6 +51,8 @@ pub(crate) trait PartitionState: Send + 'static {
     fn on_checkpoint(&mut self) -> Result<(), ScaledError>;
     /// Logs where the partitions stand (debug level), every [`STATUS_EVERY`].
     fn on_status(&self) {}
+    /// The stage stops (after its last checkpoint).
+    fn on_stop(&mut self) {}
 }
 
 /// How often a stage logs its partitions' status (debug level).
@@ -100,7 +102,11 @@ pub(crate) fn drive<S: PartitionState>(
             last_status = Instant::now();
         }
     }
-    lock(&state).on_checkpoint()?;
+    {
+        let mut st = lock(&state);
+        st.on_checkpoint()?;
+        st.on_stop();
+    }
     drop(consumer);
     Ok(())
 }

@@ -14,6 +14,7 @@ use super::internal::{read_latest_counted, state_consumer, Ordered, PartitionSta
 use super::wire::{decode, encode, Note, ShardCheckpoint, WireTransition, WireValue};
 use super::{ScaledError, ScaledMetrics, Topics};
 use crate::config::Config;
+use crate::http::AppState;
 use crate::repartition::{Envelope, Keyed, Owner, Source, TransitionSplit};
 
 /// How long a flush of the internal producer may take before the stage
@@ -24,6 +25,13 @@ const FLUSH_WAIT: Duration = Duration::from_secs(60);
 /// incident owners (for progress updates; one instance's stage ticks every
 /// second too).
 const VALUES_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the owned shards' indicators and counters are published to the
+/// metrics and the admin API (one instance's stage: every second too).
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// Least time between two warnings about late events.
+const LATE_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// One owned shard partition.
 struct Part {
@@ -37,6 +45,24 @@ struct Part {
     /// The incident partitions last sent a non-empty [`Note::Values`] (they
     /// get an empty one when the values are gone).
     values_to: BTreeSet<u32>,
+    /// The engine's counters when last added to the metrics (as restored,
+    /// at first: a partition that moved here brings its history, which the
+    /// instance that held it counted).
+    counted: Counted,
+    /// Since when the owner has had pairs woken after a pause of the whole
+    /// stream (see [`Owner::end_wake`]).
+    woken_since: Option<Instant>,
+}
+
+/// An engine's counters: engine-wide and per rule.
+type Counted = (crate::engine::EngineStats, Vec<crate::engine::RuleStats>);
+
+fn counters(e: &crate::engine::Engine) -> Counted {
+    use crate::engine::EngineView;
+    (
+        e.counters(),
+        (0..e.rule_count()).map(|i| e.rule_counters(i)).collect(),
+    )
 }
 
 /// The owned shard partitions (the state behind the consumer's rebalances).
@@ -54,6 +80,14 @@ pub(crate) struct Owners {
     failure: Option<ScaledError>,
     /// When the active alerts' values were last sent.
     values_sent: Option<Instant>,
+    /// The service's metrics and admin API: the owned shards' indicators,
+    /// counters and groups, published every [`PUBLISH_EVERY`].
+    state: Arc<AppState>,
+    /// When they were last published.
+    published: Option<Instant>,
+    /// Late events (per owned partition) not warned about yet, and when the
+    /// last warning was logged.
+    late: (BTreeMap<i32, u64>, Option<Instant>),
 }
 
 impl Owners {
@@ -63,6 +97,7 @@ impl Owners {
         sources: Vec<Source>,
         producer: Arc<Ordered>,
         metrics: Arc<ScaledMetrics>,
+        state: Arc<AppState>,
     ) -> Result<Self, ScaledError> {
         let k = cfg
             .sources
@@ -82,6 +117,9 @@ impl Owners {
             metrics,
             failure: None,
             values_sent: None,
+            state,
+            published: None,
+            late: (BTreeMap::new(), None),
         })
     }
 
@@ -115,13 +153,18 @@ impl Owners {
         };
         let (latest, cost) = read_latest_counted(&self.k, &self.topics.shards_changelog, p)?;
         let part = match latest {
-            None => Part {
-                owner: fresh()?,
-                next_offset: 0,
-                sent_below: None,
-                dirty: false,
-                values_to: BTreeSet::new(),
-            },
+            None => {
+                let owner = fresh()?;
+                Part {
+                    counted: counters(owner.engine()),
+                    owner,
+                    next_offset: 0,
+                    sent_below: None,
+                    dirty: false,
+                    values_to: BTreeSet::new(),
+                    woken_since: None,
+                }
+            }
             Some(bytes) => {
                 let cp: ShardCheckpoint = decode(&bytes)
                     .map_err(|e| ScaledError::Checkpoint(format!("shard partition {p}: {e}")))?;
@@ -136,10 +179,12 @@ impl Owners {
                 .map_err(|e| ScaledError::Checkpoint(format!("shard partition {p}: {e}")))?;
                 Part {
                     sent_below: owner.released_below(),
+                    counted: counters(owner.engine()),
                     owner,
                     next_offset: cp.next_offset,
                     dirty: false,
                     values_to: BTreeSet::new(),
+                    woken_since: None,
                 }
             }
         };
@@ -201,6 +246,16 @@ impl Owners {
             let Some(part) = self.parts.get_mut(&p) else {
                 continue;
             };
+            // Pairs woken after a pause of the whole stream hold the clock
+            // for `idle_partition_timeout`, then are idle again.
+            if part.owner.woken() == 0 {
+                part.woken_since = None;
+            } else if part.woken_since.get_or_insert_with(Instant::now).elapsed()
+                >= self.k.idle_partition_timeout.0
+            {
+                part.owner.end_wake();
+                part.woken_since = None;
+            }
             part.owner.release(&mut out, |_, _, _| {});
             let below = part.owner.released_below();
             let moved = below.is_some() && below != part.sent_below;
@@ -225,6 +280,10 @@ impl Owners {
             self.values_sent = Some(Instant::now());
             self.send_values();
         }
+        if self.published.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY) {
+            self.published = Some(Instant::now());
+            self.publish();
+        }
         self.metrics
             .held
             .set(self.parts.values().map(|p| p.owner.held() as i64).sum());
@@ -232,6 +291,54 @@ impl Owners {
             .resent_events
             .set(self.parts.values().map(|p| p.owner.resent() as i64).sum());
         self.producer.poll();
+    }
+
+    /// Adds what each owned partition's engine counted since the last call
+    /// to the metrics, and publishes the owned shards' groups (indicator
+    /// series, live groups, watermark) to the metrics and the admin API.
+    /// Each (rule, group) series lives on the instance owning its shard:
+    /// summed over the group's instances, the series are one instance's.
+    fn publish(&mut self) {
+        let metrics = &self.state.metrics;
+        for (&p, part) in self.parts.iter_mut() {
+            let now = counters(part.owner.engine());
+            let late = now.0.late.saturating_sub(part.counted.0.late);
+            if late > 0 {
+                *self.late.0.entry(p).or_default() += late;
+            }
+            metrics.add_counts(
+                part.owner.engine(),
+                (&now.0, &now.1),
+                (&part.counted.0, &part.counted.1),
+            );
+            part.counted = now;
+        }
+        let engines: Vec<&crate::engine::Engine> =
+            self.parts.values().map(|p| p.owner.engine()).collect();
+        let view = crate::engine::EngineSet::new(&engines);
+        metrics.publish_groups(&view, chrono::Utc::now().timestamp_millis());
+        self.state.admin.publish(crate::admin::snapshot(&view));
+        self.warn_late(false);
+    }
+
+    /// Warns about the events that came late since the last warning (at most
+    /// once a minute; `now`: whatever the last warning's time, at a stop).
+    fn warn_late(&mut self, now: bool) {
+        let (late, warned) = &mut self.late;
+        if late.is_empty() || !now && warned.is_some_and(|t| t.elapsed() < LATE_WARN_EVERY) {
+            return;
+        }
+        *warned = Some(Instant::now());
+        let by_partition = std::mem::take(late);
+        tracing::warn!(
+            late = by_partition.values().sum::<u64>(),
+            shard_partitions = ?by_partition,
+            "Events came late for every rule that selected them (behind the shard owner's clock minus \
+             engine.allowed_lateness) and were dropped: an input partition that was idle for \
+             idle_partition_timeout and delivered again, or events stamped far behind the rest. \
+             Counted in crisiswatch_events_total{{outcome=\"late\"}} and per rule in \
+             crisiswatch_rule_events_late_total."
+        );
     }
 
     /// Sends each owned partition's active alerts' current values to the
@@ -298,6 +405,9 @@ impl Owners {
                 );
             }
             self.metrics.transitions.inc();
+            self.state
+                .metrics
+                .record_transitions(std::iter::once(&k.transition));
         }
     }
 
@@ -416,6 +526,12 @@ impl PartitionState for Owners {
 
     fn on_checkpoint(&mut self) -> Result<(), ScaledError> {
         self.checkpoint(None)
+    }
+
+    /// The last counts published, and every late event warned about.
+    fn on_stop(&mut self) {
+        self.publish();
+        self.warn_late(true);
     }
 
     fn on_status(&self) {
