@@ -1175,6 +1175,22 @@ fn a_partition_another_member_holds_at_a_fresh_start_is_waited_for() {
 /// goes idle again, and the notifications are the uninterrupted run's.
 #[test]
 fn a_burst_after_the_whole_stream_paused_is_put_in_order() {
+    burst_after_a_pause(false);
+}
+
+/// The same with one scaled instance (`scale_out`): the shard owners wake
+/// the idle input partitions as one instance's watermarks do.
+#[test]
+fn a_burst_after_the_whole_stream_paused_is_put_in_order_when_scaled_out() {
+    burst_after_a_pause(true);
+}
+
+/// Messages of `prefix`'s topics the consumer received.
+fn received(svc: &Service, prefix: &str) -> f64 {
+    both_topics(svc, "crisiswatch_kafka_messages_total", prefix)
+}
+
+fn burst_after_a_pause(scaled: bool) {
     let broker = Broker::start();
     let bs = broker.bootstrap();
     create_topics(&bs, &[("p-complaints", 2), ("p-orders", 2)]);
@@ -1197,13 +1213,19 @@ fn a_burst_after_the_whole_stream_paused_is_put_in_order() {
     // A 4 s idle_partition_timeout: a pause of 10 s makes every partition
     // idle; the burst's second half comes within a second or two of its
     // first.
-    let cfg = |group: &str, prefix: &str, data: &str, url: &str| {
-        config(&bs, group, prefix, data, url).replace(
+    let cfg = |group: &str, prefix: &str, data: &str, url: &str, scaled: bool| {
+        let mut c = config(&bs, group, prefix, data, url).replace(
             "idle_partition_timeout = \"10s\"",
             "idle_partition_timeout = \"4s\"",
-        )
+        );
+        if scaled {
+            c.push_str(&format!(
+                "\n[sources.kafka.scale_out]\nshard_partitions = 3\nincident_partitions = 2\ncheckpoint_interval = \"500ms\"\ntopic_prefix = \"{group}\"\n"
+            ));
+        }
+        c
     };
-    let mut svc = Service::start(dir.path(), "a", &cfg("qa", "q", &data_a, &ra.url));
+    let mut svc = Service::start(dir.path(), "a", &cfg("qa", "q", &data_a, &ra.url, false));
     settled(&svc, &ra, &produced_q, 2, "reference");
     svc.sigterm();
     svc.wait_exit(Duration::from_secs(30));
@@ -1212,7 +1234,7 @@ fn a_burst_after_the_whole_stream_paused_is_put_in_order() {
     // The first 25 minutes of event time, then a pause, then the rest at once.
     let rb = Receiver::start();
     let data_b = dir.path().join("data-b").display().to_string();
-    let svc = Service::start(dir.path(), "b", &cfg("pb", "p", &data_b, &rb.url));
+    let svc = Service::start(dir.path(), "b", &cfg("pb", "p", &data_b, &rb.url, scaled));
     let cut = t0() + 25 * 60_000;
     let ts_of = |o: &Out| -> i64 {
         let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
@@ -1220,23 +1242,54 @@ fn a_burst_after_the_whole_stream_paused_is_put_in_order() {
     };
     let (first, rest): (Vec<Out>, Vec<Out>) = all.into_iter().partition(|o| ts_of(o) < cut);
     let mut produced = produce(&bs, &first, Duration::from_secs(30));
+    // With scale_out no applied log is written: what the consumer received.
     wait_until(Duration::from_secs(90), "the first part applied", || {
-        let s = svc.applied_set();
-        produced.iter().all(|p| s.contains(p))
+        if scaled {
+            received(&svc, "p") >= produced.len() as f64
+        } else {
+            let s = svc.applied_set();
+            produced.iter().all(|p| s.contains(p))
+        }
     });
     // Every partition idle (the idle clock moves event time on by the 10 s
     // of the pause, well within allowed_lateness of where the burst starts).
     std::thread::sleep(Duration::from_secs(10));
     // The burst reaches the service partition by partition: partition 0 of
     // both topics first (read in full), then partition 1.
-    let received = || both_topics(&svc, "crisiswatch_kafka_messages_total", "p");
     let (zero, one): (Vec<Out>, Vec<Out>) = rest.into_iter().partition(|o| o.partition == 0);
-    let before = received();
+    let before = received(&svc, "p");
     produced.extend(produce(&bs, &zero, Duration::from_secs(30)));
     wait_until(Duration::from_secs(30), "partition 0's burst read", || {
-        received() >= before + zero.len() as f64
+        received(&svc, "p") >= before + zero.len() as f64
     });
     produced.extend(produce(&bs, &one, Duration::from_secs(30)));
-    settled(&svc, &rb, &produced, opens, "after the burst");
-    assert_like_uninterrupted(&svc, &rb, "p", &want, "events of the burst came late");
+    if scaled {
+        wait_until(
+            Duration::from_secs(90),
+            "after the burst: every event read",
+            || received(&svc, "p") >= produced.len() as f64,
+        );
+        wait_until(
+            Duration::from_secs(60),
+            "after the burst: incidents resolved",
+            || resolved_all(&rb, opens),
+        );
+        let late = svc
+            .metric("crisiswatch_events_total{outcome=\"late\"}")
+            .expect("the shard owners export the engine's counts");
+        assert_eq!(
+            late,
+            0.0,
+            "events of the burst came late:\n{}",
+            svc.stderr_text()
+        );
+        assert_eq!(
+            notifications(&rb).0,
+            want,
+            "notifications differ from the uninterrupted run's"
+        );
+    } else {
+        settled(&svc, &rb, &produced, opens, "after the burst");
+        assert_like_uninterrupted(&svc, &rb, "p", &want, "events of the burst came late");
+    }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::*;
 use crate::alert::State;
 use crate::config::Config;
+use crate::engine::EngineView;
 use crate::event::decode;
 
 const T0: i64 = 1_795_132_800_000;
@@ -198,4 +199,119 @@ fn an_envelope_round_trips_and_another_version_is_refused() {
         Envelope::decode(&[WIRE_VERSION, 7]),
         Err(WireError::Decode(_))
     ));
+}
+
+/// Complaints about p1 at `times` from `source`, split by `split` and
+/// offered to `owner`'s partition 0, then the source's report.
+fn deliver(
+    owner: &mut Owner,
+    split: &mut Splitter,
+    source: Source,
+    times: &[i64],
+    out: &mut Vec<Keyed>,
+) {
+    let limits = *split.limits();
+    for &ts in times {
+        let line = format!(
+            r#"{{"id":"{}-{ts}","type":"complaint","ts":{ts},"attrs":{{"product":"p1"}}}}"#,
+            source.partition
+        );
+        let ev = decode(line.as_bytes(), &limits, None).expect("valid");
+        let (_, env) = split
+            .split(source, ts, &ev, line.as_bytes())
+            .expect("routed");
+        owner.offer(0, ts, env, out);
+    }
+    for r in split.reports() {
+        owner.offer(0, 0, r, out);
+    }
+}
+
+/// An owner fed by S0 and S1, each with ten seconds of complaints from
+/// `T0`, then both idle: the whole stream paused.
+fn paused(cfg: &Config) -> (Owner, [Splitter; 2], Vec<Keyed>) {
+    let mut owner = Owner::new(cfg, 4, 1, [0], vec![S0, S1]).expect("owner");
+    let mut a = Splitter::new(cfg, 4, 1).expect("splitter");
+    let mut b = Splitter::new(cfg, 4, 1).expect("splitter");
+    let mut out = Vec::new();
+    let first: Vec<i64> = (0..10).map(|i| T0 + i * 1000).collect();
+    deliver(&mut owner, &mut a, S0, &first, &mut out);
+    deliver(&mut owner, &mut b, S1, &first, &mut out);
+    owner.offer(0, 0, a.idle(S0), &mut out);
+    owner.offer(0, 0, b.idle(S1), &mut out);
+    owner.release(&mut out, |_, _, _| {});
+    (owner, [a, b], out)
+}
+
+#[test]
+fn after_a_pause_of_the_whole_stream_every_source_holds_the_clock_again() {
+    let cfg = config(50, 1);
+    let (mut owner, [mut a, mut b], mut out) = paused(&cfg);
+    let held = owner.engine().clock();
+    assert_eq!(held, Some(T0 + 9_000 - 60_000 - 1));
+    // The burst after the pause: S0's part first (ten minutes of it), then
+    // S1's. S1, woken, holds the clock at its newest time meanwhile.
+    let burst: Vec<i64> = (0..600).map(|i| T0 + 10_000 + i * 1000).collect();
+    deliver(&mut owner, &mut a, S0, &burst, &mut out);
+    owner.release(&mut out, |_, _, _| {});
+    assert_eq!(owner.woken(), 1);
+    assert_eq!(owner.engine().clock(), held, "S1 holds the clock");
+    deliver(&mut owner, &mut b, S1, &burst, &mut out);
+    owner.release(&mut out, |_, _, _| {});
+    assert_eq!(owner.woken(), 0, "S1 delivered");
+    assert_eq!(
+        owner.engine().counters().late,
+        0,
+        "no event of the burst came late"
+    );
+    assert_eq!(
+        owner.engine().clock(),
+        Some(T0 + 609_000 - 60_000 - 1),
+        "both sources moved the clock"
+    );
+}
+
+#[test]
+fn a_woken_source_that_stays_silent_stops_holding_the_clock_when_the_wake_ends() {
+    let cfg = config(50, 1);
+    let (mut owner, [mut a, _], mut out) = paused(&cfg);
+    let burst: Vec<i64> = (0..600).map(|i| T0 + 10_000 + i * 1000).collect();
+    deliver(&mut owner, &mut a, S0, &burst, &mut out);
+    owner.release(&mut out, |_, _, _| {});
+    assert_eq!(owner.engine().clock(), Some(T0 + 9_000 - 60_000 - 1));
+    // `idle_partition_timeout` later, S1 has sent nothing: idle again.
+    owner.end_wake();
+    owner.release(&mut out, |_, _, _| {});
+    assert_eq!(owner.engine().clock(), Some(T0 + 609_000 - 60_000 - 1));
+    // A pair woken and then reported idle by its split stage is idle too.
+    let (mut owner, [mut a, b], mut out) = paused(&cfg);
+    deliver(&mut owner, &mut a, S0, &burst, &mut out);
+    owner.offer(0, 0, b.idle(S1), &mut out);
+    owner.release(&mut out, |_, _, _| {});
+    assert_eq!(owner.woken(), 0);
+    assert_eq!(owner.engine().clock(), Some(T0 + 609_000 - 60_000 - 1));
+}
+
+#[test]
+fn one_idle_source_does_not_wake_another_while_a_third_is_active() {
+    let cfg = config(50, 1);
+    let s2 = Source {
+        topic: 0,
+        partition: 2,
+    };
+    let mut owner = Owner::new(&cfg, 4, 1, [0], vec![S0, S1, s2]).expect("owner");
+    let mut split: Vec<Splitter> = (0..3)
+        .map(|_| Splitter::new(&cfg, 4, 1).expect("splitter"))
+        .collect();
+    let mut out = Vec::new();
+    let first: Vec<i64> = (0..10).map(|i| T0 + i * 1000).collect();
+    for (s, sp) in [S0, S1, s2].into_iter().zip(split.iter_mut()) {
+        deliver(&mut owner, sp, s, &first, &mut out);
+    }
+    // S1 and S2 idle, S0 active: S1 delivering again wakes nobody.
+    owner.offer(0, 0, split[1].idle(S1), &mut out);
+    owner.offer(0, 0, split[2].idle(s2), &mut out);
+    let more: Vec<i64> = (10..20).map(|i| T0 + i * 1000).collect();
+    deliver(&mut owner, &mut split[1], S1, &more, &mut out);
+    assert_eq!(owner.woken(), 0);
 }

@@ -101,6 +101,16 @@ pub struct Owner {
     /// (internal partition, source) reported quiet since its last report:
     /// for how long (ms). Not checkpointed: the clock it moved is.
     quiet: BTreeMap<(u32, Source), u64>,
+    /// (internal partition, source) idle pairs woken when another pair
+    /// delivered after every pair had gone idle (the whole stream paused):
+    /// each holds the clock at its newest time again, as an active pair,
+    /// until it reports or the driver ends the wake
+    /// ([`Owner::end_wake`], after `idle_partition_timeout`). Without
+    /// this, the first source of a burst after the pause (a backfill after
+    /// an upstream outage) moved the clock alone and the other sources'
+    /// events of the same burst came late — as one instance's partitions
+    /// (`source::watermarks`). Not checkpointed.
+    woken: BTreeSet<(u32, Source)>,
     /// This configuration's [`fingerprint`](super::fingerprint).
     config: u64,
     /// (internal partition, source) whose last clock message came from an
@@ -158,6 +168,7 @@ impl Owner {
             marks: BTreeMap::new(),
             idle: BTreeSet::new(),
             quiet: BTreeMap::new(),
+            woken: BTreeSet::new(),
             config: super::fingerprint(cfg),
             foreign: BTreeMap::new(),
             origins: BTreeMap::new(),
@@ -201,8 +212,7 @@ impl Owner {
                 origins,
                 ..
             } => {
-                self.idle.remove(&(partition, source));
-                self.quiet.remove(&(partition, source));
+                self.delivers((partition, source));
                 let m = self.marks.entry((partition, source)).or_insert(newest);
                 *m = (*m).max(newest);
                 self.newest = Some(self.newest.map_or(newest, |n| n.max(newest)));
@@ -213,12 +223,14 @@ impl Owner {
                 None
             }
             Envelope::Idle { source, .. } => {
+                self.woken.remove(&(partition, source));
                 self.idle.insert((partition, source));
                 None
             }
             Envelope::Quiet {
                 source, quiet_ms, ..
             } => {
+                self.woken.remove(&(partition, source));
                 self.idle.insert((partition, source));
                 self.quiet.insert((partition, source), quiet_ms);
                 None
@@ -230,8 +242,7 @@ impl Owner {
                 key,
                 event,
             } => {
-                self.idle.remove(&(partition, source));
-                self.quiet.remove(&(partition, source));
+                self.delivers((partition, source));
                 let next = self
                     .forwarded
                     .entry((partition, source))
@@ -260,6 +271,41 @@ impl Owner {
                 self.note_origins(Some(late.ts.saturating_add(1)));
                 self.apply(&late, out)
             }
+        }
+    }
+
+    /// `pair` delivers (a report or an event): it is active again. If every
+    /// pair was idle, the other idle pairs wake (see `woken`).
+    fn delivers(&mut self, pair: (u32, Source)) {
+        if self.idle.remove(&pair) {
+            self.quiet.remove(&pair);
+            let all_idle = self.owned.iter().all(|&p| {
+                self.sources
+                    .iter()
+                    .all(|&s| (p, s) == pair || self.idle.contains(&(p, s)))
+            });
+            if all_idle {
+                for q in std::mem::take(&mut self.idle) {
+                    self.quiet.remove(&q);
+                    self.woken.insert(q);
+                }
+            }
+        }
+        self.woken.remove(&pair);
+    }
+
+    /// Pairs woken after a pause of the whole stream that have not
+    /// delivered since (see `woken`).
+    pub fn woken(&self) -> usize {
+        self.woken.len()
+    }
+
+    /// Ends the wake: the pairs woken that have not delivered are idle
+    /// again (the driver calls this `idle_partition_timeout` after the wake,
+    /// as one instance's woken partition goes idle again).
+    pub fn end_wake(&mut self) {
+        for q in std::mem::take(&mut self.woken) {
+            self.idle.insert(q);
         }
     }
 

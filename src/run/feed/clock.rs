@@ -233,6 +233,15 @@ impl LiveClock {
             },
             None => format!("offset {}", m.line),
         });
+        // Live, a partition's events also come late when it was idle for
+        // `idle_partition_timeout` (or the consumer stalled that long) while
+        // the others moved the clock: no timestamp is wrong then.
+        let text = format!(
+            "{text}. Live, events also come late when a partition delivers after being idle \
+             (no event) for sources.kafka.idle_partition_timeout while the others moved the clock \
+             on, or the consumer stalled that long: then raise that timeout above the longest \
+             stall"
+        );
         tracing::warn!(tool = "run", late = s.late, events = s.events, "{text}");
         self.last_warning = Some(now);
         self.watch.reset_counts();
