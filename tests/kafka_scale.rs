@@ -171,12 +171,20 @@ struct Reference {
 }
 
 /// The metrics a scaled group exports per rule and group (each series on
-/// the instance owning its shard) or per rule (summed over instances).
-const COMPARED: [&str; 4] = [
+/// the instance owning its shard), and per rule or input topic (summed over
+/// instances: [`SUMMED`]).
+const COMPARED: [&str; 5] = [
     "crisiswatch_indicator_value{",
     "crisiswatch_alert_state{",
     "crisiswatch_window_groups{",
     "crisiswatch_rule_evaluations_total{",
+    "crisiswatch_events_received_total{",
+];
+
+const SUMMED: [&str; 3] = [
+    "crisiswatch_window_groups{",
+    "crisiswatch_rule_evaluations_total{",
+    "crisiswatch_events_received_total{",
 ];
 
 /// The series of [`COMPARED`] in an exposition: `name{labels}` → value.
@@ -189,15 +197,14 @@ fn compared_series(body: &str) -> Vec<(String, String)> {
 }
 
 /// The series of several instances as one: per-group series each on one
-/// instance, per-rule counts and gauges summed.
+/// instance, per-rule and per-topic counts and gauges summed.
 fn merged_series(services: &[Service]) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for s in services {
         for (k, v) in compared_series(&s.get("/metrics").1) {
-            let per_rule = k.starts_with("crisiswatch_window_groups{")
-                || k.starts_with("crisiswatch_rule_evaluations_total{");
+            let summed = SUMMED.iter().any(|m| k.starts_with(m));
             match out.get_mut(&k) {
-                Some(sum) if per_rule => {
+                Some(sum) if summed => {
                     let total: f64 = sum.parse::<f64>().unwrap() + v.parse::<f64>().unwrap();
                     *sum = total.to_string();
                 }

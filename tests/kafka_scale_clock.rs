@@ -329,3 +329,87 @@ fn instances_with_different_configurations_do_not_mix_them() {
     );
     a.sigterm();
 }
+
+/// On a single-partition input, a stamp minutes ahead of its neighbours
+/// (inside `max_future_skew`) with `max_clock_jump = "2m"`: the split stage's
+/// guard holds it aside and the next messages refute it, as one instance's
+/// feed does — counted, dead-lettered, and no event after it comes late.
+/// Without the guard it moved the owners' clocks four minutes on and the
+/// next four minutes of events were dropped as late.
+#[test]
+fn a_stamp_minutes_ahead_is_refuted_by_the_split_stage() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("events", 1), ("jumps-dlq", 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiver::start();
+    let data = dir.path().join("data-j").display().to_string();
+    let cfg = config(&bs, "jumps", &data, &r.url, 1000)
+        .replacen("[engine]\n", "[engine]\nmax_clock_jump = \"2m\"\n", 1)
+        .replacen(
+            "dead_letter_topic = \"\"",
+            "dead_letter_topic = \"jumps-dlq\"",
+            1,
+        );
+    assert!(cfg.contains("jumps-dlq"), "{cfg}");
+    let svc = Service::start(dir.path(), "j", &cfg);
+    // Ten minutes of events a second apart, ending five minutes ago.
+    let t0 = chrono::Utc::now().timestamp_millis() - 15 * 60_000;
+    let line = |id: String, ts: i64| {
+        Out::new(
+            "events",
+            0,
+            format!(r#"{{"id":"{id}","type":"complaint","ts":{ts},"attrs":{{"product":"p1"}}}}"#)
+                .into_bytes(),
+        )
+    };
+    let mut msgs: Vec<Out> = (0..600)
+        .map(|i| line(format!("e{i}"), t0 + i * 1000))
+        .collect();
+    msgs.insert(100, line("ahead".into(), t0 + 99_000 + 4 * 60_000));
+    let metric = |m: &str| svc.metric(m).unwrap_or(0.0);
+    // The stamp ends the first part: read (and, without the guard, reported
+    // to the owners and released past) before the rest is produced.
+    let rest = msgs.split_off(101);
+    produce(&bs, &msgs, Duration::from_secs(30));
+    wait_until(Duration::from_secs(60), "the first part read", || {
+        metric("crisiswatch_kafka_messages_total{topic=\"events\"}") >= 101.0
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    produce(&bs, &rest, Duration::from_secs(30));
+    let got = std::panic::catch_unwind(|| {
+        wait_until(
+            Duration::from_secs(90),
+            "the stamp refuted and dead-lettered",
+            || {
+                metric("crisiswatch_kafka_invalid_messages_total{reason=\"clock_jump\",topic=\"events\"}") == 1.0
+                && metric("crisiswatch_kafka_dlq_produced_total{reason=\"clock_jump\"}") == 1.0
+            },
+        );
+        // Everything but the last `allowed_lateness` is applied (the quiet
+        // clock releases the rest within seconds).
+        wait_until(Duration::from_secs(60), "the events applied", || {
+            metric("crisiswatch_events_total{outcome=\"applied\"}")
+                + metric("crisiswatch_events_total{outcome=\"late\"}")
+                >= 600.0
+        });
+    });
+    if got.is_err() {
+        panic!("{}", svc.stderr_text());
+    }
+    assert_eq!(
+        metric("crisiswatch_events_total{outcome=\"late\"}"),
+        0.0,
+        "{}",
+        svc.stderr_text()
+    );
+    assert_eq!(
+        metric("crisiswatch_events_total{outcome=\"applied\"}"),
+        600.0
+    );
+    let log = svc.stderr_text();
+    assert!(
+        log.contains("Event rejected as a clock jump") && log.contains("events[0]@100"),
+        "{log}"
+    );
+}

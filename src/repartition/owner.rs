@@ -16,6 +16,9 @@ mod checkpoint;
 
 pub use checkpoint::OwnerCheckpointError;
 
+/// The idle reports of a woken pair that end its wake (see `Owner::woken`).
+const WAKE_ENDS_AFTER: u8 = 2;
+
 /// Where a held event came from: internal partition and offset.
 #[derive(Debug, Clone, Copy)]
 struct Tag {
@@ -104,13 +107,19 @@ pub struct Owner {
     /// (internal partition, source) idle pairs woken when another pair
     /// delivered after every pair had gone idle (the whole stream paused):
     /// each holds the clock at its newest time again, as an active pair,
-    /// until it reports or the driver ends the wake
-    /// ([`Owner::end_wake`], after `idle_partition_timeout`). Without
-    /// this, the first source of a burst after the pause (a backfill after
-    /// an upstream outage) moved the clock alone and the other sources'
-    /// events of the same burst came late — as one instance's partitions
-    /// (`source::watermarks`). Not checkpointed.
-    woken: BTreeSet<(u32, Source)>,
+    /// until it reports, or its split stage reports it idle twice more (a
+    /// split stage repeats an idle source's [`Envelope::Idle`] every
+    /// `idle_partition_timeout`, judged by when the consumer handed its
+    /// messages over: the first repeat may have been decided before the
+    /// burst reached that stage, the second comes at least a timeout after
+    /// it) — with the count of those reports so far. Without this, the first
+    /// source of a burst after the pause (a backfill after an upstream
+    /// outage) moved the clock alone and the other sources' events of the
+    /// same burst came late — as one instance's partitions
+    /// (`source::watermarks`). An owner timer would not do: an owner working
+    /// through the burst's first source can read the next source's messages
+    /// later than any timeout after the wake. Not checkpointed.
+    woken: BTreeMap<(u32, Source), u8>,
     /// This configuration's [`fingerprint`](super::fingerprint).
     config: u64,
     /// (internal partition, source) whose last clock message came from an
@@ -168,7 +177,7 @@ impl Owner {
             marks: BTreeMap::new(),
             idle: BTreeSet::new(),
             quiet: BTreeMap::new(),
-            woken: BTreeSet::new(),
+            woken: BTreeMap::new(),
             config: super::fingerprint(cfg),
             foreign: BTreeMap::new(),
             origins: BTreeMap::new(),
@@ -223,16 +232,30 @@ impl Owner {
                 None
             }
             Envelope::Idle { source, .. } => {
-                self.woken.remove(&(partition, source));
-                self.idle.insert((partition, source));
+                let pair = (partition, source);
+                match self.woken.get_mut(&pair) {
+                    Some(n) if *n + 1 < WAKE_ENDS_AFTER => *n += 1,
+                    Some(_) => {
+                        self.woken.remove(&pair);
+                        self.idle.insert(pair);
+                    }
+                    None => {
+                        self.idle.insert(pair);
+                    }
+                }
                 None
             }
             Envelope::Quiet {
                 source, quiet_ms, ..
             } => {
-                self.woken.remove(&(partition, source));
-                self.idle.insert((partition, source));
-                self.quiet.insert((partition, source), quiet_ms);
+                // A woken pair stays woken: its stage sends these every
+                // second while all it reads is quiet (another stage's
+                // sources may be what delivers).
+                let pair = (partition, source);
+                if !self.woken.contains_key(&pair) {
+                    self.idle.insert(pair);
+                }
+                self.quiet.insert(pair, quiet_ms);
                 None
             }
             Envelope::Event {
@@ -287,7 +310,7 @@ impl Owner {
             if all_idle {
                 for q in std::mem::take(&mut self.idle) {
                     self.quiet.remove(&q);
-                    self.woken.insert(q);
+                    self.woken.insert(q, 0);
                 }
             }
         }
@@ -295,18 +318,9 @@ impl Owner {
     }
 
     /// Pairs woken after a pause of the whole stream that have not
-    /// delivered since (see `woken`).
+    /// delivered or been reported idle twice since (see `woken`).
     pub fn woken(&self) -> usize {
         self.woken.len()
-    }
-
-    /// Ends the wake: the pairs woken that have not delivered are idle
-    /// again (the driver calls this `idle_partition_timeout` after the wake,
-    /// as one instance's woken partition goes idle again).
-    pub fn end_wake(&mut self) {
-        for q in std::mem::take(&mut self.woken) {
-            self.idle.insert(q);
-        }
     }
 
     /// Releases what the clock (the slowest owned partition and source,

@@ -34,8 +34,7 @@ use crate::source::{Partition, Record};
 
 mod clock;
 
-pub(crate) use clock::Suspect;
-use clock::{LiveClock, Pass};
+pub(crate) use clock::{LiveClock, Pass, Suspect};
 
 /// Where a held event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -407,7 +406,7 @@ fn apply_one(engine: &mut ShardedEngine, ev: &Event<'_>, out: &mut Vec<Transitio
 
 /// Decodes `raw` of `origin` with its topic's default type, without the
 /// future-skew check (a held clock jump passed it on arrival).
-fn decode_as<'a>(
+pub(crate) fn decode_as<'a>(
     limits: &DecodeLimits,
     types: &'a [Option<String>],
     origin: Origin,

@@ -380,7 +380,14 @@ async fn serve(
             // re-read goes back at most two of them when one failed.
             2 * k.commit_interval.0 + Duration::from_secs(30),
         ),
-        Arc::clone(sm),
+        (
+            Arc::clone(sm),
+            Arc::clone(&state.metrics),
+            k.topics
+                .iter()
+                .map(|_| crate::metrics::Recorder::new(cfg))
+                .collect(),
+        ),
     );
     let (tx, mut rx) = mpsc::channel(k.channel_capacity);
     let source = kafka::start(k, Arc::clone(shared), tx)?;

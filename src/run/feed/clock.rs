@@ -39,8 +39,8 @@ const WARN_MIN_EVENTS: u64 = 100;
 pub(crate) struct Suspect {
     /// Where it came from.
     pub(crate) origin: Origin,
-    pub(super) ts: i64,
-    pub(super) raw: Box<[u8]>,
+    pub(crate) ts: i64,
+    pub(crate) raw: Box<[u8]>,
     key: Option<Box<[u8]>>,
     headers: Vec<Header>,
     /// Why it is a jump (the dead letter's detail).
@@ -63,7 +63,7 @@ impl Suspect {
 }
 
 /// What the guard says about an offered message.
-pub(super) enum Pass {
+pub(crate) enum Pass {
     /// The offered message goes on now (nothing held).
     This,
     /// Held aside: nothing goes on now.
@@ -74,7 +74,7 @@ pub(super) enum Pass {
 
 /// Per-partition clock-jump guards and the late-share watch of the feed.
 #[derive(Debug)]
-pub(super) struct LiveClock {
+pub(crate) struct LiveClock {
     max_jump_ms: i64,
     confirm: u32,
     guards: HashMap<Partition, JumpGuard<Option<Suspect>>>,
@@ -91,7 +91,7 @@ pub(super) struct LiveClock {
 }
 
 impl LiveClock {
-    pub(super) fn new(limits: &DecodeLimits) -> Self {
+    pub(crate) fn new(limits: &DecodeLimits) -> Self {
         LiveClock {
             max_jump_ms: limits.max_clock_jump_ms,
             confirm: limits.clock_jump_confirm,
@@ -105,7 +105,7 @@ impl LiveClock {
         }
     }
 
-    pub(super) fn set_topics(&mut self, topics: Vec<String>) {
+    pub(crate) fn set_topics(&mut self, topics: Vec<String>) {
         self.topics = topics;
     }
 
@@ -119,7 +119,7 @@ impl LiveClock {
 
     /// Offers a valid message read from `rec` to its partition's guard;
     /// `restored` is the partition's clock from a checkpoint, for a new guard.
-    pub(super) fn offer(
+    pub(crate) fn offer(
         &mut self,
         rec: &Record<'_>,
         ts: i64,
@@ -248,13 +248,13 @@ impl LiveClock {
     }
 
     /// Refuted clock jumps since the last call.
-    pub(super) fn take_refuted(&mut self) -> Vec<Suspect> {
+    pub(crate) fn take_refuted(&mut self) -> Vec<Suspect> {
         std::mem::take(&mut self.refuted)
     }
 
     /// A partition was revoked: its guard and suspects go (the next owner
     /// reads them again). Returns how many suspects were dropped.
-    pub(super) fn revoke(&mut self, at: Partition) -> usize {
+    pub(crate) fn revoke(&mut self, at: Partition) -> usize {
         self.newest.remove(&at);
         self.guards.remove(&at).map_or(0, |mut g| g.finish().len())
     }

@@ -49,9 +49,6 @@ struct Part {
     /// at first: a partition that moved here brings its history, which the
     /// instance that held it counted).
     counted: Counted,
-    /// Since when the owner has had pairs woken after a pause of the whole
-    /// stream (see [`Owner::end_wake`]).
-    woken_since: Option<Instant>,
 }
 
 /// An engine's counters: engine-wide and per rule.
@@ -162,7 +159,6 @@ impl Owners {
                     sent_below: None,
                     dirty: false,
                     values_to: BTreeSet::new(),
-                    woken_since: None,
                 }
             }
             Some(bytes) => {
@@ -184,7 +180,6 @@ impl Owners {
                     next_offset: cp.next_offset,
                     dirty: false,
                     values_to: BTreeSet::new(),
-                    woken_since: None,
                 }
             }
         };
@@ -246,16 +241,6 @@ impl Owners {
             let Some(part) = self.parts.get_mut(&p) else {
                 continue;
             };
-            // Pairs woken after a pause of the whole stream hold the clock
-            // for `idle_partition_timeout`, then are idle again.
-            if part.owner.woken() == 0 {
-                part.woken_since = None;
-            } else if part.woken_since.get_or_insert_with(Instant::now).elapsed()
-                >= self.k.idle_partition_timeout.0
-            {
-                part.owner.end_wake();
-                part.woken_since = None;
-            }
             part.owner.release(&mut out, |_, _, _| {});
             let below = part.owner.released_below();
             let moved = below.is_some() && below != part.sent_below;

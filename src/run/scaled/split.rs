@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 
 use super::internal::Ordered;
 use super::{ScaledError, ScaledMetrics, Topics};
+use crate::event::{Event, InvalidReason};
 use crate::repartition::{Envelope, Source, Splitter};
+use crate::run::feed::{decode_as, LiveClock, Pass};
 use crate::run::progress::BatchProgress;
 use crate::run::reread::Reread;
 use crate::source::context::Shared;
@@ -69,6 +71,21 @@ pub(crate) struct SplitStage {
     reread: Reread,
     /// `reread.skipped()` when last logged.
     reread_logged: u64,
+    /// Per input topic: valid events by type and how far behind the wall
+    /// clock they were read (`crisiswatch_events_received_total`,
+    /// `crisiswatch_processing_lag_seconds`), moved into `all_metrics` on
+    /// each tick.
+    recorders: Vec<crate::metrics::Recorder>,
+    all_metrics: Arc<crate::metrics::Metrics>,
+    /// Per input partition, the clock-jump guard (`engine.max_clock_jump`),
+    /// as in the single-instance feed: a message stamped far ahead of its
+    /// partition's clock is held aside (its offset pending) until the
+    /// partition's next messages confirm it (forwarded then) or refute it
+    /// (invalid `clock_jump`, dead-lettered).
+    clock: LiveClock,
+    /// Confirmed jumps forwarded since the last [`SplitStage::settle`]: their
+    /// offsets were held, and are released once their messages are written.
+    unsettled_held: Vec<(Partition, i64)>,
 }
 
 /// When each assigned source last had a message, and what was reported of
@@ -76,8 +93,8 @@ pub(crate) struct SplitStage {
 #[derive(Debug)]
 struct Activity {
     /// Assigned sources: when they last had a message (or were assigned),
-    /// whether they were reported idle since.
-    assigned: BTreeMap<Source, (Instant, bool)>,
+    /// and when they were last reported idle since.
+    assigned: BTreeMap<Source, (Instant, Option<Instant>)>,
     /// The last message on any source (or the start).
     last_message: Instant,
     /// When the quiet stream's progress was last sent.
@@ -96,7 +113,7 @@ impl Activity {
     /// `s` was assigned at `now`: it holds the clocks as if it had just had
     /// a message.
     fn assign(&mut self, s: Source, now: Instant) {
-        self.assigned.insert(s, (now, false));
+        self.assigned.insert(s, (now, None));
     }
 
     fn revoke(&mut self, s: Source) {
@@ -107,7 +124,7 @@ impl Activity {
     /// [`Activity::any_message`] for its batch).
     fn message(&mut self, s: Source, now: Instant) {
         if let Some(a) = self.assigned.get_mut(&s) {
-            *a = (now, false);
+            *a = (now, None);
         }
     }
 
@@ -134,13 +151,17 @@ impl Activity {
         }
     }
 
-    /// The sources to report idle now (each once, until it has a message
-    /// again).
-    fn newly_idle(&mut self, now: Instant, idle_after: Duration) -> Vec<Source> {
+    /// The sources to report idle now: without a message for `idle_after`,
+    /// and not reported idle within the last `idle_after` (the report is
+    /// repeated while the source stays idle: an owner that woke it after a
+    /// pause of the whole stream ends the wake on the repeats,
+    /// `repartition::Owner`).
+    fn idle_due(&mut self, now: Instant, idle_after: Duration) -> Vec<Source> {
         let mut idle = Vec::new();
         for (s, (last, sent)) in self.assigned.iter_mut() {
-            if !*sent && now.saturating_duration_since(*last) >= idle_after {
-                *sent = true;
+            let due = sent.is_none_or(|t| now.saturating_duration_since(t) >= idle_after);
+            if due && now.saturating_duration_since(*last) >= idle_after {
+                *sent = Some(now);
                 idle.push(*s);
             }
         }
@@ -186,8 +207,14 @@ impl SplitStage {
         idle_after: Duration,
         quiet_after: Duration,
         (drain_timeout, reread_keep): (Duration, Duration),
-        metrics: Arc<ScaledMetrics>,
+        (metrics, all_metrics, recorders): (
+            Arc<ScaledMetrics>,
+            Arc<crate::metrics::Metrics>,
+            Vec<crate::metrics::Recorder>,
+        ),
     ) -> Self {
+        let mut clock = LiveClock::new(splitter.limits());
+        clock.set_topics(shared.topics.clone());
         SplitStage {
             splitter,
             producer,
@@ -204,6 +231,10 @@ impl SplitStage {
             metrics,
             reread: Reread::new(reread_keep),
             reread_logged: 0,
+            recorders,
+            all_metrics,
+            clock,
+            unsettled_held: Vec::new(),
         }
     }
 
@@ -247,6 +278,9 @@ impl SplitStage {
                 }
                 for p in revoked {
                     self.activity.revoke(source(p));
+                    // Held jumps go with the partition: their offsets were
+                    // never committed, its next reader reads them again.
+                    self.clock.revoke(p);
                 }
                 let _ = ack.send(());
             }
@@ -263,6 +297,9 @@ impl SplitStage {
         for (p, when) in self.shared.delivered() {
             self.activity.handed_over(source(p), when);
         }
+        for (rec, topic) in self.recorders.iter_mut().zip(&self.shared.topics) {
+            self.all_metrics.absorb(topic, rec);
+        }
         let now = Instant::now();
         self.reread.trim(now);
         if self.reread.skipped() > self.reread_logged {
@@ -272,7 +309,7 @@ impl SplitStage {
             );
             self.reread_logged = self.reread.skipped();
         }
-        for s in self.activity.newly_idle(now, self.idle_after) {
+        for s in self.activity.idle_due(now, self.idle_after) {
             let bytes = self.splitter.idle(s).encode();
             self.to_every_partition(&bytes);
             tracing::debug!(
@@ -303,7 +340,7 @@ impl SplitStage {
     /// the input offsets that caused them be committed.
     pub(crate) async fn settle(&mut self) -> Result<(), ScaledError> {
         self.last_settle = Instant::now();
-        if self.unsettled.is_empty() {
+        if self.unsettled.is_empty() && self.unsettled_held.is_empty() {
             return Ok(());
         }
         let producer = Arc::clone(&self.producer);
@@ -313,6 +350,9 @@ impl SplitStage {
         let mut tracker = self.shared.tracker();
         for (at, offset) in self.unsettled.drain(..) {
             tracker.done(at, offset);
+        }
+        for (at, offset) in self.unsettled_held.drain(..) {
+            tracker.unhold(at, offset);
         }
         Ok(())
     }
@@ -324,12 +364,55 @@ impl SplitStage {
         }
     }
 
+    /// Forwards the valid event `ev` read at `offset` of `src` (decoded from
+    /// `raw`) to the shard partitions of its slices, and counts it.
+    fn forward(&mut self, src: Source, offset: i64, ev: &Event<'_>, raw: &[u8], now_ms: i64) {
+        if let Some(r) = self.recorders.get_mut(usize::from(src.topic)) {
+            r.event(&ev.kind, now_ms.saturating_sub(ev.ts));
+        }
+        if let Some((targets, env)) = self.splitter.split(src, offset, ev, raw) {
+            let bytes = env.encode();
+            for q in targets {
+                // No key: the partition is chosen, the body names the event.
+                self.producer
+                    .send(&self.topics.shards, q as i32, b"", &bytes);
+                self.metrics.shard_messages.inc();
+            }
+        }
+    }
+
+    /// Clock jumps the guard refuted: invalid (`clock_jump`), counted and
+    /// dead-lettered unchanged (their offsets were held until now).
+    async fn refuted_jumps(&mut self) {
+        for s in self.clock.take_refuted() {
+            let (at, offset) = (s.origin.at, s.origin.offset);
+            self.shared
+                .metrics
+                .invalid
+                .with_label_values(&[
+                    self.shared.topics[usize::from(at.topic)].as_str(),
+                    InvalidReason::ClockJump.as_str(),
+                ])
+                .inc();
+            match &self.dlq {
+                // The dead letter's task releases the offset once written.
+                Some(dlq) => {
+                    dlq.send(&s.record(), InvalidReason::ClockJump, &s.detail)
+                        .await
+                }
+                None => self.shared.tracker().unhold(at, offset),
+            }
+        }
+    }
+
     async fn batch(&mut self, mut b: Batch) -> Result<(), ScaledError> {
         let now = Instant::now();
         let now_ms = chrono::Utc::now().timestamp_millis();
         let limits = *self.splitter.limits();
         let mut progress = BatchProgress::default();
         let mut dead = Vec::new();
+        // Messages the clock-jump guard holds aside: pending until decided.
+        let mut held: Vec<(Partition, i64)> = Vec::new();
         let mut processed = vec![0u64; self.shared.topics.len()];
         if b.records().next().is_some() {
             self.activity.any_message(now);
@@ -352,15 +435,31 @@ impl SplitStage {
                 Ok(owned) => {
                     // Always lent: the event decoded from UTF-8 bytes.
                     let Some(ev) = owned.event() else { continue };
-                    if let Some((targets, env)) =
-                        self.splitter.split(src, rec.offset, &ev, rec.payload)
-                    {
-                        let bytes = env.encode();
-                        for q in targets {
-                            // No key: the partition is chosen, the body names the event.
-                            self.producer
-                                .send(&self.topics.shards, q as i32, b"", &bytes);
-                            self.metrics.shard_messages.inc();
+                    match self.clock.offer(&rec, ev.ts, || None) {
+                        Pass::This => self.forward(src, rec.offset, &ev, rec.payload, now_ms),
+                        Pass::Held => held.push((rec.at, rec.offset)),
+                        Pass::Some(pass) => {
+                            // Rare (a jump decided): the decode borrows them.
+                            let types = self.default_types.clone();
+                            for item in pass {
+                                let Some(s) = item else {
+                                    self.forward(src, rec.offset, &ev, rec.payload, now_ms);
+                                    continue;
+                                };
+                                // A confirmed jump: decoded again (rare), as on
+                                // arrival but without the future-skew check it
+                                // passed then.
+                                if let Some(e) = decode_as(&limits, &types, s.origin, &s.raw) {
+                                    self.forward(
+                                        source(s.origin.at),
+                                        s.origin.offset,
+                                        &e,
+                                        &s.raw,
+                                        now_ms,
+                                    );
+                                }
+                                self.unsettled_held.push((s.origin.at, s.origin.offset));
+                            }
                         }
                     }
                 }
@@ -384,10 +483,14 @@ impl SplitStage {
         }
         {
             let mut tracker = self.shared.tracker();
+            for &(at, offset) in &held {
+                tracker.hold(at, offset);
+            }
             for (rec, _) in &dead {
                 tracker.dead_letter_pending(rec.at, rec.offset);
             }
         }
+        self.refuted_jumps().await;
         self.unsettled
             .extend(progress.parts.iter().map(|p| (p.at, p.last_offset)));
         if let Some(dlq) = &self.dlq {
@@ -425,28 +528,42 @@ mod tests {
     #[test]
     fn a_source_is_idle_only_after_its_timeout_from_its_last_message() {
         let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
         let mut a = Activity::new(t0);
         a.assign(src(0), t0);
         a.assign(src(1), t0);
-        a.any_message(t0 + Duration::from_secs(5));
-        a.message(src(1), t0 + Duration::from_secs(5));
-        assert!(a.newly_idle(t0 + Duration::from_secs(9), IDLE).is_empty());
-        assert_eq!(a.newly_idle(t0 + IDLE, IDLE), vec![src(0)]);
-        // Reported once, until it has a message again.
-        assert!(a.newly_idle(t0 + Duration::from_secs(14), IDLE).is_empty());
-        assert_eq!(
-            a.newly_idle(t0 + Duration::from_secs(15), IDLE),
-            vec![src(1)]
-        );
-        a.message(src(0), t0 + Duration::from_secs(20));
-        assert!(a.newly_idle(t0 + Duration::from_secs(29), IDLE).is_empty());
-        assert_eq!(
-            a.newly_idle(t0 + Duration::from_secs(30), IDLE),
-            vec![src(0)]
-        );
+        a.any_message(at(5));
+        a.message(src(1), at(5));
+        assert!(a.idle_due(at(9), IDLE).is_empty());
+        assert_eq!(a.idle_due(at(10), IDLE), vec![src(0)]);
+        assert!(a.idle_due(at(14), IDLE).is_empty());
+        assert_eq!(a.idle_due(at(15), IDLE), vec![src(1)]);
+        // Repeated every IDLE while the source stays idle.
+        assert!(a.idle_due(at(19), IDLE).is_empty());
+        assert_eq!(a.idle_due(at(20), IDLE), vec![src(0)]);
+        a.message(src(0), at(20));
+        assert_eq!(a.idle_due(at(25), IDLE), vec![src(1)]);
+        assert!(a.idle_due(at(29), IDLE).is_empty());
+        assert_eq!(a.idle_due(at(30), IDLE), vec![src(0)]);
+        assert_eq!(a.idle_due(at(35), IDLE), vec![src(1)]);
         a.revoke(src(0));
-        a.message(src(0), t0 + Duration::from_secs(31));
-        assert!(a.newly_idle(t0 + Duration::from_secs(60), IDLE).is_empty());
+        a.message(src(0), at(31));
+        assert_eq!(a.idle_due(at(60), IDLE), vec![src(1)]);
+    }
+
+    /// A source the consumer thread handed a message of over is not
+    /// reported idle again until the timeout passes from the hand-over.
+    #[test]
+    fn a_hand_over_stops_the_idle_repeats() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut a = Activity::new(t0);
+        a.assign(src(0), t0);
+        assert_eq!(a.idle_due(at(10), IDLE), vec![src(0)]);
+        a.handed_over(src(0), at(15));
+        assert!(a.idle_due(at(20), IDLE).is_empty());
+        assert!(a.idle_due(at(24), IDLE).is_empty());
+        assert_eq!(a.idle_due(at(25), IDLE), vec![src(0)]);
     }
 
     /// The stage stalled (a slow shard-topic write) while the consumer thread
@@ -470,22 +587,16 @@ mod tests {
         );
         let at = t0 + Duration::from_secs(12);
         assert!(
-            a.newly_idle(at, IDLE).is_empty(),
+            a.idle_due(at, IDLE).is_empty(),
             "idle counts from the hand-over"
         );
-        assert_eq!(
-            a.newly_idle(t0 + Duration::from_secs(18), IDLE),
-            vec![src(0)]
-        );
+        assert_eq!(a.idle_due(t0 + Duration::from_secs(18), IDLE), vec![src(0)]);
         // An older hand-over moves nothing back.
         let mut b = Activity::new(t0);
         b.assign(src(0), t0 + Duration::from_secs(5));
         b.handed_over(src(0), t0 + Duration::from_secs(1));
-        assert!(b.newly_idle(t0 + Duration::from_secs(14), IDLE).is_empty());
-        assert_eq!(
-            b.newly_idle(t0 + Duration::from_secs(15), IDLE),
-            vec![src(0)]
-        );
+        assert!(b.idle_due(t0 + Duration::from_secs(14), IDLE).is_empty());
+        assert_eq!(b.idle_due(t0 + Duration::from_secs(15), IDLE), vec![src(0)]);
         // A hand-over of a source no longer assigned adds no source.
         b.handed_over(src(7), t0 + Duration::from_secs(16));
         assert_eq!(b.sources(), vec![src(0)]);
