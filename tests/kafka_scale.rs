@@ -726,3 +726,40 @@ fn a_partition_handed_back_after_a_pause_is_not_forwarded_twice() {
     assert_eq!(forwarded(&svc), 2.0 * first, "{log}");
     svc.sigterm();
 }
+
+/// One instance killed with `kill -9` and started again on its own data
+/// directory, its incident partitions' last checkpoint older than what its
+/// outbox applied (here: none, the interval is an hour): the transitions
+/// after the checkpoint are applied again and the open incident continues
+/// under its key. Before, the outbox's record of them skipped every one: the
+/// incident's updates and resolve never came and the next alert opened
+/// another incident.
+#[test]
+fn an_instance_restarted_on_its_data_directory_keeps_its_open_incident() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("events", PARTITIONS)]);
+    let all = scenario("events");
+    let cut = all.len() * 2 / 5;
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiver::start();
+    let data = dir.path().join("data-a").display().to_string();
+    let cfg = config(&bs, "restarted", "events", &data, &r.url, true).replace(
+        "checkpoint_interval = \"500ms\"",
+        "checkpoint_interval = \"1h\"",
+    );
+    assert!(cfg.contains("checkpoint_interval = \"1h\""));
+    let mut a = Service::start(dir.path(), "a", &cfg);
+    produce(&bs, &all[..cut], Duration::from_secs(30));
+    wait_until(Duration::from_secs(90), "the p3 incident opened", || {
+        notifications(&r)
+            .iter()
+            .any(|n| n.0.contains("p3") && n.2 == "open")
+    });
+    a.signal("KILL");
+    let _ = a.wait_exit(Duration::from_secs(10));
+    let again = Service::start(dir.path(), "a-again", &cfg);
+    produce(&bs, &all[cut..], Duration::from_secs(30));
+    let want = reference(&bs, dir.path(), "events", all.len()).notes;
+    expect_exactly(&r, &want, "after a kill -9 and a restart", &[&a, &again]);
+}

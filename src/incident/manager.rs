@@ -205,11 +205,40 @@ impl IncidentManager {
     /// Applies alert transitions (those seen before are skipped), then what is
     /// due at event time `now`; persists everything, then wakes the workers.
     pub fn submit(&self, transitions: &[Transition], now: i64) -> Result<Submitted, IncidentError> {
+        self.submit_with(transitions, now, false)
+    }
+
+    /// [`IncidentManager::submit`] for a scaled instance's incident
+    /// partitions: every transition is applied, also one this outbox
+    /// recorded as applied before. Their sequencer
+    /// ([`crate::repartition::IncidentFeed`]) already drops what the state
+    /// they were restored from covers (transitions behind its release point);
+    /// what comes after was not in that state, even if this instance applied
+    /// it before a crash — its outbox kept the record, the changelog
+    /// checkpoint (older) did not keep the incident. Skipping such a
+    /// transition lost the incident: its updates and resolve never came, and
+    /// the next alert opened another one. The notifications such a transition
+    /// re-creates are stored once per receiver, incident and `seq`, so the
+    /// ones sent before are not sent again.
+    pub(crate) fn submit_sequenced(
+        &self,
+        transitions: &[Transition],
+        now: i64,
+    ) -> Result<Submitted, IncidentError> {
+        self.submit_with(transitions, now, true)
+    }
+
+    fn submit_with(
+        &self,
+        transitions: &[Transition],
+        now: i64,
+        again: bool,
+    ) -> Result<Submitted, IncidentError> {
         self.step(|lc, ch, tx, out| {
             for t in transitions {
                 // What fell due before this transition goes out first, in event-time order.
                 lc.due(t.at, &mut NoValues, ch);
-                if tx.mark_applied(t)? {
+                if tx.mark_applied(t)? || again {
                     out.applied += 1;
                     lc.apply(t, ch);
                 }
@@ -502,4 +531,6 @@ fn enqueue(
 mod acks;
 mod closing;
 mod ownership;
+#[cfg(test)]
+mod sequenced_tests;
 mod shared;

@@ -233,7 +233,8 @@ impl IncidentParts {
         // then opens and progress updates due by now with the current values
         // the shard owners sent.
         if !batch.is_empty() {
-            self.manager.submit(&batch, now)?;
+            // The feed is the duplicate check (see `submit_sequenced`).
+            self.manager.submit_sequenced(&batch, now)?;
         }
         self.manager.tick(now, &mut self.values)?;
         self.submitted += batch.len() as u64;
