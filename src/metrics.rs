@@ -258,6 +258,20 @@ impl Metrics {
         self.publish_groups(engine, now_ms);
     }
 
+    /// The engine-wide outcome counts published so far
+    /// (`crisiswatch_events_total`): a scaled instance's stop summary.
+    pub(crate) fn published_outcomes(&self) -> EngineStats {
+        let get = |o: &str| self.events.with_label_values(&[o]).get();
+        EngineStats {
+            applied: get("applied"),
+            duplicates: get("duplicate"),
+            late: get("late"),
+            unmatched: get("unmatched"),
+            overflow: get("overflow"),
+            ..EngineStats::default()
+        }
+    }
+
     /// Adds to the counters what `now` counts beyond `before` (engine-wide,
     /// then per rule of `engine`; a rule missing from `before` counts from
     /// zero). [`Metrics::publish`] keeps `before` itself; the shard owners

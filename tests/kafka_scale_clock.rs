@@ -412,4 +412,14 @@ fn a_stamp_minutes_ahead_is_refuted_by_the_split_stage() {
         log.contains("Event rejected as a clock jump") && log.contains("events[0]@100"),
         "{log}"
     );
+    // The stop summary counts what the owners applied and the split stage
+    // found invalid (it said 0 of everything scaled out).
+    let mut svc = svc;
+    svc.sigterm();
+    let _ = svc.wait_exit(Duration::from_secs(30));
+    let log = svc.stderr_text();
+    assert!(
+        log.contains("Stopped: 600 events applied, 1 invalid, 0 late"),
+        "{log}"
+    );
 }

@@ -460,8 +460,20 @@ async fn serve(
         .await?
         .map_err(RunError::Scaled)?;
     let submitted = internal::lock(&parts).submitted;
+    // What the shard owners published (each event once per shard partition
+    // it reached) and the split stage found invalid.
+    let mut stats = state.metrics.published_outcomes();
+    for t in &shared.topics {
+        for r in crate::event::InvalidReason::ALL {
+            stats.invalid[r.index()] += shared
+                .metrics
+                .invalid
+                .with_label_values(&[t.as_str(), r.as_str()])
+                .get();
+        }
+    }
     Ok(RunSummary {
-        stats: Default::default(),
+        stats,
         transitions: submitted,
     })
 }
