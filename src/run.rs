@@ -168,6 +168,8 @@ pub async fn run(
             k.topics.iter().map(|t| t.default_type.clone()).collect(),
         ),
         delivered: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        backlog: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        backlog_hold: crate::source::backlog_hold(&k),
     });
     let state = AppState::new(Arc::clone(&metrics));
     let (reload_rx, reload_metrics) = crate::admin::set_up(

@@ -158,6 +158,15 @@ pub(crate) struct Record<'a> {
     pub(crate) headers: &'a [Header],
 }
 
+/// How long after its last hand-over a partition with messages left to read
+/// still counts as delivering ([`context::Shared::backlogged`]): six times
+/// `idle_partition_timeout` (a minute by default). A consumer that starves a
+/// partition longer than that, or a lag that never drops (a transaction
+/// marker at a partition's end), falls back to the idle timeout alone.
+pub(crate) fn backlog_hold(k: &crate::config::KafkaSourceConfig) -> std::time::Duration {
+    k.idle_partition_timeout.0.saturating_mul(6)
+}
+
 /// The fingerprint of a message: its value and key, never 0 (see
 /// `run::reread`). Taken on the consumer thread as the message is copied,
 /// off the engine's thread. A checkpoint stores it (`state::Last`), so it is

@@ -365,6 +365,7 @@ impl Stage {
         let late_ref = &mut late;
         // Partitions whose events wait in the channel are not idle.
         self.feed.received(&self.shared.delivered());
+        self.feed.received(&self.shared.backlogged());
         self.feed
             .release(&mut self.engine, now, None, &mut self.out, |o, outcome| {
                 if outcome == Outcome::Late {
@@ -438,6 +439,7 @@ impl Stage {
         let mut released: Vec<Origin> = Vec::new();
         let mut late = vec![0u64; self.shared.topics.len()];
         self.feed.received(&self.shared.delivered());
+        self.feed.received(&self.shared.backlogged());
         self.feed
             .release(&mut self.engine, now, floor, &mut self.out, |o, outcome| {
                 if outcome == Outcome::Late {

@@ -216,6 +216,8 @@ pub(crate) async fn run(
             k.topics.iter().map(|t| t.default_type.clone()).collect(),
         ),
         delivered: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        backlog: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        backlog_hold: crate::source::backlog_hold(&k),
     });
     let state = AppState::new(Arc::clone(&metrics));
     // The admin token and read access, for operator actions (no reload here).

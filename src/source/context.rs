@@ -46,6 +46,16 @@ pub(crate) struct Shared {
     /// partition: a partition with events on their way to the engine stage is
     /// not idle ([`Watermarks::received`](super::watermarks::Watermarks::received)).
     pub(crate) delivered: Mutex<BTreeMap<Partition, Instant>>,
+    /// Partitions the broker holds messages of that the consumer has not
+    /// handed over yet (lag above 0 in librdkafka's latest statistics), with
+    /// when that was seen: such a partition is starved by the consumer (it
+    /// serves another partition's backlog first), not idle
+    /// ([`Shared::backlogged`]).
+    pub(crate) backlog: Mutex<BTreeMap<Partition, Instant>>,
+    /// How long after its last hand-over a partition with a backlog still
+    /// counts as delivering (a lag that never drops — a transaction marker
+    /// at the end of a partition — must not hold the clock for ever).
+    pub(crate) backlog_hold: Duration,
 }
 
 /// The decoding settings of the consumer thread: the engine's limits (a
@@ -96,6 +106,34 @@ impl Shared {
     pub(crate) fn delivered(&self) -> Vec<(Partition, Instant)> {
         let d = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
         d.iter().map(|(&p, &t)| (p, t)).collect()
+    }
+
+    /// The partitions with messages left to read that the consumer handed
+    /// nothing of over lately, with when their backlog was last seen: the
+    /// idle rules count that as a hand-over. Without it, a partition the
+    /// consumer starved for longer than `idle_partition_timeout` (it served
+    /// another partition's backlog for 20 s) was taken for idle, the other
+    /// partitions moved the clock to their newest time, and its own events
+    /// came late once the consumer reached them.
+    pub(crate) fn backlogged(&self) -> Vec<(Partition, Instant)> {
+        let b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        b.iter().map(|(&p, &t)| (p, t)).collect()
+    }
+
+    /// Notes partition `at`'s lag from the statistics seen at `now`.
+    fn lag_seen(&self, at: Partition, lag: i64, now: Instant) {
+        let recent = self
+            .delivered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&at)
+            .is_some_and(|&t| now.saturating_duration_since(t) < self.backlog_hold);
+        let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        if lag > 0 && recent {
+            b.insert(at, now);
+        } else {
+            b.remove(&at);
+        }
     }
 
     /// The offset tracker, locked (a panic elsewhere cannot poison progress).
@@ -275,6 +313,11 @@ impl SourceContext {
         for at in &revoked {
             assignment.remove(at);
             tracker.forget(*at);
+            self.shared
+                .backlog
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(at);
             let topic = &self.shared.topics[usize::from(at.topic)];
             let _ = m
                 .lag
@@ -337,6 +380,7 @@ impl ClientContext for SourceContext {
                     0
                 };
                 total += lag;
+                self.shared.lag_seen(at, lag, now);
                 self.shared
                     .metrics
                     .lag
@@ -495,7 +539,7 @@ pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
 
 #[cfg(test)]
 mod gate_tests {
-    use super::repeat_gate;
+    use super::*;
 
     #[test]
     fn a_repeated_warning_is_held_back_within_the_window() {
@@ -505,5 +549,45 @@ mod gate_tests {
         assert_eq!(repeat_gate(key), None);
         // Another kind is reported at once.
         assert_eq!(repeat_gate("test/another kind"), Some(0));
+    }
+
+    /// A partition with messages left to read counts as delivering while
+    /// its last hand-over is recent (the consumer starves it); without a
+    /// recent hand-over, or once its lag is 0, it does not.
+    #[test]
+    fn a_lagging_partition_counts_as_delivering_for_a_while() {
+        let registry = prometheus::Registry::new();
+        let topics = vec!["t".to_string()];
+        let shared = Shared {
+            metrics: SourceMetrics::register(&registry, &topics).expect("metrics"),
+            topics,
+            tracker: Mutex::new(OffsetTracker::new()),
+            health: Health::new(Instant::now()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            arrival: ArrivalDecode::new(DecodeLimits::default(), vec![None]),
+            delivered: Mutex::new(BTreeMap::new()),
+            backlog: Mutex::new(BTreeMap::new()),
+            backlog_hold: Duration::from_secs(60),
+        };
+        let at = |partition| Partition {
+            topic: 0,
+            partition,
+        };
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        // Never handed over anything: a lag alone does not count.
+        shared.lag_seen(at(0), 500, s(1));
+        assert!(shared.backlogged().is_empty());
+        shared.delivered.lock().expect("lock").insert(at(0), s(2));
+        shared.lag_seen(at(0), 500, s(20));
+        assert_eq!(shared.backlogged(), vec![(at(0), s(20))]);
+        // Caught up: no backlog.
+        shared.lag_seen(at(0), 0, s(21));
+        assert!(shared.backlogged().is_empty());
+        // A lag that never drops counts only up to the hold.
+        shared.lag_seen(at(0), 1, s(61));
+        assert_eq!(shared.backlogged(), vec![(at(0), s(61))]);
+        shared.lag_seen(at(0), 1, s(62));
+        assert!(shared.backlogged().is_empty());
     }
 }

@@ -297,6 +297,10 @@ impl SplitStage {
         for (p, when) in self.shared.delivered() {
             self.activity.handed_over(source(p), when);
         }
+        // Messages left to read: starved by the consumer, not idle.
+        for (p, when) in self.shared.backlogged() {
+            self.activity.handed_over(source(p), when);
+        }
         for (rec, topic) in self.recorders.iter_mut().zip(&self.shared.topics) {
             self.all_metrics.absorb(topic, rec);
         }
