@@ -357,6 +357,14 @@ impl ShardedEngine {
     }
 }
 
+impl ShardedEngine {
+    /// `f` on the workers seen as one [`EngineSet`](super::EngineSet).
+    fn as_set<R>(&self, f: impl FnOnce(&super::EngineSet<'_>) -> R) -> R {
+        let engines: Vec<&Engine> = self.engines.iter().collect();
+        f(&super::EngineSet::new(&engines))
+    }
+}
+
 impl EngineView for ShardedEngine {
     fn clock(&self) -> Option<i64> {
         self.engines[0].clock()
@@ -373,36 +381,21 @@ impl EngineView for ShardedEngine {
     fn rule_counters(&self, i: usize) -> RuleStats {
         self.rule_stats(i)
     }
+    // The workers' groups merge as any set of engines' do.
     fn live_groups(&self, i: usize) -> usize {
-        self.engines.iter().map(|e| e.live_groups(i)).sum()
+        self.as_set(|e| e.live_groups(i))
     }
     fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
-        super::views::ranked(&self.engines, k, 1.0, |e| e.top_groups(i, k))
+        self.as_set(|e| e.top_groups(i, k))
     }
     fn worst_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
-        let sign = match self.engines[0].rule_config(i).condition {
-            crate::config::Condition::Above => 1.0,
-            crate::config::Condition::Below => -1.0,
-        };
-        super::views::ranked(&self.engines, k, sign, |e| e.worst_groups(i, k))
+        self.as_set(|e| e.worst_groups(i, k))
     }
     fn active_groups(&self, i: usize) -> Vec<GroupView> {
-        let mut all: Vec<GroupView> = self
-            .engines
-            .iter()
-            .flat_map(|e| e.active_groups(i))
-            .collect();
-        all.sort_by(|a, b| a.group.cmp(&b.group));
-        all
+        self.as_set(|e| e.active_groups(i))
     }
     fn active_alert_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .engines
-            .iter()
-            .flat_map(Engine::active_alert_keys)
-            .collect();
-        keys.sort_unstable();
-        keys
+        self.as_set(|e| e.active_alert_keys())
     }
     fn dedup_len(&self) -> usize {
         // Every worker remembers the same ids.

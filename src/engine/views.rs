@@ -196,7 +196,7 @@ impl EngineView for EngineSet<'_> {
 /// The first `k` of every engine's ranked groups, ranked as one engine
 /// ranks them (alerting first, then `sign × value` highest; ties by group,
 /// not memory layout), and the live groups of all.
-pub(super) fn ranked<'a>(
+fn ranked<'a>(
     engines: impl IntoIterator<Item = &'a Engine>,
     k: usize,
     sign: f64,

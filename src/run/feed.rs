@@ -36,6 +36,37 @@ mod clock;
 
 pub(crate) use clock::{LiveClock, Pass, Suspect};
 
+/// A clock jump the guard refuted: invalid (`clock_jump`), counted per
+/// topic and dead-lettered unchanged; its offset, held until now, is released
+/// by the dead letter's task once written, or at once without a dead-letter
+/// topic (the engine stage and the split stage).
+pub(crate) async fn dead_letter_refuted(
+    s: &Suspect,
+    shared: &crate::source::context::Shared,
+    dlq: Option<&crate::source::dlq::DeadLetters>,
+) {
+    let (at, offset) = (s.origin.at, s.origin.offset);
+    shared
+        .metrics
+        .invalid
+        .with_label_values(&[
+            shared.topics[usize::from(at.topic)].as_str(),
+            crate::event::InvalidReason::ClockJump.as_str(),
+        ])
+        .inc();
+    match dlq {
+        Some(dlq) => {
+            dlq.send(
+                &s.record(),
+                crate::event::InvalidReason::ClockJump,
+                &s.detail,
+            )
+            .await
+        }
+        None => shared.tracker().unhold(at, offset),
+    }
+}
+
 /// Where a held event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {

@@ -247,24 +247,8 @@ impl Stage {
     /// dead-lettered unchanged (their offsets were held until now).
     async fn refuted_jumps(&mut self) {
         for s in self.feed.take_refuted() {
-            let (at, offset) = (s.origin.at, s.origin.offset);
             self.engine.record_invalid(InvalidReason::ClockJump);
-            self.shared
-                .metrics
-                .invalid
-                .with_label_values(&[
-                    self.shared.topics[usize::from(at.topic)].as_str(),
-                    InvalidReason::ClockJump.as_str(),
-                ])
-                .inc();
-            match &self.dlq {
-                // The dead letter's task releases the offset once written.
-                Some(dlq) => {
-                    dlq.send(&s.record(), InvalidReason::ClockJump, &s.detail)
-                        .await
-                }
-                None => self.shared.tracker().unhold(at, offset),
-            }
+            crate::run::feed::dead_letter_refuted(&s, &self.shared, self.dlq.as_ref()).await;
         }
     }
 

@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use super::internal::Ordered;
 use super::{ScaledError, ScaledMetrics, Topics};
-use crate::event::{Event, InvalidReason};
+use crate::event::Event;
 use crate::repartition::{Envelope, Source, Splitter};
-use crate::run::feed::{decode_as, LiveClock, Pass};
+use crate::run::feed::{dead_letter_refuted, decode_as, LiveClock, Pass};
 use crate::run::progress::BatchProgress;
 use crate::run::reread::Reread;
 use crate::source::context::Shared;
@@ -389,23 +389,7 @@ impl SplitStage {
     /// dead-lettered unchanged (their offsets were held until now).
     async fn refuted_jumps(&mut self) {
         for s in self.clock.take_refuted() {
-            let (at, offset) = (s.origin.at, s.origin.offset);
-            self.shared
-                .metrics
-                .invalid
-                .with_label_values(&[
-                    self.shared.topics[usize::from(at.topic)].as_str(),
-                    InvalidReason::ClockJump.as_str(),
-                ])
-                .inc();
-            match &self.dlq {
-                // The dead letter's task releases the offset once written.
-                Some(dlq) => {
-                    dlq.send(&s.record(), InvalidReason::ClockJump, &s.detail)
-                        .await
-                }
-                None => self.shared.tracker().unhold(at, offset),
-            }
+            dead_letter_refuted(&s, &self.shared, self.dlq.as_ref()).await;
         }
     }
 
@@ -516,115 +500,4 @@ impl SplitStage {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const IDLE: Duration = Duration::from_secs(10);
-    const QUIET: Duration = Duration::from_secs(2);
-
-    fn src(partition: i32) -> Source {
-        Source {
-            topic: 0,
-            partition,
-        }
-    }
-
-    #[test]
-    fn a_source_is_idle_only_after_its_timeout_from_its_last_message() {
-        let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        let mut a = Activity::new(t0);
-        a.assign(src(0), t0);
-        a.assign(src(1), t0);
-        a.any_message(at(5));
-        a.message(src(1), at(5));
-        assert!(a.idle_due(at(9), IDLE).is_empty());
-        assert_eq!(a.idle_due(at(10), IDLE), vec![src(0)]);
-        assert!(a.idle_due(at(14), IDLE).is_empty());
-        assert_eq!(a.idle_due(at(15), IDLE), vec![src(1)]);
-        // Repeated every IDLE while the source stays idle.
-        assert!(a.idle_due(at(19), IDLE).is_empty());
-        assert_eq!(a.idle_due(at(20), IDLE), vec![src(0)]);
-        a.message(src(0), at(20));
-        assert_eq!(a.idle_due(at(25), IDLE), vec![src(1)]);
-        assert!(a.idle_due(at(29), IDLE).is_empty());
-        assert_eq!(a.idle_due(at(30), IDLE), vec![src(0)]);
-        assert_eq!(a.idle_due(at(35), IDLE), vec![src(1)]);
-        a.revoke(src(0));
-        a.message(src(0), at(31));
-        assert_eq!(a.idle_due(at(60), IDLE), vec![src(1)]);
-    }
-
-    /// A source the consumer thread handed a message of over is not
-    /// reported idle again until the timeout passes from the hand-over.
-    #[test]
-    fn a_hand_over_stops_the_idle_repeats() {
-        let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        let mut a = Activity::new(t0);
-        a.assign(src(0), t0);
-        assert_eq!(a.idle_due(at(10), IDLE), vec![src(0)]);
-        a.handed_over(src(0), at(15));
-        assert!(a.idle_due(at(20), IDLE).is_empty());
-        assert!(a.idle_due(at(24), IDLE).is_empty());
-        assert_eq!(a.idle_due(at(25), IDLE), vec![src(0)]);
-    }
-
-    /// The stage stalled (a slow shard-topic write) while the consumer thread
-    /// handed over messages of a source: the source is not idle, and the
-    /// stream not quiet, from the stage's point of view either.
-    #[test]
-    fn a_source_with_messages_handed_over_is_not_idle_while_the_stage_stalls() {
-        let t0 = Instant::now();
-        let mut a = Activity::new(t0);
-        a.assign(src(0), t0);
-        a.any_message(t0);
-        a.message(src(0), t0);
-        // Handed over at 8 s; the stage reaches its tick only at 9 s, then
-        // stalls until 12 s.
-        a.handed_over(src(0), t0 + Duration::from_secs(8));
-        let at = t0 + Duration::from_secs(9);
-        assert_eq!(
-            a.quiet_due(at, QUIET),
-            None,
-            "not quiet 1 s after a hand-over"
-        );
-        let at = t0 + Duration::from_secs(12);
-        assert!(
-            a.idle_due(at, IDLE).is_empty(),
-            "idle counts from the hand-over"
-        );
-        assert_eq!(a.idle_due(t0 + Duration::from_secs(18), IDLE), vec![src(0)]);
-        // An older hand-over moves nothing back.
-        let mut b = Activity::new(t0);
-        b.assign(src(0), t0 + Duration::from_secs(5));
-        b.handed_over(src(0), t0 + Duration::from_secs(1));
-        assert!(b.idle_due(t0 + Duration::from_secs(14), IDLE).is_empty());
-        assert_eq!(b.idle_due(t0 + Duration::from_secs(15), IDLE), vec![src(0)]);
-        // A hand-over of a source no longer assigned adds no source.
-        b.handed_over(src(7), t0 + Duration::from_secs(16));
-        assert_eq!(b.sources(), vec![src(0)]);
-    }
-
-    #[test]
-    fn a_quiet_stream_is_reported_every_second_until_a_message() {
-        let t0 = Instant::now();
-        let mut a = Activity::new(t0);
-        assert_eq!(a.quiet_due(t0 + QUIET, QUIET), None, "nothing assigned");
-        a.assign(src(0), t0);
-        assert_eq!(a.quiet_due(t0 + Duration::from_millis(1_999), QUIET), None);
-        assert_eq!(a.quiet_due(t0 + QUIET, QUIET), Some(QUIET));
-        assert_eq!(a.quiet_due(t0 + Duration::from_millis(2_500), QUIET), None);
-        assert_eq!(
-            a.quiet_due(t0 + Duration::from_secs(3), QUIET),
-            Some(Duration::from_secs(3))
-        );
-        a.handed_over(src(0), t0 + Duration::from_secs(4));
-        assert_eq!(a.quiet_due(t0 + Duration::from_secs(5), QUIET), None);
-        assert_eq!(
-            a.quiet_due(t0 + Duration::from_secs(6), QUIET),
-            Some(QUIET),
-            "quiet again counts from the hand-over"
-        );
-    }
-}
+mod tests;
