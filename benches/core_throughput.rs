@@ -309,12 +309,43 @@ fn decode_all(lines: &[Vec<u8>], limits: &DecodeLimits) -> usize {
 }
 
 fn engine_all(engine: &mut Engine, lines: &[Vec<u8>]) -> usize {
+    if std::env::var("CRISISWATCH_BENCH_UNBATCHED").is_ok_and(|v| v == "1") {
+        return engine_each(engine, lines);
+    }
+    engine_batched(engine, lines)
+}
+
+/// One `process_bytes` call per line.
+fn engine_each(engine: &mut Engine, lines: &[Vec<u8>]) -> usize {
     let mut out = Vec::new();
     let mut n = 0;
     for l in lines {
         let _ = engine.process_bytes(l, None, &mut out);
         n += out.len();
         out.clear();
+    }
+    n
+}
+
+/// Lines decoded in batches of [`BATCH`] and processed with
+/// `Engine::process_batch`, as `replay` and `run` hand released events over.
+fn engine_batched(engine: &mut Engine, lines: &[Vec<u8>]) -> usize {
+    const BATCH: usize = 256;
+    let limits = *engine.limits();
+    let mut out = Vec::new();
+    let mut n = 0;
+    let mut evs: Vec<Event<'_>> = (0..BATCH).map(|_| Event::default()).collect();
+    for chunk in lines.chunks(BATCH) {
+        let mut k = 0;
+        for l in chunk {
+            if decode_into(l, &limits, None, None, &mut evs[k]).is_ok() {
+                k += 1;
+            }
+        }
+        engine.process_batch(&evs[..k], &mut out, |_, _, out| {
+            n += out.len();
+            out.clear();
+        });
     }
     n
 }

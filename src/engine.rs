@@ -376,6 +376,44 @@ impl Engine {
         self.advance_clock(t, out);
         self.apply(ev, out)
     }
+
+    /// [`Engine::process`] of each event in order, calling `each` with the
+    /// event's position and outcome after each (`out` then holds the
+    /// transitions so far). The same transitions, outcomes and state as one
+    /// `process` call per event; faster on many groups: the events ahead are
+    /// routed early and their index lines, entries and groups asked of the
+    /// memory while the current one is applied.
+    pub fn process_batch<'e, E: std::borrow::Borrow<Event<'e>>>(
+        &mut self,
+        events: &[E],
+        out: &mut Vec<Transition>,
+        mut each: impl FnMut(usize, Outcome, &mut Vec<Transition>),
+    ) {
+        /// Events routed ahead of the one applied; entries are asked for
+        /// half as far ahead, groups a quarter.
+        const AHEAD: usize = 8;
+        const RING: usize = AHEAD + 1;
+        let mut ring: [apply::Routed<'_>; RING] = Default::default();
+        for (k, ev) in events.iter().take(AHEAD).enumerate() {
+            self.route_ahead(ev.borrow(), &mut ring[k]);
+        }
+        for (i, ev) in events.iter().enumerate() {
+            let ev = ev.borrow();
+            if let Some(next) = events.get(i + AHEAD) {
+                self.route_ahead(next.borrow(), &mut ring[(i + AHEAD) % RING]);
+            }
+            if i + AHEAD / 2 < events.len() {
+                self.prefetch_entries(&ring[(i + AHEAD / 2) % RING]);
+            }
+            if i + AHEAD / 4 < events.len() {
+                self.prefetch_groups(&mut ring[(i + AHEAD / 4) % RING]);
+            }
+            let t = self.clock.map_or(ev.ts, |c| c.max(ev.ts));
+            self.advance_clock(t, out);
+            let outcome = self.apply_routed(ev, &mut ring[i % RING], true, out);
+            each(i, outcome, out);
+        }
+    }
 }
 
 /// Validates a configuration for the engine.
@@ -392,5 +430,7 @@ fn check_config(cfg: &Config) -> Result<(), EngineError> {
     Err(EngineError::Config(msg))
 }
 
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod tests;

@@ -44,33 +44,76 @@ pub(super) struct Applied {
 /// Grouping values of one event by attribute id ("" where absent).
 pub(super) type Values<'v> = SmallVec<[&'v str; 16]>;
 
+/// An event's routing (see [`Engine::route_ahead`]).
+#[derive(Debug, Default)]
+pub(super) struct Routed<'v> {
+    hits: SmallVec<[Hit; 32]>,
+    values: Values<'v>,
+    /// Per group table (empty: none looked at yet).
+    tables: SmallVec<[Ahead; 8]>,
+}
+
+/// What was found ahead of an event in one group table.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Ahead {
+    /// The event's key hash, if a hit uses the table.
+    hash: Option<u64>,
+    /// The key's entry ([`NONE`]: not in the table) and the table's
+    /// [`GroupTable::version`](super::table::GroupTable::version) when it
+    /// was looked up: still the answer if the version is.
+    entry: Option<(u32, u64)>,
+}
+
 impl Engine {
     /// Applies an event at the current clock (which it does not move; before
     /// the first clock advance the clock starts at the event's time).
     pub(crate) fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Transition>) -> Outcome {
+        let mut routed = Routed::default();
+        self.apply_routed(ev, &mut routed, false, out)
+    }
+
+    /// [`Engine::apply`] of an event whose routing `routed` holds when
+    /// `ready` (see [`Engine::route_ahead`]; else it is routed here, after
+    /// deduplication).
+    pub(super) fn apply_routed<'v>(
+        &mut self,
+        ev: &'v Event<'_>,
+        routed: &mut Routed<'v>,
+        ready: bool,
+        out: &mut Vec<Transition>,
+    ) -> Outcome {
         self.stats.events_in += 1;
         let clock = *self.clock.get_or_insert(ev.ts);
         if self.dedup.check_and_insert(&ev.id, clock) {
             self.stats.duplicates += 1;
             return Outcome::Duplicate;
         }
-        let mut hits: SmallVec<[Hit; 32]> = SmallVec::new();
-        self.route(ev, |h| hits.push(h));
+        if !ready {
+            self.route(ev, |h| routed.hits.push(h));
+            if routed.hits.is_empty() {
+                self.stats.unmatched += 1;
+                return Outcome::Unmatched;
+            }
+            routed.values.resize(self.attr_count(), "");
+            self.resolve_values(ev, &mut routed.values);
+        }
+        let Routed {
+            hits,
+            values,
+            tables: ahead,
+        } = routed;
         if hits.is_empty() {
             self.stats.unmatched += 1;
             return Outcome::Unmatched;
         }
-        let mut values = Values::new();
-        values.resize(self.attr_count(), "");
-        self.resolve_values(ev, &mut values);
         if self.shard.is_some() {
-            self.keep_owned(ev, clock, &mut hits, &values);
+            self.keep_owned(ev, clock, hits, values);
             if hits.is_empty() {
                 self.stats.unmatched += 1;
                 return Outcome::Unmatched;
             }
         }
-        let done = self.apply_hits(ev, &hits, &values, out);
+        let done = self.apply_hits(ev, hits, values, ahead, out);
         if done.applied {
             self.stats.applied += 1;
             Outcome::Applied
@@ -85,6 +128,76 @@ impl Engine {
             // answered complaint, a complaint booked already).
             self.stats.unmatched += 1;
             Outcome::Unmatched
+        }
+    }
+
+    /// Routes an event ahead of its application, into `routed` (cleared
+    /// first): its hits, its grouping values and the key hash of each group
+    /// table a hit uses; and asks the memory for the index line of each
+    /// such key. Reads the engine only: applying the event later with
+    /// [`Engine::apply_routed`] gives exactly what [`Engine::apply`] gives.
+    pub(super) fn route_ahead<'v>(&self, ev: &'v Event<'_>, routed: &mut Routed<'v>) {
+        routed.hits.clear();
+        routed.values.clear();
+        routed.tables.clear();
+        self.route(ev, |h| routed.hits.push(h));
+        if routed.hits.is_empty() {
+            return;
+        }
+        routed.values.resize(self.attr_count(), "");
+        self.resolve_values(ev, &mut routed.values);
+        routed.tables.resize(self.tables.len(), Ahead::default());
+        for h in &routed.hits {
+            let t = self.rules[h.rule as usize].group_by_id;
+            if routed.tables[t].hash.is_none() {
+                let table = &self.tables[t];
+                let hash = group_hash(
+                    &self.hasher,
+                    table.attrs.iter().map(|&i| routed.values[i as usize]),
+                );
+                table.prefetch_index(hash);
+                routed.tables[t].hash = Some(hash);
+            }
+        }
+    }
+
+    /// Second step ahead: asks the memory for the entry each of the event's
+    /// keys most likely has (its index line should be here by now).
+    pub(super) fn prefetch_entries(&self, routed: &Routed<'_>) {
+        for (t, ahead) in routed.tables.iter().enumerate() {
+            if let Some(hash) = ahead.hash {
+                self.tables[t].prefetch_entry(hash);
+            }
+        }
+    }
+
+    /// Last step ahead: looks each key up (index and entries should be here
+    /// by now; the answer is kept for the application) and asks the memory
+    /// for the group of each hit whose entry is found.
+    pub(super) fn prefetch_groups(&self, routed: &mut Routed<'_>) {
+        for (t, ahead) in routed.tables.iter_mut().enumerate() {
+            if let Some(hash) = ahead.hash {
+                let table = &self.tables[t];
+                let e = table.find(hash, &routed.values).unwrap_or(NONE);
+                ahead.entry = Some((e, table.version()));
+            }
+        }
+        for h in &routed.hits {
+            let rule = &self.rules[h.rule as usize];
+            let Some(Ahead {
+                entry: Some((e, _)),
+                ..
+            }) = routed.tables.get(rule.group_by_id)
+            else {
+                continue;
+            };
+            if *e == NONE {
+                continue;
+            }
+            let slot = self.tables[rule.group_by_id].slot(*e, rule.member);
+            if slot != NONE {
+                rule.prefetch_slot(slot);
+            }
         }
     }
 
@@ -162,6 +275,7 @@ impl Engine {
         ev: &Event<'_>,
         hits: &[Hit],
         values: &[&str],
+        ahead: &[Ahead],
         out: &mut Vec<Transition>,
     ) -> Applied {
         let clock = *self.clock.get_or_insert(ev.ts);
@@ -195,11 +309,18 @@ impl Engine {
             rule.note_origin(ev.ts, clock);
             let table = &mut self.tables[rule.group_by_id];
             let (hash, mut e) = *entries[rule.group_by_id].get_or_insert_with(|| {
-                let hash = group_hash(
-                    &self.hasher,
-                    table.attrs.iter().map(|&i| values[i as usize]),
-                );
-                (hash, table.find(hash, values).unwrap_or(NONE))
+                let known = ahead.get(rule.group_by_id).copied().unwrap_or_default();
+                let hash = known.hash.unwrap_or_else(|| {
+                    group_hash(
+                        &self.hasher,
+                        table.attrs.iter().map(|&i| values[i as usize]),
+                    )
+                });
+                match known.entry {
+                    // Looked up ahead, and the table has not changed since.
+                    Some((e, version)) if version == table.version() => (hash, e),
+                    _ => (hash, table.find(hash, values).unwrap_or(NONE)),
+                }
             });
             let mut slot = if e == NONE {
                 NONE

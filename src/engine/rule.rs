@@ -279,6 +279,33 @@ impl RuleRt {
         }
     }
 
+    /// Asks the memory for group slot `slot` (a hint that changes nothing):
+    /// the lines of the fields an event's application reads (a slot spans
+    /// several lines).
+    #[inline]
+    pub(super) fn prefetch_slot(&self, slot: u32) {
+        use prefetch_index::prefetch_index;
+        use std::slice::from_ref;
+        let Some(s) = self.slots.get(slot as usize) else {
+            return;
+        };
+        prefetch_index(from_ref(s), 0);
+        prefetch_index(from_ref(&s.gen), 0);
+        if let Some(g) = &s.group {
+            prefetch_index(from_ref(&g.window), 0);
+            prefetch_index(from_ref(&g.window.cur), 0);
+            prefetch_index(from_ref(&g.window.base_sumsq), 0);
+            prefetch_index(from_ref(&g.value), 0);
+            prefetch_index(from_ref(&g.deadline), 0);
+            prefetch_index(from_ref(&g.book), 0);
+            prefetch_index(from_ref(&g.season), 0);
+            prefetch_index(from_ref(&g.explain), 0);
+            prefetch_index(from_ref(&g.instance), 0);
+            prefetch_index(from_ref(&g.phase), 0);
+            prefetch_index(from_ref(&g.window.customers), 0);
+        }
+    }
+
     /// The pane holding time `t` ([`pane_of`]; also the end of the window
     /// evaluated at `t`). Event times and the clock move in small steps, so
     /// most calls fall in the pane of the last one and skip the division.

@@ -288,15 +288,30 @@ impl ShardedEngine {
     ) {
         if self.engines.len() == 1 {
             let e = &mut self.engines[0];
-            for op in ops {
-                match *op {
-                    Op::Advance(t) => e.advance_clock(t, out),
-                    Op::Process(ev) => {
-                        let o = e.process(ev, out);
-                        count(&mut self.stats, o);
-                        outcomes.push(o);
-                    }
+            // Each run of events between clock moves as one batch.
+            let mut events: Vec<&Event<'_>> = Vec::new();
+            let mut rest = ops;
+            while let Some((first, tail)) = rest.split_first() {
+                if let Op::Advance(t) = *first {
+                    e.advance_clock(t, out);
+                    rest = tail;
+                    continue;
                 }
+                let run = rest
+                    .iter()
+                    .position(|op| matches!(op, Op::Advance(_)))
+                    .unwrap_or(rest.len());
+                events.clear();
+                events.extend(rest[..run].iter().filter_map(|op| match *op {
+                    Op::Process(ev) => Some(ev),
+                    Op::Advance(_) => None,
+                }));
+                let stats = &mut self.stats;
+                e.process_batch(&events, out, |_, o, _| {
+                    count(stats, o);
+                    outcomes.push(o);
+                });
+                rest = &rest[run..];
             }
             return;
         }

@@ -14,10 +14,12 @@
 //! not part of a snapshot: they are rebuilt from the keys a snapshot writes
 //! beside each group ([`stash`], [`rebuild`]).
 
-use hashbrown::HashTable;
-
 use super::key::{key_eq, GroupKey};
 use super::RuleRt;
+
+mod index;
+
+use index::Index;
 
 /// No group of this member rule in the entry.
 pub(super) const NONE: u32 = u32::MAX;
@@ -42,12 +44,15 @@ pub(super) struct GroupTable {
     pub(super) attrs: Box<[u16]>,
     /// Number of member rules.
     width: usize,
-    index: HashTable<u32>,
+    index: Index,
     entries: Vec<Entry>,
     /// Slots of members from [`INLINE_MEMBERS`] on, `width − INLINE_MEMBERS`
     /// per entry (empty when the table has no more members than that).
     overflow: Vec<u32>,
     free: Vec<u32>,
+    /// Changes with every entry added or removed: a lookup made at the same
+    /// version still holds.
+    version: u64,
 }
 
 impl GroupTable {
@@ -79,12 +84,26 @@ impl GroupTable {
     #[inline]
     pub(super) fn find_by(&self, hash: u64, same: impl Fn(&[u8]) -> bool) -> Option<u32> {
         let entries = &self.entries;
-        self.index
-            .find(hash, |&e| {
-                let en = &entries[e as usize];
-                en.hash == hash && same(&en.key)
-            })
-            .copied()
+        self.index.find(hash, |e| {
+            let en = &entries[e as usize];
+            en.hash == hash && same(&en.key)
+        })
+    }
+
+    /// Asks the memory for the index line a lookup of `hash` reads first.
+    #[inline]
+    pub(super) fn prefetch_index(&self, hash: u64) {
+        self.index.prefetch(hash);
+    }
+
+    /// Asks the memory for the entry a lookup of `hash` would most likely
+    /// find (read from the index: call after [`GroupTable::prefetch_index`]
+    /// had time to bring it), and returns its number.
+    #[inline]
+    pub(super) fn prefetch_entry(&self, hash: u64) -> Option<u32> {
+        let e = self.index.first_candidate(hash)?;
+        prefetch_index::prefetch_index(&self.entries, e as usize);
+        Some(e)
     }
 
     /// The flat key of entry `e`.
@@ -98,8 +117,15 @@ impl GroupTable {
         self.entries[e as usize].hash
     }
 
+    /// See [`GroupTable::version`](GroupTable#structfield.version).
+    #[inline]
+    pub(super) fn version(&self) -> u64 {
+        self.version
+    }
+
     /// A new entry (no member has a group in it yet).
     pub(super) fn insert(&mut self, hash: u64, key: GroupKey) -> u32 {
+        self.version += 1;
         let entry = Entry {
             hash,
             key,
@@ -120,8 +146,7 @@ impl GroupTable {
             }
         };
         let entries = &self.entries;
-        self.index
-            .insert_unique(hash, e, |&x| entries[x as usize].hash);
+        self.index.insert(hash, e, |x| entries[x as usize].hash);
         e
     }
 
@@ -171,18 +196,18 @@ impl GroupTable {
         }
         *s = NONE;
         if self.unused(e) {
-            let en = &mut self.entries[e as usize];
-            let hash = en.hash;
-            if let Ok(found) = self.index.find_entry(hash, |&x| x == e) {
-                found.remove();
-            }
-            en.key = GroupKey::new();
+            self.version += 1;
+            let hash = self.entries[e as usize].hash;
+            let entries = &self.entries;
+            self.index.remove(hash, e, |x| entries[x as usize].hash);
+            self.entries[e as usize].key = GroupKey::new();
             self.free.push(e);
         }
     }
 
     /// Forgets every entry.
     fn clear(&mut self) {
+        self.version += 1;
         self.index.clear();
         self.entries.clear();
         self.overflow.clear();
@@ -229,12 +254,9 @@ pub(super) fn rebuild(tables: &mut [GroupTable], rules: &mut [RuleRt]) {
             else {
                 continue;
             };
-            let found = table.index.find(hash, |&e| {
-                let en = &table.entries[e as usize];
-                en.hash == hash && en.key == key
-            });
+            let found = table.find_by(hash, |k| k == key.as_slice());
             let e = match found {
-                Some(&e) => e,
+                Some(e) => e,
                 None => table.insert(hash, key),
             };
             table.set(e, rule.member, s);

@@ -200,8 +200,13 @@ pub(super) fn work(
                     continue;
                 };
                 let vals = &routed.values[values as usize..values as usize + routed.stride];
-                let done =
-                    engine.apply_hits(ev, &plan.hits[from as usize..to as usize], vals, &mut buf);
+                let done = engine.apply_hits(
+                    ev,
+                    &plan.hits[from as usize..to as usize],
+                    vals,
+                    &[],
+                    &mut buf,
+                );
                 if done.applied {
                     applied.push(op);
                 } else if done.overflow {
