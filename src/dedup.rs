@@ -23,8 +23,11 @@ use std::hash::Hasher;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use hashbrown::HashSet;
 use siphasher::sip::SipHasher13;
+
+mod flat;
+
+use flat::FlatSet;
 
 /// The key of the id hash (128 bits).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -115,7 +118,7 @@ pub struct Dedup {
     /// Upper bound on remembered ids.
     max_ids: usize,
     /// Hashes of the remembered ids.
-    seen: HashSet<u64, foldhash::fast::FixedState>,
+    seen: FlatSet,
     /// (clock when seen, id hash), oldest first, for expiry.
     order: VecDeque<(i64, u64)>,
     key: DedupKey,
@@ -133,10 +136,7 @@ impl Dedup {
         Dedup {
             horizon_ms,
             max_ids: max_ids.max(1),
-            // The set's own hash of (already keyed) id hashes.
-            seen: HashSet::with_hasher(foldhash::fast::FixedState::with_seed(
-                0x6372_6973_6973_7761,
-            )),
+            seen: FlatSet::default(),
             order: VecDeque::new(),
             key: DedupKey::FIXED,
             evicted_early: 0,
@@ -203,19 +203,40 @@ impl Dedup {
         if self.horizon_ms <= 0 {
             return false;
         }
-        self.expire(clock);
         let h = self.key.hash(id);
+        self.check_and_insert_hash(h, clock)
+    }
+
+    /// The keyed hash of an id, for [`Dedup::check_and_insert_hash`]
+    /// (`None` when deduplication is off).
+    #[inline]
+    pub(crate) fn hash_of(&self, id: &str) -> Option<u64> {
+        (self.horizon_ms > 0).then(|| self.key.hash(id))
+    }
+
+    /// Asks the memory for where the set looks `h` up (a hint).
+    #[inline]
+    pub(crate) fn prefetch(&self, h: u64) {
+        self.seen.prefetch(h);
+    }
+
+    /// [`Dedup::check_and_insert`] of the id whose [`Dedup::hash_of`] is `h`.
+    pub(crate) fn check_and_insert_hash(&mut self, h: u64, clock: i64) -> bool {
+        if self.horizon_ms <= 0 {
+            return false;
+        }
+        self.expire(clock);
         if self.seen.len() < self.max_ids {
             // One probe: `insert` says whether the id was new.
             if !self.seen.insert(h) {
                 return true;
             }
         } else {
-            if self.seen.contains(&h) {
+            if self.seen.contains(h) {
                 return true;
             }
             if let Some((_, old)) = self.order.pop_front() {
-                self.seen.remove(&old);
+                self.seen.remove(old);
                 self.evicted_early += 1;
             }
             self.seen.insert(h);
@@ -233,7 +254,7 @@ impl Dedup {
                 break;
             }
             self.order.pop_front();
-            self.seen.remove(&h);
+            self.seen.remove(h);
         }
     }
 

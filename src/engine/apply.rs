@@ -51,6 +51,8 @@ pub(super) struct Routed<'v> {
     values: Values<'v>,
     /// Per group table (empty: none looked at yet).
     tables: SmallVec<[Ahead; 8]>,
+    /// The keyed hash of the event's id (deduplication on, routed ahead).
+    id_hash: Option<u64>,
 }
 
 /// What was found ahead of an event in one group table.
@@ -84,7 +86,11 @@ impl Engine {
     ) -> Outcome {
         self.stats.events_in += 1;
         let clock = *self.clock.get_or_insert(ev.ts);
-        if self.dedup.check_and_insert(&ev.id, clock) {
+        let duplicate = match routed.id_hash {
+            Some(h) if ready => self.dedup.check_and_insert_hash(h, clock),
+            _ => self.dedup.check_and_insert(&ev.id, clock),
+        };
+        if duplicate {
             self.stats.duplicates += 1;
             return Outcome::Duplicate;
         }
@@ -101,6 +107,7 @@ impl Engine {
             hits,
             values,
             tables: ahead,
+            ..
         } = routed;
         if hits.is_empty() {
             self.stats.unmatched += 1;
@@ -140,6 +147,10 @@ impl Engine {
         routed.hits.clear();
         routed.values.clear();
         routed.tables.clear();
+        routed.id_hash = self.dedup.hash_of(&ev.id);
+        if let Some(h) = routed.id_hash {
+            self.dedup.prefetch(h);
+        }
         self.route(ev, |h| routed.hits.push(h));
         if routed.hits.is_empty() {
             return;
