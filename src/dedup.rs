@@ -214,10 +214,16 @@ impl Dedup {
         (self.horizon_ms > 0).then(|| self.key.hash(id))
     }
 
-    /// Asks the memory for where the set looks `h` up (a hint).
+    /// Asks the memory for where the set looks `h` up, and for where it
+    /// holds the id `ahead` places from the oldest (the one expiry is
+    /// likely to remove that many ids later: one per id in a steady
+    /// stream). Hints only.
     #[inline]
-    pub(crate) fn prefetch(&self, h: u64) {
+    pub(crate) fn prefetch(&self, h: u64, ahead: usize) {
         self.seen.prefetch(h);
+        if let Some(&(_, old)) = self.order.get(ahead) {
+            self.seen.prefetch(old);
+        }
     }
 
     /// [`Dedup::check_and_insert`] of the id whose [`Dedup::hash_of`] is `h`.

@@ -395,12 +395,12 @@ impl Engine {
         const RING: usize = AHEAD + 1;
         let mut ring: [apply::Routed<'_>; RING] = Default::default();
         for (k, ev) in events.iter().take(AHEAD).enumerate() {
-            self.route_ahead(ev.borrow(), &mut ring[k]);
+            self.route_ahead(ev.borrow(), &mut ring[k], k);
         }
         for (i, ev) in events.iter().enumerate() {
             let ev = ev.borrow();
             if let Some(next) = events.get(i + AHEAD) {
-                self.route_ahead(next.borrow(), &mut ring[(i + AHEAD) % RING]);
+                self.route_ahead(next.borrow(), &mut ring[(i + AHEAD) % RING], AHEAD);
             }
             if i + AHEAD / 2 < events.len() {
                 self.prefetch_entries(&ring[(i + AHEAD / 2) % RING]);

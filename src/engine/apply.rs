@@ -143,13 +143,14 @@ impl Engine {
     /// table a hit uses; and asks the memory for the index line of each
     /// such key. Reads the engine only: applying the event later with
     /// [`Engine::apply_routed`] gives exactly what [`Engine::apply`] gives.
-    pub(super) fn route_ahead<'v>(&self, ev: &'v Event<'_>, routed: &mut Routed<'v>) {
+    /// `ahead`: how many events come before this one.
+    pub(super) fn route_ahead<'v>(&self, ev: &'v Event<'_>, routed: &mut Routed<'v>, ahead: usize) {
         routed.hits.clear();
         routed.values.clear();
         routed.tables.clear();
         routed.id_hash = self.dedup.hash_of(&ev.id);
         if let Some(h) = routed.id_hash {
-            self.dedup.prefetch(h);
+            self.dedup.prefetch(h, ahead);
         }
         self.route(ev, |h| routed.hits.push(h));
         if routed.hits.is_empty() {
