@@ -68,6 +68,10 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use kafka_support::broker::Broker;
 use kafka_support::client::create_topics;
 
+/// The binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TOPIC: &str = "events";
 const PARTITIONS: i32 = 4;
 /// Events of one crisis; the last one crosses `bench_crisis` (> 2).

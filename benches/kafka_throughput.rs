@@ -39,6 +39,10 @@ use rdkafka::{ClientContext, Message};
 use kafka_support::broker::Broker;
 use kafka_support::client::{create_topics, produce, Out};
 
+/// The binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TOPIC: &str = "events";
 const PARTITIONS: i32 = 4;
 /// Longest a consumer may take for the whole stream before the bench gives up.

@@ -34,6 +34,10 @@ use crisiswatch::event::decode;
 use crisiswatch::generator::{Generator, GeneratorSettings};
 use crisiswatch::repartition::{Envelope, Owner, Source, Splitter};
 
+/// The binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// 2026-11-20T00:00:00Z.
 const START: i64 = 1_795_132_800_000;
 const SHARDS: u32 = 64;

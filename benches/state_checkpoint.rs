@@ -16,6 +16,10 @@ use crisiswatch::engine::{Op, ShardedEngine};
 use crisiswatch::event::decode;
 use crisiswatch::state::{Checkpoint, EngineState, StateStore};
 
+/// The binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const T0: i64 = 1_795_132_800_000;
 
 fn line(g: usize, round: i64, ts: i64) -> String {

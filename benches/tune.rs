@@ -26,6 +26,10 @@ use crisiswatch::config::Config;
 use crisiswatch::generator::{Generator, GeneratorSettings};
 use criterion::{criterion_group, Criterion, Throughput};
 
+/// The binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// 2026-11-20T00:00:00Z.
 const START: i64 = 1_795_132_800_000;
 const DAY: i64 = 86_400_000;

@@ -7,6 +7,15 @@ use std::process::ExitCode;
 use clap::Parser;
 use crisiswatch::cli::Cli;
 
+/// mimalloc (without transparent huge pages: with them, page faults that
+/// zero 2 MiB each halved the core's throughput in some runs). The
+/// decode-ahead thread of `replay` and `backtest` allocates each held event
+/// and the engine thread frees it; the system allocator paid a locked slow
+/// path for every such free, and replay ran at half the speed (README
+/// "Performance").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CRISISWATCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
