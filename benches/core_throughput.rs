@@ -25,6 +25,12 @@
 //!   over one worker. The output is identical in all (tested); this is what
 //!   `engine.workers` buys on the machine at hand.
 //!
+//! The engine passes decode lines in batches of 256 and hand each batch to
+//! `Engine::process_batch` (what `run`'s engine stage does with released
+//! events: the events ahead are looked up and prefetched while one is
+//! applied); `CRISISWATCH_BENCH_UNBATCHED=1` makes them call
+//! `Engine::process_bytes` once per line instead (the same output).
+//!
 //! `CRISISWATCH_BENCH_EVENTS=N` shortens the stream (default 1,000,000);
 //! `CRISISWATCH_BENCH_QUICK=1` skips criterion and runs one timed pass each;
 //! `CRISISWATCH_BENCH_ONLY=workers,scaling` runs only the named sections.
