@@ -91,6 +91,7 @@ pub mod run;
 pub mod secret;
 pub mod sequencer;
 pub mod signal;
+mod slots;
 pub mod source;
 pub mod state;
 pub mod window;

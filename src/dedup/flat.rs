@@ -1,63 +1,39 @@
-//! The set of remembered id hashes: one flat array of 64-bit slots (open
-//! addressing, linear probing, at most three quarters full), so that the
+//! The set of remembered id hashes, in one flat array of 64-bit slots
+//! ([`Slots`]: open addressing, at most three quarters full), so that the
 //! slot a lookup starts at follows from the hash alone and can be asked of
 //! the memory ahead of time ([`FlatSet::prefetch`]). The stored values are
-//! keyed hashes already, so they are their own hash. 0 marks an empty slot;
-//! the value 0 itself is kept aside. A removal shifts the slots after it
-//! back (no tombstones).
+//! keyed hashes already, so they are their own hash; 0 marks an empty slot,
+//! so the value 0 itself is kept aside.
 
-use prefetch_index::prefetch_index;
+use crate::slots::Slots;
 
-/// Fewest slots of a non-empty set.
-const MIN_SLOTS: usize = 16;
+/// At most three quarters of the slots hold a value.
+const MAX_LOAD: (usize, usize) = (3, 4);
 
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(super) struct FlatSet {
-    slots: Vec<u64>,
-    /// Values in `slots` (the value 0 not included).
-    len: usize,
+    slots: Slots,
     zero: bool,
 }
 
+/// A stored value is its own hash.
+fn itself(h: u64) -> u64 {
+    h
+}
+
 impl FlatSet {
-    #[inline]
-    fn mask(&self) -> usize {
-        self.slots.len().wrapping_sub(1)
-    }
-
-    #[inline]
-    fn home(&self, h: u64) -> usize {
-        (h as usize) & self.mask()
-    }
-
     /// Asks the memory for the line a lookup of `h` starts at (a hint).
     #[inline]
     pub(super) fn prefetch(&self, h: u64) {
-        if !self.slots.is_empty() {
-            prefetch_index(&self.slots, self.home(h));
-        }
-    }
-
-    /// The slot holding `h`, or the empty slot where a lookup stops.
-    #[inline]
-    fn probe(&self, h: u64) -> (usize, bool) {
-        let mask = self.mask();
-        let mut i = self.home(h);
-        loop {
-            match self.slots[i] {
-                0 => return (i, false),
-                s if s == h => return (i, true),
-                _ => i = (i + 1) & mask,
-            }
-        }
+        self.slots.prefetch(h);
     }
 
     pub(super) fn contains(&self, h: u64) -> bool {
         if h == 0 {
             return self.zero;
         }
-        !self.slots.is_empty() && self.probe(h).1
+        self.slots.find(h, |s| s == h).is_some()
     }
 
     /// Adds `h`; whether it was not there.
@@ -65,66 +41,24 @@ impl FlatSet {
         if h == 0 {
             return !std::mem::replace(&mut self.zero, true);
         }
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
-            self.grow();
-        }
-        let (i, found) = self.probe(h);
-        if found {
+        if self.contains(h) {
             return false;
         }
-        self.slots[i] = h;
-        self.len += 1;
+        self.slots.insert(h, h, MAX_LOAD, itself);
         true
-    }
-
-    fn grow(&mut self) {
-        let n = (self.slots.len() * 2).max(MIN_SLOTS);
-        let old = std::mem::replace(&mut self.slots, vec![0; n]);
-        for h in old.into_iter().filter(|&h| h != 0) {
-            let (i, _) = self.probe(h);
-            self.slots[i] = h;
-        }
     }
 
     /// Removes `h` if there.
     pub(super) fn remove(&mut self, h: u64) {
         if h == 0 {
             self.zero = false;
-            return;
+        } else if let Some(at) = self.slots.find(h, |s| s == h) {
+            self.slots.remove_at(at, itself);
         }
-        if self.slots.is_empty() {
-            return;
-        }
-        let (mut i, found) = self.probe(h);
-        if !found {
-            return;
-        }
-        let mask = self.mask();
-        let mut j = i;
-        loop {
-            j = (j + 1) & mask;
-            let s = self.slots[j];
-            if s == 0 {
-                break;
-            }
-            let home = self.home(s);
-            // The slot stays if its home lies cyclically in (hole, j].
-            let stays = if i <= j {
-                i < home && home <= j
-            } else {
-                i < home || home <= j
-            };
-            if !stays {
-                self.slots[i] = s;
-                i = j;
-            }
-        }
-        self.slots[i] = 0;
-        self.len -= 1;
     }
 
     pub(super) fn len(&self) -> usize {
-        self.len + usize::from(self.zero)
+        self.slots.len() + usize::from(self.zero)
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -133,8 +67,7 @@ impl FlatSet {
 
     /// Forgets every value (keeps the memory).
     pub(super) fn clear(&mut self) {
-        self.slots.iter_mut().for_each(|s| *s = 0);
-        self.len = 0;
+        self.slots.clear();
         self.zero = false;
     }
 }

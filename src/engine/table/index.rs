@@ -1,24 +1,21 @@
 //! The index of a group table: entry numbers by key hash, in one flat array
-//! of 64-bit slots (open addressing, linear probing, at most half full).
+//! of 64-bit slots ([`Slots`]: open addressing, at most half full).
 //!
 //! A slot holds the high 32 bits of the key's hash (a tag) and the entry
-//! number plus one; 0 is an empty slot. The hash alone gives the address of
-//! the first slot a lookup reads ([`Index::prefetch`]), which lets a batch of
-//! events ask for the index lines of the events ahead before it needs them;
-//! and a tag that differs is a miss without reading the entry. A removal
-//! shifts the slots after it back (no tombstones), so a lookup stops at the
-//! first empty slot.
+//! number plus one. The hash alone gives the address of the first slot a
+//! lookup reads ([`Index::prefetch`]), which lets a batch of events ask for
+//! the index lines of the events ahead before it needs them; and a tag that
+//! differs is a miss without reading the entry.
 
-use prefetch_index::prefetch_index;
+use crate::slots::Slots;
 
-/// Fewest slots of a non-empty index.
-const MIN_SLOTS: usize = 16;
+/// At most half the slots hold an entry.
+const MAX_LOAD: (usize, usize) = (1, 2);
 
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(super) struct Index {
-    slots: Vec<u64>,
-    len: usize,
+    slots: Slots,
 }
 
 #[inline]
@@ -33,44 +30,21 @@ fn entry_of(slot: u64) -> u32 {
 }
 
 impl Index {
-    #[inline]
-    fn mask(&self) -> usize {
-        self.slots.len().wrapping_sub(1)
-    }
-
-    #[inline]
-    fn home(&self, hash: u64) -> usize {
-        (hash as usize) & self.mask()
-    }
-
     /// Asks the memory for the line a lookup of `hash` starts at (a hint:
     /// it changes nothing).
     #[inline]
     pub(super) fn prefetch(&self, hash: u64) {
-        if !self.slots.is_empty() {
-            prefetch_index(&self.slots, self.home(hash));
-        }
+        self.slots.prefetch(hash);
     }
 
     /// The first entry stored under `hash` that `same` accepts.
     #[inline]
     pub(super) fn find(&self, hash: u64, mut same: impl FnMut(u32) -> bool) -> Option<u32> {
-        if self.slots.is_empty() {
-            return None;
-        }
         let tag = hash >> 32;
-        let mask = self.mask();
-        let mut i = self.home(hash);
-        loop {
-            let s = self.slots[i];
-            if s == 0 {
-                return None;
-            }
-            if s >> 32 == tag && same(entry_of(s)) {
-                return Some(entry_of(s));
-            }
-            i = (i + 1) & mask;
-        }
+        let at = self
+            .slots
+            .find(hash, |s| s >> 32 == tag && same(entry_of(s)))?;
+        Some(entry_of(self.slots.get(at)))
     }
 
     /// The entry a lookup of `hash` would try first, without comparing keys
@@ -78,82 +52,35 @@ impl Index {
     /// holds another tag).
     #[inline]
     pub(super) fn first_candidate(&self, hash: u64) -> Option<u32> {
-        let s = *self.slots.get(self.home(hash))?;
-        (s != 0 && s >> 32 == hash >> 32).then(|| entry_of(s))
+        let s = self.slots.first(hash)?;
+        (s >> 32 == hash >> 32).then(|| entry_of(s))
     }
 
     /// Adds entry `e` under `hash` (not already there); `hash_of` gives the
     /// hash of any stored entry (to place them again when the index grows).
     pub(super) fn insert(&mut self, hash: u64, e: u32, hash_of: impl Fn(u32) -> u64) {
-        if (self.len + 1) * 2 > self.slots.len() {
-            self.grow(&hash_of);
-        }
-        self.place(pack(hash, e), hash);
-        self.len += 1;
-    }
-
-    fn place(&mut self, slot: u64, hash: u64) {
-        let mask = self.mask();
-        let mut i = self.home(hash);
-        while self.slots[i] != 0 {
-            i = (i + 1) & mask;
-        }
-        self.slots[i] = slot;
-    }
-
-    fn grow(&mut self, hash_of: &impl Fn(u32) -> u64) {
-        let n = (self.slots.len() * 2).max(MIN_SLOTS);
-        let old = std::mem::replace(&mut self.slots, vec![0; n]);
-        for s in old.into_iter().filter(|&s| s != 0) {
-            self.place(s, hash_of(entry_of(s)));
-        }
+        self.slots
+            .insert(hash, pack(hash, e), MAX_LOAD, |s| hash_of(entry_of(s)));
     }
 
     /// Removes entry `e`, stored under `hash`; `hash_of` as for
-    /// [`Index::insert`] (the slots after it move back to where a lookup
-    /// finds them).
+    /// [`Index::insert`].
     pub(super) fn remove(&mut self, hash: u64, e: u32, hash_of: impl Fn(u32) -> u64) {
-        if self.slots.is_empty() {
-            return;
-        }
-        let mask = self.mask();
         let target = pack(hash, e);
-        let mut i = self.home(hash);
-        loop {
-            match self.slots[i] {
-                0 => return,
-                s if s == target => break,
-                _ => i = (i + 1) & mask,
-            }
+        if let Some(at) = self.slots.find(hash, |s| s == target) {
+            self.slots.remove_at(at, |s| hash_of(entry_of(s)));
         }
-        // Backward shift: a later slot moves into the hole unless its home
-        // lies cyclically in (hole, slot].
-        let mut j = i;
-        loop {
-            j = (j + 1) & mask;
-            let s = self.slots[j];
-            if s == 0 {
-                break;
-            }
-            let home = self.home(hash_of(entry_of(s)));
-            let stays = if i <= j {
-                i < home && home <= j
-            } else {
-                i < home || home <= j
-            };
-            if !stays {
-                self.slots[i] = s;
-                i = j;
-            }
-        }
-        self.slots[i] = 0;
-        self.len -= 1;
+    }
+
+    /// Entries indexed.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.len()
     }
 
     /// Forgets every entry (keeps the memory).
     pub(super) fn clear(&mut self) {
-        self.slots.iter_mut().for_each(|s| *s = 0);
-        self.len = 0;
+        self.slots.clear();
     }
 }
 
@@ -206,7 +133,7 @@ mod tests {
                     prop_assert_eq!(found, model.get(&probe).copied(), "key {}", probe);
                 }
             }
-            prop_assert_eq!(index.len, model.len());
+            prop_assert_eq!(index.len(), model.len());
         }
     }
 
