@@ -255,7 +255,17 @@ fn check_config(
     state: &AppState,
     sm: &ScaledMetrics,
 ) {
-    let foreign = internal::lock(owners).foreign();
+    // The owners' thread holds the lock while it restores the shard
+    // partitions assigned to it (seconds: it reads their changelogs inside
+    // its rebalance callback). Waiting for it here stalled the split stage:
+    // the consumer handed nothing over meanwhile, and the input partitions
+    // assigned at the same time were taken for idle at the first tick after
+    // it. The check waits for a later tick instead.
+    let foreign = match owners.try_lock() {
+        Ok(o) => o.foreign(),
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().foreign(),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
     let was = state.admin.scale_error();
     let now = foreign.map(|(p, s, theirs, mine)| {
         format!(

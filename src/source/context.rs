@@ -47,15 +47,30 @@ pub(crate) struct Shared {
     /// not idle ([`Watermarks::received`](super::watermarks::Watermarks::received)).
     pub(crate) delivered: Mutex<BTreeMap<Partition, Instant>>,
     /// Partitions the broker holds messages of that the consumer has not
-    /// handed over yet (lag above 0 in librdkafka's latest statistics), with
-    /// when that was seen: such a partition is starved by the consumer (it
-    /// serves another partition's backlog first), not idle
+    /// handed over yet (lag above 0 in librdkafka's latest statistics), and
+    /// partitions assigned that have handed nothing over since and that the
+    /// statistics have not shown caught up: such a partition is starved by
+    /// the consumer (it serves another partition's backlog first), not idle
     /// ([`Shared::backlogged`]).
-    pub(crate) backlog: Mutex<BTreeMap<Partition, Instant>>,
+    pub(crate) backlog: Mutex<BTreeMap<Partition, Backlog>>,
     /// How long after its last hand-over a partition with a backlog still
     /// counts as delivering (a lag that never drops — a transaction marker
     /// at the end of a partition — must not hold the clock for ever).
     pub(crate) backlog_hold: Duration,
+}
+
+/// Why a partition counts as starved rather than idle ([`Shared::backlog`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backlog {
+    /// Its lag was above 0 in the statistics seen then, within
+    /// `backlog_hold` of its last hand-over.
+    Lag(Instant),
+    /// Assigned then; nothing handed over since, and no statistics since
+    /// showed it caught up. Before its first hand-over a partition's lag may
+    /// be unknown (no high watermark before its first fetch, no consumed
+    /// offset) or seen only late: the consumer thread stops polling while
+    /// the engine stage pushes back, and the statistics come from its polls.
+    Assigned(Instant),
 }
 
 /// The decoding settings of the consumer thread: the engine's limits (a
@@ -115,22 +130,64 @@ impl Shared {
     /// another partition's backlog for 20 s) was taken for idle, the other
     /// partitions moved the clock to their newest time, and its own events
     /// came late once the consumer reached them.
+    ///
+    /// A partition assigned to this process counts so from its assignment,
+    /// until it hands something over or the statistics show it caught up
+    /// (at most `backlog_hold`): the consumer may serve other partitions'
+    /// backlogs for longer than `idle_partition_timeout` before its first
+    /// message (the scaled soak's seed 502: partition 0 of a restarted
+    /// instance, behind the others' prefetched messages, was taken for idle
+    /// ten seconds after the assignment and its events came late).
     pub(crate) fn backlogged(&self) -> Vec<(Partition, Instant)> {
-        let b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
-        b.iter().map(|(&p, &t)| (p, t)).collect()
+        self.backlogged_at(Instant::now())
     }
 
-    /// Notes partition `at`'s lag from the statistics seen at `now`.
+    /// [`Shared::backlogged`] at `now`.
+    pub(crate) fn backlogged_at(&self, now: Instant) -> Vec<(Partition, Instant)> {
+        let d = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
+        let b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        b.iter()
+            .filter_map(|(&p, &why)| match why {
+                Backlog::Lag(seen) => Some((p, seen)),
+                Backlog::Assigned(at) => (now.saturating_duration_since(at) < self.backlog_hold
+                    && d.get(&p).is_none_or(|&t| t < at))
+                .then_some((p, now)),
+            })
+            .collect()
+    }
+
+    /// Partitions `parts` were assigned at `now`: starved until they hand
+    /// something over or the statistics show them caught up.
+    fn assigned(&self, parts: &[Partition], now: Instant) {
+        let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        for &at in parts {
+            b.insert(at, Backlog::Assigned(now));
+        }
+    }
+
+    /// Notes partition `at`'s lag from the statistics seen at `now` (-1:
+    /// unknown, librdkafka's convention).
     fn lag_seen(&self, at: Partition, lag: i64, now: Instant) {
-        let recent = self
+        let last = self
             .delivered
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&at)
-            .is_some_and(|&t| now.saturating_duration_since(t) < self.backlog_hold);
+            .copied();
+        let recent = last.is_some_and(|t| now.saturating_duration_since(t) < self.backlog_hold);
         let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&Backlog::Assigned(since)) = b.get(&at) {
+            if last.is_none_or(|t| t < since) {
+                // Nothing handed over since the assignment: starved until
+                // shown caught up (or the hold runs out).
+                if lag == 0 {
+                    b.remove(&at);
+                }
+                return;
+            }
+        }
         if lag > 0 && recent {
-            b.insert(at, now);
+            b.insert(at, Backlog::Lag(now));
         } else {
             b.remove(&at);
         }
@@ -337,6 +394,7 @@ impl SourceContext {
             a.len()
         };
         m.assigned.set(total as i64);
+        self.shared.assigned(&assigned, Instant::now());
         self.shared.health.on_assigned(Instant::now());
         tracing::info!(partitions = assigned.len(), total, "Partitions assigned.");
         self.send(SourceMsg::Assigned(assigned));
@@ -374,13 +432,24 @@ impl ClientContext for SourceContext {
                 } else {
                     p.committed_offset
                 };
+                // Without a consumed or committed offset (nothing read or
+                // committed yet, e.g. a group reading from `latest`): what
+                // the fetch position leaves plus what is fetched but not
+                // handed over. Unknown (-1) before the partition's first
+                // fetch (no high watermark or fetch position), unless it
+                // holds nothing at all.
                 let lag = if p.hi_offset >= 0 && base >= 0 {
                     (p.hi_offset - base).max(0)
-                } else {
+                } else if p.hi_offset >= 0 && p.next_offset >= 0 {
+                    (p.hi_offset - p.next_offset).max(0) + p.fetchq_cnt.max(0)
+                } else if p.hi_offset >= 0 && p.lo_offset >= 0 && p.hi_offset <= p.lo_offset {
                     0
+                } else {
+                    -1
                 };
-                total += lag;
                 self.shared.lag_seen(at, lag, now);
+                let lag = lag.max(0);
+                total += lag;
                 self.shared
                     .metrics
                     .lag
@@ -589,5 +658,73 @@ mod gate_tests {
         assert_eq!(shared.backlogged(), vec![(at(0), s(61))]);
         shared.lag_seen(at(0), 1, s(62));
         assert!(shared.backlogged().is_empty());
+    }
+
+    /// A partition assigned to this process counts as starved — handed over
+    /// at each look — from its assignment until it hands something over,
+    /// the statistics show it caught up, or the hold runs out; its lag
+    /// unknown (not fetched yet) or above 0 does not end that (the scaled
+    /// soak's seed 502: a restarted instance's partition 0, behind the other
+    /// partitions' prefetched messages, handed nothing over for more than
+    /// the idle timeout after the assignment).
+    #[test]
+    fn an_assigned_partition_is_starved_until_it_delivers_or_is_caught_up() {
+        let registry = prometheus::Registry::new();
+        let topics = vec!["t".to_string()];
+        let shared = Shared {
+            metrics: SourceMetrics::register(&registry, &topics).expect("metrics"),
+            topics,
+            tracker: Mutex::new(OffsetTracker::new()),
+            health: Health::new(Instant::now()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            arrival: ArrivalDecode::new(DecodeLimits::default(), vec![None]),
+            delivered: Mutex::new(BTreeMap::new()),
+            backlog: Mutex::new(BTreeMap::new()),
+            backlog_hold: Duration::from_secs(60),
+        };
+        let at = |partition| Partition {
+            topic: 0,
+            partition,
+        };
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        shared.assigned(&[at(0), at(1), at(2)], s(0));
+        // No statistics yet: each counts as handed over now.
+        assert_eq!(
+            shared.backlogged_at(s(5)),
+            vec![(at(0), s(5)), (at(1), s(5)), (at(2), s(5))]
+        );
+        // Partition 0 not fetched yet (lag unknown), 1 with a known lag, 2
+        // with nothing to read: 2 is no longer starved.
+        shared.lag_seen(at(0), -1, s(6));
+        shared.lag_seen(at(1), 80_000, s(6));
+        shared.lag_seen(at(2), 0, s(6));
+        assert_eq!(
+            shared.backlogged_at(s(25)),
+            vec![(at(0), s(25)), (at(1), s(25))]
+        );
+        // Partition 1 hands over at 30 s: from then on, the lag as seen
+        // (within the hold of its last hand-over).
+        shared.note_delivered([at(1)].into_iter(), s(30));
+        assert_eq!(shared.backlogged_at(s(31)), vec![(at(0), s(31))]);
+        shared.lag_seen(at(1), 40_000, s(32));
+        assert_eq!(
+            shared.backlogged_at(s(33)),
+            vec![(at(0), s(33)), (at(1), s(32))]
+        );
+        // Partition 0 never hands over: starved up to the hold after its
+        // assignment, not after.
+        shared.lag_seen(at(0), 500, s(59));
+        assert_eq!(
+            shared.backlogged_at(s(59)),
+            vec![(at(0), s(59)), (at(1), s(32))]
+        );
+        assert_eq!(shared.backlogged_at(s(60)), vec![(at(1), s(32))]);
+        // Assigned again (a rebalance): a hand-over before the new
+        // assignment does not count.
+        shared.assigned(&[at(1)], s(70));
+        assert_eq!(shared.backlogged_at(s(71)), vec![(at(1), s(71))]);
+        shared.lag_seen(at(1), 0, s(72));
+        assert!(shared.backlogged_at(s(73)).is_empty());
     }
 }
