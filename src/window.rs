@@ -183,6 +183,12 @@ pub struct Window {
 impl Window {
     /// An empty window ending at pane `end`.
     pub fn new(end: i64, shape: &Shape) -> Self {
+        Self::with_customers(end, shape.customers.then(Box::default))
+    }
+
+    /// [`Window::new`] with its customer counts allocated by the caller
+    /// (`Some` when the shape counts customers).
+    pub(crate) fn with_customers(end: i64, customers: Option<Box<CustomerCounts>>) -> Self {
         Window {
             panes: Panes::default(),
             cur_start: 0,
@@ -192,7 +198,7 @@ impl Window {
             cur: [0; 3],
             base_sum: 0,
             base_sumsq: 0,
-            customers: shape.customers.then(Box::default),
+            customers,
         }
     }
 

@@ -102,6 +102,8 @@ impl Engine {
             }
             routed.values.resize(self.attr_count(), "");
             self.resolve_values(ev, &mut routed.values);
+            routed.tables.clear();
+            routed.tables.resize(self.tables.len(), Ahead::default());
         }
         let Routed {
             hits,
@@ -282,20 +284,28 @@ impl Engine {
 
     /// Applies the event's `hits` (in rule order) at the current clock;
     /// `values` are its grouping values (see [`Engine::resolve_values`]).
+    /// `ahead`: per group table, what was found ahead of the event (empty:
+    /// nothing); it also keeps each key's entry once looked up here, valid
+    /// while the table's version is.
     pub(super) fn apply_hits(
         &mut self,
         ev: &Event<'_>,
         hits: &[Hit],
         values: &[&str],
-        ahead: &[Ahead],
+        ahead: &mut [Ahead],
         out: &mut Vec<Transition>,
     ) -> Applied {
         let clock = *self.clock.get_or_insert(ev.ts);
         let watermark = clock.saturating_sub(self.late_margin());
         let mut done = Applied::default();
-        // Per group table, (hash, entry) once looked up.
-        let mut entries: SmallVec<[Option<(u64, u32)>; 8]> = SmallVec::new();
-        entries.resize(self.tables.len(), None);
+        // Per group table, when `ahead` has none.
+        let mut own: SmallVec<[Ahead; 8]> = SmallVec::new();
+        let ahead = if ahead.len() < self.tables.len() {
+            own.resize(self.tables.len(), Ahead::default());
+            &mut own[..]
+        } else {
+            ahead
+        };
         for &Hit { rule: r, contrib } in hits {
             let rule = &mut self.rules[r as usize];
             rule.selected[0] += 1;
@@ -320,20 +330,23 @@ impl Engine {
             };
             rule.note_origin(ev.ts, clock);
             let table = &mut self.tables[rule.group_by_id];
-            let (hash, mut e) = *entries[rule.group_by_id].get_or_insert_with(|| {
-                let known = ahead.get(rule.group_by_id).copied().unwrap_or_default();
-                let hash = known.hash.unwrap_or_else(|| {
-                    group_hash(
-                        &self.hasher,
-                        table.attrs.iter().map(|&i| values[i as usize]),
-                    )
-                });
-                match known.entry {
-                    // Looked up ahead, and the table has not changed since.
-                    Some((e, version)) if version == table.version() => (hash, e),
-                    _ => (hash, table.find(hash, values).unwrap_or(NONE)),
-                }
+            let known = &mut ahead[rule.group_by_id];
+            let hash = *known.hash.get_or_insert_with(|| {
+                group_hash(
+                    &self.hasher,
+                    table.attrs.iter().map(|&i| values[i as usize]),
+                )
             });
+            let mut e = match known.entry {
+                // Looked up (ahead, or for an earlier hit), and the table
+                // has not changed since.
+                Some((e, version)) if version == table.version() => e,
+                _ => {
+                    let e = table.find(hash, values).unwrap_or(NONE);
+                    known.entry = Some((e, table.version()));
+                    e
+                }
+            };
             let mut slot = if e == NONE {
                 NONE
             } else {
@@ -348,7 +361,7 @@ impl Engine {
                 if e == NONE {
                     let key = encode_key(table.attrs.iter().map(|&i| values[i as usize]));
                     e = table.insert(hash, key);
-                    entries[rule.group_by_id] = Some((hash, e));
+                    known.entry = Some((e, table.version()));
                 }
                 slot = rule.create_group(table.key(e), e, ev.ts, clock);
                 table.set(e, rule.member, slot);
@@ -375,10 +388,9 @@ impl Engine {
             let Some((region, created)) = group.window.add(pane, contrib.delta, customer, &shape)
             else {
                 // Older than anything the rule keeps: nothing to store.
-                if rule.maybe_evict(slot, &mut self.tables[rule.group_by_id]) {
-                    // The entry may be gone: the next rule looks it up again.
-                    entries[rule.group_by_id] = None;
-                }
+                // Evicting bumps the table's version: the next rule looks
+                // the key up again.
+                rule.maybe_evict(slot, &mut self.tables[rule.group_by_id]);
                 continue;
             };
             if contrib.signal {

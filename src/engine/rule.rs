@@ -407,8 +407,21 @@ impl RuleRt {
             },
             None => 0,
         };
-        let group = Group {
-            window: Window::new(end, &self.shape),
+        let season = self.indicator.season().map(|s| Box::new(Seasonal::new(s)));
+        let customers = self.shape.customers.then(Box::default);
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot {
+                    gen: 0,
+                    group: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        // Written in its slot (no group-sized copy through the stack).
+        self.slots[slot as usize].group = Some(Group {
+            window: Window::with_customers(end, customers),
             phase: Phase::Inactive,
             value: None,
             evaluated_at: clock,
@@ -416,24 +429,11 @@ impl RuleRt {
             warm_tick: i64::MIN,
             instance: None,
             key_id,
-            season: self.indicator.season().map(|s| Box::new(Seasonal::new(s))),
+            season,
             entry,
             explain: None,
             book: None,
-        };
-        let slot = match self.free.pop() {
-            Some(s) => {
-                self.slots[s as usize].group = Some(group);
-                s
-            }
-            None => {
-                self.slots.push(Slot {
-                    gen: 0,
-                    group: Some(group),
-                });
-                (self.slots.len() - 1) as u32
-            }
-        };
+        });
         self.live += 1;
         self.dirty.mark(slot);
         slot
@@ -454,7 +454,9 @@ impl RuleRt {
         let entry = g.entry;
         self.expire_book(slot, true);
         let s = &mut self.slots[slot as usize];
-        if s.group.take().is_some() {
+        if s.group.is_some() {
+            // Dropped in place (`take` would copy the group out first).
+            s.group = None;
             self.dirty.forgot(table.key(entry));
         }
         s.gen = s.gen.wrapping_add(1);

@@ -204,7 +204,7 @@ pub(super) fn work(
                     ev,
                     &plan.hits[from as usize..to as usize],
                     vals,
-                    &[],
+                    &mut [],
                     &mut buf,
                 );
                 if done.applied {
