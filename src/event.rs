@@ -325,6 +325,9 @@ fn decode_checked<'a>(
     default_type: Option<&'a str>,
     out: &mut Event<'a>,
 ) -> Result<Option<&'a str>, Invalid> {
+    // The same bytes decode alike from a file line and a Kafka message:
+    // white space around the object and a byte-order mark are not part of it.
+    let bytes = trim_line(bytes);
     check_size(bytes, limits)?;
     let (raw, text) = match fast::parse(bytes, &mut out.attrs) {
         Some((raw, text)) => (raw, Some(text)),
@@ -346,6 +349,8 @@ pub fn decode_held<'a>(
     default_type: Option<&'a str>,
     slot: &mut Event<'a>,
 ) -> Result<OwnedEvent, Invalid> {
+    // Held as `replay` holds a line (its order key is of these bytes).
+    let bytes = trim_line(bytes);
     let text = decode_checked(bytes, limits, now_ms, default_type, slot)?
         .or_else(|| std::str::from_utf8(bytes).ok());
     Ok(OwnedEvent::from_text(slot, bytes, text))

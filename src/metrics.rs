@@ -357,10 +357,9 @@ impl Metrics {
             let series: Vec<Series> = top
                 .into_iter()
                 .map(|g| Series {
-                    labels: g
-                        .group
+                    labels: label_names(g.group.iter().map(|(k, _)| k.as_str()))
                         .into_iter()
-                        .map(|(k, v)| (label_name(&k), v))
+                        .zip(g.group.into_iter().map(|(_, v)| v))
                         .collect(),
                     value: g.value,
                     estimate: g.estimate,
@@ -445,6 +444,23 @@ pub(crate) fn label_name(attr: &str) -> String {
         s.insert_str(0, "attr_");
     }
     s
+}
+
+/// The label names of a group's attributes, in order: each attribute's
+/// [`label_name`], with `attr_` put in front again while it equals an
+/// earlier one (`group_by = ["a-b", "a_b"]` gives `a_b` and `attr_a_b`), so
+/// a series never carries one label name twice, which would make
+/// Prometheus refuse the whole scrape.
+pub(crate) fn label_names<'a>(attrs: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for a in attrs {
+        let mut name = label_name(a);
+        while names.contains(&name) {
+            name.insert_str(0, "attr_");
+        }
+        names.push(name);
+    }
+    names
 }
 
 fn escape_label(v: &str, out: &mut String) {

@@ -103,3 +103,41 @@ fn series_and_groups_stay_capped_under_a_flood() {
         (after - before) / (1024 * 1024)
     );
 }
+
+/// Attribute names that clean up to one label name (`a-b` and `a_b`), or to
+/// a reserved one with its `attr_` form also taken, still give every series
+/// distinct label names: a label twice would make Prometheus refuse the
+/// whole scrape.
+#[test]
+fn colliding_attribute_names_give_distinct_label_names() {
+    let cfg = Config::from_toml_str(
+        r#"
+[[rules]]
+name = "dup_labels"
+group_by = ["a-b", "a_b", "attr_severity", "severity"]
+window = "1h"
+slide = "1m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 1000 }
+"#,
+        &HashMap::<String, String>::new(),
+    )
+    .unwrap();
+    let mut engine = Engine::new(&cfg).unwrap();
+    let metrics = Metrics::new(cfg.server.max_series_per_rule).unwrap();
+    let mut out = Vec::new();
+    let line = r#"{"id":"d-1","type":"complaint","ts":1795132800000,"attrs":{"a-b":"dash","a_b":"under","attr_severity":"x","severity":"low"}}"#;
+    engine
+        .process_bytes(line.as_bytes(), None, &mut out)
+        .unwrap();
+    metrics.publish(&engine, 0);
+    let text = metrics.render();
+    let series = text
+        .lines()
+        .find(|l| l.starts_with("crisiswatch_indicator_value{rule=\"dup_labels\""))
+        .unwrap_or_else(|| panic!("no series in {text}"));
+    assert_eq!(
+        series,
+        "crisiswatch_indicator_value{rule=\"dup_labels\",a_b=\"dash\",attr_a_b=\"under\",attr_severity=\"x\",attr_attr_severity=\"low\"} 1"
+    );
+}

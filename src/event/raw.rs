@@ -174,8 +174,9 @@ impl<'a> RawEvent<'a> {
                     format!("ts {v} is out of range"),
                 )
             })?,
-            // `-0` is an integer (JSON parses it as a float).
-            Some(Scalar::F64(0.0)) => 0,
+            // `-0` is an integer (JSON parses it as a float: the only
+            // negative zero an integer literal gives); `0.0` is not.
+            Some(Scalar::F64(v)) if v == 0.0 && v.is_sign_negative() => 0,
             Some(Scalar::F64(v)) => {
                 let why = if v.is_finite() && v.fract() == 0.0 && v.abs() >= 9.2e18 {
                     // An integer beyond 64 bits (JSON parses it as a float).

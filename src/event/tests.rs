@@ -402,3 +402,46 @@ fn an_empty_customer_id_names_no_customer() {
     let e = dec(r#"{"id":"a","type":"complaint","ts":1,"customer_id":"c"}"#).unwrap();
     assert_eq!(e.customer_id.as_deref(), Some("c"));
 }
+
+/// A Kafka message decodes as `replay` decodes the same bytes as a line: a
+/// byte-order mark and white space around the object are not part of it,
+/// and the held event's bytes (its order key) are the line's.
+#[test]
+fn a_byte_order_mark_and_surrounding_space_decode_as_the_bare_object() {
+    let bare: &[u8] = br#"{"id":"bom1","type":"complaint","ts":5,"attrs":{"product":"p"}}"#;
+    let limits = DecodeLimits::default();
+    let want = decode(bare, &limits, None).expect("valid");
+    for wrapped in [
+        [b"\xEF\xBB\xBF".as_slice(), bare].concat(),
+        [b" \t".as_slice(), bare, b"\r\n"].concat(),
+        [b"\xEF\xBB\xBF ".as_slice(), bare, b"\n"].concat(),
+    ] {
+        let got = decode(&wrapped, &limits, None).map(Event::into_owned);
+        assert_eq!(got, Ok(want.clone().into_owned()));
+        let mut slot = Event::default();
+        let held =
+            crate::event::decode_held(&wrapped, &limits, None, None, &mut slot).expect("valid");
+        assert_eq!(held.raw(), bare);
+        assert_eq!(held.raw(), trim_line(&wrapped));
+    }
+}
+
+/// `ts` is an integer of milliseconds: `-0` is one (JSON parsers read it as
+/// a float; `-0.0` reads the same and passes too), `0.0` is not, like any
+/// other number written with a point.
+#[test]
+fn a_zero_timestamp_written_with_a_point_is_not_an_integer() {
+    assert_eq!(
+        dec(r#"{"id":"z","type":"order","ts":-0}"#).map(|e| e.ts),
+        Ok(0)
+    );
+    assert_eq!(
+        dec(r#"{"id":"z","type":"order","ts":0}"#).map(|e| e.ts),
+        Ok(0)
+    );
+    for ts in ["0.0", "0e0", "1764928800000.0"] {
+        let line = format!(r#"{{"id":"z","type":"order","ts":{ts}}}"#);
+        let err = dec(&line).expect_err(ts);
+        assert_eq!(err.reason, InvalidReason::BadTimestamp, "{ts}");
+    }
+}
