@@ -34,9 +34,10 @@ pub struct ReceiverConfig {
     /// File holding the signing secret (instead of `secret_env`).
     #[serde(default)]
     pub(crate) secret_file: Option<std::path::PathBuf>,
-    /// The signature headers of a signed request: `"both"` (default), the
-    /// Standard Webhooks ones only (`"standard-webhooks"`), or only
-    /// `X-Crisiswatch-Signature` (`"crisiswatch"`).
+    /// The signature headers of a signed request: `X-Crisiswatch-Signature`
+    /// always (`docs/contract.md` §4), and the Standard Webhooks ones too
+    /// with `"both"` (default; `"standard-webhooks"` means the same), not
+    /// with `"crisiswatch"`.
     #[serde(default)]
     pub(crate) signature: SignatureScheme,
     /// PagerDuty: environment variable holding the integration (routing) key.

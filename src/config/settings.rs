@@ -541,8 +541,10 @@ pub(crate) enum SignatureScheme {
     /// receivers written for either verify (the default).
     #[default]
     Both,
-    /// Only `webhook-id`, `webhook-timestamp`, `webhook-signature`: nothing a
-    /// captured request could be replayed with outside the tolerance.
+    /// Once only the Standard Webhooks headers; the contract has
+    /// `X-Crisiswatch-Signature` on every signed request, so it now means
+    /// [`SignatureScheme::Both`] (accepted, so a configuration that names it
+    /// still loads; the receiver logs a warning).
     StandardWebhooks,
     /// Only the older `X-Crisiswatch-Signature` (HMAC of the body alone).
     Crisiswatch,
@@ -554,8 +556,10 @@ impl SignatureScheme {
         self != SignatureScheme::Crisiswatch
     }
 
-    /// Whether `X-Crisiswatch-Signature` is sent.
+    /// Whether `X-Crisiswatch-Signature` is sent: always, the contract's
+    /// header (`docs/contract.md` §4: every request carries it when a
+    /// signing secret is configured).
     pub(crate) fn legacy(self) -> bool {
-        self != SignatureScheme::StandardWebhooks
+        true
     }
 }

@@ -33,6 +33,12 @@ impl ReceiverRt {
             r.routing_key_env.as_deref(),
             r.routing_key_file.as_deref(),
         )?;
+        if r.signature == crate::config::SignatureScheme::StandardWebhooks {
+            tracing::warn!(
+                receiver = %r.name,
+                "signature = \"standard-webhooks\" now sends X-Crisiswatch-Signature too (the contract has it on every signed request): the same as \"both\""
+            );
+        }
         let d = &r.delivery;
         let sink = match (r.kind, console) {
             (ReceiverKind::Console, Some(c)) => Sink::Console(Arc::clone(c)),
