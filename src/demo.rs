@@ -74,6 +74,8 @@ pub struct DemoOptions {
     pub(crate) verbose: bool,
     /// Do not serve HTTP even if `server.listen` is set.
     pub(crate) no_http: bool,
+    /// The generated traffic's shape (`demo --volume …`; the demo's by default).
+    pub(crate) shape: crate::generator::TrafficShape,
 }
 
 /// One alert instance seen by the demo, for the summary.
@@ -221,7 +223,7 @@ pub async fn run(
         orders_per_minute: d.orders_per_minute,
         crises: d.crises,
         noise: d.noise,
-        shape: crate::generator::TrafficShape::default(),
+        shape: opts.shape.clone(),
     });
     writeln!(
         out,

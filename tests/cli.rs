@@ -568,3 +568,94 @@ fn generate_refuses_an_absurd_rate() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("is more than 1000000"), "{err}");
 }
+
+/// Counts of a generated stream: (social complaints, complaints,
+/// cancellations, orders, products seen).
+fn stream_mix(args: &[&str]) -> (usize, usize, usize, usize, usize) {
+    let out = Command::new(BIN)
+        .args([
+            "generate",
+            "--seed",
+            "3",
+            "--duration",
+            "24h",
+            "--no-crises",
+            "--no-noise",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut social, mut complaints, mut cancels, mut orders) = (0, 0, 0, 0);
+    let mut products = std::collections::BTreeSet::new();
+    for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        if let Some(p) = v["attrs"]["product"].as_str() {
+            products.insert(p.to_string());
+        }
+        match v["type"].as_str() {
+            Some("complaint") => {
+                complaints += 1;
+                social += usize::from(v["attrs"]["channel"] == "social");
+            }
+            Some("cancellation") => cancels += 1,
+            Some("order") => orders += 1,
+            _ => {}
+        }
+    }
+    (social, complaints, cancels, orders, products.len())
+}
+
+/// `generate` (and `demo`) take the traffic-shape knobs, so a data team can
+/// make history shaped like its own; the defaults are the demo's stream, and
+/// a knob out of range is a clear error.
+#[test]
+fn generate_takes_the_traffic_shape() {
+    let (social, complaints, cancels, orders, products) = stream_mix(&[]);
+    assert_eq!(products, 5);
+    let social_share = social as f64 / complaints as f64;
+    assert!(social_share < 0.08, "demo social share {social_share}");
+    let (social2, complaints2, cancels2, orders2, products2) = stream_mix(&[
+        "--social-share",
+        "0.3",
+        "--cancel-rate",
+        "0.03",
+        "--products",
+        "2",
+        "--volume",
+        "0.5",
+    ]);
+    assert_eq!(products2, 2);
+    let share2 = social2 as f64 / complaints2 as f64;
+    assert!(
+        (0.25..0.35).contains(&share2),
+        "social share {share2} of {complaints2}"
+    );
+    let rate = cancels as f64 / orders as f64;
+    let rate2 = cancels2 as f64 / orders2 as f64;
+    assert!(rate2 > 4.0 * rate, "cancel rate {rate2} beside {rate}");
+    // Half the volume on two products of five: about a fifth of the orders.
+    let ratio = orders2 as f64 / orders as f64;
+    assert!((0.1..0.3).contains(&ratio), "orders ×{ratio}");
+
+    let out = Command::new(BIN)
+        .args([
+            "generate",
+            "--volume",
+            "50",
+            "--regions",
+            "9",
+            "--output",
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--volume must lie in [0.1, 10]"), "{err}");
+    assert!(err.contains("--regions must be 3 or 4"), "{err}");
+}

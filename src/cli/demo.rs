@@ -36,6 +36,8 @@ pub(crate) enum Commands {
         /// Also print pending transitions.
         #[arg(long, short)]
         verbose: bool,
+        #[command(flatten)]
+        shape: super::generate::ShapeArgs,
     },
 }
 
@@ -50,7 +52,9 @@ impl Commands {
             listen,
             linger,
             verbose,
+            shape,
         } = self;
+        let shape = shape.shape()?;
         let path = config.or_else(|| {
             let default = PathBuf::from("config/crisiswatch.toml");
             default.exists().then_some(default)
@@ -89,6 +93,7 @@ impl Commands {
             linger: linger.map(Into::into).unwrap_or(Duration::ZERO),
             verbose,
             no_http: false,
+            shape,
         };
         runtime()?.block_on(async {
             let shutdown = crate::signal::shutdown_watch();

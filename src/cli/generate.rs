@@ -8,7 +8,62 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::event::{format_ts, parse_rfc3339_ms};
-use crate::generator::{Generator, GeneratorSettings};
+use crate::generator::{Generator, GeneratorSettings, TrafficShape};
+
+/// The shape of the generated traffic (`TrafficShape`): every knob keeps
+/// the demo's value unless given, so the default stream is the demo's.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct ShapeArgs {
+    /// Volume on every slice, × the demo's (0.1–10; crises scale with it).
+    #[arg(long, help_heading = "Traffic shape")]
+    volume: Option<f64>,
+    /// Share of ordinary complaints arriving on the social channel (demo 0.04; consumer brands up to 0.3).
+    #[arg(long, help_heading = "Traffic shape")]
+    social_share: Option<f64>,
+    /// Share of ordinary complaints in a severe category (demo 0.25).
+    #[arg(long, help_heading = "Traffic shape")]
+    severe_share: Option<f64>,
+    /// Feedback responses per order (demo 0.10).
+    #[arg(long, help_heading = "Traffic shape")]
+    feedback_rate: Option<f64>,
+    /// Cancellations per order (demo 0.004).
+    #[arg(long, help_heading = "Traffic shape")]
+    cancel_rate: Option<f64>,
+    /// Products sold, 2–5 (demo 5; the crises need the first two).
+    #[arg(long, help_heading = "Traffic shape")]
+    products: Option<usize>,
+    /// Regions served, 3–4 (demo 4; the churn wave is in the third).
+    #[arg(long, help_heading = "Traffic shape")]
+    regions: Option<usize>,
+    /// Volume on Saturdays and Sundays (UTC) relative to weekdays (demo 1: no weekly rhythm).
+    #[arg(long, help_heading = "Traffic shape")]
+    weekend_factor: Option<f64>,
+}
+
+impl ShapeArgs {
+    /// The shape these knobs give, or every problem with them.
+    pub(crate) fn shape(&self) -> anyhow::Result<TrafficShape> {
+        let d = TrafficShape::default();
+        let shape = TrafficShape {
+            volume: self.volume.unwrap_or(d.volume),
+            social_share: self.social_share.unwrap_or(d.social_share),
+            severe_share: self.severe_share.unwrap_or(d.severe_share),
+            feedback_rate: self.feedback_rate.unwrap_or(d.feedback_rate),
+            cancel_rate: self.cancel_rate.unwrap_or(d.cancel_rate),
+            products: self.products.unwrap_or(d.products),
+            regions: self.regions.unwrap_or(d.regions),
+            weekend_factor: self.weekend_factor.unwrap_or(d.weekend_factor),
+        };
+        let problems = shape.problems();
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "traffic shape: --{}",
+                problems.join("; --").replace('_', "-")
+            );
+        }
+        Ok(shape)
+    }
+}
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Commands {
@@ -38,6 +93,8 @@ pub(crate) enum Commands {
         /// Also write the injected crises (ground truth) as JSONL to this file.
         #[arg(long)]
         crises: Option<PathBuf>,
+        #[command(flatten)]
+        shape: ShapeArgs,
     },
 }
 
@@ -57,7 +114,9 @@ impl Commands {
             no_noise,
             output,
             crises,
+            shape,
         } = self;
+        let shape = shape.shape()?;
         let start_ms = parse_rfc3339_ms(&start)
             .with_context(|| format!("--start {start:?} is not an RFC 3339 time"))?;
         let duration_ms = i64::try_from(std::time::Duration::from(duration).as_millis())
@@ -78,7 +137,7 @@ impl Commands {
             orders_per_minute,
             crises: !no_crises,
             noise: !no_noise,
-            shape: crate::generator::TrafficShape::default(),
+            shape,
         });
         let mut writer: Box<dyn Write> = match output {
             Some(p) => Box::new(BufWriter::new(
