@@ -8,6 +8,7 @@
 //! refuses to start on any of them. Defaults are named `default_*` functions
 //! with the reason for their value.
 
+mod advice;
 pub mod bounds;
 mod incidents;
 pub mod interpolate;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use advice::advice;
 pub use incidents::{DeliveryConfig, IncidentsConfig, ReceiverConfig, RouteConfig};
 pub use interpolate::{Env, ProcessEnv};
 pub use properties::KafkaProperties;

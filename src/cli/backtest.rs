@@ -252,8 +252,15 @@ pub fn guard_outputs<'a>(
     Ok(())
 }
 
+/// Loads the configuration of a history command, and warns of settings
+/// that cannot work as meant (`config::advice`) before the report.
 pub fn load_config(arg: &ConfigArg) -> Result<Config, CliError> {
-    Config::load(&arg.config, &ProcessEnv).map_err(|e| CliError::Config(e.to_string()))
+    let cfg =
+        Config::load(&arg.config, &ProcessEnv).map_err(|e| CliError::Config(e.to_string()))?;
+    for a in crate::config::advice(&cfg) {
+        crate::say!("warning: {a}");
+    }
+    Ok(cfg)
 }
 
 fn dur_ms(d: humantime::Duration) -> i64 {

@@ -32,6 +32,9 @@ impl Commands {
                 for d in degraded(&cfg) {
                     crate::say!("warning: {d}");
                 }
+                for a in crate::config::advice(&cfg) {
+                    crate::say!("warning: {a}");
+                }
                 if cfg.rules.is_empty() {
                     crate::say!(
                         "warning: {} has no [[rules]]: nothing is watched and nothing can page",

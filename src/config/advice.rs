@@ -1,0 +1,128 @@
+//! Settings that are valid but almost certainly not what was meant: a
+//! score rule whose bands or threshold cannot work on the configured
+//! `engine.score_range` (a CSAT 1–5 stream with the NPS rules of the
+//! example), a clock-jump limit below the allowed lateness. `check` prints
+//! them as warnings and the history tools before their report; nothing
+//! refuses them (a file may be checked long before its traffic changes).
+
+use super::{Condition, Config, IndicatorConfig};
+
+/// Every warning for `cfg`, one sentence each, naming the setting.
+pub fn advice(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let [lo, hi] = cfg.engine.score_range;
+    for r in &cfg.rules {
+        let at = format!("rules.{}", r.name);
+        match &r.indicator {
+            IndicatorConfig::ScoreShare { min, max, .. } => {
+                if *max < lo || *min > hi {
+                    out.push(format!(
+                        "{at}: its band [{min}, {max}] lies outside engine.score_range [{lo}, {hi}]: the share is always 0"
+                    ));
+                } else if *min <= lo && *max >= hi {
+                    out.push(format!(
+                        "{at}: its band [{min}, {max}] covers all of engine.score_range [{lo}, {hi}]: the share is always 1 (a band set for NPS 0–10 on a CSAT 1–5 stream?)"
+                    ));
+                }
+            }
+            // Detractors score 0–6, promoters 9–10 (NPS's own bands).
+            IndicatorConfig::Nps { .. } if hi < 9.0 || lo > 6.0 => {
+                out.push(format!(
+                    "{at}: NPS counts promoters at 9–10 and detractors at 0–6, but engine.score_range is [{lo}, {hi}]: {}",
+                    if hi < 9.0 {
+                        "no promoter is possible, the NPS never rises above 0"
+                    } else {
+                        "no detractor is possible"
+                    }
+                ));
+            }
+            IndicatorConfig::MeanScore { .. } => {
+                for (sev, t) in r.thresholds.levels() {
+                    let never = match r.condition {
+                        Condition::Above => t >= hi,
+                        Condition::Below => t <= lo,
+                    };
+                    let always = match r.condition {
+                        Condition::Above => t < lo,
+                        Condition::Below => t > hi,
+                    };
+                    if never || always {
+                        out.push(format!(
+                            "{at}: threshold {} = {t} with condition {} lies outside engine.score_range [{lo}, {hi}]: it {} fires",
+                            sev.as_str(),
+                            match r.condition {
+                                Condition::Above => "above",
+                                Condition::Below => "below",
+                            },
+                            if never { "never" } else { "always (with enough volume)" }
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let (jump, late) = (
+        cfg.engine.max_clock_jump.as_ms(),
+        cfg.engine.allowed_lateness.as_ms(),
+    );
+    if jump > 0 && jump < late {
+        out.push(format!(
+            "engine.max_clock_jump ({}) is below engine.allowed_lateness ({}): events that are merely out of order by more than the jump limit are held as clock jumps",
+            cfg.engine.max_clock_jump, cfg.engine.allowed_lateness
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn cfg(text: &str) -> Config {
+        Config::from_toml_str(text, &HashMap::<String, String>::new()).expect("valid")
+    }
+
+    const RULES: &str = r#"
+[[rules]]
+name = "detractors"
+window = "1h"
+indicator = { kind = "score_share", min = 0, max = 6 }
+thresholds = { warning = 0.3 }
+
+[[rules]]
+name = "nps"
+window = "1h"
+condition = "below"
+indicator = { kind = "nps" }
+thresholds = { warning = 0 }
+
+[[rules]]
+name = "mean"
+window = "1h"
+condition = "below"
+indicator = { kind = "mean_score" }
+thresholds = { warning = 6 }
+"#;
+
+    #[test]
+    fn score_rules_that_do_not_fit_the_score_range_are_named() {
+        assert_eq!(advice(&cfg(RULES)), Vec::<String>::new());
+        let csat = cfg(&format!("[engine]\nscore_range = [1, 5]\n{RULES}"));
+        let w = advice(&csat);
+        assert_eq!(w.len(), 3, "{w:#?}");
+        assert!(w[0].starts_with("rules.detractors:") && w[0].contains("always 1"));
+        assert!(w[1].starts_with("rules.nps:") && w[1].contains("no promoter"));
+        assert!(w[2].starts_with("rules.mean:") && w[2].contains("always"));
+    }
+
+    #[test]
+    fn a_clock_jump_limit_below_the_lateness_is_named() {
+        let c = cfg("[engine]\nallowed_lateness = \"2m\"\nmax_clock_jump = \"1s\"\n");
+        let w = advice(&c);
+        assert_eq!(w.len(), 1, "{w:#?}");
+        assert!(w[0].starts_with("engine.max_clock_jump (1s)"), "{w:#?}");
+    }
+}
