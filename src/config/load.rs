@@ -162,6 +162,17 @@ impl Config {
                 "not a socket address (host:port with an IP, e.g. 127.0.0.1:9464)",
             ));
         }
+        if let Some(u) = &self.server.external_url {
+            let ok = reqwest::Url::parse(u)
+                .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some());
+            if !ok {
+                errs.push(ConfigError::new(
+                    "server.external_url",
+                    u,
+                    "not an http:// or https:// URL with a host",
+                ));
+            }
+        }
         let sv = &self.server;
         for (key, v, min) in [
             ("server.max_connections", sv.max_connections, 1),

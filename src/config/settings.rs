@@ -284,6 +284,37 @@ pub struct ServerConfig {
     /// Largest request body, bytes (a silence is a few hundred); larger ones get 413.
     #[serde(default = "default_max_body_bytes")]
     pub(crate) max_body_bytes: usize,
+    /// The console's address as responders reach it (`http://` or
+    /// `https://`, e.g. behind a proxy), like Prometheus'
+    /// `--web.external-url`: Alertmanager alerts link to it as their
+    /// `generatorURL` when the rule has no dashboard or runbook. Default:
+    /// `http://` and `listen` (an unspecified IP replaced by this host's
+    /// name).
+    #[serde(default)]
+    pub(crate) external_url: Option<String>,
+}
+
+impl ServerConfig {
+    /// The console's base URL ([`ServerConfig::external_url`], else one
+    /// made from `listen`; `None` when neither is set), with no trailing `/`.
+    pub(crate) fn console_url(&self) -> Option<String> {
+        if let Some(u) = &self.external_url {
+            return Some(u.trim_end_matches('/').to_string());
+        }
+        let addr: std::net::SocketAddr = self.listen.parse().ok()?;
+        let host = if addr.ip().is_unspecified() {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_string())
+        } else if addr.is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        Some(format!("http://{host}:{}", addr.port()))
+    }
 }
 
 /// 127.0.0.1:9464: loopback only by default; 9464 is the conventional exporter port of the project.
@@ -331,6 +362,7 @@ impl Default for ServerConfig {
             request_timeout: default_request_timeout(),
             max_header_bytes: default_max_header_bytes(),
             max_body_bytes: default_max_body_bytes(),
+            external_url: None,
         }
     }
 }

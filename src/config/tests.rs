@@ -532,3 +532,31 @@ fn every_value_serde_refuses_is_reported_at_once() {
     let errs = errors("[incidents]\nupdate_interval = \"30x\"\n");
     assert_eq!(errs.len(), 1, "{errs:?}");
 }
+
+/// `server.external_url` must be an http(s) URL; without it the console's
+/// address is made from `listen`.
+#[test]
+fn the_console_url_is_the_external_url_or_made_from_listen() {
+    let e = errors("[server]\nexternal_url = \"ftp://x\"\n");
+    assert!(e.iter().any(|e| e.path == "server.external_url"), "{e:?}");
+    let cfg = |text: &str| Config::from_toml_str(text, &HashMap::<String, String>::new()).unwrap();
+    let c = cfg("[server]\nexternal_url = \"https://cw.example.com/\"\n");
+    assert_eq!(
+        c.server.console_url().as_deref(),
+        Some("https://cw.example.com")
+    );
+    let c = cfg("[server]\nlisten = \"127.0.0.1:9000\"\n");
+    assert_eq!(
+        c.server.console_url().as_deref(),
+        Some("http://127.0.0.1:9000")
+    );
+    let c = cfg("[server]\nlisten = \"[::1]:9000\"\n");
+    assert_eq!(c.server.console_url().as_deref(), Some("http://[::1]:9000"));
+    let c = cfg("[server]\nlisten = \"0.0.0.0:9000\"\n");
+    let url = c.server.console_url().unwrap();
+    assert!(
+        url.starts_with("http://") && url.ends_with(":9000") && !url.contains("0.0.0.0"),
+        "{url}"
+    );
+    assert_eq!(cfg("[server]\nlisten = \"\"\n").server.console_url(), None);
+}

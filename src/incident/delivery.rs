@@ -124,6 +124,9 @@ pub(crate) struct ReceiverRt {
     pub(crate) breaker_cooldown_ms: i64,
     /// Alertmanager re-push interval, ms.
     pub(crate) resend_ms: i64,
+    /// Alertmanager alerts' `generatorURL` when the rule has no dashboard
+    /// or runbook: the console (`server.external_url`).
+    pub(crate) generator_url: Option<String>,
 }
 
 /// One receiver's delivery task.
@@ -410,7 +413,12 @@ impl Worker {
         };
         let now = self.clock.now_ms();
         let body = match self.rt.kind {
-            ReceiverKind::Alertmanager => receivers::alertmanager(ns, now, self.rt.resend_ms),
+            ReceiverKind::Alertmanager => receivers::alertmanager(
+                ns,
+                now,
+                self.rt.resend_ms,
+                self.rt.generator_url.as_deref(),
+            ),
             ReceiverKind::Pagerduty => match (&self.rt.routing_key, ns.first()) {
                 (Some(key), Some(n)) => receivers::pagerduty(n, key),
                 _ => return failed(FailureReason::Rejected, "no PagerDuty routing key".into()),

@@ -66,6 +66,7 @@ impl ReceiverRt {
             breaker_failures: d.breaker_failures,
             breaker_cooldown_ms: d.breaker_cooldown.as_ms(),
             resend_ms: d.resend_interval.as_ms(),
+            generator_url: None,
         })
     }
 }

@@ -339,6 +339,7 @@ impl Lifecycle {
             group: t.group.clone(),
             severity: t.severity,
             superseded: Vec::new(),
+            superseded_at: Vec::new(),
             active: true,
             condition: info.condition,
             value: None,
@@ -427,7 +428,11 @@ impl Lifecycle {
                 continue;
             };
             if t.severity > a.severity {
+                // Before the first escalation recorded with its time, the
+                // earlier ones end with it.
+                a.superseded_at.resize(a.superseded.len(), t.at);
                 a.superseded.push(a.severity);
+                a.superseded_at.push(t.at);
                 a.severity = t.severity;
             }
             a.threshold = t.threshold;

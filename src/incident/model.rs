@@ -95,6 +95,11 @@ pub(crate) struct AlertEvidence {
     /// Alertmanager receiver ends their label sets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) superseded: Vec<Severity>,
+    /// When each of `superseded` ended (the escalation's event time), in
+    /// the same order; empty in incidents stored before it was kept (their
+    /// label sets end at the notification's time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) superseded_at: Vec<i64>,
     /// Whether it still fires.
     pub(crate) active: bool,
     /// Above or below.

@@ -275,6 +275,7 @@ mod tests {
             group: vec![("product".into(), "router-x".into())],
             severity: Severity::Warning,
             superseded: Vec::new(),
+            superseded_at: Vec::new(),
             active,
             condition: crate::config::Condition::Above,
             value: Some(1.0),
@@ -379,7 +380,7 @@ mod tests {
             ("a_b".into(), "2".into()),
         ];
         let n = notification(vec![a], 0);
-        let doc = alertmanager(&[&n], 5000, 60_000);
+        let doc = alertmanager(&[&n], 5000, 60_000, None);
         let labels = &doc[0]["labels"];
         assert_eq!(labels["alertname"], "rule_0");
         assert_eq!(labels["incident"], "default/product=router-x/1000");
@@ -399,7 +400,7 @@ mod tests {
         a.severity = Severity::Error;
         a.superseded = vec![Severity::Info, Severity::Warning];
         let n = notification(vec![a], 0);
-        let doc = alertmanager(&[&n], 5000, 60_000);
+        let doc = alertmanager(&[&n], 5000, 60_000, None);
         let list = doc.as_array().unwrap();
         let sev = |v: &Value| v["labels"]["severity"].as_str().unwrap().to_string();
         assert_eq!(
@@ -414,6 +415,21 @@ mod tests {
             same["severity"] = list[0]["labels"]["severity"].clone();
             assert_eq!(same, list[0]["labels"], "only the severity differs");
         }
+        // With the escalations' times kept, each ends at its own, however
+        // late the notification that carries it (a progress update, the
+        // resolve).
+        let mut a = alert(0, true, "");
+        a.severity = Severity::Error;
+        a.superseded = vec![Severity::Info, Severity::Warning];
+        a.superseded_at = vec![1200, 1500];
+        let mut n = notification(vec![a], 0);
+        n.at = 90_000;
+        let doc = alertmanager(&[&n], 100_000, 60_000, None);
+        let ends: Vec<_> = doc.as_array().unwrap()[1..]
+            .iter()
+            .map(|v| v["endsAt"].clone())
+            .collect();
+        assert_eq!(ends, [format_ts(1200), format_ts(1500)]);
         // A level it never had is not sent: one that fired at `error` has
         // nothing to end.
         let n = notification(
@@ -424,7 +440,10 @@ mod tests {
             0,
         );
         assert_eq!(
-            alertmanager(&[&n], 5000, 60_000).as_array().unwrap().len(),
+            alertmanager(&[&n], 5000, 60_000, None)
+                .as_array()
+                .unwrap()
+                .len(),
             1
         );
     }
@@ -459,14 +478,33 @@ mod tests {
         let pd = pagerduty(&n, &Secret::new("k".to_string()));
         assert_eq!(pd["payload"]["custom_details"]["hints"][0], text);
         assert!(pd["payload"]["summary"].as_str().unwrap().contains(text));
-        let am = alertmanager(&[&n], 5000, 60_000);
+        let am = alertmanager(&[&n], 5000, 60_000, None);
         assert_eq!(am[0]["annotations"]["hints"], text);
         // Without hints: an empty list in the generic body, no annotation.
         let plain = notification(vec![alert(1, true, "d")], 0);
         assert_eq!(generic(&plain)["hints"], serde_json::json!([]));
-        assert!(alertmanager(&[&plain], 5000, 60_000)[0]["annotations"]
-            .get("hints")
-            .is_none());
+        assert!(
+            alertmanager(&[&plain], 5000, 60_000, None)[0]["annotations"]
+                .get("hints")
+                .is_none()
+        );
+    }
+
+    /// Every Alertmanager alert links somewhere (contract §4 lists
+    /// `generatorURL`): the rule's dashboard, else its runbook, else the
+    /// console.
+    #[test]
+    fn alertmanager_alerts_link_the_dashboard_runbook_or_console() {
+        let console = Some("http://cw.example:9464/");
+        let mut n = notification(vec![alert(0, true, "d")], 0);
+        let url =
+            |n: &Notification, g| alertmanager(&[n], 5000, 60_000, g)[0]["generatorURL"].clone();
+        assert_eq!(url(&n, console), "http://cw.example:9464/");
+        assert!(url(&n, None).is_null());
+        n.alerts[0].runbook = Some("https://wiki/rb".into());
+        assert_eq!(url(&n, console), "https://wiki/rb");
+        n.alerts[0].dashboard = Some("https://grafana/d".into());
+        assert_eq!(url(&n, console), "https://grafana/d");
     }
 
     #[test]

@@ -45,10 +45,9 @@ pub(super) fn prepare(
         .iter()
         .filter(|r| receiver_enabled(r, console.is_some()))
         .map(|r| {
-            Ok(Prepared {
-                cfg: r.clone(),
-                rt: ReceiverRt::from_config(r, console)?,
-            })
+            let mut rt = ReceiverRt::from_config(r, console)?;
+            rt.generator_url = cfg.server.console_url().map(|u| format!("{u}/"));
+            Ok(Prepared { cfg: r.clone(), rt })
         })
         .collect()
 }

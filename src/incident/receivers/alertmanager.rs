@@ -19,23 +19,35 @@ pub(crate) fn alertmanager_url(base: &str) -> String {
 /// Alertmanager alerts for the notifications (one per incident alert):
 /// firing ones end `4 × resend_ms` after `now_ms` unless re-sent, as
 /// Prometheus does; resolved ones end when they resolved (never after `now_ms`).
+/// `generatorURL` is the rule's dashboard, else its runbook, else
+/// `generator` (the console), as Prometheus links its own page.
 ///
 /// `severity` is a label (routes and inhibitions match on it), so an alert
 /// that escalated is another Alertmanager alert than the one it was: each
 /// alert also carries the label sets of the severities it had before
-/// (`superseded`), ended (at the notification's time), so the copy pushed
+/// (`superseded`), ended at their escalation, so the copy pushed
 /// before the escalation resolves at once instead of firing beside it until
 /// it times out.
-pub(crate) fn alertmanager(ns: &[&Notification], now_ms: i64, resend_ms: i64) -> Value {
+pub(crate) fn alertmanager(
+    ns: &[&Notification],
+    now_ms: i64,
+    resend_ms: i64,
+    generator: Option<&str>,
+) -> Value {
     let mut out = Vec::new();
     for n in ns {
         for a in &n.alerts {
-            let (alert, span) = alertmanager_alert(n, a, now_ms, resend_ms);
+            let (alert, span) = alertmanager_alert(n, a, now_ms, resend_ms, generator);
             let at = n.at.min(now_ms).max(a.started_at);
+            // Each ended at its escalation (older stored incidents: now).
             let lower: Vec<Value> = a
                 .superseded
                 .iter()
-                .map(|s| superseded(&alert, span, *s, at))
+                .enumerate()
+                .map(|(i, s)| {
+                    let ended = a.superseded_at.get(i).map_or(at, |&e| e.min(at));
+                    superseded(&alert, span, *s, ended)
+                })
                 .collect();
             out.push(alert);
             out.extend(lower);
@@ -68,6 +80,7 @@ fn alertmanager_alert(
     a: &AlertEvidence,
     now_ms: i64,
     resend_ms: i64,
+    generator: Option<&str>,
 ) -> (Value, (i64, i64)) {
     let mut labels = Map::new();
     labels.insert("alertname".into(), Value::String(a.rule.clone()));
@@ -123,9 +136,13 @@ fn alertmanager_alert(
         "startsAt": format_ts(starts),
         "endsAt": format_ts(ends),
     });
-    if let (Some(url), Value::Object(m)) = (a.dashboard.as_ref().or(a.runbook.as_ref()), &mut alert)
-    {
-        m.insert("generatorURL".into(), Value::String(url.clone()));
+    let url = a
+        .dashboard
+        .as_deref()
+        .or(a.runbook.as_deref())
+        .or(generator);
+    if let (Some(url), Value::Object(m)) = (url, &mut alert) {
+        m.insert("generatorURL".into(), Value::String(url.to_string()));
     }
     (alert, (starts, ends))
 }
