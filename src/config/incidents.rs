@@ -73,6 +73,19 @@ pub struct ReceiverConfig {
     /// `console`.
     #[serde(default)]
     pub(crate) acknowledge: Option<bool>,
+    /// Largest request body, bytes (`generic` and `pagerduty`; at least
+    /// 16384): when every alert's evidence does not fit, the `alerts` list
+    /// keeps the headline alert, then the active ones, then the rest, and
+    /// `alerts_omitted` counts what was left out. PagerDuty's own limit
+    /// (512 KB) applies whatever is set.
+    #[serde(default = "default_max_body_bytes")]
+    pub(crate) max_body_bytes: usize,
+}
+
+/// 512 KiB: PagerDuty's limit, and well under the 1 MB many web servers
+/// (nginx's `client_max_body_size`) accept by default.
+fn default_max_body_bytes() -> usize {
+    512 * 1024
 }
 
 impl ReceiverConfig {

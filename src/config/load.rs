@@ -238,6 +238,7 @@ impl Config {
                 }
             }
             validate_receiver_tls(&p, r, &mut errs);
+            validate_receiver_body(&p, r, &mut errs);
         }
         errs
     }
@@ -532,6 +533,17 @@ fn validate_range(key: &str, [min, max]: [f64; 2], limit: f64, errs: &mut Vec<Co
             key,
             shown,
             format!("bounds must lie within [-{limit}, {limit}]"),
+        ));
+    }
+}
+
+/// A receiver's body limit: room for the incident's fields and one alert.
+fn validate_receiver_body(p: &str, r: &ReceiverConfig, errs: &mut Vec<ConfigError>) {
+    if r.max_body_bytes < 16 * 1024 {
+        errs.push(ConfigError::new(
+            format!("{p}.max_body_bytes"),
+            r.max_body_bytes.to_string(),
+            "must be at least 16384 (one alert's evidence and the incident's fields)",
         ));
     }
 }

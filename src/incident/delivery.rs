@@ -127,6 +127,8 @@ pub(crate) struct ReceiverRt {
     /// Alertmanager alerts' `generatorURL` when the rule has no dashboard
     /// or runbook: the console (`server.external_url`).
     pub(crate) generator_url: Option<String>,
+    /// Largest body (`max_body_bytes`: generic, PagerDuty).
+    pub(crate) max_body: usize,
 }
 
 /// One receiver's delivery task.
@@ -420,11 +422,11 @@ impl Worker {
                 self.rt.generator_url.as_deref(),
             ),
             ReceiverKind::Pagerduty => match (&self.rt.routing_key, ns.first()) {
-                (Some(key), Some(n)) => receivers::pagerduty(n, key),
+                (Some(key), Some(n)) => receivers::pagerduty(n, key, self.rt.max_body),
                 _ => return failed(FailureReason::Rejected, "no PagerDuty routing key".into()),
             },
             _ => match ns.first() {
-                Some(n) => receivers::generic(n),
+                Some(n) => receivers::generic(n, self.rt.max_body),
                 None => return Outcome::Delivered,
             },
         };

@@ -67,6 +67,7 @@ impl ReceiverRt {
             breaker_cooldown_ms: d.breaker_cooldown.as_ms(),
             resend_ms: d.resend_interval.as_ms(),
             generator_url: None,
+            max_body: r.max_body_bytes,
         })
     }
 }

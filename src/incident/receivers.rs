@@ -21,9 +21,9 @@ pub(crate) use alertmanager::{alertmanager, alertmanager_url};
 pub(crate) const PAGERDUTY_SUMMARY_MAX: usize = 1024;
 /// PagerDuty refuses events larger than 512 KB.
 pub(crate) const PAGERDUTY_BODY_MAX: usize = 512 * 1024;
-/// Room kept below [`PAGERDUTY_BODY_MAX`] for the `alerts_omitted` field and
-/// the signature headers' view of the body (a margin, not a measurement).
-const PAGERDUTY_BODY_SLACK: usize = 1024;
+/// Room kept below a body limit for the `alerts_omitted` field (a margin,
+/// not a measurement).
+const BODY_SLACK: usize = 1024;
 /// `payload.source` is shown as a host name: kept to a readable length.
 pub(crate) const PAGERDUTY_SOURCE_MAX: usize = 255;
 
@@ -70,8 +70,9 @@ fn evidence_json(a: &AlertEvidence) -> Value {
 }
 
 /// The generic JSON webhook: the contract's fields from the headline alert,
-/// plus the incident's own and every alert's evidence.
-pub(crate) fn generic(n: &Notification) -> Value {
+/// plus the incident's own and every alert's evidence that fits in
+/// `max_body` bytes (the rest counted in `alerts_omitted`, as PagerDuty's).
+pub(crate) fn generic(n: &Notification, max_body: usize) -> Value {
     let p = n.primary();
     let mut doc = json!({
         "dedup_key": n.dedup_key,
@@ -95,7 +96,7 @@ pub(crate) fn generic(n: &Notification) -> Value {
         "route": n.route,
         "labels": labels_obj(&n.labels),
         "hints": p.map_or(&[][..], |a| &a.hints[..]),
-        "alerts": n.alerts.iter().map(evidence_json).collect::<Vec<_>>(),
+        "alerts": [],
     });
     let (dashboard, runbook) = n.links();
     let mut links = Map::new();
@@ -113,6 +114,14 @@ pub(crate) fn generic(n: &Notification) -> Value {
             "acknowledged".into(),
             json!({"by": a.by, "note": a.note, "at": format_ts(a.at)}),
         );
+    }
+    let base = serde_json::to_vec(&doc).map_or(0, |b| b.len());
+    let (alerts, omitted) = alerts_within(n, max_body.saturating_sub(base + BODY_SLACK));
+    if let Value::Object(m) = &mut doc {
+        m.insert("alerts".into(), Value::Array(alerts));
+        if omitted > 0 {
+            m.insert("alerts_omitted".into(), Value::from(omitted));
+        }
     }
     doc
 }
@@ -148,7 +157,7 @@ pub(crate) fn pagerduty_severity(s: Severity) -> &'static str {
 /// evidence would not fit, `custom_details.alerts` keeps the headline alert,
 /// then the active ones, then the rest in joining order as far as they fit,
 /// and `custom_details.alerts_omitted` counts what was left out.
-pub(crate) fn pagerduty(n: &Notification, routing_key: &Secret) -> Value {
+pub(crate) fn pagerduty(n: &Notification, routing_key: &Secret, max_body: usize) -> Value {
     let dedup_key =
         super::model::bounded_key(&n.dedup_key, n.started_at, super::model::MAX_INCIDENT_KEY);
     // Acknowledge and resolve name the incident only (PagerDuty ignores a
@@ -208,7 +217,9 @@ pub(crate) fn pagerduty(n: &Notification, routing_key: &Secret) -> Value {
     let base = serde_json::to_vec(&doc).map_or(0, |b| b.len());
     let (alerts, omitted) = alerts_within(
         n,
-        PAGERDUTY_BODY_MAX.saturating_sub(base + PAGERDUTY_BODY_SLACK),
+        PAGERDUTY_BODY_MAX
+            .min(max_body)
+            .saturating_sub(base + BODY_SLACK),
     );
     if let Some(Value::Object(details)) = doc.pointer_mut("/payload/custom_details") {
         details.insert("alerts".into(), Value::Array(alerts));
@@ -313,12 +324,39 @@ mod tests {
         }
     }
 
+    /// The generic body stays under the receiver's `max_body_bytes` the same
+    /// way: the headline alert kept, the rest counted.
+    #[test]
+    fn generic_body_stays_under_its_limit_and_counts_what_it_left_out() {
+        let long = "d".repeat(2000);
+        let alerts: Vec<_> = (0..300).map(|i| alert(i, true, &long)).collect();
+        let n = notification(alerts, 299);
+        let whole = generic(&n, usize::MAX);
+        assert_eq!(whole["alerts"].as_array().unwrap().len(), 300);
+        assert!(whole.get("alerts_omitted").is_none());
+        let limit = 64 * 1024;
+        let doc = generic(&n, limit);
+        let size = serde_json::to_vec(&doc).unwrap().len();
+        assert!(size <= limit, "{size} bytes");
+        let listed = doc["alerts"].as_array().unwrap();
+        let omitted = doc["alerts_omitted"].as_u64().unwrap() as usize;
+        assert_eq!(listed.len() + omitted, 300);
+        assert!(listed.len() > 10, "{} listed", listed.len());
+        assert!(
+            listed.iter().any(|a| a["rule"] == "rule_299"),
+            "headline kept"
+        );
+        // The contract's fields are the headline alert's, whatever was cut.
+        assert_eq!(doc["rule"], "rule_299");
+        assert_eq!(doc["dedup_key"], whole["dedup_key"]);
+    }
+
     #[test]
     fn pagerduty_body_stays_under_its_limit_and_counts_what_it_left_out() {
         let key = Secret::new("k".to_string());
         // Small: every alert is listed, nothing omitted.
         let n = notification((0..3).map(|i| alert(i, true, "d")).collect(), 0);
-        let doc = pagerduty(&n, &key);
+        let doc = pagerduty(&n, &key, PAGERDUTY_BODY_MAX);
         assert_eq!(
             doc["payload"]["custom_details"]["alerts"]
                 .as_array()
@@ -335,7 +373,7 @@ mod tests {
             .map(|i| alert(i, i % 2 == 1 || i == 399, &long))
             .collect();
         let n = notification(alerts, 399);
-        let doc = pagerduty(&n, &key);
+        let doc = pagerduty(&n, &key, PAGERDUTY_BODY_MAX);
         let size = serde_json::to_vec(&doc).unwrap().len();
         assert!(size <= PAGERDUTY_BODY_MAX, "{size} bytes");
         let details = &doc["payload"]["custom_details"];
@@ -357,13 +395,13 @@ mod tests {
         let key = Secret::new("k".to_string());
         let mut n = notification(Vec::new(), 0);
         n.dedup_key = format!("default/product={}/1000", "y".repeat(400));
-        let doc = pagerduty(&n, &key);
+        let doc = pagerduty(&n, &key, PAGERDUTY_BODY_MAX);
         assert_eq!(doc["payload"]["class"], "default");
         let k = doc["dedup_key"].as_str().unwrap();
         assert!(k.len() <= 255 && k.ends_with("/1000"), "{k}");
         n.action = Action::Resolve;
         assert_eq!(
-            pagerduty(&n, &key)["dedup_key"],
+            pagerduty(&n, &key, PAGERDUTY_BODY_MAX)["dedup_key"],
             k,
             "resolve uses the same key"
         );
@@ -471,18 +509,21 @@ mod tests {
             n.summary
         );
         assert!(console_line(&n).contains(text));
-        let g = generic(&n);
+        let g = generic(&n, PAGERDUTY_BODY_MAX);
         assert_eq!(g["hints"][0]["value"], "product_quality");
         assert_eq!(g["hints"][0]["lift"], 3.71);
         assert_eq!(g["alerts"][0]["hints"], g["hints"]);
-        let pd = pagerduty(&n, &Secret::new("k".to_string()));
+        let pd = pagerduty(&n, &Secret::new("k".to_string()), PAGERDUTY_BODY_MAX);
         assert_eq!(pd["payload"]["custom_details"]["hints"][0], text);
         assert!(pd["payload"]["summary"].as_str().unwrap().contains(text));
         let am = alertmanager(&[&n], 5000, 60_000, None);
         assert_eq!(am[0]["annotations"]["hints"], text);
         // Without hints: an empty list in the generic body, no annotation.
         let plain = notification(vec![alert(1, true, "d")], 0);
-        assert_eq!(generic(&plain)["hints"], serde_json::json!([]));
+        assert_eq!(
+            generic(&plain, PAGERDUTY_BODY_MAX)["hints"],
+            serde_json::json!([])
+        );
         assert!(
             alertmanager(&[&plain], 5000, 60_000, None)[0]["annotations"]
                 .get("hints")
@@ -524,7 +565,7 @@ mod tests {
             "Acknowledged by ana (on it) after 1m; still firing: rule_0 on product=router-x \
              is 1, above the warning threshold 0.500 over the last 1h."
         );
-        let pd = pagerduty(&n, &Secret::new("k".to_string()));
+        let pd = pagerduty(&n, &Secret::new("k".to_string()), PAGERDUTY_BODY_MAX);
         assert_eq!(
             pd,
             serde_json::json!({
@@ -533,7 +574,7 @@ mod tests {
                 "dedup_key": "default/product=router-x/1000",
             })
         );
-        let g = generic(&n);
+        let g = generic(&n, PAGERDUTY_BODY_MAX);
         assert_eq!(g["action"], "acknowledge");
         assert_eq!(g["reason"], "acknowledged");
         assert_eq!(g["acknowledged"]["by"], "ana");
@@ -542,7 +583,9 @@ mod tests {
         // Other notifications carry no `acknowledged`.
         n.action = Action::Update;
         n.ack = None;
-        assert!(generic(&n).get("acknowledged").is_none());
+        assert!(generic(&n, PAGERDUTY_BODY_MAX)
+            .get("acknowledged")
+            .is_none());
     }
 
     #[test]
