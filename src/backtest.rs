@@ -343,7 +343,8 @@ impl Driver {
         let t = self.engine.clock().map_or(ev.ts, |c| c.max(ev.ts));
         self.boundaries_until(t, obs);
         let outcome = self.engine.process(&ev, &mut self.out);
-        self.watch.counted(outcome == crate::engine::Outcome::Late);
+        self.watch
+            .counted_at(ev.ts, outcome == crate::engine::Outcome::Late);
         for tr in self.out.drain(..) {
             obs.transition(&tr);
         }
@@ -357,7 +358,19 @@ impl Driver {
         for (held, lines, at, _) in v.pass {
             self.hold(held, lines, at, obs);
         }
-        let undecided = self.guard.finish();
+        let undecided = self.guard.finish_counted();
+        let undecided = undecided
+            .into_iter()
+            .map(|((held, lines, at, detail), after)| {
+                let detail = if detail.is_empty() {
+                    self.guard.jump_detail(held.ts()).unwrap_or_default()
+                } else {
+                    detail
+                };
+                let detail = self.guard.ended_detail(&detail, after);
+                (held, lines, at, detail)
+            })
+            .collect();
         self.refute(undecided);
         let mut released = Vec::new();
         self.seq.release_all(|h| released.push(h));

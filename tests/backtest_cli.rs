@@ -1352,3 +1352,93 @@ fn tune_suggest_and_chart_warn_about_invalid_lines() {
     assert!(err.contains("are invalid and were left out"), "{err}");
     assert!(!err.contains("the first:"), "{err}");
 }
+
+/// The number after `key` in `text` (`late 103728,`, `late:   103728`).
+fn count_after(text: &str, key: &str) -> u64 {
+    let at = text
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key:?} in {text}"));
+    text[at + key.len()..]
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("no count after {key:?} in {text}"))
+}
+
+/// A burst of lines days ahead, confirmed as a jump (more than
+/// `clock_jump_confirm` of them), followed by the rest of the history: the
+/// warning names the first of them — the line that jumped the clock — not
+/// the last (a step of a second after it), and gives the count of the
+/// summary (`backtest` and `replay`).
+#[test]
+fn a_confirmed_burst_ahead_names_the_line_that_jumped_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = generate(dir.path());
+    let all = std::fs::read_to_string(&data).unwrap();
+    let mut lines: Vec<String> = all.lines().map(str::to_string).collect();
+    let burst = (0..5).map(|i| {
+        format!(
+            r#"{{"id":"ahead-{i}","type":"order","ts":"2026-11-25T00:00:0{i}Z","customer_id":"c-1","attrs":{{"product":"laptop-pro","region":"us-east","channel":"web","segment":"consumer"}}}}"#
+        )
+    });
+    lines.splice(30_000..30_000, burst);
+    let f = dir.path().join("burst.jsonl");
+    std::fs::write(&f, lines.join("\n") + "\n").unwrap();
+    const NOW: &str = "2026-12-01T00:00:00Z";
+    let out = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&f),
+        "--now",
+        NOW,
+    ]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("were late for every rule"))
+        .unwrap_or_else(|| panic!("no late warning: {stderr}"));
+    assert!(
+        warning.contains("burst.jsonl:30001 moved the clock to 2026-11-25T00:00:00Z ("),
+        "{warning}"
+    );
+    assert!(warning.contains("check that event's time"), "{warning}");
+    assert!(!warning.contains("ordinary step"), "{warning}");
+    let late = count_after(&stdout, "late ");
+    assert!(late > 0, "{stdout}");
+    assert!(warning.contains(&format!("late={late} ")), "{warning}");
+    assert!(
+        warning.contains(&format!(" {late} of them came after")),
+        "{warning}"
+    );
+
+    let out = run(&[
+        "replay",
+        "--config",
+        &example(),
+        "--input",
+        s(&f),
+        "--output",
+        s(&dir.path().join("transitions.jsonl")),
+        "--now",
+        NOW,
+    ]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("were late for every rule"))
+        .unwrap_or_else(|| panic!("no late warning: {stderr}"));
+    assert!(
+        warning.contains("line 30001 moved the clock to 2026-11-25T00:00:00Z ("),
+        "{warning}"
+    );
+    assert!(!warning.contains("ordinary step"), "{warning}");
+    // replay's count is its summary's `late`.
+    let late = count_after(&format!("{stdout}{stderr}"), "late:");
+    assert!(warning.contains(&format!("late={late} ")), "{warning}");
+}

@@ -49,10 +49,16 @@ pub(crate) struct ClockWatch {
     clock: Option<i64>,
     events: u64,
     late: u64,
-    /// The move that set the current clock.
+    /// The last ordinary move (no larger than the horizon, or the first
+    /// event): late events no jump accounts for are charged to it.
     current: Option<ClockMove>,
-    /// The earlier move with the most late events after it.
+    /// The earlier ordinary move with the most late events after it.
     worst: Option<ClockMove>,
+    /// The recent moves larger than the horizon (with a horizon only), in
+    /// clock order: a late event whose time the clock passed (less the
+    /// horizon) in one of them is charged to that jump, however many
+    /// ordinary steps followed it.
+    jumps: Vec<ClockMove>,
     /// The previous event's time, and how many events came before
     /// (`down`) or after (`up`) it in time: a history given newest first.
     prev: Option<i64>,
@@ -61,6 +67,10 @@ pub(crate) struct ClockWatch {
     /// Per input read, in reading order: (its index, earliest, latest time).
     spans: Vec<(usize, i64, i64)>,
 }
+
+/// The most jumps a watch keeps apart ([`ClockWatch::jumps`]); an older
+/// one is folded into `worst`.
+const MAX_JUMPS: usize = 256;
 
 /// How far an input may start before the one before it ends without a
 /// warning (files cut mid-minute).
@@ -115,7 +125,7 @@ impl ClockWatch {
         self.order(ts);
         self.span(ts, at);
         match self.clock {
-            Some(c) if ts <= c => self.counted(ts < c.saturating_sub(self.horizon_ms)),
+            Some(c) if ts <= c => self.counted_at(ts, ts < c.saturating_sub(self.horizon_ms)),
             _ => {
                 self.moved_to(ts, line, at);
                 self.counted(false);
@@ -181,7 +191,7 @@ impl ClockWatch {
     }
 
     /// One valid event counted, `late` as its reader judged it (`run`: the
-    /// engine's outcome).
+    /// engine's outcome), charged to the last ordinary move.
     pub(crate) fn counted(&mut self, late: bool) {
         self.events += 1;
         if late {
@@ -189,6 +199,30 @@ impl ClockWatch {
             if let Some(m) = self.current.as_mut() {
                 m.late_after += 1;
             }
+        }
+    }
+
+    /// [`ClockWatch::counted`] of an event at `ts`: a late one is charged to
+    /// the jump that moved the clock past it (the clock before that jump
+    /// would have taken it), else to the last ordinary move.
+    pub(crate) fn counted_at(&mut self, ts: i64, late: bool) {
+        if !late {
+            self.counted(false);
+            return;
+        }
+        let h = self.horizon_ms;
+        // Jumps are in clock order and do not overlap: the last one that
+        // starts (less the horizon) at or before `ts`.
+        let i = self
+            .jumps
+            .partition_point(|j| j.from_ms.unwrap_or(i64::MIN).saturating_sub(h) <= ts);
+        match i.checked_sub(1).map(|i| &mut self.jumps[i]) {
+            Some(j) if ts < j.to_ms.saturating_sub(h) => {
+                self.events += 1;
+                self.late += 1;
+                j.late_after += 1;
+            }
+            _ => self.counted(true),
         }
     }
 
@@ -203,10 +237,29 @@ impl ClockWatch {
             late_after: 0,
         };
         self.clock = Some(self.clock.map_or(to, |c| c.max(to)));
-        if let Some(prev) = self.current.replace(next) {
-            if self.worst.is_none_or(|w| prev.late_after > w.late_after) {
-                self.worst = Some(prev);
+        let jump = self.horizon_ms > 0
+            && next
+                .from_ms
+                .is_some_and(|f| to.saturating_sub(f) > self.horizon_ms);
+        if jump {
+            // Kept apart: the ordinary steps after it do not take its blame.
+            self.jumps.push(next);
+            if self.jumps.len() > MAX_JUMPS {
+                let old = self.jumps.remove(0);
+                self.keep_worst(old);
             }
+            return;
+        }
+        if let Some(prev) = self.current.replace(next) {
+            self.keep_worst(prev);
+        }
+    }
+
+    /// Remembers `m` as the worst earlier move if it has the most late
+    /// events after it.
+    fn keep_worst(&mut self, m: ClockMove) {
+        if self.worst.is_none_or(|w| m.late_after > w.late_after) {
+            self.worst = Some(m);
         }
     }
 
@@ -215,15 +268,14 @@ impl ClockWatch {
         self.clock
     }
 
-    /// Takes the reader's totals when they count more late events than
-    /// this watch judged by its horizon (a `replay`, whose sequencer
-    /// applies events after the watch saw them: the engine's late count is
-    /// the one its summary prints).
+    /// Takes the reader's totals (a `replay`, whose sequencer applies
+    /// events after the watch saw them: the engine's late count is the one
+    /// its summary prints, and the warning says the same, more or fewer
+    /// than this watch judged by its horizon). The moves keep the shares
+    /// the watch charged them, at most the total.
     pub(crate) fn adopt_counts(&mut self, events: u64, late: u64) {
-        if late > self.late {
-            self.events = events;
-            self.late = late;
-        }
+        self.events = events;
+        self.late = late;
     }
 
     /// Forgets the counts (after a warning in a long run), keeping the clock.
@@ -234,6 +286,9 @@ impl ClockWatch {
         if let Some(m) = self.current.as_mut() {
             m.late_after = 0;
         }
+        for j in &mut self.jumps {
+            j.late_after = 0;
+        }
     }
 
     /// Late events and the move most of them came after, when they are more
@@ -242,10 +297,28 @@ impl ClockWatch {
         if self.late == 0 || (self.late as f64) < LATE_SHARE_WARNING * self.events as f64 {
             return None;
         }
-        let culprit = match (self.current, self.worst) {
+        let ordinary = match (self.current, self.worst) {
             (Some(c), Some(w)) if w.late_after > c.late_after => Some(w),
             (c, w) => c.or(w),
         };
+        // The move most late events came after; on a tie the jump, then the
+        // latest jump.
+        let culprit = self
+            .jumps
+            .iter()
+            .rev()
+            .copied()
+            .fold(None, |best: Option<ClockMove>, j| match best {
+                Some(b) if b.late_after >= j.late_after => Some(b),
+                _ => Some(j),
+            })
+            .filter(|j| j.late_after > 0 && ordinary.is_none_or(|o| j.late_after >= o.late_after))
+            .or(ordinary)
+            // Never more than the total (a replay's total is the engine's).
+            .map(|m| ClockMove {
+                late_after: m.late_after.min(self.late),
+                ..m
+            });
         Some(LateShare {
             late: self.late,
             events: self.events,
@@ -473,6 +546,104 @@ mod tests {
         assert_eq!(m.late_after, 150);
         let text = s.describe(None);
         assert!(text.contains("line 51 moved the clock to 5138-"), "{text}");
+    }
+
+    /// A burst of stamps far ahead, each a step after the one before: the
+    /// late events after it are the first one's (it jumped the clock), not
+    /// the last one's (an ordinary step).
+    #[test]
+    fn the_late_events_after_a_burst_ahead_are_charged_to_its_first_line() {
+        let mut w = watch();
+        for i in 0..50 {
+            w.observe(i * 100, i as u64 + 1, None);
+        }
+        for k in 0..5 {
+            w.observe(1_000_000 + k * 10, 51 + k as u64, None);
+        }
+        for i in 50..200 {
+            w.observe(i * 100, i as u64 + 6, None);
+        }
+        let s = w.late_share().expect("a warning");
+        let m = s.culprit.unwrap();
+        assert_eq!((m.line, m.to_ms, m.from_ms), (51, 1_000_000, Some(4900)));
+        assert_eq!(m.late_after, 150);
+        let text = s.describe(None);
+        assert!(text.contains("line 51 moved the clock"), "{text}");
+        assert!(text.contains("check that event's time"), "{text}");
+        assert!(!text.contains("ordinary step"), "{text}");
+        // The same through `saw` and `counted_at` (backtest's way).
+        let mut v = watch();
+        for i in 0..50 {
+            v.saw(i * 100, i as u64 + 1, None);
+            v.counted_at(i * 100, false);
+        }
+        for k in 0..5 {
+            v.saw(1_000_000 + k * 10, 51 + k as u64, None);
+            v.counted_at(1_000_000 + k * 10, false);
+        }
+        for i in 50..200 {
+            v.saw(i * 100, i as u64 + 6, None);
+            v.counted_at(i * 100, true);
+        }
+        assert_eq!(v.late_share().and_then(|s| s.culprit), Some(m));
+    }
+
+    /// After a real gap, a file given again (out of order): its events were
+    /// late before the gap too — not the gap's doing.
+    #[test]
+    fn events_behind_the_clock_before_a_gap_are_not_charged_to_the_gap() {
+        let mut w = watch();
+        for i in 0..500 {
+            w.observe(100_000 + i * 100, i as u64 + 1, None);
+        }
+        for i in 0..500 {
+            w.observe(10_000_000 + i * 100, 501 + i as u64, None);
+        }
+        // The first file again.
+        for i in 0..500 {
+            w.observe(100_000 + i * 100, 1001 + i as u64, None);
+        }
+        let s = w.late_share().expect("a warning");
+        assert_eq!(s.late, 500);
+        let m = s.culprit.unwrap();
+        // (The last 11 were within the horizon of the clock before the gap:
+        // those the gap made late.)
+        assert_eq!((m.line, m.late_after), (1000, 489));
+        assert!(s.describe(None).contains("out of time order"));
+        // Behind the clock before the gap by less than the horizon: the gap
+        // made them late.
+        let mut w = watch();
+        for i in 0..500 {
+            w.observe(100_000 + i * 100, i as u64 + 1, None);
+        }
+        w.observe(10_000_000, 501, None);
+        for i in 0..100 {
+            w.observe(10_000_000 + i, 502 + i as u64, None);
+        }
+        for i in 0..100 {
+            w.observe(149_900 - 900 + i, 602 + i as u64, None);
+        }
+        let m = w.late_share().unwrap().culprit.unwrap();
+        assert_eq!((m.line, m.late_after), (501, 100));
+    }
+
+    /// A replay's warning gives its summary's count, fewer or more.
+    #[test]
+    fn adopted_counts_are_the_warnings() {
+        let mut w = watch();
+        w.observe(0, 1, None);
+        w.observe(1_000_000, 2, None);
+        for i in 0..10 {
+            w.observe(i, 3 + i as u64, None);
+        }
+        w.adopt_counts(12, 7);
+        let s = w.late_share().unwrap();
+        assert_eq!((s.late, s.events), (7, 12));
+        assert_eq!(s.culprit.map(|m| m.late_after), Some(7));
+        w.adopt_counts(12, 11);
+        assert_eq!(w.late_share().unwrap().late, 11);
+        w.adopt_counts(12, 0);
+        assert_eq!(w.late_share(), None);
     }
 
     #[test]

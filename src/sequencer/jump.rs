@@ -47,8 +47,11 @@ pub struct JumpGuard<T> {
     confirm: u32,
     /// The newest event time let through.
     clock: Option<i64>,
-    /// Events held aside, in arrival order, with their times.
-    suspects: Vec<(i64, T)>,
+    /// Events held aside, in arrival order, with their times and their
+    /// arrival numbers (`offered` when they came).
+    suspects: Vec<(i64, u64, T)>,
+    /// Events offered since the clock started (arrival numbers).
+    offered: u64,
     /// Events within the allowance since the first suspect.
     against: u32,
     /// Anchoring: the first events, waiting for the clock to start.
@@ -68,6 +71,7 @@ impl<T> JumpGuard<T> {
             confirm: confirm.max(1),
             clock: None,
             suspects: Vec::new(),
+            offered: 0,
             against: 0,
             start: None,
         }
@@ -154,6 +158,7 @@ impl<T> JumpGuard<T> {
                 None => v,
             };
         }
+        self.offered += 1;
         let beyond = self.max_jump_ms > 0
             && self
                 .clock
@@ -164,16 +169,16 @@ impl<T> JumpGuard<T> {
             if !self.suspects.is_empty() {
                 self.against += 1;
                 if self.against >= self.confirm {
-                    v.rejected = self.suspects.drain(..).map(|(_, t)| t).collect();
+                    v.rejected = self.suspects.drain(..).map(|(_, _, t)| t).collect();
                     self.against = 0;
                 }
             }
             return v;
         }
-        self.suspects.push((ts, item));
+        self.suspects.push((ts, self.offered, item));
         // The first suspect and `confirm` further ones.
         if self.suspects.len() > self.confirm as usize {
-            for (t, item) in self.suspects.drain(..) {
+            for (t, _, item) in self.suspects.drain(..) {
                 self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
                 v.pass.push(item);
             }
@@ -202,8 +207,40 @@ impl<T> JumpGuard<T> {
 
     /// End of input: undecided suspects are refuted.
     pub fn finish(&mut self) -> Vec<T> {
+        self.finish_counted().into_iter().map(|(t, _)| t).collect()
+    }
+
+    /// [`JumpGuard::finish`], each suspect with how many events came after
+    /// it (for [`JumpGuard::ended_detail`]).
+    pub fn finish_counted(&mut self) -> Vec<(T, u64)> {
         self.against = 0;
-        self.suspects.drain(..).map(|(_, t)| t).collect()
+        let offered = self.offered;
+        self.suspects
+            .drain(..)
+            .map(|(_, n, t)| (t, offered - n))
+            .collect()
+    }
+
+    /// The [`JumpGuard::jump_detail`] of a suspect refuted at the end of
+    /// the input with `after` events after it: no longer "the events after
+    /// it did not confirm the jump" (there may have been none).
+    pub fn ended_detail(&self, detail: &str, after: u64) -> String {
+        let Some(head) = detail.strip_suffix(&self.refuted_tail()) else {
+            return detail.to_string();
+        };
+        match after {
+            0 => format!("{head}, and it was the last event of the input: no event after it confirmed the jump"),
+            1 => format!("{head}, and the input ended one event after it, before {} events confirmed the jump", self.confirm),
+            n => format!("{head}, and the input ended {n} events after it, before {} events confirmed the jump", self.confirm),
+        }
+    }
+
+    /// How [`JumpGuard::jump_detail`] ends: refuted by the events after it.
+    fn refuted_tail(&self) -> String {
+        format!(
+            ", and the {} events after it did not confirm the jump",
+            self.confirm
+        )
     }
 
     /// Events held aside.
@@ -222,11 +259,11 @@ impl<T> JumpGuard<T> {
         let c = self.clock?;
         (self.max_jump_ms > 0 && ts > c.saturating_add(self.max_jump_ms)).then(|| {
             format!(
-                "ts {} is more than engine.max_clock_jump ({} ms) ahead of the stream's clock {}, and the {} events after it did not confirm the jump",
+                "ts {} is more than engine.max_clock_jump ({} ms) ahead of the stream's clock {}{}",
                 crate::event::format_ts(ts),
                 self.max_jump_ms,
                 crate::event::format_ts(c),
-                self.confirm
+                self.refuted_tail()
             )
         })
     }
@@ -279,6 +316,26 @@ mod tests {
         g.offer(0, 1);
         g.offer(10 * DAY, 2);
         assert_eq!(g.finish(), [2]);
+    }
+
+    #[test]
+    fn a_jump_refuted_by_the_end_of_input_says_so() {
+        let mut g = JumpGuard::new(DAY, 3);
+        g.offer(0, 1);
+        g.offer(10 * DAY, 2);
+        let detail = g.jump_detail(10 * DAY).unwrap();
+        assert!(detail.ends_with("the 3 events after it did not confirm the jump"));
+        g.offer(10, 3);
+        g.offer(11 * DAY, 4);
+        assert_eq!(g.finish_counted(), [(2, 2), (4, 0)]);
+        let last = g.ended_detail(&detail, 0);
+        assert!(
+            last.contains("it was the last event of the input"),
+            "{last}"
+        );
+        assert!(!last.contains("events after it did not"), "{last}");
+        let two = g.ended_detail(&detail, 2);
+        assert!(two.contains("the input ended 2 events after it"), "{two}");
     }
 
     #[test]
