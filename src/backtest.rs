@@ -99,6 +99,8 @@ pub struct Driver {
     /// Time the events cover (gaps of more than a day left out).
     coverage: coverage::Coverage,
     invalid_examples: Vec<(u64, InvalidReason, String)>,
+    /// Where each of `invalid_examples` came from.
+    invalid_at: Vec<Option<input::LineRef>>,
     /// Refuted clock jumps named (also in `invalid_examples`), with where each came from.
     refuted: Vec<(Option<input::LineRef>, String)>,
     /// Where the next line comes from ([`Driver::feed_at`]).
@@ -146,6 +148,7 @@ impl Driver {
             first_ms: None,
             coverage: coverage::Coverage::default(),
             invalid_examples: Vec::new(),
+            invalid_at: Vec::new(),
             refuted: Vec::new(),
             at: None,
             watch: clock_watch::ClockWatch::new(cfg),
@@ -196,6 +199,16 @@ impl Driver {
         &self.invalid_examples
     }
 
+    /// The invalid lines: counts by reason and the first few with where
+    /// they came from (named `file:line` in the warning).
+    pub(crate) fn invalid_lines(&self) -> invalid_lines::InvalidLines {
+        let mut out = invalid_lines::InvalidLines::from_counts(self.engine.stats().invalid, &[]);
+        for ((line, reason, detail), at) in self.invalid_examples.iter().zip(&self.invalid_at) {
+            out.name(*line, *at, *reason, detail.clone());
+        }
+        out
+    }
+
     /// Feeds one input line.
     pub(crate) fn feed(&mut self, line: &[u8], obs: &mut impl Observer) {
         self.feed_with_default(line, None, obs);
@@ -235,6 +248,7 @@ impl Driver {
                 if others < 5 {
                     self.invalid_examples
                         .push((self.lines, inv.reason, inv.detail));
+                    self.invalid_at.push(at);
                 }
                 return;
             }
@@ -269,6 +283,7 @@ impl Driver {
                 self.refuted.push((at, detail.clone()));
                 self.invalid_examples
                     .push((lines, InvalidReason::ClockJump, detail));
+                self.invalid_at.push(at);
             }
         }
     }

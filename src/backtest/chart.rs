@@ -227,11 +227,7 @@ fn collect_with(
     })?;
     driver.clock_watch().warn("chart", inputs);
     driver.warn_refuted("chart", inputs);
-    crate::backtest::invalid_lines::InvalidLines::from_counts(
-        driver.engine().stats().invalid,
-        driver.invalid_examples(),
-    )
-    .warn("chart", driver.lines(), inputs);
+    driver.invalid_lines().warn("chart", driver.lines(), inputs);
     driver.finish_input(&mut obs);
     let (Some(start), Some(end)) = (driver.first_ms(), driver.engine().clock()) else {
         return Err(ChartError::Empty(

@@ -47,6 +47,19 @@ impl InvalidLines {
         }
     }
 
+    /// Names one more of the first invalid lines (already counted).
+    pub(crate) fn name(
+        &mut self,
+        line: u64,
+        at: Option<LineRef>,
+        reason: InvalidReason,
+        detail: String,
+    ) {
+        if self.first.len() < NAMED {
+            self.first.push((line, at, reason, detail));
+        }
+    }
+
     /// Invalid lines in all.
     pub(crate) fn total(&self) -> u64 {
         self.counts.iter().sum()
