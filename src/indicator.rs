@@ -153,16 +153,27 @@ impl Indicator {
     /// confidence bound its `confidence` and `condition` ask for: the lower
     /// bound for `above` (a breach needs the estimate to be above the
     /// threshold with that confidence), the upper bound for `below`.
-    pub(crate) fn for_rule(r: &RuleConfig, window_ms: i64) -> Self {
+    /// `score_range` is `engine.score_range`, the scale a `mean_score`'s
+    /// bound assumes before its sample shows its own spread.
+    pub(crate) fn for_rule(r: &RuleConfig, window_ms: i64, score_range: [f64; 2]) -> Self {
         let mut ind = Self::compile(&r.indicator, window_ms);
         ind.guard = r.confidence.map(|level| Guard {
             z: confidence::z_one_sided(level),
+            tail: 1.0 - level,
+            scale: confidence::ScoreScale::new(score_range),
             side: match r.condition {
                 Condition::Above => Side::Lower,
                 Condition::Below => Side::Upper,
             },
         });
         ind
+    }
+
+    /// Takes a reloaded `engine.score_range` (see [`Indicator::for_rule`]).
+    pub(crate) fn set_score_range(&mut self, score_range: [f64; 2]) {
+        if let Some(g) = &mut self.guard {
+            g.scale = confidence::ScoreScale::new(score_range);
+        }
     }
 
     /// Compiles the configured indicator for a window of `window_ms`, judged
@@ -281,6 +292,10 @@ impl Indicator {
 struct Guard {
     /// One-sided standard normal quantile of the confidence level.
     z: f64,
+    /// One minus the confidence level (for Student quantiles).
+    tail: f64,
+    /// The score range a mean's variance is pooled with.
+    scale: confidence::ScoreScale,
     /// Lower bound (`above` rules) or upper bound (`below` rules).
     side: Side,
 }
@@ -505,7 +520,7 @@ impl Kind {
                 Some(confidence::proportion(repeat, distinct, g.z, lower))
             }
             Kind::Nps(_) => Some(confidence::nps(c[0], c[1], c[2], g.z, lower)),
-            Kind::MeanScore(_) => confidence::mean(c[0], c[1], c[2], g.z, lower),
+            Kind::MeanScore(_) => confidence::mean(c[0], c[1], c[2], g.z, g.tail, g.scale, lower),
             Kind::Surge {
                 method,
                 min_baseline,

@@ -299,3 +299,69 @@ fn the_point_estimate_is_exported_and_charted_beside_the_bound() {
         .unwrap();
     assert!(plain_chart.estimates.is_empty());
 }
+
+/// A `mean_score` rule (below 5) and an `nps` rule (below 0), both at 99 %.
+fn feedback_rules(confidence: &str) -> Config {
+    let text = format!(
+        r#"
+[[rules]]
+name = "low_mean"
+group_by = ["product"]
+window = "1h"
+slide = "1m"
+indicator = {{ kind = "mean_score", select = {{ type = "feedback" }} }}
+condition = "below"
+thresholds = {{ warning = 5.0 }}
+{confidence}
+
+[[rules]]
+name = "low_nps"
+group_by = ["product"]
+window = "1h"
+slide = "1m"
+indicator = {{ kind = "nps", select = {{ type = "feedback" }} }}
+condition = "below"
+thresholds = {{ warning = 0.0 }}
+{confidence}
+"#
+    );
+    Config::from_toml_str(&text, &HashMap::<String, String>::new()).expect("valid config")
+}
+
+#[test]
+fn a_response_or_two_do_not_page_on_a_mean_or_nps_bound() {
+    // Two scores of 2 (no spread at all), 2 and 3, a single detractor: on the
+    // point value each breaches, but neither the mean's Student bound (with
+    // its variance floor) nor the adjusted-Wald NPS bound at 99 % does.
+    let start = 1_795_000_000_000;
+    let mut tiny = slice("twos", 0, 0, &[2, 2], start);
+    tiny.extend(slice("two_three", 0, 0, &[2, 3], start));
+    tiny.extend(slice("one", 0, 0, &[3], start));
+    let s = |r: &str, p: &str| (r.to_string(), p.to_string());
+    assert_eq!(
+        incidents(&feedback_rules(""), &tiny),
+        [
+            s("low_mean", "one"),
+            s("low_mean", "two_three"),
+            s("low_mean", "twos"),
+            s("low_nps", "one"),
+            s("low_nps", "two_three"),
+            s("low_nps", "twos"),
+        ],
+        "on the point value every tiny slice breaches"
+    );
+    assert_eq!(
+        incidents(&feedback_rules("confidence = 0.99"), &tiny),
+        [],
+        "at 99 % a response or two are no evidence"
+    );
+    // Forty responses averaging 2, all detractors: evidence at 99 %.
+    let scores: Vec<u8> = (0..40).map(|i| [1, 2, 3][i % 3]).collect();
+    let mut lines = tiny.clone();
+    lines.extend(slice("many", 0, 0, &scores, start));
+    assert_eq!(
+        incidents(&feedback_rules("confidence = 0.99"), &lines),
+        [s("low_mean", "many"), s("low_nps", "many")],
+        "a large, clearly low slice still pages"
+    );
+}

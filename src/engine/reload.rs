@@ -120,6 +120,7 @@ impl Engine {
                     // The description, runbook and dashboard may have changed.
                     rule.cfg = rc.clone();
                     rule.max_groups = e.max_groups_per_rule;
+                    rule.indicator.set_score_range(e.score_range);
                     rule.shape.max_customers = e.max_customers_per_group;
                     summary.kept.push(rc.name.clone());
                     rules.push(rule);

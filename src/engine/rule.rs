@@ -193,7 +193,7 @@ impl RuleRt {
     pub(super) fn new(r: &RuleConfig, cfg: &Config) -> Self {
         let slide = r.slide().as_ms().max(1);
         let window_ms = r.window.as_ms().max(slide);
-        let indicator = Indicator::for_rule(r, window_ms);
+        let indicator = Indicator::for_rule(r, window_ms, cfg.engine.score_range);
         // Panes of the window, and of the baseline region behind it: a surge's
         // baseline (none for a seasonal surge: it keeps a profile instead);
         // for the SLA backlog the window is the SLA and the region behind it

@@ -22,13 +22,41 @@
 //!   within 1 % of it from a count of 1 up) replaces the count in the ratio
 //!   or z-score. The baseline spans many windows, so its own noise is small
 //!   beside the current window's and is not bounded.
-//! * **NPS**: promoters and detractors are a trinomial; the estimate
-//!   `100 (P − D)` has variance `100² (P + D − (P − D)²) / n`, the standard
-//!   NPS margin of error, and the bound is normal around it, clamped to
-//!   [−100, 100].
-//! * **Mean score**: the sample mean ± `z` standard errors, with the sample
-//!   variance from the pane's sum of squares; "no data" below two scores,
-//!   where there is no spread to estimate.
+//! * **NPS**: promoters and detractors are a trinomial. The textbook
+//!   (Wald) margin `100·√((P + D − (P − D)²)/n)` collapses to zero when every
+//!   response is in one category — a single detractor would be an NPS of
+//!   −100 "with certainty" — so the bound uses the *adjusted-Wald* interval
+//!   instead (Rocks 2016, *The American Statistician* 70(4), the best of the
+//!   six methods compared there; an Agresti–Caffo style correction): ¾ of a
+//!   pseudo-response is added to the promoters and to the detractors and 1½
+//!   to the passives (`n + 3` in all) before the estimate and its trinomial
+//!   variance are computed, and the bound is normal around that, clamped to
+//!   [−100, 100]. The pseudo-counts move a large sample's bound by about
+//!   `300/n` NPS points at most (0.3 at n = 1,000), a tiny one's a lot.
+//! * **Mean score**: Student's t with `n − 1` degrees of freedom (the
+//!   sample variance is itself estimated: at n = 2 the 99 % quantile is 31.8,
+//!   not 2.33), and a variance that cannot collapse to zero: the sample's
+//!   `n − 1` degrees of freedom are pooled with **one pseudo-observation** of
+//!   the variance `R²/12` of scores spread evenly over the configured
+//!   `engine.score_range` (width `R`) — the posterior scale of a conjugate
+//!   scaled-inverse-χ² prior with one degree of freedom, i.e. the weakest
+//!   prior that still says "scores vary over their range":
+//!   `s̃² = ((n − 1)·s² + R²/12) / n`. Two identical scores then do not make
+//!   the spread zero, while from a few hundred scores on the prior's weight
+//!   (1/n) is negligible. The degrees of freedom stay `n − 1`
+//!   (conservatively, the prior's is not counted); the bound is clamped to
+//!   the score range; "no data" below two scores, where the sample says
+//!   nothing about its own spread.
+//!
+//! Student quantiles come from Hill's (1970) algorithm 396: exact for one
+//! and two degrees of freedom, and within 10⁻⁵ relative of the exact
+//! quantile beyond (checked against the exact integer-df distribution for
+//! levels 0.6–0.999 and 1–2,000 degrees of freedom): far below what a
+//! threshold needs.
+
+/// Pseudo-responses the adjusted-Wald NPS interval adds to the promoters and
+/// to the detractors (Rocks 2016); twice as many go to the passives.
+const NPS_PSEUDO: f64 = 0.75;
 
 /// The one-sided standard normal quantile `Φ⁻¹(level)` for a confidence level
 /// in (0.5, 1) (validation keeps it there).
@@ -74,30 +102,120 @@ pub(crate) fn poisson(k: i64, z: f64, lower: bool) -> f64 {
     }
 }
 
-/// The bound of an NPS from `promoters` and `detractors` among `n` responses.
+/// The bound of an NPS from `promoters` and `detractors` among `n`
+/// responses: the adjusted-Wald interval (¾ pseudo-response added to the
+/// promoters and to the detractors, 3 to `n`), so that a sample all in one
+/// category — one detractor — still has a spread.
 pub(crate) fn nps(promoters: i64, detractors: i64, n: i64, z: f64, lower: bool) -> f64 {
     if n <= 0 {
         return 0.0;
     }
-    let nf = n as f64;
-    let (p, d) = (promoters as f64 / nf, detractors as f64 / nf);
+    let nf = n as f64 + 4.0 * NPS_PSEUDO;
+    let p = (promoters as f64 + NPS_PSEUDO) / nf;
+    let d = (detractors as f64 + NPS_PSEUDO) / nf;
     let v = p - d;
     let se = ((p + d - v * v).max(0.0) / nf).sqrt();
     let b = if lower { v - z * se } else { v + z * se };
     (b * 100.0).clamp(-100.0, 100.0)
 }
 
-/// The bound of a mean from the sum (`sum_milli`, thousandths), count and sum
-/// of squares (`sumsq_milli`, thousandths); `None` below two values.
-pub(crate) fn mean(sum_milli: i64, n: i64, sumsq_milli: i64, z: f64, lower: bool) -> Option<f64> {
+/// The prior a guarded `mean_score` pools its sample variance with: the
+/// configured score range (`engine.score_range`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ScoreScale {
+    lo: f64,
+    hi: f64,
+}
+
+impl ScoreScale {
+    pub(crate) fn new([lo, hi]: [f64; 2]) -> Self {
+        ScoreScale { lo, hi }
+    }
+
+    /// `R²/12`: the variance of scores spread evenly over the range.
+    fn prior_variance(&self) -> f64 {
+        let r = (self.hi - self.lo).max(0.0);
+        if r.is_finite() {
+            r * r / 12.0
+        } else {
+            0.0
+        }
+    }
+
+    fn clamp(&self, x: f64) -> f64 {
+        if self.lo <= self.hi && self.lo.is_finite() && self.hi.is_finite() {
+            x.clamp(self.lo, self.hi)
+        } else {
+            x
+        }
+    }
+}
+
+/// The bound at one-sided level `1 − tail` (`z = Φ⁻¹(1 − tail)`) of a mean
+/// from the sum (`sum_milli`, thousandths), count and sum of squares
+/// (`sumsq_milli`, thousandths) of scores on `scale`: Student's t with
+/// `n − 1` degrees of freedom around the sample mean, the sample variance
+/// pooled with one pseudo-observation of `R²/12` (see the module docs),
+/// clamped to the score range; `None` below two values.
+pub(crate) fn mean(
+    sum_milli: i64,
+    n: i64,
+    sumsq_milli: i64,
+    z: f64,
+    tail: f64,
+    scale: ScoreScale,
+    lower: bool,
+) -> Option<f64> {
     if n < 2 {
         return None;
     }
     let nf = n as f64;
     let mean = sum_milli as f64 / 1000.0 / nf;
-    let var = ((sumsq_milli as f64 / 1000.0 - nf * mean * mean) / (nf - 1.0)).max(0.0);
+    let ss = (sumsq_milli as f64 / 1000.0 - nf * mean * mean).max(0.0);
+    let var = (ss + scale.prior_variance()) / nf;
     let se = (var / nf).sqrt();
-    Some(if lower { mean - z * se } else { mean + z * se })
+    let t = t_one_sided(z, tail, nf - 1.0);
+    Some(scale.clamp(if lower { mean - t * se } else { mean + t * se }))
+}
+
+/// The one-sided Student t quantile `t(1 − tail; df)` for `df ≥ 1`, given
+/// `z = Φ⁻¹(1 − tail)`: Hill's algorithm 396 (Comm. ACM 13(10), 1970), the
+/// approximation R's `qt` starts from; exact for `df` = 1 (Cauchy) and 2.
+pub(crate) fn t_one_sided(z: f64, tail: f64, df: f64) -> f64 {
+    // Hill works with the two-sided tail probability.
+    let p = (2.0 * tail).clamp(f64::MIN_POSITIVE, 1.0);
+    if df < 1.0 + 1e-9 {
+        return 1.0 / (std::f64::consts::FRAC_PI_2 * p).tan();
+    }
+    if (df - 2.0).abs() < 1e-9 {
+        return (2.0 / (p * (2.0 - p)) - 2.0).max(0.0).sqrt();
+    }
+    let a = 1.0 / (df - 0.5);
+    let b = 48.0 / (a * a);
+    let mut c = ((20700.0 * a / b - 98.0) * a - 16.0) * a + 96.36;
+    let d = ((94.5 / (b + c) - 3.0) / b + 1.0) * (a * std::f64::consts::FRAC_PI_2).sqrt() * df;
+    let y = (d * p).powf(2.0 / df);
+    let y = if y > 0.05 + a {
+        // Asymptotic inverse expansion about the normal (Hill's deviate is
+        // the lower one, `Φ⁻¹(tail)`).
+        let x = -z;
+        let y = x * x;
+        if df < 5.0 {
+            c += 0.3 * (df - 4.5) * (x + 0.6);
+        }
+        c += (((0.05 * d * x - 5.0) * x - 7.0) * x - 2.0) * x + b;
+        let y = (((((0.4 * y + 6.3) * y + 36.0) * y + 94.5) / c - y - 3.0) / b + 1.0) * x;
+        (a * y * y).exp_m1()
+    } else {
+        ((1.0 / (((df + 6.0) / (df * y) - 0.089 * d - 0.822) * (df + 2.0) * 3.0)
+            + 0.5 / (df + 4.0))
+            * y
+            - 1.0)
+            * (df + 1.0)
+            / (df + 2.0)
+            + 1.0 / y
+    };
+    (df * y).sqrt()
 }
 
 /// `Φ⁻¹(p)` for p in (0, 1): Acklam's rational approximation (relative
@@ -209,19 +327,119 @@ mod tests {
         ));
     }
 
+    const SCALE: [f64; 2] = [0.0, 10.0];
+
+    /// `mean` at level `level` of `scores`, on [0, 10].
+    fn mean_of(scores: &[f64], level: f64, lower: bool) -> Option<f64> {
+        let milli = |x: f64| (x * 1000.0).round() as i64;
+        let sum = scores.iter().map(|&s| milli(s)).sum();
+        let sumsq = scores.iter().map(|&s| milli(s * s)).sum();
+        let (z, tail) = (z_one_sided(level), 1.0 - level);
+        mean(
+            sum,
+            scores.len() as i64,
+            sumsq,
+            z,
+            tail,
+            ScoreScale::new(SCALE),
+            lower,
+        )
+    }
+
+    #[test]
+    fn student_quantiles_match_tables() {
+        // One-sided t(level; df), from the standard tables.
+        for (level, df, t, tol) in [
+            (0.99, 1.0, 31.820_5, 1e-3),
+            (0.95, 1.0, 6.313_8, 1e-3),
+            (0.99, 2.0, 6.964_6, 1e-3),
+            (0.95, 2.0, 2.920_0, 1e-3),
+            (0.95, 3.0, 2.353_4, 1e-3),
+            (0.99, 3.0, 4.540_7, 2e-3),
+            (0.99, 5.0, 3.364_9, 2e-3),
+            (0.975, 10.0, 2.228_1, 1e-3),
+            (0.995, 30.0, 2.750_0, 1e-3),
+            (0.999, 4.0, 7.173_2, 5e-3),
+            (0.95, 120.0, 1.657_7, 1e-3),
+            (0.9, 20.0, 1.325_3, 1e-3),
+        ] {
+            let got = t_one_sided(z_one_sided(level), 1.0 - level, df);
+            assert!(close(got, t, tol), "t({level}; {df}) = {got}, table {t}");
+        }
+        // Many degrees of freedom: the normal quantile.
+        let z = z_one_sided(0.99);
+        assert!(close(t_one_sided(z, 0.01, 1e6), z, 1e-5));
+    }
+
+    #[test]
+    fn a_tiny_mean_sample_does_not_breach() {
+        // The reviewer's cases: `below 5` at 0.99 on two scores of 2 (the
+        // sample variance is 0) and on 2 and 3.
+        let hi = mean_of(&[2.0, 2.0], 0.99, false).unwrap();
+        assert!(hi > 5.0, "{hi}");
+        let hi = mean_of(&[2.0, 3.0], 0.99, false).unwrap();
+        assert!(hi > 5.0, "{hi}");
+        // `above 5` alike: two scores of 9 are not evidence of a mean above 5.
+        let lo = mean_of(&[9.0, 9.0], 0.99, true).unwrap();
+        assert!(lo < 5.0, "{lo}");
+        // The bound stays within the score range.
+        assert_eq!(mean_of(&[2.0, 2.0], 0.99, false), Some(10.0));
+        assert_eq!(mean_of(&[9.0, 9.0], 0.99, true), Some(0.0));
+        // One score: no bound.
+        assert_eq!(mean_of(&[2.0], 0.99, false), None);
+        // Zero spread in a sizeable sample still is evidence: 30 scores of 2
+        // are below 5 at 0.99.
+        let hi = mean_of(&[2.0; 30], 0.99, false).unwrap();
+        assert!(hi < 3.0, "{hi}");
+    }
+
+    #[test]
+    fn a_single_detractor_does_not_breach() {
+        let z = z_one_sided(0.99);
+        // `below 0` at 0.99: one detractor (NPS −100) is no evidence.
+        assert!(nps(0, 1, 1, z, false) > 0.0);
+        // Nor one promoter for `above 0`.
+        assert!(nps(1, 0, 1, z, true) < 0.0);
+        // A dozen detractors out of a dozen is.
+        assert!(nps(0, 12, 12, z, false) < 0.0);
+    }
+
+    #[test]
+    fn large_samples_are_essentially_unchanged() {
+        let z = z_one_sided(0.95);
+        // NPS: 5,000 promoters and 3,000 detractors of 10,000; the plain
+        // trinomial (Wald) bound is 20 ± 100·z·√(0.76/10⁴).
+        let wald = 100.0 * z * (0.76f64 / 1e4).sqrt();
+        assert!(close(nps(5000, 3000, 10_000, z, false), 20.0 + wald, 0.05));
+        assert!(close(nps(5000, 3000, 10_000, z, true), 20.0 - wald, 0.05));
+        // Mean: 9,999 scores of 4, 5, 6 (mean 5, variance 2/3): 5 ± z·se.
+        let scores: Vec<f64> = (0..9999).map(|i| [4.0, 5.0, 6.0][i % 3]).collect();
+        let se = ((2.0 / 3.0) * 9999.0 / 9998.0 / 9999.0f64).sqrt();
+        let hi = mean_of(&scores, 0.95, false).unwrap();
+        assert!(close(hi, 5.0 + z * se, 2e-4), "{hi} vs {}", 5.0 + z * se);
+        let lo = mean_of(&scores, 0.95, true).unwrap();
+        assert!(close(lo, 5.0 - z * se, 2e-4), "{lo}");
+    }
+
     #[test]
     fn nps_and_mean_bounds_bracket_the_estimate() {
         let z = 1.645;
-        // 50 promoters, 30 detractors of 100: NPS 20.
+        // 50 promoters, 30 detractors of 100: NPS 20; adjusted-Wald
+        // 50.75 and 30.75 of 103: 19.42, ±100·z·√((0.7913 − 0.0377)/103).
         let (lo, hi) = (nps(50, 30, 100, z, true), nps(50, 30, 100, z, false));
-        assert!(lo < 20.0 && 20.0 < hi && close(hi - 20.0, 20.0 - lo, 1e-9));
-        // var = 0.8 − 0.04 = 0.76 → se = √(0.0076) = 0.0872 → ±14.3.
-        assert!(close(hi - 20.0, 100.0 * z * (0.76f64 / 100.0).sqrt(), 1e-9));
+        let center = 100.0 * 20.0 / 103.0;
+        assert!(lo < 20.0 && 20.0 < hi && close(hi - center, center - lo, 1e-9));
+        let (p, d) = (50.75 / 103.0, 30.75 / 103.0);
+        let margin = 100.0 * z * ((p + d - (p - d) * (p - d)) / 103.0f64).sqrt();
+        assert!(close(hi - center, margin, 1e-9));
         assert_eq!(nps(100, 0, 100, z, false), 100.0);
-        // Scores 2, 4, 6: mean 4, sample sd 2, se 2/√3.
-        let m = |lower| mean(12_000, 3, 56_000, z, lower).unwrap();
-        assert!(close(m(true), 4.0 - z * 2.0 / 3f64.sqrt(), 1e-9));
-        assert!(close(m(false), 4.0 + z * 2.0 / 3f64.sqrt(), 1e-9));
-        assert_eq!(mean(5000, 1, 25_000, z, true), None);
+        // Scores 2, 4, 6: mean 4, sum of squared deviations 8, pooled with
+        // R²/12 = 100/12 over n = 3; t(0.95; 2) = 2.920.
+        let se = ((8.0 + 100.0 / 12.0) / 3.0 / 3.0f64).sqrt();
+        let t = 2.919_986;
+        let m = |lower| mean_of(&[2.0, 4.0, 6.0], 0.95, lower).unwrap();
+        assert!(close(m(true), 4.0 - t * se, 1e-4), "{}", m(true));
+        assert!(close(m(false), 4.0 + t * se, 1e-4));
+        assert_eq!(mean_of(&[5.0], 0.95, true), None);
     }
 }
