@@ -134,6 +134,23 @@ fn backtest_reads_split_and_gzipped_history_like_one_file() {
         err.contains("inputs overlap in time") && err.contains(s(&late)) && err.contains(s(&early)),
         "{err}"
     );
+    // The two halves given newest first: out of order, not overlapping.
+    let reversed = run(&[
+        "backtest",
+        "--now",
+        HISTORY_NOW,
+        "--config",
+        &example(),
+        "--input",
+        s(&second),
+        s(&first),
+    ]);
+    let err = String::from_utf8_lossy(&reversed.stderr);
+    assert!(
+        err.contains("inputs out of time order") && err.contains("give the files oldest first"),
+        "{err}"
+    );
+    assert!(!err.contains("overlap"), "{err}");
     // One file twice: refused.
     let twice = Command::new(BIN)
         .args([

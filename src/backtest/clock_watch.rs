@@ -162,8 +162,20 @@ impl ClockWatch {
     /// one's index, its earliest time, the earlier one's index and latest.
     pub(crate) fn overlap(&self) -> Option<(usize, i64, usize, i64)> {
         self.spans.windows(2).find_map(|w| {
-            let ((a, _, a_hi), (b, b_lo, _)) = (w[0], w[1]);
-            (b_lo < a_hi.saturating_sub(OVERLAP_TOLERANCE_MS)).then_some((b, b_lo, a, a_hi))
+            let ((a, a_lo, a_hi), (b, b_lo, b_hi)) = (w[0], w[1]);
+            (b_lo < a_hi.saturating_sub(OVERLAP_TOLERANCE_MS)
+                && b_hi > a_lo.saturating_add(OVERLAP_TOLERANCE_MS))
+            .then_some((b, b_lo, a, a_hi))
+        })
+    }
+
+    /// Two inputs read one after the other where the later one lies wholly
+    /// before the earlier one (given newest first, not overlapping): the
+    /// later one's index and the earlier one's.
+    pub(crate) fn reversed(&self) -> Option<(usize, usize)> {
+        self.spans.windows(2).find_map(|w| {
+            let ((a, a_lo, _), (b, b_lo, b_hi)) = (w[0], w[1]);
+            (b_hi <= a_lo.saturating_add(OVERLAP_TOLERANCE_MS) && b_lo < a_lo).then_some((b, a))
         })
     }
 
@@ -331,6 +343,16 @@ impl ClockWatch {
     /// Logs the warning of [`ClockWatch::late_share`], if any, for `tool`
     /// reading `inputs`.
     pub(crate) fn warn(&self, tool: &str, inputs: Option<&Inputs>) {
+        if let (Some((b, a)), Some(i)) = (self.reversed(), inputs) {
+            if i.are_files() {
+                tracing::warn!(
+                    tool,
+                    "inputs out of time order: {} holds only events older than those of {},                      which was given before it, so they come behind the clock and are late —                      give the files oldest first",
+                    i.name(b),
+                    i.name(a)
+                );
+            }
+        }
         if let (Some((b, b_lo, a, a_hi)), Some(i)) = (self.overlap(), inputs) {
             if i.are_files() {
                 tracing::warn!(
