@@ -424,6 +424,55 @@ async fn a_retry_after_of_years_holds_the_receiver_for_backoff_max_only() {
     m.shutdown(Duration::from_secs(1)).await;
 }
 
+/// While a receiver takes its time (here it never answers, and the timeout
+/// is a minute), the queue's gauges stay current: a backlog alert on
+/// `crisiswatch_outbox_oldest_age_seconds` must not see an empty queue.
+#[tokio::test(start_paused = true)]
+async fn queue_gauges_stay_current_while_a_request_hangs() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::hang());
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let m = open(
+        &generic_receiver("hook", &rx.url(), r#"timeout = "60s""#),
+        &dir,
+        &reg,
+    );
+    let opens: Vec<_> = (0..5)
+        .map(|i| {
+            tr(
+                "a",
+                &format!("p{i}"),
+                State::Firing,
+                Severity::Warning,
+                1000,
+                1000,
+            )
+        })
+        .collect();
+    m.submit(&opens, 1000).unwrap();
+    rx.wait_for(1, Duration::from_secs(10)).await;
+    let depth = || metric(&reg, "crisiswatch_outbox_depth", &[("receiver", "hook")]);
+    let age = || {
+        metric(
+            &reg,
+            "crisiswatch_outbox_oldest_age_seconds",
+            &[("receiver", "hook")],
+        )
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(depth(), 5.0, "the queue, while the first request hangs");
+    let first = age();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let later = age();
+    assert!(
+        later >= first + 15.0,
+        "the oldest age moves on: {first} s, then {later} s"
+    );
+    assert_eq!(depth(), 5.0);
+    m.shutdown(Duration::ZERO).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn dead_receiver_does_not_slow_the_healthy_one() {
     let dead = Receiver::start().await;

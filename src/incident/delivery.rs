@@ -201,6 +201,9 @@ impl Worker {
                     }
                 };
                 more = rows.len() == limit && !breaker.is_open();
+                if !rows.is_empty() {
+                    self.publish_queue(self.clock.now_ms()).await;
+                }
                 for row in rows {
                     if *self.stop.borrow() {
                         // Replaced by a reload (or stopping) while it read the
@@ -208,7 +211,24 @@ impl Worker {
                         more = false;
                         break;
                     }
-                    self.deliver(row, &mut breaker, &mut rng, &mut firing).await;
+                    // The queue's gauges stay current while a receiver takes
+                    // its time (up to `delivery.timeout` per request): a
+                    // backlog alert must not see an empty queue meanwhile.
+                    {
+                        let delivery = self.deliver(row, &mut breaker, &mut rng, &mut firing);
+                        tokio::pin!(delivery);
+                        let mut tick = tokio::time::interval(Duration::from_secs(1));
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        tick.tick().await;
+                        loop {
+                            tokio::select! {
+                                () = &mut delivery => break,
+                                _ = tick.tick() => {
+                                    self.publish_queue(self.clock.now_ms()).await;
+                                }
+                            }
+                        }
+                    }
                     if breaker.blocked_until(self.clock.now_ms()).is_some() || *self.stop.borrow() {
                         more = false;
                         break;
@@ -511,6 +531,16 @@ impl Worker {
 
     /// Refreshes the receiver's gauges; returns the oldest pending enqueue time.
     async fn publish(&self, now: i64, breaker: &Breaker) -> Option<i64> {
+        self.metrics
+            .breaker_open
+            .with_label_values(&[&self.rt.name])
+            .set(i64::from(breaker.is_open()));
+        self.publish_queue(now).await
+    }
+
+    /// Sets the queue's gauges (depth, dead letters, oldest age) from the
+    /// outbox; returns the oldest pending notification's time.
+    async fn publish_queue(&self, now: i64) -> Option<i64> {
         let name = self.rt.name.clone();
         let stats = self.db(move |o| o.queue_stats(&name)).await.ok()?;
         let name = &self.rt.name;
@@ -527,10 +557,6 @@ impl Worker {
                 .oldest_ms
                 .map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0),
         );
-        self.metrics
-            .breaker_open
-            .with_label_values(&[name])
-            .set(i64::from(breaker.is_open()));
         stats.oldest_ms
     }
 }
