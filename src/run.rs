@@ -182,6 +182,9 @@ pub async fn run(
     .map_err(|e| RunError::Reload(e.to_string()))?;
     // The rules are listed from the start, before the first tick.
     state.admin.publish(crate::admin::snapshot(&engine));
+    // The incident stage first: a receiver whose secret cannot be read
+    // refuses the start before anything says the service is serving.
+    let sink = TransitionSink::open(cfg, &state)?;
     let (stop_http, stop_http_rx) = watch::channel(false);
     let server = if cfg.server.listen.is_empty() {
         None
@@ -195,7 +198,6 @@ pub async fn run(
         None => None,
     };
     let dlq = DeadLetters::new(&k, Arc::clone(&shared))?;
-    let sink = TransitionSink::open(cfg, &state)?;
     let (tx, rx) = mpsc::channel(k.channel_capacity);
     let source = kafka::start(&k, Arc::clone(&shared), tx)?;
     let settings = StageSettings {

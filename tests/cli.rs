@@ -659,3 +659,52 @@ fn generate_takes_the_traffic_shape() {
     assert!(err.contains("--volume must lie in [0.1, 10]"), "{err}");
     assert!(err.contains("--regions must be 3 or 4"), "{err}");
 }
+
+/// `run` with a receiver whose secret cannot be read refuses to start, and
+/// says nothing of serving before it does (it once announced
+/// `Serving /metrics …` and then exited).
+#[test]
+fn run_refuses_an_unreadable_secret_before_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+
+[sources.kafka]
+brokers = "127.0.0.1:1"
+group_id = "cw-test"
+topics = [{{ name = "events" }}]
+
+[incidents]
+data_dir = "{}"
+
+[[receivers]]
+name = "hook"
+kind = "generic"
+url = "http://127.0.0.1:1/"
+secret_env = "CW_TEST_UNSET_RUN_SECRET"
+"#,
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env_remove("CW_TEST_UNSET_RUN_SECRET")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let all = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(err.contains("CW_TEST_UNSET_RUN_SECRET is not set"), "{all}");
+    assert!(!all.contains("Serving"), "{all}");
+}
