@@ -161,7 +161,7 @@ pub async fn run(
         metrics: SourceMetrics::register(metrics.registry(), &topics)?,
         topics,
         tracker: std::sync::Mutex::new(OffsetTracker::new()),
-        health: Health::new(Instant::now()),
+        health: Health::new(Instant::now()).expecting_partitions(),
         stopping: std::sync::atomic::AtomicBool::new(false),
         arrival: ArrivalDecode::new(
             *engine.limits(),

@@ -415,10 +415,12 @@ impl ClientContext for SourceContext {
         let rx: u64 = stats.brokers.values().map(|b| b.rx).sum();
         let assignment = self.assignment();
         let mut total = 0i64;
+        let mut available = 0usize;
         for (name, topic) in &stats.topics {
             let Some(t) = self.topic_index(name) else {
                 continue;
             };
+            available += topic.partitions.keys().filter(|&&p| p >= 0).count();
             for (&partition, p) in &topic.partitions {
                 let at = Partition {
                     topic: t,
@@ -457,7 +459,9 @@ impl ClientContext for SourceContext {
                     .set(lag);
             }
         }
-        self.shared.health.on_stats(now, rx, total);
+        self.shared
+            .health
+            .on_stats(now, rx, total, assignment.len(), available);
     }
 }
 

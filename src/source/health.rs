@@ -11,6 +11,12 @@
 //! `/readyz` answers 503 while the consumer is stalled or has not joined its
 //! group yet; nothing else is needed to recover: librdkafka reconnects and
 //! rejoins by itself, the next message or caught-up report clears the stall.
+//!
+//! A consumer that should read every partition (one instance, no
+//! `scale_out`: [`Health::expecting_partitions`]) and holds none while its
+//! topics have some is not caught up but idle — another member of its group
+//! holds them, or the group is stuck after a broker restart — so that is no
+//! progress either: it stalls and says why.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -26,6 +32,20 @@ struct State {
     /// Between a revoke and the next assign.
     rebalancing: bool,
     stalled: bool,
+    /// Whether this consumer should hold partitions whenever its topics
+    /// have any (one instance reads them all).
+    expects_partitions: bool,
+    /// Partitions assigned, and partitions its topics have, by the last
+    /// statistics report.
+    assigned: usize,
+    available: usize,
+}
+
+impl State {
+    /// Joined, holding nothing, while its topics have partitions to read.
+    fn holds_none(&self) -> bool {
+        self.expects_partitions && self.joined && self.assigned == 0 && self.available > 0
+    }
 }
 
 /// Shared between the consumer thread (which reports) and the engine stage
@@ -57,8 +77,18 @@ impl Health {
                 joined: false,
                 rebalancing: false,
                 stalled: false,
+                expects_partitions: false,
+                assigned: 0,
+                available: 0,
             }),
         }
+    }
+
+    /// A consumer that reads every partition of its topics (no
+    /// `scale_out`): holding none of them is no progress.
+    pub(crate) fn expecting_partitions(self) -> Self {
+        self.lock().expects_partitions = true;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -83,14 +113,24 @@ impl Health {
         self.lock().rebalancing = true;
     }
 
-    /// A statistics report: total broker responses so far and the total lag
-    /// of the assigned partitions (0 when none or unknown).
-    pub(crate) fn on_stats(&self, now: Instant, broker_rx: u64, lag: i64) {
+    /// A statistics report: total broker responses so far, the total lag
+    /// of the assigned partitions (0 when none or unknown), how many
+    /// partitions are assigned and how many the topics have.
+    pub(crate) fn on_stats(
+        &self,
+        now: Instant,
+        broker_rx: u64,
+        lag: i64,
+        assigned: usize,
+        available: usize,
+    ) {
         let mut s = self.lock();
         let answering = s.last_rx.is_some_and(|r| broker_rx > r);
         s.last_rx = Some(broker_rx);
         s.lag = lag;
-        if answering && lag <= 0 && s.joined && !s.rebalancing {
+        s.assigned = assigned;
+        s.available = available;
+        if answering && lag <= 0 && s.joined && !s.rebalancing && !s.holds_none() {
             s.last_progress = now;
         }
     }
@@ -100,7 +140,13 @@ impl Health {
         let mut s = self.lock();
         let quiet = now.saturating_duration_since(s.last_progress);
         let stalled = quiet > stall_timeout;
-        if stalled && !s.stalled {
+        if stalled && !s.stalled && s.holds_none() {
+            tracing::warn!(
+                quiet_s = quiet.as_secs(),
+                partitions = s.available,
+                "Kafka consumer holds none of its topics' partitions: another member of its group holds them, or the group is stuck (after a broker restart, restarting the service rejoins it); not ready."
+            );
+        } else if stalled && !s.stalled {
             tracing::warn!(
                 quiet_s = quiet.as_secs(),
                 lag = s.lag,
@@ -111,7 +157,9 @@ impl Health {
             tracing::info!(lag = s.lag, "Kafka consumer progressing again; ready.");
         }
         s.stalled = stalled;
-        let why = if stalled {
+        let why = if stalled && s.holds_none() {
+            Some("the Kafka consumer holds none of its topics' partitions: another member of its group holds them, or the group is stuck (see the log)")
+        } else if stalled {
             Some("the Kafka consumer is stalled: behind but not consuming, rejoining its group, or the broker does not answer (see the log)")
         } else if !s.joined {
             Some("the Kafka consumer has not joined its group yet (after a crash the group waits up to session.timeout.ms for the old member)")
@@ -157,25 +205,57 @@ mod tests {
         let h = Health::new(t0);
         h.on_assigned(t0);
         let at = |s| t0 + Duration::from_secs(s);
-        h.on_stats(at(1), 100, 0);
-        h.on_stats(at(9), 120, 0);
+        h.on_stats(at(1), 100, 0, 2, 2);
+        h.on_stats(at(9), 120, 0, 2, 2);
         assert!(
             h.check(at(18), T).ready,
             "the broker answered at 9 s, no lag"
         );
         // Behind: broker answers but nothing is consumed.
-        h.on_stats(at(19), 140, 500);
+        h.on_stats(at(19), 140, 500, 2, 2);
         assert!(!h.check(at(20), T).ready);
         // Caught up but the broker went silent (paused): still stalled.
-        h.on_stats(at(21), 140, 0);
+        h.on_stats(at(21), 140, 0, 2, 2);
         assert!(!h.check(at(21), T).ready);
-        h.on_stats(at(22), 141, 0);
+        h.on_stats(at(22), 141, 0, 2, 2);
         assert!(h.check(at(22), T).ready);
         // Rejoining the group after the session was lost is not progress.
         h.on_revoked();
-        h.on_stats(at(30), 150, 0);
+        h.on_stats(at(30), 150, 0, 2, 2);
         assert!(!h.check(at(33), T).ready);
         h.on_assigned(at(34));
         assert!(h.check(at(34), T).ready);
+    }
+
+    /// One instance holding none of its topics' partitions (a group stuck
+    /// after a broker restart) is stalled, not caught up; a scaled-out
+    /// member with none (more instances than partitions) is fine.
+    #[test]
+    fn holding_no_partition_of_existing_topics_is_no_progress_for_one_instance() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let alone = Health::new(t0).expecting_partitions();
+        let member = Health::new(t0);
+        for h in [&alone, &member] {
+            h.on_assigned(t0);
+            for s in 1..=20 {
+                h.on_stats(at(s), 100 + s, 0, 0, 4);
+            }
+        }
+        let s = alone.check(at(20), T);
+        assert!(!s.ready && s.stalled, "{s:?}");
+        assert!(s.why.is_some_and(|w| w.contains("holds none")), "{s:?}");
+        assert!(member.check(at(20), T).ready);
+        // Topics without partitions (not created yet): nothing to hold.
+        let empty = Health::new(t0).expecting_partitions();
+        empty.on_assigned(t0);
+        for s in 1..=20 {
+            empty.on_stats(at(s), 100 + s, 0, 0, 0);
+        }
+        assert!(empty.check(at(20), T).ready);
+        // Assigned again: progress.
+        alone.on_assigned(at(21));
+        alone.on_stats(at(22), 200, 0, 4, 4);
+        assert!(alone.check(at(22), T).ready);
     }
 }
