@@ -414,6 +414,7 @@ pub fn decode_reference<'a>(
     now_ms: Option<i64>,
     default_type: Option<&'a str>,
 ) -> Result<Event<'a>, Invalid> {
+    let bytes = trim_line(bytes);
     check_size(bytes, limits)?;
     let mut ev = Event::default();
     let raw = parse_full(bytes, &mut ev.attrs)?;
