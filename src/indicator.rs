@@ -33,13 +33,15 @@ use std::hash::BuildHasher;
 use crate::config::{Condition, IndicatorConfig, RateUnit, RuleConfig, SurgeMethod};
 use crate::event::Event;
 use crate::route::CompiledSelector;
-use crate::window::{Counters, Window};
+use crate::window::Window;
 use season::{Expectation, SeasonShape};
 
 pub mod confidence;
+mod contribution;
 pub(crate) mod season;
 mod surge;
 
+pub(crate) use contribution::Contribution;
 use surge::surge_of;
 pub(crate) use surge::surge_value;
 
@@ -118,21 +120,6 @@ pub(crate) enum Kind {
         /// Which quantile, in (0, 1].
         quantile: f64,
     },
-}
-
-/// What one event contributes to one rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Contribution {
-    /// Counter deltas.
-    pub(crate) delta: Counters,
-    /// Whether the event is part of the signal (numerator / counted events),
-    /// not only the denominator: such events are kept as alert evidence.
-    pub(crate) signal: bool,
-    /// Whether the event feeds per-customer counts.
-    pub(crate) customer: bool,
-    /// A response naming a complaint (`ref_id`): it adds nothing itself,
-    /// the engine takes its complaint out of the backlog.
-    pub(crate) response: bool,
 }
 
 /// Hashes a customer id for per-customer counting.
@@ -403,105 +390,6 @@ impl Kind {
             | Kind::MeanScore(s)
             | Kind::Nps(s)
             | Kind::Surge { select: s, .. } => vec![s],
-        }
-    }
-
-    #[inline]
-    fn contribution(&self, ev: &Event<'_>) -> Option<Contribution> {
-        let plain = |delta| {
-            Some(Contribution {
-                delta,
-                signal: true,
-                customer: false,
-                response: false,
-            })
-        };
-        match self {
-            Kind::Count(s) | Kind::Rate(s, _) | Kind::Surge { select: s, .. } => {
-                if s.matches(ev) {
-                    plain([1, 0, 0])
-                } else {
-                    None
-                }
-            }
-            Kind::Ratio { num, den, .. } => {
-                let n = num.matches(ev);
-                let d = den.matches(ev);
-                if !(n || d) {
-                    return None;
-                }
-                Some(Contribution {
-                    delta: [i64::from(n), i64::from(d), 0],
-                    signal: n,
-                    customer: false,
-                    response: false,
-                })
-            }
-            Kind::Distinct(s) | Kind::Repeat(s, _) | Kind::RepeatShare { select: s, .. } => {
-                if ev.customer_id.is_some() && s.matches(ev) {
-                    Some(Contribution {
-                        delta: [1, 0, 0],
-                        signal: true,
-                        customer: true,
-                        response: false,
-                    })
-                } else {
-                    None
-                }
-            }
-            Kind::ScoreShare(s, lo, hi) => {
-                let score = ev.score?;
-                if !s.matches(ev) {
-                    return None;
-                }
-                let hit = score >= *lo && score <= *hi;
-                Some(Contribution {
-                    delta: [i64::from(hit), 1, 0],
-                    signal: hit,
-                    customer: false,
-                    response: false,
-                })
-            }
-            Kind::MeanScore(s) => {
-                let score = ev.score?;
-                if s.matches(ev) {
-                    // c2: squares (thousandths), for the spread a confidence bound needs.
-                    plain([score_milli(score), 1, score_milli(score * score)])
-                } else {
-                    None
-                }
-            }
-            Kind::Nps(s) => {
-                let score = ev.score?;
-                if !s.matches(ev) {
-                    return None;
-                }
-                let promoter = score >= 9.0;
-                let detractor = score <= 6.0;
-                Some(Contribution {
-                    delta: [i64::from(promoter), i64::from(detractor), 1],
-                    signal: detractor,
-                    customer: false,
-                    response: false,
-                })
-            }
-            Kind::Unanswered { select, responses }
-            | Kind::ResponseTime {
-                select, responses, ..
-            } => {
-                if select.matches(ev) {
-                    plain([1, 0, 0])
-                } else if ev.ref_id.is_some() && responses.matches(ev) {
-                    Some(Contribution {
-                        delta: [0, 0, 0],
-                        signal: false,
-                        customer: false,
-                        response: true,
-                    })
-                } else {
-                    None
-                }
-            }
         }
     }
 

@@ -325,13 +325,10 @@ impl OrderedFeed {
     pub fn finish(&mut self, engine: &mut Engine, out: &mut Vec<Transition>) {
         let v = self.guard.settle_start();
         self.settle(engine, v, out);
-        for ((held, at, detail), after) in self.guard.finish_counted() {
-            let detail = if detail.is_empty() {
-                self.guard.jump_detail(held.ts()).unwrap_or_default()
-            } else {
-                detail
-            };
-            let detail = self.guard.ended_detail(&detail, after);
+        let undecided = self
+            .guard
+            .finish_explained(|(held, _, detail)| (held.ts(), detail));
+        for (_, at, detail) in undecided {
             engine.record_invalid(InvalidReason::ClockJump);
             self.rejected.push((at, detail));
         }

@@ -35,6 +35,10 @@ use super::policy::{classify, parse_retry_after, Backoff, Breaker, FailureReason
 use super::receivers;
 use super::signature;
 
+mod answer;
+pub(crate) use answer::RESPONSE_BODY_LIMIT;
+use answer::{connection_lost, error_chain, read_limited};
+
 /// Rows taken per round.
 const BATCH: usize = 32;
 /// Longest sleep without a reason to wake: picks up rows re-queued by another process.
@@ -561,70 +565,10 @@ impl Worker {
     }
 }
 
-/// Bytes of a refusing receiver's answer read for the failure detail (which
-/// keeps 200 characters of it); the rest is not read, so a receiver cannot
-/// make the worker buffer an unbounded body.
-pub(crate) const RESPONSE_BODY_LIMIT: usize = 4096;
-
-/// Reads at most `limit` bytes of the response body (lossy UTF-8); true when
-/// the body was longer and the rest was dropped unread.
-async fn read_limited(mut resp: reqwest::Response, limit: usize) -> (String, bool) {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut truncated = false;
-    while let Ok(Some(chunk)) = resp.chunk().await {
-        let room = limit.saturating_sub(buf.len());
-        if chunk.len() > room {
-            buf.extend_from_slice(&chunk[..room]);
-            truncated = true;
-            break;
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    (String::from_utf8_lossy(&buf).into_owned(), truncated)
-}
-
 fn failed(reason: FailureReason, detail: String) -> Outcome {
     Outcome::Failed {
         reason,
         detail,
         retry_after_ms: None,
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-/// Whether a request failed because the connection was closed or reset
-/// before an answer came (a receiver that crashed or a proxy that dropped
-/// it): a connection error, not "other".
-fn connection_lost(e: &reqwest::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(c) = cause {
-        if let Some(h) = c.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
-                return true;
-            }
-        }
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::UnexpectedEof
-            ) {
-                return true;
-            }
-        }
-        cause = c.source();
-    }
-    false
 }

@@ -212,7 +212,7 @@ impl<T> JumpGuard<T> {
 
     /// [`JumpGuard::finish`], each suspect with how many events came after
     /// it (for [`JumpGuard::ended_detail`]).
-    pub fn finish_counted(&mut self) -> Vec<(T, u64)> {
+    fn finish_counted(&mut self) -> Vec<(T, u64)> {
         self.against = 0;
         let offered = self.offered;
         self.suspects
@@ -221,10 +221,29 @@ impl<T> JumpGuard<T> {
             .collect()
     }
 
+    /// The suspects still undecided at the end of the input, refuted: each
+    /// one's detail (reached through `parts`, with its time; empty when it
+    /// was held before the clock started) is written, and ends with how
+    /// many events came after it ([`JumpGuard::ended_detail`]).
+    pub fn finish_explained(&mut self, parts: impl Fn(&mut T) -> (i64, &mut String)) -> Vec<T> {
+        let undecided = self.finish_counted();
+        undecided
+            .into_iter()
+            .map(|(mut t, after)| {
+                let (ts, detail) = parts(&mut t);
+                if detail.is_empty() {
+                    *detail = self.jump_detail(ts).unwrap_or_default();
+                }
+                *detail = self.ended_detail(detail, after);
+                t
+            })
+            .collect()
+    }
+
     /// The [`JumpGuard::jump_detail`] of a suspect refuted at the end of
     /// the input with `after` events after it: no longer "the events after
     /// it did not confirm the jump" (there may have been none).
-    pub fn ended_detail(&self, detail: &str, after: u64) -> String {
+    fn ended_detail(&self, detail: &str, after: u64) -> String {
         let Some(head) = detail.strip_suffix(&self.refuted_tail()) else {
             return detail.to_string();
         };

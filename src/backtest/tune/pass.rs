@@ -358,19 +358,9 @@ impl Tuner {
         for (held, lines, at, _) in v.pass {
             self.hold(held, lines, at);
         }
-        let undecided = self.guard.finish_counted();
-        let undecided = undecided
-            .into_iter()
-            .map(|((held, lines, at, detail), after)| {
-                let detail = if detail.is_empty() {
-                    self.guard.jump_detail(held.ts()).unwrap_or_default()
-                } else {
-                    detail
-                };
-                let detail = self.guard.ended_detail(&detail, after);
-                (held, lines, at, detail)
-            })
-            .collect();
+        let undecided = self
+            .guard
+            .finish_explained(|(held, _, _, detail)| (held.ts(), detail));
         self.refute(undecided);
         let mut released = Vec::new();
         self.seq.release_all(|h| released.push(h));

@@ -1,0 +1,333 @@
+//! Tests of the receivers' bodies: formats, limits, links.
+
+use super::*;
+
+#[test]
+fn truncation_respects_characters() {
+    assert_eq!(truncate_chars("abc", 3), "abc");
+    assert_eq!(truncate_chars("abcd", 3), "ab…");
+    assert_eq!(
+        truncate_chars(&"é".repeat(2000), 1024).chars().count(),
+        1024
+    );
+}
+
+fn alert(i: usize, active: bool, description: &str) -> AlertEvidence {
+    AlertEvidence {
+        rule: format!("rule_{i}"),
+        description: description.to_string(),
+        group: vec![("product".into(), "router-x".into())],
+        severity: Severity::Warning,
+        superseded: Vec::new(),
+        superseded_at: Vec::new(),
+        active,
+        condition: crate::config::Condition::Above,
+        value: Some(1.0),
+        threshold: 0.5,
+        clear: 0.4,
+        peak: Some(1.0),
+        window_ms: 3_600_000,
+        started_at: 1000,
+        fired_at: 1000,
+        resolved_at: None,
+        dedup_key: format!("rule_{i}/product=router-x/1000"),
+        sample_event_ids: vec!["e-1".into()],
+        runbook: None,
+        dashboard: None,
+        hints: Vec::new(),
+    }
+}
+
+fn notification(alerts: Vec<AlertEvidence>, primary: usize) -> Notification {
+    Notification {
+        dedup_key: "default/product=router-x/1000".into(),
+        action: Action::Update,
+        seq: 2,
+        reason: super::super::model::Reason::AlertJoined,
+        route: "default".into(),
+        labels: vec![("product".into(), "router-x".into())],
+        severity: Severity::Warning,
+        at: 2000,
+        started_at: 1000,
+        resolved_at: None,
+        alerts,
+        primary,
+        summary: "s".into(),
+        ack: None,
+    }
+}
+
+/// The generic body stays under the receiver's `max_body_bytes` the same
+/// way: the headline alert kept, the rest counted.
+#[test]
+fn generic_body_stays_under_its_limit_and_counts_what_it_left_out() {
+    let long = "d".repeat(2000);
+    let alerts: Vec<_> = (0..300).map(|i| alert(i, true, &long)).collect();
+    let n = notification(alerts, 299);
+    let whole = generic(&n, usize::MAX);
+    assert_eq!(whole["alerts"].as_array().unwrap().len(), 300);
+    assert!(whole.get("alerts_omitted").is_none());
+    let limit = 64 * 1024;
+    let doc = generic(&n, limit);
+    let size = serde_json::to_vec(&doc).unwrap().len();
+    assert!(size <= limit, "{size} bytes");
+    let listed = doc["alerts"].as_array().unwrap();
+    let omitted = doc["alerts_omitted"].as_u64().unwrap() as usize;
+    assert_eq!(listed.len() + omitted, 300);
+    assert!(listed.len() > 10, "{} listed", listed.len());
+    assert!(
+        listed.iter().any(|a| a["rule"] == "rule_299"),
+        "headline kept"
+    );
+    // The contract's fields are the headline alert's, whatever was cut.
+    assert_eq!(doc["rule"], "rule_299");
+    assert_eq!(doc["dedup_key"], whole["dedup_key"]);
+}
+
+#[test]
+fn pagerduty_body_stays_under_its_limit_and_counts_what_it_left_out() {
+    let key = Secret::new("k".to_string());
+    // Small: every alert is listed, nothing omitted.
+    let n = notification((0..3).map(|i| alert(i, true, "d")).collect(), 0);
+    let doc = pagerduty(&n, &key, PAGERDUTY_BODY_MAX);
+    assert_eq!(
+        doc["payload"]["custom_details"]["alerts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(doc["payload"]["custom_details"]
+        .get("alerts_omitted")
+        .is_none());
+    // 400 alerts of ~2 KB each (800 KB): trimmed below 512 KB.
+    let long = "d".repeat(2000);
+    let alerts: Vec<_> = (0..400)
+        .map(|i| alert(i, i % 2 == 1 || i == 399, &long))
+        .collect();
+    let n = notification(alerts, 399);
+    let doc = pagerduty(&n, &key, PAGERDUTY_BODY_MAX);
+    let size = serde_json::to_vec(&doc).unwrap().len();
+    assert!(size <= PAGERDUTY_BODY_MAX, "{size} bytes");
+    let details = &doc["payload"]["custom_details"];
+    let listed = details["alerts"].as_array().unwrap();
+    let omitted = details["alerts_omitted"].as_u64().unwrap() as usize;
+    assert_eq!(listed.len() + omitted, 400);
+    assert!(omitted > 0 && listed.len() > 200, "{} listed", listed.len());
+    let rules: Vec<&str> = listed.iter().map(|a| a["rule"].as_str().unwrap()).collect();
+    assert!(rules.contains(&"rule_399"), "the headline alert is kept");
+    // Active alerts go before resolved ones, and the list keeps joining order.
+    let active = listed.iter().filter(|a| a["state"] == "firing").count();
+    assert_eq!(active, 200, "every active alert fits");
+    let idx: Vec<usize> = rules.iter().map(|r| r[5..].parse().unwrap()).collect();
+    assert!(idx.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn pagerduty_class_is_a_string_and_keys_are_bounded() {
+    let key = Secret::new("k".to_string());
+    let mut n = notification(Vec::new(), 0);
+    n.dedup_key = format!("default/product={}/1000", "y".repeat(400));
+    let doc = pagerduty(&n, &key, PAGERDUTY_BODY_MAX);
+    assert_eq!(doc["payload"]["class"], "default");
+    let k = doc["dedup_key"].as_str().unwrap();
+    assert!(k.len() <= 255 && k.ends_with("/1000"), "{k}");
+    n.action = Action::Resolve;
+    assert_eq!(
+        pagerduty(&n, &key, PAGERDUTY_BODY_MAX)["dedup_key"],
+        k,
+        "resolve uses the same key"
+    );
+}
+
+#[test]
+fn alertmanager_attribute_labels_never_overwrite_its_own() {
+    let mut a = alert(0, true, "");
+    a.group = vec![
+        ("alertname".into(), "x".into()),
+        ("incident".into(), "y".into()),
+        ("severity".into(), "z".into()),
+        ("a-b".into(), "1".into()),
+        ("a_b".into(), "2".into()),
+    ];
+    let n = notification(vec![a], 0);
+    let doc = alertmanager(&[&n], 5000, 60_000, None);
+    let labels = &doc[0]["labels"];
+    assert_eq!(labels["alertname"], "rule_0");
+    assert_eq!(labels["incident"], "default/product=router-x/1000");
+    assert_eq!(labels["severity"], "warning");
+    assert_eq!(labels["attr_alertname"], "x");
+    assert_eq!(labels["attr_incident"], "y");
+    assert_eq!(labels["attr_severity"], "z");
+    assert_eq!(labels["a_b"], "1");
+    assert_eq!(labels["attr_a_b"], "2");
+}
+
+/// An escalated alert's lower severities go out ended, so the copy
+/// pushed before the escalation resolves; the alert itself fires on.
+#[test]
+fn alertmanager_ends_the_label_sets_an_escalation_left_behind() {
+    let mut a = alert(0, true, "");
+    a.severity = Severity::Error;
+    a.superseded = vec![Severity::Info, Severity::Warning];
+    let n = notification(vec![a], 0);
+    let doc = alertmanager(&[&n], 5000, 60_000, None);
+    let list = doc.as_array().unwrap();
+    let sev = |v: &Value| v["labels"]["severity"].as_str().unwrap().to_string();
+    assert_eq!(
+        list.iter().map(sev).collect::<Vec<_>>(),
+        ["error", "info", "warning"]
+    );
+    assert_eq!(list[0]["endsAt"], format_ts(5000 + 4 * 60_000));
+    for lower in &list[1..] {
+        assert_eq!(lower["endsAt"], format_ts(2000), "ended at the escalation");
+        assert_eq!(lower["startsAt"], list[0]["startsAt"]);
+        let mut same = lower["labels"].clone();
+        same["severity"] = list[0]["labels"]["severity"].clone();
+        assert_eq!(same, list[0]["labels"], "only the severity differs");
+    }
+    // With the escalations' times kept, each ends at its own, however
+    // late the notification that carries it (a progress update, the
+    // resolve).
+    let mut a = alert(0, true, "");
+    a.severity = Severity::Error;
+    a.superseded = vec![Severity::Info, Severity::Warning];
+    a.superseded_at = vec![1200, 1500];
+    let mut n = notification(vec![a], 0);
+    n.at = 90_000;
+    let doc = alertmanager(&[&n], 100_000, 60_000, None);
+    let ends: Vec<_> = doc.as_array().unwrap()[1..]
+        .iter()
+        .map(|v| v["endsAt"].clone())
+        .collect();
+    assert_eq!(ends, [format_ts(1200), format_ts(1500)]);
+    // A level it never had is not sent: one that fired at `error` has
+    // nothing to end.
+    let n = notification(
+        vec![AlertEvidence {
+            severity: Severity::Error,
+            ..alert(1, true, "")
+        }],
+        0,
+    );
+    assert_eq!(
+        alertmanager(&[&n], 5000, 60_000, None)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn hints_reach_every_format() {
+    let mut a = alert(0, true, "d");
+    a.hints = vec![crate::explain::Hint {
+        attribute: "category".into(),
+        value: "product_quality".into(),
+        count: 42,
+        share: 0.78,
+        baseline_share: 0.21,
+        lift: 3.71,
+        score: 88.5,
+    }];
+    let mut n = notification(vec![a], 0);
+    n.action = Action::Open;
+    n.reason = super::super::model::Reason::Opened;
+    n.summary = super::super::model::summary(&n);
+    let text = "category=product_quality 78 % (usually 21 %, ×3.7)";
+    assert!(
+        n.summary.contains(&format!("Over-represented: {text}.")),
+        "{}",
+        n.summary
+    );
+    assert!(console_line(&n).contains(text));
+    let g = generic(&n, PAGERDUTY_BODY_MAX);
+    assert_eq!(g["hints"][0]["value"], "product_quality");
+    assert_eq!(g["hints"][0]["lift"], 3.71);
+    assert_eq!(g["alerts"][0]["hints"], g["hints"]);
+    let pd = pagerduty(&n, &Secret::new("k".to_string()), PAGERDUTY_BODY_MAX);
+    assert_eq!(pd["payload"]["custom_details"]["hints"][0], text);
+    assert!(pd["payload"]["summary"].as_str().unwrap().contains(text));
+    let am = alertmanager(&[&n], 5000, 60_000, None);
+    assert_eq!(am[0]["annotations"]["hints"], text);
+    // Without hints: an empty list in the generic body, no annotation.
+    let plain = notification(vec![alert(1, true, "d")], 0);
+    assert_eq!(
+        generic(&plain, PAGERDUTY_BODY_MAX)["hints"],
+        serde_json::json!([])
+    );
+    assert!(
+        alertmanager(&[&plain], 5000, 60_000, None)[0]["annotations"]
+            .get("hints")
+            .is_none()
+    );
+}
+
+/// Every Alertmanager alert links somewhere (contract §4 lists
+/// `generatorURL`): the rule's dashboard, else its runbook, else the
+/// console.
+#[test]
+fn alertmanager_alerts_link_the_dashboard_runbook_or_console() {
+    let console = Some("http://cw.example:9464/");
+    let mut n = notification(vec![alert(0, true, "d")], 0);
+    let url = |n: &Notification, g| alertmanager(&[n], 5000, 60_000, g)[0]["generatorURL"].clone();
+    assert_eq!(url(&n, console), "http://cw.example:9464/");
+    assert!(url(&n, None).is_null());
+    n.alerts[0].runbook = Some("https://wiki/rb".into());
+    assert_eq!(url(&n, console), "https://wiki/rb");
+    n.alerts[0].dashboard = Some("https://grafana/d".into());
+    assert_eq!(url(&n, console), "https://grafana/d");
+}
+
+#[test]
+fn an_acknowledgement_names_the_incident_for_pagerduty_and_says_who_in_generic() {
+    let mut n = notification(vec![alert(0, true, "d")], 0);
+    n.action = Action::Acknowledge;
+    n.reason = super::super::model::Reason::Acknowledged;
+    n.ack = Some(super::super::model::Acknowledgement {
+        by: "ana".into(),
+        note: "on it".into(),
+        at: 61_000,
+    });
+    n.at = 61_000;
+    n.summary = super::super::model::summary(&n);
+    assert_eq!(
+        n.summary,
+        "Acknowledged by ana (on it) after 1m; still firing: rule_0 on product=router-x \
+         is 1, above the warning threshold 0.500 over the last 1h."
+    );
+    let pd = pagerduty(&n, &Secret::new("k".to_string()), PAGERDUTY_BODY_MAX);
+    assert_eq!(
+        pd,
+        serde_json::json!({
+            "routing_key": "k",
+            "event_action": "acknowledge",
+            "dedup_key": "default/product=router-x/1000",
+        })
+    );
+    let g = generic(&n, PAGERDUTY_BODY_MAX);
+    assert_eq!(g["action"], "acknowledge");
+    assert_eq!(g["reason"], "acknowledged");
+    assert_eq!(g["acknowledged"]["by"], "ana");
+    assert_eq!(g["acknowledged"]["note"], "on it");
+    assert_eq!(g["acknowledged"]["at"], "1970-01-01T00:01:01Z");
+    // Other notifications carry no `acknowledged`.
+    n.action = Action::Update;
+    n.ack = None;
+    assert!(generic(&n, PAGERDUTY_BODY_MAX)
+        .get("acknowledged")
+        .is_none());
+}
+
+#[test]
+fn alertmanager_endpoint() {
+    assert_eq!(
+        alertmanager_url("http://am:9093/"),
+        "http://am:9093/api/v2/alerts"
+    );
+    assert_eq!(
+        alertmanager_url("http://am:9093/api/v2/alerts"),
+        "http://am:9093/api/v2/alerts"
+    );
+}
