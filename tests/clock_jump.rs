@@ -136,6 +136,50 @@ fn stamps_far_ahead_are_counted_named_and_do_not_blank_the_backtest() {
     assert!(off.stats.late > off.stats.applied, "{off}");
 }
 
+/// A burst of stray stamps in a row (a producer whose clock field was
+/// corrupted for a moment): more than `clock_jump_confirm`, but scattered
+/// over centuries, so they do not agree with one another and confirm
+/// nothing. Each is refuted and named; the day is as without them.
+#[test]
+fn a_burst_of_scattered_stamps_does_not_blank_the_backtest() {
+    let (lines, crises) = day(3, S, 300.0);
+    let mut bad = lines.clone();
+    for (i, ts) in [
+        99_999_999_999_999_i64,
+        S + 400 * DAY,
+        S + 40_000 * DAY,
+        4_102_444_800_000,
+        S + 9 * DAY,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        bad.insert(
+            3000 + i,
+            format!(
+                r#"{{"id":"stray-{i}","type":"complaint","ts":{ts},"attrs":{{"product":"router-x","region":"eu-west"}}}}"#
+            )
+            .into_bytes(),
+        );
+    }
+    let cfg = example("24h");
+    let clean = backtest(&cfg, &lines, &crises);
+    let r = backtest(&cfg, &bad, &crises);
+    assert_eq!(r.stats.invalid[InvalidReason::ClockJump.index()], 5, "{r}");
+    assert_eq!(r.stats.applied, clean.stats.applied);
+    assert_eq!(r.stats.late, clean.stats.late);
+    assert_eq!(r.incidents, clean.incidents);
+    let t = r.truth.as_ref().unwrap();
+    assert_eq!((t.crises, t.missed, t.false_incidents), (3, 0, 0), "{r}");
+    let named: Vec<u64> = r
+        .invalid_examples
+        .iter()
+        .filter(|e| e.1 == InvalidReason::ClockJump)
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(named, [3001, 3002, 3003, 3004, 3005]);
+}
+
 #[test]
 fn a_real_gap_in_the_history_is_confirmed_by_the_events_after_it() {
     // Two days four days apart: the second day's first events are far ahead

@@ -24,9 +24,10 @@ pub struct EngineConfig {
     pub max_future_skew: Dur,
     /// An event stamped further than this ahead of the stream's clock (the
     /// newest event time so far) does not move the clock by itself: it is held
-    /// aside until `clock_jump_confirm` further events beyond the old clock
-    /// confirm the jump (a real gap in the history), or as many events within
-    /// it refute it (then it is invalid, `clock_jump`). "0" turns this off.
+    /// aside until `clock_jump_confirm` further events beyond the old clock,
+    /// all within this of one another, confirm the jump (a real gap in the
+    /// history), or as many events within it refute it (then it is invalid,
+    /// `clock_jump`). "0" turns this off.
     #[serde(default = "default_max_clock_jump")]
     pub max_clock_jump: Dur,
     /// Events that confirm or refute a clock jump (1–1000).

@@ -7,10 +7,15 @@
 //! has let through) is a *suspect*: held aside, not offered to the sequencer.
 //! Then the following events decide:
 //!
-//! * `engine.clock_jump_confirm` suspects — events beyond the
-//!   old clock's allowance — **confirm** the jump: a real gap in the history
-//!   (the data resumes days later). The suspects are let through in arrival
-//!   order and the clock moves with them.
+//! * `engine.clock_jump_confirm` further suspects — events beyond the old
+//!   clock's allowance — that **agree** with one (all within
+//!   `max_clock_jump` of the newest) **confirm** the jump: a real gap in the
+//!   history (the data resumes days later, and what follows the gap is close
+//!   in time). Those suspects are let through in arrival order and the clock
+//!   moves with them; suspects that do not agree (a burst of stray stamps in
+//!   different years, the year 5138 before a real gap) are not carried
+//!   along: within the new clock's allowance they pass, beyond it they stay
+//!   suspects.
 //! * as many events within the allowance **refute** it: the suspects are
 //!   invalid (`clock_jump`), counted and dead-lettered (named in the tools'
 //!   summaries), and the clock never moved.
@@ -61,6 +66,10 @@ pub struct JumpGuard<T> {
 /// The most events an anchoring guard holds before it starts the clock at
 /// the best-agreed one anyway.
 const MAX_START: usize = 64;
+
+/// The most suspects held at once: a stream whose stamps scatter far ahead
+/// and never agree is refuted oldest first beyond it.
+const MAX_SUSPECTS: usize = 4096;
 
 impl<T> JumpGuard<T> {
     /// A guard allowing jumps up to `max_jump_ms` (0: any), decided by
@@ -176,13 +185,37 @@ impl<T> JumpGuard<T> {
             return v;
         }
         self.suspects.push((ts, self.offered, item));
-        // The first suspect and `confirm` further ones.
-        if self.suspects.len() > self.confirm as usize {
-            for (t, _, item) in self.suspects.drain(..) {
+        // A suspect and `confirm` further ones that agree with it.
+        let reach = self.max_jump_ms.unsigned_abs();
+        let agree = self
+            .suspects
+            .iter()
+            .filter(|&&(t, _, _)| t.abs_diff(ts) <= reach)
+            .count();
+        if agree > self.confirm as usize {
+            let (agreed, others): (Vec<_>, Vec<_>) = self
+                .suspects
+                .drain(..)
+                .partition(|&(t, _, _)| t.abs_diff(ts) <= reach);
+            let mut passing = agreed;
+            for &(t, _, _) in &passing {
                 self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
-                v.pass.push(item);
             }
+            // The others, against the new clock: within its allowance they
+            // pass; beyond it they wait for the events after them.
+            for s in others {
+                if self.jump_detail(s.0).is_some() {
+                    self.suspects.push(s);
+                } else {
+                    passing.push(s);
+                }
+            }
+            passing.sort_by_key(|&(_, n, _)| n);
+            v.pass.extend(passing.into_iter().map(|(_, _, item)| item));
             self.against = 0;
+        } else if self.suspects.len() > MAX_SUSPECTS {
+            let (_, _, oldest) = self.suspects.remove(0);
+            v.rejected.push(oldest);
         }
         v
     }
@@ -320,6 +353,65 @@ mod tests {
         assert!(v.rejected.is_empty());
         assert_eq!(g.clock(), Some(3 * DAY + 30));
         assert_eq!(g.offer(3 * DAY + 40, 6).pass, [6]);
+    }
+
+    /// Four stray stamps in a row, in different years: they do not agree
+    /// with one another, so they confirm nothing and the events after them
+    /// refute them.
+    #[test]
+    fn a_burst_of_stamps_that_do_not_agree_confirms_nothing() {
+        let mut g = JumpGuard::new(DAY, 3);
+        g.offer(1_000, "a");
+        for (i, bad) in ["y2999", "y5138", "y3100", "y4000"].into_iter().enumerate() {
+            let ts = 30_000_000_000_000 + i as i64 * 40_000_000_000_000;
+            let v = g.offer(ts, bad);
+            assert!(v.pass.is_empty() && v.rejected.is_empty(), "{bad}");
+        }
+        assert_eq!(g.offer(2_000, "b").pass, ["b"]);
+        assert_eq!(g.offer(3_000, "c").pass, ["c"]);
+        let v = g.offer(4_000, "d");
+        assert_eq!(v.pass, ["d"]);
+        assert_eq!(v.rejected, ["y2999", "y5138", "y3100", "y4000"]);
+        assert_eq!(g.clock(), Some(4_000));
+    }
+
+    /// A stray stamp just before a real gap: the gap's events agree and
+    /// confirm it without it; it stays a suspect against the new clock (and
+    /// is refuted), while one that the new clock covers passes with them.
+    #[test]
+    fn a_real_gap_confirms_without_the_strays_before_it() {
+        let mut g = JumpGuard::new(DAY, 3);
+        g.offer(1_000, 1);
+        assert!(g.offer(99_999_999_999_999, 99).pass.is_empty());
+        assert!(g.offer(2 * DAY, 98).pass.is_empty());
+        assert!(g.offer(3 * DAY, 2).pass.is_empty());
+        assert!(g.offer(3 * DAY + 10, 3).pass.is_empty());
+        assert!(g.offer(3 * DAY + 20, 4).pass.is_empty());
+        let v = g.offer(3 * DAY + 30, 5);
+        assert_eq!(v.pass, [98, 2, 3, 4, 5], "in arrival order");
+        assert_eq!(g.clock(), Some(3 * DAY + 30));
+        assert_eq!(g.held(), 1);
+        g.offer(3 * DAY + 40, 6);
+        g.offer(3 * DAY + 50, 7);
+        let v = g.offer(3 * DAY + 60, 8);
+        assert_eq!((v.pass, v.rejected), (vec![8], vec![99]));
+    }
+
+    /// Stamps that scatter far ahead and never agree, with nothing within
+    /// the allowance between them, are refuted oldest first beyond
+    /// MAX_SUSPECTS: the guard's memory is bounded.
+    #[test]
+    fn suspects_held_are_bounded() {
+        let mut g = JumpGuard::new(DAY, 3);
+        g.offer(0, 0);
+        let mut rejected = Vec::new();
+        for i in 1..=(MAX_SUSPECTS as i64 + 10) {
+            let v = g.offer(i * 10 * DAY, i);
+            assert!(v.pass.is_empty());
+            rejected.extend(v.rejected);
+        }
+        assert_eq!(g.held(), MAX_SUSPECTS);
+        assert_eq!(rejected, (1..=10).collect::<Vec<i64>>());
     }
 
     #[test]
