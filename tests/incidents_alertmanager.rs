@@ -300,7 +300,9 @@ delivery = {{ resend_interval = "10m" }}
             at,
             started,
         )],
-        at,
+        // Event time has moved past the escalation's instant: its update
+        // (held for other changes of that instant) goes out.
+        at + 1,
     )
     .unwrap();
     let list = until(

@@ -240,6 +240,10 @@ async fn receiver_down_then_up_gets_every_notification_in_order_per_incident() {
         m.submit(std::slice::from_ref(t), t.at).unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
+    // The last escalation's update waits for the other changes of its
+    // instant: event time moves on (the next event, or the idle clock).
+    assert_eq!(m.outbox().queue_stats("hook").unwrap().pending, 6);
+    m.submit(&[], 7001).unwrap();
     let ob = m.outbox().clone();
     assert_eq!(
         ob.queue_stats("hook").unwrap().pending,

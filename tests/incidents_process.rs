@@ -21,7 +21,12 @@ const T0: i64 = 1_795_168_800_000; // 2026-11-20T10:00:00Z
 /// input (T0 + 40 min), whatever the real date.
 const HISTORY_NOW: &str = "2026-11-22T00:00:00Z";
 
-/// Two slices in crisis (four rules each), then a late event that lets every window empty.
+/// Two slices in crisis (four rules each, all firing in the first half
+/// minute), then a late event that lets every window empty. Complaints a
+/// few minutes in keep three of the rules firing for one, two and three
+/// more minutes, so that each slice's incident sends five notifications:
+/// open, three `alert_resolved` updates (just after 10:10, 10:11, 10:12:
+/// one rule each, at its own instant) and the resolve (just after 10:13).
 fn crisis_input(path: &Path, products: &[&str]) {
     let mut lines = Vec::new();
     for (n, p) in products.iter().enumerate() {
@@ -30,6 +35,23 @@ fn crisis_input(path: &Path, products: &[&str]) {
             lines.push(format!(
                 r#"{{"id":"{p}-c{i}","type":"complaint","ts":{},"attrs":{{"product":"{p}","region":"eu-west","channel":"social","category":"safety"}}}}"#,
                 base + i * 5_000
+            ));
+        }
+        // (seconds in, channel, category): safety ones leave the 10-minute
+        // windows after 10:11, social ones after 10:12, the rest after 10:13.
+        let later = [
+            (61, "email", "safety"),
+            (62, "email", "safety"),
+            (121, "social", "billing"),
+            (122, "social", "billing"),
+            (181, "email", "billing"),
+            (182, "email", "billing"),
+            (183, "email", "billing"),
+        ];
+        for (i, (secs, channel, category)) in later.into_iter().enumerate() {
+            lines.push(format!(
+                r#"{{"id":"{p}-l{i}","type":"complaint","ts":{},"attrs":{{"product":"{p}","region":"eu-west","channel":"{channel}","category":"{category}"}}}}"#,
+                T0 + secs * 1000 + n as i64 * 100
             ));
         }
         for i in 0..4 {
@@ -211,6 +233,33 @@ async fn killed_with_sigkill_while_pending_then_restarted_delivers_everything_on
     }
     let actions: Vec<&str> = docs.iter().map(|d| d["action"].as_str().unwrap()).collect();
     assert_eq!(actions.iter().filter(|a| **a == "resolve").count(), 2);
+    // One update per rule resolving at its own instant (see `crisis_input`).
+    let mut reasons: Vec<(&str, &str)> = docs
+        .iter()
+        .filter(|d| {
+            d["dedup_key"]
+                .as_str()
+                .unwrap()
+                .contains("product=router-x,")
+        })
+        .map(|d| (d["reason"].as_str().unwrap(), d["at"].as_str().unwrap()))
+        .collect();
+    reasons.sort_by_key(|&(_, at)| at);
+    assert_eq!(
+        reasons.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [
+            "opened",
+            "alert_resolved",
+            "alert_resolved",
+            "alert_resolved",
+            "resolved"
+        ],
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].1.starts_with("2026-11-20T10:10:00"),
+        "{reasons:?}"
+    );
     // A third run finds nothing new to send.
     let out = run(
         &[

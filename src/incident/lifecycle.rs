@@ -18,6 +18,12 @@
 //!   others still fire and `resolve` when the last one resolves.
 //! * While open, an incident sends a **progress** `update` every
 //!   `update_interval` without other news: current value, peak, duration.
+//! * Changes of one kind at one event-time instant make **one** `update`:
+//!   a crisis that trips the same rule on 300 slices of one product at the
+//!   same evaluation boundary pages once, not 300 times. The update is held
+//!   ([`Held`]) until event time passes that instant, a change of another
+//!   kind or time comes, or the input ends; a resolve at the same instant
+//!   replaces it. Held in event time, it is the same in every run.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -62,6 +68,19 @@ pub struct Incident {
     /// Progress updates sent since its last other notification.
     #[serde(default)]
     pub(crate) quiet: u32,
+    /// An `update` not sent yet: more changes of its kind may come at its
+    /// instant and go out with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) held: Option<Held>,
+}
+
+/// An incident's `update` waiting for the other changes of its instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Held {
+    /// Why (`alert_joined`, `escalated`, `alert_resolved`).
+    pub(crate) reason: Reason,
+    /// The instant (event time, ms) of its changes.
+    pub(crate) at: i64,
 }
 
 impl Incident {
@@ -245,6 +264,9 @@ impl Lifecycle {
             return false;
         };
         let at = at.max(inc.started_at);
+        // A held update goes out first, as it was (or gives way to a
+        // resolve at its own instant).
+        settle_before_resolve(inc, at, interval, ch);
         for a in inc.alerts.iter_mut().filter(|a| a.active) {
             a.active = false;
             a.resolved_at = Some(at);
@@ -288,6 +310,10 @@ impl Lifecycle {
                 continue;
             };
             let at = at.max(inc.started_at);
+            if inc.alerts.iter().any(|a| a.active && !gone(a)) {
+                // Others still fire: an annotated update of its own.
+                release(inc, interval, ch);
+            }
             for a in inc.alerts.iter_mut().filter(|a| a.active && gone(a)) {
                 a.active = false;
                 a.resolved_at = Some(at);
@@ -383,10 +409,11 @@ impl Lifecycle {
             if inc.has_active(&t.dedup_key) {
                 return;
             }
+            settle(inc, Reason::AlertJoined, t.at, interval, ch);
             inc.alerts.push(evidence);
             ch.saved.insert(inc.key.clone());
             if inc.opened {
-                emit(inc, Action::Update, Reason::AlertJoined, t.at, interval, ch);
+                hold(inc, Reason::AlertJoined, t.at);
             }
             return;
         }
@@ -409,6 +436,7 @@ impl Lifecycle {
             alerts: vec![evidence],
             acknowledged: false,
             quiet: 0,
+            held: None,
         };
         if window <= 0 {
             emit(&mut inc, Action::Open, Reason::Opened, t.at, interval, ch);
@@ -420,6 +448,12 @@ impl Lifecycle {
     fn escalate(&mut self, t: &Transition, ch: &mut Changes) {
         let interval = self.update_interval_ms;
         for inc in self.incidents.values_mut() {
+            if !inc.has_active(&t.dedup_key) {
+                continue;
+            }
+            // A held update of another kind or instant shows the incident
+            // as it was before.
+            settle(inc, Reason::Escalated, t.at, interval, ch);
             let Some(a) = inc
                 .alerts
                 .iter_mut()
@@ -443,7 +477,7 @@ impl Lifecycle {
             }
             ch.saved.insert(inc.key.clone());
             if inc.opened {
-                emit(inc, Action::Update, Reason::Escalated, t.at, interval, ch);
+                hold(inc, Reason::Escalated, t.at);
             }
         }
         // Routes that take the alert at its new severity (or at all, if it was
@@ -465,6 +499,17 @@ impl Lifecycle {
             let Some(inc) = self.incidents.get_mut(&key) else {
                 continue;
             };
+            let last = inc
+                .alerts
+                .iter()
+                .filter(|a| a.active && a.dedup_key != t.dedup_key)
+                .count()
+                == 0;
+            if last {
+                settle_before_resolve(inc, t.at, interval, ch);
+            } else {
+                settle(inc, Reason::AlertResolved, t.at, interval, ch);
+            }
             if let Some(a) = inc
                 .alerts
                 .iter_mut()
@@ -480,14 +525,7 @@ impl Lifecycle {
             if inc.alerts.iter().any(|a| a.active) {
                 ch.saved.insert(key.clone());
                 if inc.opened {
-                    emit(
-                        inc,
-                        Action::Update,
-                        Reason::AlertResolved,
-                        t.at,
-                        interval,
-                        ch,
-                    );
+                    hold(inc, Reason::AlertResolved, t.at);
                 }
                 continue;
             }
@@ -500,6 +538,38 @@ impl Lifecycle {
             ch.removed.push(key.clone());
             self.incidents.remove(&key);
         }
+    }
+}
+
+/// Before a change of kind `reason` at `at`: a held update of another kind
+/// or instant goes out now, showing the incident as it was.
+fn settle(inc: &mut Incident, reason: Reason, at: i64, interval: i64, ch: &mut Changes) {
+    if inc.held.is_some_and(|h| h.at != at || h.reason != reason) {
+        release(inc, interval, ch);
+    }
+}
+
+/// Before the incident resolves at `at`: a held update of that instant is
+/// dropped (the `resolve` shows every alert), an earlier one goes out.
+fn settle_before_resolve(inc: &mut Incident, at: i64, interval: i64, ch: &mut Changes) {
+    if inc.held.is_some_and(|h| h.at == at) {
+        inc.held = None;
+        ch.saved.insert(inc.key.clone());
+    } else {
+        release(inc, interval, ch);
+    }
+}
+
+/// Holds an `update` of kind `reason` at `at` (one of that kind and
+/// instant may be held already: the change joins it).
+fn hold(inc: &mut Incident, reason: Reason, at: i64) {
+    inc.held = Some(Held { reason, at });
+}
+
+/// Sends the held update, if any, at its own instant.
+fn release(inc: &mut Incident, interval: i64, ch: &mut Changes) {
+    if let Some(h) = inc.held.take() {
+        emit(inc, Action::Update, h.reason, h.at, interval, ch);
     }
 }
 

@@ -370,10 +370,27 @@ pub(crate) fn summary(n: &Notification) -> String {
             n.severity.as_str().to_uppercase()
         ),
         (Action::Update, Reason::AlertJoined) => {
-            format!("Another alert joined after {dur}: {head}.{also}")
+            // Alerts that joined at one instant make one update.
+            let joined = n.alerts.iter().filter(|a| a.fired_at == n.at).count();
+            let who = if joined > 1 {
+                format!("{joined} more alerts joined")
+            } else {
+                "Another alert joined".to_string()
+            };
+            format!("{who} after {dur}: {head}.{also}")
         }
         (Action::Update, Reason::AlertResolved) => {
-            format!("One alert resolved after {dur}; still firing: {head}.{also}")
+            let resolved = n
+                .alerts
+                .iter()
+                .filter(|a| a.resolved_at == Some(n.at))
+                .count();
+            let who = if resolved > 1 {
+                format!("{resolved} alerts resolved")
+            } else {
+                "One alert resolved".to_string()
+            };
+            format!("{who} after {dur}; still firing: {head}.{also}")
         }
         (Action::Update, _) => format!(
             "Still firing after {dur}: {head} (peak {}).{also}",

@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::super::model::{Action, AlertEvidence, Reason};
-use super::{emit, emit_showing, Changes, Incident, Lifecycle, NoValues, ValueSource};
+use super::{emit, emit_showing, release, Changes, Incident, Lifecycle, NoValues, ValueSource};
 
 /// The most progress updates an incident sends in a row without other news
 /// (a clock that leapt weeks, a tiny `update_interval`): then none until the
@@ -17,9 +17,12 @@ use super::{emit, emit_showing, Changes, Incident, Lifecycle, NoValues, ValueSou
 pub(super) const MAX_QUIET_UPDATES: u32 = 1000;
 
 impl Incident {
-    /// When its next open or progress update is due.
+    /// When its next open, held update or progress update is due (a held
+    /// update once event time has passed its instant).
     fn due_at(&self) -> Option<i64> {
-        if self.opened {
+        if let Some(h) = self.held {
+            Some(h.at.saturating_add(1))
+        } else if self.opened {
             self.next_update_at
         } else {
             Some(self.open_at)
@@ -56,7 +59,10 @@ impl Lifecycle {
             let Some(inc) = self.incidents.get_mut(&key) else {
                 continue;
             };
-            if !inc.opened {
+            if inc.held.is_some() {
+                // Event time passed its instant: nothing more can join it.
+                release(inc, interval, ch);
+            } else if !inc.opened {
                 // The evidence of the transitions: the same in every run.
                 emit(inc, Action::Open, Reason::Opened, at, interval, ch);
             } else if inc.quiet >= MAX_QUIET_UPDATES {
@@ -79,7 +85,9 @@ impl Lifecycle {
             }
             // `emit` moved `next_update_at` one interval on (`None` when
             // progress updates are off or time ran out).
-            if let Some(d) = inc.due_at().filter(|&d| d <= now && d > at) {
+            // (A held update's release may leave the next one due at the
+            // same look: every other step moves it strictly on.)
+            if let Some(d) = inc.due_at().filter(|&d| d <= now && d >= at) {
                 queue.insert((d, inc.key.clone()));
             }
         }
@@ -91,6 +99,10 @@ impl Lifecycle {
     pub(crate) fn flush(&mut self, now: i64, ch: &mut Changes) {
         self.due(now, &mut NoValues, ch);
         let interval = self.update_interval_ms;
+        // Updates held at `now` itself: nothing can join them any more.
+        for inc in self.incidents.values_mut() {
+            release(inc, interval, ch);
+        }
         // At the time it would have gone out had the input gone on: the
         // same `at` as a run that reads further.
         for inc in self.incidents.values_mut().filter(|i| !i.opened) {
