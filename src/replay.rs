@@ -272,7 +272,7 @@ impl OrderedFeed {
         for (held, at, detail) in v.rejected {
             // Held before the clock started: described against where it started.
             let detail = if detail.is_empty() {
-                self.guard.jump_detail(held.ts()).unwrap_or_default()
+                self.guard.refuted_detail(held.ts())
             } else {
                 detail
             };

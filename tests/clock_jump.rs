@@ -256,6 +256,72 @@ fn a_first_line_days_ahead_does_not_blank_the_history() {
     );
 }
 
+/// A stray old line at the top of a history (ten days before the rest, or
+/// a stamp in seconds read as milliseconds): it used to pass — nothing was
+/// ahead of it — and start every surge baseline's warm-up ten days early,
+/// so `complaint_surge` paged five times in the first hours. The first
+/// events agree on where the stream starts; the stray is refuted and named.
+#[test]
+fn a_first_line_days_behind_does_not_start_the_baselines_early() {
+    let (lines, crises) = day(7, S, 300.0);
+    let cfg = example("24h");
+    let clean = backtest(&cfg, &lines, &crises);
+    for (name, ts) in [("ten days behind", S - 10 * DAY), ("in seconds", S / 1000)] {
+        let mut bad = lines.clone();
+        bad.insert(
+            0,
+            format!(
+                r#"{{"id":"stray-old","type":"complaint","ts":{ts},"attrs":{{"product":"router-x","region":"eu-west"}}}}"#
+            )
+            .into_bytes(),
+        );
+        let r = backtest(&cfg, &bad, &crises);
+        assert_eq!(r.incidents, clean.incidents, "{name}: {r}");
+        assert_eq!(r.truth, clean.truth, "{name}");
+        assert_eq!(r.stats.applied, clean.stats.applied, "{name}");
+        assert_eq!(
+            r.stats.invalid[InvalidReason::ClockJump.index()],
+            1,
+            "{name}: {r}"
+        );
+        let text = r.to_string();
+        assert!(
+            text.contains("input line 1: clock_jump: ts ") && text.contains("behind 2026-11-20"),
+            "{name}: {text}"
+        );
+    }
+}
+
+/// A batch stamped with one wrong time (ten lines at a default date a week
+/// ahead): one time, however many lines, confirms no jump; the events after
+/// it refute it. It used to confirm itself and make 70 % of the day late.
+#[test]
+fn a_burst_at_one_wrong_time_does_not_blank_the_backtest() {
+    let (lines, crises) = day(7, S, 300.0);
+    let mut bad = lines.clone();
+    for i in 0..10 {
+        bad.insert(
+            4000 + i,
+            format!(
+                r#"{{"id":"batch-{i}","type":"complaint","ts":{},"attrs":{{"product":"phone-z","region":"apac"}}}}"#,
+                S + 7 * DAY
+            )
+            .into_bytes(),
+        );
+    }
+    let cfg = example("24h");
+    let clean = backtest(&cfg, &lines, &crises);
+    let r = backtest(&cfg, &bad, &crises);
+    assert_eq!(r.stats.invalid[InvalidReason::ClockJump.index()], 10, "{r}");
+    assert_eq!(
+        (r.stats.applied, r.stats.late),
+        (clean.stats.applied, clean.stats.late)
+    );
+    assert_eq!(r.incidents, clean.incidents);
+    let t = r.truth.as_ref().unwrap();
+    assert_eq!((t.crises, t.missed, t.false_incidents), (3, 0, 0), "{r}");
+}
+
 #[test]
 fn replay_counts_and_names_the_stamp_and_keeps_the_transitions() {
     let (lines, _) = day(1, S, 120.0);

@@ -7,15 +7,17 @@
 //! has let through) is a *suspect*: held aside, not offered to the sequencer.
 //! Then the following events decide:
 //!
-//! * `engine.clock_jump_confirm` further suspects — events beyond the old
-//!   clock's allowance — that **agree** with one (all within
-//!   `max_clock_jump` of the newest) **confirm** the jump: a real gap in the
-//!   history (the data resumes days later, and what follows the gap is close
-//!   in time). Those suspects are let through in arrival order and the clock
-//!   moves with them; suspects that do not agree (a burst of stray stamps in
-//!   different years, the year 5138 before a real gap) are not carried
-//!   along: within the new clock's allowance they pass, beyond it they stay
-//!   suspects.
+//! * suspects — events beyond the old clock's allowance — at
+//!   `engine.clock_jump_confirm` + 1 **distinct times** that **agree** (all
+//!   within `max_clock_jump` of the newest) **confirm** the jump: a real gap
+//!   in the history (the data resumes days later, and what follows the gap
+//!   is close in time and moves on). Those suspects are let through in
+//!   arrival order and the clock moves with them; suspects that do not agree
+//!   (a burst of stray stamps in different years, the year 5138 before a
+//!   real gap) are not carried along: within the new clock's allowance they
+//!   pass, beyond it they stay suspects. A burst stamped with one and the
+//!   same wrong time (a batch given a default date), however long, confirms
+//!   nothing: the events after it refute it.
 //! * as many events within the allowance **refute** it: the suspects are
 //!   invalid (`clock_jump`), counted and dead-lettered (named in the tools'
 //!   summaries), and the clock never moved.
@@ -28,11 +30,15 @@
 //! the first events wait until one of them has `clock_jump_confirm` others
 //! within `max_clock_jump` of it (either way); the clock starts there, and the
 //! waiting events are then offered in arrival order as above (one far ahead
-//! is a suspect like any other). `run` does not wait: there, an event ahead
+//! is a suspect like any other; one more than `max_clock_jump` *behind* it —
+//! a stray old line at the top of a file, which would start the warm-up of
+//! every surge baseline days early — is refuted the same way). `run` does not wait: there, an event ahead
 //! of the wall clock is refused on arrival (`engine.max_future_skew`), and a
 //! quiet partition must not hold its first events.
 //!
 //! Deterministic: the verdict depends on the input order only.
+
+use std::collections::{BTreeMap, VecDeque};
 
 /// What an offered event leads to.
 #[derive(Debug)]
@@ -54,13 +60,17 @@ pub struct JumpGuard<T> {
     clock: Option<i64>,
     /// Events held aside, in arrival order, with their times and their
     /// arrival numbers (`offered` when they came).
-    suspects: Vec<(i64, u64, T)>,
+    suspects: VecDeque<(i64, u64, T)>,
+    /// The suspects' times, with how many suspects have each.
+    times: BTreeMap<i64, u32>,
     /// Events offered since the clock started (arrival numbers).
     offered: u64,
     /// Events within the allowance since the first suspect.
     against: u32,
     /// Anchoring: the first events, waiting for the clock to start.
     start: Option<Vec<(i64, T)>>,
+    /// Where an anchored clock started.
+    anchored_at: Option<i64>,
 }
 
 /// The most events an anchoring guard holds before it starts the clock at
@@ -68,8 +78,10 @@ pub struct JumpGuard<T> {
 const MAX_START: usize = 64;
 
 /// The most suspects held at once: a stream whose stamps scatter far ahead
-/// and never agree is refuted oldest first beyond it.
-const MAX_SUSPECTS: usize = 4096;
+/// and never agree, or a burst of one wrong time with nothing after it, is
+/// refuted oldest first beyond it. Far above what a real gap needs (the
+/// first `clock_jump_confirm` + 1 distinct times after it).
+const MAX_SUSPECTS: usize = 65_536;
 
 impl<T> JumpGuard<T> {
     /// A guard allowing jumps up to `max_jump_ms` (0: any), decided by
@@ -79,10 +91,12 @@ impl<T> JumpGuard<T> {
             max_jump_ms,
             confirm: confirm.max(1),
             clock: None,
-            suspects: Vec::new(),
+            suspects: VecDeque::new(),
+            times: BTreeMap::new(),
             offered: 0,
             against: 0,
             start: None,
+            anchored_at: None,
         }
     }
 
@@ -122,15 +136,20 @@ impl<T> JumpGuard<T> {
     }
 
     /// Starts the clock at `anchor` and offers the waiting events in
-    /// arrival order.
+    /// arrival order; those more than `max_clock_jump` behind it are refuted.
     fn start_at(&mut self, anchor: i64) -> Verdict<T> {
         let waiting = self.start.take().unwrap_or_default();
         self.clock = Some(anchor);
+        self.anchored_at = Some(anchor);
         let mut v = Verdict {
             pass: Vec::new(),
             rejected: Vec::new(),
         };
         for (t, item) in waiting {
+            if t < anchor.saturating_sub(self.max_jump_ms) {
+                v.rejected.push(item);
+                continue;
+            }
             let w = self.offer(t, item);
             v.pass.extend(w.pass);
             v.rejected.extend(w.rejected);
@@ -178,26 +197,26 @@ impl<T> JumpGuard<T> {
             if !self.suspects.is_empty() {
                 self.against += 1;
                 if self.against >= self.confirm {
-                    v.rejected = self.suspects.drain(..).map(|(_, _, t)| t).collect();
+                    v.rejected = self.take_suspects().map(|(_, _, t)| t).collect();
                     self.against = 0;
                 }
             }
             return v;
         }
-        self.suspects.push((ts, self.offered, item));
-        // A suspect and `confirm` further ones that agree with it.
-        let reach = self.max_jump_ms.unsigned_abs();
-        let agree = self
-            .suspects
-            .iter()
-            .filter(|&&(t, _, _)| t.abs_diff(ts) <= reach)
+        self.suspects.push_back((ts, self.offered, item));
+        *self.times.entry(ts).or_default() += 1;
+        // Suspects at `confirm` + 1 distinct times that agree with this one.
+        let max = self.max_jump_ms;
+        let agreeing_times = self
+            .times
+            .range(ts.saturating_sub(max)..=ts.saturating_add(max))
+            .take(self.confirm as usize + 1)
             .count();
-        if agree > self.confirm as usize {
-            let (agreed, others): (Vec<_>, Vec<_>) = self
-                .suspects
-                .drain(..)
+        if agreeing_times > self.confirm as usize {
+            let reach = max.unsigned_abs();
+            let (mut passing, others): (Vec<_>, Vec<_>) = self
+                .take_suspects()
                 .partition(|&(t, _, _)| t.abs_diff(ts) <= reach);
-            let mut passing = agreed;
             for &(t, _, _) in &passing {
                 self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
             }
@@ -205,7 +224,8 @@ impl<T> JumpGuard<T> {
             // pass; beyond it they wait for the events after them.
             for s in others {
                 if self.jump_detail(s.0).is_some() {
-                    self.suspects.push(s);
+                    *self.times.entry(s.0).or_default() += 1;
+                    self.suspects.push_back(s);
                 } else {
                     passing.push(s);
                 }
@@ -214,10 +234,28 @@ impl<T> JumpGuard<T> {
             v.pass.extend(passing.into_iter().map(|(_, _, item)| item));
             self.against = 0;
         } else if self.suspects.len() > MAX_SUSPECTS {
-            let (_, _, oldest) = self.suspects.remove(0);
-            v.rejected.push(oldest);
+            if let Some((t, _, oldest)) = self.suspects.pop_front() {
+                self.forget_time(t);
+                v.rejected.push(oldest);
+            }
         }
         v
+    }
+
+    /// Every suspect, in arrival order; none is held any more.
+    fn take_suspects(&mut self) -> std::collections::vec_deque::IntoIter<(i64, u64, T)> {
+        self.times.clear();
+        std::mem::take(&mut self.suspects).into_iter()
+    }
+
+    /// A suspect at `t` left.
+    fn forget_time(&mut self, t: i64) {
+        if let Some(n) = self.times.get_mut(&t) {
+            *n -= 1;
+            if *n == 0 {
+                self.times.remove(&t);
+            }
+        }
     }
 
     /// The common case without building a verdict: when nothing is held and
@@ -248,8 +286,7 @@ impl<T> JumpGuard<T> {
     fn finish_counted(&mut self) -> Vec<(T, u64)> {
         self.against = 0;
         let offered = self.offered;
-        self.suspects
-            .drain(..)
+        self.take_suspects()
             .map(|(_, n, t)| (t, offered - n))
             .collect()
     }
@@ -265,7 +302,7 @@ impl<T> JumpGuard<T> {
             .map(|(mut t, after)| {
                 let (ts, detail) = parts(&mut t);
                 if detail.is_empty() {
-                    *detail = self.jump_detail(ts).unwrap_or_default();
+                    *detail = self.refuted_detail(ts);
                 }
                 *detail = self.ended_detail(detail, after);
                 t
@@ -303,6 +340,24 @@ impl<T> JumpGuard<T> {
     /// The newest event time let through.
     pub fn clock(&self) -> Option<i64> {
         self.clock
+    }
+
+    /// The detail of a refuted `clock_jump` at `ts`: [`JumpGuard::jump_detail`],
+    /// or, for an event refuted when the clock started, how far behind the
+    /// first events' agreed time it was.
+    pub fn refuted_detail(&self, ts: i64) -> String {
+        if let Some(d) = self.jump_detail(ts) {
+            return d;
+        }
+        match self.anchored_at {
+            Some(a) if self.max_jump_ms > 0 && ts < a.saturating_sub(self.max_jump_ms) => format!(
+                "ts {} is more than engine.max_clock_jump ({} ms) behind {}, where the input's first events agree the stream starts (a stray line from another time)",
+                crate::event::format_ts(ts),
+                self.max_jump_ms,
+                crate::event::format_ts(a),
+            ),
+            _ => String::new(),
+        }
     }
 
     /// Why an event at `ts` would be held (`None`: it would pass), as the
@@ -459,6 +514,63 @@ mod tests {
         assert_eq!((v.pass, v.rejected), (vec![3], vec![2]));
         assert!(g.offer(5 * DAY, 4).pass.is_empty());
         assert_eq!(g.offer(5 * DAY + 1, 5).pass, [4, 5]);
+    }
+
+    /// A batch stamped with one wrong time (a default date), as long as
+    /// you like: one time confirms nothing, the events after it refute it.
+    #[test]
+    fn a_burst_at_one_wrong_time_confirms_nothing() {
+        let mut g = JumpGuard::new(DAY, 3);
+        g.offer(1_000, 0);
+        for i in 1..=500 {
+            let v = g.offer(11 * DAY, i);
+            assert!(v.pass.is_empty() && v.rejected.is_empty());
+        }
+        g.offer(2_000, 501);
+        g.offer(3_000, 502);
+        let v = g.offer(4_000, 503);
+        assert_eq!(v.pass, [503]);
+        assert_eq!(v.rejected, (1..=500).collect::<Vec<i32>>());
+        assert_eq!(g.clock(), Some(4_000));
+        // A real gap whose first events share a stamp (second resolution)
+        // is confirmed once its times move on.
+        let mut g = JumpGuard::new(DAY, 3);
+        g.offer(1_000, 0);
+        for i in 1..=50 {
+            assert!(g.offer(5 * DAY + (i / 20) * 1000, i).pass.is_empty());
+        }
+        let v = g.offer(5 * DAY + 3000, 51);
+        assert_eq!(v.pass, (1..=51).collect::<Vec<i64>>());
+        assert_eq!(g.clock(), Some(5 * DAY + 3000));
+    }
+
+    /// A stray old line at the top of a history (ten days before the rest):
+    /// it would start every surge baseline's warm-up days early. The first
+    /// events agree on where the stream starts; the stray is refuted, with
+    /// a detail that says so.
+    #[test]
+    fn an_anchored_guard_refutes_a_first_event_far_behind() {
+        let mut g = JumpGuard::new(DAY, 3).anchored();
+        let mut passed = Vec::new();
+        let mut rejected = Vec::new();
+        for (t, x) in [
+            (10 * DAY, "a"),
+            (0, "old"),
+            (10 * DAY + 10, "b"),
+            (10 * DAY + 20, "c"),
+            (10 * DAY + 30, "d"),
+            (10 * DAY - 3_600_000, "an hour behind"),
+        ] {
+            let v = g.offer(t, x);
+            passed.extend(v.pass);
+            rejected.extend(v.rejected);
+        }
+        assert_eq!(passed, ["a", "b", "c", "d", "an hour behind"]);
+        assert_eq!(rejected, ["old"]);
+        let detail = g.refuted_detail(0);
+        assert!(detail.contains("behind 1970-01-11"), "{detail}");
+        assert!(detail.contains("stray line"), "{detail}");
+        assert_eq!(g.refuted_detail(10 * DAY + 40), "");
     }
 
     #[test]

@@ -319,7 +319,7 @@ impl Tuner {
         for (held, lines, at, detail) in rejected {
             // Held before the clock started: described against where it started.
             let detail = if detail.is_empty() {
-                self.guard.jump_detail(held.ts()).unwrap_or_default()
+                self.guard.refuted_detail(held.ts())
             } else {
                 detail
             };
