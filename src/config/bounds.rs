@@ -50,6 +50,7 @@ pub(crate) const BOUNDS: &[Bound] = &[
     b("incidents.drain_timeout", HOUR),
     b("incidents.retention", YEAR),
     b("incidents.routes[].group_window", DAY),
+    b("incidents.routes[].group_interval", DAY),
     b("receivers[].delivery.timeout", 10 * MINUTE),
     b("receivers[].delivery.backoff_initial", HOUR),
     b("receivers[].delivery.backoff_max", DAY),
@@ -117,6 +118,11 @@ pub(crate) fn validate(cfg: &Config, errs: &mut Vec<ConfigError>) {
             format!("incidents.routes[{i}].group_window"),
             "incidents.routes[].group_window",
             r.group_window,
+        );
+        check(
+            format!("incidents.routes[{i}].group_interval"),
+            "incidents.routes[].group_interval",
+            r.group_interval,
         );
     }
     for (i, r) in cfg.receivers.iter().enumerate() {

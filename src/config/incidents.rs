@@ -186,6 +186,15 @@ pub struct RouteConfig {
     /// once with all their evidence. Alerts arriving later join with an `update`.
     #[serde(default = "default_group_window")]
     pub(crate) group_window: Dur,
+    /// How long (event time) an open incident gathers changes — alerts
+    /// joining, escalating, resolving — into one `update` (like
+    /// Alertmanager's `group_interval`): a crisis that trips a rule on 60
+    /// slices seconds apart sends one or two updates, not 60. An escalation
+    /// that raises the incident's severity goes out at once (with what was
+    /// gathered); the last alert resolving sends the `resolve` instead. "0s":
+    /// only the changes of one instant are gathered.
+    #[serde(default = "default_group_interval")]
+    pub(crate) group_interval: Dur,
     /// Receivers (by name) that get this route's incidents; empty: every receiver.
     #[serde(default)]
     pub(crate) receivers: Vec<String>,
@@ -198,6 +207,13 @@ pub struct RouteConfig {
 /// other in a crisis; a longer wait delays the page more than it saves.
 fn default_group_window() -> Dur {
     Dur::mins(2)
+}
+
+/// 1 minute: a crisis spreading over the slices of one incident trips them
+/// seconds apart; one update a minute tells the responder as much as one per
+/// slice, and an escalation does not wait.
+fn default_group_interval() -> Dur {
+    Dur::mins(1)
 }
 
 /// How one receiver is delivered to (`docs/contract.md` §4): the `delivery` table of a receiver.

@@ -18,12 +18,16 @@
 //!   others still fire and `resolve` when the last one resolves.
 //! * While open, an incident sends a **progress** `update` every
 //!   `update_interval` without other news: current value, peak, duration.
-//! * Changes of one kind at one event-time instant make **one** `update`:
-//!   a crisis that trips the same rule on 300 slices of one product at the
-//!   same evaluation boundary pages once, not 300 times. The update is held
-//!   ([`Held`]) until event time passes that instant, a change of another
-//!   kind or time comes, or the input ends; a resolve at the same instant
-//!   replaces it. Held in event time, it is the same in every run.
+//! * An open incident gathers its changes for the route's `group_interval`
+//!   (event time) into **one** `update`, as Alertmanager does: a crisis that
+//!   trips a rule on 300 slices of one product seconds apart pages once or
+//!   twice, not 300 times. The update is held ([`Held`]) from its first
+//!   change until `group_interval` later (at least until event time passes
+//!   that instant) or the input ends; an escalation that raises the
+//!   incident's severity sends it once event time passes the escalation;
+//!   the incident resolving replaces it (the `resolve` shows every alert).
+//!   Held in event time and kept with the incident, it is the same in every
+//!   run, with or without restarts.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -74,13 +78,18 @@ pub struct Incident {
     pub(crate) held: Option<Held>,
 }
 
-/// An incident's `update` waiting for the other changes of its instant.
+/// An incident's `update` gathering changes until it is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Held {
-    /// Why (`alert_joined`, `escalated`, `alert_resolved`).
+    /// Why: `escalated` if an alert escalated, else `alert_joined` if one
+    /// joined, else `alert_resolved`.
     pub(crate) reason: Reason,
-    /// The instant (event time, ms) of its changes.
+    /// Event time of its first change, ms.
+    pub(crate) first: i64,
+    /// Event time of its last change, ms: the update's `at`.
     pub(crate) at: i64,
+    /// When it goes out: once event time reaches this, ms.
+    pub(crate) due: i64,
 }
 
 impl Incident {
@@ -88,6 +97,15 @@ impl Incident {
         self.alerts
             .iter()
             .any(|a| a.active && a.dedup_key == alert_key)
+    }
+
+    /// The highest severity among its active alerts.
+    fn active_severity(&self) -> Option<Severity> {
+        self.alerts
+            .iter()
+            .filter(|a| a.active)
+            .map(|a| a.severity)
+            .max()
     }
 }
 
@@ -398,7 +416,11 @@ impl Lifecycle {
         {
             return;
         }
-        let (route_name, window) = (route.name.clone(), route.group_window_ms);
+        let (route_name, window, gather) = (
+            route.name.clone(),
+            route.group_window_ms,
+            route.group_interval_ms,
+        );
         let evidence = self.evidence(t);
         let interval = self.update_interval_ms;
         if let Some(inc) = self
@@ -409,11 +431,13 @@ impl Lifecycle {
             if inc.has_active(&t.dedup_key) {
                 return;
             }
-            settle(inc, Reason::AlertJoined, t.at, interval, ch);
+            settle(inc, t.at, interval, ch);
+            let before = inc.active_severity();
             inc.alerts.push(evidence);
             ch.saved.insert(inc.key.clone());
             if inc.opened {
-                hold(inc, Reason::AlertJoined, t.at);
+                let raised = inc.active_severity() > before;
+                hold(inc, Reason::AlertJoined, t.at, gather, raised);
             }
             return;
         }
@@ -447,13 +471,14 @@ impl Lifecycle {
 
     fn escalate(&mut self, t: &Transition, ch: &mut Changes) {
         let interval = self.update_interval_ms;
+        let (router, retired) = (&self.router, &self.retired);
         for inc in self.incidents.values_mut() {
             if !inc.has_active(&t.dedup_key) {
                 continue;
             }
-            // A held update of another kind or instant shows the incident
-            // as it was before.
-            settle(inc, Reason::Escalated, t.at, interval, ch);
+            settle(inc, t.at, interval, ch);
+            let gather = group_interval(router, retired, &inc.route);
+            let before = inc.active_severity();
             let Some(a) = inc
                 .alerts
                 .iter_mut()
@@ -477,7 +502,8 @@ impl Lifecycle {
             }
             ch.saved.insert(inc.key.clone());
             if inc.opened {
-                hold(inc, Reason::Escalated, t.at);
+                let raised = inc.active_severity() > before;
+                hold(inc, Reason::Escalated, t.at, gather, raised);
             }
         }
         // Routes that take the alert at its new severity (or at all, if it was
@@ -489,6 +515,7 @@ impl Lifecycle {
 
     fn resolve(&mut self, t: &Transition, ch: &mut Changes) {
         let interval = self.update_interval_ms;
+        let (router, retired) = (&self.router, &self.retired);
         let keys: Vec<String> = self
             .incidents
             .values()
@@ -508,8 +535,9 @@ impl Lifecycle {
             if last {
                 settle_before_resolve(inc, t.at, interval, ch);
             } else {
-                settle(inc, Reason::AlertResolved, t.at, interval, ch);
+                settle(inc, t.at, interval, ch);
             }
+            let gather = group_interval(router, retired, &inc.route);
             if let Some(a) = inc
                 .alerts
                 .iter_mut()
@@ -525,7 +553,7 @@ impl Lifecycle {
             if inc.alerts.iter().any(|a| a.active) {
                 ch.saved.insert(key.clone());
                 if inc.opened {
-                    hold(inc, Reason::AlertResolved, t.at);
+                    hold(inc, Reason::AlertResolved, t.at, gather, false);
                 }
                 continue;
             }
@@ -541,35 +569,68 @@ impl Lifecycle {
     }
 }
 
-/// Before a change of kind `reason` at `at`: a held update of another kind
-/// or instant goes out now, showing the incident as it was.
-fn settle(inc: &mut Incident, reason: Reason, at: i64, interval: i64, ch: &mut Changes) {
-    if inc.held.is_some_and(|h| h.at != at || h.reason != reason) {
+/// The `group_interval` of the route `name` (one a reload removed keeps
+/// its own), ms.
+fn group_interval(router: &Router, retired: &BTreeMap<String, Route>, name: &str) -> i64 {
+    router
+        .get(name)
+        .or_else(|| retired.get(name))
+        .map_or(0, |r| r.group_interval_ms)
+}
+
+/// Before a change at `at`: a held update due by then goes out first (the
+/// callers look before every transition, so this only guards direct use).
+fn settle(inc: &mut Incident, at: i64, interval: i64, ch: &mut Changes) {
+    if inc.held.is_some_and(|h| h.due <= at) {
         release(inc, interval, ch);
     }
 }
 
-/// Before the incident resolves at `at`: a held update of that instant is
-/// dropped (the `resolve` shows every alert), an earlier one goes out.
+/// Before the incident resolves at `at`: a held update not yet due is
+/// dropped (the `resolve` shows every alert), one already due goes out.
 fn settle_before_resolve(inc: &mut Incident, at: i64, interval: i64, ch: &mut Changes) {
-    if inc.held.is_some_and(|h| h.at == at) {
-        inc.held = None;
-        ch.saved.insert(inc.key.clone());
-    } else {
-        release(inc, interval, ch);
+    match inc.held {
+        Some(h) if h.due > at => {
+            inc.held = None;
+            ch.saved.insert(inc.key.clone());
+        }
+        Some(_) => release(inc, interval, ch),
+        None => {}
     }
 }
 
-/// Holds an `update` of kind `reason` at `at` (one of that kind and
-/// instant may be held already: the change joins it).
-fn hold(inc: &mut Incident, reason: Reason, at: i64) {
-    inc.held = Some(Held { reason, at });
+/// Gathers a change of kind `reason` at `at` into the held update (or
+/// starts one, due `gather` ms later — at least once event time passes
+/// `at`); `raised`: it raised the incident's severity, so the update goes
+/// out once event time passes `at`.
+fn hold(inc: &mut Incident, reason: Reason, at: i64, gather: i64, raised: bool) {
+    let soon = at.saturating_add(1);
+    let h = inc.held.get_or_insert(Held {
+        reason,
+        first: at,
+        at,
+        due: at.saturating_add(gather.max(1)),
+    });
+    h.at = h.at.max(at);
+    h.reason = match (h.reason, reason) {
+        (Reason::Escalated, _) | (_, Reason::Escalated) => Reason::Escalated,
+        (Reason::AlertJoined, _) | (_, Reason::AlertJoined) => Reason::AlertJoined,
+        (r, _) => r,
+    };
+    if raised {
+        h.due = h.due.min(soon);
+    }
 }
 
-/// Sends the held update, if any, at its own instant.
+/// Sends the held update, if any, at its last change's time, naming what
+/// changed since its first.
 fn release(inc: &mut Incident, interval: i64, ch: &mut Changes) {
     if let Some(h) = inc.held.take() {
         emit(inc, Action::Update, h.reason, h.at, interval, ch);
+        if let Some(n) = ch.notifications.last_mut() {
+            n.since = Some(h.first);
+            n.summary = model::summary(n);
+        }
     }
 }
 
@@ -637,6 +698,7 @@ fn emit_showing(
         alerts,
         summary: String::new(),
         ack: None,
+        since: None,
     };
     n.summary = model::summary(&n);
     ch.saved.insert(inc.key.clone());

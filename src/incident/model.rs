@@ -186,6 +186,10 @@ pub(crate) struct Notification {
     /// Who acknowledged the incident (`acknowledge` notifications only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) ack: Option<Acknowledgement>,
+    /// An update that gathers changes (a route's `group_interval`): event
+    /// time of the first of them, ms; `at` is the last one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) since: Option<i64>,
 }
 
 impl Notification {
@@ -313,6 +317,54 @@ pub(crate) fn closing_summary(n: &Notification, note: &str) -> String {
     }
 }
 
+/// The changes an update gathered (alerts that joined, escalated or
+/// resolved from its first change to its last, `since`..=`at`), named: `2
+/// alerts joined (store_burst on store=s01; store_burst on store=s02);
+/// complaint_rate on product=router-x escalated to CRITICAL`. Empty when no
+/// alert shows a change in that span.
+fn changes_text(n: &Notification) -> String {
+    let (from, to) = (n.since.unwrap_or(n.at).min(n.at), n.at);
+    let within = |t: i64| t >= from && t <= to;
+    let name = |a: &AlertEvidence| format!("{} on {}", a.rule, a.group_text());
+    let mut joined = Vec::new();
+    let mut escalated = Vec::new();
+    let mut resolved = Vec::new();
+    for a in &n.alerts {
+        if a.resolved_at.is_some_and(within) {
+            resolved.push(name(a));
+        } else if within(a.fired_at) && a.fired_at > n.started_at {
+            joined.push(format!("{} ({})", name(a), a.severity.as_str()));
+        } else if a.superseded_at.last().is_some_and(|&t| within(t)) {
+            escalated.push(format!(
+                "{} to {}",
+                name(a),
+                a.severity.as_str().to_uppercase()
+            ));
+        }
+    }
+    let list = |v: &[String]| {
+        const SHOWN: usize = 3;
+        let mut s = v.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ");
+        if v.len() > SHOWN {
+            s.push_str(&format!("; and {} more", v.len() - SHOWN));
+        }
+        s
+    };
+    let mut parts = Vec::new();
+    for (v, one, many) in [
+        (&escalated, "Escalated", "alerts escalated"),
+        (&joined, "Joined", "alerts joined"),
+        (&resolved, "Resolved", "alerts resolved"),
+    ] {
+        match v.len() {
+            0 => {}
+            1 => parts.push(format!("{one}: {}", v[0])),
+            k => parts.push(format!("{k} {many} ({})", list(v))),
+        }
+    }
+    parts.join("; ")
+}
+
 /// The responder's sentence for a notification.
 pub(crate) fn summary(n: &Notification) -> String {
     let Some(p) = n.primary() else {
@@ -323,19 +375,35 @@ pub(crate) fn summary(n: &Notification) -> String {
         Condition::Below => "below",
     };
     let window = Dur::from_ms(p.window_ms.max(0) as u64);
-    let others: Vec<&str> = n
+    // The other alerts by rule, in joining order: `severe_share ×3`.
+    let mut others: Vec<(&str, usize)> = Vec::new();
+    for (_, a) in n
         .alerts
         .iter()
         .enumerate()
         .filter(|(i, a)| *i != n.primary && (a.active || n.action == Action::Resolve))
-        .map(|(_, a)| a.rule.as_str())
+    {
+        match others.iter_mut().find(|(r, _)| *r == a.rule) {
+            Some((_, k)) => *k += 1,
+            None => others.push((a.rule.as_str(), 1)),
+        }
+    }
+    let others: Vec<String> = others
+        .into_iter()
+        .map(|(r, k)| {
+            if k > 1 {
+                format!("{r} ×{k}")
+            } else {
+                r.to_string()
+            }
+        })
         .collect();
     let also = if others.is_empty() {
         String::new()
     } else if n.action == Action::Resolve {
-        format!(" Also resolved on this slice: {}.", others.join(", "))
+        format!(" Also resolved: {}.", others.join(", "))
     } else {
-        format!(" Also firing on this slice: {}.", others.join(", "))
+        format!(" Also firing: {}.", others.join(", "))
     };
     let head = format!(
         "{} on {} is {}, {side} the {} threshold {} over the last {window}",
@@ -365,32 +433,26 @@ pub(crate) fn summary(n: &Notification) -> String {
             fmt_value(p.peak),
             fmt_value(Some(p.clear)),
         ),
-        (Action::Update, Reason::Escalated) => format!(
-            "Escalated to {} after {dur}: {head}.{also}",
-            n.severity.as_str().to_uppercase()
-        ),
-        (Action::Update, Reason::AlertJoined) => {
-            // Alerts that joined at one instant make one update.
-            let joined = n.alerts.iter().filter(|a| a.fired_at == n.at).count();
-            let who = if joined > 1 {
-                format!("{joined} more alerts joined")
+        (Action::Update, Reason::Escalated | Reason::AlertJoined | Reason::AlertResolved) => {
+            // What changed since the update's first change, by alert.
+            let changes = changes_text(n);
+            let changes = if changes.is_empty() {
+                match n.reason {
+                    Reason::Escalated => {
+                        format!("Escalated to {}", n.severity.as_str().to_uppercase())
+                    }
+                    Reason::AlertJoined => "Another alert joined".to_string(),
+                    _ => "One alert resolved".to_string(),
+                }
             } else {
-                "Another alert joined".to_string()
+                changes
             };
-            format!("{who} after {dur}: {head}.{also}")
-        }
-        (Action::Update, Reason::AlertResolved) => {
-            let resolved = n
-                .alerts
-                .iter()
-                .filter(|a| a.resolved_at == Some(n.at))
-                .count();
-            let who = if resolved > 1 {
-                format!("{resolved} alerts resolved")
+            let now = if n.alerts.iter().any(|a| a.active) {
+                format!("{}: ", n.severity.as_str().to_uppercase())
             } else {
-                "One alert resolved".to_string()
+                String::new()
             };
-            format!("{who} after {dur}; still firing: {head}.{also}")
+            format!("{changes} after {dur}. {now}{head}.{also}")
         }
         (Action::Update, _) => format!(
             "Still firing after {dur}: {head} (peak {}).{also}",

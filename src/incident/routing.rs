@@ -32,6 +32,8 @@ pub(crate) struct Route {
     pub(crate) group_by: Option<Vec<String>>,
     /// Event-time wait before the open, ms.
     pub(crate) group_window_ms: i64,
+    /// Event time an open incident gathers changes into one update, ms.
+    pub(crate) group_interval_ms: i64,
     /// Receiver names (already expanded: every receiver when the config lists none).
     pub(crate) receivers: Vec<String>,
     /// Keep matching after this route.
@@ -62,6 +64,7 @@ impl Router {
                 .collect(),
             group_by: r.group_by.clone(),
             group_window_ms: r.group_window.as_ms(),
+            group_interval_ms: r.group_interval.as_ms(),
             receivers: if r.receivers.is_empty() {
                 all.clone()
             } else {
@@ -78,6 +81,7 @@ impl Router {
                 matchers: Vec::new(),
                 group_by: None,
                 group_window_ms: 0,
+                group_interval_ms: 0,
                 receivers: all,
                 continue_: false,
             });

@@ -85,6 +85,8 @@ pub(crate) struct Sent {
     pub(crate) seq: u32,
     /// Event time, ms.
     pub(crate) at: i64,
+    /// An update that gathered changes: its first change's event time, ms.
+    pub(crate) since: Option<i64>,
     /// Open, update or resolve (as the lifecycle sent it).
     pub(crate) action: Action,
     /// Why.

@@ -17,11 +17,11 @@ use super::{emit, emit_showing, release, Changes, Incident, Lifecycle, NoValues,
 pub(super) const MAX_QUIET_UPDATES: u32 = 1000;
 
 impl Incident {
-    /// When its next open, held update or progress update is due (a held
-    /// update once event time has passed its instant).
+    /// When its next open, held update or progress update is due (while an
+    /// update is held, progress updates wait: there is news).
     fn due_at(&self) -> Option<i64> {
         if let Some(h) = self.held {
-            Some(h.at.saturating_add(1))
+            Some(h.due)
         } else if self.opened {
             self.next_update_at
         } else {

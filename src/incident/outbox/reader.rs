@@ -378,6 +378,7 @@ mod tests {
             primary: 0,
             summary: format!("{} {seq}", action.as_str()),
             ack: None,
+            since: None,
         }
     }
 

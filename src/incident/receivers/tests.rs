@@ -54,6 +54,7 @@ fn notification(alerts: Vec<AlertEvidence>, primary: usize) -> Notification {
         primary,
         summary: "s".into(),
         ack: None,
+        since: None,
     }
 }
 

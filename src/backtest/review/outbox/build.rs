@@ -36,6 +36,7 @@ pub(super) fn build(
             Sent {
                 seq: n.seq,
                 at: n.at,
+                since: n.since,
                 action: n.action,
                 reason: n.reason,
                 severity: n.severity,
@@ -265,18 +266,35 @@ fn change(
     }
 }
 
-/// The value of a transition, if a notification sent at that moment because
-/// of it carried it.
+/// The value of a transition, if a notification sent because of it carried
+/// it: one sent at that moment, or an update that gathered the changes from
+/// `since` to `at` in which it was the alert's last (an alert's evidence
+/// holds the value of its last transition).
 fn value_at(views: &[(Option<&Sent>, &AlertEvidence)], t: &AppliedTransition) -> Option<f64> {
     views.iter().find_map(|(s, a)| {
         let s = (*s)?;
-        if s.at != t.at {
+        if t.at < s.since.unwrap_or(s.at) || t.at > s.at {
+            return None;
+        }
+        let last = [
+            Some(a.fired_at),
+            a.superseded_at.last().copied(),
+            a.resolved_at,
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if last != Some(t.at) {
             return None;
         }
         let caused = match t.state {
             State::Pending => false,
             State::Firing => {
-                a.fired_at == t.at && matches!(s.reason, Reason::Opened | Reason::AlertJoined)
+                a.fired_at == t.at
+                    && matches!(
+                        s.reason,
+                        Reason::Opened | Reason::AlertJoined | Reason::Escalated
+                    )
             }
             State::Escalated => s.reason == Reason::Escalated && a.severity == t.severity,
             State::Resolved => a.resolved_at == Some(t.at),

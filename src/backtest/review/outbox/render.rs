@@ -333,6 +333,7 @@ mod tests {
             notifications: vec![Sent {
                 seq: 1,
                 at: fired,
+                since: None,
                 action: Action::Open,
                 reason: Reason::Opened,
                 severity: Severity::Warning,
