@@ -1,11 +1,14 @@
 //! Settings that are valid but almost certainly not what was meant: a
 //! score rule whose bands or threshold cannot work on the configured
 //! `engine.score_range` (a CSAT 1–5 stream with the NPS rules of the
-//! example), a clock-jump limit below the allowed lateness. `check` prints
-//! them as warnings and the history tools before their report; nothing
-//! refuses them (a file may be checked long before its traffic changes).
+//! example), a clock-jump limit below the allowed lateness, incident routes
+//! and rules that cannot meet ([`routes`]). `check` prints them as warnings
+//! and the history tools before their report; nothing refuses them (a file
+//! may be checked long before its traffic changes).
 
 use super::{Condition, Config, IndicatorConfig};
+
+mod routes;
 
 /// Every warning for `cfg`, one sentence each, naming the setting.
 pub fn advice(cfg: &Config) -> Vec<String> {
@@ -72,6 +75,7 @@ pub fn advice(cfg: &Config) -> Vec<String> {
             cfg.engine.max_clock_jump, cfg.engine.allowed_lateness
         ));
     }
+    routes::advise(cfg, &mut out);
     out
 }
 

@@ -172,8 +172,10 @@ pub struct RouteConfig {
     /// Checked when an alert fires and again when it escalates.
     #[serde(default)]
     pub(crate) min_severity: Option<Severity>,
-    /// Matchers on the alert's group labels, all of which must hold:
-    /// `{ region = "eu-west" }`, `{ product = ["a", "b"] }`, `{ segment = { not = "internal" } }`.
+    /// Matchers on the alert's group labels (its rule's `group_by`, and
+    /// `rule`), all of which must hold: `{ region = "eu-west" }`,
+    /// `{ product = ["a", "b"] }`, `{ segment = { not = "internal" } }`. On a
+    /// label the alert lacks an equality fails and a `not` holds.
     #[serde(default, rename = "match")]
     pub(crate) matchers: BTreeMap<String, ValueMatch>,
     /// Alerts whose groups agree on these labels join one incident (like

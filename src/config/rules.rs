@@ -115,6 +115,18 @@ pub(crate) enum ValueMatch {
     Not(NotMatch),
 }
 
+impl ValueMatch {
+    /// Whether `value` (`None`: the label or attribute is absent) satisfies
+    /// the match; a negation also holds for an absent one. Incident routes
+    /// match with it, and `check`'s advice reasons with it.
+    pub(crate) fn admits(&self, value: Option<&str>) -> bool {
+        match self {
+            ValueMatch::Is(vals) => value.is_some_and(|v| vals.to_vec().iter().any(|x| x == v)),
+            ValueMatch::Not(n) => value.is_none_or(|v| !n.not.to_vec().iter().any(|x| x == v)),
+        }
+    }
+}
+
 /// The negated form of [`ValueMatch`].
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -117,7 +117,10 @@ impl Router {
 // === impl Route ===
 
 impl Route {
-    /// Whether this route takes the alert.
+    /// Whether this route takes the alert. A matcher on a label the alert's
+    /// group lacks sees it absent: an equality fails, a `{ not = … }` holds
+    /// (`crisiswatch check` names a matcher on a label none of the route's
+    /// rules carries: `config::advice`).
     pub(crate) fn accepts(&self, rule: &str, severity: Severity, group: &Labels) -> bool {
         if !self.rules.is_empty() && !self.rules.iter().any(|r| r == rule) {
             return false;
@@ -134,7 +137,7 @@ impl Route {
                     .find(|(k, _)| k == label)
                     .map(|(_, v)| v.as_str())
             };
-            value_matches(m, v)
+            m.admits(v)
         })
     }
 
@@ -160,15 +163,6 @@ impl Route {
                 out
             }
         }
-    }
-}
-
-/// Whether `value` (`None`: the label is absent) satisfies a config matcher;
-/// a negation also holds for an absent label, as in rule selectors.
-pub(crate) fn value_matches(m: &ValueMatch, value: Option<&str>) -> bool {
-    match m {
-        ValueMatch::Is(vals) => value.is_some_and(|v| vals.to_vec().iter().any(|x| x == v)),
-        ValueMatch::Not(n) => value.is_none_or(|v| !n.not.to_vec().iter().any(|x| x == v)),
     }
 }
 
