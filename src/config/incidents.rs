@@ -123,7 +123,9 @@ pub struct IncidentsConfig {
     pub(crate) retention: Dur,
     /// Routes, in order: the first route whose matchers accept an alert takes
     /// it (and the next ones too while `continue = true`). Without routes,
-    /// every alert is its own incident and goes to every receiver.
+    /// every alert is its own incident and goes to every receiver. An alert
+    /// no route takes opens no incident: it is counted in
+    /// `crisiswatch_alerts_unrouted_total` and logged once per rule.
     #[serde(default)]
     pub(crate) routes: Vec<RouteConfig>,
 }

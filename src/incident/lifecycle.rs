@@ -118,6 +118,9 @@ pub struct Changes {
     pub(crate) saved: BTreeSet<String>,
     /// Keys of incidents that resolved (to delete).
     pub(crate) removed: Vec<String>,
+    /// Alerts that fired or escalated and that no route takes: they open no
+    /// incident; the manager counts and logs them.
+    pub(crate) unrouted: Vec<super::routing::Unrouted>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -251,11 +254,27 @@ impl Lifecycle {
         match t.state {
             State::Pending => {}
             State::Firing => {
-                for r in self.router.matching(&t.rule, t.severity, &t.group) {
+                let routes = self.router.matching(&t.rule, t.severity, &t.group);
+                if routes.is_empty() {
+                    ch.unrouted.push(super::routing::Unrouted::of(t));
+                }
+                for r in routes {
                     self.join(r, t, ch);
                 }
             }
-            State::Escalated => self.escalate(t, ch),
+            State::Escalated => {
+                // `escalate` routes it again; unrouted when no route takes
+                // it and no incident has it (routes a reload removed).
+                if self
+                    .router
+                    .matching(&t.rule, t.severity, &t.group)
+                    .is_empty()
+                    && !self.incidents.values().any(|i| i.has_active(&t.dedup_key))
+                {
+                    ch.unrouted.push(super::routing::Unrouted::of(t));
+                }
+                self.escalate(t, ch)
+            }
             State::Resolved => self.resolve(t, ch),
         }
     }

@@ -36,6 +36,8 @@ pub struct IncidentManager {
     /// The incident partitions this instance owns (`sources.kafka.scale_out`;
     /// `None` in one embedded instance), as last set by `set_ownership`.
     ownership: Mutex<Option<super::routing::Ownership>>,
+    /// Rules whose unrouted alerts were logged (once per rule and process).
+    unrouted_logged: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// A configuration readied by [`IncidentManager::prepare`], applied by
@@ -104,6 +106,9 @@ impl IncidentManager {
         metrics
             .open_incidents
             .set(lifecycle.incidents().len() as i64);
+        for r in &cfg.rules {
+            metrics.add_rule(&r.name);
+        }
         let pruned = outbox.prune(clock.now_ms(), cfg.incidents.retention.as_ms())?;
         metrics.record_pruned(&pruned);
         let (stop, stop_rx) = watch::channel(false);
@@ -139,6 +144,7 @@ impl IncidentManager {
             workers: Mutex::new(workers),
             failing: std::sync::atomic::AtomicBool::new(false),
             ownership: Mutex::new(None),
+            unrouted_logged: Mutex::new(std::collections::BTreeSet::new()),
         });
         // Acknowledgements recorded while no service ran go out now.
         if let Err(e) = m.apply_acks() {
@@ -190,6 +196,9 @@ impl IncidentManager {
             lc.reconfigure(&p.cfg, ch);
             Ok(())
         })?;
+        for r in &p.cfg.rules {
+            self.metrics.add_rule(&r.name);
+        }
         tracing::info!(kept = ?changes.kept, added = ?changes.added, changed = ?changes.changed, removed = ?changes.removed, "Incident routes, rule metadata and receivers reloaded.");
         Ok(changes)
     }
@@ -335,10 +344,10 @@ impl IncidentManager {
                 tx.delete_incident(key)?;
             }
             out.notifications = ch.notifications.len();
-            Ok((out, ch.notifications))
+            Ok((out, ch.notifications, ch.unrouted))
         });
         match result {
-            Ok((out, notifications)) => {
+            Ok((out, notifications, unrouted)) => {
                 if self
                     .failing
                     .swap(false, std::sync::atomic::Ordering::Relaxed)
@@ -360,6 +369,7 @@ impl IncidentManager {
                         .inc();
                     tracing::info!(incident = %n.dedup_key, action = n.action.as_str(), seq = n.seq, severity = n.severity.as_str(), alerts = n.alerts.len(), "Incident {}.", n.action.as_str());
                 }
+                self.note_unrouted(&unrouted);
                 if out.queued > 0 {
                     if let Ok(r) = self.receivers.lock() {
                         r.wake_all();
@@ -534,3 +544,6 @@ mod ownership;
 #[cfg(test)]
 mod sequenced_tests;
 mod shared;
+mod unrouted;
+#[cfg(test)]
+mod unrouted_tests;

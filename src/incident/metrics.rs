@@ -53,6 +53,8 @@ pub struct IncidentMetrics {
     pub(crate) write_failures: prometheus::IntCounter,
     /// Open incidents.
     pub(crate) open_incidents: prometheus::IntGauge,
+    /// Alerts that fired or escalated and that no route takes, per rule.
+    pub(crate) unrouted: IntCounterVec,
 }
 
 impl std::fmt::Debug for IncidentMetrics {
@@ -144,6 +146,13 @@ impl IncidentMetrics {
             open_incidents: reg(r, prometheus::IntGauge::new(
                 "crisiswatch_incidents_open", "Incidents open (or waiting for their group window).",
             )?)?,
+            unrouted: reg(r, IntCounterVec::new(
+                Opts::new(
+                    "crisiswatch_alerts_unrouted_total",
+                    "Alerts that fired or escalated and that no [[incidents.routes]] takes (they open no incident), per rule.",
+                ),
+                &["rule"],
+            )?)?,
         };
         for rec in receivers {
             m.add_receiver(rec);
@@ -167,6 +176,12 @@ impl IncidentMetrics {
         self.breaker_open.with_label_values(&[rec]);
         self.response_truncated.with_label_values(&[rec]);
         self.dead_letters_pruned.with_label_values(&[rec]);
+    }
+
+    /// Starts a rule's unrouted-alert series at zero (at start, and for the
+    /// rules of a reload), so a rate over it exists before the first one.
+    pub(crate) fn add_rule(&self, rule: &str) {
+        self.unrouted.with_label_values(&[rule]);
     }
 
     /// Records one delivery latency.

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::alert::Labels;
+use crate::alert::{Labels, State, Transition};
 use crate::config::{Config, Severity, ValueMatch};
 
 use crate::config::RouteConfig;
@@ -38,6 +38,32 @@ pub(crate) struct Route {
     pub(crate) receivers: Vec<String>,
     /// Keep matching after this route.
     pub(crate) continue_: bool,
+}
+
+/// An alert that fired or escalated and that no route takes
+/// ([`Router::matching`] found none): it opens no incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unrouted {
+    /// Its rule.
+    pub(crate) rule: String,
+    /// Its slice.
+    pub(crate) group: Labels,
+    /// `firing` or `escalated`.
+    pub(crate) state: State,
+    /// Its severity.
+    pub(crate) severity: Severity,
+}
+
+impl Unrouted {
+    /// The unrouted alert of transition `t`.
+    pub(crate) fn of(t: &Transition) -> Unrouted {
+        Unrouted {
+            rule: t.rule.clone(),
+            group: t.group.clone(),
+            state: t.state,
+            severity: t.severity,
+        }
+    }
 }
 
 /// The compiled routing table.
