@@ -325,6 +325,7 @@ async fn serve(
             sources,
             Arc::clone(&producer),
             Arc::clone(sm),
+            Arc::clone(&manager),
             Arc::clone(state),
         )
         .map_err(RunError::Scaled)?,

@@ -13,8 +13,11 @@ use rdkafka::Offset;
 use super::internal::{read_latest_counted, state_consumer, Ordered, PartitionState, StateContext};
 use super::wire::{decode, encode, Note, ShardCheckpoint, WireTransition, WireValue};
 use super::{ScaledError, ScaledMetrics, Topics};
+use crate::alert::State;
 use crate::config::Config;
 use crate::http::AppState;
+use crate::incident::routing::Unrouted;
+use crate::incident::IncidentManager;
 use crate::repartition::{Envelope, Keyed, Owner, Source, TransitionSplit};
 
 /// How long a flush of the internal producer may take before the stage
@@ -73,6 +76,9 @@ pub(crate) struct Owners {
     producer: Arc<Ordered>,
     out: Vec<Keyed>,
     metrics: Arc<ScaledMetrics>,
+    /// This instance's incident stage: counts and logs the alerts no route
+    /// takes at any severity, which are sent to no incident partition.
+    incidents: Arc<IncidentManager>,
     /// A failure inside a rebalance callback: the stage stops with it.
     failure: Option<ScaledError>,
     /// When the active alerts' values were last sent.
@@ -94,6 +100,7 @@ impl Owners {
         sources: Vec<Source>,
         producer: Arc<Ordered>,
         metrics: Arc<ScaledMetrics>,
+        incidents: Arc<IncidentManager>,
         state: Arc<AppState>,
     ) -> Result<Self, ScaledError> {
         let k = cfg
@@ -112,6 +119,7 @@ impl Owners {
             producer,
             out: Vec::new(),
             metrics,
+            incidents,
             failure: None,
             values_sent: None,
             state,
@@ -370,10 +378,16 @@ impl Owners {
 
     /// Sends shard partition `p`'s transitions to their incident partitions.
     fn send(&self, p: i32, out: &mut Vec<Keyed>) {
+        let mut unrouted = Vec::new();
         for k in out.drain(..) {
             let targets = self.split.partitions_of(&k.transition);
             if targets.is_empty() {
-                continue; // no route takes this alert
+                // No route takes this alert at any severity: no incident
+                // partition hears of it, so it is counted here.
+                if matches!(k.transition.state, State::Firing | State::Escalated) {
+                    unrouted.push(Unrouted::of(&k.transition));
+                }
+                continue;
             }
             let note = encode(&Note::Transition {
                 from: p as u32,
@@ -393,6 +407,9 @@ impl Owners {
             self.state
                 .metrics
                 .record_transitions(std::iter::once(&k.transition));
+        }
+        if !unrouted.is_empty() {
+            self.incidents.note_unrouted(&unrouted);
         }
     }
 
