@@ -856,3 +856,103 @@ clear = 1
     );
     assert!(first.contains("more) after "), "{first}");
 }
+
+/// A history replayed in two parts into one data directory (a backfill in
+/// chunks): the second part's engine never saw the first part's alerts, so
+/// nothing would resolve them and their incident stayed open for good,
+/// sending progress updates. Now a replay ends as `run` retires such
+/// alerts: the incident closes with reason `alert_gone`. And an operator's
+/// offline `incident close` is applied by the next replay, as by the next
+/// start of the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_replayed_in_parts_closes_what_the_later_part_cannot_resolve() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(202));
+    for close_first in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = dir.path().join("whole.jsonl");
+        crisis_input(&whole, &["router-x"]);
+        let text = std::fs::read_to_string(&whole).unwrap();
+        let (first, late): (Vec<&str>, Vec<&str>) =
+            text.lines().partition(|l| !l.contains(r#""id":"late""#));
+        let (p1, p2) = (dir.path().join("p1.jsonl"), dir.path().join("p2.jsonl"));
+        std::fs::write(&p1, first.join("\n") + "\n").unwrap();
+        std::fs::write(&p2, late.join("\n") + "\n").unwrap();
+        let cfg = write_config(
+            dir.path(),
+            &generic_receiver("hook", &rx.url(), r#"backoff_initial = "100ms""#),
+            "",
+        );
+        let cfg_s = cfg.to_str().unwrap();
+        let replay = |input: &Path| {
+            let out = run(
+                &[
+                    "replay",
+                    "--now",
+                    HISTORY_NOW,
+                    "--config",
+                    cfg_s,
+                    "--input",
+                    input.to_str().unwrap(),
+                    "--output",
+                    "/dev/null",
+                ],
+                &[],
+            );
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(out.status.success(), "{err}");
+            err
+        };
+        let before = rx.accepted().len();
+        replay(&p1);
+        let key = {
+            let docs = rx.accepted();
+            let d = docs[before].json();
+            assert_eq!(d["action"], "open", "{d}");
+            d["dedup_key"].as_str().unwrap().to_string()
+        };
+        if close_first {
+            let out = run(
+                &[
+                    "incident", "--config", cfg_s, "close", &key, "--reason", "handled",
+                ],
+                &[],
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let err = replay(&p2);
+        let docs: Vec<Value> = rx.accepted()[before..].iter().map(|r| r.json()).collect();
+        let got: Vec<(String, String)> = docs
+            .iter()
+            .filter(|d| d["dedup_key"] == key.as_str())
+            .map(|d| {
+                (
+                    d["action"].as_str().unwrap().to_string(),
+                    d["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let end = if close_first { "closed" } else { "alert_gone" };
+        assert_eq!(
+            got,
+            [
+                ("open".to_string(), "opened".to_string()),
+                ("resolve".to_string(), end.to_string())
+            ],
+            "{err}"
+        );
+        if close_first {
+            assert!(
+                err.contains("1 incident(s) closed as operators asked"),
+                "{err}"
+            );
+        }
+        let out = run(&["incident", "--config", cfg_s, "list", "--json"], &[]);
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(!listed.contains(&key), "nothing left open: {listed}");
+    }
+}

@@ -106,7 +106,7 @@ impl Commands {
             );
         }
         if let Some(d) = incidents {
-            crate::say!("{}", d.finish(engine.clock())?);
+            crate::say!("{}", d.finish(&engine)?);
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -8,18 +8,27 @@
 //! recognised in the outbox and skipped, and queued notifications left by an
 //! interrupted run are delivered first.
 //!
+//! Like the live service at its start, a replay first applies what
+//! operators and responders asked for offline (`crisiswatch incident close`,
+//! `incident ack`); and at its end, alerts of open incidents that its
+//! engine does not have — a history replayed in parts into one data
+//! directory: the engine of the second part never saw the first part's
+//! alerts, which could then never resolve — leave their incidents
+//! (`alert_gone`), as `run` retires them.
+//!
 //! The summary counts what became of this run's notifications (those it
 //! queued and those left queued by an earlier run) from the outbox: delivered,
 //! refused, dead-lettered or still queued, so a replay whose receivers refused
 //! everything does not read as a success.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::alert::Transition;
 use crate::config::Config;
+use crate::engine::Engine;
 
 use super::outbox::{Outbox, OutboxError, Status};
 use super::{has_http_receivers, DrainReport, IncidentError, IncidentManager, ManagerOptions};
@@ -137,6 +146,15 @@ impl ReplayDelivery {
                 ManagerOptions::default(),
             )?
         };
+        {
+            let _guard = runtime.enter();
+            let closed = manager.apply_close_requests()?;
+            if closed > 0 {
+                crate::say!(
+                    "{closed} incident(s) closed as operators asked (crisiswatch incident close)"
+                );
+            }
+        }
         Ok(Some(ReplayDelivery {
             runtime,
             manager,
@@ -159,12 +177,22 @@ impl ReplayDelivery {
         }
     }
 
-    /// Sends what fell due by event time `clock` and the opens still waiting
-    /// for their group window, then waits for
-    /// delivery (at most `incidents.drain_timeout`).
-    pub fn finish(mut self, clock: Option<i64>) -> Result<ReplayIncidents, IncidentError> {
+    /// Retires the alerts of open incidents that `engine` (at the end of
+    /// the input) does not have, sends what fell due by its clock and the
+    /// opens still waiting for their group window, then waits for delivery
+    /// (at most `incidents.drain_timeout`).
+    pub fn finish(mut self, engine: &Engine) -> Result<ReplayIncidents, IncidentError> {
         if let Some(e) = self.error.take() {
             return Err(e);
+        }
+        let clock = engine.clock();
+        if clock.is_some() && self.manager.has_active_alerts() {
+            let live: HashSet<String> = engine.active_alert_keys().into_iter().collect();
+            let rules: HashSet<String> = (0..engine.rule_count())
+                .map(|i| engine.rule_config(i).name.clone())
+                .collect();
+            let _guard = self.runtime.enter();
+            self.submitted += self.manager.retire_missing(&live, &rules, clock)?.1;
         }
         if let Some(now) = clock {
             self.submitted += self.manager.flush(now)?.queued;

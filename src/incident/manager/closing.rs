@@ -62,12 +62,13 @@ impl IncidentManager {
     /// engine's clock passes it with the first events read (or, on a quiet
     /// stream, when event time follows the wall clock). Incidents left
     /// without active alerts close with reason `alert_gone` at `clock`.
+    /// Returns the incidents closed and how many notifications were queued.
     pub(crate) fn retire_missing(
         &self,
         live: &HashSet<String>,
         rules: &HashSet<String>,
         clock: Option<i64>,
-    ) -> Result<Vec<String>, IncidentError> {
+    ) -> Result<(Vec<String>, usize), IncidentError> {
         let at = clock.unwrap_or_else(|| self.clock.now_ms());
         let gone = |a: &AlertEvidence| {
             !live.contains(&a.dedup_key)
@@ -83,7 +84,7 @@ impl IncidentManager {
             })
             .unwrap_or(false);
         if !any {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         if let Ok(l) = self.lifecycle.lock() {
             for a in l.incidents().values().flat_map(|i| i.alerts.iter()) {
@@ -93,13 +94,15 @@ impl IncidentManager {
             }
         }
         let mut closed = Vec::new();
-        self.step(|lc, ch, _, _| {
-            closed = lc.retire(&gone, at, ch);
-            Ok(())
-        })?;
+        let queued = self
+            .step(|lc, ch, _, _| {
+                closed = lc.retire(&gone, at, ch);
+                Ok(())
+            })?
+            .queued;
         for key in &closed {
             tracing::warn!(incident = %key, "Incident closed: its alerts no longer exist in the engine (rule changed or removed, or engine state reset).");
         }
-        Ok(closed)
+        Ok((closed, queued))
     }
 }
