@@ -956,3 +956,52 @@ async fn a_history_replayed_in_parts_closes_what_the_later_part_cannot_resolve()
         assert!(!listed.contains(&key), "nothing left open: {listed}");
     }
 }
+
+/// A receiver that does not answer before `drain_timeout`: the replay's
+/// summary counts what is still queued from the outbox, as its other
+/// counts (a field trial saw "9 still undelivered" beside 8 pending rows:
+/// one count was taken before the request in flight ended), and a warning
+/// says how to send them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_times_out_says_what_is_still_queued_and_how_to_send_it() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::hang());
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    crisis_input(&input, &["router-x"]);
+    let cfg = write_config(
+        dir.path(),
+        &generic_receiver(
+            "hook",
+            &rx.url(),
+            r#"timeout = "2s", backoff_initial = "100ms""#,
+        ),
+        r#"drain_timeout = "1s""#,
+    );
+    let out = run(
+        &[
+            "replay",
+            "--now",
+            HISTORY_NOW,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            "/dev/null",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let pending = outbox_rows(&cfg, "pending").len();
+    assert_eq!(pending, 5, "{err}");
+    assert!(
+        err.contains("5 notification(s) queued, 5 still undelivered; this run: 0 delivered"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: 5 incident notification(s) are still queued after incidents.drain_timeout: `crisiswatch outbox --config <file> deliver` sends them"),
+        "{err}"
+    );
+}

@@ -66,6 +66,8 @@ pub(crate) struct Outcome {
     pub(crate) failed: usize,
     /// Not delivered within the receiver's `max_age`.
     pub(crate) dead: usize,
+    /// Still queued when the outbox was read (the drain timed out).
+    pub(crate) pending: usize,
 }
 
 /// What the incident side of a replay did.
@@ -85,14 +87,25 @@ impl fmt::Display for ReplayIncidents {
             delivered,
             failed,
             dead,
+            pending,
         } = self.outcome;
+        // Both from the outbox read once after the drain: a request in
+        // flight when `drain_timeout` passed is counted where it ended.
         write!(
             f,
-            "incidents:    {} notification(s) queued, {} still undelivered; \
+            "incidents:    {} notification(s) queued, {pending} still undelivered; \
              this run: {delivered} delivered, {failed} failed (refused by the receiver), \
              {dead} dead-lettered (not delivered within max_age)",
-            self.queued, self.drain.pending
+            self.queued
         )?;
+        if pending > 0 {
+            write!(
+                f,
+                "\nwarning: {pending} incident notification(s) are still queued after \
+                 incidents.drain_timeout: `crisiswatch outbox --config <file> deliver` \
+                 sends them (so does the next replay or start of the service)"
+            )?;
+        }
         // The exit code stays 0 (the transitions were written; delivery is
         // the receivers' side): the warning says what was not delivered.
         if failed + dead > 0 {
@@ -242,7 +255,8 @@ impl RunStart {
                 Status::Delivered => out.delivered += 1,
                 Status::Failed => out.failed += 1,
                 Status::Dead => out.dead += 1,
-                Status::Pending | Status::Muted | Status::Superseded => {}
+                Status::Pending => out.pending += 1,
+                Status::Muted | Status::Superseded => {}
             }
         }
         Ok(out)
