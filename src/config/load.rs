@@ -415,10 +415,12 @@ const MAX_DESERIALIZE_ERRORS: usize = 50;
 /// Deserializes `tree`, reporting every value serde refuses, not only the
 /// first: after each error the offending key is taken out of a scratch copy
 /// and deserializing starts again, so one bad duration does not hide the
-/// next. It stops at an error it cannot step past (a required field
-/// missing, a bad element of an array) and at a required field only missing
-/// because it took it out. Validation runs only on a configuration that
-/// deserialized without error.
+/// next. A required field it took out (`rules[0].window = "30q"`) gets a
+/// stand-in value of some form serde takes instead, so the errors of the
+/// other rules are still found. It stops at an error it cannot step past (a
+/// required field missing, a bad element of an array, a field no stand-in
+/// fits). Validation runs only on a configuration that deserialized without
+/// error.
 fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigError>> {
     let mut scratch = tree.clone();
     let mut errors: Vec<ConfigError> = Vec::new();
@@ -431,7 +433,13 @@ fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigError>> {
         };
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
+        // The key path is shown already (and exactly): drop the toml
+        // crate's own trailer, "\nin `rules.window`", which lacks the index.
         let message = e.inner().to_string();
+        let message = match message.trim_end().rsplit_once("\nin `") {
+            Some((head, tail)) if tail.ends_with('`') && !tail.contains('\n') => head.to_string(),
+            _ => message,
+        };
         // A required field this loop took out: not the user's error.
         let missing = message
             .strip_prefix("missing field `")
@@ -444,10 +452,20 @@ fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigError>> {
             };
             removed.contains(&taken)
         });
-        if ours
-            || errors
-                .iter()
-                .any(|x| x.path == path && x.message == message)
+        if ours {
+            let taken = match (path.is_empty(), missing) {
+                (_, None) => break,
+                (true, Some(f)) => f.to_string(),
+                (false, Some(f)) => format!("{path}.{f}"),
+            };
+            if stand_in(&mut scratch, &taken) {
+                continue;
+            }
+            break;
+        }
+        if errors
+            .iter()
+            .any(|x| x.path == path && x.message == message)
         {
             break;
         }
@@ -459,6 +477,81 @@ fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigError>> {
         removed.push(path);
     }
     Err(errors)
+}
+
+/// Puts at `path` (a required field [`deserialize_all`] took out) the first
+/// stand-in value under which deserializing gets past it: a duration, a
+/// number, a flag, a word, a list, a table. `false` when none does.
+fn stand_in(scratch: &mut toml::Value, path: &str) -> bool {
+    let candidates = [
+        toml::Value::String("1m".into()),
+        toml::Value::Integer(1),
+        toml::Value::Float(1.0),
+        toml::Value::Boolean(true),
+        toml::Value::String("x".into()),
+        toml::Value::Array(Vec::new()),
+        toml::Value::Table(toml::map::Map::new()),
+    ];
+    for v in candidates {
+        let mut trial = scratch.clone();
+        if !set_key(&mut trial, path, v) {
+            return false;
+        }
+        let stuck = match serde_path_to_error::deserialize::<_, Config>(trial.clone()) {
+            Ok(_) => false,
+            Err(e) => {
+                let at = e.path().to_string();
+                let at = if at == "." { String::new() } else { at };
+                let (parent, field) = path.rsplit_once('.').unwrap_or(("", path));
+                let message = e.inner().to_string();
+                at == path
+                    || (at == parent
+                        && message
+                            .strip_prefix("missing field `")
+                            .and_then(|m| m.split('`').next())
+                            == Some(field))
+            }
+        };
+        if !stuck {
+            *scratch = trial;
+            return true;
+        }
+    }
+    false
+}
+
+/// Sets the key at `path` (`a.b[2].c`) in `tree` to `value`; `false` when
+/// its table does not exist.
+fn set_key(tree: &mut toml::Value, path: &str, value: toml::Value) -> bool {
+    let mut parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
+    let Some(last) = parts.pop() else {
+        return false;
+    };
+    if last.contains('[') {
+        return false;
+    }
+    let mut cur = tree;
+    for part in parts {
+        let (key, idx) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        if !key.is_empty() {
+            let Some(next) = cur.get_mut(key) else {
+                return false;
+            };
+            cur = next;
+        }
+        if let Some(i) = idx {
+            let Some(next) = cur.get_mut(i) else {
+                return false;
+            };
+            cur = next;
+        }
+    }
+    cur.as_table_mut()
+        .map(|t| t.insert(last.to_string(), value))
+        .is_some()
 }
 
 /// Takes the key at `path` (`a.b[2].c`) out of `tree`; `false` when there
