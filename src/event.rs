@@ -472,10 +472,18 @@ fn check_range(
     key: &str,
 ) -> Result<(), Invalid> {
     match value {
-        Some(v) if !(min..=max).contains(&v) => Err(Invalid::new(
-            InvalidReason::OutOfRange,
-            format!("{field} {v} is outside [{min}, {max}] ({key})"),
-        )),
+        Some(v) if !(min..=max).contains(&v) => {
+            // 1e308 in full is 309 digits: beyond ±10¹⁵, scientific notation.
+            let shown = if v.abs() >= 1e15 {
+                format!("{v:e}")
+            } else {
+                format!("{v}")
+            };
+            Err(Invalid::new(
+                InvalidReason::OutOfRange,
+                format!("{field} {shown} is outside [{min}, {max}] ({key})"),
+            ))
+        }
         _ => Ok(()),
     }
 }

@@ -168,7 +168,7 @@ fn scores_and_sentiments_outside_their_ranges_are_out_of_range() {
     let err = decode(line("score", "1e16").as_bytes(), &limits, None).unwrap_err();
     assert_eq!(
         err.detail,
-        "score 10000000000000000 is outside [0, 10] (engine.score_range)"
+        "score 1e16 is outside [0, 10] (engine.score_range)"
     );
     // A CSAT stream configures its own range.
     let csat = DecodeLimits {

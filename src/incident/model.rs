@@ -3,8 +3,6 @@
 //! receivers render (`docs/contract.md` §4), with the evidence of every alert and a
 //! sentence a responder understands.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -296,7 +294,19 @@ fn fmt_duration(ms: i64) -> String {
     if mins == 0 {
         return "under a minute".to_string();
     }
-    humantime::format_duration(Duration::from_secs(mins * 60)).to_string()
+    // "2d 3h 5m" (humantime says "2days 3h 5m", and counts months).
+    let (d, h, m) = (mins / 1440, mins / 60 % 24, mins % 60);
+    let mut parts = Vec::new();
+    if d > 0 {
+        parts.push(format!("{d}d"));
+    }
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 {
+        parts.push(format!("{m}m"));
+    }
+    parts.join(" ")
 }
 
 /// The responder's sentence for a notification that closes an incident
