@@ -713,6 +713,7 @@ delivery = {{ timeout = "2s", backoff_initial = "200ms", backoff_max = "1s", bre
         "CrisiswatchCheckpointFailing",
         "CrisiswatchCheckpointUnreadable",
         "CrisiswatchScaleConfigMismatch",
+        "CrisiswatchAlertsUnrouted",
     ] {
         assert!(
             alerts(&prom, quiet).is_empty(),
