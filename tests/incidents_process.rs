@@ -126,6 +126,25 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().unwrap()
 }
 
+/// `crisiswatch replay` of `input` with the config at `cfg`, judged at
+/// [`HISTORY_NOW`], its transitions thrown away.
+fn replay_cli(cfg: &str, input: &str) -> Output {
+    run(
+        &[
+            "replay",
+            "--now",
+            HISTORY_NOW,
+            "--config",
+            cfg,
+            "--input",
+            input,
+            "--output",
+            "/dev/null",
+        ],
+        &[],
+    )
+}
+
 fn keys(docs: &[Value]) -> Vec<(String, u64)> {
     docs.iter()
         .map(|d| {
@@ -196,20 +215,7 @@ async fn killed_with_sigkill_while_pending_then_restarted_delivers_everything_on
     assert!(rx.accepted().is_empty());
     rx.set_default(Reply::status(202));
     // Restart: the same replay again. Queued rows go out; re-applied transitions add nothing.
-    let out = run(
-        &[
-            "replay",
-            "--now",
-            HISTORY_NOW,
-            "--config",
-            cfg_s,
-            "--input",
-            input_s,
-            "--output",
-            "/dev/null",
-        ],
-        &[],
-    );
+    let out = replay_cli(cfg_s, input_s);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -261,20 +267,7 @@ async fn killed_with_sigkill_while_pending_then_restarted_delivers_everything_on
         "{reasons:?}"
     );
     // A third run finds nothing new to send.
-    let out = run(
-        &[
-            "replay",
-            "--now",
-            HISTORY_NOW,
-            "--config",
-            cfg_s,
-            "--input",
-            input_s,
-            "--output",
-            "/dev/null",
-        ],
-        &[],
-    );
+    let out = replay_cli(cfg_s, input_s);
     assert!(out.status.success());
     assert_eq!(rx.accepted().len(), 10);
     assert!(outbox_rows(&cfg, "pending").is_empty());
@@ -298,20 +291,7 @@ async fn dead_letters_are_listed_retried_and_delivered_from_the_cli() {
         r#"drain_timeout = "20s""#,
     );
     let cfg_s = cfg.to_str().unwrap();
-    let out = run(
-        &[
-            "replay",
-            "--now",
-            HISTORY_NOW,
-            "--config",
-            cfg_s,
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            "/dev/null",
-        ],
-        &[],
-    );
+    let out = replay_cli(cfg_s, input.to_str().unwrap());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -407,22 +387,7 @@ async fn replay_summary_counts_refused_and_dead_lettered_notifications() {
     ]
     .concat();
     let cfg = write_config(dir.path(), &receivers, r#"drain_timeout = "20s""#);
-    let replay = || {
-        run(
-            &[
-                "replay",
-                "--now",
-                HISTORY_NOW,
-                "--config",
-                cfg.to_str().unwrap(),
-                "--input",
-                input.to_str().unwrap(),
-                "--output",
-                "/dev/null",
-            ],
-            &[],
-        )
-    };
+    let replay = || replay_cli(cfg.to_str().unwrap(), input.to_str().unwrap());
     let out = replay();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "transitions written: exit 0: {err}");
@@ -514,20 +479,7 @@ async fn cli_silences_mute_matching_incidents_and_expire() {
             && list.contains("known defect"),
         "{list}"
     );
-    let out = run(
-        &[
-            "replay",
-            "--now",
-            HISTORY_NOW,
-            "--config",
-            cfg_s,
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            "/dev/null",
-        ],
-        &[],
-    );
+    let out = replay_cli(cfg_s, input.to_str().unwrap());
     assert!(out.status.success());
     let delivered: Vec<String> = rx
         .accepted()
@@ -812,20 +764,7 @@ clear = 1
         ),
     )
     .unwrap();
-    let out = run(
-        &[
-            "replay",
-            "--now",
-            HISTORY_NOW,
-            "--config",
-            cfg.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            "/dev/null",
-        ],
-        &[],
-    );
+    let out = replay_cli(cfg.to_str().unwrap(), input.to_str().unwrap());
     assert!(
         out.status.success(),
         "{}",
@@ -885,20 +824,7 @@ async fn a_history_replayed_in_parts_closes_what_the_later_part_cannot_resolve()
         );
         let cfg_s = cfg.to_str().unwrap();
         let replay = |input: &Path| {
-            let out = run(
-                &[
-                    "replay",
-                    "--now",
-                    HISTORY_NOW,
-                    "--config",
-                    cfg_s,
-                    "--input",
-                    input.to_str().unwrap(),
-                    "--output",
-                    "/dev/null",
-                ],
-                &[],
-            );
+            let out = replay_cli(cfg_s, input.to_str().unwrap());
             let err = String::from_utf8_lossy(&out.stderr).to_string();
             assert!(out.status.success(), "{err}");
             err
@@ -978,20 +904,7 @@ async fn a_drain_that_times_out_says_what_is_still_queued_and_how_to_send_it() {
         ),
         r#"drain_timeout = "1s""#,
     );
-    let out = run(
-        &[
-            "replay",
-            "--now",
-            HISTORY_NOW,
-            "--config",
-            cfg.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            "/dev/null",
-        ],
-        &[],
-    );
+    let out = replay_cli(cfg.to_str().unwrap(), input.to_str().unwrap());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let pending = outbox_rows(&cfg, "pending").len();

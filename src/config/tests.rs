@@ -166,50 +166,6 @@ fn type_errors_name_the_key_and_value() {
     assert!(e[0].message.contains("ration"));
 }
 
-/// A bad value of a required field in one rule (taken out, it would be
-/// missing) does not hide the next rule's: found in a field trial, `check`
-/// reported only `rules[0].window` of three errors. The toml crate's own
-/// trailer (`in `rules.window``, without the index) is not repeated.
-#[test]
-fn bad_required_fields_in_several_rules_are_all_reported() {
-    let text = r#"
-[[rules]]
-name = "a"
-window = "30q"
-indicator = { kind = "count" }
-thresholds = { warning = 5 }
-
-[[rules]]
-name = "b"
-window = "1x"
-indicator = { kind = "count" }
-thresholds = { warning = "five" }
-
-[[rules]]
-name = "c"
-window = "10m"
-windoww = "10m"
-indicator = { kind = "count" }
-thresholds = { warning = 5 }
-
-[engine]
-max_groups_per_rule = -5
-"#;
-    let e = errors(text);
-    let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
-    for want in [
-        "rules[0].window",
-        "rules[1].window",
-        "rules[1].thresholds.warning",
-        "rules[2].windoww",
-        "engine.max_groups_per_rule",
-    ] {
-        assert!(paths.contains(&want), "{want} missing from {e:?}");
-    }
-    assert_eq!(e.len(), 5, "{e:?}");
-    assert!(e.iter().all(|e| !e.message.contains("\nin `")), "{e:?}");
-}
-
 #[test]
 fn validation_reports_every_error() {
     let text = r#"

@@ -40,8 +40,13 @@ use super::model::{self, Action, AlertEvidence, Notification, Reason};
 use super::routing::{Ownership, Route, Router};
 
 mod ack;
+mod closing;
 mod due;
+mod held;
 mod values;
+
+pub(crate) use held::Held;
+use held::{group_interval, hold, release, settle, settle_before_resolve};
 
 pub use values::{NoValues, ValueSource};
 
@@ -76,20 +81,6 @@ pub struct Incident {
     /// instant and go out with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) held: Option<Held>,
-}
-
-/// An incident's `update` gathering changes until it is due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Held {
-    /// Why: `escalated` if an alert escalated, else `alert_joined` if one
-    /// joined, else `alert_resolved`.
-    pub(crate) reason: Reason,
-    /// Event time of its first change, ms.
-    pub(crate) first: i64,
-    /// Event time of its last change, ms: the update's `at`.
-    pub(crate) at: i64,
-    /// When it goes out: once event time reaches this, ms.
-    pub(crate) due: i64,
 }
 
 impl Incident {
@@ -277,96 +268,6 @@ impl Lifecycle {
             }
             State::Resolved => self.resolve(t, ch),
         }
-    }
-
-    /// Closes incident `key` at `at` with `reason` (`Closed` by an operator,
-    /// `AlertGone` when nothing can resolve it): its active alerts leave,
-    /// and a `resolve` whose summary carries `note` goes out (an incident
-    /// still inside its group window sends its `open` first, as when it
-    /// resolves by itself). `false` when no such incident is open.
-    ///
-    /// An alert closed this way stays active in the engine until it resolves
-    /// there; its later `resolved` transition finds no incident and changes
-    /// nothing. A later escalation routes it again like a new alert.
-    pub(crate) fn close(
-        &mut self,
-        key: &str,
-        at: i64,
-        reason: Reason,
-        note: &str,
-        ch: &mut Changes,
-    ) -> bool {
-        let interval = self.update_interval_ms;
-        let Some(inc) = self.incidents.get_mut(key) else {
-            return false;
-        };
-        let at = at.max(inc.started_at);
-        // A held update goes out first, as it was (or gives way to a
-        // resolve at its own instant).
-        settle_before_resolve(inc, at, interval, ch);
-        for a in inc.alerts.iter_mut().filter(|a| a.active) {
-            a.active = false;
-            a.resolved_at = Some(at);
-        }
-        if !inc.opened {
-            emit(inc, Action::Open, Reason::Opened, at, interval, ch);
-        }
-        emit(inc, Action::Resolve, reason, at, interval, ch);
-        annotate(ch, note);
-        ch.saved.remove(key);
-        ch.removed.push(key.to_string());
-        self.incidents.remove(key);
-        true
-    }
-
-    /// Alerts active in an incident for which `gone` holds (the engine no
-    /// longer has them) leave their incident at `at`: an incident left
-    /// without active alerts is closed (`resolve`, reason `alert_gone`), one
-    /// with others still firing gets an `update`. The live service calls it
-    /// after the engine state is restored and then periodically (a
-    /// configuration reload may drop a rule's state), so that an incident
-    /// whose alerts vanished does not stay open for ever. Returns the keys of
-    /// the incidents closed.
-    pub(crate) fn retire(
-        &mut self,
-        gone: &dyn Fn(&AlertEvidence) -> bool,
-        at: i64,
-        ch: &mut Changes,
-    ) -> Vec<String> {
-        let interval = self.update_interval_ms;
-        let note = "the engine no longer has these alerts (their rule was changed or removed, or the engine state was reset)";
-        let touched: Vec<String> = self
-            .incidents
-            .values()
-            .filter(|i| i.alerts.iter().any(|a| a.active && gone(a)))
-            .map(|i| i.key.clone())
-            .collect();
-        let mut closed = Vec::new();
-        for key in touched {
-            let Some(inc) = self.incidents.get_mut(&key) else {
-                continue;
-            };
-            let at = at.max(inc.started_at);
-            if inc.alerts.iter().any(|a| a.active && !gone(a)) {
-                // Others still fire: an annotated update of its own.
-                release(inc, interval, ch);
-            }
-            for a in inc.alerts.iter_mut().filter(|a| a.active && gone(a)) {
-                a.active = false;
-                a.resolved_at = Some(at);
-            }
-            if inc.alerts.iter().any(|a| a.active) {
-                ch.saved.insert(key.clone());
-                if inc.opened {
-                    emit(inc, Action::Update, Reason::AlertGone, at, interval, ch);
-                    annotate(ch, note);
-                }
-                continue;
-            }
-            self.close(&key, at, Reason::AlertGone, note, ch);
-            closed.push(key);
-        }
-        closed
     }
 
     /// Adds an open incident (taken over from another instance).
@@ -585,78 +486,6 @@ impl Lifecycle {
             ch.removed.push(key.clone());
             self.incidents.remove(&key);
         }
-    }
-}
-
-/// The `group_interval` of the route `name` (one a reload removed keeps
-/// its own), ms.
-fn group_interval(router: &Router, retired: &BTreeMap<String, Route>, name: &str) -> i64 {
-    router
-        .get(name)
-        .or_else(|| retired.get(name))
-        .map_or(0, |r| r.group_interval_ms)
-}
-
-/// Before a change at `at`: a held update due by then goes out first (the
-/// callers look before every transition, so this only guards direct use).
-fn settle(inc: &mut Incident, at: i64, interval: i64, ch: &mut Changes) {
-    if inc.held.is_some_and(|h| h.due <= at) {
-        release(inc, interval, ch);
-    }
-}
-
-/// Before the incident resolves at `at`: a held update not yet due is
-/// dropped (the `resolve` shows every alert), one already due goes out.
-fn settle_before_resolve(inc: &mut Incident, at: i64, interval: i64, ch: &mut Changes) {
-    match inc.held {
-        Some(h) if h.due > at => {
-            inc.held = None;
-            ch.saved.insert(inc.key.clone());
-        }
-        Some(_) => release(inc, interval, ch),
-        None => {}
-    }
-}
-
-/// Gathers a change of kind `reason` at `at` into the held update (or
-/// starts one, due `gather` ms later — at least once event time passes
-/// `at`); `raised`: it raised the incident's severity, so the update goes
-/// out once event time passes `at`.
-fn hold(inc: &mut Incident, reason: Reason, at: i64, gather: i64, raised: bool) {
-    let soon = at.saturating_add(1);
-    let h = inc.held.get_or_insert(Held {
-        reason,
-        first: at,
-        at,
-        due: at.saturating_add(gather.max(1)),
-    });
-    h.at = h.at.max(at);
-    h.reason = match (h.reason, reason) {
-        (Reason::Escalated, _) | (_, Reason::Escalated) => Reason::Escalated,
-        (Reason::AlertJoined, _) | (_, Reason::AlertJoined) => Reason::AlertJoined,
-        (r, _) => r,
-    };
-    if raised {
-        h.due = h.due.min(soon);
-    }
-}
-
-/// Sends the held update, if any, at its last change's time, naming what
-/// changed since its first.
-fn release(inc: &mut Incident, interval: i64, ch: &mut Changes) {
-    if let Some(h) = inc.held.take() {
-        emit(inc, Action::Update, h.reason, h.at, interval, ch);
-        if let Some(n) = ch.notifications.last_mut() {
-            n.since = Some(h.first);
-            n.summary = model::summary(n);
-        }
-    }
-}
-
-/// Puts `note` into the summary of the notification just emitted.
-fn annotate(ch: &mut Changes, note: &str) {
-    if let Some(n) = ch.notifications.last_mut() {
-        n.summary = model::closing_summary(n, note);
     }
 }
 

@@ -1,0 +1,236 @@
+//! The deserializing stage of a load: every value serde refuses, not only
+//! the first (bad values taken out or given a stand-in, then tried again),
+//! each with its key path and the value as written.
+
+use super::super::{Config, ConfigError};
+
+/// The most errors of the deserializing stage one load reports.
+const MAX_DESERIALIZE_ERRORS: usize = 50;
+
+/// Deserializes `tree`, reporting every value serde refuses, not only the
+/// first: after each error the offending key is taken out of a scratch copy
+/// and deserializing starts again, so one bad duration does not hide the
+/// next. A required field it took out (`rules[0].window = "30q"`) gets a
+/// stand-in value of some form serde takes instead, so the errors of the
+/// other rules are still found. It stops at an error it cannot step past (a
+/// required field missing, a bad element of an array, a field no stand-in
+/// fits). Validation runs only on a configuration that deserialized without
+/// error.
+pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigError>> {
+    let mut scratch = tree.clone();
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    while errors.len() < MAX_DESERIALIZE_ERRORS {
+        let e = match serde_path_to_error::deserialize::<_, Config>(scratch.clone()) {
+            Ok(config) if errors.is_empty() => return Ok(config),
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        // The key path is shown already (and exactly): drop the toml
+        // crate's own trailer, "\nin `rules.window`", which lacks the index.
+        let message = e.inner().to_string();
+        let message = match message.trim_end().rsplit_once("\nin `") {
+            Some((head, tail)) if tail.ends_with('`') && !tail.contains('\n') => head.to_string(),
+            _ => message,
+        };
+        // A required field this loop took out: not the user's error.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next());
+        let ours = missing.is_some_and(|f| {
+            let taken = if path.is_empty() {
+                f.to_string()
+            } else {
+                format!("{path}.{f}")
+            };
+            removed.contains(&taken)
+        });
+        if ours {
+            let taken = match (path.is_empty(), missing) {
+                (_, None) => break,
+                (true, Some(f)) => f.to_string(),
+                (false, Some(f)) => format!("{path}.{f}"),
+            };
+            if stand_in(&mut scratch, &taken) {
+                continue;
+            }
+            break;
+        }
+        if errors
+            .iter()
+            .any(|x| x.path == path && x.message == message)
+        {
+            break;
+        }
+        let value = lookup(tree, &path).unwrap_or_default();
+        errors.push(ConfigError::new(path.clone(), value, message));
+        if !remove_key(&mut scratch, &path) {
+            break;
+        }
+        removed.push(path);
+    }
+    Err(errors)
+}
+
+/// Puts at `path` (a required field [`deserialize_all`] took out) the first
+/// stand-in value under which deserializing gets past it: a duration, a
+/// number, a flag, a word, a list, a table. `false` when none does.
+fn stand_in(scratch: &mut toml::Value, path: &str) -> bool {
+    let candidates = [
+        toml::Value::String("1m".into()),
+        toml::Value::Integer(1),
+        toml::Value::Float(1.0),
+        toml::Value::Boolean(true),
+        toml::Value::String("x".into()),
+        toml::Value::Array(Vec::new()),
+        toml::Value::Table(toml::map::Map::new()),
+    ];
+    for v in candidates {
+        let mut trial = scratch.clone();
+        if !set_key(&mut trial, path, v) {
+            return false;
+        }
+        let stuck = match serde_path_to_error::deserialize::<_, Config>(trial.clone()) {
+            Ok(_) => false,
+            Err(e) => {
+                let at = e.path().to_string();
+                let at = if at == "." { String::new() } else { at };
+                let (parent, field) = path.rsplit_once('.').unwrap_or(("", path));
+                let message = e.inner().to_string();
+                at == path
+                    || (at == parent
+                        && message
+                            .strip_prefix("missing field `")
+                            .and_then(|m| m.split('`').next())
+                            == Some(field))
+            }
+        };
+        if !stuck {
+            *scratch = trial;
+            return true;
+        }
+    }
+    false
+}
+
+/// The table holding the key at `path` (`a.b[2].c`) and the key's name;
+/// `None` when that table does not exist, or the path ends in an array
+/// element.
+fn parent_table<'a>(
+    tree: &'a mut toml::Value,
+    path: &'a str,
+) -> Option<(&'a mut toml::map::Map<String, toml::Value>, &'a str)> {
+    let mut parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
+    let last = parts.pop()?;
+    if last.contains('[') {
+        return None;
+    }
+    let mut cur = tree;
+    for part in parts {
+        let (key, idx) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        if !key.is_empty() {
+            cur = cur.get_mut(key)?;
+        }
+        if let Some(i) = idx {
+            cur = cur.get_mut(i)?;
+        }
+    }
+    Some((cur.as_table_mut()?, last))
+}
+
+/// Sets the key at `path` (`a.b[2].c`) in `tree` to `value`; `false` when
+/// its table does not exist.
+fn set_key(tree: &mut toml::Value, path: &str, value: toml::Value) -> bool {
+    parent_table(tree, path)
+        .map(|(t, last)| t.insert(last.to_string(), value))
+        .is_some()
+}
+
+/// Takes the key at `path` (`a.b[2].c`) out of `tree`; `false` when there
+/// is none, or the path ends in an array element (taking it out would
+/// renumber the ones after it).
+fn remove_key(tree: &mut toml::Value, path: &str) -> bool {
+    parent_table(tree, path).is_some_and(|(t, last)| t.remove(last).is_some())
+}
+
+/// Renders the value at a serde_path_to_error path (`rules[0].window`) for
+/// error messages.
+pub(super) fn lookup(tree: &toml::Value, path: &str) -> Option<String> {
+    let mut cur = tree;
+    for part in path.split('.') {
+        if part.is_empty() {
+            continue;
+        }
+        let (key, idx) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        if !key.is_empty() {
+            cur = cur.get(key)?;
+        }
+        if let Some(i) = idx {
+            cur = cur.get(i)?;
+        }
+    }
+    Some(match cur {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bad value of a required field in one rule (taken out, it would be
+    /// missing) does not hide the next rule's: found in a field trial, `check`
+    /// reported only `rules[0].window` of three errors. The toml crate's own
+    /// trailer (`in `rules.window``, without the index) is not repeated.
+    #[test]
+    fn bad_required_fields_in_several_rules_are_all_reported() {
+        let text = r#"
+    [[rules]]
+    name = "a"
+    window = "30q"
+    indicator = { kind = "count" }
+    thresholds = { warning = 5 }
+
+    [[rules]]
+    name = "b"
+    window = "1x"
+    indicator = { kind = "count" }
+    thresholds = { warning = "five" }
+
+    [[rules]]
+    name = "c"
+    window = "10m"
+    windoww = "10m"
+    indicator = { kind = "count" }
+    thresholds = { warning = 5 }
+
+    [engine]
+    max_groups_per_rule = -5
+    "#;
+        let e = match Config::from_toml_str(text, &std::collections::HashMap::new()) {
+            Err(crate::config::LoadError::Invalid(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "rules[0].window",
+            "rules[1].window",
+            "rules[1].thresholds.warning",
+            "rules[2].windoww",
+            "engine.max_groups_per_rule",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {e:?}");
+        }
+        assert_eq!(e.len(), 5, "{e:?}");
+        assert!(e.iter().all(|e| !e.message.contains("\nin `")), "{e:?}");
+    }
+}
