@@ -199,6 +199,21 @@ impl Driver {
         &self.invalid_examples
     }
 
+    /// The first few invalid lines for a report, each with where it came
+    /// from when `inputs` can say.
+    pub(crate) fn named_invalid_lines(&self, inputs: Option<&Inputs>) -> Vec<report::InvalidLine> {
+        self.invalid_examples
+            .iter()
+            .zip(&self.invalid_at)
+            .map(|((line, reason, detail), at)| report::InvalidLine {
+                line: *line,
+                at: (*at).and_then(|at| inputs.map(|i| i.describe(at))),
+                reason: *reason,
+                detail: detail.clone(),
+            })
+            .collect()
+    }
+
     /// The invalid lines: counts by reason and the first few with where
     /// they came from (named `file:line` in the warning).
     pub(crate) fn invalid_lines(&self) -> invalid_lines::InvalidLines {
@@ -494,7 +509,8 @@ pub fn run(
     if let Some(w) = obs.writer {
         w.flush().map_err(BacktestError::Write)?;
     }
-    let report = finish(&driver, obs.tracker, opts);
+    let mut report = finish(&driver, obs.tracker, opts);
+    report.invalid_lines = driver.named_invalid_lines(Some(inputs));
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         lines = report.lines,
@@ -527,11 +543,16 @@ pub(crate) fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOp
             (n > 0).then(|| (engine.rule_config(i).name.clone(), n))
         })
         .collect();
-    let all_late = engine.stats().late;
+    // A rule that lost events other rules took: the engine's `late` does not
+    // show them (whatever other events were late for every rule).
     let late_for = (0..engine.rule_count())
         .filter_map(|i| {
-            let n = engine.rule_stats(i).late;
-            (n > all_late).then(|| (engine.rule_config(i).name.clone(), n))
+            (engine.rule_late_alone(i) > 0).then(|| {
+                (
+                    engine.rule_config(i).name.clone(),
+                    engine.rule_stats(i).late,
+                )
+            })
         })
         .collect();
     Report {
@@ -550,6 +571,7 @@ pub(crate) fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOp
         truth,
         incidents,
         invalid_examples: driver.invalid_examples().to_vec(),
+        invalid_lines: driver.named_invalid_lines(None),
     }
 }
 

@@ -110,6 +110,10 @@ struct RuleRt {
     /// signal (numerator, counted events): a history tool warns of a rule
     /// that no event selected. Not checkpointed.
     selected: [u64; 2],
+    /// Of `stats.late`, the events another rule took (the engine's `late`
+    /// does not count them): what the rule alone lost to its window. Not
+    /// checkpointed.
+    late_alone: u64,
     /// Set by [`Engine::record`]: every evaluation is kept for a caller.
     recorder: Option<Box<Recorder>>,
     /// The rule's `explain` (root-cause hints); `None`: no per-value counts.
@@ -334,6 +338,12 @@ impl Engine {
     /// signal.
     pub(crate) fn rule_selected(&self, i: usize) -> [u64; 2] {
         self.rules[i].selected
+    }
+
+    /// Events too old for rule `i`'s window that another rule took (see
+    /// `RuleRt::late_alone`).
+    pub(crate) fn rule_late_alone(&self, i: usize) -> u64 {
+        self.rules[i].late_alone
     }
 
     /// Counters of rule `i`.

@@ -1064,3 +1064,69 @@ thresholds = { warning = 1000 }
         "{json}"
     );
 }
+
+/// Events late for every rule (orders an order rule no longer takes) do not
+/// hide a rule's own line: a history split one file per event type, whose
+/// later files are all "late", still names what each rule lost alone.
+#[test]
+fn late_events_of_other_types_do_not_hide_a_rules_own_losses() {
+    let cfg = Config::from_toml_str(
+        r#"
+[engine]
+allowed_lateness = "1m"
+
+[[rules]]
+name = "short"
+window = "10m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 1000 }
+
+[[rules]]
+name = "long"
+window = "6h"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 1000 }
+
+[[rules]]
+name = "orders"
+window = "10m"
+indicator = { kind = "count", select = { type = "order" } }
+thresholds = { warning = 1000 }
+"#,
+        &no_env(),
+    )
+    .unwrap();
+    let event = |id: String, kind: &str, ts: i64| {
+        format!(r#"{{"id":"{id}","type":"{kind}","ts":{ts},"attrs":{{}}}}"#).into_bytes()
+    };
+    // Orders for two hours, then the complaints of the same two hours (an
+    // export split by type, given in that order), then older orders again.
+    let mut lines: Vec<Vec<u8>> = (0..120)
+        .map(|m| event(format!("o{m}"), "order", S + m * MIN))
+        .collect();
+    lines.extend((0..120).map(|m| event(format!("c{m}"), "complaint", S + m * MIN)));
+    lines.extend((0..360).map(|m| event(format!("old{m}"), "order", S + (m % 120) * MIN)));
+    let r = backtest::run_lines(&cfg, lines_of(&lines), &SummaryOptions::default()).unwrap();
+    // The old orders are late for every rule that selects them: in `late`.
+    // The complaints before the last 10 minutes (and the lateness) are too
+    // old for `short` but `long` took them: named on their own.
+    assert!(r.stats.late >= 300, "{r}");
+    let short = r
+        .late_for
+        .iter()
+        .find(|(rule, _)| rule == "short")
+        .map(|(_, n)| *n);
+    assert!(short.is_some_and(|n| n >= 100), "{:?}\n{r}", r.late_for);
+    assert!(
+        !r.late_for.iter().any(|(rule, _)| rule != "short"),
+        "{:?}",
+        r.late_for
+    );
+    assert!(
+        r.to_string().contains(&format!(
+            "rule short: {} events too old for its window were not counted",
+            short.unwrap_or_default()
+        )),
+        "{r}"
+    );
+}

@@ -540,7 +540,7 @@ fn bad_timestamps_in_history_are_rejected_or_named() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("missed 0 of 3"), "{text}");
     assert!(
-        text.contains("input line 2000: clock_jump: ts 2026-11-24T00:00:00Z is more than engine.max_clock_jump"),
+        text.contains("ahead.jsonl:2000: clock_jump: ts 2026-11-24T00:00:00Z is more than engine.max_clock_jump"),
         "{text}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1002,7 +1002,7 @@ fn histories_in_seconds_newest_first_or_with_string_times_are_named() {
     ]);
     assert!(out.contains("invalid by reason: bad_timestamp"), "{out}");
     assert!(
-        out.contains("non-blank input line 1: bad_timestamp"),
+        out.contains(&format!("{}:1: bad_timestamp", strings.display())),
         "{out}"
     );
     assert!(out.contains("no valid event reached the rules"), "{out}");
@@ -1458,4 +1458,115 @@ fn a_confirmed_burst_ahead_names_the_line_that_jumped_the_clock() {
     // replay's count is its summary's `late`.
     let late = count_after(&format!("{stdout}{stderr}"), "late:");
     assert!(warning.contains(&format!("late={late} ")), "{warning}");
+}
+
+/// An empty input among several is named, an all-empty history says the
+/// report is empty and why, invalid lines are named `file:line` (text and
+/// JSON), and a UTF-8 line that merely starts with the bytes of a UTF-16
+/// byte-order mark is one bad line, not a refused file.
+#[test]
+fn empty_inputs_and_bad_lines_are_named_by_file_and_line() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("backtest_cli_named");
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let blank = dir.join("blank.jsonl");
+    std::fs::write(&blank, "\n\n  \n").unwrap();
+    let good = dir.join("good.jsonl");
+    let mut text = String::new();
+    for m in 0..30 {
+        text.push_str(&format!(
+            "{{\"id\":\"o{m}\",\"type\":\"order\",\"ts\":\"2026-11-20T00:{m:02}:00Z\",\"attrs\":{{\"product\":\"router-x\",\"region\":\"eu-west\"}}}}\n"
+        ));
+        if m == 10 {
+            // Blank lines are counted by an editor, not by the event count.
+            text.push_str("\n\nnot json at all\n");
+        }
+    }
+    std::fs::write(&good, &text).unwrap();
+    let bom_like = dir.join("ffe.jsonl");
+    let mut b =
+        b"\xff\xfe{\"id\":\"a\",\"type\":\"order\",\"ts\":\"2026-11-20T00:10:00Z\"}\n".to_vec();
+    b.extend_from_slice(b"{\"id\":\"b\",\"type\":\"order\",\"ts\":\"2026-11-20T00:10:01Z\"}\n");
+    std::fs::write(&bom_like, &b).unwrap();
+
+    // Nothing at all: the report says it is empty, and why.
+    let out = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&empty),
+        s(&blank),
+        "--now",
+        HISTORY_NOW,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("no valid event reached the rules")
+            && stdout.contains("the input holds no event line"),
+        "{stdout}"
+    );
+    for f in [&empty, &blank] {
+        assert!(
+            stderr.contains(&format!("input {} holds no event line", f.display())),
+            "{stderr}"
+        );
+    }
+
+    // An empty file among others is named; the bad line is `good.jsonl:14`
+    // (its physical line), in the text and in the JSON report.
+    let json = dir.join("named.json");
+    let out = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&empty),
+        s(&good),
+        "--json",
+        s(&json),
+        "--now",
+        HISTORY_NOW,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("input {} holds no event line", empty.display())),
+        "{stderr}"
+    );
+    let place = format!("{}:14", good.display());
+    assert!(stdout.contains(&format!("  {place}: not_json")), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let named = report["invalid_lines"].as_array().expect("invalid_lines");
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert_eq!(named[0]["at"], serde_json::json!(place), "{named:?}");
+    assert_eq!(named[0]["line"], serde_json::json!(12), "{named:?}");
+    assert_eq!(
+        named[0]["reason"],
+        serde_json::json!("not_json"),
+        "{named:?}"
+    );
+
+    // Bytes FF FE at the start of a UTF-8 file: one not_json line.
+    let out = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&bom_like),
+        "--json",
+        s(&json),
+        "--now",
+        HISTORY_NOW,
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["stats"]["applied"], serde_json::json!(1), "{report}");
+    assert_eq!(
+        report["stats"]["invalid_by_reason"]["not_json"],
+        serde_json::json!(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

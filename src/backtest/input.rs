@@ -53,11 +53,13 @@ pub enum InputError {
     /// A file in UTF-16 (every line would be `not_json`).
     #[error(
         "input {path} is UTF-16 text; crisiswatch reads JSONL in UTF-8: convert it first \
-         (iconv -f UTF-16 -t UTF-8 {path} > history.jsonl)"
+         ({convert} > history.jsonl)"
     )]
     Utf16 {
         /// The file.
         path: String,
+        /// The command that converts it (`zcat … |` first for gzip).
+        convert: String,
     },
     /// One file named twice.
     #[error("input {path} is given twice: its events would count twice")]
@@ -244,6 +246,7 @@ impl Inputs {
         let mut carry: Vec<u8> = Vec::with_capacity(4096);
         for (file, path) in self.paths.iter().enumerate() {
             bar.set_message(display_name(path));
+            let lines_before = stats.lines;
             let raw: Box<dyn Read> = if path.as_os_str() == "-" {
                 Box::new(io::stdin().lock())
             } else {
@@ -285,9 +288,7 @@ impl Inputs {
                 gz,
             })?;
             if is_utf16(head) {
-                return Err(InputError::Utf16 {
-                    path: path.display().to_string(),
-                });
+                return Err(InputError::utf16(&path.display().to_string(), gz));
             }
             let read_err = |line: u64, error: io::Error| InputError::Read {
                 path: path.display().to_string(),
@@ -347,6 +348,15 @@ impl Inputs {
                 lines.consume(n);
             }
             stats.files += 1;
+            if stats.lines == lines_before {
+                // A wrong path to an empty export, a failed `zcat`: named,
+                // never a silently thinner history.
+                tracing::warn!(
+                    input = %path.display(),
+                    "input {} holds no event line (it is empty or blank): nothing of it was read",
+                    path.display()
+                );
+            }
             drop(lines);
         }
         stats.bytes = bar.position();
@@ -361,6 +371,22 @@ fn display_name(p: &Path) -> String {
         .unwrap_or_else(|| p.display().to_string())
 }
 
+impl InputError {
+    /// Input `path` (`-`: standard input; `gz`: read through gzip) is UTF-16.
+    pub(crate) fn utf16(path: &str, gz: bool) -> Self {
+        let convert = match (path == "-", gz) {
+            (true, true) => "zcat | iconv -f UTF-16 -t UTF-8".to_string(),
+            (true, false) => "iconv -f UTF-16 -t UTF-8".to_string(),
+            (false, true) => format!("zcat {path} | iconv -f UTF-16 -t UTF-8"),
+            (false, false) => format!("iconv -f UTF-16 -t UTF-8 {path}"),
+        };
+        InputError::Utf16 {
+            path: path.to_string(),
+            convert,
+        }
+    }
+}
+
 /// Whether the buffered stream starts with the gzip magic number.
 pub(crate) fn is_gzip(r: &mut impl BufRead) -> io::Result<bool> {
     let head = r.fill_buf()?;
@@ -372,7 +398,9 @@ pub(crate) fn is_gzip(r: &mut impl BufRead) -> io::Result<bool> {
 /// JSON text in UTF-8 has no NUL; one garbled first line does not look so).
 pub(crate) fn is_utf16(head: &[u8]) -> bool {
     match head {
-        [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..] => true,
+        // A byte-order mark, then UTF-16 text (or nothing): a UTF-8 line
+        // that merely starts with these bytes is one bad line, not UTF-16.
+        [0xFF, 0xFE] | [0xFE, 0xFF] | [0xFF, 0xFE, _, 0, ..] | [0xFE, 0xFF, 0, _, ..] => true,
         [a, 0, c, 0, ..] | [0, a, 0, c, ..] => a.is_ascii_graphic() && c.is_ascii_graphic(),
         _ => false,
     }

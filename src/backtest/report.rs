@@ -335,6 +335,26 @@ pub struct RuleSummary {
     pub truth: Option<Truth>,
 }
 
+/// One of the first invalid input lines a report names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InvalidLine {
+    /// 1-based count among the non-blank lines of all inputs.
+    pub line: u64,
+    /// Where it came from: `file:line` (the file's own line number, blank
+    /// lines counted), `stdin:line` or `topic[partition]@offset`; `None`
+    /// for lines handed over in memory.
+    pub at: Option<String>,
+    /// Why it was refused.
+    #[serde(serialize_with = "ser_reason")]
+    pub reason: crate::event::InvalidReason,
+    /// The decoder's detail.
+    pub detail: String,
+}
+
+fn ser_reason<S: Serializer>(r: &crate::event::InvalidReason, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(r.as_str())
+}
+
 /// The whole backtest report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -368,9 +388,14 @@ pub struct Report {
     pub incidents: Vec<Incident>,
     /// The first few invalid inputs: (input line count, reason, detail);
     /// the text report names the refuted clock jumps (`clock_jump`) among them.
-    /// JSON: `invalid_lines`, a list of `{line, reason, detail}`.
-    #[serde(rename = "invalid_lines", serialize_with = "ser_invalid_lines")]
+    #[serde(skip)]
     pub invalid_examples: Vec<(u64, crate::event::InvalidReason, String)>,
+    /// The same lines with where each came from (`file:line`, or
+    /// `topic[partition]@offset`). JSON: `invalid_lines`, a list of
+    /// `{line, at, reason, detail}` (`line`: the count among the non-blank
+    /// lines of all inputs; `at`: the file and its physical line).
+    #[serde(rename = "invalid_lines")]
+    pub invalid_lines: Vec<InvalidLine>,
     /// Rules whose `engine.max_groups_per_rule` refused events: (rule,
     /// events refused). Such an event can still count as applied (another
     /// rule took it), so the `overflow` total does not show them.
@@ -487,23 +512,6 @@ fn ser_opt_ts<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> 
         Some(ms) => s.serialize_str(&format_ts(*ms)),
         None => s.serialize_none(),
     }
-}
-
-fn ser_invalid_lines<S: Serializer>(
-    v: &[(u64, InvalidReason, String)],
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    struct Line<'a> {
-        line: u64,
-        reason: &'a str,
-        detail: &'a str,
-    }
-    s.collect_seq(v.iter().map(|(line, r, d)| Line {
-        line: *line,
-        reason: r.as_str(),
-        detail: d,
-    }))
 }
 
 /// `(rule, n)` pairs as one JSON object.

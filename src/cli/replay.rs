@@ -68,7 +68,7 @@ impl Commands {
             .fill_buf()
             .with_context(|| format!("cannot read input {input}"))?;
         if crate::backtest::input::is_utf16(head) {
-            return Err(crate::backtest::input::InputError::Utf16 { path: input }.into());
+            return Err(crate::backtest::input::InputError::utf16(&input, gz).into());
         }
         let mut writer: Box<dyn Write> = match output {
             Some(p) => Box::new(BufWriter::new(

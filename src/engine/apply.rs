@@ -298,6 +298,9 @@ impl Engine {
         let clock = *self.clock.get_or_insert(ev.ts);
         let watermark = clock.saturating_sub(self.late_margin());
         let mut done = Applied::default();
+        // Rules the event was too old for (noted as late for them alone if
+        // another rule takes it).
+        let mut late_for: SmallVec<[u32; 8]> = SmallVec::new();
         // Per group table, when `ahead` has none.
         let mut own: SmallVec<[Ahead; 8]> = SmallVec::new();
         let ahead = if ahead.len() < self.tables.len() {
@@ -314,6 +317,7 @@ impl Engine {
             if !in_time {
                 rule.stats.late += 1;
                 done.late = true;
+                late_for.push(r);
                 continue;
             }
             if contrib.response {
@@ -429,6 +433,11 @@ impl Engine {
             // A `response_time` complaint an early response answered: its time.
             if let Some(at) = early {
                 self.first_response(r, slot, ev.ts, at, clock, out);
+            }
+        }
+        if done.applied {
+            for r in late_for {
+                self.rules[r as usize].late_alone += 1;
             }
         }
         done

@@ -256,6 +256,7 @@ impl RuleRt {
             live: 0,
             stats: RuleStats::default(),
             selected: [0; 2],
+            late_alone: 0,
             recorder: None,
             explain: ExplainSpec::new(
                 &r.explain,

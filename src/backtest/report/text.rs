@@ -105,22 +105,29 @@ impl fmt::Display for Report {
         // are counted only.
         let many = s.invalid_total() > 0
             && (s.applied == 0 || s.invalid_total() as f64 >= 0.01 * self.lines as f64);
-        for (line, reason, detail) in &self.invalid_examples {
-            if many || *reason == InvalidReason::ClockJump {
-                // Counted over the non-blank lines of all inputs; the warning
-                // logged by `backtest` names the file and its line.
-                writeln!(f, "  non-blank input line {line}: {reason}: {detail}")?;
+        for l in &self.invalid_lines {
+            if many || l.reason == InvalidReason::ClockJump {
+                // `file:line` where the report knows the inputs; else the
+                // count over the non-blank lines of all inputs.
+                let place =
+                    l.at.clone()
+                        .unwrap_or_else(|| format!("non-blank input line {}", l.line));
+                writeln!(f, "  {place}: {}: {}", l.reason, l.detail)?;
             }
         }
-        if s.applied == 0 && s.invalid_total() > 0 {
+        if s.applied == 0 {
             let future = s.invalid[InvalidReason::FutureTimestamp.index()] > 0;
             writeln!(
                 f,
                 "  no valid event reached the rules: every figure below is empty{}",
-                if future {
+                if self.lines == 0 {
+                    " (the input holds no event line: is it the right file?)"
+                } else if future {
                     " (events after the wall clock are future_timestamp: pass --now with a time after the history)"
-                } else {
+                } else if s.invalid_total() > 0 {
                     " (the reasons above say why)"
+                } else {
+                    " (see the counts above: events no rule selects are unmatched, the others late or duplicates)"
                 }
             )?;
         }
