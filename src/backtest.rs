@@ -546,13 +546,12 @@ pub(crate) fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOp
     // A rule that lost events other rules took: the engine's `late` does not
     // show them (whatever other events were late for every rule).
     let late_for = (0..engine.rule_count())
-        .filter_map(|i| {
-            (engine.rule_late_alone(i) > 0).then(|| {
-                (
-                    engine.rule_config(i).name.clone(),
-                    engine.rule_stats(i).late,
-                )
-            })
+        .filter(|&i| engine.rule_late_alone(i) > 0)
+        .map(|i| {
+            (
+                engine.rule_config(i).name.clone(),
+                engine.rule_stats(i).late,
+            )
         })
         .collect();
     Report {
