@@ -189,7 +189,7 @@ impl Worker {
                 break;
             }
             let now = self.clock.now_ms();
-            if self.expire(now).await.is_break() {
+            if self.expire(now, &mut firing).await.is_break() {
                 break;
             }
             let mut more = false;
@@ -273,7 +273,14 @@ impl Worker {
 
     /// Dead-letters notifications older than the receiver's `max_age`;
     /// breaks when the process is shutting down.
-    async fn expire(&self, now: i64) -> std::ops::ControlFlow<()> {
+    /// A dead-lettered resolve also ends the incident's re-pushes (in
+    /// `firing`): re-asserting a resolved incident would keep it firing in
+    /// Alertmanager for ever; left alone, it ends at its last `endsAt`.
+    async fn expire(
+        &self,
+        now: i64,
+        firing: &mut BTreeMap<String, Notification>,
+    ) -> std::ops::ControlFlow<()> {
         let (name, cutoff) = (self.rt.name.clone(), now.saturating_sub(self.rt.max_age_ms));
         let rows = match self.db(move |o| o.expire(&name, cutoff, now)).await {
             Ok(rows) => rows,
@@ -284,6 +291,9 @@ impl Worker {
             }
         };
         for r in rows {
+            if r.action == Action::Resolve.as_str() {
+                firing.remove(&r.incident);
+            }
             self.metrics
                 .notifications
                 .with_label_values(&[&self.rt.name, "dead_lettered"])
@@ -355,6 +365,11 @@ impl Worker {
                     .inc();
                 if !reason.retryable() {
                     breaker.success();
+                    if n.action == Action::Resolve {
+                        // Refused: no longer re-pushed as firing either (it
+                        // ends in Alertmanager at its last `endsAt`).
+                        firing.remove(&n.dedup_key);
+                    }
                     self.metrics
                         .notifications
                         .with_label_values(&[name, "failed"])

@@ -351,11 +351,18 @@ impl Outbox {
         Ok(rows)
     }
 
-    /// The earliest next attempt among `receiver`'s pending rows.
+    /// The earliest next attempt among the rows [`Outbox::due`] can return:
+    /// each incident's oldest pending row. (The rows queued behind one in
+    /// backoff carry their creation time, in the past: counting them woke the
+    /// receiver's worker at once, again and again, for the whole backoff.)
     pub(crate) fn next_due(&self, receiver: &str) -> Result<Option<i64>, OutboxError> {
         let conn = self.conn()?;
         let v = conn.query_row(
-            "SELECT MIN(next_attempt_ms) FROM notifications WHERE receiver = ?1 AND status = 'pending'",
+            "SELECT MIN(next_attempt_ms) FROM notifications n
+             WHERE receiver = ?1 AND status = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM notifications p
+                   WHERE p.receiver = n.receiver AND p.incident = n.incident
+                     AND p.status = 'pending' AND p.id < n.id)",
             params![receiver],
             |r| r.get::<_, Option<i64>>(0),
         )?;
@@ -460,14 +467,20 @@ impl Outbox {
     }
 
     /// For each incident whose latest delivered notification to `receiver` is
-    /// not a resolve, that notification (what an Alertmanager re-push repeats).
+    /// not a resolve, that notification (what an Alertmanager re-push repeats)
+    /// — unless its resolve was refused, dead-lettered, muted or superseded:
+    /// such an incident is over, and is left to end at its last `endsAt`.
     pub(crate) fn firing(&self, receiver: &str) -> Result<Vec<Notification>, OutboxError> {
         let conn = self.conn()?;
         let mut st = conn.prepare(
             "SELECT body FROM notifications n WHERE receiver = ?1 AND status = 'delivered'
                AND seq = (SELECT MAX(seq) FROM notifications m WHERE m.receiver = n.receiver
                           AND m.incident = n.incident AND m.status = 'delivered')
-               AND action != 'resolve' ORDER BY id",
+               AND action != 'resolve'
+               AND NOT EXISTS (SELECT 1 FROM notifications r WHERE r.receiver = n.receiver
+                          AND r.incident = n.incident AND r.action = 'resolve'
+                          AND r.status IN ('failed', 'dead', 'muted', 'superseded'))
+               ORDER BY id",
         )?;
         let bodies: Vec<String> = st
             .query_map(params![receiver], |r| r.get(0))?

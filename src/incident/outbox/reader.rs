@@ -406,6 +406,91 @@ mod tests {
         assert_eq!(rows[0].last_error.as_deref(), Some("HTTP 503"));
     }
 
+    /// The next wake-up of a receiver's worker is the head row's retry,
+    /// not the creation time of the rows queued behind it (which are in the
+    /// past: the worker would wake at once, again and again).
+    #[test]
+    fn the_next_due_time_skips_rows_queued_behind_a_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path()).unwrap();
+        ob.transaction(5, |tx| {
+            tx.enqueue("a", &note(1, Action::Open, Reason::Opened), Status::Pending)?;
+            tx.enqueue(
+                "a",
+                &note(2, Action::Update, Reason::AlertJoined),
+                Status::Pending,
+            )?;
+            tx.enqueue(
+                "a",
+                &note(3, Action::Resolve, Reason::Resolved),
+                Status::Pending,
+            )
+        })
+        .unwrap();
+        assert_eq!(ob.next_due("a").unwrap(), Some(5));
+        let head = ob.due("a", 10, 10).unwrap();
+        assert_eq!(head.len(), 1, "one row per incident at a time");
+        ob.mark_retry(head[0].id, 1, 5_000, "HTTP 503").unwrap();
+        assert!(ob.due("a", 10, 10).unwrap().is_empty());
+        assert_eq!(ob.next_due("a").unwrap(), Some(5_000));
+        assert_eq!(ob.next_due("b").unwrap(), None);
+    }
+
+    /// An incident whose resolve was refused or dead-lettered is no longer
+    /// re-pushed as firing after a restart (it would fire in Alertmanager
+    /// for ever); one whose resolve is still pending is, until delivered.
+    #[test]
+    fn a_refused_resolve_ends_the_re_pushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path()).unwrap();
+        let other = |mut n: Notification| {
+            n.dedup_key = "product/product=earbuds-s/1000".into();
+            n
+        };
+        ob.transaction(5, |tx| {
+            tx.enqueue(
+                "am",
+                &note(1, Action::Open, Reason::Opened),
+                Status::Pending,
+            )?;
+            tx.enqueue(
+                "am",
+                &other(note(1, Action::Open, Reason::Opened)),
+                Status::Pending,
+            )
+        })
+        .unwrap();
+        for r in ob.due("am", 10, 10).unwrap() {
+            ob.mark_delivered(r.id, 1, 10).unwrap();
+        }
+        assert_eq!(ob.firing("am").unwrap().len(), 2);
+        ob.transaction(20, |tx| {
+            tx.enqueue(
+                "am",
+                &note(2, Action::Resolve, Reason::Resolved),
+                Status::Pending,
+            )?;
+            tx.enqueue(
+                "am",
+                &other(note(2, Action::Resolve, Reason::Resolved)),
+                Status::Pending,
+            )
+        })
+        .unwrap();
+        // Pending resolves: both still asserted until delivered.
+        assert_eq!(ob.firing("am").unwrap().len(), 2);
+        let rows = ob.due("am", 30, 10).unwrap();
+        assert_eq!(rows.len(), 2);
+        ob.finish(rows[0].id, Status::Failed, 1, Some("HTTP 400"), 30)
+            .unwrap();
+        let left = ob.firing("am").unwrap();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].dedup_key, "product/product=earbuds-s/1000");
+        ob.finish(rows[1].id, Status::Dead, 0, Some("max_age"), 40)
+            .unwrap();
+        assert!(ob.firing("am").unwrap().is_empty());
+    }
+
     #[test]
     fn one_notification_per_seq_with_every_receiver() {
         let dir = tempfile::tempdir().unwrap();
