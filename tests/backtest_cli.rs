@@ -1570,3 +1570,78 @@ fn empty_inputs_and_bad_lines_are_named_by_file_and_line() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A backtest that fails part-way (a truncated gzip) leaves no
+/// `--transitions` file that would look like a whole result.
+#[test]
+fn a_failed_backtest_leaves_no_transitions_file() {
+    let (data, _) = generate(Path::new("."));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("backtest_cli_failed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let gz = dir.join("cut.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&std::fs::read(&data).unwrap()).unwrap();
+    let bytes = enc.finish().unwrap();
+    std::fs::write(&gz, &bytes[..bytes.len() / 2]).unwrap();
+    let tr = dir.join("cut.transitions");
+    let out = Command::new(BIN)
+        .args([
+            "backtest",
+            "--config",
+            &example(),
+            "--input",
+            s(&data),
+            s(&gz),
+            "--transitions",
+            s(&tr),
+            "--now",
+            HISTORY_NOW,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("cut.jsonl.gz"), "{stderr}");
+    assert!(
+        !tr.exists(),
+        "a partial transitions file was left: {stderr}"
+    );
+}
+
+/// Files given newest first are named in one readable warning.
+#[test]
+fn files_given_newest_first_are_named() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("backtest_cli_order");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, hour: u32| {
+        let p = dir.join(name);
+        let mut text = String::new();
+        for m in 0..60 {
+            text.push_str(&format!(
+                "{{\"id\":\"{name}{m}\",\"type\":\"order\",\"ts\":\"2026-11-20T{hour:02}:{m:02}:00Z\",\"attrs\":{{\"product\":\"router-x\",\"region\":\"eu-west\"}}}}\n"
+            ));
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (early, late) = (file("early.jsonl", 1), file("late.jsonl", 5));
+    let out = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&late),
+        s(&early),
+        "--now",
+        HISTORY_NOW,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "inputs out of time order: {} holds only events older than those of {}, which was given before it, so they come behind the clock and are late — give the files oldest first",
+            early.display(),
+            late.display()
+        )),
+        "{stderr}"
+    );
+}

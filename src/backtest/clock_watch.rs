@@ -347,7 +347,9 @@ impl ClockWatch {
             if i.are_files() {
                 tracing::warn!(
                     tool,
-                    "inputs out of time order: {} holds only events older than those of {},                      which was given before it, so they come behind the clock and are late —                      give the files oldest first",
+                    "inputs out of time order: {} holds only events older than those of {}, \
+                     which was given before it, so they come behind the clock and are late — \
+                     give the files oldest first",
                     i.name(b),
                     i.name(a)
                 );

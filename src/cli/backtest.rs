@@ -364,8 +364,24 @@ fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
         &opts,
         Some(now_ms),
         tw.as_mut().map(|w| w as &mut dyn Write),
-    )?;
+    );
     drop(tw);
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            // A failed run (a truncated gzip, a read error) leaves no
+            // `--transitions` file that looks like a whole result. Only a
+            // regular file is removed (never /dev/stdout or a pipe).
+            if let Some(p) = &a.transitions {
+                if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()) {
+                    if let Err(err) = std::fs::remove_file(p) {
+                        tracing::warn!(path = %p.display(), error = %err, "Cannot remove the incomplete transitions file.");
+                    }
+                }
+            }
+            return Err(e.into());
+        }
+    };
     let mut out = io::stdout().lock();
     write!(out, "{report}").map_err(write_err(Path::new("stdout")))?;
     if let Some(p) = &a.json {
