@@ -502,6 +502,12 @@ pub fn run(
     driver.finish_input(&mut obs);
     driver.clock_watch().warn("backtest", Some(inputs));
     clock_watch::warn_silent_rules("backtest", driver.engine());
+    if let Some(w) = driver
+        .coverage()
+        .baseline_warning(&coverage::baseline_rules(&cfg.rules))
+    {
+        tracing::warn!(tool = "backtest", "{w}");
+    }
     driver.warn_refuted("backtest", Some(inputs));
     if let Some(e) = obs.write_error {
         return Err(BacktestError::Write(e));

@@ -1645,3 +1645,73 @@ fn files_given_newest_first_are_named() {
         "{stderr}"
     );
 }
+
+/// A history with a gap of days: the tools warn that rules with a baseline
+/// take the gap for silence (their incidents after it may be false).
+#[test]
+fn a_gap_of_days_is_named_for_the_rules_with_a_baseline() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("backtest_cli_gap");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("gap.jsonl");
+    let mut text = String::new();
+    for (day, hour) in [(20, 1), (20, 2), (24, 10), (24, 11)] {
+        for m in 0..60 {
+            text.push_str(&format!(
+                "{{\"id\":\"o{day}-{hour}-{m}\",\"type\":\"order\",\"ts\":\"2026-11-{day}T{hour:02}:{m:02}:00Z\",\"attrs\":{{\"product\":\"router-x\",\"region\":\"eu-west\"}}}}\n"
+            ));
+        }
+    }
+    std::fs::write(&p, text).unwrap();
+    let out = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&p),
+        "--now",
+        "2026-11-30T00:00:00Z",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the history has 1 gap(s) of more than a day without events (the first: 2026-11-20T02:59:00Z → 2026-11-24T10:00:00Z)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rules with a baseline (complaint_surge, churn_surge, churn_surge_2h)"),
+        "{stderr}"
+    );
+    let out = run(&[
+        "tune",
+        "--config",
+        &example(),
+        "--input",
+        s(&p),
+        "--now",
+        "2026-11-30T00:00:00Z",
+        "--rule",
+        "churn_surge",
+        "--vary",
+        "threshold=4,5",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rules with a baseline (churn_surge) take a gap for silence"),
+        "{stderr}"
+    );
+    // A rule without a baseline: nothing to say.
+    let out = run(&[
+        "tune",
+        "--config",
+        &example(),
+        "--input",
+        s(&p),
+        "--now",
+        "2026-11-30T00:00:00Z",
+        "--rule",
+        "complaint_rate",
+        "--vary",
+        "threshold=0.05,0.06",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("take a gap for silence"), "{stderr}");
+}

@@ -20,6 +20,8 @@ pub(crate) struct Coverage {
     clock: Option<i64>,
     covered_ms: i64,
     gaps: u64,
+    /// The first gap: (the newest event time before it, the next after it).
+    first_gap: Option<(i64, i64)>,
 }
 
 impl Coverage {
@@ -30,6 +32,7 @@ impl Coverage {
                 let step = ts.saturating_sub(c);
                 if step > GAP_MS {
                     self.gaps += 1;
+                    self.first_gap.get_or_insert((c, ts));
                 } else {
                     self.covered_ms = self.covered_ms.saturating_add(step);
                 }
@@ -49,6 +52,49 @@ impl Coverage {
     pub(crate) fn gaps(&self) -> u64 {
         self.gaps
     }
+
+    /// The warning for rules with a baseline when the history has gaps:
+    /// to them a gap is silence, so for a baseline's length after it they
+    /// judge ordinary traffic against a baseline the gap emptied (a surge
+    /// then pages on it). `rules`: each rule with a baseline and how far
+    /// back it looks (window + baseline, ms). `None`: nothing to say.
+    pub(crate) fn baseline_warning(&self, rules: &[(String, i64)]) -> Option<String> {
+        let (from, to) = self.first_gap?;
+        if rules.is_empty() {
+            return None;
+        }
+        let reach = rules.iter().map(|r| r.1).max().unwrap_or(0);
+        let names: Vec<&str> = rules.iter().map(|r| r.0.as_str()).collect();
+        Some(format!(
+            "the history has {} gap(s) of more than a day without events (the first: {} → {}); \
+             rules with a baseline ({}) take a gap for silence, so for up to {} after it they \
+             judge ordinary traffic against a baseline the gap emptied: their incidents there \
+             may be false, and counted as such — leave the stretch after a gap out of the \
+             history, or give the history before it",
+            self.gaps,
+            crate::backtest::report::short_ts(from),
+            crate::backtest::report::short_ts(to),
+            names.join(", "),
+            crate::backtest::report::fmt_dur(reach),
+        ))
+    }
+}
+
+/// Rules of `rules` with a trailing baseline (surges), each with how far back
+/// it looks: its window plus its baseline, ms.
+pub(crate) fn baseline_rules<'a>(
+    rules: impl IntoIterator<Item = &'a crate::config::RuleConfig>,
+) -> Vec<(String, i64)> {
+    rules
+        .into_iter()
+        .filter_map(|r| match &r.indicator {
+            crate::config::IndicatorConfig::Surge { baseline, .. } => Some((
+                r.name.clone(),
+                r.window.as_ms().saturating_add(baseline.as_ms()),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -82,6 +128,16 @@ mod tests {
         }
         assert_eq!(c.covered_ms(), Some(30 * HOUR));
         assert_eq!(c.gaps(), 2);
+        let w = c
+            .baseline_warning(&[("complaint_surge".into(), 3 * HOUR)])
+            .expect("a warning");
+        assert!(
+            w.starts_with("the history has 2 gap(s) of more than a day without events (the first: 1970-01-01T00:00:00Z → "),
+            "{w}"
+        );
+        assert!(w.contains("rules with a baseline (complaint_surge)"), "{w}");
+        assert!(w.contains("for up to 3h after it"), "{w}");
+        assert_eq!(c.baseline_warning(&[]), None);
         // A step of exactly a day is history (a quiet day), not a gap.
         let mut d = Coverage::default();
         d.see(0);

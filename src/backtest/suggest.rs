@@ -171,6 +171,7 @@ pub fn run(
         if let Some((first, _)) = tuners.first() {
             // One warning for the history, not one per rule.
             first.warn_input("suggest", inputs);
+            first.warn_gaps("suggest", tuners.iter().map(|(t, _)| t.base()));
             first.check_fed()?;
         }
     }

@@ -302,6 +302,24 @@ impl Tuner {
         self.invalid.warn(tool, self.lines, Some(inputs));
     }
 
+    /// Warns when the history has gaps and any of `rules` has a baseline
+    /// (see [`crate::backtest::coverage::Coverage::baseline_warning`]).
+    pub(crate) fn warn_gaps<'a>(
+        &self,
+        tool: &str,
+        rules: impl IntoIterator<Item = &'a RuleConfig>,
+    ) {
+        let rules = crate::backtest::coverage::baseline_rules(rules);
+        if let Some(w) = self.coverage.baseline_warning(&rules) {
+            tracing::warn!(tool, "{w}");
+        }
+    }
+
+    /// The rule this tuner varies.
+    pub(crate) fn base(&self) -> &RuleConfig {
+        &self.base
+    }
+
     pub(crate) fn check_fed(&self) -> Result<(), TuneError> {
         match self.first_ms {
             Some(_) => Ok(()),
@@ -543,6 +561,7 @@ pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResu
     tuner.end_input();
     tuner.check_fed()?;
     tuner.warn_input("tune", inputs);
+    tuner.warn_gaps("tune", [tuner.base()]);
     tracing::info!(
         candidates = tuner.len(),
         engines = tuner.engines(),
