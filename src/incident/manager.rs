@@ -539,6 +539,8 @@ fn enqueue(
 }
 
 mod acks;
+#[cfg(test)]
+mod batch_tests;
 mod closing;
 mod ownership;
 #[cfg(test)]
