@@ -6,12 +6,48 @@
 //! time and an open incident would never resolve. [`IdleClock`] lets the live
 //! driver advance event time with the wall clock once no event has arrived for
 //! `engine.idle_timeout`: from then on event time flows at wall-clock speed from
-//! the last event time seen. It uses tokio's clock, so tests drive it with
-//! paused time.
+//! the last event time seen — over the wall time the consumer confirmed the
+//! stream quiet (caught up, its broker answering: [`UnconfirmedTime`]); a
+//! stretch cut off from the broker does not count, since its events are
+//! still on their way. It uses tokio's clock, so tests drive it with paused
+//! time.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+/// Wall time of a quiet stretch during which the source was not confirmed
+/// quiet (the broker did not answer, or the consumer was behind): the
+/// stretch's events may still come, so event time must not flow over it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct UnconfirmedTime {
+    total: Duration,
+    looked: Option<Instant>,
+}
+
+impl UnconfirmedTime {
+    /// A new quiet stretch starts at `now` (an event, a restore).
+    pub(crate) fn reset(&mut self, now: Instant) {
+        self.total = Duration::ZERO;
+        self.looked = Some(now);
+    }
+
+    /// A look at `now`: the time since the previous look counts as
+    /// unconfirmed unless the source is `confirmed` quiet now.
+    pub(crate) fn look(&mut self, now: Instant, confirmed: bool) {
+        if let Some(prev) = self.looked {
+            if !confirmed {
+                self.total += now.saturating_duration_since(prev);
+            }
+        }
+        self.looked = Some(now);
+    }
+
+    /// Unconfirmed time since the last reset.
+    pub(crate) fn total(&self) -> Duration {
+        self.total
+    }
+}
 
 /// Tracks the last event and tells the driver how far to advance when idle.
 #[derive(Debug, Clone)]
@@ -19,6 +55,8 @@ pub struct IdleClock {
     idle_timeout: Duration,
     /// Wall time and engine clock at the last event.
     last: Option<(Instant, i64)>,
+    /// Of the time since `last`, what the source did not confirm quiet.
+    unconfirmed: UnconfirmedTime,
     /// `last` comes from a restored checkpoint, not from events read since
     /// the start: the clock moves on from it only while nothing is left to
     /// read ([`IdleClock::idle_target_after_restore`]).
@@ -31,14 +69,24 @@ impl IdleClock {
         IdleClock {
             idle_timeout,
             last: None,
+            unconfirmed: UnconfirmedTime::default(),
             restored: false,
         }
     }
 
     /// Records that events were applied and the engine clock is `engine_clock`.
     pub(crate) fn on_events(&mut self, engine_clock: i64) {
-        self.last = Some((Instant::now(), engine_clock));
+        let now = Instant::now();
+        self.last = Some((now, engine_clock));
+        self.unconfirmed.reset(now);
         self.restored = false;
+    }
+
+    /// Whether the source confirms the stream quiet now (see
+    /// [`crate::source::health::Health::confirmed`]); the time since the
+    /// previous look counts toward idleness only if it does.
+    pub(crate) fn look(&mut self, confirmed: bool) {
+        self.unconfirmed.look(Instant::now(), confirmed);
     }
 
     /// Whether no event (nor restore) has set the clock yet.
@@ -50,7 +98,9 @@ impl IdleClock {
     /// without events, event time follows the wall clock from it, as after
     /// events, so that alerts open at the restart still resolve.
     pub(crate) fn on_restore(&mut self, engine_clock: i64) {
-        self.last = Some((Instant::now(), engine_clock));
+        let now = Instant::now();
+        self.last = Some((now, engine_clock));
+        self.unconfirmed.reset(now);
         self.restored = true;
     }
 
@@ -69,7 +119,9 @@ impl IdleClock {
     /// stream has been idle for at least the timeout.
     pub(crate) fn idle_target(&self) -> Option<i64> {
         let (at, clock) = self.last?;
-        let idle = Instant::now().saturating_duration_since(at);
+        let idle = Instant::now()
+            .saturating_duration_since(at)
+            .saturating_sub(self.unconfirmed.total());
         if idle < self.idle_timeout {
             return None;
         }
@@ -81,9 +133,11 @@ impl IdleClock {
     pub fn until_idle(&self) -> Duration {
         match self.last {
             None => self.idle_timeout,
-            Some((at, _)) => self
-                .idle_timeout
-                .saturating_sub(Instant::now().saturating_duration_since(at)),
+            Some((at, _)) => self.idle_timeout.saturating_sub(
+                Instant::now()
+                    .saturating_duration_since(at)
+                    .saturating_sub(self.unconfirmed.total()),
+            ),
         }
     }
 }
@@ -109,6 +163,32 @@ mod tests {
         assert_eq!(c.idle_target(), Some(1_120_000));
         c.on_events(2_000_000);
         assert_eq!(c.idle_target(), None, "a new event resets it");
+    }
+
+    /// Wall time the source did not confirm quiet (the broker silent, the
+    /// consumer behind) does not move event time: those events may still come.
+    #[tokio::test(start_paused = true)]
+    async fn time_cut_off_from_the_broker_does_not_count_as_idle() {
+        let mut c = IdleClock::new(Duration::from_secs(30));
+        c.on_events(1_000_000);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        c.look(true);
+        // 60 s without an answer from the broker.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        c.look(false);
+        assert_eq!(c.idle_target(), None, "10 s of confirmed quiet");
+        assert_eq!(c.until_idle(), Duration::from_secs(20));
+        tokio::time::advance(Duration::from_secs(20)).await;
+        c.look(true);
+        assert_eq!(c.idle_target(), Some(1_030_000), "30 s confirmed");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        c.look(true);
+        assert_eq!(c.idle_target(), Some(1_035_000));
+        // An event starts a new stretch.
+        c.on_events(2_000_000);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        c.look(true);
+        assert_eq!(c.idle_target(), Some(2_030_000));
     }
 
     /// A firing alert resolves in a quiet live stream because the idle clock

@@ -161,7 +161,9 @@ pub async fn run(
         metrics: SourceMetrics::register(metrics.registry(), &topics)?,
         topics,
         tracker: std::sync::Mutex::new(OffsetTracker::new()),
-        health: Health::new(Instant::now()).expecting_partitions(),
+        health: Health::new(Instant::now())
+            .expecting_partitions()
+            .with_statistics_interval(kafka::statistics_interval_ms(&k)),
         stopping: std::sync::atomic::AtomicBool::new(false),
         arrival: ArrivalDecode::new(
             *engine.limits(),

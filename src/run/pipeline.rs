@@ -465,6 +465,10 @@ impl Stage {
                     self.idle.on_restore(c);
                 }
             }
+            // Quiet time counts only while the consumer confirms it (its
+            // broker answers, nothing left to read): cut off from the
+            // broker, the stretch's events are still on their way.
+            self.idle.look(self.shared.health.confirmed(now));
             let (parts, idle) = self.feed.partition_counts(now);
             let caught_up = parts > 0 && idle == parts;
             // No events for a while is not a quiet stream while a partition

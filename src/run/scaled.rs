@@ -209,7 +209,8 @@ pub(crate) async fn run(
         metrics: SourceMetrics::register(metrics.registry(), &topic_names)?,
         topics: topic_names,
         tracker: std::sync::Mutex::new(OffsetTracker::new()),
-        health: Health::new(Instant::now()),
+        health: Health::new(Instant::now())
+            .with_statistics_interval(crate::source::kafka::statistics_interval_ms(&k)),
         stopping: AtomicBool::new(false),
         arrival: ArrivalDecode::new(
             cfg.engine.decode_limits(),

@@ -39,6 +39,10 @@ struct State {
     /// statistics report.
     assigned: usize,
     available: usize,
+    /// How recent progress must be for the stream to count as confirmed
+    /// quiet ([`Health::confirmed`]); `None`: statistics are off, nothing
+    /// can confirm it, every quiet stretch counts.
+    confirm_within: Option<Duration>,
 }
 
 impl State {
@@ -80,8 +84,31 @@ impl Health {
                 expects_partitions: false,
                 assigned: 0,
                 available: 0,
+                confirm_within: Some(Duration::from_secs(3)),
             }),
         }
+    }
+
+    /// The consumer's statistics come every `interval_ms` (librdkafka's
+    /// `statistics.interval.ms`; 0: off): progress is confirmed within three
+    /// of them (at least 3 s).
+    pub(crate) fn with_statistics_interval(self, interval_ms: u64) -> Self {
+        self.lock().confirm_within = (interval_ms > 0).then(|| {
+            Duration::from_millis(interval_ms.saturating_mul(3)).max(Duration::from_secs(3))
+        });
+        self
+    }
+
+    /// Whether the consumer made progress (messages, or caught up with a
+    /// broker that answers) recently enough that a quiet stream is known to
+    /// be quiet, not cut off: while the broker does not answer or the
+    /// consumer is behind, event time must not follow the wall clock — the
+    /// events of that stretch are still on their way. Always `true` when
+    /// statistics are off.
+    pub(crate) fn confirmed(&self, now: Instant) -> bool {
+        let s = self.lock();
+        s.confirm_within
+            .is_none_or(|w| now.saturating_duration_since(s.last_progress) <= w)
     }
 
     /// A consumer that reads every partition of its topics (no
@@ -179,6 +206,32 @@ mod tests {
     use super::*;
 
     const T: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn quiet_is_confirmed_only_while_progress_is_recent() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let h = Health::new(t0);
+        h.on_assigned(t0);
+        assert!(h.confirmed(at(3_000)));
+        assert!(
+            !h.confirmed(at(3_001)),
+            "the broker has not answered for 3 s"
+        );
+        // Statistics every second, the broker answering, nothing behind.
+        h.on_stats(at(3_500), 10, 0, 1, 1);
+        h.on_stats(at(4_500), 11, 0, 1, 1);
+        assert!(h.confirmed(at(5_000)));
+        // Answering but behind: not confirmed.
+        h.on_stats(at(9_000), 12, 500, 1, 1);
+        assert!(!h.confirmed(at(9_000)));
+        // Statistics every 5 s: confirmed within 15 s.
+        let slow = Health::new(t0).with_statistics_interval(5_000);
+        assert!(slow.confirmed(at(15_000)) && !slow.confirmed(at(15_001)));
+        // Statistics off: nothing can confirm it, every stretch counts.
+        let off = Health::new(t0).with_statistics_interval(0);
+        assert!(off.confirmed(at(3_600_000)));
+    }
 
     #[test]
     fn ready_after_joining_until_progress_stops() {

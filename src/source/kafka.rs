@@ -52,6 +52,21 @@ const DEFAULTS: [(&str, &str); 5] = [
     ("fetch.queue.backoff.ms", "100"),
 ];
 
+/// The consumer's `statistics.interval.ms` (crisiswatch's default unless the
+/// configuration sets it; 0: off).
+pub(crate) fn statistics_interval_ms(k: &KafkaSourceConfig) -> u64 {
+    let default = DEFAULTS
+        .iter()
+        .find(|(key, _)| *key == "statistics.interval.ms")
+        .map_or("0", |(_, v)| *v);
+    k.properties
+        .get("statistics.interval.ms")
+        .map_or(default, String::as_str)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
 /// The client configuration of the consumer: crisiswatch's defaults, then the
 /// pass-through `properties`, then what crisiswatch must own (validation
 /// rejects overriding those).

@@ -99,6 +99,9 @@ struct Activity {
     last_message: Instant,
     /// When the quiet stream's progress was last sent.
     quiet_sent: Option<Instant>,
+    /// Of the time since `last_message`, what the consumer did not confirm
+    /// quiet (its broker silent, or behind): not quiet time.
+    unconfirmed: crate::clock::UnconfirmedTime,
 }
 
 impl Activity {
@@ -107,6 +110,11 @@ impl Activity {
             assigned: BTreeMap::new(),
             last_message: now,
             quiet_sent: None,
+            unconfirmed: {
+                let mut u = crate::clock::UnconfirmedTime::default();
+                u.reset(tokio::time::Instant::from_std(now));
+                u
+            },
         }
     }
 
@@ -130,8 +138,17 @@ impl Activity {
 
     /// This stage processed a batch with messages at `now`.
     fn any_message(&mut self, now: Instant) {
-        self.last_message = self.last_message.max(now);
+        if now > self.last_message {
+            self.last_message = now;
+            self.unconfirmed.reset(tokio::time::Instant::from_std(now));
+        }
         self.quiet_sent = None;
+    }
+
+    /// A look at `now`: whether the consumer confirms the stream quiet.
+    fn look(&mut self, now: Instant, confirmed: bool) {
+        self.unconfirmed
+            .look(tokio::time::Instant::from_std(now), confirmed);
     }
 
     /// The consumer thread handed a valid event of `s` over at `when` (this
@@ -140,6 +157,7 @@ impl Activity {
     fn handed_over(&mut self, s: Source, when: Instant) {
         if when > self.last_message {
             self.last_message = when;
+            self.unconfirmed.reset(tokio::time::Instant::from_std(when));
             self.quiet_sent = None;
         }
         if let Some(a) = self.assigned.get_mut(&s) {
@@ -171,7 +189,9 @@ impl Activity {
     /// How long the stream has been quiet, when its progress is due to be
     /// sent now (at most every [`QUIET_EVERY`]); marks it sent.
     fn quiet_due(&mut self, now: Instant, quiet_after: Duration) -> Option<Duration> {
-        let quiet = now.saturating_duration_since(self.last_message);
+        let quiet = now
+            .saturating_duration_since(self.last_message)
+            .saturating_sub(self.unconfirmed.total());
         let due = !self.assigned.is_empty()
             && quiet >= quiet_after
             && self
@@ -322,6 +342,7 @@ impl SplitStage {
                 "Input partition idle: it no longer holds the owners' clocks."
             );
         }
+        self.activity.look(now, self.shared.health.confirmed(now));
         if let Some(quiet) = self.activity.quiet_due(now, self.quiet_after) {
             for s in self.activity.sources() {
                 let bytes = self.splitter.quiet(s, quiet).encode();

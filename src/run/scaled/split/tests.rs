@@ -109,3 +109,23 @@ fn a_quiet_stream_is_reported_every_second_until_a_message() {
         "quiet again counts from the hand-over"
     );
 }
+
+/// A stretch the consumer did not confirm quiet (its broker silent) is not
+/// quiet time: the owners' clocks do not move over it.
+#[test]
+fn a_stretch_cut_off_from_the_broker_is_not_quiet() {
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let mut a = Activity::new(t0);
+    a.assign(src(0), t0);
+    a.look(at(1), true);
+    // Cut off from 1 s to 11 s.
+    a.look(at(11), false);
+    assert_eq!(a.quiet_due(at(11), QUIET), None, "1 s of confirmed quiet");
+    a.look(at(12), true);
+    assert_eq!(a.quiet_due(at(12), QUIET), Some(QUIET));
+    // A message starts a new stretch: nothing unconfirmed in it.
+    a.handed_over(src(0), at(20));
+    a.look(at(22), true);
+    assert_eq!(a.quiet_due(at(22), QUIET), Some(QUIET));
+}
