@@ -476,6 +476,12 @@ fn garbage_goes_to_the_dead_letter_topic_and_every_valid_event_is_applied() {
             "{reason}"
         );
     }
+    // The dead letter too large for the topic was written cut: no failure.
+    assert_eq!(
+        svc.metric("crisiswatch_kafka_dlq_failures_total"),
+        Some(0.0),
+        "a dead letter written cut is no failure"
+    );
     let total_in: f64 = ["complaints", "orders"]
         .iter()
         .map(|t| {

@@ -73,7 +73,7 @@ impl SourceMetrics {
             invalid: counter_vec(r, "crisiswatch_kafka_invalid_messages_total", "Invalid Kafka messages, by topic and reason.", &["topic", "reason"])?,
             late: counter_vec(r, "crisiswatch_kafka_late_messages_total", "Valid events from Kafka that were late for every rule that selected them, by topic.", &["topic"])?,
             dlq_produced: counter_vec(r, "crisiswatch_kafka_dlq_produced_total", "Invalid messages written to the dead-letter topic and acknowledged, by reason.", &["reason"])?,
-            dlq_failures: counter(r, "crisiswatch_kafka_dlq_failures_total", "Failed attempts to produce a dead letter (each is retried).")?,
+            dlq_failures: counter(r, "crisiswatch_kafka_dlq_failures_total", "Failed attempts to produce a dead letter (each is retried; one too large for the topic, written cut, is no failure).")?,
             lag,
             commits: counter(r, "crisiswatch_kafka_commits_total", "Offset commits that succeeded.")?,
             commit_failures: counter(r, "crisiswatch_kafka_commit_failures_total", "Offset commits that failed (retried at the next commit).")?,

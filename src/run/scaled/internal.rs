@@ -199,15 +199,34 @@ impl<S: PartitionState> ConsumerContext for StateContext<S> {
 }
 
 /// The common client configuration: the pass-through properties (security),
-/// then the brokers.
+/// then the brokers; and never a topic created by a client's metadata
+/// request: an internal topic made with the broker's defaults (its partition
+/// count, no compaction: after a broker lost its topics, librdkafka's
+/// producers asked for them and got them) would be refused at the next
+/// start, and an uncompacted changelog grows for ever. The start creates
+/// them as they must be (`topics.rs`).
 fn client_config(k: &KafkaSourceConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     for (key, value) in &k.properties {
         c.set(key, value);
     }
-    c.set("bootstrap.servers", &k.brokers);
+    c.set("bootstrap.servers", &k.brokers)
+        .set("allow.auto.create.topics", "false");
     c
 }
+
+/// Logs a failed internal message: the first at once, then one line per
+/// [`FAILED_LOG_EVERY`] (a broker that lost its topics fails thousands a
+/// second; every one is counted).
+fn log_failed(failed_before: u64, what: &str, error: &dyn std::fmt::Display) {
+    let n = failed_before + 1;
+    if n == 1 || n % FAILED_LOG_EVERY == 0 {
+        tracing::error!(failed = n, error = %error, "{what} (failures so far: {n}; logged once per {FAILED_LOG_EVERY}).");
+    }
+}
+
+/// Failed internal messages per log line after the first.
+const FAILED_LOG_EVERY: u64 = 1000;
 
 /// A member of consumer group `group` on internal topic `topic`, whose
 /// rebalances go to `state`.
@@ -261,9 +280,10 @@ impl rdkafka::producer::ProducerContext for OrderedContext {
         _opaque: Self::DeliveryOpaque,
     ) {
         if let Err((e, _)) = result {
-            self.failed
+            let before = self
+                .failed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!(error = %e, "An internal message could not be written.");
+            log_failed(before, "An internal message could not be written", e);
         }
     }
 }
@@ -301,11 +321,16 @@ impl Ordered {
             .key(key)
             .payload(value);
         if let Err(e) = self.queue(record) {
-            self.producer
+            let before = self
+                .producer
                 .context()
                 .failed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!(topic, partition, error = %e, "Cannot queue an internal message.");
+            log_failed(
+                before,
+                &format!("Cannot queue an internal message for {topic}[{partition}]"),
+                &e,
+            );
         }
     }
 
@@ -546,4 +571,30 @@ fn read_range(
         }
     }
     Ok((None, read, timed_out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No internal client asks the broker to create a topic, whatever the
+    /// pass-through properties say; their other properties pass.
+    #[test]
+    fn internal_clients_never_auto_create_topics() {
+        let cfg = crate::config::Config::from_toml_str(
+            r#"
+[sources.kafka]
+brokers = "127.0.0.1:9092"
+topics = [{ name = "complaints", default_type = "complaint" }]
+properties = { "allow.auto.create.topics" = "true", "client.rack" = "r1" }
+"#,
+            &std::collections::HashMap::<String, String>::new(),
+        )
+        .expect("config");
+        let k = cfg.sources.kafka.expect("kafka");
+        let c = client_config(&k);
+        assert_eq!(c.get("allow.auto.create.topics"), Some("false"));
+        assert_eq!(c.get("client.rack"), Some("r1"));
+        assert_eq!(c.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+    }
 }
