@@ -76,14 +76,15 @@ pub struct ReceiverConfig {
     /// Largest request body, bytes (`generic` and `pagerduty`; at least
     /// 16384): when every alert's evidence does not fit, the `alerts` list
     /// keeps the headline alert, then the active ones, then the rest, and
-    /// `alerts_omitted` counts what was left out. PagerDuty's own limit
-    /// (512 KB) applies whatever is set.
+    /// `alerts_omitted` counts what was left out. For `pagerduty` at most
+    /// 500,000 bytes whatever is set: PagerDuty refuses events over 512,000.
     #[serde(default = "default_max_body_bytes")]
     pub(crate) max_body_bytes: usize,
 }
 
-/// 512 KiB: PagerDuty's limit, and well under the 1 MB many web servers
-/// (nginx's `client_max_body_size`) accept by default.
+/// 512 KiB: well under the 1 MB many web servers (nginx's
+/// `client_max_body_size`) accept by default. PagerDuty's own, smaller limit
+/// applies to `pagerduty` receivers whatever is set.
 fn default_max_body_bytes() -> usize {
     512 * 1024
 }

@@ -19,11 +19,14 @@ pub(crate) use alertmanager::{alertmanager, alertmanager_url};
 
 /// PagerDuty caps `payload.summary` at 1024 characters.
 pub(crate) const PAGERDUTY_SUMMARY_MAX: usize = 1024;
-/// PagerDuty refuses events larger than 512 KB.
-pub(crate) const PAGERDUTY_BODY_MAX: usize = 512 * 1024;
-/// Room kept below a body limit for the `alerts_omitted` field (a margin,
-/// not a measurement).
-const BODY_SLACK: usize = 1024;
+/// PagerDuty refuses an event larger than 512 KB, in decimal: 512,000 bytes
+/// (Prometheus Alertmanager's and Grafana's PagerDuty notifiers check the
+/// same `maxEventSize = 512000`).
+pub(crate) const PAGERDUTY_EVENT_MAX: usize = 512_000;
+/// The largest PagerDuty body crisiswatch sends: [`PAGERDUTY_EVENT_MAX`] less
+/// a 12,000-byte margin, should PagerDuty measure an event a little
+/// differently from the bytes on the wire (its own re-encoding).
+pub(crate) const PAGERDUTY_BODY_MAX: usize = PAGERDUTY_EVENT_MAX - 12_000;
 /// `payload.source` is shown as a host name: kept to a readable length.
 pub(crate) const PAGERDUTY_SOURCE_MAX: usize = 255;
 
@@ -115,14 +118,7 @@ pub(crate) fn generic(n: &Notification, max_body: usize) -> Value {
             json!({"by": a.by, "note": a.note, "at": format_ts(a.at)}),
         );
     }
-    let base = serde_json::to_vec(&doc).map_or(0, |b| b.len());
-    let (alerts, omitted) = alerts_within(n, max_body.saturating_sub(base + BODY_SLACK));
-    if let Value::Object(m) = &mut doc {
-        m.insert("alerts".into(), Value::Array(alerts));
-        if omitted > 0 {
-            m.insert("alerts_omitted".into(), Value::from(omitted));
-        }
-    }
+    fit_alerts(&mut doc, "", n, max_body);
     doc
 }
 
@@ -153,7 +149,8 @@ pub(crate) fn pagerduty_severity(s: Severity) -> &'static str {
 /// PagerDuty's limits are kept: `dedup_key` ≤ 255 characters (incident keys
 /// are bounded when made, [`super::model::incident_key`]; an older stored key
 /// is bounded the same way here), every string field it defines is a string
-/// (never `null`), and the body stays under 512 KB: when every alert's
+/// (never `null`), and the body stays under PagerDuty's 512,000 bytes (at
+/// most [`PAGERDUTY_BODY_MAX`], or `max_body` when smaller): when every alert's
 /// evidence would not fit, `custom_details.alerts` keeps the headline alert,
 /// then the active ones, then the rest in joining order as far as they fit,
 /// and `custom_details.alerts_omitted` counts what was left out.
@@ -214,20 +211,41 @@ pub(crate) fn pagerduty(n: &Notification, routing_key: &Secret, max_body: usize)
         },
         "links": links,
     });
-    let base = serde_json::to_vec(&doc).map_or(0, |b| b.len());
-    let (alerts, omitted) = alerts_within(
+    fit_alerts(
+        &mut doc,
+        "/payload/custom_details",
         n,
-        PAGERDUTY_BODY_MAX
-            .min(max_body)
-            .saturating_sub(base + BODY_SLACK),
+        PAGERDUTY_BODY_MAX.min(max_body),
     );
-    if let Some(Value::Object(details)) = doc.pointer_mut("/payload/custom_details") {
-        details.insert("alerts".into(), Value::Array(alerts));
+    doc
+}
+
+/// Fills the `alerts` list of the object at `at` (a JSON pointer) in `doc`
+/// with the evidence of `n`'s alerts that fits, with the rest of `doc`, in
+/// `max_body` bytes as sent (`serde_json::to_vec`), and sets `alerts_omitted`
+/// when some were left out.
+///
+/// Measured, not estimated: the document is serialised with an empty list
+/// and the largest `alerts_omitted` it can carry, and each alert adds its own
+/// serialised size and a comma, so the body sent is never larger than
+/// `max_body` (only the headline alert's evidence alone can overflow a limit
+/// too small for it, and then it is omitted too).
+fn fit_alerts(doc: &mut Value, at: &str, n: &Notification, max_body: usize) {
+    let Some(Value::Object(m)) = doc.pointer_mut(at) else {
+        return;
+    };
+    m.insert("alerts".into(), Value::Array(Vec::new()));
+    m.insert("alerts_omitted".into(), Value::from(n.alerts.len()));
+    let base = serde_json::to_vec(&*doc).map_or(usize::MAX, |b| b.len());
+    let (alerts, omitted) = alerts_within(n, max_body.saturating_sub(base));
+    if let Some(Value::Object(m)) = doc.pointer_mut(at) {
+        m.insert("alerts".into(), Value::Array(alerts));
         if omitted > 0 {
-            details.insert("alerts_omitted".into(), Value::from(omitted));
+            m.insert("alerts_omitted".into(), Value::from(omitted));
+        } else {
+            m.remove("alerts_omitted");
         }
     }
-    doc
 }
 
 /// The evidence of `n`'s alerts that fits in `budget` bytes of JSON — the

@@ -124,6 +124,57 @@ fn pagerduty_body_stays_under_its_limit_and_counts_what_it_left_out() {
     assert!(idx.windows(2).all(|w| w[0] < w[1]));
 }
 
+/// A crisis across 1,000 slices (one incident, 1,000 alerts of ordinary
+/// evidence, about 700 KB of it): the trigger as sent stays under
+/// PagerDuty's 512,000 bytes, the alert list trimmed and counted.
+#[test]
+fn pagerduty_body_of_a_thousand_alert_incident_stays_under_512000_bytes() {
+    let key = Secret::new("R0UTINGKEYSECRET0123456789abcdef".to_string());
+    let alerts: Vec<_> = (0..1000)
+        .map(|i| {
+            let mut a = alert(i, true, &"Complaints per product and store. ".repeat(4));
+            a.group.push(("store".into(), format!("store-{i:04}")));
+            a.sample_event_ids = (0..5).map(|j| format!("evt-{i}-{j}")).collect();
+            a.runbook = Some("https://runbooks.example.com/complaints".into());
+            a.dashboard = Some("https://grafana.example.com/d/crisiswatch".into());
+            a
+        })
+        .collect();
+    let n = notification(alerts, 0);
+    let whole = serde_json::to_vec(&generic(&n, usize::MAX)).unwrap();
+    assert!(whole.len() > 600_000, "the evidence: {} bytes", whole.len());
+    for max_body in [PAGERDUTY_BODY_MAX, 512 * 1024, usize::MAX] {
+        let doc = pagerduty(&n, &key, max_body);
+        // The bytes the delivery worker sends.
+        let sent = serde_json::to_vec(&doc).unwrap();
+        assert!(sent.len() <= PAGERDUTY_EVENT_MAX, "{} bytes", sent.len());
+        assert!(sent.len() <= PAGERDUTY_BODY_MAX, "{} bytes", sent.len());
+        let details = &doc["payload"]["custom_details"];
+        let listed = details["alerts"].as_array().unwrap().len();
+        let omitted = details["alerts_omitted"].as_u64().unwrap() as usize;
+        assert_eq!(listed + omitted, 1000);
+        // Filled, not just cut: less than one alert's room is left.
+        assert!(
+            sent.len() + 1000 > PAGERDUTY_BODY_MAX,
+            "{} bytes, {listed} alerts",
+            sent.len()
+        );
+    }
+}
+
+/// The generic body, measured as sent, is never over its limit, also when
+/// the limit falls anywhere within an alert or the `alerts_omitted` field.
+#[test]
+fn generic_body_is_measured_as_sent() {
+    let alerts: Vec<_> = (0..50).map(|i| alert(i, i % 3 == 0, "d")).collect();
+    let n = notification(alerts, 7);
+    let whole = serde_json::to_vec(&generic(&n, usize::MAX)).unwrap().len();
+    for max_body in (whole - 3000)..=whole {
+        let sent = serde_json::to_vec(&generic(&n, max_body)).unwrap().len();
+        assert!(sent <= max_body, "{sent} bytes for a limit of {max_body}");
+    }
+}
+
 #[test]
 fn pagerduty_class_is_a_string_and_keys_are_bounded() {
     let key = Secret::new("k".to_string());
