@@ -86,18 +86,7 @@ fn alertmanager_alert(
     labels.insert("alertname".into(), Value::String(a.rule.clone()));
     labels.insert("severity".into(), Value::String(a.severity.as_str().into()));
     labels.insert("incident".into(), Value::String(n.dedup_key.clone()));
-    for (k, v) in &a.group {
-        if !v.is_empty() {
-            // An attribute whose label name is taken (`alertname`, `incident`,
-            // or another attribute's after sanitising) gets the `attr_` prefix
-            // of `metrics::label_name` until it is free, never overwriting.
-            let mut name = crate::metrics::label_name(k);
-            while labels.contains_key(&name) {
-                name.insert_str(0, "attr_");
-            }
-            labels.insert(name, Value::String(v.clone()));
-        }
-    }
+    attribute_labels(&a.group, &mut labels);
     let mut annotations = Map::new();
     annotations.insert("summary".into(), Value::String(n.summary.clone()));
     if !a.description.is_empty() {
@@ -145,4 +134,33 @@ fn alertmanager_alert(
         m.insert("generatorURL".into(), Value::String(url.to_string()));
     }
     (alert, (starts, ends))
+}
+
+/// Adds the slice's attributes to `labels` (which holds crisiswatch's own),
+/// an empty value left out as Prometheus does.
+///
+/// An attribute whose name is already a valid label name that is not
+/// reserved (`metrics::label_name` leaves it as it is) and not one of
+/// crisiswatch's own keeps it, whatever other attributes there are: a route
+/// or silence on `a_b="…"` matches the attribute named `a_b`. Only then do
+/// the others get theirs, in the group's order: sanitised or reserved, with
+/// the `attr_` prefix put in front again while the name is taken — never
+/// overwriting a label, and the same labels for the same group every time.
+fn attribute_labels(group: &[(String, String)], labels: &mut Map<String, Value>) {
+    let present = || group.iter().filter(|(_, v)| !v.is_empty());
+    let mut renamed = Vec::new();
+    for (k, v) in present() {
+        if crate::metrics::label_name(k) == *k && !labels.contains_key(k) {
+            labels.insert(k.clone(), Value::String(v.clone()));
+        } else {
+            renamed.push((k, v));
+        }
+    }
+    for (k, v) in renamed {
+        let mut name = crate::metrics::label_name(k);
+        while labels.contains_key(&name) {
+            name.insert_str(0, "attr_");
+        }
+        labels.insert(name, Value::String(v.clone()));
+    }
 }

@@ -211,8 +211,53 @@ fn alertmanager_attribute_labels_never_overwrite_its_own() {
     assert_eq!(labels["attr_alertname"], "x");
     assert_eq!(labels["attr_incident"], "y");
     assert_eq!(labels["attr_severity"], "z");
-    assert_eq!(labels["a_b"], "1");
-    assert_eq!(labels["attr_a_b"], "2");
+    // The attribute named `a_b` keeps its name; `a-b`, sanitised to it,
+    // gets the prefix.
+    assert_eq!(labels["a_b"], "2");
+    assert_eq!(labels["attr_a_b"], "1");
+}
+
+/// An attribute whose name is a valid label name keeps it, whichever other
+/// attributes sanitise or prefix to the same name and in whatever order they
+/// come; only the sanitised or reserved ones are prefixed, and nothing is
+/// overwritten.
+#[test]
+fn alertmanager_attributes_with_valid_names_keep_them() {
+    let labels_of = |group: &[(&str, &str)]| {
+        let mut a = alert(0, true, "");
+        a.group = group
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let n = notification(vec![a], 0);
+        alertmanager(&[&n], 5000, 60_000, None)[0]["labels"].clone()
+    };
+    // The field test's slice: `-` sorts before `_`, and used to win `a_b`.
+    let group = [
+        ("a-b", "dash"),
+        ("a_b", "under"),
+        ("attr_a_b", "pre"),
+        ("alertname", "spoofed"),
+        ("attr_alertname", "pre-alertname"),
+        ("9lives", "cat"),
+        ("job", "reserved"),
+    ];
+    let labels = labels_of(&group);
+    assert_eq!(labels["a_b"], "under");
+    assert_eq!(labels["attr_a_b"], "pre");
+    assert_eq!(labels["attr_attr_a_b"], "dash");
+    assert_eq!(labels["alertname"], "rule_0");
+    assert_eq!(labels["attr_alertname"], "pre-alertname");
+    assert_eq!(labels["attr_attr_alertname"], "spoofed");
+    assert_eq!(labels["attr_9lives"], "cat");
+    assert_eq!(labels["attr_job"], "reserved");
+    // Every attribute and crisiswatch's own three, each once.
+    assert_eq!(labels.as_object().unwrap().len(), group.len() + 3);
+    // Adding a sanitised attribute does not move the others.
+    let labels = labels_of(&[("a_b", "under"), ("a.b", "dot")]);
+    assert_eq!(labels["a_b"], "under");
+    assert_eq!(labels["attr_a_b"], "dot");
+    assert_eq!(labels_of(&[("a_b", "under")])["a_b"], "under");
 }
 
 /// An escalated alert's lower severities go out ended, so the copy
