@@ -117,3 +117,129 @@ routing_key_file = "{}"
     assert!(omitted > 0, "the evidence was trimmed to fit");
     m.shutdown(Duration::from_secs(1)).await;
 }
+
+/// The label sets of the alerts in an Alertmanager request body, with
+/// their `endsAt`.
+fn am_alerts(body: &Value) -> Vec<(String, String)> {
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["labels"].to_string(), a["endsAt"].to_string()))
+        .collect()
+}
+
+/// A crisis on 1,000 stores pushed to an Alertmanager behind a proxy that
+/// takes at most 64 KiB (`max_body_bytes = 65536`): every push, the
+/// notification's and the re-pushes, is split into requests within the
+/// bound, and together they carry every alert once — what the single
+/// 800 KB request carried before. A re-push leaves out the alert that
+/// resolved half an hour ago (its notification carried its `endsAt`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_pushes_are_split_within_max_body_bytes_and_lose_no_alert() {
+    let am = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "am-signing-secret\n").unwrap();
+    let max_body = 65_536;
+    let text = config_text(&format!(
+        r#"
+[[receivers]]
+name = "am"
+kind = "alertmanager"
+url = "http://{}"
+secret_file = "{}"
+max_body_bytes = {max_body}
+delivery = {{ resend_interval = "1s" }}
+"#,
+        am.addr,
+        secret_file.display()
+    ));
+    let reg = Registry::new();
+    let m = open(&text, &dir, &reg);
+    // Event time an hour ago: the store that resolves does so 30 minutes
+    // before now, beyond a re-push's 15 minutes.
+    let now = chrono::Utc::now().timestamp_millis();
+    let (t0, resolved_at) = (now - 3_600_000, now - 1_800_000);
+    let fire: Vec<Transition> = (0..1001)
+        .map(|i| store_alert(i, State::Firing, t0, t0))
+        .collect();
+    m.submit(&fire, t0).unwrap();
+    m.submit(&[], t0 + 61_000).unwrap();
+    m.submit(
+        &[store_alert(1000, State::Resolved, resolved_at, t0)],
+        resolved_at,
+    )
+    .unwrap();
+    m.submit(&[], resolved_at + 61_000).unwrap();
+    let old_store = "\"store\":\"store-1000\"";
+    let ended = format!("\"{}\"", crisiswatch::event::format_ts(resolved_at));
+    // Pushes by `webhook-id` (the parts of one push share its prefix), in
+    // the order they began.
+    let pushes = |reqs: &[Request]| {
+        let mut out: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        for r in reqs {
+            let id = r.headers["webhook-id"].clone();
+            let push: String = id.split('_').take(2).collect::<Vec<_>>().join("_");
+            let alerts = am_alerts(&r.json());
+            match out.iter_mut().find(|(p, _)| *p == push) {
+                Some((_, list)) => list.extend(alerts),
+                None => out.push((push, alerts)),
+            }
+        }
+        out
+    };
+    let has_old = |alerts: &[(String, String)]| alerts.iter().any(|(l, _)| l.contains(old_store));
+    let reqs = am
+        .wait_until(
+            Duration::from_secs(60),
+            "a re-push after the store resolved",
+            |reqs| {
+                // An oversized request fails the test below at once.
+                if reqs.iter().any(|r| r.body.len() > max_body) {
+                    return true;
+                }
+                let p = pushes(reqs);
+                let resolved = p
+                    .iter()
+                    .position(|(_, a)| a.iter().any(|(l, e)| l.contains(old_store) && *e == ended));
+                resolved.is_some_and(|i| p[i + 1..].iter().any(|(_, a)| a.len() == 1000))
+            },
+        )
+        .await;
+    for r in &reqs {
+        assert!(r.body.len() <= max_body, "{} bytes", r.body.len());
+        assert_eq!(r.status, 202);
+    }
+    let p = pushes(&reqs);
+    assert!(reqs.len() >= 3 * 12, "{} requests", reqs.len());
+    // The notification that opened the incident: every store, once, firing.
+    let (_, opened) = &p[0];
+    let labels: std::collections::BTreeSet<&String> = opened.iter().map(|(l, _)| l).collect();
+    assert_eq!(opened.len(), 1001);
+    assert_eq!(labels.len(), 1001, "each alert once");
+    for i in 0..1001 {
+        let store = format!("\"store\":\"store-{i:04}\"");
+        assert!(labels.iter().any(|l| l.contains(&store)), "{store} pushed");
+    }
+    // The update that resolved one store: all 1,001 again, that one ended.
+    let resolved = p
+        .iter()
+        .position(|(_, a)| a.iter().any(|(l, e)| l.contains(old_store) && *e == ended))
+        .unwrap();
+    assert_eq!(p[resolved].1.len(), 1001);
+    // Re-pushes after it: the 1,000 firing stores, not the one long resolved.
+    let after = &p[resolved + 1..];
+    assert!(!after.is_empty());
+    for (_, alerts) in after {
+        assert!(!has_old(alerts), "a re-push left the resolved store out");
+        let firing: std::collections::BTreeSet<&String> = alerts.iter().map(|(l, _)| l).collect();
+        let expected: std::collections::BTreeSet<&String> = labels
+            .iter()
+            .copied()
+            .filter(|l| !l.contains(old_store))
+            .collect();
+        assert_eq!(firing, expected);
+        assert_eq!(alerts.len(), 1000);
+    }
+    m.shutdown(Duration::from_secs(1)).await;
+}

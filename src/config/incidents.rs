@@ -73,10 +73,12 @@ pub struct ReceiverConfig {
     /// `console`.
     #[serde(default)]
     pub(crate) acknowledge: Option<bool>,
-    /// Largest request body, bytes (`generic` and `pagerduty`; at least
-    /// 16384): when every alert's evidence does not fit, the `alerts` list
-    /// keeps the headline alert, then the active ones, then the rest, and
-    /// `alerts_omitted` counts what was left out. For `pagerduty` at most
+    /// Largest request body, bytes (at least 16384). `generic` and
+    /// `pagerduty`: when every alert's evidence does not fit, the `alerts`
+    /// list keeps the headline alert, then the active ones, then the rest,
+    /// and `alerts_omitted` counts what was left out. `alertmanager`: a push
+    /// is split into as many requests as it takes (an alert larger than
+    /// this alone goes in a request of its own). For `pagerduty` at most
     /// 500,000 bytes whatever is set: PagerDuty refuses events over 512,000.
     #[serde(default = "default_max_body_bytes")]
     pub(crate) max_body_bytes: usize,

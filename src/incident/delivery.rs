@@ -13,7 +13,8 @@
 //! (backoff with jitter, at least `Retry-After`); another 4xx fails it; a row
 //! still pending `max_age` after it was queued is dead-lettered (kept, logged
 //! at ERROR, counted). Alertmanager receivers also re-push their firing
-//! alerts every `resend_interval`, as Prometheus does.
+//! alerts every `resend_interval`, as Prometheus does; an Alertmanager push
+//! goes in as many requests as `max_body_bytes` needs.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -131,7 +132,8 @@ pub(crate) struct ReceiverRt {
     /// Alertmanager alerts' `generatorURL` when the rule has no dashboard
     /// or runbook: the console (`server.external_url`).
     pub(crate) generator_url: Option<String>,
-    /// Largest body (`max_body_bytes`: generic, PagerDuty).
+    /// Largest body (`max_body_bytes`): generic and PagerDuty trim their
+    /// alert list to it, Alertmanager splits a push into requests within it.
     pub(crate) max_body: usize,
 }
 
@@ -334,7 +336,7 @@ impl Worker {
         self.metrics.attempts.with_label_values(&[name]).inc();
         let attempts = row.attempts.saturating_add(1);
         let msg_id = signature::message_id(&row.receiver, &row.incident, row.seq);
-        let outcome = self.send(&[&n], &msg_id).await;
+        let outcome = self.send(&[&n], &msg_id, false).await;
         let now = self.clock.now_ms();
         let id = row.id;
         let stored = match outcome {
@@ -416,7 +418,7 @@ impl Worker {
         // A re-push is a new message (new alerts' `endsAt`), so a new id.
         let resend = format!("alertmanager-resend/{}", self.clock.now_ms());
         let msg_id = signature::message_id(name, &resend, 0);
-        match self.send(&list, &msg_id).await {
+        match self.send(&list, &msg_id, true).await {
             Outcome::Delivered => {
                 breaker.success();
                 tracing::debug!(receiver = %name, alerts = list.len(), "Re-pushed firing alerts.");
@@ -435,8 +437,8 @@ impl Worker {
     }
 
     /// Renders, signs and sends notifications (several only for an Alertmanager
-    /// re-push); `msg_id` is the Standard Webhooks `webhook-id`.
-    async fn send(&self, ns: &[&Notification], msg_id: &str) -> Outcome {
+    /// re-push, `repush`); `msg_id` is the Standard Webhooks `webhook-id`.
+    async fn send(&self, ns: &[&Notification], msg_id: &str, repush: bool) -> Outcome {
         let (client, url) = match &self.rt.sink {
             Sink::Console(out) => {
                 let Ok(mut w) = out.lock() else {
@@ -453,28 +455,68 @@ impl Worker {
             Sink::Http { client, url } => (client, url),
         };
         let now = self.clock.now_ms();
-        let body = match self.rt.kind {
-            ReceiverKind::Alertmanager => receivers::alertmanager(
+        let bodies = match self.rt.kind {
+            ReceiverKind::Alertmanager => receivers::alertmanager_bodies(
                 ns,
                 now,
                 self.rt.resend_ms,
                 self.rt.generator_url.as_deref(),
+                repush.then(|| now.saturating_sub(receivers::RESOLVED_RETENTION_MS)),
+                self.rt.max_body,
             ),
             ReceiverKind::Pagerduty => match (&self.rt.routing_key, ns.first()) {
-                (Some(key), Some(n)) => receivers::pagerduty(n, key, self.rt.max_body),
+                (Some(key), Some(n)) => {
+                    serde_json::to_vec(&receivers::pagerduty(n, key, self.rt.max_body))
+                        .map(|b| vec![b])
+                }
                 _ => return failed(FailureReason::Rejected, "no PagerDuty routing key".into()),
             },
             _ => match ns.first() {
-                Some(n) => receivers::generic(n, self.rt.max_body),
+                Some(n) => {
+                    serde_json::to_vec(&receivers::generic(n, self.rt.max_body)).map(|b| vec![b])
+                }
                 None => return Outcome::Delivered,
             },
         };
-        let body = match serde_json::to_vec(&body) {
+        let bodies = match bodies {
             Ok(b) => b,
             Err(e) => return failed(FailureReason::Other, e.to_string()),
         };
+        // Several bodies only for an Alertmanager push split to stay within
+        // `max_body_bytes`: each is its own message (`webhook-id` suffixed
+        // from the second on). The push is delivered when all are; a refused
+        // one does not hold back the others, a retryable failure stops it (the
+        // retry sends every part again, the same alerts to Alertmanager).
+        let mut outcome = Outcome::Delivered;
+        for (i, body) in bodies.into_iter().enumerate() {
+            let id = match i {
+                0 => msg_id.to_string(),
+                i => format!("{msg_id}_{i}"),
+            };
+            match self.post(client, url, &id, body).await {
+                Outcome::Delivered => {}
+                failure if retryable(&failure) => return failure,
+                failure => {
+                    if outcome == Outcome::Delivered {
+                        outcome = failure;
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    /// POSTs one body, signed when the receiver has a secret; `msg_id` is
+    /// its Standard Webhooks `webhook-id`.
+    async fn post(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        msg_id: &str,
+        body: Vec<u8>,
+    ) -> Outcome {
         let mut req = client
-            .post(url.as_str())
+            .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
         if let Some(s) = &self.rt.secret {
             if self.rt.signature.standard() {
@@ -578,6 +620,11 @@ impl Worker {
         );
         stats.oldest_ms
     }
+}
+
+/// Whether `o` failed in a way that is retried.
+fn retryable(o: &Outcome) -> bool {
+    matches!(o, Outcome::Failed { reason, .. } if reason.retryable())
 }
 
 fn failed(reason: FailureReason, detail: String) -> Outcome {

@@ -15,7 +15,9 @@ use crate::secret::Secret;
 use super::model::{fmt_value, labels_text, Action, AlertEvidence, Notification};
 
 mod alertmanager;
-pub(crate) use alertmanager::{alertmanager, alertmanager_url};
+#[cfg(test)]
+use alertmanager::alertmanager;
+pub(crate) use alertmanager::{alertmanager_bodies, alertmanager_url, RESOLVED_RETENTION_MS};
 
 /// PagerDuty caps `payload.summary` at 1024 characters.
 pub(crate) const PAGERDUTY_SUMMARY_MAX: usize = 1024;

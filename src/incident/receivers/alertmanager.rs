@@ -16,7 +16,69 @@ pub(crate) fn alertmanager_url(base: &str) -> String {
     }
 }
 
-/// Alertmanager alerts for the notifications (one per incident alert):
+/// How long after it ended a re-push still carries an alert (a resolved
+/// one, or a label set an escalation left behind): 15 minutes, Prometheus's
+/// `resolvedRetention` for the same purpose. The notification that ended it
+/// was delivered with its `endsAt`; after this, Alertmanager has long had it,
+/// and a long incident's re-pushes stop growing with every alert that came
+/// and went.
+pub(crate) const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
+
+/// [`alerts_ending`]'s alerts as one JSON array: one push, unsplit.
+#[cfg(test)]
+pub(crate) fn alertmanager(
+    ns: &[&Notification],
+    now_ms: i64,
+    resend_ms: i64,
+    generator: Option<&str>,
+) -> Value {
+    Value::Array(
+        alerts_ending(ns, now_ms, resend_ms, generator)
+            .into_iter()
+            .map(|(alert, _)| alert)
+            .collect(),
+    )
+}
+
+/// The bodies of one push of [`alerts_ending`]'s alerts, each a JSON array of
+/// at most `max_body` bytes as sent: Alertmanager takes any number of
+/// alerts per request, so a push too large for one request (a crisis across
+/// thousands of slices, a re-push of every firing incident) is split, and
+/// nothing is lost. An alert larger than `max_body` on its own goes alone.
+/// A re-push passes `ended_before`: alerts that ended before it (ms) are
+/// left out ([`RESOLVED_RETENTION_MS`]). No alert, no body.
+pub(crate) fn alertmanager_bodies(
+    ns: &[&Notification],
+    now_ms: i64,
+    resend_ms: i64,
+    generator: Option<&str>,
+    ended_before: Option<i64>,
+    max_body: usize,
+) -> Result<Vec<Vec<u8>>, serde_json::Error> {
+    let mut bodies: Vec<Vec<u8>> = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
+    for (alert, ends) in alerts_ending(ns, now_ms, resend_ms, generator) {
+        if ended_before.is_some_and(|cut| ends < cut) {
+            continue;
+        }
+        let bytes = serde_json::to_vec(&alert)?;
+        // `[` … `]` around, a comma before all but the first.
+        if !body.is_empty() && body.len() + 1 + bytes.len() + 1 > max_body {
+            body.push(b']');
+            bodies.push(std::mem::take(&mut body));
+        }
+        body.push(if body.is_empty() { b'[' } else { b',' });
+        body.extend_from_slice(&bytes);
+    }
+    if !body.is_empty() {
+        body.push(b']');
+        bodies.push(body);
+    }
+    Ok(bodies)
+}
+
+/// Alertmanager alerts for the notifications (one per incident alert), and
+/// when each ends (ms):
 /// firing ones end `4 × resend_ms` after `now_ms` unless re-sent, as
 /// Prometheus does; resolved ones end when they resolved (never after `now_ms`).
 /// `generatorURL` is the rule's dashboard, else its runbook, else
@@ -28,19 +90,19 @@ pub(crate) fn alertmanager_url(base: &str) -> String {
 /// (`superseded`), ended at their escalation, so the copy pushed
 /// before the escalation resolves at once instead of firing beside it until
 /// it times out.
-pub(crate) fn alertmanager(
+fn alerts_ending(
     ns: &[&Notification],
     now_ms: i64,
     resend_ms: i64,
     generator: Option<&str>,
-) -> Value {
+) -> Vec<(Value, i64)> {
     let mut out = Vec::new();
     for n in ns {
         for a in &n.alerts {
             let (alert, span) = alertmanager_alert(n, a, now_ms, resend_ms, generator);
             let at = n.at.min(now_ms).max(a.started_at);
             // Each ended at its escalation (older stored incidents: now).
-            let lower: Vec<Value> = a
+            let lower: Vec<(Value, i64)> = a
                 .superseded
                 .iter()
                 .enumerate()
@@ -49,29 +111,29 @@ pub(crate) fn alertmanager(
                     superseded(&alert, span, *s, ended)
                 })
                 .collect();
-            out.push(alert);
+            out.push((alert, span.1));
             out.extend(lower);
         }
     }
-    Value::Array(out)
+    out
 }
 
 /// `alert` (which starts at `starts` and ends at `ends`, ms) under severity
-/// `s`, ended by `at` at the latest.
-fn superseded(alert: &Value, (starts, ends): (i64, i64), s: Severity, at: i64) -> Value {
+/// `s`, ended by `at` at the latest; and when it ends.
+fn superseded(alert: &Value, (starts, ends): (i64, i64), s: Severity, at: i64) -> (Value, i64) {
     let mut copy = alert.clone();
+    let ends = ends.min(at);
     if let Value::Object(m) = &mut copy {
         if let Some(Value::Object(labels)) = m.get_mut("labels") {
             labels.insert("severity".into(), Value::String(s.as_str().into()));
         }
-        let ends = ends.min(at);
         m.insert(
             "startsAt".into(),
             Value::String(format_ts(starts.min(ends))),
         );
         m.insert("endsAt".into(), Value::String(format_ts(ends)));
     }
-    copy
+    (copy, ends)
 }
 
 /// One Alertmanager alert, and when it starts and ends (ms).

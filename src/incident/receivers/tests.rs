@@ -428,3 +428,86 @@ fn alertmanager_endpoint() {
         "http://am:9093/api/v2/alerts"
     );
 }
+
+/// A push split to stay within `max_body`: each body is a JSON array within
+/// the bound as sent, and together they carry the unsplit push's alerts, in
+/// order; an alert too large alone goes in a body of its own.
+#[test]
+fn alertmanager_push_is_split_within_max_body_and_loses_nothing() {
+    let mut alerts: Vec<_> = (0..300).map(|i| alert(i, i % 4 != 0, "d")).collect();
+    alerts[17].description = "x".repeat(40_000);
+    alerts[3].superseded = vec![Severity::Info];
+    let n = notification(alerts, 0);
+    let whole = alertmanager(&[&n], 5000, 60_000, None);
+    let max_body = 16 * 1024;
+    let bodies = alertmanager_bodies(&[&n], 5000, 60_000, None, None, max_body).unwrap();
+    assert!(bodies.len() > 5, "{} bodies", bodies.len());
+    let mut union = Vec::new();
+    for b in &bodies {
+        let v: Value = serde_json::from_slice(b).unwrap();
+        let list = v.as_array().unwrap();
+        assert!(
+            b.len() <= max_body || list.len() == 1,
+            "{} bytes, {} alerts",
+            b.len(),
+            list.len()
+        );
+        union.extend(list.iter().cloned());
+    }
+    assert_eq!(Value::Array(union), whole);
+    // One request when it fits; none without alerts.
+    assert_eq!(
+        alertmanager_bodies(&[&n], 5000, 60_000, None, None, usize::MAX)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(alertmanager_bodies(&[], 5000, 60_000, None, None, max_body)
+        .unwrap()
+        .is_empty());
+}
+
+/// A re-push leaves out what ended before its cut-off (resolved alerts, the
+/// label sets an escalation left behind); the notification's own push keeps
+/// them, so Alertmanager hears each `endsAt`.
+#[test]
+fn alertmanager_repush_leaves_out_what_ended_long_ago() {
+    let now = 10_000_000;
+    let mut old = alert(0, false, "d");
+    old.resolved_at = Some(now - RESOLVED_RETENTION_MS - 1);
+    let mut recent = alert(1, false, "d");
+    recent.resolved_at = Some(now - 60_000);
+    let mut escalated = alert(2, true, "d");
+    escalated.severity = Severity::Error;
+    escalated.superseded = vec![Severity::Warning];
+    escalated.superseded_at = vec![now - RESOLVED_RETENTION_MS - 1];
+    let mut n = notification(vec![old, recent, escalated], 2);
+    n.at = now;
+    let rules = |cut: Option<i64>| -> Vec<String> {
+        alertmanager_bodies(&[&n], now, 60_000, None, cut, usize::MAX)
+            .unwrap()
+            .iter()
+            .flat_map(|b| serde_json::from_slice::<Vec<Value>>(b).unwrap())
+            .map(|a| {
+                format!(
+                    "{}/{}",
+                    a["labels"]["alertname"].as_str().unwrap(),
+                    a["labels"]["severity"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        rules(None),
+        [
+            "rule_0/warning",
+            "rule_1/warning",
+            "rule_2/error",
+            "rule_2/warning"
+        ]
+    );
+    assert_eq!(
+        rules(Some(now - RESOLVED_RETENTION_MS)),
+        ["rule_1/warning", "rule_2/error"]
+    );
+}
