@@ -1,6 +1,7 @@
-//! What crisiswatch sends to receivers that have limits, through real HTTP
-//! servers on loopback: the size of a crisis across a thousand slices
-//! (PagerDuty's 512,000 bytes).
+//! Receivers with limits and manners, through real HTTP servers on
+//! loopback: a crisis across a thousand slices within PagerDuty's 512,000
+//! bytes and an Alertmanager proxy's body limit, and a gateway that echoes
+//! the refused request without the routing key reaching logs or the outbox.
 
 mod incidents_support;
 
@@ -242,4 +243,96 @@ delivery = {{ resend_interval = "1s" }}
         assert_eq!(alerts.len(), 1000);
     }
     m.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Everything crisiswatch logs in this test binary (installed once, at
+/// TRACE for crisiswatch's own targets).
+fn captured_log() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOG: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+        std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf: &'static std::sync::Mutex<Vec<u8>> =
+            Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        struct W(&'static std::sync::Mutex<Vec<u8>>);
+        impl std::io::Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sub = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("crisiswatch=trace"))
+            .with_ansi(false)
+            .with_writer(move || W(buf))
+            .finish();
+        tracing::subscriber::set_global_default(sub).expect("one subscriber per test binary");
+        buf
+    })
+}
+
+/// A PagerDuty gateway that answers 400 with the tail of the request it
+/// refused — the routing key: the failure detail stored in the outbox and
+/// the WARN logged name the refusal but not the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_echoing_the_request_does_not_leak_the_routing_key() {
+    let log = captured_log();
+    let pd = Receiver::start().await;
+    // The field test's gateway: the last 150 bytes of the request.
+    pd.set_default(Reply::echo(400, 150));
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("pd-key");
+    std::fs::write(&key_file, format!("{ROUTING_KEY}\n")).unwrap();
+    let text = config_text(&format!(
+        r#"
+[[receivers]]
+name = "pd"
+kind = "pagerduty"
+url = "{}"
+routing_key_file = "{}"
+"#,
+        pd.url(),
+        key_file.display()
+    ));
+    let reg = Registry::new();
+    let m = open(&text, &dir, &reg);
+    let t0 = 1_000_000;
+    m.submit(&[store_alert(1, State::Firing, t0, t0)], t0)
+        .unwrap();
+    m.submit(&[], t0 + 61_000).unwrap();
+    let reqs = pd.wait_for(1, Duration::from_secs(30)).await;
+    assert!(
+        String::from_utf8_lossy(&reqs[0].body[reqs[0].body.len() - 150..]).contains(ROUTING_KEY),
+        "the receiver echoed the key"
+    );
+    let failed = || {
+        m.outbox()
+            .list(
+                Some(crisiswatch::incident::outbox::Status::Failed),
+                None,
+                10,
+            )
+            .unwrap()
+    };
+    eventually(Duration::from_secs(30), "the trigger failed", || {
+        !failed().is_empty()
+    })
+    .await;
+    let detail = failed()[0].last_error.clone().unwrap_or_default();
+    assert!(detail.starts_with("HTTP 400: "), "{detail}");
+    assert!(
+        detail.contains("\"routing_key\":\"**REDACTED**\""),
+        "{detail}"
+    );
+    assert!(!detail.contains(ROUTING_KEY), "{detail}");
+    m.shutdown(Duration::from_secs(1)).await;
+    let log = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    assert!(
+        log.contains("Receiver refused a notification") && log.contains("REDACTED"),
+        "the refusal is logged: {log}"
+    );
+    assert!(!log.contains(ROUTING_KEY), "{log}");
+    assert!(!log.contains(&ROUTING_KEY[..16]), "{log}");
 }

@@ -37,8 +37,10 @@ use super::receivers;
 use super::signature;
 
 mod answer;
+mod redact;
 pub(crate) use answer::RESPONSE_BODY_LIMIT;
 use answer::{connection_lost, error_chain, read_limited};
+use redact::Redactor;
 
 /// Rows taken per round.
 const BATCH: usize = 32;
@@ -539,6 +541,9 @@ impl Worker {
                 let Some(reason) = classify(status) else {
                     return Outcome::Delivered;
                 };
+                // The answer may echo the request: no secret of the
+                // receiver goes into the detail (logged and stored).
+                let redactor = Redactor::new(&self.rt);
                 let retry_after_ms = resp
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
@@ -551,12 +556,15 @@ impl Worker {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
                     // The query can carry a token: keep it out of logs.
-                    let to = to.split(['?', '#']).next().unwrap_or("");
+                    let to = redactor.apply(to.split(['?', '#']).next().unwrap_or(""), false);
                     format!(
                         "redirect to {to:?} not followed: set the receiver's url to the final address"
                     )
                 });
                 let (text, truncated) = read_limited(resp, RESPONSE_BODY_LIMIT).await;
+                // Before the cut to 200 characters, which could leave a
+                // secret's beginning.
+                let text = redactor.apply(&text, truncated);
                 if truncated {
                     self.metrics
                         .response_truncated
@@ -585,7 +593,10 @@ impl Worker {
                 };
                 // The URL can carry a token (e.g. chat webhooks): keep it out of logs.
                 let e = e.without_url();
-                failed(reason, error_chain(&e))
+                failed(
+                    reason,
+                    Redactor::new(&self.rt).apply(&error_chain(&e), false),
+                )
             }
         }
     }

@@ -26,6 +26,9 @@ pub struct Reply {
     pub hang: bool,
     /// Bytes of the answer's body (empty unless set).
     pub body: Vec<u8>,
+    /// Answer with the last this many bytes of the request's body instead
+    /// (a gateway that echoes what it refused).
+    pub echo_tail: Option<usize>,
 }
 
 impl Reply {
@@ -35,6 +38,7 @@ impl Reply {
             headers: Vec::new(),
             hang: false,
             body: Vec::new(),
+            echo_tail: None,
         }
     }
     /// `status` with a body of `len` bytes.
@@ -50,6 +54,7 @@ impl Reply {
             headers: vec![("retry-after".into(), secs.into())],
             hang: false,
             body: Vec::new(),
+            echo_tail: None,
         }
     }
     pub fn hang() -> Reply {
@@ -58,6 +63,14 @@ impl Reply {
             headers: Vec::new(),
             hang: true,
             body: Vec::new(),
+            echo_tail: None,
+        }
+    }
+    /// `status`, echoing the last `tail` bytes of the request's body.
+    pub fn echo(status: u16, tail: usize) -> Reply {
+        Reply {
+            echo_tail: Some(tail),
+            ..Reply::status(status)
         }
     }
 }
@@ -233,7 +246,11 @@ async fn handle(
     if reply.hang {
         std::future::pending::<()>().await;
     }
-    let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+    let answer = match reply.echo_tail {
+        Some(tail) => body[body.len().saturating_sub(tail)..].to_vec(),
+        None => reply.body,
+    };
+    let mut resp = (StatusCode::from_u16(reply.status).unwrap(), answer).into_response();
     for (k, v) in reply.headers {
         resp.headers_mut().insert(
             axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
