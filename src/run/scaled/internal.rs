@@ -220,7 +220,7 @@ fn client_config(k: &KafkaSourceConfig) -> ClientConfig {
 /// second; every one is counted).
 fn log_failed(failed_before: u64, what: &str, error: &dyn std::fmt::Display) {
     let n = failed_before + 1;
-    if n == 1 || n % FAILED_LOG_EVERY == 0 {
+    if n == 1 || n.is_multiple_of(FAILED_LOG_EVERY) {
         tracing::error!(failed = n, error = %error, "{what} (failures so far: {n}; logged once per {FAILED_LOG_EVERY}).");
     }
 }
