@@ -452,15 +452,32 @@ pub(crate) fn label_name(attr: &str) -> String {
 /// a series never carries one label name twice, which would make
 /// Prometheus refuse the whole scrape.
 pub(crate) fn label_names<'a>(attrs: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for a in attrs {
+    let attrs: Vec<&str> = attrs.into_iter().collect();
+    let mut names: Vec<Option<String>> = vec![None; attrs.len()];
+    let mut taken: Vec<String> = Vec::new();
+    // An attribute whose name is a valid label name as it is keeps it,
+    // whatever comes before it in `group_by` (as Alertmanager labels do):
+    // `a_b` is labelled `a_b`, never `attr_a_b` because `a-b` came first.
+    for (i, a) in attrs.iter().enumerate() {
+        let name = label_name(a);
+        if name == *a && !taken.contains(&name) {
+            taken.push(name.clone());
+            names[i] = Some(name);
+        }
+    }
+    // The others (cleaned up, reserved, or taken) get `attr_` until free.
+    for (i, a) in attrs.iter().enumerate() {
+        if names[i].is_some() {
+            continue;
+        }
         let mut name = label_name(a);
-        while names.contains(&name) {
+        while taken.contains(&name) {
             name.insert_str(0, "attr_");
         }
-        names.push(name);
+        taken.push(name.clone());
+        names[i] = Some(name);
     }
-    names
+    names.into_iter().flatten().collect()
 }
 
 fn escape_label(v: &str, out: &mut String) {

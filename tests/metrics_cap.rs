@@ -107,7 +107,8 @@ fn series_and_groups_stay_capped_under_a_flood() {
 /// Attribute names that clean up to one label name (`a-b` and `a_b`), or to
 /// a reserved one with its `attr_` form also taken, still give every series
 /// distinct label names: a label twice would make Prometheus refuse the
-/// whole scrape.
+/// whole scrape. An attribute whose name is a valid label name keeps it
+/// (`a_b`, `attr_severity`), whatever comes before it in `group_by`.
 #[test]
 fn colliding_attribute_names_give_distinct_label_names() {
     let cfg = Config::from_toml_str(
@@ -138,6 +139,6 @@ thresholds = { warning = 1000 }
         .unwrap_or_else(|| panic!("no series in {text}"));
     assert_eq!(
         series,
-        "crisiswatch_indicator_value{rule=\"dup_labels\",a_b=\"dash\",attr_a_b=\"under\",attr_severity=\"x\",attr_attr_severity=\"low\"} 1"
+        "crisiswatch_indicator_value{rule=\"dup_labels\",attr_a_b=\"dash\",a_b=\"under\",attr_severity=\"x\",attr_attr_severity=\"low\"} 1"
     );
 }
