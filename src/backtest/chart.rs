@@ -114,7 +114,9 @@ pub fn parse_group(rule: &RuleConfig, spec: &str) -> Result<Labels, ChartError> 
     let mut given: Vec<(String, String)> = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').ok_or_else(bad)?;
-        given.push((k.trim().to_string(), v.trim().to_string()));
+        let k = unescape_group(k.trim()).ok_or_else(bad)?;
+        let v = unescape_group(v.trim()).ok_or_else(bad)?;
+        given.push((k, v));
     }
     if given.len() != rule.group_by.len() {
         return Err(bad());
@@ -129,6 +131,47 @@ pub fn parse_group(rule: &RuleConfig, spec: &str) -> Result<Labels, ChartError> 
                 .ok_or_else(bad)
         })
         .collect()
+}
+
+/// A key or value as `--group` takes it: `%`, `,` and `=` (and blanks at
+/// either end, which `--group` trims) percent-encoded, so every slice can be
+/// named — `x,region=y` is `x%2Cregion%3Dy`.
+fn escape_group(s: &str) -> String {
+    let n = s.chars().count();
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.chars().enumerate() {
+        let edge = i == 0 || i + 1 == n;
+        match c {
+            '%' | ',' | '=' => out.push_str(&format!("%{:02X}", c as u32)),
+            c if edge && c.is_whitespace() && c.is_ascii() => {
+                out.push_str(&format!("%{:02X}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Decodes [`escape_group`]'s `%XX` escapes (any byte; the result must be
+/// UTF-8); `None` for a malformed escape.
+fn unescape_group(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_string());
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 struct Sample {
@@ -239,7 +282,10 @@ fn collect_with(
     };
     if !obs.seen && !obs.points.iter().any(|p| p.1.is_some()) {
         let show = |l: &Labels| {
-            let s: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let s: Vec<String> = l
+                .iter()
+                .map(|(k, v)| format!("{}={}", escape_group(k), escape_group(v)))
+                .collect();
             format!("--group {:?}", s.join(","))
         };
         let known: Vec<String> = obs.others.iter().map(show).collect();
@@ -509,4 +555,48 @@ fn segments(points: &[(i64, Option<f64>)], hx: impl Fn(i64) -> f64) -> Vec<Vec<(
         out.push(cur);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every slice can be named: a value with `,`, `=`, `%` or blanks at an
+    /// end is written percent-encoded, as the error's list of slices shows it.
+    #[test]
+    fn group_values_with_separators_round_trip() {
+        let cfg = crate::config::Config::from_toml_str(
+            r#"
+[[rules]]
+name = "c"
+group_by = ["product", "region"]
+window = "10m"
+indicator = { kind = "count" }
+thresholds = { warning = 5 }
+"#,
+            &std::collections::HashMap::<String, String>::new(),
+        )
+        .expect("config");
+        let rule = &cfg.rules[0];
+        for value in ["x,region=y", " padded ", "50%", "plain", "ünï"] {
+            let spec = format!(
+                "region={},product={}",
+                escape_group("eu"),
+                escape_group(value)
+            );
+            let got = parse_group(rule, &spec).expect(&spec);
+            assert_eq!(
+                got,
+                vec![
+                    ("product".to_string(), value.to_string()),
+                    ("region".to_string(), "eu".to_string())
+                ],
+                "{spec}"
+            );
+        }
+        assert_eq!(escape_group("x,region=y"), "x%2Cregion%3Dy");
+        assert_eq!(escape_group(" a b "), "%20a b%20");
+        assert!(parse_group(rule, "product=%zz,region=eu").is_err());
+        assert!(parse_group(rule, "product=%2,region=eu").is_err());
+    }
 }
