@@ -540,3 +540,65 @@ fn a_jump_after_other_invalid_lines_is_still_named() {
         5
     );
 }
+
+/// A stream of one complaint a day (at scattered hours) is its own rhythm,
+/// not a series of clock jumps: every event is applied, in a backtest and a
+/// replay, and the alert fires on the day the fourth complaint of the week
+/// comes — as with the guard off.
+#[test]
+fn a_stream_of_one_event_a_day_loses_nothing() {
+    let rules = |jump: &str| {
+        Config::from_toml_str(
+            &format!(
+                r#"
+[engine]
+allowed_lateness = "0s"
+max_clock_jump = "{jump}"
+
+[[rules]]
+name = "weekly"
+window = "7d"
+slide = "1d"
+indicator = {{ kind = "count", select = {{ type = "complaint" }} }}
+thresholds = {{ warning = 3 }}
+"#
+            ),
+            &HashMap::<String, String>::new(),
+        )
+        .unwrap()
+    };
+    const HOUR: i64 = 3_600_000;
+    let lines: Vec<Vec<u8>> = (0..30i64)
+        .map(|d| {
+            let ts = S + d * DAY + ((d * 7919) % 21) * HOUR;
+            format!(r#"{{"id":"c{d}","type":"complaint","ts":{ts},"attrs":{{}}}}"#).into_bytes()
+        })
+        .collect();
+    let guarded = backtest(&rules("24h"), &lines, &[]);
+    let off = backtest(&rules("0"), &lines, &[]);
+    assert_eq!(guarded.stats.applied, 30, "{guarded}");
+    assert_eq!(guarded.stats.invalid_total(), 0, "{guarded}");
+    assert_eq!(
+        guarded
+            .incidents
+            .iter()
+            .map(|i| i.fired_at)
+            .collect::<Vec<_>>(),
+        off.incidents.iter().map(|i| i.fired_at).collect::<Vec<_>>(),
+        "{guarded}\n{off}"
+    );
+    assert!(!guarded.incidents.is_empty(), "{guarded}");
+    // A stamp six weeks ahead of that stream is still refuted.
+    let mut strayed = lines.clone();
+    strayed.insert(
+        20,
+        format!(
+            r#"{{"id":"bad","type":"complaint","ts":{},"attrs":{{}}}}"#,
+            S + 62 * DAY
+        )
+        .into_bytes(),
+    );
+    let r = backtest(&rules("24h"), &strayed, &[]);
+    assert_eq!(r.stats.applied, 30, "{r}");
+    assert_eq!(r.stats.invalid[InvalidReason::ClockJump.index()], 1, "{r}");
+}

@@ -36,6 +36,23 @@
 //! of the wall clock is refused on arrival (`engine.max_future_skew`), and a
 //! quiet partition must not hold its first events.
 //!
+//! **A sparse stream's own rhythm.** `max_clock_jump` is the floor of the
+//! reach: a stream whose events come a day or more apart (a small company's
+//! cancellations, one summary a day) steps past it with every event. So the
+//! reach is the larger of `max_clock_jump` and [`SPREAD`] times the stream's
+//! usual step: the lower median of the last [`STEPS`] forward steps between
+//! consecutive events let through (in arrival order; from [`MIN_STEPS`] of
+//! them; an anchored guard starts from its first events' own rhythm). On a
+//! dense stream that median is milliseconds and the reach is
+//! `max_clock_jump`; on a stream of one event a day it is four days, so its
+//! events pass (they were refuted as jumps, 26 of 30 on a month of them),
+//! while one stamped weeks ahead is still held. One stray stamp is one step
+//! among sixteen and moves no median; suspects note their steps only once
+//! they pass; and the reach never exceeds [`MAX_SPREAD`] times
+//! `max_clock_jump`. Before the rhythm is known (a stream's first events, or
+//! a restart), suspects agree within the rhythm of the clock and their own
+//! times, so a sparse stream's first days confirm one another.
+//!
 //! Deterministic: the verdict depends on the input order only.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -71,7 +88,25 @@ pub struct JumpGuard<T> {
     start: Option<Vec<(i64, T)>>,
     /// Where an anchored clock started.
     anchored_at: Option<i64>,
+    /// The last forward steps between consecutive offered events (arrival
+    /// order), and the time of the last one offered.
+    steps: VecDeque<i64>,
+    last_ts: Option<i64>,
 }
+
+/// The reach is at least this many times the stream's usual step.
+pub(crate) const SPREAD: i64 = 4;
+
+/// ... and at most this many times `max_clock_jump` (32 days by default):
+/// stamps centuries apart never make a rhythm.
+pub(crate) const MAX_SPREAD: i64 = 32;
+
+/// Forward steps between consecutive events kept for the usual step.
+const STEPS: usize = 16;
+
+/// Steps needed before the usual step counts (one or two could be a stray
+/// stamp's own step).
+const MIN_STEPS: usize = 3;
 
 /// The most events an anchoring guard holds before it starts the clock at
 /// the best-agreed one anyway.
@@ -97,7 +132,79 @@ impl<T> JumpGuard<T> {
             against: 0,
             start: None,
             anchored_at: None,
+            steps: VecDeque::with_capacity(STEPS + 1),
+            last_ts: None,
         }
+    }
+
+    /// The forward steps between the waiting first events' times, in time
+    /// order (the last [`STEPS`]).
+    fn start_steps(start: &[(i64, T)]) -> VecDeque<i64> {
+        let mut times: Vec<i64> = start.iter().map(|&(t, _)| t).collect();
+        times.sort_unstable();
+        let steps: Vec<i64> = times
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]))
+            .filter(|&d| d > 0)
+            .collect();
+        steps[steps.len().saturating_sub(STEPS)..]
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Notes the time of an event let through: a forward step from the
+    /// last one (suspects note theirs only when they pass, so a burst of
+    /// stray stamps never sets the usual step).
+    #[inline]
+    fn step(&mut self, ts: i64) {
+        if let Some(last) = self.last_ts {
+            if ts > last {
+                self.steps.push_back(ts.saturating_sub(last));
+                if self.steps.len() > STEPS {
+                    self.steps.pop_front();
+                }
+            }
+        }
+        self.last_ts = Some(ts);
+    }
+
+    /// How far ahead of the clock (or apart, or behind the start) an event
+    /// may be: `max_clock_jump`, or [`SPREAD`] times the stream's usual step
+    /// when that is longer (see the module docs). 0: jumps are not checked.
+    pub(crate) fn reach(&self) -> i64 {
+        Self::reach_of(self.max_jump_ms, &self.steps)
+    }
+
+    fn reach_of(max_jump_ms: i64, steps: &VecDeque<i64>) -> i64 {
+        if max_jump_ms <= 0 || steps.len() < MIN_STEPS {
+            return max_jump_ms.max(0);
+        }
+        let mut v: Vec<i64> = steps.iter().copied().collect();
+        let mid = (v.len() - 1) / 2;
+        let (_, usual, _) = v.select_nth_unstable(mid);
+        usual
+            .saturating_mul(SPREAD)
+            .clamp(max_jump_ms, max_jump_ms.saturating_mul(MAX_SPREAD))
+    }
+
+    /// Before the stream's rhythm is known (fewer than [`MIN_STEPS`] steps
+    /// let through: its start, or a restart), the reach within which
+    /// suspects agree: from the steps between the clock and the suspects'
+    /// times in order — a sparse stream's first days agree with one another
+    /// (capped by [`MAX_SPREAD`], so stamps years apart never do).
+    fn provisional_reach(&self) -> i64 {
+        // The clock and the earliest suspect times (a bounded look: a
+        // scatter of thousands of strays costs the same).
+        let mut times: Vec<i64> = self.clock.into_iter().collect();
+        times.extend(self.times.keys().copied().take(STEPS));
+        times.sort_unstable();
+        let steps: VecDeque<i64> = times
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]))
+            .filter(|&d| d > 0)
+            .collect();
+        Self::reach_of(self.max_jump_ms, &steps).max(self.reach())
     }
 
     /// Holds the first events until one of them is agreed by
@@ -115,7 +222,8 @@ impl<T> JumpGuard<T> {
     /// one most others agree with.
     fn anchor(&self, any: bool) -> Option<i64> {
         let start = self.start.as_ref()?;
-        let near = |a: i64, b: i64| a.abs_diff(b) <= self.max_jump_ms.unsigned_abs();
+        let reach = Self::reach_of(self.max_jump_ms, &Self::start_steps(start)).unsigned_abs();
+        let near = |a: i64, b: i64| a.abs_diff(b) <= reach;
         let mut best: Option<(usize, i64)> = None;
         for (i, &(t, _)) in start.iter().enumerate() {
             let agree = start
@@ -145,12 +253,16 @@ impl<T> JumpGuard<T> {
             pass: Vec::new(),
             rejected: Vec::new(),
         };
+        // The waiting events' own rhythm (their times in order) seeds the
+        // stream's usual step.
+        self.steps = Self::start_steps(&waiting);
+        let reach = self.reach();
         for (t, item) in waiting {
-            if t < anchor.saturating_sub(self.max_jump_ms) {
+            if t < anchor.saturating_sub(reach) {
                 v.rejected.push(item);
                 continue;
             }
-            let w = self.offer(t, item);
+            let w = self.offer_noted(t, item);
             v.pass.extend(w.pass);
             v.rejected.extend(w.rejected);
         }
@@ -175,23 +287,30 @@ impl<T> JumpGuard<T> {
 
     /// Offers the next valid event (time `ts`) in arrival order.
     pub fn offer(&mut self, ts: i64, item: T) -> Verdict<T> {
-        let mut v = Verdict {
-            pass: Vec::new(),
-            rejected: Vec::new(),
-        };
         if let Some(start) = self.start.as_mut() {
             start.push((ts, item));
             return match self.anchor(false) {
                 Some(a) => self.start_at(a),
-                None => v,
+                None => Verdict {
+                    pass: Vec::new(),
+                    rejected: Vec::new(),
+                },
             };
         }
+        self.offer_noted(ts, item)
+    }
+
+    /// [`JumpGuard::offer`] once the clock started.
+    fn offer_noted(&mut self, ts: i64, item: T) -> Verdict<T> {
+        let mut v = Verdict {
+            pass: Vec::new(),
+            rejected: Vec::new(),
+        };
         self.offered += 1;
-        let beyond = self.max_jump_ms > 0
-            && self
-                .clock
-                .is_some_and(|c| ts > c.saturating_add(self.max_jump_ms));
+        let max = self.reach();
+        let beyond = max > 0 && self.clock.is_some_and(|c| ts > c.saturating_add(max));
         if !beyond {
+            self.step(ts);
             self.clock = Some(self.clock.map_or(ts, |c| c.max(ts)));
             v.pass.push(item);
             if !self.suspects.is_empty() {
@@ -206,7 +325,11 @@ impl<T> JumpGuard<T> {
         self.suspects.push_back((ts, self.offered, item));
         *self.times.entry(ts).or_default() += 1;
         // Suspects at `confirm` + 1 distinct times that agree with this one.
-        let max = self.max_jump_ms;
+        let max = if self.steps.len() < MIN_STEPS {
+            self.provisional_reach()
+        } else {
+            max
+        };
         let agreeing_times = self
             .times
             .range(ts.saturating_sub(max)..=ts.saturating_add(max))
@@ -231,6 +354,9 @@ impl<T> JumpGuard<T> {
                 }
             }
             passing.sort_by_key(|&(_, n, _)| n);
+            for &(t, _, _) in &passing {
+                self.step(t);
+            }
             v.pass.extend(passing.into_iter().map(|(_, _, item)| item));
             self.against = 0;
         } else if self.suspects.len() > MAX_SUSPECTS {
@@ -263,9 +389,22 @@ impl<T> JumpGuard<T> {
     /// returns `true`; otherwise nothing changes and the caller
     /// [offers](JumpGuard::offer) the event.
     pub fn pass_quick(&mut self, ts: i64) -> bool {
-        if !self.suspects.is_empty() || self.start.is_some() || self.jump_detail(ts).is_some() {
+        if !self.suspects.is_empty() || self.start.is_some() {
             return false;
         }
+        // Within `max_clock_jump` it passes whatever the stream's step; only
+        // beyond it does the reach (a median) need working out.
+        let floor_ok = self.max_jump_ms <= 0
+            || self
+                .clock
+                .is_none_or(|c| ts <= c.saturating_add(self.max_jump_ms));
+        if !floor_ok {
+            let reach = self.reach();
+            if self.clock.is_some_and(|c| ts > c.saturating_add(reach)) {
+                return false;
+            }
+        }
+        self.step(ts);
         self.clock = Some(self.clock.map_or(ts, |c| c.max(ts)));
         true
     }
@@ -349,14 +488,27 @@ impl<T> JumpGuard<T> {
         if let Some(d) = self.jump_detail(ts) {
             return d;
         }
+        let reach = self.reach();
         match self.anchored_at {
-            Some(a) if self.max_jump_ms > 0 && ts < a.saturating_sub(self.max_jump_ms) => format!(
-                "ts {} is more than engine.max_clock_jump ({} ms) behind {}, where the input's first events agree the stream starts (a stray line from another time)",
+            Some(a) if reach > 0 && ts < a.saturating_sub(reach) => format!(
+                "ts {} is more than {} behind {}, where the input's first events agree the stream starts (a stray line from another time)",
                 crate::event::format_ts(ts),
-                self.max_jump_ms,
+                self.reach_text(reach),
                 crate::event::format_ts(a),
             ),
             _ => String::new(),
+        }
+    }
+
+    /// The reach, named: `engine.max_clock_jump (… ms)`, or the stream's
+    /// own step when that is what set it.
+    fn reach_text(&self, reach: i64) -> String {
+        if reach <= self.max_jump_ms {
+            format!("engine.max_clock_jump ({} ms)", self.max_jump_ms)
+        } else {
+            format!(
+                "{reach} ms ({SPREAD} times the stream's usual step between events, above engine.max_clock_jump)"
+            )
         }
     }
 
@@ -364,11 +516,12 @@ impl<T> JumpGuard<T> {
     /// detail of its `clock_jump` if it is refuted.
     pub fn jump_detail(&self, ts: i64) -> Option<String> {
         let c = self.clock?;
-        (self.max_jump_ms > 0 && ts > c.saturating_add(self.max_jump_ms)).then(|| {
+        let reach = self.reach();
+        (reach > 0 && ts > c.saturating_add(reach)).then(|| {
             format!(
-                "ts {} is more than engine.max_clock_jump ({} ms) ahead of the stream's clock {}{}",
+                "ts {} is more than {} ahead of the stream's clock {}{}",
                 crate::event::format_ts(ts),
-                self.max_jump_ms,
+                self.reach_text(reach),
                 crate::event::format_ts(c),
                 self.refuted_tail()
             )

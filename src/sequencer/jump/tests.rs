@@ -58,6 +58,10 @@ fn a_burst_of_stamps_that_do_not_agree_confirms_nothing() {
 #[test]
 fn a_real_gap_confirms_without_the_strays_before_it() {
     let mut g = JumpGuard::new(DAY, 3);
+    // A dense stream's rhythm first (a second apart).
+    for t in [-3_000, -2_000, -1_000, 0] {
+        g.offer(t, 0);
+    }
     g.offer(1_000, 1);
     assert!(g.offer(99_999_999_999_999, 99).pass.is_empty());
     assert!(g.offer(2 * DAY, 98).pass.is_empty());
@@ -74,16 +78,17 @@ fn a_real_gap_confirms_without_the_strays_before_it() {
     assert_eq!((v.pass, v.rejected), (vec![8], vec![99]));
 }
 
-/// Stamps that scatter far ahead and never agree, with nothing within
-/// the allowance between them, are refuted oldest first beyond
-/// MAX_SUSPECTS: the guard's memory is bounded.
+/// Stamps that scatter far ahead and never agree (further apart than any
+/// rhythm: `MAX_SPREAD` times `max_clock_jump`), with nothing within the
+/// allowance between them, are refuted oldest first beyond MAX_SUSPECTS:
+/// the guard's memory is bounded.
 #[test]
 fn suspects_held_are_bounded() {
     let mut g = JumpGuard::new(DAY, 3);
     g.offer(0, 0);
     let mut rejected = Vec::new();
     for i in 1..=(MAX_SUSPECTS as i64 + 10) {
-        let v = g.offer(i * 10 * DAY, i);
+        let v = g.offer(i * (MAX_SPREAD + 1) * DAY, i);
         assert!(v.pass.is_empty());
         rejected.extend(v.rejected);
     }
@@ -234,4 +239,78 @@ fn an_anchored_guard_refutes_a_first_event_far_ahead() {
     // Off, or restored: no waiting.
     let mut off = JumpGuard::new(0, 3).anchored();
     assert_eq!(off.offer(1, 1).pass, [1]);
+}
+
+/// A stream of one event a day (at scattered hours: steps of up to two
+/// days) is its own rhythm: every event passes, anchored or not; a stamp
+/// weeks ahead of it is still held, and refuted by the days after it.
+#[test]
+fn a_sparse_stream_passes_and_a_stamp_far_ahead_of_it_is_still_refuted() {
+    const HOUR: i64 = 3_600_000;
+    let days: Vec<i64> = (0..30)
+        .map(|d: i64| d * DAY + ((d * 7919) % 21) * HOUR)
+        .collect();
+    for anchored in [false, true] {
+        let mut g = JumpGuard::new(DAY, 3);
+        if anchored {
+            g = g.anchored();
+        }
+        let mut passed = Vec::new();
+        let mut rejected = Vec::new();
+        for (i, &t) in days.iter().enumerate() {
+            let v = g.offer(t, i);
+            passed.extend(v.pass);
+            rejected.extend(v.rejected);
+            if i == 20 {
+                // Six weeks ahead of a daily stream.
+                let v = g.offer(t + 42 * DAY, 999);
+                passed.extend(v.pass);
+                rejected.extend(v.rejected);
+            }
+        }
+        let v = g.settle_start();
+        passed.extend(v.pass);
+        rejected.extend(v.rejected);
+        rejected.extend(g.finish());
+        assert_eq!(
+            passed,
+            (0..30).collect::<Vec<usize>>(),
+            "anchored {anchored}"
+        );
+        assert_eq!(rejected, [999], "anchored {anchored}");
+    }
+    // The reach named in a refusal says what set it.
+    let mut g = JumpGuard::new(DAY, 3);
+    for (i, &t) in days.iter().take(10).enumerate() {
+        g.offer(t, i);
+    }
+    let detail = g.jump_detail(days[9] + 42 * DAY).expect("held");
+    assert!(
+        detail
+            .contains("times the stream's usual step between events, above engine.max_clock_jump"),
+        "{detail}"
+    );
+    assert!(g.reach() > DAY && g.reach() <= 8 * DAY, "{}", g.reach());
+}
+
+/// A dense stream keeps `max_clock_jump` as its reach: a stray stamp two
+/// days ahead is held, and a burst of strays in increasing years does not
+/// set the usual step (suspects note their steps only when they pass).
+#[test]
+fn a_dense_stream_keeps_max_clock_jump_whatever_its_strays() {
+    let mut g = JumpGuard::new(DAY, 3);
+    for i in 0..100 {
+        g.offer(i * 1_000, "ok");
+    }
+    assert_eq!(g.reach(), DAY);
+    for (i, bad) in ["y2999", "y3100", "y4000", "y5138"].into_iter().enumerate() {
+        let ts = 30_000_000_000_000 + i as i64 * 40_000_000_000_000;
+        assert!(g.offer(ts, bad).pass.is_empty(), "{bad}");
+    }
+    assert_eq!(g.reach(), DAY);
+    assert!(g.offer(100_000 + 2 * DAY, "two days").pass.is_empty());
+    assert_eq!(g.offer(101_000, "a").pass, ["a"]);
+    assert_eq!(g.offer(102_000, "b").pass, ["b"]);
+    let v = g.offer(103_000, "c");
+    assert_eq!(v.rejected, ["y2999", "y3100", "y4000", "y5138", "two days"]);
 }
