@@ -77,6 +77,32 @@ fn restart_only(cfg: &Config) -> Vec<(&'static str, serde_json::Value)> {
             "server.listen",
             serde_json::Value::from(cfg.server.listen.clone()),
         ),
+        // The listener's limits and the metrics' series cap are set when
+        // they start.
+        (
+            "server.max_connections",
+            serde_json::Value::from(cfg.server.max_connections),
+        ),
+        (
+            "server.max_header_bytes",
+            serde_json::Value::from(cfg.server.max_header_bytes),
+        ),
+        (
+            "server.max_body_bytes",
+            serde_json::Value::from(cfg.server.max_body_bytes),
+        ),
+        (
+            "server.header_read_timeout",
+            v(serde_json::to_value(cfg.server.header_read_timeout)),
+        ),
+        (
+            "server.request_timeout",
+            v(serde_json::to_value(cfg.server.request_timeout)),
+        ),
+        (
+            "server.max_series_per_rule",
+            serde_json::Value::from(cfg.server.max_series_per_rule),
+        ),
         (
             "incidents.data_dir",
             serde_json::Value::from(cfg.incidents.data_dir.clone()),
@@ -482,6 +508,14 @@ pub(crate) fn reload(
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let cfg = Config::from_toml_str(&text, env).map_err(|e| e.to_string())?;
+        // The tokens are read now, so that one that cannot be read refuses
+        // the reload (the running tokens stay) instead of locking everyone
+        // out; a rotated admin token takes effect with the reload.
+        let sv = &cfg.server;
+        let admin_token = Secret::load(sv.admin_token_env.as_deref(), sv.admin_token_file.as_deref())
+            .map_err(|e| format!("cannot read the admin token (server.admin_token_env / admin_token_file): {e}; the reload is refused, the running tokens stay"))?;
+        Secret::load(sv.read_token_env.as_deref(), sv.read_token_file.as_deref())
+            .map_err(|e| format!("cannot read the read token (server.read_token_env / read_token_file): {e}; the reload is refused, the running tokens stay"))?;
         restart_needed = admin.restart_needed(&cfg);
         let prepared = match incidents {
             Some(m) => Some(m.prepare(&cfg).map_err(|e| e.to_string())?),
@@ -489,6 +523,7 @@ pub(crate) fn reload(
         };
         let summary = engine.reconfigure(&cfg).map_err(|e| e.to_string())?;
         admin.set_config(Some(path), &text);
+        admin.set_token(admin_token);
         if let (Some(m), Some(p)) = (incidents, prepared) {
             let changes = m.apply(p).map_err(|e| {
                 format!("the rules were reloaded, but the incident stage could not store the change: {e}")

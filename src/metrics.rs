@@ -353,7 +353,7 @@ impl Metrics {
             self.groups
                 .with_label_values(&[name])
                 .set(engine.live_groups(i) as i64);
-            let (top, total) = engine.top_groups(i, self.max_series);
+            let (top, total) = engine.worst_groups(i, self.max_series);
             let series: Vec<Series> = top
                 .into_iter()
                 .map(|g| Series {

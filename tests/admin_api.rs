@@ -247,6 +247,59 @@ fn admin_api_reload_and_auth() {
         let status = json(&http_get(&addr, "/api/v1/status"));
         (rule_names(&addr).len() == 10 && status["config_hash"] == hash.as_str()).then_some(())
     });
+
+    // A rotated admin token (now from a file) takes effect with the reload:
+    // the old one is refused, the new one admitted.
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, "rotated-admin-token-0123456789\n").unwrap();
+    let rotated = original.replace(
+        "admin_token_env = \"CRISISWATCH_ADMIN_TOKEN\"",
+        &format!("admin_token_file = {:?}", token_file.display().to_string()),
+    );
+    assert_ne!(rotated, original);
+    std::fs::write(&cfg_path, &rotated).unwrap();
+    let r = http(
+        &addr,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &auth)],
+        "",
+    );
+    assert_eq!(status_of(&r), 200, "{r}");
+    let r = http(
+        &addr,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &auth)],
+        "",
+    );
+    assert_eq!(status_of(&r), 401, "the old admin token is refused: {r}");
+    let new_auth = "Bearer rotated-admin-token-0123456789";
+    // A token file that cannot be read refuses the reload: the running
+    // token stays.
+    let gone = rotated.replace(
+        &token_file.display().to_string(),
+        &dir.path().join("missing.token").display().to_string(),
+    );
+    std::fs::write(&cfg_path, &gone).unwrap();
+    let r = http(
+        &addr,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", new_auth)],
+        "",
+    );
+    assert_eq!(status_of(&r), 422, "{r}");
+    assert!(body_of(&r).contains("cannot read the admin token"), "{r}");
+    std::fs::write(&cfg_path, &rotated).unwrap();
+    let r = http(
+        &addr,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", new_auth)],
+        "",
+    );
+    assert_eq!(status_of(&r), 200, "the new token still works: {r}");
 }
 
 /// `http` with a client timeout: `None` when no answer came within `within`.

@@ -142,3 +142,54 @@ thresholds = { warning = 1000 }
         "crisiswatch_indicator_value{rule=\"dup_labels\",attr_a_b=\"dash\",a_b=\"under\",attr_severity=\"x\",attr_attr_severity=\"low\"} 1"
     );
 }
+
+/// A `below` rule over the series cap exports the slices nearest to
+/// breaching — the lowest values — not the healthiest.
+#[test]
+fn a_below_rule_over_the_cap_exports_its_lowest_slices() {
+    let cfg = Config::from_toml_str(
+        r#"
+[server]
+max_series_per_rule = 3
+
+[[rules]]
+name = "csat"
+group_by = ["product"]
+window = "1h"
+slide = "1m"
+indicator = { kind = "mean_score", select = { type = "feedback" } }
+condition = "below"
+thresholds = { warning = 1 }
+"#,
+        &HashMap::<String, String>::new(),
+    )
+    .unwrap();
+    let mut engine = Engine::new(&cfg).unwrap();
+    let metrics = Metrics::new(cfg.server.max_series_per_rule).unwrap();
+    let mut out = Vec::new();
+    for p in 0..10 {
+        let line = format!(
+            r#"{{"id":"f-{p}","type":"feedback","ts":1795132800000,"score":{},"attrs":{{"product":"p{p}"}}}}"#,
+            p + 1
+        );
+        engine
+            .process_bytes(line.as_bytes(), None, &mut out)
+            .unwrap();
+    }
+    metrics.publish(&engine, 0);
+    let text = metrics.render();
+    let mut exported: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("crisiswatch_indicator_value{rule=\"csat\""))
+        .collect();
+    exported.sort_unstable();
+    assert_eq!(
+        exported,
+        [
+            "crisiswatch_indicator_value{rule=\"csat\",product=\"p0\"} 1",
+            "crisiswatch_indicator_value{rule=\"csat\",product=\"p1\"} 2",
+            "crisiswatch_indicator_value{rule=\"csat\",product=\"p2\"} 3",
+        ],
+        "{text}"
+    );
+}

@@ -176,16 +176,51 @@ impl Config {
             }
         }
         let sv = &self.server;
-        for (key, v, min) in [
-            ("server.max_connections", sv.max_connections, 1),
-            ("server.max_header_bytes", sv.max_header_bytes, 8192),
-            ("server.max_body_bytes", sv.max_body_bytes, 1024),
+        let e = &self.engine;
+        // Every limit has a ceiling: a number past what the machine can give
+        // (2^62 connections made the HTTP listener panic at start, leaving
+        // no metrics, readiness or admin API while the pipeline ran on).
+        for (key, v, min, max) in [
+            ("server.max_connections", sv.max_connections, 1, 65_536),
+            (
+                "server.max_header_bytes",
+                sv.max_header_bytes,
+                8192,
+                1 << 20,
+            ),
+            ("server.max_body_bytes", sv.max_body_bytes, 1024, 64 << 20),
+            (
+                "server.max_series_per_rule",
+                sv.max_series_per_rule,
+                0,
+                10_000_000,
+            ),
+            ("engine.sample_event_ids", e.sample_event_ids, 0, 1000),
+            ("engine.dedup_max_ids", e.dedup_max_ids, 0, 1_000_000_000),
+            (
+                "engine.max_groups_per_rule",
+                e.max_groups_per_rule,
+                0,
+                1_000_000_000,
+            ),
+            (
+                "engine.max_customers_per_group",
+                e.max_customers_per_group,
+                0,
+                100_000_000,
+            ),
         ] {
             if v < min {
                 errs.push(ConfigError::new(
                     key,
                     v.to_string(),
                     format!("must be at least {min}"),
+                ));
+            } else if v > max {
+                errs.push(ConfigError::new(
+                    key,
+                    v.to_string(),
+                    format!("must be at most {max}"),
                 ));
             }
         }

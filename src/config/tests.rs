@@ -560,3 +560,34 @@ fn the_console_url_is_the_external_url_or_made_from_listen() {
     );
     assert_eq!(cfg("[server]\nlisten = \"\"\n").server.console_url(), None);
 }
+
+/// Every limit has a ceiling: a number past what a machine can give is a
+/// configuration error naming the key, never a panic at start.
+#[test]
+fn limits_past_what_a_machine_can_give_are_refused() {
+    let text = r#"
+[server]
+max_connections = 4611686018427387904
+max_body_bytes = 1099511627776
+
+[engine]
+sample_event_ids = 9223372036854775807
+max_groups_per_rule = 10000000000
+"#;
+    let e = Config::from_toml_str(text, &env(&[]))
+        .unwrap_err()
+        .to_string();
+    for (key, max) in [
+        ("server.max_connections", "65536"),
+        ("server.max_body_bytes", "67108864"),
+        ("engine.sample_event_ids", "1000"),
+        ("engine.max_groups_per_rule", "1000000000"),
+    ] {
+        assert!(
+            e.contains(key) && e.contains(&format!("must be at most {max}")),
+            "{key}: {e}"
+        );
+    }
+    let ok = "[server]\nmax_connections = 65536\n[engine]\nsample_event_ids = 1000\n";
+    Config::from_toml_str(ok, &env(&[])).unwrap();
+}
