@@ -125,7 +125,7 @@ overview = dashboard(
               desc="Alert instances (rule × slice) firing now."),
         panel(2, "Alerts pending", [("count(crisiswatch_alert_state == 1) or vector(0)", "pending")], 4, 0, 4, 5, kind="stat",
               desc="Breaching, waiting for the rule's `for` duration."),
-        panel(3, "Incidents opened (24h)", [("sum(increase(crisiswatch_alert_transitions_total{state=\"firing\"}[24h]))", "opened")], 8, 0, 4, 5, kind="stat"),
+        panel(3, "Incidents opened (24h)", [("sum(increase(crisiswatch_incident_notifications_total{action=\"open\"}[24h]))", "opened")], 8, 0, 4, 5, kind="stat"),
         panel(4, "Transitions by rule and state", [("sum by (rule, state) (increase(crisiswatch_alert_transitions_total[5m]))", "{{rule}} {{state}}")], 12, 0, 12, 5,
               desc="Pending, firing, escalated and resolved transitions per 5 minutes."),
         row(5, "Indicators against thresholds", 5),

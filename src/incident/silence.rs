@@ -44,7 +44,16 @@ pub enum SilenceError {
     /// Duration not positive.
     #[error("a silence must last a positive time (e.g. \"2h\")")]
     NotPositive,
+    /// Longer than [`MAX_SILENCE_MS`].
+    #[error(
+        "a silence lasts at most a year (366d); to mute for good, take the slices off a route"
+    )]
+    TooLong,
 }
+
+/// The longest silence: a year (366 days). Past it `ends_at` would not be a
+/// date any client reads (500000000y saturated to i64::MAX).
+pub const MAX_SILENCE_MS: i64 = 366 * 86_400_000;
 
 /// Equality or inequality.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +181,9 @@ impl Silence {
         if duration_ms <= 0 {
             return Err(SilenceError::NotPositive);
         }
+        if duration_ms > MAX_SILENCE_MS {
+            return Err(SilenceError::TooLong);
+        }
         Ok(Silence {
             id: new_id(),
             matchers,
@@ -274,6 +286,13 @@ mod tests {
         assert_eq!(
             Silence::new(vec![], 0, 1, String::new(), String::new()),
             Err(SilenceError::NoMatchers)
+        );
+        // At most a year: "500000000y" saturated ends_at to i64::MAX.
+        let m = vec![Matcher::parse("rule=a").unwrap()];
+        assert!(Silence::new(m.clone(), 0, MAX_SILENCE_MS, String::new(), String::new()).is_ok());
+        assert_eq!(
+            Silence::new(m, 0, i64::MAX, String::new(), String::new()),
+            Err(SilenceError::TooLong)
         );
     }
 }
