@@ -114,6 +114,10 @@ struct RuleRt {
     /// does not count them): what the rule alone lost to its window. Not
     /// checkpointed.
     late_alone: u64,
+    /// Events whose customer a window did not count because
+    /// `engine.max_customers_per_group` was reached: the rule's distinct and
+    /// repeat figures are capped. Not checkpointed.
+    customers_uncounted: u64,
     /// Set by [`Engine::record`]: every evaluation is kept for a caller.
     recorder: Option<Box<Recorder>>,
     /// The rule's `explain` (root-cause hints); `None`: no per-value counts.
@@ -344,6 +348,19 @@ impl Engine {
     /// `RuleRt::late_alone`).
     pub(crate) fn rule_late_alone(&self, i: usize) -> u64 {
         self.rules[i].late_alone
+    }
+
+    /// `engine.max_customers_per_group`.
+    pub(crate) fn max_customers_per_group(&self) -> usize {
+        self.rules
+            .first()
+            .map_or(0, |r| r.shape.max_customers as usize)
+    }
+
+    /// Events rule `i` did not count per customer (see
+    /// `RuleRt::customers_uncounted`).
+    pub fn rule_customers_uncounted(&self, i: usize) -> u64 {
+        self.rules[i].customers_uncounted
     }
 
     /// Counters of rule `i`.

@@ -66,6 +66,7 @@ pub struct Metrics {
     backlog_overflow: IntCounterVec,
     evaluations: IntCounterVec,
     groups: IntGaugeVec,
+    customers_uncounted: IntGaugeVec,
     series_dropped: IntGaugeVec,
     dedup_ids: IntGauge,
     watermark: Gauge,
@@ -173,6 +174,12 @@ impl Metrics {
             "Live window groups per rule.",
             &["rule"],
         )?;
+        let customers_uncounted = gauge_vec(
+            &r,
+            "crisiswatch_window_customers_uncounted",
+            "Events not counted per customer since the start because a slice reached engine.max_customers_per_group: the rule's distinct and repeat figures are capped there.",
+            &["rule"],
+        )?;
         let series_dropped = gauge_vec(
             &r,
             "crisiswatch_indicator_series_dropped",
@@ -213,6 +220,7 @@ impl Metrics {
             backlog_overflow,
             evaluations,
             groups,
+            customers_uncounted,
             series_dropped,
             dedup_ids,
             watermark,
@@ -353,6 +361,9 @@ impl Metrics {
             self.groups
                 .with_label_values(&[name])
                 .set(engine.live_groups(i) as i64);
+            self.customers_uncounted
+                .with_label_values(&[name])
+                .set(i64::try_from(engine.customers_uncounted(i)).unwrap_or(i64::MAX));
             let (top, total) = engine.worst_groups(i, self.max_series);
             let series: Vec<Series> = top
                 .into_iter()

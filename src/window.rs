@@ -237,6 +237,12 @@ impl Window {
         }
     }
 
+    /// Events whose customer this window did not count because
+    /// `engine.max_customers_per_group` was reached (0 without customers).
+    pub(crate) fn customers_uncounted(&self) -> u64 {
+        self.customers.as_deref().map_or(0, |c| c.overflow)
+    }
+
     /// Adds `delta` (and optionally one customer event) to pane `idx`.
     /// Returns the pane's region and whether the pane is new (so the caller
     /// schedules its region changes); `None` if the pane is already expired.

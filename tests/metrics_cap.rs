@@ -193,3 +193,43 @@ thresholds = { warning = 1 }
         "{text}"
     );
 }
+
+/// A slice past `engine.max_customers_per_group` caps its distinct and
+/// repeat figures; the events it did not count per customer are exported
+/// by rule, never silently lost.
+#[test]
+fn customers_past_the_cap_are_counted_by_rule() {
+    let cfg = Config::from_toml_str(
+        r#"
+[engine]
+max_customers_per_group = 10
+
+[[rules]]
+name = "distinct"
+window = "1h"
+slide = "1m"
+indicator = { kind = "distinct_customers", select = { type = "complaint" } }
+thresholds = { warning = 1000 }
+"#,
+        &HashMap::<String, String>::new(),
+    )
+    .unwrap();
+    let mut engine = Engine::new(&cfg).unwrap();
+    let metrics = Metrics::new(cfg.server.max_series_per_rule).unwrap();
+    let mut out = Vec::new();
+    for c in 0..25 {
+        let line = format!(
+            r#"{{"id":"c-{c}","type":"complaint","ts":1795132800000,"customer_id":"u{c}","attrs":{{}}}}"#
+        );
+        engine
+            .process_bytes(line.as_bytes(), None, &mut out)
+            .unwrap();
+    }
+    assert_eq!(engine.rule_customers_uncounted(0), 15);
+    metrics.publish(&engine, 0);
+    let text = metrics.render();
+    assert!(
+        text.contains("crisiswatch_window_customers_uncounted{rule=\"distinct\"} 15"),
+        "{text}"
+    );
+}

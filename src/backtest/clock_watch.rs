@@ -489,6 +489,16 @@ pub(crate) fn warn_silent_rules(tool: &str, engine: &crate::engine::Engine) {
                 }
             }
         }
+        let uncounted = engine.rule_customers_uncounted(i);
+        if uncounted > 0 {
+            tracing::warn!(
+                tool,
+                rule = %rule,
+                uncounted,
+                "rule {rule:?}: {uncounted} events of customers beyond engine.max_customers_per_group ({}) per slice were not counted per customer — its distinct and repeat figures are capped there (raise the cap, or slice finer)",
+                engine.max_customers_per_group()
+            );
+        }
     }
 }
 

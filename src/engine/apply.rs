@@ -389,8 +389,16 @@ impl Engine {
             }
             // Bring the window to the clock first, so the pane lands in the right region.
             group.window.advance(now_end, &shape);
-            let Some((region, created)) = group.window.add(pane, contrib.delta, customer, &shape)
-            else {
+            let uncounted = customer.map(|_| group.window.customers_uncounted());
+            let added = group.window.add(pane, contrib.delta, customer, &shape);
+            if let Some(before) = uncounted {
+                let after = group.window.customers_uncounted();
+                rule.customers_uncounted += after.saturating_sub(before);
+            }
+            let Some(group) = rule.slots[slot as usize].group.as_mut() else {
+                continue;
+            };
+            let Some((region, created)) = added else {
                 // Older than anything the rule keeps: nothing to store.
                 // Evicting bumps the table's version: the next rule looks
                 // the key up again.

@@ -257,6 +257,7 @@ impl RuleRt {
             stats: RuleStats::default(),
             selected: [0; 2],
             late_alone: 0,
+            customers_uncounted: 0,
             recorder: None,
             explain: ExplainSpec::new(
                 &r.explain,

@@ -400,6 +400,9 @@ impl EngineView for ShardedEngine {
     fn live_groups(&self, i: usize) -> usize {
         self.as_set(|e| e.live_groups(i))
     }
+    fn customers_uncounted(&self, i: usize) -> u64 {
+        self.as_set(|e| e.customers_uncounted(i))
+    }
     fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
         self.as_set(|e| e.top_groups(i, k))
     }

@@ -68,6 +68,11 @@ pub trait EngineView {
     fn dedup_len(&self) -> usize;
     /// The watermark (see [`Engine::watermark`]).
     fn watermark(&self) -> Option<i64>;
+    /// Events rule `i` did not count per customer since the start
+    /// (`engine.max_customers_per_group` reached in a slice).
+    fn customers_uncounted(&self, _i: usize) -> u64 {
+        0
+    }
 }
 
 impl EngineView for Engine {
@@ -85,6 +90,9 @@ impl EngineView for Engine {
     }
     fn rule_counters(&self, i: usize) -> RuleStats {
         self.rules[i].stats.clone()
+    }
+    fn customers_uncounted(&self, i: usize) -> u64 {
+        self.rules[i].customers_uncounted
     }
     fn live_groups(&self, i: usize) -> usize {
         Engine::live_groups(self, i)
@@ -154,6 +162,12 @@ impl EngineView for EngineSet<'_> {
     }
     fn live_groups(&self, i: usize) -> usize {
         self.engines.iter().map(|e| e.live_groups(i)).sum()
+    }
+    fn customers_uncounted(&self, i: usize) -> u64 {
+        self.engines
+            .iter()
+            .map(|e| e.rules[i].customers_uncounted)
+            .sum()
     }
     fn top_groups(&self, i: usize, k: usize) -> (Vec<GroupView>, usize) {
         ranked(self.engines.iter().copied(), k, 1.0, |e| e.top_groups(i, k))
