@@ -352,9 +352,7 @@ impl Engine {
 
     /// `engine.max_customers_per_group`.
     pub(crate) fn max_customers_per_group(&self) -> usize {
-        self.rules
-            .first()
-            .map_or(0, |r| r.shape.max_customers as usize)
+        self.rules.first().map_or(0, |r| r.shape.max_customers)
     }
 
     /// Events rule `i` did not count per customer (see
