@@ -56,13 +56,30 @@ impl Config {
                             // The message may quote the expanded value too
                             // (`invalid duration "…"`): put it back as written,
                             // whole, then each variable's part of it.
-                            if e.value.len() >= 3 && e.value != properties::REDACTED {
-                                e.message = e.message.replace(&e.value, &w);
+                            // A short value is put back only where the
+                            // message quotes it (replacing "5" everywhere
+                            // would mangle "at least 50"); a long one
+                            // wherever it appears.
+                            let put_back = |message: &mut String, v: &str, w: &str| {
+                                if v.is_empty() {
+                                    return;
+                                }
+                                if v.len() >= 3 {
+                                    *message = message.replace(v, w);
+                                } else {
+                                    for (open, close) in [("\"", "\""), ("`", "`"), ("'", "'")] {
+                                        *message = message.replace(
+                                            &format!("{open}{v}{close}"),
+                                            &format!("{open}{w}{close}"),
+                                        );
+                                    }
+                                }
+                            };
+                            if e.value != properties::REDACTED {
+                                put_back(&mut e.message, &e.value.clone(), &w);
                             }
                             for (reference, v) in interpolate::references(&w, env) {
-                                if v.len() >= 3 {
-                                    e.message = e.message.replace(&v, &reference);
-                                }
+                                put_back(&mut e.message, &v, &reference);
                             }
                             if e.value != properties::REDACTED {
                                 e.value = w;
@@ -75,10 +92,24 @@ impl Config {
         };
         let mut errors = Vec::new();
         interpolate::interpolate_tree(&mut tree, env, &mut errors);
-        if !errors.is_empty() {
-            return Err(LoadError::Invalid(errors));
-        }
-        let config = deserialize_all(&tree).map_err(as_written)?;
+        // An interpolation error does not hide the others: the rest is
+        // deserialized too (errors at the same key left out: they are the
+        // interpolation's).
+        let config = match deserialize_all(&tree) {
+            Ok(config) if errors.is_empty() => config,
+            Ok(_) => return Err(LoadError::Invalid(errors)),
+            Err(found) => {
+                let found: Vec<ConfigError> = found
+                    .into_iter()
+                    .filter(|d| !errors.iter().any(|i| i.path == d.path))
+                    .collect();
+                let LoadError::Invalid(found) = as_written(found) else {
+                    return Err(LoadError::Invalid(errors));
+                };
+                errors.extend(found);
+                return Err(LoadError::Invalid(errors));
+            }
+        };
         let errors = config.validate();
         if errors.is_empty() {
             Ok(config)

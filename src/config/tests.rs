@@ -591,3 +591,52 @@ max_groups_per_rule = 10000000000
     let ok = "[server]\nmax_connections = 65536\n[engine]\nsample_event_ids = 1000\n";
     Config::from_toml_str(ok, &env(&[])).unwrap();
 }
+
+/// Every error at once, also inside indicators (a tagged table whose `kind`
+/// is wrong, or whose fields are) and beside an interpolation error; a short
+/// value from the environment is shown as written, never as its value.
+#[test]
+fn errors_inside_indicators_and_beside_interpolation_are_all_reported() {
+    let text = r#"
+[server]
+admin_token_env = "${NOPE_UNSET_VAR}"
+max_series_per_rule = "${SHORT}"
+
+[[rules]]
+name = "a"
+window = "10m"
+indicator = { kind = "surge", select = { type = "complaint" }, baseline = "1h", method = "zzz" }
+thresholds = { warning = 2 }
+
+[[rules]]
+name = "b"
+window = "10m"
+indicator = { kind = "countt" }
+thresholds = { warnng = 10 }
+
+[[rules]]
+name = "c"
+window = "10m"
+indicator = { kind = "count", select = { typo = "complaint" } }
+thresholds = { warning = 1 }
+"#;
+    let e = Config::from_toml_str(text, &env(&[("SHORT", "ab")]))
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "server.admin_token_env",
+        "NOPE_UNSET_VAR is not set",
+        "server.max_series_per_rule",
+        "rules[0].indicator",
+        "unknown variant `zzz`",
+        "rules[1].indicator.kind",
+        "unknown variant `countt`",
+        "rules[1].thresholds.warnng",
+        "rules[2].indicator",
+        "unknown field `typo`",
+    ] {
+        assert!(e.contains(part), "{part}: {e}");
+    }
+    assert!(!e.contains("\"ab\""), "the environment's value shows: {e}");
+    assert!(e.contains("${SHORT}"), "{e}");
+}

@@ -56,6 +56,14 @@ pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigEr
             if stand_in(&mut scratch, &taken) {
                 continue;
             }
+            // A tag (an indicator's `kind`) no stand-in fits: stand in for
+            // the table holding it.
+            if let Some((parent, _)) = taken.rsplit_once('.') {
+                if stand_in(&mut scratch, parent) {
+                    removed.push(parent.to_string());
+                    continue;
+                }
+            }
             break;
         }
         if errors
@@ -86,6 +94,11 @@ fn stand_in(scratch: &mut toml::Value, path: &str) -> bool {
         toml::Value::String("x".into()),
         toml::Value::Array(Vec::new()),
         toml::Value::Table(toml::map::Map::new()),
+        // A table tagged by `kind` (an indicator) takes no empty stand-in.
+        toml::Value::Table(toml::map::Map::from_iter([(
+            "kind".to_string(),
+            toml::Value::String("count".into()),
+        )])),
     ];
     for v in candidates {
         let mut trial = scratch.clone();
