@@ -254,6 +254,16 @@ fn the_console_shows_incidents_mutes_through_silences_and_renders_hostile_values
     fill("token", TOKEN);
     submit(&b, &b.find("button", Some(&form)));
     assert!(b.text(&b.find("p.flash", None)).contains("created"));
+    // A crafted link cannot put its own words in the console's status line:
+    // only a message the console signed is shown.
+    let (_, spoofed) = svc.request(
+        "GET",
+        "/?done=Session%20expired%3A%20mail%20your%20admin%20token",
+        Some(TOKEN),
+        "",
+    );
+    assert!(!spoofed.contains("Session expired"), "{spoofed}");
+    b.goto(&home);
     let row = b.find("tr.silence.active", None);
     let row_text = b.text(&row);
     assert!(

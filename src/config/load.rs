@@ -207,6 +207,25 @@ impl Config {
             }
         }
         let sv = &self.server;
+        for (what, env, file) in [
+            ("admin", &sv.admin_token_env, &sv.admin_token_file),
+            ("read", &sv.read_token_env, &sv.read_token_file),
+        ] {
+            let key = format!("server.{what}_token_env");
+            match (env.as_deref(), file.as_deref()) {
+                (Some(_), Some(_)) => errs.push(ConfigError::new(
+                    key,
+                    env.clone().unwrap_or_default(),
+                    format!("set either {what}_token_env or {what}_token_file, not both"),
+                )),
+                (Some(""), None) => errs.push(ConfigError::new(
+                    key,
+                    "",
+                    "names no environment variable (an empty ${VAR}?)",
+                )),
+                _ => {}
+            }
+        }
         let e = &self.engine;
         // Every limit has a ceiling: a number past what the machine can give
         // (2^62 connections made the HTTP listener panic at start, leaving

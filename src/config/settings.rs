@@ -255,7 +255,7 @@ pub struct ServerConfig {
     /// endpoints such as reload and silences. Without a token they are refused.
     #[serde(default)]
     pub(crate) admin_token_env: Option<String>,
-    /// File holding the admin bearer token (used when `admin_token_env` is unset).
+    /// File holding the admin bearer token (instead of `admin_token_env`; not both).
     #[serde(default)]
     pub(crate) admin_token_file: Option<std::path::PathBuf>,
     /// Environment variable holding the bearer token of the read endpoints that
@@ -265,7 +265,7 @@ pub struct ServerConfig {
     /// refused (401) on any other.
     #[serde(default)]
     pub(crate) read_token_env: Option<String>,
-    /// File holding the read token (used when `read_token_env` is unset).
+    /// File holding the read token (instead of `read_token_env`; not both).
     #[serde(default)]
     pub(crate) read_token_file: Option<std::path::PathBuf>,
     /// Connections served at once; further clients wait in the accept queue

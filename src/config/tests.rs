@@ -640,3 +640,25 @@ thresholds = { warning = 1 }
     assert!(!e.contains("\"ab\""), "the environment's value shows: {e}");
     assert!(e.contains("${SHORT}"), "{e}");
 }
+
+/// A token named two ways (the file would be ignored) or by an empty
+/// variable name is an error naming the key.
+#[test]
+fn a_token_is_read_from_one_place() {
+    let both = "[server]\nadmin_token_env = \"A\"\nadmin_token_file = \"/tmp/t\"\n";
+    let e = Config::from_toml_str(both, &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("server.admin_token_env") && e.contains("not both"),
+        "{e}"
+    );
+    let empty = "[server]\nread_token_env = \"${EMPTY:-}\"\n";
+    let e = Config::from_toml_str(empty, &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("server.read_token_env") && e.contains("names no environment variable"),
+        "{e}"
+    );
+}

@@ -124,6 +124,25 @@ fn read_credential(headers: &HeaderMap) -> Option<String> {
 struct IndexQuery {
     #[serde(default)]
     done: Option<String>,
+    /// [`flash_sig`] of `done`: only a message this process wrote is shown
+    /// (a crafted link cannot put words in the console's mouth).
+    #[serde(default)]
+    sig: Option<String>,
+}
+
+/// The signature of a status message the console redirects with: HMAC-SHA256
+/// under a key drawn at the process's start, hex, first 16 bytes.
+fn flash_sig(text: &str) -> String {
+    use hmac::{Hmac, Mac};
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(rand::random);
+    match Hmac::<sha2::Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(text.as_bytes());
+            hex::encode(&mac.finalize().into_bytes()[..16])
+        }
+        Err(_) => String::new(),
+    }
 }
 
 async fn index(
@@ -144,7 +163,14 @@ async fn index(
     let view = tokio::task::spawn_blocking(move || data::gather(&st)).await;
     match view {
         Ok(Ok(mut v)) => {
-            v.flash = q.done.map(|d| d.chars().take(300).collect());
+            v.flash = q
+                .done
+                .filter(|d| {
+                    q.sig
+                        .as_deref()
+                        .is_some_and(|sig| !sig.is_empty() && sig == flash_sig(d))
+                })
+                .map(|d| d.chars().take(300).collect());
             html(StatusCode::OK, page::render(&v))
         }
         Ok(Err(e)) => refusal(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
@@ -188,6 +214,8 @@ fn done(what: &str) -> Response {
             target.push_str(&format!("%{b:02X}"));
         }
     }
+    target.push_str("&sig=");
+    target.push_str(&flash_sig(what));
     let mut r = secured(StatusCode::SEE_OTHER.into_response());
     if let Ok(v) = HeaderValue::from_str(&target) {
         r.headers_mut().insert(header::LOCATION, v);
