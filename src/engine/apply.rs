@@ -395,9 +395,6 @@ impl Engine {
                 let after = group.window.customers_uncounted();
                 rule.customers_uncounted += after.saturating_sub(before);
             }
-            let Some(group) = rule.slots[slot as usize].group.as_mut() else {
-                continue;
-            };
             let Some((region, created)) = added else {
                 // Older than anything the rule keeps: nothing to store.
                 // Evicting bumps the table's version: the next rule looks

@@ -140,17 +140,7 @@ impl<T> JumpGuard<T> {
     /// The forward steps between the waiting first events' times, in time
     /// order (the last [`STEPS`]).
     fn start_steps(start: &[(i64, T)]) -> VecDeque<i64> {
-        let mut times: Vec<i64> = start.iter().map(|&(t, _)| t).collect();
-        times.sort_unstable();
-        let steps: Vec<i64> = times
-            .windows(2)
-            .map(|w| w[1].saturating_sub(w[0]))
-            .filter(|&d| d > 0)
-            .collect();
-        steps[steps.len().saturating_sub(STEPS)..]
-            .iter()
-            .copied()
-            .collect()
+        steps_of(start.iter().map(|&(t, _)| t))
     }
 
     /// Notes the time of an event let through: a forward step from the
@@ -196,15 +186,11 @@ impl<T> JumpGuard<T> {
     fn provisional_reach(&self) -> i64 {
         // The clock and the earliest suspect times (a bounded look: a
         // scatter of thousands of strays costs the same).
-        let mut times: Vec<i64> = self.clock.into_iter().collect();
-        times.extend(self.times.keys().copied().take(STEPS));
-        times.sort_unstable();
-        let steps: VecDeque<i64> = times
-            .windows(2)
-            .map(|w| w[1].saturating_sub(w[0]))
-            .filter(|&d| d > 0)
-            .collect();
-        Self::reach_of(self.max_jump_ms, &steps).max(self.reach())
+        let times = self
+            .clock
+            .into_iter()
+            .chain(self.times.keys().copied().take(STEPS));
+        Self::reach_of(self.max_jump_ms, &steps_of(times)).max(self.reach())
     }
 
     /// Holds the first events until one of them is agreed by
@@ -527,6 +513,21 @@ impl<T> JumpGuard<T> {
             )
         })
     }
+}
+
+/// The forward steps between `times` in time order (the last [`STEPS`]).
+fn steps_of(times: impl IntoIterator<Item = i64>) -> VecDeque<i64> {
+    let mut times: Vec<i64> = times.into_iter().collect();
+    times.sort_unstable();
+    let steps: Vec<i64> = times
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .filter(|&d| d > 0)
+        .collect();
+    steps[steps.len().saturating_sub(STEPS)..]
+        .iter()
+        .copied()
+        .collect()
 }
 
 #[cfg(test)]
