@@ -5,7 +5,8 @@
 //! then reach the WARN log line, the outbox's stored `last_error` and
 //! `crisiswatch outbox list`. Every secret value the receiver holds — the
 //! routing key, the signing secret (and the key inside a `whsec_` one), the
-//! credentials of its URL — is replaced by `**REDACTED**` in the detail
+//! credentials of its URL (user, password, long query values, token-like
+//! path segments) — is replaced by `**REDACTED**` in the detail
 //! before it is logged or stored, the way a `Secret` prints.
 
 use super::{ReceiverRt, Sink};
@@ -15,6 +16,18 @@ const MARK: &str = "**REDACTED**";
 /// URL query values shorter than this are parameters (`v=2`, `format=json`),
 /// not credentials: replacing them everywhere would garble the detail.
 const MIN_QUERY_SECRET: usize = 8;
+
+/// URL path segments at least this long that mix letters and digits are
+/// tokens (`/services/T0/B0/<token>`, `/api/webhooks/<id>/<token>`), not
+/// route names (`/v2/enqueue`, `/hooks/incident-webhook`).
+const MIN_PATH_SECRET: usize = 16;
+
+/// Whether URL path segment `seg` is a token (see [`MIN_PATH_SECRET`]).
+fn is_path_token(seg: &str) -> bool {
+    seg.chars().count() >= MIN_PATH_SECRET
+        && seg.bytes().any(|b| b.is_ascii_digit())
+        && seg.bytes().any(|b| b.is_ascii_alphabetic())
+}
 
 /// The secret values of one receiver, longest first.
 #[derive(Debug)]
@@ -26,8 +39,9 @@ pub(super) struct Redactor {
 
 impl Redactor {
     /// The secrets of `rt`: routing key, signing secret, and its URL's
-    /// password (else its user name, `https://TOKEN@host`) and query values
-    /// of at least [`MIN_QUERY_SECRET`] characters — each as written, and
+    /// password (else its user name, `https://TOKEN@host`), query values
+    /// of at least [`MIN_QUERY_SECRET`] characters and path segments that
+    /// look like tokens ([`MIN_PATH_SECRET`]) — each as written, and
     /// percent-decoded and JSON-escaped where that differs.
     pub(super) fn new(rt: &ReceiverRt) -> Redactor {
         let mut values = Vec::new();
@@ -44,6 +58,11 @@ impl Redactor {
                 for (_, v) in u.query_pairs() {
                     if v.chars().count() >= MIN_QUERY_SECRET {
                         add(&mut values, &v);
+                    }
+                }
+                for seg in u.path_segments().into_iter().flatten() {
+                    if is_path_token(seg) {
+                        add(&mut values, seg);
                     }
                 }
             }
@@ -168,6 +187,23 @@ mod tests {
         assert_eq!(out.matches(MARK).count(), 5, "{out}");
         // Short query values and the user name beside a password stay.
         assert!(out.contains("v=2") && out.contains("https://bot:"), "{out}");
+    }
+
+    #[test]
+    fn a_token_in_the_url_path_is_replaced_and_route_names_stay() {
+        let r = Redactor::new(&rt(
+            "https://hooks.example.com/services/T0AAA1/B0BBB2/x9Kq2LmN8pQr4StU6vWx/v2/incident-webhook",
+            None,
+            None,
+        ));
+        let echo = "404: no route /services/T0AAA1/B0BBB2/x9Kq2LmN8pQr4StU6vWx/v2/incident-webhook";
+        assert_eq!(
+            r.apply(echo, false),
+            "404: no route /services/T0AAA1/B0BBB2/**REDACTED**/v2/incident-webhook"
+        );
+        assert!(!is_path_token("incident-webhook-receiver"));
+        assert!(!is_path_token("enqueue"));
+        assert!(is_path_token("3f2c9a7e-1b4d-4c8e-9f00-123456789abc"));
     }
 
     #[test]
