@@ -74,7 +74,7 @@ pub enum Phase {
     Pending {
         /// When the breach began (also the dedup key's time).
         since: i64,
-        /// Highest severity breached so far.
+        /// The severity the breach has at its latest evaluation.
         severity: Severity,
     },
     /// Firing.
@@ -184,12 +184,15 @@ impl AlertPolicy {
                     }
                 }
             }
-            Phase::Pending { since, severity } => {
+            Phase::Pending { since, .. } => {
                 out.since = since;
                 match breach {
                     None => *phase = Phase::Inactive,
                     Some(sev) => {
-                        let sev = sev.max(severity);
+                        // The severity is the breach's now: a higher level
+                        // touched for a moment while `for` ran has not held,
+                        // and the firing transition's value is always past
+                        // the threshold it reports.
                         if at - since >= self.for_ms {
                             *phase = Phase::Firing {
                                 since,

@@ -68,16 +68,33 @@ fn pending_that_recovers_is_silent() {
 }
 
 #[test]
-fn severity_rises_during_pending_and_fires_at_the_peak() {
+fn a_higher_level_touched_during_pending_does_not_page_at_that_level() {
     let p = policy(100, 0);
+    // Critical for a moment while `for` runs, warning when it has passed:
+    // the page is a warning, and its value is past the warning threshold.
     let (t, _) = run(&p, &[(0, Some(11.0)), (50, Some(21.0)), (100, Some(12.0))]);
     assert_eq!(
         t,
         vec![
             (0, State::Pending, Severity::Warning),
-            (100, State::Firing, Severity::Critical)
+            (100, State::Firing, Severity::Warning)
         ]
     );
+    // Critical still when `for` has passed: the page is critical.
+    let (t, _) = run(&p, &[(0, Some(11.0)), (50, Some(21.0)), (100, Some(22.0))]);
+    assert_eq!(t[1], (100, State::Firing, Severity::Critical));
+    // Whatever the path, a firing transition's severity is the breach of
+    // its own value.
+    for v in [10.5, 15.0, 20.5, 40.0] {
+        let mut phase = Phase::Inactive;
+        for (at, x) in [(0, 30.0), (40, 11.0), (60, 25.0), (100, v)] {
+            let s = p.step(&mut phase, at, Some(x));
+            if let Some((State::Firing, sev)) = s.transition {
+                assert_eq!(Some(sev), p.breach(Some(v)));
+                assert!(v > p.threshold(sev));
+            }
+        }
+    }
 }
 
 #[test]

@@ -121,7 +121,12 @@ impl Tracker {
             return;
         };
         o.incident.timeline.push(step);
-        o.incident.severity = o.incident.severity.max(t.severity);
+        // The severity it fired at, then every escalation (a pending breach
+        // fires at the level its value has then, maybe below the pending one).
+        o.incident.severity = match t.state {
+            State::Firing if !o.fired => t.severity,
+            _ => o.incident.severity.max(t.severity),
+        };
         if let Some(v) = t.value {
             update_peak(&mut o.incident.peak, v, t.at, condition);
         }
