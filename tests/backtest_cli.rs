@@ -171,6 +171,54 @@ fn backtest_reads_split_and_gzipped_history_like_one_file() {
         "{}",
         String::from_utf8_lossy(&twice.stderr)
     );
+    // The same file through a hard link: refused too.
+    let hard = dir.path().join("hard-link.jsonl");
+    std::fs::hard_link(&first, &hard).unwrap();
+    let linked = Command::new(BIN)
+        .args([
+            "backtest",
+            "--now",
+            HISTORY_NOW,
+            "--config",
+            &example(),
+            "--input",
+            s(&first),
+            s(&hard),
+        ])
+        .output()
+        .unwrap();
+    assert!(!linked.status.success());
+    assert!(
+        String::from_utf8_lossy(&linked.stderr).contains("is given twice"),
+        "{}",
+        String::from_utf8_lossy(&linked.stderr)
+    );
+    // Two outputs naming one file (one not there yet): refused before
+    // anything is read or written.
+    let same = dir.path().join("same.out");
+    let clash = Command::new(BIN)
+        .args([
+            "backtest",
+            "--now",
+            HISTORY_NOW,
+            "--config",
+            &example(),
+            "--input",
+            s(&first),
+            "--transitions",
+            s(&same),
+            "--json",
+            &format!("{}/./same.out", dir.path().display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!clash.status.success());
+    assert!(
+        String::from_utf8_lossy(&clash.stderr).contains("named for two of this command's outputs"),
+        "{}",
+        String::from_utf8_lossy(&clash.stderr)
+    );
+    assert!(!same.exists());
 
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
@@ -1678,6 +1726,12 @@ fn a_gap_of_days_is_named_for_the_rules_with_a_baseline() {
     );
     assert!(
         stderr.contains("rules with a baseline (complaint_surge, churn_surge, churn_surge_2h)"),
+        "{stderr}"
+    );
+    // The shipped `unanswered` rule is named too: complaints just before a
+    // gap pass their deadline inside it.
+    assert!(
+        stderr.contains("rules that wait for responses (response_backlog)"),
         "{stderr}"
     );
     let out = run(&[

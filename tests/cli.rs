@@ -708,3 +708,54 @@ secret_env = "CW_TEST_UNSET_RUN_SECRET"
     assert!(err.contains("CW_TEST_UNSET_RUN_SECRET is not set"), "{all}");
     assert!(!all.contains("Serving"), "{all}");
 }
+
+/// `replay` of an empty or blank file says so (it replayed nothing); and
+/// `generate` refuses a period past year 9999 and one file named for both
+/// the stream and its crises.
+#[test]
+fn replay_of_a_blank_file_warns_and_generate_refuses_what_it_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.jsonl");
+    std::fs::write(&blank, "\n\n  \n").unwrap();
+    let out = Command::new(BIN)
+        .args(["replay", "--config", &example(), "--input"])
+        .arg(&blank)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("holds no event line"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    let out = Command::new(BIN)
+        .args([
+            "generate",
+            "--start",
+            "9999-12-31T23:30:00Z",
+            "--duration",
+            "1h",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("9999-12-31T23:59:59.999Z"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+
+    let both = dir.path().join("both.jsonl");
+    let out = Command::new(BIN)
+        .args(["generate", "--duration", "1m", "--output"])
+        .arg(&both)
+        .arg("--crises")
+        .arg(&both)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("two of this command's outputs"),
+        "{err}"
+    );
+    assert!(!both.exists());
+}

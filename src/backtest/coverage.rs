@@ -53,45 +53,93 @@ impl Coverage {
         self.gaps
     }
 
-    /// The warning for rules with a baseline when the history has gaps:
-    /// to them a gap is silence, so for a baseline's length after it they
-    /// judge ordinary traffic against a baseline the gap emptied (a surge
-    /// then pages on it). `rules`: each rule with a baseline and how far
-    /// back it looks (window + baseline, ms). `None`: nothing to say.
-    pub(crate) fn baseline_warning(&self, rules: &[(String, i64)]) -> Option<String> {
+    /// The warning for rules a gap misleads, when the history has gaps
+    /// (`rules`, from [`gap_rules`]; `None`: nothing to say). To a rule
+    /// with a baseline a gap is silence, so for a baseline's length after
+    /// it ordinary traffic is judged against a baseline the gap emptied (a
+    /// surge then pages on it); a rule that waits for responses sees the
+    /// deadlines of the complaints just before a gap pass inside it, their
+    /// answers never having come, and may page there.
+    pub(crate) fn baseline_warning(&self, rules: &[GapRule]) -> Option<String> {
         let (from, to) = self.first_gap?;
         if rules.is_empty() {
             return None;
         }
-        let reach = rules.iter().map(|r| r.1).max().unwrap_or(0);
-        let names: Vec<&str> = rules.iter().map(|r| r.0.as_str()).collect();
+        let names = |backlog: bool| {
+            rules
+                .iter()
+                .filter(|r| r.backlog == backlog)
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+        };
+        let (baseline, backlog) = (names(false), names(true));
+        let mut parts = Vec::new();
+        if !baseline.is_empty() {
+            let reach = rules
+                .iter()
+                .filter(|r| !r.backlog)
+                .map(|r| r.reach_ms)
+                .max()
+                .unwrap_or(0);
+            parts.push(format!(
+                "rules with a baseline ({}) take a gap for silence, so for up to {} after it they \
+                 judge ordinary traffic against a baseline the gap emptied",
+                baseline.join(", "),
+                crate::backtest::report::fmt_dur(reach),
+            ));
+        }
+        if !backlog.is_empty() {
+            parts.push(format!(
+                "rules that wait for responses ({}) take the complaints just before a gap for \
+                 unanswered once their deadline passes inside it (their answers would have come \
+                 after the data stops), and may page in the gap",
+                backlog.join(", "),
+            ));
+        }
         Some(format!(
             "the history has {} gap(s) of more than a day without events (the first: {} → {}); \
-             rules with a baseline ({}) take a gap for silence, so for up to {} after it they \
-             judge ordinary traffic against a baseline the gap emptied: their incidents there \
-             may be false, and counted as such — leave the stretch after a gap out of the \
-             history, or give the history before it",
+             {}: their incidents there may be false, and counted as such — leave the stretch \
+             around a gap out of the history, or give the history before it",
             self.gaps,
             crate::backtest::report::short_ts(from),
             crate::backtest::report::short_ts(to),
-            names.join(", "),
-            crate::backtest::report::fmt_dur(reach),
+            parts.join("; "),
         ))
     }
 }
 
-/// Rules of `rules` with a trailing baseline (surges), each with how far back
-/// it looks: its window plus its baseline, ms.
+/// A rule that a gap in the history misleads (see
+/// [`Coverage::baseline_warning`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GapRule {
+    /// The rule's name.
+    pub(crate) name: String,
+    /// How far back it looks: window plus baseline, ms (surges).
+    pub(crate) reach_ms: i64,
+    /// It waits for responses (`unanswered`), rather than having a baseline.
+    pub(crate) backlog: bool,
+}
+
+/// Rules of `rules` that a gap misleads: those with a trailing baseline
+/// (surges), each with how far back it looks (window plus baseline, ms),
+/// and those that wait for responses (`unanswered`).
 pub(crate) fn baseline_rules<'a>(
     rules: impl IntoIterator<Item = &'a crate::config::RuleConfig>,
-) -> Vec<(String, i64)> {
+) -> Vec<GapRule> {
+    use crate::config::IndicatorConfig;
     rules
         .into_iter()
         .filter_map(|r| match &r.indicator {
-            crate::config::IndicatorConfig::Surge { baseline, .. } => Some((
-                r.name.clone(),
-                r.window.as_ms().saturating_add(baseline.as_ms()),
-            )),
+            IndicatorConfig::Surge { baseline, .. } => Some(GapRule {
+                name: r.name.clone(),
+                reach_ms: r.window.as_ms().saturating_add(baseline.as_ms()),
+                backlog: false,
+            }),
+            IndicatorConfig::Unanswered { .. } => Some(GapRule {
+                name: r.name.clone(),
+                reach_ms: r.window.as_ms(),
+                backlog: true,
+            }),
             _ => None,
         })
         .collect()
@@ -128,8 +176,13 @@ mod tests {
         }
         assert_eq!(c.covered_ms(), Some(30 * HOUR));
         assert_eq!(c.gaps(), 2);
+        let surge = GapRule {
+            name: "complaint_surge".into(),
+            reach_ms: 3 * HOUR,
+            backlog: false,
+        };
         let w = c
-            .baseline_warning(&[("complaint_surge".into(), 3 * HOUR)])
+            .baseline_warning(std::slice::from_ref(&surge))
             .expect("a warning");
         assert!(
             w.starts_with("the history has 2 gap(s) of more than a day without events (the first: 1970-01-01T00:00:00Z → "),
@@ -137,6 +190,25 @@ mod tests {
         );
         assert!(w.contains("rules with a baseline (complaint_surge)"), "{w}");
         assert!(w.contains("for up to 3h after it"), "{w}");
+        assert!(!w.contains("wait for responses"), "{w}");
+        let backlog = GapRule {
+            name: "response_backlog".into(),
+            reach_ms: HOUR,
+            backlog: true,
+        };
+        let w = c
+            .baseline_warning(&[surge, backlog.clone()])
+            .expect("a warning");
+        assert!(w.contains("rules with a baseline (complaint_surge)"), "{w}");
+        assert!(
+            w.contains("rules that wait for responses (response_backlog)"),
+            "{w}"
+        );
+        let w = c.baseline_warning(&[backlog]).expect("a warning");
+        assert!(
+            !w.contains("with a baseline") && w.contains("may page in the gap"),
+            "{w}"
+        );
         assert_eq!(c.baseline_warning(&[]), None);
         // A step of exactly a day is history (a quiet day), not a gap.
         let mut d = Coverage::default();

@@ -104,14 +104,24 @@ impl Inputs {
         if paths.is_empty() {
             return Err(InputError::Empty);
         }
+        // The same file twice, by any path: a symlink resolves to it, a
+        // hard link has its inode (`same_file` compares device and inode).
         let mut seen = std::collections::HashSet::new();
+        let mut handles: Vec<same_file::Handle> = Vec::new();
         for p in &paths {
             let id = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-            if !seen.insert(id) {
+            // Regular files only: opening a FIFO here could block.
+            let handle = std::fs::metadata(p)
+                .is_ok_and(|m| m.is_file())
+                .then(|| same_file::Handle::from_path(p).ok())
+                .flatten();
+            let again = !seen.insert(id) || handle.as_ref().is_some_and(|h| handles.contains(h));
+            if again {
                 return Err(InputError::Twice {
                     path: p.display().to_string(),
                 });
             }
+            handles.extend(handle);
         }
         Ok(Inputs {
             paths,

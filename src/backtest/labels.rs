@@ -261,6 +261,35 @@ pub fn select(crises: Vec<Crisis>, names: &[String]) -> Result<Vec<Crisis>, Labe
         .collect())
 }
 
+/// One warning per crisis slice attribute that no rule of `cfg` groups by
+/// (a misspelt `prodcut`): no incident can share it, so the crisis can only
+/// be caught through its other attributes, or, with none, by a rule without
+/// `group_by` — and reads as missed.
+pub(crate) fn unknown_slice_attrs(crises: &[Crisis], cfg: &crate::config::Config) -> Vec<String> {
+    let known: std::collections::BTreeSet<&str> = cfg
+        .rules
+        .iter()
+        .flat_map(|r| r.group_by.iter().map(String::as_str))
+        .collect();
+    if known.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for c in crises {
+        for (k, _) in &c.slice {
+            if !known.contains(k.as_str()) {
+                let hint = crate::config::did_you_mean(k, known.iter().copied());
+                out.push(format!(
+                    "crisis {:?}: slice attribute {k:?} is grouped by no rule{hint}: no incident can match it, so the crisis may read as missed — the rules group by {}",
+                    c.name,
+                    known.iter().copied().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Whether an incident of group `group` that fired at `fired_at` caught crisis `c`.
 pub(crate) fn matches(
     group: &[(String, String)],
@@ -327,6 +356,32 @@ mod tests {
         let e = parse("\n{\"name\":\"a\",\"start\":5,\"end\":5}\n", "f").unwrap_err();
         assert!(e.to_string().contains("f:2:"), "{e}");
         assert!(e.to_string().contains("must be after"), "{e}");
+    }
+
+    #[test]
+    fn a_slice_attribute_no_rule_groups_by_is_named_with_the_closest_one() {
+        let cfg = crate::config::Config::from_toml_str(
+            "[[rules]]\nname = \"r\"\ngroup_by = [\"product\", \"region\"]\nwindow = \"10m\"\nslide = \"1m\"\nindicator = { kind = \"count\", select = { type = \"complaint\" } }\nthresholds = { warning = 1 }\n",
+            &std::collections::HashMap::<String, String>::new(),
+        )
+        .expect("config");
+        let crises = parse(
+            r#"{"name":"x","kind":"k","slice":{"prodcut":"router-x","region":"eu"},"start":"2026-11-20T04:00:00Z","end":"2026-11-20T06:00:00Z"}"#,
+            "t",
+        )
+        .expect("labels");
+        let w = unknown_slice_attrs(&crises, &cfg);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("\"prodcut\"") && w[0].contains("did you mean \"product\""),
+            "{w:?}"
+        );
+        let ok = parse(
+            r#"{"name":"y","kind":"k","slice":{"product":"router-x"},"start":"2026-11-20T04:00:00Z","end":"2026-11-20T06:00:00Z"}"#,
+            "t",
+        )
+        .expect("labels");
+        assert!(unknown_slice_attrs(&ok, &cfg).is_empty());
     }
 
     #[test]

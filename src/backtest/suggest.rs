@@ -45,6 +45,10 @@ use super::tune::{self, Row, TuneError, TuneOptions, TuneResult, Tuner};
 pub const FACTORS: [f64; 12] = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0, 2.5];
 
 const DAY_MS: f64 = 86_400_000.0;
+/// The part of a day (about a quarter of an hour) that a history may fall
+/// short of a whole day and still count it: the last event of a day comes
+/// before the day ends.
+const DAY_SLACK: f64 = 0.01;
 
 /// Options of `suggest`.
 #[derive(Debug, Clone)]
@@ -210,15 +214,18 @@ fn lowest(r: &Row) -> f64 {
         .map_or(f64::NAN, |l| l.1)
 }
 
+/// The whole days `covered_ms` holds, rounded down but for [`DAY_SLACK`].
+fn whole_days(covered_ms: Option<i64>) -> f64 {
+    covered_ms.map_or(0.0, |c| (c.max(0) as f64 / DAY_MS + DAY_SLACK).floor())
+}
+
 /// Picks the suggested row (see the module docs).
 fn choose(cfg: &Config, result: TuneResult, opts: &SuggestOptions) -> Suggestion {
-    // The time the history's events cover in whole days (a generated month
-    // of 30 days ends a second before its 30th day does). Not the span: one
-    // stray old stamp, or a week without data, would stretch it (see
-    // `backtest::coverage`).
-    let days = result
-        .covered_ms
-        .map_or(0.0, |c| (c.max(0) as f64 / DAY_MS).ceil());
+    // The time the history's events cover in whole days, rounded down but
+    // for [`DAY_SLACK`] (a generated month of 30 days ends a second before
+    // its 30th day does). Not the span: one stray old stamp, or a week
+    // without data, would stretch it (see `backtest::coverage`).
+    let days = whole_days(result.covered_ms);
     let allowed_false = (opts.max_false_per_30d.max(0.0) * days / 30.0 + 1e-9).floor() as usize;
     let labelled = result.labelled;
     let below = cfg
@@ -382,5 +389,17 @@ mod tests {
         let neg = thresholds(-20.0);
         assert_eq!(neg[0], -30.0);
         assert_eq!(neg[5], -20.0);
+    }
+
+    #[test]
+    fn history_days_round_down_but_for_the_last_moments_of_a_day() {
+        let day = 86_400_000_i64;
+        // A generated month ends a second before its 30th day does.
+        assert_eq!(whole_days(Some(30 * day - 1_000)), 30.0);
+        // 29 days and an hour are 29 days (one false incident needs 30).
+        assert_eq!(whole_days(Some(29 * day + 3_600_000)), 29.0);
+        assert_eq!(whole_days(Some(3_600_000)), 0.0);
+        assert_eq!(whole_days(None), 0.0);
+        assert_eq!(whole_days(Some(-5)), 0.0);
     }
 }

@@ -67,33 +67,71 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// An output file of a command is also one of its inputs.
+/// An output file of a command is also one of its inputs, or another of
+/// its outputs.
 #[derive(Debug, thiserror::Error)]
-#[error("{output} is also this command's {role}: writing it would destroy what the command reads; choose another output file")]
-pub struct OverwritesInput {
-    /// The output, as given.
-    pub output: String,
-    /// Which input it is ("input", "configuration", "labels", …).
-    pub role: &'static str,
+pub enum OverwritesInput {
+    /// An output is an input.
+    #[error("{output} is also this command's {role}: writing it would destroy what the command reads; choose another output file")]
+    Input {
+        /// The output, as given.
+        output: String,
+        /// Which input it is ("input", "configuration", "labels", …).
+        role: &'static str,
+    },
+    /// Two outputs name one file.
+    #[error("{output} is named for two of this command's outputs: one would overwrite the other; choose another file for one of them")]
+    TwoOutputs {
+        /// The second output naming the file, as given.
+        output: String,
+    },
 }
 
 /// Refuses, before anything is read or written, an output that is the same
 /// file as an input (by device and inode, whatever path names it): a history
-/// file named as `--output` would be truncated while it is read. Outputs that
-/// do not exist yet are fine.
+/// file named as `--output` would be truncated while it is read; and two
+/// outputs that name one file (by inode when it exists, else by its
+/// resolved directory and name), one of which would silently replace the
+/// other. Outputs that do not exist yet are fine otherwise.
 pub(crate) fn refuse_overwriting_inputs<'a>(
     inputs: impl IntoIterator<Item = (&'a Path, &'static str)> + Clone,
     outputs: impl IntoIterator<Item = &'a Path>,
 ) -> Result<(), OverwritesInput> {
-    for out in outputs {
+    let outputs: Vec<&Path> = outputs.into_iter().collect();
+    for (i, out) in outputs.iter().enumerate() {
         for (input, role) in inputs.clone() {
             if same_file::is_same_file(out, input).unwrap_or(false) {
-                return Err(OverwritesInput {
+                return Err(OverwritesInput::Input {
                     output: out.display().to_string(),
                     role,
                 });
             }
         }
+        if outputs[..i].iter().any(|earlier| same_path(earlier, out)) {
+            return Err(OverwritesInput::TwoOutputs {
+                output: out.display().to_string(),
+            });
+        }
     }
     Ok(())
+}
+
+/// Whether two paths name one file: the same inode when it exists, else the
+/// same name in the same (resolved) directory.
+fn same_path(a: &Path, b: &Path) -> bool {
+    if same_file::is_same_file(a, b).unwrap_or(false) {
+        return true;
+    }
+    fn resolved(p: &Path) -> Option<PathBuf> {
+        let name = p.file_name()?;
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        Some(std::fs::canonicalize(dir).ok()?.join(name))
+    }
+    match (resolved(a), resolved(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
 }

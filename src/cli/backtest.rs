@@ -294,6 +294,9 @@ fn load_labels(t: &TruthArgs, cfg: &Config) -> Result<Option<Vec<Crisis>>, CliEr
                     );
                 }
             }
+            for w in labels::unknown_slice_attrs(&crises, cfg) {
+                tracing::warn!(labels = %p.display(), "Labels: {w}");
+            }
             Some(crises)
         }
     };

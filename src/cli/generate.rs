@@ -130,6 +130,20 @@ impl Commands {
                 (MAX_ORDERS_PER_MINUTE * 1440.0 * 1.2) as u64
             );
         }
+        // RFC 3339 times end with year 9999: a period past it would stop
+        // there, short of what was asked, with crises in year +10000.
+        const LAST_MS: i64 = 253_402_300_799_999;
+        if start_ms.saturating_add(duration_ms) > LAST_MS.saturating_add(1) {
+            anyhow::bail!(
+                "--start {start} plus --duration {duration} ends after 9999-12-31T23:59:59.999Z, the last time events can carry: start earlier or shorten the period"
+            );
+        }
+        if let (Some(o), Some(c)) = (&output, &crises) {
+            super::args::refuse_overwriting_inputs(
+                std::iter::empty::<(&std::path::Path, &'static str)>(),
+                [o.as_path(), c.as_path()],
+            )?;
+        }
         let mut gen = Generator::new(GeneratorSettings {
             seed,
             start_ms,

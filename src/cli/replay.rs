@@ -98,6 +98,12 @@ impl Commands {
                 );
             }
         }
+        if summary.lines == 0 {
+            crate::say!(
+                "warning: input {} holds no event line (it is empty or blank): nothing was replayed",
+                if input == "-" { "stdin" } else { input.as_str() }
+            );
+        }
         if summary.lines > 0 && summary.stats.invalid_total() == summary.lines {
             crate::say!(
                 "warning: none of the {} lines read is a valid event (see the reasons above); \

@@ -9,6 +9,7 @@
 use super::{Condition, Config, IndicatorConfig};
 
 mod routes;
+pub(crate) use routes::did_you_mean;
 
 /// Every warning for `cfg`, one sentence each, naming the setting.
 pub fn advice(cfg: &Config) -> Vec<String> {

@@ -161,7 +161,7 @@ fn known_labels(rules: &[&RuleConfig]) -> BTreeSet<String> {
 
 /// `" (did you mean \"x\"?)"` for the candidate closest to `word` within two
 /// edits (the first in order among equally close ones), else `""`.
-fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         let d = levenshtein(word, c);
