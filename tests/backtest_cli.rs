@@ -224,6 +224,27 @@ fn backtest_reads_split_and_gzipped_history_like_one_file() {
         serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(json["truth"]["missed"], 0);
     assert_eq!(json["truth"]["recall"], 1.0);
+    // Times are RFC 3339 under `_at` (or plain) names; `_ms` names hold ms.
+    assert!(
+        json["first_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{json}"
+    );
+    assert!(
+        json["end_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{json}"
+    );
+    let outcome = &json["truth"]["outcomes"][0];
+    assert!(
+        outcome["start"].is_string() && outcome["end"].is_string(),
+        "{outcome}"
+    );
+    assert!(
+        outcome["delay_ms"].is_i64() && json["covered_ms"].is_i64(),
+        "{json}"
+    );
+    for gone in ["first_ms", "end_ms"] {
+        assert!(json.get(gone).is_none(), "{gone}");
+    }
     assert_eq!(json["rules"].as_array().unwrap().len(), 10);
     assert!(json["incidents"][0]["dedup_key"].is_string());
     assert!(json["incidents"][0]["group"].is_object());

@@ -447,14 +447,14 @@ fn offset_bounds_select_exactly_their_range() {
     assert_eq!(r["lines"], 15 + 5);
     assert_eq!(r["stats"]["applied"], 20);
     // The earliest event read is offset 10 of partition 0, the newest offset 4 of partition 1.
-    assert_eq!(r["first_ms"], ts(t0 + 10_000));
-    assert_eq!(r["end_ms"], ts(t0 + 1_004_000));
+    assert_eq!(r["first_at"], ts(t0 + 10_000));
+    assert_eq!(r["end_at"], ts(t0 + 1_004_000));
 
     // One partition only: the other one's range is empty.
     let r = report(&["--from-offset", "90", "--to-offset", "latest,1:0"]);
     assert_eq!(r["lines"], 10);
-    assert_eq!(r["first_ms"], ts(t0 + 90_000));
-    assert_eq!(r["end_ms"], ts(t0 + 99_000));
+    assert_eq!(r["first_at"], ts(t0 + 90_000));
+    assert_eq!(r["end_at"], ts(t0 + 99_000));
 
     // A partition that does not exist is refused, naming it.
     let bad = crisiswatch(
@@ -539,7 +539,7 @@ fn time_bounds_select_by_message_timestamp_on_any_broker() {
     assert_eq!(report["lines"], want as u64, "{}", r.stderr);
     assert_eq!(report["stats"]["applied"], want as u64);
     // The newest event read is the one stamped just before --to-time.
-    assert_eq!(report["end_ms"], rfc(to - 1000 + 3_600_000));
+    assert_eq!(report["end_at"], rfc(to - 1000 + 3_600_000));
     // Every message was looked at (the broker's time lookup skipped none),
     // and the rest counted as outside the range, per partition.
     let log = strip_ansi(&r.stderr);

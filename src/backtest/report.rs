@@ -191,11 +191,11 @@ pub struct CrisisOutcome {
     /// Its slice.
     #[serde(serialize_with = "ser_group")]
     pub(crate) slice: Labels,
-    /// Start, ms.
-    #[serde(serialize_with = "ser_ts")]
+    /// Start, ms (JSON: `start`, RFC 3339, as in the labels file).
+    #[serde(rename = "start", serialize_with = "ser_ts")]
     pub(crate) start_ms: i64,
-    /// End, ms.
-    #[serde(serialize_with = "ser_ts")]
+    /// End, ms (JSON: `end`, RFC 3339).
+    #[serde(rename = "end", serialize_with = "ser_ts")]
     pub(crate) end_ms: i64,
     /// First matching firing, ms.
     #[serde(serialize_with = "ser_opt_ts")]
@@ -363,11 +363,13 @@ pub struct Report {
     /// Engine counters.
     #[serde(serialize_with = "ser_stats")]
     pub stats: EngineStats,
-    /// First and last event time (the data span), ms.
-    #[serde(serialize_with = "ser_opt_ts")]
+    /// First event time (the start of the data span), ms (JSON:
+    /// `first_at`, RFC 3339).
+    #[serde(rename = "first_at", serialize_with = "ser_opt_ts")]
     pub(crate) first_ms: Option<i64>,
-    /// Last event time (the engine clock at the end), ms.
-    #[serde(serialize_with = "ser_opt_ts")]
+    /// Last event time (the engine clock at the end), ms (JSON: `end_at`,
+    /// RFC 3339).
+    #[serde(rename = "end_at", serialize_with = "ser_opt_ts")]
     pub end_ms: Option<i64>,
     /// Time the events cover, ms: the span without gaps of more than a day
     /// between consecutive event times (see `backtest::coverage`).
