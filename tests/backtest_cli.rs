@@ -1790,3 +1790,78 @@ fn a_gap_of_days_is_named_for_the_rules_with_a_baseline() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("take a gap for silence"), "{stderr}");
 }
+
+/// A transitions export newest first (`tac`), or with every line twice (an
+/// at-least-once export), gives the reviews of the file as written.
+#[test]
+fn a_transitions_file_newest_first_or_doubled_gives_the_same_reviews() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("backtest_cli_review_order");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("c.toml");
+    std::fs::write(&config, COUNT_RULE).unwrap();
+    let events = dir.join("e.jsonl");
+    std::fs::write(&events, complaints(&["router-x", "phone-z", "Zürich"])).unwrap();
+    let transitions = dir.join("t.jsonl");
+    run(&[
+        "backtest",
+        "--config",
+        s(&config),
+        "--input",
+        s(&events),
+        "--transitions",
+        s(&transitions),
+        "--now",
+        HISTORY_NOW,
+    ]);
+    let text = std::fs::read_to_string(&transitions).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.iter().any(|l| l.contains("\"resolved\"")), "{text}");
+    let review = |name: &str, lines: Vec<&str>| {
+        let p = dir.join(name);
+        std::fs::write(&p, lines.join("\n")).unwrap();
+        let out = run(&["review", "--config", s(&config), "--transitions", s(&p)]);
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (want, _) = review("as-written.jsonl", lines.clone());
+    assert!(!want.contains("still firing"), "{want}");
+    assert_eq!(want.matches("| resolved |").count(), 3, "{want}");
+    let (newest_first, stderr) = review("tac.jsonl", lines.iter().rev().copied().collect());
+    assert_eq!(newest_first, want);
+    assert!(stderr.contains("not in time order"), "{stderr}");
+    let (doubled, stderr) = review(
+        "doubled.jsonl",
+        lines.iter().flat_map(|l| [*l, *l]).collect(),
+    );
+    assert_eq!(doubled, want);
+    assert!(stderr.contains("duplicates=6"), "{stderr}");
+}
+
+/// A count of complaints per product, warning above 1.
+const COUNT_RULE: &str = r#"
+[[rules]]
+name = "cnt"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 1 }
+"#;
+
+/// Two complaints per product at 10:00, then an order at 10:30 that moves
+/// the clock past their window (they resolve).
+fn complaints(products: &[&str]) -> String {
+    let mut text = String::new();
+    for p in products {
+        for i in 1..=2 {
+            text.push_str(&format!(
+                "{{\"id\":\"{p}{i}\",\"type\":\"complaint\",\"ts\":\"2026-11-20T10:00:0{i}Z\",\"attrs\":{{\"product\":\"{p}\"}}}}\n"
+            ));
+        }
+    }
+    text.push_str("{\"id\":\"o\",\"type\":\"order\",\"ts\":\"2026-11-20T10:30:00Z\",\"attrs\":{\"product\":\"x\"}}\n");
+    text
+}

@@ -6,7 +6,8 @@
 //!
 //! Incidents come from a backtest ([`super::run`]), from a file of
 //! transitions (the JSONL `replay` and `backtest --transitions` write, or an
-//! export of the live service's transitions): [`incidents_from_transitions`],
+//! export of the live service's transitions, read by event time whatever its
+//! order, a repeated transition once): [`incidents_from_transitions`],
 //! or from the live service's outbox (`review --outbox`): [`outbox`] reads it
 //! read-only and rebuilds each incident — its notifications, and per alert
 //! this module's [`Incident`] with the timeline from the outbox's ledger —
@@ -75,6 +76,11 @@ pub enum ReviewError {
 /// Reads incidents from a transitions JSONL file (`replay` output or an
 /// export of the live service's transitions). Returns them and the time of the
 /// last transition (the end for incidents still open).
+///
+/// The file's order is not trusted: the transitions are read by event time
+/// ([`in_time_order`]), so a newest-first export gives the same incidents,
+/// and a transition written twice (an at-least-once export) counts once. A
+/// WARN says when the file was out of order or held duplicates.
 pub fn incidents_from_transitions(
     cfg: &Config,
     path: &Path,
@@ -83,8 +89,7 @@ pub fn incidents_from_transitions(
         path: path.display().to_string(),
         source,
     })?;
-    let mut tracker = Tracker::for_rules(&cfg.rules);
-    let mut last = i64::MIN;
+    let mut transitions = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
@@ -103,10 +108,81 @@ pub fn incidents_from_transitions(
         let mut t = t;
         t.group
             .sort_by_key(|(k, _)| rule.group_by.iter().position(|g| g == k));
+        transitions.push(t);
+    }
+    let order = in_time_order(&mut transitions);
+    if order.behind > 0 {
+        tracing::warn!(
+            file = %path.display(),
+            lines = order.behind,
+            "Transitions file not in time order (lines older than one before them): read by event time"
+        );
+    }
+    if order.duplicates > 0 {
+        tracing::warn!(
+            file = %path.display(),
+            duplicates = order.duplicates,
+            "Transitions file holds duplicate transitions (same dedup key, state, time and severity): each read once"
+        );
+    }
+    let mut tracker = Tracker::for_rules(&cfg.rules);
+    let mut last = i64::MIN;
+    for t in &transitions {
         last = last.max(t.at);
-        tracker.transition(&t);
+        tracker.transition(t);
     }
     Ok((tracker.finish(), last.max(0)))
+}
+
+/// What [`in_time_order`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Reordered {
+    /// Transitions older than one before them in the file.
+    behind: usize,
+    /// Exact repeats dropped.
+    duplicates: usize,
+}
+
+/// Puts transitions read from a file in the order the engine emits them:
+/// by event time; at one time, an alert instance's transitions in their
+/// lifecycle order — an older instance (breach start) before a newer one
+/// (its resolve before the next breach of the slice), then pending, firing,
+/// escalations by severity, resolved — and otherwise in file order (the sort
+/// is stable). A repeat of a transition (same dedup key, state, time and
+/// severity) is dropped.
+fn in_time_order(transitions: &mut Vec<Transition>) -> Reordered {
+    use std::collections::HashSet;
+    let mut latest = i64::MIN;
+    let behind = transitions
+        .iter()
+        .filter(|t| {
+            let late = t.at < latest;
+            latest = latest.max(t.at);
+            late
+        })
+        .count();
+    let lifecycle = |s: State| match s {
+        State::Pending => 0u8,
+        State::Firing => 1,
+        State::Escalated => 2,
+        State::Resolved => 3,
+    };
+    transitions.sort_by_key(|t| (t.at, t.started_at, lifecycle(t.state), t.severity));
+    // Repeats share their time: one set per run of equal times.
+    let before = transitions.len();
+    let mut at = i64::MIN;
+    let mut seen: HashSet<(String, State, Severity)> = HashSet::new();
+    transitions.retain(|t| {
+        if t.at != at {
+            at = t.at;
+            seen.clear();
+        }
+        seen.insert((t.dedup_key.clone(), t.state, t.severity))
+    });
+    Reordered {
+        behind,
+        duplicates: before - transitions.len(),
+    }
 }
 
 /// Parses one transition line (`docs/contract.md` §3).
@@ -301,6 +377,139 @@ mod tests {
         assert_ne!(na, nb);
         assert!(na.starts_with("rule_product_ppp"), "{na}");
         assert_eq!(safe_name("a/b=c"), "a_b_c");
+    }
+
+    fn config() -> Config {
+        Config::from_toml_str(
+            r#"
+[[rules]]
+name = "cnt"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+for = "1m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 1, error = 3, critical = 5 }
+"#,
+            &std::collections::HashMap::<String, String>::new(),
+        )
+        .expect("config")
+    }
+
+    /// Transitions in the engine's order: two instances of slice `p` (the
+    /// second's breach starting the minute the first resolves) and one of
+    /// `q`, with two escalations at one time.
+    fn lines() -> Vec<String> {
+        let line = |product: &str, state: &str, sev: &str, at: &str, start: &str, value: f64| {
+            let started = parse_rfc3339_ms(start).unwrap();
+            let key =
+                Transition::make_dedup_key("cnt", &[("product".into(), product.into())], started);
+            format!(
+                r#"{{"rule":"cnt","group":{{"product":"{product}"}},"state":"{state}","severity":"{sev}","at":"{at}","value":{value},"threshold":1,"clear":1,"dedup_key":"{key}","started_at":"{start}","window":"10m"}}"#
+            )
+        };
+        let (p1, p2, q) = (
+            "2026-11-20T10:00:00Z",
+            "2026-11-20T10:20:00Z",
+            "2026-11-20T10:05:00Z",
+        );
+        vec![
+            line("p", "pending", "warning", p1, p1, 2.0),
+            line("p", "firing", "warning", "2026-11-20T10:01:00Z", p1, 2.0),
+            line("q", "pending", "warning", q, q, 2.0),
+            line("p", "escalated", "error", "2026-11-20T10:06:00Z", p1, 4.0),
+            line(
+                "p",
+                "escalated",
+                "critical",
+                "2026-11-20T10:06:00Z",
+                p1,
+                6.0,
+            ),
+            line("q", "firing", "warning", "2026-11-20T10:06:00Z", q, 2.0),
+            line("p", "resolved", "critical", p2, p1, 0.0),
+            line("p", "pending", "warning", p2, p2, 2.0),
+            line("q", "resolved", "warning", "2026-11-20T10:25:00Z", q, 1.0),
+            line("p", "firing", "warning", "2026-11-20T10:21:00Z", p2, 2.0),
+        ]
+    }
+
+    /// The reviews of the incidents of a transitions file, and its end.
+    fn reviews(cfg: &Config, text: &str) -> (Vec<String>, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.jsonl");
+        std::fs::write(&p, text).unwrap();
+        let (incidents, end) = incidents_from_transitions(cfg, &p).unwrap();
+        let docs = incidents
+            .iter()
+            .map(|i| render(i, cfg.rules.first(), None, &[], None, end, false))
+            .collect();
+        (docs, end)
+    }
+
+    #[test]
+    fn a_reversed_or_doubled_transitions_file_gives_the_same_reviews() {
+        let cfg = config();
+        let lines = lines();
+        let (want, end) = reviews(&cfg, &lines.join("\n"));
+        assert_eq!(want.len(), 3, "{want:#?}");
+        assert!(
+            want[0].contains("| Resolved | 2026-11-20T10:20:00"),
+            "{}",
+            want[0]
+        );
+        assert!(
+            want[0].contains("| Highest severity | critical"),
+            "{}",
+            want[0]
+        );
+        let mut reversed = lines.clone();
+        reversed.reverse();
+        let doubled: Vec<&String> = lines.iter().flat_map(|l| [l, l]).collect();
+        let twice = format!("{}\n{}", lines.join("\n"), lines.join("\n"));
+        let reversed_doubled: Vec<&String> = reversed.iter().flat_map(|l| [l, l]).collect();
+        for (what, text) in [
+            ("reversed", reversed.join("\n")),
+            (
+                "doubled",
+                doubled
+                    .iter()
+                    .map(|l| l.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            ("written twice", twice),
+            (
+                "reversed and doubled",
+                reversed_doubled
+                    .iter()
+                    .map(|l| l.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+        ] {
+            let (got, got_end) = reviews(&cfg, &text);
+            assert_eq!(got_end, end, "{what}");
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn the_order_and_the_repeats_are_counted() {
+        let mut ts: Vec<Transition> = lines()
+            .iter()
+            .rev()
+            .map(|l| parse_transition(l).unwrap())
+            .collect();
+        let again = ts[0].clone();
+        ts.push(again);
+        let r = in_time_order(&mut ts);
+        assert_eq!(r.duplicates, 1);
+        // Reversed: all but the two newest lines are behind one before them,
+        // and so is the repeat appended.
+        assert_eq!(r.behind, 9, "{r:?}");
+        assert!(ts.windows(2).all(|w| w[0].at <= w[1].at));
+        assert_eq!(ts.len(), 10);
     }
 
     #[test]
