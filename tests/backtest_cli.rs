@@ -1791,6 +1791,85 @@ fn a_gap_of_days_is_named_for_the_rules_with_a_baseline() {
     assert!(!stderr.contains("take a gap for silence"), "{stderr}");
 }
 
+/// Slice values that a file name shows alike (letters outside ASCII of one
+/// length, `ü`/`ä`, a blank, `_` and `:`) still get one review file each:
+/// the count printed is the files written, by `backtest --review-dir` and
+/// by `review --output DIR`.
+#[test]
+fn reviews_of_slices_named_alike_are_one_file_each() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("backtest_cli_review_names");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("c.toml");
+    std::fs::write(&config, COUNT_RULE).unwrap();
+    let products = ["路由器", "手机壳", "Zürich", "Zärich", "a b", "a_b", "a:b"];
+    let events = dir.join("e.jsonl");
+    std::fs::write(&events, complaints(&products)).unwrap();
+    let files = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let reviews = dir.join("reviews");
+    let out = run(&[
+        "backtest",
+        "--config",
+        s(&config),
+        "--input",
+        s(&events),
+        "--review-dir",
+        s(&reviews),
+        "--now",
+        HISTORY_NOW,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "wrote 7 incident review(s) to {}",
+            reviews.display()
+        )),
+        "{stdout}"
+    );
+    let names = files(&reviews);
+    assert_eq!(names.len(), 7, "{names:?}");
+    // A key of safe characters keeps its name; the others are told apart by
+    // a hash of the exact key.
+    assert!(
+        names.contains(&"cnt_product_a_b_1795168802000.md".to_string()),
+        "{names:?}"
+    );
+    for p in products {
+        let n = names
+            .iter()
+            .filter(|n| {
+                std::fs::read_to_string(reviews.join(n))
+                    .unwrap()
+                    .starts_with(&format!("# Incident review: cnt — product={p}\n"))
+            })
+            .count();
+        assert_eq!(n, 1, "{p}: {names:?}");
+    }
+    // `review --output DIR` names them alike.
+    let again = dir.join("again");
+    let out = run(&[
+        "review",
+        "--config",
+        s(&config),
+        "--input",
+        s(&events),
+        "--output",
+        s(&again),
+        "--now",
+        HISTORY_NOW,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("wrote 7 review(s)"), "{stderr}");
+    assert_eq!(files(&again), names);
+}
+
 /// A transitions export newest first (`tac`), or with every line twice (an
 /// at-least-once export), gives the reviews of the file as written.
 #[test]

@@ -135,7 +135,9 @@ fn review_outbox(f: &Fixture, args: &[&str]) -> String {
     run_ok(&a, &[])
 }
 
-/// A dedup key made safe for a file name (as `review` names its files).
+/// A dedup key made safe for a file name (as `review` names its files when
+/// the key holds only ASCII letters, digits, `-_.` and the separators
+/// `/=,`, as this fixture's do; others end with a hash of the key).
 fn safe_name(key: &str) -> String {
     key.chars()
         .map(|c| {

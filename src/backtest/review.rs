@@ -71,6 +71,18 @@ pub enum ReviewError {
     /// The live service's outbox could not be read.
     #[error(transparent)]
     Outbox(#[from] OutboxReadError),
+    /// Two incidents' reviews would be one file (see [`file_names`]).
+    #[error(
+        "the reviews of {first:?} and {second:?} would both be written to {name}; nothing written"
+    )]
+    FileName {
+        /// The file name.
+        name: String,
+        /// The first incident's key.
+        first: String,
+        /// The second incident's key.
+        second: String,
+    },
 }
 
 /// Reads incidents from a transitions JSONL file (`replay` output or an
@@ -250,7 +262,7 @@ pub fn parse_transition(line: &str) -> Result<Transition, String> {
 }
 
 /// Picks incidents by dedup key (exact, or a substring matching exactly one);
-/// all of them when `keys` is empty.
+/// all of them when `keys` is empty. An incident picked twice is taken once.
 pub fn select<'a>(
     incidents: &'a [Incident],
     keys: &[String],
@@ -258,10 +270,15 @@ pub fn select<'a>(
     if keys.is_empty() {
         return Ok(incidents.iter().collect());
     }
-    let mut out = Vec::new();
+    let mut out: Vec<&Incident> = Vec::new();
+    let mut take = |i: &'a Incident| {
+        if !out.iter().any(|o| std::ptr::eq(*o, i)) {
+            out.push(i);
+        }
+    };
     for k in keys {
         if let Some(i) = incidents.iter().find(|i| &i.dedup_key == k) {
-            out.push(i);
+            take(i);
             continue;
         }
         let hits: Vec<&Incident> = incidents
@@ -269,7 +286,7 @@ pub fn select<'a>(
             .filter(|i| i.dedup_key.contains(k.as_str()))
             .collect();
         match hits.len() {
-            1 => out.push(hits[0]),
+            1 => take(hits[0]),
             0 => {
                 return Err(ReviewError::Select(format!(
                     "no incident matches {k:?}; incidents: {}",
@@ -330,38 +347,110 @@ fn list_keys(incidents: &[Incident]) -> String {
     s.join(", ")
 }
 
-/// A file name for an incident's review: its dedup key made safe.
-pub fn file_name(i: &Incident) -> String {
-    format!("{}.md", safe_name(&i.dedup_key))
-}
-
 /// The longest file name [`safe_name`] makes (file systems refuse names
 /// over 255 bytes; `.md` and room for a suffix stay free).
 const MAX_FILE_NAME: usize = 200;
 
+/// The characters a dedup key is built with (`rule/k=v,k=v/start-ms`,
+/// values percent-encoded where they hold one): a file name shows them as
+/// `_` without a hash, so the usual keys keep their readable names.
+const KEY_SEPARATORS: [char; 3] = ['/', '=', ','];
+
+/// The `~` and 16 hex digits a [`safe_name`] ends with when it needs them.
+const HASH_SUFFIX: usize = 17;
+
 /// A dedup key made safe for a file name: ASCII letters, digits, `-_.`
-/// kept, anything else `_`; a longer one than [`MAX_FILE_NAME`] (long
-/// attribute values) keeps a readable prefix and ends with `~` and 16 hex
-/// digits of the key's SHA-256, so two long keys still get two files.
+/// kept, anything else `_`. When that lost more than the key's separators
+/// (`/`, `=`, `,` — a blank, `:`, `%`, a letter outside ASCII: `Zürich` and
+/// `Zärich` would be one name), or the name would be longer than
+/// [`MAX_FILE_NAME`] (long attribute values), it keeps a readable prefix and
+/// ends with `~` and 16 hex digits of the exact key's SHA-256, so two keys
+/// get two names. A key of ASCII letters, digits, `-_.` and the separators
+/// gets the same name as always.
+///
+/// Keys can still meet in one name (`a/b` and `a_b`, or names that differ
+/// only in letter case, one file on a case-insensitive file system):
+/// [`file_names`] names a batch of reviews without that.
 pub fn safe_name(key: &str) -> String {
-    use sha2::{Digest, Sha256};
+    let mut lossy = false;
     let name: String = key
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
                 c
             } else {
+                lossy |= !KEY_SEPARATORS.contains(&c);
                 '_'
             }
         })
         .collect();
-    if name.len() <= MAX_FILE_NAME {
+    if !lossy && name.len() <= MAX_FILE_NAME {
         return name;
     }
+    hashed_name(key, &name)
+}
+
+/// `name` (ASCII, `key` made safe) cut to leave room for the hash, then `~`
+/// and 16 hex digits of `key`'s SHA-256.
+fn hashed_name(key: &str, name: &str) -> String {
+    use sha2::{Digest, Sha256};
     let digest = Sha256::digest(key.as_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     // ASCII only: any byte is a char boundary.
-    format!("{}~{hex}", &name[..MAX_FILE_NAME - 17])
+    let keep = name.len().min(MAX_FILE_NAME - HASH_SUFFIX);
+    format!("{}~{hex}", &name[..keep])
+}
+
+/// The file names of the reviews of incidents with these keys (dedup keys,
+/// or the outbox's incident keys), in order: each key's [`safe_name`] and
+/// `.md`, one file per incident. Keys whose names would still be one file —
+/// different keys made alike (`a/b` and `a_b`), or names that differ only in
+/// letter case — all get the hash; a key given again (two incidents with one
+/// key) gets `~2`, `~3`… in order. Should two names still meet (the same 64
+/// bits of two hashes), that is an error before anything is written, never a
+/// review overwriting another.
+pub fn file_names<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, ReviewError> {
+    use std::collections::hash_map::Entry;
+    use std::collections::HashMap;
+    let keys: Vec<&str> = keys.into_iter().collect();
+    let mut names: Vec<String> = keys.iter().map(|k| safe_name(k)).collect();
+    // Names alike (ignoring case) for different keys: all of them hashed.
+    let mut alike: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, n) in names.iter().enumerate() {
+        alike.entry(n.to_ascii_lowercase()).or_default().push(i);
+    }
+    for group in alike.values().filter(|g| g.len() > 1) {
+        for &i in group {
+            if group.iter().any(|&j| keys[j] != keys[i]) && !names[i].contains('~') {
+                names[i] = hashed_name(keys[i], &names[i]);
+            }
+        }
+    }
+    // The same key again: numbered.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        let n = seen.entry(k).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            names[i] = format!("{}~{n}", names[i]);
+        }
+    }
+    let mut taken: HashMap<String, usize> = HashMap::new();
+    for (i, n) in names.iter().enumerate() {
+        match taken.entry(n.to_ascii_lowercase()) {
+            Entry::Vacant(v) => {
+                v.insert(i);
+            }
+            Entry::Occupied(o) => {
+                return Err(ReviewError::FileName {
+                    name: format!("{n}.md"),
+                    first: keys[*o.get()].to_string(),
+                    second: keys[i].to_string(),
+                })
+            }
+        }
+    }
+    Ok(names.into_iter().map(|n| format!("{n}.md")).collect())
 }
 
 #[cfg(test)]
@@ -377,6 +466,96 @@ mod tests {
         assert_ne!(na, nb);
         assert!(na.starts_with("rule_product_ppp"), "{na}");
         assert_eq!(safe_name("a/b=c"), "a_b_c");
+    }
+
+    /// A dedup key as the engine makes it, of a `product` slice.
+    fn key(product: &str) -> String {
+        Transition::make_dedup_key("cnt", &[("product".into(), product.into())], 1)
+    }
+
+    #[test]
+    fn keys_made_alike_still_get_one_file_each() {
+        let values = [
+            "路由器",
+            "手机壳",
+            "Zürich",
+            "Zärich",
+            "a b",
+            "a_b",
+            "a:b",
+            "a/b",
+            "a%b",
+        ];
+        let keys: Vec<String> = values.iter().map(|v| key(v)).collect();
+        let names = file_names(keys.iter().map(String::as_str)).unwrap();
+        let distinct: std::collections::HashSet<String> =
+            names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        assert_eq!(distinct.len(), values.len(), "{names:?}");
+        for (k, n) in keys.iter().zip(&names) {
+            // A name is a pure function of its key (no batch needed here)...
+            assert_eq!(*n, format!("{}.md", safe_name(k)), "{k}");
+            assert!(
+                n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c)),
+                "{n}"
+            );
+        }
+        // ... readable, with 16 hex digits of the exact key where the
+        // readable part lost something.
+        assert!(
+            names[2].starts_with("cnt_product_Z_rich_1~"),
+            "{}",
+            names[2]
+        );
+        assert_eq!(names[2].len(), "cnt_product_Z_rich_1~".len() + 16 + 3);
+        assert_ne!(safe_name(&key("路由器")), safe_name(&key("手机壳")));
+        // Keys of letters, digits, `-_.` and the separators keep their names.
+        assert_eq!(names[5], "cnt_product_a_b_1.md");
+        assert_eq!(safe_name(&key("router-x")), "cnt_product_router-x_1");
+        assert_eq!(safe_name("a/b=c,d"), "a_b_c_d");
+    }
+
+    #[test]
+    fn names_that_would_meet_are_told_apart() {
+        // Keys of safe characters alike once the separators are `_`, and names
+        // differing only in case (one file on macOS or Windows): all hashed.
+        let keys = [
+            "x/a_b/1",
+            "x/a/b/1",
+            "x/a=b/1",
+            "r/p=Router/1",
+            "r/p=router/1",
+            "r/p=q/1",
+        ];
+        let names = file_names(keys).unwrap();
+        for n in &names[..5] {
+            assert!(n.contains('~'), "{names:?}");
+        }
+        assert_eq!(names[5], "r_p_q_1.md");
+        let distinct: std::collections::HashSet<String> =
+            names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        assert_eq!(distinct.len(), keys.len(), "{names:?}");
+        // Two incidents with one key (a transitions file can hold them):
+        // numbered, not one over the other.
+        let names = file_names(["r/p=q/1", "r/p=q/1", "r/p=é/1", "r/p=é/1"]).unwrap();
+        assert_eq!(names[0], "r_p_q_1.md");
+        assert_eq!(names[1], "r_p_q_1~2.md");
+        assert_eq!(names[3], names[2].replace(".md", "~2.md"));
+        assert!(file_names(Vec::<&str>::new()).unwrap().is_empty());
+    }
+
+    /// Picking an incident twice reviews it once (one file, counted once).
+    #[test]
+    fn an_incident_picked_twice_is_taken_once() {
+        let cfg = config();
+        let text = lines().join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.jsonl");
+        std::fs::write(&p, text).unwrap();
+        let (incidents, _) = incidents_from_transitions(&cfg, &p).unwrap();
+        let k = incidents[0].dedup_key.clone();
+        let chosen = select(&incidents, &[k.clone(), k]).unwrap();
+        assert_eq!(chosen.len(), 1);
     }
 
     fn config() -> Config {

@@ -32,7 +32,7 @@ use crate::incident::lifecycle;
 use crate::incident::model::{Action, Reason};
 use crate::incident::outbox::{OutboxReader, Status, StoredNotification};
 
-use super::{safe_name, ReviewError};
+use super::ReviewError;
 
 mod build;
 mod render;
@@ -304,9 +304,4 @@ fn state_word(i: &OutboxIncident) -> &'static str {
         (None, true, false) => "open",
         (None, false, _) => "unknown",
     }
-}
-
-/// A file name for an incident's review: its key made safe.
-pub fn file_name(i: &OutboxIncident) -> String {
-    format!("{}.md", safe_name(&i.key))
 }

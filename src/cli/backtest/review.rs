@@ -201,16 +201,17 @@ fn review_outbox(
         None => None,
     };
     let crises = opts.labels.as_deref().unwrap_or(&[]);
+    let names = review::file_names(chosen.iter().map(|c| c.key.as_str()))?;
     let mut docs: Vec<(String, String)> = Vec::with_capacity(chosen.len());
     let mut first_alert = 0;
-    for c in &chosen {
+    for (c, name) in chosen.iter().zip(names) {
         let n = c.alerts.len();
         let ev = evidence
             .as_deref()
             .map(|e| e.get(first_alert..first_alert + n).unwrap_or_default());
         first_alert += n;
         let md = review::outbox::render(c, cfg, ev, crises, opts.grace_ms, ob.end_ms, &ob.path);
-        docs.push((review::outbox::file_name(c), md));
+        docs.push((name, md));
     }
     match &a.output {
         Some(p) if docs.len() == 1 && !p.is_dir() => {
@@ -268,9 +269,16 @@ fn write_review_files(
     dir: Option<&Path>,
     peaks_sampled: bool,
 ) -> Result<usize, CliError> {
-    if let Some(d) = dir {
-        std::fs::create_dir_all(d).map_err(write_err(d))?;
-    }
+    // Every name first: one file per incident, and nothing written when two
+    // would meet.
+    let paths: Option<Vec<PathBuf>> = match dir {
+        Some(d) => {
+            let names = review::file_names(incidents.iter().map(|i| i.dedup_key.as_str()))?;
+            std::fs::create_dir_all(d).map_err(write_err(d))?;
+            Some(names.iter().map(|n| d.join(n)).collect())
+        }
+        None => None,
+    };
     let crises = opts.labels.as_deref().unwrap_or(&[]);
     let mut stdout = io::stdout().lock();
     for (k, i) in incidents.iter().enumerate() {
@@ -284,11 +292,8 @@ fn write_review_files(
             end_ms,
             peaks_sampled,
         );
-        match dir {
-            Some(d) => {
-                let p = d.join(review::file_name(i));
-                std::fs::write(&p, md).map_err(write_err(&p))?;
-            }
+        match paths.as_ref().and_then(|p| p.get(k)) {
+            Some(p) => std::fs::write(p, md).map_err(write_err(p))?,
             None => {
                 if k > 0 {
                     writeln!(stdout, "\n---\n").map_err(write_err(Path::new("stdout")))?;
