@@ -170,6 +170,15 @@ async fn an_acknowledgement_reaches_pagerduty_and_opted_in_webhooks_once() {
         summary.starts_with("Acknowledged by ana (on it) after "),
         "{summary}"
     );
+    // On the incident's event-time axis (the history is of 2026-11-20, the
+    // acknowledgement made weeks later by the wall clock): minutes after
+    // its start, not weeks.
+    assert!(
+        ack["duration_seconds"]
+            .as_i64()
+            .is_some_and(|d| (0..3600).contains(&d)),
+        "{ack}"
+    );
     // The webhook that did not opt in hears only the contract's actions.
     assert_eq!(bodies(&hook).len(), 1, "{:?}", bodies(&hook));
 

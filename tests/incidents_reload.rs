@@ -212,3 +212,51 @@ async fn a_reload_changes_routes_receivers_and_runbooks_of_the_running_stage() {
     assert_eq!(m.receivers(), ["b"]);
     assert_eq!(m.shutdown(Duration::from_secs(5)).await.pending, 0);
 }
+
+/// A receiver that failed into a long backoff, then fixed by a reload (a new
+/// URL): what its queue holds goes to the new URL at once, not after the
+/// backoff the old URL earned.
+#[tokio::test(start_paused = true)]
+async fn a_receiver_fixed_by_a_reload_gets_its_queue_at_once() {
+    let (broken, fixed) = (Receiver::start().await, Receiver::start().await);
+    broken.set_default(Reply::status(500));
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let slow = r#"backoff_initial = "10m", backoff_max = "10m", breaker_failures = 100"#;
+    let with = |url: &str| {
+        let mut text = String::from(
+            "[incidents]\nupdate_interval = \"0\"\n\n[[incidents.routes]]\nname = \"main\"\ngroup_window = \"1s\"\n",
+        );
+        text.push_str(&generic_receiver("r", url, slow));
+        text.push_str(&rule("r1", "https://rb.example/r1"));
+        config(&text)
+    };
+    let m = IncidentManager::open(
+        &with(&broken.url()),
+        &reg,
+        dir.path(),
+        ManagerOptions::default(),
+    )
+    .unwrap();
+    m.submit(
+        &[tr("r1", "p1", State::Firing, Severity::Warning, 1000, 1000)],
+        1000,
+    )
+    .unwrap();
+    m.submit(&[], 5000).unwrap();
+    // The open failed once: its next attempt is ten minutes away.
+    broken
+        .wait_until(Duration::from_secs(30), "a failed attempt", |r| {
+            !r.is_empty()
+        })
+        .await;
+    let changes = m.apply(m.prepare(&with(&fixed.url())).unwrap()).unwrap();
+    assert_eq!(changes.changed, names(&["r"]));
+    // Well inside the old backoff, the fixed URL has the open.
+    fixed.wait_for(1, Duration::from_secs(60)).await;
+    assert_eq!(
+        seen(&fixed),
+        [row("open", "r1", "p1", "https://rb.example/r1")]
+    );
+    assert_eq!(m.shutdown(Duration::from_secs(5)).await.pending, 0);
+}

@@ -81,7 +81,7 @@ fn block(n: &Notification, out: &mut dyn Write) -> std::io::Result<()> {
         };
         writeln!(
             out,
-            "    {:<8} {:<20} {:<34} value {:>7} {cond} {} (peak {}), since {}",
+            "    {:<8} {:<20} {:<34} value {:>7} (threshold {cond} {}, peak {}), since {}",
             a.severity.as_str(),
             a.rule,
             a.group_text(),

@@ -153,6 +153,10 @@ pub(crate) struct Worker {
     pub(crate) wake: Arc<Notify>,
     /// Turns true on shutdown.
     pub(crate) stop: watch::Receiver<bool>,
+    /// The receiver's settings changed (a reload replaced its worker): what
+    /// its queue holds is due at once, not after the old destination's
+    /// backoff.
+    pub(crate) retry_queued: bool,
 }
 
 // === impl Worker ===
@@ -184,6 +188,20 @@ impl Worker {
                 Ok(list) => firing = list.into_iter().map(|n| (n.dedup_key.clone(), n)).collect(),
                 Err(e) => {
                     tracing::error!(receiver = %name, error = %e, "Cannot load the firing alerts to re-push.")
+                }
+            }
+        }
+        if self.retry_queued {
+            let (n, now) = (name.clone(), self.clock.now_ms());
+            match self.db(move |o| o.due_now(&n, now)).await {
+                Ok(0) => {}
+                Ok(k) => tracing::info!(
+                    receiver = %name,
+                    notifications = k,
+                    "The receiver changed: its queued notifications are due now, not after the old backoff."
+                ),
+                Err(e) => {
+                    tracing::warn!(receiver = %name, error = %e, "Cannot reschedule the queued notifications of a changed receiver; they keep their retry times.")
                 }
             }
         }

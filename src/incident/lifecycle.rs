@@ -90,6 +90,24 @@ impl Incident {
             .any(|a| a.active && a.dedup_key == alert_key)
     }
 
+    /// The latest event time it knows of: its open, and the firing,
+    /// escalations and resolves of its alerts.
+    fn latest_time(&self) -> i64 {
+        self.alerts
+            .iter()
+            .flat_map(|a| {
+                [a.fired_at, a.resolved_at.unwrap_or(i64::MIN)]
+                    .into_iter()
+                    .chain(a.superseded_at.iter().copied())
+            })
+            .chain([
+                self.started_at,
+                if self.opened { self.open_at } else { i64::MIN },
+            ])
+            .max()
+            .unwrap_or(self.started_at)
+    }
+
     /// The highest severity among its active alerts.
     fn active_severity(&self) -> Option<Severity> {
         self.alerts
@@ -154,6 +172,12 @@ pub struct Lifecycle {
 // === impl Lifecycle ===
 
 impl Lifecycle {
+    /// The latest event time open incident `key` knows of (`None`: no such
+    /// incident).
+    pub(crate) fn latest_time(&self, key: &str) -> Option<i64> {
+        self.incidents.get(key).map(Incident::latest_time)
+    }
+
     /// A lifecycle with no open incident.
     pub(crate) fn new(cfg: &Config) -> Lifecycle {
         Lifecycle {

@@ -38,6 +38,10 @@ pub struct IncidentManager {
     ownership: Mutex<Option<super::routing::Ownership>>,
     /// Rules whose unrouted alerts were logged (once per rule and process).
     unrouted_logged: Mutex<std::collections::BTreeSet<String>>,
+    /// The latest event time the engine gave (`submit`, `tick`, `flush`;
+    /// `i64::MIN` before the first): operators' closes and acknowledgements
+    /// are placed on the incidents' event-time axis at it.
+    event_now: std::sync::atomic::AtomicI64,
 }
 
 /// A configuration readied by [`IncidentManager::prepare`], applied by
@@ -145,6 +149,7 @@ impl IncidentManager {
             failing: std::sync::atomic::AtomicBool::new(false),
             ownership: Mutex::new(None),
             unrouted_logged: Mutex::new(std::collections::BTreeSet::new()),
+            event_now: std::sync::atomic::AtomicI64::new(i64::MIN),
         });
         // Acknowledgements recorded while no service ran go out now.
         if let Err(e) = m.apply_acks() {
@@ -243,6 +248,14 @@ impl IncidentManager {
         now: i64,
         again: bool,
     ) -> Result<Submitted, IncidentError> {
+        self.saw_event_time(
+            transitions
+                .iter()
+                .map(|t| t.at)
+                .max()
+                .unwrap_or(now)
+                .max(now),
+        );
         self.step(|lc, ch, tx, out| {
             for t in transitions {
                 // What fell due before this transition goes out first, in event-time order.
@@ -260,6 +273,7 @@ impl IncidentManager {
     /// Sends the opens and progress updates due at event time `now`, with
     /// current values from `values` (the engine).
     pub fn tick(&self, now: i64, values: &mut dyn ValueSource) -> Result<Submitted, IncidentError> {
+        self.saw_event_time(now);
         let due = self
             .lifecycle
             .lock()
@@ -277,10 +291,31 @@ impl IncidentManager {
     /// The input ended at event time `now`: sends what fell due by then
     /// (opens, progress updates) and every open still waiting for its group window.
     pub(crate) fn flush(&self, now: i64) -> Result<Submitted, IncidentError> {
+        self.saw_event_time(now);
         self.step(|lc, ch, _, _| {
             lc.flush(now, ch);
             Ok(())
         })
+    }
+
+    /// Notes event time `t` (the latest is kept).
+    fn saw_event_time(&self, t: i64) {
+        self.event_now
+            .fetch_max(t, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Where an operator's action on incident `key` now falls on the
+    /// incidents' event-time axis: the latest event time the engine gave,
+    /// else (nothing read since the start: `outbox deliver`, a service just
+    /// started) the latest the incident knows of, else the wall clock. A
+    /// stream read behind the wall clock (a backlog, history) would
+    /// otherwise get a close or acknowledgement days after its incidents'
+    /// other times, and durations mixing both.
+    pub(crate) fn action_time(&self, lc: &Lifecycle, key: &str) -> i64 {
+        match self.event_now.load(std::sync::atomic::Ordering::Relaxed) {
+            i64::MIN => lc.latest_time(key).unwrap_or_else(|| self.clock.now_ms()),
+            t => t,
+        }
     }
 
     fn step(

@@ -376,13 +376,43 @@ fn changes_text(n: &Notification) -> String {
 }
 
 /// The responder's sentence for a notification.
+/// Where the alert's value stands, truthfully: past its severity's
+/// threshold, back inside it but not yet past `clear` (it still fires), or
+/// past `clear` (it resolves once `keep_firing_for` has passed there).
+fn position(p: &AlertEvidence) -> String {
+    let (side, back) = match p.condition {
+        Condition::Above => ("above", "below"),
+        Condition::Below => ("below", "above"),
+    };
+    let past = |v: f64, t: f64| match p.condition {
+        Condition::Above => v > t,
+        Condition::Below => v < t,
+    };
+    let threshold = fmt_value(Some(p.threshold));
+    match p.value {
+        Some(v) if past(v, p.threshold) => {
+            format!("{side} the {} threshold {threshold}", p.severity)
+        }
+        Some(v) if past(v, p.clear) => format!(
+            "{back} the {} threshold {threshold} but not back to {} yet",
+            p.severity,
+            fmt_value(Some(p.clear))
+        ),
+        Some(_) => format!(
+            "back past {} (the {} threshold is {threshold}; it resolves if it stays there)",
+            fmt_value(Some(p.clear)),
+            p.severity
+        ),
+        None => format!(
+            "without a value (too little volume; the {} threshold is {threshold})",
+            p.severity
+        ),
+    }
+}
+
 pub(crate) fn summary(n: &Notification) -> String {
     let Some(p) = n.primary() else {
         return format!("Incident {} ({})", n.dedup_key, n.action.as_str());
-    };
-    let side = match p.condition {
-        Condition::Above => "above",
-        Condition::Below => "below",
     };
     let window = Dur::from_ms(p.window_ms.max(0) as u64);
     // The other alerts by rule, in joining order: `severe_share ×3`.
@@ -416,12 +446,11 @@ pub(crate) fn summary(n: &Notification) -> String {
         format!(" Also firing: {}.", others.join(", "))
     };
     let head = format!(
-        "{} on {} is {}, {side} the {} threshold {} over the last {window}",
+        "{} on {} is {}, {} over the last {window}",
         p.rule,
         p.group_text(),
         fmt_value(p.value),
-        p.severity,
-        fmt_value(Some(p.threshold)),
+        position(p),
     );
     let also = if p.hints.is_empty() || n.action == Action::Resolve {
         also

@@ -396,6 +396,19 @@ impl Outbox {
         Ok(())
     }
 
+    /// Makes `receiver`'s pending rows that wait for a retry after `now` due
+    /// at `now` (the receiver's settings changed: its old backoff was
+    /// about the old destination); returns how many. Attempts are kept.
+    pub(crate) fn due_now(&self, receiver: &str, now: i64) -> Result<usize, OutboxError> {
+        let conn = self.conn()?;
+        let n = conn.execute(
+            "UPDATE notifications SET next_attempt_ms = ?2
+             WHERE receiver = ?1 AND status = 'pending' AND next_attempt_ms > ?2",
+            params![receiver, now],
+        )?;
+        Ok(n)
+    }
+
     /// Schedules another attempt.
     pub(crate) fn mark_retry(
         &self,

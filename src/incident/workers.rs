@@ -163,7 +163,7 @@ impl ReceiverSet {
                 Some(a) => {
                     changes.changed.push(name);
                     let _ = a.stop.send(true);
-                    let next = self.spawn(p, Some(a.task));
+                    let next = self.spawn(p, Some(a.task), true);
                     self.active.push(next);
                 }
                 None => {
@@ -174,7 +174,7 @@ impl ReceiverSet {
                         .position(|(n, _)| *n == name)
                         .map(|i| self.retiring.swap_remove(i).1);
                     changes.added.push(name);
-                    let next = self.spawn(p, previous);
+                    let next = self.spawn(p, previous, false);
                     self.active.push(next);
                 }
             }
@@ -188,7 +188,9 @@ impl ReceiverSet {
         changes
     }
 
-    fn spawn(&self, p: Prepared, after: Option<JoinHandle<()>>) -> Active {
+    /// Starts the worker of `p` once `after` (its predecessor) has ended;
+    /// `changed`: it replaces a worker whose settings changed.
+    fn spawn(&self, p: Prepared, after: Option<JoinHandle<()>>, changed: bool) -> Active {
         let wake = Arc::new(Notify::new());
         let (stop, stop_rx) = watch::channel(false);
         let (secret, routing_key) = (p.rt.secret.clone(), p.rt.routing_key.clone());
@@ -199,6 +201,7 @@ impl ReceiverSet {
             clock: self.clock,
             wake: Arc::clone(&wake),
             stop: stop_rx,
+            retry_queued: changed,
         };
         let task = self.handle.spawn(async move {
             if let Some(previous) = after {

@@ -21,10 +21,13 @@ impl IncidentManager {
         self.step(|lc, ch, tx, _| {
             let acks = tx.pending_acks()?;
             for a in &acks {
+                // On the incidents' event-time axis, as a close
+                // ([`IncidentManager::action_time`]); the feedback log
+                // keeps the wall-clock time it was made.
                 let ack = Acknowledgement {
                     by: a.by.clone(),
                     note: a.note.clone(),
-                    at: a.at_ms,
+                    at: self.action_time(lc, &a.incident),
                 };
                 if lc.acknowledge(&a.incident, ack, ch) {
                     sent.push((a.incident.clone(), a.by.clone()));

@@ -13,7 +13,8 @@ impl IncidentManager {
     /// first the acknowledgements recorded since the last call
     /// ([`IncidentManager::apply_acks`]), then the queued close requests
     /// (`crisiswatch incident close`, the admin API): each open incident
-    /// named closes now (wall clock) with a `resolve` carrying the
+    /// named closes now — at the latest event time the engine gave
+    /// ([`IncidentManager::action_time`]) — with a `resolve` carrying the
     /// operator's reason. Returns how many closed.
     pub(crate) fn apply_close_requests(&self) -> Result<usize, IncidentError> {
         self.apply_acks()?;
@@ -21,10 +22,10 @@ impl IncidentManager {
         if requests.is_empty() {
             return Ok(0);
         }
-        let at = self.clock.now_ms();
         let mut closed = Vec::new();
         self.step(|lc, ch, tx, _| {
             for r in &requests {
+                let at = self.action_time(lc, &r.incident);
                 let note = format!("{} (by {})", r.reason, r.requested_by);
                 let done = lc.close(&r.incident, at, Reason::Closed, &note, ch);
                 tx.finish_close_request(r.id, if done { "closed" } else { "not_open" })?;

@@ -511,3 +511,45 @@ fn alertmanager_repush_leaves_out_what_ended_long_ago() {
         ["rule_1/warning", "rule_2/error"]
     );
 }
+
+/// The sentence says where the value stands: past the threshold, back
+/// inside it but not yet at `clear` (still firing), back past `clear`
+/// (resolving after `keep_firing_for`), or without a value — never "above"
+/// a threshold it is below.
+#[test]
+fn the_summary_tells_the_truth_about_the_value_and_the_threshold() {
+    let mut n = notification(vec![alert(0, true, "d")], 0);
+    n.action = Action::Open;
+    n.alerts[0].threshold = 5.0;
+    n.alerts[0].clear = 1.5;
+    let cases = [
+        (Some(6.0), "is 6, above the warning threshold 5 over"),
+        (
+            Some(3.2),
+            "is 3.200, below the warning threshold 5 but not back to 1.500 yet over",
+        ),
+        (
+            Some(1.0),
+            "is 1, back past 1.500 (the warning threshold is 5; it resolves if it stays there) over",
+        ),
+        (
+            None,
+            "is n/a, without a value (too little volume; the warning threshold is 5) over",
+        ),
+    ];
+    for (value, want) in cases {
+        n.alerts[0].value = value;
+        let s = super::super::model::summary(&n);
+        assert!(s.contains(want), "{value:?}: {s}");
+    }
+    // A rule that fires below its threshold says it the other way round.
+    n.alerts[0].condition = crate::config::Condition::Below;
+    n.alerts[0].threshold = 40.0;
+    n.alerts[0].clear = 50.0;
+    n.alerts[0].value = Some(45.0);
+    let s = super::super::model::summary(&n);
+    assert!(
+        s.contains("is 45, above the warning threshold 40 but not back to 50 yet"),
+        "{s}"
+    );
+}
