@@ -54,7 +54,9 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// A new error. The value of a librdkafka credential
-    /// (`sources.kafka.properties."sasl.password"`, …) is shown as `**REDACTED**`.
+    /// (`sources.kafka.properties."sasl.password"`, …) is shown as
+    /// `**REDACTED**`, and a URL's (`….url`, `…_url`) credentials, query
+    /// values and path tokens are ([`properties::url_shown`]).
     pub(crate) fn new(
         path: impl Into<String>,
         value: impl Into<String>,
@@ -66,6 +68,11 @@ impl ConfigError {
             if properties::is_secret(key) {
                 value = properties::REDACTED.to_string();
             }
+        }
+        // A URL may carry credentials (user, password, a token in its query
+        // or path): the error goes to logs, so those parts are hidden.
+        if path.ends_with(".url") || path.ends_with("_url") {
+            value = properties::url_shown(&value);
         }
         ConfigError {
             path,

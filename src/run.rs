@@ -280,7 +280,7 @@ pub async fn run(
         Err(_) => {
             tracing::error!(
                 bound_s = bound.as_secs(),
-                "Shutdown did not finish in time; exiting without a final commit."
+                "Shutdown did not finish in time; exiting now: what was applied after the last commit logged above is read again at the next start."
             );
             Err(RunError::ShutdownTimeout(bound))
         }

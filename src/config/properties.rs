@@ -39,6 +39,55 @@ pub(crate) fn is_secret(key: &str) -> bool {
     SECRET_FRAGMENTS.iter().any(|f| k.contains(f))
 }
 
+/// A URL as a message may quote it: its user information, query values and
+/// token-like path segments (16 characters or more mixing letters and
+/// digits, as a receiver's failure detail hides them) replaced by
+/// [`REDACTED`]. Works on text that does not parse as a URL too.
+pub(crate) fn url_shown(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let (before_query, query) = match rest.find(['?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (authority, path) = match before_query.find('/') {
+        Some(i) => before_query.split_at(i),
+        None => (before_query, ""),
+    };
+    let mut out = String::from(scheme);
+    match authority.rfind('@') {
+        Some(i) => {
+            out.push_str(REDACTED);
+            out.push_str(&authority[i..]);
+        }
+        None => out.push_str(authority),
+    }
+    let token = |seg: &str| {
+        seg.chars().count() >= 16
+            && seg.bytes().any(|b| b.is_ascii_digit())
+            && seg.bytes().any(|b| b.is_ascii_alphabetic())
+    };
+    let path: Vec<&str> = path
+        .split('/')
+        .map(|seg| if token(seg) { REDACTED } else { seg })
+        .collect();
+    out.push_str(&path.join("/"));
+    if let Some(sep) = query.chars().next() {
+        out.push(sep);
+        let pairs: Vec<String> = query[1..]
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) if !v.is_empty() => format!("{k}={REDACTED}"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
 /// `value`, or [`REDACTED`] when `key` names a credential.
 pub(crate) fn shown<'a>(key: &str, value: &'a str) -> &'a str {
     if is_secret(key) {
@@ -106,6 +155,24 @@ impl Serialize for KafkaProperties {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quoted_url_hides_its_credentials_query_values_and_path_tokens() {
+        assert_eq!(
+            url_shown("ftp://user:PDPASSWORD777@127.0.0.1:19101/pd4?key=ANOTHERSECRET88&v=2"),
+            "ftp://**REDACTED**@127.0.0.1:19101/pd4?key=**REDACTED**&v=**REDACTED**"
+        );
+        assert_eq!(
+            url_shown("https://hooks.example.com/services/T0/B0/x9Kq2LmN8pQr4StU6vWx"),
+            "https://hooks.example.com/services/T0/B0/**REDACTED**"
+        );
+        assert_eq!(url_shown("nowhere"), "nowhere");
+        assert_eq!(url_shown("http://x/hook"), "http://x/hook");
+        assert_eq!(
+            url_shown("TOKEN@host/p#frag=1"),
+            "**REDACTED**@host/p#frag=**REDACTED**"
+        );
+    }
 
     #[test]
     fn credentials_never_print_or_serialise() {

@@ -43,12 +43,25 @@ struct State {
     /// quiet ([`Health::confirmed`]); `None`: statistics are off, nothing
     /// can confirm it, every quiet stretch counts.
     confirm_within: Option<Duration>,
+    /// Holding some of its topics' partitions but not all, without
+    /// `scale_out` (warned once until it holds them all again).
+    partial: bool,
 }
 
 impl State {
     /// Joined, holding nothing, while its topics have partitions to read.
     fn holds_none(&self) -> bool {
         self.expects_partitions && self.joined && self.assigned == 0 && self.available > 0
+    }
+
+    /// Joined and settled, holding some of its topics' partitions but not
+    /// all: another consumer of its group holds the rest.
+    fn holds_part(&self) -> bool {
+        self.expects_partitions
+            && self.joined
+            && !self.rebalancing
+            && self.assigned > 0
+            && self.assigned < self.available
     }
 }
 
@@ -85,6 +98,7 @@ impl Health {
                 assigned: 0,
                 available: 0,
                 confirm_within: Some(Duration::from_secs(3)),
+                partial: false,
             }),
         }
     }
@@ -160,6 +174,36 @@ impl Health {
         if answering && lag <= 0 && s.joined && !s.rebalancing && !s.holds_none() {
             s.last_progress = now;
         }
+        // Another consumer in the group (a second replica, a second `run`
+        // with the same `group_id`) without `scale_out`: each counts only
+        // its own partitions' events, so per-slice indicators and pages are
+        // wrong on both. Not a readiness failure (a rolling update overlaps
+        // two replicas for a while, and the new one must become ready for
+        // the old one to stop), but said loudly, once.
+        if s.holds_part() && !s.partial {
+            s.partial = true;
+            tracing::warn!(
+                assigned = s.assigned,
+                partitions = s.available,
+                "Kafka consumer holds {} of its topics' {} partitions: another consumer in its group holds the rest, and without sources.kafka.scale_out each instance counts only the events of its own partitions (a slice's complaints and its orders, a complaint and its response, can land on different ones) — its indicators and incidents are wrong. Give each instance its own group_id, or turn on scale_out.",
+                s.assigned,
+                s.available
+            );
+        } else if s.partial && s.expects_partitions && s.assigned >= s.available && s.available > 0
+        {
+            s.partial = false;
+            tracing::info!(
+                partitions = s.available,
+                "Kafka consumer holds all of its topics' partitions again."
+            );
+        }
+    }
+
+    /// Whether the consumer holds only part of its topics' partitions
+    /// without `scale_out` (another consumer in its group has the rest).
+    #[cfg(test)]
+    pub(crate) fn split(&self) -> bool {
+        self.lock().partial
     }
 
     /// Decides readiness now; logs when the consumer stalls or recovers.
@@ -278,6 +322,30 @@ mod tests {
         assert!(!h.check(at(33), T).ready);
         h.on_assigned(at(34));
         assert!(h.check(at(34), T).ready);
+    }
+
+    /// One instance holding part of its topics' partitions (a second
+    /// replica in its group, without `scale_out`) is said to be split, and
+    /// stays ready; a scaled-out member with part of them is fine.
+    #[test]
+    fn holding_part_of_the_partitions_without_scale_out_is_a_split() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let alone = Health::new(t0).expecting_partitions();
+        let member = Health::new(t0);
+        for h in [&alone, &member] {
+            h.on_assigned(t0);
+            h.on_stats(at(1), 100, 0, 4, 4);
+            assert!(!h.split());
+            h.on_stats(at(2), 101, 0, 2, 4);
+        }
+        assert!(alone.split() && alone.check(at(2), T).ready);
+        assert!(!member.split());
+        // While a rebalance runs, nothing is said; all four back: no split.
+        alone.on_revoked();
+        alone.on_assigned(at(3));
+        alone.on_stats(at(4), 102, 0, 4, 4);
+        assert!(!alone.split());
     }
 
     /// One instance holding none of its topics' partitions (a group stuck
