@@ -10,7 +10,9 @@
 //!   while `c0 ≥ c − horizon` (horizon 0 disables); a duplicate is dropped
 //!   before anything else. Ids whose entry expired are accepted again.
 //! * **late**: for a rule with window `W`, an event with
-//!   `ts ≤ clock − allowed_lateness − W` (clock after advancing) is late.
+//!   `ts ≤ clock − allowed_lateness − W` (clock after advancing) is late;
+//!   so is one (rule without a baseline) whose pane the window ending at
+//!   `clock − allowed_lateness` has left (within a slide of that edge).
 //! * **window at time t**: with slide `S` and `n = W / S`, `E = ⌈t / S⌉` and
 //!   the window holds the accepted events with `(E − n)·S < ts ≤ E·S`.
 //! * **values**: each indicator kind is computed directly from the events in
@@ -535,7 +537,13 @@ impl Model {
             if !rule.spec.kind.concerns(e) {
                 continue;
             }
-            if e.ts <= clock - self.lateness - rule.spec.window_ms() {
+            // Late: at or before the watermark less the window, or (no
+            // baseline) in a pane the window ending at the watermark has
+            // left — it would change nothing.
+            let wm = clock - self.lateness;
+            let s = rule.spec.slide;
+            let left = rule.spec.m() == 0 && ceil_div(e.ts, s) <= ceil_div(wm, s) - rule.spec.n;
+            if e.ts <= wm - rule.spec.window_ms() || left {
                 rule.late += 1;
                 late = true;
                 continue;

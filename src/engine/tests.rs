@@ -9,6 +9,7 @@ use crate::engine::pane::boundary_time;
 use crate::event::{decode, DecodeLimits};
 
 const MIN: i64 = 60_000;
+const SEC: i64 = 1_000;
 
 fn engine(extra: &str) -> Engine {
     let text = format!(
@@ -111,6 +112,36 @@ fn late_events_are_counted_and_dropped() {
         Outcome::Applied
     );
     assert_eq!(e.stats().late, 1);
+    assert_eq!(e.rule_stats(0).late, 1);
+}
+
+/// A window ends at a slide boundary: with the watermark mid-pane, an event
+/// newer than `watermark − window` can still sit in a pane the window has
+/// left. It would change nothing, so it is late, not applied.
+#[test]
+fn an_event_in_a_pane_the_window_has_left_is_late() {
+    let mut e = engine("");
+    let mut out = Vec::new();
+    let t0 = 100 * MIN + 30 * SEC;
+    assert_eq!(
+        feed(&mut e, &ev("a", "complaint", t0, "p"), &mut out),
+        Outcome::Applied
+    );
+    // watermark 99m30s: the window (10 panes of 1m) ends at pane 100 and
+    // holds panes 91–100; 89m45s (pane 90) is after watermark − 10m.
+    assert_eq!(
+        feed(
+            &mut e,
+            &ev("b", "complaint", 89 * MIN + 45 * SEC, "p"),
+            &mut out
+        ),
+        Outcome::Late
+    );
+    // 90m0.001s is pane 91: in the window.
+    assert_eq!(
+        feed(&mut e, &ev("c", "complaint", 90 * MIN + 1, "p"), &mut out),
+        Outcome::Applied
+    );
     assert_eq!(e.rule_stats(0).late, 1);
 }
 

@@ -73,6 +73,15 @@ pub(crate) fn proportion(x: i64, n: i64, z: f64, lower: bool) -> f64 {
     if x > n {
         return poisson(x, z, lower) / n as f64;
     }
+    // At the ends the bound is exact: the arithmetic below would leave a
+    // residue (2.8e-17 for 0 of 25), which breaches a threshold of 0 —
+    // and a `below 1` one at `x = n`.
+    if lower && x <= 0 {
+        return 0.0;
+    }
+    if !lower && x >= n {
+        return 1.0;
+    }
     let nf = n as f64;
     let p = x.max(0) as f64 / nf;
     let z2 = z * z;
@@ -281,6 +290,21 @@ mod tests {
         assert!(close(z_one_sided(0.975), 1.959_964_0, 1e-6));
         assert!(close(z_one_sided(0.99), 2.326_347_9, 1e-6));
         assert!(close(z_one_sided(0.5), 0.0, 1e-9));
+    }
+
+    /// None of one kind: the bound is exactly 0 (or 1), never a residue
+    /// that breaches a threshold of 0 (or a `below 1` one).
+    #[test]
+    fn wilson_bounds_are_exact_at_the_ends() {
+        for level in [0.8, 0.9, 0.95, 0.975, 0.99, 0.999] {
+            let z = z_one_sided(level);
+            for n in 1..=3000 {
+                assert_eq!(proportion(0, n, z, true), 0.0, "0 of {n} at {level}");
+                assert_eq!(proportion(n, n, z, false), 1.0, "{n} of {n} at {level}");
+                assert!(proportion(1, n, z, true) > 0.0);
+                assert!(proportion(n - 1, n, z, false) < 1.0 || n == 1);
+            }
+        }
     }
 
     #[test]
