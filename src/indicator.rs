@@ -252,12 +252,12 @@ impl Indicator {
     /// estimate ([`Indicator::estimate`]), or with `confidence` its confidence
     /// bound (see [`confidence`]), which is "no data" where the estimate has
     /// no spread to bound (a mean of one score).
-    /// `n` is the panes per window and `baseline_panes` the baseline panes with
-    /// history (surge only; see [`surge_value`]).
-    pub fn value(&self, w: &Window, n: i64, baseline_panes: i64) -> (Option<f64>, i64) {
-        let (point, volume) = self.kind.value(w, n, baseline_panes);
+    /// `n` is the panes per window and `base` the baseline with history
+    /// (surge only; see [`Baseline`] and [`surge_value`]).
+    pub fn value(&self, w: &Window, n: i64, base: Baseline) -> (Option<f64>, i64) {
+        let (point, volume) = self.kind.value(w, n, base);
         match (&self.guard, point) {
-            (Some(g), Some(_)) => (self.kind.bound(w, n, baseline_panes, g), volume),
+            (Some(g), Some(_)) => (self.kind.bound(w, n, base, g), volume),
             _ => (point, volume),
         }
     }
@@ -269,8 +269,35 @@ impl Indicator {
     }
 
     /// The point estimate and its volume, whatever the rule's `confidence`.
-    pub(crate) fn estimate(&self, w: &Window, n: i64, baseline_panes: i64) -> (Option<f64>, i64) {
-        self.kind.value(w, n, baseline_panes)
+    pub(crate) fn estimate(&self, w: &Window, n: i64, base: Baseline) -> (Option<f64>, i64) {
+        self.kind.value(w, n, base)
+    }
+}
+
+/// What a surge is judged against: the baseline panes with history and
+/// their event counts' sum and sum of squares. While the stream is younger
+/// than the baseline, the panes with history are those after the rule's
+/// origin (the pane of its first event, which the stream covers only in
+/// part), and the sums leave the origin pane and any before it out too
+/// ([`Window::baseline_after`]). Not a surge: all zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Baseline {
+    /// Baseline panes with history.
+    pub panes: i64,
+    /// Events in them (the counter a surge counts).
+    pub sum: i64,
+    /// Sum of the squares of the per-pane counts.
+    pub sumsq: i128,
+}
+
+impl Baseline {
+    /// The whole baseline region of `w`, `panes` of it with history.
+    pub fn of(w: &Window, panes: i64) -> Baseline {
+        Baseline {
+            panes,
+            sum: w.base_sum,
+            sumsq: w.base_sumsq,
+        }
     }
 }
 
@@ -396,7 +423,7 @@ impl Kind {
     /// The one-sided confidence bound `g` asks for (see [`confidence`]).
     /// Kinds without one (counts, rates, customers: validation keeps
     /// `confidence` off them) give their point value.
-    fn bound(&self, w: &Window, n: i64, baseline_panes: i64, g: &Guard) -> Option<f64> {
+    fn bound(&self, w: &Window, n: i64, base: Baseline, g: &Guard) -> Option<f64> {
         let c = w.cur;
         let lower = g.side == Side::Lower;
         match self {
@@ -415,19 +442,19 @@ impl Kind {
                 ..
             } => surge_of(
                 confidence::poisson(c[0], g.z, lower),
-                w.base_sum,
-                w.base_sumsq,
+                base.sum,
+                base.sumsq,
                 n,
-                baseline_panes,
+                base.panes,
                 *method,
                 *min_baseline,
             ),
-            _ => self.value(w, n, baseline_panes).0,
+            _ => self.value(w, n, base).0,
         }
     }
 
     /// The point value and its volume for a window.
-    fn value(&self, w: &Window, n: i64, baseline_panes: i64) -> (Option<f64>, i64) {
+    fn value(&self, w: &Window, n: i64, base: Baseline) -> (Option<f64>, i64) {
         let c = w.cur;
         match self {
             Kind::Count(_) => (Some(c[0] as f64), c[0]),
@@ -462,10 +489,10 @@ impl Kind {
             } => (
                 surge_value(
                     c[0],
-                    w.base_sum,
-                    w.base_sumsq,
+                    base.sum,
+                    base.sumsq,
                     n,
-                    baseline_panes,
+                    base.panes,
                     *method,
                     *min_baseline,
                 ),

@@ -237,6 +237,23 @@ impl Window {
         }
     }
 
+    /// The baseline region's sum and sum of squares of the first counter
+    /// without its panes at or before `pane` (a stream's origin pane, which
+    /// it covers only in part, and any before it: see
+    /// [`crate::indicator::Baseline`]).
+    pub(crate) fn baseline_after(&self, pane: i64) -> (i64, i128) {
+        let (mut sum, mut sumsq) = (self.base_sum, self.base_sumsq);
+        for i in 0..self.cur_start {
+            let Some(p) = self.panes.get(i) else { break };
+            if p.idx > pane {
+                break;
+            }
+            sum = sum.saturating_sub(p.c[0]);
+            sumsq = sumsq.saturating_sub(square(p.c[0]));
+        }
+        (sum, sumsq)
+    }
+
     /// Events whose customer this window did not count because
     /// `engine.max_customers_per_group` was reached (0 without customers).
     pub(crate) fn customers_uncounted(&self) -> u64 {

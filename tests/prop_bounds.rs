@@ -128,7 +128,8 @@ proptest! {
                 .expect("indicator config parses")
                 .i;
             let ind = Indicator::compile(&cfg, 3_600_000);
-            let (value, _volume) = ind.value(&w, shape.n, shape.m);
+            let (value, _volume) =
+                ind.value(&w, shape.n, crisiswatch::indicator::Baseline::of(&w, shape.m));
             if let Some(v) = value {
                 prop_assert!(!v.is_nan(), "{kind}: {v}");
             }

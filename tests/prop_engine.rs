@@ -19,7 +19,9 @@
 //!   the window (the table in `src/indicator.rs`); `min_volume` turns a value
 //!   into `None`. Surge: the baseline is the `m` panes before the window, and
 //!   the panes "with history" are `clamp(E − n − origin, 0, m)`, `origin` being
-//!   the pane of the first event accepted by the rule.
+//!   the pane of the first event accepted by the rule; the baseline's counts
+//!   are those of the same panes (the origin pane and any before it are
+//!   left out of both).
 //! * **alerts**: an independent state machine written from the `//!` header of
 //!   `src/alert.rs`, evaluated at every event and at every slide boundary and
 //!   deadline in between (the value only changes at those times, and an
@@ -699,7 +701,10 @@ fn value_of(spec: &RuleSpec, origin: Option<i64>, evs: &[&RawEvent], t: i64) -> 
         } => {
             let current = count(sel);
             let (mut sum, mut sumsq) = (0i64, 0i128);
-            for p in (end - n - m + 1)..=(end - n) {
+            // The panes with history: after the origin pane (which the
+            // stream covers only in part), counts and divisor alike.
+            let first = origin.map_or(end - n - m + 1, |o| (end - n - m + 1).max(o + 1));
+            for p in first..=(end - n) {
                 let c = in_panes(p, p).iter().filter(|e| sel.matches(e)).count() as i64;
                 sum += c;
                 sumsq += i128::from(c) * i128::from(c);
@@ -1957,8 +1962,9 @@ fn bug_surge_baseline_event_is_not_evaluated() {
 /// complaints at 500 ms (pane 1, the origin) and 3500 ms (pane 4), an order at
 /// 4500 ms. At 3500 ms the baseline has 1 pane of history (< 2): no value.
 /// From 4001 ms (window end pane 5) it has 2: window panes 4–5 hold 1 event,
-/// baseline panes 0–3 hold 1 over 2 panes → expected max(2 × 0.5, 0.5) = 1 →
-/// value 1.0. Nothing re-evaluates the group when the history grows (no event
+/// the baseline panes with history, 2–3 (after the origin pane, whose event
+/// is left out with it), hold none → expected max(2 × 0, 0.5) = 0.5 →
+/// value 2.0. Nothing re-evaluates the group when the history grows (no event
 /// in the window, no pane leaving), so `groups()` stays `None` and an alert
 /// above 0.5 that should fire at 4001 ms never fires: at the next evaluation
 /// (5001 ms, pane 4 leaves) the window is empty.
@@ -1972,11 +1978,11 @@ fn bug_surge_warmup_is_not_evaluated() {
     ];
     let case = one_rule_case(surge(4), 1000, 2, 0.5, &evs);
     let (latest, current) = latest_and_current(&case);
-    assert_eq!(current, Some(1.0));
-    assert_eq!(latest, Some(1.0), "groups() keeps the value at 3500 ms");
+    assert_eq!(current, Some(2.0));
+    assert_eq!(latest, Some(2.0), "groups() keeps the value at 3500 ms");
     let expected: PerGroup = [(
         (0, Vec::new()),
-        vec![("firing", "warning", 4001, Some(1.0), 4001)],
+        vec![("firing", "warning", 4001, Some(2.0), 4001)],
     )]
     .into();
     assert_eq!(model_transitions(&case), expected);

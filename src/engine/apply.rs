@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 
 use super::evaluate::{evaluate, schedule_pane};
 use super::key::{encode_key, group_hash};
-use super::pane::{boundary_time, pane_of};
+use super::pane::boundary_time;
 use super::shard_hash::stable_group_hash;
 use super::table::{attr_id, NONE};
 use super::{Engine, Outcome};
@@ -259,7 +259,7 @@ impl Engine {
             if filter.owns(rule.shard_seed, g) {
                 return true;
             }
-            if !pinned && ev.ts > watermark.saturating_sub(rule.window_ms) {
+            if !pinned && rule.in_time(ev.ts, watermark) {
                 rule.note_origin(ev.ts, clock);
             }
             false
@@ -313,17 +313,7 @@ impl Engine {
             let rule = &mut self.rules[r as usize];
             rule.selected[0] += 1;
             rule.selected[1] += u64::from(contrib.signal);
-            // Late: at or before the watermark less the window (contract
-            // §2); and, for a rule without a baseline, in a pane that has
-            // already left the window ending at the watermark — a window
-            // ends at a slide boundary, so an event within a slide of the
-            // edge can fall just outside it and would change nothing (its
-            // pane is dropped), yet count as applied.
-            let edge = watermark.saturating_sub(rule.window_ms);
-            let in_time = ev.ts > edge
-                && (rule.shape.m > 0
-                    || ev.ts > edge.saturating_add(rule.slide)
-                    || pane_of(ev.ts, rule.slide) > rule.pane_at(watermark) - rule.shape.n);
+            let in_time = rule.in_time(ev.ts, watermark);
             if !in_time {
                 rule.stats.late += 1;
                 done.late = true;

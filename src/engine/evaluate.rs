@@ -13,6 +13,7 @@ use super::backlog::response_time;
 use super::key::decode_key;
 use super::pane::boundary_time;
 use super::record::Evaluation;
+use super::rule::baseline_of;
 use super::table::GroupTable;
 use super::{EngineStats, RuleRt};
 use crate::indicator::season::Seasonal;
@@ -80,6 +81,7 @@ pub(super) fn evaluate(
 ) -> Option<i64> {
     let end = rule.pane_at(at);
     let base = rule.baseline_panes(end);
+    let origin = rule.origin;
     let (shape, season) = (rule.shape, rule.indicator.season());
     let min_volume = rule.min_volume;
     rule.stats.evaluations += 1;
@@ -94,7 +96,10 @@ pub(super) fn evaluate(
         }
         _ => match rule.indicator.response_quantile() {
             Some(q) => response_time(group.book.as_deref(), end - shape.n, end, q),
-            None => rule.indicator.value(&group.window, shape.n, base),
+            None => {
+                let b = baseline_of(&group.window, base, shape.m, origin);
+                rule.indicator.value(&group.window, shape.n, b)
+            }
         },
     };
     let value = if volume < min_volume { None } else { value };

@@ -336,6 +336,31 @@ impl RuleRt {
         }
     }
 
+    /// The baseline with history of window `w` ending at `end` (see
+    /// [`crate::indicator::Baseline`]).
+    pub(super) fn baseline(
+        &self,
+        w: &crate::window::Window,
+        end: i64,
+    ) -> crate::indicator::Baseline {
+        baseline_of(w, self.baseline_panes(end), self.shape.m, self.origin)
+    }
+
+    /// Whether an event at `ts` is in time for this rule at `watermark`.
+    /// Late: at or before the watermark less the window (contract §2); and,
+    /// for a rule without a baseline, in a pane that has already left the
+    /// window ending at the watermark — a window ends at a slide boundary,
+    /// so an event within a slide of the edge can fall just outside it and
+    /// would change nothing (its pane is dropped), yet count as applied.
+    #[inline]
+    pub(super) fn in_time(&self, ts: i64, watermark: i64) -> bool {
+        let edge = watermark.saturating_sub(self.window_ms);
+        ts > edge
+            && (self.shape.m > 0
+                || ts > edge.saturating_add(self.slide)
+                || pane_of(ts, self.slide) > pane_of(watermark, self.slide) - self.shape.n)
+    }
+
     /// Baseline panes with history behind a window ending at `end`.
     pub(super) fn baseline_panes(&self, end: i64) -> i64 {
         if self.shape.m == 0 {
@@ -350,7 +375,7 @@ impl RuleRt {
     pub(super) fn view(&self, g: &Group, table: &GroupTable) -> GroupView {
         let estimate = if self.indicator.is_guarded() {
             let end = end_pane(g.evaluated_at, self.slide);
-            let base = self.baseline_panes(end);
+            let base = self.baseline(&g.window, end);
             let (v, volume) = match &g.season {
                 Some(s) => {
                     self.indicator
@@ -467,4 +492,23 @@ impl RuleRt {
         table.unset(entry, self.member);
         true
     }
+}
+
+/// The baseline with history of window `w`: `panes` of the rule's `m` have
+/// history since its `origin` pane (see [`crate::indicator::Baseline`]).
+pub(super) fn baseline_of(
+    w: &crate::window::Window,
+    panes: i64,
+    m: i64,
+    origin: Option<i64>,
+) -> crate::indicator::Baseline {
+    if m == 0 {
+        return crate::indicator::Baseline::default();
+    }
+    let mut base = crate::indicator::Baseline::of(w, panes);
+    if let Some(origin) = origin.filter(|_| panes < m) {
+        // Still warming up: the origin pane may be in the baseline region.
+        (base.sum, base.sumsq) = w.baseline_after(origin);
+    }
+    base
 }

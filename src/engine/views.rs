@@ -426,7 +426,7 @@ impl Engine {
         let table = &self.tables[rule.group_by_id];
         let end = end_pane(clock, rule.slide);
         let shape = rule.shape;
-        let base = rule.baseline_panes(end);
+        let (base, origin) = (rule.baseline_panes(end), rule.origin);
         let g = rule.slots.get_mut(s)?.group.as_mut()?;
         g.window.advance(end, &shape);
         let (v, vol) = match &g.season {
@@ -437,7 +437,10 @@ impl Engine {
             }
             None => match rule.indicator.response_quantile() {
                 Some(q) => response_time(g.book.as_deref(), end - shape.n, end, q),
-                None => rule.indicator.value(&g.window, shape.n, base),
+                None => {
+                    let b = super::rule::baseline_of(&g.window, base, shape.m, origin);
+                    rule.indicator.value(&g.window, shape.n, b)
+                }
             },
         };
         let v = if vol < rule.min_volume { None } else { v };

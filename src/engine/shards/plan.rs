@@ -117,7 +117,7 @@ pub(super) fn route<'a>(engines: &mut [Engine], shards: u32, ops: &[Op<'a, '_>])
         let mut late = false;
         for &h in &hits {
             let rule = &engines[0].rules[h.rule as usize];
-            let in_time = ev.ts > watermark.saturating_sub(rule.window_ms);
+            let in_time = rule.in_time(ev.ts, watermark);
             late |= !in_time;
             // A response-SLA rule matches responses to complaints by id
             // across its groups: all its groups share one shard.
