@@ -64,6 +64,22 @@ secret_file = "{}"
         ManagerOptions::default(),
     )
     .unwrap();
+    // Every route's notification series exist from the start, at zero: a
+    // series born at its first increment hides it from `increase()`.
+    let zero = reg.gather().into_iter().any(|f| {
+        f.get_name() == "crisiswatch_incident_notifications_total"
+            && f.get_metric().iter().any(|m| {
+                let l: Vec<(&str, &str)> = m
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.get_name(), l.get_value()))
+                    .collect();
+                l.contains(&("route", "slice"))
+                    && l.contains(&("action", "open"))
+                    && m.get_counter().get_value() == 0.0
+            })
+    });
+    assert!(zero, "no zero series for route slice, action open");
     let mut out: Vec<Transition> = Vec::new();
     // The crisis: six social safety complaints and four feedbacks in one minute on one slice.
     for i in 0..6 {

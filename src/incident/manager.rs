@@ -113,6 +113,7 @@ impl IncidentManager {
         for r in &cfg.rules {
             metrics.add_rule(&r.name);
         }
+        metrics.add_routes(cfg);
         let pruned = outbox.prune(clock.now_ms(), cfg.incidents.retention.as_ms())?;
         metrics.record_pruned(&pruned);
         let (stop, stop_rx) = watch::channel(false);
@@ -204,6 +205,7 @@ impl IncidentManager {
         for r in &p.cfg.rules {
             self.metrics.add_rule(&r.name);
         }
+        self.metrics.add_routes(&p.cfg);
         tracing::info!(kept = ?changes.kept, added = ?changes.added, changed = ?changes.changed, removed = ?changes.removed, "Incident routes, rule metadata and receivers reloaded.");
         Ok(changes)
     }

@@ -178,6 +178,25 @@ impl IncidentMetrics {
         self.dead_letters_pruned.with_label_values(&[rec]);
     }
 
+    /// Starts the incident-notification series of the routes of `cfg` at
+    /// zero, one per action (at start, and for the routes of a reload): a
+    /// series born at its first increment hides that increment from
+    /// `increase()`, so a dashboard's "incidents opened" missed the first
+    /// open of every route.
+    pub(crate) fn add_routes(&self, cfg: &crate::config::Config) {
+        let routes = &cfg.incidents.routes;
+        let names: Vec<&str> = if routes.is_empty() {
+            vec![super::routing::DEFAULT_ROUTE]
+        } else {
+            routes.iter().map(|r| r.name.as_str()).collect()
+        };
+        for route in names {
+            for action in ["open", "update", "resolve", "acknowledge"] {
+                self.incidents.with_label_values(&[route, action]);
+            }
+        }
+    }
+
     /// Starts a rule's unrouted-alert series at zero (at start, and for the
     /// rules of a reload), so a rate over it exists before the first one.
     pub(crate) fn add_rule(&self, rule: &str) {
