@@ -399,7 +399,7 @@ fn position(p: &AlertEvidence) -> String {
             fmt_value(Some(p.clear))
         ),
         Some(_) => format!(
-            "back past {} (the {} threshold is {threshold}; it resolves if it stays there)",
+            "at or {back} its clear level {} (the {} threshold is {threshold}; it resolves if it stays there)",
             fmt_value(Some(p.clear)),
             p.severity
         ),

@@ -530,7 +530,7 @@ fn the_summary_tells_the_truth_about_the_value_and_the_threshold() {
         ),
         (
             Some(1.0),
-            "is 1, back past 1.500 (the warning threshold is 5; it resolves if it stays there) over",
+            "is 1, at or below its clear level 1.500 (the warning threshold is 5; it resolves if it stays there) over",
         ),
         (
             None,
