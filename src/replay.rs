@@ -164,9 +164,12 @@ pub fn replay(
     output.flush().map_err(ReplayError::Write)?;
     summary.stats = engine.stats().clone();
     let st = &summary.stats;
-    summary
-        .watch
-        .adopt_counts(st.applied + st.late + st.unmatched, st.late);
+    // Every valid event the engine took, as `backtest` counts them
+    // (duplicates and refused ones too), so both name the same share.
+    summary.watch.adopt_counts(
+        st.applied + st.duplicates + st.late + st.unmatched + st.overflow,
+        st.late,
+    );
     Ok(summary)
 }
 

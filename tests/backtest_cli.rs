@@ -1501,6 +1501,14 @@ fn a_confirmed_burst_ahead_names_the_line_that_jumped_the_clock() {
         warning.contains(&format!(" {late} of them came after")),
         "{warning}"
     );
+    let events_of = |w: &str| {
+        w.split("events=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_string)
+    };
+    let backtest_events = events_of(warning);
+    assert!(backtest_events.is_some(), "{warning}");
 
     let out = run(&[
         "replay",
@@ -1527,6 +1535,8 @@ fn a_confirmed_burst_ahead_names_the_line_that_jumped_the_clock() {
     // replay's count is its summary's `late`.
     let late = count_after(&format!("{stdout}{stderr}"), "late:");
     assert!(warning.contains(&format!("late={late} ")), "{warning}");
+    // Out of as many events as backtest's (duplicates counted alike).
+    assert_eq!(events_of(warning), backtest_events, "{warning}");
 }
 
 /// An empty input among several is named, an all-empty history says the
