@@ -336,12 +336,32 @@ pub async fn run(
         }
         let drain = m.shutdown(cfg.incidents.drain_timeout.0).await;
         if http_receivers {
+            // What the receivers did not take: queued still, refused for
+            // good, and dead-lettered (the outbox keeps them for
+            // `crisiswatch outbox … list` and `retry`).
+            let count = |st| {
+                m.outbox()
+                    .list(Some(st), None, u32::MAX as usize)
+                    .map_or(0, |rows| rows.len())
+            };
+            let (failed, dead) = (
+                count(crate::incident::outbox::Status::Failed),
+                count(crate::incident::outbox::Status::Dead),
+            );
             writeln!(
                 out,
                 "  incident notifications still undelivered: {} (outbox {})",
                 drain.pending,
                 m.outbox().path().display()
             )?;
+            if failed + dead > 0 {
+                writeln!(
+                    out,
+                    "  not delivered: {failed} refused by the receiver, {dead} dead-lettered \
+                     (`crisiswatch outbox --config <file> list --status dead`; `retry` queues \
+                     them again)"
+                )?;
+            }
         }
     }
     if !opts.linger.is_zero() && server.is_some() && !stopped {

@@ -759,3 +759,56 @@ fn replay_of_a_blank_file_warns_and_generate_refuses_what_it_cannot_write() {
     );
     assert!(!both.exists());
 }
+
+/// `state reset` of a directory without a store creates none (a mistyped
+/// `--dir` stays visible to `inspect`), and it removes a file that is not
+/// a store at all — the way out the README names for a checkpoint that
+/// cannot be loaded.
+#[test]
+fn state_reset_creates_nothing_and_removes_a_file_that_is_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nodir");
+    let out = Command::new(BIN)
+        .args(["state", "--config", &example(), "--dir"])
+        .arg(&missing)
+        .args(["reset", "--yes"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("No checkpoint to delete"), "{stdout}");
+    assert!(!missing.exists(), "reset created {}", missing.display());
+
+    let junk = dir.path().join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(
+        junk.join("state.sqlite"),
+        b"this is not a database at all, just text",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["state", "--config", &example(), "--dir"])
+        .arg(&junk)
+        .args(["reset", "--yes"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Checkpoint deleted"), "{stdout}");
+    assert!(!junk.join("state.sqlite").exists());
+    let out = Command::new(BIN)
+        .args(["state", "--config", &example(), "--dir"])
+        .arg(&junk)
+        .arg("inspect")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("does not exist"));
+}

@@ -16,6 +16,7 @@
 //! broker (`run::scaled::inspect`); `reset` is refused with what to do
 //! instead (a new group).
 
+use anyhow::Context;
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -267,12 +268,22 @@ fn reset(
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let mut store = StateStore::open(dir)?;
+    let file = dir.join(crate::state::FILE_NAME);
+    if !file.exists() {
+        // Nothing to delete, and nothing is created (a mistyped --dir would
+        // then hold an empty store, and `inspect` no longer say so).
+        writeln!(
+            out,
+            "No checkpoint to delete: {} does not exist (check --dir, state.dir or incidents.data_dir).",
+            file.display()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if !yes {
         write!(
             out,
             "Delete the checkpoint in {}? The next start forgets every window and alert. [y/N] ",
-            store.path().display()
+            file.display()
         )?;
         out.flush()?;
         let mut answer = String::new();
@@ -282,10 +293,31 @@ fn reset(
             return Ok(ExitCode::from(1));
         }
     }
-    if store.reset()? {
-        writeln!(out, "Checkpoint deleted.")?;
-    } else {
-        writeln!(out, "No checkpoint to delete.")?;
+    match StateStore::open(dir) {
+        Ok(mut store) => {
+            if store.reset()? {
+                writeln!(out, "Checkpoint deleted.")?;
+            } else {
+                writeln!(out, "No checkpoint to delete.")?;
+            }
+        }
+        Err(e) => {
+            // Not a store at all (another file, damaged beyond opening): the
+            // reset the README names as the way out removes it, so the next
+            // start creates a new one.
+            for suffix in ["", "-wal", "-shm"] {
+                let p = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+                if p.exists() {
+                    std::fs::remove_file(&p)
+                        .with_context(|| format!("cannot remove {}", p.display()))?;
+                }
+            }
+            writeln!(
+                out,
+                "Checkpoint deleted: {} could not be opened as a store ({e}); its file was removed.",
+                file.display()
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

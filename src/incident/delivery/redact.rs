@@ -5,8 +5,8 @@
 //! then reach the WARN log line, the outbox's stored `last_error` and
 //! `crisiswatch outbox list`. Every secret value the receiver holds — the
 //! routing key, the signing secret (and the key inside a `whsec_` one), the
-//! credentials of its URL (user, password, long query values, token-like
-//! path segments) — is replaced by `**REDACTED**` in the detail
+//! credentials of its URL (user, password and the Basic header they make,
+//! long query values, token-like path segments) — is replaced by `**REDACTED**` in the detail
 //! before it is logged or stored, the way a `Secret` prints.
 
 use super::{ReceiverRt, Sink};
@@ -55,6 +55,23 @@ impl Redactor {
         if let Sink::Http { url, .. } = &rt.sink {
             if let Ok(u) = reqwest::Url::parse(url) {
                 add(&mut values, u.password().unwrap_or(u.username()));
+                // The HTTP client sends the URL's credentials as a Basic
+                // `Authorization` header: a receiver that echoes the request
+                // echoes them base64-encoded.
+                if !u.username().is_empty() || u.password().is_some() {
+                    use base64::Engine as _;
+                    let b64 = base64::engine::general_purpose::STANDARD;
+                    let (user, pass) = (u.username(), u.password().unwrap_or(""));
+                    for (a, b) in [
+                        (user.to_string(), pass.to_string()),
+                        (percent_decoded(user), percent_decoded(pass)),
+                    ] {
+                        let encoded = b64.encode(format!("{a}:{b}"));
+                        if !values.contains(&encoded) {
+                            values.push(encoded);
+                        }
+                    }
+                }
                 for (_, v) in u.query_pairs() {
                     if v.chars().count() >= MIN_QUERY_SECRET {
                         add(&mut values, &v);
@@ -187,6 +204,23 @@ mod tests {
         assert_eq!(out.matches(MARK).count(), 5, "{out}");
         // Short query values and the user name beside a password stay.
         assert!(out.contains("v=2") && out.contains("https://bot:"), "{out}");
+    }
+
+    #[test]
+    fn the_basic_credentials_the_client_sends_are_replaced() {
+        let r = Redactor::new(&rt("http://user:PASSWORDxyz@127.0.0.1:1/h", None, None));
+        // What reqwest sends for that URL: `Basic base64(user:PASSWORDxyz)`.
+        let echo = "500: authorization: Basic dXNlcjpQQVNTV09SRHh5eg==";
+        assert_eq!(
+            r.apply(echo, false),
+            "500: authorization: Basic **REDACTED**"
+        );
+        let r = Redactor::new(&rt("http://bot:p%40ss@127.0.0.1:1/h", None, None));
+        let decoded = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode("bot:p@ss")
+        };
+        assert!(!r.apply(&decoded, false).contains(&decoded));
     }
 
     #[test]
