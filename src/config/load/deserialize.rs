@@ -20,6 +20,10 @@ pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigEr
     let mut scratch = tree.clone();
     let mut errors: Vec<ConfigError> = Vec::new();
     let mut removed: Vec<String> = Vec::new();
+    // Per key taken out for an unknown variant, the first one serde named
+    // (`expected one of `generic`, …`): the stand-in a tag like a
+    // receiver's `kind` takes when no plain one fits.
+    let mut variants: std::collections::HashMap<String, String> = Default::default();
     while errors.len() < MAX_DESERIALIZE_ERRORS {
         let e = match serde_path_to_error::deserialize::<_, Config>(scratch.clone()) {
             Ok(config) if errors.is_empty() => return Ok(config),
@@ -53,13 +57,17 @@ pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigEr
                 (true, Some(f)) => f.to_string(),
                 (false, Some(f)) => format!("{path}.{f}"),
             };
-            if stand_in(&mut scratch, &taken) {
+            if stand_in(
+                &mut scratch,
+                &taken,
+                variants.get(&taken).map(String::as_str),
+            ) {
                 continue;
             }
             // A tag (an indicator's `kind`) no stand-in fits: stand in for
             // the table holding it.
             if let Some((parent, _)) = taken.rsplit_once('.') {
-                if stand_in(&mut scratch, parent) {
+                if stand_in(&mut scratch, parent, None) {
                     removed.push(parent.to_string());
                     continue;
                 }
@@ -72,6 +80,13 @@ pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigEr
         {
             break;
         }
+        if let Some(v) = message
+            .split_once("expected one of `")
+            .or_else(|| message.split_once("expected `"))
+            .and_then(|(_, rest)| rest.split('`').next())
+        {
+            variants.insert(path.clone(), v.to_string());
+        }
         let value = lookup(tree, &path).unwrap_or_default();
         errors.push(ConfigError::new(path.clone(), value, message));
         if !remove_key(&mut scratch, &path) {
@@ -83,10 +98,12 @@ pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigEr
 }
 
 /// Puts at `path` (a required field [`deserialize_all`] took out) the first
-/// stand-in value under which deserializing gets past it: a duration, a
-/// number, a flag, a word, a list, a table. `false` when none does.
-fn stand_in(scratch: &mut toml::Value, path: &str) -> bool {
-    let candidates = [
+/// stand-in value under which deserializing gets past it: `variant` (a
+/// value serde named as expected there), a duration, a number, a flag, a
+/// word, a list, a table. `false` when none does.
+fn stand_in(scratch: &mut toml::Value, path: &str, variant: Option<&str>) -> bool {
+    let named = variant.map(|v| toml::Value::String(v.to_string()));
+    let candidates = named.into_iter().chain([
         toml::Value::String("1m".into()),
         toml::Value::Integer(1),
         toml::Value::Float(1.0),
@@ -99,7 +116,7 @@ fn stand_in(scratch: &mut toml::Value, path: &str) -> bool {
             "kind".to_string(),
             toml::Value::String("count".into()),
         )])),
-    ];
+    ]);
     for v in candidates {
         let mut trial = scratch.clone();
         if !set_key(&mut trial, path, v) {

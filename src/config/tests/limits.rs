@@ -103,3 +103,38 @@ fn a_token_is_read_from_one_place() {
         "{e}"
     );
 }
+
+/// A receiver `kind` serde does not know gets the first kind it names as
+/// a stand-in, so the errors after it are still found.
+#[test]
+fn a_bad_receiver_kind_does_not_hide_the_errors_after_it() {
+    let text = r#"
+[[receivers]]
+name = "chat"
+kind = "slack"
+url = "https://hooks.example.com/x"
+
+[[rules]]
+name = "a"
+window = "30q"
+indicator = { kind = "count" }
+thresholds = { warning = 2 }
+
+[[rules]]
+name = "b"
+window = "10m"
+indicator = { kind = "count" }
+thresholds = { warnng = 10 }
+"#;
+    let e = Config::from_toml_str(text, &env(&[]))
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "receivers[0].kind",
+        "unknown variant `slack`",
+        "rules[0].window",
+        "rules[1].thresholds.warnng",
+    ] {
+        assert!(e.contains(part), "{part}: {e}");
+    }
+}
