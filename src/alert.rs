@@ -135,10 +135,7 @@ impl AlertPolicy {
     }
 
     fn past(&self, value: f64, threshold: f64) -> bool {
-        match self.condition {
-            Condition::Above => value > threshold,
-            Condition::Below => value < threshold,
-        }
+        self.condition.past(value, threshold)
     }
 
     /// The highest severity whose threshold `value` crosses.

@@ -13,6 +13,20 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// URL path segments at least this long that mix letters and digits are
+/// tokens (`/services/T0/B0/<token>`, `/api/webhooks/<id>/<token>`), not
+/// route names (`/v2/enqueue`, `/hooks/incident-webhook`).
+pub(crate) const MIN_PATH_TOKEN: usize = 16;
+
+/// Whether URL path segment `seg` is a token (see [`MIN_PATH_TOKEN`]): the
+/// one rule that both the receivers' redaction of failure details and the
+/// configuration errors' quoting of URLs apply.
+pub(crate) fn is_path_token(seg: &str) -> bool {
+    seg.chars().count() >= MIN_PATH_TOKEN
+        && seg.bytes().any(|b| b.is_ascii_digit())
+        && seg.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
 /// A secret string. `Debug` and `Display` print `**REDACTED**`; deliberately
 /// not `PartialEq`: compare with [`Secret::matches`].
 #[derive(Clone)]

@@ -64,14 +64,15 @@ pub(crate) fn url_shown(url: &str) -> String {
         }
         None => out.push_str(authority),
     }
-    let token = |seg: &str| {
-        seg.chars().count() >= 16
-            && seg.bytes().any(|b| b.is_ascii_digit())
-            && seg.bytes().any(|b| b.is_ascii_alphabetic())
-    };
     let path: Vec<&str> = path
         .split('/')
-        .map(|seg| if token(seg) { REDACTED } else { seg })
+        .map(|seg| {
+            if crate::secret::is_path_token(seg) {
+                REDACTED
+            } else {
+                seg
+            }
+        })
         .collect();
     out.push_str(&path.join("/"));
     if let Some(sep) = query.chars().next() {

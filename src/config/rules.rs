@@ -55,6 +55,18 @@ pub enum Condition {
     Below,
 }
 
+impl Condition {
+    /// Whether `value` is past `threshold` on the bad side (strictly): the
+    /// one comparison that alert states, incident summaries, review and
+    /// config validation share.
+    pub fn past(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Condition::Above => value > threshold,
+            Condition::Below => value < threshold,
+        }
+    }
+}
+
 /// Thresholds per severity; at least one. For `above`, higher severities need higher values.
 #[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -384,10 +384,7 @@ fn position(p: &AlertEvidence) -> String {
         Condition::Above => ("above", "below"),
         Condition::Below => ("below", "above"),
     };
-    let past = |v: f64, t: f64| match p.condition {
-        Condition::Above => v > t,
-        Condition::Below => v < t,
-    };
+    let past = |v: f64, t: f64| p.condition.past(v, t);
     let threshold = fmt_value(Some(p.threshold));
     match p.value {
         Some(v) if past(v, p.threshold) => {

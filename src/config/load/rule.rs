@@ -229,10 +229,7 @@ pub(super) fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError
     }
     for w in levels.windows(2) {
         let ((s0, v0), (s1, v1)) = (w[0], w[1]);
-        let ordered = match r.condition {
-            Condition::Above => v1 > v0,
-            Condition::Below => v1 < v0,
-        };
+        let ordered = r.condition.past(v1, v0);
         if !ordered {
             errs.push(ConfigError::new(
                 format!("{p}.thresholds.{s1}"),
@@ -250,11 +247,7 @@ pub(super) fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError
         }
     }
     if let (Some(c), Some((_, lowest))) = (r.clear, levels.first()) {
-        let ok = c.is_finite()
-            && match r.condition {
-                Condition::Above => c <= *lowest,
-                Condition::Below => c >= *lowest,
-            };
+        let ok = c.is_finite() && !r.condition.past(c, *lowest);
         if !ok {
             errs.push(ConfigError::new(
                 format!("{p}.clear"),

@@ -10,24 +10,13 @@
 //! before it is logged or stored, the way a `Secret` prints.
 
 use super::{ReceiverRt, Sink};
+use crate::secret::is_path_token;
 
 /// What a secret becomes, as `Secret` prints.
 const MARK: &str = "**REDACTED**";
 /// URL query values shorter than this are parameters (`v=2`, `format=json`),
 /// not credentials: replacing them everywhere would garble the detail.
 const MIN_QUERY_SECRET: usize = 8;
-
-/// URL path segments at least this long that mix letters and digits are
-/// tokens (`/services/T0/B0/<token>`, `/api/webhooks/<id>/<token>`), not
-/// route names (`/v2/enqueue`, `/hooks/incident-webhook`).
-const MIN_PATH_SECRET: usize = 16;
-
-/// Whether URL path segment `seg` is a token (see [`MIN_PATH_SECRET`]).
-fn is_path_token(seg: &str) -> bool {
-    seg.chars().count() >= MIN_PATH_SECRET
-        && seg.bytes().any(|b| b.is_ascii_digit())
-        && seg.bytes().any(|b| b.is_ascii_alphabetic())
-}
 
 /// The secret values of one receiver, longest first.
 #[derive(Debug)]
@@ -41,7 +30,7 @@ impl Redactor {
     /// The secrets of `rt`: routing key, signing secret, and its URL's
     /// password (else its user name, `https://TOKEN@host`), query values
     /// of at least [`MIN_QUERY_SECRET`] characters and path segments that
-    /// look like tokens ([`MIN_PATH_SECRET`]) — each as written, and
+    /// look like tokens ([`is_path_token`]) — each as written, and
     /// percent-decoded and JSON-escaped where that differs.
     pub(super) fn new(rt: &ReceiverRt) -> Redactor {
         let mut values = Vec::new();

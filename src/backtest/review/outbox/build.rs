@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::alert::State;
 use crate::backtest::report::{group_label, Incident, Peak, Step};
-use crate::config::{Condition, Config, Severity};
+use crate::config::{Config, Severity};
 use crate::incident::lifecycle;
 use crate::incident::model::{Action, AlertEvidence, Reason};
 use crate::incident::outbox::{AppliedTransition, StoredNotification};
@@ -311,10 +311,7 @@ fn value_at(views: &[(Option<&Sent>, &AlertEvidence)], t: &AppliedTransition) ->
 /// of data leaves the value before it in the evidence: one still past the
 /// threshold cannot be the resolve's own.
 fn settled(a: &AlertEvidence, v: f64) -> bool {
-    match a.condition {
-        Condition::Above => v <= a.clear,
-        Condition::Below => v >= a.clear,
-    }
+    !a.condition.past(v, a.clear)
 }
 
 /// The root-cause hints the notifications carried for one alert: (time,
