@@ -315,6 +315,31 @@ async fn dead_letters_are_listed_retried_and_delivered_from_the_cli() {
         5,
         "{table}"
     );
+    // A receiver named by mistake is refused (it would list nothing); the
+    // right one lists the five.
+    for args in [
+        &["outbox", "--config", cfg_s, "list", "--receiver", "hok"][..],
+        &["outbox", "--config", cfg_s, "retry", "--receiver", "hok"][..],
+    ] {
+        let out = run(args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            err.contains("no such receiver") && err.contains("did you mean \"hook\"?"),
+            "{args:?}: {err}"
+        );
+    }
+    let table = run(
+        &["outbox", "--config", cfg_s, "list", "--receiver", "hook"],
+        &[],
+    );
+    assert!(table.status.success());
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" dead ")).count(),
+        5,
+        "{table}"
+    );
     // Retry two by id, then the rest.
     rx.set_default(Reply::status(202));
     let ids: Vec<String> = dead

@@ -251,6 +251,28 @@ fn row_json(r: &Row) -> serde_json::Value {
     })
 }
 
+/// Refuses `--receiver NAME` that names neither a configured receiver nor one
+/// with notifications in the outbox (a receiver since removed from the
+/// config): a typo would otherwise list or retry nothing, silently.
+fn known_receiver(cfg: &Config, ob: &Outbox, receiver: Option<&str>) -> Result<(), CliError> {
+    let Some(name) = receiver else {
+        return Ok(());
+    };
+    if cfg.receivers.iter().any(|r| r.name == name) || !ob.list(None, Some(name), 1)?.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = cfg.receivers.iter().map(|r| r.name.as_str()).collect();
+    Err(CliError::Usage(format!(
+        "--receiver {name:?}: no such receiver in the config or the outbox{} (receivers: {})",
+        crate::config::did_you_mean(name, names.iter().copied()),
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    )))
+}
+
 /// Runs an `outbox` command; `Ok(false)` means "ran, but not everything is
 /// well" (exit code 1).
 fn outbox(
@@ -275,6 +297,7 @@ fn outbox(
                 })?),
             };
             let ob = Outbox::open(data_dir)?;
+            known_receiver(cfg, &ob, receiver.as_deref())?;
             let rows = ob.list(status, receiver.as_deref(), limit)?;
             if !json {
                 writeln!(
@@ -298,6 +321,7 @@ fn outbox(
             include_failed,
         } => {
             let ob = Outbox::open(data_dir)?;
+            known_receiver(cfg, &ob, receiver.as_deref())?;
             let now = Clock::new().now_ms();
             let rep = ob.retry(&ids, receiver.as_deref(), include_failed, now)?;
             writeln!(
