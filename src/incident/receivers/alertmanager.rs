@@ -44,7 +44,9 @@ pub(crate) fn alertmanager(
 /// at most `max_body` bytes as sent: Alertmanager takes any number of
 /// alerts per request, so a push too large for one request (a crisis across
 /// thousands of slices, a re-push of every firing incident) is split, and
-/// nothing is lost. An alert larger than `max_body` on its own goes alone.
+/// nothing is lost. An alert larger than `max_body` on its own (a long
+/// description, a long summary) goes alone, its annotations shortened until
+/// it fits ([`shortened`]); its labels — its identity — are never touched.
 /// A re-push passes `ended_before`: alerts that ended before it (ms) are
 /// left out ([`RESOLVED_RETENTION_MS`]). No alert, no body.
 pub(crate) fn alertmanager_bodies(
@@ -61,7 +63,10 @@ pub(crate) fn alertmanager_bodies(
         if ended_before.is_some_and(|cut| ends < cut) {
             continue;
         }
-        let bytes = serde_json::to_vec(&alert)?;
+        let mut bytes = serde_json::to_vec(&alert)?;
+        if bytes.len() + 2 > max_body {
+            bytes = serde_json::to_vec(&shortened(alert, max_body.saturating_sub(2))?)?;
+        }
         // `[` … `]` around, a comma before all but the first.
         if !body.is_empty() && body.len() + 1 + bytes.len() + 1 > max_body {
             body.push(b']');
@@ -75,6 +80,62 @@ pub(crate) fn alertmanager_bodies(
         bodies.push(body);
     }
     Ok(bodies)
+}
+
+/// Annotations an alert too large for a body gives up first, in this order:
+/// the rule's description (the config and the runbook still have it), then
+/// the evidence of the moment; the summary is cut last, only as far as needed.
+const EXPENDABLE: [&str; 3] = ["description", "hints", "sample_event_ids"];
+
+/// `alert` with its annotations shortened to fit `budget` bytes as sent:
+/// [`EXPENDABLE`] ones left out one by one, then the summary cut (at a
+/// character boundary, with `…`); a `truncated` annotation names what was
+/// left out or cut. Labels stay whole, so the alert keeps its identity (a
+/// label set larger than the budget goes as it is: the receiver answers).
+fn shortened(mut alert: Value, budget: usize) -> Result<Value, serde_json::Error> {
+    let size = |a: &Value| serde_json::to_vec(a).map(|b| b.len());
+    let mut cut: Vec<&str> = Vec::new();
+    let note = |alert: &mut Value, cut: &[&str]| {
+        if let Some(Value::Object(ann)) = alert.get_mut("annotations") {
+            ann.insert(
+                "truncated".into(),
+                Value::String(format!(
+                    "shortened to fit the receiver's max_body_bytes: {}",
+                    cut.join(", ")
+                )),
+            );
+        }
+    };
+    for key in EXPENDABLE {
+        if size(&alert)? <= budget {
+            return Ok(alert);
+        }
+        let removed = match alert.get_mut("annotations") {
+            Some(Value::Object(ann)) => ann.remove(key).is_some(),
+            _ => false,
+        };
+        if removed {
+            cut.push(key);
+            note(&mut alert, &cut);
+        }
+    }
+    let over = size(&alert)?.saturating_sub(budget);
+    if over > 0 {
+        if let Some(Value::String(summary)) = alert.pointer_mut("/annotations/summary") {
+            // Cut `over` bytes and a few more for the `…` (3 bytes) and the
+            // longer note; JSON escapes only make the cut larger than needed.
+            let keep = summary.len().saturating_sub(over + 32);
+            let mut at = keep;
+            while !summary.is_char_boundary(at) {
+                at -= 1;
+            }
+            summary.truncate(at);
+            summary.push('…');
+            cut.push("summary (cut)");
+            note(&mut alert, &cut);
+        }
+    }
+    Ok(alert)
 }
 
 /// Alertmanager alerts for the notifications (one per incident alert), and

@@ -431,7 +431,8 @@ fn alertmanager_endpoint() {
 
 /// A push split to stay within `max_body`: each body is a JSON array within
 /// the bound as sent, and together they carry the unsplit push's alerts, in
-/// order; an alert too large alone goes in a body of its own.
+/// order; an alert too large alone goes in a body of its own, its
+/// annotations shortened to fit.
 #[test]
 fn alertmanager_push_is_split_within_max_body_and_loses_nothing() {
     let mut alerts: Vec<_> = (0..300).map(|i| alert(i, i % 4 != 0, "d")).collect();
@@ -447,13 +448,38 @@ fn alertmanager_push_is_split_within_max_body_and_loses_nothing() {
         let v: Value = serde_json::from_slice(b).unwrap();
         let list = v.as_array().unwrap();
         assert!(
-            b.len() <= max_body || list.len() == 1,
+            b.len() <= max_body,
             "{} bytes, {} alerts",
             b.len(),
             list.len()
         );
         union.extend(list.iter().cloned());
     }
+    // The alert too large alone lost its description (and said so), and
+    // nothing else changed.
+    let at = whole
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|a| a["annotations"]["description"].as_str().unwrap().len() == 40_000)
+        .unwrap();
+    let big = &mut union[at];
+    assert_eq!(big["labels"], whole[at]["labels"]);
+    assert!(big["annotations"].get("description").is_none());
+    assert_eq!(
+        big["annotations"]["truncated"],
+        "shortened to fit the receiver's max_body_bytes: description"
+    );
+    assert_eq!(
+        big["annotations"]["summary"],
+        whole[at]["annotations"]["summary"]
+    );
+    let ann = big["annotations"].as_object_mut().unwrap();
+    ann.remove("truncated");
+    ann.insert(
+        "description".into(),
+        whole[at]["annotations"]["description"].clone(),
+    );
     assert_eq!(Value::Array(union), whole);
     // One request when it fits; none without alerts.
     assert_eq!(
@@ -551,5 +577,34 @@ fn the_summary_tells_the_truth_about_the_value_and_the_threshold() {
     assert!(
         s.contains("is 45, above the warning threshold 40 but not back to 50 yet"),
         "{s}"
+    );
+}
+
+/// An alert whose summary alone is larger than the body limit (the summary
+/// quotes attribute values) is cut to fit, at a character boundary; its
+/// labels stay whole.
+#[test]
+fn alertmanager_alert_too_large_alone_is_shortened_to_fit() {
+    let mut a = alert(0, true, "d");
+    a.description = "é".repeat(5_000);
+    let mut n = notification(vec![a], 0);
+    n.summary = "ü".repeat(30_000);
+    let max_body = 16 * 1024;
+    let bodies = alertmanager_bodies(&[&n], 5000, 60_000, None, None, max_body).unwrap();
+    assert_eq!(bodies.len(), 1);
+    assert!(bodies[0].len() <= max_body, "{} bytes", bodies[0].len());
+    let v: Vec<Value> = serde_json::from_slice(&bodies[0]).unwrap();
+    let whole = alertmanager(&[&n], 5000, 60_000, None);
+    assert_eq!(v[0]["labels"], whole[0]["labels"]);
+    let summary = v[0]["annotations"]["summary"].as_str().unwrap();
+    assert!(
+        summary.ends_with('…') && summary.len() > 8_000,
+        "{}",
+        summary.len()
+    );
+    assert!(summary.trim_end_matches('…').chars().all(|c| c == 'ü'));
+    assert_eq!(
+        v[0]["annotations"]["truncated"],
+        "shortened to fit the receiver's max_body_bytes: description, sample_event_ids, summary (cut)"
     );
 }
