@@ -202,15 +202,16 @@ impl Notification {
         (self.resolved_at.unwrap_or(self.at) - self.started_at).max(0)
     }
 
-    /// Runbook and dashboard links of the headline alert (else of any alert).
+    /// Dashboard and runbook links of the headline alert — the rule a body
+    /// names (`rule`, PagerDuty's `class`) — and only of it: another rule's
+    /// runbook next to the headline would send the responder to the wrong
+    /// page. Each alert's own links travel with its evidence (`alerts`).
     pub(crate) fn links(&self) -> (Option<&str>, Option<&str>) {
-        let pick = |f: fn(&AlertEvidence) -> Option<&String>| {
-            self.primary()
-                .and_then(f)
-                .or_else(|| self.alerts.iter().find_map(f))
-                .map(String::as_str)
-        };
-        (pick(|a| a.dashboard.as_ref()), pick(|a| a.runbook.as_ref()))
+        let p = self.primary();
+        (
+            p.and_then(|a| a.dashboard.as_deref()),
+            p.and_then(|a| a.runbook.as_deref()),
+        )
     }
 }
 

@@ -608,3 +608,32 @@ fn alertmanager_alert_too_large_alone_is_shortened_to_fit() {
         "shortened to fit the receiver's max_body_bytes: description, sample_event_ids, summary (cut)"
     );
 }
+
+/// A body's `links` are the headline rule's, never another rule's: with the
+/// runbook configured only for a joined alert's rule, the body names no
+/// runbook, and that alert's evidence carries its own.
+#[test]
+fn links_are_the_headline_rules_only() {
+    let headline = alert(0, true, "d");
+    let mut other = alert(1, true, "d");
+    other.runbook = Some("https://runbooks.example/other".into());
+    other.dashboard = Some("https://grafana.example/other".into());
+    let n = notification(vec![headline, other], 0);
+    let g = generic(&n, usize::MAX);
+    assert!(g.get("links").is_none(), "{g}");
+    assert_eq!(g["alerts"][1]["runbook"], "https://runbooks.example/other");
+    let pd = pagerduty(&n, &Secret::new("rk".to_string()), usize::MAX);
+    assert!(
+        pd.get("links")
+            .is_none_or(|l| l.as_array().is_some_and(Vec::is_empty)),
+        "{pd}"
+    );
+    // The headline rule's own links are the body's.
+    let mut n = n;
+    n.primary = 1;
+    let g = generic(&n, usize::MAX);
+    assert_eq!(g["links"]["runbook"], "https://runbooks.example/other");
+    assert_eq!(g["links"]["dashboard"], "https://grafana.example/other");
+    let pd = pagerduty(&n, &Secret::new("rk".to_string()), usize::MAX);
+    assert_eq!(pd["links"][1]["href"], "https://runbooks.example/other");
+}
