@@ -189,6 +189,7 @@ pub async fn run(
             // The example's `console` receiver: its rows are what the demo
             // prints (from the outbox), so its own lines go nowhere.
             console: Some(Box::new(std::io::sink())),
+            serves_console: !cfg.server.listen.is_empty() && !opts.no_http,
         },
     )?;
     crate::http::silences::attach(&state, Arc::clone(m.outbox()));

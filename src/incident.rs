@@ -127,6 +127,12 @@ pub struct ManagerOptions {
     /// Where `console` receivers write; `None` disables them (replay keeps
     /// standard output for transitions, the demo prints its own lines).
     pub(crate) console: Option<Box<dyn Write + Send>>,
+    /// This process serves the web console at `server.listen` (`run`, the
+    /// demo): Alertmanager alerts without a dashboard or runbook link to it
+    /// (`generatorURL`). Otherwise (`replay`, `outbox deliver`) only a
+    /// configured `server.external_url` is linked, never a loopback address
+    /// nothing answers on.
+    pub(crate) serves_console: bool,
 }
 
 /// What a batch produced.

@@ -943,3 +943,62 @@ async fn a_drain_that_times_out_says_what_is_still_queued_and_how_to_send_it() {
         "{err}"
     );
 }
+
+/// `replay` serves no console, so an Alertmanager alert whose rule has no
+/// dashboard or runbook carries no `generatorURL` — not the loopback address
+/// of a console nothing answers on — unless `server.external_url` says where
+/// the console is; a rule's own link always wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_links_alertmanager_alerts_only_to_a_console_that_answers() {
+    for external in [None, Some("https://cw.example.com")] {
+        let rx = Receiver::start().await;
+        rx.set_default(Reply::status(200));
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("events.jsonl");
+        crisis_input(&input, &["router-x"]);
+        let receiver = format!(
+            "[[receivers]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"{}\"\n",
+            rx.url()
+        );
+        let cfg = write_config(dir.path(), &receiver, r#"drain_timeout = "20s""#);
+        let server = match external {
+            Some(u) => format!("listen = \"127.0.0.1:9464\"\nexternal_url = \"{u}\""),
+            None => "listen = \"127.0.0.1:9464\"".to_string(),
+        };
+        let text = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replacen("listen = \"\"", &server, 1);
+        std::fs::write(&cfg, text).unwrap();
+        let out = replay_cli(cfg.to_str().unwrap(), input.to_str().unwrap());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let alerts: Vec<Value> = rx
+            .accepted()
+            .iter()
+            .flat_map(|r| r.json().as_array().cloned().unwrap_or_default())
+            .collect();
+        let by_rule = |rule: &str| -> Vec<&Value> {
+            alerts
+                .iter()
+                .filter(|a| a["labels"]["alertname"] == rule)
+                .collect()
+        };
+        let unlinked = by_rule("social_count");
+        assert!(!unlinked.is_empty(), "{alerts:?}");
+        for a in unlinked {
+            match external {
+                None => assert!(a.get("generatorURL").is_none(), "{a}"),
+                Some(u) => assert_eq!(a["generatorURL"], format!("{u}/"), "{a}"),
+            }
+        }
+        for a in by_rule("complaint_count") {
+            assert_eq!(
+                a["generatorURL"], "https://grafana.example.com/d/crisiswatch",
+                "{a}"
+            );
+        }
+    }
+}

@@ -373,6 +373,8 @@ fn outbox(
                 let registry = prometheus::Registry::new();
                 let opts = ManagerOptions {
                     console: Some(Box::new(std::io::stdout())),
+                    // It serves no console: only `server.external_url` is linked.
+                    serves_console: false,
                 };
                 // One sender per outbox: a running service (or another
                 // `deliver`) would send the same rows at the same time.

@@ -296,6 +296,16 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Where Alertmanager alerts link as their `generatorURL` (with a
+    /// trailing `/`): `external_url` when set (the operator says where the
+    /// console is), else the console this process serves, if it serves one.
+    pub(crate) fn generator_url(&self, serves_console: bool) -> Option<String> {
+        if self.external_url.is_none() && !serves_console {
+            return None;
+        }
+        self.console_url().map(|u| format!("{u}/"))
+    }
+
     /// The console's base URL ([`ServerConfig::external_url`], else one
     /// made from `listen`; `None` when neither is set), with no trailing `/`.
     pub(crate) fn console_url(&self) -> Option<String> {

@@ -561,4 +561,30 @@ fn the_console_url_is_the_external_url_or_made_from_listen() {
     assert_eq!(cfg("[server]\nlisten = \"\"\n").server.console_url(), None);
 }
 
+/// Alertmanager's `generatorURL` falls back to the console only where it is
+/// served: a process that serves none (`replay`, `outbox deliver`) links
+/// only a configured `external_url`, never a loopback address nothing
+/// answers on.
+#[test]
+fn the_generator_url_is_a_console_that_answers() {
+    let cfg = |text: &str| Config::from_toml_str(text, &HashMap::<String, String>::new()).unwrap();
+    let c = cfg("[server]\nlisten = \"127.0.0.1:9000\"\n");
+    assert_eq!(
+        c.server.generator_url(true).as_deref(),
+        Some("http://127.0.0.1:9000/")
+    );
+    assert_eq!(c.server.generator_url(false), None);
+    let c = cfg("[server]\nexternal_url = \"https://cw.example.com\"\n");
+    for serving in [true, false] {
+        assert_eq!(
+            c.server.generator_url(serving).as_deref(),
+            Some("https://cw.example.com/")
+        );
+    }
+    assert_eq!(
+        cfg("[server]\nlisten = \"\"\n").server.generator_url(true),
+        None
+    );
+}
+
 mod limits;

@@ -27,6 +27,8 @@ pub struct IncidentManager {
     lifecycle: Mutex<Lifecycle>,
     receivers: Mutex<ReceiverSet>,
     console: Option<Console>,
+    /// This process serves the web console ([`ManagerOptions::serves_console`]).
+    serves_console: bool,
     metrics: Arc<IncidentMetrics>,
     clock: Clock,
     stop: watch::Sender<bool>,
@@ -99,7 +101,8 @@ impl IncidentManager {
         let mut lifecycle = Lifecycle::new(cfg);
         lifecycle.restore(outbox.load_incidents()?);
         let console: Option<Console> = opts.console.map(|w| Arc::new(Mutex::new(w)));
-        let prepared = workers::prepare(cfg, console.as_ref())?;
+        let serves_console = opts.serves_console;
+        let prepared = workers::prepare(cfg, console.as_ref(), serves_console)?;
         let names: Vec<String> = cfg
             .receivers
             .iter()
@@ -143,6 +146,7 @@ impl IncidentManager {
             lifecycle: Mutex::new(lifecycle),
             receivers: Mutex::new(receivers),
             console,
+            serves_console,
             metrics,
             clock,
             stop,
@@ -185,7 +189,7 @@ impl IncidentManager {
     pub fn prepare(&self, cfg: &Config) -> Result<PreparedReload, IncidentError> {
         Ok(PreparedReload {
             cfg: cfg.clone(),
-            receivers: workers::prepare(cfg, self.console.as_ref())?,
+            receivers: workers::prepare(cfg, self.console.as_ref(), self.serves_console)?,
         })
     }
 

@@ -40,13 +40,14 @@ pub(super) struct Prepared {
 pub(super) fn prepare(
     cfg: &Config,
     console: Option<&Console>,
+    serves_console: bool,
 ) -> Result<Vec<Prepared>, IncidentError> {
     cfg.receivers
         .iter()
         .filter(|r| receiver_enabled(r, console.is_some()))
         .map(|r| {
             let mut rt = ReceiverRt::from_config(r, console)?;
-            rt.generator_url = cfg.server.console_url().map(|u| format!("{u}/"));
+            rt.generator_url = cfg.server.generator_url(serves_console);
             Ok(Prepared { cfg: r.clone(), rt })
         })
         .collect()

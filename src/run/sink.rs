@@ -34,6 +34,7 @@ impl TransitionSink {
             Path::new(&cfg.incidents.data_dir),
             ManagerOptions {
                 console: Some(Box::new(std::io::stdout())),
+                serves_console: !cfg.server.listen.is_empty(),
             },
         )?;
         crate::http::silences::attach(state, Arc::clone(manager.outbox()));
