@@ -336,6 +336,9 @@ pub async fn run(
             let _ = p.print_new(m.outbox(), out);
         }
         let drain = m.shutdown(cfg.incidents.drain_timeout.0).await;
+        // HTTP may linger on: acknowledgements and closes are refused from
+        // now on instead of stored and never carried out.
+        state.incidents_stop();
         if http_receivers {
             // What the receivers did not take: queued still, refused for
             // good, and dead-lettered (the outbox keeps them for

@@ -326,7 +326,9 @@ fn http_within(
 
 /// After the simulated period, `demo --linger` keeps serving, but there is no
 /// run left to reload: a reload is answered at once with 503 (it used to hang
-/// for `server.request_timeout` and answer 408).
+/// for `server.request_timeout` and answer 408); nor an incident stage to
+/// carry out an acknowledgement or a close: 503 too (they used to be
+/// accepted, stored and never sent).
 #[test]
 fn reload_during_the_demo_linger_is_answered_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -394,6 +396,61 @@ fn reload_during_the_demo_linger_is_answered_at_once() {
     );
     let line = wait_for("Reload refused");
     assert!(line.contains("the simulated run has ended"), "{line}");
+    // An acknowledgement or a close would be stored and never carried out
+    // (the incident stage has stopped): refused, through the API and the
+    // console alike. A label is only stored, and still taken.
+    let incidents: Value = json(&http(
+        &addr,
+        "GET",
+        "/api/v1/incidents",
+        &[("Authorization", &auth)],
+        "",
+    ));
+    let key = incidents["incidents"][0]["key"]
+        .as_str()
+        .unwrap_or("product/product=router-x/1")
+        .to_string();
+    for (path, body) in [
+        (
+            "/api/v1/incidents/ack",
+            serde_json::json!({"key": key, "by": "op"}).to_string(),
+        ),
+        (
+            "/api/v1/incidents/close",
+            serde_json::json!({"key": key, "reason": "done", "by": "op"}).to_string(),
+        ),
+    ] {
+        let r = http(&addr, "POST", path, &[("Authorization", &auth)], &body);
+        assert_eq!(status_of(&r), 503, "{path}: {r}");
+        assert!(
+            json(&r)["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("the incident stage has stopped"),
+            "{path}: {r}"
+        );
+    }
+    let form = format!("key={key}&by=op&token={TOKEN}");
+    let r = http(
+        &addr,
+        "POST",
+        "/console/incidents/ack",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &form,
+    );
+    assert_eq!(status_of(&r), 503, "{r}");
+    assert!(
+        body_of(&r).contains("the incident stage has stopped"),
+        "{r}"
+    );
+    let r = http(
+        &addr,
+        "POST",
+        "/api/v1/incidents/label",
+        &[("Authorization", &auth)],
+        &serde_json::json!({"key": key, "label": "useful", "by": "op"}).to_string(),
+    );
+    assert_ne!(status_of(&r), 503, "{r}");
     // The linger goes on: metrics are still served.
     assert_eq!(status_of(&http_get(&addr, "/healthz")), 200);
 }

@@ -325,6 +325,11 @@ async fn feedback(s: Arc<AppState>, f: FeedbackForm, label: Option<Label>) -> Re
     if let Err(r) = check_token(&s, &f.token) {
         return *r;
     }
+    // An acknowledgement goes to the receivers: refused while the incident
+    // stage has stopped. A label is only stored.
+    if let (None, Some(why)) = (label, s.incidents_stopped_reason()) {
+        return refusal(StatusCode::SERVICE_UNAVAILABLE, why);
+    }
     let ob = match outbox(&s) {
         Ok(o) => o,
         Err(r) => return *r,
@@ -368,6 +373,9 @@ struct CloseForm {
 async fn close(State(s): State<Arc<AppState>>, Form(f): Form<CloseForm>) -> Response {
     if let Err(r) = check_token(&s, &f.token) {
         return *r;
+    }
+    if let Some(why) = s.incidents_stopped_reason() {
+        return refusal(StatusCode::SERVICE_UNAVAILABLE, why);
     }
     let ob = match outbox(&s) {
         Ok(o) => o,

@@ -25,7 +25,7 @@ use crate::incident::outbox::feedback::{Feedback, Label, Recorded};
 use crate::incident::outbox::Outbox;
 use crate::incident::peers::Peers;
 
-use super::incidents::store;
+use super::incidents::{live_store, store};
 use super::state::{require_admin, require_read, AppState};
 
 /// The routes, merged into [`super::router`].
@@ -113,7 +113,9 @@ async fn submit(s: Arc<AppState>, headers: HeaderMap, body: String, labelled: bo
     if let Err(r) = require_admin(&s, &headers) {
         return *r;
     }
-    let ob = match store(&s) {
+    // An acknowledgement goes to the receivers: refused while the incident
+    // stage has stopped. A label is only stored (for tuning).
+    let ob = match if labelled { store(&s) } else { live_store(&s) } {
         Ok(o) => o,
         Err(r) => return *r,
     };

@@ -112,6 +112,16 @@ fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": msg.to_string() }))).into_response()
 }
 
+/// [`store`], for an acknowledgement or close: refused while the incident
+/// stage has stopped (the demo lingering), which would not carry it out.
+pub(crate) fn live_store(s: &AppState) -> Result<Arc<Outbox>, Box<Response>> {
+    let ob = store(s)?;
+    match s.incidents_stopped_reason() {
+        Some(why) => Err(Box::new(error(StatusCode::SERVICE_UNAVAILABLE, why))),
+        None => Ok(ob),
+    }
+}
+
 pub(crate) fn store(s: &AppState) -> Result<Arc<Outbox>, Box<Response>> {
     s.incidents.get().cloned().ok_or_else(|| {
         Box::new(error(
@@ -176,7 +186,7 @@ async fn close(State(s): State<Arc<AppState>>, headers: HeaderMap, body: String)
     if let Err(r) = require_admin(&s, &headers) {
         return *r;
     }
-    let ob = match store(&s) {
+    let ob = match live_store(&s) {
         Ok(o) => o,
         Err(r) => return *r,
     };

@@ -2,7 +2,7 @@
 //! check of every state-changing endpoint (here and in
 //! [`super::silences`]).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::http::{header, HeaderMap, StatusCode};
@@ -27,6 +27,10 @@ pub struct AppState {
     /// What the other instances of a scaled group hold; set by the scaled
     /// service's controls stage, unset in one embedded instance.
     pub(crate) peers: std::sync::OnceLock<Arc<crate::incident::peers::Peers>>,
+    /// The incident stage has stopped while HTTP is still served (the demo's
+    /// `--linger`): acknowledgements and closes would be stored but not
+    /// carried out, so they are refused ([`AppState::incidents_stop`]).
+    pub(crate) incidents_stopped: AtomicBool,
 }
 
 impl AppState {
@@ -38,7 +42,23 @@ impl AppState {
             admin: AdminState::default(),
             incidents: std::sync::OnceLock::new(),
             peers: std::sync::OnceLock::new(),
+            incidents_stopped: AtomicBool::new(false),
         })
+    }
+
+    /// Marks the incident stage stopped: from now on acknowledgements and
+    /// closes are answered 503 instead of accepted and never carried out.
+    pub fn incidents_stop(&self) {
+        self.incidents_stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// Why an acknowledgement or close cannot be carried out now, if so.
+    pub(crate) fn incidents_stopped_reason(&self) -> Option<&'static str> {
+        self.incidents_stopped.load(Ordering::Relaxed).then_some(
+            "the incident stage has stopped (the demo's simulated run has ended): \
+             an acknowledgement or close would not reach the receivers; start the \
+             service again to act on its incidents",
+        )
     }
 }
 
