@@ -235,8 +235,6 @@ impl Tuner {
         })
     }
 
-    /// Fails when no valid event has been fed: figures over nothing would
-    /// look like a quiet history, and thresholds chosen on it mean nothing.
     /// Logs, for `tool`, what the clock watch saw (many late events, a
     /// history newest first or in seconds; see `clock_watch`).
     /// Also warns about the refuted clock jumps (left out of every
@@ -271,6 +269,8 @@ impl Tuner {
         &self.base
     }
 
+    /// Fails when no valid event has been fed: figures over nothing would
+    /// look like a quiet history, and thresholds chosen on it mean nothing.
     pub(crate) fn check_fed(&self) -> Result<(), TuneError> {
         match self.first_ms {
             Some(_) => Ok(()),
