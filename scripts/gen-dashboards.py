@@ -114,6 +114,21 @@ JOB_VAR = query_var("job", "Job", "label_values(crisiswatch_ready, job)")
 INSTANCE_VAR = query_var("instance", "Instance", 'label_values(crisiswatch_ready{job=~"$job"}, instance)')
 RULE_VAR = query_var("rule", "Rule", 'label_values(crisiswatch_rule_info{job=~"$job", instance=~"$instance"}, rule)')
 
+# Slices are named by whatever attributes the rules group by: Grafana's "Auto"
+# legend shows the labels that tell the series apart (no attribute named here,
+# so the dashboards fit any configuration).
+AUTO = "__auto"
+
+# The slices nearest to paging come first: highest for `above` rules, lowest
+# for `below` ones (`crisiswatch_rule_info{condition}`).
+ABOVE = 'on (job, instance, rule) crisiswatch_rule_info{condition="above"}'
+BELOW = 'on (job, instance, rule) crisiswatch_rule_info{condition="below"}'
+VALUE = 'crisiswatch_indicator_value{rule=~"$rule"}'
+# The rule's first (lowest-severity) threshold: the lowest for `above`, the
+# highest for `below`.
+FIRST_ABOVE = 'min by (job, instance, rule) (crisiswatch_indicator_threshold{severity!="clear"})'
+FIRST_BELOW = 'max by (job, instance, rule) (crisiswatch_indicator_threshold{severity!="clear"})'
+
 firing_red = [{"matcher": {"id": "byRegexp", "options": ".*threshold.*"}, "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}]}]
 
 overview = dashboard(
@@ -130,25 +145,26 @@ overview = dashboard(
               desc="Pending, firing, escalated and resolved transitions per 5 minutes."),
         row(5, "Indicators against thresholds", 5),
         panel(6, "Indicator by slice vs thresholds ($rule)",
-              [("crisiswatch_indicator_value{rule=~\"$rule\"}", "{{rule}} {{product}} {{region}} {{channel}} {{segment}}"),
+              [("crisiswatch_indicator_value{rule=~\"$rule\"}", AUTO),
                ("crisiswatch_indicator_threshold{rule=~\"$rule\", severity!=\"clear\"}", "{{rule}} {{severity}} threshold"),
                # Guarded rules judge a confidence bound (the value above); this is the point estimate beside it.
-               ("crisiswatch_indicator_estimate{rule=~\"$rule\"}", "{{rule}} {{product}} {{region}} {{channel}} {{segment}} point estimate")],
+               ("crisiswatch_indicator_estimate{rule=~\"$rule\"}", AUTO)],
               0, 6, 24, 10, desc="Each slice's indicator value; dashed lines are the rule's thresholds.", overrides=firing_red),
-        panel(7, "Indicator ÷ warning threshold by slice ($rule)",
-              [("crisiswatch_indicator_value{rule=~\"$rule\"} / on (job, instance, rule) group_left () crisiswatch_indicator_threshold{severity=\"warning\"}", "{{rule}} {{product}} {{region}} {{channel}} {{segment}}")],
-              0, 16, 12, 9, desc="Above 1 means past the warning threshold (for rules with condition = above)."),
+        panel(7, "Margin past the first threshold by slice ($rule)",
+              [("(%s - on (job, instance, rule) group_left () %s and %s) or (%s - on (job, instance, rule) group_right () %s and %s)"
+                % (VALUE, FIRST_ABOVE, ABOVE, FIRST_BELOW, VALUE, BELOW), AUTO)],
+              0, 16, 12, 9, desc="How far each slice is past its rule's first threshold, in the rule's own units: above 0 means past it, whichever side the rule pages on (value − threshold for `above` rules, threshold − value for `below` ones)."),
         panel(8, "Alert state by slice ($rule)",
-              [("crisiswatch_alert_state{rule=~\"$rule\"} > 0", "{{rule}} {{product}} {{region}} {{channel}} {{segment}}")],
+              [("crisiswatch_alert_state{rule=~\"$rule\"} > 0", AUTO)],
               12, 16, 12, 9, kind="state-timeline", desc="1 pending, 2 firing: the shaded periods are the incidents."),
         row(9, "Incidents", 25),
         panel(10, "Firing now", [("crisiswatch_alert_state == 2", None)], 0, 26, 24, 8, kind="table",
               desc="Every firing rule × slice (details: /api/v1/alerts)."),
         panel(11, "Top slices: $rule",
-              [("topk(10, crisiswatch_indicator_value{rule=~\"$rule\"})", "{{product}} {{region}} {{channel}} {{segment}}"),
+              [("topk(10, %s and %s) or bottomk(10, %s and %s)" % (VALUE, ABOVE, VALUE, BELOW), AUTO),
                ("crisiswatch_indicator_threshold{rule=~\"$rule\", severity!=\"clear\"}", "{{severity}} threshold")],
               0, 34, 8, 8, overrides=firing_red, repeat="rule",
-              desc="The ten highest slices of each selected rule against its thresholds (one panel per rule)."),
+              desc="The ten slices of each selected rule nearest to paging — the highest for an `above` rule, the lowest for a `below` one — against its thresholds (one panel per rule)."),
     ],
     [DATASOURCE_VAR, JOB_VAR, INSTANCE_VAR, RULE_VAR],
 )

@@ -49,6 +49,9 @@ struct Series {
 struct RuleSnapshot {
     name: String,
     kind: String,
+    /// `above` or `below`: which side of the thresholds pages (dashboards
+    /// rank a `below` rule's slices lowest first).
+    condition: &'static str,
     thresholds: Vec<(String, f64)>,
     clear: f64,
     series: Vec<Series>,
@@ -385,6 +388,10 @@ impl Metrics {
             snaps.push(RuleSnapshot {
                 name: cfg.name.clone(),
                 kind: cfg.indicator.kind_name().to_string(),
+                condition: match cfg.condition {
+                    crate::config::Condition::Above => "above",
+                    crate::config::Condition::Below => "below",
+                },
                 thresholds: cfg
                     .thresholds
                     .levels()
@@ -578,7 +585,14 @@ fn render_indicators(snaps: &[RuleSnapshot], out: &mut String) {
     out.push_str("# TYPE crisiswatch_rule_info gauge\n");
     for s in snaps {
         out.push_str("crisiswatch_rule_info");
-        write_labels(out, &s.name, &[("kind".to_string(), s.kind.clone())]);
+        write_labels(
+            out,
+            &s.name,
+            &[
+                ("kind".to_string(), s.kind.clone()),
+                ("condition".to_string(), s.condition.to_string()),
+            ],
+        );
         out.push_str(" 1\n");
     }
 }

@@ -220,6 +220,78 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
             .is_some_and(|r| !r.is_empty()),
         "the crisis slice never showed as firing: {state}"
     );
+
+    // "Top slices" ranks by the side a rule pages on: the highest slices of
+    // an `above` rule, the lowest of a `below` one (nps_drop); "Margin past
+    // the first threshold" is positive past it on either side.
+    let overview: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/dashboards/crisiswatch-overview.json")).unwrap(),
+    )
+    .unwrap();
+    let panel_expr = |title: &str| -> String {
+        let p = overview["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["title"].as_str().is_some_and(|t| t.starts_with(title)))
+            .unwrap_or_else(|| panic!("no panel {title}"));
+        p["targets"][0]["expr"].as_str().unwrap().to_string()
+    };
+    let instant = |expr: &str| -> Vec<(String, f64)> {
+        let v = query(
+            &prom_addr,
+            &format!("/api/v1/query?query={}&time={end}", enc(expr)),
+        );
+        v["data"]["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{expr}: {v}"))
+            .iter()
+            .map(|r| {
+                (
+                    format!("{}/{}", r["metric"]["product"], r["metric"]["region"]),
+                    r["value"][1].as_str().unwrap().parse::<f64>().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let bind = |e: &str, rule: &str| {
+        e.replace("$job", "crisiswatch")
+            .replace("$instance", ".+")
+            .replace("$rule", rule)
+    };
+    for (rule, below) in [("nps_drop", true), ("complaint_rate", false)] {
+        let mut all: Vec<f64> = instant(&format!("crisiswatch_indicator_value{{rule=\"{rule}\"}}"))
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert!(all.len() > 10, "{rule}: {all:?}");
+        all.sort_by(f64::total_cmp);
+        if !below {
+            all.reverse();
+        }
+        let mut top: Vec<f64> = instant(&bind(&panel_expr("Top slices"), rule))
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        top.sort_by(f64::total_cmp);
+        if !below {
+            top.reverse();
+        }
+        assert_eq!(top, all[..10].to_vec(), "{rule}: the ten nearest to paging");
+        // The rule's first threshold (config/crisiswatch.toml).
+        let first = if below { 15.0 } else { 0.05 };
+        let values = instant(&format!("crisiswatch_indicator_value{{rule=\"{rule}\"}}"));
+        let margins = instant(&bind(&panel_expr("Margin past the first threshold"), rule));
+        assert_eq!(margins.len(), values.len(), "{rule}: {margins:?}");
+        for (slice, m) in &margins {
+            let v = values.iter().find(|(s, _)| s == slice).unwrap().1;
+            let want = if below { first - v } else { v - first };
+            assert!(
+                (m - want).abs() < 1e-9,
+                "{rule} {slice}: margin {m}, value {v}"
+            );
+        }
+    }
 }
 
 #[test]
