@@ -30,7 +30,10 @@ pub(crate) enum Commands {
         /// Listen address for /metrics (overrides server.listen; "" disables).
         #[arg(long)]
         listen: Option<String>,
-        /// Keep serving /metrics this long after the simulated period, e.g. "30s".
+        /// Keep serving /metrics, the console and the API this long after the
+        /// simulated period, e.g. "30s". The incident stage has stopped by
+        /// then: nothing more is sent (Alertmanager resolves open incidents at
+        /// their endsAt) and reloads, acknowledgements and closes get 503.
         #[arg(long)]
         linger: Option<humantime::Duration>,
         /// Also print pending transitions.
