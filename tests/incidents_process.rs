@@ -340,6 +340,16 @@ async fn dead_letters_are_listed_retried_and_delivered_from_the_cli() {
         5,
         "{table}"
     );
+    // An id that names no notification is said to be so (exit 1), and
+    // nothing is queued.
+    let out = run(&["outbox", "--config", cfg_s, "retry", "99999"], &[]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("Queued 0 notification(s) again")
+            && said.contains("No notification with id: [99999]"),
+        "{said}"
+    );
     // Retry two by id, then the rest.
     rx.set_default(Reply::status(202));
     let ids: Vec<String> = dead

@@ -352,15 +352,24 @@ fn outbox(
                         .join(", ")
                 )?;
             }
+            if !rep.unknown.is_empty() {
+                writeln!(out, "No notification with id: {:?}.", rep.unknown)?;
+            }
             let missing: Vec<&i64> = ids
                 .iter()
-                .filter(|i| !rep.requeued.contains(i) && !rep.superseded.contains(i))
+                .filter(|i| {
+                    !rep.requeued.contains(i)
+                        && !rep.superseded.contains(i)
+                        && !rep.unknown.contains(i)
+                })
                 .collect();
             if !missing.is_empty() {
-                writeln!(out, "Not dead letters (left alone): {missing:?}.")?;
-                return Ok(false);
+                writeln!(
+                    out,
+                    "Not dead letters (left alone; `--include-failed` takes refused ones too): {missing:?}."
+                )?;
             }
-            Ok(true)
+            Ok(rep.unknown.is_empty() && missing.is_empty())
         }
         OutboxCommand::Deliver { timeout } => {
             let timeout: Duration = timeout.map_or(cfg.incidents.drain_timeout.0, Into::into);

@@ -163,6 +163,8 @@ pub struct RetryReport {
     /// Rows not re-sent because a later notification of their incident already
     /// reached the receiver (re-sending would undo it).
     pub(crate) superseded: Vec<i64>,
+    /// Ids asked for that name no notification at all (a typo, or pruned).
+    pub(crate) unknown: Vec<i64>,
 }
 
 const SCHEMA: &str = "

@@ -94,6 +94,21 @@ impl Outbox {
                 report.requeued.push(id);
             }
         }
+        for &id in ids {
+            if report.requeued.contains(&id) || report.superseded.contains(&id) {
+                continue;
+            }
+            let known: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM notifications WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if known.is_none() && !report.unknown.contains(&id) {
+                report.unknown.push(id);
+            }
+        }
         tx.commit()?;
         Ok(report)
     }
