@@ -477,7 +477,8 @@ async fn cli_silences_mute_matching_incidents_and_expire() {
             "--comment",
             "known defect",
         ],
-        &[],
+        // No --author and no login name: the silence still names its maker.
+        &[("USER", "")],
     );
     assert!(
         out.status.success(),
@@ -511,7 +512,8 @@ async fn cli_silences_mute_matching_incidents_and_expire() {
     assert!(
         list.contains(&id)
             && list.contains("product=router-x rule!=nothing")
-            && list.contains("known defect"),
+            && list.contains("known defect")
+            && list.contains("by \"crisiswatch CLI\""),
         "{list}"
     );
     let out = replay_cli(cfg_s, input.to_str().unwrap());

@@ -413,9 +413,11 @@ fn silence(data_dir: &Path, cmd: SilenceCommand, out: &mut dyn Write) -> Result<
                 .map(|m| Matcher::parse(m))
                 .collect::<Result<Vec<_>, _>>()?;
             let ms = i64::try_from(Duration::from(duration).as_millis()).unwrap_or(i64::MAX);
+            // Someone is always named: the operator, else the login, else the tool.
             let author = author
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_default();
+                .filter(|a| !a.trim().is_empty())
+                .or_else(|| std::env::var("USER").ok().filter(|u| !u.trim().is_empty()))
+                .unwrap_or_else(|| "crisiswatch CLI".to_string());
             let s = Silence::new(matchers, now, ms, author, comment)?;
             ob.add_silence(&s)?;
             writeln!(out, "{}", s.id)?;
