@@ -112,6 +112,13 @@ fn restart_only(cfg: &Config) -> Vec<(&'static str, serde_json::Value)> {
             v(serde_json::to_value(cfg.incidents.retention)),
         ),
         ("state", v(serde_json::to_value(&cfg.state))),
+        // The live engine's worker threads and state shards are laid out
+        // when it starts (and checkpoints are cut by shard).
+        (
+            "engine.workers",
+            serde_json::Value::from(cfg.engine.workers),
+        ),
+        ("engine.shards", serde_json::Value::from(cfg.engine.shards)),
     ]
 }
 

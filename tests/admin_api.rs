@@ -215,11 +215,15 @@ fn admin_api_reload_and_auth() {
 
     // A setting a reload cannot apply (the incident data directory) is
     // named, and the rest applies.
-    let moved = original.replace(
-        "data_dir = \"${CRISISWATCH_DATA_DIR:-crisiswatch-data}\"",
-        "data_dir = \"elsewhere\"",
-    );
+    // So are the live engine's worker threads (laid out at start).
+    let moved = original
+        .replace(
+            "data_dir = \"${CRISISWATCH_DATA_DIR:-crisiswatch-data}\"",
+            "data_dir = \"elsewhere\"",
+        )
+        .replacen("[engine]\n", "[engine]\nworkers = 3\n", 1);
     assert_ne!(moved, original);
+    assert!(moved.contains("workers = 3"));
     std::fs::write(&cfg_path, &moved).unwrap();
     let r = http(
         &addr,
@@ -232,7 +236,7 @@ fn admin_api_reload_and_auth() {
     let status = json(&http_get(&addr, "/api/v1/status"));
     assert_eq!(
         status["last_reload"]["restart_needed"],
-        serde_json::json!(["incidents.data_dir"]),
+        serde_json::json!(["incidents.data_dir", "engine.workers"]),
         "{status}"
     );
 

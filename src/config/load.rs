@@ -315,13 +315,19 @@ impl Config {
                 ));
             }
             if r.kind != ReceiverKind::Console && !r.url.is_empty() {
-                let ok = r.url.starts_with("http://") || r.url.starts_with("https://");
-                if !ok {
-                    errs.push(ConfigError::new(
-                        format!("{p}.url"),
-                        &r.url,
-                        "must be an http:// or https:// URL",
-                    ));
+                // Parsed as the HTTP client will: a URL it cannot send to (a
+                // space in the host, a port past 65535) is refused here, not
+                // retried for ever as if the receiver were down.
+                let problem = match reqwest::Url::parse(&r.url) {
+                    Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                        Some("must be an http:// or https:// URL".to_string())
+                    }
+                    Ok(u) if u.host().is_none() => Some("the URL has no host".to_string()),
+                    Ok(_) => None,
+                    Err(e) => Some(format!("not a valid http:// or https:// URL ({e})")),
+                };
+                if let Some(why) = problem {
+                    errs.push(ConfigError::new(format!("{p}.url"), &r.url, why));
                 }
             }
             validate_receiver_tls(&p, r, &mut errs);

@@ -588,3 +588,33 @@ fn the_generator_url_is_a_console_that_answers() {
 }
 
 mod limits;
+
+/// A receiver URL the HTTP client cannot send to is refused by `check`
+/// with its key path (it was accepted and then retried for ever as if the
+/// receiver were down); a good one passes.
+#[test]
+fn receiver_urls_are_parsed_as_the_client_will() {
+    let recv = |url: &str| {
+        format!("{RULE}\n[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"{url}\"\n")
+    };
+    for (url, why) in [
+        (
+            "http://exa mple.com/x",
+            "not a valid http:// or https:// URL",
+        ),
+        (
+            "http://example.com:99999/x",
+            "not a valid http:// or https:// URL",
+        ),
+        ("ftp://example.com/x", "must be an http:// or https:// URL"),
+        ("https://", "not a valid http:// or https:// URL"),
+    ] {
+        let e = errors(&recv(url));
+        assert!(
+            e.iter()
+                .any(|e| e.path == "receivers[0].url" && e.to_string().contains(why)),
+            "{url}: {e:?}"
+        );
+    }
+    assert!(errors(&recv("https://hooks.example.com:8443/v1/x?a=b")).is_empty());
+}
