@@ -187,12 +187,41 @@ impl<'de> Deserialize<'de> for Dur {
         if s.trim() == "0" {
             return Ok(Dur(Duration::ZERO));
         }
+        if let Some(why) = ambiguous_unit(&s) {
+            return Err(serde::de::Error::custom(format!(
+                "invalid duration {s:?}: {why}"
+            )));
+        }
         humantime::parse_duration(&s).map(Dur).map_err(|e| {
             serde::de::Error::custom(format!(
                 "invalid duration {s:?} ({e}); write e.g. \"30s\", \"15m\", \"1h\""
             ))
         })
     }
+}
+
+/// Units the duration parser takes that a configuration almost never means:
+/// `M` is a month there, one shift key away from `m` (a minute), and units
+/// below a millisecond would be cut to whole milliseconds (crisiswatch's
+/// clock) without a word.
+fn ambiguous_unit(s: &str) -> Option<&'static str> {
+    let units = s
+        .split(|c: char| c.is_ascii_digit() || c.is_whitespace() || c == '.')
+        .filter(|u| !u.is_empty());
+    for u in units {
+        match u {
+            "M" => {
+                return Some(
+                    "\"M\" is a month; write \"m\" for minutes (or \"30d\", \"months\" for months)",
+                )
+            }
+            "ns" | "nsec" | "us" | "usec" | "µs" => {
+                return Some("crisiswatch counts time in whole milliseconds; write \"ms\" or more")
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 impl Serialize for Dur {

@@ -618,3 +618,30 @@ fn receiver_urls_are_parsed_as_the_client_will() {
     }
     assert!(errors(&recv("https://hooks.example.com:8443/v1/x?a=b")).is_empty());
 }
+
+/// `1M` is a month to the duration parser — one shift key from a minute —
+/// and sub-millisecond units would be cut silently: both are refused with
+/// what to write; `months` written out and the usual units still parse.
+#[test]
+fn ambiguous_duration_units_are_refused() {
+    for (d, why) in [
+        ("1M", "\"M\" is a month"),
+        ("1h 5M", "\"M\" is a month"),
+        ("1500us", "whole milliseconds"),
+        ("100ns", "whole milliseconds"),
+    ] {
+        let text = format!("{RULE}for = \"{d}\"\n");
+        let e = errors(&text);
+        assert!(e.iter().any(|e| e.to_string().contains(why)), "{d}: {e:?}");
+    }
+    for d in ["1m", "90s", "1h 30m", "250ms", "2months", "1d"] {
+        let text = format!("{RULE}for = \"{d}\"\n");
+        assert!(
+            errors(&text)
+                .iter()
+                .all(|e| !e.to_string().contains("invalid duration")),
+            "{d}: {:?}",
+            errors(&text)
+        );
+    }
+}
