@@ -645,3 +645,34 @@ fn ambiguous_duration_units_are_refused() {
         );
     }
 }
+
+/// Past the cap of the value stage, the errors end with a line saying more
+/// follow (the count alone read as the whole story).
+#[test]
+fn errors_past_the_cap_say_more_follow() {
+    let many: String = (0..60)
+        .map(|i| {
+            format!(
+                "[[rules]]\nname = \"r{i}\"\nwindow = \"1h\"\nslide = \"1x\"\nindicator = {{ kind = \"count\", select = {{ type = \"complaint\" }} }}\nthresholds = {{ warning = 2.0 }}\n"
+            )
+        })
+        .collect();
+    let e = errors(&many);
+    assert_eq!(e.len(), 51, "{e:?}");
+    assert!(
+        e[50].to_string().contains("more errors follow"),
+        "{}",
+        e[50]
+    );
+    // Fewer than the cap: no such line.
+    let few: String = many
+        .split("[[rules]]")
+        .take(4)
+        .collect::<Vec<_>>()
+        .join("[[rules]]");
+    let e = errors(&few);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e
+        .iter()
+        .all(|e| !e.to_string().contains("more errors follow")));
+}

@@ -94,6 +94,19 @@ pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigEr
         }
         removed.push(path);
     }
+    // At the cap, say whether more follow (rather than a count that reads
+    // as the whole story).
+    if errors.len() >= MAX_DESERIALIZE_ERRORS
+        && serde_path_to_error::deserialize::<_, Config>(scratch).is_err()
+    {
+        errors.push(ConfigError::new(
+            String::new(),
+            "",
+            format!(
+                "more errors follow: the first {MAX_DESERIALIZE_ERRORS} are shown; fix them and check again"
+            ),
+        ));
+    }
     Err(errors)
 }
 
