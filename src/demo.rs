@@ -170,6 +170,8 @@ pub async fn run(
     // without one it is a scratch directory removed at the end, so every
     // demo run shows its incidents again.
     let http_receivers = crate::incident::has_http_receivers(cfg);
+    // Kept at the end only when it holds pages still to send (below).
+    let mut keep_scratch = false;
     let scratch = (!http_receivers)
         .then(|| std::env::temp_dir().join(format!("crisiswatch-demo-{}", std::process::id())));
     if let Some(d) = &scratch {
@@ -339,6 +341,19 @@ pub async fn run(
         // HTTP may linger on: acknowledgements and closes are refused from
         // now on instead of stored and never carried out.
         state.incidents_stop();
+        // A receiver a reload added to a demo that started without one
+        // left pages in the scratch outbox: keep it, and say how to send them.
+        if let (Some(d), true) = (&scratch, drain.pending > 0) {
+            keep_scratch = true;
+            writeln!(
+                out,
+                "  {} incident notification(s) still undelivered, for receivers added by a reload; \
+                 kept in {} (`crisiswatch outbox --config <file> --data-dir {} deliver` sends them)",
+                drain.pending,
+                d.display(),
+                d.display()
+            )?;
+        }
         if http_receivers {
             // What the receivers did not take: queued still, refused for
             // good, and dead-lettered (the outbox keeps them for
@@ -381,7 +396,7 @@ pub async fn run(
         }
     }
     drop(incidents);
-    if let Some(d) = &scratch {
+    if let (Some(d), false) = (&scratch, keep_scratch) {
         let _ = std::fs::remove_dir_all(d);
     }
     Ok(report)

@@ -521,3 +521,81 @@ fn a_failed_reload_error_is_shown_only_to_readers() {
     );
     assert!(body_of(&r).contains("thresholds.critical"), "{r}");
 }
+
+/// A demo started without an HTTP receiver keeps its outbox in a scratch
+/// directory removed at exit. A receiver added by a reload gets pages there:
+/// when some are still undelivered at the end (here: nothing listens), the
+/// directory is kept and the demo says how to send them, instead of removing
+/// them with it.
+#[test]
+fn pages_for_a_receiver_added_by_reload_to_a_scratch_demo_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("crisiswatch.toml");
+    let original = std::fs::read_to_string(format!("{ROOT}/config/crisiswatch.toml"))
+        .unwrap()
+        .replace("drain_timeout = \"30s\"", "drain_timeout = \"2s\"");
+    assert!(original.contains("drain_timeout = \"2s\""));
+    std::fs::write(&cfg_path, &original).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(BIN)
+        .args(["demo", "--duration", "4h", "--speed", "1000"])
+        .args(["--listen", &addr, "--config"])
+        .arg(&cfg_path)
+        .env("CRISISWATCH_ADMIN_TOKEN", TOKEN)
+        .env_remove("CRISISWATCH_WEBHOOK_URL")
+        .env_remove("CRISISWATCH_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut guard = ChildGuard(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains(&addr), "{first}");
+    // Nothing listens on port 1: every page to it stays queued.
+    let added = original.replace(
+        "url = \"${CRISISWATCH_WEBHOOK_URL:-}\"",
+        "url = \"${CRISISWATCH_WEBHOOK_URL:-http://127.0.0.1:1/hook}\"",
+    );
+    assert_ne!(added, original);
+    std::fs::write(&cfg_path, &added).unwrap();
+    let auth = format!("Bearer {TOKEN}");
+    let r = http(
+        &addr,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &auth)],
+        "",
+    );
+    assert_eq!(status_of(&r), 200, "{r}");
+    let transcript: Vec<String> = lines.map_while(Result::ok).collect();
+    let _ = guard.0.wait();
+    let kept = transcript
+        .iter()
+        .find(|l| l.contains("for receivers added by a reload"))
+        .unwrap_or_else(|| panic!("{transcript:#?}"));
+    let scratch = kept
+        .split("kept in ")
+        .nth(1)
+        .and_then(|t| t.split(" (").next())
+        .unwrap()
+        .to_string();
+    let scratch = std::path::PathBuf::from(scratch);
+    assert!(scratch.join("outbox.sqlite").exists(), "{kept}");
+    let out = Command::new(BIN)
+        .args(["outbox", "--config"])
+        .arg(&cfg_path)
+        .arg("--data-dir")
+        .arg(&scratch)
+        .args(["list", "--status", "pending", "--json"])
+        .output()
+        .unwrap();
+    let rows = String::from_utf8_lossy(&out.stdout).to_string();
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert!(out.status.success(), "{rows}");
+    assert!(
+        rows.lines().count() > 0 && rows.lines().all(|l| l.contains("\"receiver\":\"webhook\"")),
+        "{rows}"
+    );
+}
