@@ -188,7 +188,8 @@ delivery = { timeout = "1h" }
 "#,
         );
         for want in [
-            "sources.kafka.shutdown_timeout = \"365250000000d\": must be at most 1h",
+            // As written, not normalised ("365250000000d").
+            "sources.kafka.shutdown_timeout = \"1000000000y\": must be at most 1h",
             "incidents.retention = \"400d\": must be at most 366d",
             "receivers[0].delivery.timeout = \"1h\": must be at most 10m",
         ] {

@@ -84,6 +84,14 @@ impl Config {
                             if e.value != properties::REDACTED {
                                 e.value = w;
                             }
+                        } else if let Some(w) = lookup(&written, &e.path).filter(|w| {
+                            // A duration is shown as written ("1y"), not as
+                            // the checks normalised it ("365d 6h").
+                            *w != e.value
+                                && humantime::parse_duration(w).is_ok()
+                                && (e.value == "0" || humantime::parse_duration(&e.value).is_ok())
+                        }) {
+                            e.value = w;
                         }
                         e
                     })

@@ -676,3 +676,18 @@ fn errors_past_the_cap_say_more_follow() {
         .iter()
         .all(|e| !e.to_string().contains("more errors follow")));
 }
+
+/// A duration past its bound is quoted as written, not as the checks
+/// normalised it (`"1y"`, not `"365d 6h"`).
+#[test]
+fn durations_in_errors_are_shown_as_written() {
+    let e = errors(&RULE.replace("window = \"30m\"", "window = \"1y\""));
+    let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert!(
+        shown
+            .iter()
+            .any(|m| m.starts_with("rules[0].window = \"1y\"")),
+        "{shown:?}"
+    );
+    assert!(!shown.iter().any(|m| m.contains("365d")), "{shown:?}");
+}
