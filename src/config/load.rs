@@ -282,6 +282,15 @@ impl Config {
                 ));
             }
         }
+        // Shorter, dead letters would go before anyone could retry them, and
+        // the applied ledger that keeps a re-read from paging twice with them.
+        if self.incidents.retention.0 < std::time::Duration::from_secs(3600) {
+            errs.push(ConfigError::new(
+                "incidents.retention",
+                self.incidents.retention.to_string(),
+                "must be at least 1h: dead letters and the applied ledger (which keeps a restart from paging twice) are kept this long",
+            ));
+        }
         for (key, v) in [
             ("server.header_read_timeout", sv.header_read_timeout),
             ("server.request_timeout", sv.request_timeout),

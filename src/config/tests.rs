@@ -691,3 +691,18 @@ fn durations_in_errors_are_shown_as_written() {
     );
     assert!(!shown.iter().any(|m| m.contains("365d")), "{shown:?}");
 }
+
+/// `incidents.retention` below an hour is refused: dead letters would go
+/// before anyone could retry them, with the applied ledger.
+#[test]
+fn retention_is_at_least_an_hour() {
+    for r in ["0", "59m"] {
+        let e = errors(&format!("{RULE}[incidents]\nretention = \"{r}\"\n"));
+        assert!(
+            e.iter()
+                .any(|e| e.path == "incidents.retention" && e.message.contains("at least 1h")),
+            "{r}: {e:?}"
+        );
+    }
+    assert!(errors(&format!("{RULE}[incidents]\nretention = \"1h\"\n")).is_empty());
+}
