@@ -347,6 +347,26 @@ impl Config {
                     errs.push(ConfigError::new(format!("{p}.url"), &r.url, why));
                 }
             }
+            if r.kind == ReceiverKind::Console {
+                // It prints: an address or secret set on it means another
+                // kind was meant (and a secret would be read for nothing).
+                for (key, set) in [
+                    ("url", !r.url.is_empty()),
+                    ("secret_env", r.secret_env.is_some()),
+                    ("secret_file", r.secret_file.is_some()),
+                    ("routing_key_env", r.routing_key_env.is_some()),
+                    ("routing_key_file", r.routing_key_file.is_some()),
+                    ("ca_file", r.ca_file.is_some()),
+                ] {
+                    if set {
+                        errs.push(ConfigError::new(
+                            format!("{p}.{key}"),
+                            "",
+                            "a console receiver prints to standard output and takes no address, secret or TLS setting (another kind meant?)",
+                        ));
+                    }
+                }
+            }
             validate_receiver_tls(&p, r, &mut errs);
             validate_receiver_body(&p, r, &mut errs);
         }

@@ -706,3 +706,19 @@ fn retention_is_at_least_an_hour() {
     }
     assert!(errors(&format!("{RULE}[incidents]\nretention = \"1h\"\n")).is_empty());
 }
+
+/// A console receiver with an address or a secret is refused: another kind
+/// was meant (and `check` warned about a secret nothing would use).
+#[test]
+fn a_console_receiver_takes_no_address_or_secret() {
+    let e = errors(&format!(
+        "{RULE}[[receivers]]\nname = \"c\"\nkind = \"console\"\nurl = \"https://x.example.com/\"\nsecret_env = \"S\"\n"
+    ));
+    for key in ["receivers[0].url", "receivers[0].secret_env"] {
+        assert!(e.iter().any(|e| e.path == key), "{key}: {e:?}");
+    }
+    assert!(errors(&format!(
+        "{RULE}[[receivers]]\nname = \"c\"\nkind = \"console\"\n"
+    ))
+    .is_empty());
+}
