@@ -194,12 +194,27 @@ secret_file = "{}"
             "contract field {field} missing: {open}"
         );
     }
+    // The body's links are its headline rule's (only complaint_count has
+    // any here); each alert's own travel with its evidence.
+    if open["rule"] == "complaint_count" {
+        assert_eq!(
+            open["links"]["runbook"],
+            "https://runbooks.example.com/complaints"
+        );
+        assert_eq!(
+            open["links"]["dashboard"],
+            "https://grafana.example.com/d/crisiswatch"
+        );
+    } else {
+        assert!(open.get("links").is_none(), "{open}");
+    }
+    let linked = alerts
+        .iter()
+        .find(|a| a["rule"] == "complaint_count")
+        .unwrap();
+    assert_eq!(linked["runbook"], "https://runbooks.example.com/complaints");
     assert_eq!(
-        open["links"]["runbook"],
-        "https://runbooks.example.com/complaints"
-    );
-    assert_eq!(
-        open["links"]["dashboard"],
+        linked["dashboard"],
         "https://grafana.example.com/d/crisiswatch"
     );
     let summary = open["summary"].as_str().unwrap();
