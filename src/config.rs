@@ -13,6 +13,7 @@ pub mod bounds;
 mod incidents;
 pub mod interpolate;
 mod load;
+pub(crate) use load::MORE_ERRORS;
 pub mod properties;
 mod rules;
 mod scale_out;
@@ -63,22 +64,28 @@ impl ConfigError {
         message: impl Into<String>,
     ) -> Self {
         let path = path.into();
-        let mut value = value.into();
-        if let Some(key) = path.strip_prefix("sources.kafka.properties") {
-            if properties::is_secret(key) {
-                value = properties::REDACTED.to_string();
-            }
-        }
-        // A URL may carry credentials (user, password, a token in its query
-        // or path): the error goes to logs, so those parts are hidden.
-        if path.ends_with(".url") || path.ends_with("_url") {
-            value = properties::url_shown(&value);
-        }
+        let value = Self::shown(&path, value.into());
         ConfigError {
             path,
             value,
             message: message.into(),
         }
+    }
+
+    /// `value` as an error at `path` may show it: a librdkafka credential
+    /// redacted, a URL's credentials, query values and path tokens hidden.
+    pub(crate) fn shown(path: &str, value: String) -> String {
+        if let Some(key) = path.strip_prefix("sources.kafka.properties") {
+            if properties::is_secret(key) {
+                return properties::REDACTED.to_string();
+            }
+        }
+        // A URL may carry credentials (user, password, a token in its query
+        // or path): the error goes to logs, so those parts are hidden.
+        if path.ends_with(".url") || path.ends_with("_url") {
+            return properties::url_shown(&value);
+        }
+        value
     }
 }
 

@@ -56,7 +56,12 @@ impl Commands {
                 ExitCode::from(2)
             }
             Err(LoadError::Invalid(errors)) => {
-                crate::say!("{}: {} error(s)", path.display(), errors.len());
+                // The closing "more errors follow" note is not one of them.
+                let n = errors
+                    .iter()
+                    .filter(|e| !e.message.starts_with(crate::config::MORE_ERRORS))
+                    .count();
+                crate::say!("{}: {} error(s)", path.display(), n);
                 for e in errors {
                     crate::say!("  - {e}");
                 }

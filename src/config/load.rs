@@ -10,6 +10,7 @@ const MAX_EVENT_BYTES_LIMIT: usize = 256 * 1024 * 1024;
 
 mod deserialize;
 mod rule;
+pub(crate) use deserialize::MORE_ERRORS;
 use deserialize::{deserialize_all, lookup};
 use rule::validate_rule;
 
@@ -52,6 +53,11 @@ impl Config {
                 errors
                     .into_iter()
                     .map(|mut e| {
+                        // An error about the whole file (a closing note)
+                        // quotes no value: `lookup` would give the file.
+                        if e.path.is_empty() {
+                            return e;
+                        }
                         if let Some(w) = lookup(&written, &e.path).filter(|w| w.contains('$')) {
                             // The message may quote the expanded value too
                             // (`invalid duration "…"`): put it back as written,
@@ -82,7 +88,9 @@ impl Config {
                                 put_back(&mut e.message, &v, &reference);
                             }
                             if e.value != properties::REDACTED {
-                                e.value = w;
+                                // Redacted as any value there is (a URL's
+                                // password written beside a `${HOST}`).
+                                e.value = ConfigError::shown(&e.path, w);
                             }
                         } else if let Some(w) = lookup(&written, &e.path).filter(|w| {
                             // A duration is shown as written ("1y"), not as

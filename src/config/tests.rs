@@ -657,6 +657,8 @@ fn errors_past_the_cap_say_more_follow() {
             )
         })
         .collect();
+    // A `$` anywhere in the file: the note still quotes nothing of it.
+    let many = format!("[server]\nlisten = \"${{L:-127.0.0.1:9464}}\"\n{many}");
     let e = errors(&many);
     assert_eq!(e.len(), 51, "{e:?}");
     assert!(
@@ -664,6 +666,21 @@ fn errors_past_the_cap_say_more_follow() {
         "{}",
         e[50]
     );
+    assert!(e[50].value.is_empty(), "{}", e[50]);
+    // Exactly the cap, the last on a required field (which the loader
+    // took out to go on): no note claiming more.
+    let fifty: String = (0..50)
+        .map(|i| {
+            format!(
+                "[[rules]]\nname = \"r{i}\"\nwindow = \"30q\"\nslide = \"1m\"\nindicator = {{ kind = \"count\", select = {{ type = \"complaint\" }} }}\nthresholds = {{ warning = 2.0 }}\n"
+            )
+        })
+        .collect();
+    let e = errors(&fifty);
+    assert_eq!(e.len(), 50, "{e:?}");
+    assert!(e
+        .iter()
+        .all(|e| !e.to_string().contains("more errors follow")));
     // Fewer than the cap: no such line.
     let few: String = many
         .split("[[rules]]")
@@ -721,4 +738,25 @@ fn a_console_receiver_takes_no_address_or_secret() {
         "{RULE}[[receivers]]\nname = \"c\"\nkind = \"console\"\n"
     ))
     .is_empty());
+}
+
+/// A URL written with a `${VAR}` beside a literal password is shown as
+/// written, and with the password hidden.
+#[test]
+fn a_url_shown_as_written_keeps_its_password_hidden() {
+    let text = format!(
+        "{RULE}[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"https://user:pa55word@${{HOST}}:99999/x\"\n"
+    );
+    let e = match Config::from_toml_str(&text, &env(&[("HOST", "example.com")])) {
+        Err(LoadError::Invalid(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert!(
+        shown
+            .iter()
+            .any(|m| m.contains("receivers[0].url") && m.contains("${HOST}")),
+        "{shown:?}"
+    );
+    assert!(!shown.iter().any(|m| m.contains("pa55word")), "{shown:?}");
 }

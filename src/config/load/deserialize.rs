@@ -7,6 +7,10 @@ use super::super::{Config, ConfigError};
 /// The most errors of the deserializing stage one load reports.
 const MAX_DESERIALIZE_ERRORS: usize = 50;
 
+/// How the closing note past [`MAX_DESERIALIZE_ERRORS`] begins (not an
+/// error itself: `check` does not count it).
+pub(crate) const MORE_ERRORS: &str = "more errors follow";
+
 /// Deserializes `tree`, reporting every value serde refuses, not only the
 /// first: after each error the offending key is taken out of a scratch copy
 /// and deserializing starts again, so one bad duration does not hide the
@@ -96,14 +100,17 @@ pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigEr
     }
     // At the cap, say whether more follow (rather than a count that reads
     // as the whole story).
-    if errors.len() >= MAX_DESERIALIZE_ERRORS
-        && serde_path_to_error::deserialize::<_, Config>(scratch).is_err()
-    {
+    // (A required field this loop took out last is missing now: not an
+    // error of the file.)
+    let more = errors.len() >= MAX_DESERIALIZE_ERRORS
+        && serde_path_to_error::deserialize::<_, Config>(scratch)
+            .is_err_and(|e| !e.inner().to_string().starts_with("missing field `"));
+    if more {
         errors.push(ConfigError::new(
             String::new(),
             "",
             format!(
-                "more errors follow: the first {MAX_DESERIALIZE_ERRORS} are shown; fix them and check again"
+                "{MORE_ERRORS}: the first {MAX_DESERIALIZE_ERRORS} are shown; fix them and check again"
             ),
         ));
     }
