@@ -199,11 +199,19 @@ impl<'de> Deserialize<'de> for Dur {
                 "invalid duration {s:?}: {why}"
             )));
         }
-        humantime::parse_duration(&s).map(Dur).map_err(|e| {
+        let d = humantime::parse_duration(&s).map_err(|e| {
             serde::de::Error::custom(format!(
                 "invalid duration {s:?} ({e}); write e.g. \"30s\", \"15m\", \"1h\""
             ))
-        })
+        })?;
+        // Whatever the unit ("0.5ms", "1.0005s", "nanos"): no part of a
+        // millisecond, which would be cut without a word.
+        if d.subsec_nanos() % 1_000_000 != 0 {
+            return Err(serde::de::Error::custom(format!(
+                "invalid duration {s:?}: crisiswatch counts time in whole milliseconds"
+            )));
+        }
+        Ok(Dur(d))
     }
 }
 

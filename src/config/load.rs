@@ -365,6 +365,11 @@ impl Config {
                     ("routing_key_env", r.routing_key_env.is_some()),
                     ("routing_key_file", r.routing_key_file.is_some()),
                     ("ca_file", r.ca_file.is_some()),
+                    ("tls_skip_verify", r.tls_skip_verify),
+                    (
+                        "tls_roots",
+                        r.tls_roots != crate::config::settings::TlsRoots::default(),
+                    ),
                 ] {
                     if set {
                         errs.push(ConfigError::new(
@@ -375,7 +380,9 @@ impl Config {
                     }
                 }
             }
-            validate_receiver_tls(&p, r, &mut errs);
+            if r.kind != ReceiverKind::Console {
+                validate_receiver_tls(&p, r, &mut errs);
+            }
             validate_receiver_body(&p, r, &mut errs);
         }
         errs

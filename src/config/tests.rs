@@ -629,12 +629,17 @@ fn ambiguous_duration_units_are_refused() {
         ("1h 5M", "\"M\" is a month"),
         ("1500us", "whole milliseconds"),
         ("100ns", "whole milliseconds"),
+        ("0.5ms", "whole milliseconds"),
+        ("1.0005s", "whole milliseconds"),
+        ("7nanos", "whole milliseconds"),
     ] {
         let text = format!("{RULE}for = \"{d}\"\n");
         let e = errors(&text);
         assert!(e.iter().any(|e| e.to_string().contains(why)), "{d}: {e:?}");
     }
-    for d in ["1m", "90s", "1h 30m", "250ms", "2months", "1d"] {
+    for d in [
+        "1m", "90s", "1h 30m", "250ms", "2months", "1d", "1.5h", "1min", "0.25s",
+    ] {
         let text = format!("{RULE}for = \"{d}\"\n");
         assert!(
             errors(&text)
@@ -729,9 +734,16 @@ fn retention_is_at_least_an_hour() {
 #[test]
 fn a_console_receiver_takes_no_address_or_secret() {
     let e = errors(&format!(
-        "{RULE}[[receivers]]\nname = \"c\"\nkind = \"console\"\nurl = \"https://x.example.com/\"\nsecret_env = \"S\"\n"
+        "{RULE}[[receivers]]\nname = \"c\"\nkind = \"console\"\nurl = \"https://x.example.com/\"\nsecret_env = \"S\"\ntls_roots = \"none\"\n"
     ));
-    for key in ["receivers[0].url", "receivers[0].secret_env"] {
+    // One error per key, and none from the TLS checks of HTTP receivers
+    // (`tls_roots = "none"` wants a `ca_file` there).
+    assert_eq!(e.len(), 3, "{e:?}");
+    for key in [
+        "receivers[0].url",
+        "receivers[0].secret_env",
+        "receivers[0].tls_roots",
+    ] {
         assert!(e.iter().any(|e| e.path == key), "{key}: {e:?}");
     }
     assert!(errors(&format!(
