@@ -172,8 +172,13 @@ pub async fn run(
     let http_receivers = crate::incident::has_http_receivers(cfg);
     // Kept at the end only when it holds pages still to send (below).
     let mut keep_scratch = false;
-    let scratch = (!http_receivers)
-        .then(|| std::env::temp_dir().join(format!("crisiswatch-demo-{}", std::process::id())));
+    // Unique (a kept one must outlive a later demo with the same pid).
+    let scratch = (!http_receivers).then(|| {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        std::env::temp_dir().join(format!("crisiswatch-demo-{}-{stamp}", std::process::id()))
+    });
     if let Some(d) = &scratch {
         let _ = std::fs::remove_dir_all(d);
     }
@@ -333,40 +338,49 @@ pub async fn run(
     report.stats = engine.stats().clone();
     print_summary(out, &report, &engine)?;
     if let Some(m) = &incidents {
+        // HTTP may linger on: acknowledgements and closes are refused from
+        // now on instead of stored and never carried out; those taken until
+        // now are carried out before the stage stops.
+        state.incidents_stop();
+        if let Err(e) = m.apply_close_requests() {
+            tracing::warn!(error = %e, "Cannot apply the console's acknowledgements and close requests.");
+        }
         let _ = m.flush(sim);
         if let Some(p) = pager.as_mut() {
             let _ = p.print_new(m.outbox(), out);
         }
         let drain = m.shutdown(cfg.incidents.drain_timeout.0).await;
-        // HTTP may linger on: acknowledgements and closes are refused from
-        // now on instead of stored and never carried out.
-        state.incidents_stop();
+        // What the receivers did not take: queued still, refused for good,
+        // and dead-lettered (the outbox keeps them for `crisiswatch outbox …
+        // list` and `retry`).
+        let count = |st| {
+            m.outbox()
+                .list(Some(st), None, u32::MAX as usize)
+                .map_or(0, |rows| i64::try_from(rows.len()).unwrap_or(i64::MAX))
+        };
+        let (failed, dead) = (
+            count(crate::incident::outbox::Status::Failed),
+            count(crate::incident::outbox::Status::Dead),
+        );
         // A receiver a reload added to a demo that started without one
-        // left pages in the scratch outbox: keep it, and say how to send them.
-        if let (Some(d), true) = (&scratch, drain.pending > 0) {
+        // left pages in the scratch outbox: keep it, and say how to send
+        // (or retry) them.
+        if let (Some(d), true) = (&scratch, drain.pending + failed + dead > 0) {
             keep_scratch = true;
             writeln!(
                 out,
-                "  {} incident notification(s) still undelivered, for receivers added by a reload; \
-                 kept in {} (`crisiswatch outbox --config <file> --data-dir {} deliver` sends them)",
+                "  {} incident notification(s) not delivered ({} queued, {} refused, {} dead-lettered), \
+                 for receivers added by a reload; kept in {} (`crisiswatch outbox --config <file> \
+                 --data-dir {} list --status all`; `retry`, then `deliver`, sends them)",
+                drain.pending + failed + dead,
                 drain.pending,
+                failed,
+                dead,
                 d.display(),
                 d.display()
             )?;
         }
         if http_receivers {
-            // What the receivers did not take: queued still, refused for
-            // good, and dead-lettered (the outbox keeps them for
-            // `crisiswatch outbox … list` and `retry`).
-            let count = |st| {
-                m.outbox()
-                    .list(Some(st), None, u32::MAX as usize)
-                    .map_or(0, |rows| rows.len())
-            };
-            let (failed, dead) = (
-                count(crate::incident::outbox::Status::Failed),
-                count(crate::incident::outbox::Status::Dead),
-            );
             writeln!(
                 out,
                 "  incident notifications still undelivered: {} (outbox {})",
