@@ -89,9 +89,10 @@ const EXPENDABLE: [&str; 3] = ["description", "hints", "sample_event_ids"];
 
 /// `alert` with its annotations shortened to fit `budget` bytes as sent:
 /// [`EXPENDABLE`] ones left out one by one, then the summary cut (at a
-/// character boundary, with `…`); a `truncated` annotation names what was
-/// left out or cut. Labels stay whole, so the alert keeps its identity (a
-/// label set larger than the budget goes as it is: the receiver answers).
+/// character boundary, with `…`) when it can take the whole excess; a
+/// `truncated` annotation names what was left out or cut. Labels and links
+/// stay whole, so the alert keeps its identity (an alert whose labels and
+/// links alone are over the budget goes over it: the receiver answers).
 fn shortened(mut alert: Value, budget: usize) -> Result<Value, serde_json::Error> {
     let size = |a: &Value| serde_json::to_vec(a).map(|b| b.len());
     let mut cut: Vec<&str> = Vec::new();
@@ -121,7 +122,13 @@ fn shortened(mut alert: Value, budget: usize) -> Result<Value, serde_json::Error
     }
     let over = size(&alert)?.saturating_sub(budget);
     if over > 0 {
-        if let Some(Value::String(summary)) = alert.pointer_mut("/annotations/summary") {
+        // Cut only a summary that can take the whole excess: otherwise the
+        // labels and links alone are over the budget, and a summary cut to
+        // nothing would help no one.
+        if let Some(Value::String(summary)) = alert
+            .pointer_mut("/annotations/summary")
+            .filter(|s| s.as_str().is_some_and(|s| s.len() > over + 32))
+        {
             // Cut `over` bytes and a few more for the `…` (3 bytes) and the
             // longer note; JSON escapes only make the cut larger than needed.
             let keep = summary.len().saturating_sub(over + 32);

@@ -637,3 +637,19 @@ fn links_are_the_headline_rules_only() {
     let pd = pagerduty(&n, &Secret::new("rk".to_string()), usize::MAX);
     assert_eq!(pd["links"][1]["href"], "https://runbooks.example/other");
 }
+
+/// An alert whose labels alone are over the limit keeps its summary (cutting
+/// it to nothing would not make it fit): it goes over the limit, the
+/// expendable annotations left out.
+#[test]
+fn alertmanager_alert_with_huge_labels_keeps_its_summary() {
+    let mut a = alert(0, true, "d");
+    a.group = vec![("product".into(), "p".repeat(20_000))];
+    let n = notification(vec![a], 0);
+    let bodies = alertmanager_bodies(&[&n], 5000, 60_000, None, None, 16 * 1024).unwrap();
+    assert_eq!(bodies.len(), 1);
+    let v: Vec<Value> = serde_json::from_slice(&bodies[0]).unwrap();
+    assert_eq!(v[0]["annotations"]["summary"], "s");
+    assert_eq!(v[0]["labels"]["product"].as_str().unwrap().len(), 20_000);
+    assert!(v[0]["annotations"].get("description").is_none());
+}
