@@ -148,7 +148,9 @@ overview = dashboard(
               [("crisiswatch_indicator_value{rule=~\"$rule\"}", AUTO),
                ("crisiswatch_indicator_threshold{rule=~\"$rule\", severity!=\"clear\"}", "{{rule}} {{severity}} threshold"),
                # Guarded rules judge a confidence bound (the value above); this is the point estimate beside it.
-               ("crisiswatch_indicator_estimate{rule=~\"$rule\"}", AUTO)],
+               # A label of its own tells it from the value of the same slice
+               # in the Auto legend (which may leave metric names out).
+               ("label_replace(crisiswatch_indicator_estimate{rule=~\"$rule\"}, \"shown\", \"point estimate\", \"\", \"\")", AUTO)],
               0, 6, 24, 10, desc="Each slice's indicator value; dashed lines are the rule's thresholds.", overrides=firing_red),
         panel(7, "Margin past the first threshold by slice ($rule)",
               [("(%s - on (job, instance, rule) group_left () %s and %s) or (%s - on (job, instance, rule) group_right () %s and %s)"

@@ -342,6 +342,7 @@ fn one_id_and_time_with_two_contents_gives_one_outcome_whatever_arrives_first() 
     assert_eq!(replay_of(&sorted), a);
     let mut twin_first = sorted.clone();
     twin_first.swap(7, 8);
-    assert_eq!(twin_first[7].id, 7);
+    // The twin (product 1), not event 7 (product 0), now comes first.
+    assert_eq!((twin_first[7].id, twin_first[7].product), (7, 1));
     assert_eq!(replay_of(&twin_first), a);
 }

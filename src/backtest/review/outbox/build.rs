@@ -311,7 +311,8 @@ fn value_at(views: &[(Option<&Sent>, &AlertEvidence)], t: &AppliedTransition) ->
 /// of data leaves the value before it in the evidence: one still past the
 /// threshold cannot be the resolve's own.
 fn settled(a: &AlertEvidence, v: f64) -> bool {
-    !a.condition.past(v, a.clear)
+    // (A NaN is settled nowhere.)
+    !v.is_nan() && !a.condition.past(v, a.clear)
 }
 
 /// The root-cause hints the notifications carried for one alert: (time,
