@@ -287,12 +287,7 @@ impl Driver {
     /// first (one such line can blank a report), with where they came from.
     fn refute(&mut self, rejected: Vec<Suspect>) {
         for (held, lines, at, detail) in rejected {
-            // Held before the clock started: described against where it started.
-            let detail = if detail.is_empty() {
-                self.guard.refuted_detail(held.ts())
-            } else {
-                detail
-            };
+            let detail = self.guard.detail_or_refuted(held.ts(), detail);
             self.engine.record_invalid(InvalidReason::ClockJump);
             if self.refuted.len() < MAX_NAMED_JUMPS {
                 self.refuted.push((at, detail.clone()));

@@ -273,12 +273,7 @@ impl OrderedFeed {
         out: &mut Vec<Transition>,
     ) {
         for (held, at, detail) in v.rejected {
-            // Held before the clock started: described against where it started.
-            let detail = if detail.is_empty() {
-                self.guard.refuted_detail(held.ts())
-            } else {
-                detail
-            };
+            let detail = self.guard.detail_or_refuted(held.ts(), detail);
             engine.record_invalid(InvalidReason::ClockJump);
             self.rejected.push((at, detail));
         }

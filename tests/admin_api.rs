@@ -13,6 +13,18 @@ use support::{body_of, free_port, http, http_get, status_of, ChildGuard, BIN, RO
 
 const TOKEN: &str = "test-admin-token-7c1e";
 
+/// Asserts that `resp` has `status` and an `error` naming `text`.
+fn assert_refused(resp: &str, status: u16, text: &str) {
+    assert_eq!(status_of(resp), status, "{resp}");
+    assert!(
+        json(resp)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(text),
+        "{resp}"
+    );
+}
+
 fn json(resp: &str) -> Value {
     serde_json::from_str(body_of(resp)).unwrap_or_else(|e| panic!("not JSON ({e}): {resp}"))
 }
@@ -130,14 +142,7 @@ fn admin_api_reload_and_auth() {
         &[("Authorization", &lower)],
         "",
     );
-    assert_eq!(status_of(&r), 422, "{r}");
-    assert!(
-        json(&r)["error"]
-            .as_str()
-            .unwrap()
-            .contains("thresholds.critical"),
-        "{r}"
-    );
+    assert_refused(&r, 422, "thresholds.critical");
     let status = json(&http_get(&addr, "/api/v1/status"));
     assert_eq!(status["last_reload"]["ok"], false);
     assert!(status["last_reload"]["error"]
@@ -390,14 +395,7 @@ fn reload_during_the_demo_linger_is_answered_at_once() {
         Duration::from_secs(10),
     )
     .expect("a reload during the linger is answered, not left hanging");
-    assert_eq!(status_of(&r), 503, "{r}");
-    assert!(
-        json(&r)["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("nothing to reload"),
-        "{r}"
-    );
+    assert_refused(&r, 503, "nothing to reload");
     let line = wait_for("Reload refused");
     assert!(line.contains("the simulated run has ended"), "{line}");
     // An acknowledgement or a close would be stored and never carried out
@@ -425,14 +423,7 @@ fn reload_during_the_demo_linger_is_answered_at_once() {
         ),
     ] {
         let r = http(&addr, "POST", path, &[("Authorization", &auth)], &body);
-        assert_eq!(status_of(&r), 503, "{path}: {r}");
-        assert!(
-            json(&r)["error"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("the incident stage has stopped"),
-            "{path}: {r}"
-        );
+        assert_refused(&r, 503, "the incident stage has stopped");
     }
     let form = format!("key={key}&by=op&token={TOKEN}");
     let r = http(

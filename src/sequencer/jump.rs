@@ -467,6 +467,17 @@ impl<T> JumpGuard<T> {
         self.clock
     }
 
+    /// `detail` of a refuted jump, or when it has none (held before the
+    /// clock started) its [`JumpGuard::refuted_detail`]: described against
+    /// where the stream started.
+    pub(crate) fn detail_or_refuted(&self, ts: i64, detail: String) -> String {
+        if detail.is_empty() {
+            self.refuted_detail(ts)
+        } else {
+            detail
+        }
+    }
+
     /// The detail of a refuted `clock_jump` at `ts`: [`JumpGuard::jump_detail`],
     /// or, for an event refuted when the clock started, how far behind the
     /// first events' agreed time it was.

@@ -77,12 +77,7 @@ impl Tuner {
     /// Remembers refuted clock jumps (left out of every candidate).
     fn refute(&mut self, rejected: Vec<Suspect>) {
         for (held, lines, at, detail) in rejected {
-            // Held before the clock started: described against where it started.
-            let detail = if detail.is_empty() {
-                self.guard.refuted_detail(held.ts())
-            } else {
-                detail
-            };
+            let detail = self.guard.detail_or_refuted(held.ts(), detail);
             self.refuted.push((lines, at, detail));
         }
     }
