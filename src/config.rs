@@ -17,6 +17,7 @@ pub(crate) use load::MORE_ERRORS;
 pub mod properties;
 mod rules;
 mod scale_out;
+mod server;
 mod settings;
 
 use std::fmt;
@@ -31,6 +32,7 @@ pub use interpolate::{Env, ProcessEnv};
 pub use properties::KafkaProperties;
 pub use rules::*;
 pub use scale_out::ScaleOutConfig;
+pub use server::*;
 pub use settings::*;
 
 /// Shards when `engine.shards` is not set: 64, enough to spread over the

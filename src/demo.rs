@@ -28,6 +28,9 @@ use crate::metrics::Recorder;
 use crate::metrics::{Metrics, MetricsError};
 
 mod pager;
+mod print;
+
+use print::{print_summary, print_transition};
 
 /// Simulated time processed per step.
 const STEP_MS: i64 = 60_000;
@@ -475,127 +478,4 @@ fn track(incidents: &mut Vec<Incident>, t: &Transition) {
             }
         }
     }
-}
-
-fn fmt_value(v: Option<f64>) -> String {
-    match v {
-        None => "n/a".to_string(),
-        Some(v) if v.abs() >= 100.0 || v == v.trunc() => format!("{v:.0}"),
-        Some(v) => format!("{v:.3}"),
-    }
-}
-
-fn short_ts(ms: i64) -> String {
-    let s = format_ts(ms);
-    // 2026-11-20T09:14:00Z → 2026-11-20 09:14
-    s.get(..16).map_or(s.clone(), |p| p.replace('T', " "))
-}
-
-fn print_transition(out: &mut dyn Write, t: &Transition, verbose: bool) -> std::io::Result<()> {
-    let verb = match t.state {
-        State::Pending if !verbose => return Ok(()),
-        State::Pending => "pending  ",
-        State::Firing => "OPEN     ",
-        State::Escalated => "ESCALATE ",
-        State::Resolved => "RESOLVE  ",
-    };
-    let dur = if t.state == State::Resolved {
-        format!(
-            " after {}",
-            humantime::format_duration(Duration::from_secs(
-                ((t.at - t.started_at).max(0) / 60_000 * 60) as u64
-            ))
-        )
-    } else {
-        String::new()
-    };
-    writeln!(
-        out,
-        "[{}] {verb} {:<8} {:<22} {:<34} value {} (threshold {}){dur}",
-        short_ts(t.at),
-        t.severity.as_str(),
-        t.rule,
-        t.group_label(),
-        fmt_value(t.value),
-        fmt_value(Some(t.threshold)),
-    )
-}
-
-fn print_summary(out: &mut dyn Write, r: &DemoReport, engine: &Engine) -> std::io::Result<()> {
-    let s = &r.stats;
-    writeln!(out)?;
-    writeln!(out, "Summary")?;
-    writeln!(
-        out,
-        "  lines {}, applied {}, invalid {}, duplicates {}, late {}, unmatched {}",
-        r.lines,
-        s.applied,
-        s.invalid_total(),
-        s.duplicates,
-        s.late,
-        s.unmatched
-    )?;
-    let open = r
-        .incidents
-        .iter()
-        .filter(|i| i.resolved_at.is_none())
-        .count();
-    writeln!(
-        out,
-        "  incidents {} ({} still open), transitions {}",
-        r.incidents.len(),
-        open,
-        s.transitions
-    )?;
-    let grace = (0..engine.rule_count())
-        .map(|i| engine.rule_config(i).window.as_ms())
-        .max()
-        .unwrap_or(0);
-    for (c, hits) in r.detections(grace) {
-        let first = hits.iter().map(|i| i.fired_at).min();
-        match first {
-            Some(f) => writeln!(
-                out,
-                "  crisis {:<14} {} → detected after {} by {} incident(s): {}",
-                c.name,
-                short_ts(c.start_ms),
-                humantime::format_duration(Duration::from_secs(
-                    ((f - c.start_ms).max(0) / 1000) as u64
-                )),
-                hits.len(),
-                {
-                    let mut rules: Vec<&str> = hits.iter().map(|i| i.rule.as_str()).collect();
-                    rules.sort_unstable();
-                    rules.dedup();
-                    rules.join(", ")
-                }
-            )?,
-            None => writeln!(
-                out,
-                "  crisis {:<14} {} → NOT detected",
-                c.name,
-                short_ts(c.start_ms)
-            )?,
-        }
-    }
-    let false_ones = r.false_incidents(grace);
-    writeln!(
-        out,
-        "  incidents outside any injected crisis: {}",
-        false_ones.len()
-    )?;
-    for i in false_ones {
-        writeln!(
-            out,
-            "    {} {} at {}",
-            i.rule,
-            i.group
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            short_ts(i.fired_at)
-        )?;
-    }
-    Ok(())
 }

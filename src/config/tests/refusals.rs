@@ -1,0 +1,190 @@
+//! What `check` refuses, and how it says so: receiver URLs the client
+//! cannot send to, ambiguous durations, a console receiver with HTTP
+//! settings, a retention too short to retry in, and errors quoted as
+//! written (with secrets hidden and a note when more follow).
+
+use super::*;
+
+/// A receiver URL the HTTP client cannot send to is refused by `check`
+/// with its key path (it was accepted and then retried for ever as if the
+/// receiver were down); a good one passes.
+#[test]
+fn receiver_urls_are_parsed_as_the_client_will() {
+    let recv = |url: &str| {
+        format!("{RULE}\n[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"{url}\"\n")
+    };
+    for (url, why) in [
+        (
+            "http://exa mple.com/x",
+            "not a valid http:// or https:// URL",
+        ),
+        (
+            "http://example.com:99999/x",
+            "not a valid http:// or https:// URL",
+        ),
+        ("ftp://example.com/x", "must be an http:// or https:// URL"),
+        ("https://", "not a valid http:// or https:// URL"),
+    ] {
+        let e = errors(&recv(url));
+        assert!(
+            e.iter()
+                .any(|e| e.path == "receivers[0].url" && e.to_string().contains(why)),
+            "{url}: {e:?}"
+        );
+    }
+    assert!(errors(&recv("https://hooks.example.com:8443/v1/x?a=b")).is_empty());
+}
+
+/// `1M` is a month to the duration parser — one shift key from a minute —
+/// and sub-millisecond units would be cut silently: both are refused with
+/// what to write; `months` written out and the usual units still parse.
+#[test]
+fn ambiguous_duration_units_are_refused() {
+    for (d, why) in [
+        ("1M", "\"M\" is a month"),
+        ("1h 5M", "\"M\" is a month"),
+        ("1500us", "whole milliseconds"),
+        ("100ns", "whole milliseconds"),
+        ("0.5ms", "whole milliseconds"),
+        ("1.0005s", "whole milliseconds"),
+        ("7nanos", "whole milliseconds"),
+    ] {
+        let text = format!("{RULE}for = \"{d}\"\n");
+        let e = errors(&text);
+        assert!(e.iter().any(|e| e.to_string().contains(why)), "{d}: {e:?}");
+    }
+    for d in [
+        "1m", "90s", "1h 30m", "250ms", "2months", "1d", "1.5h", "1min", "0.25s",
+    ] {
+        let text = format!("{RULE}for = \"{d}\"\n");
+        assert!(
+            errors(&text)
+                .iter()
+                .all(|e| !e.to_string().contains("invalid duration")),
+            "{d}: {:?}",
+            errors(&text)
+        );
+    }
+}
+
+/// Past the cap of the value stage, the errors end with a line saying more
+/// follow (the count alone read as the whole story).
+#[test]
+fn errors_past_the_cap_say_more_follow() {
+    let many: String = (0..60)
+        .map(|i| {
+            format!(
+                "[[rules]]\nname = \"r{i}\"\nwindow = \"1h\"\nslide = \"1x\"\nindicator = {{ kind = \"count\", select = {{ type = \"complaint\" }} }}\nthresholds = {{ warning = 2.0 }}\n"
+            )
+        })
+        .collect();
+    // A `$` anywhere in the file: the note still quotes nothing of it.
+    let many = format!("[server]\nlisten = \"${{L:-127.0.0.1:9464}}\"\n{many}");
+    let e = errors(&many);
+    assert_eq!(e.len(), 51, "{e:?}");
+    assert!(
+        e[50].to_string().contains("more errors follow"),
+        "{}",
+        e[50]
+    );
+    assert!(e[50].value.is_empty(), "{}", e[50]);
+    // Exactly the cap, the last on a required field (which the loader
+    // took out to go on): no note claiming more.
+    let fifty: String = (0..50)
+        .map(|i| {
+            format!(
+                "[[rules]]\nname = \"r{i}\"\nwindow = \"30q\"\nslide = \"1m\"\nindicator = {{ kind = \"count\", select = {{ type = \"complaint\" }} }}\nthresholds = {{ warning = 2.0 }}\n"
+            )
+        })
+        .collect();
+    let e = errors(&fifty);
+    assert_eq!(e.len(), 50, "{e:?}");
+    assert!(e
+        .iter()
+        .all(|e| !e.to_string().contains("more errors follow")));
+    // Fewer than the cap: no such line.
+    let few: String = many
+        .split("[[rules]]")
+        .take(4)
+        .collect::<Vec<_>>()
+        .join("[[rules]]");
+    let e = errors(&few);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e
+        .iter()
+        .all(|e| !e.to_string().contains("more errors follow")));
+}
+
+/// A duration past its bound is quoted as written, not as the checks
+/// normalised it (`"1y"`, not `"365d 6h"`).
+#[test]
+fn durations_in_errors_are_shown_as_written() {
+    let e = errors(&RULE.replace("window = \"30m\"", "window = \"1y\""));
+    let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert!(
+        shown
+            .iter()
+            .any(|m| m.starts_with("rules[0].window = \"1y\"")),
+        "{shown:?}"
+    );
+    assert!(!shown.iter().any(|m| m.contains("365d")), "{shown:?}");
+}
+
+/// `incidents.retention` below an hour is refused: dead letters would go
+/// before anyone could retry them, with the applied ledger.
+#[test]
+fn retention_is_at_least_an_hour() {
+    for r in ["0", "59m"] {
+        let e = errors(&format!("{RULE}[incidents]\nretention = \"{r}\"\n"));
+        assert!(
+            e.iter()
+                .any(|e| e.path == "incidents.retention" && e.message.contains("at least 1h")),
+            "{r}: {e:?}"
+        );
+    }
+    assert!(errors(&format!("{RULE}[incidents]\nretention = \"1h\"\n")).is_empty());
+}
+
+/// A console receiver with an address or a secret is refused: another kind
+/// was meant (and `check` warned about a secret nothing would use).
+#[test]
+fn a_console_receiver_takes_no_address_or_secret() {
+    let e = errors(&format!(
+        "{RULE}[[receivers]]\nname = \"c\"\nkind = \"console\"\nurl = \"https://x.example.com/\"\nsecret_env = \"S\"\ntls_roots = \"none\"\n"
+    ));
+    // One error per key, and none from the TLS checks of HTTP receivers
+    // (`tls_roots = "none"` wants a `ca_file` there).
+    assert_eq!(e.len(), 3, "{e:?}");
+    for key in [
+        "receivers[0].url",
+        "receivers[0].secret_env",
+        "receivers[0].tls_roots",
+    ] {
+        assert!(e.iter().any(|e| e.path == key), "{key}: {e:?}");
+    }
+    assert!(errors(&format!(
+        "{RULE}[[receivers]]\nname = \"c\"\nkind = \"console\"\n"
+    ))
+    .is_empty());
+}
+
+/// A URL written with a `${VAR}` beside a literal password is shown as
+/// written, and with the password hidden.
+#[test]
+fn a_url_shown_as_written_keeps_its_password_hidden() {
+    let text = format!(
+        "{RULE}[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"https://user:pa55word@${{HOST}}:99999/x\"\n"
+    );
+    let e = match Config::from_toml_str(&text, &env(&[("HOST", "example.com")])) {
+        Err(LoadError::Invalid(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert!(
+        shown
+            .iter()
+            .any(|m| m.contains("receivers[0].url") && m.contains("${HOST}")),
+        "{shown:?}"
+    );
+    assert!(!shown.iter().any(|m| m.contains("pa55word")), "{shown:?}");
+}
