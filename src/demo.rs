@@ -173,20 +173,13 @@ pub async fn run(
     // without one it is a scratch directory removed at the end, so every
     // demo run shows its incidents again.
     let http_receivers = crate::incident::has_http_receivers(cfg);
-    // Kept at the end only when it holds pages still to send (below).
-    let mut keep_scratch = false;
-    // Unique (a kept one must outlive a later demo with the same pid).
-    let scratch = (!http_receivers).then(|| {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        std::env::temp_dir().join(format!("crisiswatch-demo-{}-{stamp}", std::process::id()))
-    });
-    if let Some(d) = &scratch {
-        let _ = std::fs::remove_dir_all(d);
-    }
+    // Removed however the demo ends (an error such as a port in use
+    // included), unless it holds pages still to send (below). Declared
+    // before the lock and the outbox, so it is dropped after them.
+    let mut scratch = (!http_receivers).then(Scratch::new);
     let data_dir = scratch
-        .clone()
+        .as_ref()
+        .map(|s| s.dir.clone())
         .unwrap_or_else(|| std::path::PathBuf::from(&cfg.incidents.data_dir));
     // One sender per outbox: a running service or `outbox deliver` on the
     // same directory would send the same rows at the same time.
@@ -368,8 +361,9 @@ pub async fn run(
         // A receiver a reload added to a demo that started without one
         // left pages in the scratch outbox: keep it, and say how to send
         // (or retry) them.
-        if let (Some(d), true) = (&scratch, drain.pending + failed + dead > 0) {
-            keep_scratch = true;
+        if let (Some(s), true) = (&mut scratch, drain.pending + failed + dead > 0) {
+            s.keep = true;
+            let d = &s.dir;
             writeln!(
                 out,
                 "  {} incident notification(s) not delivered ({} queued, {} refused, {} dead-lettered), \
@@ -413,10 +407,36 @@ pub async fn run(
         }
     }
     drop(incidents);
-    if let (Some(d), false) = (&scratch, keep_scratch) {
-        let _ = std::fs::remove_dir_all(d);
-    }
+    drop(scratch);
     Ok(report)
+}
+
+/// The demo's scratch outbox directory (when no HTTP receiver is
+/// configured): unique, so a kept one outlives a later demo with the same
+/// pid, and removed when dropped unless `keep` is set.
+struct Scratch {
+    dir: std::path::PathBuf,
+    keep: bool,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("crisiswatch-demo-{}-{stamp}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self { dir, keep: false }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 /// Keeps serving HTTP for `linger` after the simulated period ends (or until

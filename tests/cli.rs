@@ -257,7 +257,9 @@ fn generate_then_replay_is_reproducible_from_file_and_stdin() {
 
 #[test]
 fn demo_prints_incidents_and_serves_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
+        .env("TMPDIR", tmp.path())
         .args([
             "demo",
             "--config",
@@ -294,8 +296,16 @@ fn demo_prints_incidents_and_serves_metrics() {
     let metrics = http_get(&addr, "/metrics");
     let ready = http_get(&addr, "/readyz");
     let console = http_get(&addr, "/");
-    let _ = child.kill();
-    let _ = child.wait();
+    // Stopped as a service manager stops it: it ends cleanly and removes
+    // its scratch outbox.
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(scratch_dirs(tmp.path()), Vec::<String>::new());
 
     assert!(text.contains("OPEN"), "{text}");
     assert!(text.contains("RESOLVE"), "{text}");
@@ -356,8 +366,10 @@ fn http_get(addr: &str, path: &str) -> String {
 fn demo_on_a_taken_port_says_so_and_nothing_else() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
     for _ in 0..8 {
         let out = Command::new(BIN)
+            .env("TMPDIR", tmp.path())
             .args([
                 "demo",
                 "--listen",
@@ -375,6 +387,17 @@ fn demo_on_a_taken_port_says_so_and_nothing_else() {
         assert!(!err.contains("crashed thread"), "{err}");
         assert!(!err.contains("ERROR"), "{err}");
     }
+    // The scratch outbox each run made is removed on the error too.
+    assert_eq!(scratch_dirs(tmp.path()), Vec::<String>::new());
+}
+
+/// The demo's scratch outbox directories left in `tmp`.
+fn scratch_dirs(tmp: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("crisiswatch-demo-"))
+        .collect()
 }
 
 /// Commands that look at the outbox or the checkpoint never create one:
