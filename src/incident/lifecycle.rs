@@ -81,6 +81,12 @@ pub struct Incident {
     /// instant and go out with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) held: Option<Held>,
+    /// The worst value a progress update showed for each active alert (by
+    /// its `dedup_key`), so a later update never shows a lower peak. Shown
+    /// only, like the current values: every other notification carries the
+    /// transitions' peak.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) shown_peaks: BTreeMap<String, f64>,
 }
 
 impl Incident {
@@ -405,6 +411,7 @@ impl Lifecycle {
             acknowledged: false,
             quiet: 0,
             held: None,
+            shown_peaks: BTreeMap::new(),
         };
         if window <= 0 {
             emit(&mut inc, Action::Open, Reason::Opened, t.at, interval, ch);

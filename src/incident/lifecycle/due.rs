@@ -119,16 +119,28 @@ impl Lifecycle {
 
 /// The incident's alerts as a progress update shows them: the active
 /// ones with the current value folded into value and peak and the current
-/// hints. Shown only: the incident keeps the evidence of its transitions,
-/// so every other notification is the same in every run.
-fn with_current_values(inc: &Incident, values: &mut dyn ValueSource) -> Vec<AlertEvidence> {
+/// hints; the peak also folds the worst value an earlier update showed
+/// (kept in `shown_peaks`), so it never goes back. Shown only: the
+/// incident keeps the evidence of its transitions, so every other
+/// notification is the same in every run.
+fn with_current_values(inc: &mut Incident, values: &mut dyn ValueSource) -> Vec<AlertEvidence> {
     let mut shown = inc.alerts.clone();
     for a in shown.iter_mut().filter(|a| a.active) {
-        let v = values.current(&a.rule, &a.group);
-        a.observe(v);
+        // The earlier peak folds into the peak only, not the value.
+        let latest = a.value;
+        if let Some(&p) = inc.shown_peaks.get(&a.dedup_key) {
+            a.observe(Some(p));
+        }
+        a.value = latest;
+        a.observe(values.current(&a.rule, &a.group));
         if let Some(h) = values.hints(&a.rule, &a.group) {
             a.hints = h;
         }
     }
+    inc.shown_peaks = shown
+        .iter()
+        .filter(|a| a.active)
+        .filter_map(|a| Some((a.dedup_key.clone(), a.peak?)))
+        .collect();
     shown
 }

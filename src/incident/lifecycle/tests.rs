@@ -193,10 +193,29 @@ fn progress_updates_carry_current_value_peak_and_duration() {
     assert_eq!(seqs, (2..=9).collect::<Vec<u32>>());
     assert_eq!(ups[7].alerts[0].value, Some(30.0));
     assert_eq!(ups[1].alerts[0].value, Some(20.0));
-    // The peak of the transitions' values and the current one: an earlier
-    // progress update's value is not kept (it is not the same in every run).
+    // The peak of the transitions' values, the values earlier progress
+    // updates showed and the current one: it never goes back.
     assert_eq!(ups[0].alerts[0].peak, Some(50.0));
-    assert_eq!(ups[1].alerts[0].peak, Some(20.0));
+    assert_eq!(ups[1].alerts[0].peak, Some(50.0));
+    assert!(ups.iter().all(|n| n.alerts[0].peak == Some(50.0)));
+    assert!(ups[1].summary.contains("peak 50"), "{}", ups[1].summary);
+    // Kept with the incident: a restart shows the same peak.
+    let inc = lc.incidents().values().next().unwrap().clone();
+    assert_eq!(
+        inc.shown_peaks.values().copied().collect::<Vec<_>>(),
+        [50.0]
+    );
+    let back: Incident = serde_json::from_str(&serde_json::to_string(&inc).unwrap()).unwrap();
+    let mut other = Lifecycle::new(&cfg(""));
+    other.restore(vec![back]);
+    let mut after = Changes::default();
+    other.due(1000 + 5_400_000, &mut Values(10.0), &mut after);
+    assert_eq!(after.notifications.len(), 1);
+    assert_eq!(after.notifications[0].alerts[0].value, Some(10.0));
+    assert_eq!(after.notifications[0].alerts[0].peak, Some(50.0));
+    // The alert's own evidence (every other notification) keeps the
+    // transitions' peak.
+    assert_eq!(inc.alerts[0].peak, Some(6.0));
     assert_eq!(ups[1].duration_ms(), 1_200_000);
     assert!(
         ups[1].summary.contains("Still firing after 20m"),
