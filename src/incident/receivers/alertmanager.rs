@@ -229,6 +229,9 @@ fn alertmanager_alert(
     );
     annotations.insert("peak".into(), Value::String(fmt_value(a.peak)));
     annotations.insert("window".into(), Value::String(window_text(a.window_ms)));
+    // The alert instance's own key (the transitions' `dedup_key`); the
+    // `incident` label is the incident's.
+    annotations.insert("dedup_key".into(), Value::String(a.dedup_key.clone()));
     annotations.insert(
         "sample_event_ids".into(),
         Value::String(a.sample_event_ids.join(",")),

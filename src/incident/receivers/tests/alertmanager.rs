@@ -20,6 +20,12 @@ fn alertmanager_attribute_labels_never_overwrite_its_own() {
     assert_eq!(labels["alertname"], "rule_0");
     assert_eq!(labels["incident"], "default/product=router-x/1000");
     assert_eq!(labels["severity"], "warning");
+    // The alert instance's own key, which its transitions carry.
+    assert_eq!(
+        doc[0]["annotations"]["dedup_key"],
+        n.alerts[0].dedup_key.as_str()
+    );
+    assert_ne!(n.alerts[0].dedup_key, n.dedup_key);
     assert_eq!(labels["attr_alertname"], "x");
     assert_eq!(labels["attr_incident"], "y");
     assert_eq!(labels["attr_severity"], "z");
