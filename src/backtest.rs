@@ -560,6 +560,7 @@ pub(crate) fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOp
         late_for,
         lines: driver.lines(),
         stats: engine.stats().clone(),
+        dedup_evicted: engine.dedup_evicted(),
         first_ms: driver.first_ms(),
         end_ms,
         covered_ms: driver.coverage().covered_ms(),

@@ -322,6 +322,12 @@ impl Engine {
         self.dedup.len()
     }
 
+    /// Ids the dedup memory forgot before `dedup_horizon` because it held
+    /// `engine.dedup_max_ids` (a redelivery of one would count again).
+    pub fn dedup_evicted(&self) -> u64 {
+        self.dedup.evicted_early
+    }
+
     /// Hashes event ids under `key` (`run`: the installation's); set before
     /// the first event and before a snapshot is restored.
     pub(crate) fn set_dedup_key(&mut self, key: crate::dedup::DedupKey) {

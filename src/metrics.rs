@@ -76,6 +76,9 @@ pub struct Metrics {
     customers_uncounted: IntGaugeVec,
     series_dropped: IntGaugeVec,
     dedup_ids: IntGauge,
+    dedup_evicted: IntCounter,
+    /// The engine's early-eviction count at the last publish.
+    dedup_evicted_seen: Mutex<u64>,
     watermark: Gauge,
     watermark_delay: Gauge,
     /// Incremented by the driver for each batch published.
@@ -198,6 +201,11 @@ impl Metrics {
             "Event ids remembered for deduplication.",
         )?;
         r.register(Box::new(dedup_ids.clone()))?;
+        let dedup_evicted = IntCounter::new(
+            "crisiswatch_dedup_evicted_total",
+            "Event ids forgotten before engine.dedup_horizon because the dedup memory held engine.dedup_max_ids: a redelivery of one counts again. Raise dedup_max_ids (about events per second x horizon in seconds).",
+        )?;
+        r.register(Box::new(dedup_evicted.clone()))?;
         let watermark = Gauge::new(
             "crisiswatch_watermark_timestamp_seconds",
             "The engine watermark (event time), Unix seconds.",
@@ -230,6 +238,8 @@ impl Metrics {
             customers_uncounted,
             series_dropped,
             dedup_ids,
+            dedup_evicted,
+            dedup_evicted_seen: Mutex::new(0),
             watermark,
             watermark_delay,
             batches,
@@ -407,6 +417,25 @@ impl Metrics {
             });
         }
         self.dedup_ids.set(engine.dedup_len() as i64);
+        let evicted = engine.dedup_evicted();
+        let mut seen = self
+            .dedup_evicted_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if evicted > *seen {
+            if self.dedup_evicted.get() == 0 {
+                tracing::warn!(
+                    held = engine.dedup_len(),
+                    "The dedup memory is full (engine.dedup_max_ids): event ids are forgotten before \
+                     engine.dedup_horizon, so a redelivery of one would count twice. Raise \
+                     engine.dedup_max_ids to about events per second x the horizon in seconds \
+                     (crisiswatch_dedup_evicted_total counts them)."
+                );
+            }
+            self.dedup_evicted.inc_by(evicted - *seen);
+        }
+        // Lower after a restore or a rebalance (engines come and go).
+        *seen = evicted;
         if let Some(w) = engine.watermark() {
             self.watermark.set(w as f64 / 1000.0);
             self.watermark_delay.set((now_ms - w) as f64 / 1000.0);

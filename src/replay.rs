@@ -41,6 +41,8 @@ pub struct ReplaySummary {
     /// The event-time clock as the lines moved it: late shares, a history
     /// newest first or in seconds ([`ReplaySummary::warn`]).
     pub(crate) watch: ClockWatch,
+    /// Ids the dedup memory forgot before `dedup_horizon` (it was full).
+    pub(crate) dedup_evicted: u64,
 }
 
 impl ReplaySummary {
@@ -79,6 +81,13 @@ impl fmt::Display for ReplaySummary {
             }
         }
         writeln!(f, "duplicates:   {}", s.duplicates)?;
+        if self.dedup_evicted > 0 {
+            writeln!(
+                f,
+                "  dedup memory full (engine.dedup_max_ids): {} ids forgotten before engine.dedup_horizon; a repeat of one counted again",
+                self.dedup_evicted
+            )?;
+        }
         writeln!(f, "late:         {}", s.late)?;
         writeln!(f, "unmatched:    {}", s.unmatched)?;
         writeln!(f, "overflow:     {}", s.overflow)?;
@@ -163,6 +172,7 @@ pub fn replay(
     write_transitions(&mut out, output, &mut on_transition)?;
     output.flush().map_err(ReplayError::Write)?;
     summary.stats = engine.stats().clone();
+    summary.dedup_evicted = engine.dedup_evicted();
     let st = &summary.stats;
     // Every valid event the engine took, as `backtest` counts them
     // (duplicates and refused ones too), so both name the same share.
@@ -396,5 +406,46 @@ mod tests {
             .invalid_examples
             .iter()
             .any(|(line, r, _)| *line == 201 && *r == InvalidReason::ClockJump));
+    }
+
+    /// A dedup memory too small for its horizon is not silent: the ids it
+    /// forgot early are counted in the summary and in
+    /// `crisiswatch_dedup_evicted_total`, and the repeats it let through
+    /// are the ones it forgot.
+    #[test]
+    fn a_full_dedup_memory_is_counted_and_named() {
+        let cfg = Config::from_toml_str(
+            "[engine]\ndedup_max_ids = 2\n[[rules]]\nname = \"n\"\nwindow = \"10m\"\nindicator = { kind = \"count\" }\nthresholds = { warning = 1000000 }\n",
+            &std::collections::HashMap::new(),
+        )
+        .expect("config");
+        let s: i64 = 1_795_132_800_000;
+        let line = |id: &str, k: i64| {
+            format!(
+                "{{\"id\":\"{id}\",\"type\":\"order\",\"ts\":{},\"attrs\":{{}}}}\n",
+                s + k * 1000
+            )
+        };
+        // e0..e4 (three forgotten early), then e4 again (remembered: a
+        // duplicate) and e0 again (forgotten: counted again).
+        let mut input: String = (0..5).map(|i| line(&format!("e{i}"), i)).collect();
+        input.push_str(&line("e4", 5));
+        input.push_str(&line("e0", 6));
+        let mut engine = Engine::new(&cfg).expect("engine");
+        let summary =
+            replay(&mut engine, input.as_bytes(), &mut Vec::new(), None, |_| {}).expect("replay");
+        assert_eq!(summary.stats.duplicates, 1);
+        assert_eq!(summary.stats.applied, 6);
+        assert_eq!(summary.dedup_evicted, 4);
+        let text = summary.to_string();
+        assert!(
+            text.contains("dedup memory full (engine.dedup_max_ids): 4 ids forgotten"),
+            "{text}"
+        );
+        let metrics = crate::metrics::Metrics::new(10).expect("metrics");
+        metrics.publish_groups(&engine, 0);
+        metrics.publish_groups(&engine, 0);
+        let page = metrics.render();
+        assert!(page.contains("crisiswatch_dedup_evicted_total 4"), "{page}");
     }
 }

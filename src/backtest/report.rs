@@ -363,6 +363,10 @@ pub struct Report {
     /// Engine counters.
     #[serde(serialize_with = "ser_stats")]
     pub stats: EngineStats,
+    /// Ids the dedup memory forgot before `dedup_horizon` because it was
+    /// full (`engine.dedup_max_ids`): a repeat of one counted again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) dedup_evicted: u64,
     /// First event time (the start of the data span), ms (JSON:
     /// `first_at`, RFC 3339).
     #[serde(rename = "first_at", serialize_with = "ser_opt_ts")]
@@ -555,6 +559,11 @@ fn ser_stats<S: Serializer>(st: &EngineStats, s: S) -> Result<S::Ok, S::Error> {
     m.serialize_entry("overflow", &st.overflow)?;
     m.serialize_entry("transitions", &st.transitions)?;
     m.end()
+}
+
+/// Serde: a count left out of the JSON when zero.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ pub struct EngineConfig {
     /// A repeated event `id` within this much event time is counted once. `"0"` disables.
     #[serde(default = "default_dedup_horizon")]
     pub(crate) dedup_horizon: Dur,
-    /// Upper bound on ids remembered for deduplication.
+    /// Upper bound on ids remembered for deduplication: at least events per
+    /// second × `dedup_horizon` in seconds, else ids are forgotten early
+    /// (`crisiswatch_dedup_evicted_total`).
     #[serde(default = "default_dedup_max_ids")]
     pub(crate) dedup_max_ids: usize,
     /// Events stamped further than this in the future of the wall clock are invalid.

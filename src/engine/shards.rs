@@ -419,6 +419,9 @@ impl EngineView for ShardedEngine {
         // Every worker remembers the same ids.
         self.engines[0].dedup_len()
     }
+    fn dedup_evicted(&self) -> u64 {
+        self.engines[0].dedup_evicted()
+    }
     fn watermark(&self) -> Option<i64> {
         self.engines[0].watermark()
     }

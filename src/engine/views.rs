@@ -66,6 +66,8 @@ pub trait EngineView {
     fn active_alert_keys(&self) -> Vec<String>;
     /// Ids held by deduplication.
     fn dedup_len(&self) -> usize;
+    /// Ids deduplication forgot early (see [`Engine::dedup_evicted`]).
+    fn dedup_evicted(&self) -> u64;
     /// The watermark (see [`Engine::watermark`]).
     fn watermark(&self) -> Option<i64>;
     /// Events rule `i` did not count per customer since the start
@@ -111,6 +113,9 @@ impl EngineView for Engine {
     }
     fn dedup_len(&self) -> usize {
         Engine::dedup_len(self)
+    }
+    fn dedup_evicted(&self) -> u64 {
+        Engine::dedup_evicted(self)
     }
     fn watermark(&self) -> Option<i64> {
         Engine::watermark(self)
@@ -201,6 +206,9 @@ impl EngineView for EngineSet<'_> {
     }
     fn dedup_len(&self) -> usize {
         self.engines.iter().map(|e| e.dedup_len()).sum()
+    }
+    fn dedup_evicted(&self) -> u64 {
+        self.engines.iter().map(|e| e.dedup_evicted()).sum()
     }
     fn watermark(&self) -> Option<i64> {
         self.engines.iter().filter_map(|e| e.watermark()).min()

@@ -78,6 +78,13 @@ impl fmt::Display for Report {
             s.overflow,
             s.transitions
         )?;
+        if self.dedup_evicted > 0 {
+            writeln!(
+                f,
+                "  dedup memory full (engine.dedup_max_ids): {} ids forgotten before engine.dedup_horizon; a repeat of one counted again",
+                self.dedup_evicted
+            )?;
+        }
         for (rule, n) in &self.capped {
             writeln!(
                 f,
