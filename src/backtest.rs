@@ -184,7 +184,8 @@ impl Driver {
         self.lines
     }
 
-    /// Time of the first valid event.
+    /// Time of the earliest event the history holds (not late, not a
+    /// duplicate).
     pub(crate) fn first_ms(&self) -> Option<i64> {
         self.first_ms
     }
@@ -322,7 +323,6 @@ impl Driver {
         obs: &mut impl Observer,
     ) {
         let ts = held.ts();
-        self.first_ms.get_or_insert(ts);
         self.coverage.see(ts);
         self.watch.saw(ts, lines, at);
         let newest = self.newest.map_or(ts, |n| n.max(ts));
@@ -368,8 +368,16 @@ impl Driver {
         let t = self.engine.clock().map_or(ev.ts, |c| c.max(ev.ts));
         self.boundaries_until(t, obs);
         let outcome = self.engine.process(&ev, &mut self.out);
-        self.watch
-            .counted_at(ev.ts, outcome == crate::engine::Outcome::Late);
+        let late = outcome == crate::engine::Outcome::Late;
+        self.watch.counted_at(ev.ts, late);
+        // The history starts at its earliest event in time, wherever its
+        // line is (a first line a few seconds ahead of the next ones).
+        if !late && outcome != crate::engine::Outcome::Duplicate {
+            if self.first_ms.is_none_or(|f| ev.ts < f) {
+                self.first_ms = Some(ev.ts);
+            }
+            self.coverage.reach_back(ev.ts);
+        }
         for tr in self.out.drain(..) {
             obs.transition(&tr);
         }

@@ -238,6 +238,31 @@ fn hand_checked_scenario_gives_the_hand_computed_figures() {
     );
 }
 
+/// The history starts at its earliest event, not at its first line: lines a
+/// few seconds out of order (within the allowed lateness) give the same
+/// start and covered time as the sorted file.
+#[test]
+fn the_history_starts_at_its_earliest_event_whatever_line_comes_first() {
+    let cfg = Config::from_toml_str(HAND_CONFIG, &no_env()).unwrap();
+    let at = |secs: &[i64]| -> Vec<Vec<u8>> {
+        secs.iter()
+            .enumerate()
+            .map(|(i, s)| complaint(&format!("c{i}"), s * 1000, "p", "u", "web"))
+            .collect()
+    };
+    let json = |lines: &[Vec<u8>]| {
+        let r = backtest::run_lines(&cfg, lines_of(lines), &SummaryOptions::default()).unwrap();
+        serde_json::to_value(&r).unwrap()
+    };
+    let sorted = json(&at(&[0, 50, 60, 120, 180]));
+    let shuffled = json(&at(&[50, 0, 60, 180, 120]));
+    assert_eq!(sorted["first_at"], "2026-11-20T00:00:00Z", "{sorted}");
+    assert_eq!(sorted["covered_ms"], 180_000);
+    for k in ["first_at", "end_at", "covered_ms", "gaps"] {
+        assert_eq!(shuffled[k], sorted[k], "{k}");
+    }
+}
+
 #[test]
 fn backtest_transitions_are_the_bytes_replay_writes() {
     let (lines, _) = day(7, 80.0, true);

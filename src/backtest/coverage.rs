@@ -18,6 +18,8 @@ pub(crate) const GAP_MS: i64 = 86_400_000;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Coverage {
     clock: Option<i64>,
+    /// The earliest event time seen ([`Coverage::reach_back`]).
+    start: Option<i64>,
     covered_ms: i64,
     gaps: u64,
     /// The first gap: (the newest event time before it, the next after it).
@@ -39,7 +41,25 @@ impl Coverage {
                 self.clock = Some(ts);
             }
             Some(_) => {}
-            None => self.clock = Some(ts),
+            None => {
+                self.clock = Some(ts);
+                self.start.get_or_insert(ts);
+            }
+        }
+    }
+
+    /// An event applied in time at `ts`, maybe before the first one seen
+    /// (lines a little out of order): the covered time reaches back to it.
+    pub(crate) fn reach_back(&mut self, ts: i64) {
+        let start = *self.start.get_or_insert(ts);
+        if ts < start {
+            let step = start.saturating_sub(ts);
+            if step <= GAP_MS {
+                self.covered_ms = self.covered_ms.saturating_add(step);
+            } else {
+                self.gaps += 1;
+            }
+            self.start = Some(ts);
         }
     }
 
@@ -158,6 +178,12 @@ mod tests {
             c.see(t * HOUR);
         }
         assert_eq!(c.covered_ms(), Some(7 * HOUR));
+        // The driver applies them in time order, each in time: the hours
+        // before the first line count too.
+        for t in [3, 5, 7, 9, 9, 12] {
+            c.reach_back(t * HOUR);
+        }
+        assert_eq!(c.covered_ms(), Some(9 * HOUR));
         assert_eq!(c.gaps(), 0);
         assert_eq!(Coverage::default().covered_ms(), None);
     }
