@@ -61,6 +61,17 @@ pub enum InputError {
         /// The command that converts it (`zcat … |` first for gzip).
         convert: String,
     },
+    /// A file in a format crisiswatch does not read: another compression
+    /// (bzip2, xz, zstd, zip), or one JSON array instead of JSON lines.
+    #[error("input {path} is {what}; crisiswatch reads JSONL (one event per line; gzip accepted): convert it first ({convert} > history.jsonl)")]
+    Format {
+        /// The file.
+        path: String,
+        /// What it is.
+        what: &'static str,
+        /// The command that converts it.
+        convert: String,
+    },
     /// One file named twice.
     #[error("input {path} is given twice: its events would count twice")]
     Twice {
@@ -300,6 +311,19 @@ impl Inputs {
             if is_utf16(head) {
                 return Err(InputError::utf16(&path.display().to_string(), gz));
             }
+            if let Some((what, tool)) = other_format(head) {
+                let shown = path.display().to_string();
+                let convert = if gz {
+                    format!("zcat {shown} | {tool}")
+                } else {
+                    format!("{tool} {shown}")
+                };
+                return Err(InputError::Format {
+                    path: shown,
+                    what,
+                    convert,
+                });
+            }
             let read_err = |line: u64, error: io::Error| InputError::Read {
                 path: path.display().to_string(),
                 line,
@@ -401,6 +425,67 @@ impl InputError {
 pub(crate) fn is_gzip(r: &mut impl BufRead) -> io::Result<bool> {
     let head = r.fill_buf()?;
     Ok(head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b)
+}
+
+/// What a stream starting with `head` is when it is no JSONL crisiswatch
+/// reads, and the command that turns it into JSONL: another compression's
+/// magic number, or a JSON array (`[` then an object, a first line that
+/// JSONL never has).
+pub(crate) fn other_format(head: &[u8]) -> Option<(&'static str, &'static str)> {
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    if head.starts_with(b"BZh") && head.get(3).is_some_and(|b| (b'1'..=b'9').contains(b)) {
+        return Some(("bzip2-compressed", "bzcat"));
+    }
+    if head.starts_with(&[0xFD, b'7', b'z', b'X', b'Z', 0]) {
+        return Some(("xz-compressed", "xzcat"));
+    }
+    if head.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+        return Some(("zstd-compressed", "zstdcat"));
+    }
+    if head.starts_with(b"PK\x03\x04") {
+        return Some(("a zip archive", "unzip -p"));
+    }
+    let text = head.trim_ascii_start();
+    if text.first() == Some(&b'[')
+        && text[1..]
+            .trim_ascii_start()
+            .first()
+            .is_none_or(|&b| b == b'{' || b == b']')
+    {
+        return Some(("one JSON array", "jq -c '.[]'"));
+    }
+    None
+}
+
+/// A small text file (a transitions or labels file): gzip accepted
+/// (detected by content), a UTF-8 byte-order mark dropped; another
+/// compression or UTF-16 is an error that says so.
+pub(crate) fn read_text(path: &std::path::Path) -> io::Result<String> {
+    let mut reader = BufReader::new(File::open(path)?);
+    let gz = is_gzip(&mut reader)?;
+    let mut bytes = Vec::new();
+    if gz {
+        MultiGzDecoder::new(reader).read_to_end(&mut bytes)?;
+    } else {
+        reader.read_to_end(&mut bytes)?;
+    }
+    let shown = path.display();
+    if is_utf16(&bytes[..bytes.len().min(4)]) {
+        return Err(io::Error::other(format!(
+            "it is UTF-16 text; convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8 {shown})"
+        )));
+    }
+    if let Some((what, tool)) = other_format(&bytes[..bytes.len().min(64)]) {
+        return Err(io::Error::other(format!(
+            "it is {what}, not JSON lines; convert it first ({tool} {shown})"
+        )));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|e| io::Error::other(format!("it is not UTF-8 text ({e})")))?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
 }
 
 /// Whether a stream starting with `head` is UTF-16: a byte-order mark, or

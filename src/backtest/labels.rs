@@ -115,7 +115,7 @@ impl Time {
 
 /// Reads a labels file.
 pub fn load(path: &Path) -> Result<Vec<Crisis>, LabelsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LabelsError::Io {
+    let text = super::input::read_text(path).map_err(|source| LabelsError::Io {
         path: path.display().to_string(),
         source,
     })?;

@@ -97,7 +97,7 @@ pub fn incidents_from_transitions(
     cfg: &Config,
     path: &Path,
 ) -> Result<(Vec<Incident>, i64), ReviewError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReviewError::Io {
+    let text = super::input::read_text(path).map_err(|source| ReviewError::Io {
         path: path.display().to_string(),
         source,
     })?;
@@ -142,6 +142,14 @@ pub fn incidents_from_transitions(
     for t in &transitions {
         last = last.max(t.at);
         tracker.transition(t);
+    }
+    if tracker.fired_before > 0 {
+        tracing::warn!(
+            file = %path.display(),
+            incidents = tracker.fired_before,
+            "Transitions file begins after some incidents fired (their first line escalates or resolves): \
+             each is shown as firing from its breach start (`started_at`), its firing time not being in the file"
+        );
     }
     Ok((tracker.finish(), last.max(0)))
 }

@@ -124,6 +124,78 @@ fn a_utf16_file_is_refused_with_the_conversion_to_make() {
     assert_eq!(inputs.for_each_line(|_, _| {}).unwrap().lines, 3);
 }
 
+/// Another compression, a zip archive or one JSON array is refused with the
+/// command that makes JSONL of it, instead of every line counted invalid.
+#[test]
+fn other_formats_are_refused_with_the_conversion_to_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = r#"{"id":"a","type":"order","ts":1}"#;
+    let mut gz_array = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    write!(gz_array, "[{line},\n{line}]").unwrap();
+    for (name, bytes, convert) in [
+        ("b.bz2", b"BZh91AY&SY\x00\x01".to_vec(), "bzcat "),
+        ("x.xz", b"\xFD7zXZ\x00\x00\x04".to_vec(), "xzcat "),
+        ("z.zst", b"\x28\xB5\x2F\xFD\x04\x58".to_vec(), "zstdcat "),
+        ("a.zip", b"PK\x03\x04\x14\x00".to_vec(), "unzip -p "),
+        (
+            "a.json",
+            format!("[{line},{line}]").into_bytes(),
+            "jq -c '.[]' ",
+        ),
+        (
+            "p.json",
+            format!("[\n  {line},\n  {line}\n]\n").into_bytes(),
+            "jq -c '.[]' ",
+        ),
+        (
+            "bom.json",
+            format!("\u{feff}[{line}]").into_bytes(),
+            "jq -c '.[]' ",
+        ),
+        ("a.json.gz", gz_array.finish().unwrap(), "| jq -c '.[]' "),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let inputs = Inputs::new(vec![p.clone()]).unwrap().quiet();
+        let err = inputs.for_each_line(|_, _| {}).unwrap_err();
+        assert!(matches!(err, InputError::Format { .. }), "{name}: {err}");
+        assert!(err.to_string().contains(convert), "{name}: {err}");
+        let small = read_text(&p).unwrap_err().to_string();
+        assert!(
+            small.contains(convert.trim_start_matches("| ")),
+            "{name}: {small}"
+        );
+    }
+    // JSONL whose first line is a bad array line is still JSONL: one
+    // invalid line, the rest read.
+    let p = dir.path().join("ok.jsonl");
+    std::fs::write(&p, format!("[1,2]\n{line}\n")).unwrap();
+    let inputs = Inputs::new(vec![p]).unwrap().quiet();
+    assert_eq!(inputs.for_each_line(|_, _| {}).unwrap().lines, 2);
+}
+
+/// Small files (transitions, labels) are read as history is: gzip by
+/// content, a UTF-8 byte-order mark dropped.
+#[test]
+fn small_text_files_take_gzip_and_a_bom() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "{\"a\":1}\n{\"a\":2}\n";
+    let plain = dir.path().join("t.jsonl");
+    std::fs::write(&plain, format!("\u{feff}{text}")).unwrap();
+    assert_eq!(read_text(&plain).unwrap(), text);
+    let gz = dir.path().join("t.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    write!(enc, "\u{feff}{text}").unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    assert_eq!(read_text(&gz).unwrap(), text);
+    let bad = dir.path().join("latin1");
+    std::fs::write(&bad, b"{\"a\":\"caf\xE9\"}\n").unwrap();
+    assert!(read_text(&bad)
+        .unwrap_err()
+        .to_string()
+        .contains("not UTF-8"));
+}
+
 #[test]
 fn a_missing_file_names_its_path() {
     let inputs = Inputs::new(vec![PathBuf::from("/nonexistent/x.jsonl")])

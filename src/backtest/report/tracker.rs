@@ -31,6 +31,9 @@ pub struct Tracker {
     /// breach ended silently are replaced by the group's next instance.
     open: Vec<HashMap<Labels, Open>>,
     done: Vec<Incident>,
+    /// Instances first seen escalating or resolving: they fired before the
+    /// transitions began (a file that starts mid-incident).
+    pub(crate) fired_before: usize,
 }
 
 impl Tracker {
@@ -63,6 +66,7 @@ impl Tracker {
             by_name,
             open,
             done: Vec::new(),
+            fired_before: 0,
         }
     }
 
@@ -107,6 +111,18 @@ impl Tracker {
                     condition: meta.condition,
                 },
                 fired: false,
+            };
+            // Escalating or resolving without a `firing` first: it fired
+            // before the transitions begin (an export from a later time).
+            // Its breach start is known; its firing time is not.
+            let fresh = if matches!(t.state, State::Escalated | State::Resolved) {
+                self.fired_before += 1;
+                let mut f = fresh;
+                f.fired = true;
+                f.incident.fired_at = t.started_at;
+                f
+            } else {
+                fresh
             };
             if let Some(old) = open.insert(t.group.clone(), fresh) {
                 if old.fired {

@@ -170,6 +170,33 @@ fn reviews(cfg: &Config, text: &str) -> (Vec<String>, i64) {
     (docs, end)
 }
 
+/// A transitions file cut at a time (an export of the last hours) starts
+/// in the middle of incidents: those whose first line escalates or
+/// resolves are still incidents, shown from their breach start.
+#[test]
+fn a_file_that_starts_mid_incident_keeps_those_incidents() {
+    let cfg = config();
+    let lines = lines();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.jsonl");
+    // From 10:06 on: p's first instance is seen escalating, then resolving.
+    std::fs::write(&p, lines[3..].join("\n")).unwrap();
+    let (incidents, _) = incidents_from_transitions(&cfg, &p).unwrap();
+    let first = parse_rfc3339_ms("2026-11-20T10:00:00Z").unwrap();
+    let cut = incidents
+        .iter()
+        .find(|i| i.started_at == first)
+        .expect("the incident already firing when the file starts");
+    assert_eq!(cut.fired_at, first);
+    assert_eq!(
+        cut.resolved_at,
+        Some(parse_rfc3339_ms("2026-11-20T10:20:00Z").unwrap())
+    );
+    assert_eq!(cut.severity, crate::config::Severity::Critical);
+    // q (pending at 10:05, cut) fires at 10:06: kept; p's second instance too.
+    assert_eq!(incidents.len(), 3, "{incidents:#?}");
+}
+
 #[test]
 fn a_reversed_or_doubled_transitions_file_gives_the_same_reviews() {
     let cfg = config();
