@@ -776,6 +776,68 @@ fn refused(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Outputs that cannot be written are refused before the history is read
+/// (which takes long on a large one): a file in a directory that does not
+/// exist, a review directory that is a file; and `generate` of nothing.
+#[test]
+fn outputs_that_cannot_be_written_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let (day, _) = generate(dir.path());
+    let missing = dir.path().join("no-such-dir").join("x.out");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "keep").unwrap();
+    let (d, m, f, c) = (s(&day), s(&missing), s(&file), example());
+    for args in [
+        vec!["backtest", "--config", &c, "--input", d, "--json", m],
+        vec!["backtest", "--config", &c, "--input", d, "--transitions", m],
+        vec![
+            "tune",
+            "--config",
+            &c,
+            "--input",
+            d,
+            "--rule",
+            "complaint_rate",
+            "--vary",
+            "threshold=0.05,0.06",
+            "--csv",
+            m,
+        ],
+        vec![
+            "chart",
+            "--config",
+            &c,
+            "--input",
+            d,
+            "--rule",
+            "complaint_rate",
+            "--output",
+            m,
+        ],
+    ] {
+        let err = refused(&[&args[..], &["--now", HISTORY_NOW]].concat());
+        assert!(
+            err.contains("no-such-dir does not exist") && !err.contains("Backtest over"),
+            "{args:?}: {err}"
+        );
+    }
+    let err = refused(&[
+        "backtest",
+        "--config",
+        &c,
+        "--input",
+        d,
+        "--review-dir",
+        f,
+        "--now",
+        HISTORY_NOW,
+    ]);
+    assert!(err.contains("a-file is a file"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+    let err = refused(&["generate", "--duration", "0s", "--output", m]);
+    assert!(err.contains("--duration 0s generates nothing"), "{err}");
+}
+
 /// An output named like one of the command's inputs (the history, the
 /// configuration, the labels) is refused before anything is written, under
 /// whatever path names it; the file is left as it was. Before, `replay

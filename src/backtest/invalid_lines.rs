@@ -97,7 +97,7 @@ impl InvalidLines {
         if share >= NAME_FROM_SHARE && !named.is_empty() {
             m.push_str(&format!("; the first: {}", named.join("; ")));
         }
-        m.push_str(" (`crisiswatch backtest` on the same input lists them)");
+        m.push_str(" (`crisiswatch backtest --json` on the same input names the first few, by file and line)");
         Some(m)
     }
 

@@ -429,6 +429,56 @@ for = "5m"
         cfg.rules[0].clone()
     }
 
+    /// Labelled crises outside the history are not scored: `tune` says so
+    /// (as `backtest` does) instead of showing "missed 0" as if caught.
+    #[test]
+    fn crises_outside_the_history_are_warned_about() {
+        let cfg = Config::from_toml_str(
+            "[[rules]]\nname = \"n\"\nwindow = \"10m\"\nindicator = { kind = \"count\" }\nthresholds = { warning = 5 }\n",
+            &std::collections::HashMap::new(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("h.jsonl");
+        let s: i64 = 1_795_132_800_000;
+        let lines: String = (0..60)
+            .map(|i| {
+                format!(
+                    "{{\"id\":\"e{i}\",\"type\":\"order\",\"ts\":{}}}\n",
+                    s + i * 60_000
+                )
+            })
+            .collect();
+        std::fs::write(&p, lines).unwrap();
+        let crisis = |name: &str, start: i64| crate::backtest::labels::Crisis {
+            name: name.into(),
+            kind: String::new(),
+            slice: Vec::new(),
+            start_ms: start,
+            end_ms: start + 3_600_000,
+        };
+        let opts = TuneOptions {
+            rule: "n".into(),
+            varies: vec!["threshold=3,5".parse().unwrap()],
+            summary: crate::backtest::SummaryOptions {
+                labels: Some(vec![
+                    crisis("before", s - 365 * 86_400_000),
+                    crisis("within", s + 600_000),
+                    crisis("after", s + 365 * 86_400_000),
+                ]),
+                ..crate::backtest::SummaryOptions::default()
+            },
+            ..TuneOptions::default()
+        };
+        let inputs = crate::backtest::Inputs::new(vec![p]).unwrap().quiet();
+        let (result, log) = crate::testlog::logged(|| run(&cfg, &inputs, &opts));
+        assert!(result.is_ok());
+        assert!(
+            log.contains("2 of 3 labelled crises lie outside the history (1 start after it ends, 1 end before it starts)"),
+            "{log}"
+        );
+    }
+
     #[test]
     fn parses_ranges_and_lists() {
         let v: Vary = "threshold=0.02..0.08:0.01".parse().unwrap();

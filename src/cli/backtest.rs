@@ -245,11 +245,41 @@ pub fn guard_outputs<'a>(
     reads: &[(&'a Path, &'static str)],
     outputs: impl IntoIterator<Item = &'a Option<PathBuf>>,
 ) -> Result<(), CliError> {
-    refuse_overwriting_inputs(
-        reads.iter().copied(),
-        outputs.into_iter().filter_map(|o| o.as_deref()),
-    )?;
+    let outputs: Vec<&Path> = outputs.into_iter().filter_map(|o| o.as_deref()).collect();
+    refuse_overwriting_inputs(reads.iter().copied(), outputs.iter().copied())?;
+    // Before the history is read (which can take long): an output whose
+    // directory does not exist fails now, not after the run.
+    for o in outputs {
+        check_parent(o)?;
+    }
     Ok(())
+}
+
+/// Fails when the directory `path` would be written in does not exist.
+pub fn check_parent(path: &Path) -> Result<(), CliError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(CliError::Write {
+            path: path.display().to_string(),
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("the directory {} does not exist", dir.display()),
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Creates the directory that several files go into (reviews, one per
+/// incident), or says that `dir` is a file.
+pub fn make_dir(dir: &Path) -> Result<(), CliError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CliError::Usage(format!(
+            "{} is a file: the reviews of several incidents go one file each into a directory — \
+             name a directory, or pick one incident (--incident KEY)",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(write_err(dir))
 }
 
 /// Loads the configuration of a history command, and warns of settings
@@ -354,6 +384,10 @@ fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
     let cfg = load_config(&a.history.config)?;
     let opts = summary_options(&a.truth, &cfg)?;
     let inputs = a.history.open(&cfg)?;
+    if let Some(d) = a.review_dir.as_deref().filter(|d| d.exists()) {
+        // Said before the history is read: a file where the directory goes.
+        make_dir(d)?;
+    }
     if a.review_dir.is_some() && inputs.read_once() {
         return Err(CliError::Usage(
             "--review-dir reads the input twice: give files, not \"-\" or a pipe".into(),

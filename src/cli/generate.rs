@@ -121,6 +121,9 @@ impl Commands {
             .with_context(|| format!("--start {start:?} is not an RFC 3339 time"))?;
         let duration_ms = i64::try_from(std::time::Duration::from(duration).as_millis())
             .context("--duration is too long")?;
+        if duration_ms == 0 {
+            anyhow::bail!("--duration 0s generates nothing: give a period, e.g. --duration 24h");
+        }
         if !(orders_per_minute.is_finite() && orders_per_minute > 0.0) {
             anyhow::bail!("--orders-per-minute must be positive");
         }

@@ -204,12 +204,15 @@ impl<'a> RawEvent<'a> {
                 ))
             }
         };
-        // Keep event times within ±100,000 years so window arithmetic cannot overflow.
-        const TS_LIMIT: i64 = 3_155_760_000_000_000;
-        if !(-TS_LIMIT..=TS_LIMIT).contains(&ts) {
+        // Event times are those RFC 3339 can write (years 0000–9999): every
+        // time crisiswatch writes (transitions, reports) reads back, and
+        // window arithmetic cannot overflow.
+        const TS_MIN: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
+        const TS_MAX: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        if !(TS_MIN..=TS_MAX).contains(&ts) {
             return Err(Invalid::new(
                 InvalidReason::BadTimestamp,
-                format!("ts {ts} is out of range"),
+                format!("ts {ts} is out of range (years 0000 to 9999)"),
             ));
         }
         let customer_id = match self.customer_id {

@@ -111,6 +111,15 @@ fn typed_reasons() {
             r#"{"id":"a","type":"order","ts":99999999999999999999}"#,
             InvalidReason::BadTimestamp,
         ),
+        // After 9999-12-31T23:59:59.999Z: no RFC 3339 time writes it.
+        (
+            r#"{"id":"a","type":"order","ts":253402300800000}"#,
+            InvalidReason::BadTimestamp,
+        ),
+        (
+            r#"{"id":"a","type":"order","ts":"9999-12-31T23:59:59-23:59"}"#,
+            InvalidReason::BadTimestamp,
+        ),
         (
             r#"{"id":"a","type":"order","ts":1,"score":1e999}"#,
             InvalidReason::NonFiniteNumber,
@@ -438,6 +447,11 @@ fn a_zero_timestamp_written_with_a_point_is_not_an_integer() {
     assert_eq!(
         dec(r#"{"id":"z","type":"order","ts":0}"#).map(|e| e.ts),
         Ok(0)
+    );
+    // The last millisecond RFC 3339 can write.
+    assert_eq!(
+        dec(r#"{"id":"z","type":"order","ts":253402300799999}"#).map(|e| e.ts),
+        Ok(253_402_300_799_999)
     );
     for ts in ["0.0", "0e0", "1764928800000.0"] {
         let line = format!(r#"{{"id":"z","type":"order","ts":{ts}}}"#);

@@ -81,6 +81,9 @@ pub struct Tuner {
     refuted: Vec<(u64, Option<LineRef>, String)>,
     /// Lines that are not valid events, warned about.
     invalid: crate::backtest::invalid_lines::InvalidLines,
+    /// The labelled crises' (start, end), ms: those outside the history
+    /// are warned about.
+    labelled: Vec<(i64, i64)>,
 }
 
 /// An event the clock-jump guard may hold: the event, the line count and
@@ -207,6 +210,13 @@ impl Tuner {
             guard: JumpGuard::new(limits.max_clock_jump_ms, limits.clock_jump_confirm).anchored(),
             refuted: Vec::new(),
             invalid: Default::default(),
+            labelled: opts
+                .summary
+                .labels
+                .iter()
+                .flatten()
+                .map(|c| (c.start_ms, c.end_ms))
+                .collect(),
         })
     }
 
@@ -249,6 +259,26 @@ impl Tuner {
             );
         }
         self.invalid.warn(tool, self.lines, Some(inputs));
+        if let (Some(first), Some(end)) = (self.first_ms, self.clock) {
+            let after = self.labelled.iter().filter(|(s, _)| *s > end).count();
+            let before = self
+                .labelled
+                .iter()
+                .filter(|(s, e)| *s <= end && *e < first)
+                .count();
+            if after + before > 0 {
+                tracing::warn!(
+                    tool,
+                    "{} of {} labelled crises lie outside the history ({} start after it ends, {} end \
+                     before it starts): they are not scored, neither caught nor missed \
+                     (is it the labels file of this history?)",
+                    after + before,
+                    self.labelled.len(),
+                    after,
+                    before
+                );
+            }
+        }
     }
 
     /// Warns when the history has gaps and any of `rules` has a baseline

@@ -13,9 +13,7 @@ use crate::config::Config;
 use crate::cli::args::{ConfigArg, NowArg};
 
 use super::history::{history, KafkaArgs};
-use super::{
-    guard_outputs, load_config, read_paths, summary_options, write_err, CliError, TruthArgs,
-};
+use super::{load_config, read_paths, summary_options, write_err, CliError, TruthArgs};
 
 /// `crisiswatch review`.
 #[derive(clap::Args, Debug)]
@@ -67,7 +65,9 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
     if let Some(Some(o)) = &a.outbox {
         reads.push((o.as_path(), "outbox"));
     }
-    guard_outputs(&reads, [&a.output])?;
+    // `--output` is a file or a directory (made, parents too, for several
+    // reviews): only overwriting an input is refused up front.
+    crate::cli::args::refuse_overwriting_inputs(reads.iter().copied(), a.output.as_deref())?;
     let cfg = load_config(&a.config)?;
     let opts = summary_options(&a.truth, &cfg)?;
     let now_ms = a.now.ms()?;
@@ -219,7 +219,7 @@ fn review_outbox(
             crate::say!("wrote {}", p.display());
         }
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+            super::make_dir(dir)?;
             for (name, md) in &docs {
                 let p = dir.join(name);
                 std::fs::write(&p, md).map_err(write_err(&p))?;
@@ -274,7 +274,7 @@ fn write_review_files(
     let paths: Option<Vec<PathBuf>> = match dir {
         Some(d) => {
             let names = review::file_names(incidents.iter().map(|i| i.dedup_key.as_str()))?;
-            std::fs::create_dir_all(d).map_err(write_err(d))?;
+            super::make_dir(d)?;
             Some(names.iter().map(|n| d.join(n)).collect())
         }
         None => None,
