@@ -384,13 +384,10 @@ pub async fn run(
                 drain.pending,
                 m.outbox().path().display()
             )?;
-            if failed + dead > 0 {
-                writeln!(
-                    out,
-                    "  not delivered: {failed} refused by the receiver, {dead} dead-lettered \
-                     (`crisiswatch outbox --config <file> list --status dead`; `retry` queues \
-                     them again)"
-                )?;
+            let n = |v: i64| u64::try_from(v).unwrap_or(0);
+            if let Some(hint) = crate::incident::replay_delivery::not_delivered(n(failed), n(dead))
+            {
+                writeln!(out, "  {hint}")?;
             }
         }
     }

@@ -309,11 +309,29 @@ async fn dead_letters_are_listed_retried_and_delivered_from_the_cli() {
         "the open was tried"
     );
     let table = run(&["outbox", "--config", cfg_s, "list"], &[]);
+    assert!(
+        !String::from_utf8_lossy(&table.stderr).contains("shown"),
+        "all five shown: no note"
+    );
     let table = String::from_utf8_lossy(&table.stdout);
     assert_eq!(
         table.lines().filter(|l| l.contains(" dead ")).count(),
         5,
         "{table}"
+    );
+    // A limit that leaves rows out says so, on standard error (the JSON
+    // lines on standard output stay rows only).
+    let two = run(
+        &[
+            "outbox", "--config", cfg_s, "list", "--limit", "2", "--json",
+        ],
+        &[],
+    );
+    assert_eq!(String::from_utf8_lossy(&two.stdout).lines().count(), 2);
+    let note = String::from_utf8_lossy(&two.stderr);
+    assert!(
+        note.contains("2 of 5 notifications shown, newest first: --limit 5 shows them all"),
+        "{note}"
     );
     // A receiver named by mistake is refused (it would list nothing); the
     // right one lists the five.

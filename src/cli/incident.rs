@@ -313,6 +313,16 @@ fn outbox(
                     writeln!(out, "{}", row_line(r))?;
                 }
             }
+            if rows.len() >= limit {
+                // On standard error: `--json` output stays one row per line.
+                let all = ob.count(status, receiver.as_deref())?;
+                if all > rows.len() as u64 {
+                    crate::say!(
+                        "{} of {all} notifications shown, newest first: --limit {all} shows them all",
+                        rows.len()
+                    );
+                }
+            }
             Ok(true)
         }
         OutboxCommand::Retry {

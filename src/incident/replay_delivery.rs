@@ -115,29 +115,38 @@ impl fmt::Display for ReplayIncidents {
         }
         // The exit code stays 0 (the transitions were written; delivery is
         // the receivers' side): the warning says what was not delivered.
-        if failed + dead > 0 {
-            let mut parts = Vec::new();
-            if failed > 0 {
-                parts.push(format!(
-                    "{failed} refused (`crisiswatch outbox --config <file> list --status failed`)"
-                ));
-            }
-            if dead > 0 {
-                parts.push(format!(
-                    "{dead} dead-lettered (`crisiswatch outbox --config <file> list --status dead`)"
-                ));
-            }
-            write!(
-                f,
-                "\nwarning: {} incident notification(s) were not delivered: {}; \
-                 `crisiswatch outbox --config <file> retry` queues dead letters again \
-                 (`--include-failed`: the refused too)",
-                failed + dead,
-                parts.join(", ")
-            )?;
+        if let Some(hint) = not_delivered(failed as u64, dead as u64) {
+            write!(f, "\nwarning: {hint}")?;
         }
         Ok(())
     }
+}
+
+/// What was not delivered — `failed` refused by a receiver (4xx), `dead`
+/// dead-lettered — and the commands that list and queue each again
+/// (`None`: nothing).
+pub(crate) fn not_delivered(failed: u64, dead: u64) -> Option<String> {
+    if failed + dead == 0 {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if failed > 0 {
+        parts.push(format!(
+            "{failed} refused (`crisiswatch outbox --config <file> list --status failed`)"
+        ));
+    }
+    if dead > 0 {
+        parts.push(format!(
+            "{dead} dead-lettered (`crisiswatch outbox --config <file> list --status dead`)"
+        ));
+    }
+    Some(format!(
+        "{} incident notification(s) were not delivered: {}; \
+         `crisiswatch outbox --config <file> retry` queues dead letters again \
+         (`--include-failed`: the refused too)",
+        failed + dead,
+        parts.join(", ")
+    ))
 }
 
 /// Transitions handed to the incident manager at a time.
@@ -299,4 +308,30 @@ impl RunStart {
 /// The newest row id of `outbox` (0 when it is empty).
 fn newest_id(outbox: &Outbox) -> Result<i64, OutboxError> {
     Ok(outbox.list(None, None, 1)?.first().map_or(0, |r| r.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_delivered;
+
+    /// Refused notifications are listed with `--status failed` and queued
+    /// again with `--include-failed`: the hint `replay` and `demo` print
+    /// names the command that finds each kind (a 4xx is no dead letter).
+    #[test]
+    fn the_not_delivered_hint_names_the_commands_for_each_kind() {
+        assert_eq!(not_delivered(0, 0), None);
+        let refused = not_delivered(189, 0).unwrap_or_default();
+        assert!(
+            refused.starts_with("189 incident notification(s)"),
+            "{refused}"
+        );
+        assert!(refused.contains("list --status failed"), "{refused}");
+        assert!(!refused.contains("--status dead"), "{refused}");
+        assert!(refused.contains("--include-failed"), "{refused}");
+        let both = not_delivered(2, 3).unwrap_or_default();
+        assert!(
+            both.contains("2 refused") && both.contains("3 dead-lettered"),
+            "{both}"
+        );
+    }
 }

@@ -41,6 +41,22 @@ impl Outbox {
         Ok(rows)
     }
 
+    /// How many notifications [`Outbox::list`] would show without a limit.
+    pub fn count(
+        &self,
+        status: Option<Status>,
+        receiver: Option<&str>,
+    ) -> Result<u64, OutboxError> {
+        let conn = self.conn()?;
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM notifications
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR receiver = ?2)",
+            params![status.map(Status::as_str), receiver],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Queues dead letters (and failed ones with `include_failed`) again: all
     /// of them, or those in `ids`, optionally of one receiver. A row whose
     /// incident already got a later notification through is marked
