@@ -222,6 +222,87 @@ async fn the_incident_manager_delivers_through_a_private_ca_only_with_its_ca_fil
     assert_eq!(m.shutdown(Duration::from_secs(5)).await.pending, 0);
 }
 
+/// A receiver that serves a self-signed CA certificate (`CA:TRUE`, what a
+/// bare `openssl req -x509` often makes) is refused by the TLS stack even
+/// with that certificate as its `ca_file`; the failure says why and what
+/// certificate to make instead, not only the stack's enum name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_certificate_served_as_the_receivers_own_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir.path())
+        .args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.pem",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ])
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let own = PrivateCa {
+        ca: dir.path().join("self.pem"),
+        cert: dir.path().join("self.pem"),
+        key: dir.path().join("self.key"),
+    };
+    let rx = TlsReceiver::start(&own).await;
+    let text = format!(
+        "{}ca_file = \"{}\"\ntls_roots = \"none\"\n",
+        generic_receiver(
+            "hook",
+            &rx.url(),
+            r#"timeout = "10s", backoff_initial = "1h", backoff_max = "1h""#
+        ),
+        own.ca.display()
+    );
+    let (data, reg) = (tempfile::tempdir().unwrap(), Registry::new());
+    let m = IncidentManager::open(&config(&text), &reg, data.path(), ManagerOptions::default())
+        .unwrap();
+    m.submit(
+        &[tr("a", "p", State::Firing, Severity::Warning, 1000, 1000)],
+        1000,
+    )
+    .unwrap();
+    eventually(Duration::from_secs(30), "a connect failure", || {
+        metric(
+            &reg,
+            "crisiswatch_notification_failures_total",
+            &[("receiver", "hook"), ("reason", "connect")],
+        ) >= 1.0
+    })
+    .await;
+    m.shutdown(Duration::from_millis(10)).await;
+    assert_eq!(rx.requests.load(Ordering::SeqCst), 0);
+    let rows = crisiswatch::incident::outbox::Outbox::open(data.path())
+        .unwrap()
+        .list(None, None, 10)
+        .unwrap();
+    let why = rows[0].last_error.clone().unwrap_or_default();
+    assert!(
+        why.contains("CaUsedAsEndEntity") && why.contains("basicConstraints=critical,CA:FALSE"),
+        "{why}"
+    );
+}
+
 /// `signature` chooses the headers of a signed request beside the
 /// contract's `X-Crisiswatch-Signature`, which every one carries.
 #[tokio::test(start_paused = true)]

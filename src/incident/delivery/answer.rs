@@ -32,7 +32,44 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
         s.push_str(&c.to_string());
         cur = c.source();
     }
+    if let Some(hint) = tls_hint(&s) {
+        s.push_str(" (");
+        s.push_str(hint);
+        s.push(')');
+    }
     s
+}
+
+/// What a refused receiver certificate means and what to do, for the
+/// certificate errors of the TLS stack (rustls), whose own words name an
+/// enum variant only.
+pub(super) fn tls_hint(chain: &str) -> Option<&'static str> {
+    const HINTS: [(&str, &str); 4] = [
+        (
+            "CaUsedAsEndEntity",
+            "the receiver serves a CA certificate (basicConstraints CA:TRUE) as its own, which \
+             crisiswatch's TLS refuses even when ca_file pins it: serve a certificate that CA \
+             issued, or a self-signed one made with -addext basicConstraints=critical,CA:FALSE",
+        ),
+        (
+            "UnknownIssuer",
+            "the receiver's certificate is not signed by a trusted CA (self-signed or a private \
+             CA?): set the receiver's ca_file to the CA certificate that issued it",
+        ),
+        (
+            "NotValidForName",
+            "the receiver's certificate does not name the host of its url: use the name it was \
+             issued for",
+        ),
+        (
+            "Expired",
+            "the receiver's certificate has expired (or this machine's clock is wrong)",
+        ),
+    ];
+    HINTS
+        .iter()
+        .find(|(k, _)| chain.contains("certificate") && chain.contains(k))
+        .map(|(_, h)| *h)
 }
 
 /// Whether a request failed because the connection was closed or reset
@@ -60,4 +97,18 @@ pub(super) fn connection_lost(e: &reqwest::Error) -> bool {
         cause = c.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_hint;
+
+    #[test]
+    fn refused_certificates_say_what_to_do() {
+        let ca = "error sending request: client error (Connect): invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))";
+        assert!(tls_hint(ca).is_some_and(|h| h.contains("CA:FALSE")));
+        let unknown = "invalid peer certificate: UnknownIssuer";
+        assert!(tls_hint(unknown).is_some_and(|h| h.contains("ca_file")));
+        assert_eq!(tls_hint("connection refused"), None);
+    }
 }
