@@ -332,7 +332,10 @@ pub async fn run(
         state.admin.publish(admin::snapshot(&engine));
     }
     report.stats = engine.stats().clone();
-    print_summary(out, &report, &engine)?;
+    // Incidents the stage opened (the alerts grouped by route), counted
+    // from the outbox once the last ones are flushed: known only when
+    // there is a receiver to write notifications for.
+    let mut opened = None;
     if let Some(m) = &incidents {
         // HTTP may linger on: acknowledgements and closes are refused from
         // now on instead of stored and never carried out; those taken until
@@ -344,7 +347,20 @@ pub async fn run(
         let _ = m.flush(sim);
         if let Some(p) = pager.as_mut() {
             let _ = p.print_new(m.outbox(), out);
+            opened = m
+                .outbox()
+                .list(None, None, u32::MAX as usize)
+                .ok()
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| r.incident.as_str())
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .len()
+                });
         }
+    }
+    print_summary(out, &report, &engine, opened)?;
+    if let Some(m) = &incidents {
         let drain = m.shutdown(cfg.incidents.drain_timeout.0).await;
         // What the receivers did not take: queued still, refused for good,
         // and dead-lettered (the outbox keeps them for `crisiswatch outbox …

@@ -324,7 +324,7 @@ fn demo_prints_incidents_and_serves_metrics() {
     );
     assert!(text.contains("crisis quality_surge"), "{text}");
     assert!(
-        text.contains("incidents outside any injected crisis: 0"),
+        text.contains("alerts outside any injected crisis: 0"),
         "{text}"
     );
     for crisis in ["quality_surge", "social_spike", "churn_wave"] {

@@ -71,7 +71,7 @@ fn dashboards_and_rules_work_against_a_real_prometheus() {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .unwrap_or_else(|_| panic!("demo did not finish: {transcript:?}"));
-        let done = line.contains("incidents outside any injected crisis");
+        let done = line.contains("alerts outside any injected crisis");
         transcript.push(line);
         if done {
             break;

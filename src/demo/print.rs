@@ -62,6 +62,7 @@ pub(super) fn print_summary(
     out: &mut dyn Write,
     r: &DemoReport,
     engine: &Engine,
+    opened: Option<usize>,
 ) -> std::io::Result<()> {
     let s = &r.stats;
     writeln!(out)?;
@@ -81,11 +82,14 @@ pub(super) fn print_summary(
         .iter()
         .filter(|i| i.resolved_at.is_none())
         .count();
+    // An alert is one rule on one slice; the incident stage groups the
+    // alerts of a route's labels into one incident (what the pager shows).
     writeln!(
         out,
-        "  incidents {} ({} still open), transitions {}",
+        "  alerts fired {} ({} still firing){}, transitions {}",
         r.incidents.len(),
         open,
+        opened.map_or_else(String::new, |n| format!(", grouped into {n} incident(s)")),
         s.transitions
     )?;
     let grace = (0..engine.rule_count())
@@ -97,7 +101,7 @@ pub(super) fn print_summary(
         match first {
             Some(f) => writeln!(
                 out,
-                "  crisis {:<14} {} → detected after {} by {} incident(s): {}",
+                "  crisis {:<14} {} → detected after {} by {} alert(s): {}",
                 c.name,
                 short_ts(c.start_ms),
                 humantime::format_duration(Duration::from_secs(
@@ -122,7 +126,7 @@ pub(super) fn print_summary(
     let false_ones = r.false_incidents(grace);
     writeln!(
         out,
-        "  incidents outside any injected crisis: {}",
+        "  alerts outside any injected crisis: {}",
         false_ones.len()
     )?;
     for i in false_ones {
