@@ -359,10 +359,14 @@ impl ClockWatch {
             if i.are_files() {
                 tracing::warn!(
                     tool,
-                    "inputs overlap in time: {} starts at {}, before {} ends ({}): an event in \
-                     both is counted twice once its two copies are further apart in the stream \
-                     than engine.dedup_horizon, and the later file's events behind the clock are \
-                     late — give each event once, in files that do not overlap",
+                    "inputs overlap in time: {} starts at {}, before {} ends ({}): files are \
+                     read one after the other, not merged by time, so the later file's events \
+                     behind the clock are late (and an event in both counts twice once its copies \
+                     are further apart than engine.dedup_horizon) — files of one period split \
+                     another way (by event type, by region) must be merged by time first \
+                     (`jq -c -s 'sort_by(.ts)[]' A B`, when every ts is written one way), or \
+                     produced to a Kafka topic and read with --kafka-topic, which merges by \
+                     event time",
                     i.name(b),
                     format_ts(b_lo),
                     i.name(a),
