@@ -179,16 +179,36 @@ pub fn run(
             first.check_fed()?;
         }
     }
-    let mut out = Vec::with_capacity(tuners.len());
-    for (t, o) in tuners {
-        let result = if t.exact() || inputs.read_once() {
-            t.finish(&o)?
+    // Rules whose shared engine reached the group cap are tuned again,
+    // exactly, once every shared engine is gone: their memory is not held
+    // beside the fallback's.
+    let mut results = Vec::with_capacity(tuners.len());
+    let mut again = Vec::new();
+    for (i, (t, o)) in tuners.into_iter().enumerate() {
+        if t.exact() || inputs.read_once() {
+            results.push(Some(t.finish(&o)?));
         } else {
-            tune::run(cfg, inputs, &o)?
-        };
-        out.push(choose(cfg, result, opts));
+            drop(t);
+            results.push(None);
+            again.push((i, o));
+        }
     }
-    Ok(out)
+    if !again.is_empty() {
+        tracing::warn!(
+            rules = again.len(),
+            "engine.max_groups_per_rule was reached: reading the history again with one engine \
+             per candidate for exact figures ({} candidates per reading)",
+            tune::SEPARATE_PER_PASS
+        );
+    }
+    for (i, o) in again {
+        results[i] = Some(tune::run_separate(cfg, inputs, &o)?);
+    }
+    Ok(results
+        .into_iter()
+        .flatten()
+        .map(|r| choose(cfg, r, opts))
+        .collect())
 }
 
 /// [`run`] over lines in memory (tests).

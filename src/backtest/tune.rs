@@ -55,6 +55,7 @@ pub mod shared;
 
 pub use output::{render_table, snippet, snippet_as_written, write_csv, WrittenRules};
 pub use pass::{backtest_config, run, run_lines, TuneOptions, Tuner};
+pub(crate) use pass::{run_separate, SEPARATE_PER_PASS};
 pub use rows::{Row, TuneResult};
 
 /// Most candidates in one run: each is an engine in memory.

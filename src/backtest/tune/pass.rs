@@ -95,15 +95,26 @@ impl Tuner {
     /// `opts.rule`: one per window signature, the candidates that differ only
     /// in their alert policy sharing it ([`shared`]).
     pub fn new(cfg: &Config, opts: &TuneOptions) -> Result<Tuner, TuneError> {
-        Self::build(cfg, opts, true)
+        Self::build(cfg, opts, true, None)
     }
 
-    /// Like [`Tuner::new`] with one engine per candidate (no sharing).
-    pub(crate) fn separate(cfg: &Config, opts: &TuneOptions) -> Result<Tuner, TuneError> {
-        Self::build(cfg, opts, false)
+    /// Like [`Tuner::new`] with one engine per candidate (no sharing), for
+    /// the rows in `only` alone (the other rows get no engine, and empty
+    /// figures).
+    pub(crate) fn separate(
+        cfg: &Config,
+        opts: &TuneOptions,
+        only: std::ops::Range<usize>,
+    ) -> Result<Tuner, TuneError> {
+        Self::build(cfg, opts, false, Some(only))
     }
 
-    fn build(cfg: &Config, opts: &TuneOptions, share: bool) -> Result<Tuner, TuneError> {
+    fn build(
+        cfg: &Config,
+        opts: &TuneOptions,
+        share: bool,
+        only: Option<std::ops::Range<usize>>,
+    ) -> Result<Tuner, TuneError> {
         let base = cfg
             .rules
             .iter()
@@ -156,6 +167,12 @@ impl Tuner {
         }
         let mut lanes = Vec::with_capacity(groups.len());
         for (_, members) in groups {
+            if only
+                .as_ref()
+                .is_some_and(|r| !members.iter().all(|m| r.contains(m)))
+            {
+                continue;
+            }
             if let [row] = members[..] {
                 let mut engine = Engine::new(&configs[row])?;
                 engine.set_sequenced(true);
@@ -379,7 +396,13 @@ impl Tuner {
     }
 
     /// The table.
-    pub(crate) fn finish(mut self, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
+    pub(crate) fn finish(self, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
+        conclude(self.finish_rows(opts), opts)
+    }
+
+    /// The table's rows and figures, before the Pareto marking and the
+    /// choice ([`conclude`]).
+    fn finish_rows(mut self, opts: &TuneOptions) -> TuneResult {
         self.end_input();
         let trackers = &mut self.trackers;
         for lane in &mut self.lanes {
@@ -390,7 +413,7 @@ impl Tuner {
         let end = self.clock.unwrap_or(0);
         let first = self.first_ms;
         let names = vec![self.base.name.clone()];
-        let mut rows: Vec<Row> = self
+        let rows: Vec<Row> = self
             .rows
             .into_iter()
             .zip(self.trackers)
@@ -408,27 +431,87 @@ impl Tuner {
                 }
             })
             .collect();
-        let labelled = opts.summary.labels.is_some();
-        if labelled {
-            mark_pareto(&mut rows);
-        }
-        let chosen = match opts.pick {
-            Some(p) if p == 0 || p > rows.len() => return Err(TuneError::Pick(p, rows.len())),
-            Some(p) => Some(p - 1),
-            None if labelled => (0..rows.len()).min_by_key(|&i| choice_key(&rows[i], i)),
-            None => None,
-        };
-        Ok(TuneResult {
+        TuneResult {
             base: self.base,
             rows,
-            chosen,
+            chosen: None,
             lines: self.lines,
             first_ms: self.first_ms,
             end_ms: self.clock,
             covered_ms: self.coverage.covered_ms(),
-            labelled,
-        })
+            labelled: opts.summary.labels.is_some(),
+        }
     }
+}
+
+/// Marks the Pareto rows and makes the choice (`opts.pick`, else the
+/// automatic one when labelled).
+fn conclude(mut result: TuneResult, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
+    let rows = &mut result.rows;
+    if result.labelled {
+        mark_pareto(rows);
+    }
+    result.chosen = match opts.pick {
+        Some(p) if p == 0 || p > rows.len() => return Err(TuneError::Pick(p, rows.len())),
+        Some(p) => Some(p - 1),
+        None if result.labelled => (0..rows.len()).min_by_key(|&i| choice_key(&rows[i], i)),
+        None => None,
+    };
+    Ok(result)
+}
+
+/// Candidates given an engine of their own in one pass of the exact
+/// fallback (the group cap reached): each may hold
+/// `engine.max_groups_per_rule` groups (about 1.6 KB each), so the history
+/// is read once per this many candidates instead of holding every
+/// candidate's groups at once (24 candidates at the default cap took 4 GB).
+pub(crate) const SEPARATE_PER_PASS: usize = 4;
+
+/// The exact fallback: one engine per candidate, [`SEPARATE_PER_PASS`] of
+/// them per reading of the history (`read_all` feeds the whole history
+/// to a tuner once per call).
+pub(crate) fn separate_passes(
+    cfg: &Config,
+    opts: &TuneOptions,
+    mut read_all: impl FnMut(&mut Tuner) -> Result<(), TuneError>,
+) -> Result<TuneResult, TuneError> {
+    let n = Tuner::separate(cfg, opts, 0..0)?.len();
+    let mut whole: Option<TuneResult> = None;
+    let mut start = 0;
+    while start < n {
+        let only = start..(start + SEPARATE_PER_PASS).min(n);
+        let mut tuner = Tuner::separate(cfg, opts, only.clone())?;
+        read_all(&mut tuner)?;
+        let part = tuner.finish_rows(opts);
+        match whole.as_mut() {
+            None => whole = Some(part),
+            Some(w) => {
+                for i in only.clone() {
+                    if let (Some(slot), Some(row)) = (w.rows.get_mut(i), part.rows.get(i)) {
+                        *slot = row.clone();
+                    }
+                }
+            }
+        }
+        start = only.end;
+    }
+    match whole {
+        Some(w) => conclude(w, opts),
+        // No candidate at all cannot happen (the current rule is one).
+        None => Tuner::separate(cfg, opts, 0..0)?.finish(opts),
+    }
+}
+
+/// [`separate_passes`] over `inputs` (files: read again).
+pub(crate) fn run_separate(
+    cfg: &Config,
+    inputs: &Inputs,
+    opts: &TuneOptions,
+) -> Result<TuneResult, TuneError> {
+    separate_passes(cfg, opts, |tuner| {
+        inputs.for_each_line(|line, _| tuner.feed(line))?;
+        Ok(())
+    })
 }
 
 /// The configuration of one candidate: only the tuned rule, no own dedup
@@ -489,10 +572,10 @@ pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResu
         } else {
             tracing::warn!(
                 "engine.max_groups_per_rule was reached: reading the history again with one \
-                 engine per candidate for exact figures"
+                 engine per candidate for exact figures ({SEPARATE_PER_PASS} candidates per reading)"
             );
-            tuner = Tuner::separate(cfg, opts)?;
-            inputs.for_each_line(|line, _| tuner.feed(line))?;
+            drop(tuner);
+            return run_separate(cfg, inputs, opts);
         }
     }
     tuner.finish(opts)
@@ -511,10 +594,13 @@ pub fn run_lines<'a>(
     }
     tuner.end_input();
     if !tuner.exact() {
-        tuner = Tuner::separate(cfg, opts)?;
-        for l in lines {
-            tuner.feed(l);
-        }
+        drop(tuner);
+        return separate_passes(cfg, opts, |t| {
+            for l in lines.clone() {
+                t.feed(l);
+            }
+            Ok(())
+        });
     }
     tuner.finish(opts)
 }
