@@ -66,11 +66,18 @@ impl ConfigError {
         message: impl Into<String>,
     ) -> Self {
         let path = path.into();
-        let value = Self::shown(&path, value.into());
+        let raw: String = value.into();
+        let value = Self::shown(&path, raw.clone());
+        let mut message: String = message.into();
+        // The parser's message may quote the value itself ("invalid type:
+        // integer `31415926`"): hidden there as in `value`.
+        if value != raw && !raw.is_empty() {
+            message = message.replace(&raw, &value);
+        }
         ConfigError {
             path,
             value,
-            message: message.into(),
+            message,
         }
     }
 

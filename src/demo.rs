@@ -73,7 +73,7 @@ pub struct DemoOptions {
     pub(crate) config_text: String,
     /// Keep serving `/metrics` this long after the simulated period ends.
     pub(crate) linger: Duration,
-    /// Also print pending transitions.
+    /// Also print every per-rule transition (pending, firing, escalated, resolved).
     pub(crate) verbose: bool,
     /// Do not serve HTTP even if `server.listen` is set.
     pub(crate) no_http: bool,

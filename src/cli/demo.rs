@@ -36,7 +36,7 @@ pub(crate) enum Commands {
         /// their endsAt) and reloads, acknowledgements and closes get 503.
         #[arg(long)]
         linger: Option<humantime::Duration>,
-        /// Also print pending transitions.
+        /// Also print every per-rule transition (pending, firing, escalated, resolved).
         #[arg(long, short)]
         verbose: bool,
         #[command(flatten)]

@@ -28,7 +28,8 @@ pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigEr
     // (`expected one of `generic`, …`): the stand-in a tag like a
     // receiver's `kind` takes when no plain one fits.
     let mut variants: std::collections::HashMap<String, String> = Default::default();
-    while errors.len() < MAX_DESERIALIZE_ERRORS {
+    // One error past the cap is looked for, to say whether more follow.
+    while errors.len() <= MAX_DESERIALIZE_ERRORS {
         let e = match serde_path_to_error::deserialize::<_, Config>(scratch.clone()) {
             Ok(config) if errors.is_empty() => return Ok(config),
             Ok(_) => break,
@@ -98,14 +99,10 @@ pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigEr
         }
         removed.push(path);
     }
-    // At the cap, say whether more follow (rather than a count that reads
+    // Past the cap, say that more follow (rather than a count that reads
     // as the whole story).
-    // (A required field this loop took out last is missing now: not an
-    // error of the file.)
-    let more = errors.len() >= MAX_DESERIALIZE_ERRORS
-        && serde_path_to_error::deserialize::<_, Config>(scratch)
-            .is_err_and(|e| !e.inner().to_string().starts_with("missing field `"));
-    if more {
+    if errors.len() > MAX_DESERIALIZE_ERRORS {
+        errors.truncate(MAX_DESERIALIZE_ERRORS);
         errors.push(ConfigError::new(
             String::new(),
             "",
@@ -165,30 +162,81 @@ fn stand_in(scratch: &mut toml::Value, path: &str, variant: Option<&str>) -> boo
     false
 }
 
+/// One step of a key path: a key, or an array element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// A path part (`rules[2]`) as its key and element indices.
+fn split_part(part: &str) -> (&str, Vec<usize>) {
+    match part.split_once('[') {
+        Some((k, rest)) => (
+            k,
+            rest.split('[')
+                .filter_map(|i| i.trim_end_matches(']').parse().ok())
+                .collect(),
+        ),
+        None => (part, Vec::new()),
+    }
+}
+
+/// The steps of a serde path (`a.b[2].c`) in `tree`. serde joins keys with
+/// dots whatever they hold, so a key with dots in it (a librdkafka
+/// property, `"ssl.key.password"`) is the longest run of parts the table
+/// holds; a part the tree does not hold (a key taken out) is one key.
+fn steps(tree: &toml::Value, path: &str) -> Vec<Step> {
+    let parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
+    let mut out = Vec::new();
+    let mut cur = Some(tree);
+    let mut i = 0;
+    while i < parts.len() {
+        let found = cur.and_then(toml::Value::as_table).and_then(|t| {
+            (i + 1..=parts.len()).rev().find_map(|j| {
+                // Only the last part of a run may index an array.
+                if parts[i..j - 1].iter().any(|p| p.contains('[')) {
+                    return None;
+                }
+                let joined = parts[i..j].join(".");
+                let (key, idx) = split_part(&joined);
+                t.contains_key(key).then(|| (j, key.to_string(), idx))
+            })
+        });
+        let (next, key, idx) = found.unwrap_or_else(|| {
+            let (key, idx) = split_part(parts[i]);
+            (i + 1, key.to_string(), idx)
+        });
+        if !key.is_empty() {
+            cur = cur.and_then(|c| c.get(key.as_str()));
+            out.push(Step::Key(key));
+        }
+        for k in idx {
+            cur = cur.and_then(|c| c.get(k));
+            out.push(Step::Index(k));
+        }
+        i = next;
+    }
+    out
+}
+
 /// The table holding the key at `path` (`a.b[2].c`) and the key's name;
 /// `None` when that table does not exist, or the path ends in an array
 /// element.
 fn parent_table<'a>(
     tree: &'a mut toml::Value,
-    path: &'a str,
-) -> Option<(&'a mut toml::map::Map<String, toml::Value>, &'a str)> {
-    let mut parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
-    let last = parts.pop()?;
-    if last.contains('[') {
+    path: &str,
+) -> Option<(&'a mut toml::map::Map<String, toml::Value>, String)> {
+    let mut steps = steps(tree, path);
+    let Some(Step::Key(last)) = steps.pop() else {
         return None;
-    }
+    };
     let mut cur = tree;
-    for part in parts {
-        let (key, idx) = match part.split_once('[') {
-            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (part, None),
+    for s in steps {
+        cur = match s {
+            Step::Key(k) => cur.get_mut(k.as_str())?,
+            Step::Index(i) => cur.get_mut(i)?,
         };
-        if !key.is_empty() {
-            cur = cur.get_mut(key)?;
-        }
-        if let Some(i) = idx {
-            cur = cur.get_mut(i)?;
-        }
     }
     Some((cur.as_table_mut()?, last))
 }
@@ -197,7 +245,7 @@ fn parent_table<'a>(
 /// its table does not exist.
 fn set_key(tree: &mut toml::Value, path: &str, value: toml::Value) -> bool {
     parent_table(tree, path)
-        .map(|(t, last)| t.insert(last.to_string(), value))
+        .map(|(t, last)| t.insert(last, value))
         .is_some()
 }
 
@@ -205,27 +253,18 @@ fn set_key(tree: &mut toml::Value, path: &str, value: toml::Value) -> bool {
 /// is none, or the path ends in an array element (taking it out would
 /// renumber the ones after it).
 fn remove_key(tree: &mut toml::Value, path: &str) -> bool {
-    parent_table(tree, path).is_some_and(|(t, last)| t.remove(last).is_some())
+    parent_table(tree, path).is_some_and(|(t, last)| t.remove(&last).is_some())
 }
 
 /// Renders the value at a serde_path_to_error path (`rules[0].window`) for
 /// error messages.
 pub(super) fn lookup(tree: &toml::Value, path: &str) -> Option<String> {
     let mut cur = tree;
-    for part in path.split('.') {
-        if part.is_empty() {
-            continue;
-        }
-        let (key, idx) = match part.split_once('[') {
-            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (part, None),
+    for s in steps(tree, path) {
+        cur = match s {
+            Step::Key(k) => cur.get(k.as_str())?,
+            Step::Index(i) => cur.get(i)?,
         };
-        if !key.is_empty() {
-            cur = cur.get(key)?;
-        }
-        if let Some(i) = idx {
-            cur = cur.get(i)?;
-        }
     }
     Some(match cur {
         toml::Value::String(s) => s.clone(),

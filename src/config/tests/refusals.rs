@@ -102,6 +102,22 @@ fn errors_past_the_cap_say_more_follow() {
     assert!(e
         .iter()
         .all(|e| !e.to_string().contains("more errors follow")));
+    // Past the cap on required fields (60 rules with a bad window): the
+    // 51st is found behind the stand-ins, so the note is there.
+    let sixty: String = (0..60)
+        .map(|i| {
+            format!(
+                "[[rules]]\nname = \"r{i}\"\nwindow = 5\nslide = \"1m\"\nindicator = {{ kind = \"count\", select = {{ type = \"complaint\" }} }}\nthresholds = {{ warning = 2.0 }}\n"
+            )
+        })
+        .collect();
+    let e = errors(&sixty);
+    assert_eq!(e.len(), 51, "{e:?}");
+    assert!(
+        e[50].to_string().contains("more errors follow"),
+        "{}",
+        e[50]
+    );
     // Fewer than the cap: no such line.
     let few: String = many
         .split("[[rules]]")
@@ -187,4 +203,28 @@ fn a_url_shown_as_written_keeps_its_password_hidden() {
         "{shown:?}"
     );
     assert!(!shown.iter().any(|m| m.contains("pa55word")), "{shown:?}");
+}
+
+/// Every bad value of the librdkafka properties is named (keys with dots in
+/// them, as those names have), and a credential's value is hidden also
+/// where the parser's message quotes it.
+#[test]
+fn bad_kafka_properties_are_each_named_and_credentials_hidden() {
+    let text = "[sources.kafka]\nbrokers = \"localhost:9092\"\ntopics = [{ name = \"t\" }]\n[sources.kafka.properties]\n\"a.b\" = 1\n\"c.d\" = 2\n\"ssl.key.password\" = 31415926\n[[rules]]\nname = \"r\"\nwindow = \"1h\"\nindicator = { kind = \"count\" }\nthresholds = { warning = 2.0 }\n";
+    let e = errors(text);
+    let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert_eq!(e.len(), 3, "{shown:#?}");
+    for key in ["a.b", "c.d", "ssl.key.password"] {
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.contains(&format!("properties.{key}"))),
+            "{key}: {shown:#?}"
+        );
+    }
+    assert!(shown.iter().all(|s| !s.contains("31415926")), "{shown:#?}");
+    assert!(
+        shown.iter().any(|s| s.contains("a.b = \"1\"")),
+        "{shown:#?}"
+    );
 }
