@@ -296,6 +296,11 @@ impl AdminState {
         *lock(&self.read_access) = access;
     }
 
+    /// Whether the listener is bound to a loopback address.
+    pub(crate) fn is_loopback(&self) -> bool {
+        self.loopback.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Records whether the listener is bound to a loopback address.
     pub fn set_loopback(&self, loopback: bool) {
         self.loopback

@@ -74,6 +74,11 @@ impl ConfigError {
         if value != raw && !raw.is_empty() {
             message = message.replace(&raw, &value);
         }
+        // A message or a value may quote lines of the file (a syntax
+        // error's excerpt, an unknown table written back): URLs and
+        // credential-named keys in them are hidden too.
+        let message = properties::redact_text(&message);
+        let value = properties::redact_text(&value);
         ConfigError {
             path,
             value,

@@ -48,6 +48,7 @@ use crate::admin::ReloadRequest;
 
 mod console;
 pub(crate) mod feedback;
+mod guard;
 pub mod incidents;
 mod listener;
 pub mod silences;
@@ -94,6 +95,14 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             limits.request_timeout,
             listener::request_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            guard::Guard {
+                app: Arc::clone(&state),
+                max_body_bytes: limits.max_body_bytes,
+                body_timeout: limits.header_read_timeout,
+            },
+            guard::guard,
         ))
         .with_state(state)
 }

@@ -129,6 +129,91 @@ async fn oversized_heads_and_bodies_are_refused() {
     assert_eq!(r.status(), 200);
 }
 
+/// Sends `head` (a request head, maybe a few body bytes after it) and
+/// returns the status line of the answer, read while the rest of the
+/// body is still owed.
+async fn answer_before_the_body(addr: &str, head: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// What needs no body is checked before the body is read: a client
+/// without the token, or one announcing a body over the limit, is answered
+/// while its body is still owed (it cannot hold a slot by trickling it);
+/// a body that does not arrive within `header_read_timeout` is cut off;
+/// a loopback listener answers local host names only (DNS rebinding); and
+/// every answer says `nosniff`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_refused_before_their_body_and_only_local_names_served() {
+    let (addr, state, _stop) = start("max_body_bytes = 1024\nheader_read_timeout = \"1s\"").await;
+    state.admin.set_token(Some(Secret::new("admin-tok")));
+    let post = |auth: &str, length: usize| {
+        format!(
+            "POST /api/v1/silences HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n{{"
+        )
+    };
+    let no_token = answer_before_the_body(&addr, &post("", 1000)).await;
+    assert!(no_token.contains(" 401 "), "{no_token}");
+    let huge = answer_before_the_body(
+        &addr,
+        &post("Authorization: Bearer admin-tok\r\n", 1_000_000_000),
+    )
+    .await;
+    assert!(huge.contains(" 413 "), "{huge}");
+    // With the token and a small body that never comes: cut off.
+    let slow =
+        answer_before_the_body(&addr, &post("Authorization: Bearer admin-tok\r\n", 100)).await;
+    assert!(slow.contains(" 408 "), "{slow}");
+    // DNS rebinding: another name pointed at 127.0.0.1.
+    let c = client();
+    let url = format!("http://{addr}/api/v1/rules");
+    let foreign = c
+        .get(&url)
+        .header("host", "attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 421);
+    for host in [addr.clone(), "localhost".to_string()] {
+        let r = c
+            .get(&url)
+            .header("host", host.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{host}");
+    }
+    let r = c
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    // The API still works with the token and a whole body.
+    let r = c
+        .post(format!("http://{addr}/api/v1/silences"))
+        .bearer_auth("admin-tok")
+        .json(&serde_json::json!({"matchers": ["product=p"], "duration": "1h", "comment": "c", "created_by": "t"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status() != 401 && r.status() != 408 && r.status() != 413,
+        "{}",
+        r.status()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_data_needs_the_read_token_when_one_is_set_or_off_loopback() {
     let (addr, state, _stop) = start("").await;

@@ -39,6 +39,78 @@ pub(crate) fn is_secret(key: &str) -> bool {
     SECRET_FRAGMENTS.iter().any(|f| k.contains(f))
 }
 
+/// Text that may quote configuration lines (a TOML parser's excerpt, a
+/// table written back) as an error may show it: every URL in it as
+/// [`url_shown`] shows it, and the value of every `key = value` whose key
+/// names a credential ([`is_secret`]) replaced by [`REDACTED`].
+pub(crate) fn redact_text(text: &str) -> String {
+    redact_assignments(&redact_urls(text))
+}
+
+/// Every `scheme://…` in `text` as [`url_shown`] shows it.
+fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let scheme_start = rest[..i]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |j| j + 1);
+        let end = rest[i + 3..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
+            .map_or(rest.len(), |j| i + 3 + j);
+        out.push_str(&rest[..scheme_start]);
+        out.push_str(&url_shown(&rest[scheme_start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The value of every `key = value` in `text` whose key names a credential
+/// replaced by [`REDACTED`] (quotes kept).
+fn redact_assignments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(eq) = rest.find('=') {
+        let (before, after) = rest.split_at(eq);
+        let after = &after[1..];
+        out.push_str(before);
+        out.push('=');
+        let key = before.trim_end();
+        let key = match key.strip_suffix('"') {
+            Some(k) => k.rsplit('"').next().unwrap_or(""),
+            None => key
+                .rsplit(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+                .next()
+                .unwrap_or(""),
+        };
+        if key.is_empty() || !is_secret(key) || after.starts_with('=') {
+            rest = after;
+            continue;
+        }
+        let value_start = after.len() - after.trim_start().len();
+        out.push_str(&after[..value_start]);
+        let value = &after[value_start..];
+        let end = match value.chars().next() {
+            Some(q @ ('"' | '\'')) => value[1..].find(q).map_or(value.len(), |j| j + 2),
+            _ => value
+                .find(|c: char| c.is_whitespace() || matches!(c, ',' | '}' | ']'))
+                .unwrap_or(value.len()),
+        };
+        match value.chars().next() {
+            Some(q @ ('"' | '\'')) => {
+                out.push(q);
+                out.push_str(REDACTED);
+                out.push(q);
+            }
+            _ => out.push_str(REDACTED),
+        }
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A URL as a message may quote it: its user information, query values and
 /// token-like path segments (16 characters or more mixing letters and
 /// digits, as a receiver's failure detail hides them) replaced by

@@ -27,6 +27,21 @@ pub(super) fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError
         }
     }
     validate_explain(&p, r, errs);
+    // Links reach responders' tools (Alertmanager's `generatorURL`, a
+    // webhook's `links`), which render them as links: web addresses only.
+    for (key, link) in [("runbook", &r.runbook), ("dashboard", &r.dashboard)] {
+        if let Some(l) = link {
+            let web = reqwest::Url::parse(l)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            if !web {
+                errs.push(ConfigError::new(
+                    format!("{p}.{key}"),
+                    l,
+                    "must be an http:// or https:// address (responders' tools show it as a link)",
+                ));
+            }
+        }
+    }
     if let Some(c) = r.confidence {
         let guarded = matches!(
             r.indicator,

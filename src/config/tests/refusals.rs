@@ -228,3 +228,64 @@ fn bad_kafka_properties_are_each_named_and_credentials_hidden() {
         "{shown:#?}"
     );
 }
+
+/// Runbook and dashboard links go to responders' tools as links: only web
+/// addresses are taken (a `javascript:` link would run in whoever clicks it).
+#[test]
+fn rule_links_are_web_addresses() {
+    let rule = |links: &str| {
+        format!("[[rules]]\nname = \"r\"\nwindow = \"1h\"\nindicator = {{ kind = \"count\" }}\nthresholds = {{ warning = 2.0 }}\n{links}\n")
+    };
+    for bad in [
+        "runbook = \"javascript:alert(1)\"",
+        "dashboard = \"javascript:alert(2)\"",
+        "runbook = \"data:text/html,<script>x</script>\"",
+        "runbook = \"runbooks/complaints.md\"",
+    ] {
+        let e = errors(&rule(bad));
+        assert!(
+            e.iter().any(|e| e
+                .to_string()
+                .contains("must be an http:// or https:// address")),
+            "{bad}: {e:?}"
+        );
+    }
+    for good in [
+        "runbook = \"https://runbooks.example.com/x\"\ndashboard = \"http://grafana:3000/d/x\"",
+        "",
+    ] {
+        assert!(errors(&rule(good)).is_empty(), "{good}");
+    }
+}
+
+/// A syntax error quotes the line it is on, and an unknown table is quoted
+/// whole: credentials in them (a URL's password and query, a property named
+/// like a password) are hidden as everywhere else in errors.
+#[test]
+fn quoted_lines_keep_credentials_hidden() {
+    let syntax = "[[receivers]]\nname = \"pd\"\nkind = \"generic\"\nurl = \"https://pduser:pdPASSWORD-Q9@events.example.com/v2/enqueue?apikey=OtherSecretQuery456\" oops\n";
+    let unknown = "[sources.kafka.properties2]\n\"sasl.password\" = \"KafkaPw-SECRET-77\"\n[[rules]]\nname = \"r\"\nwindow = \"1h\"\nindicator = { kind = \"count\" }\nthresholds = { warning = 2.0 }\n";
+    for (what, text) in [("syntax", syntax), ("unknown table", unknown)] {
+        let shown: Vec<String> = errors(text).iter().map(ToString::to_string).collect();
+        assert!(!shown.is_empty(), "{what}");
+        for secret in ["pdPASSWORD", "OtherSecretQuery456", "KafkaPw-SECRET-77"] {
+            assert!(
+                shown.iter().all(|s| !s.contains(secret)),
+                "{what}: {shown:#?}"
+            );
+        }
+        assert!(
+            shown.iter().any(|s| s.contains("**REDACTED**")),
+            "{what}: {shown:#?}"
+        );
+    }
+    // What is not a credential stays readable.
+    let shown = errors(syntax)[0].to_string();
+    assert!(shown.contains("events.example.com/v2/enqueue"), "{shown}");
+    assert_eq!(
+        crate::config::properties::redact_text(
+            r#"{ "sasl.password" = "x", name = "a", api_token = tok }"#
+        ),
+        r#"{ "sasl.password" = "**REDACTED**", name = "a", api_token = **REDACTED** }"#
+    );
+}

@@ -131,7 +131,7 @@ fn severity_of(i: &Incident) -> &'static str {
 }
 
 fn token_field() -> &'static str {
-    r#"<label>admin token <input type="password" name="token" required autocomplete="current-password"></label>"#
+    r#"<label>admin token <input type="password" name="token" required autocomplete="off"></label>"#
 }
 
 fn age(now_ms: i64, then_ms: i64) -> String {
