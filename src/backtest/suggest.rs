@@ -172,6 +172,12 @@ pub fn run(
         };
         inputs.for_each_line(|line, at| ahead.push(line, None, at, &mut sink))?;
         ahead.finish(&mut sink);
+        // The events still held (the last `allowed_lateness`, jumps not
+        // yet settled) are applied before anything is judged, as `tune`
+        // does: the history's end, whether it was fed, the group cap.
+        for (t, _) in &mut tuners {
+            t.end_input();
+        }
         if let Some((first, _)) = tuners.first() {
             // One warning for the history, not one per rule.
             first.warn_input("suggest", inputs);

@@ -480,6 +480,51 @@ for = "5m"
         );
     }
 
+    /// `suggest` judges the history once every event is in (the last
+    /// `allowed_lateness` of it too): a crisis in the history's last minute
+    /// is in the history, not warned about as outside it.
+    #[test]
+    fn suggest_sees_the_whole_history_before_judging_it() {
+        let cfg = Config::from_toml_str(
+            "[[rules]]\nname = \"n\"\nwindow = \"10m\"\nindicator = { kind = \"count\" }\nthresholds = { warning = 5 }\n",
+            &std::collections::HashMap::new(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("h.jsonl");
+        let s: i64 = 1_795_132_800_000;
+        let lines: String = (0..360)
+            .map(|i| {
+                format!(
+                    "{{\"id\":\"e{i}\",\"type\":\"order\",\"ts\":{}}}\n",
+                    s + i * 10_000
+                )
+            })
+            .collect();
+        std::fs::write(&p, lines).unwrap();
+        let opts = crate::backtest::suggest::SuggestOptions {
+            summary: crate::backtest::SummaryOptions {
+                labels: Some(vec![crate::backtest::labels::Crisis {
+                    name: "late".into(),
+                    kind: String::new(),
+                    slice: Vec::new(),
+                    start_ms: s + 3_570_000,
+                    end_ms: s + 3_590_000,
+                }]),
+                ..crate::backtest::SummaryOptions::default()
+            },
+            now_ms: None,
+            max_false_per_30d: 1.0,
+            rules: Vec::new(),
+        };
+        let inputs = crate::backtest::Inputs::new(vec![p]).unwrap().quiet();
+        let (result, log) =
+            crate::testlog::logged(|| crate::backtest::suggest::run(&cfg, &inputs, &opts));
+        let result = result.unwrap();
+        assert!(!log.contains("outside the history"), "{log}");
+        assert_eq!(result[0].result.end_ms, Some(s + 3_590_000));
+    }
+
     #[test]
     fn parses_ranges_and_lists() {
         let v: Vary = "threshold=0.02..0.08:0.01".parse().unwrap();

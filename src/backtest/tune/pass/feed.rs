@@ -107,8 +107,8 @@ impl Tuner {
     }
 
     /// End of the input: undecided clock jumps are refuted; applies every
-    /// event still held.
-    pub(super) fn end_input(&mut self) {
+    /// event still held. A second call finds nothing more to do.
+    pub(crate) fn end_input(&mut self) {
         let v = self.guard.settle_start();
         self.refute(v.rejected);
         for (held, lines, at, _) in v.pass {
