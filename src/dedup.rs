@@ -124,6 +124,9 @@ pub struct Dedup {
     key: DedupKey,
     /// Ids forgotten before their horizon because of `max_ids`.
     pub(crate) evicted_early: u64,
+    /// Of those, the ones this process forgot (not restored from a
+    /// checkpoint): what the metric counts.
+    pub(crate) evicted_here: u64,
     /// Ids ever remembered: the sequence number of the next one (the
     /// oldest remembered has `appended - order.len()`), so an incremental
     /// checkpoint writes only the ids remembered since the last one.
@@ -140,6 +143,7 @@ impl Dedup {
             order: VecDeque::new(),
             key: DedupKey::FIXED,
             evicted_early: 0,
+            evicted_here: 0,
             appended: 0,
         }
     }
@@ -244,6 +248,7 @@ impl Dedup {
             if let Some((_, old)) = self.order.pop_front() {
                 self.seen.remove(old);
                 self.evicted_early += 1;
+                self.evicted_here += 1;
             }
             self.seen.insert(h);
         }
@@ -330,6 +335,16 @@ mod tests {
         }
         assert_eq!(d.len(), 10);
         assert_eq!(d.evicted_early, 990);
+        assert_eq!(d.evicted_here, 990);
         assert!(d.check_and_insert("id-999", 1000));
+        // Restored elsewhere (a restart, a partition taken over): the
+        // earlier evictions are kept for the checkpoint, not counted as
+        // this process's.
+        let (order, early) = d.export();
+        let mut again = Dedup::new(i64::MAX / 4, 10);
+        again.restore(order, early);
+        assert_eq!((again.evicted_early, again.evicted_here), (990, 0));
+        again.check_and_insert("new", 1001);
+        assert_eq!((again.evicted_early, again.evicted_here), (991, 1));
     }
 }

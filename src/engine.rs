@@ -323,9 +323,12 @@ impl Engine {
     }
 
     /// Ids the dedup memory forgot before `dedup_horizon` because it held
-    /// `engine.dedup_max_ids` (a redelivery of one would count again).
+    /// `engine.dedup_max_ids` (a redelivery of one would count again), in
+    /// this process: a checkpoint restores its earlier count, which this
+    /// leaves out, so a restart or a partition taken over is not counted
+    /// again.
     pub fn dedup_evicted(&self) -> u64 {
-        self.dedup.evicted_early
+        self.dedup.evicted_here
     }
 
     /// Hashes event ids under `key` (`run`: the installation's); set before

@@ -276,6 +276,14 @@ impl Tuner {
             );
         }
         self.invalid.warn(tool, self.lines, Some(inputs));
+        if self.dedup.evicted_here > 0 {
+            tracing::warn!(
+                tool,
+                "dedup memory full (engine.dedup_max_ids): {} ids forgotten before engine.dedup_horizon; \
+                 a repeat of one counted again (as backtest counts it)",
+                self.dedup.evicted_here
+            );
+        }
         if let (Some(first), Some(end)) = (self.first_ms, self.clock) {
             let after = self.labelled.iter().filter(|(s, _)| *s > end).count();
             let before = self
