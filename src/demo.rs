@@ -204,8 +204,11 @@ pub async fn run(
             m.outbox().path().display()
         )?;
     }
-    // Without any receiver the stage stores no notification: print the transitions.
-    let mut pager = (!m.receivers().is_empty()).then(pager::Pager::default);
+    // Without any receiver the stage stores no notification: print the
+    // transitions. An outbox that holds earlier runs' rows (an HTTP
+    // receiver's `incidents.data_dir`) is printed and counted from here on.
+    let first_row = crate::incident::replay_delivery::newest_id(m.outbox()).unwrap_or(0);
+    let mut pager = (!m.receivers().is_empty()).then(|| pager::Pager::after(first_row));
     let incidents = Some(m);
     let (stop_http_tx, stop_http_rx) = tokio::sync::watch::channel(false);
     let mut server = None;
@@ -353,6 +356,7 @@ pub async fn run(
                 .ok()
                 .map(|rows| {
                     rows.iter()
+                        .filter(|r| r.id > first_row)
                         .map(|r| r.incident.as_str())
                         .collect::<std::collections::BTreeSet<_>>()
                         .len()

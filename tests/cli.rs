@@ -835,3 +835,83 @@ fn state_reset_creates_nothing_and_removes_a_file_that_is_no_store() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("does not exist"));
 }
+
+/// A receiver that answers every request 204 (one connection per request).
+fn accepting_receiver() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let l = line.to_ascii_lowercase();
+                    if let Some(v) = l.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    url
+}
+
+/// Two demos delivering to one outbox (an HTTP receiver's
+/// `incidents.data_dir`): the second prints and counts its own incidents
+/// only, not the first one's again.
+#[test]
+fn a_demo_on_an_outbox_with_earlier_runs_counts_its_own_incidents() {
+    let data = tempfile::tempdir().unwrap();
+    let url = accepting_receiver();
+    let demo = |seed: &str| {
+        let out = Command::new(BIN)
+            .env("CRISISWATCH_DATA_DIR", data.path())
+            .env("CRISISWATCH_WEBHOOK_URL", &url)
+            .args([
+                "demo",
+                "--speed",
+                "200000",
+                "--seed",
+                seed,
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}");
+        let opened: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter(|l| l.contains(" OPEN "))
+            .filter_map(|l| l.split(" incident ").nth(1))
+            .map(|k| k.split_whitespace().next().unwrap_or("").to_string())
+            .collect();
+        let grouped = text
+            .lines()
+            .find_map(|l| l.split("grouped into ").nth(1))
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no incident count: {text}"));
+        (opened, grouped)
+    };
+    let (first, n1) = demo("1");
+    let (second, n2) = demo("2");
+    assert!(!first.is_empty() && !second.is_empty());
+    assert_eq!(n1, first.len());
+    assert_eq!(n2, second.len(), "{second:?}");
+    assert!(first.is_disjoint(&second), "{first:?} {second:?}");
+}

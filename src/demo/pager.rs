@@ -19,6 +19,12 @@ pub(crate) struct Pager {
 }
 
 impl Pager {
+    /// A pager that prints what comes after row `id` (an outbox that
+    /// holds earlier runs' notifications).
+    pub(crate) fn after(id: i64) -> Self {
+        Pager { cursor: id }
+    }
+
     /// Prints every notification stored since the last call.
     pub(crate) fn print_new(
         &mut self,

@@ -306,7 +306,7 @@ impl RunStart {
 }
 
 /// The newest row id of `outbox` (0 when it is empty).
-fn newest_id(outbox: &Outbox) -> Result<i64, OutboxError> {
+pub(crate) fn newest_id(outbox: &Outbox) -> Result<i64, OutboxError> {
     Ok(outbox.list(None, None, 1)?.first().map_or(0, |r| r.id))
 }
 
