@@ -470,14 +470,24 @@ pub(crate) fn read_text(path: &std::path::Path) -> io::Result<String> {
         reader.read_to_end(&mut bytes)?;
     }
     let shown = path.display();
+    // The command that converts it, read through zcat when it is gzip.
+    let convert = |tool: &str| {
+        if gz {
+            format!("zcat {shown} | {tool}")
+        } else {
+            format!("{tool} {shown}")
+        }
+    };
     if is_utf16(&bytes[..bytes.len().min(4)]) {
         return Err(io::Error::other(format!(
-            "it is UTF-16 text; convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8 {shown})"
+            "it is UTF-16 text; convert it to UTF-8 first ({})",
+            convert("iconv -f UTF-16 -t UTF-8")
         )));
     }
     if let Some((what, tool)) = other_format(&bytes[..bytes.len().min(64)]) {
         return Err(io::Error::other(format!(
-            "it is {what}, not JSON lines; convert it first ({tool} {shown})"
+            "it is {what}, not JSON lines; convert it first ({})",
+            convert(tool)
         )));
     }
     let text = String::from_utf8(bytes)
