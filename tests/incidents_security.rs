@@ -222,36 +222,34 @@ async fn the_incident_manager_delivers_through_a_private_ca_only_with_its_ca_fil
     assert_eq!(m.shutdown(Duration::from_secs(5)).await.pending, 0);
 }
 
-/// A receiver that serves a self-signed CA certificate (`CA:TRUE`, what a
-/// bare `openssl req -x509` often makes) is refused by the TLS stack even
-/// with that certificate as its `ca_file`; the failure says why and what
-/// certificate to make instead, not only the stack's enum name.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ca_certificate_served_as_the_receivers_own_is_explained() {
+/// The failure detail of a delivery to a TLS receiver serving a
+/// self-signed certificate made with `ext` (openssl `-addext` values),
+/// pinned as the receiver's `ca_file`.
+async fn refused_with(ext: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "2",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-keyout",
+        "self.key",
+        "-out",
+        "self.pem",
+        "-subj",
+        "/CN=localhost",
+    ];
+    for e in ext {
+        args.extend(["-addext", e]);
+    }
     let out = std::process::Command::new("openssl")
         .current_dir(dir.path())
-        .args([
-            "req",
-            "-x509",
-            "-nodes",
-            "-days",
-            "2",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-keyout",
-            "self.key",
-            "-out",
-            "self.pem",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-        ])
+        .args(&args)
         .output()
         .expect("openssl runs");
     assert!(
@@ -296,11 +294,31 @@ async fn a_ca_certificate_served_as_the_receivers_own_is_explained() {
         .unwrap()
         .list(None, None, 10)
         .unwrap();
-    let why = rows[0].last_error.clone().unwrap_or_default();
+    rows[0].last_error.clone().unwrap_or_default()
+}
+
+/// Refused receiver certificates are explained, not only named by the TLS
+/// stack: a self-signed CA certificate (`CA:TRUE`, what a bare `openssl req
+/// -x509` often makes) served as the receiver's own is refused even with
+/// that certificate as its `ca_file`, and the failure says what to make
+/// instead; a certificate for another name says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_receiver_certificates_are_explained() {
+    let why = refused_with(&[
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "basicConstraints=critical,CA:TRUE",
+    ])
+    .await;
     assert!(
         why.contains("CaUsedAsEndEntity") && why.contains("basicConstraints=critical,CA:FALSE"),
         "{why}"
     );
+    let why = refused_with(&[
+        "subjectAltName=DNS:other.example",
+        "basicConstraints=critical,CA:FALSE",
+    ])
+    .await;
+    assert!(why.contains("does not name the host of its url"), "{why}");
 }
 
 /// `signature` chooses the headers of a signed request beside the

@@ -44,31 +44,40 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
 /// certificate errors of the TLS stack (rustls), whose own words name an
 /// enum variant only.
 pub(super) fn tls_hint(chain: &str) -> Option<&'static str> {
-    const HINTS: [(&str, &str); 4] = [
+    // (what the TLS stack's message holds — its enum names or its own
+    // sentences —, what it means and what to do)
+    const HINTS: [(&[&str], &str); 5] = [
         (
-            "CaUsedAsEndEntity",
+            &["CaUsedAsEndEntity"],
             "the receiver serves a CA certificate (basicConstraints CA:TRUE) as its own, which \
              crisiswatch's TLS refuses even when ca_file pins it: serve a certificate that CA \
              issued, or a self-signed one made with -addext basicConstraints=critical,CA:FALSE",
         ),
         (
-            "UnknownIssuer",
+            &["UnknownIssuer"],
             "the receiver's certificate is not signed by a trusted CA (self-signed or a private \
              CA?): set the receiver's ca_file to the CA certificate that issued it",
         ),
         (
-            "NotValidForName",
-            "the receiver's certificate does not name the host of its url: use the name it was \
+            &["certificate not valid for name", "NotValidForName"],
+            "the receiver's certificate does not name the host of its url: use a name it was \
              issued for",
         ),
         (
-            "Expired",
+            &["certificate expired", "(Expired)", ": Expired"],
             "the receiver's certificate has expired (or this machine's clock is wrong)",
         ),
+        (
+            &["certificate not valid yet", "NotValidYet"],
+            "the receiver's certificate is not valid yet (or this machine's clock is wrong)",
+        ),
     ];
+    if !chain.contains("certificate") {
+        return None;
+    }
     HINTS
         .iter()
-        .find(|(k, _)| chain.contains("certificate") && chain.contains(k))
+        .find(|(marks, _)| marks.iter().any(|m| chain.contains(m)))
         .map(|(_, h)| *h)
 }
 
@@ -109,6 +118,15 @@ mod tests {
         assert!(tls_hint(ca).is_some_and(|h| h.contains("CA:FALSE")));
         let unknown = "invalid peer certificate: UnknownIssuer";
         assert!(tls_hint(unknown).is_some_and(|h| h.contains("ca_file")));
+        // The TLS stack's own sentences (rustls 0.23's Display).
+        let name = "invalid peer certificate: certificate not valid for name \"127.0.0.1\"; certificate is only valid for DnsName(\"other.example\")";
+        assert!(tls_hint(name).is_some_and(|h| h.contains("does not name the host")));
+        let expired = "invalid peer certificate: certificate expired: verification time 1796000000 (UNIX), but certificate is not valid after 1795000000 (1000000 seconds ago)";
+        assert!(tls_hint(expired).is_some_and(|h| h.contains("has expired")));
+        let early = "invalid peer certificate: certificate not valid yet: verification time 1 (UNIX), but certificate is not valid before 2 (1 seconds in future)";
+        assert!(tls_hint(early).is_some_and(|h| h.contains("not valid yet")));
+        let crl = "invalid peer certificate: certificate revocation list expired: verification time 2 (UNIX)";
+        assert_eq!(tls_hint(crl), None);
         assert_eq!(tls_hint("connection refused"), None);
     }
 }
