@@ -496,7 +496,12 @@ impl Lifecycle {
             {
                 a.active = false;
                 a.resolved_at = Some(t.at);
-                a.observe(t.value);
+                // Resolved for want of data (the window's volume fell below
+                // the rule's minimum): no value, not the last one seen.
+                match t.value {
+                    Some(_) => a.observe(t.value),
+                    None => a.value = None,
+                }
                 if !t.sample_event_ids.is_empty() {
                     a.sample_event_ids = t.sample_event_ids.clone();
                 }

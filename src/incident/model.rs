@@ -462,14 +462,25 @@ pub(crate) fn summary(n: &Notification) -> String {
             n.severity.as_str().to_uppercase(),
             format_ts(p.started_at)
         ),
-        (Action::Resolve, _) => format!(
-            "Resolved after {dur}: {} on {} is back to {} (peak {}, clears at {}).{also}",
-            p.rule,
-            p.group_text(),
-            fmt_value(p.value),
-            fmt_value(p.peak),
-            fmt_value(Some(p.clear)),
-        ),
+        (Action::Resolve, _) => match p.value {
+            Some(v) => format!(
+                "Resolved after {dur}: {} on {} is back to {} (peak {}, clears at {}).{also}",
+                p.rule,
+                p.group_text(),
+                fmt_value(Some(v)),
+                fmt_value(p.peak),
+                fmt_value(Some(p.clear)),
+            ),
+            // The window's volume fell below the rule's minimum.
+            None => format!(
+                "Resolved after {dur}: {} on {} has too little data to judge (no value; peak {}, \
+                 clears at {}).{also}",
+                p.rule,
+                p.group_text(),
+                fmt_value(p.peak),
+                fmt_value(Some(p.clear)),
+            ),
+        },
         (Action::Update, Reason::Escalated | Reason::AlertJoined | Reason::AlertResolved) => {
             // What changed since the update's first change, by alert.
             let changes = changes_text(n);

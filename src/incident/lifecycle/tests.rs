@@ -224,6 +224,33 @@ fn progress_updates_carry_current_value_peak_and_duration() {
     );
 }
 
+/// An alert resolved for want of data (its window's volume fell below the
+/// rule's minimum: the transition's value is null) is shown with no value,
+/// not with the last one seen, which may still be past the threshold.
+#[test]
+fn a_resolve_for_want_of_data_shows_no_value() {
+    let mut lc = Lifecycle::new(&cfg(""));
+    let mut ch = Changes::default();
+    let p = [("product", "p")];
+    lc.apply(&t("b", &p, State::Firing, Severity::Warning, 1000), &mut ch);
+    let mut gone = t("b", &p, State::Resolved, Severity::Warning, 5000);
+    gone.value = None;
+    lc.apply(&gone, &mut ch);
+    let resolve = ch
+        .notifications
+        .iter()
+        .find(|n| n.action == Action::Resolve)
+        .expect("a resolve");
+    assert_eq!(resolve.alerts[0].value, None);
+    assert_eq!(resolve.alerts[0].peak, Some(6.0));
+    assert!(
+        resolve.summary.contains("has too little data to judge (no value; peak 6"),
+        "{}",
+        resolve.summary
+    );
+    assert!(!resolve.summary.contains("back to"), "{}", resolve.summary);
+}
+
 #[test]
 fn repeated_transitions_do_not_join_twice_and_state_round_trips() {
     let mut lc = Lifecycle::new(&cfg(ROUTE));
