@@ -374,9 +374,12 @@ fn run_case(cfg: &Config, case: &Case, idx: usize, start: i64) -> Result<CaseRes
     for (_, l) in &lines {
         driver.feed(l, &mut obs);
     }
-    match &case.until {
-        Some(u) => driver.advance_to(parse_time(u, start)?, &mut obs),
-        None => driver.finish_input(&mut obs),
+    // Every event is applied (the last `allowed_lateness` of them and any
+    // the clock-jump guard still holds too), then event time moves on to
+    // `until`.
+    driver.finish_input(&mut obs);
+    if let Some(u) = &case.until {
+        driver.advance_to(parse_time(u, start)?, &mut obs);
     }
     let actual: Vec<Transition> = obs
         .0
@@ -488,5 +491,50 @@ mod tests {
         assert_eq!(parse_time("+12m 1ms", s), Ok(s + 720_001));
         assert_eq!(rel(s + 720_001, s), "+12m 1ms");
         assert!(parse_time("5m", s).is_err());
+    }
+
+    /// With `until`, the last events are applied too (the ones the last
+    /// `allowed_lateness` and the clock-jump guard still held): a case
+    /// whose last event crosses the threshold sees it fire.
+    #[test]
+    fn until_applies_the_last_events_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.toml");
+        std::fs::write(
+            &p,
+            r#"
+start = "2026-11-20T00:00:00Z"
+[[rules]]
+name = "spike"
+group_by = ["product"]
+window = "1h"
+slide = "1m"
+indicator = { kind = "count", select = { type = "complaint" } }
+thresholds = { warning = 2 }
+
+[[tests]]
+name = "fires on the last event"
+until = "+5h"
+[[tests.input]]
+lines = """
+{"id":"c1","type":"complaint","ts":"+10m","attrs":{"product":"p"}}
+{"id":"c2","type":"complaint","ts":"+15m","attrs":{"product":"p"}}
+{"id":"c3","type":"complaint","ts":"+20m","attrs":{"product":"p"}}
+"""
+[[tests.expect]]
+rule = "spike"
+group = { product = "p" }
+state = "firing"
+at = "+20m"
+[[tests.expect]]
+rule = "spike"
+group = { product = "p" }
+state = "resolved"
+at = "+1h 9m 1ms"
+"#,
+        )
+        .unwrap();
+        let r = run_file(&p).unwrap();
+        assert!(r.cases[0].passed, "{:#?}", r.cases[0]);
     }
 }

@@ -244,7 +244,9 @@ fn a_resolve_for_want_of_data_shows_no_value() {
     assert_eq!(resolve.alerts[0].value, None);
     assert_eq!(resolve.alerts[0].peak, Some(6.0));
     assert!(
-        resolve.summary.contains("has too little data to judge (no value; peak 6"),
+        resolve
+            .summary
+            .contains("has too little data to judge (no value; peak 6"),
         "{}",
         resolve.summary
     );
