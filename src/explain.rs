@@ -30,7 +30,8 @@
 //! window, summed in blocks of one window, so it spans between that and one
 //! window more (exact counts, window-sized granularity). Per attribute the
 //! first [`MAX_VALUES`] distinct values the group sees are counted by name;
-//! later new values are counted together as `other` (never a hint), and
+//! later new values are counted together as `other` (a hint then names
+//! them as "values past the first 16 this slice saw"), and
 //! values are cut to [`MAX_VALUE_BYTES`]. An event without the attribute
 //! counts under the empty value (shown `(none)`). The state is forgotten
 //! with its group (window empty and alert inactive), so a slice that comes
@@ -84,12 +85,19 @@ pub struct Hint {
     pub lift: f64,
     /// The G statistic the hints are ranked by.
     pub score: f64,
+    /// The values past the first [`MAX_VALUES`] the slice saw, counted
+    /// together (`value` is empty): one of them stands out, but which is
+    /// not known.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untracked: bool,
 }
 
 impl Hint {
     /// `category=product_quality 78 % (usually 21 %, ×3.7)`.
     pub fn text(&self) -> String {
-        let value = if self.value.is_empty() {
+        let value = if self.untracked {
+            "(values past the first 16 this slice saw)"
+        } else if self.value.is_empty() {
             "(none)"
         } else {
             &self.value
@@ -343,9 +351,21 @@ impl Explain {
             return Vec::new();
         }
         let mut out: Vec<Hint> = Vec::new();
-        for (i, (a, value)) in self.values.iter().enumerate() {
-            let code = MAX_ATTRS + i;
-            let (c, b) = (cur[code], base[code]);
+        // The values counted by name, then each attribute's `other`: the
+        // values past the first MAX_VALUES, counted together (a crisis on
+        // a value first seen late — a new store, a new app version — is
+        // then said to be among them, not silently missed).
+        let named = self
+            .values
+            .iter()
+            .enumerate()
+            .map(|(i, (a, v))| (MAX_ATTRS + i, *a, v.as_ref(), false));
+        let others = (0..spec.attrs.len().min(MAX_ATTRS)).map(|a| (a, a as u8, "", true));
+        for (code, a, value, untracked) in named.chain(others) {
+            let (c, b) = (
+                cur.get(code).copied().unwrap_or(0),
+                base.get(code).copied().unwrap_or(0),
+            );
             if c < MIN_SUPPORT {
                 continue;
             }
@@ -359,7 +379,7 @@ impl Explain {
             if score < MIN_SCORE {
                 continue;
             }
-            let Some(attribute) = spec.attrs.get(*a as usize) else {
+            let Some(attribute) = spec.attrs.get(a as usize) else {
                 continue;
             };
             out.push(Hint {
@@ -370,6 +390,7 @@ impl Explain {
                 baseline_share: round(usual, 4),
                 lift: round(lift, 2),
                 score: round(score, 1),
+                untracked,
             });
         }
         // Best first; ties by attribute order and value, so the order is a
@@ -379,6 +400,7 @@ impl Explain {
                 .total_cmp(&x.score)
                 .then_with(|| x.attribute.cmp(&y.attribute))
                 .then_with(|| x.value.cmp(&y.value))
+                .then_with(|| x.untracked.cmp(&y.untracked))
         });
         out.truncate(TOP);
         out

@@ -102,7 +102,7 @@ fn no_baseline_no_hints_and_rare_values_need_support() {
 }
 
 #[test]
-fn values_beyond_the_cap_count_as_other_and_are_never_hints() {
+fn values_beyond_the_cap_count_as_other_and_are_named_together() {
     let s = spec();
     let mut x = Explain::new();
     usual(&mut x, &s, 1..721);
@@ -114,10 +114,17 @@ fn values_beyond_the_cap_count_as_other_and_are_never_hints() {
     let named = x.values.iter().filter(|(a, _)| *a == 0).count();
     assert_eq!(named, MAX_VALUES);
     // Each of c0..c13 has 60 events in a window of 1,200: over-represented
-    // against a baseline that never had them; `other` (26 values) is not named.
+    // against a baseline that never had them; `other` (26 values) is named
+    // only as the values past the first 16, never as one of them.
     let h = x.hints(&s, 780);
     assert!(h.len() <= TOP);
-    assert!(h.iter().all(|h| h.value.starts_with('c')), "{h:?}");
+    assert!(h[0].untracked && h[0].value.is_empty(), "{h:?}");
+    assert!(
+        h[1..]
+            .iter()
+            .all(|h| !h.untracked && h.value.starts_with('c')),
+        "{h:?}"
+    );
     // Long values are cut.
     let mut y = Explain::new();
     add(&mut y, &s, 1, 1, &"é".repeat(200), "web", 1);
@@ -161,4 +168,39 @@ fn g_score_matches_a_hand_computed_table() {
     assert!((g - want).abs() < 1e-9, "{g} vs {want}");
     assert_eq!(g_score(0, 0, 0, 0), 0.0);
     assert!(g_score(10, 90, 100, 900) < 1e-9, "same share: no evidence");
+}
+
+/// A value first seen after the slice's first 16 (a new store, a new app
+/// version) is counted with the other late values: when they stand out,
+/// the hint says so instead of none at all.
+#[test]
+fn a_value_past_the_first_sixteen_is_named_as_such() {
+    let s = spec();
+    let mut x = Explain::new();
+    // Twelve windows of 20 categories, one event each per pane.
+    for p in 1..721 {
+        for c in 0..20 {
+            add(&mut x, &s, p, p, &format!("c{c}"), "web", 1);
+        }
+    }
+    // The last window: as usual, plus 10 per pane of the 19th category.
+    for p in 721..781 {
+        for c in 0..20 {
+            add(&mut x, &s, p, p, &format!("c{c}"), "web", 1);
+        }
+        add(&mut x, &s, p, p, "c18", "web", 10);
+    }
+    let hints = x.hints(&s, 780);
+    assert_eq!(hints.len(), 1, "{hints:?}");
+    let h = &hints[0];
+    assert!(
+        h.untracked && h.attribute == "category" && h.value.is_empty(),
+        "{h:?}"
+    );
+    assert!(
+        h.text()
+            .starts_with("category=(values past the first 16 this slice saw) 47 % (usually 20 %"),
+        "{}",
+        h.text()
+    );
 }

@@ -203,6 +203,7 @@ fn hints_reach_every_format() {
         baseline_share: 0.21,
         lift: 3.71,
         score: 88.5,
+        untracked: false,
     }];
     let mut n = notification(vec![a], 0);
     n.action = Action::Open;
