@@ -289,7 +289,7 @@ fn tune_writes_csv_chart_and_a_snippet_that_checks() {
     roxmltree::Document::parse(&std::fs::read_to_string(&svg).unwrap()).unwrap();
     // The snippet is a valid configuration on its own.
     let check = run(&["check", "--config", s(&snippet)]);
-    assert!(String::from_utf8_lossy(&check.stdout).contains("is valid (1 rules"));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("is valid (1 rule,"));
 
     // Without labels nothing is chosen, so a snippet needs --pick.
     let out = Command::new(BIN)

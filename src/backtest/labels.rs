@@ -166,6 +166,16 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Crisis>, LabelsError> {
             tracing::warn!(labels = source, line = i + 1, crisis = %c.name, "Labels: the same crisis again; counted once.");
             continue;
         }
+        if out.iter().any(|o: &Crisis| o.name == c.name) {
+            tracing::warn!(
+                labels = source,
+                line = i + 1,
+                crisis = %c.name,
+                "Labels: a crisis named {:?} again with another slice or time: scored as a crisis of its own \
+                 (each caught or missed by itself); give it its own name if that is meant",
+                c.name
+            );
+        }
         out.push(c);
     }
     Ok(out)

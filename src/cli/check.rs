@@ -43,11 +43,14 @@ impl Commands {
                 }
                 let color = io::stdout().is_terminal();
                 let ok = if color { "\x1b[32mOK\x1b[0m" } else { "OK" };
+                let n = |k: usize, one: &str, many: &str| {
+                    format!("{k} {}", if k == 1 { one } else { many })
+                };
                 println!(
-                    "{ok}: {} is valid ({} rules, {} receivers)",
+                    "{ok}: {} is valid ({}, {})",
                     path.display(),
-                    cfg.rules.len(),
-                    cfg.receivers.len()
+                    n(cfg.rules.len(), "rule", "rules"),
+                    n(cfg.receivers.len(), "receiver", "receivers")
                 );
                 ExitCode::SUCCESS
             }

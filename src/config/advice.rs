@@ -33,7 +33,9 @@ pub fn advice(cfg: &Config) -> Vec<String> {
             IndicatorConfig::Nps { .. } if hi < 9.0 || lo > 6.0 => {
                 out.push(format!(
                     "{at}: NPS counts promoters at 9–10 and detractors at 0–6, but engine.score_range is [{lo}, {hi}]: {}",
-                    if hi < 9.0 {
+                    if hi <= 6.0 {
+                        "every score is a detractor's, the NPS is always -100 (nps is for a 0–10 scale: a CSAT 1–5 stream wants score_share or mean_score)"
+                    } else if hi < 9.0 {
                         "no promoter is possible, the NPS never rises above 0"
                     } else {
                         "no detractor is possible"
@@ -119,8 +121,16 @@ thresholds = { warning = 6 }
         let w = advice(&csat);
         assert_eq!(w.len(), 3, "{w:#?}");
         assert!(w[0].starts_with("rules.detractors:") && w[0].contains("always 1"));
-        assert!(w[1].starts_with("rules.nps:") && w[1].contains("no promoter"));
+        assert!(w[1].starts_with("rules.nps:") && w[1].contains("always -100"));
         assert!(w[2].starts_with("rules.mean:") && w[2].contains("always"));
+        // 0–8: detractors and passives, no promoter.
+        let eight = cfg(&format!("[engine]\nscore_range = [0, 8]\n{RULES}"));
+        let w = advice(&eight);
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("rules.nps:") && w.contains("no promoter")),
+            "{w:#?}"
+        );
     }
 
     #[test]
