@@ -69,7 +69,14 @@ pub const MIN_SCORE: f64 = 10.83;
 
 /// One root-cause hint: an attribute value over-represented in the window
 /// (`docs/contract.md` §3, `hints`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Serialized as its fields in text formats (JSON: `untracked` only when
+/// true). In binary formats (bincode: the scaled-out wire, incident
+/// checkpoints) it keeps the layout it had before `untracked` existed, so
+/// instances and checkpoints of either build read each other: there an
+/// untracked hint's `value` is [`UNTRACKED_MARK`], longer than any value
+/// counted by name can be.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Hint {
     /// The attribute, e.g. `category`.
     pub attribute: String,
@@ -88,8 +95,101 @@ pub struct Hint {
     /// The values past the first [`MAX_VALUES`] the slice saw, counted
     /// together (`value` is empty): one of them stands out, but which is
     /// not known.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub untracked: bool,
+}
+
+/// The `value` an untracked hint carries in binary formats: longer than
+/// [`MAX_VALUE_BYTES`], so no value counted by name is ever read as it.
+const UNTRACKED_MARK: &str = "\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked";
+
+/// [`Hint`] as text formats write it.
+#[derive(Serialize, Deserialize)]
+struct HintText {
+    attribute: String,
+    value: String,
+    count: u64,
+    share: f64,
+    baseline_share: f64,
+    lift: f64,
+    score: f64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    untracked: bool,
+}
+
+/// [`Hint`] as binary formats write it (the layout before `untracked`).
+#[derive(Serialize, Deserialize)]
+struct HintBinary {
+    attribute: String,
+    value: String,
+    count: u64,
+    share: f64,
+    baseline_share: f64,
+    lift: f64,
+    score: f64,
+}
+
+impl Serialize for Hint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            HintText {
+                attribute: self.attribute.clone(),
+                value: self.value.clone(),
+                count: self.count,
+                share: self.share,
+                baseline_share: self.baseline_share,
+                lift: self.lift,
+                score: self.score,
+                untracked: self.untracked,
+            }
+            .serialize(s)
+        } else {
+            HintBinary {
+                attribute: self.attribute.clone(),
+                value: if self.untracked {
+                    UNTRACKED_MARK.to_string()
+                } else {
+                    self.value.clone()
+                },
+                count: self.count,
+                share: self.share,
+                baseline_share: self.baseline_share,
+                lift: self.lift,
+                score: self.score,
+            }
+            .serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Hint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let h = HintText::deserialize(d)?;
+            Ok(Hint {
+                attribute: h.attribute,
+                value: h.value,
+                count: h.count,
+                share: h.share,
+                baseline_share: h.baseline_share,
+                lift: h.lift,
+                score: h.score,
+                untracked: h.untracked,
+            })
+        } else {
+            let h = HintBinary::deserialize(d)?;
+            let untracked = h.value == UNTRACKED_MARK;
+            Ok(Hint {
+                attribute: h.attribute,
+                value: if untracked { String::new() } else { h.value },
+                count: h.count,
+                share: h.share,
+                baseline_share: h.baseline_share,
+                lift: h.lift,
+                score: h.score,
+                untracked,
+            })
+        }
+    }
 }
 
 impl Hint {

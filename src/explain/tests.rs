@@ -204,3 +204,63 @@ fn a_value_past_the_first_sixteen_is_named_as_such() {
         h.text()
     );
 }
+
+/// Binary formats (the scaled-out wire, incident checkpoints) keep the
+/// layout hints had before `untracked`: an instance or a checkpoint of the
+/// earlier build reads them, and reads back an untracked one as such.
+/// Text formats carry `untracked` (only when true).
+#[test]
+fn hints_keep_their_binary_layout_and_round_trip() {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Before {
+        attribute: String,
+        value: String,
+        count: u64,
+        share: f64,
+        baseline_share: f64,
+        lift: f64,
+        score: f64,
+    }
+    let named = Hint {
+        attribute: "category".into(),
+        value: "product_quality".into(),
+        count: 42,
+        share: 0.78,
+        baseline_share: 0.21,
+        lift: 3.71,
+        score: 88.5,
+        untracked: false,
+    };
+    let before = Before {
+        attribute: "category".into(),
+        value: "product_quality".into(),
+        count: 42,
+        share: 0.78,
+        baseline_share: 0.21,
+        lift: 3.71,
+        score: 88.5,
+    };
+    let bytes = bincode::serialize(&named).unwrap();
+    assert_eq!(bytes, bincode::serialize(&before).unwrap());
+    assert_eq!(bincode::deserialize::<Hint>(&bytes).unwrap(), named);
+    let untracked = Hint {
+        value: String::new(),
+        untracked: true,
+        ..named.clone()
+    };
+    let back: Hint = bincode::deserialize(&bincode::serialize(&untracked).unwrap()).unwrap();
+    assert_eq!(back, untracked);
+    // An earlier build reads it as a value it never counted by name.
+    let old: Before = bincode::deserialize(&bincode::serialize(&untracked).unwrap()).unwrap();
+    assert!(old.value.len() > MAX_VALUE_BYTES);
+    // JSON: `untracked` only when true, and read back either way.
+    let json = serde_json::to_string(&named).unwrap();
+    assert!(!json.contains("untracked"), "{json}");
+    assert_eq!(serde_json::from_str::<Hint>(&json).unwrap(), named);
+    let json = serde_json::to_string(&untracked).unwrap();
+    assert!(
+        json.contains("\"untracked\":true") && json.contains("\"value\":\"\""),
+        "{json}"
+    );
+    assert_eq!(serde_json::from_str::<Hint>(&json).unwrap(), untracked);
+}
