@@ -94,6 +94,14 @@ impl ConfigError {
                 return properties::REDACTED.to_string();
             }
         }
+        // Any key named like a credential (`secret = "…"` written where
+        // `secret_env` was meant, a `routing_key`), not a variable's or a
+        // file's name.
+        let last = path.rsplit('.').next().unwrap_or(path);
+        let last = last.split('[').next().unwrap_or(last);
+        if !value.is_empty() && properties::is_secret_key(last) {
+            return properties::REDACTED.to_string();
+        }
         // A URL may carry credentials (user, password, a token in its query
         // or path): the error goes to logs, so those parts are hidden.
         if path.ends_with(".url") || path.ends_with("_url") {

@@ -91,8 +91,11 @@ impl Config {
                             if e.value != properties::REDACTED {
                                 // Redacted as any value there is (a URL's
                                 // password written beside a `${HOST}`).
-                                e.value = ConfigError::shown(&e.path, w);
+                                e.value = properties::redact_text(&ConfigError::shown(&e.path, w));
                             }
+                            // What was put back is as written: hidden as
+                            // the rest of the message is.
+                            e.message = properties::redact_text(&e.message);
                         } else if let Some(w) = lookup(&written, &e.path).filter(|w| {
                             // A duration is shown as written ("1y"), not as
                             // the checks normalised it ("365d 6h").

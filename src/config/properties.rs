@@ -31,7 +31,43 @@ const SECRET_FRAGMENTS: &[&str] = &[
     "private",
     "sasl.oauthbearer.config",
     "sasl.jaas.config",
+    "routing_key",
+    "api_key",
+    "apikey",
+    "authorization",
 ];
+
+/// Whether a configuration key (any table's, the last part of a path)
+/// holds a credential: named like one ([`is_secret`]) and not the name of
+/// where it is read from (`secret_env`, `admin_token_file`: a variable's
+/// or a file's name, which an error must show).
+pub(crate) fn is_secret_key(key: &str) -> bool {
+    let k = key.trim_matches('"').to_ascii_lowercase();
+    is_secret(&k) && !k.ends_with("_env") && !k.ends_with("_file")
+}
+
+/// `value` with every credential-named key's value ([`is_secret_key`])
+/// replaced by [`REDACTED`] and every URL string as [`url_shown`] shows
+/// it, at any depth: a table or array an error quotes whole.
+pub(crate) fn redact_value(value: &toml::Value) -> toml::Value {
+    match value {
+        toml::Value::String(s) if s.contains("://") => toml::Value::String(url_shown(s)),
+        toml::Value::Table(t) => toml::Value::Table(
+            t.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(k) {
+                        toml::Value::String(REDACTED.to_string())
+                    } else {
+                        redact_value(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        toml::Value::Array(a) => toml::Value::Array(a.iter().map(redact_value).collect()),
+        other => other.clone(),
+    }
+}
 
 /// Whether the property `key` holds a credential (case-insensitive).
 pub(crate) fn is_secret(key: &str) -> bool {
@@ -67,7 +103,9 @@ fn redact_urls(text: &str) -> String {
 }
 
 /// The value of every `key = value` in `text` whose key names a credential
-/// replaced by [`REDACTED`] (quotes kept).
+/// ([`is_secret_key`]) replaced by [`REDACTED`]: a quoted string (escapes
+/// and triple quotes understood; one not closed in `text` to its end), an
+/// array or inline table (to its closing bracket), or a bare word.
 fn redact_assignments(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -84,31 +122,78 @@ fn redact_assignments(text: &str) -> String {
                 .next()
                 .unwrap_or(""),
         };
-        if key.is_empty() || !is_secret(key) || after.starts_with('=') {
+        if key.is_empty() || !is_secret_key(key) || after.starts_with('=') {
             rest = after;
             continue;
         }
         let value_start = after.len() - after.trim_start().len();
         out.push_str(&after[..value_start]);
         let value = &after[value_start..];
-        let end = match value.chars().next() {
-            Some(q @ ('"' | '\'')) => value[1..].find(q).map_or(value.len(), |j| j + 2),
-            _ => value
-                .find(|c: char| c.is_whitespace() || matches!(c, ',' | '}' | ']'))
-                .unwrap_or(value.len()),
-        };
-        match value.chars().next() {
-            Some(q @ ('"' | '\'')) => {
-                out.push(q);
-                out.push_str(REDACTED);
-                out.push(q);
-            }
-            _ => out.push_str(REDACTED),
-        }
+        let (quote, end) = value_extent(value);
+        out.push_str(quote);
+        out.push_str(REDACTED);
+        out.push_str(quote);
         rest = &value[end..];
     }
     out.push_str(rest);
     out
+}
+
+/// The length of the TOML value `value` starts with, and the quote it
+/// opens with (`""` when none): a string (escapes and triple quotes
+/// understood; one not closed runs to the end of its line, or of `value`
+/// for a triple-quoted one), an array or inline table (to its closing
+/// bracket), or a bare word.
+fn value_extent(value: &str) -> (&'static str, usize) {
+    const TRIPLE: [&str; 2] = ["\"\"\"", "'''"];
+    for q in TRIPLE {
+        if let Some(body) = value.strip_prefix(q) {
+            let end = body.find(q).map_or(value.len(), |j| 2 * q.len() + j);
+            return (q, end);
+        }
+    }
+    let line_end = value.find('\n').unwrap_or(value.len());
+    let mut chars = value.char_indices();
+    match chars.next() {
+        Some((_, '"')) => {
+            let mut escaped = false;
+            for (i, c) in chars {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '"' => return ("\"", i + 1),
+                    '\n' => return ("\"", i),
+                    _ => {}
+                }
+            }
+            ("\"", value.len())
+        }
+        Some((_, '\'')) => (
+            "'",
+            value[1..line_end].find('\'').map_or(line_end, |j| j + 2),
+        ),
+        Some((_, open @ ('[' | '{'))) => {
+            let close = if open == '[' { ']' } else { '}' };
+            let mut depth = 0i32;
+            for (i, c) in value.char_indices() {
+                if c == open {
+                    depth += 1;
+                } else if c == close {
+                    depth -= 1;
+                    if depth == 0 {
+                        return ("", i + 1);
+                    }
+                }
+            }
+            ("", value.len())
+        }
+        _ => (
+            "",
+            value
+                .find(|c: char| c.is_whitespace() || matches!(c, ',' | '}' | ']'))
+                .unwrap_or(value.len()),
+        ),
+    }
 }
 
 /// A URL as a message may quote it: its user information, query values and

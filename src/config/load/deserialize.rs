@@ -268,7 +268,8 @@ pub(super) fn lookup(tree: &toml::Value, path: &str) -> Option<String> {
     }
     Some(match cur {
         toml::Value::String(s) => s.clone(),
-        other => other.to_string(),
+        // A table or array quoted whole: credentials in it hidden.
+        other => super::super::properties::redact_value(other).to_string(),
     })
 }
 

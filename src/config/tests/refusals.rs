@@ -289,3 +289,50 @@ fn quoted_lines_keep_credentials_hidden() {
         r#"{ "sasl.password" = "**REDACTED**", name = "a", api_token = **REDACTED** }"#
     );
 }
+
+/// Credentials stay hidden however an error quotes them: in a table quoted
+/// whole beside a `${VAR}` (the "as written" path), in multi-line and
+/// literal strings, arrays and escaped quotes of a quoted line, and in a
+/// credential written where its `_env` key was meant; the names of
+/// variables and files (`secret_env`, `admin_token_file`) stay readable.
+#[test]
+fn credentials_stay_hidden_however_quoted() {
+    let env = std::collections::HashMap::from([("BROKERS".to_string(), "b:9092".to_string())]);
+    let rule = "[[rules]]\nname = \"r\"\nwindow = \"1h\"\nindicator = { kind = \"count\" }\nthresholds = { warning = 2.0 }\n";
+    let typo = format!(
+        "[sources.kafka.propertes]\n\"bootstrap.servers\" = \"${{BROKERS}}\"\n\"sasl.password\" = \"KafkaPw-1\"\n\"ssl.key.pem\" = \"\"\"\n-----BEGIN PRIVATE KEY-----\nPEMSECRET-2\n\"\"\"\n{rule}"
+    );
+    let inline = format!(
+        "[[receivers]]\nname = \"pd\"\nkind = \"pagerduty\"\nsecret = \"hunter2-3\"\nrouting_key = \"RKEY-4\"\nrouting_key_env = \"PD_KEY_VAR\"\n{rule}"
+    );
+    for (what, text) in [("typo", typo.as_str()), ("inline", inline.as_str())] {
+        let e = match Config::from_toml_str(text, &env) {
+            Err(LoadError::Invalid(e)) => e,
+            other => panic!("{what}: {other:?}"),
+        };
+        let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
+        for secret in ["KafkaPw-1", "PEMSECRET-2", "hunter2-3", "RKEY-4"] {
+            assert!(
+                shown.iter().all(|s| !s.contains(secret)),
+                "{what}: {shown:#?}"
+            );
+        }
+    }
+    use crate::config::properties::redact_text;
+    for (line, secret) in [
+        (r#""sasl.password" = """hunter2-5""" x"#, "hunter2-5"),
+        (r#"password = "ab\"cdSECRET-6""#, "SECRET-6"),
+        ("password = '''lit-SECRET-7'''", "SECRET-7"),
+        (r#"password = ["a-SECRET-8", "b-SECRET-9"]"#, "SECRET-"),
+        (r#"password="tight-SECRET-10""#, "SECRET-10"),
+        ("token = 'single-SECRET-11' # note", "SECRET-11"),
+    ] {
+        let out = redact_text(line);
+        assert!(!out.contains(secret), "{line} -> {out}");
+        assert!(out.contains("**REDACTED**"), "{line} -> {out}");
+    }
+    assert_eq!(
+        redact_text(r#"secret_env = "PD_SECRET", admin_token_file = "/run/t""#),
+        r#"secret_env = "PD_SECRET", admin_token_file = "/run/t""#
+    );
+}
