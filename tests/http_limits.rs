@@ -170,6 +170,17 @@ async fn requests_are_refused_before_their_body_and_only_local_names_served() {
     )
     .await;
     assert!(huge.contains(" 413 "), "{huge}");
+    // A chunked body (no length announced) over the limit: 413 too.
+    let chunk = "x".repeat(2000);
+    let chunked = answer_before_the_body(
+        &addr,
+        &format!(
+            "POST /api/v1/silences HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer admin-tok\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+            chunk.len()
+        ),
+    )
+    .await;
+    assert!(chunked.contains(" 413 "), "{chunked}");
     // With the token and a small body that never comes: cut off.
     let slow =
         answer_before_the_body(&addr, &post("Authorization: Bearer admin-tok\r\n", 100)).await;

@@ -110,10 +110,20 @@ async fn check(g: &Guard, req: Request, next: Next) -> Response {
             )
                 .into_response()
         }
+        Ok(Err(e)) if over_limit(&e) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is larger than server.max_body_bytes ({} bytes)\n",
+                    g.max_body_bytes
+                ),
+            )
+                .into_response()
+        }
         Ok(Err(_)) => {
             return (
                 StatusCode::BAD_REQUEST,
-                "the request body could not be read (over server.max_body_bytes, or cut off)\n",
+                "the request body could not be read (cut off or malformed)\n",
             )
                 .into_response()
         }
@@ -127,6 +137,19 @@ async fn check(g: &Guard, req: Request, next: Next) -> Response {
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// Whether reading a body failed because it ran past the limit (a chunked
+/// body, whose length is not announced).
+fn over_limit(e: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Whether `host` (a `Host` header: name or address, maybe a port) names
@@ -148,9 +171,14 @@ pub(crate) fn local_host(host: &str, external: Option<&str>) -> bool {
     if name == "localhost" || name.ends_with(".localhost") || name == "::1" {
         return true;
     }
-    if let Ok(ip) = name.parse::<std::net::IpAddr>() {
-        return ip.is_loopback();
+    if name
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+    {
+        return true;
     }
+    // The address the operator says the service is reached at (a proxy
+    // that keeps the client's Host), a name or an IP.
     external
         .and_then(|u| reqwest::Url::parse(u).ok())
         .and_then(|u| {
@@ -190,5 +218,18 @@ mod tests {
         assert!(local_host("crisiswatch.example.com", ext));
         assert!(local_host("crisiswatch.example.com:443", ext));
         assert!(!local_host("other.example.com", ext));
+        // An IP address as external_url (v4 and v6).
+        assert!(local_host(
+            "192.0.2.10:8080",
+            Some("http://192.0.2.10:8080/")
+        ));
+        assert!(!local_host(
+            "192.0.2.11:8080",
+            Some("http://192.0.2.10:8080/")
+        ));
+        assert!(local_host(
+            "[2001:db8::1]:8080",
+            Some("http://[2001:db8::1]:8080/")
+        ));
     }
 }
