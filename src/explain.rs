@@ -460,12 +460,35 @@ impl Explain {
             .iter()
             .enumerate()
             .map(|(i, (a, v))| (MAX_ATTRS + i, *a, v.as_ref(), false));
-        let others = (0..spec.attrs.len().min(MAX_ATTRS)).map(|a| (a, a as u8, "", true));
+        // An attribute's `other` counts nothing until its first 16 values
+        // are taken, so its usual share is judged on the baseline blocks
+        // after the oldest one, and only when the oldest already counted
+        // some (the 16 were taken by then): the blocks compared never
+        // include the filling.
+        let (mut n_later, mut later) = (0u64, vec![0u64; MAX_ATTRS]);
+        for blk in self.blocks.iter().skip(1) {
+            n_later += blk.events;
+            for (x, k) in later.iter_mut().zip(&blk.counts) {
+                *x += k;
+            }
+        }
+        let filled = |a: usize| {
+            n_later >= MIN_BASELINE_EVENTS
+                && self
+                    .blocks
+                    .front()
+                    .is_some_and(|b| b.counts.get(a).is_some_and(|&k| k > 0))
+        };
+        let others = (0..spec.attrs.len().min(MAX_ATTRS))
+            .filter(|&a| filled(a))
+            .map(|a| (a, a as u8, "", true));
         for (code, a, value, untracked) in named.chain(others) {
-            let (c, b) = (
-                cur.get(code).copied().unwrap_or(0),
-                base.get(code).copied().unwrap_or(0),
-            );
+            let c = cur.get(code).copied().unwrap_or(0);
+            let (b, n_base) = if untracked {
+                (later.get(code).copied().unwrap_or(0), n_later)
+            } else {
+                (base.get(code).copied().unwrap_or(0), n_base)
+            };
             if c < MIN_SUPPORT {
                 continue;
             }
