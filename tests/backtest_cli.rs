@@ -1151,7 +1151,7 @@ fn snippets_keep_dollars_and_environment_references_as_written() {
         .unwrap()
         .replace(
             "runbook = \"https://runbooks.example.com/crisiswatch/complaint-rate\"",
-            "runbook = \"https://wiki.example.com/$${PAGE}/x\"\ndashboard = \"${CW_TEST_SECRET} costs $$5\"",
+            "runbook = \"https://wiki.example.com/$${PAGE}/x\"\ndashboard = \"https://dash.example.com/${CW_TEST_SECRET}?costs=$$5\"",
         )
         // A multi-line string and a nested one hold references too.
         .replace(
@@ -1217,7 +1217,10 @@ fn snippets_keep_dollars_and_environment_references_as_written() {
             text.contains("runbook = \"https://wiki.example.com/$${PAGE}/x\""),
             "{text}"
         );
-        assert!(text.contains("${CW_TEST_SECRET} costs $$5"), "{text}");
+        assert!(
+            text.contains("https://dash.example.com/${CW_TEST_SECRET}?costs=$$5"),
+            "{text}"
+        );
         assert!(text.contains("${CW_KIND:-complaint}"), "{text}");
         assert!(
             text.contains("${CW_TEST_SECRET}\"") || text.contains("${CW_TEST_SECRET}\"\"\""),
