@@ -39,11 +39,18 @@ impl Config {
     /// Parses, interpolates, deserializes and validates config text.
     pub fn from_toml_str(text: &str, env: &dyn Env) -> Result<Config, LoadError> {
         let mut tree: toml::Value = toml::from_str(text).map_err(|e| {
-            LoadError::Invalid(vec![ConfigError::new(
-                "",
-                "",
-                format!("not valid TOML: {}", e.to_string().trim()),
-            )])
+            let mut message = format!("not valid TOML: {}", e.to_string().trim());
+            // The excerpt quotes the line the error is on: a line inside a
+            // multi-line string whose key names a credential (a PEM key)
+            // is not shown.
+            if let Some(span) = e.span() {
+                if let Some(line) = properties::secret_continuation(text, span.start) {
+                    if !line.trim().is_empty() {
+                        message = message.replace(line, properties::REDACTED);
+                    }
+                }
+            }
+            LoadError::Invalid(vec![ConfigError::new("", "", message)])
         })?;
         // The tree as written: an error shows a value that held `$` as it was
         // written (`${PD_URL}`), never what the environment put there (a

@@ -46,6 +46,47 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
     is_secret(&k) && !k.ends_with("_env") && !k.ends_with("_file")
 }
 
+/// The line of `text` holding byte `at` when it is inside a multi-line
+/// string (`"""` or `'''`) whose key names a credential
+/// ([`is_secret_key`]): a syntax error there must not quote it.
+pub(crate) fn secret_continuation(text: &str, at: usize) -> Option<&str> {
+    let at = at.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    // Where the multi-line string open at the line's start began, if one is.
+    let mut open: Option<(usize, &str)> = None;
+    let mut i = 0;
+    let head = &text[..line_start];
+    while i < head.len() {
+        let rest = &head[i..];
+        match open {
+            Some((_, q)) if rest.starts_with(q) => {
+                open = None;
+                i += q.len();
+            }
+            Some(_) => i += rest.chars().next().map_or(1, char::len_utf8),
+            None => {
+                if let Some(q) = ["\"\"\"", "'''"].into_iter().find(|q| rest.starts_with(q)) {
+                    open = Some((i, q));
+                    i += q.len();
+                } else if rest.starts_with('#') {
+                    // A comment runs to the end of its line.
+                    i += rest.find('\n').unwrap_or(rest.len());
+                } else {
+                    i += rest.chars().next().map_or(1, char::len_utf8);
+                }
+            }
+        }
+    }
+    let (opened_at, _) = open?;
+    let key_line_start = text[..opened_at].rfind('\n').map_or(0, |i| i + 1);
+    let key = text[key_line_start..opened_at]
+        .trim_end()
+        .strip_suffix('=')?
+        .trim();
+    is_secret_key(key).then(|| &text[line_start..line_end])
+}
+
 /// `value` with every credential-named key's value ([`is_secret_key`])
 /// replaced by [`REDACTED`] and every URL string as [`url_shown`] shows
 /// it, at any depth: a table or array an error quotes whole.

@@ -336,3 +336,21 @@ fn credentials_stay_hidden_however_quoted() {
         r#"secret_env = "PD_SECRET", admin_token_file = "/run/t""#
     );
 }
+
+/// A syntax error on a line inside a multi-line credential (a PEM key)
+/// does not quote that line.
+#[test]
+fn a_syntax_error_inside_a_multi_line_credential_quotes_nothing_of_it() {
+    for text in [
+        "[sources.kafka.propertiez]\n\"ssl.key.pem\" = \"\"\"-----BEGIN PRIVATE KEY-----\nMIIEF1SECRETA\nTAILSECRETB-----END PRIVATE KEY-----\"\"\" junk\n",
+        "[sources.kafka.propertiez]\n\"ssl.key.pem\" = '''-----BEGIN PRIVATE KEY-----\nMIIEF1SECRETA\nTAILSECRETB''' x\n",
+        "[sources.kafka.properties]\n\"ssl.key.pem\" = \"\"\"-----BEGIN\nMIIESECRETB\\q\n-----END\"\"\"\n",
+    ] {
+        let shown: Vec<String> = errors(text).iter().map(ToString::to_string).collect();
+        assert!(shown.iter().any(|s| s.contains("not valid TOML")), "{shown:#?}");
+        assert!(shown.iter().all(|s| !s.contains("SECRETB")), "{shown:#?}");
+    }
+    // Not a credential: the line is quoted, to be fixed.
+    let shown = errors("description = \"\"\"one\ntwo\"\"\" junk\n")[0].to_string();
+    assert!(shown.contains("two\"\"\" junk"), "{shown}");
+}
