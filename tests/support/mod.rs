@@ -17,7 +17,22 @@ pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 pub struct ChildGuard(pub Child);
 
 impl Drop for ChildGuard {
+    /// Stops the process as a service manager does — SIGTERM, so it ends
+    /// cleanly (a demo removes its scratch outbox) — and kills it if it is
+    /// still there after 20 s.
     fn drop(&mut self) {
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        if term.is_ok_and(|s| s.success()) {
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while std::time::Instant::now() < end {
+                if matches!(self.0.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
