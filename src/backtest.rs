@@ -184,7 +184,7 @@ impl Driver {
         self.lines
     }
 
-    /// Time of the earliest event the history holds (see [`history_start`]).
+    /// Time of the earliest event the history holds (see [`coverage::history_start`]).
     pub(crate) fn first_ms(&self) -> Option<i64> {
         self.first_ms
     }
@@ -323,7 +323,7 @@ impl Driver {
     ) {
         let ts = held.ts();
         let released = self.seq.released_below();
-        history_start(&mut self.first_ms, &mut self.coverage, released, ts);
+        coverage::history_start(&mut self.first_ms, &mut self.coverage, released, ts);
         self.coverage.see(ts);
         self.watch.saw(ts, lines, at);
         let newest = self.newest.map_or(ts, |n| n.max(ts));
@@ -575,27 +575,6 @@ pub(crate) fn finish(driver: &Driver, tracker: report::Tracker, opts: &SummaryOp
         invalid_examples: driver.invalid_examples().to_vec(),
         invalid_lines: driver.named_invalid_lines(None),
     }
-}
-
-/// Notes a valid event at `ts` in the history's start and covered time:
-/// the start is the earliest event the sequencer holds in time order
-/// (within `engine.allowed_lateness` of the newest), wherever its line is,
-/// so lines a few seconds out of order give the sorted file's start; an
-/// event already behind the released ones does not move it. `backtest`,
-/// `tune` and `suggest` share it, so their figures agree.
-pub(crate) fn history_start(
-    first_ms: &mut Option<i64>,
-    coverage: &mut coverage::Coverage,
-    released_below: Option<i64>,
-    ts: i64,
-) {
-    if released_below.is_some_and(|b| ts < b) {
-        return;
-    }
-    if first_ms.is_none_or(|f| ts < f) {
-        *first_ms = Some(ts);
-    }
-    coverage.reach_back(ts);
 }
 
 /// A backtest over lines already in memory (tests, benches).

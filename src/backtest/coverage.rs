@@ -165,6 +165,27 @@ pub(crate) fn baseline_rules<'a>(
         .collect()
 }
 
+/// Notes a valid event at `ts` in the history's start and covered time:
+/// the start is the earliest event the sequencer holds in time order
+/// (within `engine.allowed_lateness` of the newest), wherever its line is,
+/// so lines a few seconds out of order give the sorted file's start; an
+/// event already behind the released ones does not move it. `backtest`,
+/// `tune` and `suggest` share it, so their figures agree.
+pub(crate) fn history_start(
+    first_ms: &mut Option<i64>,
+    coverage: &mut Coverage,
+    released_below: Option<i64>,
+    ts: i64,
+) {
+    if released_below.is_some_and(|b| ts < b) {
+        return;
+    }
+    if first_ms.is_none_or(|f| ts < f) {
+        *first_ms = Some(ts);
+    }
+    coverage.reach_back(ts);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

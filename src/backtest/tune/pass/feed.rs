@@ -87,7 +87,12 @@ impl Tuner {
     fn hold(&mut self, held: OwnedEvent, lines: u64, at: Option<LineRef>) {
         let ts = held.ts();
         let released = self.seq.released_below();
-        crate::backtest::history_start(&mut self.first_ms, &mut self.coverage, released, ts);
+        crate::backtest::coverage::history_start(
+            &mut self.first_ms,
+            &mut self.coverage,
+            released,
+            ts,
+        );
         self.coverage.see(ts);
         self.watch.observe(ts, lines, at);
         let newest = self.newest.map_or(ts, |n| n.max(ts));
