@@ -76,7 +76,8 @@ pub const MIN_SCORE: f64 = 10.83;
 /// instances and checkpoints of either build read each other: there an
 /// untracked hint's `value` is [`UNTRACKED_MARK`], longer than any value
 /// counted by name can be.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Hint {
     /// The attribute, e.g. `category`.
     pub attribute: String,
@@ -95,6 +96,7 @@ pub struct Hint {
     /// The values past the first [`MAX_VALUES`] the slice saw, counted
     /// together (`value` is empty): one of them stands out, but which is
     /// not known.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub untracked: bool,
 }
 
@@ -102,25 +104,11 @@ pub struct Hint {
 /// [`MAX_VALUE_BYTES`], so no value counted by name is ever read as it.
 const UNTRACKED_MARK: &str = "\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked\u{1}untracked";
 
-/// [`Hint`] as text formats write it.
-#[derive(Serialize, Deserialize)]
-struct HintText {
-    attribute: String,
-    value: String,
-    count: u64,
-    share: f64,
-    baseline_share: f64,
-    lift: f64,
-    score: f64,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    untracked: bool,
-}
-
 /// [`Hint`] as binary formats write it (the layout before `untracked`).
 #[derive(Serialize, Deserialize)]
-struct HintBinary {
-    attribute: String,
-    value: String,
+struct HintBinary<'a> {
+    attribute: std::borrow::Cow<'a, str>,
+    value: std::borrow::Cow<'a, str>,
     count: u64,
     share: f64,
     baseline_share: f64,
@@ -128,35 +116,52 @@ struct HintBinary {
     score: f64,
 }
 
+impl<'a> From<&'a Hint> for HintBinary<'a> {
+    fn from(h: &'a Hint) -> Self {
+        HintBinary {
+            attribute: (&h.attribute).into(),
+            value: if h.untracked {
+                UNTRACKED_MARK.into()
+            } else {
+                (&h.value).into()
+            },
+            count: h.count,
+            share: h.share,
+            baseline_share: h.baseline_share,
+            lift: h.lift,
+            score: h.score,
+        }
+    }
+}
+
+impl From<HintBinary<'_>> for Hint {
+    fn from(h: HintBinary<'_>) -> Self {
+        let untracked = h.value == UNTRACKED_MARK;
+        Hint {
+            attribute: h.attribute.into_owned(),
+            value: if untracked {
+                String::new()
+            } else {
+                h.value.into_owned()
+            },
+            count: h.count,
+            share: h.share,
+            baseline_share: h.baseline_share,
+            lift: h.lift,
+            score: h.score,
+            untracked,
+        }
+    }
+}
+
+// Text formats: the derived fields (`Hint::serialize`, the `remote`
+// derive's own); binary formats: [`HintBinary`].
 impl Serialize for Hint {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
-            HintText {
-                attribute: self.attribute.clone(),
-                value: self.value.clone(),
-                count: self.count,
-                share: self.share,
-                baseline_share: self.baseline_share,
-                lift: self.lift,
-                score: self.score,
-                untracked: self.untracked,
-            }
-            .serialize(s)
+            Hint::serialize(self, s)
         } else {
-            HintBinary {
-                attribute: self.attribute.clone(),
-                value: if self.untracked {
-                    UNTRACKED_MARK.to_string()
-                } else {
-                    self.value.clone()
-                },
-                count: self.count,
-                share: self.share,
-                baseline_share: self.baseline_share,
-                lift: self.lift,
-                score: self.score,
-            }
-            .serialize(s)
+            HintBinary::from(self).serialize(s)
         }
     }
 }
@@ -164,30 +169,9 @@ impl Serialize for Hint {
 impl<'de> Deserialize<'de> for Hint {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
-            let h = HintText::deserialize(d)?;
-            Ok(Hint {
-                attribute: h.attribute,
-                value: h.value,
-                count: h.count,
-                share: h.share,
-                baseline_share: h.baseline_share,
-                lift: h.lift,
-                score: h.score,
-                untracked: h.untracked,
-            })
+            Hint::deserialize(d)
         } else {
-            let h = HintBinary::deserialize(d)?;
-            let untracked = h.value == UNTRACKED_MARK;
-            Ok(Hint {
-                attribute: h.attribute,
-                value: if untracked { String::new() } else { h.value },
-                count: h.count,
-                share: h.share,
-                baseline_share: h.baseline_share,
-                lift: h.lift,
-                score: h.score,
-                untracked,
-            })
+            HintBinary::deserialize(d).map(Hint::from)
         }
     }
 }

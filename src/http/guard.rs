@@ -74,14 +74,7 @@ async fn check(g: &Guard, req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > g.max_body_bytes as u64) {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the request body is larger than server.max_body_bytes ({} bytes)\n",
-                g.max_body_bytes
-            ),
-        )
-            .into_response();
+        return too_large(g.max_body_bytes);
     }
     let changes = matches!(*req.method(), Method::POST | Method::DELETE | Method::PUT)
         && req.uri().path().starts_with("/api/");
@@ -100,26 +93,8 @@ async fn check(g: &Guard, req: Request, next: Next) -> Response {
     let read = axum::body::to_bytes(body, g.max_body_bytes.saturating_add(1));
     let bytes = match tokio::time::timeout(g.body_timeout, read).await {
         Ok(Ok(b)) if b.len() <= g.max_body_bytes => b,
-        Ok(Ok(_)) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request body is larger than server.max_body_bytes ({} bytes)\n",
-                    g.max_body_bytes
-                ),
-            )
-                .into_response()
-        }
-        Ok(Err(e)) if over_limit(&e) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request body is larger than server.max_body_bytes ({} bytes)\n",
-                    g.max_body_bytes
-                ),
-            )
-                .into_response()
-        }
+        Ok(Ok(_)) => return too_large(g.max_body_bytes),
+        Ok(Err(e)) if over_limit(&e) => return too_large(g.max_body_bytes),
         Ok(Err(_)) => {
             return (
                 StatusCode::BAD_REQUEST,
@@ -137,6 +112,15 @@ async fn check(g: &Guard, req: Request, next: Next) -> Response {
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// The answer to a body over `server.max_body_bytes` (`max`).
+fn too_large(max: usize) -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than server.max_body_bytes ({max} bytes)\n"),
+    )
+        .into_response()
 }
 
 /// Whether reading a body failed because it ran past the limit (a chunked
