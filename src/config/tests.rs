@@ -82,6 +82,10 @@ fn the_shipped_file_is_the_embedded_one() {
 fn defaults_apply() {
     let cfg = Config::from_toml_str(RULE, &env(&[])).unwrap();
     assert_eq!(cfg.engine.dedup_horizon, Dur::mins(10));
+    // The default dedup memory holds the whole horizon of a 5,000 events/s
+    // stream (the rate the README sizes for), not only 1,667 as it did.
+    let horizon_s = cfg.engine.dedup_horizon.as_ms() / 1000;
+    assert!(cfg.engine.dedup_max_ids as i64 >= 5_000 * horizon_s);
     assert_eq!(cfg.engine.max_future_skew, Dur::mins(5));
     let r = &cfg.rules[0];
     assert_eq!(r.condition, Condition::Above);
