@@ -6,7 +6,7 @@
 //! and the history tools before their report; nothing refuses them (a file
 //! may be checked long before its traffic changes).
 
-use super::{Condition, Config, IndicatorConfig};
+use super::{Condition, Config, IndicatorConfig, RuleConfig, SurgeMethod};
 
 mod routes;
 pub(crate) use routes::did_you_mean;
@@ -42,31 +42,9 @@ pub fn advice(cfg: &Config) -> Vec<String> {
                     }
                 ));
             }
-            IndicatorConfig::MeanScore { .. } => {
-                for (sev, t) in r.thresholds.levels() {
-                    let never = match r.condition {
-                        Condition::Above => t >= hi,
-                        Condition::Below => t <= lo,
-                    };
-                    let always = match r.condition {
-                        Condition::Above => t < lo,
-                        Condition::Below => t > hi,
-                    };
-                    if never || always {
-                        out.push(format!(
-                            "{at}: threshold {} = {t} with condition {} lies outside engine.score_range [{lo}, {hi}]: it {} fires",
-                            sev.as_str(),
-                            match r.condition {
-                                Condition::Above => "above",
-                                Condition::Below => "below",
-                            },
-                            if never { "never" } else { "always (with enough volume)" }
-                        ));
-                    }
-                }
-            }
             _ => {}
         }
+        out.extend(unreachable_thresholds(r, cfg.engine.score_range));
     }
     let (jump, late) = (
         cfg.engine.max_clock_jump.as_ms(),
@@ -79,6 +57,65 @@ pub fn advice(cfg: &Config) -> Vec<String> {
         ));
     }
     routes::advise(cfg, &mut out);
+    out
+}
+
+/// The lowest and highest value `indicator` can take on scores within
+/// `score_range` (a confidence bound stays within them too).
+fn value_range(indicator: &IndicatorConfig, [lo, hi]: [f64; 2]) -> (f64, f64) {
+    match indicator {
+        IndicatorConfig::ScoreShare { .. } | IndicatorConfig::RepeatShare { .. } => (0.0, 1.0),
+        IndicatorConfig::MeanScore { .. } => (lo, hi),
+        IndicatorConfig::Nps { .. } => (-100.0, 100.0),
+        IndicatorConfig::Surge {
+            method: SurgeMethod::Zscore,
+            ..
+        } => (f64::NEG_INFINITY, f64::INFINITY),
+        // Counts, rates, ratios, customers, response times, a surge's ratio.
+        _ => (0.0, f64::INFINITY),
+    }
+}
+
+/// A warning for each of `rule`'s thresholds that its indicator can never
+/// cross (it never fires) or is always past (it fires whenever the slice
+/// has enough volume): a threshold set for another scale — `check` and the
+/// history tools print them, `tune` for every candidate.
+pub(crate) fn unreachable_thresholds(rule: &RuleConfig, score_range: [f64; 2]) -> Vec<String> {
+    let (lo, hi) = value_range(&rule.indicator, score_range);
+    let mut out = Vec::new();
+    for (sev, t) in rule.thresholds.levels() {
+        // Thresholds are strict: above fires at value > t, below at value < t.
+        let (never, always) = match rule.condition {
+            Condition::Above => (t >= hi, t < lo),
+            Condition::Below => (t <= lo, t > hi),
+        };
+        if !(never || always) {
+            continue;
+        }
+        let scale = match &rule.indicator {
+            IndicatorConfig::MeanScore { .. } => {
+                format!("engine.score_range [{lo}, {hi}]")
+            }
+            ind if hi.is_infinite() => {
+                format!("the values a {} can take (0 or more)", ind.kind_name())
+            }
+            ind => format!("the values a {} can take [{lo}, {hi}]", ind.kind_name()),
+        };
+        out.push(format!(
+            "rules.{}: threshold {} = {t} with condition {} lies outside {scale}: it {} fires",
+            rule.name,
+            sev.as_str(),
+            match rule.condition {
+                Condition::Above => "above",
+                Condition::Below => "below",
+            },
+            if never {
+                "never"
+            } else {
+                "always (with enough volume)"
+            }
+        ));
+    }
     out
 }
 
@@ -131,6 +168,56 @@ thresholds = { warning = 6 }
                 .any(|w| w.starts_with("rules.nps:") && w.contains("no promoter")),
             "{w:#?}"
         );
+    }
+
+    #[test]
+    fn thresholds_an_indicator_cannot_cross_are_named() {
+        let rule = |ind: &str, cond: &str, t: &str| {
+            format!("[[rules]]\nname = \"x\"\nwindow = \"1h\"\nindicator = {ind}\ncondition = \"{cond}\"\nthresholds = {t}\n")
+        };
+        let share = r#"{ kind = "score_share", min = 0, max = 6 }"#;
+        let count = r#"{ kind = "count" }"#;
+        let nps = r#"{ kind = "nps" }"#;
+        let z = r#"{ kind = "surge", baseline = "2h", method = "zscore" }"#;
+        let cases = [
+            // A share set in percent never fires; one below 0 always does.
+            (share, "above", "{ warning = 30 }", Some("never")),
+            (share, "above", "{ warning = -0.1 }", Some("always")),
+            (
+                share,
+                "above",
+                "{ warning = 0.3, critical = 1 }",
+                Some("never"),
+            ),
+            (share, "below", "{ warning = 0 }", Some("never")),
+            (share, "below", "{ warning = 1.5 }", Some("always")),
+            (share, "above", "{ warning = 0.999 }", None),
+            (count, "below", "{ warning = 0 }", Some("never")),
+            (count, "above", "{ warning = -1 }", Some("always")),
+            (count, "above", "{ warning = 1e12 }", None),
+            (nps, "below", "{ warning = -100 }", Some("never")),
+            (nps, "below", "{ warning = -99 }", None),
+            (z, "below", "{ warning = -50 }", None),
+        ];
+        for (ind, cond, t, want) in cases {
+            let w = advice(&cfg(&rule(ind, cond, t)));
+            match want {
+                None => assert!(w.is_empty(), "{ind} {cond} {t}: {w:#?}"),
+                Some(word) => {
+                    assert_eq!(w.len(), 1, "{ind} {cond} {t}: {w:#?}");
+                    assert!(w[0].starts_with("rules.x: threshold "), "{}", w[0]);
+                    assert!(w[0].contains(&format!("it {word}")), "{}", w[0]);
+                }
+            }
+        }
+        let w = advice(&cfg(&rule(share, "above", "{ warning = 30 }")));
+        assert!(
+            w[0].contains("the values a score_share can take [0, 1]"),
+            "{}",
+            w[0]
+        );
+        let w = advice(&cfg(&rule(count, "below", "{ warning = 0 }")));
+        assert!(w[0].contains("a count can take (0 or more)"), "{}", w[0]);
     }
 
     #[test]

@@ -502,6 +502,9 @@ pub fn backtest_config(cfg: &Config, rule: &RuleConfig) -> Config {
 /// input it cannot be, and a warning says the figures may differ slightly.
 pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResult, TuneError> {
     let mut tuner = Tuner::new(cfg, opts)?;
+    for w in unreachable_candidates(cfg, opts) {
+        tracing::warn!(tool = "tune", "{w}");
+    }
     let started = std::time::Instant::now();
     // Lines are decoded on a second thread while this one applies the ones
     // before them: the same results, in the same order.
@@ -536,6 +539,28 @@ pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResu
         }
     }
     tuner.finish(opts)
+}
+
+/// A warning per candidate threshold that the rule's indicator can never
+/// cross or is always past (`--vary threshold=20,30` on a share between 0
+/// and 1), naming the candidate; the configured rule's own are `check`'s.
+pub(crate) fn unreachable_candidates(cfg: &Config, opts: &TuneOptions) -> Vec<String> {
+    let Some(base) = cfg.rules.iter().find(|r| r.name == opts.rule) else {
+        return Vec::new();
+    };
+    let Ok(all) = candidates(base, &opts.varies) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for c in all.iter().filter(|c| c.rule != *base) {
+        for w in crate::config::unreachable_thresholds(&c.rule, cfg.engine.score_range) {
+            let w = format!("candidate {}: {w}", c.label());
+            if !out.contains(&w) {
+                out.push(w);
+            }
+        }
+    }
+    out
 }
 
 /// Runs a tuning pass over lines in memory (tests, benches).

@@ -84,6 +84,33 @@ fn crises_outside_the_history_are_warned_about() {
     );
 }
 
+/// Candidate thresholds the indicator can never cross are named, once
+/// each; the reachable ones and the configured rule are not.
+#[test]
+fn candidates_an_indicator_cannot_reach_are_warned_about() {
+    let (cfg, dir) = (count_rule(), tempfile::tempdir().unwrap());
+    let p = orders(dir.path(), 60, 60_000);
+    let opts = TuneOptions {
+        rule: "n".into(),
+        varies: vec![
+            "threshold=-2,3".parse().unwrap(),
+            "for=0s,1m".parse().unwrap(),
+        ],
+        ..TuneOptions::default()
+    };
+    let inputs = crate::backtest::Inputs::new(vec![p]).unwrap().quiet();
+    let (result, log) = crate::testlog::logged(|| run(&cfg, &inputs, &opts));
+    assert!(result.is_ok());
+    let named: Vec<&str> = log.lines().filter(|l| l.contains("lies outside")).collect();
+    assert_eq!(named.len(), 2, "{log}");
+    assert!(
+        named.iter().all(|l| l.contains("candidate threshold=-2")
+            && l.contains("threshold warning = -2 with condition above")
+            && l.contains("it always (with enough volume) fires")),
+        "{log}"
+    );
+}
+
 /// `suggest` judges the history once every event is in (the last
 /// `allowed_lateness` of it too): a crisis in the history's last minute
 /// is in the history, not warned about as outside it.
