@@ -780,3 +780,69 @@ async fn dead_letters_are_pruned_by_retention_and_counted() {
     .await;
     m.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A notification the receiver accepted while the outbox cannot record it
+/// (disk full, a read-only file: here a trigger that refuses the write) is
+/// not sent again: the worker keeps the outcome, sends nothing else to
+/// that receiver meanwhile, and records it once the outbox takes writes.
+/// Before, the row stayed due and went out again at once, in a loop.
+#[tokio::test(start_paused = true)]
+async fn an_outcome_the_outbox_refuses_is_kept_not_sent_again() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(202));
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let m = open(&generic_receiver("hook", &rx.url(), ""), &dir, &reg);
+    // Another connection makes the outbox refuse every status change.
+    let db = rusqlite::Connection::open(dir.path().join("outbox.sqlite")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse BEFORE UPDATE OF status ON notifications \
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    m.submit(
+        &[tr("a", "p", State::Firing, Severity::Critical, 1000, 1000)],
+        1000,
+    )
+    .unwrap();
+    rx.wait_for(1, Duration::from_secs(30)).await;
+    // A second incident queued meanwhile waits: nothing goes out.
+    m.submit(
+        &[tr("b", "q", State::Firing, Severity::Critical, 2000, 2000)],
+        2000,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        rx.requests().len(),
+        1,
+        "the accepted notification is not sent again"
+    );
+    let ob = m.outbox().clone();
+    assert!(ob
+        .list(Some(Status::Delivered), None, 10)
+        .unwrap()
+        .is_empty());
+    // The outbox takes writes again: the kept outcome is recorded, then
+    // the waiting incident goes out — each notification once.
+    db.execute_batch("DROP TRIGGER refuse;").unwrap();
+    let reqs = rx.wait_for(2, Duration::from_secs(30)).await;
+    eventually(Duration::from_secs(10), "both delivered", || {
+        ob.list(Some(Status::Delivered), None, 10).unwrap().len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(rx.requests().len(), 2, "{reqs:?}");
+    let ids: Vec<String> = rx
+        .requests()
+        .iter()
+        .map(|r| {
+            r.json()["dedup_key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_ne!(ids[0], ids[1], "one request per incident: {ids:?}");
+    m.shutdown(Duration::from_secs(1)).await;
+}

@@ -34,8 +34,10 @@ use super::model::{Action, Notification};
 use super::outbox::{Outbox, OutboxError, Row, Status};
 use super::policy::{Backoff, Breaker, Outcome};
 use super::signature;
+use record::{Record, Unrecorded, RECORD_RETRY_MS};
 
 mod answer;
+mod record;
 mod redact;
 mod request;
 pub(crate) use answer::RESPONSE_BODY_LIMIT;
@@ -204,16 +206,22 @@ impl Worker {
             }
         }
         let mut next_resend = self.clock.now_ms();
+        let mut unrecorded = Unrecorded::default();
         loop {
             if *self.stop.borrow() {
                 break;
+            }
+            // What the outbox did not take before goes in first: a row
+            // delivered meanwhile is not dead-lettered as undelivered.
+            if !unrecorded.is_empty() {
+                self.flush(&mut unrecorded).await;
             }
             let now = self.clock.now_ms();
             if self.expire(now, &mut firing).await.is_break() {
                 break;
             }
             let mut more = false;
-            if breaker.blocked_until(now).is_none() {
+            if unrecorded.is_empty() && breaker.blocked_until(now).is_none() {
                 let limit = if breaker.is_open() { 1 } else { BATCH };
                 let n = name.clone();
                 let rows = match self.db(move |o| o.due(&n, now, limit)).await {
@@ -239,7 +247,8 @@ impl Worker {
                     // its time (up to `delivery.timeout` per request): a
                     // backlog alert must not see an empty queue meanwhile.
                     {
-                        let delivery = self.deliver(row, &mut breaker, &mut rng, &mut firing);
+                        let delivery =
+                            self.deliver(row, &mut breaker, &mut rng, &mut firing, &mut unrecorded);
                         tokio::pin!(delivery);
                         let mut tick = tokio::time::interval(Duration::from_secs(1));
                         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -253,7 +262,10 @@ impl Worker {
                             }
                         }
                     }
-                    if breaker.blocked_until(self.clock.now_ms()).is_some() || *self.stop.borrow() {
+                    if breaker.blocked_until(self.clock.now_ms()).is_some()
+                        || *self.stop.borrow()
+                        || !unrecorded.is_empty()
+                    {
                         more = false;
                         break;
                     }
@@ -282,6 +294,11 @@ impl Worker {
             if am {
                 wake_at = wake_at.min(next_resend);
             }
+            if !unrecorded.is_empty() {
+                // Nothing is sent until the outbox records again: try it
+                // again in a while, not at the next due row.
+                wake_at = now.saturating_add(RECORD_RETRY_MS);
+            }
             let sleep = tokio::time::sleep_until(self.clock.instant_at(wake_at.max(now)));
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -289,6 +306,7 @@ impl Worker {
                 _ = self.stop.changed() => {}
             }
         }
+        self.abandon(&unrecorded);
     }
 
     /// Dead-letters notifications older than the receiver's `max_age`;
@@ -337,17 +355,20 @@ impl Worker {
         breaker: &mut Breaker,
         rng: &mut StdRng,
         firing: &mut BTreeMap<String, Notification>,
+        unrecorded: &mut Unrecorded,
     ) {
         let name = &self.rt.name;
         let n = match row.notification() {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!(receiver = %name, id = row.id, error = %e, "Unreadable notification in the outbox; marked failed.");
-                let (id, attempts, now, msg) =
-                    (row.id, row.attempts, self.clock.now_ms(), e.to_string());
-                let _ = self
-                    .db(move |o| o.finish(id, Status::Failed, attempts, Some(&msg), now))
-                    .await;
+                let rec = Record::Finish {
+                    status: Status::Failed,
+                    attempts: row.attempts,
+                    error: Some(e.to_string()),
+                    at: self.clock.now_ms(),
+                };
+                self.record(row.id, rec, unrecorded).await;
                 return;
             }
         };
@@ -357,7 +378,7 @@ impl Worker {
         let outcome = self.send(&[&n], &msg_id, false).await;
         let now = self.clock.now_ms();
         let id = row.id;
-        let stored = match outcome {
+        let rec = match outcome {
             Outcome::Delivered => {
                 breaker.success();
                 let latency = now - row.created_ms;
@@ -372,7 +393,12 @@ impl Worker {
                 } else {
                     firing.insert(n.dedup_key.clone(), n);
                 }
-                self.db(move |o| o.mark_delivered(id, attempts, now)).await
+                Record::Finish {
+                    status: Status::Delivered,
+                    attempts,
+                    error: None,
+                    at: now,
+                }
             }
             Outcome::Failed {
                 reason,
@@ -395,8 +421,12 @@ impl Worker {
                         .with_label_values(&[name, "failed"])
                         .inc();
                     tracing::warn!(receiver = %name, incident = %n.dedup_key, action = n.action.as_str(), detail = %detail, "Receiver refused a notification; it is not retried (see `crisiswatch outbox list --status failed`).");
-                    self.db(move |o| o.finish(id, Status::Failed, attempts, Some(&detail), now))
-                        .await
+                    Record::Finish {
+                        status: Status::Failed,
+                        attempts,
+                        error: Some(detail),
+                        at: now,
+                    }
                 } else {
                     if breaker.failure(now) {
                         tracing::warn!(receiver = %name, cooldown_ms = self.rt.breaker_cooldown_ms, detail = %detail, "Circuit breaker open: receiver keeps failing; pausing its deliveries.");
@@ -418,15 +448,15 @@ impl Worker {
                     }
                     let delay = self.rt.backoff.delay_ms(attempts, retry_after_ms, rng);
                     tracing::info!(receiver = %name, incident = %n.dedup_key, action = n.action.as_str(), attempts, retry_in_ms = delay, reason = reason.as_str(), detail = %detail, "Delivery failed; will retry.");
-                    let next = now.saturating_add(delay);
-                    self.db(move |o| o.mark_retry(id, attempts, next, &detail))
-                        .await
+                    Record::Retry {
+                        attempts,
+                        next: now.saturating_add(delay),
+                        error: detail,
+                    }
                 }
             }
         };
-        if let Err(e) = stored {
-            tracing::error!(receiver = %name, id, error = %e, "Cannot record a delivery outcome; the notification may be sent again.");
-        }
+        self.record(id, rec, unrecorded).await;
     }
 
     async fn resend(&self, firing: &BTreeMap<String, Notification>, breaker: &mut Breaker) {

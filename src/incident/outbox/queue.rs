@@ -69,16 +69,6 @@ impl Outbox {
         Ok(v)
     }
 
-    /// Marks a row delivered.
-    pub(crate) fn mark_delivered(
-        &self,
-        id: i64,
-        attempts: u32,
-        now: i64,
-    ) -> Result<(), OutboxError> {
-        self.finish(id, Status::Delivered, attempts, None, now)
-    }
-
     /// Marks a row finished with `status` (failed, dead) and the last error.
     pub(crate) fn finish(
         &self,

@@ -461,7 +461,7 @@ mod tests {
         })
         .unwrap();
         for r in ob.due("am", 10, 10).unwrap() {
-            ob.mark_delivered(r.id, 1, 10).unwrap();
+            ob.finish(r.id, Status::Delivered, 1, None, 10).unwrap();
         }
         assert_eq!(ob.firing("am").unwrap().len(), 2);
         ob.transaction(20, |tx| {
