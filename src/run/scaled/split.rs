@@ -88,13 +88,47 @@ pub(crate) struct SplitStage {
     unsettled_held: Vec<(Partition, i64)>,
 }
 
+/// Longest pause between two of the stage's looks at its sources that
+/// still counts as watching them: a longer one (the stage blocked, waiting
+/// for its broker to confirm what it wrote) is a stretch nothing was
+/// confirmed over — not idle time, not quiet time.
+const LOOK_GAP: Duration = Duration::from_secs(2);
+
+/// One assigned source.
+#[derive(Debug, Clone, Copy)]
+struct Assigned {
+    /// When it last had a message (or was assigned).
+    last: Instant,
+    /// When it was last reported idle since.
+    sent: Option<Instant>,
+    /// Of the time since `last`, what the consumer did not confirm (its
+    /// broker silent, the stage blocked): a partition is idle after
+    /// `idle_partition_timeout` of confirmed silence only. Without this, a
+    /// 20 s broker pause had the stage report partitions idle the moment
+    /// the broker came back, before their messages could be fetched: the
+    /// owners' clocks moved on without them, and their events came late
+    /// (different transitions and keys from a replay).
+    unconfirmed: Duration,
+}
+
+impl Assigned {
+    fn at(last: Instant) -> Self {
+        Assigned {
+            last,
+            sent: None,
+            unconfirmed: Duration::ZERO,
+        }
+    }
+}
+
 /// When each assigned source last had a message, and what was reported of
 /// it: the idle and quiet decisions of [`SplitStage::tick`].
 #[derive(Debug)]
 struct Activity {
-    /// Assigned sources: when they last had a message (or were assigned),
-    /// and when they were last reported idle since.
-    assigned: BTreeMap<Source, (Instant, Option<Instant>)>,
+    /// Assigned sources.
+    assigned: BTreeMap<Source, Assigned>,
+    /// When the stage last looked ([`Activity::look`]).
+    looked: Option<Instant>,
     /// The last message on any source (or the start).
     last_message: Instant,
     /// When the quiet stream's progress was last sent.
@@ -108,6 +142,7 @@ impl Activity {
     fn new(now: Instant) -> Self {
         Activity {
             assigned: BTreeMap::new(),
+            looked: None,
             last_message: now,
             quiet_sent: None,
             unconfirmed: {
@@ -121,7 +156,7 @@ impl Activity {
     /// `s` was assigned at `now`: it holds the clocks as if it had just had
     /// a message.
     fn assign(&mut self, s: Source, now: Instant) {
-        self.assigned.insert(s, (now, None));
+        self.assigned.insert(s, Assigned::at(now));
     }
 
     fn revoke(&mut self, s: Source) {
@@ -132,7 +167,7 @@ impl Activity {
     /// [`Activity::any_message`] for its batch).
     fn message(&mut self, s: Source, now: Instant) {
         if let Some(a) = self.assigned.get_mut(&s) {
-            *a = (now, None);
+            *a = Assigned::at(now);
         }
     }
 
@@ -146,9 +181,25 @@ impl Activity {
     }
 
     /// A look at `now`: whether the consumer confirms the stream quiet.
+    /// The time since the last look counts as unconfirmed unless it is, and
+    /// the stage looked within [`LOOK_GAP`].
     fn look(&mut self, now: Instant, confirmed: bool) {
+        // Unwatched since the later of the last look and `from`.
+        let looked = self.looked;
+        let gap = |from: Instant| {
+            let since = looked.map_or(from, |l| l.max(from));
+            now.saturating_duration_since(since)
+        };
+        for a in self.assigned.values_mut() {
+            let g = gap(a.last);
+            if !confirmed || g > LOOK_GAP {
+                a.unconfirmed = a.unconfirmed.saturating_add(g);
+            }
+        }
+        let stream = confirmed && gap(self.last_message) <= LOOK_GAP;
+        self.looked = Some(now);
         self.unconfirmed
-            .look(tokio::time::Instant::from_std(now), confirmed);
+            .look(tokio::time::Instant::from_std(now), stream);
     }
 
     /// The consumer thread handed a valid event of `s` over at `when` (this
@@ -161,25 +212,32 @@ impl Activity {
             self.quiet_sent = None;
         }
         if let Some(a) = self.assigned.get_mut(&s) {
-            if when > a.0 {
+            if when > a.last {
                 // A source reported idle stays so until this stage forwards
                 // its message (which makes it active on the owners again).
-                a.0 = when;
+                a.last = when;
+                a.unconfirmed = Duration::ZERO;
             }
         }
     }
 
-    /// The sources to report idle now: without a message for `idle_after`,
+    /// The sources to report idle now: without a message for `idle_after`
+    /// of confirmed time (see [`Assigned::unconfirmed`]),
     /// and not reported idle within the last `idle_after` (the report is
     /// repeated while the source stays idle: an owner that woke it after a
     /// pause of the whole stream ends the wake on the repeats,
     /// `repartition::Owner`).
     fn idle_due(&mut self, now: Instant, idle_after: Duration) -> Vec<Source> {
         let mut idle = Vec::new();
-        for (s, (last, sent)) in self.assigned.iter_mut() {
-            let due = sent.is_none_or(|t| now.saturating_duration_since(t) >= idle_after);
-            if due && now.saturating_duration_since(*last) >= idle_after {
-                *sent = Some(now);
+        for (s, a) in self.assigned.iter_mut() {
+            let due = a
+                .sent
+                .is_none_or(|t| now.saturating_duration_since(t) >= idle_after);
+            let silent = now
+                .saturating_duration_since(a.last)
+                .saturating_sub(a.unconfirmed);
+            if due && silent >= idle_after {
+                a.sent = Some(now);
                 idle.push(*s);
             }
         }
@@ -333,6 +391,9 @@ impl SplitStage {
             );
             self.reread_logged = self.reread.skipped();
         }
+        // Looked first: a stretch the stage was blocked (its broker away)
+        // is not idle time.
+        self.activity.look(now, self.shared.health.confirmed(now));
         for s in self.activity.idle_due(now, self.idle_after) {
             let bytes = self.splitter.idle(s).encode();
             self.to_every_partition(&bytes);
@@ -342,7 +403,6 @@ impl SplitStage {
                 "Input partition idle: it no longer holds the owners' clocks."
             );
         }
-        self.activity.look(now, self.shared.health.confirmed(now));
         if let Some(quiet) = self.activity.quiet_due(now, self.quiet_after) {
             for s in self.activity.sources() {
                 let bytes = self.splitter.quiet(s, quiet).encode();

@@ -129,3 +129,45 @@ fn a_stretch_cut_off_from_the_broker_is_not_quiet() {
     a.look(at(22), true);
     assert_eq!(a.quiet_due(at(22), QUIET), Some(QUIET));
 }
+
+/// A stretch the stage could not watch — blocked for 20 s while its broker
+/// was paused — is not idle time, even when the consumer confirms progress
+/// at the first look after it: the sources go idle only after
+/// `idle_partition_timeout` of watched silence. Before, both were reported
+/// idle at the first tick after the pause, before their messages could be
+/// fetched, and the owners' clocks moved on without them.
+#[test]
+fn a_stretch_the_stage_could_not_watch_is_not_idle_time() {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut a = Activity::new(t0);
+    a.assign(src(0), t0);
+    a.assign(src(1), t0);
+    a.look(at(500), true);
+    // Blocked from 0.5 s to 20.5 s; confirmed again at the first look.
+    a.look(at(20_500), true);
+    assert!(a.idle_due(at(20_500), IDLE).is_empty(), "20 s unwatched");
+    let mut t = 20_500;
+    while t < 29_500 {
+        t += 500;
+        a.look(at(t), true);
+        assert!(a.idle_due(at(t), IDLE).is_empty(), "{t} ms");
+    }
+    // 10 s of watched silence after the pause: idle, both.
+    t += 500;
+    a.look(at(t), true);
+    assert_eq!(a.idle_due(at(t), IDLE), vec![src(0), src(1)]);
+    // A message resets its source's unwatched time with its silence.
+    a.handed_over(src(0), at(t));
+    a.look(at(t + 2_000), false);
+    a.look(at(t + 2_500), true);
+    let mut u = t + 2_500;
+    while u < t + 11_500 {
+        u += 500;
+        a.look(at(u), true);
+        assert!(!a.idle_due(at(u), IDLE).contains(&src(0)), "{u} ms");
+    }
+    u += 500;
+    a.look(at(u), true);
+    assert!(a.idle_due(at(u), IDLE).contains(&src(0)));
+}
