@@ -263,6 +263,15 @@ impl AdminState {
             .collect()
     }
 
+    /// Whether the configuration the service started with has a Kafka source.
+    fn started_with_kafka(&self) -> bool {
+        lock(&self.startup).as_ref().is_some_and(|start| {
+            start
+                .iter()
+                .any(|(k, v)| *k == "sources.kafka" && !v.is_null())
+        })
+    }
+
     /// Records the loaded configuration (path and text) for status and reload.
     pub fn set_config(&self, path: Option<PathBuf>, text: &str) {
         *lock(&self.config_path) = path;
@@ -520,6 +529,7 @@ pub(crate) fn reload(
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let cfg = Config::from_toml_str(&text, env).map_err(|e| e.to_string())?;
+        refuse_to_stop_watching(admin, &cfg)?;
         // The tokens are read now, so that one that cannot be read refuses
         // the reload (the running tokens stay) instead of locking everyone
         // out; a rotated admin token takes effect with the reload.
@@ -589,6 +599,30 @@ pub(crate) fn reload(
     };
     *lock(&admin.last_reload) = status;
     result
+}
+
+/// A file that is valid but would switch the service off: no rules (an
+/// editor that truncates the file before writing it leaves an empty, valid
+/// file: every alert would resolve, nothing would be watched), or no
+/// `[sources.kafka]` where the service was started with one (it could not
+/// start again from this file).
+fn refuse_to_stop_watching(admin: &AdminState, cfg: &Config) -> Result<(), String> {
+    if cfg.rules.is_empty() {
+        return Err(
+            "the file has no rules: reloading it would resolve every alert and watch nothing \
+             (a file emptied by an editor that writes in place?); refused, the running \
+             configuration stays — to stop monitoring, stop the service"
+                .to_string(),
+        );
+    }
+    if cfg.sources.kafka.is_none() && admin.started_with_kafka() {
+        return Err(
+            "the file has no [sources.kafka]: the service could not start from it; refused, \
+             the running configuration stays"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -170,6 +170,19 @@ fn admin_api_reload_and_auth() {
     assert_eq!(status_of(&r), 503, "{r}");
     assert!(body_of(&r).contains("reload failed"), "{r}");
 
+    // An empty file (an editor that truncates before it writes) is valid
+    // TOML with no rules: refused, not applied as "watch nothing".
+    std::fs::write(&cfg_path, "").unwrap();
+    let r = http(
+        &addr,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        "",
+    );
+    assert_refused(&r, 422, "has no rules");
+    assert_eq!(rule_names(&addr).len(), 10, "the running rules stay");
+
     // A valid change: one rule retuned (thresholds only: it keeps its
     // windows and alerts), one removed; unchanged rules keep their windows.
     let groups_before = live_groups(&addr, "complaint_rate");
