@@ -81,6 +81,8 @@ pub struct Metrics {
     dedup_evicted_seen: Mutex<u64>,
     watermark: Gauge,
     watermark_delay: Gauge,
+    /// Valid events received and not applied yet (see [`Metrics::set_held`]).
+    events_held: IntGauge,
     /// Incremented by the driver for each batch published.
     pub(crate) batches: IntCounter,
     max_series: usize,
@@ -216,6 +218,11 @@ impl Metrics {
             "Wall-clock time minus the watermark (meaningful in live mode).",
         )?;
         r.register(Box::new(watermark_delay.clone()))?;
+        let events_held = IntGauge::new(
+            "crisiswatch_events_held",
+            "Valid events received and not yet applied: waiting for the watermark (behind a slower partition, allowed_lateness) or held as an unconfirmed clock jump. Received = sum of crisiswatch_events_total + this.",
+        )?;
+        r.register(Box::new(events_held.clone()))?;
         let batches = IntCounter::new("crisiswatch_batches_total", "Batches of events processed.")?;
         r.register(Box::new(batches.clone()))?;
         let received = counter_vec(
@@ -242,6 +249,7 @@ impl Metrics {
             dedup_evicted_seen: Mutex::new(0),
             watermark,
             watermark_delay,
+            events_held,
             batches,
             max_series: max_series_per_rule.max(1),
             received,
@@ -441,6 +449,13 @@ impl Metrics {
             self.watermark_delay.set((now_ms - w) as f64 / 1000.0);
         }
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snaps;
+    }
+
+    /// Valid events `run` received and has not applied yet (its sequencer
+    /// and clock-jump guards hold them), so that received events reconcile
+    /// with their outcomes at any moment.
+    pub(crate) fn set_held(&self, n: usize) {
+        self.events_held.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Moves a driver's per-batch counts and latencies into the metrics.

@@ -640,6 +640,13 @@ delivery = {{ timeout = "2s", backoff_initial = "200ms", backoff_max = "1s", bre
         900.0,
         Duration::from_secs(20),
     );
+    // Every valid event received has an outcome or is still held.
+    eventually(
+        &prom,
+        "sum(crisiswatch_events_received_total) - sum(crisiswatch_events_total) - sum(crisiswatch_events_held)",
+        0.0,
+        Duration::from_secs(20),
+    );
     assert_eq!(
         label_set(
             "sum by (source) (crisiswatch_events_received_total) > 0",

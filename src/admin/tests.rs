@@ -44,7 +44,8 @@ url = "https://hooks.example.com/x"
 #[test]
 fn a_reload_that_would_stop_watching_is_refused() {
     const RULE: &str = "[[rules]]\nname = \"n\"\nwindow = \"10m\"\nindicator = { kind = \"count\" }\nthresholds = { warning = 5 }\n";
-    const KAFKA: &str = "[sources.kafka]\nbrokers = \"127.0.0.1:9092\"\ntopics = [{ name = \"events\" }]\n";
+    const KAFKA: &str =
+        "[sources.kafka]\nbrokers = \"127.0.0.1:9092\"\ntopics = [{ name = \"events\" }]\n";
     let parse = |t: &str| Config::from_toml_str(t, &crate::config::ProcessEnv).unwrap();
     let a = AdminState::default();
     a.set_config(None, &format!("{KAFKA}{RULE}"));

@@ -481,6 +481,7 @@ impl Stage {
             };
             self.advance(now, floor)?;
         }
+        state.metrics.set_held(self.feed.held().0);
         self.emit_or_pause(state)?;
         if self.blocked.is_none() {
             let released = std::mem::take(&mut self.pending_release);
