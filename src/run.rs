@@ -228,7 +228,13 @@ pub async fn run(
     let mut stage = Stage::new(engine, settings, parts);
     if !cfg.state.checkpoint_interval.0.is_zero() {
         let dir = cfg.state.dir_or(&cfg.incidents.data_dir);
-        let store = crate::state::StateStore::open(std::path::Path::new(dir))?;
+        // A damaged file (not a database any more) is waited on like a
+        // checkpoint that cannot be loaded: not ready, nothing consumed.
+        let store = match crate::state::StateStore::open(std::path::Path::new(dir)) {
+            Ok(s) => Ok(s),
+            Err(e) if e.is_unloadable() => Err(e),
+            Err(e) => return Err(e.into()),
+        };
         let m = durable::StateMetrics::register(metrics.registry())
             .map_err(|e| RunError::Reload(e.to_string()))?;
         stage.restore_state(store, cfg.state.checkpoint_interval.0, grace, m)?;

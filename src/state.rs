@@ -106,13 +106,32 @@ pub enum StateError {
 }
 
 impl StateError {
+    /// The file or directory the error is about.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        match self {
+            StateError::Db { path, .. }
+            | StateError::Dir { path, .. }
+            | StateError::Version { path, .. }
+            | StateError::Corrupt { path, .. } => path,
+        }
+    }
+
     /// Whether the checkpoint itself is unusable (corrupt, another format),
     /// as opposed to the store being unreachable.
     pub(crate) fn is_unloadable(&self) -> bool {
-        matches!(
-            self,
-            StateError::Version { .. } | StateError::Corrupt { .. }
-        )
+        match self {
+            StateError::Version { .. } | StateError::Corrupt { .. } => true,
+            // The file itself is damaged (truncated, overwritten): SQLite
+            // cannot read it as a database at all.
+            StateError::Db {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ),
+            _ => false,
+        }
     }
 }
 

@@ -470,6 +470,48 @@ fn a_corrupt_checkpoint_keeps_the_service_up_not_ready_and_untouched_until_a_res
     svc.sigterm();
     let st = svc.wait_exit(Duration::from_secs(30));
     assert!(st.is_some_and(|s| s.success()), "{st:?}");
+
+    // A file that is no database any more (overwritten, truncated): the
+    // same wait, not an exit (it used to stop `run` with "file is not a
+    // database", and a supervisor restarted it in a loop).
+    std::fs::write(&store, vec![0x5a_u8; 100_000]).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(data.join(format!("state.sqlite{suffix}")));
+    }
+    let mut svc = Service::start(dir.path(), "c3", &cfg);
+    wait_until(
+        Duration::from_secs(30),
+        "/readyz names the damaged file",
+        || {
+            let (status, body) = svc.get("/readyz");
+            status == 503 && body.contains("cannot be loaded") && body.contains("not a database")
+        },
+    );
+    assert_eq!(svc.metric("crisiswatch_checkpoint_unreadable"), Some(1.0));
+    assert!(svc.running(), "{}", svc.stderr_text());
+    assert_eq!(
+        std::fs::read(&store).unwrap(),
+        vec![0x5a_u8; 100_000],
+        "nothing is overwritten"
+    );
+    let out = Command::new(BIN)
+        .args(["state", "--config"])
+        .arg(dir.path().join("c3.toml"))
+        .args(["reset", "--yes"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(Duration::from_secs(60), "ready after the reset", || {
+        svc.ready()
+    });
+    assert_eq!(svc.metric("crisiswatch_checkpoint_unreadable"), Some(0.0));
+    svc.sigterm();
+    let st = svc.wait_exit(Duration::from_secs(30));
+    assert!(st.is_some_and(|s| s.success()), "{st:?}");
 }
 
 /// Waits until every message of `want` is applied by `svc` (failing with

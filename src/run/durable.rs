@@ -132,7 +132,7 @@ impl Durable {
     /// A checkpoint that cannot be loaded is not an error here: the service
     /// waits for an operator ([`Durable::failing`], see the module docs).
     pub(crate) fn restore(
-        store: StateStore,
+        store: Result<StateStore, StateError>,
         (every, grace): (Duration, Duration),
         metrics: StateMetrics,
         topics: &[String],
@@ -141,8 +141,12 @@ impl Durable {
         tracker: &mut OffsetTracker,
     ) -> Result<Self, RunError> {
         tracker.limit_to_checkpoints();
+        let path = match &store {
+            Ok(s) => s.path().to_path_buf(),
+            Err(e) => e.path().to_path_buf(),
+        };
         let mut d = Durable {
-            path: store.path().to_path_buf(),
+            path,
             store: None,
             every,
             grace,
@@ -156,6 +160,22 @@ impl Durable {
             source: None,
             check: None,
             check_started: None,
+        };
+        let store = match store {
+            Ok(s) => s,
+            Err(e) => {
+                // The file cannot even be opened as a database (truncated,
+                // overwritten): the service waits as for a checkpoint it
+                // cannot load, and opens it again once it changes.
+                d.refuse(
+                    e.to_string(),
+                    Seen {
+                        stamp: None,
+                        version: None,
+                    },
+                );
+                return Ok(d);
+            }
         };
         match d.load(&store, topics, engine, feed, tracker) {
             Ok(()) => {}
@@ -275,11 +295,18 @@ impl Durable {
         let Some((_, was)) = &self.refused else {
             return;
         };
-        let Some(store) = self.store.take() else {
-            return;
+        let was = *was;
+        let store = match self.store.take() {
+            Some(s) => s,
+            // Never opened (a damaged file): once it opens (reset, put
+            // back), it is a store that changed.
+            None => match self.path.parent().map(StateStore::open) {
+                Some(Ok(s)) => s,
+                _ => return,
+            },
         };
         match Seen::of(&store) {
-            Ok(now) if now != *was => {
+            Ok(now) if now != was => {
                 let mut tracker = shared.tracker();
                 match self.load(&store, &shared.topics, engine, feed, &mut tracker) {
                     Ok(()) => {

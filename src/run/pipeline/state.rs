@@ -9,7 +9,7 @@ impl Stage {
     /// and writes one every `every` from now on.
     pub(crate) fn restore_state(
         &mut self,
-        store: crate::state::StateStore,
+        store: Result<crate::state::StateStore, crate::state::StateError>,
         every: std::time::Duration,
         grace: std::time::Duration,
         metrics: StateMetrics,
