@@ -407,6 +407,12 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error,
+            KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            self.shared.health.on_brokers_down(Instant::now());
+        }
         log_client_error("consumer", &error, reason);
     }
 

@@ -46,6 +46,9 @@ struct State {
     /// Holding some of its topics' partitions but not all, without
     /// `scale_out` (warned once until it holds them all again).
     partial: bool,
+    /// Since when librdkafka reports every broker down (cleared by the
+    /// next progress or assignment): what a stall is then about.
+    brokers_down: Option<Instant>,
 }
 
 impl State {
@@ -99,6 +102,7 @@ impl Health {
                 available: 0,
                 confirm_within: Some(Duration::from_secs(3)),
                 partial: false,
+                brokers_down: None,
             }),
         }
     }
@@ -138,7 +142,9 @@ impl Health {
 
     /// Messages were received.
     pub(crate) fn on_messages(&self, now: Instant) {
-        self.lock().last_progress = now;
+        let mut s = self.lock();
+        s.last_progress = now;
+        s.brokers_down = None;
     }
 
     /// The group assigned partitions to this instance (possibly none).
@@ -147,6 +153,12 @@ impl Health {
         s.joined = true;
         s.rebalancing = false;
         s.last_progress = now;
+        s.brokers_down = None;
+    }
+
+    /// librdkafka reports that it reaches none of the brokers.
+    pub(crate) fn on_brokers_down(&self, now: Instant) {
+        self.lock().brokers_down.get_or_insert(now);
     }
 
     /// The group revoked this instance's partitions: no progress until the next assign.
@@ -211,7 +223,12 @@ impl Health {
         let mut s = self.lock();
         let quiet = now.saturating_duration_since(s.last_progress);
         let stalled = quiet > stall_timeout;
-        if stalled && !s.stalled && s.holds_none() {
+        if stalled && !s.stalled && s.brokers_down.is_some() {
+            tracing::warn!(
+                quiet_s = quiet.as_secs(),
+                "Kafka consumer reaches none of its brokers (all brokers down); not ready until they answer."
+            );
+        } else if stalled && !s.stalled && s.holds_none() {
             tracing::warn!(
                 quiet_s = quiet.as_secs(),
                 partitions = s.available,
@@ -228,7 +245,10 @@ impl Health {
             tracing::info!(lag = s.lag, "Kafka consumer progressing again; ready.");
         }
         s.stalled = stalled;
-        let why = if stalled && s.holds_none() {
+        let why = if stalled && s.brokers_down.is_some() {
+            // Not a group problem: no partition is held because no broker answers.
+            Some("the Kafka consumer reaches none of its brokers (librdkafka: all brokers down; it reconnects by itself): check the brokers and the network")
+        } else if stalled && s.holds_none() {
             Some("the Kafka consumer holds none of its topics' partitions: another member of its group holds them, or the group is stuck (see the log)")
         } else if stalled {
             Some("the Kafka consumer is stalled: behind but not consuming, rejoining its group, or the broker does not answer (see the log)")
@@ -322,6 +342,34 @@ mod tests {
         assert!(!h.check(at(33), T).ready);
         h.on_assigned(at(34));
         assert!(h.check(at(34), T).ready);
+    }
+
+    /// A stall while librdkafka reports every broker down says so, not
+    /// "another member holds the partitions"; progress clears it.
+    #[test]
+    fn a_stall_with_every_broker_down_names_the_brokers() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let h = Health::new(t0).expecting_partitions();
+        h.on_assigned(t0);
+        h.on_stats(at(1), 100, 0, 4, 4);
+        h.on_brokers_down(at(2));
+        // The group lost the partitions meanwhile: none held.
+        h.on_revoked();
+        h.on_assigned(at(2));
+        h.on_brokers_down(at(3));
+        h.on_stats(at(3), 100, 0, 0, 4);
+        let s = h.check(at(20), T);
+        assert!(!s.ready && s.stalled, "{s:?}");
+        assert!(
+            s.why
+                .is_some_and(|w| w.contains("reaches none of its brokers")),
+            "{s:?}"
+        );
+        h.on_messages(at(21));
+        h.on_stats(at(21), 120, 0, 4, 4);
+        let s = h.check(at(21), T);
+        assert!(s.ready && s.why.is_none(), "{s:?}");
     }
 
     /// One instance holding part of its topics' partitions (a second
