@@ -30,6 +30,20 @@ use crate::alert::Transition;
 use super::lifecycle::Incident;
 use super::model::Notification;
 
+/// What to do about an outbox that does not open: a damaged file is not
+/// a matter of space or permissions.
+fn open_hint(e: &rusqlite::Error) -> &'static str {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            "the file is damaged (not a database SQLite can read): move it aside and start \
+             again to begin a new outbox — its queued and undelivered notifications stay in \
+             the old file (`sqlite3 FILE .recover` may save them; open incidents are not \
+             re-sent)"
+        }
+        _ => "check that the data directory is writable and has free space",
+    }
+}
+
 /// Errors of the outbox store.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -43,7 +57,7 @@ pub enum OutboxError {
     },
     /// The database could not be opened or set up (a read-only or full data
     /// directory, a damaged file).
-    #[error("cannot open the outbox {path}: {source}; check that the data directory is writable and has free space")]
+    #[error("cannot open the outbox {path}: {source}; {}", open_hint(source))]
     Open {
         /// The database file.
         path: String,
@@ -410,3 +424,20 @@ mod reader;
 pub use reader::{
     AppliedTransition, OutboxReadError, OutboxReader, StoredNotification, OUTBOX_FILE,
 };
+
+#[cfg(test)]
+mod open_tests {
+    use super::*;
+
+    /// A damaged outbox file is named as such, not as a matter of disk
+    /// space or permissions.
+    #[test]
+    fn a_damaged_file_is_named_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("outbox.sqlite"), vec![0x5a_u8; 100_000]).unwrap();
+        let e = Outbox::open(dir.path()).err().expect("refused").to_string();
+        assert!(e.contains("the file is damaged"), "{e}");
+        assert!(e.contains("move it aside"), "{e}");
+        assert!(!e.contains("free space"), "{e}");
+    }
+}
