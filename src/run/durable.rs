@@ -69,6 +69,9 @@ pub(crate) struct Durable {
     /// Per partition: the restored checkpoint's progress, until the
     /// partition has been read past it.
     skip: HashMap<Partition, PartitionState>,
+    /// Restored partitions whose first message since the restore has not
+    /// been read yet (see [`Durable::covered`]).
+    first: std::collections::HashSet<Partition>,
     metrics: StateMetrics,
     /// The writer thread's queue.
     writer: Option<mpsc::Sender<Job>>,
@@ -115,6 +118,29 @@ impl Seen {
     }
 }
 
+/// Says, at the first message a restored partition reads, which messages
+/// the checkpoint still needed were skipped over: the consumer starts at
+/// the group's committed offset, which a checkpoint never trails — unless
+/// `state.sqlite` was put back from an older copy (a backup, a lost `-wal`
+/// file). Those events are missing from the state, and were silently so.
+/// A gap of one past the checkpoint's last message is a transaction marker.
+fn unread_after_restore(p: &PartitionState, first: i64) -> usize {
+    let pending = p.pending.iter().filter(|&&o| o < first).count();
+    let beyond = first.saturating_sub(p.next).saturating_sub(1).max(0);
+    let unread = pending.saturating_add(usize::try_from(beyond).unwrap_or(usize::MAX));
+    if unread > 0 {
+        tracing::error!(
+            topic = %p.topic,
+            partition = p.partition,
+            checkpoint_resume = p.resume,
+            first_read = first,
+            unread,
+            "The first message read after the restore lies past where the checkpoint resumes: messages it needed were never read, and their events are missing from the state (the group's committed offsets are ahead of the checkpoint: a state.sqlite older than them, put back from a copy or without its -wal file; aborted transactions or compaction can explain a few). To apply them, stop the service and reset the group's offsets of this partition to checkpoint_resume (kafka-consumer-groups --reset-offsets --to-offset), then start it."
+        );
+    }
+    unread
+}
+
 /// Why a restore did not happen.
 enum LoadError {
     /// The stored checkpoint cannot be loaded: the service waits.
@@ -152,6 +178,7 @@ impl Durable {
             grace,
             last: Instant::now(),
             skip: HashMap::new(),
+            first: std::collections::HashSet::new(),
             metrics,
             writer: None,
             flags: Flags::default(),
@@ -251,6 +278,7 @@ impl Durable {
             let max_ts = restored_clock(p.max_ts, cp.released_below, lateness);
             watermarks.restore(at, max_ts, now, self.grace);
             resume.push((at, p.resume));
+            self.first.insert(at);
             self.skip.insert(at, p);
         }
         tracker.checkpointed(resume);
@@ -333,6 +361,9 @@ impl Durable {
         let Some(p) = self.skip.get(&at) else {
             return false;
         };
+        if self.first.remove(&at) {
+            unread_after_restore(p, offset);
+        }
         if p.covers(offset) {
             return true;
         }
@@ -532,7 +563,35 @@ fn restored_clock(
 
 #[cfg(test)]
 mod restore_tests {
-    use super::restored_clock;
+    use super::{restored_clock, unread_after_restore};
+    use crate::state::PartitionState;
+
+    /// The first message after a restore tells whether the checkpoint's
+    /// messages were all read: from the committed offset (at or before
+    /// the resume point) nothing is missed; past it, the held events and
+    /// the messages after the last one read are named.
+    #[test]
+    fn messages_skipped_over_after_a_restore_are_counted() {
+        let p = PartitionState {
+            topic: "events".into(),
+            partition: 0,
+            max_ts: None,
+            resume: 100,
+            next: 120,
+            pending: vec![105, 110],
+            last: None,
+        };
+        let (unread, log) = crate::testlog::logged(|| {
+            [90, 100, 106, 121, 5_000].map(|f| unread_after_restore(&p, f))
+        });
+        // Behind or at the resume point, and one past the last read (a
+        // transaction marker): nothing missed.
+        assert_eq!(unread, [0, 0, 1, 2, 2 + 4_879]);
+        assert!(log.contains("never read"), "{log}");
+        let (quiet, log) = crate::testlog::logged(|| unread_after_restore(&p, 100));
+        assert_eq!(quiet, 0);
+        assert!(!log.contains("never read"), "{log}");
+    }
 
     #[test]
     fn a_partition_restarts_where_the_release_point_left_it() {
