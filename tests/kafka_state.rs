@@ -1354,18 +1354,23 @@ fn a_checkpoint_older_than_the_committed_offsets_is_named() {
     let first = produce(&bs, &events[..300], Duration::from_secs(30));
     all_applied(&svc, &first, "the first part");
     svc.sigterm();
-    assert!(svc.wait_exit(Duration::from_secs(30)).is_some_and(|s| s.success()));
+    assert!(svc
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
     let store = data.join("state.sqlite");
     let old = dir.path().join("old.sqlite");
     {
         let db = rusqlite::Connection::open(&store).unwrap();
-        db.execute("VACUUM INTO ?1", [old.display().to_string()]).unwrap();
+        db.execute("VACUUM INTO ?1", [old.display().to_string()])
+            .unwrap();
     }
     let mut svc = Service::start(dir.path(), "o2", &cfg);
     let second = produce(&bs, &events[300..600], Duration::from_secs(30));
     all_applied(&svc, &second, "the second part");
     svc.sigterm();
-    assert!(svc.wait_exit(Duration::from_secs(30)).is_some_and(|s| s.success()));
+    assert!(svc
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
     // The old copy goes back; the group's offsets stay past the second part.
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(data.join(format!("state.sqlite{suffix}")));
