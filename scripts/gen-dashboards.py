@@ -129,6 +129,14 @@ VALUE = 'crisiswatch_indicator_value{rule=~"$rule"}'
 FIRST_ABOVE = 'min by (job, instance, rule) (crisiswatch_indicator_threshold{severity!="clear"})'
 FIRST_BELOW = 'max by (job, instance, rule) (crisiswatch_indicator_threshold{severity!="clear"})'
 
+def right(pattern, unit):
+    """Series whose legend matches `pattern` on a right axis in `unit`
+    (a panel that shows two kinds of figure: a count and an age, bytes and
+    failures)."""
+    return [{"matcher": {"id": "byRegexp", "options": pattern},
+             "properties": [{"id": "unit", "value": unit}, {"id": "custom.axisPlacement", "value": "right"}]}]
+
+
 firing_red = [{"matcher": {"id": "byRegexp", "options": ".*threshold.*"}, "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}]}]
 
 overview = dashboard(
@@ -184,30 +192,35 @@ operations = dashboard(
         panel(6, "Invalid by reason", [("sum by (reason) (rate(crisiswatch_events_invalid_total[5m]))", "{{reason}}")], 12, 6, 12, 8, unit="ops",
               desc="Rejected inputs; with Kafka they are in the dead-letter topic."),
         panel(7, "Late events by rule", [("sum by (rule) (rate(crisiswatch_rule_events_late_total[5m]))", "{{rule}}")], 0, 14, 12, 8, unit="ops"),
-        panel(8, "Watermark delay", [("crisiswatch_watermark_delay_seconds", "delay")], 12, 14, 12, 8, unit="s",
+        panel(8, "Watermark delay", [("crisiswatch_watermark_delay_seconds", "delay {{instance}}")], 12, 14, 12, 8, unit="s",
               desc="Wall clock minus the event-time watermark."),
-        panel(9, "Kafka consumer lag by topic", [("sum by (topic) (crisiswatch_kafka_consumer_lag_messages) or on () vector(0)", "{{topic}}")], 0, 22, 12, 8,
-              desc="Messages behind the partitions' high watermark (0 when no Kafka source runs)."),
+        panel(9, "Kafka consumer lag by topic", [("sum by (topic) (crisiswatch_kafka_consumer_lag_messages) or on () vector(0)", "{{topic}}")], 0, 22, 12, 8, unit="short",
+              desc="Messages behind the partitions' high watermark. 0 also when no Kafka source runs and while no partition is assigned (a broker outage, a rebalance): the lag is then unknown, not 0 — see Ready and the alerts CrisiswatchConsumerStalled and CrisiswatchNoEvents."),
         panel(10, "Kafka messages and rebalances", [("sum by (topic) (rate(crisiswatch_kafka_messages_total[5m])) or on () vector(0)", "{{topic}}"),
-                                                   ("sum(increase(crisiswatch_kafka_rebalances_total[5m])) or on () vector(0)", "rebalances")], 12, 22, 12, 8),
+                                                   ("sum(increase(crisiswatch_kafka_rebalances_total[5m])) or on () vector(0)", "rebalances")], 12, 22, 12, 8,
+              unit="ops", overrides=right("^rebalances$", "short"),
+              desc="Messages consumed per second by topic; rebalances in the last 5 minutes (right axis)."),
         row(11, "Engine", 30),
         panel(12, "Live window groups by rule", [("crisiswatch_window_groups", "{{rule}}")], 0, 31, 8, 8),
         panel(13, "Group and series overflow", [("sum by (rule) (rate(crisiswatch_window_group_overflow_total[5m]))", "groups {{rule}}"),
-                                               ("crisiswatch_indicator_series_dropped", "series {{rule}}")], 8, 31, 8, 8),
-        panel(14, "Dedup ids remembered", [("crisiswatch_dedup_ids", "ids"),
-                                           ("rate(crisiswatch_dedup_evicted_total[5m])", "forgotten early /s")], 16, 31, 8, 8,
+                                               ("crisiswatch_indicator_series_dropped", "series {{rule}}")], 8, 31, 8, 8,
+              unit="ops", overrides=right("^series.*", "short"),
+              desc="Events refused per second because a rule reached max_groups_per_rule; slices not exported because a rule has more than server.max_series_per_rule (right axis, a count)."),
+        panel(14, "Dedup ids remembered", [("crisiswatch_dedup_ids", "ids {{instance}}"),
+                                           ("rate(crisiswatch_dedup_evicted_total[5m])", "forgotten early /s {{instance}}")], 16, 31, 8, 8, overrides=right("^forgotten.*", "ops"),
               desc="Event ids held for deduplication; forgotten early: the memory was full (engine.dedup_max_ids), so a redelivery of one counts again. Raise dedup_max_ids above events per second x dedup_horizon."),
-        panel(15, "Processing lag quantiles", [("crisiswatch_processing_lag_seconds", "p{{quantile}}")], 0, 39, 12, 8, unit="s",
+        panel(15, "Processing lag quantiles", [("crisiswatch_processing_lag_seconds", "p{{quantile}} {{instance}}")], 0, 39, 12, 8, unit="s",
               desc="Wall clock minus event time when events are applied (hdrhistogram)."),
-        panel(16, "Event-to-incident latency quantiles", [("crisiswatch_event_to_incident_seconds", "p{{quantile}}")], 12, 39, 12, 8, unit="s",
+        panel(16, "Event-to-incident latency quantiles", [("crisiswatch_event_to_incident_seconds", "p{{quantile}} {{instance}}")], 12, 39, 12, 8, unit="s",
               desc="From the event that crossed a threshold to the incident transition (hdrhistogram)."),
         row(17, "Delivery", 47),
         panel(18, "Delivery attempts and failures", [("sum by (receiver) (rate(crisiswatch_notification_attempts_total[5m])) or on () vector(0)", "attempts {{receiver}}"),
                                                     ("sum by (receiver, reason) (rate(crisiswatch_notification_failures_total[5m])) or on () vector(0)", "failures {{receiver}} {{reason}}")],
-              0, 48, 8, 8, desc="Webhook deliveries per receiver; failures by reason (timeout, connect, rate_limited, server_error, rejected)."),
+              0, 48, 8, 8, unit="reqps", desc="Webhook deliveries per receiver; failures by reason (timeout, connect, rate_limited, server_error, rejected)."),
         panel(19, "Outbox depth and oldest undelivered", [("sum by (receiver) (crisiswatch_outbox_depth) or on () vector(0)", "depth {{receiver}}"),
                                                          ("max by (receiver) (crisiswatch_outbox_oldest_age_seconds) or on () vector(0)", "oldest {{receiver}}")],
-              8, 48, 8, 8, desc="Notifications persisted and not yet delivered; the age of the oldest."),
+              8, 48, 8, 8, unit="short", overrides=right("^oldest.*", "s"),
+              desc="Notifications persisted and not yet delivered; the age of the oldest (right axis)."),
         panel(21, "Delivery latency", [("crisiswatch_notification_latency_seconds or on () vector(0)", "{{receiver}} p{{quantile}}"),
                                       ("sum by (receiver) (rate(crisiswatch_notification_latency_seconds_sum[5m])) / sum by (receiver) (rate(crisiswatch_notification_latency_seconds_count[5m])) or on () vector(0)", "{{receiver}} mean")],
               16, 48, 8, 8, unit="s", desc="From persisted to 2xx, retries included: quantiles over the last 1-2 minutes (hdrhistogram) and the 5-minute mean."),
@@ -219,7 +232,7 @@ operations = dashboard(
         row(23, "Durable state", 62),
         panel(24, "Checkpoint age", [("time() - max by (instance) (crisiswatch_checkpoint_last_success_timestamp_seconds) or on () vector(0)", "age {{instance}}")],
               0, 63, 8, 7, unit="s",
-              desc="Since the last checkpoint was written (every state.checkpoint_interval). A line that keeps rising: checkpoints stopped — Kafka commits wait for the next one, and a restart re-reads everything since (alert CrisiswatchCheckpointStale)."),
+              desc="Since the last checkpoint was written (every state.checkpoint_interval; 0 where none is written: the demo, checkpoint_interval 0). A line that keeps rising: checkpoints stopped — Kafka commits wait for the next one, and a restart re-reads everything since (alert CrisiswatchCheckpointStale)."),
         panel(25, "Checkpoint time and ingestion stall", [("max by (instance) (crisiswatch_checkpoint_duration_seconds) or on () vector(0)", "snapshot to written {{instance}}"),
                                                           ("max by (instance) (crisiswatch_checkpoint_stall_seconds) or on () vector(0)", "engine stalled {{instance}}"),
                                                           ("max by (instance) (crisiswatch_restore_duration_seconds) or on () vector(0)", "last restore {{instance}}")],
@@ -227,7 +240,7 @@ operations = dashboard(
               desc="The last checkpoint: total time to the fsynced write, and the part that held up the engine task (the snapshot; the write runs beside it). The restore time at the last start."),
         panel(26, "Checkpoint size and failures", [("max by (instance) (crisiswatch_checkpoint_bytes) or on () vector(0)", "bytes {{instance}}"),
                                                    ("sum by (instance) (increase(crisiswatch_checkpoint_failures_total[10m])) or on () vector(0)", "failures in 10m {{instance}}")],
-              16, 63, 8, 7,
+              16, 63, 8, 7, unit="bytes", overrides=right("^failures.*", "short"),
               desc="Engine snapshot bytes of the last checkpoint; writes that failed (disk full, read-only directory) in the last 10 minutes (alert CrisiswatchCheckpointFailing)."),
     ],
     [DATASOURCE_VAR, JOB_VAR, INSTANCE_VAR],
