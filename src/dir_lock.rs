@@ -48,7 +48,23 @@ pub struct DirLock {
     /// `None` on a directory that cannot be written (whatever needs to write
     /// there fails at once with its own error).
     _file: Option<File>,
+    /// The directory itself, locked too: a lock file removed beside a
+    /// running process (a cleanup script, an operator) let a second
+    /// process take a new one; the directory cannot be removed while it
+    /// holds the files. `None` where the file system cannot lock it.
+    _dir: Option<File>,
     path: PathBuf,
+}
+
+/// Who holds the lock, as the lock file says.
+fn holder_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = text.trim();
+    if text.is_empty() {
+        "unknown process (its lock file was removed)".to_string()
+    } else {
+        text.to_string()
+    }
 }
 
 impl DirLock {
@@ -60,6 +76,19 @@ impl DirLock {
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
+        let dir_lock = match File::open(dir) {
+            Ok(d) => match d.try_lock() {
+                Ok(()) => Some(d),
+                Err(TryLockError::WouldBlock) => {
+                    return Err(DirLockError::InUse {
+                        dir: dir.display().to_string(),
+                        holder: holder_of(&path),
+                    })
+                }
+                Err(TryLockError::Error(_)) => None,
+            },
+            Err(_) => None,
+        };
         let opened = OpenOptions::new()
             .read(true)
             .write(true)
@@ -72,12 +101,17 @@ impl DirLock {
                 // A read-only directory: lock an existing file read-only if
                 // there is one; the outbox then reports the directory.
                 let Ok(f) = File::open(&path) else {
-                    return Ok(DirLock { _file: None, path });
+                    return Ok(DirLock {
+                        _file: None,
+                        _dir: dir_lock,
+                        path,
+                    });
                 };
                 match f.try_lock_shared() {
                     Ok(()) => {
                         return Ok(DirLock {
                             _file: Some(f),
+                            _dir: dir_lock,
                             path,
                         })
                     }
@@ -87,7 +121,13 @@ impl DirLock {
                             holder: "another process".into(),
                         })
                     }
-                    Err(TryLockError::Error(_)) => return Ok(DirLock { _file: None, path }),
+                    Err(TryLockError::Error(_)) => {
+                        return Ok(DirLock {
+                            _file: None,
+                            _dir: dir_lock,
+                            path,
+                        })
+                    }
                 }
             }
             Err(e) => return Err(io(e)),
@@ -116,6 +156,7 @@ impl DirLock {
         file.flush().map_err(io)?;
         Ok(DirLock {
             _file: Some(file),
+            _dir: dir_lock,
             path,
         })
     }
@@ -151,5 +192,21 @@ mod tests {
         drop(first);
         let again = DirLock::acquire(dir.path()).unwrap();
         assert!(again.path().ends_with("crisiswatch.lock"));
+    }
+
+    /// A lock file removed beside the running process does not let a
+    /// second one in: the directory itself is locked.
+    #[test]
+    fn a_removed_lock_file_does_not_let_a_second_process_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirLock::acquire(dir.path()).unwrap();
+        std::fs::remove_file(first.path()).unwrap();
+        let msg = DirLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(
+            msg.contains("in use by another") && msg.contains("its lock file was removed"),
+            "{msg}"
+        );
+        drop(first);
+        DirLock::acquire(dir.path()).unwrap();
     }
 }
