@@ -1387,3 +1387,49 @@ fn a_checkpoint_older_than_the_committed_offsets_is_named() {
     svc.sigterm();
     svc.wait_exit(Duration::from_secs(30));
 }
+
+/// The engine state removed while the outbox keeps open incidents: the
+/// start says so (the alerts behind them start over empty), where it only
+/// said "no checkpoint" at INFO.
+#[test]
+fn a_removed_state_beside_open_incidents_is_warned_about() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("gone", 1)]);
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = incident_config(&bs, "gone", dir.path(), "10m", &rx.url);
+    let now = chrono::Utc::now().timestamp_millis();
+    let msgs: Vec<Out> = (0..10)
+        .map(|i| {
+            let json = format!(
+                r#"{{"id":"g{i}","ts":{},"attrs":{{"product":"p"}}}}"#,
+                now - 5_000 + i * 100
+            );
+            Out::new("gone", 0, json.into_bytes())
+        })
+        .collect();
+    let mut svc = Service::start(dir.path(), "before", &cfg);
+    produce(&bs, &msgs, Duration::from_secs(30));
+    wait_until(Duration::from_secs(60), "the incident opens", || {
+        notifications(&rx).1 == 1
+    });
+    svc.sigterm();
+    assert!(svc
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    assert!(
+        !svc.stderr_text().contains("No checkpoint, but the outbox"),
+        "not at a first start"
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("data/state.sqlite{suffix}")));
+    }
+    let mut svc = Service::start(dir.path(), "after", &cfg);
+    wait_until(Duration::from_secs(30), "the start warns", || {
+        svc.stderr_text()
+            .contains("No checkpoint, but the outbox holds open incidents")
+    });
+    svc.sigterm();
+    svc.wait_exit(Duration::from_secs(30));
+}

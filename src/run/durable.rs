@@ -373,6 +373,12 @@ impl Durable {
         false
     }
 
+    /// Whether the store held no checkpoint at the start (nothing restored,
+    /// nothing refused).
+    pub(crate) fn started_empty(&self) -> bool {
+        self.stamp.is_none() && self.refused.is_none()
+    }
+
     /// Whether a checkpoint is due.
     pub(crate) fn due(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.last) >= self.every

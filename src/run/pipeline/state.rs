@@ -25,6 +25,15 @@ impl Stage {
             &mut tracker,
         )?;
         drop(tracker);
+        let open = self.sink.manager().open_incidents().len();
+        if d.started_empty() && open > 0 {
+            // The outbox remembers incidents the engine does not: its
+            // state was removed (or never written beside this outbox).
+            tracing::warn!(
+                open_incidents = open,
+                "No checkpoint, but the outbox holds open incidents: the engine state was removed or lost (state.sqlite), so the alerts behind them start over empty and those incidents close as alert_gone; events read before are not read again unless the consumer group's offsets are reset."
+            );
+        }
         self.durable = Some(d);
         Ok(())
     }
