@@ -50,8 +50,7 @@ pub struct DirLock {
     _file: Option<File>,
     /// The directory itself, locked too: a lock file removed beside a
     /// running process (a cleanup script, an operator) let a second
-    /// process take a new one; the directory cannot be removed while it
-    /// holds the files. `None` where the file system cannot lock it.
+    /// process take a new one. `None` where the file system cannot lock it.
     _dir: Option<File>,
     path: PathBuf,
 }

@@ -271,7 +271,9 @@ impl Worker {
                     }
                 }
             }
-            if am && self.clock.now_ms() >= next_resend {
+            // Nothing goes out while an outcome waits to be recorded, re-pushes
+            // included.
+            if am && unrecorded.is_empty() && self.clock.now_ms() >= next_resend {
                 if !firing.is_empty() && breaker.blocked_until(self.clock.now_ms()).is_none() {
                     self.resend(&firing, &mut breaker).await;
                 }
@@ -305,6 +307,10 @@ impl Worker {
                 _ = sleep => {}
                 _ = self.stop.changed() => {}
             }
+        }
+        if !unrecorded.is_empty() {
+            // One last try: the outbox may take it now.
+            self.flush(&mut unrecorded).await;
         }
         self.abandon(&unrecorded);
     }

@@ -180,6 +180,10 @@ impl Health {
         let mut s = self.lock();
         let answering = s.last_rx.is_some_and(|r| broker_rx > r);
         s.last_rx = Some(broker_rx);
+        if answering {
+            // A broker answers again (a quiet stream has no messages to say so).
+            s.brokers_down = None;
+        }
         s.lag = lag;
         s.assigned = assigned;
         s.available = available;
@@ -370,6 +374,14 @@ mod tests {
         h.on_stats(at(21), 120, 0, 4, 4);
         let s = h.check(at(21), T);
         assert!(s.ready && s.why.is_none(), "{s:?}");
+        // Down again, then back on a quiet stream (answers, no message),
+        // then stalled for another reason: not named as brokers down.
+        h.on_brokers_down(at(22));
+        h.on_stats(at(23), 130, 0, 4, 4);
+        h.on_stats(at(24), 131, 500, 4, 4);
+        let s = h.check(at(40), T);
+        assert!(s.stalled, "{s:?}");
+        assert!(s.why.is_some_and(|w| !w.contains("brokers")), "{s:?}");
     }
 
     /// One instance holding part of its topics' partitions (a second

@@ -551,13 +551,18 @@ pub(crate) fn unreachable_candidates(cfg: &Config, opts: &TuneOptions) -> Vec<St
     let Ok(all) = candidates(base, &opts.varies) else {
         return Vec::new();
     };
+    // Once per threshold (the first candidate that has it), and not the
+    // configured rule's own (`check` names those).
+    let own = crate::config::unreachable_thresholds(base, cfg.engine.score_range);
+    let mut seen: Vec<String> = Vec::new();
     let mut out: Vec<String> = Vec::new();
     for c in all.iter().filter(|c| c.rule != *base) {
         for w in crate::config::unreachable_thresholds(&c.rule, cfg.engine.score_range) {
-            let w = format!("candidate {}: {w}", c.label());
-            if !out.contains(&w) {
-                out.push(w);
+            if own.contains(&w) || seen.contains(&w) {
+                continue;
             }
+            out.push(format!("candidate {}: {w}", c.label()));
+            seen.push(w);
         }
     }
     out

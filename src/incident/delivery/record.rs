@@ -89,7 +89,7 @@ impl Worker {
             tracing::warn!(
                 receiver = %self.rt.name,
                 notifications = pending.rows.len(),
-                "Stopping with delivery outcomes the outbox did not record: those notifications are sent again at the next start (same webhook-id, so a receiver can drop the repeat)."
+                "Stopping with delivery outcomes the outbox did not record: those notifications are sent again by the next worker — after a reload at once, else at the next start (same webhook-id, so a receiver can drop the repeat)."
             );
         }
     }
