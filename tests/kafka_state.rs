@@ -855,16 +855,7 @@ fn an_incident_open_at_a_restart_resolves_on_a_quiet_stream() {
     let rx = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = incident_config(&bs, "quiet", dir.path(), "30s", &rx.url);
-    let now = chrono::Utc::now().timestamp_millis();
-    let msgs: Vec<Out> = (0..10)
-        .map(|i| {
-            let json = format!(
-                r#"{{"id":"q{i}","ts":{},"attrs":{{"product":"p"}}}}"#,
-                now - 5_000 + i * 100
-            );
-            Out::new("quiet", 0, json.into_bytes())
-        })
-        .collect();
+    let msgs = burst_now("quiet", "q");
     let mut svc = Service::start(dir.path(), "before", &cfg);
     produce(&bs, &msgs, Duration::from_secs(30));
     wait_until(Duration::from_secs(60), "the incident opens", || {
@@ -1388,6 +1379,22 @@ fn a_checkpoint_older_than_the_committed_offsets_is_named() {
     svc.wait_exit(Duration::from_secs(30));
 }
 
+/// Ten complaints (the topic's default type) for product `p` in the last
+/// five seconds, ids `<prefix>0..9`: enough to open `incident_config`'s
+/// incident.
+fn burst_now(topic: &str, prefix: &str) -> Vec<Out> {
+    let now = chrono::Utc::now().timestamp_millis();
+    (0..10)
+        .map(|i| {
+            let json = format!(
+                r#"{{"id":"{prefix}{i}","ts":{},"attrs":{{"product":"p"}}}}"#,
+                now - 5_000 + i * 100
+            );
+            Out::new(topic, 0, json.into_bytes())
+        })
+        .collect()
+}
+
 /// The engine state removed while the outbox keeps open incidents: the
 /// start says so (the alerts behind them start over empty), where it only
 /// said "no checkpoint" at INFO.
@@ -1399,16 +1406,7 @@ fn a_removed_state_beside_open_incidents_is_warned_about() {
     let rx = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = incident_config(&bs, "gone", dir.path(), "10m", &rx.url);
-    let now = chrono::Utc::now().timestamp_millis();
-    let msgs: Vec<Out> = (0..10)
-        .map(|i| {
-            let json = format!(
-                r#"{{"id":"g{i}","ts":{},"attrs":{{"product":"p"}}}}"#,
-                now - 5_000 + i * 100
-            );
-            Out::new("gone", 0, json.into_bytes())
-        })
-        .collect();
+    let msgs = burst_now("gone", "g");
     let mut svc = Service::start(dir.path(), "before", &cfg);
     produce(&bs, &msgs, Duration::from_secs(30));
     wait_until(Duration::from_secs(60), "the incident opens", || {
