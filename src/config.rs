@@ -210,30 +210,43 @@ impl fmt::Display for Dur {
     }
 }
 
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+impl From<Dur> for Duration {
+    fn from(d: Dur) -> Duration {
+        d.0
+    }
+}
+
+impl std::str::FromStr for Dur {
+    type Err = String;
+
+    /// A duration as the configuration writes it ("30s", "15m", "1h 30m",
+    /// "0"), refusing `M` (a month, one shift key from a minute) and any part
+    /// of a millisecond: the command line's durations parse the same way.
+    fn from_str(s: &str) -> Result<Self, String> {
         if s.trim() == "0" {
             return Ok(Dur(Duration::ZERO));
         }
-        if let Some(why) = ambiguous_unit(&s) {
-            return Err(serde::de::Error::custom(format!(
-                "invalid duration {s:?}: {why}"
-            )));
+        if let Some(why) = ambiguous_unit(s) {
+            return Err(format!("invalid duration {s:?}: {why}"));
         }
-        let d = humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {s:?} ({e}); write e.g. \"30s\", \"15m\", \"1h\""
-            ))
+        let d = humantime::parse_duration(s.trim()).map_err(|e| {
+            format!("invalid duration {s:?} ({e}); write e.g. \"30s\", \"15m\", \"1h\"")
         })?;
         // Whatever the unit ("0.5ms", "1.0005s", "nanos"): no part of a
         // millisecond, which would be cut without a word.
         if d.subsec_nanos() % 1_000_000 != 0 {
-            return Err(serde::de::Error::custom(format!(
+            return Err(format!(
                 "invalid duration {s:?}: crisiswatch counts time in whole milliseconds"
-            )));
+            ));
         }
         Ok(Dur(d))
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -525,6 +525,23 @@ async fn cli_silences_mute_matching_incidents_and_expire() {
             && err.contains("name!=value"),
         "{err}"
     );
+    // `--for 1M` is a month to the duration parser, not a minute: refused
+    // (it muted for 30 days), like in a configuration.
+    let out = run(
+        &[
+            "silence",
+            "--config",
+            cfg_s,
+            "add",
+            "product=x",
+            "--for",
+            "1M",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("\"M\" is a month"), "{err}");
     let list = run(&["silence", "--config", cfg_s, "list"], &[]);
     let list = String::from_utf8_lossy(&list.stdout).to_string();
     assert!(

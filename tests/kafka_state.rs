@@ -1431,3 +1431,67 @@ fn a_removed_state_beside_open_incidents_is_warned_about() {
     svc.sigterm();
     svc.wait_exit(Duration::from_secs(30));
 }
+
+/// The outbox moved aside (as its "damaged" error advises) while the
+/// checkpoint holds a firing alert: the restart opens the incident again
+/// under the key the receiver knows, and it resolves once the window
+/// empties. Before, the outbox never heard of the alert: the receiver's
+/// incident stayed open for good.
+#[test]
+fn an_outbox_moved_aside_beside_a_firing_alert_reopens_its_incident_under_its_key() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("aside", 1)]);
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = incident_config(&bs, "aside", dir.path(), "30s", &rx.url);
+    let mut svc = Service::start(dir.path(), "before", &cfg);
+    produce(&bs, &burst_now("aside", "a"), Duration::from_secs(30));
+    wait_until(Duration::from_secs(60), "the incident opens", || {
+        notifications(&rx).1 == 1
+    });
+    svc.sigterm();
+    assert!(svc
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    let (before, _) = notifications(&rx);
+    let key = before.iter().next().map(|(k, _)| k.clone()).unwrap();
+    assert!(
+        !before.iter().any(|(_, a)| a == "resolve"),
+        "resolved before the restart: {before:?}"
+    );
+    let aside = dir.path().join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let name = format!("outbox.sqlite{suffix}");
+        let _ = std::fs::rename(dir.path().join("data").join(&name), aside.join(&name));
+    }
+    assert!(!dir.path().join("data/outbox.sqlite").exists());
+    let opens = |rx: &Receiver| {
+        rx.bodies()
+            .iter()
+            .filter(|b| b["action"] == "open")
+            .map(|b| b["dedup_key"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    // Restarted; nothing more is ever produced.
+    let svc = Service::start(dir.path(), "after", &cfg);
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(
+            Duration::from_secs(180),
+            "the incident opens again and resolves",
+            || opens(&rx).len() == 2 && resolved_all(&rx, 1),
+        )
+    }));
+    assert!(done.is_ok(), "{:?}\n{}", rx.bodies(), svc.stderr_text());
+    assert_eq!(opens(&rx), vec![key.clone(), key.clone()]);
+    let (after, n) = notifications(&rx);
+    assert_eq!(n, 1, "one incident: {after:?}");
+    assert!(after.contains(&(key, "resolve".to_string())), "{after:?}");
+    assert!(
+        svc.stderr_text()
+            .contains("firing alerts the outbox never heard of"),
+        "{}",
+        svc.stderr_text()
+    );
+}

@@ -197,12 +197,7 @@ fn parse_time(s: &str, start: i64) -> Result<i64, String> {
 
 fn dur_ms(s: &str) -> Result<i64, String> {
     let s = s.trim();
-    if s == "0" {
-        return Ok(0);
-    }
-    humantime::parse_duration(s)
-        .map(|d| d.as_millis() as i64)
-        .map_err(|e| format!("{s:?} is not a duration ({e})"))
+    s.parse::<crate::config::Dur>().map(|d| d.as_ms())
 }
 
 /// `+12m 1ms` relative to `start`.

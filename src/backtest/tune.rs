@@ -249,12 +249,8 @@ impl FromStr for Vary {
 fn parse_num(dim: Dim, s: &str) -> Result<f64, String> {
     let s = s.trim();
     if dim.is_duration() {
-        if s == "0" {
-            return Ok(0.0);
-        }
-        humantime::parse_duration(s)
-            .map(|d| d.as_millis() as f64)
-            .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 5m, 1h"))
+        s.parse::<crate::config::Dur>()
+            .map(|d| d.0.as_millis() as f64)
     } else {
         match s.parse::<f64>() {
             Ok(v) if v.is_finite() => Ok(v),

@@ -134,10 +134,10 @@ pub(crate) struct TruthArgs {
     pub(crate) labels_from: Option<String>,
     /// How long after a crisis ends a firing still counts as catching it [default: the rule's window].
     #[arg(long)]
-    pub(crate) grace: Option<humantime::Duration>,
+    pub(crate) grace: Option<crate::config::Dur>,
     /// A re-fire of the same rule and slice this soon after a resolve counts as a flap.
     #[arg(long, default_value = "15m")]
-    pub(crate) flap_gap: humantime::Duration,
+    pub(crate) flap_gap: crate::config::Dur,
 }
 
 /// `crisiswatch backtest`.
@@ -293,7 +293,7 @@ pub fn load_config(arg: &ConfigArg) -> Result<Config, CliError> {
     Ok(cfg)
 }
 
-fn dur_ms(d: humantime::Duration) -> i64 {
+fn dur_ms(d: crate::config::Dur) -> i64 {
     i64::try_from(std::time::Duration::from(d).as_millis()).unwrap_or(i64::MAX)
 }
 

@@ -23,7 +23,7 @@ pub(crate) enum Commands {
         speed: Option<f64>,
         /// Simulated period, e.g. "24h" (overrides demo.duration).
         #[arg(long)]
-        duration: Option<humantime::Duration>,
+        duration: Option<crate::config::Dur>,
         /// Generator seed (overrides demo.seed).
         #[arg(long)]
         seed: Option<u64>,
@@ -35,7 +35,7 @@ pub(crate) enum Commands {
         /// then: nothing more is sent (Alertmanager resolves open incidents at
         /// their endsAt) and reloads, acknowledgements and closes get 503.
         #[arg(long)]
-        linger: Option<humantime::Duration>,
+        linger: Option<crate::config::Dur>,
         /// Also print every per-rule transition (pending, firing, escalated, resolved).
         #[arg(long, short)]
         verbose: bool,

@@ -77,7 +77,7 @@ pub(crate) enum Commands {
         start: String,
         /// Simulated period.
         #[arg(long, default_value = "24h")]
-        duration: humantime::Duration,
+        duration: crate::config::Dur,
         /// Orders per minute at the daily peak.
         #[arg(long, default_value_t = 300.0)]
         orders_per_minute: f64,

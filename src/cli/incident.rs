@@ -188,7 +188,7 @@ pub(crate) enum OutboxCommand {
     Deliver {
         /// Give up after this long (default: incidents.drain_timeout).
         #[arg(long)]
-        timeout: Option<humantime::Duration>,
+        timeout: Option<crate::config::Dur>,
     },
 }
 
@@ -202,7 +202,7 @@ pub(crate) enum SilenceCommand {
         matchers: Vec<String>,
         /// How long, e.g. "2h".
         #[arg(long = "for", default_value = "2h")]
-        duration: humantime::Duration,
+        duration: crate::config::Dur,
         /// Why.
         #[arg(long, default_value = "")]
         comment: String,

@@ -212,6 +212,23 @@ impl ShardedEngine {
         self.engines.iter_mut().find_map(|e| e.hints(rule, group))
     }
 
+    /// Every firing alert instance as a `firing` transition
+    /// ([`Engine::firing_transitions`]), in canonical order — by start, then
+    /// rule (configuration order), then group — whatever the workers.
+    pub(crate) fn firing_transitions(&self) -> Vec<crate::alert::Transition> {
+        let mut all: Vec<_> = self
+            .engines
+            .iter()
+            .flat_map(|e| e.firing_transitions())
+            .collect();
+        let names = &self.rule_names;
+        all.sort_by_cached_key(|t| {
+            let r = names.iter().position(|n| *n == t.rule);
+            (t.started_at, r, t.group.clone())
+        });
+        all
+    }
+
     /// The state of every worker as one engine's snapshot (the format of
     /// [`Engine::snapshot`], so a checkpoint restores into any number of
     /// workers).

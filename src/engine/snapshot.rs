@@ -251,6 +251,57 @@ impl Engine {
         keys
     }
 
+    /// A `firing` transition for every alert instance that is firing now,
+    /// as the engine holds it (rule order, then slot order): what a start
+    /// restored from a checkpoint hands an outbox that has never seen those
+    /// alerts (`outbox.sqlite` moved aside) so their incidents are known
+    /// again and resolve. `at` is when the instance fired as far as the
+    /// state tells (its start plus the rule's `for`, not past the clock);
+    /// `value` the latest evaluated one; no root-cause hints.
+    pub(crate) fn firing_transitions(&self) -> Vec<crate::alert::Transition> {
+        let mut out = Vec::new();
+        let clock = self.clock.unwrap_or(i64::MAX);
+        for rule in &self.rules {
+            let table = &self.tables[rule.group_by_id];
+            for g in rule.slots.iter().filter_map(|s| s.group.as_ref()) {
+                let crate::alert::Phase::Firing {
+                    since, severity, ..
+                } = g.phase
+                else {
+                    continue;
+                };
+                let Some(inst) = g.instance.as_deref() else {
+                    continue;
+                };
+                let Some(key) = inst.key.as_deref() else {
+                    continue;
+                };
+                let group = rule
+                    .group_by
+                    .iter()
+                    .zip(super::key::decode_key(table.key(g.entry)))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                out.push(crate::alert::Transition {
+                    rule: rule.name.to_string(),
+                    group,
+                    state: crate::alert::State::Firing,
+                    severity,
+                    at: since.saturating_add(rule.policy.for_ms.max(0)).min(clock),
+                    value: g.value,
+                    threshold: rule.policy.threshold(severity),
+                    clear: rule.policy.clear,
+                    dedup_key: key.to_string(),
+                    started_at: since,
+                    window_ms: rule.window_ms,
+                    sample_event_ids: inst.samples.iter().map(|s| s.to_string()).collect(),
+                    hints: Vec::new(),
+                });
+            }
+        }
+        out
+    }
+
     /// Live groups per rule: (rule name, groups).
     pub fn groups_per_rule(&self) -> Vec<(String, usize)> {
         self.rules

@@ -258,14 +258,9 @@ async fn add_silence(State(s): State<Arc<AppState>>, Form(f): Form<SilenceForm>)
         Ok(m) => m,
         Err(e) => return refusal(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let duration = match humantime::parse_duration(f.duration.trim()) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => {
-            return refusal(
-                StatusCode::BAD_REQUEST,
-                &format!("invalid duration {:?}: {e}; write e.g. \"2h\"", f.duration),
-            )
-        }
+    let duration = match f.duration.trim().parse::<crate::config::Dur>() {
+        Ok(d) => d.as_ms(),
+        Err(e) => return refusal(StatusCode::BAD_REQUEST, &e),
     };
     let now = Clock::new().now_ms();
     let silence = match Silence::new(matchers, now, duration, f.by, f.comment) {

@@ -134,17 +134,9 @@ async fn add(State(s): State<Arc<AppState>>, headers: HeaderMap, body: String) -
             },
         }
     }
-    let duration = match humantime::parse_duration(&req.duration) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "invalid duration {:?}: {e}; write e.g. \"2h\"",
-                    req.duration
-                ),
-            )
-        }
+    let duration = match req.duration.parse::<crate::config::Dur>() {
+        Ok(d) => d.as_ms(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let now = Clock::new().now_ms();
     let silence = match Silence::new(matchers, now, duration, req.created_by, req.comment) {

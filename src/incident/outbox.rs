@@ -342,6 +342,20 @@ impl Tx<'_> {
         Ok(n == 1)
     }
 
+    /// Whether any transition of alert instance `alert` (its dedup key) was
+    /// ever applied here.
+    pub(crate) fn knows_alert(&self, alert: &str) -> Result<bool, OutboxError> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT 1 FROM applied WHERE alert = ?1 LIMIT 1",
+                params![alert],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     /// Enqueues `n` for `receiver` with `status` (pending or muted); `false`
     /// if that (receiver, incident, seq) is already stored.
     pub(crate) fn enqueue(

@@ -66,7 +66,7 @@ pub(crate) struct KafkaArgs {
     pub(crate) to_time: Option<String>,
     /// Fail when the broker answers nothing for this long (unreachable, stalled).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
-    pub(crate) kafka_timeout: humantime::Duration,
+    pub(crate) kafka_timeout: crate::config::Dur,
 }
 
 /// The history of a command: the `--input` files, or the Kafka topics.

@@ -51,7 +51,7 @@ pub(crate) enum IncidentCommand {
         /// Wait this long for the running service to apply it (exit 1 if it
         /// has not), e.g. "10s".
         #[arg(long)]
-        wait: Option<humantime::Duration>,
+        wait: Option<crate::config::Dur>,
     },
     /// Acknowledge an open incident (recorded with it; shown in `list`, the
     /// API and the console).

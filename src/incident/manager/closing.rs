@@ -1,12 +1,15 @@
-//! Incidents that end without their alerts resolving: an operator's close
-//! request, or alerts the engine no longer has (see
+//! Incidents and the engine's alerts out of step: incidents that end
+//! without their alerts resolving — an operator's close request, or alerts
+//! the engine no longer has (see
 //! [`Lifecycle::close`](super::lifecycle::Lifecycle::close) and
-//! [`Lifecycle::retire`](super::lifecycle::Lifecycle::retire)).
+//! [`Lifecycle::retire`](super::lifecycle::Lifecycle::retire)) — and firing
+//! alerts an outbox never heard of ([`IncidentManager::adopt_firing`]).
 
 use std::collections::HashSet;
 
 use super::super::model::{AlertEvidence, Reason};
 use super::{IncidentError, IncidentManager};
+use crate::alert::Transition;
 
 impl IncidentManager {
     /// Applies what operators and responders asked for through the outbox:
@@ -105,5 +108,43 @@ impl IncidentManager {
             tracing::warn!(incident = %key, "Incident closed: its alerts no longer exist in the engine (rule changed or removed, or engine state reset).");
         }
         Ok((closed, queued))
+    }
+
+    /// Firing alerts this outbox never heard of join incidents as if they
+    /// had just fired: `firing` are the engine's firing alert instances at
+    /// a start restored from a checkpoint
+    /// ([`ShardedEngine::firing_transitions`](crate::engine::ShardedEngine::firing_transitions)).
+    /// An outbox moved aside (damaged) or removed beside a kept checkpoint
+    /// otherwise knows none of their incidents: the receivers that were paged
+    /// before would never hear the resolve, and an escalation would join
+    /// nothing. An incident's key depends on its route, labels and first
+    /// alert's start only, so it comes back under the key the receivers
+    /// know (a trigger they deduplicate; one resolved by hand meanwhile
+    /// opens again — the alert is still firing). An alert with any
+    /// transition on record here is left alone: its incident is open, or
+    /// was closed (by an operator, `alert_gone`) and stays so. Returns the
+    /// dedup keys of the alerts adopted.
+    pub(crate) fn adopt_firing(&self, firing: &[Transition]) -> Result<Vec<String>, IncidentError> {
+        if firing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut adopted = Vec::new();
+        let now = firing.iter().map(|t| t.at).max().unwrap_or(i64::MIN);
+        self.step(|lc, ch, tx, out| {
+            for t in firing {
+                if tx.knows_alert(&t.dedup_key)? {
+                    continue;
+                }
+                lc.due(t.at, &mut super::NoValues, ch);
+                if tx.mark_applied(t)? {
+                    out.applied += 1;
+                    lc.apply(t, ch);
+                    adopted.push(t.dedup_key.clone());
+                }
+            }
+            lc.due(now, &mut super::NoValues, ch);
+            Ok(())
+        })?;
+        Ok(adopted)
     }
 }

@@ -34,6 +34,23 @@ impl Stage {
                 "No checkpoint, but the outbox holds open incidents: the engine state was removed or lost (state.sqlite), so the alerts behind them start over empty and those incidents close as alert_gone; events read before are not read again unless the consumer group's offsets are reset."
             );
         }
+        // The outbox moved aside or removed beside the checkpoint: the
+        // restored firing alerts' incidents come back under their keys.
+        match self
+            .sink
+            .manager()
+            .adopt_firing(&self.engine.firing_transitions())
+        {
+            Ok(adopted) if !adopted.is_empty() => tracing::warn!(
+                alerts = adopted.len(),
+                first = %adopted[0],
+                "The checkpoint holds firing alerts the outbox never heard of (outbox.sqlite moved aside or removed): their incidents open again under the keys they had, so the receivers paged before hear their updates and resolve."
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot hand the restored firing alerts to the outbox: their incidents stay unknown until the alerts fire again.")
+            }
+        }
         self.durable = Some(d);
         Ok(())
     }
