@@ -77,20 +77,35 @@ pub(crate) fn classify(status: u16) -> Option<FailureReason> {
     match status {
         200..=299 => None,
         429 => Some(FailureReason::RateLimited),
+        // Request Timeout: the server or a proxy gave up waiting for the
+        // request; RFC 9110 lets the client repeat it.
+        408 => Some(FailureReason::Timeout),
         500..=599 => Some(FailureReason::ServerError),
         400..=499 => Some(FailureReason::Rejected),
         _ => Some(FailureReason::Other),
     }
 }
 
-/// Parses `Retry-After`: delay-seconds or an HTTP date (relative to `now_ms`).
+/// Parses `Retry-After`: delay-seconds or an HTTP date (relative to
+/// `now_ms`) in any of the three forms RFC 9110 §5.6.7 says a recipient
+/// must accept (IMF-fixdate, RFC 850, asctime).
 pub(crate) fn parse_retry_after(value: &str, now_ms: i64) -> Option<i64> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
     }
-    let date = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    Some((date.timestamp_millis() - now_ms).max(0))
+    let at_ms = match httpdate::parse_http_date(v) {
+        Ok(t) => match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(_) => return Some(0),
+        },
+        // A numeric offset ("+0000") is not an HTTP date; said plainly, it
+        // still means that time.
+        Err(_) => chrono::DateTime::parse_from_rfc2822(v)
+            .ok()?
+            .timestamp_millis(),
+    };
+    Some(at_ms.saturating_sub(now_ms).max(0))
 }
 
 /// Retry delays.
@@ -276,7 +291,23 @@ mod tests {
             parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
             Some(30_000)
         );
+        // The two obsolete forms a recipient must accept too (RFC 9110
+        // §5.6.7: RFC 850 and asctime), and a numeric offset.
+        for form in [
+            "Wednesday, 21-Oct-15 07:28:30 GMT",
+            "Wed Oct 21 07:28:30 2015",
+            "Wed, 21 Oct 2015 07:28:30 +0000",
+        ] {
+            assert_eq!(parse_retry_after(form, now), Some(30_000), "{form}");
+        }
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(0)
+        );
         assert_eq!(parse_retry_after("soon", 0), None);
+        // 408: the server gave up waiting for the request; retried.
+        assert_eq!(classify(408), Some(FailureReason::Timeout));
+        assert!(FailureReason::Timeout.retryable());
     }
 
     #[test]
