@@ -197,7 +197,13 @@ CREATE TABLE IF NOT EXISTS notifications (
     done_ms INTEGER,
     UNIQUE (receiver, incident, seq)
 );
-CREATE INDEX IF NOT EXISTS notifications_queue ON notifications (receiver, status, incident, id);
+-- Every column the queue's queries read but the body (and the error): a row
+-- is read only for what is sent. The body comes before `status` and the
+-- times in a row, so a query that had to read the table walked every large
+-- body's overflow pages (130 ms per query at 1,500 bodies of 400 KB).
+DROP INDEX IF EXISTS notifications_queue;
+CREATE INDEX IF NOT EXISTS notifications_pending ON notifications
+    (receiver, status, incident, id, next_attempt_ms, created_ms, seq, action);
 CREATE TABLE IF NOT EXISTS incidents (key TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS applied (
     alert TEXT NOT NULL, state TEXT NOT NULL, severity TEXT NOT NULL,
@@ -382,7 +388,10 @@ impl Tx<'_> {
         let v: Option<i64> = self
             .tx
             .query_row(
-                "SELECT 1 FROM notifications WHERE receiver = ?1 AND incident = ?2 AND status != 'muted'
+                // Every status but `muted`, named: the covering index
+                // answers it (`!=` read each row's status behind its body).
+                "SELECT 1 FROM notifications WHERE receiver = ?1 AND incident = ?2
+                   AND status IN ('pending', 'delivered', 'failed', 'dead', 'superseded')
                  UNION ALL SELECT 1 FROM handed_over WHERE receiver = ?1 AND incident = ?2 LIMIT 1",
                 params![receiver, incident],
                 |r| r.get(0),

@@ -13,6 +13,42 @@ use crate::incident::model::Notification;
 /// The dead-letter reason of a notification never attempted before `max_age`.
 const NOT_ATTEMPTED: &str = "not attempted before max_age: the receiver was held (circuit breaker or Retry-After) or an earlier notification of the incident was pending";
 
+// The queue's queries: each reads the covering index `notifications_pending`
+// only, and a row (its body) only for what it returns (`tests::plans`).
+
+/// Each incident's oldest pending row of a receiver, if due (`FROM` on).
+const DUE: &str = "FROM notifications n
+     WHERE receiver = ?1 AND status = 'pending' AND next_attempt_ms <= ?2
+       AND NOT EXISTS (SELECT 1 FROM notifications p
+           WHERE p.receiver = n.receiver AND p.incident = n.incident
+             AND p.status = 'pending' AND p.id < n.id)
+     ORDER BY id LIMIT ?3";
+
+/// When the earliest of those is due.
+const NEXT_DUE: &str = "SELECT MIN(next_attempt_ms) FROM notifications n
+     WHERE receiver = ?1 AND status = 'pending'
+       AND NOT EXISTS (SELECT 1 FROM notifications p
+           WHERE p.receiver = n.receiver AND p.incident = n.incident
+             AND p.status = 'pending' AND p.id < n.id)";
+
+/// A receiver's pending rows and the oldest one's enqueue time.
+const DEPTH: &str = "SELECT COUNT(*), MIN(created_ms) FROM notifications
+     WHERE receiver = ?1 AND status = 'pending'";
+
+/// A receiver's dead letters.
+const DEAD: &str = "SELECT COUNT(*) FROM notifications WHERE receiver = ?1 AND status = 'dead'";
+
+/// What an Alertmanager re-push repeats (see [`Outbox::firing`]).
+const FIRING: &str = "SELECT body FROM notifications n WHERE receiver = ?1 AND status = 'delivered'
+       AND seq = (SELECT MAX(seq) FROM notifications m INDEXED BY notifications_pending
+                  WHERE m.receiver = n.receiver AND m.status = 'delivered'
+                  AND m.incident = n.incident)
+       AND action != 'resolve'
+       AND NOT EXISTS (SELECT 1 FROM notifications r WHERE r.receiver = n.receiver
+                  AND r.incident = n.incident AND r.action = 'resolve'
+                  AND r.status IN ('failed', 'dead', 'muted', 'superseded'))
+       ORDER BY id";
+
 /// Depth of one receiver's queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct QueueStats {
@@ -36,14 +72,7 @@ impl Outbox {
         limit: usize,
     ) -> Result<Vec<Row>, OutboxError> {
         let conn = self.conn()?;
-        let sql = format!(
-            "SELECT {ROW_COLUMNS} FROM notifications n
-             WHERE receiver = ?1 AND status = 'pending' AND next_attempt_ms <= ?2
-               AND NOT EXISTS (SELECT 1 FROM notifications p
-                   WHERE p.receiver = n.receiver AND p.incident = n.incident
-                     AND p.status = 'pending' AND p.id < n.id)
-             ORDER BY id LIMIT ?3"
-        );
+        let sql = format!("SELECT {ROW_COLUMNS} {DUE}");
         let mut st = conn.prepare_cached(&sql)?;
         let rows = st
             .query_map(params![receiver, now, limit as i64], row)?
@@ -57,15 +86,7 @@ impl Outbox {
     /// receiver's worker at once, again and again, for the whole backoff.)
     pub(crate) fn next_due(&self, receiver: &str) -> Result<Option<i64>, OutboxError> {
         let conn = self.conn()?;
-        let v = conn.query_row(
-            "SELECT MIN(next_attempt_ms) FROM notifications n
-             WHERE receiver = ?1 AND status = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM notifications p
-                   WHERE p.receiver = n.receiver AND p.incident = n.incident
-                     AND p.status = 'pending' AND p.id < n.id)",
-            params![receiver],
-            |r| r.get::<_, Option<i64>>(0),
-        )?;
+        let v = conn.query_row(NEXT_DUE, params![receiver], |r| r.get::<_, Option<i64>>(0))?;
         Ok(v)
     }
 
@@ -152,16 +173,10 @@ impl Outbox {
     /// Queue depth, oldest pending and dead letters of `receiver`.
     pub fn queue_stats(&self, receiver: &str) -> Result<QueueStats, OutboxError> {
         let conn = self.conn()?;
-        let (pending, oldest) = conn.query_row(
-            "SELECT COUNT(*), MIN(created_ms) FROM notifications WHERE receiver = ?1 AND status = 'pending'",
-            params![receiver],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
-        )?;
-        let dead = conn.query_row(
-            "SELECT COUNT(*) FROM notifications WHERE receiver = ?1 AND status = 'dead'",
-            params![receiver],
-            |r| r.get::<_, i64>(0),
-        )?;
+        let (pending, oldest) = conn.query_row(DEPTH, params![receiver], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+        })?;
+        let dead = conn.query_row(DEAD, params![receiver], |r| r.get::<_, i64>(0))?;
         Ok(QueueStats {
             pending,
             oldest_ms: oldest,
@@ -175,16 +190,7 @@ impl Outbox {
     /// such an incident is over, and is left to end at its last `endsAt`.
     pub(crate) fn firing(&self, receiver: &str) -> Result<Vec<Notification>, OutboxError> {
         let conn = self.conn()?;
-        let mut st = conn.prepare(
-            "SELECT body FROM notifications n WHERE receiver = ?1 AND status = 'delivered'
-               AND seq = (SELECT MAX(seq) FROM notifications m WHERE m.receiver = n.receiver
-                          AND m.incident = n.incident AND m.status = 'delivered')
-               AND action != 'resolve'
-               AND NOT EXISTS (SELECT 1 FROM notifications r WHERE r.receiver = n.receiver
-                          AND r.incident = n.incident AND r.action = 'resolve'
-                          AND r.status IN ('failed', 'dead', 'muted', 'superseded'))
-               ORDER BY id",
-        )?;
+        let mut st = conn.prepare(FIRING)?;
         let bodies: Vec<String> = st
             .query_map(params![receiver], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
@@ -197,5 +203,96 @@ impl Outbox {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every queue query reads the covering index, never the table (whose
+    /// rows hold the bodies): a row is read only for what a query returns.
+    /// An outbox made with the earlier index gets the new one at open.
+    #[test]
+    fn plans() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = rusqlite::Connection::open(dir.path().join("outbox.sqlite")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE notifications (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                   receiver TEXT NOT NULL, incident TEXT NOT NULL, seq INTEGER NOT NULL,
+                   action TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL,
+                   created_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                   next_attempt_ms INTEGER NOT NULL, last_error TEXT, done_ms INTEGER,
+                   UNIQUE (receiver, incident, seq));
+                 CREATE INDEX notifications_queue ON notifications (receiver, status, incident, id);",
+            )
+            .unwrap();
+        }
+        let ob = Outbox::open(dir.path()).unwrap();
+        let conn = ob.conn().unwrap();
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'notifications'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            indexes.contains(&"notifications_pending".to_string()),
+            "{indexes:?}"
+        );
+        assert!(
+            !indexes.contains(&"notifications_queue".to_string()),
+            "{indexes:?}"
+        );
+        let due = format!("SELECT id {DUE}");
+        // The re-push returns bodies: its rows are read, only once the
+        // index has picked them (SQLite defers the row's read).
+        let firing = FIRING.replacen("SELECT body", "SELECT id", 1);
+        for sql in [due.as_str(), NEXT_DUE, DEPTH, DEAD, firing.as_str()] {
+            let n = sql.matches('?').count().max(1);
+            let args: Vec<rusqlite::types::Value> =
+                (0..n).map(|_| rusqlite::types::Value::Integer(1)).collect();
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let reads: Vec<&String> = plan
+                .iter()
+                .filter(|d| d.starts_with("SEARCH") || d.starts_with("SCAN"))
+                .collect();
+            assert!(!reads.is_empty(), "{sql}: {plan:?}");
+            for d in reads {
+                assert!(
+                    d.contains("COVERING INDEX notifications_pending"),
+                    "{sql}: {plan:?}"
+                );
+            }
+        }
+    }
+
+    /// Whether a receiver heard of an incident: any row but a muted one.
+    #[test]
+    fn announced_is_any_status_but_muted() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path()).unwrap();
+        for status in Status::ALL {
+            let conn = ob.conn().unwrap();
+            conn.execute(
+                "INSERT INTO notifications (receiver, incident, seq, action, body, status, created_ms, next_attempt_ms)
+                 VALUES ('r', ?1, 0, 'open', '{}', ?1, 0, 0)",
+                rusqlite::params![status.as_str()],
+            )
+            .unwrap();
+            drop(conn);
+            let heard = ob
+                .transaction(0, |tx| tx.announced("r", status.as_str()))
+                .unwrap();
+            assert_eq!(heard, status != Status::Muted, "{status:?}");
+        }
     }
 }
