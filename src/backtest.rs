@@ -369,8 +369,13 @@ impl Driver {
         let t = self.engine.clock().map_or(ev.ts, |c| c.max(ev.ts));
         self.boundaries_until(t, obs);
         let outcome = self.engine.process(&ev, &mut self.out);
-        self.watch
-            .counted_at(ev.ts, outcome == crate::engine::Outcome::Late);
+        // Events no rule selected are not counted: the late share is of
+        // what the rules read (a stray stamp that made the complaints late
+        // must not hide behind the orders no rule reads).
+        if outcome != crate::engine::Outcome::Unmatched {
+            self.watch
+                .counted_at(ev.ts, outcome == crate::engine::Outcome::Late);
+        }
         for tr in self.out.drain(..) {
             obs.transition(&tr);
         }

@@ -49,8 +49,10 @@ impl ReplaySummary {
     /// Logs what the summary's figures do not say by themselves: many
     /// events late (and the line that moved the clock before them, or a
     /// history given newest first), times that look like seconds.
-    pub fn warn(&self) {
-        self.watch.warn("replay", None);
+    /// `input` names the file read (`None`: stdin), so the line that moved
+    /// the clock is named `FILE:LINE`.
+    pub fn warn(&self, input: Option<&str>) {
+        self.watch.warn_named("replay", None, input);
     }
 
     /// Names a refuted clock jump: up to five of them, whatever other
@@ -174,12 +176,11 @@ pub fn replay(
     summary.stats = engine.stats().clone();
     summary.dedup_evicted = engine.dedup_evicted();
     let st = &summary.stats;
-    // Every valid event the engine took, as `backtest` counts them
+    // Every valid event a rule selected, as `backtest` counts them
     // (duplicates and refused ones too), so both name the same share.
-    summary.watch.adopt_counts(
-        st.applied + st.duplicates + st.late + st.unmatched + st.overflow,
-        st.late,
-    );
+    summary
+        .watch
+        .adopt_counts(st.applied + st.duplicates + st.late + st.overflow, st.late);
     Ok(summary)
 }
 

@@ -97,10 +97,25 @@ fn input_errors_name_the_file_and_their_cause_once() {
     let data = dir.path().join("d.jsonl");
     std::fs::write(&data, "").unwrap();
     let missing = dir.path().join("missing.jsonl");
-    let cases: [(Vec<&str>, &str); 3] = [
+    let array = dir.path().join("events.json");
+    std::fs::write(&array, "[{\"id\": \"a\"}]\n").unwrap();
+    let cases: [(Vec<&str>, &str); 6] = [
         (
             vec!["backtest", "--input", missing.to_str().unwrap()],
             "No such file or directory",
+        ),
+        // `replay` checks its input as the other history tools do.
+        (
+            vec!["replay", "--input", dir.path().to_str().unwrap()],
+            "it is a directory",
+        ),
+        (
+            vec!["replay", "--input", array.to_str().unwrap()],
+            "jq -c '.[]'",
+        ),
+        (
+            vec!["backtest", "--input", array.to_str().unwrap()],
+            "jq -c '.[]'",
         ),
         (
             vec![

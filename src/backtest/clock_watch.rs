@@ -343,6 +343,12 @@ impl ClockWatch {
     /// Logs the warning of [`ClockWatch::late_share`], if any, for `tool`
     /// reading `inputs`.
     pub(crate) fn warn(&self, tool: &str, inputs: Option<&Inputs>) {
+        self.warn_named(tool, inputs, None);
+    }
+
+    /// [`ClockWatch::warn`] for a reader of one input named `name` (a
+    /// replay's `--input`): the line that moved the clock is named in it.
+    pub(crate) fn warn_named(&self, tool: &str, inputs: Option<&Inputs>, name: Option<&str>) {
         if let (Some((b, a)), Some(i)) = (self.reversed(), inputs) {
             if i.are_files() {
                 tracing::warn!(
@@ -375,7 +381,10 @@ impl ClockWatch {
             }
         }
         if let Some(s) = self.late_share() {
-            let message = s.describe(inputs);
+            let message = match (inputs, name) {
+                (None, Some(name)) => s.describe_with(|m| format!("{name}:{}", m.line)),
+                _ => s.describe(inputs),
+            };
             tracing::warn!(tool, late = s.late, events = s.events, "{message}");
         }
         if let Some(newest) = self.seconds_like() {
@@ -404,7 +413,7 @@ impl LateShare {
     pub(crate) fn describe_with(&self, place: impl Fn(&ClockMove) -> String) -> String {
         let pct = 100.0 * self.late as f64 / self.events.max(1) as f64;
         let mut s = format!(
-            "{} of {} events ({pct:.1} %) were late for every rule that selected them and were dropped",
+            "{} of {} events a rule selected ({pct:.1} %) were late for every rule that selected them and were dropped",
             self.late, self.events
         );
         if self.descending {

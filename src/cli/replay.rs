@@ -51,6 +51,11 @@ impl Commands {
             Box::new(BufReader::new(io::stdin().lock()))
         } else {
             let f = File::open(&input).with_context(|| format!("cannot open input {input}"))?;
+            if f.metadata().is_ok_and(|m| m.is_dir()) {
+                anyhow::bail!(
+                    "cannot read input {input}: it is a directory: replay reads one file (or stdin); `backtest --input DIR/*.jsonl` reads several"
+                );
+            }
             Box::new(BufReader::with_capacity(1 << 20, f))
         };
         // A gzipped input is read through gzip, as `backtest` reads it.
@@ -70,6 +75,21 @@ impl Commands {
         if crate::backtest::input::is_utf16(head) {
             return Err(crate::backtest::input::InputError::utf16(&input, gz).into());
         }
+        // Another archive or a JSON array: refused with the command that
+        // converts it, as the other history tools refuse it.
+        if let Some((what, tool)) = crate::backtest::input::other_format(head) {
+            let convert = if gz {
+                format!("zcat {input} | {tool}")
+            } else {
+                format!("{tool} {input}")
+            };
+            return Err(crate::backtest::input::InputError::Format {
+                path: input.clone(),
+                what,
+                convert,
+            }
+            .into());
+        }
         let mut writer: Box<dyn Write> = match output {
             Some(p) => Box::new(BufWriter::new(
                 File::create(&p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -82,10 +102,19 @@ impl Commands {
             if let Some(d) = incidents.as_mut() {
                 d.on_transition(t);
             }
+        })
+        .map_err(|e| match e {
+            crate::replay::ReplayError::Read(e) if gz => {
+                anyhow::anyhow!("cannot read input {input}: {e} (a truncated or corrupt .gz file?)")
+            }
+            crate::replay::ReplayError::Read(e) => {
+                anyhow::anyhow!("cannot read input {input}: {e}")
+            }
+            e => e.into(),
         })?;
         drop(writer);
         crate::say!("{summary}");
-        summary.warn();
+        summary.warn((input != "-").then_some(input.as_str()));
         crate::backtest::clock_watch::warn_silent_rules("replay", &engine);
         for i in 0..engine.rule_count() {
             let n = engine.rule_stats(i).group_overflow;

@@ -267,7 +267,7 @@ impl LiveFeed {
                             engine,
                             out,
                             &mut |o, oc| {
-                                clock.counted(oc == Outcome::Late);
+                                clock.counted(oc);
                                 now_applied.push((o, oc));
                             },
                             &h,
@@ -298,7 +298,7 @@ impl LiveFeed {
             .offer(held)
             .and_then(|h| h.ev.event().map(|ev| apply_one(engine, &ev, out)));
         if let Some(o) = outcome {
-            self.clock.counted(o == Outcome::Late);
+            self.clock.counted(o);
         }
         outcome
     }
@@ -348,7 +348,7 @@ impl LiveFeed {
         };
         let clock = &mut self.clock;
         let mut counted = |o: Origin, oc: Outcome| {
-            clock.counted(oc == Outcome::Late);
+            clock.counted(oc);
             applied(o, oc);
         };
         apply_batch(engine, &released, advance, out, &mut counted);

@@ -200,9 +200,13 @@ impl LiveClock {
             .moved_to(target, line, Some(LineRef { file, line }));
     }
 
-    /// An event reached the engine, late (dropped) or not.
-    pub(super) fn counted(&mut self, late: bool) {
-        self.watch.counted(late);
+    /// An event reached the engine with outcome `o`: late (dropped) or
+    /// not; one no rule selected is not counted (a stray stamp that made
+    /// the complaints late must not hide behind the orders no rule reads).
+    pub(super) fn counted(&mut self, o: crate::engine::Outcome) {
+        if o != crate::engine::Outcome::Unmatched {
+            self.watch.counted(o == crate::engine::Outcome::Late);
+        }
     }
 
     /// Warns (at most once a minute) when more than 1 % of the events since

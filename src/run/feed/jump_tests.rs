@@ -263,12 +263,14 @@ fn a_real_gap_is_confirmed_and_named_and_equals_replay() {
 
 #[test]
 fn without_the_guard_the_stamp_makes_the_rest_late_and_the_warning_names_it() {
-    let evs = stream(300, T0, 5);
+    // Enough complaints after the stamp (the events the rules select, what
+    // the warning counts) for a warning: at least 100.
+    let evs = stream(900, T0, 5);
     let mut arrival: Vec<(i32, String)> = evs.iter().map(|(_, l)| (0, l.clone())).collect();
     arrival.insert(60, (0, json(9_999_999, 99_999_999_999_999, "order", 0)));
     let r = live(&arrival, &[10], "0");
     assert!(r.refuted.is_empty());
-    assert_eq!(r.applied.len(), 301);
+    assert_eq!(r.applied.len(), 901);
     assert!(
         r.log.contains("late for every rule")
             && r.log.contains("events[0]@60 moved the clock to 5138-"),
@@ -336,7 +338,8 @@ fn a_stamp_minutes_ahead_on_one_partition_is_refuted_with_a_short_max_clock_jump
 fn late_events_since_the_last_warning_are_warned_about_at_a_stop() {
     // (late events the warnings name in all, late events counted)
     let run = |stop: bool| {
-        let evs = stream(600, T0, 7);
+        // Complaints (what the warning counts) for two warnings.
+        let evs = stream(1200, T0, 7);
         let (late, log) = crate::testlog::logged(|| {
             let mut engine = engine("0");
             let mut feed = live_feed(&mut engine);
