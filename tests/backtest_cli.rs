@@ -2084,3 +2084,69 @@ thresholds = { warning = 2 }
         );
     }
 }
+
+/// An attribute value may hold any character: control characters (a NUL,
+/// an escape sequence) are written escaped in the chart's SVG (raw, it was
+/// invalid XML), the text reports and `review --list` (raw, they drove the
+/// terminal).
+#[test]
+fn control_characters_in_values_are_written_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = "a\\u0000b\\u001b[31m";
+    let input = dir.path().join("e.jsonl");
+    std::fs::write(
+        &input,
+        format!(
+            "{{\"id\":\"1\",\"type\":\"complaint\",\"ts\":\"2026-11-20T00:00:00Z\",\"attrs\":{{\"product\":\"{value}\"}}}}\n\
+             {{\"id\":\"2\",\"type\":\"complaint\",\"ts\":\"2026-11-20T00:01:00Z\",\"attrs\":{{\"product\":\"{value}\"}}}}\n"
+        ),
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[[rules]]\nname = \"cnt\"\ngroup_by = [\"product\"]\nwindow = \"10m\"\nslide = \"1m\"\n\
+         indicator = { kind = \"count\", select = { type = \"complaint\" } }\nthresholds = { warning = 1 }\n",
+    )
+    .unwrap();
+    let svg = dir.path().join("x.svg");
+    let base = [
+        "--config",
+        s(&cfg),
+        "--input",
+        s(&input),
+        "--now",
+        NOW_LATER,
+    ];
+    let mut chart = vec!["chart"];
+    chart.extend(base);
+    chart.extend([
+        "--rule",
+        "cnt",
+        "--group",
+        "product=a%00b%1B[31m",
+        "--output",
+        s(&svg),
+    ]);
+    run(&chart);
+    let mut outputs = vec![std::fs::read(&svg).unwrap()];
+    for tool in [vec!["backtest"], vec!["review", "--list"]] {
+        let mut args = tool.clone();
+        args.extend(base);
+        outputs.push(run(&args).stdout);
+    }
+    for (i, bytes) in outputs.iter().enumerate() {
+        assert!(
+            !bytes.iter().any(|&b| b < 0x20 && b != b'\n' && b != b'\t'),
+            "output {i}: {}",
+            String::from_utf8_lossy(bytes)
+        );
+        assert!(
+            String::from_utf8_lossy(bytes).contains("a\\u{0}b\\u{1b}[31m"),
+            "output {i}: {}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
+const NOW_LATER: &str = "2026-12-01T00:00:00Z";

@@ -100,11 +100,13 @@ pub(crate) fn write_hints(s: &mut String, i: &Incident) {
 /// Text made safe for one Markdown table cell: a `|` would start a new
 /// cell, a line break would end the table, and HTML would be rendered.
 pub(crate) fn cell(text: &str) -> String {
-    text.replace('&', "&amp;")
+    let text = text
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('|', "\\|")
-        .replace(['\r', '\n'], " ")
+        .replace(['\r', '\n'], " ");
+    crate::backtest::report::printable(&text).into_owned()
 }
 
 /// Text as one inline code span, safe in a table cell: fenced with more
@@ -112,6 +114,7 @@ pub(crate) fn cell(text: &str) -> String {
 /// would end a single-backtick span), on one line.
 pub(crate) fn code(text: &str) -> String {
     let text = text.replace('|', "\\|").replace(['\r', '\n'], " ");
+    let text = crate::backtest::report::printable(&text).into_owned();
     let mut run = 0;
     let mut longest = 0;
     for c in text.chars() {

@@ -409,7 +409,8 @@ mod tests {
         }
         assert!(rows > 20, "{md}");
         for want in [
-            "| Labels | product=a\\|b INJECTED\\|c  d |",
+            // A slice's value shows its line breaks escaped (`group_label`).
+            "| Labels | product=a\\|b\\u{a}INJECTED\\|c\\u{d}\\u{a}d |",
             "| Sample event ids (last notification) | `id a\\|b INJECTED\\|c  d`, `plain` |",
             "| Sample signal event ids | `e a\\|b INJECTED\\|c  d` |",
             "| Known crisis | crisis a\\|b INJECTED\\|c  d (kind a\\|b INJECTED\\|c  d), ",
