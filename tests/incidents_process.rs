@@ -397,6 +397,33 @@ async fn dead_letters_are_listed_retried_and_delivered_from_the_cli() {
     );
     assert_eq!(rx.requests().len(), before, "nothing sent while locked");
     drop(held);
+    // With the receiver disabled (an empty url, as an unset variable of
+    // the example config leaves it), `deliver` sends nothing and says the
+    // five are still queued for it (it said "0 still queued", exit 0).
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let disabled = text.replace(&format!("url = \"{}\"", rx.url()), "url = \"\"");
+    assert_ne!(disabled, text);
+    let off = dir.path().join("off.toml");
+    std::fs::write(&off, disabled).unwrap();
+    let out = run(
+        &[
+            "outbox",
+            "--config",
+            off.to_str().unwrap(),
+            "deliver",
+            "--timeout",
+            "5s",
+        ],
+        &[],
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("5 more queued for receivers this configuration does not send to")
+            && said.contains("hook: 5"),
+        "{said}"
+    );
+    assert_eq!(rx.requests().len(), before, "nothing sent while disabled");
     let out = run(
         &["outbox", "--config", cfg_s, "deliver", "--timeout", "30s"],
         &[],

@@ -399,10 +399,31 @@ fn outbox(
                 // `deliver`) would send the same rows at the same time.
                 let _lock = crate::dir_lock::DirLock::acquire(data_dir)?;
                 let m = IncidentManager::open(cfg, &registry, data_dir, opts)?;
-                Ok::<_, CliError>(m.shutdown(timeout).await)
+                let sending = m.receivers();
+                Ok::<_, CliError>((m.shutdown(timeout).await, sending))
             })?;
+            let (report, sending) = report;
             writeln!(out, "{} notification(s) still queued.", report.pending)?;
-            Ok(report.pending == 0)
+            // Rows of a receiver this configuration does not send to (one
+            // removed, or disabled by an empty `url`): never sent by this
+            // command, and not "0 still queued".
+            let mut others: std::collections::BTreeMap<String, u64> = Default::default();
+            let ob = Outbox::open(data_dir)?;
+            for r in ob.list(Some(Status::Pending), None, usize::MAX)? {
+                if !sending.contains(&r.receiver) {
+                    *others.entry(r.receiver).or_default() += 1;
+                }
+            }
+            if !others.is_empty() {
+                let list: Vec<String> = others.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+                writeln!(
+                    out,
+                    "{} more queued for receivers this configuration does not send to (removed, or disabled by an empty url: is its variable set?), not sent: {}.",
+                    others.values().sum::<u64>(),
+                    list.join(", ")
+                )?;
+            }
+            Ok(report.pending == 0 && others.is_empty())
         }
     }
 }
