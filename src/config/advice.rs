@@ -6,7 +6,7 @@
 //! and the history tools before their report; nothing refuses them (a file
 //! may be checked long before its traffic changes).
 
-use super::{Condition, Config, IndicatorConfig, RuleConfig, SurgeMethod};
+use super::{Condition, Config, EngineConfig, IndicatorConfig, RuleConfig, SurgeMethod};
 
 mod routes;
 pub(crate) use routes::did_you_mean;
@@ -44,7 +44,7 @@ pub fn advice(cfg: &Config) -> Vec<String> {
             }
             _ => {}
         }
-        out.extend(unreachable_thresholds(r, cfg.engine.score_range));
+        out.extend(unreachable_thresholds(r, &cfg.engine));
     }
     let (jump, late) = (
         cfg.engine.max_clock_jump.as_ms(),
@@ -60,19 +60,40 @@ pub fn advice(cfg: &Config) -> Vec<String> {
     out
 }
 
-/// The lowest and highest value `indicator` can take on scores within
-/// `score_range` (a confidence bound stays within them too).
-fn value_range(indicator: &IndicatorConfig, [lo, hi]: [f64; 2]) -> (f64, f64) {
-    match indicator {
-        IndicatorConfig::ScoreShare { .. } | IndicatorConfig::RepeatShare { .. } => (0.0, 1.0),
-        IndicatorConfig::MeanScore { .. } => (lo, hi),
-        IndicatorConfig::Nps { .. } => (-100.0, 100.0),
+/// The values `rule`'s indicator can take: `[lo, hi]` of the engine's
+/// `score_range` for a mean score (a confidence bound stays within them
+/// too), the window in seconds for a response time (a response counts only
+/// while its complaint is in the window), `engine.max_customers_per_group`
+/// for the customer counts (the customers past it are not counted); and
+/// why the upper bound is what it is, when it is not the indicator's own.
+fn value_range(rule: &RuleConfig, engine: &EngineConfig) -> (f64, f64, Option<String>) {
+    let [lo, hi] = engine.score_range;
+    let cap = engine.max_customers_per_group as f64;
+    match &rule.indicator {
+        IndicatorConfig::ScoreShare { .. } | IndicatorConfig::RepeatShare { .. } => (0.0, 1.0, None),
+        IndicatorConfig::MeanScore { .. } => (lo, hi, None),
+        IndicatorConfig::Nps { .. } => (-100.0, 100.0, None),
         IndicatorConfig::Surge {
             method: SurgeMethod::Zscore,
             ..
-        } => (f64::NEG_INFINITY, f64::INFINITY),
-        // Counts, rates, ratios, customers, response times, a surge's ratio.
-        _ => (0.0, f64::INFINITY),
+        } => (f64::NEG_INFINITY, f64::INFINITY, None),
+        IndicatorConfig::ResponseTime { .. } => (
+            0.0,
+            rule.window.as_ms() as f64 / 1000.0,
+            Some(format!(
+                "its window {} in seconds: a response counts only while its complaint is in the window",
+                rule.window
+            )),
+        ),
+        IndicatorConfig::DistinctCustomers { .. } | IndicatorConfig::RepeatCustomers { .. } => (
+            0.0,
+            cap,
+            Some(format!(
+                "engine.max_customers_per_group ({cap}): the customers of a slice past it are not counted"
+            )),
+        ),
+        // Counts, rates, ratios, a surge's ratio.
+        _ => (0.0, f64::INFINITY, None),
     }
 }
 
@@ -80,8 +101,8 @@ fn value_range(indicator: &IndicatorConfig, [lo, hi]: [f64; 2]) -> (f64, f64) {
 /// cross (it never fires) or is always past (it fires whenever the slice
 /// has enough volume): a threshold set for another scale — `check` and the
 /// history tools print them, `tune` for every candidate.
-pub(crate) fn unreachable_thresholds(rule: &RuleConfig, score_range: [f64; 2]) -> Vec<String> {
-    let (lo, hi) = value_range(&rule.indicator, score_range);
+pub(crate) fn unreachable_thresholds(rule: &RuleConfig, engine: &EngineConfig) -> Vec<String> {
+    let (lo, hi, why) = value_range(rule, engine);
     let mut out = Vec::new();
     for (sev, t) in rule.thresholds.levels() {
         // Thresholds are strict: above fires at value > t, below at value < t.
@@ -93,6 +114,11 @@ pub(crate) fn unreachable_thresholds(rule: &RuleConfig, score_range: [f64; 2]) -
             continue;
         }
         let scale = match &rule.indicator {
+            _ if why.is_some() => format!(
+                "the values a {} can take [{lo}, {hi}] ({})",
+                rule.indicator.kind_name(),
+                why.as_deref().unwrap_or_default()
+            ),
             IndicatorConfig::MeanScore { .. } => {
                 format!("engine.score_range [{lo}, {hi}]")
             }
@@ -179,7 +205,16 @@ thresholds = { warning = 6 }
         let count = r#"{ kind = "count" }"#;
         let nps = r#"{ kind = "nps" }"#;
         let z = r#"{ kind = "surge", baseline = "2h", method = "zscore" }"#;
+        let rt = r#"{ kind = "response_time", quantile = 1 }"#;
+        let dc = r#"{ kind = "distinct_customers" }"#;
         let cases = [
+            // A response counts only while its complaint is in the 1h
+            // window: no response time above 3,600 s is ever recorded.
+            (rt, "above", "{ warning = 3600 }", Some("never")),
+            (rt, "above", "{ warning = 3599 }", None),
+            // Customers past engine.max_customers_per_group are not counted.
+            (dc, "above", "{ warning = 1000000 }", Some("never")),
+            (dc, "above", "{ warning = 50 }", None),
             // A share set in percent never fires; one below 0 always does.
             (share, "above", "{ warning = 30 }", Some("never")),
             (share, "above", "{ warning = -0.1 }", Some("always")),
@@ -218,6 +253,12 @@ thresholds = { warning = 6 }
         );
         let w = advice(&cfg(&rule(count, "below", "{ warning = 0 }")));
         assert!(w[0].contains("a count can take (0 or more)"), "{}", w[0]);
+        let w = advice(&cfg(&rule(rt, "above", "{ warning = 7200 }")));
+        assert!(
+            w[0].contains("a response_time can take [0, 3600] (its window 1h in seconds"),
+            "{}",
+            w[0]
+        );
     }
 
     #[test]

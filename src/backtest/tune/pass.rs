@@ -553,11 +553,11 @@ pub(crate) fn unreachable_candidates(cfg: &Config, opts: &TuneOptions) -> Vec<St
     };
     // Once per threshold (the first candidate that has it), and not the
     // configured rule's own (`check` names those).
-    let own = crate::config::unreachable_thresholds(base, cfg.engine.score_range);
+    let own = crate::config::unreachable_thresholds(base, &cfg.engine);
     let mut seen: Vec<String> = Vec::new();
     let mut out: Vec<String> = Vec::new();
     for c in all.iter().filter(|c| c.rule != *base) {
-        for w in crate::config::unreachable_thresholds(&c.rule, cfg.engine.score_range) {
+        for w in crate::config::unreachable_thresholds(&c.rule, &cfg.engine) {
             if own.contains(&w) || seen.contains(&w) {
                 continue;
             }
