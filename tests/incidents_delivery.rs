@@ -846,3 +846,80 @@ async fn an_outcome_the_outbox_refuses_is_kept_not_sent_again() {
     assert_ne!(ids[0], ids[1], "one request per incident: {ids:?}");
     m.shutdown(Duration::from_secs(1)).await;
 }
+
+/// An Alertmanager re-push due while the receiver is held (its 429's
+/// `Retry-After`) goes out when the hold ends, before the queued rows: it
+/// was skipped and put a whole `resend_interval` off, and as the queued
+/// rows went first after each hold and drew the next 429, a receiver that
+/// kept asking for pauses heard no re-push at all — its firing alerts
+/// would pass their `endsAt` and resolve there.
+#[tokio::test(start_paused = true)]
+async fn an_alertmanager_re_push_due_during_a_hold_goes_out_when_it_ends() {
+    let rx = Receiver::start().await;
+    // The open of `p` is taken; everything after it is asked to wait 1 s.
+    rx.script([Reply::status(200)]);
+    rx.set_default(Reply::retry_after(429, "1"));
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let m = open(
+        &format!(
+            r#"
+[[receivers]]
+name = "am"
+kind = "alertmanager"
+url = "{}"
+delivery = {{ resend_interval = "2s", backoff_initial = "100ms", breaker_failures = 0 }}
+"#,
+            rx.url()
+        ),
+        &dir,
+        &reg,
+    );
+    m.submit(
+        &[tr("a", "p", State::Firing, Severity::Warning, 1000, 1000)],
+        1000,
+    )
+    .unwrap();
+    rx.wait_for(1, Duration::from_secs(60)).await;
+    // Other incidents open all the while, and the receiver refuses each
+    // with Retry-After: after every hold, a fresh row is due.
+    for i in 0..40 {
+        let at = 2000 + i * 500;
+        m.submit(
+            &[tr(
+                "a",
+                &format!("q{i}"),
+                State::Firing,
+                Severity::Warning,
+                at,
+                at,
+            )],
+            at,
+        )
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let products = |r: &Request| -> Vec<String> {
+        r.json()
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| x["labels"]["product"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let reqs = rx.requests();
+    let repushes = reqs[1..].iter().filter(|r| products(r) == ["p"]).count();
+    let opens_of_q = reqs
+        .iter()
+        .filter(|r| products(r).iter().all(|p| p.starts_with('q')))
+        .count();
+    assert!(
+        opens_of_q >= 5,
+        "the others' opens are tried after each hold: {opens_of_q}"
+    );
+    // One every 2 s over 20 s: some ten.
+    assert!(repushes >= 6, "re-pushes of p in 20 s: {repushes}");
+    m.shutdown(Duration::from_secs(1)).await;
+}

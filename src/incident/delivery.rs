@@ -220,6 +220,24 @@ impl Worker {
             if self.expire(now, &mut firing).await.is_break() {
                 break;
             }
+            // An Alertmanager re-push that is due goes out first, and one due
+            // while the receiver is held (Retry-After, the breaker) stays due
+            // until the hold ends: skipped then, and the queued rows going
+            // first after each hold, a receiver that kept asking for pauses
+            // heard one re-push in ten, and alerts without updates could
+            // pass their `endsAt`. Nothing goes out while an outcome waits to
+            // be recorded, re-pushes included.
+            if am
+                && unrecorded.is_empty()
+                && now >= next_resend
+                && breaker.blocked_until(now).is_none()
+            {
+                if !firing.is_empty() {
+                    self.resend(&firing, &mut breaker).await;
+                }
+                next_resend = self.clock.now_ms().saturating_add(self.rt.resend_ms);
+            }
+            let now = self.clock.now_ms();
             let mut more = false;
             if unrecorded.is_empty() && breaker.blocked_until(now).is_none() {
                 let limit = if breaker.is_open() { 1 } else { BATCH };
@@ -271,14 +289,6 @@ impl Worker {
                     }
                 }
             }
-            // Nothing goes out while an outcome waits to be recorded, re-pushes
-            // included.
-            if am && unrecorded.is_empty() && self.clock.now_ms() >= next_resend {
-                if !firing.is_empty() && breaker.blocked_until(self.clock.now_ms()).is_none() {
-                    self.resend(&firing, &mut breaker).await;
-                }
-                next_resend = self.clock.now_ms().saturating_add(self.rt.resend_ms);
-            }
             let now = self.clock.now_ms();
             let oldest = self.publish(now, &breaker).await;
             if more {
@@ -294,7 +304,9 @@ impl Worker {
                 wake_at = wake_at.min(o.saturating_add(self.rt.max_age_ms));
             }
             if am {
-                wake_at = wake_at.min(next_resend);
+                // Not before a hold ends: a re-push due meanwhile waits for it.
+                wake_at =
+                    wake_at.min(next_resend.max(breaker.blocked_until(now).unwrap_or(i64::MIN)));
             }
             if !unrecorded.is_empty() {
                 // Nothing is sent until the outbox records again: try it
