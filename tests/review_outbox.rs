@@ -335,7 +335,7 @@ fn outbox_reviews_match_the_backtest_reviews_of_the_same_history() {
                 .unwrap()
                 .parse()
                 .unwrap();
-            let below = row(&bt, "Thresholds").contains("| Below:");
+            let below = row(&bt, "Thresholds").contains("| below:");
             // Both as the reviews print them (four decimals): a sampled
             // peak equal to the observed one may print lower than it is.
             let shown: f64 = fmt_value(peak).parse().unwrap();

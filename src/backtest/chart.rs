@@ -43,7 +43,7 @@ pub enum ChartError {
         known: String,
     },
     /// The slice does not fit the rule's `group_by`.
-    #[error("--group {given:?} does not name the slice of rule {rule} (write {expected})")]
+    #[error("--group {given:?} does not name the slice of rule {rule} (write {expected}; in a value, write % as %25, , as %2C and = as %3D)")]
     Group {
         /// The rule.
         rule: String,

@@ -270,12 +270,13 @@ pub fn check_parent(path: &Path) -> Result<(), CliError> {
 }
 
 /// Creates the directory that several files go into (reviews, one per
-/// incident), or says that `dir` is a file.
-pub fn make_dir(dir: &Path) -> Result<(), CliError> {
+/// incident), or says that `dir` is a file; `or` is the command's other way
+/// out (`review`: one incident), if it has one.
+pub fn make_dir(dir: &Path, or: &str) -> Result<(), CliError> {
     if dir.exists() && !dir.is_dir() {
         return Err(CliError::Usage(format!(
             "{} is a file: the reviews of several incidents go one file each into a directory — \
-             name a directory, or pick one incident (--incident KEY)",
+             name a directory{or}",
             dir.display()
         )));
     }
@@ -386,7 +387,7 @@ fn backtest(a: &BacktestArgs) -> Result<ExitCode, CliError> {
     let inputs = a.history.open(&cfg)?;
     if let Some(d) = a.review_dir.as_deref().filter(|d| d.exists()) {
         // Said before the history is read: a file where the directory goes.
-        make_dir(d)?;
+        make_dir(d, "")?;
     }
     if a.review_dir.is_some() && inputs.read_once() {
         return Err(CliError::Usage(

@@ -67,6 +67,16 @@ impl Condition {
     }
 }
 
+/// As the configuration writes it: `above`, `below`.
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Condition::Above => "above",
+            Condition::Below => "below",
+        })
+    }
+}
+
 /// Thresholds per severity; at least one. For `above`, higher severities need higher values.
 #[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
 #[serde(deny_unknown_fields)]

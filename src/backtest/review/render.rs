@@ -215,7 +215,7 @@ pub(crate) fn write_rule_rows(s: &mut String, r: &RuleConfig) {
     let clear = r.clear_threshold().map(fmt_value).unwrap_or_default();
     let _ = writeln!(
         s,
-        "| Thresholds | {:?}: {}; clear {} |",
+        "| Thresholds | {}: {}; clear {} |",
         r.condition,
         levels.join(", "),
         clear

@@ -101,9 +101,14 @@ pub fn render_table(r: &TuneResult) -> String {
     let _ = writeln!(s, "= the rule as configured");
     match r.chosen {
         Some(i) => {
+            let why = if r.picked {
+                "--pick"
+            } else {
+                "fewest missed, then false incidents, then median delay"
+            };
             let _ = writeln!(
                 s,
-                "> chosen: #{} {} (fewest missed, then false incidents, then median delay)",
+                "> chosen: #{} {} ({why})",
                 i + 1,
                 r.rows[i].candidate.label()
             );

@@ -446,6 +446,7 @@ impl Tuner {
             base: self.base,
             rows,
             chosen: None,
+            picked: false,
             lines: self.lines,
             first_ms: self.first_ms,
             end_ms: self.clock,
@@ -462,6 +463,7 @@ fn conclude(mut result: TuneResult, opts: &TuneOptions) -> Result<TuneResult, Tu
     if result.labelled {
         mark_pareto(rows);
     }
+    result.picked = opts.pick.is_some();
     result.chosen = match opts.pick {
         Some(p) if p == 0 || p > rows.len() => return Err(TuneError::Pick(p, rows.len())),
         Some(p) => Some(p - 1),

@@ -48,6 +48,8 @@ pub struct TuneResult {
     pub rows: Vec<Row>,
     /// Index into `rows` of the chosen row.
     pub chosen: Option<usize>,
+    /// The chosen row was picked by `--pick`, not by the labels.
+    pub(crate) picked: bool,
     /// Lines read.
     pub(crate) lines: u64,
     /// First event time.

@@ -236,6 +236,7 @@ fn the_snippet_is_a_valid_rule() {
             current: false,
         }],
         chosen: Some(0),
+        picked: false,
         lines: 0,
         first_ms: None,
         end_ms: None,
@@ -246,4 +247,16 @@ fn the_snippet_is_a_valid_rule() {
     let back = Config::from_toml_str(&text, &std::collections::HashMap::<String, String>::new())
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(back.rules, vec![cand.rule]);
+    // The legend says why the row was chosen: `--pick`, not the labels'
+    // order when there were none.
+    let picked = TuneResult {
+        picked: true,
+        ..result.clone()
+    };
+    let table = super::output::render_table(&picked);
+    assert!(
+        table.contains("> chosen: #1") && table.contains("(--pick)"),
+        "{table}"
+    );
+    assert!(!table.contains("fewest missed"), "{table}");
 }

@@ -15,6 +15,9 @@ use crate::cli::args::{ConfigArg, NowArg};
 use super::history::{history, KafkaArgs};
 use super::{load_config, read_paths, summary_options, write_err, CliError, TruthArgs};
 
+/// `review`'s other way out of a `--output` that is a file.
+const ONE_INCIDENT: &str = ", or pick one incident (--incident KEY)";
+
 /// `crisiswatch review`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct ReviewArgs {
@@ -219,7 +222,7 @@ fn review_outbox(
             crate::say!("wrote {}", p.display());
         }
         Some(dir) => {
-            super::make_dir(dir)?;
+            super::make_dir(dir, ONE_INCIDENT)?;
             for (name, md) in &docs {
                 let p = dir.join(name);
                 std::fs::write(&p, md).map_err(write_err(&p))?;
@@ -274,7 +277,7 @@ fn write_review_files(
     let paths: Option<Vec<PathBuf>> = match dir {
         Some(d) => {
             let names = review::file_names(incidents.iter().map(|i| i.dedup_key.as_str()))?;
-            super::make_dir(d)?;
+            super::make_dir(d, ONE_INCIDENT)?;
             Some(names.iter().map(|n| d.join(n)).collect())
         }
         None => None,

@@ -250,7 +250,7 @@ pub(super) fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError
                 format!("{p}.thresholds.{s1}"),
                 v1.to_string(),
                 format!(
-                    "must be {} the {s0} threshold ({v0}) for condition = {:?}",
+                    "must be {} the {s0} threshold ({v0}) for condition = \"{}\"",
                     if r.condition == Condition::Above {
                         "above"
                     } else {
@@ -268,7 +268,7 @@ pub(super) fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError
                 format!("{p}.clear"),
                 c.to_string(),
                 format!(
-                    "must be on the healthy side of the lowest threshold ({lowest}): {} for condition = {:?}",
+                    "must be on the healthy side of the lowest threshold ({lowest}): {} for condition = \"{}\"",
                     if r.condition == Condition::Above { "≤" } else { "≥" },
                     r.condition
                 ),
