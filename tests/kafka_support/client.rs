@@ -130,8 +130,21 @@ impl Out {
 /// Produces every message (waiting up to `timeout` for delivery, e.g. across a
 /// paused broker) and returns where each landed, in the order of `msgs`.
 pub fn produce(bootstrap: &str, msgs: &[Out], timeout: Duration) -> Vec<Pos> {
+    produce_compressed(bootstrap, msgs, timeout, "none")
+}
+
+/// [`produce`] with the producer's `compression.type` (`none`, `gzip`,
+/// `snappy`, `lz4`, `zstd`): each batch is compressed so.
+#[allow(dead_code)]
+pub fn produce_compressed(
+    bootstrap: &str,
+    msgs: &[Out],
+    timeout: Duration,
+    codec: &str,
+) -> Vec<Pos> {
     let got = Arc::new(Mutex::new(vec![None; msgs.len()]));
     let producer: BaseProducer<Deliveries> = client_config(bootstrap)
+        .set("compression.type", codec)
         .set("linger.ms", "5")
         .set("message.timeout.ms", timeout.as_millis().to_string())
         .set("message.max.bytes", "2000000")
