@@ -529,7 +529,7 @@ impl Stage {
             .ready
             .store(status.ready && storage.is_none(), Ordering::Relaxed);
         state.admin.set_storage_error(storage);
-        state.admin.set_consumer_wait(status.why.map(String::from));
+        state.admin.set_consumer_wait(status.why);
         let m = &self.shared.metrics;
         m.stalled.set(i64::from(status.stalled));
         m.idle_partitions

@@ -456,6 +456,14 @@ impl ClientContext for SourceContext {
                     -1
                 };
                 self.shared.lag_seen(at, lag, now);
+                self.shared.health.on_partition(
+                    now,
+                    name,
+                    partition,
+                    p.next_offset,
+                    p.hi_offset,
+                    p.fetchq_cnt,
+                );
                 let lag = lag.max(0);
                 total += lag;
                 self.shared

@@ -12,14 +12,36 @@
 //! group yet; nothing else is needed to recover: librdkafka reconnects and
 //! rejoins by itself, the next message or caught-up report clears the stall.
 //!
+//! **One partition stuck** while the others flow — its fetch position has
+//! not moved for `stall_timeout` though the broker holds messages past it,
+//! and nothing of it is fetched and waiting — is no progress either: a
+//! batch the consumer cannot read (a codec it lacks, a corrupt batch: only
+//! librdkafka's log says so) stopped that partition, and its slices would be
+//! watched no more while the service looked healthy. `/readyz` names it.
+//!
 //! A consumer that should read every partition (one instance, no
 //! `scale_out`: [`Health::expecting_partitions`]) and holds none while its
 //! topics have some is not caught up but idle — another member of its group
 //! holds them, or the group is stuck after a broker restart — so that is no
 //! progress either: it stalls and says why.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// One assigned partition's fetch, by the statistics reports.
+#[derive(Debug, Clone, Copy)]
+struct Fetch {
+    /// The next offset to fetch, and since when it is that.
+    next: i64,
+    since: Instant,
+    /// Messages the broker holds past it (`hi_offset − next_offset`).
+    behind: i64,
+    /// Fetched messages waiting for the application.
+    queued: i64,
+    /// The report that last named it.
+    seen: Instant,
+}
 
 #[derive(Debug)]
 struct State {
@@ -49,6 +71,12 @@ struct State {
     /// Since when librdkafka reports every broker down (cleared by the
     /// next progress or assignment): what a stall is then about.
     brokers_down: Option<Instant>,
+    /// When messages last came.
+    last_messages: Option<Instant>,
+    /// Each assigned partition's fetch, by (topic, partition).
+    fetch: HashMap<(String, i32), Fetch>,
+    /// The stuck partitions last warned about.
+    stuck: BTreeSet<(String, i32)>,
 }
 
 impl State {
@@ -76,14 +104,14 @@ pub(crate) struct Health {
 }
 
 /// What [`Health::check`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Status {
     /// Whether `/readyz` should answer 200.
     pub(crate) ready: bool,
     /// Whether the consumer is stalled.
     pub(crate) stalled: bool,
     /// Why it is not ready, for `/readyz`.
-    pub(crate) why: Option<&'static str>,
+    pub(crate) why: Option<String>,
 }
 
 impl Health {
@@ -103,6 +131,9 @@ impl Health {
                 confirm_within: Some(Duration::from_secs(3)),
                 partial: false,
                 brokers_down: None,
+                last_messages: None,
+                fetch: HashMap::new(),
+                stuck: BTreeSet::new(),
             }),
         }
     }
@@ -144,7 +175,46 @@ impl Health {
     pub(crate) fn on_messages(&self, now: Instant) {
         let mut s = self.lock();
         s.last_progress = now;
+        s.last_messages = Some(now);
         s.brokers_down = None;
+    }
+
+    /// A statistics report's figures of one assigned partition: its next
+    /// offset to fetch, the broker's high watermark and the fetched messages
+    /// waiting for the application (call before [`Health::on_stats`], which
+    /// forgets the partitions the report did not name).
+    pub(crate) fn on_partition(
+        &self,
+        now: Instant,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+        hi_offset: i64,
+        queued: i64,
+    ) {
+        let mut s = self.lock();
+        let behind = if next_offset >= 0 && hi_offset >= 0 {
+            (hi_offset - next_offset).max(0)
+        } else {
+            0
+        };
+        let f = s
+            .fetch
+            .entry((topic.to_string(), partition))
+            .or_insert(Fetch {
+                next: next_offset,
+                since: now,
+                behind,
+                queued,
+                seen: now,
+            });
+        if f.next != next_offset || behind == 0 || queued > 0 {
+            f.since = now;
+        }
+        f.next = next_offset;
+        f.behind = behind;
+        f.queued = queued;
+        f.seen = now;
     }
 
     /// The group assigned partitions to this instance (possibly none).
@@ -178,6 +248,7 @@ impl Health {
         available: usize,
     ) {
         let mut s = self.lock();
+        s.fetch.retain(|_, f| f.seen == now);
         let answering = s.last_rx.is_some_and(|r| broker_rx > r);
         s.last_rx = Some(broker_rx);
         if answering {
@@ -249,6 +320,54 @@ impl Health {
             tracing::info!(lag = s.lag, "Kafka consumer progressing again; ready.");
         }
         s.stalled = stalled;
+        // Partitions stuck while the others flow (messages came within the
+        // timeout): not when the whole consumer stands still (said above).
+        let flowing = s
+            .last_messages
+            .is_some_and(|t| now.saturating_duration_since(t) <= stall_timeout);
+        let stuck: Vec<((String, i32), Fetch)> = if stalled || !flowing || s.rebalancing {
+            Vec::new()
+        } else {
+            s.fetch
+                .iter()
+                .filter(|(_, f)| {
+                    f.behind > 0
+                        && f.queued <= 0
+                        && now.saturating_duration_since(f.since) > stall_timeout
+                })
+                .map(|(k, f)| (k.clone(), *f))
+                .collect()
+        };
+        let names: BTreeSet<(String, i32)> = stuck.iter().map(|(k, _)| k.clone()).collect();
+        for ((topic, partition), f) in &stuck {
+            if !s.stuck.contains(&(topic.clone(), *partition)) {
+                tracing::error!(
+                    topic = %topic,
+                    partition,
+                    offset = f.next,
+                    behind = f.behind,
+                    quiet_s = now.saturating_duration_since(f.since).as_secs(),
+                    "Kafka consumer reads nothing more of this partition while it reads the others: its fetch stays at this offset though the broker holds messages past it — a batch it cannot read (librdkafka's log names why) or a broker that does not serve the partition; its events are not applied, its slices not watched. Not ready."
+                );
+            }
+        }
+        if names.is_empty() && !s.stuck.is_empty() {
+            tracing::info!("Every partition is read again.");
+        }
+        s.stuck = names;
+        let stuck_why = stuck.first().map(|((topic, partition), f)| {
+            format!(
+                "the Kafka consumer reads nothing more of {topic}[{partition}] (fetch at offset {}, {} messages behind, for {}s{}) while it reads the others: a batch it cannot read, or a broker that does not serve it (see the log)",
+                f.next,
+                f.behind,
+                now.saturating_duration_since(f.since).as_secs(),
+                if stuck.len() > 1 {
+                    format!("; {} more partitions so", stuck.len() - 1)
+                } else {
+                    String::new()
+                }
+            )
+        });
         let why = if stalled && s.brokers_down.is_some() {
             // Not a group problem: no partition is held because no broker answers.
             Some("the Kafka consumer reaches none of its brokers (librdkafka: all brokers down; it reconnects by itself): check the brokers and the network")
@@ -261,182 +380,14 @@ impl Health {
         } else {
             None
         };
+        let why = why.map(String::from).or(stuck_why);
         Status {
-            ready: s.joined && !stalled,
-            stalled,
+            ready: s.joined && !stalled && stuck.is_empty(),
+            stalled: stalled || !stuck.is_empty(),
             why,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T: Duration = Duration::from_secs(10);
-
-    #[test]
-    fn quiet_is_confirmed_only_while_progress_is_recent() {
-        let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let h = Health::new(t0);
-        h.on_assigned(t0);
-        assert!(h.confirmed(at(3_000)));
-        assert!(
-            !h.confirmed(at(3_001)),
-            "the broker has not answered for 3 s"
-        );
-        // Statistics every second, the broker answering, nothing behind.
-        h.on_stats(at(3_500), 10, 0, 1, 1);
-        h.on_stats(at(4_500), 11, 0, 1, 1);
-        assert!(h.confirmed(at(5_000)));
-        // Answering but behind: not confirmed.
-        h.on_stats(at(9_000), 12, 500, 1, 1);
-        assert!(!h.confirmed(at(9_000)));
-        // Statistics every 5 s: confirmed within 15 s.
-        let slow = Health::new(t0).with_statistics_interval(5_000);
-        assert!(slow.confirmed(at(15_000)) && !slow.confirmed(at(15_001)));
-        // Statistics off: nothing can confirm it, every stretch counts.
-        let off = Health::new(t0).with_statistics_interval(0);
-        assert!(off.confirmed(at(3_600_000)));
-    }
-
-    #[test]
-    fn ready_after_joining_until_progress_stops() {
-        let t0 = Instant::now();
-        let h = Health::new(t0);
-        let s = h.check(t0, T);
-        assert!(!s.ready, "not joined yet");
-        assert!(s.why.is_some_and(|w| w.contains("not joined")), "{s:?}");
-        h.on_assigned(t0);
-        assert!(h.check(t0, T).ready);
-        assert_eq!(h.check(t0, T).why, None);
-        h.on_messages(t0 + Duration::from_secs(8));
-        assert!(h.check(t0 + Duration::from_secs(15), T).ready);
-        let s = h.check(t0 + Duration::from_secs(19), T);
-        assert!(!s.ready && s.stalled);
-        assert!(s.why.is_some_and(|w| w.contains("stalled")), "{s:?}");
-        h.on_messages(t0 + Duration::from_secs(20));
-        assert!(h.check(t0 + Duration::from_secs(20), T).ready, "recovers");
-    }
-
-    #[test]
-    fn caught_up_with_an_answering_broker_is_progress() {
-        let t0 = Instant::now();
-        let h = Health::new(t0);
-        h.on_assigned(t0);
-        let at = |s| t0 + Duration::from_secs(s);
-        h.on_stats(at(1), 100, 0, 2, 2);
-        h.on_stats(at(9), 120, 0, 2, 2);
-        assert!(
-            h.check(at(18), T).ready,
-            "the broker answered at 9 s, no lag"
-        );
-        // Behind: broker answers but nothing is consumed.
-        h.on_stats(at(19), 140, 500, 2, 2);
-        assert!(!h.check(at(20), T).ready);
-        // Caught up but the broker went silent (paused): still stalled.
-        h.on_stats(at(21), 140, 0, 2, 2);
-        assert!(!h.check(at(21), T).ready);
-        h.on_stats(at(22), 141, 0, 2, 2);
-        assert!(h.check(at(22), T).ready);
-        // Rejoining the group after the session was lost is not progress.
-        h.on_revoked();
-        h.on_stats(at(30), 150, 0, 2, 2);
-        assert!(!h.check(at(33), T).ready);
-        h.on_assigned(at(34));
-        assert!(h.check(at(34), T).ready);
-    }
-
-    /// A stall while librdkafka reports every broker down says so, not
-    /// "another member holds the partitions"; progress clears it.
-    #[test]
-    fn a_stall_with_every_broker_down_names_the_brokers() {
-        let t0 = Instant::now();
-        let at = |s| t0 + Duration::from_secs(s);
-        let h = Health::new(t0).expecting_partitions();
-        h.on_assigned(t0);
-        h.on_stats(at(1), 100, 0, 4, 4);
-        h.on_brokers_down(at(2));
-        // The group lost the partitions meanwhile: none held.
-        h.on_revoked();
-        h.on_assigned(at(2));
-        h.on_brokers_down(at(3));
-        h.on_stats(at(3), 100, 0, 0, 4);
-        let s = h.check(at(20), T);
-        assert!(!s.ready && s.stalled, "{s:?}");
-        assert!(
-            s.why
-                .is_some_and(|w| w.contains("reaches none of its brokers")),
-            "{s:?}"
-        );
-        h.on_messages(at(21));
-        h.on_stats(at(21), 120, 0, 4, 4);
-        let s = h.check(at(21), T);
-        assert!(s.ready && s.why.is_none(), "{s:?}");
-        // Down again, then back on a quiet stream (answers, no message),
-        // then stalled for another reason: not named as brokers down.
-        h.on_brokers_down(at(22));
-        h.on_stats(at(23), 130, 0, 4, 4);
-        h.on_stats(at(24), 131, 500, 4, 4);
-        let s = h.check(at(40), T);
-        assert!(s.stalled, "{s:?}");
-        assert!(s.why.is_some_and(|w| !w.contains("brokers")), "{s:?}");
-    }
-
-    /// One instance holding part of its topics' partitions (a second
-    /// replica in its group, without `scale_out`) is said to be split, and
-    /// stays ready; a scaled-out member with part of them is fine.
-    #[test]
-    fn holding_part_of_the_partitions_without_scale_out_is_a_split() {
-        let t0 = Instant::now();
-        let at = |s| t0 + Duration::from_secs(s);
-        let alone = Health::new(t0).expecting_partitions();
-        let member = Health::new(t0);
-        for h in [&alone, &member] {
-            h.on_assigned(t0);
-            h.on_stats(at(1), 100, 0, 4, 4);
-            assert!(!h.split());
-            h.on_stats(at(2), 101, 0, 2, 4);
-        }
-        assert!(alone.split() && alone.check(at(2), T).ready);
-        assert!(!member.split());
-        // While a rebalance runs, nothing is said; all four back: no split.
-        alone.on_revoked();
-        alone.on_assigned(at(3));
-        alone.on_stats(at(4), 102, 0, 4, 4);
-        assert!(!alone.split());
-    }
-
-    /// One instance holding none of its topics' partitions (a group stuck
-    /// after a broker restart) is stalled, not caught up; a scaled-out
-    /// member with none (more instances than partitions) is fine.
-    #[test]
-    fn holding_no_partition_of_existing_topics_is_no_progress_for_one_instance() {
-        let t0 = Instant::now();
-        let at = |s| t0 + Duration::from_secs(s);
-        let alone = Health::new(t0).expecting_partitions();
-        let member = Health::new(t0);
-        for h in [&alone, &member] {
-            h.on_assigned(t0);
-            for s in 1..=20 {
-                h.on_stats(at(s), 100 + s, 0, 0, 4);
-            }
-        }
-        let s = alone.check(at(20), T);
-        assert!(!s.ready && s.stalled, "{s:?}");
-        assert!(s.why.is_some_and(|w| w.contains("holds none")), "{s:?}");
-        assert!(member.check(at(20), T).ready);
-        // Topics without partitions (not created yet): nothing to hold.
-        let empty = Health::new(t0).expecting_partitions();
-        empty.on_assigned(t0);
-        for s in 1..=20 {
-            empty.on_stats(at(s), 100 + s, 0, 0, 0);
-        }
-        assert!(empty.check(at(20), T).ready);
-        // Assigned again: progress.
-        alone.on_assigned(at(21));
-        alone.on_stats(at(22), 200, 0, 4, 4);
-        assert!(alone.check(at(22), T).ready);
-    }
-}
+mod tests;
