@@ -92,7 +92,11 @@ fn backtest_reads_split_and_gzipped_history_like_one_file() {
     let second = dir.path().join("part2.jsonl.gz");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all((b.join("\n") + "\n").as_bytes()).unwrap();
-    std::fs::write(&second, gz.finish().unwrap()).unwrap();
+    // With the zero padding a tar or a tape leaves after the last member
+    // (`zcat` reads past it; it stopped the backtest after its last line).
+    let mut padded = gz.finish().unwrap();
+    padded.extend(vec![0u8; 512]);
+    std::fs::write(&second, padded).unwrap();
     let split = run(&[
         "backtest",
         "--now",
@@ -2150,3 +2154,48 @@ fn control_characters_in_values_are_written_escaped() {
 }
 
 const NOW_LATER: &str = "2026-12-01T00:00:00Z";
+
+/// `suggest` from stdin (read once) keeps the shared engine's figures when
+/// a rule reached its group cap, and says so as `tune` does (it said
+/// nothing; from a file it reads the history again for exact figures).
+#[test]
+fn suggest_from_stdin_says_when_its_figures_are_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = generate(dir.path());
+    let cfg = dir.path().join("cap.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[engine]
+max_groups_per_rule = 5
+
+[[rules]]
+name = "rate"
+group_by = ["product", "region"]
+window = "30m"
+slide = "1m"
+indicator = { kind = "ratio", numerator = { type = "complaint" }, denominator = { type = "order" }, min_denominator = 20 }
+thresholds = { warning = 0.2 }
+"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "suggest",
+            "--config",
+            s(&cfg),
+            "--input",
+            "-",
+            "--now",
+            HISTORY_NOW,
+        ])
+        .stdin(std::fs::File::open(&data).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("candidates sharing one engine may differ"),
+        "{stderr}"
+    );
+}

@@ -15,7 +15,6 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
-use flate2::read::MultiGzDecoder;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::kafka_input::{fill_type, KafkaHistory, KafkaInputError};
@@ -297,7 +296,7 @@ impl Inputs {
             let mut lines: Box<dyn BufRead> = if gz {
                 Box::new(BufReader::with_capacity(
                     READ_BUFFER,
-                    MultiGzDecoder::new(reader),
+                    gz::GzMembers::new(reader),
                 ))
             } else {
                 Box::new(reader)
@@ -465,7 +464,7 @@ pub(crate) fn read_text(path: &std::path::Path) -> io::Result<String> {
     let gz = is_gzip(&mut reader)?;
     let mut bytes = Vec::new();
     if gz {
-        MultiGzDecoder::new(reader).read_to_end(&mut bytes)?;
+        gz::GzMembers::new(reader).read_to_end(&mut bytes)?;
     } else {
         reader.read_to_end(&mut bytes)?;
     }
@@ -524,6 +523,9 @@ impl Read for CountingReader<'_> {
         Ok(n)
     }
 }
+
+mod gz;
+pub(crate) use gz::GzMembers;
 
 #[cfg(test)]
 mod tests;

@@ -190,6 +190,15 @@ pub fn run(
     // beside the fallback's.
     let mut results = Vec::with_capacity(tuners.len());
     let mut again = Vec::new();
+    let inexact = tuners.iter().filter(|(t, _)| !t.exact()).count();
+    if inexact > 0 && inputs.read_once() {
+        // Read once (stdin, a pipe): the shared figures stand, said so.
+        tracing::warn!(
+            rules = inexact,
+            "engine.max_groups_per_rule was reached: candidates sharing one engine may differ \
+             slightly from separate backtests (pass files instead of stdin or a pipe for exact figures)"
+        );
+    }
     for (i, (t, o)) in tuners.into_iter().enumerate() {
         if t.exact() || inputs.read_once() {
             results.push(Some(t.finish(&o)?));

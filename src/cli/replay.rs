@@ -64,7 +64,7 @@ impl Commands {
         let mut reader: Box<dyn io::BufRead> = if gz {
             Box::new(BufReader::with_capacity(
                 1 << 20,
-                flate2::read::MultiGzDecoder::new(raw),
+                crate::backtest::input::GzMembers::new(raw),
             ))
         } else {
             raw
