@@ -213,8 +213,9 @@ impl ShardedEngine {
     }
 
     /// Every firing alert instance as a `firing` transition
-    /// ([`Engine::firing_transitions`]), in canonical order — by start, then
-    /// rule (configuration order), then group — whatever the workers.
+    /// ([`Engine::firing_transitions`]), in the order they fired — then rule
+    /// (configuration order), then group — whatever the workers: an
+    /// incident's key is its first alert's, the first to fire.
     pub(crate) fn firing_transitions(&self) -> Vec<crate::alert::Transition> {
         let mut all: Vec<_> = self
             .engines
@@ -222,11 +223,11 @@ impl ShardedEngine {
             .flat_map(|e| e.firing_transitions())
             .collect();
         let names = &self.rule_names;
-        all.sort_by_cached_key(|t| {
+        all.sort_by_cached_key(|(fired, t)| {
             let r = names.iter().position(|n| *n == t.rule);
-            (t.started_at, r, t.group.clone())
+            (*fired, r, t.group.clone())
         });
-        all
+        all.into_iter().map(|(_, t)| t).collect()
     }
 
     /// The state of every worker as one engine's snapshot (the format of

@@ -252,15 +252,19 @@ impl Engine {
     }
 
     /// A `firing` transition for every alert instance that is firing now,
-    /// as the engine holds it (rule order, then slot order): what a start
-    /// restored from a checkpoint hands an outbox that has never seen those
-    /// alerts (`outbox.sqlite` moved aside) so their incidents are known
-    /// again and resolve. `at` is when the instance fired as far as the
-    /// state tells (its start plus the rule's `for`, not past the clock);
-    /// `value` the latest evaluated one; no root-cause hints.
-    pub(crate) fn firing_transitions(&self) -> Vec<crate::alert::Transition> {
+    /// as the engine holds it (rule order, then slot order), each with when
+    /// it fired as far as the state tells (its start plus the rule's `for`,
+    /// not past the clock): what a start restored from a checkpoint hands an
+    /// outbox that has never seen those alerts (`outbox.sqlite` moved aside)
+    /// so their incidents are known again and resolve. `at` is the clock
+    /// (dated when it fired, an alert firing for days would be owed a
+    /// progress update for every `update_interval` since); `value` the
+    /// latest evaluated one; no root-cause hints.
+    pub(crate) fn firing_transitions(&self) -> Vec<(i64, crate::alert::Transition)> {
         let mut out = Vec::new();
-        let clock = self.clock.unwrap_or(i64::MAX);
+        let Some(clock) = self.clock else {
+            return out;
+        };
         for rule in &self.rules {
             let table = &self.tables[rule.group_by_id];
             for g in rule.slots.iter().filter_map(|s| s.group.as_ref()) {
@@ -282,21 +286,25 @@ impl Engine {
                     .zip(super::key::decode_key(table.key(g.entry)))
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect();
-                out.push(crate::alert::Transition {
-                    rule: rule.name.to_string(),
-                    group,
-                    state: crate::alert::State::Firing,
-                    severity,
-                    at: since.saturating_add(rule.policy.for_ms.max(0)).min(clock),
-                    value: g.value,
-                    threshold: rule.policy.threshold(severity),
-                    clear: rule.policy.clear,
-                    dedup_key: key.to_string(),
-                    started_at: since,
-                    window_ms: rule.window_ms,
-                    sample_event_ids: inst.samples.iter().map(|s| s.to_string()).collect(),
-                    hints: Vec::new(),
-                });
+                let fired = since.saturating_add(rule.policy.for_ms.max(0)).min(clock);
+                out.push((
+                    fired,
+                    crate::alert::Transition {
+                        rule: rule.name.to_string(),
+                        group,
+                        state: crate::alert::State::Firing,
+                        severity,
+                        at: clock,
+                        value: g.value,
+                        threshold: rule.policy.threshold(severity),
+                        clear: rule.policy.clear,
+                        dedup_key: key.to_string(),
+                        started_at: since,
+                        window_ms: rule.window_ms,
+                        sample_event_ids: inst.samples.iter().map(|s| s.to_string()).collect(),
+                        hints: Vec::new(),
+                    },
+                ));
             }
         }
         out

@@ -450,3 +450,40 @@ thresholds = { warning = 2 }
         "{out:?}"
     );
 }
+
+/// The firing alerts a restart hands to a new outbox: dated at the clock
+/// (dated when they fired, one firing for days was owed a progress update
+/// per interval since), with when they fired beside them, keys as emitted.
+#[test]
+fn firing_transitions_are_dated_at_the_clock_with_their_firing_time() {
+    let mut e = engine("");
+    let mut out = Vec::new();
+    let t0 = 100 * MIN;
+    for i in 0..3 {
+        feed(
+            &mut e,
+            &ev(&format!("a{i}"), "complaint", t0 + i, "p"),
+            &mut out,
+        );
+    }
+    assert_eq!(out.len(), 1);
+    let fired = out[0].clone();
+    // More complaints keep it firing while the clock moves on.
+    for i in 0..5 {
+        let ts = t0 + 5 * MIN + i;
+        feed(
+            &mut e,
+            &ev(&format!("b{i}"), "complaint", ts, "p"),
+            &mut out,
+        );
+    }
+    let clock = e.clock().unwrap();
+    let got = e.firing_transitions();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (when, t) = &got[0];
+    assert_eq!(*when, fired.at, "fired when the third complaint crossed");
+    assert_eq!(t.at, clock);
+    assert_eq!(t.dedup_key, fired.dedup_key);
+    assert_eq!(t.started_at, fired.started_at);
+    assert_eq!(t.state, State::Firing);
+}

@@ -581,6 +581,8 @@ fn enqueue(
 
 mod acks;
 #[cfg(test)]
+mod adopt_tests;
+#[cfg(test)]
 mod batch_tests;
 mod closing;
 mod ownership;

@@ -348,6 +348,21 @@ impl Tx<'_> {
         Ok(n == 1)
     }
 
+    /// Whether this outbox has applied, opened or sent anything (one moved
+    /// aside and replaced by a new one has not).
+    pub(crate) fn has_history(&self) -> Result<bool, OutboxError> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT 1 FROM applied UNION ALL SELECT 1 FROM incidents
+                 UNION ALL SELECT 1 FROM notifications LIMIT 1",
+                [],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     /// Whether any transition of alert instance `alert` (its dedup key) was
     /// ever applied here.
     pub(crate) fn knows_alert(&self, alert: &str) -> Result<bool, OutboxError> {

@@ -456,14 +456,25 @@ impl ClientContext for SourceContext {
                     -1
                 };
                 self.shared.lag_seen(at, lag, now);
-                self.shared.health.on_partition(
-                    now,
-                    name,
-                    partition,
-                    p.next_offset,
-                    p.hi_offset,
-                    p.fetchq_cnt,
-                );
+                // The end a fetch can reach: the last stable offset (what
+                // read_committed, librdkafka's default, is served up to:
+                // an open transaction holds it below the high watermark),
+                // else the high watermark. Fetched but not handed over:
+                // per partition (`fetchq_cnt` counts the whole consumer
+                // queue a group consumer forwards every partition to).
+                let end = if p.ls_offset >= 0 {
+                    p.ls_offset
+                } else {
+                    p.hi_offset
+                };
+                let waiting = if p.next_offset >= 0 && p.app_offset >= 0 {
+                    (p.next_offset - p.app_offset).max(0)
+                } else {
+                    0
+                };
+                self.shared
+                    .health
+                    .on_partition(now, name, partition, p.next_offset, end, waiting);
                 let lag = lag.max(0);
                 total += lag;
                 self.shared

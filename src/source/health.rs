@@ -35,7 +35,7 @@ struct Fetch {
     /// The next offset to fetch, and since when it is that.
     next: i64,
     since: Instant,
-    /// Messages the broker holds past it (`hi_offset − next_offset`).
+    /// Messages the broker serves past it (end − `next_offset`).
     behind: i64,
     /// Fetched messages waiting for the application.
     queued: i64,
@@ -180,21 +180,22 @@ impl Health {
     }
 
     /// A statistics report's figures of one assigned partition: its next
-    /// offset to fetch, the broker's high watermark and the fetched messages
-    /// waiting for the application (call before [`Health::on_stats`], which
-    /// forgets the partitions the report did not name).
+    /// offset to fetch, the end a fetch can reach (the last stable offset,
+    /// else the high watermark) and the messages fetched but not handed to
+    /// the application (call before [`Health::on_stats`], which forgets the
+    /// partitions the report did not name).
     pub(crate) fn on_partition(
         &self,
         now: Instant,
         topic: &str,
         partition: i32,
         next_offset: i64,
-        hi_offset: i64,
+        end_offset: i64,
         queued: i64,
     ) {
         let mut s = self.lock();
-        let behind = if next_offset >= 0 && hi_offset >= 0 {
-            (hi_offset - next_offset).max(0)
+        let behind = if next_offset >= 0 && end_offset >= 0 {
+            (end_offset - next_offset).max(0)
         } else {
             0
         };

@@ -10,8 +10,14 @@ use flate2::bufread::GzDecoder;
 
 /// Reads the gzip members of `R` one after the other.
 pub(crate) struct GzMembers<R: BufRead> {
-    /// The member being read (`None`: the input is over).
+    /// The member being read, or the one that just ended (`None`: the
+    /// input is over).
     member: Option<GzDecoder<R>>,
+    /// The member ended: what follows is being looked at (kept across an
+    /// error such as an interrupted read, so a retry goes on from there).
+    ended: bool,
+    /// Zero bytes seen since the member ended.
+    zeros: usize,
 }
 
 impl<R: BufRead> GzMembers<R> {
@@ -19,6 +25,8 @@ impl<R: BufRead> GzMembers<R> {
     pub(crate) fn new(inner: R) -> Self {
         GzMembers {
             member: Some(GzDecoder::new(inner)),
+            ended: false,
+            zeros: 0,
         }
     }
 }
@@ -29,27 +37,29 @@ impl<R: BufRead> Read for GzMembers<R> {
             let Some(member) = self.member.as_mut() else {
                 return Ok(0);
             };
-            let n = member.read(buf)?;
-            if n > 0 || buf.is_empty() {
-                return Ok(n);
+            if !self.ended {
+                let n = member.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                self.ended = true;
+                self.zeros = 0;
             }
             // The member ended: another one, padding, or the end.
-            let Some(mut inner) = self.member.take().map(GzDecoder::into_inner) else {
-                return Ok(0);
-            };
-            let mut zeros = 0usize;
+            let inner = member.get_mut();
             loop {
                 let avail = inner.fill_buf()?;
                 if avail.is_empty() {
+                    self.member = None;
                     return Ok(0);
                 }
                 let z = avail.iter().take_while(|&&b| b == 0).count();
                 if z == avail.len() {
                     inner.consume(z);
-                    zeros += z;
+                    self.zeros += z;
                     continue;
                 }
-                if zeros + z > 0 {
+                if self.zeros + z > 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         "data after zero padding past the last gzip member",
@@ -57,7 +67,11 @@ impl<R: BufRead> Read for GzMembers<R> {
                 }
                 break;
             }
+            let Some(inner) = self.member.take().map(GzDecoder::into_inner) else {
+                return Ok(0);
+            };
             self.member = Some(GzDecoder::new(inner));
+            self.ended = false;
         }
     }
 }

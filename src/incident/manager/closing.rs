@@ -119,11 +119,13 @@ impl IncidentManager {
     /// before would never hear the resolve, and an escalation would join
     /// nothing. An incident's key depends on its route, labels and first
     /// alert's start only, so it comes back under the key the receivers
-    /// know (a trigger they deduplicate; one resolved by hand meanwhile
-    /// opens again — the alert is still firing). An alert with any
-    /// transition on record here is left alone: its incident is open, or
-    /// was closed (by an operator, `alert_gone`) and stays so. Returns the
-    /// dedup keys of the alerts adopted.
+    /// know when its first alert still fires (a trigger they deduplicate;
+    /// one resolved by hand meanwhile opens again — the alert is still
+    /// firing). Only an outbox with no history at all adopts: in one that
+    /// has some, an alert without a record is one whose record was pruned
+    /// after `incidents.retention` (an incident an operator closed would
+    /// page again at every restart). Returns the dedup keys of the alerts
+    /// adopted.
     pub(crate) fn adopt_firing(&self, firing: &[Transition]) -> Result<Vec<String>, IncidentError> {
         if firing.is_empty() {
             return Ok(Vec::new());
@@ -131,6 +133,9 @@ impl IncidentManager {
         let mut adopted = Vec::new();
         let now = firing.iter().map(|t| t.at).max().unwrap_or(i64::MIN);
         self.step(|lc, ch, tx, out| {
+            if tx.has_history()? {
+                return Ok(());
+            }
             for t in firing {
                 if tx.knows_alert(&t.dedup_key)? {
                     continue;
