@@ -66,7 +66,17 @@ pub(crate) struct ClockWatch {
     up: u64,
     /// Per input read, in reading order: (its index, earliest, latest time).
     spans: Vec<(usize, i64, i64)>,
+    /// Events more than [`FAR_BEHIND_MS`] behind the one read before them,
+    /// and the oldest of them: stamps in the wrong unit or with a wrong
+    /// date, not disorder (after a stamp far *ahead*, only the first event
+    /// steps back so far; the others follow one another).
+    far_behind: u64,
+    oldest_late: Option<i64>,
 }
+
+/// An event this far behind the one read before it (30 days) is not out of
+/// order: its stamp is wrong (seconds written as milliseconds, a wrong year).
+const FAR_BEHIND_MS: i64 = 30 * 86_400_000;
 
 /// The most jumps a watch keeps apart ([`ClockWatch::jumps`]); an older
 /// one is folded into `worst`.
@@ -95,6 +105,9 @@ pub(crate) struct LateShare {
     pub(crate) horizon_ms: i64,
     /// The events came newest first ([`ClockWatch::descending`]).
     pub(crate) descending: bool,
+    /// Events far behind the one before them, and the oldest of them.
+    pub(crate) far_behind: u64,
+    pub(crate) oldest_late: Option<i64>,
 }
 
 impl ClockWatch {
@@ -181,6 +194,13 @@ impl ClockWatch {
 
     /// Notes whether `ts` steps back or forth from the event before it.
     fn order(&mut self, ts: i64) {
+        if self
+            .prev
+            .is_some_and(|p| p.saturating_sub(ts) > FAR_BEHIND_MS)
+        {
+            self.far_behind += 1;
+            self.oldest_late = Some(self.oldest_late.map_or(ts, |o| o.min(ts)));
+        }
         match self.prev {
             Some(p) if ts < p => self.down += 1,
             Some(p) if ts > p => self.up += 1,
@@ -222,6 +242,7 @@ impl ClockWatch {
             self.counted(false);
             return;
         }
+
         let h = self.horizon_ms;
         // Jumps are in clock order and do not overlap: the last one that
         // starts (less the horizon) at or before `ts`.
@@ -294,6 +315,8 @@ impl ClockWatch {
     pub(crate) fn reset_counts(&mut self) {
         self.events = 0;
         self.late = 0;
+        self.far_behind = 0;
+        self.oldest_late = None;
         self.worst = None;
         if let Some(m) = self.current.as_mut() {
             m.late_after = 0;
@@ -337,6 +360,8 @@ impl ClockWatch {
             culprit,
             horizon_ms: self.horizon_ms,
             descending: self.descending(),
+            far_behind: self.far_behind.min(self.late),
+            oldest_late: self.oldest_late,
         })
     }
 
@@ -422,6 +447,19 @@ impl LateShare {
                  crisiswatch reads history oldest first, as it happened — sort the lines \
                  by time, ascending (and give the files oldest first)",
             );
+            return s;
+        }
+        if self.far_behind > 0 && self.far_behind * 2 >= self.late {
+            // Most are far in the past: wrong stamps, not disorder — sorting
+            // would start the history at the oldest of them.
+            s.push_str(&format!(
+                "; {} events lie more than 30 days behind the event before them (the oldest \
+                 at {}): their times are wrong, not merely out of order — seconds written as \
+                 milliseconds, a wrong year or date format? — fix those stamps (sorting the \
+                 lines would start the history at them)",
+                self.far_behind,
+                self.oldest_late.map_or_else(|| "?".to_string(), format_ts),
+            ));
             return s;
         }
         if let Some(m) = self.culprit.filter(|m| m.late_after > 0) {

@@ -224,3 +224,42 @@ fn ordinary_reordering_and_a_confirmed_gap_do_not_warn() {
     }
     assert_eq!(w.late_share(), None);
 }
+
+/// Stamps far in the past (every 20th written in seconds, read as
+/// milliseconds: January 1970) are wrong stamps, not disorder: the warning
+/// says so, and does not advise sorting (which would start the history in
+/// 1970).
+#[test]
+fn stamps_far_in_the_past_are_called_wrong_not_out_of_order() {
+    let mut w = watch();
+    let t0 = 1_795_132_800_000;
+    for i in 0..400i64 {
+        let ts = if i % 20 == 7 {
+            (t0 + i * 1000) / 1000
+        } else {
+            t0 + i * 1000
+        };
+        w.observe(ts, i as u64 + 1, None);
+    }
+    let s = w.late_share().expect("a warning");
+    assert_eq!(s.far_behind, 20);
+    let text = s.describe(None);
+    assert!(
+        text.contains("20 events lie more than 30 days behind")
+            && text.contains("the oldest at 1970-01-21"),
+        "{text}"
+    );
+    assert!(!text.contains("sort the lines by time"), "{text}");
+    // A few minutes out of order is still disorder.
+    let mut w = watch();
+    for i in 0..400i64 {
+        let ts = if i % 20 == 7 {
+            t0 + i * 1000 - 5 * 60_000
+        } else {
+            t0 + i * 1000
+        };
+        w.observe(ts, i as u64 + 1, None);
+    }
+    let text = w.late_share().expect("a warning").describe(None);
+    assert!(!text.contains("30 days"), "{text}");
+}
