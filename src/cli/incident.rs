@@ -407,19 +407,17 @@ fn outbox(
             // Rows of a receiver this configuration does not send to (one
             // removed, or disabled by an empty `url`): never sent by this
             // command, and not "0 still queued".
-            let mut others: std::collections::BTreeMap<String, u64> = Default::default();
-            let ob = Outbox::open(data_dir)?;
-            for r in ob.list(Some(Status::Pending), None, usize::MAX)? {
-                if !sending.contains(&r.receiver) {
-                    *others.entry(r.receiver).or_default() += 1;
-                }
-            }
+            let others: Vec<(String, u64)> = Outbox::open(data_dir)?
+                .pending_by_receiver()?
+                .into_iter()
+                .filter(|(r, _)| !sending.contains(r))
+                .collect();
             if !others.is_empty() {
                 let list: Vec<String> = others.iter().map(|(r, n)| format!("{r}: {n}")).collect();
                 writeln!(
                     out,
                     "{} more queued for receivers this configuration does not send to (removed, or disabled by an empty url: is its variable set?), not sent: {}.",
-                    others.values().sum::<u64>(),
+                    others.iter().map(|(_, n)| n).sum::<u64>(),
                     list.join(", ")
                 )?;
             }

@@ -271,3 +271,23 @@ impl fmt::Display for Report {
         Ok(())
     }
 }
+
+/// `s` with every control character (a NUL, an escape sequence, a line
+/// break) and the two non-characters U+FFFE and U+FFFF written as
+/// `\u{…}`: an attribute value may hold any of them, and raw they drive
+/// the terminal, break a table's line, or make an SVG chart invalid XML.
+pub(crate) fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() || c == '\u{fffe}' || c == '\u{ffff}';
+    if !s.contains(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if bad(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}

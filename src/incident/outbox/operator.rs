@@ -41,6 +41,23 @@ impl Outbox {
         Ok(rows)
     }
 
+    /// Pending notifications per receiver, by name (from the index: no body
+    /// is read).
+    pub fn pending_by_receiver(&self) -> Result<Vec<(String, u64)>, OutboxError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
+            "SELECT receiver, COUNT(*) FROM notifications
+             WHERE status = 'pending' GROUP BY receiver ORDER BY receiver",
+        )?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .map(|(rec, n)| (rec, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
     /// How many notifications [`Outbox::list`] would show without a limit.
     pub fn count(
         &self,
