@@ -106,10 +106,12 @@ struct RuleRt {
     free: Vec<u32>,
     live: usize,
     stats: RuleStats,
-    /// Events that selected this rule, and of them those counted toward its
-    /// signal (numerator, counted events): a history tool warns of a rule
-    /// that no event selected. Not checkpointed.
-    selected: [u64; 2],
+    /// Events that selected this rule, of them those counted toward its
+    /// signal (numerator, counted events), and those that fed its second
+    /// selector (denominator, `responses`): a history tool warns of a rule
+    /// that no event selected, or whose signal or second selector none fed.
+    /// Not checkpointed.
+    selected: [u64; 3],
     /// Of `stats.late`, the events another rule took (the engine's `late`
     /// does not count them): what the rule alone lost to its window. Not
     /// checkpointed.
@@ -347,9 +349,10 @@ impl Engine {
         &self.rules[i].cfg
     }
 
-    /// Events that selected rule `i`, and of them those counted toward its
-    /// signal.
-    pub(crate) fn rule_selected(&self, i: usize) -> [u64; 2] {
+    /// Events that selected rule `i`, of them those counted toward its
+    /// signal, and those that fed its second selector (a ratio's
+    /// denominator, a backlog rule's `responses`).
+    pub(crate) fn rule_selected(&self, i: usize) -> [u64; 3] {
         self.rules[i].selected
     }
 

@@ -1236,6 +1236,55 @@ fn snippets_keep_dollars_and_environment_references_as_written() {
     }
 }
 
+/// A rule whose second selector nothing fed is named: a history without
+/// responses (every complaint of `response_backlog` would read as
+/// unanswered: false incidents), a ratio whose denominator is mistyped
+/// (never computed). The full generated day, which has both, gets neither
+/// warning.
+#[test]
+fn a_rule_whose_second_selector_nothing_feeds_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (day, _) = generate(dir.path());
+    let all = std::fs::read_to_string(&day).unwrap();
+    let no_responses: String = all
+        .lines()
+        .filter(|l| !l.contains("\"type\":\"response\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(no_responses.len() < all.len());
+    let quiet = dir.path().join("no-responses.jsonl");
+    std::fs::write(&quiet, no_responses).unwrap();
+    let text = std::fs::read_to_string(example()).unwrap();
+    let typo = text.replacen(
+        "denominator = { type = \"order\" }, min_denominator = 100",
+        "denominator = { type = \"ordr\" }, min_denominator = 100",
+        1,
+    );
+    assert_ne!(typo, text);
+    let cfg = dir.path().join("typo.toml");
+    std::fs::write(&cfg, typo).unwrap();
+    let responses = "rule \"response_backlog\" saw";
+    let denominator = "none of them matched its `denominator` selector";
+    for (args, want_responses, want_denominator) in [
+        (vec!["backtest", "--config", s(&cfg), "--input", s(&quiet)], true, true),
+        (
+            vec!["replay", "--config", &example(), "--input", s(&quiet), "--output", "/dev/null"],
+            true,
+            false,
+        ),
+        (vec!["backtest", "--config", &example(), "--input", s(&day)], false, false),
+    ] {
+        let mut args = args;
+        args.extend(["--now", HISTORY_NOW]);
+        let err = String::from_utf8_lossy(&run(&args).stderr).into_owned();
+        assert_eq!(err.contains(responses), want_responses, "{args:?}: {err}");
+        assert_eq!(err.contains(denominator), want_denominator, "{args:?}: {err}");
+        if want_responses {
+            assert!(err.contains("every one counts as unanswered"), "{err}");
+        }
+    }
+}
+
 /// A rule that no event of the history selects (here a mistyped `type`)
 /// is named by `backtest` and `replay`: its empty line in the report says
 /// nothing about its thresholds. The example configuration on a generated

@@ -510,16 +510,25 @@ pub(crate) fn warn_silent_rules(tool: &str, engine: &crate::engine::Engine) {
     for i in 0..engine.rule_count() {
         let rule = &engine.rule_config(i).name;
         match engine.rule_selected(i) {
-            [0, _] => tracing::warn!(
+            [0, _, _] => tracing::warn!(
                 tool,
                 rule = %rule,
                 "no event of the history matched rule {rule:?}'s selector: it cannot fire on this history — check the selector's type and attrs against the events"
             ),
-            [n, 0] => tracing::warn!(
+            [n, 0, _] => tracing::warn!(
                 tool,
                 rule = %rule,
                 "rule {rule:?} saw {n} events, none of them counted toward its signal (numerator, or the events it counts): it cannot fire on this history — check that selector's type and attrs"
             ),
+            [n, _, 0] if second_selector(&engine.rule_config(i).indicator).is_some() => {
+                let (what, effect) = second_selector(&engine.rule_config(i).indicator)
+                    .unwrap_or_default();
+                tracing::warn!(
+                    tool,
+                    rule = %rule,
+                    "rule {rule:?} saw {n} events, none of them matched its {what}: {effect} — check that selector's type and attrs against the events"
+                );
+            }
             _ => {
                 // A `group_by` attribute no event had: every event falls in
                 // the slice where it is "" (judged on the groups still live
@@ -550,6 +559,23 @@ pub(crate) fn warn_silent_rules(tool: &str, engine: &crate::engine::Engine) {
                 engine.max_customers_per_group()
             );
         }
+    }
+}
+
+/// A rule's second selector, what it is and what nothing matching it
+/// means: a ratio's denominator, a backlog rule's `responses`.
+fn second_selector(ind: &crate::config::IndicatorConfig) -> Option<(&'static str, &'static str)> {
+    use crate::config::IndicatorConfig as I;
+    match ind {
+        I::Ratio { .. } => Some((
+            "`denominator` selector",
+            "the ratio has no denominator, so it is never computed and the rule cannot fire on this history",
+        )),
+        I::Unanswered { .. } | I::ResponseTime { .. } => Some((
+            "`responses` selector (a response with a `ref_id` naming a complaint)",
+            "no complaint is ever answered on this history, so every one counts as unanswered past its SLA and the rule reads the missing responses as a backlog",
+        )),
+        _ => None,
     }
 }
 

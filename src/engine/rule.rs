@@ -255,7 +255,7 @@ impl RuleRt {
             free: Vec::new(),
             live: 0,
             stats: RuleStats::default(),
-            selected: [0; 2],
+            selected: [0; 3],
             late_alone: 0,
             customers_uncounted: 0,
             recorder: None,

@@ -19,6 +19,10 @@ pub(crate) struct Contribution {
     /// A response naming a complaint (`ref_id`): it adds nothing itself,
     /// the engine takes its complaint out of the backlog.
     pub(crate) response: bool,
+    /// The event feeds the rule's second selector: a ratio's denominator,
+    /// or a backlog rule's `responses` (so history tools can name a rule
+    /// whose second selector nothing fed).
+    pub(crate) second: bool,
 }
 
 impl Kind {
@@ -30,6 +34,7 @@ impl Kind {
                 signal: true,
                 customer: false,
                 response: false,
+                second: false,
             })
         };
         match self {
@@ -51,6 +56,7 @@ impl Kind {
                     signal: n,
                     customer: false,
                     response: false,
+                    second: d,
                 })
             }
             Kind::Distinct(s) | Kind::Repeat(s, _) | Kind::RepeatShare { select: s, .. } => {
@@ -60,6 +66,7 @@ impl Kind {
                         signal: true,
                         customer: true,
                         response: false,
+                        second: false,
                     })
                 } else {
                     None
@@ -76,6 +83,7 @@ impl Kind {
                     signal: hit,
                     customer: false,
                     response: false,
+                    second: false,
                 })
             }
             Kind::MeanScore(s) => {
@@ -99,6 +107,7 @@ impl Kind {
                     signal: detractor,
                     customer: false,
                     response: false,
+                    second: false,
                 })
             }
             Kind::Unanswered { select, responses }
@@ -113,6 +122,7 @@ impl Kind {
                         signal: false,
                         customer: false,
                         response: true,
+                        second: true,
                     })
                 } else {
                     None
