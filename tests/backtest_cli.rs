@@ -1266,19 +1266,39 @@ fn a_rule_whose_second_selector_nothing_feeds_is_named() {
     let responses = "rule \"response_backlog\" saw";
     let denominator = "none of them matched its `denominator` selector";
     for (args, want_responses, want_denominator) in [
-        (vec!["backtest", "--config", s(&cfg), "--input", s(&quiet)], true, true),
         (
-            vec!["replay", "--config", &example(), "--input", s(&quiet), "--output", "/dev/null"],
+            vec!["backtest", "--config", s(&cfg), "--input", s(&quiet)],
+            true,
+            true,
+        ),
+        (
+            vec![
+                "replay",
+                "--config",
+                &example(),
+                "--input",
+                s(&quiet),
+                "--output",
+                "/dev/null",
+            ],
             true,
             false,
         ),
-        (vec!["backtest", "--config", &example(), "--input", s(&day)], false, false),
+        (
+            vec!["backtest", "--config", &example(), "--input", s(&day)],
+            false,
+            false,
+        ),
     ] {
         let mut args = args;
         args.extend(["--now", HISTORY_NOW]);
         let err = String::from_utf8_lossy(&run(&args).stderr).into_owned();
         assert_eq!(err.contains(responses), want_responses, "{args:?}: {err}");
-        assert_eq!(err.contains(denominator), want_denominator, "{args:?}: {err}");
+        assert_eq!(
+            err.contains(denominator),
+            want_denominator,
+            "{args:?}: {err}"
+        );
         if want_responses {
             assert!(err.contains("every one counts as unanswered"), "{err}");
         }

@@ -300,7 +300,7 @@ fn the_cli_reports_and_writes_a_snippet_that_checks() {
     );
     for want in [
         "at most 1 false incident(s) per rule per 30 days outside the labelled crises",
-        "social_spike (12 candidates, 0 false allowed on this history)",
+        "social_spike (14 candidates, 0 false allowed on this history)",
         "  configured 0.5: ",
         "complaint_rate (",
         "caught ",

@@ -521,8 +521,8 @@ pub(crate) fn warn_silent_rules(tool: &str, engine: &crate::engine::Engine) {
                 "rule {rule:?} saw {n} events, none of them counted toward its signal (numerator, or the events it counts): it cannot fire on this history — check that selector's type and attrs"
             ),
             [n, _, 0] if second_selector(&engine.rule_config(i).indicator).is_some() => {
-                let (what, effect) = second_selector(&engine.rule_config(i).indicator)
-                    .unwrap_or_default();
+                let (what, effect) =
+                    second_selector(&engine.rule_config(i).indicator).unwrap_or_default();
                 tracing::warn!(
                     tool,
                     rule = %rule,

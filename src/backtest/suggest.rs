@@ -41,8 +41,12 @@ use super::input::{Inputs, LineRef};
 use super::report::fmt_dur;
 use super::tune::{self, Row, TuneError, TuneOptions, TuneResult, Tuner};
 
-/// Factors applied to a rule's lowest threshold.
-pub const FACTORS: [f64; 12] = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0, 2.5];
+/// Factors applied to a rule's lowest threshold (see [`thresholds`]): up
+/// to four times less sensitive, for a threshold set for traffic unlike the
+/// history's.
+pub const FACTORS: [f64; 14] = [
+    0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0,
+];
 
 const DAY_MS: f64 = 86_400_000.0;
 /// The part of a day (about a quarter of an hour) that a history may fall
@@ -88,16 +92,23 @@ impl Suggestion {
     }
 }
 
-/// The candidate thresholds of a rule whose lowest threshold is `t0`.
-fn thresholds(t0: f64) -> Vec<f64> {
+/// The candidate thresholds of a rule whose lowest threshold is `t0`: from
+/// more sensitive to less, the spread of [`FACTORS`] — for an `above` rule
+/// `t0 × factor` (an offset of `(factor − 1) × max(|t0|, 1)` at or below
+/// zero), for a `below` rule the same offsets the other way, so that its
+/// less sensitive candidates lie below `t0` (an NPS or a mean far under a
+/// threshold set for another company's traffic is reached; they used to
+/// stop at half of `t0`, never below zero).
+fn thresholds(t0: f64, below: bool) -> Vec<f64> {
     FACTORS
         .iter()
         .map(|f| {
-            let v = if t0 > 0.0 {
-                t0 * f
+            let offset = if t0 > 0.0 {
+                t0 * (f - 1.0)
             } else {
-                t0 + (f - 1.0) * t0.abs().max(1.0)
+                (f - 1.0) * t0.abs().max(1.0)
             };
+            let v = if below { t0 - offset } else { t0 + offset };
             // Four significant digits: the snippet reads like a hand-written rule.
             let mag = 10f64.powi(3 - v.abs().max(1e-12).log10().floor() as i32);
             (v * mag).round() / mag
@@ -109,11 +120,9 @@ fn thresholds(t0: f64) -> Vec<f64> {
 /// `for` and (when that is not 0) with `for = 0` for the margin.
 fn options(
     opts: &SuggestOptions,
-    rule: &str,
-    t0: f64,
-    for_: Dur,
+    (rule, t0, for_, below): (&str, f64, Dur, bool),
 ) -> Result<TuneOptions, TuneError> {
-    let list: Vec<String> = thresholds(t0).iter().map(f64::to_string).collect();
+    let list: Vec<String> = thresholds(t0, below).iter().map(f64::to_string).collect();
     let mut varies = vec![format!("threshold={}", list.join(",")).parse()?];
     if !for_.0.is_zero() {
         varies.push(format!("for=0s,{}ms", for_.0.as_millis()).parse()?);
@@ -127,8 +136,12 @@ fn options(
     })
 }
 
-/// The rules to suggest for, with their lowest threshold and `for`.
-fn targets(cfg: &Config, opts: &SuggestOptions) -> Result<Vec<(String, f64, Dur)>, TuneError> {
+/// The rules to suggest for, with their lowest threshold, `for`, and
+/// whether they fire below their thresholds.
+type Target = (String, f64, Dur, bool);
+
+/// The rules to suggest for (see [`Target`]).
+fn targets(cfg: &Config, opts: &SuggestOptions) -> Result<Vec<Target>, TuneError> {
     for name in &opts.rules {
         if !cfg.rules.iter().any(|r| &r.name == name) {
             return Err(TuneError::UnknownRule {
@@ -141,7 +154,10 @@ fn targets(cfg: &Config, opts: &SuggestOptions) -> Result<Vec<(String, f64, Dur)
         .rules
         .iter()
         .filter(|r| opts.rules.is_empty() || opts.rules.contains(&r.name))
-        .filter_map(|r| Some((r.name.clone(), r.thresholds.levels().first()?.1, r.for_)))
+        .filter_map(|r| {
+            let t0 = r.thresholds.levels().first()?.1;
+            Some((r.name.clone(), t0, r.for_, r.condition == Condition::Below))
+        })
         .collect())
 }
 
@@ -154,8 +170,8 @@ pub fn run(
 ) -> Result<Vec<Suggestion>, TuneError> {
     let rules = targets(cfg, opts)?;
     let mut tuners = Vec::with_capacity(rules.len());
-    for (name, t0, for_) in &rules {
-        let o = options(opts, name, *t0, *for_)?;
+    for (name, t0, for_, below) in &rules {
+        let o = options(opts, (name, *t0, *for_, *below))?;
         tuners.push((Tuner::new(cfg, &o)?, o));
     }
     // Each line is decoded once (ahead, on a second thread) for every
@@ -233,8 +249,8 @@ pub fn run_lines<'a>(
     opts: &SuggestOptions,
 ) -> Result<Vec<Suggestion>, TuneError> {
     let mut out = Vec::new();
-    for (name, t0, for_) in targets(cfg, opts)? {
-        let o = options(opts, &name, t0, for_)?;
+    for (name, t0, for_, below) in targets(cfg, opts)? {
+        let o = options(opts, (&name, t0, for_, below))?;
         out.push(choose(cfg, tune::run_lines(cfg, lines.clone(), &o)?, opts));
     }
     Ok(out)
@@ -417,13 +433,23 @@ mod tests {
 
     #[test]
     fn candidate_thresholds_scale_and_round() {
-        let t = thresholds(0.022);
+        let t = thresholds(0.022, false);
         assert_eq!(t[0], 0.011);
         assert!(t.contains(&0.022));
         assert_eq!(t.len(), FACTORS.len());
-        let neg = thresholds(-20.0);
+        let neg = thresholds(-20.0, false);
         assert_eq!(neg[0], -30.0);
         assert_eq!(neg[5], -20.0);
+        // A `below` rule: more sensitive above t0, less sensitive below it,
+        // past zero (an NPS threshold of 15 on traffic whose NPS sits at 12).
+        let nps = thresholds(15.0, true);
+        assert_eq!(
+            (nps[0], nps[5], nps[11], nps[13]),
+            (22.5, 15.0, -7.5, -30.0)
+        );
+        let low = thresholds(-20.0, true);
+        assert_eq!((low[0], low[5], low[11]), (-10.0, -20.0, -50.0));
+        assert_eq!(thresholds(0.3, false)[13], 1.2);
     }
 
     #[test]
