@@ -1077,6 +1077,13 @@ thresholds = { warning = 1000 }
             .contains("rule short: 1 events too old for its window were not counted"),
         "{r}"
     );
+    // Sorting is not the only cause it names: a source whose stamps trail.
+    assert!(
+        r.to_string().contains(
+            "fix that source's stamps, and a resend older than engine.dedup_horizon counts twice"
+        ),
+        "{r}"
+    );
     // The JSON report carries it too, beside the invalid lines.
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(

@@ -94,7 +94,7 @@ impl fmt::Display for Report {
         for (rule, n) in &self.late_for {
             writeln!(
                 f,
-                "  rule {rule}: {n} events too old for its window were not counted (late for this rule; `late` above counts only events late for every rule): the input is out of time order — sort it by time"
+                "  rule {rule}: {n} events too old for its window were not counted (late for this rule; `late` above counts only events late for every rule): the input is out of time order — sort it by time; if one source's events trail the rest (a producer stamping in another time zone, a batch resent later), sorting does not help: fix that source's stamps, and a resend older than engine.dedup_horizon counts twice"
             )?;
         }
         // Why lines were invalid, and the first few of them (refuted clock
