@@ -291,6 +291,21 @@ impl Metrics {
         self.publish_groups(engine, now_ms);
     }
 
+    /// Counts from `engine`'s counters as they stand: what a restored
+    /// checkpoint brought is not added to the counters. A process's
+    /// Prometheus counters start at zero; restored totals added at the first
+    /// publish made them jump, and after a crash (a checkpoint older than the
+    /// last scrape) go *down*: a counter reset to Prometheus, whose `rate()`
+    /// and `increase()` then counted the whole restored total again.
+    pub(crate) fn count_from(&self, engine: &impl EngineView) {
+        let stats = engine.counters();
+        let rules: Vec<RuleStats> = (0..engine.rule_count())
+            .map(|i| engine.rule_counters(i))
+            .collect();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        *last = (stats, rules);
+    }
+
     /// The engine-wide outcome counts published so far
     /// (`crisiswatch_events_total`): a scaled instance's stop summary.
     pub(crate) fn published_outcomes(&self) -> EngineStats {

@@ -238,6 +238,10 @@ pub async fn run(
         let m = durable::StateMetrics::register(metrics.registry())
             .map_err(|e| RunError::Reload(e.to_string()))?;
         stage.restore_state(store, cfg.state.checkpoint_interval.0, grace, m)?;
+        // The Prometheus counters count this process's events, from zero.
+        if stage.take_loaded() {
+            metrics.count_from(stage.engine());
+        }
         // Before anything is skipped: are the checkpoint's offsets still the
         // same messages (`source::identity`)? Checked beside the engine task.
         stage.check_restore(&k);

@@ -266,6 +266,26 @@ fn kill_9_and_restart_sends_what_an_uninterrupted_run_sends() {
     std::thread::sleep(Duration::from_secs(2));
     let (got, _) = notifications(&rb);
     assert!(kills >= 10, "{kills} kills");
+    // The Prometheus counters count this process's events: the restored
+    // checkpoint's totals (every earlier process's) are not added to them,
+    // which after a kill made them go down (a counter reset, whose rate()
+    // counted them all again). So the outcomes are at most what this
+    // process received.
+    let sum = |prefix: &str| -> f64 {
+        let (_, body) = svc.get("/metrics");
+        body.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let (outcomes, received) = (
+        sum("crisiswatch_events_total{"),
+        sum("crisiswatch_events_received_total{"),
+    );
+    assert!(
+        outcomes <= received,
+        "after a restart the outcome counters hold {outcomes} events, this process received {received}"
+    );
     if got != want {
         // What differs, with its reason and time, and every warning the
         // services logged (late events, clock jumps), to tell why.
@@ -435,6 +455,16 @@ fn a_corrupt_checkpoint_keeps_the_service_up_not_ready_and_untouched_until_a_res
         },
     );
     assert_eq!(svc.metric("crisiswatch_checkpoint_unreadable"), Some(1.0));
+    // No checkpoint written yet: its age counts from the process's start
+    // (it was 0: 56 years, and the stale alert went pending at every start).
+    let since = svc
+        .metric("crisiswatch_checkpoint_last_success_timestamp_seconds")
+        .unwrap_or(0.0);
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(
+        (now - 600.0..=now + 5.0).contains(&since),
+        "{since} vs {now}"
+    );
     let more = produce(&bs, &scenario("c")[200..260], Duration::from_secs(30));
     // Several checkpoint intervals (300 ms) and ticks go by.
     std::thread::sleep(Duration::from_secs(3));

@@ -62,6 +62,9 @@ use writer::{fail, lock, Flags, Job, Writer};
 pub(crate) struct Durable {
     /// The store until the writer thread starts (first checkpoint).
     store: Option<StateStore>,
+    /// A checkpoint was loaded since [`Durable::take_loaded`] last looked:
+    /// the metrics count from the restored counters.
+    loaded: bool,
     path: PathBuf,
     every: Duration,
     grace: Duration,
@@ -179,6 +182,7 @@ impl Durable {
             last: Instant::now(),
             skip: HashMap::new(),
             first: std::collections::HashSet::new(),
+            loaded: false,
             metrics,
             writer: None,
             flags: Flags::default(),
@@ -252,6 +256,7 @@ impl Durable {
                 .to_string(),
             )
         })?;
+        self.loaded = true;
         if matches!(cp.engine, EngineState::Whole(_)) {
             tracing::info!("Checkpoint of the previous format loaded; the next checkpoint rewrites it in the current one.");
         }
@@ -315,6 +320,11 @@ impl Durable {
         );
         self.metrics.unreadable.set(1);
         self.refused = Some((why, seen));
+    }
+
+    /// Whether a checkpoint was loaded since the last call.
+    pub(crate) fn take_loaded(&mut self) -> bool {
+        std::mem::take(&mut self.loaded)
     }
 
     /// While refused: loads the store again if it changed (a reset, a

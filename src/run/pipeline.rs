@@ -448,6 +448,11 @@ impl Stage {
     /// The periodic tick: idle partitions and a quiet stream move time on;
     /// readiness and metrics are refreshed.
     pub(crate) fn tick(&mut self, state: &AppState) -> Result<(), RunError> {
+        // A refused checkpoint loaded once its store changed (nothing was
+        // consumed meanwhile): counted from, as at the start.
+        if self.take_loaded() {
+            state.metrics.count_from(&self.engine);
+        }
         if let Some(d) = &mut self.durable {
             d.poll_check(&self.shared.topics);
         }

@@ -54,10 +54,17 @@ impl StateMetrics {
                 "crisiswatch_checkpoint_groups_written",
                 "Groups whose rows the last checkpoint wrote (changed since the previous one; every live group when it was full).",
             )?,
-            last_success: gauge(
-                "crisiswatch_checkpoint_last_success_timestamp_seconds",
-                "Wall-clock time of the last checkpoint written (age: time() minus this).",
-            )?,
+            // The process's start until its first checkpoint, so the age
+            // counts from there: at 0 it read as 56 years, and the stale
+            // alert went pending at every start.
+            last_success: {
+                let g = gauge(
+                    "crisiswatch_checkpoint_last_success_timestamp_seconds",
+                    "Wall-clock time of the last checkpoint written, or of the process's start before its first one (age: time() minus this).",
+                )?;
+                g.set(chrono::Utc::now().timestamp());
+                g
+            },
             written: counter("crisiswatch_checkpoints_total", "Checkpoints written.")?,
             failures: counter(
                 "crisiswatch_checkpoint_failures_total",

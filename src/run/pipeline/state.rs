@@ -55,6 +55,12 @@ impl Stage {
         Ok(())
     }
 
+    /// Whether a checkpoint was loaded (at the start, or once a refused
+    /// store became readable) since the last call.
+    pub(crate) fn take_loaded(&mut self) -> bool {
+        self.durable.as_mut().is_some_and(Durable::take_loaded)
+    }
+
     /// Checks the restored partitions against the broker of `k` before
     /// anything is skipped (`source::identity`); the stage consumes nothing
     /// meanwhile.
