@@ -20,10 +20,11 @@
 //!   into `None`. Surge: the baseline is the `m` panes before the window, and
 //!   the panes "with history" are `clamp(E − n − origin, 0, m)`, `origin` being
 //!   the later of the pane of the first event accepted by the rule and the
-//!   group's own first pane (the pane of its last event that found no other
-//!   of the group's events in the window and baseline: a slice first seen,
-//!   or back after a silence); the baseline's counts are those of the same
-//!   panes (the origin pane and any before it are left out of both).
+//!   pane before the group's own first (the pane of its last event that
+//!   found no other of the group's events in the window and baseline: a
+//!   slice first seen, or back after a silence; that pane is complete, so
+//!   it counts); the baseline's counts are those of the same panes (the
+//!   origin pane and any before it are left out of both).
 //! * **alerts**: an independent state machine written from the `//!` header of
 //!   `src/alert.rs`, evaluated at every event and at every slide boundary and
 //!   deadline in between (the value only changes at those times, and an
@@ -626,7 +627,7 @@ impl Model {
 }
 
 /// Where a surge group's history starts: after the rule's origin pane and
-/// after the pane of the group's own first event — the last event (of `evs`,
+/// with the pane of the group's own first event — the last event (of `evs`,
 /// each with the clock it arrived at) that found no earlier event of the
 /// group in the window and baseline ending at its arrival (a slice first
 /// seen, or back after a silence longer than both). Other kinds: the rule's
@@ -646,7 +647,9 @@ fn history_origin(spec: &RuleSpec, origin: Option<i64>, evs: &[(&RawEvent, i64)]
             continue;
         }
         if !panes.iter().any(|&q| q > end - n - m) {
-            born = p;
+            // Its pane is complete (no event of the group before it): the
+            // history starts with it.
+            born = p - 1;
         }
         panes.push(p);
     }

@@ -409,12 +409,14 @@ impl Engine {
             group.window.advance(now_end, &shape);
             // A surge group whose window and baseline hold nothing (a slice
             // first seen, or back after a silence longer than both) starts
-            // its own history at this event's pane.
+            // its own history at this event's pane: complete, unlike the
+            // stream's first (the group had no event before this one), so
+            // the history starts after the pane before it.
             let fresh = own_history && group.window.is_empty();
             let uncounted = customer.map(|_| group.window.customers_uncounted());
             let added = group.window.add(pane, contrib.delta, customer, &shape);
             if fresh && added.is_some() {
-                group.born = pane;
+                group.born = pane.saturating_sub(1);
             }
             if let Some(before) = uncounted {
                 let after = group.window.customers_uncounted();

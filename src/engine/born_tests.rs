@@ -64,11 +64,11 @@ fn a_slice_launched_mid_stream_warms_up_instead_of_paging() {
     // An established product for three hours, then a new one at the same
     // ordinary rate beside it.
     steady(&mut e, &["old"], 0, 180, &mut out);
-    steady(&mut e, &["old", "new"], 180, 200, &mut out);
-    // Its first window: no history of its own yet, no value (it was
-    // 20 ÷ 2 = 10 against a baseline of zeros, and paged).
+    steady(&mut e, &["old", "new"], 180, 195, &mut out);
+    // Its first window and a half: no history of its own yet, no value (it
+    // was 20 ÷ 2 = 10 against a baseline of zeros, and paged).
     assert_eq!(value_of(&e, "new"), None);
-    steady(&mut e, &["old", "new"], 200, 260, &mut out);
+    steady(&mut e, &["old", "new"], 195, 260, &mut out);
     // Once its own history holds a window, it is judged on it: ordinary.
     let v = value_of(&e, "new").expect("a value once warmed up");
     assert!((0.5..=1.5).contains(&v), "{v}");

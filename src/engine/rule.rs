@@ -33,11 +33,13 @@ pub(super) struct Group {
     pub(super) deadline: i64,
     /// The last boundary pane scheduled for a surge warm-up re-evaluation.
     pub(super) warm_tick: i64,
-    /// Surge rules: the pane of the event that found the group's window and
-    /// baseline empty — a slice first seen, or back after a silence longer
-    /// than both — from which the slice's own history starts (its warm-up
-    /// is its own, not only the rule's: see [`RuleRt::history_origin`]);
-    /// `i64::MIN` when unknown (a checkpoint written before it was kept).
+    /// Surge rules: the pane before that of the event that found the
+    /// group's window and baseline empty — a slice first seen, or back after
+    /// a silence longer than both — after which the slice's own history
+    /// starts (that event's pane is complete: the group had no event before
+    /// it), so its warm-up is its own, not only the rule's (see
+    /// [`RuleRt::history_origin`]); `i64::MIN` when unknown (a checkpoint
+    /// written before it was kept).
     pub(super) born: i64,
     /// Alert instance state, allocated when the group first alerts: most
     /// groups never do, and this keeps the hot group small.
@@ -378,7 +380,7 @@ impl RuleRt {
 
     /// Where group `g`'s history starts for its surge baseline: after the
     /// rule's origin pane (the stream's first, covered only in part) and
-    /// after the group's own first pane (a slice first seen mid-stream has
+    /// from the group's own first pane on (a slice first seen mid-stream has
     /// no history before it: it warms up as the rule did at the start,
     /// instead of being judged against a baseline of zeros).
     pub(super) fn history_origin(&self, g: &Group) -> Option<i64> {
