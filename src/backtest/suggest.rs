@@ -99,8 +99,21 @@ impl Suggestion {
 /// less sensitive candidates lie below `t0` (an NPS or a mean far under a
 /// threshold set for another company's traffic is reached; they used to
 /// stop at half of `t0`, never below zero).
-fn thresholds(t0: f64, below: bool) -> Vec<f64> {
-    FACTORS
+///
+/// Candidates the indicator can never cross or is always past (outside
+/// `range`, its values: a share above 1, a mean below the score range) are
+/// left out — with the margin rule, three of them in a row would be
+/// "suggested" at no incident — but `t0` itself stays.
+fn thresholds(t0: f64, below: bool, (lo, hi): (f64, f64)) -> Vec<f64> {
+    let reachable = |t: f64| {
+        // Thresholds are strict: above fires at value > t, below at value < t.
+        if below {
+            t > lo && t <= hi
+        } else {
+            t < hi && t >= lo
+        }
+    };
+    let mut out: Vec<f64> = FACTORS
         .iter()
         .map(|f| {
             let offset = if t0 > 0.0 {
@@ -113,16 +126,22 @@ fn thresholds(t0: f64, below: bool) -> Vec<f64> {
             let mag = 10f64.powi(3 - v.abs().max(1e-12).log10().floor() as i32);
             (v * mag).round() / mag
         })
-        .collect()
+        .filter(|&t| t == t0 || reachable(t))
+        .collect();
+    out.dedup();
+    out
 }
 
 /// The tuning of one rule: every candidate threshold, each with the rule's
 /// `for` and (when that is not 0) with `for = 0` for the margin.
 fn options(
     opts: &SuggestOptions,
-    (rule, t0, for_, below): (&str, f64, Dur, bool),
+    (rule, t0, for_, below, range): (&str, f64, Dur, bool, (f64, f64)),
 ) -> Result<TuneOptions, TuneError> {
-    let list: Vec<String> = thresholds(t0, below).iter().map(f64::to_string).collect();
+    let list: Vec<String> = thresholds(t0, below, range)
+        .iter()
+        .map(f64::to_string)
+        .collect();
     let mut varies = vec![format!("threshold={}", list.join(",")).parse()?];
     if !for_.0.is_zero() {
         varies.push(format!("for=0s,{}ms", for_.0.as_millis()).parse()?);
@@ -136,9 +155,9 @@ fn options(
     })
 }
 
-/// The rules to suggest for, with their lowest threshold, `for`, and
-/// whether they fire below their thresholds.
-type Target = (String, f64, Dur, bool);
+/// The rules to suggest for, with their lowest threshold, `for`, whether
+/// they fire below their thresholds, and the values their indicator takes.
+type Target = (String, f64, Dur, bool, (f64, f64));
 
 /// The rules to suggest for (see [`Target`]).
 fn targets(cfg: &Config, opts: &SuggestOptions) -> Result<Vec<Target>, TuneError> {
@@ -156,7 +175,9 @@ fn targets(cfg: &Config, opts: &SuggestOptions) -> Result<Vec<Target>, TuneError
         .filter(|r| opts.rules.is_empty() || opts.rules.contains(&r.name))
         .filter_map(|r| {
             let t0 = r.thresholds.levels().first()?.1;
-            Some((r.name.clone(), t0, r.for_, r.condition == Condition::Below))
+            let (lo, hi, _) = crate::config::value_range(r, &cfg.engine);
+            let below = r.condition == Condition::Below;
+            Some((r.name.clone(), t0, r.for_, below, (lo, hi)))
         })
         .collect())
 }
@@ -170,8 +191,8 @@ pub fn run(
 ) -> Result<Vec<Suggestion>, TuneError> {
     let rules = targets(cfg, opts)?;
     let mut tuners = Vec::with_capacity(rules.len());
-    for (name, t0, for_, below) in &rules {
-        let o = options(opts, (name, *t0, *for_, *below))?;
+    for (name, t0, for_, below, range) in &rules {
+        let o = options(opts, (name, *t0, *for_, *below, *range))?;
         tuners.push((Tuner::new(cfg, &o)?, o));
     }
     // Each line is decoded once (ahead, on a second thread) for every
@@ -249,8 +270,8 @@ pub fn run_lines<'a>(
     opts: &SuggestOptions,
 ) -> Result<Vec<Suggestion>, TuneError> {
     let mut out = Vec::new();
-    for (name, t0, for_, below) in targets(cfg, opts)? {
-        let o = options(opts, (&name, t0, for_, below))?;
+    for (name, t0, for_, below, range) in targets(cfg, opts)? {
+        let o = options(opts, (&name, t0, for_, below, range))?;
         out.push(choose(cfg, tune::run_lines(cfg, lines.clone(), &o)?, opts));
     }
     Ok(out)
@@ -433,23 +454,33 @@ mod tests {
 
     #[test]
     fn candidate_thresholds_scale_and_round() {
-        let t = thresholds(0.022, false);
+        let any = (f64::NEG_INFINITY, f64::INFINITY);
+        let t = thresholds(0.022, false, any);
         assert_eq!(t[0], 0.011);
         assert!(t.contains(&0.022));
         assert_eq!(t.len(), FACTORS.len());
-        let neg = thresholds(-20.0, false);
+        let neg = thresholds(-20.0, false, any);
         assert_eq!(neg[0], -30.0);
         assert_eq!(neg[5], -20.0);
         // A `below` rule: more sensitive above t0, less sensitive below it,
         // past zero (an NPS threshold of 15 on traffic whose NPS sits at 12).
-        let nps = thresholds(15.0, true);
+        let nps = thresholds(15.0, true, (-100.0, 100.0));
         assert_eq!(
             (nps[0], nps[5], nps[11], nps[13]),
             (22.5, 15.0, -7.5, -30.0)
         );
-        let low = thresholds(-20.0, true);
+        let low = thresholds(-20.0, true, any);
         assert_eq!((low[0], low[5], low[11]), (-10.0, -20.0, -50.0));
-        assert_eq!(thresholds(0.3, false)[13], 1.2);
+        assert_eq!(thresholds(0.3, false, any)[13], 1.2);
+        // Only what the indicator can cross: a share never passes 1, a
+        // ratio below 0 never fires.
+        let share = thresholds(0.55, false, (0.0, 1.0));
+        assert!(share.iter().all(|&t| t < 1.0), "{share:?}");
+        assert_eq!(share.last(), Some(&0.9625));
+        let ratio = thresholds(0.8, true, (0.0, f64::INFINITY));
+        assert!(ratio.iter().all(|&t| t > 0.0), "{ratio:?}");
+        // The configured threshold stays, even out of range.
+        assert!(thresholds(1.5, false, (0.0, 1.0)).contains(&1.5));
     }
 
     #[test]

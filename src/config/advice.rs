@@ -66,7 +66,7 @@ pub fn advice(cfg: &Config) -> Vec<String> {
 /// while its complaint is in the window), `engine.max_customers_per_group`
 /// for the customer counts (the customers past it are not counted); and
 /// why the upper bound is what it is, when it is not the indicator's own.
-fn value_range(rule: &RuleConfig, engine: &EngineConfig) -> (f64, f64, Option<String>) {
+pub(crate) fn value_range(rule: &RuleConfig, engine: &EngineConfig) -> (f64, f64, Option<String>) {
     let [lo, hi] = engine.score_range;
     let cap = engine.max_customers_per_group as f64;
     match &rule.indicator {

@@ -448,11 +448,6 @@ impl Stage {
     /// The periodic tick: idle partitions and a quiet stream move time on;
     /// readiness and metrics are refreshed.
     pub(crate) fn tick(&mut self, state: &AppState) -> Result<(), RunError> {
-        // A refused checkpoint loaded once its store changed (nothing was
-        // consumed meanwhile): counted from, as at the start.
-        if self.take_loaded() {
-            state.metrics.count_from(&self.engine);
-        }
         if let Some(d) = &mut self.durable {
             d.poll_check(&self.shared.topics);
         }
@@ -539,6 +534,12 @@ impl Stage {
         m.stalled.set(i64::from(status.stalled));
         m.idle_partitions
             .set(self.feed.partition_counts(now).1 as i64);
+        // A refused checkpoint loaded once its store changed (by the
+        // checkpoint call above; nothing was consumed meanwhile): counted
+        // from, as at the start, before anything is published.
+        if self.take_loaded() {
+            state.metrics.count_from(&self.engine);
+        }
         // Snapshots walk every group: once a second is plenty for scrapes.
         if self
             .last_publish

@@ -158,8 +158,11 @@ fn health(s: &AppState, clock: Option<String>) -> Health {
         clock,
         watermark_delay_s: sum("crisiswatch_watermark_delay_seconds"),
         kafka_lag: sum("crisiswatch_kafka_consumer_lag_messages"),
+        // Before the first checkpoint the gauge holds the process's start
+        // (for the age): none written yet.
         last_checkpoint: sum("crisiswatch_checkpoint_last_success_timestamp_seconds")
-            .filter(|t| *t > 0.0),
+            .filter(|t| *t > 0.0)
+            .filter(|_| sum("crisiswatch_checkpoints_total").is_some_and(|n| n > 0.0)),
         applied: labelled("crisiswatch_events_total", "outcome", "applied"),
         invalid: sum("crisiswatch_events_invalid_total"),
         receivers: receivers
