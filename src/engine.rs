@@ -470,6 +470,4 @@ fn check_config(cfg: &Config) -> Result<(), EngineError> {
 #[cfg(test)]
 mod batch_tests;
 #[cfg(test)]
-mod born_tests;
-#[cfg(test)]
 mod tests;

@@ -19,12 +19,9 @@
 //!   the window (the table in `src/indicator.rs`); `min_volume` turns a value
 //!   into `None`. Surge: the baseline is the `m` panes before the window, and
 //!   the panes "with history" are `clamp(E − n − origin, 0, m)`, `origin` being
-//!   the later of the pane of the first event accepted by the rule and the
-//!   pane before the group's own first (the pane of its last event that
-//!   found no other of the group's events in the window and baseline: a
-//!   slice first seen, or back after a silence; that pane is complete, so
-//!   it counts); the baseline's counts are those of the same panes (the
-//!   origin pane and any before it are left out of both).
+//!   the pane of the first event accepted by the rule; the baseline's counts
+//!   are those of the same panes (the origin pane and any before it are
+//!   left out of both).
 //! * **alerts**: an independent state machine written from the `//!` header of
 //!   `src/alert.rs`, evaluated at every event and at every slide boundary and
 //!   deadline in between (the value only changes at those times, and an
@@ -594,18 +591,12 @@ impl Model {
     /// accepted events.
     fn value_at(&self, r: usize, group: &[String], t: i64, prefix: usize) -> Option<f64> {
         let rule = &self.rules[r];
-        let mine: Vec<(&RawEvent, i64)> = rule.entries[..prefix]
+        let evs: Vec<&RawEvent> = rule.entries[..prefix]
             .iter()
             .filter(|en| en.group == group)
-            .map(|en| (&en.ev, en.arrival))
+            .map(|en| &en.ev)
             .collect();
-        let evs: Vec<&RawEvent> = mine.iter().map(|(e, _)| *e).collect();
-        value_of(
-            &rule.spec,
-            history_origin(&rule.spec, rule.origin, &mine),
-            &evs,
-            t,
-        )
+        value_of(&rule.spec, rule.origin, &evs, t)
     }
 
     /// The value of rule `r` for `group` at the current clock.
@@ -626,38 +617,8 @@ impl Model {
     }
 }
 
-/// Where a surge group's history starts: after the rule's origin pane and
-/// with the pane of the group's own first event — the last event (of `evs`,
-/// each with the clock it arrived at) that found no earlier event of the
-/// group in the window and baseline ending at its arrival (a slice first
-/// seen, or back after a silence longer than both). Other kinds: the rule's
-/// origin.
-fn history_origin(spec: &RuleSpec, origin: Option<i64>, evs: &[(&RawEvent, i64)]) -> Option<i64> {
-    let (s, n, m) = (spec.slide, spec.n, spec.m());
-    if m == 0 {
-        return origin;
-    }
-    let mut born = i64::MIN;
-    let mut panes: Vec<i64> = Vec::new();
-    for (e, arrival) in evs {
-        let end = ceil_div(*arrival, s);
-        let p = ceil_div(e.ts, s);
-        if p <= end - n - m {
-            // Older than the window and baseline: not stored.
-            continue;
-        }
-        if !panes.iter().any(|&q| q > end - n - m) {
-            // Its pane is complete (no event of the group before it): the
-            // history starts with it.
-            born = p - 1;
-        }
-        panes.push(p);
-    }
-    origin.map(|o| o.max(born))
-}
-
 /// The value at time `t` of a rule whose accepted events in one group are
-/// `evs`; `origin` is where the group's history starts ([`history_origin`]).
+/// `evs`; `origin` is the pane of the rule's first accepted event.
 fn value_of(spec: &RuleSpec, origin: Option<i64>, evs: &[&RawEvent], t: i64) -> Option<f64> {
     let (s, n) = (spec.slide, spec.n);
     let end = ceil_div(t, s);
@@ -1459,13 +1420,11 @@ fn exact_model_applies(spec: &RuleSpec, surge: bool) -> bool {
 fn model_transitions(case: &Case) -> PerGroup {
     let mut model = Model::new(case);
     let mut sims: BTreeMap<(usize, Vec<String>), AlertSim> = BTreeMap::new();
-    // The accepted events of each group with the clock they arrived at, for `value_of`.
-    let mut evs: BTreeMap<(usize, Vec<String>), Vec<(RawEvent, i64)>> = BTreeMap::new();
-    let value = |model: &Model, evs: &[(RawEvent, i64)], r: usize, t: i64| {
-        let with_arrival: Vec<(&RawEvent, i64)> = evs.iter().map(|(e, a)| (e, *a)).collect();
-        let refs: Vec<&RawEvent> = evs.iter().map(|(e, _)| e).collect();
-        let origin = history_origin(&case.rules[r], model.rules[r].origin, &with_arrival);
-        value_of(&case.rules[r], origin, &refs, t)
+    // The accepted events of each group, for `value_of`.
+    let mut evs: BTreeMap<(usize, Vec<String>), Vec<RawEvent>> = BTreeMap::new();
+    let value = |model: &Model, evs: &[RawEvent], r: usize, t: i64| {
+        let refs: Vec<&RawEvent> = evs.iter().collect();
+        value_of(&case.rules[r], model.rules[r].origin, &refs, t)
     };
     for e in &case.events {
         let clock = model.clock.map_or(e.ts, |c| c.max(e.ts));
@@ -1492,7 +1451,7 @@ fn model_transitions(case: &Case) -> PerGroup {
         for (r, rule) in model.rules.iter().enumerate() {
             if rule.entries.len() > before[r] {
                 let key = (r, rule.spec.group_of(e));
-                evs.entry(key.clone()).or_default().push((e.clone(), clock));
+                evs.entry(key.clone()).or_default().push(e.clone());
                 sims.entry(key).or_insert_with(|| AlertSim {
                     spec: rule.spec.alert.clone(),
                     phase: SimPhase::Inactive,

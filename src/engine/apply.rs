@@ -397,8 +397,6 @@ impl Engine {
                 None
             };
             let (shape, season) = (rule.shape, rule.indicator.season());
-            // A surge's baseline (a backlog rule's region behind its window is not one).
-            let own_history = shape.m > 0 && rule.backlog.is_none();
             let Some(group) = rule.slots[slot as usize].group.as_mut() else {
                 continue;
             };
@@ -407,17 +405,8 @@ impl Engine {
             }
             // Bring the window to the clock first, so the pane lands in the right region.
             group.window.advance(now_end, &shape);
-            // A surge group whose window and baseline hold nothing (a slice
-            // first seen, or back after a silence longer than both) starts
-            // its own history at this event's pane: complete, unlike the
-            // stream's first (the group had no event before this one), so
-            // the history starts after the pane before it.
-            let fresh = own_history && group.window.is_empty();
             let uncounted = customer.map(|_| group.window.customers_uncounted());
             let added = group.window.add(pane, contrib.delta, customer, &shape);
-            if fresh && added.is_some() {
-                group.born = pane.saturating_sub(1);
-            }
             if let Some(before) = uncounted {
                 let after = group.window.customers_uncounted();
                 rule.customers_uncounted += after.saturating_sub(before);

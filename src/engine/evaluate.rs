@@ -13,7 +13,7 @@ use super::backlog::response_time;
 use super::key::decode_key;
 use super::pane::boundary_time;
 use super::record::Evaluation;
-use super::rule::{baseline_of, history_panes};
+use super::rule::baseline_of;
 use super::table::GroupTable;
 use super::{EngineStats, RuleRt};
 use crate::indicator::season::Seasonal;
@@ -80,14 +80,13 @@ pub(super) fn evaluate(
     out: &mut Vec<Transition>,
 ) -> Option<i64> {
     let end = rule.pane_at(at);
+    let base = rule.baseline_panes(end);
+    let origin = rule.origin;
     let (shape, season) = (rule.shape, rule.indicator.season());
     let min_volume = rule.min_volume;
     rule.stats.evaluations += 1;
     let gen = rule.slots[slot as usize].gen;
     let group = rule.slots[slot as usize].group.as_mut()?;
-    // The group's history starts after the rule's origin and its own first pane.
-    let origin = rule.origin.map(|o| o.max(group.born));
-    let base = history_panes(shape.m, shape.n, origin, end);
     group.window.advance(end, &shape);
     let (value, volume) = match (group.season.as_deref_mut(), season) {
         (Some(p), Some(s)) => {

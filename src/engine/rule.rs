@@ -33,14 +33,6 @@ pub(super) struct Group {
     pub(super) deadline: i64,
     /// The last boundary pane scheduled for a surge warm-up re-evaluation.
     pub(super) warm_tick: i64,
-    /// Surge rules: the pane before that of the event that found the
-    /// group's window and baseline empty — a slice first seen, or back after
-    /// a silence longer than both — after which the slice's own history
-    /// starts (that event's pane is complete: the group had no event before
-    /// it), so its warm-up is its own, not only the rule's (see
-    /// [`RuleRt::history_origin`]); `i64::MIN` when unknown (a checkpoint
-    /// written before it was kept).
-    pub(super) born: i64,
     /// Alert instance state, allocated when the group first alerts: most
     /// groups never do, and this keeps the hot group small.
     pub(super) instance: Option<Box<Instance>>,
@@ -129,7 +121,6 @@ impl GroupIn {
             evaluated_at: self.evaluated_at,
             deadline: self.deadline,
             warm_tick: self.warm_tick,
-            born: i64::MIN,
             instance: self.instance,
             key_id: self.key_id,
             entry: super::table::NONE,
@@ -351,9 +342,8 @@ impl RuleRt {
         &self,
         w: &crate::window::Window,
         end: i64,
-        origin: Option<i64>,
     ) -> crate::indicator::Baseline {
-        baseline_of(w, self.baseline_panes(end, origin), self.shape.m, origin)
+        baseline_of(w, self.baseline_panes(end), self.shape.m, self.origin)
     }
 
     /// Whether an event at `ts` is in time for this rule at `watermark`.
@@ -371,27 +361,21 @@ impl RuleRt {
                 || pane_of(ts, self.slide) > pane_of(watermark, self.slide) - self.shape.n)
     }
 
-    /// Baseline panes with history behind a window ending at `end`, for a
-    /// group whose history starts after pane `origin` (see
-    /// [`RuleRt::history_origin`]).
-    pub(super) fn baseline_panes(&self, end: i64, origin: Option<i64>) -> i64 {
-        history_panes(self.shape.m, self.shape.n, origin, end)
-    }
-
-    /// Where group `g`'s history starts for its surge baseline: after the
-    /// rule's origin pane (the stream's first, covered only in part) and
-    /// from the group's own first pane on (a slice first seen mid-stream has
-    /// no history before it: it warms up as the rule did at the start,
-    /// instead of being judged against a baseline of zeros).
-    pub(super) fn history_origin(&self, g: &Group) -> Option<i64> {
-        self.origin.map(|o| o.max(g.born))
+    /// Baseline panes with history behind a window ending at `end`.
+    pub(super) fn baseline_panes(&self, end: i64) -> i64 {
+        if self.shape.m == 0 {
+            return 0;
+        }
+        let Some(origin) = self.origin else { return 0 };
+        // Panes after the origin pane are fully covered by the stream.
+        (end - self.shape.n - origin).clamp(0, self.shape.m)
     }
 
     /// What the API shows of group `g` (`table`: the rule's group table).
     pub(super) fn view(&self, g: &Group, table: &GroupTable) -> GroupView {
         let estimate = if self.indicator.is_guarded() {
             let end = end_pane(g.evaluated_at, self.slide);
-            let base = self.baseline(&g.window, end, self.history_origin(g));
+            let base = self.baseline(&g.window, end);
             let (v, volume) = match &g.season {
                 Some(s) => {
                     self.indicator
@@ -470,7 +454,6 @@ impl RuleRt {
             evaluated_at: clock,
             deadline: i64::MIN,
             warm_tick: i64::MIN,
-            born: i64::MIN,
             instance: None,
             key_id,
             season,
@@ -509,17 +492,6 @@ impl RuleRt {
         table.unset(entry, self.member);
         true
     }
-}
-
-/// Baseline panes (of `m`) with history behind a window of `n` panes ending
-/// at `end`, the history starting after pane `origin`: the panes after it
-/// are fully covered by the stream.
-pub(super) fn history_panes(m: i64, n: i64, origin: Option<i64>, end: i64) -> i64 {
-    if m == 0 {
-        return 0;
-    }
-    let Some(origin) = origin else { return 0 };
-    (end - n - origin).clamp(0, m)
 }
 
 /// The baseline with history of window `w`: `panes` of the rule's `m` have

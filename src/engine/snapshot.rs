@@ -68,10 +68,6 @@ struct EngineSnapshot {
     /// only retuned since the snapshot restores by it. Last, so that an
     /// older crisiswatch still reads the snapshot; empty in one it wrote.
     computations: Vec<[u8; 16]>,
-    /// Per rule, per slot, its group's `born` pane (`i64::MIN`: no group).
-    /// After `computations`, for the same reason; empty in a snapshot
-    /// written before it (its groups' history starts at the rule's origin).
-    births: Vec<Vec<i64>>,
 }
 
 /// [`EngineSnapshot`] as written before `computations`.
@@ -86,33 +82,19 @@ struct EngineSnapshotBefore {
 }
 
 impl EngineSnapshot {
-    /// A snapshot of this layout, or of one before `births` or before
-    /// `computations` (bincode writes a struct as the tuple of its fields,
-    /// so each layout is the one before it followed by its new fields).
     fn decode(bytes: &[u8]) -> Result<EngineSnapshot, SnapshotError> {
-        type Births = Vec<Vec<i64>>;
-        type Computations = Vec<[u8; 16]>;
-        let whole = bincode::deserialize::<(EngineSnapshotBefore, Computations, Births)>(bytes);
-        let (s, computations, births) = match whole {
-            Ok(parts) => parts,
-            Err(e) => match bincode::deserialize::<(EngineSnapshotBefore, Computations)>(bytes) {
-                Ok((s, computations)) => (s, computations, Vec::new()),
-                Err(_) => {
-                    let s: EngineSnapshotBefore = bincode::deserialize(bytes)
-                        .map_err(|_| SnapshotError::Decode(e.to_string()))?;
-                    (s, Vec::new(), Vec::new())
-                }
-            },
-        };
-        Ok(EngineSnapshot {
-            clock: s.clock,
-            timers: s.timers,
-            stats: s.stats,
-            dedup_order: s.dedup_order,
-            dedup_evicted_early: s.dedup_evicted_early,
-            rules: s.rules,
-            computations,
-            births,
+        bincode::deserialize(bytes).or_else(|e| {
+            let s: EngineSnapshotBefore =
+                bincode::deserialize(bytes).map_err(|_| SnapshotError::Decode(e.to_string()))?;
+            Ok(EngineSnapshot {
+                clock: s.clock,
+                timers: s.timers,
+                stats: s.stats,
+                dedup_order: s.dedup_order,
+                dedup_evicted_early: s.dedup_evicted_early,
+                rules: s.rules,
+                computations: Vec::new(),
+            })
         })
     }
 }
@@ -201,9 +183,7 @@ impl Engine {
         let mut map: Vec<Option<u32>> = Vec::with_capacity(snap.rules.len());
         // The keys of the groups the rules keep (those not in the snapshot).
         super::table::stash(&self.tables, &mut self.rules);
-        let mut births = snap.births.into_iter();
         for ((rs, target), retuned) in snap.rules.into_iter().zip(targets).zip(retuned) {
-            let born = births.next().unwrap_or_default();
             if retuned {
                 summary.rules_retuned.push(rs.name.clone());
             }
@@ -219,8 +199,7 @@ impl Engine {
             rule.slots = Vec::with_capacity(rs.slots.len());
             for (s, slot) in rs.slots.into_iter().enumerate() {
                 let group = slot.group.map(|g| {
-                    let (mut g, key, hash) = g.into_parts();
-                    g.born = born.get(s).copied().unwrap_or(i64::MIN);
+                    let (g, key, hash) = g.into_parts();
                     rule.keys.push((s as u32, hash, key));
                     g
                 });
@@ -378,7 +357,6 @@ pub(super) fn encode(engines: &[Engine], stats: &EngineStats) -> Result<Vec<u8>,
         dedup_evicted_early: u64,
         rules: Vec<RuleRef<'a>>,
         computations: Vec<[u8; 16]>,
-        births: Vec<Vec<i64>>,
     }
     #[derive(Serialize)]
     struct RuleRef<'a> {
@@ -489,16 +467,6 @@ pub(super) fn encode(engines: &[Engine], stats: &EngineStats) -> Result<Vec<u8>,
             .rules
             .iter()
             .map(incremental::computation_id)
-            .collect(),
-        // In the order of `Slots`: every worker's slots of the rule in turn.
-        births: (0..first.rules.len())
-            .map(|r| {
-                engines
-                    .iter()
-                    .flat_map(|e| e.rules[r].slots.iter())
-                    .map(|s| s.group.as_ref().map_or(i64::MIN, |g| g.born))
-                    .collect()
-            })
             .collect(),
     };
     bincode::serialize(&r).map_err(|e| SnapshotError::Encode(e.to_string()))

@@ -434,10 +434,8 @@ impl Engine {
         let table = &self.tables[rule.group_by_id];
         let end = end_pane(clock, rule.slide);
         let shape = rule.shape;
-        let rule_origin = rule.origin;
+        let (base, origin) = (rule.baseline_panes(end), rule.origin);
         let g = rule.slots.get_mut(s)?.group.as_mut()?;
-        let origin = rule_origin.map(|o| o.max(g.born));
-        let base = super::rule::history_panes(shape.m, shape.n, origin, end);
         g.window.advance(end, &shape);
         let (v, vol) = match &g.season {
             // The profile as it stands (advanced only by evaluations).

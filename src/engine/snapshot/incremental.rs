@@ -208,9 +208,6 @@ struct RowRef<'a> {
     group: GroupOut<'a>,
     wheel: Vec<i64>,
     timers: Vec<i64>,
-    /// The group's `born` pane. Last, so that an older crisiswatch still
-    /// reads the row (bincode reads past trailing bytes).
-    born: i64,
 }
 
 #[derive(Deserialize)]
@@ -218,31 +215,6 @@ struct Row {
     group: GroupIn,
     wheel: Vec<i64>,
     timers: Vec<i64>,
-    born: i64,
-}
-
-/// [`Row`] as written before `born`.
-#[derive(Deserialize)]
-struct RowBefore {
-    group: GroupIn,
-    wheel: Vec<i64>,
-    timers: Vec<i64>,
-}
-
-impl Row {
-    /// A stored row, of this layout or the one before `born` (whose groups'
-    /// history then starts at the rule's origin, as it did).
-    fn decode(data: &[u8]) -> Result<Row, SnapshotError> {
-        bincode::deserialize(data).or_else(|e| {
-            let r: RowBefore = bincode::deserialize(data).map_err(|_| decode_err(e))?;
-            Ok(Row {
-                group: r.group,
-                wheel: r.wheel,
-                timers: r.timers,
-                born: i64::MIN,
-            })
-        })
-    }
 }
 
 /// The id of a rule: its name and definition, hashed.
@@ -353,7 +325,6 @@ fn rule_rows(
             group: GroupOut::new(group, key, table.hash(group.entry)),
             wheel,
             timers,
-            born: group.born,
         })
         .map_err(encode_err)?;
         let shard = shard_index(rule.shard_seed, group_shard_hash(rule, key), shards.max(1));

@@ -136,18 +136,6 @@ fn a_record_of_the_previous_layout_still_restores() {
     let mut model = Model::default();
     let d = a.checkpoint_delta(true).expect("delta");
     model.apply(&d);
-    // Group rows of the layout before `born` (its trailing 8 bytes) restore
-    // their groups, whose history then starts at the rule's origin.
-    let mut before_born = Model::default();
-    before_born.apply(&d);
-    for data in before_born.rows.values_mut() {
-        data.truncate(data.len() - 8);
-    }
-    let s = ShardedEngine::new(&cfg, 1, 64)
-        .expect("engine")
-        .restore_stored(&before_born.stored())
-        .expect("rows before `born` restore");
-    assert_eq!(s.groups, d.groups);
     // The previous layout: the same record without the trailing ids
     // (a length and 16 bytes per rule).
     let rules = d.rule_ids.len();
@@ -180,19 +168,6 @@ fn a_record_of_the_previous_layout_still_restores() {
         .restore(&whole)
         .expect("restore");
     assert_eq!(s.rules_retuned.len(), rules);
-    // The layout before the groups' `born` panes: without its trailing
-    // vector, still every rule retuned.
-    let (_, _, births): (super::EngineSnapshotBefore, Vec<[u8; 16]>, Vec<Vec<i64>>) =
-        bincode::deserialize(&whole).expect("this layout");
-    assert_eq!(births.len(), rules);
-    let births_len = bincode::serialized_size(&births).expect("size") as usize;
-    whole.truncate(whole.len() - births_len);
-    let s = ShardedEngine::new(&cfg2, 1, 64)
-        .expect("engine")
-        .restore(&whole)
-        .expect("restore");
-    assert_eq!((s.rules_retuned.len(), s.groups), (rules, d.groups));
-    // And before `computations`.
     whole.truncate(whole.len() - 8 - 16 * rules);
     let s = ShardedEngine::new(&cfg, 1, 64)
         .expect("engine")

@@ -111,7 +111,7 @@ pub(in crate::engine) fn restore(
         };
         counts[si] += 1;
         if let Some(r) = map[si] {
-            rows.push((r, Row::decode(data)?));
+            rows.push((r, bincode::deserialize(data).map_err(decode_err)?));
         }
     }
     for (rm, n) in meta.rules.iter().zip(&counts) {
@@ -171,8 +171,7 @@ pub(in crate::engine) fn restore(
         let e = &mut engines[w];
         let rule = &mut e.rules[r];
         let slot = rule.slots.len() as u32;
-        let (mut group, key, hash) = row.group.into_parts();
-        group.born = row.born;
+        let (group, key, hash) = row.group.into_parts();
         rule.keys.push((slot, hash, key));
         rule.slots.push(Slot {
             gen: 0,
