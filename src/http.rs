@@ -50,6 +50,7 @@ mod console;
 pub(crate) mod feedback;
 mod guard;
 pub mod incidents;
+mod json_errors;
 mod listener;
 pub mod silences;
 pub(crate) mod state;
@@ -91,6 +92,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .merge(incidents::routes())
         .merge(feedback::routes())
         .merge(console::routes())
+        .fallback(json_errors::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             limits.request_timeout,
@@ -104,6 +106,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             },
             guard::guard,
         ))
+        .layer(axum::middleware::from_fn(json_errors::json_errors))
         .with_state(state)
 }
 

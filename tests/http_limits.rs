@@ -285,3 +285,69 @@ async fn readyz_says_why_the_consumer_is_not_ready() {
         "{body}"
     );
 }
+
+/// Every error of the API is JSON, the router's own too: no such endpoint,
+/// a method the endpoint does not take (with `Allow`), a path value of the
+/// wrong form, a body over the limit. Other paths keep their plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_errors_are_json_even_the_routers_own() {
+    let (addr, state, _stop) = start("max_body_bytes = 1024").await;
+    state.admin.set_token(Some(Secret::new("admin-tok")));
+    let c = client();
+    let error_of = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let allow = r
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap_or_default().to_string());
+        let body: serde_json::Value = r.json().await.expect("a JSON body");
+        let error = body["error"].as_str().unwrap_or_default().to_string();
+        (status, error, allow)
+    };
+    let r = c
+        .get(format!("http://{addr}/api/v1/nope"))
+        .send()
+        .await
+        .unwrap();
+    let (status, error, _) = error_of(r).await;
+    assert_eq!(status, 404);
+    assert!(
+        error.contains("no such endpoint: GET /api/v1/nope"),
+        "{error}"
+    );
+    let r = c
+        .delete(format!("http://{addr}/api/v1/alerts"))
+        .bearer_auth("admin-tok")
+        .send()
+        .await
+        .unwrap();
+    let (status, error, allow) = error_of(r).await;
+    assert_eq!(status, 405);
+    assert!(!error.is_empty());
+    assert!(
+        allow.is_some_and(|a| a.contains("GET")),
+        "the Allow header stays"
+    );
+    let r = c
+        .get(format!("http://{addr}/api/v1/incidents/close/xyz"))
+        .bearer_auth("admin-tok")
+        .send()
+        .await
+        .unwrap();
+    let (status, error, _) = error_of(r).await;
+    assert_eq!(status, 400);
+    assert!(error.contains("xyz"), "{error}");
+    let r = c
+        .post(format!("http://{addr}/api/v1/silences"))
+        .bearer_auth("admin-tok")
+        .body(vec![b'x'; 64 * 1024])
+        .send()
+        .await
+        .unwrap();
+    let (status, _, _) = error_of(r).await;
+    assert_eq!(status, 413);
+    // Outside the API: plain text as before.
+    let r = c.get(format!("http://{addr}/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().starts_with("no such endpoint"));
+}
