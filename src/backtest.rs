@@ -486,6 +486,7 @@ pub fn run(
     transitions: Option<&mut dyn Write>,
 ) -> Result<Report, BacktestError> {
     let mut driver = Driver::new(cfg, min_slide_ms(cfg), now_ms)?;
+    driver.engine.watch_cases();
     let mut obs = Collect {
         tracker: report::Tracker::new(driver.engine()),
         writer: transitions,

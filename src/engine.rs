@@ -40,6 +40,7 @@ use crate::window::Shape;
 mod answer;
 mod apply;
 mod backlog;
+mod case_watch;
 mod evaluate;
 mod key;
 mod pane;
@@ -195,6 +196,9 @@ pub struct Engine {
     /// Set on the engines of a [`ShardedEngine`]: the shards whose
     /// (rule, group) pairs this engine keeps; the others it skips.
     shard: Option<ShardFilter>,
+    /// History tools: values the selectors name in another case
+    /// ([`Engine::watch_cases`]).
+    cases: Option<Box<case_watch::CaseWatch>>,
 }
 
 impl Engine {
@@ -221,6 +225,7 @@ impl Engine {
             tables: Vec::new(),
             dedup_settings: (e.dedup_horizon.as_ms(), e.dedup_max_ids),
             shard: None,
+            cases: None,
         };
         engine.index_rules();
         Ok(engine)
@@ -344,6 +349,22 @@ impl Engine {
         self.rules.len()
     }
 
+    /// Counts, from now on, the processed events whose `type` or an
+    /// attribute a selector matches differs from a value the selectors
+    /// name only in letter case (history tools: [`Engine::case_variants`]).
+    pub(crate) fn watch_cases(&mut self) {
+        let w = case_watch::CaseWatch::new(self.rules.iter().map(|r| &r.cfg));
+        self.cases = Some(Box::new(w));
+    }
+
+    /// The values seen in another case than a selector names them.
+    pub(crate) fn case_variants(&self) -> Vec<case_watch::CaseVariant> {
+        self.cases
+            .as_deref()
+            .map(|w| w.variants(self.rules.iter().map(|r| &r.cfg)))
+            .unwrap_or_default()
+    }
+
     /// The configuration of rule `i`.
     pub(crate) fn rule_config(&self, i: usize) -> &RuleConfig {
         &self.rules[i].cfg
@@ -409,6 +430,9 @@ impl Engine {
 
     /// Replay mode: advances the clock to the event time if newer, then applies the event.
     pub fn process(&mut self, ev: &Event<'_>, out: &mut Vec<Transition>) -> Outcome {
+        if let Some(w) = self.cases.as_deref_mut() {
+            w.observe(ev);
+        }
         let t = self.clock.map_or(ev.ts, |c| c.max(ev.ts));
         self.advance_clock(t, out);
         self.apply(ev, out)

@@ -1305,6 +1305,55 @@ fn a_rule_whose_second_selector_nothing_feeds_is_named() {
     }
 }
 
+/// Values written in another case than a selector names them are named:
+/// selectors compare exactly, so a producer writing `"Social"` leaves
+/// `social_spike` without those complaints. The generated day has none.
+#[test]
+fn values_in_another_case_than_a_selector_names_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (day, _) = generate(dir.path());
+    let all = std::fs::read_to_string(&day).unwrap();
+    let mut n = 0;
+    let shouted: String = all
+        .lines()
+        .map(|l| {
+            if l.contains("\"channel\":\"social\"") {
+                n += 1;
+                if n % 2 == 0 {
+                    return format!(
+                        "{}\n",
+                        l.replace("\"channel\":\"social\"", "\"channel\":\"Social\"")
+                    );
+                }
+            }
+            format!("{l}\n")
+        })
+        .collect();
+    assert!(n > 10, "{n} social events");
+    let mixed = dir.path().join("mixed-case.jsonl");
+    std::fs::write(&mixed, shouted).unwrap();
+    let want = "have channel = \"Social\", which the selectors of rule(s) \"social_spike\"";
+    let config = example();
+    for (input, named) in [(s(&mixed), true), (s(&day), false)] {
+        for tool in ["backtest", "replay"] {
+            let mut args = vec![
+                tool,
+                "--config",
+                &config,
+                "--input",
+                input,
+                "--now",
+                HISTORY_NOW,
+            ];
+            if tool == "replay" {
+                args.extend(["--output", "/dev/null"]);
+            }
+            let err = String::from_utf8_lossy(&run(&args).stderr).into_owned();
+            assert_eq!(err.contains(want), named, "{args:?}: {err}");
+        }
+    }
+}
+
 /// A rule that no event of the history selects (here a mistyped `type`)
 /// is named by `backtest` and `replay`: its empty line in the report says
 /// nothing about its thresholds. The example configuration on a generated

@@ -504,6 +504,23 @@ impl LateShare {
 /// history, and a report of no incident for them says nothing about their
 /// thresholds.
 pub(crate) fn warn_silent_rules(tool: &str, engine: &crate::engine::Engine) {
+    for v in engine.case_variants() {
+        let rules = v
+            .rules
+            .iter()
+            .map(|r| format!("{r:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::warn!(
+            tool,
+            field = %v.field,
+            "{} events have {} = {:?}, which the selectors of rule(s) {rules} write {:?}: selectors compare exactly, so those events are not selected (excluded ones, by a `not`, are selected) — make the producers write one form, or list both values",
+            v.events,
+            v.field,
+            crate::backtest::report::printable(&v.seen),
+            v.named,
+        );
+    }
     if engine.stats().applied == 0 {
         return;
     }

@@ -46,6 +46,7 @@ impl Commands {
         refuse_overwriting_inputs(reads, output.as_deref())?;
         let cfg = config.load()?;
         let mut engine = Engine::new(&cfg)?;
+        engine.watch_cases();
         let now_ms = Some(now.ms()?);
         let mut raw: Box<dyn io::BufRead> = if input == "-" {
             Box::new(BufReader::new(io::stdin().lock()))
