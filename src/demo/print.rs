@@ -58,6 +58,26 @@ pub(super) fn print_transition(
     )
 }
 
+/// What the summary says of a crisis no alert caught, the run having
+/// reached event time `clock`: a run stopped early (a signal, `--duration`)
+/// may not have reached it, or may have stopped in it.
+fn undetected(c: &crate::generator::Crisis, clock: Option<i64>) -> String {
+    match clock {
+        Some(t) if t < c.start_ms => {
+            format!(
+                "not reached (the run stopped at {}, before it began)",
+                short_ts(t)
+            )
+        }
+        Some(t) if t < c.end_ms => format!(
+            "NOT detected (the run stopped at {}, while it went on)",
+            short_ts(t)
+        ),
+        None => "not reached (the run stopped before any event)".to_string(),
+        _ => "NOT detected".to_string(),
+    }
+}
+
 pub(super) fn print_summary(
     out: &mut dyn Write,
     r: &DemoReport,
@@ -117,9 +137,10 @@ pub(super) fn print_summary(
             )?,
             None => writeln!(
                 out,
-                "  crisis {:<14} {} → NOT detected",
+                "  crisis {:<14} {} → {}",
                 c.name,
-                short_ts(c.start_ms)
+                short_ts(c.start_ms),
+                undetected(c, engine.clock())
             )?,
         }
     }
@@ -143,4 +164,25 @@ pub(super) fn print_summary(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod undetected_tests {
+    use super::*;
+
+    #[test]
+    fn a_crisis_the_run_did_not_reach_is_not_called_missed() {
+        let c = crate::generator::Crisis {
+            name: "churn_wave",
+            kind: "churn_wave",
+            slice: Vec::new(),
+            start_ms: 1_000_000,
+            end_ms: 2_000_000,
+            description: "",
+        };
+        assert!(undetected(&c, Some(500_000)).starts_with("not reached"));
+        assert!(undetected(&c, None).starts_with("not reached"));
+        assert!(undetected(&c, Some(1_500_000)).starts_with("NOT detected (the run stopped"));
+        assert_eq!(undetected(&c, Some(2_500_000)), "NOT detected");
+    }
 }
