@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use advice::advice;
-pub(crate) use advice::{did_you_mean, unreachable_thresholds, value_range};
+pub(crate) use advice::{did_you_mean, threshold_reach, unreachable_thresholds, value_range};
 pub use incidents::{DeliveryConfig, IncidentsConfig, ReceiverConfig, RouteConfig};
 pub use interpolate::{Env, ProcessEnv};
 pub use properties::KafkaProperties;

@@ -34,7 +34,7 @@
 
 use std::fmt::Write as _;
 
-use crate::config::{Condition, Config, Dur};
+use crate::config::{threshold_reach, Condition, Config, Dur};
 use crate::event::ahead::Decoded;
 
 use super::input::{Inputs, LineRef};
@@ -105,14 +105,12 @@ impl Suggestion {
 /// left out — with the margin rule, three of them in a row would be
 /// "suggested" at no incident — but `t0` itself stays.
 fn thresholds(t0: f64, below: bool, (lo, hi): (f64, f64)) -> Vec<f64> {
-    let reachable = |t: f64| {
-        // Thresholds are strict: above fires at value > t, below at value < t.
-        if below {
-            t > lo && t <= hi
-        } else {
-            t < hi && t >= lo
-        }
+    let condition = if below {
+        Condition::Below
+    } else {
+        Condition::Above
     };
+    let reachable = |t: f64| threshold_reach(condition, t, (lo, hi)) == (false, false);
     let mut out: Vec<f64> = FACTORS
         .iter()
         .map(|f| {

@@ -97,6 +97,16 @@ pub(crate) fn value_range(rule: &RuleConfig, engine: &EngineConfig) -> (f64, f64
     }
 }
 
+/// Whether a threshold `t` of a rule firing by `condition` is never crossed
+/// by values in `[lo, hi]`, and whether it is always past (thresholds are
+/// strict: above fires at value > t, below at value < t).
+pub(crate) fn threshold_reach(condition: Condition, t: f64, (lo, hi): (f64, f64)) -> (bool, bool) {
+    match condition {
+        Condition::Above => (t >= hi, t < lo),
+        Condition::Below => (t <= lo, t > hi),
+    }
+}
+
 /// A warning for each of `rule`'s thresholds that its indicator can never
 /// cross (it never fires) or is always past (it fires whenever the slice
 /// has enough volume): a threshold set for another scale — `check` and the
@@ -105,11 +115,7 @@ pub(crate) fn unreachable_thresholds(rule: &RuleConfig, engine: &EngineConfig) -
     let (lo, hi, why) = value_range(rule, engine);
     let mut out = Vec::new();
     for (sev, t) in rule.thresholds.levels() {
-        // Thresholds are strict: above fires at value > t, below at value < t.
-        let (never, always) = match rule.condition {
-            Condition::Above => (t >= hi, t < lo),
-            Condition::Below => (t <= lo, t > hi),
-        };
+        let (never, always) = threshold_reach(rule.condition, t, (lo, hi));
         if !(never || always) {
             continue;
         }
