@@ -193,6 +193,7 @@ pub async fn run(
             // prints (from the outbox), so its own lines go nowhere.
             console: Some(Box::new(std::io::sink())),
             serves_console: !cfg.server.listen.is_empty() && !opts.no_http,
+            hand_off_queued: false,
         },
     )?;
     crate::http::silences::attach(&state, Arc::clone(m.outbox()));

@@ -133,6 +133,11 @@ pub struct ManagerOptions {
     /// configured `server.external_url` is linked, never a loopback address
     /// nothing answers on.
     pub(crate) serves_console: bool,
+    /// The outbox belongs to an instance of a scaled group
+    /// (`sources.kafka.scale_out`): before any delivery, what it has queued
+    /// is marked handed to the owners of the incidents' partitions, whose
+    /// checkpoints carry it (`outbox::handoff`); an owner queues it again.
+    pub(crate) hand_off_queued: bool,
 }
 
 /// What a batch produced.

@@ -763,3 +763,136 @@ fn an_instance_restarted_on_its_data_directory_keeps_its_open_incident() {
     let want = reference(&bs, dir.path(), "events", all.len()).notes;
     expect_exactly(&r, &want, "after a kill -9 and a restart", &[&a, &again]);
 }
+
+/// Per incident, the `seq`s `r` accepted, in arrival order.
+fn arrival_order(r: &Receiver) -> BTreeMap<String, Vec<u64>> {
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for b in r.bodies() {
+        out.entry(b["dedup_key"].as_str().unwrap_or_default().to_string())
+            .or_default()
+            .push(b["seq"].as_u64().unwrap_or_default());
+    }
+    out
+}
+
+/// An instance that dies (`kill -9`) with notifications queued for a
+/// receiver that is down: the incident partition's next owner sends them
+/// (its checkpoint carried them), first and in order, and the instance,
+/// restarted later on its data directory, does not send its own copies
+/// after the new owner's resolve. (Before, they stayed in the dead
+/// instance's outbox: missing until it came back, then delivered after the
+/// resolve.)
+#[test]
+fn queued_notifications_move_with_their_incident_and_never_arrive_after_its_resolve() {
+    handed_over_on("KILL");
+}
+
+/// The same for an instance stopped for good (scale-down, `SIGTERM`): it
+/// tries to deliver while it still owns the partition, then its last
+/// checkpoint hands what is left to the next owner.
+#[test]
+fn a_stopped_instance_hands_its_queued_notifications_to_the_next_owner() {
+    handed_over_on("TERM");
+}
+
+fn handed_over_on(signal: &str) {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("events", PARTITIONS)]);
+    let all = scenario("events");
+    let cut = all.len() * 2 / 5;
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiver::start();
+    r.set_failing(true);
+    let cfg_of = |name: &str| {
+        let data = dir
+            .path()
+            .join(format!("data-{name}"))
+            .display()
+            .to_string();
+        let cfg = config(&bs, "handing", "events", &data, &r.url, true);
+        let fast = "kind = \"generic\"\ndelivery = { backoff_initial = \"100ms\", backoff_max = \"500ms\", breaker_failures = 0 }\n";
+        let cfg = cfg.replacen("kind = \"generic\"\n", fast, 1);
+        assert!(cfg.contains("backoff_max = \"500ms\""));
+        cfg
+    };
+    let a = Service::start(dir.path(), "a", &cfg_of("a"));
+    let b = Service::start(dir.path(), "b", &cfg_of("b"));
+    produce(&bs, &all[..cut], Duration::from_secs(30));
+    wait_until(
+        Duration::from_secs(90),
+        "the p3 open was tried and refused",
+        || {
+            r.refused().iter().any(|n| {
+                n["dedup_key"].as_str().unwrap_or("").contains("p3") && n["action"] == "open"
+            })
+        },
+    );
+    let depth = |s: &Service| {
+        s.metric("crisiswatch_outbox_depth{receiver=\"hook\"}")
+            .unwrap_or(0.0)
+    };
+    // The instance holding the p3 incident (and its queued open) dies.
+    let (mut victim, survivor, victim_name) = if depth(&a) > 0.0 {
+        (a, b, "a")
+    } else {
+        (b, a, "b")
+    };
+    assert!(
+        depth(&victim) > 0.0,
+        "a notification is queued on the victim"
+    );
+    // A periodic checkpoint (500 ms) carries what is queued.
+    std::thread::sleep(Duration::from_millis(1500));
+    victim.signal(signal);
+    assert!(
+        victim.wait_exit(Duration::from_secs(30)).is_some(),
+        "the victim stopped"
+    );
+    produce(&bs, &all[cut..], Duration::from_secs(30));
+    wait_until(
+        Duration::from_secs(60),
+        "the survivor owns every incident partition",
+        || {
+            survivor
+                .metric("crisiswatch_scale_owned_partitions{kind=\"incident\"}")
+                .unwrap_or(0.0)
+                == 3.0
+        },
+    );
+    r.set_failing(false);
+    let want = reference(&bs, dir.path(), "events", all.len()).notes;
+    // The victim comes back on its data directory once the survivor has
+    // sent everything: its outbox still holds the open it queued.
+    expect_exactly(
+        &r,
+        &want,
+        "the survivor sends what the victim had queued",
+        &[&victim, &survivor],
+    );
+    let back = Service::start(
+        dir.path(),
+        &format!("{victim_name}-again"),
+        &cfg_of(victim_name),
+    );
+    wait_until(Duration::from_secs(60), "the victim is back", || {
+        back.ready()
+    });
+    expect_exactly(
+        &r,
+        &want,
+        "after the victim came back",
+        &[&victim, &survivor, &back],
+    );
+    for (key, seqs) in arrival_order(&r) {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{key}: notifications arrived as seq {seqs:?} (each once, in order)"
+        );
+    }
+    // Handed at the stop (SIGTERM), or when it came back (`kill -9`).
+    let log = format!("{}{}", victim.stderr_text(), back.stderr_text());
+    assert!(log.contains("handed with their incidents"), "{log}");
+    survivor.sigterm();
+    back.sigterm();
+}

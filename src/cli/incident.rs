@@ -394,6 +394,13 @@ fn outbox(
                     console: Some(Box::new(std::io::stdout())),
                     // It serves no console: only `server.external_url` is linked.
                     serves_console: false,
+                    // An instance of a scaled group: its queued notifications
+                    // are its incident partitions' owners' to send, in order.
+                    hand_off_queued: cfg
+                        .sources
+                        .kafka
+                        .as_ref()
+                        .is_some_and(|k| k.scale_out.is_some()),
                 };
                 // One sender per outbox: a running service (or another
                 // `deliver`) would send the same rows at the same time.

@@ -242,6 +242,7 @@ impl Worker {
             if unrecorded.is_empty() && breaker.blocked_until(now).is_none() {
                 let limit = if breaker.is_open() { 1 } else { BATCH };
                 let n = name.clone();
+                let generation = self.outbox.handed_generation();
                 let rows = match self.db(move |o| o.due(&n, now, limit)).await {
                     Ok(rows) => rows,
                     Err(OutboxError::Stopping) => break,
@@ -260,6 +261,14 @@ impl Worker {
                         // queue: the rows stay for the successor.
                         more = false;
                         break;
+                    }
+                    // Rows handed with their incident to another instance
+                    // since they were read are that instance's to send.
+                    if self.outbox.handed_generation() != generation {
+                        let id = row.id;
+                        if !matches!(self.db(move |o| o.still_pending(id)).await, Ok(true)) {
+                            continue;
+                        }
                     }
                     // The queue's gauges stay current while a receiver takes
                     // its time (up to `delivery.timeout` per request): a

@@ -119,6 +119,9 @@ impl IncidentManager {
         metrics.add_routes(cfg);
         let pruned = outbox.prune(clock.now_ms(), cfg.incidents.retention.as_ms())?;
         metrics.record_pruned(&pruned);
+        if opts.hand_off_queued {
+            ownership::hand_off_at_open(&outbox, clock.now_ms())?;
+        }
         let (stop, stop_rx) = watch::channel(false);
         let mut receivers = ReceiverSet::new(
             handle.clone(),
@@ -489,11 +492,14 @@ impl IncidentManager {
             );
         }
         if pending > 0 {
-            tracing::warn!(
-                pending,
-                outbox = %self.outbox.path().display(),
-                "Notifications still queued at shutdown; they are delivered by the next start of the service or the next `crisiswatch outbox deliver`."
-            );
+            let scaled = self.ownership.lock().map(|o| o.is_some()).unwrap_or(false);
+            let next = if scaled {
+                "they go with their incident partitions to the partitions' next owners"
+            } else {
+                "they are delivered by the next start of the service or the next `crisiswatch outbox deliver`"
+            };
+            let outbox = self.outbox.path().display();
+            tracing::warn!(pending, %outbox, "Notifications still queued at shutdown; {next}.");
         }
         DrainReport {
             pending: pending.max(0),

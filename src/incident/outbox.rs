@@ -21,6 +21,7 @@
 //! replay after a restart), so nothing is enqueued twice.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -97,7 +98,9 @@ pub enum Status {
     Dead,
     /// Silenced: recorded, never delivered.
     Muted,
-    /// A dead letter whose incident moved on before it was retried.
+    /// A dead letter whose incident moved on before it was retried; or a
+    /// queued notification handed with its incident to another instance
+    /// (`sources.kafka.scale_out`), which sends it.
     Superseded,
 }
 
@@ -254,12 +257,15 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 pub struct Outbox {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Bumped whenever rows are handed to another instance (`handoff`).
+    handed: AtomicU64,
 }
 
 /// A write transaction of one lifecycle batch.
 pub(crate) struct Tx<'a> {
     tx: rusqlite::Transaction<'a>,
     now: i64,
+    handed: &'a AtomicU64,
 }
 
 // === impl Outbox ===
@@ -293,6 +299,7 @@ impl Outbox {
         Ok(Outbox {
             conn: Mutex::new(conn),
             path,
+            handed: AtomicU64::new(0),
         })
     }
 
@@ -313,7 +320,11 @@ impl Outbox {
     ) -> Result<T, OutboxError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let tx = Tx { tx, now };
+        let tx = Tx {
+            tx,
+            now,
+            handed: &self.handed,
+        };
         let out = f(&tx)?;
         tx.tx.commit()?;
         Ok(out)
@@ -390,11 +401,19 @@ impl Tx<'_> {
             source,
         })?;
         let done = (status != Status::Pending).then_some(self.now);
-        let inserted = self.tx.execute(
-            "INSERT OR IGNORE INTO notifications (receiver, incident, seq, action, body, status, created_ms, next_attempt_ms, done_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
-            params![receiver, n.dedup_key, n.seq, n.action.as_str(), body, status.as_str(), self.now, done],
-        )?;
+        let insert = || {
+            self.tx.execute(
+                "INSERT OR IGNORE INTO notifications (receiver, incident, seq, action, body, status, created_ms, next_attempt_ms, done_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+                params![receiver, n.dedup_key, n.seq, n.action.as_str(), body, status.as_str(), self.now, done],
+            )
+        };
+        let mut inserted = insert()?;
+        // This instance handed the same notification away earlier and owns
+        // its incident again (`handoff`): queued anew, behind what is queued.
+        if inserted == 0 && self.drop_handed(receiver, &n.dedup_key, n.seq)? {
+            inserted = insert()?;
+        }
         Ok(inserted == 1)
     }
 
@@ -452,6 +471,8 @@ pub use closing::CloseRequest;
 mod closing;
 pub(crate) mod controls;
 pub mod feedback;
+mod handoff;
+pub(crate) use handoff::QueuedRow;
 mod operator;
 mod queue;
 pub(crate) mod timeline;

@@ -353,8 +353,11 @@ async fn serve(
     ));
     let incidents_consumer = incidents::consumer(k, &topics, Arc::clone(&parts), sm.lag.clone())
         .map_err(RunError::Scaled)?;
+    // The incident owners stop last, after the deliveries drained: what is
+    // still queued then goes with their partitions to the next owners.
+    let stop_incidents = Arc::new(AtomicBool::new(false));
     let incidents_thread = {
-        let (st, stop) = (Arc::clone(&parts), Arc::clone(&stop));
+        let (st, stop) = (Arc::clone(&parts), Arc::clone(&stop_incidents));
         spawn("crisiswatch-incidents", move || {
             internal::drive(st, incidents_consumer, interval, stop)
         })
@@ -457,13 +460,16 @@ async fn serve(
     }
     let joined = tokio::task::spawn_blocking(move || source.join()).await?;
     stop.store(true, Ordering::Relaxed);
-    let (o, i) =
-        tokio::task::spawn_blocking(move || (join(owners_thread), join(incidents_thread))).await?;
+    let o = tokio::task::spawn_blocking(move || join(owners_thread)).await?;
     let left = k
         .shutdown_timeout
         .0
         .saturating_sub(Duration::from_secs(1) + crate::incident::STOP_GRACE);
+    // Delivered while this instance still owns the incident partitions; then
+    // their last checkpoints hand what is left to the next owners.
     sink.shutdown(cfg.incidents.drain_timeout.0.min(left)).await;
+    stop_incidents.store(true, Ordering::Relaxed);
+    let i = tokio::task::spawn_blocking(move || join(incidents_thread)).await?;
     if let Some(e) = failed {
         return Err(e);
     }

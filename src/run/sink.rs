@@ -35,6 +35,11 @@ impl TransitionSink {
             ManagerOptions {
                 console: Some(Box::new(std::io::stdout())),
                 serves_console: !cfg.server.listen.is_empty(),
+                hand_off_queued: cfg
+                    .sources
+                    .kafka
+                    .as_ref()
+                    .is_some_and(|k| k.scale_out.is_some()),
             },
         )?;
         crate::http::silences::attach(state, Arc::clone(manager.outbox()));

@@ -1,23 +1,44 @@
 //! Incident groups that move between instances (`sources.kafka.scale_out`):
 //! the manager keeps only the incident partitions this instance is
-//! assigned, takes over a partition's open incidents from its checkpoint,
-//! and gives them up, without notifying anyone, when the partition leaves.
+//! assigned, takes over a partition's open incidents and queued
+//! notifications from its checkpoint, and gives them up, without notifying
+//! anyone, when the partition leaves: its queued notifications are marked
+//! handed and are sent by the partition's next owner only (`outbox::handoff`).
 
 use super::super::lifecycle::{Changes, Incident};
+use super::super::outbox::{Outbox, QueuedRow};
 use super::super::routing::{incident_partition, Ownership};
 use super::{IncidentError, IncidentManager};
+use crate::alert::Labels;
+
+/// Marks everything `outbox` has queued handed, before any delivery: an
+/// instance of a scaled group owns no incident partition until the group
+/// assigns it some, and their owners send what their checkpoints carry.
+pub(super) fn hand_off_at_open(outbox: &Outbox, now: i64) -> Result<(), IncidentError> {
+    let handed = outbox.transaction(now, |tx| tx.hand_off_where(|_, _| true))?;
+    if handed > 0 {
+        tracing::info!(
+            notifications = handed,
+            "Queued notifications handed with their incidents to their partitions' owners (sources.kafka.scale_out); not sent from here."
+        );
+    }
+    Ok(())
+}
 
 impl IncidentManager {
     /// Keeps only the incident groups of incident partitions `owned` (of
     /// `partitions`); open incidents of other groups (from this instance's
-    /// outbox, before the group assigned it partitions) are given up.
+    /// outbox, before the group assigned it partitions) are given up, with
+    /// their queued notifications if `hand_off` (their checkpoint carries
+    /// them to the next owner; without one they are still sent from here).
     pub(crate) fn set_ownership(
         &self,
         partitions: u32,
         owned: &[u32],
+        hand_off: bool,
     ) -> Result<Vec<Incident>, IncidentError> {
         let ownership = Ownership::new(partitions, owned.iter().copied());
-        let given_up = self.give_up(|i| !ownership.owns(&i.route, &i.labels))?;
+        let given_up = self.give_up(|route, labels| !ownership.owns(route, labels), hand_off)?;
         if let Ok(mut o) = self.ownership.lock() {
             *o = Some(ownership.clone());
         }
@@ -56,17 +77,35 @@ impl IncidentManager {
         })?)
     }
 
+    /// The notifications queued here for the incidents of incident
+    /// partition `partition` (of `partitions`), resolved ones included.
+    pub(crate) fn queued_of(
+        &self,
+        partitions: u32,
+        partition: u32,
+    ) -> Result<Vec<QueuedRow>, IncidentError> {
+        Ok(self.outbox.transaction(self.clock.now_ms(), |tx| {
+            tx.queued_where(|route, labels| {
+                incident_partition(route, labels, partitions) == partition
+            })
+        })?)
+    }
+
     /// Takes over open incidents (a moved partition's checkpoint), each with
-    /// the receivers that heard of it on its former instance: they continue
-    /// here as if they had always been here (a resolve reaches whoever
-    /// heard the open).
+    /// the receivers that heard of it on its former instance, and the
+    /// notifications queued for the partition's incidents there: they
+    /// continue here as if they had always been here (a resolve reaches
+    /// whoever heard the open; what was queued goes out first, in order).
+    /// `queued` is `None` for a checkpoint that could not carry them (written
+    /// by an older build): this outbox's own handed copies of the partition
+    /// (`belongs`) are queued again instead.
     pub(crate) fn adopt(
         &self,
         incidents: Vec<(Incident, Vec<String>)>,
-    ) -> Result<(), IncidentError> {
-        if incidents.is_empty() {
-            return Ok(());
-        }
+        queued: Option<&[QueuedRow]>,
+        belongs: impl Fn(&str, &Labels) -> bool,
+    ) -> Result<usize, IncidentError> {
+        let mut taken = 0;
         self.step(|lc, ch, tx, _| {
             for (inc, heard) in incidents {
                 for r in &heard {
@@ -75,23 +114,45 @@ impl IncidentManager {
                 ch.saved.insert(inc.key.clone());
                 lc.insert(inc);
             }
-            Ok(())
-        })
-        .map(|_| ())
-    }
-
-    /// Forgets the open incidents `leaves` picks (their partition went to
-    /// another instance, which continues them): no notification.
-    pub(crate) fn give_up(
-        &self,
-        leaves: impl Fn(&Incident) -> bool,
-    ) -> Result<Vec<Incident>, IncidentError> {
-        let mut gone = Vec::new();
-        self.step(|lc, ch: &mut Changes, _, _| {
-            gone = lc.take(&leaves);
-            ch.removed.extend(gone.iter().map(|i| i.key.clone()));
+            taken = match queued {
+                Some(rows) => tx.take_over(rows)?,
+                None => tx.revive_handed_where(&belongs)?,
+            };
             Ok(())
         })?;
+        if taken > 0 {
+            if let Ok(r) = self.receivers.lock() {
+                r.wake_all();
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Forgets the open incidents of the groups `leaves` picks (by route and
+    /// grouping labels; their partition went to another instance, which
+    /// continues them) and, if `hand_off`, hands their queued notifications
+    /// to it: no notification goes out from here.
+    pub(crate) fn give_up(
+        &self,
+        leaves: impl Fn(&str, &Labels) -> bool,
+        hand_off: bool,
+    ) -> Result<Vec<Incident>, IncidentError> {
+        let mut gone = Vec::new();
+        let mut handed = 0;
+        self.step(|lc, ch: &mut Changes, tx, _| {
+            gone = lc.take(|i: &Incident| leaves(&i.route, &i.labels));
+            ch.removed.extend(gone.iter().map(|i| i.key.clone()));
+            if hand_off {
+                handed = tx.hand_off_where(&leaves)?;
+            }
+            Ok(())
+        })?;
+        if handed > 0 {
+            tracing::info!(
+                notifications = handed,
+                "Queued notifications handed with their incidents to their partitions' owners."
+            );
+        }
         Ok(gone)
     }
 }

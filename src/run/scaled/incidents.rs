@@ -21,6 +21,7 @@ use crate::alert::Labels;
 use crate::config::KafkaSourceConfig;
 use crate::explain::Hint;
 use crate::incident::lifecycle::{Incident, ValueSource};
+use crate::incident::routing::incident_partition;
 use crate::incident::IncidentManager;
 use crate::repartition::{FeedPart, IncidentFeed, Keyed};
 
@@ -95,7 +96,9 @@ impl IncidentParts {
     ) -> Result<Self, ScaledError> {
         // Until the group assigns partitions, this instance keeps no incident:
         // those its outbox holds from an earlier run go back to their owners.
-        let given_up = manager.set_ownership(topics.incident_partitions, &[])?;
+        // What it had queued for them goes with them: their checkpoints
+        // carry it, and their owners queue again what came after those.
+        let given_up = manager.set_ownership(topics.incident_partitions, &[], true)?;
         if !given_up.is_empty() {
             tracing::info!(
                 incidents = given_up.len(),
@@ -125,10 +128,10 @@ impl IncidentParts {
     fn restore(&mut self, q: i32) -> Result<i64, ScaledError> {
         let started = Instant::now();
         let (latest, cost) = read_latest_counted(&self.k, &self.topics.incidents_changelog, q)?;
-        let (next, part, incidents) = match latest {
-            None => (0, FeedPart::default(), Vec::new()),
+        let (next, part, incidents, queued) = match latest {
+            None => (0, FeedPart::default(), Vec::new(), Some(Vec::new())),
             Some(bytes) => {
-                let cp: IncidentCheckpoint = decode(&bytes)
+                let cp = IncidentCheckpoint::decode(&bytes)
                     .map_err(|e| ScaledError::Checkpoint(format!("incident partition {q}: {e}")))?;
                 let mut held = Vec::with_capacity(cp.held.len());
                 for (order, t) in cp.held {
@@ -149,15 +152,20 @@ impl IncidentParts {
                     marks: cp.marks,
                     held,
                 };
-                (cp.next_offset, part, incidents)
+                (cp.next_offset, part, incidents, cp.queued)
             }
         };
         let adopted = incidents.len();
         self.feed.adopt(q as u32, part);
         self.next.insert(q, (next, false));
         self.manager
-            .set_ownership(self.topics.incident_partitions, &self.owned())?;
-        self.manager.adopt(incidents)?;
+            .set_ownership(self.topics.incident_partitions, &self.owned(), true)?;
+        let partitions = self.topics.incident_partitions;
+        let queued = self
+            .manager
+            .adopt(incidents, queued.as_deref(), |route, labels| {
+                incident_partition(route, labels, partitions) == q as u32
+            })?;
         let secs = started.elapsed().as_secs_f64();
         self.metrics
             .restore_seconds
@@ -167,6 +175,7 @@ impl IncidentParts {
             partition = q,
             from_offset = next,
             incidents = adopted,
+            queued_notifications = queued,
             seconds = secs,
             changelog_kept = cost.kept,
             changelog_read = cost.read,
@@ -244,12 +253,15 @@ impl IncidentParts {
         Ok(())
     }
 
-    /// Writes the checkpoints of the changed partitions among `ps` (`None`: all).
-    fn checkpoint(&mut self, ps: Option<&[i32]>) -> Result<(), ScaledError> {
+    /// Writes the checkpoints of the changed partitions among `ps` (`None`:
+    /// all); with `every`, of the unchanged ones too (they leave: what is
+    /// queued for their incidents may have changed since, by deliveries or
+    /// an operator's close).
+    fn checkpoint(&mut self, ps: Option<&[i32]>, every: bool) -> Result<(), ScaledError> {
         self.release()?;
         let mut wrote = 0;
         for (&q, (next, dirty)) in self.next.iter_mut() {
-            if !*dirty || ps.is_some_and(|ps| !ps.contains(&q)) {
+            if !(*dirty || every) || ps.is_some_and(|ps| !ps.contains(&q)) {
                 continue;
             }
             let part = self.feed.part(q as u32);
@@ -263,6 +275,9 @@ impl IncidentParts {
                 let heard = self.manager.heard_by(&inc.key)?;
                 incidents.push(HandedIncident { state, heard });
             }
+            let queued = self
+                .manager
+                .queued_of(self.topics.incident_partitions, q as u32)?;
             let cp = encode(&IncidentCheckpoint {
                 partition: q as u32,
                 next_offset: *next,
@@ -270,6 +285,7 @@ impl IncidentParts {
                 marks: part.marks,
                 held: part.held.iter().map(Keyed::to_wire).collect(),
                 incidents,
+                queued: Some(queued),
             });
             self.metrics
                 .checkpoint_bytes
@@ -312,10 +328,16 @@ impl PartitionState for IncidentParts {
     }
 
     fn revoked(&mut self, partitions: &[i32]) {
-        if let Err(e) = self.checkpoint(Some(partitions)) {
-            tracing::error!(error = %e, "Cannot checkpoint revoked incident partitions; their next owner continues from the previous checkpoint.");
-            self.failure.get_or_insert(e);
-        }
+        // What is queued for the partitions' incidents goes with them only
+        // in a checkpoint: without one it is still sent from here.
+        let written = match self.checkpoint(Some(partitions), true) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot checkpoint revoked incident partitions; their next owner continues from the previous checkpoint, and what is queued for their incidents is sent from here.");
+                self.failure.get_or_insert(e);
+                false
+            }
+        };
         for &q in partitions {
             self.feed.disown(q as u32);
             self.next.remove(&q);
@@ -323,9 +345,9 @@ impl PartitionState for IncidentParts {
         self.values
             .from
             .retain(|(q, _), _| !partitions.contains(&(*q as i32)));
-        if let Err(e) = self
-            .manager
-            .set_ownership(self.topics.incident_partitions, &self.owned())
+        if let Err(e) =
+            self.manager
+                .set_ownership(self.topics.incident_partitions, &self.owned(), written)
         {
             self.failure.get_or_insert(e.into());
         }
@@ -348,7 +370,16 @@ impl PartitionState for IncidentParts {
     }
 
     fn on_checkpoint(&mut self) -> Result<(), ScaledError> {
-        self.checkpoint(None)
+        self.checkpoint(None, false)
+    }
+
+    /// At the stop (after the service delivered what it could while still
+    /// the owner): the last checkpoint of every owned partition, with what is
+    /// still queued, then the partitions' incidents and queued notifications
+    /// are handed to their next owners — nothing goes out from here after it.
+    fn on_stop(&mut self) {
+        let owned: Vec<i32> = self.next.keys().copied().collect();
+        self.revoked(&owned);
     }
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::alert::{State, Transition};
 use crate::config::Severity;
 use crate::explain::Hint;
+use crate::incident::outbox::QueuedRow;
 use crate::repartition::{Keyed, Order, WireError, WIRE_VERSION};
 
 /// A message on the transition topic.
@@ -170,6 +171,45 @@ pub(crate) struct IncidentCheckpoint {
     pub(crate) held: Vec<(Order, WireTransition)>,
     /// Its open incidents.
     pub(crate) incidents: Vec<HandedIncident>,
+    /// The notifications queued for its incidents (resolved ones too), in
+    /// queue order: the next owner sends them. Appended last: `None` when
+    /// read from a checkpoint written before it ([`IncidentCheckpoint::decode`]).
+    pub(crate) queued: Option<Vec<QueuedRow>>,
+}
+
+/// [`IncidentCheckpoint`] as builds before `queued` wrote it.
+#[derive(Deserialize)]
+struct IncidentCheckpointV1 {
+    partition: u32,
+    next_offset: i64,
+    released: Option<i64>,
+    marks: Vec<(u32, i64)>,
+    held: Vec<(Order, WireTransition)>,
+    incidents: Vec<HandedIncident>,
+}
+
+impl IncidentCheckpoint {
+    /// Reads a checkpoint written by [`encode`], by this build or one
+    /// before `queued` (an older build reading a newer checkpoint ignores
+    /// the trailing field).
+    pub(crate) fn decode(bytes: &[u8]) -> Result<IncidentCheckpoint, WireError> {
+        match decode::<IncidentCheckpoint>(bytes) {
+            Ok(cp) => Ok(cp),
+            Err(WireError::Decode(first)) => match decode::<IncidentCheckpointV1>(bytes) {
+                Ok(v1) => Ok(IncidentCheckpoint {
+                    partition: v1.partition,
+                    next_offset: v1.next_offset,
+                    released: v1.released,
+                    marks: v1.marks,
+                    held: v1.held,
+                    incidents: v1.incidents,
+                    queued: None,
+                }),
+                Err(_) => Err(WireError::Decode(first)),
+            },
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// An open incident handed to the partition's next owner.
@@ -284,5 +324,57 @@ mod tests {
         assert_eq!(decode::<Note>(&encode(&values)).unwrap(), values);
         assert!(decode::<Note>(&[]).is_err());
         assert!(decode::<Note>(&[WIRE_VERSION, 9, 9]).is_err());
+    }
+
+    /// A checkpoint written before `queued` reads with `queued: None` (the
+    /// reader queues its own handed copies instead); one written now
+    /// round-trips; and a build before `queued` reads a new checkpoint
+    /// (bincode ignores the trailing field).
+    #[test]
+    fn incident_checkpoints_of_either_layout_read() {
+        #[derive(Serialize)]
+        struct Before {
+            partition: u32,
+            next_offset: i64,
+            released: Option<i64>,
+            marks: Vec<(u32, i64)>,
+            held: Vec<(Order, WireTransition)>,
+            incidents: Vec<HandedIncident>,
+        }
+        let incidents = vec![HandedIncident {
+            state: "{}".into(),
+            heard: vec!["hook".into()],
+        }];
+        let old = encode(&Before {
+            partition: 2,
+            next_offset: 40,
+            released: Some(7),
+            marks: vec![(0, 7)],
+            held: Vec::new(),
+            incidents: incidents.clone(),
+        });
+        let cp = IncidentCheckpoint::decode(&old).unwrap();
+        assert_eq!(
+            (cp.partition, cp.next_offset, cp.released),
+            (2, 40, Some(7))
+        );
+        assert_eq!(cp.incidents, incidents);
+        assert_eq!(cp.queued, None);
+        let now = IncidentCheckpoint {
+            queued: Some(vec![QueuedRow {
+                receiver: "hook".into(),
+                incident: "k".into(),
+                seq: 3,
+                action: "update".into(),
+                body: "{}".into(),
+                created_ms: 9,
+            }]),
+            ..cp
+        };
+        let bytes = encode(&now);
+        assert_eq!(IncidentCheckpoint::decode(&bytes).unwrap(), now);
+        let read_before: IncidentCheckpointV1 = decode(&bytes).unwrap();
+        assert_eq!(read_before.next_offset, 40);
+        assert!(IncidentCheckpoint::decode(&[WIRE_VERSION, 1, 2]).is_err());
     }
 }

@@ -1,0 +1,370 @@
+//! Notifications that move with their incident between instances
+//! (`sources.kafka.scale_out`). An incident partition's checkpoint carries
+//! the notifications still queued for its incidents ([`QueuedRow`]); the
+//! partition's next owner queues them first, ahead of anything it adds, and
+//! the instance that gave the partition up marks its own copies handed
+//! (`superseded`, with [`HANDED`] as the reason) so it never sends them —
+//! not after a restart, not by `outbox deliver` — where they would reach the
+//! receiver after the new owner's later notifications (a resolve before the
+//! update it follows). A handed row comes back to life when this instance
+//! owns the partition again and queues the same notification.
+
+use std::sync::atomic::Ordering;
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use super::{Outbox, OutboxError, Tx};
+use crate::alert::Labels;
+
+/// The reason a handed row keeps (`outbox list` shows it).
+pub(crate) const HANDED: &str =
+    "handed with its incident to the owner of its incident partition (sources.kafka.scale_out)";
+
+/// A queued notification as a partition checkpoint carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct QueuedRow {
+    /// The receiver's name.
+    pub(crate) receiver: String,
+    /// The incident's key.
+    pub(crate) incident: String,
+    /// The notification's number within the incident.
+    pub(crate) seq: u32,
+    /// Open, update, acknowledge or resolve.
+    pub(crate) action: String,
+    /// The notification (JSON), as the outbox stores it.
+    pub(crate) body: String,
+    /// When it was first queued (ms): `max_age` counts from here.
+    pub(crate) created_ms: i64,
+}
+
+/// Where a stored notification's incident belongs: the fields of its body
+/// that decide the incident partition.
+#[derive(Deserialize)]
+struct Place {
+    route: String,
+    labels: Labels,
+}
+
+/// A body whose place cannot be read (damaged) stays where it is.
+fn place(body: &str) -> Option<Place> {
+    serde_json::from_str(body).ok()
+}
+
+impl Outbox {
+    /// How many times rows were handed away: a delivery worker that read rows
+    /// before a change re-checks each before sending it.
+    pub(crate) fn handed_generation(&self) -> u64 {
+        self.handed.load(Ordering::Acquire)
+    }
+
+    /// Whether row `id` is still waiting to be sent.
+    pub(crate) fn still_pending(&self, id: i64) -> Result<bool, OutboxError> {
+        let conn = self.conn()?;
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM notifications WHERE id = ?1 AND status = 'pending'",
+            params![id],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+}
+
+impl Tx<'_> {
+    /// The queued notifications whose incident `belongs` picks (by route and
+    /// grouping labels), oldest first.
+    pub(crate) fn queued_where(
+        &self,
+        belongs: impl Fn(&str, &Labels) -> bool,
+    ) -> Result<Vec<QueuedRow>, OutboxError> {
+        let mut st = self.tx.prepare_cached(
+            "SELECT receiver, incident, seq, action, body, created_ms FROM notifications
+             WHERE status = 'pending' ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(QueuedRow {
+                receiver: r.get(0)?,
+                incident: r.get(1)?,
+                seq: r.get(2)?,
+                action: r.get(3)?,
+                body: r.get(4)?,
+                created_ms: r.get(5)?,
+            })
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row?;
+            if place(&row.body).is_some_and(|p| belongs(&p.route, &p.labels)) {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks the queued notifications whose incident `leaves` picks handed
+    /// (never sent from here); returns how many.
+    pub(crate) fn hand_off_where(
+        &self,
+        leaves: impl Fn(&str, &Labels) -> bool,
+    ) -> Result<usize, OutboxError> {
+        let ids: Vec<i64> = {
+            let mut st = self
+                .tx
+                .prepare_cached("SELECT id, body FROM notifications WHERE status = 'pending'")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            let mut ids = Vec::new();
+            for row in rows {
+                let (id, body) = row?;
+                if place(&body).is_some_and(|p| leaves(&p.route, &p.labels)) {
+                    ids.push(id);
+                }
+            }
+            ids
+        };
+        for id in &ids {
+            self.tx.execute(
+                "UPDATE notifications SET status = 'superseded', done_ms = ?2, last_error = ?3
+                 WHERE id = ?1",
+                params![id, self.now, HANDED],
+            )?;
+        }
+        if !ids.is_empty() {
+            self.handed.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(ids.len())
+    }
+
+    /// Queues notifications handed over with their incidents, in their
+    /// order, ahead of anything queued for those incidents later; returns how
+    /// many were queued (one already stored, other than as handed, is kept).
+    pub(crate) fn take_over(&self, rows: &[QueuedRow]) -> Result<usize, OutboxError> {
+        let mut queued = 0;
+        for r in rows {
+            self.drop_handed(&r.receiver, &r.incident, r.seq)?;
+            queued += self.tx.execute(
+                "INSERT OR IGNORE INTO notifications (receiver, incident, seq, action, body, status, created_ms, next_attempt_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",
+                params![r.receiver, r.incident, r.seq, r.action, r.body, r.created_ms, self.now],
+            )?;
+        }
+        Ok(queued)
+    }
+
+    /// Makes this instance's handed rows of the incidents `belongs` picks
+    /// queued again (a checkpoint written before checkpoints carried queued
+    /// notifications: this outbox's copies are the only ones); returns how many.
+    pub(crate) fn revive_handed_where(
+        &self,
+        belongs: impl Fn(&str, &Labels) -> bool,
+    ) -> Result<usize, OutboxError> {
+        let ids: Vec<i64> = {
+            let mut st = self.tx.prepare_cached(
+                "SELECT id, body FROM notifications WHERE status = 'superseded' AND last_error = ?1",
+            )?;
+            let rows = st.query_map(params![HANDED], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut ids = Vec::new();
+            for row in rows {
+                let (id, body) = row?;
+                if place(&body).is_some_and(|p| belongs(&p.route, &p.labels)) {
+                    ids.push(id);
+                }
+            }
+            ids
+        };
+        for id in &ids {
+            self.tx.execute(
+                "UPDATE notifications SET status = 'pending', done_ms = NULL, last_error = NULL,
+                   next_attempt_ms = ?2 WHERE id = ?1",
+                params![id, self.now],
+            )?;
+        }
+        Ok(ids.len())
+    }
+
+    /// Deletes a handed row of (`receiver`, `incident`, `seq`), so the same
+    /// notification can be queued again behind what is queued now; `true`
+    /// if there was one.
+    pub(crate) fn drop_handed(
+        &self,
+        receiver: &str,
+        incident: &str,
+        seq: u32,
+    ) -> Result<bool, OutboxError> {
+        let n = self.tx.execute(
+            "DELETE FROM notifications WHERE receiver = ?1 AND incident = ?2 AND seq = ?3
+               AND status = 'superseded' AND last_error = ?4",
+            params![receiver, incident, seq, HANDED],
+        )?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Severity;
+    use crate::incident::model::{Action, Notification, Reason};
+    use crate::incident::outbox::Status;
+
+    fn note(product: &str, seq: u32, action: Action) -> Notification {
+        Notification {
+            dedup_key: format!("product/product={product}/1000"),
+            action,
+            seq,
+            reason: Reason::Opened,
+            route: "product".into(),
+            labels: vec![("product".into(), product.into())],
+            severity: Severity::Warning,
+            at: 2000 + i64::from(seq),
+            started_at: 1000,
+            resolved_at: None,
+            alerts: Vec::new(),
+            primary: 0,
+            summary: format!("{} {seq}", action.as_str()),
+            ack: None,
+            since: None,
+        }
+    }
+
+    fn is_p1(_: &str, labels: &Labels) -> bool {
+        labels.iter().any(|(_, v)| v == "p1")
+    }
+
+    /// What is due for receiver `r`, each incident's rows in the order sent.
+    fn sent_order(ob: &Outbox, r: &str) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        loop {
+            let rows = ob.due(r, i64::MAX / 2, 100).unwrap();
+            if rows.is_empty() {
+                return out;
+            }
+            for row in rows {
+                out.push((row.incident.clone(), row.seq));
+                ob.finish(row.id, Status::Delivered, 1, None, 0).unwrap();
+            }
+        }
+    }
+
+    /// A partition's queued rows leave one outbox (never sent from there,
+    /// kept as `superseded` with the reason) and are queued, in order and
+    /// first, in the next owner's; a row delivered there already is not
+    /// queued again.
+    #[test]
+    fn queued_rows_move_to_the_next_owner_in_order() {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (
+            Outbox::open(da.path()).unwrap(),
+            Outbox::open(db.path()).unwrap(),
+        );
+        a.transaction(5, |tx| {
+            for seq in 1..=3 {
+                tx.enqueue("hook", &note("p1", seq, Action::Update), Status::Pending)?;
+                tx.enqueue("hook", &note("p2", seq, Action::Update), Status::Pending)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let moving = a.transaction(6, |tx| tx.queued_where(is_p1)).unwrap();
+        assert_eq!(
+            moving.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert!(moving
+            .iter()
+            .all(|r| r.incident.contains("p1") && r.created_ms == 5));
+        let before = a.handed_generation();
+        assert_eq!(a.transaction(7, |tx| tx.hand_off_where(is_p1)).unwrap(), 3);
+        assert!(a.handed_generation() > before);
+        // Only p2's rows are sent from here; p1's keep the reason.
+        assert_eq!(
+            sent_order(&a, "hook"),
+            (1..=3)
+                .map(|s| ("product/product=p2/1000".to_string(), s))
+                .collect::<Vec<_>>()
+        );
+        let kept = a.list(Some(Status::Superseded), None, 10).unwrap();
+        assert_eq!(kept.len(), 3);
+        assert!(kept.iter().all(|r| r.last_error.as_deref() == Some(HANDED)));
+        // The next owner had delivered seq 1 itself (a checkpoint older than
+        // its delivery): 2 and 3 are queued, before what it queues next.
+        b.transaction(8, |tx| {
+            tx.enqueue("hook", &note("p1", 1, Action::Open), Status::Pending)
+        })
+        .unwrap();
+        sent_order(&b, "hook");
+        assert_eq!(b.transaction(9, |tx| tx.take_over(&moving)).unwrap(), 2);
+        b.transaction(10, |tx| {
+            tx.enqueue("hook", &note("p1", 4, Action::Resolve), Status::Pending)
+        })
+        .unwrap();
+        let p1 = "product/product=p1/1000".to_string();
+        assert_eq!(
+            sent_order(&b, "hook"),
+            vec![(p1.clone(), 2), (p1.clone(), 3), (p1, 4)]
+        );
+    }
+
+    /// An outbox that owns a partition again queues its handed rows anew
+    /// behind what it queues first: taken over from a checkpoint, or queued
+    /// again by re-applied transitions; and, from a checkpoint that could
+    /// not carry them, its own handed rows come back.
+    #[test]
+    fn handed_rows_come_back_in_order_when_the_partition_does() {
+        let d = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(d.path()).unwrap();
+        ob.transaction(5, |tx| {
+            for seq in 1..=3 {
+                tx.enqueue("hook", &note("p1", seq, Action::Update), Status::Pending)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let checkpoint: Vec<QueuedRow> = ob
+            .transaction(6, |tx| tx.queued_where(is_p1))
+            .unwrap()
+            .into_iter()
+            .take(2)
+            .collect();
+        ob.transaction(7, |tx| tx.hand_off_where(|_, _| true))
+            .unwrap();
+        assert!(ob.due("hook", i64::MAX / 2, 10).unwrap().is_empty());
+        // Back: seq 1 and 2 from the checkpoint, 3 queued again after it.
+        assert_eq!(
+            ob.transaction(8, |tx| tx.take_over(&checkpoint)).unwrap(),
+            2
+        );
+        let again = ob
+            .transaction(9, |tx| {
+                tx.enqueue("hook", &note("p1", 3, Action::Update), Status::Pending)
+            })
+            .unwrap();
+        assert!(again, "a handed row is queued again");
+        let p1 = "product/product=p1/1000".to_string();
+        assert_eq!(
+            sent_order(&ob, "hook"),
+            vec![(p1.clone(), 1), (p1.clone(), 2), (p1.clone(), 3)]
+        );
+        // Nothing queued twice.
+        assert!(!ob
+            .transaction(10, |tx| {
+                tx.enqueue("hook", &note("p1", 3, Action::Update), Status::Pending)
+            })
+            .unwrap());
+        // A checkpoint of an older build: the outbox's own copies return.
+        ob.transaction(11, |tx| {
+            tx.enqueue("hook", &note("p1", 4, Action::Resolve), Status::Pending)
+        })
+        .unwrap();
+        ob.transaction(12, |tx| tx.hand_off_where(|_, _| true))
+            .unwrap();
+        assert_eq!(
+            ob.transaction(13, |tx| tx.revive_handed_where(is_p1))
+                .unwrap(),
+            1
+        );
+        assert_eq!(sent_order(&ob, "hook"), vec![(p1, 4)]);
+        assert!(ob.still_pending(1).is_ok_and(|p| !p));
+    }
+}
