@@ -14,9 +14,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// URL path segments at least this long that mix letters and digits are
-/// tokens (`/services/T0/B0/<token>`, `/api/webhooks/<id>/<token>`), not
-/// route names (`/v2/enqueue`, `/hooks/incident-webhook`).
-pub(crate) const MIN_PATH_TOKEN: usize = 16;
+/// tokens (`/services/T0/B0/<token>`, `/api/webhooks/<id>/<token>`, a short
+/// one such as `/hook/k3y9x2p1`), not route names (`/v2/enqueue`,
+/// `/hooks/incident-webhook`). A route name with a digit in it
+/// (`/alerts2024`) is hidden too: hiding more is the safe side.
+pub(crate) const MIN_PATH_TOKEN: usize = 8;
 
 /// Whether URL path segment `seg` is a token (see [`MIN_PATH_TOKEN`]): the
 /// one rule that both the receivers' redaction of failure details and the

@@ -238,7 +238,7 @@ fn value_extent(value: &str) -> (&'static str, usize) {
 }
 
 /// A URL as a message may quote it: its user information, query values and
-/// token-like path segments (16 characters or more mixing letters and
+/// token-like path segments (8 characters or more mixing letters and
 /// digits, as a receiver's failure detail hides them) replaced by
 /// [`REDACTED`]. Works on text that does not parse as a URL too.
 pub(crate) fn url_shown(url: &str) -> String {

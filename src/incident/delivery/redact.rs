@@ -227,6 +227,11 @@ mod tests {
         assert!(!is_path_token("incident-webhook-receiver"));
         assert!(!is_path_token("enqueue"));
         assert!(is_path_token("3f2c9a7e-1b4d-4c8e-9f00-123456789abc"));
+        // A short token (8 characters) is one too; short route names are not.
+        assert!(is_path_token("k3y9x2p1"));
+        for route in ["v2", "api", "alerts", "hooks", "enqueue", "T0AAA1"] {
+            assert!(!is_path_token(route), "{route}");
+        }
     }
 
     #[test]
