@@ -460,7 +460,7 @@ mod tests {
             }
             // The other outbox holds nothing to send: all handed.
             proptest::prop_assert!(outs[1 - owner].due("hook", i64::MAX / 2, 10).unwrap().is_empty());
-            for i in 0..2 {
+            for (i, &last) in next.iter().enumerate() {
                 let arrivals: Vec<u32> = got.iter().filter(|g| g.0 == i).map(|g| g.1).collect();
                 let mut firsts = Vec::new();
                 for (k, &seq) in arrivals.iter().enumerate() {
@@ -472,7 +472,7 @@ mod tests {
                         firsts.push(seq);
                     }
                 }
-                let all: Vec<u32> = (1..next[i]).collect();
+                let all: Vec<u32> = (1..last).collect();
                 proptest::prop_assert_eq!(&firsts, &all, "incident {} arrivals {:?}", i, arrivals);
             }
         }
