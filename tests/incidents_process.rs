@@ -1016,6 +1016,44 @@ async fn a_drain_that_times_out_says_what_is_still_queued_and_how_to_send_it() {
         err.contains("warning: 5 incident notification(s) are still queued after incidents.drain_timeout: `crisiswatch outbox --config <file> deliver` sends them"),
         "{err}"
     );
+    // The outbox of an instance of a scaled group: `deliver` sends none of
+    // them — the owners of their incident partitions do, from their
+    // checkpoints, in order — and says so; the rows keep the reason.
+    rx.set_default(Reply::status(200));
+    let before = rx.requests().len();
+    let scaled = dir.path().join("scaled.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + "\n[sources.kafka]\nbrokers = \"127.0.0.1:9\"\ngroup_id = \"g\"\ntopics = [{ name = \"events\" }]\n[sources.kafka.scale_out]\n";
+    std::fs::write(&scaled, text).unwrap();
+    let out = run(
+        &[
+            "outbox",
+            "--config",
+            scaled.to_str().unwrap(),
+            "deliver",
+            "--timeout",
+            "2s",
+        ],
+        &[],
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains(
+            "5 queued notification(s) belong to the incident partitions of a scaled group"
+        ) && said.contains("0 notification(s) still queued"),
+        "{said}"
+    );
+    assert_eq!(rx.requests().len(), before, "nothing sent");
+    let handed = outbox_rows(&cfg, "superseded");
+    assert_eq!(handed.len(), 5);
+    assert!(handed.iter().all(|r| r["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("handed with its incident"))));
 }
 
 /// `replay` serves no console, so an Alertmanager alert whose rule has no

@@ -405,6 +405,13 @@ fn outbox(
                 // One sender per outbox: a running service (or another
                 // `deliver`) would send the same rows at the same time.
                 let _lock = crate::dir_lock::DirLock::acquire(data_dir)?;
+                if opts.hand_off_queued {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    let handed = Outbox::open(data_dir)?.hand_off_all(now)?;
+                    if handed > 0 {
+                        writeln!(out, "{handed} queued notification(s) belong to the incident partitions of a scaled group (sources.kafka.scale_out): their owners send them, in order; not sent from here.")?;
+                    }
+                }
                 let m = IncidentManager::open(cfg, &registry, data_dir, opts)?;
                 let sending = m.receivers();
                 Ok::<_, CliError>((m.shutdown(timeout).await, sending))

@@ -15,7 +15,7 @@ use crate::alert::Labels;
 /// instance of a scaled group owns no incident partition until the group
 /// assigns it some, and their owners send what their checkpoints carry.
 pub(super) fn hand_off_at_open(outbox: &Outbox, now: i64) -> Result<(), IncidentError> {
-    let handed = outbox.transaction(now, |tx| tx.hand_off_where(|_, _| true))?;
+    let handed = outbox.hand_off_all(now)?;
     if handed > 0 {
         tracing::info!(
             notifications = handed,

@@ -52,6 +52,12 @@ fn place(body: &str) -> Option<Place> {
 }
 
 impl Outbox {
+    /// Marks everything queued handed (an instance of a scaled group that
+    /// owns no incident partition yet); returns how many.
+    pub(crate) fn hand_off_all(&self, now: i64) -> Result<usize, OutboxError> {
+        self.transaction(now, |tx| tx.hand_off_where(|_, _| true))
+    }
+
     /// How many times rows were handed away: a delivery worker that read rows
     /// before a change re-checks each before sending it.
     pub(crate) fn handed_generation(&self) -> u64 {
