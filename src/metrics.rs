@@ -68,6 +68,7 @@ pub struct Metrics {
     invalid: IntCounterVec,
     transitions: IntCounterVec,
     rule_late: IntCounterVec,
+    rule_selected: IntCounterVec,
     group_overflow: IntCounterVec,
     responses: IntCounterVec,
     backlog_overflow: IntCounterVec,
@@ -156,6 +157,12 @@ impl Metrics {
             "Events older than watermark minus the rule's window, dropped for that rule.",
             &["rule"],
         )?;
+        let rule_selected = counter_vec(
+            &r,
+            "crisiswatch_rule_events_selected_total",
+            "Events a rule's selectors took, late ones included: crisiswatch_rule_events_late_total over this is the share the rule drops as late.",
+            &["rule"],
+        )?;
         let group_overflow = counter_vec(
             &r,
             "crisiswatch_window_group_overflow_total",
@@ -237,6 +244,7 @@ impl Metrics {
             invalid,
             transitions,
             rule_late,
+            rule_selected,
             group_overflow,
             responses,
             backlog_overflow,
@@ -355,6 +363,9 @@ impl Metrics {
             self.rule_late
                 .with_label_values(&[name])
                 .inc_by(d(rs.late, pr.late));
+            self.rule_selected
+                .with_label_values(&[name])
+                .inc_by(d(rs.selected, pr.selected));
             self.group_overflow
                 .with_label_values(&[name])
                 .inc_by(d(rs.group_overflow, pr.group_overflow));

@@ -233,3 +233,41 @@ thresholds = { warning = 1000 }
         "{text}"
     );
 }
+
+/// A feed two hours behind the stream's clock: its events are late for the
+/// one-hour rule, counted beside what the rule selected — the share the
+/// shipped `CrisiswatchRuleEventsLate` alert watches. An order the rule does
+/// not select counts in neither.
+#[test]
+fn a_rule_counts_what_it_selected_beside_what_it_dropped_as_late() {
+    let cfg = Config::from_toml_str(CONFIG, &HashMap::<String, String>::new()).unwrap();
+    let mut engine = Engine::new(&cfg).unwrap();
+    let metrics = Metrics::new(cfg.server.max_series_per_rule).unwrap();
+    let t0 = 1_795_132_800_000i64;
+    let mut out = Vec::new();
+    for i in 0..100i64 {
+        let (ts, kind) = if i % 4 == 3 {
+            (t0 + i * 1000 - 2 * 3_600_000, "complaint")
+        } else if i % 10 == 0 {
+            (t0 + i * 1000, "order")
+        } else {
+            (t0 + i * 1000, "complaint")
+        };
+        let line =
+            format!(r#"{{"id":"e-{i}","type":"{kind}","ts":{ts},"attrs":{{"product":"p"}}}}"#);
+        engine
+            .process_bytes(line.as_bytes(), None, &mut out)
+            .unwrap();
+    }
+    metrics.publish(&engine, t0 + 100_000);
+    let text = metrics.render();
+    // 25 complaints stamped two hours back, 65 in time, 10 orders.
+    assert!(
+        text.contains("crisiswatch_rule_events_late_total{rule=\"flood\"} 25"),
+        "{text}"
+    );
+    assert!(
+        text.contains("crisiswatch_rule_events_selected_total{rule=\"flood\"} 90"),
+        "{text}"
+    );
+}

@@ -327,6 +327,7 @@ impl Engine {
         for &Hit { rule: r, contrib } in hits {
             let rule = &mut self.rules[r as usize];
             rule.selected[0] += 1;
+            rule.stats.selected += 1;
             rule.selected[1] += u64::from(contrib.signal);
             rule.selected[2] += u64::from(contrib.second);
             let in_time = rule.in_time(ev.ts, watermark);

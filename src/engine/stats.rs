@@ -70,6 +70,10 @@ impl EngineStats {
 pub struct RuleStats {
     /// Events late for this rule.
     pub late: u64,
+    /// Events the rule's selectors took, late ones included (the late
+    /// share's denominator). Counted by this process only: not in checkpoints.
+    #[serde(skip)]
+    pub selected: u64,
     /// Events of new groups dropped because `max_groups_per_rule` was reached.
     pub group_overflow: u64,
     /// Transitions emitted by this rule.
@@ -104,6 +108,7 @@ impl RuleStats {
     /// counting the pairs it keeps).
     pub(crate) fn add(&mut self, other: &RuleStats) {
         self.late += other.late;
+        self.selected += other.selected;
         self.group_overflow += other.group_overflow;
         self.transitions += other.transitions;
         self.evaluations += other.evaluations;
