@@ -9,6 +9,7 @@
 //! update it follows). A handed row comes back to life when this instance
 //! owns the partition again and queues the same notification.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use rusqlite::params;
@@ -20,6 +21,13 @@ use crate::alert::Labels;
 /// The reason a handed row keeps (`outbox list` shows it).
 pub(crate) const HANDED: &str =
     "handed with its incident to the owner of its incident partition (sources.kafka.scale_out)";
+
+/// The rows of a status with their incidents, oldest first: from the
+/// covering index alone (a row's status comes after its body, so reading
+/// the table would walk every large body; `queue::tests::plans`).
+pub(super) const IDS_OF_STATUS: &str =
+    "SELECT id, incident FROM notifications INDEXED BY notifications_pending
+     WHERE status = ?1 ORDER BY id";
 
 /// A queued notification as a partition checkpoint carries it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +44,9 @@ pub(crate) struct QueuedRow {
     pub(crate) body: String,
     /// When it was first queued (ms): `max_age` counts from here.
     pub(crate) created_ms: i64,
+    /// Attempts so far, and the last one's error.
+    pub(crate) attempts: u32,
+    pub(crate) last_error: Option<String>,
 }
 
 /// Where a stored notification's incident belongs: the fields of its body
@@ -77,32 +88,68 @@ impl Outbox {
 }
 
 impl Tx<'_> {
+    /// The ids of the rows of `status` (oldest first) whose incident `pick`
+    /// picks by route and grouping labels. Reads the index for the ids and
+    /// one body per incident (an incident's rows share its place), never
+    /// every row's body: a receiver down for hours leaves thousands queued.
+    fn ids_where(
+        &self,
+        status: &str,
+        pick: impl Fn(&str, &Labels) -> bool,
+    ) -> Result<Vec<i64>, OutboxError> {
+        let rows: Vec<(i64, String)> = {
+            let mut st = self.tx.prepare_cached(IDS_OF_STATUS)?;
+            let rows = st.query_map(params![status], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut picked: HashMap<&str, bool> = HashMap::new();
+        let mut ids = Vec::new();
+        for (id, incident) in &rows {
+            let yes = match picked.get(incident.as_str()) {
+                Some(&yes) => yes,
+                None => {
+                    let body: String = self.tx.query_row(
+                        "SELECT body FROM notifications WHERE id = ?1",
+                        params![id],
+                        |r| r.get(0),
+                    )?;
+                    let yes = place(&body).is_some_and(|p| pick(&p.route, &p.labels));
+                    picked.insert(incident, yes);
+                    yes
+                }
+            };
+            if yes {
+                ids.push(*id);
+            }
+        }
+        Ok(ids)
+    }
+
     /// The queued notifications whose incident `belongs` picks (by route and
     /// grouping labels), oldest first.
     pub(crate) fn queued_where(
         &self,
         belongs: impl Fn(&str, &Labels) -> bool,
     ) -> Result<Vec<QueuedRow>, OutboxError> {
+        let ids = self.ids_where("pending", belongs)?;
         let mut st = self.tx.prepare_cached(
-            "SELECT receiver, incident, seq, action, body, created_ms FROM notifications
-             WHERE status = 'pending' ORDER BY id",
+            "SELECT receiver, incident, seq, action, body, created_ms, attempts, last_error
+             FROM notifications WHERE id = ?1",
         )?;
-        let rows = st.query_map([], |r| {
-            Ok(QueuedRow {
-                receiver: r.get(0)?,
-                incident: r.get(1)?,
-                seq: r.get(2)?,
-                action: r.get(3)?,
-                body: r.get(4)?,
-                created_ms: r.get(5)?,
-            })
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let row = row?;
-            if place(&row.body).is_some_and(|p| belongs(&p.route, &p.labels)) {
-                out.push(row);
-            }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(st.query_row(params![id], |r| {
+                Ok(QueuedRow {
+                    receiver: r.get(0)?,
+                    incident: r.get(1)?,
+                    seq: r.get(2)?,
+                    action: r.get(3)?,
+                    body: r.get(4)?,
+                    created_ms: r.get(5)?,
+                    attempts: r.get(6)?,
+                    last_error: r.get(7)?,
+                })
+            })?);
         }
         Ok(out)
     }
@@ -113,20 +160,7 @@ impl Tx<'_> {
         &self,
         leaves: impl Fn(&str, &Labels) -> bool,
     ) -> Result<usize, OutboxError> {
-        let ids: Vec<i64> = {
-            let mut st = self
-                .tx
-                .prepare_cached("SELECT id, body FROM notifications WHERE status = 'pending'")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-            let mut ids = Vec::new();
-            for row in rows {
-                let (id, body) = row?;
-                if place(&body).is_some_and(|p| leaves(&p.route, &p.labels)) {
-                    ids.push(id);
-                }
-            }
-            ids
-        };
+        let ids = self.ids_where("pending", leaves)?;
         for id in &ids {
             self.tx.execute(
                 "UPDATE notifications SET status = 'superseded', done_ms = ?2, last_error = ?3
@@ -148,9 +182,9 @@ impl Tx<'_> {
         for r in rows {
             self.drop_handed(&r.receiver, &r.incident, r.seq)?;
             queued += self.tx.execute(
-                "INSERT OR IGNORE INTO notifications (receiver, incident, seq, action, body, status, created_ms, next_attempt_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",
-                params![r.receiver, r.incident, r.seq, r.action, r.body, r.created_ms, self.now],
+                "INSERT OR IGNORE INTO notifications (receiver, incident, seq, action, body, status, created_ms, next_attempt_ms, attempts, last_error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9)",
+                params![r.receiver, r.incident, r.seq, r.action, r.body, r.created_ms, self.now, r.attempts, r.last_error],
             )?;
         }
         Ok(queued)
@@ -163,22 +197,19 @@ impl Tx<'_> {
         &self,
         belongs: impl Fn(&str, &Labels) -> bool,
     ) -> Result<usize, OutboxError> {
-        let ids: Vec<i64> = {
-            let mut st = self.tx.prepare_cached(
-                "SELECT id, body FROM notifications WHERE status = 'superseded' AND last_error = ?1",
-            )?;
-            let rows = st.query_map(params![HANDED], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })?;
-            let mut ids = Vec::new();
-            for row in rows {
-                let (id, body) = row?;
-                if place(&body).is_some_and(|p| belongs(&p.route, &p.labels)) {
-                    ids.push(id);
-                }
+        let mut ids = self.ids_where("superseded", belongs)?;
+        // Of those, the handed ones (not dead letters an operator's retry
+        // superseded).
+        let mut st = self.tx.prepare_cached(
+            "SELECT COALESCE(last_error = ?2, 0) FROM notifications WHERE id = ?1",
+        )?;
+        let mut kept = Vec::with_capacity(ids.len());
+        for id in ids.drain(..) {
+            if st.query_row(params![id, HANDED], |r| r.get::<_, bool>(0))? {
+                kept.push(id);
             }
-            ids
-        };
+        }
+        let ids = kept;
         for id in &ids {
             self.tx.execute(
                 "UPDATE notifications SET status = 'pending', done_ms = NULL, last_error = NULL,
@@ -372,6 +403,40 @@ mod tests {
         );
         assert_eq!(sent_order(&ob, "hook"), vec![(p1, 4)]);
         assert!(ob.still_pending(1).is_ok_and(|p| !p));
+    }
+
+    /// A row handed away while its request was in flight: a failed attempt
+    /// leaves the mark (the row comes back whole with its partition); a
+    /// delivery is recorded as one.
+    #[test]
+    fn an_attempt_in_flight_at_the_hand_off_keeps_the_mark() {
+        let d = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(d.path()).unwrap();
+        ob.transaction(5, |tx| {
+            tx.enqueue("hook", &note("p1", 1, Action::Open), Status::Pending)?;
+            tx.enqueue("hook", &note("p2", 1, Action::Open), Status::Pending)
+        })
+        .unwrap();
+        let in_flight = ob.due("hook", 10, 10).unwrap();
+        assert_eq!(in_flight.len(), 2);
+        let carried = ob
+            .transaction(6, |tx| tx.queued_where(|_, _| true))
+            .unwrap();
+        ob.hand_off_all(6).unwrap();
+        // p1's attempt fails, p2's is delivered, after the hand-off.
+        ob.mark_retry(in_flight[0].id, 1, 20, "HTTP 500").unwrap();
+        ob.finish(in_flight[1].id, Status::Delivered, 1, None, 7)
+            .unwrap();
+        let kept = ob.list(Some(Status::Superseded), None, 10).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].last_error.as_deref(), Some(HANDED));
+        assert_eq!(ob.count(Some(Status::Delivered), None).unwrap(), 1);
+        // The partition comes back: p1's open is queued again, p2's is not
+        // sent twice from here.
+        assert_eq!(ob.transaction(8, |tx| tx.take_over(&carried)).unwrap(), 1);
+        let due = ob.due("hook", i64::MAX / 2, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert!(due[0].incident.contains("p1"));
     }
 
     #[derive(Debug, Clone)]

@@ -90,7 +90,10 @@ impl Outbox {
         Ok(v)
     }
 
-    /// Marks a row finished with `status` (failed, dead) and the last error.
+    /// Marks a row finished with `status` (delivered, failed, dead) and the
+    /// last error. Only a row still queued: one handed with its incident to
+    /// another instance while its request was in flight keeps its mark (the
+    /// new owner sends it), unless this request delivered it.
     pub(crate) fn finish(
         &self,
         id: i64,
@@ -101,7 +104,8 @@ impl Outbox {
     ) -> Result<(), OutboxError> {
         let conn = self.conn()?;
         conn.execute(
-            "UPDATE notifications SET status = ?2, attempts = ?3, last_error = COALESCE(?4, last_error), done_ms = ?5 WHERE id = ?1",
+            "UPDATE notifications SET status = ?2, attempts = ?3, last_error = COALESCE(?4, last_error), done_ms = ?5
+             WHERE id = ?1 AND (status = 'pending' OR ?2 = 'delivered')",
             params![id, status.as_str(), attempts, error, now],
         )?;
         Ok(())
@@ -120,7 +124,7 @@ impl Outbox {
         Ok(n)
     }
 
-    /// Schedules another attempt.
+    /// Schedules another attempt (of a row still queued: see [`Outbox::finish`]).
     pub(crate) fn mark_retry(
         &self,
         id: i64,
@@ -130,7 +134,8 @@ impl Outbox {
     ) -> Result<(), OutboxError> {
         let conn = self.conn()?;
         conn.execute(
-            "UPDATE notifications SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4 WHERE id = ?1",
+            "UPDATE notifications SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4
+             WHERE id = ?1 AND status = 'pending'",
             params![id, attempts, next_ms, error],
         )?;
         Ok(())
@@ -250,7 +255,14 @@ mod tests {
         // The re-push returns bodies: its rows are read, only once the
         // index has picked them (SQLite defers the row's read).
         let firing = FIRING.replacen("SELECT body", "SELECT id", 1);
-        for sql in [due.as_str(), NEXT_DUE, DEPTH, DEAD, firing.as_str()] {
+        for sql in [
+            due.as_str(),
+            NEXT_DUE,
+            DEPTH,
+            DEAD,
+            firing.as_str(),
+            super::super::handoff::IDS_OF_STATUS,
+        ] {
             let n = sql.matches('?').count().max(1);
             let args: Vec<rusqlite::types::Value> =
                 (0..n).map(|_| rusqlite::types::Value::Integer(1)).collect();

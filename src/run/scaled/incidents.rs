@@ -129,7 +129,9 @@ impl IncidentParts {
         let started = Instant::now();
         let (latest, cost) = read_latest_counted(&self.k, &self.topics.incidents_changelog, q)?;
         let (next, part, incidents, queued) = match latest {
-            None => (0, FeedPart::default(), Vec::new(), Some(Vec::new())),
+            // Never checkpointed (a new group, or one switched from a single
+            // instance): what this outbox queued for it before is its own.
+            None => (0, FeedPart::default(), Vec::new(), None),
             Some(bytes) => {
                 let cp = IncidentCheckpoint::decode(&bytes)
                     .map_err(|e| ScaledError::Checkpoint(format!("incident partition {q}: {e}")))?;

@@ -59,7 +59,7 @@ pub(crate) fn inspect(cfg: &Config) -> Result<Value, ScaledError> {
             incidents.push(json!({ "partition": q, "checkpoint": null }));
             continue;
         };
-        let cp: IncidentCheckpoint = decode(&bytes)
+        let cp = IncidentCheckpoint::decode(&bytes)
             .map_err(|e| ScaledError::Checkpoint(format!("incident partition {q}: {e}")))?;
         let open: Vec<String> = cp
             .incidents
@@ -77,6 +77,9 @@ pub(crate) fn inspect(cfg: &Config) -> Result<Value, ScaledError> {
             "released_below": cp.released.map(format_ts),
             "held_transitions": cp.held.len(),
             "open_incidents": open,
+            // Notifications the partition's next owner sends first (`null`:
+            // a checkpoint of a build before they travelled with it).
+            "queued_notifications": cp.queued.as_ref().map(Vec::len),
         }));
     }
     Ok(json!({

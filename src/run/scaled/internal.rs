@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 
-use crate::source::context::ReaderContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -25,12 +24,12 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::wire::{decode, encode, Chunk};
 use super::ScaledError;
+use crate::config::KafkaSourceConfig;
+use crate::source::context::{log_librdkafka, ReaderContext};
 
 /// Bytes of checkpoint per changelog message: under the brokers' default
 /// `message.max.bytes` (1 MB) with room for the framing.
 const CHUNK_BYTES: usize = 512 * 1024;
-use crate::config::KafkaSourceConfig;
-use crate::source::context::log_librdkafka;
 
 /// How long a changelog read waits for the partition's last message.
 const CHANGELOG_WAIT: Duration = Duration::from_secs(20);
@@ -54,7 +53,6 @@ pub(crate) trait PartitionState: Send + 'static {
     /// The stage stops (after its last checkpoint).
     fn on_stop(&mut self) {}
 }
-
 /// How often a stage logs its partitions' status (debug level).
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
@@ -106,6 +104,8 @@ pub(crate) fn drive<S: PartitionState>(
         let mut st = lock(&state);
         st.on_checkpoint()?;
         st.on_stop();
+        // A failure of the stop's own work (the incident owners' hand-over).
+        st.take_failure().map_or(Ok(()), Err)?;
     }
     drop(consumer);
     Ok(())

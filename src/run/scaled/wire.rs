@@ -195,7 +195,7 @@ impl IncidentCheckpoint {
     pub(crate) fn decode(bytes: &[u8]) -> Result<IncidentCheckpoint, WireError> {
         match decode::<IncidentCheckpoint>(bytes) {
             Ok(cp) => Ok(cp),
-            Err(WireError::Decode(first)) => match decode::<IncidentCheckpointV1>(bytes) {
+            Err(WireError::Decode(first)) => match decode_exact::<IncidentCheckpointV1>(bytes) {
                 Ok(v1) => Ok(IncidentCheckpoint {
                     partition: v1.partition,
                     next_offset: v1.next_offset,
@@ -252,6 +252,22 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
         tracing::error!(error = %e, "cannot encode an internal message");
     }
     out
+}
+
+/// [`decode`], refusing bytes left over: a message of an older layout is
+/// told from a newer one damaged past its older fields.
+fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    use bincode::Options;
+    match bytes.split_first() {
+        Some((&WIRE_VERSION, body)) => bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .reject_trailing_bytes()
+            .deserialize(body)
+            .map_err(|e| WireError::Decode(e.to_string())),
+        other => Err(WireError::Version {
+            found: other.map(|(v, _)| *v),
+        }),
+    }
 }
 
 /// Reads a message written by [`encode`].
@@ -368,6 +384,8 @@ mod tests {
                 action: "update".into(),
                 body: "{}".into(),
                 created_ms: 9,
+                attempts: 2,
+                last_error: Some("HTTP 500".into()),
             }]),
             ..cp
         };
@@ -376,5 +394,9 @@ mod tests {
         let read_before: IncidentCheckpointV1 = decode(&bytes).unwrap();
         assert_eq!(read_before.next_offset, 40);
         assert!(IncidentCheckpoint::decode(&[WIRE_VERSION, 1, 2]).is_err());
+        // A new checkpoint damaged in its queued notifications is refused,
+        // not read as an older layout without them.
+        let cut = &bytes[..bytes.len() - 3];
+        assert!(IncidentCheckpoint::decode(cut).is_err());
     }
 }
