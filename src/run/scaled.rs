@@ -179,6 +179,10 @@ fn join(h: JoinHandle<Result<(), ScaledError>>) -> Result<(), ScaledError> {
         .map_err(|_| ScaledError::Thread("a stage thread panicked".into()))?
 }
 
+/// Of `shutdown_timeout`, what the stop keeps for the incident partitions'
+/// last checkpoints after the drain.
+const HAND_OVER_ROOM: Duration = Duration::from_secs(5);
+
 /// Runs one instance of a scaled group until `shutdown` turns true (or a
 /// stage fails).
 pub(crate) async fn run(
@@ -441,6 +445,7 @@ async fn serve(
         }
     }
     tracing::info!("Stopping: splitting what is in flight, checkpointing the owned partitions.");
+    let stopping = std::time::Instant::now();
     source.stop();
     // What the consumer thread handed over before it stopped is split and
     // committed (its final commit waits for the drain).
@@ -461,10 +466,12 @@ async fn serve(
     let joined = tokio::task::spawn_blocking(move || source.join()).await?;
     stop.store(true, Ordering::Relaxed);
     let o = tokio::task::spawn_blocking(move || join(owners_thread)).await?;
-    let left = k
-        .shutdown_timeout
-        .0
-        .saturating_sub(Duration::from_secs(1) + crate::incident::STOP_GRACE);
+    // Within `shutdown_timeout` from the stop's start, with room left for
+    // the hand-over after the drain (a supervisor's kill at the deadline
+    // would make it a crash).
+    let left = k.shutdown_timeout.0.saturating_sub(
+        stopping.elapsed() + Duration::from_secs(1) + crate::incident::STOP_GRACE + HAND_OVER_ROOM,
+    );
     // Delivered while this instance still owns the incident partitions; then
     // their last checkpoints hand what is left to the next owners.
     sink.shutdown(cfg.incidents.drain_timeout.0.min(left)).await;

@@ -5,6 +5,8 @@
 //! anyone, when the partition leaves: its queued notifications are marked
 //! handed and are sent by the partition's next owner only (`outbox::handoff`).
 
+use std::collections::BTreeMap;
+
 use super::super::lifecycle::{Changes, Incident};
 use super::super::outbox::{Outbox, QueuedRow};
 use super::super::routing::{incident_partition, Ownership};
@@ -25,7 +27,93 @@ pub(super) fn hand_off_at_open(outbox: &Outbox, now: i64) -> Result<(), Incident
     Ok(())
 }
 
+/// What leaves with an incident partition ([`IncidentManager::release`]).
+#[derive(Debug, Default)]
+pub(crate) struct Leaving {
+    /// Its open incidents, each with the receivers that heard of it here.
+    pub(crate) incidents: Vec<(Incident, Vec<String>)>,
+    /// The notifications queued for its incidents, oldest first.
+    pub(crate) queued: Vec<QueuedRow>,
+}
+
 impl IncidentManager {
+    /// Keeps only incident partitions `owned` (of `partitions`); what the
+    /// others held leaves in one transaction: their open incidents and the
+    /// notifications queued for their incidents, marked handed here. No
+    /// notification can be queued for them in between (an acknowledgement
+    /// or an operator's close, on another thread) and stay behind.
+    pub(crate) fn release(
+        &self,
+        partitions: u32,
+        owned: &[u32],
+    ) -> Result<BTreeMap<u32, Leaving>, IncidentError> {
+        let keep = Ownership::new(partitions, owned.iter().copied());
+        let receivers = self.receivers();
+        let mut out: BTreeMap<u32, Leaving> = BTreeMap::new();
+        let mut handed = 0;
+        self.step(|lc, ch, tx, _| {
+            for inc in lc.take(|i: &Incident| !keep.owns(&i.route, &i.labels)) {
+                let mut heard = Vec::new();
+                for r in &receivers {
+                    if tx.announced(r, &inc.key)? {
+                        heard.push(r.clone());
+                    }
+                }
+                ch.removed.push(inc.key.clone());
+                let q = incident_partition(&inc.route, &inc.labels, partitions);
+                out.entry(q).or_default().incidents.push((inc, heard));
+            }
+            let ids = tx.ids_by("pending", |route, labels| {
+                (!keep.owns(route, labels)).then(|| incident_partition(route, labels, partitions))
+            })?;
+            let only: Vec<i64> = ids.iter().map(|&(id, _)| id).collect();
+            // All still queued within this transaction: one row per id.
+            for (&(_, q), row) in ids.iter().zip(tx.queued_rows(&only)?) {
+                out.entry(q).or_default().queued.push(row);
+            }
+            handed = tx.hand_off_ids(&only)?;
+            lc.set_ownership(keep.clone());
+            Ok(())
+        })?;
+        if let Ok(mut o) = self.ownership.lock() {
+            *o = Some(keep);
+        }
+        if handed > 0 {
+            tracing::info!(
+                notifications = handed,
+                partitions = ?out.keys().collect::<Vec<_>>(),
+                "Queued notifications handed with their incidents to their partitions' next owners."
+            );
+        }
+        Ok(out)
+    }
+
+    /// The ids of the notifications queued for the incidents of each
+    /// incident partition of `wanted` (of `partitions`), oldest first.
+    pub(crate) fn queued_ids(
+        &self,
+        partitions: u32,
+        wanted: &[u32],
+    ) -> Result<BTreeMap<u32, Vec<i64>>, IncidentError> {
+        let ids = self.outbox.transaction(self.clock.now_ms(), |tx| {
+            tx.ids_by("pending", |route, labels| {
+                Some(incident_partition(route, labels, partitions)).filter(|q| wanted.contains(q))
+            })
+        })?;
+        let mut out: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+        for (id, q) in ids {
+            out.entry(q).or_default().push(id);
+        }
+        Ok(out)
+    }
+
+    /// The notifications of `ids` still queued, in that order.
+    pub(crate) fn queued_rows(&self, ids: &[i64]) -> Result<Vec<QueuedRow>, IncidentError> {
+        Ok(self
+            .outbox
+            .transaction(self.clock.now_ms(), |tx| tx.queued_rows(ids))?)
+    }
+
     /// Keeps only the incident groups of incident partitions `owned` (of
     /// `partitions`); open incidents of other groups (from this instance's
     /// outbox, before the group assigned it partitions) are given up, with
@@ -74,20 +162,6 @@ impl IncidentManager {
                 }
             }
             Ok(heard)
-        })?)
-    }
-
-    /// The notifications queued here for the incidents of incident
-    /// partition `partition` (of `partitions`), resolved ones included.
-    pub(crate) fn queued_of(
-        &self,
-        partitions: u32,
-        partition: u32,
-    ) -> Result<Vec<QueuedRow>, IncidentError> {
-        Ok(self.outbox.transaction(self.clock.now_ms(), |tx| {
-            tx.queued_where(|route, labels| {
-                incident_partition(route, labels, partitions) == partition
-            })
         })?)
     }
 

@@ -122,3 +122,53 @@ fn an_incident_applied_before_a_crash_but_not_checkpointed_comes_back_under_its_
     assert_eq!(skipped.len(), 1, "{skipped:?}");
     assert_eq!(skipped[0].1, ["a"], "{skipped:?}");
 }
+
+/// A partition leaving takes its open incident and the notifications queued
+/// for it in one step: afterwards nothing of it is queued here (handed, the
+/// next owner sends them) and a later transition of its group is not
+/// applied here.
+#[test]
+fn a_leaving_partition_takes_its_incidents_and_their_queue_in_one_step() {
+    use crate::incident::lifecycle::NoValues;
+    use crate::incident::outbox::Status;
+    use crate::incident::routing::incident_partition;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _g = rt.enter();
+    let cfg = Config::from_toml_str(CONFIG, &HashMap::<String, String>::new()).expect("config");
+    let dir = tempfile::tempdir().expect("dir");
+    let registry = prometheus::Registry::new();
+    let m = IncidentManager::open(&cfg, &registry, dir.path(), ManagerOptions::default())
+        .expect("manager");
+    m.set_ownership(3, &[0, 1, 2], true).expect("ownership");
+    m.submit_sequenced(&[t("a", Severity::Warning, 1_000, 2_000)], 2_000)
+        .expect("submit");
+    m.tick(200_000, &mut NoValues).expect("tick");
+    let pending = || {
+        m.outbox()
+            .count(Some(Status::Pending), None)
+            .expect("count")
+    };
+    assert_eq!(
+        pending(),
+        1,
+        "the open is queued: {:?} {:?}",
+        m.open_incidents(),
+        m.outbox().list(None, None, 10)
+    );
+    let labels: Labels = vec![("product".to_string(), "p1".to_string())];
+    let q = incident_partition("product", &labels, 3);
+    let keep: Vec<u32> = (0..3).filter(|&p| p != q).collect();
+    let mut leaving = m.release(3, &keep).expect("release");
+    let l = leaving.remove(&q).expect("the partition's share");
+    assert_eq!(l.incidents.len(), 1);
+    assert_eq!(l.incidents[0].1, ["hook"], "the receiver that heard of it");
+    assert_eq!(l.queued.len(), 1);
+    assert_eq!(l.queued[0].seq, 1);
+    assert!(m.open_incidents().is_empty());
+    assert_eq!(pending(), 0, "handed, not sent from here");
+    m.submit_sequenced(&[t("b", Severity::Warning, 3_000, 210_000)], 210_000)
+        .expect("submit");
+    m.tick(400_000, &mut NoValues).expect("tick");
+    assert_eq!(pending(), 0);
+    assert!(m.open_incidents().is_empty());
+}

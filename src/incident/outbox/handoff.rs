@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::{Outbox, OutboxError, Tx};
@@ -88,70 +88,105 @@ impl Outbox {
 }
 
 impl Tx<'_> {
-    /// The ids of the rows of `status` (oldest first) whose incident `pick`
-    /// picks by route and grouping labels. Reads the index for the ids and
-    /// one body per incident (an incident's rows share its place), never
-    /// every row's body: a receiver down for hours leaves thousands queued.
-    fn ids_where(
+    /// The ids of the rows of `status` (oldest first), each with the class
+    /// `classify` gives its incident by route and grouping labels (`None`:
+    /// left out). Reads the index for the ids and one body per incident (an
+    /// incident's rows share its place), never every row's body: a receiver
+    /// down for hours leaves thousands queued.
+    pub(crate) fn ids_by(
         &self,
         status: &str,
-        pick: impl Fn(&str, &Labels) -> bool,
-    ) -> Result<Vec<i64>, OutboxError> {
+        classify: impl Fn(&str, &Labels) -> Option<u32>,
+    ) -> Result<Vec<(i64, u32)>, OutboxError> {
         let rows: Vec<(i64, String)> = {
             let mut st = self.tx.prepare_cached(IDS_OF_STATUS)?;
             let rows = st.query_map(params![status], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
         };
-        let mut picked: HashMap<&str, bool> = HashMap::new();
+        let mut classes: HashMap<&str, Option<u32>> = HashMap::new();
         let mut ids = Vec::new();
         for (id, incident) in &rows {
-            let yes = match picked.get(incident.as_str()) {
-                Some(&yes) => yes,
+            let class = match classes.get(incident.as_str()) {
+                Some(&class) => class,
                 None => {
                     let body: String = self.tx.query_row(
                         "SELECT body FROM notifications WHERE id = ?1",
                         params![id],
                         |r| r.get(0),
                     )?;
-                    let yes = place(&body).is_some_and(|p| pick(&p.route, &p.labels));
-                    picked.insert(incident, yes);
-                    yes
+                    let class = place(&body).and_then(|p| classify(&p.route, &p.labels));
+                    classes.insert(incident, class);
+                    class
                 }
             };
-            if yes {
-                ids.push(*id);
+            if let Some(c) = class {
+                ids.push((*id, c));
             }
         }
         Ok(ids)
     }
 
+    fn ids_where(
+        &self,
+        status: &str,
+        pick: impl Fn(&str, &Labels) -> bool,
+    ) -> Result<Vec<i64>, OutboxError> {
+        let ids = self.ids_by(status, |route, labels| pick(route, labels).then_some(0))?;
+        Ok(ids.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// The rows of `ids` still queued, in that order.
+    pub(crate) fn queued_rows(&self, ids: &[i64]) -> Result<Vec<QueuedRow>, OutboxError> {
+        let mut st = self.tx.prepare_cached(
+            "SELECT receiver, incident, seq, action, body, created_ms, attempts, last_error
+             FROM notifications WHERE id = ?1 AND status = 'pending'",
+        )?;
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let row = st
+                .query_row(params![id], |r| {
+                    Ok(QueuedRow {
+                        receiver: r.get(0)?,
+                        incident: r.get(1)?,
+                        seq: r.get(2)?,
+                        action: r.get(3)?,
+                        body: r.get(4)?,
+                        created_ms: r.get(5)?,
+                        attempts: r.get(6)?,
+                        last_error: r.get(7)?,
+                    })
+                })
+                .optional()?;
+            out.extend(row);
+        }
+        Ok(out)
+    }
+
     /// The queued notifications whose incident `belongs` picks (by route and
     /// grouping labels), oldest first.
+    #[cfg(test)]
     pub(crate) fn queued_where(
         &self,
         belongs: impl Fn(&str, &Labels) -> bool,
     ) -> Result<Vec<QueuedRow>, OutboxError> {
         let ids = self.ids_where("pending", belongs)?;
-        let mut st = self.tx.prepare_cached(
-            "SELECT receiver, incident, seq, action, body, created_ms, attempts, last_error
-             FROM notifications WHERE id = ?1",
-        )?;
-        let mut out = Vec::with_capacity(ids.len());
+        self.queued_rows(&ids)
+    }
+
+    /// Marks the queued rows `ids` handed (never sent from here); returns how many.
+    pub(crate) fn hand_off_ids(&self, ids: &[i64]) -> Result<usize, OutboxError> {
+        let mut n = 0;
         for id in ids {
-            out.push(st.query_row(params![id], |r| {
-                Ok(QueuedRow {
-                    receiver: r.get(0)?,
-                    incident: r.get(1)?,
-                    seq: r.get(2)?,
-                    action: r.get(3)?,
-                    body: r.get(4)?,
-                    created_ms: r.get(5)?,
-                    attempts: r.get(6)?,
-                    last_error: r.get(7)?,
-                })
-            })?);
+            n += self.tx.execute(
+                "UPDATE notifications SET status = 'superseded', done_ms = ?2, last_error = ?3
+                 WHERE id = ?1 AND status = 'pending'",
+                params![id, self.now, HANDED],
+            )?;
         }
-        Ok(out)
+        if n > 0 {
+            self.handed.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(n)
     }
 
     /// Marks the queued notifications whose incident `leaves` picks handed
@@ -161,17 +196,7 @@ impl Tx<'_> {
         leaves: impl Fn(&str, &Labels) -> bool,
     ) -> Result<usize, OutboxError> {
         let ids = self.ids_where("pending", leaves)?;
-        for id in &ids {
-            self.tx.execute(
-                "UPDATE notifications SET status = 'superseded', done_ms = ?2, last_error = ?3
-                 WHERE id = ?1",
-                params![id, self.now, HANDED],
-            )?;
-        }
-        if !ids.is_empty() {
-            self.handed.fetch_add(1, Ordering::AcqRel);
-        }
-        Ok(ids.len())
+        self.hand_off_ids(&ids)
     }
 
     /// Queues notifications handed over with their incidents, in their

@@ -21,6 +21,7 @@ use crate::alert::Labels;
 use crate::config::KafkaSourceConfig;
 use crate::explain::Hint;
 use crate::incident::lifecycle::{Incident, ValueSource};
+use crate::incident::outbox::QueuedRow;
 use crate::incident::routing::incident_partition;
 use crate::incident::IncidentManager;
 use crate::repartition::{FeedPart, IncidentFeed, Keyed};
@@ -46,6 +47,9 @@ pub(crate) struct IncidentParts {
     last_below: Option<i64>,
     /// The shard owners' latest values of their active alerts.
     values: SentValues,
+    /// Per owned partition, [`signature`] of the queue its last checkpoint
+    /// carried.
+    queued_sig: BTreeMap<i32, u64>,
 }
 
 /// The current values the shard owners last sent ([`Note::Values`]), per
@@ -117,6 +121,7 @@ impl IncidentParts {
             submitted: 0,
             last_below: None,
             values: SentValues::default(),
+            queued_sig: BTreeMap::new(),
         })
     }
 
@@ -255,50 +260,43 @@ impl IncidentParts {
         Ok(())
     }
 
-    /// Writes the checkpoints of the changed partitions among `ps` (`None`:
-    /// all); with `every`, of the unchanged ones too (they leave: what is
-    /// queued for their incidents may have changed since, by deliveries or
-    /// an operator's close).
-    fn checkpoint(&mut self, ps: Option<&[i32]>, every: bool) -> Result<(), ScaledError> {
-        self.release()?;
-        let mut wrote = 0;
-        for (&q, (next, dirty)) in self.next.iter_mut() {
-            if !(*dirty || every) || ps.is_some_and(|ps| !ps.contains(&q)) {
-                continue;
-            }
-            let part = self.feed.part(q as u32);
-            let mut incidents = Vec::new();
-            for inc in self
-                .manager
-                .incidents_of(self.topics.incident_partitions, q as u32)
-            {
-                let state = serde_json::to_string(&inc)
-                    .map_err(|e| ScaledError::Checkpoint(e.to_string()))?;
-                let heard = self.manager.heard_by(&inc.key)?;
-                incidents.push(HandedIncident { state, heard });
-            }
-            let queued = self
-                .manager
-                .queued_of(self.topics.incident_partitions, q as u32)?;
-            let cp = encode(&IncidentCheckpoint {
-                partition: q as u32,
-                next_offset: *next,
-                released: part.released,
-                marks: part.marks,
-                held: part.held.iter().map(Keyed::to_wire).collect(),
-                incidents,
-                queued: Some(queued),
-            });
-            self.metrics
-                .checkpoint_bytes
-                .with_label_values(&["incident"])
-                .observe(cp.len() as f64);
-            let id = (*next, chrono::Utc::now().timestamp_millis());
-            self.producer
-                .send_checkpoint(&self.topics.incidents_changelog, q, id, &cp);
-            *dirty = false;
-            wrote += 1;
+    /// Sends partition `q`'s checkpoint (read from offset `next` on) with
+    /// `incidents` and `queued` (flushed by the caller).
+    fn send_checkpoint(
+        &self,
+        q: i32,
+        next: i64,
+        incidents: Vec<(Incident, Vec<String>)>,
+        queued: Vec<QueuedRow>,
+    ) -> Result<(), ScaledError> {
+        let part = self.feed.part(q as u32);
+        let mut handed = Vec::with_capacity(incidents.len());
+        for (inc, heard) in incidents {
+            let state =
+                serde_json::to_string(&inc).map_err(|e| ScaledError::Checkpoint(e.to_string()))?;
+            handed.push(HandedIncident { state, heard });
         }
+        let cp = encode(&IncidentCheckpoint {
+            partition: q as u32,
+            next_offset: next,
+            released: part.released,
+            marks: part.marks,
+            held: part.held.iter().map(Keyed::to_wire).collect(),
+            incidents: handed,
+            queued: Some(queued),
+        });
+        self.metrics
+            .checkpoint_bytes
+            .with_label_values(&["incident"])
+            .observe(cp.len() as f64);
+        let id = (next, chrono::Utc::now().timestamp_millis());
+        self.producer
+            .send_checkpoint(&self.topics.incidents_changelog, q, id, &cp);
+        Ok(())
+    }
+
+    /// Flushes `wrote` checkpoints.
+    fn flushed(&self, wrote: u64) -> Result<(), ScaledError> {
         if wrote > 0 {
             self.producer.flush(FLUSH_WAIT)?;
             self.metrics
@@ -308,6 +306,72 @@ impl IncidentParts {
         }
         Ok(())
     }
+
+    /// Writes the checkpoints of the partitions with new messages, or whose
+    /// queued notifications changed since their last checkpoint (deliveries,
+    /// an operator's close): after a crash the next owner sends a queue at
+    /// most `checkpoint_interval` old, not one long delivered.
+    fn checkpoint(&mut self) -> Result<(), ScaledError> {
+        self.release()?;
+        let partitions = self.topics.incident_partitions;
+        let ids = self.manager.queued_ids(partitions, &self.owned())?;
+        let mut wrote = 0;
+        let owned: Vec<(i32, i64, bool)> =
+            self.next.iter().map(|(&q, &(n, d))| (q, n, d)).collect();
+        for (q, next, dirty) in owned {
+            let now = ids.get(&(q as u32)).map_or(&[][..], Vec::as_slice);
+            let sig = signature(now);
+            if !dirty && self.queued_sig.get(&q).copied().unwrap_or(signature(&[])) == sig {
+                continue;
+            }
+            let mut incidents = Vec::new();
+            for inc in self.manager.incidents_of(partitions, q as u32) {
+                let heard = self.manager.heard_by(&inc.key)?;
+                incidents.push((inc, heard));
+            }
+            let queued = self.manager.queued_rows(now)?;
+            self.send_checkpoint(q, next, incidents, queued)?;
+            self.next.insert(q, (next, false));
+            self.queued_sig.insert(q, sig);
+            wrote += 1;
+        }
+        self.flushed(wrote)
+    }
+
+    /// Hands partitions `ps` over: what is due is applied, then their open
+    /// incidents and queued notifications leave the manager in one
+    /// transaction (marked handed) and go into their checkpoints.
+    fn hand_over(&mut self, ps: &[i32]) -> Result<(), ScaledError> {
+        let due = self.release();
+        let remaining: Vec<u32> = self
+            .next
+            .keys()
+            .filter(|q| !ps.contains(q))
+            .map(|&q| q as u32)
+            .collect();
+        let mut leaving = self
+            .manager
+            .release(self.topics.incident_partitions, &remaining)?;
+        let mut wrote = 0;
+        for &q in ps {
+            let Some(&(next, _)) = self.next.get(&q) else {
+                continue;
+            };
+            let l = leaving.remove(&(q as u32)).unwrap_or_default();
+            self.send_checkpoint(q, next, l.incidents, l.queued)?;
+            wrote += 1;
+        }
+        self.flushed(wrote)?;
+        due
+    }
+}
+
+/// A queue's identity: its rows' ids.
+fn signature(ids: &[i64]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ids.hash(&mut h);
+    h.finish()
 }
 
 impl PartitionState for IncidentParts {
@@ -330,29 +394,20 @@ impl PartitionState for IncidentParts {
     }
 
     fn revoked(&mut self, partitions: &[i32]) {
-        // What is queued for the partitions' incidents goes with them only
-        // in a checkpoint: without one it is still sent from here.
-        let written = match self.checkpoint(Some(partitions), true) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot checkpoint revoked incident partitions; their next owner continues from the previous checkpoint, and what is queued for their incidents is sent from here.");
-                self.failure.get_or_insert(e);
-                false
-            }
-        };
+        if let Err(e) = self.hand_over(partitions) {
+            // As after a crash: the next owner continues from the previous
+            // checkpoint; what was queued here stays handed.
+            tracing::error!(error = %e, "Cannot checkpoint revoked incident partitions; their next owner continues from the previous checkpoint.");
+            self.failure.get_or_insert(e);
+        }
         for &q in partitions {
             self.feed.disown(q as u32);
             self.next.remove(&q);
+            self.queued_sig.remove(&q);
         }
         self.values
             .from
             .retain(|(q, _), _| !partitions.contains(&(*q as i32)));
-        if let Err(e) =
-            self.manager
-                .set_ownership(self.topics.incident_partitions, &self.owned(), written)
-        {
-            self.failure.get_or_insert(e.into());
-        }
         self.metrics
             .owned
             .with_label_values(&["incident"])
@@ -372,7 +427,7 @@ impl PartitionState for IncidentParts {
     }
 
     fn on_checkpoint(&mut self) -> Result<(), ScaledError> {
-        self.checkpoint(None, false)
+        self.checkpoint()
     }
 
     /// At the stop (after the service delivered what it could while still
