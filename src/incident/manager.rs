@@ -443,10 +443,10 @@ impl IncidentManager {
     }
 
     /// Waits (at most `timeout`) until nothing is queued, then stops the
-    /// workers. Whatever is still queued is delivered after the next start.
-    /// A request still in flight at the deadline (a receiver that does not
-    /// answer) is given [`STOP_GRACE`] more, then cancelled: its row stays
-    /// queued and is sent again, with the same `webhook-id`.
+    /// workers. The rest goes out after the next start (`scale_out`: from
+    /// its partition's next owner). A request in flight at the deadline (a
+    /// receiver that does not answer) gets [`STOP_GRACE`] more, then is
+    /// cancelled: its row stays queued, sent again with the same `webhook-id`.
     pub async fn shutdown(&self, timeout: Duration) -> DrainReport {
         let names = self.receivers();
         let deadline = tokio::time::Instant::now() + timeout;
