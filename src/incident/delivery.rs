@@ -182,14 +182,9 @@ impl Worker {
         let mut breaker = Breaker::new(self.rt.breaker_failures, self.rt.breaker_cooldown_ms);
         let mut rng = StdRng::from_entropy();
         let mut firing: BTreeMap<String, Notification> = BTreeMap::new();
+        let mut moved = self.outbox.handed_generation();
         if am {
-            let n = name.clone();
-            match self.db(move |o| o.firing(&n)).await {
-                Ok(list) => firing = list.into_iter().map(|n| (n.dedup_key.clone(), n)).collect(),
-                Err(e) => {
-                    tracing::error!(receiver = %name, error = %e, "Cannot load the firing alerts to re-push.")
-                }
-            }
+            self.load_firing(&mut firing).await;
         }
         if self.retry_queued {
             let (n, now) = (name.clone(), self.clock.now_ms());
@@ -215,6 +210,11 @@ impl Worker {
             // delivered meanwhile is not dead-lettered as undelivered.
             if !unrecorded.is_empty() {
                 self.flush(&mut unrecorded).await;
+            }
+            // Incidents went to another instance: it re-pushes them now.
+            if am && self.outbox.handed_generation() != moved {
+                moved = self.outbox.handed_generation();
+                self.load_firing(&mut firing).await;
             }
             let now = self.clock.now_ms();
             if self.expire(now, &mut firing).await.is_break() {
@@ -484,6 +484,17 @@ impl Worker {
             }
         };
         self.record(id, rec, unrecorded).await;
+    }
+
+    /// What an Alertmanager re-push repeats, from the outbox ([`Outbox::firing`]).
+    async fn load_firing(&self, firing: &mut BTreeMap<String, Notification>) {
+        let n = self.rt.name.clone();
+        match self.db(move |o| o.firing(&n)).await {
+            Ok(list) => *firing = list.into_iter().map(|n| (n.dedup_key.clone(), n)).collect(),
+            Err(e) => {
+                tracing::error!(receiver = %self.rt.name, error = %e, "Cannot load the firing alerts to re-push.")
+            }
+        }
     }
 
     async fn resend(&self, firing: &BTreeMap<String, Notification>, breaker: &mut Breaker) {

@@ -21,7 +21,7 @@
 //! replay after a restart), so nothing is enqueued twice.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -257,8 +257,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 pub struct Outbox {
     conn: Mutex<Connection>,
     path: PathBuf,
-    /// Bumped whenever rows are handed to another instance (`handoff`).
+    /// Bumped whenever rows or incidents go to another instance (`handoff`).
     handed: AtomicU64,
+    /// An instance of a scaled group: incidents come and go (`handoff`).
+    scaled: AtomicBool,
 }
 
 /// A write transaction of one lifecycle batch.
@@ -300,6 +302,7 @@ impl Outbox {
             conn: Mutex::new(conn),
             path,
             handed: AtomicU64::new(0),
+            scaled: AtomicBool::new(false),
         })
     }
 

@@ -17,6 +17,7 @@ use crate::alert::Labels;
 /// instance of a scaled group owns no incident partition until the group
 /// assigns it some, and their owners send what their checkpoints carry.
 pub(super) fn hand_off_at_open(outbox: &Outbox, now: i64) -> Result<(), IncidentError> {
+    outbox.set_scaled();
     let handed = outbox.hand_off_all(now)?;
     if handed > 0 {
         tracing::info!(
@@ -48,10 +49,12 @@ impl IncidentManager {
         owned: &[u32],
     ) -> Result<BTreeMap<u32, Leaving>, IncidentError> {
         let keep = Ownership::new(partitions, owned.iter().copied());
-        let receivers = self.receivers();
         let mut out: BTreeMap<u32, Leaving> = BTreeMap::new();
         let mut handed = 0;
         self.step(|lc, ch, tx, _| {
+            // Every receiver the outbox knows, not only those running now:
+            // at a stop the drain has stopped them all.
+            let receivers = tx.receivers_known()?;
             for inc in lc.take(|i: &Incident| !keep.owns(&i.route, &i.labels)) {
                 let mut heard = Vec::new();
                 for r in &receivers {
@@ -77,6 +80,10 @@ impl IncidentManager {
         })?;
         if let Ok(mut o) = self.ownership.lock() {
             *o = Some(keep);
+        }
+        self.outbox.set_scaled();
+        if out.values().any(|l| !l.incidents.is_empty()) {
+            self.outbox.note_moved();
         }
         if handed > 0 {
             tracing::info!(
@@ -126,7 +133,11 @@ impl IncidentManager {
         hand_off: bool,
     ) -> Result<Vec<Incident>, IncidentError> {
         let ownership = Ownership::new(partitions, owned.iter().copied());
+        self.outbox.set_scaled();
         let given_up = self.give_up(|route, labels| !ownership.owns(route, labels), hand_off)?;
+        if !given_up.is_empty() {
+            self.outbox.note_moved();
+        }
         if let Ok(mut o) = self.ownership.lock() {
             *o = Some(ownership.clone());
         }
@@ -153,10 +164,9 @@ impl IncidentManager {
     /// The receivers that heard of incident `key` here (an unmuted
     /// notification, or one handed over with the incident).
     pub(crate) fn heard_by(&self, key: &str) -> Result<Vec<String>, IncidentError> {
-        let receivers = self.receivers();
         Ok(self.outbox.transaction(self.clock.now_ms(), |tx| {
             let mut heard = Vec::new();
-            for r in receivers {
+            for r in tx.receivers_known()? {
                 if tx.announced(&r, key)? {
                     heard.push(r);
                 }

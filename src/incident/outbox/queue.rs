@@ -193,21 +193,30 @@ impl Outbox {
     /// not a resolve, that notification (what an Alertmanager re-push repeats)
     /// — unless its resolve was refused, dead-lettered, muted or superseded:
     /// such an incident is over, and is left to end at its last `endsAt`.
+    ///
+    /// Of a scaled instance's outbox, only the incidents it holds: one that
+    /// went to another instance is re-pushed (and resolved) by that one —
+    /// re-pushed from here too, it came back firing after its resolve.
     pub(crate) fn firing(&self, receiver: &str) -> Result<Vec<Notification>, OutboxError> {
         let conn = self.conn()?;
         let mut st = conn.prepare(FIRING)?;
         let bodies: Vec<String> = st
             .query_map(params![receiver], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
-        bodies
-            .iter()
-            .map(|b| {
+        let mut held = conn.prepare_cached("SELECT 1 FROM incidents WHERE key = ?1")?;
+        let mut out = Vec::with_capacity(bodies.len());
+        for b in &bodies {
+            let n: Notification =
                 serde_json::from_str(b).map_err(|source| OutboxError::Corrupt {
                     what: "notification",
                     source,
-                })
-            })
-            .collect()
+                })?;
+            if self.is_scaled() && !held.exists(params![n.dedup_key])? {
+                continue;
+            }
+            out.push(n);
+        }
+        Ok(out)
     }
 }
 
