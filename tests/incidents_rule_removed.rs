@@ -98,10 +98,21 @@ fn a_reload_that_removes_a_rule_closes_its_incident_with_reason_alert_gone() {
     let v2 = format!("{base}{routes}{receiver}{}", rule("kept", 10));
     std::fs::write(dir.path().join("svc.toml"), &v2).unwrap();
     svc.signal("HUP");
-    wait_until(Duration::from_secs(30), "the SIGHUP reload", || {
-        let (_, status) = svc.get("/api/v1/status");
-        status.contains("\"removed\":[\"complaints\"]")
+    // Polled for 30 s; a failure says what the endpoint last answered.
+    let mut last = (0u16, String::new());
+    let reloaded = (0..600).any(|_| {
+        last = svc.get("/api/v1/status");
+        let done = last.1.contains("\"removed\":[\"complaints\"]");
+        if !done {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        done
     });
+    assert!(
+        reloaded,
+        "the SIGHUP reload is not in /api/v1/status; its last answer: {last:?}\n{}",
+        svc.stderr_text()
+    );
     wait_until(
         Duration::from_secs(30),
         "the removed rule's resolve",
