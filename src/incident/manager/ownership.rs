@@ -124,17 +124,15 @@ impl IncidentManager {
     /// Keeps only the incident groups of incident partitions `owned` (of
     /// `partitions`); open incidents of other groups (from this instance's
     /// outbox, before the group assigned it partitions) are given up, with
-    /// their queued notifications if `hand_off` (their checkpoint carries
-    /// them to the next owner; without one they are still sent from here).
+    /// their queued notifications (their owners' checkpoints carry them).
     pub(crate) fn set_ownership(
         &self,
         partitions: u32,
         owned: &[u32],
-        hand_off: bool,
     ) -> Result<Vec<Incident>, IncidentError> {
         let ownership = Ownership::new(partitions, owned.iter().copied());
         self.outbox.set_scaled();
-        let given_up = self.give_up(|route, labels| !ownership.owns(route, labels), hand_off)?;
+        let given_up = self.give_up(|route, labels| !ownership.owns(route, labels))?;
         if !given_up.is_empty() {
             self.outbox.note_moved();
         }
@@ -214,21 +212,18 @@ impl IncidentManager {
 
     /// Forgets the open incidents of the groups `leaves` picks (by route and
     /// grouping labels; their partition went to another instance, which
-    /// continues them) and, if `hand_off`, hands their queued notifications
-    /// to it: no notification goes out from here.
+    /// continues them) and hands their queued notifications to it: no
+    /// notification goes out from here.
     pub(crate) fn give_up(
         &self,
         leaves: impl Fn(&str, &Labels) -> bool,
-        hand_off: bool,
     ) -> Result<Vec<Incident>, IncidentError> {
         let mut gone = Vec::new();
         let mut handed = 0;
         self.step(|lc, ch: &mut Changes, tx, _| {
             gone = lc.take(|i: &Incident| leaves(&i.route, &i.labels));
             ch.removed.extend(gone.iter().map(|i| i.key.clone()));
-            if hand_off {
-                handed = tx.hand_off_where(&leaves)?;
-            }
+            handed = tx.hand_off_where(&leaves)?;
             Ok(())
         })?;
         if handed > 0 {

@@ -70,8 +70,8 @@ fn restarted(dir: &std::path::Path, cfg: &Config, sequenced: bool) -> Vec<(Strin
     let registry = prometheus::Registry::new();
     let m = IncidentManager::open(cfg, &registry, dir, ManagerOptions::default()).expect("manager");
     // As `IncidentParts::new`, then the assignment with an empty checkpoint.
-    m.set_ownership(3, &[], true).expect("ownership");
-    m.set_ownership(3, &[0, 1, 2], true).expect("ownership");
+    m.set_ownership(3, &[]).expect("ownership");
+    m.set_ownership(3, &[0, 1, 2]).expect("ownership");
     m.adopt(Vec::new(), Some(&[]), |_, _| false).expect("adopt");
     let again = [
         t("a", Severity::Warning, 1_000, 2_000),
@@ -96,7 +96,7 @@ fn an_incident_applied_before_a_crash_but_not_checkpointed_comes_back_under_its_
         let registry = prometheus::Registry::new();
         let m = IncidentManager::open(&cfg, &registry, dir.path(), ManagerOptions::default())
             .expect("manager");
-        m.set_ownership(3, &[0, 1, 2], true).expect("ownership");
+        m.set_ownership(3, &[0, 1, 2]).expect("ownership");
         m.submit_sequenced(
             &[
                 t("a", Severity::Warning, 1_000, 2_000),
@@ -140,7 +140,7 @@ fn a_leaving_partition_takes_its_incidents_and_their_queue_in_one_step() {
     let registry = prometheus::Registry::new();
     let m = IncidentManager::open(&cfg, &registry, dir.path(), ManagerOptions::default())
         .expect("manager");
-    m.set_ownership(3, &[0, 1, 2], true).expect("ownership");
+    m.set_ownership(3, &[0, 1, 2]).expect("ownership");
     m.submit_sequenced(&[t("a", Severity::Warning, 1_000, 2_000)], 2_000)
         .expect("submit");
     m.tick(200_000, &mut NoValues).expect("tick");

@@ -102,7 +102,7 @@ impl IncidentParts {
         // those its outbox holds from an earlier run go back to their owners.
         // What it had queued for them goes with them: their checkpoints
         // carry it, and their owners queue again what came after those.
-        let given_up = manager.set_ownership(topics.incident_partitions, &[], true)?;
+        let given_up = manager.set_ownership(topics.incident_partitions, &[])?;
         if !given_up.is_empty() {
             tracing::info!(
                 incidents = given_up.len(),
@@ -166,7 +166,7 @@ impl IncidentParts {
         self.feed.adopt(q as u32, part);
         self.next.insert(q, (next, false));
         self.manager
-            .set_ownership(self.topics.incident_partitions, &self.owned(), true)?;
+            .set_ownership(self.topics.incident_partitions, &self.owned())?;
         let partitions = self.topics.incident_partitions;
         let queued = self
             .manager
