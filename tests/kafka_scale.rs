@@ -908,6 +908,17 @@ fn handed_over_on(signal: &str, receiver_down: bool) {
         !receiver_down || log.contains("handed with their incidents"),
         "{log}"
     );
+    // A stop hands its queue over in its last checkpoint: the survivor
+    // counts what it took.
+    if receiver_down && signal == "TERM" {
+        let taken = survivor
+            .metric("crisiswatch_notifications_taken_over_total{receiver=\"hook\"}")
+            .unwrap_or(0.0);
+        assert!(
+            taken > 0.0,
+            "the survivor counts the notifications it took over"
+        );
+    }
     survivor.sigterm();
     back.sigterm();
 }

@@ -407,7 +407,7 @@ fn outbox(
                 let _lock = crate::dir_lock::DirLock::acquire(data_dir)?;
                 if opts.hand_off_queued {
                     let now = chrono::Utc::now().timestamp_millis();
-                    let handed = Outbox::open(data_dir)?.hand_off_all(now)?;
+                    let handed = Outbox::open(data_dir)?.hand_off_all(now)?.total();
                     if handed > 0 {
                         writeln!(out, "{handed} queued notification(s) belong to the incident partitions of a scaled group (sources.kafka.scale_out): their owners send them, in order; not sent from here.")?;
                     }

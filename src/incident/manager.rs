@@ -120,7 +120,7 @@ impl IncidentManager {
         let pruned = outbox.prune(clock.now_ms(), cfg.incidents.retention.as_ms())?;
         metrics.record_pruned(&pruned);
         if opts.hand_off_queued {
-            ownership::hand_off_at_open(&outbox, clock.now_ms())?;
+            ownership::hand_off_at_open(&outbox, &metrics, clock.now_ms())?;
         }
         let (stop, stop_rx) = watch::channel(false);
         let mut receivers = ReceiverSet::new(

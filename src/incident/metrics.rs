@@ -32,6 +32,8 @@ pub struct IncidentMetrics {
     pub(crate) failures: IntCounterVec,
     /// Notifications per receiver by final outcome (delivered, failed, dead_lettered, muted).
     pub(crate) notifications: IntCounterVec,
+    /// `crisiswatch_notifications_taken_over_total{receiver}`.
+    pub(crate) taken_over: IntCounterVec,
     /// Pending notifications per receiver.
     pub(crate) depth: IntGaugeVec,
     /// Age of the oldest pending notification per receiver, seconds.
@@ -94,9 +96,16 @@ impl IncidentMetrics {
             notifications: reg(r, IntCounterVec::new(
                 Opts::new(
                     "crisiswatch_notifications_total",
-                    "Notifications per receiver by outcome (delivered, failed, dead_lettered, muted).",
+                    "Notifications per receiver by outcome (delivered, failed, dead_lettered, muted; handed: queued here and handed with its incident to the next owner of its incident partition, sources.kafka.scale_out).",
                 ),
                 &["receiver", "outcome"],
+            )?)?,
+            taken_over: reg(r, IntCounterVec::new(
+                Opts::new(
+                    "crisiswatch_notifications_taken_over_total",
+                    "Queued notifications taken over with their incidents from the previous owner of an incident partition (sources.kafka.scale_out), per receiver.",
+                ),
+                &["receiver"],
             )?)?,
             depth: reg(r, IntGaugeVec::new(
                 Opts::new("crisiswatch_outbox_depth", "Notifications waiting for delivery per receiver."),
@@ -167,9 +176,10 @@ impl IncidentMetrics {
         for reason in FailureReason::ALL {
             self.failures.with_label_values(&[rec, reason.as_str()]);
         }
-        for o in ["delivered", "failed", "dead_lettered", "muted"] {
+        for o in ["delivered", "failed", "dead_lettered", "muted", "handed"] {
             self.notifications.with_label_values(&[rec, o]);
         }
+        self.taken_over.with_label_values(&[rec]);
         self.depth.with_label_values(&[rec]);
         self.oldest_age.with_label_values(&[rec]);
         self.dead_letters.with_label_values(&[rec]);
@@ -201,6 +211,22 @@ impl IncidentMetrics {
     /// rules of a reload), so a rate over it exists before the first one.
     pub(crate) fn add_rule(&self, rule: &str) {
         self.unrouted.with_label_values(&[rule]);
+    }
+
+    /// Counts notifications handed away with their incidents.
+    pub(crate) fn record_handed(&self, handed: &super::outbox::Moved) {
+        for (rec, n) in handed.per_receiver() {
+            self.notifications
+                .with_label_values(&[rec, "handed"])
+                .inc_by(n as u64);
+        }
+    }
+
+    /// Counts notifications taken over with their incidents.
+    pub(crate) fn record_taken_over(&self, taken: &super::outbox::Moved) {
+        for (rec, n) in taken.per_receiver() {
+            self.taken_over.with_label_values(&[rec]).inc_by(n as u64);
+        }
     }
 
     /// Records one delivery latency.

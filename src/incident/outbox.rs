@@ -475,7 +475,7 @@ mod closing;
 pub(crate) mod controls;
 pub mod feedback;
 mod handoff;
-pub(crate) use handoff::QueuedRow;
+pub(crate) use handoff::{Moved, QueuedRow};
 mod operator;
 mod queue;
 pub(crate) mod timeline;

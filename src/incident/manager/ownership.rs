@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 
 use super::super::lifecycle::{Changes, Incident};
-use super::super::outbox::{Outbox, QueuedRow};
+use super::super::metrics::IncidentMetrics;
+use super::super::outbox::{Moved, Outbox, QueuedRow};
 use super::super::routing::{incident_partition, Ownership};
 use super::{IncidentError, IncidentManager};
 use crate::alert::Labels;
@@ -16,12 +17,17 @@ use crate::alert::Labels;
 /// Marks everything `outbox` has queued handed, before any delivery: an
 /// instance of a scaled group owns no incident partition until the group
 /// assigns it some, and their owners send what their checkpoints carry.
-pub(super) fn hand_off_at_open(outbox: &Outbox, now: i64) -> Result<(), IncidentError> {
+pub(super) fn hand_off_at_open(
+    outbox: &Outbox,
+    metrics: &IncidentMetrics,
+    now: i64,
+) -> Result<(), IncidentError> {
     outbox.set_scaled();
     let handed = outbox.hand_off_all(now)?;
-    if handed > 0 {
+    metrics.record_handed(&handed);
+    if handed.total() > 0 {
         tracing::info!(
-            notifications = handed,
+            notifications = handed.total(),
             "Queued notifications handed with their incidents to their partitions' owners (sources.kafka.scale_out); not sent from here."
         );
     }
@@ -50,7 +56,7 @@ impl IncidentManager {
     ) -> Result<BTreeMap<u32, Leaving>, IncidentError> {
         let keep = Ownership::new(partitions, owned.iter().copied());
         let mut out: BTreeMap<u32, Leaving> = BTreeMap::new();
-        let mut handed = 0;
+        let mut handed = Moved::default();
         self.step(|lc, ch, tx, _| {
             // Every receiver the outbox knows, not only those running now:
             // at a stop the drain has stopped them all.
@@ -85,9 +91,10 @@ impl IncidentManager {
         if out.values().any(|l| !l.incidents.is_empty()) {
             self.outbox.note_moved();
         }
-        if handed > 0 {
+        self.metrics.record_handed(&handed);
+        if handed.total() > 0 {
             tracing::info!(
-                notifications = handed,
+                notifications = handed.total(),
                 partitions = ?out.keys().collect::<Vec<_>>(),
                 "Queued notifications handed with their incidents to their partitions' next owners."
             );
@@ -187,7 +194,7 @@ impl IncidentManager {
         queued: Option<&[QueuedRow]>,
         belongs: impl Fn(&str, &Labels) -> bool,
     ) -> Result<usize, IncidentError> {
-        let mut taken = 0;
+        let mut taken = Moved::default();
         self.step(|lc, ch, tx, _| {
             for (inc, heard) in incidents {
                 for r in &heard {
@@ -202,12 +209,13 @@ impl IncidentManager {
             };
             Ok(())
         })?;
-        if taken > 0 {
+        self.metrics.record_taken_over(&taken);
+        if taken.total() > 0 {
             if let Ok(r) = self.receivers.lock() {
                 r.wake_all();
             }
         }
-        Ok(taken)
+        Ok(taken.total())
     }
 
     /// Forgets the open incidents of the groups `leaves` picks (by route and
@@ -219,16 +227,17 @@ impl IncidentManager {
         leaves: impl Fn(&str, &Labels) -> bool,
     ) -> Result<Vec<Incident>, IncidentError> {
         let mut gone = Vec::new();
-        let mut handed = 0;
+        let mut handed = Moved::default();
         self.step(|lc, ch: &mut Changes, tx, _| {
             gone = lc.take(|i: &Incident| leaves(&i.route, &i.labels));
             ch.removed.extend(gone.iter().map(|i| i.key.clone()));
             handed = tx.hand_off_where(&leaves)?;
             Ok(())
         })?;
-        if handed > 0 {
+        self.metrics.record_handed(&handed);
+        if handed.total() > 0 {
             tracing::info!(
-                notifications = handed,
+                notifications = handed.total(),
                 "Queued notifications handed with their incidents to their partitions' owners."
             );
         }

@@ -170,9 +170,30 @@ fn a_leaving_partition_takes_its_incidents_and_their_queue_in_one_step() {
     assert_eq!(l.queued[0].seq, 1);
     assert!(m.open_incidents().is_empty());
     assert_eq!(pending(), 0, "handed, not sent from here");
+    let handed = |m: &IncidentManager| {
+        m.metrics()
+            .notifications
+            .with_label_values(&["hook", "handed"])
+            .get()
+    };
+    assert_eq!(handed(&m), 1, "counted as handed");
     m.submit_sequenced(&[t("b", Severity::Warning, 3_000, 210_000)], 210_000)
         .expect("submit");
     m.tick(400_000, &mut NoValues).expect("tick");
     assert_eq!(pending(), 0);
     assert!(m.open_incidents().is_empty());
+    // The next owner takes the incident and its queue, and counts it.
+    let dir2 = tempfile::tempdir().expect("dir");
+    let registry2 = prometheus::Registry::new();
+    let next = IncidentManager::open(&cfg, &registry2, dir2.path(), ManagerOptions::default())
+        .expect("manager");
+    next.set_ownership(3, &[q]).expect("ownership");
+    let taken = next
+        .adopt(l.incidents, Some(&l.queued), |_, _| true)
+        .expect("adopt");
+    assert_eq!(taken, 1);
+    let taken_over = next.metrics().taken_over.with_label_values(&["hook"]).get();
+    assert_eq!(taken_over, 1, "counted as taken over");
+    assert_eq!(handed(&next), 0);
+    rt.block_on(next.shutdown(std::time::Duration::from_millis(100)));
 }

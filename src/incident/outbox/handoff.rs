@@ -9,7 +9,7 @@
 //! update it follows). A handed row comes back to life when this instance
 //! owns the partition again and queues the same notification.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
 use rusqlite::{params, OptionalExtension};
@@ -49,6 +49,30 @@ pub(crate) struct QueuedRow {
     pub(crate) last_error: Option<String>,
 }
 
+/// How many notifications moved, per receiver (handed away, or taken over):
+/// `crisiswatch_notifications_total{outcome="handed"}` and
+/// `crisiswatch_notifications_taken_over_total` count them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Moved(BTreeMap<String, usize>);
+
+impl Moved {
+    /// How many in all.
+    pub(crate) fn total(&self) -> usize {
+        self.0.values().sum()
+    }
+
+    /// Each receiver with its count.
+    pub(crate) fn per_receiver(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.0.iter().map(|(r, &n)| (r.as_str(), n))
+    }
+
+    fn add(&mut self, receiver: &str, n: usize) {
+        if n > 0 {
+            *self.0.entry(receiver.to_owned()).or_default() += n;
+        }
+    }
+}
+
 /// Where a stored notification's incident belongs: the fields of its body
 /// that decide the incident partition.
 #[derive(Deserialize)]
@@ -83,7 +107,7 @@ impl Outbox {
 
     /// Marks everything queued handed (an instance of a scaled group that
     /// owns no incident partition yet); returns how many.
-    pub(crate) fn hand_off_all(&self, now: i64) -> Result<usize, OutboxError> {
+    pub(crate) fn hand_off_all(&self, now: i64) -> Result<Moved, OutboxError> {
         self.transaction(now, |tx| tx.hand_off_where(|_, _| true))
     }
 
@@ -204,55 +228,64 @@ impl Tx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Marks the queued rows `ids` handed (never sent from here); returns how many.
-    pub(crate) fn hand_off_ids(&self, ids: &[i64]) -> Result<usize, OutboxError> {
-        let mut n = 0;
+    /// Marks the queued rows `ids` handed (never sent from here); returns how
+    /// many, per receiver.
+    pub(crate) fn hand_off_ids(&self, ids: &[i64]) -> Result<Moved, OutboxError> {
+        let mut st = self.tx.prepare_cached(
+            "UPDATE notifications SET status = 'superseded', done_ms = ?2, last_error = ?3
+             WHERE id = ?1 AND status = 'pending' RETURNING receiver",
+        )?;
+        let mut moved = Moved::default();
         for id in ids {
-            n += self.tx.execute(
-                "UPDATE notifications SET status = 'superseded', done_ms = ?2, last_error = ?3
-                 WHERE id = ?1 AND status = 'pending'",
-                params![id, self.now, HANDED],
-            )?;
+            let receiver: Option<String> = st
+                .query_row(params![id, self.now, HANDED], |r| r.get(0))
+                .optional()?;
+            if let Some(r) = receiver {
+                moved.add(&r, 1);
+            }
         }
-        if n > 0 {
+        if moved.total() > 0 {
             self.handed.fetch_add(1, Ordering::AcqRel);
         }
-        Ok(n)
+        Ok(moved)
     }
 
     /// Marks the queued notifications whose incident `leaves` picks handed
-    /// (never sent from here); returns how many.
+    /// (never sent from here); returns how many, per receiver.
     pub(crate) fn hand_off_where(
         &self,
         leaves: impl Fn(&str, &Labels) -> bool,
-    ) -> Result<usize, OutboxError> {
+    ) -> Result<Moved, OutboxError> {
         let ids = self.ids_where("pending", leaves)?;
         self.hand_off_ids(&ids)
     }
 
     /// Queues notifications handed over with their incidents, in their
     /// order, ahead of anything queued for those incidents later; returns how
-    /// many were queued (one already stored, other than as handed, is kept).
-    pub(crate) fn take_over(&self, rows: &[QueuedRow]) -> Result<usize, OutboxError> {
-        let mut queued = 0;
+    /// many were queued, per receiver (one already stored, other than as
+    /// handed, is kept).
+    pub(crate) fn take_over(&self, rows: &[QueuedRow]) -> Result<Moved, OutboxError> {
+        let mut queued = Moved::default();
         for r in rows {
             self.drop_handed(&r.receiver, &r.incident, r.seq)?;
-            queued += self.tx.execute(
+            let n = self.tx.execute(
                 "INSERT OR IGNORE INTO notifications (receiver, incident, seq, action, body, status, created_ms, next_attempt_ms, attempts, last_error)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9)",
                 params![r.receiver, r.incident, r.seq, r.action, r.body, r.created_ms, self.now, r.attempts, r.last_error],
             )?;
+            queued.add(&r.receiver, n);
         }
         Ok(queued)
     }
 
     /// Makes this instance's handed rows of the incidents `belongs` picks
     /// queued again (a checkpoint written before checkpoints carried queued
-    /// notifications: this outbox's copies are the only ones); returns how many.
+    /// notifications: this outbox's copies are the only ones); returns how
+    /// many, per receiver.
     pub(crate) fn revive_handed_where(
         &self,
         belongs: impl Fn(&str, &Labels) -> bool,
-    ) -> Result<usize, OutboxError> {
+    ) -> Result<Moved, OutboxError> {
         let mut ids = self.ids_where("superseded", belongs)?;
         // Of those, the handed ones (not dead letters an operator's retry
         // superseded).
@@ -265,15 +298,16 @@ impl Tx<'_> {
                 kept.push(id);
             }
         }
-        let ids = kept;
-        for id in &ids {
-            self.tx.execute(
-                "UPDATE notifications SET status = 'pending', done_ms = NULL, last_error = NULL,
-                   next_attempt_ms = ?2 WHERE id = ?1",
-                params![id, self.now],
-            )?;
+        let mut revive = self.tx.prepare_cached(
+            "UPDATE notifications SET status = 'pending', done_ms = NULL, last_error = NULL,
+               next_attempt_ms = ?2 WHERE id = ?1 RETURNING receiver",
+        )?;
+        let mut moved = Moved::default();
+        for id in &kept {
+            let receiver: String = revive.query_row(params![id, self.now], |r| r.get(0))?;
+            moved.add(&receiver, 1);
         }
-        Ok(ids.len())
+        Ok(moved)
     }
 
     /// Deletes a handed row of (`receiver`, `incident`, `seq`), so the same

@@ -71,7 +71,12 @@ fn queued_rows_move_to_the_next_owner_in_order() {
         .iter()
         .all(|r| r.incident.contains("p1") && r.created_ms == 5));
     let before = a.handed_generation();
-    assert_eq!(a.transaction(7, |tx| tx.hand_off_where(is_p1)).unwrap(), 3);
+    assert_eq!(
+        a.transaction(7, |tx| tx.hand_off_where(is_p1))
+            .unwrap()
+            .total(),
+        3
+    );
     assert!(a.handed_generation() > before);
     // Only p2's rows are sent from here; p1's keep the reason.
     assert_eq!(
@@ -90,7 +95,12 @@ fn queued_rows_move_to_the_next_owner_in_order() {
     })
     .unwrap();
     sent_order(&b, "hook");
-    assert_eq!(b.transaction(9, |tx| tx.take_over(&moving)).unwrap(), 2);
+    assert_eq!(
+        b.transaction(9, |tx| tx.take_over(&moving))
+            .unwrap()
+            .total(),
+        2
+    );
     b.transaction(10, |tx| {
         tx.enqueue("hook", &note("p1", 4, Action::Resolve), Status::Pending)
     })
@@ -99,6 +109,47 @@ fn queued_rows_move_to_the_next_owner_in_order() {
     assert_eq!(
         sent_order(&b, "hook"),
         vec![(p1.clone(), 2), (p1.clone(), 3), (p1, 4)]
+    );
+}
+
+/// Handed and taken-over rows are counted per receiver (the metrics
+/// `crisiswatch_notifications_total{outcome="handed"}` and
+/// `crisiswatch_notifications_taken_over_total`).
+#[test]
+fn moved_rows_are_counted_per_receiver() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (
+        Outbox::open(da.path()).unwrap(),
+        Outbox::open(db.path()).unwrap(),
+    );
+    a.transaction(5, |tx| {
+        for seq in 1..=3 {
+            tx.enqueue("hook", &note("p1", seq, Action::Update), Status::Pending)?;
+        }
+        tx.enqueue("am", &note("p1", 1, Action::Open), Status::Pending)?;
+        tx.enqueue("am", &note("p2", 1, Action::Open), Status::Pending)?;
+        Ok(())
+    })
+    .unwrap();
+    let moving = a.transaction(6, |tx| tx.queued_where(is_p1)).unwrap();
+    let handed = a.transaction(7, |tx| tx.hand_off_where(is_p1)).unwrap();
+    assert_eq!(
+        handed.per_receiver().collect::<Vec<_>>(),
+        vec![("am", 1), ("hook", 3)]
+    );
+    // Handed once only.
+    let again = a.transaction(8, |tx| tx.hand_off_where(is_p1)).unwrap();
+    assert_eq!(again.total(), 0);
+    let taken = b.transaction(9, |tx| tx.take_over(&moving)).unwrap();
+    assert_eq!(taken, handed);
+    assert_eq!(taken.total(), 4);
+    // Back to its first owner from a checkpoint that could not carry them.
+    let revived = a
+        .transaction(10, |tx| tx.revive_handed_where(is_p1))
+        .unwrap();
+    assert_eq!(
+        revived.per_receiver().collect::<Vec<_>>(),
+        vec![("am", 1), ("hook", 3)]
     );
 }
 
@@ -128,7 +179,9 @@ fn handed_rows_come_back_in_order_when_the_partition_does() {
     assert!(ob.due("hook", i64::MAX / 2, 10).unwrap().is_empty());
     // Back: seq 1 and 2 from the checkpoint, 3 queued again after it.
     assert_eq!(
-        ob.transaction(8, |tx| tx.take_over(&checkpoint)).unwrap(),
+        ob.transaction(8, |tx| tx.take_over(&checkpoint))
+            .unwrap()
+            .total(),
         2
     );
     let again = ob
@@ -157,7 +210,8 @@ fn handed_rows_come_back_in_order_when_the_partition_does() {
         .unwrap();
     assert_eq!(
         ob.transaction(13, |tx| tx.revive_handed_where(is_p1))
-            .unwrap(),
+            .unwrap()
+            .total(),
         1
     );
     assert_eq!(sent_order(&ob, "hook"), vec![(p1, 4)]);
@@ -192,7 +246,12 @@ fn an_attempt_in_flight_at_the_hand_off_keeps_the_mark() {
     assert_eq!(ob.count(Some(Status::Delivered), None).unwrap(), 1);
     // The partition comes back: p1's open is queued again, p2's is not
     // sent twice from here.
-    assert_eq!(ob.transaction(8, |tx| tx.take_over(&carried)).unwrap(), 1);
+    assert_eq!(
+        ob.transaction(8, |tx| tx.take_over(&carried))
+            .unwrap()
+            .total(),
+        1
+    );
     let due = ob.due("hook", i64::MAX / 2, 10).unwrap();
     assert_eq!(due.len(), 1);
     assert!(due[0].incident.contains("p1"));
