@@ -230,7 +230,11 @@ impl std::str::FromStr for Dur {
             return Err(format!("invalid duration {s:?}: {why}"));
         }
         let d = humantime::parse_duration(s.trim()).map_err(|e| {
-            format!("invalid duration {s:?} ({e}); write e.g. \"30s\", \"15m\", \"1h\"")
+            let e = e.to_string();
+            // humantime lists every unit it knows, months and microseconds
+            // too, which crisiswatch refuses: name only the ones it takes.
+            let e = e.split("supported units").next().unwrap_or(&e).trim_end_matches([',', ' ', '(']).to_string();
+            format!("invalid duration {s:?} ({e}); units: {UNITS}; write e.g. \"30s\", \"15m\", \"1h 30m\"")
         })?;
         // Whatever the unit ("0.5ms", "1.0005s", "nanos"): no part of a
         // millisecond, which would be cut without a word.
@@ -273,6 +277,10 @@ fn ambiguous_unit(s: &str) -> Option<&'static str> {
     }
     None
 }
+
+/// The units a duration takes (what a parse error names).
+const UNITS: &str =
+    "ms, s, m, h, d, w (written out: msec, sec, min, hours, days, weeks; months of 30.44 and years of 365.25 days)";
 
 impl Serialize for Dur {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

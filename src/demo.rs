@@ -73,7 +73,8 @@ pub struct DemoOptions {
     pub(crate) config_text: String,
     /// Keep serving `/metrics` this long after the simulated period ends.
     pub(crate) linger: Duration,
-    /// Also print every per-rule transition (pending, firing, escalated, resolved).
+    /// Also print every per-rule transition: pending too, beside OPEN (firing),
+    /// ESCALATE and RESOLVE.
     pub(crate) verbose: bool,
     /// Do not serve HTTP even if `server.listen` is set.
     pub(crate) no_http: bool,
@@ -413,7 +414,11 @@ pub async fn run(
         }
     }
     if !opts.linger.is_zero() && server.is_some() && !stopped {
-        writeln!(out, "Still serving metrics for {:?}.", opts.linger)?;
+        writeln!(
+            out,
+            "Still serving /metrics, the console and the API for {:?} (the incident stage has stopped).",
+            opts.linger
+        )?;
         linger(opts.linger, &mut shutdown, &mut reload_rx, out).await?;
     }
     let _ = stop_http_tx.send(true);

@@ -398,7 +398,7 @@ fn reload_during_the_demo_linger_is_answered_at_once() {
             transcript.push(line);
         }
     };
-    wait_for("Still serving metrics");
+    wait_for("Still serving /metrics");
     let auth = format!("Bearer {TOKEN}");
     let r = http_within(
         &addr,

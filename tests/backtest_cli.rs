@@ -514,6 +514,35 @@ at = "+0s"
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/t.toml"));
 }
 
+/// The README's `test-rules` example passes against the shipped
+/// configuration (a field trial found it could not: orders only, and the
+/// rule's slicing was product alone).
+#[test]
+fn the_readme_s_test_rules_example_passes() {
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    let start = readme
+        .find("config = \"../crisiswatch.toml\"        # or [engine]")
+        .expect("the README's test-rules example");
+    let end = start + readme[start..].find("```").expect("its end");
+    let block: String = readme[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("  ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("example.toml");
+    let shipped = format!("{ROOT}/config/crisiswatch.toml");
+    std::fs::write(
+        &p,
+        block.replace("\"../crisiswatch.toml\"", &format!("{shipped:?}")),
+    )
+    .unwrap();
+    let out = run(&["test-rules", s(&p)]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("ok    complaint rate fires"), "{text}");
+    assert!(text.trim_end().ends_with("1 passed, 0 failed"), "{text}");
+}
+
 /// Issue 11 (clock robustness, history half): a line stamped in the year 5138
 /// is rejected against the wall clock (`--now`, so the test does not depend
 /// on today's date; the crises are still found, the line is counted
@@ -1452,6 +1481,37 @@ fn a_chart_of_a_slice_that_never_occurred_says_so() {
     ]);
     assert!(err.contains("never occurred in the history"), "{err}");
     assert!(err.contains("slices it has: --group \"product="), "{err}");
+    assert!(!svg.exists());
+    // A chart named for another format is refused, not written as SVG
+    // under that name; `tune --chart` without labels before its pass.
+    let png = dir.path().join("c.png");
+    let err = refused(&[
+        "chart",
+        "--config",
+        &example(),
+        "--input",
+        s(&day),
+        "--rule",
+        "complaint_rate",
+        "--output",
+        s(&png),
+    ]);
+    assert!(err.contains("written as SVG only"), "{err}");
+    assert!(!png.exists());
+    let err = refused(&[
+        "tune",
+        "--config",
+        &example(),
+        "--input",
+        s(&day),
+        "--rule",
+        "complaint_rate",
+        "--vary",
+        "confidence=0.9,0.95",
+        "--chart",
+        s(&svg),
+    ]);
+    assert!(err.contains("pass --labels"), "{err}");
     assert!(!svg.exists());
 }
 

@@ -300,7 +300,7 @@ fn demo_prints_incidents_and_serves_metrics() {
         if let Some(rest) = line.strip_prefix("Serving metrics on http://") {
             addr = Some(rest.trim_end_matches("/metrics").to_string());
         }
-        let done = line.starts_with("Still serving metrics");
+        let done = line.starts_with("Still serving /metrics");
         transcript.push(line);
         if done || Instant::now() > deadline {
             break;

@@ -337,6 +337,10 @@ async fn api_errors_are_json_even_the_routers_own() {
     let (status, error, _) = error_of(r).await;
     assert_eq!(status, 400);
     assert!(error.contains("xyz"), "{error}");
+    assert!(
+        error.contains("ids are numbers") && !error.contains("i64"),
+        "{error}"
+    );
     let r = c
         .post(format!("http://{addr}/api/v1/silences"))
         .bearer_auth("admin-tok")

@@ -420,7 +420,11 @@ async fn dead_letters_are_listed_retried_and_delivered_from_the_cli() {
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(
         said.contains("5 more queued for receivers this configuration does not send to")
-            && said.contains("hook: 5"),
+            && said.contains("hook: 5")
+            && said.contains(
+                "0 notification(s) still queued for the receivers this configuration sends to"
+            )
+            && !said.contains("0 notification(s) still queued."),
         "{said}"
     );
     assert_eq!(rx.requests().len(), before, "nothing sent while disabled");
@@ -1113,4 +1117,85 @@ async fn replay_links_alertmanager_alerts_only_to_a_console_that_answers() {
             );
         }
     }
+}
+
+/// The second part of a history replayed in parts retires the first part's
+/// alerts as soon as its transitions pass them, as `run` does once its
+/// clock passes an alert its engine does not have — not at the end of the
+/// input: a field trial saw the first part's incident send "still firing"
+/// with the first part's last values through hours of the second part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_part_retires_the_earlier_part_s_alerts_once_it_passes_them() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(202));
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.jsonl");
+    crisis_input(&whole, &["router-x"]);
+    let text = std::fs::read_to_string(&whole).unwrap();
+    let first: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains(r#""id":"late""#))
+        .collect();
+    // Part two: another product's crisis three hours later, then a quiet
+    // hour.
+    let shift = 3 * 3_600_000;
+    let kettle = dir.path().join("kettle.jsonl");
+    crisis_input(&kettle, &["kettle"]);
+    let second: Vec<String> = std::fs::read_to_string(&kettle)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v["ts"] = (v["ts"].as_i64().unwrap() + shift).into();
+            v.to_string()
+        })
+        .collect();
+    let (p1, p2) = (dir.path().join("p1.jsonl"), dir.path().join("p2.jsonl"));
+    std::fs::write(&p1, first.join("\n") + "\n").unwrap();
+    std::fs::write(&p2, second.join("\n") + "\n").unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &generic_receiver("hook", &rx.url(), r#"backoff_initial = "100ms""#),
+        "",
+    );
+    let cfg_s = cfg.to_str().unwrap();
+    for part in [&p1, &p2] {
+        let out = replay_cli(cfg_s, part.to_str().unwrap());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let docs: Vec<Value> = rx.accepted().iter().map(|r| r.json()).collect();
+    let of = |product: &str| -> Vec<&Value> {
+        docs.iter()
+            .filter(|d| d["dedup_key"].as_str().unwrap_or("").contains(product))
+            .collect()
+    };
+    let (router, kettle) = (of("router-x"), of("kettle"));
+    let actions = |ds: &[&Value]| -> Vec<String> {
+        ds.iter()
+            .map(|d| d["action"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(actions(&router), ["open", "resolve"], "{router:#?}");
+    assert_eq!(router[1]["reason"], "alert_gone", "{}", router[1]);
+    assert_eq!(actions(&kettle)[0], "open", "{kettle:#?}");
+    // Retired at the second part's first transition (the kettle's first
+    // alert going pending, at most its open), not at the end of the input.
+    let time = |d: &Value, field: &str| {
+        chrono::DateTime::parse_from_rfc3339(
+            d[field].as_str().unwrap_or_else(|| panic!("{field}: {d}")),
+        )
+        .unwrap()
+        .timestamp_millis()
+    };
+    let resolved = time(router[1], "resolved_at");
+    let kettle_open = time(kettle[0], "started_at");
+    assert!(
+        resolved <= kettle_open + 60_000 && resolved >= T0 + shift,
+        "router-x resolved at {resolved}, the kettle's incident started at {kettle_open}: {}",
+        router[1]
+    );
 }

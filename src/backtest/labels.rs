@@ -284,10 +284,19 @@ pub(crate) fn unknown_slice_attrs(crises: &[Crisis], cfg: &crate::config::Config
     if known.is_empty() {
         return Vec::new();
     }
+    // An attribute a rule selects on (`channel = "social"` in a rule
+    // grouped by product) is no misspelling: an incident of that rule
+    // matches the crisis through the attributes it does group by.
+    let selected: std::collections::BTreeSet<&str> = cfg
+        .rules
+        .iter()
+        .flat_map(|r| r.indicator.selectors())
+        .flat_map(|s| s.attrs.keys().map(String::as_str))
+        .collect();
     let mut out = Vec::new();
     for c in crises {
         for (k, _) in &c.slice {
-            if !known.contains(k.as_str()) {
+            if !known.contains(k.as_str()) && !selected.contains(k.as_str()) {
                 let hint = crate::config::did_you_mean(k, known.iter().copied());
                 out.push(format!(
                     "crisis {:?}: slice attribute {k:?} is grouped by no rule{hint}: no incident can match it, so the crisis may read as missed — the rules group by {}",
@@ -392,6 +401,19 @@ mod tests {
         )
         .expect("labels");
         assert!(unknown_slice_attrs(&ok, &cfg).is_empty());
+        // An attribute a rule selects on (the shipped social_spike: grouped
+        // by product, selecting channel = social) is not named.
+        let example = crate::config::Config::from_toml_str(
+            crate::config::EXAMPLE_CONFIG,
+            &std::collections::HashMap::<String, String>::new(),
+        )
+        .expect("example config");
+        let social = parse(
+            r#"{"name":"social_spike","kind":"k","slice":{"product":"router-x","channel":"social"},"start":"2026-11-20T04:00:00Z","end":"2026-11-20T06:00:00Z"}"#,
+            "t",
+        )
+        .expect("labels");
+        assert!(unknown_slice_attrs(&social, &example).is_empty());
     }
 
     #[test]

@@ -461,6 +461,15 @@ fn tune(a: &TuneArgs) -> Result<ExitCode, CliError> {
         now_ms: Some(a.history.now.ms()?),
         pick: a.pick,
     };
+    if let Some(p) = &a.chart {
+        svg_output(p)?;
+        if opts.summary.labels.is_none() {
+            // Said before the pass, not after it.
+            return Err(CliError::Usage(
+                "--chart plots detection delay against false incidents: pass --labels".into(),
+            ));
+        }
+    }
     if a.write_snippet.is_some() && opts.summary.labels.is_none() && a.pick.is_none() {
         return Err(CliError::Usage(
             "--write-snippet needs a chosen candidate: pass --labels, or --pick N".into(),
@@ -499,6 +508,7 @@ fn chart(a: &ChartArgs) -> Result<ExitCode, CliError> {
     let mut reads = read_paths(&a.history.config, &a.history.input, None);
     reads.extend(a.labels.iter().map(|p| (p.as_path(), "labels file")));
     guard_outputs(&reads, [&Some(a.output.clone())])?;
+    svg_output(&a.output)?;
     let cfg = load_config(&a.history.config)?;
     let rule =
         cfg.rules
@@ -531,6 +541,18 @@ fn chart(a: &ChartArgs) -> Result<ExitCode, CliError> {
         data.crises.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Charts are SVG: a file named for another format (`.png`, `.pdf`) would
+/// hold SVG under the wrong name.
+fn svg_output(p: &Path) -> Result<(), CliError> {
+    match p.extension().and_then(|e| e.to_str()) {
+        Some(e) if !e.eq_ignore_ascii_case("svg") => Err(CliError::Usage(format!(
+            "{}: charts are written as SVG only; name the file .svg (convert it with e.g. `rsvg-convert -o chart.png chart.svg`)",
+            p.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `crisiswatch test-rules`: exit 0 when every case passes, 1 otherwise.

@@ -64,7 +64,19 @@ impl Commands {
                     .iter()
                     .filter(|e| !e.message.starts_with(crate::config::MORE_ERRORS))
                     .count();
-                crate::say!("{}: {} error(s)", path.display(), n);
+                let more = n < errors.len();
+                crate::say!(
+                    "{}: {}{n} error(s){}",
+                    path.display(),
+                    if more { "more than " } else { "" },
+                    if more { ", the first shown" } else { "" }
+                );
+                if errors.iter().any(|e| e.path == "tests") {
+                    crate::say!(
+                        "  (a [[tests]] table: this looks like a `crisiswatch test-rules` file; run `crisiswatch test-rules {}`)",
+                        path.display()
+                    );
+                }
                 for e in errors {
                     crate::say!("  - {e}");
                 }

@@ -36,7 +36,8 @@ pub(crate) enum Commands {
         /// their endsAt) and reloads, acknowledgements and closes get 503.
         #[arg(long)]
         linger: Option<crate::config::Dur>,
-        /// Also print every per-rule transition (pending, firing, escalated, resolved).
+        /// Also print every per-rule transition: pending too, beside OPEN (firing),
+        /// ESCALATE and RESOLVE.
         #[arg(long, short)]
         verbose: bool,
         #[command(flatten)]

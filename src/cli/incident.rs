@@ -41,7 +41,7 @@ pub(crate) enum Commands {
         #[command(subcommand)]
         command: OutboxCommand,
     },
-    /// Open incidents: list them, or close one with a reason.
+    /// Open incidents: list them, acknowledge one, label it, or close one with a reason.
     Incident {
         #[command(flatten)]
         store: StoreArgs,
@@ -313,6 +313,18 @@ fn outbox(
                     writeln!(out, "{}", row_line(r))?;
                 }
             }
+            if rows.is_empty() {
+                // On standard error: `--json` output stays one row per line.
+                crate::say!(
+                    "no {}notifications{} in {}",
+                    status.map_or(String::new(), |s| format!("{} ", s.as_str())),
+                    receiver
+                        .as_deref()
+                        .map(|r| format!(" for receiver {r}"))
+                        .unwrap_or_default(),
+                    ob.path().display()
+                );
+            }
             if rows.len() >= limit {
                 // On standard error: `--json` output stays one row per line.
                 let all = ob.count(status, receiver.as_deref())?;
@@ -417,7 +429,6 @@ fn outbox(
                 Ok::<_, CliError>((m.shutdown(timeout).await, sending))
             })?;
             let (report, sending) = report;
-            writeln!(out, "{} notification(s) still queued.", report.pending)?;
             // Rows of a receiver this configuration does not send to (one
             // removed, or disabled by an empty `url`): never sent by this
             // command, and not "0 still queued".
@@ -426,6 +437,15 @@ fn outbox(
                 .into_iter()
                 .filter(|(r, _)| !sending.contains(r))
                 .collect();
+            if others.is_empty() {
+                writeln!(out, "{} notification(s) still queued.", report.pending)?;
+            } else {
+                writeln!(
+                    out,
+                    "{} notification(s) still queued for the receivers this configuration sends to.",
+                    report.pending
+                )?;
+            }
             if !others.is_empty() {
                 let list: Vec<String> = others.iter().map(|(r, n)| format!("{r}: {n}")).collect();
                 writeln!(

@@ -181,8 +181,15 @@ fn inspect(
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    let store = StateStore::open(dir)?;
-    let Some(cp) = store.load()? else {
+    // A damaged store: say what to do about it, not only SQLite's words.
+    let damaged = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "{e}\n(the store cannot be read; `run` consumes nothing while it cannot load it. \
+             `crisiswatch state --config <file> reset` removes it, and the service starts empty)"
+        )
+    };
+    let store = StateStore::open(dir).map_err(|e| damaged(&e))?;
+    let Some(cp) = store.load().map_err(|e| damaged(&e))? else {
         writeln!(out, "No checkpoint in {}.", store.path().display())?;
         return Ok(ExitCode::SUCCESS);
     };

@@ -18,6 +18,26 @@ fn fmt_value(v: Option<f64>) -> String {
     }
 }
 
+/// `v` with enough decimals to show it apart from `other` when they differ
+/// (a value of 0.10034 is not printed as its threshold 0.100).
+fn fmt_apart(v: Option<f64>, other: f64) -> String {
+    let Some(x) = v else {
+        return fmt_value(None);
+    };
+    let mut d = 3;
+    let at = |y: f64, d: usize| {
+        if d <= 3 {
+            fmt_value(Some(y))
+        } else {
+            format!("{y:.d$}")
+        }
+    };
+    while d < 8 && x != other && at(x, d) == at(other, d) {
+        d += 1;
+    }
+    at(x, d)
+}
+
 fn short_ts(ms: i64) -> String {
     let s = format_ts(ms);
     // 2026-11-20T09:14:00Z → 2026-11-20 09:14
@@ -53,8 +73,8 @@ pub(super) fn print_transition(
         t.severity.as_str(),
         t.rule,
         t.group_label(),
-        fmt_value(t.value),
-        fmt_value(Some(t.threshold)),
+        fmt_apart(t.value, t.threshold),
+        fmt_apart(Some(t.threshold), t.value.unwrap_or(t.threshold)),
     )
 }
 

@@ -241,11 +241,21 @@ async fn close(State(s): State<Arc<AppState>>, headers: HeaderMap, body: String)
 async fn request(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Response {
     if let Err(r) = require_read(&s, &headers) {
         return *r;
     }
+    // Parsed here, after the token check: the router's own refusal named
+    // Rust types ("Cannot parse ... to a `i64`").
+    let Ok(id) = id.parse::<i64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "close request ids are numbers (the \"id\" that POST /api/v1/incidents/close answered), not {id:?}"
+            ),
+        );
+    };
     let ob = match store(&s) {
         Ok(o) => o,
         Err(r) => return *r,

@@ -139,7 +139,13 @@ async fn add(State(s): State<Arc<AppState>>, headers: HeaderMap, body: String) -
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let now = Clock::new().now_ms();
-    let silence = match Silence::new(matchers, now, duration, req.created_by, req.comment) {
+    // Someone is always named, as by the CLI and the other endpoints.
+    let created_by = if req.created_by.trim().is_empty() {
+        "admin API".to_string()
+    } else {
+        req.created_by
+    };
+    let silence = match Silence::new(matchers, now, duration, created_by, req.comment) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };

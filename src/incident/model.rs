@@ -290,6 +290,31 @@ pub fn fmt_value(v: Option<f64>) -> String {
     }
 }
 
+/// `v` with `d` decimals where [`fmt_value`]'s three would not do.
+fn fmt_prec(v: f64, d: usize) -> String {
+    if d <= 3 {
+        fmt_value(Some(v))
+    } else {
+        format!("{v:.d$}")
+    }
+}
+
+/// The decimals that show `v` apart from each of `refs` it differs from (a
+/// value of 0.10034 is not "0.100, above the threshold 0.100"): three, or
+/// up to eight where those print alike.
+fn precision(v: Option<f64>, refs: &[f64]) -> usize {
+    let Some(v) = v else { return 3 };
+    let mut d = 3;
+    while d < 8
+        && refs
+            .iter()
+            .any(|&r| r != v && fmt_prec(v, d) == fmt_prec(r, d))
+    {
+        d += 1;
+    }
+    d
+}
+
 fn fmt_duration(ms: i64) -> String {
     let mins = (ms.max(0) / 60_000) as u64;
     if mins == 0 {
@@ -386,19 +411,19 @@ fn position(p: &AlertEvidence) -> String {
         Condition::Below => ("below", "above"),
     };
     let past = |v: f64, t: f64| p.condition.past(v, t);
-    let threshold = fmt_value(Some(p.threshold));
+    let d = precision(p.value, &[p.threshold, p.clear]);
+    let threshold = fmt_prec(p.threshold, d);
+    let clear = fmt_prec(p.clear, d);
     match p.value {
         Some(v) if past(v, p.threshold) => {
             format!("{side} the {} threshold {threshold}", p.severity)
         }
         Some(v) if past(v, p.clear) => format!(
-            "{back} the {} threshold {threshold} but not back to {} yet",
+            "{back} the {} threshold {threshold} but not back to {clear} yet",
             p.severity,
-            fmt_value(Some(p.clear))
         ),
         Some(_) => format!(
-            "at or {back} its clear level {} (the {} threshold is {threshold}; it resolves if it stays there)",
-            fmt_value(Some(p.clear)),
+            "at or {back} its clear level {clear} (the {} threshold is {threshold}; it resolves if it stays there)",
             p.severity
         ),
         None => format!(
@@ -447,7 +472,10 @@ pub(crate) fn summary(n: &Notification) -> String {
         "{} on {} is {}, {} over the last {window}",
         p.rule,
         p.group_text(),
-        fmt_value(p.value),
+        p.value.map_or_else(
+            || fmt_value(None),
+            |v| fmt_prec(v, precision(p.value, &[p.threshold, p.clear]))
+        ),
         position(p),
     );
     let also = if p.hints.is_empty() || n.action == Action::Resolve {

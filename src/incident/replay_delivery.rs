@@ -21,7 +21,7 @@
 //! refused, dead-lettered or still queued, so a replay whose receivers refused
 //! everything does not read as a success.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -49,6 +49,17 @@ pub struct ReplayDelivery {
     pending: Vec<Transition>,
     /// The outbox rows this run answers for, as found before it started.
     start: RunStart,
+    /// Active alerts of the incidents an earlier run left open (dedup key →
+    /// when it fired) that this run's engine has not derived again: once a
+    /// transition is later than one fired, the engine would have it (its
+    /// key names its start), so it leaves its incident, as `run` retires
+    /// alerts its engine does not have once the clock passes them (a
+    /// history replayed in parts: the second part never sees the first
+    /// part's alerts, whose incident sent "still firing" with their last
+    /// values for the whole second part).
+    inherited: HashMap<String, i64>,
+    /// The earliest fired time in `inherited`.
+    inherited_first: i64,
     /// One sender per outbox (see `crate::dir_lock`).
     _lock: crate::dir_lock::DirLock,
 }
@@ -187,6 +198,7 @@ impl ReplayDelivery {
                 );
             }
         }
+        let inherited: HashMap<String, i64> = manager.active_alerts().into_iter().collect();
         Ok(Some(ReplayDelivery {
             runtime,
             manager,
@@ -195,6 +207,8 @@ impl ReplayDelivery {
             submitted: 0,
             pending: Vec::new(),
             start,
+            inherited_first: inherited.values().copied().min().unwrap_or(i64::MAX),
+            inherited,
             _lock: lock,
         }))
     }
@@ -212,9 +226,41 @@ impl ReplayDelivery {
         if self.pending.last().is_some_and(|p| t.at < p.at) {
             self.submit_pending();
         }
+        if !self.inherited.is_empty() {
+            self.inherited.remove(&t.dedup_key);
+            if self.inherited_first < t.at {
+                self.retire_inherited(t.at);
+            }
+        }
         self.pending.push(t.clone());
         if self.pending.len() >= BATCH {
             self.submit_pending();
+        }
+    }
+
+    /// Retires the inherited alerts fired before `at` (the time of a
+    /// transition: the engine has passed them without deriving them again),
+    /// after the transitions before it.
+    fn retire_inherited(&mut self, at: i64) {
+        self.submit_pending();
+        let gone: HashSet<String> = self
+            .inherited
+            .iter()
+            .filter(|&(_, &fired)| fired < at)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.inherited.retain(|_, &mut fired| fired >= at);
+        self.inherited_first = self.inherited.values().copied().min().unwrap_or(i64::MAX);
+        if self.error.is_some() || gone.is_empty() {
+            return;
+        }
+        let _guard = self.runtime.enter();
+        match self
+            .manager
+            .retire_where(|a| gone.contains(&a.dedup_key), at)
+        {
+            Ok((_, queued)) => self.submitted += queued,
+            Err(e) => self.error = Some(e),
         }
     }
 

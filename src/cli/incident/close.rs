@@ -82,9 +82,12 @@ pub(crate) enum IncidentCommand {
     },
 }
 
+/// Someone is always named: the operator, else the login, else the tool
+/// (as `silence add`; the admin API names itself "admin API").
 fn who(by: Option<String>) -> String {
-    by.or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "operator".into())
+    by.filter(|b| !b.trim().is_empty())
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.trim().is_empty()))
+        .unwrap_or_else(|| "crisiswatch CLI".into())
 }
 
 fn feedback(

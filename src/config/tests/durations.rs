@@ -19,4 +19,9 @@ fn command_line_durations_refuse_what_the_configuration_refuses() {
         .parse::<Dur>()
         .unwrap_err()
         .contains("invalid duration"));
+    // An unknown unit names the units crisiswatch takes, not the parser's
+    // whole list (which has the refused microseconds).
+    let unknown = "3x".parse::<Dur>().unwrap_err();
+    assert!(unknown.contains("units: ms, s, m, h, d, w"), "{unknown}");
+    assert!(!unknown.contains("us/"), "{unknown}");
 }

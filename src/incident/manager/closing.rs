@@ -97,6 +97,33 @@ impl IncidentManager {
                 }
             }
         }
+        self.retire_where(gone, at)
+    }
+
+    /// The active alerts of the open incidents: each one's dedup key and
+    /// when it fired.
+    pub(crate) fn active_alerts(&self) -> Vec<(String, i64)> {
+        self.lifecycle
+            .lock()
+            .map(|l| {
+                l.incidents()
+                    .values()
+                    .flat_map(|i| i.alerts.iter())
+                    .filter(|a| a.active)
+                    .map(|a| (a.dedup_key.clone(), a.fired_at))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The active alerts `gone` picks leave their incidents; incidents left
+    /// without active alerts close with reason `alert_gone` at `at`.
+    /// Returns the incidents closed and how many notifications were queued.
+    pub(crate) fn retire_where(
+        &self,
+        gone: impl Fn(&AlertEvidence) -> bool,
+        at: i64,
+    ) -> Result<(Vec<String>, usize), IncidentError> {
         let mut closed = Vec::new();
         let queued = self
             .step(|lc, ch, _, _| {

@@ -318,6 +318,16 @@ fn the_summary_tells_the_truth_about_the_value_and_the_threshold() {
         s.contains("is 45, above the warning threshold 40 but not back to 50 yet"),
         "{s}"
     );
+    // A value just past its threshold is not printed as the threshold.
+    n.alerts[0].condition = crate::config::Condition::Above;
+    n.alerts[0].threshold = 0.1;
+    n.alerts[0].clear = 0.07;
+    n.alerts[0].value = Some(0.10034);
+    let s = super::super::model::summary(&n);
+    assert!(
+        s.contains("is 0.1003, above the warning threshold 0.1000 over"),
+        "{s}"
+    );
 }
 
 /// A body's `links` are the headline rule's, never another rule's: with the

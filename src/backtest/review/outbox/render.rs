@@ -161,7 +161,8 @@ fn write_notifications(s: &mut String, i: &OutboxIncident) {
     if !missing.is_empty() {
         let _ = writeln!(
             s,
-            "Notifications {} are no longer in the outbox (pruned after `incidents.retention`).\n",
+            "Notifications {} are not in the outbox: pruned after `incidents.retention`, or \
+             acknowledgements that no configured receiver takes (nothing is stored for them).\n",
             missing.join(", ")
         );
     }
