@@ -53,6 +53,9 @@ pub struct ConfigError {
     pub(crate) value: String,
     /// What is wrong and how to fix it.
     pub(crate) message: String,
+    /// `value` is not a string in the file (a number, a table): shown as
+    /// written, without quotes.
+    pub(crate) literal: bool,
 }
 
 impl ConfigError {
@@ -83,7 +86,14 @@ impl ConfigError {
             path,
             value,
             message,
+            literal: false,
         }
+    }
+
+    /// Marks the value as written without quotes (not a string in the file).
+    pub(crate) fn literal(mut self, literal: bool) -> Self {
+        self.literal = literal;
+        self
     }
 
     /// `value` as an error at `path` may show it: a librdkafka credential
@@ -120,6 +130,8 @@ impl fmt::Display for ConfigError {
         };
         if self.value.is_empty() {
             write!(f, "{path}: {}", self.message)
+        } else if self.literal && !self.value.contains('\n') {
+            write!(f, "{path} = {}: {}", self.value, self.message)
         } else {
             write!(f, "{path} = {:?}: {}", self.value, self.message)
         }

@@ -93,7 +93,9 @@ pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigEr
             variants.insert(path.clone(), v.to_string());
         }
         let value = lookup(tree, &path).unwrap_or_default();
-        errors.push(ConfigError::new(path.clone(), value, message));
+        // A number, a boolean, a table: shown as written, not as a string.
+        let literal = node(tree, &path).is_some_and(|v| !v.is_str());
+        errors.push(ConfigError::new(path.clone(), value, message).literal(literal));
         if !remove_key(&mut scratch, &path) {
             break;
         }
@@ -256,9 +258,8 @@ fn remove_key(tree: &mut toml::Value, path: &str) -> bool {
     parent_table(tree, path).is_some_and(|(t, last)| t.remove(&last).is_some())
 }
 
-/// Renders the value at a serde_path_to_error path (`rules[0].window`) for
-/// error messages.
-pub(super) fn lookup(tree: &toml::Value, path: &str) -> Option<String> {
+/// The value at a serde_path_to_error path (`rules[0].window`).
+fn node<'t>(tree: &'t toml::Value, path: &str) -> Option<&'t toml::Value> {
     let mut cur = tree;
     for s in steps(tree, path) {
         cur = match s {
@@ -266,7 +267,13 @@ pub(super) fn lookup(tree: &toml::Value, path: &str) -> Option<String> {
             Step::Index(i) => cur.get(i)?,
         };
     }
-    Some(match cur {
+    Some(cur)
+}
+
+/// Renders the value at a serde_path_to_error path (`rules[0].window`) for
+/// error messages.
+pub(super) fn lookup(tree: &toml::Value, path: &str) -> Option<String> {
+    Some(match node(tree, path)? {
         toml::Value::String(s) => s.clone(),
         // A table or array quoted whole: credentials in it hidden.
         other => super::super::properties::redact_value(other).to_string(),
