@@ -1159,14 +1159,25 @@ async fn a_later_part_retires_the_earlier_part_s_alerts_once_it_passes_them() {
         "",
     );
     let cfg_s = cfg.to_str().unwrap();
-    for part in [&p1, &p2] {
+    let replay = |part: &Path| {
         let out = replay_cli(cfg_s, part.to_str().unwrap());
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-    }
+    };
+    replay(&p1);
+    let after_first = rx.accepted().len();
+    // The same part again derives the same alerts: nothing is retired,
+    // nothing sent.
+    replay(&p1);
+    assert_eq!(
+        rx.accepted().len(),
+        after_first,
+        "a second replay of the same input sends nothing"
+    );
+    replay(&p2);
     let docs: Vec<Value> = rx.accepted().iter().map(|r| r.json()).collect();
     let of = |product: &str| -> Vec<&Value> {
         docs.iter()

@@ -49,16 +49,20 @@ pub struct ReplayDelivery {
     pending: Vec<Transition>,
     /// The outbox rows this run answers for, as found before it started.
     start: RunStart,
-    /// Active alerts of the incidents an earlier run left open (dedup key →
-    /// when it fired) that this run's engine has not derived again: once a
-    /// transition is later than one fired, the engine would have it (its
-    /// key names its start), so it leaves its incident, as `run` retires
-    /// alerts its engine does not have once the clock passes them (a
-    /// history replayed in parts: the second part never sees the first
-    /// part's alerts, whose incident sent "still firing" with their last
-    /// values for the whole second part).
+    /// Active alerts of the incidents an earlier run left open that this
+    /// run's engine has not derived again, each with the time past which it
+    /// cannot any more (its breach's start plus its window and
+    /// `allowed_lateness`: the events that would start it again are late
+    /// there, so a transition later than that means the engine will never
+    /// have it — also with events later than `allowed_lateness` in the
+    /// input, whose transitions come out of time order). It then leaves its
+    /// incident, as `run` retires alerts its engine does not have once the
+    /// clock passes them (a history replayed in parts: the second part never
+    /// sees the first part's alerts, whose incident sent "still firing" with
+    /// their last values for the whole second part). The same input
+    /// replayed again derives every one of them again: nothing is retired.
     inherited: HashMap<String, i64>,
-    /// The earliest fired time in `inherited`.
+    /// The earliest time in `inherited`.
     inherited_first: i64,
     /// One sender per outbox (see `crate::dir_lock`).
     _lock: crate::dir_lock::DirLock,
@@ -198,7 +202,12 @@ impl ReplayDelivery {
                 );
             }
         }
-        let inherited: HashMap<String, i64> = manager.active_alerts().into_iter().collect();
+        let lateness = cfg.engine.allowed_lateness.as_ms();
+        let inherited: HashMap<String, i64> = manager
+            .active_alerts()
+            .into_iter()
+            .map(|(k, end)| (k, end.saturating_add(lateness)))
+            .collect();
         Ok(Some(ReplayDelivery {
             runtime,
             manager,
@@ -238,18 +247,18 @@ impl ReplayDelivery {
         }
     }
 
-    /// Retires the inherited alerts fired before `at` (the time of a
-    /// transition: the engine has passed them without deriving them again),
-    /// after the transitions before it.
+    /// Retires the inherited alerts that cannot be derived again by `at`
+    /// (the time of a transition: the engine has passed them), after the
+    /// transitions before it.
     fn retire_inherited(&mut self, at: i64) {
         self.submit_pending();
         let gone: HashSet<String> = self
             .inherited
             .iter()
-            .filter(|&(_, &fired)| fired < at)
+            .filter(|&(_, &past)| past < at)
             .map(|(k, _)| k.clone())
             .collect();
-        self.inherited.retain(|_, &mut fired| fired >= at);
+        self.inherited.retain(|_, &mut past| past >= at);
         self.inherited_first = self.inherited.values().copied().min().unwrap_or(i64::MAX);
         if self.error.is_some() || gone.is_empty() {
             return;

@@ -101,7 +101,9 @@ impl IncidentManager {
     }
 
     /// The active alerts of the open incidents: each one's dedup key and
-    /// when it fired.
+    /// the end of its first window (its breach's start plus its window: an
+    /// engine past that, plus its lateness, can no longer derive it again,
+    /// since older events are late there).
     pub(crate) fn active_alerts(&self) -> Vec<(String, i64)> {
         self.lifecycle
             .lock()
@@ -110,7 +112,12 @@ impl IncidentManager {
                     .values()
                     .flat_map(|i| i.alerts.iter())
                     .filter(|a| a.active)
-                    .map(|a| (a.dedup_key.clone(), a.fired_at))
+                    .map(|a| {
+                        (
+                            a.dedup_key.clone(),
+                            a.started_at.saturating_add(a.window_ms),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
