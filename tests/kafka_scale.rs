@@ -922,3 +922,141 @@ fn handed_over_on(signal: &str, receiver_down: bool) {
     survivor.sigterm();
     back.sigterm();
 }
+
+/// An Alertmanager receiver of a scaled group. (1) A rebalance (an eager
+/// one revokes every partition from every member) does not stop the
+/// re-push of an open incident: before, no instance re-pushed it until its
+/// next notification, and Alertmanager resolved it at its `endsAt` — a false
+/// all-clear. (2) An instance restarted on its data directory after
+/// `kill -9` does not push the incidents it held at the crash: before, it
+/// pushed them within milliseconds of starting, and one resolved elsewhere
+/// meanwhile came back firing. A real Alertmanager, `resend_interval` 1 s
+/// (an alert not pushed again ends 4 s later).
+#[test]
+fn an_alertmanager_keeps_a_moved_incident_firing_and_gets_no_stale_one_back() {
+    use kafka_support::alertmanager::Alertmanager;
+    let am = Alertmanager::start();
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("events", PARTITIONS)]);
+    let all = scenario("events");
+    let cut = all.len() * 2 / 5;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_of = |name: &str| {
+        let data = dir
+            .path()
+            .join(format!("data-{name}"))
+            .display()
+            .to_string();
+        let cfg = config(
+            &bs,
+            "am-moves",
+            "events",
+            &data,
+            "http://127.0.0.1:1/",
+            true,
+        );
+        let am_receiver = format!(
+            "kind = \"alertmanager\"\nurl = \"{}\"\ndelivery = {{ resend_interval = \"1s\", backoff_initial = \"100ms\", backoff_max = \"500ms\" }}\n",
+            am.url()
+        );
+        let cfg = cfg
+            .replacen("kind = \"generic\"\n", &am_receiver, 1)
+            .replacen("url = \"http://127.0.0.1:1/\"\n", "", 1);
+        assert!(cfg.contains("resend_interval = \"1s\""), "{cfg}");
+        cfg
+    };
+    let p3_firing = || {
+        am.active().is_some_and(|list| {
+            list.iter().any(|a| {
+                a["labels"]["incident"]
+                    .as_str()
+                    .is_some_and(|i| i.contains("p3"))
+            })
+        })
+    };
+    let a = Service::start(dir.path(), "a", &cfg_of("a"));
+    let b = Service::start(dir.path(), "b", &cfg_of("b"));
+    produce(&bs, &all[..cut], Duration::from_secs(30));
+    wait_until(
+        Duration::from_secs(90),
+        "the p3 incident fires in Alertmanager",
+        p3_firing,
+    );
+    // (1) A third member joins: every partition is revoked and assigned again.
+    let c = Service::start(dir.path(), "c", &cfg_of("c"));
+    wait_until(
+        Duration::from_secs(60),
+        "c owns an incident partition",
+        || {
+            c.metric("crisiswatch_scale_owned_partitions{kind=\"incident\"}")
+                .unwrap_or(0.0)
+                >= 1.0
+        },
+    );
+    // Well past 4 s after any push from before the rebalance.
+    for i in 0..40 {
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            p3_firing(),
+            "{:.1} s after the rebalance the open p3 incident is no longer firing in Alertmanager",
+            f64::from(i) * 0.3
+        );
+    }
+    // (2) The holder of the p3 incident dies; the incident resolves at its
+    // new owner; the dead instance comes back on its data directory.
+    let holds = |s: &Service| s.metric("crisiswatch_incidents_open").unwrap_or(0.0) > 0.0;
+    let mut members = vec![("a", a), ("b", b), ("c", c)];
+    let at = members
+        .iter()
+        .position(|(_, s)| holds(s))
+        .expect("an instance holds the p3 incident");
+    let (victim_name, mut victim) = members.remove(at);
+    // A periodic checkpoint (500 ms) carries the incident.
+    std::thread::sleep(Duration::from_millis(1500));
+    victim.signal("KILL");
+    assert!(victim.wait_exit(Duration::from_secs(30)).is_some());
+    produce(&bs, &all[cut..], Duration::from_secs(30));
+    // Resolved at its new owner (not merely expired in Alertmanager while
+    // the group waited out the dead member's session).
+    wait_until(
+        Duration::from_secs(120),
+        "the survivors own every incident partition and hold no open incident",
+        || {
+            let owned: f64 = members
+                .iter()
+                .map(|(_, s)| {
+                    s.metric("crisiswatch_scale_owned_partitions{kind=\"incident\"}")
+                        .unwrap_or(0.0)
+                })
+                .sum();
+            owned == 3.0 && members.iter().all(|(_, s)| !holds(s))
+        },
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the p3 incident ends in Alertmanager",
+        || !p3_firing(),
+    );
+    let back = Service::start(
+        dir.path(),
+        &format!("{victim_name}-again"),
+        &cfg_of(victim_name),
+    );
+    // From its start: a stale push would show for 4 s.
+    for _ in 0..40 {
+        assert!(
+            !p3_firing(),
+            "the restarted instance pushed the resolved p3 incident as firing again:\n{}",
+            back.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_until(Duration::from_secs(60), "the victim is back", || {
+        back.ready()
+    });
+    back.sigterm();
+    for (_, s) in &members {
+        s.sigterm();
+    }
+}

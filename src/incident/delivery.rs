@@ -211,10 +211,14 @@ impl Worker {
             if !unrecorded.is_empty() {
                 self.flush(&mut unrecorded).await;
             }
-            // Incidents went to another instance: it re-pushes them now.
+            // Incidents went to another instance (it re-pushes them now) or
+            // came here: what is re-pushed changes, and what came is
+            // re-pushed at once (its previous owner's last push ends at its
+            // `endsAt`, which a rebalance's pause can come close to).
             if am && self.outbox.handed_generation() != moved {
                 moved = self.outbox.handed_generation();
                 self.load_firing(&mut firing).await;
+                next_resend = self.clock.now_ms();
             }
             let now = self.clock.now_ms();
             if self.expire(now, &mut firing).await.is_break() {

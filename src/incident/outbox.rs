@@ -261,6 +261,10 @@ pub struct Outbox {
     handed: AtomicU64,
     /// An instance of a scaled group: incidents come and go (`handoff`).
     scaled: AtomicBool,
+    /// A scaled instance knows which incident partitions it owns: until
+    /// then its stored incidents are not its own (a restart after a crash)
+    /// and an Alertmanager re-push repeats none of them.
+    owning: AtomicBool,
 }
 
 /// A write transaction of one lifecycle batch.
@@ -303,6 +307,7 @@ impl Outbox {
             path,
             handed: AtomicU64::new(0),
             scaled: AtomicBool::new(false),
+            owning: AtomicBool::new(true),
         })
     }
 

@@ -23,6 +23,7 @@ pub(super) fn hand_off_at_open(
     now: i64,
 ) -> Result<(), IncidentError> {
     outbox.set_scaled();
+    outbox.await_ownership();
     let handed = outbox.hand_off_all(now)?;
     metrics.record_handed(&handed);
     if handed.total() > 0 {
@@ -88,6 +89,7 @@ impl IncidentManager {
             *o = Some(keep);
         }
         self.outbox.set_scaled();
+        self.outbox.note_owning();
         if out.values().any(|l| !l.incidents.is_empty()) {
             self.outbox.note_moved();
         }
@@ -140,9 +142,9 @@ impl IncidentManager {
         let ownership = Ownership::new(partitions, owned.iter().copied());
         self.outbox.set_scaled();
         let given_up = self.give_up(|route, labels| !ownership.owns(route, labels))?;
-        if !given_up.is_empty() {
-            self.outbox.note_moved();
-        }
+        // What is stored now is this instance's: re-pushes may begin.
+        self.outbox.note_owning();
+        self.outbox.note_moved();
         if let Ok(mut o) = self.ownership.lock() {
             *o = Some(ownership.clone());
         }
@@ -195,6 +197,7 @@ impl IncidentManager {
         belongs: impl Fn(&str, &Labels) -> bool,
     ) -> Result<usize, IncidentError> {
         let mut taken = Moved::default();
+        let arriving = !incidents.is_empty();
         self.step(|lc, ch, tx, _| {
             for (inc, heard) in incidents {
                 for r in &heard {
@@ -210,7 +213,13 @@ impl IncidentManager {
             Ok(())
         })?;
         self.metrics.record_taken_over(&taken);
-        if taken.total() > 0 {
+        self.outbox.note_owning();
+        if arriving {
+            // An Alertmanager worker re-pushes the incidents it now holds
+            // (their previous owner's last push ends at its `endsAt`).
+            self.outbox.note_moved();
+        }
+        if taken.total() > 0 || arriving {
             if let Ok(r) = self.receivers.lock() {
                 r.wake_all();
             }

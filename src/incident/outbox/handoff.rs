@@ -15,8 +15,11 @@ use std::sync::atomic::Ordering;
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use super::super::lifecycle::Incident;
+use super::super::model::{primary_index, summary, Action, Notification, Reason};
 use super::{Outbox, OutboxError, Tx};
 use crate::alert::Labels;
+use crate::config::Severity;
 
 /// The reason a handed row keeps (`outbox list` shows it).
 pub(crate) const HANDED: &str =
@@ -73,6 +76,50 @@ impl Moved {
     }
 }
 
+/// An open incident as it stands, as a progress update would show it (its
+/// current severity and alerts; the time of its latest change): what a
+/// re-push shows of an incident whose latest notification went out from
+/// another instance.
+fn view(inc: &Incident) -> Notification {
+    let any_active = inc.alerts.iter().any(|a| a.active);
+    let severity = inc
+        .alerts
+        .iter()
+        .filter(|a| a.active || !any_active)
+        .map(|a| a.severity)
+        .max()
+        .unwrap_or(Severity::Info);
+    let at = inc
+        .alerts
+        .iter()
+        .flat_map(|a| {
+            [a.started_at, a.fired_at, a.resolved_at.unwrap_or(i64::MIN)]
+                .into_iter()
+                .chain(a.superseded_at.iter().copied())
+        })
+        .max()
+        .unwrap_or(inc.started_at);
+    let mut n = Notification {
+        dedup_key: inc.key.clone(),
+        action: Action::Update,
+        seq: inc.seq,
+        reason: Reason::Progress,
+        route: inc.route.clone(),
+        labels: inc.labels.clone(),
+        severity,
+        at,
+        started_at: inc.started_at,
+        resolved_at: None,
+        primary: primary_index(&inc.alerts),
+        alerts: inc.alerts.clone(),
+        summary: String::new(),
+        ack: None,
+        since: None,
+    };
+    n.summary = summary(&n);
+    n
+}
+
 /// Where a stored notification's incident belongs: the fields of its body
 /// that decide the incident partition.
 #[derive(Deserialize)]
@@ -103,6 +150,73 @@ impl Outbox {
     /// Whether [`Outbox::set_scaled`] was called.
     pub(crate) fn is_scaled(&self) -> bool {
         self.scaled.load(Ordering::Acquire)
+    }
+
+    /// A scaled instance starting: the incidents stored here are not its
+    /// own until the group assigns it incident partitions (after a crash
+    /// they are the ones it held then, long moved on): nothing is re-pushed
+    /// to an Alertmanager until [`Outbox::note_owning`].
+    pub(crate) fn await_ownership(&self) {
+        self.owning.store(false, Ordering::Release);
+    }
+
+    /// The incidents stored here are this instance's (its incident
+    /// partitions are known).
+    pub(crate) fn note_owning(&self) {
+        self.owning.store(true, Ordering::Release);
+    }
+
+    /// What an Alertmanager re-push of a scaled instance repeats: every
+    /// incident it holds that `receiver` has heard of, here or through the
+    /// instance it came from. Its latest notification delivered here where
+    /// that is the incident's latest (or a silence muted those after it);
+    /// else the incident as it stands (an incident taken over with its
+    /// partition has no delivered row here, or only old ones from before it
+    /// went away and came back: re-pushing those would bring back a
+    /// severity it escalated from). None before the instance knows its
+    /// partitions.
+    pub(super) fn firing_held(&self, receiver: &str) -> Result<Vec<Notification>, OutboxError> {
+        if !self.owning.load(Ordering::Acquire) {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn()?;
+        let held: Vec<(String, String)> = {
+            let mut st = conn.prepare("SELECT key, state FROM incidents ORDER BY key")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut latest = conn.prepare_cached(
+            "SELECT seq, body FROM notifications WHERE receiver = ?1 AND incident = ?2
+               AND status = 'delivered' ORDER BY seq DESC LIMIT 1",
+        )?;
+        let mut muted_after = conn.prepare_cached(
+            "SELECT 1 FROM notifications WHERE receiver = ?1 AND incident = ?2
+               AND status = 'muted' AND seq > ?3 LIMIT 1",
+        )?;
+        let mut handed =
+            conn.prepare_cached("SELECT 1 FROM handed_over WHERE receiver = ?1 AND incident = ?2")?;
+        let corrupt = |what| move |source| OutboxError::Corrupt { what, source };
+        let mut out = Vec::new();
+        for (key, state) in held {
+            let inc: Incident = serde_json::from_str(&state).map_err(corrupt("incident"))?;
+            let delivered: Option<(u32, String)> = latest
+                .query_row(params![receiver, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let n = match delivered {
+                Some((seq, body))
+                    if seq >= inc.seq || muted_after.exists(params![receiver, key, seq])? =>
+                {
+                    serde_json::from_str::<Notification>(&body).map_err(corrupt("notification"))?
+                }
+                Some(_) => view(&inc),
+                None if inc.opened && handed.exists(params![receiver, key])? => view(&inc),
+                None => continue,
+            };
+            if n.action != Action::Resolve {
+                out.push(n);
+            }
+        }
+        Ok(out)
     }
 
     /// Marks everything queued handed (an instance of a scaled group that

@@ -194,16 +194,19 @@ impl Outbox {
     /// — unless its resolve was refused, dead-lettered, muted or superseded:
     /// such an incident is over, and is left to end at its last `endsAt`.
     ///
-    /// Of a scaled instance's outbox, only the incidents it holds: one that
-    /// went to another instance is re-pushed (and resolved) by that one —
-    /// re-pushed from here too, it came back firing after its resolve.
+    /// Of a scaled instance's outbox, only the incidents it holds, as
+    /// [`Outbox::firing_held`] shows them: one that went to another instance
+    /// is re-pushed (and resolved) by that one — re-pushed from here too,
+    /// it came back firing after its resolve.
     pub(crate) fn firing(&self, receiver: &str) -> Result<Vec<Notification>, OutboxError> {
+        if self.is_scaled() {
+            return self.firing_held(receiver);
+        }
         let conn = self.conn()?;
         let mut st = conn.prepare(FIRING)?;
         let bodies: Vec<String> = st
             .query_map(params![receiver], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
-        let mut held = conn.prepare_cached("SELECT 1 FROM incidents WHERE key = ?1")?;
         let mut out = Vec::with_capacity(bodies.len());
         for b in &bodies {
             let n: Notification =
@@ -211,9 +214,6 @@ impl Outbox {
                     what: "notification",
                     source,
                 })?;
-            if self.is_scaled() && !held.exists(params![n.dedup_key])? {
-                continue;
-            }
             out.push(n);
         }
         Ok(out)

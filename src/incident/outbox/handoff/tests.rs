@@ -272,12 +272,7 @@ fn a_scaled_outbox_re_pushes_only_the_incidents_it_holds() {
     for row in ob.due("am", 10, 10).unwrap() {
         ob.finish(row.id, Status::Delivered, 1, None, 6).unwrap();
     }
-    ob.conn()
-        .unwrap()
-        .execute(
-            "INSERT INTO incidents (key, state) VALUES ('product/product=p1/1000', '{}')",
-            [],
-        )
+    ob.transaction(6, |tx| tx.save_incident(&incident("p1", 1)))
         .unwrap();
     assert_eq!(ob.firing("am").unwrap().len(), 2, "one instance: both");
     let before = ob.handed_generation();
@@ -287,6 +282,72 @@ fn a_scaled_outbox_re_pushes_only_the_incidents_it_holds() {
     let firing = ob.firing("am").unwrap();
     assert_eq!(firing.len(), 1);
     assert!(firing[0].dedup_key.contains("p1"));
+    // Its latest notification went out from here: that one is repeated.
+    assert_eq!(firing[0].action, Action::Open);
+}
+
+/// An incident held without its latest notification delivered here (taken
+/// over with its partition, heard through the instance it came from, or
+/// back here after newer notifications went out elsewhere) is re-pushed as
+/// it stands; one this receiver never heard of is not; and a scaled
+/// instance that does not know its partitions yet (a restart after a
+/// crash, its stored incidents long moved on) re-pushes nothing.
+#[test]
+fn a_scaled_outbox_re_pushes_taken_over_incidents_as_they_stand() {
+    let d = tempfile::tempdir().unwrap();
+    let ob = Outbox::open(d.path()).unwrap();
+    ob.set_scaled();
+    ob.await_ownership();
+    ob.transaction(5, |tx| {
+        // p1: taken over, heard through its previous owner.
+        tx.save_incident(&incident("p1", 4))?;
+        tx.hand_over("am", "product/product=p1/1000")?;
+        // p2: taken over, this receiver never heard of it.
+        tx.save_incident(&incident("p2", 2))?;
+        // p3: its open delivered here, two notifications since elsewhere.
+        tx.save_incident(&incident("p3", 3))?;
+        tx.enqueue("am", &note("p3", 1, Action::Open), Status::Pending)
+    })
+    .unwrap();
+    for row in ob.due("am", 10, 10).unwrap() {
+        ob.finish(row.id, Status::Delivered, 1, None, 6).unwrap();
+    }
+    assert!(
+        ob.firing("am").unwrap().is_empty(),
+        "nothing before the partitions are known"
+    );
+    ob.note_owning();
+    let firing = ob.firing("am").unwrap();
+    let got: Vec<(String, u32, Action)> = firing
+        .iter()
+        .map(|n| (n.dedup_key.clone(), n.seq, n.action))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("product/product=p1/1000".to_string(), 4, Action::Update),
+            ("product/product=p3/1000".to_string(), 3, Action::Update),
+        ]
+    );
+    assert!(firing.iter().all(|n| n.resolved_at.is_none()));
+}
+
+fn incident(product: &str, seq: u32) -> crate::incident::lifecycle::Incident {
+    crate::incident::lifecycle::Incident {
+        key: format!("product/product={product}/1000"),
+        route: "product".into(),
+        labels: vec![("product".into(), product.into())],
+        started_at: 1000,
+        open_at: 1000,
+        opened: true,
+        seq,
+        next_update_at: None,
+        alerts: Vec::new(),
+        acknowledged: false,
+        quiet: 0,
+        held: None,
+        shown_peaks: Default::default(),
+    }
 }
 
 #[derive(Debug, Clone)]
