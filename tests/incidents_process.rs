@@ -1210,3 +1210,85 @@ async fn a_later_part_retires_the_earlier_part_s_alerts_once_it_passes_them() {
         router[1]
     );
 }
+
+/// Parts that overlap in time (split by product, or logs that overlap at
+/// rotation): the second part's transitions come before the first part's
+/// end, where the first part's incident had sent progress updates. Its
+/// alerts are retired no earlier than its latest notification: a resolve is
+/// never dated before an update the receivers already have (a review found
+/// one dated 28 minutes before the update sent ahead of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlapping_part_never_dates_a_resolve_before_an_update_sent() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(202));
+    let dir = tempfile::tempdir().unwrap();
+    let line = |id: &str, product: &str, ts: i64| {
+        format!(
+            r#"{{"id":"{id}","type":"complaint","ts":{ts},"attrs":{{"product":"{product}","region":"eu-west","channel":"social","category":"safety"}}}}"#
+        )
+    };
+    // Part one: router-x complaints every 20 s for two hours (its alerts
+    // fire all along; an update every 10 minutes).
+    let first: Vec<String> = (0..360)
+        .map(|i| line(&format!("r{i}"), "router-x", T0 + i * 20_000))
+        .collect();
+    // Part two, over the same hours and after: a kettle crisis 30 minutes
+    // in, then a quiet hour.
+    let mut second: Vec<String> = (0..12)
+        .map(|i| line(&format!("k{i}"), "kettle", T0 + 1_800_000 + i * 10_000))
+        .collect();
+    second.push(line("late", "other", T0 + 3 * 3_600_000));
+    let (p1, p2) = (dir.path().join("p1.jsonl"), dir.path().join("p2.jsonl"));
+    std::fs::write(&p1, first.join("\n") + "\n").unwrap();
+    std::fs::write(&p2, second.join("\n") + "\n").unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &generic_receiver("hook", &rx.url(), r#"backoff_initial = "100ms""#),
+        "",
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "update_interval = \"0\"",
+        "update_interval = \"10m\"",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    for part in [&p1, &p2] {
+        let out = replay_cli(cfg.to_str().unwrap(), part.to_str().unwrap());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let docs: Vec<Value> = rx.accepted().iter().map(|r| r.json()).collect();
+    let router: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["dedup_key"].as_str().unwrap_or("").contains("router-x"))
+        .collect();
+    let time = |d: &Value| {
+        chrono::DateTime::parse_from_rfc3339(d["at"].as_str().unwrap_or_else(|| panic!("{d}")))
+            .unwrap()
+            .timestamp_millis()
+    };
+    let updates = router.iter().filter(|d| d["action"] == "update").count();
+    assert!(
+        updates >= 10,
+        "progress updates through part one: {updates}"
+    );
+    let resolve = router
+        .iter()
+        .find(|d| d["action"] == "resolve")
+        .expect("router-x resolves");
+    assert_eq!(resolve["reason"], "alert_gone", "{resolve}");
+    let last_before = router
+        .iter()
+        .filter(|d| d["seq"].as_u64() < resolve["seq"].as_u64())
+        .map(|d| time(d))
+        .max()
+        .unwrap();
+    assert!(
+        time(resolve) >= last_before,
+        "the resolve ({}) is dated before an update sent ahead of it ({last_before})",
+        time(resolve)
+    );
+}

@@ -65,12 +65,14 @@ impl Commands {
                     .filter(|e| !e.message.starts_with(crate::config::MORE_ERRORS))
                     .count();
                 let more = n < errors.len();
-                crate::say!(
-                    "{}: {}{n} error(s){}",
-                    path.display(),
-                    if more { "more than " } else { "" },
-                    if more { ", the first shown" } else { "" }
-                );
+                if more {
+                    crate::say!(
+                        "{}: more than {n} error(s), the first {n} shown",
+                        path.display()
+                    );
+                } else {
+                    crate::say!("{}: {n} error(s)", path.display());
+                }
                 if errors.iter().any(|e| e.path == "tests") {
                     crate::say!(
                         "  (a [[tests]] table: this looks like a `crisiswatch test-rules` file; run `crisiswatch test-rules {}`)",

@@ -183,10 +183,20 @@ fn inspect(
     }
     // A damaged store: say what to do about it, not only SQLite's words.
     let damaged = |e: &dyn std::fmt::Display| {
-        anyhow::anyhow!(
-            "{e}\n(the store cannot be read; `run` consumes nothing while it cannot load it. \
-             `crisiswatch state --config <file> reset` removes it, and the service starts empty)"
-        )
+        let text = e.to_string();
+        // Only for a damaged file: a permission or a busy database is not
+        // one, and the advice would delete a healthy checkpoint.
+        let broken = ["not a database", "malformed", "checksum", "corrupt"]
+            .iter()
+            .any(|w| text.contains(w));
+        if broken && !text.contains("state reset") {
+            anyhow::anyhow!(
+                "{text}\n(the store is damaged; `run` consumes nothing while it cannot load it. \
+                 `crisiswatch state --config <file> reset` removes it, and the service starts empty)"
+            )
+        } else {
+            anyhow::anyhow!("{text}")
+        }
     };
     let store = StateStore::open(dir).map_err(|e| damaged(&e))?;
     let Some(cp) = store.load().map_err(|e| damaged(&e))? else {

@@ -24,17 +24,19 @@ fn fmt_apart(v: Option<f64>, other: f64) -> String {
     let Some(x) = v else {
         return fmt_value(None);
     };
-    let mut d = 3;
     let at = |y: f64, d: usize| {
-        if d <= 3 {
+        if d == 0 {
             fmt_value(Some(y))
         } else {
             format!("{y:.d$}")
         }
     };
-    while d < 8 && x != other && at(x, d) == at(other, d) {
-        d += 1;
-    }
+    let alike = |d: usize| x != other && at(x, d) == at(other, d);
+    let d = if alike(0) {
+        (1..8).find(|&d| !alike(d)).unwrap_or(8)
+    } else {
+        0
+    };
     at(x, d)
 }
 

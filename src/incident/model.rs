@@ -290,9 +290,10 @@ pub fn fmt_value(v: Option<f64>) -> String {
     }
 }
 
-/// `v` with `d` decimals where [`fmt_value`]'s three would not do.
+/// `v` as [`fmt_value`] shows it (`d` 0), or with `d` decimals where that
+/// would not do.
 fn fmt_prec(v: f64, d: usize) -> String {
-    if d <= 3 {
+    if d == 0 {
         fmt_value(Some(v))
     } else {
         format!("{v:.d$}")
@@ -300,19 +301,19 @@ fn fmt_prec(v: f64, d: usize) -> String {
 }
 
 /// The decimals that show `v` apart from each of `refs` it differs from (a
-/// value of 0.10034 is not "0.100, above the threshold 0.100"): three, or
-/// up to eight where those print alike.
+/// value of 0.10034 is not "0.100, above the threshold 0.100"; 150.4 is not
+/// "150" beside a threshold of 150): 0 for [`fmt_value`]'s own form, else
+/// the fewest, up to eight, that tell them apart.
 fn precision(v: Option<f64>, refs: &[f64]) -> usize {
-    let Some(v) = v else { return 3 };
-    let mut d = 3;
-    while d < 8
-        && refs
-            .iter()
+    let Some(v) = v else { return 0 };
+    let alike = |d: usize| {
+        refs.iter()
             .any(|&r| r != v && fmt_prec(v, d) == fmt_prec(r, d))
-    {
-        d += 1;
+    };
+    if !alike(0) {
+        return 0;
     }
-    d
+    (1..8).find(|&d| !alike(d)).unwrap_or(8)
 }
 
 fn fmt_duration(ms: i64) -> String {

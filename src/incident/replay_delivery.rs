@@ -10,11 +10,13 @@
 //!
 //! Like the live service at its start, a replay first applies what
 //! operators and responders asked for offline (`crisiswatch incident close`,
-//! `incident ack`); and at its end, alerts of open incidents that its
-//! engine does not have — a history replayed in parts into one data
-//! directory: the engine of the second part never saw the first part's
-//! alerts, which could then never resolve — leave their incidents
-//! (`alert_gone`), as `run` retires them.
+//! `incident ack`); and alerts of open incidents that its engine does not
+//! have — a history replayed in parts into one data directory: the engine
+//! of the second part never saw the first part's alerts, which could then
+//! never resolve — leave their incidents (`alert_gone`), as `run` retires
+//! them: once its transitions are past the time the engine could still
+//! derive them again and past the incident's latest notification, or at
+//! the end of the input.
 //!
 //! The summary counts what became of this run's notifications (those it
 //! queued and those left queued by an earlier run) from the outbox: delivered,
@@ -55,7 +57,10 @@ pub struct ReplayDelivery {
     /// `allowed_lateness`: the events that would start it again are late
     /// there, so a transition later than that means the engine will never
     /// have it — also with events later than `allowed_lateness` in the
-    /// input, whose transitions come out of time order). It then leaves its
+    /// input, whose transitions come out of time order), and never before
+    /// the incident's latest notification (parts that overlap in time: a
+    /// resolve is not dated before an update the receivers already have).
+    /// It then leaves its
     /// incident, as `run` retires alerts its engine does not have once the
     /// clock passes them (a history replayed in parts: the second part never
     /// sees the first part's alerts, whose incident sent "still firing" with
@@ -204,7 +209,7 @@ impl ReplayDelivery {
         }
         let lateness = cfg.engine.allowed_lateness.as_ms();
         let inherited: HashMap<String, i64> = manager
-            .active_alerts()
+            .active_alerts()?
             .into_iter()
             .map(|(k, end)| (k, end.saturating_add(lateness)))
             .collect();

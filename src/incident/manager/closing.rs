@@ -5,7 +5,7 @@
 //! [`Lifecycle::retire`](super::lifecycle::Lifecycle::retire)) — and firing
 //! alerts an outbox never heard of ([`IncidentManager::adopt_firing`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::super::model::{AlertEvidence, Reason};
 use super::{IncidentError, IncidentManager};
@@ -100,27 +100,46 @@ impl IncidentManager {
         self.retire_where(gone, at)
     }
 
-    /// The active alerts of the open incidents: each one's dedup key and
-    /// the end of its first window (its breach's start plus its window: an
-    /// engine past that, plus its lateness, can no longer derive it again,
-    /// since older events are late there).
-    pub(crate) fn active_alerts(&self) -> Vec<(String, i64)> {
-        self.lifecycle
+    /// The active alerts of the open incidents: each one's dedup key and a
+    /// time before which its engine may still derive it again: the end of
+    /// its first window (its breach's start plus its window: older events
+    /// are late past that, with the engine's lateness on top), and no
+    /// earlier than the incident's latest notification (an earlier run
+    /// reached that far; a later input that overlaps it in time must not
+    /// end the incident before what the receivers were already told).
+    pub(crate) fn active_alerts(&self) -> Result<Vec<(String, i64)>, IncidentError> {
+        let alerts: Vec<(String, String, i64)> = self
+            .lifecycle
             .lock()
             .map(|l| {
                 l.incidents()
                     .values()
-                    .flat_map(|i| i.alerts.iter())
-                    .filter(|a| a.active)
-                    .map(|a| {
+                    .flat_map(|i| i.alerts.iter().map(move |a| (i, a)))
+                    .filter(|(_, a)| a.active)
+                    .map(|(i, a)| {
                         (
+                            i.key.clone(),
                             a.dedup_key.clone(),
                             a.started_at.saturating_add(a.window_ms),
                         )
                     })
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let mut last: HashMap<String, Option<i64>> = HashMap::new();
+        let mut out = Vec::with_capacity(alerts.len());
+        for (incident, alert, end) in alerts {
+            let told = match last.get(&incident) {
+                Some(&t) => t,
+                None => {
+                    let t = self.outbox.last_notified_at(&incident)?;
+                    last.insert(incident, t);
+                    t
+                }
+            };
+            out.push((alert, told.map_or(end, |t| t.max(end))));
+        }
+        Ok(out)
     }
 
     /// The active alerts `gone` picks leave their incidents; incidents left

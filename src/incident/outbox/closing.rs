@@ -7,7 +7,7 @@
 //! transaction that queues the incident's `resolve` and marks the request
 //! done. A request made while no service runs is applied at the next start.
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::{Outbox, OutboxError, Tx};
@@ -100,5 +100,25 @@ impl Tx<'_> {
             params![self.now, outcome, id],
         )?;
         Ok(())
+    }
+}
+
+impl Outbox {
+    /// The event time of the latest notification of `incident` (what an
+    /// earlier run told the receivers last), if it has any.
+    pub(crate) fn last_notified_at(&self, incident: &str) -> Result<Option<i64>, OutboxError> {
+        let conn = self.conn()?;
+        let body: Option<String> = conn
+            .query_row(
+                "SELECT body FROM notifications WHERE incident = ?1 ORDER BY seq DESC LIMIT 1",
+                params![incident],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(body.and_then(|b| {
+            serde_json::from_str::<serde_json::Value>(&b)
+                .ok()
+                .and_then(|v| v["at"].as_i64())
+        }))
     }
 }

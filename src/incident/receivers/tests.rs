@@ -328,6 +328,14 @@ fn the_summary_tells_the_truth_about_the_value_and_the_threshold() {
         s.contains("is 0.1003, above the warning threshold 0.1000 over"),
         "{s}"
     );
+    n.alerts[0].threshold = 150.0;
+    n.alerts[0].clear = 100.0;
+    n.alerts[0].value = Some(150.4);
+    let s = super::super::model::summary(&n);
+    assert!(
+        s.contains("is 150.4, above the warning threshold 150.0 over"),
+        "{s}"
+    );
 }
 
 /// A body's `links` are the headline rule's, never another rule's: with the
