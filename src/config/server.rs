@@ -72,12 +72,17 @@ impl ServerConfig {
     }
 
     /// The console's base URL ([`ServerConfig::external_url`], else one
-    /// made from `listen`; `None` when neither is set), with no trailing `/`.
+    /// made from `listen`; `None` when neither is set, or `listen` takes any
+    /// free port — port 0 names no address anyone can open), with no
+    /// trailing `/`.
     pub(crate) fn console_url(&self) -> Option<String> {
         if let Some(u) = &self.external_url {
             return Some(u.trim_end_matches('/').to_string());
         }
         let addr: std::net::SocketAddr = self.listen.parse().ok()?;
+        if addr.port() == 0 {
+            return None;
+        }
         let host = if addr.ip().is_unspecified() {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .ok()

@@ -563,6 +563,14 @@ fn the_console_url_is_the_external_url_or_made_from_listen() {
         "{url}"
     );
     assert_eq!(cfg("[server]\nlisten = \"\"\n").server.console_url(), None);
+    // Any free port: no address anyone could open (Alertmanager's
+    // generatorURL pointed at port 0).
+    assert_eq!(
+        cfg("[server]\nlisten = \"127.0.0.1:0\"\n")
+            .server
+            .console_url(),
+        None
+    );
 }
 
 /// Alertmanager's `generatorURL` falls back to the console only where it is
