@@ -275,6 +275,8 @@ fn node<'t>(tree: &'t toml::Value, path: &str) -> Option<&'t toml::Value> {
 pub(super) fn lookup(tree: &toml::Value, path: &str) -> Option<String> {
     Some(match node(tree, path)? {
         toml::Value::String(s) => s.clone(),
+        // As written (through serde it is a private table).
+        toml::Value::Datetime(d) => d.to_string(),
         // A table or array quoted whole: credentials in it hidden.
         other => super::super::properties::redact_value(other).to_string(),
     })

@@ -364,6 +364,14 @@ fn a_non_string_value_is_shown_as_written() {
             .any(|s| s.starts_with("engine.max_future_skew = 5: ")),
         "{shown:?}"
     );
+    let e = errors("[engine]\nmax_future_skew = 1979-05-27T07:32:00Z\n");
+    let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.starts_with("engine.max_future_skew = 1979-05-27T07:32:00Z: ")),
+        "{shown:?}"
+    );
     let e = errors("[engine]\nmax_future_skew = \"5q\"\n");
     let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
     assert!(
