@@ -985,13 +985,48 @@ fn an_alertmanager_keeps_a_moved_incident_firing_and_gets_no_stale_one_back() {
     );
     // (1) A third member joins: every partition is revoked and assigned again.
     let c = Service::start(dir.path(), "c", &cfg_of("c"));
+    // The rebalance done: every incident partition owned again, c holding
+    // one. (While the group rebalances nobody owns the incident, and with
+    // a 1 s `resend_interval` Alertmanager may end it meanwhile: its new
+    // owner pushes it again as it takes it over.)
+    let owned = |s: &Service| {
+        s.metric("crisiswatch_scale_owned_partitions{kind=\"incident\"}")
+            .unwrap_or(0.0)
+    };
+    // Settled: the same shares for 2 s, every partition owned, c one.
+    let mut seen = Vec::new();
     wait_until(
-        Duration::from_secs(60),
-        "c owns an incident partition",
+        Duration::from_secs(90),
+        "the three members own every incident partition, c one, for 2 s",
         || {
-            c.metric("crisiswatch_scale_owned_partitions{kind=\"incident\"}")
-                .unwrap_or(0.0)
-                >= 1.0
+            let now = (owned(&a), owned(&b), owned(&c));
+            seen.push(now);
+            std::thread::sleep(Duration::from_millis(400));
+            let n = seen.len();
+            n >= 5
+                && seen[n - 5..].iter().all(|s| *s == now)
+                && now.2 >= 1.0
+                && now.0 + now.1 + now.2 == 3.0
+        },
+    );
+    // Its owner since the rebalance has pushed it (Alertmanager's
+    // `updatedAt` moves with every push).
+    let settled = chrono::Utc::now();
+    wait_until(
+        Duration::from_secs(30),
+        "the p3 incident is pushed again after the rebalance",
+        || {
+            am.active().is_some_and(|list| {
+                list.iter().any(|a| {
+                    a["labels"]["incident"]
+                        .as_str()
+                        .is_some_and(|i| i.contains("p3"))
+                        && a["updatedAt"]
+                            .as_str()
+                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                            .is_some_and(|t| t > settled)
+                })
+            })
         },
     );
     // Well past 4 s after any push from before the rebalance.
