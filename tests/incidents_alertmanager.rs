@@ -3,88 +3,21 @@
 //! the alert shows while firing, is re-pushed as Prometheus does, and resolves.
 
 mod incidents_support;
+mod kafka_support;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crisiswatch::alert::State;
 use crisiswatch::config::Severity;
 use crisiswatch::incident::{IncidentManager, ManagerOptions};
 use incidents_support::*;
+use kafka_support::alertmanager::Alertmanager;
 use serde_json::Value;
 
-const AM: &str = "prometheus-alertmanager";
-
-struct Alertmanager {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_alertmanager() -> Alertmanager {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(AM).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{AM} is not installed: run scripts/install-test-deps.sh (apt-get install -y prometheus-alertmanager)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &cfg,
-        "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n",
-    )
-    .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(AM)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Alertmanager {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    }
-}
-
-/// A started Alertmanager once it answers ready, and a client.
+/// A started Alertmanager (it answers ready), and a client.
 async fn ready_alertmanager() -> (Alertmanager, reqwest::Client) {
-    let am = start_alertmanager();
-    let c = reqwest::Client::new();
-    let ready = Instant::now() + Duration::from_secs(30);
-    while c
-        .get(format!("{}/-/ready", am.url))
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .ok()
-        != Some(true)
-    {
-        assert!(Instant::now() < ready, "Alertmanager did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (am, c)
+    // Blocks while it starts (well under a second): before any task runs.
+    (Alertmanager::start(), reqwest::Client::new())
 }
 
 async fn alerts(c: &reqwest::Client, am: &str) -> Option<Vec<Value>> {
@@ -140,7 +73,7 @@ kind = "alertmanager"
 url = "{}"
 delivery = {{ resend_interval = "1s" }}
 "#,
-        am.url
+        am.url()
     ));
     let reg = prometheus::Registry::new();
     let m = IncidentManager::open(&cfg, &reg, dir.path(), ManagerOptions::default()).unwrap();
@@ -169,7 +102,7 @@ delivery = {{ resend_interval = "1s" }}
         now,
     )
     .unwrap();
-    let first = until(&c, &am.url, "router-x firing", |l| {
+    let first = until(&c, &am.url(), "router-x firing", |l| {
         find(l, "router-x").cloned()
     })
     .await;
@@ -190,7 +123,7 @@ delivery = {{ resend_interval = "1s" }}
     assert_eq!(first["generatorURL"], "https://runbooks.example.com/rate");
     // Re-sent while firing: endsAt keeps moving ahead.
     let ends0 = first["endsAt"].as_str().unwrap().to_string();
-    until(&c, &am.url, "a re-push moving endsAt", |l| {
+    until(&c, &am.url(), "a re-push moving endsAt", |l| {
         find(l, "router-x")
             .filter(|a| a["endsAt"].as_str().unwrap() > ends0.as_str())
             .map(|_| ())
@@ -210,7 +143,7 @@ delivery = {{ resend_interval = "1s" }}
         at,
     )
     .unwrap();
-    until(&c, &am.url, "router-x resolved", |l| {
+    until(&c, &am.url(), "router-x resolved", |l| {
         find(l, "router-x").is_none().then_some(())
     })
     .await;
@@ -229,7 +162,7 @@ delivery = {{ resend_interval = "1s" }}
         assert!(Instant::now() < deadline, "no re-push of phone-y");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let list = alerts(&c, &am.url).await.unwrap();
+    let list = alerts(&c, &am.url()).await.unwrap();
     assert!(
         find(&list, "router-x").is_none(),
         "a re-push does not bring a resolved alert back"
@@ -261,7 +194,7 @@ kind = "alertmanager"
 url = "{}"
 delivery = {{ resend_interval = "10m" }}
 "#,
-        am.url
+        am.url()
     ));
     let reg = prometheus::Registry::new();
     let m = IncidentManager::open(&cfg, &reg, dir.path(), ManagerOptions::default()).unwrap();
@@ -286,7 +219,7 @@ delivery = {{ resend_interval = "10m" }}
             .filter(|a| a["labels"]["product"] == "phone-y" && a["labels"]["severity"] == sev)
             .count()
     };
-    until(&c, &am.url, "phone-y firing at warning", |l| {
+    until(&c, &am.url(), "phone-y firing at warning", |l| {
         (firing(l, "warning") == 1).then_some(())
     })
     .await;
@@ -307,7 +240,7 @@ delivery = {{ resend_interval = "10m" }}
     .unwrap();
     let list = until(
         &c,
-        &am.url,
+        &am.url(),
         "phone-y critical, its warning copy ended",
         |l| (firing(l, "critical") == 1 && firing(l, "warning") == 0).then(|| l.to_vec()),
     )

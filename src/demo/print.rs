@@ -9,35 +9,16 @@ use super::DemoReport;
 use crate::alert::{State, Transition};
 use crate::engine::Engine;
 use crate::event::format_ts;
-
-fn fmt_value(v: Option<f64>) -> String {
-    match v {
-        None => "n/a".to_string(),
-        Some(v) if v.abs() >= 100.0 || v == v.trunc() => format!("{v:.0}"),
-        Some(v) => format!("{v:.3}"),
-    }
-}
+use crate::incident::model::{fmt_prec, fmt_value, precision};
 
 /// `v` with enough decimals to show it apart from `other` when they differ
-/// (a value of 0.10034 is not printed as its threshold 0.100).
+/// (a value of 0.10034 is not printed as its threshold 0.100), as the
+/// incident summaries do.
 fn fmt_apart(v: Option<f64>, other: f64) -> String {
-    let Some(x) = v else {
-        return fmt_value(None);
-    };
-    let at = |y: f64, d: usize| {
-        if d == 0 {
-            fmt_value(Some(y))
-        } else {
-            format!("{y:.d$}")
-        }
-    };
-    let alike = |d: usize| x != other && at(x, d) == at(other, d);
-    let d = if alike(0) {
-        (1..8).find(|&d| !alike(d)).unwrap_or(8)
-    } else {
-        0
-    };
-    at(x, d)
+    match v {
+        None => fmt_value(None),
+        Some(x) => fmt_prec(x, precision(v, &[other])),
+    }
 }
 
 fn short_ts(ms: i64) -> String {

@@ -559,14 +559,7 @@ fn emit_showing(
     }
     inc.next_update_at =
         (interval > 0 && action != Action::Resolve).then(|| at.saturating_add(interval));
-    let any_active = inc.alerts.iter().any(|a| a.active);
-    let severity = inc
-        .alerts
-        .iter()
-        .filter(|a| a.active || !any_active)
-        .map(|a| a.severity)
-        .max()
-        .unwrap_or(Severity::Info);
+    let severity = model::incident_severity(&inc.alerts);
     let mut n = Notification {
         dedup_key: inc.key.clone(),
         action,

@@ -254,6 +254,18 @@ pub(crate) fn bounded_key(key: &str, tail_ms: i64, max: usize) -> String {
     format!("{}~{hash}{tail}", &key[..end])
 }
 
+/// An incident's severity: the highest of its active alerts, or of all of
+/// them once none is active (`Info` without alerts).
+pub(crate) fn incident_severity(alerts: &[AlertEvidence]) -> Severity {
+    let any_active = alerts.iter().any(|a| a.active);
+    alerts
+        .iter()
+        .filter(|a| a.active || !any_active)
+        .map(|a| a.severity)
+        .max()
+        .unwrap_or(Severity::Info)
+}
+
 /// Index of the headline alert of `alerts`.
 pub(crate) fn primary_index(alerts: &[AlertEvidence]) -> usize {
     let any_active = alerts.iter().any(|a| a.active);
@@ -292,7 +304,7 @@ pub fn fmt_value(v: Option<f64>) -> String {
 
 /// `v` as [`fmt_value`] shows it (`d` 0), or with `d` decimals where that
 /// would not do.
-fn fmt_prec(v: f64, d: usize) -> String {
+pub(crate) fn fmt_prec(v: f64, d: usize) -> String {
     if d == 0 {
         fmt_value(Some(v))
     } else {
@@ -304,7 +316,7 @@ fn fmt_prec(v: f64, d: usize) -> String {
 /// value of 0.10034 is not "0.100, above the threshold 0.100"; 150.4 is not
 /// "150" beside a threshold of 150): 0 for [`fmt_value`]'s own form, else
 /// the fewest, up to eight, that tell them apart.
-fn precision(v: Option<f64>, refs: &[f64]) -> usize {
+pub(crate) fn precision(v: Option<f64>, refs: &[f64]) -> usize {
     let Some(v) = v else { return 0 };
     let alike = |d: usize| {
         refs.iter()

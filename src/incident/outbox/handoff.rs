@@ -16,10 +16,11 @@ use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::super::lifecycle::Incident;
-use super::super::model::{primary_index, summary, Action, Notification, Reason};
+use super::super::model::{
+    incident_severity, primary_index, summary, Action, Notification, Reason,
+};
 use super::{Outbox, OutboxError, Tx};
 use crate::alert::Labels;
-use crate::config::Severity;
 
 /// The reason a handed row keeps (`outbox list` shows it).
 pub(crate) const HANDED: &str =
@@ -81,14 +82,7 @@ impl Moved {
 /// re-push shows of an incident whose latest notification went out from
 /// another instance.
 fn view(inc: &Incident) -> Notification {
-    let any_active = inc.alerts.iter().any(|a| a.active);
-    let severity = inc
-        .alerts
-        .iter()
-        .filter(|a| a.active || !any_active)
-        .map(|a| a.severity)
-        .max()
-        .unwrap_or(Severity::Info);
+    let severity = incident_severity(&inc.alerts);
     let at = inc
         .alerts
         .iter()
