@@ -1334,18 +1334,30 @@ fn a_rule_whose_second_selector_nothing_feeds_is_named() {
     }
 }
 
-/// Values written in another case than a selector names them are named:
-/// selectors compare exactly, so a producer writing `"Social"` leaves
-/// `social_spike` without those complaints. The generated day has none.
+/// Values written in another case than a selector names them, or padded
+/// with spaces, are named: selectors compare exactly, so a producer writing
+/// `"Social"` leaves `social_spike` without those complaints, and one
+/// writing `"complaint "` every rule on complaints. The generated day has
+/// none.
 #[test]
 fn values_in_another_case_than_a_selector_names_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let (day, _) = generate(dir.path());
     let all = std::fs::read_to_string(&day).unwrap();
     let mut n = 0;
+    let mut complaints = 0;
     let shouted: String = all
         .lines()
         .map(|l| {
+            if l.contains("\"type\":\"complaint\"") {
+                complaints += 1;
+                if complaints % 50 == 0 {
+                    return format!(
+                        "{}\n",
+                        l.replace("\"type\":\"complaint\"", "\"type\":\"complaint \"")
+                    );
+                }
+            }
             if l.contains("\"channel\":\"social\"") {
                 n += 1;
                 if n % 2 == 0 {
@@ -1362,6 +1374,7 @@ fn values_in_another_case_than_a_selector_names_are_named() {
     let mixed = dir.path().join("mixed-case.jsonl");
     std::fs::write(&mixed, shouted).unwrap();
     let want = "have channel = \"Social\", which the selectors of rule(s) \"social_spike\"";
+    let padded = "have type = \"complaint \", which the selectors of rule(s) \"complaint_surge\", \"complaint_rate\"";
     let config = example();
     for (input, named) in [(s(&mixed), true), (s(&day), false)] {
         for tool in ["backtest", "replay"] {
@@ -1379,6 +1392,7 @@ fn values_in_another_case_than_a_selector_names_are_named() {
             }
             let err = String::from_utf8_lossy(&run(&args).stderr).into_owned();
             assert_eq!(err.contains(want), named, "{args:?}: {err}");
+            assert_eq!(err.contains(padded), named, "{args:?}: {err}");
         }
     }
 }

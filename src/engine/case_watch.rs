@@ -1,10 +1,14 @@
-//! History tools: values that a selector names in another letter case.
+//! History tools: values that a selector names in another form — another
+//! letter case, with spaces around it, or with other word separators.
 //! Selectors compare exactly, so a producer writing `"Social"` where a rule
 //! selects `"social"` leaves the rule unfed without a word (a field trial's
-//! social crisis never reached `social_spike`). When a history tool turns it
-//! on ([`Engine::watch_cases`]), every processed event's `type` and selected
+//! social crisis never reached `social_spike`); so does `"complaint "` (a
+//! padded export) or `"Product Quality"` where the rule names
+//! `"product_quality"`. When a history tool turns it on
+//! ([`Engine::watch_cases`]), every processed event's `type` and selected
 //! attributes are compared with the values the selectors name; the ones
-//! that differ only in case are counted and named at the end.
+//! that differ only in case, surrounding white space or separators (`-`,
+//! `_` and a space are one) are counted and named at the end.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +30,7 @@ pub(crate) struct CaseWatch {
     seen: BTreeMap<(String, String, String), u64>,
 }
 
-/// A value seen in another case than a selector names it.
+/// A value seen in another form than a selector names it (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CaseVariant {
     /// `type` or the attribute's name.
@@ -67,7 +71,7 @@ impl CaseWatch {
         w
     }
 
-    /// Counts `ev`'s values that a selector names in another case.
+    /// Counts `ev`'s values that a selector names in another form.
     #[inline]
     pub(crate) fn observe(&mut self, ev: &Event<'_>) {
         if self.named.is_empty() {
@@ -84,16 +88,15 @@ impl CaseWatch {
         let Some((_, named)) = self.named.iter().find(|(f, _)| f == field) else {
             return;
         };
-        // Most values are named exactly or differ in length from every name.
+        // Most values are named exactly or differ in length from every
+        // name (after trimming, which is free for a value without spaces).
+        let trimmed = value.trim();
         let mut variant = None;
         for n in named {
-            if n.len() != value.len() {
-                continue;
-            }
-            if n == value {
+            if n.len() == value.len() && n == value {
                 return;
             }
-            if variant.is_none() && n.eq_ignore_ascii_case(value) {
+            if variant.is_none() && n.len() == trimmed.len() && loosely_equal(n, trimmed) {
                 variant = Some(n);
             }
         }
@@ -133,6 +136,16 @@ impl CaseWatch {
             })
             .collect()
     }
+}
+
+/// Whether `a` and `b` (of equal length) differ only in ASCII letter case
+/// and in which of `-`, `_` and a space separates their words.
+fn loosely_equal(a: &str, b: &str) -> bool {
+    let fold = |c: u8| match c {
+        b'-' | b' ' => b'_',
+        c => c.to_ascii_lowercase(),
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
 /// The fields a selector matches, with their matches.
@@ -202,5 +215,63 @@ thresholds = { warning = 5.0 }
             ]
         );
         assert!(v.iter().all(|c| c.rules == vec!["social".to_string()]));
+    }
+
+    /// A padded value, or one with other word separators, is a variant too;
+    /// a value that merely shares letters, or is named exactly, is not.
+    #[test]
+    fn padded_values_and_other_separators_are_counted() {
+        let cfg = Config::from_toml_str(
+            r#"
+[[rules]]
+name = "quality"
+group_by = ["product"]
+window = "30m"
+indicator = { kind = "count", select = { type = "complaint", attrs = { category = ["product_quality", "safety"] } } }
+thresholds = { warning = 5.0 }
+"#,
+            &std::collections::HashMap::<String, String>::new(),
+        )
+        .unwrap();
+        let mut w = CaseWatch::new(&cfg.rules);
+        for (i, (kind, category)) in [
+            ("complaint", "product_quality"),
+            ("complaint ", "product_quality"),
+            ("\\tcomplaint", "safety"),
+            ("complaint", "Product Quality"),
+            ("complaint", "product-quality"),
+            ("complaint", " safety "),
+            ("complaint", "productquality"),
+            ("complaint", "product_quality_x"),
+            ("complaints", "safety"),
+            ("complaint", "saf ety"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let line = format!(
+                r#"{{"id":"e{i}","type":"{kind}","ts":1000,"attrs":{{"category":"{category}"}}}}"#
+            );
+            w.observe(&decode(line.as_bytes(), &DecodeLimits::default(), None).unwrap());
+        }
+        let got: Vec<(String, String, String, u64)> = w
+            .variants(&cfg.rules)
+            .into_iter()
+            .map(|c| (c.field, c.seen, c.named, c.events))
+            .collect();
+        let row = |f: &str, seen: &str, named: &str| (f.into(), seen.into(), named.into(), 1);
+        assert_eq!(
+            got,
+            vec![
+                row("category", " safety ", "safety"),
+                row("category", "Product Quality", "product_quality"),
+                row("category", "product-quality", "product_quality"),
+                row("type", "\tcomplaint", "complaint"),
+                row("type", "complaint ", "complaint"),
+            ]
+        );
+        assert!(loosely_equal("a-b c", "A_B_C"));
+        assert!(!loosely_equal("ab", "abc"));
+        assert!(!loosely_equal("a.b", "a_b"));
     }
 }
