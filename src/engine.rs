@@ -40,7 +40,7 @@ use crate::window::Shape;
 mod answer;
 mod apply;
 mod backlog;
-mod case_watch;
+pub(crate) mod case_watch;
 mod evaluate;
 mod key;
 mod pane;

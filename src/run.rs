@@ -168,6 +168,7 @@ pub async fn run(
         arrival: ArrivalDecode::new(
             *engine.limits(),
             k.topics.iter().map(|t| t.default_type.clone()).collect(),
+            &cfg.rules,
         ),
         delivered: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         backlog: std::sync::Mutex::new(std::collections::BTreeMap::new()),
@@ -383,7 +384,10 @@ async fn drive(
                     &crate::config::ProcessEnv,
                     Some(&incidents),
                 )
-                .map(|(summary, _)| summary);
+                .map(|(summary, cfg)| {
+                    stage.watch_forms(&cfg.rules);
+                    summary
+                });
                 state.admin.publish(crate::admin::snapshot(stage.engine()));
                 if let Some(tx) = req.reply {
                     let _ = tx.send(result);

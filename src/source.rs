@@ -31,6 +31,7 @@
 
 pub mod context;
 pub mod dlq;
+pub(crate) mod forms;
 pub mod health;
 pub(crate) mod identity;
 pub mod kafka;
@@ -255,6 +256,7 @@ impl Batch {
         limits: &DecodeLimits,
         default_types: &[Option<String>],
         now_ms: i64,
+        mut forms: Option<&mut forms::Forms>,
     ) {
         let Batch {
             buf,
@@ -271,13 +273,11 @@ impl Batch {
             let default_type = default_types
                 .get(usize::from(s.at.topic))
                 .and_then(|t| t.as_deref());
-            arrivals.push(decode_held(
-                raw,
-                limits,
-                Some(now_ms),
-                default_type,
-                &mut ev,
-            ));
+            let arrival = decode_held(raw, limits, Some(now_ms), default_type, &mut ev);
+            if let (Ok(_), Some(f)) = (&arrival, forms.as_deref_mut()) {
+                f.observe(&ev);
+            }
+            arrivals.push(arrival);
         }
         *decoded_with = Some(*limits);
     }
@@ -303,7 +303,8 @@ impl Batch {
         now_ms: i64,
     ) -> Vec<Arrival> {
         if self.decoded_with.as_ref() != Some(limits) || self.arrivals.len() != self.slots.len() {
-            self.decode(limits, default_types, now_ms);
+            // Looked at for other forms already, when first decoded.
+            self.decode(limits, default_types, now_ms, None);
         }
         self.decoded_with = None;
         std::mem::take(&mut self.arrivals)
@@ -399,7 +400,7 @@ mod tests {
         let limits = DecodeLimits::default();
         let mut b = batch();
         let want = direct(&b, &limits, &types);
-        b.decode(&limits, &types, 0);
+        b.decode(&limits, &types, 0, None);
         let got = b.take_arrivals(&limits, &types, 0);
         assert_eq!(shown(&got), want);
         // The second topic's default type; the first topic has none.
@@ -423,7 +424,7 @@ mod tests {
             ..before
         };
         let mut b = batch();
-        b.decode(&before, &types, 0);
+        b.decode(&before, &types, 0, None);
         let got = b.take_arrivals(&after, &types, 0);
         assert_eq!(shown(&got), direct(&b, &after, &types));
         assert!(got[1]

@@ -6,7 +6,7 @@ mod kafka_support;
 mod support;
 
 use kafka_support::broker::Broker;
-use kafka_support::client::{create_topics, produce};
+use kafka_support::client::{create_topics, produce, Out};
 use kafka_support::receiver::Receiver;
 use kafka_support::service::Service;
 use kafka_support::{base_config, complaint_burst, hour_t0, wait_until};
@@ -283,5 +283,116 @@ fn a_reload_changes_the_route_and_the_runbook_seen_in_the_next_webhook() {
         svc.metric("crisiswatch_alert_transitions_total{rule=\"complaints\",state=\"resolved\"}")
             .unwrap_or(0.0),
         0.0
+    );
+}
+
+/// Messages whose `type` or a selected attribute is written in another form
+/// than a selector names it (`"Social"`, `"complaint "`) feed no rule; `run`
+/// counts them per field and named value and logs each form once, with the
+/// rules that miss it. A reload watches for the new rules' values: after
+/// the `channel` rule is gone, `"Social"` is no longer counted.
+#[test]
+fn values_in_another_form_than_a_selector_names_are_counted_and_logged() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topics(&bs, &[("forms", 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let data = dir.path().join("data");
+    let base = base_config(
+        &bs,
+        "forms-test",
+        &[("forms", None)],
+        "",
+        data.to_str().unwrap(),
+    )
+    .replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!(
+            "listen = \"127.0.0.1:0\"\nadmin_token_file = \"{}\"",
+            token_file.display()
+        ),
+    );
+    let social = r#"
+[[rules]]
+name = "social_spike"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+indicator = { kind = "count", select = { type = "complaint", attrs = { channel = "social" } } }
+thresholds = { warning = 100 }
+"#;
+    let svc = Service::start(dir.path(), "svc", &format!("{base}{RULES}{social}"));
+    let cfg_path = dir.path().join("svc.toml");
+    let t0 = hour_t0();
+    let line = |i: usize, kind: &str, channel: &str| {
+        format!(
+            r#"{{"id":"f{i}","type":"{kind}","ts":{},"attrs":{{"product":"p1","channel":"{channel}"}}}}"#,
+            t0 + i as i64 * 1000
+        )
+    };
+    let batch = |from: usize| -> Vec<Out> {
+        (from..from + 30)
+            .map(|i| {
+                let (kind, channel) = match i % 3 {
+                    0 => ("complaint", "Social"),
+                    1 => ("complaint ", "web"),
+                    _ => ("complaint", "social"),
+                };
+                Out::new("forms", 0, line(i, kind, channel))
+            })
+            .collect()
+    };
+    produce(&bs, &batch(0), Duration::from_secs(30));
+    let channel =
+        "crisiswatch_kafka_value_variant_messages_total{field=\"channel\",named=\"social\"}";
+    let kind = "crisiswatch_kafka_value_variant_messages_total{field=\"type\",named=\"complaint\"}";
+    wait_until(Duration::from_secs(60), "the variants counted", || {
+        svc.metric(channel) == Some(10.0) && svc.metric(kind) == Some(10.0)
+    });
+    let log = svc.stderr_text();
+    assert!(
+        log.contains(r#"messages have channel = "Social", which the selectors of rule(s) "social_spike" write "social""#),
+        "{log}"
+    );
+    assert!(
+        log.contains(r#"messages have type = "complaint ", which the selectors of rule(s) "complaints_a", "complaints_b", "social_spike" write "complaint""#),
+        "{log}"
+    );
+    // Each form is logged once, however many messages have it.
+    produce(&bs, &batch(30), Duration::from_secs(30));
+    wait_until(Duration::from_secs(60), "the next variants counted", || {
+        svc.metric(channel) == Some(20.0) && svc.metric(kind) == Some(20.0)
+    });
+    assert_eq!(
+        svc.stderr_text()
+            .matches("messages have channel = \"Social\"")
+            .count(),
+        1
+    );
+
+    // Without the channel rule, "Social" is nobody's variant any more.
+    std::fs::write(&cfg_path, format!("{base}{RULES}")).unwrap();
+    let r = http(
+        svc.addr(),
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        "",
+    );
+    assert_eq!(status_of(&r), 200, "{r}");
+    produce(&bs, &batch(60), Duration::from_secs(30));
+    wait_until(
+        Duration::from_secs(60),
+        "the variants after the reload",
+        || svc.metric(kind) == Some(30.0),
+    );
+    assert_eq!(svc.metric(channel), Some(20.0));
+    // The watch starts afresh: the padded type is logged again, for the rules left.
+    assert!(
+        svc.stderr_text().contains(r#"messages have type = "complaint ", which the selectors of rule(s) "complaints_a", "complaints_b" write "complaint""#),
+        "{}",
+        svc.stderr_text()
     );
 }

@@ -28,6 +28,8 @@ pub(crate) struct CaseWatch {
     named: Vec<(String, Vec<String>)>,
     /// (field, value seen, value named) → events.
     seen: BTreeMap<(String, String, String), u64>,
+    /// Events counted in `seen`, all variants.
+    total: u64,
 }
 
 /// A value seen in another form than a selector names it (see the module docs).
@@ -103,12 +105,30 @@ impl CaseWatch {
         let Some(n) = variant else {
             return;
         };
-        let key = (field.to_string(), value.to_string(), n.clone());
-        if let Some(c) = self.seen.get_mut(&key) {
+        // A few entries at most, scanned: no key is built for a known one
+        // (the live consumer sees every event of a producer's variant).
+        let known = self
+            .seen
+            .iter_mut()
+            .find(|((f, v, m), _)| f == field && v == value && m == n);
+        if let Some((_, c)) = known {
             *c += 1;
+            self.total += 1;
         } else if self.seen.len() < MAX_VARIANTS {
-            self.seen.insert(key, 1);
+            self.seen
+                .insert((field.to_string(), value.to_string(), n.clone()), 1);
+            self.total += 1;
         }
+    }
+
+    /// Events counted so far, all variants together.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Events counted so far per (field, value seen, value named).
+    pub(crate) fn counts(&self) -> impl Iterator<Item = (&(String, String, String), u64)> {
+        self.seen.iter().map(|(k, &n)| (k, n))
     }
 
     /// The variants seen, with the rules (of `rules`) naming each value.

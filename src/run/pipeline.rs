@@ -169,6 +169,12 @@ impl Stage {
         &mut self.engine
     }
 
+    /// After a configuration reload: the consumer thread watches for the
+    /// values the new rules' selectors name (`source::forms`).
+    pub(crate) fn watch_forms(&self, rules: &[crate::config::RuleConfig]) {
+        self.shared.arrival.set_rules(rules);
+    }
+
     /// The transition sink (for the final drain).
     pub(crate) fn sink(&self) -> &TransitionSink {
         &self.sink

@@ -219,6 +219,7 @@ pub(crate) async fn run(
         arrival: ArrivalDecode::new(
             cfg.engine.decode_limits(),
             k.topics.iter().map(|t| t.default_type.clone()).collect(),
+            &cfg.rules,
         ),
         delivered: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         backlog: std::sync::Mutex::new(std::collections::BTreeMap::new()),

@@ -75,21 +75,34 @@ pub(crate) enum Backlog {
 
 /// The decoding settings of the consumer thread: the engine's limits (a
 /// configuration reload may change them: the engine stage then sets them
-/// here, and decodes again any batch decoded with the old ones) and each
-/// topic's default type.
+/// here, and decodes again any batch decoded with the old ones), each
+/// topic's default type, and the watch for values in another form than the
+/// selectors name them (`super::forms`).
 #[derive(Debug)]
 pub(crate) struct ArrivalDecode {
     limits: Mutex<DecodeLimits>,
     default_types: Vec<Option<String>>,
+    forms: Mutex<super::forms::Forms>,
 }
 
 impl ArrivalDecode {
-    /// Settings for `default_types` (per topic, by index) and `limits`.
-    pub(crate) fn new(limits: DecodeLimits, default_types: Vec<Option<String>>) -> Self {
+    /// Settings for `default_types` (per topic, by index) and `limits`,
+    /// watching for the values `rules`' selectors name.
+    pub(crate) fn new(
+        limits: DecodeLimits,
+        default_types: Vec<Option<String>>,
+        rules: &[crate::config::RuleConfig],
+    ) -> Self {
         ArrivalDecode {
             limits: Mutex::new(limits),
             default_types,
+            forms: Mutex::new(super::forms::Forms::new(rules)),
         }
+    }
+
+    /// Watch for the values `rules`' selectors name from now on (a reload).
+    pub(crate) fn set_rules(&self, rules: &[crate::config::RuleConfig]) {
+        *self.forms.lock().unwrap_or_else(|p| p.into_inner()) = super::forms::Forms::new(rules);
     }
 
     /// The limits messages are decoded with.
@@ -278,11 +291,15 @@ impl SourceContext {
         let mut batch = std::mem::take(&mut *self.batch());
         if !batch.is_empty() {
             let arrival = &self.shared.arrival;
+            let mut forms = arrival.forms.lock().unwrap_or_else(|p| p.into_inner());
             batch.decode(
                 &arrival.limits(),
                 arrival.default_types(),
                 chrono::Utc::now().timestamp_millis(),
+                Some(&mut forms),
             );
+            forms.export(&self.shared.metrics.value_variants);
+            drop(forms);
             self.shared
                 .note_delivered(batch.delivering(), Instant::now());
             self.send(SourceMsg::Batch(batch));

@@ -41,6 +41,8 @@ pub(crate) struct SourceMetrics {
     pub(crate) idle_partitions: IntGauge,
     /// 1 while the consumer is stalled.
     pub(crate) stalled: IntGauge,
+    /// Valid messages with a value in another form than a selector names it.
+    pub(crate) value_variants: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
@@ -81,6 +83,7 @@ impl SourceMetrics {
             assigned: gauge(r, "crisiswatch_kafka_assigned_partitions", "Partitions assigned to this instance.")?,
             idle_partitions: gauge(r, "crisiswatch_kafka_idle_partitions", "Assigned partitions idle for longer than idle_partition_timeout (not holding the watermark back).")?,
             stalled: gauge(r, "crisiswatch_kafka_consumer_stalled", "1 while the consumer is stalled (behind or cut off, without progress for stall_timeout).")?,
+            value_variants: counter_vec(r, "crisiswatch_kafka_value_variant_messages_total", "Valid messages whose type or a selected attribute is written in another form than a rule's selector names it (letter case, spaces around it, word separators), so that rule does not select them; by field and the value the selector names (the form seen is logged).", &["field", "named"])?,
         };
         for t in topics {
             for c in [&m.messages, &m.bytes, &m.processed, &m.late] {

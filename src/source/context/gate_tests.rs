@@ -12,7 +12,7 @@ fn shared() -> Shared {
         tracker: Mutex::new(OffsetTracker::new()),
         health: Health::new(Instant::now()),
         stopping: std::sync::atomic::AtomicBool::new(false),
-        arrival: ArrivalDecode::new(DecodeLimits::default(), vec![None]),
+        arrival: ArrivalDecode::new(DecodeLimits::default(), vec![None], &[]),
         delivered: Mutex::new(BTreeMap::new()),
         backlog: Mutex::new(BTreeMap::new()),
         backlog_hold: Duration::from_secs(60),
