@@ -47,6 +47,7 @@
 
 pub mod delivery;
 pub mod endpoint;
+pub(crate) mod fence;
 pub mod lifecycle;
 mod manager;
 pub mod metrics;

@@ -327,11 +327,7 @@ const SESSION_FILE: &str = "kafka-session-timeout-ms";
 /// restart with another configuration does not know: the last start's is
 /// kept in `state_dir` and the longer of the two counts.
 fn restore_grace(k: &crate::config::KafkaSourceConfig, state_dir: &std::path::Path) -> Duration {
-    let own = k
-        .properties
-        .get("session.timeout.ms")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(45_000);
+    let own = k.session_timeout_ms();
     let path = state_dir.join(SESSION_FILE);
     let before = std::fs::read_to_string(&path)
         .ok()

@@ -804,6 +804,20 @@ fn a_stopped_instance_s_incident_resolves_to_whoever_heard_it() {
     handed_over_on("TERM", false);
 }
 
+/// An instance stopped (`SIGSTOP`: a paused VM, a machine deep in swap)
+/// for longer than the session timeout while it holds queued notifications
+/// for a receiver that is down: the group gives its partitions to the other
+/// instance, which sends them once the receiver is back. When the stopped
+/// one resumes, it sends nothing of what it held — its consumer learns of
+/// the loss only at its next poll, and before, its delivery workers ran
+/// first and sent their due rows again, after the new owner's (a field
+/// trial saw a PagerDuty `trigger` after the resolve, re-opening the
+/// incident for good).
+#[test]
+fn a_resumed_instance_sends_nothing_its_partitions_new_owner_sent() {
+    handed_over_on("STOP", true);
+}
+
 fn handed_over_on(signal: &str, receiver_down: bool) {
     let broker = Broker::start();
     let bs = broker.bootstrap();
@@ -857,6 +871,10 @@ fn handed_over_on(signal: &str, receiver_down: bool) {
     // A periodic checkpoint (500 ms) carries what is queued.
     std::thread::sleep(Duration::from_millis(1500));
     victim.signal(signal);
+    if signal == "STOP" {
+        resumed_after(victim, survivor, &r, &bs, &all, cut, dir.path());
+        return;
+    }
     assert!(
         victim.wait_exit(Duration::from_secs(30)).is_some(),
         "the victim stopped"
@@ -921,6 +939,63 @@ fn handed_over_on(signal: &str, receiver_down: bool) {
     }
     survivor.sigterm();
     back.sigterm();
+}
+
+/// The rest of [`a_resumed_instance_sends_nothing_its_partitions_new_owner_sent`]:
+/// `victim` is stopped (`SIGSTOP`) with notifications queued.
+fn resumed_after(
+    victim: Service,
+    survivor: Service,
+    r: &Receiver,
+    bs: &str,
+    all: &[Out],
+    cut: usize,
+    dir: &std::path::Path,
+) {
+    produce(bs, &all[cut..], Duration::from_secs(30));
+    wait_until(
+        Duration::from_secs(60),
+        "the survivor owns every incident partition",
+        || {
+            survivor
+                .metric("crisiswatch_scale_owned_partitions{kind=\"incident\"}")
+                .unwrap_or(0.0)
+                == 3.0
+        },
+    );
+    r.set_failing(false);
+    let want = reference(bs, dir, "events", all.len()).notes;
+    expect_exactly(
+        r,
+        &want,
+        "the survivor sends what the stopped one had queued",
+        &[&victim, &survivor],
+    );
+    victim.signal("CONT");
+    wait_until(
+        Duration::from_secs(60),
+        "the resumed instance has seen the stop and rejoined",
+        || {
+            let log = victim.stderr_text();
+            log.contains("This process was stopped for")
+                && log.contains("notifications go out again")
+        },
+    );
+    expect_exactly(
+        r,
+        &want,
+        "after the stopped one resumed",
+        &[&victim, &survivor],
+    );
+    for (key, seqs) in arrival_order(r) {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{key}: notifications arrived as seq {seqs:?} (each once, in order)\n--- resumed\n{}",
+            victim.stderr_text()
+        );
+    }
+    victim.sigterm();
+    survivor.sigterm();
 }
 
 /// An Alertmanager receiver of a scaled group. (1) A rebalance (an eager

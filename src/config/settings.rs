@@ -304,6 +304,17 @@ pub struct KafkaSourceConfig {
     pub scale_out: Option<ScaleOutConfig>,
 }
 
+impl KafkaSourceConfig {
+    /// The consumer session timeout in ms: `session.timeout.ms` of
+    /// `properties`, else librdkafka's default (45 s).
+    pub fn session_timeout_ms(&self) -> u64 {
+        self.properties
+            .get("session.timeout.ms")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(45_000)
+    }
+}
+
 /// "crisiswatch": one group per deployment.
 fn default_group_id() -> String {
     "crisiswatch".to_string()

@@ -231,6 +231,12 @@ impl Worker {
             // heard one re-push in ten, and alerts without updates could
             // pass their `endsAt`. Nothing goes out while an outcome waits to
             // be recorded, re-pushes included.
+            // After a stop of this process, nothing goes out until the
+            // group has confirmed its incident partitions (`fence`).
+            if self.outbox.fenced() {
+                self.hold_while_fenced().await;
+                continue;
+            }
             if am
                 && unrecorded.is_empty()
                 && now >= next_resend
@@ -264,6 +270,12 @@ impl Worker {
                         // Replaced by a reload (or stopping) while it read the
                         // queue: the rows stay for the successor.
                         more = false;
+                        break;
+                    }
+                    if self.outbox.fenced() {
+                        // Stopped since the rows were read: read again once
+                        // the group has confirmed what this instance holds.
+                        more = true;
                         break;
                     }
                     // Rows handed with their incident to another instance
@@ -497,6 +509,23 @@ impl Worker {
             Ok(list) => *firing = list.into_iter().map(|n| (n.dedup_key.clone(), n)).collect(),
             Err(e) => {
                 tracing::error!(receiver = %self.rt.name, error = %e, "Cannot load the firing alerts to re-push.")
+            }
+        }
+    }
+
+    /// Waits while the outbox is fenced (a stop of this process that the
+    /// consumer group has not confirmed this instance's incident partitions
+    /// since; `incident::fence`), or until the worker stops.
+    async fn hold_while_fenced(&self) {
+        let mut stop = self.stop.clone();
+        while self.outbox.fenced() && !*stop.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(super::fence::TICK) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
             }
         }
     }

@@ -22,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -265,6 +265,8 @@ pub struct Outbox {
     /// then its stored incidents are not its own (a restart after a crash)
     /// and an Alertmanager re-push repeats none of them.
     owning: AtomicBool,
+    /// A scaled instance's hold on deliveries after a stop (`fence`).
+    fence: Mutex<Option<Arc<super::fence::Fence>>>,
 }
 
 /// A write transaction of one lifecycle batch.
@@ -308,6 +310,7 @@ impl Outbox {
             handed: AtomicU64::new(0),
             scaled: AtomicBool::new(false),
             owning: AtomicBool::new(true),
+            fence: Mutex::new(None),
         })
     }
 

@@ -321,6 +321,11 @@ async fn serve(
     let producer = Arc::new(internal::Ordered::new(k).map_err(RunError::Scaled)?);
     let sink = TransitionSink::open(cfg, state)?;
     let manager = Arc::clone(sink.manager());
+    // After a stop of this process, deliveries wait until the group has
+    // confirmed its incident partitions (`incident::fence`).
+    manager
+        .outbox()
+        .set_fence(crate::incident::fence::Fence::start(k.session_timeout_ms()));
     let cfg_arc = Arc::new(cfg.clone());
     let stop = Arc::new(AtomicBool::new(false));
 

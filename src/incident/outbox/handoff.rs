@@ -135,6 +135,33 @@ impl Outbox {
         self.scaled.store(true, Ordering::Release);
     }
 
+    /// Deliveries wait on `fence` after a stop of this process (a scaled
+    /// instance; `incident::fence`).
+    pub(crate) fn set_fence(&self, fence: std::sync::Arc<crate::incident::fence::Fence>) {
+        if let Ok(mut f) = self.fence.lock() {
+            *f = Some(fence);
+        }
+    }
+
+    /// Whether a delivery must wait now (a stop not confirmed yet).
+    pub(crate) fn fenced(&self) -> bool {
+        self.fence
+            .lock()
+            .ok()
+            .and_then(|f| f.as_ref().map(|f| f.holds(std::time::Instant::now())))
+            .unwrap_or(false)
+    }
+
+    /// The group updated this instance's incident partitions: deliveries
+    /// held after a stop may go.
+    fn confirm_fence(&self) {
+        if let Ok(f) = self.fence.lock() {
+            if let Some(f) = f.as_ref() {
+                f.confirm();
+            }
+        }
+    }
+
     /// Notes that incidents went to another instance (a delivery worker
     /// reloads what it re-pushes).
     pub(crate) fn note_moved(&self) {
@@ -155,9 +182,10 @@ impl Outbox {
     }
 
     /// The incidents stored here are this instance's (its incident
-    /// partitions are known).
+    /// partitions are known, or updated by a rebalance).
     pub(crate) fn note_owning(&self) {
         self.owning.store(true, Ordering::Release);
+        self.confirm_fence();
     }
 
     /// What an Alertmanager re-push of a scaled instance repeats: every
