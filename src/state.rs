@@ -173,6 +173,30 @@ impl PartitionState {
     pub(crate) fn covers(&self, offset: i64) -> bool {
         offset < self.resume || (offset < self.next && self.pending.binary_search(&offset).is_err())
     }
+
+    /// This restored progress together with what the session read since
+    /// (every offset before `resume` done, `pending` not done in
+    /// `[resume, next)`): an offset is done if either has it done. While a
+    /// restart re-reads the stretch between the committed offset and the
+    /// checkpoint's position, the session alone is behind what the engine
+    /// holds; a checkpoint written then from it alone moved the position
+    /// back, and the next restart applied the stretch a second time.
+    /// Returns (resume, next, pending).
+    pub(crate) fn merged(&self, resume: i64, next: i64, pending: &[i64]) -> (i64, i64, Vec<i64>) {
+        let session_done = |o: i64| o < resume || (o < next && pending.binary_search(&o).is_err());
+        let mut open: Vec<i64> = self
+            .pending
+            .iter()
+            .copied()
+            .filter(|&o| !session_done(o))
+            .chain(pending.iter().copied().filter(|&o| !self.covers(o)))
+            .collect();
+        open.sort_unstable();
+        open.dedup();
+        let next = next.max(self.next);
+        let resume = open.first().copied().unwrap_or(next);
+        (resume, next, open)
+    }
 }
 
 /// A checkpoint to write: the engine's changes since the last one and

@@ -465,6 +465,25 @@ impl Durable {
         let mut seen = std::collections::HashSet::new();
         for (at, r, next, pending) in progress {
             seen.insert(at);
+            // Only the message at `next - 1`: a position moved back in
+            // place (no rebalance) leaves `next` ahead of what was read.
+            let mut last = reread
+                .last(at)
+                .filter(|&(o, _)| o == next - 1)
+                .map(|(offset, print)| Last { offset, print });
+            // A restored partition still re-read below its checkpoint's
+            // position (from the committed offset): what the engine holds
+            // is the checkpoint's progress and what was read since.
+            let (r, next, pending) = match self.skip.get(&at) {
+                Some(p) => {
+                    let merged = p.merged(r, next, &pending);
+                    if merged.1 == p.next && p.next > next {
+                        last = p.last;
+                    }
+                    merged
+                }
+                None => (r, next, pending),
+            };
             resume.push((at, r));
             partitions.push(PartitionState {
                 topic: shared.topics[usize::from(at.topic)].clone(),
@@ -473,12 +492,7 @@ impl Durable {
                 resume: r,
                 next,
                 pending,
-                // Only the message at `next - 1`: a position moved back in
-                // place (no rebalance) leaves `next` ahead of what was read.
-                last: reread
-                    .last(at)
-                    .filter(|&(o, _)| o == next - 1)
-                    .map(|(offset, print)| Last { offset, print }),
+                last,
             });
         }
         // Restored partitions not read since keep their progress.

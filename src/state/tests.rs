@@ -310,3 +310,57 @@ fn a_checkpoint_of_the_previous_layout_is_migrated_and_older_ones_refused() {
     assert!(s.reset().unwrap());
     assert_eq!(s.load().unwrap(), None);
 }
+
+fn progress_of(resume: i64, next: i64, pending: Vec<i64>) -> PartitionState {
+    PartitionState {
+        topic: "t".into(),
+        partition: 0,
+        max_ts: None,
+        resume,
+        next,
+        pending,
+        last: None,
+    }
+}
+
+/// The helper trial's case: a restart re-reads from the committed offset
+/// (28,000) towards the checkpoint's position (84,626); a checkpoint
+/// written on the way keeps the checkpoint's position, not the session's.
+#[test]
+fn a_checkpoint_while_re_reading_the_covered_stretch_keeps_the_restored_position() {
+    let p = progress_of(84_626, 84_630, vec![84_627]);
+    // The session read 28,000..28,539, one of them held.
+    let (resume, next, pending) = p.merged(28_500, 28_540, &[28_510]);
+    assert_eq!((resume, next, pending), (84_627, 84_630, vec![84_627]));
+    // Once it re-read and applied the restored pending offset, nothing is.
+    let (resume, next, pending) = p.merged(84_628, 84_631, &[]);
+    assert_eq!((resume, next, pending), (84_631, 84_631, vec![]));
+}
+
+proptest::proptest! {
+    /// An offset is done if the restored checkpoint or the session has it
+    /// done: against a naive walk over every offset.
+    #[test]
+    fn merged_progress_is_the_union_of_what_is_done(
+        r_resume in 0i64..20, r_len in 0i64..20, r_pend in proptest::collection::vec(0i64..40, 0..6),
+        s_resume in 0i64..30, s_len in 0i64..20, s_pend in proptest::collection::vec(0i64..50, 0..6),
+    ) {
+        let r_next = r_resume + r_len;
+        let mut rp: Vec<i64> = r_pend.into_iter().filter(|&o| o >= r_resume && o < r_next).collect();
+        rp.sort_unstable();
+        rp.dedup();
+        let s_next = s_resume + s_len;
+        let mut sp: Vec<i64> = s_pend.into_iter().filter(|&o| o >= s_resume && o < s_next).collect();
+        sp.sort_unstable();
+        sp.dedup();
+        let p = progress_of(r_resume, r_next, rp.clone());
+        let (resume, next, pending) = p.merged(s_resume, s_next, &sp);
+        let done = |o: i64| {
+            p.covers(o) || o < s_resume || (o < s_next && !sp.contains(&o))
+        };
+        let want_next = r_next.max(s_next);
+        let want_pending: Vec<i64> = (0..want_next).filter(|&o| !done(o)).collect();
+        let want_resume = want_pending.first().copied().unwrap_or(want_next);
+        proptest::prop_assert_eq!((resume, next, pending), (want_resume, want_next, want_pending));
+    }
+}
