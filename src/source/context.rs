@@ -323,14 +323,15 @@ impl SourceContext {
         a.iter().copied().collect()
     }
 
-    /// Commits the committable offsets of `only` (every partition when `None`).
+    /// Commits the committable offsets of `only` (every partition when `None`);
+    /// how many partitions it committed (0: nothing to commit).
     /// The outcome is counted in [`ConsumerContext::commit_callback`].
     pub(crate) fn commit(
         &self,
         consumer: &BaseConsumer<SourceContext>,
         only: Option<&[Partition]>,
         mode: CommitMode,
-    ) -> KafkaResult<()> {
+    ) -> KafkaResult<usize> {
         let offsets = self.shared.tracker().all_committable();
         let mut tpl = TopicPartitionList::new();
         for (at, offset) in offsets {
@@ -341,16 +342,16 @@ impl SourceContext {
             tpl.add_partition_offset(topic, at.partition, Offset::Offset(offset))?;
         }
         if tpl.count() == 0 {
-            return Ok(());
+            return Ok(0);
         }
-        let result = consumer.commit(&tpl, mode);
+        let result = consumer.commit(&tpl, mode).map(|()| tpl.count());
         if matches!(mode, CommitMode::Sync) {
             // A synchronous commit's outcome is its return value: librdkafka
             // raises no commit event for it (nor, without an
             // `offset_commit_cb`, for an asynchronous one).
             let m = &self.shared.metrics;
             match &result {
-                Ok(()) => m.commits.inc(),
+                Ok(_) => m.commits.inc(),
                 Err(_) => m.commit_failures.inc(),
             }
         }

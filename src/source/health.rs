@@ -273,7 +273,7 @@ impl Health {
             tracing::warn!(
                 assigned = s.assigned,
                 partitions = s.available,
-                "Kafka consumer holds {} of its topics' {} partitions: another consumer in its group holds the rest, and without sources.kafka.scale_out each instance counts only the events of its own partitions (a slice's complaints and its orders, a complaint and its response, can land on different ones) — its indicators and incidents are wrong. Give each instance its own group_id, or turn on scale_out.",
+                "Kafka consumer holds {} of its topics' {} partitions: another consumer in its group holds the rest. Right after a restart that is usually this instance's predecessor, stopped without leaving the group (kill -9, a crash): the group gives its partitions back within session.timeout.ms, and a line saying the consumer holds all of them again follows. Otherwise it is a second instance with the same group_id, and without sources.kafka.scale_out each instance counts only the events of its own partitions (a slice's complaints and its orders, a complaint and its response, can land on different ones) — its indicators and incidents are wrong: give each instance its own group_id, or turn on scale_out.",
                 s.assigned,
                 s.available
             );

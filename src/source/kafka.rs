@@ -277,8 +277,12 @@ fn shut_down(consumer: &BaseConsumer<SourceContext>) {
         tracing::warn!("Engine did not drain in time; committing what it applied.");
     }
     match ctx.commit(consumer, None, CommitMode::Sync) {
-        Ok(()) => tracing::info!(
+        Ok(0) => tracing::info!(
             partitions = assigned.len(),
+            "No offsets left to commit (nothing applied since the last commit, or the partitions were revoked)."
+        ),
+        Ok(committed) => tracing::info!(
+            partitions = committed,
             "Committed the offsets of every applied event."
         ),
         Err(e) => {
