@@ -22,6 +22,11 @@ use super::super::model::{
 use super::{Outbox, OutboxError, Tx};
 use crate::alert::Labels;
 
+/// The reason of an update taken over with its incident's resolve queued
+/// behind it: not sent ([`Tx::take_over`]).
+pub(crate) const RESOLVED_BEHIND: &str =
+    "taken over with its incident's resolve queued behind it: the resolve is sent, not this update (the previous owner may have sent both)";
+
 /// The reason a handed row keeps (`outbox list` shows it).
 pub(crate) const HANDED: &str =
     "handed with its incident to the owner of its incident partition (sources.kafka.scale_out)";
@@ -402,8 +407,32 @@ impl Tx<'_> {
     /// handed, is kept).
     pub(crate) fn take_over(&self, rows: &[QueuedRow]) -> Result<Moved, OutboxError> {
         let mut queued = Moved::default();
+        // The latest resolve queued per (receiver, incident).
+        let mut resolves: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.action == "resolve") {
+            let seq = resolves
+                .entry((r.receiver.as_str(), r.incident.as_str()))
+                .or_insert(r.seq);
+            *seq = (*seq).max(r.seq);
+        }
         for r in rows {
             self.drop_handed(&r.receiver, &r.incident, r.seq)?;
+            // An update with its incident's resolve queued behind it is not
+            // sent: the checkpoint is the previous owner's last, which may
+            // have sent both since; repeated after that resolve, a PagerDuty
+            // `trigger` opens the incident again until the repeated resolve
+            // closes it. The resolve leaves the receiver where it would be.
+            let resolved_after = resolves
+                .get(&(r.receiver.as_str(), r.incident.as_str()))
+                .is_some_and(|&seq| seq > r.seq);
+            if r.action == "update" && resolved_after {
+                self.tx.execute(
+                    "INSERT OR IGNORE INTO notifications (receiver, incident, seq, action, body, status, created_ms, next_attempt_ms, done_ms, attempts, last_error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'superseded', ?6, ?7, ?7, ?8, ?9)",
+                    params![r.receiver, r.incident, r.seq, r.action, r.body, r.created_ms, self.now, r.attempts, RESOLVED_BEHIND],
+                )?;
+                continue;
+            }
             let n = self.tx.execute(
                 "INSERT OR IGNORE INTO notifications (receiver, incident, seq, action, body, status, created_ms, next_attempt_ms, attempts, last_error)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9)",

@@ -112,6 +112,57 @@ fn queued_rows_move_to_the_next_owner_in_order() {
     );
 }
 
+/// Taken over with its incident's resolve queued behind it, an update is
+/// not sent (the previous owner may have sent it and the resolve after the
+/// checkpoint; a PagerDuty `trigger` repeated after the resolve re-opens
+/// the incident): the resolve is, and the open; an incident without a
+/// queued resolve keeps its updates; another receiver's resolve does not
+/// count.
+#[test]
+fn an_update_taken_over_before_its_incidents_resolve_is_not_sent() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (
+        Outbox::open(da.path()).unwrap(),
+        Outbox::open(db.path()).unwrap(),
+    );
+    a.transaction(5, |tx| {
+        tx.enqueue("hook", &note("p1", 1, Action::Open), Status::Pending)?;
+        tx.enqueue("hook", &note("p1", 2, Action::Update), Status::Pending)?;
+        tx.enqueue("hook", &note("p1", 3, Action::Update), Status::Pending)?;
+        tx.enqueue("hook", &note("p1", 4, Action::Resolve), Status::Pending)?;
+        tx.enqueue("hook", &note("p2", 2, Action::Update), Status::Pending)?;
+        tx.enqueue("pager", &note("p2", 3, Action::Update), Status::Pending)?;
+        tx.enqueue("hook", &note("p2", 4, Action::Resolve), Status::Pending)?;
+        tx.enqueue("hook", &note("p3", 5, Action::Update), Status::Pending)
+    })
+    .unwrap();
+    let moving = a.transaction(6, |tx| tx.queued_where(|_, _| true)).unwrap();
+    a.transaction(7, |tx| tx.hand_off_where(|_, _| true))
+        .unwrap();
+    b.transaction(8, |tx| tx.take_over(&moving)).unwrap();
+    let key = |p: &str| format!("product/product={p}/1000");
+    let mut hook = sent_order(&b, "hook");
+    hook.sort();
+    assert_eq!(
+        hook,
+        vec![
+            (key("p1"), 1),
+            (key("p1"), 4),
+            (key("p2"), 4),
+            (key("p3"), 5)
+        ]
+    );
+    assert_eq!(sent_order(&b, "pager"), vec![(key("p2"), 3)]);
+    let skipped = b.list(Some(Status::Superseded), None, 10).unwrap();
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    assert!(skipped
+        .iter()
+        .all(|r| r.last_error.as_deref() == Some(RESOLVED_BEHIND)));
+    // Taken over again (the same checkpoint, another hand-back): still not sent.
+    b.transaction(9, |tx| tx.take_over(&moving)).unwrap();
+    assert!(sent_order(&b, "hook").is_empty());
+}
+
 /// Handed and taken-over rows are counted per receiver (the metrics
 /// `crisiswatch_notifications_total{outcome="handed"}` and
 /// `crisiswatch_notifications_taken_over_total`).
