@@ -505,12 +505,7 @@ impl LateShare {
 /// thresholds.
 pub(crate) fn warn_silent_rules(tool: &str, engine: &crate::engine::Engine) {
     for v in engine.case_variants() {
-        let rules = v
-            .rules
-            .iter()
-            .map(|r| format!("{r:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let rules = v.rules_listed();
         tracing::warn!(
             tool,
             field = %v.field,

@@ -168,6 +168,17 @@ fn loosely_equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
+impl CaseVariant {
+    /// Its rules' names, quoted and comma-separated (for a warning).
+    pub(crate) fn rules_listed(&self) -> String {
+        self.rules
+            .iter()
+            .map(|r| format!("{r:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// The fields a selector matches, with their matches.
 fn fields(s: &Selector) -> impl Iterator<Item = (&str, &ValueMatch)> {
     s.kind

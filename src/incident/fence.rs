@@ -21,7 +21,7 @@
 //! the watchdog's last tick too old and waits as well.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// How often the watchdog ticks.
@@ -40,8 +40,6 @@ pub(crate) struct Fence {
     seen_ms: AtomicU64,
     suspect_after_ms: u64,
     session_ms: u64,
-    /// The longest stop seen (ms), for the log.
-    gap: Mutex<u64>,
 }
 
 impl Fence {
@@ -75,7 +73,6 @@ impl Fence {
             seen_ms: AtomicU64::new(0),
             suspect_after_ms: (session_ms / 2).max(1_000),
             session_ms,
-            gap: Mutex::new(0),
         }
     }
 
@@ -99,9 +96,6 @@ impl Fence {
             // tick reads the suspicion too.
             self.seen_ms.store(now, Ordering::SeqCst);
             self.suspect.store(true, Ordering::SeqCst);
-            if let Ok(mut g) = self.gap.lock() {
-                *g = gap;
-            }
             tracing::warn!(
                 stopped_ms = gap,
                 "This process was stopped for {:.1} s (more than half the consumer session timeout): its incident partitions may be another instance's by now; notifications wait until the consumer group confirms this instance's partitions (at most {:.0} s).",

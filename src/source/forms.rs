@@ -87,12 +87,7 @@ impl Forms {
                 Some((_, logged)) if !*logged => *logged = true,
                 _ => continue,
             }
-            let rules = v
-                .rules
-                .iter()
-                .map(|r| format!("{r:?}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let rules = v.rules_listed();
             tracing::warn!(
                 field = %v.field,
                 "messages have {} = {:?}, which the selectors of rule(s) {rules} write {:?}: selectors compare exactly, so those events feed none of them — make the producers write one form, or list both values (counted in crisiswatch_kafka_value_variant_messages_total)",
