@@ -31,6 +31,26 @@ indicator = { kind = "count", select = { type = "complaint" } }
 thresholds = { warning = 200 }
 "#;
 
+/// The test configuration of group `group` on `topics`, its data under
+/// `dir`, with the admin token in `dir/admin-token`.
+fn admin_config(
+    bs: &str,
+    group: &str,
+    topics: &[(&str, Option<&str>)],
+    dir: &std::path::Path,
+) -> String {
+    let token_file = dir.join("admin-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let data = dir.join("data");
+    base_config(bs, group, topics, "", data.to_str().unwrap()).replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!(
+            "listen = \"127.0.0.1:0\"\nadmin_token_file = \"{}\"",
+            token_file.display()
+        ),
+    )
+}
+
 fn rules(svc: &Service) -> Vec<String> {
     let (status, body) = svc.get("/api/v1/rules");
     assert_eq!(status, 200, "{body}");
@@ -49,22 +69,11 @@ fn run_reloads_on_the_api_and_sighup_and_refuses_a_broken_config() {
     let bs = broker.bootstrap();
     create_topics(&bs, &[("complaints", 1)]);
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("admin-token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let data = dir.path().join("data");
-    let base = base_config(
+    let base = admin_config(
         &bs,
         "reload-test",
         &[("complaints", Some("complaint"))],
-        "",
-        data.to_str().unwrap(),
-    )
-    .replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!(
-            "listen = \"127.0.0.1:0\"\nadmin_token_file = \"{}\"",
-            token_file.display()
-        ),
+        dir.path(),
     );
     let svc = Service::start(dir.path(), "svc", &format!("{base}{RULES}"));
     let cfg_path = dir.path().join("svc.toml");
@@ -297,23 +306,7 @@ fn values_in_another_form_than_a_selector_names_are_counted_and_logged() {
     let bs = broker.bootstrap();
     create_topics(&bs, &[("forms", 1)]);
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("admin-token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let data = dir.path().join("data");
-    let base = base_config(
-        &bs,
-        "forms-test",
-        &[("forms", None)],
-        "",
-        data.to_str().unwrap(),
-    )
-    .replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!(
-            "listen = \"127.0.0.1:0\"\nadmin_token_file = \"{}\"",
-            token_file.display()
-        ),
-    );
+    let base = admin_config(&bs, "forms-test", &[("forms", None)], dir.path());
     let social = r#"
 [[rules]]
 name = "social_spike"
