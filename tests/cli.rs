@@ -929,4 +929,19 @@ fn a_demo_on_an_outbox_with_earlier_runs_counts_its_own_incidents() {
     assert_eq!(n1, first.len());
     assert_eq!(n2, second.len(), "{second:?}");
     assert!(first.is_disjoint(&second), "{first:?} {second:?}");
+    // Everything was delivered: a list of what is pending prints no table
+    // header over nothing, only the message (on standard error).
+    let out = Command::new(BIN)
+        .args(["outbox", "--config", &example(), "--data-dir"])
+        .arg(data.path())
+        .args(["list", "--status", "pending"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "", "{stderr}");
+    assert!(stderr.contains("no pending notifications in"), "{stderr}");
 }

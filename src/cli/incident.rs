@@ -299,7 +299,8 @@ fn outbox(
             let ob = Outbox::open(data_dir)?;
             known_receiver(cfg, &ob, receiver.as_deref())?;
             let rows = ob.list(status, receiver.as_deref(), limit)?;
-            if !json {
+            // No header over nothing: the message below says there is none.
+            if !json && !rows.is_empty() {
                 writeln!(
                     out,
                     "{:>6}  {:<10} {:<14} {:<7} {:>3}  {:<24}  incident  last error",
