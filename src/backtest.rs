@@ -36,6 +36,7 @@ pub(crate) use finish::finish;
 pub mod input;
 pub(crate) mod invalid_lines;
 pub mod kafka_input;
+pub(crate) mod label_watch;
 pub mod labels;
 pub mod line;
 pub mod report;
@@ -496,7 +497,11 @@ pub fn run(
     // Lines are decoded on a second thread while this one applies the ones
     // before them: the same results, in the same order.
     let mut ahead = DecodeAhead::new(*driver.engine().limits(), now_ms);
+    let mut labels = opts.labels.as_deref().map(label_watch::LabelWatch::new);
     let mut sink = |(at, decoded): Decoded<input::LineRef>| {
+        if let Some(l) = &mut labels {
+            l.observe_held(&decoded);
+        }
         driver.feed_decoded(decoded, Some(at), &mut obs);
     };
     inputs.for_each_line_with_default(|line, default_type, at| {
@@ -505,6 +510,9 @@ pub fn run(
     ahead.finish(&mut sink);
     driver.finish_input(&mut obs);
     driver.clock_watch().warn("backtest", Some(inputs));
+    if let Some(l) = &labels {
+        l.warn("backtest");
+    }
     clock_watch::warn_silent_rules("backtest", driver.engine());
     if let Some(w) = driver
         .coverage()

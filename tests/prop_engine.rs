@@ -905,13 +905,19 @@ fn rule(kind: impl Strategy<Value = Kind> + 'static, lo: f64, hi: f64) -> BoxedS
         prop_oneof![6 => Just(0i64), 1 => 1i64..=3],
         alert_spec(lo, hi),
     )
-        .prop_map(|(kind, slide, n, g, min_volume, alert)| RuleSpec {
-            kind,
-            slide,
-            n,
-            group_by: GROUP_BYS[g].to_vec(),
-            min_volume,
-            alert,
+        .prop_map(|(mut kind, slide, n, g, min_volume, alert)| {
+            // A surge's baseline is at least its window (shorter is refused).
+            if let Kind::Surge { m, .. } = &mut kind {
+                *m = (*m).max(n);
+            }
+            RuleSpec {
+                kind,
+                slide,
+                n,
+                group_by: GROUP_BYS[g].to_vec(),
+                min_volume,
+                alert,
+            }
         })
         .boxed()
 }

@@ -54,7 +54,7 @@ mod rows;
 pub mod shared;
 
 pub use output::{render_table, snippet, snippet_as_written, write_csv, WrittenRules};
-pub use pass::{backtest_config, run, run_lines, TuneOptions, Tuner};
+pub use pass::{run, run_lines, TuneOptions, Tuner};
 pub(crate) use pass::{run_separate, SEPARATE_PER_PASS};
 pub use rows::{Row, TuneResult};
 
@@ -344,6 +344,17 @@ pub(crate) fn candidates(base: &RuleConfig, varies: &[Vary]) -> Result<Vec<Candi
             Candidate { settings, rule }
         })
         .collect())
+}
+
+/// The configuration of a candidate as `backtest` would run it (for checks).
+pub fn backtest_config(cfg: &crate::config::Config, rule: &RuleConfig) -> crate::config::Config {
+    let mut c = cfg.clone();
+    for r in &mut c.rules {
+        if r.name == rule.name {
+            *r = rule.clone();
+        }
+    }
+    c
 }
 
 /// `base` with `settings` applied (window, then threshold, then clear, then durations).

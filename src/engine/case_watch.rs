@@ -160,7 +160,7 @@ impl CaseWatch {
 
 /// Whether `a` and `b` (of equal length) differ only in ASCII letter case
 /// and in which of `-`, `_` and a space separates their words.
-fn loosely_equal(a: &str, b: &str) -> bool {
+pub(crate) fn loosely_equal(a: &str, b: &str) -> bool {
     let fold = |c: u8| match c {
         b'-' | b' ' => b'_',
         c => c.to_ascii_lowercase(),

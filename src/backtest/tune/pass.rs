@@ -146,7 +146,9 @@ impl Tuner {
         let mut configs = Vec::with_capacity(rows.len());
         for (c, _) in &rows {
             let ccfg = candidate_config(cfg, &c.rule);
-            let errors = ccfg.validate();
+            // Checked as `backtest` would run it: the errors name the rule's
+            // own index in the file (the candidate's config holds it alone).
+            let errors = super::backtest_config(cfg, &c.rule).validate();
             if !errors.is_empty() {
                 return Err(TuneError::Invalid {
                     candidate: c.label(),
@@ -486,17 +488,6 @@ fn candidate_config(cfg: &Config, rule: &RuleConfig) -> Config {
     c
 }
 
-/// The configuration of a candidate as `backtest` would run it (for checks).
-pub fn backtest_config(cfg: &Config, rule: &RuleConfig) -> Config {
-    let mut c = cfg.clone();
-    for r in &mut c.rules {
-        if r.name == rule.name {
-            *r = rule.clone();
-        }
-    }
-    c
-}
-
 /// Runs a tuning pass over `inputs`.
 ///
 /// When the group cap made the shared pass inexact ([`Tuner::exact`]), the
@@ -511,12 +502,22 @@ pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResu
     // Lines are decoded on a second thread while this one applies the ones
     // before them: the same results, in the same order.
     let mut ahead = tuner.decode_ahead();
-    let mut sink = |(at, decoded): Decoded<LineRef>| tuner.feed_decoded(decoded, Some(at));
+    let mut labels =
+        (opts.summary.labels.as_deref()).map(crate::backtest::label_watch::LabelWatch::new);
+    let mut sink = |(at, decoded): Decoded<LineRef>| {
+        if let Some(l) = &mut labels {
+            l.observe_held(&decoded);
+        }
+        tuner.feed_decoded(decoded, Some(at));
+    };
     inputs.for_each_line(|line, at| ahead.push(line, None, at, &mut sink))?;
     ahead.finish(&mut sink);
     tuner.end_input();
     tuner.check_fed()?;
     tuner.warn_input("tune", inputs);
+    if let Some(l) = &labels {
+        l.warn("tune");
+    }
     tuner.warn_gaps("tune", [tuner.base()]);
     tracing::info!(
         candidates = tuner.len(),

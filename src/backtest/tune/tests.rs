@@ -260,3 +260,41 @@ fn the_snippet_is_a_valid_rule() {
     );
     assert!(!table.contains("fewest missed"), "{table}");
 }
+
+/// A candidate window longer than a surge's baseline is refused (it would
+/// never have a value), and the error names the rule's own index in the
+/// file, not the one-rule configuration the candidate is run in.
+#[test]
+fn a_candidate_window_beyond_a_surge_baseline_is_refused_by_its_own_index() {
+    let cfg = Config::from_toml_str(
+        r#"
+[[rules]]
+name = "n"
+window = "10m"
+indicator = { kind = "count" }
+thresholds = { warning = 5 }
+
+[[rules]]
+name = "s"
+window = "30m"
+slide = "10m"
+indicator = { kind = "surge", select = { type = "order" }, baseline = "1h", min_baseline = 1 }
+thresholds = { warning = 3 }
+"#,
+        &std::collections::HashMap::new(),
+    )
+    .unwrap();
+    let opts = |windows: &str| TuneOptions {
+        rule: "s".into(),
+        varies: vec![format!("window=30m,{windows}").parse().unwrap()],
+        ..TuneOptions::default()
+    };
+    let e = Tuner::new(&cfg, &opts("2h")).err().unwrap().to_string();
+    assert!(
+        e.contains("candidate window=2h")
+            && e.contains("rules[1].indicator.baseline")
+            && e.contains("at least the window (2h)"),
+        "{e}"
+    );
+    assert!(Tuner::new(&cfg, &opts("1h")).is_ok());
+}

@@ -169,6 +169,17 @@ pub(super) fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError
                         r.slide()
                     ),
                 ));
+            } else if b < window {
+                // The surge has a value once its baseline holds one window
+                // of history: a shorter baseline never does.
+                errs.push(ConfigError::new(
+                    format!("{p}.indicator.baseline"),
+                    baseline.to_string(),
+                    format!(
+                        "must be at least the window ({}): a surge has no value until its baseline holds one window",
+                        r.window
+                    ),
+                ));
             } else if slide > 0 && (b + window) / slide > 10_000 {
                 errs.push(ConfigError::new(
                     format!("{p}.indicator.baseline"),

@@ -138,3 +138,30 @@ thresholds = { warnng = 10 }
         assert!(e.contains(part), "{part}: {e}");
     }
 }
+
+/// A surge whose baseline is shorter than its window never has a value (it
+/// waits for one window of baseline history): refused, naming both. The
+/// same baseline beside a window it covers is accepted.
+#[test]
+fn a_surge_baseline_shorter_than_its_window_is_refused() {
+    let rule = |window: &str| {
+        format!(
+            r#"
+[[rules]]
+name = "s"
+window = "{window}"
+slide = "10m"
+indicator = {{ kind = "surge", select = {{ type = "complaint" }}, baseline = "1h", min_baseline = 1 }}
+thresholds = {{ warning = 2 }}
+"#
+        )
+    };
+    let e = Config::from_toml_str(&rule("2h"), &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("rules[0].indicator.baseline") && e.contains("at least the window (2h)"),
+        "{e}"
+    );
+    Config::from_toml_str(&rule("1h"), &env(&[])).unwrap();
+}
