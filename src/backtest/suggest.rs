@@ -132,13 +132,29 @@ fn thresholds(t0: f64, below: bool, (lo, hi): (f64, f64)) -> Vec<f64> {
 
 /// The tuning of one rule: every candidate threshold, each with the rule's
 /// `for` and (when that is not 0) with `for = 0` for the margin.
+/// Candidates whose other levels, moved with the lowest as `tune` moves
+/// them, fall out of `range` are left out too (a share's critical scaled
+/// past 1 would never page), but for `t0`.
 fn options(
+    cfg: &Config,
     opts: &SuggestOptions,
     (rule, t0, for_, below, range): (&str, f64, Dur, bool, (f64, f64)),
 ) -> Result<TuneOptions, TuneError> {
+    let base = cfg.rules.iter().find(|r| r.name == rule);
+    let levels_reachable = |t: f64| {
+        base.is_none_or(|b| {
+            let moved = tune::apply(b, &[(tune::Dim::Threshold, tune::Val::Num(t))]);
+            moved
+                .thresholds
+                .levels()
+                .iter()
+                .all(|&(_, v)| threshold_reach(moved.condition, v, range) == (false, false))
+        })
+    };
     let list: Vec<String> = thresholds(t0, below, range)
-        .iter()
-        .map(f64::to_string)
+        .into_iter()
+        .filter(|&t| t == t0 || levels_reachable(t))
+        .map(|t| t.to_string())
         .collect();
     let mut varies = vec![format!("threshold={}", list.join(",")).parse()?];
     if !for_.0.is_zero() {
@@ -190,14 +206,22 @@ pub fn run(
     let rules = targets(cfg, opts)?;
     let mut tuners = Vec::with_capacity(rules.len());
     for (name, t0, for_, below, range) in &rules {
-        let o = options(opts, (name, *t0, *for_, *below, *range))?;
+        let o = options(cfg, opts, (name, *t0, *for_, *below, *range))?;
         tuners.push((Tuner::new(cfg, &o)?, o));
     }
     // Each line is decoded once (ahead, on a second thread) for every
     // tuner: they share the configuration's limits and clock.
+    let mut labels = opts
+        .summary
+        .labels
+        .as_deref()
+        .map(super::label_watch::LabelWatch::new);
     if let Some((first, _)) = tuners.first() {
         let mut ahead = first.decode_ahead();
         let mut sink = |(at, decoded): Decoded<LineRef>| {
+            if let Some(l) = &mut labels {
+                l.observe_held(&decoded);
+            }
             if let Some(((last, _), rest)) = tuners.split_last_mut() {
                 for (t, _) in rest {
                     t.feed_decoded(decoded.clone(), Some(at));
@@ -216,6 +240,9 @@ pub fn run(
         if let Some((first, _)) = tuners.first() {
             // One warning for the history, not one per rule.
             first.warn_input("suggest", inputs);
+            if let Some(l) = &labels {
+                l.warn("suggest");
+            }
             first.warn_gaps("suggest", tuners.iter().map(|(t, _)| t.base()));
             first.check_fed()?;
         }
@@ -269,7 +296,7 @@ pub fn run_lines<'a>(
 ) -> Result<Vec<Suggestion>, TuneError> {
     let mut out = Vec::new();
     for (name, t0, for_, below, range) in targets(cfg, opts)? {
-        let o = options(opts, (&name, t0, for_, below, range))?;
+        let o = options(cfg, opts, (&name, t0, for_, below, range))?;
         out.push(choose(cfg, tune::run_lines(cfg, lines.clone(), &o)?, opts));
     }
     Ok(out)
@@ -479,6 +506,62 @@ mod tests {
         assert!(ratio.iter().all(|&t| t > 0.0), "{ratio:?}");
         // The configured threshold stays, even out of range.
         assert!(thresholds(1.5, false, (0.0, 1.0)).contains(&1.5));
+    }
+
+    /// A share (numerator among the denominator's events) never passes 1:
+    /// no candidate is tried whose threshold, or whose critical moved in
+    /// proportion, is at or above 1 — they could never page and would be
+    /// "suggested" at no incident.
+    #[test]
+    fn share_candidates_stay_below_one_at_every_level() {
+        let cfg = Config::from_toml_str(
+            r#"
+[[rules]]
+name = "social"
+window = "10m"
+indicator = { kind = "ratio", numerator = { type = "complaint", attrs = { channel = "social" } }, denominator = { type = "complaint" } }
+thresholds = { warning = 0.5, critical = 0.7 }
+"#,
+            &std::collections::HashMap::new(),
+        )
+        .unwrap();
+        let lines: Vec<String> = (0..50)
+            .map(|i| {
+                let channel = if i % 3 == 0 { "social" } else { "web" };
+                format!(
+                    "{{\"id\":\"e{i}\",\"type\":\"complaint\",\"ts\":{},\"attrs\":{{\"channel\":\"{channel}\"}}}}",
+                    1_795_132_800_000i64 + i * 30_000
+                )
+            })
+            .collect();
+        let opts = SuggestOptions {
+            summary: super::super::report::SummaryOptions::default(),
+            now_ms: None,
+            max_false_per_30d: 1.0,
+            rules: Vec::new(),
+        };
+        let s = run_lines(&cfg, lines.iter().map(|l| l.as_bytes()), &opts).unwrap();
+        let levels: Vec<Vec<f64>> = s[0]
+            .result
+            .rows
+            .iter()
+            .map(|r| {
+                r.candidate
+                    .rule
+                    .thresholds
+                    .levels()
+                    .iter()
+                    .map(|l| l.1)
+                    .collect()
+            })
+            .collect();
+        // 0.25 … 0.65 by the factors; 0.75 would move the critical to 1.05.
+        assert_eq!(levels.len(), 8, "{levels:?}");
+        assert!(
+            levels.iter().all(|l| l.iter().all(|&v| v < 1.0)),
+            "{levels:?}"
+        );
+        assert!(levels.contains(&vec![0.5, 0.7]), "{levels:?}");
     }
 
     #[test]

@@ -64,7 +64,8 @@ pub fn advice(cfg: &Config) -> Vec<String> {
 /// `score_range` for a mean score (a confidence bound stays within them
 /// too), the window in seconds for a response time (a response counts only
 /// while its complaint is in the window), `engine.max_customers_per_group`
-/// for the customer counts (the customers past it are not counted); and
+/// for the customer counts (the customers past it are not counted), 1 for
+/// a ratio whose numerator's events are among its denominator's; and
 /// why the upper bound is what it is, when it is not the indicator's own.
 pub(crate) fn value_range(rule: &RuleConfig, engine: &EngineConfig) -> (f64, f64, Option<String>) {
     let [lo, hi] = engine.score_range;
@@ -73,6 +74,17 @@ pub(crate) fn value_range(rule: &RuleConfig, engine: &EngineConfig) -> (f64, f64
         IndicatorConfig::ScoreShare { .. } | IndicatorConfig::RepeatShare { .. } => (0.0, 1.0, None),
         IndicatorConfig::MeanScore { .. } => (lo, hi, None),
         IndicatorConfig::Nps { .. } => (-100.0, 100.0, None),
+        IndicatorConfig::Ratio {
+            numerator,
+            denominator,
+            ..
+        } if numerator.within(denominator) => (
+            0.0,
+            1.0,
+            Some(
+                "every event its numerator counts, its denominator counts too: a share".to_string(),
+            ),
+        ),
         IndicatorConfig::Surge {
             method: SurgeMethod::Zscore,
             ..
@@ -213,7 +225,26 @@ thresholds = { warning = 6 }
         let z = r#"{ kind = "surge", baseline = "2h", method = "zscore" }"#;
         let rt = r#"{ kind = "response_time", quantile = 1 }"#;
         let dc = r#"{ kind = "distinct_customers" }"#;
+        // Ratios whose numerator's events are all among the denominator's
+        // (a share) never pass 1; others may.
+        let social = r#"{ kind = "ratio", numerator = { type = "complaint", attrs = { channel = "social" } }, denominator = { type = "complaint" } }"#;
+        let severe = r#"{ kind = "ratio", numerator = { type = "complaint", attrs = { category = ["a", "b"] } }, denominator = { type = ["complaint", "x"], attrs = { category = { not = "c" } } } }"#;
+        let per_order = r#"{ kind = "ratio", numerator = { type = "complaint" }, denominator = { type = "order" } }"#;
+        let wider = r#"{ kind = "ratio", numerator = { type = "complaint" }, denominator = { type = "complaint", attrs = { channel = "social" } } }"#;
+        let negated = r#"{ kind = "ratio", numerator = { attrs = { channel = { not = "web" } } }, denominator = { attrs = { channel = { not = ["web", "app"] } } } }"#;
         let cases = [
+            (social, "above", "{ warning = 1.5 }", Some("never")),
+            (
+                social,
+                "above",
+                "{ warning = 0.5, critical = 1 }",
+                Some("never"),
+            ),
+            (social, "above", "{ warning = 0.99 }", None),
+            (severe, "above", "{ warning = 1.2 }", Some("never")),
+            (per_order, "above", "{ warning = 1.5 }", None),
+            (wider, "above", "{ warning = 1.5 }", None),
+            (negated, "above", "{ warning = 1.5 }", None),
             // A response counts only while its complaint is in the 1h
             // window: no response time above 3,600 s is ever recorded.
             (rt, "above", "{ warning = 3600 }", Some("never")),
@@ -254,6 +285,12 @@ thresholds = { warning = 6 }
         let w = advice(&cfg(&rule(share, "above", "{ warning = 30 }")));
         assert!(
             w[0].contains("the values a score_share can take [0, 1]"),
+            "{}",
+            w[0]
+        );
+        let w = advice(&cfg(&rule(social, "above", "{ warning = 1.5 }")));
+        assert!(
+            w[0].contains("a ratio can take [0, 1] (every event its numerator counts"),
             "{}",
             w[0]
         );

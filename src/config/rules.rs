@@ -147,6 +147,26 @@ impl ValueMatch {
             ValueMatch::Not(n) => value.is_none_or(|v| !n.not.to_vec().iter().any(|x| x == v)),
         }
     }
+
+    /// Whether every value (or absence) this match admits, `other` admits too.
+    fn within(&self, other: &ValueMatch) -> bool {
+        match (self, other) {
+            (ValueMatch::Is(a), ValueMatch::Is(b)) => {
+                let b = b.to_vec();
+                a.to_vec().iter().all(|v| b.contains(v))
+            }
+            (ValueMatch::Is(a), ValueMatch::Not(n)) => {
+                let n = n.not.to_vec();
+                a.to_vec().iter().all(|v| !n.contains(v))
+            }
+            (ValueMatch::Not(a), ValueMatch::Not(n)) => {
+                let a = a.not.to_vec();
+                n.not.to_vec().iter().all(|v| a.contains(v))
+            }
+            // A negation admits values (and absence) no list names.
+            (ValueMatch::Not(_), ValueMatch::Is(_)) => false,
+        }
+    }
 }
 
 /// The negated form of [`ValueMatch`].
@@ -167,6 +187,22 @@ pub struct Selector {
     /// Attribute matches, all of which must hold.
     #[serde(default)]
     pub(crate) attrs: BTreeMap<String, ValueMatch>,
+}
+
+impl Selector {
+    /// Whether every event this selector takes, `other` takes too (judged
+    /// from the matches alone: `false` when that cannot be told).
+    pub(crate) fn within(&self, other: &Selector) -> bool {
+        let kind = match (&self.kind, &other.kind) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(a), Some(b)) => a.within(b),
+        };
+        kind && other
+            .attrs
+            .iter()
+            .all(|(k, m)| self.attrs.get(k).is_some_and(|s| s.within(m)))
+    }
 }
 
 /// Time unit of a `rate` indicator.
