@@ -40,6 +40,18 @@ pub fn trim_line(line: &[u8]) -> &[u8] {
         .map_or(line, <[u8]>::trim_ascii_start)
 }
 
+/// The bytes [`trim_line`] takes off the start of `line` (white space, a
+/// byte-order mark), at most `cap`: line readers keep them beyond their
+/// cap, so that an event within `engine.max_event_bytes` is not cut short
+/// by what is not part of it.
+pub(crate) fn lead_len(line: &[u8], cap: usize) -> usize {
+    let a = line.trim_ascii_start();
+    let b = a
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .map_or(a, <[u8]>::trim_ascii_start);
+    (line.len() - b.len()).min(cap)
+}
+
 /// Largest accepted `id`, in bytes (`docs/contract.md` §1).
 pub const MAX_ID_BYTES: usize = 128;
 
@@ -357,15 +369,16 @@ pub fn decode_held<'a>(
 }
 
 /// Reads one line (through its `\n`) of `r` into `buf` (appending), keeping
-/// at most `cap` bytes of it: the rest of a longer line is read and dropped,
-/// so one huge line costs `cap` bytes of memory, not its size. Returns the
-/// bytes consumed (0: the end of the input).
+/// at most `cap` bytes of it beyond its leading white space and byte-order
+/// mark ([`lead_len`]): the rest of a longer line is read and dropped, so
+/// one huge line costs at most twice `cap` bytes of memory, not its size.
+/// Returns the bytes consumed (0: the end of the input).
 pub(crate) fn read_line_capped(
     r: &mut impl std::io::BufRead,
     buf: &mut Vec<u8>,
     cap: usize,
 ) -> std::io::Result<usize> {
-    let mut consumed = 0;
+    let (start, mut consumed) = (buf.len(), 0);
     loop {
         let avail = match r.fill_buf() {
             Ok(a) => a,
@@ -379,8 +392,10 @@ pub(crate) fn read_line_capped(
             Some(i) => (i + 1, true),
             None => (avail.len(), false),
         };
-        let room = cap.saturating_sub(buf.len());
+        let room = cap.saturating_mul(2).saturating_sub(buf.len() - start);
         buf.extend_from_slice(&avail[..take.min(room)]);
+        let keep = cap.saturating_add(lead_len(&buf[start..], cap));
+        buf.truncate(start.saturating_add(keep));
         r.consume(take);
         consumed += take;
         if done {

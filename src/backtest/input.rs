@@ -361,14 +361,19 @@ impl Inputs {
                 }
                 let mut start: usize = 0;
                 let cap = self.line_cap;
-                // Appends to `carry` what room the line cap leaves.
+                // Appends to `carry` what room the line cap leaves beyond
+                // the line's leading white space and byte-order mark.
                 let keep = |carry: &mut Vec<u8>, part: &[u8]| {
-                    let room = cap.saturating_sub(carry.len());
+                    let room = cap.saturating_mul(2).saturating_sub(carry.len());
                     carry.extend_from_slice(&part[..part.len().min(room)]);
+                    let lead = crate::event::lead_len(carry, cap);
+                    carry.truncate(cap.saturating_add(lead));
                 };
                 for nl in memchr::memchr_iter(b'\n', avail) {
                     if carry.is_empty() {
-                        emit(&avail[start..nl.min(start.saturating_add(cap))], &mut stats);
+                        let line = &avail[start..nl];
+                        let keep = cap.saturating_add(crate::event::lead_len(line, cap));
+                        emit(&line[..line.len().min(keep)], &mut stats);
                     } else {
                         keep(&mut carry, &avail[start..nl]);
                         emit(&carry, &mut stats);

@@ -77,9 +77,14 @@ impl InvalidLines {
             .map(|r| format!("{r} {}", self.counts[r.index()]))
             .collect();
         let share = total as f64 / lines.max(1) as f64;
+        // Never "0.0 %" of lines that are there.
+        let pct = if 100.0 * share < 0.05 {
+            "< 0.1 %".to_string()
+        } else {
+            format!("{:.1} %", 100.0 * share)
+        };
         let mut m = format!(
-            "{total} of {lines} lines ({:.1} %) are invalid and were left out ({})",
-            100.0 * share,
+            "{total} of {lines} lines ({pct}) are invalid and were left out ({})",
             by_reason.join(", ")
         );
         let named: Vec<String> = self
@@ -139,7 +144,7 @@ mod tests {
         );
         // A few in a large history: counted, not named.
         let m = v.message(100_000, None).expect("a warning");
-        assert!(m.contains("3 of 100000 lines (0.0 %)"), "{m}");
+        assert!(m.contains("3 of 100000 lines (< 0.1 %)"), "{m}");
         assert!(!m.contains("line 3"), "{m}");
     }
 

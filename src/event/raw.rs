@@ -178,10 +178,15 @@ impl<'a> RawEvent<'a> {
             // negative zero an integer literal gives); `0.0` is not.
             Some(Scalar::F64(v)) if v == 0.0 && v.is_sign_negative() => 0,
             Some(Scalar::F64(v)) => {
-                let why = if v.is_finite() && v.fract() == 0.0 && v.abs() >= 9.2e18 {
-                    // An integer beyond 64 bits (JSON parses it as a float).
-                    "is out of range".to_string()
-                } else if v.is_finite() && v.fract() == 0.0 {
+                if v.is_finite() && v.fract() == 0.0 && v.abs() >= 9.2e18 {
+                    // An integer beyond 64 bits (JSON parses it as a float,
+                    // whose digits would not be the line's).
+                    return Err(Invalid::new(
+                        InvalidReason::BadTimestamp,
+                        "ts is an integer beyond 64 bits: out of range (years 0000 to 9999)",
+                    ));
+                }
+                let why = if v.is_finite() && v.fract() == 0.0 {
                     // A whole number written with a point or an exponent.
                     format!(
                         "is written as a decimal number (a point or an exponent): write integer milliseconds, as {v:.0}"
@@ -223,6 +228,14 @@ impl<'a> RawEvent<'a> {
             Some(Scalar::Str(s)) => Some(s),
             Some(Scalar::I64(v)) => Some(Cow::Owned(v.to_string())),
             Some(Scalar::U64(v)) => Some(Cow::Owned(v.to_string())),
+            // An integer beyond 64 bits (JSON parses it as a float): its
+            // digits are lost, and two customers could become one.
+            Some(Scalar::F64(v)) if v.is_finite() && v.fract() == 0.0 && v.abs() >= 9.2e18 => {
+                return Err(Invalid::new(
+                    InvalidReason::WrongType,
+                    "customer_id is an integer beyond 64 bits: write it as a string",
+                ))
+            }
             Some(other) => {
                 return Err(Invalid::new(
                     InvalidReason::WrongType,

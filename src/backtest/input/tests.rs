@@ -50,6 +50,45 @@ fn read_line_capped_keeps_the_cap_and_consumes_the_line() {
     );
 }
 
+/// Leading white space and a byte-order mark are not part of the event:
+/// the cap counts from after them, so an event within the limit is kept
+/// whole, and a longer one still keeps one byte past it (oversized).
+#[test]
+fn read_line_capped_keeps_the_cap_after_the_leading_white_space() {
+    let text = "   \u{feff}  0123456789\n \t0123456789abc\n".to_string();
+    let mut r = io::BufReader::with_capacity(4, text.as_bytes());
+    let mut buf = Vec::new();
+    crate::event::read_line_capped(&mut r, &mut buf, 11).unwrap();
+    assert_eq!(crate::event::trim_line(&buf), b"0123456789");
+    buf.clear();
+    crate::event::read_line_capped(&mut r, &mut buf, 11).unwrap();
+    assert_eq!(crate::event::trim_line(&buf), b"0123456789a");
+}
+
+/// As [`read_line_capped_keeps_the_cap_after_the_leading_white_space`], for
+/// the history tools' reader, also for a line across a buffer fill.
+#[test]
+fn the_line_cap_counts_from_after_the_leading_white_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("lead.jsonl");
+    let first = "a".repeat((1 << 20) - 5);
+    let text = format!(
+        "{first}\n        \u{feff}  0123456789abcdef\n   0123456789abcdefg\n\u{feff}0123456789abcdef\n"
+    );
+    std::fs::write(&p, text).unwrap();
+    let inputs = Inputs::new(vec![p]).unwrap().quiet().cap_lines(16);
+    let mut got = Vec::new();
+    inputs
+        .for_each_line(|l, _| got.push(String::from_utf8_lossy(l).into_owned()))
+        .unwrap();
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0].len(), 17);
+    assert_eq!(
+        got[1..],
+        ["0123456789abcdef", "0123456789abcdefg", "0123456789abcdef"]
+    );
+}
+
 #[test]
 fn reads_plain_and_gzip_files_in_order() {
     let dir = tempfile::tempdir().unwrap();
