@@ -173,6 +173,11 @@ pub struct Lifecycle {
     incidents: BTreeMap<String, Incident>,
     /// Several instances: the incident groups this one keeps (`None`: all).
     ownership: Option<Ownership>,
+    /// Keys of incidents closed before (this run's, and the outbox's): a
+    /// new incident never takes one, whose rows would swallow its
+    /// notifications (a later incident can share route, labels and first
+    /// alert's start: see `key_tests`).
+    closed: BTreeSet<String>,
 }
 
 // === impl Lifecycle ===
@@ -193,7 +198,13 @@ impl Lifecycle {
             update_interval_ms: cfg.incidents.update_interval.as_ms(),
             incidents: BTreeMap::new(),
             ownership: None,
+            closed: BTreeSet::new(),
         }
+    }
+
+    /// Notes `keys` as taken by incidents of the past (the outbox's).
+    pub(crate) fn know_closed(&mut self, keys: impl IntoIterator<Item = String>) {
+        self.closed.extend(keys);
     }
 
     /// Keeps only the incidents of the groups `ownership` owns: an alert
@@ -394,7 +405,7 @@ impl Lifecycle {
         let mut key = model::incident_key(&route_name, &labels, t.started_at);
         let base = key.clone();
         let mut n = 1;
-        while self.incidents.contains_key(&key) {
+        while self.incidents.contains_key(&key) || self.closed.contains(&key) {
             key = format!("{base}-{n}");
             n += 1;
         }
@@ -496,6 +507,8 @@ impl Lifecycle {
             {
                 a.active = false;
                 a.resolved_at = Some(t.at);
+                // The levels it resolved against (a reload may have moved them).
+                (a.threshold, a.clear) = (t.threshold, t.clear);
                 // Resolved for want of data (the window's volume fell below
                 // the rule's minimum): no value, not the last one seen.
                 match t.value {
@@ -521,6 +534,7 @@ impl Lifecycle {
             ch.saved.remove(&key);
             ch.removed.push(key.clone());
             self.incidents.remove(&key);
+            self.closed.insert(key);
         }
     }
 }

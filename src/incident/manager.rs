@@ -99,6 +99,7 @@ impl IncidentManager {
         let clock = Clock::new();
         let outbox = Arc::new(Outbox::open(data_dir)?);
         let mut lifecycle = Lifecycle::new(cfg);
+        lifecycle.know_closed(outbox.incident_keys_seen()?);
         lifecycle.restore(outbox.load_incidents()?);
         let console: Option<Console> = opts.console.map(|w| Arc::new(Mutex::new(w)));
         let serves_console = opts.serves_console;

@@ -341,6 +341,18 @@ impl Outbox {
         Ok(out)
     }
 
+    /// Every incident key the outbox has rows of (notifications, feedback,
+    /// close requests): keys a new incident must not take again.
+    pub(crate) fn incident_keys_seen(&self) -> Result<Vec<String>, OutboxError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
+            "SELECT incident FROM notifications UNION SELECT incident FROM feedback \
+             UNION SELECT incident FROM close_requests",
+        )?;
+        let keys = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(keys)
+    }
+
     /// Every persisted open incident.
     pub(crate) fn load_incidents(&self) -> Result<Vec<Incident>, OutboxError> {
         let conn = self.conn()?;

@@ -43,6 +43,7 @@ impl Lifecycle {
         ch.saved.remove(key);
         ch.removed.push(key.to_string());
         self.incidents.remove(key);
+        self.closed.insert(key.to_string());
         true
     }
 

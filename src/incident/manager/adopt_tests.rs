@@ -12,6 +12,8 @@ use crate::incident::outbox::Outbox;
 
 use super::{IncidentManager, ManagerOptions};
 
+mod key_tests;
+
 const CONFIG: &str = r#"
 [[rules]]
 name = "a"
