@@ -61,8 +61,16 @@ impl Secret {
 
     /// Reads a secret from an environment variable.
     pub(crate) fn from_env(name: &str) -> Result<Self, SecretError> {
-        match std::env::var(name) {
-            Ok(v) if !v.is_empty() => Ok(Secret(v)),
+        Self::from_env_value(name, std::env::var(name).ok())
+    }
+
+    /// [`Secret::from_env`] of the value `v` the variable has: white space
+    /// alone is no secret (a token of spaces matched no request, and the
+    /// status said one was configured), whatever else it holds is kept as
+    /// written.
+    fn from_env_value(name: &str, v: Option<String>) -> Result<Self, SecretError> {
+        match v {
+            Some(v) if !v.trim().is_empty() => Ok(Secret(v)),
             _ => Err(SecretError::EnvUnset(name.to_string())),
         }
     }
@@ -145,5 +153,13 @@ mod tests {
             Err(SecretError::EmptyFile(_))
         ));
         assert!(Secret::from_env("CRISISWATCH_TEST_SURELY_UNSET_VAR").is_err());
+        for blank in ["", " ", "\t\n"] {
+            assert!(matches!(
+                Secret::from_env_value("T", Some(blank.to_string())),
+                Err(SecretError::EnvUnset(_))
+            ));
+        }
+        let kept = Secret::from_env_value("T", Some(" a b ".to_string())).unwrap();
+        assert_eq!(kept.expose(), " a b ");
     }
 }

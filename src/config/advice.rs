@@ -9,6 +9,7 @@
 use super::{Condition, Config, EngineConfig, IndicatorConfig, RuleConfig, SurgeMethod};
 
 mod routes;
+mod transport;
 pub(crate) use routes::did_you_mean;
 
 /// Every warning for `cfg`, one sentence each, naming the setting.
@@ -57,6 +58,7 @@ pub fn advice(cfg: &Config) -> Vec<String> {
         ));
     }
     routes::advise(cfg, &mut out);
+    transport::advise(cfg, &mut out);
     out
 }
 
