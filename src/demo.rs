@@ -402,7 +402,7 @@ pub async fn run(
         if http_receivers {
             writeln!(
                 out,
-                "  incident notifications still undelivered: {} (outbox {})",
+                "  incident notifications still queued: {} (outbox {}; `crisiswatch outbox --config <file> deliver`, or the next start, sends them)",
                 drain.pending,
                 m.outbox().path().display()
             )?;

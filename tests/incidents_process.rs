@@ -437,7 +437,12 @@ async fn dead_letters_are_listed_retried_and_delivered_from_the_cli() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("0 notification(s) still queued"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("5 notification(s) delivered.")
+            && said.contains("0 notification(s) still queued"),
+        "{said}"
+    );
     let seqs: Vec<u64> = rx
         .accepted()
         .iter()

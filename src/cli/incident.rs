@@ -425,11 +425,15 @@ fn outbox(
                         writeln!(out, "{handed} queued notification(s) belong to the incident partitions of a scaled group (sources.kafka.scale_out): their owners send them, in order; not sent from here.")?;
                     }
                 }
+                let started = chrono::Utc::now().timestamp_millis();
                 let m = IncidentManager::open(cfg, &registry, data_dir, opts)?;
                 let sending = m.receivers();
-                Ok::<_, CliError>((m.shutdown(timeout).await, sending))
+                let report = m.shutdown(timeout).await;
+                let sent = Outbox::open(data_dir)?.delivered_since(started)?;
+                Ok::<_, CliError>((report, sending, sent))
             })?;
-            let (report, sending) = report;
+            let (report, sending, sent) = report;
+            writeln!(out, "{sent} notification(s) delivered.")?;
             // Rows of a receiver this configuration does not send to (one
             // removed, or disabled by an empty `url`): never sent by this
             // command, and not "0 still queued".

@@ -173,11 +173,12 @@ pub struct Lifecycle {
     incidents: BTreeMap<String, Incident>,
     /// Several instances: the incident groups this one keeps (`None`: all).
     ownership: Option<Ownership>,
-    /// Keys of incidents closed before (this run's, and the outbox's): a
-    /// new incident never takes one, whose rows would swallow its
-    /// notifications (a later incident can share route, labels and first
-    /// alert's start: see `key_tests`).
-    closed: BTreeSet<String>,
+    /// Keys of incidents closed before (this run's, and the outbox's), with
+    /// their incident partition (0 in one instance): a new incident never
+    /// takes one, whose rows would swallow its notifications (a later
+    /// incident can share route, labels and first alert's start: see
+    /// `key_tests`).
+    closed: BTreeMap<String, u32>,
 }
 
 // === impl Lifecycle ===
@@ -198,18 +199,17 @@ impl Lifecycle {
             update_interval_ms: cfg.incidents.update_interval.as_ms(),
             incidents: BTreeMap::new(),
             ownership: None,
-            closed: BTreeSet::new(),
+            closed: BTreeMap::new(),
         }
     }
 
-    /// Notes `keys` as taken by incidents of the past (the outbox's).
-    pub(crate) fn know_closed(&mut self, keys: impl IntoIterator<Item = String>) {
-        self.closed.extend(keys);
-    }
-
     /// Keeps only the incidents of the groups `ownership` owns: an alert
-    /// joins no incident of another instance's group.
+    /// joins no incident of another instance's group. The closed keys of
+    /// partitions no longer owned are forgotten: a partition's next owner
+    /// applies again what followed its checkpoint and must make the keys
+    /// its previous owner made, so it starts with none (see README).
     pub(crate) fn set_ownership(&mut self, ownership: Ownership) {
+        self.closed.retain(|_, p| ownership.owns_partition(*p));
         self.ownership = Some(ownership);
     }
 
@@ -405,7 +405,7 @@ impl Lifecycle {
         let mut key = model::incident_key(&route_name, &labels, t.started_at);
         let base = key.clone();
         let mut n = 1;
-        while self.incidents.contains_key(&key) || self.closed.contains(&key) {
+        while self.incidents.contains_key(&key) || self.closed.contains_key(&key) {
             key = format!("{base}-{n}");
             n += 1;
         }
@@ -533,8 +533,12 @@ impl Lifecycle {
             emit(inc, Action::Resolve, Reason::Resolved, t.at, interval, ch);
             ch.saved.remove(&key);
             ch.removed.push(key.clone());
+            let part = self
+                .ownership
+                .as_ref()
+                .map_or(0, |o| o.partition_of(&inc.route, &inc.labels));
             self.incidents.remove(&key);
-            self.closed.insert(key);
+            self.closed.insert(key, part);
         }
     }
 }

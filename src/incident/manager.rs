@@ -99,7 +99,10 @@ impl IncidentManager {
         let clock = Clock::new();
         let outbox = Arc::new(Outbox::open(data_dir)?);
         let mut lifecycle = Lifecycle::new(cfg);
-        lifecycle.know_closed(outbox.incident_keys_seen()?);
+        if !opts.hand_off_queued {
+            // One instance: its outbox is its incident state (see `Lifecycle::closed`).
+            lifecycle.know_closed(outbox.incident_keys_seen()?);
+        }
         lifecycle.restore(outbox.load_incidents()?);
         let console: Option<Console> = opts.console.map(|w| Arc::new(Mutex::new(w)));
         let serves_console = opts.serves_console;

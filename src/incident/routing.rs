@@ -312,7 +312,11 @@ impl Ownership {
 
     /// Whether the incident group of `route` with `labels` is kept here.
     pub(crate) fn owns(&self, route: &str, labels: &Labels) -> bool {
-        self.owned
-            .contains(&incident_partition(route, labels, self.partitions))
+        self.owned.contains(&self.partition_of(route, labels))
+    }
+
+    /// The incident partition of the group of `route` with `labels`.
+    pub(crate) fn partition_of(&self, route: &str, labels: &Labels) -> u32 {
+        incident_partition(route, labels, self.partitions)
     }
 }

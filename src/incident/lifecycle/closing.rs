@@ -6,6 +6,14 @@ use super::super::model::{self, AlertEvidence, Reason};
 use super::{emit, release, settle_before_resolve, Action, Changes, Lifecycle};
 
 impl Lifecycle {
+    /// Notes `keys` as taken by incidents of the past (the outbox's; one
+    /// instance only, see [`Lifecycle::set_ownership`]).
+    pub(crate) fn know_closed(&mut self, keys: impl IntoIterator<Item = String>) {
+        if self.ownership.is_none() {
+            self.closed.extend(keys.into_iter().map(|k| (k, 0)));
+        }
+    }
+
     /// Closes incident `key` at `at` with `reason` (`Closed` by an operator,
     /// `AlertGone` when nothing can resolve it): its active alerts leave,
     /// and a `resolve` whose summary carries `note` goes out (an incident
@@ -42,8 +50,12 @@ impl Lifecycle {
         annotate(ch, note);
         ch.saved.remove(key);
         ch.removed.push(key.to_string());
+        let part = self
+            .ownership
+            .as_ref()
+            .map_or(0, |o| o.partition_of(&inc.route, &inc.labels));
         self.incidents.remove(key);
-        self.closed.insert(key.to_string());
+        self.closed.insert(key.to_string(), part);
         true
     }
 

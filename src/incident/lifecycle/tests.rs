@@ -468,6 +468,8 @@ mod looks {
                     .map(|i| serde_json::from_value(serde_json::to_value(i).unwrap()).unwrap())
                     .collect();
                 lc = Lifecycle::new(cfg);
+                // As the outbox has them: every key notified so far.
+                lc.know_closed(ch.notifications.iter().map(|n| n.dedup_key.clone()));
                 lc.restore(saved);
             }
         }
@@ -605,6 +607,35 @@ fn an_incident_never_takes_the_key_of_one_closed_before() {
         fresh.incidents().contains_key(&second),
         "{:?}",
         fresh.incidents().keys()
+    );
+    // An instance of a scaled group keeps the keys its partitions closed
+    // while it owns them (as one instance does), none from its outbox, and
+    // forgets a partition's when it leaves: its next owner applies again
+    // what followed its checkpoint and must make the same keys.
+    use crate::incident::routing::Ownership;
+    let mut scaled = Lifecycle::new(&cfg(ROUTE));
+    scaled.set_ownership(Ownership::new(1, [0]));
+    scaled.know_closed([base.to_string()]);
+    let mut ch = Changes::default();
+    for tr in [
+        t("a", &p, State::Firing, Severity::Warning, 1000),
+        t("a", &p, State::Resolved, Severity::Warning, 120_000),
+        t("b", &q, State::Firing, Severity::Warning, 200_000),
+        t("b", &q, State::Resolved, Severity::Warning, 300_000),
+    ] {
+        scaled.apply(&tr, &mut ch);
+    }
+    assert_eq!(actions(&ch)[2], (second.clone(), Action::Open, 1));
+    scaled.set_ownership(Ownership::new(1, []));
+    scaled.set_ownership(Ownership::new(1, [0]));
+    scaled.apply(
+        &t("a", &p, State::Firing, Severity::Warning, 400_000),
+        &mut ch,
+    );
+    assert!(
+        scaled.incidents().contains_key(base),
+        "{:?}",
+        scaled.incidents().keys()
     );
 }
 

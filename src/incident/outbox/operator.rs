@@ -74,6 +74,17 @@ impl Outbox {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// Notifications delivered at or after `since_ms` (wall clock).
+    pub fn delivered_since(&self, since_ms: i64) -> Result<u64, OutboxError> {
+        let conn = self.conn()?;
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM notifications WHERE status = 'delivered' AND done_ms >= ?1",
+            params![since_ms],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Queues dead letters (and failed ones with `include_failed`) again: all
     /// of them, or those in `ids`, optionally of one receiver. A row whose
     /// incident already got a later notification through is marked
