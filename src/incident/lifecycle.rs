@@ -178,7 +178,9 @@ pub struct Lifecycle {
     /// takes one, whose rows would swallow its notifications (a later
     /// incident can share route, labels and first alert's start: see
     /// `key_tests`).
-    closed: BTreeMap<String, u32>,
+    closed: BTreeMap<String, (u32, i64)>,
+    /// How long (event time) a closed key is kept (`incidents.retention`).
+    retention_ms: i64,
 }
 
 // === impl Lifecycle ===
@@ -200,6 +202,7 @@ impl Lifecycle {
             incidents: BTreeMap::new(),
             ownership: None,
             closed: BTreeMap::new(),
+            retention_ms: cfg.incidents.retention.as_ms(),
         }
     }
 
@@ -209,7 +212,7 @@ impl Lifecycle {
     /// applies again what followed its checkpoint and must make the keys
     /// its previous owner made, so it starts with none (see README).
     pub(crate) fn set_ownership(&mut self, ownership: Ownership) {
-        self.closed.retain(|_, p| ownership.owns_partition(*p));
+        self.closed.retain(|_, (p, _)| ownership.owns_partition(*p));
         self.ownership = Some(ownership);
     }
 
@@ -538,7 +541,7 @@ impl Lifecycle {
                 .as_ref()
                 .map_or(0, |o| o.partition_of(&inc.route, &inc.labels));
             self.incidents.remove(&key);
-            self.closed.insert(key, part);
+            closing::note_closed(&mut self.closed, self.retention_ms, key, part, t.at);
         }
     }
 }

@@ -10,7 +10,27 @@ impl Lifecycle {
     /// instance only, see [`Lifecycle::set_ownership`]).
     pub(crate) fn know_closed(&mut self, keys: impl IntoIterator<Item = String>) {
         if self.ownership.is_none() {
-            self.closed.extend(keys.into_iter().map(|k| (k, 0)));
+            // The outbox keeps them for `incidents.retention`: never dropped here.
+            self.closed
+                .extend(keys.into_iter().map(|k| (k, (0, i64::MAX))));
+        }
+    }
+
+    /// The keys incident partition `q`'s incidents closed (for its
+    /// checkpoint: its next owner must not make them again, nor make
+    /// others than this instance would).
+    pub(crate) fn closed_in(&self, q: u32) -> Vec<(String, i64)> {
+        self.closed
+            .iter()
+            .filter(|(_, (p, _))| *p == q)
+            .map(|(k, &(_, at))| (k.clone(), at))
+            .collect()
+    }
+
+    /// Takes over the closed keys of incident partition `q` (its checkpoint's).
+    pub(crate) fn adopt_closed(&mut self, q: u32, keys: Vec<(String, i64)>) {
+        for (k, at) in keys {
+            self.closed.insert(k, (q, at));
         }
     }
 
@@ -55,7 +75,13 @@ impl Lifecycle {
             .as_ref()
             .map_or(0, |o| o.partition_of(&inc.route, &inc.labels));
         self.incidents.remove(key);
-        self.closed.insert(key.to_string(), part);
+        note_closed(
+            &mut self.closed,
+            self.retention_ms,
+            key.to_string(),
+            part,
+            at,
+        );
         true
     }
 
@@ -115,4 +141,20 @@ fn annotate(ch: &mut Changes, note: &str) {
     if let Some(n) = ch.notifications.last_mut() {
         n.summary = model::closing_summary(n, note);
     }
+}
+
+/// Notes that incident `key` (of partition `part`) closed at `at`, and
+/// forgets keys closed more than `retention_ms` of event time before: an
+/// incident's key can be made again only while an alert that started with
+/// it still fires, and the outbox forgets its rows after as long.
+pub(super) fn note_closed(
+    closed: &mut std::collections::BTreeMap<String, (u32, i64)>,
+    retention_ms: i64,
+    key: String,
+    part: u32,
+    at: i64,
+) {
+    let horizon = at.saturating_sub(retention_ms);
+    closed.retain(|_, (_, t)| *t >= horizon);
+    closed.insert(key, (part, at));
 }

@@ -42,6 +42,8 @@ pub(crate) struct Leaving {
     pub(crate) incidents: Vec<(Incident, Vec<String>)>,
     /// The notifications queued for its incidents, oldest first.
     pub(crate) queued: Vec<QueuedRow>,
+    /// The keys its incidents closed, with when (`Lifecycle::closed_in`).
+    pub(crate) closed: Vec<(String, i64)>,
 }
 
 impl IncidentManager {
@@ -82,6 +84,12 @@ impl IncidentManager {
                 out.entry(q).or_default().queued.push(row);
             }
             handed = tx.hand_off_ids(&only)?;
+            for q in (0..partitions).filter(|&q| !keep.owns_partition(q)) {
+                let closed = lc.closed_in(q);
+                if !closed.is_empty() {
+                    out.entry(q).or_default().closed = closed;
+                }
+            }
             lc.set_ownership(keep.clone());
             Ok(())
         })?;
@@ -166,6 +174,22 @@ impl IncidentManager {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The keys incident partition `partition`'s incidents closed here.
+    pub(crate) fn closed_of(&self, partition: u32) -> Vec<(String, i64)> {
+        self.lifecycle
+            .lock()
+            .map(|l| l.closed_in(partition))
+            .unwrap_or_default()
+    }
+
+    /// Takes over the keys incident partition `partition`'s incidents
+    /// closed on its former owner (its checkpoint's).
+    pub(crate) fn adopt_closed(&self, partition: u32, keys: Vec<(String, i64)>) {
+        if let Ok(mut l) = self.lifecycle.lock() {
+            l.adopt_closed(partition, keys);
+        }
     }
 
     /// The receivers that heard of incident `key` here (an unmuted

@@ -133,10 +133,10 @@ impl IncidentParts {
     fn restore(&mut self, q: i32) -> Result<i64, ScaledError> {
         let started = Instant::now();
         let (latest, cost) = read_latest_counted(&self.k, &self.topics.incidents_changelog, q)?;
-        let (next, part, incidents, queued) = match latest {
+        let (next, part, incidents, queued, closed) = match latest {
             // Never checkpointed (a new group, or one switched from a single
             // instance): what this outbox queued for it before is its own.
-            None => (0, FeedPart::default(), Vec::new(), None),
+            None => (0, FeedPart::default(), Vec::new(), None, Vec::new()),
             Some(bytes) => {
                 let cp = IncidentCheckpoint::decode(&bytes)
                     .map_err(|e| ScaledError::Checkpoint(format!("incident partition {q}: {e}")))?;
@@ -159,7 +159,8 @@ impl IncidentParts {
                     marks: cp.marks,
                     held,
                 };
-                (cp.next_offset, part, incidents, cp.queued)
+                let closed = cp.closed.unwrap_or_default();
+                (cp.next_offset, part, incidents, cp.queued, closed)
             }
         };
         let adopted = incidents.len();
@@ -168,6 +169,7 @@ impl IncidentParts {
         self.manager
             .set_ownership(self.topics.incident_partitions, &self.owned())?;
         let partitions = self.topics.incident_partitions;
+        self.manager.adopt_closed(q as u32, closed);
         let queued = self
             .manager
             .adopt(incidents, queued.as_deref(), |route, labels| {
@@ -268,6 +270,7 @@ impl IncidentParts {
         next: i64,
         incidents: Vec<(Incident, Vec<String>)>,
         queued: Vec<QueuedRow>,
+        closed: Vec<(String, i64)>,
     ) -> Result<(), ScaledError> {
         let part = self.feed.part(q as u32);
         let mut handed = Vec::with_capacity(incidents.len());
@@ -284,6 +287,7 @@ impl IncidentParts {
             held: part.held.iter().map(Keyed::to_wire).collect(),
             incidents: handed,
             queued: Some(queued),
+            closed: Some(closed),
         });
         self.metrics
             .checkpoint_bytes
@@ -330,7 +334,8 @@ impl IncidentParts {
                 incidents.push((inc, heard));
             }
             let queued = self.manager.queued_rows(now)?;
-            self.send_checkpoint(q, next, incidents, queued)?;
+            let closed = self.manager.closed_of(q as u32);
+            self.send_checkpoint(q, next, incidents, queued, closed)?;
             self.next.insert(q, (next, false));
             self.queued_sig.insert(q, sig);
             wrote += 1;
@@ -358,7 +363,7 @@ impl IncidentParts {
                 continue;
             };
             let l = leaving.remove(&(q as u32)).unwrap_or_default();
-            self.send_checkpoint(q, next, l.incidents, l.queued)?;
+            self.send_checkpoint(q, next, l.incidents, l.queued, l.closed)?;
             wrote += 1;
         }
         self.flushed(wrote)?;

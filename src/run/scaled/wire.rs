@@ -175,6 +175,22 @@ pub(crate) struct IncidentCheckpoint {
     /// queue order: the next owner sends them. Appended last: `None` when
     /// read from a checkpoint written before it ([`IncidentCheckpoint::decode`]).
     pub(crate) queued: Option<Vec<QueuedRow>>,
+    /// The keys its incidents closed, with when (event time): its next
+    /// owner makes no incident under one of them, as this instance would
+    /// not. Appended last: `None` from a checkpoint written before it.
+    pub(crate) closed: Option<Vec<(String, i64)>>,
+}
+
+/// [`IncidentCheckpoint`] as builds before `closed` wrote it.
+#[derive(Deserialize)]
+struct IncidentCheckpointV2 {
+    partition: u32,
+    next_offset: i64,
+    released: Option<i64>,
+    marks: Vec<(u32, i64)>,
+    held: Vec<(Order, WireTransition)>,
+    incidents: Vec<HandedIncident>,
+    queued: Option<Vec<QueuedRow>>,
 }
 
 /// [`IncidentCheckpoint`] as builds before `queued` wrote it.
@@ -190,24 +206,38 @@ struct IncidentCheckpointV1 {
 
 impl IncidentCheckpoint {
     /// Reads a checkpoint written by [`encode`], by this build or one
-    /// before `queued` (an older build reading a newer checkpoint ignores
-    /// the trailing field).
+    /// before `closed` or `queued` (an older build reading a newer
+    /// checkpoint ignores the trailing fields).
     pub(crate) fn decode(bytes: &[u8]) -> Result<IncidentCheckpoint, WireError> {
-        match decode::<IncidentCheckpoint>(bytes) {
-            Ok(cp) => Ok(cp),
-            Err(WireError::Decode(first)) => match decode_exact::<IncidentCheckpointV1>(bytes) {
-                Ok(v1) => Ok(IncidentCheckpoint {
-                    partition: v1.partition,
-                    next_offset: v1.next_offset,
-                    released: v1.released,
-                    marks: v1.marks,
-                    held: v1.held,
-                    incidents: v1.incidents,
-                    queued: None,
-                }),
-                Err(_) => Err(WireError::Decode(first)),
-            },
-            Err(e) => Err(e),
+        let first = match decode::<IncidentCheckpoint>(bytes) {
+            Ok(cp) => return Ok(cp),
+            Err(WireError::Decode(first)) => first,
+            Err(e) => return Err(e),
+        };
+        if let Ok(v2) = decode_exact::<IncidentCheckpointV2>(bytes) {
+            return Ok(IncidentCheckpoint {
+                partition: v2.partition,
+                next_offset: v2.next_offset,
+                released: v2.released,
+                marks: v2.marks,
+                held: v2.held,
+                incidents: v2.incidents,
+                queued: v2.queued,
+                closed: None,
+            });
+        }
+        match decode_exact::<IncidentCheckpointV1>(bytes) {
+            Ok(v1) => Ok(IncidentCheckpoint {
+                partition: v1.partition,
+                next_offset: v1.next_offset,
+                released: v1.released,
+                marks: v1.marks,
+                held: v1.held,
+                incidents: v1.incidents,
+                queued: None,
+                closed: None,
+            }),
+            Err(_) => Err(WireError::Decode(first)),
         }
     }
 }
@@ -393,6 +423,35 @@ mod tests {
         assert_eq!(IncidentCheckpoint::decode(&bytes).unwrap(), now);
         let read_before: IncidentCheckpointV1 = decode(&bytes).unwrap();
         assert_eq!(read_before.next_offset, 40);
+        // A checkpoint of the builds with `queued` but before `closed`.
+        #[derive(Serialize)]
+        struct WithQueued<'a> {
+            partition: u32,
+            next_offset: i64,
+            released: Option<i64>,
+            marks: &'a [(u32, i64)],
+            held: &'a [(Order, WireTransition)],
+            incidents: &'a [HandedIncident],
+            queued: &'a Option<Vec<QueuedRow>>,
+        }
+        let v2 = encode(&WithQueued {
+            partition: now.partition,
+            next_offset: now.next_offset,
+            released: now.released,
+            marks: &now.marks,
+            held: &now.held,
+            incidents: &now.incidents,
+            queued: &now.queued,
+        });
+        assert_eq!(IncidentCheckpoint::decode(&v2).unwrap(), now);
+        let closed = IncidentCheckpoint {
+            closed: Some(vec![("product/product=p/5-1".into(), 9)]),
+            ..now.clone()
+        };
+        let bytes = encode(&closed);
+        assert_eq!(IncidentCheckpoint::decode(&bytes).unwrap(), closed);
+        let read_v2: IncidentCheckpointV2 = decode(&bytes).unwrap();
+        assert_eq!(read_v2.queued, now.queued);
         assert!(IncidentCheckpoint::decode(&[WIRE_VERSION, 1, 2]).is_err());
         // A new checkpoint damaged in its queued notifications is refused,
         // not read as an older layout without them.

@@ -126,3 +126,50 @@ fn a_key_closed_before_is_never_taken_again_even_after_a_restart() {
         .collect();
     assert_eq!(rows, want);
 }
+
+/// With several instances: the keys an incident partition's incidents
+/// closed leave with it (`release`, into its checkpoint) and its next
+/// owner takes them over (`adopt_closed`), so an incident made there after
+/// the move gets the suffix one instance would have given it.
+#[test]
+fn closed_keys_move_with_their_incident_partition() {
+    let cfg = Config::from_toml_str(CONFIG, &std::collections::HashMap::new()).expect("config");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _guard = rt.enter();
+    let (da, db) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let open = |dir: &std::path::Path| {
+        let opts = ManagerOptions {
+            hand_off_queued: true,
+            ..ManagerOptions::default()
+        };
+        IncidentManager::open(&cfg, &prometheus::Registry::new(), dir, opts).expect("manager")
+    };
+    let a = open(da.path());
+    a.set_ownership(1, &[0]).expect("own");
+    for tr in [
+        t("a", State::Firing, S),
+        t("a", State::Resolved, S + 3 * MIN),
+    ] {
+        a.submit(std::slice::from_ref(&tr), tr.at).expect("submit");
+    }
+    let base = format!("product/product=p/{S}");
+    let mut leaving = a.release(1, &[]).expect("release");
+    let closed = leaving.remove(&0).expect("partition 0").closed;
+    assert_eq!(closed, vec![(base.clone(), S + 3 * MIN)]);
+    assert!(a.closed_of(0).is_empty(), "forgotten where it left");
+    let b = open(db.path());
+    b.set_ownership(1, &[0]).expect("own");
+    b.adopt_closed(0, closed);
+    for tr in [
+        t("b", State::Firing, S + 5 * MIN),
+        t("b", State::Resolved, S + 10 * MIN),
+    ] {
+        b.submit(std::slice::from_ref(&tr), tr.at).expect("submit");
+    }
+    b.flush(S + 20 * MIN).expect("flush");
+    let keys: Vec<String> = b.closed_of(0).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, vec![base.clone(), format!("{base}-1")]);
+}
