@@ -66,10 +66,8 @@ use std::io::Write;
 
 use crate::secret::SecretError;
 
-pub use self::manager::{
-    has_http_receivers, prune_interval, receiver_enabled, IncidentManager, PreparedReload,
-    STOP_GRACE,
-};
+pub use self::manager::stopping::{prune_interval, STOP_GRACE};
+pub use self::manager::{has_http_receivers, receiver_enabled, IncidentManager, PreparedReload};
 use self::outbox::OutboxError;
 pub use self::silence::Silence;
 pub use self::workers::ReceiverChanges;

@@ -43,10 +43,12 @@ mod ack;
 mod closing;
 mod due;
 mod held;
+mod keys;
 mod values;
 
 pub(crate) use held::Held;
 use held::{group_interval, hold, release, settle, settle_before_resolve};
+use keys::ClosedKeys;
 
 pub use values::{NoValues, ValueSource};
 
@@ -173,14 +175,9 @@ pub struct Lifecycle {
     incidents: BTreeMap<String, Incident>,
     /// Several instances: the incident groups this one keeps (`None`: all).
     ownership: Option<Ownership>,
-    /// Keys of incidents closed before (this run's, and the outbox's), with
-    /// their incident partition (0 in one instance): a new incident never
-    /// takes one, whose rows would swallow its notifications (a later
-    /// incident can share route, labels and first alert's start: see
-    /// `key_tests`).
-    closed: BTreeMap<String, (u32, i64)>,
-    /// How long (event time) a closed key is kept (`incidents.retention`).
-    retention_ms: i64,
+    /// Keys of incidents closed before (this run's, and the outbox's): a
+    /// new incident never takes one ([`keys`]).
+    closed: ClosedKeys,
 }
 
 // === impl Lifecycle ===
@@ -201,8 +198,7 @@ impl Lifecycle {
             update_interval_ms: cfg.incidents.update_interval.as_ms(),
             incidents: BTreeMap::new(),
             ownership: None,
-            closed: BTreeMap::new(),
-            retention_ms: cfg.incidents.retention.as_ms(),
+            closed: ClosedKeys::new(cfg.incidents.retention.as_ms()),
         }
     }
 
@@ -212,7 +208,7 @@ impl Lifecycle {
     /// applies again what followed its checkpoint and must make the keys
     /// its previous owner made, so it starts with none (see README).
     pub(crate) fn set_ownership(&mut self, ownership: Ownership) {
-        self.closed.retain(|_, (p, _)| ownership.owns_partition(*p));
+        self.closed.keep_partitions(|p| ownership.owns_partition(p));
         self.ownership = Some(ownership);
     }
 
@@ -233,6 +229,7 @@ impl Lifecycle {
         });
         self.rules = rule_infos(cfg);
         self.update_interval_ms = cfg.incidents.update_interval.as_ms();
+        self.closed.set_retention(cfg.incidents.retention.as_ms());
         for inc in self.incidents.values_mut() {
             let mut changed = false;
             for a in &mut inc.alerts {
@@ -405,13 +402,9 @@ impl Lifecycle {
             }
             return;
         }
-        let mut key = model::incident_key(&route_name, &labels, t.started_at);
-        let base = key.clone();
-        let mut n = 1;
-        while self.incidents.contains_key(&key) || self.closed.contains_key(&key) {
-            key = format!("{base}-{n}");
-            n += 1;
-        }
+        let key = self
+            .closed
+            .fresh(&route_name, &labels, t.started_at, &self.incidents);
         let mut inc = Incident {
             key: key.clone(),
             route: route_name,
@@ -536,12 +529,9 @@ impl Lifecycle {
             emit(inc, Action::Resolve, Reason::Resolved, t.at, interval, ch);
             ch.saved.remove(&key);
             ch.removed.push(key.clone());
-            let part = self
-                .ownership
-                .as_ref()
-                .map_or(0, |o| o.partition_of(&inc.route, &inc.labels));
+            let part = keys::partition(self.ownership.as_ref(), &inc.route, &inc.labels);
             self.incidents.remove(&key);
-            closing::note_closed(&mut self.closed, self.retention_ms, key, part, t.at);
+            self.closed.note(key, part, t.at);
         }
     }
 }

@@ -3,37 +3,9 @@
 //! `manager/closing.rs`).
 
 use super::super::model::{self, AlertEvidence, Reason};
-use super::{emit, release, settle_before_resolve, Action, Changes, Lifecycle};
+use super::{emit, keys, release, settle_before_resolve, Action, Changes, Lifecycle};
 
 impl Lifecycle {
-    /// Notes `keys` as taken by incidents of the past (the outbox's; one
-    /// instance only, see [`Lifecycle::set_ownership`]).
-    pub(crate) fn know_closed(&mut self, keys: impl IntoIterator<Item = String>) {
-        if self.ownership.is_none() {
-            // The outbox keeps them for `incidents.retention`: never dropped here.
-            self.closed
-                .extend(keys.into_iter().map(|k| (k, (0, i64::MAX))));
-        }
-    }
-
-    /// The keys incident partition `q`'s incidents closed (for its
-    /// checkpoint: its next owner must not make them again, nor make
-    /// others than this instance would).
-    pub(crate) fn closed_in(&self, q: u32) -> Vec<(String, i64)> {
-        self.closed
-            .iter()
-            .filter(|(_, (p, _))| *p == q)
-            .map(|(k, &(_, at))| (k.clone(), at))
-            .collect()
-    }
-
-    /// Takes over the closed keys of incident partition `q` (its checkpoint's).
-    pub(crate) fn adopt_closed(&mut self, q: u32, keys: Vec<(String, i64)>) {
-        for (k, at) in keys {
-            self.closed.insert(k, (q, at));
-        }
-    }
-
     /// Closes incident `key` at `at` with `reason` (`Closed` by an operator,
     /// `AlertGone` when nothing can resolve it): its active alerts leave,
     /// and a `resolve` whose summary carries `note` goes out (an incident
@@ -70,18 +42,9 @@ impl Lifecycle {
         annotate(ch, note);
         ch.saved.remove(key);
         ch.removed.push(key.to_string());
-        let part = self
-            .ownership
-            .as_ref()
-            .map_or(0, |o| o.partition_of(&inc.route, &inc.labels));
+        let part = keys::partition(self.ownership.as_ref(), &inc.route, &inc.labels);
         self.incidents.remove(key);
-        note_closed(
-            &mut self.closed,
-            self.retention_ms,
-            key.to_string(),
-            part,
-            at,
-        );
+        self.closed.note(key.to_string(), part, at);
         true
     }
 
@@ -141,20 +104,4 @@ fn annotate(ch: &mut Changes, note: &str) {
     if let Some(n) = ch.notifications.last_mut() {
         n.summary = model::closing_summary(n, note);
     }
-}
-
-/// Notes that incident `key` (of partition `part`) closed at `at`, and
-/// forgets keys closed more than `retention_ms` of event time before: an
-/// incident's key can be made again only while an alert that started with
-/// it still fires, and the outbox forgets its rows after as long.
-pub(super) fn note_closed(
-    closed: &mut std::collections::BTreeMap<String, (u32, i64)>,
-    retention_ms: i64,
-    key: String,
-    part: u32,
-    at: i64,
-) {
-    let horizon = at.saturating_sub(retention_ms);
-    closed.retain(|_, (_, t)| *t >= horizon);
-    closed.insert(key, (part, at));
 }
