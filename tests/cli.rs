@@ -57,7 +57,7 @@ thresholds = { warning = 5, critical = 1 }
         "server.listen = \"nowhere\"",
         "rules[0].name = \"Complaint Rate\"",
         "rules[0].slide = \"7m\"",
-        "rules[0].thresholds.critical = \"1\"",
+        "rules[0].thresholds.critical = 1:",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }

@@ -513,11 +513,11 @@ acknowledge = true
             "incidents.routes[0].group_by[1] = \"product\"",
             "receivers[0].secret_file = \"/b\"",
             "receivers[0].routing_key_env",
-            "receivers[0].delivery.jitter = \"1.5\"",
+            "receivers[0].delivery.jitter = 1.5:",
             "receivers[0].delivery.timeout = \"0\"",
             "receivers[0].delivery.backoff_max = \"1s\"",
             "receivers[1].routing_key_env",
-            "receivers[2].acknowledge = \"true\"",
+            "receivers[2].acknowledge = true:",
         ] {
             assert!(
                 errs.iter().any(|e| e.starts_with(want)),

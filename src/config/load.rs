@@ -12,7 +12,7 @@ mod deserialize;
 mod receivers;
 mod rule;
 pub(crate) use deserialize::MORE_ERRORS;
-use deserialize::{deserialize_all, lookup};
+use deserialize::{deserialize_all, lookup, node};
 use rule::validate_rule;
 
 // === loading and validation ===
@@ -65,6 +65,26 @@ impl Config {
                         // quotes no value: `lookup` would give the file.
                         if e.path.is_empty() {
                             return e;
+                        }
+                        // A number or a boolean is shown as written, unquoted
+                        // (`min_baseline = -3`, not `"-3"`).
+                        if matches!(
+                            node(&written, &e.path),
+                            Some(
+                                toml::Value::Integer(_)
+                                    | toml::Value::Float(_)
+                                    | toml::Value::Boolean(_)
+                            )
+                        ) {
+                            e.literal = true;
+                            // As written (`3.0`, not `3`) when it is the same number.
+                            if let Some(w) = lookup(&written, &e.path).filter(|w| {
+                                w.parse::<f64>()
+                                    .ok()
+                                    .is_some_and(|x| e.value.parse::<f64>() == Ok(x))
+                            }) {
+                                e.value = w;
+                            }
                         }
                         if let Some(w) = lookup(&written, &e.path).filter(|w| w.contains('$')) {
                             // The message may quote the expanded value too

@@ -259,7 +259,7 @@ fn remove_key(tree: &mut toml::Value, path: &str) -> bool {
 }
 
 /// The value at a serde_path_to_error path (`rules[0].window`).
-fn node<'t>(tree: &'t toml::Value, path: &str) -> Option<&'t toml::Value> {
+pub(super) fn node<'t>(tree: &'t toml::Value, path: &str) -> Option<&'t toml::Value> {
     let mut cur = tree;
     for s in steps(tree, path) {
         cur = match s {

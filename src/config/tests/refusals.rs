@@ -381,3 +381,40 @@ fn a_non_string_value_is_shown_as_written() {
         "{shown:?}"
     );
 }
+
+/// A number or a boolean a check refuses is quoted as written, without
+/// quotes (`min_baseline = -3.0`, not `"-3"`); a string stays quoted.
+#[test]
+fn refused_numbers_are_quoted_as_written() {
+    let text = RULE.replace(
+        "thresholds = { warning = 0.05 }",
+        "thresholds = { warning = 0.05, critical = 0.01 }",
+    ) + r#"
+[[rules]]
+name = "surge"
+window = "30m"
+slide = "5m"
+indicator = { kind = "surge", select = { type = "complaint" }, baseline = "6h", min_baseline = -3.0 }
+thresholds = { warning = 3 }
+
+[engine]
+max_groups_per_rule = 0
+"#;
+    let shown: Vec<String> = errors(&text).iter().map(ToString::to_string).collect();
+    for want in [
+        "rules[1].indicator.min_baseline = -3.0:",
+        "engine.max_groups_per_rule = 0:",
+        "rules[0].thresholds.critical = 0.01:",
+    ] {
+        assert!(
+            shown.iter().any(|e| e.starts_with(want)),
+            "{want}: {shown:#?}"
+        );
+    }
+    // A duration is a string: still quoted.
+    let e = errors(&RULE.replace("slide = \"1m\"", "slide = \"7m\""));
+    assert!(
+        e[0].to_string().starts_with("rules[0].slide = \"7m\""),
+        "{e:?}"
+    );
+}
