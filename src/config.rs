@@ -261,8 +261,43 @@ impl std::str::FromStr for Dur {
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        d.deserialize_any(DurVisitor)
+    }
+}
+
+/// A duration is a string with its unit; a bare number (`window = 60`) is
+/// refused with what to write instead of serde's "expected a string".
+struct DurVisitor;
+
+impl DurVisitor {
+    fn bare<E: serde::de::Error>(n: &dyn fmt::Display) -> E {
+        E::custom(format!(
+            "a duration is a string with its unit: write e.g. \"{n}s\" or \"{n}m\" (a bare number has none)"
+        ))
+    }
+}
+
+impl serde::de::Visitor<'_> for DurVisitor {
+    type Value = Dur;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration string such as \"30s\", \"15m\" or \"1h 30m\"")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Dur, E> {
+        s.parse().map_err(E::custom)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Dur, E> {
+        Err(Self::bare(&n))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Dur, E> {
+        Err(Self::bare(&n))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Dur, E> {
+        Err(Self::bare(&n))
     }
 }
 

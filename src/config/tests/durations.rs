@@ -1,5 +1,7 @@
 //! Durations as the command line, the console and the API take them.
 
+use super::*;
+
 /// The command line's durations parse as the configuration's: a capital
 /// `M` (a month) and parts of a millisecond are refused with what to
 /// write, `"0"` is zero.
@@ -24,4 +26,26 @@ fn command_line_durations_refuse_what_the_configuration_refuses() {
     let unknown = "3x".parse::<Dur>().unwrap_err();
     assert!(unknown.contains("units: ms, s, m, h, d, w"), "{unknown}");
     assert!(!unknown.contains("us/"), "{unknown}");
+}
+
+/// A bare number where a duration goes (`window = 60`) is refused with
+/// what to write (a string with its unit), not serde's "expected a string".
+#[test]
+fn a_bare_number_for_a_duration_says_to_write_its_unit() {
+    for (written, hint) in [("60", "\"60s\" or \"60m\""), ("0.5", "\"0.5s\"")] {
+        let e = errors(&RULE.replace("window = \"30m\"", &format!("window = {written}")));
+        let shown = e[0].to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "rules[0].window = {written}: a duration is a string with its unit"
+            )) && shown.contains(hint),
+            "{shown}"
+        );
+    }
+    let e = errors(&RULE.replace("window = \"30m\"", "window = true"));
+    assert!(
+        e[0].to_string()
+            .contains("expected a duration string such as \"30s\""),
+        "{e:?}"
+    );
 }
