@@ -120,7 +120,7 @@ pub(crate) fn generic(n: &Notification, max_body: usize) -> Value {
             json!({"by": a.by, "note": a.note, "at": format_ts(a.at)}),
         );
     }
-    fit_alerts(&mut doc, "", n, max_body);
+    fit_alerts(&mut doc, "", n, max_body, false);
     doc
 }
 
@@ -213,13 +213,31 @@ pub(crate) fn pagerduty(n: &Notification, routing_key: &Secret, max_body: usize)
         },
         "links": links,
     });
+    // What is not known (no value yet, no runbook, not resolved) is left
+    // out rather than sent as `null`, here and in each alert's evidence.
+    if let Some(details) = doc.pointer_mut("/payload/custom_details") {
+        drop_nulls(details);
+    }
     fit_alerts(
         &mut doc,
         "/payload/custom_details",
         n,
         PAGERDUTY_BODY_MAX.min(max_body),
+        true,
     );
     doc
+}
+
+/// Removes every `null` member of the objects in `v`, at any depth.
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 /// Fills the `alerts` list of the object at `at` (a JSON pointer) in `doc`
@@ -232,14 +250,14 @@ pub(crate) fn pagerduty(n: &Notification, routing_key: &Secret, max_body: usize)
 /// serialised size and a comma, so the body sent is never larger than
 /// `max_body` (only the headline alert's evidence alone can overflow a limit
 /// too small for it, and then it is omitted too).
-fn fit_alerts(doc: &mut Value, at: &str, n: &Notification, max_body: usize) {
+fn fit_alerts(doc: &mut Value, at: &str, n: &Notification, max_body: usize, no_nulls: bool) {
     let Some(Value::Object(m)) = doc.pointer_mut(at) else {
         return;
     };
     m.insert("alerts".into(), Value::Array(Vec::new()));
     m.insert("alerts_omitted".into(), Value::from(n.alerts.len()));
     let base = serde_json::to_vec(&*doc).map_or(usize::MAX, |b| b.len());
-    let (alerts, omitted) = alerts_within(n, max_body.saturating_sub(base));
+    let (alerts, omitted) = alerts_within(n, max_body.saturating_sub(base), no_nulls);
     if let Some(Value::Object(m)) = doc.pointer_mut(at) {
         m.insert("alerts".into(), Value::Array(alerts));
         if omitted > 0 {
@@ -253,13 +271,16 @@ fn fit_alerts(doc: &mut Value, at: &str, n: &Notification, max_body: usize) {
 /// The evidence of `n`'s alerts that fits in `budget` bytes of JSON — the
 /// headline alert first, then active alerts, then the rest, each group in
 /// joining order, listed back in joining order — and how many were left out.
-fn alerts_within(n: &Notification, budget: usize) -> (Vec<Value>, usize) {
+fn alerts_within(n: &Notification, budget: usize, no_nulls: bool) -> (Vec<Value>, usize) {
     let mut order: Vec<usize> = (0..n.alerts.len()).collect();
     order.sort_by_key(|&i| (i != n.primary, !n.alerts[i].active, i));
     let mut kept: Vec<(usize, Value)> = Vec::with_capacity(order.len());
     let mut used = 0usize;
     for i in order {
-        let v = evidence_json(&n.alerts[i]);
+        let mut v = evidence_json(&n.alerts[i]);
+        if no_nulls {
+            drop_nulls(&mut v);
+        }
         // One byte for the separating comma.
         let size = serde_json::to_vec(&v).map_or(usize::MAX, |b| b.len() + 1);
         if used.saturating_add(size) > budget {

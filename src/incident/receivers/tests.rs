@@ -368,3 +368,36 @@ fn links_are_the_headline_rules_only() {
 }
 
 mod alertmanager;
+
+/// PagerDuty's body carries no `null`: what is not known (no value yet, no
+/// runbook or dashboard, not resolved, no headline alert) is left out.
+#[test]
+fn pagerduty_bodies_carry_no_null() {
+    fn nulls(v: &serde_json::Value, at: &str, found: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Null => found.push(at.to_string()),
+            serde_json::Value::Object(m) => m
+                .iter()
+                .for_each(|(k, x)| nulls(x, &format!("{at}/{k}"), found)),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, x)| nulls(x, &format!("{at}/{i}"), found)),
+            _ => {}
+        }
+    }
+    let key = Secret::new("k".to_string());
+    let mut unknown = alert(0, true, "d");
+    unknown.value = None;
+    unknown.peak = None;
+    for n in [
+        notification(vec![unknown, alert(1, false, "e")], 0),
+        notification(Vec::new(), 0),
+    ] {
+        let doc = pagerduty(&n, &key, PAGERDUTY_BODY_MAX);
+        let mut found = Vec::new();
+        nulls(&doc, "", &mut found);
+        assert!(found.is_empty(), "nulls at {found:?} in {doc}");
+        assert!(doc["payload"]["custom_details"]["alerts"].is_array());
+    }
+}
