@@ -27,7 +27,7 @@ use crate::event::{format_ts, InvalidReason};
 use super::labels::{self, Crisis};
 
 mod text;
-pub(crate) use text::printable;
+pub(crate) use text::{columns, printable, Cell};
 mod tracker;
 
 pub use text::{fmt_dur, fmt_value, short_ts};

@@ -19,7 +19,7 @@
 //! to the resolve (or the end of the data). Duplicate ids are counted once, as
 //! the engine does; invalid lines are skipped.
 
-use crate::backtest::report::printable;
+use crate::backtest::report::{columns, printable, Cell};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -318,7 +318,7 @@ pub fn select<'a>(
 pub fn list(incidents: &[Incident]) -> String {
     let w = incidents
         .iter()
-        .map(|i| printable(&i.dedup_key).chars().count())
+        .map(|i| columns(&printable(&i.dedup_key)))
         .max()
         .unwrap_or(0)
         .max("incident".len());
@@ -332,7 +332,7 @@ pub fn list(incidents: &[Incident]) -> String {
         let _ = writeln!(
             s,
             "{:<w$}  {:<8}  {:<20}  {:<20}",
-            printable(&i.dedup_key),
+            Cell(&printable(&i.dedup_key)),
             i.severity.as_str(),
             short_ts(i.fired_at),
             i.resolved_at.map_or_else(|| "-".to_string(), short_ts)

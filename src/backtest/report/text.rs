@@ -197,7 +197,7 @@ impl fmt::Display for Report {
                     f,
                     "{:<24} {:<36} {:>9} {:>13} {:>5}  {:<9} {}",
                     s.rule,
-                    group_label(&s.group),
+                    Cell(&group_label(&s.group)),
                     s.incidents,
                     fmt_dur(s.firing_ms),
                     s.flaps,
@@ -239,8 +239,8 @@ impl fmt::Display for Report {
                 writeln!(
                     f,
                     "{:<16} {:<36} {:<20} {:<20} {:>9}  {}",
-                    o.name,
-                    group_label(&o.slice),
+                    Cell(&o.name),
+                    Cell(&group_label(&o.slice)),
                     short_ts(o.start_ms),
                     o.detected_at.map_or_else(|| "MISSED".to_string(), short_ts),
                     o.delay_ms.map_or_else(|| "-".to_string(), fmt_dur),
@@ -272,6 +272,27 @@ impl fmt::Display for Report {
     }
 }
 
+/// A cell of a text table: left-aligned to the width the format asks for
+/// (`{:<36}`) in terminal columns, not characters — a CJK character or an
+/// emoji takes two, a combining accent none — so the columns after a slice
+/// label written in any script stay aligned. Only left alignment is needed.
+pub(crate) struct Cell<'a>(pub(crate) &'a str);
+
+impl std::fmt::Display for Cell<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)?;
+        for _ in columns(self.0)..f.width().unwrap_or(0) {
+            f.write_str(" ")?;
+        }
+        Ok(())
+    }
+}
+
+/// The terminal columns `s` takes.
+pub(crate) fn columns(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
 /// `s` with every control character (a NUL, an escape sequence, a line
 /// break) and the two non-characters U+FFFE and U+FFFF written as
 /// `\u{…}`: an attribute value may hold any of them, and raw they drive
@@ -290,4 +311,25 @@ pub(crate) fn printable(s: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table cell is padded to terminal columns: wide characters take
+    /// two, combining marks none, so the next column starts where the
+    /// ASCII rows' does.
+    #[test]
+    fn cells_pad_to_terminal_columns() {
+        let row = |v: &str| format!("{:<12}|", Cell(v));
+        let ascii = row("product=x");
+        for v in ["product=日本", "product=e\u{301}e\u{301}", "product=🚀"] {
+            let r = row(v);
+            assert_eq!(columns(&r), columns(&ascii), "{r:?} against {ascii:?}");
+        }
+        assert_eq!(row("product=日本"), "product=日本|");
+        // Longer than the cell: written whole, as `{:<12}` does.
+        assert_eq!(row("product=router-xl"), "product=router-xl|");
+    }
 }

@@ -21,7 +21,7 @@
 //! The event figures come from the history, as for any review:
 //! [`super::collect_evidence`] over each alert's rule and slice.
 
-use crate::backtest::report::printable;
+use crate::backtest::report::{columns, printable, Cell};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -272,7 +272,7 @@ pub fn list(review: &OutboxReview) -> String {
     let w = review
         .incidents
         .iter()
-        .map(|i| printable(&i.key).chars().count())
+        .map(|i| columns(&printable(&i.key)))
         .max()
         .unwrap_or(0)
         .max("incident".len());
@@ -286,7 +286,7 @@ pub fn list(review: &OutboxReview) -> String {
         let _ = writeln!(
             s,
             "{:<w$}  {:<8}  {:<8}  {:<20}  {:<20}  {:>6}  {:>13}",
-            printable(&i.key),
+            Cell(&printable(&i.key)),
             state_word(i),
             i.severity.as_str(),
             short_ts(i.started_at),
