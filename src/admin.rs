@@ -461,6 +461,25 @@ pub(crate) fn set_up(
     Ok((rx, metrics))
 }
 
+/// Answers every reload request (SIGHUP, `POST /api/v1/reload`) of a
+/// process that cannot reload with `why` (422, logged): a SIGHUP is then
+/// refused with a log line instead of ending the process, its default
+/// action (a `systemctl reload` or a configuration tool's HUP did what a
+/// `kill -9` does).
+pub(crate) fn refuse_reloads(admin: &AdminState, why: &'static str) {
+    let (tx, mut rx) = mpsc::channel::<ReloadRequest>(4);
+    admin.set_reload_sender(tx.clone());
+    crate::signal::spawn_sighup(tx, || ReloadRequest { reply: None });
+    tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            tracing::warn!("Configuration not reloaded: {why}");
+            if let Some(reply) = r.reply {
+                let _ = reply.send(Err(why.to_string()));
+            }
+        }
+    });
+}
+
 /// Metrics of configuration reloads.
 #[derive(Debug, Clone)]
 pub(crate) struct ReloadMetrics {

@@ -56,7 +56,7 @@ pub(crate) fn spawn_sighup<T: Send + 'static>(
             return;
         };
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading the configuration.");
+            tracing::info!("SIGHUP received: configuration reload requested.");
             if tx.send(request()).await.is_err() {
                 break;
             }

@@ -3,6 +3,8 @@
 //! Kafka-protocol broker (Tansu), two real `crisiswatch run` processes in
 //! one group and a real HTTP receiver:
 //!
+//! * a reload request is refused with why (one configuration per group),
+//!   and a SIGHUP is refused with a log line, not the end of the process;
 //! * a silence created through one instance's admin API mutes an incident
 //!   the other instance holds (its `open` is recorded `muted` there and
 //!   never reaches the receiver);
@@ -292,6 +294,36 @@ fn operator_actions_made_on_one_instance_act_on_the_other_s_incidents() {
     );
     let keys: Vec<String> = holder.keys().cloned().collect();
     let (silenced, closed) = (&keys[0], &keys[1]);
+
+    // A scaled instance does not reload (one configuration per group): the
+    // API says why, and a SIGHUP is refused with a log line — its default
+    // action ended the process, as a `kill -9` does.
+    let (status, reply) = services[0].request("POST", "/api/v1/reload", Some(TOKEN), "");
+    assert_eq!(status, 422, "{reply}");
+    assert!(
+        reply.contains("scale_out") && reply.contains("stop every instance"),
+        "{reply}"
+    );
+    for s in &services {
+        s.signal("HUP");
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "both SIGHUPs refused in the logs",
+        || {
+            services
+                .iter()
+                .all(|s| s.stderr_text().contains("Configuration not reloaded"))
+        },
+    );
+    for s in &mut services {
+        assert!(
+            s.running(),
+            "{} ended on SIGHUP:\n{}",
+            s.name,
+            s.stderr_text()
+        );
+    }
 
     // A close posted to the instance that does not hold `closed`.
     let (hc, _) = holder[closed].clone();

@@ -57,6 +57,10 @@ use crate::source::{kafka, SourceError};
 
 pub(crate) use topics::Topics;
 
+/// Why a scaled instance does not reload (the reply to SIGHUP and
+/// `POST /api/v1/reload`).
+const SCALED_RELOAD: &str = "with [sources.kafka.scale_out] the instances of a group must run one configuration: stop every instance, then start them all with the new file (the configuration file was not re-read)";
+
 /// How often the split stage reports idle sources and the stages are checked.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -226,13 +230,17 @@ pub(crate) async fn run(
         backlog_hold: crate::source::backlog_hold(&k),
     });
     let state = AppState::new(Arc::clone(&metrics));
-    // The admin token and read access, for operator actions (no reload here).
+    // The admin token and read access, for operator actions. No reload: the
+    // instances of a group must run one configuration (README "One
+    // configuration per group"), so a reload request is refused, and a
+    // SIGHUP no longer ends the process.
     crate::admin::set_access(
         &state.admin,
         cfg,
         opts.config_path.clone(),
         &opts.config_text,
     );
+    crate::admin::refuse_reloads(&state.admin, SCALED_RELOAD);
     let (stop_http, stop_http_rx) = watch::channel(false);
     let server = if cfg.server.listen.is_empty() {
         None
