@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
@@ -225,6 +225,9 @@ pub(crate) struct SourceContext {
     drain_timeout: Duration,
     /// Set once the engine stage has gone (the channel is closed).
     closed: AtomicBool,
+    /// Whether the group rebalances cooperatively, asked of librdkafka at
+    /// the first rebalance and never again (see `rebalance.rs`).
+    cooperative: std::sync::OnceLock<bool>,
 }
 
 impl SourceContext {
@@ -246,6 +249,7 @@ impl SourceContext {
             assignment: Mutex::new(BTreeSet::new()),
             drain_timeout,
             closed: AtomicBool::new(false),
+            cooperative: std::sync::OnceLock::new(),
         }
     }
 
@@ -508,36 +512,8 @@ impl ClientContext for SourceContext {
     }
 }
 
-impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => self.on_revoke(consumer, self.partitions(tpl)),
-            Rebalance::Assign(_) => {}
-            Rebalance::Error(e) => tracing::warn!(error = %e, "Consumer group rebalance failed."),
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            self.on_assign(self.partitions(tpl));
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        let m = &self.shared.metrics;
-        match result {
-            Ok(()) => m.commits.inc(),
-            // Nothing was stored since the last commit: not a failure.
-            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                m.commit_failures.inc();
-                tracing::warn!(error = %e, partitions = offsets.count(), "Offset commit failed; retried at the next commit.");
-            }
-        }
-    }
-}
-
 mod log;
+mod rebalance;
 #[cfg(test)]
 use log::repeat_gate;
 pub(crate) use log::{log_client_error, log_librdkafka, ReaderContext};
