@@ -313,7 +313,52 @@ impl KafkaSourceConfig {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(45_000)
     }
+
+    /// The pass-through `properties` a producer or an admin client takes:
+    /// all but librdkafka's consumer-only ones (`session.timeout.ms`,
+    /// `group.id`, `fetch.*` …), which such a client logs a `CONFWARN` for
+    /// at every start.
+    pub(crate) fn producer_properties(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.properties
+            .iter()
+            .filter(|(k, _)| !CONSUMER_ONLY.contains(&k.as_str()))
+    }
 }
+
+/// librdkafka's consumer-only properties (`C` in its CONFIGURATION.md, 2.12).
+const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "group.protocol.type",
+    "group.protocol",
+    "group.remote.assignor",
+    "coordinator.query.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.commit",
+    "auto.commit.enable",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+    "fetch.min.bytes",
+    "fetch.error.backoff.ms",
+    "offset.store.method",
+    "offset.store.path",
+    "offset.store.sync.interval.ms",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "auto.offset.reset",
+    "consume.callback.max.messages",
+];
 
 /// "crisiswatch": one group per deployment.
 fn default_group_id() -> String {

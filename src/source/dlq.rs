@@ -111,7 +111,7 @@ impl DeadLetters {
         let mut c = ClientConfig::new();
         // Give up on one attempt after 30 s; the task retries it.
         c.set("message.timeout.ms", "30000");
-        for (key, value) in &k.properties {
+        for (key, value) in k.producer_properties() {
             c.set(key, value);
         }
         c.set("bootstrap.servers", &k.brokers);

@@ -206,8 +206,20 @@ impl<S: PartitionState> ConsumerContext for StateContext<S> {
 /// start, and an uncompacted changelog grows for ever. The start creates
 /// them as they must be (`topics.rs`).
 fn client_config(k: &KafkaSourceConfig) -> ClientConfig {
+    configured(k, k.properties.iter())
+}
+
+/// [`client_config`] for a producer: without the consumer-only properties.
+fn producer_config(k: &KafkaSourceConfig) -> ClientConfig {
+    configured(k, k.producer_properties())
+}
+
+fn configured<'a>(
+    k: &KafkaSourceConfig,
+    properties: impl Iterator<Item = (&'a String, &'a String)>,
+) -> ClientConfig {
     let mut c = ClientConfig::new();
-    for (key, value) in &k.properties {
+    for (key, value) in properties {
         c.set(key, value);
     }
     c.set("bootstrap.servers", &k.brokers)
@@ -300,7 +312,7 @@ impl Ordered {
     /// batches compressed with lz4 unless the properties set
     /// `compression.type` (README "Running several instances").
     pub(crate) fn new(k: &KafkaSourceConfig) -> Result<Self, ScaledError> {
-        let mut c = client_config(k);
+        let mut c = producer_config(k);
         if !k.properties.contains_key("compression.type") {
             c.set("compression.type", "lz4");
         }
@@ -574,27 +586,4 @@ fn read_range(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// No internal client asks the broker to create a topic, whatever the
-    /// pass-through properties say; their other properties pass.
-    #[test]
-    fn internal_clients_never_auto_create_topics() {
-        let cfg = crate::config::Config::from_toml_str(
-            r#"
-[sources.kafka]
-brokers = "127.0.0.1:9092"
-topics = [{ name = "complaints", default_type = "complaint" }]
-properties = { "allow.auto.create.topics" = "true", "client.rack" = "r1" }
-"#,
-            &std::collections::HashMap::<String, String>::new(),
-        )
-        .expect("config");
-        let k = cfg.sources.kafka.expect("kafka");
-        let c = client_config(&k);
-        assert_eq!(c.get("allow.auto.create.topics"), Some("false"));
-        assert_eq!(c.get("client.rack"), Some("r1"));
-        assert_eq!(c.get("bootstrap.servers"), Some("127.0.0.1:9092"));
-    }
-}
+mod tests;

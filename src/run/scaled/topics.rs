@@ -66,7 +66,7 @@ impl Topics {
         so: &ScaleOutConfig,
     ) -> Result<(), ScaledError> {
         let mut c = ClientConfig::new();
-        for (key, value) in &k.properties {
+        for (key, value) in k.producer_properties() {
             c.set(key, value);
         }
         c.set("bootstrap.servers", &k.brokers);
