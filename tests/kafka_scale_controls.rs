@@ -324,6 +324,17 @@ fn operator_actions_made_on_one_instance_act_on_the_other_s_incidents() {
             s.stderr_text()
         );
     }
+    // Each applied the other's list of the incidents it holds.
+    wait_until(
+        Duration::from_secs(30),
+        "each instance applied the other's holding",
+        || {
+            services.iter().all(|s| {
+                s.metric("crisiswatch_scale_controls_applied_total{kind=\"holding\"}")
+                    .is_some_and(|n| n > 0.0)
+            })
+        },
+    );
 
     // A close posted to the instance that does not hold `closed`.
     let (hc, _) = holder[closed].clone();

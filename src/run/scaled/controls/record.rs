@@ -134,7 +134,7 @@ impl ControlsMetrics {
         let applied = IntCounterVec::new(
             Opts::new(
                 "crisiswatch_scale_controls_applied_total",
-                "Controls-topic records that changed this instance, by kind (silence, close: applied as the incident's owner, outcome: a close request of this instance answered, feedback).",
+                "Controls-topic records that changed this instance, by kind (silence, close: applied as the incident's owner, outcome: a close request of this instance answered, feedback, holding: another instance's list of the incidents it holds).",
             ),
             &["kind"],
         )?;

@@ -249,6 +249,9 @@ impl Controls {
             Control::Holding { holding } => {
                 if holding.instance != self.me() {
                     self.p.outbox.store_holding(holding).map_err(inc)?;
+                    // Another instance's list of the incidents it holds
+                    // (shown under `elsewhere`).
+                    self.p.metrics.applied.with_label_values(&["holding"]).inc();
                 }
                 self.p.peers.set(holding.clone());
             }
