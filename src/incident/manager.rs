@@ -162,6 +162,13 @@ impl IncidentManager {
             unrouted_logged: Mutex::new(std::collections::BTreeSet::new()),
             event_now: std::sync::atomic::AtomicI64::new(i64::MIN),
         });
+        // One instance: a receiver on an open incident's route that never
+        // heard of it (a configuration changed while stopped) hears it now.
+        if !opts.hand_off_queued {
+            if let Err(e) = m.announce_open(None) {
+                tracing::warn!(error = %e, "Cannot announce open incidents to receivers that have not heard of them; they hear of them at their next change.");
+            }
+        }
         // Acknowledgements recorded while no service ran go out now.
         if let Err(e) = m.apply_acks() {
             tracing::warn!(error = %e, "Cannot send the pending acknowledgements; retrying at the next tick.");
@@ -217,6 +224,11 @@ impl IncidentManager {
         }
         self.metrics.add_routes(&p.cfg);
         tracing::info!(kept = ?changes.kept, added = ?changes.added, changed = ?changes.changed, removed = ?changes.removed, "Incident routes, rule metadata and receivers reloaded.");
+        // A receiver the reload added (or renamed) hears the open incidents
+        // of its routes now.
+        if let Err(e) = self.announce_open(Some(&changes.added)) {
+            tracing::warn!(error = %e, "Cannot announce open incidents to the receivers the reload added; they hear of them at their next change.");
+        }
         Ok(changes)
     }
 
@@ -480,6 +492,9 @@ fn enqueue(
 mod acks;
 #[cfg(test)]
 mod adopt_tests;
+mod announce;
+#[cfg(test)]
+mod announce_tests;
 #[cfg(test)]
 mod batch_tests;
 mod closing;

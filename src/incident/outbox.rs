@@ -457,6 +457,46 @@ impl Tx<'_> {
         Ok(v.is_some())
     }
 
+    /// Whether the outbox has any row of `receiver` (a notification, or an
+    /// incident handed over to it).
+    pub(crate) fn has_rows(&self, receiver: &str) -> Result<bool, OutboxError> {
+        let v: Option<i64> = self
+            .tx
+            .query_row(
+                "SELECT 1 FROM notifications WHERE receiver = ?1
+                 UNION ALL SELECT 1 FROM handed_over WHERE receiver = ?1 LIMIT 1",
+                params![receiver],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.is_some())
+    }
+
+    /// The latest `open` or `update` of `incident` queued for any receiver
+    /// (what a receiver that never heard of it is told: [`super::manager`]'s
+    /// `announce_open`).
+    pub(crate) fn latest_announcement(
+        &self,
+        incident: &str,
+    ) -> Result<Option<Notification>, OutboxError> {
+        let body: Option<String> = self
+            .tx
+            .query_row(
+                "SELECT body FROM notifications WHERE incident = ?1 AND action IN ('open', 'update')
+                 ORDER BY seq DESC LIMIT 1",
+                params![incident],
+                |r| r.get(0),
+            )
+            .optional()?;
+        body.map(|b| {
+            serde_json::from_str(&b).map_err(|source| OutboxError::Corrupt {
+                what: "notification",
+                source,
+            })
+        })
+        .transpose()
+    }
+
     /// Saves an incident's state.
     pub(crate) fn save_incident(&self, inc: &Incident) -> Result<(), OutboxError> {
         let state = serde_json::to_string(inc).map_err(|source| OutboxError::Corrupt {

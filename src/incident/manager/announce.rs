@@ -1,0 +1,84 @@
+//! Receivers new to the configuration while incidents are open on their
+//! routes: one a reload added or renamed, or — at a start — one the outbox
+//! has no row of (the configuration changed while the service was stopped).
+//! They hear each open incident's latest state at once, as an `open`,
+//! rather than at its next change — which may never come before it
+//! resolves. For an `alertmanager` receiver that matters most: it re-pushes
+//! only the incidents it heard of, so a receiver renamed in the
+//! configuration left every open incident to expire in Alertmanager, a
+//! false all-clear, and renaming it back paged them all again. A receiver
+//! the configuration already had keeps what it heard: a route moved from
+//! one existing receiver to another leaves the open incidents with the
+//! first (README "Hot reload").
+
+use super::super::outbox::{OutboxError, Status};
+use super::super::silence::Silence;
+use super::super::IncidentError;
+use super::{enqueue, IncidentManager};
+
+impl IncidentManager {
+    /// Queues, for each of `new` (receivers new to the configuration) that
+    /// is enabled and on an open incident's route and has not heard of it,
+    /// the incident's latest notification as an `open` (a silence still
+    /// mutes it); `None`: the enabled receivers the outbox has no row of.
+    /// Returns how many were queued.
+    pub(crate) fn announce_open(&self, new: Option<&[String]>) -> Result<usize, IncidentError> {
+        let wall = self.clock.now_ms();
+        let silences: Vec<Silence> = self
+            .outbox
+            .silences()?
+            .into_iter()
+            .filter(|s| s.active(wall))
+            .collect();
+        let enabled = self.receivers.lock().map(|r| r.names()).unwrap_or_default();
+        let lc = self.lifecycle.lock().map_err(|_| OutboxError::Poisoned)?;
+        let queued = self.outbox.transaction(wall, |tx| {
+            let mut queued = Vec::new();
+            let mut fresh = Vec::new();
+            for rec in &enabled {
+                let is_new = match new {
+                    Some(names) => names.contains(rec),
+                    None => !tx.has_rows(rec)?,
+                };
+                if is_new {
+                    fresh.push(rec.clone());
+                }
+            }
+            let enabled = fresh;
+            if enabled.is_empty() {
+                return Ok(queued);
+            }
+            for inc in lc.incidents().values().filter(|i| i.opened) {
+                let route = lc.route_receivers(&inc.route);
+                let mut deaf = Vec::new();
+                for rec in enabled.iter().filter(|r| route.contains(r)) {
+                    if !tx.announced(rec, &inc.key)? {
+                        deaf.push(rec);
+                    }
+                }
+                if deaf.is_empty() {
+                    continue;
+                }
+                let Some(n) = tx.latest_announcement(&inc.key)? else {
+                    continue;
+                };
+                for rec in deaf {
+                    if enqueue(tx, rec, &n, &silences, wall)? == Some(Status::Pending) {
+                        queued.push((rec.clone(), inc.key.clone()));
+                    }
+                }
+            }
+            Ok(queued)
+        })?;
+        drop(lc);
+        for (receiver, incident) in &queued {
+            tracing::info!(%receiver, %incident, "Open incident announced to a receiver on its route that had not heard of it.");
+        }
+        if !queued.is_empty() {
+            if let Ok(r) = self.receivers.lock() {
+                r.wake_all();
+            }
+        }
+        Ok(queued.len())
+    }
+}
