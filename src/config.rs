@@ -301,6 +301,37 @@ impl serde::de::Visitor<'_> for DurVisitor {
     }
 }
 
+/// The byte offset of the first `%` in `url` that two hex digits do not
+/// follow: the URL parser takes it, but Alertmanager refuses an alert whose
+/// `generatorURL` has one (422: "must be of type uri"), and with it the page.
+pub(crate) fn stray_percent(url: &str) -> Option<usize> {
+    let b = url.as_bytes();
+    (0..b.len()).find(|&i| {
+        b[i] == b'%'
+            && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
+}
+
+/// `url` with every stray `%` ([`stray_percent`]) written `%25`.
+pub(crate) fn escape_stray_percent(url: &str) -> std::borrow::Cow<'_, str> {
+    if stray_percent(url).is_none() {
+        return std::borrow::Cow::Borrowed(url);
+    }
+    let mut out = String::with_capacity(url.len() + 4);
+    for (i, c) in url.char_indices() {
+        if c == '%' && stray_percent(&url[i..]) == Some(0) {
+            out.push_str("%25");
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// What `check` says of a link with a stray `%`.
+pub(crate) const STRAY_PERCENT: &str = "has a `%` that two hex digits do not follow: write `%25` for a percent sign (Alertmanager refuses an alert whose link is not a valid URI, and the page with it)";
+
 /// Units the duration parser takes that a configuration almost never means:
 /// `M` is a month there, one shift key away from `m` (a minute), and units
 /// below a millisecond would be cut to whole milliseconds (crisiswatch's

@@ -251,6 +251,8 @@ impl Config {
                     u,
                     "not an http:// or https:// URL with a host",
                 ));
+            } else if stray_percent(u).is_some() {
+                errs.push(ConfigError::new("server.external_url", u, STRAY_PERCENT));
             }
         }
         let sv = &self.server;

@@ -39,6 +39,12 @@ pub(super) fn validate_rule(i: usize, r: &RuleConfig, errs: &mut Vec<ConfigError
                     l,
                     "must be an http:// or https:// address (responders' tools show it as a link)",
                 ));
+            } else if crate::config::stray_percent(l).is_some() {
+                errs.push(ConfigError::new(
+                    format!("{p}.{key}"),
+                    l,
+                    crate::config::STRAY_PERCENT,
+                ));
             }
         }
     }

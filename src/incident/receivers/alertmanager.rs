@@ -264,7 +264,10 @@ fn alertmanager_alert(
         .or(a.runbook.as_deref())
         .or(generator);
     if let (Some(url), Value::Object(m)) = (url, &mut alert) {
-        m.insert("generatorURL".into(), Value::String(url.to_string()));
+        // A stray `%` (a link stored before `check` refused it) would make
+        // Alertmanager refuse the whole push.
+        let url = crate::config::escape_stray_percent(url);
+        m.insert("generatorURL".into(), Value::String(url.into_owned()));
     }
     (alert, (starts, ends))
 }
