@@ -7,12 +7,19 @@ use serde_json::{json, Map, Value};
 use super::{fmt_value, hints_text, window_text, Action, AlertEvidence, Notification, Severity};
 use crate::event::format_ts;
 
-/// `POST /api/v2/alerts` of the Alertmanager at `base` (a base URL, or the full endpoint).
+/// `POST /api/v2/alerts` of the Alertmanager at `base`: a base URL, or the
+/// endpoint itself — with or without a trailing `/`, and the v1 endpoint
+/// (`/api/v1/alerts`, removed from Alertmanager; the body is v2's) taken as
+/// v2's. Before, `…/api/v2/alerts/` became `…/api/v2/alerts/api/v2/alerts`
+/// and every page a 404.
 pub(crate) fn alertmanager_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
     if base.ends_with("/api/v2/alerts") {
         base.to_string()
+    } else if let Some(root) = base.strip_suffix("/api/v1/alerts") {
+        format!("{root}/api/v2/alerts")
     } else {
-        format!("{}/api/v2/alerts", base.trim_end_matches('/'))
+        format!("{base}/api/v2/alerts")
     }
 }
 

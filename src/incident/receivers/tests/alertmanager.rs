@@ -160,6 +160,23 @@ fn alertmanager_endpoint() {
         alertmanager_url("http://am:9093/api/v2/alerts"),
         "http://am:9093/api/v2/alerts"
     );
+    // The endpoint with a trailing slash, and v1's: v2's endpoint (they
+    // were 404s for every page).
+    for written in [
+        "http://am:9093/api/v2/alerts/",
+        "http://am:9093/api/v1/alerts",
+        "http://am:9093/api/v1/alerts/",
+    ] {
+        assert_eq!(
+            alertmanager_url(written),
+            "http://am:9093/api/v2/alerts",
+            "{written}"
+        );
+    }
+    assert_eq!(
+        alertmanager_url("https://am.example/prefix//"),
+        "https://am.example/prefix/api/v2/alerts"
+    );
 }
 
 /// A push split to stay within `max_body`: each body is a JSON array within
