@@ -288,22 +288,37 @@ fn alertmanager_alert(
 /// or silence on `a_b="…"` matches the attribute named `a_b`. Only then do
 /// the others get theirs, in the group's order: sanitised or reserved, with
 /// the `attr_` prefix put in front again while the name is taken — never
-/// overwriting a label, and the same labels for the same group every time.
+/// overwriting a label, and the same labels for the same group every time;
+/// names are given over every attribute, empty ones included, so they
+/// follow from the rule's `group_by` alone.
 fn attribute_labels(group: &[(String, String)], labels: &mut Map<String, Value>) {
-    let present = || group.iter().filter(|(_, v)| !v.is_empty());
+    // Names are given over every attribute of the slice, empty ones too
+    // (which are then left out), so that an attribute's label name depends
+    // on the rule's `group_by` alone: before, `a.b` was `a_b` in a slice
+    // whose `a-b` was empty and `attr_a_b` in one where it was not, and a
+    // route or silence on `a_b` caught the one and missed the other.
+    let mut taken: std::collections::BTreeSet<String> = labels.keys().cloned().collect();
+    let mut named: Vec<(String, &String)> = Vec::with_capacity(group.len());
     let mut renamed = Vec::new();
-    for (k, v) in present() {
-        if crate::metrics::label_name(k) == *k && !labels.contains_key(k) {
-            labels.insert(k.clone(), Value::String(v.clone()));
+    for (k, v) in group {
+        if crate::metrics::label_name(k) == *k && !taken.contains(k) {
+            taken.insert(k.clone());
+            named.push((k.clone(), v));
         } else {
             renamed.push((k, v));
         }
     }
     for (k, v) in renamed {
         let mut name = crate::metrics::label_name(k);
-        while labels.contains_key(&name) {
+        while taken.contains(&name) {
             name.insert_str(0, "attr_");
         }
-        labels.insert(name, Value::String(v.clone()));
+        taken.insert(name.clone());
+        named.push((name, v));
+    }
+    for (name, v) in named {
+        if !v.is_empty() {
+            labels.insert(name, Value::String(v.clone()));
+        }
     }
 }

@@ -76,6 +76,20 @@ fn alertmanager_attributes_with_valid_names_keep_them() {
     assert_eq!(labels["a_b"], "under");
     assert_eq!(labels["attr_a_b"], "dot");
     assert_eq!(labels_of(&[("a_b", "under")])["a_b"], "under");
+    // A label name depends on the rule's attributes, not on which values
+    // are empty: `a.b` is `attr_a_b` whether or not `a-b` has a value
+    // (it was `a_b` when `a-b` was empty), and an empty value is left out.
+    let both = labels_of(&[("a-b", "1"), ("a.b", "2")]);
+    let one = labels_of(&[("a-b", ""), ("a.b", "2")]);
+    assert_eq!(
+        (&both["a_b"], &both["attr_a_b"]),
+        (&"1".into(), &"2".into())
+    );
+    assert_eq!(one["attr_a_b"], "2");
+    assert!(one.get("a_b").is_none(), "{one}");
+    let one = labels_of(&[("alertname", "evil"), ("attr_alertname", "")]);
+    assert_eq!(one["attr_attr_alertname"], "evil");
+    assert!(one.get("attr_alertname").is_none(), "{one}");
 }
 
 /// An escalated alert's lower severities go out ended, so the copy
