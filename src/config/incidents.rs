@@ -449,6 +449,16 @@ fn validate_delivery(p: &str, d: &DeliveryConfig, errs: &mut Vec<ConfigError>) {
             ));
         }
     }
+    // An Alertmanager alert ends four intervals after its last push: an
+    // interval under a second let an open incident's alerts end before the
+    // next re-push (a false all-clear, then a second page).
+    if !d.resend_interval.0.is_zero() && d.resend_interval.as_ms() < 1000 {
+        errs.push(ConfigError::new(
+            format!("{p}.delivery.resend_interval"),
+            d.resend_interval.to_string(),
+            "must be at least 1s (an Alertmanager alert ends four intervals after its last push; Prometheus re-sends every minute)",
+        ));
+    }
     if d.backoff_max < d.backoff_initial {
         errs.push(ConfigError::new(
             format!("{p}.delivery.backoff_max"),

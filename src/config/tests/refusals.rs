@@ -451,3 +451,22 @@ fn links_with_a_stray_percent_are_refused() {
     assert_eq!(escape_stray_percent("a%2Fb%zz%"), "a%2Fb%25zz%25");
     assert_eq!(escape_stray_percent("a%2F"), "a%2F");
 }
+
+/// An Alertmanager alert ends four `resend_interval`s after its last push:
+/// under a second, an open incident's alerts ended before the next re-push.
+#[test]
+fn a_resend_interval_under_a_second_is_refused() {
+    let recv = |every: &str| {
+        format!(
+            "{RULE}\n[[receivers]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:9093\"\ndelivery = {{ resend_interval = \"{every}\" }}\n"
+        )
+    };
+    let e = errors(&recv("1ms"));
+    assert!(
+        e.iter()
+            .any(|e| e.path == "receivers[0].delivery.resend_interval"
+                && e.to_string().contains("at least 1s")),
+        "{e:?}"
+    );
+    assert!(errors(&recv("1s")).is_empty());
+}
