@@ -193,3 +193,42 @@ async fn an_acknowledgement_reaches_pagerduty_and_opted_in_webhooks_once() {
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(text.contains("\"ana\""), "{text}");
 }
+
+/// An attribute value with terminal control sequences reaches `incident
+/// list` escaped (`\u{1b}`), never raw: raw, it cleared and recoloured the
+/// operator's terminal.
+#[tokio::test]
+async fn incident_list_escapes_control_characters() {
+    let (pd, hook, acking) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let lines: Vec<String> = (0..8)
+        .map(|i| {
+            format!(
+                r#"{{"id":"c{i}","type":"complaint","ts":{},"attrs":{{"product":"x\u001b[2J\u001b[31mFAKE\r\nline","region":"eu-west"}}}}"#,
+                T0 + i * 30_000
+            )
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let cfg = write_config(dir.path(), &pd, &hook, &acking);
+    run(&[
+        "replay",
+        "--now",
+        HISTORY_NOW,
+        "--config",
+        &cfg,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        "/dev/null",
+    ]);
+    let list = run(&["incident", "--config", &cfg, "list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("\\u{1b}[2J"), "{text}");
+    assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+}

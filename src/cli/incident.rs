@@ -14,6 +14,7 @@
 //! They work on the outbox database of `incidents.data_dir` (or `--data-dir`),
 //! also while the service runs (SQLite WAL).
 
+use crate::backtest::report::printable;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -232,8 +233,8 @@ fn row_line(r: &Row) -> String {
         r.action,
         r.attempts,
         format_ts(r.created_ms),
-        r.incident,
-        r.last_error.as_deref().unwrap_or("")
+        printable(&r.incident),
+        printable(r.last_error.as_deref().unwrap_or(""))
     )
 }
 

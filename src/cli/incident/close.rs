@@ -11,6 +11,7 @@
 //! to this instance's outbox as always; its running service sends it to the
 //! holder through the controls topic.
 
+use crate::backtest::report::printable;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -181,9 +182,9 @@ pub fn incident(
                 writeln!(
                     out,
                     "{}\n    route {} on {}, since {}, {}, active: {}",
-                    i.key,
+                    printable(&i.key),
                     i.route,
-                    labels_text(&i.labels),
+                    printable(&labels_text(&i.labels)),
                     format_ts(i.started_at),
                     if i.opened { "open" } else { "forming" },
                     if active.is_empty() {
@@ -217,10 +218,10 @@ pub fn incident(
                     out,
                     "close requested #{} for {} by {} at {}: {}",
                     r.id,
-                    r.incident,
-                    r.requested_by,
+                    printable(&r.incident),
+                    printable(&r.requested_by),
                     format_ts(r.requested_ms),
-                    r.reason
+                    printable(&r.reason)
                 )?;
             }
             for h in peers.map(Peers::elsewhere).unwrap_or_default() {
@@ -228,9 +229,9 @@ pub fn incident(
                     writeln!(
                         out,
                         "{}\n    route {} on {}, since {}, held by instance {} ({}), as of {}",
-                        i.key,
+                        printable(&i.key),
                         i.route,
-                        labels_text(&i.labels),
+                        printable(&labels_text(&i.labels)),
                         format_ts(i.started_at),
                         h.instance,
                         h.listen,
