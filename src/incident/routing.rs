@@ -185,7 +185,17 @@ impl Route {
             Some(labels) => labels.iter().map(|l| (l.clone(), lookup(l))).collect(),
             None => {
                 let mut out = vec![("rule".to_string(), rule.to_string())];
-                out.extend(group.iter().cloned());
+                for (k, v) in group {
+                    // An attribute named like a label already there (`rule`)
+                    // gets `attr_` in front: a JSON object of the labels kept
+                    // the last of two `rule`s, the attribute's value, and
+                    // lost the rule's name.
+                    let mut name = k.clone();
+                    while out.iter().any(|(n, _)| *n == name) {
+                        name.insert_str(0, "attr_");
+                    }
+                    out.push((name, v.clone()));
+                }
                 out
             }
         }
@@ -227,6 +237,15 @@ kind = "console"
         assert_eq!(
             route.grouping("x", &g(&[("product", "p")])),
             g(&[("rule", "x"), ("product", "p")])
+        );
+        // An attribute named `rule` does not shadow the rule's name.
+        assert_eq!(
+            route.grouping("x", &g(&[("rule", "shadow"), ("attr_rule", "y")])),
+            g(&[
+                ("rule", "x"),
+                ("attr_rule", "shadow"),
+                ("attr_attr_rule", "y")
+            ])
         );
     }
 
