@@ -120,6 +120,17 @@ impl IncidentManager {
             metrics.add_rule(&r.name);
         }
         metrics.add_routes(cfg);
+        // The receivers the outbox has no row of, before the prune takes
+        // the rows of a quiet one (see `announce`).
+        let unheard: Vec<String> = outbox.transaction(clock.now_ms(), |tx| {
+            let mut out = Vec::new();
+            for n in &names {
+                if !tx.has_rows(n)? {
+                    out.push(n.clone());
+                }
+            }
+            Ok(out)
+        })?;
         let pruned = outbox.prune(clock.now_ms(), cfg.incidents.retention.as_ms())?;
         metrics.record_pruned(&pruned);
         if opts.hand_off_queued {
@@ -165,7 +176,7 @@ impl IncidentManager {
         // One instance: a receiver on an open incident's route that never
         // heard of it (a configuration changed while stopped) hears it now.
         if !opts.hand_off_queued {
-            if let Err(e) = m.announce_open(None) {
+            if let Err(e) = m.announce_open(&unheard) {
                 tracing::warn!(error = %e, "Cannot announce open incidents to receivers that have not heard of them; they hear of them at their next change.");
             }
         }
@@ -226,7 +237,7 @@ impl IncidentManager {
         tracing::info!(kept = ?changes.kept, added = ?changes.added, changed = ?changes.changed, removed = ?changes.removed, "Incident routes, rule metadata and receivers reloaded.");
         // A receiver the reload added (or renamed) hears the open incidents
         // of its routes now.
-        if let Err(e) = self.announce_open(Some(&changes.added)) {
+        if let Err(e) = self.announce_open(&changes.added) {
             tracing::warn!(error = %e, "Cannot announce open incidents to the receivers the reload added; they hear of them at their next change.");
         }
         Ok(changes)

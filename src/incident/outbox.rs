@@ -497,6 +497,29 @@ impl Tx<'_> {
         .transpose()
     }
 
+    /// The latest `acknowledge` of `incident` queued for any receiver.
+    pub(crate) fn latest_acknowledgement(
+        &self,
+        incident: &str,
+    ) -> Result<Option<Notification>, OutboxError> {
+        let body: Option<String> = self
+            .tx
+            .query_row(
+                "SELECT body FROM notifications WHERE incident = ?1 AND action = 'acknowledge'
+                 ORDER BY seq DESC LIMIT 1",
+                params![incident],
+                |r| r.get(0),
+            )
+            .optional()?;
+        body.map(|b| {
+            serde_json::from_str(&b).map_err(|source| OutboxError::Corrupt {
+                what: "notification",
+                source,
+            })
+        })
+        .transpose()
+    }
+
     /// Saves an incident's state.
     pub(crate) fn save_incident(&self, inc: &Incident) -> Result<(), OutboxError> {
         let state = serde_json::to_string(inc).map_err(|source| OutboxError::Corrupt {

@@ -1,6 +1,7 @@
 //! Receivers new to the configuration while incidents are open on their
 //! routes: one a reload added or renamed, or — at a start — one the outbox
-//! has no row of (the configuration changed while the service was stopped).
+//! had no row of before its prune (the configuration changed while the
+//! service was stopped).
 //! They hear each open incident's latest state at once, as an `open`,
 //! rather than at its next change — which may never come before it
 //! resolves. For an `alertmanager` receiver that matters most: it re-pushes
@@ -20,9 +21,10 @@ impl IncidentManager {
     /// Queues, for each of `new` (receivers new to the configuration) that
     /// is enabled and on an open incident's route and has not heard of it,
     /// the incident's latest notification as an `open` (a silence still
-    /// mutes it); `None`: the enabled receivers the outbox has no row of.
-    /// Returns how many were queued.
-    pub(crate) fn announce_open(&self, new: Option<&[String]>) -> Result<usize, IncidentError> {
+    /// mutes it), and for an incident acknowledged before, to a receiver
+    /// that takes acknowledgements, its acknowledgement after it. Returns
+    /// how many opens were queued.
+    pub(crate) fn announce_open(&self, new: &[String]) -> Result<usize, IncidentError> {
         let wall = self.clock.now_ms();
         let silences: Vec<Silence> = self
             .outbox
@@ -30,28 +32,22 @@ impl IncidentManager {
             .into_iter()
             .filter(|s| s.active(wall))
             .collect();
-        let enabled = self.receivers.lock().map(|r| r.names()).unwrap_or_default();
+        let (enabled, acknowledging) = self
+            .receivers
+            .lock()
+            .map(|r| (r.names(), r.acknowledging()))
+            .unwrap_or_default();
         let lc = self.lifecycle.lock().map_err(|_| OutboxError::Poisoned)?;
         let queued = self.outbox.transaction(wall, |tx| {
             let mut queued = Vec::new();
-            let mut fresh = Vec::new();
-            for rec in &enabled {
-                let is_new = match new {
-                    Some(names) => names.contains(rec),
-                    None => !tx.has_rows(rec)?,
-                };
-                if is_new {
-                    fresh.push(rec.clone());
-                }
-            }
-            let enabled = fresh;
+            let enabled: Vec<&String> = enabled.iter().filter(|r| new.contains(r)).collect();
             if enabled.is_empty() {
                 return Ok(queued);
             }
             for inc in lc.incidents().values().filter(|i| i.opened) {
                 let route = lc.route_receivers(&inc.route);
                 let mut deaf = Vec::new();
-                for rec in enabled.iter().filter(|r| route.contains(r)) {
+                for rec in enabled.iter().copied().filter(|r| route.contains(r)) {
                     if !tx.announced(rec, &inc.key)? {
                         deaf.push(rec);
                     }
@@ -62,9 +58,21 @@ impl IncidentManager {
                 let Some(n) = tx.latest_announcement(&inc.key)? else {
                     continue;
                 };
+                // Acknowledged before: a receiver that takes
+                // acknowledgements hears that too, after the open (queued
+                // after it, it is sent after it), else a pager would page
+                // for an incident a responder already has.
+                let ack = if inc.acknowledged {
+                    tx.latest_acknowledgement(&inc.key)?
+                } else {
+                    None
+                };
                 for rec in deaf {
                     if enqueue(tx, rec, &n, &silences, wall)? == Some(Status::Pending) {
                         queued.push((rec.clone(), inc.key.clone()));
+                        if let Some(a) = ack.as_ref().filter(|_| acknowledging.contains(rec)) {
+                            enqueue(tx, rec, a, &silences, wall)?;
+                        }
                     }
                 }
             }

@@ -28,6 +28,7 @@ group_window = "0s"
 name = "{receiver}"
 kind = "generic"
 url = "http://127.0.0.1:1/"
+acknowledge = true
 "#
     );
     Config::from_toml_str(&text, &std::collections::HashMap::new()).expect("config")
@@ -102,30 +103,49 @@ fn a_receiver_added_or_renamed_hears_the_open_incidents_at_once() {
         v
     };
     assert_eq!(of("am"), opened("am"));
+    // A responder acknowledges p's incident: `am` takes acknowledgements.
+    m.outbox()
+        .record_feedback(&key("p"), None, "on it", "ana", S)
+        .expect("ack");
+    m.apply_acks().expect("acks");
+    let acked = |rec: &str| {
+        let mut v = opened(rec);
+        v.push((rec.to_string(), key("p"), 2, "acknowledge".to_string()));
+        v.sort();
+        v
+    };
+    assert_eq!(of("am"), acked("am"));
 
-    // A reload renames the receiver: the new name hears both incidents now.
+    // A reload renames the receiver: the new name hears both incidents now,
+    // and that p's was acknowledged (after its open).
     let prepared = m.prepare(&config("am_main")).expect("prepare");
     let changes = m.apply(prepared).expect("apply");
     assert_eq!(
         (changes.added, changes.removed),
         (vec!["am_main".to_string()], vec!["am".to_string()])
     );
-    assert_eq!(of("am_main"), opened("am_main"));
-    assert_eq!(of("am"), opened("am"), "nothing more for the old name");
+    assert_eq!(of("am_main"), acked("am_main"));
+    assert_eq!(of("am"), acked("am"), "nothing more for the old name");
+    let order: Vec<String> = rows(dir.path())
+        .into_iter()
+        .filter(|r| r.0 == "am_main" && r.1 == key("p"))
+        .map(|r| r.3)
+        .collect();
+    assert_eq!(order, ["open", "acknowledge"]);
     // Another reload of the same file announces nothing twice.
     let prepared = m.prepare(&config("am_main")).expect("prepare");
     m.apply(prepared).expect("apply");
-    assert_eq!(of("am_main"), opened("am_main"));
+    assert_eq!(of("am_main"), acked("am_main"));
     drop(m);
 
     // A restart with the receiver renamed again: it hears them at the start.
     let m = open(&config("pager"));
-    assert_eq!(of("pager"), opened("pager"));
+    assert_eq!(of("pager"), acked("pager"));
     drop(m);
     let m = open(&config("pager"));
     assert_eq!(
         of("pager"),
-        opened("pager"),
+        acked("pager"),
         "a plain restart announces nothing"
     );
     drop(m);
