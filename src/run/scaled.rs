@@ -477,7 +477,27 @@ async fn serve(
             failed = Some(RunError::Scaled(e));
         }
     }
-    let joined = tokio::task::spawn_blocking(move || source.join()).await?;
+    // The consumer's close is bounded: it can block for ever in librdkafka
+    // (a rebalance call in the close's revoke, librdkafka #4041/#4884), and
+    // a stop waiting for it kept an instance running, holding its
+    // partitions, for minutes. Its offsets were committed before the close;
+    // a thread still closing at the exit is ended with the process.
+    let close_bound = k.shutdown_timeout.0.saturating_sub(stopping.elapsed()) / 2;
+    let joined = match tokio::time::timeout(
+        close_bound,
+        tokio::task::spawn_blocking(move || source.join()),
+    )
+    .await
+    {
+        Ok(j) => j?,
+        Err(_) => {
+            tracing::error!(
+                bound_ms = u64::try_from(close_bound.as_millis()).unwrap_or(u64::MAX),
+                "The Kafka consumer did not close in time (librdkafka); stopping without it: its offsets were committed, the group sees this member leave when its session times out."
+            );
+            Ok(())
+        }
+    };
     stop.store(true, Ordering::Relaxed);
     let o = tokio::task::spawn_blocking(move || join(owners_thread)).await?;
     // Within `shutdown_timeout` from the stop's start, with room left for
