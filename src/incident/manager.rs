@@ -353,11 +353,9 @@ impl IncidentManager {
         }
     }
 
-    fn step(
-        &self,
-        f: impl FnOnce(&mut Lifecycle, &mut Changes, &Tx<'_>, &mut Submitted) -> Result<(), OutboxError>,
-    ) -> Result<Submitted, IncidentError> {
-        let wall = self.clock.now_ms();
+    /// What queueing a notification at wall time `wall` needs: the active
+    /// silences, the enabled receivers and those taking acknowledgements.
+    fn queueing(&self, wall: i64) -> Result<Queueing, IncidentError> {
         let silences: Vec<Silence> = self
             .outbox
             .silences()?
@@ -369,6 +367,15 @@ impl IncidentManager {
             .lock()
             .map(|r| (r.names(), r.acknowledging()))
             .unwrap_or_default();
+        Ok((silences, enabled, acknowledging))
+    }
+
+    fn step(
+        &self,
+        f: impl FnOnce(&mut Lifecycle, &mut Changes, &Tx<'_>, &mut Submitted) -> Result<(), OutboxError>,
+    ) -> Result<Submitted, IncidentError> {
+        let wall = self.clock.now_ms();
+        let (silences, enabled, acknowledging) = self.queueing(wall)?;
         let mut lc = self.lifecycle.lock().map_err(|_| OutboxError::Poisoned)?;
         let mut muted_for: Vec<String> = Vec::new();
         let result = self.outbox.transaction(wall, |tx| {
@@ -468,6 +475,9 @@ impl IncidentManager {
         }
     }
 }
+
+/// Active silences, enabled receivers, receivers taking acknowledgements.
+type Queueing = (Vec<Silence>, Vec<String>, Vec<String>);
 
 /// Queues (or mutes) one notification for one receiver. A receiver that never
 /// heard of the incident (its open was muted) gets its first unmuted update

@@ -479,22 +479,7 @@ impl Tx<'_> {
         &self,
         incident: &str,
     ) -> Result<Option<Notification>, OutboxError> {
-        let body: Option<String> = self
-            .tx
-            .query_row(
-                "SELECT body FROM notifications WHERE incident = ?1 AND action IN ('open', 'update')
-                 ORDER BY seq DESC LIMIT 1",
-                params![incident],
-                |r| r.get(0),
-            )
-            .optional()?;
-        body.map(|b| {
-            serde_json::from_str(&b).map_err(|source| OutboxError::Corrupt {
-                what: "notification",
-                source,
-            })
-        })
-        .transpose()
+        self.latest_of(incident, "open", "update")
     }
 
     /// The latest `acknowledge` of `incident` queued for any receiver.
@@ -502,12 +487,22 @@ impl Tx<'_> {
         &self,
         incident: &str,
     ) -> Result<Option<Notification>, OutboxError> {
+        self.latest_of(incident, "acknowledge", "acknowledge")
+    }
+
+    /// The latest notification of `incident` whose action is `a` or `b`.
+    fn latest_of(
+        &self,
+        incident: &str,
+        a: &str,
+        b: &str,
+    ) -> Result<Option<Notification>, OutboxError> {
         let body: Option<String> = self
             .tx
             .query_row(
-                "SELECT body FROM notifications WHERE incident = ?1 AND action = 'acknowledge'
+                "SELECT body FROM notifications WHERE incident = ?1 AND action IN (?2, ?3)
                  ORDER BY seq DESC LIMIT 1",
-                params![incident],
+                params![incident, a, b],
                 |r| r.get(0),
             )
             .optional()?;

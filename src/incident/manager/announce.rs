@@ -13,7 +13,6 @@
 //! first (README "Hot reload").
 
 use super::super::outbox::{OutboxError, Status};
-use super::super::silence::Silence;
 use super::super::IncidentError;
 use super::{enqueue, IncidentManager};
 
@@ -26,17 +25,7 @@ impl IncidentManager {
     /// how many opens were queued.
     pub(crate) fn announce_open(&self, new: &[String]) -> Result<usize, IncidentError> {
         let wall = self.clock.now_ms();
-        let silences: Vec<Silence> = self
-            .outbox
-            .silences()?
-            .into_iter()
-            .filter(|s| s.active(wall))
-            .collect();
-        let (enabled, acknowledging) = self
-            .receivers
-            .lock()
-            .map(|r| (r.names(), r.acknowledging()))
-            .unwrap_or_default();
+        let (silences, enabled, acknowledging) = self.queueing(wall)?;
         let lc = self.lifecycle.lock().map_err(|_| OutboxError::Poisoned)?;
         let queued = self.outbox.transaction(wall, |tx| {
             let mut queued = Vec::new();
