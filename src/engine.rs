@@ -43,6 +43,7 @@ mod backlog;
 pub(crate) mod case_watch;
 mod evaluate;
 mod key;
+pub(crate) mod occupancy;
 mod pane;
 mod partitions;
 mod record;
@@ -101,6 +102,15 @@ struct RuleRt {
     shard_seed: u64,
     /// The first pane that holds data (surge warm-up).
     origin: Option<i64>,
+    /// A surge rule's panes that held any event of the stream: its baseline
+    /// leaves out the silent ones (`occupancy`). None for other rules.
+    occupancy: Option<Box<occupancy::Occupancy>>,
+    /// `engine.silence_after` in panes: only a silence this long is left
+    /// out of the baseline (0: none).
+    silence_panes: i64,
+    /// The last silent-pane count: ((end, after), count). Every group of
+    /// the rule evaluated at one boundary asks the same; a new mark clears it.
+    silence_memo: std::cell::Cell<((i64, i64), i64)>,
     /// Re-evaluations at pane boundaries (panes leaving the window or baseline).
     wheel: Wheel,
     slots: Vec<Slot>,
@@ -199,6 +209,8 @@ pub struct Engine {
     /// History tools: values the selectors name in another case
     /// ([`Engine::watch_cases`]).
     cases: Option<Box<case_watch::CaseWatch>>,
+    /// Rules that note which panes held any event (surges: `occupancy`).
+    occupied: Vec<u32>,
 }
 
 impl Engine {
@@ -226,6 +238,7 @@ impl Engine {
             dedup_settings: (e.dedup_horizon.as_ms(), e.dedup_max_ids),
             shard: None,
             cases: None,
+            occupied: Vec::new(),
         };
         engine.index_rules();
         Ok(engine)
@@ -234,6 +247,9 @@ impl Engine {
     /// Rebuilds the attribute table, the group tables and the router after
     /// the rule list changed (or the groups were restored).
     fn index_rules(&mut self) {
+        self.occupied = (0..self.rules.len() as u32)
+            .filter(|&r| self.rules[r as usize].occupancy.is_some())
+            .collect();
         let mut attr_ids: hashbrown::HashMap<Box<str>, u16, foldhash::fast::FixedState> =
             hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(GROUP_HASH_SEED));
         // (list, its attribute ids, members so far)

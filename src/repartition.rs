@@ -135,6 +135,21 @@ pub enum Envelope {
         /// The writer's [`fingerprint`] of the configuration.
         config: u64,
     },
+    /// The panes in which a source had events since its last report: per
+    /// surge rule (rule index, pane of its slide). Sent before the
+    /// [`Envelope::Report`] that covers them. A surge's baseline leaves out
+    /// the panes in which the whole stream was silent
+    /// (`engine::occupancy`); an owner sees only its shards' events, so
+    /// every split stage tells it where the stream had any. Last of the
+    /// variants: the others encode as before.
+    Occupied {
+        /// The input partition.
+        source: Source,
+        /// (rule index, pane), ascending.
+        panes: Vec<(u32, i64)>,
+        /// The writer's [`fingerprint`] of the configuration.
+        config: u64,
+    },
 }
 
 impl Envelope {
@@ -145,7 +160,8 @@ impl Envelope {
             Envelope::Event { .. } => None,
             Envelope::Report { config, .. }
             | Envelope::Idle { config, .. }
-            | Envelope::Quiet { config, .. } => Some(*config),
+            | Envelope::Quiet { config, .. }
+            | Envelope::Occupied { config, .. } => Some(*config),
         }
     }
 }

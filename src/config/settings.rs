@@ -36,6 +36,13 @@ pub struct EngineConfig {
     /// Events that confirm or refute a clock jump (1–1000).
     #[serde(default = "default_clock_jump_confirm")]
     pub clock_jump_confirm: u32,
+    /// A stretch at least this long in which the whole stream had no valid
+    /// event (a business closed for the night or the weekend, a feed
+    /// outage) is not history for a surge: its panes are left out of the
+    /// baseline instead of counting as zeros, which made ordinary traffic
+    /// look like a surge when it came back. "0" turns this off.
+    #[serde(default = "default_silence_after")]
+    pub silence_after: Dur,
     /// Events larger than this many bytes are invalid (`oversized`); 64 bytes
     /// to 256 MiB.
     #[serde(default = "default_max_event_bytes")]
@@ -115,6 +122,12 @@ fn default_max_clock_jump() -> Dur {
 /// followed by the whole rest of the stream.
 fn default_clock_jump_confirm() -> u32 {
     3
+}
+/// Six hours: longer than a quiet night of a busy stream, shorter than a
+/// weekend closure or an outage worth the name; a stream so sparse that it
+/// often has no event at all for six hours has too few for a surge anyway.
+fn default_silence_after() -> Dur {
+    Dur::mins(6 * 60)
 }
 /// 64 KiB: an event is a few hundred bytes; anything this large is a producer bug.
 fn default_max_event_bytes() -> usize {
@@ -234,6 +247,7 @@ impl Default for EngineConfig {
             max_future_skew: default_max_future_skew(),
             max_clock_jump: default_max_clock_jump(),
             clock_jump_confirm: default_clock_jump_confirm(),
+            silence_after: default_silence_after(),
             max_event_bytes: default_max_event_bytes(),
             max_groups_per_rule: default_max_groups_per_rule(),
             max_customers_per_group: default_max_customers_per_group(),

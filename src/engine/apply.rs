@@ -109,6 +109,7 @@ impl Engine {
             self.stats.duplicates += 1;
             return Outcome::Duplicate;
         }
+        self.note_occupancy(ev.ts, clock.saturating_sub(self.late_margin()));
         if !ready {
             self.route(ev, |h| routed.hits.push(h));
             if routed.hits.is_empty() {
@@ -153,6 +154,38 @@ impl Engine {
             self.stats.unmatched += 1;
             Outcome::Unmatched
         }
+    }
+
+    /// Notes a (not duplicate) event at `ts` in the surge rules' pane
+    /// occupancy, for each rule it is in time for at `watermark` (one
+    /// behind a rule's window lands in a pane already judged: noting it
+    /// there would change a baseline after the fact, and differently with
+    /// worker threads, which note it when the batch is routed).
+    #[inline]
+    pub(super) fn note_occupancy(&mut self, ts: i64, watermark: i64) {
+        for &r in &self.occupied {
+            let rule = &mut self.rules[r as usize];
+            if rule.in_time(ts, watermark) {
+                rule.note_occupied(ts);
+            }
+        }
+    }
+
+    /// Whether [`Engine::note_occupancy`] of an event at `ts` could note a
+    /// pane other than the last one each rule noted through this call
+    /// (`last`: per surge rule, kept by the caller across a batch).
+    pub(super) fn occupancy_news(&self, ts: i64, watermark: i64, last: &mut Vec<i64>) -> bool {
+        last.resize(self.occupied.len(), i64::MIN);
+        let mut news = false;
+        for (k, &r) in self.occupied.iter().enumerate() {
+            let rule = &self.rules[r as usize];
+            if rule.in_time(ts, watermark) {
+                let p = super::pane::pane_of(ts, rule.slide);
+                news |= last[k] != p;
+                last[k] = p;
+            }
+        }
+        news
     }
 
     /// Routes an event ahead of its application, into `routed` (cleared

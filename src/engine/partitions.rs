@@ -81,6 +81,30 @@ impl Engine {
             .collect()
     }
 
+    /// Rules that note the panes holding any event of the stream (surges),
+    /// with the pane an event at `ts` falls in for each.
+    pub fn occupied_panes(&self, ts: i64, mut f: impl FnMut(u32, i64)) {
+        for &r in &self.occupied {
+            f(r, super::pane::pane_of(ts, self.rules[r as usize].slide));
+        }
+    }
+
+    /// Notes pane `pane` of rule `r` as holding an event of the stream, as
+    /// one engine over the whole stream notes it (from a split stage's
+    /// report: an owner sees only its shards' events).
+    pub fn note_occupied(&mut self, r: usize, pane: i64) {
+        let watermark = self.clock.map(|c| c.saturating_sub(self.late_margin()));
+        if let Some(rule) = self.rules.get_mut(r) {
+            // As one engine notes it: if an event of the pane can still be
+            // in time (a report comes before the release of the events it
+            // covers, at a clock no later than theirs).
+            let last = pane.saturating_mul(rule.slide);
+            if watermark.is_none_or(|w| rule.in_time(last, w)) {
+                rule.note_occupied_pane(pane);
+            }
+        }
+    }
+
     /// Whether rule `r` has its warm-up origin.
     pub fn has_origin(&self, r: usize) -> bool {
         self.rules.get(r).is_some_and(|x| x.origin.is_some())

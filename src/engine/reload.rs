@@ -122,6 +122,7 @@ impl Engine {
                     rule.max_groups = e.max_groups_per_rule;
                     rule.indicator.set_score_range(e.score_range);
                     rule.shape.max_customers = e.max_customers_per_group;
+                    rule.set_silence(e.silence_after.as_ms());
                     summary.kept.push(rc.name.clone());
                     rules.push(rule);
                 }

@@ -179,6 +179,9 @@ pub(super) struct Slot {
 
 // === impl RuleRt ===
 
+/// [`RuleRt::silence_memo`] when it holds nothing.
+const NO_MEMO: ((i64, i64), i64) = ((i64::MIN, i64::MIN), 0);
+
 impl RuleRt {
     /// Judges the rule's values by `r`'s thresholds, `clear`, `for` and
     /// `keep_firing_for` from its next evaluation on (a reload that changed
@@ -224,7 +227,7 @@ impl RuleRt {
         };
         let levels = r.thresholds.levels();
         let clear = r.clear_threshold().unwrap_or(0.0);
-        RuleRt {
+        let mut rule = RuleRt {
             name: Arc::from(r.name.as_str()),
             group_by: r
                 .group_by
@@ -250,6 +253,21 @@ impl RuleRt {
             max_groups: cfg.engine.max_groups_per_rule,
             shard_seed: super::shard_hash::stable_rule_hash(&r.name),
             origin: None,
+            silence_panes: 0,
+            silence_memo: std::cell::Cell::new(NO_MEMO),
+            occupancy: match &r.indicator {
+                IndicatorConfig::Surge {
+                    seasonality: None, ..
+                } => Some(Box::new(super::occupancy::Occupancy::new(
+                    // Window and baseline, and a silence's run before the
+                    // baseline (up to 65,536 panes: a longer setting only
+                    // finds the runs the ring still holds).
+                    shape.n.saturating_add(shape.m).saturating_add(
+                        (cfg.engine.silence_after.as_ms() / slide.max(1)).min(65_536),
+                    ),
+                ))),
+                _ => None,
+            },
             wheel: Wheel::default(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -278,7 +296,9 @@ impl RuleRt {
             dirty: Default::default(),
             keys: Vec::new(),
             cfg: r.clone(),
-        }
+        };
+        rule.set_silence(cfg.engine.silence_after.as_ms());
+        rule
     }
 
     /// Asks the memory for group slot `slot` (a hint that changes nothing):
@@ -361,14 +381,56 @@ impl RuleRt {
                 || pane_of(ts, self.slide) > pane_of(watermark, self.slide) - self.shape.n)
     }
 
-    /// Baseline panes with history behind a window ending at `end`.
+    /// Baseline panes with history behind a window ending at `end`: after
+    /// the origin pane, and (a surge) not silent — a pane in which the
+    /// whole stream had no event is no history (`occupancy`).
     pub(super) fn baseline_panes(&self, end: i64) -> i64 {
         if self.shape.m == 0 {
             return 0;
         }
         let Some(origin) = self.origin else { return 0 };
         // Panes after the origin pane are fully covered by the stream.
-        (end - self.shape.n - origin).clamp(0, self.shape.m)
+        let panes = (end - self.shape.n - origin).clamp(0, self.shape.m);
+        match &self.occupancy {
+            Some(o) if panes > 0 && self.silence_panes > 0 => {
+                let through = end - self.shape.n;
+                let key = (end, through - panes);
+                let (k, silent) = self.silence_memo.get();
+                if k == key {
+                    return panes - silent;
+                }
+                let silent = o.silent_runs(through - panes, through, end, self.silence_panes);
+                self.silence_memo.set((key, silent));
+                panes - silent
+            }
+            _ => panes,
+        }
+    }
+
+    /// Notes an event of the stream at `ts` (any valid event, selected or
+    /// not) in a surge rule's pane occupancy.
+    #[inline]
+    pub(super) fn note_occupied(&mut self, ts: i64) {
+        self.note_occupied_pane(pane_of(ts, self.slide));
+    }
+
+    /// Notes pane `pane` as occupied (from a split stage's report).
+    pub(super) fn note_occupied_pane(&mut self, pane: i64) {
+        if let Some(o) = self.occupancy.as_deref_mut() {
+            if o.mark(pane) {
+                self.silence_memo.set(NO_MEMO);
+            }
+        }
+    }
+
+    /// `engine.silence_after` in this rule's panes (rounded up; 0: off).
+    pub(super) fn set_silence(&mut self, silence_ms: i64) {
+        self.silence_panes = if silence_ms <= 0 {
+            0
+        } else {
+            (silence_ms + self.slide - 1) / self.slide.max(1)
+        };
+        self.silence_memo.set(NO_MEMO);
     }
 
     /// What the API shows of group `g` (`table`: the rule's group table).

@@ -155,6 +155,12 @@ impl ShardedEngine {
         all
     }
 
+    /// The first worker engine (tests look at its rules).
+    #[cfg(test)]
+    pub(super) fn first_engine(&self) -> &Engine {
+        &self.engines[0]
+    }
+
     /// Decode limits derived from the configuration.
     pub fn limits(&self) -> &DecodeLimits {
         self.engines[0].limits()

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::rule::{GroupOut, Slot, SlotIn, SlotOut};
 use super::table::GroupTable;
 use super::{Engine, EngineStats, RuleStats};
+use crate::engine::occupancy::Occupancy;
 use crate::engine::wheel::Wheel;
 
 pub(super) mod dirty;
@@ -42,7 +43,8 @@ mod tests_retuned;
 /// groups' books, rules' early responses and response counters; 7: a
 /// group's book keeps first-response times, `response_time`). Not bumped
 /// for `computations`: a trailing field, which an older crisiswatch reads
-/// past and this one does without (`EngineSnapshotBefore`).
+/// past and this one does without (`EngineSnapshotBefore`); nor for
+/// `occupancy`, after it (`EngineSnapshotNoOccupancy`).
 pub const SNAPSHOT_VERSION: u32 = 7;
 
 /// Errors decoding a snapshot.
@@ -68,6 +70,21 @@ struct EngineSnapshot {
     /// only retuned since the snapshot restores by it. Last, so that an
     /// older crisiswatch still reads the snapshot; empty in one it wrote.
     computations: Vec<[u8; 16]>,
+    /// Per rule, a surge's pane occupancy (`engine::occupancy`). After
+    /// `computations`, for the same reason; empty in an older snapshot.
+    occupancy: Vec<Option<Occupancy>>,
+}
+
+/// [`EngineSnapshot`] as written before `occupancy`.
+#[derive(Deserialize)]
+struct EngineSnapshotNoOccupancy {
+    clock: Option<i64>,
+    timers: Vec<(i64, u32, u32, u32)>,
+    stats: EngineStats,
+    dedup_order: Vec<(i64, u64)>,
+    dedup_evicted_early: u64,
+    rules: Vec<RuleSnapshot>,
+    computations: Vec<[u8; 16]>,
 }
 
 /// [`EngineSnapshot`] as written before `computations`.
@@ -84,6 +101,18 @@ struct EngineSnapshotBefore {
 impl EngineSnapshot {
     fn decode(bytes: &[u8]) -> Result<EngineSnapshot, SnapshotError> {
         bincode::deserialize(bytes).or_else(|e| {
+            if let Ok(s) = bincode::deserialize::<EngineSnapshotNoOccupancy>(bytes) {
+                return Ok(EngineSnapshot {
+                    clock: s.clock,
+                    timers: s.timers,
+                    stats: s.stats,
+                    dedup_order: s.dedup_order,
+                    dedup_evicted_early: s.dedup_evicted_early,
+                    rules: s.rules,
+                    computations: s.computations,
+                    occupancy: Vec::new(),
+                });
+            }
             let s: EngineSnapshotBefore =
                 bincode::deserialize(bytes).map_err(|_| SnapshotError::Decode(e.to_string()))?;
             Ok(EngineSnapshot {
@@ -94,8 +123,32 @@ impl EngineSnapshot {
                 dedup_evicted_early: s.dedup_evicted_early,
                 rules: s.rules,
                 computations: Vec::new(),
+                occupancy: Vec::new(),
             })
         })
+    }
+}
+
+/// A restored rule's pane occupancy: the snapshot's, else (a snapshot
+/// written before occupancy was kept) every pane up to the snapshot's clock
+/// counts as history, as it did then.
+pub(super) fn restore_occupancy(
+    rule: &mut super::RuleRt,
+    stored: Option<&Option<Occupancy>>,
+    clock: Option<i64>,
+) {
+    let slide = rule.slide;
+    let Some(o) = rule.occupancy.as_deref_mut() else {
+        return;
+    };
+    match stored {
+        Some(Some(s)) if s.same_shape(o) => *o = s.clone(),
+        _ => {
+            *o = Occupancy::new_like(o);
+            if let Some(c) = clock {
+                o.assume_occupied_through(super::pane::pane_of(c, slide));
+            }
+        }
     }
 }
 
@@ -152,7 +205,7 @@ impl Engine {
     /// Replaces the engine's state by a snapshot's. Rules are matched by name
     /// and definition; the others start empty.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<RestoreSummary, SnapshotError> {
-        let snap = EngineSnapshot::decode(bytes)?;
+        let mut snap = EngineSnapshot::decode(bytes)?;
         let mut summary = RestoreSummary::default();
         // Old rule index → new rule index: the same rule, else (by name) the
         // same computation judged by other settings.
@@ -183,7 +236,10 @@ impl Engine {
         let mut map: Vec<Option<u32>> = Vec::with_capacity(snap.rules.len());
         // The keys of the groups the rules keep (those not in the snapshot).
         super::table::stash(&self.tables, &mut self.rules);
-        for ((rs, target), retuned) in snap.rules.into_iter().zip(targets).zip(retuned) {
+        let (occupancy, clock) = (std::mem::take(&mut snap.occupancy), snap.clock);
+        for (si, ((rs, target), retuned)) in
+            snap.rules.into_iter().zip(targets).zip(retuned).enumerate()
+        {
             if retuned {
                 summary.rules_retuned.push(rs.name.clone());
             }
@@ -194,6 +250,7 @@ impl Engine {
             };
             let rule = &mut self.rules[i];
             rule.origin = rs.origin;
+            restore_occupancy(rule, occupancy.get(si), clock);
             rule.wheel = rs.wheel;
             rule.keys.clear();
             rule.slots = Vec::with_capacity(rs.slots.len());
@@ -357,6 +414,7 @@ pub(super) fn encode(engines: &[Engine], stats: &EngineStats) -> Result<Vec<u8>,
         dedup_evicted_early: u64,
         rules: Vec<RuleRef<'a>>,
         computations: Vec<[u8; 16]>,
+        occupancy: Vec<Option<&'a Occupancy>>,
     }
     #[derive(Serialize)]
     struct RuleRef<'a> {
@@ -468,8 +526,22 @@ pub(super) fn encode(engines: &[Engine], stats: &EngineStats) -> Result<Vec<u8>,
             .iter()
             .map(incremental::computation_id)
             .collect(),
+        // Every worker sees every event: the first's is everyone's.
+        occupancy: first.rules.iter().map(|r| r.occupancy.as_deref()).collect(),
     };
     bincode::serialize(&r).map_err(|e| SnapshotError::Encode(e.to_string()))
+}
+
+/// Bytes of the trailing `occupancy` field an engine's snapshot and
+/// checkpoint record end with (tests of the older layouts cut it).
+#[cfg(test)]
+pub(super) fn occupancy_tail(engine: &Engine) -> usize {
+    let o: Vec<Option<&Occupancy>> = engine
+        .rules
+        .iter()
+        .map(|r| r.occupancy.as_deref())
+        .collect();
+    bincode::serialized_size(&o).map_or(0, |n| n as usize)
 }
 
 #[cfg(test)]

@@ -231,6 +231,13 @@ impl Owner {
                 }
                 None
             }
+            Envelope::Occupied { panes, .. } => {
+                // Rule-wide, like the origins; a set: repeats change nothing.
+                for (r, pane) in panes {
+                    self.engine.note_occupied(r as usize, pane);
+                }
+                None
+            }
             Envelope::Idle { source, .. } => {
                 let pair = (partition, source);
                 match self.woken.get_mut(&pair) {
@@ -506,7 +513,8 @@ fn env_source(env: &Envelope) -> Source {
         Envelope::Event { source, .. }
         | Envelope::Report { source, .. }
         | Envelope::Idle { source, .. }
-        | Envelope::Quiet { source, .. } => *source,
+        | Envelope::Quiet { source, .. }
+        | Envelope::Occupied { source, .. } => *source,
     }
 }
 

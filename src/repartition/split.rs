@@ -14,6 +14,12 @@ use crate::event::Event;
 struct Progress {
     newest: Option<i64>,
     origins: BTreeMap<u32, i64>,
+    /// (rule, pane) of the surge rules' panes with events since the last
+    /// report (`Envelope::Occupied`).
+    occupied: BTreeSet<(u32, i64)>,
+    /// The last (rule, pane) noted per rule: most events fall in the pane
+    /// of the one before.
+    last_pane: BTreeMap<u32, i64>,
 }
 
 /// Routes valid events to internal partitions (see the module docs).
@@ -64,6 +70,11 @@ impl Splitter {
     ) -> Option<(Vec<u32>, Envelope)> {
         let p = self.progress.entry(source).or_default();
         p.newest = Some(p.newest.map_or(ev.ts, |n| n.max(ev.ts)));
+        self.router.occupied_panes(ev.ts, |r, pane| {
+            if p.last_pane.insert(r, pane) != Some(pane) {
+                p.occupied.insert((r, pane));
+            }
+        });
         self.moved.insert(source);
         let mut targets: Vec<u32> = Vec::new();
         let (shards, partitions, origin_rules) = (self.shards, self.partitions, &self.origin_rules);
@@ -96,7 +107,21 @@ impl Splitter {
     /// partition (send them after the events they cover).
     pub fn reports(&mut self) -> Vec<Envelope> {
         let moved = std::mem::take(&mut self.moved);
-        moved.into_iter().filter_map(|s| self.report(s)).collect()
+        let mut out = Vec::with_capacity(moved.len() * 2);
+        for s in moved {
+            if let Some(p) = self.progress.get_mut(&s) {
+                let panes = std::mem::take(&mut p.occupied);
+                if !panes.is_empty() {
+                    out.push(Envelope::Occupied {
+                        source: s,
+                        panes: panes.into_iter().collect(),
+                        config: self.config,
+                    });
+                }
+            }
+            out.extend(self.report(s));
+        }
+        out
     }
 
     /// Reports of every source read so far (a heartbeat).

@@ -21,6 +21,7 @@ use crate::replay::OrderedFeed;
 const CFG: &str = r#"
 [engine]
 allowed_lateness = "2m"
+silence_after = "10m"
 [[rules]]
 name = "count_product"
 group_by = ["product"]
@@ -94,9 +95,11 @@ pub(super) fn config() -> Config {
 /// customer, input partition, redelivered).
 pub(super) type Gen = (i64, i64, u8, u8, u8, u8, u8, u8, bool);
 
-/// A stream over ~3 h with bursts, each event jittered back by less than
-/// `allowed_lateness`, spread over input partitions; now and then a message
-/// is delivered twice.
+/// A stream over ~3 h with bursts and, every 97 events, 40 minutes of
+/// silence (longer than `silence_after`: the surges leave it out of their
+/// baselines, which owners learn of from the split stages), each event
+/// jittered back by less than `allowed_lateness`, spread over input
+/// partitions; now and then a message is delivered twice.
 pub(super) fn stream() -> impl Strategy<Value = Vec<Gen>> {
     prop::collection::vec(
         (
@@ -116,6 +119,9 @@ pub(super) fn stream() -> impl Strategy<Value = Vec<Gen>> {
         let mut t = 0i64;
         for (i, g) in v.iter_mut().enumerate() {
             t += if (i / 40) % 3 == 1 { 3_000 } else { 25_000 };
+            if i % 97 == 96 {
+                t += 40 * 60_000;
+            }
             g.0 = t;
         }
         v

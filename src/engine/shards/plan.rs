@@ -21,6 +21,9 @@ use crate::alert::Transition;
 enum Work {
     /// Move the clock to `t` (op `step / 2`).
     Clock { step: u32, t: i64 },
+    /// Note an event at `ts` in the surge rules' pane occupancy (in time
+    /// at `wm`: `Engine::note_occupancy`).
+    Occupy { ts: i64, wm: i64 },
     /// Apply `hits[from..to]` of op `op`, whose values start at `values`.
     Apply {
         op: u32,
@@ -74,6 +77,7 @@ pub(super) fn route<'a>(engines: &mut [Engine], shards: u32, ops: &[Op<'a, '_>])
     let mut hits = Vec::new();
     let mut stable: Vec<Option<u64>> = vec![None; tables];
     let mut open: Vec<Option<usize>> = vec![None; workers];
+    let mut last_occupied: Vec<i64> = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let step = 2 * i as u32;
         let ev = match *op {
@@ -101,7 +105,18 @@ pub(super) fn route<'a>(engines: &mut [Engine], shards: u32, ops: &[Op<'a, '_>])
             outcomes.push(Some(Outcome::Duplicate));
             continue;
         }
+        // Rule-wide, like the origin: every worker notes the event's pane
+        // in the surge rules' occupancy, at its place in the batch (an
+        // evaluation before it must not see it); only when the pane differs
+        // from the last one planned (noting again changes nothing).
+        let wm = t.saturating_sub(margin);
+        if engines[0].occupancy_news(ev.ts, wm, &mut last_occupied) {
+            for p in &mut plans {
+                p.work.push(Work::Occupy { ts: ev.ts, wm });
+            }
+        }
         hits.clear();
+        let lead = &engines[0];
         lead.route(ev, |h| hits.push(h));
         if hits.is_empty() {
             outcomes.push(Some(Outcome::Unmatched));
@@ -190,6 +205,7 @@ pub(super) fn work(
                 engine.advance_clock(t, &mut buf);
                 tagged.extend(buf.drain(..).map(|tr| (step, tr)));
             }
+            Work::Occupy { ts, wm } => engine.note_occupancy(ts, wm),
             Work::Apply {
                 op,
                 values,

@@ -14,6 +14,7 @@ use crate::event::decode;
 const CFG: &str = r#"
 [engine]
 allowed_lateness = "2m"
+silence_after = "10m"
 [[rules]]
 name = "count_product"
 group_by = ["product"]
@@ -99,11 +100,16 @@ fn events() -> impl Strategy<Value = Vec<Gen>> {
         50..400,
     )
     .prop_map(|mut v| {
-        // A running clock with bursts; each event jittered back up to 4 min.
+        // A running clock with bursts and, every 97 events, 40 minutes of
+        // silence (past `silence_after`: the surges' baselines leave it
+        // out); each event jittered back up to 4 min.
         let mut t = 0i64;
         for (i, g) in v.iter_mut().enumerate() {
             let step = if (i / 40) % 3 == 1 { 3_000 } else { 25_000 };
             t += step;
+            if i % 97 == 96 {
+                t += 40 * 60_000;
+            }
             g.0 = t - g.0;
         }
         v

@@ -42,6 +42,7 @@ use super::super::rule::{GroupIn, GroupOut};
 use super::super::shard_hash::{shard_index, stable_group_hash};
 use super::super::{Engine, EngineStats, RuleRt, RuleStats};
 use super::{definition, SnapshotError};
+use crate::engine::occupancy::Occupancy;
 
 mod restore;
 pub(in crate::engine) use restore::restore;
@@ -158,6 +159,23 @@ struct Meta {
     /// restored by it (empty in checkpoints written before it was kept;
     /// last, so that an older crisiswatch still reads the record).
     computations: Vec<[u8; 16]>,
+    /// Per rule of `rules`, a surge's pane occupancy
+    /// (`engine::occupancy`); empty in checkpoints written before it was
+    /// kept (last, for the same reason as `computations`).
+    occupancy: Vec<Option<Occupancy>>,
+}
+
+/// [`Meta`] as checkpoints written before `occupancy` hold it.
+#[derive(Deserialize)]
+struct MetaNoOccupancy {
+    shards: u32,
+    clock: Option<i64>,
+    stats: EngineStats,
+    dedup_evicted_early: u64,
+    dedup_front: u64,
+    dedup_len: u64,
+    rules: Vec<RuleMeta>,
+    computations: Vec<[u8; 16]>,
 }
 
 /// [`Meta`] as checkpoints written before `computations` hold it.
@@ -176,6 +194,19 @@ impl Meta {
     /// The record from its bytes, of either layout.
     fn decode(bytes: &[u8]) -> Result<Meta, SnapshotError> {
         bincode::deserialize(bytes).or_else(|e| {
+            if let Ok(m) = bincode::deserialize::<MetaNoOccupancy>(bytes) {
+                return Ok(Meta {
+                    shards: m.shards,
+                    clock: m.clock,
+                    stats: m.stats,
+                    dedup_evicted_early: m.dedup_evicted_early,
+                    dedup_front: m.dedup_front,
+                    dedup_len: m.dedup_len,
+                    rules: m.rules,
+                    computations: m.computations,
+                    occupancy: Vec::new(),
+                });
+            }
             let m: MetaBefore = bincode::deserialize(bytes).map_err(|_| decode_err(e))?;
             Ok(Meta {
                 shards: m.shards,
@@ -186,6 +217,7 @@ impl Meta {
                 dedup_len: m.dedup_len,
                 rules: m.rules,
                 computations: Vec::new(),
+                occupancy: Vec::new(),
             })
         })
     }
@@ -418,6 +450,12 @@ pub(in crate::engine) fn delta(
         dedup_len: next - front,
         rules,
         computations: first.rules.iter().map(computation_id).collect(),
+        // Every worker sees every event: the first's is everyone's.
+        occupancy: first
+            .rules
+            .iter()
+            .map(|r| r.occupancy.as_deref().cloned())
+            .collect(),
     };
     let meta = bincode::serialize(&meta).map_err(encode_err)?;
     for e in engines.iter_mut() {

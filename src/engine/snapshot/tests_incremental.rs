@@ -22,6 +22,7 @@ pub(super) const CFG: &str = r#"
 [engine]
 allowed_lateness = "2m"
 dedup_max_ids = 150
+silence_after = "3m"
 [[rules]]
 name = "count_product"
 group_by = ["product"]
@@ -133,8 +134,10 @@ pub(super) fn events() -> impl Strategy<Value = Vec<Gen>> {
         50..350,
     )
     .prop_map(|mut v| {
-        // A running clock with bursts and quiet spells (groups forgotten);
-        // each event jittered back up to 4 min.
+        // A running clock with bursts and quiet spells (groups forgotten;
+        // past `silence_after`, left out of the surge's baseline, so the
+        // checkpoints carry the pane occupancy); each event jittered back
+        // up to 4 min.
         let mut t = 0i64;
         for (i, g) in v.iter_mut().enumerate() {
             let step = match (i / 40) % 4 {

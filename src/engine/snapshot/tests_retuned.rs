@@ -136,10 +136,22 @@ fn a_record_of_the_previous_layout_still_restores() {
     let mut model = Model::default();
     let d = a.checkpoint_delta(true).expect("delta");
     model.apply(&d);
-    // The previous layout: the same record without the trailing ids
-    // (a length and 16 bytes per rule).
+    // The layout before pane occupancy: the same record without its
+    // trailing field.
     let rules = d.rule_ids.len();
-    model.meta.truncate(model.meta.len() - 8 - 16 * rules);
+    let occupancy = super::occupancy_tail(a.first_engine());
+    let mut before_occupancy = model.clone();
+    before_occupancy.meta.truncate(model.meta.len() - occupancy);
+    let s = ShardedEngine::new(&cfg, 1, 64)
+        .expect("engine")
+        .restore_stored(&before_occupancy.stored())
+        .expect("restore");
+    assert_eq!((s.rules_restored.len(), s.groups), (rules, d.groups));
+    // The previous layout: the same record without the trailing ids
+    // either (a length and 16 bytes per rule).
+    model
+        .meta
+        .truncate(model.meta.len() - occupancy - 8 - 16 * rules);
     let stored = model.stored();
     let mut same = ShardedEngine::new(&cfg, 1, 64).expect("engine");
     let s = same.restore_stored(&stored).expect("restore");
@@ -168,7 +180,7 @@ fn a_record_of_the_previous_layout_still_restores() {
         .restore(&whole)
         .expect("restore");
     assert_eq!(s.rules_retuned.len(), rules);
-    whole.truncate(whole.len() - 8 - 16 * rules);
+    whole.truncate(whole.len() - occupancy - 8 - 16 * rules);
     let s = ShardedEngine::new(&cfg, 1, 64)
         .expect("engine")
         .restore(&whole)

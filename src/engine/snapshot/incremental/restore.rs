@@ -136,10 +136,11 @@ pub(in crate::engine) fn restore(
             .restore_seq(meta.dedup_front, order.clone(), meta.dedup_evicted_early);
         e.timers.clear();
         e.wheel_floor = i64::MIN;
-        for (rm, m) in meta.rules.iter().zip(&map) {
+        for (si, (rm, m)) in meta.rules.iter().zip(&map).enumerate() {
             let Some(i) = *m else { continue };
             let rule = &mut e.rules[i];
             rule.origin = rm.origin;
+            super::super::restore_occupancy(rule, meta.occupancy.get(si), meta.clock);
             if w == 0 {
                 rule.stats = rm.stats.clone();
             }

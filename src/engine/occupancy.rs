@@ -1,0 +1,318 @@
+//! Which panes of a surge rule's slide held any event of the stream: a
+//! stretch in which the whole stream was silent (a business closed at the
+//! weekend, a feed outage of hours) is not history, and a surge baseline
+//! leaves its panes out — as it leaves out the panes before the rule's
+//! origin — instead of counting them as zeros (which made every slice look
+//! like it surged when traffic came back).
+//!
+//! A ring of bits, one per pane, over the newest `cap` panes marked. A pane
+//! older than the ring, or at or before `known_from` (a state restored from
+//! a checkpoint written before panes were tracked), counts as occupied: what
+//! is not known is taken as history, as before.
+
+use serde::{Deserialize, Serialize};
+
+/// Panes kept beyond a rule's window and baseline: events ahead of the
+/// clock (within the allowed future skew) mark panes beyond the window's
+/// end without pushing the baseline out of the ring.
+const SLACK_PANES: i64 = 1024;
+
+/// The occupied panes of one rule's slide (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Occupancy {
+    /// Panes in the ring (a multiple of 64).
+    cap: i64,
+    /// The newest pane marked.
+    newest: Option<i64>,
+    /// Panes at or before this one count as occupied.
+    known_from: i64,
+    /// Bit `p mod cap` of pane `p`.
+    bits: Vec<u64>,
+}
+
+impl Occupancy {
+    /// A ring for a rule whose window and baseline span `panes` panes.
+    pub fn new(panes: i64) -> Occupancy {
+        let want = panes.max(1).saturating_mul(2).saturating_add(SLACK_PANES);
+        let words = usize::try_from((want + 63) / 64).unwrap_or(1).max(1);
+        Occupancy {
+            cap: words as i64 * 64,
+            newest: None,
+            known_from: i64::MIN,
+            bits: vec![0; words],
+        }
+    }
+
+    /// An empty ring of the same size as `other`.
+    pub fn new_like(other: &Occupancy) -> Occupancy {
+        Occupancy {
+            cap: other.cap,
+            newest: None,
+            known_from: i64::MIN,
+            bits: vec![0; other.bits.len()],
+        }
+    }
+
+    /// Whether `other` is a ring of the same size (a rule restored as it was
+    /// written).
+    pub fn same_shape(&self, other: &Occupancy) -> bool {
+        self.cap == other.cap && self.bits.len() == other.bits.len()
+    }
+
+    /// Panes at or before `pane` count as occupied from now on (a state
+    /// restored without pane tracking).
+    pub fn assume_occupied_through(&mut self, pane: i64) {
+        self.known_from = self.known_from.max(pane);
+    }
+
+    fn slot(&self, pane: i64) -> (usize, u64) {
+        let i = pane.rem_euclid(self.cap);
+        ((i / 64) as usize, 1u64 << (i % 64))
+    }
+
+    /// Notes an event in `pane`; whether that changed anything.
+    #[inline]
+    pub fn mark(&mut self, pane: i64) -> bool {
+        match self.newest {
+            Some(n) if pane == n => false,
+            Some(n) if pane < n => {
+                if pane > n - self.cap {
+                    let (w, b) = self.slot(pane);
+                    let new = self.bits[w] & b == 0;
+                    self.bits[w] |= b;
+                    new
+                } else {
+                    false
+                }
+            }
+            Some(n) if pane - n < self.cap => {
+                for p in n + 1..pane {
+                    let (w, b) = self.slot(p);
+                    self.bits[w] &= !b;
+                }
+                let (w, b) = self.slot(pane);
+                self.bits[w] |= b;
+                self.newest = Some(pane);
+                true
+            }
+            _ => {
+                self.bits.iter_mut().for_each(|w| *w = 0);
+                let (w, b) = self.slot(pane);
+                self.bits[w] |= b;
+                self.newest = Some(pane);
+                true
+            }
+        }
+    }
+
+    /// Panes in `(after, through]` that lie in a run of at least `run`
+    /// panes without an event, the run bounded by pane `end` (the
+    /// evaluation's: what comes later is not known yet). `run` 0: none.
+    pub fn silent_runs(&self, after: i64, through: i64, end: i64, run: i64) -> i64 {
+        if run <= 0 || through <= after {
+            return 0;
+        }
+        let free = |p: i64| p <= end && !self.occupied(p);
+        let mut count = 0;
+        let mut p = after + 1;
+        while p <= through {
+            if !free(p) {
+                p += 1;
+                continue;
+            }
+            // The run holding p: it may begin before the range (only the
+            // first one can), and goes on past it up to `end`.
+            let mut start = p;
+            if p == after + 1 {
+                while start > p - run && free(start - 1) {
+                    start -= 1;
+                }
+            }
+            let mut last = p;
+            while last < end && free(last + 1) {
+                last += 1;
+            }
+            if last - start + 1 >= run {
+                count += last.min(through) - p + 1;
+            }
+            p = last + 1;
+        }
+        count
+    }
+
+    /// Whether `pane` held an event (or is not known: see the module docs).
+    pub fn occupied(&self, pane: i64) -> bool {
+        if pane <= self.known_from {
+            return true;
+        }
+        let Some(n) = self.newest else { return false };
+        if pane > n {
+            return false;
+        }
+        if pane <= n - self.cap {
+            return true;
+        }
+        let (w, b) = self.slot(pane);
+        self.bits[w] & b != 0
+    }
+
+    /// Panes in `(after, through]` that held no event.
+    #[cfg(test)]
+    pub fn silent(&self, after: i64, through: i64) -> i64 {
+        if through <= after {
+            return 0;
+        }
+        let Some(n) = self.newest else {
+            // Nothing marked: silent, but for what is not known.
+            return through - after.max(self.known_from.min(through));
+        };
+        // Past the newest mark: silent.
+        let mut silent = (through - after.max(n)).max(0);
+        // Known and in the ring: count the bits.
+        let lo = after.max(self.known_from).max(n - self.cap);
+        let hi = through.min(n);
+        if hi > lo {
+            silent += (hi - lo) - self.ones(lo + 1, hi);
+        }
+        silent
+    }
+
+    /// Set bits of panes `first..=last` (all within the ring).
+    #[cfg(test)]
+    fn ones(&self, first: i64, last: i64) -> i64 {
+        let (mut p, mut count) = (first, 0i64);
+        while p <= last {
+            let i = p.rem_euclid(self.cap);
+            let (w, bit) = ((i / 64) as usize, i % 64);
+            // Panes left in this word, and in the range.
+            let take = (64 - bit).min(last - p + 1);
+            let mask = if take == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << take) - 1) << bit
+            };
+            count += i64::from((self.bits[w] & mask).count_ones());
+            p += take;
+        }
+        count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The naive answer: count pane by pane.
+    fn naive(o: &Occupancy, after: i64, through: i64) -> i64 {
+        (after + 1..=through).filter(|&p| !o.occupied(p)).count() as i64
+    }
+
+    #[test]
+    fn marks_and_silences() {
+        let mut o = Occupancy::new(10);
+        assert_eq!(o.silent(0, 5), 5, "nothing marked");
+        o.mark(3);
+        o.mark(4);
+        o.mark(8);
+        assert!(o.occupied(3) && o.occupied(4) && o.occupied(8));
+        assert!(!o.occupied(5) && !o.occupied(9) && !o.occupied(2));
+        assert_eq!(o.silent(2, 8), 3, "5, 6, 7");
+        assert_eq!(o.silent(2, 12), 7, "and 9..=12 after the newest");
+        // A late mark fills a gap.
+        o.mark(6);
+        assert_eq!(o.silent(2, 8), 2);
+        // A jump past the ring forgets the old marks: unknown is occupied.
+        o.mark(8 + o.cap + 5);
+        assert!(o.occupied(3), "out of the ring: taken as history");
+        assert!(!o.occupied(8 + o.cap + 4));
+    }
+
+    #[test]
+    fn a_restored_state_takes_what_it_does_not_know_as_history() {
+        let mut o = Occupancy::new(10);
+        o.assume_occupied_through(100);
+        assert_eq!(o.silent(90, 100), 0);
+        assert_eq!(o.silent(90, 103), 3);
+        o.mark(102);
+        assert_eq!(o.silent(90, 103), 2);
+    }
+
+    /// The naive answer for runs: every silent pane whose whole run (up to
+    /// `end`, the unknown before it counting as occupied) is long enough.
+    fn naive_runs(o: &Occupancy, after: i64, through: i64, end: i64, run: i64) -> i64 {
+        if run <= 0 {
+            return 0;
+        }
+        let free = |p: i64| p <= end && !o.occupied(p);
+        (after + 1..=through)
+            .filter(|&p| {
+                if !free(p) {
+                    return false;
+                }
+                let (mut a, mut b) = (p, p);
+                while free(a - 1) && p - a < run {
+                    a -= 1;
+                }
+                while free(b + 1) && b - a < run {
+                    b += 1;
+                }
+                b - a + 1 >= run
+            })
+            .count() as i64
+    }
+
+    #[test]
+    fn only_long_silences_count() {
+        let mut o = Occupancy::new(100);
+        for p in [1, 2, 5, 20, 21, 30] {
+            o.mark(p);
+        }
+        // Gaps: 3–4 (2 panes), 6–19 (14), 22–29 (8), 31.. (to `end`).
+        assert_eq!(o.silent_runs(0, 30, 30, 10), 14);
+        assert_eq!(o.silent_runs(0, 30, 30, 8), 22);
+        assert_eq!(
+            o.silent_runs(10, 25, 30, 10),
+            9,
+            "11–19 of 6–19, which begins before the range"
+        );
+        assert_eq!(o.silent_runs(25, 40, 40, 10), 10, "31–40, cut at the end");
+        assert_eq!(o.silent_runs(25, 40, 35, 10), 0, "31–35: 5 panes so far");
+        assert_eq!(o.silent_runs(0, 30, 30, 0), 0, "off");
+    }
+
+    #[test]
+    fn the_word_wise_count_matches_pane_by_pane() {
+        let mut seed = 7u64;
+        let mut next = move |m: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        for round in 0..200 {
+            let mut o = Occupancy::new(1 + next(300) as i64);
+            let mut p = next(1000) as i64 - 500;
+            for _ in 0..next(400) {
+                p += next(5) as i64 - 1;
+                if next(50) == 0 {
+                    p += next(3000) as i64;
+                }
+                o.mark(p);
+            }
+            if round % 3 == 0 {
+                o.assume_occupied_through(p - next(200) as i64);
+            }
+            for _ in 0..20 {
+                let a = p - next(3000) as i64;
+                let b = a + next(3000) as i64;
+                assert_eq!(o.silent(a, b), naive(&o, a, b), "round {round}: ({a}, {b}]");
+                let (end, run) = (b + next(50) as i64, next(40) as i64);
+                assert_eq!(
+                    o.silent_runs(a, b, end, run),
+                    naive_runs(&o, a, b, end, run),
+                    "round {round}: ({a}, {b}] to {end}, runs of {run}"
+                );
+            }
+        }
+    }
+}
