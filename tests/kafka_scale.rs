@@ -53,6 +53,21 @@ indicator = { kind = "ratio", numerator = { type = "cancellation" }, denominator
 thresholds = { warning = 0.3 }
 clear = 0.15
 
+# Orders against their own last 20 minutes: the p5 wave's extra orders
+# fire it; the ten minutes of silence before the end (longer than
+# `silence_after`) must not — counted as zeros, it fired on p3, p4 and p6
+# when traffic resumed (`replay` with `silence_after = "0s"`). Scaled out,
+# each split stage reports the panes its input partitions had events in
+# (`Envelope::Occupied`).
+[[rules]]
+name = "order_surge"
+group_by = ["product"]
+window = "5m"
+slide = "1m"
+indicator = { kind = "surge", select = { type = "order" }, baseline = "20m", min_baseline = 1 }
+thresholds = { warning = 1.8 }
+clear = 1.3
+
 [[incidents.routes]]
 name = "by_product"
 group_by = ["product"]
@@ -80,6 +95,10 @@ fn scenario(topic: &str) -> Vec<Out> {
     };
     let mut out = Vec::new();
     for s in 0..4200i64 {
+        // The whole stream silent for ten minutes (minutes 55–65).
+        if (3300..3900).contains(&s) {
+            continue;
+        }
         let ts = start + s * 1000 + (next() % 1000) as i64;
         let p = products[(next() % 6) as usize];
         let r = regions[(next() % 3) as usize];
@@ -111,7 +130,12 @@ fn scenario(topic: &str) -> Vec<Out> {
 fn config(bs: &str, group: &str, topic: &str, data: &str, url: &str, scaled: bool) -> String {
     let mut cfg = base_config(bs, group, &[(topic, None)], "", data);
     // No wall-clock time for a quiet stream: what fires comes from the data.
-    cfg = cfg.replacen("idle_timeout = \"2s\"", "idle_timeout = \"1h\"", 1);
+    cfg = cfg.replacen(
+        "idle_timeout = \"2s\"",
+        "idle_timeout = \"1h\"\nsilence_after = \"5m\"",
+        1,
+    );
+    assert!(cfg.contains("silence_after"));
     // One progress update per 5 minutes of event time without other news:
     // compared like the rest (their number, times and seq do not depend on
     // when an instance looks).
