@@ -101,6 +101,9 @@ impl Engine {
     ) -> Outcome {
         self.stats.events_in += 1;
         let clock = *self.clock.get_or_insert(ev.ts);
+        // Before the duplicate check: a split stage, which keeps no dedup
+        // memory, reports a repeated id's pane too.
+        self.note_occupancy(ev.ts, clock.saturating_sub(self.late_margin()));
         let duplicate = match routed.id_hash {
             Some(h) if ready => self.dedup.check_and_insert_hash(h, clock),
             _ => self.dedup.check_and_insert(&ev.id, clock),
@@ -109,7 +112,6 @@ impl Engine {
             self.stats.duplicates += 1;
             return Outcome::Duplicate;
         }
-        self.note_occupancy(ev.ts, clock.saturating_sub(self.late_margin()));
         if !ready {
             self.route(ev, |h| routed.hits.push(h));
             if routed.hits.is_empty() {
@@ -156,7 +158,7 @@ impl Engine {
         }
     }
 
-    /// Notes a (not duplicate) event at `ts` in the surge rules' pane
+    /// Notes an event at `ts` (duplicate or not) in the surge rules' pane
     /// occupancy, for each rule it is in time for at `watermark` (one
     /// behind a rule's window lands in a pane already judged: noting it
     /// there would change a baseline after the fact, and differently with

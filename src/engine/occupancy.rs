@@ -59,6 +59,57 @@ impl Occupancy {
         self.cap == other.cap && self.bits.len() == other.bits.len()
     }
 
+    /// A ring of this one's size holding what `stored` (a checkpoint's,
+    /// perhaps of another size: `engine.silence_after` changed) knows: its
+    /// occupied panes, and the panes before what it held count as occupied.
+    /// `None` when `stored` is not a well-formed ring.
+    pub fn carried_from(&self, stored: &Occupancy) -> Option<Occupancy> {
+        if !stored.well_formed() {
+            return None;
+        }
+        if stored.same_shape(self) {
+            return Some(stored.clone());
+        }
+        let mut out = Occupancy::new_like(self);
+        out.known_from = stored.known_from;
+        let Some(n) = stored.newest else {
+            return Some(out);
+        };
+        // What the stored ring held: (n − cap, n]; before it, unknown.
+        let first = (n - stored.cap + 1).max(stored.known_from.saturating_add(1));
+        out.known_from = out.known_from.max(n - stored.cap);
+        for p in first..=n {
+            if stored.occupied(p) {
+                out.mark(p);
+            }
+        }
+        // Silent panes up to the stored newest stay known as silent.
+        if out.newest.is_none_or(|m| m < n) {
+            out.advance_to(n);
+        }
+        Some(out)
+    }
+
+    /// Whether a ring read from a checkpoint can be used: its size matches
+    /// its words, and its panes are far from the ends of `i64` (a corrupt
+    /// one could make the ring arithmetic overflow or loop for ever).
+    fn well_formed(&self) -> bool {
+        const SANE: i64 = 1 << 60;
+        let sane = |p: i64| (-SANE..=SANE).contains(&p);
+        usize::try_from(self.cap).is_ok_and(|c| c > 0 && c % 64 == 0 && c / 64 == self.bits.len())
+            && (self.known_from == i64::MIN || sane(self.known_from))
+            && self.newest.is_none_or(sane)
+    }
+
+    /// Moves the newest pane to `pane` without marking it (the panes up
+    /// to it are known to be silent).
+    fn advance_to(&mut self, pane: i64) {
+        if self.mark(pane) {
+            let (w, b) = self.slot(pane);
+            self.bits[w] &= !b;
+        }
+    }
+
     /// Panes at or before `pane` count as occupied from now on (a state
     /// restored without pane tracking).
     pub fn assume_occupied_through(&mut self, pane: i64) {
@@ -76,7 +127,7 @@ impl Occupancy {
         match self.newest {
             Some(n) if pane == n => false,
             Some(n) if pane < n => {
-                if pane > n - self.cap {
+                if pane > n.saturating_sub(self.cap) {
                     let (w, b) = self.slot(pane);
                     let new = self.bits[w] & b == 0;
                     self.bits[w] |= b;
@@ -85,7 +136,7 @@ impl Occupancy {
                     false
                 }
             }
-            Some(n) if pane - n < self.cap => {
+            Some(n) if pane.saturating_sub(n) < self.cap => {
                 for p in n + 1..pane {
                     let (w, b) = self.slot(p);
                     self.bits[w] &= !b;
@@ -124,7 +175,7 @@ impl Occupancy {
             // first one can), and goes on past it up to `end`.
             let mut start = p;
             if p == after + 1 {
-                while start > p - run && free(start - 1) {
+                while start > p.saturating_sub(run) && free(start - 1) {
                     start -= 1;
                 }
             }
@@ -149,7 +200,7 @@ impl Occupancy {
         if pane > n {
             return false;
         }
-        if pane <= n - self.cap {
+        if pane <= n.saturating_sub(self.cap) {
             return true;
         }
         let (w, b) = self.slot(pane);
@@ -259,6 +310,57 @@ mod tests {
                 b - a + 1 >= run
             })
             .count() as i64
+    }
+
+    #[test]
+    fn a_ring_of_another_size_takes_over_what_one_knew() {
+        let mut small = Occupancy::new(10);
+        for p in [100, 101, 105, 140] {
+            small.mark(p);
+        }
+        let big = Occupancy::new(500);
+        let carried = big.carried_from(&small).expect("well formed");
+        let n = 140;
+        for p in n - small.cap + 1..=n + 3 {
+            assert_eq!(carried.occupied(p), small.occupied(p), "pane {p}");
+        }
+        assert!(
+            carried.occupied(n - small.cap),
+            "before the old ring: history"
+        );
+        assert_eq!(
+            carried.silent_runs(100, 140, 145, 10),
+            small.silent_runs(100, 140, 145, 10)
+        );
+        // And into a smaller one.
+        let back = small.carried_from(&carried).expect("well formed");
+        assert_eq!(
+            back.silent_runs(100, 140, 145, 10),
+            small.silent_runs(100, 140, 145, 10)
+        );
+    }
+
+    #[test]
+    fn a_ring_that_is_not_well_formed_is_refused_and_extremes_do_not_overflow() {
+        let o = Occupancy::new(10);
+        let mut bad = o.clone();
+        bad.newest = Some(i64::MIN + 5);
+        assert!(o.carried_from(&bad).is_none());
+        let mut bad = o.clone();
+        bad.bits.pop();
+        assert!(o.carried_from(&bad).is_none());
+        let mut bad = o.clone();
+        bad.cap = 0;
+        bad.bits.clear();
+        assert!(o.carried_from(&bad).is_none());
+        // A newest far from the next pane neither overflows nor loops.
+        let mut far = Occupancy::new(10);
+        far.newest = Some(i64::MIN + 5);
+        assert!(!far.occupied(100));
+        assert!(far.mark(100));
+        assert!(far.occupied(100));
+        far.mark(i64::MAX - 3);
+        assert!(far.occupied(i64::MAX - 3));
     }
 
     #[test]

@@ -179,8 +179,13 @@ pub(super) struct Slot {
 
 // === impl RuleRt ===
 
+/// The longest silence run a pane ring holds beyond the window and the
+/// baseline: a longer `engine.silence_after` (in panes of the rule's slide)
+/// finds only the runs the ring still holds.
+const MAX_SILENCE_PANES: i64 = 65_536;
+
 /// [`RuleRt::silence_memo`] when it holds nothing.
-const NO_MEMO: ((i64, i64), i64) = ((i64::MIN, i64::MIN), 0);
+pub(super) const NO_MEMO: ((i64, i64), i64) = ((i64::MIN, i64::MIN), 0);
 
 impl RuleRt {
     /// Judges the rule's values by `r`'s thresholds, `clear`, `for` and
@@ -258,14 +263,7 @@ impl RuleRt {
             occupancy: match &r.indicator {
                 IndicatorConfig::Surge {
                     seasonality: None, ..
-                } => Some(Box::new(super::occupancy::Occupancy::new(
-                    // Window and baseline, and a silence's run before the
-                    // baseline (up to 65,536 panes: a longer setting only
-                    // finds the runs the ring still holds).
-                    shape.n.saturating_add(shape.m).saturating_add(
-                        (cfg.engine.silence_after.as_ms() / slide.max(1)).min(65_536),
-                    ),
-                ))),
+                } => Some(Box::new(super::occupancy::Occupancy::new(0))),
                 _ => None,
             },
             wheel: Wheel::default(),
@@ -423,13 +421,28 @@ impl RuleRt {
         }
     }
 
-    /// `engine.silence_after` in this rule's panes (rounded up; 0: off).
+    /// `engine.silence_after` in this rule's panes (rounded up; 0: off),
+    /// and a pane ring that holds the window, the baseline and a silence's
+    /// run before it (up to [`MAX_SILENCE_PANES`]): what the ring knew is
+    /// carried over when its size changes (a reload).
     pub(super) fn set_silence(&mut self, silence_ms: i64) {
+        let slide = self.slide.max(1);
         self.silence_panes = if silence_ms <= 0 {
             0
         } else {
-            (silence_ms + self.slide - 1) / self.slide.max(1)
+            silence_ms.saturating_add(slide - 1) / slide
         };
+        let span = self
+            .shape
+            .n
+            .saturating_add(self.shape.m)
+            .saturating_add(self.silence_panes.min(MAX_SILENCE_PANES));
+        if let Some(o) = self.occupancy.as_deref_mut() {
+            let sized = super::occupancy::Occupancy::new(span);
+            if !sized.same_shape(o) {
+                *o = sized.carried_from(o).unwrap_or(sized);
+            }
+        }
         self.silence_memo.set(NO_MEMO);
     }
 

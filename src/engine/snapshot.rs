@@ -138,12 +138,19 @@ pub(super) fn restore_occupancy(
     clock: Option<i64>,
 ) {
     let slide = rule.slide;
+    rule.silence_memo.set(super::rule::NO_MEMO);
     let Some(o) = rule.occupancy.as_deref_mut() else {
         return;
     };
-    match stored {
-        Some(Some(s)) if s.same_shape(o) => *o = s.clone(),
-        _ => {
+    // The checkpoint's ring, carried into this one's size (it differs when
+    // `engine.silence_after` changed); else (none, or not well formed)
+    // every pane up to the checkpoint's clock counts as history.
+    match stored
+        .and_then(|s| s.as_ref())
+        .and_then(|s| o.carried_from(s))
+    {
+        Some(c) => *o = c,
+        None => {
             *o = Occupancy::new_like(o);
             if let Some(c) = clock {
                 o.assume_occupied_through(super::pane::pane_of(c, slide));

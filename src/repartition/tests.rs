@@ -15,6 +15,8 @@ use crate::engine::{shard_of, Engine};
 use crate::event::decode;
 use crate::replay::OrderedFeed;
 
+mod silence;
+
 /// Every kind of rule state: grouped counts with `for` and `keep_firing_for`,
 /// ratios over two attributes, surges with a rule-wide warm-up origin
 /// (global and grouped), repeat customers, two rules sharing a `group_by`.

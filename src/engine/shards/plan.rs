@@ -100,20 +100,21 @@ pub(super) fn route<'a>(engines: &mut [Engine], shards: u32, ops: &[Op<'a, '_>])
                 p.work.push(Work::Clock { step, t });
             }
         }
-        let lead = &mut engines[0];
-        if lead.dedup.check_and_insert(&ev.id, t) {
-            outcomes.push(Some(Outcome::Duplicate));
-            continue;
-        }
         // Rule-wide, like the origin: every worker notes the event's pane
         // in the surge rules' occupancy, at its place in the batch (an
-        // evaluation before it must not see it); only when the pane differs
-        // from the last one planned (noting again changes nothing).
+        // evaluation before it must not see it), duplicate or not, as one
+        // engine does; only when the pane differs from the last one planned
+        // (noting again changes nothing).
         let wm = t.saturating_sub(margin);
         if engines[0].occupancy_news(ev.ts, wm, &mut last_occupied) {
             for p in &mut plans {
                 p.work.push(Work::Occupy { ts: ev.ts, wm });
             }
+        }
+        let lead = &mut engines[0];
+        if lead.dedup.check_and_insert(&ev.id, t) {
+            outcomes.push(Some(Outcome::Duplicate));
+            continue;
         }
         hits.clear();
         let lead = &engines[0];
