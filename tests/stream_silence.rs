@@ -49,8 +49,26 @@ fn stretch(seed: u64, start: i64, hours: i64, crises: bool, tag: &str) -> Vec<St
 
 /// Firing transitions (rule, group, at) of a replay of `lines`.
 fn firings(lines: &[String]) -> Vec<(String, String, String)> {
-    let cfg = config();
-    let mut engine = Engine::new(&cfg).expect("engine");
+    firings_with(&config(), lines)
+}
+
+/// The time of a generated line (RFC 3339 text or epoch milliseconds;
+/// `i64::MIN` for the generator's noise that is not JSON).
+fn ts_of(l: &str) -> i64 {
+    serde_json::from_str::<Value>(l)
+        .ok()
+        .and_then(|v| match &v["ts"] {
+            Value::String(t) => chrono::DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|t| t.timestamp_millis()),
+            t => t.as_i64(),
+        })
+        .unwrap_or(i64::MIN)
+}
+
+/// Firing transitions of a replay of `lines` under `cfg`.
+fn firings_with(cfg: &Config, lines: &[String]) -> Vec<(String, String, String)> {
+    let mut engine = Engine::new(cfg).expect("engine");
     let text = lines.join("\n") + "\n";
     let mut out = Vec::new();
     replay(&mut engine, text.as_bytes(), &mut out, None, |_| {}).expect("replay");
@@ -156,4 +174,44 @@ fn a_crisis_after_a_silent_day_still_fires() {
     // before brings it).
     let missed: Vec<_> = alone_rules.difference(&together_rules).collect();
     assert!(missed.is_empty(), "missed after the silent day: {missed:?}");
+}
+
+/// A shop open 09:00–21:00 with no traffic at all at night: the 6-hour
+/// baseline of the morning is the closed night, so with the silence counted
+/// as zeros `complaint_surge` paged every product every morning (field
+/// trial of 2026-12-07); left out, it pages nothing.
+#[test]
+fn a_shop_closed_at_night_pages_nothing_in_the_morning() {
+    let mut days = Vec::new();
+    for d in 0..2 {
+        let day = stretch(
+            8 + d as u64,
+            START + d * DAY_MS,
+            24,
+            false,
+            &format!("d{d}"),
+        );
+        let (open, close) = (
+            START + d * DAY_MS + 9 * HOUR,
+            START + d * DAY_MS + 21 * HOUR,
+        );
+        days.extend(day.into_iter().filter(|l| {
+            let t = ts_of(l);
+            t == i64::MIN || (open..close).contains(&t)
+        }));
+    }
+    let surge = |f: &(String, String, String)| f.0 == "complaint_surge";
+    let now: Vec<_> = firings(&days).into_iter().filter(surge).collect();
+    assert!(now.is_empty(), "{now:?}");
+    // Counted as zeros, as before: the second morning pages.
+    let zeros = Config::from_toml_str(
+        &EXAMPLE_CONFIG.replacen("silence_after = \"6h\"", "silence_after = \"0s\"", 1),
+        &std::collections::HashMap::new(),
+    )
+    .expect("config");
+    let before: Vec<_> = firings_with(&zeros, &days)
+        .into_iter()
+        .filter(surge)
+        .collect();
+    assert!(!before.is_empty(), "the closed night paged before");
 }
