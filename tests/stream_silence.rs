@@ -107,22 +107,10 @@ fn a_silent_day_between_two_ordinary_days_pages_nothing() {
 fn a_seven_hour_outage_pages_nothing_when_traffic_resumes() {
     let day = stretch(5, START, 24, false, "a");
     let (from, to) = (START + 10 * HOUR, START + 17 * HOUR);
-    // The generator writes times as RFC 3339 text or epoch milliseconds;
-    // its noise includes lines that are not JSON (kept).
-    let ts = |l: &str| -> i64 {
-        serde_json::from_str::<Value>(l)
-            .ok()
-            .and_then(|v| match &v["ts"] {
-                Value::String(t) => chrono::DateTime::parse_from_rfc3339(t)
-                    .ok()
-                    .map(|t| t.timestamp_millis()),
-                t => t.as_i64(),
-            })
-            .unwrap_or(i64::MIN)
-    };
+    // The generator's noise that is not JSON is kept.
     let outage: Vec<String> = day
         .iter()
-        .filter(|l| !(from..to).contains(&ts(l)))
+        .filter(|l| !(from..to).contains(&ts_of(l)))
         .cloned()
         .collect();
     assert!(

@@ -206,52 +206,16 @@ impl Occupancy {
         let (w, b) = self.slot(pane);
         self.bits[w] & b != 0
     }
-
-    /// Panes in `(after, through]` that held no event.
-    #[cfg(test)]
-    pub fn silent(&self, after: i64, through: i64) -> i64 {
-        if through <= after {
-            return 0;
-        }
-        let Some(n) = self.newest else {
-            // Nothing marked: silent, but for what is not known.
-            return through - after.max(self.known_from.min(through));
-        };
-        // Past the newest mark: silent.
-        let mut silent = (through - after.max(n)).max(0);
-        // Known and in the ring: count the bits.
-        let lo = after.max(self.known_from).max(n - self.cap);
-        let hi = through.min(n);
-        if hi > lo {
-            silent += (hi - lo) - self.ones(lo + 1, hi);
-        }
-        silent
-    }
-
-    /// Set bits of panes `first..=last` (all within the ring).
-    #[cfg(test)]
-    fn ones(&self, first: i64, last: i64) -> i64 {
-        let (mut p, mut count) = (first, 0i64);
-        while p <= last {
-            let i = p.rem_euclid(self.cap);
-            let (w, bit) = ((i / 64) as usize, i % 64);
-            // Panes left in this word, and in the range.
-            let take = (64 - bit).min(last - p + 1);
-            let mask = if take == 64 {
-                u64::MAX
-            } else {
-                ((1u64 << take) - 1) << bit
-            };
-            count += i64::from((self.bits[w] & mask).count_ones());
-            p += take;
-        }
-        count
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Panes in `(after, through]` without an event: runs of one pane.
+    fn silent(o: &Occupancy, after: i64, through: i64) -> i64 {
+        o.silent_runs(after, through, through, 1)
+    }
 
     /// The naive answer: count pane by pane.
     fn naive(o: &Occupancy, after: i64, through: i64) -> i64 {
@@ -261,17 +225,17 @@ mod tests {
     #[test]
     fn marks_and_silences() {
         let mut o = Occupancy::new(10);
-        assert_eq!(o.silent(0, 5), 5, "nothing marked");
+        assert_eq!(silent(&o, 0, 5), 5, "nothing marked");
         o.mark(3);
         o.mark(4);
         o.mark(8);
         assert!(o.occupied(3) && o.occupied(4) && o.occupied(8));
         assert!(!o.occupied(5) && !o.occupied(9) && !o.occupied(2));
-        assert_eq!(o.silent(2, 8), 3, "5, 6, 7");
-        assert_eq!(o.silent(2, 12), 7, "and 9..=12 after the newest");
+        assert_eq!(silent(&o, 2, 8), 3, "5, 6, 7");
+        assert_eq!(silent(&o, 2, 12), 7, "and 9..=12 after the newest");
         // A late mark fills a gap.
         o.mark(6);
-        assert_eq!(o.silent(2, 8), 2);
+        assert_eq!(silent(&o, 2, 8), 2);
         // A jump past the ring forgets the old marks: unknown is occupied.
         o.mark(8 + o.cap + 5);
         assert!(o.occupied(3), "out of the ring: taken as history");
@@ -282,10 +246,10 @@ mod tests {
     fn a_restored_state_takes_what_it_does_not_know_as_history() {
         let mut o = Occupancy::new(10);
         o.assume_occupied_through(100);
-        assert_eq!(o.silent(90, 100), 0);
-        assert_eq!(o.silent(90, 103), 3);
+        assert_eq!(silent(&o, 90, 100), 0);
+        assert_eq!(silent(&o, 90, 103), 3);
         o.mark(102);
-        assert_eq!(o.silent(90, 103), 2);
+        assert_eq!(silent(&o, 90, 103), 2);
     }
 
     /// The naive answer for runs: every silent pane whose whole run (up to
@@ -383,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn the_word_wise_count_matches_pane_by_pane() {
+    fn the_counts_match_pane_by_pane() {
         let mut seed = 7u64;
         let mut next = move |m: u64| {
             seed = seed
@@ -407,7 +371,11 @@ mod tests {
             for _ in 0..20 {
                 let a = p - next(3000) as i64;
                 let b = a + next(3000) as i64;
-                assert_eq!(o.silent(a, b), naive(&o, a, b), "round {round}: ({a}, {b}]");
+                assert_eq!(
+                    silent(&o, a, b),
+                    naive(&o, a, b),
+                    "round {round}: ({a}, {b}]"
+                );
                 let (end, run) = (b + next(50) as i64, next(40) as i64);
                 assert_eq!(
                     o.silent_runs(a, b, end, run),
