@@ -51,6 +51,7 @@ mod reload;
 mod rule;
 mod shard_hash;
 mod shards;
+mod silence;
 mod snapshot;
 mod stats;
 mod table;
@@ -111,6 +112,11 @@ struct RuleRt {
     /// The last silent-pane count: ((end, after), count). Every group of
     /// the rule evaluated at one boundary asks the same; a new mark clears it.
     silence_memo: std::cell::Cell<((i64, i64), i64)>,
+    /// The pane boundary of the rule's next silence check (`silence`;
+    /// `i64::MAX`: not armed).
+    silence_next: i64,
+    /// A silence reached the baseline at one of the checks (since start).
+    silence_seen: bool,
     /// Re-evaluations at pane boundaries (panes leaving the window or baseline).
     wheel: Wheel,
     slots: Vec<Slot>,

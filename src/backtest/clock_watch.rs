@@ -46,6 +46,9 @@ pub(crate) struct ClockWatch {
     /// allowed_lateness + the longest window: older than clock − this is late
     /// for every rule.
     horizon_ms: i64,
+    /// allowed_lateness + the shortest window (0: as `horizon_ms`): a clock
+    /// move larger than this can make events late for some rule.
+    short_ms: i64,
     clock: Option<i64>,
     events: u64,
     late: u64,
@@ -100,8 +103,8 @@ pub(crate) struct LateShare {
     pub(crate) events: u64,
     /// The clock move most late events came after.
     pub(crate) culprit: Option<ClockMove>,
-    /// The watch's horizon (0: unknown): a move no larger than it cannot
-    /// have made events late by itself.
+    /// The watch's shortest horizon (0: unknown): a move no larger than it
+    /// cannot have made events late by itself.
     pub(crate) horizon_ms: i64,
     /// The events came newest first ([`ClockWatch::descending`]).
     pub(crate) descending: bool,
@@ -113,14 +116,11 @@ pub(crate) struct LateShare {
 impl ClockWatch {
     /// A watch for the rules of `cfg`.
     pub(crate) fn new(cfg: &Config) -> Self {
-        let longest = cfg
-            .rules
-            .iter()
-            .map(|r| r.window.as_ms())
-            .max()
-            .unwrap_or(0);
+        let windows = || cfg.rules.iter().map(|r| r.window.as_ms());
+        let lateness = cfg.engine.allowed_lateness.as_ms();
         ClockWatch {
-            horizon_ms: cfg.engine.allowed_lateness.as_ms().saturating_add(longest),
+            horizon_ms: lateness.saturating_add(windows().max().unwrap_or(0)),
+            short_ms: lateness.saturating_add(windows().min().unwrap_or(0)),
             ..ClockWatch::default()
         }
     }
@@ -236,7 +236,9 @@ impl ClockWatch {
 
     /// [`ClockWatch::counted`] of an event at `ts`: a late one is charged to
     /// the jump that moved the clock past it (the clock before that jump
-    /// would have taken it), else to the last ordinary move.
+    /// would have taken it; one the engine judged late for a rule with a
+    /// shorter window lies up to the jump's end), else to the last ordinary
+    /// move.
     pub(crate) fn counted_at(&mut self, ts: i64, late: bool) {
         if !late {
             self.counted(false);
@@ -250,7 +252,7 @@ impl ClockWatch {
             .jumps
             .partition_point(|j| j.from_ms.unwrap_or(i64::MIN).saturating_sub(h) <= ts);
         match i.checked_sub(1).map(|i| &mut self.jumps[i]) {
-            Some(j) if ts < j.to_ms.saturating_sub(h) => {
+            Some(j) if ts < j.to_ms => {
                 self.events += 1;
                 self.late += 1;
                 j.late_after += 1;
@@ -358,7 +360,11 @@ impl ClockWatch {
             late: self.late,
             events: self.events,
             culprit,
-            horizon_ms: self.horizon_ms,
+            horizon_ms: if self.short_ms > 0 {
+                self.short_ms
+            } else {
+                self.horizon_ms
+            },
             descending: self.descending(),
             far_behind: self.far_behind.min(self.late),
             oldest_late: self.oldest_late,

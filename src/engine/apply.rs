@@ -103,7 +103,7 @@ impl Engine {
         let clock = *self.clock.get_or_insert(ev.ts);
         // Before the duplicate check: a split stage, which keeps no dedup
         // memory, reports a repeated id's pane too.
-        self.note_occupancy(ev.ts, clock.saturating_sub(self.late_margin()));
+        self.note_occupancy(ev.ts, clock);
         let duplicate = match routed.id_hash {
             Some(h) if ready => self.dedup.check_and_insert_hash(h, clock),
             _ => self.dedup.check_and_insert(&ev.id, clock),
@@ -159,16 +159,14 @@ impl Engine {
     }
 
     /// Notes an event at `ts` (duplicate or not) in the surge rules' pane
-    /// occupancy, for each rule it is in time for at `watermark` (one
-    /// behind a rule's window lands in a pane already judged: noting it
-    /// there would change a baseline after the fact, and differently with
-    /// worker threads, which note it when the batch is routed).
+    /// occupancy, at `clock`, for each rule whose clock has not left its
+    /// pane ([`RuleRt::occupied_pane`]).
     #[inline]
-    pub(super) fn note_occupancy(&mut self, ts: i64, watermark: i64) {
+    pub(super) fn note_occupancy(&mut self, ts: i64, clock: i64) {
         for &r in &self.occupied {
             let rule = &mut self.rules[r as usize];
-            if rule.in_time(ts, watermark) {
-                rule.note_occupied(ts);
+            if let Some(p) = rule.occupied_pane(ts, clock) {
+                rule.note_occupied_pane(p);
             }
         }
     }
@@ -176,13 +174,11 @@ impl Engine {
     /// Whether [`Engine::note_occupancy`] of an event at `ts` could note a
     /// pane other than the last one each rule noted through this call
     /// (`last`: per surge rule, kept by the caller across a batch).
-    pub(super) fn occupancy_news(&self, ts: i64, watermark: i64, last: &mut Vec<i64>) -> bool {
+    pub(super) fn occupancy_news(&self, ts: i64, clock: i64, last: &mut Vec<i64>) -> bool {
         last.resize(self.occupied.len(), i64::MIN);
         let mut news = false;
         for (k, &r) in self.occupied.iter().enumerate() {
-            let rule = &self.rules[r as usize];
-            if rule.in_time(ts, watermark) {
-                let p = super::pane::pane_of(ts, rule.slide);
+            if let Some(p) = self.rules[r as usize].occupied_pane(ts, clock) {
                 news |= last[k] != p;
                 last[k] = p;
             }

@@ -80,6 +80,7 @@ pub(super) fn evaluate(
     out: &mut Vec<Transition>,
 ) -> Option<i64> {
     let end = rule.pane_at(at);
+    rule.arm_silence_check(end);
     let base = rule.baseline_panes(end);
     let origin = rule.origin;
     let (shape, season) = (rule.shape, rule.indicator.season());

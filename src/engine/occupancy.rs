@@ -191,6 +191,25 @@ impl Occupancy {
         count
     }
 
+    /// Panes without an event ending at `last` (`last`, `last − 1`, …),
+    /// counted up to `cap`.
+    pub fn free_run_back(&self, last: i64, cap: i64) -> i64 {
+        let mut n = 0;
+        let mut p = last;
+        // Every pane after the newest one is free.
+        if let Some(newest) = self.newest {
+            if p > newest {
+                n = p.saturating_sub(newest).min(cap);
+                p = p.saturating_sub(n);
+            }
+        }
+        while n < cap && !self.occupied(p) {
+            n += 1;
+            p = p.saturating_sub(1);
+        }
+        n
+    }
+
     /// Whether `pane` held an event (or is not known: see the module docs).
     pub fn occupied(&self, pane: i64) -> bool {
         if pane <= self.known_from {
@@ -381,6 +400,13 @@ mod tests {
                     o.silent_runs(a, b, end, run),
                     naive_runs(&o, a, b, end, run),
                     "round {round}: ({a}, {b}] to {end}, runs of {run}"
+                );
+                let cap = next(400) as i64;
+                let naive_back = (0..cap).take_while(|k| !o.occupied(b - k)).count() as i64;
+                assert_eq!(
+                    o.free_run_back(b, cap),
+                    naive_back,
+                    "round {round}: free run back from {b}, at most {cap}"
                 );
             }
         }

@@ -93,13 +93,13 @@ impl Engine {
     /// one engine over the whole stream notes it (from a split stage's
     /// report: an owner sees only its shards' events).
     pub fn note_occupied(&mut self, r: usize, pane: i64) {
-        let watermark = self.clock.map(|c| c.saturating_sub(self.late_margin()));
+        let clock = self.clock;
         if let Some(rule) = self.rules.get_mut(r) {
-            // As one engine notes it: if an event of the pane can still be
-            // in time (a report comes before the release of the events it
-            // covers, at a clock no later than theirs).
+            // As one engine notes it: unless the clock has left the pane (a
+            // report comes before the release of the events it covers, at a
+            // clock no later than theirs).
             let last = pane.saturating_mul(rule.slide);
-            if watermark.is_none_or(|w| rule.in_time(last, w)) {
+            if clock.is_none_or(|c| rule.occupied_pane(last, c).is_some()) {
                 rule.note_occupied_pane(pane);
             }
         }

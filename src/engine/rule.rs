@@ -13,6 +13,7 @@ use crate::window::{Shape, Window};
 use super::backlog::{Backlog, Book};
 use super::key::{decode_key, GroupKey};
 use super::pane::{boundary_time, end_pane, pane_of};
+use super::silence::NO_MEMO;
 use super::table::GroupTable;
 use super::wheel::Wheel;
 use super::{GroupView, RuleRt, RuleStats};
@@ -179,14 +180,6 @@ pub(super) struct Slot {
 
 // === impl RuleRt ===
 
-/// The longest silence run a pane ring holds beyond the window and the
-/// baseline: a longer `engine.silence_after` (in panes of the rule's slide)
-/// finds only the runs the ring still holds.
-const MAX_SILENCE_PANES: i64 = 65_536;
-
-/// [`RuleRt::silence_memo`] when it holds nothing.
-pub(super) const NO_MEMO: ((i64, i64), i64) = ((i64::MIN, i64::MIN), 0);
-
 impl RuleRt {
     /// Judges the rule's values by `r`'s thresholds, `clear`, `for` and
     /// `keep_firing_for` from its next evaluation on (a reload that changed
@@ -260,6 +253,8 @@ impl RuleRt {
             origin: None,
             silence_panes: 0,
             silence_memo: std::cell::Cell::new(NO_MEMO),
+            silence_next: i64::MAX,
+            silence_seen: false,
             occupancy: match &r.indicator {
                 IndicatorConfig::Surge {
                     seasonality: None, ..
@@ -377,73 +372,6 @@ impl RuleRt {
             && (self.shape.m > 0
                 || ts > edge.saturating_add(self.slide)
                 || pane_of(ts, self.slide) > pane_of(watermark, self.slide) - self.shape.n)
-    }
-
-    /// Baseline panes with history behind a window ending at `end`: after
-    /// the origin pane, and (a surge) not silent — a pane in which the
-    /// whole stream had no event is no history (`occupancy`).
-    pub(super) fn baseline_panes(&self, end: i64) -> i64 {
-        if self.shape.m == 0 {
-            return 0;
-        }
-        let Some(origin) = self.origin else { return 0 };
-        // Panes after the origin pane are fully covered by the stream.
-        let panes = (end - self.shape.n - origin).clamp(0, self.shape.m);
-        match &self.occupancy {
-            Some(o) if panes > 0 && self.silence_panes > 0 => {
-                let through = end - self.shape.n;
-                let key = (end, through - panes);
-                let (k, silent) = self.silence_memo.get();
-                if k == key {
-                    return panes - silent;
-                }
-                let silent = o.silent_runs(through - panes, through, end, self.silence_panes);
-                self.silence_memo.set((key, silent));
-                panes - silent
-            }
-            _ => panes,
-        }
-    }
-
-    /// Notes an event of the stream at `ts` (any valid event, selected or
-    /// not) in a surge rule's pane occupancy.
-    #[inline]
-    pub(super) fn note_occupied(&mut self, ts: i64) {
-        self.note_occupied_pane(pane_of(ts, self.slide));
-    }
-
-    /// Notes pane `pane` as occupied (from a split stage's report).
-    pub(super) fn note_occupied_pane(&mut self, pane: i64) {
-        if let Some(o) = self.occupancy.as_deref_mut() {
-            if o.mark(pane) {
-                self.silence_memo.set(NO_MEMO);
-            }
-        }
-    }
-
-    /// `engine.silence_after` in this rule's panes (rounded up; 0: off),
-    /// and a pane ring that holds the window, the baseline and a silence's
-    /// run before it (up to [`MAX_SILENCE_PANES`]): what the ring knew is
-    /// carried over when its size changes (a reload).
-    pub(super) fn set_silence(&mut self, silence_ms: i64) {
-        let slide = self.slide.max(1);
-        self.silence_panes = if silence_ms <= 0 {
-            0
-        } else {
-            silence_ms.saturating_add(slide - 1) / slide
-        };
-        let span = self
-            .shape
-            .n
-            .saturating_add(self.shape.m)
-            .saturating_add(self.silence_panes.min(MAX_SILENCE_PANES));
-        if let Some(o) = self.occupancy.as_deref_mut() {
-            let sized = super::occupancy::Occupancy::new(span);
-            if !sized.same_shape(o) {
-                *o = sized.carried_from(o).unwrap_or(sized);
-            }
-        }
-        self.silence_memo.set(NO_MEMO);
     }
 
     /// What the API shows of group `g` (`table`: the rule's group table).

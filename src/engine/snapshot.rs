@@ -138,7 +138,13 @@ pub(super) fn restore_occupancy(
     clock: Option<i64>,
 ) {
     let slide = rule.slide;
-    rule.silence_memo.set(super::rule::NO_MEMO);
+    rule.silence_memo.set(super::silence::NO_MEMO);
+    // The silence check runs from the next boundary on, as it does in the
+    // engine that wrote the checkpoint.
+    rule.silence_next = i64::MAX;
+    if let Some(c) = clock {
+        rule.arm_silence_check(super::pane::pane_of(c, slide));
+    }
     let Some(o) = rule.occupancy.as_deref_mut() else {
         return;
     };

@@ -48,32 +48,39 @@ impl Engine {
             return;
         }
         loop {
-            // The next due evaluation: the earliest wheel boundary of any rule or
-            // the earliest alert deadline; ties go to the lower rule, wheel first.
-            let mut next: Option<(i64, u32, bool)> = None;
+            // The next due evaluation: the earliest wheel boundary of any rule,
+            // silence check or alert deadline; ties go to the lower rule, then
+            // wheel, silence check, deadline.
+            let mut next: Option<(i64, u32, Due)> = None;
             let mut floor = i64::MAX;
+            let mut offer = |c: (i64, u32, Due)| {
+                if c.0 <= t && next.is_none_or(|n| c < n) {
+                    next = Some(c);
+                }
+            };
             for (r, rule) in self.rules.iter_mut().enumerate() {
                 if let Some(q) = rule.wheel.next() {
                     let time = boundary_time(q, rule.slide);
                     floor = floor.min(time);
-                    if time <= t && next.is_none_or(|(nt, _, _)| time < nt) {
-                        next = Some((time, r as u32, true));
-                    }
+                    offer((time, r as u32, Due::Wheel));
+                }
+                if let Some(time) = rule.silence_check_due() {
+                    floor = floor.min(time);
+                    offer((time, r as u32, Due::Silence));
                 }
             }
             if let Some(&Reverse((time, r, _, _))) = self.timers.peek() {
-                let better = next.is_none_or(|(nt, nr, _)| time < nt || (time == nt && r < nr));
-                if time <= t && better {
-                    next = Some((time, r, false));
-                }
+                offer((time, r, Due::Deadline));
             }
-            let Some((time, r, from_wheel)) = next else {
-                // Every wheel's first entry is past `t`.
+            let Some((time, r, due)) = next else {
+                // Every wheel's first entry and silence check is past `t`.
                 self.wheel_floor = floor;
                 break;
             };
             self.clock = Some(self.clock.map_or(time, |c| c.max(time)));
-            if from_wheel {
+            if due == Due::Silence {
+                self.silence_check(r, time, out);
+            } else if due == Due::Wheel {
                 let rule = &mut self.rules[r as usize];
                 let bucket = rule.wheel.take_front();
                 for &(slot, gen) in &bucket {
@@ -98,7 +105,14 @@ impl Engine {
     }
 
     /// Runs one timer: re-evaluates the group if the slot still holds it.
-    fn fire(&mut self, r: u32, slot: u32, gen: u32, time: i64, out: &mut Vec<Transition>) {
+    pub(super) fn fire(
+        &mut self,
+        r: u32,
+        slot: u32,
+        gen: u32,
+        time: i64,
+        out: &mut Vec<Transition>,
+    ) {
         let rule = &mut self.rules[r as usize];
         let current = rule
             .slots
@@ -124,6 +138,17 @@ impl Engine {
         rule.expire_book(slot, false);
         rule.maybe_evict(slot, &mut self.tables[rule.group_by_id]);
     }
+}
+
+/// What falls due at one instant, in the order it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    /// A rule's wheel boundary.
+    Wheel,
+    /// A surge rule's silence check (`silence`).
+    Silence,
+    /// An alert deadline.
+    Deadline,
 }
 
 /// The earliest time a surge warm-up re-evaluation scheduled by an

@@ -263,3 +263,58 @@ fn stamps_far_in_the_past_are_called_wrong_not_out_of_order() {
     let text = w.late_share().expect("a warning").describe(None);
     assert!(!text.contains("30 days"), "{text}");
 }
+
+/// One line far ahead (a jump), then the history goes on behind it: the
+/// events the engine judged late for a rule with a short window, though
+/// within the longest one of the jump's end, are the jump's too — not the
+/// ordinary line before it (a field trial: `backtest` named that line and
+/// called the input out of order). A move larger than the shortest window
+/// but not the longest one is named as a bad time, not an ordinary step.
+#[test]
+fn late_events_near_a_jumps_end_are_the_jumps() {
+    let mut v = ClockWatch {
+        horizon_ms: 10_000,
+        short_ms: 2_000,
+        ..ClockWatch::default()
+    };
+    for i in 0..50 {
+        v.saw(i * 100, i as u64 + 1, None);
+        v.counted_at(i * 100, false);
+    }
+    // 50 s ahead: a jump (more than the 10 s horizon).
+    v.saw(54_900, 51, None);
+    v.counted_at(54_900, false);
+    // The history goes on behind it; from 52.9 s on the events are within
+    // 2 s of its end (in time for every rule); before, late.
+    for i in 50..550 {
+        let ts = i * 100;
+        v.saw(ts, i as u64 + 2, None);
+        v.counted_at(ts, ts < 52_900);
+    }
+    let s = v.late_share().expect("a warning");
+    let m = s.culprit.expect("a culprit");
+    assert_eq!((m.line, m.late_after), (51, 479), "{m:?}");
+    let text = s.describe(None);
+    assert!(text.contains("line 51 moved the clock"), "{text}");
+    assert!(text.contains("check that event's time"), "{text}");
+    // A 5 s step: larger than the shortest horizon, within the longest.
+    let mut w = ClockWatch {
+        horizon_ms: 10_000,
+        short_ms: 2_000,
+        ..ClockWatch::default()
+    };
+    for i in 0..50 {
+        w.saw(i * 100, i as u64 + 1, None);
+        w.counted_at(i * 100, false);
+    }
+    w.saw(9_900, 51, None);
+    w.counted_at(9_900, false);
+    for i in 50..90 {
+        w.saw(i * 100, i as u64 + 2, None);
+        w.counted_at(i * 100, i * 100 < 7_900);
+    }
+    let text = w.late_share().expect("a warning").describe(None);
+    assert!(text.contains("line 51 moved the clock"), "{text}");
+    assert!(text.contains("check that event's time"), "{text}");
+    assert!(!text.contains("ordinary step"), "{text}");
+}

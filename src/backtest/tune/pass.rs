@@ -529,13 +529,16 @@ pub fn run(cfg: &Config, inputs: &Inputs, opts: &TuneOptions) -> Result<TuneResu
     if !tuner.exact() {
         if inputs.read_once() {
             tracing::warn!(
-                "engine.max_groups_per_rule was reached: candidates sharing one engine may differ \
-                 slightly from separate backtests (pass files instead of stdin or a pipe for exact figures)"
+                "engine.max_groups_per_rule was reached, or a silence of the whole stream reached a surge \
+                 baseline while an alert on a slice without data was active: candidates sharing one engine \
+                 may differ slightly from separate backtests (pass files instead of stdin or a pipe for \
+                 exact figures)"
             );
         } else {
             tracing::warn!(
-                "engine.max_groups_per_rule was reached: reading the history again with one \
-                 engine per candidate for exact figures ({SEPARATE_PER_PASS} candidates per reading)"
+                "engine.max_groups_per_rule was reached, or a silence of the whole stream reached a surge \
+                 baseline while an alert on a slice without data was active: reading the history again \
+                 with one engine per candidate for exact figures ({SEPARATE_PER_PASS} candidates per reading)"
             );
             drop(tuner);
             return run_separate(cfg, inputs, opts);

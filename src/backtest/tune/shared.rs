@@ -31,7 +31,12 @@
 //!   alert breached (before that a surge has no value). So the deadlines of
 //!   that alert see the last recorded value, as its own engine's would.
 //!
-//! One thing can break the equivalence: the group cap. Groups outlive their
+//! Two things can break the equivalence. A silence of the whole stream
+//! (`engine.silence_after`) that reaches a surge's baseline moves the value
+//! of a group without data, which the recording engine may have forgotten
+//! while a candidate's alert on it is active: the fan reports
+//! [`PolicyFan::exact`] `false` when such an alert is active once a silence
+//! has reached the baseline. And the group cap. Groups outlive their
 //! data in some candidates' engines and not in others, so a candidate's engine
 //! may refuse a group the recording engine admits, or the reverse. The fan
 //! bounds each candidate's live groups (the recording engine's, plus the
@@ -82,7 +87,8 @@ pub struct PolicyFan {
     out: Vec<Transition>,
     /// `engine.max_groups_per_rule`.
     max_groups: usize,
-    /// A candidate's engine may have held a different set of groups.
+    /// A candidate's engine may have held a different set of groups, or
+    /// seen a silence move a value the recording engine no longer has.
     cap_reached: bool,
 }
 
@@ -107,6 +113,7 @@ impl PolicyFan {
                 keys: Vec::new(),
                 deadlines: BinaryHeap::new(),
                 active_empty: 0,
+                active_empty_peak: 0,
             })
             .collect();
         Ok(PolicyFan {
@@ -128,7 +135,8 @@ impl PolicyFan {
     }
 
     /// Whether the replayed transitions are exactly each policy's own
-    /// engine's: true unless the group cap refused a group.
+    /// engine's: true unless the group cap refused a group or a silence
+    /// moved the value of a group with an active alert and no data.
     pub fn exact(&self) -> bool {
         !self.cap_reached && self.engine.rule_stats(0).group_overflow == 0
     }
@@ -159,26 +167,37 @@ impl PolicyFan {
                 sink(k, t)
             });
         }
+        self.check_cap();
     }
 
     fn replay(&mut self, sink: &mut impl FnMut(usize, &Transition)) {
         self.engine.take_evaluations(0, &mut self.evaluations);
-        if self.evaluations.is_empty() {
-            return;
-        }
-        for (k, rp) in self.replays.iter_mut().enumerate() {
-            for e in &self.evaluations {
-                rp.evaluation(e, &self.engine, &mut self.labels, &mut |t| sink(k, t));
+        if !self.evaluations.is_empty() {
+            for (k, rp) in self.replays.iter_mut().enumerate() {
+                for e in &self.evaluations {
+                    rp.evaluation(e, &self.engine, &mut self.labels, &mut |t| sink(k, t));
+                }
             }
+            self.evaluations.clear();
         }
-        self.evaluations.clear();
+        // Also without evaluations: a silence may have reached the baseline.
         self.check_cap();
     }
 
     /// Marks the fan inexact once some candidate's engine could have reached
     /// the group cap: it holds at most the recording engine's groups plus its
-    /// own active alerts on groups last seen with an empty window.
+    /// own active alerts on groups last seen with an empty window; or once
+    /// such an alert was active after a silence reached the baseline.
     fn check_cap(&mut self) {
+        let peak = self
+            .replays
+            .iter_mut()
+            .map(|r| std::mem::replace(&mut r.active_empty_peak, r.active_empty))
+            .max()
+            .unwrap_or(0);
+        if peak > 0 && self.engine.rule_silence_seen(0) {
+            self.cap_reached = true;
+        }
         let live = self.engine.live_groups(0);
         let extra = self
             .replays
@@ -202,6 +221,8 @@ struct Replay {
     deadlines: BinaryHeap<Reverse<(i64, u32)>>,
     /// Groups whose alert is active here and whose window was last seen empty.
     active_empty: usize,
+    /// The most `active_empty` reached since the fan last checked.
+    active_empty_peak: usize,
 }
 
 #[derive(Default)]
@@ -304,7 +325,10 @@ impl Replay {
         let step = policy.step(&mut ks.phase, at, value);
         let counted_after = ks.phase != Phase::Inactive && ks.empty;
         match (counted_before, counted_after) {
-            (false, true) => self.active_empty += 1,
+            (false, true) => {
+                self.active_empty += 1;
+                self.active_empty_peak = self.active_empty_peak.max(self.active_empty);
+            }
             (true, false) => self.active_empty = self.active_empty.saturating_sub(1),
             _ => {}
         }

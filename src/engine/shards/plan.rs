@@ -21,9 +21,9 @@ use crate::alert::Transition;
 enum Work {
     /// Move the clock to `t` (op `step / 2`).
     Clock { step: u32, t: i64 },
-    /// Note an event at `ts` in the surge rules' pane occupancy (in time
-    /// at `wm`: `Engine::note_occupancy`).
-    Occupy { ts: i64, wm: i64 },
+    /// Note an event at `ts` in the surge rules' pane occupancy, at clock
+    /// `clock` (`Engine::note_occupancy`).
+    Occupy { ts: i64, clock: i64 },
     /// Apply `hits[from..to]` of op `op`, whose values start at `values`.
     Apply {
         op: u32,
@@ -105,10 +105,12 @@ pub(super) fn route<'a>(engines: &mut [Engine], shards: u32, ops: &[Op<'a, '_>])
         // evaluation before it must not see it), duplicate or not, as one
         // engine does; only when the pane differs from the last one planned
         // (noting again changes nothing).
-        let wm = t.saturating_sub(margin);
-        if engines[0].occupancy_news(ev.ts, wm, &mut last_occupied) {
+        if engines[0].occupancy_news(ev.ts, t, &mut last_occupied) {
             for p in &mut plans {
-                p.work.push(Work::Occupy { ts: ev.ts, wm });
+                p.work.push(Work::Occupy {
+                    ts: ev.ts,
+                    clock: t,
+                });
             }
         }
         let lead = &mut engines[0];
@@ -206,7 +208,7 @@ pub(super) fn work(
                 engine.advance_clock(t, &mut buf);
                 tagged.extend(buf.drain(..).map(|tr| (step, tr)));
             }
-            Work::Occupy { ts, wm } => engine.note_occupancy(ts, wm),
+            Work::Occupy { ts, clock } => engine.note_occupancy(ts, clock),
             Work::Apply {
                 op,
                 values,
