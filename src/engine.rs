@@ -320,6 +320,13 @@ impl Engine {
         self.lateness_ms.saturating_add(longest)
     }
 
+    /// `allowed_lateness` plus the shortest window: a clock move larger
+    /// than this can make events late for some rule.
+    pub(crate) fn short_late_horizon_ms(&self) -> i64 {
+        let shortest = self.rules.iter().map(|r| r.window_ms).min().unwrap_or(0);
+        self.lateness_ms.saturating_add(shortest)
+    }
+
     /// Declares that events reach this engine through a
     /// [`Sequencer`](crate::sequencer::Sequencer), in event-time order behind
     /// the watermark: the engine clock is then the watermark, and an event is

@@ -12,7 +12,7 @@ use std::io::{BufRead, Write};
 
 use crate::alert::Transition;
 use crate::backtest::clock_watch::ClockWatch;
-use crate::engine::{Engine, EngineStats};
+use crate::engine::{Engine, EngineStats, Outcome};
 use crate::event::ahead::{DecodeAhead, Decoded};
 use crate::event::{decode, decode_held, Event, Invalid, InvalidReason, OwnedEvent};
 use crate::sequencer::{watermark, JumpGuard, SequencerOf, Verdict};
@@ -122,7 +122,10 @@ pub fn replay(
     tracing::debug!(threaded = ahead.threaded(), "replay: decoding ahead");
     // The first failed write: nothing more is applied or written after it.
     let failed: RefCell<Option<ReplayError>> = RefCell::new(None);
-    feed.watch_clock(ClockWatch::with_horizon(engine.late_horizon_ms()));
+    feed.watch_clock(ClockWatch::with_horizons(
+        engine.late_horizon_ms(),
+        engine.short_late_horizon_ms(),
+    ));
     // One byte past the event size limit is enough to call a line oversized.
     let line_cap = engine.limits().max_event_bytes.saturating_add(1);
     let mut sink = |(at, decoded): Decoded<u64>| {
@@ -315,16 +318,21 @@ impl OrderedFeed {
     /// the watermark releases.
     fn hold(&mut self, engine: &mut Engine, held: OwnedEvent, at: u64, out: &mut Vec<Transition>) {
         if let Some(w) = self.watch.as_mut() {
-            w.observe(held.ts(), at, None);
+            w.saw(held.ts(), at, None);
         }
         let newest = self.newest.map_or(held.ts(), |n| n.max(held.ts()));
         self.newest = Some(newest);
         if let Some(behind) = self.seq.offer(held) {
-            apply_held(engine, &behind, out);
+            let o = apply_held(engine, &behind, out);
+            watched(&mut self.watch, behind.ts(), o);
         }
         let wm = watermark(newest, self.lateness_ms);
         if self.seq.released_below().is_none_or(|b| wm > b) {
-            self.seq.release(wm, |h| apply_held(engine, &h, out));
+            let watch = &mut self.watch;
+            self.seq.release(wm, |h| {
+                let o = apply_held(engine, &h, out);
+                watched(watch, h.ts(), o);
+            });
             engine.advance_clock(wm.saturating_sub(1), out);
         }
     }
@@ -341,19 +349,37 @@ impl OrderedFeed {
             engine.record_invalid(InvalidReason::ClockJump);
             self.rejected.push((at, detail));
         }
-        self.seq.release_all(|h| apply_held(engine, &h, out));
+        let watch = &mut self.watch;
+        self.seq.release_all(|h| {
+            let o = apply_held(engine, &h, out);
+            watched(watch, h.ts(), o);
+        });
     }
 }
 
 /// Applies a released event (valid when it was held, and held decoded).
-fn apply_held(engine: &mut Engine, held: &OwnedEvent, out: &mut Vec<Transition>) {
+fn apply_held(engine: &mut Engine, held: &OwnedEvent, out: &mut Vec<Transition>) -> Outcome {
     // Lent in place: the event is large, a returned one is moved.
     let mut ev = Event::default();
     if held.event_into(&mut ev) {
-        engine.process(&ev, out);
+        engine.process(&ev, out)
     } else if let Ok(ev) = decode(held.raw(), engine.limits(), None) {
         // Unreachable for an event that decoded; decode it again rather than lose it.
-        engine.process(&ev, out);
+        engine.process(&ev, out)
+    } else {
+        Outcome::Unmatched
+    }
+}
+
+/// Counts an applied event's outcome in the late-share watch, as
+/// `backtest` does: late as the engine judged it (for a rule with a short
+/// window too), charged to the clock move that made it so; an event no
+/// rule selected is not counted.
+fn watched(watch: &mut Option<ClockWatch>, ts: i64, o: Outcome) {
+    if let Some(w) = watch.as_mut() {
+        if o != Outcome::Unmatched {
+            w.counted_at(ts, o == Outcome::Late);
+        }
     }
 }
 
@@ -374,6 +400,44 @@ fn write_transitions(
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    /// One line an hour ahead of an ordinary stream, with a 10-minute and a
+    /// 2-hour rule: not a jump for the longest window, yet the events after
+    /// it are late for the short one. The warning names that line as a bad
+    /// time (before, `replay` named no cause: its watch judged lateness by
+    /// the longest window alone).
+    #[test]
+    fn a_stray_line_within_the_longest_window_is_named() {
+        let cfg = Config::from_toml_str(
+            "[[rules]]\nname = \"short\"\nwindow = \"10m\"\nindicator = { kind = \"count\" }\nthresholds = { warning = 1000000 }\n\n\
+             [[rules]]\nname = \"long\"\nwindow = \"2h\"\nindicator = { kind = \"count\", select = { type = \"complaint\" } }\nthresholds = { warning = 1000000 }\n",
+            &std::collections::HashMap::new(),
+        )
+        .expect("config");
+        let s: i64 = 1_795_132_800_000;
+        let mut input = String::new();
+        for i in 0..1200i64 {
+            let ts = if i == 200 {
+                s + 3_600_000
+            } else {
+                s + i * 1000
+            };
+            input.push_str(&format!(
+                "{{\"id\":\"e{i}\",\"type\":\"order\",\"ts\":{ts},\"attrs\":{{}}}}\n"
+            ));
+        }
+        let mut engine = Engine::new(&cfg).expect("engine");
+        let mut out = Vec::new();
+        let summary =
+            replay(&mut engine, input.as_bytes(), &mut out, None, |_| {}).expect("replay");
+        assert!(summary.stats.late > 500, "{:?}", summary.stats);
+        let share = summary.watch.late_share().expect("a warning");
+        let m = share.culprit.expect("a culprit");
+        assert_eq!(m.line, 201, "{m:?}");
+        let text = share.describe(None);
+        assert!(text.contains("check that event's time"), "{text}");
+        assert!(!text.contains("ordinary step"), "{text}");
+    }
 
     /// A line days ahead, refuted by the lines after it, neither moves the
     /// clock the late-share warning watches nor makes anything late.

@@ -125,10 +125,12 @@ impl ClockWatch {
         }
     }
 
-    /// A watch judging events late `horizon_ms` behind the clock.
-    pub(crate) fn with_horizon(horizon_ms: i64) -> Self {
+    /// A watch judging events late `horizon_ms` behind the clock, for
+    /// whose rules a clock move larger than `short_ms` can make events late.
+    pub(crate) fn with_horizons(horizon_ms: i64, short_ms: i64) -> Self {
         ClockWatch {
             horizon_ms,
+            short_ms,
             ..ClockWatch::default()
         }
     }
