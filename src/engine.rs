@@ -52,6 +52,7 @@ mod rule;
 mod shard_hash;
 mod shards;
 mod silence;
+mod slice_watch;
 mod snapshot;
 mod stats;
 mod table;
@@ -215,6 +216,9 @@ pub struct Engine {
     /// History tools: values the selectors name in another case
     /// ([`Engine::watch_cases`]).
     cases: Option<Box<case_watch::CaseWatch>>,
+    /// History tools: `group_by` values missing or in several forms
+    /// ([`Engine::watch_cases`]).
+    slices: Option<Box<slice_watch::SliceWatch>>,
     /// Rules that note which panes held any event (surges: `occupancy`).
     occupied: Vec<u32>,
 }
@@ -244,6 +248,7 @@ impl Engine {
             dedup_settings: (e.dedup_horizon.as_ms(), e.dedup_max_ids),
             shard: None,
             cases: None,
+            slices: None,
             occupied: Vec::new(),
         };
         engine.index_rules();
@@ -384,6 +389,18 @@ impl Engine {
     pub(crate) fn watch_cases(&mut self) {
         let w = case_watch::CaseWatch::new(self.rules.iter().map(|r| &r.cfg));
         self.cases = Some(Box::new(w));
+        let s = slice_watch::SliceWatch::new(self.rules.iter().map(|r| &r.cfg));
+        self.slices = Some(Box::new(s));
+    }
+
+    /// What the `group_by` watch of [`Engine::watch_cases`] warns of:
+    /// events without a rule's `group_by` attribute, values in several
+    /// forms (one line each).
+    pub(crate) fn slice_warnings(&self) -> Vec<String> {
+        self.slices
+            .as_deref()
+            .map(slice_watch::SliceWatch::warnings)
+            .unwrap_or_default()
     }
 
     /// The values seen in another case than a selector names them.
@@ -461,6 +478,13 @@ impl Engine {
     pub fn process(&mut self, ev: &Event<'_>, out: &mut Vec<Transition>) -> Outcome {
         if let Some(w) = self.cases.as_deref_mut() {
             w.observe(ev);
+        }
+        if self.slices.is_some() {
+            let mut hit: smallvec::SmallVec<[u32; 16]> = smallvec::SmallVec::new();
+            self.route(ev, |h| hit.push(h.rule));
+            if let Some(w) = self.slices.as_deref_mut() {
+                w.observe(ev, &hit);
+            }
         }
         let t = self.clock.map_or(ev.ts, |c| c.max(ev.ts));
         self.advance_clock(t, out);

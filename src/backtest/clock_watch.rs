@@ -512,6 +512,9 @@ impl LateShare {
 /// history, and a report of no incident for them says nothing about their
 /// thresholds.
 pub(crate) fn warn_silent_rules(tool: &str, engine: &crate::engine::Engine) {
+    for w in engine.slice_warnings() {
+        tracing::warn!(tool, "{w}");
+    }
     for v in engine.case_variants() {
         let rules = v.rules_listed();
         tracing::warn!(
