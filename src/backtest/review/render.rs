@@ -55,10 +55,10 @@ pub fn render(
             "| Peak value | {} at {}{} |",
             fmt_value(p.value),
             short_ts(p.at),
-            if peaks_sampled {
-                ""
-            } else {
-                " (highest at a transition)"
+            match (peaks_sampled, i.condition) {
+                (true, _) => "",
+                (false, crate::config::Condition::Below) => " (lowest at a transition)",
+                (false, crate::config::Condition::Above) => " (highest at a transition)",
             }
         );
     }

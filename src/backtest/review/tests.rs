@@ -274,3 +274,47 @@ fn parses_a_replay_line() {
     assert_eq!(t.group[1], ("region".to_string(), "eu-west".to_string()));
     assert!(parse_transition("{\"rule\":\"x\"}").is_err());
 }
+
+/// A `below` rule's peak is its lowest value, and the review says so (it
+/// said "highest at a transition" beside the lowest: a field trial).
+#[test]
+fn a_below_rules_peak_is_called_the_lowest() {
+    let cfg = Config::from_toml_str(
+        r#"
+[[rules]]
+name = "low"
+group_by = ["product"]
+window = "10m"
+slide = "1m"
+condition = "below"
+indicator = { kind = "count", select = { type = "order" } }
+thresholds = { warning = 5, critical = 2 }
+"#,
+        &std::collections::HashMap::<String, String>::new(),
+    )
+    .expect("config");
+    let start = "2026-11-20T10:00:00Z";
+    let key = Transition::make_dedup_key(
+        "low",
+        &[("product".into(), "p".into())],
+        parse_rfc3339_ms(start).unwrap(),
+    );
+    let line = |state: &str, sev: &str, at: &str, value: f64| {
+        format!(
+            r#"{{"rule":"low","group":{{"product":"p"}},"state":"{state}","severity":"{sev}","at":"{at}","value":{value},"threshold":5,"clear":5,"dedup_key":"{key}","started_at":"{start}","window":"10m"}}"#
+        )
+    };
+    let text = [
+        line("firing", "warning", start, 4.0),
+        line("escalated", "critical", "2026-11-20T10:03:00Z", 1.0),
+        line("resolved", "critical", "2026-11-20T10:09:00Z", 6.0),
+    ]
+    .join("\n");
+    let (docs, _) = reviews(&cfg, &text);
+    assert_eq!(docs.len(), 1);
+    assert!(
+        docs[0].contains("| Peak value | 1 at ") && docs[0].contains("(lowest at a transition)"),
+        "{}",
+        docs[0]
+    );
+}
