@@ -713,6 +713,27 @@ fn bad_timestamps_in_history_are_rejected_or_named() {
             && !stderr.contains("check that event's time"),
         "late {late}: {stderr}"
     );
+
+    // One line stamped 1970 mid-history: too few to reach the late share,
+    // yet its time is wrong; it is named (it was counted late, nowhere else).
+    let past = r#"{"id":"bad-1970","type":"order","ts":0,"attrs":{"product":"router-x","region":"eu-west"}}"#;
+    let past_file = with_line_at(3000, past, "past.jsonl");
+    let out = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&past_file),
+        "--now",
+        NOW,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "1 event(s) lie more than 30 days behind the event before them, the first at"
+        ) && stderr.contains("past.jsonl:3000 (1970-01-01T00:00:00"),
+        "{stderr}"
+    );
 }
 
 /// The history options every history command shares: a Kafka option needs

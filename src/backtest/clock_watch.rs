@@ -75,6 +75,9 @@ pub(crate) struct ClockWatch {
     /// steps back so far; the others follow one another).
     far_behind: u64,
     oldest_late: Option<i64>,
+    /// The first of them: (its position among all lines fed, where it
+    /// came from, its time).
+    first_far: Option<(u64, Option<LineRef>, i64)>,
 }
 
 /// An event this far behind the one read before it (30 days) is not out of
@@ -137,7 +140,7 @@ impl ClockWatch {
 
     /// One valid event with time `ts`, the `line`-th fed, from `at`.
     pub(crate) fn observe(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
-        self.order(ts);
+        self.order(ts, line, at);
         self.span(ts, at);
         match self.clock {
             Some(c) if ts <= c => self.counted_at(ts, ts < c.saturating_sub(self.horizon_ms)),
@@ -152,7 +155,7 @@ impl ClockWatch {
     /// is newer. Nothing is counted: the caller counts the engine's outcome
     /// with [`ClockWatch::counted`], so the warning's figure is the report's.
     pub(crate) fn saw(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
-        self.order(ts);
+        self.order(ts, line, at);
         self.span(ts, at);
         if self.clock.is_none_or(|c| ts > c) {
             self.moved_to(ts, line, at);
@@ -194,13 +197,15 @@ impl ClockWatch {
         })
     }
 
-    /// Notes whether `ts` steps back or forth from the event before it.
-    fn order(&mut self, ts: i64) {
+    /// Notes whether `ts` (the `line`-th input, from `at`) steps back or
+    /// forth from the event before it.
+    fn order(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
         if self
             .prev
             .is_some_and(|p| p.saturating_sub(ts) > FAR_BEHIND_MS)
         {
             self.far_behind += 1;
+            self.first_far.get_or_insert((line, at, ts));
             self.oldest_late = Some(self.oldest_late.map_or(ts, |o| o.min(ts)));
         }
         match self.prev {
@@ -321,6 +326,7 @@ impl ClockWatch {
         self.late = 0;
         self.far_behind = 0;
         self.oldest_late = None;
+        self.first_far = None;
         self.worst = None;
         if let Some(m) = self.current.as_mut() {
             m.late_after = 0;
@@ -419,6 +425,22 @@ impl ClockWatch {
                 _ => s.describe(inputs),
             };
             tracing::warn!(tool, late = s.late, events = s.events, "{message}");
+        } else if let Some((line, at, ts)) = self.first_far {
+            // Too few to reach the late share, yet not disorder: a stamp
+            // weeks or years off (a field trial's 1970 line was counted
+            // late and named nowhere).
+            let place = match (at, inputs, name) {
+                (Some(at), Some(i), _) => i.describe(at),
+                (_, _, Some(name)) => format!("{name}:{line}"),
+                _ => format!("line {line}"),
+            };
+            tracing::warn!(
+                tool,
+                events = self.far_behind,
+                "{} event(s) lie more than 30 days behind the event before them, the first at {place} ({}): their times are wrong, not merely out of order (a wrong year or date, seconds written as milliseconds?) — they were late and left out",
+                self.far_behind,
+                format_ts(ts)
+            );
         }
         if let Some(newest) = self.seconds_like() {
             tracing::warn!(
