@@ -1545,7 +1545,7 @@ fn a_checkpoint_written_while_re_reading_keeps_the_restored_position() {
     let cfg = counting_config(&bs, "reread", dir.path())
         .replace("commit_interval = \"1s\"", "commit_interval = \"1h\"");
     assert!(cfg.contains("commit_interval = \"1h\""));
-    let n = 30_000;
+    let n = 60_000;
     let produced = produce(&bs, &numbered("r", n, t0()), Duration::from_secs(60));
     let mut first = Service::start(dir.path(), "first", &cfg);
     all_applied(&first, &produced, "the first run");
@@ -1563,10 +1563,19 @@ fn a_checkpoint_written_while_re_reading_keeps_the_restored_position() {
             .unwrap_or(0.0)
     };
     let mut second = Service::start(dir.path(), "second", &slow);
+    // Killed as soon as it has written a checkpoint while re-reading (a
+    // fixed wait raced the re-read: on a quick machine it read all 30,000
+    // covered messages within 0.7 s).
+    let checkpoints = |s: &Service| s.metric("crisiswatch_checkpoints_total").unwrap_or(0.0);
     wait_until(Duration::from_secs(60), "the second run re-reads", || {
         processed(&second) > 2_000.0
     });
-    std::thread::sleep(Duration::from_millis(700));
+    let before = checkpoints(&second);
+    wait_until(
+        Duration::from_secs(60),
+        "a checkpoint while re-reading",
+        || checkpoints(&second) > before,
+    );
     let read = processed(&second);
     second.signal("KILL");
     let _ = second.wait_exit(Duration::from_secs(10));
