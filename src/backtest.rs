@@ -41,6 +41,7 @@ pub mod labels;
 pub mod line;
 pub mod report;
 pub mod review;
+pub(crate) mod rule_warnings;
 pub mod ruletest;
 pub mod suggest;
 pub mod tune;
@@ -513,7 +514,7 @@ pub fn run(
     if let Some(l) = &labels {
         l.warn("backtest");
     }
-    clock_watch::warn_silent_rules("backtest", driver.engine());
+    rule_warnings::warn_silent_rules("backtest", driver.engine());
     if let Some(w) = driver
         .coverage()
         .baseline_warning(&coverage::baseline_rules(&cfg.rules))

@@ -116,7 +116,7 @@ impl Commands {
         drop(writer);
         crate::say!("{summary}");
         summary.warn((input != "-").then_some(input.as_str()));
-        crate::backtest::clock_watch::warn_silent_rules("replay", &engine);
+        crate::backtest::rule_warnings::warn_silent_rules("replay", &engine);
         for i in 0..engine.rule_count() {
             let n = engine.rule_stats(i).group_overflow;
             if n > 0 {
