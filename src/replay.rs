@@ -401,6 +401,22 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    /// `replay` of `n` orders a second apart, the 201st stamped `ahead_ms`
+    /// after the first instead.
+    fn replay_orders(cfg: &Config, n: i64, ahead_ms: i64) -> ReplaySummary {
+        let s: i64 = 1_795_132_800_000;
+        let mut input = String::new();
+        for i in 0..n {
+            let ts = if i == 200 { s + ahead_ms } else { s + i * 1000 };
+            input.push_str(&format!(
+                "{{\"id\":\"e{i}\",\"type\":\"order\",\"ts\":{ts},\"attrs\":{{}}}}\n"
+            ));
+        }
+        let mut engine = Engine::new(cfg).expect("engine");
+        let mut out = Vec::new();
+        replay(&mut engine, input.as_bytes(), &mut out, None, |_| {}).expect("replay")
+    }
+
     /// One line an hour ahead of an ordinary stream, with a 10-minute and a
     /// 2-hour rule: not a jump for the longest window, yet the events after
     /// it are late for the short one. The warning names that line as a bad
@@ -414,22 +430,7 @@ mod tests {
             &std::collections::HashMap::new(),
         )
         .expect("config");
-        let s: i64 = 1_795_132_800_000;
-        let mut input = String::new();
-        for i in 0..1200i64 {
-            let ts = if i == 200 {
-                s + 3_600_000
-            } else {
-                s + i * 1000
-            };
-            input.push_str(&format!(
-                "{{\"id\":\"e{i}\",\"type\":\"order\",\"ts\":{ts},\"attrs\":{{}}}}\n"
-            ));
-        }
-        let mut engine = Engine::new(&cfg).expect("engine");
-        let mut out = Vec::new();
-        let summary =
-            replay(&mut engine, input.as_bytes(), &mut out, None, |_| {}).expect("replay");
+        let summary = replay_orders(&cfg, 1200, 3_600_000);
         assert!(summary.stats.late > 500, "{:?}", summary.stats);
         let share = summary.watch.late_share().expect("a warning");
         let m = share.culprit.expect("a culprit");
@@ -448,22 +449,7 @@ mod tests {
             &std::collections::HashMap::new(),
         )
         .expect("config");
-        let s: i64 = 1_795_132_800_000;
-        let mut input = String::new();
-        for i in 0..400i64 {
-            let ts = if i == 200 {
-                s + 3 * 86_400_000
-            } else {
-                s + i * 1000
-            };
-            input.push_str(&format!(
-                "{{\"id\":\"e{i}\",\"type\":\"order\",\"ts\":{ts},\"attrs\":{{}}}}\n"
-            ));
-        }
-        let mut engine = Engine::new(&cfg).expect("engine");
-        let mut out = Vec::new();
-        let summary =
-            replay(&mut engine, input.as_bytes(), &mut out, None, |_| {}).expect("replay");
+        let summary = replay_orders(&cfg, 400, 3 * 86_400_000);
         assert_eq!(summary.stats.invalid[InvalidReason::ClockJump.index()], 1);
         assert_eq!(summary.stats.late, 0);
         assert!(summary.watch.late_share().is_none(), "{:?}", summary.watch);
