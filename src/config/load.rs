@@ -145,9 +145,23 @@ impl Config {
         let config = match deserialize_all(&tree) {
             Ok(config) if errors.is_empty() => config,
             Ok(_) => return Err(LoadError::Invalid(errors)),
-            Err(found) => {
-                let found: Vec<ConfigError> = found
+            Err(refused) => {
+                // The checks across keys of the tables the refused values
+                // do not touch (an inverted threshold in another rule): a
+                // type error does not hide them. The others are checked
+                // once the type errors are fixed.
+                let checked: Vec<ConfigError> = refused
+                    .config
+                    .as_ref()
+                    .map(|c| c.validate())
+                    .unwrap_or_default()
                     .into_iter()
+                    .filter(|e| refused.untouched(&e.path))
+                    .collect();
+                let found: Vec<ConfigError> = refused
+                    .errors
+                    .into_iter()
+                    .chain(checked)
                     .filter(|d| !errors.iter().any(|i| i.path == d.path))
                     .collect();
                 let LoadError::Invalid(found) = as_written(found) else {

@@ -18,9 +18,11 @@ pub(crate) const MORE_ERRORS: &str = "more errors follow";
 /// stand-in value of some form serde takes instead, so the errors of the
 /// other rules are still found. It stops at an error it cannot step past (a
 /// required field missing, a bad element of an array, a field no stand-in
-/// fits). Validation runs only on a configuration that deserialized without
-/// error.
-pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigError>> {
+/// fits). When the errors could all be stepped past, [`Refused::config`] is
+/// the configuration with them taken out or stood in for: its checks across
+/// keys are trusted only for top-level tables nothing was taken out of
+/// ([`Refused::untouched`]).
+pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Refused> {
     let mut scratch = tree.clone();
     let mut errors: Vec<ConfigError> = Vec::new();
     let mut removed: Vec<String> = Vec::new();
@@ -28,11 +30,15 @@ pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigEr
     // (`expected one of `generic`, …`): the stand-in a tag like a
     // receiver's `kind` takes when no plain one fits.
     let mut variants: std::collections::HashMap<String, String> = Default::default();
+    let mut stood_in = None;
     // One error past the cap is looked for, to say whether more follow.
     while errors.len() <= MAX_DESERIALIZE_ERRORS {
         let e = match serde_path_to_error::deserialize::<_, Config>(scratch.clone()) {
             Ok(config) if errors.is_empty() => return Ok(config),
-            Ok(_) => break,
+            Ok(config) => {
+                stood_in = Some(Box::new(config));
+                break;
+            }
             Err(e) => e,
         };
         let path = e.path().to_string();
@@ -112,8 +118,59 @@ pub(super) fn deserialize_all(tree: &toml::Value) -> Result<Config, Vec<ConfigEr
                 "{MORE_ERRORS}: the first {MAX_DESERIALIZE_ERRORS} are shown; fix them and check again"
             ),
         ));
+        stood_in = None;
     }
-    Err(errors)
+    Err(Refused {
+        errors,
+        config: stood_in,
+        removed,
+    })
+}
+
+/// What [`deserialize_all`] refused, and what it could read around it.
+pub(super) struct Refused {
+    /// Every value serde refused (and a closing note past the cap).
+    pub(super) errors: Vec<ConfigError>,
+    /// The configuration with the refused values taken out or stood in for,
+    /// when deserializing got past all of them.
+    pub(super) config: Option<Box<Config>>,
+    /// The key paths taken out (some given a stand-in).
+    removed: Vec<String>,
+}
+
+impl Refused {
+    /// Whether a check's error at `path` can be trusted of the stood-in
+    /// configuration: it lies in a top-level table (`rules[3]`, `engine`)
+    /// nothing was taken out of — or it is a rule's threshold order, which
+    /// reads only `thresholds`, `clear` and `condition`, none of them taken
+    /// out — and nothing others refer to was taken out (a whole table, a
+    /// `name`, a `group_by`, a `kind`).
+    pub(super) fn untouched(&self, path: &str) -> bool {
+        // "rules[3].thresholds.critical" → ("rules[3]", "thresholds").
+        let parts = |p: &str| {
+            let mut it = p.split('.');
+            let top = it.next().unwrap_or_default().to_string();
+            let second = it
+                .next()
+                .map(|k| k.split('[').next().unwrap_or(k).to_string());
+            (top, second)
+        };
+        let (top, second) = parts(path);
+        !path.is_empty()
+            && self.removed.iter().all(|r| {
+                let (r_top, r_second) = parts(r);
+                let last = r.rsplit('.').next().unwrap_or(r);
+                let referred = r_second.is_none()
+                    || ["name", "group_by", "kind"]
+                        .iter()
+                        .any(|k| last.split('[').next() == Some(k));
+                let order = |k: &Option<String>| {
+                    k.as_deref()
+                        .is_some_and(|k| ["thresholds", "clear", "condition"].contains(&k))
+                };
+                !referred && (r_top != top || (order(&second) && !order(&r_second)))
+            })
+    }
 }
 
 /// Puts at `path` (a required field [`deserialize_all`] took out) the first

@@ -470,3 +470,58 @@ fn a_resend_interval_under_a_second_is_refused() {
     );
     assert!(errors(&recv("1s")).is_empty());
 }
+
+/// A value of the wrong type does not hide the checks across keys that it
+/// cannot touch: another rule's inverted thresholds, or its own rule's
+/// threshold order (a field trial's `check` showed one error, then two more
+/// once it was fixed). Checks that could read a stand-in are left for the
+/// next `check`.
+#[test]
+fn a_type_error_does_not_hide_the_threshold_checks() {
+    let rule = |name: &str, window: &str, thresholds: &str, clear: &str| {
+        format!(
+            "[[rules]]\nname = {name}\nwindow = {window}\nslide = \"1m\"\nindicator = {{ kind = \"count\", select = {{ type = \"complaint\" }} }}\nthresholds = {{ {thresholds} }}\n{clear}"
+        )
+    };
+    let text = [
+        rule(
+            "\"a\"",
+            "60",
+            "warning = 5.0, critical = 2.0",
+            "clear = 9.0\n",
+        ),
+        rule("\"b\"", "\"1h\"", "warning = 5.0, critical = 2.0", ""),
+        rule("\"c\"", "\"1h\"", "warning = 5.0", ""),
+    ]
+    .concat();
+    let shown: Vec<String> = errors(&text).iter().map(ToString::to_string).collect();
+    let paths: Vec<&str> = shown
+        .iter()
+        .map(|s| s.split(" = ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "rules[0].window",
+            "rules[0].thresholds.critical",
+            "rules[0].clear",
+            "rules[1].thresholds.critical"
+        ],
+        "{shown:?}"
+    );
+    // The slide is checked against the window: with the window stood in
+    // for, its check waits (a 1m stand-in would call a 5m slide too long).
+    let text = rule("\"a\"", "60", "warning = 5.0", "").replace("slide = \"1m\"", "slide = \"5m\"");
+    let shown: Vec<String> = errors(&text).iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    // A name taken out: what refers to names is not trusted, so nothing
+    // else is checked.
+    let text = [
+        rule("5", "\"1h\"", "warning = 5.0", ""),
+        rule("\"b\"", "\"1h\"", "warning = 5.0, critical = 2.0", ""),
+    ]
+    .concat();
+    let shown: Vec<String> = errors(&text).iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(shown[0].starts_with("rules[0].name = 5: "), "{shown:?}");
+}
