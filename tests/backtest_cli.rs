@@ -2412,3 +2412,77 @@ thresholds = { warning = 0.2 }
         "{stderr}"
     );
 }
+
+/// Hours of a history stamped with one time (a producer that writes its
+/// batch's time, not each event's): nothing is late, yet every window counts
+/// them at one instant. `backtest` and `replay` name the first such line;
+/// the history as generated gets no such warning.
+#[test]
+fn a_history_stamped_in_batches_is_named() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("backtest_cli_batch");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (day, _) = generate(&dir);
+    let text = std::fs::read_to_string(&day).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (from, to) = (100_000, 140_000);
+    // The generator writes some times as RFC 3339, some as milliseconds.
+    let ts_of = |l: &str| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        v.get("ts")?.as_str().map(str::to_string)
+    };
+    let from = (from..).find(|&i| ts_of(lines[i]).is_some()).unwrap();
+    let to = (to..).find(|&i| ts_of(lines[i]).is_some()).unwrap();
+    let stamp = ts_of(lines[to]).unwrap();
+    let mut batched = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        // Lines the generator spoils on purpose stay as they are.
+        let mut v = serde_json::from_str::<serde_json::Value>(l).ok();
+        match v.as_mut().and_then(|v| v.as_object_mut()) {
+            Some(o) if (from..to).contains(&i) && o.contains_key("ts") => {
+                o.insert("ts".into(), serde_json::Value::String(stamp.clone()));
+                batched.push_str(&serde_json::to_string(o).unwrap());
+            }
+            _ => batched.push_str(l),
+        }
+        batched.push('\n');
+    }
+    let file = dir.join("batched.jsonl");
+    std::fs::write(&file, batched).unwrap();
+    let place = format!("{}:{}", file.display(), from + 1);
+    for tool in ["backtest", "replay"] {
+        let out = run(&[
+            tool,
+            "--config",
+            &example(),
+            "--input",
+            s(&file),
+            "--now",
+            HISTORY_NOW,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // "N of M events (P %) share one time": N the batch's valid events.
+        let n: usize = stderr
+            .lines()
+            .find(|l| l.contains("share one time"))
+            .and_then(|l| l.split(" of ").next()?.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            (to - from - 2_000..=to - from + 10).contains(&n)
+                && stderr.contains(&format!("share one time, {}", &stamp[..19]))
+                && stderr.contains(&format!(", from {place} on"))
+                && stderr.contains("stamped in batches"),
+            "{tool}: {stderr}"
+        );
+        let out = run(&[
+            tool,
+            "--config",
+            &example(),
+            "--input",
+            s(&day),
+            "--now",
+            HISTORY_NOW,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("stamped in batches"), "{tool}: {stderr}");
+    }
+}

@@ -78,6 +78,8 @@ pub(crate) struct ClockWatch {
     /// The first of them: (its position among all lines fed, where it
     /// came from, its time).
     first_far: Option<(u64, Option<LineRef>, i64)>,
+    /// Runs of events sharing one time: a history stamped in batches.
+    stamps: stamp_runs::StampRuns,
 }
 
 /// An event this far behind the one read before it (30 days) is not out of
@@ -214,6 +216,7 @@ impl ClockWatch {
             _ => {}
         }
         self.prev = Some(ts);
+        self.stamps.note(ts, line, at);
     }
 
     /// Whether the events came mostly newest first: at least nine steps
@@ -388,6 +391,12 @@ impl ClockWatch {
     /// [`ClockWatch::warn`] for a reader of one input named `name` (a
     /// replay's `--input`): the line that moved the clock is named in it.
     pub(crate) fn warn_named(&self, tool: &str, inputs: Option<&Inputs>, name: Option<&str>) {
+        // Where the `line`-th input fed, from `at`, came from.
+        let place = |at: Option<LineRef>, line: u64| match (at, inputs, name) {
+            (Some(at), Some(i), _) => i.describe(at),
+            (_, _, Some(name)) => format!("{name}:{line}"),
+            _ => format!("line {line}"),
+        };
         if let (Some((b, a)), Some(i)) = (self.reversed(), inputs) {
             if i.are_files() {
                 tracing::warn!(
@@ -429,11 +438,7 @@ impl ClockWatch {
             // Too few to reach the late share, yet not disorder: a stamp
             // weeks or years off (a field trial's 1970 line was counted
             // late and named nowhere).
-            let place = match (at, inputs, name) {
-                (Some(at), Some(i), _) => i.describe(at),
-                (_, _, Some(name)) => format!("{name}:{line}"),
-                _ => format!("line {line}"),
-            };
+            let place = place(at, line);
             tracing::warn!(
                 tool,
                 events = self.far_behind,
@@ -441,6 +446,9 @@ impl ClockWatch {
                 self.far_behind,
                 format_ts(ts)
             );
+        }
+        if let Some(b) = self.stamps.batches() {
+            tracing::warn!(tool, "{}", stamp_runs::describe(&b, place));
         }
         if let Some(newest) = self.seconds_like() {
             tracing::warn!(
@@ -527,6 +535,8 @@ impl LateShare {
         s
     }
 }
+
+mod stamp_runs;
 
 #[cfg(test)]
 mod tests;
