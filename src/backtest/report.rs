@@ -204,7 +204,7 @@ pub struct CrisisOutcome {
     pub detected_at: Option<i64>,
     /// `detected_at − start`, ms.
     pub delay_ms: Option<i64>,
-    /// Rules with a matching incident.
+    /// Rules with a matching incident, the first to fire first.
     pub(crate) rules: Vec<String>,
     /// Dedup keys of the matching incidents.
     pub(crate) incidents: Vec<String>,
@@ -250,19 +250,24 @@ pub(crate) fn score(
     let mut matched = vec![false; incidents.len()];
     for c in crises {
         let mut first: Option<i64> = None;
-        let mut rules: Vec<String> = Vec::new();
+        // Each rule with its first matching firing.
+        let mut by: Vec<(i64, &str)> = Vec::new();
         let mut keys = Vec::new();
         for (k, i) in incidents.iter().enumerate() {
             if labels::matches(&i.group, i.fired_at, c, grace(i)) {
                 matched[k] = true;
                 first = Some(first.map_or(i.fired_at, |f| f.min(i.fired_at)));
-                if !rules.contains(&i.rule) {
-                    rules.push(i.rule.clone());
+                match by.iter_mut().find(|(_, r)| *r == i.rule) {
+                    Some((at, _)) => *at = (*at).min(i.fired_at),
+                    None => by.push((i.fired_at, &i.rule)),
                 }
                 keys.push(i.dedup_key.clone());
             }
         }
-        rules.sort();
+        // The first to fire first (the one `detected_at` is of), then by
+        // name: a field trial read the table's "by" as all firing at once.
+        by.sort();
+        let rules: Vec<String> = by.into_iter().map(|(_, r)| r.to_string()).collect();
         outcomes.push(CrisisOutcome {
             name: c.name.clone(),
             kind: c.kind.clone(),
@@ -569,27 +574,4 @@ fn is_zero(n: &u64) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        assert_eq!(Delays::of(&[]), None);
-        let d = Delays::of(&[30, 10]).unwrap();
-        assert_eq!((d.median_ms, d.p90_ms, d.max_ms), (10, 30, 30));
-        let d = Delays::of(&[5, 1, 4, 2, 3, 10, 9, 8, 7, 6]).unwrap();
-        assert_eq!((d.median_ms, d.p90_ms, d.max_ms), (5, 9, 10));
-        let d = Delays::of(&[7]).unwrap();
-        assert_eq!((d.median_ms, d.p90_ms, d.max_ms), (7, 7, 7));
-    }
-
-    #[test]
-    fn formats_for_people() {
-        assert_eq!(fmt_dur(0), "0s");
-        assert_eq!(fmt_dur(3_723_900), "1h 2m 3s");
-        assert_eq!(fmt_dur(15 * 86_400_000 + 3_600_000), "15d 1h");
-        assert_eq!(fmt_value(0.065_000_1), "0.065");
-        assert_eq!(fmt_value(40.0), "40");
-        assert_eq!(short_ts(1_795_165_111_560), "2026-11-20T08:58:31Z");
-    }
-}
+mod tests;
