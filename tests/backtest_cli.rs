@@ -2486,3 +2486,96 @@ fn a_history_stamped_in_batches_is_named() {
         assert!(!stderr.contains("stamped in batches"), "{tool}: {stderr}");
     }
 }
+
+/// `review --transitions T --input H` gives the reviews `backtest
+/// --review-dir` gives of the same history: peaks sampled at every slide
+/// boundary, not only the transitions' values (a field trial found a
+/// `below` rule's lowest value missed). Transitions a backtest of the
+/// history does not give keep theirs, with a note.
+#[test]
+fn reviews_from_transitions_and_history_equal_the_backtests() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("backtest_cli_review_peaks");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (day, _) = generate(&dir);
+    let (t, by_backtest, by_review) = (
+        dir.join("t.jsonl"),
+        dir.join("backtest"),
+        dir.join("review"),
+    );
+    let out = run(&[
+        "backtest",
+        "--config",
+        &example(),
+        "--input",
+        s(&day),
+        "--now",
+        HISTORY_NOW,
+        "--transitions",
+        s(&t),
+        "--review-dir",
+        s(&by_backtest),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "review",
+        "--config",
+        &example(),
+        "--input",
+        s(&day),
+        "--now",
+        HISTORY_NOW,
+        "--transitions",
+        s(&t),
+        "--output",
+        s(&by_review),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<_> = std::fs::read_dir(&by_backtest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 3, "{names:?}");
+    let mut sampled = 0;
+    for n in &names {
+        let a = std::fs::read_to_string(by_backtest.join(n)).unwrap();
+        let b = std::fs::read_to_string(by_review.join(n)).unwrap();
+        assert_eq!(a, b, "{n:?}");
+        sampled += usize::from(!a.contains("at a transition)"));
+    }
+    assert_eq!(sampled, names.len());
+    // A transition no backtest of the history gives: the transitions'
+    // values, said so.
+    let mut text = std::fs::read_to_string(&t).unwrap();
+    text.push_str(r#"{"rule":"complaint_surge","group":{"product":"no-such"},"state":"firing","severity":"warning","at":"2026-11-20T23:00:00Z","value":9.0,"threshold":5.0,"dedup_key":"complaint_surge/product=no-such/1795215600000"}"#);
+    text.push('\n');
+    let other = dir.join("other.jsonl");
+    std::fs::write(&other, text).unwrap();
+    let out = run(&[
+        "review",
+        "--config",
+        &example(),
+        "--input",
+        s(&day),
+        "--now",
+        HISTORY_NOW,
+        "--transitions",
+        s(&other),
+        "--output",
+        s(&dir.join("other")),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("peaks are the transitions' values"),
+        "{stderr}"
+    );
+}

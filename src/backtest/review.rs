@@ -270,6 +270,31 @@ pub fn parse_transition(line: &str) -> Result<Transition, String> {
     })
 }
 
+/// Gives the incidents of a transitions file the peaks of the same
+/// incidents (by dedup key) in `sampled` — a backtest of the history, whose
+/// peaks are sampled at every slide boundary —, the worse of the two each.
+/// Only when every incident is found there (`false`, and nothing changed,
+/// otherwise): a review's peaks are then all of one kind.
+pub(crate) fn sample_peaks(incidents: &mut [Incident], sampled: &[Incident]) -> bool {
+    let by_key: std::collections::HashMap<&str, &Incident> =
+        sampled.iter().map(|i| (i.dedup_key.as_str(), i)).collect();
+    if !incidents
+        .iter()
+        .all(|i| by_key.contains_key(i.dedup_key.as_str()))
+    {
+        return false;
+    }
+    for i in incidents.iter_mut() {
+        let Some(b) = by_key.get(i.dedup_key.as_str()).and_then(|b| b.peak) else {
+            continue;
+        };
+        if i.peak.is_none_or(|p| i.condition.past(b.value, p.value)) {
+            i.peak = Some(b);
+        }
+    }
+    true
+}
+
 /// Picks incidents by dedup key (exact, or a substring matching exactly one);
 /// all of them when `keys` is empty. An incident picked twice is taken once.
 pub fn select<'a>(

@@ -91,7 +91,7 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
             .unwrap_or_else(|| PathBuf::from(&cfg.incidents.data_dir));
         return review_outbox(a, &cfg, &opts, inputs.as_ref(), &path, now_ms);
     }
-    let (incidents, end) = match (&a.transitions, &inputs) {
+    let (mut incidents, end) = match (&a.transitions, &inputs) {
         (Some(t), _) => review::incidents_from_transitions(&cfg, t)?,
         (None, Some(i)) => {
             let r = crate::backtest::run(&cfg, i, &opts, Some(now_ms), None)?;
@@ -108,7 +108,20 @@ pub fn review(a: &ReviewArgs) -> Result<ExitCode, CliError> {
         print!("{}", review::list(&incidents));
         return Ok(ExitCode::SUCCESS);
     }
-    let sampled = a.transitions.is_none();
+    let mut sampled = a.transitions.is_none();
+    if let (Some(t), Some(i)) = (&a.transitions, &inputs) {
+        // The file holds the values at transitions only: with the history
+        // at hand, the peaks come from a backtest of it, sampled at every
+        // slide boundary, as `backtest --review-dir` gives them.
+        let r = crate::backtest::run(&cfg, i, &opts, Some(now_ms), None)?;
+        sampled = review::sample_peaks(&mut incidents, &r.incidents);
+        if !sampled {
+            crate::say!(
+                "note: not every incident of {} is one a backtest of the history with this configuration gives: peaks are the transitions' values",
+                t.display()
+            );
+        }
+    }
     let chosen = review::select(&incidents, &a.incidents)?;
     if chosen.is_empty() {
         crate::say!("no incidents to review");
