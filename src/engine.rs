@@ -389,7 +389,9 @@ impl Engine {
     pub(crate) fn watch_cases(&mut self) {
         let w = case_watch::CaseWatch::new(self.rules.iter().map(|r| &r.cfg));
         self.cases = Some(Box::new(w));
-        let s = slice_watch::SliceWatch::new(self.rules.iter().map(|r| &r.cfg));
+        let s = slice_watch::SliceWatch::new(self.rules.iter().map(|r| &r.cfg), |a| {
+            table::attr_id(&self.attr_names, &self.attr_ids, a)
+        });
         self.slices = Some(Box::new(s));
     }
 
@@ -478,13 +480,6 @@ impl Engine {
     pub fn process(&mut self, ev: &Event<'_>, out: &mut Vec<Transition>) -> Outcome {
         if let Some(w) = self.cases.as_deref_mut() {
             w.observe(ev);
-        }
-        if self.slices.is_some() {
-            let mut hit: smallvec::SmallVec<[u32; 16]> = smallvec::SmallVec::new();
-            self.route(ev, |h| hit.push(h.rule));
-            if let Some(w) = self.slices.as_deref_mut() {
-                w.observe(ev, &hit);
-            }
         }
         let t = self.clock.map_or(ev.ts, |c| c.max(ev.ts));
         self.advance_clock(t, out);

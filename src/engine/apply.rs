@@ -133,6 +133,9 @@ impl Engine {
             self.stats.unmatched += 1;
             return Outcome::Unmatched;
         }
+        if let Some(w) = self.slices.as_deref_mut() {
+            w.observe(ev.ref_id.is_some(), hits, values);
+        }
         if self.shard.is_some() {
             self.keep_owned(ev, clock, hits, values);
             if hits.is_empty() {

@@ -7,9 +7,10 @@
 //! orders in the `region = ""` ones); with complaints writing `"KETTLE-A"`
 //! and orders `"kettle-a"`, it never saw a tenfold complaint crisis. Nothing
 //! said why. When a history tool turns it on ([`Engine::watch_cases`]),
-//! every processed event is routed once more to count, per rule, the
-//! events it selected without one of its `group_by` attributes (but a
-//! response, which answers by `ref_id`), and the
+//! every event applied (not a duplicate) is counted, from the engine's own
+//! routing (its hits and grouping values), per rule: the events it
+//! selected without one of its `group_by` attributes or with it empty (but
+//! a response, which answers by `ref_id`), and the
 //! values of each `group_by` attribute; at the end the tool warns of rules
 //! with such events (1 % of those they selected, at least 10) and of
 //! values that differ only in letter case, surrounding white space or word
@@ -17,12 +18,13 @@
 //!
 //! [`Engine::watch_cases`]: super::Engine::watch_cases
 
-use std::collections::HashMap;
-
 use crate::config::RuleConfig;
-use crate::event::Event;
 
+use super::apply::Hit;
 use super::case_watch::loosely_equal;
+
+/// A value's count per form, hashed as the engine hashes group keys.
+type Forms = hashbrown::HashMap<Box<str>, u64, foldhash::fast::FixedState>;
 
 /// Distinct values kept per attribute; past it, new ones are not.
 const MAX_VALUES: usize = 20_000;
@@ -35,8 +37,10 @@ const MIN_MISSING: u64 = 10;
 /// Per rule and per `group_by` attribute: what the events brought.
 #[derive(Debug, Default)]
 pub(crate) struct SliceWatch {
-    /// The distinct `group_by` attributes of all rules.
+    /// The distinct `group_by` attributes of all rules, and each one's id
+    /// among the engine's grouping values (`None`: the engine has none).
     attrs: Vec<String>,
+    ids: Vec<Option<usize>>,
     /// Per rule: its name and `group_by` attributes (indices into `attrs`).
     rules: Vec<(String, Vec<usize>)>,
     /// Per rule: events it selected.
@@ -44,12 +48,16 @@ pub(crate) struct SliceWatch {
     /// Per rule, per `group_by` attribute: selected events without it.
     missing: Vec<Vec<u64>>,
     /// Per attribute: the values events of a rule grouping by it had.
-    values: Vec<HashMap<String, u64>>,
+    values: Vec<Forms>,
 }
 
 impl SliceWatch {
-    /// Watches the `group_by` attributes of `rules`.
-    pub(crate) fn new<'a>(rules: impl IntoIterator<Item = &'a RuleConfig>) -> Self {
+    /// Watches the `group_by` attributes of `rules`; `id` gives an
+    /// attribute's index among the engine's grouping values.
+    pub(crate) fn new<'a>(
+        rules: impl IntoIterator<Item = &'a RuleConfig>,
+        id: impl Fn(&str) -> Option<usize>,
+    ) -> Self {
         let mut w = SliceWatch::default();
         for r in rules {
             let mut idx = Vec::new();
@@ -67,37 +75,41 @@ impl SliceWatch {
             w.rules.push((r.name.clone(), idx));
             w.hits.push(0);
         }
-        w.values = vec![HashMap::new(); w.attrs.len()];
+        w.ids = w.attrs.iter().map(|a| id(a)).collect();
+        w.values = vec![Forms::default(); w.attrs.len()];
         w
     }
 
-    /// Counts `ev`, which the rules `hit` selected.
-    pub(crate) fn observe(&mut self, ev: &Event<'_>, hit: &[u32]) {
+    /// Counts an event the rules of `hits` selected, whose grouping values
+    /// by engine id are `values` ("" where it has none); `answer`: it
+    /// answers by `ref_id` (a response), so its slice is its complaint's.
+    pub(crate) fn observe(&mut self, answer: bool, hits: &[Hit], values: &[&str]) {
         let mut done = 0u64;
-        for &r in hit {
-            let r = r as usize;
+        for h in hits {
+            let r = h.rule as usize;
             let Some((_, idx)) = self.rules.get(r) else {
                 continue;
             };
             self.hits[r] += 1;
             for (k, &a) in idx.iter().enumerate() {
-                match ev.attr(&self.attrs[a]) {
-                    // A response answers by `ref_id`: its slice is its
-                    // complaint's, whatever it carries.
-                    None if ev.ref_id.is_some() => {}
-                    None => self.missing[r][k] += 1,
-                    Some(v) if a >= 64 || done & (1 << a) == 0 => {
-                        if a < 64 {
-                            done |= 1 << a;
-                        }
-                        let values = &mut self.values[a];
-                        if let Some(n) = values.get_mut(v) {
-                            *n += 1;
-                        } else if values.len() < MAX_VALUES {
-                            values.insert(v.to_string(), 1);
-                        }
+                let v = self.ids[a]
+                    .and_then(|i| values.get(i))
+                    .copied()
+                    .unwrap_or("");
+                if v.is_empty() {
+                    if !answer {
+                        self.missing[r][k] += 1;
                     }
-                    Some(_) => {}
+                } else if a >= 64 || done & (1 << a) == 0 {
+                    if a < 64 {
+                        done |= 1 << a;
+                    }
+                    let forms = &mut self.values[a];
+                    if let Some(n) = forms.get_mut(v) {
+                        *n += 1;
+                    } else if forms.len() < MAX_VALUES {
+                        forms.insert(v.into(), 1);
+                    }
                 }
             }
         }
@@ -112,7 +124,7 @@ impl SliceWatch {
                 let n = self.missing[r][k];
                 if n >= MIN_MISSING && n as f64 >= MISSING_SHARE * hits as f64 {
                     out.push(format!(
-                        "{n} of the {hits} events rule \"{name}\" selected ({:.1} %) have no `{attr}`: they all count in the slices where {attr} = \"\", whatever their other values (a slice no real one is, and the real slices miss them) — make the producers write `{attr}` on every event, or leave it out of the rule's group_by",
+                        "{n} of the {hits} events rule \"{name}\" selected ({:.1} %) have no `{attr}` (or an empty one): they all count in the slices where {attr} = \"\", whatever their other values (a slice no real one is, and the real slices miss them) — make the producers write `{attr}` on every event, or leave it out of the rule's group_by",
                         100.0 * n as f64 / hits.max(1) as f64,
                         attr = self.attrs[a],
                     ));
@@ -120,8 +132,7 @@ impl SliceWatch {
             }
         }
         for (a, values) in self.values.iter().enumerate() {
-            let mut forms: Vec<(&str, u64)> =
-                values.iter().map(|(v, &n)| (v.as_str(), n)).collect();
+            let mut forms: Vec<(&str, u64)> = values.iter().map(|(v, &n)| (&**v, n)).collect();
             forms.sort_unstable();
             let mut seen = vec![false; forms.len()];
             for i in 0..forms.len() {
@@ -225,6 +236,26 @@ thresholds = { warning = 0.5 }
         );
         assert!(
             w[1].contains(r#"product = "KETTLE-A" (40 events) and "kettle-a" (160 events)"#),
+            "{w:?}"
+        );
+        // The engine's batches count alike; a duplicate is not counted
+        // again; an empty region counts as none.
+        let mut e = Engine::new(&cfg).expect("engine");
+        e.watch_cases();
+        let mut again = messy.clone();
+        again.extend(messy.iter().take(50).cloned());
+        again.push(line(900, "order", r#""product":"kettle-a","region":"""#));
+        let events: Vec<_> = again
+            .iter()
+            .map(|l| decode(l.as_bytes(), &DecodeLimits::default(), None).expect("event"))
+            .collect();
+        let mut out = Vec::new();
+        e.process_batch(&events, &mut out, |_, _, _| {});
+        let w = e.slice_warnings();
+        assert!(
+            w[0].starts_with(
+                "81 of the 201 events rule \"complaint_rate\" selected (40.3 %) have no `region` (or an empty one)"
+            ),
             "{w:?}"
         );
     }
