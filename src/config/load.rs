@@ -144,7 +144,21 @@ impl Config {
         // interpolation's).
         let config = match deserialize_all(&tree) {
             Ok(config) if errors.is_empty() => config,
-            Ok(_) => return Err(LoadError::Invalid(errors)),
+            Ok(config) => {
+                // Only variables left unexpanded: the checks of the tables
+                // they do not touch run as well (an unset `${PD_URL}` does
+                // not hide an inverted threshold).
+                let taken = deserialize::Refused::taken(errors.iter().map(|e| e.path.clone()));
+                let checked: Vec<ConfigError> = config
+                    .validate()
+                    .into_iter()
+                    .filter(|e| taken.untouched(&e.path))
+                    .collect();
+                if let LoadError::Invalid(checked) = as_written(checked) {
+                    errors.extend(checked);
+                }
+                return Err(LoadError::Invalid(errors));
+            }
             Err(refused) => {
                 // The checks across keys of the tables the refused values
                 // do not touch (an inverted threshold in another rule): a

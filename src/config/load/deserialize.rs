@@ -139,6 +139,16 @@ pub(super) struct Refused {
 }
 
 impl Refused {
+    /// Nothing refused but the values at `paths` (which interpolation could
+    /// not expand): for [`Refused::untouched`].
+    pub(super) fn taken(paths: impl IntoIterator<Item = String>) -> Refused {
+        Refused {
+            errors: Vec::new(),
+            config: None,
+            removed: paths.into_iter().collect(),
+        }
+    }
+
     /// Whether a check's error at `path` can be trusted of the stood-in
     /// configuration: it lies in a top-level table (`rules[3]`, `engine`)
     /// nothing was taken out of — or it is a rule's threshold order, which

@@ -524,4 +524,20 @@ fn a_type_error_does_not_hide_the_threshold_checks() {
     let shown: Vec<String> = errors(&text).iter().map(ToString::to_string).collect();
     assert_eq!(shown.len(), 1, "{shown:?}");
     assert!(shown[0].starts_with("rules[0].name = 5: "), "{shown:?}");
+    // An unset variable does not hide another table's checks either; its
+    // own table's wait.
+    let text = format!(
+        "{}[[receivers]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"${{NO_SUCH_URL}}\"\ndelivery = {{ timeout = \"0s\" }}\n",
+        rule("\"b\"", "\"1h\"", "warning = 5.0, critical = 2.0", "")
+    );
+    let shown: Vec<String> = errors(&text).iter().map(ToString::to_string).collect();
+    let paths: Vec<&str> = shown
+        .iter()
+        .map(|s| s.split(" = ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        paths,
+        ["receivers[0].url", "rules[0].thresholds.critical"],
+        "{shown:?}"
+    );
 }
