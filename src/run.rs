@@ -118,8 +118,12 @@ pub struct RunOptions {
 pub struct RunSummary {
     /// The engine's counters.
     pub stats: EngineStats,
-    /// Transitions submitted to the incident manager.
+    /// Transitions submitted to the incident manager (scaled out: by the
+    /// incident owners of this instance).
     pub transitions: u64,
+    /// Scaled out: the transitions the shard owners of this instance wrote
+    /// to the transition topic (`None`: one instance).
+    pub written: Option<u64>,
 }
 
 /// Runs the service until `shutdown` turns true (or the source fails).
@@ -286,6 +290,7 @@ pub async fn run(
             Ok(RunSummary {
                 stats: stage.engine().stats(),
                 transitions: stage.sink().submitted(),
+                written: None,
             })
         }
         Err(_) => {

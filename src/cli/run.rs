@@ -46,12 +46,21 @@ impl Commands {
         // `run` bounds the shutdown; a client still blocked on a dead broker must not hold the exit.
         rt.shutdown_background();
         let summary = result?;
+        // Scaled out, an instance's shard owners write transitions and its
+        // incident owners (maybe none) take them: "0 transitions" alone
+        // read as an instance that judged nothing.
+        let transitions = match summary.written {
+            None => format!("{} transitions in this run", summary.transitions),
+            Some(w) => format!(
+                "{w} transitions written by this instance's shard owners and {} taken by its incident owners in this run",
+                summary.transitions
+            ),
+        };
         crate::say!(
-            "Stopped: {} events applied, {} invalid, {} late (with durable state, since it began: checkpoints carry the counts over restarts), {} transitions in this run.",
+            "Stopped: {} events applied, {} invalid, {} late (with durable state, since it began: checkpoints carry the counts over restarts), {transitions}.",
             summary.stats.applied,
             summary.stats.invalid_total(),
             summary.stats.late,
-            summary.transitions
         );
         Ok(ExitCode::SUCCESS)
     }

@@ -536,5 +536,6 @@ async fn serve(
     Ok(RunSummary {
         stats,
         transitions: submitted,
+        written: Some(sm.transitions.get()),
     })
 }
