@@ -106,10 +106,25 @@ impl fmt::Display for ReplaySummary {
 /// `on_transition` sees every transition too (backtests and the demo use it).
 pub fn replay(
     engine: &mut Engine,
+    input: impl BufRead,
+    output: &mut dyn Write,
+    now_ms: Option<i64>,
+    on_transition: impl FnMut(&Transition),
+) -> Result<ReplaySummary, ReplayError> {
+    replay_with(engine, input, output, now_ms, on_transition, |_| {})
+}
+
+/// [`replay`], calling `on_applied` with the engine after each line's
+/// events were handed to it and their transitions to `on_transition` (the
+/// incident side sends what fell due by the engine's clock, with its
+/// current values).
+pub fn replay_with(
+    engine: &mut Engine,
     mut input: impl BufRead,
     output: &mut dyn Write,
     now_ms: Option<i64>,
     mut on_transition: impl FnMut(&Transition),
+    mut on_applied: impl FnMut(&mut Engine),
 ) -> Result<ReplaySummary, ReplayError> {
     let mut summary = ReplaySummary::default();
     let mut line = Vec::with_capacity(1024);
@@ -143,7 +158,9 @@ pub fn replay(
         }
         if let Err(e) = write_transitions(&mut out, output, &mut on_transition) {
             *failed.borrow_mut() = Some(e);
+            return;
         }
+        on_applied(engine);
     };
     let mut lines = 0u64;
     while failed.borrow().is_none() {

@@ -1297,3 +1297,76 @@ async fn an_overlapping_part_never_dates_a_resolve_before_an_update_sent() {
         time(resolve)
     );
 }
+
+/// A replay's progress updates show the engine's values when they fall due,
+/// as `run`'s do, not the last transition's: complaints every 20 s keep a
+/// 10-minute count near 30 while its transitions carried 6 (a field trial's
+/// replay said "peak 5.013" of a surge that had reached 11.19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_progress_updates_show_the_engines_values() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(202));
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = (0..180)
+        .map(|i| {
+            format!(
+                r#"{{"id":"r{i}","type":"complaint","ts":{},"attrs":{{"product":"router-x","region":"eu-west","channel":"email","category":"billing"}}}}"#,
+                T0 + i * 20_000
+            )
+        })
+        .collect();
+    lines.push(format!(
+        r#"{{"id":"late","type":"order","ts":{},"attrs":{{"product":"other","region":"us"}}}}"#,
+        T0 + 2 * 3_600_000
+    ));
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &generic_receiver("hook", &rx.url(), r#"backoff_initial = "100ms""#),
+        "",
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "update_interval = \"0\"",
+        "update_interval = \"10m\"",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = replay_cli(cfg.to_str().unwrap(), input.to_str().unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut docs: Vec<Value> = rx.accepted().iter().map(|r| r.json()).collect();
+    docs.sort_by_key(|d| d["seq"].as_u64());
+    let actions: Vec<&str> = docs.iter().map(|d| d["action"].as_str().unwrap()).collect();
+    assert_eq!(actions.first(), Some(&"open"), "{actions:?}");
+    assert_eq!(actions.last(), Some(&"resolve"), "{actions:?}");
+    // The updates due while the complaints flow (the last one, due after
+    // them, goes out when the final order has moved the clock an hour on:
+    // the engine has no value of its time left, so it shows the last
+    // transition's, as `run` reading a backlog would).
+    let at = |d: &Value| {
+        chrono::DateTime::parse_from_rfc3339(d["at"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis()
+    };
+    let updates: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["reason"] == "progress" && at(d) < T0 + 3_600_000)
+        .collect();
+    assert!(updates.len() >= 4, "{actions:?}");
+    let open_value = docs[0]["value"].as_f64().unwrap();
+    assert!(open_value <= 10.0, "{}", docs[0]);
+    for u in &updates {
+        let v = u["value"].as_f64().unwrap();
+        assert!((25.0..=35.0).contains(&v), "an update shows {v}: {u}");
+        assert!(u["peak"].as_f64().unwrap() >= v, "{u}");
+        let summary = u["summary"].as_str().unwrap();
+        assert!(
+            summary.starts_with("Still firing after ") && summary.contains(&format!(" is {v}")),
+            "{summary}"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::engine::Engine;
 use crate::incident::replay_delivery::ReplayDelivery;
-use crate::replay::replay;
+use crate::replay::replay_with;
 
 use super::args::{refuse_overwriting_inputs, ConfigArg, NowArg};
 
@@ -98,12 +98,24 @@ impl Commands {
             None => Box::new(BufWriter::new(io::stdout().lock())),
         };
         // With HTTP receivers configured, incidents are delivered too (stdout unchanged).
-        let mut incidents = ReplayDelivery::start(&cfg)?;
-        let summary = replay(&mut engine, reader, &mut writer, now_ms, |t| {
-            if let Some(d) = incidents.as_mut() {
-                d.on_transition(t);
-            }
-        })
+        // Both hooks take the incident side in turn, never at once.
+        let incidents = std::cell::RefCell::new(ReplayDelivery::start(&cfg)?);
+        let summary = replay_with(
+            &mut engine,
+            reader,
+            &mut writer,
+            now_ms,
+            |t| {
+                if let Some(d) = incidents.borrow_mut().as_mut() {
+                    d.on_transition(t);
+                }
+            },
+            |engine| {
+                if let Some(d) = incidents.borrow_mut().as_mut() {
+                    d.on_applied(engine);
+                }
+            },
+        )
         .map_err(|e| match e {
             crate::replay::ReplayError::Read(e) if gz => {
                 anyhow::anyhow!("cannot read input {input}: {e} (a truncated or corrupt .gz file?)")
@@ -141,8 +153,8 @@ impl Commands {
                 summary.lines
             );
         }
-        if let Some(d) = incidents {
-            crate::say!("{}", d.finish(&engine)?);
+        if let Some(d) = incidents.into_inner() {
+            crate::say!("{}", d.finish(&mut engine)?);
         }
         Ok(ExitCode::SUCCESS)
     }

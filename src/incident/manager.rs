@@ -305,6 +305,11 @@ impl IncidentManager {
         })
     }
 
+    /// When the next open or progress update falls due (event time).
+    pub(crate) fn next_due(&self) -> Option<i64> {
+        self.lifecycle.lock().ok().and_then(|l| l.next_due())
+    }
+
     /// Sends the opens and progress updates due at event time `now`, with
     /// current values from `values` (the engine).
     pub fn tick(&self, now: i64, values: &mut dyn ValueSource) -> Result<Submitted, IncidentError> {

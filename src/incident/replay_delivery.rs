@@ -49,6 +49,9 @@ pub struct ReplayDelivery {
     /// notifications either way: each transition's due work runs at its
     /// own event time.
     pending: Vec<Transition>,
+    /// When the next open or progress update falls due, as the manager last
+    /// said (it changes only through this run's hand-overs and ticks).
+    due: Option<i64>,
     /// The outbox rows this run answers for, as found before it started.
     start: RunStart,
     /// Active alerts of the incidents an earlier run left open that this
@@ -172,6 +175,11 @@ pub(crate) fn not_delivered(failed: u64, dead: u64) -> Option<String> {
 /// Transitions handed to the incident manager at a time.
 const BATCH: usize = 512;
 
+/// Event time after which pending transitions are handed over whatever
+/// their number, so that the opens and progress updates they make due are
+/// known while the engine's values are at hand ([`ReplayDelivery::on_applied`]).
+const HAND_OVER_MS: i64 = 60_000;
+
 // === impl ReplayDelivery ===
 
 impl ReplayDelivery {
@@ -220,6 +228,7 @@ impl ReplayDelivery {
             error: None,
             submitted: 0,
             pending: Vec::new(),
+            due: None,
             start,
             inherited_first: inherited.values().copied().min().unwrap_or(i64::MAX),
             inherited,
@@ -276,6 +285,7 @@ impl ReplayDelivery {
             Ok((_, queued)) => self.submitted += queued,
             Err(e) => self.error = Some(e),
         }
+        self.due = self.manager.next_due();
     }
 
     /// Hands the pending transitions to the incident manager.
@@ -289,14 +299,58 @@ impl ReplayDelivery {
             Ok(s) => self.submitted += s.queued,
             Err(e) => self.error = Some(e),
         }
+        self.due = self.manager.next_due();
+    }
+
+    /// The engine applied another event: what fell due by its clock (a
+    /// progress update, an open at its group window's end) goes out now,
+    /// showing the engine's current values and hints, as `run` sends them
+    /// after each batch — not the last transition's, which left a replay's
+    /// updates saying "peak 5.013" of a surge that had reached 11.19.
+    /// Transitions pending for [`HAND_OVER_MS`] of event time are handed
+    /// over first, so their incidents' updates are known in time.
+    pub fn on_applied(&mut self, engine: &mut Engine) {
+        let Some(clock) = engine.clock() else { return };
+        if self.error.is_some() {
+            return;
+        }
+        if self
+            .pending
+            .first()
+            .is_some_and(|p| clock.saturating_sub(p.at) >= HAND_OVER_MS)
+        {
+            self.submit_pending();
+        }
+        if self.due.is_none_or(|d| d > clock) {
+            return;
+        }
+        self.submit_pending();
+        self.tick(clock, engine);
+    }
+
+    /// Sends what fell due by `clock` with `engine`'s values.
+    fn tick(&mut self, clock: i64, engine: &mut Engine) {
+        if self.error.is_some() {
+            return;
+        }
+        let _guard = self.runtime.enter();
+        match self.manager.tick(clock, engine) {
+            Ok(s) => self.submitted += s.queued,
+            Err(e) => self.error = Some(e),
+        }
+        self.due = self.manager.next_due();
     }
 
     /// Retires the alerts of open incidents that `engine` (at the end of
     /// the input) does not have, sends what fell due by its clock and the
     /// opens still waiting for their group window, then waits for delivery
     /// (at most `incidents.drain_timeout`).
-    pub fn finish(mut self, engine: &Engine) -> Result<ReplayIncidents, IncidentError> {
+    pub fn finish(mut self, engine: &mut Engine) -> Result<ReplayIncidents, IncidentError> {
         self.submit_pending();
+        if let Some(clock) = engine.clock() {
+            // What fell due by the end, with the engine's values.
+            self.tick(clock, engine);
+        }
         if let Some(e) = self.error.take() {
             return Err(e);
         }
