@@ -1370,3 +1370,77 @@ async fn replay_progress_updates_show_the_engines_values() {
         );
     }
 }
+
+/// A history replayed in parts with progress updates on: the second part
+/// (hours of orders, no transition) retires the first part's alert the
+/// engine no longer has before any update would page it "still firing"
+/// through the quiet hours (a review found a tick sending one every
+/// interval until the next transition or the end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_quiet_part_sends_no_updates_for_the_earlier_part_s_alerts() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(202));
+    let dir = tempfile::tempdir().unwrap();
+    let first: Vec<String> = (0..90)
+        .map(|i| {
+            format!(
+                r#"{{"id":"r{i}","type":"complaint","ts":{},"attrs":{{"product":"router-x","region":"eu-west","channel":"email","category":"billing"}}}}"#,
+                T0 + i * 20_000
+            )
+        })
+        .collect();
+    let second: Vec<String> = (30..300)
+        .map(|m| {
+            format!(
+                r#"{{"id":"o{m}","type":"order","ts":{},"attrs":{{"product":"other","region":"us"}}}}"#,
+                T0 + m * 60_000
+            )
+        })
+        .collect();
+    let (p1, p2) = (dir.path().join("p1.jsonl"), dir.path().join("p2.jsonl"));
+    std::fs::write(&p1, first.join("\n") + "\n").unwrap();
+    std::fs::write(&p2, second.join("\n") + "\n").unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &generic_receiver("hook", &rx.url(), r#"backoff_initial = "100ms""#),
+        "",
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "update_interval = \"0\"",
+        "update_interval = \"10m\"",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    for part in [&p1, &p2] {
+        let out = replay_cli(cfg.to_str().unwrap(), part.to_str().unwrap());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let docs: Vec<Value> = rx.accepted().iter().map(|r| r.json()).collect();
+    let at = |d: &Value| {
+        chrono::DateTime::parse_from_rfc3339(d["at"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis()
+    };
+    let router: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["dedup_key"].as_str().unwrap_or("").contains("router-x"))
+        .collect();
+    assert!(router.iter().any(|d| d["action"] == "open"), "{router:?}");
+    let resolve = router
+        .iter()
+        .find(|d| d["action"] == "resolve")
+        .expect("router-x resolves in the second part");
+    assert_eq!(resolve["reason"], "alert_gone", "{resolve}");
+    let late_updates = router
+        .iter()
+        .filter(|d| d["reason"] == "progress" && at(d) > T0 + 30 * 60_000)
+        .count();
+    assert!(
+        late_updates <= 1,
+        "{late_updates} updates after the first part: {router:?}"
+    );
+}

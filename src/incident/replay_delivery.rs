@@ -14,9 +14,13 @@
 //! have — a history replayed in parts into one data directory: the engine
 //! of the second part never saw the first part's alerts, which could then
 //! never resolve — leave their incidents (`alert_gone`), as `run` retires
-//! them: once its transitions are past the time the engine could still
-//! derive them again and past the incident's latest notification, or at
-//! the end of the input.
+//! them: once its transitions (or its clock, where a progress update falls
+//! due) are past the time the engine could still derive them again and
+//! past the incident's latest notification, or at the end of the input.
+//!
+//! Progress updates show the engine's current values, as `run`'s do: after
+//! each line the engine applied, what fell due by its clock goes out
+//! ([`ReplayDelivery::on_applied`]).
 //!
 //! The summary counts what became of this run's notifications (those it
 //! queued and those left queued by an earlier run) from the outbox: delivered,
@@ -221,6 +225,8 @@ impl ReplayDelivery {
             .into_iter()
             .map(|(k, end)| (k, end.saturating_add(lateness)))
             .collect();
+        // Incidents an earlier run left open may have updates due already.
+        let due = manager.next_due();
         Ok(Some(ReplayDelivery {
             runtime,
             manager,
@@ -228,7 +234,7 @@ impl ReplayDelivery {
             error: None,
             submitted: 0,
             pending: Vec::new(),
-            due: None,
+            due,
             start,
             inherited_first: inherited.values().copied().min().unwrap_or(i64::MAX),
             inherited,
@@ -324,6 +330,11 @@ impl ReplayDelivery {
         if self.due.is_none_or(|d| d > clock) {
             return;
         }
+        // An earlier run's alert this engine has passed leaves its incident
+        // first: a tick would page it "still firing" through a quiet stretch.
+        if self.inherited_first < clock {
+            self.retire_inherited(clock);
+        }
         self.submit_pending();
         self.tick(clock, engine);
     }
@@ -347,10 +358,6 @@ impl ReplayDelivery {
     /// (at most `incidents.drain_timeout`).
     pub fn finish(mut self, engine: &mut Engine) -> Result<ReplayIncidents, IncidentError> {
         self.submit_pending();
-        if let Some(clock) = engine.clock() {
-            // What fell due by the end, with the engine's values.
-            self.tick(clock, engine);
-        }
         if let Some(e) = self.error.take() {
             return Err(e);
         }
@@ -364,6 +371,14 @@ impl ReplayDelivery {
             self.submitted += self.manager.retire_missing(&live, &rules, clock)?.1;
         }
         if let Some(now) = clock {
+            // What fell due by the end goes out with the engine's values
+            // (after the retires: an alert the engine no longer has sends
+            // no update).
+            self.due = self.manager.next_due();
+            self.tick(now, engine);
+            if let Some(e) = self.error.take() {
+                return Err(e);
+            }
             self.submitted += self.manager.flush(now)?.queued;
         }
         let drain = self.runtime.block_on(self.manager.shutdown(self.drain));
