@@ -164,13 +164,15 @@ impl Config {
                 // do not touch (an inverted threshold in another rule): a
                 // type error does not hide them. The others are checked
                 // once the type errors are fixed.
+                // Unset variables stay as written: what they touch waits too.
+                let taken = deserialize::Refused::taken(errors.iter().map(|e| e.path.clone()));
                 let checked: Vec<ConfigError> = refused
                     .config
                     .as_ref()
                     .map(|c| c.validate())
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|e| refused.untouched(&e.path))
+                    .filter(|e| refused.untouched(&e.path) && taken.untouched(&e.path))
                     .collect();
                 let found: Vec<ConfigError> = refused
                     .errors

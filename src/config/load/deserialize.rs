@@ -154,7 +154,7 @@ impl Refused {
     /// nothing was taken out of — or it is a rule's threshold order, which
     /// reads only `thresholds`, `clear` and `condition`, none of them taken
     /// out — and nothing others refer to was taken out (a whole table, a
-    /// `name`, a `group_by`, a `kind`).
+    /// `name`, a `group_by`, a `kind`, anything in `engine`).
     pub(super) fn untouched(&self, path: &str) -> bool {
         // "rules[3].thresholds.critical" → ("rules[3]", "thresholds").
         let parts = |p: &str| {
@@ -170,7 +170,10 @@ impl Refused {
             && self.removed.iter().all(|r| {
                 let (r_top, r_second) = parts(r);
                 let last = r.rsplit('.').next().unwrap_or(r);
+                // `engine` holds settings other tables' checks read
+                // (`engine.shards` bounds the scale-out's partitions).
                 let referred = r_second.is_none()
+                    || r_top == "engine"
                     || ["name", "group_by", "kind"]
                         .iter()
                         .any(|k| last.split('[').next() == Some(k));

@@ -540,4 +540,24 @@ fn a_type_error_does_not_hide_the_threshold_checks() {
         ["receivers[0].url", "rules[0].thresholds.critical"],
         "{shown:?}"
     );
+    // Other tables read `engine` (the scale-out's partitions are bounded by
+    // `engine.shards`): a refused engine setting leaves them for the next
+    // check, instead of judging them by a stand-in (a review found "must
+    // not exceed engine.shards (64)" of a valid 128).
+    let text = "[engine]\nshards = \"128\"\n[sources.kafka]\nbrokers = \"b\"\ntopics = [{ name = \"t\" }]\ngroup_id = \"g\"\n[sources.kafka.scale_out]\nshard_partitions = 128\n";
+    let shown: Vec<String> = errors(text).iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(shown[0].starts_with("engine.shards = "), "{shown:?}");
+    // An unset variable beside a refused value: what refers to it waits
+    // too (a receiver named by `${ONCALL}` is not called missing).
+    let text = format!(
+        "{}[[receivers]]\nname = \"${{ONCALL}}\"\nkind = \"generic\"\nurl = \"https://h.example\"\n[[incidents.routes]]\nname = \"r\"\nreceivers = [\"pager\"]\n",
+        rule("\"a\"", "60", "warning = 5.0", "")
+    );
+    let shown: Vec<String> = errors(&text).iter().map(ToString::to_string).collect();
+    let paths: Vec<&str> = shown
+        .iter()
+        .map(|s| s.split(" = ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(paths, ["receivers[0].name", "rules[0].window"], "{shown:?}");
 }
