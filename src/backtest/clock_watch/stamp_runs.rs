@@ -19,8 +19,8 @@ const MIN_BATCH: u64 = 1_000;
 /// A run is a batch when it is this many times the history's mean run.
 const BATCH_FACTOR: u64 = 50;
 
-/// A history whose times are this far apart on average (and carry
-/// [`MIN_BATCH`] events each) is stamped in batches throughout.
+/// A history whose times are nearly all this far apart (and carry
+/// [`MIN_BATCH`] events each on average) is stamped in batches throughout.
 const COARSE_STEP_MS: i64 = 60_000;
 
 /// One run of events sharing a time: its length, the position among all
@@ -65,20 +65,29 @@ pub(crate) struct StampRuns {
     /// Runs of at least [`MIN_BATCH`] events, and the events in them.
     big: u64,
     in_big: u64,
-    /// The first and the last time seen (the span of a coarse history).
-    first: Option<i64>,
-    last: Option<i64>,
+    /// Steps between one run's time and the next one's: at least
+    /// [`COARSE_STEP_MS`] apart either way (with their sum), or closer.
+    wide: u64,
+    wide_ms: i64,
+    narrow: u64,
 }
 
 impl StampRuns {
     /// The `line`-th event fed, from `at`, has time `ts`.
     pub(crate) fn note(&mut self, ts: i64, line: u64, at: Option<LineRef>) {
         self.events += 1;
-        self.first.get_or_insert(ts);
-        self.last = Some(ts);
         match self.current.as_mut() {
             Some(r) if r.ts == ts => r.len += 1,
-            _ => {
+            prev => {
+                if let Some(p) = prev {
+                    let step = ts.saturating_sub(p.ts).saturating_abs();
+                    if step >= COARSE_STEP_MS {
+                        self.wide += 1;
+                        self.wide_ms = self.wide_ms.saturating_add(step);
+                    } else {
+                        self.narrow += 1;
+                    }
+                }
                 self.close();
                 self.runs += 1;
                 self.current = Some(Run {
@@ -124,15 +133,15 @@ impl StampRuns {
                 in_others: all.in_big - longest.len,
             });
         }
-        let span = all.last?.saturating_sub(all.first?);
-        let step_ms = span / (all.runs - 1).max(1) as i64;
-        (all.events / all.runs >= MIN_BATCH && step_ms >= COARSE_STEP_MS).then_some(
-            Batches::Coarse {
-                events: all.events,
-                runs: all.runs,
-                step_ms,
-            },
-        )
+        // Nearly every step wide (a gap of days between samples of busy
+        // traffic stamped to the second is one wide step among thousands).
+        let coarse =
+            all.events / all.runs >= MIN_BATCH && all.wide > 0 && all.wide >= 9 * all.narrow;
+        coarse.then(|| Batches::Coarse {
+            events: all.events,
+            runs: all.runs,
+            step_ms: all.wide_ms / all.wide as i64,
+        })
     }
 }
 
@@ -246,12 +255,35 @@ mod tests {
         let hourly =
             (0..24_i64).flat_map(|h| std::iter::repeat_n(h * 3_600_000, 2_000 + h as usize));
         assert_eq!(
-            fed(hourly).batches(),
+            fed(hourly.clone()).batches(),
             Some(Batches::Coarse {
                 events: 48_276,
                 runs: 24,
                 step_ms: 3_600_000
             })
         );
+        // Newest first, the same.
+        let mut newest_first: Vec<i64> = hourly.collect();
+        newest_first.reverse();
+        assert!(matches!(
+            fed(newest_first).batches(),
+            Some(Batches::Coarse { runs: 24, .. })
+        ));
+    }
+
+    /// Busy traffic stamped to the second with a gap of days, or a stray
+    /// line far ahead: a few wide steps among many narrow ones (a review
+    /// found them called coarse by the mean step).
+    #[test]
+    fn gaps_between_busy_seconds_are_not_batches() {
+        let second = |from: i64| {
+            (0..3_600_i64).flat_map(move |s| std::iter::repeat_n(from + s * 1000, 1_500))
+        };
+        let week = 7 * 86_400_000;
+        assert_eq!(fed(second(0).chain(second(week))).batches(), None);
+        let stray = (0..60_i64)
+            .flat_map(|s| std::iter::repeat_n(s * 1000, 3_000))
+            .chain([5 * 86_400_000]);
+        assert_eq!(fed(stray).batches(), None);
     }
 }
