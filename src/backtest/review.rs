@@ -271,17 +271,20 @@ pub fn parse_transition(line: &str) -> Result<Transition, String> {
 }
 
 /// Gives the incidents of a transitions file the peaks of the same
-/// incidents (by dedup key) in `sampled` — a backtest of the history, whose
-/// peaks are sampled at every slide boundary —, the worse of the two each.
-/// Only when every incident is found there (`false`, and nothing changed,
-/// otherwise): a review's peaks are then all of one kind.
+/// incidents in `sampled` — a backtest of the history, whose peaks are
+/// sampled at every slide boundary —, the worse of the two each. The same:
+/// one dedup key, fired and resolved at the same times (a file made with
+/// another `clear` shares keys with incidents that last longer). Only when
+/// every incident is found there (`false`, and nothing changed, otherwise):
+/// a review's peaks are then all of one kind.
 pub(crate) fn sample_peaks(incidents: &mut [Incident], sampled: &[Incident]) -> bool {
     let by_key: std::collections::HashMap<&str, &Incident> =
         sampled.iter().map(|i| (i.dedup_key.as_str(), i)).collect();
-    if !incidents
-        .iter()
-        .all(|i| by_key.contains_key(i.dedup_key.as_str()))
-    {
+    if !incidents.iter().all(|i| {
+        by_key
+            .get(i.dedup_key.as_str())
+            .is_some_and(|b| (b.fired_at, b.resolved_at) == (i.fired_at, i.resolved_at))
+    }) {
         return false;
     }
     for i in incidents.iter_mut() {

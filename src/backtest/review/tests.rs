@@ -318,3 +318,38 @@ thresholds = { warning = 5, critical = 2 }
         docs[0]
     );
 }
+
+/// The sampled peaks of a backtest replace a transitions file's only for
+/// the same incidents — same key, same firing and resolve — and the worse
+/// of the two wins; one incident of another kind (made with another
+/// `clear`: it resolved later in the backtest) keeps them all as they are.
+#[test]
+fn sampled_peaks_come_only_from_the_same_incidents() {
+    let cfg = config();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.jsonl");
+    std::fs::write(&p, lines().join("\n")).unwrap();
+    let (incidents, _) = incidents_from_transitions(&cfg, &p).unwrap();
+    assert!(!incidents.is_empty());
+    let worse = |i: &Incident| {
+        let mut b = i.clone();
+        b.peak = b.peak.map(|p| super::super::report::Peak {
+            value: p.value * 2.0 + 1.0,
+            at: p.at,
+        });
+        b
+    };
+    let sampled: Vec<Incident> = incidents.iter().map(worse).collect();
+    let mut mine = incidents.clone();
+    assert!(sample_peaks(&mut mine, &sampled));
+    for (m, s) in mine.iter().zip(&sampled) {
+        assert_eq!(m.peak.map(|p| p.value), s.peak.map(|p| p.value));
+    }
+    let mut other = sampled.clone();
+    other[0].resolved_at = other[0].resolved_at.map(|r| r + 60_000).or(Some(0));
+    let mut mine = incidents.clone();
+    assert!(!sample_peaks(&mut mine, &other));
+    for (m, i) in mine.iter().zip(&incidents) {
+        assert_eq!(m.peak.map(|p| p.value), i.peak.map(|p| p.value));
+    }
+}
