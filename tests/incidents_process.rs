@@ -145,6 +145,42 @@ fn replay_cli(cfg: &str, input: &str) -> Output {
     )
 }
 
+/// A configuration of [`write_config`] with a generic receiver at `url`
+/// and a progress update every 10 minutes.
+fn updating_config(dir: &Path, url: &str) -> std::path::PathBuf {
+    let cfg = write_config(
+        dir,
+        &generic_receiver("hook", url, r#"backoff_initial = "100ms""#),
+        "",
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "update_interval = \"0\"",
+        "update_interval = \"10m\"",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// Replays `parts` one after the other into the data directory of `cfg`.
+fn replay_parts(cfg: &Path, parts: &[&Path]) {
+    for part in parts {
+        let out = replay_cli(cfg.to_str().unwrap(), part.to_str().unwrap());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A notification's `at`, ms.
+fn at_ms(d: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(d["at"].as_str().unwrap_or_else(|| panic!("{d}")))
+        .unwrap()
+        .timestamp_millis()
+}
+
 fn keys(docs: &[Value]) -> Vec<(String, u64)> {
     docs.iter()
         .map(|d| {
@@ -872,12 +908,7 @@ clear = 1
         ),
     )
     .unwrap();
-    let out = replay_cli(cfg.to_str().unwrap(), input.to_str().unwrap());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    replay_parts(&cfg, &[&input]);
     let docs: Vec<Value> = rx.accepted().iter().map(|r| r.json()).collect();
     let got: Vec<(u64, String, usize)> = docs
         .iter()
@@ -1246,35 +1277,13 @@ async fn an_overlapping_part_never_dates_a_resolve_before_an_update_sent() {
     let (p1, p2) = (dir.path().join("p1.jsonl"), dir.path().join("p2.jsonl"));
     std::fs::write(&p1, first.join("\n") + "\n").unwrap();
     std::fs::write(&p2, second.join("\n") + "\n").unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &generic_receiver("hook", &rx.url(), r#"backoff_initial = "100ms""#),
-        "",
-    );
-    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
-        "update_interval = \"0\"",
-        "update_interval = \"10m\"",
-        1,
-    );
-    std::fs::write(&cfg, text).unwrap();
-    for part in [&p1, &p2] {
-        let out = replay_cli(cfg.to_str().unwrap(), part.to_str().unwrap());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let cfg = updating_config(dir.path(), &rx.url());
+    replay_parts(&cfg, &[&p1, &p2]);
     let docs: Vec<Value> = rx.accepted().iter().map(|r| r.json()).collect();
     let router: Vec<&Value> = docs
         .iter()
         .filter(|d| d["dedup_key"].as_str().unwrap_or("").contains("router-x"))
         .collect();
-    let time = |d: &Value| {
-        chrono::DateTime::parse_from_rfc3339(d["at"].as_str().unwrap_or_else(|| panic!("{d}")))
-            .unwrap()
-            .timestamp_millis()
-    };
     let updates = router.iter().filter(|d| d["action"] == "update").count();
     assert!(
         updates >= 10,
@@ -1288,13 +1297,13 @@ async fn an_overlapping_part_never_dates_a_resolve_before_an_update_sent() {
     let last_before = router
         .iter()
         .filter(|d| d["seq"].as_u64() < resolve["seq"].as_u64())
-        .map(|d| time(d))
+        .map(|d| at_ms(d))
         .max()
         .unwrap();
     assert!(
-        time(resolve) >= last_before,
+        at_ms(resolve) >= last_before,
         "the resolve ({}) is dated before an update sent ahead of it ({last_before})",
-        time(resolve)
+        at_ms(resolve)
     );
 }
 
@@ -1321,23 +1330,8 @@ async fn replay_progress_updates_show_the_engines_values() {
     ));
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &generic_receiver("hook", &rx.url(), r#"backoff_initial = "100ms""#),
-        "",
-    );
-    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
-        "update_interval = \"0\"",
-        "update_interval = \"10m\"",
-        1,
-    );
-    std::fs::write(&cfg, text).unwrap();
-    let out = replay_cli(cfg.to_str().unwrap(), input.to_str().unwrap());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let cfg = updating_config(dir.path(), &rx.url());
+    replay_parts(&cfg, &[&input]);
     let mut docs: Vec<Value> = rx.accepted().iter().map(|r| r.json()).collect();
     docs.sort_by_key(|d| d["seq"].as_u64());
     let actions: Vec<&str> = docs.iter().map(|d| d["action"].as_str().unwrap()).collect();
@@ -1347,14 +1341,9 @@ async fn replay_progress_updates_show_the_engines_values() {
     // them, goes out when the final order has moved the clock an hour on:
     // the engine has no value of its time left, so it shows the last
     // transition's, as `run` reading a backlog would).
-    let at = |d: &Value| {
-        chrono::DateTime::parse_from_rfc3339(d["at"].as_str().unwrap())
-            .unwrap()
-            .timestamp_millis()
-    };
     let updates: Vec<&Value> = docs
         .iter()
-        .filter(|d| d["reason"] == "progress" && at(d) < T0 + 3_600_000)
+        .filter(|d| d["reason"] == "progress" && at_ms(d) < T0 + 3_600_000)
         .collect();
     assert!(updates.len() >= 4, "{actions:?}");
     let open_value = docs[0]["value"].as_f64().unwrap();
@@ -1400,31 +1389,9 @@ async fn a_later_quiet_part_sends_no_updates_for_the_earlier_part_s_alerts() {
     let (p1, p2) = (dir.path().join("p1.jsonl"), dir.path().join("p2.jsonl"));
     std::fs::write(&p1, first.join("\n") + "\n").unwrap();
     std::fs::write(&p2, second.join("\n") + "\n").unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &generic_receiver("hook", &rx.url(), r#"backoff_initial = "100ms""#),
-        "",
-    );
-    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
-        "update_interval = \"0\"",
-        "update_interval = \"10m\"",
-        1,
-    );
-    std::fs::write(&cfg, text).unwrap();
-    for part in [&p1, &p2] {
-        let out = replay_cli(cfg.to_str().unwrap(), part.to_str().unwrap());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let cfg = updating_config(dir.path(), &rx.url());
+    replay_parts(&cfg, &[&p1, &p2]);
     let docs: Vec<Value> = rx.accepted().iter().map(|r| r.json()).collect();
-    let at = |d: &Value| {
-        chrono::DateTime::parse_from_rfc3339(d["at"].as_str().unwrap())
-            .unwrap()
-            .timestamp_millis()
-    };
     let router: Vec<&Value> = docs
         .iter()
         .filter(|d| d["dedup_key"].as_str().unwrap_or("").contains("router-x"))
@@ -1437,7 +1404,7 @@ async fn a_later_quiet_part_sends_no_updates_for_the_earlier_part_s_alerts() {
     assert_eq!(resolve["reason"], "alert_gone", "{resolve}");
     let late_updates = router
         .iter()
-        .filter(|d| d["reason"] == "progress" && at(d) > T0 + 30 * 60_000)
+        .filter(|d| d["reason"] == "progress" && at_ms(d) > T0 + 30 * 60_000)
         .count();
     assert!(
         late_updates <= 1,

@@ -495,10 +495,7 @@ fn a_type_error_does_not_hide_the_threshold_checks() {
     ]
     .concat();
     let shown: Vec<String> = errors(&text).iter().map(ToString::to_string).collect();
-    let paths: Vec<&str> = shown
-        .iter()
-        .map(|s| s.split(" = ").next().unwrap_or_default())
-        .collect();
+    let paths = key_paths(&shown);
     assert_eq!(
         paths,
         [
@@ -531,10 +528,7 @@ fn a_type_error_does_not_hide_the_threshold_checks() {
         rule("\"b\"", "\"1h\"", "warning = 5.0, critical = 2.0", "")
     );
     let shown: Vec<String> = errors(&text).iter().map(ToString::to_string).collect();
-    let paths: Vec<&str> = shown
-        .iter()
-        .map(|s| s.split(" = ").next().unwrap_or_default())
-        .collect();
+    let paths = key_paths(&shown);
     assert_eq!(
         paths,
         ["receivers[0].url", "rules[0].thresholds.critical"],
@@ -555,9 +549,14 @@ fn a_type_error_does_not_hide_the_threshold_checks() {
         rule("\"a\"", "60", "warning = 5.0", "")
     );
     let shown: Vec<String> = errors(&text).iter().map(ToString::to_string).collect();
-    let paths: Vec<&str> = shown
+    let paths = key_paths(&shown);
+    assert_eq!(paths, ["receivers[0].name", "rules[0].window"], "{shown:?}");
+}
+
+/// The key path each shown error starts with (`rules[0].window = 60: …`).
+fn key_paths(shown: &[String]) -> Vec<&str> {
+    shown
         .iter()
         .map(|s| s.split(" = ").next().unwrap_or_default())
-        .collect();
-    assert_eq!(paths, ["receivers[0].name", "rules[0].window"], "{shown:?}");
+        .collect()
 }
