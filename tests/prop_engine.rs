@@ -1159,11 +1159,21 @@ fn run_against_model(
     };
     for (i, raw) in case.events.iter().enumerate() {
         let before = out.len();
+        let clock_before = engine.clock();
         let outcome = engine.process(&raw.decode(), &mut out);
         let expected = model.process(raw);
         prop_assert_eq!(outcome, expected, "outcome of event #{} {:?}", i, raw);
         prop_assert_eq!(engine.clock(), model.clock);
         for t in &out[before..] {
+            // Everything due up to the clock ran when the clock got there.
+            prop_assert!(
+                clock_before.is_none_or(|c| t.at >= c),
+                "event #{} emitted a transition at {} behind the clock {:?}: {:?}",
+                i,
+                t.at,
+                clock_before,
+                t
+            );
             checker.check(case, &model, t)?;
         }
         let clock = model.clock.unwrap_or_default();
@@ -2192,4 +2202,83 @@ fn bug_dedup_key_reused_for_two_incidents() {
         lines[0].1, lines[2].1,
         "two incidents share a key: {lines:?}"
     );
+}
+
+/// Regression: a surge's silence check armed by an event of the stream (the
+/// first event after a silence that had reached the baseline) did not lower
+/// the engine's next-timer floor, so a clock moving past it skipped the
+/// check and ran it later, behind an evaluation at a later time. Here the
+/// check due at 80 001 ms ran after the event at 85 221 ms had been
+/// evaluated: its own engine went pending at 80 001 and judged the `for`
+/// deadline on the event's value, while `tune`'s shared windows (which
+/// record evaluations in the order they run) fired.
+#[test]
+fn a_silence_check_armed_by_an_event_runs_in_time_order() {
+    let times = [
+        -7260, -5414, -2738, 766, 4638, 8652, 13414, 15824, 45001, 47563, 49931, 50865, 55001,
+        81465, 85221, 90001,
+    ];
+    let events = times
+        .iter()
+        .enumerate()
+        .map(|(i, &ts)| RawEvent {
+            id: format!("e{i}"),
+            kind: if matches!(i, 10 | 11) {
+                "order"
+            } else {
+                "complaint"
+            },
+            ts,
+            customer: None,
+            attrs: [matches!(i, 6 | 14).then_some("p1"), None],
+            score: None,
+        })
+        .collect();
+    let alert = |warning: f64, for_ms: i64| AlertSpec {
+        below: false,
+        warning,
+        critical: None,
+        clear: None,
+        for_ms,
+        keep_ms: 0,
+    };
+    let case = Case {
+        lateness: 0,
+        horizon: HUGE_HORIZON_MS,
+        silence: Some(15_500),
+        rules: vec![RuleSpec {
+            kind: Kind::Surge {
+                sel: Sel {
+                    kind: Some(Match::Not(vec!["order", "feedback"])),
+                    product: Some(Match::In(vec!["p1"])),
+                    region: None,
+                },
+                m: 5,
+                zscore: true,
+                min_baseline: 1.0,
+            },
+            slide: 5000,
+            n: 2,
+            group_by: Vec::new(),
+            min_volume: 1,
+            alert: alert(-2.0, 7000),
+        }],
+        events,
+    };
+    let mut engine = case.engine();
+    let mut out = Vec::new();
+    for raw in &case.events {
+        let (clock, before) = (engine.clock(), out.len());
+        engine.process(&raw.decode(), &mut out);
+        for t in &out[before..] {
+            assert!(
+                clock.is_none_or(|c| t.at >= c),
+                "{} emitted {t:?} behind the clock {clock:?}",
+                raw.id
+            );
+        }
+    }
+    // A variant of 0.0 is −2.0 on the z-score's range: the same policy.
+    let variants = [alert(0.0, 7000), alert(0.0, 0)];
+    check_shared_policies(&case, &variants).unwrap();
 }

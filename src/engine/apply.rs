@@ -168,8 +168,11 @@ impl Engine {
     pub(super) fn note_occupancy(&mut self, ts: i64, clock: i64) {
         for &r in &self.occupied {
             let rule = &mut self.rules[r as usize];
-            if let Some(p) = rule.occupied_pane(ts, clock) {
-                rule.note_occupied_pane(p);
+            if let Some(due) = rule
+                .occupied_pane(ts, clock)
+                .and_then(|p| rule.note_occupied_pane(p))
+            {
+                self.wheel_floor = self.wheel_floor.min(due);
             }
         }
     }

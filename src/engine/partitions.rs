@@ -100,7 +100,9 @@ impl Engine {
             // clock no later than theirs).
             let last = pane.saturating_mul(rule.slide);
             if clock.is_none_or(|c| rule.occupied_pane(last, c).is_some()) {
-                rule.note_occupied_pane(pane);
+                if let Some(due) = rule.note_occupied_pane(pane) {
+                    self.wheel_floor = self.wheel_floor.min(due);
+                }
             }
         }
     }

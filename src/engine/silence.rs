@@ -73,15 +73,21 @@ impl RuleRt {
         (p >= pane_of(clock, self.slide)).then_some(p)
     }
 
-    /// Notes pane `pane` as occupied (from a split stage's report).
-    pub(super) fn note_occupied_pane(&mut self, pane: i64) {
-        if let Some(o) = self.occupancy.as_deref_mut() {
-            if o.mark(pane) {
-                self.silence_memo.set(NO_MEMO);
-                // A silence may have ended: its panes will leave the baseline.
-                self.arm_silence_check(pane);
-            }
+    /// Notes pane `pane` as occupied (an event of the stream, or a split
+    /// stage's report). Returns when the rule's silence check is due if
+    /// noting it armed the check: the caller lowers the engine's
+    /// `wheel_floor` to it, or a clock moving past it would skip the check
+    /// and run it late, behind evaluations at later times.
+    #[must_use]
+    pub(super) fn note_occupied_pane(&mut self, pane: i64) -> Option<i64> {
+        let o = self.occupancy.as_deref_mut()?;
+        if !o.mark(pane) {
+            return None;
         }
+        self.silence_memo.set(NO_MEMO);
+        // A silence may have ended: its panes will leave the baseline.
+        self.arm_silence_check(pane);
+        self.silence_check_due()
     }
 
     /// `engine.silence_after` in this rule's panes (rounded up; 0: off),
