@@ -11,4 +11,19 @@ if [[ "${CRISISWATCH_SKIP_INSTALL:-0}" != "1" ]]; then
   scripts/install-test-deps.sh
 fi
 
+# The property tests draw their cases from PROPTEST_RNG_SEED: unless it is
+# set, the commit's own (the first 15 hex digits of HEAD), so every commit
+# explores other cases while a run on one commit repeats exactly — a CI
+# failure is reproduced with the seed printed here. PROPTEST_CASES=3000 (and
+# another seed) makes a longer exploration.
+if [[ -z "${PROPTEST_RNG_SEED:-}" ]]; then
+  if head=$(git rev-parse HEAD 2>/dev/null); then
+    PROPTEST_RNG_SEED=$((16#${head:0:15}))
+  else
+    PROPTEST_RNG_SEED=20261207
+  fi
+  export PROPTEST_RNG_SEED
+fi
+echo "property tests: PROPTEST_RNG_SEED=$PROPTEST_RNG_SEED${PROPTEST_CASES:+ PROPTEST_CASES=$PROPTEST_CASES}" >&2
+
 cargo test --locked --all-features -- --test-threads="${CRISISWATCH_TEST_THREADS:-2}"
