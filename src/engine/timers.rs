@@ -77,6 +77,13 @@ impl Engine {
                 self.wheel_floor = floor;
                 break;
             };
+            // Everything due up to the clock ran when the clock got there:
+            // whatever schedules a timer lowers `wheel_floor` to it.
+            debug_assert!(
+                self.clock.is_none_or(|c| time >= c),
+                "{due:?} due at {time} runs behind the clock {:?}",
+                self.clock
+            );
             self.clock = Some(self.clock.map_or(time, |c| c.max(time)));
             if due == Due::Silence {
                 self.silence_check(r, time, out);
