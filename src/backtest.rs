@@ -38,6 +38,7 @@ pub(crate) mod invalid_lines;
 pub mod kafka_input;
 pub(crate) mod label_watch;
 pub mod labels;
+pub(crate) mod launch_watch;
 pub mod line;
 pub mod report;
 pub mod review;
@@ -499,9 +500,13 @@ pub fn run(
     // before them: the same results, in the same order.
     let mut ahead = DecodeAhead::new(*driver.engine().limits(), now_ms);
     let mut labels = opts.labels.as_deref().map(label_watch::LabelWatch::new);
+    let mut launches = launch_watch::LaunchWatch::new(cfg);
     let mut sink = |(at, decoded): Decoded<input::LineRef>| {
         if let Some(l) = &mut labels {
             l.observe_held(&decoded);
+        }
+        if let Some(w) = &mut launches {
+            w.observe_held(&decoded);
         }
         driver.feed_decoded(decoded, Some(at), &mut obs);
     };
@@ -530,6 +535,12 @@ pub fn run(
     }
     let mut report = finish(&driver, obs.tracker, opts);
     report.invalid_lines = driver.named_invalid_lines(Some(inputs));
+    if let Some(w) = &launches {
+        let found = w.launches(&report.incidents, |r| driver.engine().origin_end(r));
+        if let Some(msg) = launch_watch::warning(&found) {
+            tracing::warn!(tool = "backtest", "{msg}");
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         lines = report.lines,

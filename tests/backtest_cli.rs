@@ -2487,6 +2487,82 @@ fn a_history_stamped_in_batches_is_named() {
     }
 }
 
+/// A product launched mid-history at ordinary rates is judged by the surge
+/// rules against a baseline of zeros from before it existed, and pages: the
+/// backtest names the incident, its slice and the slice's first event, and
+/// says what to do; the untouched day names nothing.
+#[test]
+fn a_surge_page_on_a_slice_launched_mid_history_is_named() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("backtest_cli_launch");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (day, _) = generate(&dir);
+    let text = std::fs::read_to_string(&day).unwrap();
+    // tv-max's traffic from 12:30 to 14:00 (between the crises) once more,
+    // as a new product's.
+    let mut launched = String::with_capacity(text.len() + text.len() / 50);
+    let mut copies = 0;
+    for l in text.lines() {
+        launched.push_str(l);
+        launched.push('\n');
+        let Ok(serde_json::Value::Object(mut o)) = serde_json::from_str(l) else {
+            continue;
+        };
+        let in_span = o
+            .get("ts")
+            .and_then(|t| t.as_str())
+            .is_some_and(|t| ("2026-11-20T12:30".."2026-11-20T14:00").contains(&t));
+        let tv = o
+            .get("attrs")
+            .and_then(|a| a.get("product"))
+            .is_some_and(|p| p == "tv-max");
+        if !(in_span && tv) {
+            continue;
+        }
+        for k in ["id", "ref_id"] {
+            if let Some(serde_json::Value::String(v)) = o.get_mut(k) {
+                v.push_str("-new");
+            }
+        }
+        if let Some(serde_json::Value::Object(a)) = o.get_mut("attrs") {
+            a.insert("product".into(), "tv-new".into());
+        }
+        launched.push_str(&serde_json::to_string(&o).unwrap());
+        launched.push('\n');
+        copies += 1;
+    }
+    assert!(copies > 1_000, "{copies} events copied");
+    let file = dir.join("launched.jsonl");
+    std::fs::write(&file, launched).unwrap();
+    let backtest = |input: &Path| {
+        let out = run(&[
+            "backtest",
+            "--config",
+            &example(),
+            "--input",
+            s(input),
+            "--now",
+            HISTORY_NOW,
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = backtest(&file);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("first seen mid-history"))
+        .unwrap_or_else(|| panic!("no launch named: {stderr}"));
+    assert!(
+        line.contains("complaint_surge on product=\"tv-new\" fired at 2026-11-20T1")
+            && line.contains("after the slice's first event of any type (2026-11-20T12:30:")
+            && line.contains("`crisiswatch silence add product=tv-new --for 6h`")
+            // The crises of the day are not launches.
+            && !line.contains("router-x")
+            && !line.contains("phone-z"),
+        "{line}"
+    );
+    assert!(!backtest(&day).contains("mid-history"));
+}
+
 /// `review --transitions T --input H` gives the reviews `backtest
 /// --review-dir` gives of the same history: peaks sampled at every slide
 /// boundary, not only the transitions' values (a field trial found a

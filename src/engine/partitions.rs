@@ -107,6 +107,13 @@ impl Engine {
         }
     }
 
+    /// When rule `r`'s baseline history starts: the end of its warm-up
+    /// origin pane (`None` before its first event).
+    pub(crate) fn origin_end(&self, r: usize) -> Option<i64> {
+        let rule = self.rules.get(r)?;
+        rule.origin.map(|p| p.saturating_mul(rule.slide))
+    }
+
     /// Whether rule `r` has its warm-up origin.
     pub fn has_origin(&self, r: usize) -> bool {
         self.rules.get(r).is_some_and(|x| x.origin.is_some())
