@@ -19,7 +19,9 @@
 use std::fmt::Write as _;
 
 use crate::config::{Config, IndicatorConfig};
-use crate::event::{format_ts as fmt_ts, Event, OwnedEvent};
+#[cfg(test)]
+use crate::event::Event;
+use crate::event::{format_ts as fmt_ts, OwnedEvent};
 
 use super::report::{fmt_dur, printable, Incident};
 
@@ -119,25 +121,31 @@ impl LaunchWatch {
 
     /// Notes a decoded line (a valid event; invalid lines are not a slice's).
     pub(crate) fn observe_held(&mut self, held: &Result<OwnedEvent, crate::event::Invalid>) {
-        if let Some(ev) = held.as_ref().ok().and_then(OwnedEvent::event) {
-            self.observe(&ev);
+        if let Ok(ev) = held {
+            self.note(ev.ts(), |a| ev.attr(a));
         }
     }
 
     /// Notes `ev`'s slices.
+    #[cfg(test)]
     pub(crate) fn observe(&mut self, ev: &Event<'_>) {
+        self.note(ev.ts, |a| ev.attr(a));
+    }
+
+    /// Notes the slices of an event at `ts` whose attributes `attr` gives.
+    fn note<'e>(&mut self, ts: i64, attr: impl Fn(&str) -> Option<&'e str>) {
         for set in &mut self.sets {
             self.key.clear();
             for (i, a) in set.attrs.iter().enumerate() {
                 if i > 0 {
                     self.key.push(SEP);
                 }
-                self.key.push_str(ev.attr(a).unwrap_or(""));
+                self.key.push_str(attr(a).unwrap_or(""));
             }
             if let Some(t) = set.first.get_mut(self.key.as_str()) {
-                *t = (*t).min(ev.ts);
+                *t = (*t).min(ts);
             } else if set.first.len() < MAX_SLICES {
-                set.first.insert(self.key.as_str().into(), ev.ts);
+                set.first.insert(self.key.as_str().into(), ts);
             }
         }
     }

@@ -124,6 +124,15 @@ impl OwnedEvent {
             .unwrap_or_default()
     }
 
+    /// The value of attribute `name` (the first, as [`Event`]'s lookup),
+    /// read without lending the whole event.
+    pub(crate) fn attr(&self, name: &str) -> Option<&str> {
+        let kv = self.spans.get(4..)?.chunks_exact(2);
+        kv.into_iter()
+            .find(|kv| self.str(kv[0]) == Some(name))
+            .and_then(|kv| self.str(kv[1]))
+    }
+
     /// The input bytes the event was decoded from.
     pub(crate) fn raw(&self) -> &[u8] {
         match &self.raw_bytes {
@@ -296,6 +305,11 @@ mod tests {
                 if let Ok(held) = held {
                     proptest::prop_assert_eq!(held.event().map(Event::into_owned), Some(ev.clone().into_owned()));
                     proptest::prop_assert_eq!(held.raw(), &raw[..]);
+                    // An attribute read alone is the lent event's.
+                    for k in ["k", "junk", "id"] {
+                        proptest::prop_assert_eq!(held.attr(k), ev.attr(k));
+                    }
+                    proptest::prop_assert_eq!(held.attr("k"), Some(value.as_str()));
                 }
                 proptest::prop_assert_eq!(owned.event().map(Event::into_owned), Some(ev.into_owned()));
             }
