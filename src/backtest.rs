@@ -48,11 +48,12 @@ pub mod suggest;
 pub mod tune;
 
 use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::alert::Transition;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
-use crate::event::ahead::{DecodeAhead, Decoded};
+use crate::event::ahead::{DecodeAhead, Decoded, Inspect};
 use crate::event::{decode_held, DecodeLimits, Event, Invalid, InvalidReason, OwnedEvent};
 use crate::sequencer::{watermark, JumpGuard, SequencerOf};
 
@@ -498,15 +499,26 @@ pub fn run(
     let started = std::time::Instant::now();
     // Lines are decoded on a second thread while this one applies the ones
     // before them: the same results, in the same order.
-    let mut ahead = DecodeAhead::new(*driver.engine().limits(), now_ms);
+    // The launch watch reads every event where it is decoded, off this thread.
+    let launches = launch_watch::LaunchWatch::new(cfg).map(|w| Arc::new(Mutex::new(w)));
+    let mut ahead = match &launches {
+        Some(w) => {
+            let w = Arc::clone(w);
+            let inspect: Inspect<input::LineRef> =
+                Arc::new(Mutex::new(move |decoded: &[Decoded<input::LineRef>]| {
+                    let mut w = w.lock().unwrap_or_else(PoisonError::into_inner);
+                    for (_, held) in decoded {
+                        w.observe_held(held);
+                    }
+                }));
+            DecodeAhead::inspecting(*driver.engine().limits(), now_ms, inspect)
+        }
+        None => DecodeAhead::new(*driver.engine().limits(), now_ms),
+    };
     let mut labels = opts.labels.as_deref().map(label_watch::LabelWatch::new);
-    let mut launches = launch_watch::LaunchWatch::new(cfg);
     let mut sink = |(at, decoded): Decoded<input::LineRef>| {
         if let Some(l) = &mut labels {
             l.observe_held(&decoded);
-        }
-        if let Some(w) = &mut launches {
-            w.observe_held(&decoded);
         }
         driver.feed_decoded(decoded, Some(at), &mut obs);
     };
@@ -536,6 +548,7 @@ pub fn run(
     let mut report = finish(&driver, obs.tracker, opts);
     report.invalid_lines = driver.named_invalid_lines(Some(inputs));
     if let Some(w) = &launches {
+        let w = w.lock().unwrap_or_else(PoisonError::into_inner);
         let found = w.launches(&report.incidents, |r| driver.engine().origin_end(r));
         if let Some(msg) = launch_watch::warning(&found) {
             tracing::warn!(tool = "backtest", "{msg}");

@@ -32,17 +32,28 @@ const MAX_SLICES: usize = 200_000;
 /// Incidents named one by one; the rest are counted.
 const NAMED: usize = 5;
 
-/// Separates the values of a slice key (not in attribute values a
-/// producer writes in practice; a collision only merges two slices' first
-/// times).
-const SEP: char = '\u{1f}';
-
 /// One distinct `group_by` of the surge rules.
 #[derive(Debug)]
 struct SliceSet {
     attrs: Vec<String>,
-    /// Slice key → the earliest time of a valid event with its values.
-    first: hashbrown::HashMap<Box<str>, i64, foldhash::fast::FixedState>,
+    /// Indices of `attrs` in [`LaunchWatch::attrs`].
+    ids: Vec<usize>,
+    /// Slice (the 64-bit hash of its values: [`slice_hash`]; two slices
+    /// colliding would only share a first time) → the earliest time of a
+    /// valid event with its values.
+    first: hashbrown::HashMap<u64, i64, foldhash::fast::FixedState>,
+}
+
+/// The hash of a slice's values, in `group_by` order (each value followed
+/// by a byte no UTF-8 text has, so `("ab", "")` and `("a", "b")` differ).
+fn slice_hash<'v>(values: impl IntoIterator<Item = &'v str>) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0x1a0c).build_hasher();
+    for v in values {
+        h.write(v.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
 }
 
 /// A surge rule the watch names incidents of.
@@ -62,7 +73,9 @@ struct SurgeRule {
 pub(crate) struct LaunchWatch {
     sets: Vec<SliceSet>,
     rules: Vec<SurgeRule>,
-    key: String,
+    /// The distinct attributes of all sets, and an event's values of them.
+    attrs: Vec<String>,
+    values: Vec<Option<std::ops::Range<usize>>>,
 }
 
 /// One incident named.
@@ -82,7 +95,8 @@ impl LaunchWatch {
         let mut w = LaunchWatch {
             sets: Vec::new(),
             rules: Vec::new(),
-            key: String::new(),
+            attrs: Vec::new(),
+            values: Vec::new(),
         };
         for (index, r) in cfg.rules.iter().enumerate() {
             let IndicatorConfig::Surge {
@@ -99,8 +113,20 @@ impl LaunchWatch {
             let set = match w.sets.iter().position(|s| s.attrs == r.group_by) {
                 Some(i) => i,
                 None => {
+                    let ids = r
+                        .group_by
+                        .iter()
+                        .map(|a| match w.attrs.iter().position(|x| x == a) {
+                            Some(i) => i,
+                            None => {
+                                w.attrs.push(a.clone());
+                                w.attrs.len() - 1
+                            }
+                        })
+                        .collect();
                     w.sets.push(SliceSet {
                         attrs: r.group_by.clone(),
+                        ids,
                         first: hashbrown::HashMap::with_hasher(
                             foldhash::fast::FixedState::with_seed(0x1a0c),
                         ),
@@ -116,36 +142,73 @@ impl LaunchWatch {
                 baseline_ms: baseline.as_ms(),
             });
         }
+        w.values = vec![None; w.attrs.len()];
         (!w.rules.is_empty()).then_some(w)
     }
 
     /// Notes a decoded line (a valid event; invalid lines are not a slice's).
     pub(crate) fn observe_held(&mut self, held: &Result<OwnedEvent, crate::event::Invalid>) {
         if let Ok(ev) = held {
-            self.note(ev.ts(), |a| ev.attr(a));
+            self.note(ev.ts(), ev.text(), ev.attr_ranges());
         }
     }
 
     /// Notes `ev`'s slices.
     #[cfg(test)]
     pub(crate) fn observe(&mut self, ev: &Event<'_>) {
-        self.note(ev.ts, |a| ev.attr(a));
+        let mut text = String::new();
+        let mut ranges = Vec::new();
+        for (k, v) in &ev.attrs {
+            let k0 = text.len();
+            text.push_str(k);
+            let v0 = text.len();
+            text.push_str(v);
+            ranges.push((k0..v0, v0..text.len()));
+        }
+        self.note(ev.ts, &text, ranges);
     }
 
-    /// Notes the slices of an event at `ts` whose attributes `attr` gives.
-    fn note<'e>(&mut self, ts: i64, attr: impl Fn(&str) -> Option<&'e str>) {
-        for set in &mut self.sets {
-            self.key.clear();
-            for (i, a) in set.attrs.iter().enumerate() {
-                if i > 0 {
-                    self.key.push(SEP);
+    /// Notes the slices of an event at `ts` whose attributes are the
+    /// (key, value) ranges `attrs` of `text`. The first of a repeated key
+    /// counts, as in the engine.
+    fn note(
+        &mut self,
+        ts: i64,
+        text: &str,
+        attrs: impl IntoIterator<Item = (std::ops::Range<usize>, std::ops::Range<usize>)>,
+    ) {
+        self.values.fill(None);
+        let mut missing = self.attrs.len();
+        for (k, v) in attrs {
+            let key = text.as_bytes().get(k).unwrap_or_default();
+            // Length and first byte first: most keys differ there, and a
+            // call to compare the rest costs more than the rest of the loop.
+            let same = |a: &String| {
+                let a = a.as_bytes();
+                a.len() == key.len() && a.first() == key.first() && a == key
+            };
+            if let Some(i) = self.attrs.iter().position(same) {
+                if self.values[i].is_none() {
+                    self.values[i] = Some(v);
+                    missing -= 1;
+                    if missing == 0 {
+                        break;
+                    }
                 }
-                self.key.push_str(attr(a).unwrap_or(""));
             }
-            if let Some(t) = set.first.get_mut(self.key.as_str()) {
+        }
+        for set in &mut self.sets {
+            let values = set.ids.iter().map(|&i| {
+                self.values[i]
+                    .clone()
+                    .and_then(|r| text.get(r))
+                    .unwrap_or_default()
+            });
+            let h = slice_hash(values);
+            if let Some(t) = set.first.get_mut(&h) {
                 *t = (*t).min(ts);
             } else if set.first.len() < MAX_SLICES {
-                set.first.insert(self.key.as_str().into(), ts);
+                set.first.insert(h, ts);
             }
         }
     }
@@ -168,21 +231,16 @@ impl LaunchWatch {
                 continue;
             };
             let set = &self.sets[rule.set];
-            let mut key = String::new();
-            let mut slice = Vec::new();
-            for (i, a) in set.attrs.iter().enumerate() {
-                let v = inc
-                    .group
-                    .iter()
-                    .find(|(k, _)| k == a)
-                    .map_or("", |(_, v)| v.as_str());
-                if i > 0 {
-                    key.push(SEP);
-                }
-                key.push_str(v);
-                slice.push((a.clone(), v.to_string()));
-            }
-            let Some(&first_seen) = set.first.get(key.as_str()) else {
+            let slice: Vec<(String, String)> = set
+                .attrs
+                .iter()
+                .map(|a| {
+                    let v = inc.group.iter().find(|(k, _)| k == a);
+                    (a.clone(), v.map_or("", |(_, v)| v.as_str()).to_string())
+                })
+                .collect();
+            let h = slice_hash(slice.iter().map(|(_, v)| v.as_str()));
+            let Some(&first_seen) = set.first.get(&h) else {
                 continue;
             };
             let base_end = inc.fired_at.saturating_sub(rule.window_ms);

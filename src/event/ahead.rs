@@ -13,6 +13,7 @@
 //! when asked) nothing is threaded: each line is decoded as it is pushed.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use super::{decode_held, DecodeLimits, Event, Invalid, OwnedEvent};
@@ -26,6 +27,21 @@ pub const DEPTH: usize = 2;
 
 /// One decoded line: its tag and the decode result.
 pub type Decoded<T> = (T, Result<OwnedEvent, Invalid>);
+
+/// Work on each batch of decoded lines where it was decoded — on the
+/// decoding thread when there is one, off the caller's thread — before the
+/// sink gets them, in input order ([`DecodeAhead::inspecting`]).
+pub type Inspect<T> = Arc<Mutex<dyn FnMut(&[Decoded<T>]) + Send>>;
+
+/// Runs `inspect` (if any) over `decoded`.
+fn inspect_all<T>(inspect: Option<&Inspect<T>>, decoded: &[Decoded<T>]) {
+    if let Some(f) = inspect {
+        // A panic in an inspector is surfaced where it happened; the lock
+        // itself carries no invariant.
+        let mut f = f.lock().unwrap_or_else(PoisonError::into_inner);
+        f(decoded);
+    }
+}
 
 /// Lines waiting to be decoded, in input order.
 struct Batch<T> {
@@ -92,6 +108,7 @@ pub struct DecodeAhead<T: Send + 'static> {
     in_flight: usize,
     /// Emptied batches, for reuse.
     spare: Vec<Batch<T>>,
+    inspect: Option<Inspect<T>>,
 }
 
 impl<T: Send + 'static> DecodeAhead<T> {
@@ -104,8 +121,24 @@ impl<T: Send + 'static> DecodeAhead<T> {
 
     /// As [`DecodeAhead::new`], threaded or not as asked (tests compare both).
     pub fn with_thread(limits: DecodeLimits, now_ms: Option<i64>, threaded: bool) -> Self {
+        Self::build(limits, now_ms, threaded, None)
+    }
+
+    /// As [`DecodeAhead::new`], with `inspect` run over every batch of
+    /// decoded lines where it was decoded, before the sink gets them.
+    pub fn inspecting(limits: DecodeLimits, now_ms: Option<i64>, inspect: Inspect<T>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::build(limits, now_ms, cores > 1, Some(inspect))
+    }
+
+    fn build(
+        limits: DecodeLimits,
+        now_ms: Option<i64>,
+        threaded: bool,
+        inspect: Option<Inspect<T>>,
+    ) -> Self {
         let worker = if threaded {
-            Self::spawn(limits, now_ms)
+            Self::spawn(limits, now_ms, inspect.clone())
         } else {
             None
         };
@@ -116,12 +149,17 @@ impl<T: Send + 'static> DecodeAhead<T> {
             batch: Batch::new(),
             in_flight: 0,
             spare: Vec::new(),
+            inspect,
         }
     }
 
     /// Starts the decoding thread (`None` if the system refuses a thread:
     /// then lines are decoded inline).
-    fn spawn(limits: DecodeLimits, now_ms: Option<i64>) -> Option<Worker<T>> {
+    fn spawn(
+        limits: DecodeLimits,
+        now_ms: Option<i64>,
+        inspect: Option<Inspect<T>>,
+    ) -> Option<Worker<T>> {
         let (to, from_caller) = sync_channel::<Batch<T>>(DEPTH);
         let (to_caller, back) = sync_channel(DEPTH);
         let spawned = std::thread::Builder::new()
@@ -129,6 +167,7 @@ impl<T: Send + 'static> DecodeAhead<T> {
             .spawn(move || {
                 for mut batch in from_caller {
                     let decoded = batch.decode(&limits, now_ms);
+                    inspect_all(inspect.as_ref(), &decoded);
                     if to_caller.send((batch, decoded)).is_err() {
                         break;
                     }
@@ -158,10 +197,12 @@ impl<T: Send + 'static> DecodeAhead<T> {
         sink: &mut impl FnMut(Decoded<T>),
     ) {
         if self.worker.is_none() {
-            sink((
+            let decoded = (
                 tag,
                 decode_one(line, &self.limits, self.now_ms, default_type),
-            ));
+            );
+            inspect_all(self.inspect.as_ref(), std::slice::from_ref(&decoded));
+            sink(decoded);
             return;
         }
         self.batch.bytes.extend_from_slice(line);
@@ -232,10 +273,9 @@ impl<T: Send + 'static> DecodeAhead<T> {
 
     /// Decodes a batch on this thread.
     fn decode_here(&mut self, mut batch: Batch<T>, sink: &mut impl FnMut(Decoded<T>)) {
-        batch
-            .decode(&self.limits, self.now_ms)
-            .into_iter()
-            .for_each(&mut *sink);
+        let decoded = batch.decode(&self.limits, self.now_ms);
+        inspect_all(self.inspect.as_ref(), &decoded);
+        decoded.into_iter().for_each(&mut *sink);
         self.spare.push(batch);
     }
 
@@ -294,13 +334,23 @@ mod tests {
                     .map_err(|i| format!("{}: {}", i.reason, i.detail)),
             ));
         };
-        let mut ahead = DecodeAhead::with_thread(limits, None, threaded);
+        // The inspector sees every line once, in order, with its result.
+        let inspected = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&inspected);
+        let inspect: Inspect<usize> = Arc::new(Mutex::new(move |d: &[Decoded<usize>]| {
+            let mut seen = seen.lock().unwrap();
+            seen.extend(d.iter().map(|(tag, r)| (*tag, r.is_ok())));
+        }));
+        let mut ahead = DecodeAhead::build(limits, None, threaded, Some(inspect));
         assert_eq!(ahead.threaded(), threaded);
         for (i, l) in lines().iter().enumerate() {
             let default = (i % 3 == 0).then_some("complaint");
             ahead.push(l, default, i, &mut sink);
         }
         ahead.finish(&mut sink);
+        let inspected = std::mem::take(&mut *inspected.lock().unwrap());
+        let expected: Vec<(usize, bool)> = got.iter().map(|(t, r)| (*t, r.is_ok())).collect();
+        assert_eq!(inspected, expected);
         got
     }
 

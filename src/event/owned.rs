@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::ops::Range;
 
 use super::Event;
 
@@ -124,13 +125,21 @@ impl OwnedEvent {
             .unwrap_or_default()
     }
 
-    /// The value of attribute `name` (the first, as [`Event`]'s lookup),
-    /// read without lending the whole event.
-    pub(crate) fn attr(&self, name: &str) -> Option<&str> {
-        let kv = self.spans.get(4..)?.chunks_exact(2);
-        kv.into_iter()
-            .find(|kv| self.str(kv[0]) == Some(name))
-            .and_then(|kv| self.str(kv[1]))
+    /// The text the event's strings lie in ([`OwnedEvent::attr_ranges`]).
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Each attribute's key and value as byte ranges of
+    /// [`OwnedEvent::text`], in input order: read without lending the
+    /// whole event.
+    pub(crate) fn attr_ranges(&self) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
+        let range = |(a, b): Span| a as usize..b as usize;
+        self.spans
+            .get(4..)
+            .unwrap_or_default()
+            .chunks_exact(2)
+            .map(move |kv| (range(kv[0]), range(kv[1])))
     }
 
     /// The input bytes the event was decoded from.
@@ -305,11 +314,16 @@ mod tests {
                 if let Ok(held) = held {
                     proptest::prop_assert_eq!(held.event().map(Event::into_owned), Some(ev.clone().into_owned()));
                     proptest::prop_assert_eq!(held.raw(), &raw[..]);
-                    // An attribute read alone is the lent event's.
-                    for k in ["k", "junk", "id"] {
-                        proptest::prop_assert_eq!(held.attr(k), ev.attr(k));
-                    }
-                    proptest::prop_assert_eq!(held.attr("k"), Some(value.as_str()));
+                    // The attributes read as ranges are the lent event's.
+                    let text = held.text();
+                    let pairs: Vec<(&str, &str)> = held
+                        .attr_ranges()
+                        .map(|(k, v)| (&text[k], &text[v]))
+                        .collect();
+                    let lent: Vec<(&str, &str)> =
+                        ev.attrs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+                    proptest::prop_assert_eq!(&pairs, &lent);
+                    proptest::prop_assert_eq!(pairs, vec![("k", value.as_str())]);
                 }
                 proptest::prop_assert_eq!(owned.event().map(Event::into_owned), Some(ev.into_owned()));
             }

@@ -79,7 +79,10 @@ fn names_surge_pages_on_slices_first_seen_mid_history() {
     w.observe(&event("complaint", "sparse", t0 + 8 * HOUR));
     // A line out of order: the earliest time is the slice's first.
     w.observe(&event("order", "old", t0 - 2 * MIN));
-    assert_eq!(w.sets[0].first.get("old"), Some(&(t0 - 2 * MIN)));
+    assert_eq!(
+        w.sets[0].first.get(&slice_hash(["old"])),
+        Some(&(t0 - 2 * MIN))
+    );
     let origin = |r: usize| (r == 0).then_some(t0);
     let incidents = [
         // 23 minutes after its first event: the whole baseline is before it.
@@ -149,4 +152,55 @@ fn many_launches_are_counted_past_the_named_ones() {
     assert!(text.starts_with("8 incident(s)"), "{text}");
     assert!(text.contains("product=\"p4\"") && !text.contains("product=\"p5\""));
     assert!(text.contains("and 3 more;"), "{text}");
+}
+
+#[test]
+fn slices_of_several_attributes_are_told_apart() {
+    assert_ne!(slice_hash(["ab", ""]), slice_hash(["a", "b"]));
+    let toml = r#"
+[[rules]]
+name = "churn_surge"
+group_by = ["region", "segment"]
+window = "30m"
+slide = "1m"
+indicator = { kind = "surge", select = { type = "cancellation" }, baseline = "6h" }
+thresholds = { warning = 3.0 }
+"#;
+    let cfg = Config::from_toml_str(toml, &HashMap::<String, String>::new()).unwrap();
+    let mut w = LaunchWatch::new(&cfg).unwrap();
+    let t0 = 1_790_000_000_000 / HOUR * HOUR;
+    let ev = |region: &'static str, segment: &'static str, ts: i64| Event {
+        kind: "order".into(),
+        ts,
+        // A repeated key: the first counts, as in the engine.
+        attrs: [
+            ("segment".into(), segment.into()),
+            ("region".into(), region.into()),
+            ("region".into(), "elsewhere".into()),
+        ]
+        .into_iter()
+        .collect(),
+        ..Event::default()
+    };
+    w.observe(&ev("eu", "vip", t0));
+    w.observe(&ev("us", "smb", t0));
+    // Both values are old; their combination is new at 8 h.
+    w.observe(&ev("eu", "smb", t0 + 8 * HOUR));
+    let inc = |region: &str, segment: &str| Incident {
+        group: vec![
+            ("region".into(), region.into()),
+            ("segment".into(), segment.into()),
+        ],
+        ..incident("churn_surge", "-", t0 + 8 * HOUR + 20 * MIN)
+    };
+    // Were the repeated key's last value taken, (eu, smb) would be unknown.
+    let found = w.launches(&[inc("eu", "smb"), inc("eu", "vip")], |_| Some(t0));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        found[0].slice,
+        vec![
+            ("region".to_string(), "eu".to_string()),
+            ("segment".to_string(), "smb".to_string())
+        ]
+    );
 }
