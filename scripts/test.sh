@@ -16,14 +16,20 @@ fi
 # explores other cases while a run on one commit repeats exactly — a CI
 # failure is reproduced with the seed printed here. PROPTEST_CASES=3000 (and
 # another seed) makes a longer exploration.
+seed_from="set by the caller"
 if [[ -z "${PROPTEST_RNG_SEED:-}" ]]; then
-  if head=$(git rev-parse HEAD 2>/dev/null); then
+  # This checkout's own HEAD (not that of a repository it was unpacked in).
+  top=$(git rev-parse --show-toplevel 2>/dev/null || true)
+  if [[ -n "$top" && "$(cd "$top" && pwd -P)" == "$(pwd -P)" ]] &&
+    head=$(git rev-parse HEAD 2>/dev/null); then
     PROPTEST_RNG_SEED=$((16#${head:0:15}))
+    seed_from="from the commit ${head:0:12}"
   else
     PROPTEST_RNG_SEED=20261207
+    seed_from="fixed: git cannot read this checkout's commit"
   fi
   export PROPTEST_RNG_SEED
 fi
-echo "property tests: PROPTEST_RNG_SEED=$PROPTEST_RNG_SEED${PROPTEST_CASES:+ PROPTEST_CASES=$PROPTEST_CASES}" >&2
+echo "property tests: PROPTEST_RNG_SEED=$PROPTEST_RNG_SEED ($seed_from)${PROPTEST_CASES:+ PROPTEST_CASES=$PROPTEST_CASES}" >&2
 
 cargo test --locked --all-features -- --test-threads="${CRISISWATCH_TEST_THREADS:-2}"

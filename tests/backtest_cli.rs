@@ -2554,7 +2554,7 @@ fn a_surge_page_on_a_slice_launched_mid_history_is_named() {
     assert!(
         line.contains("complaint_surge on product=\"tv-new\" fired at 2026-11-20T1")
             && line.contains("after the slice's first event of any type (2026-11-20T12:30:")
-            && line.contains("`crisiswatch silence add product=tv-new --for 6h`")
+            && line.contains("`crisiswatch silence add rule=complaint_surge product=tv-new --for 6h30m`")
             // The crises of the day are not launches.
             && !line.contains("router-x")
             && !line.contains("phone-z"),

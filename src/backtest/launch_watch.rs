@@ -12,9 +12,11 @@
 //! (without `seasonality`), the first time any valid event of the history
 //! had each slice's values, whatever its type. After the pass, an incident
 //! of such a rule is named when at least half of the history in its
-//! baseline at the firing (the baseline after the rule's warm-up origin)
-//! lies before its slice's first event: the page may be the slice's
-//! launch, not a surge.
+//! baseline at the firing (the baseline panes after the rule's warm-up
+//! origin, as the engine counts them) lies before the pane of its slice's
+//! first event: the page may be the slice's launch, not a surge. An event
+//! stamped too early (a typo) makes its slice older than it is, so the
+//! watch may miss a launch; it never names a slice that was there.
 
 use std::fmt::Write as _;
 
@@ -64,6 +66,7 @@ struct SurgeRule {
     index: usize,
     /// Index into [`LaunchWatch::sets`].
     set: usize,
+    slide_ms: i64,
     window_ms: i64,
     baseline_ms: i64,
 }
@@ -86,7 +89,27 @@ pub(crate) struct Launch {
     pub(crate) fired_at: i64,
     /// The slice's first event (of any type) in the history.
     pub(crate) first_seen: i64,
-    pub(crate) baseline_ms: i64,
+    /// Until the slice's pre-launch zeros leave the baseline: window plus baseline.
+    pub(crate) reach_ms: i64,
+}
+
+/// The pane an instant falls in: pane `p` covers `((p − 1)·S, p·S]`, as the engine's.
+fn pane_of(t: i64, slide: i64) -> i64 {
+    t.saturating_sub(1)
+        .div_euclid(slide.max(1))
+        .saturating_add(1)
+}
+
+/// A value as a shell word: as it is when plain, else single-quoted.
+fn shell_word(v: &str) -> String {
+    let plain = !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:/@%+=,-".contains(c));
+    if plain {
+        v.to_string()
+    } else {
+        format!("'{}'", v.replace('\'', "'\\''"))
+    }
 }
 
 impl LaunchWatch {
@@ -138,6 +161,7 @@ impl LaunchWatch {
                 name: r.name.clone(),
                 index,
                 set,
+                slide_ms: r.slide().as_ms().max(1),
                 window_ms: r.window.as_ms(),
                 baseline_ms: baseline.as_ms(),
             });
@@ -169,8 +193,8 @@ impl LaunchWatch {
     }
 
     /// Notes the slices of an event at `ts` whose attributes are the
-    /// (key, value) ranges `attrs` of `text`. The first of a repeated key
-    /// counts, as in the engine.
+    /// (key, value) ranges `attrs` of `text` (the decoder keeps one value
+    /// per key; were there two, the first would count here).
     fn note(
         &mut self,
         ts: i64,
@@ -243,17 +267,24 @@ impl LaunchWatch {
             let Some(&first_seen) = set.first.get(&h) else {
                 continue;
             };
-            let base_end = inc.fired_at.saturating_sub(rule.window_ms);
+            // In panes, as the engine's baseline: the window is the panes up
+            // to the firing's, the baseline the panes before them, history
+            // only after the origin pane; the slice's own first pane is not
+            // before it.
+            let s = rule.slide_ms;
+            let window_end = pane_of(inc.fired_at, s).saturating_mul(s);
+            let base_end = window_end.saturating_sub(rule.window_ms);
             let base_start = base_end.saturating_sub(rule.baseline_ms).max(origin);
             let history = base_end.saturating_sub(base_start);
-            let before = first_seen.min(base_end).saturating_sub(base_start);
+            let launch = pane_of(first_seen, s).saturating_sub(1).saturating_mul(s);
+            let before = launch.min(base_end).saturating_sub(base_start);
             if history > 0 && before > 0 && before.saturating_mul(2) >= history {
                 out.push(Launch {
                     rule: rule.name.clone(),
                     slice,
                     fired_at: inc.fired_at,
                     first_seen,
-                    baseline_ms: rule.baseline_ms,
+                    reach_ms: rule.window_ms.saturating_add(rule.baseline_ms),
                 });
             }
         }
@@ -273,8 +304,9 @@ pub(crate) fn warning(launches: &[Launch]) -> Option<String> {
     };
     let mut s = format!(
         "{} incident(s) of surge rules fired on a slice first seen mid-history, judged against a \
-         baseline that was mostly zeros from before the slice's first event (the surge warm-up \
-         is the rule's, not the slice's: a product launched or a new market pages like a surge):",
+         baseline that was mostly history from before the slice's first event, in which it had \
+         no events (the surge warm-up is the rule's, not the slice's: a product launched or a new \
+         market pages like a surge):",
         launches.len()
     );
     for l in launches.iter().take(NAMED) {
@@ -293,15 +325,17 @@ pub(crate) fn warning(launches: &[Launch]) -> Option<String> {
     }
     let _ = write!(
         s,
-        " if these are launches, not surges, silence a new slice for its baseline at launch \
-         (`crisiswatch silence add {} --for {}`) or raise the rule's `min_baseline`",
+        " if these are launches, not surges, silence the rule on a new slice until its window \
+         and baseline have passed the launch (`crisiswatch silence add rule={} {} --for {}`) or \
+         raise the rule's `min_baseline`",
+        first.rule,
         first
             .slice
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| shell_word(&format!("{k}={v}")))
             .collect::<Vec<_>>()
             .join(" "),
-        fmt_dur(first.baseline_ms),
+        fmt_dur(first.reach_ms).replace(' ', ""),
     );
     Some(s)
 }

@@ -105,14 +105,15 @@ fn names_surge_pages_on_slices_first_seen_mid_history() {
             slice: vec![("product".into(), "new".into())],
             fired_at: t0 + 8 * HOUR + 23 * MIN,
             first_seen: t0 + 8 * HOUR,
-            baseline_ms: 6 * HOUR,
+            reach_ms: 6 * HOUR + 30 * MIN,
         }]
     );
     let text = warning(&found).unwrap();
     assert!(
         text.contains("complaint_surge on product=\"new\" fired at")
             && text.contains("23m after the slice's first event of any type")
-            && text.contains("`crisiswatch silence add product=new --for 6h`"),
+            && text
+                .contains("`crisiswatch silence add rule=complaint_surge product=new --for 6h30m`"),
         "{text}"
     );
     assert_eq!(warning(&[]), None);
@@ -145,7 +146,7 @@ fn many_launches_are_counted_past_the_named_ones() {
             slice: vec![("product".into(), format!("p{i}"))],
             fired_at: 1_790_000_000_000 + i * MIN,
             first_seen: 1_790_000_000_000,
-            baseline_ms: 6 * HOUR,
+            reach_ms: 6 * HOUR + 30 * MIN,
         })
         .collect();
     let text = warning(&launches).unwrap();
@@ -203,4 +204,31 @@ thresholds = { warning = 3.0 }
             ("segment".to_string(), "smb".to_string())
         ]
     );
+}
+
+#[test]
+fn the_silence_command_can_be_pasted() {
+    // The duration is one word the command line takes.
+    let d: crate::config::Dur = "6h30m".parse().unwrap();
+    assert_eq!(d.as_ms(), 6 * HOUR + 30 * MIN);
+    assert_eq!(shell_word("product=tv-new"), "product=tv-new");
+    assert_eq!(shell_word("product=tv new"), "'product=tv new'");
+    assert_eq!(shell_word("product=it's"), r"'product=it'\''s'");
+    let l = Launch {
+        rule: "complaint_surge".into(),
+        slice: vec![("product".into(), "tv new".into())],
+        fired_at: 1_790_000_000_000,
+        first_seen: 1_790_000_000_000 - 17 * MIN,
+        reach_ms: 26 * HOUR,
+    };
+    let text = warning(&[l]).unwrap();
+    assert!(
+        text.contains("`crisiswatch silence add rule=complaint_surge 'product=tv new' --for 1d2h`"),
+        "{text}"
+    );
+    // Panes as the engine's: ((p − 1)·S, p·S].
+    assert_eq!(pane_of(60_000, 60_000), 1);
+    assert_eq!(pane_of(60_001, 60_000), 2);
+    assert_eq!(pane_of(0, 60_000), 0);
+    assert_eq!(pane_of(-1, 60_000), 0);
 }
