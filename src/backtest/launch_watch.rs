@@ -21,6 +21,7 @@
 use std::fmt::Write as _;
 
 use crate::config::{Config, IndicatorConfig};
+use crate::engine::pane_of;
 #[cfg(test)]
 use crate::event::Event;
 use crate::event::{format_ts as fmt_ts, OwnedEvent};
@@ -91,13 +92,6 @@ pub(crate) struct Launch {
     pub(crate) first_seen: i64,
     /// Until the slice's pre-launch zeros leave the baseline: window plus baseline.
     pub(crate) reach_ms: i64,
-}
-
-/// The pane an instant falls in: pane `p` covers `((p − 1)·S, p·S]`, as the engine's.
-fn pane_of(t: i64, slide: i64) -> i64 {
-    t.saturating_sub(1)
-        .div_euclid(slide.max(1))
-        .saturating_add(1)
 }
 
 /// A value as a shell word: as it is when plain, else single-quoted.
